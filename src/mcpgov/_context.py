@@ -1,0 +1,114 @@
+"""The immutable per-request context every governance middleware sees."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from mcpgov._decision import Decision
+from mcpgov._principal import Principal
+
+if TYPE_CHECKING:
+    from mcpgov._audit import Auditor
+
+__all__ = ["Action", "GovContext", "Side", "TargetKind"]
+
+Side = Literal["client", "server"]
+"""Which end of the session a chain runs on."""
+
+Action = Literal["discover", "execute"]
+"""``discover``: may the caller see the target in a listing; ``execute``: may it use it."""
+
+TargetKind = Literal["tool", "resource", "prompt"]
+"""What a request's target is."""
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class GovContext:
+    """Everything known about one governed request. Immutable: use :meth:`replace`.
+
+    Attributes:
+        side: ``"client"`` or ``"server"``.
+        method: the MCP method (``"tools/call"``, ``"resources/list"``...).
+        kind: the kind of target (tool, resource, prompt), ``None`` for other methods.
+        target: the tool or prompt name, or the resource URI; ``None`` for listings.
+        action: ``"execute"`` for a use, ``"discover"`` when deciding what a listing shows.
+        arguments: the request's arguments as a read-only deep copy (what is checked is
+            what runs: the SDK receives the original, which nothing in the chain can touch).
+        args_hash: ``sha256:`` of the RFC 8785 canonical JSON of the arguments.
+        principal: the verified caller, once identity middleware established it.
+        tenant: the caller's tenant, from verified claims or a signed credential only.
+        purpose: the declared purpose of the task.
+        task_id: the task this request belongs to.
+        session_id: the session (connection) id, when the transport has one.
+        request_id: the JSON-RPC request id, when there is one.
+        protocol_version: the negotiated MCP protocol version.
+        meta: the request's ``_meta`` (read-only).
+        credential: the verified short-lived credential's claims, when one was presented.
+        decision: the combined decision so far, set by authorisers.
+        audit: where events about this request are emitted.
+        extensions: per-request data other middleware attached, keyed by a namespaced name.
+    """
+
+    side: Side
+    method: str
+    kind: TargetKind | None = None
+    target: str | None = None
+    action: Action | None = None
+    arguments: Mapping[str, Any] | None = None
+    args_hash: str | None = None
+    principal: Principal | None = None
+    tenant: str | None = None
+    purpose: str | None = None
+    task_id: str | None = None
+    session_id: str | None = None
+    request_id: str | int | None = None
+    protocol_version: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
+    credential: Mapping[str, Any] | None = field(default=None, repr=False)
+    decision: Decision | None = None
+    audit: Auditor | None = field(default=None, repr=False, compare=False)
+    extensions: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
+
+    def replace(self, **changes: Any) -> GovContext:
+        """A copy of this context with ``changes`` applied (unknown names raise ``TypeError``)."""
+        unknown = changes.keys() - _FIELD_SET
+        if unknown:
+            raise TypeError(f"GovContext has no field(s) {sorted(unknown)}")
+        # dataclasses.replace re-runs __init__ through keywords; a slot copy is half the cost,
+        # and this runs at least once on every governed request.
+        new = _new(GovContext)
+        for name in _FIELDS:
+            _set(new, name, changes[name] if name in changes else getattr(self, name))
+        return new
+
+    def with_extension(self, key: str, value: Any) -> GovContext:
+        """A copy with ``extensions[key] = value``."""
+        return self.replace(extensions=MappingProxyType({**self.extensions, key: value}))
+
+    def for_discovery(self, kind: TargetKind, target: str) -> GovContext:
+        """The context in which to decide whether ``target`` appears in this listing."""
+        return self.replace(
+            method=_EXECUTE_METHOD[kind],
+            kind=kind,
+            target=target,
+            action="discover",
+            arguments=None,
+            args_hash=None,
+            decision=None,
+        )
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GovContext))
+_FIELD_SET = frozenset(_FIELDS)
+_new = object.__new__
+_set = object.__setattr__
+
+_EXECUTE_METHOD: Mapping[str, str] = MappingProxyType(
+    {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}
+)

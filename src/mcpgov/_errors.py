@@ -1,0 +1,136 @@
+"""The mcpgov error tree.
+
+Every error mcpgov raises derives from :class:`McpGovError` and carries a stable,
+machine-readable ``code`` (a short dotted string) and a JSON-RPC ``rpc_code``::
+
+    McpGovError                      mcpgov.error          -32603
+    ├── ConfigurationError           mcpgov.configuration  -32603
+    ├── InvalidRequest               mcpgov.invalid_request -32602
+    ├── IdentityError                mcpgov.identity       -32001
+    ├── CredentialError              mcpgov.credential     -32002
+    ├── Denied                       mcpgov.denied         -32003
+    │   └── ApprovalRequired         mcpgov.approval_required -32004
+    ├── PinningError                 mcpgov.pinning        -32005
+    └── AuditUnavailable             mcpgov.audit_unavailable -32006
+
+The ``detail`` of an error is for the audit trail and local logs only. What crosses
+the wire is built by :func:`mcpgov.wire.to_mcp_error` (the single place that maps
+errors to the protocol) from the code and a fixed public message, never from
+``detail``. This module imports nothing from the MCP SDK.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from mcpgov._context import GovContext
+    from mcpgov._decision import Decision
+
+__all__ = [
+    "ApprovalRequired",
+    "AuditUnavailable",
+    "ConfigurationError",
+    "CredentialError",
+    "Denied",
+    "IdentityError",
+    "InvalidRequest",
+    "McpGovError",
+    "PinningError",
+]
+
+
+class McpGovError(Exception):
+    """Root of every mcpgov error.
+
+    Args:
+        detail: what went wrong, for the audit trail and local logs. Never sent to a peer.
+        reason: a short machine-readable reason (``"hook_timeout"``, ``"expired"``...),
+            recorded in audit events.
+    """
+
+    code: ClassVar[str] = "mcpgov.error"
+    rpc_code: ClassVar[int] = -32603
+    public_message: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str = "", *, reason: str | None = None) -> None:
+        super().__init__(detail or self.public_message)
+        self.detail = detail or self.public_message
+        self.reason = reason or self.code.rsplit(".", 1)[-1]
+        self.event_id: str | None = None
+        """The id of the audit event that recorded this error, once one did."""
+        self.context: GovContext | None = None
+        """The request context as the refusing stage saw it (caller, tenant...), when it set one."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class ConfigurationError(McpGovError):
+    """mcpgov was configured in a way that cannot be governed safely (raised at setup)."""
+
+    code = "mcpgov.configuration"
+
+
+class InvalidRequest(McpGovError):
+    """A request's parameters are malformed, oversized or too deeply nested."""
+
+    code = "mcpgov.invalid_request"
+    rpc_code = -32602
+    public_message = "Invalid request parameters"
+
+
+class IdentityError(McpGovError):
+    """The caller's identity is missing, invalid or not acceptable."""
+
+    code = "mcpgov.identity"
+    rpc_code = -32001
+    public_message = "Unauthenticated"
+
+
+class CredentialError(McpGovError):
+    """A presented credential is missing, invalid, revoked or not for this request."""
+
+    code = "mcpgov.credential"
+    rpc_code = -32002
+    public_message = "Invalid credential"
+
+
+class Denied(McpGovError):
+    """The request was refused by an authoriser (hook or policy).
+
+    Args:
+        decision: the deny decision, naming the rule that made it.
+    """
+
+    code = "mcpgov.denied"
+    rpc_code = -32003
+    public_message = "Request denied"
+
+    def __init__(self, decision: Decision, detail: str = "") -> None:
+        super().__init__(detail or decision.reason or "denied", reason=decision.reason_code)
+        self.decision = decision
+
+
+class ApprovalRequired(Denied):
+    """The request needs an approval that was not (or could not be) obtained."""
+
+    code = "mcpgov.approval_required"
+    rpc_code = -32004
+    public_message = "Approval required"
+
+
+class PinningError(McpGovError):
+    """A server or tool does not match what was approved and pinned."""
+
+    code = "mcpgov.pinning"
+    rpc_code = -32005
+    public_message = "Server or tool not approved"
+
+
+class AuditUnavailable(McpGovError):
+    """Strict audit mode refused a request because its audit event could not be recorded."""
+
+    code = "mcpgov.audit_unavailable"
+    rpc_code = -32006
+    public_message = "Audit unavailable"

@@ -1,0 +1,243 @@
+"""The chain runner both adapters share: input bounds, the default-deny gate, and audit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import anyio
+
+from mcpgov._arguments import ArgumentLimits, freeze_and_hash
+from mcpgov._audit import AuditCallback, AuditEvent, Auditor
+from mcpgov._authorize import LIST_METHODS, Authorizer
+from mcpgov._chain import Listing, Middleware, compose
+from mcpgov._context import GovContext, Side
+from mcpgov._decision import Decision
+from mcpgov._errors import ConfigurationError, Denied, McpGovError
+
+__all__ = ["Governor"]
+
+logger = logging.getLogger("mcpgov")
+
+OutcomeOf = Callable[[Any], str]
+"""Maps a terminal result to ``"completed"`` or ``"failed"`` (a tool result with ``isError``)."""
+
+DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this request", "default_deny")
+
+
+class _Run:
+    """Per-request bookkeeping: when it started, and whether it got past the gate."""
+
+    __slots__ = ("ctx", "executed", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.executed = False
+        self.ctx: GovContext | None = None
+
+
+def as_auditor(audit: Auditor | Iterable[AuditCallback] | AuditCallback | None) -> Auditor:
+    """Accept an :class:`Auditor`, one callback, or several, and return an :class:`Auditor`."""
+    if audit is None:
+        return Auditor()
+    if isinstance(audit, Auditor):
+        return audit
+    if callable(audit):
+        return Auditor([audit])
+    return Auditor(audit)
+
+
+class Governor:
+    """Runs one side's governance chain around a terminal call (the SDK request).
+
+    For every request it: validates and freezes the arguments; runs the middleware chain;
+    at the end of the chain requires an allow decision when any authoriser is configured
+    (no authoriser having allowed means deny); records one decision event and, for a request
+    that ran, one outcome event; records one ``list.filtered`` event for listings.
+
+    Args:
+        side: ``client`` or ``server``.
+        middleware: the chain, outermost first.
+        audit: an :class:`Auditor` or audit callbacks.
+        limits: bounds on request arguments.
+        require_authorizer: refuse a chain with no :class:`Authorizer` (server side: a
+            governed server must decide every request).
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        middleware: Sequence[Middleware],
+        *,
+        audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
+        limits: ArgumentLimits | None = None,
+        require_authorizer: bool = False,
+    ) -> None:
+        for mw in middleware:
+            if not callable(mw):
+                raise ConfigurationError(f"middleware must be callable as (ctx, call_next), got {type(mw).__name__}")
+        self.side: Side = side
+        self.middleware: tuple[Middleware, ...] = tuple(middleware)
+        self.auditor = as_auditor(audit)
+        self.limits = limits or ArgumentLimits()
+        self.gated = any(isinstance(mw, Authorizer) for mw in self.middleware)
+        if require_authorizer and not self.gated:
+            raise ConfigurationError(
+                "a governed server needs at least one authoriser (Hooks, a policy...) in its chain; "
+                "with none, every request would be denied"
+            )
+
+    def context(self, method: str, **fields: Any) -> GovContext:
+        """A fresh context for this side."""
+        return GovContext(side=self.side, method=method, audit=self.auditor, **fields)
+
+    async def begin(self, method: str, raw_arguments: Any = None, **fields: Any) -> GovContext:
+        """A fresh context whose arguments are ``raw_arguments``, validated and frozen.
+
+        Raises:
+            InvalidRequest: the arguments break :attr:`limits`; the refusal is audited.
+        """
+        try:
+            arguments, args_hash = freeze_and_hash(raw_arguments, self.limits)
+        except McpGovError as exc:
+            await self.refuse(self.context(method, **fields), exc)
+            raise
+        return GovContext(
+            side=self.side, method=method, audit=self.auditor, arguments=arguments, args_hash=args_hash, **fields
+        )
+
+    async def run(
+        self,
+        ctx: GovContext,
+        terminal: Callable[[GovContext], Awaitable[Any]],
+        *,
+        outcome_of: OutcomeOf | None = None,
+        precheck: Callable[[GovContext], None] | None = None,
+    ) -> Any:
+        """Govern one request.
+
+        Args:
+            ctx: the request context, from :meth:`begin`.
+            terminal: performs the request once it is allowed; for list methods it returns
+                a :class:`Listing`.
+            outcome_of: classifies the terminal's result as completed or failed.
+            precheck: runs after the allow and before the request (e.g. "is this tool known");
+                raising an :class:`McpGovError` there refuses the request.
+
+        Raises:
+            McpGovError: the request was refused; ``exc.event_id`` names its audit event.
+        """
+        run = _Run(time.perf_counter())
+
+        async def gate(c: GovContext) -> Any:
+            return await self._gate(c, terminal, run, outcome_of, precheck)
+
+        try:
+            result = await compose(self.middleware, gate)(ctx)
+        except McpGovError as exc:
+            if not run.executed:
+                await self.refuse(exc.context or run.ctx or ctx, exc)
+            raise
+        except anyio.get_cancelled_exc_class():
+            if not run.executed:
+                with anyio.CancelScope(shield=True):
+                    await self.refuse(ctx, McpGovError("cancelled before a decision", reason="cancelled"))
+            raise
+        except Exception as exc:
+            if run.executed:
+                raise
+            # Fail closed: a middleware that broke before the request ran refuses the request.
+            logger.error("governance middleware raised %s; refusing the request", type(exc).__name__)
+            error = McpGovError(f"governance middleware raised {type(exc).__name__}", reason="middleware_error")
+            await self.refuse(run.ctx or ctx, error)
+            raise error from exc
+        if isinstance(result, Listing):
+            inner = run.ctx or ctx
+            await self.auditor.emit(
+                AuditEvent.from_context(inner, "list.filtered", hidden=result.hidden, shown=len(result.items))
+            )
+        return result
+
+    async def _gate(
+        self,
+        c: GovContext,
+        terminal: Callable[[GovContext], Awaitable[Any]],
+        run: _Run,
+        outcome_of: OutcomeOf | None,
+        precheck: Callable[[GovContext], None] | None,
+    ) -> Any:
+        """The end of the chain: require an allow, record it, run the request, record the outcome."""
+        auditor = self.auditor
+        run.ctx = c
+        if c.method in LIST_METHODS:
+            return await terminal(c)
+        decision = c.decision
+        if self.gated and (decision is None or not decision.allowed):
+            raise Denied(DEFAULT_DENY)
+        if precheck is not None:
+            precheck(c)
+        args_hash = c.args_hash
+        run.executed = True
+        await auditor.emit(
+            AuditEvent.from_context(
+                c,
+                "decision",
+                effect="allow",
+                rule=decision.rule if decision is not None else None,
+                reason=decision.reason_code if decision is not None else "ungated",
+                detail=decision.reason if decision is not None else None,
+                args_hash=args_hash,
+            )
+        )
+        try:
+            result = await terminal(c)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._outcome(c, "cancelled", run.start, args_hash, reason="cancelled")
+            raise
+        except Exception as exc:
+            code = exc.code if isinstance(exc, McpGovError) else None
+            await self._outcome(c, "failed", run.start, args_hash, reason=type(exc).__name__, error_code=code)
+            raise
+        outcome = outcome_of(result) if outcome_of is not None else "completed"
+        await self._outcome(c, outcome, run.start, args_hash)
+        return result
+
+    async def refuse(self, ctx: GovContext, exc: McpGovError) -> None:
+        """Record ``exc`` as the refusal of ``ctx`` (one deny decision event) and tag it with the event id."""
+        decision = getattr(exc, "decision", None)
+        event = AuditEvent.from_context(
+            ctx,
+            "decision",
+            effect=decision.effect.value if decision is not None else "deny",
+            rule=decision.rule if decision is not None else f"mcpgov:{exc.code.rsplit('.', 1)[-1]}",
+            reason=exc.reason,
+            detail=exc.detail,
+            error_code=exc.code,
+        )
+        exc.event_id = event.id
+        await self.auditor.emit(event)
+
+    async def _outcome(
+        self,
+        ctx: GovContext,
+        outcome: str,
+        start: float,
+        args_hash: str | None,
+        *,
+        reason: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        await self.auditor.emit(
+            AuditEvent.from_context(
+                ctx,
+                "outcome",
+                outcome=outcome,
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+                args_hash=args_hash,
+                reason=reason,
+                error_code=error_code,
+            )
+        )

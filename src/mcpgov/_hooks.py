@@ -1,0 +1,159 @@
+"""Per-tool authorisation hooks: the simplest form of policy."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from cachetools import LRUCache
+
+from mcpgov._authorize import Authorizer, guarded, is_async_callable
+from mcpgov._context import GovContext
+from mcpgov._decision import Decision, Effect
+from mcpgov._errors import ConfigurationError
+
+__all__ = ["HookFn", "Hooks"]
+
+HookFn = Callable[[GovContext], Decision | Awaitable[Decision]]
+"""A hook: a plain sync or async callable from the request context to a :class:`Decision`."""
+
+HookKind = Literal["tool", "resource", "prompt", "method"]
+_F = TypeVar("_F", bound=Callable[..., object])
+_H = TypeVar("_H", bound=HookFn)
+
+DEFAULT_DENY_RULE = "mcpgov:default-deny"
+
+
+@dataclass(frozen=True, slots=True)
+class _Hook:
+    kind: HookKind
+    pattern: str
+    fn: HookFn
+    rule: str
+    is_async: bool
+
+
+class Hooks(Authorizer):
+    """An authoriser made of per-target hooks.
+
+    Register a hook for a tool (or resource URI, prompt, or other MCP method) by exact name
+    or glob pattern. For each request, every hook whose pattern matches the target is asked;
+    all must allow (a deny wins over an approval, which wins over an allow). A request that
+    no hook matches is denied (``mcpgov:default-deny``). Listings show an entry only when its
+    hooks would allow discovering it (the hook sees ``ctx.action == "discover"``).
+
+    Example::
+
+        hooks = Hooks(deadline=0.5)
+
+        @hooks.tool("read_*")
+        def readers(ctx: GovContext) -> Decision:
+            return Decision.allow("readers")
+
+        @hooks.guard(lambda ctx: Decision.deny("no-deploys", "deploys are frozen"))
+        @server.tool()
+        def deploy(version: str) -> str: ...
+
+    Args:
+        deadline: seconds each hook may take; a slower hook denies.
+    """
+
+    def __init__(self, *, deadline: float = 1.0) -> None:
+        super().__init__(deadline=deadline, name="hooks")
+        self._exact: dict[tuple[HookKind, str], list[_Hook]] = {}
+        self._globs: list[_Hook] = []
+        self._match_cache: LRUCache[tuple[HookKind, str], tuple[_Hook, ...]] = LRUCache(maxsize=4096)
+
+    def register(self, pattern: str, fn: HookFn, *, kind: HookKind = "tool", rule: str | None = None) -> None:
+        """Register ``fn`` for targets of ``kind`` matching ``pattern`` (exact or glob).
+
+        Args:
+            pattern: a name, URI or method, or a glob (``*``, ``?``, ``[...]``).
+            fn: the hook.
+            kind: ``tool``, ``resource`` (pattern over URIs), ``prompt`` or ``method``.
+            rule: the rule id audit records for this hook's decisions' failures; defaults to
+                ``hook:<function name>``.
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigurationError("a hook pattern must be a non-empty string")
+        if kind not in ("tool", "resource", "prompt", "method"):
+            raise ConfigurationError(f"unknown hook kind {kind!r}")
+        if not callable(fn):
+            raise ConfigurationError(f"a hook must be callable, got {type(fn).__name__}")
+        name = rule or f"hook:{getattr(fn, '__qualname__', type(fn).__name__)}"
+        hook = _Hook(kind, pattern, fn, name, is_async_callable(fn))
+        if any(ch in pattern for ch in "*?["):
+            self._globs.append(hook)
+        else:
+            self._exact.setdefault((kind, pattern), []).append(hook)
+        self._match_cache.clear()
+
+    def _decorator(self, pattern: str, kind: HookKind, rule: str | None) -> Callable[[_H], _H]:
+        def register(fn: _H) -> _H:
+            self.register(pattern, fn, kind=kind, rule=rule)
+            return fn
+
+        return register
+
+    def tool(self, pattern: str, *, rule: str | None = None) -> Callable[[_H], _H]:
+        """Decorator: register the decorated function as a hook for tools matching ``pattern``."""
+        return self._decorator(pattern, "tool", rule)
+
+    def resource(self, pattern: str, *, rule: str | None = None) -> Callable[[_H], _H]:
+        """Decorator: register a hook for resource URIs (and URI templates) matching ``pattern``."""
+        return self._decorator(pattern, "resource", rule)
+
+    def prompt(self, pattern: str, *, rule: str | None = None) -> Callable[[_H], _H]:
+        """Decorator: register a hook for prompts matching ``pattern``."""
+        return self._decorator(pattern, "prompt", rule)
+
+    def method(self, method: str, *, rule: str | None = None) -> Callable[[_H], _H]:
+        """Decorator: register a hook for another MCP method (``completion/complete``...)."""
+        return self._decorator(method, "method", rule)
+
+    def guard(self, hook: HookFn, *, name: str | None = None, rule: str | None = None) -> Callable[[_F], _F]:
+        """Decorator for a tool function: guard that tool with ``hook``.
+
+        Put it next to ``@server.tool()``; the tool name is ``name`` or the function's name.
+        The function itself is returned unchanged.
+        """
+
+        def attach(fn: _F) -> _F:
+            self.register(name or fn.__name__, hook, kind="tool", rule=rule)
+            return fn
+
+        return attach
+
+    def _matching(self, kind: HookKind, target: str) -> tuple[_Hook, ...]:
+        key = (kind, target)
+        found = self._match_cache.get(key)
+        if found is None:
+            hooks = list(self._exact.get(key, ()))
+            hooks.extend(h for h in self._globs if h.kind == kind and fnmatch.fnmatchcase(target, h.pattern))
+            found = tuple(hooks)
+            self._match_cache[key] = found
+        return found
+
+    async def decide(self, ctx: GovContext) -> Decision:
+        """Ask every matching hook; no matching hook means deny."""
+        if ctx.kind is not None and ctx.target is not None:
+            hooks = self._matching(ctx.kind, ctx.target)
+        else:
+            hooks = self._matching("method", ctx.method)
+        if not hooks:
+            return Decision.deny(DEFAULT_DENY_RULE, "no hook matches this request", "default_deny")
+        decision: Decision | None = None
+        for hook in hooks:
+            answer = await guarded(hook.fn, ctx, self.deadline, hook.rule, is_async=hook.is_async)
+            if answer.effect is Effect.DENY:
+                return answer
+            decision = answer.combine(decision)
+        if decision is None:  # unreachable: hooks is non-empty; kept so no path can fail open
+            return Decision.deny(DEFAULT_DENY_RULE, "no hook decided", "default_deny")
+        return decision
+
+    async def evaluate(self, ctx: GovContext) -> Decision:
+        """Each hook is already guarded (deadline, errors, non-decisions) inside :meth:`decide`."""
+        return await self.decide(ctx)

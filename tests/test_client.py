@@ -1,0 +1,125 @@
+"""GovernedClient: a drop-in mcp.Client whose own chain refuses before anything is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
+from mcp_types import Implementation
+
+from mcpgov import Decision, Denied, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov.testing import InMemoryAuditSink
+
+from .conftest import Demo
+
+pytestmark = pytest.mark.anyio
+
+
+def _client_hooks() -> Hooks:
+    hooks = Hooks()
+
+    @hooks.tool("read_*")
+    def reads(ctx: GovContext) -> Decision:
+        return Decision.allow("agent-may-read")
+
+    @hooks.resource("*")
+    @hooks.prompt("*")
+    def everything_else(ctx: GovContext) -> Decision:
+        return Decision.allow("agent-other")
+
+    return hooks
+
+
+async def test_client_denial_raises_before_anything_is_sent(demo: Demo, mode: str) -> None:
+    client_sink = InMemoryAuditSink()
+    async with GovernedClient(demo.server, _client_hooks(), audit=client_sink, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("explode", {})
+    assert caught.value.code == -32003
+    assert isinstance(caught.value.__cause__, Denied)
+    assert caught.value.__cause__.decision.rule == "mcpgov:default-deny"
+    # The server saw nothing of it: no event, no run.
+    assert demo.sink.for_target("explode") == []
+    assert demo.ran == []
+    (event,) = client_sink.decisions()
+    assert (event.side, event.effect, event.target) == ("client", "deny", "explode")
+
+
+async def test_client_and_server_chains_both_apply(demo: Demo, mode: str) -> None:
+    client_sink = InMemoryAuditSink()
+    async with GovernedClient(demo.server, _client_hooks(), audit=client_sink, mode=mode) as client:
+        tools = [t.name for t in (await client.list_tools()).tools]
+        assert tools == ["read_file"]  # the server hides deploy, the client hides explode
+        result = await client.call_tool("read_file", {"path": "x"})
+        assert result.is_error is False
+        assert (await client.read_resource("docs://readme")).contents
+    assert demo.ran == ["read_file", "readme"]
+    sides = {(e.side, e.type) for e in client_sink.events}
+    assert ("client", "outcome") in sides
+
+
+async def test_client_without_middleware_leaves_deciding_to_the_server(demo: Demo, mode: str) -> None:
+    async with GovernedClient(demo.server, mode=mode) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == {"read_file", "explode"}
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("deploy", {"version": "1"})
+    assert caught.value.data["code"] == "mcpgov.denied"
+
+
+async def test_drop_in_for_mcp_client(mode: str) -> None:
+    server = MCPServer("plain")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    client = GovernedClient(server, mode=mode, client_info=Implementation(name="agent", version="1"))
+    assert isinstance(client, Client)
+    async with client:
+        assert (await client.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+
+
+async def test_client_context_carries_principal_purpose_and_task(mode: str) -> None:
+    server = MCPServer("s")
+
+    @server.tool()
+    def work() -> str:
+        return "ok"
+
+    seen: list[tuple[Any, ...]] = []
+    hooks = Hooks()
+
+    @hooks.tool("work")
+    def record(ctx: GovContext) -> Decision:
+        seen.append((ctx.side, ctx.principal, ctx.tenant, ctx.purpose, ctx.task_id))
+        return Decision.allow("record")
+
+    me = Principal(issuer="https://id.example", subject="agent-7", tenant="acme")
+    async with GovernedClient(server, hooks, principal=me, purpose="triage", task_id="t-1", mode=mode) as client:
+        await client.call_tool("work", {})
+    assert seen == [("client", me, "acme", "triage", "t-1")]
+
+
+async def test_client_refuses_oversized_arguments_locally(demo: Demo, mode: str) -> None:
+    async with GovernedClient(demo.server, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("read_file", {"path": {"a": {"b": {"c": {}}}} if False else "x" * 2_000_000})
+    assert caught.value.code == -32602
+    assert demo.ran == []
+
+
+async def test_server_listing_is_marked_private(mode: str) -> None:
+    server = MCPServer("s")
+
+    @server.tool()
+    def visible() -> str:
+        return "v"
+
+    govern(server, Hooks())
+    async with Client(server, mode=mode) as client:
+        page = await client.list_tools()
+    assert page.tools == []
+    if mode == "auto":
+        assert page.cache_scope == "private"
