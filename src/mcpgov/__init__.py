@@ -29,6 +29,7 @@ from mcpgov._errors import (
 from mcpgov._hooks import HookFn, Hooks
 from mcpgov._principal import Actor, Principal
 from mcpgov._server import GovernanceMiddleware, govern
+from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov._wire import to_mcp_error
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "HookFn",
     "Hooks",
     "IdentityError",
+    "InMemoryStateStore",
     "InvalidRequest",
     "ListItem",
     "Listing",
@@ -64,6 +66,8 @@ __all__ = [
     "PinningError",
     "Principal",
     "Side",
+    "StateStore",
+    "StateStoreError",
     "TargetKind",
     "__version__",
     "arguments_hash",

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError
@@ -31,7 +31,26 @@ logger = logging.getLogger("mcpgov.audit")
 
 SCHEMA_VERSION = "1"
 
-EventType = Literal["decision", "outcome", "list.filtered"]
+EventType = Literal[
+    "decision",
+    "outcome",
+    "list.filtered",
+    "session.bound",
+    "identity.verified",
+    "identity.refused",
+    "credential.minted",
+    "credential.verified",
+    "credential.refused",
+    "credential.revoked",
+    "approval.requested",
+    "approval.granted",
+    "approval.refused",
+    "pin.mismatch",
+    "server.refused",
+    "policy.reloaded",
+    "policy.shadow_mismatch",
+]
+"""Every event type mcpgov emits (see the audit docs for when each is emitted)."""
 
 AuditCallback = Callable[["AuditEvent"], Awaitable[None] | None]
 """A sink: a sync or async callable that receives every event."""
@@ -67,6 +86,13 @@ class AuditEvent(BaseModel):
         credential_id: the ``jti`` of the credential used, never the credential itself.
         hidden: for listings, the names that were hidden.
         shown: for listings, how many entries remained visible.
+        engine: the policy engine that decided (``hooks``, ``policy``, ``cedar``...).
+        policy_version: the version (digest) of the policy that decided.
+        approver: who approved or refused an approval.
+        auth_method: how the principal was authenticated.
+        trace_id: the OpenTelemetry trace id of the request, when there is one.
+        span_id: the OpenTelemetry span id of the request, when there is one.
+        attributes: further event-specific values (never secrets; redacted before sinks).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -97,6 +123,13 @@ class AuditEvent(BaseModel):
     credential_id: str | None = None
     hidden: tuple[str, ...] = ()
     shown: int | None = None
+    engine: str | None = None
+    policy_version: str | None = None
+    approver: str | None = None
+    auth_method: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def from_context(cls, ctx: GovContext, event_type: EventType, **fields: Any) -> AuditEvent:
@@ -121,6 +154,7 @@ class AuditEvent(BaseModel):
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,
             "args_hash": ctx.args_hash,
+            "auth_method": principal.auth_method if principal is not None else None,
         }
         values.update(fields)
         return cls._trusted(values)
@@ -135,6 +169,8 @@ class AuditEvent(BaseModel):
         """
         data = dict(_TEMPLATE)
         data.update(values)
+        if "attributes" not in values:
+            data["attributes"] = {}
         event = cls.__new__(cls)
         object.__setattr__(event, "__dict__", data)
         object.__setattr__(event, "__pydantic_fields_set__", set(values))
@@ -153,7 +189,8 @@ def _next_event_id() -> str:
 
 
 _TEMPLATE: dict[str, Any] = {
-    name: (None if info.is_required() else info.default) for name, info in AuditEvent.model_fields.items()
+    name: (None if info.is_required() else info.get_default(call_default_factory=True))
+    for name, info in AuditEvent.model_fields.items()
 }
 
 

@@ -32,6 +32,8 @@ class Decision:
         reason_code: a short machine-readable reason (``"default_deny"``, ``"hook_timeout"``...).
         obligations: what must hold when an allow is acted on (maximum credential TTL,
             fields to redact...), keyed by obligation name.
+        engine: which engine decided (``hooks``, ``policy``, ``cedar``...), for audit.
+        policy_version: the version (digest) of the policy that decided, for audit.
     """
 
     effect: Effect
@@ -39,6 +41,8 @@ class Decision:
     reason: str = ""
     reason_code: str = ""
     obligations: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    engine: str | None = None
+    policy_version: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -80,4 +84,12 @@ class Decision:
         if rank[other.effect] < rank[self.effect] or not other.obligations:
             return self
         merged = {**self.obligations, **other.obligations}
-        return Decision(self.effect, self.rule, self.reason, self.reason_code, MappingProxyType(merged))
+        return Decision(
+            self.effect,
+            self.rule,
+            self.reason,
+            self.reason_code,
+            MappingProxyType(merged),
+            self.engine,
+            self.policy_version,
+        )

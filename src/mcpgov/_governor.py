@@ -189,6 +189,8 @@ class Governor:
                 reason=decision.reason_code if decision is not None else "ungated",
                 detail=decision.reason if decision is not None else None,
                 args_hash=args_hash,
+                engine=decision.engine if decision is not None else None,
+                policy_version=decision.policy_version if decision is not None else None,
             )
         )
         try:
@@ -216,6 +218,8 @@ class Governor:
             reason=exc.reason,
             detail=exc.detail,
             error_code=exc.code,
+            engine=decision.engine if decision is not None else None,
+            policy_version=decision.policy_version if decision is not None else None,
         )
         exc.event_id = event.id
         await self.auditor.emit(event)

@@ -1,0 +1,144 @@
+"""Shared state: revocations, single-use ids, rate counters, pending approvals.
+
+Everything that several server replicas must agree on goes through the :class:`StateStore`
+protocol. :class:`InMemoryStateStore` is the bounded single-process default; a Redis
+implementation lives in :mod:`mcpgov.redis` (the ``redis`` extra).
+
+Every entry has a time to live, so a store never holds what no credential can still need.
+A store that errors or times out must make its callers fail closed (a revocation lookup that
+fails counts as revoked); the store itself raises :class:`StateStoreError` and never guesses.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from cachetools import TLRUCache
+
+from mcpgov._errors import ConfigurationError, McpGovError
+
+__all__ = ["InMemoryStateStore", "StateStore", "StateStoreError"]
+
+
+class StateStoreError(McpGovError):
+    """The state store could not answer or could not record. Callers must fail closed."""
+
+    code = "mcpgov.state_store"
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Key/value state with per-entry expiry. Keys are namespaced by the caller (``revoked:jti:...``)."""
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        """Set ``key`` only if absent; True when this call set it (single use, first writer wins)."""
+        ...
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        """Set ``key`` (overwriting) for ``ttl`` seconds."""
+        ...
+
+    async def get(self, key: str) -> str | None:
+        """The value of ``key``, or None when absent or expired."""
+        ...
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """The values of ``keys`` in order (one round trip where the backend allows)."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        ...
+
+    async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        """Add ``amount`` to the counter ``key`` and return the new value; a new counter lives ``ttl`` seconds."""
+        ...
+
+
+class _Entry:
+    __slots__ = ("expires", "value")
+
+    def __init__(self, value: str, expires: float) -> None:
+        self.value = value
+        self.expires = expires
+
+
+def _check_ttl(ttl: float) -> float:
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not math.isfinite(ttl) or ttl <= 0:
+        raise StateStoreError(f"a state entry needs a positive finite ttl, got {ttl!r}", reason="bad_ttl")
+    return float(ttl)
+
+
+class InMemoryStateStore:
+    """A bounded, single-process :class:`StateStore` (cachetools ``TLRUCache``).
+
+    Entries expire with their own TTL. When the store is full, expired entries go first; if it
+    is still full, a write raises :class:`StateStoreError` rather than evicting a live entry
+    (evicting a live revocation would silently re-enable a credential).
+
+    Args:
+        maxsize: the most entries held at once.
+        clock: seconds since the epoch; injectable so tests can freeze time.
+    """
+
+    def __init__(self, maxsize: int = 1_000_000, *, clock: Callable[[], float] = time.time) -> None:
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
+            raise ConfigurationError(f"maxsize must be a positive integer, got {maxsize!r}")
+        self._clock = clock
+        self._maxsize = maxsize
+        self._cache: TLRUCache[str, _Entry] = TLRUCache(
+            maxsize=maxsize, ttu=lambda _key, entry, _now: entry.expires, timer=clock
+        )
+
+    def __len__(self) -> int:
+        self._cache.expire()
+        return len(self._cache)
+
+    def _live(self, key: str) -> _Entry | None:
+        entry = self._cache.get(key)
+        if entry is None or entry.expires <= self._clock():
+            return None
+        return entry
+
+    def _store(self, key: str, value: str, ttl: float) -> None:
+        expires = self._clock() + _check_ttl(ttl)
+        if key not in self._cache and len(self._cache) >= self._maxsize:
+            self._cache.expire()
+            if len(self._cache) >= self._maxsize:
+                raise StateStoreError("the in-memory state store is full", reason="store_full")
+        self._cache[key] = _Entry(value, expires)
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._store(key, value, ttl)
+        return True
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        self._store(key, value, ttl)
+
+    async def get(self, key: str) -> str | None:
+        entry = self._live(key)
+        return entry.value if entry is not None else None
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        out: list[str | None] = []
+        for key in keys:
+            entry = self._live(key)
+            out.append(entry.value if entry is not None else None)
+        return out
+
+    async def delete(self, key: str) -> None:
+        self._cache.pop(key, None)
+
+    async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        entry = self._live(key)
+        if entry is None:
+            self._store(key, str(amount), ttl)
+            return amount
+        value = int(entry.value) + amount
+        entry.value = str(value)
+        return value
