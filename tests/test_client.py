@@ -9,8 +9,9 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Implementation
 
-from mcpgov import Decision, Denied, GovContext, GovernedClient, Hooks, Principal, govern
-from mcpgov.testing import InMemoryAuditSink
+from mcpgov import HTTP_AUTHORIZATION, Decision, Denied, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov._server import SERVER_REQUEST
+from mcpgov.testing import InMemoryAuditSink, serve_http
 
 from .conftest import Demo
 
@@ -123,3 +124,49 @@ async def test_server_listing_is_marked_private(mode: str) -> None:
     assert page.tools == []
     if mode == "auto":
         assert page.cache_scope == "private"
+
+
+async def _attach(ctx: GovContext, call_next: Any) -> Any:
+    """A client middleware attaching a value to ``_meta`` and to the HTTP Authorization header."""
+    ctx = ctx.replace(meta={**ctx.meta, "io.example/tag": f"tag-for-{ctx.target}"})
+    return await call_next(ctx.with_extension(HTTP_AUTHORIZATION, f"Bearer token-for-{ctx.target}"))
+
+
+def _recording_server(seen: list[tuple[Any, ...]]) -> MCPServer:
+    server = MCPServer("s")
+
+    @server.tool()
+    def work() -> str:
+        return "ok"
+
+    hooks = Hooks()
+
+    @hooks.tool("work")
+    def record(ctx: GovContext) -> Decision:
+        sdk_ctx = ctx.extensions[SERVER_REQUEST]
+        header = sdk_ctx.request.headers.get("authorization") if sdk_ctx.request is not None else None
+        if ctx.action == "execute":
+            seen.append((ctx.meta.get("io.example/tag"), header, ctx.meta.get("io.example/user")))
+        return Decision.allow("record")
+
+    govern(server, hooks)
+    return server
+
+
+async def test_client_middleware_attaches_meta_in_process(mode: str) -> None:
+    seen: list[tuple[Any, ...]] = []
+    async with GovernedClient(_recording_server(seen), _attach, mode=mode) as client:
+        user_meta: Any = {"io.example/user": "kept"}
+        await client.call_tool("work", {}, meta=user_meta)
+    assert seen == [("tag-for-work", None, "kept")]
+
+
+async def test_client_middleware_attaches_the_http_authorization_header(mode: str) -> None:
+    seen: list[tuple[Any, ...]] = []
+    server = _recording_server(seen)
+    async with (
+        serve_http(server.streamable_http_app()) as base,
+        GovernedClient(f"{base}/mcp", _attach, mode=mode) as client,
+    ):
+        await client.call_tool("work", {})
+    assert seen == [("tag-for-work", "Bearer token-for-work", None)]

@@ -13,7 +13,7 @@ from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, ListItem, Middleware, compose
 from mcpgov._client import GovernedClient
-from mcpgov._context import Action, GovContext, Side, TargetKind
+from mcpgov._context import HTTP_AUTHORIZATION, META_CREDENTIAL, META_IDENTITY, Action, GovContext, Side, TargetKind
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import (
     ApprovalRequired,
@@ -35,6 +35,9 @@ from mcpgov._wire import to_mcp_error
 __version__ = "0.1.0"
 
 __all__ = [
+    "HTTP_AUTHORIZATION",
+    "META_CREDENTIAL",
+    "META_IDENTITY",
     "SCHEMA_VERSION",
     "Action",
     "Actor",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import contextvars
+from collections.abc import Awaitable, Callable, Generator, Iterable
+from typing import Any, TypeVar
 
+import httpx2
 from mcp import Client, MCPError
 from mcp.client import Transport
+from mcp.client import client as _sdk_client
 from mcp.client.caching import CacheMode
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.dispatcher import ProgressFnT
@@ -28,12 +32,42 @@ from pydantic import BaseModel
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import GovContext, TargetKind
+from mcpgov._context import HTTP_AUTHORIZATION, GovContext, TargetKind
+from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
 from mcpgov._principal import Principal
 from mcpgov._wire import to_mcp_error
 
-__all__ = ["GovernedClient"]
+__all__ = ["GovernedClient", "GovernedHttpAuth"]
+
+_T = TypeVar("_T")
+
+_OUTGOING_AUTHORIZATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mcpgov_outgoing_authorization", default=None
+)
+
+
+class GovernedHttpAuth(httpx2.Auth):
+    """Sets the ``Authorization`` header of the HTTP requests a :class:`GovernedClient` sends.
+
+    A governed request's value comes from its chain (``ctx.extensions[HTTP_AUTHORIZATION]``,
+    set by identity or credential middleware). Requests outside a governed call (the SSE
+    stream, session teardown) use ``base`` when set: a callable returning the header value.
+    """
+
+    def __init__(self) -> None:
+        self.base: Callable[[], str | None] | None = None
+
+    def __repr__(self) -> str:
+        return "GovernedHttpAuth()"
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        value = _OUTGOING_AUTHORIZATION.get()
+        if value is None and self.base is not None:
+            value = self.base()
+        if value:
+            request.headers["Authorization"] = value
+        yield request
 
 
 def _listing(kind: TargetKind, result: BaseModel, entries: str, name_attr: str) -> Listing:
@@ -90,6 +124,42 @@ class GovernedClient(Client):
         self.principal = principal
         self.purpose = purpose
         self.task_id = task_id
+        self.http_auth: GovernedHttpAuth | None = None
+        """For a URL server: the HTTP auth that carries the chain's ``Authorization`` header."""
+        self._http_client: httpx2.AsyncClient | None = None
+        if isinstance(server, str):
+            # Same transport the SDK would build for a URL, with an auth hook, so a governed call
+            # can carry its own credential in the Authorization header.
+            connect_transport = getattr(_sdk_client, "_connect_transport", None)
+            if connect_transport is None:  # pragma: no cover - guards an SDK change within 2.3.x
+                raise ConfigurationError("this mcp SDK version cannot be governed over HTTP")
+            self.http_auth = GovernedHttpAuth()
+            # The SDK's own defaults: 30 s to connect and write, 300 s to read a held stream.
+            self._http_client = httpx2.AsyncClient(auth=self.http_auth, timeout=httpx2.Timeout(30.0, read=300.0))
+            self._connect = connect_transport(streamable_http_client(server, http_client=self._http_client))
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: Any) -> None:
+        try:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            if self._http_client is not None:
+                await self._http_client.aclose()
+
+    async def _send(
+        self, ctx: GovContext, user_meta: RequestParamsMeta | None, send: Callable[[Any], Awaitable[_T]]
+    ) -> _T:
+        """Send with what the chain attached: ``ctx.meta`` into ``_meta``, and the HTTP header."""
+        meta: Any = user_meta
+        if ctx.meta:
+            meta = {**(user_meta or {}), **ctx.meta}
+        header = ctx.extensions.get(HTTP_AUTHORIZATION)
+        if header is None:
+            return await send(meta)
+        token = _OUTGOING_AUTHORIZATION.set(header)
+        try:
+            return await send(meta)
+        finally:
+            _OUTGOING_AUTHORIZATION.reset(token)
 
     async def _governed(
         self,
@@ -133,15 +203,20 @@ class GovernedClient(Client):
     ) -> CallToolResult:
         """Call a tool, after the client-side chain allows it (see :meth:`mcp.Client.call_tool`)."""
 
-        async def terminal(_: GovContext) -> CallToolResult:
-            return await super(GovernedClient, self).call_tool(
-                name,
-                arguments,
-                read_timeout_seconds,
-                progress_callback,
-                input_responses=input_responses,
-                request_state=request_state,
-                meta=meta,
+        async def terminal(c: GovContext) -> CallToolResult:
+            return await self._send(
+                c,
+                meta,
+                lambda m: Client.call_tool(
+                    self,
+                    name,
+                    arguments,
+                    read_timeout_seconds,
+                    progress_callback,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    meta=m,
+                ),
             )
 
         result: CallToolResult = await self._governed(
@@ -165,9 +240,13 @@ class GovernedClient(Client):
     ) -> GetPromptResult:
         """Get a prompt, after the client-side chain allows it."""
 
-        async def terminal(_: GovContext) -> GetPromptResult:
-            return await super(GovernedClient, self).get_prompt(
-                name, arguments, input_responses=input_responses, request_state=request_state, meta=meta
+        async def terminal(c: GovContext) -> GetPromptResult:
+            return await self._send(
+                c,
+                meta,
+                lambda m: Client.get_prompt(
+                    self, name, arguments, input_responses=input_responses, request_state=request_state, meta=m
+                ),
             )
 
         result: GetPromptResult = await self._governed("prompts/get", "prompt", name, terminal, raw_arguments=arguments)
@@ -184,9 +263,18 @@ class GovernedClient(Client):
     ) -> ReadResourceResult:
         """Read a resource, after the client-side chain allows it."""
 
-        async def terminal(_: GovContext) -> ReadResourceResult:
-            return await super(GovernedClient, self).read_resource(
-                uri, input_responses=input_responses, request_state=request_state, meta=meta, cache_mode=cache_mode
+        async def terminal(c: GovContext) -> ReadResourceResult:
+            return await self._send(
+                c,
+                meta,
+                lambda m: Client.read_resource(
+                    self,
+                    uri,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    meta=m,
+                    cache_mode=cache_mode,
+                ),
             )
 
         result: ReadResourceResult = await self._governed("resources/read", "resource", str(uri), terminal)
@@ -197,8 +285,10 @@ class GovernedClient(Client):
     ) -> ListToolsResult:
         """List tools, showing only those the client-side chain lets this client discover."""
 
-        async def terminal(_: GovContext) -> Listing:
-            page = await super(GovernedClient, self).list_tools(cursor=cursor, meta=meta, cache_mode=cache_mode)
+        async def terminal(c: GovContext) -> Listing:
+            page = await self._send(
+                c, meta, lambda m: Client.list_tools(self, cursor=cursor, meta=m, cache_mode=cache_mode)
+            )
             return _listing("tool", page, "tools", "name")
 
         listing: Listing = await self._governed("tools/list", "tool", None, terminal)
@@ -210,8 +300,10 @@ class GovernedClient(Client):
     ) -> ListPromptsResult:
         """List prompts, filtered by the client-side chain."""
 
-        async def terminal(_: GovContext) -> Listing:
-            page = await super(GovernedClient, self).list_prompts(cursor=cursor, meta=meta, cache_mode=cache_mode)
+        async def terminal(c: GovContext) -> Listing:
+            page = await self._send(
+                c, meta, lambda m: Client.list_prompts(self, cursor=cursor, meta=m, cache_mode=cache_mode)
+            )
             return _listing("prompt", page, "prompts", "name")
 
         listing: Listing = await self._governed("prompts/list", "prompt", None, terminal)
@@ -223,8 +315,10 @@ class GovernedClient(Client):
     ) -> ListResourcesResult:
         """List resources, filtered by the client-side chain."""
 
-        async def terminal(_: GovContext) -> Listing:
-            page = await super(GovernedClient, self).list_resources(cursor=cursor, meta=meta, cache_mode=cache_mode)
+        async def terminal(c: GovContext) -> Listing:
+            page = await self._send(
+                c, meta, lambda m: Client.list_resources(self, cursor=cursor, meta=m, cache_mode=cache_mode)
+            )
             return _listing("resource", page, "resources", "uri")
 
         listing: Listing = await self._governed("resources/list", "resource", None, terminal)
@@ -236,9 +330,9 @@ class GovernedClient(Client):
     ) -> ListResourceTemplatesResult:
         """List resource templates, filtered by the client-side chain."""
 
-        async def terminal(_: GovContext) -> Listing:
-            page = await super(GovernedClient, self).list_resource_templates(
-                cursor=cursor, meta=meta, cache_mode=cache_mode
+        async def terminal(c: GovContext) -> Listing:
+            page = await self._send(
+                c, meta, lambda m: Client.list_resource_templates(self, cursor=cursor, meta=m, cache_mode=cache_mode)
             )
             return _listing("resource", page, "resource_templates", "uri_template")
 

@@ -14,7 +14,7 @@ from mcpgov._principal import Principal
 if TYPE_CHECKING:
     from mcpgov._audit import Auditor
 
-__all__ = ["Action", "GovContext", "Side", "TargetKind"]
+__all__ = ["HTTP_AUTHORIZATION", "META_CREDENTIAL", "META_IDENTITY", "Action", "GovContext", "Side", "TargetKind"]
 
 Side = Literal["client", "server"]
 """Which end of the session a chain runs on."""
@@ -26,6 +26,16 @@ TargetKind = Literal["tool", "resource", "prompt"]
 """What a request's target is."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+META_IDENTITY = "io.mcpgov/identity"
+"""``_meta`` key carrying a workload identity token (stdio and in-process transports)."""
+
+META_CREDENTIAL = "io.mcpgov/credential"
+"""``_meta`` key carrying a short-lived credential (stdio and in-process transports)."""
+
+HTTP_AUTHORIZATION = "mcpgov.http.authorization"
+"""Client side: ``GovContext.extensions`` key whose value a :class:`GovernedClient` sends as the
+HTTP ``Authorization`` header of that request (URL servers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +58,9 @@ class GovContext:
         session_id: the session (connection) id, when the transport has one.
         request_id: the JSON-RPC request id, when there is one.
         protocol_version: the negotiated MCP protocol version.
-        meta: the request's ``_meta`` (read-only).
+        meta: the request's ``_meta`` (read-only). On the client side, what middleware puts here
+            is added to the outgoing request's ``_meta`` (for example an identity token under
+            :data:`META_IDENTITY`).
         credential: the verified short-lived credential's claims, when one was presented.
         decision: the combined decision so far, set by authorisers.
         audit: where events about this request are emitted.
