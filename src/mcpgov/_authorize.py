@@ -22,6 +22,10 @@ logger = logging.getLogger("mcpgov.authorize")
 
 LIST_METHODS = frozenset({"tools/list", "resources/list", "resources/templates/list", "prompts/list"})
 
+APPROVAL_GRANT = "mcpgov.approval.grant"
+"""``GovContext.extensions`` key under which an approval middleware passes a granted approval
+(an object with ``covers(ctx, decision) -> bool`` and ``approver``) to the authorisers."""
+
 
 class Authorizer(abc.ABC):
     """Base class for middleware that makes authorisation decisions.
@@ -65,6 +69,8 @@ class Authorizer(abc.ABC):
                 return await self.filter(ctx, result)
             return result
         decision = await self.evaluate(ctx)
+        if decision.effect is Effect.REQUIRE_APPROVAL:
+            decision = _approved(ctx, decision)
         if decision.effect is Effect.ALLOW:
             return await call_next(ctx.replace(decision=decision.combine(ctx.decision)))
         refusal = ApprovalRequired(decision) if decision.effect is Effect.REQUIRE_APPROVAL else Denied(decision)
@@ -80,6 +86,29 @@ class Authorizer(abc.ABC):
             if decision.effect is not Effect.DENY:
                 visible.add(item.name)
         return listing.keep(lambda item: item.name in visible)
+
+
+def _approved(ctx: GovContext, decision: Decision) -> Decision:
+    """An approval-required decision becomes an allow only with a grant for exactly this action."""
+    grant = ctx.extensions.get(APPROVAL_GRANT)
+    if grant is None:
+        return decision
+    try:
+        covered = grant.covers(ctx, decision) is True
+    except Exception:  # noqa: BLE001 - a broken grant object grants nothing
+        logger.warning("approval grant check raised; the approval does not apply")
+        covered = False
+    if not covered:
+        return decision
+    return Decision(
+        Effect.ALLOW,
+        decision.rule,
+        f"approved by {grant.approver}",
+        "approved",
+        decision.obligations,
+        decision.engine,
+        decision.policy_version,
+    )
 
 
 async def guarded(decide: Any, ctx: GovContext, deadline: float, rule: str, *, is_async: bool = True) -> Decision:

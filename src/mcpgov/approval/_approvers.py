@@ -1,0 +1,180 @@
+"""Approvers: who answers an approval request (a callback, an operator queue, the client's user)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, Union, runtime_checkable
+
+import anyio
+
+from mcpgov._context import GovContext
+from mcpgov._errors import ConfigurationError, McpGovError
+from mcpgov.approval._model import ApprovalAnswer, ApprovalRequest
+
+__all__ = ["ApprovalMismatch", "ApprovalQueue", "Approver", "CallbackApprover"]
+
+logger = logging.getLogger("mcpgov.approval")
+
+
+class ApprovalMismatch(McpGovError):
+    """An answer does not fit any pending request (unknown, expired, or for another action)."""
+
+    code = "mcpgov.approval_mismatch"
+    rpc_code = -32602
+    public_message = "Invalid approval answer"
+
+
+@runtime_checkable
+class Approver(Protocol):
+    """Answers approval requests. ``None`` means no answer (which denies)."""
+
+    async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None: ...
+
+
+CallbackResult = Union[bool, ApprovalAnswer, None]  # noqa: UP007 - a runtime alias; `|` with None fails on 3.10
+
+
+class CallbackApprover:
+    """An approver backed by a plain sync or async callable.
+
+    The callable receives the :class:`ApprovalRequest` and returns ``True``/``False`` (answered
+    by ``name``) or an :class:`ApprovalAnswer` naming its own approver. Anything else, or an
+    exception, is no answer.
+
+    Args:
+        fn: the callable.
+        name: the approver identity recorded for boolean answers.
+    """
+
+    def __init__(
+        self, fn: Callable[[ApprovalRequest], CallbackResult | Awaitable[CallbackResult]], *, name: str
+    ) -> None:
+        if not callable(fn):
+            raise ConfigurationError("CallbackApprover needs a callable")
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("CallbackApprover needs the approver's name")
+        self._fn = fn
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"CallbackApprover(name={self.name!r})"
+
+    async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
+        try:
+            result: Any = self._fn(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:  # noqa: BLE001 - an approver that breaks gives no answer (deny)
+            logger.warning("approver %s raised %s; treating as no answer", self.name, type(exc).__name__)
+            return None
+        if isinstance(result, bool):
+            return ApprovalAnswer(request.id, result, self.name)
+        if isinstance(result, ApprovalAnswer) and result.request_id == request.id:
+            return result
+        return None
+
+
+@dataclass
+class _Pending:
+    request: ApprovalRequest
+    event: anyio.Event
+    answer: ApprovalAnswer | None = None
+
+
+class ApprovalQueue:
+    """An out-of-band approval queue: calls wait while an operator answers.
+
+    Pending requests are listed with :meth:`pending` and answered with :meth:`answer` (in
+    process), or over HTTP through :meth:`asgi_app`. An answer names the request id and,
+    optionally, the arguments hash it approves: an answer for another action, an unknown or
+    an expired request is refused with :class:`ApprovalMismatch`.
+
+    Args:
+        clock: seconds since the epoch (injectable).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._pending: dict[str, _Pending] = {}
+        self._clock = clock
+        self._arrival: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"ApprovalQueue(pending={len(self._pending)})"
+
+    async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
+        pending = _Pending(request, anyio.Event())
+        self._pending[request.id] = pending
+        if self._arrival is not None:
+            self._arrival.set()
+        try:
+            await pending.event.wait()
+            return pending.answer
+        finally:
+            self._pending.pop(request.id, None)
+
+    def pending(self) -> list[ApprovalRequest]:
+        """The requests waiting for an answer, oldest first (expired ones are dropped)."""
+        now = self._clock()
+        return sorted(
+            (p.request for p in self._pending.values() if p.request.expires_at > now and not p.event.is_set()),
+            key=lambda r: r.requested_at,
+        )
+
+    async def next_request(self) -> ApprovalRequest:
+        """Wait until a request is pending and return the oldest (for operator tools and tests)."""
+        while True:
+            pending = self.pending()
+            if pending:
+                return pending[0]
+            if self._arrival is None or self._arrival.is_set():
+                self._arrival = anyio.Event()
+            await self._arrival.wait()
+
+    def answer(
+        self, request_id: str, *, approved: bool, approver: str, reason: str = "", args_hash: str | None = None
+    ) -> ApprovalRequest:
+        """Answer a pending request.
+
+        Args:
+            request_id: the request to answer.
+            approved: approve (True) or refuse (False).
+            approver: who answers; recorded in audit.
+            reason: optional explanation.
+            args_hash: when given, must equal the request's arguments hash (the operator
+                approves what they saw).
+
+        Returns:
+            The request that was answered.
+
+        Raises:
+            ApprovalMismatch: unknown or expired request, or an answer for another action.
+            ConfigurationError: no approver identity.
+        """
+        if not isinstance(approver, str) or not approver:
+            raise ConfigurationError("an approval answer needs the approver's identity")
+        pending = self._pending.get(request_id)
+        if pending is None or pending.event.is_set():
+            raise ApprovalMismatch("no pending approval request with that id", reason="unknown_request")
+        if pending.request.expires_at <= self._clock():
+            raise ApprovalMismatch("the approval request has expired", reason="expired_request")
+        if args_hash is not None and args_hash != pending.request.args_hash:
+            raise ApprovalMismatch("the answer is for other arguments than the request", reason="other_action")
+        pending.answer = ApprovalAnswer(request_id, bool(approved), approver, reason)
+        pending.event.set()
+        return pending.request
+
+    def asgi_app(self, authenticate: Callable[[Any], str | Awaitable[str | None] | None]) -> Any:
+        """A Starlette app for operators: ``GET /approvals`` and ``POST /approvals/{id}``.
+
+        Args:
+            authenticate: maps the Starlette request to the operator's identity, or ``None``
+                (answered 401). The approver recorded is always this identity, never a value
+                from the request body.
+        """
+        from mcpgov.approval._api import operator_app  # noqa: PLC0415 - _api imports this module
+
+        return operator_app(self, authenticate)

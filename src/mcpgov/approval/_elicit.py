@@ -1,0 +1,164 @@
+"""Approval by the MCP client's user, through elicitation (the SDK adapter for approvals).
+
+Legacy sessions ask with a server-to-client ``elicitation/create`` request while the call
+waits. 2026-07-28 requests cannot wait for the client: the call is answered with an
+``input_required`` result carrying the elicitation, the SDK client asks its user and retries,
+and the retry carries the answer. The pending request is kept in a :class:`StateStore` and
+used once; the SDK seals ``requestState`` and binds it to the method and arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mcp.server.context import ServerRequestContext
+from mcp_types import ClientCapabilities, ElicitationCapability
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from mcpgov._context import GovContext
+from mcpgov._decision import Decision
+from mcpgov._errors import ConfigurationError, Denied
+from mcpgov._server import SERVER_REQUEST
+from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
+from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalRequest
+
+__all__ = ["ElicitationApprover"]
+
+logger = logging.getLogger("mcpgov.approval")
+
+INPUT_KEY = "mcpgov.approval"
+STATE_PREFIX = "mcpgov-approval:"
+_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"approve": {"type": "boolean", "title": "Approve this action"}},
+    "required": ["approve"],
+}
+
+
+def _sdk(ctx: GovContext) -> ServerRequestContext[Any, Any] | None:
+    sctx = ctx.extensions.get(SERVER_REQUEST)
+    return sctx if isinstance(sctx, ServerRequestContext) else None
+
+
+def _approved(content: Any, action: Any) -> bool:
+    return action == "accept" and isinstance(content, dict) and content.get("approve") is True
+
+
+class ElicitationApprover:
+    """Asks the MCP client's user to approve, through elicitation (server side only).
+
+    The approver recorded is ``client-user:<principal>``: elicitation shows that the
+    client's user consented, on the principal's session. A client without the elicitation
+    capability cannot approve (the request is refused).
+
+    Args:
+        store: where 2026-07-28 pending approvals wait for the client's retry (in memory by
+            default; a shared store when several replicas serve one client).
+        ttl: seconds a pending 2026-07-28 approval stays answerable.
+    """
+
+    def __init__(self, *, store: StateStore | None = None, ttl: float = 300.0) -> None:
+        if not isinstance(ttl, (int, float)) or ttl <= 0:
+            raise ConfigurationError("ElicitationApprover ttl must be positive")
+        self._store: StateStore = store if store is not None else InMemoryStateStore()
+        self._ttl = float(ttl)
+
+    def __repr__(self) -> str:
+        return "ElicitationApprover()"
+
+    @staticmethod
+    def approver_for(request: ApprovalRequest) -> str:
+        """The approver identity recorded for an answer by the client's user."""
+        return f"client-user:{request.principal or 'unidentified'}"
+
+    @staticmethod
+    def is_modern(ctx: GovContext) -> bool:
+        """True for 2026-07-28 requests (answered with ``input_required``)."""
+        return ctx.side == "server" and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    @staticmethod
+    def _can_elicit(sctx: ServerRequestContext[Any, Any]) -> bool:
+        return sctx.session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability()))
+
+    async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
+        """Legacy sessions: ask now and wait for the user's answer."""
+        sctx = _sdk(ctx)
+        if sctx is None or not self._can_elicit(sctx):
+            return None
+        result = await sctx.session.elicit_form(request.describe(), _SCHEMA, related_request_id=sctx.request_id)
+        return ApprovalAnswer(request.id, _approved(result.content, result.action), self.approver_for(request))
+
+    async def input_required(self, request: ApprovalRequest, ctx: GovContext) -> dict[str, Any] | None:
+        """2026-07-28: keep ``request`` pending and return the ``input_required`` result asking for it."""
+        sctx = _sdk(ctx)
+        if sctx is None or not self._can_elicit(sctx):
+            return None
+        record = {
+            "action": list(request.action),
+            "rule": request.rule,
+            "reason": request.reason,
+            "principal": request.principal,
+            "tenant": request.tenant,
+            "task_id": request.task_id,
+            "args_hash": request.args_hash,
+            "expires_at": request.expires_at,
+        }
+        await self._store.put(STATE_PREFIX + request.id, json.dumps(record), self._ttl)
+        return {
+            "resultType": "input_required",
+            "inputRequests": {
+                INPUT_KEY: {
+                    "method": "elicitation/create",
+                    "params": {"mode": "form", "message": request.describe(), "requestedSchema": _SCHEMA},
+                }
+            },
+            "requestState": STATE_PREFIX + request.id,
+        }
+
+    async def resume(self, ctx: GovContext) -> tuple[ApprovalRequest, ApprovalAnswer] | None:
+        """2026-07-28: the pending request and the user's answer, when ``ctx`` is the retry.
+
+        Raises:
+            Denied: the retry names an approval that is unknown, expired or already used.
+        """
+        sctx = _sdk(ctx)
+        params = sctx.params if sctx is not None else None
+        state = params.get("requestState") if params is not None else None
+        if not isinstance(state, str) or not state.startswith(STATE_PREFIX):
+            return None
+        request_id = state[len(STATE_PREFIX) :]
+        refused = Decision.deny(
+            "mcpgov:approval", "the approval request is unknown, expired or used", "approval_replayed"
+        )
+        try:
+            raw = await self._store.get(STATE_PREFIX + request_id)
+            first_use = raw is not None and await self._store.add(f"{STATE_PREFIX}used:{request_id}", "1", self._ttl)
+        except StateStoreError as exc:
+            raise Denied(refused, "the approval store failed") from exc
+        if raw is None or not first_use:
+            raise Denied(refused)
+        await self._store.delete(STATE_PREFIX + request_id)
+        record = json.loads(raw)
+        action: ActionKey = tuple(record["action"])
+        request = ApprovalRequest(
+            id=request_id,
+            action=action,
+            method=action[0],
+            kind=action[1],
+            target=action[2],
+            args_hash=record["args_hash"],
+            principal=record["principal"],
+            tenant=record["tenant"],
+            task_id=record["task_id"],
+            purpose=None,
+            rule=record["rule"],
+            reason=record["reason"],
+            requested_at=0.0,
+            expires_at=float(record["expires_at"]),
+        )
+        responses = params.get("inputResponses") if params is not None else None
+        response = responses.get(INPUT_KEY) if isinstance(responses, dict) else None
+        approved = isinstance(response, dict) and _approved(response.get("content"), response.get("action"))
+        return request, ApprovalAnswer(request_id, approved, self.approver_for(request))

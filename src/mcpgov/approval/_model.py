@@ -1,0 +1,129 @@
+"""Approval requests, answers and grants: an approval is bound to one exact action."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcpgov._context import GovContext
+from mcpgov._decision import Decision
+
+__all__ = ["ActionKey", "ApprovalAnswer", "ApprovalGrant", "ApprovalRequest", "action_key"]
+
+ActionKey = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
+"""(method, kind, target, args_hash, principal issuer, principal subject, tenant, task id)."""
+
+
+def action_key(ctx: GovContext) -> ActionKey:
+    """What an approval is bound to: the exact request, caller and task."""
+    principal = ctx.principal
+    return (
+        ctx.method,
+        ctx.kind,
+        ctx.target,
+        ctx.args_hash,
+        principal.issuer if principal is not None else None,
+        principal.subject if principal is not None else None,
+        ctx.tenant,
+        ctx.task_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """A request for a person to approve one exact action.
+
+    Attributes:
+        id: unique id of this request (what an operator answers).
+        action: the action it is bound to (see :func:`action_key`).
+        method, kind, target, args_hash: what would run.
+        principal: who asks (``issuer#subject``), tenant and task: on whose behalf.
+        purpose: the declared purpose.
+        rule: the rule that required approval; reason: its explanation.
+        arguments: the request's arguments (read-only), for the approver to inspect.
+        requested_at, expires_at: seconds since the epoch.
+    """
+
+    id: str
+    action: ActionKey
+    method: str
+    kind: str | None
+    target: str | None
+    args_hash: str | None
+    principal: str | None
+    tenant: str | None
+    task_id: str | None
+    purpose: str | None
+    rule: str
+    reason: str
+    requested_at: float
+    expires_at: float
+    arguments: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def for_context(
+        cls, ctx: GovContext, decision: Decision, *, ttl: float, now: float | None = None
+    ) -> ApprovalRequest:
+        """The approval request for the action in ``ctx`` that ``decision`` says needs approval."""
+        at = time.time() if now is None else now
+        return cls(
+            id=secrets.token_urlsafe(16),
+            action=action_key(ctx),
+            method=ctx.method,
+            kind=ctx.kind,
+            target=ctx.target,
+            args_hash=ctx.args_hash,
+            principal=ctx.principal.id if ctx.principal is not None else None,
+            tenant=ctx.tenant,
+            task_id=ctx.task_id,
+            purpose=ctx.purpose,
+            rule=decision.rule,
+            reason=decision.reason,
+            requested_at=at,
+            expires_at=at + ttl,
+            arguments=ctx.arguments,
+        )
+
+    def describe(self) -> str:
+        """A one-paragraph account for a person deciding."""
+        who = self.principal or "an unidentified caller"
+        where = f" in tenant {self.tenant}" if self.tenant else ""
+        task = f" for task {self.task_id}" if self.task_id else ""
+        why = f" ({self.purpose})" if self.purpose else ""
+        return (
+            f"{who}{where} asks to run {self.kind or self.method} {self.target!r}{task}{why}. "
+            f"Rule {self.rule!r} requires approval. Arguments hash: {self.args_hash}."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalAnswer:
+    """An approver's answer.
+
+    Attributes:
+        request_id: the request answered.
+        approved: True to approve, False to refuse.
+        approver: who answered (recorded in audit).
+        reason: optional explanation.
+    """
+
+    request_id: str
+    approved: bool
+    approver: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalGrant:
+    """A granted approval, valid for exactly one action until ``expires_at``."""
+
+    request: ApprovalRequest
+    approver: str
+    expires_at: float
+    clock: Any = field(default=time.time, repr=False, compare=False)
+
+    def covers(self, ctx: GovContext, decision: Decision) -> bool:
+        """True when ``ctx`` is exactly the approved action and the grant has not expired."""
+        return action_key(ctx) == self.request.action and self.clock() < self.expires_at
