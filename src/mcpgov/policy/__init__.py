@@ -1,0 +1,63 @@
+"""Policy as code: request-time authorisation from a declarative policy (or Cedar).
+
+* :class:`Policy` loads and validates a YAML or JSON policy file (errors name the file, the
+  rule and the field); :class:`PolicyEngine` decides and explains;
+* :class:`PolicyMiddleware` is the authoriser for a governed server or a
+  :class:`~mcpgov.GovernedClient`: it gates every request, filters every listing with the same
+  rules, keeps task history and rate counters in a :class:`~mcpgov.StateStore`, hot-reloads
+  (keeping the last good policy) and runs a shadow policy beside the enforced one;
+* :class:`PolicyDecorators` lets a server author declare what a tool requires
+  (``@gov.tool(scopes=..., tenants=..., risk=..., approval=..., constraints=..., redact=...)``);
+* :class:`CedarPolicy` is the optional Cedar engine (``mcpgov[cedar]``).
+
+See ``docs/policy.md`` for the format reference.
+"""
+
+from mcpgov.policy._cedar import CedarEngine, CedarPolicy
+from mcpgov.policy._conditions import path_within
+from mcpgov.policy._decorators import META_POLICY, PolicyDecorators, ToolDeclaration
+from mcpgov.policy._engine import (
+    DEFAULT_DENY_RULE,
+    OBLIGATION_BIND_ARGUMENTS,
+    OBLIGATION_MAX_CREDENTIAL_TTL,
+    OBLIGATION_RATE_LIMIT,
+    OBLIGATION_REDACT,
+    Explanation,
+    PolicyEngine,
+    RuleTrace,
+)
+from mcpgov.policy._history import HistoryNeeds, TaskHistory, TaskHistoryStore
+from mcpgov.policy._load import Policy, PolicyError, load_policy
+from mcpgov.policy._middleware import Engine, PolicyMiddleware, PolicySource
+from mcpgov.policy._model import PolicyDocument, Rule
+from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
+
+__all__ = [
+    "DEFAULT_DENY_RULE",
+    "META_POLICY",
+    "OBLIGATION_BIND_ARGUMENTS",
+    "OBLIGATION_MAX_CREDENTIAL_TTL",
+    "OBLIGATION_RATE_LIMIT",
+    "OBLIGATION_REDACT",
+    "CedarEngine",
+    "CedarPolicy",
+    "Engine",
+    "Explanation",
+    "HistoryNeeds",
+    "Policy",
+    "PolicyDecorators",
+    "PolicyDocument",
+    "PolicyEngine",
+    "PolicyError",
+    "PolicyMiddleware",
+    "PolicySource",
+    "RateLimitSpec",
+    "RateLimiter",
+    "Rule",
+    "RuleTrace",
+    "TaskHistory",
+    "TaskHistoryStore",
+    "ToolDeclaration",
+    "load_policy",
+    "path_within",
+]

@@ -1,0 +1,285 @@
+"""Cedar as an optional policy engine (the ``cedar`` extra, through ``cedarpy``).
+
+The request maps to Cedar as:
+
+* principal: ``Principal::"<issuer>#<subject>"`` (``Anonymous::"anonymous"`` without one);
+* action: ``Action::"execute"`` or ``Action::"discover"``;
+* resource: ``Tool::"<name>"``, ``Resource::"<uri>"``, ``Prompt::"<name>"`` or ``Method::"<method>"``;
+* context: ``tenant``, ``purpose``, ``task_id``, ``issuer``, ``subject``, ``spiffe_id`` (each only
+  when known), ``scopes`` (a set), ``delegation_depth``, ``claims`` (scalar and list claims),
+  ``now`` (seconds since the epoch) and, for ``execute`` only, ``args`` (the arguments).
+
+Policies are named by their ``@id("...")`` annotation (else Cedar's ``policyN``); a permit
+annotated ``@approval`` requires approval instead of allowing. A Cedar evaluation that reports
+any error denies, even if some policy permits. Arguments that Cedar cannot represent
+(fractions with more than four decimals, huge numbers) deny.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from mcpgov._context import GovContext
+from mcpgov._decision import Decision, Effect
+from mcpgov._errors import ConfigurationError
+from mcpgov.policy._engine import Explanation, RuleTrace, describe_request
+from mcpgov.policy._history import HistoryNeeds, TaskHistory
+from mcpgov.policy._load import PolicyError, read_text
+
+__all__ = ["CedarEngine", "CedarPolicy"]
+
+CEDAR_DEFAULT_DENY = "cedar:default-deny"
+CEDAR_ERROR = "cedar:evaluation-error"
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_RESOURCE_TYPES = {"tool": "Tool", "resource": "Resource", "prompt": "Prompt"}
+_CEDAR_LONG = 2**63 - 1
+
+
+def _cedarpy() -> Any:
+    try:
+        import cedarpy  # noqa: PLC0415 - optional dependency, imported on use
+    except ImportError:
+        raise ConfigurationError(
+            "the Cedar engine needs the 'cedar' extra: pip install 'mcpgov[cedar]'", reason="cedar_missing"
+        ) from None
+    return cedarpy
+
+
+class _Unrepresentable(Exception):
+    pass
+
+
+def _to_cedar(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        if value is None:
+            raise _Unrepresentable("null")
+        return value
+    if isinstance(value, int):
+        if abs(value) > _CEDAR_LONG:
+            raise _Unrepresentable("integer out of range")
+        return value
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) <= _CEDAR_LONG:
+            return int(value)
+        d = Decimal(repr(value))
+        exponent = d.as_tuple().exponent
+        if not isinstance(exponent, int) or exponent < -4 or abs(d) >= 922337203685477:
+            raise _Unrepresentable("a number Cedar's decimal cannot hold")
+        return {"__extn": {"fn": "decimal", "arg": format(d, "f")}}
+    if isinstance(value, Mapping):
+        return {str(k): _to_cedar(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (tuple, list)):
+        return [_to_cedar(v) for v in value]
+    raise _Unrepresentable(type(value).__name__)
+
+
+def _scopes(claims: Mapping[str, Any]) -> list[str]:
+    out: set[str] = set()
+    for key in ("scope", "scp", "scopes"):
+        value = claims.get(key)
+        if isinstance(value, str):
+            out.update(value.split())
+        elif isinstance(value, (list, tuple)):
+            out.update(v for v in value if isinstance(v, str))
+    return sorted(out)
+
+
+class CedarPolicy:
+    """A parsed Cedar policy set, its version (digest of the text) and where it came from.
+
+    Args:
+        text: the Cedar policies.
+        source: where they came from, for messages.
+
+    Raises:
+        ConfigurationError: ``cedarpy`` is not installed.
+        PolicyError: the text is not valid Cedar (the message names the source).
+    """
+
+    engine_name = "cedar"
+
+    def __init__(self, text: str, *, source: str = "<cedar>") -> None:
+        cedarpy = _cedarpy()
+        self.source = source
+        self.text = text
+        try:
+            self._policies = cedarpy.PolicySet.from_str(text)
+            raw = json.loads(cedarpy.policies_to_json_str(text))
+        except ValueError as exc:
+            raise PolicyError(f"{source}: invalid Cedar policy: {exc}", source=source) from None
+        self.annotations: dict[str, dict[str, Any]] = {
+            pid: dict(body.get("annotations") or {}) for pid, body in (raw.get("staticPolicies") or {}).items()
+        }
+        self.version = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"CedarPolicy(source={self.source!r}, version={self.version!r}, policies={len(self.annotations)})"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> CedarPolicy:
+        """Read a ``.cedar`` file.
+
+        Raises:
+            PolicyError: unreadable or invalid.
+        """
+        p = Path(path)
+        return cls(read_text(p), source=str(p))
+
+    def rule_id(self, policy_id: str) -> str:
+        """The rule id of a Cedar policy: its ``@id`` annotation, else Cedar's id."""
+        value = self.annotations.get(policy_id, {}).get("id")
+        return value if isinstance(value, str) and value else policy_id
+
+    def compile(self) -> CedarEngine:
+        """The engine for this policy set."""
+        return CedarEngine(self)
+
+
+class CedarEngine:
+    """Decides requests with a Cedar policy set; the same interface as the built-in engine."""
+
+    engine_name = "cedar"
+
+    def __init__(self, policy: CedarPolicy) -> None:
+        self.policy = policy
+        self.version = policy.version
+        self.source = policy.source
+        self._cedarpy = _cedarpy()
+        self._entities = self._cedarpy.Entities.from_json_str("[]")
+        self._default_deny = self._decision(Effect.DENY, CEDAR_DEFAULT_DENY, "no Cedar policy permits", "default_deny")
+
+    def __repr__(self) -> str:
+        return f"CedarEngine(source={self.source!r}, version={self.version!r})"
+
+    def _decision(self, effect: Effect, rule: str, reason: str, code: str) -> Decision:
+        return Decision(effect, rule, reason, code, _EMPTY, self.engine_name, self.version)
+
+    def history_needs(self, ctx: GovContext) -> HistoryNeeds:
+        """Cedar decisions do not use task history."""
+        return HistoryNeeds()
+
+    def labels_for(self, kind: str | None, target: str | None) -> frozenset[str]:
+        """Cedar policies define no labels."""
+        return frozenset()
+
+    def request(self, ctx: GovContext, now: float) -> dict[str, Any]:
+        """The Cedar request for ``ctx``.
+
+        Raises:
+            ValueError: an argument or claim Cedar cannot represent.
+        """
+        principal = ctx.principal
+        context: dict[str, Any] = {"now": int(now), "delegation_depth": 0, "scopes": []}
+        for name in ("tenant", "purpose", "task_id"):
+            value = getattr(ctx, name)
+            if value is not None:
+                context[name] = value
+        if principal is not None:
+            context["issuer"] = principal.issuer
+            context["subject"] = principal.subject
+            if principal.spiffe_id is not None:
+                context["spiffe_id"] = principal.spiffe_id
+            context["delegation_depth"] = len(principal.actors)
+            context["scopes"] = _scopes(principal.claims)
+            claims: dict[str, Any] = {}
+            for key, value in principal.claims.items():
+                try:
+                    claims[str(key)] = _to_cedar(value)
+                except _Unrepresentable:
+                    continue  # a claim Cedar cannot hold is simply absent; policies see `has` false
+            context["claims"] = claims
+        action = ctx.action or "execute"
+        if action == "execute":
+            try:
+                context["args"] = _to_cedar(ctx.arguments or {})
+            except _Unrepresentable as exc:
+                raise ValueError(f"argument not representable in Cedar: {exc}") from None
+        if ctx.kind is not None and ctx.target is not None:
+            resource = {"type": _RESOURCE_TYPES[ctx.kind], "id": ctx.target}
+        else:
+            resource = {"type": "Method", "id": ctx.method}
+        return {
+            "principal": {"type": "Principal", "id": principal.id}
+            if principal is not None
+            else {"type": "Anonymous", "id": "anonymous"},
+            "action": {"type": "Action", "id": action},
+            "resource": resource,
+            "context": context,
+        }
+
+    def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str]]:
+        try:
+            request = self.request(ctx, now)
+            result = self._cedarpy.is_authorized(request, self.policy._policies, self._entities)
+        except Exception as exc:  # noqa: BLE001 - whatever Cedar or the mapping refuses is a deny
+            return (
+                self._decision(Effect.DENY, CEDAR_ERROR, f"Cedar request failed: {exc}", "cedar_error"),
+                [],
+                [str(exc)],
+            )
+        reasons = [str(r) for r in result.diagnostics.reasons]
+        errors = [str(e) for e in result.diagnostics.errors]
+        if errors:
+            detail = f"Cedar evaluation reported {len(errors)} error(s): {errors[0]}"
+            return self._decision(Effect.DENY, CEDAR_ERROR, detail, "cedar_error"), reasons, errors
+        if not result.allowed:
+            if reasons:
+                rule = self.policy.rule_id(sorted(reasons, key=_policy_order)[0])
+                return self._decision(Effect.DENY, rule, f"forbidden by {rule}", "policy_deny"), reasons, errors
+            return self._default_deny, reasons, errors
+        ordered = sorted(reasons, key=_policy_order)
+        approvals = [r for r in ordered if "approval" in self.policy.annotations.get(r, {})]
+        if approvals:
+            rule = self.policy.rule_id(approvals[0])
+            return (
+                self._decision(Effect.REQUIRE_APPROVAL, rule, f"{rule} needs approval", "approval_required"),
+                reasons,
+                errors,
+            )
+        rule = self.policy.rule_id(ordered[0]) if ordered else CEDAR_DEFAULT_DENY
+        return self._decision(Effect.ALLOW, rule, f"permitted by {rule}", "allowed"), reasons, errors
+
+    def decide(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Decision:
+        """Decide ``ctx`` with Cedar (``history`` is not used)."""
+        return self._evaluate(ctx, time.time() if now is None else now)[0]
+
+    def explain(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Explanation:
+        """Which Cedar policies determined the decision, and any evaluation errors."""
+        decision, reasons, errors = self._evaluate(ctx, time.time() if now is None else now)
+        traces = [
+            RuleTrace(self.policy.rule_id(r), "cedar", True, "determining policy")
+            for r in sorted(reasons, key=_policy_order)
+        ]
+        traces += [RuleTrace(CEDAR_ERROR, "cedar", True, e, True) for e in errors]
+        if errors:
+            summary = "Cedar reported an evaluation error, which denies even if a policy permits"
+        elif decision.rule == CEDAR_DEFAULT_DENY:
+            summary = "no Cedar policy permits (nothing matching means deny)"
+        elif decision.effect is Effect.DENY:
+            summary = "a forbid policy applies (forbid overrides permit)"
+        elif decision.effect is Effect.REQUIRE_APPROVAL:
+            summary = "a permit annotated @approval applies"
+        else:
+            summary = "a permit applies and no forbid does"
+        return Explanation(
+            decision,
+            describe_request(ctx),
+            tuple(traces),
+            len(self.policy.annotations),
+            summary,
+            self.engine_name,
+            self.version,
+        )
+
+
+def _policy_order(policy_id: str) -> tuple[int, str]:
+    digits = policy_id.removeprefix("policy")
+    return (int(digits), policy_id) if digits.isdigit() else (1 << 30, policy_id)

@@ -1,0 +1,135 @@
+"""Task history: what a task already did, kept in a :class:`~mcpgov.StateStore`.
+
+Only requests that were allowed and ran are recorded (on the way back from the SDK call),
+never discovery evaluations or refused requests. Keys are namespaced by tenant and task:
+one tenant's task can never read or write another tenant's history.
+
+Per task, the store holds: a tool-call counter, the previous target, one flag per target
+used and one flag per label touched. Every entry expires ``ttl`` seconds after its last write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mcpgov._context import GovContext
+from mcpgov._errors import ConfigurationError
+from mcpgov._state import StateStore
+
+__all__ = ["HistoryNeeds", "TaskHistory", "TaskHistoryStore", "target_key"]
+
+TARGET_PREFIXES = ("tool:", "resource:", "prompt:")
+
+
+def target_key(kind: str | None, target: str | None) -> str:
+    """The name of a target in task history: ``tool:name``, ``resource:uri``, ``prompt:name``."""
+    return f"{kind}:{target}"
+
+
+def parse_target(spec: str) -> str:
+    """A history target as written in a policy (a bare name is a tool)."""
+    return spec if spec.startswith(TARGET_PREFIXES) else "tool:" + spec
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryNeeds:
+    """What a decision needs to know about the task's history."""
+
+    labels: frozenset[str] = frozenset()
+    targets: frozenset[str] = frozenset()
+    count: bool = False
+    last: bool = False
+
+    def __or__(self, other: HistoryNeeds) -> HistoryNeeds:
+        return HistoryNeeds(
+            self.labels | other.labels, self.targets | other.targets, self.count or other.count, self.last or other.last
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.labels or self.targets or self.count or self.last)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHistory:
+    """A snapshot of a task's history, limited to what was asked for.
+
+    Attributes:
+        calls: tool calls the task has run.
+        labels: labels of targets the task touched (of those asked for).
+        called: targets the task used (of those asked for).
+        last: the previous target of the task, when asked for.
+    """
+
+    calls: int = 0
+    labels: frozenset[str] = frozenset()
+    called: frozenset[str] = frozenset()
+    last: str | None = None
+
+
+class TaskHistoryStore:
+    """Reads and records task history in a :class:`~mcpgov.StateStore`.
+
+    Store errors propagate (:class:`~mcpgov.StateStoreError`): callers fail closed.
+
+    Args:
+        store: the state store.
+        ttl: seconds a task's history is kept after its last request.
+    """
+
+    def __init__(self, store: StateStore, *, ttl: float = 86_400.0) -> None:
+        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl > 0:
+            raise ConfigurationError(f"history ttl must be a positive number of seconds, got {ttl!r}")
+        self.store = store
+        self.ttl = float(ttl)
+
+    @staticmethod
+    def _prefix(ctx: GovContext) -> str | None:
+        if ctx.task_id is None:
+            return None
+        digest = hashlib.sha256(f"{ctx.tenant or ''}\x00{ctx.task_id}".encode()).hexdigest()[:40]
+        return f"mcpgov:policy:task:{digest}:"
+
+    @staticmethod
+    def _name(value: str) -> str:
+        return hashlib.sha256(value.encode()).hexdigest()[:40]
+
+    async def snapshot(self, ctx: GovContext, needs: HistoryNeeds) -> TaskHistory | None:
+        """The part of the task's history that ``needs`` names; ``None`` when the request has no task."""
+        prefix = self._prefix(ctx)
+        if prefix is None:
+            return None
+        labels = sorted(needs.labels)
+        targets = sorted(needs.targets)
+        keys = [prefix + "count", prefix + "last"]
+        keys += [prefix + "label:" + self._name(label) for label in labels]
+        keys += [prefix + "called:" + self._name(t) for t in targets]
+        values = await self.store.get_many(keys)
+        count_raw, last = values[0], values[1]
+        try:
+            calls = int(count_raw) if count_raw is not None else 0
+        except ValueError:
+            calls = 2**62  # a corrupt counter counts as "very many": limits deny
+        label_values = values[2 : 2 + len(labels)]
+        target_values = values[2 + len(labels) :]
+        return TaskHistory(
+            calls=calls,
+            labels=frozenset(label for label, v in zip(labels, label_values, strict=True) if v is not None),
+            called=frozenset(t for t, v in zip(targets, target_values, strict=True) if v is not None),
+            last=last,
+        )
+
+    async def record(self, ctx: GovContext, labels: Iterable[str]) -> None:
+        """Record that ``ctx``'s request ran (nothing when the request has no task)."""
+        prefix = self._prefix(ctx)
+        if prefix is None:
+            return
+        target = target_key(ctx.kind, ctx.target) if ctx.kind is not None else f"method:{ctx.method}"
+        store, ttl = self.store, self.ttl
+        for label in labels:
+            await store.put(prefix + "label:" + self._name(label), "1", ttl)
+        await store.put(prefix + "called:" + self._name(target), "1", ttl)
+        await store.put(prefix + "last", target, ttl)
+        if ctx.kind == "tool":
+            await store.incr(prefix + "count", ttl)

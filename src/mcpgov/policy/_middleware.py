@@ -1,0 +1,467 @@
+"""``PolicyMiddleware``: the policy engine as an authoriser, for the server and the client side."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from mcpgov._audit import AuditCallback, AuditEvent, Auditor
+from mcpgov._authorize import LIST_METHODS, Authorizer
+from mcpgov._chain import CallNext
+from mcpgov._context import GovContext, Side
+from mcpgov._decision import Decision, Effect
+from mcpgov._errors import ConfigurationError, McpGovError
+from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
+from mcpgov.policy._cedar import CedarPolicy
+from mcpgov.policy._decorators import PolicyDecorators
+from mcpgov.policy._engine import OBLIGATION_RATE_LIMIT, Explanation, PolicyEngine, combined_version
+from mcpgov.policy._history import HistoryNeeds, TaskHistory, TaskHistoryStore
+from mcpgov.policy._load import Policy, PolicyError
+from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
+
+__all__ = ["Engine", "PolicyMiddleware", "PolicySource"]
+
+logger = logging.getLogger("mcpgov.policy")
+
+PolicySource = Policy | CedarPolicy | str | os.PathLike[str]
+"""A policy: a loaded :class:`Policy` or :class:`CedarPolicy`, or a path to a ``.yaml``,
+``.yml``, ``.json`` or ``.cedar`` file (reloadable)."""
+
+STATE_UNAVAILABLE_RULE = "mcpgov:policy:state-unavailable"
+UNLOADABLE_RULE = "mcpgov:policy:unloadable"
+
+
+class Engine(Protocol):
+    """What the middleware needs of an engine (the built-in one, Cedar, or your own)."""
+
+    engine_name: str
+    version: str
+    source: str
+
+    def decide(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Decision:
+        """Decide one request."""
+        ...
+
+    def explain(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Explanation:
+        """Explain one decision."""
+        ...
+
+    def history_needs(self, ctx: GovContext) -> HistoryNeeds:
+        """What the decision needs from task history."""
+        ...
+
+    def labels_for(self, kind: str | None, target: str | None) -> frozenset[str]:
+        """Labels recorded in task history when the target is used."""
+        ...
+
+
+class _DenyAll:
+    """The engine in force when no policy could ever be loaded: every request is denied."""
+
+    engine_name = "policy"
+    source = "<none>"
+
+    def __init__(self, detail: str) -> None:
+        self.version = "unloadable"
+        self._decision = Decision(
+            Effect.DENY, UNLOADABLE_RULE, f"no policy is loaded ({detail})", "policy_unloadable", engine="policy"
+        )
+
+    def decide(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Decision:
+        return self._decision
+
+    def explain(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Explanation:
+        return Explanation(self._decision, str(ctx.target), (), 0, "no policy could be loaded: everything is denied")
+
+    def history_needs(self, ctx: GovContext) -> HistoryNeeds:
+        return HistoryNeeds()
+
+    def labels_for(self, kind: str | None, target: str | None) -> frozenset[str]:
+        return frozenset()
+
+
+def _load(source: PolicySource | None) -> Policy | CedarPolicy:
+    if isinstance(source, (Policy, CedarPolicy)):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.suffix.lower() == ".cedar":
+            return CedarPolicy.from_file(path)
+        return Policy.from_file(path)
+    raise ConfigurationError(f"a policy must be a Policy, a CedarPolicy or a file path, got {type(source).__name__}")
+
+
+class PolicyMiddleware(Authorizer):
+    """Authorisation by policy: gates every request and filters every listing with the same rules.
+
+    Works on both sides: on the server (``govern(server, ..., PolicyMiddleware(...))``) it decides
+    what callers may list and use; on the client (``GovernedClient(server, PolicyMiddleware(...),
+    principal=..., purpose=..., task_id=...)``) it restricts what an agent may attempt before
+    anything is sent.
+
+    Besides the decision it:
+
+    * reads the task history a decision needs, and records what ran (only requests that were
+      allowed and returned), in ``state``;
+    * enforces rate limits carried by the allow (counted per admitted request, never for
+      listings);
+    * evaluates a ``shadow`` policy beside the enforced one and emits ``policy.shadow_mismatch``
+      events where they differ, never enforcing it;
+    * reloads its policy file on :meth:`reload` (or :meth:`check_for_changes`, :meth:`watch`): a
+      reload that fails keeps the last good policy; each reload emits ``policy.reloaded``.
+
+    Every failure denies: an engine error, a state store error, a deadline overrun.
+
+    Args:
+        policy: the enforced policy (a :class:`Policy`, :class:`CedarPolicy`, or a file path).
+        shadow: a candidate policy evaluated beside the enforced one.
+        declarations: server-author declarations (``@gov.tool``) compiled into the same engine.
+        state: where task history and rate counters live (default: in memory).
+        clock: seconds since the epoch, for time windows and rate limits (injectable).
+        deadline: seconds one decision may take.
+        history_ttl: seconds a task's history is kept after its last request.
+        audit: where ``policy.reloaded`` events go when no request is in flight (default: the
+            auditor of the next governed request).
+        on_load_error: ``"raise"`` (default): an unloadable policy at construction raises
+            :class:`PolicyError`; ``"deny_all"``: start denying everything and keep trying on reload.
+        name: the rule id recorded when the middleware itself fails.
+
+    Raises:
+        PolicyError: the policy cannot be loaded (with ``on_load_error="raise"``).
+        ConfigurationError: invalid arguments.
+    """
+
+    def __init__(
+        self,
+        policy: PolicySource,
+        *,
+        shadow: PolicySource | None = None,
+        declarations: PolicyDecorators | None = None,
+        state: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+        deadline: float = 1.0,
+        history_ttl: float = 86_400.0,
+        audit: Auditor | AuditCallback | Iterable[AuditCallback] | None = None,
+        on_load_error: str = "raise",
+        name: str = "mcpgov:policy",
+    ) -> None:
+        super().__init__(deadline=deadline, name=name)
+        if on_load_error not in ("raise", "deny_all"):
+            raise ConfigurationError(f"on_load_error must be 'raise' or 'deny_all', got {on_load_error!r}")
+        if declarations is not None and not isinstance(declarations, PolicyDecorators):
+            raise ConfigurationError("declarations must be a PolicyDecorators")
+        if state is not None and not isinstance(state, StateStore):
+            raise ConfigurationError(f"state must implement StateStore, got {type(state).__name__}")
+        if not callable(clock):
+            raise ConfigurationError("clock must be callable")
+        self.clock = clock
+        self.declarations = declarations
+        self.state: StateStore = state if state is not None else InMemoryStateStore()
+        self.history = TaskHistoryStore(self.state, ttl=history_ttl)
+        self.limiter = RateLimiter(self.state, clock=clock)
+        self._path: Path | None = None
+        self._loaded_text: bytes | None = None
+        self._auditor: Auditor | None = None
+        if audit is not None:
+            from mcpgov._governor import as_auditor  # noqa: PLC0415 - avoids an import cycle at package import
+
+            self._auditor = as_auditor(audit)
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._side: Side = "server"
+        self._source: Policy | CedarPolicy | None = None
+        self._generation = -1
+        self._engine: Engine
+        if isinstance(policy, (str, os.PathLike)):
+            self._path = Path(policy)
+        try:
+            self._source = _load(policy)
+            self._loaded_text = self._read_raw()
+        except PolicyError as exc:
+            if on_load_error == "raise":
+                raise
+            self._engine = _DenyAll(str(exc))
+            self._queue_reload("failed", str(exc), None)
+        else:
+            self._engine = self._compile(self._source)
+        self._shadow_source: Policy | CedarPolicy | None = _load(shadow) if shadow is not None else None
+        self._shadow: Engine | None = self._compile(self._shadow_source) if self._shadow_source is not None else None
+
+    def __repr__(self) -> str:
+        return f"PolicyMiddleware(engine={self._engine!r}, shadow={self._shadow!r})"
+
+    # -- engines ------------------------------------------------------------------------------
+
+    def _compile(self, source: Policy | CedarPolicy) -> Engine:
+        if isinstance(source, CedarPolicy):
+            if self.declarations is not None and self.declarations.declarations:
+                raise ConfigurationError("tool declarations cannot be combined with a Cedar policy")
+            return source.compile()
+        if self.declarations is None:
+            return PolicyEngine(source)
+        self._generation = self.declarations.generation
+        rules, labels, targets, as_json = self.declarations.compile_parts()
+        return PolicyEngine(
+            source,
+            declared_rules=rules,
+            declared_labels=labels,
+            declared=targets,
+            version=combined_version(source.version, as_json),
+        )
+
+    def _refresh_declarations(self) -> None:
+        decl = self.declarations
+        if decl is not None and decl.generation != self._generation and self._source is not None:
+            self._engine = self._compile(self._source)
+            if self._shadow_source is not None:
+                self._shadow = self._compile(self._shadow_source)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine in force."""
+        self._refresh_declarations()
+        return self._engine
+
+    @property
+    def version(self) -> str:
+        """The version of the enforced policy."""
+        return self.engine.version
+
+    def set_shadow(self, policy: PolicySource | None) -> None:
+        """Start (or, with ``None``, stop) evaluating a candidate policy beside the enforced one.
+
+        Raises:
+            PolicyError: the candidate cannot be loaded.
+        """
+        if policy is None:
+            self._shadow_source, self._shadow = None, None
+            return
+        source = _load(policy)
+        engine = self._compile(source)
+        self._shadow_source, self._shadow = source, engine
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    async def _history(self, ctx: GovContext, engine: Engine) -> TaskHistory | None:
+        needs = engine.history_needs(ctx)
+        if not needs:
+            return None
+        return await self.history.snapshot(ctx, needs)
+
+    async def decide(self, ctx: GovContext) -> Decision:
+        """Decide ``ctx`` with the enforced policy (and compare with the shadow policy)."""
+        if ctx.audit is not None:
+            self._side = ctx.side
+            if self._pending:
+                await self._flush(ctx.audit)
+        self._refresh_declarations()
+        engine = self._engine
+        now = self.clock()
+        discover = ctx.action == "discover"
+        try:
+            history = None if discover else await self._history(ctx, engine)
+        except StateStoreError as exc:
+            return self._state_failure(engine, exc)
+        decision: object = engine.decide(ctx, history=history, now=now)
+        if not isinstance(decision, Decision):
+            return Decision(
+                Effect.DENY,
+                self.name,
+                f"the {engine.engine_name} engine returned {type(decision).__name__}, not a Decision",
+                "authoriser_invalid",
+                engine=engine.engine_name,
+                policy_version=engine.version,
+            )
+        if self._shadow is not None:
+            await self._compare(ctx, decision, self._shadow, now)
+        if decision.effect is not Effect.ALLOW or discover:
+            return decision
+        limits = decision.obligations.get(OBLIGATION_RATE_LIMIT)
+        if limits:
+            try:
+                exceeded: RateLimitSpec | None = await self.limiter.admit(ctx, limits)
+            except StateStoreError as exc:
+                return self._state_failure(engine, exc)
+            if exceeded is not None:
+                return Decision(
+                    Effect.DENY,
+                    exceeded.rule,
+                    f"rate limit of {exceeded.limit} per {exceeded.per:g}s (by {', '.join(exceeded.by)}) exceeded",
+                    "rate_limited",
+                    engine=engine.engine_name,
+                    policy_version=engine.version,
+                )
+        return decision
+
+    def _state_failure(self, engine: Engine, exc: StateStoreError) -> Decision:
+        logger.warning("state store failed during a policy decision (%s); denying", exc.reason)
+        return Decision(
+            Effect.DENY,
+            STATE_UNAVAILABLE_RULE,
+            f"the state store failed ({exc.reason})",
+            "state_store_error",
+            engine=engine.engine_name,
+            policy_version=engine.version,
+        )
+
+    async def _compare(self, ctx: GovContext, enforced: Decision, shadow: Engine, now: float) -> None:
+        """Evaluate the shadow policy; record where it differs. Never changes the decision."""
+        try:
+            history = None if ctx.action == "discover" else await self._history(ctx, shadow)
+            candidate = shadow.decide(ctx, history=history, now=now)
+        except Exception as exc:  # noqa: BLE001 - a broken candidate must never affect enforcement
+            candidate = Decision.deny("mcpgov:policy:shadow-error", f"shadow raised {type(exc).__name__}")
+        if candidate.effect is enforced.effect and candidate.rule == enforced.rule:
+            return
+        if ctx.audit is None:
+            return
+        try:
+            await ctx.audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "policy.shadow_mismatch",
+                    effect=enforced.effect.value,
+                    rule=enforced.rule,
+                    engine=enforced.engine,
+                    policy_version=enforced.policy_version,
+                    reason="shadow_mismatch",
+                    attributes={
+                        "action": ctx.action or "execute",
+                        "shadow_effect": candidate.effect.value,
+                        "shadow_rule": candidate.rule,
+                        "shadow_engine": getattr(shadow, "engine_name", None),
+                        "shadow_version": getattr(shadow, "version", None),
+                    },
+                )
+            )
+        except Exception:  # noqa: BLE001 - auditing the shadow must never affect enforcement
+            logger.error("could not emit a shadow mismatch event")
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        if ctx.method in LIST_METHODS or ctx.action == "discover":
+            return await super().__call__(ctx, call_next)
+        result = await super().__call__(ctx, call_next)
+        # Reached only when this policy allowed the request and the request returned: record it.
+        await self._record(ctx)
+        return result
+
+    async def _record(self, ctx: GovContext) -> None:
+        if ctx.task_id is None:
+            return
+        labels = set(self._engine.labels_for(ctx.kind, ctx.target))
+        if self._shadow is not None:
+            labels |= self._shadow.labels_for(ctx.kind, ctx.target)
+        try:
+            await self.history.record(ctx, sorted(labels))
+        except StateStoreError as exc:
+            # The request ran but its history could not be kept: withhold the result rather than
+            # let a later request be decided on an incomplete history.
+            logger.error("task history could not be recorded (%s); withholding the result", exc.reason)
+            raise McpGovError("task history could not be recorded", reason="history_unavailable") from None
+
+    # -- explain ------------------------------------------------------------------------------
+
+    async def explain(self, ctx: GovContext) -> Explanation:
+        """Explain the enforced policy's decision about ``ctx`` (reads task history, counts nothing).
+
+        Rate limits are not evaluated by explain (they count requests).
+        """
+        self._refresh_declarations()
+        engine = self._engine
+        history = None if ctx.action == "discover" else await self._history(ctx, engine)
+        return engine.explain(ctx, history=history, now=self.clock())
+
+    # -- reload -------------------------------------------------------------------------------
+
+    def _read_raw(self) -> bytes | None:
+        if self._path is None:
+            return None
+        try:
+            return self._path.read_bytes()
+        except OSError:
+            return None
+
+    async def reload(self, policy: PolicySource | None = None) -> bool:
+        """Load ``policy`` (default: re-read the policy file) and enforce it.
+
+        A policy that cannot be loaded leaves the last good one in force. Either way a
+        ``policy.reloaded`` event records the outcome.
+
+        Returns:
+            True when the new policy is now enforced.
+
+        Raises:
+            ConfigurationError: no ``policy`` was given and the middleware has no policy file.
+        """
+        previous = self._engine.version
+        path = self._path
+        if policy is None and path is None:
+            raise ConfigurationError("reload() needs a policy: this middleware was not given a policy file")
+        try:
+            source = await anyio.to_thread.run_sync(_load, policy if policy is not None else path)
+            engine = self._compile(source)
+        except (PolicyError, ConfigurationError) as exc:
+            logger.warning("policy reload failed; keeping policy %s", previous)
+            await self._emit_reload("failed", str(exc), previous)
+            return False
+        self._source = source
+        self._engine = engine
+        if policy is None or isinstance(policy, (str, os.PathLike)):
+            if policy is not None:
+                self._path = Path(policy)
+            self._loaded_text = self._read_raw()
+        await self._emit_reload("loaded", "", previous)
+        return True
+
+    async def check_for_changes(self) -> bool:
+        """Reload when the policy file's content changed since it was last loaded.
+
+        Returns:
+            True when a reload was attempted.
+        """
+        if self._path is None:
+            return False
+        current = await anyio.to_thread.run_sync(self._read_raw)
+        if current is not None and current == self._loaded_text:
+            return False
+        await self.reload()
+        self._loaded_text = current  # a broken file is not retried until it changes again
+        return True
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Poll the policy file every ``interval`` seconds and reload it when it changes (runs forever)."""
+        if not interval > 0:
+            raise ConfigurationError("interval must be positive")
+        while True:
+            await anyio.sleep(interval)
+            await self.check_for_changes()
+
+    def _queue_reload(self, outcome: str, detail: str, previous: str | None) -> None:
+        self._pending.append((outcome, {"detail": detail, "previous": previous, "version": self._engine.version}))
+
+    async def _emit_reload(self, outcome: str, detail: str, previous: str | None) -> None:
+        self._queue_reload(outcome, detail, previous)
+        if self._auditor is not None:
+            await self._flush(self._auditor)
+
+    async def _flush(self, auditor: Auditor) -> None:
+        pending, self._pending = self._pending, []
+        for outcome, info in pending:
+            ctx = GovContext(side=self._side, method="policy/reload")
+            await auditor.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "policy.reloaded",
+                    outcome=outcome,
+                    reason="reloaded" if outcome == "loaded" else "reload_failed",
+                    detail=info["detail"] or None,
+                    engine=self._engine.engine_name,
+                    policy_version=info["version"],
+                    attributes={"previous_version": info["previous"], "source": self._engine.source},
+                )
+            )

@@ -1,0 +1,79 @@
+"""Rate limits and quotas: fixed-window counters per principal, tenant and tool in a StateStore.
+
+A limit is an obligation of the allow rule that carries it. It counts admitted requests
+(execute decisions that were allowed), never listings. A quota is the same thing with a long
+window (``per: 86400``). Counters live in the :class:`~mcpgov.StateStore`, so several replicas
+sharing a Redis store share the limit; a store error denies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from mcpgov._context import GovContext
+from mcpgov._state import StateStore
+
+__all__ = ["RateLimitSpec", "RateLimiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSpec:
+    """One rate limit: at most ``limit`` requests per ``per`` seconds, counted per ``by``.
+
+    Attributes:
+        rule: the rule (or declaration) that set it; a refusal names it.
+        limit: requests admitted per window.
+        per: window length in seconds.
+        by: what the counter is kept per: any of ``principal``, ``tenant``, ``tool``.
+    """
+
+    rule: str
+    limit: int
+    per: float
+    by: tuple[str, ...]
+
+
+class RateLimiter:
+    """Admits requests against :class:`RateLimitSpec` counters held in a :class:`~mcpgov.StateStore`.
+
+    Args:
+        store: where counters live.
+        clock: seconds since the epoch (injectable: tests freeze time).
+    """
+
+    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    @staticmethod
+    def _key(spec: RateLimitSpec, ctx: GovContext, window: int) -> str:
+        parts: list[str] = []
+        for dimension in spec.by:
+            if dimension == "principal":
+                parts.append(ctx.principal.id if ctx.principal is not None else "")
+            elif dimension == "tenant":
+                parts.append(ctx.tenant or "")
+            else:
+                parts.append(f"{ctx.kind}:{ctx.target}" if ctx.kind is not None else f"method:{ctx.method}")
+        digest = hashlib.sha256("\x00".join([spec.rule, *spec.by, *parts]).encode()).hexdigest()[:40]
+        return f"mcpgov:policy:rate:{digest}:{window}"
+
+    async def admit(self, ctx: GovContext, specs: Iterable[RateLimitSpec]) -> RateLimitSpec | None:
+        """Count this request against every spec; return the first exceeded spec, or None.
+
+        Raises:
+            StateStoreError: the store failed (the caller denies).
+        """
+        now = self.clock()
+        exceeded: RateLimitSpec | None = None
+        for spec in specs:
+            window = int(now // spec.per)
+            # The counter expires at the end of its window.
+            ttl = max((window + 1) * spec.per - now, 0.001)
+            count = await self.store.incr(self._key(spec, ctx, window), ttl)
+            if count > spec.limit and exceeded is None:
+                exceeded = spec
+        return exceeded

@@ -1,0 +1,208 @@
+"""Cedar as an optional engine: same interface, errors deny, and parity with the built-in engine."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from mcp import Client, MCPError
+from mcp_types import RequestParamsMeta
+
+from mcpgov import ConfigurationError, Effect, GovContext, Principal
+from mcpgov.policy import DEFAULT_DENY_RULE, CedarPolicy, Policy, PolicyError, PolicyMiddleware
+
+from .policies.support import ACME, as_, build_file_server
+
+pytest.importorskip("cedarpy", reason="the Cedar engine needs the cedar extra (cedarpy)")
+
+pytestmark = pytest.mark.anyio
+
+BUILT_IN = Policy.from_yaml(
+    """
+rules:
+  - id: acme-read
+    effect: allow
+    tenants: [acme]
+    tools: [read_file]
+    when: {arguments: {path: {glob: "/data/acme/*"}}}
+  - {id: globex-read, effect: allow, tenants: [globex], tools: [read_file]}
+  - {id: no-big-search, effect: deny, tools: [search], when: {arguments: {query: {equals: drop}}}}
+  - {id: search, effect: allow, tools: [search]}
+  - {id: support-email, effect: allow, tools: [send_email], when: {purposes: [support]}}
+  - {id: approve-delete, effect: require_approval, tools: [delete_everything]}
+  - id: delete-for-alice
+    effect: allow
+    tools: [delete_everything]
+    principals: [{issuer: "https://idp.acme.example", subject: alice}]
+  - {id: docs, effect: allow, resources: ["docs://readme"]}
+""",
+    source="parity.yaml",
+)
+
+CEDAR = """
+@id("acme-read")
+permit(principal is Principal, action, resource == Tool::"read_file")
+when { context has tenant && context.tenant == "acme" &&
+       (action == Action::"discover" || (context.args has path && context.args.path like "/data/acme/*")) };
+
+@id("globex-read")
+permit(principal is Principal, action, resource == Tool::"read_file")
+when { context has tenant && context.tenant == "globex" };
+
+@id("no-big-search")
+forbid(principal is Principal, action == Action::"execute", resource == Tool::"search")
+when { context.args has query && context.args.query == "drop" };
+
+@id("search")
+permit(principal is Principal, action, resource == Tool::"search");
+
+@id("support-email")
+permit(principal is Principal, action, resource == Tool::"send_email")
+when { context has purpose && context.purpose == "support" };
+
+@id("approve-delete")
+@approval
+permit(principal is Principal, action, resource == Tool::"delete_everything");
+
+@id("delete-for-alice")
+permit(principal == Principal::"https://idp.acme.example#alice", action, resource == Tool::"delete_everything");
+
+@id("docs")
+permit(principal is Principal, action, resource == Resource::"docs://readme");
+"""
+
+# (who, purpose, kind, target, arguments)
+CASES: list[tuple[str | None, str | None, str, str, dict[str, Any] | None]] = [
+    ("alice", None, "tool", "read_file", {"path": "/data/acme/x"}),
+    ("alice", None, "tool", "read_file", {"path": "/data/globex/x"}),
+    ("alice", None, "tool", "read_file", {"path": 3}),
+    ("bob", None, "tool", "read_file", {"path": "/data/acme/x"}),
+    (None, None, "tool", "read_file", {"path": "/data/acme/x"}),
+    ("alice", None, "tool", "search", {"query": "abc"}),
+    ("alice", None, "tool", "search", {"query": "drop"}),
+    ("alice", None, "tool", "search", {"query": 7}),
+    ("alice", "support", "tool", "send_email", {"to": "a", "body": "b"}),
+    ("alice", "sales", "tool", "send_email", {"to": "a", "body": "b"}),
+    ("alice", None, "tool", "delete_everything", {}),
+    ("bob", None, "tool", "delete_everything", {}),
+    ("alice", None, "tool", "write_file", {"path": "/data/acme/x", "content": "c"}),
+    ("bob", None, "resource", "docs://readme", None),
+    ("bob", None, "resource", "secret://payroll", None),
+]
+
+
+def _comparable(rule: str | None) -> str | None:
+    return {DEFAULT_DENY_RULE: "default-deny", "cedar:default-deny": "default-deny"}.get(rule or "", rule)
+
+
+async def _outcomes(policy: Policy | CedarPolicy, mode: str) -> list[tuple[int | None, str | None, list[str]]]:
+    fs = build_file_server(policy)
+    out: list[tuple[int | None, str | None, list[str]]] = []
+    async with Client(fs.server, mode=mode) as client:
+        for who, purpose, kind, target, args in CASES:
+            meta = as_(who, purpose=purpose) if who else RequestParamsMeta()
+            fs.sink.clear()
+            code: int | None = None
+            try:
+                if kind == "tool":
+                    await client.call_tool(target, args, meta=meta)
+                else:
+                    await client.read_resource(target, meta=meta)
+            except MCPError as exc:
+                code = exc.code
+            decisions = fs.sink.decisions()
+            last = decisions[-1] if decisions else None
+            if last is not None and last.reason in ("condition_unevaluable", "cedar_error"):
+                out.append((code, "unevaluable", []))
+            else:
+                out.append((code, _comparable(last.rule if last else None), []))
+        listed = sorted(t.name for t in (await client.list_tools(meta=as_("alice"))).tools)
+        out.append((None, None, listed))
+    return out
+
+
+async def test_cedar_and_the_built_in_engine_agree_on_the_same_cases(mode: str) -> None:
+    built_in = await _outcomes(BUILT_IN, mode)
+    cedar = await _outcomes(CedarPolicy(CEDAR, source="parity.cedar"), mode)
+    assert cedar == built_in
+    codes = [code for code, _, _ in built_in[: len(CASES)]]
+    assert codes == [
+        None,  # acme reads inside its folder
+        -32003,  # ... not outside it
+        -32003,  # a path that is not a string cannot be evaluated
+        None,  # globex may read any path (its rule has no path condition)
+        -32003,  # no principal
+        None,
+        -32003,  # the forbidden query
+        None,  # a query of another type is simply not the forbidden one
+        None,  # email for support
+        -32003,  # ... not for sales
+        -32004,  # deletes need approval, for alice too
+        -32004,
+        -32003,  # nothing permits write_file
+        None,
+        -32003,
+    ]
+    assert "unevaluable" in {rule for _, rule, _ in built_in}
+    assert built_in[-1][2] == ["delete_everything", "read_file", "search"]
+
+
+def _ctx(args: dict[str, Any] | None = None, action: str = "execute") -> GovContext:
+    return GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="t",
+        action=action,  # type: ignore[arg-type]
+        arguments=MappingProxyType(args or {}),
+        principal=Principal(ACME, "alice", tenant="acme"),
+        tenant="acme",
+    )
+
+
+def test_a_cedar_evaluation_error_denies_even_when_a_policy_permits() -> None:
+    engine = CedarPolicy(
+        """
+@id("everyone") permit(principal, action, resource);
+@id("limit") forbid(principal, action, resource) when { context.args.n > 10 };
+"""
+    ).compile()
+    assert engine.decide(_ctx({"n": 1})).allowed
+    assert engine.decide(_ctx({"n": 11})).rule == "limit"
+    decision = engine.decide(_ctx({"n": "eleven"}))
+    assert (decision.effect, decision.rule, decision.reason_code) == (
+        Effect.DENY,
+        "cedar:evaluation-error",
+        "cedar_error",
+    )
+    explanation = engine.explain(_ctx({"n": "eleven"}))
+    assert "error" in str(explanation)
+    assert (decision.engine, decision.policy_version) == ("cedar", engine.version)
+
+
+def test_arguments_cedar_cannot_represent_deny() -> None:
+    engine = CedarPolicy('@id("all") permit(principal, action, resource);').compile()
+    assert engine.decide(_ctx({"x": 1.25})).allowed  # a decimal
+    assert engine.decide(_ctx({"x": 2.0})).allowed  # integral
+    assert engine.decide(_ctx({"x": 0.123456})).reason_code == "cedar_error"
+    only_if_absent = CedarPolicy(
+        '@id("a") permit(principal, action, resource) unless { context.args has x };'
+    ).compile()
+    assert only_if_absent.decide(_ctx({"x": None})).allowed  # null maps to "absent"
+
+
+def test_invalid_cedar_fails_at_load_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"bad\.cedar: invalid Cedar policy"):
+        CedarPolicy("permit(principal, action", source="bad.cedar")
+    path = tmp_path / "p.cedar"
+    path.write_text('@id("x") permit(principal, action, resource);')
+    assert PolicyMiddleware(path).engine.engine_name == "cedar"
+
+
+def test_without_cedarpy_the_engine_is_a_clear_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cedarpy", None)
+    with pytest.raises(ConfigurationError, match=r"mcpgov\[cedar\]"):
+        CedarPolicy("permit(principal, action, resource);")
