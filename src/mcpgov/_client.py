@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 from mcp import Client, MCPError
@@ -33,12 +35,32 @@ from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import HTTP_AUTHORIZATION, GovContext, TargetKind
-from mcpgov._errors import ConfigurationError
+from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._governor import Governor
 from mcpgov._principal import Principal
 from mcpgov._wire import to_mcp_error
 
-__all__ = ["GovernedClient", "GovernedHttpAuth"]
+if TYPE_CHECKING:
+    import os
+
+    from mcp.client.session import IncomingMessage, MessageHandlerFnT
+
+    from mcpgov.credentials import TaskScope
+    from mcpgov.identity import IdentityProvider
+
+__all__ = ["SERVER_INFO", "GovernedClient", "GovernedHttpAuth"]
+
+SERVER_INFO = "mcpgov.client.server_info"
+"""Client side: ``GovContext.extensions`` key holding the server's self-description,
+``{"name": ..., "version": ...}``, from its initialize or discovery result."""
+
+_NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
+
+_LIST_CHANGED: dict[str, str] = {
+    "notifications/tools/list_changed": "tool",
+    "notifications/prompts/list_changed": "prompt",
+    "notifications/resources/list_changed": "resource",
+}
 
 _T = TypeVar("_T")
 
@@ -68,6 +90,15 @@ class GovernedHttpAuth(httpx2.Auth):
         if value:
             request.headers["Authorization"] = value
         yield request
+
+
+def _identity_refusal(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is an identity refusal (-32001)."""
+    while exc is not None:
+        if isinstance(exc, MCPError) and exc.code == IdentityError.rpc_code:
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def _listing(kind: TargetKind, result: BaseModel, entries: str, name_attr: str) -> Listing:
@@ -105,6 +136,11 @@ class GovernedClient(Client):
         principal: who this client acts as (fills ``ctx.principal`` and ``ctx.tenant``).
         purpose: the declared purpose of this client's work.
         task_id: the task this client's requests belong to.
+        identity: this workload's identity token source (an
+            :class:`~mcpgov.identity.IdentityProvider`, a token string, a ``Path`` to a token
+            file re-read when it changes, or a callable). It is attached to every request,
+            outermost in the chain: as ``Authorization: Bearer`` for URL servers (also on the
+            HTTP requests outside governed calls), in ``_meta`` otherwise.
         **kwargs: every keyword argument ``mcp.Client`` accepts.
     """
 
@@ -117,13 +153,28 @@ class GovernedClient(Client):
         principal: Principal | None = None,
         purpose: str | None = None,
         task_id: str | None = None,
+        identity: IdentityProvider | str | os.PathLike[str] | Callable[[], Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(server, **kwargs)
+        self._user_message_handler: MessageHandlerFnT | None = kwargs.pop("message_handler", None)
+        super().__init__(server, message_handler=self._on_message, **kwargs)
+        client_identity = None
+        if identity is not None:
+            from mcpgov.identity._providers import ClientIdentity, as_identity_provider  # noqa: PLC0415 - optional part
+
+            http = isinstance(server, str)
+            client_identity = ClientIdentity(
+                as_identity_provider(identity), http=http, before_call=None if http else self._learn_tool
+            )
+            middleware = (client_identity, *middleware)
         self.governor = Governor("client", middleware, audit=audit, limits=limits)
+        # Middleware that verify listings (tool pinning) ask for a governed listing before calls.
+        self._listing_gates = tuple(mw for mw in middleware if getattr(mw, "requires_listing", False) is True)
+        self._server_info: Any = None
         self.principal = principal
         self.purpose = purpose
         self.task_id = task_id
+        self._learned_tools: set[str] = set()
         self.http_auth: GovernedHttpAuth | None = None
         """For a URL server: the HTTP auth that carries the chain's ``Authorization`` header."""
         self._http_client: httpx2.AsyncClient | None = None
@@ -134,9 +185,40 @@ class GovernedClient(Client):
             if connect_transport is None:  # pragma: no cover - guards an SDK change within 2.3.x
                 raise ConfigurationError("this mcp SDK version cannot be governed over HTTP")
             self.http_auth = GovernedHttpAuth()
+            if client_identity is not None:
+                self.http_auth.base = client_identity.authorization
             # The SDK's own defaults: 30 s to connect and write, 300 s to read a held stream.
             self._http_client = httpx2.AsyncClient(auth=self.http_auth, timeout=httpx2.Timeout(30.0, read=300.0))
             self._connect = connect_transport(streamable_http_client(server, http_client=self._http_client))
+
+    async def _learn_tool(self, name: str) -> None:
+        """Before a tool's first call, list tools through the governed (identity-carrying) path.
+
+        After a call the SDK lists tools itself to learn the tool's output schema; off HTTP that
+        request would carry no identity ``_meta``. Listing first, governed, fills the same cache.
+        """
+        if name in self._learned_tools:
+            return
+        self._learned_tools.add(name)
+        try:
+            await self.list_tools()
+        except MCPError as exc:
+            if not _identity_refusal(exc):
+                return  # a listing the chain refuses: the call decides for itself
+            # The server refused this identity: refuse the call here (the server recorded it once).
+            self._learned_tools.discard(name)
+            raise IdentityError("the server refused this client's identity", reason="identity_refused") from None
+
+    async def __aenter__(self) -> GovernedClient:
+        try:
+            await super().__aenter__()
+        except BaseException:
+            if self._http_client is not None:
+                await self._http_client.aclose()
+            raise
+        info = self.server_info
+        self._server_info = MappingProxyType({"name": info.name, "version": info.version}) if info is not None else None
+        return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: Any) -> None:
         try:
@@ -144,6 +226,32 @@ class GovernedClient(Client):
         finally:
             if self._http_client is not None:
                 await self._http_client.aclose()
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        """Tell middleware about list changes (tool pinning re-checks), then the user's handler."""
+        method = getattr(message, "method", None)
+        kind = _LIST_CHANGED.get(method) if isinstance(method, str) else None
+        if kind is not None:
+            for mw in self.governor.middleware:
+                notify = getattr(mw, "notify_list_changed", None)
+                if callable(notify):
+                    notify(kind)
+        if self._user_message_handler is not None:
+            await self._user_message_handler(message)
+
+    def task(self, task_id: str, *, purpose: str | None = None) -> AbstractAsyncContextManager[TaskScope]:
+        """Run a task: its calls carry credentials minted for it, all revoked on exit (also on error).
+
+        Example::
+
+            async with client.task("release-42", purpose="deploy") as task:
+                await client.call_tool("deploy", {"version": "1.2.3"})
+
+        See :func:`mcpgov.credentials.open_task`.
+        """
+        from mcpgov.credentials import open_task  # noqa: PLC0415 - plain clients never load the issuer side
+
+        return open_task(self, task_id, purpose=purpose)
 
     async def _send(
         self, ctx: GovContext, user_meta: RequestParamsMeta | None, send: Callable[[Any], Awaitable[_T]]
@@ -160,6 +268,12 @@ class GovernedClient(Client):
             return await send(meta)
         finally:
             _OUTGOING_AUTHORIZATION.reset(token)
+
+    @property
+    def _extensions(self) -> Mapping[str, Any]:
+        if self._server_info is None:
+            return _NO_EXTENSIONS
+        return MappingProxyType({SERVER_INFO: self._server_info})
 
     async def _governed(
         self,
@@ -183,6 +297,7 @@ class GovernedClient(Client):
                 tenant=principal.tenant if principal is not None else None,
                 purpose=self.purpose,
                 task_id=self.task_id,
+                extensions=self._extensions,
             )
             return await self.governor.run(ctx, terminal, outcome_of=outcome_of)
         except MCPError:
@@ -202,6 +317,9 @@ class GovernedClient(Client):
         meta: RequestParamsMeta | None = None,
     ) -> CallToolResult:
         """Call a tool, after the client-side chain allows it (see :meth:`mcp.Client.call_tool`)."""
+        if any(getattr(gate, "needs_listing", False) for gate in self._listing_gates):
+            # A pinning middleware verifies tools from a governed listing before any is called.
+            await self.list_tools()
 
         async def terminal(c: GovContext) -> CallToolResult:
             return await self._send(
