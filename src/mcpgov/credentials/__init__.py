@@ -1,0 +1,73 @@
+"""Short-lived credentials: minted just in time per task and per call, verified by the server,
+delegated only by narrowing, revocable at once.
+
+* issuer side: :class:`SigningKeySet` (rotating Ed25519/ES256 keys, JWKS), :class:`CredentialIssuer`
+  (mint, delegate, exchange, revoke), :func:`token_exchange_app` (RFC 8693 over HTTP);
+* server side: :class:`CredentialVerifier` and :class:`CredentialMiddleware`, :class:`Downstream`
+  for the services a tool calls;
+* client side: :class:`ClientCredentials` with a :class:`TokenSource` (:class:`IssuerTokenSource`
+  in process, :class:`ExchangeTokenSource` over HTTP), and task scopes (:func:`open_task`);
+* shared state: :class:`RevocationList` over any :class:`~mcpgov.StateStore`
+  (:class:`CompactMemoryStore` by default, :class:`mcpgov.redis.RedisStateStore` for replicas).
+"""
+
+from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE, CREDENTIAL_TYP, Credential, CredentialClaims
+from mcpgov.credentials._client import ClientCredentials, CredentialRequest, IssuerTokenSource, TokenSource
+from mcpgov.credentials._downstream import Downstream
+from mcpgov.credentials._exchange import (
+    GRANT_TYPE,
+    IDENTITY_TOKEN_TYPES,
+    ExchangeTokenSource,
+    IdentityVerifier,
+    token_exchange_app,
+)
+from mcpgov.credentials._issuer import CredentialIssuer
+from mcpgov.credentials._keys import ASYMMETRIC_ALGORITHMS, KeyResolver, SigningKeySet, VerificationKeys
+from mcpgov.credentials._memory import CompactMemoryStore
+from mcpgov.credentials._revocation import RevocationList
+from mcpgov.credentials._task import TaskScope, current_task, open_task
+from mcpgov.credentials._verify import (
+    EMPTY_ARGS_HASH,
+    MAX_LEEWAY,
+    BindArguments,
+    CredentialMiddleware,
+    CredentialRefused,
+    CredentialVerifier,
+    VerifiedCredential,
+    current_credential,
+)
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "CREDENTIAL_TOKEN_TYPE",
+    "CREDENTIAL_TYP",
+    "EMPTY_ARGS_HASH",
+    "GRANT_TYPE",
+    "IDENTITY_TOKEN_TYPES",
+    "MAX_LEEWAY",
+    "BindArguments",
+    "ClientCredentials",
+    "CompactMemoryStore",
+    "Credential",
+    "CredentialClaims",
+    "CredentialIssuer",
+    "CredentialMiddleware",
+    "CredentialRefused",
+    "CredentialRequest",
+    "CredentialVerifier",
+    "Downstream",
+    "ExchangeTokenSource",
+    "IdentityVerifier",
+    "IssuerTokenSource",
+    "KeyResolver",
+    "RevocationList",
+    "SigningKeySet",
+    "TaskScope",
+    "TokenSource",
+    "VerificationKeys",
+    "VerifiedCredential",
+    "current_credential",
+    "current_task",
+    "open_task",
+    "token_exchange_app",
+]

@@ -1,0 +1,224 @@
+"""Client side: where credentials come from, and the middleware that attaches them to calls."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+from cachetools import LRUCache
+
+from mcpgov._chain import CallNext
+from mcpgov._context import META_CREDENTIAL, GovContext
+from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._principal import Principal
+from mcpgov.credentials._claims import Credential
+from mcpgov.credentials._issuer import CredentialIssuer
+from mcpgov.credentials._task import current_task
+from mcpgov.credentials._verify import EMPTY_ARGS_HASH, BindArguments, _binding_rule
+
+__all__ = ["ClientCredentials", "CredentialRequest", "IssuerTokenSource", "TokenSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRequest:
+    """What a client asks a token source for.
+
+    Attributes:
+        audience: the server the credential is for.
+        tools: the tools it must cover.
+        scope: the scopes asked for.
+        task_id: the task.
+        purpose: the purpose.
+        args_hash: bind to one call's arguments.
+        ttl: requested lifetime (the issuer clamps it).
+        single_use: good for one request only.
+    """
+
+    audience: str
+    tools: tuple[str, ...]
+    scope: tuple[str, ...] = ()
+    task_id: str | None = None
+    purpose: str | None = None
+    args_hash: str | None = None
+    ttl: float | None = None
+    single_use: bool = False
+
+
+@runtime_checkable
+class TokenSource(Protocol):
+    """Where a client obtains credentials: an in-process issuer, or a token-exchange endpoint."""
+
+    async def obtain(self, request: CredentialRequest, principal: Principal | None) -> Credential:
+        """A credential for ``request``, issued to ``principal`` (or to the source's own identity)."""
+        ...
+
+    async def revoke(self, credential: Credential, principal: Principal | None) -> None:
+        """Revoke one credential this source issued."""
+        ...
+
+    async def revoke_task(self, task_id: str, principal: Principal | None) -> None:
+        """Revoke every credential of ``task_id`` (in the principal's tenant)."""
+        ...
+
+
+class IssuerTokenSource:
+    """A :class:`TokenSource` backed by a :class:`CredentialIssuer` in the same process.
+
+    The principal is the client's verified identity (``GovernedClient(principal=...)``).
+    """
+
+    def __init__(self, issuer: CredentialIssuer) -> None:
+        if not isinstance(issuer, CredentialIssuer):
+            raise ConfigurationError("IssuerTokenSource needs a CredentialIssuer")
+        self.issuer = issuer
+
+    def __repr__(self) -> str:
+        return f"IssuerTokenSource({self.issuer.issuer!r})"
+
+    async def obtain(self, request: CredentialRequest, principal: Principal | None) -> Credential:
+        if principal is None:
+            raise CredentialError("a credential needs the client's verified principal", reason="no_principal")
+        return await self.issuer.mint(
+            principal,
+            audience=request.audience,
+            tools=request.tools,
+            scope=request.scope,
+            task_id=request.task_id,
+            purpose=request.purpose,
+            args_hash=request.args_hash,
+            ttl=request.ttl,
+            single_use=request.single_use,
+        )
+
+    async def revoke(self, credential: Credential, principal: Principal | None) -> None:
+        await self.issuer.revoke(credential)
+
+    async def revoke_task(self, task_id: str, principal: Principal | None) -> None:
+        if principal is None or not principal.tenant:
+            raise CredentialError("revoking a task needs the client's principal and tenant", reason="no_principal")
+        await self.issuer.revoke_task(principal.tenant, task_id)
+
+
+_CacheKey = tuple[Any, ...]
+
+
+class ClientCredentials:
+    """Client middleware: attaches a credential to every ``tools/call``.
+
+    A credential is obtained per (principal, tenant, task, purpose, tool) and reused while
+    more than ``refresh_before`` seconds of it remain. A call that needs argument binding
+    (``bind_arguments``, or a client-side decision with the obligation ``bind_arguments``)
+    gets its own credential bound to the exact arguments, never cached. The obligation
+    ``max_credential_ttl`` shortens the requested lifetime. Inside a task scope
+    (:func:`~mcpgov.credentials.open_task`) the task's id and purpose are used, and what is
+    minted is recorded so the scope can revoke it on exit.
+
+    Put it after client-side policy (so it sees the decision's obligations).
+
+    Args:
+        source: where credentials come from.
+        audience: the server's audience.
+        scope: scopes to ask for.
+        ttl: lifetime to ask for (None: the issuer's default).
+        bind_arguments: calls that need argument-bound credentials.
+        single_use: ask for single-use credentials (one per call, never cached).
+        refresh_before: obtain a fresh credential when less than this many seconds remain.
+        cache_size: the most credentials cached.
+        clock: seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        source: TokenSource,
+        *,
+        audience: str,
+        scope: Collection[str] = (),
+        ttl: float | None = None,
+        bind_arguments: BindArguments = False,
+        single_use: bool = False,
+        refresh_before: float = 5.0,
+        cache_size: int = 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(source, TokenSource):
+            raise ConfigurationError("ClientCredentials needs a TokenSource (obtain, revoke, revoke_task)")
+        if not isinstance(audience, str) or not audience:
+            raise ConfigurationError("ClientCredentials needs the server's audience")
+        if isinstance(scope, str):
+            raise ConfigurationError("scope is a collection of scope names, not one string")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+            raise ConfigurationError("ttl must be a positive number of seconds")
+        if isinstance(refresh_before, bool) or not isinstance(refresh_before, (int, float)) or refresh_before < 0:
+            raise ConfigurationError("refresh_before must be a non-negative number of seconds")
+        self.source = source
+        self.audience = audience
+        self.scope = tuple(scope)
+        self.ttl = float(ttl) if ttl is not None else None
+        self.single_use = single_use
+        self.refresh_before = float(refresh_before)
+        self._bind = _binding_rule(bind_arguments)
+        self._clock = clock
+        self._cache: LRUCache[_CacheKey, Credential] = LRUCache(maxsize=cache_size)
+        self.minted = 0
+        """How many credentials this middleware obtained."""
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(audience={self.audience!r}, source={self.source!r})"
+
+    def forget_task(self, task_id: str) -> None:
+        """Drop cached credentials of ``task_id`` (they are being revoked)."""
+        for key in [k for k in self._cache if k[2] == task_id]:
+            self._cache.pop(key, None)
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        if ctx.method != "tools/call" or ctx.target is None:
+            return await call_next(ctx)
+        task = current_task()
+        task_id = task.task_id if task is not None else ctx.task_id
+        purpose = task.purpose if task is not None and task.purpose is not None else ctx.purpose
+        obligations = ctx.decision.obligations if ctx.decision is not None else MappingProxyType({})
+        bind = bool(obligations.get("bind_arguments")) or self._bind(ctx)
+        ttl = self.ttl
+        cap = obligations.get("max_credential_ttl")
+        if isinstance(cap, (int, float)) and not isinstance(cap, bool) and math.isfinite(cap) and cap > 0:
+            ttl = min(ttl, float(cap)) if ttl is not None else float(cap)
+        principal = ctx.principal
+        per_call = bind or self.single_use
+        key: _CacheKey = (
+            principal.key if principal is not None else None,
+            ctx.tenant,
+            task_id,
+            purpose,
+            ctx.target,
+            ttl,
+        )
+        credential = None if per_call else self._cache.get(key)
+        if credential is not None and credential.expires_at - self._clock() <= self.refresh_before:
+            credential = None
+        if credential is None:
+            request = CredentialRequest(
+                audience=self.audience,
+                tools=(ctx.target,),
+                scope=self.scope,
+                task_id=task_id,
+                purpose=purpose,
+                args_hash=(ctx.args_hash or EMPTY_ARGS_HASH) if bind else None,
+                ttl=ttl,
+                single_use=self.single_use,
+            )
+            credential = await self.source.obtain(request, principal)
+            if not isinstance(credential, Credential):
+                raise CredentialError("the token source returned no credential", reason="source_invalid")
+            self.minted += 1
+            if task is not None:
+                task.record(credential, self.source, principal)
+            if not per_call:
+                self._cache[key] = credential
+        ctx = ctx.replace(
+            meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}), task_id=task_id, purpose=purpose
+        )
+        return await call_next(ctx)

@@ -1,0 +1,145 @@
+"""Task scopes: credentials minted for a task are revoked when the task ends."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._principal import Principal
+
+if TYPE_CHECKING:
+    from mcpgov.credentials._claims import Credential
+    from mcpgov.credentials._client import TokenSource
+
+__all__ = ["TaskScope", "current_task", "open_task"]
+
+logger = logging.getLogger("mcpgov.credentials")
+
+_CURRENT_TASK: contextvars.ContextVar[TaskScope | None] = contextvars.ContextVar("mcpgov_current_task", default=None)
+
+
+class TaskScope:
+    """One task in progress: its id and purpose, and the credentials minted for it.
+
+    Attributes:
+        task_id: the task's id.
+        purpose: the task's declared purpose.
+        revoked: True once the scope has ended and revoked what it minted.
+    """
+
+    def __init__(self, task_id: str, purpose: str | None) -> None:
+        self.task_id = task_id
+        self.purpose = purpose
+        self.revoked = False
+        self._minted: list[tuple[Credential, TokenSource, Principal | None]] = []
+
+    def __repr__(self) -> str:
+        return f"TaskScope(task_id={self.task_id!r}, purpose={self.purpose!r}, minted={len(self._minted)})"
+
+    @property
+    def credential_ids(self) -> tuple[str, ...]:
+        """The ids of the credentials minted for this task so far."""
+        return tuple(c.id for c, _, _ in self._minted)
+
+    def record(self, credential: Credential, source: TokenSource, principal: Principal | None) -> None:
+        """Remember a credential minted for this task, to revoke it when the task ends.
+
+        Raises:
+            CredentialError: the task has already ended.
+        """
+        if self.revoked:
+            raise CredentialError("the task has ended; its credentials are revoked", reason="task_ended")
+        self._minted.append((credential, source, principal))
+
+    async def _revoke_all(self, sources: list[TokenSource], principal: Principal | None) -> list[BaseException]:
+        self.revoked = True
+        errors: list[BaseException] = []
+        for source in sources:
+            try:
+                await source.revoke_task(self.task_id, principal)
+            except Exception as exc:  # noqa: BLE001 - keep revoking the rest; reported after
+                errors.append(exc)
+        for credential, source, owner in self._minted:
+            try:
+                await source.revoke(credential, owner)
+            except Exception as exc:  # noqa: BLE001 - keep revoking the rest; reported after
+                errors.append(exc)
+        return errors
+
+
+def current_task() -> TaskScope | None:
+    """The task scope the current code runs in, or None."""
+    return _CURRENT_TASK.get()
+
+
+def _credential_middleware(client: Any) -> list[Any]:
+    from mcpgov.credentials._client import ClientCredentials  # noqa: PLC0415 - the two modules refer to each other
+
+    governor = getattr(client, "governor", None)
+    chain = getattr(governor, "middleware", ())
+    return [mw for mw in chain if isinstance(mw, ClientCredentials)]
+
+
+@asynccontextmanager
+async def open_task(client: Any, task_id: str, *, purpose: str | None = None) -> AsyncIterator[TaskScope]:
+    """Run a task on a :class:`~mcpgov.GovernedClient`: its calls carry credentials minted
+    for this task and purpose, and everything minted is revoked when the block ends, also on
+    error or cancellation.
+
+    Example::
+
+        async with open_task(client, "release-42", purpose="deploy") as task:
+            await client.call_tool("deploy", {"version": "1.4.2"})
+
+    Args:
+        client: a ``GovernedClient`` whose chain has :class:`ClientCredentials`.
+        task_id: the task's id.
+        purpose: the task's purpose.
+
+    Yields:
+        The :class:`TaskScope`.
+
+    Raises:
+        ConfigurationError: bad task id or purpose, or no ``ClientCredentials`` in the chain.
+        CredentialError: the block succeeded but some credentials could not be revoked.
+    """
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 256:
+        raise ConfigurationError("a task id must be a non-empty string of at most 256 characters")
+    if purpose is not None and (not isinstance(purpose, str) or not purpose or len(purpose) > 256):
+        raise ConfigurationError("a purpose must be a non-empty string of at most 256 characters")
+    middleware = _credential_middleware(client)
+    if not middleware:
+        raise ConfigurationError("a task scope needs ClientCredentials in the client's chain")
+    principal: Principal | None = getattr(client, "principal", None)
+    scope = TaskScope(task_id, purpose)
+    token = _CURRENT_TASK.set(scope)
+    failed = False
+    try:
+        yield scope
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _CURRENT_TASK.reset(token)
+        for mw in middleware:
+            mw.forget_task(task_id)
+        sources = list({id(mw.source): mw.source for mw in middleware}.values())
+        with anyio.CancelScope(shield=True):
+            errors = await scope._revoke_all(sources, principal)
+        if errors:
+            logger.error(
+                "task %s: %d revocation(s) failed (%s)",
+                task_id,
+                len(errors),
+                sorted({type(e).__name__ for e in errors}),
+            )
+            if not failed:
+                raise CredentialError(
+                    f"{len(errors)} revocation(s) of task {task_id!r} failed", reason="revocation_failed"
+                ) from errors[0]

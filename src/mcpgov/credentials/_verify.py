@@ -1,0 +1,365 @@
+"""Server side: verifying a presented credential, and the middleware that requires one."""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import math
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from cachetools import LRUCache, TTLCache
+
+from mcpgov._arguments import arguments_hash
+from mcpgov._audit import AuditEvent
+from mcpgov._chain import CallNext
+from mcpgov._context import META_CREDENTIAL, GovContext
+from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._principal import Principal
+from mcpgov.credentials._claims import CredentialClaims
+from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential
+from mcpgov.credentials._keys import KeyResolver
+from mcpgov.credentials._revocation import RevocationList
+
+__all__ = [
+    "EMPTY_ARGS_HASH",
+    "CredentialMiddleware",
+    "CredentialRefused",
+    "CredentialVerifier",
+    "VerifiedCredential",
+    "current_credential",
+]
+
+EMPTY_ARGS_HASH = arguments_hash(None)
+"""The argument hash of a call without arguments (what an argument-bound credential names then)."""
+
+MAX_LEEWAY = 60.0
+"""The most clock skew a verifier may allow, in seconds."""
+
+
+class CredentialRefused(CredentialError):
+    """A presented credential was refused. ``credential_id`` is its ``jti`` when it could be read.
+
+    Args:
+        detail: what went wrong (audit only).
+        reason: machine-readable reason (``expired``, ``revoked``, ``wrong_tool``...).
+        credential_id: the credential's id, for audit (never the token).
+    """
+
+    def __init__(self, detail: str, *, reason: str, credential_id: str | None = None) -> None:
+        super().__init__(detail, reason=reason)
+        self.credential_id = credential_id
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCredential:
+    """The credential of the request being served: its verified claims, and the token itself.
+
+    The token is here only so :class:`~mcpgov.credentials.Downstream` can exchange it; it is
+    kept out of ``repr`` and must never be passed on to another service.
+    """
+
+    claims: CredentialClaims
+    token: str = field(repr=False)
+
+
+_CURRENT: contextvars.ContextVar[VerifiedCredential | None] = contextvars.ContextVar(
+    "mcpgov_current_credential", default=None
+)
+
+
+def current_credential() -> VerifiedCredential | None:
+    """The verified credential of the request being served (inside a tool), or None."""
+    return _CURRENT.get()
+
+
+def _seconds(name: str, value: float, *, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+        raise ConfigurationError(f"{name} must be a number of seconds between {low} and {high}, got {value!r}")
+    return float(value)
+
+
+class CredentialVerifier:
+    """Verifies credentials for one audience (one server).
+
+    Checks, in order: size and shape; header (``typ``, algorithm, key id; nothing fetched);
+    signature; claims shape; issuer; audience; lifetime (expiry, not-before, issued-at, all
+    with at most ``leeway`` seconds of skew, and no lifetime beyond ``max_ttl``); tenant and
+    principal when known; tool binding; argument hash where bound; single use; revocation.
+
+    Args:
+        issuer: the expected ``iss``.
+        audience: this server's audience; only credentials minted for it are accepted.
+        keys: the verification keys (a :class:`SigningKeySet` in the issuer's process, or
+            :class:`VerificationKeys` from its JWKS).
+        revocations: the revocation list shared with the issuer.
+        max_ttl: the longest credential lifetime accepted.
+        leeway: clock skew allowed, at most :data:`MAX_LEEWAY` seconds.
+        max_token_bytes: longer tokens are refused before any decoding.
+        single_use: treat every credential as single use (otherwise only those marked so).
+        clock: seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str | None,
+        keys: KeyResolver,
+        revocations: RevocationList,
+        max_ttl: float = 3600.0,
+        leeway: float = 5.0,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        single_use: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(issuer, str) or not issuer:
+            raise ConfigurationError("a credential verifier needs the issuer it trusts")
+        if audience is not None and (not isinstance(audience, str) or not audience):
+            raise ConfigurationError("a credential verifier's audience must be a non-empty string")
+        if not isinstance(revocations, RevocationList):
+            raise ConfigurationError("a credential verifier needs a RevocationList (shared with the issuer)")
+        if isinstance(max_token_bytes, bool) or not isinstance(max_token_bytes, int) or max_token_bytes < 256:
+            raise ConfigurationError("max_token_bytes must be an integer of at least 256")
+        self.issuer = issuer
+        self.audience = audience
+        self.keys = keys
+        self.algorithms = frozenset(keys.algorithms)
+        self.revocations = revocations
+        self.max_ttl = _seconds("max_ttl", max_ttl, low=1.0)
+        self.leeway = _seconds("leeway", leeway, low=0.0, high=MAX_LEEWAY)
+        self.max_token_bytes = max_token_bytes
+        self.single_use = single_use
+        self._clock = clock
+        self._verified: LRUCache[bytes, tuple[str, str, CredentialClaims]] = LRUCache(maxsize=4096)
+
+    def __repr__(self) -> str:
+        return f"CredentialVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
+
+    def check_token(self, token: Any) -> CredentialClaims:
+        """The stateless checks: shape, header, signature, claims, issuer, audience, lifetime.
+
+        Raises:
+            CredentialRefused: with the reason and, when readable, the credential id.
+        """
+        # A token whose signature was verified before (same bytes, key still valid) is not
+        # verified again; everything that depends on time or on the request still is.
+        digest = None
+        if isinstance(token, str) and len(token) <= self.max_token_bytes:  # size first: nothing big is hashed
+            digest = hashlib.sha256(token.encode("utf-8")).digest()
+        cached = self._verified.get(digest) if digest is not None else None
+        if cached is not None and self.keys.find(cached[0], cached[1]) is not None:
+            claims = cached[2]
+        else:
+            obj, payload = self._parse(token)
+            jti = claimed_id(payload)
+            try:
+                check_signature(obj, self.keys, self.algorithms)
+                claims = CredentialClaims.from_payload(payload)
+            except CredentialError as exc:
+                raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=jti) from None
+            if digest is not None:
+                header = obj.headers()
+                self._verified[digest] = (header["kid"], header["alg"], claims)
+        self._check_claims(claims)
+        return claims
+
+    def _parse(self, token: Any) -> tuple[Any, dict[str, Any]]:
+        try:
+            return parse_credential(token, max_bytes=self.max_token_bytes)
+        except CredentialError as exc:
+            raise CredentialRefused(exc.detail, reason=exc.reason) from None
+
+    def _check_claims(self, claims: CredentialClaims) -> None:
+        jti = claims.jti
+        if claims.issuer != self.issuer:
+            raise CredentialRefused("the credential is from another issuer", reason="wrong_issuer", credential_id=jti)
+        if self.audience is not None and claims.audience != self.audience:
+            raise CredentialRefused(
+                f"the credential is for audience {claims.audience!r}", reason="wrong_audience", credential_id=jti
+            )
+        now = self._clock()
+        leeway = self.leeway
+        if claims.expires_at <= now - leeway:
+            raise CredentialRefused("the credential has expired", reason="expired", credential_id=jti)
+        if claims.not_before > now + leeway:
+            raise CredentialRefused("the credential is not valid yet", reason="not_yet_valid", credential_id=jti)
+        if claims.issued_at > now + leeway:
+            raise CredentialRefused(
+                "the credential was issued in the future", reason="issued_in_future", credential_id=jti
+            )
+        if claims.expires_at <= claims.issued_at or claims.expires_at - claims.issued_at > self.max_ttl + 1.0:
+            raise CredentialRefused(
+                "the credential's lifetime is longer than accepted", reason="lifetime_too_long", credential_id=jti
+            )
+
+    async def verify(
+        self,
+        token: Any,
+        *,
+        tool: str | None = None,
+        args_hash: str | None = None,
+        tenant: str | None = None,
+        principal: Principal | None = None,
+        require_args_binding: bool = False,
+    ) -> CredentialClaims:
+        """Verify ``token`` for one request.
+
+        Args:
+            token: the presented credential.
+            tool: the tool called; the credential must be bound to it.
+            args_hash: the request's argument hash; must equal the bound one when bound.
+            tenant: the caller's tenant, when identity established it.
+            principal: the verified caller; the credential must have been issued to it.
+            require_args_binding: refuse a credential that is not bound to the arguments.
+
+        Returns:
+            The verified claims.
+
+        Raises:
+            CredentialRefused: the credential is not good for this request; nothing may run.
+        """
+        claims = self.check_token(token)
+        self.check_request(claims, tool=tool, args_hash=args_hash, tenant=tenant, principal=principal,
+                           require_args_binding=require_args_binding)  # fmt: skip
+        await self.check_state(claims)
+        return claims
+
+    def check_request(
+        self,
+        claims: CredentialClaims,
+        *,
+        tool: str | None,
+        args_hash: str | None,
+        tenant: str | None,
+        principal: Principal | None,
+        require_args_binding: bool,
+    ) -> None:
+        """The checks that relate the credential to the request (see :meth:`verify`)."""
+        jti = claims.jti
+        if tenant is not None and claims.tenant != tenant:
+            raise CredentialRefused("the credential is for another tenant", reason="wrong_tenant", credential_id=jti)
+        if principal is not None and (claims.subject, claims.subject_issuer) != (principal.subject, principal.issuer):
+            raise CredentialRefused(
+                "the credential was issued to another principal", reason="wrong_principal", credential_id=jti
+            )
+        if tool is not None and tool not in claims.tools:
+            raise CredentialRefused(
+                f"the credential is not bound to tool {tool!r}", reason="wrong_tool", credential_id=jti
+            )
+        if claims.args_hash is not None:
+            if claims.args_hash != (args_hash or EMPTY_ARGS_HASH):
+                raise CredentialRefused(
+                    "the credential is bound to other arguments", reason="args_mismatch", credential_id=jti
+                )
+        elif require_args_binding:
+            raise CredentialRefused(
+                "this call needs a credential bound to its arguments", reason="args_unbound", credential_id=jti
+            )
+
+    async def check_state(self, claims: CredentialClaims) -> list[str]:
+        """Single use and revocation (fail closed). Returns the revocation keys checked."""
+        try:
+            if claims.single_use or self.single_use:
+                await self.revocations.consume(claims)
+            return await self.revocations.check(claims)
+        except CredentialError as exc:
+            raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti) from None
+
+
+BindArguments = bool | Collection[str] | Callable[[GovContext], bool]
+"""Which calls need argument-bound credentials: all, a set of tool names, or a predicate."""
+
+
+def _binding_rule(bind: BindArguments) -> Callable[[GovContext], bool]:
+    if isinstance(bind, bool):
+        return lambda _ctx: bind
+    if callable(bind):
+        return bind
+    if isinstance(bind, str) or not isinstance(bind, Collection):
+        raise ConfigurationError("bind_arguments takes a bool, a collection of tool names, or a predicate")
+    names = frozenset(bind)
+    return lambda ctx: ctx.target in names
+
+
+class CredentialMiddleware:
+    """Server middleware: every ``tools/call`` must carry a credential good for it.
+
+    The credential travels in the request ``_meta`` under :data:`~mcpgov.META_CREDENTIAL`.
+    Place it after identity middleware (so the credential must belong to the verified caller
+    and its tenant) and before policy (which then sees ``ctx.credential``, and the signed
+    ``ctx.task_id`` and ``ctx.purpose``). Other methods pass through: listings and resources
+    are governed by identity and policy.
+
+    A refusal raises :class:`CredentialRefused` (the wire gets a bare credential error; the one
+    audit event names the reason and the credential id). ``credential.verified`` is emitted
+    once per credential, not per request.
+
+    Args:
+        verifier: the verifier for this server's audience.
+        bind_arguments: calls that need a credential bound to their exact arguments.
+    """
+
+    def __init__(self, verifier: CredentialVerifier, *, bind_arguments: BindArguments = False) -> None:
+        if not isinstance(verifier, CredentialVerifier):
+            raise ConfigurationError("CredentialMiddleware needs a CredentialVerifier")
+        if verifier.audience is None:
+            raise ConfigurationError("a server's credential verifier must name the server's audience")
+        self.verifier = verifier
+        self._bind = _binding_rule(bind_arguments)
+        self._seen: TTLCache[str, bool] = TTLCache(maxsize=65_536, ttl=verifier.max_ttl)
+
+    def __repr__(self) -> str:
+        return f"CredentialMiddleware({self.verifier!r})"
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        if ctx.method != "tools/call":
+            return await call_next(ctx)
+        verifier = self.verifier
+        token = ctx.meta.get(META_CREDENTIAL)
+        if not isinstance(token, str):
+            raise CredentialRefused("no credential was presented", reason="missing")
+        try:
+            claims = verifier.check_token(token)
+            verifier.check_request(
+                claims,
+                tool=ctx.target,
+                args_hash=ctx.args_hash,
+                tenant=ctx.tenant,
+                principal=ctx.principal,
+                require_args_binding=self._bind(ctx),
+            )
+            keys = await verifier.check_state(claims)
+        except CredentialRefused as exc:
+            if exc.credential_id is not None:
+                exc.context = ctx.replace(credential=MappingProxyType({"jti": exc.credential_id}))
+            raise
+        ctx = ctx.replace(
+            credential=claims.as_mapping(), tenant=claims.tenant, task_id=claims.task_id, purpose=claims.purpose
+        )
+        if claims.jti not in self._seen:
+            self._seen[claims.jti] = True
+            if ctx.audit is not None:
+                await ctx.audit.emit(
+                    AuditEvent.from_context(
+                        ctx,
+                        "credential.verified",
+                        attributes={"audience": claims.audience, "tools": list(claims.tools), "exp": claims.expires_at},
+                    )
+                )
+        try:
+            # Last, with no await before the rest of the chain: a revocation made in this
+            # process while the store was being asked is still seen.
+            verifier.revocations.recheck(claims, keys)
+        except CredentialError as exc:
+            refusal = CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti)
+            refusal.context = ctx
+            raise refusal from None
+        reset = _CURRENT.set(VerifiedCredential(claims, token))
+        try:
+            return await call_next(ctx)
+        finally:
+            _CURRENT.reset(reset)

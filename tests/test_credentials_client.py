@@ -1,0 +1,202 @@
+"""Client side: ClientCredentials obtains, caches and attaches credentials; task scopes revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import Client, MCPError
+
+from mcpgov import CallNext, Decision, GovContext, GovernedClient, Hooks, Principal
+from mcpgov.credentials import ClientCredentials, IssuerTokenSource, TaskScope, current_task, open_task
+from mcpgov.testing import serve_http
+
+from .test_credentials_support import AUDIENCE, FrozenClock, as_principal, build_governed, call, make_issuer, principal
+
+pytestmark = pytest.mark.anyio
+
+AGENT = principal("agent-1", "acme")
+
+
+def identify(p: Principal) -> Any:
+    """Client middleware standing in for identity binding: names the caller to the test server."""
+
+    async def mw(ctx: GovContext, call_next: CallNext) -> Any:
+        return await call_next(ctx.replace(meta={**ctx.meta, **as_principal(p)}))
+
+    return mw
+
+
+def _client_policy(**obligations: Any) -> Hooks:
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("agent-policy", **(obligations if ctx.target == "deploy" else {}))
+
+    return hooks
+
+
+async def test_credentials_are_cached_per_task_and_tool_within_their_ttl(mode: str) -> None:
+    clock = FrozenClock()
+    issuer = make_issuer(clock)
+    governed = build_governed(issuer)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE, ttl=60, clock=clock)
+    async with GovernedClient(governed.server, identify(AGENT), creds, principal=AGENT, mode=mode) as client:
+        await client.call_tool("deploy", {"version": "1"})
+        await client.call_tool("deploy", {"version": "2"})
+        await client.call_tool("status", {})
+        assert creds.minted == 2
+        clock.advance(56)  # less than refresh_before (5 s) left: a fresh one
+        await client.call_tool("status", {})
+        assert creds.minted == 3
+        async with open_task(client, "release-42", purpose="deploy"):
+            await client.call_tool("status", {})
+        assert creds.minted == 4
+    assert governed.ran == ["deploy 1", "deploy 2", "status", "status", "status"]
+    jtis = [s[4] for s in governed.seen]
+    assert jtis[0] == jtis[1] != jtis[2]
+    assert len(set(jtis)) == 4
+
+
+async def test_argument_binding_demanded_by_policy_mints_per_call(mode: str) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer, bind_arguments={"deploy"})
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    policy = _client_policy(bind_arguments=True, max_credential_ttl=20)
+    async with GovernedClient(governed.server, identify(AGENT), policy, creds, principal=AGENT, mode=mode) as client:
+        await client.call_tool("deploy", {"version": "1"})
+        await client.call_tool("deploy", {"version": "1"})
+        await client.call_tool("status", {})
+        await client.call_tool("status", {})
+    assert creds.minted == 3  # two bound deploys, one cached status credential
+    assert governed.ran == ["deploy 1", "deploy 1", "status", "status"]
+    minted = {s[4] for s in governed.seen}
+    assert len(minted) == 3
+
+
+async def test_without_binding_a_server_demanding_it_refuses(mode: str) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer, bind_arguments={"deploy"})
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    async with GovernedClient(governed.server, identify(AGENT), creds, principal=AGENT, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("deploy", {"version": "1"})
+    assert caught.value.code == -32002
+    assert governed.ran == []
+
+
+async def test_task_scope_carries_task_and_purpose_and_revokes_on_exit(mode: str) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    async with GovernedClient(governed.server, identify(AGENT), creds, principal=AGENT, mode=mode) as client:
+        async with client.task("release-42", purpose="deploy") as task:
+            assert current_task() is task
+            await client.call_tool("deploy", {"version": "1.4.2"})
+            await client.call_tool("status", {})
+            minted = task.credential_ids
+        assert current_task() is None
+        assert task.revoked
+        assert len(minted) == 2
+        assert [s[2:4] for s in governed.seen] == [("release-42", "deploy")] * 2
+        # Everything the task minted is now refused, even replayed by hand.
+        async with Client(governed.server, mode=mode) as plain:
+            for token in list(governed.tokens):
+                with pytest.raises(MCPError):
+                    await call(plain, "status", {}, token, AGENT)
+        # A new call outside the task gets a fresh credential.
+        await client.call_tool("status", {})
+    assert creds.minted == 3
+
+
+async def test_task_scope_revokes_on_error_and_lets_the_error_through(mode: str) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    source = IssuerTokenSource(issuer)
+    creds = ClientCredentials(source, audience=AUDIENCE)
+    verifier = issuer.verifier(AUDIENCE)
+    async with GovernedClient(governed.server, identify(AGENT), creds, principal=AGENT, mode=mode) as client:
+        scopes: list[TaskScope] = []
+
+        async def failing_task() -> None:
+            async with open_task(client, "release-43", purpose="deploy") as scope:
+                scopes.append(scope)
+                await client.call_tool("status", {})
+                raise RuntimeError("deploy went wrong")
+
+        with pytest.raises(RuntimeError, match="deploy went wrong"):
+            await failing_task()
+    (task,) = scopes
+    assert task.revoked
+    (jti,) = task.credential_ids
+    assert await issuer.revocations.store.get(issuer.revocations.jti_key(jti)) is not None
+    assert verifier is not None
+
+
+def test_open_task_validates_its_arguments() -> None:
+    from mcpgov import ConfigurationError
+
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    client = GovernedClient(governed.server, creds, principal=AGENT)
+    bare = GovernedClient(governed.server, principal=AGENT)
+
+    async def enter(target: Any, task_id: Any, purpose: Any = None) -> None:
+        async with open_task(target, task_id, purpose=purpose):
+            pass
+
+    import anyio
+
+    for target, task_id, purpose in ((client, "", None), (client, "t", ""), (client, 42, None), (bare, "t", None)):
+        with pytest.raises(ConfigurationError):
+            anyio.run(enter, target, task_id, purpose)
+
+
+async def test_cache_is_not_shared_across_principals(mode: str) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    other = principal("agent-2", "acme")
+    for who in (AGENT, other):
+        async with GovernedClient(governed.server, identify(who), creds, principal=who, mode=mode) as client:
+            await client.call_tool("status", {})
+    assert creds.minted == 2
+    assert governed.seen[0][4] != governed.seen[1][4]
+
+
+async def test_no_principal_means_no_credential_and_nothing_is_sent(mode: str) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    async with GovernedClient(governed.server, creds, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("status", {})
+    assert caught.value.code == -32002
+    assert governed.sink.events == []
+
+
+async def test_credentials_travel_in_meta_over_streamable_http(mode: str) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    async with (
+        serve_http(governed.server.streamable_http_app()) as base,
+        GovernedClient(f"{base}/mcp", identify(AGENT), creds, principal=AGENT, mode=mode) as client,
+        open_task(client, "release-42", purpose="deploy"),
+    ):
+        result = await client.call_tool("deploy", {"version": "2.0"})
+    assert result.is_error is False
+    assert governed.seen == [("deploy", "acme", "release-42", "deploy", governed.seen[0][4])]
+
+
+def test_client_credentials_configuration_is_validated() -> None:
+    from mcpgov import ConfigurationError
+
+    source = IssuerTokenSource(make_issuer())
+    for kwargs in ({"audience": ""}, {"audience": AUDIENCE, "scope": "a b"}, {"audience": AUDIENCE, "ttl": 0}):
+        with pytest.raises(ConfigurationError):
+            ClientCredentials(source, **kwargs)
+    with pytest.raises(ConfigurationError):
+        ClientCredentials(object(), audience=AUDIENCE)  # type: ignore[arg-type]

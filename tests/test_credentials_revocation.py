@@ -1,0 +1,140 @@
+"""Revocation: at once, racing concurrent uses, across replicas sharing a store, and expiring."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
+
+from mcpgov import Decision, GovContext, Hooks, InMemoryStateStore, govern
+from mcpgov.credentials import CompactMemoryStore, CredentialMiddleware, RevocationList
+
+from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
+
+pytestmark = pytest.mark.anyio
+
+AGENT = principal("agent-1", "acme")
+
+
+async def test_no_use_starts_after_revoke_returns_with_1000_concurrent_uses(mode: str) -> None:
+    issuer = make_issuer(FrozenClock())
+    server = MCPServer("race")
+    ticks = itertools.count()
+    starts: list[int] = []
+    hundred_started = anyio.Event()
+
+    @server.tool()
+    async def work() -> str:
+        starts.append(next(ticks))
+        if len(starts) >= 100:
+            hundred_started.set()
+        await anyio.lowlevel.checkpoint()
+        return "ok"
+
+    hooks = Hooks()
+
+    @hooks.tool("work")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow")
+
+    govern(server, CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["work"])
+    outcomes: dict[str, int] = {"ok": 0, "refused": 0}
+    codes: set[int] = set()
+    revoked_at: list[int] = []
+
+    async with Client(server, mode=mode) as client:
+        await call(client, "work", {}, cred.token)  # warm-up: the client's own first tools/list
+        starts.clear()
+
+        async def use(delay: int) -> None:
+            for _ in range(delay):  # spread the uses over many scheduling rounds
+                await anyio.lowlevel.checkpoint()
+            try:
+                await call(client, "work", {}, cred.token)
+                outcomes["ok"] += 1
+            except MCPError as exc:
+                codes.add(exc.code)
+                outcomes["refused"] += 1
+
+        async def revoke() -> None:
+            await hundred_started.wait()
+            await issuer.revoke(cred)
+            revoked_at.append(next(ticks))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(revoke)
+            for i in range(1000):
+                tg.start_soon(use, i // 4)
+
+    (mark,) = revoked_at
+    assert codes == {-32002}
+    assert starts, "some uses ran before the revocation"
+    assert max(starts) < mark, "a use started after revoke() returned"
+    assert outcomes["ok"] == len(starts)
+    assert outcomes["refused"] == 1000 - len(starts) > 0
+
+
+async def test_two_replicas_sharing_one_store_see_each_others_revocations(mode: str) -> None:
+    clock = FrozenClock()
+    shared = InMemoryStateStore(clock=clock)
+    issuer = make_issuer(clock, revocations=RevocationList(shared, max_ttl=300, clock=clock))
+    replicas = [build_governed(issuer, revocations=RevocationList(shared, max_ttl=300, clock=clock)) for _ in range(2)]
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    for replica in replicas:
+        async with Client(replica.server, mode=mode) as client:
+            await call(client, "status", {}, cred.token, AGENT)
+    await issuer.revoke(cred)
+    for replica in replicas:
+        async with Client(replica.server, mode=mode) as client:
+            with pytest.raises(MCPError):
+                await call(client, "status", {}, cred.token, AGENT)
+        assert replica.ran == ["status"]
+
+
+async def test_revocation_entries_expire_with_the_credentials_they_cover() -> None:
+    clock = FrozenClock()
+    store = CompactMemoryStore(clock=clock)
+    revocations = RevocationList(store, max_ttl=300, leeway=5, clock=clock)
+    issuer = make_issuer(clock, revocations=revocations)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], ttl=60)
+    await issuer.revoke(cred)
+    await issuer.revoke_task("acme", "t1")
+    assert len(store) == 2
+    clock.advance(60 + 5 + 1)
+    assert len(store) == 1  # the credential's entry went with the credential
+    clock.advance(300)
+    assert len(store) == 0  # the task's entry outlived every credential it could cover
+
+
+async def test_a_revocation_that_cannot_be_recorded_raises() -> None:
+    class Full:
+        async def put(self, *args: Any) -> None:
+            from mcpgov import StateStoreError
+
+            raise StateStoreError("full", reason="store_full")
+
+    revocations = RevocationList(Full(), max_ttl=300)  # type: ignore[arg-type]
+    issuer = make_issuer(revocations=revocations)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    from mcpgov import CredentialError
+
+    with pytest.raises(CredentialError) as caught:
+        await issuer.revoke(cred)
+    assert caught.value.reason == "revocation_failed"
+    # This process still refuses it: the local record was made before the store was asked.
+    with pytest.raises(CredentialError):
+        revocations.recheck(cred.claims, [revocations.jti_key(cred.id)])
+
+
+def test_revocation_list_configuration_is_validated() -> None:
+    from mcpgov import ConfigurationError
+
+    cases: list[dict[str, Any]] = [{"max_ttl": 0}, {"timeout": -1}, {"leeway": 1000}]
+    for kwargs in cases:
+        with pytest.raises(ConfigurationError):
+            RevocationList(**kwargs)
