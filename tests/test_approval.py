@@ -73,6 +73,7 @@ async def test_callback_approval_lets_exactly_that_call_run(mode: str) -> None:
     decision = d.sink.decisions()[0]
     assert (decision.effect, decision.rule, decision.reason) == ("allow", "deploys-need-approval", "approved")
     assert decision.detail == "approved by alice@example.com"
+    assert decision.approver == "alice@example.com"
 
 
 async def test_refused_approval_denies_and_nothing_runs(mode: str) -> None:

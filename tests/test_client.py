@@ -6,10 +6,21 @@ from typing import Any
 
 import pytest
 from mcp import Client, MCPError
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import Implementation
 
-from mcpgov import HTTP_AUTHORIZATION, Decision, Denied, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov import (
+    HTTP_AUTHORIZATION,
+    META_CREDENTIAL,
+    META_IDENTITY,
+    Decision,
+    Denied,
+    GovContext,
+    GovernedClient,
+    Hooks,
+    Principal,
+    govern,
+)
 from mcpgov._server import SERVER_REQUEST
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
@@ -170,3 +181,60 @@ async def test_client_middleware_attaches_the_http_authorization_header(mode: st
     ):
         await client.call_tool("work", {})
     assert seen == [("tag-for-work", "Bearer token-for-work", None)]
+
+
+async def test_a_failed_connect_leaves_no_open_http_client() -> None:
+    """A server that refuses the connection (here: 401 on everything) must not leak the client's sockets."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def refuse(request: Any) -> JSONResponse:
+        return JSONResponse({"error": "unauthorized"}, status_code=401)
+
+    app = Starlette(routes=[Route("/mcp", refuse, methods=["GET", "POST", "DELETE"])])
+    async with serve_http(app) as base:
+        client = GovernedClient(f"{base}/mcp")
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the SDK raises for a refused connect
+            await client.__aenter__()
+        assert client._http_client is not None and client._http_client.is_closed
+
+
+async def test_a_server_refusing_a_listing_reaches_the_client_unchanged(mode: str) -> None:
+    from mcpgov import IdentityError
+
+    server = MCPServer("s")
+
+    async def refuse_listings(ctx: GovContext, call_next: Any) -> Any:
+        if ctx.method == "tools/list":
+            raise IdentityError("no identity", reason="missing")
+        return await call_next(ctx)
+
+    govern(server, refuse_listings, Hooks())
+    async with GovernedClient(server, _client_hooks(), mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.list_tools()
+    assert caught.value.code == -32001  # the server's own refusal, not a client-side internal error
+
+
+async def test_tools_never_see_the_identity_or_credential_tokens(mode: str) -> None:
+    server = MCPServer("s")
+    seen: list[Any] = []
+
+    @server.tool()
+    def peek(ctx: Context) -> str:
+        meta = ctx.request_context.meta or {}
+        seen.append((META_IDENTITY in meta, META_CREDENTIAL in meta, meta.get("io.example/kept")))
+        return "ok"
+
+    hooks = Hooks()
+    hooks.register("peek", lambda ctx: Decision.allow("peek"))
+    govern(server, hooks)
+
+    async def attach(ctx: GovContext, call_next: Any) -> Any:
+        tokens = {META_IDENTITY: "identity-token", META_CREDENTIAL: "credential-token", "io.example/kept": "yes"}
+        return await call_next(ctx.replace(meta={**ctx.meta, **tokens}))
+
+    async with GovernedClient(server, attach, mode=mode) as client:
+        await client.call_tool("peek", {})
+    assert seen == [(False, False, "yes")]

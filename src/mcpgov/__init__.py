@@ -8,8 +8,11 @@ official MCP Python SDK, as composable middleware shared by client and server.
 * tests: :mod:`mcpgov.testing` has an in-memory audit sink.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mcpgov._arguments import ArgumentLimits, arguments_hash
-from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor
+from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor, AuditStats
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, ListItem, Middleware, compose
 from mcpgov._client import GovernedClient
@@ -32,49 +35,146 @@ from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov._wire import to_mcp_error
 
+if TYPE_CHECKING:
+    from mcpgov.approval import ApprovalMiddleware, ApprovalQueue, CallbackApprover, ElicitationApprover
+    from mcpgov.credentials import (
+        ClientCredentials,
+        CredentialIssuer,
+        CredentialMiddleware,
+        CredentialVerifier,
+        RevocationList,
+        SigningKeySet,
+        open_task,
+    )
+    from mcpgov.identity import (
+        AcceptPolicy,
+        IdentityMiddleware,
+        IdentityVerifier,
+        OIDCIssuer,
+        RemoteKeys,
+        SpiffeTrustDomain,
+        StaticKeys,
+        server_auth,
+    )
+    from mcpgov.pinning import ApprovedServer, PinningMiddleware, ServerRegistry, tool_fingerprint
+    from mcpgov.policy import CedarPolicy, Explanation, Policy, PolicyDecorators, PolicyError, PolicyMiddleware
+
 __version__ = "0.1.0"
+
+# The capability packages load on first use, so importing mcpgov stays as light as the core.
+_LAZY: dict[str, str] = {
+    "AcceptPolicy": "mcpgov.identity",
+    "IdentityMiddleware": "mcpgov.identity",
+    "IdentityVerifier": "mcpgov.identity",
+    "OIDCIssuer": "mcpgov.identity",
+    "RemoteKeys": "mcpgov.identity",
+    "SpiffeTrustDomain": "mcpgov.identity",
+    "StaticKeys": "mcpgov.identity",
+    "server_auth": "mcpgov.identity",
+    "CedarPolicy": "mcpgov.policy",
+    "Explanation": "mcpgov.policy",
+    "Policy": "mcpgov.policy",
+    "PolicyDecorators": "mcpgov.policy",
+    "PolicyError": "mcpgov.policy",
+    "PolicyMiddleware": "mcpgov.policy",
+    "ClientCredentials": "mcpgov.credentials",
+    "CredentialIssuer": "mcpgov.credentials",
+    "CredentialMiddleware": "mcpgov.credentials",
+    "CredentialVerifier": "mcpgov.credentials",
+    "RevocationList": "mcpgov.credentials",
+    "SigningKeySet": "mcpgov.credentials",
+    "open_task": "mcpgov.credentials",
+    "ApprovedServer": "mcpgov.pinning",
+    "PinningMiddleware": "mcpgov.pinning",
+    "ServerRegistry": "mcpgov.pinning",
+    "tool_fingerprint": "mcpgov.pinning",
+    "ApprovalMiddleware": "mcpgov.approval",
+    "ApprovalQueue": "mcpgov.approval",
+    "CallbackApprover": "mcpgov.approval",
+    "ElicitationApprover": "mcpgov.approval",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcpgov' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "HTTP_AUTHORIZATION",
     "META_CREDENTIAL",
     "META_IDENTITY",
     "SCHEMA_VERSION",
+    "AcceptPolicy",
     "Action",
     "Actor",
+    "ApprovalMiddleware",
+    "ApprovalQueue",
     "ApprovalRequired",
+    "ApprovedServer",
     "ArgumentLimits",
     "AuditCallback",
     "AuditEvent",
+    "AuditStats",
     "AuditUnavailable",
     "Auditor",
     "Authorizer",
     "CallNext",
+    "CallbackApprover",
+    "CedarPolicy",
+    "ClientCredentials",
     "ConfigurationError",
     "CredentialError",
+    "CredentialIssuer",
+    "CredentialMiddleware",
+    "CredentialVerifier",
     "Decision",
     "Denied",
     "Effect",
+    "ElicitationApprover",
+    "Explanation",
     "GovContext",
     "GovernanceMiddleware",
     "GovernedClient",
     "HookFn",
     "Hooks",
     "IdentityError",
+    "IdentityMiddleware",
+    "IdentityVerifier",
     "InMemoryStateStore",
     "InvalidRequest",
     "ListItem",
     "Listing",
     "McpGovError",
     "Middleware",
+    "OIDCIssuer",
     "PinningError",
+    "PinningMiddleware",
+    "Policy",
+    "PolicyDecorators",
+    "PolicyError",
+    "PolicyMiddleware",
     "Principal",
+    "RemoteKeys",
+    "RevocationList",
+    "ServerRegistry",
     "Side",
+    "SigningKeySet",
+    "SpiffeTrustDomain",
     "StateStore",
     "StateStoreError",
+    "StaticKeys",
     "TargetKind",
     "__version__",
     "arguments_hash",
     "compose",
     "govern",
+    "open_task",
+    "server_auth",
     "to_mcp_error",
+    "tool_fingerprint",
 ]

@@ -1,4 +1,4 @@
-"""Audit events and the auditor that delivers them to callbacks.
+"""Audit events and the auditor that delivers them to sinks.
 
 Every governed request produces:
 
@@ -8,24 +8,36 @@ Every governed request produces:
 * for a request that was allowed and ran, one ``outcome`` event: ``completed``,
   ``failed`` or ``cancelled``, with its latency;
 * for a listing, one ``list.filtered`` event naming what was hidden.
+
+The :class:`Auditor` redacts every event (see :mod:`mcpgov.audit`), stamps it with the current
+trace context, and hands it to its sinks in order. Sinks are called on the call path; production
+configurations put slow ones behind :class:`mcpgov.audit.QueuedSink` (a bounded queue drained by a
+worker thread) and call :meth:`Auditor.flush` / :meth:`Auditor.aclose` on shutdown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-import itertools
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
+import anyio.to_thread
+from opentelemetry.trace import get_current_span
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcpgov._context import GovContext
-from mcpgov._errors import ConfigurationError
+from mcpgov._errors import AuditUnavailable, ConfigurationError
 
-__all__ = ["SCHEMA_VERSION", "AuditCallback", "AuditEvent", "Auditor", "EventType"]
+if TYPE_CHECKING:
+    from mcpgov.audit._redact import Redactor
+
+__all__ = ["SCHEMA_VERSION", "AuditCallback", "AuditEvent", "AuditStats", "Auditor", "EventType"]
 
 logger = logging.getLogger("mcpgov.audit")
 
@@ -62,7 +74,7 @@ class AuditEvent(BaseModel):
     Attributes:
         schema_version: version of this event model.
         id: unique event id (also sent to the peer in error data, to correlate).
-        type: ``decision``, ``outcome`` or ``list.filtered``.
+        type: one of :data:`EventType` (``decision``, ``outcome``, ``list.filtered``...).
         time: when the event was created (UTC).
         side: ``client`` or ``server``.
         method: the MCP method.
@@ -90,8 +102,9 @@ class AuditEvent(BaseModel):
         policy_version: the version (digest) of the policy that decided.
         approver: who approved or refused an approval.
         auth_method: how the principal was authenticated.
-        trace_id: the OpenTelemetry trace id of the request, when there is one.
-        span_id: the OpenTelemetry span id of the request, when there is one.
+        trace_id: the OpenTelemetry trace id of the request, when there is a span context
+            (sampled or not: audit never depends on sampling).
+        span_id: the OpenTelemetry span id of the request, when there is a span context.
         attributes: further event-specific values (never secrets; redacted before sinks).
     """
 
@@ -159,6 +172,17 @@ class AuditEvent(BaseModel):
         values.update(fields)
         return cls._trusted(values)
 
+    def with_values(self, **changes: Any) -> AuditEvent:
+        """A copy of this event with ``changes`` (values mcpgov produced; not re-validated)."""
+        new = type(self).__new__(type(self))
+        data = dict(self.__dict__)
+        data.update(changes)
+        object.__setattr__(new, "__dict__", data)
+        object.__setattr__(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
+        object.__setattr__(new, "__pydantic_extra__", None)
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
+
     @classmethod
     def _trusted(cls, values: dict[str, Any]) -> AuditEvent:
         """Build from values mcpgov itself produced, without re-validating them.
@@ -179,13 +203,9 @@ class AuditEvent(BaseModel):
         return event
 
 
-_EVENT_ID_PREFIX = secrets.token_hex(8)
-_event_counter = itertools.count(1)
-
-
 def _next_event_id() -> str:
-    """A unique event id: a random per-process prefix and a counter (cheaper than 96 fresh random bits)."""
-    return f"{_EVENT_ID_PREFIX}{next(_event_counter):010x}"
+    """A random event id. Ids reach peers in error data, so they must reveal nothing (no counter)."""
+    return secrets.token_hex(12)
 
 
 _TEMPLATE: dict[str, Any] = {
@@ -194,25 +214,149 @@ _TEMPLATE: dict[str, Any] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class AuditStats:
+    """Delivery counters of an :class:`Auditor` (see :meth:`Auditor.stats`).
+
+    Attributes:
+        emitted: events handed to the sinks.
+        sink_failures: deliveries that failed on the call path (a sink raised, a queue was full).
+        dropped: events a queue refused (full or closed), summed over queued sinks (also counted
+            in ``sink_failures``, since the refusal happens on the call path).
+        failed: events a queued sink's worker could not write, summed over queued sinks.
+        pending: events waiting in queues.
+        refused: requests strict mode refused because audit was unavailable.
+        sinks: per-sink counters, for sinks that keep them (``name -> counters``).
+    """
+
+    emitted: int
+    sink_failures: int
+    dropped: int
+    failed: int
+    pending: int
+    refused: int
+    sinks: dict[str, dict[str, int]]
+
+    @property
+    def lost(self) -> int:
+        """Deliveries that did not happen: failures on the call path (which include events a queue
+        refused) plus events queued sinks' workers could not write."""
+        return self.sink_failures + self.failed
+
+
+class _FailureLog:
+    """Logs sink failures without event content, at most once per ``interval`` seconds per sink."""
+
+    __slots__ = ("clock", "interval", "last", "suppressed")
+
+    def __init__(self, clock: Callable[[], float], interval: float) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.last: dict[str, float] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def report(self, sink_name: str, event: AuditEvent, exc: BaseException) -> None:
+        now = self.clock()
+        last = self.last.get(sink_name)
+        if last is not None and now - last < self.interval:
+            self.suppressed[sink_name] = self.suppressed.get(sink_name, 0) + 1
+            return
+        self.last[sink_name] = now
+        more = self.suppressed.pop(sink_name, 0)
+        logger.error(
+            "audit sink %s failed on event %s (%s): %s; the event is counted as not delivered to it%s",
+            sink_name,
+            event.id,
+            event.type,
+            describe_error(exc),
+            f" ({more} more failures since the last report)" if more else "",
+        )
+
+
+def describe_error(exc: BaseException) -> str:
+    """A log-safe description of ``exc``: its type, and for OS errors the errno name and file.
+
+    Exception text is not logged in general: it may carry values from the event.
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        import errno  # noqa: PLC0415 - only needed when a write failed
+
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{type(exc).__name__} {name} ({exc.strerror})"
+    if isinstance(exc, AuditUnavailable):
+        return f"{type(exc).__name__} ({exc.reason})"
+    return type(exc).__name__
+
+
+def sink_name(sink: Any) -> str:
+    """A readable name for a sink (its ``name`` attribute, qualified name or type)."""
+    name = getattr(sink, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return str(getattr(sink, "__qualname__", None) or type(sink).__name__)
+
+
 class Auditor:
-    """Delivers audit events to sinks (sync or async callables).
+    """Redacts audit events and delivers them to sinks (sync or async callables).
+
+    Every event is redacted first (tokens, secrets, named fields: see
+    :class:`mcpgov.audit.Redactor`), stamped with the current OpenTelemetry trace and span ids
+    when there is a span context, then handed to each sink in order on the caller's task.
+    Sinks that must not slow the call path go behind :class:`mcpgov.audit.QueuedSink`.
 
     A sink that raises never changes a decision and never breaks the call: the failure is
-    logged (without the event's content) and counted in :attr:`sink_failures`.
+    logged (without the event's content, rate-limited) and counted in :attr:`sink_failures`.
+    In strict mode, a request whose decision cannot be delivered to every sink is refused with
+    :class:`~mcpgov.AuditUnavailable`, and so is any request while a queued sink is known to be
+    failing (its queue is full, or its worker's last write failed).
 
     Args:
         sinks: the callables that receive every event.
+        strict: refuse requests that cannot be audited.
+        redactor: the redaction configuration (default: :class:`mcpgov.audit.Redactor()`).
+        flush_timeout: how long :meth:`aflush` waits for queued sinks at shutdown.
+        log_interval: at most one failure log line per sink per this many seconds.
+        clock: monotonic clock for rate-limiting logs (injectable for tests).
+
+    Raises:
+        ConfigurationError: a sink is not callable, or strict mode has no sink.
     """
 
-    def __init__(self, sinks: Iterable[AuditCallback] = ()) -> None:
+    def __init__(
+        self,
+        sinks: Iterable[AuditCallback] = (),
+        *,
+        strict: bool = False,
+        redactor: Redactor | None = None,
+        flush_timeout: float = 5.0,
+        log_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from mcpgov.audit._redact import Redactor  # noqa: PLC0415 - mcpgov.audit imports this module
+
+        if redactor is not None and not isinstance(redactor, Redactor):
+            raise ConfigurationError(f"redactor must be a Redactor, got {type(redactor).__name__}")
+        if flush_timeout <= 0 or log_interval < 0:
+            raise ConfigurationError("flush_timeout must be positive and log_interval not negative")
         self._sinks: list[AuditCallback] = []
         self._async: list[bool] = []
+        self.strict = bool(strict)
+        self.redactor: Redactor = redactor if redactor is not None else Redactor()
+        self.flush_timeout = flush_timeout
+        self._log = _FailureLog(clock, log_interval)
         self.sink_failures = 0
-        """How many times a sink raised."""
+        """How many deliveries failed on the call path (a sink raised, or a queue refused the event)."""
         self.events_emitted = 0
         """How many events were handed to the sinks."""
+        self.refused = 0
+        """How many requests strict mode refused because audit was unavailable."""
         for sink in sinks:
             self.add_sink(sink)
+        if self.strict and not self._sinks:
+            raise ConfigurationError("strict audit needs at least one sink: with none, nothing could be recorded")
+
+    def __repr__(self) -> str:
+        return f"Auditor(sinks={[sink_name(s) for s in self._sinks]}, strict={self.strict})"
 
     def add_sink(self, sink: AuditCallback) -> None:
         """Deliver future events to ``sink`` as well."""
@@ -228,20 +372,138 @@ class Auditor:
         """The configured sinks."""
         return tuple(self._sinks)
 
-    async def emit(self, event: AuditEvent) -> None:
-        """Hand ``event`` to every sink, isolating each sink's failures."""
+    def prepare(self, event: AuditEvent) -> AuditEvent:
+        """``event`` as sinks receive it: trace-stamped and redacted."""
+        changes: dict[str, Any] | None = None
+        if event.trace_id is None:
+            span_context = get_current_span().get_span_context()
+            if span_context.is_valid:
+                changes = {
+                    "trace_id": format(span_context.trace_id, "032x"),
+                    "span_id": format(span_context.span_id, "016x"),
+                }
+        redacted = self.redactor.event_changes(event)
+        if redacted:
+            changes = {**changes, **redacted} if changes else redacted
+        return event.with_values(**changes) if changes else event
+
+    async def emit(self, event: AuditEvent, *, required: bool | None = None) -> None:
+        """Redact ``event`` and hand it to every sink, isolating each sink's failures.
+
+        Args:
+            event: the event.
+            required: raise when a sink failed (default: :attr:`strict`). mcpgov passes
+                ``False`` for events recorded after the fact (refusals, outcomes, listings).
+
+        Raises:
+            AuditUnavailable: ``required`` and at least one sink failed (the others got the event).
+        """
         self.events_emitted += 1
+        event = self.prepare(event)
+        failed = False
         for sink, is_async in zip(self._sinks, self._async, strict=True):
             try:
                 result = sink(event)
                 if is_async or (result is not None and inspect.isawaitable(result)):
                     await result  # type: ignore[misc]
-            except Exception:  # noqa: BLE001 - a sink must never break the call or change a decision
+            except Exception as exc:  # noqa: BLE001 - a sink must never break the call or change a decision
+                failed = True
                 self.sink_failures += 1
-                logger.error(
-                    "audit sink %s raised on event %s (%s); the event is counted as not delivered to it",
-                    getattr(sink, "__qualname__", type(sink).__name__),
-                    event.id,
-                    event.type,
-                    exc_info=False,
-                )
+                self._log.report(sink_name(sink), event, exc)
+        if failed and (self.strict if required is None else required):
+            raise AuditUnavailable(f"audit event {event.id} ({event.type}) was not delivered to every sink")
+
+    def available(self) -> bool:
+        """Whether every sink that reports its health (a ``healthy`` attribute, like
+        :class:`~mcpgov.audit.QueuedSink`) is healthy. Direct sinks are tested by delivery itself."""
+        return all(getattr(sink, "healthy", True) is not False for sink in self._sinks)
+
+    def check_available(self) -> None:
+        """In strict mode, refuse (raise) when a sink is known to be failing; otherwise do nothing.
+
+        Raises:
+            AuditUnavailable: strict mode and :meth:`available` is false.
+        """
+        if self.strict and not self.available():
+            self.refused += 1
+            raise AuditUnavailable("an audit sink is failing; strict audit refuses the request")
+
+    def arguments(self, ctx: GovContext) -> dict[str, Any] | None:
+        """The argument fields decision events record for ``ctx`` (``None`` unless configured)."""
+        return self.redactor.arguments(ctx)
+
+    def stats(self) -> AuditStats:
+        """Delivery counters: emitted, failed, dropped, pending, refused, and per queued sink."""
+        per_sink: dict[str, dict[str, int]] = {}
+        dropped = failed = pending = 0
+        for sink in self._sinks:
+            stats = getattr(sink, "stats", None)
+            if not callable(stats):
+                continue
+            counters = stats()
+            if not isinstance(counters, dict):
+                continue
+            name = sink_name(sink)
+            if name in per_sink:
+                name = f"{name}#{len(per_sink)}"
+            per_sink[name] = counters
+            dropped += int(counters.get("dropped", 0))
+            failed += int(counters.get("failed", 0))
+            pending += int(counters.get("pending", 0))
+        return AuditStats(
+            emitted=self.events_emitted,
+            sink_failures=self.sink_failures,
+            dropped=dropped,
+            failed=failed,
+            pending=pending,
+            refused=self.refused,
+            sinks=per_sink,
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until queued sinks have written what they hold (blocking; see :meth:`aflush`).
+
+        Returns:
+            ``True`` when everything was written in time.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = True
+        for sink in self._sinks:
+            flush = getattr(sink, "flush", None)
+            if callable(flush):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done = bool(flush(left)) and done
+        return done
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then stop queued sinks' workers and close sinks that hold files (blocking).
+
+        Returns:
+            ``True`` when everything was written in time.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = True
+        for sink in self._sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                result = close(left)
+                done = (result is not False) and done
+        return done
+
+    def _has_queues(self) -> bool:
+        return any(callable(getattr(sink, "flush", None)) for sink in self._sinks)
+
+    async def aflush(self, within: float | None = None) -> bool:
+        """:meth:`flush` without blocking the event loop, waiting at most ``within`` seconds
+        (default :attr:`flush_timeout`)."""
+        if not self._has_queues():
+            return True
+        limit = self.flush_timeout if within is None else within
+        return await anyio.to_thread.run_sync(self.flush, limit)
+
+    async def aclose(self, within: float | None = None) -> bool:
+        """:meth:`close` without blocking the event loop, waiting at most ``within`` seconds
+        (default :attr:`flush_timeout`)."""
+        limit = self.flush_timeout if within is None else within
+        return await anyio.to_thread.run_sync(self.close, limit)

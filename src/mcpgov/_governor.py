@@ -11,11 +11,11 @@ import anyio
 
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
-from mcpgov._authorize import LIST_METHODS, Authorizer
+from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
 from mcpgov._chain import Listing, Middleware, compose
 from mcpgov._context import GovContext, Side
 from mcpgov._decision import Decision
-from mcpgov._errors import ConfigurationError, Denied, McpGovError
+from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
 
 __all__ = ["Governor"]
 
@@ -30,12 +30,22 @@ DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this 
 class _Run:
     """Per-request bookkeeping: when it started, and whether it got past the gate."""
 
-    __slots__ = ("ctx", "executed", "start")
+    __slots__ = ("ctx", "executed", "listing_failed", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.executed = False
+        self.listing_failed = False
         self.ctx: GovContext | None = None
+
+
+def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
+    """Who approved this request, when an approval is what allowed it."""
+    if decision is None or decision.reason_code != "approved":
+        return None
+    grant = ctx.extensions.get(APPROVAL_GRANT)
+    approver = getattr(grant, "approver", None)
+    return approver if isinstance(approver, str) else None
 
 
 def as_auditor(audit: Auditor | Iterable[AuditCallback] | AuditCallback | None) -> Auditor:
@@ -56,6 +66,10 @@ class Governor:
     at the end of the chain requires an allow decision when any authoriser is configured
     (no authoriser having allowed means deny); records one decision event and, for a request
     that ran, one outcome event; records one ``list.filtered`` event for listings.
+
+    With a strict :class:`Auditor`, a request is refused (:class:`AuditUnavailable`, one deny
+    decision event) when a sink is known to be failing, and a request whose allow decision
+    cannot be delivered does not run (its outcome event says ``failed`` / ``audit_unavailable``).
 
     Args:
         side: ``client`` or ``server``.
@@ -146,7 +160,7 @@ class Governor:
                     await self.refuse(ctx, McpGovError("cancelled before a decision", reason="cancelled"))
             raise
         except Exception as exc:
-            if run.executed:
+            if run.executed or run.listing_failed:
                 raise
             # Fail closed: a middleware that broke before the request ran refuses the request.
             logger.error("governance middleware raised %s; refusing the request", type(exc).__name__)
@@ -156,7 +170,8 @@ class Governor:
         if isinstance(result, Listing):
             inner = run.ctx or ctx
             await self.auditor.emit(
-                AuditEvent.from_context(inner, "list.filtered", hidden=result.hidden, shown=len(result.items))
+                AuditEvent.from_context(inner, "list.filtered", hidden=result.hidden, shown=len(result.items)),
+                required=False,
             )
         return result
 
@@ -172,27 +187,45 @@ class Governor:
         auditor = self.auditor
         run.ctx = c
         if c.method in LIST_METHODS:
-            return await terminal(c)
+            auditor.check_available()
+            try:
+                return await terminal(c)
+            except Exception:
+                # The peer's own error (a server refusing the listing): it passes unchanged.
+                run.listing_failed = True
+                raise
         decision = c.decision
         if self.gated and (decision is None or not decision.allowed):
             raise Denied(DEFAULT_DENY)
         if precheck is not None:
             precheck(c)
+        auditor.check_available()
         args_hash = c.args_hash
         run.executed = True
-        await auditor.emit(
-            AuditEvent.from_context(
-                c,
-                "decision",
-                effect="allow",
-                rule=decision.rule if decision is not None else None,
-                reason=decision.reason_code if decision is not None else "ungated",
-                detail=decision.reason if decision is not None else None,
-                args_hash=args_hash,
-                engine=decision.engine if decision is not None else None,
-                policy_version=decision.policy_version if decision is not None else None,
+        recorded = auditor.arguments(c)
+        try:
+            await auditor.emit(
+                AuditEvent.from_context(
+                    c,
+                    "decision",
+                    effect="allow",
+                    rule=decision.rule if decision is not None else None,
+                    reason=decision.reason_code if decision is not None else "ungated",
+                    detail=decision.reason if decision is not None else None,
+                    args_hash=args_hash,
+                    engine=decision.engine if decision is not None else None,
+                    policy_version=decision.policy_version if decision is not None else None,
+                    attributes={"arguments": recorded} if recorded is not None else {},
+                    approver=_approver(c, decision),
+                )
             )
-        )
+        except AuditUnavailable as exc:
+            # Strict audit: the allow could not be recorded everywhere, so the request does not run.
+            auditor.refused += 1
+            exc.event_id = await self._outcome(
+                c, "failed", run.start, args_hash, reason=exc.reason, error_code=exc.code, executed=False
+            )
+            raise
         try:
             result = await terminal(c)
         except anyio.get_cancelled_exc_class():
@@ -210,6 +243,7 @@ class Governor:
     async def refuse(self, ctx: GovContext, exc: McpGovError) -> None:
         """Record ``exc`` as the refusal of ``ctx`` (one deny decision event) and tag it with the event id."""
         decision = getattr(exc, "decision", None)
+        recorded = self.auditor.arguments(ctx)
         event = AuditEvent.from_context(
             ctx,
             "decision",
@@ -220,9 +254,10 @@ class Governor:
             error_code=exc.code,
             engine=decision.engine if decision is not None else None,
             policy_version=decision.policy_version if decision is not None else None,
+            attributes={"arguments": recorded} if recorded is not None else {},
         )
         exc.event_id = event.id
-        await self.auditor.emit(event)
+        await self.auditor.emit(event, required=False)
 
     async def _outcome(
         self,
@@ -233,15 +268,18 @@ class Governor:
         *,
         reason: str | None = None,
         error_code: str | None = None,
-    ) -> None:
-        await self.auditor.emit(
-            AuditEvent.from_context(
-                ctx,
-                "outcome",
-                outcome=outcome,
-                latency_ms=(time.perf_counter() - start) * 1000.0,
-                args_hash=args_hash,
-                reason=reason,
-                error_code=error_code,
-            )
+        executed: bool = True,
+    ) -> str:
+        """Record the outcome (after the fact: never raises in strict mode) and return its event id."""
+        event = AuditEvent.from_context(
+            ctx,
+            "outcome",
+            outcome=outcome,
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+            args_hash=args_hash,
+            reason=reason,
+            error_code=error_code,
+            attributes={} if executed else {"executed": False},
         )
+        await self.auditor.emit(event, required=False)
+        return event.id

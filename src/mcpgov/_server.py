@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import MappingProxyType
 from typing import Any
 
+import anyio
 from mcp.server.context import CallNext as SdkCallNext
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -18,7 +21,7 @@ from pydantic import BaseModel
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import GovContext, TargetKind
+from mcpgov._context import META_CREDENTIAL, META_IDENTITY, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._governor import Governor
 from mcpgov._wire import to_mcp_error
@@ -115,6 +118,20 @@ def _from_listing(entries_key: str, listing: Listing) -> dict[str, Any]:
     return result
 
 
+_TOKEN_KEYS = frozenset({META_IDENTITY, META_CREDENTIAL})
+
+
+def _without_tokens(sctx: ServerRequestContext[Any, Any]) -> ServerRequestContext[Any, Any]:
+    """The request as the handler should see it: without mcpgov's tokens in ``_meta``."""
+    meta = sctx.meta
+    if not meta or _TOKEN_KEYS.isdisjoint(meta):
+        return sctx
+    clean: Any = {k: v for k, v in meta.items() if k not in _TOKEN_KEYS}
+    params = dict(sctx.params or {})
+    params["_meta"] = clean
+    return dataclasses.replace(sctx, params=params, meta=clean)
+
+
 def _outcome_of(result: Any) -> str:
     if isinstance(result, Mapping) and result.get("isError") is True:
         return "failed"
@@ -187,14 +204,15 @@ class GovernanceMiddleware:
                 kind_l, entries_key, name_key = listing
 
                 async def list_terminal(_: GovContext) -> Listing:
-                    return _to_listing(kind_l, entries_key, name_key, await call_next(sctx))
+                    return _to_listing(kind_l, entries_key, name_key, await call_next(_without_tokens(sctx)))
 
                 result = await governor.run(gctx, list_terminal)
                 return _from_listing(entries_key, result)
 
             async def terminal(_: GovContext) -> HandlerResult:
-                # The SDK gets the request exactly as received and decided on.
-                return await call_next(sctx)
+                # The SDK gets the request exactly as received and decided on, less the identity
+                # token and credential in _meta: tool code never sees them.
+                return await call_next(_without_tokens(sctx))
 
             outcome: HandlerResult = await governor.run(
                 gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool
@@ -217,6 +235,8 @@ def govern(
     that gate ``tools/call``, ``resources/read`` and ``prompts/get``; other methods (and
     unknown ones) must be allowed explicitly. ``initialize``, ``server/discover``, ``ping``
     and notifications pass untouched. Refusals reach the client as clean ``MCPError``s.
+    When the server's lifespan ends (an HTTP app shutting down, an in-process client
+    disconnecting), queued audit sinks are flushed (up to ``Auditor.flush_timeout``).
 
     Args:
         server: the SDK server.
@@ -242,4 +262,21 @@ def govern(
     governor = Governor("server", middleware, audit=audit, limits=limits, require_authorizer=True)
     adapter = GovernanceMiddleware(governor, lowlevel, mcp_server)
     lowlevel.middleware.append(adapter)
+    _flush_audit_on_shutdown(lowlevel, governor.auditor)
     return adapter
+
+
+def _flush_audit_on_shutdown(lowlevel: Server[Any], auditor: Auditor) -> None:
+    """Wrap the server's lifespan so queued audit sinks are flushed when it ends."""
+    original: Callable[[Server[Any]], AbstractAsyncContextManager[Any]] = lowlevel.lifespan
+
+    @asynccontextmanager
+    async def lifespan(app: Server[Any]) -> AsyncIterator[Any]:
+        async with original(app) as state:
+            try:
+                yield state
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await auditor.aflush()
+
+    lowlevel.lifespan = lifespan

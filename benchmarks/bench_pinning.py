@@ -1,0 +1,124 @@
+"""Cost of PinningMiddleware: calls and listings with and without it, same process, interleaved.
+
+Client: GovernedClient(server, describe[, PinningMiddleware]) in-process, mode "auto".
+Also: fingerprinting a listing of N tools, and a collision check of one new name against N pins.
+
+Run:  python benchmarks/bench_pinning.py [--calls 2000] [--rounds 5] [--tools 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from mcpgov import GovContext, GovernedClient, Principal
+from mcpgov.pinning import (
+    SERVER_INFO,
+    PinningMiddleware,
+    ServerRegistry,
+    find_collision,
+    snapshot,
+    tool_fingerprint,
+    write_manifest,
+)
+
+AGENT = Principal(issuer="https://id", subject="agent", tenant="acme", spiffe_id="spiffe://acme/agents/a")
+INFO = {"name": "bench", "version": "1.0.0"}
+
+
+async def describe(ctx: GovContext, call_next: Any) -> Any:
+    return await call_next(ctx.with_extension(SERVER_INFO, INFO))
+
+
+def make_server(tools: int) -> MCPServer:
+    server = MCPServer("bench", version="1.0.0")
+
+    @server.tool()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    for i in range(tools - 1):
+        server.add_tool(lambda x: x, name=f"tool_{i}", description=f"Tool number {i}.")
+    return server
+
+
+async def run(server: MCPServer, pinned: bool, registry: ServerRegistry, calls: int, lists: int) -> tuple[float, float]:
+    chain: list[Any] = [describe]
+    if pinned:
+        chain.append(PinningMiddleware(registry, server_id="bench"))
+    async with GovernedClient(server, *chain, principal=AGENT) as client:
+        await client.list_tools()
+        for _ in range(200):
+            await client.call_tool("add", {"a": 1, "b": 2})
+        start = time.perf_counter()
+        for _ in range(calls):
+            await client.call_tool("add", {"a": 1, "b": 2})
+        per_call = (time.perf_counter() - start) / calls
+        start = time.perf_counter()
+        for _ in range(lists):
+            await client.list_tools()
+        per_list = (time.perf_counter() - start) / lists
+    return per_call * 1e6, per_list * 1e6
+
+
+async def main(calls: int, rounds: int, tools: int) -> None:
+    server = make_server(tools)
+    with tempfile.TemporaryDirectory() as tmp:
+        pin = Path(tmp) / "bench.json"
+        manifest = await snapshot(server)
+        write_manifest(pin, manifest)
+        entry = {
+            "id": "bench",
+            "owner": "o",
+            "tenants": ["acme"],
+            "workloads": ["spiffe://acme/agents/*"],
+            "command": "bench",
+            "server": {"name": "bench", "version": ">=1"},
+            "pin": str(pin),
+        }
+        registry = ServerRegistry([entry])
+        bare_c, pin_c, bare_l, pin_l = [], [], [], []
+        for _ in range(rounds):
+            c, li = await run(server, False, registry, calls, 50)
+            bare_c.append(c)
+            bare_l.append(li)
+            c, li = await run(server, True, registry, calls, 50)
+            pin_c.append(c)
+            pin_l.append(li)
+        bc, pc, bl, pl = (statistics.median(x) for x in (bare_c, pin_c, bare_l, pin_l))
+        print(
+            f"call_tool   without={bc:7.1f} us  with pinning={pc:7.1f} us  "
+            f"ratio={pc / bc:.3f}  overhead={pc - bc:6.1f} us"
+        )
+        print(
+            f"list_tools  without={bl:7.1f} us  with pinning={pl:7.1f} us  ratio={pl / bl:.3f}  "
+            f"overhead={pl - bl:6.1f} us  ({tools} tools)"
+        )
+        listed = await server.list_tools()
+        start = time.perf_counter()
+        for tool in listed:
+            tool_fingerprint(tool)
+        print(f"fingerprint {len(listed)} tools: {(time.perf_counter() - start) * 1e3:.2f} ms")
+        names = list(manifest.tools)
+        start = time.perf_counter()
+        find_collision("tool_new_name", names)
+        print(
+            f"collision check of one new name against {len(names)} pinned names: "
+            f"{(time.perf_counter() - start) * 1e3:.2f} ms"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tools", type=int, default=100)
+    a = parser.parse_args()
+    anyio.run(main, a.calls, a.rounds, a.tools)

@@ -1,0 +1,54 @@
+"""The audit trail: redaction, sinks, a tamper-evident log, OpenTelemetry, and queries.
+
+Every event passes the :class:`Redactor` of its :class:`~mcpgov.Auditor` before any sink sees
+it. Sinks are callables and compose:
+
+* any sync or async callable (``print``, ``events.append``, :class:`mcpgov.testing.InMemoryAuditSink`);
+* :class:`LoggingSink`: one structured Python logging record per event;
+* :class:`JsonlSink`: a SHA-256 hash-chained JSON Lines file with rotation, checked by
+  :func:`verify_chain` (``mcpgov audit verify``);
+* :class:`OTelSink`: attributes and span events on the SDK's server span, decision counters;
+* :class:`FanOut`: several sinks as one;
+* :class:`QueuedSink`: a bounded queue and a worker thread in front of any of them, so file and
+  network I/O stay off the call path (drops counted; flushed at shutdown).
+
+Example (production)::
+
+    auditor = Auditor(
+        [OTelSink(), QueuedSink(FanOut(JsonlSink("/var/log/mcpgov/audit.jsonl"), LoggingSink()))],
+        strict=True,
+    )
+    govern(server, hooks, audit=auditor)
+"""
+
+from mcpgov.audit._codec import event_from_dict, event_to_dict
+from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, verify_chain
+from mcpgov.audit._otel import OTelSink
+from mcpgov.audit._query import EventFilter, Request, Trail, format_event, read_events, task_trail
+from mcpgov.audit._redact import DEFAULT_PATTERNS, DEFAULT_SECRET_KEYS, REDACT_FIELDS, REDACTED, Redactor
+from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
+
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "DEFAULT_SECRET_KEYS",
+    "GENESIS",
+    "REDACTED",
+    "REDACT_FIELDS",
+    "ChainProblem",
+    "ChainReport",
+    "EventFilter",
+    "FanOut",
+    "JsonlSink",
+    "LoggingSink",
+    "OTelSink",
+    "QueuedSink",
+    "Redactor",
+    "Request",
+    "Trail",
+    "event_from_dict",
+    "event_to_dict",
+    "format_event",
+    "read_events",
+    "task_trail",
+    "verify_chain",
+]

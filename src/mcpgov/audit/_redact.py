@@ -1,0 +1,371 @@
+"""Redaction: what is removed from audit events before any sink sees them.
+
+Three things are removed:
+
+* tokens: JWT/JWS/JWE compact serialisations and ``Bearer``/``Basic``/``DPoP`` header values,
+  wherever they appear in an event's text fields or attributes;
+* secrets: text matching the configured patterns (a few well-known key formats by default),
+  and the values of attributes whose *names* look secret (``password``, ``api_key``...);
+* named fields: argument or attribute names a policy obligation (``Decision.obligations["redact"]``),
+  a tool declaration (``ctx.extensions[REDACT_FIELDS]``) or this configuration names.
+
+Arguments are recorded as ``args_hash`` only, unless ``record_arguments`` opts in to recording
+some of their (non-redacted) fields as well.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection, Iterable, Mapping
+from datetime import date, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from mcpgov._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from mcpgov._audit import AuditEvent
+    from mcpgov._context import GovContext
+
+__all__ = ["DEFAULT_PATTERNS", "DEFAULT_SECRET_KEYS", "REDACTED", "REDACT_FIELDS", "Redactor", "json_safe"]
+
+REDACTED = "[redacted]"
+"""What replaces a redacted value."""
+
+REDACT_FIELDS = "mcpgov.audit.redact"
+"""``GovContext.extensions`` key: a collection of argument field names a tool declares sensitive.
+
+Middleware that knows a tool's declaration (e.g. a decorator's metadata) sets it, and those fields
+are never recorded, exactly like the names in a decision's ``redact`` obligation."""
+
+# Built-in patterns, each with the lowercase literals one of which any match contains: a pattern
+# only runs on text in which one of its literals occurs (one search for a set of literals is far
+# cheaper than the patterns themselves over every event).
+_TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # JWS (3 parts) and JWE (5 parts) compact serialisations: base64url JSON header "eyJ...".
+    (r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_=-]*){1,4}", ("eyj",)),
+    # HTTP credentials in header form.
+    (r"(?i:\b(?:bearer|basic|dpop))\s+[A-Za-z0-9._~+/-]{8,}=*", ("bearer", "basic", "dpop")),
+)
+_DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub tokens
+    (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),  # Slack tokens
+    (r"\bAKIA[0-9A-Z]{16}\b", ("akia",)),  # AWS access key ids
+    (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]*(?:-----END [A-Z ]*PRIVATE KEY-----)?", ("-----begin",)),
+    # key=value / key: value pairs whose key names a secret
+    (
+        r"(?i:\b(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret))"
+        r"\s*(?:=|:(?!//))\s*[^\s&,;]+",
+        ("pass", "secret", "token", "apikey", "api_key", "api-key", "accesskey", "access_key", "access-key"),
+    ),
+)
+
+DEFAULT_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _DEFAULT_RULES)
+"""Secret formats redacted by default, on top of tokens (pass ``default_patterns=False`` to drop them).
+
+Vendor key formats that resemble ordinary identifiers (``sk-...`` looks like ``task-...`` to a cheap
+pre-check) are left to ``patterns=`` so the common case stays fast."""
+
+DEFAULT_SECRET_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "access_key",
+    "private_key",
+    "authorization",
+    "cookie",
+    "credential",
+    "session_key",
+)
+"""Name fragments: an attribute or argument whose name contains one of them is redacted (names ending
+in ``_id``, ``_hash`` or ``_count`` are identifiers, not secrets, and are kept)."""
+
+_KEPT_SUFFIXES = ("_id", "_ids", "_hash", "_count", "_type", "_method")
+
+# Event fields that hold free text or caller-supplied values, and so are scanned for tokens and
+# secrets. The others (id, type, time, hashes, trace ids, enums) are produced by mcpgov itself.
+_TEXT_FIELDS: tuple[str, ...] = (
+    "method",
+    "kind",
+    "target",
+    "principal",
+    "tenant",
+    "session_id",
+    "task_id",
+    "purpose",
+    "rule",
+    "reason",
+    "detail",
+    "credential_id",
+    "engine",
+    "policy_version",
+    "approver",
+    "auth_method",
+)
+_TUPLE_FIELDS: tuple[str, ...] = ("actors", "hidden")
+
+_REMEMBER_MAX = 4096
+_REMEMBER_MAX_LEN = 256
+_JSON_INT_MAX = 2**53 - 1
+_MAX_DEPTH = 32
+
+
+def _normal_name(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+def json_safe(value: Any, *, depth: int = 0) -> Any:
+    """``value`` as plain JSON data that canonical JSON (RFC 8785) accepts.
+
+    Mappings become dicts with string keys, sequences and sets become lists, integers outside
+    the exact range of a JSON number and non-finite floats become strings, datetimes ISO 8601
+    strings, and anything else a marker naming its type (``"<unserialisable: Foo>"``): an event
+    is never lost because one of its values cannot be written.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        if isinstance(value, str) and not _is_utf8(value):
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, int):
+        return value if -_JSON_INT_MAX <= value <= _JSON_INT_MAX else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth >= _MAX_DEPTH:
+        return "<unserialisable: too deep>"
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, depth=depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v, depth=depth + 1) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return json_safe(value.value, depth=depth + 1)
+    return f"<unserialisable: {type(value).__name__}>"
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Redactor:
+    """Removes tokens, secrets and named fields from audit events (the auditor runs it before any sink).
+
+    Example::
+
+        Redactor(patterns=[r"acct-\\d{8}"], fields=["ssn"], record_arguments={"deploy": ["version"]})
+
+    Args:
+        patterns: extra regular expressions; every match in an event's text is replaced by
+            ``[redacted]``.
+        default_patterns: also apply :data:`DEFAULT_PATTERNS` (well-known secret formats).
+            Tokens (JWTs, ``Bearer`` values) are always redacted.
+        fields: argument and attribute names that are always redacted, at any depth.
+        secret_keys: name fragments that mark an attribute or argument as secret (default
+            :data:`DEFAULT_SECRET_KEYS`).
+        record_arguments: which argument fields decision events record (as
+            ``attributes["arguments"]``) besides ``args_hash``: ``False`` (default, none),
+            ``True`` (all fields not redacted), a collection of field names, or a mapping of
+            tool/prompt/resource name to field names.
+
+    Raises:
+        ConfigurationError: a pattern is not a valid regular expression, or an option has the
+            wrong type.
+    """
+
+    def __init__(
+        self,
+        *,
+        patterns: Iterable[str | re.Pattern[str]] = (),
+        default_patterns: bool = True,
+        fields: Iterable[str] = (),
+        secret_keys: Iterable[str] | None = None,
+        record_arguments: bool | Collection[str] | Mapping[str, Collection[str]] = False,
+    ) -> None:
+        rules = list(_TOKEN_RULES)
+        if default_patterns:
+            rules.extend(_DEFAULT_RULES)
+        sources: list[str] = [p for p, _ in rules]
+        custom: list[str] = []
+        for given in patterns:
+            source = given.pattern if isinstance(given, re.Pattern) else given
+            if not isinstance(source, str) or not source:
+                raise ConfigurationError("redaction patterns must be non-empty regular expressions")
+            try:
+                compiled = re.compile(source)
+            except re.error as exc:
+                raise ConfigurationError(f"invalid redaction pattern {source!r}: {exc}") from None
+            if compiled.match(""):
+                raise ConfigurationError(f"redaction pattern {source!r} matches the empty string")
+            custom.append(source)
+        sources.extend(custom)
+        self._pattern = re.compile("|".join(f"(?:{p})" for p in sources))
+        self._custom: re.Pattern[str] | None = re.compile("|".join(f"(?:{p})" for p in custom)) if custom else None
+        self._rules: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((ks, re.compile(p)) for p, ks in rules)
+        self._keywords = re.compile("|".join(re.escape(k) for _, ks in rules for k in ks))
+        # Values already found clean (principals, tenants, tool names, rules recur in every event).
+        self._known_clean: set[str] = set()
+        if isinstance(fields, str):
+            raise ConfigurationError("fields must be a collection of names, not one string")
+        self.fields: frozenset[str] = frozenset(_normal_name(f) for f in fields)
+        keys = DEFAULT_SECRET_KEYS if secret_keys is None else tuple(secret_keys)
+        if isinstance(secret_keys, str):
+            raise ConfigurationError("secret_keys must be a collection of name fragments, not one string")
+        self.secret_keys: tuple[str, ...] = tuple(_normal_name(k) for k in keys)
+        self._record_all = False
+        self._record_fields: frozenset[str] | None = None
+        self._record_per_target: dict[str, frozenset[str]] = {}
+        if record_arguments is True:
+            self._record_all = True
+        elif record_arguments is False:
+            pass
+        elif isinstance(record_arguments, str):
+            raise ConfigurationError("record_arguments takes a collection of field names, not one string")
+        elif isinstance(record_arguments, Mapping):
+            for target, names in record_arguments.items():
+                if isinstance(names, str) or not isinstance(target, str):
+                    raise ConfigurationError("record_arguments maps a target name to a collection of field names")
+                self._record_per_target[target] = frozenset(names)
+        elif isinstance(record_arguments, Collection):
+            self._record_fields = frozenset(record_arguments)
+        else:
+            raise ConfigurationError("record_arguments must be a bool, field names, or a mapping of target to names")
+
+    def __repr__(self) -> str:
+        return f"Redactor(patterns={self._pattern.pattern.count('(?:')}, fields={sorted(self.fields)})"
+
+    # --- text and values ----------------------------------------------------------------------
+
+    def text(self, value: str) -> str:
+        """``value`` with every token and secret match replaced by ``[redacted]``."""
+        return self._pattern.sub(REDACTED, value) if self.detect(value) else value
+
+    def _is_clean(self, value: Any) -> bool:
+        """Whether a text field needs no redaction; short clean values are remembered (bounded)."""
+        if not isinstance(value, str):
+            return True
+        if self.detect(value):
+            return False
+        if len(value) <= _REMEMBER_MAX_LEN:
+            known = self._known_clean
+            if len(known) >= _REMEMBER_MAX:
+                known.clear()
+            known.add(value)
+        return True
+
+    def detect(self, value: str) -> bool:
+        """Whether ``value`` holds a token or secret this redactor removes."""
+        custom = self._custom
+        if custom is not None and custom.search(value):
+            return True
+        lower = value.lower()
+        if not self._keywords.search(lower):
+            return False
+        for keywords, pattern in self._rules:
+            for keyword in keywords:
+                if keyword in lower:
+                    if pattern.search(value):
+                        return True
+                    break
+        return False
+
+    def is_secret_name(self, name: str) -> bool:
+        """Whether an attribute or argument called ``name`` holds a secret by its name alone."""
+        normal = _normal_name(name)
+        if normal in self.fields:
+            return True
+        if normal.endswith(_KEPT_SUFFIXES):
+            return False
+        return any(fragment in normal for fragment in self.secret_keys)
+
+    def value(self, value: Any, names: Collection[str] = frozenset()) -> Any:
+        """``value`` made JSON-safe, with secrets and the fields called ``names`` redacted, at any depth."""
+        return self._value(json_safe(value), frozenset(_normal_name(n) for n in names))
+
+    def _value(self, value: Any, names: frozenset[str]) -> Any:
+        if isinstance(value, str):
+            return self._pattern.sub(REDACTED, value) if self.detect(value) else value
+        if isinstance(value, dict):
+            return {
+                k: (REDACTED if (_normal_name(k) in names or self.is_secret_name(k)) else self._value(v, names))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._value(v, names) for v in value]
+        return value
+
+    # --- events and arguments -----------------------------------------------------------------
+
+    def event_changes(self, event: AuditEvent) -> dict[str, Any] | None:
+        """The field values to replace in ``event`` (``None`` when nothing needs redacting).
+
+        Text fields are scanned for tokens and secrets; attributes are made JSON-safe and
+        redacted by name and content.
+        """
+        data = event.__dict__
+        known = self._known_clean
+        changes: dict[str, Any] = {}
+        for name in _TEXT_FIELDS:
+            value = data[name]
+            if value is not None and value not in known and not self._is_clean(value):
+                changes[name] = self._pattern.sub(REDACTED, value)
+        rid = data["request_id"]
+        if isinstance(rid, str) and rid not in known and not self._is_clean(rid):
+            changes["request_id"] = self._pattern.sub(REDACTED, rid)
+        for name in _TUPLE_FIELDS:
+            values = data[name]
+            if values and not all(v in known or self._is_clean(v) for v in values):
+                changes[name] = tuple(self.text(v) if isinstance(v, str) else v for v in values)
+        attributes = data["attributes"]
+        if attributes:
+            cleaned = self._value(json_safe(attributes), self.fields)
+            if cleaned != attributes:
+                changes["attributes"] = cleaned
+        return changes or None
+
+    def redacted_names(self, ctx: GovContext) -> frozenset[str]:
+        """The argument names that must not be recorded for ``ctx``: configured, declared by the tool
+        (``ctx.extensions[REDACT_FIELDS]``) and named by the decision's ``redact`` obligation."""
+        names = set(self.fields)
+        declared = ctx.extensions.get(REDACT_FIELDS)
+        if declared:
+            names.update(_normal_name(n) for n in ([declared] if isinstance(declared, str) else declared))
+        decision = ctx.decision
+        if decision is not None:
+            obliged = decision.obligations.get("redact")
+            if obliged:
+                names.update(_normal_name(n) for n in ([obliged] if isinstance(obliged, str) else obliged))
+        return frozenset(names)
+
+    def arguments(self, ctx: GovContext) -> dict[str, Any] | None:
+        """The argument fields to record for ``ctx`` besides its hash, or ``None`` (the default: none).
+
+        Only fields the configuration allows are kept; fields named by configuration, the tool's
+        declaration or the decision's ``redact`` obligation, and fields whose names look secret,
+        become ``[redacted]``; tokens and secrets inside the kept values are redacted too.
+        """
+        arguments = ctx.arguments
+        if not arguments:
+            return None
+        if self._record_all:
+            allowed: Collection[str] | None = None
+        elif ctx.target is not None and ctx.target in self._record_per_target:
+            allowed = self._record_per_target[ctx.target]
+        elif self._record_fields is not None:
+            allowed = self._record_fields
+        else:
+            return None
+        names = self.redacted_names(ctx)
+        kept = {k: v for k, v in arguments.items() if allowed is None or k in allowed}
+        if not kept:
+            return None
+        result: dict[str, Any] = self._value(json_safe(kept), names)
+        return result

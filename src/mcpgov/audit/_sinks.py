@@ -1,0 +1,417 @@
+"""Composable sinks: a bounded queue in front of a slow sink, fan-out, and structured logging."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
+from mcpgov._errors import AuditUnavailable, ConfigurationError
+from mcpgov.audit._codec import event_to_dict
+
+__all__ = ["FanOut", "LoggingSink", "QueuedSink"]
+
+logger = logging.getLogger("mcpgov.audit")
+
+_LIVE_QUEUES: weakref.WeakSet[QueuedSink] = weakref.WeakSet()
+
+
+def _close_live_queues() -> None:  # pragma: no cover - runs at interpreter exit
+    for queue in list(_LIVE_QUEUES):
+        queue.close(timeout=5.0)
+
+
+atexit.register(_close_live_queues)
+
+
+def _is_async(sink: Any) -> bool:
+    return inspect.iscoroutinefunction(sink) or inspect.iscoroutinefunction(getattr(sink, "__call__", None))  # noqa: B004
+
+
+class QueuedSink:
+    """Delivers events to ``sink`` off the call path, through a bounded queue and a worker thread.
+
+    Calling it only appends the event to the queue (a microsecond or so). When the queue is
+    full the event is refused: counted in :attr:`dropped`, logged (without its content) and
+    reported to the :class:`~mcpgov.Auditor` as a failed delivery, which strict mode turns into
+    refusals. Events the worker cannot write (the sink raised) are counted in :attr:`failed`.
+    Nothing is lost without being counted.
+
+    The worker starts with the first event. :meth:`flush` waits until everything queued is
+    written; :meth:`close` flushes and stops the worker (also done at interpreter exit, and
+    ``govern()`` flushes when the server's lifespan ends). A sink with a ``write_batch(events)``
+    method (such as :class:`~mcpgov.audit.JsonlSink`) receives events in batches; async sinks
+    run on the worker's own event loop.
+
+    Args:
+        sink: the sink to feed (sync or async callable).
+        maxsize: the queue bound.
+        batch: how many events the worker hands over at a time, at most.
+        name: a name for logs and stats (default: the sink's).
+
+    Raises:
+        ConfigurationError: ``sink`` is not callable, must run on the call path (such as
+            :class:`~mcpgov.audit.OTelSink`), or a bound is not positive.
+    """
+
+    def __init__(
+        self, sink: AuditCallback, *, maxsize: int = 10_000, batch: int = 512, name: str | None = None
+    ) -> None:
+        if not callable(sink):
+            raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
+        if getattr(sink, "call_path_only", False):
+            raise ConfigurationError(
+                f"{sink_name(sink)} reads the current request's trace context and must not be queued"
+            )
+        if maxsize < 1 or batch < 1:
+            raise ConfigurationError("maxsize and batch must be at least 1")
+        self.sink = sink
+        self.maxsize = maxsize
+        self.batch = batch
+        self.name = name or f"queued({sink_name(sink)})"
+        self._write_batch: Callable[[list[AuditEvent]], Any] | None = getattr(sink, "write_batch", None)
+        self._sink_async = _is_async(sink)
+        self._queue: deque[AuditEvent] = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._drained = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._idle = False
+        self._inflight = 0
+        self._closed = False
+        self._last_ok = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.enqueued = 0
+        """Events accepted into the queue."""
+        self.delivered = 0
+        """Events the sink received without raising."""
+        self.dropped = 0
+        """Events refused because the queue was full or closed."""
+        self.failed = 0
+        """Events the sink raised on."""
+        self._last_log = 0.0
+        self._unlogged = 0
+
+    def __repr__(self) -> str:
+        return f"QueuedSink({sink_name(self.sink)}, maxsize={self.maxsize}, pending={self.pending})"
+
+    @property
+    def pending(self) -> int:
+        """Events queued or being written."""
+        return len(self._queue) + self._inflight
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the queue has room, is open, and the sink's last write succeeded."""
+        return not self._closed and self._last_ok and len(self._queue) < self.maxsize
+
+    def stats(self) -> dict[str, int]:
+        """The counters: enqueued, delivered, dropped, failed, pending."""
+        return {
+            "enqueued": self.enqueued,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "failed": self.failed,
+            "pending": self.pending,
+        }
+
+    def __call__(self, event: AuditEvent) -> None:
+        """Queue ``event`` for the worker.
+
+        Raises:
+            AuditUnavailable: the queue is full or closed (the event is counted as dropped).
+        """
+        with self._lock:
+            if self._closed or len(self._queue) >= self.maxsize:
+                self.dropped += 1
+                reason = "sink_closed" if self._closed else "queue_full"
+                self._log_drop_locked(reason)
+                raise AuditUnavailable(f"audit queue {self.name} refused an event ({reason})", reason=reason)
+            self._queue.append(event)
+            self.enqueued += 1
+            if self._thread is None:
+                self._start_locked()
+            elif self._idle:
+                self._not_empty.notify()
+
+    def _log_drop_locked(self, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log < 1.0:
+            self._unlogged += 1
+            return
+        self._last_log = now
+        more, self._unlogged = self._unlogged, 0
+        logger.error(
+            "audit queue %s dropped an event (%s): %d dropped so far%s",
+            self.name,
+            reason,
+            self.dropped,
+            f", {more} since the last report" if more else "",
+        )
+
+    def _start_locked(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"mcpgov-audit-{self.name}", daemon=True)
+        _LIVE_QUEUES.add(self)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not self._queue and not self._closed:
+                        self._idle = True
+                        self._not_empty.wait()
+                        self._idle = False
+                    if not self._queue:
+                        return
+                    n = min(self.batch, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(n)]
+                    self._inflight = n
+                ok = self._deliver(batch)
+                with self._lock:
+                    self._inflight = 0
+                    self._drained.notify_all()
+                    self._last_ok = ok
+        finally:
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
+
+    def _await(self, result: Any) -> None:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(result)
+
+    def _deliver(self, batch: list[AuditEvent]) -> bool:
+        if self._write_batch is not None:
+            try:
+                result = self._write_batch(batch)
+                if result is not None and inspect.isawaitable(result):
+                    self._await(result)
+            except Exception as exc:  # noqa: BLE001 - counted and logged; the worker keeps going
+                self.failed += len(batch)
+                self._log_failure(len(batch), exc)
+                return False
+            self.delivered += len(batch)
+            return True
+        ok = True
+        for event in batch:
+            try:
+                result = self.sink(event)
+                if self._sink_async or (result is not None and inspect.isawaitable(result)):
+                    self._await(result)
+            except Exception as exc:  # noqa: BLE001 - counted and logged; the worker keeps going
+                self.failed += 1
+                self._log_failure(1, exc)
+                ok = False
+            else:
+                self.delivered += 1
+        return ok
+
+    def _log_failure(self, count: int, exc: BaseException) -> None:
+        logger.error(
+            "audit sink %s could not write %d event(s): %s; %d failed so far",
+            sink_name(self.sink),
+            count,
+            describe_error(exc),
+            self.failed,
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued event was handed to the sink (or ``timeout`` seconds passed).
+
+        Returns:
+            ``True`` when the queue is empty and nothing is being written.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._queue or self._inflight:
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if self._idle:
+                    self._not_empty.notify()
+                self._drained.wait(left)
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, stop the worker, and close the sink if it has a ``close()``; later events are dropped.
+
+        Returns:
+            ``True`` when everything queued was written.
+        """
+        done = self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            self._not_empty.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        _LIVE_QUEUES.discard(self)
+        close = getattr(self.sink, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - closing must not raise at shutdown
+                logger.error("audit sink %s failed to close: %s", sink_name(self.sink), describe_error(exc))
+        return done and not self._queue
+
+
+class FanOut:
+    """One sink that delivers every event to several sinks, isolating their failures.
+
+    Useful behind one :class:`QueuedSink` (one worker feeding a file and a log, say). Each inner
+    sink's failures are counted in :attr:`failures` (by sink name); when any inner sink failed,
+    the fan-out raises :class:`~mcpgov.AuditUnavailable` after trying them all, so the caller
+    counts the delivery as failed.
+
+    Args:
+        sinks: the sinks (sync or async callables).
+        name: a name for logs and stats.
+
+    Raises:
+        ConfigurationError: a sink is not callable, or there is none.
+    """
+
+    def __init__(self, *sinks: AuditCallback, name: str = "fan-out") -> None:
+        if not sinks:
+            raise ConfigurationError("FanOut needs at least one sink")
+        for sink in sinks:
+            if not callable(sink):
+                raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
+        self.sinks: tuple[AuditCallback, ...] = sinks
+        self.name = name
+        self.call_path_only = any(getattr(s, "call_path_only", False) for s in sinks)
+        self.failures: dict[str, int] = {}
+        """Failed deliveries per inner sink name."""
+
+    def __repr__(self) -> str:
+        return f"FanOut({', '.join(sink_name(s) for s in self.sinks)})"
+
+    @property
+    def healthy(self) -> bool:
+        """Whether every inner sink that reports health is healthy."""
+        return all(getattr(s, "healthy", True) is not False for s in self.sinks)
+
+    async def __call__(self, event: AuditEvent) -> None:
+        """Deliver ``event`` to every inner sink.
+
+        Raises:
+            AuditUnavailable: at least one inner sink failed (the others got the event).
+        """
+        failed: list[str] = []
+        for sink in self.sinks:
+            try:
+                result = sink(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001 - isolate each inner sink
+                name = sink_name(sink)
+                self.failures[name] = self.failures.get(name, 0) + 1
+                failed.append(f"{name}: {describe_error(exc)}")
+        if failed:
+            raise AuditUnavailable(f"fan-out delivery failed ({'; '.join(failed)})")
+
+    def stats(self) -> dict[str, int]:
+        """Failures per inner sink, plus inner sinks' own counters prefixed by their names."""
+        out: dict[str, int] = {f"failed[{k}]": v for k, v in self.failures.items()}
+        for sink in self.sinks:
+            stats = getattr(sink, "stats", None)
+            if callable(stats):
+                counters = stats()
+                if isinstance(counters, dict):
+                    name = sink_name(sink)
+                    for key, value in counters.items():
+                        out[f"{name}.{key}"] = int(value)
+                        if key in {"dropped", "failed", "pending"}:
+                            out[key] = out.get(key, 0) + int(value)
+        return out
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Flush inner sinks that queue."""
+        done = True
+        for sink in self.sinks:
+            flush = getattr(sink, "flush", None)
+            if callable(flush):
+                done = bool(flush(timeout)) and done
+        return done
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Close inner sinks that can be closed."""
+        done = True
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                result = close(timeout) if _takes_timeout(close) else close()
+                done = (result is not False) and done
+        return done
+
+
+def _takes_timeout(fn: Callable[..., Any]) -> bool:
+    try:
+        return len(inspect.signature(fn).parameters) >= 1
+    except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
+        return False
+
+
+class LoggingSink:
+    """Writes every event to Python logging as one structured record.
+
+    The message is a short summary (``audit decision allow tools/call deploy rule=... id=...``);
+    the whole event, as JSON data, is on the record as ``record.<extra_key>`` (default
+    ``mcpgov_audit``) for structured formatters (JSON log handlers, structlog) to pick up.
+
+    Args:
+        logger: the logger or its name (default ``mcpgov.audit.events``).
+        level: the level of every record.
+        extra_key: the record attribute holding the event.
+
+    Raises:
+        ConfigurationError: ``logger`` is neither a name nor a ``logging.Logger``.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | str = "mcpgov.audit.events",
+        *,
+        level: int = logging.INFO,
+        extra_key: str = "mcpgov_audit",
+    ) -> None:
+        if isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        if not isinstance(logger, logging.Logger):
+            raise ConfigurationError("logger must be a logging.Logger or a logger name")
+        self.logger = logger
+        self.level = level
+        self.extra_key = extra_key
+        self.name = f"logging({logger.name})"
+
+    def __repr__(self) -> str:
+        return f"LoggingSink({self.logger.name!r})"
+
+    def __call__(self, event: AuditEvent) -> None:
+        """Log ``event``."""
+        if not self.logger.isEnabledFor(self.level):
+            return
+        what = event.effect or event.outcome or ""
+        self.logger.log(
+            self.level,
+            "audit %s %s %s %s rule=%s id=%s",
+            event.type,
+            what,
+            event.method,
+            event.target or "-",
+            event.rule or "-",
+            event.id,
+            extra={self.extra_key: event_to_dict(event)},
+        )

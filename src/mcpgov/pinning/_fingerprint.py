@@ -1,0 +1,84 @@
+"""The canonical fingerprint of a tool: SHA-256 over the RFC 8785 JSON of its wire form."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+from mcp_types import Tool
+
+__all__ = ["TOOL_FIELDS", "ToolLike", "changed_fields", "tool_fingerprint", "tool_wire_form"]
+
+TOOL_FIELDS: tuple[str, ...] = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
+"""The wire fields (camelCase, as sent) a fingerprint covers. ``_meta``, icons and execution hints
+are transport and display details; everything that tells a model what a tool does or accepts is here."""
+
+ToolLike = Tool | Mapping[str, Any]
+"""A tool as the SDK parses it (``mcp_types.Tool``), or its wire form (a camelCase mapping)."""
+
+
+def tool_wire_form(tool: ToolLike) -> dict[str, Any]:
+    """The part of ``tool`` a fingerprint covers, as it appears on the wire.
+
+    Args:
+        tool: an ``mcp_types.Tool`` or a wire mapping (camelCase keys).
+
+    Returns:
+        A plain dict with the :data:`TOOL_FIELDS` present in ``tool`` (``None`` values left out).
+
+    Raises:
+        TypeError: ``tool`` is neither a ``Tool`` nor a mapping.
+    """
+    if isinstance(tool, Tool):
+        data: Mapping[str, Any] = tool.model_dump(by_alias=True, mode="json", exclude_none=True)
+    elif isinstance(tool, Mapping):
+        data = tool
+    else:
+        raise TypeError(f"expected an mcp_types.Tool or a mapping, got {type(tool).__name__}")
+    return {key: data[key] for key in TOOL_FIELDS if data.get(key) is not None}
+
+
+def tool_fingerprint(tool: ToolLike) -> str:
+    """``sha256:<hex>`` of the RFC 8785 canonical JSON of the tool's :func:`tool_wire_form`.
+
+    Key order does not matter (a reordered schema hashes the same); any other change, such as a
+    new enum value, a dropped ``required`` entry or a new property, gives a different hash.
+
+    Args:
+        tool: an ``mcp_types.Tool`` or a wire mapping.
+
+    Returns:
+        The fingerprint.
+
+    Raises:
+        ValueError: the tool cannot be canonicalised (for example an integer beyond the
+            I-JSON range, or a non-finite number).
+        TypeError: ``tool`` is neither a ``Tool`` nor a mapping.
+    """
+    form = tool_wire_form(tool)
+    try:
+        canonical: bytes = rfc8785.dumps(form)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise ValueError(f"tool cannot be canonicalised: {type(exc).__name__}") from exc
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+    """The :data:`TOOL_FIELDS` whose canonical values differ between two wire forms, in field order."""
+    changed: list[str] = []
+    for key in TOOL_FIELDS:
+        a, b = old.get(key), new.get(key)
+        if a is None and b is None:
+            continue
+        if a is None or b is None:
+            changed.append(key)
+            continue
+        try:
+            same = rfc8785.dumps(a) == rfc8785.dumps(b)
+        except (rfc8785.CanonicalizationError, TypeError, ValueError):
+            same = False
+        if not same:
+            changed.append(key)
+    return tuple(changed)

@@ -1,0 +1,232 @@
+"""Client-side pinning: refuse unapproved servers, hide and refuse tools that drifted from their pin."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from mcpgov._audit import AuditEvent
+from mcpgov._chain import CallNext, Listing, ListItem
+from mcpgov._context import GovContext
+from mcpgov._errors import ConfigurationError, PinningError
+from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
+from mcpgov.pinning._manifest import Manifest
+from mcpgov.pinning._names import find_collision, name_problem
+from mcpgov.pinning._registry import ServerRegistry
+
+__all__ = ["SERVER_INFO", "PinningMiddleware"]
+
+SERVER_INFO = "mcpgov.client.server_info"
+"""Client side: ``GovContext.extensions`` key holding the server's self-description, a mapping
+``{"name": str, "version": str}`` from its initialize or discovery result."""
+
+
+class _Blocked:
+    __slots__ = ("attributes", "detail", "name", "reason")
+
+    def __init__(self, name: str, reason: str, detail: str, **attributes: Any) -> None:
+        self.name = name
+        self.reason = reason
+        self.detail = detail
+        self.attributes = attributes
+
+
+class PinningMiddleware:
+    """Client middleware that holds a connection to what was approved and pinned.
+
+    For every governed request it checks that the server is approved for the caller's tenant and
+    workload and that the server's self-description (``ctx.extensions[SERVER_INFO]``) matches the
+    registry; otherwise the request is refused with :class:`~mcpgov.PinningError`
+    (reason ``server.refused``) before anything is sent.
+
+    On ``tools/list`` it hides every tool whose fingerprint differs from its pin, every tool
+    that is not pinned, and every tool whose name breaks the MCP naming rule or can be mistaken
+    for an approved name; each one is recorded in a ``pin.mismatch`` audit event with the pinned
+    and the offered fingerprints (removed tools too). A ``tools/call`` is allowed through only
+    for a tool the latest listing verified, whose pin is still the fingerprint that was verified.
+    Annotations (``readOnlyHint``...) are covered by the fingerprint and never allow anything.
+
+    A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
+    request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
+
+    Use one instance per client session: it remembers what that session's latest listing showed.
+
+    Args:
+        registry: the approved servers.
+        server_id: the registry id of the server this client is connected to.
+
+    Raises:
+        ConfigurationError: ``server_id`` is not in ``registry``.
+    """
+
+    requires_listing = True
+    """Tools can only be called after a governed ``tools/list`` verified them."""
+
+    def __init__(self, registry: ServerRegistry, *, server_id: str) -> None:
+        if not isinstance(registry, ServerRegistry):
+            raise ConfigurationError(f"registry must be a ServerRegistry, got {type(registry).__name__}")
+        if server_id not in registry:
+            raise ConfigurationError(f"server {server_id!r} is not in the registry")
+        self.registry = registry
+        self.server_id = server_id
+        self._verified: dict[str, str] = {}
+        self._pages: set[str] = set()
+        self._listed = False
+        self._collisions: dict[tuple[str, str], str | None] = {}
+        self._fingerprints: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"PinningMiddleware(server_id={self.server_id!r}, verified={len(self._verified)})"
+
+    @property
+    def verified(self) -> Mapping[str, str]:
+        """The tools the latest listing verified, with their fingerprints."""
+        return MappingProxyType(dict(self._verified))
+
+    @property
+    def needs_listing(self) -> bool:
+        """True until a complete listing has been checked, and again after a list change."""
+        return not self._listed
+
+    def notify_list_changed(self, kind: str) -> None:
+        """The server said its list of ``kind`` changed: forget what was verified, until the next listing.
+
+        Args:
+            kind: ``"tool"`` (``notifications/tools/list_changed``); other kinds are ignored.
+        """
+        if kind == "tool":
+            self._verified.clear()
+            self._pages.clear()
+            self._listed = False
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        if ctx.side != "client":
+            raise PinningError("PinningMiddleware runs in a client's chain", reason="pin.misconfigured")
+        self.registry.check(
+            self.server_id, tenant=ctx.tenant, principal=ctx.principal, server_info=ctx.extensions.get(SERVER_INFO)
+        )
+        method = ctx.method
+        if method == "tools/list":
+            manifest = self.registry.manifest(self.server_id)
+            result = await call_next(ctx)
+            if not isinstance(result, Listing):
+                raise PinningError("tools/list did not produce a listing", reason="pin.misconfigured")
+            return await self._check_listing(ctx, manifest, result)
+        if method == "tools/call":
+            manifest = self.registry.manifest(self.server_id)
+            name = ctx.target
+            verified = self._verified.get(name) if isinstance(name, str) else None
+            if verified is None or name is None:
+                raise PinningError(
+                    f"tool {name!r} was not verified against its pin by the latest listing", reason="tool.unverified"
+                )
+            if manifest.fingerprint_of(name) != verified:
+                raise PinningError(
+                    f"the pin of tool {name!r} changed since the latest listing verified it", reason="tool.unverified"
+                )
+        return await call_next(ctx)
+
+    def _collision(self, name: str, manifest: Manifest) -> str | None:
+        key = (name, manifest.digest)
+        if key not in self._collisions:
+            if len(self._collisions) > 4096:
+                self._collisions.clear()
+            self._collisions[key] = find_collision(name, manifest.tools)
+        return self._collisions[key]
+
+    def _fingerprint(self, form: dict[str, Any]) -> str:
+        """:func:`tool_fingerprint`, remembered per exact wire form.
+
+        The key is Python's JSON encoding with sorted keys: equal keys mean equal JSON data, hence
+        the same canonical form; it only saves canonicalising an unchanged tool on every listing.
+        """
+        key = json.dumps(form, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        fingerprint = self._fingerprints.get(key)
+        if fingerprint is None:
+            fingerprint = tool_fingerprint(form)
+            if len(self._fingerprints) >= 4096:
+                self._fingerprints.clear()
+            self._fingerprints[key] = fingerprint
+        return fingerprint
+
+    def _verify(self, item: ListItem, manifest: Manifest, duplicated: bool) -> tuple[str | None, _Blocked | None]:
+        """The item's verified fingerprint, or why it is blocked."""
+        name = item.name
+        pin = manifest.tools.get(name)
+        old = pin.fingerprint if pin is not None else None
+        problem = name_problem(name)
+        if problem is not None:
+            return None, _Blocked(name, "name.invalid", f"tool name {name!r} is not allowed: {problem}", old=old)
+        if duplicated:
+            return None, _Blocked(name, "name.duplicate", f"the server lists {name!r} more than once", old=old)
+        try:
+            form = tool_wire_form(item.raw)
+            new = self._fingerprint(form)
+        except (TypeError, ValueError) as exc:
+            return None, _Blocked(name, "tool.unhashable", f"tool {name!r} cannot be fingerprinted: {exc}", old=old)
+        if form.get("name") != name:
+            return None, _Blocked(name, "name.invalid", f"tool {name!r} is listed under another name", old=old, new=new)
+        if pin is None:
+            other = self._collision(name, manifest)
+            if other is not None:
+                detail = f"tool name {name!r} can be mistaken for the approved name {other!r}"
+                return None, _Blocked(name, "name.collision", detail, old=None, new=new, collides_with=other)
+            return None, _Blocked(name, "tool.new", f"tool {name!r} is not pinned", old=None, new=new)
+        if pin.fingerprint != new:
+            fields = list(changed_fields(pin.tool, form))
+            detail = f"tool {name!r} differs from its pin ({', '.join(fields)})"
+            return None, _Blocked(name, "tool.changed", detail, old=old, new=new, fields=fields)
+        return new, None
+
+    async def _check_listing(self, ctx: GovContext, manifest: Manifest, listing: Listing) -> Listing:
+        counts = Counter(item.name for item in listing.items)
+        shown: set[int] = set()
+        page_verified: dict[str, str] = {}
+        blocked: list[_Blocked] = []
+        for item in listing.items:
+            fingerprint, refusal = self._verify(item, manifest, counts[item.name] > 1)
+            if refusal is not None:
+                blocked.append(refusal)
+            elif fingerprint is not None:
+                shown.add(id(item))
+                page_verified[item.name] = fingerprint
+        for name in counts:
+            self._verified.pop(name, None)
+        self._verified.update(page_verified)
+        self._pages.update(counts)
+        if getattr(listing.envelope, "next_cursor", None) is None:
+            # The last page: whatever is pinned and was not on any page since the listing began is gone.
+            for name, pin in manifest.tools.items():
+                if name not in self._pages:
+                    blocked.append(
+                        _Blocked(name, "tool.removed", f"pinned tool {name!r} is no longer listed", old=pin.fingerprint)
+                    )
+            for name in [n for n in self._verified if n not in self._pages]:
+                del self._verified[name]
+            self._pages = set()
+            self._listed = True
+        await self._record(ctx, manifest, blocked)
+        return listing.keep(lambda item: id(item) in shown)
+
+    async def _record(self, ctx: GovContext, manifest: Manifest, blocked: list[_Blocked]) -> None:
+        audit = ctx.audit
+        if audit is None:
+            return
+        for entry in blocked:
+            attributes: dict[str, Any] = {"server_id": self.server_id, "manifest": manifest.digest, "new": None}
+            attributes.update(entry.attributes)
+            await audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "pin.mismatch",
+                    kind="tool",
+                    target=entry.name,
+                    reason=entry.reason,
+                    detail=entry.detail,
+                    error_code=PinningError.code,
+                    attributes=attributes,
+                )
+            )

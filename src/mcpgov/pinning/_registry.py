@@ -1,0 +1,356 @@
+"""The approved-server registry: which servers an agent may use, for whom, and what they must be."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mcp.client.stdio import StdioServerParameters
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from mcpgov._errors import ConfigurationError, PinningError
+from mcpgov._principal import Principal
+from mcpgov.pinning._keys import PublisherKeys
+from mcpgov.pinning._manifest import FilePinStore, InlinePinStore, Manifest, PinStore
+
+__all__ = ["ApprovedServer", "ExpectedServer", "ServerRegistry"]
+
+_CACHE_SIZE = 1024
+"""Answers remembered per entry (callers, self-descriptions); the entry is immutable, so they stay true."""
+
+
+class ExpectedServer(BaseModel):
+    """What an approved server must say about itself.
+
+    Attributes:
+        name: the exact name in the server's self-description.
+        version: a PEP 440 version range (``">=1.4,<2"``) its version must fall in.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    _specifier: SpecifierSet = PrivateAttr()
+    _seen: dict[tuple[object, object], str | None] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _parse_version(self) -> ExpectedServer:
+        try:
+            self._specifier = SpecifierSet(self.version)
+        except InvalidSpecifier as exc:
+            raise ValueError(f"version {self.version!r} is not a PEP 440 version range") from exc
+        return self
+
+    def mismatch(self, name: object, version: object) -> str | None:
+        """Why a server calling itself ``name`` at ``version`` is not this server, or ``None``."""
+        key = (name, version)
+        try:
+            return self._seen[key]
+        except (KeyError, TypeError):
+            pass
+        why = self._mismatch(name, version)
+        if isinstance(name, str) and isinstance(version, str):
+            if len(self._seen) >= _CACHE_SIZE:
+                self._seen.clear()
+            self._seen[key] = why
+        return why
+
+    def _mismatch(self, name: object, version: object) -> str | None:
+        if name != self.name:
+            return f"server calls itself {name!r}, expected {self.name!r}"
+        if not isinstance(version, str):
+            return "server did not state a version"
+        try:
+            parsed = Version(version)
+        except InvalidVersion:
+            return f"server version {version!r} is not a PEP 440 version"
+        if parsed not in self._specifier:
+            return f"server version {version} is outside the approved range {self.version!r}"
+        return None
+
+
+class ApprovedServer(BaseModel):
+    """One approved server.
+
+    Attributes:
+        id: the registry key (what :class:`~mcpgov.pinning.PinningMiddleware` is given).
+        owner: who answers for this approval (a team, an address).
+        tenants: the tenants it may serve (exact names).
+        workloads: glob patterns (``fnmatch``; ``*`` also matches ``/``) matched against the
+            caller's SPIFFE ID or subject.
+        url: where it is reached over Streamable HTTP, or
+        command, args: how it is started over stdio.
+        server: the expected self-description.
+        publisher_key: the publisher's public JWK (or JWK set); when set, its pinned manifest
+            must be signed with it.
+        pin: the pinned manifest: a pin-file path (relative to the registry file) or the
+            manifest inline.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    tenants: tuple[str, ...] = Field(min_length=1)
+    workloads: tuple[str, ...] = Field(min_length=1)
+    url: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    server: ExpectedServer
+    publisher_key: dict[str, Any] | None = Field(default=None, repr=False)
+    pin: str | dict[str, Any] = Field(repr=False)
+    _publisher: PublisherKeys | None = PrivateAttr(default=None)
+    _callers: dict[tuple[str | None, str | None, str | None], str | None] = PrivateAttr(default_factory=dict)
+
+    @field_validator("tenants", "workloads")
+    @classmethod
+    def _non_empty_entries(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not v for v in values):
+            raise ValueError("entries must be non-empty strings")
+        return values
+
+    @model_validator(mode="after")
+    def _check(self) -> ApprovedServer:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give exactly one of 'url' or 'command'")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("'url' must be an http:// or https:// URL")
+        if self.args and self.command is None:
+            raise ValueError("'args' needs 'command'")
+        if self.publisher_key is not None:
+            self._publisher = PublisherKeys.from_jwk(self.publisher_key)
+        return self
+
+    @property
+    def publisher(self) -> PublisherKeys | None:
+        """The publisher's keys, when the manifest must be signed."""
+        return self._publisher
+
+    def connection(self) -> str | StdioServerParameters:
+        """What to give ``GovernedClient`` to reach this server: its URL, or stdio parameters."""
+        if self.url is not None:
+            return self.url
+        return StdioServerParameters(command=self.command or "", args=list(self.args))
+
+    def refusal(self, tenant: str | None, principal: Principal | None) -> str | None:
+        """Why this server may not serve ``tenant`` and ``principal``, or ``None`` when it may."""
+        if principal is None:
+            return self._refusal(tenant, None)
+        key = (tenant, principal.spiffe_id, principal.subject)
+        try:
+            return self._callers[key]
+        except KeyError:
+            pass
+        why = self._refusal(tenant, principal)
+        if len(self._callers) >= _CACHE_SIZE:
+            self._callers.clear()
+        self._callers[key] = why
+        return why
+
+    def _refusal(self, tenant: str | None, principal: Principal | None) -> str | None:
+        if tenant is None:
+            return "the caller has no tenant"
+        if tenant not in self.tenants:
+            return f"server {self.id!r} is not approved for tenant {tenant!r}"
+        if principal is None:
+            return "the caller has no verified identity"
+        candidates = [value for value in (principal.spiffe_id, principal.subject) if value]
+        if not any(fnmatch.fnmatchcase(value, pattern) for pattern in self.workloads for value in candidates):
+            return f"server {self.id!r} is not approved for workload {principal.spiffe_id or principal.subject!r}"
+        return None
+
+
+def _format_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+class ServerRegistry:
+    """The approved servers, built in code or read from a YAML or JSON file.
+
+    File form::
+
+        servers:
+          - id: billing
+            owner: payments-team
+            tenants: [acme]
+            workloads: ["spiffe://acme.example/agents/*"]
+            url: https://billing.acme.example/mcp      # or: command: ..., args: [...]
+            server: {name: billing, version: ">=1.4,<2"}
+            publisher_key: {kty: OKP, crv: Ed25519, x: "..."}   # optional
+            pin: pins/billing.json                     # or the manifest inline
+
+    Args:
+        servers: the approved servers (models or mappings).
+        base_dir: what relative pin paths are relative to (default: the working directory).
+
+    Raises:
+        ConfigurationError: an entry is invalid, or two entries share an id.
+    """
+
+    def __init__(
+        self,
+        servers: Iterable[ApprovedServer | Mapping[str, Any]] = (),
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self._servers: dict[str, ApprovedServer] = {}
+        self._stores: dict[str, PinStore] = {}
+        for server in servers:
+            self.add(server)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ServerRegistry:
+        """Read a registry file (``.yaml``/``.yml`` or ``.json``); relative pin paths are relative to it.
+
+        Raises:
+            ConfigurationError: the file cannot be read or is not a valid registry.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"registry file {path} cannot be read ({type(exc).__name__})") from exc
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"registry file {path} is not valid {path.suffix or 'YAML'}") from exc
+        return cls.from_mapping(data, base_dir=path.resolve().parent, source=f"registry file {path}")
+
+    @classmethod
+    def from_mapping(
+        cls, data: Any, *, base_dir: str | os.PathLike[str] | None = None, source: str = "registry"
+    ) -> ServerRegistry:
+        """Build from parsed data ``{"servers": [...]}``.
+
+        Raises:
+            ConfigurationError: ``data`` is not a valid registry.
+        """
+        if not isinstance(data, Mapping) or set(data) != {"servers"} or not isinstance(data["servers"], list):
+            raise ConfigurationError(f"{source} must be a mapping with one key, 'servers', holding a list")
+        registry = cls(base_dir=base_dir)
+        for index, entry in enumerate(data["servers"]):
+            try:
+                registry.add(entry)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{source}: servers[{index}]: {exc.detail}") from exc
+        return registry
+
+    def add(self, server: ApprovedServer | Mapping[str, Any]) -> ApprovedServer:
+        """Approve a server (validated now).
+
+        Returns:
+            The entry.
+
+        Raises:
+            ConfigurationError: the entry is invalid, its inline manifest is invalid, or its id is taken.
+        """
+        if not isinstance(server, ApprovedServer):
+            try:
+                server = ApprovedServer.model_validate(server)
+            except ValidationError as exc:
+                raise ConfigurationError(f"invalid approved server: {_format_error(exc)}") from exc
+        if server.id in self._servers:
+            raise ConfigurationError(f"server id {server.id!r} is approved twice")
+        store: PinStore
+        if isinstance(server.pin, str):
+            if not server.pin:
+                raise ConfigurationError(f"server {server.id!r}: 'pin' is an empty path")
+            store = FilePinStore(self.base_dir / server.pin, publisher=server.publisher)
+        else:
+            try:
+                store = InlinePinStore(server.pin, publisher=server.publisher)
+            except PinningError as exc:
+                raise ConfigurationError(f"server {server.id!r}: {exc.detail}") from exc
+        self._servers[server.id] = server
+        self._stores[server.id] = store
+        return server
+
+    def remove(self, server_id: str) -> None:
+        """Withdraw an approval (requests to that server are refused from now on)."""
+        self._servers.pop(server_id, None)
+        self._stores.pop(server_id, None)
+
+    def get(self, server_id: str) -> ApprovedServer | None:
+        """The entry for ``server_id``, or ``None``."""
+        return self._servers.get(server_id)
+
+    def __contains__(self, server_id: object) -> bool:
+        return server_id in self._servers
+
+    def __iter__(self) -> Iterator[ApprovedServer]:
+        return iter(list(self._servers.values()))
+
+    def __len__(self) -> int:
+        return len(self._servers)
+
+    def __repr__(self) -> str:
+        return f"ServerRegistry(servers={list(self._servers)!r})"
+
+    def pin_store(self, server_id: str) -> PinStore:
+        """The pin store of an approved server.
+
+        Raises:
+            PinningError: reason ``server.refused`` when ``server_id`` is not approved.
+        """
+        store = self._stores.get(server_id)
+        if store is None:
+            raise PinningError(f"server {server_id!r} is not in the registry", reason="server.refused")
+        return store
+
+    def manifest(self, server_id: str) -> Manifest:
+        """The pinned manifest of ``server_id``, checked against the expected server name.
+
+        Raises:
+            PinningError: the server is not approved, or its pin store fails (missing,
+                unreadable, malformed, wrongly signed, or pinned for another server).
+        """
+        server = self._servers.get(server_id)
+        manifest = self.pin_store(server_id).load()
+        if server is not None and manifest.server.name != server.server.name:
+            raise PinningError(
+                f"the pin of server {server_id!r} is for server {manifest.server.name!r}, not {server.server.name!r}",
+                reason="pin.wrong_server",
+            )
+        return manifest
+
+    def check(
+        self, server_id: str, *, tenant: str | None, principal: Principal | None, server_info: Any
+    ) -> ApprovedServer:
+        """Check that ``server_id`` is approved for this caller and describes itself as expected.
+
+        Args:
+            server_id: the registry id.
+            tenant: the caller's tenant.
+            principal: the caller.
+            server_info: the server's self-description, a mapping with ``name`` and ``version``.
+
+        Returns:
+            The entry.
+
+        Raises:
+            PinningError: reason ``server.refused``; ``detail`` says why.
+        """
+        server = self._servers.get(server_id)
+        if server is None:
+            raise PinningError(f"server {server_id!r} is not in the registry", reason="server.refused")
+        why = server.refusal(tenant, principal)
+        if why is None:
+            if not isinstance(server_info, Mapping):
+                why = f"server {server_id!r} has not described itself"
+            else:
+                why = server.server.mismatch(server_info.get("name"), server_info.get("version"))
+        if why is not None:
+            raise PinningError(why, reason="server.refused")
+        return server

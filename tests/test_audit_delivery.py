@@ -1,0 +1,458 @@
+"""Delivery guarantees through real SDK sessions: one decision and one outcome per call, failing,
+slow and full sinks, strict mode, flush at shutdown, values that cannot be serialised."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
+
+from mcpgov import AuditEvent, Auditor, AuditUnavailable, ConfigurationError, Decision, GovContext, Hooks, govern
+from mcpgov.audit import FanOut, JsonlSink, LoggingSink, QueuedSink, read_events, verify_chain
+from mcpgov.testing import InMemoryAuditSink, serve_http
+from tests.conftest import build_demo
+
+pytestmark = pytest.mark.anyio
+
+DEV_FULL = Path("/dev/full")
+
+
+def build_server(auditor: Auditor | InMemoryAuditSink, *, deadline: float = 0.5) -> tuple[MCPServer, list[str]]:
+    """A governed server: ``ok`` (allowed), ``nope`` (denied), ``boom`` (raises), ``hang`` (never returns),
+    ``slow_rule`` (its hook outlives the deadline)."""
+    server = MCPServer("delivery")
+    hooks = Hooks(deadline=deadline)
+    ran: list[str] = []
+
+    @server.tool()
+    def ok(x: int = 0) -> str:
+        ran.append("ok")
+        return "fine"
+
+    @server.tool()
+    def nope() -> str:
+        ran.append("nope")
+        return "should not run"
+
+    @server.tool()
+    def boom() -> str:
+        ran.append("boom")
+        raise RuntimeError("internal")
+
+    @server.tool()
+    async def hang() -> str:
+        ran.append("hang")
+        await anyio.sleep(30)
+        return "late"
+
+    @server.tool()
+    def slow_rule() -> str:
+        ran.append("slow_rule")
+        return "late"
+
+    @hooks.tool("ok")
+    @hooks.tool("boom")
+    @hooks.tool("hang")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow-listed")
+
+    @hooks.tool("nope")
+    def deny(ctx: GovContext) -> Decision:
+        return Decision.deny("no-nope", "never", "forbidden")
+
+    @hooks.tool("slow_rule")
+    async def slow(ctx: GovContext) -> Decision:
+        if ctx.action == "execute":  # listings stay quick
+            await anyio.sleep(5)
+        return Decision.allow("too-late")
+
+    govern(server, hooks, audit=auditor)
+    return server, ran
+
+
+def per_call(events: list[AuditEvent], target: str) -> list[tuple[str, str | None]]:
+    return [(e.type, e.effect or e.outcome) for e in events if e.target == target]
+
+
+async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
+    with anyio.fail_after(seconds):
+        while not predicate():  # noqa: ASYNC110 - polling a worker thread's result
+            await anyio.sleep(0.005)
+
+
+async def exercise(server: MCPServer, mode: str) -> dict[str, int]:
+    """Allow, deny, error, authoriser timeout and call timeout; returns the error codes by tool."""
+    codes: dict[str, int] = {}
+    async with Client(server, mode=mode) as client:
+        assert (await client.call_tool("ok", {"x": 1})).is_error is False
+        assert (await client.call_tool("boom", {})).is_error is True
+        for name in ("nope", "slow_rule"):
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool(name, {})
+            codes[name] = caught.value.error.code
+        with pytest.raises(MCPError):
+            await client.call_tool("hang", {}, read_timeout_seconds=0.05)
+    return codes
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["direct", "queued"])
+async def test_one_decision_and_one_outcome_per_call_for_allow_deny_error_and_timeout(mode: str, queued: bool) -> None:
+    sink = InMemoryAuditSink()
+    auditor = Auditor([QueuedSink(sink)]) if queued else Auditor([sink])
+    server, ran = build_server(auditor, deadline=0.05)
+    codes = await exercise(server, mode)
+    # The queued sink is flushed when the server's lifespan ends with the client; the cancelled
+    # call's outcome is recorded by the server once the cancellation reaches it.
+    await wait_for(lambda: any(e.target == "hang" and e.type == "outcome" for e in sink.events))
+    assert codes == {"nope": -32003, "slow_rule": -32003}
+    assert per_call(sink.events, "ok") == [("decision", "allow"), ("outcome", "completed")]
+    assert per_call(sink.events, "boom") == [("decision", "allow"), ("outcome", "failed")]
+    assert per_call(sink.events, "nope") == [("decision", "deny")]
+    assert per_call(sink.events, "slow_rule") == [("decision", "deny")]
+    assert per_call(sink.events, "hang") == [("decision", "allow"), ("outcome", "cancelled")]
+    assert [e.reason for e in sink.events if e.target == "slow_rule"] == ["authoriser_timeout"]
+    assert sorted(ran) == ["boom", "hang", "ok"]
+    stats = auditor.stats()
+    assert stats.lost == 0
+    assert stats.emitted == len(sink.events)
+    auditor.close()
+
+
+async def test_queued_events_are_flushed_when_the_http_server_shuts_down(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    auditor = Auditor([QueuedSink(JsonlSink(path))])
+    server, _ = build_server(auditor)
+    async with serve_http(server.streamable_http_app()) as base, Client(f"{base}/mcp", mode="legacy") as client:
+        for _ in range(5):
+            await client.call_tool("ok", {})
+    # No explicit flush: the app's lifespan ended and flushed the queue.
+    events = read_events([path])
+    assert Counter(e.type for e in events if e.target == "ok") == {"decision": 5, "outcome": 5}
+    assert verify_chain([path]).ok
+    assert auditor.close()
+
+
+async def test_failing_queued_sink_changes_no_decision_and_every_failure_is_counted(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: AuditEvent) -> None:
+        raise OSError(28, "No space left on device")
+
+    good = InMemoryAuditSink()
+    queue = QueuedSink(broken)
+    auditor = Auditor([good, queue])
+    server, ran = build_server(auditor)
+    with caplog.at_level(logging.ERROR, logger="mcpgov.audit"):
+        async with Client(server, mode=mode) as client:
+            assert (await client.call_tool("ok", {"x": 41})).is_error is False
+            assert (await client.call_tool("ok", {"x": 42})).is_error is False
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("nope", {})
+            assert caught.value.error.code == -32003
+        assert auditor.flush(5.0)
+    assert ran == ["ok", "ok"]
+    assert queue.failed == queue.enqueued == len(good.events)
+    assert auditor.stats().lost == len(good.events)
+    assert "ENOSPC" in caplog.text
+    assert "42" not in caplog.text.replace(str(queue.failed), "")  # no event content in the logs
+    auditor.close()
+
+
+async def test_strict_mode_refuses_a_call_whose_decision_cannot_be_written(mode: str) -> None:
+    good = InMemoryAuditSink()
+    down = {"on": True}
+
+    async def flaky(event: AuditEvent) -> None:
+        if down["on"]:
+            raise ConnectionError("collector unreachable")
+
+    auditor = Auditor([good, flaky], strict=True)
+    server, ran = build_server(auditor)
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("ok", {})
+        assert caught.value.error.code == -32006
+        assert caught.value.error.data == {"code": "mcpgov.audit_unavailable", "event": good.events[-1].id}
+        down["on"] = False
+        assert (await client.call_tool("ok", {})).is_error is False
+    assert ran == ["ok"]  # the refused call never ran
+    first, second = per_call(good.events, "ok")[:2], per_call(good.events, "ok")[2:]
+    # Still exactly one decision and one outcome: the allow that could not be recorded
+    # everywhere, and an outcome saying the call did not run.
+    assert first == [("decision", "allow"), ("outcome", "failed")]
+    refused = good.outcomes()[0]
+    assert (refused.reason, refused.error_code, refused.attributes) == (
+        "audit_unavailable",
+        "mcpgov.audit_unavailable",
+        {"executed": False},
+    )
+    assert second == [("decision", "allow"), ("outcome", "completed")]
+    assert auditor.refused == 1
+
+
+async def test_strict_mode_refuses_calls_while_a_queued_sink_is_failing(mode: str) -> None:
+    good = InMemoryAuditSink()
+    down = {"on": False}
+
+    def flaky(event: AuditEvent) -> None:
+        if down["on"]:
+            raise OSError(5, "Input/output error")
+
+    queue = QueuedSink(flaky)
+    auditor = Auditor([good, queue], strict=True)
+    server, ran = build_server(auditor)
+    async with Client(server, mode=mode) as client:
+        await client.list_tools()  # the SDK client lists tools once, after its first call otherwise
+        assert (await client.call_tool("ok", {})).is_error is False
+        assert auditor.flush(5.0)
+        down["on"] = True
+        # The queue accepts this call's events; its worker then fails to write them.
+        assert (await client.call_tool("ok", {})).is_error is False
+        assert auditor.flush(5.0)
+        assert not queue.healthy
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("ok", {})
+        assert caught.value.error.code == -32006
+        assert auditor.flush(5.0)
+        down["on"] = False
+        # Still refused until an event is written again: the refusal's own event is the probe.
+        with pytest.raises(MCPError):
+            await client.call_tool("ok", {})
+        assert auditor.flush(5.0)
+        assert auditor.available()
+        assert (await client.call_tool("ok", {})).is_error is False
+    assert ran == ["ok", "ok", "ok"]
+    refusals = [(e.rule, e.reason) for e in good.decisions() if e.effect == "deny"]
+    assert refusals == [("mcpgov:audit_unavailable", "audit_unavailable")] * 2
+    assert auditor.refused == 2
+    assert queue.failed == 3  # the second call's decision and outcome, and the first refusal
+    auditor.close()
+
+
+async def test_full_queue_drops_are_counted_and_logged_and_strict_mode_refuses(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = threading.Event()
+    gate.set()
+    written: list[AuditEvent] = []
+
+    def blocked(event: AuditEvent) -> None:
+        gate.wait(10)
+        written.append(event)
+
+    queue = QueuedSink(blocked, maxsize=2)
+    auditor = Auditor([queue], strict=True)
+    server, ran = build_server(auditor)
+    codes: list[int] = []
+    with caplog.at_level(logging.ERROR, logger="mcpgov.audit"):
+        async with Client(server, mode=mode) as client:
+            await client.list_tools()
+            assert auditor.flush(5.0)
+            gate.clear()  # the sink stops writing: the queue fills up
+            for _ in range(5):
+                try:
+                    await client.call_tool("ok", {})
+                except MCPError as exc:
+                    codes.append(exc.error.code)
+                    break
+            gate.set()
+        assert auditor.flush(5.0)
+    assert codes == [-32006]
+    assert 1 <= len(ran) <= 3  # the calls before the queue filled up ran; the refused one did not
+    stats = auditor.stats()
+    assert stats.dropped >= 1
+    assert stats.dropped + len(written) == stats.emitted  # every event written or counted as dropped
+    assert "dropped an event (queue_full)" in caplog.text
+    auditor.close()
+
+
+async def test_slow_sink_behind_a_queue_does_not_hold_up_calls(mode: str) -> None:
+    gate = threading.Event()
+    got: list[AuditEvent] = []
+
+    def slow(event: AuditEvent) -> None:
+        gate.wait(10)
+        got.append(event)
+
+    auditor = Auditor([QueuedSink(slow)])
+    server, ran = build_server(auditor)
+    async with Client(server, mode=mode) as client:
+        for _ in range(10):
+            await client.call_tool("ok", {})
+        assert ran == ["ok"] * 10
+        assert got == []  # the sink has not finished one event, yet every call completed
+        gate.set()
+    assert auditor.flush(5.0)
+    assert Counter(e.type for e in got if e.target == "ok") == {"decision": 10, "outcome": 10}
+    auditor.close()
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs the Linux /dev/full device")
+async def test_full_disk_never_breaks_the_call_and_is_counted(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    good = InMemoryAuditSink()
+    disk = JsonlSink("/dev/full", max_bytes=None)
+    auditor = Auditor([good, disk])
+    server, ran = build_server(auditor)
+    with caplog.at_level(logging.ERROR, logger="mcpgov.audit"):
+        async with Client(server, mode=mode) as client:
+            assert (await client.call_tool("ok", {})).is_error is False
+    assert ran == ["ok"]
+    assert auditor.sink_failures == len(good.events) >= 2
+    assert disk.seq == 0 and not disk.last_write_ok  # the chain did not advance over lost lines
+    assert "ENOSPC" in caplog.text
+
+
+async def test_log_file_that_becomes_unwritable_is_counted_and_the_chain_survives(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path)
+    good = InMemoryAuditSink()
+    auditor = Auditor([good, sink])
+    server, _ = build_server(auditor)
+    async with Client(server, mode=mode) as client:
+        await client.call_tool("ok", {})
+        sink.close()
+        path.rename(tmp_path / "moved.jsonl")
+        path.mkdir()  # the log's path is now a directory: reopening fails
+        await client.call_tool("ok", {})
+        path.rmdir()
+        (tmp_path / "moved.jsonl").rename(path)
+        await client.call_tool("ok", {})
+    assert auditor.sink_failures == 2  # the second call's decision and outcome
+    report = verify_chain([path])
+    assert report.ok, report.problems
+    assert report.lines == len(good.events) - 2
+
+
+def test_unopenable_log_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot open audit log"):
+        JsonlSink(tmp_path / "missing-dir" / "audit.jsonl")
+    garbage = tmp_path / "notes.jsonl"
+    garbage.write_text("hello\n")
+    with pytest.raises(ConfigurationError, match="no valid chain line"):
+        JsonlSink(garbage)
+
+
+async def test_values_that_cannot_be_serialised_are_written_as_markers_not_lost(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "audit.jsonl"
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    events_logger = logging.getLogger("test.audit.serialise")
+    events_logger.addHandler(Keep())
+    events_logger.setLevel(logging.INFO)
+    events_logger.propagate = False
+    memory = InMemoryAuditSink()
+    auditor = Auditor([memory, QueuedSink(FanOut(JsonlSink(path), LoggingSink(events_logger)))])
+
+    async def odd_values(ctx: GovContext, call_next: Any) -> Any:
+        if ctx.audit is not None:
+            await ctx.audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "credential.verified",
+                    attributes={
+                        "object": object(),
+                        "nan": float("nan"),
+                        "huge": 2**80,
+                        "raw": b"\x00\x01",
+                        "tags": {"a"},
+                        "lone": "\ud800",
+                        "nested": {"deep": [float("inf")]},
+                    },
+                )
+            )
+        return await call_next(ctx)
+
+    server = MCPServer("odd")
+    hooks = Hooks()
+
+    @server.tool()
+    def ok() -> str:
+        return "fine"
+
+    @hooks.tool("ok")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow")
+
+    govern(server, odd_values, hooks, audit=auditor)
+    async with Client(server, mode=mode) as client:
+        assert (await client.call_tool("ok", {})).is_error is False
+    assert auditor.flush(5.0)
+    assert auditor.stats().lost == 0
+    (event,) = [e for e in read_events([path]) if e.type == "credential.verified" and e.method == "tools/call"]
+    assert event.attributes == {
+        "object": "<unserialisable: object>",
+        "nan": "nan",
+        "huge": str(2**80),
+        "raw": "<unserialisable: bytes>",
+        "tags": ["a"],
+        "lone": "\\ud800",
+        "nested": {"deep": ["inf"]},
+    }
+    assert memory.of_type("credential.verified")[-1].attributes == event.attributes
+    assert any(r.__dict__["mcpgov_audit"]["type"] == "credential.verified" for r in records)
+    assert verify_chain([path]).ok
+    auditor.close()
+
+
+async def test_existing_callbacks_stay_synchronous_and_deterministic(mode: str) -> None:
+    demo = build_demo()
+    async with Client(demo.server, mode=mode) as client:
+        await client.call_tool("read_file", {"path": "a"})
+        # Read right after the call returns: the default delivery is on the call path.
+        assert [e.type for e in demo.sink.for_target("read_file")] == ["decision", "outcome"]
+
+
+def test_auditor_configuration_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match="strict audit needs at least one sink"):
+        Auditor(strict=True)
+    with pytest.raises(ConfigurationError):
+        Auditor([InMemoryAuditSink()], flush_timeout=0)
+    with pytest.raises(ConfigurationError):
+        QueuedSink(InMemoryAuditSink(), maxsize=0)
+    with pytest.raises(ConfigurationError):
+        QueuedSink("not callable")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        FanOut()
+
+
+async def test_emit_raises_audit_unavailable_only_when_required() -> None:
+    def broken(event: AuditEvent) -> None:
+        raise ValueError("down")
+
+    from mcpgov import GovContext as Ctx
+
+    auditor = Auditor([broken])
+    event = AuditEvent.from_context(Ctx(side="server", method="tools/call"), "decision")
+    await auditor.emit(event)  # lenient by default
+    with pytest.raises(AuditUnavailable):
+        await auditor.emit(event, required=True)
+    strict = Auditor([broken], strict=True)
+    with pytest.raises(AuditUnavailable):
+        await strict.emit(event)
+    await strict.emit(event, required=False)
+    assert (auditor.sink_failures, strict.sink_failures) == (2, 2)
+
+
+async def test_closed_queue_refuses_events_and_counts_them() -> None:
+    sink = InMemoryAuditSink()
+    queue = QueuedSink(sink)
+    auditor = Auditor([queue])
+    from mcpgov import GovContext as Ctx
+
+    event = AuditEvent.from_context(Ctx(side="server", method="tools/call"), "decision")
+    await auditor.emit(event)
+    assert await auditor.aclose()
+    await auditor.emit(event)
+    assert (len(sink.events), queue.dropped, auditor.sink_failures) == (1, 1, 1)
+    assert "pending=0" in repr(queue)

@@ -1,0 +1,244 @@
+"""Redaction before any sink: tokens, configured secrets and named fields never reach a sink's
+output (searched for in the memory sink, a callback, the log, the JSON Lines file and the spans);
+arguments are a hash plus only the fields configuration allows."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from mcpgov import (
+    AuditEvent,
+    Auditor,
+    ConfigurationError,
+    Decision,
+    GovContext,
+    Hooks,
+    IdentityError,
+    govern,
+)
+from mcpgov.audit import REDACT_FIELDS, REDACTED, FanOut, JsonlSink, LoggingSink, OTelSink, QueuedSink, Redactor
+from mcpgov.testing import InMemoryAuditSink
+from tests.test_audit_otel import spans  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.anyio
+
+JWT = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZ2VudC03IiwidGVuYW50IjoiYWNtZSJ9.c2lnbmF0dXJlLWJ5dGVz"
+BEARER_VALUE = "opaque-access-token-0123456789abcdef"
+PASSWORD = "correct-horse-battery-staple"
+ACCOUNT = "acct-77889900"  # matched only by a configured pattern
+SSN = "123-45-6789"  # a field the policy's obligation names
+DECLARED = "tool-declared-value-4242"  # a field the tool's declaration names
+PLANTED = (JWT, BEARER_VALUE, PASSWORD, ACCOUNT, SSN, DECLARED)
+
+
+def build(auditor: Auditor) -> MCPServer:
+    server = MCPServer("redact")
+    hooks = Hooks()
+
+    @server.tool()
+    def deploy(  # noqa: PLR0917 - the tool's parameters are its arguments on the wire
+        version: str, ssn: str = "", password: str = "", note: str = "", auth: str = "", pin: str = ""
+    ) -> str:
+        return f"deployed {version}"
+
+    @server.tool()
+    def transfer(account: str) -> str:
+        return "moved"
+
+    async def declare_and_fail(ctx: GovContext, call_next: Any) -> Any:
+        if ctx.target == "whoami":
+            raise IdentityError(f"token {JWT} has expired", reason="expired")
+        if ctx.target == "deploy":
+            ctx = ctx.with_extension(REDACT_FIELDS, ("pin",))
+        if ctx.audit is not None and ctx.target == "deploy":
+            await ctx.audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "credential.verified",
+                    attributes={"client_secret": PASSWORD, "header": f"Bearer {BEARER_VALUE}"},
+                )
+            )
+        return await call_next(ctx)
+
+    @hooks.tool("deploy")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("release-managers", redact=("ssn",))
+
+    @hooks.tool("transfer")
+    def deny(ctx: GovContext) -> Decision:
+        return Decision.deny("no-transfers", f"account {ctx.arguments['account'] if ctx.arguments else ''} is frozen")
+
+    govern(server, declare_and_fail, hooks, audit=auditor)
+    return server
+
+
+async def test_no_token_or_secret_reaches_any_sink(
+    tmp_path: Path,
+    mode: str,
+    spans: InMemorySpanExporter,  # noqa: F811 - the fixture imported above
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    memory = InMemoryAuditSink()
+    dumped: list[str] = []
+
+    async def callback(event: AuditEvent) -> None:
+        dumped.append(event.model_dump_json())
+
+    auditor = Auditor(
+        [memory, callback, OTelSink(), QueuedSink(FanOut(JsonlSink(path), LoggingSink()))],
+        redactor=Redactor(patterns=[r"acct-\d{8}"], record_arguments=True),
+    )
+    server = build(auditor)
+    with caplog.at_level(logging.INFO, logger="mcpgov.audit.events"):
+        async with Client(server, mode=mode) as client:
+            arguments = {
+                "version": "1.2.3",
+                "ssn": SSN,
+                "password": PASSWORD,
+                "note": f"ping me with {JWT}",
+                "auth": f"Bearer {BEARER_VALUE}",
+                "pin": DECLARED,
+            }
+            assert (await client.call_tool("deploy", arguments)).is_error is False
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("transfer", {"account": ACCOUNT})
+            assert ACCOUNT not in str(caught.value.error)
+            with pytest.raises(MCPError):
+                await client.call_tool("whoami", {})
+        assert auditor.flush(5.0)
+    log_text = caplog.text + "\n".join(json.dumps(r.__dict__.get("mcpgov_audit", {})) for r in caplog.records)
+    span_text = "\n".join(s.to_json() for s in spans.get_finished_spans())
+    outputs = {
+        "memory": "\n".join(e.model_dump_json() for e in memory.events),
+        "callback": "\n".join(dumped),
+        "jsonl": path.read_text(),
+        "logging": log_text,
+        "otel": span_text,
+        "reprs": "\n".join(repr(e) for e in memory.events) + repr(auditor) + repr(auditor.redactor),
+    }
+    for name, text in outputs.items():
+        assert text, name
+        for secret in PLANTED:
+            assert secret not in text, (name, secret)
+    # What may be recorded still is: the allowed, non-secret argument, and the redaction markers.
+    (allowed,) = [e for e in memory.decisions() if e.target == "deploy"]
+    recorded = allowed.attributes["arguments"]
+    assert recorded["version"] == "1.2.3"
+    assert recorded["ssn"] == recorded["password"] == recorded["pin"] == REDACTED
+    assert recorded["note"] == f"ping me with {REDACTED}"
+    assert allowed.args_hash is not None and allowed.args_hash.startswith("sha256:")
+    (refused,) = [e for e in memory.decisions() if e.target == "whoami"]
+    assert refused.detail == f"token {REDACTED} has expired"
+    auditor.close()
+
+
+async def test_arguments_are_only_a_hash_by_default(mode: str) -> None:
+    memory = InMemoryAuditSink()
+    server = build(Auditor([memory]))
+    async with Client(server, mode=mode) as client:
+        await client.call_tool("deploy", {"version": "9.9.9-unique"})
+    assert "9.9.9-unique" not in "\n".join(e.model_dump_json() for e in memory.events)
+    assert all(e.args_hash for e in memory.events if e.target == "deploy")
+
+
+async def test_record_arguments_per_tool_keeps_only_the_listed_fields(mode: str) -> None:
+    memory = InMemoryAuditSink()
+    redactor = Redactor(record_arguments={"deploy": ["version", "ssn"]})
+    server = build(Auditor([memory], redactor=redactor))
+    async with Client(server, mode=mode) as client:
+        await client.call_tool("deploy", {"version": "2.0", "ssn": SSN, "note": "hello"})
+    (decision,) = [e for e in memory.decisions() if e.target == "deploy"]
+    # "ssn" is listed but the policy's obligation names it: redacted; "note" is not listed: absent.
+    assert decision.attributes["arguments"] == {"version": "2.0", "ssn": REDACTED}
+
+
+def test_redactor_finds_tokens_and_configured_secrets_in_text() -> None:
+    redactor = Redactor(patterns=[r"acct-\d{8}"])
+    assert redactor.text(f"Authorization: Bearer {BEARER_VALUE}") == f"Authorization: {REDACTED}"
+    assert redactor.text(f"id_token={JWT}&x=1") == f"id_token={REDACTED}&x=1"
+    assert redactor.text(f"see {ACCOUNT}.") == f"see {REDACTED}."
+    assert redactor.text("api_key = sk-live-abcdefghijklmnopqrstuv") == REDACTED
+    assert redactor.text("resource secret://keys stays") == "resource secret://keys stays"
+    assert redactor.text("ghp_" + "a" * 36) == REDACTED
+    jwe = ".".join(
+        (
+            "eyJhbGciOiJSU0EtT0FFUCJ9",
+            "OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGe",
+            "48V1_ALb6US04U3b",
+            "5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A",
+            "XFBoMYUZodetZdvTiFvSkQ",
+        )
+    )
+    assert redactor.text(f"x {jwe} y") == f"x {REDACTED} y"
+
+
+def test_secret_names_are_redacted_but_identifiers_kept() -> None:
+    redactor = Redactor(fields=["ssn"])
+    value = {
+        "password": "p",
+        "GitHub-Token": "t",
+        "credential_id": "jti-1",
+        "token_count": 3,
+        "nested": [{"ssn": "1", "ok": "fine", "private_key": "k"}],
+    }
+    assert redactor.value(value) == {
+        "password": REDACTED,
+        "GitHub-Token": REDACTED,
+        "credential_id": "jti-1",
+        "token_count": 3,
+        "nested": [{"ssn": REDACTED, "ok": "fine", "private_key": REDACTED}],
+    }
+
+
+def test_redactor_configuration_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match="invalid redaction pattern"):
+        Redactor(patterns=["("])
+    with pytest.raises(ConfigurationError, match="matches the empty string"):
+        Redactor(patterns=[".*"])
+    with pytest.raises(ConfigurationError):
+        Redactor(fields="ssn")
+    with pytest.raises(ConfigurationError):
+        Redactor(record_arguments="version")
+    with pytest.raises(ConfigurationError):
+        Auditor(redactor="strict")  # type: ignore[arg-type]
+
+
+_b64url = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=8, max_size=40)
+
+
+@given(
+    before=st.text(max_size=30),
+    after=st.text(max_size=30),
+    header=_b64url,
+    payload=_b64url,
+    signature=_b64url,
+)
+def test_any_jwt_anywhere_in_text_is_redacted(
+    before: str, after: str, header: str, payload: str, signature: str
+) -> None:
+    token = f"eyJ{header}.{payload}.{signature}"
+    redacted = Redactor().text(f"{before}{token}{after}")
+    assert token not in redacted
+    assert Redactor().text(redacted) == redacted  # redaction is idempotent
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+
+
+@given(st.recursive(_scalars, lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
+def test_any_value_becomes_json_safe_without_raising(value: Any) -> None:
+    import rfc8785
+
+    cleaned = Redactor().value(value)
+    rfc8785.dumps(cleaned)  # canonical JSON accepts whatever redaction returns

@@ -1,0 +1,76 @@
+"""Tool-name rules: the MCP naming rule, and collisions after normalisation and confusable folding."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mcpgov import PinningError
+from mcpgov.pinning import check_name_collisions, find_collision, fold_name, name_problem
+
+
+@pytest.mark.parametrize("name", ["read_invoice", "billing.refund", "a-b_c.D9", "x" * 128])
+def test_names_following_the_mcp_rule_pass(name: str) -> None:
+    assert name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["", "read invoice", "read,invoice", "réfund", "x" * 129, "tool/call", "\uff52efund"])
+def test_names_outside_the_mcp_rule_are_refused(name: str) -> None:
+    assert name_problem(name)
+
+
+def test_a_non_string_name_is_refused() -> None:
+    assert name_problem(42) == "tool name is a int, not a string"
+
+
+@pytest.mark.parametrize(
+    ("candidate", "approved"),
+    [
+        ("Refund", "refund"),  # case folding
+        ("\uff52\uff45\uff46\uff55\uff4e\uff44", "refund"),  # NFKC: full-width letters
+        ("read_lnvoice", "read_invoice"),  # confusable l / i
+        ("read_1nvoice", "read_invoice"),  # confusable 1 / i
+        ("send_emall", "send_email"),  # i / l again, at the end
+        ("rnove", "move"),  # rn reads as m
+    ],
+)
+def test_confusable_and_case_variants_collide(candidate: str, approved: str) -> None:
+    assert find_collision(candidate, ["other", approved]) == approved
+
+
+@pytest.mark.parametrize(("candidate", "approved"), [("refunds", "refund"), ("read-invoice", "read_invoice")])
+def test_distinct_names_do_not_collide(candidate: str, approved: str) -> None:
+    assert find_collision(candidate, [approved]) is None
+
+
+def test_a_name_does_not_collide_with_itself() -> None:
+    assert find_collision("refund", ["refund"]) is None
+
+
+def test_fold_name_normalises_and_case_folds() -> None:
+    assert fold_name("\uff32\uff45\uff26\uff55\uff4e\uff44") == "refund"
+
+
+def test_a_set_of_names_with_a_collision_is_refused() -> None:
+    check_name_collisions(["read_invoice", "refund"])
+    with pytest.raises(PinningError) as caught:
+        check_name_collisions(["read_invoice", "refund", "read_lnvoice"])
+    assert caught.value.reason == "name.collision"
+
+
+_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.", min_size=1, max_size=24)
+
+
+@given(name=_names)
+def test_case_variants_always_collide(name: str) -> None:
+    variant = name.swapcase()
+    if variant != name:
+        assert find_collision(variant, [name]) == name
+
+
+@given(name=_names, other=_names)
+def test_collision_is_symmetric_for_case_folding(name: str, other: str) -> None:
+    if name != other and fold_name(name) == fold_name(other):
+        assert find_collision(name, [other]) == other
+        assert find_collision(other, [name]) == name
