@@ -254,31 +254,9 @@ def _drift(source: _Source) -> tuple[Manifest, Manifest, ManifestDiff]:
 @_server
 @_public_key
 @_app_dir
-def diff_command(
-    *,
-    target: tuple[str, ...],
-    stdio: bool,
-    env_pairs: tuple[str, ...],
-    pin_path: Path | None,
-    registry_path: Path | None,
-    server_id: str | None,
-    public_key: Path | None,
-    app_dir: str,
-) -> None:
+def diff_command(**options: Any) -> None:
     """Show how the server's tools differ from the pin (exit 1 when they do)."""
-    source = _guard(
-        lambda: _source(
-            target=target,
-            stdio=stdio,
-            env_pairs=env_pairs,
-            pin_path=pin_path,
-            registry_path=registry_path,
-            server_id=server_id,
-            public_key=public_key,
-            app_dir=app_dir,
-        ),
-        "bad target",
-    )
+    source = _guard(lambda: _source(**options), "bad target")
     _, _, diff = _drift(source)
     click.echo(diff.render())
     raise SystemExit(EXIT_DRIFT if diff.drifted else EXIT_OK)
@@ -293,31 +271,9 @@ def diff_command(
 @_server
 @_public_key
 @_app_dir
-def check_command(
-    *,
-    target: tuple[str, ...],
-    stdio: bool,
-    env_pairs: tuple[str, ...],
-    pin_path: Path | None,
-    registry_path: Path | None,
-    server_id: str | None,
-    public_key: Path | None,
-    app_dir: str,
-) -> None:
+def check_command(**options: Any) -> None:
     """Exit 0 when the server matches its pin; 1 on drift (the diff is printed); 2 on bad input."""
-    source = _guard(
-        lambda: _source(
-            target=target,
-            stdio=stdio,
-            env_pairs=env_pairs,
-            pin_path=pin_path,
-            registry_path=registry_path,
-            server_id=server_id,
-            public_key=public_key,
-            app_dir=app_dir,
-        ),
-        "bad target",
-    )
+    source = _guard(lambda: _source(**options), "bad target")
     pinned, _, diff = _drift(source)
     if diff.drifted:
         click.echo(f"server {pinned.server.name!r} drifted from its pin {source.pin}:")
