@@ -238,3 +238,23 @@ async def test_tools_never_see_the_identity_or_credential_tokens(mode: str) -> N
     async with GovernedClient(server, attach, mode=mode) as client:
         await client.call_tool("peek", {})
     assert seen == [(False, False, "yes")]
+
+
+async def test_completions_are_governed_on_the_client_like_on_the_server(demo: Demo, mode: str) -> None:
+    from mcp_types import PromptReference
+
+    client_sink = InMemoryAuditSink()
+    hooks = Hooks()
+    hooks.register("summarise", lambda ctx: Decision.allow("completions-ok"), kind="prompt")
+    async with GovernedClient(demo.server, hooks, audit=client_sink, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.complete(PromptReference(type="ref/prompt", name="jailbreak"), {"name": "text", "value": "x"})
+        assert caught.value.code == -32003
+    (event,) = client_sink.decisions()
+    assert (event.method, event.kind, event.target, event.effect) == (
+        "completion/complete",
+        "prompt",
+        "jailbreak",
+        "deny",
+    )
+    assert demo.sink.events == []  # refused before anything was sent

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
-from mcp import Client, MCPError
+from mcp import Client, MCPDeprecationWarning, MCPError
 from mcp.client import Transport
 from mcp.client import client as _sdk_client
 from mcp.client.caching import CacheMode
@@ -20,16 +20,21 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types import (
     CallToolResult,
+    CompleteResult,
+    EmptyResult,
     GetPromptResult,
     InputResponses,
     ListPromptsResult,
     ListResourcesResult,
     ListResourceTemplatesResult,
     ListToolsResult,
+    PromptReference,
     ReadResourceResult,
     RequestParamsMeta,
+    ResourceTemplateReference,
 )
 from pydantic import BaseModel
+from typing_extensions import deprecated
 
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
@@ -456,4 +461,51 @@ class GovernedClient(Client):
 
         listing: Listing = await self._governed("resources/templates/list", "resource", None, terminal)
         result: ListResourceTemplatesResult = _unlisting(listing, "resource_templates")
+        return result
+
+    async def complete(
+        self,
+        ref: ResourceTemplateReference | PromptReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None = None,
+    ) -> CompleteResult:
+        """Complete an argument of a prompt or resource template, after the chain allows it.
+
+        Decided like the server decides it: on the prompt or resource the reference names.
+        """
+        kind: TargetKind = "prompt" if isinstance(ref, PromptReference) else "resource"
+        target = ref.name if isinstance(ref, PromptReference) else ref.uri
+
+        async def terminal(c: GovContext) -> CompleteResult:
+            # The SDK's complete() takes no _meta; only the HTTP header can be attached here.
+            return await self._send(c, None, lambda _m: Client.complete(self, ref, argument, context_arguments))
+
+        result: CompleteResult = await self._governed(
+            "completion/complete", kind, target, terminal, raw_arguments=argument
+        )
+        return result
+
+    @deprecated(
+        "resources/subscribe is removed as of 2026-07-28; use Client.listen() instead.", category=MCPDeprecationWarning
+    )
+    async def subscribe_resource(self, uri: str, *, meta: RequestParamsMeta | None = None) -> EmptyResult:
+        """Subscribe to a resource (2025-era servers), after the chain allows it."""
+
+        async def terminal(c: GovContext) -> EmptyResult:
+            return await self._send(c, meta, lambda m: Client.subscribe_resource(self, uri, meta=m))
+
+        result: EmptyResult = await self._governed("resources/subscribe", "resource", str(uri), terminal)
+        return result
+
+    @deprecated(
+        "resources/unsubscribe is removed as of 2026-07-28; use Client.listen() instead.",
+        category=MCPDeprecationWarning,
+    )
+    async def unsubscribe_resource(self, uri: str, *, meta: RequestParamsMeta | None = None) -> EmptyResult:
+        """Unsubscribe from a resource (2025-era servers), after the chain allows it."""
+
+        async def terminal(c: GovContext) -> EmptyResult:
+            return await self._send(c, meta, lambda m: Client.unsubscribe_resource(self, uri, meta=m))
+
+        result: EmptyResult = await self._governed("resources/unsubscribe", "resource", str(uri), terminal)
         return result
