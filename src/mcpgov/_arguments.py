@@ -117,9 +117,42 @@ def freeze_and_hash(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str
         return None, None
     if not isinstance(arguments, Mapping):
         raise InvalidRequest("arguments must be a JSON object", reason="argument_invalid")
+    flat = _freeze_flat(arguments, limits)
+    if flat is not None:
+        return flat
     budget = _Budget(limits)
     frozen: Mapping[str, Any] = _freeze(arguments, 0, budget)
     return frozen, _hash(frozen, plain=budget.plain)
+
+
+_FLAT_SCALARS = (str, int, bool, type(None))
+
+
+def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, Any], str] | None:
+    """The common case in one loop: a plain dict of ASCII keys to strings, safe integers,
+    booleans and nulls. Anything else (nesting, floats, other keys) takes the general walk."""
+    if type(arguments) is not dict or len(arguments) >= limits.max_nodes:
+        return None
+    chars = 0
+    max_string = limits.max_string
+    for key, value in arguments.items():
+        kind = type(value)
+        if type(key) is not str or not key.isascii() or kind not in _FLAT_SCALARS:
+            return None
+        chars += len(key)
+        if kind is str:
+            n = len(value)
+            if n > max_string:
+                return None  # the general walk raises the precise error
+            chars += n
+        elif kind is int and not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return None
+        if len(key) > max_string:
+            return None
+    if chars > limits.max_total_chars:
+        return None
+    frozen = MappingProxyType(dict(arguments))
+    return frozen, _hash(frozen, plain=True)
 
 
 def _thaw(value: Any) -> Any:
