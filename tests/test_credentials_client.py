@@ -200,3 +200,24 @@ def test_client_credentials_configuration_is_validated() -> None:
             ClientCredentials(source, **kwargs)
     with pytest.raises(ConfigurationError):
         ClientCredentials(object(), audience=AUDIENCE)  # type: ignore[arg-type]
+
+
+async def test_an_approved_action_gets_a_credential_bound_to_exactly_its_arguments(mode: str) -> None:
+    from mcpgov.approval import ApprovalMiddleware, CallbackApprover
+
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    hooks = Hooks()
+    hooks.register("deploy", lambda ctx: Decision.require_approval("deploys-need-approval"))
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    approval = ApprovalMiddleware(CallbackApprover(lambda request: True, name="rita"))
+    chain = (identify(AGENT), approval, hooks, creds)
+    async with GovernedClient(governed.server, *chain, principal=AGENT, mode=mode) as client:
+        await client.call_tool("deploy", {"version": "1.0"})
+        token = governed.tokens[-1]
+        # The same credential cannot carry other arguments: it is bound to the approved call.
+        async with Client(governed.server, mode=mode) as plain:
+            with pytest.raises(MCPError) as caught:
+                await call(plain, "deploy", {"version": "6.6.6"}, token, AGENT)
+    assert caught.value.code == -32002
+    assert governed.ran == ["deploy 1.0"]

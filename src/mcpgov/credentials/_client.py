@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
+from mcpgov._authorize import APPROVAL_GRANT
 from mcpgov._chain import CallNext
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
@@ -181,7 +182,9 @@ class ClientCredentials:
         task_id = task.task_id if task is not None else ctx.task_id
         purpose = task.purpose if task is not None and task.purpose is not None else ctx.purpose
         obligations = ctx.decision.obligations if ctx.decision is not None else MappingProxyType({})
-        bind = bool(obligations.get("bind_arguments")) or self._bind(ctx)
+        # An approved action gets a credential for exactly that call: bound to its arguments.
+        approved = APPROVAL_GRANT in ctx.extensions
+        bind = approved or bool(obligations.get("bind_arguments")) or self._bind(ctx)
         ttl = self.ttl
         cap = obligations.get("max_credential_ttl")
         if isinstance(cap, (int, float)) and not isinstance(cap, bool) and math.isfinite(cap) and cap > 0:
