@@ -331,3 +331,39 @@ def test_govern_refuses_to_govern_twice() -> None:
 def test_govern_refuses_what_is_not_a_server() -> None:
     with pytest.raises(ConfigurationError):
         govern(object(), Hooks())  # type: ignore[arg-type]
+
+
+async def test_a_cancelled_call_is_audited_as_cancelled(mode: str) -> None:
+    server = MCPServer("s")
+    started = anyio.Event()
+    finished: list[bool] = []
+
+    @server.tool()
+    async def slow() -> str:
+        started.set()
+        await anyio.sleep(10)
+        finished.append(True)
+        return "late"
+
+    hooks = Hooks()
+    hooks.register("slow", lambda ctx: Decision.allow("slow-ok"))
+    sink = InMemoryAuditSink()
+    govern(server, hooks, audit=sink)
+    async with Client(server, mode=mode) as client:
+        with anyio.move_on_after(5):
+            async with anyio.create_task_group() as tg:
+
+                async def call() -> None:
+                    await client.call_tool("slow", {})
+
+                tg.start_soon(call)
+                await started.wait()
+                tg.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            while not sink.outcomes():  # noqa: ASYNC110 - legacy cancellation reaches the server as a notification
+                await anyio.sleep(0.01)
+    assert finished == []
+    assert [(e.type, e.effect, e.outcome) for e in sink.for_target("slow")] == [
+        ("decision", "allow", None),
+        ("outcome", None, "cancelled"),
+    ]
