@@ -105,7 +105,8 @@ async def test_client_context_carries_principal_purpose_and_task(mode: str) -> N
 
     @hooks.tool("work")
     def record(ctx: GovContext) -> Decision:
-        seen.append((ctx.side, ctx.principal, ctx.tenant, ctx.purpose, ctx.task_id))
+        if ctx.action == "execute":
+            seen.append((ctx.side, ctx.principal, ctx.tenant, ctx.purpose, ctx.task_id))
         return Decision.allow("record")
 
     me = Principal(issuer="https://id.example", subject="agent-7", tenant="acme")
@@ -258,3 +259,34 @@ async def test_completions_are_governed_on_the_client_like_on_the_server(demo: D
         "deny",
     )
     assert demo.sink.events == []  # refused before anything was sent
+
+
+async def test_the_sdks_own_listing_after_a_call_goes_through_the_chain(mode: str) -> None:
+    """After a tool's first call the SDK lists tools by itself; that listing must carry what the
+    chain attaches (here a required tag), or a call that already ran would end in an error."""
+    server = MCPServer("s")
+    ran: list[str] = []
+
+    @server.tool()
+    def op() -> str:
+        ran.append("op")
+        return "done"
+
+    async def require_tag(ctx: GovContext, call_next: Any) -> Any:
+        if ctx.meta.get("io.example/tag") is None:
+            from mcpgov import IdentityError
+
+            raise IdentityError("untagged request", reason="missing")
+        return await call_next(ctx)
+
+    hooks = Hooks()
+    # Callable but never listed: the SDK's post-call listing will not find the tool.
+    hooks.register("op", lambda ctx: Decision.deny("hidden") if ctx.action == "discover" else Decision.allow("op"))
+    sink = InMemoryAuditSink()
+    govern(server, require_tag, hooks, audit=sink)
+    async with GovernedClient(server, _attach, mode=mode) as client:
+        result = await client.call_tool("op", {})
+    assert result.is_error is False
+    assert ran == ["op"]
+    refused = [e for e in sink.decisions() if e.effect == "deny"]
+    assert refused == []  # every listing carried the tag

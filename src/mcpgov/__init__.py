@@ -15,7 +15,6 @@ from mcpgov._arguments import ArgumentLimits, arguments_hash
 from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor, AuditStats
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, ListItem, Middleware, compose
-from mcpgov._client import GovernedClient
 from mcpgov._context import HTTP_AUTHORIZATION, META_CREDENTIAL, META_IDENTITY, Action, GovContext, Side, TargetKind
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import (
@@ -31,11 +30,12 @@ from mcpgov._errors import (
 )
 from mcpgov._hooks import HookFn, Hooks
 from mcpgov._principal import Actor, Principal
-from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
-from mcpgov._wire import to_mcp_error
 
 if TYPE_CHECKING:
+    from mcpgov._client import GovernedClient
+    from mcpgov._server import GovernanceMiddleware, govern
+    from mcpgov._wire import to_mcp_error
     from mcpgov.approval import ApprovalMiddleware, ApprovalQueue, CallbackApprover, ElicitationApprover
     from mcpgov.credentials import (
         ClientCredentials,
@@ -61,8 +61,13 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# The capability packages load on first use, so importing mcpgov stays as light as the core.
+# What touches the MCP SDK, and the capability packages, load on first use: importing mcpgov
+# (or a submodule such as its pytest plugin) stays light.
 _LAZY: dict[str, str] = {
+    "GovernedClient": "mcpgov._client",
+    "GovernanceMiddleware": "mcpgov._server",
+    "govern": "mcpgov._server",
+    "to_mcp_error": "mcpgov._wire",
     "AcceptPolicy": "mcpgov.identity",
     "IdentityMiddleware": "mcpgov.identity",
     "IdentityVerifier": "mcpgov.identity",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType
@@ -68,6 +69,8 @@ _LIST_CHANGED: dict[str, str] = {
 }
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("mcpgov.client")
 
 _OUTGOING_AUTHORIZATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mcpgov_outgoing_authorization", default=None
@@ -223,7 +226,31 @@ class GovernedClient(Client):
             raise
         info = self.server_info
         self._server_info = MappingProxyType({"name": info.name, "version": info.version}) if info is not None else None
+        self._govern_internal_listings()
         return self
+
+    def _govern_internal_listings(self) -> None:
+        """Route the listings the SDK sends on its own through the governed path.
+
+        After a tool's first call the SDK session lists tools itself (to validate structured
+        results), outside any hook: that request would carry none of what the chain attaches
+        (identity, credentials). It goes through :meth:`list_tools` instead. If the governed
+        listing is refused, the SDK gets an empty listing and skips the validation, rather than
+        turning a call that already ran into an error.
+        """
+        session = self.session
+        original = session.list_tools
+
+        async def list_tools(*args: Any, **kwargs: Any) -> ListToolsResult:
+            if args or kwargs:  # Client.list_tools always passes params: that is the governed path
+                return await original(*args, **kwargs)
+            try:
+                return await self.list_tools()
+            except MCPError as exc:
+                logger.info("the governed tools/list for result validation was refused (%s)", exc.code)
+                return ListToolsResult(tools=[])
+
+        setattr(session, "list_tools", list_tools)  # noqa: B010 - shadows the bound method on this instance
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: Any) -> None:
         try:
