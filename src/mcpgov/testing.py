@@ -419,3 +419,27 @@ class SpiffeIssuer(_Minter):
         if "bundle" not in options:
             options["bundle"] = self.keys()
         return SpiffeTrustDomain(self.trust_domain, **options)
+
+
+# --- policy assertions over a governed session (defined in mcpgov.testkit) -------------------------
+from mcpgov.testkit import (  # noqa: E402 - re-exported last: mcpgov.testkit builds on the test issuers above
+    FrozenClock,
+    GovernedHarness,
+    PolicyAssertionError,
+    assert_allowed,
+    assert_denied,
+    assert_hidden,
+    assert_requires_approval,
+    assert_visible,
+)
+
+__all__ += [
+    "FrozenClock",
+    "GovernedHarness",
+    "PolicyAssertionError",
+    "assert_allowed",
+    "assert_denied",
+    "assert_hidden",
+    "assert_requires_approval",
+    "assert_visible",
+]

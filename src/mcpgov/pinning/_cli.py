@@ -181,7 +181,7 @@ _app_dir = click.option(
 )
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def pin() -> None:
     """Pin server manifests: snapshot, diff, approve, check.
 

@@ -1,0 +1,392 @@
+"""Policy assertions over a real governed session: allowed, denied, requires approval, visible, hidden.
+
+Each assertion performs the request through a :class:`GovernedHarness` (a real in-process
+session) and reads the server's decision from its audit trail. On failure the message shows the
+request, the decision, the rule that made it, and the policy's explanation.
+
+The module-level functions are synchronous (for plain ``def`` tests); inside an ``async def``
+test, await the harness's methods of the same names instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import textwrap
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+
+from mcpgov._errors import ConfigurationError
+from mcpgov._principal import Actor, Principal
+from mcpgov.testkit._harness import MISSING, GovernedHarness, Kind, Verdict, Visibility
+
+if TYPE_CHECKING:
+    from mcpgov.policy import Explanation
+
+__all__ = [
+    "PolicyAssertionError",
+    "assert_allowed",
+    "assert_denied",
+    "assert_hidden",
+    "assert_requires_approval",
+    "assert_visible",
+    "expect_effect",
+    "expect_visibility",
+]
+
+_T = TypeVar("_T")
+Effect = Literal["allow", "deny", "require_approval"]
+
+
+class PolicyAssertionError(AssertionError):
+    """A policy assertion failed. The message says what was expected and what the server decided.
+
+    Attributes:
+        verdict: the server's decision (for request assertions).
+        visibility: what the listing showed (for list assertions).
+        explanation: the policy's explanation, when the server's chain has a policy middleware.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        verdict: Verdict | None = None,
+        visibility: Visibility | None = None,
+        explanation: Explanation | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.visibility = visibility
+        self.explanation = explanation
+
+
+PolicyAssertionError.__module__ = "mcpgov.testkit"  # its public home (also re-exported by mcpgov.testing)
+
+
+def _indent(text: str) -> str:
+    return textwrap.indent(text, "    ")
+
+
+def _explanation_text(harness: GovernedHarness, explanation: Explanation | None, verdict: Verdict | None) -> str:
+    if explanation is not None:
+        return "explanation:\n" + _indent(str(explanation))
+    engine = verdict.event.engine if verdict is not None and verdict.event is not None else None
+    source = f" (the decision came from engine {engine!r})" if engine else ""
+    if harness.policy is None:
+        return f"explanation: none: the server's chain has no PolicyMiddleware to explain it{source}"
+    return "explanation: none"
+
+
+async def expect_effect(
+    harness: GovernedHarness,
+    expected: Effect,
+    target: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    rule: str | None = None,
+    kind: Kind = "tool",
+    purpose: str | None = None,
+    task_id: str | None = None,
+    who: Mapping[str, Any],
+) -> Verdict:
+    """Perform the request and check the server decided ``expected`` (by ``rule``, when given).
+
+    ``require_approval`` also holds when an approval was requested for the request (an approval
+    middleware in the chain asked an approver, whatever the answer).
+
+    Raises:
+        PolicyAssertionError: the decision differs.
+        ConfigurationError: a bad request description (see :meth:`GovernedHarness.caller`).
+    """
+    if expected not in ("allow", "deny", "require_approval"):
+        raise ConfigurationError(f"expected must be allow, deny or require_approval, got {expected!r}")
+    verdict = await harness.request(target, arguments, kind=kind, purpose=purpose, task_id=task_id, **who)
+    matched = verdict.effect == expected or (expected == "require_approval" and verdict.approval_requested)
+    if matched and (rule is None or verdict.rule == rule):
+        return verdict
+    caller = harness.caller(**who)
+    explanation = await harness.explain(target, arguments, kind=kind, purpose=purpose, task_id=task_id, caller=caller)
+    wanted = expected.replace("_", " ") + (f" by rule {rule!r}" if rule is not None else "")
+    got = verdict.effect.replace("_", " ") + (f" by rule {verdict.rule!r}" if verdict.rule else "")
+    lines = [
+        f"expected {wanted}, got {got}",
+        f"request:  {verdict.request}",
+        f"decision: {verdict.describe()}",
+        _explanation_text(harness, explanation, verdict),
+    ]
+    raise PolicyAssertionError("\n".join(lines), verdict=verdict, explanation=explanation)
+
+
+async def expect_visibility(
+    harness: GovernedHarness,
+    visible: bool,
+    target: str,
+    *,
+    kind: Kind = "tool",
+    who: Mapping[str, Any],
+) -> Visibility:
+    """List as the caller and check ``target`` is (or is not) listed.
+
+    Raises:
+        PolicyAssertionError: it is not as expected, or the listing itself was refused.
+    """
+    await harness.check_declared(kind, target)
+    seen = await harness.listing(kind, **who)
+    listed = target in seen.listed
+    if listed == visible and (seen.error is None or not visible):
+        return seen  # a refused listing shows nothing: hidden holds, visible does not
+    caller = harness.caller(**who)
+    explanation = await harness.explain(target, kind=kind, action="discover", caller=caller)
+    state = "visible" if visible else "hidden"
+    if seen.error is not None:
+        headline = (
+            f"expected {target!r} {state}, but the listing was refused ({seen.error.code} {seen.error.message!r})"
+        )
+    else:
+        headline = f"expected {target!r} {state} in the listing, but it is {'listed' if listed else 'not listed'}"
+    lines = [
+        headline,
+        f"request:  {seen.request}",
+        f"listed:   {', '.join(seen.listed) or '(nothing)'}",
+        f"hidden:   {', '.join(seen.hidden) or '(nothing)'}",
+        _explanation_text(harness, explanation, None),
+    ]
+    raise PolicyAssertionError("\n".join(lines), visibility=seen, explanation=explanation)
+
+
+def _run(fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+    __tracebackhide__ = True
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise ConfigurationError(
+            "this assertion runs its own event loop: inside an async test, await the harness's method "
+            "instead (await harness.assert_allowed(...))"
+        )
+    try:
+        return anyio.run(functools.partial(fn, *args, **kwargs))
+    except PolicyAssertionError as exc:
+        # The failure is the caller's line: drop the frames of the session that produced it.
+        raise exc.with_traceback(None) from None
+
+
+def _who(
+    *,
+    principal: Principal | None,
+    tenant: str | None,
+    workload: str | None,
+    issuer: str | None,
+    claims: Mapping[str, Any] | None,
+    actors: Sequence[str | Actor],
+) -> dict[str, Any]:
+    return {
+        "principal": principal,
+        "tenant": tenant,
+        "workload": workload,
+        "issuer": issuer,
+        "claims": claims,
+        "actors": actors,
+    }
+
+
+def _harness(value: Any) -> GovernedHarness:
+    if not isinstance(value, GovernedHarness):
+        raise ConfigurationError(
+            f"the first argument is the governed session (a GovernedHarness, e.g. from the mcpgov_governed "
+            f"fixture), got {type(value).__name__}"
+        )
+    return value
+
+
+def assert_allowed(
+    harness: GovernedHarness,
+    target: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    rule: str | None = None,
+    kind: Kind = "tool",
+    purpose: str | None = None,
+    task_id: str | None = None,
+    principal: Principal | None = None,
+    tenant: str | None = MISSING,
+    workload: str | None = None,
+    issuer: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+    actors: Sequence[str | Actor] = (),
+) -> Verdict:
+    """Assert the governed server allows the request (by ``rule``, when given).
+
+    Example::
+
+        assert_allowed(gov, "read_file", {"path": "/srv/acme/a"}, tenant="acme", workload="agent-1")
+
+    Args:
+        harness: the governed session.
+        target: the tool (prompt name, resource URI with ``kind=``).
+        arguments: the arguments.
+        rule: the rule that must have decided.
+        kind: ``tool``, ``resource`` or ``prompt``.
+        purpose: the purpose (carried in the call's signed credential).
+        task_id: the task (carried in the credential).
+        principal: a :class:`~mcpgov.Principal` of one of the harness's issuers, or the shorthand:
+        tenant: the tenant (required with ``workload``).
+        workload: the workload (subject).
+        issuer: the shorthand's issuer (default ``https://issuer.test``).
+        claims: further identity claims (``{"scope": "files:write"}``).
+        actors: who the workload acts for, nearest first.
+
+    Returns:
+        The :class:`~mcpgov.testkit.Verdict` (decision, rule, audit events, result).
+
+    Raises:
+        PolicyAssertionError: the server decided otherwise; the message shows the decision, its
+            rule and the policy's explanation.
+    """
+    __tracebackhide__ = True
+    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+    return _run(
+        expect_effect,
+        _harness(harness),
+        "allow",
+        target,
+        arguments,
+        rule=rule,
+        kind=kind,
+        purpose=purpose,
+        task_id=task_id,
+        who=who,
+    )
+
+
+def assert_denied(
+    harness: GovernedHarness,
+    target: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    rule: str | None = None,
+    kind: Kind = "tool",
+    purpose: str | None = None,
+    task_id: str | None = None,
+    principal: Principal | None = None,
+    tenant: str | None = MISSING,
+    workload: str | None = None,
+    issuer: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+    actors: Sequence[str | Actor] = (),
+) -> Verdict:
+    """Assert the governed server denies the request (by ``rule``, when given).
+
+    A refusal at any stage counts (identity, credential, policy, hooks); ``rule`` names it
+    (``mcpgov:policy:default-deny`` when no rule applied). Arguments as for :func:`assert_allowed`.
+
+    Raises:
+        PolicyAssertionError: the server decided otherwise.
+    """
+    __tracebackhide__ = True
+    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+    return _run(
+        expect_effect,
+        _harness(harness),
+        "deny",
+        target,
+        arguments,
+        rule=rule,
+        kind=kind,
+        purpose=purpose,
+        task_id=task_id,
+        who=who,
+    )
+
+
+def assert_requires_approval(
+    harness: GovernedHarness,
+    target: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    rule: str | None = None,
+    kind: Kind = "tool",
+    purpose: str | None = None,
+    task_id: str | None = None,
+    principal: Principal | None = None,
+    tenant: str | None = MISSING,
+    workload: str | None = None,
+    issuer: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+    actors: Sequence[str | Actor] = (),
+) -> Verdict:
+    """Assert the governed server requires approval for the request.
+
+    Holds when the server's decision is ``require_approval`` (the caller got -32004), or when an
+    approval middleware in the chain asked an approver (``approval.requested``). Arguments as
+    for :func:`assert_allowed`.
+
+    Raises:
+        PolicyAssertionError: the server decided otherwise.
+    """
+    __tracebackhide__ = True
+    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+    return _run(
+        expect_effect,
+        _harness(harness),
+        "require_approval",
+        target,
+        arguments,
+        rule=rule,
+        kind=kind,
+        purpose=purpose,
+        task_id=task_id,
+        who=who,
+    )
+
+
+def assert_visible(
+    harness: GovernedHarness,
+    target: str,
+    *,
+    kind: Kind = "tool",
+    principal: Principal | None = None,
+    tenant: str | None = MISSING,
+    workload: str | None = None,
+    issuer: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+    actors: Sequence[str | Actor] = (),
+) -> Visibility:
+    """Assert ``target`` appears in the caller's listing (``tools/list`` by default).
+
+    A listing carries no credential, so it is decided without a purpose or task, as in
+    production. Resource listings include resource templates.
+
+    Raises:
+        PolicyAssertionError: it is hidden (the message shows what was listed and hidden, and
+            the policy's explanation of the discovery).
+    """
+    __tracebackhide__ = True
+    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+    return _run(expect_visibility, _harness(harness), True, target, kind=kind, who=who)
+
+
+def assert_hidden(
+    harness: GovernedHarness,
+    target: str,
+    *,
+    kind: Kind = "tool",
+    principal: Principal | None = None,
+    tenant: str | None = MISSING,
+    workload: str | None = None,
+    issuer: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+    actors: Sequence[str | Actor] = (),
+) -> Visibility:
+    """Assert ``target`` does not appear in the caller's listing. See :func:`assert_visible`.
+
+    Raises:
+        PolicyAssertionError: it is listed.
+    """
+    __tracebackhide__ = True
+    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+    return _run(expect_visibility, _harness(harness), False, target, kind=kind, who=who)
