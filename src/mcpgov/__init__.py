@@ -33,7 +33,7 @@ from mcpgov._principal import Actor, Principal
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 
 if TYPE_CHECKING:
-    from mcpgov._client import GovernedClient
+    from mcpgov._client import SERVER_INFO, GovernedClient
     from mcpgov._server import GovernanceMiddleware, govern
     from mcpgov._wire import to_mcp_error
     from mcpgov.approval import ApprovalMiddleware, ApprovalQueue, CallbackApprover, ElicitationApprover
@@ -65,6 +65,7 @@ __version__ = "0.1.0"
 # (or a submodule such as its pytest plugin) stays light.
 _LAZY: dict[str, str] = {
     "GovernedClient": "mcpgov._client",
+    "SERVER_INFO": "mcpgov._client",
     "GovernanceMiddleware": "mcpgov._server",
     "govern": "mcpgov._server",
     "to_mcp_error": "mcpgov._wire",
@@ -114,6 +115,7 @@ __all__ = [
     "META_CREDENTIAL",
     "META_IDENTITY",
     "SCHEMA_VERSION",
+    "SERVER_INFO",
     "AcceptPolicy",
     "Action",
     "Actor",
