@@ -108,10 +108,10 @@ def test_errors_are_one_readable_line_and_a_nonzero_exit(tmp_path: Path) -> None
     missing = tmp_path / "nope.jsonl"
     for command in ("verify", "show"):
         code, out = run("audit", command, str(missing))
-        assert code != 0
-        assert out.strip().splitlines() == [f"Error: cannot read {missing}: no such file"]
+        assert code == 2  # bad input, distinct from a log that fails verification (1)
+        assert out.strip().splitlines() == [f"error: cannot read {missing}: no such file"]
     code, out = run("audit", "verify", str(tmp_path))
-    assert code != 0 and out.strip() == f"Error: cannot read {tmp_path}: is a directory"
+    assert code == 2 and out.strip() == f"error: cannot read {tmp_path}: is a directory"
 
 
 def test_help_everywhere() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import click
 
 from mcpgov._audit import AuditEvent
+from mcpgov._cliutil import BadInput
 from mcpgov.audit._codec import event_to_dict
 from mcpgov.audit._jsonl import verify_chain
 from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, read_events, task_trail
@@ -29,7 +30,7 @@ def _check_files(files: Sequence[str]) -> None:
     for name in files:
         if not os.path.isfile(name):
             reason = "is a directory" if os.path.isdir(name) else "no such file"
-            raise click.ClickException(f"cannot read {name}: {reason}")
+            raise BadInput(f"cannot read {name}: {reason}")
 
 
 def _styled(event: AuditEvent, line: str) -> str:
@@ -57,7 +58,7 @@ def verify(files: tuple[str, ...], partial: bool, head: str | None, quiet: bool)
     try:
         report = verify_chain(files, partial=partial, head=head)
     except OSError as exc:
-        raise click.ClickException(f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise BadInput(f"cannot read {exc.filename}: {exc.strerror}") from None
     if report.ok:
         if not quiet:
             span = f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "empty"
@@ -104,7 +105,7 @@ def show(
     try:
         events = read_events(files, skipped=skipped)
     except OSError as exc:
-        raise click.ClickException(f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise BadInput(f"cannot read {exc.filename}: {exc.strerror}") from None
     chosen = EventFilter(
         task=task, principal=principal, tenant=tenant, tool=tool, credential=credential, types=types
     ).select(events)

@@ -15,32 +15,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
+from mcpgov._cliutil import EXIT_FAILED, BadInput
 from mcpgov._errors import McpGovError
 
 __all__ = ["BadInput", "emit_table", "fail", "policy", "terminal"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
 EFFECT_COLOURS = {"allow": "green", "deny": "red", "require_approval": "yellow", "none": "magenta"}
-
-
-class BadInput(click.ClickException):
-    """Bad input (a file, an option, a case): one line on stderr, exit code 2."""
-
-    exit_code = EXIT_BAD_INPUT
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        """Print ``error: <message>`` on one line."""
-        click.echo(f"error: {self.format_message()}", err=True)
 
 
 def fail(message: str) -> NoReturn:
