@@ -322,3 +322,30 @@ def test_public_surface_is_sorted_and_importable() -> None:
     assert names == sorted(names, key=lambda n: (not n.isupper(), n))
     for name in mcpgov.__all__:
         assert hasattr(mcpgov, name), name
+
+
+any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=1e-5, max_value=1e17)
+    | st.sampled_from([0.0, -0.0, 1.0, 1e-4, 1e16, 123.0, 0.1, 1e15 + 0.5, 2.5e-4]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@given(any_json)
+def test_canonical_json_is_the_rfc8785_librarys_bytes(value: Any) -> None:
+    """Whichever encoder canonical_json picks, its bytes are rfc8785's (or both refuse)."""
+    from mcpgov._arguments import canonical_json
+
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the same refusal, whatever its type
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected

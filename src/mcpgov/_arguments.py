@@ -14,7 +14,7 @@ import rfc8785
 
 from mcpgov._errors import ConfigurationError, InvalidRequest
 
-__all__ = ["ArgumentLimits", "arguments_hash", "freeze_arguments"]
+__all__ = ["ArgumentLimits", "arguments_hash", "canonical_json", "freeze_arguments"]
 
 _MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493): integers beyond this do not survive every JSON peer
 
@@ -179,8 +179,57 @@ def _hash(frozen: Mapping[str, Any], *, plain: bool) -> str:
     # and in key order for characters beyond the BMP (keys here are ASCII). String escaping
     # is the same (ECMAScript JSON.stringify rules). The test suite checks the equality
     # against the rfc8785 library with generated values.
-    canonical = _PLAIN_ENCODER.encode(frozen).encode("utf-8") if plain else rfc8785.dumps(_thaw(frozen))
+    canonical = _PLAIN_ENCODER.encode(frozen).encode("utf-8") if plain else canonical_json(frozen)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether the standard library's sorted, compact JSON of ``value`` is its RFC 8785 form.
+
+    True for nulls, booleans, safe integers, strings without lone surrogates, ASCII object keys
+    (so code-point order is UTF-16 order), arrays and objects of such values, and floats whose
+    shortest decimal is written the same by Python and ECMAScript: finite, not integral, with
+    1e-4 <= |x| < 1e16 (both print plain decimal digits there; integral floats, negative zero
+    and exponents differ). The test suite checks this against the rfc8785 library.
+    """
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
+    if kind is str:
+        return not _has_surrogate(value)
+    if kind is float:
+        return math.isfinite(value) and not value.is_integer() and 1e-4 <= abs(value) < 1e16
+    if depth > 64:
+        return False
+    if kind is list or kind is tuple:
+        return all(_plain(v, depth + 1) for v in value)
+    if kind is dict or isinstance(value, Mapping):
+        return all(type(k) is str and k.isascii() and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 canonical JSON of ``value`` (the ``rfc8785`` library's bytes).
+
+    Values whose standard-library JSON is provably the same bytes are encoded by the C encoder;
+    everything else goes through ``rfc8785``.
+
+    Raises:
+        rfc8785.CanonicalizationError: the value has no canonical JSON form.
+        TypeError: the value is not JSON data.
+    """
+    if _plain(value):
+        return _PLAIN_ENCODER.encode(value).encode("utf-8")
+    result: bytes = rfc8785.dumps(_thaw(value))
+    return result
 
 
 def arguments_hash(arguments: Mapping[str, Any] | None) -> str:

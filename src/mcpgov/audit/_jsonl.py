@@ -30,6 +30,7 @@ from typing import Any
 
 import rfc8785
 
+from mcpgov._arguments import canonical_json
 from mcpgov._audit import AuditEvent
 from mcpgov._errors import ConfigurationError
 from mcpgov.audit._codec import event_to_dict
@@ -49,10 +50,9 @@ _TAIL_CHUNK = 65536
 def canonical_event(event: dict[str, Any]) -> bytes:
     """The canonical JSON (RFC 8785) of an event's data, made JSON-safe first if it must be."""
     try:
-        result: bytes = rfc8785.dumps(event)
+        return canonical_json(event)
     except (rfc8785.CanonicalizationError, TypeError):
-        result = rfc8785.dumps(json_safe(event))
-    return result
+        return canonical_json(json_safe(event))
 
 
 def line_hash(prev: str, seq: int, canonical: bytes) -> str:
@@ -424,7 +424,7 @@ def verify_chain(
         if first_seq is None:
             first_seq = seq
         try:
-            recomputed = line_hash(prev, seq, rfc8785.dumps(record["event"]))
+            recomputed = line_hash(prev, seq, canonical_json(record["event"]))
         except (rfc8785.CanonicalizationError, TypeError):
             recomputed = None
         if recomputed != record["hash"]:
