@@ -9,6 +9,8 @@ from typing import Any
 import rfc8785
 from mcp_types import Tool
 
+from mcpgov._arguments import canonical_json
+
 __all__ = ["TOOL_FIELDS", "ToolLike", "changed_fields", "tool_fingerprint", "tool_wire_form"]
 
 TOOL_FIELDS: tuple[str, ...] = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
@@ -59,7 +61,7 @@ def tool_fingerprint(tool: ToolLike) -> str:
     """
     form = tool_wire_form(tool)
     try:
-        canonical: bytes = rfc8785.dumps(form)
+        canonical: bytes = canonical_json(form)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise ValueError(f"tool cannot be canonicalised: {type(exc).__name__}") from exc
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
@@ -76,7 +78,7 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str,
             changed.append(key)
             continue
         try:
-            same = rfc8785.dumps(a) == rfc8785.dumps(b)
+            same = canonical_json(a) == canonical_json(b)
         except (rfc8785.CanonicalizationError, TypeError, ValueError):
             same = False
         if not same:
