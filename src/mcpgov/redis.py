@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -23,6 +24,7 @@ import anyio
 try:
     from redis import asyncio as aioredis
     from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("mcpgov.redis needs the 'redis' extra: pip install 'mcpgov[redis]'") from exc
 
@@ -106,7 +108,8 @@ class RedisStateStore:
         try:
             with anyio.fail_after(self.timeout):
                 return await call
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError, RedisTimeoutError):
+            # Python 3.10's asyncio.TimeoutError is not the builtin one; redis has its own as well.
             raise StateStoreError(f"redis {operation} timed out after {self.timeout}s", reason="timeout") from None
         except (RedisError, OSError) as exc:
             raise StateStoreError(f"redis {operation} failed ({type(exc).__name__})", reason="unavailable") from None
