@@ -221,3 +221,19 @@ async def test_an_approved_action_gets_a_credential_bound_to_exactly_its_argumen
                 await call(plain, "deploy", {"version": "6.6.6"}, token, AGENT)
     assert caught.value.code == -32002
     assert governed.ran == ["deploy 1.0"]
+
+
+async def test_the_credential_cache_is_never_shared_across_tenants(mode: str) -> None:
+    """One ClientCredentials, one subject in two tenants: each tenant gets its own credential."""
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+    in_acme = principal("agent-1", "acme")
+    in_globex = principal("agent-1", "globex")
+    assert in_acme.key == in_globex.key  # the same principal key: only the tenant differs
+    for who in (in_acme, in_globex, in_acme):
+        async with GovernedClient(governed.server, identify(who), creds, principal=who, mode=mode) as client:
+            assert (await client.call_tool("status", {})).is_error is False
+    assert creds.minted == 2
+    assert [s[1] for s in governed.seen] == ["acme", "globex", "acme"]
+    assert len({s[4] for s in governed.seen}) == 2  # two credential ids, the acme one reused

@@ -457,3 +457,63 @@ async def test_unknown_tools_and_other_methods_are_default_denied(mode: str) -> 
         ("logging/setLevel", DEFAULT_DENY_RULE),
         ("completion/complete", DEFAULT_DENY_RULE),
     ]
+
+
+async def test_a_cancelled_sensitive_read_leaves_no_mark_in_task_history(mode: str) -> None:
+    """A request cancelled while it runs is not recorded: the task's history holds only what completed."""
+    import anyio
+    from mcp.server.mcpserver import MCPServer
+
+    from mcpgov import govern
+
+    from .policies.support import LookupIdentity
+
+    policy = Policy.from_yaml(
+        """
+version: 1
+labels:
+  sensitive: {resources: ["secret://*"]}
+rules:
+  - {id: read-secrets, effect: allow, tenants: [acme], resources: ["secret://*"]}
+  - {id: email, effect: allow, tenants: [acme], tools: [send_email]}
+  - id: no-exfiltration
+    effect: deny
+    tools: [send_email]
+    when: {history: {seen_labels: [sensitive]}}
+"""
+    )
+    server = MCPServer("files")
+    started = anyio.Event()
+    sent: list[str] = []
+
+    @server.resource("secret://slow-report")
+    async def slow_report() -> str:
+        started.set()
+        await anyio.sleep(10)
+        return "REPORT"
+
+    @server.tool()
+    def send_email(to: str) -> str:
+        sent.append(to)
+        return "sent"
+
+    sink = InMemoryAuditSink()
+    govern(server, LookupIdentity(), PolicyMiddleware(policy), audit=sink)
+    meta = as_("alice", task="t-cancel", purpose="support")
+    async with Client(server, mode=mode) as client:
+        async with anyio.create_task_group() as tg:
+
+            async def read() -> None:
+                await client.read_resource("secret://slow-report", meta=meta)
+
+            tg.start_soon(read)
+            await started.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            while not sink.outcomes():  # noqa: ASYNC110 - legacy cancellation arrives as a notification
+                await anyio.sleep(0.01)
+        # The read never completed, so the task has not "seen" anything sensitive.
+        result = await client.call_tool("send_email", {"to": "help@acme.example"}, meta=meta)
+    assert result.is_error is False
+    assert sent == ["help@acme.example"]
+    assert [e.outcome for e in sink.outcomes() if e.target == "secret://slow-report"] == ["cancelled"]
