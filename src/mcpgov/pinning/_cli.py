@@ -205,31 +205,9 @@ def pin() -> None:
 @_registry
 @_server
 @_app_dir
-def snapshot_command(
-    *,
-    target: tuple[str, ...],
-    stdio: bool,
-    env_pairs: tuple[str, ...],
-    output: Path | None,
-    sign_key: Path | None,
-    registry_path: Path | None,
-    server_id: str | None,
-    app_dir: str,
-) -> None:
+def snapshot_command(*, output: Path | None, sign_key: Path | None, **options: Any) -> None:
     """Take a server's manifest and print it (or write it with -o)."""
-    source = _guard(
-        lambda: _source(
-            target=target,
-            stdio=stdio,
-            env_pairs=env_pairs,
-            pin_path=None,
-            registry_path=registry_path,
-            server_id=server_id,
-            public_key=None,
-            app_dir=app_dir,
-        ),
-        "bad target",
-    )
+    source = _guard(lambda: _source(pin_path=None, public_key=None, **options), "bad target")
     key = _guard(lambda: _signing_key(sign_key), "bad signing key")
     manifest = _take(source)
     if output is None:
@@ -297,33 +275,9 @@ def check_command(**options: Any) -> None:
 @_server
 @_public_key
 @_app_dir
-def approve_command(
-    *,
-    target: tuple[str, ...],
-    stdio: bool,
-    env_pairs: tuple[str, ...],
-    pin_path: Path | None,
-    tools: tuple[str, ...],
-    sign_key: Path | None,
-    registry_path: Path | None,
-    server_id: str | None,
-    public_key: Path | None,
-    app_dir: str,
-) -> None:
+def approve_command(*, tools: tuple[str, ...], sign_key: Path | None, **options: Any) -> None:
     """Write the server's current tools (or the --tool ones) into the pin file, atomically."""
-    source = _guard(
-        lambda: _source(
-            target=target,
-            stdio=stdio,
-            env_pairs=env_pairs,
-            pin_path=pin_path,
-            registry_path=registry_path,
-            server_id=server_id,
-            public_key=public_key,
-            app_dir=app_dir,
-        ),
-        "bad target",
-    )
+    source = _guard(lambda: _source(**options), "bad target")
     key = _guard(lambda: _signing_key(sign_key), "bad signing key")
     pinned, current, diff = _drift(source)
     if not diff.drifted and diff.server_version is None:
