@@ -41,7 +41,7 @@ from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import HTTP_AUTHORIZATION, GovContext, TargetKind
-from mcpgov._errors import ConfigurationError, IdentityError
+from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
 from mcpgov._principal import Principal
 from mcpgov._wire import to_mcp_error
@@ -98,15 +98,6 @@ class GovernedHttpAuth(httpx2.Auth):
         if value:
             request.headers["Authorization"] = value
         yield request
-
-
-def _identity_refusal(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or an error it was raised from) is an identity refusal (-32001)."""
-    while exc is not None:
-        if isinstance(exc, MCPError) and exc.code == IdentityError.rpc_code:
-            return True
-        exc = exc.__cause__
-    return False
 
 
 def _listing(kind: TargetKind, result: BaseModel, entries: str, name_attr: str) -> Listing:
@@ -171,18 +162,16 @@ class GovernedClient(Client):
             from mcpgov.identity._providers import ClientIdentity, as_identity_provider  # noqa: PLC0415 - optional part
 
             http = isinstance(server, str)
-            client_identity = ClientIdentity(
-                as_identity_provider(identity), http=http, before_call=None if http else self._learn_tool
-            )
+            client_identity = ClientIdentity(as_identity_provider(identity), http=http)
             middleware = (client_identity, *middleware)
         self.governor = Governor("client", middleware, audit=audit, limits=limits)
         # Middleware that verify listings (tool pinning) ask for a governed listing before calls.
         self._listing_gates = tuple(mw for mw in middleware if getattr(mw, "requires_listing", False) is True)
-        self._server_info: Any = None
+        self._extensions: Mapping[str, Any] = _NO_EXTENSIONS
+        """What every request's context carries from the connection (the server's self-description)."""
         self.principal = principal
         self.purpose = purpose
         self.task_id = task_id
-        self._learned_tools: set[str] = set()
         self.http_auth: GovernedHttpAuth | None = None
         """For a URL server: the HTTP auth that carries the chain's ``Authorization`` header."""
         self._http_client: httpx2.AsyncClient | None = None
@@ -199,24 +188,6 @@ class GovernedClient(Client):
             self._http_client = httpx2.AsyncClient(auth=self.http_auth, timeout=httpx2.Timeout(30.0, read=300.0))
             self._connect = connect_transport(streamable_http_client(server, http_client=self._http_client))
 
-    async def _learn_tool(self, name: str) -> None:
-        """Before a tool's first call, list tools through the governed (identity-carrying) path.
-
-        After a call the SDK lists tools itself to learn the tool's output schema; off HTTP that
-        request would carry no identity ``_meta``. Listing first, governed, fills the same cache.
-        """
-        if name in self._learned_tools:
-            return
-        self._learned_tools.add(name)
-        try:
-            await self.list_tools()
-        except MCPError as exc:
-            if not _identity_refusal(exc):
-                return  # a listing the chain refuses: the call decides for itself
-            # The server refused this identity: refuse the call here (the server recorded it once).
-            self._learned_tools.discard(name)
-            raise IdentityError("the server refused this client's identity", reason="identity_refused") from None
-
     async def __aenter__(self) -> GovernedClient:
         try:
             await super().__aenter__()
@@ -225,7 +196,9 @@ class GovernedClient(Client):
                 await self._http_client.aclose()
             raise
         info = self.server_info
-        self._server_info = MappingProxyType({"name": info.name, "version": info.version}) if info is not None else None
+        if info is not None:
+            described = MappingProxyType({"name": info.name, "version": info.version})
+            self._extensions = MappingProxyType({SERVER_INFO: described})
         self._govern_internal_listings()
         return self
 
@@ -300,12 +273,6 @@ class GovernedClient(Client):
             return await send(meta)
         finally:
             _OUTGOING_AUTHORIZATION.reset(token)
-
-    @property
-    def _extensions(self) -> Mapping[str, Any]:
-        if self._server_info is None:
-            return _NO_EXTENSIONS
-        return MappingProxyType({SERVER_INFO: self._server_info})
 
     async def _governed(
         self,

@@ -207,20 +207,11 @@ class ClientIdentity:
     Args:
         provider: where the token comes from.
         http: attach as an HTTP header (URL servers) rather than in ``_meta``.
-        before_call: awaited with the tool name before each ``tools/call`` (GovernedClient uses
-            it to learn a tool's output schema through the governed, identity-carrying path).
     """
 
-    def __init__(
-        self,
-        provider: IdentityProvider,
-        *,
-        http: bool,
-        before_call: Callable[[str], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, provider: IdentityProvider, *, http: bool) -> None:
         self.provider = provider
         self.http = http
-        self._before_call = before_call
 
     def __repr__(self) -> str:
         return f"ClientIdentity({self.provider!r}, http={self.http})"
@@ -233,8 +224,6 @@ class ClientIdentity:
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
         """Attach the current token, then continue the chain."""
         token = await self.provider.token()
-        if self._before_call is not None and ctx.method == "tools/call" and ctx.target is not None:
-            await self._before_call(ctx.target)
         if self.http:
             return await call_next(ctx.with_extension(HTTP_AUTHORIZATION, f"Bearer {token}"))
         return await call_next(ctx.replace(meta={**ctx.meta, META_IDENTITY: token}))
