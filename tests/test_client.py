@@ -21,7 +21,6 @@ from mcpgov import (
     Principal,
     govern,
 )
-from mcpgov._server import SERVER_REQUEST
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
 from .conftest import Demo
@@ -155,10 +154,8 @@ def _recording_server(seen: list[tuple[Any, ...]]) -> MCPServer:
 
     @hooks.tool("work")
     def record(ctx: GovContext) -> Decision:
-        sdk_ctx = ctx.extensions[SERVER_REQUEST]
-        header = sdk_ctx.request.headers.get("authorization") if sdk_ctx.request is not None else None
         if ctx.action == "execute":
-            seen.append((ctx.meta.get("io.example/tag"), header, ctx.meta.get("io.example/user")))
+            seen.append((ctx.meta.get("io.example/tag"), ctx.meta.get("io.example/user")))
         return Decision.allow("record")
 
     govern(server, hooks)
@@ -170,18 +167,29 @@ async def test_client_middleware_attaches_meta_in_process(mode: str) -> None:
     async with GovernedClient(_recording_server(seen), _attach, mode=mode) as client:
         user_meta: Any = {"io.example/user": "kept"}
         await client.call_tool("work", {}, meta=user_meta)
-    assert seen == [("tag-for-work", None, "kept")]
+    assert seen == [("tag-for-work", "kept")]
 
 
 async def test_client_middleware_attaches_the_http_authorization_header(mode: str) -> None:
     seen: list[tuple[Any, ...]] = []
+    headers: list[str | None] = []
     server = _recording_server(seen)
+    app = server.streamable_http_app()
+
+    async def recording_app(scope: Any, receive: Any, send: Any) -> None:
+        # What arrives on the wire, before the SDK: the header the client middleware attached.
+        if scope["type"] == "http" and scope["method"] == "POST":
+            raw = dict(scope["headers"]).get(b"authorization")
+            headers.append(raw.decode() if raw is not None else None)
+        await app(scope, receive, send)
+
     async with (
-        serve_http(server.streamable_http_app()) as base,
+        serve_http(recording_app) as base,
         GovernedClient(f"{base}/mcp", _attach, mode=mode) as client,
     ):
         await client.call_tool("work", {})
-    assert seen == [("tag-for-work", "Bearer token-for-work", None)]
+    assert seen == [("tag-for-work", None)]
+    assert "Bearer token-for-work" in headers
 
 
 async def test_a_failed_connect_leaves_no_open_http_client() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,7 +14,18 @@ from mcpgov._principal import Principal
 if TYPE_CHECKING:
     from mcpgov._audit import Auditor
 
-__all__ = ["HTTP_AUTHORIZATION", "META_CREDENTIAL", "META_IDENTITY", "Action", "GovContext", "Side", "TargetKind"]
+__all__ = [
+    "HTTP_AUTHORIZATION",
+    "META_CREDENTIAL",
+    "META_IDENTITY",
+    "Action",
+    "FinalCheck",
+    "GovContext",
+    "SessionAnchor",
+    "Side",
+    "TargetKind",
+    "Transport",
+]
 
 Side = Literal["client", "server"]
 """Which end of the session a chain runs on."""
@@ -36,6 +47,58 @@ META_CREDENTIAL = "io.mcpgov/credential"
 HTTP_AUTHORIZATION = "mcpgov.http.authorization"
 """Client side: ``GovContext.extensions`` key whose value a :class:`GovernedClient` sends as the
 HTTP ``Authorization`` header of that request (URL servers)."""
+
+
+class SessionAnchor:
+    """An opaque object that lives exactly as long as one session (connection).
+
+    The server adapter makes one per connection; middleware that binds state to a session keys a
+    ``weakref.WeakKeyDictionary`` on it. It carries nothing of the SDK.
+    """
+
+    __slots__ = ("__weakref__", "id")
+
+    def __init__(self, id: str) -> None:  # noqa: A002 - the session's id
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"SessionAnchor({self.id!r})"
+
+
+Elicit = Callable[[str, Mapping[str, Any]], Awaitable[tuple[str, Any]]]
+"""Ask the client's user with a form (legacy sessions): ``(message, schema) -> (action, content)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """Facts about how a server-side request arrived, set by the server adapter (immutable).
+
+    Middleware reads these instead of any SDK object: nothing here lets a stage change the
+    request the handler will run.
+
+    Attributes:
+        kind: ``"http"`` (Streamable HTTP) or ``"stream"`` (stdio, in-process).
+        bearer: the bearer token the SDK's ``TokenVerifier`` accepted (HTTP only; never logged).
+        session: the session's anchor, ``None`` where the protocol has no sessions (2026-07-28).
+        client_can_elicit: whether the client declared the elicitation capability.
+        elicit: asks the client's user with a form (legacy sessions that can elicit), else ``None``.
+        request_state: the (already unsealed) ``requestState`` of a 2026-07-28 retry.
+        input_responses: the ``inputResponses`` of a 2026-07-28 retry (read-only).
+    """
+
+    kind: Literal["http", "stream"]
+    bearer: str | None = field(default=None, repr=False)
+    session: SessionAnchor | None = field(default=None, compare=False)
+    client_can_elicit: bool = False
+    elicit: Elicit | None = field(default=None, repr=False, compare=False)
+    request_state: str | None = field(default=None, repr=False)
+    input_responses: Mapping[str, Any] | None = field(default=None, repr=False)
+
+
+FinalCheck = Callable[["GovContext"], Awaitable[None]]
+"""A check the gate runs immediately before the request's effect (after every other stage and
+after the allow decision was recorded), with no ``await`` between its return and the effect.
+It refuses by raising an :class:`~mcpgov.McpGovError`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +128,9 @@ class GovContext:
         decision: the combined decision so far, set by authorisers.
         audit: where events about this request are emitted.
         extensions: per-request data other middleware attached, keyed by a namespaced name.
+        transport: server side: how the request arrived (see :class:`Transport`).
+        final_checks: checks that run at the gate, immediately before the effect, in order (a
+            stage appends with ``ctx.replace(final_checks=ctx.final_checks + (check,))``).
     """
 
     side: Side
@@ -86,6 +152,8 @@ class GovContext:
     decision: Decision | None = None
     audit: Auditor | None = field(default=None, repr=False, compare=False)
     extensions: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
+    transport: Transport | None = field(default=None, repr=False, compare=False)
+    final_checks: tuple[FinalCheck, ...] = field(default=(), repr=False, compare=False)
 
     def replace(self, **changes: Any) -> GovContext:
         """A copy of this context with ``changes`` applied (unknown names raise ``TypeError``)."""

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
-from mcpgov._chain import Listing, Middleware, compose
+from mcpgov._chain import CallNext, Listing, Middleware
 from mcpgov._context import GovContext, Side
 from mcpgov._decision import Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["Governor"]
 
@@ -28,15 +34,53 @@ DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this 
 
 
 class _Run:
-    """Per-request bookkeeping: when it started, and whether it got past the gate."""
+    """Per-request bookkeeping: when it started, the context last seen, and whether it got past the gate."""
 
-    __slots__ = ("ctx", "executed", "listing_failed", "start")
+    __slots__ = ("ctx", "executed", "listing_failed", "seen", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.executed = False
         self.listing_failed = False
         self.ctx: GovContext | None = None
+        self.seen: GovContext | None = None
+
+
+_EXIT = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def must_propagate(exc: BaseException) -> bool:
+    """True for what containment must never swallow: interpreter exits (also inside a group)."""
+    if isinstance(exc, _EXIT):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(lambda e: isinstance(e, _EXIT)) is not None
+    return False
+
+
+async def really_cancelled() -> bool:
+    """Whether the current task is being cancelled (the caller's own cancellation).
+
+    A ``CancelledError`` raised by a stage while nothing cancelled this task is an error of that
+    stage, not a cancellation: containment refuses the request instead of propagating it.
+    """
+    task = asyncio.current_task() if _asyncio_running() else None
+    if task is not None and sys.version_info >= (3, 11) and task.cancelling() > 0:
+        return True
+    try:
+        # anyio cancel scopes re-deliver a pending cancellation at the next checkpoint.
+        await anyio.lowlevel.checkpoint()
+    except anyio.get_cancelled_exc_class():
+        return True
+    return False
+
+
+def _asyncio_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
@@ -144,29 +188,44 @@ class Governor:
             McpGovError: the request was refused; ``exc.event_id`` names its audit event.
         """
         run = _Run(time.perf_counter())
+        run.seen = ctx
 
         async def gate(c: GovContext) -> Any:
             return await self._gate(c, terminal, run, outcome_of, precheck)
 
+        def stage(mw: Middleware, call_next: CallNext) -> CallNext:
+            async def call(c: GovContext) -> Any:
+                run.seen = c  # a refusal names the caller as known when the refusing stage began
+                return await mw(c, call_next)
+
+            return call
+
+        chain: CallNext = gate
+        for mw in reversed(self.middleware):
+            chain = stage(mw, chain)
         try:
-            result = await compose(self.middleware, gate)(ctx)
+            result = await chain(ctx)
         except McpGovError as exc:
             if not run.executed:
-                await self.refuse(exc.context or run.ctx or ctx, exc)
+                await self.refuse(exc.context or run.ctx or run.seen, exc)
             raise
-        except anyio.get_cancelled_exc_class():
-            if not run.executed:
-                with anyio.CancelScope(shield=True):
-                    await self.refuse(ctx, McpGovError("cancelled before a decision", reason="cancelled"))
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            if must_propagate(exc):
+                raise
+            if isinstance(exc, anyio.get_cancelled_exc_class()) and await really_cancelled():
+                if not run.executed:
+                    with anyio.CancelScope(shield=True):
+                        await self.refuse(run.seen, McpGovError("cancelled before a decision", reason="cancelled"))
+                raise
             if run.executed or run.listing_failed:
                 raise
-            # Fail closed: a middleware that broke before the request ran refuses the request.
+            # Fail closed: a stage that broke (with any exception, BaseException subclasses and a
+            # stray CancelledError included) refuses the request, and the session keeps serving.
             logger.error("governance middleware raised %s; refusing the request", type(exc).__name__)
             error = McpGovError(f"governance middleware raised {type(exc).__name__}", reason="middleware_error")
-            await self.refuse(run.ctx or ctx, error)
-            raise error from exc
+            with anyio.CancelScope(shield=True):
+                await self.refuse(run.ctx or run.seen, error)
+            raise error from None
         if isinstance(result, Listing):
             inner = run.ctx or ctx
             await self.auditor.emit(
@@ -227,6 +286,24 @@ class Governor:
             )
             raise
         try:
+            await self._final_checks(c)
+        except BaseException as exc:
+            if must_propagate(exc):
+                raise
+            error = (
+                exc
+                if isinstance(exc, McpGovError)
+                else McpGovError(f"a final check raised {type(exc).__name__}", reason="middleware_error")
+            )
+            with anyio.CancelScope(shield=True):
+                error.event_id = await self._outcome(
+                    c, "failed", run.start, args_hash, reason=error.reason, error_code=error.code, executed=False
+                )
+            if error is exc:
+                raise
+            raise error from None
+        # Nothing awaits between the last check and the effect: the terminal starts the request now.
+        try:
             result = await terminal(c)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
@@ -239,6 +316,11 @@ class Governor:
         outcome = outcome_of(result) if outcome_of is not None else "completed"
         await self._outcome(c, outcome, run.start, args_hash)
         return result
+
+    @staticmethod
+    async def _final_checks(c: GovContext) -> None:
+        for check in c.final_checks:
+            await check(c)
 
     async def refuse(self, ctx: GovContext, exc: McpGovError) -> None:
         """Record ``exc`` as the refusal of ``ctx`` (one deny decision event) and tag it with the event id."""

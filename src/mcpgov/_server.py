@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import secrets
 import weakref
@@ -11,25 +12,24 @@ from types import MappingProxyType
 from typing import Any
 
 import anyio
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import CallNext as SdkCallNext
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from mcp_types import ClientCapabilities, ElicitationCapability
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import META_CREDENTIAL, META_IDENTITY, GovContext, TargetKind
+from mcpgov._context import META_CREDENTIAL, META_IDENTITY, Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._governor import Governor
 from mcpgov._wire import to_mcp_error
 
 __all__ = ["GovernanceMiddleware", "govern"]
-
-SERVER_REQUEST = "mcpgov.server.request"
-"""Key of ``GovContext.extensions`` holding the SDK's ``ServerRequestContext`` (server side)."""
 
 _NO_META: Mapping[str, Any] = MappingProxyType({})
 
@@ -132,6 +132,33 @@ def _without_tokens(sctx: ServerRequestContext[Any, Any]) -> ServerRequestContex
     return dataclasses.replace(sctx, params=params, meta=clean)
 
 
+def _current_bearer() -> str | None:
+    token = get_access_token()
+    return token.token if token is not None else None
+
+
+def _can_elicit(sctx: ServerRequestContext[Any, Any]) -> bool:
+    try:
+        return bool(sctx.session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability())))
+    except Exception:  # noqa: BLE001 - no capability information: cannot elicit
+        return False
+
+
+def _elicitor(sctx: ServerRequestContext[Any, Any]) -> Elicit:
+    session = sctx.session
+    related = sctx.request_id
+
+    async def elicit(message: str, schema: Mapping[str, Any]) -> tuple[str, Any]:
+        result = await session.elicit_form(message, dict(schema), related_request_id=related)
+        return str(result.action), result.content
+
+    return elicit
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(copy.deepcopy(dict(value)))
+
+
 def _outcome_of(result: Any) -> str:
     if isinstance(result, Mapping) and result.get("isError") is True:
         return "failed"
@@ -149,21 +176,36 @@ class GovernanceMiddleware:
         self.governor = governor
         self._server = server
         self._mcp_server = mcp_server
-        self._session_ids: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._anchors: weakref.WeakKeyDictionary[Any, SessionAnchor] = weakref.WeakKeyDictionary()
 
-    def _session_id(self, sctx: ServerRequestContext[Any, Any]) -> str | None:
+    def _session(self, sctx: ServerRequestContext[Any, Any]) -> SessionAnchor | None:
+        """The anchor of the request's session (one per connection); ``None`` in 2026-07-28."""
         if sctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return None  # 2026-07-28 has no sessions: every request stands alone
         connection = getattr(sctx.session, "_connection", None)
         if connection is None:
             return None
-        if connection.session_id:
-            return str(connection.session_id)
-        sid = self._session_ids.get(connection)
-        if sid is None:
-            sid = secrets.token_hex(8)
-            self._session_ids[connection] = sid
-        return sid
+        anchor = self._anchors.get(connection)
+        if anchor is None:
+            anchor = SessionAnchor(str(connection.session_id) if connection.session_id else secrets.token_hex(8))
+            self._anchors[connection] = anchor
+        return anchor
+
+    def _transport(self, sctx: ServerRequestContext[Any, Any], session: SessionAnchor | None) -> Transport:
+        """The facts of how ``sctx`` arrived: what middleware may know, never the SDK objects."""
+        params = sctx.params or {}
+        state = params.get("requestState")
+        responses = params.get("inputResponses")
+        can_elicit = _can_elicit(sctx)
+        return Transport(
+            kind="http" if sctx.request is not None else "stream",
+            bearer=_current_bearer() if sctx.request is not None else None,
+            session=session,
+            client_can_elicit=can_elicit,
+            elicit=_elicitor(sctx) if can_elicit and session is not None else None,
+            request_state=state if isinstance(state, str) else None,
+            input_responses=_frozen_mapping(responses) if isinstance(responses, Mapping) else None,
+        )
 
     def _known_tool(self, ctx: GovContext) -> None:
         if self._mcp_server is None or ctx.method != "tools/call" or ctx.target is None:
@@ -178,12 +220,13 @@ class GovernanceMiddleware:
         if sctx.request_id is None or method in PASS_THROUGH:
             return await call_next(sctx)
         governor = self.governor
+        session = self._session(sctx)
         base: dict[str, Any] = {
-            "session_id": self._session_id(sctx),
+            "session_id": session.id if session is not None else None,
             "request_id": sctx.request_id,
             "protocol_version": sctx.protocol_version,
             "meta": MappingProxyType(dict(sctx.meta)) if sctx.meta else _NO_META,
-            "extensions": MappingProxyType({SERVER_REQUEST: sctx}),
+            "transport": self._transport(sctx, session),
         }
         try:
             kind, target, raw_arguments = describe_request(method, sctx.params)

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from mcp.server.context import ServerRequestContext
-from mcp_types import ClientCapabilities, ElicitationCapability
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision
 from mcpgov._errors import ConfigurationError, Denied
-from mcpgov._server import SERVER_REQUEST
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalRequest
 
@@ -35,11 +33,6 @@ _SCHEMA: dict[str, Any] = {
     "properties": {"approve": {"type": "boolean", "title": "Approve this action"}},
     "required": ["approve"],
 }
-
-
-def _sdk(ctx: GovContext) -> ServerRequestContext[Any, Any] | None:
-    sctx = ctx.extensions.get(SERVER_REQUEST)
-    return sctx if isinstance(sctx, ServerRequestContext) else None
 
 
 def _approved(content: Any, action: Any) -> bool:
@@ -78,22 +71,17 @@ class ElicitationApprover:
         """True for 2026-07-28 requests (answered with ``input_required``)."""
         return ctx.side == "server" and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
 
-    @staticmethod
-    def _can_elicit(sctx: ServerRequestContext[Any, Any]) -> bool:
-        return sctx.session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability()))
-
     async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
         """Legacy sessions: ask now and wait for the user's answer."""
-        sctx = _sdk(ctx)
-        if sctx is None or not self._can_elicit(sctx):
+        transport = ctx.transport
+        if transport is None or transport.elicit is None:
             return None
-        result = await sctx.session.elicit_form(request.describe(), _SCHEMA, related_request_id=sctx.request_id)
-        return ApprovalAnswer(request.id, _approved(result.content, result.action), self.approver_for(request))
+        action, content = await transport.elicit(request.describe(), _SCHEMA)
+        return ApprovalAnswer(request.id, _approved(content, action), self.approver_for(request))
 
     async def input_required(self, request: ApprovalRequest, ctx: GovContext) -> dict[str, Any] | None:
         """2026-07-28: keep ``request`` pending and return the ``input_required`` result asking for it."""
-        sctx = _sdk(ctx)
-        if sctx is None or not self._can_elicit(sctx):
+        if ctx.transport is None or not ctx.transport.client_can_elicit:
             return None
         record = {
             "action": list(request.action),
@@ -123,9 +111,8 @@ class ElicitationApprover:
         Raises:
             Denied: the retry names an approval that is unknown, expired or already used.
         """
-        sctx = _sdk(ctx)
-        params = sctx.params if sctx is not None else None
-        state = params.get("requestState") if params is not None else None
+        transport = ctx.transport
+        state = transport.request_state if transport is not None else None
         if not isinstance(state, str) or not state.startswith(STATE_PREFIX):
             return None
         request_id = state[len(STATE_PREFIX) :]
@@ -158,7 +145,7 @@ class ElicitationApprover:
             requested_at=0.0,
             expires_at=float(record["expires_at"]),
         )
-        responses = params.get("inputResponses") if params is not None else None
-        response = responses.get(INPUT_KEY) if isinstance(responses, dict) else None
-        approved = isinstance(response, dict) and _approved(response.get("content"), response.get("action"))
+        responses = transport.input_responses if transport is not None else None
+        response = responses.get(INPUT_KEY) if responses is not None else None
+        approved = isinstance(response, Mapping) and _approved(response.get("content"), response.get("action"))
         return request, ApprovalAnswer(request_id, approved, self.approver_for(request))

@@ -172,9 +172,8 @@ class IdentityMiddleware:
             raise IdentityError("the identity names no tenant", reason="tenant_missing")
 
     def _token(self, ctx: GovContext) -> str | None:
-        request = _sdk.server_request(ctx)
-        if _sdk.over_http(request):
-            bearer = _sdk.current_bearer()
+        if _sdk.over_http(ctx):
+            bearer = _sdk.http_bearer(ctx)
             if bearer is None:
                 raise IdentityError(
                     "no verified bearer token on an HTTP request (is the server built with server_auth()?)",

@@ -17,7 +17,6 @@ from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._context import META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._governor import as_auditor
-from mcpgov._server import SERVER_REQUEST
 
 if TYPE_CHECKING:
     from mcpgov.identity._middleware import IdentityMiddleware
@@ -27,29 +26,25 @@ __all__ = ["IdentityTokenVerifier", "ServerAuth", "bind_request_state", "request
 logger = logging.getLogger("mcpgov.identity")
 
 
-def server_request(ctx: GovContext) -> ServerRequestContext[Any, Any] | None:
-    """The SDK request context of a server-side governed request."""
-    value = ctx.extensions.get(SERVER_REQUEST)
-    return value if isinstance(value, ServerRequestContext) else None
-
-
-def over_http(sctx: ServerRequestContext[Any, Any] | None) -> bool:
+def over_http(ctx: GovContext) -> bool:
     """Whether the request arrived over HTTP."""
-    return sctx is not None and sctx.request is not None
+    return ctx.transport is not None and ctx.transport.kind == "http"
+
+
+def http_bearer(ctx: GovContext) -> str | None:
+    """The bearer token the SDK's ``TokenVerifier`` accepted for this HTTP request."""
+    return ctx.transport.bearer if ctx.transport is not None else None
 
 
 def current_bearer() -> str | None:
-    """The bearer token the SDK's ``TokenVerifier`` accepted for this HTTP request."""
+    """The bearer token the SDK's ``TokenVerifier`` accepted for the HTTP request being handled."""
     token = get_access_token()
     return token.token if token is not None else None
 
 
 def session_anchor(ctx: GovContext) -> Any:
     """An object living exactly as long as the request's session (its connection), if any."""
-    sctx = server_request(ctx)
-    if sctx is None:
-        return None
-    return getattr(sctx.session, "_connection", None)
+    return ctx.transport.session if ctx.transport is not None else None
 
 
 def token_of_sdk_request(sctx: Any, env: str | None, environ: Mapping[str, str]) -> str | None:
