@@ -109,7 +109,8 @@ async def test_tenant_b_cannot_use_tenant_a_files_whatever_the_arguments_say(mod
             error = await _refusal(
                 client, "read_file", args, cast("RequestParamsMeta", {**as_("bob"), "tenant": "acme"})
             )
-            assert error.code == -32003
+            # An argument the tool does not declare is refused before any decision.
+            assert error.code == (-32602 if "tenant" in args else -32003)
         error = await _refusal(client, "write_file", {"path": "/data/globex/x", "content": "c"}, as_("bob"))
         assert error.code == -32003
     assert fs.ran == ["read_file:/data/globex/report"]
@@ -179,10 +180,11 @@ async def test_arguments_of_unexpected_type_deny_naming_the_rule(value: Any, mod
     fs = build_file_server()
     async with Client(fs.server, mode=mode) as client:
         error = await _refusal(client, "read_file", {"path": value}, as_("alice"))
-    assert error.code == -32003
+    # The tool declares a string: anything else is refused before any decision, and audited.
+    assert error.code == -32602
     assert fs.ran == []
     (event,) = fs.sink.decisions()
-    assert (event.rule, event.reason) == ("acme-files", "condition_unevaluable")
+    assert (event.effect, event.reason) == ("deny", "arguments_invalid")
 
 
 async def test_scope_requirement_denies_writes_without_the_scope(mode: str) -> None:
@@ -211,7 +213,7 @@ async def test_purpose_condition_allows_only_the_declared_purpose(mode: str) -> 
         assert error.code == -32003
         # The purpose comes from the verified context, never from arguments.
         error = await _refusal(client, "send_email", {**email, "purpose": "support"}, as_("alice", task="t1"))
-        assert error.code == -32003
+        assert error.code == -32602  # not an argument of the tool: refused before any decision
     assert fs.ran == ["send_email:help@acme.example"]
 
 

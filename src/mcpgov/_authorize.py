@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from mcpgov._chain import CallNext, Listing
+from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
@@ -95,7 +96,7 @@ def _approved(ctx: GovContext, decision: Decision) -> Decision:
         return decision
     try:
         covered = grant.covers(ctx, decision) is True
-    except Exception:  # noqa: BLE001 - a broken grant object grants nothing
+    except Exception:  # noqa: BLE001 - a broken grant object grants nothing (BaseExceptions: the governor contains)
         logger.warning("approval grant check raised; the approval does not apply")
         covered = False
     if not covered:
@@ -133,7 +134,9 @@ async def guarded(decide: Any, ctx: GovContext, deadline: float, rule: str, *, i
                     result = await result
     except TimeoutError:
         return Decision.deny(rule, f"{rule} did not decide within {deadline}s", "authoriser_timeout")
-    except Exception as exc:  # noqa: BLE001 - fail closed: an authoriser error is a deny
+    except BaseException as exc:
+        if not await contained(exc):
+            raise
         logger.warning("authoriser %s raised %s; denying", rule, type(exc).__name__)
         return Decision.deny(rule, f"{rule} raised {type(exc).__name__}", "authoriser_error")
     if time.perf_counter() - start > deadline:

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware
+from mcpgov._contain import contained, must_propagate, really_cancelled
 from mcpgov._context import GovContext, Side
 from mcpgov._decision import Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["Governor"]
 
@@ -36,7 +31,7 @@ DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this 
 class _Run:
     """Per-request bookkeeping: when it started, the context last seen, and whether it got past the gate."""
 
-    __slots__ = ("ctx", "executed", "listing_failed", "seen", "start")
+    __slots__ = ("args_hash", "arguments", "ctx", "executed", "listing_failed", "seen", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -44,43 +39,8 @@ class _Run:
         self.listing_failed = False
         self.ctx: GovContext | None = None
         self.seen: GovContext | None = None
-
-
-_EXIT = (KeyboardInterrupt, SystemExit, GeneratorExit)
-
-
-def must_propagate(exc: BaseException) -> bool:
-    """True for what containment must never swallow: interpreter exits (also inside a group)."""
-    if isinstance(exc, _EXIT):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(lambda e: isinstance(e, _EXIT)) is not None
-    return False
-
-
-async def really_cancelled() -> bool:
-    """Whether the current task is being cancelled (the caller's own cancellation).
-
-    A ``CancelledError`` raised by a stage while nothing cancelled this task is an error of that
-    stage, not a cancellation: containment refuses the request instead of propagating it.
-    """
-    task = asyncio.current_task() if _asyncio_running() else None
-    if task is not None and sys.version_info >= (3, 11) and task.cancelling() > 0:
-        return True
-    try:
-        # anyio cancel scopes re-deliver a pending cancellation at the next checkpoint.
-        await anyio.lowlevel.checkpoint()
-    except anyio.get_cancelled_exc_class():
-        return True
-    return False
-
-
-def _asyncio_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+        self.arguments: Any = None
+        self.args_hash: str | None = None
 
 
 def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
@@ -189,6 +149,8 @@ class Governor:
         """
         run = _Run(time.perf_counter())
         run.seen = ctx
+        run.arguments = ctx.arguments
+        run.args_hash = ctx.args_hash
 
         async def gate(c: GovContext) -> Any:
             return await self._gate(c, terminal, run, outcome_of, precheck)
@@ -253,6 +215,9 @@ class Governor:
                 # The peer's own error (a server refusing the listing): it passes unchanged.
                 run.listing_failed = True
                 raise
+        if c.arguments is not run.arguments or c.args_hash != run.args_hash:
+            # What runs is what was validated and decided on: no stage may swap the arguments.
+            raise McpGovError("a stage replaced the request's arguments", reason="arguments_changed")
         decision = c.decision
         if self.gated and (decision is None or not decision.allowed):
             raise Denied(DEFAULT_DENY)
@@ -288,7 +253,7 @@ class Governor:
         try:
             await self._final_checks(c)
         except BaseException as exc:
-            if must_propagate(exc):
+            if not await contained(exc):
                 raise
             error = (
                 exc

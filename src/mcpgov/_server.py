@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import secrets
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -21,12 +20,16 @@ from mcp_types import ClientCapabilities, ElicitationCapability
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
-from mcpgov._arguments import ArgumentLimits
+from mcpgov._arguments import ArgumentLimits, freeze_arguments
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import META_CREDENTIAL, META_IDENTITY, Elicit, GovContext, SessionAnchor, TargetKind, Transport
+from mcpgov._contain import contained
+from mcpgov._context import Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._governor import Governor
+from mcpgov._sdk import compat
+from mcpgov._sdk.request import handler_request, tokens_hidden
+from mcpgov._sdk.validation import RequestValidator, same_json
 from mcpgov._wire import to_mcp_error
 
 __all__ = ["GovernanceMiddleware", "govern"]
@@ -118,20 +121,6 @@ def _from_listing(entries_key: str, listing: Listing) -> dict[str, Any]:
     return result
 
 
-_TOKEN_KEYS = frozenset({META_IDENTITY, META_CREDENTIAL})
-
-
-def _without_tokens(sctx: ServerRequestContext[Any, Any]) -> ServerRequestContext[Any, Any]:
-    """The request as the handler should see it: without mcpgov's tokens in ``_meta``."""
-    meta = sctx.meta
-    if not meta or _TOKEN_KEYS.isdisjoint(meta):
-        return sctx
-    clean: Any = {k: v for k, v in meta.items() if k not in _TOKEN_KEYS}
-    params = dict(sctx.params or {})
-    params["_meta"] = clean
-    return dataclasses.replace(sctx, params=params, meta=clean)
-
-
 def _current_bearer() -> str | None:
     token = get_access_token()
     return token.token if token is not None else None
@@ -177,12 +166,13 @@ class GovernanceMiddleware:
         self._server = server
         self._mcp_server = mcp_server
         self._anchors: weakref.WeakKeyDictionary[Any, SessionAnchor] = weakref.WeakKeyDictionary()
+        self._validator = RequestValidator(server, mcp_server)
 
     def _session(self, sctx: ServerRequestContext[Any, Any]) -> SessionAnchor | None:
         """The anchor of the request's session (one per connection); ``None`` in 2026-07-28."""
         if sctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return None  # 2026-07-28 has no sessions: every request stands alone
-        connection = getattr(sctx.session, "_connection", None)
+        connection = compat.connection_of(sctx.session)
         if connection is None:
             return None
         anchor = self._anchors.get(connection)
@@ -210,15 +200,46 @@ class GovernanceMiddleware:
     def _known_tool(self, ctx: GovContext) -> None:
         if self._mcp_server is None or ctx.method != "tools/call" or ctx.target is None:
             return
-        manager = getattr(self._mcp_server, "_tool_manager", None)
-        if manager is not None and manager.get_tool(ctx.target) is None:
+        if compat.tool_of(self._mcp_server, ctx.target) is None:
             raise InvalidRequest(f"unknown tool {ctx.target!r}", reason="unknown_tool")
+
+    def _strict(self, ctx: GovContext, raw_arguments: Any) -> GovContext:
+        """Validate the request against what its target declares, before any decision.
+
+        Returns the context whose arguments are exactly what the handler will receive.
+        """
+        method, target = ctx.method, ctx.target
+        if target is None:
+            return ctx
+        validator = self._validator
+        if method == "tools/call":
+            decided = validator.tool_arguments(target, raw_arguments)
+            if decided is None or decided is raw_arguments or same_json(decided, raw_arguments or {}):
+                return ctx
+            return ctx.replace(arguments=freeze_arguments(decided, self.governor.limits))
+        if method == "prompts/get":
+            validator.prompt_arguments(target, raw_arguments)
+        elif ctx.kind == "resource" and method != "completion/complete":
+            validator.resource_uri(target)
+        return ctx
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: SdkCallNext) -> HandlerResult:
         sctx = ctx
         method = sctx.method
         if sctx.request_id is None or method in PASS_THROUGH:
             return await call_next(sctx)
+        try:
+            return await self._governed(sctx, method, call_next)
+        except BaseException as exc:
+            if not await contained(exc):
+                raise
+            # The one place server-side errors become wire errors: nothing else reaches the client,
+            # and nothing a stage raised can end the session or the server.
+            raise to_mcp_error(exc) from None
+
+    async def _governed(
+        self, sctx: ServerRequestContext[Any, Any], method: str, call_next: SdkCallNext
+    ) -> HandlerResult:
         governor = self.governor
         session = self._session(sctx)
         base: dict[str, Any] = {
@@ -232,37 +253,44 @@ class GovernanceMiddleware:
             kind, target, raw_arguments = describe_request(method, sctx.params)
         except InvalidRequest as exc:
             await governor.refuse(governor.context(method, **base), exc)
-            raise to_mcp_error(exc) from None
-        listing = LISTINGS.get(method)
+            raise
+        gctx = await governor.begin(
+            method,
+            raw_arguments,
+            kind=kind,
+            target=target,
+            action="execute" if target is not None else None,
+            **base,
+        )
         try:
-            gctx = await governor.begin(
-                method,
-                raw_arguments,
-                kind=kind,
-                target=target,
-                action="execute" if target is not None else None,
-                **base,
-            )
-            if listing is not None:
-                kind_l, entries_key, name_key = listing
+            gctx = self._strict(gctx, raw_arguments)
+        except InvalidRequest as exc:
+            await governor.refuse(gctx, exc)
+            raise
+        listing = LISTINGS.get(method)
+        if listing is not None:
+            kind_l, entries_key, name_key = listing
 
-                async def list_terminal(_: GovContext) -> Listing:
-                    return _to_listing(kind_l, entries_key, name_key, await call_next(_without_tokens(sctx)))
+            async def list_terminal(c: GovContext) -> Listing:
+                handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
+                return _to_listing(kind_l, entries_key, name_key, await call_next(handler_ctx))
 
-                result = await governor.run(gctx, list_terminal)
-                return _from_listing(entries_key, result)
+            result = await governor.run(gctx, list_terminal)
+            return _from_listing(entries_key, result)
+        arguments_key = "arguments" if method in _ARGUMENT_METHODS else None
 
-            async def terminal(_: GovContext) -> HandlerResult:
-                # The SDK gets the request exactly as received and decided on, less the identity
-                # token and credential in _meta: tool code never sees them.
-                return await call_next(_without_tokens(sctx))
+        async def terminal(c: GovContext) -> HandlerResult:
+            # The handler gets a fresh copy of exactly the arguments decided on, and no token.
+            handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments)
+            async with tokens_hidden():
+                result: HandlerResult = await call_next(handler_ctx)
+            return result
 
-            outcome: HandlerResult = await governor.run(
-                gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool
-            )
-        except Exception as exc:  # noqa: BLE001 - the one place server-side errors become wire errors
-            raise to_mcp_error(exc) from None
+        outcome: HandlerResult = await governor.run(gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool)
         return outcome
+
+
+_ARGUMENT_METHODS = frozenset({"tools/call", "prompts/get"})
 
 
 def govern(
@@ -294,7 +322,7 @@ def govern(
         ConfigurationError: no authoriser in the chain, or the server is already governed.
     """
     if isinstance(server, MCPServer):
-        lowlevel: Server[Any] = server._lowlevel_server
+        lowlevel: Server[Any] = compat.lowlevel_of(server)
         mcp_server: MCPServer | None = server
     elif isinstance(server, Server):
         lowlevel, mcp_server = server, None

@@ -1,0 +1,43 @@
+"""Every private attribute of the MCP SDK that mcpgov reads, in one place.
+
+The SDK (``mcp`` 2.3.x) exposes no public way to reach these; each accessor says why it is
+needed. ``tests/test_sdk_compat.py`` checks each one against the installed SDK, so an SDK release
+that renames or removes one fails there, loudly, instead of silently weakening governance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+
+__all__ = ["connection_of", "lowlevel_of", "prompt_of", "resource_templates_of", "tool_of"]
+
+
+def lowlevel_of(server: MCPServer) -> Server[Any]:
+    """The lowlevel ``Server`` an ``MCPServer`` dispatches through (its middleware list lives there)."""
+    lowlevel = server._lowlevel_server
+    if not isinstance(lowlevel, Server):
+        raise TypeError("MCPServer._lowlevel_server is not a lowlevel Server in this SDK release")
+    return lowlevel
+
+
+def tool_of(server: MCPServer, name: str) -> Any:
+    """The registered tool ``name`` (its ``fn_metadata`` is how the SDK converts arguments), or ``None``."""
+    return server._tool_manager.get_tool(name)
+
+
+def prompt_of(server: MCPServer, name: str) -> Any:
+    """The registered prompt ``name`` (its function's signature is how the SDK converts arguments)."""
+    return server._prompt_manager.get_prompt(name)
+
+
+def resource_templates_of(server: MCPServer) -> list[Any]:
+    """The registered resource templates, in the order the SDK matches them."""
+    return list(server._resource_manager.list_templates())
+
+
+def connection_of(session: Any) -> Any:
+    """The per-client connection object of an SDK ``ServerSession`` (it lives as long as the session)."""
+    return getattr(session, "_connection", None)

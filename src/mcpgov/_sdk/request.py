@@ -1,0 +1,93 @@
+"""The request as a handler receives it: the decided arguments, and no token anywhere.
+
+The handler (tool, resource or prompt code) gets a fresh copy of the SDK request context whose
+``params`` carry a fresh copy of exactly the arguments that were decided on, without mcpgov's
+tokens in ``_meta``; over HTTP its Starlette request has no ``Authorization`` or ``Cookie``
+header and no replayable body, and the SDK's accepted ``AccessToken`` (what
+``get_access_token()`` returns to tool code) has its token value blanked while the handler runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.context import ServerRequestContext
+from starlette.requests import Request
+
+from mcpgov._context import META_CREDENTIAL, META_IDENTITY
+
+__all__ = ["SCRUBBED_HEADERS", "handler_request", "tokens_hidden"]
+
+_TOKEN_KEYS = frozenset({META_IDENTITY, META_CREDENTIAL})
+
+SCRUBBED_HEADERS = frozenset({b"authorization", b"cookie", b"proxy-authorization", b"x-api-key"})
+"""HTTP headers removed from the request object handlers receive (lower case, as in ASGI)."""
+
+_REDACTED = "[redacted]"
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_thaw(v) for v in value]
+    return value
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _scrubbed(request: Any) -> Any:
+    if not isinstance(request, Request):
+        return None
+    scope = dict(request.scope)
+    scope["headers"] = [(k, v) for k, v in request.scope.get("headers", ()) if k.lower() not in SCRUBBED_HEADERS]
+    user = scope.get("user")
+    if isinstance(user, AuthenticatedUser):
+        scope["user"] = AuthenticatedUser(user.access_token.model_copy(update={"token": _REDACTED}))
+    return Request(scope, receive=_no_body)
+
+
+def handler_request(
+    sctx: ServerRequestContext[Any, Any], *, arguments_key: str | None, arguments: Mapping[str, Any] | None
+) -> ServerRequestContext[Any, Any]:
+    """A copy of ``sctx`` for the handler.
+
+    Args:
+        sctx: the SDK request context as received.
+        arguments_key: the params key holding the arguments (``"arguments"`` for tools and
+            prompts), or ``None`` to leave them as they are.
+        arguments: the decided (frozen) arguments; the handler gets a fresh mutable copy.
+    """
+    params: dict[str, Any] = dict(sctx.params or {})
+    meta = sctx.meta
+    clean_meta: Any = meta
+    if meta and not _TOKEN_KEYS.isdisjoint(meta):
+        clean_meta = {k: v for k, v in meta.items() if k not in _TOKEN_KEYS}
+        params["_meta"] = clean_meta
+    if arguments_key is not None:
+        if arguments is None:
+            params.pop(arguments_key, None)
+        else:
+            params[arguments_key] = _thaw(arguments)
+    return dataclasses.replace(sctx, params=params, meta=clean_meta, request=_scrubbed(sctx.request))
+
+
+@asynccontextmanager
+async def tokens_hidden() -> AsyncIterator[None]:
+    """While the handler runs, the SDK's current ``AccessToken`` carries no token value."""
+    user = auth_context_var.get()
+    if user is None:
+        yield
+        return
+    reset = auth_context_var.set(AuthenticatedUser(user.access_token.model_copy(update={"token": _REDACTED})))
+    try:
+        yield
+    finally:
+        auth_context_var.reset(reset)

@@ -1,0 +1,303 @@
+"""Strict request validation: decide on exactly what the handler will run.
+
+The SDK converts what it receives before a handler sees it: ``MCPServer`` tools validate their
+arguments with pydantic in lax mode (``"0"`` and ``false`` become ``0``, a JSON string becomes a
+list, defaults are filled in), prompts and resource templates convert their string arguments to
+the function's parameter types, and template parameters are percent-decoded. A decision made on
+the wire form would then not be a decision about what runs.
+
+So, before any decision, each request is validated without coercion against what the target
+declares, and the form the handler will receive is computed:
+
+* tools of an ``MCPServer``: pydantic strict JSON validation of the tool's own argument model;
+  unknown arguments, anything the SDK would convert, and anything its lax validation would read
+  differently are refused. The decided arguments are the validated ones, defaults included, and
+  the handler receives a fresh copy of exactly them.
+* tools of a lowlevel ``Server`` that declares input schemas (``get_tool_input_schema``): JSON
+  Schema validation (Draft 2020-12, formats checked) with ``jsonschema``; the SDK does not convert.
+* prompts and resource templates: every value that the SDK would convert to a non-string type
+  must already be in that type's canonical text form (``"0"``, not ``"00"`` or ``" 0"``).
+* resource URIs: canonical (no percent-encoded unreserved or structural characters, no
+  compatibility characters), so a policy judging the URI judges what the template receives.
+
+Every refusal is an :class:`~mcpgov.InvalidRequest` (-32602) naming the field, never the value.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+import typing
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jsonschema
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+from pydantic import TypeAdapter, ValidationError
+
+from mcpgov._errors import InvalidRequest
+from mcpgov._sdk import compat
+
+__all__ = ["RequestValidator", "same_json"]
+
+_Validate = Callable[[Mapping[str, Any]], "Mapping[str, Any]"]
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equality of JSON values that also requires equal types (``1 != 1.0 != True`` here)."""
+    ta, tb = type(a), type(b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return ta is tb and a == b
+
+
+def _field_names(exc: ValidationError) -> str:
+    names = sorted({".".join(str(part) for part in err["loc"]) or "(arguments)" for err in exc.errors()})
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def _invalid(message: str, reason: str = "arguments_invalid") -> InvalidRequest:
+    return InvalidRequest(message, reason=reason)
+
+
+class _ToolModel:
+    """The strict form of one ``MCPServer`` tool's arguments."""
+
+    __slots__ = ("allowed", "meta", "name")
+
+    def __init__(self, name: str, meta: Any) -> None:
+        self.name = name
+        self.meta = meta
+        allowed: set[str] = set()
+        for field_name, info in meta.arg_model.model_fields.items():
+            allowed.add(info.alias or field_name)
+        self.allowed = frozenset(allowed)
+
+    def __call__(self, wire: Mapping[str, Any]) -> Mapping[str, Any]:
+        extra = wire.keys() - self.allowed
+        if extra:
+            names = ", ".join(repr(k) for k in sorted(extra)[:5])
+            raise _invalid(f"tool {self.name!r} has no argument(s) {names}", "arguments_unknown")
+        model = self.meta.arg_model
+        try:
+            strict = model.model_validate_json(json.dumps(wire), strict=True)
+        except ValidationError as exc:
+            raise _invalid(f"tool {self.name!r}: invalid argument(s) {_field_names(exc)}") from None
+        except (TypeError, ValueError):
+            raise _invalid(f"tool {self.name!r}: arguments are not JSON") from None
+        decided: dict[str, Any] = strict.model_dump(mode="json", by_alias=True)
+        # What the SDK itself would make of the same wire arguments must be what was validated.
+        if not same_json(self._as_sdk(dict(wire)), decided):
+            raise _invalid(f"tool {self.name!r}: arguments would be converted by the server", "arguments_converted")
+        if not same_json(decided, wire) and not same_json(self._as_sdk(decided), decided):
+            raise _invalid(f"tool {self.name!r}: arguments would be converted by the server", "arguments_converted")
+        return decided
+
+    def _as_sdk(self, arguments: dict[str, Any]) -> Any:
+        try:
+            lax = self.meta.arg_model.model_validate(self.meta.pre_parse_json(arguments))
+        except ValidationError:
+            return _UNREADABLE
+        return lax.model_dump(mode="json", by_alias=True)
+
+
+_UNREADABLE = object()
+
+
+class _Schema:
+    """JSON Schema validation of a lowlevel server's declared input schema."""
+
+    __slots__ = ("name", "validator")
+
+    def __init__(self, name: str, schema: Mapping[str, Any]) -> None:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        try:
+            cls.check_schema(dict(schema))
+        except jsonschema.SchemaError:
+            raise _invalid(f"tool {name!r} declares an invalid input schema", "schema_invalid") from None
+        self.name = name
+        self.validator = cls(dict(schema), format_checker=cls.FORMAT_CHECKER)
+
+    def __call__(self, wire: Mapping[str, Any]) -> Mapping[str, Any]:
+        error = jsonschema.exceptions.best_match(self.validator.iter_errors(dict(wire)))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(arguments)"
+            raise _invalid(f"tool {self.name!r}: invalid argument {where} ({error.validator})")
+        return wire
+
+
+def _canonical_text(adapter: TypeAdapter[Any], text: str) -> bool:
+    """Whether ``text`` is the canonical spelling of the value the SDK converts it to."""
+    try:
+        value = adapter.validate_python(text)
+        dumped = adapter.dump_json(value).decode()
+    except (ValidationError, ValueError, TypeError):
+        return False
+    if dumped.startswith('"'):
+        dumped = json.loads(dumped)
+    return dumped == text
+
+
+class _Converting:
+    """String arguments (prompts, template parameters) that the SDK converts to typed parameters."""
+
+    __slots__ = ("adapters", "what")
+
+    def __init__(self, what: str, fn: Callable[..., Any]) -> None:
+        self.what = what
+        self.adapters: dict[str, TypeAdapter[Any]] = {}
+        target = inspect.unwrap(fn)
+        try:
+            hints = typing.get_type_hints(target)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: treat every parameter as converting
+            hints = {}
+        for name, param in inspect.signature(target).parameters.items():
+            annotation = hints.get(name, param.annotation)
+            if annotation is str or annotation is inspect.Parameter.empty or annotation is Any:
+                continue
+            try:
+                self.adapters[name] = TypeAdapter(annotation)
+            except Exception:  # noqa: BLE001,S112 - a type pydantic cannot adapt is not converted from text here
+                continue
+
+    def check(self, values: Mapping[str, Any]) -> None:
+        for name, value in values.items():
+            adapter = self.adapters.get(name)
+            if adapter is None or not isinstance(value, str):
+                continue
+            if not _canonical_text(adapter, value):
+                raise _invalid(
+                    f"{self.what}: argument {name!r} is not in the canonical form of its type", "arguments_converted"
+                )
+
+
+_UNRESERVED = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee])")
+_STRUCTURAL = re.compile(r"%(?:2[Ff]|5[Cc]|25|00|0[1-9A-Fa-f]|1[0-9A-Fa-f]|7[Ff])")
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a resource URI that is not in canonical form (see the module docstring)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        raise _invalid("the resource URI contains control characters", "uri_invalid")
+    if unicodedata.normalize("NFKC", uri) != uri:
+        raise _invalid("the resource URI is not in Unicode normal form (NFKC)", "uri_invalid")
+    if _UNRESERVED.search(uri):
+        raise _invalid("the resource URI percent-encodes characters that need no encoding", "uri_invalid")
+    if _STRUCTURAL.search(uri):
+        raise _invalid("the resource URI percent-encodes a separator, '%' or a control character", "uri_invalid")
+
+
+class RequestValidator:
+    """Validates one governed server's requests strictly; see the module docstring.
+
+    Args:
+        server: the lowlevel ``Server`` being governed.
+        mcp_server: the ``MCPServer`` around it, when there is one.
+    """
+
+    def __init__(self, server: Server[Any], mcp_server: MCPServer | None) -> None:
+        self._server = server
+        self._mcp = mcp_server
+
+    def tool_arguments(self, name: str, arguments: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """The arguments the tool's handler will receive, validated; ``None`` when ``name`` is unknown.
+
+        Raises:
+            InvalidRequest: the arguments do not match the tool's declared input.
+        """
+        wire: Mapping[str, Any] = arguments if arguments is not None else {}
+        if self._mcp is not None:
+            tool = compat.tool_of(self._mcp, name)
+            if tool is None:
+                return None
+            return _tool_model(tool.fn_metadata, name)(wire)
+        lookup = getattr(self._server, "get_tool_input_schema", None)
+        if lookup is None:
+            return wire
+        schema = lookup(name)
+        if schema is None:
+            return wire
+        return _schema_validator(_freeze_key(schema), name, schema)(wire)
+
+    def prompt_arguments(self, name: str, arguments: Mapping[str, Any] | None) -> None:
+        """Check a ``prompts/get``: string values only, each in the canonical form of its parameter.
+
+        Raises:
+            InvalidRequest: an argument is not a string, or the SDK would convert it.
+        """
+        values: Mapping[str, Any] = arguments if arguments is not None else {}
+        for key, value in values.items():
+            if not isinstance(value, str):
+                raise _invalid(f"prompt {name!r}: argument {key!r} must be a string", "arguments_invalid")
+        if self._mcp is None:
+            return
+        prompt = compat.prompt_of(self._mcp, name)
+        if prompt is None:
+            raise _invalid(f"unknown prompt {name!r}", "unknown_prompt")
+        _converting("prompt " + repr(name), prompt.fn).check(values)
+
+    def resource_uri(self, uri: str) -> None:
+        """Check a resource URI is canonical and, for a template, that its parameters are too.
+
+        Raises:
+            InvalidRequest: the URI or a template parameter is not in canonical form.
+        """
+        check_uri(uri)
+        if self._mcp is None:
+            return
+        for template in compat.resource_templates_of(self._mcp):
+            try:
+                params = template.matches(uri)
+            except Exception:  # noqa: BLE001 - the SDK refuses this URI itself (ResourceSecurityError)
+                return
+            if params is not None:
+                flat = {k: v for k, v in params.items() if isinstance(v, str)}
+                _converting(f"resource template {template.uri_template!r}", template.fn).check(flat)
+                return
+
+
+def _freeze_key(schema: Mapping[str, Any]) -> str:
+    return json.dumps(schema, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_validator_cached(key: str, name: str) -> _Schema:
+    return _Schema(name, json.loads(key))
+
+
+def _schema_validator(key: str, name: str, schema: Mapping[str, Any]) -> _Schema:
+    return _schema_validator_cached(key, name)
+
+
+_TOOL_MODELS: dict[int, tuple[Any, _ToolModel]] = {}
+
+
+def _tool_model(meta: Any, name: str) -> _ToolModel:
+    cached = _TOOL_MODELS.get(id(meta))
+    if cached is not None and cached[0] is meta:
+        return cached[1]
+    model = _ToolModel(name, meta)
+    if len(_TOOL_MODELS) > 4096:
+        _TOOL_MODELS.clear()
+    _TOOL_MODELS[id(meta)] = (meta, model)
+    return model
+
+
+_CONVERTING: dict[int, tuple[Any, _Converting]] = {}
+
+
+def _converting(what: str, fn: Callable[..., Any]) -> _Converting:
+    cached = _CONVERTING.get(id(fn))
+    if cached is not None and cached[0] is fn:
+        return cached[1]
+    converting = _Converting(what, fn)
+    if len(_CONVERTING) > 4096:
+        _CONVERTING.clear()
+    _CONVERTING[id(fn)] = (fn, converting)
+    return converting
