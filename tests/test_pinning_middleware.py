@@ -25,6 +25,7 @@ from mcpgov import (
     GovContext,
     GovernedClient,
     Hooks,
+    NamePolicy,
     PinningError,
     Principal,
     govern,
@@ -73,7 +74,8 @@ class Setup:
         def allow_all(ctx: GovContext) -> Decision:
             return Decision.allow("test-allow-all")
 
-        govern(self.server, hooks, audit=self.server_sink)
+        # The server plays a hostile one: it does not refuse unsafe names itself (the client must).
+        govern(self.server, hooks, audit=self.server_sink, names=NamePolicy(enforce=False))
         self.pin_path = tmp_path / "billing.json"
         self.entry: dict[str, Any] = {
             "id": "billing",

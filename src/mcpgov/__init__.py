@@ -14,8 +14,18 @@ from typing import TYPE_CHECKING, Any
 from mcpgov._arguments import ArgumentLimits, arguments_hash
 from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor, AuditStats
 from mcpgov._authorize import Authorizer
-from mcpgov._chain import CallNext, Listing, ListItem, Middleware, compose
-from mcpgov._context import HTTP_AUTHORIZATION, META_CREDENTIAL, META_IDENTITY, Action, GovContext, Side, TargetKind
+from mcpgov._chain import CallNext, Listing, ListItem, Middleware, StageSpec, compose
+from mcpgov._context import (
+    HTTP_AUTHORIZATION,
+    META_CREDENTIAL,
+    META_IDENTITY,
+    Action,
+    GovContext,
+    SessionAnchor,
+    Side,
+    TargetKind,
+    Transport,
+)
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import (
     ApprovalRequired,
@@ -29,6 +39,7 @@ from mcpgov._errors import (
     PinningError,
 )
 from mcpgov._hooks import HookFn, Hooks
+from mcpgov._hygiene import NamePolicy
 from mcpgov._principal import Actor, Principal
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 
@@ -158,6 +169,7 @@ __all__ = [
     "Listing",
     "McpGovError",
     "Middleware",
+    "NamePolicy",
     "OIDCIssuer",
     "PinningError",
     "PinningMiddleware",
@@ -169,13 +181,16 @@ __all__ = [
     "RemoteKeys",
     "RevocationList",
     "ServerRegistry",
+    "SessionAnchor",
     "Side",
     "SigningKeySet",
     "SpiffeTrustDomain",
+    "StageSpec",
     "StateStore",
     "StateStoreError",
     "StaticKeys",
     "TargetKind",
+    "Transport",
     "__version__",
     "arguments_hash",
     "compose",

@@ -7,11 +7,11 @@ import inspect
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
-from mcpgov._chain import CallNext, Listing
+from mcpgov._chain import CallNext, Listing, StageSpec
 from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
@@ -44,6 +44,8 @@ class Authorizer(abc.ABC):
         deadline: seconds one decision may take.
         name: the id recorded as the deciding rule when this authoriser itself fails.
     """
+
+    stage: ClassVar[StageSpec] = StageSpec(after=frozenset({"principal", "credential", "approval"}))
 
     def __init__(self, *, deadline: float = 1.0, name: str | None = None) -> None:
         if (

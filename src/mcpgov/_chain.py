@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from mcpgov._context import GovContext, TargetKind
+from mcpgov._errors import ConfigurationError
 
-__all__ = ["CallNext", "ListItem", "Listing", "Middleware", "compose"]
+__all__ = ["CallNext", "Fact", "ListItem", "Listing", "Middleware", "StageSpec", "check_order", "compose"]
 
 CallNext = Callable[[GovContext], Awaitable[Any]]
 """Runs the rest of the chain with the given context and returns its result."""
@@ -75,3 +76,73 @@ class Listing:
         kept_ids = {id(item) for item in kept}
         dropped = tuple(item.name for item in self.items if id(item) not in kept_ids)
         return Listing(self.kind, kept, self.hidden + dropped, self.envelope)
+
+
+Fact = Literal["principal", "credential", "approval"]
+"""What a stage establishes on the context for the stages after it: the verified ``principal``
+(and tenant), a verified ``credential`` (with its task and purpose), an ``approval`` grant."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """Where a stage belongs in a chain, declared as the class attribute ``stage``.
+
+    Attributes:
+        provides: facts this stage establishes for the stages after it.
+        after: facts this stage relies on: when any stage of the chain provides one, that stage
+            must come before this one (a stage never relies on what a later stage establishes).
+    """
+
+    provides: frozenset[Fact] = field(default_factory=frozenset)
+    after: frozenset[Fact] = field(default_factory=frozenset)
+
+
+_NO_SPEC = StageSpec()
+
+
+def _spec(mw: object) -> StageSpec:
+    spec = getattr(mw, "stage", None)
+    return spec if isinstance(spec, StageSpec) else _NO_SPEC
+
+
+def _name(mw: object) -> str:
+    return type(mw).__name__ if not isinstance(mw, type) else mw.__name__
+
+
+def _working_order(middleware: Sequence[object]) -> list[object]:
+    """The given stages, stably reordered so every provider comes before what relies on it."""
+    remaining = list(middleware)
+    order: list[object] = []
+    provided: set[str] = set()
+    offered = {fact for mw in middleware for fact in _spec(mw).provides}
+    while remaining:
+        for i, mw in enumerate(remaining):
+            if (_spec(mw).after & offered) <= provided:
+                order.append(remaining.pop(i))
+                provided |= _spec(mw).provides
+                break
+        else:  # a cycle: no order exists
+            order.extend(remaining)
+            break
+    return order
+
+
+def check_order(middleware: Sequence[object]) -> None:
+    """Refuse a chain in which a stage comes before a stage it relies on.
+
+    Raises:
+        ConfigurationError: naming the misplaced stage, what it relies on, and a working order.
+    """
+    offered = {fact for mw in middleware for fact in _spec(mw).provides}
+    provided: set[str] = set()
+    for mw in middleware:
+        spec = _spec(mw)
+        late = sorted((spec.after & offered) - provided)
+        if late:
+            providers = [_name(p) for p in middleware if set(late) & _spec(p).provides]
+            suggestion = ", ".join(_name(m) for m in _working_order(middleware))
+            raise ConfigurationError(
+                f"{_name(mw)} relies on the {' and '.join(late)} that {', '.join(providers)} establishes, "
+                f"but comes before it; put the stages in this order: {suggestion}"
+            )
+        provided |= spec.provides

@@ -12,7 +12,7 @@ import anyio
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
-from mcpgov._chain import CallNext, Listing, Middleware
+from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
 from mcpgov._context import GovContext, Side
 from mcpgov._decision import Decision
@@ -96,6 +96,7 @@ class Governor:
         for mw in middleware:
             if not callable(mw):
                 raise ConfigurationError(f"middleware must be callable as (ctx, call_next), got {type(mw).__name__}")
+        check_order(middleware)
         self.side: Side = side
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
         self.auditor = as_auditor(audit)

@@ -27,6 +27,7 @@ from mcpgov._contain import contained
 from mcpgov._context import Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._governor import Governor
+from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._sdk import compat
 from mcpgov._sdk.request import handler_request, tokens_hidden
 from mcpgov._sdk.validation import RequestValidator, same_json
@@ -161,12 +162,16 @@ class GovernanceMiddleware:
         governor: the chain runner (its ``auditor`` counts delivered events and sink failures).
     """
 
-    def __init__(self, governor: Governor, server: Server[Any], mcp_server: MCPServer | None) -> None:
+    def __init__(
+        self, governor: Governor, server: Server[Any], mcp_server: MCPServer | None, names: NamePolicy | None = None
+    ) -> None:
         self.governor = governor
         self._server = server
         self._mcp_server = mcp_server
         self._anchors: weakref.WeakKeyDictionary[Any, SessionAnchor] = weakref.WeakKeyDictionary()
         self._validator = RequestValidator(server, mcp_server)
+        self.names = NameRules(names)
+        self._listed: dict[str, frozenset[str]] = {}
 
     def _session(self, sctx: ServerRequestContext[Any, Any]) -> SessionAnchor | None:
         """The anchor of the request's session (one per connection); ``None`` in 2026-07-28."""
@@ -203,6 +208,30 @@ class GovernanceMiddleware:
         if compat.tool_of(self._mcp_server, ctx.target) is None:
             raise InvalidRequest(f"unknown tool {ctx.target!r}", reason="unknown_tool")
 
+    def _served(self, kind: str) -> frozenset[str]:
+        """The names of ``kind`` this server serves (registered, or as last listed by a lowlevel server)."""
+        if self._mcp_server is not None:
+            if kind == "tool":
+                return frozenset(compat.tool_names(self._mcp_server))
+            return frozenset(compat.prompt_names(self._mcp_server))
+        return self._listed.get(kind, frozenset())
+
+    def _check_name(self, kind: str, name: str) -> None:
+        why = self.names.refused(kind, self._served(kind) | {name}).get(name)
+        if why is not None:
+            raise InvalidRequest(f"{why} ({name!r})", reason="name_refused")
+
+    def _hygienic(self, listing: Listing) -> Listing:
+        if listing.kind not in ("tool", "prompt"):
+            return listing
+        names = frozenset(item.name for item in listing.items)
+        if self._mcp_server is None:
+            self._listed[listing.kind] = names
+        refused = self.names.refused(listing.kind, names)
+        if not refused:
+            return listing
+        return listing.keep(lambda item: item.name not in refused)
+
     def _strict(self, ctx: GovContext, raw_arguments: Any) -> GovContext:
         """Validate the request against what its target declares, before any decision.
 
@@ -212,6 +241,8 @@ class GovernanceMiddleware:
         if target is None:
             return ctx
         validator = self._validator
+        if method in _NAMED:
+            self._check_name(_NAMED[method], target)
         if method == "tools/call":
             decided = validator.tool_arguments(target, raw_arguments)
             if decided is None or decided is raw_arguments or same_json(decided, raw_arguments or {}):
@@ -273,7 +304,8 @@ class GovernanceMiddleware:
 
             async def list_terminal(c: GovContext) -> Listing:
                 handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
-                return _to_listing(kind_l, entries_key, name_key, await call_next(handler_ctx))
+                listed = _to_listing(kind_l, entries_key, name_key, await call_next(handler_ctx))
+                return self._hygienic(listed)
 
             result = await governor.run(gctx, list_terminal)
             return _from_listing(entries_key, result)
@@ -291,6 +323,7 @@ class GovernanceMiddleware:
 
 
 _ARGUMENT_METHODS = frozenset({"tools/call", "prompts/get"})
+_NAMED: Mapping[str, str] = MappingProxyType({"tools/call": "tool", "prompts/get": "prompt"})
 
 
 def govern(
@@ -298,6 +331,7 @@ def govern(
     *middleware: Middleware,
     audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
     limits: ArgumentLimits | None = None,
+    names: NamePolicy | None = None,
 ) -> GovernanceMiddleware:
     """Govern ``server``: every request passes through ``middleware`` (outermost first).
 
@@ -314,12 +348,16 @@ def govern(
         middleware: the governance chain; at least one authoriser (e.g. :class:`Hooks`).
         audit: an :class:`Auditor`, or audit callbacks (sync or async).
         limits: bounds on request arguments (depth, size, count).
+        names: which tool and prompt names may be served (see :class:`NamePolicy`): by default,
+            names that break the MCP naming rule or can be mistaken for another served name are
+            refused here (already registered), hidden from listings and refused on use.
 
     Returns:
         The installed middleware, whose ``governor.auditor`` exposes delivery counters.
 
     Raises:
-        ConfigurationError: no authoriser in the chain, or the server is already governed.
+        ConfigurationError: no authoriser in the chain, the server is already governed, or it
+            serves a name that ``names`` refuses.
     """
     if isinstance(server, MCPServer):
         lowlevel: Server[Any] = compat.lowlevel_of(server)
@@ -331,7 +369,16 @@ def govern(
     if any(isinstance(mw, GovernanceMiddleware) for mw in lowlevel.middleware):
         raise ConfigurationError("this server is already governed; compose one chain instead of calling govern() twice")
     governor = Governor("server", middleware, audit=audit, limits=limits, require_authorizer=True)
-    adapter = GovernanceMiddleware(governor, lowlevel, mcp_server)
+    adapter = GovernanceMiddleware(governor, lowlevel, mcp_server, names)
+    if mcp_server is not None:
+        for kind, served in (("tool", compat.tool_names(mcp_server)), ("prompt", compat.prompt_names(mcp_server))):
+            refused = adapter.names.refused(kind, served)
+            if refused:
+                listed = "; ".join(f"{name!r}: {why}" for name, why in sorted(refused.items()))
+                raise ConfigurationError(
+                    f"refusing to govern a server with unsafe names ({listed}); rename them, or keep a legacy "
+                    "name with govern(..., names=NamePolicy(allow={...}))"
+                )
     lowlevel.middleware.append(adapter)
     _flush_audit_on_shutdown(lowlevel, governor.auditor)
     return adapter

@@ -12,7 +12,15 @@ from typing import Any
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
-__all__ = ["connection_of", "lowlevel_of", "prompt_of", "resource_templates_of", "tool_of"]
+__all__ = [
+    "connection_of",
+    "lowlevel_of",
+    "prompt_names",
+    "prompt_of",
+    "resource_templates_of",
+    "tool_names",
+    "tool_of",
+]
 
 
 def lowlevel_of(server: MCPServer) -> Server[Any]:
@@ -41,3 +49,13 @@ def resource_templates_of(server: MCPServer) -> list[Any]:
 def connection_of(session: Any) -> Any:
     """The per-client connection object of an SDK ``ServerSession`` (it lives as long as the session)."""
     return getattr(session, "_connection", None)
+
+
+def tool_names(server: MCPServer) -> list[str]:
+    """The names of every registered tool (registration order)."""
+    return [tool.name for tool in server._tool_manager.list_tools()]
+
+
+def prompt_names(server: MCPServer) -> list[str]:
+    """The names of every registered prompt (registration order)."""
+    return [prompt.name for prompt in server._prompt_manager.list_prompts()]

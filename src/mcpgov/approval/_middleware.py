@@ -6,13 +6,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
 from mcpgov._audit import AuditEvent
 from mcpgov._authorize import APPROVAL_GRANT
-from mcpgov._chain import CallNext
+from mcpgov._chain import CallNext, StageSpec
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
@@ -47,6 +47,10 @@ class ApprovalMiddleware:
         grant_ttl: seconds a grant stays valid once given.
         clock: seconds since the epoch (injectable).
     """
+
+    stage: ClassVar[StageSpec] = StageSpec(
+        provides=frozenset({"approval"}), after=frozenset({"principal", "credential"})
+    )
 
     def __init__(
         self,

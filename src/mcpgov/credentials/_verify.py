@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from cachetools import LRUCache, TTLCache
 
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
-from mcpgov._chain import CallNext
+from mcpgov._chain import CallNext, StageSpec
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
@@ -302,6 +302,8 @@ class CredentialMiddleware:
         verifier: the verifier for this server's audience.
         bind_arguments: calls that need a credential bound to their exact arguments.
     """
+
+    stage: ClassVar[StageSpec] = StageSpec(provides=frozenset({"credential"}), after=frozenset({"principal"}))
 
     def __init__(self, verifier: CredentialVerifier, *, bind_arguments: BindArguments = False) -> None:
         if not isinstance(verifier, CredentialVerifier):

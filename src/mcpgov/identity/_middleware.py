@@ -8,12 +8,12 @@ import os
 import weakref
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cachetools import LRUCache
 
 from mcpgov._audit import AuditEvent
-from mcpgov._chain import CallNext
+from mcpgov._chain import CallNext, StageSpec
 from mcpgov._context import META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._principal import Principal
@@ -114,6 +114,8 @@ class IdentityMiddleware:
         ConfigurationError: invalid settings (an accept policy naming issuers the verifier does
             not know...).
     """
+
+    stage: ClassVar[StageSpec] = StageSpec(provides=frozenset({"principal"}))
 
     def __init__(
         self,
