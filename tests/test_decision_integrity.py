@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import Decision, GovContext, Hooks, McpGovError, govern
-from mcpgov.testing import InMemoryAuditSink, serve_http
+from mcpgov import Decision, Denied, GovContext, GovernedClient, Hooks, McpGovError, govern
+from mcpgov.identity import IdentityMiddleware
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -451,3 +452,35 @@ def test_property_handler_receives_exactly_what_was_decided(case: tuple[list[Any
                 assert type(got[key]) is type(value), (key, got[key], value)
 
     anyio.run(main)
+
+
+# -- a refusal from any stage names the caller known at that point ----------------------------------
+
+
+@pytest.mark.parametrize("how", ["denied", "mcpgov-error", "rogue"])
+async def test_a_refusal_after_identity_names_the_caller(mode: str, how: str) -> None:
+    issuer = IdentityIssuer(audience="urn:orders")
+    server = MCPServer("orders")
+    server.add_tool(lambda: "x", name="act")
+    hooks = Hooks()
+    hooks.tool("*")(lambda ctx: Decision.allow("all"))
+
+    async def refuser(ctx: GovContext, call_next: Any) -> Any:
+        if ctx.target == "act":
+            if how == "denied":
+                raise Denied(Decision.deny("quota", "over quota", "quota"))
+            if how == "mcpgov-error":
+                raise McpGovError("nope", reason="nope")
+            raise Rogue("boom")
+        return await call_next(ctx)
+
+    sink = InMemoryAuditSink()
+    govern(server, IdentityMiddleware(issuer.verifier(tenant_claim="tenant")), refuser, hooks, audit=sink)
+    token = issuer.token("agent-7", tenant="acme")
+    async with GovernedClient(server, identity=token, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool("act", {})
+    (refusal,) = [e for e in sink.for_target("act") if e.type == "decision"]
+    assert refusal.effect == "deny"
+    assert refusal.tenant == "acme"
+    assert refusal.principal is not None and "agent-7" in str(refusal.principal)
