@@ -484,3 +484,55 @@ async def test_a_refusal_after_identity_names_the_caller(mode: str, how: str) ->
     assert refusal.effect == "deny"
     assert refusal.tenant == "acme"
     assert refusal.principal is not None and "agent-7" in str(refusal.principal)
+
+
+# -- a blocking synchronous hook, offloaded, does not stall anyone else ----------------------------------
+
+
+async def test_an_offloaded_blocking_hook_does_not_stall_other_requests(mode: str) -> None:
+    import threading
+
+    server = MCPServer("s")
+    release = threading.Event()
+    ran: list[str] = []
+
+    @server.tool()
+    def slow() -> str:
+        ran.append("slow")
+        return "slow"
+
+    @server.tool()
+    def fast() -> str:
+        ran.append("fast")
+        return "fast"
+
+    hooks = Hooks(deadline=0.5, offload=True)
+
+    @hooks.tool("slow")
+    def blocking(ctx: GovContext) -> Decision:
+        release.wait(30)  # blocks its thread until the other requests were served
+        return Decision.allow("late")
+
+    hooks.tool("fast")(lambda ctx: Decision.allow("fast"))
+    sink = InMemoryAuditSink()
+    govern(server, hooks, audit=sink)
+    outcome: list[Any] = []
+    async with Client(server, mode=mode) as slow_client, Client(server, mode=mode) as fast_client:
+
+        async def call_slow() -> None:
+            try:
+                await slow_client.call_tool("slow", {})
+            except MCPError as exc:
+                outcome.append(exc.code)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call_slow)
+            for _ in range(10):
+                assert (await fast_client.call_tool("fast", {})).is_error is False
+            served_while_blocked = not release.is_set()
+        release.set()
+    assert served_while_blocked
+    assert outcome == [-32003]  # past its deadline: denied, its late answer discarded
+    assert ran.count("fast") == 10 and "slow" not in ran
+    (refusal,) = [e for e in sink.for_target("slow") if e.type == "decision"]
+    assert refusal.reason == "authoriser_timeout"

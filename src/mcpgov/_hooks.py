@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+import anyio
+import anyio.to_thread
 from cachetools import LRUCache
 
 from mcpgov._authorize import Authorizer, guarded, is_async_callable
@@ -56,12 +58,24 @@ class Hooks(Authorizer):
         @server.tool()
         def deploy(version: str) -> str: ...
 
+    A synchronous hook runs on the event loop: while it runs, no other request of the process
+    makes progress, and its deadline can only discard a late answer afterwards. Keep sync hooks
+    to pure computation (microseconds), or pass ``offload=True``: sync hooks then run in a worker
+    thread, the event loop keeps serving everyone else, and a hook still running at its deadline
+    is abandoned (the request is denied at the deadline; the thread finishes on its own).
+
     Args:
         deadline: seconds each hook may take; a slower hook denies.
+        offload: run synchronous hooks in worker threads (see above).
+        limiter: how many offloaded hooks may run at once (default: anyio's thread limiter).
     """
 
-    def __init__(self, *, deadline: float = 1.0) -> None:
+    def __init__(
+        self, *, deadline: float = 1.0, offload: bool = False, limiter: anyio.CapacityLimiter | None = None
+    ) -> None:
         super().__init__(deadline=deadline, name="hooks")
+        self.offload = bool(offload)
+        self._limiter = limiter
         self._exact: dict[tuple[HookKind, str], list[_Hook]] = {}
         self._globs: list[_Hook] = []
         self._match_cache: LRUCache[tuple[HookKind, str], tuple[_Hook, ...]] = LRUCache(maxsize=4096)
@@ -146,13 +160,24 @@ class Hooks(Authorizer):
             return Decision.deny(DEFAULT_DENY_RULE, "no hook matches this request", "default_deny")
         decision: Decision | None = None
         for hook in hooks:
-            answer = await guarded(hook.fn, ctx, self.deadline, hook.rule, is_async=hook.is_async)
+            if self.offload and not hook.is_async:
+                answer = await guarded(self._in_thread(hook.fn), ctx, self.deadline, hook.rule)
+            else:
+                answer = await guarded(hook.fn, ctx, self.deadline, hook.rule, is_async=hook.is_async)
             if answer.effect is Effect.DENY:
                 return answer
             decision = answer.combine(decision)
         if decision is None:  # unreachable: hooks is non-empty; kept so no path can fail open
             return Decision.deny(DEFAULT_DENY_RULE, "no hook decided", "default_deny")
         return decision
+
+    def _in_thread(self, fn: HookFn) -> Callable[[GovContext], Awaitable[object]]:
+        limiter = self._limiter
+
+        async def run(ctx: GovContext) -> object:
+            return await anyio.to_thread.run_sync(fn, ctx, abandon_on_cancel=True, limiter=limiter)
+
+        return run
 
     async def evaluate(self, ctx: GovContext) -> Decision:
         """Each hook is already guarded (deadline, errors, non-decisions) inside :meth:`decide`."""
