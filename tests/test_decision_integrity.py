@@ -536,3 +536,35 @@ async def test_an_offloaded_blocking_hook_does_not_stall_other_requests(mode: st
     assert ran.count("fast") == 10 and "slow" not in ran
     (refusal,) = [e for e in sink.for_target("slow") if e.type == "decision"]
     assert refusal.reason == "authoriser_timeout"
+
+
+async def test_a_caller_mutating_its_arguments_mid_chain_changes_nothing_sent(mode: str) -> None:
+    server = MCPServer("s")
+    received: list[str] = []
+
+    @server.tool()
+    def read(path: str) -> str:
+        received.append(path)
+        return path
+
+    hooks = Hooks()
+    hooks.tool("*")(lambda ctx: Decision.allow("all"))
+    govern(server, hooks)
+    arguments: dict[str, Any] = {"path": "/data/public"}
+    entered = anyio.Event()
+    proceed = anyio.Event()
+    client_hooks = Hooks(deadline=5)
+
+    @client_hooks.tool("read")
+    async def check(ctx: GovContext) -> Decision:
+        entered.set()
+        await proceed.wait()
+        assert ctx.arguments is not None
+        return Decision.allow("public") if ctx.arguments["path"].startswith("/data/public") else Decision.deny("p")
+
+    async with GovernedClient(server, client_hooks, mode=mode) as client, anyio.create_task_group() as tg:
+        tg.start_soon(client.call_tool, "read", arguments)
+        await entered.wait()
+        arguments["path"] = "/etc/shadow"  # after the chain froze it, before it decided
+        proceed.set()
+    assert received == ["/data/public"]

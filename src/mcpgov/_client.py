@@ -37,7 +37,7 @@ from mcp_types import (
 from pydantic import BaseModel
 from typing_extensions import deprecated
 
-from mcpgov._arguments import ArgumentLimits
+from mcpgov._arguments import ArgumentLimits, _thaw
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import HTTP_AUTHORIZATION, GovContext, TargetKind
@@ -327,7 +327,8 @@ class GovernedClient(Client):
                 lambda m: Client.call_tool(
                     self,
                     name,
-                    arguments,
+                    # Exactly what the chain decided on: a caller mutating its dict meanwhile changes nothing.
+                    _thaw(c.arguments) if c.arguments is not None else None,
                     read_timeout_seconds,
                     progress_callback,
                     input_responses=input_responses,
@@ -362,7 +363,12 @@ class GovernedClient(Client):
                 c,
                 meta,
                 lambda m: Client.get_prompt(
-                    self, name, arguments, input_responses=input_responses, request_state=request_state, meta=m
+                    self,
+                    name,
+                    _thaw(c.arguments) if c.arguments is not None else None,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    meta=m,
                 ),
             )
 

@@ -19,6 +19,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import ServerRequestContext
 from starlette.requests import Request
 
+from mcpgov._arguments import _thaw
 from mcpgov._context import META_CREDENTIAL, META_IDENTITY
 
 __all__ = ["SCRUBBED_HEADERS", "handler_request", "tokens_hidden"]
@@ -29,14 +30,6 @@ SCRUBBED_HEADERS = frozenset({b"authorization", b"cookie", b"proxy-authorization
 """HTTP headers removed from the request object handlers receive (lower case, as in ASGI)."""
 
 _REDACTED = "[redacted]"
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_thaw(v) for v in value]
-    return value
 
 
 async def _no_body() -> dict[str, Any]:
