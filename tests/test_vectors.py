@@ -520,3 +520,47 @@ def test_a_line_whose_bytes_differ_from_the_hashed_bytes_is_detected(
     assert written in original
     path.write_bytes(original.replace(written, edited))
     assert not verify_chain([path], head=sink.head).ok
+
+
+# --- a rotated log ----------------------------------------------------------------------------------------
+
+
+ROTATED = _load("audit/rotated.json")
+ROTATED_DIR = VECTORS / "audit/rotated"
+
+
+def test_a_stored_rotated_log_verifies_across_its_files_in_any_order() -> None:
+    files = sorted(ROTATED_DIR.iterdir())
+    assert {f.name: len(f.read_bytes().splitlines()) for f in files} == ROTATED["files"]
+    for order in (files, files[::-1], [files[1], files[2], files[0]]):
+        report = verify_chain(order, head=ROTATED["head"])
+        assert report.ok, report.problems
+        assert (report.first_seq, report.last_seq) == (1, ROTATED["last_seq"])
+
+
+def test_a_stored_rotated_log_missing_its_first_file_is_refused_unless_partial() -> None:
+    files = sorted(ROTATED_DIR.iterdir())[1:]
+    assert "start" in {p.kind for p in verify_chain(files).problems}
+    assert verify_chain(files, partial=True, head=ROTATED["head"]).ok
+
+
+def test_the_sink_rotates_the_stored_events_into_the_stored_files(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "audit.jsonl", max_bytes=ROTATED["max_bytes"])
+    for data in ROTATED["events"]:
+        sink(event_from_dict(data))
+    sink.close()
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert written == {p.name: p.read_bytes() for p in ROTATED_DIR.iterdir()}
+
+
+def test_a_sink_resumes_a_stored_rotated_log_whose_active_file_is_gone(tmp_path: Path) -> None:
+    """With no active file, the sink finds the newest rotated file by its name and continues its chain."""
+    for path in ROTATED_DIR.iterdir():
+        if path.name != "audit.jsonl":
+            shutil.copyfile(path, tmp_path / path.name)
+    newest = json.loads((ROTATED_DIR / "audit.000000000008.jsonl").read_bytes().splitlines()[-1])
+    sink = JsonlSink(tmp_path / "audit.jsonl", max_bytes=ROTATED["max_bytes"])
+    assert (sink.seq, sink.head) == (newest["seq"], newest["hash"])
+    sink(event_from_dict(ROTATED["events"][0] | {"id": "evt-resumed"}))
+    sink.close()
+    assert verify_chain(sorted(tmp_path.iterdir()), head=sink.head).ok

@@ -463,6 +463,43 @@ def audit_expected() -> bytes:
     )
 
 
+ROTATED_EVENTS: list[dict[str, Any]] = [
+    {**event, "id": f"evt-r{round_ + 1}-{index + 1}"} for round_ in range(4) for index, event in enumerate(AUDIT_EVENTS)
+]
+
+
+def audit_rotated() -> dict[str, bytes]:
+    """A log rotated at 4096 bytes: every file of it, by name."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audit.jsonl"
+        sink = JsonlSink(path, max_bytes=4096)
+        for data in ROTATED_EVENTS:
+            sink(event_from_dict(data))
+        sink.close()
+        return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())}
+
+
+def audit_rotated_expected() -> bytes:
+    files = audit_rotated()
+    last = json.loads(files["audit.jsonl"].splitlines()[-1])
+    return _json(
+        {
+            "format": "a hash-chained log rotated by size: <stem>.<first seq, 12 digits><suffix>, then the active file",
+            "max_bytes": 4096,
+            "events": ROTATED_EVENTS,
+            "files": {name: len(data.splitlines()) for name, data in files.items()},
+            "head": last["hash"],
+            "last_seq": last["seq"],
+        }
+    )
+
+
+def _rotated_file(name: str) -> Callable[[], bytes]:
+    return lambda: audit_rotated()[name]
+
+
 BUILDERS: dict[str, Callable[[], bytes]] = {
     "canonical_json.json": canonical_vectors,
     "arguments_hash.json": argument_vectors,
@@ -481,6 +518,10 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "policy_version.json": policy_vectors,
     "audit/chain.jsonl": audit_chain,
     "audit/chain.json": audit_expected,
+    "audit/rotated.json": audit_rotated_expected,
+    "audit/rotated/audit.000000000001.jsonl": _rotated_file("audit.000000000001.jsonl"),
+    "audit/rotated/audit.000000000008.jsonl": _rotated_file("audit.000000000008.jsonl"),
+    "audit/rotated/audit.jsonl": _rotated_file("audit.jsonl"),
 }
 
 
