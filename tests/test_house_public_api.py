@@ -58,14 +58,14 @@ def kind_of(value: Any) -> str:
     """How a public name is described in the snapshot."""
     if inspect.ismodule(value):
         return "module"
+    if _is_type_alias(value):  # first: on Python 3.10 inspect.isclass(tuple[str, int]) is true
+        return "type alias"
     if inspect.isclass(value):
         if issubclass(value, BaseException):
             return "exception"
         return "protocol" if getattr(value, "_is_protocol", False) else "class"
     if inspect.isfunction(value) or inspect.isbuiltin(value):
         return "async function" if inspect.iscoroutinefunction(value) else "function"
-    if _is_type_alias(value):
-        return "type alias"
     if callable(value):
         return "callable"  # a click command, a pytest fixture...: their types belong to those libraries
     if isinstance(value, (str, int, float, bool, bytes, frozenset, tuple, dict)):
@@ -74,7 +74,9 @@ def kind_of(value: Any) -> str:
 
 
 def _is_type_alias(value: Any) -> bool:
-    return typing.get_origin(value) is not None or type(value).__module__ in {"typing", "typing_extensions"}
+    if typing.get_origin(value) is not None:
+        return True
+    return not isinstance(value, type) and type(value).__module__ in {"typing", "typing_extensions"}
 
 
 def surface() -> list[str]:
@@ -84,8 +86,9 @@ def surface() -> list[str]:
         module = _load(module_name)
         for name in getattr(module, "__all__", ()):
             value = getattr(module, name)
-            line = f"{module_name} {name} {kind_of(value)}"
-            if inspect.isclass(value) or inspect.isfunction(value):
+            kind = kind_of(value)
+            line = f"{module_name} {name} {kind}"
+            if kind in {"class", "exception", "protocol", "function", "async function"}:
                 line += f" @ {value.__module__}"
             lines.append(line)
     return lines

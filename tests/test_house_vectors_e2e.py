@@ -85,10 +85,11 @@ async def test_a_stored_credential_runs_its_bound_call_once(mode: str) -> None:
     ("offset", "args", "reason"),
     [
         (1.0, {"path": "/reports/q3.txt"}, "args_mismatch"),
-        (1.0, {"path": "/reports/q4.txt", "extra": True}, "args_mismatch"),
+        (1.0, {"path": "/reports/q4.txt "}, "args_mismatch"),
+        (1.0, {"path": "/REPORTS/q4.txt"}, "args_mismatch"),
         (PAYLOAD["exp"] - PAYLOAD["iat"] + 60.0, BOUND_ARGS, "expired"),
     ],
-    ids=["other-arguments", "added-argument", "expired"],
+    ids=["other-arguments", "trailing-space", "other-case", "expired"],
 )
 async def test_a_stored_credential_is_refused_for_anything_else(
     mode: str, offset: float, args: dict[str, Any], reason: str
