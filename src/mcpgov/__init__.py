@@ -41,6 +41,7 @@ from mcpgov._errors import (
 from mcpgov._hooks import HookFn, Hooks
 from mcpgov._hygiene import NamePolicy
 from mcpgov._principal import Actor, Principal
+from mcpgov._public import publish as _publish
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'mcpgov' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    _publish(__name__, {name: value}, (name,))
     globals()[name] = value
     return value
 
@@ -200,3 +202,5 @@ __all__ = [
     "to_mcp_error",
     "tool_fingerprint",
 ]
+
+_publish(__name__, globals())

@@ -3,18 +3,31 @@
 Every error mcpgov raises derives from :class:`McpGovError` and carries a stable,
 machine-readable ``code`` (a short dotted string) and a JSON-RPC ``rpc_code``::
 
-    McpGovError                      mcpgov.error          -32603
-    ├── ConfigurationError           mcpgov.configuration  -32603
-    ├── InvalidRequest               mcpgov.invalid_request -32602
-    ├── IdentityError                mcpgov.identity       -32001
-    ├── CredentialError              mcpgov.credential     -32002
-    ├── Denied                       mcpgov.denied         -32003
+    McpGovError                      mcpgov.error             -32603
+    ├── ConfigurationError           mcpgov.configuration     -32603
+    │   ├── PolicyError              (mcpgov.policy)
+    │   └── CaseError                (mcpgov.policy._cases, ``mcpgov policy test``)
+    ├── InvalidRequest               mcpgov.invalid_request   -32602
+    ├── IdentityError                mcpgov.identity          -32001
+    │   ├── SpiffeIdError            (mcpgov.identity; also a ValueError)
+    │   └── KeySetError              (mcpgov.identity._keys; also a ValueError)
+    ├── CredentialError              mcpgov.credential        -32002
+    │   └── CredentialRefused        (mcpgov.credentials)
+    ├── Denied                       mcpgov.denied            -32003
     │   └── ApprovalRequired         mcpgov.approval_required -32004
-    ├── PinningError                 mcpgov.pinning        -32005
-    └── AuditUnavailable             mcpgov.audit_unavailable -32006
+    ├── PinningError                 mcpgov.pinning           -32005
+    ├── AuditUnavailable             mcpgov.audit_unavailable -32006
+    ├── StateStoreError              mcpgov.state_store       -32603
+    ├── ApprovalMismatch             mcpgov.approval_mismatch -32602 (mcpgov.approval)
+    └── ConditionError               mcpgov.error             -32603 (mcpgov.policy._conditions)
+
+Subclasses without a code of their own share their parent's. Two exceptions stand outside the
+tree on purpose: the command line's ``BadInput`` (a ``click.ClickException``, exit code 2) and
+``mcpgov.testing.PolicyAssertionError`` (an ``AssertionError``, so test runners report a failed
+policy assertion as a failure). ``docs/errors.md`` lists every error; a test keeps both honest.
 
 The ``detail`` of an error is for the audit trail and local logs only. What crosses
-the wire is built by :func:`mcpgov.wire.to_mcp_error` (the single place that maps
+the wire is built by :func:`mcpgov.to_mcp_error` (the single place that maps
 errors to the protocol) from the code and a fixed public message, never from
 ``detail``. This module imports nothing from the MCP SDK.
 """

@@ -26,8 +26,6 @@ from mcpgov._principal import Principal
 from mcpgov.identity import IdentityVerifier, OIDCIssuer, SpiffeTrustDomain, StaticKeys
 from mcpgov.identity._keys import OneAlgorithm
 
-__all__ = ["IdentityIssuer", "InMemoryAuditSink", "SpiffeIssuer", "serve_http"]
-
 
 @asynccontextmanager
 async def serve_http(app: Any, *, startup_timeout: float = 10.0) -> AsyncIterator[str]:
@@ -433,13 +431,17 @@ from mcpgov.testkit import (  # noqa: E402 - re-exported last: mcpgov.testkit bu
     assert_visible,
 )
 
-__all__ += [
+__all__ = [
     "FrozenClock",
     "GovernedHarness",
+    "IdentityIssuer",
+    "InMemoryAuditSink",
     "PolicyAssertionError",
+    "SpiffeIssuer",
     "assert_allowed",
     "assert_denied",
     "assert_hidden",
     "assert_requires_approval",
     "assert_visible",
+    "serve_http",
 ]

@@ -7,6 +7,7 @@ the action that needs approval (tool, arguments hash, principal, tenant, task): 
 (:class:`ElicitationApprover`, both protocol eras). No answer within the deadline denies.
 """
 
+from mcpgov._public import publish as _publish
 from mcpgov.approval._approvers import ApprovalMismatch, ApprovalQueue, Approver, CallbackApprover
 from mcpgov.approval._elicit import ElicitationApprover
 from mcpgov.approval._middleware import ApprovalMiddleware
@@ -25,3 +26,5 @@ __all__ = [
     "ElicitationApprover",
     "action_key",
 ]
+
+_publish(__name__, globals())

@@ -21,6 +21,7 @@ Example (production)::
     govern(server, hooks, audit=auditor)
 """
 
+from mcpgov._public import publish as _publish
 from mcpgov.audit._codec import event_from_dict, event_to_dict
 from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, verify_chain
 from mcpgov.audit._otel import OTelSink
@@ -52,3 +53,5 @@ __all__ = [
     "task_trail",
     "verify_chain",
 ]
+
+_publish(__name__, globals())

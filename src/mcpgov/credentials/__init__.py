@@ -11,6 +11,7 @@ delegated only by narrowing, revocable at once.
   (:class:`CompactMemoryStore` by default, :class:`mcpgov.redis.RedisStateStore` for replicas).
 """
 
+from mcpgov._public import publish as _publish
 from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE, CREDENTIAL_TYP, Credential, CredentialClaims
 from mcpgov.credentials._client import ClientCredentials, CredentialRequest, IssuerTokenSource, TokenSource
 from mcpgov.credentials._downstream import Downstream
@@ -71,3 +72,5 @@ __all__ = [
     "open_task",
     "token_exchange_app",
 ]
+
+_publish(__name__, globals())

@@ -16,6 +16,7 @@ Server side::
 Client side: ``GovernedClient(url, identity=TokenFile("/var/run/secrets/token"))``.
 """
 
+from mcpgov._public import publish as _publish
 from mcpgov.identity._keys import BoundKey, KeySource, RemoteKeys, StaticKeys
 from mcpgov.identity._middleware import AcceptPolicy, IdentityMiddleware
 from mcpgov.identity._providers import (
@@ -74,3 +75,5 @@ __all__ = [
     "request_state_security",
     "server_auth",
 ]
+
+_publish(__name__, globals())

@@ -47,8 +47,11 @@ MIN_HMAC_BYTES = 32
 MAX_KID_CHARS = 256
 
 
-class KeySetError(ValueError):
-    """A key set or key is malformed, unusable, or holds private key material."""
+class KeySetError(IdentityError, ValueError):
+    """A key set or key is malformed, unusable, or holds private key material.
+
+    An :class:`~mcpgov.IdentityError`; also a ``ValueError``, as it was before it joined the tree.
+    """
 
 
 class OneAlgorithm(JWSRegistry):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from mcpgov._errors import ConfigurationError
+from mcpgov._errors import ConfigurationError, IdentityError
 
 __all__ = ["JWT_SVID_ALGORITHMS", "SpiffeId", "SpiffeIdError", "SpiffeIdPattern"]
 
@@ -27,8 +27,11 @@ _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class SpiffeIdError(ValueError):
-    """A string is not a valid SPIFFE ID (or a pattern is not a valid SPIFFE ID pattern)."""
+class SpiffeIdError(IdentityError, ValueError):
+    """A string is not a valid SPIFFE ID (or a pattern is not a valid SPIFFE ID pattern).
+
+    An :class:`~mcpgov.IdentityError`; also a ``ValueError``, as it was before it joined the tree.
+    """
 
 
 def _check_trust_domain(trust_domain: str) -> None:

@@ -9,6 +9,7 @@
 * :func:`snapshot`, :func:`diff_manifests`, :func:`approve_changes`: what ``mcpgov pin`` does.
 """
 
+from mcpgov._public import publish as _publish
 from mcpgov.pinning._cli import pin
 from mcpgov.pinning._diff import ChangeKind, ManifestDiff, ToolChange, approve_changes, diff_manifests
 from mcpgov.pinning._fingerprint import TOOL_FIELDS, ToolLike, changed_fields, tool_fingerprint, tool_wire_form
@@ -73,3 +74,5 @@ __all__ = [
     "tool_wire_form",
     "write_manifest",
 ]
+
+_publish(__name__, globals())

@@ -13,6 +13,7 @@
 See ``docs/policy.md`` for the format reference.
 """
 
+from mcpgov._public import publish as _publish
 from mcpgov.policy._cedar import CedarEngine, CedarPolicy
 from mcpgov.policy._conditions import path_within
 from mcpgov.policy._decorators import META_POLICY, PolicyDecorators, ToolDeclaration
@@ -61,3 +62,5 @@ __all__ = [
     "load_policy",
     "path_within",
 ]
+
+_publish(__name__, globals())

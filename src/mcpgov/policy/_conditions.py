@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from mcpgov._context import GovContext
+from mcpgov._errors import McpGovError
 from mcpgov._principal import Principal
 from mcpgov.policy._history import HistoryNeeds, TaskHistory, parse_target
 from mcpgov.policy._model import (
@@ -39,7 +40,7 @@ from mcpgov.policy._model import (
 __all__ = ["Check", "ConditionError", "Facts", "compile_conditions", "compile_principal", "path_within"]
 
 
-class ConditionError(Exception):
+class ConditionError(McpGovError):
     """A condition could not be evaluated on the request (the engine denies)."""
 
     def __init__(self, label: str, detail: str) -> None:

@@ -12,6 +12,7 @@
 See ``docs/testing-policy.md``.
 """
 
+from mcpgov._public import publish as _publish
 from mcpgov.testkit._assertions import (
     PolicyAssertionError,
     assert_allowed,
@@ -56,3 +57,5 @@ __all__ = [
     "generic_server",
     "inventory_of",
 ]
+
+_publish(__name__, globals())

@@ -1,0 +1,53 @@
+"""Public homes: exported functions and errors name the public module they are imported from.
+
+An error defined in ``mcpgov.policy._load`` and exported by ``mcpgov.policy`` reports
+``__module__ == "mcpgov.policy"``, as httpx does for its own names: tracebacks, reprs, pickles
+and generated docs then show the path users import, never a private module.
+
+Other classes keep the module they are defined in: ``typing.get_type_hints``, dataclasses and
+pydantic resolve a class's annotations in ``sys.modules[cls.__module__]``, so moving a
+dataclass such as ``Principal`` would break a user's pydantic model with a ``Principal`` field.
+Each of them is still exported by the public package its module belongs to (:func:`home_of`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["home_of", "publish"]
+
+
+def home_of(module: str) -> str:
+    """The public module a private module belongs to: its dotted name up to the first ``_`` part.
+
+    ``mcpgov.policy._load`` -> ``mcpgov.policy``; ``mcpgov._errors`` -> ``mcpgov``;
+    a public module is its own home.
+    """
+    parts: list[str] = []
+    for part in module.split("."):
+        if part.startswith("_"):
+            break
+        parts.append(part)
+    return ".".join(parts)
+
+
+def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str] | None = None) -> None:
+    """Point ``__module__`` of the exported functions and exceptions whose home is ``module`` at it.
+
+    Args:
+        module: the public module (``__name__`` of the package that exports the names).
+        namespace: its namespace (``globals()``), or a mapping holding the objects to publish.
+        names: the names to consider; ``namespace["__all__"]`` when omitted.
+
+    Objects defined elsewhere (another package, another library) are left alone, so each
+    object is published once, by the package it belongs to.
+    """
+    for name in namespace.get("__all__", ()) if names is None else names:
+        value = namespace.get(name)
+        if not (inspect.isfunction(value) or (inspect.isclass(value) and issubclass(value, BaseException))):
+            continue  # a function's annotations resolve in its __globals__; an error's are never resolved
+        current = getattr(value, "__module__", None)
+        if isinstance(current, str) and current != module and home_of(current) == module:
+            value.__module__ = module

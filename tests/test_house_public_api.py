@@ -1,0 +1,221 @@
+"""The public surface is deliberate (in the style of httpx's ``test_exported_members``).
+
+For every public module of mcpgov (no ``_`` in its dotted name): ``__all__`` exists, is sorted
+the way ruff sorts it, names each member once, and every name resolves; every exported function
+and error names a public module as its ``__module__``, from which it can be imported again (so
+tracebacks, reprs, pickles and docs show a path users may import), and every other exported
+class is exported by the public package of the module it is defined in; and the whole surface
+matches the snapshot tests/vectors/public_api.txt, so adding, removing or moving a public name
+is a reviewed change. To accept a change::
+
+    MCPGOV_UPDATE_PUBLIC_API=1 pytest tests/test_house_public_api.py
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pickle
+import re
+import typing
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mcpgov._public import home_of
+from tests.house_support import ROOT, modules
+
+SNAPSHOT = ROOT / "tests" / "vectors" / "public_api.txt"
+UPDATE = os.environ.get("MCPGOV_UPDATE_PUBLIC_API") == "1"
+
+
+def public_modules() -> list[str]:
+    """The dotted names of mcpgov's public modules."""
+    return [m.name for m in modules() if m.public]
+
+
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+def isort_key(name: str) -> tuple[int, list[Any]]:
+    """ruff's RUF022 order: SCREAMING_CASE, then CamelCase, then the rest; natural order within each."""
+    if len(name) > 1 and name.isupper():
+        group = 0
+    elif name[:1].isupper():
+        group = 1
+    else:
+        group = 2
+    natural = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return group, natural
+
+
+def kind_of(value: Any) -> str:
+    """How a public name is described in the snapshot."""
+    if inspect.ismodule(value):
+        return "module"
+    if _is_type_alias(value):  # first: on Python 3.10 inspect.isclass(tuple[str, int]) is true
+        return "type alias"
+    if inspect.isclass(value):
+        if issubclass(value, BaseException):
+            return "exception"
+        return "protocol" if getattr(value, "_is_protocol", False) else "class"
+    if inspect.isfunction(value) or inspect.isbuiltin(value):
+        return "async function" if inspect.iscoroutinefunction(value) else "function"
+    if callable(value):
+        return "callable"  # a click command, a pytest fixture...: their types belong to those libraries
+    if isinstance(value, (str, int, float, bool, bytes, frozenset, tuple, dict)):
+        return f"constant {type(value).__name__}"
+    return f"alias {type(value).__name__}"
+
+
+def _is_type_alias(value: Any) -> bool:
+    if typing.get_origin(value) is not None:
+        return True
+    return not isinstance(value, type) and type(value).__module__ in {"typing", "typing_extensions"}
+
+
+def surface() -> list[str]:
+    """One line per exported name: ``module name kind [defined-in]``."""
+    lines: list[str] = []
+    for module_name in public_modules():
+        module = _load(module_name)
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            kind = kind_of(value)
+            line = f"{module_name} {name} {kind}"
+            if kind in {"class", "exception", "protocol", "function", "async function"}:
+                line += f" @ {value.__module__}"
+            lines.append(line)
+    return lines
+
+
+def test_the_walk_finds_every_public_package() -> None:
+    names = set(public_modules())
+    assert {"mcpgov", "mcpgov.policy", "mcpgov.credentials", "mcpgov.identity", "mcpgov.audit"} <= names
+    assert {"mcpgov.pinning", "mcpgov.approval", "mcpgov.testing"} <= names
+    assert not any(part.startswith("_") for name in names for part in name.split("."))
+
+
+@pytest.mark.parametrize("module_name", public_modules())
+def test_all_is_present_sorted_unique_and_resolvable(module_name: str) -> None:
+    module = _load(module_name)
+    exported = getattr(module, "__all__", None)
+    assert isinstance(exported, list), f"{module_name} has no __all__ list"
+    assert exported == sorted(exported, key=isort_key), f"{module_name}.__all__ is not sorted"
+    assert len(exported) == len(set(exported)), f"{module_name}.__all__ repeats a name"
+    for name in exported:
+        dunder = name.startswith("__") and name.endswith("__")
+        assert dunder or not name.startswith("_"), f"{module_name} exports the private name {name}"
+        assert hasattr(module, name), f"{module_name}.__all__ names {name}, which does not resolve"
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    found: Any = _load(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+@pytest.mark.parametrize("module_name", public_modules())
+def test_exported_functions_and_errors_name_their_public_home(module_name: str) -> None:
+    """``__module__`` of an exported function or error is the public module users import it from."""
+    module = _load(module_name)
+    for name in getattr(module, "__all__", ()):
+        value = getattr(module, name)
+        if not (inspect.isfunction(value) or (inspect.isclass(value) and issubclass(value, BaseException))):
+            continue
+        home = value.__module__
+        if not home.startswith("mcpgov"):
+            continue  # re-exported from another library; its own module is its home
+        assert home == home_of(home), f"{module_name}.{name} reports the private module {home}"
+        assert _resolve(home, value.__qualname__) is value, f"{module_name}.{name} is not importable from {home}"
+
+
+@pytest.mark.parametrize("module_name", public_modules())
+def test_every_exported_class_is_exported_by_its_own_public_package(module_name: str) -> None:
+    """A class keeps its defining module (annotations resolve there), and the public package
+    that module belongs to exports it: ``mcpgov._principal.Principal`` is ``mcpgov.Principal``."""
+    module = _load(module_name)
+    for name in getattr(module, "__all__", ()):
+        value = getattr(module, name)
+        if not inspect.isclass(value) or not value.__module__.startswith("mcpgov"):
+            continue
+        home = home_of(value.__module__)
+        assert _resolve(value.__module__, value.__qualname__) is value
+        assert getattr(_load(home), value.__name__, None) is value, (
+            f"{module_name}.{name} is defined in {value.__module__}, but {home} does not export it"
+        )
+
+
+def test_exported_dataclasses_still_work_as_pydantic_fields() -> None:
+    """Annotations of exported classes resolve: a user's model may hold mcpgov values."""
+    from pydantic import BaseModel, ConfigDict
+
+    from mcpgov import Actor, ArgumentLimits, Decision, Effect, Principal
+
+    class Holder(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+
+        principal: Principal
+        limits: ArgumentLimits
+        decision: Decision
+
+    decision = Decision(Effect.ALLOW, "rule", "ok")
+    held = Holder(
+        principal=Principal("https://idp", "alice", actors=(Actor("bob"),)), limits=ArgumentLimits(), decision=decision
+    )
+    assert held.principal.actors == (Actor("bob"),)
+    for cls in (Principal, ArgumentLimits, Decision):
+        assert typing.get_type_hints(cls)
+
+
+def test_a_published_error_pickles_by_its_public_path() -> None:
+    from mcpgov import IdentityError
+    from mcpgov.policy import PolicyError
+
+    data = pickle.dumps(IdentityError("no token"))
+    assert b"mcpgov._" not in data
+    error = pickle.loads(data)  # noqa: S301 - our own bytes
+    assert type(error) is IdentityError and error.detail == "no token"
+    assert PolicyError.__module__ == "mcpgov.policy"
+
+
+def test_lazily_loaded_names_are_published_when_loaded() -> None:
+    import mcpgov
+
+    assert mcpgov.govern.__module__ == "mcpgov"
+    assert mcpgov.to_mcp_error.__module__ == "mcpgov"
+    assert mcpgov.PolicyError.__module__ == "mcpgov.policy"
+
+
+@given(st.lists(st.sampled_from(["mcpgov", "policy", "_load", "_x", "audit", "_jsonl", "a_b"]), min_size=1))
+def test_home_of_stops_at_the_first_private_part(parts: list[str]) -> None:
+    home = home_of(".".join(parts))
+    assert not any(p.startswith("_") for p in home.split(".") if p)
+    assert ".".join(parts).startswith(home)
+    public_prefix = []
+    for part in parts:
+        if part.startswith("_"):
+            break
+        public_prefix.append(part)
+    assert home == ".".join(public_prefix)
+
+
+def test_the_public_surface_matches_the_snapshot() -> None:
+    current = "\n".join(surface()) + "\n"
+    if UPDATE:
+        SNAPSHOT.write_text(current, "utf-8")
+    recorded = SNAPSHOT.read_text("utf-8")
+    added = sorted(set(current.splitlines()) - set(recorded.splitlines()))
+    removed = sorted(set(recorded.splitlines()) - set(current.splitlines()))
+    assert not (added or removed), (
+        "the public API changed; if deliberate, run MCPGOV_UPDATE_PUBLIC_API=1 pytest tests/test_house_public_api.py "
+        "and note it in the changelog\n"
+        + "\n".join([f"+ {line}" for line in added] + [f"- {line}" for line in removed])
+    )
+    assert recorded == current  # same lines, same order

@@ -1,0 +1,1 @@
+"""Golden vectors for every persisted or signed format (see README.md)."""
