@@ -24,6 +24,7 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import META_CREDENTIAL, META_IDENTITY, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._governor import Governor
+from mcpgov._protocol import check_known_target, served
 from mcpgov._wire import to_mcp_error
 
 __all__ = ["GovernanceMiddleware", "govern"]
@@ -35,7 +36,8 @@ _NO_META: Mapping[str, Any] = MappingProxyType({})
 
 PASS_THROUGH = frozenset({"initialize", "server/discover", "ping"})
 """Methods that are never governed: the handshake and discovery (denying discovery makes the
-SDK client silently fall back to the legacy handshake) and liveness."""
+SDK client silently fall back to the legacy handshake) and liveness. Methods the server does not
+serve at the negotiated version also pass, to the SDK's "Method not found" (see ``_protocol``)."""
 
 # method -> (kind, params key that names the target)
 _TARGETED: Mapping[str, tuple[TargetKind, str]] = MappingProxyType(
@@ -166,16 +168,12 @@ class GovernanceMiddleware:
         return sid
 
     def _known_tool(self, ctx: GovContext) -> None:
-        if self._mcp_server is None or ctx.method != "tools/call" or ctx.target is None:
-            return
-        manager = getattr(self._mcp_server, "_tool_manager", None)
-        if manager is not None and manager.get_tool(ctx.target) is None:
-            raise InvalidRequest(f"unknown tool {ctx.target!r}", reason="unknown_tool")
+        check_known_target(self._mcp_server, ctx)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: SdkCallNext) -> HandlerResult:
         sctx = ctx
         method = sctx.method
-        if sctx.request_id is None or method in PASS_THROUGH:
+        if sctx.request_id is None or method in PASS_THROUGH or not served(self._server, method, sctx.protocol_version):
             return await call_next(sctx)
         governor = self.governor
         base: dict[str, Any] = {
