@@ -8,7 +8,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.context import CallNext as SdkCallNext
@@ -23,9 +23,13 @@ from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import META_CREDENTIAL, META_IDENTITY, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
+from mcpgov._fastmcp import is_fastmcp, sdk_server
 from mcpgov._governor import Governor
 from mcpgov._protocol import check_known_target, served
 from mcpgov._wire import to_mcp_error
+
+if TYPE_CHECKING:
+    from fastmcp import FastMCP
 
 __all__ = ["GovernanceMiddleware", "govern"]
 
@@ -221,23 +225,26 @@ class GovernanceMiddleware:
 
 
 def govern(
-    server: MCPServer | Server[Any],
+    server: MCPServer | Server[Any] | FastMCP[Any],
     *middleware: Middleware,
     audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
     limits: ArgumentLimits | None = None,
 ) -> GovernanceMiddleware:
     """Govern ``server``: every request passes through ``middleware`` (outermost first).
 
-    Installs one SDK ``ServerMiddleware`` on an ``MCPServer`` or a lowlevel ``Server``. It sees
+    Installs one SDK ``ServerMiddleware`` on an ``MCPServer``, a lowlevel ``Server`` or a
+    FastMCP 4 server (``mcpgov[fastmcp]``; see ``docs/fastmcp.md``). It sees
     every request: tool, resource and prompt listings are filtered by the same decisions
-    that gate ``tools/call``, ``resources/read`` and ``prompts/get``; other methods (and
-    unknown ones) must be allowed explicitly. ``initialize``, ``server/discover``, ``ping``
+    that gate ``tools/call``, ``resources/read`` and ``prompts/get``; other methods the
+    server serves must be allowed explicitly, except ``logging/setLevel`` and
+    ``subscriptions/listen`` (allowed unless a rule decides); methods the server does not serve
+    at the negotiated version get the SDK's "Method not found". ``initialize``, ``server/discover``, ``ping``
     and notifications pass untouched. Refusals reach the client as clean ``MCPError``s.
     When the server's lifespan ends (an HTTP app shutting down, an in-process client
     disconnecting), queued audit sinks are flushed (up to ``Auditor.flush_timeout``).
 
     Args:
-        server: the SDK server.
+        server: the SDK server, or a ``fastmcp.FastMCP`` server (FastMCP 4.x).
         middleware: the governance chain; at least one authoriser (e.g. :class:`Hooks`).
         audit: an :class:`Auditor`, or audit callbacks (sync or async).
         limits: bounds on request arguments (depth, size, count).
@@ -246,15 +253,20 @@ def govern(
         The installed middleware, whose ``governor.auditor`` exposes delivery counters.
 
     Raises:
-        ConfigurationError: no authoriser in the chain, or the server is already governed.
+        ConfigurationError: no authoriser in the chain, the server is already governed, or it
+            is a FastMCP server of an unsupported version.
     """
+    if is_fastmcp(server):
+        server = sdk_server(server)
     if isinstance(server, MCPServer):
         lowlevel: Server[Any] = server._lowlevel_server
         mcp_server: MCPServer | None = server
     elif isinstance(server, Server):
         lowlevel, mcp_server = server, None
     else:
-        raise ConfigurationError(f"govern() takes an MCPServer or a lowlevel Server, got {type(server).__name__}")
+        raise ConfigurationError(
+            f"govern() takes an MCPServer, a lowlevel Server or a FastMCP 4 server, got {type(server).__name__}"
+        )
     if any(isinstance(mw, GovernanceMiddleware) for mw in lowlevel.middleware):
         raise ConfigurationError("this server is already governed; compose one chain instead of calling govern() twice")
     governor = Governor("server", middleware, audit=audit, limits=limits, require_authorizer=True)
