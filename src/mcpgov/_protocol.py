@@ -30,6 +30,9 @@ from mcpgov._errors import InvalidRequest
 __all__ = ["check_known_target", "served"]
 
 
+_KNOWN_VERSIONS = frozenset(KNOWN_PROTOCOL_VERSIONS)
+
+
 def served(server: Server[Any], method: str, version: str | None) -> bool:
     """Whether the SDK would hand ``method`` to a handler of ``server`` at protocol ``version``.
 
@@ -39,7 +42,7 @@ def served(server: Server[Any], method: str, version: str | None) -> bool:
     """
     if (
         method in SPEC_CLIENT_METHODS
-        and version in KNOWN_PROTOCOL_VERSIONS
+        and version in _KNOWN_VERSIONS
         and (method, version) not in CLIENT_REQUESTS
     ):
         return False
