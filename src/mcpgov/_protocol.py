@@ -40,11 +40,7 @@ def served(server: Server[Any], method: str, version: str | None) -> bool:
     does not define, or a method with no registered handler. An unknown or absent version
     counts as served (the request is governed), so doubt never skips governance.
     """
-    if (
-        method in SPEC_CLIENT_METHODS
-        and version in _KNOWN_VERSIONS
-        and (method, version) not in CLIENT_REQUESTS
-    ):
+    if method in SPEC_CLIENT_METHODS and version in _KNOWN_VERSIONS and (method, version) not in CLIENT_REQUESTS:
         return False
     return method == "initialize" or server.get_request_handler(method) is not None
 
