@@ -46,7 +46,8 @@ def test_a_listed_difference_passes_only_while_it_occurs(bare: dict[tuple[str, s
     assert compare(bare, governed, {key: (bare[key], other)}) == []
     stale = compare(bare, bare, {key: (bare[key], other)})
     assert len(stale) == 1
-    assert "no longer differs" in stale[0]
+    assert stale[0][0] == key[0]
+    assert "no longer differs" in stale[0][1]
 
 
 def test_folders_round_trip_and_the_cli_verdict(tmp_path: Path) -> None:
@@ -59,6 +60,14 @@ def test_folders_round_trip_and_the_cli_verdict(tmp_path: Path) -> None:
     assert load_results(bare) == results
     assert main(["--leg", "default", "--known", str(known), str(bare), str(same)]) == 0
     assert main(["--leg", "default", "--known", str(known), str(bare), str(worse)]) == 1
+    differing = tmp_path / "differing.txt"
+    assert main(["--leg", "default", "--known", str(known), "--differing", str(differing), str(bare), str(worse)]) == 1
+    assert differing.read_text(encoding="utf-8").split() == ["tools-list"]
+    # the same run compared on the other scenario only agrees
+    only = tmp_path / "only.txt"
+    only.write_text("server-stateless\n", encoding="utf-8")
+    assert main(["--leg", "default", "--known", str(known), "--only", str(only), str(bare), str(worse)]) == 0
+    assert main(["--leg", "default", "--known", str(known), "--only", str(differing), str(bare), str(worse)]) == 1
     (tmp_path / "empty").mkdir()
     assert main(["--leg", "default", "--known", str(known), str(bare), str(tmp_path / "empty")]) == 2
 

@@ -7,6 +7,10 @@ difference that no longer occurs fails too, so the list cannot go stale. A leg w
 or with a different set of checks, fails: an empty comparison proves nothing.
 
     python tests/conformance/compare.py --leg 2026-07-28 BARE_DIR GOVERNED_DIR
+
+``--differing FILE`` writes the scenarios that differ, so that the caller can run them again
+one at a time against both servers and compare those runs with ``--only FILE``: a real
+difference reproduces, a scenario disturbed by a loaded machine does not.
 """
 
 from __future__ import annotations
@@ -80,25 +84,31 @@ def load_known(path: Path, leg: str) -> dict[Check, tuple[str, str]]:
 
 def compare(
     bare: Mapping[Check, str], governed: Mapping[Check, str], known: Mapping[Check, tuple[str, str]]
-) -> list[str]:
-    """Every problem found: unexpected differences, checks only one side ran, stale known entries."""
-    problems: list[str] = []
+) -> list[tuple[str, str]]:
+    """Every problem found, as (scenario, message): unexpected differences, checks only one side
+    ran, known differences that no longer occur."""
+    problems: list[tuple[str, str]] = []
     for key in sorted(set(bare) | set(governed)):
         scenario, check = key
         if key not in bare or key not in governed:
             side = "governed" if key not in bare else "bare"
-            problems.append(f"{scenario} / {check}: only the {side} server was checked")
+            problems.append((scenario, f"{scenario} / {check}: only the {side} server was checked"))
             continue
         pair = (bare[key], governed[key])
         if pair[0] == pair[1]:
             continue
         if known.get(key) == pair:
             continue
-        problems.append(f"{scenario} / {check}: bare {pair[0]}, governed {pair[1]}")
+        problems.append((scenario, f"{scenario} / {check}: bare {pair[0]}, governed {pair[1]}"))
     for key, pair in sorted(known.items()):
         if (bare.get(key), governed.get(key)) != pair:
-            problems.append(f"{key[0]} / {key[1]}: listed in known-differences.yml but no longer differs as listed")
+            message = f"{key[0]} / {key[1]}: listed in known-differences.yml but no longer differs as listed"
+            problems.append((key[0], message))
     return problems
+
+
+def _only(results: Mapping[Check, Any], scenarios: set[str]) -> dict[Check, Any]:
+    return {key: value for key, value in results.items() if key[0] in scenarios}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,21 +116,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="compare bare and governed conformance results")
     parser.add_argument("--leg", required=True, help="the leg's protocol version, or 'default'")
     parser.add_argument("--known", type=Path, default=KNOWN_DIFFERENCES)
+    parser.add_argument("--differing", type=Path, help="write the scenarios that differ here, one a line")
+    parser.add_argument("--only", type=Path, help="compare only the scenarios listed in this file")
     parser.add_argument("bare", type=Path)
     parser.add_argument("governed", type=Path)
     args = parser.parse_args(argv)
     try:
         bare, governed = load_results(args.bare), load_results(args.governed)
         known = load_known(args.known, args.leg)
-    except ResultsError as exc:
+        if args.only is not None:
+            scenarios = set(args.only.read_text(encoding="utf-8").split())
+            bare, governed, known = _only(bare, scenarios), _only(governed, scenarios), _only(known, scenarios)
+    except (ResultsError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     problems = compare(bare, governed, known)
     statuses = Counter(bare.values())
     summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
     print(f"leg {args.leg}: {len(bare)} checks on the bare server ({summary}); {len(known)} known differences")
-    for problem in problems:
+    for _, problem in problems:
         print(f"  DIFFERENT: {problem}", file=sys.stderr)
+    if args.differing is not None:
+        args.differing.write_text("".join(f"{s}\n" for s in sorted({s for s, _ in problems})), encoding="utf-8")
     return 1 if problems else 0
 
 
