@@ -388,3 +388,50 @@ async def test_unknown_prompts_over_streamable_http() -> None:
                     await client.get_prompt("nope", {})
                 assert caught.value.code == -32602
     assert p.ran == []
+
+
+# -- the same defaults under a policy ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra_rule", "expected"),
+    [
+        ("", ("allow", "mcpgov:protocol-default")),
+        (
+            "  - {id: no-log-levels, effect: deny, methods: [logging/setLevel]}\n",
+            ("deny", "no-log-levels"),
+        ),
+        (
+            "  - {id: log-levels-for-acme, effect: allow, tenants: [acme], methods: ['logging/*']}\n",
+            ("allow", "log-levels-for-acme"),
+        ),
+    ],
+    ids=["no-rule", "deny-rule", "allow-rule"],
+)
+async def test_policy_rules_about_set_level_decide_and_no_rule_allows(
+    extra_rule: str, expected: tuple[str, str]
+) -> None:
+    from mcpgov.policy import Policy, PolicyMiddleware
+
+    from .policies.support import LookupIdentity, as_
+
+    server = MCPServer("policy-plumbing")
+    ran: list[str] = []
+
+    async def set_level(ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
+        ran.append(params.level)
+        return EmptyResult()
+
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+    policy = Policy.from_yaml("rules:\n  - {id: tools, effect: allow, tools: ['*']}\n" + extra_rule, source="p.yaml")
+    sink = InMemoryAuditSink()
+    govern(server, LookupIdentity(), PolicyMiddleware(policy), audit=sink)
+    async with Client(server, mode="legacy") as client:
+        if expected[0] == "allow":
+            await client.set_logging_level("info", meta=as_("alice"))
+        else:
+            with pytest.raises(MCPError) as caught:
+                await client.set_logging_level("info", meta=as_("alice"))
+            assert caught.value.code == -32003
+    assert ran == (["info"] if expected[0] == "allow" else [])
+    assert [(e.effect, e.rule) for e in _decisions(sink, "logging/setLevel")] == [expected]
