@@ -262,3 +262,43 @@ def test_governing_a_fastmcp_server_twice_is_refused() -> None:
 def test_the_server_must_be_a_server() -> None:
     with pytest.raises(ConfigurationError, match="FastMCP 4 server"):
         govern(object(), Hooks())  # type: ignore[arg-type]
+
+
+async def test_methods_a_fastmcp_server_does_not_serve_answer_as_without_governance() -> None:
+    """Removed (2026-07-28) and unknown methods get FastMCP's and the SDK's own answer, governed or not."""
+    import httpx2
+    from mcp_types import CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY
+
+    requests: list[tuple[str, Any]] = [
+        ("resources/subscribe", {"uri": "docs://readme"}),
+        ("resources/unsubscribe", {"uri": 7}),
+        ("logging/setLevel", {"level": "debug"}),
+        ("x/unknown", {"name": "read_file"}),
+        ("tasks/list", None),
+    ]
+
+    async def answers(server: FastMCP[Any]) -> list[tuple[int, int, Any]]:
+        out: list[tuple[int, int, Any]] = []
+        async with serve_http(server.http_app()) as base, httpx2.AsyncClient() as http:
+            for index, (method, params) in enumerate(requests):
+                body = dict(params or {})
+                body["_meta"] = {PROTOCOL_VERSION_META_KEY: "2026-07-28", CLIENT_CAPABILITIES_META_KEY: {}}
+                response = await http.post(
+                    f"{base}/mcp",
+                    json={"jsonrpc": "2.0", "id": index + 1, "method": method, "params": body},
+                    headers={
+                        "Accept": "application/json, text/event-stream",
+                        "MCP-Protocol-Version": "2026-07-28",
+                        "Mcp-Method": method,
+                    },
+                )
+                error = response.json()["error"]
+                out.append((response.status_code, error["code"], error.get("data")))
+        return out
+
+    bare: FastMCP[Any] = FastMCP("fast")
+    g = build()
+    governed_answers = await answers(g.server)
+    assert governed_answers == await answers(bare)
+    assert {code for _, code, _ in governed_answers} == {-32601}
+    assert g.sink.decisions() == []
