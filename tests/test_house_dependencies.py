@@ -31,6 +31,10 @@ LOADED_BY: dict[str, tuple[str, str]] = {
     "mcpgov.pytest_plugin": ("pytest", "a pytest plugin (entry point pytest11): pytest loads it"),
 }
 
+# Distributions whose modules a declared distribution ships through another one: the module's
+# distribution, the one to declare (``fastmcp`` 4 installs its package from ``fastmcp-slim``).
+SHIPPED_BY: dict[str, str] = {"fastmcp-slim": "fastmcp"}
+
 # Core dependencies that may stay unimported, each with its reason.
 NOT_IMPORTED: dict[str, str] = {
     "authlib": "OAuth support (client credentials, token introspection) is being built on it",
@@ -128,6 +132,7 @@ def test_every_import_is_declared(module: str, target: str, eager: bool) -> None
         return
     dist = distribution_of(target)
     assert dist is not None, f"{module} imports {target}, which no installed distribution provides"
+    dist = SHIPPED_BY.get(dist, dist)
     allowed = set(core())
     owner_extra = next((x for m, x in MODULE_EXTRAS.items() if module == m or module.startswith(m + ".")), None)
     if owner_extra is not None:

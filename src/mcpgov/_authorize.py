@@ -28,6 +28,37 @@ APPROVAL_GRANT = "mcpgov.approval.grant"
 (an object with ``covers(ctx, decision) -> bool`` and ``approver``) to the authorisers."""
 
 
+PROTOCOL_DEFAULT_METHODS = frozenset({"logging/setLevel", "subscriptions/listen"})
+"""Methods allowed for any admitted caller unless a rule decides about them: the client's own
+log level and its list-changed subscription stream carry no tool, resource or prompt."""
+
+PROTOCOL_DEFAULT_RULE = "mcpgov:protocol-default"
+"""The rule audit records for an allow made by the protocol default."""
+
+_PROTOCOL_ALLOW = Decision(
+    Effect.ALLOW,
+    PROTOCOL_DEFAULT_RULE,
+    "no rule decided about this protocol method; it is allowed by default",
+    "protocol_default",
+)
+
+
+def protocol_default(ctx: GovContext, decision: Decision) -> Decision:
+    """Turn a "no rule applied" deny of a :data:`PROTOCOL_DEFAULT_METHODS` request into an allow.
+
+    Only a default deny (reason ``default_deny``) changes: a rule's deny, an authoriser's
+    failure (error, timeout, invalid answer) and an approval requirement stand.
+    """
+    if (
+        ctx.method in PROTOCOL_DEFAULT_METHODS
+        and ctx.kind is None
+        and decision.effect is Effect.DENY
+        and decision.reason_code == "default_deny"
+    ):
+        return _PROTOCOL_ALLOW
+    return decision
+
+
 class Authorizer(abc.ABC):
     """Base class for middleware that makes authorisation decisions.
 
@@ -39,6 +70,8 @@ class Authorizer(abc.ABC):
       caller sees and what it may use come from the same decisions;
     * :meth:`decide` raising, returning something that is not a :class:`~mcpgov.Decision`, or
       running past ``deadline`` seconds is a deny. A late answer is discarded.
+    * a default deny (no rule applied) of ``logging/setLevel`` or ``subscriptions/listen``
+      becomes an allow (rule ``mcpgov:protocol-default``): a rule about them decides as usual.
 
     Args:
         deadline: seconds one decision may take.
@@ -71,7 +104,7 @@ class Authorizer(abc.ABC):
             if isinstance(result, Listing):
                 return await self.filter(ctx, result)
             return result
-        decision = await self.evaluate(ctx)
+        decision = protocol_default(ctx, await self.evaluate(ctx))
         if decision.effect is Effect.REQUIRE_APPROVAL:
             decision = _approved(ctx, decision)
         if decision.effect is Effect.ALLOW:

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -26,12 +26,17 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._contain import contained
 from mcpgov._context import Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
+from mcpgov._fastmcp import is_fastmcp, sdk_server
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
+from mcpgov._protocol import check_known_target, served
 from mcpgov._sdk import compat
 from mcpgov._sdk.request import handler_request, tokens_hidden
 from mcpgov._sdk.validation import RequestValidator, same_json
 from mcpgov._wire import to_mcp_error
+
+if TYPE_CHECKING:
+    from fastmcp import FastMCP
 
 __all__ = ["GovernanceMiddleware", "govern"]
 
@@ -39,7 +44,8 @@ _NO_META: Mapping[str, Any] = MappingProxyType({})
 
 PASS_THROUGH = frozenset({"initialize", "server/discover", "ping"})
 """Methods that are never governed: the handshake and discovery (denying discovery makes the
-SDK client silently fall back to the legacy handshake) and liveness."""
+SDK client silently fall back to the legacy handshake) and liveness. Methods the server does not
+serve at the negotiated version also pass, to the SDK's "Method not found" (see ``_protocol``)."""
 
 # method -> (kind, params key that names the target)
 _TARGETED: Mapping[str, tuple[TargetKind, str]] = MappingProxyType(
@@ -203,10 +209,7 @@ class GovernanceMiddleware:
         )
 
     def _known_tool(self, ctx: GovContext) -> None:
-        if self._mcp_server is None or ctx.method != "tools/call" or ctx.target is None:
-            return
-        if compat.tool_of(self._mcp_server, ctx.target) is None:
-            raise InvalidRequest(f"unknown tool {ctx.target!r}", reason="unknown_tool")
+        check_known_target(self._mcp_server, ctx)
 
     def _served(self, kind: str) -> frozenset[str]:
         """The names of ``kind`` this server serves (registered, or as last listed by a lowlevel server)."""
@@ -217,7 +220,10 @@ class GovernanceMiddleware:
         return self._listed.get(kind, frozenset())
 
     def _check_name(self, kind: str, name: str) -> None:
-        why = self.names.refused(kind, self._served(kind) | {name}).get(name)
+        served = self._served(kind)
+        if self._mcp_server is not None and name not in served:
+            return  # not served: refused as unknown once the caller may use the name
+        why = self.names.refused(kind, served | {name}).get(name)
         if why is not None:
             raise InvalidRequest(f"{why} ({name!r})", reason="name_refused")
 
@@ -257,7 +263,7 @@ class GovernanceMiddleware:
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: SdkCallNext) -> HandlerResult:
         sctx = ctx
         method = sctx.method
-        if sctx.request_id is None or method in PASS_THROUGH:
+        if sctx.request_id is None or method in PASS_THROUGH or not served(self._server, method, sctx.protocol_version):
             return await call_next(sctx)
         try:
             return await self._governed(sctx, method, call_next)
@@ -327,7 +333,7 @@ _NAMED: Mapping[str, str] = MappingProxyType({"tools/call": "tool", "prompts/get
 
 
 def govern(
-    server: MCPServer | Server[Any],
+    server: MCPServer | Server[Any] | FastMCP[Any],
     *middleware: Middleware,
     audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
     limits: ArgumentLimits | None = None,
@@ -335,16 +341,19 @@ def govern(
 ) -> GovernanceMiddleware:
     """Govern ``server``: every request passes through ``middleware`` (outermost first).
 
-    Installs one SDK ``ServerMiddleware`` on an ``MCPServer`` or a lowlevel ``Server``. It sees
+    Installs one SDK ``ServerMiddleware`` on an ``MCPServer``, a lowlevel ``Server`` or a
+    FastMCP 4 server (``mcpgov[fastmcp]``; see ``docs/fastmcp.md``). It sees
     every request: tool, resource and prompt listings are filtered by the same decisions
-    that gate ``tools/call``, ``resources/read`` and ``prompts/get``; other methods (and
-    unknown ones) must be allowed explicitly. ``initialize``, ``server/discover``, ``ping``
+    that gate ``tools/call``, ``resources/read`` and ``prompts/get``; other methods the
+    server serves must be allowed explicitly, except ``logging/setLevel`` and
+    ``subscriptions/listen`` (allowed unless a rule decides); methods the server does not serve
+    at the negotiated version get the SDK's "Method not found". ``initialize``, ``server/discover``, ``ping``
     and notifications pass untouched. Refusals reach the client as clean ``MCPError``s.
     When the server's lifespan ends (an HTTP app shutting down, an in-process client
     disconnecting), queued audit sinks are flushed (up to ``Auditor.flush_timeout``).
 
     Args:
-        server: the SDK server.
+        server: the SDK server, or a ``fastmcp.FastMCP`` server (FastMCP 4.x).
         middleware: the governance chain; at least one authoriser (e.g. :class:`Hooks`).
         audit: an :class:`Auditor`, or audit callbacks (sync or async).
         limits: bounds on request arguments (depth, size, count).
@@ -357,15 +366,19 @@ def govern(
 
     Raises:
         ConfigurationError: no authoriser in the chain, the server is already governed, or it
-            serves a name that ``names`` refuses.
+            serves a name that ``names`` refuses, or it is a FastMCP server of an unsupported version.
     """
+    if is_fastmcp(server):
+        server = sdk_server(server)
     if isinstance(server, MCPServer):
         lowlevel: Server[Any] = compat.lowlevel_of(server)
         mcp_server: MCPServer | None = server
     elif isinstance(server, Server):
         lowlevel, mcp_server = server, None
     else:
-        raise ConfigurationError(f"govern() takes an MCPServer or a lowlevel Server, got {type(server).__name__}")
+        raise ConfigurationError(
+            f"govern() takes an MCPServer, a lowlevel Server or a FastMCP 4 server, got {type(server).__name__}"
+        )
     if any(isinstance(mw, GovernanceMiddleware) for mw in lowlevel.middleware):
         raise ConfigurationError("this server is already governed; compose one chain instead of calling govern() twice")
     governor = Governor("server", middleware, audit=audit, limits=limits, require_authorizer=True)

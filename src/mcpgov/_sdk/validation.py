@@ -239,7 +239,7 @@ class RequestValidator:
             return
         prompt = compat.prompt_of(self._mcp, name)
         if prompt is None:
-            raise _invalid(f"unknown prompt {name!r}", "unknown_prompt")
+            return  # refused after the decision, so only a caller allowed to use it learns it is unknown
         _converting("prompt " + repr(name), prompt.fn).check(values)
 
     def resource_uri(self, uri: str) -> None:

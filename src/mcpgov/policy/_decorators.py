@@ -18,14 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from pydantic import ValidationError
 
 from mcpgov._errors import ConfigurationError
+from mcpgov._fastmcp import is_fastmcp
 from mcpgov.policy._engine import DeclaredTarget, _obligations_dict
 from mcpgov.policy._model import ArgumentCondition, Obligations, RateLimit, Rule, TargetSet
+
+if TYPE_CHECKING:
+    from fastmcp import FastMCP
 
 __all__ = ["META_POLICY", "PolicyDecorators", "ToolDeclaration"]
 
@@ -148,12 +152,14 @@ class PolicyDecorators:
         govern(server, PolicyMiddleware("policy.yaml", declarations=gov))
 
     Args:
-        server: the SDK ``MCPServer`` the tools are registered on.
+        server: the SDK ``MCPServer`` (or FastMCP 4 server) the tools are registered on.
     """
 
-    def __init__(self, server: MCPServer) -> None:
-        if not isinstance(server, MCPServer):
-            raise ConfigurationError(f"PolicyDecorators needs an MCPServer, got {type(server).__name__}")
+    def __init__(self, server: MCPServer | FastMCP[Any]) -> None:
+        if not isinstance(server, MCPServer) and not is_fastmcp(server):
+            raise ConfigurationError(
+                f"PolicyDecorators needs an MCPServer or a FastMCP 4 server, got {type(server).__name__}"
+            )
         self.server = server
         self._declarations: dict[str, ToolDeclaration] = {}
         self.generation = 0
@@ -257,7 +263,11 @@ class PolicyDecorators:
                 "approval": approval,
                 "redact": list(declaration.redact),
             }
-            self.server.tool(name=tool_name, meta={**(meta or {}), META_POLICY: published}, **tool_kwargs)(fn)
+            # MCPServer.tool and FastMCP.tool both take name= and meta= and return a decorator.
+            decorate: Any = self.server.tool(
+                name=tool_name, meta={**(meta or {}), META_POLICY: published}, **tool_kwargs
+            )
+            decorate(fn)
             self._declarations[tool_name] = declaration
             self.generation += 1
             return fn

@@ -1,0 +1,65 @@
+"""FastMCP 4 support: :func:`~mcpgov.govern` accepts a ``fastmcp.FastMCP`` server.
+
+FastMCP 4 is built on the same SDK (``mcp`` 2.3): every FastMCP server runs on an SDK lowlevel
+``Server`` whose ``ServerMiddleware`` chain sees every request. mcpgov installs its governance
+middleware there, after FastMCP's own root dispatch and the SDK's request-state boundary, so
+that exactly the same code governs an ``MCPServer``, a lowlevel ``Server`` and a FastMCP
+server: the governance chain decides before FastMCP's own middleware, FastMCP's tool-call
+interceptors and the tool run, and FastMCP handlers see the request without mcpgov's tokens.
+
+FastMCP's own ``Middleware`` hooks are not used for this: its component middleware runs inside
+the request handler, after FastMCP has bound the request context that tool code reads, and also
+for in-process calls (``FastMCP.call_tool``) that carry no wire request at all.
+
+FastMCP 4 names no public accessor for that SDK server, so this module is the one place that
+reaches it, and it refuses any FastMCP version or layout it was not written for.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mcp.server.lowlevel import Server
+from packaging.version import InvalidVersion, Version
+
+from mcpgov._errors import ConfigurationError
+
+__all__ = ["SUPPORTED_FASTMCP", "is_fastmcp", "sdk_server"]
+
+SUPPORTED_FASTMCP = (4,)
+"""FastMCP major versions :func:`~mcpgov.govern` supports."""
+
+_INSTALL_HINT = "mcpgov supports FastMCP 4.x (pip install 'mcpgov[fastmcp]', i.e. fastmcp>=4,<5)"
+
+
+def is_fastmcp(server: object) -> bool:
+    """Whether ``server`` is a ``fastmcp.FastMCP`` (without importing FastMCP when it is not loaded)."""
+    module = sys.modules.get("fastmcp")
+    cls = getattr(module, "FastMCP", None) if module is not None else None
+    return isinstance(cls, type) and isinstance(server, cls)
+
+
+def sdk_server(server: Any) -> Server[Any]:
+    """The SDK lowlevel ``Server`` a FastMCP 4 server runs on.
+
+    Raises:
+        ConfigurationError: the FastMCP version is not supported, or the server does not have
+            the layout FastMCP 4 has.
+    """
+    module = sys.modules.get("fastmcp")
+    raw = str(getattr(module, "__version__", "unknown"))
+    try:
+        major = Version(raw).major
+    except InvalidVersion:
+        major = -1
+    if major not in SUPPORTED_FASTMCP:
+        raise ConfigurationError(f"{_INSTALL_HINT}; this server is FastMCP {raw}")
+    lowlevel = getattr(server, "_mcp_server", None)
+    if not isinstance(lowlevel, Server) or not any(
+        type(mw).__name__ == "FastMCPServerMiddleware" for mw in lowlevel.middleware
+    ):
+        raise ConfigurationError(
+            f"this FastMCP {raw} server does not run on an SDK server mcpgov can govern; {_INSTALL_HINT}"
+        )
+    return lowlevel
