@@ -33,6 +33,8 @@ def read_events(paths: Sequence[str | os.PathLike[str]], *, skipped: list[str] |
                 if skipped is not None:
                     skipped.append(f"{path}:{number}")
                 continue
+            if "event" not in record:  # a checkpoint line
+                continue
             try:
                 event = event_from_dict(record["event"])
             except ValidationError:
