@@ -10,9 +10,10 @@ import click
 
 from mcpgov._audit import AuditEvent
 from mcpgov._cliutil import BadInput
+from mcpgov._errors import ConfigurationError
 from mcpgov.audit._codec import event_to_dict
-from mcpgov.audit._jsonl import verify_chain
-from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, read_events, task_trail
+from mcpgov.audit._jsonl import _iter_file, verify_chain
+from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, printable, read_events, task_trail
 
 __all__ = ["audit"]
 
@@ -27,10 +28,23 @@ _STYLE = {
 
 
 def _check_files(files: Sequence[str]) -> None:
+    """Bad input (exit 2) unless every file is readable and at least looks like an audit log."""
     for name in files:
         if not os.path.isfile(name):
             reason = "is a directory" if os.path.isdir(name) else "no such file"
-            raise BadInput(f"cannot read {name}: {reason}")
+            raise BadInput(f"cannot read {printable(name)}: {reason}")
+        try:
+            first_problem: str | None = None
+            for number, _, record, why in _iter_file(name):
+                if record is not None:
+                    first_problem = None
+                    break
+                if first_problem is None:
+                    first_problem = f"line {number}: {why}"
+        except OSError as exc:
+            raise BadInput(f"cannot read {printable(name)}: {exc.strerror or type(exc).__name__}") from None
+        if first_problem is not None:
+            raise BadInput(f"{printable(name)} is not an mcpgov audit log ({first_problem})")
 
 
 def _styled(event: AuditEvent, line: str) -> str:
@@ -47,26 +61,45 @@ def audit() -> None:
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--partial", is_flag=True, help="Accept a chain that starts mid-way (older files archived).")
 @click.option("--head", metavar="HASH", help="Expected hash of the last line (detects lines removed from the end).")
+@click.option(
+    "--public-key",
+    "public_key",
+    metavar="KEYFILE",
+    help="Check signed checkpoints with this key (the file `mcpgov keys generate` wrote, or its "
+    "public JWKS): detects truncation, deleted files and rebuilt chains.",
+)
+@click.option("--live", is_flag=True, help="The log is still being written: accept lines after the last checkpoint.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing; only the exit status tells.")
-def verify(files: tuple[str, ...], partial: bool, head: str | None, quiet: bool) -> None:
+def verify(
+    files: tuple[str, ...], *, partial: bool, head: str | None, public_key: str | None, live: bool, quiet: bool
+) -> None:
     """Check the hash chain of an audit log given as one or more files (any order).
 
-    Detects an edited, deleted, inserted or reordered line, and says where. Exit status: 0 when
-    the chain is intact, 1 when a problem was found, 2 on a usage error.
+    Every line must be the exact canonical bytes of its content; detects an edited, deleted,
+    inserted or reordered line, a duplicated key, and with --public-key a forged checkpoint, a
+    truncated log, a deleted file or a rebuilt chain, and says where. Exit status: 0 when the
+    chain is intact, 1 when a problem was found, 2 on bad input (unreadable, not a log, bad key).
     """
     _check_files(files)
     try:
-        report = verify_chain(files, partial=partial, head=head)
+        report = verify_chain(files, partial=partial, head=head, public_key=public_key, live=live)
     except OSError as exc:
-        raise BadInput(f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
+    except ConfigurationError as exc:
+        raise BadInput(printable(exc.detail)) from None
     if report.ok:
         if not quiet:
             span = f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "empty"
-            click.echo(f"OK: {report.lines} line(s) in {len(report.files)} file(s), {span}, head {report.head}")
+            sealed = ""
+            if report.sealed is not None:
+                sealed = f", {report.checkpoints} signed checkpoint(s), " + (
+                    "closed" if report.sealed else f"live ({report.unsealed} line(s) after the last checkpoint)"
+                )
+            click.echo(f"OK: {report.lines} line(s) in {len(report.files)} file(s), {span}, head {report.head}{sealed}")
         return
     if not quiet:
         for problem in report.problems:
-            click.echo(click.style(str(problem), fg="red"))
+            click.echo(click.style(printable(str(problem)), fg="red"))
         click.echo(
             f"FAILED: {len(report.problems)} problem(s) in {report.lines} line(s) of {len(report.files)} file(s)"
         )
@@ -111,11 +144,11 @@ def show(
     ).select(events)
     if as_json:
         for event in chosen:
-            click.echo(json.dumps(event_to_dict(event), sort_keys=True, ensure_ascii=False))
+            click.echo(json.dumps(event_to_dict(event), sort_keys=True, ensure_ascii=True))
     elif task is not None and not flat:
         trail = task_trail(chosen, task)
         if not trail.events:
-            click.echo(f"task {task}: no matching events")
+            click.echo(f"task {printable(task)}: no matching events")
         else:
             for item, line in iter_lines(trail):
                 click.echo(_styled(item, line) if item is not None else click.style(line, bold=True))
@@ -123,4 +156,4 @@ def show(
         for event in chosen:
             click.echo(_styled(event, f"[{category(event)}] {format_event(event)}"))
     if skipped:
-        click.echo(f"skipped {len(skipped)} unreadable line(s): {', '.join(skipped[:5])}", err=True)
+        click.echo(f"skipped {len(skipped)} unreadable line(s): {printable(', '.join(skipped[:5]))}", err=True)

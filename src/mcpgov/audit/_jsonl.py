@@ -420,6 +420,7 @@ class JsonlSink:
         st = os.fstat(fd)
         self._size = st.st_size
         self._ino = st.st_ino
+        self._stale = True  # others may have written since the chain was last read: read it again under the lock
         return fd
 
     def _locked(self) -> int:
@@ -435,7 +436,7 @@ class JsonlSink:
                 current = None
             mine = os.fstat(fd)
             if current is not None and current.st_ino == mine.st_ino:
-                if mine.st_size != self._size:
+                if self._stale or mine.st_size != self._size:
                     # Another writer appended (or rotated and we reopened): continue its chain.
                     self._size = mine.st_size
                     try:
@@ -443,6 +444,7 @@ class JsonlSink:
                     except ConfigurationError as exc:
                         _flock(fd, False)
                         raise OSError(str(exc)) from None
+                    self._stale = False
                 return fd
             # Another writer rotated the file away: reopen the active path.
             _flock(fd, False)

@@ -87,6 +87,8 @@ class QueuedSink:
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 < linger <= 1:
             raise ConfigurationError("linger must be a number of seconds in (0, 1]")
         self.linger = float(linger)
+        # A full batch wakes the worker, and so does a half-full queue (it must never fill up idle).
+        self._wake_at = max(1, min(batch, maxsize // 2))
         self.sink = sink
         self.maxsize = maxsize
         self.batch = batch
@@ -156,7 +158,7 @@ class QueuedSink:
             self.enqueued += 1
             if self._thread is None:
                 self._start_locked()
-            elif self._idle and len(self._queue) >= self.batch:
+            elif self._idle and len(self._queue) >= self._wake_at:
                 self._not_empty.notify()
 
     def _log_drop_locked(self, reason: str) -> None:
@@ -188,7 +190,7 @@ class QueuedSink:
                     deadline: float | None = None
                     while True:
                         queued = len(self._queue)
-                        if self._closed or (queued and (self._flushing or queued >= self.batch)):
+                        if self._closed or (queued and (self._flushing or queued >= self._wake_at)):
                             break
                         now = time.monotonic()
                         if queued:
