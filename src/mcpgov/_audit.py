@@ -37,11 +37,15 @@ from mcpgov._errors import AuditUnavailable, ConfigurationError
 if TYPE_CHECKING:
     from mcpgov.audit._redact import Redactor
 
-__all__ = ["SCHEMA_VERSION", "AuditCallback", "AuditEvent", "AuditStats", "Auditor", "EventType"]
+__all__ = ["REQUEST_KEY", "SCHEMA_VERSION", "AuditCallback", "AuditEvent", "AuditStats", "Auditor", "EventType"]
 
 logger = logging.getLogger("mcpgov.audit")
 
 SCHEMA_VERSION = "1"
+
+REQUEST_KEY = "mcpgov.audit.request_key"
+"""``GovContext.extensions`` key: a value unique to one request across sessions and processes,
+recorded as ``request_key`` on its events (see :func:`mcpgov.audit.request_keys`)."""
 
 EventType = Literal[
     "decision",
@@ -85,6 +89,9 @@ class AuditEvent(BaseModel):
         actors: the actor chain (who the caller acts for), nearest first.
         session_id: session id, when the transport has one.
         request_id: JSON-RPC request id.
+        request_key: a key unique to the request across sessions and processes (request ids
+            repeat: several sessions, and the 2026-07-28 mode has no session id), when the
+            context carries one (``ctx.extensions[REQUEST_KEY]``).
         task_id: task id.
         purpose: declared purpose.
         effect: for decisions, ``allow``, ``deny`` or ``require_approval``.
@@ -123,6 +130,7 @@ class AuditEvent(BaseModel):
     actors: tuple[str, ...] = ()
     session_id: str | None = None
     request_id: str | int | None = None
+    request_key: str | None = None
     task_id: str | None = None
     purpose: str | None = None
     effect: str | None = None
@@ -163,6 +171,7 @@ class AuditEvent(BaseModel):
             "actors": tuple(a.subject for a in principal.actors) if principal is not None else (),
             "session_id": ctx.session_id,
             "request_id": ctx.request_id,
+            "request_key": ctx.extensions.get(REQUEST_KEY),
             "task_id": ctx.task_id,
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,

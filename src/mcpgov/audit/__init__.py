@@ -26,36 +26,47 @@ from mcpgov.audit._checkpoint import CHECKPOINT_TYP, CheckpointKeys, CheckpointS
 from mcpgov.audit._codec import event_from_dict, event_to_dict
 from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, encode_event, verify_chain
 from mcpgov.audit._otel import OTelSink
+from mcpgov.audit._prove import DEFAULT_MAX_TTL, Call, CredentialGrant, Proof, ProofScope, Verdict, prove
 from mcpgov.audit._query import EventFilter, Request, Trail, format_event, printable, read_events, task_trail
 from mcpgov.audit._redact import DEFAULT_PATTERNS, DEFAULT_SECRET_KEYS, REDACT_FIELDS, REDACTED, Redactor
+from mcpgov.audit._request import REQUEST_KEY, request_keys
 from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
 
 __all__ = [
     "CHECKPOINT_TYP",
+    "DEFAULT_MAX_TTL",
     "DEFAULT_PATTERNS",
     "DEFAULT_SECRET_KEYS",
     "GENESIS",
     "REDACTED",
     "REDACT_FIELDS",
+    "REQUEST_KEY",
+    "Call",
     "ChainProblem",
     "ChainReport",
     "CheckpointKeys",
     "CheckpointSigner",
+    "CredentialGrant",
     "EventFilter",
     "FanOut",
     "JsonlSink",
     "LoggingSink",
     "OTelSink",
+    "Proof",
+    "ProofScope",
     "QueuedSink",
     "Redactor",
     "Request",
     "Trail",
+    "Verdict",
     "encode_event",
     "event_from_dict",
     "event_to_dict",
     "format_event",
     "printable",
+    "prove",
     "read_events",
+    "request_keys",
     "task_trail",
     "verify_chain",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import click
 
@@ -13,6 +14,8 @@ from mcpgov._cliutil import BadInput
 from mcpgov._errors import ConfigurationError
 from mcpgov.audit._codec import event_to_dict
 from mcpgov.audit._jsonl import _iter_file, verify_chain
+from mcpgov.audit._prove import DEFAULT_MAX_TTL, ProofScope, render_html, render_json, render_text
+from mcpgov.audit._prove import prove as prove_log
 from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, printable, read_events, task_trail
 
 __all__ = ["audit"]
@@ -157,3 +160,132 @@ def show(
             click.echo(_styled(event, f"[{category(event)}] {format_event(event)}"))
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable line(s): {printable(', '.join(skipped[:5]))}", err=True)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{option}: {printable(value)!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@audit.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--session", help="Prove this session.")
+@click.option("--task", help="Prove this task.")
+@click.option("--principal", help="Prove this caller's calls (issuer#subject, or the subject alone).")
+@click.option("--since", metavar="TIME", help="Window start (ISO 8601).")
+@click.option("--until", metavar="TIME", help="Window end (ISO 8601).")
+@click.option("--public-key", "public_key", metavar="KEYFILE", help="Check signed checkpoints with this key.")
+@click.option("--partial", is_flag=True, help="Accept a log whose older files were archived.")
+@click.option("--live", is_flag=True, help="Accept a log still being written.")
+@click.option(
+    "--max-ttl", type=float, default=DEFAULT_MAX_TTL, show_default=True, help="Longest credential lifetime (s)."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
+@click.option("--out", metavar="FILE", help="Write the report to FILE instead of standard output.")
+def prove(
+    *,
+    files: tuple[str, ...],
+    session: str | None,
+    task: str | None,
+    principal: str | None,
+    since: str | None,
+    until: str | None,
+    public_key: str | None,
+    partial: bool,
+    live: bool,
+    max_ttl: float,
+    fmt: str,
+    out: str | None,
+) -> None:
+    """Prove a session, task, principal or time window least-privilege, tenant-bound and time-limited.
+
+    Verifies the chain (and checkpoints, with --public-key), then reports every call in scope:
+    who, what, the deciding rule, the credential and its delegation chain, who approved; and the
+    three verdicts with their evidence. Exit status: 0 proven, 1 a verdict or the chain fails,
+    2 bad input (unreadable or foreign files, a bad key, nothing in scope).
+    """
+    _check_files(files)
+    if max_ttl <= 0:
+        raise BadInput("--max-ttl must be positive")
+    scope = ProofScope(
+        session=session,
+        task=task,
+        principal=principal,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+    )
+    try:
+        proof = prove_log(files, scope, public_key=public_key, partial=partial, live=live, max_ttl=max_ttl)
+    except OSError as exc:
+        raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
+    except ConfigurationError as exc:
+        raise BadInput(printable(exc.detail)) from None
+    if not proof.calls and not proof.credentials:
+        raise BadInput(f"nothing in scope ({printable(scope.describe())}): no call or credential matches")
+    rendered = {"text": render_text, "json": render_json, "html": render_html}[fmt](proof)
+    if out is not None:
+        try:
+            with open(out, "w", encoding="utf-8") as handle:
+                handle.write(rendered)
+        except OSError as exc:
+            raise BadInput(f"cannot write {printable(out)}: {exc.strerror}") from None
+        click.echo(f"{'PROVEN' if proof.proven else 'NOT PROVEN'}: report written to {printable(out)}")
+    elif fmt == "text":
+        for line in rendered.splitlines():
+            color = "green" if line.endswith("PROVEN") and "NOT" not in line else None
+            if line.endswith(("FAILED", "NOT PROVEN")) or line.startswith("chain: BROKEN"):
+                color = "red"
+            click.echo(click.style(line, fg=color) if color else line)
+    else:
+        click.echo(rendered, nl=False)
+    if not proof.proven:
+        raise SystemExit(1)
+
+
+@audit.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--policy", "policy_path", required=True, metavar="POLICY", help="The policy file whose grants to check.")
+@click.option("--since", metavar="TIME", help="Window start (ISO 8601).")
+@click.option("--until", metavar="TIME", help="Window end (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def unused(*, files: tuple[str, ...], policy_path: str, since: str | None, until: str | None, as_json: bool) -> None:
+    """List the grants of POLICY that no call in the log used (least-privilege suggestions).
+
+    A grant is an allow rule; it counts as used when an allowed decision in the window names it.
+    Exit status: 0 (also when grants are unused: these are suggestions), 2 bad input.
+    """
+    from mcpgov.policy._diff import load_grants  # noqa: PLC0415 - the command loads what it uses
+
+    _check_files(files)
+    grants = load_grants(policy_path)
+    start, end = _when(since, "--since"), _when(until, "--until")
+    used: dict[str, int] = {}
+    try:
+        events = read_events(files)
+    except OSError as exc:
+        raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
+    for event in events:
+        if event.type != "decision" or event.effect != "allow" or not event.rule:
+            continue
+        if (start is not None and event.time < start) or (end is not None and event.time > end):
+            continue
+        used[event.rule] = used.get(event.rule, 0) + 1
+    idle = [g for g in grants if used.get(g.rule_id, 0) == 0]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"unused": [g.as_dict() for g in idle], "used": used}, indent=2, sort_keys=True, ensure_ascii=True
+            )
+        )
+        return
+    if not idle:
+        click.echo(f"every one of the {len(grants)} grant(s) was used")
+        return
+    click.echo(f"{len(idle)} of {len(grants)} grant(s) unused; consider removing or narrowing them:")
+    for grant in idle:
+        click.echo(f"  {printable(grant.describe())}")

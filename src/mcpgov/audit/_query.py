@@ -188,17 +188,23 @@ class Trail:
 def task_trail(events: Iterable[AuditEvent], task_id: str) -> Trail:
     """Group the events of one task by request.
 
-    Events that belong to no request (no request id, e.g. a credential minted ahead of a
-    call) form requests of their own.
+    Events are grouped by their ``request_key`` when they have one (unique across sessions and
+    processes), else by side, session, request id, method, target and caller: two agents whose
+    requests share an id are never merged. Events that belong to no request (no request id, e.g.
+    a credential minted ahead of a call) form requests of their own.
     """
     selected = [e for e in events if e.task_id == task_id]
     requests: list[Request] = []
     index: dict[tuple[Any, ...], Request] = {}
     for event in selected:
-        if event.request_id is None:
+        if event.request_id is None and not event.request_key:
             requests.append(Request(event.side, event.session_id, None, event.method, event.target, [event]))
             continue
-        key = (event.side, event.session_id, event.request_id, event.method, event.target)
+        key: tuple[Any, ...] = (
+            ("key", event.request_key)
+            if event.request_key
+            else (event.side, event.session_id, event.request_id, event.method, event.target, event.principal)
+        )
         request = index.get(key)
         if request is None:
             request = Request(event.side, event.session_id, event.request_id, event.method, event.target)
