@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import json.encoder
 import logging
 import os
 import re
@@ -87,7 +88,8 @@ _HASH_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _TAIL_CHUNK = 65536
 _MAX_LINE = 16 * 1024 * 1024
 _MAX_SAFE_INT = 2**53 - 1
-_SORTED_FIELDS: tuple[str, ...] = tuple(sorted(AuditEvent.model_fields))
+_FIELD_KEYS: tuple[tuple[str, str], ...] = tuple((name, f'"{name}":') for name in sorted(AuditEvent.model_fields))
+_escape: Callable[[str], str] = json.encoder.encode_basestring
 _EVENT_KEYS = frozenset({"event", "hash", "prev", "seq"})
 _CHECKPOINT_KEYS = frozenset({"checkpoint", "hash", "prev", "seq"})
 
@@ -104,42 +106,50 @@ def encode_event(event: AuditEvent) -> bytes:
     """The canonical JSON (RFC 8785) of ``event`` as the log writes it.
 
     Equal, byte for byte, to ``canonical_json(event_to_dict(event))`` (the test suite checks it
-    against the ``rfc8785`` library on generated events): events of the usual shape are encoded
-    by the standard library's C encoder, which writes exactly the canonical bytes for them
-    (ASCII keys, strings, safe integers, plain floats); anything else takes the general path.
+    against the ``rfc8785`` library on generated events). Events of the usual shape are written
+    field by field in sorted order, each string escaped by the standard library's C escaper,
+    which escapes exactly as RFC 8785 does (``"``, ``\\`` and control characters, ``\\u00xx`` in
+    lowercase, nothing else); safe integers and plain floats print the same in Python and
+    ECMAScript; attribute mappings go through :func:`~mcpgov._arguments.canonical_json`.
+    Anything else (an unsafe number, a lone surrogate, an unusual type) takes the general path.
     """
     data = event.__dict__
-    out: dict[str, Any] = {}
-    for name in _SORTED_FIELDS:
+    parts: list[str] = []
+    add = parts.append
+    for name, key in _FIELD_KEYS:
         value = data[name]
         if value is None:
             continue
         kind = type(value)
-        if kind is str or kind is bool:
-            out[name] = value
+        if kind is str:
+            add(key + _escape(value))
         elif kind is datetime:
-            out[name] = value.isoformat()
+            add(key + '"' + value.isoformat() + '"')
+        elif kind is bool:
+            add(key + ("true" if value else "false"))
+        elif kind is int:
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return canonical_event(event_to_dict(event))
+            add(key + str(value))
+        elif kind is float:
+            if not _plain(value):
+                return canonical_event(event_to_dict(event))
+            add(key + repr(value))
         elif kind is tuple:
             if value:
                 if not all(type(v) is str for v in value):
                     return canonical_event(event_to_dict(event))
-                out[name] = value
+                add(key + "[" + ",".join(map(_escape, value)) + "]")
         elif kind is dict:
             if value:
                 if not _plain(value):
                     return canonical_event(event_to_dict(event))
-                out[name] = value
-        elif kind is int:
-            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-                return canonical_event(event_to_dict(event))
-            out[name] = value
-        elif kind is float and _plain(value):
-            out[name] = value
+                add(key + _PLAIN_ENCODER.encode(value))
         else:
             return canonical_event(event_to_dict(event))
     try:
-        return _PLAIN_ENCODER.encode(out).encode("utf-8")
-    except (UnicodeEncodeError, TypeError, ValueError):
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the general path makes it JSON-safe
         return canonical_event(event_to_dict(event))
 
 
@@ -224,11 +234,45 @@ def _duplicate_key(raw: bytes) -> str | None:
     return found[0] if found else None
 
 
+def _plain_object(data: dict[str, Any]) -> bool:
+    """:func:`~mcpgov._arguments._plain` for a parsed event, with a quicker look at its (mostly
+    ASCII string) top-level values; nested values get the full check."""
+    for key, value in data.items():
+        if not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str:
+            if not value.isascii() and not _plain(value):
+                return False
+        elif kind is int:
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return False
+        elif not (value is None or kind is bool or _plain(value)):
+            return False
+    return True
+
+
+def _floats(value: Any) -> Any:
+    """``value`` with integers beyond the exact range of a JSON number read as the floats they
+    were written from (the writer never writes such integers: they become strings)."""
+    kind = type(value)
+    if kind is int and not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+        return float(value)
+    if kind is dict:
+        return {k: _floats(v) for k, v in value.items()}
+    if kind is list:
+        return [_floats(v) for v in value]
+    return value
+
+
 def _content(record: dict[str, Any]) -> bytes | None:
     """The canonical content a line's hash covers, or ``None`` when it has no canonical form."""
     try:
         if "event" in record:
-            return canonical_json(record["event"])
+            event = record["event"]
+            if _plain_object(event):
+                return _PLAIN_ENCODER.encode(event).encode("utf-8")
+            return canonical_json(_floats(event))
         return _checkpoint_body(record["checkpoint"])
     except (rfc8785.CanonicalizationError, TypeError, RecursionError):
         return None
