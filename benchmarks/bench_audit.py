@@ -4,8 +4,9 @@
 Figures printed:
 
 * **sink**: events per second the hash-chained JSON Lines sink writes (encode, hash, one write
-  per batch), with and without signed checkpoints (Ed25519, every 1,000 events); variants
-  alternate batch by batch and each figure is the median over batches, with process CPU time;
+  per batch), with and without signed checkpoints (Ed25519, every 1,000 events), and with the
+  previous encoding path for comparison; variants alternate batch by batch and each figure is
+  the median over batches, with process CPU time;
 * **call path**: what emitting one event adds on the caller's thread (redaction, trace stamp,
   hand-off to the queue), queued file sink with checkpoints versus no sink, paired per batch of
   100 events (p50 of the per-batch differences, and its p10..p90 spread);
@@ -36,7 +37,8 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import AuditEvent, Auditor, Decision, GovContext, Hooks, Principal, govern
-from mcpgov.audit import CheckpointSigner, JsonlSink, ProofScope, QueuedSink, prove
+from mcpgov.audit import CheckpointSigner, JsonlSink, ProofScope, QueuedSink, event_to_dict, prove
+from mcpgov.audit._jsonl import canonical_event
 from mcpgov.credentials import SigningKeySet
 
 TARGET_SINK_EPS = 100_000.0
@@ -81,9 +83,24 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class PreviousEncoding(JsonlSink):
+    """The file sink encoding events as before (``event_to_dict`` then ``canonical_json``), for a
+    before/after comparison under the same load."""
+
+    def write_batch(self, events: Any) -> None:
+        bodies = [canonical_event(event_to_dict(event)) for event in events]
+        with self._lock:
+            fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies))
+            try:
+                self._write_locked(fd, bodies, None)
+            finally:
+                self._unlock_current()
+
+
 def sink_throughput(events: list[AuditEvent], tmp: Path, signer: CheckpointSigner, rounds: int) -> dict[str, Any]:
     """Events/s the file sink writes, variants alternating batch by batch (wall and CPU)."""
     variants: dict[str, JsonlSink] = {
+        "jsonl, previous encoding": PreviousEncoding(tmp / "previous.jsonl", max_bytes=None),
         "jsonl": JsonlSink(tmp / "plain.jsonl", max_bytes=None),
         "jsonl + checkpoints": JsonlSink(
             tmp / "signed.jsonl", max_bytes=None, checkpoint_key=signer, checkpoint_every=1000
@@ -208,7 +225,9 @@ async def main(n: int, calls: int, rounds: int, prove_events: int) -> dict[str, 
         print(f"sink: events/s written ({n} events x {rounds} rounds, variants alternate per 2,048-event batch):")
         sink = sink_throughput(events, tmp, signer, rounds)
         for name, (eps, cpu_us) in sink.items():
-            print(f"  {name:<24} {eps:>10,.0f} events/s   CPU {cpu_us:6.2f} us/event")
+            print(f"  {name:<26} {eps:>10,.0f} events/s   CPU {cpu_us:6.2f} us/event")
+        speedup = sink["jsonl, previous encoding"][1] / sink["jsonl"][1]
+        print(f"  encoding speed-up over the previous path (CPU per event, same run): x{speedup:.2f}")
         report["sink"] = sink
         eps = sink["jsonl + checkpoints"][0]
         verdict = "MET" if eps >= TARGET_SINK_EPS else "MISSED"

@@ -417,3 +417,37 @@ def test_checkpoint_payloads_name_their_line(tmp_path: Path, key_dir: Path) -> N
     problems = verify_chain([second], public_key=key_dir / "signer.jwks").problems
     assert "checkpoint" in {p.kind for p in problems}
     assert hashlib.sha256(second.read_bytes()).hexdigest() != hashlib.sha256(first.read_bytes()).hexdigest()
+
+
+# --- delivery that batches -------------------------------------------------------------------------
+
+
+class _Batches:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, event: AuditEvent) -> None:
+        self.sizes.append(1)
+
+    def write_batch(self, events: list[AuditEvent]) -> None:
+        self.sizes.append(len(events))
+
+
+def test_the_queue_worker_is_woken_per_batch_not_per_event() -> None:
+    batches = _Batches()
+    queue = QueuedSink(batches, batch=64, linger=0.5)
+    for event in events(40):  # fewer than a batch: they wait for the linger period together
+        queue(event)
+        time.sleep(0.001)
+    assert queue.flush(5)
+    assert sum(batches.sizes) == 40 and len(batches.sizes) <= 2
+    for event in events(200):  # full batches wake the worker at once
+        queue(event)
+    assert queue.flush(5)
+    assert sum(batches.sizes) == 240 and max(batches.sizes) == 64
+    queue.close(5)
+
+
+def test_an_auditor_without_sinks_builds_nothing_for_them() -> None:
+    assert Auditor([]).wants_events is False
+    assert Auditor([lambda event: None]).wants_events is True

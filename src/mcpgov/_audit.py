@@ -377,6 +377,11 @@ class Auditor:
         )
 
     @property
+    def wants_events(self) -> bool:
+        """Whether any sink receives events (callers may skip building events when not)."""
+        return bool(self._sinks)
+
+    @property
     def sinks(self) -> tuple[AuditCallback, ...]:
         """The configured sinks."""
         return tuple(self._sinks)
@@ -408,6 +413,8 @@ class Auditor:
             AuditUnavailable: ``required`` and at least one sink failed (the others got the event).
         """
         self.events_emitted += 1
+        if not self._sinks:  # nobody receives it: no redaction, no trace stamp
+            return
         event = self.prepare(event)
         failed = False
         for sink, is_async in zip(self._sinks, self._async, strict=True):

@@ -551,7 +551,7 @@ class JsonlSink:
         """
         bodies = [encode_event(event) for event in events]
         with self._lock:
-            fd = self._ready(len(bodies) * 600)
+            fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies))
             try:
                 self._write_locked(fd, bodies, None)
             finally:

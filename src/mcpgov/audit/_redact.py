@@ -98,6 +98,7 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 # Runs that may be base64 (standard or URL-safe): decoded and scanned for the rules above.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]+")
 
 DEFAULT_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _DEFAULT_RULES)
 """Secret formats redacted by default, on top of tokens (pass ``default_patterns=False`` to drop them).
@@ -136,9 +137,6 @@ _TEXT_FIELDS: tuple[str, ...] = (
     "effect",
     "outcome",
     "error_code",
-    "args_hash",
-    "trace_id",
-    "span_id",
     "method",
     "kind",
     "target",
@@ -348,7 +346,11 @@ class Redactor:
             return True
         if len(value) < 16:
             return False
-        return any(self._decoded_secret(m.group(0)) for m in _BASE64_RUN.finditer(value))
+        return any(
+            self._decoded_secret(run)
+            for run in (m.group(0) for m in _BASE64_RUN.finditer(value))
+            if not _HEX_RUN.fullmatch(run)  # hashes and ids: hex, not base64-encoded text
+        )
 
     def _detect_plain(self, value: str) -> bool:
         custom = self._custom
