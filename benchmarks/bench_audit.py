@@ -256,9 +256,13 @@ async def main(n: int, calls: int, rounds: int, prove_events: int) -> dict[str, 
         wall, cpu_s, ok = prove_large(size, tmp, signer)
         report["prove"] = (size, wall, cpu_s, ok)
         scaled = wall * PROVE_REFERENCE / size
+        scaled_cpu = cpu_s * PROVE_REFERENCE / size
         print(f"prove: {size:,} events in {wall:.1f} s wall ({cpu_s:.1f} s CPU), chain {'intact' if ok else 'BROKEN'}")
         verdict = "MET" if scaled <= TARGET_PROVE_S and ok else "MISSED"
-        print(f"  {verdict}: 1,000,000 events within {TARGET_PROVE_S:.0f} s (at this rate: {scaled:.1f} s)")
+        print(
+            f"  {verdict}: 1,000,000 events within {TARGET_PROVE_S:.0f} s (at this rate: {scaled:.1f} s wall,"
+            f" {scaled_cpu:.1f} s CPU: on a shared machine the difference is time spent waiting for a core)"
+        )
         if verdict == "MISSED":
             missed.append(f"prove over 1,000,000 events takes {scaled:.1f} s (extrapolated from {size:,})")
     for line in missed:

@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import rfc8785
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import META_CREDENTIAL, AuditEvent, Auditor, Decision, GovContext, GovernedClient, Hooks, Principal, govern
-from mcpgov.audit import JsonlSink, ProofScope, QueuedSink, prove, request_keys
+from mcpgov.audit import GENESIS, JsonlSink, ProofScope, QueuedSink, prove, request_keys
+from mcpgov.audit._jsonl import line_hash
+from mcpgov.audit._prove import render_html, render_json, render_text
 from mcpgov.cli import main
 from mcpgov.credentials import (
     ClientCredentials,
@@ -276,3 +281,61 @@ def test_a_broken_chain_fails_the_proof(tmp_path: Path) -> None:
 def _cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["--no-color", *args])
     return result.exit_code, result.output
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = (
+    "type",
+    "method",
+    "target",
+    "principal",
+    "tenant",
+    "task_id",
+    "credential_id",
+    "effect",
+    "time",
+    "attributes",
+    "request_key",
+    "actors",
+    "side",
+    "approver",
+    "outcome",
+    "request_id",
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.dictionaries(
+            st.sampled_from(FIELDS),
+            JSON
+            | st.sampled_from(
+                ["decision", "credential.minted", "credential.revoked", "approval.granted", "tools/call", "t", "allow"]
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_prove_reports_on_hostile_but_well_chained_logs_without_raising(
+    tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    log = tmp_path / "hostile.jsonl"
+    prev, lines = GENESIS, []
+    for seq, event in enumerate(events, 1):
+        body = rfc8785.dumps(event)
+        digest = line_hash(prev, seq, body)
+        lines.append(rfc8785.dumps({"event": event, "hash": digest, "prev": prev, "seq": seq}) + b"\n")
+        prev = digest
+    log.write_bytes(b"".join(lines))
+    proof = prove([log], ProofScope())
+    assert proof.chain.ok
+    for render in (render_text, render_json, render_html):
+        assert "\x1b" not in render(proof)
+    code, out = _cli("audit", "prove", str(log))
+    assert code in (0, 1, 2) and "Traceback" not in out

@@ -36,7 +36,7 @@ DEFAULT_MAX_TTL = 3600.0
 
 _EXECUTE = frozenset({"tools/call", "resources/read", "prompts/get"})
 _TARGET_TENANT = re.compile(r"(?:^|[/:])tenants?(?::/*|/)(?P<tenant>[A-Za-z0-9_.-]+)")
-_VERDICTS = ("least-privilege", "tenant-bound", "time-limited")
+_REQUEST_FIELDS = ("side", "session_id", "request_id", "method", "target", "principal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +207,17 @@ def _epoch(value: Any) -> float | None:
     return moment.timestamp() if moment is not None else None
 
 
+def _text(value: Any) -> str | None:
+    """A recorded value as text (a hostile log may hold any JSON type where text belongs)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=True)[:200]
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -313,18 +324,18 @@ def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:
         grant = grants.setdefault(jti, CredentialGrant(id=jti))
         grant.minted = True
         grant.audience = attributes.get("audience") if isinstance(attributes.get("audience"), str) else None
-        grant.tools = tuple(t for t in attributes.get("tools", ()) if isinstance(t, str))
-        grant.scopes = tuple(s for s in attributes.get("scopes", ()) if isinstance(s, str))
+        grant.tools = _texts(attributes.get("tools"))
+        grant.scopes = _texts(attributes.get("scopes"))
         grant.ttl = _number(attributes.get("ttl"))
         grant.expires_at = _number(attributes.get("exp"))
-        grant.tenant = event.get("tenant")
-        grant.principal = event.get("principal")
-        grant.task = event.get("task_id")
+        grant.tenant = _text(event.get("tenant"))
+        grant.principal = _text(event.get("principal"))
+        grant.task = _text(event.get("task_id"))
         grant.parent = attributes.get("parent") if isinstance(attributes.get("parent"), str) else None
-        grant.minted_at = event.get("time")
+        grant.minted_at = _text(event.get("time"))
     for event in revocations:
         attributes = _attributes(event)
-        when = event.get("time")
+        when = _text(event.get("time"))
         kind = attributes.get("scope")
         for grant in grants.values():
             covered = (
@@ -364,13 +375,8 @@ def _request_key(event: dict[str, Any]) -> tuple[Any, ...]:
     key = event.get("request_key")
     if isinstance(key, str):
         return ("key", key)
-    return (
-        event.get("side"),
-        event.get("session_id"),
-        event.get("request_id"),
-        event.get("method"),
-        event.get("target"),
-        event.get("principal"),
+    return tuple(
+        _text(event.get(name)) for name in ("side", "session_id", "request_id", "method", "target", "principal")
     )
 
 
@@ -386,9 +392,9 @@ def _calls(selected: list[tuple[str, dict[str, Any]]], credentials: dict[str, Cr
             if key in open_calls:
                 open_calls[key].approvers = (*open_calls[key].approvers, event["approver"])
             continue
-        if kind == "decision" and event.get("method") in _EXECUTE:
+        if kind == "decision" and _text(event.get("method")) in _EXECUTE:
             credential = event.get("credential_id") if isinstance(event.get("credential_id"), str) else None
-            principal = event.get("principal")
+            principal = _text(event.get("principal"))
             if principal is None and credential in credentials:
                 principal = credentials[credential].principal  # the subject the credential was issued to
             call = Call(
@@ -396,16 +402,16 @@ def _calls(selected: list[tuple[str, dict[str, Any]]], credentials: dict[str, Cr
                 time=str(event.get("time", "")),
                 side=str(event.get("side", "")),
                 method=str(event.get("method", "")),
-                target=event.get("target"),
+                target=_text(event.get("target")),
                 principal=principal,
-                tenant=event.get("tenant"),
-                actors=tuple(a for a in event.get("actors", ()) if isinstance(a, str)),
-                task=event.get("task_id"),
-                purpose=event.get("purpose"),
-                args_hash=event.get("args_hash"),
-                effect=event.get("effect"),
-                rule=event.get("rule"),
-                reason=event.get("reason"),
+                tenant=_text(event.get("tenant")),
+                actors=_texts(event.get("actors")),
+                task=_text(event.get("task_id")),
+                purpose=_text(event.get("purpose")),
+                args_hash=_text(event.get("args_hash")),
+                effect=_text(event.get("effect")),
+                rule=_text(event.get("rule")),
+                reason=_text(event.get("reason")),
                 credential=credential,
                 delegation=_delegation(credential, credentials),
                 approvers=tuple(pending.pop(key, ())),
@@ -413,7 +419,7 @@ def _calls(selected: list[tuple[str, dict[str, Any]]], credentials: dict[str, Cr
             calls.append(call)
             open_calls[key] = call
         elif kind == "outcome" and key in open_calls:
-            open_calls.pop(key).outcome = event.get("outcome")
+            open_calls.pop(key).outcome = _text(event.get("outcome"))
     for call in calls:
         if call.effect == "allow" and call.credential in credentials and call.target:
             credentials[call.credential].uses.append(call.target)
@@ -481,7 +487,7 @@ def _tenant_bound(calls: list[Call], grants: dict[str, CredentialGrant], approva
         if grant.minted:
             note(grant.tenant, f"credential {jti}")
     for event in approvals:
-        note(event.get("tenant"), f"approval by {printable(event.get('approver') or 'unknown')}")
+        note(_text(event.get("tenant")), f"approval by {printable(_text(event.get('approver')) or 'unknown')}")
     evidence: list[str] = []
     if len(seen) > 1:
         for tenant, items in sorted(seen.items()):
