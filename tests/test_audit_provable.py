@@ -451,3 +451,15 @@ def test_the_queue_worker_is_woken_per_batch_not_per_event() -> None:
 def test_an_auditor_without_sinks_builds_nothing_for_them() -> None:
     assert Auditor([]).wants_events is False
     assert Auditor([lambda event: None]).wants_events is True
+
+
+def test_a_log_file_overwritten_with_garbage_beside_real_ones_is_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, max_bytes=4096)
+    for _ in range(4):
+        sink.write_batch(events(8))
+    sink.close()
+    files = sorted(tmp_path.glob("audit*.jsonl"))
+    files[0].write_bytes(b"\x00garbage\n" * 3)
+    code, out = cli("audit", "verify", *map(str, files))
+    assert code == 1 and f"{files[0]}:1: malformed" in out

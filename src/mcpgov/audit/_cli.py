@@ -31,7 +31,12 @@ _STYLE = {
 
 
 def _check_files(files: Sequence[str]) -> None:
-    """Bad input (exit 2) unless every file is readable and at least looks like an audit log."""
+    """Bad input (exit 2) unless every file is readable and at least one holds chain lines.
+
+    A file of foreign lines among real log files is reported by verification (tampering, exit
+    1); only input that holds no audit log at all is refused as bad input."""
+    foreign: list[str] = []
+    found = False
     for name in files:
         if not os.path.isfile(name):
             reason = "is a directory" if os.path.isdir(name) else "no such file"
@@ -40,6 +45,7 @@ def _check_files(files: Sequence[str]) -> None:
             first_problem: str | None = None
             for number, _, record, why in _iter_file(name):
                 if record is not None:
+                    found = True
                     first_problem = None
                     break
                 if first_problem is None:
@@ -47,7 +53,9 @@ def _check_files(files: Sequence[str]) -> None:
         except OSError as exc:
             raise BadInput(f"cannot read {printable(name)}: {exc.strerror or type(exc).__name__}") from None
         if first_problem is not None:
-            raise BadInput(f"{printable(name)} is not an mcpgov audit log ({first_problem})")
+            foreign.append(f"{printable(name)} is not an mcpgov audit log ({first_problem})")
+    if foreign and not found:
+        raise BadInput(foreign[0])
 
 
 def _styled(event: AuditEvent, line: str) -> str:
