@@ -463,3 +463,16 @@ def test_a_log_file_overwritten_with_garbage_beside_real_ones_is_tampering(tmp_p
     files[0].write_bytes(b"\x00garbage\n" * 3)
     code, out = cli("audit", "verify", *map(str, files))
     assert code == 1 and f"{files[0]}:1: malformed" in out
+
+
+def test_two_sinks_in_one_process_on_one_file_share_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    first, second = JsonlSink(path, max_bytes=8192), JsonlSink(path, max_bytes=8192)
+    for i in range(30):
+        (first if i % 3 else second).write_batch(events(1 + i % 4))
+    first.close()
+    second.close()
+    files = sorted(tmp_path.glob("audit*.jsonl"))
+    report = verify_chain(files)
+    assert report.ok, report.problems[:3]
+    assert report.events == sum(1 + i % 4 for i in range(30)) and len(files) > 1
