@@ -624,6 +624,9 @@ class JsonlSink:
         if self._signer is not None:
             self._write_locked(fd, [], "rotate")
         target = self._rotated_name(self._first_seq)
+        if target.exists():  # never overwrite a rotated file (the lock makes this check safe among writers)
+            logger.error("audit log %s: %s already exists; appending past max_bytes", self.path, target.name)
+            return fd
         try:
             os.replace(self.path, target)
         except OSError:
@@ -634,10 +637,9 @@ class JsonlSink:
         self._unlock(fd)
         os.close(fd)
         self._fd = None
-        new = self._open()
-        self._fd = new
-        _flock(new, True)
-        return new
+        # Lock the new active file like any write does: another writer may have created it and
+        # appended to it between the rename and this lock, so catch up first.
+        return self._locked()
 
     def tick(self) -> None:
         """Write a checkpoint if ``checkpoint_interval`` seconds passed and events were written since.
