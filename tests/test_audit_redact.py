@@ -168,7 +168,7 @@ def test_redactor_finds_tokens_and_configured_secrets_in_text() -> None:
     assert redactor.text(f"Authorization: Bearer {BEARER_VALUE}") == f"Authorization: {REDACTED}"
     assert redactor.text(f"id_token={JWT}&x=1") == f"id_token={REDACTED}&x=1"
     assert redactor.text(f"see {ACCOUNT}.") == f"see {REDACTED}."
-    assert redactor.text("api_key = sk-live-abcdefghijklmnopqrstuv") == REDACTED
+    assert redactor.text("api_key = sk-live-abcdefghijklmnopqrstuv") == f"api_key = {REDACTED}"
     assert redactor.text("resource secret://keys stays") == "resource secret://keys stays"
     assert redactor.text("ghp_" + "a" * 36) == REDACTED
     jwe = ".".join(

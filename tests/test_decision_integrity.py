@@ -568,3 +568,44 @@ async def test_a_caller_mutating_its_arguments_mid_chain_changes_nothing_sent(mo
         arguments["path"] = "/etc/shadow"  # after the chain froze it, before it decided
         proceed.set()
     assert received == ["/data/public"]
+
+
+@pytest.mark.parametrize("kind", ["base", "cancelled", "group"])
+async def test_a_rogue_audit_sink_or_approver_is_contained(mode: str, kind: str) -> None:
+    from mcpgov.approval import ApprovalMiddleware
+
+    raise_it = _raiser(kind)
+    server = MCPServer("s")
+    ran: list[str] = []
+
+    def plain() -> str:
+        ran.append("plain")
+        return "ok"
+
+    def risky() -> str:
+        ran.append("risky")
+        return "ok"
+
+    server.add_tool(plain)
+    server.add_tool(risky)
+    hooks = Hooks()
+    hooks.tool("plain")(lambda ctx: Decision.allow("plain"))
+    hooks.tool("risky")(lambda ctx: Decision.require_approval("risky", "needs a person"))
+
+    def rogue_sink(event: Any) -> None:
+        raise_it()
+
+    async def rogue_approver(request: Any, ctx: GovContext) -> Any:
+        raise_it()
+
+    sink = InMemoryAuditSink()
+    govern(server, ApprovalMiddleware(rogue_approver, deadline=2), hooks, audit=[rogue_sink, sink])
+    async with Client(server, mode=mode) as client:
+        assert (await client.call_tool("plain", {})).is_error is False
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("risky", {})
+        assert (await client.call_tool("plain", {})).is_error is False
+    # Refused cleanly: denied, or (its approval request could not be recorded) audit unavailable.
+    assert caught.value.code in {-32003, -32004, -32006}
+    assert ran == ["plain", "plain"]
+    assert [e.effect for e in sink.for_target("risky") if e.type == "decision"][-1] == "deny"

@@ -31,17 +31,22 @@ import anyio.to_thread
 from opentelemetry.trace import get_current_span
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 
 if TYPE_CHECKING:
     from mcpgov.audit._redact import Redactor
 
-__all__ = ["SCHEMA_VERSION", "AuditCallback", "AuditEvent", "AuditStats", "Auditor", "EventType"]
+__all__ = ["REQUEST_KEY", "SCHEMA_VERSION", "AuditCallback", "AuditEvent", "AuditStats", "Auditor", "EventType"]
 
 logger = logging.getLogger("mcpgov.audit")
 
 SCHEMA_VERSION = "1"
+
+REQUEST_KEY = "mcpgov.audit.request_key"
+"""``GovContext.extensions`` key: a value unique to one request across sessions and processes,
+recorded as ``request_key`` on its events (see :func:`mcpgov.audit.request_keys`)."""
 
 EventType = Literal[
     "decision",
@@ -85,6 +90,9 @@ class AuditEvent(BaseModel):
         actors: the actor chain (who the caller acts for), nearest first.
         session_id: session id, when the transport has one.
         request_id: JSON-RPC request id.
+        request_key: a key unique to the request across sessions and processes (request ids
+            repeat: several sessions, and the 2026-07-28 mode has no session id), when the
+            context carries one (``ctx.extensions[REQUEST_KEY]``).
         task_id: task id.
         purpose: declared purpose.
         effect: for decisions, ``allow``, ``deny`` or ``require_approval``.
@@ -123,6 +131,7 @@ class AuditEvent(BaseModel):
     actors: tuple[str, ...] = ()
     session_id: str | None = None
     request_id: str | int | None = None
+    request_key: str | None = None
     task_id: str | None = None
     purpose: str | None = None
     effect: str | None = None
@@ -163,6 +172,7 @@ class AuditEvent(BaseModel):
             "actors": tuple(a.subject for a in principal.actors) if principal is not None else (),
             "session_id": ctx.session_id,
             "request_id": ctx.request_id,
+            "request_key": ctx.request_key or ctx.extensions.get(REQUEST_KEY),
             "task_id": ctx.task_id,
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,
@@ -368,6 +378,11 @@ class Auditor:
         )
 
     @property
+    def wants_events(self) -> bool:
+        """Whether any sink receives events (callers may skip building events when not)."""
+        return bool(self._sinks)
+
+    @property
     def sinks(self) -> tuple[AuditCallback, ...]:
         """The configured sinks."""
         return tuple(self._sinks)
@@ -399,6 +414,8 @@ class Auditor:
             AuditUnavailable: ``required`` and at least one sink failed (the others got the event).
         """
         self.events_emitted += 1
+        if not self._sinks:  # nobody receives it: no redaction, no trace stamp
+            return
         event = self.prepare(event)
         failed = False
         for sink, is_async in zip(self._sinks, self._async, strict=True):
@@ -406,7 +423,9 @@ class Auditor:
                 result = sink(event)
                 if is_async or (result is not None and inspect.isawaitable(result)):
                     await result  # type: ignore[misc]
-            except Exception as exc:  # noqa: BLE001 - a sink must never break the call or change a decision
+            except BaseException as exc:
+                if not await contained(exc):
+                    raise
                 failed = True
                 self.sink_failures += 1
                 self._log.report(sink_name(sink), event, exc)

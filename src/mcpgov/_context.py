@@ -120,6 +120,8 @@ class GovContext:
         task_id: the task this request belongs to.
         session_id: the session (connection) id, when the transport has one.
         request_id: the JSON-RPC request id, when there is one.
+        request_key: a random key unique to this request across sessions and processes (request
+            ids repeat across sessions, and 2026-07-28 has no session id); audit events record it.
         protocol_version: the negotiated MCP protocol version.
         meta: the request's ``_meta`` (read-only). On the client side, what middleware puts here
             is added to the outgoing request's ``_meta`` (for example an identity token under
@@ -146,6 +148,7 @@ class GovContext:
     task_id: str | None = None
     session_id: str | None = None
     request_id: str | int | None = None
+    request_key: str | None = None
     protocol_version: str | None = None
     meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
     credential: Mapping[str, Any] | None = field(default=None, repr=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -109,7 +110,8 @@ class Governor:
             )
 
     def context(self, method: str, **fields: Any) -> GovContext:
-        """A fresh context for this side."""
+        """A fresh context for this side, with a fresh request key."""
+        fields.setdefault("request_key", secrets.token_hex(12))
         return GovContext(side=self.side, method=method, audit=self.auditor, **fields)
 
     async def begin(self, method: str, raw_arguments: Any = None, **fields: Any) -> GovContext:
@@ -118,6 +120,7 @@ class Governor:
         Raises:
             InvalidRequest: the arguments break :attr:`limits`; the refusal is audited.
         """
+        fields.setdefault("request_key", secrets.token_hex(12))
         try:
             arguments, args_hash = freeze_and_hash(raw_arguments, self.limits)
         except McpGovError as exc:

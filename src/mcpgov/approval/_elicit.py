@@ -35,6 +35,31 @@ _SCHEMA: dict[str, Any] = {
 }
 
 
+def _same_request(record: dict[str, Any], ctx: GovContext) -> bool:
+    """Whether the retry ``ctx`` is the request (and caller) the pending approval was asked for.
+
+    What the chain does not know yet at this point (tenant or task set by later stages) is left
+    to the authorisers' exact check of the grant."""
+    action = record.get("action")
+    if not isinstance(action, list) or len(action) != 8:
+        return False
+    method, kind, target, args_hash, issuer, subject, tenant, task_id = action
+    principal = ctx.principal
+    known = (
+        ctx.method,
+        ctx.kind,
+        ctx.target,
+        ctx.args_hash,
+        principal.issuer if principal is not None else None,
+        principal.subject if principal is not None else None,
+    )
+    if known != (method, kind, target, args_hash, issuer, subject):
+        return False
+    if ctx.tenant is not None and ctx.tenant != tenant:
+        return False
+    return ctx.task_id is None or ctx.task_id == task_id
+
+
 def _approved(content: Any, action: Any) -> bool:
     return action == "accept" and isinstance(content, dict) and content.get("approve") is True
 
@@ -121,13 +146,35 @@ class ElicitationApprover:
         )
         try:
             raw = await self._store.get(STATE_PREFIX + request_id)
-            first_use = raw is not None and await self._store.add(f"{STATE_PREFIX}used:{request_id}", "1", self._ttl)
         except StateStoreError as exc:
-            raise Denied(refused, "the approval store failed") from exc
-        if raw is None or not first_use:
-            raise Denied(refused)
-        await self._store.delete(STATE_PREFIX + request_id)
+            denied = Denied(refused, "the approval store failed")
+            denied.context = ctx
+            raise denied from exc
+        if raw is None:
+            denied = Denied(refused)
+            denied.context = ctx
+            raise denied
         record = json.loads(raw)
+        if not _same_request(record, ctx):
+            # Checked before the approval is consumed: another caller's replay cannot use it up.
+            other = Denied(
+                Decision.deny(
+                    "mcpgov:approval", "the approval was given for another caller or request", "approval_mismatch"
+                )
+            )
+            other.context = ctx
+            raise other
+        try:
+            first_use = await self._store.add(f"{STATE_PREFIX}used:{request_id}", "1", self._ttl)
+        except StateStoreError as exc:
+            denied = Denied(refused, "the approval store failed")
+            denied.context = ctx
+            raise denied from exc
+        if not first_use:
+            denied = Denied(refused)
+            denied.context = ctx
+            raise denied
+        await self._store.delete(STATE_PREFIX + request_id)
         action: ActionKey = tuple(record["action"])
         request = ApprovalRequest(
             id=request_id,

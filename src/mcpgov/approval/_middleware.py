@@ -13,6 +13,7 @@ import anyio
 from mcpgov._audit import AuditEvent
 from mcpgov._authorize import APPROVAL_GRANT
 from mcpgov._chain import CallNext, StageSpec
+from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
@@ -92,15 +93,17 @@ class ApprovalMiddleware:
                 asked = await elicit.input_required(request, inner)
                 if asked is not None:
                     return asked
-                return await self._decided(ctx, call_next, request, None)
-            return await self._decided(ctx, call_next, request, await self._ask(request, inner))
+                return await self._decided(ctx, call_next, request, None, inner)
+            return await self._decided(ctx, call_next, request, await self._ask(request, inner), inner)
 
     async def _ask(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
         answer: ApprovalAnswer | None = None
         with anyio.move_on_after(self.deadline):
             try:
                 answer = await self.approver(request, ctx)
-            except Exception as exc:  # noqa: BLE001 - an approver that breaks gives no answer (deny)
+            except BaseException as exc:
+                if not await contained(exc):
+                    raise
                 logger.warning("approver raised %s; treating as no answer", type(exc).__name__)
                 answer = None
         if answer is not None and (not isinstance(answer, ApprovalAnswer) or answer.request_id != request.id):
@@ -108,46 +111,90 @@ class ApprovalMiddleware:
         return answer
 
     async def _decided(
-        self, ctx: GovContext, call_next: CallNext, request: ApprovalRequest, answer: ApprovalAnswer | None
+        self,
+        ctx: GovContext,
+        call_next: CallNext,
+        request: ApprovalRequest,
+        answer: ApprovalAnswer | None,
+        inner: GovContext | None = None,
     ) -> Any:
+        where = inner or ctx  # the most the chain knew about the caller when approval was needed
         if answer is None:
-            await self._emit(ctx, request, "approval.refused", approver=None, reason="approval_timeout")
-            no_answer = Decision(
-                Effect.REQUIRE_APPROVAL, request.rule, "no approval within the deadline", "approval_timeout"
+            detail = f"no approval within the deadline ({self.deadline:g}s)"
+            await self._emit(
+                where, request, "approval.refused", approver=None, reason="approval_timeout", detail=detail
             )
-            raise ApprovalRequired(no_answer)
+            timeout = ApprovalRequired(Decision(Effect.DENY, request.rule, detail, "approval_timeout"))
+            timeout.context = where
+            raise timeout
         if not answer.approved:
-            await self._emit(ctx, request, "approval.refused", approver=answer.approver, reason="approval_refused")
-            raise Denied(Decision.deny(request.rule, f"refused by {answer.approver}", "approval_refused"))
+            await self._emit(
+                where,
+                request,
+                "approval.refused",
+                approver=answer.approver,
+                reason="approval_refused",
+                detail=f"refused by {answer.approver}",
+            )
+            refusal = Denied(Decision.deny(request.rule, f"refused by {answer.approver}", "approval_refused"))
+            refusal.context = where
+            raise refusal
         grant = ApprovalGrant(request, answer.approver, self._clock() + self.grant_ttl, self._clock)
-        await self._emit(ctx, request, "approval.granted", approver=answer.approver, reason="approved")
         try:
             return await call_next(ctx.with_extension(APPROVAL_GRANT, grant))
         except ApprovalRequired as again:
             # The grant did not cover what the authorisers saw (other arguments, caller or task).
+            used = again.context or where
+            await self._emit(
+                used,
+                request,
+                "approval.refused",
+                approver=answer.approver,
+                reason="approval_mismatch",
+                detail="the approval does not cover this request",
+                from_caller=True,
+            )
             mismatch = Decision.deny(
                 again.decision.rule, "the approval does not cover this request", "approval_mismatch"
             )
             refusal = Denied(mismatch)
-            refusal.context = again.context
+            refusal.context = again.context or where
             raise refusal from None
+        finally:
+            # Recorded only once the authorisers found the grant covering the caller that used it.
+            for used_ctx in grant.used_by[:1]:
+                await self._emit(
+                    used_ctx, request, "approval.granted", approver=answer.approver, reason="approved", from_caller=True
+                )
 
     async def _emit(
-        self, ctx: GovContext, request: ApprovalRequest, event_type: Any, *, approver: str | None, reason: str
+        self,
+        ctx: GovContext,
+        request: ApprovalRequest,
+        event_type: Any,
+        *,
+        approver: str | None,
+        reason: str,
+        detail: str | None = None,
+        from_caller: bool = False,
     ) -> None:
-        if ctx.audit is None:
+        """Record an approval event. ``from_caller``: name the caller of ``ctx`` (who used or tried
+        to use the approval) rather than the one the request was made for."""
+        audit = ctx.audit
+        if audit is None:
             return
-        await ctx.audit.emit(
-            AuditEvent.from_context(
-                ctx,
-                event_type,
-                principal=request.principal,
-                tenant=request.tenant,
-                task_id=request.task_id,
-                args_hash=request.args_hash,
-                rule=request.rule,
-                approver=approver,
-                reason=reason,
-                attributes={"approval_id": request.id},
-            )
-        )
+        principal = ctx.principal.id if from_caller and ctx.principal is not None else request.principal
+        values: dict[str, Any] = {
+            "principal": principal,
+            "tenant": ctx.tenant if from_caller else request.tenant,
+            "task_id": ctx.task_id if from_caller else request.task_id,
+            "args_hash": ctx.args_hash if from_caller else request.args_hash,
+            "rule": request.rule,
+            "approver": approver,
+            "reason": reason,
+            "attributes": {"approval_id": request.id},
+        }
+        if event_type == "approval.refused":
+            values["effect"] = "deny"
+            values["detail"] = detail
+        await audit.emit(AuditEvent.from_context(ctx, event_type, **values), required=event_type != "approval.granted")

@@ -123,7 +123,12 @@ class ApprovalGrant:
     approver: str
     expires_at: float
     clock: Any = field(default=time.time, repr=False, compare=False)
+    used_by: list[GovContext] = field(default_factory=list, repr=False, compare=False)
+    """The contexts the grant was found to cover (the grant is recorded only once it covered one)."""
 
     def covers(self, ctx: GovContext, decision: Decision) -> bool:
         """True when ``ctx`` is exactly the approved action and the grant has not expired."""
-        return action_key(ctx) == self.request.action and self.clock() < self.expires_at
+        covered = action_key(ctx) == self.request.action and self.clock() < self.expires_at
+        if covered:
+            self.used_by.append(ctx)
+        return covered

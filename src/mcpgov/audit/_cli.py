@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import click
 
 from mcpgov._audit import AuditEvent
 from mcpgov._cliutil import BadInput
+from mcpgov._errors import ConfigurationError
 from mcpgov.audit._codec import event_to_dict
-from mcpgov.audit._jsonl import verify_chain
-from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, read_events, task_trail
+from mcpgov.audit._jsonl import _iter_file, verify_chain
+from mcpgov.audit._prove import DEFAULT_MAX_TTL, ProofScope, render_html, render_json, render_text
+from mcpgov.audit._prove import prove as prove_log
+from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, printable, read_events, task_trail
 
 __all__ = ["audit"]
 
@@ -27,10 +31,31 @@ _STYLE = {
 
 
 def _check_files(files: Sequence[str]) -> None:
+    """Bad input (exit 2) unless every file is readable and at least one holds chain lines.
+
+    A file of foreign lines among real log files is reported by verification (tampering, exit
+    1); only input that holds no audit log at all is refused as bad input."""
+    foreign: list[str] = []
+    found = False
     for name in files:
         if not os.path.isfile(name):
             reason = "is a directory" if os.path.isdir(name) else "no such file"
-            raise BadInput(f"cannot read {name}: {reason}")
+            raise BadInput(f"cannot read {printable(name)}: {reason}")
+        try:
+            first_problem: str | None = None
+            for number, _, record, why in _iter_file(name):
+                if record is not None:
+                    found = True
+                    first_problem = None
+                    break
+                if first_problem is None:
+                    first_problem = f"line {number}: {why}"
+        except OSError as exc:
+            raise BadInput(f"cannot read {printable(name)}: {exc.strerror or type(exc).__name__}") from None
+        if first_problem is not None:
+            foreign.append(f"{printable(name)} is not an mcpgov audit log ({first_problem})")
+    if foreign and not found:
+        raise BadInput(foreign[0])
 
 
 def _styled(event: AuditEvent, line: str) -> str:
@@ -47,26 +72,45 @@ def audit() -> None:
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--partial", is_flag=True, help="Accept a chain that starts mid-way (older files archived).")
 @click.option("--head", metavar="HASH", help="Expected hash of the last line (detects lines removed from the end).")
+@click.option(
+    "--public-key",
+    "public_key",
+    metavar="KEYFILE",
+    help="Check signed checkpoints with this key (the file `mcpgov keys generate` wrote, or its "
+    "public JWKS): detects truncation, deleted files and rebuilt chains.",
+)
+@click.option("--live", is_flag=True, help="The log is still being written: accept lines after the last checkpoint.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing; only the exit status tells.")
-def verify(files: tuple[str, ...], partial: bool, head: str | None, quiet: bool) -> None:
+def verify(
+    files: tuple[str, ...], *, partial: bool, head: str | None, public_key: str | None, live: bool, quiet: bool
+) -> None:
     """Check the hash chain of an audit log given as one or more files (any order).
 
-    Detects an edited, deleted, inserted or reordered line, and says where. Exit status: 0 when
-    the chain is intact, 1 when a problem was found, 2 on a usage error.
+    Every line must be the exact canonical bytes of its content; detects an edited, deleted,
+    inserted or reordered line, a duplicated key, and with --public-key a forged checkpoint, a
+    truncated log, a deleted file or a rebuilt chain, and says where. Exit status: 0 when the
+    chain is intact, 1 when a problem was found, 2 on bad input (unreadable, not a log, bad key).
     """
     _check_files(files)
     try:
-        report = verify_chain(files, partial=partial, head=head)
+        report = verify_chain(files, partial=partial, head=head, public_key=public_key, live=live)
     except OSError as exc:
-        raise BadInput(f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
+    except ConfigurationError as exc:
+        raise BadInput(printable(exc.detail)) from None
     if report.ok:
         if not quiet:
             span = f"seq {report.first_seq}..{report.last_seq}" if report.first_seq is not None else "empty"
-            click.echo(f"OK: {report.lines} line(s) in {len(report.files)} file(s), {span}, head {report.head}")
+            sealed = ""
+            if report.sealed is not None:
+                sealed = f", {report.checkpoints} signed checkpoint(s), " + (
+                    "closed" if report.sealed else f"live ({report.unsealed} line(s) after the last checkpoint)"
+                )
+            click.echo(f"OK: {report.lines} line(s) in {len(report.files)} file(s), {span}, head {report.head}{sealed}")
         return
     if not quiet:
         for problem in report.problems:
-            click.echo(click.style(str(problem), fg="red"))
+            click.echo(click.style(printable(str(problem)), fg="red"))
         click.echo(
             f"FAILED: {len(report.problems)} problem(s) in {report.lines} line(s) of {len(report.files)} file(s)"
         )
@@ -111,11 +155,11 @@ def show(
     ).select(events)
     if as_json:
         for event in chosen:
-            click.echo(json.dumps(event_to_dict(event), sort_keys=True, ensure_ascii=False))
+            click.echo(json.dumps(event_to_dict(event), sort_keys=True, ensure_ascii=True))
     elif task is not None and not flat:
         trail = task_trail(chosen, task)
         if not trail.events:
-            click.echo(f"task {task}: no matching events")
+            click.echo(f"task {printable(task)}: no matching events")
         else:
             for item, line in iter_lines(trail):
                 click.echo(_styled(item, line) if item is not None else click.style(line, bold=True))
@@ -123,4 +167,133 @@ def show(
         for event in chosen:
             click.echo(_styled(event, f"[{category(event)}] {format_event(event)}"))
     if skipped:
-        click.echo(f"skipped {len(skipped)} unreadable line(s): {', '.join(skipped[:5])}", err=True)
+        click.echo(f"skipped {len(skipped)} unreadable line(s): {printable(', '.join(skipped[:5]))}", err=True)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{option}: {printable(value)!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@audit.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--session", help="Prove this session.")
+@click.option("--task", help="Prove this task.")
+@click.option("--principal", help="Prove this caller's calls (issuer#subject, or the subject alone).")
+@click.option("--since", metavar="TIME", help="Window start (ISO 8601).")
+@click.option("--until", metavar="TIME", help="Window end (ISO 8601).")
+@click.option("--public-key", "public_key", metavar="KEYFILE", help="Check signed checkpoints with this key.")
+@click.option("--partial", is_flag=True, help="Accept a log whose older files were archived.")
+@click.option("--live", is_flag=True, help="Accept a log still being written.")
+@click.option(
+    "--max-ttl", type=float, default=DEFAULT_MAX_TTL, show_default=True, help="Longest credential lifetime (s)."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
+@click.option("--out", metavar="FILE", help="Write the report to FILE instead of standard output.")
+def prove(
+    *,
+    files: tuple[str, ...],
+    session: str | None,
+    task: str | None,
+    principal: str | None,
+    since: str | None,
+    until: str | None,
+    public_key: str | None,
+    partial: bool,
+    live: bool,
+    max_ttl: float,
+    fmt: str,
+    out: str | None,
+) -> None:
+    """Prove a session, task, principal or time window least-privilege, tenant-bound and time-limited.
+
+    Verifies the chain (and checkpoints, with --public-key), then reports every call in scope:
+    who, what, the deciding rule, the credential and its delegation chain, who approved; and the
+    three verdicts with their evidence. Exit status: 0 proven, 1 a verdict or the chain fails,
+    2 bad input (unreadable or foreign files, a bad key, nothing in scope).
+    """
+    _check_files(files)
+    if max_ttl <= 0:
+        raise BadInput("--max-ttl must be positive")
+    scope = ProofScope(
+        session=session,
+        task=task,
+        principal=principal,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+    )
+    try:
+        proof = prove_log(files, scope, public_key=public_key, partial=partial, live=live, max_ttl=max_ttl)
+    except OSError as exc:
+        raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
+    except ConfigurationError as exc:
+        raise BadInput(printable(exc.detail)) from None
+    if not proof.calls and not proof.credentials:
+        raise BadInput(f"nothing in scope ({printable(scope.describe())}): no call or credential matches")
+    rendered = {"text": render_text, "json": render_json, "html": render_html}[fmt](proof)
+    if out is not None:
+        try:
+            with open(out, "w", encoding="utf-8") as handle:
+                handle.write(rendered)
+        except OSError as exc:
+            raise BadInput(f"cannot write {printable(out)}: {exc.strerror}") from None
+        click.echo(f"{'PROVEN' if proof.proven else 'NOT PROVEN'}: report written to {printable(out)}")
+    elif fmt == "text":
+        for line in rendered.splitlines():
+            color = "green" if line.endswith("PROVEN") and "NOT" not in line else None
+            if line.endswith(("FAILED", "NOT PROVEN")) or line.startswith("chain: BROKEN"):
+                color = "red"
+            click.echo(click.style(line, fg=color) if color else line)
+    else:
+        click.echo(rendered, nl=False)
+    if not proof.proven:
+        raise SystemExit(1)
+
+
+@audit.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--policy", "policy_path", required=True, metavar="POLICY", help="The policy file whose grants to check.")
+@click.option("--since", metavar="TIME", help="Window start (ISO 8601).")
+@click.option("--until", metavar="TIME", help="Window end (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def unused(*, files: tuple[str, ...], policy_path: str, since: str | None, until: str | None, as_json: bool) -> None:
+    """List the grants of POLICY that no call in the log used (least-privilege suggestions).
+
+    A grant is an allow rule; it counts as used when an allowed decision in the window names it.
+    Exit status: 0 (also when grants are unused: these are suggestions), 2 bad input.
+    """
+    from mcpgov.policy._diff import load_grants  # noqa: PLC0415 - the command loads what it uses
+
+    _check_files(files)
+    grants = load_grants(policy_path)
+    start, end = _when(since, "--since"), _when(until, "--until")
+    used: dict[str, int] = {}
+    try:
+        events = read_events(files)
+    except OSError as exc:
+        raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
+    for event in events:
+        if event.type != "decision" or event.effect != "allow" or not event.rule:
+            continue
+        if (start is not None and event.time < start) or (end is not None and event.time > end):
+            continue
+        used[event.rule] = used.get(event.rule, 0) + 1
+    idle = [g for g in grants if used.get(g.rule_id, 0) == 0]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"unused": [g.as_dict() for g in idle], "used": used}, indent=2, sort_keys=True, ensure_ascii=True
+            )
+        )
+        return
+    if not idle:
+        click.echo(f"every one of the {len(grants)} grant(s) was used")
+        return
+    click.echo(f"{len(idle)} of {len(grants)} grant(s) unused; consider removing or narrowing them:")
+    for grant in idle:
+        click.echo(f"  {printable(grant.describe())}")

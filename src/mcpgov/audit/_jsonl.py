@@ -1,18 +1,32 @@
-"""A tamper-evident JSON Lines audit log: one event per line, SHA-256 hash-chained across lines and files.
+"""A tamper-evident JSON Lines audit log: one event per line, SHA-256 hash-chained, with signed checkpoints.
 
-Each line is one JSON object with four keys::
+Each line is one JSON object, written in its RFC 8785 canonical form::
 
     {"event": {...}, "hash": "sha256:<hex>", "prev": "sha256:<hex>", "seq": 42}
 
-* ``event`` is the audit event in canonical JSON (RFC 8785, through the ``rfc8785`` library);
+* ``event`` is the audit event in canonical JSON (RFC 8785);
 * ``seq`` counts lines from 1 across the whole chain (rotated files continue it);
 * ``prev`` is the ``hash`` of the line before (for line 1: ``sha256:`` and 64 zeros);
 * ``hash`` is ``sha256(prev + "\\n" + str(seq) + "\\n" + canonical(event))``.
 
-Editing a line breaks its hash; deleting, inserting or reordering lines breaks ``prev``/``seq``.
-:func:`verify_chain` (and ``mcpgov audit verify``) finds each break and names its file and line.
-Removing lines from the *end* leaves a shorter valid chain: compare the last hash with an
-anchor kept elsewhere (:attr:`JsonlSink.head`, ``verify --head``) to detect that.
+With a checkpoint key, the sink also writes *checkpoint* lines into the chain (every N events,
+every T seconds, before a rotation and at close)::
+
+    {"checkpoint": "<compact JWS>", "hash": ..., "prev": ..., "seq": 1001}
+
+whose signed payload names the line's own ``prev`` and ``seq`` (see
+:mod:`mcpgov.audit._checkpoint`), so the signature commits to everything before it, and whose
+hash covers ``canonical({"checkpoint": jws})``.
+
+:func:`verify_chain` (``mcpgov audit verify``) checks that every line is exactly the canonical
+encoding of what it holds (a duplicated key, reordered keys, extra whitespace or a changed
+escape are reported as tampering), recomputes every hash and link, and with the public key
+checks every checkpoint signature and that the log ends with a signed closing checkpoint: a
+truncated log, a deleted file or a chain rebuilt without the key is found without any external
+anchor. Anchoring a head elsewhere (:attr:`JsonlSink.head`, ``verify --head``) stays possible.
+
+Several processes may append to one log: each write takes an exclusive ``flock`` on the file
+and continues the chain from the file's real last line, so the chain stays one chain.
 """
 
 from __future__ import annotations
@@ -20,23 +34,50 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import json.encoder
 import logging
 import os
 import re
+import secrets
+import sys
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import rfc8785
 
-from mcpgov._arguments import canonical_json
+from mcpgov._arguments import _PLAIN_ENCODER, _plain, canonical_json
 from mcpgov._audit import AuditEvent
 from mcpgov._errors import ConfigurationError
+from mcpgov.audit._checkpoint import CheckpointKeys, CheckpointSigner
 from mcpgov.audit._codec import event_to_dict
 from mcpgov.audit._redact import json_safe
 
-__all__ = ["GENESIS", "ChainProblem", "ChainReport", "JsonlSink", "line_hash", "read_chain", "verify_chain"]
+if sys.platform == "win32":  # pragma: no cover - no advisory locks: one writer process per log
+
+    def _flock(fd: int, exclusive: bool) -> None:
+        return None
+
+else:  # POSIX: several processes share one chain under an exclusive lock
+    import fcntl
+
+    def _flock(fd: int, exclusive: bool) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_UN)
+
+
+__all__ = [
+    "GENESIS",
+    "ChainProblem",
+    "ChainReport",
+    "JsonlSink",
+    "encode_event",
+    "line_hash",
+    "read_chain",
+    "verify_chain",
+]
 
 logger = logging.getLogger("mcpgov.audit")
 
@@ -45,6 +86,12 @@ GENESIS = "sha256:" + "0" * 64
 
 _HASH_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _TAIL_CHUNK = 65536
+_MAX_LINE = 16 * 1024 * 1024
+_MAX_SAFE_INT = 2**53 - 1
+_FIELD_KEYS: tuple[tuple[str, str], ...] = tuple((name, f'"{name}":') for name in sorted(AuditEvent.model_fields))
+_escape: Callable[[str], str] = json.encoder.encode_basestring
+_EVENT_KEYS = frozenset({"event", "hash", "prev", "seq"})
+_CHECKPOINT_KEYS = frozenset({"checkpoint", "hash", "prev", "seq"})
 
 
 def canonical_event(event: dict[str, Any]) -> bytes:
@@ -55,29 +102,186 @@ def canonical_event(event: dict[str, Any]) -> bytes:
         return canonical_json(json_safe(event))
 
 
+def encode_event(event: AuditEvent) -> bytes:
+    """The canonical JSON (RFC 8785) of ``event`` as the log writes it.
+
+    Equal, byte for byte, to ``canonical_json(event_to_dict(event))`` (the test suite checks it
+    against the ``rfc8785`` library on generated events). Events of the usual shape are written
+    field by field in sorted order, each string escaped by the standard library's C escaper,
+    which escapes exactly as RFC 8785 does (``"``, ``\\`` and control characters, ``\\u00xx`` in
+    lowercase, nothing else); safe integers and plain floats print the same in Python and
+    ECMAScript; attribute mappings go through :func:`~mcpgov._arguments.canonical_json`.
+    Anything else (an unsafe number, a lone surrogate, an unusual type) takes the general path.
+    """
+    data = event.__dict__
+    parts: list[str] = []
+    add = parts.append
+    for name, key in _FIELD_KEYS:
+        value = data[name]
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is str:
+            add(key + _escape(value))
+        elif kind is datetime:
+            add(key + '"' + value.isoformat() + '"')
+        elif kind is bool:
+            add(key + ("true" if value else "false"))
+        elif kind is int:
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return canonical_event(event_to_dict(event))
+            add(key + str(value))
+        elif kind is float:
+            if not _plain(value):
+                return canonical_event(event_to_dict(event))
+            add(key + repr(value))
+        elif kind is tuple:
+            if value:
+                if not all(type(v) is str for v in value):
+                    return canonical_event(event_to_dict(event))
+                add(key + "[" + ",".join(map(_escape, value)) + "]")
+        elif kind is dict:
+            if value:
+                if not _plain(value):
+                    return canonical_event(event_to_dict(event))
+                add(key + _PLAIN_ENCODER.encode(value))
+        else:
+            return canonical_event(event_to_dict(event))
+    try:
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the general path makes it JSON-safe
+        return canonical_event(event_to_dict(event))
+
+
 def line_hash(prev: str, seq: int, canonical: bytes) -> str:
-    """The chain hash of one line: SHA-256 over ``prev``, ``seq`` and the canonical event."""
+    """The chain hash of one line: SHA-256 over ``prev``, ``seq`` and the canonical content."""
     digest = hashlib.sha256(f"{prev}\n{seq}\n".encode("ascii"))
     digest.update(canonical)
     return "sha256:" + digest.hexdigest()
 
 
+def _checkpoint_body(token: str) -> bytes:
+    return canonical_json({"checkpoint": token})
+
+
+def _event_line(body: bytes, digest: str, prev: str, seq: int) -> bytes:
+    return b'{"event":%b,"hash":"%b","prev":"%b","seq":%d}\n' % (body, digest.encode(), prev.encode(), seq)
+
+
+def _checkpoint_line(token: str, digest: str, prev: str, seq: int) -> bytes:
+    return b'{"checkpoint":%b,"hash":"%b","prev":"%b","seq":%d}\n' % (
+        canonical_json(token),
+        digest.encode(),
+        prev.encode(),
+        seq,
+    )
+
+
 def _parse(raw: bytes) -> dict[str, Any] | None:
     """A chain record from one line, or ``None`` when the line is not one."""
+    record, _ = _parse_checked(raw)
+    return record
+
+
+def _parse_checked(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    """A chain record and ``""``, or ``None`` and why the line is not one."""
+    if len(raw) > _MAX_LINE:
+        return None, f"line longer than {_MAX_LINE} bytes"
     try:
         record = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict) or set(record) != {"event", "hash", "prev", "seq"}:
-        return None
-    seq, prev, digest, event = record["seq"], record["prev"], record["hash"], record["event"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(event, dict):
-        return None
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError:
+        return None, "not JSON (torn write or edit)"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    keys = record.keys()
+    if keys not in (_EVENT_KEYS, _CHECKPOINT_KEYS):
+        return None, "not a chain line (unexpected keys)"
+    seq, prev, digest = record["seq"], record["prev"], record["hash"]
+    if type(seq) is not int or seq < 1:
+        return None, "seq is not a positive integer"
     if not isinstance(prev, str) or not isinstance(digest, str):
-        return None
+        return None, "prev/hash are not strings"
     if not _HASH_RE.fullmatch(prev) or not _HASH_RE.fullmatch(digest):
+        return None, "prev/hash are not sha256 digests"
+    if "event" in record:
+        if not isinstance(record["event"], dict):
+            return None, "event is not an object"
+    elif not isinstance(record["checkpoint"], str):
+        return None, "checkpoint is not a string"
+    return record, ""
+
+
+def _duplicate_key(raw: bytes) -> str | None:
+    """The first key that appears twice in one object of ``raw``, if any."""
+    found: list[str] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and not found:
+                found.append(key)
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        json.loads(raw, object_pairs_hook=hook)
+    except (ValueError, RecursionError):
         return None
-    return record
+    return found[0] if found else None
+
+
+def _plain_object(data: dict[str, Any]) -> bool:
+    """:func:`~mcpgov._arguments._plain` for a parsed event, with a quicker look at its (mostly
+    ASCII string) top-level values; nested values get the full check."""
+    for key, value in data.items():
+        if not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str:
+            if not value.isascii() and not _plain(value):
+                return False
+        elif kind is int:
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return False
+        elif not (value is None or kind is bool or _plain(value)):
+            return False
+    return True
+
+
+def _floats(value: Any) -> Any:
+    """``value`` with integers beyond the exact range of a JSON number read as the floats they
+    were written from (the writer never writes such integers: they become strings)."""
+    kind = type(value)
+    if kind is int and not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+        return float(value)
+    if kind is dict:
+        return {k: _floats(v) for k, v in value.items()}
+    if kind is list:
+        return [_floats(v) for v in value]
+    return value
+
+
+def _content(record: dict[str, Any]) -> bytes | None:
+    """The canonical content a line's hash covers, or ``None`` when it has no canonical form."""
+    try:
+        if "event" in record:
+            event = record["event"]
+            if _plain_object(event):
+                return _PLAIN_ENCODER.encode(event).encode("utf-8")
+            return canonical_json(_floats(event))
+        return _checkpoint_body(record["checkpoint"])
+    except (rfc8785.CanonicalizationError, TypeError, RecursionError):
+        return None
+
+
+def _expected_line(record: dict[str, Any], content: bytes) -> bytes:
+    if "event" in record:
+        return _event_line(content, record["hash"], record["prev"], record["seq"])
+    return _checkpoint_line(record["checkpoint"], record["hash"], record["prev"], record["seq"])
 
 
 def _last_record(path: Path) -> dict[str, Any] | None:
@@ -110,12 +314,22 @@ def _first_record(path: Path) -> dict[str, Any] | None:
 
 
 class JsonlSink:
-    """Appends events to a hash-chained JSON Lines file, rotating it by size.
+    """Appends events to a hash-chained JSON Lines file, rotating it by size, with signed checkpoints.
 
     Opening an existing log continues its chain (after the last valid line; a line torn by a
     crash is left for :func:`verify_chain` to report). When the file would grow past
     ``max_bytes`` it is renamed ``<stem>.<first seq, 12 digits><suffix>`` and a new file
     continues the chain, so ``verify`` over all files checks across rotations.
+
+    Several sinks, in one process or several, may write one log: each write holds an exclusive
+    ``flock`` on the file and first catches up with lines others appended (or a rotation they
+    made), so they share one intact chain.
+
+    With ``checkpoint_key``, a signed checkpoint line is written after every
+    ``checkpoint_every`` events, when ``checkpoint_interval`` seconds passed since the last one
+    (checked on every write and by :meth:`tick`, which :class:`~mcpgov.audit.QueuedSink` calls
+    when idle), before each rotation and at :meth:`close`. ``mcpgov audit verify --public-key``
+    then detects truncation, deleted files and rebuilt chains without an external anchor.
 
     Writes go straight to the file descriptor (``O_APPEND``); a failed write (full disk,
     revoked permission) is truncated away so the chain stays intact, and raises ``OSError``
@@ -126,31 +340,68 @@ class JsonlSink:
         path: the active log file (created with mode 0600 if missing; its directory must exist).
         max_bytes: rotate before the file would exceed this size (``None``: never rotate).
         fsync: ``fsync`` after every write (durable against power loss, much slower).
+        checkpoint_key: the signing key for checkpoints: a key file as ``mcpgov keys generate``
+            writes it, a PEM private key file, a joserfc private key, a
+            :class:`~mcpgov.credentials.SigningKeySet` or a
+            :class:`~mcpgov.audit.CheckpointSigner` (``None``: no checkpoints).
+        checkpoint_every: write a checkpoint after this many events.
+        checkpoint_interval: write a checkpoint when this many seconds passed since the last one
+            and events were written since.
+        clock: monotonic clock for the checkpoint interval (injectable for tests).
 
     Raises:
         ConfigurationError: the file cannot be opened for appending, ``max_bytes`` is too small,
-            or the file is not empty yet holds no valid chain line (refusing to append to it).
+            the file is not empty yet holds no valid chain line (refusing to append to it), or
+            the checkpoint key or intervals are not usable.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, max_bytes: int | None = 64 * 1024 * 1024, fsync: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = 64 * 1024 * 1024,
+        fsync: bool = False,
+        checkpoint_key: Any = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_bytes is not None and max_bytes < 4096:
             raise ConfigurationError("max_bytes must be at least 4096 (or None to never rotate)")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise ConfigurationError("checkpoint_every must be a positive number of events")
+        if isinstance(checkpoint_interval, bool) or not checkpoint_interval > 0:
+            raise ConfigurationError("checkpoint_interval must be a positive number of seconds")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.fsync = fsync
         self.name = f"jsonl({self.path.name})"
+        self._signer: CheckpointSigner | None = None
+        if checkpoint_key is not None:
+            self._signer = (
+                checkpoint_key if isinstance(checkpoint_key, CheckpointSigner) else CheckpointSigner(checkpoint_key)
+            )
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = float(checkpoint_interval)
+        self._clock = clock
+        self.writer = secrets.token_hex(8)
+        """This sink's id in the checkpoints it signs."""
         self._lock = threading.Lock()
         self.head = GENESIS
         """The hash of the last line written (anchor it elsewhere to detect truncation)."""
         self.seq = 0
         """The sequence number of the last line written."""
         self.written = 0
-        """Lines written by this sink."""
+        """Event lines written by this sink."""
+        self.checkpoints = 0
+        """Checkpoint lines written by this sink."""
         self.rotations = 0
         """How many times this sink rotated the file."""
         self._healthy = True
+        self._since_checkpoint = 0
+        self._last_checkpoint = clock()
+        self._ino: int | None = None
+        self._sealed_at: int | None = None
         try:
             self._resume()
             self._fd: int | None = self._open()
@@ -160,7 +411,7 @@ class JsonlSink:
             ) from None
 
     def __repr__(self) -> str:
-        return f"JsonlSink({str(self.path)!r}, seq={self.seq})"
+        return f"JsonlSink({str(self.path)!r}, seq={self.seq}, checkpoints={self._signer is not None})"
 
     @property
     def last_write_ok(self) -> bool:
@@ -168,8 +419,8 @@ class JsonlSink:
         return self._healthy
 
     def stats(self) -> dict[str, int]:
-        """Counters: lines written, rotations, last sequence number."""
-        return {"written": self.written, "rotations": self.rotations, "seq": self.seq}
+        """Counters: lines written, checkpoints, rotations, last sequence number."""
+        return {"written": self.written, "checkpoints": self.checkpoints, "rotations": self.rotations, "seq": self.seq}
 
     def _rotated_name(self, first_seq: int) -> Path:
         return self.path.with_name(f"{self.path.stem}.{first_seq:012d}{self.path.suffix}")
@@ -185,6 +436,7 @@ class JsonlSink:
         return sorted(found)
 
     def _resume(self) -> None:
+        """Take head, seq and the active file's first seq from what is on disk."""
         source: Path | None = None
         if self.path.is_file() and self.path.stat().st_size > 0:
             source = self.path
@@ -192,7 +444,7 @@ class JsonlSink:
             rotated = self._rotated_files()
             if rotated:
                 source = rotated[-1][1]
-        self._first_seq = 1
+        self._first_seq = self.seq + 1 if self.seq else 1
         if source is None:
             return
         last = _last_record(source)
@@ -209,80 +461,202 @@ class JsonlSink:
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        self._size = st.st_size
+        self._ino = st.st_ino
+        self._stale = True  # others may have written since the chain was last read: read it again under the lock
         return fd
 
-    def _rotate(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
+    def _locked(self) -> int:
+        """The open descriptor of the active file, exclusively locked, caught up with other writers."""
+        while True:
+            if self._fd is None:
+                self._fd = self._open()
+            fd = self._fd
+            _flock(fd, True)
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fd)
+            if current is not None and current.st_ino == mine.st_ino:
+                if self._stale or mine.st_size != self._size:
+                    # Another writer appended (or rotated and we reopened): continue its chain.
+                    self._size = mine.st_size
+                    try:
+                        self._resume()
+                    except ConfigurationError as exc:
+                        _flock(fd, False)
+                        raise OSError(str(exc)) from None
+                    self._stale = False
+                return fd
+            # Another writer rotated the file away: reopen the active path.
+            _flock(fd, False)
+            os.close(fd)
             self._fd = None
-        target = self._rotated_name(self._first_seq)
-        try:
-            os.replace(self.path, target)
-        except OSError:
-            logger.error("audit log %s could not be rotated; appending to it past max_bytes", self.path)
-        else:
-            self.rotations += 1
-            self._first_seq = self.seq + 1
-        self._fd = self._open()
+
+    def _unlock(self, fd: int) -> None:
+        _flock(fd, False)
+
+    def _checkpoint(self, reason: str, prev: str, seq: int, events: int) -> tuple[bytes, str]:
+        """A signed checkpoint line at ``seq`` after ``prev``, and its hash."""
+        assert self._signer is not None  # noqa: S101 - callers check; narrows the type
+        payload = {
+            "events": events,
+            "prev": prev,
+            "reason": reason,
+            "seq": seq,
+            "time": datetime.now(timezone.utc).isoformat(),
+            "writer": self.writer,
+        }
+        token = self._signer.sign(payload)
+        digest = line_hash(prev, seq, _checkpoint_body(token))
+        return _checkpoint_line(token, digest, prev, seq), digest
 
     def encode(self, events: Iterable[AuditEvent]) -> tuple[bytes, str, int]:
-        """The lines for ``events`` after the current head, with the new head and sequence number."""
+        """The lines for ``events`` after the current head, with the new head and sequence number
+        (checkpoints that fall due are not included)."""
         prev, seq = self.head, self.seq
         parts: list[bytes] = []
         for event in events:
-            body = canonical_event(event_to_dict(event))
+            body = encode_event(event)
             seq += 1
             digest = line_hash(prev, seq, body)
-            parts.append(
-                b'{"event":%b,"hash":"%b","prev":"%b","seq":%d}\n' % (body, digest.encode(), prev.encode(), seq)
-            )
+            parts.append(_event_line(body, digest, prev, seq))
             prev = digest
         return b"".join(parts), prev, seq
 
+    def _append(self, fd: int, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fsync(fd)
+        except OSError:
+            self._healthy = False
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                logger.error("audit log %s: a failed write could not be truncated away", self.path)
+            raise
+        self._size += len(data)
+
     def write_batch(self, events: Sequence[AuditEvent]) -> None:
-        """Append ``events`` (one write).
+        """Append ``events`` (one write, with any checkpoint that falls due).
 
         Raises:
             OSError: the write failed; nothing of it remains in the file.
         """
+        bodies = [encode_event(event) for event in events]
         with self._lock:
-            data, head, seq = self.encode(events)
+            fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies))
             try:
-                fd = self._ready_fd(len(data))
-            except OSError:
-                self._healthy = False
-                raise
-            try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                if self.fsync:
-                    os.fsync(fd)
-            except OSError:
-                self._healthy = False
-                try:
-                    os.ftruncate(fd, self._size)
-                except OSError:
-                    logger.error("audit log %s: a failed write could not be truncated away", self.path)
-                raise
-            if self._size == 0:
-                self._first_seq = self.seq + 1
-            self._size += len(data)
-            self.head, self.seq = head, seq
-            self.written += len(events)
-            self._healthy = True
+                self._write_locked(fd, bodies, None)
+            finally:
+                self._unlock_current()
 
-    def _ready_fd(self, incoming: int) -> int:
-        """The open descriptor to append ``incoming`` bytes to, reopening or rotating first if needed."""
-        if self._fd is None:
-            self._fd = self._open()
+    def _ready(self, incoming: int) -> int:
+        """Lock the active file, catching up with other writers, and rotate it first if needed."""
+        try:
+            fd = self._locked()
+        except OSError:
+            self._healthy = False
+            raise
         if self.max_bytes is not None and self._size > 0 and self._size + incoming > self.max_bytes:
-            self._rotate()
-        if self._fd is None:  # pragma: no cover - _rotate reopens or raises
-            raise OSError("audit log is not open")
-        return self._fd
+            try:
+                fd = self._rotate_locked(fd)
+            except OSError:
+                self._healthy = False
+                self._unlock_current()
+                raise
+        return fd
+
+    def _unlock_current(self) -> None:
+        if self._fd is not None:
+            self._unlock(self._fd)
+
+    def _write_locked(self, fd: int, bodies: list[bytes], reason: str | None) -> None:
+        prev, seq = self.head, self.seq
+        since = self._since_checkpoint
+        signer = self._signer
+        every = self.checkpoint_every
+        parts: list[bytes] = []
+        checkpoints = 0
+        for body in bodies:
+            seq += 1
+            digest = line_hash(prev, seq, body)
+            parts.append(_event_line(body, digest, prev, seq))
+            prev = digest
+            since += 1
+            if signer is not None and since >= every:
+                seq += 1
+                line, prev = self._checkpoint("count", prev, seq, since)
+                parts.append(line)
+                since = 0
+                checkpoints += 1
+        now = self._clock()
+        if signer is not None and reason is None and since and now - self._last_checkpoint >= self.checkpoint_interval:
+            reason = "interval"
+        if signer is not None and reason is not None:
+            seq += 1
+            line, prev = self._checkpoint(reason, prev, seq, since)
+            parts.append(line)
+            since = 0
+            checkpoints += 1
+        if not parts:
+            return
+        data = b"".join(parts)
+        self._append(fd, data)
+        if self._size == len(data):
+            self._first_seq = self.seq + 1
+        self.head, self.seq = prev, seq
+        self.written += len(bodies)
+        self.checkpoints += checkpoints
+        self._since_checkpoint = since
+        if checkpoints:
+            self._last_checkpoint = now
+        self._healthy = True
+
+    def _rotate_locked(self, fd: int) -> int:
+        """Seal the active file (a ``rotate`` checkpoint), rename it, and lock a fresh one."""
+        if self._signer is not None:
+            self._write_locked(fd, [], "rotate")
+        target = self._rotated_name(self._first_seq)
+        if target.exists():  # never overwrite a rotated file (the lock makes this check safe among writers)
+            logger.error("audit log %s: %s already exists; appending past max_bytes", self.path, target.name)
+            return fd
+        try:
+            os.replace(self.path, target)
+        except OSError:
+            logger.error("audit log %s could not be rotated; appending to it past max_bytes", self.path)
+            return fd
+        self.rotations += 1
+        self._first_seq = self.seq + 1
+        self._unlock(fd)
+        os.close(fd)
+        self._fd = None
+        # Lock the new active file like any write does: another writer may have created it and
+        # appended to it between the rename and this lock, so catch up first.
+        return self._locked()
+
+    def tick(self) -> None:
+        """Write a checkpoint if ``checkpoint_interval`` seconds passed and events were written since.
+
+        Raises:
+            OSError: the write failed.
+        """
+        if self._signer is None or not self._since_checkpoint:
+            return
+        if self._clock() - self._last_checkpoint < self.checkpoint_interval:
+            return
+        with self._lock:
+            fd = self._ready(1024)
+            try:
+                self._write_locked(fd, [], "interval")
+            finally:
+                self._unlock_current()
 
     def __call__(self, event: AuditEvent) -> None:
         """Append one event.
@@ -293,8 +667,19 @@ class JsonlSink:
         self.write_batch((event,))
 
     def close(self, timeout: float | None = None) -> None:
-        """Close the file (later writes reopen it)."""
+        """Write the closing checkpoint (with a key) and close the file (later writes reopen it)."""
         with self._lock:
+            if self._signer is not None:
+                try:
+                    fd = self._ready(1024)
+                    try:
+                        if self._sealed_at != self._size:  # not already sealed by this sink
+                            self._write_locked(fd, [], "close")
+                            self._sealed_at = self._size
+                    finally:
+                        self._unlock_current()
+                except OSError as exc:
+                    logger.error("audit log %s: the closing checkpoint could not be written: %s", self.path, exc)
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -310,9 +695,13 @@ class ChainProblem:
     Attributes:
         file: the file.
         line: the 1-based line number (0 when the problem is about the whole file).
-        kind: ``malformed``, ``edited``, ``deleted``, ``inserted``, ``reordered``, ``start``
-            (the chain does not begin at its first line) or ``truncated`` (it does not end at the
-            expected head).
+        kind: ``malformed`` (not a chain line), ``noncanonical`` (not the exact canonical bytes of
+            its content: whitespace, key order, escapes), ``duplicate_key``, ``torn`` (no line end),
+            ``edited``, ``deleted``, ``inserted``, ``reordered``, ``start`` (the chain does not
+            begin at its first line), ``empty``, ``truncated`` (it does not end where it should:
+            at the expected head, or at a signed closing checkpoint), ``missing_file`` (the chain
+            continues in a file that is not given), ``checkpoint`` (a checkpoint whose signature
+            or content does not verify) or ``unsealed`` (no signed checkpoint at all).
         message: what was found.
     """
 
@@ -336,6 +725,12 @@ class ChainReport:
         last_seq: the last sequence number.
         head: the last line's hash (anchor it to detect later truncation).
         problems: every break found, in order.
+        events: how many event lines were read.
+        checkpoints: how many checkpoint lines were read (and verified, with a key).
+        sealed: with a key, whether the log ends with a signed closing checkpoint (``None``
+            without a key).
+        unsealed: lines after the last verified checkpoint (with a key).
+        last_checkpoint: the payload of the last verified checkpoint (with a key).
     """
 
     files: tuple[str, ...]
@@ -344,6 +739,11 @@ class ChainReport:
     last_seq: int | None
     head: str | None
     problems: tuple[ChainProblem, ...]
+    events: int = 0
+    checkpoints: int = 0
+    sealed: bool | None = None
+    unsealed: int = 0
+    last_checkpoint: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -351,151 +751,345 @@ class ChainReport:
         return not self.problems
 
 
-@dataclasses.dataclass
-class _Line:
-    file: str
-    number: int
-    record: dict[str, Any] | None
-
-
 def read_chain(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any] | None]]:
-    """The lines of one log file as ``(line number, record or None if malformed)``; blank last line skipped.
+    """The lines of one log file as ``(line number, record or None if malformed)``.
+
+    Records are event lines (key ``event``) and checkpoint lines (key ``checkpoint``).
 
     Raises:
         OSError: the file cannot be read.
     """
-    out: list[tuple[int, dict[str, Any] | None]] = []
+    return [(number, record) for number, _, record, _ in _iter_file(path)]
+
+
+def _iter_file(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes, dict[str, Any] | None, str]]:
+    """``(line number, raw bytes, record or None, why not)`` for each line of a file."""
     with Path(path).open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            out.append((number, _parse(raw) if raw.strip() else None))
-    return out
+        number = 0
+        while True:
+            raw = f.readline(_MAX_LINE + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > _MAX_LINE:
+                # Skip the rest of an overlong line without holding it.
+                while raw and not raw.endswith(b"\n"):
+                    raw = f.readline(_MAX_LINE)
+                yield number, b"", None, f"line longer than {_MAX_LINE} bytes"
+                continue
+            if not raw.strip():
+                yield number, raw, None, "blank line"
+                continue
+            record, why = _parse_checked(raw)
+            yield number, raw, record, why
 
 
-def verify_chain(
-    paths: Sequence[str | os.PathLike[str]], *, partial: bool = False, head: str | None = None
+_SEQ_TAIL = re.compile(rb'"seq":(\d{1,19})\}\s*$')
+
+
+def _first_seq_of(path: str | os.PathLike[str]) -> int | None:
+    for _, _, record, _ in _iter_file(path):
+        if record is not None:
+            seq: int = record["seq"]
+            return seq
+    return None
+
+
+def _load_keys(public_key: Any) -> CheckpointKeys | None:
+    if public_key is None or isinstance(public_key, CheckpointKeys):
+        return public_key
+    if isinstance(public_key, CheckpointSigner):
+        return public_key.public_keys()
+    return CheckpointKeys.from_file(public_key)
+
+
+EventVisitor = Callable[[str, int, int, dict[str, Any]], None]
+"""Called by :func:`verify_chain` with ``(file, line, seq, event data)`` for each event line."""
+
+
+def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in one place
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    partial: bool = False,
+    head: str | None = None,
+    public_key: Any = None,
+    live: bool = False,
+    visit: EventVisitor | None = None,
 ) -> ChainReport:
     """Check the hash chain of one log, given as one or more files (in any order).
 
-    Files are put in chain order by their first sequence number. Every line's hash is
-    recomputed, and every line must follow the one before it (``prev`` and ``seq``), also across
-    files. Each break is reported with its file and line and classified as an edited,
-    deleted, inserted or reordered line (or a malformed one).
+    Files are put in chain order by their first sequence number and read once, line by line.
+    Every line must be exactly the canonical encoding of its content (so a duplicated key, an
+    added space, reordered keys or a rewritten escape are found even where the parsed values
+    would hash the same), every hash is recomputed, and every line must follow the one before it
+    (``prev`` and ``seq``), also across files. Each break is reported with its file and line.
+
+    With ``public_key``, every checkpoint's signature is checked, and the log must end with a
+    signed closing checkpoint: lines removed from the end, a deleted last file and a chain
+    rebuilt without the private key are reported without any external anchor.
 
     Args:
         paths: the files of the log (the active file and its rotated predecessors).
         partial: accept a chain that starts mid-way (older files were archived or removed);
             by default the first line must be the chain's first (``seq`` 1).
-        head: the expected hash of the last line (an anchor kept elsewhere); detects lines
-            removed from the end.
+        head: the expected hash of the last line (an anchor kept elsewhere).
+        public_key: the checkpoint verification key(s): a key file (the JWKS ``mcpgov keys
+            generate`` writes, or its public half from ``mcpgov keys jwks``, or a PEM key), or a
+            :class:`~mcpgov.audit.CheckpointKeys`.
+        live: the log is still being written: lines after the last checkpoint, and a last
+            checkpoint that is not a closing one, are accepted (and counted in ``unsealed``).
+        visit: called with ``(file, line, seq, event data)`` for every event line that parses.
 
     Returns:
         The report; ``report.ok`` is true when nothing was found.
 
     Raises:
         OSError: a file cannot be read.
+        ConfigurationError: ``public_key`` cannot be loaded.
     """
-    files: list[tuple[float, int, str, list[tuple[int, dict[str, Any] | None]]]] = []
+    keys = _load_keys(public_key)
+    order: list[tuple[float, int, str]] = []
     for index, path in enumerate(paths):
-        lines = read_chain(path)
-        first = next((rec["seq"] for _, rec in lines if rec is not None), None)
-        files.append((float("inf") if first is None else float(first), index, str(path), lines))
-    files.sort(key=lambda f: (f[0], f[1]))
-    ordered: list[_Line] = []
-    for _, _, name, lines in files:
-        ordered.extend(_Line(name, number, record) for number, record in lines)
-    positions: dict[int, list[_Line]] = {}
-    for line in ordered:
-        if line.record is not None:
-            positions.setdefault(line.record["seq"], []).append(line)
+        first = _first_seq_of(path)
+        order.append((float("inf") if first is None else float(first), index, str(path)))
+    order.sort()
 
     problems: list[ChainProblem] = []
+    gaps: list[tuple[ChainProblem, int, int]] = []  # (placeholder, expected, found) to classify at the end
+    late: list[tuple[int, str, int]] = []  # (problem index, file, seq) of a seq lower than expected
     expected_prev: str | None = None if partial else GENESIS
     expected_seq: int | None = None if partial else 1
     first_seq: int | None = None
     last: dict[str, Any] | None = None
+    last_file, last_line = (order[-1][2] if order else ""), 0
+    total = events = checkpoints = 0
+    since_checkpoint = 0
+    last_checkpoint: dict[str, Any] | None = None
     anchored = partial
-    for line in ordered:
-        record = line.record
-        if record is None:
-            problems.append(ChainProblem(line.file, line.number, "malformed", "not a chain line (torn write or edit)"))
-            expected_prev = expected_seq = None  # re-anchor on the next valid line
-            continue
-        seq, prev = record["seq"], record["prev"]
-        if first_seq is None:
-            first_seq = seq
-        try:
-            recomputed = line_hash(prev, seq, canonical_json(record["event"]))
-        except (rfc8785.CanonicalizationError, TypeError):
-            recomputed = None
-        if recomputed != record["hash"]:
-            problems.append(
-                ChainProblem(line.file, line.number, "edited", "the line's content does not match its hash")
-            )
-        if not anchored and last is None and (seq != 1 or prev != GENESIS):
-            problems.append(
-                ChainProblem(
-                    line.file,
-                    line.number,
-                    "start",
-                    f"the chain starts at seq {seq}, not at its beginning: earlier lines or files are missing "
-                    "(give the older files too, or --partial if they were archived)",
+    for _, _, name in order:
+        number = 0
+        for number, raw, record, why in _iter_file(name):
+            total += 1
+            if record is None:
+                problems.append(ChainProblem(name, number, "malformed", f"not a chain line: {why}"))
+                expected_prev = expected_seq = None  # re-anchor on the next valid line
+                since_checkpoint += 1
+                continue
+            seq, prev = record["seq"], record["prev"]
+            if first_seq is None:
+                first_seq = seq
+            content = _content(record)
+            if content is None:
+                problems.append(ChainProblem(name, number, "noncanonical", "the content has no canonical JSON form"))
+            else:
+                if raw != _expected_line(record, content):
+                    problems.append(_noncanonical(name, number, raw, record, content))
+                if line_hash(prev, seq, content) != record["hash"]:
+                    problems.append(ChainProblem(name, number, "edited", "the line's content does not match its hash"))
+            if not anchored and last is None and (seq != 1 or prev != GENESIS):
+                problems.append(
+                    ChainProblem(
+                        name,
+                        number,
+                        "start",
+                        f"the chain starts at seq {seq}, not at its beginning: earlier lines or files are missing "
+                        "(give the older files too, or --partial if they were archived)",
+                    )
                 )
-            )
-        elif expected_prev is not None and expected_seq is not None and (prev != expected_prev or seq != expected_seq):
-            problems.append(_classify(line, seq, expected_seq, positions))
-        anchored = True
-        expected_prev, expected_seq = record["hash"], seq + 1
-        last = record
-    last_file = ordered[-1].file if ordered else (str(paths[-1]) if paths else "")
+            elif (
+                expected_prev is not None
+                and expected_seq is not None
+                and (prev != expected_prev or seq != expected_seq)
+            ):
+                if seq > expected_seq:
+                    placeholder = ChainProblem(name, number, "deleted", "")
+                    gaps.append((placeholder, expected_seq, seq))
+                    problems.append(placeholder)
+                elif seq == expected_seq:
+                    problems.append(
+                        ChainProblem(
+                            name,
+                            number,
+                            "inserted",
+                            "does not chain to the line before it: that line was inserted or replaced",
+                        )
+                    )
+                else:
+                    late.append((len(problems), name, seq))
+                    problems.append(
+                        ChainProblem(
+                            name, number, "reordered", f"out of order: seq {seq} comes after seq {expected_seq - 1}"
+                        )
+                    )
+            anchored = True
+            expected_prev, expected_seq = record["hash"], seq + 1
+            last = record
+            if "event" in record:
+                events += 1
+                since_checkpoint += 1
+                if visit is not None:
+                    visit(name, number, seq, record["event"])
+            else:
+                checkpoints += 1
+                if keys is None:
+                    continue
+                try:
+                    payload = keys.check(record["checkpoint"])
+                except ValueError as exc:
+                    problems.append(ChainProblem(name, number, "checkpoint", f"forged or altered checkpoint: {exc}"))
+                    since_checkpoint += 1
+                    continue
+                if payload["seq"] != seq or payload["prev"] != prev:
+                    problems.append(
+                        ChainProblem(
+                            name,
+                            number,
+                            "checkpoint",
+                            f"the signed checkpoint is for seq {payload['seq']} after another head: "
+                            "the chain before it was rebuilt or the checkpoint moved",
+                        )
+                    )
+                    since_checkpoint += 1
+                    continue
+                last_checkpoint = dict(payload, file=name, line=number)
+                since_checkpoint = 0
+        if number:
+            last_file, last_line = name, number
+    if gaps or late:
+        _classify(gaps, late, problems, order)
+    if total == 0:
+        problems.append(ChainProblem(last_file, 0, "empty", "the log holds no line at all"))
     if head is not None and (last is None or last["hash"] != head):
         where = f"seq {last['seq']} ({last['hash']})" if last is not None else "no valid line"
         problems.append(
-            ChainProblem(
-                last_file,
-                len(files[-1][3]) if files else 0,
-                "truncated",
-                f"the chain ends at {where}, not at the expected head",
-            )
+            ChainProblem(last_file, last_line, "truncated", f"the chain ends at {where}, not at the expected head")
         )
+    sealed: bool | None = None
+    if keys is not None and total:
+        sealed = False
+        if last_checkpoint is None:
+            problems.append(
+                ChainProblem(
+                    last_file,
+                    0,
+                    "unsealed",
+                    "no checkpoint signed by the given key: the log was written without that checkpoint key, "
+                    "or the chain was rebuilt",
+                )
+            )
+        elif since_checkpoint:
+            if not live:
+                problems.append(
+                    ChainProblem(
+                        last_file,
+                        last_line,
+                        "truncated",
+                        f"{since_checkpoint} line(s) after the last signed checkpoint "
+                        f"({last_checkpoint['file']}:{last_checkpoint['line']}, seq {last_checkpoint['seq']}) and no "
+                        "closing checkpoint: lines were removed from the end, or the writer did not close the log "
+                        "(--live accepts a log still being written)",
+                    )
+                )
+        elif last_checkpoint["reason"] == "rotate":
+            problems.append(
+                ChainProblem(
+                    last_file,
+                    last_line,
+                    "missing_file",
+                    f"the chain continues after seq {last_checkpoint['seq']} in a file that was rotated and is "
+                    "missing (deleted?)",
+                )
+            )
+        elif last_checkpoint["reason"] == "close":
+            sealed = True
+        elif not live:
+            problems.append(
+                ChainProblem(
+                    last_file,
+                    last_line,
+                    "truncated",
+                    f"the log ends at a {last_checkpoint['reason']} checkpoint (seq {last_checkpoint['seq']}), not a "
+                    "closing one: lines after it were removed, or the writer did not close the log "
+                    "(--live accepts a log still being written)",
+                )
+            )
     return ChainReport(
-        files=tuple(f[2] for f in files),
-        lines=len(ordered),
+        files=tuple(name for _, _, name in order),
+        lines=total,
         first_seq=first_seq,
         last_seq=last["seq"] if last is not None else None,
         head=last["hash"] if last is not None else None,
         problems=tuple(problems),
+        events=events,
+        checkpoints=checkpoints,
+        sealed=sealed,
+        unsealed=since_checkpoint if keys is not None else 0,
+        last_checkpoint=dict(last_checkpoint) if last_checkpoint is not None else None,
     )
 
 
-def _classify(line: _Line, seq: int, expected: int, positions: dict[int, list[_Line]]) -> ChainProblem:
-    if seq == expected:
+def _noncanonical(name: str, number: int, raw: bytes, record: dict[str, Any], content: bytes) -> ChainProblem:
+    expected = _expected_line(record, content)
+    if raw == expected[:-1]:
+        return ChainProblem(name, number, "torn", "the line has no line end (a torn write, or the file was cut)")
+    duplicate = _duplicate_key(raw)
+    if duplicate is not None:
         return ChainProblem(
-            line.file,
-            line.number,
-            "inserted",
-            "does not chain to the line before it: that line was inserted or replaced",
+            name,
+            number,
+            "duplicate_key",
+            f"key {json.dumps(duplicate)[:80]} appears twice in one object: readers may see a value other than "
+            "the one hashed",
         )
-    if seq > expected:
+    return ChainProblem(
+        name,
+        number,
+        "noncanonical",
+        "the line is not the exact canonical encoding of its content (whitespace, key order, number format or "
+        "escapes changed)",
+    )
+
+
+def _classify(
+    gaps: list[tuple[ChainProblem, int, int]],
+    late: list[tuple[int, str, int]],
+    problems: list[ChainProblem],
+    order: list[tuple[float, int, str]],
+) -> None:
+    """Name each gap as deleted or reordered lines, and each late seq as reordered or duplicated."""
+    positions: dict[int, tuple[str, int]] = {}
+    duplicates: dict[int, tuple[str, int]] = {}
+    for _, _, name in order:
+        with Path(name).open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                m = _SEQ_TAIL.search(raw[-40:])
+                if m is None:
+                    continue
+                seq = int(m.group(1))
+                if seq in positions:
+                    duplicates.setdefault(seq, positions[seq])
+                else:
+                    positions[seq] = (name, number)
+    for placeholder, expected, seq in gaps:
+        index = problems.index(placeholder)
         missing = range(expected, seq)
         if all(s in positions for s in missing):
-            return ChainProblem(
-                line.file, line.number, "reordered", f"out of order: expected seq {expected}, found {seq}"
+            problems[index] = dataclasses.replace(
+                placeholder, kind="reordered", message=f"out of order: expected seq {expected}, found {seq}"
             )
-        count = len(missing)
-        return ChainProblem(
-            line.file,
-            line.number,
-            "deleted",
-            f"{count} line{'s' if count != 1 else ''} missing before this line (seq {expected}"
-            + (f"..{seq - 1})" if count > 1 else ")"),
-        )
-    others = [p for p in positions.get(seq, []) if p is not line]
-    if others:
-        other = others[0]
-        return ChainProblem(
-            line.file,
-            line.number,
-            "inserted",
-            f"seq {seq} appears twice (also at {other.file}:{other.number}): a line was inserted or duplicated",
-        )
-    return ChainProblem(line.file, line.number, "reordered", f"out of order: seq {seq} comes after seq {expected - 1}")
+        else:
+            count = len(missing)
+            problems[index] = dataclasses.replace(
+                placeholder,
+                message=f"{count} line{'s' if count != 1 else ''} missing before this line (seq {expected}"
+                + (f"..{seq - 1})" if count > 1 else ")"),
+            )
+    for index, _name, seq in late:
+        original = duplicates.get(seq)
+        if original is not None and original != (problems[index].file, problems[index].line):
+            problems[index] = dataclasses.replace(
+                problems[index],
+                kind="inserted",
+                message=f"seq {seq} appears twice (also at {original[0]}:{original[1]}): a line was inserted or "
+                "duplicated",
+            )

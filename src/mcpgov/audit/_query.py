@@ -13,7 +13,36 @@ from mcpgov._audit import AuditEvent
 from mcpgov.audit._codec import event_from_dict
 from mcpgov.audit._jsonl import read_chain
 
-__all__ = ["EventFilter", "Request", "Trail", "category", "format_event", "iter_lines", "read_events", "task_trail"]
+__all__ = [
+    "EventFilter",
+    "Request",
+    "Trail",
+    "category",
+    "format_event",
+    "iter_lines",
+    "printable",
+    "read_events",
+    "task_trail",
+]
+
+
+def printable(value: object) -> str:
+    """``value`` as text safe to print on a terminal: control and format characters (newlines,
+    escape sequences, bidirectional overrides, zero-width characters) are shown escaped
+    (``\\x1b``, ``\\u202e``), so a client-chosen name can never print a fake line or restyle output."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def read_events(paths: Sequence[str | os.PathLike[str]], *, skipped: list[str] | None = None) -> list[AuditEvent]:
@@ -32,6 +61,8 @@ def read_events(paths: Sequence[str | os.PathLike[str]], *, skipped: list[str] |
             if record is None:
                 if skipped is not None:
                     skipped.append(f"{path}:{number}")
+                continue
+            if "event" not in record:  # a checkpoint line
                 continue
             try:
                 event = event_from_dict(record["event"])
@@ -157,17 +188,23 @@ class Trail:
 def task_trail(events: Iterable[AuditEvent], task_id: str) -> Trail:
     """Group the events of one task by request.
 
-    Events that belong to no request (no request id, e.g. a credential minted ahead of a
-    call) form requests of their own.
+    Events are grouped by their ``request_key`` when they have one (unique across sessions and
+    processes), else by side, session, request id, method, target and caller: two agents whose
+    requests share an id are never merged. Events that belong to no request (no request id, e.g.
+    a credential minted ahead of a call) form requests of their own.
     """
     selected = [e for e in events if e.task_id == task_id]
     requests: list[Request] = []
     index: dict[tuple[Any, ...], Request] = {}
     for event in selected:
-        if event.request_id is None:
+        if event.request_id is None and not event.request_key:
             requests.append(Request(event.side, event.session_id, None, event.method, event.target, [event]))
             continue
-        key = (event.side, event.session_id, event.request_id, event.method, event.target)
+        key: tuple[Any, ...] = (
+            ("key", event.request_key)
+            if event.request_key
+            else (event.side, event.session_id, event.request_id, event.method, event.target, event.principal)
+        )
         request = index.get(key)
         if request is None:
             request = Request(event.side, event.session_id, event.request_id, event.method, event.target)
@@ -179,11 +216,11 @@ def task_trail(events: Iterable[AuditEvent], task_id: str) -> Trail:
 
 def format_event(event: AuditEvent) -> str:
     """One line describing ``event`` (time, type, target, what was decided or happened, by whom)."""
-    parts = [event.time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", event.type]
+    parts = [event.time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", printable(event.type)]
     what = event.effect or event.outcome
     if what:
-        parts.append(what)
-    parts.append(f"{event.method} {event.target}" if event.target else event.method)
+        parts.append(printable(what))
+    parts.append(printable(f"{event.method} {event.target}" if event.target else event.method))
     for label, value in (
         ("rule", event.rule),
         ("reason", event.reason),
@@ -194,29 +231,32 @@ def format_event(event: AuditEvent) -> str:
         ("policy", event.policy_version),
         ("latency_ms", f"{event.latency_ms:.1f}" if event.latency_ms is not None else None),
         ("args", event.args_hash),
+        ("task", event.task_id),
+        ("session", event.session_id),
+        ("request", event.request_id),
         ("id", event.id),
     ):
-        if value:
-            parts.append(f"{label}={value}")
+        if value is not None and value != "":
+            parts.append(f"{label}={printable(value)}")
     return " ".join(parts)
 
 
 def iter_lines(trail: Trail) -> Iterator[tuple[AuditEvent | None, str]]:
     """The trail as text lines: a heading per request (event ``None``), then its events indented."""
-    yield None, f"task {trail.task_id}: {len(trail.requests)} request(s), {len(trail.events)} event(s)"
+    yield None, f"task {printable(trail.task_id)}: {len(trail.requests)} request(s), {len(trail.events)} event(s)"
     for request in trail.requests:
         first = request.events[0]
         who = first.principal or "unknown caller"
-        heading = f"{request.side} {request.method}"
+        heading = f"{printable(request.side)} {printable(request.method)}"
         if request.target:
-            heading += f" {request.target}"
-        heading += f" by {who}"
+            heading += f" {printable(request.target)}"
+        heading += f" by {printable(who)}"
         if first.tenant:
-            heading += f" (tenant {first.tenant})"
+            heading += f" (tenant {printable(first.tenant)})"
         if first.purpose:
-            heading += f" purpose={first.purpose}"
+            heading += f" purpose={printable(first.purpose)}"
         if first.args_hash:
-            heading += f" args={first.args_hash}"
+            heading += f" args={printable(first.args_hash)}"
         yield None, heading
         for event in request.events:
             yield event, f"  [{category(event)}] {format_event(event)}"

@@ -42,24 +42,63 @@ are never recorded, exactly like the names in a decision's ``redact`` obligation
 # Built-in patterns, each with the lowercase literals one of which any match contains: a pattern
 # only runs on text in which one of its literals occurs (one search for a set of literals is far
 # cheaper than the patterns themselves over every event).
+_SENSITIVE_WORD = (
+    r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[\s_.-]?key|access[\s_.-]?key|private[\s_.-]?key"
+    r"|credentials?|auth\w*|cookie|session[\s_.-]?key|signature)"
+)
+_SENSITIVE_LITERALS = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "api",
+    "access",
+    "private",
+    "credential",
+    "auth",
+    "cookie",
+    "session",
+    "signature",
+)
+# A value after ``=`` or ``:``: a quoted string (JSON, escaped JSON, shell), or the run up to a delimiter,
+# after an optional HTTP authentication scheme.
+_SENSITIVE_VALUE = (
+    r"(?:(?i:bearer|basic|digest|dpop|token|negotiate)\s+)?"
+    r"(?:\\\"(?:[^\"\\]|\\[^\"])*\\\"|\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s&,;\"'\\}\])]+)"
+)
 _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # JWS (3 parts) and JWE (5 parts) compact serialisations: base64url JSON header "eyJ...".
     (r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_=-]*){1,4}", ("eyj",)),
-    # HTTP credentials in header form.
-    (r"(?i:\b(?:bearer|basic|dpop))\s+[A-Za-z0-9._~+/-]{8,}=*", ("bearer", "basic", "dpop")),
+    # Credential-bearing HTTP headers, to the end of the line (cookies hold several values).
+    (
+        r"(?P<_keep_header>(?i:\b(?:proxy-)?authorization|\bset-cookie|\bcookie"
+        r"|\bx-[a-z0-9-]*(?:key|token|secret|auth)[a-z0-9-]*)\s*:[ \t]*)[^\r\n]+",
+        ("authorization", "cookie", "x-"),
+    ),
+    # HTTP credentials in header form, however short the value.
+    (
+        r"(?i:\b(?:bearer|basic|dpop|digest|negotiate))\s+[A-Za-z0-9._~+/-]+=*",
+        ("bearer", "basic", "dpop", "digest", "negotiate"),
+    ),
+    # User information in a URI (``scheme://user:password@host``, ``https://token@host``).
+    (r"(?<=://)[^/\s@?#\"'<>]+(?=@)", ("://",)),
 )
 _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub tokens
     (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),  # Slack tokens
     (r"\bAKIA[0-9A-Z]{16}\b", ("akia",)),  # AWS access key ids
     (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]*(?:-----END [A-Z ]*PRIVATE KEY-----)?", ("-----begin",)),
-    # key=value / key: value pairs whose key names a secret
+    # key=value, key: value, "key": "value" (JSON, escaped JSON), key='value', with any prefix or
+    # suffix on a key naming a secret (access_token=, DB_PASSWORD=, aws_secret_access_key=, x-api-key:).
     (
-        r"(?i:\b(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret))"
-        r"\s*(?:=|:(?!//))\s*[^\s&,;]+",
-        ("pass", "secret", "token", "apikey", "api_key", "api-key", "accesskey", "access_key", "access-key"),
+        r"(?P<_keep_key>(?i:[A-Za-z0-9_.-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.-]*)"
+        r"(?:\\?[\"'])?\s*(?:=|:(?!//))\s*)" + _SENSITIVE_VALUE,
+        _SENSITIVE_LITERALS,
     ),
 )
+# Runs that may be base64 (standard or URL-safe): decoded and scanned for the rules above.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]+")
 
 DEFAULT_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _DEFAULT_RULES)
 """Secret formats redacted by default, on top of tokens (pass ``default_patterns=False`` to drop them).
@@ -81,15 +120,23 @@ DEFAULT_SECRET_KEYS: tuple[str, ...] = (
     "cookie",
     "credential",
     "session_key",
+    "signature",
 )
 """Name fragments: an attribute or argument whose name contains one of them is redacted (names ending
 in ``_id``, ``_hash`` or ``_count`` are identifiers, not secrets, and are kept)."""
 
 _KEPT_SUFFIXES = ("_id", "_ids", "_hash", "_count", "_type", "_method")
+# Short secret names that are words only on their own or between separators (``pass``, ``db_pwd``).
+_SHORT_SECRET_NAME = re.compile(r"(?:^|[_.])(?:pass|pwd|pw|pin|otp|auth|sig|key|apikey)(?:$|[_.])")
 
 # Event fields that hold free text or caller-supplied values, and so are scanned for tokens and
 # secrets. The others (id, type, time, hashes, trace ids, enums) are produced by mcpgov itself.
 _TEXT_FIELDS: tuple[str, ...] = (
+    "schema_version",
+    "side",
+    "effect",
+    "outcome",
+    "error_code",
     "method",
     "kind",
     "target",
@@ -146,6 +193,21 @@ def json_safe(value: Any, *, depth: int = 0) -> Any:
     if isinstance(value, Enum):
         return json_safe(value.value, depth=depth + 1)
     return f"<unserialisable: {type(value).__name__}>"
+
+
+def _b64_text(run: str) -> str | None:
+    """The text a base64 (standard or URL-safe, padding optional) run decodes to, if it is text."""
+    import base64  # noqa: PLC0415 - only needed for base64-looking runs
+    import binascii  # noqa: PLC0415
+
+    body = run.rstrip("=")
+    padded = body + "=" * (-len(body) % 4)
+    try:
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return text if text.isprintable() or "\n" in text else None
 
 
 def _is_utf8(text: str) -> bool:
@@ -245,8 +307,25 @@ class Redactor:
     # --- text and values ----------------------------------------------------------------------
 
     def text(self, value: str) -> str:
-        """``value`` with every token and secret match replaced by ``[redacted]``."""
-        return self._pattern.sub(REDACTED, value) if self.detect(value) else value
+        """``value`` with every token and secret match replaced by ``[redacted]`` (also inside
+        base64 runs: a run whose decoded text holds a secret is replaced whole)."""
+        if not self.detect(value):
+            return value
+        cleaned = self._pattern.sub(self._replacement, value)
+        return _BASE64_RUN.sub(self._base64_replacement, cleaned) if _BASE64_RUN.search(cleaned) else cleaned
+
+    def _replacement(self, match: re.Match[str]) -> str:
+        groups = match.groupdict()
+        return (groups.get("_keep_header") or groups.get("_keep_key") or "") + REDACTED
+
+    def _base64_replacement(self, match: re.Match[str]) -> str:
+        run = match.group(0)
+        return REDACTED if self._decoded_secret(run) else run
+
+    def _decoded_secret(self, run: str) -> bool:
+        """Whether a base64 run decodes to text holding a token or secret."""
+        decoded = _b64_text(run)
+        return decoded is not None and self._detect_plain(decoded)
 
     def _is_clean(self, value: Any) -> bool:
         """Whether a text field needs no redaction; short clean values are remembered (bounded)."""
@@ -262,7 +341,18 @@ class Redactor:
         return True
 
     def detect(self, value: str) -> bool:
-        """Whether ``value`` holds a token or secret this redactor removes."""
+        """Whether ``value`` holds a token or secret this redactor removes (also base64-encoded)."""
+        if self._detect_plain(value):
+            return True
+        if len(value) < 16:
+            return False
+        return any(
+            self._decoded_secret(run)
+            for run in (m.group(0) for m in _BASE64_RUN.finditer(value))
+            if not _HEX_RUN.fullmatch(run)  # hashes and ids: hex, not base64-encoded text
+        )
+
+    def _detect_plain(self, value: str) -> bool:
         custom = self._custom
         if custom is not None and custom.search(value):
             return True
@@ -284,7 +374,7 @@ class Redactor:
             return True
         if normal.endswith(_KEPT_SUFFIXES):
             return False
-        return any(fragment in normal for fragment in self.secret_keys)
+        return any(fragment in normal for fragment in self.secret_keys) or bool(_SHORT_SECRET_NAME.search(normal))
 
     def value(self, value: Any, names: Collection[str] = frozenset()) -> Any:
         """``value`` made JSON-safe, with secrets and the fields called ``names`` redacted, at any depth."""
@@ -292,7 +382,7 @@ class Redactor:
 
     def _value(self, value: Any, names: frozenset[str]) -> Any:
         if isinstance(value, str):
-            return self._pattern.sub(REDACTED, value) if self.detect(value) else value
+            return self.text(value)
         if isinstance(value, dict):
             return {
                 k: (REDACTED if (_normal_name(k) in names or self.is_secret_name(k)) else self._value(v, names))
@@ -316,10 +406,10 @@ class Redactor:
         for name in _TEXT_FIELDS:
             value = data[name]
             if value is not None and value not in known and not self._is_clean(value):
-                changes[name] = self._pattern.sub(REDACTED, value)
+                changes[name] = self.text(value)
         rid = data["request_id"]
         if isinstance(rid, str) and rid not in known and not self._is_clean(rid):
-            changes["request_id"] = self._pattern.sub(REDACTED, rid)
+            changes["request_id"] = self.text(rid)
         for name in _TUPLE_FIELDS:
             values = data[name]
             if values and not all(v in known or self._is_clean(v) for v in values):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
+from mcpgov._contain import must_propagate
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov.audit._codec import event_to_dict
 
@@ -21,6 +22,7 @@ __all__ = ["FanOut", "LoggingSink", "QueuedSink"]
 
 logger = logging.getLogger("mcpgov.audit")
 
+_IDLE_WAIT = 0.25
 _LIVE_QUEUES: weakref.WeakSet[QueuedSink] = weakref.WeakSet()
 
 
@@ -45,7 +47,10 @@ class QueuedSink:
     refusals. Events the worker cannot write (the sink raised) are counted in :attr:`failed`.
     Nothing is lost without being counted.
 
-    The worker starts with the first event. :meth:`flush` waits until everything queued is
+    The worker is not woken per event: it wakes when a whole batch is queued, or after
+    ``linger`` seconds for a partial one (and, idle, on a timer that backs off to a quarter
+    second, calling the sink's ``tick()`` if it has one, e.g. for a timed checkpoint). The worker
+    starts with the first event. :meth:`flush` waits until everything queued is
     written; :meth:`close` flushes and stops the worker (also done at interpreter exit, and
     ``govern()`` flushes when the server's lifespan ends). A sink with a ``write_batch(events)``
     method (such as :class:`~mcpgov.audit.JsonlSink`) receives events in batches; async sinks
@@ -54,7 +59,8 @@ class QueuedSink:
     Args:
         sink: the sink to feed (sync or async callable).
         maxsize: the queue bound.
-        batch: how many events the worker hands over at a time, at most.
+        batch: how many events the worker hands over at a time, at most (a full batch wakes it).
+        linger: how long a partial batch waits for more events, in seconds.
         name: a name for logs and stats (default: the sink's).
 
     Raises:
@@ -63,7 +69,13 @@ class QueuedSink:
     """
 
     def __init__(
-        self, sink: AuditCallback, *, maxsize: int = 10_000, batch: int = 512, name: str | None = None
+        self,
+        sink: AuditCallback,
+        *,
+        maxsize: int = 10_000,
+        batch: int = 512,
+        linger: float = 0.005,
+        name: str | None = None,
     ) -> None:
         if not callable(sink):
             raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
@@ -73,6 +85,11 @@ class QueuedSink:
             )
         if maxsize < 1 or batch < 1:
             raise ConfigurationError("maxsize and batch must be at least 1")
+        if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 < linger <= 1:
+            raise ConfigurationError("linger must be a number of seconds in (0, 1]")
+        self.linger = float(linger)
+        # A full batch wakes the worker, and so does a half-full queue (it must never fill up idle).
+        self._wake_at = max(1, min(batch, maxsize // 2))
         self.sink = sink
         self.maxsize = maxsize
         self.batch = batch
@@ -99,6 +116,9 @@ class QueuedSink:
         """Events the sink raised on."""
         self._last_log = 0.0
         self._unlogged = 0
+        self._flushing = 0
+        tick = getattr(sink, "tick", None)
+        self._tick: Callable[[], Any] | None = tick if callable(tick) else None
 
     def __repr__(self) -> str:
         return f"QueuedSink({sink_name(self.sink)}, maxsize={self.maxsize}, pending={self.pending})"
@@ -139,7 +159,7 @@ class QueuedSink:
             self.enqueued += 1
             if self._thread is None:
                 self._start_locked()
-            elif self._idle:
+            elif self._idle and len(self._queue) >= self._wake_at:
                 self._not_empty.notify()
 
     def _log_drop_locked(self, reason: str) -> None:
@@ -163,18 +183,46 @@ class QueuedSink:
         self._thread.start()
 
     def _run(self) -> None:
+        idle_wait = self.linger
         try:
             while True:
+                tick_due = False
                 with self._lock:
-                    while not self._queue and not self._closed:
+                    deadline: float | None = None
+                    while True:
+                        queued = len(self._queue)
+                        if self._closed or (queued and (self._flushing or queued >= self._wake_at)):
+                            break
+                        now = time.monotonic()
+                        if queued:
+                            if deadline is None:
+                                deadline = now + self.linger
+                            left = deadline - now
+                            if left <= 0:
+                                break  # a partial batch waited its linger period: write it
+                        else:
+                            deadline = None
+                            left = idle_wait
                         self._idle = True
-                        self._not_empty.wait()
+                        signalled = self._not_empty.wait(left)
                         self._idle = False
-                    if not self._queue:
-                        return
-                    n = min(self.batch, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(n)]
-                    self._inflight = n
+                        if self._queue:
+                            idle_wait = self.linger
+                        elif not signalled:
+                            # Idle: back off, and let the sink do timed work (a checkpoint).
+                            idle_wait = min(idle_wait * 2, _IDLE_WAIT)
+                            if self._tick is not None:
+                                tick_due = True
+                                break
+                    if not tick_due:
+                        if not self._queue:
+                            return  # closed and drained
+                        n = min(self.batch, len(self._queue))
+                        batch = [self._queue.popleft() for _ in range(n)]
+                        self._inflight = n
+                if tick_due:
+                    self._run_tick()
+                    continue
                 ok = self._deliver(batch)
                 with self._lock:
                     self._inflight = 0
@@ -184,6 +232,17 @@ class QueuedSink:
             if self._loop is not None:
                 self._loop.close()
                 self._loop = None
+
+    def _run_tick(self) -> None:
+        tick = self._tick
+        if tick is None:
+            return
+        try:
+            tick()
+        except Exception as exc:  # noqa: BLE001 - timed work of the sink must not stop the worker
+            with self._lock:
+                self._last_ok = False
+            self._log_failure(0, exc)
 
     def _await(self, result: Any) -> None:
         if self._loop is None:
@@ -196,7 +255,9 @@ class QueuedSink:
                 result = self._write_batch(batch)
                 if result is not None and inspect.isawaitable(result):
                     self._await(result)
-            except Exception as exc:  # noqa: BLE001 - counted and logged; the worker keeps going
+            except BaseException as exc:
+                if must_propagate(exc):
+                    raise
                 self.failed += len(batch)
                 self._log_failure(len(batch), exc)
                 return False
@@ -208,7 +269,9 @@ class QueuedSink:
                 result = self.sink(event)
                 if self._sink_async or (result is not None and inspect.isawaitable(result)):
                     self._await(result)
-            except Exception as exc:  # noqa: BLE001 - counted and logged; the worker keeps going
+            except BaseException as exc:
+                if must_propagate(exc):
+                    raise
                 self.failed += 1
                 self._log_failure(1, exc)
                 ok = False
@@ -233,15 +296,19 @@ class QueuedSink:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._queue or self._inflight:
-                if self._thread is None or not self._thread.is_alive():
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                if self._idle:
-                    self._not_empty.notify()
-                self._drained.wait(left)
+            self._flushing += 1
+            try:
+                while self._queue or self._inflight:
+                    if self._thread is None or not self._thread.is_alive():
+                        return False
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    if self._idle:
+                        self._not_empty.notify()
+                    self._drained.wait(left)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout: float | None = None) -> bool:

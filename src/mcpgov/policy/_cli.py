@@ -369,3 +369,8 @@ def explain(
     for line in lines[:-1]:
         _say(line)
     _say(lines[-1], EFFECT_COLOURS.get(explanation.decision.effect.value), bold=True)
+
+
+from mcpgov.policy._diff import diff as _diff  # noqa: E402 - registered after the group exists
+
+policy.add_command(_diff)

@@ -1,0 +1,210 @@
+"""Signed checkpoints of a hash-chained audit log: keys, signing and checking (JWS via joserfc).
+
+A checkpoint is a line of the chain whose content is a compact JWS (``typ``
+:data:`CHECKPOINT_TYP`) over the RFC 8785 canonical JSON of::
+
+    {"events": 1000, "prev": "sha256:...", "reason": "count", "seq": 1001,
+     "time": "2026-...Z", "writer": "4f3c..."}
+
+``prev`` and ``seq`` are those of the checkpoint line itself, so the signature commits to every
+line before it. ``reason`` is ``count`` (every N events), ``interval`` (every T seconds),
+``rotate`` (the last line of a file that another file continues) or ``close`` (the writer
+closed the log). Keys are the files ``mcpgov keys generate`` writes (a private JWKS); verifiers
+take the public half (``mcpgov keys jwks``), or the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, Key, OKPKey, import_key
+from joserfc.jws import JWSRegistry
+
+from mcpgov._arguments import canonical_json
+from mcpgov._errors import ConfigurationError
+from mcpgov.credentials._keys import SigningKeySet
+
+__all__ = ["CHECKPOINT_REASONS", "CHECKPOINT_TYP", "CheckpointKeys", "CheckpointSigner"]
+
+CHECKPOINT_TYP = "mcpgov-audit-checkpoint+jws"
+"""The ``typ`` header of a checkpoint signature."""
+
+CHECKPOINT_REASONS = frozenset({"count", "interval", "rotate", "close"})
+"""Why a checkpoint was written."""
+
+_ALGORITHMS = frozenset({"Ed25519", "ES256"})
+_MAX_KEY_FILE = 1 << 20
+_MAX_JWS = 4096
+_PAYLOAD_KEYS = frozenset({"events", "prev", "reason", "seq", "time", "writer"})
+
+
+def _algorithm(key: Key) -> str:
+    if isinstance(key, OKPKey) and key.curve_name == "Ed25519":
+        return "Ed25519"
+    if isinstance(key, ECKey) and key.curve_name == "P-256":
+        return "ES256"
+    raise ConfigurationError(f"checkpoint keys must be Ed25519 (or P-256), not {key.key_type}")
+
+
+def _read_keys(path: str | os.PathLike[str]) -> list[Key]:
+    """Every key in a JWK, JWKS or PEM file (private or public)."""
+    where = Path(path)
+    try:
+        if where.is_dir():
+            raise ConfigurationError(f"cannot read key file {where}: is a directory")
+        data = where.read_bytes()[: _MAX_KEY_FILE + 1]
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read key file {where}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > _MAX_KEY_FILE:
+        raise ConfigurationError(f"key file {where} is too large to be a key")
+    try:
+        parsed = json.loads(data)
+        entries = parsed["keys"] if isinstance(parsed, dict) and "keys" in parsed else [parsed]
+        keys = [import_key(entry) for entry in entries] if isinstance(entries, list) else []
+    except (ValueError, TypeError, KeyError, JoseError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"key file {where} holds no usable key ({type(exc).__name__})") from None
+    if not keys:
+        raise ConfigurationError(f"key file {where} holds no keys")
+    return keys
+
+
+def _pem_key(data: bytes) -> Key:
+    loaded: Any = load_pem_private_key(data, password=None) if b"PRIVATE" in data else load_pem_public_key(data)
+    key: Key
+    if isinstance(loaded, (EllipticCurvePrivateKey, EllipticCurvePublicKey)):
+        key = ECKey.import_key(loaded)
+    else:
+        key = OKPKey.import_key(loaded)
+    return key
+
+
+def _load(path: str | os.PathLike[str]) -> list[Key]:
+    where = Path(path)
+    try:
+        head = where.read_bytes()[:64].lstrip() if where.is_file() else b""
+    except OSError:
+        head = b""
+    if head.startswith(b"-----BEGIN"):
+        try:
+            return [_pem_key(where.read_bytes())]
+        except (ValueError, TypeError, JoseError) as exc:
+            raise ConfigurationError(f"key file {where} holds no usable PEM key ({type(exc).__name__})") from None
+    return _read_keys(where)
+
+
+class CheckpointSigner:
+    """Signs checkpoints with a private key (Ed25519 or P-256).
+
+    Args:
+        key: a key file as ``mcpgov keys generate`` writes it (a private JWKS; its first key
+            signs), a PEM private key file, a joserfc private key, or a
+            :class:`~mcpgov.credentials.SigningKeySet` (its current key).
+
+    Raises:
+        ConfigurationError: the key cannot be read, is not private, or has another type.
+    """
+
+    def __init__(self, key: Any) -> None:
+        if isinstance(key, SigningKeySet):
+            kid, _, chosen = key.current
+        else:
+            chosen = key if isinstance(key, (OKPKey, ECKey)) else _load(key)[0]
+            kid = chosen.kid or ""
+        if not chosen.is_private:
+            raise ConfigurationError("a checkpoint signing key must be a private key")
+        self.algorithm = _algorithm(chosen)
+        chosen.ensure_kid()
+        self.kid: str = kid or chosen.kid or ""
+        self._key = chosen
+        self._registry = JWSRegistry(algorithms=[self.algorithm])
+
+    def __repr__(self) -> str:
+        return f"CheckpointSigner(alg={self.algorithm!r}, kid={self.kid!r})"
+
+    def public_keys(self) -> CheckpointKeys:
+        """The verification side of this signer."""
+        public = import_key(self._key.as_dict(private=False))
+        return CheckpointKeys([public])
+
+    def sign(self, payload: Mapping[str, Any]) -> str:
+        """The compact JWS of ``payload`` (its canonical JSON)."""
+        header = {"alg": self.algorithm, "typ": CHECKPOINT_TYP, "kid": self.kid}
+        return jws.serialize_compact(header, canonical_json(dict(payload)), self._key, registry=self._registry)
+
+
+class CheckpointKeys:
+    """Public keys that verify checkpoints.
+
+    Args:
+        keys: joserfc keys (private keys are reduced to their public half).
+
+    Raises:
+        ConfigurationError: no key, or a key of an unsupported type.
+    """
+
+    def __init__(self, keys: list[Key]) -> None:
+        if not keys:
+            raise ConfigurationError("no checkpoint verification key given")
+        self._keys: dict[str, tuple[str, Key]] = {}
+        for key in keys:
+            algorithm = _algorithm(key)
+            public = import_key(key.as_dict(private=False)) if key.is_private else key
+            public.ensure_kid()
+            kid = key.kid or public.kid or ""
+            self._keys[kid] = (algorithm, public)
+
+    def __repr__(self) -> str:
+        return f"CheckpointKeys(kids={sorted(self._keys)!r})"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> CheckpointKeys:
+        """Load the keys of a JWK/JWKS file (public, or private as ``mcpgov keys generate`` writes
+        it) or a PEM key file.
+
+        Raises:
+            ConfigurationError: the file cannot be read or holds no usable key.
+        """
+        return cls(_load(path))
+
+    def check(self, token: str) -> dict[str, Any]:
+        """The payload of a checkpoint whose signature verifies.
+
+        Raises:
+            ValueError: the signature, header or payload is not valid (the message says which).
+        """
+        if not isinstance(token, str) or len(token) > _MAX_JWS or token.count(".") != 2 or not token.isascii():
+            raise ValueError("not a compact JWS")
+        try:
+            obj = jws.extract_compact(token.encode("ascii"))
+            header = obj.headers()
+        except (JoseError, ValueError, TypeError) as exc:
+            raise ValueError(f"not a compact JWS ({type(exc).__name__})") from None
+        if header.get("typ") != CHECKPOINT_TYP or set(header) != {"alg", "typ", "kid"}:
+            raise ValueError("the signature header is not a checkpoint header")
+        found = self._keys.get(str(header.get("kid")))
+        if found is None:
+            raise ValueError(f"signed with an unknown key (kid {str(header.get('kid'))[:64]!r})")
+        algorithm, key = found
+        if header.get("alg") != algorithm:
+            raise ValueError("signed with an algorithm the key is not bound to")
+        try:
+            jws.deserialize_compact(token, key, algorithms=[algorithm])
+        except (JoseError, ValueError, TypeError):
+            raise ValueError("the signature does not verify") from None
+        try:
+            payload = json.loads(obj.payload or b"")
+        except (ValueError, RecursionError):
+            raise ValueError("the signed payload is not JSON") from None
+        if not isinstance(payload, dict) or set(payload) != _PAYLOAD_KEYS:
+            raise ValueError("the signed payload is not a checkpoint")
+        if payload["reason"] not in CHECKPOINT_REASONS:
+            raise ValueError("the signed payload names an unknown reason")
+        return payload

@@ -1,0 +1,640 @@
+"""``prove``: from an audit log, prove a session, task, principal or time window least-privilege,
+tenant-bound and time-limited, with the evidence.
+
+The log is verified first (hash chain, byte-exact lines and, with a key, signed checkpoints);
+then every call in scope is described (who, what, the deciding rule, the credential and its
+delegation chain, who approved) and three verdicts are drawn:
+
+* **least-privilege**: no credential grants tools its calls never used, and no credential
+  minted for the scope went unused; a call whose credential's grant is not in the log cannot be
+  judged and fails the verdict;
+* **tenant-bound**: every call, credential, approval and tenant-naming target is in one tenant;
+* **time-limited**: every call that ran carried a credential, every credential's lifetime is
+  within the maximum, and none was used after it expired or was revoked.
+
+Unknown is never "yes": a value the log does not hold fails the verdict it is needed for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from mcpgov.audit._jsonl import ChainReport, verify_chain
+from mcpgov.audit._query import printable
+
+__all__ = ["DEFAULT_MAX_TTL", "Call", "CredentialGrant", "Proof", "ProofScope", "Verdict", "prove"]
+
+DEFAULT_MAX_TTL = 3600.0
+"""The longest credential lifetime (seconds) ``prove`` accepts unless told otherwise."""
+
+_EXECUTE = frozenset({"tools/call", "resources/read", "prompts/get"})
+_TARGET_TENANT = re.compile(r"(?:^|[/:])tenants?(?::/*|/)(?P<tenant>[A-Za-z0-9_.-]+)")
+_REQUEST_FIELDS = ("side", "session_id", "request_id", "method", "target", "principal")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProofScope:
+    """What to prove: every given criterion must match (none given: the whole log).
+
+    Attributes:
+        session: the session id.
+        task: the task id.
+        principal: the caller (``issuer#subject``, or the subject alone).
+        since: the first instant of the window (inclusive).
+        until: the last instant of the window (inclusive).
+    """
+
+    session: str | None = None
+    task: str | None = None
+    principal: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def describe(self) -> str:
+        """The scope in words."""
+        parts = [
+            f"{label} {value}"
+            for label, value in (
+                ("session", self.session),
+                ("task", self.task),
+                ("principal", self.principal),
+                ("since", self.since.isoformat() if self.since else None),
+                ("until", self.until.isoformat() if self.until else None),
+            )
+            if value is not None
+        ]
+        return ", ".join(parts) or "the whole log"
+
+
+@dataclasses.dataclass
+class CredentialGrant:
+    """A credential as the log records it: its grant, its uses, and whether it was revoked."""
+
+    id: str
+    minted: bool = False
+    audience: str | None = None
+    tools: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    ttl: float | None = None
+    expires_at: float | None = None
+    tenant: str | None = None
+    principal: str | None = None
+    task: str | None = None
+    parent: str | None = None
+    minted_at: str | None = None
+    revoked_at: str | None = None
+    uses: list[str] = dataclasses.field(default_factory=list)
+    """The targets of the allowed calls that used it."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON data."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Call:
+    """One governed call in scope, with who, what, the decision, credential and approvals."""
+
+    where: str
+    time: str
+    side: str
+    method: str
+    target: str | None
+    principal: str | None
+    tenant: str | None
+    actors: tuple[str, ...]
+    task: str | None
+    purpose: str | None
+    args_hash: str | None
+    effect: str | None
+    rule: str | None
+    reason: str | None
+    credential: str | None
+    delegation: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    outcome: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON data."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One conclusion and the evidence for it.
+
+    Attributes:
+        name: ``least-privilege``, ``tenant-bound`` or ``time-limited``.
+        holds: whether it was proven.
+        evidence: the findings (what fails it, or what it rests on).
+    """
+
+    name: str
+    holds: bool
+    evidence: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Proof:
+    """The result of :func:`prove`.
+
+    Attributes:
+        scope: what was proven.
+        chain: the verification report of the log.
+        calls: the calls in scope, in log order.
+        credentials: the credentials the calls used or the scope minted, by id.
+        verdicts: least-privilege, tenant-bound and time-limited.
+        max_ttl: the longest credential lifetime accepted.
+    """
+
+    scope: ProofScope
+    chain: ChainReport
+    calls: tuple[Call, ...]
+    credentials: dict[str, CredentialGrant]
+    verdicts: tuple[Verdict, ...]
+    max_ttl: float
+
+    @property
+    def proven(self) -> bool:
+        """The chain is intact and every verdict holds."""
+        return self.chain.ok and all(v.holds for v in self.verdicts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON data (what ``--format json`` prints)."""
+        return {
+            "scope": self.scope.describe(),
+            "proven": self.proven,
+            "chain": {
+                "ok": self.chain.ok,
+                "files": list(self.chain.files),
+                "lines": self.chain.lines,
+                "events": self.chain.events,
+                "checkpoints": self.chain.checkpoints,
+                "sealed": self.chain.sealed,
+                "head": self.chain.head,
+                "problems": [str(p) for p in self.chain.problems],
+            },
+            "verdicts": [{"name": v.name, "holds": v.holds, "evidence": list(v.evidence)} for v in self.verdicts],
+            "calls": [c.as_dict() for c in self.calls],
+            "credentials": {k: v.as_dict() for k, v in self.credentials.items()},
+            "max_ttl": self.max_ttl,
+        }
+
+
+def _principal_matches(value: Any, wanted: str) -> bool:
+    return isinstance(value, str) and (value == wanted or value.rsplit("#", 1)[-1] == wanted)
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _epoch(value: Any) -> float | None:
+    moment = _time(value)
+    return moment.timestamp() if moment is not None else None
+
+
+def _text(value: Any) -> str | None:
+    """A recorded value as text (a hostile log may hold any JSON type where text belongs)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=True)[:200]
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class _Collector:
+    """Keeps the events in scope, and every credential and approval event (they name the scope
+    through the credential id or the request)."""
+
+    def __init__(self, scope: ProofScope) -> None:
+        self.scope = scope
+        self.selected: list[tuple[str, dict[str, Any]]] = []
+        self.credential_events: list[dict[str, Any]] = []
+        self._since = scope.since.timestamp() if scope.since else None
+        self._until = scope.until.timestamp() if scope.until else None
+
+    def __call__(self, file: str, line: int, seq: int, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if isinstance(kind, str) and kind.startswith("credential."):
+            self.credential_events.append(event)
+        if self._matches(event):
+            self.selected.append((f"{file}:{line}", event))
+
+    def _matches(self, event: dict[str, Any]) -> bool:
+        scope = self.scope
+        if scope.session is not None and event.get("session_id") != scope.session:
+            return False
+        if scope.task is not None and event.get("task_id") != scope.task:
+            return False
+        if scope.principal is not None and not _principal_matches(event.get("principal"), scope.principal):
+            return False
+        if self._since is not None or self._until is not None:
+            moment = _epoch(event.get("time"))
+            if moment is None:
+                return False
+            if self._since is not None and moment < self._since:
+                return False
+            if self._until is not None and moment > self._until:
+                return False
+        return True
+
+
+def prove(
+    paths: Sequence[str | os.PathLike[str]],
+    scope: ProofScope | None = None,
+    *,
+    public_key: Any = None,
+    partial: bool = False,
+    live: bool = False,
+    max_ttl: float = DEFAULT_MAX_TTL,
+) -> Proof:
+    """Verify an audit log and prove the calls in ``scope`` least-privilege, tenant-bound and
+    time-limited.
+
+    Args:
+        paths: the log's files (any order).
+        scope: the session, task, principal or time window (default: the whole log).
+        public_key: the checkpoint key (see :func:`~mcpgov.audit.verify_chain`).
+        partial: accept a log whose older files were archived.
+        live: accept a log still being written.
+        max_ttl: the longest credential lifetime, in seconds, the policy allows.
+
+    Returns:
+        The proof: ``proof.proven`` when the chain is intact and all three verdicts hold.
+
+    Raises:
+        OSError: a file cannot be read.
+        ConfigurationError: the key cannot be loaded.
+    """
+    scope = scope or ProofScope()
+    collector = _Collector(scope)
+    chain = verify_chain(paths, partial=partial, public_key=public_key, live=live, visit=collector)
+    credentials = _credentials(collector.credential_events)
+    calls = _calls(collector.selected, credentials)
+    used = {c.credential for c in calls if c.credential}
+    in_scope_minted = {
+        e.get("credential_id")
+        for _, e in collector.selected
+        if e.get("type") == "credential.minted" and isinstance(e.get("credential_id"), str)
+    }
+    relevant = {k: v for k, v in credentials.items() if k in used or k in in_scope_minted}
+    for jti in used - credentials.keys():
+        relevant[jti] = CredentialGrant(id=jti)
+    approvals = [e for _, e in collector.selected if str(e.get("type", "")).startswith("approval.")]
+    verdicts = (
+        _least_privilege(calls, relevant, in_scope_minted),
+        _tenant_bound(calls, relevant, approvals),
+        _time_limited(calls, relevant, max_ttl),
+    )
+    return Proof(scope, chain, tuple(calls), relevant, verdicts, max_ttl)
+
+
+def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:
+    grants: dict[str, CredentialGrant] = {}
+    revocations: list[dict[str, Any]] = []
+    for event in events:
+        jti = event.get("credential_id")
+        kind = event.get("type")
+        attributes = _attributes(event)
+        if kind == "credential.revoked":
+            revocations.append(event)
+            continue
+        if kind != "credential.minted" or not isinstance(jti, str):
+            continue
+        grant = grants.setdefault(jti, CredentialGrant(id=jti))
+        grant.minted = True
+        grant.audience = attributes.get("audience") if isinstance(attributes.get("audience"), str) else None
+        grant.tools = _texts(attributes.get("tools"))
+        grant.scopes = _texts(attributes.get("scopes"))
+        grant.ttl = _number(attributes.get("ttl"))
+        grant.expires_at = _number(attributes.get("exp"))
+        grant.tenant = _text(event.get("tenant"))
+        grant.principal = _text(event.get("principal"))
+        grant.task = _text(event.get("task_id"))
+        grant.parent = attributes.get("parent") if isinstance(attributes.get("parent"), str) else None
+        grant.minted_at = _text(event.get("time"))
+    for event in revocations:
+        attributes = _attributes(event)
+        when = _text(event.get("time"))
+        kind = attributes.get("scope")
+        for grant in grants.values():
+            covered = (
+                (
+                    kind in ("credential", None)
+                    and grant.id in (event.get("credential_id"), attributes.get("credential"))
+                )
+                or (
+                    kind == "task"
+                    and attributes.get("task") == grant.task
+                    and attributes.get("tenant") == grant.tenant
+                    and _before(grant.minted_at, when)
+                )
+                or (
+                    kind == "principal"
+                    and attributes.get("principal") == grant.principal
+                    and attributes.get("tenant") == grant.tenant
+                    and _before(grant.minted_at, when)
+                )
+            )
+            if covered and (grant.revoked_at is None or _before(when, grant.revoked_at)):
+                grant.revoked_at = when
+    return grants
+
+
+def _attributes(event: dict[str, Any]) -> dict[str, Any]:
+    value = event.get("attributes")
+    return value if isinstance(value, dict) else {}
+
+
+def _before(first: Any, second: Any) -> bool:
+    a, b = _epoch(first), _epoch(second)
+    return a is not None and b is not None and a <= b
+
+
+def _request_key(event: dict[str, Any]) -> tuple[Any, ...]:
+    key = event.get("request_key")
+    if isinstance(key, str):
+        return ("key", key)
+    return tuple(
+        _text(event.get(name)) for name in ("side", "session_id", "request_id", "method", "target", "principal")
+    )
+
+
+def _calls(selected: list[tuple[str, dict[str, Any]]], credentials: dict[str, CredentialGrant]) -> list[Call]:
+    calls: list[Call] = []
+    open_calls: dict[tuple[Any, ...], Call] = {}
+    pending: dict[tuple[Any, ...], list[str]] = {}
+    for where, event in selected:
+        kind = event.get("type")
+        key = _request_key(event)
+        if kind == "approval.granted" and isinstance(event.get("approver"), str):
+            pending.setdefault(key, []).append(event["approver"])
+            if key in open_calls:
+                open_calls[key].approvers = (*open_calls[key].approvers, event["approver"])
+            continue
+        if kind == "decision" and _text(event.get("method")) in _EXECUTE:
+            credential = event.get("credential_id") if isinstance(event.get("credential_id"), str) else None
+            principal = _text(event.get("principal"))
+            if principal is None and credential in credentials:
+                principal = credentials[credential].principal  # the subject the credential was issued to
+            call = Call(
+                where=where,
+                time=str(event.get("time", "")),
+                side=str(event.get("side", "")),
+                method=str(event.get("method", "")),
+                target=_text(event.get("target")),
+                principal=principal,
+                tenant=_text(event.get("tenant")),
+                actors=_texts(event.get("actors")),
+                task=_text(event.get("task_id")),
+                purpose=_text(event.get("purpose")),
+                args_hash=_text(event.get("args_hash")),
+                effect=_text(event.get("effect")),
+                rule=_text(event.get("rule")),
+                reason=_text(event.get("reason")),
+                credential=credential,
+                delegation=_delegation(credential, credentials),
+                approvers=tuple(pending.pop(key, ())),
+            )
+            calls.append(call)
+            open_calls[key] = call
+        elif kind == "outcome" and key in open_calls:
+            open_calls.pop(key).outcome = _text(event.get("outcome"))
+    for call in calls:
+        if call.effect == "allow" and call.credential in credentials and call.target:
+            credentials[call.credential].uses.append(call.target)
+    return calls
+
+
+def _delegation(jti: str | None, credentials: dict[str, CredentialGrant]) -> tuple[str, ...]:
+    chain: list[str] = []
+    while jti is not None and jti not in chain and len(chain) < 32:
+        chain.append(jti)
+        grant = credentials.get(jti)
+        jti = grant.parent if grant is not None else None
+    return tuple(chain)
+
+
+def _server_side(calls: list[Call]) -> list[Call]:
+    """The calls as the server decided them (the client's view when the log has no server side)."""
+    server = [c for c in calls if c.side == "server"]
+    return server or calls
+
+
+def _least_privilege(calls: list[Call], grants: dict[str, CredentialGrant], minted: set[Any]) -> Verdict:
+    bad: list[str] = []
+    fine: list[str] = []
+    for jti, grant in sorted(grants.items()):
+        if not grant.minted:
+            bad.append(f"credential {jti} was used but its grant is not in the log: its breadth cannot be judged")
+            continue
+        used = set(grant.uses)
+        if not used:
+            if jti in minted:
+                bad.append(f"credential {jti} grants {sorted(grant.tools)} and the task never used it")
+            continue
+        wider = sorted(set(grant.tools) - used)
+        if wider:
+            bad.append(f"credential {jti} grants {wider} that its calls never used (used: {sorted(used)})")
+        else:
+            fine.append(f"credential {jti} grants exactly the tools its calls used: {sorted(used)}")
+    ran = [c for c in _server_side(calls) if c.effect == "allow"]
+    if not ran and not grants:
+        fine.append("no call ran and no credential was granted")
+    return Verdict("least-privilege", not bad, tuple(bad or fine))
+
+
+def _tenant_bound(calls: list[Call], grants: dict[str, CredentialGrant], approvals: list[dict[str, Any]]) -> Verdict:
+    seen: dict[str, list[str]] = {}
+    unknown: list[str] = []
+
+    def note(tenant: Any, what: str) -> None:
+        if isinstance(tenant, str) and tenant:
+            seen.setdefault(tenant, []).append(what)
+        else:
+            unknown.append(what)
+
+    for call in calls:
+        if call.effect != "allow":
+            continue
+        what = f"{call.method} {printable(call.target or '')} by {printable(call.principal or 'unknown caller')}"
+        note(call.tenant, f"call {what} ({call.where})")
+        if call.target:
+            m = _TARGET_TENANT.search(call.target)
+            if m:
+                note(m.group("tenant"), f"target {printable(call.target)} ({call.where})")
+    for jti, grant in grants.items():
+        if grant.minted:
+            note(grant.tenant, f"credential {jti}")
+    for event in approvals:
+        note(_text(event.get("tenant")), f"approval by {printable(_text(event.get('approver')) or 'unknown')}")
+    evidence: list[str] = []
+    if len(seen) > 1:
+        for tenant, items in sorted(seen.items()):
+            evidence.append(f"tenant {printable(tenant)}: {'; '.join(items[:5])}" + (" ..." if len(items) > 5 else ""))
+    evidence.extend(f"no tenant recorded for {what}" for what in unknown)
+    holds = len(seen) <= 1 and not unknown
+    if holds:
+        evidence = [f"every call, credential and approval is in tenant {next(iter(seen), '(none)')}"]
+    return Verdict("tenant-bound", holds, tuple(evidence))
+
+
+def _time_limited(calls: list[Call], grants: dict[str, CredentialGrant], max_ttl: float) -> Verdict:
+    bad: list[str] = []
+    for call in _server_side(calls):
+        if call.effect != "allow":
+            continue
+        where = f"{call.method} {printable(call.target or '')} at {call.time} ({call.where})"
+        if call.credential is None:
+            bad.append(f"{where} ran without a short-lived credential")
+            continue
+        grant = grants.get(call.credential)
+        if grant is None or grant.expires_at is None:
+            bad.append(f"{where} used credential {call.credential} whose expiry is not in the log")
+            continue
+        moment = _epoch(call.time)
+        if moment is None:
+            bad.append(f"{where} has no usable time")
+            continue
+        if moment > grant.expires_at:
+            expired = datetime.fromtimestamp(grant.expires_at, timezone.utc).isoformat()
+            bad.append(f"{where} used credential {grant.id} after it expired at {expired}")
+        if grant.revoked_at is not None and _before(grant.revoked_at, call.time):
+            bad.append(f"{where} used credential {grant.id} after it was revoked at {grant.revoked_at}")
+    for jti, grant in sorted(grants.items()):
+        if grant.minted and (grant.ttl is None or grant.ttl > max_ttl):
+            bad.append(f"credential {jti} lives {grant.ttl}s, longer than the {max_ttl:g}s allowed")
+    fine = [f"every call carried a live credential of at most {max_ttl:g}s, none used after expiry or revocation"]
+    return Verdict("time-limited", not bad, tuple(bad or fine))
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+
+def render_text(proof: Proof) -> str:
+    """The proof as text for a terminal (every recorded value escaped)."""
+    p = printable
+    lines = [f"scope: {p(proof.scope.describe())}"]
+    chain = proof.chain
+    status = "intact" if chain.ok else "BROKEN"
+    sealed = "" if chain.sealed is None else (", sealed by a signed closing checkpoint" if chain.sealed else "")
+    lines.append(
+        f"chain: {status}: {chain.lines} line(s), {chain.events} event(s), {chain.checkpoints} checkpoint(s){sealed}"
+    )
+    lines.extend(f"  {p(str(problem))}" for problem in chain.problems[:20])
+    lines.append(f"calls: {len(proof.calls)}")
+    for call in proof.calls:
+        lines.append(
+            f"  {p(call.time)} {p(call.side)} {p(call.method)} {p(call.target or '-')} -> {p(call.effect or '?')}"
+            f" rule={p(call.rule or '-')} ({p(call.where)})"
+        )
+        lines.append(
+            f"    who: {p(call.principal or 'unknown caller')} tenant={p(call.tenant or '-')}"
+            + (f" on behalf of {p(' <- '.join(call.actors))}" if call.actors else "")
+        )
+        lines.append(
+            f"    what: task={p(call.task or '-')} purpose={p(call.purpose or '-')} args={p(call.args_hash or '-')}"
+        )
+        if call.credential:
+            grant = proof.credentials.get(call.credential)
+            detail = ""
+            if grant is not None and grant.minted:
+                detail = (
+                    f" audience={p(grant.audience or '-')} tools={p(','.join(grant.tools))}"
+                    f" scopes={p(','.join(grant.scopes) or '-')} ttl={grant.ttl}s"
+                )
+            chain_text = " <- ".join(call.delegation)
+            lines.append(f"    credential: {p(call.credential)}{detail} delegation={p(chain_text)}")
+        if call.approvers:
+            lines.append(f"    approved by: {p(', '.join(call.approvers))}")
+        if call.outcome:
+            lines.append(f"    outcome: {p(call.outcome)}")
+    for verdict in proof.verdicts:
+        lines.append(f"{verdict.name}: {'PROVEN' if verdict.holds else 'FAILED'}")
+        lines.extend(f"  - {p(item)}" for item in verdict.evidence)
+    lines.append("PROVEN" if proof.proven else "NOT PROVEN")
+    return "\n".join(lines)
+
+
+def render_json(proof: Proof) -> str:
+    """The proof as JSON (ASCII-only, so no raw control character reaches a terminal)."""
+    return json.dumps(proof.as_dict(), indent=2, sort_keys=True, ensure_ascii=True)
+
+
+_CSS = (
+    "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}"
+    "td,th{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top;font-size:13px}"
+    ".ok{color:#116611;font-weight:bold}.bad{color:#aa1111;font-weight:bold}code{font-size:12px}"
+)
+
+
+def render_html(proof: Proof) -> str:
+    """The proof as one self-contained HTML page (no script, no external resource; every value escaped)."""
+
+    def e(value: Any) -> str:
+        return html.escape(printable("" if value is None else value), quote=True)
+
+    def mark(ok: bool, yes: str = "PROVEN", no: str = "FAILED") -> str:
+        return f'<span class="{"ok" if ok else "bad"}">{yes if ok else no}</span>'
+
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        f"<title>mcpgov proof: {e(proof.scope.describe())}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Proof for {e(proof.scope.describe())}: {mark(proof.proven, 'PROVEN', 'NOT PROVEN')}</h1>",
+        f"<h2>Chain: {mark(proof.chain.ok, 'intact', 'BROKEN')}</h2>",
+        f"<p>{proof.chain.lines} line(s), {proof.chain.events} event(s), {proof.chain.checkpoints} checkpoint(s) "
+        f"in {len(proof.chain.files)} file(s); head <code>{e(proof.chain.head)}</code></p>",
+    ]
+    if proof.chain.problems:
+        out.append("<ul>" + "".join(f"<li>{e(str(p))}</li>" for p in proof.chain.problems[:50]) + "</ul>")
+    out.append("<h2>Verdicts</h2><table><tr><th>verdict</th><th>result</th><th>evidence</th></tr>")
+    for verdict in proof.verdicts:
+        items = "".join(f"<li>{e(item)}</li>" for item in verdict.evidence)
+        out.append(f"<tr><td>{e(verdict.name)}</td><td>{mark(verdict.holds)}</td><td><ul>{items}</ul></td></tr>")
+    out.append("</table><h2>Calls</h2><table><tr>")
+    headings = ("time", "who", "tenant", "what", "task / purpose", "decision", "credential", "approved by", "outcome")
+    out.append("".join(f"<th>{h}</th>" for h in headings) + "</tr>")
+    for call in proof.calls:
+        grant = proof.credentials.get(call.credential or "")
+        credential = e(call.credential or "none")
+        if grant is not None and grant.minted:
+            credential += (
+                f"<br>audience {e(grant.audience)}<br>tools {e(', '.join(grant.tools))}<br>ttl {e(grant.ttl)}s"
+                f"<br>chain {e(' <- '.join(call.delegation))}"
+            )
+        cells = (
+            e(call.time),
+            e(call.principal or "unknown caller") + (f"<br>for {e(' <- '.join(call.actors))}" if call.actors else ""),
+            e(call.tenant),
+            f"{e(call.method)} <code>{e(call.target)}</code><br><code>{e(call.args_hash)}</code>",
+            f"{e(call.task)} / {e(call.purpose)}",
+            f"{e(call.effect)} by <code>{e(call.rule)}</code>",
+            credential,
+            e(", ".join(call.approvers)),
+            e(call.outcome),
+        )
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table></body></html>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,341 @@
+"""``mcpgov audit prove`` on real governed sessions: a clean task proves all three verdicts;
+planted violations (a credential wider than its use, a cross-tenant call a careless policy
+allowed, a call after revocation a misconfigured verifier admitted, an expired credential) each
+fail the right verdict with the evidence; bad input exits 2, never with a traceback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import rfc8785
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+
+from mcpgov import META_CREDENTIAL, AuditEvent, Auditor, Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov.audit import GENESIS, JsonlSink, ProofScope, QueuedSink, prove, request_keys
+from mcpgov.audit._jsonl import line_hash
+from mcpgov.audit._prove import render_html, render_json, render_text
+from mcpgov.cli import main
+from mcpgov.credentials import (
+    ClientCredentials,
+    CredentialIssuer,
+    CredentialMiddleware,
+    CredentialVerifier,
+    IssuerTokenSource,
+    RevocationList,
+    SigningKeySet,
+    open_task,
+)
+
+pytestmark = pytest.mark.anyio
+
+AUDIENCE = "https://deploy.example"
+AGENT = Principal(issuer="https://id.example", subject="release-bot", tenant="acme", auth_method="jwt")
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("prove-keys") / "audit.jwks"
+    assert CliRunner().invoke(main, ["keys", "generate", "--out", str(path)]).exit_code == 0
+    return path
+
+
+class Stack:
+    """A governed deploy server with per-task credentials, writing one signed, hash-chained log."""
+
+    def __init__(self, directory: Path, key_file: Path, *, issuer_clock: Callable[[], float] = time.time) -> None:
+        self.log = directory / "audit.jsonl"
+        self.auditor = Auditor([QueuedSink(JsonlSink(self.log, checkpoint_key=key_file, checkpoint_every=5))])
+        self.issuer = CredentialIssuer(
+            "https://issuer.example",
+            SigningKeySet.generate("Ed25519"),
+            max_ttl=300,
+            audit=self.auditor,
+            clock=issuer_clock,
+        )
+        self.verifier: CredentialVerifier = self.issuer.verifier(AUDIENCE)
+
+    def server(self) -> MCPServer:
+        server = MCPServer("deployer")
+        hooks = Hooks()
+
+        @server.tool()
+        def run_tests(ref: str) -> str:
+            return f"tests passed for {ref}"
+
+        @server.tool()
+        def deploy(version: str) -> str:
+            return f"deployed {version}"
+
+        @server.tool()
+        def drop_database() -> str:
+            return "dropped"
+
+        @hooks.tool("*")
+        def careless(ctx: GovContext) -> Decision:  # allows every caller, every tenant
+            return Decision.allow("ci-may-do-anything")
+
+        govern(server, request_keys, CredentialMiddleware(self.verifier), hooks, audit=self.auditor)
+        return server
+
+    async def close(self) -> None:
+        await self.auditor.aclose()
+
+
+async def clean_task(stack: Stack, server: MCPServer, mode: str) -> None:
+    credentials = ClientCredentials(IssuerTokenSource(stack.issuer), audience=AUDIENCE, ttl=120)
+    governed = GovernedClient(server, credentials, principal=AGENT, audit=stack.auditor, mode=mode)
+    async with governed as client, open_task(client, "release-1", purpose="deploy"):
+        await client.call_tool("run_tests", {"ref": "v1"})
+        await client.call_tool("deploy", {"version": "1.0"})
+        await client.call_tool("run_tests", {"ref": "v1-smoke"})
+
+
+async def call_with(server: MCPServer, token: str, tool: str, arguments: dict[str, Any], mode: str) -> None:
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool(tool, arguments, meta=cast(Any, {META_CREDENTIAL: token}))
+        assert result.is_error is False
+
+
+def verdicts(log: Path, key_file: Path, **scope: Any) -> dict[str, tuple[bool, str]]:
+    proof = prove([log], ProofScope(**scope), public_key=key_file)
+    assert proof.chain.ok, proof.chain.problems
+    return {v.name: (v.holds, " | ".join(v.evidence)) for v in proof.verdicts}
+
+
+async def test_a_clean_task_proves_all_three_verdicts(tmp_path: Path, key_file: Path, mode: str) -> None:
+    stack = Stack(tmp_path, key_file)
+    await clean_task(stack, stack.server(), mode)
+    await stack.close()
+    proof = prove([stack.log], ProofScope(task="release-1"), public_key=key_file)
+    assert proof.chain.ok and proof.chain.sealed
+    assert proof.proven, [v for v in proof.verdicts if not v.holds]
+    server_calls = [c for c in proof.calls if c.side == "server"]
+    assert [c.target for c in server_calls] == ["run_tests", "deploy", "run_tests"]
+    for call in server_calls:
+        assert call.principal == AGENT.id and call.tenant == "acme" and call.purpose == "deploy"
+        assert call.credential and call.rule == "ci-may-do-anything" and call.args_hash
+        grant = proof.credentials[call.credential]
+        assert grant.tools == (call.target,) and grant.audience == AUDIENCE and grant.ttl == 120
+    code, out = _cli("audit", "prove", "--task", "release-1", "--public-key", str(key_file), str(stack.log))
+    assert code == 0, out
+    assert "least-privilege: PROVEN" in out and "tenant-bound: PROVEN" in out and "time-limited: PROVEN" in out
+
+
+async def test_a_credential_for_more_tools_than_used_fails_least_privilege(
+    tmp_path: Path, key_file: Path, mode: str
+) -> None:
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    wide = await stack.issuer.mint(
+        AGENT, audience=AUDIENCE, tools=["run_tests", "deploy", "drop_database"], task_id="t-wide", ttl=60
+    )
+    await call_with(server, wide.token, "run_tests", {"ref": "v2"}, mode)
+    await stack.close()
+    found = verdicts(stack.log, key_file, task="t-wide")
+    holds, evidence = found["least-privilege"]
+    assert not holds and "deploy" in evidence and "drop_database" in evidence and wide.id in evidence
+    assert found["tenant-bound"][0] and found["time-limited"][0]
+    code, out = _cli("audit", "prove", "--task", "t-wide", "--format", "json", str(stack.log))
+    assert code == 1
+    data = json.loads(out)
+    assert [v["name"] for v in data["verdicts"] if not v["holds"]] == ["least-privilege"]
+
+
+async def test_a_cross_tenant_call_fails_tenant_bound(tmp_path: Path, key_file: Path, mode: str) -> None:
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    await clean_task(stack, server, mode)
+    stranger = Principal(issuer="https://id.example", subject="globex-bot", tenant="globex")
+    foreign = await stack.issuer.mint(stranger, audience=AUDIENCE, tools=["deploy"], task_id="release-1", ttl=60)
+    await call_with(server, foreign.token, "deploy", {"version": "6.6.6"}, mode)  # the careless policy allows it
+    await stack.close()
+    found = verdicts(stack.log, key_file, task="release-1")
+    holds, evidence = found["tenant-bound"]
+    assert not holds and "tenant acme" in evidence and "tenant globex" in evidence and "globex-bot" in evidence
+
+
+async def test_a_call_after_revocation_admitted_by_a_misconfigured_verifier_fails_time_limited(
+    tmp_path: Path, key_file: Path, mode: str
+) -> None:
+    stack = Stack(tmp_path, key_file)
+    stack.verifier = CredentialVerifier(  # its own, empty revocation list: it never hears of revocations
+        issuer="https://issuer.example", audience=AUDIENCE, keys=stack.issuer.keys, revocations=RevocationList()
+    )
+    server = stack.server()
+    credential = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-rev", ttl=60)
+    await call_with(server, credential.token, "deploy", {"version": "1"}, mode)
+    await stack.issuer.revoke(credential)
+    await call_with(server, credential.token, "deploy", {"version": "2"}, mode)
+    await stack.close()
+    found = verdicts(stack.log, key_file, task="t-rev")
+    holds, evidence = found["time-limited"]
+    assert not holds and "after it was revoked" in evidence and credential.id in evidence
+    assert evidence.count("after it was revoked") == 1  # the call before the revocation is fine
+    assert found["least-privilege"][0] and found["tenant-bound"][0]
+
+
+async def test_an_expired_credential_fails_time_limited(tmp_path: Path, key_file: Path, mode: str) -> None:
+    def past() -> float:
+        return time.time() - 1000  # the issuer's (and its verifier's) clock is wrong
+
+    stack = Stack(tmp_path, key_file, issuer_clock=past)
+    server = stack.server()
+    credential = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-exp", ttl=60)
+    await call_with(server, credential.token, "deploy", {"version": "1"}, mode)
+    await stack.close()
+    holds, evidence = verdicts(stack.log, key_file, task="t-exp")["time-limited"]
+    assert not holds and "after it expired" in evidence
+
+
+async def test_a_call_without_a_credential_is_not_time_limited_and_a_long_ttl_fails(
+    tmp_path: Path, key_file: Path
+) -> None:
+    stack = Stack(tmp_path, key_file)
+    credential = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-long", ttl=300)
+    await call_with(stack.server(), credential.token, "deploy", {"version": "1"}, "legacy")
+    await stack.close()
+    proof = prove([stack.log], ProofScope(task="t-long"), max_ttl=60)
+    (limited,) = [v for v in proof.verdicts if v.name == "time-limited"]
+    assert not limited.holds and any("longer than the 60s allowed" in e for e in limited.evidence)
+
+
+async def test_a_target_naming_another_tenant_fails_tenant_bound(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    auditor = Auditor([JsonlSink(log)])
+    server = MCPServer("reports")
+
+    @server.resource("tenant://globex/report")
+    def report() -> str:
+        return "numbers"
+
+    hooks = Hooks()
+
+    @hooks.resource("*")
+    def careless(ctx: GovContext) -> Decision:
+        return Decision.allow("any-report")
+
+    async def acme_caller(ctx: GovContext, call_next: Callable[[GovContext], Awaitable[Any]]) -> Any:
+        return await call_next(ctx.replace(principal=AGENT, tenant="acme", task_id="t-res"))
+
+    govern(server, acme_caller, hooks, audit=auditor)
+    async with Client(server) as client:
+        await client.read_resource("tenant://globex/report")
+    auditor.close()
+    proof = prove([log], ProofScope(task="t-res"))
+    (bound,) = [v for v in proof.verdicts if v.name == "tenant-bound"]
+    assert not bound.holds and any("tenant globex" in e and "tenant://globex/report" in e for e in bound.evidence)
+
+
+async def test_html_report_is_one_self_contained_page_with_escaped_values(tmp_path: Path, key_file: Path) -> None:
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    credential = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["run_tests"], task_id="t-html", ttl=60)
+    await call_with(server, credential.token, "run_tests", {"ref": "<script>alert(1)</script>\x1b[2J"}, "legacy")
+    await stack.close()
+    out = tmp_path / "proof.html"
+    code, text = _cli("audit", "prove", "--task", "t-html", "--format", "html", "--out", str(out), str(stack.log))
+    assert code == 0 and "PROVEN" in text
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "\x1b" not in page
+    assert "src=" not in page and "href=" not in page  # nothing external
+    assert "least-privilege" in page and credential.id in page
+
+
+def test_bad_input_exits_2(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlSink(log)
+    sink(AuditEvent.from_context(GovContext(side="server", method="tools/call", task_id="x"), "decision"))
+    sink.close()
+    (tmp_path / "foreign.jsonl").write_text("hello\n")
+    for args in (
+        ["--task", "nothing-here", str(log)],
+        ["--since", "yesterday", str(log)],
+        [str(tmp_path / "foreign.jsonl")],
+        [str(tmp_path / "missing.jsonl")],
+        ["--public-key", str(tmp_path / "missing.jwks"), str(log)],
+    ):
+        code, out = _cli("audit", "prove", *args)
+        assert code == 2 and "Traceback" not in out, (args, out)
+
+
+def test_a_broken_chain_fails_the_proof(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlSink(log)
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="a")
+    sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="deny", rule="r")] * 3)
+    sink.close()
+    log.write_text(log.read_text().replace('"effect":"deny"', '"effect":"allow"', 1))
+    code, out = _cli("audit", "prove", "--task", "t", str(log))
+    assert code == 1 and "chain: BROKEN" in out and f"{log}:1: edited" in out
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--no-color", *args])
+    return result.exit_code, result.output
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = (
+    "type",
+    "method",
+    "target",
+    "principal",
+    "tenant",
+    "task_id",
+    "credential_id",
+    "effect",
+    "time",
+    "attributes",
+    "request_key",
+    "actors",
+    "side",
+    "approver",
+    "outcome",
+    "request_id",
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.dictionaries(
+            st.sampled_from(FIELDS),
+            JSON
+            | st.sampled_from(
+                ["decision", "credential.minted", "credential.revoked", "approval.granted", "tools/call", "t", "allow"]
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_prove_reports_on_hostile_but_well_chained_logs_without_raising(
+    tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    log = tmp_path / "hostile.jsonl"
+    prev, lines = GENESIS, []
+    for seq, event in enumerate(events, 1):
+        body = rfc8785.dumps(event)
+        digest = line_hash(prev, seq, body)
+        lines.append(rfc8785.dumps({"event": event, "hash": digest, "prev": prev, "seq": seq}) + b"\n")
+        prev = digest
+    log.write_bytes(b"".join(lines))
+    proof = prove([log], ProofScope())
+    assert proof.chain.ok
+    for render in (render_text, render_json, render_html):
+        assert "\x1b" not in render(proof)
+    code, out = _cli("audit", "prove", str(log))
+    assert code in (0, 1, 2) and "Traceback" not in out

@@ -1,0 +1,160 @@
+"""Redaction holds for generated secrets in many shapes (key=value with any key spelling, JSON,
+URI user-info, HTTP headers, base64), planted in every recorded field: none reaches any sink
+(memory, a callback, logging, the JSON Lines file)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+import anyio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mcpgov import AuditEvent, Auditor, GovContext, Principal
+from mcpgov.audit import JsonlSink, LoggingSink, Redactor, event_to_dict
+from mcpgov.testing import InMemoryAuditSink
+
+# A letter no hash or id holds starts each secret, so finding it in a sink means it leaked.
+SECRET = st.from_regex(r"[G-Zg-z][A-Za-z0-9_~+.-]{7,23}", fullmatch=True)
+WORDS = (
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "passphrase",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh-token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "aws_secret_access_key",
+    "private_key",
+    "auth",
+    "credentials",
+    "session_key",
+)
+
+
+@st.composite
+def key_names(draw: st.DrawFn) -> str:
+    word = draw(st.sampled_from(WORDS))
+    prefix = draw(st.sampled_from(["", "db_", "DB_", "my.", "x-", "AWS_", "github", "service-"]))
+    suffix = draw(st.sampled_from(["", "_value", "2", ".prod", "-x"]))
+    name = prefix + word + suffix
+    case = draw(st.sampled_from(["same", "upper", "lower", "title"]))
+    return {"same": name, "upper": name.upper(), "lower": name.lower(), "title": name.title()}[case]
+
+
+@st.composite
+def planted(draw: st.DrawFn) -> tuple[str, str]:
+    """A text carrying a secret, and the part of it that must not reach a sink."""
+    secret = draw(SECRET)
+    key = draw(key_names())
+    shape = draw(
+        st.sampled_from(["kv", "kv-space", "json", "json-nested", "escaped-json", "uri", "header", "b64", "basic"])
+    )
+    if shape == "kv":
+        text = f"{key}={secret}"
+    elif shape == "kv-space":
+        text = f"config {key} : {secret} end"
+    elif shape == "json":
+        text = json.dumps({key: secret})
+    elif shape == "json-nested":
+        text = json.dumps({"config": {"name": "x", key: secret}})
+    elif shape == "escaped-json":
+        text = json.dumps(json.dumps({key: secret}))
+    elif shape == "uri":
+        scheme = draw(st.sampled_from(["https", "postgres", "redis", "amqp", "s3"]))
+        text = f"{scheme}://admin:{secret}@db.internal:5432/prod?x=1"
+    elif shape == "header":
+        header = draw(st.sampled_from(["Authorization: Bearer", "Authorization: Token", "X-Api-Key:", "Cookie: sid="]))
+        text = f"{header} {secret}" if not header.endswith("=") else f"{header}{secret}; theme=dark"
+    elif shape == "b64":
+        encoded = base64.b64encode(f"{key}={secret}".encode()).decode()
+        text = f"blob {encoded} end"
+        return text, encoded
+    else:
+        encoded = base64.b64encode(f"admin:{secret}".encode()).decode()
+        text = f"Basic {encoded}"
+        return text, encoded
+    return text, secret
+
+
+FIELDS = ("target", "detail", "reason", "purpose", "task_id", "rule", "tenant", "approver", "attribute", "actors")
+
+
+def _event(field: str, text: str) -> AuditEvent:
+    ctx = GovContext(
+        side="server",
+        method="resources/read",
+        kind="resource",
+        target="file:///srv/report.txt",
+        principal=Principal(issuer="https://idp.example", subject="agent", tenant="acme"),
+        tenant="acme",
+        request_id="r-1",
+    )
+    values: dict[str, object] = {"effect": "deny"}
+    if field == "attribute":
+        values["attributes"] = {"nested": [{"note": text}], "plain": text}
+    elif field == "actors":
+        values["actors"] = ("someone", text)
+    else:
+        values[field] = text
+    return AuditEvent.from_context(ctx, "decision", **values)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plant=planted(), field=st.sampled_from(FIELDS))
+def test_no_planted_secret_reaches_any_sink(tmp_path: Path, plant: tuple[str, str], field: str) -> None:
+    text, secret = plant
+    memory = InMemoryAuditSink()
+    called: list[AuditEvent] = []
+    logger = logging.getLogger("tests.redact.property")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    path = tmp_path / "audit.jsonl"
+    path.unlink(missing_ok=True)
+    sink = JsonlSink(path)
+    try:
+        auditor = Auditor([memory, called.append, LoggingSink(logger), sink], redactor=Redactor())
+        anyio.run(auditor.emit, _event(field, text))
+    finally:
+        logger.removeHandler(handler)
+        sink.close()
+    outputs = [
+        json.dumps([event_to_dict(e) for e in memory.events]),
+        json.dumps([event_to_dict(e) for e in called]),
+        "\n".join(r.getMessage() + json.dumps(getattr(r, "mcpgov_audit", None)) for r in records),
+        path.read_text("utf-8"),
+    ]
+    for output in outputs:
+        assert secret not in output, (field, text)
+    assert "[redacted]" in outputs[0]
+
+
+def test_resource_uris_recorded_as_targets_lose_their_user_info() -> None:
+    redactor = Redactor()
+    event = _event("target", "postgres://app:s3cret-Pa55@db/prod")
+    changed = redactor.event_changes(event)
+    assert changed is not None and changed["target"] == "postgres://[redacted]@db/prod"
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    redactor = Redactor()
+    for text in ("read_file", "https://api.example.com/v1/items", "task-20260101-abcdef", "sha256:" + "0" * 64):
+        assert redactor.text(text) == text
