@@ -427,3 +427,22 @@ async def test_policy_rules_about_set_level_decide_and_no_rule_allows(
             assert caught.value.code == -32003
     assert ran == (["info"] if expected[0] == "allow" else [])
     assert [(e.effect, e.rule) for e in _decisions(sink, "logging/setLevel")] == [expected]
+
+
+async def test_a_hook_that_denies_set_level_in_the_default_deny_words_still_denies() -> None:
+    """Only the authorisers' own "no rule applied" turns into the protocol default, not a hook's deny."""
+    p = build(methods={"logging/setLevel": Decision.deny("my-rule", "no", "default_deny")})
+    async with Client(p.server, mode="legacy") as client:
+        with pytest.raises(MCPError) as caught:
+            await client.set_logging_level("debug")
+    assert caught.value.code == -32003
+    assert p.ran == []
+
+
+def test_the_no_rule_applied_rules_are_the_authorisers_own() -> None:
+    from mcpgov._authorize import _NO_RULE_APPLIED
+    from mcpgov._hooks import DEFAULT_DENY_RULE as HOOKS_DEFAULT
+    from mcpgov.policy._cedar import CEDAR_DEFAULT_DENY
+    from mcpgov.policy._engine import DEFAULT_DENY_RULE as POLICY_DEFAULT
+
+    assert {HOOKS_DEFAULT, POLICY_DEFAULT, CEDAR_DEFAULT_DENY} == _NO_RULE_APPLIED
