@@ -49,12 +49,20 @@ _Validate = Callable[[Mapping[str, Any]], "Mapping[str, Any]"]
 
 def same_json(a: Any, b: Any) -> bool:
     """Equality of JSON values that also requires equal types (``1 != 1.0 != True`` here)."""
-    ta, tb = type(a), type(b)
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+    ta = type(a)
+    if ta is not type(b):
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+        return False
+    if ta is dict:
+        if len(a) != len(b):
+            return False
+        return all(key in b and same_json(value, b[key]) for key, value in a.items())
+    if ta is list or ta is tuple:
         return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
-    return ta is tb and a == b
+    return bool(a == b)
 
 
 def _field_names(exc: ValidationError) -> str:
@@ -86,16 +94,28 @@ class _ToolModel:
             raise _invalid(f"tool {self.name!r} has no argument(s) {names}", "arguments_unknown")
         model = self.meta.arg_model
         try:
-            strict = model.model_validate_json(json.dumps(wire), strict=True)
-        except ValidationError as exc:
-            raise _invalid(f"tool {self.name!r}: invalid argument(s) {_field_names(exc)}") from None
-        except (TypeError, ValueError):
-            raise _invalid(f"tool {self.name!r}: arguments are not JSON") from None
+            # Python-mode strict first (the common case, no encoding); JSON-mode strict admits what
+            # only has a text form in JSON (dates, UUIDs...) and nothing else.
+            strict = model.model_validate(wire, strict=True)
+        except ValidationError:
+            try:
+                strict = model.model_validate_json(json.dumps(wire), strict=True)
+            except ValidationError as exc:
+                raise _invalid(f"tool {self.name!r}: invalid argument(s) {_field_names(exc)}") from None
+            except (TypeError, ValueError):
+                raise _invalid(f"tool {self.name!r}: arguments are not JSON") from None
         decided: dict[str, Any] = strict.model_dump(mode="json", by_alias=True)
-        # What the SDK itself would make of the same wire arguments must be what was validated.
-        if not same_json(self._as_sdk(dict(wire)), decided):
+        # What the SDK itself would make of the same wire arguments must be what was validated:
+        # its pre-parsing turns JSON text into structure for fields not declared as plain strings.
+        wire_dict = dict(wire)
+        pre = self.meta.pre_parse_json(wire_dict)
+        if any(pre[k] is not wire_dict[k] for k in wire_dict) and not same_json(self._as_sdk(wire_dict), decided):
             raise _invalid(f"tool {self.name!r}: arguments would be converted by the server", "arguments_converted")
-        if not same_json(decided, wire) and not same_json(self._as_sdk(decided), decided):
+        if same_json(decided, wire_dict):
+            return decided
+        # Defaults filled in, numbers as declared, text forms normalised: the SDK must read the
+        # decided form exactly as decided.
+        if not same_json(self._as_sdk(decided), decided):
             raise _invalid(f"tool {self.name!r}: arguments would be converted by the server", "arguments_converted")
         return decided
 
