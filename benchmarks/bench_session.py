@@ -84,12 +84,17 @@ Call = Callable[[Client], Awaitable[Any]]
 # --- the servers ------------------------------------------------------------------------------
 
 
-def policy(tools: Sequence[str] = ("add",), size: int = 100) -> Policy:
+def policy(tools: Sequence[str] = ("add",), size: int = 100, *, anonymous: bool = False) -> Policy:
     """A policy of ``size`` rules: deny rules, one allow rule per (other) tool with an argument
     condition, and the allow rule of the benchmarked tools last, so a decision reads them all."""
     rules: list[dict[str, Any]] = [
         {"id": "no-admin-tools", "effect": "deny", "tools": ["admin_*"]},
-        {"id": "no-delegated-deletes", "effect": "deny", "tools": ["delete_*"], "when": {"delegation_depth": {"min": 2}}},
+        {
+            "id": "no-delegated-deletes",
+            "effect": "deny",
+            "tools": ["delete_*"],
+            "when": {"delegation_depth": {"min": 2}},
+        },
     ]
     rules += [
         {
@@ -101,7 +106,10 @@ def policy(tools: Sequence[str] = ("add",), size: int = 100) -> Policy:
         }
         for i in range(size - len(rules) - 1)
     ]
-    rules.append({"id": "bench-tools", "effect": "allow", "tenants": [TENANT], "tools": list(tools)})
+    last: dict[str, Any] = {"id": "bench-tools", "effect": "allow", "tenants": [TENANT], "tools": list(tools)}
+    if anonymous:  # no identity: the tenant comes from the credential, there is no principal
+        last["anonymous"] = True
+    rules.append(last)
     return Policy.from_dict({"rules": rules}, source=f"<{size} rules>")
 
 
@@ -118,42 +126,63 @@ class Stack:
     )
     auditors: list[Auditor] = field(default_factory=list)
 
-    def full_server(self, name: str, *, http: bool) -> tuple[MCPServer, Callable[[MCPServer, Sequence[str]], None]]:
+    def full_server(
+        self, name: str, *, http: bool, without: str = ""
+    ) -> tuple[MCPServer, Callable[[MCPServer, Sequence[str]], None]]:
         """A server for the full stack (over HTTP, the SDK's bearer auth verifies the identity
-        too) and the function that governs it once its tools are known."""
-        sink = JsonlSink(self.log_dir / f"audit-{secrets.token_hex(4)}.jsonl", max_bytes=None)
-        auditor = Auditor([QueuedSink(sink)])
+        too) and the function that governs it once its tools are known. ``without`` names one
+        part left out (``audit``: an auditor with no sink; ``policy``: an allow hook instead;
+        ``credential``; ``identity``: the tenant then comes from the credential)."""
+        if without == "audit":
+            auditor = Auditor()
+        else:
+            sink = JsonlSink(self.log_dir / f"audit-{secrets.token_hex(4)}.jsonl", max_bytes=None)
+            auditor = Auditor([QueuedSink(sink)])
         self.auditors.append(auditor)
         identity = IdentityMiddleware(self.identities.verifier())
         options: dict[str, Any] = {}
-        if http:
+        if http and without != "identity":
             options = dict(server_auth(identity, resource_server_url=AUDIENCE, audit=auditor))
 
         def governed(server: MCPServer, tools: Sequence[str]) -> None:
-            govern(
-                server,
-                identity,
-                CredentialMiddleware(self.credentials.verifier(AUDIENCE)),
-                PolicyMiddleware(policy(tools)),
-                audit=auditor,
-            )
+            chain: list[Any] = []
+            if without != "identity":
+                chain.append(identity)
+            if without != "credential":
+                chain.append(CredentialMiddleware(self.credentials.verifier(AUDIENCE)))
+            if without == "policy":
+                hooks = Hooks()
+                hooks.register("*", _allow, kind="tool")
+                chain.append(hooks)
+            else:
+                chain.append(PolicyMiddleware(policy(tools, anonymous=without == "identity")))
+            govern(server, *chain, audit=auditor)
 
         return MCPServer(name, **options), governed
 
     @asynccontextmanager
-    async def client(self, target: Any, mode: str, agent: str = "agent-1") -> AsyncIterator[Client]:
-        token = self.identities.token(agent, tenant=TENANT, ttl=3600)
+    async def client(
+        self, target: Any, mode: str, agent: str = "agent-1", *, without: str = ""
+    ) -> AsyncIterator[Client]:
         me = Principal("https://id.bench", agent, tenant=TENANT, auth_method="jwt")
-        credentials = ClientCredentials(IssuerTokenSource(self.credentials), audience=AUDIENCE, ttl=600)
-        async with (
-            GovernedClient(target, credentials, identity=token, principal=me, mode=mode) as client,
-            open_task(client, f"task-{agent}", purpose="bench"),
-        ):
-            yield client
+        chain: list[Any] = []
+        if without != "credential":
+            chain.append(ClientCredentials(IssuerTokenSource(self.credentials), audience=AUDIENCE, ttl=600))
+        token = None if without == "identity" else self.identities.token(agent, tenant=TENANT, ttl=3600)
+        async with GovernedClient(target, *chain, identity=token, principal=me, mode=mode) as client:
+            if without == "credential":
+                yield client
+            else:
+                async with open_task(client, f"task-{agent}", purpose="bench"):
+                    yield client
 
     def close(self) -> None:
         for auditor in self.auditors:
             auditor.close()
+
+
+def _allow(ctx: GovContext) -> Decision:
+    return Decision.allow("bench-allow")
 
 
 def _numbered(i: int) -> Callable[[int], Awaitable[int]]:
@@ -166,8 +195,8 @@ def _numbered(i: int) -> Callable[[int], Awaitable[int]]:
 def make_server(variant: str, stack: Stack, *, tools: int = 0, http: bool = False) -> MCPServer:
     """The benchmarked server: ``add`` and ``size`` (a 1 MB argument), plus ``tools`` more."""
     finish: Callable[[MCPServer, Sequence[str]], None] | None = None
-    if variant == "full":
-        server, finish = stack.full_server(f"bench-{variant}", http=http)
+    if variant.startswith("full"):
+        server, finish = stack.full_server(f"bench-{variant}", http=http, without=variant.partition("-")[2])
     else:
         server = MCPServer(f"bench-{variant}")
 
@@ -188,10 +217,7 @@ def make_server(variant: str, stack: Stack, *, tools: int = 0, http: bool = Fals
     if variant == "hooks":
         hooks = Hooks()
 
-        @hooks.tool("*")
-        def allow(ctx: GovContext) -> Decision:
-            return Decision.allow("bench-allow")
-
+        hooks.register("*", _allow, kind="tool")
         events: list[AuditEvent] = []
 
         def keep(event: AuditEvent) -> None:
@@ -206,8 +232,8 @@ def make_server(variant: str, stack: Stack, *, tools: int = 0, http: bool = Fals
 
 
 def opener(variant: str, target: Any, mode: str, stack: Stack) -> AbstractAsyncContextManager[Client]:
-    if variant == "full":
-        return stack.client(target, mode)
+    if variant.startswith("full"):
+        return stack.client(target, mode, without=variant.partition("-")[2])
     return Client(target, mode=mode)
 
 
@@ -318,12 +344,13 @@ def verdict(label: str, value: float, target: float, *, at_least: bool, spread: 
 def print_result(result: Result, targets: dict[str, float]) -> dict[str, Any]:
     summary = result.summary()
     print(f"\n{result.name}")
-    print(f"  {'variant':<7} {'p50 us':>9} {'p99 us':>9} {'calls/s':>9} {'CPU us/call':>12}   ratio to bare p10 .. p50 .. p90")
+    header = f"{'variant':<15} {'p50 us':>9} {'p99 us':>9} {'calls/s':>9} {'CPU us/call':>12}"
+    print(f"  {header}   ratio to bare p10 .. p50 .. p90")
     for variant, s in summary.items():
         ratio = s.get("ratio")
         spread = f"   {ratio['p10']:.3f} .. {ratio['p50']:.3f} .. {ratio['p90']:.3f}" if ratio else ""
         print(
-            f"  {variant:<7} {s['p50_us']:9.1f} {s['p99_us']:9.1f} {s['calls_per_s']:9.0f} "
+            f"  {variant:<15} {s['p50_us']:9.1f} {s['p99_us']:9.1f} {s['calls_per_s']:9.0f} "
             f"{s['cpu_us_per_call']:12.1f}{spread}"
         )
     for variant, target in targets.items():
@@ -386,6 +413,41 @@ async def over_http(stack: Stack, mode: str, args: argparse.Namespace) -> dict[s
     return report
 
 
+# Identity is not separable this way: without it the credential check alone costs more.
+COMPONENTS = ("audit", "policy", "credential")
+
+
+async def components(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Where the full stack's added time goes: the full stack next to variants with one part
+    left out, in the same paired batches (in-process, 2026-07-28, sequential). A part's share
+    is (full - without it) / (full - bare), per batch."""
+    variants = ("bare", "full", *(f"full-{c}" for c in COMPONENTS))
+    servers = {v: make_server(v, stack) for v in variants}
+    async with AsyncExitStack() as exits:
+        clients = {v: await exits.enter_async_context(opener(v, servers[v], "auto", stack)) for v in variants}
+        result = await paired(
+            "components of the full stack (in-process 2026-07-28)",
+            clients,
+            add_call,
+            batches=args.batches,
+            batch=args.batch,
+        )
+    summary = print_result(result, {})
+    per_call = {v: [s.wall / s.calls * 1e6 for s in samples] for v, samples in result.samples.items()}
+    added = [f - b for f, b in zip(per_call["full"], per_call["bare"], strict=True)]
+    print(f"  full stack adds {statistics.median(added):.1f} us/call over bare (median of batches)")
+    shares: dict[str, Any] = {}
+    for part in COMPONENTS:
+        saved = [f - w for f, w in zip(per_call["full"], per_call[f"full-{part}"], strict=True)]
+        share = [s / a for s, a in zip(saved, added, strict=True) if a > 0]
+        shares[part] = {"us": statistics.median(saved), "share_p50": pct(share, 0.5)}
+        print(
+            f"  {part:<11} {statistics.median(saved):7.1f} us/call  share {pct(share, 0.5):6.1%} "
+            f"(p10 {pct(share, 0.1):6.1%} .. p90 {pct(share, 0.9):6.1%})"
+        )
+    return {"summary": summary, "shares": shares}
+
+
 async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """A 1,000-tool listing and a 1 MB argument, full stack against bare, in-process (2026-07-28)."""
     report: dict[str, Any] = {}
@@ -413,7 +475,8 @@ async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, 
         summary = print_result(lst, {})
         med = statistics.median(added)
         spread = f" (p10 {pct(added, 0.1):.3g} .. p90 {pct(added, 0.9):.3g})"
-        verdict(f"listing {n + 2} tools: full stack added us per entry", med, TARGET_LIST_US_PER_ENTRY, at_least=False, spread=spread)
+        label = f"listing {n + 2} tools: full stack added us per entry"
+        verdict(label, med, TARGET_LIST_US_PER_ENTRY, at_least=False, spread=spread)
         report["listing"] = {"summary": summary, "added_us_per_entry": med}
 
         big = await paired("a 1 MB argument", clients, big_call, batches=args.batches, batch=args.mb_batch)
@@ -443,7 +506,7 @@ async def memory_per_session(stack: Stack, sessions: int) -> dict[str, float]:
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         async with AsyncExitStack() as exits:
-            for i in range(sessions):
+            for _ in range(sessions):
                 client = await exits.enter_async_context(
                     stack.client(server, "legacy", agent="agent-1")
                     if variant == "full"
@@ -501,7 +564,8 @@ async def agents_plateau(stack: Stack, agents: int, checkpoints: int) -> dict[st
     print("  resident MB added after n agents: " + "  ".join(f"{n:,}: {mb:.1f}" for n, mb in marks))
     tail = [mb for n, mb in marks if n >= agents * 0.7]
     growth = (tail[-1] - tail[0]) / max(tail[-1], 1.0) if len(tail) >= 2 else 0.0
-    verdict("memory under distinct agents: growth over the last 30 % of them", growth * 100, 10.0, at_least=False, unit=" %")
+    label = "memory under distinct agents: growth over the last 30 % of them"
+    verdict(label, growth * 100, 10.0, at_least=False, unit=" %")
     return {"marks": marks, "second_half_growth": growth}
 
 
@@ -571,6 +635,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if args.http_batch > 0:
                 for mode in ("auto", "legacy"):
                     report[f"http/{mode}"] = await over_http(stack, mode, args)
+            if args.components:
+                report["components"] = await components(stack, args)
             if args.tools > 0:
                 report["listing_and_size"] = await listing_and_size(stack, args)
             if args.sessions > 0:
@@ -602,6 +668,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=200, help="open sessions measured (0: skip)")
     parser.add_argument("--agents", type=int, default=100_000, help="distinct agents in the soak (0: skip)")
     parser.add_argument("--revocations", type=int, default=1_000_000, help="(0: skip)")
+    parser.add_argument("--components", action="store_true", help="also split the full stack's cost by part")
+    parser.add_argument("--only-inprocess", action="store_true", help="skip everything but the in-process scenarios")
     parser.add_argument("--chart", default="", help="write a chart of calls/s per variant (svg/png)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--smoke", action="store_true", help="a quick pass of every section (for CI)")
@@ -611,6 +679,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.http_batch, args.http_concurrency = 10, 5
         args.tools, args.list_batch, args.mb_batch = 50, 1, 1
         args.sessions, args.agents, args.revocations = 5, 50, 2000
+    if args.only_inprocess:
+        args.http_batch = args.tools = args.sessions = args.agents = args.revocations = 0
+        args.components = False
     return args
 
 
