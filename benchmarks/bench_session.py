@@ -381,7 +381,7 @@ async def in_process(stack: Stack, mode: str, args: argparse.Namespace) -> dict[
             clients,
             add_call,
             batches=args.batches,
-            batch=max(args.batch, 2 * args.concurrency),
+            batch=max(args.batch, 4 * args.concurrency),
             concurrency=args.concurrency,
         )
         report["concurrent"] = print_result(conc, targets)

@@ -158,13 +158,35 @@ def _thaw(value: Any) -> Any:
 
 
 def _hash(frozen: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
     try:
-        canonical = canonical_json(frozen)
+        out: list[str] = []
+        try:
+            _jcs(frozen, out, 0)
+        except (_Refer, RecursionError):
+            digest.update(canonical_json(frozen))
+        else:
+            # The canonical text, fed in pieces: a long string is encoded straight into the
+            # hash instead of being copied into one joined text first.
+            small: list[str] = []
+            for piece in out:
+                if len(piece) < _JOIN_BELOW:
+                    small.append(piece)
+                    continue
+                if small:
+                    digest.update("".join(small).encode("utf-8"))
+                    small.clear()
+                digest.update(piece.encode("utf-8"))
+            if small:
+                digest.update("".join(small).encode("utf-8"))
     except (ValueError, TypeError) as exc:
         # Validated values are JSON data, so what is left is text with no Unicode form (a lone
         # surrogate, which JSON's \uXXXX escapes can smuggle in): not valid I-JSON.
         raise InvalidRequest("arguments contain text that is not valid Unicode", reason="argument_invalid") from exc
-    return "sha256:" + hashlib.sha256(canonical).hexdigest()
+    return "sha256:" + digest.hexdigest()
+
+
+_JOIN_BELOW = 4096
 
 
 # --- the canonical encoder -------------------------------------------------------------------
