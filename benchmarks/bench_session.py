@@ -39,8 +39,15 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,17 +323,31 @@ class Result:
 
 
 async def paired(
-    name: str, clients: dict[str, Client], call: Call, *, batches: int, batch: int, concurrency: int = 1
+    name: str,
+    clients: dict[str, Client],
+    call: Call,
+    *,
+    batches: int,
+    batch: int,
+    concurrency: int = 1,
+    patches: dict[str, Callable[[], AbstractContextManager[None]]] | None = None,
 ) -> Result:
-    """Alternate the variants every batch (rotating the order), after one warm-up batch each."""
+    """Alternate the variants every batch (rotating the order), after one warm-up batch each.
+    A variant with a patch runs its batches inside it (and only its own)."""
     order = list(clients)
+    patches = patches or {}
+
+    async def one(variant: str) -> Sample:
+        with patches.get(variant, nullcontext)():
+            return await run_batch(clients[variant], call, batch, concurrency)
+
     for variant in order:
-        await run_batch(clients[variant], call, batch, concurrency)
+        await one(variant)
     samples: dict[str, list[Sample]] = {v: [] for v in order}
     for i in range(batches):
         k = i % len(order)
         for variant in order[k:] + order[:k]:
-            samples[variant].append(await run_batch(clients[variant], call, batch, concurrency))
+            samples[variant].append(await one(variant))
     return Result(name, samples)
 
 
@@ -492,6 +513,109 @@ async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, 
     return report
 
 
+# --- what the core could still gain: measured by emulating a change, in the same batches --------
+
+
+@contextmanager
+def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    original = owner.__dict__[name]
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextmanager
+def no_events_without_sinks() -> Iterator[None]:
+    """Emulates: an auditor with no sink builds and delivers no event (the client side here)."""
+    import mcpgov._audit as audit_module  # noqa: PLC0415 - patched in this process only
+
+    built = AuditEvent.from_context.__func__  # type: ignore[attr-defined]
+    emit = audit_module.Auditor.emit
+    constant = AuditEvent.from_context(GovContext(side="client", method="tools/call"), "decision")
+
+    def from_context(cls: Any, ctx: GovContext, *args: Any, **kwargs: Any) -> AuditEvent:
+        if ctx.side == "client":
+            return constant
+        result: AuditEvent = built(cls, ctx, *args, **kwargs)
+        return result
+
+    async def skip_empty(self: Any, event: AuditEvent, *, required: bool | None = None) -> None:
+        if self._sinks:
+            await emit(self, event, required=required)
+
+    with (
+        _patched(AuditEvent, "from_context", classmethod(from_context)),
+        _patched(audit_module.Auditor, "emit", skip_empty),
+    ):
+        yield
+
+
+@contextmanager
+def no_client_hash() -> Iterator[None]:
+    """Emulates: the client freezes the arguments but hashes them only when something uses the
+    hash (a sink, a credential bound to the arguments); here nothing does."""
+    import mcpgov._governor as governor_module  # noqa: PLC0415 - patched in this process only
+
+    begin = governor_module.Governor.begin
+
+    async def begin_without_hash(self: Any, method: str, raw_arguments: Any = None, **fields: Any) -> GovContext:
+        if self.side != "client":
+            result: GovContext = await begin(self, method, raw_arguments, **fields)
+            return result
+        from mcpgov._arguments import freeze_arguments  # noqa: PLC0415
+
+        arguments = freeze_arguments(raw_arguments, self.limits) if raw_arguments is not None else None
+        return GovContext(side=self.side, method=method, audit=self.auditor, arguments=arguments, **fields)
+
+    with _patched(governor_module.Governor, "begin", begin_without_hash):
+        yield
+
+
+WHAT_IF: dict[str, Callable[[], AbstractContextManager[None]]] = {
+    "full+no-client-events": no_events_without_sinks,
+    "full+no-client-hash": no_client_hash,
+}
+
+
+async def what_if(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Changes recommended in the core, emulated by patching this process during their own
+    batches only, next to the full stack as it is (in-process, 2026-07-28, small and 1 MB calls)."""
+    report: dict[str, Any] = {}
+    blob = "x" * 1_000_000
+
+    async def big_call(client: Client) -> Any:
+        return await client.call_tool("size", {"blob": blob})
+
+    for label, call, batch in (("add(a, b)", add_call, args.batch), ("a 1 MB argument", big_call, args.mb_batch)):
+        variants = ("full", *WHAT_IF)
+        servers = {v: make_server("full", stack) for v in variants}
+        async with AsyncExitStack() as exits:
+            clients = {v: await exits.enter_async_context(opener("full", servers[v], "auto", stack)) for v in variants}
+            result = await paired(
+                f"what the core could gain, {label} (in-process 2026-07-28)",
+                clients,
+                call,
+                batches=args.batches,
+                batch=batch,
+                patches=WHAT_IF,
+            )
+        per_call = {v: [x.wall / x.calls * 1e6 for x in result.samples[v]] for v in variants}
+        print(f"\n{result.name}")
+        print(f"  full stack as it is: {statistics.median(per_call['full']):.1f} us/call")
+        gains: dict[str, float] = {}
+        for variant in WHAT_IF:
+            saved = [f - w for f, w in zip(per_call["full"], per_call[variant], strict=True)]
+            gains[variant] = statistics.median(saved)
+            print(
+                f"  {variant:<24} saves {statistics.median(saved):8.1f} us/call "
+                f"(p10 {pct(saved, 0.1):.1f} .. p90 {pct(saved, 0.9):.1f})"
+            )
+        report[label] = gains
+    return report
+
+
 # --- memory -----------------------------------------------------------------------------------
 
 
@@ -637,6 +761,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     report[f"http/{mode}"] = await over_http(stack, mode, args)
             if args.components:
                 report["components"] = await components(stack, args)
+            if args.what_if:
+                report["what_if"] = await what_if(stack, args)
             if args.tools > 0:
                 report["listing_and_size"] = await listing_and_size(stack, args)
             if args.sessions > 0:
@@ -669,6 +795,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--agents", type=int, default=100_000, help="distinct agents in the soak (0: skip)")
     parser.add_argument("--revocations", type=int, default=1_000_000, help="(0: skip)")
     parser.add_argument("--components", action="store_true", help="also split the full stack's cost by part")
+    parser.add_argument("--what-if", action="store_true", help="also measure changes recommended in the core")
     parser.add_argument("--only-inprocess", action="store_true", help="skip everything but the in-process scenarios")
     parser.add_argument("--chart", default="", help="write a chart of calls/s per variant (svg/png)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
@@ -681,7 +808,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.sessions, args.agents, args.revocations = 5, 50, 2000
     if args.only_inprocess:
         args.http_batch = args.tools = args.sessions = args.agents = args.revocations = 0
-        args.components = False
+        args.components = args.what_if = False
     return args
 
 
