@@ -799,6 +799,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only-inprocess", action="store_true", help="skip everything but the in-process scenarios")
     parser.add_argument("--chart", default="", help="write a chart of calls/s per variant (svg/png)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--chart-from", default="", help="only draw the chart, from the output of a --json run")
     parser.add_argument("--smoke", action="store_true", help="a quick pass of every section (for CI)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -815,6 +816,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     arguments = parse()
+    if arguments.chart_from:  # redraw the chart from the JSON of an earlier run (its last lines)
+        text = Path(arguments.chart_from).read_text()
+        chart(json.loads(text[text.index("\n{") + 1 :]), Path(arguments.chart or "docs/performance.svg"))
+        sys.exit(0)
     figures = anyio.run(main, arguments)
     if arguments.json:
         json.dump(figures, sys.stdout, indent=2, default=str)
