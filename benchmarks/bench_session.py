@@ -775,7 +775,10 @@ def chart(report: dict[str, Any], path: Path) -> None:
     ax.set_title("mcpgov: calls/s per variant (benchmarks/bench_session.py)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, format="svg" if path.suffix == ".svg" else None)
+    if path.suffix == ".svg":  # no timestamp: the committed chart changes only with its figures
+        fig.savefig(path, format="svg", metadata={"Date": None})
+    else:
+        fig.savefig(path)
     print(f"\nchart written to {path}")
 
 
