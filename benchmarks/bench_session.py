@@ -649,6 +649,48 @@ async def what_if(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+@contextmanager
+def scope_per_decision() -> Iterator[None]:
+    """The policy as it decided before ``decide_now``: every decision through ``decide`` under a
+    cancel scope (patched in this process during its own batches only)."""
+    with _patched(PolicyMiddleware, "decide_now", lambda self, ctx: None):
+        yield
+
+
+async def scope_cost(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
+    """What deciding without a cancel scope per decision saves: the full stack next to the same
+    stack with a scope per decision, on a 1,000-tool listing and on calls (CPU time)."""
+    variants = ("bare", "full", "full-scoped")
+    servers = {v: make_server(v.partition("-")[0], stack, tools=args.tools or 1000) for v in variants}
+    n = (args.tools or 1000) + 2
+    report: dict[str, float] = {}
+    async with AsyncExitStack() as exits:
+        clients = {
+            v: await exits.enter_async_context(opener(v.partition("-")[0], servers[v], "auto", stack)) for v in variants
+        }
+
+        async def list_call(client: Client) -> Any:
+            return await client.list_tools()
+
+        patches: dict[str, Callable[[], AbstractContextManager[None]]] = {"full-scoped": scope_per_decision}
+        for label, call, batch, per in (
+            (f"listing {n} tools, per entry", list_call, args.list_batch, n),
+            ("add(a, b), per call", add_call, args.batch, 1),
+        ):
+            result = await paired(label, clients, call, batches=args.batches, batch=batch, patches=patches)
+            cpu = {v: [x.cpu / x.calls * 1e6 / per for x in result.samples[v]] for v in variants}
+            added = statistics.median(cpu["full"]) - statistics.median(cpu["bare"])
+            scoped = statistics.median(cpu["full-scoped"]) - statistics.median(cpu["bare"])
+            saved = [a - f for a, f in zip(cpu["full-scoped"], cpu["full"], strict=True)]
+            print(
+                f"\ncancel scope per decision, {label} (CPU time): full stack adds {added:.1f} us, "
+                f"with a scope per decision {scoped:.1f} us; saved {statistics.median(saved):.1f} us "
+                f"(p10 {pct(saved, 0.1):.1f} .. p90 {pct(saved, 0.9):.1f})"
+            )
+            report[label] = statistics.median(saved)
+    return report
+
+
 # --- memory -----------------------------------------------------------------------------------
 
 
@@ -799,6 +841,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 report["components"] = await components(stack, args)
             if args.what_if:
                 report["what_if"] = await what_if(stack, args)
+            if args.scope_cost:
+                report["scope_cost"] = await scope_cost(stack, args)
             if args.tools > 0:
                 report["listing_and_size"] = await listing_and_size(stack, args)
             if args.sessions > 0:
@@ -832,6 +876,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--revocations", type=int, default=1_000_000, help="(0: skip)")
     parser.add_argument("--components", action="store_true", help="also split the full stack's cost by part")
     parser.add_argument("--what-if", action="store_true", help="also measure changes recommended in the core")
+    parser.add_argument("--scope-cost", action="store_true", help="also measure a cancel scope per decision")
     parser.add_argument("--only-inprocess", action="store_true", help="skip everything but the in-process scenarios")
     parser.add_argument("--chart", default="", help="write a chart of calls/s per variant (svg/png)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
@@ -845,7 +890,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.sessions, args.agents, args.revocations = 5, 50, 2000
     if args.only_inprocess:
         args.http_batch = args.tools = args.sessions = args.agents = args.revocations = 0
-        args.components = args.what_if = False
+        args.components = args.what_if = args.scope_cost = False
     return args
 
 
