@@ -1,111 +1,907 @@
-"""Calls per second of a bare SDK session and of the same session governed by the mcpgov core.
+"""The benchmark that decides: a governed MCP session against the bare SDK, in paired batches.
 
-Governed means: one allow hook and one audit callback (so a decision event and an outcome
-event per call). Measured in-process in both protocol modes and over loopback Streamable
-HTTP; bare and governed run in the same process, interleaved, and the median of several
-rounds is reported with the ratio.
+Three variants of one small server (``add(a, b)``) run side by side in one process:
 
-Run:  python benchmarks/bench_session.py [--calls 2000] [--rounds 5] [--http-calls 300]
+* ``bare``: the SDK alone (``mcp.Client`` against an ungoverned ``MCPServer``);
+* ``hooks``: the server governed by one allow hook and an audit callback (two events a call);
+* ``full``: the production stack. The client is a ``GovernedClient`` with a workload identity
+  token and a per-task credential (``open_task``); the server verifies the identity and the
+  credential, decides with a 100-rule policy and writes every event to a hash-chained JSON Lines
+  file behind a ``QueuedSink``.
+
+Each scenario (in-process in both protocol modes, sequential and with many concurrent callers on
+one session; Streamable HTTP on loopback, sequential and concurrent) keeps one session of each
+variant open and alternates the variants every batch (~100 calls), rotating which goes first.
+Ratios are taken within a batch, so a noisy neighbour slows all three alike; the p10..p90 spread
+of the per-batch ratios is printed with the median, next to p50/p99 latency, calls/s and the
+process CPU time per call (all threads: the audit worker included). Each target is printed as
+MET or MISSED (the median ratio against the target).
+
+Further sections: a listing of 1,000 tools (the full stack's added microseconds per entry), a
+1 MB argument (added milliseconds), and memory (per open session; the plateau of a server seen
+by many distinct agents; a million revocations). ``--chart PATH`` draws calls/s per variant
+(matplotlib).
+
+Run:  python benchmarks/bench_session.py                 # the full run (a few minutes)
+      python benchmarks/bench_session.py --smoke         # a quick pass of every section (CI)
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import logging
+import math
+import os
+import secrets
 import statistics
+import sys
+import tempfile
 import time
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import AuditEvent, Decision, GovContext, Hooks, govern
-from mcpgov.testing import serve_http
+from mcpgov import META_CREDENTIAL, AuditEvent, Auditor, Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov.audit import JsonlSink, QueuedSink
+from mcpgov.credentials import (
+    ClientCredentials,
+    CompactMemoryStore,
+    CredentialIssuer,
+    CredentialMiddleware,
+    IssuerTokenSource,
+    RevocationList,
+    SigningKeySet,
+    open_task,
+)
+from mcpgov.identity import IdentityMiddleware, server_auth
+from mcpgov.policy import Policy, PolicyMiddleware
+from mcpgov.testing import IdentityIssuer, serve_http
+
+AUDIENCE = "https://bench.example/mcp"
+TENANT = "acme"
+VARIANTS = ("bare", "hooks", "full")
+
+# Targets of the issue "Governance at the speed of the bare SDK".
+TARGET_HOOKS_INPROC = 0.90
+TARGET_FULL_INPROC = 0.80
+TARGET_FULL_HTTP = 0.95
+TARGET_LIST_US_PER_ENTRY = 10.0
+TARGET_MB_ARG_MS = 2.0
+TARGET_SESSION_KB = 5.0
+TARGET_REVOCATIONS_MB = 100.0
+
+Call = Callable[[Client], Awaitable[Any]]
 
 
-def make_server(governed: bool) -> tuple[MCPServer, list[AuditEvent]]:
-    server = MCPServer("bench")
-    events: list[AuditEvent] = []
+# --- the servers ------------------------------------------------------------------------------
+
+
+def policy(tools: Sequence[str] = ("add",), size: int = 100, *, anonymous: bool = False) -> Policy:
+    """A policy of ``size`` rules: deny rules, one allow rule per (other) tool with an argument
+    condition, and the allow rule of the benchmarked tools last, so a decision reads them all."""
+    rules: list[dict[str, Any]] = [
+        {"id": "no-admin-tools", "effect": "deny", "tools": ["admin_*"]},
+        {
+            "id": "no-delegated-deletes",
+            "effect": "deny",
+            "tools": ["delete_*"],
+            "when": {"delegation_depth": {"min": 2}},
+        },
+    ]
+    rules += [
+        {
+            "id": f"r{i}",
+            "effect": "allow",
+            "tenants": [TENANT],
+            "tools": [f"other{i}"],
+            "when": {"arguments": {"path": {"path": {"under": [f"/data/{TENANT}"]}}}},
+        }
+        for i in range(size - len(rules) - 1)
+    ]
+    last: dict[str, Any] = {"id": "bench-tools", "effect": "allow", "tenants": [TENANT], "tools": list(tools)}
+    if anonymous:  # no identity: the tenant comes from the credential, there is no principal
+        last["anonymous"] = True
+    rules.append(last)
+    return Policy.from_dict({"rules": rules}, source=f"<{size} rules>")
+
+
+@dataclass
+class Stack:
+    """What the full variant needs on both sides: identity issuer, credential issuer, a log dir."""
+
+    log_dir: Path
+    identities: IdentityIssuer = field(default_factory=lambda: IdentityIssuer("https://id.bench", audience=AUDIENCE))
+    credentials: CredentialIssuer = field(
+        default_factory=lambda: CredentialIssuer(
+            "https://credentials.bench", SigningKeySet.generate("Ed25519"), max_ttl=600
+        )
+    )
+    auditors: list[Auditor] = field(default_factory=list)
+
+    def full_server(
+        self, name: str, *, http: bool, without: str = ""
+    ) -> tuple[MCPServer, Callable[[MCPServer, Sequence[str]], None]]:
+        """A server for the full stack (over HTTP, the SDK's bearer auth verifies the identity
+        too) and the function that governs it once its tools are known. ``without`` names one
+        part left out (``audit``: an auditor with no sink; ``policy``: an allow hook instead;
+        ``credential``; ``identity``: the tenant then comes from the credential)."""
+        if without == "audit":
+            auditor = Auditor()
+        else:
+            sink = JsonlSink(self.log_dir / f"audit-{secrets.token_hex(4)}.jsonl", max_bytes=None)
+            auditor = Auditor([QueuedSink(sink)])
+        self.auditors.append(auditor)
+        identity = IdentityMiddleware(self.identities.verifier())
+        options: dict[str, Any] = {}
+        if http and without != "identity":
+            options = dict(server_auth(identity, resource_server_url=AUDIENCE, audit=auditor))
+
+        def governed(server: MCPServer, tools: Sequence[str]) -> None:
+            chain: list[Any] = []
+            if without != "identity":
+                chain.append(identity)
+            if without != "credential":
+                chain.append(CredentialMiddleware(self.credentials.verifier(AUDIENCE)))
+            if without == "policy":
+                hooks = Hooks()
+                hooks.register("*", _allow, kind="tool")
+                chain.append(hooks)
+            else:
+                chain.append(PolicyMiddleware(policy(tools, anonymous=without == "identity")))
+            govern(server, *chain, audit=auditor)
+
+        return MCPServer(name, **options), governed
+
+    @asynccontextmanager
+    async def client(
+        self, target: Any, mode: str, agent: str = "agent-1", *, without: str = ""
+    ) -> AsyncIterator[Client]:
+        me = Principal("https://id.bench", agent, tenant=TENANT, auth_method="jwt")
+        chain: list[Any] = []
+        if without != "credential":
+            chain.append(ClientCredentials(IssuerTokenSource(self.credentials), audience=AUDIENCE, ttl=600))
+        token = None if without == "identity" else self.identities.token(agent, tenant=TENANT, ttl=3600)
+        async with GovernedClient(target, *chain, identity=token, principal=me, mode=mode) as client:
+            if without == "credential":
+                yield client
+            else:
+                async with open_task(client, f"task-{agent}", purpose="bench"):
+                    yield client
+
+    def close(self) -> None:
+        for auditor in self.auditors:
+            auditor.close()
+
+
+def _allow(ctx: GovContext) -> Decision:
+    return Decision.allow("bench-allow")
+
+
+def _numbered(i: int) -> Callable[[int], Awaitable[int]]:
+    async def numbered(x: int) -> int:
+        return x + i
+
+    return numbered
+
+
+def make_server(variant: str, stack: Stack, *, tools: int = 0, http: bool = False) -> MCPServer:
+    """The benchmarked server: ``add`` and ``size`` (a 1 MB argument), plus ``tools`` more."""
+    finish: Callable[[MCPServer, Sequence[str]], None] | None = None
+    if variant.startswith("full"):
+        server, finish = stack.full_server(f"bench-{variant}", http=http, without=variant.partition("-")[2])
+    else:
+        server = MCPServer(f"bench-{variant}")
 
     @server.tool()
     async def add(a: int, b: int) -> int:
         return a + b
 
-    if governed:
+    @server.tool()
+    async def size(blob: str) -> int:
+        return len(blob)
+
+    names = ["add", "size"]
+    for i in range(tools):
+        name = f"tool_{i:04d}"
+
+        server.add_tool(_numbered(i), name=name, description=f"tool number {i}")
+        names.append(name)
+    if variant == "hooks":
         hooks = Hooks()
 
-        @hooks.tool("add")
-        def allow(ctx: GovContext) -> Decision:
-            return Decision.allow("bench-allow")
+        hooks.register("*", _allow, kind="tool")
+        events: list[AuditEvent] = []
 
-        govern(server, hooks, audit=events.append)
-    return server, events
+        def keep(event: AuditEvent) -> None:
+            events.append(event)
+            if len(events) > 10_000:
+                events.clear()
+
+        govern(server, hooks, audit=keep)
+    elif finish is not None:
+        finish(server, names)
+    return server
 
 
-async def calls_per_second(server: MCPServer | str, mode: str, calls: int) -> float:
-    async with Client(server, mode=mode) as client:
-        for _ in range(min(200, calls)):  # warm-up (also the client's own first tools/list)
-            await client.call_tool("add", {"a": 1, "b": 2})
-        start = time.perf_counter()
+def opener(variant: str, target: Any, mode: str, stack: Stack) -> AbstractAsyncContextManager[Client]:
+    if variant.startswith("full"):
+        return stack.client(target, mode, without=variant.partition("-")[2])
+    return Client(target, mode=mode)
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    calls: int
+    wall: float
+    cpu: float
+    latencies_ns: list[int]
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.wall
+
+
+async def run_batch(client: Client, call: Call, calls: int, concurrency: int) -> Sample:
+    latencies: list[int] = []
+    clock = time.perf_counter_ns
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if concurrency <= 1:
         for _ in range(calls):
-            await client.call_tool("add", {"a": 1, "b": 2})
-        return calls / (time.perf_counter() - start)
+            t = clock()
+            await call(client)
+            latencies.append(clock() - t)
+    else:
+        remaining = [calls]
+
+        async def worker() -> None:
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                t = clock()
+                await call(client)
+                latencies.append(clock() - t)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker)
+    return Sample(calls, time.perf_counter() - wall0, time.process_time() - cpu0, latencies)
 
 
-def _line(label: str, b: float, g: float) -> str:
-    return (
-        f"{label:<14} bare={b:8.0f} calls/s ({1e6 / b:7.1f} us/call)  "
-        f"governed={g:8.0f} calls/s ({1e6 / g:7.1f} us/call)  ratio={g / b:.3f}  "
-        f"overhead={1e6 / g - 1e6 / b:5.1f} us/call"
-    )
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    k = (len(ordered) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def over_http(mode: str, calls: int, rounds: int) -> tuple[float, float]:
-    bare_server, _ = make_server(governed=False)
-    gov_server, _ = make_server(governed=True)
-    bare: list[float] = []
-    governed: list[float] = []
-    async with (
-        serve_http(bare_server.streamable_http_app()) as b_url,
-        serve_http(gov_server.streamable_http_app()) as g_url,
-    ):
-        for _ in range(rounds):
-            bare.append(await calls_per_second(f"{b_url}/mcp", mode, calls))
-            governed.append(await calls_per_second(f"{g_url}/mcp", mode, calls))
-    return statistics.median(bare), statistics.median(governed)
+@dataclass
+class Result:
+    """Per variant, the samples of every batch (same index = same batch round)."""
+
+    name: str
+    samples: dict[str, list[Sample]]
+
+    def ratios(self, variant: str) -> list[float]:
+        return [v.rate / b.rate for v, b in zip(self.samples[variant], self.samples["bare"], strict=True)]
+
+    def cpu_ratios(self, variant: str) -> list[float]:
+        """Bare's CPU time per call over the variant's, per batch: what the calls/s ratio is on a
+        machine where this process has a core to itself (time spent waiting for one is left out)."""
+        return [
+            (b.cpu / b.calls) / (v.cpu / v.calls) if v.cpu > 0 else math.nan
+            for v, b in zip(self.samples[variant], self.samples["bare"], strict=True)
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for variant, samples in self.samples.items():
+            latencies = [ns / 1000 for s in samples for ns in s.latencies_ns]
+            calls = sum(s.calls for s in samples)
+            entry: dict[str, Any] = {
+                "p50_us": pct(latencies, 0.5),
+                "p99_us": pct(latencies, 0.99),
+                "calls_per_s": calls / sum(s.wall for s in samples),
+                "cpu_us_per_call": 1e6 * sum(s.cpu for s in samples) / calls,
+            }
+            if variant != "bare":
+                r = self.ratios(variant)
+                entry["ratio"] = {"p10": pct(r, 0.1), "p50": pct(r, 0.5), "p90": pct(r, 0.9)}
+                c = self.cpu_ratios(variant)
+                entry["cpu_ratio"] = {"p10": pct(c, 0.1), "p50": pct(c, 0.5), "p90": pct(c, 0.9)}
+            out[variant] = entry
+        return out
 
 
-async def main(calls: int, rounds: int, http_calls: int) -> dict[str, Any]:
+async def paired(
+    name: str,
+    clients: dict[str, Client],
+    call: Call,
+    *,
+    batches: int,
+    batch: int,
+    concurrency: int = 1,
+    patches: dict[str, Callable[[], AbstractContextManager[None]]] | None = None,
+) -> Result:
+    """Alternate the variants every batch (rotating the order), after one warm-up batch each.
+    A variant with a patch runs its batches inside it (and only its own)."""
+    order = list(clients)
+    patches = patches or {}
+
+    async def one(variant: str) -> Sample:
+        with patches.get(variant, nullcontext)():
+            return await run_batch(clients[variant], call, batch, concurrency)
+
+    for variant in order:
+        await one(variant)
+    samples: dict[str, list[Sample]] = {v: [] for v in order}
+    for i in range(batches):
+        k = i % len(order)
+        for variant in order[k:] + order[:k]:
+            samples[variant].append(await one(variant))
+    return Result(name, samples)
+
+
+VERDICTS: list[str] = []
+
+
+def verdict(label: str, value: float, target: float, *, at_least: bool, spread: str = "", unit: str = "") -> None:
+    ok = value >= target if at_least else value <= target
+    sign = ">=" if at_least else "<="
+    line = f"{'MET   ' if ok else 'MISSED'} {label} {sign} {target:g}{unit}: {value:.3g}{unit}{spread}"
+    VERDICTS.append(line)
+    print("  " + line)
+
+
+def print_result(result: Result, targets: dict[str, float]) -> dict[str, Any]:
+    summary = result.summary()
+    print(f"\n{result.name}")
+    header = f"{'variant':<15} {'p50 us':>9} {'p99 us':>9} {'calls/s':>9} {'CPU us/call':>12}"
+    print(f"  {header}   ratio to bare p10 .. p50 .. p90")
+    for variant, s in summary.items():
+        ratio, cpu = s.get("ratio"), s.get("cpu_ratio")
+        spread = (
+            f"   {ratio['p10']:.3f} .. {ratio['p50']:.3f} .. {ratio['p90']:.3f}  (by CPU time {cpu['p50']:.3f})"
+            if ratio and cpu
+            else ""
+        )
+        print(
+            f"  {variant:<15} {s['p50_us']:9.1f} {s['p99_us']:9.1f} {s['calls_per_s']:9.0f} "
+            f"{s['cpu_us_per_call']:12.1f}{spread}"
+        )
+    for variant, target in targets.items():
+        r = summary[variant]["ratio"]
+        c = summary[variant]["cpu_ratio"]
+        spread = (
+            f" (p10 {r['p10']:.3f} .. p90 {r['p90']:.3f}; by CPU time {c['p50']:.3f}, {c['p10']:.3f} .. {c['p90']:.3f})"
+        )
+        verdict(f"{result.name}: {variant} / bare", r["p50"], target, at_least=True, spread=spread)
+    return summary
+
+
+async def add_call(client: Client) -> Any:
+    return await client.call_tool("add", {"a": 1, "b": 2})
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+
+async def in_process(stack: Stack, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {}
-    for mode in ("auto", "legacy"):
-        bare_server, _ = make_server(governed=False)
-        gov_server, events = make_server(governed=True)
-        bare: list[float] = []
-        governed: list[float] = []
-        for _ in range(rounds):
-            bare.append(await calls_per_second(bare_server, mode, calls))
-            governed.append(await calls_per_second(gov_server, mode, calls))
-            events.clear()
-        b, g = statistics.median(bare), statistics.median(governed)
-        report[mode] = (b, g, g / b)
-        print(_line(f"in-process/{mode}", b, g))
-    for mode in ("auto", "legacy") if http_calls > 0 else ():
-        # 2026-07-28 requests over loopback HTTP wait on the SDK transport (~44 ms a call here),
-        # so fewer of them are measured.
-        n = max(5, http_calls // 10) if mode == "auto" else http_calls
-        b, g = await over_http(mode, n, rounds)
-        report[f"http/{mode}"] = (b, g, g / b)
-        print(_line(f"http/{mode}", b, g))
+    servers = {v: make_server(v, stack) for v in VARIANTS}
+    async with AsyncExitStack() as exits:
+        clients = {v: await exits.enter_async_context(opener(v, servers[v], mode, stack)) for v in VARIANTS}
+        targets = {"hooks": TARGET_HOOKS_INPROC, "full": TARGET_FULL_INPROC}
+        label = "2026-07-28" if mode == "auto" else "legacy"
+        seq = await paired(f"in-process {label}, sequential", clients, add_call, batches=args.batches, batch=args.batch)
+        report["sequential"] = print_result(seq, targets)
+        conc = await paired(
+            f"in-process {label}, {args.concurrency} concurrent on one session",
+            clients,
+            add_call,
+            batches=args.batches,
+            batch=max(args.batch, 4 * args.concurrency),
+            concurrency=args.concurrency,
+        )
+        report["concurrent"] = print_result(conc, targets)
     return report
+
+
+async def over_http(stack: Stack, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    servers = {v: make_server(v, stack, http=True) for v in VARIANTS}
+    async with AsyncExitStack() as exits:
+        urls = {v: await exits.enter_async_context(serve_http(servers[v].streamable_http_app())) for v in VARIANTS}
+        clients = {v: await exits.enter_async_context(opener(v, f"{urls[v]}/mcp", mode, stack)) for v in VARIANTS}
+        label = "2026-07-28" if mode == "auto" else "legacy"
+        targets = {"full": TARGET_FULL_HTTP}
+        batches = max(2, args.batches // 2)
+        seq = await paired(
+            f"Streamable HTTP {label}, sequential", clients, add_call, batches=batches, batch=args.http_batch
+        )
+        report["sequential"] = print_result(seq, targets)
+        conc = await paired(
+            f"Streamable HTTP {label}, {args.http_concurrency} concurrent",
+            clients,
+            add_call,
+            batches=batches,
+            batch=max(args.http_batch, 2 * args.http_concurrency),
+            concurrency=args.http_concurrency,
+        )
+        report["concurrent"] = print_result(conc, targets)
+    return report
+
+
+# Identity is not separable this way: without it the credential check alone costs more.
+COMPONENTS = ("audit", "policy", "credential")
+
+
+async def components(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Where the full stack's added time goes: the full stack next to variants with one part
+    left out, in the same paired batches (in-process, 2026-07-28, sequential). A part's share
+    is (full - without it) / (full - bare), per batch."""
+    variants = ("bare", "full", *(f"full-{c}" for c in COMPONENTS))
+    servers = {v: make_server(v, stack) for v in variants}
+    async with AsyncExitStack() as exits:
+        clients = {v: await exits.enter_async_context(opener(v, servers[v], "auto", stack)) for v in variants}
+        result = await paired(
+            "components of the full stack (in-process 2026-07-28)",
+            clients,
+            add_call,
+            batches=args.batches,
+            batch=args.batch,
+        )
+    summary = print_result(result, {})
+    # CPU time per call: on a shared machine, time spent waiting for a core is noise here.
+    per_call = {v: [s.cpu / s.calls * 1e6 for s in samples] for v, samples in result.samples.items()}
+    added = [f - b for f, b in zip(per_call["full"], per_call["bare"], strict=True)]
+    print(f"  full stack adds {statistics.median(added):.1f} us of CPU time per call over bare (median of batches)")
+    shares: dict[str, Any] = {}
+    for part in COMPONENTS:
+        saved = [f - w for f, w in zip(per_call["full"], per_call[f"full-{part}"], strict=True)]
+        share = [s / a for s, a in zip(saved, added, strict=True) if a > 0]
+        shares[part] = {"us": statistics.median(saved), "share_p50": pct(share, 0.5)}
+        print(
+            f"  {part:<11} {statistics.median(saved):7.1f} us/call  share {pct(share, 0.5):6.1%} "
+            f"(p10 {pct(share, 0.1):6.1%} .. p90 {pct(share, 0.9):6.1%})"
+        )
+    return {"summary": summary, "shares": shares}
+
+
+async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """A 1,000-tool listing and a 1 MB argument, full stack against bare, in-process (2026-07-28)."""
+    report: dict[str, Any] = {}
+    n = args.tools
+    servers = {v: make_server(v, stack, tools=n) for v in ("bare", "full")}
+    blob = "x" * 1_000_000
+    async with AsyncExitStack() as exits:
+        clients = {v: await exits.enter_async_context(opener(v, servers[v], "auto", stack)) for v in servers}
+
+        async def list_call(client: Client) -> Any:
+            result = await client.list_tools()
+            assert len(result.tools) == n + 2, len(result.tools)
+            return result
+
+        async def big_call(client: Client) -> Any:
+            result = await client.call_tool("size", {"blob": blob})
+            assert result.structured_content == {"result": len(blob)}, "the 1 MB call did not run"
+            return result
+
+        lst = await paired(f"listing {n + 2} tools", clients, list_call, batches=args.batches, batch=args.list_batch)
+        added = [
+            (f.wall / f.calls - b.wall / b.calls) * 1e6 / (n + 2)
+            for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
+        ]
+        added_cpu = [
+            (f.cpu / f.calls - b.cpu / b.calls) * 1e6 / (n + 2)
+            for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
+        ]
+        summary = print_result(lst, {})
+        med = statistics.median(added)
+        spread = (
+            f" (p10 {pct(added, 0.1):.3g} .. p90 {pct(added, 0.9):.3g}; by CPU time "
+            f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
+        )
+        label = f"listing {n + 2} tools: full stack added us per entry"
+        verdict(label, med, TARGET_LIST_US_PER_ENTRY, at_least=False, spread=spread)
+        report["listing"] = {"summary": summary, "added_us_per_entry": med}
+
+        big = await paired("a 1 MB argument", clients, big_call, batches=args.batches, batch=args.mb_batch)
+        added_ms = [
+            (f.wall / f.calls - b.wall / b.calls) * 1e3
+            for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
+        ]
+        added_cpu = [
+            (f.cpu / f.calls - b.cpu / b.calls) * 1e3
+            for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
+        ]
+        summary = print_result(big, {})
+        med = statistics.median(added_ms)
+        spread = (
+            f" (p10 {pct(added_ms, 0.1):.3g} .. p90 {pct(added_ms, 0.9):.3g}; by CPU time "
+            f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
+        )
+        verdict("a 1 MB argument: full stack added ms per call", med, TARGET_MB_ARG_MS, at_least=False, spread=spread)
+        report["one_mb"] = {"summary": summary, "added_ms": med}
+    return report
+
+
+# --- what the core could still gain: measured by emulating a change, in the same batches --------
+
+
+@contextmanager
+def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    original = owner.__dict__[name]
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextmanager
+def no_events_without_sinks() -> Iterator[None]:
+    """Emulates: an auditor with no sink builds and delivers no event (the client side here)."""
+    import mcpgov._audit as audit_module  # noqa: PLC0415 - patched in this process only
+
+    built = AuditEvent.from_context.__func__  # type: ignore[attr-defined]
+    emit = audit_module.Auditor.emit
+    constant = AuditEvent.from_context(GovContext(side="client", method="tools/call"), "decision")
+
+    def from_context(cls: Any, ctx: GovContext, *args: Any, **kwargs: Any) -> AuditEvent:
+        if ctx.side == "client":
+            return constant
+        result: AuditEvent = built(cls, ctx, *args, **kwargs)
+        return result
+
+    async def skip_empty(self: Any, event: AuditEvent, *, required: bool | None = None) -> None:
+        if self._sinks:
+            await emit(self, event, required=required)
+
+    with (
+        _patched(AuditEvent, "from_context", classmethod(from_context)),
+        _patched(audit_module.Auditor, "emit", skip_empty),
+    ):
+        yield
+
+
+@contextmanager
+def no_client_hash() -> Iterator[None]:
+    """Emulates: the client freezes the arguments but hashes them only when something uses the
+    hash (a sink, a credential bound to the arguments); here nothing does."""
+    import mcpgov._governor as governor_module  # noqa: PLC0415 - patched in this process only
+
+    begin = governor_module.Governor.begin
+
+    async def begin_without_hash(self: Any, method: str, raw_arguments: Any = None, **fields: Any) -> GovContext:
+        if self.side != "client":
+            result: GovContext = await begin(self, method, raw_arguments, **fields)
+            return result
+        from mcpgov._arguments import freeze_arguments  # noqa: PLC0415
+
+        arguments = freeze_arguments(raw_arguments, self.limits) if raw_arguments is not None else None
+        return GovContext(side=self.side, method=method, audit=self.auditor, arguments=arguments, **fields)
+
+    with _patched(governor_module.Governor, "begin", begin_without_hash):
+        yield
+
+
+WHAT_IF: dict[str, Callable[[], AbstractContextManager[None]]] = {
+    "full+no-client-events": no_events_without_sinks,
+    "full+no-client-hash": no_client_hash,
+}
+
+
+async def what_if(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """Changes recommended in the core, emulated by patching this process during their own
+    batches only, next to the full stack as it is (in-process, 2026-07-28, small and 1 MB calls)."""
+    report: dict[str, Any] = {}
+    blob = "x" * 1_000_000
+
+    async def big_call(client: Client) -> Any:
+        return await client.call_tool("size", {"blob": blob})
+
+    for label, call, batch in (("add(a, b)", add_call, args.batch), ("a 1 MB argument", big_call, args.mb_batch)):
+        variants = ("full", *WHAT_IF)
+        servers = {v: make_server("full", stack) for v in variants}
+        async with AsyncExitStack() as exits:
+            clients = {v: await exits.enter_async_context(opener("full", servers[v], "auto", stack)) for v in variants}
+            result = await paired(
+                f"what the core could gain, {label} (in-process 2026-07-28)",
+                clients,
+                call,
+                batches=args.batches,
+                batch=batch,
+                patches=WHAT_IF,
+            )
+        per_call = {v: [x.cpu / x.calls * 1e6 for x in result.samples[v]] for v in variants}
+        print(f"\n{result.name} (CPU time per call)")
+        print(f"  full stack as it is: {statistics.median(per_call['full']):.1f} us/call")
+        gains: dict[str, float] = {}
+        for variant in WHAT_IF:
+            saved = [f - w for f, w in zip(per_call["full"], per_call[variant], strict=True)]
+            gains[variant] = statistics.median(saved)
+            print(
+                f"  {variant:<24} saves {statistics.median(saved):8.1f} us/call "
+                f"(p10 {pct(saved, 0.1):.1f} .. p90 {pct(saved, 0.9):.1f})"
+            )
+        report[label] = gains
+    return report
+
+
+@contextmanager
+def scope_per_decision() -> Iterator[None]:
+    """The policy as it decided before ``decide_now``: every decision through ``decide`` under a
+    cancel scope (patched in this process during its own batches only)."""
+    with _patched(PolicyMiddleware, "decide_now", lambda self, ctx: None):
+        yield
+
+
+async def scope_cost(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
+    """What deciding without a cancel scope per decision saves: the full stack next to the same
+    stack with a scope per decision, on a 1,000-tool listing and on calls (CPU time)."""
+    variants = ("bare", "full", "full-scoped")
+    servers = {v: make_server(v.partition("-")[0], stack, tools=args.tools or 1000) for v in variants}
+    n = (args.tools or 1000) + 2
+    report: dict[str, float] = {}
+    async with AsyncExitStack() as exits:
+        clients = {
+            v: await exits.enter_async_context(opener(v.partition("-")[0], servers[v], "auto", stack)) for v in variants
+        }
+
+        async def list_call(client: Client) -> Any:
+            return await client.list_tools()
+
+        patches: dict[str, Callable[[], AbstractContextManager[None]]] = {"full-scoped": scope_per_decision}
+        for label, call, batch, per in (
+            (f"listing {n} tools, per entry", list_call, args.list_batch, n),
+            ("add(a, b), per call", add_call, args.batch, 1),
+        ):
+            result = await paired(label, clients, call, batches=args.batches, batch=batch, patches=patches)
+            cpu = {v: [x.cpu / x.calls * 1e6 / per for x in result.samples[v]] for v in variants}
+            added = statistics.median(cpu["full"]) - statistics.median(cpu["bare"])
+            scoped = statistics.median(cpu["full-scoped"]) - statistics.median(cpu["bare"])
+            saved = [a - f for a, f in zip(cpu["full-scoped"], cpu["full"], strict=True)]
+            print(
+                f"\ncancel scope per decision, {label} (CPU time): full stack adds {added:.1f} us, "
+                f"with a scope per decision {scoped:.1f} us; saved {statistics.median(saved):.1f} us "
+                f"(p10 {pct(saved, 0.1):.1f} .. p90 {pct(saved, 0.9):.1f})"
+            )
+            report[label] = statistics.median(saved)
+    return report
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+async def memory_per_session(stack: Stack, sessions: int) -> dict[str, float]:
+    """Traced memory held per open session (client and server side together), bare and full."""
+    out: dict[str, float] = {}
+    for variant in ("bare", "full"):
+        server = make_server(variant, stack)
+        async with opener(variant, server, "legacy", stack) as first:  # warm every cache and import
+            await add_call(first)
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        async with AsyncExitStack() as exits:
+            for _ in range(sessions):
+                client = await exits.enter_async_context(
+                    stack.client(server, "legacy", agent="agent-1")
+                    if variant == "full"
+                    else Client(server, mode="legacy")
+                )
+                await add_call(client)
+                del client
+            gc.collect()
+            used = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        out[variant] = used / sessions / 1024
+    added = out["full"] - out["bare"]
+    print(f"\nmemory per open session (legacy mode, {sessions} sessions, client and server sides)")
+    print(f"  bare {out['bare']:.1f} KB, full {out['full']:.1f} KB")
+    verdict("memory per open session: full stack added KB", added, TARGET_SESSION_KB, at_least=False)
+    out["added"] = added
+    return out
+
+
+def rss_mb() -> float:
+    """The process's resident memory now (Linux), else its peak so far."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+async def agents_plateau(stack: Stack, agents: int, checkpoints: int) -> dict[str, Any]:
+    """A full-stack server called by ``agents`` distinct workloads, one call each with its own
+    identity token and credential (2026-07-28 mode: every request verified on its own). The
+    process's resident memory at checkpoints must level off: every per-agent cache is bounded."""
+    server = make_server("full", stack)
+    current: dict[str, str] = {}
+    me = Principal("https://id.bench", "agent-0", tenant=TENANT, auth_method="jwt")
+    step = max(1, agents // checkpoints)
+    marks: list[tuple[int, float]] = []
+    gc.collect()
+    base = rss_mb()
+    started = time.perf_counter()
+    async with GovernedClient(server, identity=lambda: current["token"], principal=me, mode="auto") as client:
+        for i in range(agents):
+            agent = Principal("https://id.bench", f"agent-{i}", tenant=TENANT, auth_method="jwt")
+            current["token"] = stack.identities.token(agent.subject, tenant=TENANT, ttl=3600)
+            credential = await stack.credentials.mint(agent, audience=AUDIENCE, tools=("add",), ttl=600)
+            meta: Any = {META_CREDENTIAL: credential.token}
+            await client.call_tool("add", {"a": i, "b": 1}, meta=meta)
+            if (i + 1) % step == 0:
+                gc.collect()
+                marks.append((i + 1, rss_mb() - base))
+    elapsed = time.perf_counter() - started
+    print(f"\nmemory of a full-stack server under {agents:,} distinct agents ({elapsed:.0f} s)")
+    print("  resident MB added after n agents: " + "  ".join(f"{n:,}: {mb:.1f}" for n, mb in marks))
+    tail = [mb for n, mb in marks if n >= agents * 0.7]
+    growth = (tail[-1] - tail[0]) / max(tail[-1], 1.0) if len(tail) >= 2 else 0.0
+    label = "memory under distinct agents: growth over the last 30 % of them"
+    verdict(label, growth * 100, 10.0, at_least=False, unit=" %")
+    return {"marks": marks, "second_half_growth": growth}
+
+
+async def revocations_memory(entries: int) -> float:
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    store = CompactMemoryStore(maxsize=entries + 1)
+    revocations = RevocationList(store, max_ttl=300)
+    now = time.time()
+    for i in range(entries):
+        await store.put(revocations.jti_key(secrets.token_urlsafe(16)), "1", 60 + (now + i) % 240)
+    used = (tracemalloc.get_traced_memory()[0] - base) / 1e6
+    tracemalloc.stop()
+    scaled = used * 1_000_000 / entries
+    print(f"\nrevocations: {entries:,} held in {used:.1f} MB ({scaled:.1f} MB per million)")
+    verdict("1,000,000 revocations, MB", scaled, TARGET_REVOCATIONS_MB, at_least=False)
+    return scaled
+
+
+# --- the chart --------------------------------------------------------------------------------
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415 - optional (dev extra)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for scenario in ("in-process/auto", "in-process/legacy", "http/auto", "http/legacy"):
+        for shape in ("sequential", "concurrent"):
+            if scenario in report:
+                label = scenario.replace("auto", "2026-07-28") + ("" if shape == "sequential" else " (concurrent)")
+                rows.append((label, report[scenario][shape]))
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.5))
+    colours = {"bare": "#999999", "hooks": "#4c72b0", "full": "#dd8452"}
+    height = 0.26
+    for j, variant in enumerate(VARIANTS):
+        ys = [i + (1 - j) * height for i in range(len(rows))]
+        xs = [row[variant]["calls_per_s"] for _, row in rows]
+        ax.barh(ys, xs, height=height, color=colours[variant], label=variant)
+        for y, (_, row) in zip(ys, rows, strict=True):
+            ratio = row[variant].get("ratio")
+            if ratio:
+                ax.text(row[variant]["calls_per_s"], y, f" {ratio['p50']:.2f}", va="center", fontsize=7)
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("calls/s (labels: median ratio to bare within a batch)")
+    ax.set_title("mcpgov: calls/s per variant (benchmarks/bench_session.py)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    if path.suffix == ".svg":  # no timestamp: the committed chart changes only with its figures
+        fig.savefig(path, format="svg", metadata={"Date": None})
+    else:
+        fig.savefig(path)
+    print(f"\nchart written to {path}")
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            for mode in ("auto", "legacy"):
+                report[f"in-process/{mode}"] = await in_process(stack, mode, args)
+            if args.http_batch > 0:
+                for mode in ("auto", "legacy"):
+                    report[f"http/{mode}"] = await over_http(stack, mode, args)
+            if args.components:
+                report["components"] = await components(stack, args)
+            if args.what_if:
+                report["what_if"] = await what_if(stack, args)
+            if args.scope_cost:
+                report["scope_cost"] = await scope_cost(stack, args)
+            if args.tools > 0:
+                report["listing_and_size"] = await listing_and_size(stack, args)
+            if args.sessions > 0:
+                report["memory_per_session_kb"] = await memory_per_session(stack, args.sessions)
+            if args.agents > 0:
+                report["agents"] = await agents_plateau(stack, args.agents, 10)
+            if args.revocations > 0:
+                report["revocations_mb_per_million"] = await revocations_memory(args.revocations)
+        finally:
+            stack.close()
+    print("\nverdicts")
+    for line in VERDICTS:
+        print("  " + line)
+    if args.chart:
+        chart(report, Path(args.chart))
+    return report
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--batches", type=int, default=30, help="paired batches per scenario")
+    parser.add_argument("--batch", type=int, default=100, help="calls per batch in-process")
+    parser.add_argument("--concurrency", type=int, default=50, help="concurrent callers in-process")
+    parser.add_argument("--http-batch", type=int, default=100, help="calls per batch over HTTP (0: skip HTTP)")
+    parser.add_argument("--http-concurrency", type=int, default=20)
+    parser.add_argument("--tools", type=int, default=1000, help="extra tools in the listing (0: skip)")
+    parser.add_argument("--list-batch", type=int, default=5, help="listings per batch")
+    parser.add_argument("--mb-batch", type=int, default=5, help="1 MB calls per batch")
+    parser.add_argument("--sessions", type=int, default=200, help="open sessions measured (0: skip)")
+    parser.add_argument("--agents", type=int, default=100_000, help="distinct agents in the soak (0: skip)")
+    parser.add_argument("--revocations", type=int, default=1_000_000, help="(0: skip)")
+    parser.add_argument("--components", action="store_true", help="also split the full stack's cost by part")
+    parser.add_argument("--what-if", action="store_true", help="also measure changes recommended in the core")
+    parser.add_argument("--scope-cost", action="store_true", help="also measure a cancel scope per decision")
+    parser.add_argument("--only-inprocess", action="store_true", help="skip everything but the in-process scenarios")
+    parser.add_argument("--chart", default="", help="write a chart of calls/s per variant (svg/png)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--chart-from", default="", help="only draw the chart, from the output of a --json run")
+    parser.add_argument("--smoke", action="store_true", help="a quick pass of every section (for CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batches, args.batch, args.concurrency = 2, 20, 10
+        args.http_batch, args.http_concurrency = 10, 5
+        args.tools, args.list_batch, args.mb_batch = 50, 1, 1
+        args.sessions, args.agents, args.revocations = 5, 50, 2000
+    if args.only_inprocess:
+        args.http_batch = args.tools = args.sessions = args.agents = args.revocations = 0
+        args.components = args.what_if = args.scope_cost = False
+    return args
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger().setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--http-calls", type=int, default=300)
-    args = parser.parse_args()
-    anyio.run(main, args.calls, args.rounds, args.http_calls)
+    arguments = parse()
+    if arguments.chart_from:  # redraw the chart from the JSON of an earlier run (its last lines)
+        text = Path(arguments.chart_from).read_text()
+        chart(json.loads(text[text.index("\n{") + 1 :]), Path(arguments.chart or "docs/performance.svg"))
+        sys.exit(0)
+    figures = anyio.run(main, arguments)
+    if arguments.json:
+        json.dump(figures, sys.stdout, indent=2, default=str)
+        print()

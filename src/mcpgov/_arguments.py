@@ -43,15 +43,12 @@ class ArgumentLimits:
 
 
 class _Budget:
-    __slots__ = ("chars", "limits", "nodes", "plain")
+    __slots__ = ("chars", "limits", "nodes")
 
     def __init__(self, limits: ArgumentLimits) -> None:
         self.limits = limits
         self.nodes = 0
         self.chars = 0
-        # "plain": no floats and only ASCII object keys. For such values the standard library's
-        # sorted, compact JSON is byte-identical to RFC 8785 (see arguments_hash).
-        self.plain = True
 
     def text(self, value: str) -> None:
         n = len(value)
@@ -78,7 +75,6 @@ def _freeze(value: Any, depth: int, budget: _Budget) -> Any:
         raise InvalidRequest("an integer argument is outside the interoperable range", reason="argument_invalid")
     if kind is float:
         if math.isfinite(value):
-            budget.plain = False
             return value
         raise InvalidRequest("NaN and Infinity are not valid JSON arguments", reason="argument_invalid")
     if kind is not dict and kind is not list and kind is not tuple and not isinstance(value, Mapping):
@@ -93,8 +89,6 @@ def _freeze(value: Any, depth: int, budget: _Budget) -> Any:
         if type(key) is not str:
             raise InvalidRequest("argument object keys must be strings", reason="argument_invalid")
         budget.text(key)
-        if not key.isascii():
-            budget.plain = False
         frozen[key] = _freeze(item, depth + 1, budget)
     return MappingProxyType(frozen)
 
@@ -122,7 +116,7 @@ def freeze_and_hash(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str
         return flat
     budget = _Budget(limits)
     frozen: Mapping[str, Any] = _freeze(arguments, 0, budget)
-    return frozen, _hash(frozen, plain=budget.plain)
+    return frozen, _hash(frozen)
 
 
 _FLAT_SCALARS = (str, int, bool, type(None))
@@ -152,7 +146,7 @@ def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, A
     if chars > limits.max_total_chars:
         return None
     frozen = MappingProxyType(dict(arguments))
-    return frozen, _hash(frozen, plain=True)
+    return frozen, _hash(frozen)
 
 
 def _thaw(value: Any) -> Any:
@@ -163,71 +157,157 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def _plain_default(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"not JSON: {type(value).__name__}")
+def _hash(frozen: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    try:
+        out: list[str] = []
+        try:
+            _jcs(frozen, out, 0)
+        except (_Refer, RecursionError):
+            digest.update(canonical_json(frozen))
+        else:
+            # The canonical text, fed in pieces: a long string is encoded straight into the
+            # hash instead of being copied into one joined text first.
+            small: list[str] = []
+            for piece in out:
+                if len(piece) < _JOIN_BELOW:
+                    small.append(piece)
+                    continue
+                if small:
+                    digest.update("".join(small).encode("utf-8"))
+                    small.clear()
+                digest.update(piece.encode("utf-8"))
+            if small:
+                digest.update("".join(small).encode("utf-8"))
+    except (ValueError, TypeError) as exc:
+        # Validated values are JSON data, so what is left is text with no Unicode form (a lone
+        # surrogate, which JSON's \uXXXX escapes can smuggle in): not valid I-JSON.
+        raise InvalidRequest("arguments contain text that is not valid Unicode", reason="argument_invalid") from exc
+    return "sha256:" + digest.hexdigest()
 
 
-_PLAIN_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain_default
-)
+_JOIN_BELOW = 4096
 
 
-def _hash(frozen: Mapping[str, Any], *, plain: bool) -> str:
-    # RFC 8785 differs from sorted compact JSON only in number formatting (no floats here)
-    # and in key order for characters beyond the BMP (keys here are ASCII). String escaping
-    # is the same (ECMAScript JSON.stringify rules). The test suite checks the equality
-    # against the rfc8785 library with generated values.
-    canonical = _PLAIN_ENCODER.encode(frozen).encode("utf-8") if plain else canonical_json(frozen)
-    return "sha256:" + hashlib.sha256(canonical).hexdigest()
+# --- the canonical encoder -------------------------------------------------------------------
+#
+# RFC 8785 (JCS) serialises like ECMAScript's JSON.stringify over sorted object members. The
+# encoder below writes each value in exactly that form and hands anything it cannot prove to the
+# rfc8785 library (which then also makes the refusal):
+#
+# * null, true, false; integers in the I-JSON range as their decimal digits;
+# * floats whose shortest round-trip decimal Python and ECMAScript both print as plain digits
+#   (finite, not integral, 1e-4 <= |x| < 1e16); any other float is formatted by rfc8785 alone;
+# * strings: JSON.stringify escapes exactly '"', '\\' and U+0000..U+001F (\b \t \n \f \r, the
+#   rest as lowercase \u00xx) and writes every other character as is, which is what the standard
+#   library's C ``encode_basestring`` does. A long string with none of those 34 characters is
+#   written verbatim (found by C-speed substring searches, no per-character work in Python).
+#   Lone surrogates have no UTF-8 form: encoding fails and rfc8785 makes the refusal;
+# * object members sorted by the UTF-16 code units of their names (code-point order is the same
+#   for names without characters beyond the BMP; others are sorted by their UTF-16 encoding).
+#
+# tests/test_canonical.py checks the bytes against the rfc8785 library with generated values.
+
+_ESCAPED = (*(chr(c) for c in range(0x20)), '"', "\\")
+_VERBATIM_FROM = 48  # shorter strings are cheaper to escape than to search 34 times
+_MAX_FAST_DEPTH = 64
+_encode_string: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Whether the standard library's sorted, compact JSON of ``value`` is its RFC 8785 form.
+class _Refer(Exception):
+    """This value is left to the rfc8785 library."""
 
-    True for nulls, booleans, safe integers, strings without lone surrogates, ASCII object keys
-    (so code-point order is UTF-16 order), arrays and objects of such values, and floats whose
-    shortest decimal is written the same by Python and ECMAScript: finite, not integral, with
-    1e-4 <= |x| < 1e16 (both print plain decimal digits there; integral floats, negative zero
-    and exponents differ). The test suite checks this against the rfc8785 library.
-    """
+
+def _jcs(value: Any, out: list[str], depth: int) -> None:
     kind = type(value)
-    if value is None or kind is bool:
-        return True
-    if kind is int:
-        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
     if kind is str:
-        return not _has_surrogate(value)
-    if kind is float:
-        return math.isfinite(value) and not value.is_integer() and 1e-4 <= abs(value) < 1e16
-    if depth > 64:
-        return False
-    if kind is list or kind is tuple:
-        return all(_plain(v, depth + 1) for v in value)
-    if kind is dict or isinstance(value, Mapping):
-        return all(type(k) is str and k.isascii() and _plain(v, depth + 1) for k, v in value.items())
-    return False
+        if len(value) >= _VERBATIM_FROM and not any(ch in value for ch in _ESCAPED):
+            out.append('"')
+            out.append(value)
+            out.append('"')
+        else:
+            out.append(_encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            raise _Refer
+        out.append(int.__repr__(value))
+    elif kind is float:
+        if math.isfinite(value) and not value.is_integer() and 1e-4 <= abs(value) < 1e16:
+            out.append(float.__repr__(value))
+        else:
+            out.append(rfc8785.dumps(value).decode("ascii"))
+    elif depth >= _MAX_FAST_DEPTH:
+        raise _Refer
+    elif kind is list or kind is tuple:
+        _jcs_array(value, out, depth)
+    elif kind is dict or kind is MappingProxyType or isinstance(value, Mapping):
+        _jcs_object(value, out, depth)
+    else:
+        raise _Refer
 
 
-def _has_surrogate(text: str) -> bool:
-    if text.isascii():
-        return False
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+def _jcs_array(value: Any, out: list[str], depth: int) -> None:
+    out.append("[")
+    first = True
+    for item in value:
+        if not first:
+            out.append(",")
+        first = False
+        _jcs(item, out, depth + 1)
+    out.append("]")
+
+
+def _jcs_object(value: Mapping[Any, Any], out: list[str], depth: int) -> None:
+    names = list(value)
+    ascii_names = True
+    for name in names:
+        if type(name) is not str:
+            raise _Refer
+        if not name.isascii():
+            ascii_names = False
+    if not ascii_names:
+        names.sort(key=_utf16)
+    else:
+        names.sort()
+    out.append("{")
+    first = True
+    for name in names:
+        if not first:
+            out.append(",")
+        first = False
+        out.append(_encode_string(name))
+        out.append(":")
+        _jcs(value[name], out, depth + 1)
+    out.append("}")
+
+
+def _utf16(name: str) -> bytes:
+    return name.encode("utf-16-be")  # a lone surrogate raises: rfc8785 decides
 
 
 def canonical_json(value: Any) -> bytes:
-    """The RFC 8785 canonical JSON of ``value`` (the ``rfc8785`` library's bytes).
+    """The RFC 8785 canonical JSON of ``value``: exactly the ``rfc8785`` library's bytes.
 
-    Values whose standard-library JSON is provably the same bytes are encoded by the C encoder;
-    everything else goes through ``rfc8785``.
+    Written by a fast encoder wherever its output is provably the canonical form (see the
+    comment above); anything else (numbers it does not format, lone surrogates, non-JSON
+    types) goes through ``rfc8785``, which also makes any refusal.
 
     Raises:
         rfc8785.CanonicalizationError: the value has no canonical JSON form.
         TypeError: the value is not JSON data.
     """
-    if _plain(value):
-        return _PLAIN_ENCODER.encode(value).encode("utf-8")
+    out: list[str] = []
+    try:
+        _jcs(value, out, 0)
+        return "".join(out).encode("utf-8")
+    except (_Refer, UnicodeEncodeError, RecursionError):
+        pass
     result: bytes = rfc8785.dumps(_thaw(value))
     return result
 
@@ -238,6 +318,4 @@ def arguments_hash(arguments: Mapping[str, Any] | None) -> str:
     Key order and number formatting do not change the hash; any change of a value does.
     Returned as ``"sha256:<hex>"``.
     """
-    if arguments is None:
-        return _hash({}, plain=True)
-    return _hash(arguments, plain=False)
+    return _hash({} if arguments is None else arguments)

@@ -99,9 +99,30 @@ class Authorizer(abc.ABC):
     async def decide(self, ctx: GovContext) -> Decision:
         """Decide about ``ctx``. Must return a :class:`~mcpgov.Decision`."""
 
+    def decide_now(self, ctx: GovContext) -> Decision | None:
+        """Optionally, the same decision as :meth:`decide`, made without awaiting anything.
+
+        Return ``None`` (the default) when the answer needs asynchronous work; :meth:`decide`
+        is then asked, under a cancel scope. An answer given here runs no cancel scope (a
+        synchronous call cannot be interrupted anyway): its time is checked afterwards, and
+        an answer later than ``deadline`` is discarded (a deny). Raising, or returning
+        something that is not a :class:`~mcpgov.Decision`, is a deny as in :meth:`decide`.
+        Implement it only where it decides exactly as :meth:`decide` would.
+        """
+        return None
+
     async def evaluate(self, ctx: GovContext) -> Decision:
-        """Run :meth:`decide` under the deadline; any failure is a deny naming this authoriser."""
-        return await guarded(self.decide, ctx, self.deadline, self.name)
+        """Decide ``ctx`` fail-closed under the deadline (:meth:`decide_now`, else :meth:`decide`);
+        any failure is a deny naming this authoriser."""
+        start = time.perf_counter()
+        try:
+            quick = self.decide_now(ctx)
+        except Exception as exc:  # noqa: BLE001 - fail closed: an authoriser error is a deny
+            logger.warning("authoriser %s raised %s; denying", self.name, type(exc).__name__)
+            return Decision.deny(self.name, f"{self.name} raised {type(exc).__name__}", "authoriser_error")
+        if quick is None:
+            return await guarded(self.decide, ctx, self.deadline, self.name)
+        return _checked(quick, start, self.deadline, self.name)
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
         if ctx.method in LIST_METHODS:
@@ -179,6 +200,11 @@ async def guarded(decide: Any, ctx: GovContext, deadline: float, rule: str, *, i
             raise
         logger.warning("authoriser %s raised %s; denying", rule, type(exc).__name__)
         return Decision.deny(rule, f"{rule} raised {type(exc).__name__}", "authoriser_error")
+    return _checked(result, start, deadline, rule)
+
+
+def _checked(result: Any, start: float, deadline: float, rule: str) -> Decision:
+    """``result`` if it is a decision that came within ``deadline`` seconds of ``start``, else a deny."""
     if time.perf_counter() - start > deadline:
         return Decision.deny(rule, f"{rule} did not decide within {deadline}s", "authoriser_timeout")
     if not isinstance(result, Decision) or not isinstance(result.effect, Effect):

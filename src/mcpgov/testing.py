@@ -38,7 +38,10 @@ async def serve_http(app: Any, *, startup_timeout: float = 10.0) -> AsyncIterato
 
     The server stops when the block exits.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default protocol 0: asyncio turns Nagle's algorithm off (TCP_NODELAY)
+    # only on sockets that say they are TCP, and accepted connections inherit the listening
+    # socket's protocol. Without it a small response can wait ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -253,6 +253,25 @@ class PolicyMiddleware(Authorizer):
             return None
         return await self.history.snapshot(ctx, needs)
 
+    def decide_now(self, ctx: GovContext) -> Decision | None:
+        """:meth:`decide` without a cancel scope, when the decision needs nothing asynchronous:
+        no queued reload events, no shadow policy, no task history, no rate limit to admit."""
+        if self._shadow is not None or (ctx.audit is not None and self._pending):
+            return None
+        self._refresh_declarations()
+        engine = self._engine
+        discover = ctx.action == "discover"
+        if self._shadow is not None or (not discover and engine.history_needs(ctx)):
+            return None
+        decision: object = engine.decide(ctx, history=None, now=self.clock())
+        if not isinstance(decision, Decision):
+            return None  # decide() words the refusal
+        if decision.effect is Effect.ALLOW and not discover and decision.obligations.get(OBLIGATION_RATE_LIMIT):
+            return None
+        if ctx.audit is not None:
+            self._side = ctx.side
+        return decision
+
     async def decide(self, ctx: GovContext) -> Decision:
         """Decide ``ctx`` with the enforced policy (and compare with the shadow policy)."""
         if ctx.audit is not None:
