@@ -319,3 +319,49 @@ def arguments_hash(arguments: Mapping[str, Any] | None) -> str:
     Returned as ``"sha256:<hex>"``.
     """
     return _hash({} if arguments is None else arguments)
+
+
+# The standard library's sorted, compact JSON, for values where it is provably the RFC 8785 form
+# (see :func:`_plain`): the audit log's line encoder uses it for plain event attributes.
+def _plain_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+_PLAIN_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain_default
+)
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether the standard library's sorted, compact JSON of ``value`` is its RFC 8785 form.
+
+    True for nulls, booleans, safe integers, strings without lone surrogates, ASCII object keys
+    (so code-point order is UTF-16 order), arrays and objects of such values, and floats whose
+    shortest decimal is written the same by Python and ECMAScript: finite, not integral, with
+    1e-4 <= |x| < 1e16 (both print plain decimal digits there; integral floats, negative zero
+    and exponents differ). The test suite checks this against the rfc8785 library.
+    """
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
+    if kind is str:
+        return not _has_surrogate(value)
+    if kind is float:
+        return math.isfinite(value) and not value.is_integer() and 1e-4 <= abs(value) < 1e16
+    if depth > 64:
+        return False
+    if kind is list or kind is tuple:
+        return all(_plain(v, depth + 1) for v in value)
+    if kind is dict or isinstance(value, Mapping):
+        return all(type(k) is str and k.isascii() and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    return any("\ud800" <= ch <= "\udfff" for ch in text)

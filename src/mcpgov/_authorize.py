@@ -117,7 +117,9 @@ class Authorizer(abc.ABC):
         start = time.perf_counter()
         try:
             quick = self.decide_now(ctx)
-        except Exception as exc:  # noqa: BLE001 - fail closed: an authoriser error is a deny
+        except BaseException as exc:
+            if not await contained(exc):
+                raise
             logger.warning("authoriser %s raised %s; denying", self.name, type(exc).__name__)
             return Decision.deny(self.name, f"{self.name} raised {type(exc).__name__}", "authoriser_error")
         if quick is None:
