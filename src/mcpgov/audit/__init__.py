@@ -21,12 +21,53 @@ Example (production)::
     govern(server, hooks, audit=auditor)
 """
 
-from mcpgov.audit._codec import event_from_dict, event_to_dict
-from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, verify_chain
-from mcpgov.audit._otel import OTelSink
-from mcpgov.audit._query import EventFilter, Request, Trail, format_event, read_events, task_trail
-from mcpgov.audit._redact import DEFAULT_PATTERNS, DEFAULT_SECRET_KEYS, REDACT_FIELDS, REDACTED, Redactor
-from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcpgov.audit._codec import event_from_dict, event_to_dict
+    from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, verify_chain
+    from mcpgov.audit._otel import OTelSink
+    from mcpgov.audit._query import EventFilter, Request, Trail, format_event, read_events, task_trail
+    from mcpgov.audit._redact import DEFAULT_PATTERNS, DEFAULT_SECRET_KEYS, REDACT_FIELDS, REDACTED, Redactor
+    from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
+
+# Names load on first use, so `mcpgov audit verify` reads a chain without importing pydantic or
+# OpenTelemetry.
+_LAZY: dict[str, str] = {
+    "event_from_dict": "mcpgov.audit._codec",
+    "event_to_dict": "mcpgov.audit._codec",
+    "GENESIS": "mcpgov.audit._jsonl",
+    "ChainProblem": "mcpgov.audit._jsonl",
+    "ChainReport": "mcpgov.audit._jsonl",
+    "JsonlSink": "mcpgov.audit._jsonl",
+    "verify_chain": "mcpgov.audit._jsonl",
+    "OTelSink": "mcpgov.audit._otel",
+    "EventFilter": "mcpgov.audit._query",
+    "Request": "mcpgov.audit._query",
+    "Trail": "mcpgov.audit._query",
+    "format_event": "mcpgov.audit._query",
+    "read_events": "mcpgov.audit._query",
+    "task_trail": "mcpgov.audit._query",
+    "DEFAULT_PATTERNS": "mcpgov.audit._redact",
+    "DEFAULT_SECRET_KEYS": "mcpgov.audit._redact",
+    "REDACT_FIELDS": "mcpgov.audit._redact",
+    "REDACTED": "mcpgov.audit._redact",
+    "Redactor": "mcpgov.audit._redact",
+    "FanOut": "mcpgov.audit._sinks",
+    "LoggingSink": "mcpgov.audit._sinks",
+    "QueuedSink": "mcpgov.audit._sinks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcpgov.audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_PATTERNS",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from mcpgov._audit import AuditEvent
 from mcpgov._cliutil import BadInput
-from mcpgov.audit._codec import event_to_dict
-from mcpgov.audit._jsonl import verify_chain
-from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, read_events, task_trail
+
+if TYPE_CHECKING:
+    from mcpgov._audit import AuditEvent
 
 __all__ = ["audit"]
 
@@ -54,6 +54,8 @@ def verify(files: tuple[str, ...], partial: bool, head: str | None, quiet: bool)
     Detects an edited, deleted, inserted or reordered line, and says where. Exit status: 0 when
     the chain is intact, 1 when a problem was found, 2 on a usage error.
     """
+    from mcpgov.audit._jsonl import verify_chain  # noqa: PLC0415 - commands load what they use (a fast CLI)
+
     _check_files(files)
     try:
         report = verify_chain(files, partial=partial, head=head)
@@ -100,6 +102,16 @@ def show(
     Output is plain text when not writing to a terminal. Does not check the chain: run
     `mcpgov audit verify` for that.
     """
+    from mcpgov.audit._codec import event_to_dict  # noqa: PLC0415 - commands load what they use (a fast CLI)
+    from mcpgov.audit._query import (  # noqa: PLC0415
+        EventFilter,
+        category,
+        format_event,
+        iter_lines,
+        read_events,
+        task_trail,
+    )
+
     _check_files(files)
     skipped: list[str] = []
     try:

@@ -26,15 +26,16 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
 
 from mcpgov._arguments import canonical_json
-from mcpgov._audit import AuditEvent
 from mcpgov._errors import ConfigurationError
-from mcpgov.audit._codec import event_to_dict
 from mcpgov.audit._redact import json_safe
+
+if TYPE_CHECKING:
+    from mcpgov._audit import AuditEvent
 
 __all__ = ["GENESIS", "ChainProblem", "ChainReport", "JsonlSink", "line_hash", "read_chain", "verify_chain"]
 
@@ -228,6 +229,8 @@ class JsonlSink:
 
     def encode(self, events: Iterable[AuditEvent]) -> tuple[bytes, str, int]:
         """The lines for ``events`` after the current head, with the new head and sequence number."""
+        from mcpgov.audit._codec import event_to_dict  # noqa: PLC0415 - keeps `mcpgov audit verify` free of pydantic
+
         prev, seq = self.head, self.seq
         parts: list[bytes] = []
         for event in events:

@@ -27,14 +27,23 @@ from mcpgov.pinning._manifest import (
     read_manifest,
     write_manifest,
 )
-from mcpgov.pinning._middleware import SERVER_INFO, PinningMiddleware
-from mcpgov.pinning._names import find_collision, fold_name, name_problem
+from mcpgov.pinning._middleware import SERVER_INFO, SERVER_TARGET, PinningMiddleware
+from mcpgov.pinning._names import (
+    NameCheck,
+    NameIndex,
+    check_name,
+    find_collision,
+    fold_name,
+    name_problem,
+    name_skeleton,
+)
 from mcpgov.pinning._registry import ApprovedServer, ExpectedServer, ServerRegistry
 from mcpgov.pinning._snapshot import SnapshotTarget, load_server, resolve_target, snapshot
 
 __all__ = [
     "MANIFEST_FORMAT",
     "SERVER_INFO",
+    "SERVER_TARGET",
     "SIGNATURE_TYPE",
     "TOOL_FIELDS",
     "ApprovedServer",
@@ -44,6 +53,8 @@ __all__ = [
     "InlinePinStore",
     "Manifest",
     "ManifestDiff",
+    "NameCheck",
+    "NameIndex",
     "PinStore",
     "PinnedTool",
     "PinningMiddleware",
@@ -55,6 +66,7 @@ __all__ = [
     "ToolLike",
     "approve_changes",
     "changed_fields",
+    "check_name",
     "check_name_collisions",
     "diff_manifests",
     "dump_manifest",
@@ -63,6 +75,7 @@ __all__ = [
     "load_server",
     "load_signing_key",
     "name_problem",
+    "name_skeleton",
     "parse_manifest",
     "pin",
     "read_manifest",

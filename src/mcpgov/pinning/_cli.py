@@ -17,6 +17,7 @@ import click
 from joserfc.jwk import Key
 
 from mcpgov._errors import McpGovError
+from mcpgov._keyfile import private_key, public_keys
 from mcpgov.pinning._diff import ManifestDiff, approve_changes, diff_manifests
 from mcpgov.pinning._keys import PublisherKeys, load_signing_key
 from mcpgov.pinning._manifest import Manifest, dump_manifest, read_manifest, write_manifest
@@ -108,7 +109,7 @@ def _source(
             pin_path = registry.base_dir / entry.pin
         publisher = entry.publisher
         if public_key is not None:
-            publisher = PublisherKeys.from_jwk(_read_json(public_key, "public key file"))
+            publisher = _publisher_keys(public_key)
         connection = entry.connection()
         if env:
             if isinstance(connection, str):
@@ -122,7 +123,7 @@ def _source(
     resolved = resolve_target(
         target[0], stdio_args=tuple(target[1:]) if stdio else None, stdio_env=env, app_dir=app_dir
     )
-    publisher = PublisherKeys.from_jwk(_read_json(public_key, "public key file")) if public_key is not None else None
+    publisher = _publisher_keys(public_key) if public_key is not None else None
     return _Source(resolved, " ".join(target), pin_path, publisher)
 
 
@@ -148,7 +149,11 @@ def _pinned(source: _Source) -> Manifest:
 
 
 def _signing_key(path: Path | None) -> Key | None:
-    return load_signing_key(_read_json(path, "signing key file")) if path is not None else None
+    return load_signing_key(private_key(path, purpose="pin signing")) if path is not None else None
+
+
+def _publisher_keys(path: Path) -> PublisherKeys:
+    return PublisherKeys.from_jwk(public_keys(path))
 
 
 _target = click.argument("target", nargs=-1)
