@@ -55,9 +55,15 @@ class PinningMiddleware:
     """Client middleware that holds a connection to what was approved and pinned.
 
     For every governed request it checks that the server is approved for the caller's tenant and
-    workload and that the server's self-description (``ctx.extensions[SERVER_INFO]``) matches the
+    workload, that the client connected where the registry says (``ctx.extensions[SERVER_TARGET]``)
+    and that the server's self-description (``ctx.extensions[SERVER_INFO]``) matches the
     registry; otherwise the request is refused with :class:`~mcpgov.PinningError`
     (reason ``server.refused``) before anything is sent.
+
+    Pins judge the server, policy judges the caller: the listing is checked as the server sent
+    it, whatever other stages of the chain hid from this caller (before or after this one). A
+    tool hidden by policy is verified like any other and never reported as removed; calling it is
+    refused by the policy's own rule, not by pinning.
 
     On ``tools/list`` it hides every tool whose fingerprint differs from its pin, every tool
     that is not pinned, and every tool whose name breaks the MCP naming rule or can be mistaken

@@ -140,7 +140,7 @@ class ApprovedServer(BaseModel):
     def _check(self) -> ApprovedServer:
         if (self.url is None) == (self.command is None):
             raise ValueError("give exactly one of 'url' or 'command'")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
+        if self.url is not None and not self.url.lower().startswith(("http://", "https://")):
             raise ValueError("'url' must be an http:// or https:// URL")
         if self.args and self.command is None:
             raise ValueError("'args' needs 'command'")
