@@ -19,7 +19,12 @@ __all__ = ["keys"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def keys() -> None:
-    """Credential signing keys (Ed25519 or ES256): generate, publish."""
+    """Signing keys (Ed25519 or ES256): generate, print the public JWKS.
+
+    One key file format everywhere: the file `generate` writes signs credentials
+    (`SigningKeySet.from_jwk`) and pin files (`mcpgov pin snapshot --sign-key`); the public JWKS
+    `jwks` prints verifies them (`--public-key`, a registry's `publisher_key`).
+    """
 
 
 def _write_private(path: Path, text: str, *, force: bool) -> None:
