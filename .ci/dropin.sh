@@ -25,6 +25,7 @@ mkdir "$WORK/run"
 cp examples/quickstart.py "$WORK/run/"
 (
   cd "$WORK/run"
+  unset PYTHONPATH
   # The package comes from the wheel, not from this checkout.
   "$WORK/wheel/bin/python" -c 'import mcpgov, sys; assert "site-packages" in mcpgov.__file__, mcpgov.__file__'
   "$WORK/wheel/bin/python" quickstart.py
