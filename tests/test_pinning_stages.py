@@ -17,7 +17,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, Denied, GovContext, GovernedClient, Hooks, PinningError, Principal, govern
-from mcpgov.pinning import PinningMiddleware, ServerRegistry, snapshot, write_manifest
+from mcpgov.pinning import SERVER_TARGET, PinningMiddleware, ServerRegistry, snapshot, write_manifest
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
 from .pinning_server import build_server
@@ -193,3 +193,22 @@ def test_a_stdio_entry_checks_command_arguments_and_environment(tmp_path: Path, 
         registry.check("billing", tenant="acme", principal=AGENT, server_info=INFO, target=target)
     assert caught.value.reason == "server.refused" and why in caught.value.detail
     assert "prod" not in caught.value.detail  # the environment's values are never printed
+
+
+class _HideTarget:
+    """Removes what the client connected to from the context (a client that does not say)."""
+
+    async def __call__(self, ctx: GovContext, call_next: Any) -> Any:
+        return await call_next(ctx.replace(extensions={k: v for k, v in ctx.extensions.items() if k != SERVER_TARGET}))
+
+
+async def test_a_client_that_does_not_say_where_it_connected_is_refused(tmp_path: Path, mode: str) -> None:
+    server = build_server()
+    pin = await _pinned(tmp_path, server)
+    pinning = PinningMiddleware(ServerRegistry([_entry(pin)]), server_id="billing")
+    async with GovernedClient(server, _HideTarget(), pinning, principal=AGENT, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.list_tools()
+    cause = caught.value.__cause__
+    assert isinstance(cause, PinningError) and cause.reason == "server.refused"
+    assert "did not say what it connected to" in cause.detail

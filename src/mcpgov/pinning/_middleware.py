@@ -128,12 +128,18 @@ class PinningMiddleware:
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
         if ctx.side != "client":
             raise PinningError("PinningMiddleware runs in a client's chain", reason="pin.misconfigured")
+        if SERVER_TARGET not in ctx.extensions:
+            # Where the client connected cannot be judged: refuse rather than assume.
+            raise PinningError(
+                f"the client did not say what it connected to, so server {self.server_id!r} cannot be checked",
+                reason="server.refused",
+            )
         self.registry.check(
             self.server_id,
             tenant=ctx.tenant,
             principal=ctx.principal,
             server_info=ctx.extensions.get(SERVER_INFO),
-            target=ctx.extensions.get(SERVER_TARGET),
+            target=ctx.extensions[SERVER_TARGET],
         )
         method = ctx.method
         if method == "tools/list":
