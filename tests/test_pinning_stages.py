@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mcp import MCPError
 from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver import MCPServer
@@ -212,3 +214,37 @@ async def test_a_client_that_does_not_say_where_it_connected_is_refused(tmp_path
     cause = caught.value.__cause__
     assert isinstance(cause, PinningError) and cause.reason == "server.refused"
     assert "did not say what it connected to" in cause.detail
+
+
+_hosts = st.sampled_from(["billing.acme.example", "127.0.0.1", "mcp.internal"])
+_paths = st.sampled_from(["/mcp", "/mcp/", "/v1/mcp", ""])
+
+
+@given(host=_hosts, path=_paths, upper=st.booleans(), explicit_port=st.booleans())
+def test_spellings_of_the_approved_url_pass_and_other_urls_do_not(
+    host: str, path: str, upper: bool, explicit_port: bool
+) -> None:
+    approved = f"https://{host}{path}"
+    registry = ServerRegistry([_entry(Path("pin.json"), command=None, url=approved, server={"name": "billing"})])
+    scheme = "HTTPS" if upper else "https"
+    spelled = f"{scheme}://{host.upper() if upper else host}{':443' if explicit_port else ''}{path or '/'}"
+    registry.check("billing", tenant="acme", principal=AGENT, server_info=INFO, target=spelled)
+    for other in (
+        f"https://{host}:8443{path}",
+        f"http://{host}{path}",
+        f"https://{host}{path}x",
+        f"https://evil.example{path}",
+        f"https://{host}.evil.example{path}",
+    ):
+        with pytest.raises(PinningError) as caught:
+            registry.check("billing", tenant="acme", principal=AGENT, server_info=INFO, target=other)
+        assert caught.value.reason == "server.refused"
+
+
+def test_a_url_with_credentials_is_compared_without_printing_them(tmp_path: Path) -> None:
+    registry = ServerRegistry([_entry(tmp_path / "p.json", command=None, url="https://billing.acme.example/mcp")])
+    with pytest.raises(PinningError) as caught:
+        registry.check(
+            "billing", tenant="acme", principal=AGENT, server_info=INFO, target="https://user:hunter2@evil.example/mcp"
+        )
+    assert "hunter2" not in caught.value.detail and "evil.example" in caught.value.detail
