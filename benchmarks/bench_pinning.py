@@ -1,9 +1,13 @@
 """Cost of PinningMiddleware: calls and listings with and without it, same process, interleaved.
 
 Client: GovernedClient(server, describe[, PinningMiddleware]) in-process, mode "auto".
-Also: fingerprinting a listing of N tools, and a collision check of one new name against N pins.
+Also: fingerprinting a listing of N tools, and the collision check of new names against
+--pinned-names pins: the precomputed-skeleton index (what PinningMiddleware uses) beside the
+pairwise confusables check it replaced, in paired interleaved batches, wall and CPU time, with
+skeleton caches cleared so every new name is computed from scratch.
 
 Run:  python benchmarks/bench_pinning.py [--calls 2000] [--rounds 5] [--tools 100]
+          [--pinned-names 1000] [--batches 7] [--batch 200]
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from mcp.server.mcpserver import MCPServer
 from mcpgov import GovContext, GovernedClient, Principal
 from mcpgov.pinning import (
     SERVER_INFO,
+    NameIndex,
     PinningMiddleware,
     ServerRegistry,
     find_collision,
+    name_skeleton,
     snapshot,
     tool_fingerprint,
     write_manifest,
@@ -68,6 +74,64 @@ async def run(server: MCPServer, pinned: bool, registry: ServerRegistry, calls: 
     return per_call * 1e6, per_list * 1e6
 
 
+def _pairwise(name: str, approved: list[str]) -> str | None:
+    """The check PinningMiddleware made before skeletons: confusables' pairwise test against every pin."""
+    from confusables import is_confusable  # type: ignore[import-untyped]  # noqa: PLC0415 - untyped package
+
+    folded = name.casefold()
+    for other in approved:
+        if other != name and (folded == other.casefold() or is_confusable(name, other)):
+            return other
+    return None
+
+
+def bench_collisions(pinned: int, batches: int, batch: int) -> None:
+    """Per-new-name cost of the collision check against ``pinned`` names: index vs pairwise."""
+    approved = [f"{verb}_{noun}_{i}" for i in range(pinned // 10 + 1) for verb, noun in _WORDS][:pinned]
+    index = NameIndex(approved)
+    counter = iter(range(10**9))
+
+    def fresh(n: int) -> list[str]:
+        return [f"new-tool.{next(counter)}_Name" for _ in range(n)]
+
+    def timed(check: Any, names: list[str]) -> tuple[float, float]:
+        name_skeleton.cache_clear()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for name in names:
+            check(name)
+        return (time.perf_counter() - wall) / len(names), (time.process_time() - cpu) / len(names)
+
+    pairwise_batch = max(1, batch // 100)
+    index_wall, index_cpu, pair_wall, pair_cpu = [], [], [], []
+    for _ in range(batches):  # paired, interleaved: each batch of one is followed by one of the other
+        w, c = timed(lambda n: find_collision(n, index), fresh(batch))
+        index_wall.append(w)
+        index_cpu.append(c)
+        w, c = timed(lambda n: _pairwise(n, approved), fresh(pairwise_batch))
+        pair_wall.append(w)
+        pair_cpu.append(c)
+    iw, ic, pw, pc = (statistics.median(x) * 1e3 for x in (index_wall, index_cpu, pair_wall, pair_cpu))
+    print(
+        f"collision check, one new name against {len(approved)} pinned names ({batches} paired batches):\n"
+        f"  skeleton index  wall={iw:8.4f} ms  cpu={ic:8.4f} ms   (budget 1 ms)\n"
+        f"  pairwise (old)  wall={pw:8.4f} ms  cpu={pc:8.4f} ms   ratio={pw / iw:,.0f}x"
+    )
+
+
+_WORDS = [
+    ("read", "file"),
+    ("write", "file"),
+    ("list", "invoices"),
+    ("refund", "payment"),
+    ("send", "email"),
+    ("deploy", "service"),
+    ("query", "table"),
+    ("delete", "record"),
+    ("create", "ticket"),
+    ("search", "docs"),
+]
+
+
 async def main(calls: int, rounds: int, tools: int) -> None:
     server = make_server(tools)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,13 +170,6 @@ async def main(calls: int, rounds: int, tools: int) -> None:
         for tool in listed:
             tool_fingerprint(tool)
         print(f"fingerprint {len(listed)} tools: {(time.perf_counter() - start) * 1e3:.2f} ms")
-        names = list(manifest.tools)
-        start = time.perf_counter()
-        find_collision("tool_new_name", names)
-        print(
-            f"collision check of one new name against {len(names)} pinned names: "
-            f"{(time.perf_counter() - start) * 1e3:.2f} ms"
-        )
 
 
 if __name__ == "__main__":
@@ -120,5 +177,9 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tools", type=int, default=100)
+    parser.add_argument("--pinned-names", type=int, default=1000)
+    parser.add_argument("--batches", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=200)
     a = parser.parse_args()
     anyio.run(main, a.calls, a.rounds, a.tools)
+    bench_collisions(a.pinned_names, a.batches, a.batch)

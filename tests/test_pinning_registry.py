@@ -86,7 +86,11 @@ def test_registry_file_in_json_with_an_inline_pin(tmp_path: Path) -> None:
         ({"command": None, "url": "ftp://x.example"}, "http"),
         ({"command": None, "url": "https://x.example", "args": ["-v"]}, "'args' needs 'command'"),
         ({"server": {"name": "billing", "version": "newest"}}, "PEP 440"),
-        ({"server": {"name": "billing"}}, "version"),
+        ({"server": {"name": "billing", "version": ""}}, "version"),
+        (
+            {"command": None, "args": [], "url": "https://x.example", "env": {"A": "1"}},
+            "'env' applies to a server started over stdio",
+        ),
         ({"publisher_key": {"kty": "oct", "k": "c2VjcmV0"}}, "asymmetric"),
         ({"pin": ""}, "empty path"),
         ({"pin": {"format": "mcpgov.pins/1"}}, "not a valid pinned manifest"),

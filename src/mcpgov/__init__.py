@@ -11,42 +11,42 @@ official MCP Python SDK, as composable middleware shared by client and server.
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mcpgov._arguments import ArgumentLimits, arguments_hash
-from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor, AuditStats
-from mcpgov._authorize import Authorizer
-from mcpgov._chain import CallNext, Listing, ListItem, Middleware, StageSpec, compose
-from mcpgov._context import (
-    HTTP_AUTHORIZATION,
-    META_CREDENTIAL,
-    META_IDENTITY,
-    Action,
-    GovContext,
-    SessionAnchor,
-    Side,
-    TargetKind,
-    Transport,
-)
-from mcpgov._decision import Decision, Effect
-from mcpgov._errors import (
-    ApprovalRequired,
-    AuditUnavailable,
-    ConfigurationError,
-    CredentialError,
-    Denied,
-    IdentityError,
-    InvalidRequest,
-    McpGovError,
-    PinningError,
-)
-from mcpgov._hooks import HookFn, Hooks
-from mcpgov._hygiene import NamePolicy
-from mcpgov._principal import Actor, Principal
 from mcpgov._public import publish as _publish
-from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 
 if TYPE_CHECKING:
+    from mcpgov._arguments import ArgumentLimits, arguments_hash
+    from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor, AuditStats
+    from mcpgov._authorize import Authorizer
+    from mcpgov._chain import CallNext, Listing, ListItem, Middleware, StageSpec, compose
     from mcpgov._client import SERVER_INFO, GovernedClient
+    from mcpgov._context import (
+        HTTP_AUTHORIZATION,
+        META_CREDENTIAL,
+        META_IDENTITY,
+        Action,
+        GovContext,
+        SessionAnchor,
+        Side,
+        TargetKind,
+        Transport,
+    )
+    from mcpgov._decision import Decision, Effect
+    from mcpgov._errors import (
+        ApprovalRequired,
+        AuditUnavailable,
+        ConfigurationError,
+        CredentialError,
+        Denied,
+        IdentityError,
+        InvalidRequest,
+        McpGovError,
+        PinningError,
+    )
+    from mcpgov._hooks import HookFn, Hooks
+    from mcpgov._hygiene import NamePolicy
+    from mcpgov._principal import Actor, Principal
     from mcpgov._server import GovernanceMiddleware, govern
+    from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
     from mcpgov._wire import to_mcp_error
     from mcpgov.approval import ApprovalMiddleware, ApprovalQueue, CallbackApprover, ElicitationApprover
     from mcpgov.credentials import (
@@ -73,9 +73,51 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# What touches the MCP SDK, and the capability packages, load on first use: importing mcpgov
-# (or a submodule such as its pytest plugin) stays light.
+# Every public name loads on first use: importing mcpgov (or a submodule such as its CLI or its
+# pytest plugin) imports neither the MCP SDK nor pydantic until a name that needs them is used.
 _LAZY: dict[str, str] = {
+    "ArgumentLimits": "mcpgov._arguments",
+    "arguments_hash": "mcpgov._arguments",
+    "SCHEMA_VERSION": "mcpgov._audit",
+    "AuditCallback": "mcpgov._audit",
+    "AuditEvent": "mcpgov._audit",
+    "Auditor": "mcpgov._audit",
+    "AuditStats": "mcpgov._audit",
+    "Authorizer": "mcpgov._authorize",
+    "CallNext": "mcpgov._chain",
+    "Listing": "mcpgov._chain",
+    "ListItem": "mcpgov._chain",
+    "Middleware": "mcpgov._chain",
+    "compose": "mcpgov._chain",
+    "StageSpec": "mcpgov._chain",
+    "SessionAnchor": "mcpgov._context",
+    "Transport": "mcpgov._context",
+    "NamePolicy": "mcpgov._hygiene",
+    "HTTP_AUTHORIZATION": "mcpgov._context",
+    "META_CREDENTIAL": "mcpgov._context",
+    "META_IDENTITY": "mcpgov._context",
+    "Action": "mcpgov._context",
+    "GovContext": "mcpgov._context",
+    "Side": "mcpgov._context",
+    "TargetKind": "mcpgov._context",
+    "Decision": "mcpgov._decision",
+    "Effect": "mcpgov._decision",
+    "ApprovalRequired": "mcpgov._errors",
+    "AuditUnavailable": "mcpgov._errors",
+    "ConfigurationError": "mcpgov._errors",
+    "CredentialError": "mcpgov._errors",
+    "Denied": "mcpgov._errors",
+    "IdentityError": "mcpgov._errors",
+    "InvalidRequest": "mcpgov._errors",
+    "McpGovError": "mcpgov._errors",
+    "PinningError": "mcpgov._errors",
+    "HookFn": "mcpgov._hooks",
+    "Hooks": "mcpgov._hooks",
+    "Actor": "mcpgov._principal",
+    "Principal": "mcpgov._principal",
+    "InMemoryStateStore": "mcpgov._state",
+    "StateStore": "mcpgov._state",
+    "StateStoreError": "mcpgov._state",
     "GovernedClient": "mcpgov._client",
     "SERVER_INFO": "mcpgov._client",
     "GovernanceMiddleware": "mcpgov._server",
@@ -121,6 +163,10 @@ def __getattr__(name: str) -> Any:
     _publish(__name__, {name: value}, (name,))
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -202,5 +248,3 @@ __all__ = [
     "to_mcp_error",
     "tool_fingerprint",
 ]
-
-_publish(__name__, globals())

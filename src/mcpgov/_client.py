@@ -60,6 +60,9 @@ SERVER_INFO = "mcpgov.client.server_info"
 """Client side: ``GovContext.extensions`` key holding the server's self-description,
 ``{"name": ..., "version": ...}``, from its initialize or discovery result."""
 
+SERVER_TARGET = "mcpgov.client.server_target"
+"""Client side: ``GovContext.extensions`` key holding what the client connected to (its server argument)."""
+
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 
 _LIST_CHANGED: dict[str, str] = {
@@ -168,6 +171,7 @@ class GovernedClient(Client):
         # Middleware that verify listings (tool pinning) ask for a governed listing before calls.
         self._listing_gates = tuple(mw for mw in middleware if getattr(mw, "requires_listing", False) is True)
         self._extensions: Mapping[str, Any] = _NO_EXTENSIONS
+        self._server_target = server
         """What every request's context carries from the connection (the server's self-description)."""
         self.principal = principal
         self.purpose = purpose
@@ -198,7 +202,8 @@ class GovernedClient(Client):
         info = self.server_info
         if info is not None:
             described = MappingProxyType({"name": info.name, "version": info.version})
-            self._extensions = MappingProxyType({SERVER_INFO: described})
+            # What the client actually connected to, for the registry's check (tool pinning).
+            self._extensions = MappingProxyType({SERVER_INFO: described, SERVER_TARGET: self._server_target})
         self._govern_internal_listings()
         return self
 

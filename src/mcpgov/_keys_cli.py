@@ -12,14 +12,19 @@ from pathlib import Path
 
 import click
 
-from mcpgov.policy._cli import BadInput, fail
+from mcpgov._cliutil import BadInput
 
 __all__ = ["keys"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def keys() -> None:
-    """Credential signing keys (Ed25519 or ES256): generate, publish."""
+    """Signing keys (Ed25519 or ES256): generate, print the public JWKS.
+
+    One key file format everywhere: the file `generate` writes signs credentials
+    (`SigningKeySet.from_jwk`) and pin files (`mcpgov pin snapshot --sign-key`); the public JWKS
+    `jwks` prints verifies them (`--public-key`, a registry's `publisher_key`).
+    """
 
 
 def _write_private(path: Path, text: str, *, force: bool) -> None:
@@ -29,15 +34,15 @@ def _write_private(path: Path, text: str, *, force: bool) -> None:
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        fail(f"{path} exists: refusing to overwrite a key (use --force)")
+        raise BadInput(f"{path} exists: refusing to overwrite a key (use --force)") from None
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or type(exc).__name__}")
+        raise BadInput(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
     try:
         os.fchmod(fd, 0o600)  # O_TRUNC of an existing file keeps its mode: set it
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or type(exc).__name__}")
+        raise BadInput(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 @keys.command()
@@ -77,7 +82,7 @@ def jwks(key_file: str) -> None:
 
     path = Path(key_file)
     if not path.is_file():
-        fail(f"cannot read {key_file}: {'is a directory' if path.is_dir() else 'no such file'}")
+        raise BadInput(f"cannot read {key_file}: {'is a directory' if path.is_dir() else 'no such file'}") from None
     try:
         head = path.read_bytes()[:64].lstrip()
         keyset = SigningKeySet.from_pem(path) if head.startswith(b"-----BEGIN") else SigningKeySet.from_jwk(path)
@@ -85,5 +90,5 @@ def jwks(key_file: str) -> None:
     except ConfigurationError as exc:
         raise BadInput(exc.detail) from None
     except OSError as exc:
-        fail(f"cannot read {key_file}: {exc.strerror or type(exc).__name__}")
+        raise BadInput(f"cannot read {key_file}: {exc.strerror or type(exc).__name__}") from None
     click.echo(json.dumps(published, indent=2, sort_keys=True))

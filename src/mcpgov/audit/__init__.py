@@ -5,9 +5,8 @@ it. Sinks are callables and compose:
 
 * any sync or async callable (``print``, ``events.append``, :class:`mcpgov.testing.InMemoryAuditSink`);
 * :class:`LoggingSink`: one structured Python logging record per event;
-* :class:`JsonlSink`: a SHA-256 hash-chained JSON Lines file with rotation, signed checkpoints
-  and several writer processes, checked byte for byte by :func:`verify_chain`
-  (``mcpgov audit verify``);
+* :class:`JsonlSink`: a SHA-256 hash-chained JSON Lines file with rotation, checked by
+  :func:`verify_chain` (``mcpgov audit verify``);
 * :class:`OTelSink`: attributes and span events on the SDK's server span, decision counters;
 * :class:`FanOut`: several sinks as one;
 * :class:`QueuedSink`: a bounded queue and a worker thread in front of any of them, so file and
@@ -22,16 +21,73 @@ Example (production)::
     govern(server, hooks, audit=auditor)
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mcpgov._public import publish as _publish
-from mcpgov.audit._checkpoint import CHECKPOINT_TYP, CheckpointKeys, CheckpointSigner
-from mcpgov.audit._codec import event_from_dict, event_to_dict
-from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, encode_event, verify_chain
-from mcpgov.audit._otel import OTelSink
-from mcpgov.audit._prove import DEFAULT_MAX_TTL, Call, CredentialGrant, Proof, ProofScope, Verdict, prove
-from mcpgov.audit._query import EventFilter, Request, Trail, format_event, printable, read_events, task_trail
-from mcpgov.audit._redact import DEFAULT_PATTERNS, DEFAULT_SECRET_KEYS, REDACT_FIELDS, REDACTED, Redactor
-from mcpgov.audit._request import REQUEST_KEY, request_keys
-from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
+
+if TYPE_CHECKING:
+    from mcpgov.audit._checkpoint import CHECKPOINT_TYP, CheckpointKeys, CheckpointSigner
+    from mcpgov.audit._codec import event_from_dict, event_to_dict
+    from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, encode_event, verify_chain
+    from mcpgov.audit._otel import OTelSink
+    from mcpgov.audit._prove import DEFAULT_MAX_TTL, Call, CredentialGrant, Proof, ProofScope, Verdict, prove
+    from mcpgov.audit._query import EventFilter, Request, Trail, format_event, printable, read_events, task_trail
+    from mcpgov.audit._redact import DEFAULT_PATTERNS, DEFAULT_SECRET_KEYS, REDACT_FIELDS, REDACTED, Redactor
+    from mcpgov.audit._request import REQUEST_KEY, request_keys
+    from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
+
+# Names load on first use, so `mcpgov audit verify` reads a chain without importing pydantic or
+# OpenTelemetry.
+_LAZY: dict[str, str] = {
+    "CHECKPOINT_TYP": "mcpgov.audit._checkpoint",
+    "CheckpointKeys": "mcpgov.audit._checkpoint",
+    "CheckpointSigner": "mcpgov.audit._checkpoint",
+    "encode_event": "mcpgov.audit._jsonl",
+    "DEFAULT_MAX_TTL": "mcpgov.audit._prove",
+    "Call": "mcpgov.audit._prove",
+    "CredentialGrant": "mcpgov.audit._prove",
+    "Proof": "mcpgov.audit._prove",
+    "ProofScope": "mcpgov.audit._prove",
+    "Verdict": "mcpgov.audit._prove",
+    "prove": "mcpgov.audit._prove",
+    "printable": "mcpgov.audit._query",
+    "REQUEST_KEY": "mcpgov.audit._request",
+    "request_keys": "mcpgov.audit._request",
+    "event_from_dict": "mcpgov.audit._codec",
+    "event_to_dict": "mcpgov.audit._codec",
+    "GENESIS": "mcpgov.audit._jsonl",
+    "ChainProblem": "mcpgov.audit._jsonl",
+    "ChainReport": "mcpgov.audit._jsonl",
+    "JsonlSink": "mcpgov.audit._jsonl",
+    "verify_chain": "mcpgov.audit._jsonl",
+    "OTelSink": "mcpgov.audit._otel",
+    "EventFilter": "mcpgov.audit._query",
+    "Request": "mcpgov.audit._query",
+    "Trail": "mcpgov.audit._query",
+    "format_event": "mcpgov.audit._query",
+    "read_events": "mcpgov.audit._query",
+    "task_trail": "mcpgov.audit._query",
+    "DEFAULT_PATTERNS": "mcpgov.audit._redact",
+    "DEFAULT_SECRET_KEYS": "mcpgov.audit._redact",
+    "REDACT_FIELDS": "mcpgov.audit._redact",
+    "REDACTED": "mcpgov.audit._redact",
+    "Redactor": "mcpgov.audit._redact",
+    "FanOut": "mcpgov.audit._sinks",
+    "LoggingSink": "mcpgov.audit._sinks",
+    "QueuedSink": "mcpgov.audit._sinks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcpgov.audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    _publish(__name__, {name: value}, (name,))
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHECKPOINT_TYP",
@@ -71,5 +127,3 @@ __all__ = [
     "task_trail",
     "verify_chain",
 ]
-
-_publish(__name__, globals())

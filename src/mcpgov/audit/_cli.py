@@ -6,17 +6,17 @@ import json
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import click
 
-from mcpgov._audit import AuditEvent
 from mcpgov._cliutil import BadInput
 from mcpgov._errors import ConfigurationError
-from mcpgov.audit._codec import event_to_dict
 from mcpgov.audit._jsonl import _iter_file, verify_chain
-from mcpgov.audit._prove import DEFAULT_MAX_TTL, ProofScope, render_html, render_json, render_text
-from mcpgov.audit._prove import prove as prove_log
-from mcpgov.audit._query import EventFilter, category, format_event, iter_lines, printable, read_events, task_trail
+from mcpgov.audit._printable import printable
+
+if TYPE_CHECKING:  # commands load what they use: `audit verify` loads neither pydantic nor the SDK
+    from mcpgov._audit import AuditEvent
 
 __all__ = ["audit"]
 
@@ -144,6 +144,16 @@ def show(
     Output is plain text when not writing to a terminal. Does not check the chain: run
     `mcpgov audit verify` for that.
     """
+    from mcpgov.audit._codec import event_to_dict  # noqa: PLC0415 - commands load what they use (a fast CLI)
+    from mcpgov.audit._query import (  # noqa: PLC0415
+        EventFilter,
+        category,
+        format_event,
+        iter_lines,
+        read_events,
+        task_trail,
+    )
+
     _check_files(files)
     skipped: list[str] = []
     try:
@@ -191,7 +201,10 @@ def _when(value: str | None, option: str) -> datetime | None:
 @click.option("--partial", is_flag=True, help="Accept a log whose older files were archived.")
 @click.option("--live", is_flag=True, help="Accept a log still being written.")
 @click.option(
-    "--max-ttl", type=float, default=DEFAULT_MAX_TTL, show_default=True, help="Longest credential lifetime (s)."
+    "--max-ttl",
+    type=float,
+    default=None,
+    help="Longest credential lifetime in seconds (default: 3600, mcpgov.audit.DEFAULT_MAX_TTL).",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
 @click.option("--out", metavar="FILE", help="Write the report to FILE instead of standard output.")
@@ -206,7 +219,7 @@ def prove(
     public_key: str | None,
     partial: bool,
     live: bool,
-    max_ttl: float,
+    max_ttl: float | None,
     fmt: str,
     out: str | None,
 ) -> None:
@@ -217,7 +230,18 @@ def prove(
     three verdicts with their evidence. Exit status: 0 proven, 1 a verdict or the chain fails,
     2 bad input (unreadable or foreign files, a bad key, nothing in scope).
     """
+    from mcpgov.audit._prove import (  # noqa: PLC0415 - commands load what they use (a fast CLI)
+        DEFAULT_MAX_TTL,
+        ProofScope,
+        render_html,
+        render_json,
+        render_text,
+    )
+    from mcpgov.audit._prove import prove as prove_log  # noqa: PLC0415
+
     _check_files(files)
+    if max_ttl is None:
+        max_ttl = DEFAULT_MAX_TTL
     if max_ttl <= 0:
         raise BadInput("--max-ttl must be positive")
     scope = ProofScope(
@@ -267,7 +291,8 @@ def unused(*, files: tuple[str, ...], policy_path: str, since: str | None, until
     A grant is an allow rule; it counts as used when an allowed decision in the window names it.
     Exit status: 0 (also when grants are unused: these are suggestions), 2 bad input.
     """
-    from mcpgov.policy._diff import load_grants  # noqa: PLC0415 - the command loads what it uses
+    from mcpgov.audit._query import read_events  # noqa: PLC0415 - the command loads what it uses
+    from mcpgov.policy._diff import load_grants  # noqa: PLC0415
 
     _check_files(files)
     grants = load_grants(policy_path)

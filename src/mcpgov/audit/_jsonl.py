@@ -32,6 +32,7 @@ and continues the chain from the file's real last line, so the chain stays one c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import json.encoder
@@ -45,16 +46,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
 
 from mcpgov._arguments import _PLAIN_ENCODER, _plain, canonical_json
-from mcpgov._audit import AuditEvent
 from mcpgov._errors import ConfigurationError
-from mcpgov.audit._checkpoint import CheckpointKeys, CheckpointSigner
-from mcpgov.audit._codec import event_to_dict
 from mcpgov.audit._redact import json_safe
+
+if TYPE_CHECKING:  # the writer's types: `mcpgov audit verify` loads neither pydantic nor the key code
+    from mcpgov._audit import AuditEvent
+    from mcpgov.audit._checkpoint import CheckpointKeys, CheckpointSigner
 
 if sys.platform == "win32":  # pragma: no cover - no advisory locks: one writer process per log
 
@@ -88,7 +90,17 @@ _HASH_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _TAIL_CHUNK = 65536
 _MAX_LINE = 16 * 1024 * 1024
 _MAX_SAFE_INT = 2**53 - 1
-_FIELD_KEYS: tuple[tuple[str, str], ...] = tuple((name, f'"{name}":') for name in sorted(AuditEvent.model_fields))
+
+
+@functools.cache
+def _writer() -> tuple[tuple[tuple[str, str], ...], Callable[[AuditEvent], dict[str, Any]]]:
+    """What only writing needs (loaded on first write): the event's fields in order, the codec."""
+    from mcpgov._audit import AuditEvent  # noqa: PLC0415 - see the TYPE_CHECKING block
+    from mcpgov.audit._codec import event_to_dict  # noqa: PLC0415
+
+    return tuple((name, f'"{name}":') for name in sorted(AuditEvent.model_fields)), event_to_dict
+
+
 _escape: Callable[[str], str] = json.encoder.encode_basestring
 _EVENT_KEYS = frozenset({"event", "hash", "prev", "seq"})
 _CHECKPOINT_KEYS = frozenset({"checkpoint", "hash", "prev", "seq"})
@@ -113,10 +125,11 @@ def encode_event(event: AuditEvent) -> bytes:
     ECMAScript; attribute mappings go through :func:`~mcpgov._arguments.canonical_json`.
     Anything else (an unsafe number, a lone surrogate, an unusual type) takes the general path.
     """
+    field_keys, event_to_dict = _writer()
     data = event.__dict__
     parts: list[str] = []
     add = parts.append
-    for name, key in _FIELD_KEYS:
+    for name, key in field_keys:
         value = data[name]
         if value is None:
             continue
@@ -378,6 +391,8 @@ class JsonlSink:
         self.name = f"jsonl({self.path.name})"
         self._signer: CheckpointSigner | None = None
         if checkpoint_key is not None:
+            from mcpgov.audit._checkpoint import CheckpointSigner  # noqa: PLC0415 - see the TYPE_CHECKING block
+
             self._signer = (
                 checkpoint_key if isinstance(checkpoint_key, CheckpointSigner) else CheckpointSigner(checkpoint_key)
             )
@@ -796,7 +811,11 @@ def _first_seq_of(path: str | os.PathLike[str]) -> int | None:
 
 
 def _load_keys(public_key: Any) -> CheckpointKeys | None:
-    if public_key is None or isinstance(public_key, CheckpointKeys):
+    if public_key is None:
+        return None
+    from mcpgov.audit._checkpoint import CheckpointKeys, CheckpointSigner  # noqa: PLC0415 - only with a key
+
+    if isinstance(public_key, CheckpointKeys):
         return public_key
     if isinstance(public_key, CheckpointSigner):
         return public_key.public_keys()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from mcpgov._audit import AuditEvent
 from mcpgov.audit._codec import event_from_dict
 from mcpgov.audit._jsonl import read_chain
+from mcpgov.audit._printable import printable
 
 __all__ = [
     "EventFilter",
@@ -24,25 +25,6 @@ __all__ = [
     "read_events",
     "task_trail",
 ]
-
-
-def printable(value: object) -> str:
-    """``value`` as text safe to print on a terminal: control and format characters (newlines,
-    escape sequences, bidirectional overrides, zero-width characters) are shown escaped
-    (``\\x1b``, ``\\u202e``), so a client-chosen name can never print a fake line or restyle output."""
-    text = value if isinstance(value, str) else str(value)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
 
 
 def read_events(paths: Sequence[str | os.PathLike[str]], *, skipped: list[str] | None = None) -> list[AuditEvent]:

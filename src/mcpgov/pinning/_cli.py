@@ -10,18 +10,21 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import click
 from joserfc.jwk import Key
 
 from mcpgov._errors import McpGovError
+from mcpgov._keyfile import private_key, public_keys
 from mcpgov.pinning._diff import ManifestDiff, approve_changes, diff_manifests
 from mcpgov.pinning._keys import PublisherKeys, load_signing_key
 from mcpgov.pinning._manifest import Manifest, dump_manifest, read_manifest, write_manifest
 from mcpgov.pinning._registry import ServerRegistry
-from mcpgov.pinning._snapshot import SnapshotTarget, resolve_target, snapshot
+
+if TYPE_CHECKING:
+    from mcpgov.pinning._snapshot import SnapshotTarget
 
 __all__ = ["pin"]
 
@@ -62,13 +65,6 @@ def _guard(action: Callable[[], _T], what: str) -> _T:
         _fail(f"{what}: {_describe(exc)}")
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _Failure(f"{what} {path} cannot be read as JSON ({type(exc).__name__})") from exc
-
-
 @dataclass
 class _Source:
     """Where the server is and where its pin lives, from the command line or a registry entry."""
@@ -77,9 +73,54 @@ class _Source:
     label: str
     pin: Path | None
     publisher: PublisherKeys | None
+    mode: str = "auto"
+    require_signature: bool = False
 
 
 def _source(
+    *,
+    target: tuple[str, ...],
+    stdio: bool,
+    env_pairs: tuple[str, ...],
+    pin_path: Path | None,
+    registry_path: Path | None,
+    server_id: str | None,
+    public_key: Path | None,
+    app_dir: str,
+    mode: str = "auto",
+    require_signature: bool = False,
+) -> _Source:
+    source = _locate(
+        target=target,
+        stdio=stdio,
+        env_pairs=env_pairs,
+        pin_path=pin_path,
+        registry_path=registry_path,
+        server_id=server_id,
+        public_key=public_key,
+        app_dir=app_dir,
+    )
+    source.mode = _check_mode(mode)
+    source.require_signature = require_signature
+    if require_signature and source.publisher is None:
+        raise _Failure(
+            "--require-signature needs the publisher's public key: give --public-key FILE "
+            "(`mcpgov keys jwks KEYFILE` prints it) or a registry entry with 'publisher_key'"
+        )
+    return source
+
+
+def _check_mode(mode: str) -> str:
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS  # noqa: PLC0415
+
+    if mode in ("auto", "legacy") or mode in MODERN_PROTOCOL_VERSIONS:
+        return mode
+    hint = " (a handshake-era version: use --mode legacy)" if mode in HANDSHAKE_PROTOCOL_VERSIONS else ""
+    choices = ", ".join(["auto", "legacy", *MODERN_PROTOCOL_VERSIONS])
+    raise _Failure(f"--mode {mode!r} is not supported{hint}; use one of: {choices}")
+
+
+def _locate(
     *,
     target: tuple[str, ...],
     stdio: bool,
@@ -108,21 +149,23 @@ def _source(
             pin_path = registry.base_dir / entry.pin
         publisher = entry.publisher
         if public_key is not None:
-            publisher = PublisherKeys.from_jwk(_read_json(public_key, "public key file"))
+            publisher = _publisher_keys(public_key)
         connection = entry.connection()
         if env:
             if isinstance(connection, str):
                 raise _Failure("--env applies to a server started over stdio only")
-            connection = connection.model_copy(update={"env": env})
+            connection = connection.model_copy(update={"env": {**(connection.env or {}), **env}})
         return _Source(connection, f"server {server_id!r}", pin_path, publisher)
     if not target:
         raise _Failure("give a target (URL, module:attribute, or --stdio COMMAND [ARGS]...) or --registry/--server")
     if not stdio and len(target) > 1:
         raise _Failure("several target words: add --stdio to start a command over stdio")
+    from mcpgov.pinning._snapshot import resolve_target  # noqa: PLC0415 - the SDK loads only to reach a server
+
     resolved = resolve_target(
         target[0], stdio_args=tuple(target[1:]) if stdio else None, stdio_env=env, app_dir=app_dir
     )
-    publisher = PublisherKeys.from_jwk(_read_json(public_key, "public key file")) if public_key is not None else None
+    publisher = _publisher_keys(public_key) if public_key is not None else None
     return _Source(resolved, " ".join(target), pin_path, publisher)
 
 
@@ -138,17 +181,44 @@ def _environment(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def _take(source: _Source) -> Manifest:
     target = source.target
-    return _guard(lambda: anyio.run(snapshot, target), f"cannot take a snapshot of {source.label}")
+
+    async def take() -> Manifest:
+        from mcpgov.pinning._snapshot import snapshot  # noqa: PLC0415 - the SDK loads only to reach a server
+
+        return await snapshot(target, mode=source.mode)
+
+    return _guard(lambda: anyio.run(take), f"cannot take a snapshot of {source.label}")
+
+
+def _is_signed(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "signature" in data
 
 
 def _pinned(source: _Source) -> Manifest:
     if source.pin is None:
         raise _Failure("give --pin FILE (the pinned manifest)")
-    return read_manifest(source.pin, publisher=source.publisher, require_signature=False)
+    manifest = read_manifest(source.pin, publisher=source.publisher, require_signature=False)
+    if source.publisher is not None:
+        click.echo(f"signature of {source.pin} verified", err=True)
+    elif _is_signed(source.pin):
+        click.echo(
+            f"warning: the signature of {source.pin} was NOT verified (no publisher key); give --public-key FILE "
+            "and --require-signature to require it",
+            err=True,
+        )
+    return manifest
 
 
 def _signing_key(path: Path | None) -> Key | None:
-    return load_signing_key(_read_json(path, "signing key file")) if path is not None else None
+    return load_signing_key(private_key(path, purpose="pin signing")) if path is not None else None
+
+
+def _publisher_keys(path: Path) -> PublisherKeys:
+    return PublisherKeys.from_jwk(public_keys(path))
 
 
 _target = click.argument("target", nargs=-1)
@@ -175,6 +245,19 @@ _public_key = click.option(
     "--public-key",
     type=click.Path(path_type=Path, dir_okay=False),
     help="The publisher's public JWK (or JWK set): the pin file must be signed with it.",
+)
+_mode = click.option(
+    "--mode",
+    default="auto",
+    show_default=True,
+    metavar="MODE",
+    help="How to connect: 'auto' (discover, fall back to initialize), 'legacy' (initialize handshake), "
+    "or a protocol version such as 2026-07-28.",
+)
+_require_signature = click.option(
+    "--require-signature",
+    is_flag=True,
+    help="Refuse (exit 2) unless the pin file is signed with the publisher's key (--public-key or the registry's).",
 )
 _app_dir = click.option(
     "--app-dir", default=".", show_default=True, help="Directory put on sys.path to import module:attribute."
@@ -204,6 +287,7 @@ def pin() -> None:
 )
 @_registry
 @_server
+@_mode
 @_app_dir
 def snapshot_command(*, output: Path | None, sign_key: Path | None, **options: Any) -> None:
     """Take a server's manifest and print it (or write it with -o)."""
@@ -231,6 +315,8 @@ def _drift(source: _Source) -> tuple[Manifest, Manifest, ManifestDiff]:
 @_registry
 @_server
 @_public_key
+@_require_signature
+@_mode
 @_app_dir
 def diff_command(**options: Any) -> None:
     """Show how the server's tools differ from the pin (exit 1 when they do)."""
@@ -248,6 +334,8 @@ def diff_command(**options: Any) -> None:
 @_registry
 @_server
 @_public_key
+@_require_signature
+@_mode
 @_app_dir
 def check_command(**options: Any) -> None:
     """Exit 0 when the server matches its pin; 1 on drift (the diff is printed); 2 on bad input."""
@@ -274,6 +362,8 @@ def check_command(**options: Any) -> None:
 @_registry
 @_server
 @_public_key
+@_require_signature
+@_mode
 @_app_dir
 def approve_command(*, tools: tuple[str, ...], sign_key: Path | None, **options: Any) -> None:
     """Write the server's current tools (or the --tool ones) into the pin file, atomically."""

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from mcpgov._errors import PinningError
 from mcpgov.pinning._fingerprint import changed_fields
 from mcpgov.pinning._manifest import Manifest, PinnedTool, ServerIdentity
-from mcpgov.pinning._names import find_collision
+from mcpgov.pinning._names import NameIndex, find_collision
 
 __all__ = ["ChangeKind", "ManifestDiff", "ToolChange", "approve_changes", "diff_manifests"]
 
@@ -169,9 +169,10 @@ def approve_changes(pinned: Manifest, current: Manifest, tools: Iterable[str] | 
             del result[name]
         else:
             result[name] = current.tools[name]
+    index = NameIndex(result)
     for name in selected:
         if by_name[name].kind == "added":
-            other = find_collision(name, [n for n in result if n != name])
+            other = find_collision(name, index)
             if other is not None:
                 raise PinningError(
                     f"tool name {name!r} can be mistaken for the approved name {other!r}", reason="name.collision"

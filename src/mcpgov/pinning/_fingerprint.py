@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
-from mcp_types import Tool
 
 from mcpgov._arguments import canonical_json
 
@@ -17,7 +16,12 @@ TOOL_FIELDS: tuple[str, ...] = ("name", "title", "description", "inputSchema", "
 """The wire fields (camelCase, as sent) a fingerprint covers. ``_meta``, icons and execution hints
 are transport and display details; everything that tells a model what a tool does or accepts is here."""
 
-ToolLike = Tool | Mapping[str, Any]
+if TYPE_CHECKING:
+    from mcp_types import Tool
+
+    ToolLike = Tool | Mapping[str, Any]
+else:  # the SDK's types load on first use (`mcpgov pin --help` stays light)
+    ToolLike = Any
 """A tool as the SDK parses it (``mcp_types.Tool``), or its wire form (a camelCase mapping)."""
 
 
@@ -33,6 +37,8 @@ def tool_wire_form(tool: ToolLike) -> dict[str, Any]:
     Raises:
         TypeError: ``tool`` is neither a ``Tool`` nor a mapping.
     """
+    from mcp_types import Tool  # noqa: PLC0415 - loaded on first use
+
     if isinstance(tool, Tool):
         data: Mapping[str, Any] = tool.model_dump(by_alias=True, mode="json", exclude_none=True)
     elif isinstance(tool, Mapping):

@@ -141,11 +141,18 @@ class PublisherKeys:
 
 
 def load_signing_key(data: Any) -> Key:
-    """Import a publisher's private signing key from a JWK mapping.
+    """Import a publisher's private signing key from a JWK, or a JWKS whose first key signs.
+
+    A JWKS written by ``mcpgov keys generate`` is accepted as it is.
 
     Raises:
-        ConfigurationError: not a private asymmetric JWK.
+        ConfigurationError: not a private asymmetric JWK (or a JWKS starting with one).
     """
+    if isinstance(data, Mapping) and "keys" in data and "kty" not in data:
+        keys = data["keys"]
+        if not isinstance(keys, list) or not keys:
+            raise ConfigurationError("a JWK set's 'keys' must be a non-empty list")
+        data = keys[0]
     return _import(data, private=True)
 
 

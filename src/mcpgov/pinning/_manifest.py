@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mcpgov._errors import PinningError
 from mcpgov.pinning._fingerprint import TOOL_FIELDS, ToolLike, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._keys import PublisherKeys, sign_payload
-from mcpgov.pinning._names import find_collision, name_problem
+from mcpgov.pinning._names import NameIndex, find_collision, name_problem
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -172,14 +172,14 @@ def check_name_collisions(names: Iterable[str]) -> None:
     Raises:
         PinningError: reason ``name.collision``, naming the two names.
     """
-    seen: list[str] = []
+    seen = NameIndex()
     for name in names:
         other = find_collision(name, seen)
         if other is not None:
             raise PinningError(
                 f"tool names {other!r} and {name!r} can be mistaken for each other", reason="name.collision"
             )
-        seen.append(name)
+        seen.add(name)
 
 
 def _first_error(exc: ValidationError) -> str:

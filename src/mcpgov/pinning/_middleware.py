@@ -14,14 +14,18 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._manifest import Manifest
-from mcpgov.pinning._names import find_collision, name_problem
+from mcpgov.pinning._names import NameIndex, find_collision, name_problem
 from mcpgov.pinning._registry import ServerRegistry
 
-__all__ = ["SERVER_INFO", "PinningMiddleware"]
+__all__ = ["SERVER_INFO", "SERVER_TARGET", "PinningMiddleware"]
 
 SERVER_INFO = "mcpgov.client.server_info"
 """Client side: ``GovContext.extensions`` key holding the server's self-description, a mapping
 ``{"name": str, "version": str}`` from its initialize or discovery result."""
+
+SERVER_TARGET = "mcpgov.client.server_target"
+"""Client side: ``GovContext.extensions`` key holding what the client actually connected to (the
+URL, the ``StdioServerParameters``, or the in-process server), checked against the registry."""
 
 
 class _Blocked:
@@ -34,13 +38,32 @@ class _Blocked:
         self.attributes = attributes
 
 
+def _offered(listing: Listing) -> tuple[ListItem, ...]:
+    """Every tool the server listed on this page, whatever earlier stages hid.
+
+    The client adapter keeps the SDK's result as ``listing.envelope``; its ``tools`` are the
+    server's own, unfiltered. Without one, the visible items are all there is.
+    """
+    tools = getattr(listing.envelope, "tools", None)
+    if not isinstance(tools, list):
+        return listing.items
+    visible = {id(item.raw): item for item in listing.items}
+    return tuple(visible.get(id(tool)) or ListItem(str(getattr(tool, "name", "")), tool) for tool in tools)
+
+
 class PinningMiddleware:
     """Client middleware that holds a connection to what was approved and pinned.
 
     For every governed request it checks that the server is approved for the caller's tenant and
-    workload and that the server's self-description (``ctx.extensions[SERVER_INFO]``) matches the
+    workload, that the client connected where the registry says (``ctx.extensions[SERVER_TARGET]``)
+    and that the server's self-description (``ctx.extensions[SERVER_INFO]``) matches the
     registry; otherwise the request is refused with :class:`~mcpgov.PinningError`
     (reason ``server.refused``) before anything is sent.
+
+    Pins judge the server, policy judges the caller: the listing is checked as the server sent
+    it, whatever other stages of the chain hid from this caller (before or after this one). A
+    tool hidden by policy is verified like any other and never reported as removed; calling it is
+    refused by the policy's own rule, not by pinning.
 
     On ``tools/list`` it hides every tool whose fingerprint differs from its pin, every tool
     that is not pinned, and every tool whose name breaks the MCP naming rule or can be mistaken
@@ -75,7 +98,7 @@ class PinningMiddleware:
         self._verified: dict[str, str] = {}
         self._pages: set[str] = set()
         self._listed = False
-        self._collisions: dict[tuple[str, str], str | None] = {}
+        self._index: tuple[str, NameIndex] | None = None
         self._fingerprints: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -105,8 +128,18 @@ class PinningMiddleware:
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
         if ctx.side != "client":
             raise PinningError("PinningMiddleware runs in a client's chain", reason="pin.misconfigured")
+        if SERVER_TARGET not in ctx.extensions:
+            # Where the client connected cannot be judged: refuse rather than assume.
+            raise PinningError(
+                f"the client did not say what it connected to, so server {self.server_id!r} cannot be checked",
+                reason="server.refused",
+            )
         self.registry.check(
-            self.server_id, tenant=ctx.tenant, principal=ctx.principal, server_info=ctx.extensions.get(SERVER_INFO)
+            self.server_id,
+            tenant=ctx.tenant,
+            principal=ctx.principal,
+            server_info=ctx.extensions.get(SERVER_INFO),
+            target=ctx.extensions[SERVER_TARGET],
         )
         method = ctx.method
         if method == "tools/list":
@@ -130,12 +163,10 @@ class PinningMiddleware:
         return await call_next(ctx)
 
     def _collision(self, name: str, manifest: Manifest) -> str | None:
-        key = (name, manifest.digest)
-        if key not in self._collisions:
-            if len(self._collisions) > 4096:
-                self._collisions.clear()
-            self._collisions[key] = find_collision(name, manifest.tools)
-        return self._collisions[key]
+        """The pinned name ``name`` could be mistaken for (skeletons precomputed per manifest)."""
+        if self._index is None or self._index[0] != manifest.digest:
+            self._index = (manifest.digest, NameIndex(manifest.tools))
+        return find_collision(name, self._index[1])
 
     def _fingerprint(self, form: dict[str, Any]) -> str:
         """:func:`tool_fingerprint`, remembered per exact wire form.
@@ -182,21 +213,29 @@ class PinningMiddleware:
         return new, None
 
     async def _check_listing(self, ctx: GovContext, manifest: Manifest, listing: Listing) -> Listing:
-        counts = Counter(item.name for item in listing.items)
-        shown: set[int] = set()
+        # Pins judge the server: what it offered, before any other stage hid a tool from this
+        # caller. A tool hidden by policy is still verified (a later call is then refused by the
+        # policy's own rule) and is never reported as removed.
+        offered = _offered(listing)
+        counts = Counter(item.name for item in offered)
+        verified_raw: set[int] = set()
         page_verified: dict[str, str] = {}
         blocked: list[_Blocked] = []
-        for item in listing.items:
+        for item in offered:
             fingerprint, refusal = self._verify(item, manifest, counts[item.name] > 1)
             if refusal is not None:
                 blocked.append(refusal)
             elif fingerprint is not None:
-                shown.add(id(item))
+                verified_raw.add(id(item.raw))
                 page_verified[item.name] = fingerprint
-        for name in counts:
+        seen = set(counts)
+        if offered is listing.items:
+            # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
+            seen.update(listing.hidden)
+        for name in seen:
             self._verified.pop(name, None)
         self._verified.update(page_verified)
-        self._pages.update(counts)
+        self._pages.update(seen)
         if getattr(listing.envelope, "next_cursor", None) is None:
             # The last page: whatever is pinned and was not on any page since the listing began is gone.
             for name, pin in manifest.tools.items():
@@ -209,7 +248,7 @@ class PinningMiddleware:
             self._pages = set()
             self._listed = True
         await self._record(ctx, manifest, blocked)
-        return listing.keep(lambda item: id(item) in shown)
+        return listing.keep(lambda item: id(item.raw) in verified_raw)
 
     async def _record(self, ctx: GovContext, manifest: Manifest, blocked: list[_Blocked]) -> None:
         audit = ctx.audit

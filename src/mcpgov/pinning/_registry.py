@@ -7,10 +7,10 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
-from mcp.client.stdio import StdioServerParameters
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -19,6 +19,9 @@ from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._principal import Principal
 from mcpgov.pinning._keys import PublisherKeys
 from mcpgov.pinning._manifest import FilePinStore, InlinePinStore, Manifest, PinStore
+
+if TYPE_CHECKING:
+    from mcp.client.stdio import StdioServerParameters
 
 __all__ = ["ApprovedServer", "ExpectedServer", "ServerRegistry"]
 
@@ -31,18 +34,24 @@ class ExpectedServer(BaseModel):
 
     Attributes:
         name: the exact name in the server's self-description.
-        version: a PEP 440 version range (``">=1.4,<2"``) its version must fall in.
+        version: a PEP 440 version range (``">=1.4,<2"``) its version must fall in; ``None``
+            (left out) approves the server by name, publisher key and pinned fingerprints
+            whatever version it states. Leave it out for a server that states no version
+            (the SDK's default ``""``), and for an SDK 1.x server that sets none: it reports the
+            SDK's own version, which says nothing about the server.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
-    version: str = Field(min_length=1)
-    _specifier: SpecifierSet = PrivateAttr()
+    version: str | None = Field(default=None, min_length=1)
+    _specifier: SpecifierSet | None = PrivateAttr(default=None)
     _seen: dict[tuple[object, object], str | None] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _parse_version(self) -> ExpectedServer:
+        if self.version is None:
+            return self
         try:
             self._specifier = SpecifierSet(self.version)
         except InvalidSpecifier as exc:
@@ -68,6 +77,13 @@ class ExpectedServer(BaseModel):
             return f"server calls itself {name!r}, expected {self.name!r}"
         if not isinstance(version, str):
             return "server did not state a version"
+        if self._specifier is None:
+            return None
+        if not version:
+            return (
+                f"server {name!r} states no version, but the registry expects {self.version!r}: leave out "
+                "'version' to approve it by name, publisher key and pinned fingerprints"
+            )
         try:
             parsed = Version(version)
         except InvalidVersion:
@@ -87,7 +103,9 @@ class ApprovedServer(BaseModel):
         workloads: glob patterns (``fnmatch``; ``*`` also matches ``/``) matched against the
             caller's SPIFFE ID or subject.
         url: where it is reached over Streamable HTTP, or
-        command, args: how it is started over stdio.
+        command, args, env: how it is started over stdio (``env``: the variables it gets over
+            the SDK's safe default environment). A client must connect exactly there: a
+            connection to another URL or command is refused.
         server: the expected self-description.
         publisher_key: the publisher's public JWK (or JWK set); when set, its pinned manifest
             must be signed with it.
@@ -104,6 +122,7 @@ class ApprovedServer(BaseModel):
     url: str | None = None
     command: str | None = None
     args: tuple[str, ...] = ()
+    env: dict[str, str] | None = Field(default=None, repr=False)
     server: ExpectedServer
     publisher_key: dict[str, Any] | None = Field(default=None, repr=False)
     pin: str | dict[str, Any] = Field(repr=False)
@@ -121,10 +140,12 @@ class ApprovedServer(BaseModel):
     def _check(self) -> ApprovedServer:
         if (self.url is None) == (self.command is None):
             raise ValueError("give exactly one of 'url' or 'command'")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
+        if self.url is not None and not self.url.lower().startswith(("http://", "https://")):
             raise ValueError("'url' must be an http:// or https:// URL")
         if self.args and self.command is None:
             raise ValueError("'args' needs 'command'")
+        if self.env is not None and self.command is None:
+            raise ValueError("'env' applies to a server started over stdio: it needs 'command'")
         if self.publisher_key is not None:
             self._publisher = PublisherKeys.from_jwk(self.publisher_key)
         return self
@@ -138,7 +159,41 @@ class ApprovedServer(BaseModel):
         """What to give ``GovernedClient`` to reach this server: its URL, or stdio parameters."""
         if self.url is not None:
             return self.url
-        return StdioServerParameters(command=self.command or "", args=list(self.args))
+        from mcp.client.stdio import StdioServerParameters  # noqa: PLC0415 - the SDK loads on first use
+
+        return StdioServerParameters(command=self.command or "", args=list(self.args), env=self.env)
+
+    def target_mismatch(self, target: object) -> str | None:
+        """Why a client connected to ``target`` is not connected to this server, or ``None``.
+
+        Args:
+            target: what the client connected to: a URL, stdio parameters (anything with
+                ``command``, ``args`` and ``env``), or an in-process server (not judged: it is the
+                application's own object, with no address to compare).
+
+        Returns:
+            The reason, which names no credentials of the URL, or ``None``.
+        """
+        if isinstance(target, str):
+            if self.url is None:
+                return f"server {self.id!r} is approved over stdio, but the client connected to a URL"
+            if _url_key(target) != _url_key(self.url):
+                return f"server {self.id!r} is approved at {_url_label(self.url)}, not {_url_label(target)}"
+            return None
+        command = getattr(target, "command", None)
+        if isinstance(command, str):
+            if self.command is None:
+                return f"server {self.id!r} is approved over HTTP, but the client started a command"
+            args = getattr(target, "args", None)
+            env = getattr(target, "env", None)
+            if command != self.command or list(args or ()) != list(self.args):
+                return (
+                    f"server {self.id!r} is approved as command {self.command!r} with its arguments; "
+                    "the client started another"
+                )
+            if dict(env or {}) != dict(self.env or {}):
+                return f"server {self.id!r} is approved with another environment than the client gave its command"
+        return None
 
     def refusal(self, tenant: str | None, principal: Principal | None) -> str | None:
         """Why this server may not serve ``tenant`` and ``principal``, or ``None`` when it may."""
@@ -168,6 +223,31 @@ class ApprovedServer(BaseModel):
         return None
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _url_key(url: str) -> tuple[str, str, int | None, str, str]:
+    """A URL as compared: scheme and host without case, default port, empty path as ``/``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ("", url, None, "", "")
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme), parts.path or "/", parts.query)
+
+
+def _url_label(url: str) -> str:
+    """The URL without user information, query or fragment (safe to print)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an invalid URL"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def _format_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
@@ -185,8 +265,8 @@ class ServerRegistry:
             owner: payments-team
             tenants: [acme]
             workloads: ["spiffe://acme.example/agents/*"]
-            url: https://billing.acme.example/mcp      # or: command: ..., args: [...]
-            server: {name: billing, version: ">=1.4,<2"}
+            url: https://billing.acme.example/mcp      # or: command: ..., args: [...], env: {...}
+            server: {name: billing, version: ">=1.4,<2"}   # version optional
             publisher_key: {kty: OKP, crv: Ed25519, x: "..."}   # optional
             pin: pins/billing.json                     # or the manifest inline
 
@@ -326,7 +406,13 @@ class ServerRegistry:
         return manifest
 
     def check(
-        self, server_id: str, *, tenant: str | None, principal: Principal | None, server_info: Any
+        self,
+        server_id: str,
+        *,
+        tenant: str | None,
+        principal: Principal | None,
+        server_info: Any,
+        target: object = None,
     ) -> ApprovedServer:
         """Check that ``server_id`` is approved for this caller and describes itself as expected.
 
@@ -335,6 +421,7 @@ class ServerRegistry:
             tenant: the caller's tenant.
             principal: the caller.
             server_info: the server's self-description, a mapping with ``name`` and ``version``.
+            target: what the client connected to (see :meth:`ApprovedServer.target_mismatch`).
 
         Returns:
             The entry.
@@ -346,6 +433,8 @@ class ServerRegistry:
         if server is None:
             raise PinningError(f"server {server_id!r} is not in the registry", reason="server.refused")
         why = server.refusal(tenant, principal)
+        if why is None:
+            why = server.target_mismatch(target)
         if why is None:
             if not isinstance(server_info, Mapping):
                 why = f"server {server_id!r} has not described itself"

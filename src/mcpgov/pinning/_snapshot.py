@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
-from mcp_types import Tool
+from mcp_types import DiscoverResult, Tool
 
 from mcpgov._errors import ConfigurationError
 from mcpgov.pinning._manifest import Manifest
@@ -51,7 +52,6 @@ async def snapshot(target: SnapshotTarget, *, mode: str = "auto") -> Manifest:
     if not isinstance(target, Server | StdioServerParameters | str):
         raise ConfigurationError(f"cannot take a snapshot of a {type(target).__name__}")
     async with Client(target, mode=mode) as client:
-        info = client.server_info
         tools = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
@@ -62,8 +62,22 @@ async def snapshot(target: SnapshotTarget, *, mode: str = "auto") -> Manifest:
                 break
         else:
             raise ConfigurationError(f"the server's tool listing did not end within {_MAX_PAGES} pages")
-    name = info.name if info is not None else ""
-    version = info.version if info is not None else ""
+        # Read after listing: on a 2026-era connection adopted without discovery, the server
+        # identifies itself (if at all) in the results' `_meta`.
+        info = client.server_info
+        if info is None and mode not in ("auto", "legacy"):
+            # Adopted without discovery: ask the server who it is (`server/discover`).
+            with contextlib.suppress(MCPError, ValueError):
+                raw = await client.session.send_discover(mode)
+                client.session.adopt(DiscoverResult.model_validate(raw))
+            info = client.server_info
+    if info is None or not info.name:
+        raise ConfigurationError(
+            f"the server did not identify itself (no serverInfo name) in mode {mode!r}: a pin names its "
+            "server; try --mode auto or --mode legacy"
+        )
+    name = info.name
+    version = info.version or ""
     return Manifest.from_tools(name, version, tools)
 
 

@@ -13,25 +13,72 @@
 See ``docs/policy.md`` for the format reference.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mcpgov._public import publish as _publish
-from mcpgov.policy._cedar import CedarEngine, CedarPolicy
-from mcpgov.policy._conditions import path_within
-from mcpgov.policy._decorators import META_POLICY, PolicyDecorators, ToolDeclaration
-from mcpgov.policy._engine import (
-    DEFAULT_DENY_RULE,
-    OBLIGATION_BIND_ARGUMENTS,
-    OBLIGATION_MAX_CREDENTIAL_TTL,
-    OBLIGATION_RATE_LIMIT,
-    OBLIGATION_REDACT,
-    Explanation,
-    PolicyEngine,
-    RuleTrace,
-)
-from mcpgov.policy._history import HistoryNeeds, TaskHistory, TaskHistoryStore
-from mcpgov.policy._load import Policy, PolicyError, load_policy
-from mcpgov.policy._middleware import Engine, PolicyMiddleware, PolicySource
-from mcpgov.policy._model import PolicyDocument, Rule
-from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
+
+if TYPE_CHECKING:
+    from mcpgov.policy._cedar import CedarEngine, CedarPolicy
+    from mcpgov.policy._conditions import path_within
+    from mcpgov.policy._decorators import META_POLICY, PolicyDecorators, ToolDeclaration
+    from mcpgov.policy._engine import (
+        DEFAULT_DENY_RULE,
+        OBLIGATION_BIND_ARGUMENTS,
+        OBLIGATION_MAX_CREDENTIAL_TTL,
+        OBLIGATION_RATE_LIMIT,
+        OBLIGATION_REDACT,
+        Explanation,
+        PolicyEngine,
+        RuleTrace,
+    )
+    from mcpgov.policy._history import HistoryNeeds, TaskHistory, TaskHistoryStore
+    from mcpgov.policy._load import Policy, PolicyError, load_policy
+    from mcpgov.policy._middleware import Engine, PolicyMiddleware, PolicySource
+    from mcpgov.policy._model import PolicyDocument, Rule
+    from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
+
+# Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK.
+_LAZY: dict[str, str] = {
+    "CedarEngine": "mcpgov.policy._cedar",
+    "CedarPolicy": "mcpgov.policy._cedar",
+    "path_within": "mcpgov.policy._conditions",
+    "META_POLICY": "mcpgov.policy._decorators",
+    "PolicyDecorators": "mcpgov.policy._decorators",
+    "ToolDeclaration": "mcpgov.policy._decorators",
+    "DEFAULT_DENY_RULE": "mcpgov.policy._engine",
+    "OBLIGATION_BIND_ARGUMENTS": "mcpgov.policy._engine",
+    "OBLIGATION_MAX_CREDENTIAL_TTL": "mcpgov.policy._engine",
+    "OBLIGATION_RATE_LIMIT": "mcpgov.policy._engine",
+    "OBLIGATION_REDACT": "mcpgov.policy._engine",
+    "Explanation": "mcpgov.policy._engine",
+    "PolicyEngine": "mcpgov.policy._engine",
+    "RuleTrace": "mcpgov.policy._engine",
+    "HistoryNeeds": "mcpgov.policy._history",
+    "TaskHistory": "mcpgov.policy._history",
+    "TaskHistoryStore": "mcpgov.policy._history",
+    "Policy": "mcpgov.policy._load",
+    "PolicyError": "mcpgov.policy._load",
+    "load_policy": "mcpgov.policy._load",
+    "Engine": "mcpgov.policy._middleware",
+    "PolicyMiddleware": "mcpgov.policy._middleware",
+    "PolicySource": "mcpgov.policy._middleware",
+    "PolicyDocument": "mcpgov.policy._model",
+    "Rule": "mcpgov.policy._model",
+    "RateLimiter": "mcpgov.policy._ratelimit",
+    "RateLimitSpec": "mcpgov.policy._ratelimit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    _publish(__name__, {name: value}, (name,))
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_DENY_RULE",
@@ -62,5 +109,3 @@ __all__ = [
     "load_policy",
     "path_within",
 ]
-
-_publish(__name__, globals())
