@@ -14,7 +14,7 @@ See ``docs/policy.md`` for the format reference.
 """
 
 from mcpgov.policy._cedar import CedarEngine, CedarPolicy
-from mcpgov.policy._conditions import path_within
+from mcpgov.policy._conditions import MAX_CONDITION_STRING, MAX_PATH_LENGTH, canonical_path, path_within
 from mcpgov.policy._decorators import META_POLICY, PolicyDecorators, ToolDeclaration
 from mcpgov.policy._engine import (
     DEFAULT_DENY_RULE,
@@ -34,6 +34,8 @@ from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
 
 __all__ = [
     "DEFAULT_DENY_RULE",
+    "MAX_CONDITION_STRING",
+    "MAX_PATH_LENGTH",
     "META_POLICY",
     "OBLIGATION_BIND_ARGUMENTS",
     "OBLIGATION_MAX_CREDENTIAL_TTL",
@@ -58,6 +60,7 @@ __all__ = [
     "TaskHistory",
     "TaskHistoryStore",
     "ToolDeclaration",
+    "canonical_path",
     "load_policy",
     "path_within",
 ]

@@ -426,8 +426,8 @@ class PolicyEngine:
         )
 
     def history_needs(self, ctx: GovContext) -> HistoryNeeds:
-        """What deciding ``ctx`` needs to know about its task's history (nothing for listings)."""
-        if ctx.action == "discover":
+        """What deciding ``ctx`` needs to know about its task's history (a listing: only inside a task)."""
+        if ctx.action == "discover" and ctx.task_id is None:
             return HistoryNeeds()
         return self._candidates(ctx).needs
 
