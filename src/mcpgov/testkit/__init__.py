@@ -12,8 +12,18 @@
 See ``docs/testing-policy.md``.
 """
 
-from mcpgov.testkit._assertions import (
+from mcpgov._harness import (
+    CREDENTIAL_ISSUER,
+    DEFAULT_AUDIENCE,
+    DEFAULT_FROZEN_TIME,
+    DEFAULT_ISSUER,
+    Caller,
+    FrozenClock,
+    GovernedHarness,
+    Inventory,
     PolicyAssertionError,
+    Verdict,
+    Visibility,
     assert_allowed,
     assert_denied,
     assert_hidden,
@@ -21,17 +31,8 @@ from mcpgov.testkit._assertions import (
     assert_visible,
     expect_effect,
     expect_visibility,
-)
-from mcpgov.testkit._clock import DEFAULT_FROZEN_TIME, FrozenClock
-from mcpgov.testkit._generic import Inventory, generic_server, inventory_of
-from mcpgov.testkit._harness import (
-    CREDENTIAL_ISSUER,
-    DEFAULT_AUDIENCE,
-    DEFAULT_ISSUER,
-    Caller,
-    GovernedHarness,
-    Verdict,
-    Visibility,
+    generic_server,
+    inventory_of,
 )
 
 __all__ = [
