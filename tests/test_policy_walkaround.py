@@ -135,7 +135,7 @@ async def test_deny_under_a_root_refuses_every_spelling_that_may_reach_it(path: 
     assert (decision.effect, decision.rule) == ("deny", "no-secret")
 
 
-@pytest.mark.parametrize("value", [3, 2.5, True, None, ["/secret"], {"path": "/secret"}, "x" * 70_000])
+@pytest.mark.parametrize("value", [3, 2.5, True, None, ["/secret"], {"path": "/secret"}, "x" * 20_000])
 async def test_deny_rule_on_a_value_it_cannot_judge_applies(value: Any, mode: str) -> None:
     files = Files(DENY_SECRET)
     async with Client(files.server, mode=mode) as client:
@@ -296,7 +296,7 @@ rules:
     hostile = "a" * 25 + "!" if "\\w" not in pattern else "a " * 30 + "!"
     async with Client(files.server, mode=mode) as client:
         start = time.perf_counter()
-        for value in (hostile, "x" * 30 + "!", hostile * (60_000 // len(hostile))):  # up to the size bound
+        for value in (hostile, "x" * 30 + "!", hostile * (16_000 // len(hostile))):  # up to the size bound
             result = await client.call_tool("run", {"command": value}, meta=as_("alice"))
             assert result.is_error is False
         elapsed = time.perf_counter() - start
@@ -491,3 +491,14 @@ rules:
     alone = engine.decide(_ctx({"c0": 0, "amount": "lots"}))
     assert alone.effect is Effect.DENY
     assert engine.decide(_ctx({"c0": 1, "amount": 5})).effect is Effect.ALLOW
+
+
+@given(st.text(alphabet="ab*?[]!-/.\\^&~|", max_size=9), st.text(alphabet="ab/.-!^[]\\\n&", max_size=8))
+@settings(max_examples=1000)
+def test_globs_run_on_re2_with_exactly_fnmatch_semantics(pattern: str, value: str) -> None:
+    import fnmatch
+
+    from mcpgov.policy._regex import compile_regex, glob_to_regex
+
+    compiled = compile_regex(glob_to_regex(pattern))
+    assert (compiled.fullmatch(value) is not None) == fnmatch.fnmatchcase(value, pattern)

@@ -22,7 +22,7 @@ import fnmatch
 import functools
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 from urllib.parse import unquote
@@ -40,7 +40,7 @@ from mcpgov.policy._model import (
     PrincipalMatcher,
     TimeWindow,
 )
-from mcpgov.policy._regex import compile_regex
+from mcpgov.policy._regex import compile_regex, glob_to_regex
 
 __all__ = [
     "MAX_CONDITION_STRING",
@@ -55,11 +55,12 @@ __all__ = [
     "path_within",
 ]
 
-MAX_CONDITION_STRING = 65_536
+MAX_CONDITION_STRING = 16_384
 """The longest string (in characters) a condition judges; a longer value is unknown."""
 MAX_PATH_LENGTH = 4_096
 """The longest path (in characters) a path condition judges; a longer value is unknown."""
 _MAX_SPELLINGS = 32
+Memo = dict[Any, Any]
 
 
 class ConditionError(Exception):
@@ -84,12 +85,15 @@ class Facts:
         history: the task's history; ``None`` when the request names no task.
         risk: the declared risk level of the target, when declared.
         discover: the decision is about a listing (arguments and history are unknown).
+        memo: work done on argument values during this decision (NFKC forms, path spellings),
+            shared by every rule so each value is normalised once per decision.
     """
 
     now: float
     history: TaskHistory | None = None
     risk: str | None = None
     discover: bool = False
+    memo: Memo = field(default_factory=dict)
 
 
 CheckFn = Callable[[GovContext, Facts], bool]
@@ -148,8 +152,16 @@ def _require_str(label: str, value: Any) -> str:
     return value
 
 
-def _nfkc(value: str) -> str:
-    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+def _nfkc(value: str, memo: Memo | None = None) -> str:
+    if value.isascii():
+        return value
+    if memo is None:
+        return unicodedata.normalize("NFKC", value)
+    key = ("nfkc", value)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = unicodedata.normalize("NFKC", value)
+    return str(found)
 
 
 def _ambiguous(label: str, what: str) -> ConditionError:
@@ -235,18 +247,40 @@ def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
     return absolute, segments
 
 
-def _judge(value: str, roots: tuple[str, ...], allow_relative: bool) -> bool:
-    """True/False when every spelling agrees; raise ValueError when the answer is unknown."""
-    inside: set[bool] = set()
+def _forms(value: str, allow_relative: bool) -> tuple[str, ...]:
+    """The canonical form of every spelling (``""`` for a relative one resolved under a root).
+
+    Raises:
+        ValueError: the value cannot be canonicalised (the message says why).
+    """
+    out: set[str] = set()
     for spelling in _spellings(value):
         forms = (spelling, spelling.replace("\\", "/")) if "\\" in spelling else (spelling,)
         for form in forms:
             absolute, segments = _segments(form, allow_relative)
-            if not absolute:
-                inside.add(True)  # resolved against a root, with no '..': inside that root
-                continue
-            canonical = "/" + "/".join(segments)
-            inside.add(any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots))
+            out.add("/" + "/".join(segments) if absolute else "")
+    return tuple(out)
+
+
+def _judge(value: str, roots: tuple[str, ...], allow_relative: bool, memo: Memo | None = None) -> bool:
+    """True/False when every spelling agrees; raise ValueError when the answer is unknown."""
+    if memo is None or (value.isascii() and "%" not in value and "\\" not in value):
+        memo = None  # one spelling: cheaper to judge again than to remember
+    key = ("path", allow_relative, value)
+    found = memo.get(key) if memo is not None else None
+    if found is None:
+        try:
+            found = _forms(value, allow_relative)
+        except ValueError as exc:
+            found = str(exc)
+        if memo is not None:
+            memo[key] = found
+    if isinstance(found, str):
+        raise ValueError(found)  # noqa: TRY004 - the cached reason of an unknown path
+    inside = {
+        canonical == "" or any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots)
+        for canonical in found
+    }
     if len(inside) > 1:
         raise ValueError("its spellings disagree (one is inside the roots, another is not)")
     return inside.pop()
@@ -352,31 +386,31 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
     return lambda p: any(t(p) for t in tests)
 
 
-Op = Callable[[Any, GovContext], bool]
+Op = Callable[[Any, GovContext, "Memo"], bool]
 
 
 def _bounds_text(lo: float | None, hi: float | None) -> str:
     return f"[{'' if lo is None else lo}, {'' if hi is None else hi}]"
 
 
-def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None) -> bool:
+def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None, memo: Memo | None = None) -> bool:
     """Scalar equality; a string equal only after NFKC normalisation is unknown."""
     if _scalar_eq(value, expected):
         return True
     if expected_nfkc is not None and isinstance(value, str) and not (value.isascii() and expected.isascii()):
         if len(value) > MAX_CONDITION_STRING:
             raise ConditionError(label, f"a string longer than {MAX_CONDITION_STRING} characters is not judged")
-        if _nfkc(value) == expected_nfkc:
+        if _nfkc(value, memo) == expected_nfkc:
             raise _ambiguous(label, f"equals {expected!r}")
     return False
 
 
-def _any_equal(label: str, value: Any, options: tuple[tuple[Any, str | None], ...]) -> bool:
+def _any_equal(label: str, value: Any, options: tuple[tuple[Any, str | None], ...], memo: Memo) -> bool:
     """True if ``value`` equals an option; unknown if it equals one only after NFKC; else False."""
     unknown: ConditionError | None = None
     for option, option_nfkc in options:
         try:
-            if _text_equal(label, value, option, option_nfkc):
+            if _text_equal(label, value, option, option_nfkc, memo):
                 return True
         except ConditionError as exc:
             unknown = exc
@@ -395,9 +429,9 @@ def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     expected = cond.equals
     options = _with_nfkc((expected,))
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return _any_equal(label, v, options)
+        return _any_equal(label, v, options, memo)
 
     return op, f"equals {expected!r}"
 
@@ -407,9 +441,9 @@ def _op_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         return None
     options = _with_nfkc(cond.in_)
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return _any_equal(label, v, options)
+        return _any_equal(label, v, options, memo)
 
     return op, f"in {list(cond.in_)!r}"
 
@@ -419,9 +453,9 @@ def _op_not_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         return None
     excluded = _with_nfkc(cond.not_in)
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return not _any_equal(label, v, excluded)
+        return not _any_equal(label, v, excluded, memo)
 
     return op, f"not in {list(cond.not_in)!r}"
 
@@ -430,13 +464,14 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.glob is None:
         return None
     globs = tuple(cond.glob)
+    matcher = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in globs))
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
-        if any(fnmatch.fnmatchcase(s, g) for g in globs):
+        if matcher.fullmatch(s) is not None:
             return True
-        normal = _nfkc(s)
-        if normal != s and any(fnmatch.fnmatchcase(normal, g) for g in globs):
+        normal = _nfkc(s, memo)
+        if normal != s and matcher.fullmatch(normal) is not None:
             raise _ambiguous(label, f"matches {list(globs)!r}")
         return False
 
@@ -448,11 +483,11 @@ def _op_regex(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         return None
     pattern = compile_regex(cond.regex)
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
         if pattern.fullmatch(s) is not None:
             return True
-        normal = _nfkc(s)
+        normal = _nfkc(s, memo)
         if normal != s and pattern.fullmatch(normal) is not None:
             raise _ambiguous(label, f"matches /{cond.regex}/")
         return False
@@ -465,7 +500,7 @@ def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if lo is None and hi is None:
         return None
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         n = _require_number(label, v)
         return (lo is None or n >= lo) and (hi is None or n <= hi)
 
@@ -477,7 +512,7 @@ def _op_length(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if lo is None and hi is None:
         return None
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         if not isinstance(v, (str, tuple, list)):
             raise ConditionError(label, f"expected a string or an array, got {_type_name(v)}")
         n = len(v)
@@ -493,11 +528,11 @@ def _op_path(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     roots = tuple(path.under)
     relative = path.allow_relative
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         if not isinstance(v, str):
             raise ConditionError(label, f"expected a path string, got {_type_name(v)}")
         try:
-            return _judge(v, roots, relative)
+            return _judge(v, roots, relative, memo)
         except ValueError as exc:
             raise ConditionError(label, f"the path cannot be judged: {exc}") from None
 
@@ -509,13 +544,13 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if which is None:
         return None
 
-    def op(v: Any, c: GovContext) -> bool:
+    def op(v: Any, c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
         principal = c.principal
         ref = (principal.subject if principal is not None else None) if which == "subject" else getattr(c, which)
         if not isinstance(ref, str):
             return False
-        return _text_equal(label, s, ref, _nfkc(ref))
+        return _text_equal(label, s, ref, _nfkc(ref), memo)
 
     return op, f"equals the request's {which}"
 
@@ -534,7 +569,8 @@ def _argument_check(name: str, cond: ArgumentCondition) -> Check:
         value = args.get(name, _MISSING) if args is not None else _MISSING
         if value is _MISSING:
             return optional
-        return all(op(value, ctx) for op in operators)
+        memo = _f.memo
+        return all(op(value, ctx, memo) for op in operators)
 
     text = f"argument {name!r} " + " and ".join(t for _, t in built)
     text += " (or is absent)" if optional else " (must be present)"
