@@ -13,6 +13,7 @@
 See ``docs/policy.md`` for the format reference.
 """
 
+from mcpgov._decision import merge_obligations
 from mcpgov.policy._cedar import CedarEngine, CedarPolicy
 from mcpgov.policy._conditions import MAX_CONDITION_STRING, MAX_PATH_LENGTH, canonical_path, path_within
 from mcpgov.policy._decorators import META_POLICY, PolicyDecorators, ToolDeclaration
@@ -62,5 +63,6 @@ __all__ = [
     "ToolDeclaration",
     "canonical_path",
     "load_policy",
+    "merge_obligations",
     "path_within",
 ]
