@@ -502,3 +502,64 @@ def test_globs_run_on_re2_with_exactly_fnmatch_semantics(pattern: str, value: st
 
     compiled = compile_regex(glob_to_regex(pattern))
     assert (compiled.fullmatch(value) is not None) == fnmatch.fnmatchcase(value, pattern)
+
+
+# -- listings decide every condition they can know exactly as calls do ----------------------------
+
+_PURPOSES = ("audit", "support", None)
+_TENANTS = ("acme", "globex")
+
+
+@st.composite
+def _context_policies(draw: st.DrawFn) -> str:
+    """Rules over conditions a listing carries (tenant, purpose, scopes, history inside a task)."""
+    rules = []
+    for i in range(draw(st.integers(1, 4))):
+        effect = draw(st.sampled_from(["allow", "deny", "require_approval"]))
+        when: list[str] = []
+        if draw(st.booleans()):
+            when.append(f"purposes: [{draw(st.sampled_from(['audit', 'support']))}]")
+        if draw(st.booleans()):
+            when.append(f"tenants: [{draw(st.sampled_from(_TENANTS))}]")
+        if draw(st.booleans()):
+            when.append("scopes: [files]")
+        if draw(st.booleans()):
+            when.append(f"history: {{{draw(st.sampled_from(['seen_labels', 'not_seen_labels']))}: [sensitive]}}")
+        block = f"    when: {{{', '.join(when)}}}\n" if when else ""
+        rules.append(f"  - id: r{i}\n    effect: {effect}\n    tools: [t]\n{block}")
+    return "labels: {sensitive: {tools: [s]}}\nrules:\n" + "".join(rules)
+
+
+@given(
+    _context_policies(),
+    st.sampled_from(_PURPOSES),
+    st.sampled_from(_TENANTS),
+    st.booleans(),
+    st.booleans(),
+)
+@settings(max_examples=300)
+def test_a_listing_shows_a_tool_exactly_when_a_call_would_not_be_denied(
+    policy: str, purpose: str | None, tenant: str, scoped: bool, seen: bool
+) -> None:
+    from mcpgov.policy import TaskHistory
+
+    engine = PolicyEngine(Policy.from_yaml(policy))
+    principal = Principal("https://idp", "alice", tenant=tenant, claims={"scope": "files"} if scoped else {})
+    base = GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="t",
+        arguments={},
+        principal=principal,
+        tenant=tenant,
+        purpose=purpose,
+        task_id="task-1",
+    )
+    history = TaskHistory(labels=frozenset({"sensitive"}) if seen else frozenset())
+    listing = base.for_discovery("tool", "t")
+    assert listing.task_id == "task-1" and listing.purpose == purpose
+    assert engine.history_needs(listing) == engine.history_needs(base)
+    called = engine.decide(base, history=history).effect
+    listed = engine.decide(listing, history=history).effect
+    assert (listed is not Effect.DENY) == (called is not Effect.DENY)
