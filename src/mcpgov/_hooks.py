@@ -58,10 +58,14 @@ class Hooks(Authorizer):
 
     Args:
         deadline: seconds each hook may take; a slower hook denies.
+        offload_sync: run synchronous hooks in a worker thread, so a hook that blocks past
+            its deadline is denied at the deadline without stalling other sessions (inline, the
+            default, a sync hook holds the event loop for as long as it runs).
     """
 
-    def __init__(self, *, deadline: float = 1.0) -> None:
+    def __init__(self, *, deadline: float = 1.0, offload_sync: bool = False) -> None:
         super().__init__(deadline=deadline, name="hooks")
+        self.offload_sync = bool(offload_sync)
         self._exact: dict[tuple[HookKind, str], list[_Hook]] = {}
         self._globs: list[_Hook] = []
         self._match_cache: LRUCache[tuple[HookKind, str], tuple[_Hook, ...]] = LRUCache(maxsize=4096)
@@ -146,7 +150,9 @@ class Hooks(Authorizer):
             return Decision.deny(DEFAULT_DENY_RULE, "no hook matches this request", "default_deny")
         decision: Decision | None = None
         for hook in hooks:
-            answer = await guarded(hook.fn, ctx, self.deadline, hook.rule, is_async=hook.is_async)
+            answer = await guarded(
+                hook.fn, ctx, self.deadline, hook.rule, is_async=hook.is_async, offload=self.offload_sync
+            )
             if answer.effect is Effect.DENY:
                 return answer
             decision = answer.combine(decision)
