@@ -563,3 +563,50 @@ def test_a_listing_shows_a_tool_exactly_when_a_call_would_not_be_denied(
     called = engine.decide(base, history=history).effect
     listed = engine.decide(listing, history=history).effect
     assert (listed is not Effect.DENY) == (called is not Effect.DENY)
+
+
+# -- resource URIs --------------------------------------------------------------------------------
+
+RESOURCE_POLICY = """
+labels:
+  sensitive: {resources: ["secret://payroll*"]}
+rules:
+  - {id: everything, effect: allow, resources: ["*"]}
+  - {id: no-payroll, effect: deny, resources: ["secret://payroll*"]}
+"""
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "secret://payroll",
+        "secret://pay%72oll",
+        "secret://%70ayroll/2025",
+        "secret://pay%2572oll",
+        "secret://\uff50ayroll",
+        "secret://payr\u2134ll",
+    ],
+)
+def test_a_resource_deny_glob_matches_every_spelling_of_the_uri(uri: str) -> None:
+    engine = PolicyEngine(Policy.from_yaml(RESOURCE_POLICY))
+    ctx = GovContext(
+        side="server",
+        method="resources/read",
+        kind="resource",
+        target=uri,
+        principal=Principal("https://idp", "alice", tenant="acme"),
+        tenant="acme",
+    )
+    decision = engine.decide(ctx)
+    assert (decision.effect, decision.rule) == (Effect.DENY, "no-payroll"), uri
+    assert engine.labels_for("resource", uri) == frozenset({"sensitive"})
+
+
+def test_a_resource_allow_glob_needs_every_spelling_to_match() -> None:
+    engine = PolicyEngine(Policy.from_yaml("rules: [{id: docs, effect: allow, resources: ['docs://*']}]"))
+    principal = Principal("https://idp", "alice", tenant="acme")
+    for uri, allowed in (("docs://a", True), ("docs://a%20b", True), ("docs:%2f%2fa", False), ("docs://%ff", False)):
+        ctx = GovContext(
+            side="server", method="resources/read", kind="resource", target=uri, principal=principal, tenant="acme"
+        )
+        assert engine.decide(ctx).allowed is allowed, uri

@@ -53,6 +53,7 @@ __all__ = [
     "compile_principal",
     "compile_regex",
     "path_within",
+    "spellings",
 ]
 
 MAX_CONDITION_STRING = 16_384
@@ -207,8 +208,13 @@ def _bestfit_table() -> dict[int, str]:
     return table
 
 
-def _spellings(value: str) -> set[str]:
-    """Every spelling of ``value`` a tool could act on (decoded, NFKC, best-fit), or raise ValueError."""
+def spellings(value: str) -> set[str]:
+    """Every spelling of ``value`` a tool could act on: as received, each percent-decoding level,
+    NFKC forms and best-fit look-alikes (closed under these steps).
+
+    Raises:
+        ValueError: too long, undecodable percent-encoding, or too many encoding levels.
+    """
     if len(value) > MAX_PATH_LENGTH:
         raise ValueError(f"a path longer than {MAX_PATH_LENGTH} characters is not judged")
     if value.isascii() and "%" not in value:
@@ -254,7 +260,7 @@ def _forms(value: str, allow_relative: bool) -> tuple[str, ...]:
         ValueError: the value cannot be canonicalised (the message says why).
     """
     out: set[str] = set()
-    for spelling in _spellings(value):
+    for spelling in spellings(value):
         forms = (spelling, spelling.replace("\\", "/")) if "\\" in spelling else (spelling,)
         for form in forms:
             absolute, segments = _segments(form, allow_relative)
@@ -294,7 +300,7 @@ def canonical_path(value: str) -> str:
         ValueError: the path cannot be canonicalised (NUL byte, ``..`` segment, undecodable or
             too deeply nested percent-encoding, relative, too long); the message says why.
     """
-    spellings = _spellings(value)
+    spellings(value)  # for its refusals (length, encoding levels, undecodable bytes)
     # The most decoded, normalised spelling: apply every step until nothing changes.
     current = value
     table = _bestfit_table() if not value.isascii() or "%" in value else {}
@@ -304,7 +310,6 @@ def canonical_path(value: str) -> str:
         if nxt == current:
             break
         current = nxt
-    del spellings  # computed for its refusals (length, encoding levels, undecodable bytes)
     _absolute, segments = _segments(current.replace("\\", "/"), allow_relative=False)
     return "/" + "/".join(segments)
 

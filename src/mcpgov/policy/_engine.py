@@ -40,7 +40,7 @@ import rfc8785
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
-from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal
+from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
 from mcpgov.policy._model import Obligations, PolicyDocument, Rule, TargetSet
@@ -87,6 +87,14 @@ def _suspicious_uri(uri: str) -> bool:
     if "%2e" in lowered or "%2f" in lowered or "%5c" in lowered:
         return True
     return any(seg in (".", "..") for seg in rest.split("/"))
+
+
+def _uri_spellings(uri: str) -> tuple[tuple[str, ...], bool]:
+    """The spellings of a resource URI a server could act on, and whether they are all known."""
+    try:
+        return tuple(sorted(spellings(uri))), True
+    except ValueError:
+        return (uri,), False
 
 
 def _obligations_dict(rule_id: str, ob: Obligations | None) -> dict[str, Any]:
@@ -411,7 +419,17 @@ class PolicyEngine:
     def _lookup(self, key: tuple[str, str]) -> _Candidates:
         kind, name = key
         rules = list(self._exact.get(key, ()))
-        if not (kind == "resource" and _suspicious_uri(name)):
+        if kind == "resource":
+            # A glob is judged on every spelling of the URI (decoded, NFKC): a deny or approval
+            # matches when any spelling does, an allow only when every spelling does and the URI
+            # has no dot segments or encoded separators.
+            spellings, certain = _uri_spellings(name)
+            clean = certain and not _suspicious_uri(name)
+            for pattern, r in self._globs.get(kind, ()):
+                hits = [fnmatch.fnmatchcase(form, pattern) for form in spellings]
+                if (any(hits) and r.effect is not Effect.ALLOW) or (clean and all(hits)):
+                    rules.append(r)
+        else:
             rules.extend(r for pattern, r in self._globs.get(kind, ()) if fnmatch.fnmatchcase(name, pattern))
         ordered = tuple(sorted(set(rules), key=lambda r: r.index))
         needs = HistoryNeeds()
@@ -438,13 +456,15 @@ class PolicyEngine:
         key = (kind, target)
         found = self._label_cache.get(key)
         if found is None:
-            suspicious = kind == "resource" and _suspicious_uri(target)
+            # A label attaches when any spelling of the target matches (labels only ever restrict).
+            spellings = _uri_spellings(target)[0] if kind == "resource" else (target,)
             found = frozenset(
                 name
                 for name, k, pattern in self._labels
                 if k == kind
                 and (
-                    pattern == target or (not suspicious and _is_glob(pattern) and fnmatch.fnmatchcase(target, pattern))
+                    pattern == target
+                    or (_is_glob(pattern) and any(fnmatch.fnmatchcase(form, pattern) for form in spellings))
                 )
             )
             if len(self._label_cache) >= _CACHE_LIMIT:
