@@ -610,3 +610,26 @@ def test_a_resource_allow_glob_needs_every_spelling_to_match() -> None:
             side="server", method="resources/read", kind="resource", target=uri, principal=principal, tenant="acme"
         )
         assert engine.decide(ctx).allowed is allowed, uri
+
+
+@pytest.mark.parametrize("name", ["payroll", "pay%72oll", "pay%2572oll", "\uff50ayroll", "%70ayroll"])
+async def test_a_resource_deny_holds_for_every_spelling_through_sessions(name: str, mode: str) -> None:
+    server = MCPServer("records")
+    read: list[str] = []
+    sink = InMemoryAuditSink()
+
+    @server.resource("secret://{name}")
+    def secret(name: str) -> str:
+        read.append(name)
+        return "contents"
+
+    policy = PolicyMiddleware(Policy.from_yaml(RESOURCE_POLICY))
+    govern(server, LookupIdentity(), policy, audit=sink)
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError) as info:
+            await client.read_resource(f"secret://{name}", meta=as_("alice"))
+        assert info.value.code == -32003
+        assert (await client.read_resource("secret://holidays", meta=as_("alice"))).contents
+    assert read == ["holidays"]
+    refused = [e for e in sink.decisions() if e.effect == "deny"]
+    assert [e.rule for e in refused] == ["no-payroll"]
