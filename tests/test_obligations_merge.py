@@ -139,13 +139,13 @@ def _stage(obligations: dict[str, Any], rule: str) -> Hooks:
     return hooks
 
 
-async def _observed(stages: list[dict[str, Any]], mode: str) -> tuple[float, bool, set[str]]:
+async def _observed(stages: list[dict[str, Any]], mode: str, ttl: float | None = 300.0) -> tuple[float, bool, set[str]]:
     """Run one call under ``stages``: the credential's lifetime, whether it was bound, what audit hid."""
     issuer = make_issuer()
     governed = build_governed(issuer)
     source = RecordingSource(issuer)
     source.minted = []
-    creds = ClientCredentials(source, audience=AUDIENCE)
+    creds = ClientCredentials(source, audience=AUDIENCE, ttl=ttl)
     sink = InMemoryAuditSink()
     auditor = Auditor([sink], redactor=Redactor(record_arguments=True))
     hooks = [_stage(o, f"stage-{i}") for i, o in enumerate(stages)]
@@ -231,3 +231,14 @@ async def test_hooks_and_policy_on_a_server_both_redact_in_audit(mode: str) -> N
     assert "SECRET-A" not in dumped
     assert "SECRET-B" not in dumped
     assert "public" in dumped
+
+
+@pytest.mark.xfail(
+    reason="ClientCredentials without its own ttl asks for the obligation's max_credential_ttl itself, "
+    "which can exceed the issuer's default lifetime: a maximum lengthens the credential",
+    strict=True,
+)
+async def test_a_ttl_cap_never_lengthens_a_credential_without_a_configured_ttl(mode: str) -> None:
+    before = await _observed([{}], mode, ttl=None)
+    after = await _observed([{}, {"max_credential_ttl": 120}], mode, ttl=None)
+    assert after[0] <= before[0]
