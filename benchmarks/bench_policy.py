@@ -4,8 +4,14 @@ For each policy size (10, 100, 1,000, 10,000 rules), the policy has one allow ru
 (tenant + a canonical path condition on an argument) plus a few glob rules; decisions are made
 for a rotating set of 100 tools with realistic arguments. The same decisions go through the
 Cedar engine with an equivalent policy set. Reported: p50 and p99 per decision, in microseconds,
-and whether the targets are met (built-in p50 under 10 us at 100 rules, and at 10,000 rules
-under twice that).
+and whether the targets are met (built-in p50 under 5 us at 100 rules, and at 10,000 rules
+under four times that).
+
+Worst case: 100 rules that all apply to one tool, each judging the largest argument a condition
+accepts (a path of ``MAX_PATH_LENGTH`` characters full of encodings and look-alikes; a string of
+``MAX_CONDITION_STRING`` characters, non-ASCII so every string operator also checks its NFKC
+form) with a hostile pattern set (patterns that backtrack exponentially in a backtracking
+engine). Reported per decision: wall p50/p99 and CPU time, in batches.
 
 Run:  python benchmarks/bench_policy.py [--samples 20000] [--cedar-samples 3000] [--sizes 10,100,1000,10000]
 """
@@ -19,9 +25,10 @@ from types import MappingProxyType
 from typing import Any
 
 from mcpgov import GovContext, Principal
-from mcpgov.policy import CedarPolicy, Policy, PolicyEngine
+from mcpgov.policy import MAX_CONDITION_STRING, MAX_PATH_LENGTH, CedarPolicy, Policy, PolicyEngine
 
-TARGET_P50_AT_100_US = 10.0
+TARGET_P50_AT_100_US = 5.0
+HOSTILE_PATTERNS = ["(a+)+$", "(a|aa)+b", "(.*a){20}", "(x+x+)+y", "^(\\w+\\s?)*$", "(a|a)*c", "([a-z]+)*[0-9]"]
 
 
 def built_in_policy(size: int) -> Policy:
@@ -97,6 +104,62 @@ def measure(decide: Any, ctxs: list[GovContext], samples: int) -> tuple[float, f
     return p50, p99
 
 
+def worst_case_policy() -> Policy:
+    """100 rules about one tool, each with every expensive operator on the largest arguments."""
+    rules: list[dict[str, Any]] = []
+    for i in range(100):
+        pattern = HOSTILE_PATTERNS[i % len(HOSTILE_PATTERNS)]
+        arguments = {
+            "path": {"path": {"under": [f"/data/t{i}"]}},
+            "text": {"regex": pattern, "not_in": ["\uff41" * 8, f"value-{i}"], "glob": ["*a*b*c*d*"]},
+        }
+        effect = "deny" if i % 2 else "allow"
+        rules.append({"id": f"w{i}", "effect": effect, "tools": ["tool"], "when": {"arguments": arguments}})
+    return Policy.from_dict({"rules": rules}, source="<worst case>")
+
+
+def worst_case_contexts() -> list[GovContext]:
+    principal = Principal("https://idp.acme.example", "agent-7", tenant="acme")
+    unit = "/data/%252e%252e/\uff0e\uff0e\\\u2025/a%2fb"
+    path = ("/data/t1/" + unit * (MAX_PATH_LENGTH // len(unit)))[:MAX_PATH_LENGTH]
+    texts = [
+        ("a" * (MAX_CONDITION_STRING - 1) + "!"),
+        ("\uff41" * (MAX_CONDITION_STRING - 1) + "!"),
+        ("a " * (MAX_CONDITION_STRING // 2))[:MAX_CONDITION_STRING],
+    ]
+    return [
+        GovContext(
+            side="server",
+            method="tools/call",
+            kind="tool",
+            target="tool",
+            action="execute",
+            arguments=MappingProxyType({"path": path, "text": text}),
+            principal=principal,
+            tenant="acme",
+        )
+        for text in texts
+    ]
+
+
+def measure_worst(decide: Any, ctxs: list[GovContext], batches: int, per_batch: int) -> tuple[float, float, float]:
+    """Wall p50/p99 and mean CPU per decision, in microseconds, over interleaved batches."""
+    walls: list[float] = []
+    cpu_total = 0.0
+    count = 0
+    for _ in range(batches):
+        for c in ctxs:
+            wall0, cpu0 = time.perf_counter_ns(), time.process_time_ns()
+            for _ in range(per_batch):
+                decide(c)
+            wall, cpu = time.perf_counter_ns() - wall0, time.process_time_ns() - cpu0
+            walls.append(wall / per_batch / 1000)
+            cpu_total += cpu / 1000
+            count += per_batch
+    walls.sort()
+    return statistics.median(walls), walls[max(int(len(walls) * 0.99) - 1, 0)], cpu_total / count
+
+
 def main(samples: int, cedar_samples: int, sizes: list[int]) -> int:
     try:
         CedarPolicy("permit(principal, action, resource);")
@@ -129,13 +192,23 @@ def main(samples: int, cedar_samples: int, sizes: list[int]) -> int:
             f"-> {'met' if ok else 'MISSED'}"
         )
     if 100 in results and 10_000 in results:
-        limit = 2 * TARGET_P50_AT_100_US
+        limit = 4 * TARGET_P50_AT_100_US
         ok = results[10_000] < limit
         failures += not ok
         print(
             f"target p50 < {limit:.0f}us at 10,000 rules: {results[10_000]:.2f}us "
             f"({results[10_000] / results[100]:.2f}x the 100-rule figure) -> {'met' if ok else 'MISSED'}"
         )
+    engine = PolicyEngine(worst_case_policy())
+    ctxs = worst_case_contexts()
+    assert all(not engine.decide(c).allowed for c in ctxs), "worst-case inputs must be refused"
+    batches = max(samples // 2000, 3)
+    p50, p99, cpu = measure_worst(engine.decide, ctxs, batches, 5)
+    print(
+        f"worst case (100 rules on one tool, {MAX_PATH_LENGTH}-char hostile path, {MAX_CONDITION_STRING}-char "
+        f"strings, {len(HOSTILE_PATTERNS)} hostile patterns): p50 {p50:.0f}us p99 {p99:.0f}us cpu {cpu:.0f}us "
+        "per decision"
+    )
     return failures
 
 

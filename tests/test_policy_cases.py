@@ -295,7 +295,7 @@ def test_json_case_files_are_read_too(tmp_path: Path) -> None:
         ("", "tool: raed_file", "field 'tool': unknown tool 'raed_file': no rule of the policy names it"),
         ("server: {tools: [read_file]}", "tool: deploy", "field 'tool': unknown tool 'deploy': the server does not"),
         ("", "resource: 'docs://x'", "field 'resource': unknown resource 'docs://x'"),
-        ("", "tool: read_file\n    rule: tenant-boundry", "field 'rule': the policy has no rule 'tenant-boundry'"),
+        ("", "tool: read_file\n    rule: tenant-boundry", "field 'rule': no rule 'tenant-boundry'"),
     ],
 )
 def test_cases_naming_unknown_tools_or_rules_are_bad_input(

@@ -329,8 +329,8 @@ rules:
     assert "deny overrides allow" in text
     assert "execute tool 'read' by https://idp#alice" in text
     bad = e.explain(ctx("read", {"path": 5}))
-    assert bad.decision.reason_code == "condition_unevaluable"
-    assert "could not be evaluated" in str(bad)
+    assert (bad.decision.rule, bad.decision.reason_code) == ("scoped", "policy_deny")
+    assert "when.arguments.path is unknown: expected a path string, got a number" in str(bad)
 
 
 @pytest.mark.parametrize(
@@ -341,29 +341,30 @@ rules:
         ("/data/./a", True),
         ("///data//a", True),
         ("/data/a%20b", True),
-        ("/data/..", False),
-        ("/data/a/../../etc", False),
-        ("/data/a/../b", False),
-        ("/data/%2e%2e/etc", False),
-        ("/data/%252e%252e/etc", False),
-        ("/data%2fa", False),
+        ("/data/..", None),
+        ("/data/a/../../etc", None),
+        ("/data/a/../b", None),
+        ("/data/%2e%2e/etc", None),
+        ("/data/%252e%252e/etc", None),
+        ("/data%2fa", None),
         ("/data-evil", False),
         ("/dat", False),
         ("/", False),
-        ("data/a", False),
-        ("/data\\..\\etc", False),
-        ("/data/\x00", False),
-        ("/data/%25252525252e", False),
+        ("data/a", None),
+        ("/data\\..\\etc", None),
+        ("/data/\x00", None),
+        ("/data/%25252525252e", True),  # every decoding level is inside
     ],
 )
-def test_path_within_compares_canonical_paths(value: str, inside: bool) -> None:
+def test_path_within_compares_canonical_paths(value: str, inside: bool | None) -> None:
+    """True inside, False outside, None (unknown) when it cannot be canonicalised or spellings disagree."""
     assert path_within(value, ("/data",)) is inside
 
 
 def test_relative_paths_resolve_against_the_root_only_when_allowed() -> None:
-    assert not path_within("a/b", ("/data",))
-    assert path_within("a/b", ("/data",), allow_relative=True)
-    assert not path_within("../etc", ("/data",), allow_relative=True)
+    assert path_within("a/b", ("/data",)) is None
+    assert path_within("a/b", ("/data",), allow_relative=True) is True
+    assert path_within("../etc", ("/data",), allow_relative=True) is None
 
 
 @given(st.text(alphabet="/.%2eEfa\\", max_size=30))
@@ -371,7 +372,7 @@ def test_a_path_inside_the_root_never_normalises_outside_it(value: str) -> None:
     import posixpath
     from urllib.parse import unquote
 
-    if path_within(value, ("/data",)):
+    if path_within(value, ("/data",)) is True:
         for form in (value, unquote(value), unquote(unquote(value))):
             norm = posixpath.normpath("/" + form.lstrip("/"))
             assert norm == "/data" or norm.startswith("/data/")

@@ -59,7 +59,7 @@ def test_invalid_rule_in_a_file_names_file_rule_and_field() -> None:
         ("rules: [{id: a, effect: deny, tools: [x], actions: [discover]}]", "must cover execute"),
         ("rules: [{id: 'bad id', effect: allow, tools: [x]}]", "id must be"),
         ("rules: [{id: a, effect: allow, tools: [x], when: {arguments: {n: {}}}}]", "at least one operator"),
-        ("rules: [{id: a, effect: allow, tools: [x], when: {arguments: {n: {regex: '('}}}}]", "invalid regular"),
+        ("rules: [{id: a, effect: allow, tools: [x], when: {arguments: {n: {regex: '('}}}}]", "refused by RE2"),
         ("rules: [{id: a, effect: allow, tools: [x], when: {arguments: {n: {min: 5, max: 1}}}}]", "min is greater"),
         ("rules: [{id: a, effect: allow, tools: [x], when: {arguments: {n: {min: '5'}}}}]", "when.arguments.n.min"),
         ("rules: [{id: a, effect: allow, tools: [x], when: {arguments: {p: {path: {under: /a/../b}}}}}]", "'..'"),

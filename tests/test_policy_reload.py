@@ -56,7 +56,8 @@ async def test_failed_reload_keeps_the_last_good_policy(tmp_path: Path, mode: st
             assert await fs.policy.reload() is False
             assert fs.policy.version == good
             assert (await client.call_tool("read_file", {"path": "/x"}, meta=as_("alice"))).is_error is False
-    events = fs.sink.of_type("policy.reloaded")
+    assert fs.sink.of_type("policy.reloaded") == []
+    events = fs.sink.of_type("policy.reload_failed")
     assert [(e.outcome, e.reason, e.policy_version) for e in events] == [("failed", "reload_failed", good)] * 3
     assert "must name what it applies to" in (events[0].detail or "")
     assert "cannot read" in (events[2].detail or "")
@@ -67,7 +68,8 @@ async def test_reload_events_go_to_an_explicit_auditor_at_once() -> None:
     mw = PolicyMiddleware(Policy.from_yaml(ALLOW_READS), audit=sink)
     assert await mw.reload(Policy.from_yaml(ALLOW_SEARCH)) is True
     assert await mw.reload(Path("/nonexistent/policy.yaml")) is False
-    assert [e.outcome for e in sink.of_type("policy.reloaded")] == ["loaded", "failed"]
+    assert [e.outcome for e in sink.of_type("policy.reloaded")] == ["loaded"]
+    assert [e.outcome for e in sink.of_type("policy.reload_failed")] == ["failed"]
     with pytest.raises(ConfigurationError, match="not given a policy file"):
         await mw.reload()
 
@@ -87,7 +89,8 @@ async def test_unloadable_policy_in_deny_all_mode_denies_everything_until_a_good
         assert (await client.call_tool("read_file", {"path": "/x"}, meta=as_("alice"))).is_error is False
     deny = fs.sink.decisions()[0]
     assert (deny.rule, deny.reason) == ("mcpgov:policy:unloadable", "policy_unloadable")
-    assert [e.outcome for e in fs.sink.of_type("policy.reloaded")] == ["failed", "loaded"]
+    assert [e.outcome for e in fs.sink.of_type("policy.reload_failed")] == ["failed"]
+    assert [e.outcome for e in fs.sink.of_type("policy.reloaded")] == ["loaded"]
 
 
 async def test_shadow_policy_records_differences_and_is_never_enforced(mode: str) -> None:

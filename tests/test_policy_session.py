@@ -227,9 +227,11 @@ async def test_no_email_leaves_a_task_that_read_something_sensitive(mode: str) -
         assert (await client.read_resource("secret://payroll", meta=task_a)).contents
         error = await _refusal(client, "send_email", email, task_a)
         assert error.code == -32003
-        # Another task is unaffected; listing does not consult history (the tool stays listed).
+        # Another task is unaffected. A listing inside a task sees its history exactly as a call
+        # does: task-a no longer sees send_email, task-b still does.
         assert (await client.call_tool("send_email", email, meta=task_b)).is_error is False
-        assert "send_email" in {t.name for t in (await client.list_tools(meta=task_a)).tools}
+        assert "send_email" not in {t.name for t in (await client.list_tools(meta=task_a)).tools}
+        assert "send_email" in {t.name for t in (await client.list_tools(meta=task_b)).tools}
     assert fs.ran == ["send_email:help@acme.example", "secret://payroll", "send_email:help@acme.example"]
     refusal = [e for e in fs.sink.decisions() if e.effect == "deny"]
     assert [(e.rule, e.task_id) for e in refusal] == [("no-exfiltration", "task-a")]

@@ -65,6 +65,7 @@ EventType = Literal[
     "pin.mismatch",
     "server.refused",
     "policy.reloaded",
+    "policy.reload_failed",
     "policy.shadow_mismatch",
 ]
 """Every event type mcpgov emits (see the audit docs for when each is emitted)."""

@@ -10,6 +10,7 @@ import time
 from typing import Any, ClassVar
 
 import anyio
+import anyio.to_thread
 
 from mcpgov._chain import CallNext, Listing, StageSpec
 from mcpgov._contain import contained
@@ -175,15 +176,30 @@ def _approved(ctx: GovContext, decision: Decision) -> Decision:
     )
 
 
-async def guarded(decide: Any, ctx: GovContext, deadline: float, rule: str, *, is_async: bool = True) -> Decision:
+async def guarded(
+    decide: Any,
+    ctx: GovContext,
+    deadline: float,
+    rule: str,
+    *,
+    is_async: bool = True,
+    offload: bool = False,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> Decision:
     """Call ``decide(ctx)`` fail-closed under ``deadline`` seconds.
 
     An async decider runs under a cancel scope and is cancelled at the deadline. A sync one
-    cannot be interrupted, so it runs inline and its answer is discarded if it came too late.
+    cannot be interrupted: inline (the default) it blocks the event loop for as long as it runs
+    and its answer is discarded if it came too late; with ``offload`` it runs in a worker thread
+    and the request is denied at the deadline while the event loop keeps serving (the thread is
+    abandoned and its late answer discarded).
     """
     start = time.perf_counter()
     try:
-        if is_async:
+        if offload and not is_async:
+            with anyio.fail_after(deadline):
+                result = await anyio.to_thread.run_sync(decide, ctx, abandon_on_cancel=True, limiter=limiter)
+        elif is_async:
             with anyio.fail_after(deadline):
                 result = decide(ctx)
                 if inspect.isawaitable(result):

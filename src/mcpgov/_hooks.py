@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import anyio
-import anyio.to_thread
 from cachetools import LRUCache
 
 from mcpgov._authorize import Authorizer, guarded, is_async_callable
@@ -160,24 +159,21 @@ class Hooks(Authorizer):
             return Decision.deny(DEFAULT_DENY_RULE, "no hook matches this request", "default_deny")
         decision: Decision | None = None
         for hook in hooks:
-            if self.offload and not hook.is_async:
-                answer = await guarded(self._in_thread(hook.fn), ctx, self.deadline, hook.rule)
-            else:
-                answer = await guarded(hook.fn, ctx, self.deadline, hook.rule, is_async=hook.is_async)
+            answer = await guarded(
+                hook.fn,
+                ctx,
+                self.deadline,
+                hook.rule,
+                is_async=hook.is_async,
+                offload=self.offload,
+                limiter=self._limiter,
+            )
             if answer.effect is Effect.DENY:
                 return answer
             decision = answer.combine(decision)
         if decision is None:  # unreachable: hooks is non-empty; kept so no path can fail open
             return Decision.deny(DEFAULT_DENY_RULE, "no hook decided", "default_deny")
         return decision
-
-    def _in_thread(self, fn: HookFn) -> Callable[[GovContext], Awaitable[object]]:
-        limiter = self._limiter
-
-        async def run(ctx: GovContext) -> object:
-            return await anyio.to_thread.run_sync(fn, ctx, abandon_on_cancel=True, limiter=limiter)
-
-        return run
 
     async def evaluate(self, ctx: GovContext) -> Decision:
         """Each hook is already guarded (deadline, errors, non-decisions) inside :meth:`decide`."""

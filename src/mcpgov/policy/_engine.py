@@ -11,12 +11,18 @@ Semantics:
   rate limit);
 * nothing applying means deny (``mcpgov:policy:default-deny``); an empty policy denies
   everything;
-* a condition that cannot be evaluated on the request (an argument of an unexpected type or
-  shape, a history condition on a request with no task) denies, naming the rule;
-* for a listing (``action == "discover"``) arguments and task history are unknown: an allow
-  whose only unknowns are those still lists the target (it may be usable), a deny that
-  depends on them does not hide it. Execute rules govern listings too, so what is listed and
-  what may be used come from the same rules.
+* conditions are three-valued: a condition that cannot judge the request (an argument of an
+  unexpected type, shape or size, a path that cannot be canonicalised, a string that matches
+  only after Unicode normalisation, a history condition on a request with no task) is
+  *unknown*. An unknown deny applies (naming the rule and the condition); an unknown allow
+  does not apply (when nothing else allows, the deny names it); an unknown approval rule
+  turns an allow into an approval but never grants on its own. Uncertainty can only deny;
+* for a listing (``action == "discover"``) arguments are never known, nor is task history
+  when the listing names no task: an allow whose only unknowns are those still lists the
+  target (it may be usable), a deny that depends on them does not hide it. Every other
+  condition (tenant, purpose, scopes, claims, time, risk, delegation depth, and history
+  when the listing names a task) is evaluated exactly as for a use. Execute rules govern
+  listings too, so what is listed and what may be used come from the same rules.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ from typing import Any
 import rfc8785
 
 from mcpgov._context import GovContext
-from mcpgov._decision import Decision, Effect
+from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
-from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal
+from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
 from mcpgov.policy._model import Obligations, PolicyDocument, Rule, TargetSet
@@ -61,6 +67,9 @@ OBLIGATION_REDACT = "redact"
 OBLIGATION_RATE_LIMIT = "rate_limit"
 """Obligation: a tuple of :class:`RateLimitSpec` the request is counted against."""
 
+APPLIES, MISSES, UNKNOWN = 1, 0, 2
+"""The three outcomes of evaluating one rule against a request."""
+
 _GLOB_CHARS = frozenset("*?[")
 _CACHE_LIMIT = 8192
 
@@ -80,6 +89,14 @@ def _suspicious_uri(uri: str) -> bool:
     return any(seg in (".", "..") for seg in rest.split("/"))
 
 
+def _uri_spellings(uri: str) -> tuple[tuple[str, ...], bool]:
+    """The spellings of a resource URI a server could act on, and whether they are all known."""
+    try:
+        return tuple(sorted(spellings(uri))), True
+    except ValueError:
+        return (uri,), False
+
+
 def _obligations_dict(rule_id: str, ob: Obligations | None) -> dict[str, Any]:
     if ob is None:
         return {}
@@ -93,25 +110,6 @@ def _obligations_dict(rule_id: str, ob: Obligations | None) -> dict[str, Any]:
     if ob.rate_limit is not None:
         rl = ob.rate_limit
         out[OBLIGATION_RATE_LIMIT] = (RateLimitSpec(rule_id, rl.limit, float(rl.per), tuple(rl.by)),)
-    return out
-
-
-def merge_obligations(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge two obligation sets, keeping the strictest of each."""
-    out = dict(first)
-    for key, value in second.items():
-        if key not in out:
-            out[key] = value
-        elif key == OBLIGATION_MAX_CREDENTIAL_TTL:
-            out[key] = min(out[key], value)
-        elif key == OBLIGATION_BIND_ARGUMENTS:
-            out[key] = bool(out[key] or value)
-        elif key == OBLIGATION_REDACT:
-            out[key] = tuple(sorted(set(out[key]) | set(value)))
-        elif key == OBLIGATION_RATE_LIMIT:
-            out[key] = tuple(dict.fromkeys((*out[key], *value)))
-        else:
-            out[key] = value
     return out
 
 
@@ -165,46 +163,67 @@ class CompiledRule:
         else:
             self.decision = Decision(Effect.DENY, rule.id, reason, "policy_deny", MappingProxyType({}), engine, version)
 
-    def miss(self, ctx: GovContext, facts: Facts) -> str | None:
-        """``None`` when this rule applies to the request, else the label of what did not hold.
+    def evaluate(self, ctx: GovContext, facts: Facts) -> tuple[int, str | None, str | None]:
+        """Whether this rule applies: ``(APPLIES | MISSES | UNKNOWN, label, detail)``.
 
-        Raises:
-            ConditionError: a condition could not be evaluated.
+        ``label`` names what did not hold (MISSES) or what was unknown (UNKNOWN), and ``detail``
+        says why a condition was unknown. ``when`` is the conjunction of its checks and the rule
+        applies when ``when and not all(unless)``, in three-valued (Kleene) logic.
         """
         discover = facts.discover
         if not discover and not self.executes:
-            return "actions"
+            return MISSES, "actions", None
         principal = ctx.principal
         if principal is None:
             if not self.anonymous:
-                return "principals"
+                return MISSES, "principals", None
         elif self.principal_test is not None and not self.principal_test(principal):
-            return "principals"
+            return MISSES, "principals", None
         if self.tenants is not None and ctx.tenant not in self.tenants:
-            return "tenants"
+            return MISSES, "tenants", None
+        unknown: tuple[str, str] | None = None
         for check in self.when:
-            if discover and check.deferred:
+            if discover and check.unknown_in_listing(facts):
                 if self.is_deny:
-                    return check.label  # unknown in a listing: a deny does not hide on it
+                    return MISSES, check.label, None  # unknown in a listing: a deny does not hide on it
                 continue
-            if not check.fn(ctx, facts):
-                return check.label
-        if self.unless:
-            for check in self.unless:
-                if discover and check.deferred:
-                    continue
+            try:
                 if not check.fn(ctx, facts):
-                    return None  # a requirement does not hold: the deny applies
-            return "unless"
-        return None
+                    return MISSES, check.label, None
+            except ConditionError as exc:
+                if unknown is None:
+                    unknown = (check.label, exc.detail)
+        if self.unless:
+            unless_unknown: tuple[str, str] | None = None
+            for check in self.unless:
+                if discover and check.unknown_in_listing(facts):
+                    continue
+                try:
+                    if not check.fn(ctx, facts):
+                        unless_unknown = None
+                        break  # a requirement does not hold: the deny applies
+                except ConditionError as exc:
+                    if unless_unknown is None:
+                        unless_unknown = (check.label, exc.detail)
+            else:
+                if unless_unknown is None:
+                    return MISSES, "unless", None
+            if unknown is None:
+                unknown = unless_unknown
+        if unknown is not None:
+            return UNKNOWN, unknown[0], unknown[1]
+        return APPLIES, None, None
 
     def unless_failure(self, ctx: GovContext, facts: Facts) -> Check | None:
         """For explain: the first ``unless`` requirement that does not hold."""
         for check in self.unless:
-            if facts.discover and check.deferred:
+            if facts.discover and check.unknown_in_listing(facts):
                 continue
-            if not check.fn(ctx, facts):
-                return check
+            try:
+                if not check.fn(ctx, facts):
+                    return check
+            except ConditionError:
+                continue
         return None
 
     def check_text(self, label: str) -> str:
@@ -400,7 +419,17 @@ class PolicyEngine:
     def _lookup(self, key: tuple[str, str]) -> _Candidates:
         kind, name = key
         rules = list(self._exact.get(key, ()))
-        if not (kind == "resource" and _suspicious_uri(name)):
+        if kind == "resource":
+            # A glob is judged on every spelling of the URI (decoded, NFKC): a deny or approval
+            # matches when any spelling does, an allow only when every spelling does and the URI
+            # has no dot segments or encoded separators.
+            spellings, certain = _uri_spellings(name)
+            clean = certain and not _suspicious_uri(name)
+            for pattern, r in self._globs.get(kind, ()):
+                hits = [fnmatch.fnmatchcase(form, pattern) for form in spellings]
+                if (any(hits) and r.effect is not Effect.ALLOW) or (clean and all(hits)):
+                    rules.append(r)
+        else:
             rules.extend(r for pattern, r in self._globs.get(kind, ()) if fnmatch.fnmatchcase(name, pattern))
         ordered = tuple(sorted(set(rules), key=lambda r: r.index))
         needs = HistoryNeeds()
@@ -415,8 +444,8 @@ class PolicyEngine:
         )
 
     def history_needs(self, ctx: GovContext) -> HistoryNeeds:
-        """What deciding ``ctx`` needs to know about its task's history (nothing for listings)."""
-        if ctx.action == "discover":
+        """What deciding ``ctx`` needs to know about its task's history (a listing: only inside a task)."""
+        if ctx.action == "discover" and ctx.task_id is None:
             return HistoryNeeds()
         return self._candidates(ctx).needs
 
@@ -427,13 +456,15 @@ class PolicyEngine:
         key = (kind, target)
         found = self._label_cache.get(key)
         if found is None:
-            suspicious = kind == "resource" and _suspicious_uri(target)
+            # A label attaches when any spelling of the target matches (labels only ever restrict).
+            spellings = _uri_spellings(target)[0] if kind == "resource" else (target,)
             found = frozenset(
                 name
                 for name, k, pattern in self._labels
                 if k == kind
                 and (
-                    pattern == target or (not suspicious and _is_glob(pattern) and fnmatch.fnmatchcase(target, pattern))
+                    pattern == target
+                    or (_is_glob(pattern) and any(fnmatch.fnmatchcase(form, pattern) for form in spellings))
                 )
             )
             if len(self._label_cache) >= _CACHE_LIMIT:
@@ -458,40 +489,58 @@ class PolicyEngine:
         if not cands.rules:
             return self._default_deny
         facts = Facts(time.time() if now is None else now, history, cands.risk, ctx.action == "discover")
-        first_allow: CompiledRule | None = None
-        more_allows: list[CompiledRule] | None = None
-        approval: CompiledRule | None = None
+        allows: list[CompiledRule] = []
+        approvals: list[CompiledRule] = []
+        maybe_approval: tuple[CompiledRule, str, str] | None = None
+        maybe_allow: tuple[CompiledRule, str, str] | None = None
         for rule in cands.rules:
-            try:
-                missed = rule.miss(ctx, facts)
-            except ConditionError as exc:
-                return self._unevaluable(rule, exc)
-            if missed is not None:
+            state, label, detail = rule.evaluate(ctx, facts)
+            if state == MISSES:
                 continue
             effect = rule.effect
             if effect is Effect.DENY:
-                return rule.decision
-            if effect is Effect.REQUIRE_APPROVAL:
-                if approval is None:
-                    approval = rule
-            elif first_allow is None:
-                first_allow = rule
+                if state == APPLIES:
+                    return rule.decision
+                return self._unknown(rule, label, detail, Effect.DENY)
+            if state == UNKNOWN:
+                if effect is Effect.REQUIRE_APPROVAL:
+                    if maybe_approval is None:
+                        maybe_approval = (rule, label or "", detail or "")
+                elif maybe_allow is None:
+                    maybe_allow = (rule, label or "", detail or "")
+            elif effect is Effect.REQUIRE_APPROVAL:
+                approvals.append(rule)
             else:
-                if more_allows is None:
-                    more_allows = []
-                more_allows.append(rule)
-        chosen = approval or first_allow
-        if chosen is None:
+                allows.append(rule)
+        if not approvals and not allows:
+            if maybe_allow is not None:
+                return self._unknown(maybe_allow[0], maybe_allow[1], maybe_allow[2], Effect.DENY)
             return self._default_deny
-        if chosen is first_allow and more_allows is None and cands.extra is None:
-            return chosen.decision
-        obligations: dict[str, Any] = dict(chosen.obligations)
-        if chosen is first_allow:
-            for rule in more_allows or ():
-                obligations = merge_obligations(obligations, rule.obligations)
+        if not approvals and maybe_approval is None and len(allows) == 1 and cands.extra is None:
+            return allows[0].decision
+        applying = [*approvals, *allows]
+        if maybe_approval is not None:
+            applying.append(maybe_approval[0])
+        obligations: dict[str, Any] = {}
+        for rule in applying:
+            obligations = merge_obligations(obligations, rule.obligations)
         if cands.extra is not None:
             obligations = merge_obligations(obligations, cands.extra)
-        base = chosen.decision
+        if approvals:
+            base = approvals[0].decision
+        elif maybe_approval is not None:
+            rule, label, detail = maybe_approval
+            base = Decision(
+                Effect.REQUIRE_APPROVAL,
+                rule.id,
+                f"rule {rule.id} may apply ({label} is unknown: {detail}), so approval is required",
+                "approval_required",
+                MappingProxyType({}),
+                self.engine_name,
+                self.version,
+            )
+        else:
+            base = allows[0].decision
         return Decision(
             base.effect,
             base.rule,
@@ -502,11 +551,11 @@ class PolicyEngine:
             base.policy_version,
         )
 
-    def _unevaluable(self, rule: CompiledRule, exc: ConditionError) -> Decision:
+    def _unknown(self, rule: CompiledRule, label: str | None, detail: str | None, effect: Effect) -> Decision:
         return Decision(
-            Effect.DENY,
+            effect,
             rule.id,
-            f"rule {rule.id}: {exc.label} could not be evaluated ({exc.detail})",
+            f"rule {rule.id}: {label} is unknown ({detail}), which denies",
             "condition_unevaluable",
             MappingProxyType({}),
             self.engine_name,
@@ -522,14 +571,19 @@ class PolicyEngine:
         traces: list[RuleTrace] = []
         for rule in cands.rules:
             effect = rule.effect.value
-            try:
-                missed = rule.miss(ctx, facts)
-            except ConditionError as exc:
+            state, missed, detail = rule.evaluate(ctx, facts)
+            if state == UNKNOWN:
+                counts = "counts as not matching for an allow" if rule.effect is Effect.ALLOW else "counts as matching"
                 traces.append(
-                    RuleTrace(rule.id, effect, True, f"{exc.label} could not be evaluated: {exc.detail}", True)
+                    RuleTrace(
+                        rule.id,
+                        effect,
+                        rule.effect is not Effect.ALLOW,
+                        f"{missed} is unknown: {detail} ({counts})",
+                        True,
+                    )
                 )
-                continue
-            if missed is None:
+            elif state == APPLIES:
                 if rule.unless:
                     failed = rule.unless_failure(ctx, facts)
                     reason = f"requirement not met: {failed.text}" if failed else "a requirement is not met"
@@ -546,10 +600,14 @@ class PolicyEngine:
                 traces.append(RuleTrace(rule.id, effect, False, "principal does not match"))
             elif missed == "tenants":
                 traces.append(RuleTrace(rule.id, effect, False, f"tenant {ctx.tenant!r} is not one of the rule's"))
-            elif facts.discover and rule.is_deny:
-                traces.append(RuleTrace(rule.id, effect, False, f"depends on arguments or history ({missed})"))
+            elif facts.discover and rule.is_deny and missed is not None and missed != "actions":
+                text = rule.check_text(missed)
+                if any(c.label == missed and c.unknown_in_listing(facts) for c in rule.when):
+                    traces.append(RuleTrace(rule.id, effect, False, f"depends on arguments or history ({missed})"))
+                else:
+                    traces.append(RuleTrace(rule.id, effect, False, f"condition not met: {text}"))
             else:
-                traces.append(RuleTrace(rule.id, effect, False, f"condition not met: {rule.check_text(missed)}"))
+                traces.append(RuleTrace(rule.id, effect, False, f"condition not met: {rule.check_text(missed or '')}"))
         if decision.rule == DEFAULT_DENY_RULE:
             summary = (
                 "the policy has no rules: everything is denied"
@@ -557,7 +615,7 @@ class PolicyEngine:
                 else "no allow rule applies (nothing matching means deny)"
             )
         elif decision.reason_code == "condition_unevaluable":
-            summary = "a condition could not be evaluated on the request, which denies"
+            summary = f"a condition is unknown on this request ({decision.reason}); uncertainty only ever denies"
         elif decision.effect is Effect.DENY:
             summary = "a deny rule applies (deny overrides allow)"
         elif decision.effect is Effect.REQUIRE_APPROVAL:

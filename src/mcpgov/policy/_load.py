@@ -20,6 +20,10 @@ __all__ = ["Policy", "PolicyError", "load_policy"]
 
 MAX_POLICY_BYTES = 16 * 1024 * 1024
 """The largest policy file read (a policy is configuration, not data)."""
+MAX_POLICY_DEPTH = 64
+"""The deepest nesting of mappings and lists a policy may have."""
+MAX_POLICY_NODES = 1_000_000
+"""The most values (scalars, mappings, lists) a policy may hold, with YAML aliases expanded."""
 
 
 class PolicyError(ConfigurationError):
@@ -59,6 +63,75 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: linear-time scanning
+
+
+def _yaml_shape(text: str, source: str) -> None:
+    """Refuse YAML whose nesting is too deep or whose aliases expand too far, before building it.
+
+    Walks the parser's events (the parser itself does not recurse), counting each alias as the
+    size and depth of what it refers to, so a "billion laughs" document is refused cheaply.
+    """
+    sizes: dict[str, tuple[int, int]] = {}
+    open_anchors: list[tuple[str | None, int, int]] = []  # (anchor, count at start, depth at start)
+    count = 0
+    depth = 0
+    deepest_below: list[int] = [0]
+    for event in yaml.parse(text, Loader=_FAST_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            size, below = sizes.get(event.anchor or "", (1, 0))
+            count += size
+            if depth + below > MAX_POLICY_DEPTH:
+                raise PolicyError(
+                    f"{source}: nesting deeper than {MAX_POLICY_DEPTH} levels (through alias *{event.anchor})",
+                    source=source,
+                )
+            deepest_below[-1] = max(deepest_below[-1], below)
+        elif isinstance(event, yaml.ScalarEvent):
+            count += 1
+            if event.anchor:
+                sizes[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            count += 1
+            depth += 1
+            if depth > MAX_POLICY_DEPTH:
+                raise PolicyError(f"{source}: nesting deeper than {MAX_POLICY_DEPTH} levels", source=source)
+            open_anchors.append((event.anchor, count, depth))
+            deepest_below.append(0)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, start, _ = open_anchors.pop()
+            below = deepest_below.pop() + 1
+            deepest_below[-1] = max(deepest_below[-1], below)
+            if anchor:
+                sizes[anchor] = (count - start + 1, below)
+            depth -= 1
+        if count > MAX_POLICY_NODES:
+            raise PolicyError(
+                f"{source}: more than {MAX_POLICY_NODES} values (YAML aliases expanded): refused as an alias bomb",
+                source=source,
+            )
+
+
+def _data_shape(data: Any, source: str) -> None:
+    """Refuse parsed content that nests too deeply or holds too many values (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_POLICY_NODES:
+            raise PolicyError(f"{source}: more than {MAX_POLICY_NODES} values", source=source)
+        if isinstance(value, Mapping):
+            children: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth + 1 > MAX_POLICY_DEPTH:
+            raise PolicyError(f"{source}: nesting deeper than {MAX_POLICY_DEPTH} levels", source=source)
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -124,10 +197,15 @@ class Policy:
             raise PolicyError(
                 f"{source}: a policy must be a mapping with a 'rules' list, got {type(data).__name__}", source=source
             )
+        _data_shape(data, source)
         try:
             document = PolicyDocument.model_validate(dict(data))
         except ValidationError as exc:
             raise _policy_error(exc, data, source) from None
+        except (RecursionError, MemoryError) as exc:
+            raise PolicyError(
+                f"{source}: policy is too complex to validate ({type(exc).__name__})", source=source
+            ) from None
         try:
             canonical = rfc8785.dumps(_jsonable(data))
         except Exception as exc:  # noqa: BLE001 - any value rfc8785 refuses is a bad policy
@@ -141,10 +219,14 @@ class Policy:
         Raises:
             PolicyError: a YAML syntax error (with its line) or an invalid policy.
         """
+        _bounded(text, source)
         try:
+            _yaml_shape(text, source)
             data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             raise PolicyError(f"{source}: invalid YAML: {exc}", source=source) from None
+        except (RecursionError, MemoryError) as exc:
+            raise PolicyError(f"{source}: YAML too deeply nested ({type(exc).__name__})", source=source) from None
         if data is None:
             data = {}
         return cls.from_dict(data, source=source)
@@ -156,10 +238,15 @@ class Policy:
         Raises:
             PolicyError: a JSON syntax error or an invalid policy.
         """
+        _bounded(text, source)
         try:
             data = json.loads(text, object_pairs_hook=_json_pairs)
         except ValueError as exc:
             raise PolicyError(f"{source}: invalid JSON: {exc}", source=source) from None
+        except (RecursionError, MemoryError) as exc:
+            raise PolicyError(
+                f"{source}: JSON nesting deeper than {MAX_POLICY_DEPTH} levels ({type(exc).__name__})", source=source
+            ) from None
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -176,6 +263,13 @@ class Policy:
             raise PolicyError(f"{source}: a policy file must end in .yaml, .yml or .json", source=source)
         text = read_text(p)
         return cls.from_json(text, source=source) if suffix == ".json" else cls.from_yaml(text, source=source)
+
+
+def _bounded(text: Any, source: str) -> None:
+    if not isinstance(text, str):
+        raise PolicyError(f"{source}: policy text must be a string, got {type(text).__name__}", source=source)
+    if len(text) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{source}: policy text exceeds {MAX_POLICY_BYTES} characters", source=source)
 
 
 def read_text(path: Path) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import anyio
 
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
-from mcpgov._authorize import LIST_METHODS, Authorizer
+from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
 from mcpgov._chain import CallNext
 from mcpgov._context import GovContext, Side
 from mcpgov._decision import Decision, Effect
@@ -109,8 +109,8 @@ class PolicyMiddleware(Authorizer):
 
     * reads the task history a decision needs, and records what ran (only requests that were
       allowed and returned), in ``state``;
-    * enforces rate limits carried by the allow (counted per admitted request, never for
-      listings);
+    * enforces rate limits carried by the allow or the approval (counted per admitted request:
+      a direct allow, or an approval request that comes back with its grant; never listings);
     * evaluates a ``shadow`` policy beside the enforced one and emits ``policy.shadow_mismatch``
       events where they differ, never enforcing it;
     * reloads its policy file on :meth:`reload` (or :meth:`check_for_changes`, :meth:`watch`): a
@@ -283,7 +283,7 @@ class PolicyMiddleware(Authorizer):
         now = self.clock()
         discover = ctx.action == "discover"
         try:
-            history = None if discover else await self._history(ctx, engine)
+            history = await self._history(ctx, engine)
         except StateStoreError as exc:
             return self._state_failure(engine, exc)
         decision: object = engine.decide(ctx, history=history, now=now)
@@ -298,8 +298,10 @@ class PolicyMiddleware(Authorizer):
             )
         if self._shadow is not None:
             await self._compare(ctx, decision, self._shadow, now)
-        if decision.effect is not Effect.ALLOW or discover:
+        if discover or decision.effect is Effect.DENY:
             return decision
+        if decision.effect is Effect.REQUIRE_APPROVAL and APPROVAL_GRANT not in ctx.extensions:
+            return decision  # refused until approved: counted when the approved request comes back
         limits = decision.obligations.get(OBLIGATION_RATE_LIMIT)
         if limits:
             try:
@@ -331,7 +333,7 @@ class PolicyMiddleware(Authorizer):
     async def _compare(self, ctx: GovContext, enforced: Decision, shadow: Engine, now: float) -> None:
         """Evaluate the shadow policy; record where it differs. Never changes the decision."""
         try:
-            history = None if ctx.action == "discover" else await self._history(ctx, shadow)
+            history = await self._history(ctx, shadow)
             candidate = shadow.decide(ctx, history=history, now=now)
         except Exception as exc:  # noqa: BLE001 - a broken candidate must never affect enforcement
             candidate = Decision.deny("mcpgov:policy:shadow-error", f"shadow raised {type(exc).__name__}")
@@ -392,7 +394,7 @@ class PolicyMiddleware(Authorizer):
         """
         self._refresh_declarations()
         engine = self._engine
-        history = None if ctx.action == "discover" else await self._history(ctx, engine)
+        history = await self._history(ctx, engine)
         return engine.explain(ctx, history=history, now=self.clock())
 
     # -- reload -------------------------------------------------------------------------------
@@ -408,8 +410,10 @@ class PolicyMiddleware(Authorizer):
     async def reload(self, policy: PolicySource | None = None) -> bool:
         """Load ``policy`` (default: re-read the policy file) and enforce it.
 
-        A policy that cannot be loaded leaves the last good one in force. Either way a
-        ``policy.reloaded`` event records the outcome.
+        Whatever goes wrong while loading or compiling (an invalid, hostile or unreadable
+        policy, or any other error), the last good policy stays in force, a
+        ``policy.reload_failed`` event records why, and ``False`` is returned. A successful
+        reload emits ``policy.reloaded``.
 
         Returns:
             True when the new policy is now enforced.
@@ -424,9 +428,14 @@ class PolicyMiddleware(Authorizer):
         try:
             source = await anyio.to_thread.run_sync(_load, policy if policy is not None else path)
             engine = self._compile(source)
-        except (PolicyError, ConfigurationError) as exc:
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the last good policy
+            detail = str(exc) if isinstance(exc, McpGovError) else f"{type(exc).__name__} while loading the policy"
             logger.warning("policy reload failed; keeping policy %s", previous)
-            await self._emit_reload("failed", str(exc), previous)
+            if policy is None:
+                self._loaded_text = self._read_raw()  # the same broken content is not retried
+            await self._emit_reload("failed", detail, previous)
             return False
         self._source = source
         self._engine = engine
@@ -448,25 +457,51 @@ class PolicyMiddleware(Authorizer):
         current = await anyio.to_thread.run_sync(self._read_raw)
         if current is not None and current == self._loaded_text:
             return False
-        await self.reload()
         self._loaded_text = current  # a broken file is not retried until it changes again
+        await self.reload()
+        self._loaded_text = current
         return True
 
     async def watch(self, interval: float = 2.0) -> None:
-        """Poll the policy file every ``interval`` seconds and reload it when it changes (runs forever)."""
+        """Poll the policy file every ``interval`` seconds and reload it when it changes (runs forever).
+
+        Nothing a reload meets stops the watcher: a hostile file, a failing audit sink, even an
+        exception that is not an ``Exception`` (only ``KeyboardInterrupt``, ``SystemExit`` and the
+        cancellation of the watcher itself end it). What failed is logged and, when possible,
+        recorded as ``policy.reload_failed``.
+        """
         if not interval > 0:
             raise ConfigurationError("interval must be positive")
+        cancelled = anyio.get_cancelled_exc_class()
         while True:
             await anyio.sleep(interval)
-            await self.check_for_changes()
+            try:
+                await self.check_for_changes()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except cancelled:
+                await anyio.lowlevel.checkpoint()  # our own cancellation raises here; a stray one is absorbed
+                logger.error("policy watcher: a reload raised a stray cancellation; still watching")
+            except BaseException as exc:  # noqa: BLE001 - the watcher must outlive anything a reload meets
+                logger.error("policy watcher: reload raised %s; still watching", type(exc).__name__)
+                self._queue_reload("failed", f"{type(exc).__name__} during reload", None)
 
     def _queue_reload(self, outcome: str, detail: str, previous: str | None) -> None:
         self._pending.append((outcome, {"detail": detail, "previous": previous, "version": self._engine.version}))
 
     async def _emit_reload(self, outcome: str, detail: str, previous: str | None) -> None:
         self._queue_reload(outcome, detail, previous)
-        if self._auditor is not None:
+        if self._auditor is None:
+            return
+        try:
             await self._flush(self._auditor)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except anyio.get_cancelled_exc_class():
+            await anyio.lowlevel.checkpoint()  # our own cancellation raises here; a stray one is absorbed
+            logger.error("the reload event could not be recorded (a sink raised a cancellation)")
+        except BaseException as exc:  # noqa: BLE001 - recording a reload must never undo or break it
+            logger.error("the reload event could not be recorded (%s)", type(exc).__name__)
 
     async def _flush(self, auditor: Auditor) -> None:
         pending, self._pending = self._pending, []
@@ -475,7 +510,7 @@ class PolicyMiddleware(Authorizer):
             await auditor.emit(
                 AuditEvent.from_context(
                     ctx,
-                    "policy.reloaded",
+                    "policy.reloaded" if outcome == "loaded" else "policy.reload_failed",
                     outcome=outcome,
                     reason="reloaded" if outcome == "loaded" else "reload_failed",
                     detail=info["detail"] or None,

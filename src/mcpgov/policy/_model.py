@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
+from mcpgov.policy._regex import compile_regex
+
 __all__ = [
     "ArgumentCondition",
     "Bounds",
@@ -155,10 +157,11 @@ class ArgumentCondition(_Model):
         if not operators:
             raise ValueError("an argument condition needs at least one operator (equals, in, glob, regex, path...)")
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
+            compile_regex(self.regex)  # RE2's refusal (a ValueError) names the reason
+        if self.glob is not None and self.path is not None:
+            raise ValueError(
+                "glob on a path argument is refused: '*' would cross '/' and '..'; use path: {under: [...]}"
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min is greater than max")
         if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
@@ -443,4 +446,18 @@ class PolicyDocument(_Model):
             if rule.id in seen:
                 raise ValueError(f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
+        blocks = [
+            (rule.id, part, block)
+            for rule in self.rules
+            for part, block in (("when", rule.when), ("unless", rule.unless))
+            if block is not None
+        ]
+        paths = {name for _, _, block in blocks for name, cond in block.arguments.items() if cond.path is not None}
+        for rule_id, part, block in blocks:
+            for name, cond in block.arguments.items():
+                if cond.glob is not None and name in paths:
+                    raise ValueError(
+                        f"rule {rule_id!r}, field '{part}.arguments.{name}.glob': glob on an argument that the "
+                        f"policy treats as a path is refused ('*' would cross '/' and '..'); use path: {{under: [...]}}"
+                    )
         return self

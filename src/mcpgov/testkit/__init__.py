@@ -12,9 +12,18 @@
 See ``docs/testing-policy.md``.
 """
 
-from mcpgov._public import publish as _publish
-from mcpgov.testkit._assertions import (
+from mcpgov._harness import (
+    CREDENTIAL_ISSUER,
+    DEFAULT_AUDIENCE,
+    DEFAULT_FROZEN_TIME,
+    DEFAULT_ISSUER,
+    Caller,
+    FrozenClock,
+    GovernedHarness,
+    Inventory,
     PolicyAssertionError,
+    Verdict,
+    Visibility,
     assert_allowed,
     assert_denied,
     assert_hidden,
@@ -22,18 +31,10 @@ from mcpgov.testkit._assertions import (
     assert_visible,
     expect_effect,
     expect_visibility,
+    generic_server,
+    inventory_of,
 )
-from mcpgov.testkit._clock import DEFAULT_FROZEN_TIME, FrozenClock
-from mcpgov.testkit._generic import Inventory, generic_server, inventory_of
-from mcpgov.testkit._harness import (
-    CREDENTIAL_ISSUER,
-    DEFAULT_AUDIENCE,
-    DEFAULT_ISSUER,
-    Caller,
-    GovernedHarness,
-    Verdict,
-    Visibility,
-)
+from mcpgov._public import publish as _publish
 
 __all__ = [
     "CREDENTIAL_ISSUER",

@@ -28,10 +28,11 @@ from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov._state import StateStore
 
 if TYPE_CHECKING:
+    from mcpgov._harness._inventory import Inventory
+    from mcpgov._harness._issuers import IdentityIssuer, InMemoryAuditSink
     from mcpgov.credentials import CredentialIssuer
     from mcpgov.identity import IdentityMiddleware
     from mcpgov.policy import Explanation, PolicyDecorators, PolicyMiddleware, PolicySource
-    from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
 __all__ = [
     "CREDENTIAL_ISSUER",
@@ -181,6 +182,25 @@ class Visibility:
     events: tuple[AuditEvent, ...]
 
 
+_INVENTORY_WORKLOAD = "mcpgov-inventory"
+
+
+class _InventoryProbe:
+    """Innermost middleware of a chain the harness builds: records each listing before any
+    authoriser filters it (so the harness knows what a lowlevel server declares)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, ...]] = {}
+
+    async def __call__(self, ctx: GovContext, call_next: Any) -> Any:
+        from mcpgov._chain import Listing  # noqa: PLC0415 - the chain's listing type
+
+        result = await call_next(ctx)
+        if isinstance(result, Listing):
+            self.seen[ctx.method] = tuple(item.name for item in result.items)
+        return result
+
+
 def _lowlevel(server: MCPServer | Server[Any]) -> Server[Any]:
     if isinstance(server, MCPServer):
         return server._lowlevel_server
@@ -253,6 +273,11 @@ class GovernedHarness:
         mode: ``"auto"`` or ``"legacy"``.
         audit: the sink the server's audit trail is captured in.
         state: the policy middleware's state store (task history, rate counters).
+        inventory: what the server declares (an :class:`~mcpgov.testkit.Inventory`). Every
+            request and assertion must name a declared target. Without it: an ``MCPServer``'s
+            own declarations; a lowlevel ``Server`` the harness governs is asked for its
+            listings (read before the policy filters them); a lowlevel ``Server`` governed by
+            your own chain needs ``inventory=``.
 
     Raises:
         ConfigurationError: an inconsistent setup (a governed server given a policy, an
@@ -274,15 +299,22 @@ class GovernedHarness:
         mode: str = "auto",
         audit: InMemoryAuditSink | None = None,
         state: StateStore | None = None,
+        inventory: Inventory | None = None,
     ) -> None:
+        from mcpgov._harness._clock import FrozenClock  # noqa: PLC0415
+        from mcpgov._harness._issuers import IdentityIssuer, InMemoryAuditSink  # noqa: PLC0415
         from mcpgov.credentials import CredentialIssuer  # noqa: PLC0415 - capability packages load on use
-        from mcpgov.testing import IdentityIssuer, InMemoryAuditSink  # noqa: PLC0415
-        from mcpgov.testkit._clock import FrozenClock  # noqa: PLC0415
 
         if mode not in ("auto", "legacy"):
             raise ConfigurationError(f"mode must be 'auto' or 'legacy', got {mode!r}")
         if not isinstance(audience, str) or not audience:
             raise ConfigurationError("audience must be a non-empty string")
+        from mcpgov._harness._inventory import Inventory  # noqa: PLC0415 - avoids an import cycle
+
+        if inventory is not None and not isinstance(inventory, Inventory):
+            raise ConfigurationError(f"inventory must be an Inventory, got {type(inventory).__name__}")
+        self.inventory: Inventory | None = inventory
+        self._probe: _InventoryProbe | None = None
         self.server = server
         self.mode = mode
         self.audience = audience
@@ -333,10 +365,10 @@ class GovernedHarness:
         state: StateStore | None,
     ) -> GovernanceMiddleware:
         """Govern the server: identity, credential, the caller's middleware, policy; audit into the sink."""
+        from mcpgov._harness._issuers import IdentityIssuer  # noqa: PLC0415
         from mcpgov.credentials import CredentialIssuer, CredentialMiddleware, SigningKeySet  # noqa: PLC0415
         from mcpgov.identity import IdentityMiddleware, IdentityVerifier  # noqa: PLC0415
         from mcpgov.policy import PolicyMiddleware  # noqa: PLC0415
-        from mcpgov.testing import IdentityIssuer  # noqa: PLC0415
 
         policy_mw = (
             policy
@@ -350,11 +382,13 @@ class GovernedHarness:
         if self.credentials is None:
             keys = SigningKeySet.generate("Ed25519", clock=self.clock)
             self.credentials = CredentialIssuer(CREDENTIAL_ISSUER, keys, clock=self.clock)
+        self._probe = _InventoryProbe()
         chain: list[Middleware] = [
             IdentityMiddleware(verifier),
             CredentialMiddleware(self.credentials.verifier(self.audience)),
             *middleware,
             policy_mw,
+            self._probe,
         ]
         return govern(self.server, *chain, audit=self.audit)
 
@@ -487,19 +521,45 @@ class GovernedHarness:
             mode=self.mode,
         )
 
+    async def declared(self) -> Inventory:
+        """What the server declares: ``inventory=``, an ``MCPServer``'s declarations, or a governed
+        lowlevel server's listings read inside the chain, before any policy filters them.
+
+        Raises:
+            ConfigurationError: a lowlevel server governed by your own chain, without ``inventory=``.
+        """
+        from mcpgov._harness._inventory import Inventory, inventory_of  # noqa: PLC0415 - avoids an import cycle
+
+        if self.inventory is not None:
+            return self.inventory
+        if isinstance(self.server, MCPServer):
+            return await inventory_of(self.server)
+        probe = self._probe
+        if probe is None:
+            raise ConfigurationError(
+                "cannot tell what this lowlevel Server declares (it is governed by your own chain): "
+                "pass inventory=Inventory.of(tools=..., resources=..., prompts=...) to the harness"
+            )
+        probe.seen.clear()
+        for kind in ("tool", "resource", "prompt"):
+            await self.listing(kind, workload=_INVENTORY_WORKLOAD, tenant=_INVENTORY_WORKLOAD)
+        seen = probe.seen
+        self.inventory = Inventory.of(
+            seen.get("tools/list", ()),
+            seen.get("resources/list", ()),
+            seen.get("prompts/list", ()),
+            seen.get("resources/templates/list", ()),
+        )
+        return self.inventory
+
     async def check_declared(self, kind: Kind, target: str) -> None:
         """Refuse a target the server does not declare: a misspelt tool must not pass as "denied".
 
-        Checked for an ``MCPServer`` (its tools, resources, resource templates and prompts).
-
         Raises:
-            ConfigurationError: the server does not declare ``target``.
+            ConfigurationError: the server does not declare ``target`` (or what it declares
+                cannot be known; see :meth:`declared`).
         """
-        if not isinstance(self.server, MCPServer):
-            return  # a lowlevel server's inventory is only known through a session
-        from mcpgov.testkit._generic import inventory_of  # noqa: PLC0415 - avoids an import cycle
-
-        inventory = await inventory_of(self.server)
+        inventory = await self.declared()
         known = {"tool": inventory.has_tool, "resource": inventory.has_resource, "prompt": inventory.has_prompt}[kind]
         if not known(target):
             declared = {
@@ -662,7 +722,7 @@ class GovernedHarness:
         """Async :func:`~mcpgov.testing.assert_allowed` (``who``: principal, tenant, workload, issuer,
         claims, actors)."""
         __tracebackhide__ = True
-        from mcpgov.testkit._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
+        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
 
         return await expect_effect(
             self, "allow", target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
@@ -681,7 +741,7 @@ class GovernedHarness:
     ) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_denied`."""
         __tracebackhide__ = True
-        from mcpgov.testkit._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
+        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
 
         return await expect_effect(
             self, "deny", target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
@@ -700,7 +760,7 @@ class GovernedHarness:
     ) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_requires_approval`."""
         __tracebackhide__ = True
-        from mcpgov.testkit._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
+        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
 
         return await expect_effect(
             self,
@@ -717,14 +777,14 @@ class GovernedHarness:
     async def assert_visible(self, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_visible`."""
         __tracebackhide__ = True
-        from mcpgov.testkit._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
+        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
 
         return await expect_visibility(self, True, target, kind=kind, who=who)
 
     async def assert_hidden(self, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_hidden`."""
         __tracebackhide__ = True
-        from mcpgov.testkit._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
+        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
 
         return await expect_visibility(self, False, target, kind=kind, who=who)
 

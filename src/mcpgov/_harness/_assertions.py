@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 
 from mcpgov._errors import ConfigurationError
+from mcpgov._harness._session import MISSING, GovernedHarness, Kind, Verdict, Visibility
 from mcpgov._principal import Actor, Principal
-from mcpgov.testkit._harness import MISSING, GovernedHarness, Kind, Verdict, Visibility
 
 if TYPE_CHECKING:
     from mcpgov.policy import Explanation

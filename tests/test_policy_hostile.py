@@ -1,0 +1,203 @@
+"""Hostile policy files: refused with a PolicyError naming the problem; a reload keeps the last good
+policy and records ``policy.reload_failed``; the watcher outlives anything a reload meets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+
+from mcpgov.policy import Policy, PolicyError, PolicyMiddleware
+from mcpgov.policy._load import MAX_POLICY_BYTES, MAX_POLICY_DEPTH
+from mcpgov.testing import InMemoryAuditSink
+
+from .policies.support import as_, build_file_server
+
+pytestmark = pytest.mark.anyio
+
+GOOD = "rules:\n  - {id: reads, effect: allow, tools: [read_file]}\n"
+OTHER = "rules:\n  - {id: searches, effect: allow, tools: [search]}\n"
+
+
+def _bomb(levels: int, fan: int = 10) -> str:
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * fan) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]" for i in range(1, levels)]
+    lines.append(f"rules: *a{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+def _deep_alias() -> str:
+    # Each level is shallow in the text, but aliases nest: depth grows with every level.
+    lines = ["x0: &x0 [[[[1]]]]"]
+    lines += [f"x{i}: &x{i} [[[[*x{i - 1}]]]]" for i in range(1, 40)]
+    return "\n".join(lines) + "\nrules: []\n"
+
+
+HOSTILE_YAML: dict[str, tuple[str, str]] = {
+    "flow-sequences": ("rules: " + "[" * 20_000 + "]" * 20_000, "nesting"),
+    "flow-mappings": ("rules: " + "{a: " * 5_000 + "1" + "}" * 5_000, "nesting"),
+    "block-lists": ("rules:\n" + "".join(" " * i + "- \n" for i in range(300)), "nesting"),
+    "block-mappings": ("".join(" " * i + "k:\n" for i in range(300)) + " " * 300 + "v", "nesting"),
+    "billion-laughs": (_bomb(9), "alias"),
+    "alias-depth": (_deep_alias(), "nesting"),
+    "recursive-alias": ("a: &a [*a]\nrules: []\n", "nesting"),
+    "deep-inside-a-rule": (
+        "rules: [{id: r, effect: allow, tools: [t], when: {arguments: {a: {in: " + "[" * 100 + "]" * 100 + "}}}}]",
+        "nesting",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_YAML))
+def test_hostile_yaml_is_one_policy_error_naming_the_problem(name: str) -> None:
+    text, problem = HOSTILE_YAML[name]
+    with pytest.raises(PolicyError) as info:
+        Policy.from_yaml(text, source=f"{name}.yaml")
+    message = str(info.value)
+    assert message.startswith(f"{name}.yaml: ")
+    assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"rules": ' + "[" * 100_000 + "]" * 100_000 + "}", "nesting deeper"),
+        ('{"rules": ' + "[" * 200 + "]" * 200 + "}", "nesting deeper"),
+        ('{"rules": [], "x": ' + "{" * 70 + '"a": 1' + "}" * 70 + "}", "invalid JSON"),
+        ('{"rules": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}", "nesting deeper"),
+    ],
+)
+def test_hostile_json_is_one_policy_error_naming_the_problem(text: str, problem: str) -> None:
+    with pytest.raises(PolicyError, match=problem) as info:
+        Policy.from_json(text, source="p.json")
+    assert str(info.value).startswith("p.json: ")
+
+
+def test_oversized_policies_are_refused_before_parsing(tmp_path: Path) -> None:
+    huge = "#" * (MAX_POLICY_BYTES + 1)
+    with pytest.raises(PolicyError, match="exceeds"):
+        Policy.from_yaml(huge)
+    path = tmp_path / "huge.yaml"
+    path.write_text(huge)
+    with pytest.raises(PolicyError, match=r"huge\.yaml: policy file exceeds"):
+        Policy.from_file(path)
+
+
+def test_nesting_up_to_the_limit_loads() -> None:
+    nested = "[" * (MAX_POLICY_DEPTH - 8) + "1" + "]" * (MAX_POLICY_DEPTH - 8)
+    text = json.dumps({"rules": [], "labels": {}}).replace('"labels": {}', f'"name": "x", "x-unused": {nested}')
+    with pytest.raises(PolicyError, match="x-unused"):  # an unknown field, not a depth error
+        Policy.from_json(text)
+
+
+@pytest.mark.parametrize("name", ["billion-laughs", "flow-sequences", "recursive-alias", "alias-depth"])
+async def test_reload_of_a_hostile_file_keeps_the_last_good_policy(tmp_path: Path, name: str, mode: str) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(GOOD)
+    fs = build_file_server(policy_file)
+    good = fs.policy.version
+    async with Client(fs.server, mode=mode) as client:
+        policy_file.write_text(HOSTILE_YAML[name][0])
+        assert await fs.policy.reload() is False
+        assert await fs.policy.check_for_changes() is False  # the same broken content is not retried
+        assert fs.policy.version == good
+        assert (await client.call_tool("read_file", {"path": "/x"}, meta=as_("alice"))).is_error is False
+        with pytest.raises(MCPError):
+            await client.call_tool("search", {"query": "q"}, meta=as_("alice"))
+    (event,) = fs.sink.of_type("policy.reload_failed")
+    assert (event.outcome, event.reason, event.policy_version) == ("failed", "reload_failed", good)
+    assert str(policy_file) in (event.detail or "")
+    assert fs.sink.of_type("policy.reloaded") == []
+
+
+async def test_reload_survives_unexpected_errors_while_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = InMemoryAuditSink()
+    mw = PolicyMiddleware(Policy.from_yaml(GOOD), audit=sink)
+    good = mw.version
+
+    def explode(*_args: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("mcpgov.policy._middleware._load", explode)
+    assert await mw.reload(Path("whatever.yaml")) is False
+    assert mw.version == good
+    (event,) = sink.of_type("policy.reload_failed")
+    assert event.detail == "RecursionError while loading the policy"
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("the watcher did not reload within 5 seconds")
+
+
+class Boom(BaseException):
+    """Not an Exception: escapes ``except Exception``."""
+
+
+def _raising(exc: Callable[[], BaseException]) -> Callable[[object], None]:
+    def sink(_event: object) -> None:
+        raise exc()
+
+    return sink
+
+
+@pytest.mark.parametrize("exc", [Boom, RuntimeError, asyncio.CancelledError, GeneratorExit])
+async def test_the_watcher_survives_anything_a_reload_meets(tmp_path: Path, exc: type[BaseException]) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(GOOD)
+    mw = PolicyMiddleware(policy_file, audit=_raising(exc))
+    first = mw.version
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(mw.watch, 0.01)
+        policy_file.write_text(HOSTILE_YAML["billion-laughs"][0])
+        await anyio.sleep(0.1)
+        assert mw.version == first
+        policy_file.write_text(OTHER)
+        await _until(lambda: mw.version != first)
+        second = mw.version
+        policy_file.write_text(GOOD)
+        await _until(lambda: mw.version != second)
+        tg.cancel_scope.cancel()
+    assert mw.version == first
+
+
+async def test_the_watcher_survives_a_load_that_raises_a_base_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(GOOD)
+    mw = PolicyMiddleware(policy_file)
+    calls: list[int] = []
+    real = mw.check_for_changes
+
+    async def flaky() -> bool:
+        calls.append(1)
+        if len(calls) < 3:
+            raise Boom
+        return await real()
+
+    monkeypatch.setattr(mw, "check_for_changes", flaky)
+    policy_file.write_text(OTHER)
+    first = mw.version
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(mw.watch, 0.01)
+        await _until(lambda: mw.version != first)
+        tg.cancel_scope.cancel()
+    assert len(calls) >= 3
+
+
+async def test_the_watcher_still_stops_when_cancelled(tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(GOOD)
+    mw = PolicyMiddleware(policy_file)
+    with anyio.move_on_after(0.1) as scope:
+        await mw.watch(0.01)
+    assert scope.cancelled_caught
