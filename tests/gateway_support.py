@@ -58,7 +58,7 @@ def files_server(seen: Seen) -> MCPServer:
     @server.tool()
     async def slow(seconds: float) -> str:
         """Sleep."""
-        import anyio  # noqa: PLC0415
+        import anyio
 
         seen.calls.append(("slow", {"seconds": seconds}))
         await anyio.sleep(seconds)
@@ -103,7 +103,7 @@ def clock_server(seen: Seen) -> MCPServer:
     @server.tool()
     async def ask(ctx: Context) -> str:
         """Ask the user something."""
-        from pydantic import BaseModel  # noqa: PLC0415
+        from pydantic import BaseModel
 
         class Answer(BaseModel):
             answer: str
@@ -144,7 +144,7 @@ class World:
 
 
 async def pins(server: MCPServer) -> Manifest:
-    from mcpgov.pinning import snapshot  # noqa: PLC0415
+    from mcpgov.pinning import snapshot
 
     return await snapshot(server)
 

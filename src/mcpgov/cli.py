@@ -11,6 +11,7 @@ from mcpgov import __version__
 from mcpgov._demo import demo
 from mcpgov._keys_cli import keys
 from mcpgov.audit._cli import audit
+from mcpgov.gateway._cli import gateway
 from mcpgov.pinning._cli import pin
 from mcpgov.policy._cli import policy
 
@@ -40,6 +41,7 @@ main.add_command(pin)
 main.add_command(policy)
 main.add_command(keys)
 main.add_command(demo)
+main.add_command(gateway)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m mcpgov.cli`

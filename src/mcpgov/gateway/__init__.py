@@ -10,23 +10,60 @@
 See ``docs/gateway.md``.
 """
 
-from mcpgov.gateway._config import (
-    AuditConfig,
-    GatewayConfig,
-    HttpListenConfig,
-    IdentityConfig,
-    IssuerConfig,
-    NamespaceConfig,
-    RestartConfig,
-    SecretRef,
-    StateConfig,
-    UpstreamConfig,
-    load_config,
-    parse_config,
-)
-from mcpgov.gateway._gateway import Gateway
-from mcpgov.gateway._routing import Namespace, Router
-from mcpgov.gateway._upstream import FrontCall, Upstream, UpstreamTimeout, UpstreamUnavailable
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcpgov.gateway._config import (
+        AuditConfig,
+        GatewayConfig,
+        HttpListenConfig,
+        IdentityConfig,
+        IssuerConfig,
+        NamespaceConfig,
+        RestartConfig,
+        SecretRef,
+        StateConfig,
+        UpstreamConfig,
+        load_config,
+        parse_config,
+    )
+    from mcpgov.gateway._gateway import Gateway
+    from mcpgov.gateway._routing import Namespace, Router
+    from mcpgov.gateway._upstream import FrontCall, Upstream, UpstreamTimeout, UpstreamUnavailable
+
+# Loaded on first use, so that ``mcpgov gateway --help`` and the CLI stay fast.
+_LAZY: dict[str, str] = {
+    "AuditConfig": "mcpgov.gateway._config",
+    "FrontCall": "mcpgov.gateway._upstream",
+    "Gateway": "mcpgov.gateway._gateway",
+    "GatewayConfig": "mcpgov.gateway._config",
+    "HttpListenConfig": "mcpgov.gateway._config",
+    "IdentityConfig": "mcpgov.gateway._config",
+    "IssuerConfig": "mcpgov.gateway._config",
+    "Namespace": "mcpgov.gateway._routing",
+    "NamespaceConfig": "mcpgov.gateway._config",
+    "RestartConfig": "mcpgov.gateway._config",
+    "Router": "mcpgov.gateway._routing",
+    "SecretRef": "mcpgov.gateway._config",
+    "StateConfig": "mcpgov.gateway._config",
+    "Upstream": "mcpgov.gateway._upstream",
+    "UpstreamConfig": "mcpgov.gateway._config",
+    "UpstreamTimeout": "mcpgov.gateway._upstream",
+    "UpstreamUnavailable": "mcpgov.gateway._upstream",
+    "load_config": "mcpgov.gateway._config",
+    "parse_config": "mcpgov.gateway._config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcpgov.gateway' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AuditConfig",

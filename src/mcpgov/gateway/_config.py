@@ -120,8 +120,9 @@ class UpstreamConfig(_Model):
         start_timeout: seconds to wait for the upstream to come up before a request fails.
         concurrency: requests in flight to this upstream at once (the rest wait their turn).
         restart: backoff when it dies.
-        mode: the protocol the gateway speaks to it (``auto`` probes, ``legacy`` forces the
-            handshake era).
+        mode: the protocol era the gateway speaks to it: ``legacy`` (the default: the
+            handshake era, in which an upstream can ask for sampling and elicitation and send
+            notifications outside a request) or ``auto`` (probe for 2026-07-28 first).
     """
 
     id: str = Field(min_length=1)
@@ -136,7 +137,7 @@ class UpstreamConfig(_Model):
     start_timeout: float = Field(default=30.0, gt=0, le=3600)
     concurrency: int = Field(default=64, ge=1, le=100_000)
     restart: RestartConfig = Field(default_factory=RestartConfig)
-    mode: Literal["auto", "legacy"] = "auto"
+    mode: Literal["auto", "legacy"] = "legacy"
 
 
 class IssuerConfig(_Model):

@@ -70,12 +70,6 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def _progress_token(sctx: ServerRequestContext[Any, Any]) -> str | int | None:
-    meta = sctx.meta
-    token = meta.get("progressToken") if isinstance(meta, Mapping) else getattr(meta, "progress_token", None)
-    return token if isinstance(token, str | int) and not isinstance(token, bool) else None
-
-
 class Gateway:
     """A governed MCP endpoint in front of one or more upstream servers.
 
@@ -344,6 +338,31 @@ class Gateway:
         app.router.lifespan_context = lifespan
         return app
 
+    def bearer_auth(self, resource_server_url: str) -> dict[str, Any]:
+        """The SDK auth keywords making the HTTP front verify agents' bearer identity tokens.
+
+        Uses the identity stage of the front chain (:class:`~mcpgov.identity.IdentityMiddleware`)
+        and names its first issuer as the authorization server. Pass the result to
+        :meth:`http_app` as ``auth``.
+
+        Raises:
+            ConfigurationError: the front chain has no identity stage.
+        """
+        from mcpgov.identity import IdentityMiddleware, server_auth  # noqa: PLC0415
+
+        identity = next(
+            (mw for mw in self.governance.governor.middleware if isinstance(mw, IdentityMiddleware)), None
+        )
+        if identity is None:
+            raise ConfigurationError("the gateway's chain has no IdentityMiddleware to verify bearer tokens")
+        issuer = next(iter(identity.verifier.issuers))
+        keywords = server_auth(
+            identity, resource_server_url=resource_server_url, authorization_server=issuer, audit=self.auditor
+        )
+        # The front itself never returns input-required results (the upstreams' ones are answered
+        # by the back clients), so only the bearer verification applies to a lowlevel server.
+        return {"token_verifier": keywords["token_verifier"], "auth": keywords["auth"]}
+
     async def serve_stdio(self) -> None:
         """Serve the gateway on this process's stdin and stdout until the agent disconnects."""
         from mcp.server.stdio import stdio_server  # noqa: PLC0415 - only the stdio front needs it
@@ -386,7 +405,7 @@ class Gateway:
         if self.draining:
             raise UpstreamUnavailable("the gateway is shutting down", reason="draining")
         self._remember(sctx)
-        return FrontCall(self._decided_context(), sctx.session, sctx.request_id, _progress_token(sctx))
+        return FrontCall(self._decided_context(), sctx.session, sctx.request_id)
 
     def _error(self, upstream: Upstream, exc: MCPError) -> MCPError:
         """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data."""
@@ -418,9 +437,10 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
         upstream_id, upstream_name = route
         arguments = _thaw(decided.arguments) if decided.arguments is not None else None
-        progress = front.progress if front.progress_token is not None else None
         async with self._forward(upstream_id, front) as client:
-            result: types.CallToolResult = await client.call_tool(upstream_name, arguments, progress_callback=progress)
+            result: types.CallToolResult = await client.call_tool(
+                upstream_name, arguments, progress_callback=front.progress
+            )
         return result
 
     async def _listing(self, kind: str, fetch: Callable[[Any], Any]) -> list[tuple[str, Any]]:

@@ -73,21 +73,15 @@ class FrontCall:
         decided: the governed context the chain allowed (its frozen arguments are what is sent).
         session: the SDK's per-request server session of the agent's request.
         request_id: the agent's request id.
-        progress_token: the agent's progress token, when it asked for progress.
     """
 
     decided: GovContext
     session: Any
     request_id: Any
-    progress_token: str | int | None = None
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        """Relay an upstream progress notification to the agent (when it asked for progress)."""
-        if self.progress_token is None:
-            return
-        await self.session.send_progress_notification(
-            self.progress_token, progress, total, message, related_request_id=self.request_id
-        )
+        """Relay an upstream progress notification to the agent (a no-op unless it asked for progress)."""
+        await self.session.report_progress(progress, total, message)
 
 
 CURRENT: contextvars.ContextVar[FrontCall | None] = contextvars.ContextVar("mcpgov_gateway_call", default=None)
@@ -238,6 +232,7 @@ class Upstream:
             logging_callback=self._logging,
             message_handler=self._message,
             read_timeout_seconds=self.config.timeout,
+            log_level="debug",  # modern upstreams log only on request; the agent's own level applies in front
             cache=None,
         )
         return client, http
