@@ -28,9 +28,9 @@ POLICY: dict[str, Any] = {
             "tools": ["clock_echo"],
             "when": {"arguments": {"text": {"not_in": ["forbidden"]}}},
         },
-        {"id": "acme-clock", "effect": "allow", "tenants": ["acme"], "tools": ["clock_now", "clock_ask", "clock_sample"]},
-        {"id": "acme-prompts", "effect": "allow", "tenants": ["acme"], "tools": ["files_greet"]},
-        {"id": "acme-resources", "effect": "allow", "tenants": ["acme"], "tools": ["files+note://*"]},
+        {"id": "acme-clock", "effect": "allow", "tenants": ["acme"], "tools": ["clock_now", "clock_ask"]},
+        {"id": "acme-prompts", "effect": "allow", "tenants": ["acme"], "prompts": ["files_greet"]},
+        {"id": "acme-resources", "effect": "allow", "tenants": ["acme"], "resources": ["files+note://*"]},
     ],
 }
 
@@ -98,7 +98,7 @@ def clock_server(seen: Seen) -> MCPServer:
     def echo(text: str, count: int = 1) -> str:
         """Echo text."""
         seen.calls.append(("echo", {"text": text, "count": count}))
-        return text * count
+        return text * max(0, min(count, 3))
 
     @server.tool()
     async def ask(ctx: Context) -> str:
@@ -150,16 +150,20 @@ async def pins(server: MCPServer) -> Manifest:
 
 
 async def build_world(
-    *, files_config: dict[str, Any] | None = None, clock_config: dict[str, Any] | None = None
+    *,
+    files_config: dict[str, Any] | None = None,
+    clock_config: dict[str, Any] | None = None,
+    extra_front: list[Any] | None = None,
+    files_tenants: list[str] | None = None,
+    policy_extra: list[dict[str, Any]] | None = None,
 ) -> tuple[World, dict[str, MCPServer]]:
     files_seen, clock_seen = Seen(), Seen()
     files, clock = files_server(files_seen), clock_server(clock_seen)
-    registry = ServerRegistry(
-        [
-            entry("files", "files", "1.0.0", await pins(files)),
-            entry("clock", "clock", "2.1.0", await pins(clock)),
-        ]
-    )
+    files_entry = entry("files", "files", "1.0.0", await pins(files))
+    if files_tenants is not None:
+        files_entry["tenants"] = files_tenants
+    registry = ServerRegistry([files_entry, entry("clock", "clock", "2.1.0", await pins(clock))])
+    policy = {**POLICY, "rules": [*POLICY["rules"], *(policy_extra or [])]}
     idp = IdentityIssuer(audience=AUDIENCE)
     sink = InMemoryAuditSink()
     auditor = Auditor([sink])
@@ -171,7 +175,8 @@ async def build_world(
         upstreams,
         registry,
         IdentityMiddleware(idp.verifier()),
-        PolicyMiddleware(Policy.from_dict(POLICY)),
+        *(extra_front or []),
+        PolicyMiddleware(Policy.from_dict(policy)),
         audit=auditor,
         servers={"files": files, "clock": clock},
     )

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
+from mcp import MCPDeprecationWarning
 from mcp.server.mcpserver import Context, MCPServer
+
+# Log messages are a handshake-era feature the gateway relays; the SDK flags them as deprecated.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 server = MCPServer("notes", version="1.2.0")
 _notes: list[str] = []

@@ -65,7 +65,7 @@ async def main(workdir: Path) -> None:
     async with serve_http(gateway.http_app(auth=gateway.bearer_auth("https://gateway.acme.example/mcp"))) as base:
         url = f"{base}/mcp"
         token = idp.token("notes-agent", tenant="acme")
-        progress: list[float] = []
+        reported: list[float] = []
         logs: list[str] = []
 
         async def on_log(params: LoggingMessageNotificationParams) -> None:
@@ -77,12 +77,14 @@ async def main(workdir: Path) -> None:
             expect("notes_delete_all_notes" not in tools, "a tool the policy does not allow is not listed")
             expect("notes_add_note" in tools, "an allowed pinned tool is listed")
 
-            async def on_progress(value: float, total: float | None, message: str | None) -> None:
-                progress.append(value)
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                reported.append(progress)
 
             added = await agent.call_tool("notes_add_note", {"text": "buy milk"}, progress_callback=on_progress)
-            print(f"3. notes_add_note -> {text(added)!r}; progress {progress}; log {logs}")
+            print(f"3. notes_add_note -> {text(added)!r}; progress {reported}; log {logs}")
             expect(text(added) == "1 note(s)", "the allowed call ran upstream")
+            expect(reported == [1.0], "the server's progress came back through the gateway")
+            expect(logs == ["stored a note of 8 characters"], "the server's log message came back")
 
             try:
                 await agent.call_tool("notes_delete_all_notes", {})

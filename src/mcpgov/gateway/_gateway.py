@@ -350,9 +350,7 @@ class Gateway:
         """
         from mcpgov.identity import IdentityMiddleware, server_auth  # noqa: PLC0415
 
-        identity = next(
-            (mw for mw in self.governance.governor.middleware if isinstance(mw, IdentityMiddleware)), None
-        )
+        identity = next((mw for mw in self.governance.governor.middleware if isinstance(mw, IdentityMiddleware)), None)
         if identity is None:
             raise ConfigurationError("the gateway's chain has no IdentityMiddleware to verify bearer tokens")
         issuer = next(iter(identity.verifier.issuers))

@@ -114,7 +114,12 @@ class CallerMiddleware:
                 purpose=decided.purpose,
                 task_id=decided.task_id,
             )
-        return await call_next(ctx)
+        try:
+            return await call_next(ctx)
+        except McpGovError as exc:
+            if exc.context is None:
+                exc.context = ctx  # the refusal is audited with the caller it was made for
+            raise
 
 
 @dataclass
