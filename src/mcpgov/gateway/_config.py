@@ -323,6 +323,6 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigurationError(
-            f"gateway config {path} is not valid {path.suffix.lstrip('.') or 'YAML'}{where}"
+            f"gateway config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{where}"
         ) from exc
     return parse_config(data, source=str(path))
