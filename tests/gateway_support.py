@@ -28,7 +28,7 @@ POLICY: dict[str, Any] = {
             "tools": ["clock_echo"],
             "when": {"arguments": {"text": {"not_in": ["forbidden"]}}},
         },
-        {"id": "acme-clock", "effect": "allow", "tenants": ["acme"], "tools": ["clock_now", "clock_ask"]},
+        {"id": "acme-clock", "effect": "allow", "tenants": ["acme"], "tools": ["clock_now", "clock_ask", "clock_announce"]},
         {"id": "acme-prompts", "effect": "allow", "tenants": ["acme"], "prompts": ["files_greet"]},
         {"id": "acme-resources", "effect": "allow", "tenants": ["acme"], "resources": ["files+note://*"]},
     ],
@@ -99,6 +99,13 @@ def clock_server(seen: Seen) -> MCPServer:
         """Echo text."""
         seen.calls.append(("echo", {"text": text, "count": count}))
         return text * max(0, min(count, 3))
+
+    @server.tool()
+    async def announce(ctx: Context) -> str:
+        """Tell clients the tool list changed."""
+        seen.calls.append(("announce", {}))
+        await ctx.request_context.session.send_tool_list_changed()
+        return "announced"
 
     @server.tool()
     async def ask(ctx: Context) -> str:

@@ -24,7 +24,7 @@ async def test_allowed_call_is_forwarded_and_denied_call_never_reaches_upstream(
     world, _ = await build_world()
     async with world.gateway, world.agent(mode) as agent:
         names = sorted(t.name for t in (await agent.list_tools()).tools)
-        assert names == ["clock_ask", "clock_echo", "clock_now", "files_read_file", "files_slow"]
+        assert names == ["clock_announce", "clock_ask", "clock_echo", "clock_now", "files_read_file", "files_slow"]
         result = await agent.call_tool("files_read_file", {"path": "/srv/a.txt"})
         assert isinstance(result.content[0], TextContent)
         assert result.content[0].text == "contents of /srv/a.txt"
@@ -123,7 +123,7 @@ async def test_an_upstream_not_approved_for_the_tenant_is_refused_before_anythin
     world, _ = await build_world(files_tenants=["globex"])
     async with world.gateway, world.agent(mode) as agent:
         tools = sorted(t.name for t in (await agent.list_tools()).tools)
-        assert tools == ["clock_ask", "clock_echo", "clock_now"]
+        assert tools == ["clock_announce", "clock_ask", "clock_echo", "clock_now"]
         with pytest.raises(MCPError) as refused:
             await agent.call_tool("files_read_file", {"path": "/srv/a"})
         assert refused.value.code == -32005
@@ -213,3 +213,28 @@ async def test_concurrency_is_limited_per_upstream() -> None:
                 tg.start_soon(one)
     assert peak == 2
     assert len(world.files.calls) == 6
+
+
+async def test_list_changed_is_propagated_after_the_pins_are_reset() -> None:
+    world, _ = await build_world()
+    received: list[str] = []
+
+    async def on_message(message: object) -> None:
+        method = getattr(message, "method", None)
+        if isinstance(method, str):
+            received.append(method)
+
+    async with world.gateway, world.agent("legacy", message_handler=on_message) as agent:
+        await agent.call_tool("clock_now", {"timezone": "UTC"})
+        pinning = world.gateway.upstreams["clock"]
+        await agent.call_tool("clock_announce", {})
+        with anyio.fail_after(5):
+            while "notifications/tools/list_changed" not in received:
+                await anyio.sleep(0.02)
+        client = pinning._client
+        assert client is not None
+        assert all(getattr(mw, "needs_listing", False) for mw in client.governor.middleware if hasattr(mw, "needs_listing"))
+        # The next call re-checks the pins with a governed listing before anything is sent.
+        again = await agent.call_tool("clock_now", {"timezone": "CET"})
+        assert not again.is_error
+    assert world.clock.calls[-1] == ("now", {"timezone": "CET"})
