@@ -28,7 +28,12 @@ POLICY: dict[str, Any] = {
             "tools": ["clock_echo"],
             "when": {"arguments": {"text": {"not_in": ["forbidden"]}}},
         },
-        {"id": "acme-clock", "effect": "allow", "tenants": ["acme"], "tools": ["clock_now", "clock_ask", "clock_announce"]},
+        {
+            "id": "acme-clock",
+            "effect": "allow",
+            "tenants": ["acme"],
+            "tools": ["clock_now", "clock_ask", "clock_announce"],
+        },
         {"id": "acme-prompts", "effect": "allow", "tenants": ["acme"], "prompts": ["files_greet"]},
         {"id": "acme-resources", "effect": "allow", "tenants": ["acme"], "resources": ["files+note://*"]},
     ],

@@ -217,23 +217,22 @@ async def test_concurrency_is_limited_per_upstream() -> None:
 
 async def test_list_changed_is_propagated_after_the_pins_are_reset() -> None:
     world, _ = await build_world()
-    received: list[str] = []
+    changed = anyio.Event()
 
     async def on_message(message: object) -> None:
-        method = getattr(message, "method", None)
-        if isinstance(method, str):
-            received.append(method)
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            changed.set()
 
     async with world.gateway, world.agent("legacy", message_handler=on_message) as agent:
         await agent.call_tool("clock_now", {"timezone": "UTC"})
         pinning = world.gateway.upstreams["clock"]
         await agent.call_tool("clock_announce", {})
         with anyio.fail_after(5):
-            while "notifications/tools/list_changed" not in received:
-                await anyio.sleep(0.02)
+            await changed.wait()
         client = pinning._client
         assert client is not None
-        assert all(getattr(mw, "needs_listing", False) for mw in client.governor.middleware if hasattr(mw, "needs_listing"))
+        gates = [mw for mw in client.governor.middleware if hasattr(mw, "needs_listing")]
+        assert gates and all(getattr(mw, "needs_listing", False) for mw in gates)
         # The next call re-checks the pins with a governed listing before anything is sent.
         again = await agent.call_tool("clock_now", {"timezone": "CET"})
         assert not again.is_error
