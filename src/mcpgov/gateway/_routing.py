@@ -22,16 +22,21 @@ class Namespace:
     Attributes:
         upstream: the upstream id.
         prefix: put before tool and prompt names.
-        resource_prefix: put before resource URIs and URI templates.
+        resource_prefix: put before resource URIs and URI templates (default: the upstream id
+            and ``+``).
         tools: explicit gateway names of some tools (upstream name -> gateway name).
         prompts: the same for prompts.
     """
 
     upstream: str
     prefix: str = ""
-    resource_prefix: str = ""
+    resource_prefix: str | None = None
     tools: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     prompts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.resource_prefix is None:
+            object.__setattr__(self, "resource_prefix", f"{self.upstream}+")
 
     def _mapping(self, kind: NameKind) -> Mapping[str, str]:
         return self.tools if kind == "tool" else self.prompts
@@ -43,7 +48,7 @@ class Namespace:
 
     def front_uri(self, uri: str) -> str:
         """The gateway URI (or URI template) of an upstream resource."""
-        return self.resource_prefix + uri
+        return f"{self.resource_prefix}{uri}"
 
 
 def _prefix_free(labelled: list[tuple[str, str]], what: str) -> None:
@@ -78,7 +83,7 @@ class Router:
             self.namespaces[ns.upstream] = ns
         spaces = list(self.namespaces.values())
         _prefix_free([(ns.upstream, ns.prefix) for ns in spaces], "prefix")
-        _prefix_free([(ns.upstream, ns.resource_prefix) for ns in spaces], "resource prefix")
+        _prefix_free([(ns.upstream, ns.resource_prefix or "") for ns in spaces], "resource prefix")
         self._mapped: dict[NameKind, dict[str, tuple[str, str]]] = {"tool": {}, "prompt": {}}
         for kind in ("tool", "prompt"):
             table = self._mapped[kind]
@@ -121,8 +126,9 @@ class Router:
     def route_uri(self, uri: str) -> tuple[str, str] | None:
         """The upstream and upstream URI behind a gateway resource URI, or ``None``."""
         for ns in self.namespaces.values():
-            if uri.startswith(ns.resource_prefix):
-                rest = uri[len(ns.resource_prefix) :]
+            prefix = ns.resource_prefix or ""
+            if uri.startswith(prefix):
+                rest = uri[len(prefix) :]
                 return (ns.upstream, rest) if rest else None
         return None
 
