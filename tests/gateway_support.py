@@ -46,6 +46,7 @@ class Seen:
 
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     metas: list[dict[str, Any]] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
 
 
 def files_server(seen: Seen) -> MCPServer:
@@ -66,7 +67,11 @@ def files_server(seen: Seen) -> MCPServer:
         import anyio
 
         seen.calls.append(("slow", {"seconds": seconds}))
-        await anyio.sleep(seconds)
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            seen.cancelled.append("slow")
+            raise
         return "done"
 
     @server.tool()

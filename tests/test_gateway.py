@@ -237,3 +237,19 @@ async def test_list_changed_is_propagated_after_the_pins_are_reset() -> None:
         again = await agent.call_tool("clock_now", {"timezone": "CET"})
         assert not again.is_error
     assert world.clock.calls[-1] == ("now", {"timezone": "CET"})
+
+
+async def test_cancelling_the_agents_request_cancels_the_upstream_request(mode: str) -> None:
+    world, _ = await build_world()
+    async with world.gateway, world.agent(mode) as agent:
+        with anyio.move_on_after(1.0):
+            await agent.call_tool("files_slow", {"seconds": 30})
+        with anyio.fail_after(10):
+            while not world.files.cancelled:  # noqa: ASYNC110 - the upstream's own record, no event to wait on
+                await anyio.sleep(0.05)
+        assert world.gateway.upstreams["files"].stats.in_flight == 0
+        # The gateway and the upstream keep serving.
+        assert not (await agent.call_tool("files_read_file", {"path": "/srv/b"})).is_error
+    assert world.files.cancelled == ["slow"]
+    outcomes = [e.outcome for e in world.sink.outcomes() if e.target == "files_slow"]
+    assert outcomes == ["cancelled"]
