@@ -10,14 +10,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 import yaml
 from mcp import MCPError
 
-from mcpgov import GovernedClient
+from mcpgov import GovernedClient, Principal
+from mcpgov.credentials import (
+    ClientCredentials,
+    CredentialIssuer,
+    IssuerTokenSource,
+    RevocationList,
+    SigningKeySet,
+)
 from mcpgov.testing import IdentityIssuer
 
 pytest.importorskip("redis.asyncio", reason="the 'redis' extra is not installed")
@@ -78,7 +87,13 @@ def redis_url() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def _config_dir(tmp_path: Path, redis_url: str, idp: IdentityIssuer) -> Path:
+CREDENTIALS_ISSUER = "https://credentials.acme.example"
+CREDENTIALS_AUDIENCE = "mcp://acme-gateway"
+
+
+def _config_dir(
+    tmp_path: Path, redis_url: str, idp: IdentityIssuer, prefix: str, credentials: dict[str, Any] | None
+) -> Path:
     for name in ("approved-servers.yaml", "notes_server.py"):
         shutil.copy(EXAMPLE / name, tmp_path / name)
     shutil.copytree(EXAMPLE / "pins", tmp_path / "pins")
@@ -96,12 +111,20 @@ def _config_dir(tmp_path: Path, redis_url: str, idp: IdentityIssuer) -> Path:
                 "tenants": ["acme"],
                 "tools": ["notes_list_notes"],
                 "obligations": {"rate_limit": {"limit": 3, "per": 60, "by": ["principal", "tool"]}},
-            }
+            },
+            {"id": "check", "effect": "allow", "tenants": ["acme"], "tools": ["notes_check_key"]},
         ],
     }
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
     config = yaml.safe_load((EXAMPLE / "gateway.yaml").read_text())
-    config["state"] = {"redis": redis_url, "prefix": f"gw-test-{time.monotonic_ns()}:"}
+    config["state"] = {"redis": redis_url, "prefix": prefix}
+    if credentials is not None:
+        (tmp_path / "credentials-jwks.json").write_text(json.dumps(credentials))
+        config["credentials"] = {
+            "issuer": CREDENTIALS_ISSUER,
+            "audience": CREDENTIALS_AUDIENCE,
+            "jwks_file": "credentials-jwks.json",
+        }
     config["upstreams"][0].pop("secret_env")
     for replica in ("a", "b"):
         config["audit"] = {"jsonl": f"audit-{replica}.jsonl"}  # one hash chain per process
@@ -109,10 +132,31 @@ def _config_dir(tmp_path: Path, redis_url: str, idp: IdentityIssuer) -> Path:
     return tmp_path
 
 
+@dataclass
+class Replicas:
+    idp: IdentityIssuer
+    urls: list[str]
+    prefix: str
+    keys: SigningKeySet
+
+
 @pytest.fixture
-def gateways(tmp_path: Path, redis_url: str) -> Iterator[tuple[IdentityIssuer, list[str]]]:
+def gateways(tmp_path: Path, redis_url: str) -> Iterator[Replicas]:
+    """Two gateway processes deciding by a policy with a rate limit, sharing one Redis."""
+    yield from _replicas(tmp_path, redis_url, credentials=False)
+
+
+@pytest.fixture
+def credential_gateways(tmp_path: Path, redis_url: str) -> Iterator[Replicas]:
+    """Two gateway processes that also require short-lived credentials, sharing one Redis."""
+    yield from _replicas(tmp_path, redis_url, credentials=True)
+
+
+def _replicas(tmp_path: Path, redis_url: str, *, credentials: bool) -> Iterator[Replicas]:
     idp = IdentityIssuer("https://id.acme.example", audience=AUDIENCE)
-    base = _config_dir(tmp_path, redis_url, idp)
+    prefix = f"gw-test-{time.monotonic_ns()}:"
+    keys = SigningKeySet.generate("Ed25519")
+    base = _config_dir(tmp_path, redis_url, idp, prefix, keys.jwks() if credentials else None)
     processes: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
@@ -131,7 +175,7 @@ def gateways(tmp_path: Path, redis_url: str) -> Iterator[tuple[IdentityIssuer, l
             ready = f"http://127.0.0.1:{port}/readyz"
             _wait(lambda url=ready: httpx2.get(url).status_code == 200, "gateway", process, log=log)
             urls.append(f"http://127.0.0.1:{port}/mcp")
-        yield idp, urls
+        yield Replicas(idp, urls, prefix, keys)
     finally:
         for process in processes:
             process.terminate()
@@ -144,10 +188,8 @@ def gateways(tmp_path: Path, redis_url: str) -> Iterator[tuple[IdentityIssuer, l
                 raise
 
 
-async def test_two_gateway_processes_share_one_rate_limit_through_redis(
-    gateways: tuple[IdentityIssuer, list[str]],
-) -> None:
-    idp, (first, second) = gateways
+async def test_two_gateway_processes_share_one_rate_limit_through_redis(gateways: Replicas, redis_url: str) -> None:
+    idp, (first, second) = gateways.idp, gateways.urls
     token = idp.token("notes-agent", tenant="acme")
     async with (
         GovernedClient(first, identity=token, mode="legacy") as a,
@@ -164,3 +206,32 @@ async def test_two_gateway_processes_share_one_rate_limit_through_redis(
         other = idp.token("other-agent", tenant="acme")
     async with GovernedClient(second, identity=other, mode="legacy") as c:
         assert not (await c.call_tool("notes_list_notes", {})).is_error
+
+
+async def test_a_revocation_made_once_is_enforced_by_every_replica(
+    credential_gateways: Replicas, redis_url: str
+) -> None:
+    gateways = credential_gateways
+    from mcpgov.redis import RedisStateStore
+
+    idp, (first, second) = gateways.idp, gateways.urls
+    token = idp.token("notes-agent", tenant="acme")
+    agent = Principal(issuer="https://id.acme.example", subject="notes-agent", tenant="acme")
+    async with RedisStateStore.from_url(redis_url, prefix=gateways.prefix) as store:
+        issuer = CredentialIssuer(CREDENTIALS_ISSUER, gateways.keys, revocations=RevocationList(store), max_ttl=120)
+        credentials = ClientCredentials(IssuerTokenSource(issuer), audience=CREDENTIALS_AUDIENCE, ttl=60)
+        async with (
+            GovernedClient(first, credentials, identity=token, principal=agent, mode="legacy") as a,
+            GovernedClient(second, credentials, identity=token, principal=agent, mode="legacy") as b,
+        ):
+            assert not (await a.call_tool("notes_check_key", {})).is_error
+            assert not (await b.call_tool("notes_check_key", {})).is_error
+            await issuer.revoke_principal(agent)
+            for replica in (a, b):
+                with pytest.raises(MCPError) as revoked:
+                    await replica.call_tool("notes_check_key", {})
+                assert revoked.value.code == -32002
+        async with GovernedClient(first, identity=token, principal=agent, mode="legacy") as bare:
+            with pytest.raises(MCPError) as missing:
+                await bare.call_tool("notes_check_key", {})
+            assert missing.value.code == -32002

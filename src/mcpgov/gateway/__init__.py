@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mcpgov.gateway._config import (
         AuditConfig,
+        CredentialsConfig,
         GatewayConfig,
         HttpListenConfig,
         IdentityConfig,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 # Loaded on first use, so that ``mcpgov gateway --help`` and the CLI stay fast.
 _LAZY: dict[str, str] = {
     "AuditConfig": "mcpgov.gateway._config",
+    "CredentialsConfig": "mcpgov.gateway._config",
     "FrontCall": "mcpgov.gateway._upstream",
     "Gateway": "mcpgov.gateway._gateway",
     "GatewayConfig": "mcpgov.gateway._config",
@@ -67,6 +69,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AuditConfig",
+    "CredentialsConfig",
     "FrontCall",
     "Gateway",
     "GatewayConfig",

@@ -71,8 +71,38 @@ def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middlewa
         for issuer in config.identity.issuers
     ]
     identity = IdentityMiddleware(IdentityVerifier(*issuers), env=config.identity.env)
+    state = build_state(config)
+    chain: list[Middleware] = [identity]
+    if config.credentials is not None:
+        chain.append(_credentials(config, base_dir, state))
     policy_path = base_dir / config.policy
     if not policy_path.is_file():
         raise ConfigurationError(f"policy file {policy_path} does not exist")
-    policy = PolicyMiddleware(policy_path, state=build_state(config), audit=auditor)
-    return [identity, policy], auditor
+    chain.append(PolicyMiddleware(policy_path, state=state, audit=auditor))
+    return chain, auditor
+
+
+def _credentials(config: GatewayConfig, base_dir: Path, state: StateStore | None) -> Middleware:
+    from mcpgov.credentials import (  # noqa: PLC0415 - loaded with the gateway only
+        CredentialMiddleware,
+        CredentialVerifier,
+        RevocationList,
+        VerificationKeys,
+    )
+
+    creds = config.credentials
+    assert creds is not None  # noqa: S101 - checked by the caller
+    path = base_dir / creds.jwks_file
+    try:
+        keys = VerificationKeys.from_file(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"credentials jwks_file {path} cannot be read ({type(exc).__name__})") from exc
+    verifier = CredentialVerifier(
+        issuer=creds.issuer,
+        audience=creds.audience,
+        keys=keys,
+        revocations=RevocationList(state),
+        single_use=creds.single_use,
+        max_ttl=creds.max_ttl,
+    )
+    return CredentialMiddleware(verifier)

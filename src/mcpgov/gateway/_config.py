@@ -15,6 +15,7 @@ from mcpgov._errors import ConfigurationError
 
 __all__ = [
     "AuditConfig",
+    "CredentialsConfig",
     "GatewayConfig",
     "HttpListenConfig",
     "IdentityConfig",
@@ -185,6 +186,24 @@ class IdentityConfig(_Model):
     resource_server_url: str | None = None
 
 
+class CredentialsConfig(_Model):
+    """Short-lived credentials agents must present on each tool call (verified by the front chain).
+
+    Attributes:
+        issuer: the credential issuer (``iss``).
+        audience: the gateway's audience (``aud`` of the credentials it accepts).
+        jwks_file: the issuer's public keys (relative to the config file).
+        single_use: treat every credential as single use (shared across replicas through ``state``).
+        max_ttl: the longest credential lifetime accepted, in seconds.
+    """
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_file: str = Field(min_length=1)
+    single_use: bool = False
+    max_ttl: float = Field(default=3600.0, gt=0, le=86_400)
+
+
 class AuditConfig(_Model):
     """Where audit events go: a hash-chained JSON Lines file, and/or standard logging."""
 
@@ -238,6 +257,8 @@ class GatewayConfig(_Model):
         registry: the approved-server registry: a file path (relative to this file) or inline.
         policy: the policy file (relative to this file).
         identity: how agents prove who they are.
+        credentials: short-lived credentials required on tool calls (revocations and single use
+            are shared through ``state``).
         audit: where audit events go.
         state: shared state for replicas.
         http: where to listen for Streamable HTTP.
@@ -249,6 +270,7 @@ class GatewayConfig(_Model):
     registry: str | dict[str, Any] = Field(repr=False)
     policy: str = Field(min_length=1)
     identity: IdentityConfig
+    credentials: CredentialsConfig | None = None
     audit: AuditConfig = Field(default_factory=AuditConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     http: HttpListenConfig = Field(default_factory=HttpListenConfig)
