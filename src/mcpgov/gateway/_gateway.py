@@ -223,6 +223,7 @@ class Gateway:
         try:
             tg = await stack.enter_async_context(anyio.create_task_group())
             self._task_group = tg
+            self.draining = False
             for upstream in self.upstreams.values():
                 upstream.bind(_starter(tg, upstream))
             eager = [u for u in self.upstreams.values() if u.config.start == "eager"]

@@ -243,8 +243,14 @@ class Upstream:
         return client, http
 
     def bind(self, start: Callable[[], None]) -> None:
-        """Give the upstream a way to start its supervisor (in the gateway's task group)."""
+        """Give the upstream a way to start its supervisor (in the gateway's task group).
+
+        A closed upstream (its gateway was left before) can be started again.
+        """
         self._start = start
+        if self.state == "closed":
+            self._closing = False
+            self.state = "stopped"
 
     def ensure_started(self) -> None:
         """Start the supervisor if it is not running."""
