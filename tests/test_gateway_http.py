@@ -1,13 +1,20 @@
-"""The gateway over Streamable HTTP: bearer identity, health and readiness, subscriptions."""
+"""The gateway over Streamable HTTP: bearer identity, health and readiness, HTTP upstreams."""
 
 from __future__ import annotations
+
+import json
 
 import httpx2
 import pytest
 from mcp import MCPError
+from mcp.server.mcpserver import Context, MCPServer
 
-from mcpgov import GovernedClient
-from mcpgov.testing import serve_http
+from mcpgov import Auditor, GovernedClient
+from mcpgov.gateway import Gateway, UpstreamConfig
+from mcpgov.identity import IdentityMiddleware
+from mcpgov.pinning import ServerRegistry, snapshot
+from mcpgov.policy import Policy, PolicyMiddleware
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
 from .gateway_support import build_world
 
@@ -43,3 +50,71 @@ async def test_readyz_is_503_while_draining() -> None:
             ready = await http.get(f"{base}/readyz")
         world.gateway.draining = False
     assert ready.status_code == 503 and ready.json()["ready"] is False
+
+
+async def test_an_http_upstream_gets_its_own_credential_and_never_the_agents_token() -> None:
+    seen: list[dict[str, str]] = []
+    upstream = MCPServer("remote", version="3.0.0")
+
+    @upstream.tool()
+    def whoami(ctx: Context) -> str:
+        """Report nothing secret."""
+        request = ctx.request_context.request
+        seen.append(dict(request.headers) if request is not None else {})
+        return "ok"
+
+    @upstream.tool()
+    def fail(ctx: Context) -> str:
+        """An upstream error that quotes the credential it was given."""
+        request = ctx.request_context.request
+        raise MCPError(-32001, f"rejected {request.headers.get('x-api-key') if request is not None else ''}")
+
+    secret = "remote-key-" + "9" * 20
+    idp = IdentityIssuer(audience="mcp://gateway")
+    async with serve_http(upstream.streamable_http_app()) as upstream_base:
+        manifest = await snapshot(f"{upstream_base}/mcp")
+        registry = ServerRegistry(
+            [
+                {
+                    "id": "remote",
+                    "owner": "o",
+                    "tenants": ["acme"],
+                    "workloads": ["*"],
+                    "url": f"{upstream_base}/mcp",
+                    "server": {"name": "remote", "version": ">=3"},
+                    "pin": manifest.model_dump(mode="json", by_alias=True),
+                }
+            ]
+        )
+        config = UpstreamConfig.model_validate(
+            {
+                "id": "remote",
+                "namespace": {"prefix": "remote_"},
+                "headers": {"X-Tenant-Hint": "acme"},
+                "secret_headers": {"X-Api-Key": {"env": "REMOTE_KEY"}},
+            }
+        )
+        policy = Policy.from_dict({"version": 1, "rules": [{"id": "all", "effect": "allow", "tools": ["remote_*"]}]})
+        sink = InMemoryAuditSink()
+        gateway = Gateway(
+            [config],
+            registry,
+            IdentityMiddleware(idp.verifier()),
+            PolicyMiddleware(policy),
+            audit=Auditor([sink]),
+            environ={"REMOTE_KEY": secret},
+        )
+        token = idp.token("agent", tenant="acme")
+        async with serve_http(gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))) as base:
+            async with GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as agent:
+                listing = await agent.list_tools()
+                ok = await agent.call_tool("remote_whoami", {})
+                with pytest.raises(MCPError) as failed:
+                    await agent.call_tool("remote_fail", {})
+    assert ok.content and not ok.is_error
+    assert seen[0]["x-api-key"] == secret and seen[0]["x-tenant-hint"] == "acme"
+    assert token not in json.dumps(seen)
+    assert "authorization" not in seen[0]
+    assert secret not in failed.value.message and "[redacted]" in failed.value.message
+    assert secret not in listing.model_dump_json() + ok.model_dump_json()
+    assert secret not in json.dumps([e.model_dump(mode="json") for e in sink.events])

@@ -452,7 +452,7 @@ class Gateway:
             try:
                 async with self._forward(upstream_id, front) as client:
                     entries = await fetch(client)
-            except (McpGovError, MCPError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
                 logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
                 continue
             out.extend((upstream_id, entry) for entry in entries)

@@ -88,6 +88,11 @@ CURRENT: contextvars.ContextVar[FrontCall | None] = contextvars.ContextVar("mcpg
 """The agent's request being served in this task."""
 
 
+def _connection_lost(exc: MCPError) -> bool:
+    """The SDK's own "connection closed" (not an upstream's application error using -32000)."""
+    return exc.code == _CONNECTION_CLOSED and exc.message == "Connection closed" and exc.__cause__ is None
+
+
 def scrub(text: str, secrets: Sequence[str]) -> str:
     """``text`` with every secret replaced by ``[redacted]``."""
     for secret in secrets:
@@ -340,7 +345,7 @@ class Upstream:
                     try:
                         yield client
                     except MCPError as exc:
-                        if exc.code == _CONNECTION_CLOSED and exc.__cause__ is None:
+                        if _connection_lost(exc):
                             self.mark_dead()
                             raise UpstreamUnavailable(f"upstream {self.id!r} closed the connection") from None
                         raise
