@@ -105,12 +105,12 @@ async def test_an_http_upstream_gets_its_own_credential_and_never_the_agents_tok
             environ={"REMOTE_KEY": secret},
         )
         token = idp.token("agent", tenant="acme")
-        async with serve_http(gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))) as base:
-            async with GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as agent:
-                listing = await agent.list_tools()
-                ok = await agent.call_tool("remote_whoami", {})
-                with pytest.raises(MCPError) as failed:
-                    await agent.call_tool("remote_fail", {})
+        app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
+        async with serve_http(app) as base, GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as agent:
+            listing = await agent.list_tools()
+            ok = await agent.call_tool("remote_whoami", {})
+            with pytest.raises(MCPError) as failed:
+                await agent.call_tool("remote_fail", {})
     assert ok.content and not ok.is_error
     assert seen[0]["x-api-key"] == secret and seen[0]["x-tenant-hint"] == "acme"
     assert token not in json.dumps(seen)
