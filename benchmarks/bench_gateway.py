@@ -6,7 +6,8 @@ a JSON Lines audit trail) and this process, the agents. Both paths use the same 
 (``GovernedClient`` with an identity token, legacy mode, so one session per agent).
 
 * latency: sequential ``tools/call`` in paired, interleaved batches (direct, gateway, direct...),
-  p50 and p99 of each path and the difference (what the gateway adds);
+  p50 and p99 of each path and the difference (what the gateway adds), and the CPU time per
+  call of the gateway and upstream processes (less sensitive to a busy machine than wall time);
 * throughput: N concurrent agents through the gateway for a fixed time, calls/s, with the CPU
   seconds the gateway and upstream processes used (from /proc).
 
@@ -92,7 +93,9 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
 
 
-async def latency(direct_url: str, gateway_url: str, token: str, calls: int, batches: int) -> dict[str, float]:
+async def latency(
+    direct_url: str, gateway_url: str, token: str, *, calls: int, batches: int, gateway_pid: int, upstream_pid: int
+) -> dict[str, float]:
     async with (
         GovernedClient(direct_url, mode="legacy") as direct,
         GovernedClient(gateway_url, identity=token, mode="legacy") as governed,
@@ -103,11 +106,22 @@ async def latency(direct_url: str, gateway_url: str, token: str, calls: int, bat
         await _timed_calls(governed, 50)
         d: list[float] = []
         g: list[float] = []
+        gateway_cpu = upstream_cpu_direct = upstream_cpu_gateway = 0.0
         for batch in range(batches):
             order = (direct, governed) if batch % 2 == 0 else (governed, direct)
             for client in order:
+                cpu_g, cpu_u = _cpu_seconds(gateway_pid), _cpu_seconds(upstream_pid)
                 (d if client is direct else g).extend(await _timed_calls(client, calls))
+                if client is direct:
+                    upstream_cpu_direct += _cpu_seconds(upstream_pid) - cpu_u
+                else:
+                    gateway_cpu += _cpu_seconds(gateway_pid) - cpu_g
+                    upstream_cpu_gateway += _cpu_seconds(upstream_pid) - cpu_u
+    n = calls * batches
     return {
+        "gateway_cpu_ms": gateway_cpu / n * 1000.0,
+        "upstream_cpu_direct_ms": upstream_cpu_direct / n * 1000.0,
+        "upstream_cpu_gateway_ms": upstream_cpu_gateway / n * 1000.0,
         "direct_p50": _pct(d, 0.5),
         "direct_p99": _pct(d, 0.99),
         "gateway_p50": _pct(g, 0.5),
@@ -197,7 +211,15 @@ async def main(args: argparse.Namespace) -> None:
             gateway_url = f"http://127.0.0.1:{gw_port}/mcp"
             token = idp.token("agent-0", tenant="acme", ttl=3600)
 
-            lat = await latency(upstream_url, gateway_url, token, args.calls, args.batches)
+            lat = await latency(
+                upstream_url,
+                gateway_url,
+                token,
+                calls=args.calls,
+                batches=args.batches,
+                gateway_pid=gateway.pid,
+                upstream_pid=upstream.pid,
+            )
             added50 = lat["gateway_p50"] - lat["direct_p50"]
             added99 = lat["gateway_p99"] - lat["direct_p99"]
             print(
@@ -205,6 +227,12 @@ async def main(args: argparse.Namespace) -> None:
                 f"direct p50={lat['direct_p50']:.2f} ms p99={lat['direct_p99']:.2f} ms | "
                 f"gateway p50={lat['gateway_p50']:.2f} ms p99={lat['gateway_p99']:.2f} ms | "
                 f"added p50={added50:.2f} ms p99={added99:.2f} ms"
+            )
+            print(
+                f"CPU per call: gateway process {lat['gateway_cpu_ms']:.2f} ms; upstream "
+                f"{lat['upstream_cpu_direct_ms']:.2f} ms direct, "
+                f"{lat['upstream_cpu_gateway_ms']:.2f} ms via the gateway "
+                f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
             )
             tokens = [idp.token(f"agent-{i}", tenant="acme", ttl=3600) for i in range(args.agents)]
             cpu_gw, cpu_up = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
