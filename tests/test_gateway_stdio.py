@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import MCPError
+import yaml
+from mcp import Client, MCPError
+from mcp.client.stdio import StdioServerParameters
 from mcp_types import TextContent
 
 from mcpgov import Auditor, GovernedClient
@@ -135,3 +138,37 @@ async def test_an_upstream_that_will_not_start_is_a_clean_error(tmp_path: Path) 
     (failed,) = [e for e in sink.outcomes() if e.target == "notes_list_notes"]
     assert failed.outcome == "failed" and failed.error_code == "mcpgov.gateway.upstream_unavailable"
     assert failed.principal == "https://issuer.test#agent"
+
+
+async def test_the_cli_serves_one_local_agent_over_stdio(tmp_path: Path) -> None:
+    """`mcpgov gateway --stdio`: a desktop agent starts the gateway; its identity comes from the environment."""
+    for name in ("gateway.yaml", "approved-servers.yaml", "policy.yaml", "notes_server.py"):
+        shutil.copy(EXAMPLE / name, tmp_path / name)
+    shutil.copytree(EXAMPLE / "pins", tmp_path / "pins")
+    registry = yaml.safe_load((tmp_path / "approved-servers.yaml").read_text())
+    registry["servers"][0]["command"] = sys.executable
+    (tmp_path / "approved-servers.yaml").write_text(yaml.safe_dump(registry))
+    idp = IdentityIssuer("https://id.acme.example", audience="https://gateway.acme.example/mcp")
+    (tmp_path / "jwks.json").write_text(json.dumps(idp.jwks()))
+    token = idp.token("notes-agent", tenant="acme")
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mcpgov.cli", "gateway", "--config", str(tmp_path / "gateway.yaml"), "--stdio"],
+        env={
+            "MCPGOV_IDENTITY": token,
+            "NOTES_API_KEY": "k-123",
+            "PYTHONWARNINGS": "ignore",
+            "PYTHONPATH": str(EXAMPLE.parents[1] / "src"),  # this checkout's mcpgov
+        },
+        cwd=str(tmp_path),
+    )
+    with anyio.fail_after(120):
+        async with Client(params, mode="legacy") as agent:
+            names = sorted(t.name for t in (await agent.list_tools()).tools)
+            assert names == ["notes_add_note", "notes_check_key", "notes_list_notes"]
+            result = await agent.call_tool("notes_check_key", {})
+            assert isinstance(result.content[0], TextContent)
+            assert result.content[0].text == "key present"
+            with pytest.raises(MCPError):
+                await agent.call_tool("notes_delete_all_notes", {})
+    assert [c["tool"] for c in calls(tmp_path / "notes-calls.jsonl")] == ["check_key"]
