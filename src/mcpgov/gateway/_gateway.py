@@ -377,6 +377,16 @@ class Gateway:
             self._connections.add(connection)
 
     async def _relay_list_changed(self, upstream: str, method: str) -> None:
+        # Called from the upstream connection's receive path: listing from here would wait on
+        # that same path, so the re-check and the relay run as their own task.
+        tg = self._task_group
+        if tg is None:
+            return
+        tg.start_soon(self._recheck_then_relay, upstream, method)
+
+    async def _recheck_then_relay(self, upstream: str, method: str) -> None:
+        if method == "notifications/tools/list_changed":
+            await self.upstreams[upstream].recheck_pins()
         for connection in list(self._connections):
             try:
                 await connection.notify(method, None)

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import httpx2
 import mcp_types as types
-from mcp import MCPError
+from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import ServerMessageMetadata
 
-from mcpgov._audit import Auditor
+from mcpgov._audit import AuditEvent, Auditor
 from mcpgov._chain import CallNext
 from mcpgov._client import GovernedClient
 from mcpgov._context import GovContext
-from mcpgov._errors import McpGovError
-from mcpgov.pinning import PinningMiddleware, ServerRegistry
+from mcpgov._errors import McpGovError, PinningError
+from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint, tool_wire_form
 
 if TYPE_CHECKING:
     from mcp.client.session import ClientRequestContext, IncomingMessage
@@ -364,6 +364,65 @@ class Upstream:
             raise UpstreamTimeout(
                 f"upstream {self.id!r} took longer than {self.config.timeout}s", reason="upstream_timeout"
             )
+
+    async def recheck_pins(self) -> int:
+        """Compare the upstream's current tools with its pin now, auditing every difference.
+
+        Run when the upstream says its tool list changed, before agents hear of it. This is the
+        gateway's own check (no agent is involved, so nothing is filtered or decided here): the
+        pinning stage of the client has already forgotten what it verified, so no tool is
+        callable again until a governed listing on an agent's behalf re-verifies it.
+
+        Returns:
+            How many tools differ from the pin (changed, new or removed).
+        """
+        client = self._client
+        if client is None:
+            return 0
+        try:
+            manifest = self.registry.manifest(self.id)
+            tools: list[types.Tool] = []
+            cursor: str | None = None
+            for _ in range(100):
+                page = await Client.list_tools(client, cursor=cursor, cache_mode="refresh")
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        except Exception as exc:  # noqa: BLE001 - a failed re-check is logged; calls stay unverified anyway
+            logger.warning("upstream %s: pins could not be re-checked (%s)", self.id, type(exc).__name__)
+            return 0
+        differences: list[tuple[str, str, str | None, str | None]] = []
+        listed: set[str] = set()
+        for tool in tools:
+            listed.add(tool.name)
+            pin = manifest.tools.get(tool.name)
+            try:
+                new: str | None = tool_fingerprint(tool_wire_form(tool))
+            except (TypeError, ValueError):
+                new = None
+            if pin is None:
+                differences.append((tool.name, "tool.new", None, new))
+            elif pin.fingerprint != new:
+                differences.append((tool.name, "tool.changed", pin.fingerprint, new))
+        for name, pin in manifest.tools.items():
+            if name not in listed:
+                differences.append((name, "tool.removed", pin.fingerprint, None))
+        ctx = GovContext(side="client", method="tools/list", kind="tool", audit=self.audit)
+        for name, reason, old, new in differences:
+            await self.audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "pin.mismatch",
+                    target=name,
+                    reason=reason,
+                    detail=f"upstream {self.id!r} announced a tool list change: {name!r} {reason.split('.')[1]}",
+                    error_code=PinningError.code,
+                    attributes={"server_id": self.id, "manifest": manifest.digest, "old": old, "new": new},
+                ),
+                required=False,
+            )
+        return len(differences)
 
     def check_caller(self, client: GovernedClient, decided: GovContext) -> None:
         """The registry's verdict for requests the client does not govern itself (subscribe, complete).
