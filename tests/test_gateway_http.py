@@ -21,7 +21,7 @@ from .gateway_support import build_world
 pytestmark = pytest.mark.anyio
 
 
-async def test_http_front_verifies_bearer_identity_and_serves_health() -> None:
+async def test_http_front_verifies_bearer_identity_and_serves_health(mode: str) -> None:
     world, _ = await build_world()
     app = world.gateway.http_app(auth=world.gateway.bearer_auth("http://127.0.0.1/mcp"))
     async with serve_http(app) as base:
@@ -33,7 +33,7 @@ async def test_http_front_verifies_bearer_identity_and_serves_health() -> None:
         assert ready.status_code == 200 and ready.json()["upstreams"]["files"]["state"] == "ready"
         assert anonymous.status_code == 401
         token = world.idp.token("agent", tenant="acme")
-        async with GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as agent:
+        async with GovernedClient(f"{base}/mcp", identity=token, mode=mode) as agent:
             result = await agent.call_tool("files_read_file", {"path": "/srv/x"})
             assert not result.is_error
             with pytest.raises(MCPError):
