@@ -288,9 +288,9 @@ async def test_a_lazy_upstream_starts_at_its_first_request() -> None:
     """Nothing starts it but a request that needs it (a call to it, or a listing)."""
     world, _ = await build_world(files_config={"start": "lazy"})
     async with world.gateway, world.agent("legacy") as agent:
-        assert world.gateway.upstreams["files"].state == "stopped"
+        assert world.gateway.status()["files"]["state"] == "stopped"
         assert world.gateway.ready  # readiness waits for eager upstreams only
         result = await agent.call_tool("files_read_file", {"path": "/srv/lazy"})
         assert not result.is_error
-        assert world.gateway.upstreams["files"].state == "ready"
+        assert world.gateway.status()["files"]["state"] == "ready"
         assert world.gateway.status()["files"]["starts"] == 1
