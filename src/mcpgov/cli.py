@@ -27,6 +27,10 @@ __all__ = ["COMMANDS", "LazyGroup", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("mcpgov.audit._cli:audit", "Verify and query mcpgov audit logs (hash-chained JSON Lines files)."),
     "demo": ("mcpgov._demo:demo", "Run a governed MCP session in this process and print its audit trail."),
+    "gateway": (
+        "mcpgov.gateway._cli:gateway",
+        "Run a governed MCP gateway in front of the upstream servers of a configuration file.",
+    ),
     "keys": ("mcpgov._keys_cli:keys", "Signing keys (Ed25519 or ES256): generate, print the public JWKS."),
     "pin": ("mcpgov.pinning._cli:pin", "Pin server manifests: snapshot, diff, approve, check."),
     "policy": ("mcpgov.policy._cli:policy", "Test, validate and explain policies (YAML/JSON, or Cedar)."),

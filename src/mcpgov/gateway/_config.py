@@ -1,0 +1,350 @@
+"""The gateway configuration file: validated with pydantic, every error naming file and field."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcpgov._errors import ConfigurationError
+
+__all__ = [
+    "AuditConfig",
+    "CredentialsConfig",
+    "GatewayConfig",
+    "HttpListenConfig",
+    "IdentityConfig",
+    "IssuerConfig",
+    "NamespaceConfig",
+    "RestartConfig",
+    "SecretRef",
+    "StateConfig",
+    "UpstreamConfig",
+    "load_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretRef(_Model):
+    """Where an upstream secret comes from: an environment variable of the gateway, or a file.
+
+    The value is read when the upstream starts; it is never part of a listing, an error or an
+    audit event (the gateway scrubs it from upstream error messages too).
+    """
+
+    env: str | None = Field(default=None, min_length=1)
+    file: str | None = Field(default=None, min_length=1)
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def resolve(self, base_dir: Path, environ: Mapping[str, str]) -> str:
+        """The secret's value.
+
+        Raises:
+            ConfigurationError: the variable is unset or the file cannot be read.
+        """
+        if self.env is not None:
+            value = environ.get(self.env)
+            if not value:
+                raise ConfigurationError(f"environment variable {self.env} (an upstream secret) is not set")
+            return self.prefix + value
+        path = base_dir / (self.file or "")
+        try:
+            return self.prefix + path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"secret file {path} cannot be read ({type(exc).__name__})") from exc
+
+
+class NamespaceConfig(_Model):
+    """How an upstream's names appear on the gateway.
+
+    Attributes:
+        prefix: put before every tool and prompt name (``"time_"``: ``get_current_time`` is
+            served as ``time_get_current_time``).
+        resource_prefix: put before every resource URI and URI template (default: the
+            upstream id and ``+``, e.g. ``docs+file:///readme``).
+        tools: explicit names for some tools (``{upstream name: gateway name}``); they win over
+            the prefix.
+        prompts: the same for prompts.
+    """
+
+    prefix: str = ""
+    resource_prefix: str | None = None
+    tools: dict[str, str] = Field(default_factory=dict)
+    prompts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tools", "prompts")
+    @classmethod
+    def _non_empty(cls, mapping: dict[str, str]) -> dict[str, str]:
+        for key, value in mapping.items():
+            if not key or not value:
+                raise ValueError("mapped names must be non-empty strings")
+        if len(set(mapping.values())) != len(mapping):
+            raise ValueError("two names are mapped to the same gateway name")
+        return mapping
+
+
+class RestartConfig(_Model):
+    """Restarting an upstream that died: exponential backoff between ``initial`` and ``maximum`` seconds."""
+
+    initial: float = Field(default=0.5, gt=0, le=60)
+    maximum: float = Field(default=30.0, gt=0, le=3600)
+
+
+class UpstreamConfig(_Model):
+    """One upstream: a server of the approved-server registry, as the gateway reaches it.
+
+    Attributes:
+        id: its id in the registry (the registry says how to reach it: ``url`` or ``command``).
+        namespace: how its names appear on the gateway.
+        env: extra environment for a stdio upstream (plain values).
+        secret_env: environment variables for a stdio upstream whose values are secrets.
+        cwd: the working directory of a stdio upstream (relative to the config file).
+        headers: plain HTTP headers for a URL upstream.
+        secret_headers: HTTP headers for a URL upstream whose values are secrets
+            (``Authorization: {env: DOCS_TOKEN, prefix: "Bearer "}``).
+        start: ``eager`` (when the gateway starts) or ``lazy`` (at the first request).
+        timeout: seconds one request may take upstream before the agent gets a clean error.
+        start_timeout: seconds to wait for the upstream to come up before a request fails.
+        concurrency: requests in flight to this upstream at once (the rest wait their turn).
+        restart: backoff when it dies.
+        mode: the protocol era the gateway speaks to it: ``legacy`` (the default: the
+            handshake era, in which an upstream can ask for sampling and elicitation and send
+            notifications outside a request) or ``auto`` (probe for 2026-07-28 first).
+    """
+
+    id: str = Field(min_length=1)
+    namespace: NamespaceConfig = Field(default_factory=NamespaceConfig)
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretRef] = Field(default_factory=dict)
+    cwd: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: dict[str, SecretRef] = Field(default_factory=dict)
+    start: Literal["eager", "lazy"] = "eager"
+    timeout: float = Field(default=60.0, gt=0, le=86_400)
+    start_timeout: float = Field(default=30.0, gt=0, le=3600)
+    concurrency: int = Field(default=64, ge=1, le=100_000)
+    restart: RestartConfig = Field(default_factory=RestartConfig)
+    mode: Literal["auto", "legacy"] = "legacy"
+
+
+class IssuerConfig(_Model):
+    """One identity issuer whose tokens the gateway accepts from agents.
+
+    Attributes:
+        issuer: the issuer URL (``iss``).
+        audience: the gateway's audience (``aud``).
+        jwks_file: a JWKS file (relative to the config), or
+        jwks_url: a JWKS URL, or
+        discovery: the issuer's OIDC discovery base URL.
+        tenant_claim: the claim naming the caller's tenant.
+        tenant: a fixed tenant for this issuer's callers.
+    """
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_file: str | None = None
+    jwks_url: str | None = None
+    discovery: str | None = None
+    tenant_claim: str | None = None
+    tenant: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> IssuerConfig:
+        given = [k for k in (self.jwks_file, self.jwks_url, self.discovery) if k is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'jwks_file', 'jwks_url' or 'discovery'")
+        if (self.tenant_claim is None) == (self.tenant is None):
+            raise ValueError("give exactly one of 'tenant_claim' or 'tenant'")
+        return self
+
+
+class IdentityConfig(_Model):
+    """How agents prove who they are.
+
+    Attributes:
+        issuers: the accepted issuers.
+        env: on stdio, the environment variable holding the agent's identity token.
+        resource_server_url: the gateway's public URL (HTTP: advertised to agents).
+    """
+
+    issuers: tuple[IssuerConfig, ...] = Field(min_length=1)
+    env: str | None = None
+    resource_server_url: str | None = None
+
+
+class CredentialsConfig(_Model):
+    """Short-lived credentials agents must present on each tool call (verified by the front chain).
+
+    Attributes:
+        issuer: the credential issuer (``iss``).
+        audience: the gateway's audience (``aud`` of the credentials it accepts).
+        jwks_file: the issuer's public keys (relative to the config file).
+        single_use: treat every credential as single use (shared across replicas through ``state``).
+        max_ttl: the longest credential lifetime accepted, in seconds.
+    """
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_file: str = Field(min_length=1)
+    single_use: bool = False
+    max_ttl: float = Field(default=3600.0, gt=0, le=86_400)
+
+
+class AuditConfig(_Model):
+    """Where audit events go: a hash-chained JSON Lines file, and/or standard logging."""
+
+    jsonl: str | None = None
+    log: bool = False
+
+
+class StateConfig(_Model):
+    """Shared state (revocations, single use, rate limits, approvals) for several gateway replicas."""
+
+    redis: str | None = None
+    prefix: str = "mcpgov:"
+
+
+class HttpListenConfig(_Model):
+    """Where the gateway listens for Streamable HTTP."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    path: str = "/mcp"
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+class GatewayConfig(_Model):
+    """A gateway configuration file (YAML or JSON).
+
+    Example::
+
+        version: 1
+        name: acme-gateway
+        registry: approved-servers.yaml      # the approved-server registry format
+        policy: policy.yaml                  # the mcpgov policy format
+        identity:
+          issuers:
+            - {issuer: "https://id.acme.example", audience: "https://gw.acme.example/mcp",
+               jwks_file: jwks.json, tenant_claim: tenant}
+        audit: {jsonl: audit.jsonl}
+        upstreams:
+          - id: time
+            namespace: {prefix: "time_"}
+
+    Attributes:
+        version: the format version (1).
+        name: the gateway's server name, as agents see it.
+        registry: the approved-server registry: a file path (relative to this file) or inline.
+        policy: the policy file (relative to this file).
+        identity: how agents prove who they are.
+        credentials: short-lived credentials required on tool calls (revocations and single use
+            are shared through ``state``).
+        audit: where audit events go.
+        state: shared state for replicas.
+        http: where to listen for Streamable HTTP.
+        upstreams: the servers behind the gateway.
+    """
+
+    version: Literal[1] = 1
+    name: str = Field(default="mcpgov-gateway", min_length=1)
+    registry: str | dict[str, Any] = Field(repr=False)
+    policy: str = Field(min_length=1)
+    identity: IdentityConfig
+    credentials: CredentialsConfig | None = None
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    http: HttpListenConfig = Field(default_factory=HttpListenConfig)
+    upstreams: tuple[UpstreamConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for upstream in self.upstreams:
+            if upstream.id in seen:
+                raise ValueError(f"upstream {upstream.id!r} is listed twice")
+            seen.add(upstream.id)
+        return self
+
+
+def _where(error: Any, data: Any) -> str:
+    loc = tuple(error["loc"])
+    parts: list[str] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            label = f"[{part}]"
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], Mapping):
+                ident = node[part].get("id")
+                if isinstance(ident, str) and i > 0 and loc[i - 1] == "upstreams":
+                    label = f"[{part}] ({ident!r})"
+            parts.append(label)
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        else:
+            parts.append(("." if parts else "") + str(part))
+            node = node.get(part) if isinstance(node, Mapping) else None
+    return "".join(parts)
+
+
+def parse_config(
+    data: Any, *, source: str = "<config>", base_dir: str | os.PathLike[str] | None = None
+) -> GatewayConfig:
+    """Validate parsed configuration data.
+
+    Raises:
+        ConfigurationError: one line per problem, each naming ``source`` and the field.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"{source}: a gateway configuration must be a mapping, got {type(data).__name__}")
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            where = _where(error, data)
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{source}: field {where!r}: {message}" if where else f"{source}: {message}")
+        raise ConfigurationError("\n".join(lines)) from None
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and validate a gateway configuration file (``.yaml``/``.yml`` or ``.json``).
+
+    Raises:
+        ConfigurationError: the file cannot be read, is not valid YAML/JSON, or is not a valid
+            configuration (the message names the file and the field).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"gateway config {path} cannot be read ({type(exc).__name__})") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigurationError(
+            f"gateway config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{where}"
+        ) from exc
+    return parse_config(data, source=str(path))

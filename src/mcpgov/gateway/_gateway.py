@@ -1,0 +1,659 @@
+"""The gateway: a governed SDK server in front, governed SDK clients behind."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+from anyio.abc import TaskGroup
+from mcp import MCPError
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mcpgov._arguments import ArgumentLimits
+from mcpgov._audit import AuditCallback, Auditor
+from mcpgov._chain import CallNext, Middleware
+from mcpgov._context import GovContext
+from mcpgov._errors import ConfigurationError, McpGovError, PinningError
+from mcpgov._governor import as_auditor
+from mcpgov._server import GovernanceMiddleware, govern
+from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
+from mcpgov.gateway._routing import Namespace, Router
+from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, scrub
+from mcpgov.pinning import ServerRegistry
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger("mcpgov.gateway")
+
+
+class _Decided:
+    """Innermost front stage: remembers the context the chain allowed, for the handler to forward.
+
+    The gate runs right after it with this very context, so the handler forwards exactly the
+    frozen arguments that were decided on, never a re-read of the raw request.
+    """
+
+    def __init__(self) -> None:
+        import contextvars  # noqa: PLC0415 - local to keep the module namespace small
+
+        self.var: contextvars.ContextVar[GovContext | None] = contextvars.ContextVar(
+            "mcpgov_gateway_decided", default=None
+        )
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        token = self.var.set(ctx)
+        try:
+            return await call_next(ctx)
+        finally:
+            self.var.reset(token)
+
+
+def _thaw(value: Any) -> Any:
+    """A plain, mutable deep copy of frozen arguments (read-only mappings and tuples)."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+class Gateway:
+    """A governed MCP endpoint in front of one or more upstream servers.
+
+    The front is a lowlevel SDK :class:`~mcp.server.lowlevel.Server` governed by
+    :func:`~mcpgov.govern` with ``middleware`` (identity, credentials, policy, approval...);
+    each upstream is reached through a :class:`~mcpgov.GovernedClient` whose chain holds the
+    approved-server registry and the upstream's pinned tools. A request the front chain does
+    not allow never reaches an upstream, and what is forwarded is exactly what was decided on
+    (the chain's frozen arguments).
+
+    Use it as an async context manager (it owns the upstream processes), then serve
+    :attr:`server` in-process, :meth:`http_app` over Streamable HTTP, or :meth:`serve_stdio`::
+
+        async with Gateway(upstreams, registry, identity, policy, audit=sink) as gateway:
+            async with Client(gateway.server) as agent:
+                await agent.call_tool("time_get_current_time", {"timezone": "UTC"})
+
+    Args:
+        upstreams: the upstream settings (:class:`~mcpgov.gateway.UpstreamConfig`).
+        registry: the approved-server registry holding each upstream's entry and pin.
+        middleware: the front chain, outermost first (at least one authoriser).
+        audit: the gateway's auditor or audit callbacks (front decisions, upstream refusals).
+        name: the gateway's server name.
+        limits: bounds on request arguments.
+        base_dir: what relative paths in upstream settings are relative to.
+        environ: where upstream secrets are read from (default ``os.environ``).
+        servers: in-process server objects by upstream id, used instead of the registry's
+            ``url``/``command`` (embedding and tests).
+        on_status: receives one-line status messages while upstreams start.
+
+    Raises:
+        ConfigurationError: an upstream is not in the registry, or namespacing is ambiguous
+            (including pinned tools of two upstreams whose gateway names collide).
+    """
+
+    def __init__(
+        self,
+        upstreams: Sequence[UpstreamConfig],
+        registry: ServerRegistry,
+        *middleware: Middleware,
+        audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
+        name: str = "mcpgov-gateway",
+        limits: ArgumentLimits | None = None,
+        base_dir: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        servers: Mapping[str, Any] | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        if not upstreams:
+            raise ConfigurationError("a gateway needs at least one upstream")
+        self.auditor = as_auditor(audit)
+        self.registry = registry
+        self.on_status = on_status
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        env = os.environ if environ is None else environ
+        namespaces = []
+        for up in upstreams:
+            if up.id not in registry:
+                raise ConfigurationError(f"upstream {up.id!r} is not in the approved-server registry")
+            resource_prefix = up.namespace.resource_prefix
+            namespaces.append(
+                Namespace(
+                    up.id,
+                    prefix=up.namespace.prefix,
+                    resource_prefix=f"{up.id}+" if resource_prefix is None else resource_prefix,
+                    tools=dict(up.namespace.tools),
+                    prompts=dict(up.namespace.prompts),
+                )
+            )
+        self.router = Router(namespaces)
+        pinned: dict[str, list[str]] = {}
+        for up in upstreams:
+            try:
+                pinned[up.id] = list(registry.manifest(up.id).tools)
+            except PinningError as exc:
+                raise ConfigurationError(f"upstream {up.id!r}: {exc.detail}") from exc
+        self.router.check_pinned(pinned)
+        relay = Relay(list_changed=self._relay_list_changed, resource_updated=self._relay_resource_updated)
+        servers = servers or {}
+        self.upstreams: dict[str, Upstream] = {
+            up.id: Upstream(
+                up, registry, relay=relay, audit=self.auditor, base_dir=base, environ=env, server=servers.get(up.id)
+            )
+            for up in upstreams
+        }
+        self._decided = _Decided()
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        self._task_group: TaskGroup | None = None
+        self._exit_stack: AsyncExitStack | None = None
+        self.draining = False
+        self.server: Server[Any] = Server(
+            name,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources,
+            on_list_resource_templates=self._list_resource_templates,
+            on_read_resource=self._read_resource,
+            on_subscribe_resource=self._subscribe,
+            on_unsubscribe_resource=self._unsubscribe,
+            on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt,
+            on_completion=self._complete,
+        )
+        self.governance: GovernanceMiddleware = govern(
+            self.server, *middleware, self._decided, audit=self.auditor, limits=limits
+        )
+
+    def __repr__(self) -> str:
+        return f"Gateway(upstreams={list(self.upstreams)!r})"
+
+    @classmethod
+    def from_config(
+        cls,
+        config: GatewayConfig,
+        *,
+        base_dir: str | os.PathLike[str],
+        environ: Mapping[str, str] | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> Gateway:
+        """Build a gateway from a validated configuration (see :func:`~mcpgov.gateway.load_config`).
+
+        Raises:
+            ConfigurationError: a referenced file is missing or invalid, or namespacing is ambiguous.
+        """
+        from mcpgov.gateway._build import build_chain  # noqa: PLC0415 - keeps the optional parts lazy
+
+        base = Path(base_dir)
+        registry = (
+            ServerRegistry.from_file(base / config.registry)
+            if isinstance(config.registry, str)
+            else ServerRegistry.from_mapping(config.registry, base_dir=base, source="registry (inline)")
+        )
+        chain, auditor = build_chain(config, base_dir=base)
+        return cls(
+            config.upstreams,
+            registry,
+            *chain,
+            audit=auditor,
+            name=config.name,
+            base_dir=base,
+            environ=environ,
+            on_status=on_status,
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Gateway:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            self._task_group = tg
+            self.draining = False
+            for upstream in self.upstreams.values():
+                upstream.bind(_starter(tg, upstream))
+            eager = [u for u in self.upstreams.values() if u.config.start == "eager"]
+            for upstream in eager:
+                upstream.ensure_started()
+            await self._await_eager(eager)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._exit_stack = stack
+        return self
+
+    async def _await_eager(self, eager: list[Upstream]) -> None:
+        """Wait for eager upstreams (each up to its start timeout), printing a status line."""
+        if not eager:
+            return
+        deadline = max(u.config.start_timeout for u in eager)
+        with anyio.move_on_after(deadline):
+            while True:
+                ready = [u for u in eager if u.state == "ready"]
+                self._status(f"starting upstreams: {len(ready)}/{len(eager)} ready")
+                if len(ready) == len(eager):
+                    return
+                await anyio.sleep(0.1)
+        waiting = ", ".join(f"{u.id} ({u.state})" for u in eager if u.state != "ready")
+        self._status(f"not ready yet (serving the others, retrying these): {waiting}")
+
+    def _status(self, line: str) -> None:
+        if self.on_status is not None:
+            self.on_status(line)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.drain()
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is not None:
+            await stack.__aexit__(*exc_info)
+        self._task_group = None
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Stop taking requests, let those in flight finish (up to ``grace`` seconds), then stop upstreams."""
+        self.draining = True
+        with anyio.move_on_after(grace):
+            for upstream in self.upstreams.values():
+                await upstream.close()
+        for upstream in self.upstreams.values():
+            upstream.mark_dead()
+        await self.auditor.aflush()
+
+    @property
+    def ready(self) -> bool:
+        """True when no drain is under way and every eager upstream is connected."""
+        return not self.draining and all(
+            u.state == "ready" for u in self.upstreams.values() if u.config.start == "eager"
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Each upstream's state and counters (no secrets)."""
+        return {
+            uid: {
+                "state": u.state,
+                "starts": u.stats.starts,
+                "failures": u.stats.failures,
+                "in_flight": u.stats.in_flight,
+                "last_error": u.stats.last_error,
+            }
+            for uid, u in self.upstreams.items()
+        }
+
+    # --- serving --------------------------------------------------------------------------------
+
+    def http_app(
+        self,
+        *,
+        path: str = "/mcp",
+        host: str = "127.0.0.1",
+        auth: Mapping[str, Any] | None = None,
+        stateless: bool = False,
+    ) -> Starlette:
+        """A Starlette app serving the gateway over Streamable HTTP, with ``/healthz`` and ``/readyz``.
+
+        The app's lifespan enters the gateway (starting upstreams) and drains it on shutdown.
+
+        Args:
+            path: the MCP endpoint path.
+            host: the host the app is served on (DNS-rebinding protection for loopback).
+            auth: the SDK auth keywords (``token_verifier``, ``auth``), e.g. from
+                :func:`mcpgov.identity.server_auth`.
+            stateless: serve stateless Streamable HTTP.
+        """
+
+        async def healthz(_: Request) -> JSONResponse:
+            return JSONResponse({"status": "ok"})
+
+        async def readyz(_: Request) -> JSONResponse:
+            body = {"ready": self.ready, "upstreams": self.status()}
+            return JSONResponse(body, status_code=200 if self.ready else 503)
+
+        routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+        app = self.server.streamable_http_app(
+            streamable_http_path=path,
+            stateless_http=stateless,
+            host=host,
+            custom_starlette_routes=routes,
+            **dict(auth or {}),
+        )
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(starlette: Starlette) -> AsyncIterator[None]:
+            async with self, inner(starlette):
+                yield
+
+        app.router.lifespan_context = lifespan
+        return app
+
+    def bearer_auth(self, resource_server_url: str) -> dict[str, Any]:
+        """The SDK auth keywords making the HTTP front verify agents' bearer identity tokens.
+
+        Uses the identity stage of the front chain (:class:`~mcpgov.identity.IdentityMiddleware`)
+        and names its first issuer as the authorization server. Pass the result to
+        :meth:`http_app` as ``auth``.
+
+        Raises:
+            ConfigurationError: the front chain has no identity stage.
+        """
+        from mcpgov.identity import IdentityMiddleware, server_auth  # noqa: PLC0415
+
+        identity = next((mw for mw in self.governance.governor.middleware if isinstance(mw, IdentityMiddleware)), None)
+        if identity is None:
+            raise ConfigurationError("the gateway's chain has no IdentityMiddleware to verify bearer tokens")
+        issuer = next(iter(identity.verifier.issuers))
+        keywords = server_auth(
+            identity, resource_server_url=resource_server_url, authorization_server=issuer, audit=self.auditor
+        )
+        # The front itself never returns input-required results (the upstreams' ones are answered
+        # by the back clients), so only the bearer verification applies to a lowlevel server.
+        return {"token_verifier": keywords["token_verifier"], "auth": keywords["auth"]}
+
+    async def serve_stdio(self) -> None:
+        """Serve the gateway on this process's stdin and stdout until the agent disconnects."""
+        from mcp.server.stdio import stdio_server  # noqa: PLC0415 - only the stdio front needs it
+
+        async with self, stdio_server() as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
+
+    # --- relays to agents -----------------------------------------------------------------------
+
+    def _remember(self, sctx: ServerRequestContext[Any, Any]) -> None:
+        connection = getattr(sctx.session, "_connection", None)
+        if connection is not None and getattr(connection, "has_standalone_channel", True):
+            self._connections.add(connection)
+
+    async def _relay_list_changed(self, upstream: str, method: str) -> None:
+        # Called from the upstream connection's receive path: listing from here would wait on
+        # that same path, so the re-check and the relay run as their own task.
+        tg = self._task_group
+        if tg is None:
+            return
+        tg.start_soon(self._recheck_then_relay, upstream, method)
+
+    async def _recheck_then_relay(self, upstream: str, method: str) -> None:
+        if method == "notifications/tools/list_changed":
+            await self.upstreams[upstream].recheck_pins()
+        for connection in list(self._connections):
+            try:
+                await connection.notify(method, None)
+            except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
+                logger.debug("could not relay %s to an agent", method)
+
+    async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
+        front = self.router.namespaces[upstream].front_uri(uri)
+        for connection in list(self._subscriptions.get(front, ())):
+            try:
+                await connection.notify("notifications/resources/updated", {"uri": front})
+            except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
+                logger.debug("could not relay a resource update to an agent")
+
+    # --- forwarding -----------------------------------------------------------------------------
+
+    def _decided_context(self) -> GovContext:
+        decided = self._decided.var.get()
+        if decided is None:
+            # Only reachable if something bypassed the governed chain: refuse.
+            raise McpGovError("the gateway received a request its chain did not decide", reason="undecided")
+        return decided
+
+    def _front(self, sctx: ServerRequestContext[Any, Any]) -> FrontCall:
+        if self.draining:
+            raise UpstreamUnavailable("the gateway is shutting down", reason="draining")
+        self._remember(sctx)
+        return FrontCall(self._decided_context(), sctx.session, sctx.request_id)
+
+    def _error(self, upstream: Upstream, exc: MCPError) -> MCPError:
+        """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data."""
+        if isinstance(exc.__cause__, McpGovError):
+            return exc  # the back chain's own refusal (pinning, registry): already clean
+        return MCPError(exc.code, scrub(exc.message, upstream.secrets))
+
+    @asynccontextmanager
+    async def _forward(self, upstream_id: str, front: FrontCall) -> AsyncIterator[Any]:
+        upstream = self.upstreams[upstream_id]
+        token = CURRENT.set(front)
+        try:
+            async with upstream.use(front) as client:
+                try:
+                    yield client
+                except MCPError as exc:
+                    raise self._error(upstream, exc) from None
+        finally:
+            CURRENT.reset(token)
+
+    async def _call_tool(
+        self, sctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        front = self._front(sctx)
+        decided = front.decided
+        name = decided.target
+        route = self.router.route("tool", name) if name is not None else None
+        if route is None:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
+        upstream_id, upstream_name = route
+        arguments = _thaw(decided.arguments) if decided.arguments is not None else None
+        async with self._forward(upstream_id, front) as client:
+            result: types.CallToolResult = await client.call_tool(
+                upstream_name, arguments, progress_callback=front.progress
+            )
+        return result
+
+    async def _listing(self, kind: str, fetch: Callable[[Any], Any]) -> list[tuple[str, Any]]:
+        """Every started (or startable) upstream's entries; an upstream that is down is left out."""
+        out: list[tuple[str, Any]] = []
+        front = CURRENT.get()
+        if front is None:
+            return out
+        for upstream_id in self.upstreams:
+            try:
+                async with self._forward(upstream_id, front) as client:
+                    entries = await fetch(client)
+            except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
+                logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
+                continue
+            out.extend((upstream_id, entry) for entry in entries)
+        return out
+
+    async def _list_tools(
+        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        front = self._front(sctx)
+        token = CURRENT.set(front)
+        try:
+
+            async def fetch(client: Any) -> list[types.Tool]:
+                return await _all_pages(lambda cursor: client.list_tools(cursor=cursor), "tools")
+
+            entries = await self._listing("tool", fetch)
+        finally:
+            CURRENT.reset(token)
+        tools = [
+            tool.model_copy(update={"name": self.router.namespaces[uid].front("tool", tool.name)})
+            for uid, tool in entries
+        ]
+        return types.ListToolsResult(tools=tools)
+
+    async def _list_prompts(
+        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        front = self._front(sctx)
+        token = CURRENT.set(front)
+        try:
+
+            async def fetch(client: Any) -> list[types.Prompt]:
+                if client.server_capabilities.prompts is None:
+                    return []
+                return await _all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts")
+
+            entries = await self._listing("prompt", fetch)
+        finally:
+            CURRENT.reset(token)
+        prompts = [
+            p.model_copy(update={"name": self.router.namespaces[uid].front("prompt", p.name)}) for uid, p in entries
+        ]
+        return types.ListPromptsResult(prompts=prompts)
+
+    async def _list_resources(
+        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        front = self._front(sctx)
+        token = CURRENT.set(front)
+        try:
+
+            async def fetch(client: Any) -> list[types.Resource]:
+                if client.server_capabilities.resources is None:
+                    return []
+                return await _all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
+
+            entries = await self._listing("resource", fetch)
+        finally:
+            CURRENT.reset(token)
+        resources = [
+            r.model_copy(update={"uri": self.router.namespaces[uid].front_uri(str(r.uri))}) for uid, r in entries
+        ]
+        return types.ListResourcesResult(resources=resources)
+
+    async def _list_resource_templates(
+        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        front = self._front(sctx)
+        token = CURRENT.set(front)
+        try:
+
+            async def fetch(client: Any) -> list[types.ResourceTemplate]:
+                if client.server_capabilities.resources is None:
+                    return []
+                return await _all_pages(
+                    lambda cursor: client.list_resource_templates(cursor=cursor), "resource_templates"
+                )
+
+            entries = await self._listing("resource", fetch)
+        finally:
+            CURRENT.reset(token)
+        templates = [
+            t.model_copy(update={"uri_template": self.router.namespaces[uid].front_uri(t.uri_template)})
+            for uid, t in entries
+        ]
+        return types.ListResourceTemplatesResult(resource_templates=templates)
+
+    def _route_uri(self, uri: str) -> tuple[str, str]:
+        route = self.router.route_uri(uri)
+        if route is None:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {uri}")
+        return route
+
+    async def _read_resource(
+        self, sctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        front = self._front(sctx)
+        uri = front.decided.target or ""
+        upstream_id, upstream_uri = self._route_uri(uri)
+        ns = self.router.namespaces[upstream_id]
+        async with self._forward(upstream_id, front) as client:
+            result: types.ReadResourceResult = await client.read_resource(upstream_uri)
+        contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
+        return result.model_copy(update={"contents": contents})
+
+    async def _subscribe(
+        self, sctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        front = self._front(sctx)
+        uri = front.decided.target or ""
+        upstream_id, upstream_uri = self._route_uri(uri)
+        async with self._forward(upstream_id, front) as client:
+            self.upstreams[upstream_id].check_caller(client, front.decided)
+            await client.subscribe_resource(upstream_uri)
+        connection = getattr(sctx.session, "_connection", None)
+        if connection is not None:
+            self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
+        return types.EmptyResult()
+
+    async def _unsubscribe(
+        self, sctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        front = self._front(sctx)
+        uri = front.decided.target or ""
+        upstream_id, upstream_uri = self._route_uri(uri)
+        connection = getattr(sctx.session, "_connection", None)
+        subscribers = self._subscriptions.get(uri)
+        if subscribers is not None and connection is not None:
+            subscribers.discard(connection)
+        if not subscribers:
+            self._subscriptions.pop(uri, None)
+            async with self._forward(upstream_id, front) as client:
+                self.upstreams[upstream_id].check_caller(client, front.decided)
+                await client.unsubscribe_resource(upstream_uri)
+        return types.EmptyResult()
+
+    async def _get_prompt(
+        self, sctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        front = self._front(sctx)
+        decided = front.decided
+        route = self.router.route("prompt", decided.target or "")
+        if route is None:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {decided.target}")
+        upstream_id, upstream_name = route
+        arguments = _thaw(decided.arguments) if decided.arguments is not None else None
+        async with self._forward(upstream_id, front) as client:
+            result: types.GetPromptResult = await client.get_prompt(upstream_name, arguments)
+        return result
+
+    async def _complete(
+        self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        front = self._front(sctx)
+        decided = front.decided
+        target = decided.target or ""
+        ref: types.PromptReference | types.ResourceTemplateReference
+        if decided.kind == "prompt":
+            route = self.router.route("prompt", target)
+            if route is None:
+                raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {target}")
+            upstream_id, name = route
+            ref = types.PromptReference(type="ref/prompt", name=name)
+        else:
+            upstream_id, name = self._route_uri(target)
+            ref = types.ResourceTemplateReference(type="ref/resource", uri=name)
+        argument = _thaw(decided.arguments) if decided.arguments is not None else {}
+        context_arguments = None
+        if params.context is not None and params.context.arguments is not None:
+            context_arguments = dict(params.context.arguments)
+        async with self._forward(upstream_id, front) as client:
+            self.upstreams[upstream_id].check_caller(client, decided)
+            result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
+        return result
+
+
+async def _all_pages(fetch: Callable[[str | None], Any], attr: str, max_pages: int = 100) -> list[Any]:
+    """Every entry of a paginated listing (bounded: a server that pages forever is cut off)."""
+    entries: list[Any] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = await fetch(cursor)
+        entries.extend(getattr(page, attr))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return entries
+
+
+def _starter(tg: TaskGroup, upstream: Upstream) -> Callable[[], None]:
+    def start() -> None:
+        tg.start_soon(upstream.supervise, name=f"upstream {upstream.id}")
+
+    return start

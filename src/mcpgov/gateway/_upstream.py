@@ -1,0 +1,506 @@
+"""One upstream server behind the gateway: its governed client, lifecycle, limits and relays."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client, MCPError
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import ServerMessageMetadata
+
+from mcpgov._audit import AuditEvent, Auditor
+from mcpgov._chain import CallNext
+from mcpgov._client import GovernedClient
+from mcpgov._context import GovContext
+from mcpgov._errors import McpGovError, PinningError
+from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint, tool_wire_form
+
+if TYPE_CHECKING:
+    from mcp.client.session import ClientRequestContext, IncomingMessage
+
+    from mcpgov.gateway._config import UpstreamConfig
+
+__all__ = ["FrontCall", "Upstream", "UpstreamTimeout", "UpstreamUnavailable"]
+
+logger = logging.getLogger("mcpgov.gateway")
+
+State = Literal["stopped", "starting", "ready", "down", "closed"]
+
+_LIST_CHANGED = frozenset(
+    {
+        "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+    }
+)
+
+# JSON-RPC codes the SDK uses when a connection is gone.
+_CONNECTION_CLOSED = -32000
+
+
+class UpstreamUnavailable(McpGovError):
+    """The upstream server is not running (not started yet, crashed, or restarting)."""
+
+    code = "mcpgov.gateway.upstream_unavailable"
+    rpc_code = -32603
+    public_message = "The upstream server is unavailable"
+
+
+class UpstreamTimeout(McpGovError):
+    """The upstream server did not answer within its timeout."""
+
+    code = "mcpgov.gateway.upstream_timeout"
+    rpc_code = -32603
+    public_message = "The upstream server did not answer in time"
+
+
+@dataclass(eq=False)
+class FrontCall:
+    """The agent's request a forwarded request belongs to: where relayed messages go back.
+
+    Attributes:
+        decided: the governed context the chain allowed (its frozen arguments are what is sent).
+        session: the SDK's per-request server session of the agent's request.
+        request_id: the agent's request id.
+    """
+
+    decided: GovContext
+    session: Any
+    request_id: Any
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        """Relay an upstream progress notification to the agent (a no-op unless it asked for progress)."""
+        await self.session.report_progress(progress, total, message)
+
+
+CURRENT: contextvars.ContextVar[FrontCall | None] = contextvars.ContextVar("mcpgov_gateway_call", default=None)
+"""The agent's request being served in this task."""
+
+
+def _connection_lost(exc: MCPError) -> bool:
+    """The SDK's own "connection closed" (not an upstream's application error using -32000)."""
+    return exc.code == _CONNECTION_CLOSED and exc.message == "Connection closed" and exc.__cause__ is None
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret replaced by ``[redacted]``."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+class CallerMiddleware:
+    """Client-side stage: the upstream request acts for the agent the front chain verified.
+
+    The principal and tenant come from the decided front context, so the registry decides
+    whether this upstream may serve this agent; with no decided request the fields stay
+    empty and the registry refuses (fail closed). The agent's tokens are never copied.
+    """
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        front = CURRENT.get()
+        if front is not None:
+            decided = front.decided
+            ctx = ctx.replace(
+                principal=decided.principal,
+                tenant=decided.tenant,
+                purpose=decided.purpose,
+                task_id=decided.task_id,
+            )
+        try:
+            return await call_next(ctx)
+        except McpGovError as exc:
+            if exc.context is None:
+                exc.context = ctx  # the refusal is audited with the caller it was made for
+            raise
+
+
+@dataclass
+class Relay:
+    """Where upstream-initiated messages go: set by the gateway."""
+
+    list_changed: Callable[[str, str], Awaitable[None]]
+    resource_updated: Callable[[str, str], Awaitable[None]]
+
+
+@dataclass
+class UpstreamStats:
+    """Counters an operator reads on ``/readyz`` and in logs."""
+
+    starts: int = 0
+    failures: int = 0
+    dropped_messages: int = 0
+    last_error: str | None = None
+    in_flight: int = 0
+    started_at: float | None = None
+
+
+class Upstream:
+    """One upstream server: a :class:`~mcpgov.GovernedClient` (pinning, registry) kept running.
+
+    The client is entered in a supervisor task: started eagerly or at first use, restarted
+    with exponential backoff when it fails. Requests wait (up to ``start_timeout``) while it
+    starts and fail at once while it is down; each request is bounded by ``timeout`` and
+    ``concurrency``.
+
+    Args:
+        config: the upstream's gateway settings.
+        registry: the approved-server registry holding its entry.
+        relay: where notifications from the upstream go.
+        audit: the gateway's auditor (refusals and lifecycle events).
+        base_dir: what a relative ``cwd`` and secret files are relative to.
+        environ: the gateway's environment (secrets are read from it).
+    """
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        registry: ServerRegistry,
+        *,
+        relay: Relay,
+        audit: Auditor,
+        base_dir: Path,
+        environ: Mapping[str, str],
+        server: Any = None,
+    ) -> None:
+        approved = registry.get(config.id)
+        if approved is None:
+            raise McpGovError(f"upstream {config.id!r} is not in the registry", reason="upstream_unknown")
+        self.id = config.id
+        self.config = config
+        self.registry = registry
+        self.approved = approved
+        self.relay = relay
+        self.audit = audit
+        self.base_dir = base_dir
+        self.environ = environ
+        self._server = server  # an in-process server object (tests, embedded use) instead of url/command
+        self.state: State = "stopped"
+        self.stats = UpstreamStats()
+        self._client: GovernedClient | None = None
+        self._ready = anyio.Event()
+        self._dead = anyio.Event()
+        self._closing = False
+        self._limiter = anyio.CapacityLimiter(config.concurrency)
+        self._in_flight: set[FrontCall] = set()
+        self._idle = anyio.Event()
+        self._start: Callable[[], None] | None = None
+        self.secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Upstream(id={self.id!r}, state={self.state!r})"
+
+    # --- connection -------------------------------------------------------------------------
+
+    def _secret_values(self) -> dict[str, dict[str, str]]:
+        env = {k: ref.resolve(self.base_dir, self.environ) for k, ref in self.config.secret_env.items()}
+        headers = {k: ref.resolve(self.base_dir, self.environ) for k, ref in self.config.secret_headers.items()}
+        self.secrets = tuple(sorted({*env.values(), *headers.values()} - {""}, key=len, reverse=True))
+        return {"env": env, "headers": headers}
+
+    def _connection(self) -> tuple[Any, httpx2.AsyncClient | None]:
+        secret = self._secret_values()
+        if self._server is not None:
+            return self._server, None
+        if self.approved.url is not None:
+            headers = {**self.config.headers, **secret["headers"]}
+            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+            return streamable_http_client(self.approved.url, http_client=http), http
+        cwd = self.config.cwd
+        params = StdioServerParameters(
+            command=self.approved.command or "",
+            args=list(self.approved.args),
+            env={**self.config.env, **secret["env"]} or None,
+            cwd=str(self.base_dir / cwd) if cwd is not None else None,
+        )
+        return params, None
+
+    def build_client(self) -> tuple[GovernedClient, httpx2.AsyncClient | None]:
+        """A fresh governed client for this upstream (not entered)."""
+        target, http = self._connection()
+        pinning = PinningMiddleware(self.registry, server_id=self.id)
+        client = GovernedClient(
+            target,
+            CallerMiddleware(),
+            pinning,
+            audit=self.audit,
+            mode=self.config.mode,
+            sampling_callback=self._sampling,
+            elicitation_callback=self._elicitation,
+            logging_callback=self._logging,
+            message_handler=self._message,
+            read_timeout_seconds=self.config.timeout,
+            log_level="debug",  # modern upstreams log only on request; the agent's own level applies in front
+            cache=None,
+        )
+        return client, http
+
+    def bind(self, start: Callable[[], None]) -> None:
+        """Give the upstream a way to start its supervisor (in the gateway's task group).
+
+        A closed upstream (its gateway was left before) can be started again.
+        """
+        self._start = start
+        if self.state == "closed":
+            self._closing = False
+            self.state = "stopped"
+
+    def ensure_started(self) -> None:
+        """Start the supervisor if it is not running."""
+        if self.state == "stopped" and self._start is not None and not self._closing:
+            self.state = "starting"
+            self._start()
+
+    async def supervise(self) -> None:
+        """Keep the upstream connected until :meth:`close`: start, wait for death, back off, restart."""
+        delay = self.config.restart.initial
+        while not self._closing:
+            self.state = "starting"
+            http: httpx2.AsyncClient | None = None
+            try:
+                client, http = self.build_client()
+                async with client:
+                    self._client = client
+                    self._dead = anyio.Event()
+                    self.state = "ready"
+                    self.stats.starts += 1
+                    self.stats.started_at = time.time()
+                    self._ready.set()
+                    delay = self.config.restart.initial
+                    logger.info("upstream %s ready (start %d)", self.id, self.stats.starts)
+                    await self._dead.wait()
+            except Exception as exc:  # noqa: BLE001 - an upstream that fails is restarted, never fatal
+                self.stats.failures += 1
+                self.stats.last_error = type(exc).__name__
+                logger.warning("upstream %s failed (%s); restarting in %.1fs", self.id, type(exc).__name__, delay)
+            finally:
+                self._client = None
+                self._ready = anyio.Event()
+                if http is not None:
+                    with anyio.CancelScope(shield=True):
+                        await http.aclose()
+            if self.stopping:
+                break
+            self.state = "down"
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self.config.restart.maximum)
+        self.state = "closed"
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    def mark_dead(self) -> None:
+        """The connection is gone: the supervisor restarts it."""
+        self._dead.set()
+
+    async def close(self) -> None:
+        """Stop after the requests in flight (the caller bounds how long with a cancel scope)."""
+        self._closing = True
+        if self._in_flight:
+            await self._idle.wait()
+        self._dead.set()
+
+    async def _client_now(self) -> GovernedClient:
+        self.ensure_started()
+        if self.state in ("down", "closed") or self._closing:
+            raise UpstreamUnavailable(f"upstream {self.id!r} is {self.state}", reason="upstream_down")
+        if self._client is None:
+            with anyio.move_on_after(self.config.start_timeout):
+                await self._ready.wait()
+        client = self._client
+        if client is None:
+            raise UpstreamUnavailable(f"upstream {self.id!r} did not start in time", reason="upstream_start_timeout")
+        return client
+
+    @asynccontextmanager
+    async def use(self, front: FrontCall | None) -> AsyncIterator[GovernedClient]:
+        """A running client, within this upstream's concurrency limit and timeout.
+
+        Raises:
+            UpstreamUnavailable: the upstream is down or did not start in time.
+            UpstreamTimeout: the request took longer than ``timeout``.
+        """
+        client = await self._client_now()
+        timed_out = False
+        async with self._limiter:
+            if front is not None:
+                self._in_flight.add(front)
+            self.stats.in_flight += 1
+            try:
+                with anyio.move_on_after(self.config.timeout) as scope:
+                    try:
+                        yield client
+                    except MCPError as exc:
+                        if _connection_lost(exc):
+                            self.mark_dead()
+                            raise UpstreamUnavailable(f"upstream {self.id!r} closed the connection") from None
+                        raise
+                    except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+                        self.mark_dead()
+                        raise UpstreamUnavailable(f"upstream {self.id!r} closed the connection") from None
+                timed_out = scope.cancelled_caught
+            finally:
+                self.stats.in_flight -= 1
+                if front is not None:
+                    self._in_flight.discard(front)
+                if not self._in_flight:
+                    self._idle.set()
+                    self._idle = anyio.Event()
+        if timed_out:
+            raise UpstreamTimeout(
+                f"upstream {self.id!r} took longer than {self.config.timeout}s", reason="upstream_timeout"
+            )
+
+    async def recheck_pins(self) -> int:
+        """Compare the upstream's current tools with its pin now, auditing every difference.
+
+        Run when the upstream says its tool list changed, before agents hear of it. This is the
+        gateway's own check (no agent is involved, so nothing is filtered or decided here): the
+        pinning stage of the client has already forgotten what it verified, so no tool is
+        callable again until a governed listing on an agent's behalf re-verifies it.
+
+        Returns:
+            How many tools differ from the pin (changed, new or removed).
+        """
+        client = self._client
+        if client is None:
+            return 0
+        try:
+            manifest = self.registry.manifest(self.id)
+            tools: list[types.Tool] = []
+            cursor: str | None = None
+            for _ in range(100):
+                page = await Client.list_tools(client, cursor=cursor, cache_mode="refresh")
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        except Exception as exc:  # noqa: BLE001 - a failed re-check is logged; calls stay unverified anyway
+            logger.warning("upstream %s: pins could not be re-checked (%s)", self.id, type(exc).__name__)
+            return 0
+        differences: list[tuple[str, str, str | None, str | None]] = []
+        listed: set[str] = set()
+        for tool in tools:
+            listed.add(tool.name)
+            pin = manifest.tools.get(tool.name)
+            try:
+                new: str | None = tool_fingerprint(tool_wire_form(tool))
+            except (TypeError, ValueError):
+                new = None
+            if pin is None:
+                differences.append((tool.name, "tool.new", None, new))
+            elif pin.fingerprint != new:
+                differences.append((tool.name, "tool.changed", pin.fingerprint, new))
+        for name, pin in manifest.tools.items():
+            if name not in listed:
+                differences.append((name, "tool.removed", pin.fingerprint, None))
+        ctx = GovContext(side="client", method="tools/list", kind="tool", audit=self.audit)
+        for name, reason, old, new in differences:
+            await self.audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "pin.mismatch",
+                    target=name,
+                    reason=reason,
+                    detail=f"upstream {self.id!r} announced a tool list change: {name!r} {reason.split('.')[1]}",
+                    error_code=PinningError.code,
+                    attributes={"server_id": self.id, "manifest": manifest.digest, "old": old, "new": new},
+                ),
+                required=False,
+            )
+        return len(differences)
+
+    def check_caller(self, client: GovernedClient, decided: GovContext) -> None:
+        """The registry's verdict for requests the client does not govern itself (subscribe, complete).
+
+        Raises:
+            PinningError: the upstream is not approved for this caller, or misdescribes itself.
+        """
+        info = client.server_info
+        described = {"name": info.name, "version": info.version} if info is not None else None
+        self.registry.check(self.id, tenant=decided.tenant, principal=decided.principal, server_info=described)
+
+    # --- relays from the upstream -------------------------------------------------------------
+
+    def _front(self) -> FrontCall | None:
+        front = CURRENT.get()
+        if front is not None:
+            return front
+        if len(self._in_flight) == 1:
+            return next(iter(self._in_flight))
+        return None
+
+    async def _sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.ErrorData:
+        front = self._front()
+        if front is None or not front.session.can_send_request:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="Sampling is not available through the gateway")
+        result: types.CreateMessageResult = await front.session.send_request(
+            types.CreateMessageRequest(params=params),
+            types.CreateMessageResult,
+            metadata=ServerMessageMetadata(related_request_id=front.request_id),
+        )
+        return result
+
+    async def _elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        front = self._front()
+        if front is None or not front.session.can_send_request:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST, message="Elicitation is not available through the gateway"
+            )
+        result: types.ElicitResult = await front.session.send_request(
+            types.ElicitRequest(params=params),
+            types.ElicitResult,
+            metadata=ServerMessageMetadata(related_request_id=front.request_id),
+        )
+        return result
+
+    async def _logging(self, params: types.LoggingMessageNotificationParams) -> None:
+        front = self._front()
+        if front is None:
+            self.stats.dropped_messages += 1
+            return
+        logger_name = f"{self.id}/{params.logger}" if params.logger else self.id
+        data = params.data
+        if isinstance(data, str) and self.secrets:
+            data = scrub(data, self.secrets)
+        await front.session.send_log_message(params.level, data, logger_name, related_request_id=front.request_id)
+
+    async def _message(self, message: IncomingMessage) -> None:
+        if isinstance(message, Exception):
+            return
+        method = getattr(message, "method", None)
+        if method in (
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ):
+            # GovernedClient has already told the pinning stage: nothing is callable again until
+            # a governed listing re-checks the pins.
+            await self.relay.list_changed(self.id, method)
+        elif method == "notifications/resources/updated":
+            uri = getattr(getattr(message, "params", None), "uri", None)
+            if isinstance(uri, str):
+                await self.relay.resource_updated(self.id, uri)
+
+
+def ready_within(upstreams: Sequence[Upstream]) -> bool:
+    """True when every eager upstream is ready."""
+    return all(u.state == "ready" for u in upstreams if u.config.start == "eager")
