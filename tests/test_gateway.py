@@ -76,7 +76,7 @@ async def test_elicitation_from_an_upstream_reaches_the_agent_and_comes_back(mod
 
 
 class _Rewrite:
-    """A front stage that narrows the arguments it passes on (as an obligation or normaliser would)."""
+    """A front stage that swaps the arguments it passes on after they were validated."""
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
         if ctx.target == "clock_echo" and ctx.arguments is not None:
@@ -84,13 +84,15 @@ class _Rewrite:
         return await call_next(ctx)
 
 
-async def test_the_upstream_gets_the_decided_arguments_not_the_raw_request(mode: str) -> None:
+async def test_a_stage_that_swaps_the_arguments_is_refused_and_the_upstream_sees_nothing(mode: str) -> None:
     world, _ = await build_world(extra_front=[_Rewrite()])
     async with world.gateway, world.agent(mode) as agent:
-        result = await agent.call_tool("clock_echo", {"text": "ab", "count": 50})
-    assert world.clock.calls == [("echo", {"text": "ab", "count": 1})]
-    assert isinstance(result.content[0], TextContent)
-    assert result.content[0].text == "ab"
+        with pytest.raises(MCPError):
+            await agent.call_tool("clock_echo", {"text": "ab", "count": 50})
+        assert not (await agent.call_tool("clock_now", {"timezone": "UTC"})).is_error
+    assert [call for call in world.clock.calls if call[0] == "echo"] == []
+    refused = [e for e in world.sink.decisions() if e.effect == "deny" and e.target == "clock_echo"]
+    assert [e.reason for e in refused] == ["arguments_changed"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
