@@ -11,7 +11,13 @@ delegated only by narrowing, revocable at once.
   (:class:`CompactMemoryStore` by default, :class:`mcpgov.redis.RedisStateStore` for replicas).
 """
 
-from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE, CREDENTIAL_TYP, Credential, CredentialClaims
+from mcpgov.credentials._claims import (
+    CREDENTIAL_TOKEN_TYPE,
+    CREDENTIAL_TYP,
+    TASK_BINDING,
+    Credential,
+    CredentialClaims,
+)
 from mcpgov.credentials._client import ClientCredentials, CredentialRequest, IssuerTokenSource, TokenSource
 from mcpgov.credentials._downstream import Downstream
 from mcpgov.credentials._exchange import (
@@ -21,14 +27,15 @@ from mcpgov.credentials._exchange import (
     IdentityVerifier,
     token_exchange_app,
 )
+from mcpgov.credentials._issuance import Grant, IssuancePolicy
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._keys import ASYMMETRIC_ALGORITHMS, KeyResolver, SigningKeySet, VerificationKeys
+from mcpgov.credentials._logs import REDACTED, TokenRedactingFilter, redact_token_logs
 from mcpgov.credentials._memory import CompactMemoryStore
-from mcpgov.credentials._revocation import RevocationList
+from mcpgov.credentials._revocation import MAX_LEEWAY, RevocationList
 from mcpgov.credentials._task import TaskScope, current_task, open_task
 from mcpgov.credentials._verify import (
     EMPTY_ARGS_HASH,
-    MAX_LEEWAY,
     BindArguments,
     CredentialMiddleware,
     CredentialRefused,
@@ -45,6 +52,8 @@ __all__ = [
     "GRANT_TYPE",
     "IDENTITY_TOKEN_TYPES",
     "MAX_LEEWAY",
+    "REDACTED",
+    "TASK_BINDING",
     "BindArguments",
     "ClientCredentials",
     "CompactMemoryStore",
@@ -57,17 +66,21 @@ __all__ = [
     "CredentialVerifier",
     "Downstream",
     "ExchangeTokenSource",
+    "Grant",
     "IdentityVerifier",
+    "IssuancePolicy",
     "IssuerTokenSource",
     "KeyResolver",
     "RevocationList",
     "SigningKeySet",
     "TaskScope",
+    "TokenRedactingFilter",
     "TokenSource",
     "VerificationKeys",
     "VerifiedCredential",
     "current_credential",
     "current_task",
     "open_task",
+    "redact_token_logs",
     "token_exchange_app",
 ]

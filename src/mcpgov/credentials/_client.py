@@ -101,7 +101,7 @@ class IssuerTokenSource:
     async def revoke_task(self, task_id: str, principal: Principal | None) -> None:
         if principal is None or not principal.tenant:
             raise CredentialError("revoking a task needs the client's principal and tenant", reason="no_principal")
-        await self.issuer.revoke_task(principal.tenant, task_id)
+        await self.issuer.revoke_task(principal, task_id)
 
 
 _CacheKey = tuple[Any, ...]
