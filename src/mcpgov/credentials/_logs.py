@@ -17,7 +17,7 @@ REDACTED = "[secure]"
 # which base64url-encodes as 'eyJ'. Identity tokens and credentials both have this shape.
 _JWS = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
-_LOGGER_PREFIXES = ("mcp", "httpx", "httpx2", "httpcore", "starlette", "uvicorn", "sse_starlette")
+_LOGGER_PREFIXES = ("mcp", "httpx", "httpx2", "httpcore", "httpcore2", "starlette", "uvicorn", "sse_starlette")
 """Records of these loggers (and their children) are redacted: the libraries a session runs on."""
 
 
