@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from mcp import Client, MCPError
@@ -84,7 +85,7 @@ async def test_a_revocation_made_while_redis_is_down_reaches_both_replicas_once_
 ) -> None:
     clock = FrozenClock(time.time())
     prefix = f"replicas-{time.monotonic_ns()}:"
-    options = {"timeout": 0.3, "prefix": prefix}
+    options: dict[str, Any] = {"timeout": 0.3, "prefix": prefix}
     async with (
         RedisStateStore.from_url(redis_server.url, **options) as issuer_store,
         RedisStateStore.from_url(redis_server.url, **options) as store_a,
