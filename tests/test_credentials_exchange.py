@@ -230,7 +230,7 @@ async def test_an_agent_in_another_process_runs_a_task_through_the_endpoint(
         async with open_task(client, "release-42", purpose="deploy") as task:
             await client.call_tool("deploy", {"version": "3.1"})
             await client.call_tool("status", {})
-        assert len(task.credential_ids) == 2
+        assert len(task.credential_ids) == 3  # deploy, status, and the task binding of the SDK's own listing
     assert governed.ran == ["deploy 3.1", "status"]
     assert {s[2:4] for s in governed.seen} == {("release-42", "deploy")}
     async with Client(governed.server, mode=mode) as plain:

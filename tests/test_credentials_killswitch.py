@@ -488,3 +488,68 @@ async def test_no_token_reaches_any_log_record_at_debug(
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert caplog.records
     assert "eyJ" not in text  # no compact JWS (credential or identity token) in any record
+
+
+# -- the principal comes from the verified identity ----------------------------------------------
+
+
+class RecordingSource(IssuerTokenSource):
+    """An in-process token source that remembers what it minted."""
+
+    def __init__(self, issuer: Any) -> None:
+        super().__init__(issuer)
+        self.minted: list[Any] = []
+
+    async def obtain(self, request: Any, principal: Any) -> Any:
+        credential = await super().obtain(request, principal)
+        self.minted.append(credential)
+        return credential
+
+
+async def test_a_principal_the_identity_token_does_not_name_is_a_configuration_error() -> None:
+    from mcpgov import ConfigurationError
+    from mcpgov.testing import IdentityIssuer
+
+    ids = IdentityIssuer("https://id.example")
+    server = _task_server(make_issuer(), InMemoryAuditSink(), [])
+    for configured in (
+        principal("someone-else", "acme"),
+        principal("agent-1", "acme").__class__(issuer="https://other-idp.example", subject="agent-1", tenant="acme"),
+    ):
+        with pytest.raises(ConfigurationError, match="principal"):
+            GovernedClient(server, principal=configured, identity=ids.token("agent-1"))
+    GovernedClient(server, principal=ids.principal("agent-1"), identity=ids.token("agent-1"))
+
+
+async def test_credentials_never_outlive_the_identity_token_and_follow_its_subject(mode: str) -> None:
+    import time as _time
+
+    from mcpgov.testing import IdentityIssuer
+
+    ids = IdentityIssuer("https://id.example")
+    issuer = make_issuer(FrozenClock(_time.time()), max_ttl=300)
+    server = _task_server(issuer, InMemoryAuditSink(), [])
+    source = RecordingSource(issuer)
+    creds = ClientCredentials(source, audience=AUDIENCE, ttl=300)
+    token = ids.token("agent-1", ttl=30)
+    exp = ids_claims_exp(token)
+    me = ids.principal("agent-1")
+    async with GovernedClient(server, creds, principal=me, identity=token, mode=mode) as client:
+        await client.call_tool("deploy", {})
+    assert source.minted
+    assert all(c.expires_at <= exp for c in source.minted)
+    current = {"token": ids.token("agent-1")}
+    async with GovernedClient(server, creds, principal=me, identity=lambda: current["token"], mode=mode) as client:
+        current["token"] = ids.token("intruder")  # the identity changed hands; the principal did not
+        before = len(source.minted)
+        with pytest.raises(MCPError):
+            await client.call_tool("deploy", {"x": 1} if False else {})
+        assert len(source.minted) == before
+
+
+def ids_claims_exp(token: str) -> float:
+    from mcpgov.credentials._holder import identity_claims
+
+    claims = identity_claims(token)
+    assert claims is not None
+    return float(claims["exp"])

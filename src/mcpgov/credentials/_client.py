@@ -17,6 +17,7 @@ from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
 from mcpgov.credentials._claims import TASK_BINDING, Credential
+from mcpgov.credentials._holder import principal_for_minting
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._task import current_task
 from mcpgov.credentials._verify import EMPTY_ARGS_HASH, BindArguments, _binding_rule
@@ -124,6 +125,9 @@ class ClientCredentials:
     and remembers those requests as part of the task, with the task's purpose: a listing shows
     what the task may call. Outside a task, those requests carry no credential.
 
+    Credentials are minted for ``ctx.principal`` only when the identity token the chain attached
+    (``GovernedClient(identity=...)``) names that principal, and never outlive that token.
+
     Tokens never reach log records of the SDK and HTTP stack (see
     :func:`~mcpgov.credentials.redact_token_logs`, installed on construction).
 
@@ -201,7 +205,7 @@ class ClientCredentials:
         cap = obligations.get("max_credential_ttl")
         if isinstance(cap, (int, float)) and not isinstance(cap, bool) and math.isfinite(cap) and cap > 0:
             ttl = min(ttl, float(cap)) if ttl is not None else float(cap)
-        principal = ctx.principal
+        principal = principal_for_minting(ctx)
         per_call = bind or self.single_use
         key: _CacheKey = (
             principal.key if principal is not None else None,
@@ -243,7 +247,7 @@ class ClientCredentials:
         task = current_task()
         if task is None:
             return await call_next(ctx)
-        principal = ctx.principal
+        principal = principal_for_minting(ctx)
         key: _CacheKey = (
             principal.key if principal is not None else None,
             ctx.tenant,

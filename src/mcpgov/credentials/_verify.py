@@ -407,15 +407,6 @@ class CredentialMiddleware:
 
         async def final(c: GovContext) -> None:
             # At the gate, right before the effect: expiry, single use, revocation.
-            if claims.jti not in seen and c.audit is not None:
-                seen[claims.jti] = True
-                await c.audit.emit(
-                    AuditEvent.from_context(
-                        c,
-                        "credential.verified",
-                        attributes={"audience": claims.audience, "tools": list(claims.tools), "exp": claims.expires_at},
-                    )
-                )
             await verifier.check_state(claims)
 
         ctx = ctx.replace(
@@ -425,6 +416,17 @@ class CredentialMiddleware:
             purpose=claims.purpose,
             final_checks=ctx.final_checks if listing else (*ctx.final_checks, final),
         )
+        if claims.jti not in seen and ctx.audit is not None:
+            # Signature, issuer, audience and binding verified; lifetime and revocation are
+            # checked again at the gate.
+            seen[claims.jti] = True
+            await ctx.audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "credential.verified",
+                    attributes={"audience": claims.audience, "tools": list(claims.tools), "exp": claims.expires_at},
+                )
+            )
         reset = _CURRENT.set(VerifiedCredential(claims, token))
         try:
             return await call_next(ctx)
