@@ -553,3 +553,72 @@ def ids_claims_exp(token: str) -> float:
     claims = identity_claims(token)
     assert claims is not None
     return float(claims["exp"])
+
+
+# -- laundering at the exchange endpoint and through Downstream ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        {"actor_token": "id:mallory:acme"},  # delegate to itself
+        {"actor_token": "id:mallory:acme", "audience": REGISTRY, "tool": "tag"},  # downstream in its name
+        {"actor_token": "id:agent-1:globex"},  # the victim's subject in another tenant
+        {},  # no actor at all: a credential alone proves nothing
+    ],
+)
+async def test_the_exchange_endpoint_refuses_to_launder_a_stolen_credential(attempt: dict[str, str]) -> None:
+    import httpx2
+
+    from mcpgov.credentials import CREDENTIAL_TOKEN_TYPE, GRANT_TYPE, token_exchange_app
+    from mcpgov.testing import serve_http
+
+    from .test_credentials_exchange import JWT_TYPE, verify_identity
+
+    issuer = make_issuer(downstream={AUDIENCE: [REGISTRY]})
+    victim = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], may_act=[SERVER_ID])
+    form: dict[str, str] = {
+        "grant_type": GRANT_TYPE,
+        "subject_token": victim.token,
+        "subject_token_type": CREDENTIAL_TOKEN_TYPE,
+        **attempt,
+    }
+    if "actor_token" in form:
+        form["actor_token_type"] = JWT_TYPE
+    async with serve_http(token_exchange_app(issuer, verify_identity)) as base, httpx2.AsyncClient() as http:
+        response = await http.post(f"{base}/token", data=form)
+    assert response.status_code == 400
+    assert response.json()["error"] in {"invalid_grant", "invalid_request"}
+    assert "access_token" not in response.text
+    assert victim.token not in response.text
+
+
+async def test_downstream_refuses_a_server_the_inbound_credential_does_not_name(mode: str) -> None:
+    from mcpgov.credentials import Downstream
+
+    issuer = make_issuer(downstream={AUDIENCE: [REGISTRY]})
+    server = MCPServer("deployer")
+    outcomes: list[str] = []
+    downstream = Downstream(issuer, actor=THIEF)  # a server the caller never named in may_act
+
+    @server.tool()
+    async def deploy() -> str:
+        try:
+            await downstream.credential(audience=REGISTRY, tools=["tag"])
+        except CredentialError as exc:
+            outcomes.append(exc.reason)
+            return "refused"
+        outcomes.append("granted")
+        return "granted"
+
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow")
+
+    govern(server, CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], may_act=[SERVER_ID])
+    async with Client(server, mode=mode) as client:
+        await call(client, "deploy", {}, cred.token)
+    assert outcomes == ["may_not_act"]
