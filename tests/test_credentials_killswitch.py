@@ -12,6 +12,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
@@ -622,3 +624,63 @@ async def test_downstream_refuses_a_server_the_inbound_credential_does_not_name(
     async with Client(server, mode=mode) as client:
         await call(client, "deploy", {}, cred.token)
     assert outcomes == ["may_not_act"]
+
+
+# -- cascade: a property over derivation trees ---------------------------------------------------
+
+_PEOPLE = ["agent-1", "agent-2", "sub-a", "sub-b"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tree=st.lists(st.tuples(st.integers(min_value=0, max_value=20), st.sampled_from(_PEOPLE)), max_size=8),
+    root_owner=st.sampled_from(_PEOPLE[:2]),
+    target=st.one_of(
+        st.tuples(st.just("credential"), st.integers(min_value=0, max_value=20)),
+        st.tuples(st.just("principal"), st.sampled_from(_PEOPLE)),
+        st.tuples(st.just("task"), st.sampled_from(_PEOPLE)),
+    ),
+)
+def test_revocation_reaches_exactly_what_descends_from_what_was_revoked(
+    tree: list[tuple[int, str]], root_owner: str, target: tuple[str, Any]
+) -> None:
+    people = {name: principal(name, "acme") for name in _PEOPLE}
+    everyone = list(people.values())
+    reasons: set[str] = set()
+
+    async def scenario() -> None:
+        issuer = make_issuer(max_delegation_depth=8)
+        root = await issuer.mint(people[root_owner], audience=AUDIENCE, tools=["t"], task_id="job", may_act=everyone)
+        nodes = [(root, [root_owner])]  # credential, the subjects on its path from the root
+        for parent_index, holder in tree:
+            parent, path = nodes[parent_index % len(nodes)]
+            if len(path) > 8:
+                continue
+            child = await issuer.delegate(parent.token, subject=people[holder], may_act=everyone)
+            nodes.append((child, [*path, holder]))
+        kind, which = target
+        if kind == "credential":
+            index = which % len(nodes)
+            await issuer.revoke(nodes[index][0])
+            revoked_ids = {nodes[index][0].id}
+            gone = [c.id in revoked_ids or nodes[index][0].id in c.claims.chain for c, _ in nodes]
+        elif kind == "principal":
+            await issuer.revoke_principal(people[which])
+            gone = [which in path for _, path in nodes]
+        else:
+            await issuer.revoke_task(people[which], "job")  # only the task's owner's task ends
+            gone = [which == root_owner for _ in nodes]
+        verifier = issuer.verifier(AUDIENCE)
+        seen: list[bool] = []
+        for credential, _ in nodes:
+            try:
+                await verifier.verify(credential.token, tool="t")
+            except CredentialRefused as exc:
+                reasons.add(exc.reason)
+                seen.append(True)
+            else:
+                seen.append(False)
+        assert seen == gone, "revocation reached more or less than what descends from what was revoked"
+        assert reasons <= {"revoked"}
+
+    anyio.run(scenario)
