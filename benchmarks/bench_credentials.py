@@ -12,7 +12,12 @@ of a large revocation list, and a full governed session against the bare SDK.
 * memory held by one million revocation entries (target: under 250 MB), for the compact
   default store and, for comparison, the cachetools ``InMemoryStateStore``;
 * calls per second of a bare SDK session and of a governed one (client credentials, server
-  credential verification, one hook, audit), in-process in both protocol modes, and the ratio.
+  credential verification, one hook, audit), in-process in both protocol modes, and the ratio;
+* the kill switch: uses that start after ``revoke()`` returned while 1,000 concurrent uses race
+  it through an awaiting authoriser (must be 0 in-process; across replicas the latency is one
+  store round trip, the "revocation check redis" figure), and the per-call cost of the last
+  check: the default (one lookup, at the gate) against ``check_early=True`` (two lookups), in
+  paired, interleaved batches, wall and CPU time per call.
 
 Run:  python benchmarks/bench_credentials.py [--ops 3000] [--revocations 1000000] [--calls 2000] [--rounds 3]
 """
@@ -20,6 +25,7 @@ Run:  python benchmarks/bench_credentials.py [--ops 3000] [--revocations 1000000
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import secrets
@@ -33,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from joserfc import jwt
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
@@ -277,8 +284,103 @@ async def session(calls: int, rounds: int) -> dict[str, Any]:
     return report
 
 
+async def kill_switch(calls: int, rounds: int) -> dict[str, Any]:
+    """Uses admitted after revoke() returned, and the per-call cost of the last check."""
+    issuer = CredentialIssuer("https://issuer.example", SigningKeySet.generate(), max_ttl=300)
+    server = MCPServer("race")
+    started: list[int] = []
+    ticks = iter(range(10**9))
+    hundred = anyio.Event()
+
+    @server.tool()
+    async def work() -> str:
+        started.append(next(ticks))
+        if len(started) >= 100:
+            hundred.set()
+        return "ok"
+
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    async def allow(ctx: GovContext) -> Decision:
+        await anyio.sleep(0.0005)
+        return Decision.allow("bench-allow")
+
+    govern(server, CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["work"])
+    marks: list[int] = []
+    async with Client(server, mode="auto") as client:
+        meta: Any = {"io.mcpgov/credential": cred.token}
+
+        async def use(delay: int) -> None:
+            for _ in range(delay):
+                await anyio.lowlevel.checkpoint()
+            with contextlib.suppress(Exception):  # refused uses are expected
+                await client.call_tool("work", {}, meta=meta)
+
+        async def revoke() -> None:
+            await hundred.wait()
+            await issuer.revoke(cred)
+            marks.append(next(ticks))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(revoke)
+            for i in range(1000):
+                tg.start_soon(use, i // 4)
+    after = sum(1 for t in started if t > marks[0])
+    print(f"kill switch in-process: {len(started)} uses ran before revoke() returned, {after} after (must be 0)")
+    report: dict[str, Any] = {"admitted_after_revoke": after}
+    report.update(await last_check_cost(issuer, calls, rounds))
+    return report
+
+
+async def last_check_cost(issuer: CredentialIssuer, calls: int, rounds: int) -> dict[str, Any]:
+    """Per-call cost of the revocation check at the gate only, and early plus at the gate."""
+
+    def build(check_early: bool) -> MCPServer:
+        srv = MCPServer("cost")
+
+        @srv.tool()
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        h = Hooks()
+
+        @h.tool("add")
+        def ok(ctx: GovContext) -> Decision:
+            return Decision.allow("bench-allow")
+
+        govern(srv, CredentialMiddleware(issuer.verifier(AUDIENCE), check_early=check_early), h)
+        return srv
+
+    servers = {"gate": build(False), "early+gate": build(True)}
+    token = (await issuer.mint(AGENT, audience=AUDIENCE, tools=["add"])).token
+    wall: dict[str, list[float]] = {k: [] for k in servers}
+    cpu: dict[str, list[float]] = {k: [] for k in servers}
+    async with Client(servers["gate"], mode="auto") as a, Client(servers["early+gate"], mode="auto") as b:
+        clients = {"gate": a, "early+gate": b}
+        batch = max(50, calls // 10)
+        for _ in range(rounds * 5):
+            for name, client in clients.items():  # interleaved, paired batches
+                gc.collect()
+                w0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(batch):
+                    await client.call_tool("add", {"a": 1, "b": 2}, meta={"io.mcpgov/credential": token})  # type: ignore[arg-type]
+                wall[name].append((time.perf_counter() - w0) / batch * 1e6)
+                cpu[name].append((time.process_time() - c0) / batch * 1e6)
+    report: dict[str, Any] = {}
+    for name in servers:
+        report[name] = {"wall_us": statistics.median(wall[name]), "cpu_us": statistics.median(cpu[name])}
+        print(
+            f"per call, revocation checked {name:<10}: wall {report[name]['wall_us']:6.1f} us, "
+            f"cpu {report[name]['cpu_us']:6.1f} us"
+        )
+    return report
+
+
 async def main(ops: int, revocations: int, calls: int, rounds: int) -> dict[str, Any]:
     report: dict[str, Any] = {}
+    report["kill_switch"] = await kill_switch(calls, rounds)
     report["jose"] = await mint_and_verify(ops, rounds)
     report["revocation_latency"] = await revocation_latency(ops)
     report["revocation_memory_mb"] = await revocation_memory(revocations)

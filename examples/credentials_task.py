@@ -21,6 +21,7 @@ from mcp.server.mcpserver import MCPServer
 
 from mcpgov import META_CREDENTIAL, AuditEvent, Decision, GovContext, GovernedClient, Hooks, Principal, govern
 from mcpgov.credentials import (
+    TASK_BINDING,
     ClientCredentials,
     Credential,
     CredentialIssuer,
@@ -103,8 +104,9 @@ async def main() -> int:
             await client.call_tool("run_tests", {"ref": "v1.4.2"})
             await client.call_tool("deploy", {"version": "1.4.2"})
             await client.call_tool("run_tests", {"ref": "v1.4.2-smoke"})  # reuses the run_tests credential
-        if len(task.credential_ids) != 2:
-            problems.append(f"expected one credential per tool, got {len(task.credential_ids)}")
+        per_tool = [c for c in source.handed_out if c.id in task.credential_ids and TASK_BINDING not in c.claims.tools]
+        if len(per_tool) != 2:
+            problems.append(f"expected one credential per tool, got {len(per_tool)}")
         # Outside any task the purpose is missing: policy refuses the deploy.
         try:
             await client.call_tool("deploy", {"version": "6.6.6"})
@@ -113,7 +115,10 @@ async def main() -> int:
             print(f"deploy outside the task refused: {exc.message} ({exc.code})")
 
     # The task is over: its credentials are revoked; replaying one is refused and nothing runs.
-    task_credentials = [c for c in source.handed_out if c.id in task.credential_ids]
+    # (The task also minted a task binding for the SDK's own tools/list: it calls nothing.)
+    task_credentials = [
+        c for c in source.handed_out if c.id in task.credential_ids and TASK_BINDING not in c.claims.tools
+    ]
     async with Client(server) as plain:
         for credential in task_credentials:
             tool = credential.claims.tools[0]

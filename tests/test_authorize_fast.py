@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import Authorizer, Decision, GovContext, Principal, govern
+from mcpgov import Authorizer, Decision, Effect, GovContext, Principal, govern
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.policy._engine import OBLIGATION_RATE_LIMIT
 from mcpgov.testing import InMemoryAuditSink
@@ -62,8 +62,9 @@ def test_decide_now_is_decide_or_nothing(
     full = anyio.run(PolicyMiddleware(policy).decide, ctx)
     # Left to decide() exactly where the decision needs task history or admits a rate limit.
     execute = action == "execute"
-    needs_history = execute and bool(PolicyMiddleware(policy).engine.history_needs(ctx))
-    admits_limit = execute and full.allowed and bool(full.obligations.get(OBLIGATION_RATE_LIMIT))
+    # Listings inside a task see its history exactly as calls do; an approved call counts too.
+    needs_history = bool(PolicyMiddleware(policy).engine.history_needs(ctx))
+    admits_limit = execute and full.effect is not Effect.DENY and bool(full.obligations.get(OBLIGATION_RATE_LIMIT))
     assert (quick is None) == (needs_history or admits_limit), (quick, full, drawn)
     if quick is not None:
         assert quick == full

@@ -76,7 +76,9 @@ async def test_a_tool_exchanges_the_inbound_credential_for_a_downstream_one(mode
     sink = InMemoryAuditSink()
     registry = _registry(issuer, seen, sink)
     server = _deployer(issuer, Downstream(issuer, actor=DEPLOYER), registry, mode)
-    inbound = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="release-42", purpose="deploy")
+    inbound = await issuer.mint(
+        AGENT, audience=AUDIENCE, tools=["deploy"], task_id="release-42", purpose="deploy", may_act=[DEPLOYER]
+    )
     async with Client(server, mode=mode) as client:
         result = await call(client, "deploy", {"version": "1.0"}, inbound.token)
     assert result.is_error is False, result
@@ -114,7 +116,7 @@ async def test_audiences_the_issuer_does_not_allow_are_refused(mode: str) -> Non
     seen: list[dict[str, Any]] = []
     registry = _registry(issuer, seen, InMemoryAuditSink())
     server = _deployer(issuer, Downstream(issuer, actor=DEPLOYER), registry, mode)
-    inbound = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"])
+    inbound = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], may_act=[DEPLOYER])
     async with Client(server, mode=mode) as client:
         result = await call(client, "deploy", {"version": "1.0"}, inbound.token)
     assert result.is_error is True
@@ -129,7 +131,7 @@ async def test_downstream_through_the_token_exchange_endpoint(mode: str) -> None
     async with serve_http(token_exchange_app(issuer, verify_identity)) as base:
         source = ExchangeTokenSource(f"{base}/token", "id:deployer:acme")
         server = _deployer(issuer, Downstream(source), registry, mode)
-        inbound = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"])
+        inbound = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], may_act=[DEPLOYER])
         async with Client(server, mode=mode) as client:
             result = await call(client, "deploy", {"version": "2.0"}, inbound.token)
     assert result.is_error is False, result

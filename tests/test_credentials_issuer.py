@@ -158,7 +158,7 @@ async def test_minted_and_revoked_events_name_the_id_never_the_token() -> None:
     issuer = make_issuer(audit=sink)
     cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="t1", purpose="triage")
     await issuer.revoke(cred)
-    await issuer.revoke_task("acme", "t1")
+    await issuer.revoke_task(AGENT, "t1")
     await issuer.revoke_principal(AGENT)
     minted, *revoked = sink.events
     assert minted.type == "credential.minted"
@@ -187,9 +187,18 @@ async def test_delegation_narrows_and_keeps_the_actor_chain() -> None:
     clock = FrozenClock()
     issuer = make_issuer(clock)
     parent = await issuer.mint(
-        AGENT, audience=AUDIENCE, tools=["deploy", "status"], scope=["a", "b"], task_id="t", purpose="p", ttl=120
+        AGENT,
+        audience=AUDIENCE,
+        tools=["deploy", "status"],
+        scope=["a", "b"],
+        task_id="t",
+        purpose="p",
+        ttl=120,
+        may_act=[SUB_AGENT],
     )
-    child = await issuer.delegate(parent.token, subject=SUB_AGENT, tools=["status"], scope=["a"], ttl=30)
+    child = await issuer.delegate(
+        parent.token, subject=SUB_AGENT, tools=["status"], scope=["a"], ttl=30, may_act=[principal("leaf", "acme")]
+    )
     c = child.claims
     assert (c.subject, c.audience, c.tenant, c.task_id, c.purpose) == ("sub-agent", AUDIENCE, "acme", "t", "p")
     assert (c.tools, c.scopes) == (("status",), ("a",))
@@ -206,7 +215,7 @@ async def test_delegation_narrows_and_keeps_the_actor_chain() -> None:
 
 async def test_revoking_a_parent_revokes_what_was_delegated_from_it() -> None:
     issuer = make_issuer()
-    parent = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    parent = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], may_act=[SUB_AGENT])
     child = await issuer.delegate(parent.token, subject=SUB_AGENT)
     verifier = issuer.verifier(AUDIENCE)
     await verifier.verify(child.token, tool="status")
@@ -243,7 +252,9 @@ def test_delegation_only_narrows(
     issuer = make_issuer(clock)
 
     async def scenario() -> None:
-        parent = await issuer.mint(AGENT, audience=AUDIENCE, tools=parent_tools, scope=parent_scopes, ttl=120)
+        parent = await issuer.mint(
+            AGENT, audience=AUDIENCE, tools=parent_tools, scope=parent_scopes, ttl=120, may_act=[SUB_AGENT]
+        )
         widens = (
             (child_tools is not None and not set(child_tools) <= set(parent_tools))
             or (child_scopes is not None and not set(child_scopes) <= set(parent_scopes))
@@ -268,7 +279,13 @@ def test_delegation_only_narrows(
 async def test_delegation_cannot_change_audience_tenant_or_argument_binding() -> None:
     issuer = make_issuer(downstream={AUDIENCE: ["https://registry.example"]})
     bound = arguments_hash({"version": "1"})
-    parent = await issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], args_hash=bound)
+    parent = await issuer.mint(
+        AGENT,
+        audience=AUDIENCE,
+        tools=["deploy"],
+        args_hash=bound,
+        may_act=[principal("x", "acme"), principal("deployer")],
+    )
     with pytest.raises(CredentialError) as caught:
         await issuer.delegate(parent.token, subject=principal("x", "other-tenant"))
     assert caught.value.reason == "wrong_tenant"

@@ -103,7 +103,7 @@ async def test_revocation_entries_expire_with_the_credentials_they_cover() -> No
     issuer = make_issuer(clock, revocations=revocations)
     cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], ttl=60)
     await issuer.revoke(cred)
-    await issuer.revoke_task("acme", "t1")
+    await issuer.revoke_tenant_task("acme", "t1")
     assert len(store) == 2
     clock.advance(60 + 5 + 1)
     assert len(store) == 1  # the credential's entry went with the credential

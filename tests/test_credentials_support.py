@@ -30,6 +30,7 @@ __all__ = [
     "call",
     "make_issuer",
     "principal",
+    "refusals",
 ]
 
 ISSUER = "https://issuer.example"
@@ -157,3 +158,14 @@ async def call(
         meta[META_CREDENTIAL] = token
     result: CallToolResult = await client.call_tool(tool, args, meta=meta)  # type: ignore[arg-type]
     return result
+
+
+def refusals(sink: Any) -> list[Any]:
+    """The refusals a server recorded: deny decisions, and outcomes of calls stopped at the gate
+    (a final check refused them after the allow was recorded)."""
+    return [
+        e
+        for e in sink.events
+        if (e.type == "decision" and e.effect == "deny")
+        or (e.type == "outcome" and (e.attributes or {}).get("executed") is False)
+    ]

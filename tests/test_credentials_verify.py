@@ -21,7 +21,16 @@ from mcpgov.credentials import (
     SigningKeySet,
 )
 
-from .test_credentials_support import AUDIENCE, ISSUER, FrozenClock, build_governed, call, make_issuer, principal
+from .test_credentials_support import (
+    AUDIENCE,
+    ISSUER,
+    FrozenClock,
+    build_governed,
+    call,
+    make_issuer,
+    principal,
+    refusals,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -29,8 +38,8 @@ AGENT = principal("agent-1", "acme")
 
 
 def _refusal(sink: Any) -> Any:
-    """The one deny decision the server recorded."""
-    denies = [e for e in sink.decisions() if e.effect == "deny"]
+    """The one refusal the server recorded."""
+    denies = refusals(sink)
     assert len(denies) == 1, [e.model_dump() for e in sink.events]
     return denies[0]
 
@@ -387,7 +396,7 @@ async def test_revocation_by_task_and_by_principal(mode: str) -> None:
     b = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-43")
     other = principal("agent-2")
     c = await issuer.mint(other, audience=AUDIENCE, tools=["status"], task_id="release-43")
-    await issuer.revoke_task("acme", "release-42")
+    await issuer.revoke_tenant_task("acme", "release-42")
     await issuer.revoke_principal(other)
     async with Client(governed.server, mode=mode) as client:
         await call(client, "status", {}, b.token, AGENT)
@@ -395,7 +404,7 @@ async def test_revocation_by_task_and_by_principal(mode: str) -> None:
             with pytest.raises(MCPError):
                 await call(client, "status", {}, token, who)
     assert governed.ran == ["status"]
-    assert [e.reason for e in governed.sink.decisions() if e.effect == "deny"] == ["revoked", "revoked"]
+    assert [e.reason for e in refusals(governed.sink)] == ["revoked", "revoked"]
     # A credential minted for the task after its revocation is good again.
     clock.advance(1)
     fresh = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-42")

@@ -40,7 +40,7 @@ BASE: dict[str, Any] = {
             "id": "no-secrets",
             "effect": "deny",
             "tools": ["read_file"],
-            "when": {"arguments": {"path": {"glob": ["*.key"]}}},
+            "when": {"arguments": {"name": {"glob": ["*.key"]}}},
         },
         {"id": "deploy-approval", "effect": "require_approval", "tenants": ["acme"], "tools": ["deploy"]},
         {"id": "no-drop", "effect": "deny", "tools": ["drop_*"]},

@@ -14,7 +14,7 @@ from mcp import Client, MCPError
 from mcpgov import ConfigurationError, StateStore, StateStoreError
 from mcpgov.credentials import RevocationList
 
-from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
+from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal, refusals
 
 pytestmark = pytest.mark.anyio
 
@@ -147,14 +147,14 @@ async def test_two_replicas_sharing_redis_see_each_others_revocations(redis_url:
         async with Client(replicas[1].server, mode=mode) as client:
             with pytest.raises(MCPError):  # single use holds across replicas
                 await call(client, "status", {}, once.token, AGENT)
-        await issuer.revoke_task("acme", "release-42")
+        await issuer.revoke_tenant_task("acme", "release-42")
         for replica in replicas:
             async with Client(replica.server, mode=mode) as client:
                 with pytest.raises(MCPError) as caught:
                     await call(client, "status", {}, cred.token, AGENT)
             assert caught.value.code == -32002
         assert [r.ran for r in replicas] == [["status", "status"], ["status"]]
-        reasons = [e.reason for r in replicas for e in r.sink.decisions() if e.effect == "deny"]
+        reasons = [e.reason for r in replicas for e in refusals(r.sink)]
         assert reasons == ["revoked", "replayed", "revoked"]
 
 
@@ -171,7 +171,7 @@ async def test_a_verifier_whose_redis_is_down_refuses(mode: str) -> None:
                     await call(client, "status", {}, cred.token, AGENT)
     assert caught.value.code == -32002
     assert governed.ran == []
-    (event,) = [e for e in governed.sink.decisions() if e.effect == "deny"]
+    (event,) = refusals(governed.sink)
     assert (event.reason, event.credential_id) == ("revocation_unavailable", cred.id)
 
 

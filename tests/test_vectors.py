@@ -358,7 +358,7 @@ def test_revocation_entries_are_written_as_stored() -> None:
 
     async def record() -> list[str | None]:
         await revocations.revoke(revoked["jti"], expires_at=revoked["jti_expires_at"])
-        await revocations.revoke_task(*revoked["task"])
+        await revocations.revoke_task(*revoked["task"], owner=None)  # the tenant-wide (administrative) key
         await revocations.revoke_principal(*revoked["principal"])
         return await store.get_many(list(REVOCATION["entries"]))
 

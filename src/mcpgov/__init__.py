@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         TargetKind,
         Transport,
     )
-    from mcpgov._decision import Decision, Effect
+    from mcpgov._decision import Decision, Effect, merge_obligations
     from mcpgov._errors import (
         ApprovalRequired,
         AuditUnavailable,
@@ -102,6 +102,7 @@ _LAZY: dict[str, str] = {
     "TargetKind": "mcpgov._context",
     "Decision": "mcpgov._decision",
     "Effect": "mcpgov._decision",
+    "merge_obligations": "mcpgov._decision",
     "ApprovalRequired": "mcpgov._errors",
     "AuditUnavailable": "mcpgov._errors",
     "ConfigurationError": "mcpgov._errors",
@@ -243,6 +244,7 @@ __all__ = [
     "arguments_hash",
     "compose",
     "govern",
+    "merge_obligations",
     "open_task",
     "server_auth",
     "to_mcp_error",

@@ -167,6 +167,9 @@ class GovernedClient(Client):
             http = isinstance(server, str)
             client_identity = ClientIdentity(as_identity_provider(identity), http=http)
             middleware = (client_identity, *middleware)
+            from mcpgov.credentials._holder import check_client_principal  # noqa: PLC0415 - optional part
+
+            check_client_principal(principal, client_identity.provider.current())
         self.governor = Governor("client", middleware, audit=audit, limits=limits)
         # Middleware that verify listings (tool pinning) ask for a governed listing before calls.
         self._listing_gates = tuple(mw for mw in middleware if getattr(mw, "requires_listing", False) is True)

@@ -19,7 +19,9 @@ machine-readable ``code`` (a short dotted string) and a JSON-RPC ``rpc_code``::
     ├── AuditUnavailable             mcpgov.audit_unavailable -32006
     ├── StateStoreError              mcpgov.state_store       -32603
     ├── ApprovalMismatch             mcpgov.approval_mismatch -32602 (mcpgov.approval)
-    └── ConditionError               mcpgov.error             -32603 (mcpgov.policy._conditions)
+    ├── ConditionError               mcpgov.error             -32603 (mcpgov.policy._conditions)
+    ├── UpstreamUnavailable          mcpgov.gateway.upstream_unavailable -32603 (mcpgov.gateway)
+    └── UpstreamTimeout              mcpgov.gateway.upstream_timeout     -32603 (mcpgov.gateway)
 
 Subclasses without a code of their own share their parent's. Two exceptions stand outside the
 tree on purpose: the command line's ``BadInput`` (a ``click.ClickException``, exit code 2) and

@@ -19,12 +19,21 @@ from typing import Any
 __all__ = ["home_of", "publish"]
 
 
+# Most specific first: the test identities and the in-memory sink are ``mcpgov.testing``'s.
+_PRIVATE_HOMES = {"mcpgov._harness._issuers": "mcpgov.testing", "mcpgov._harness": "mcpgov.testkit"}
+
+
 def home_of(module: str) -> str:
     """The public module a private module belongs to: its dotted name up to the first ``_`` part.
 
     ``mcpgov.policy._load`` -> ``mcpgov.policy``; ``mcpgov._errors`` -> ``mcpgov``;
-    a public module is its own home.
+    a public module is its own home. The exception: the test kit's code lives in
+    ``mcpgov._harness`` (so that production code never imports the test kit) and its home is
+    ``mcpgov.testkit``.
     """
+    for private, public in _PRIVATE_HOMES.items():
+        if module == private or module.startswith(private + "."):
+            return public
     parts: list[str] = []
     for part in module.split("."):
         if part.startswith("_"):

@@ -10,13 +10,11 @@ from typing import Any
 import anyio
 import uvicorn
 
-from mcpgov._harness import (
+from mcpgov._harness import IdentityIssuer, InMemoryAuditSink, SpiffeIssuer
+from mcpgov.testkit import (  # the test kit's public home (it names its functions and errors)
     FrozenClock,
     GovernedHarness,
-    IdentityIssuer,
-    InMemoryAuditSink,
     PolicyAssertionError,
-    SpiffeIssuer,
     assert_allowed,
     assert_denied,
     assert_hidden,

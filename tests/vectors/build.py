@@ -398,7 +398,7 @@ def revocation_vectors() -> bytes:
 
     async def record() -> dict[str, str | None]:
         await revocations.revoke(REVOCATIONS["jti"], expires_at=REVOCATIONS["jti_expires_at"])
-        await revocations.revoke_task(*REVOCATIONS["task"])
+        await revocations.revoke_task(*REVOCATIONS["task"], owner=None)  # the tenant-wide (administrative) key
         await revocations.revoke_principal(*REVOCATIONS["principal"])
         keys = [
             revocations.jti_key(REVOCATIONS["jti"]),

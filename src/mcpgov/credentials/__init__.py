@@ -12,7 +12,13 @@ delegated only by narrowing, revocable at once.
 """
 
 from mcpgov._public import publish as _publish
-from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE, CREDENTIAL_TYP, Credential, CredentialClaims
+from mcpgov.credentials._claims import (
+    CREDENTIAL_TOKEN_TYPE,
+    CREDENTIAL_TYP,
+    TASK_BINDING,
+    Credential,
+    CredentialClaims,
+)
 from mcpgov.credentials._client import ClientCredentials, CredentialRequest, IssuerTokenSource, TokenSource
 from mcpgov.credentials._downstream import Downstream
 from mcpgov.credentials._exchange import (
@@ -22,14 +28,15 @@ from mcpgov.credentials._exchange import (
     IdentityVerifier,
     token_exchange_app,
 )
+from mcpgov.credentials._issuance import Grant, IssuancePolicy
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._keys import ASYMMETRIC_ALGORITHMS, KeyResolver, SigningKeySet, VerificationKeys
+from mcpgov.credentials._logs import REDACTED, TokenRedactingFilter, redact_token_logs
 from mcpgov.credentials._memory import CompactMemoryStore
-from mcpgov.credentials._revocation import RevocationList
+from mcpgov.credentials._revocation import MAX_LEEWAY, RevocationList
 from mcpgov.credentials._task import TaskScope, current_task, open_task
 from mcpgov.credentials._verify import (
     EMPTY_ARGS_HASH,
-    MAX_LEEWAY,
     BindArguments,
     CredentialMiddleware,
     CredentialRefused,
@@ -46,6 +53,8 @@ __all__ = [
     "GRANT_TYPE",
     "IDENTITY_TOKEN_TYPES",
     "MAX_LEEWAY",
+    "REDACTED",
+    "TASK_BINDING",
     "BindArguments",
     "ClientCredentials",
     "CompactMemoryStore",
@@ -58,18 +67,22 @@ __all__ = [
     "CredentialVerifier",
     "Downstream",
     "ExchangeTokenSource",
+    "Grant",
     "IdentityVerifier",
+    "IssuancePolicy",
     "IssuerTokenSource",
     "KeyResolver",
     "RevocationList",
     "SigningKeySet",
     "TaskScope",
+    "TokenRedactingFilter",
     "TokenSource",
     "VerificationKeys",
     "VerifiedCredential",
     "current_credential",
     "current_task",
     "open_task",
+    "redact_token_logs",
     "token_exchange_app",
 ]
 

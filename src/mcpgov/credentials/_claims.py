@@ -14,6 +14,7 @@ from mcpgov._errors import CredentialError
 __all__ = [
     "CREDENTIAL_TOKEN_TYPE",
     "CREDENTIAL_TYP",
+    "TASK_BINDING",
     "Credential",
     "CredentialClaims",
 ]
@@ -24,6 +25,11 @@ credentials accepts nothing else, so neither kind of token can stand in for the 
 
 CREDENTIAL_TOKEN_TYPE = "urn:mcpgov:params:oauth:token-type:credential"  # noqa: S105 - a type URI, not a secret
 """The RFC 8693 token type URI of a credential (``issued_token_type``, ``subject_token_type``)."""
+
+TASK_BINDING = "mcpgov:task"
+"""The one "tool" of a task credential: it binds the requests of a task that are not tool calls
+(listings, resources, prompts, completions) to the task's id and purpose, and calls nothing
+(``:`` is never part of a valid tool name)."""
 
 _ARGS_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _MAX_ACT_DEPTH = 16
@@ -70,6 +76,28 @@ def _check_act(value: Any, depth: int = 0) -> None:
         _check_act(inner, depth + 1)
 
 
+def _party(value: Any, name: str) -> tuple[str, str]:
+    if not isinstance(value, Mapping):
+        raise CredentialError(f"claim {name!r} names a party as an object", reason="malformed")
+    iss, sub = value.get("iss"), value.get("sub")
+    if not (isinstance(iss, str) and isinstance(sub, str)) or not (
+        0 < len(iss) <= _MAX_TEXT and 0 < len(sub) <= _MAX_TEXT
+    ):
+        raise CredentialError(f"claim {name!r} needs 'iss' and 'sub' strings", reason="malformed")
+    return (iss, sub)
+
+
+def _parties(value: Any, name: str) -> tuple[tuple[str, str], ...]:
+    items = value if isinstance(value, list) else [value]
+    if len(items) > _MAX_LIST:
+        raise CredentialError(f"claim {name!r} names too many parties", reason="malformed")
+    return tuple(dict.fromkeys(_party(item, name) for item in items))
+
+
+def _party_json(party: tuple[str, str]) -> dict[str, str]:
+    return {"iss": party[0], "sub": party[1]}
+
+
 def actor_chain(act: Mapping[str, Any] | None) -> tuple[tuple[str, str | None], ...]:
     """The ``(subject, issuer)`` pairs of a nested ``act`` claim, nearest first."""
     out: list[tuple[str, str | None]] = []
@@ -103,6 +131,11 @@ class CredentialClaims:
         act: ``act``, who the subject acts for, nested (RFC 8693); ``None`` when nobody.
         chain: ``chain``, the ids of the credentials this one was delegated from, nearest first.
         single_use: ``once``: the credential may be used for one request only.
+        owner: ``own``, the principal ``(issuer, subject)`` the first credential of this chain
+            was minted for (the task's owner); ``None`` on a minted credential (its subject).
+        may_act: ``may_act`` (RFC 8693 section 4.4, a list when several): the principals
+            ``(issuer, subject)`` allowed to obtain a credential in their own name from this
+            one (delegation, downstream exchange), set at mint time by the issuance policy.
     """
 
     issuer: str
@@ -122,6 +155,13 @@ class CredentialClaims:
     act: Mapping[str, Any] | None = field(default=None, compare=False)
     chain: tuple[str, ...] = ()
     single_use: bool = False
+    owner: tuple[str, str] | None = None
+    may_act: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def owner_key(self) -> tuple[str, str]:
+        """The task owner ``(issuer, subject)``: who the first credential of the chain was minted for."""
+        return self.owner if self.owner is not None else (self.subject_issuer, self.subject)
 
     @property
     def depth(self) -> int:
@@ -161,6 +201,11 @@ class CredentialClaims:
             payload["chain"] = list(self.chain)
         if self.single_use:
             payload["once"] = True
+        if self.owner is not None:
+            payload["own"] = _party_json(self.owner)
+        if self.may_act:
+            parties = [_party_json(p) for p in self.may_act]
+            payload["may_act"] = parties[0] if len(parties) == 1 else parties
         return payload
 
     def as_mapping(self) -> Mapping[str, Any]:
@@ -195,6 +240,8 @@ class CredentialClaims:
         if not isinstance(once, bool):
             raise CredentialError("claim 'once' must be a boolean", reason="malformed")
         chain = _names(payload.get("chain", []), "chain")
+        own = payload.get("own")
+        may_act = payload.get("may_act")
         return cls(
             issuer=_text(payload, "iss"),  # type: ignore[arg-type]
             subject=_text(payload, "sub"),  # type: ignore[arg-type]
@@ -213,6 +260,8 @@ class CredentialClaims:
             act=_freeze(act) if act is not None else None,
             chain=chain,
             single_use=once,
+            owner=_party(own, "own") if own is not None else None,
+            may_act=_parties(may_act, "may_act") if may_act is not None else (),
         )
 
 

@@ -16,7 +16,8 @@ from mcpgov._chain import CallNext
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
-from mcpgov.credentials._claims import Credential
+from mcpgov.credentials._claims import TASK_BINDING, Credential
+from mcpgov.credentials._holder import principal_for_minting
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._task import current_task
 from mcpgov.credentials._verify import EMPTY_ARGS_HASH, BindArguments, _binding_rule
@@ -101,7 +102,7 @@ class IssuerTokenSource:
     async def revoke_task(self, task_id: str, principal: Principal | None) -> None:
         if principal is None or not principal.tenant:
             raise CredentialError("revoking a task needs the client's principal and tenant", reason="no_principal")
-        await self.issuer.revoke_task(principal.tenant, task_id)
+        await self.issuer.revoke_task(principal, task_id)
 
 
 _CacheKey = tuple[Any, ...]
@@ -117,6 +118,18 @@ class ClientCredentials:
     ``max_credential_ttl`` shortens the requested lifetime. Inside a task scope
     (:func:`~mcpgov.credentials.open_task`) the task's id and purpose are used, and what is
     minted is recorded so the scope can revoke it on exit.
+
+    Inside a task, every other request (listings, ``resources/read``, ``prompts/get``,
+    completions) carries a task credential too (its one "tool" is
+    :data:`~mcpgov.credentials.TASK_BINDING`: it calls nothing), so the server decides, records
+    and remembers those requests as part of the task, with the task's purpose: a listing shows
+    what the task may call. Outside a task, those requests carry no credential.
+
+    Credentials are minted for ``ctx.principal`` only when the identity token the chain attached
+    (``GovernedClient(identity=...)``) names that principal, and never outlive that token.
+
+    Tokens never reach log records of the SDK and HTTP stack (see
+    :func:`~mcpgov.credentials.redact_token_logs`, installed on construction).
 
     Put it after client-side policy (so it sees the decision's obligations).
 
@@ -166,6 +179,9 @@ class ClientCredentials:
         self._cache: LRUCache[_CacheKey, Credential] = LRUCache(maxsize=cache_size)
         self.minted = 0
         """How many credentials this middleware obtained."""
+        from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - keeps the import graph flat
+
+        redact_token_logs()
 
     def __repr__(self) -> str:
         return f"ClientCredentials(audience={self.audience!r}, source={self.source!r})"
@@ -177,7 +193,7 @@ class ClientCredentials:
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
         if ctx.method != "tools/call" or ctx.target is None:
-            return await call_next(ctx)
+            return await self._task_bound(ctx, call_next)
         task = current_task()
         task_id = task.task_id if task is not None else ctx.task_id
         purpose = task.purpose if task is not None and task.purpose is not None else ctx.purpose
@@ -189,7 +205,7 @@ class ClientCredentials:
         cap = obligations.get("max_credential_ttl")
         if isinstance(cap, (int, float)) and not isinstance(cap, bool) and math.isfinite(cap) and cap > 0:
             ttl = min(ttl, float(cap)) if ttl is not None else float(cap)
-        principal = ctx.principal
+        principal = principal_for_minting(ctx)
         per_call = bind or self.single_use
         key: _CacheKey = (
             principal.key if principal is not None else None,
@@ -223,5 +239,44 @@ class ClientCredentials:
                 self._cache[key] = credential
         ctx = ctx.replace(
             meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}), task_id=task_id, purpose=purpose
+        )
+        return await call_next(ctx)
+
+    async def _task_bound(self, ctx: GovContext, call_next: CallNext) -> Any:
+        """A request other than a tool call: inside a task it carries the task credential."""
+        task = current_task()
+        if task is None:
+            return await call_next(ctx)
+        principal = principal_for_minting(ctx)
+        key: _CacheKey = (
+            principal.key if principal is not None else None,
+            ctx.tenant,
+            task.task_id,
+            task.purpose,
+            TASK_BINDING,
+            self.ttl,
+        )
+        credential = self._cache.get(key)
+        if credential is not None and credential.expires_at - self._clock() <= self.refresh_before:
+            credential = None
+        if credential is None:
+            request = CredentialRequest(
+                audience=self.audience,
+                tools=(TASK_BINDING,),
+                scope=self.scope,
+                task_id=task.task_id,
+                purpose=task.purpose,
+                ttl=self.ttl,
+            )
+            credential = await self.source.obtain(request, principal)
+            if not isinstance(credential, Credential):
+                raise CredentialError("the token source returned no credential", reason="source_invalid")
+            self.minted += 1
+            task.record(credential, self.source, principal)
+            self._cache[key] = credential
+        ctx = ctx.replace(
+            meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}),
+            task_id=task.task_id,
+            purpose=task.purpose if task.purpose is not None else ctx.purpose,
         )
         return await call_next(ctx)

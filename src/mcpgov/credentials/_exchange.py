@@ -9,7 +9,13 @@
 * ``actor_token`` / ``actor_token_type``: the identity of the sub-agent (delegation) or of the
   server exchanging an inbound credential for a downstream audience;
 * ``audience`` or ``resource`` (exactly one), ``scope`` (space-separated), and the extension
-  parameters ``tool`` (repeatable), ``task_id``, ``purpose``, ``args_hash``, ``ttl``, ``single_use``.
+  parameters ``tool`` (repeatable), ``task_id``, ``purpose``, ``args_hash``, ``ttl``, ``single_use``,
+  ``may_act`` (repeatable principal ids ``issuer#subject``: who may act for the new credential's
+  subject, within the issuer's issuance policy).
+
+Exchanging a credential (delegation, downstream exchange) always needs the caller's identity as
+``actor_token``: the new credential is for that actor, who must be the credential's own subject
+(narrowing) or named in its ``may_act`` claim; a credential alone proves nothing about who holds it.
 
 The answer is ``{"access_token", "issued_token_type", "token_type": "N_A", "expires_in", "scope"}``
 or an RFC 6749 error object (``invalid_request``, ``invalid_grant``, ``invalid_target``,
@@ -117,6 +123,8 @@ async def _principal(verify: IdentityVerifier, token: str) -> Principal:
 def _credential_error(exc: CredentialError) -> _OAuthError:
     if exc.reason in {"audience_not_allowed", "wrong_audience"}:
         return _OAuthError("invalid_target", "the requested audience is not allowed")
+    if exc.reason in {"may_not_act", "not_granted"}:
+        return _OAuthError("invalid_grant", f"the request cannot be granted to this caller ({exc.reason})")
     if exc.reason in {"widening", "depth_exceeded", "bad_request", "single_use", "no_tenant", "wrong_tenant"}:
         return _OAuthError("invalid_request", f"the request cannot be granted ({exc.reason})")
     return _OAuthError("invalid_grant", f"the subject token was not accepted ({exc.reason})")
@@ -223,6 +231,16 @@ def _flag(form: dict[str, list[str]], name: str) -> bool | None:
     return raw == "true"
 
 
+def _may_act(form: dict[str, list[str]]) -> list[tuple[str, str]]:
+    parties: list[tuple[str, str]] = []
+    for value in form.get("may_act", []):
+        issuer, sep, subject = value.rpartition("#")
+        if not sep or not issuer or not subject:
+            raise _OAuthError("invalid_request", "may_act names principals as issuer#subject")
+        parties.append((issuer, subject))
+    return parties
+
+
 async def _exchange(issuer: CredentialIssuer, verify: IdentityVerifier, form: dict[str, list[str]]) -> Credential:
     if _one(form, "grant_type", required=True) != GRANT_TYPE:
         raise _OAuthError("unsupported_grant_type", "only token exchange is supported")
@@ -242,6 +260,7 @@ async def _exchange(issuer: CredentialIssuer, verify: IdentityVerifier, form: di
     ttl = _ttl(form)
     args_hash = _one(form, "args_hash")
     single_use = _flag(form, "single_use")
+    may_act = _may_act(form)
     actor_token = _one(form, "actor_token")
     actor: Principal | None = None
     if actor_token is not None:
@@ -264,11 +283,15 @@ async def _exchange(issuer: CredentialIssuer, verify: IdentityVerifier, form: di
             args_hash=args_hash,
             ttl=ttl,
             single_use=bool(single_use),
+            may_act=may_act,
         )
     if subject_type == CREDENTIAL_TOKEN_TYPE:
         if _one(form, "task_id") is not None or _one(form, "purpose") is not None:
             raise _OAuthError("invalid_request", "task and purpose come from the subject credential")
         parent = issuer._own.check_token(subject_token)  # refuses early, before any actor lookup matters
+        if actor is None:
+            # Holder binding: a credential alone proves nothing about who presents it.
+            raise _OAuthError("invalid_request", "exchanging a credential needs the caller's identity as actor_token")
         if audience is None or audience == parent.audience:
             return await issuer.delegate(
                 subject_token,
@@ -278,9 +301,8 @@ async def _exchange(issuer: CredentialIssuer, verify: IdentityVerifier, form: di
                 ttl=ttl,
                 args_hash=args_hash,
                 single_use=single_use,
+                may_act=may_act,
             )
-        if actor is None:
-            raise _OAuthError("invalid_request", "a downstream exchange needs the server's identity as actor_token")
         if not tools:
             raise _OAuthError("invalid_request", "a downstream credential names its tools")
         return await issuer.exchange(subject_token, audience=audience, tools=tools, actor=actor, scope=scopes, ttl=ttl)
@@ -295,7 +317,7 @@ async def _revoke(issuer: CredentialIssuer, principal: Principal, form: dict[str
     if not principal.tenant:
         raise _OAuthError("invalid_request", "the caller has no tenant")
     if task_id is not None:
-        await issuer.revoke_task(principal.tenant, task_id)
+        await issuer.revoke_task(principal, task_id)  # the caller's own task only
         return
     try:
         claims = issuer._own.check_token(token)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -14,7 +14,8 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
-from mcpgov.credentials._claims import Credential, CredentialClaims
+from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
+from mcpgov.credentials._issuance import IssuancePolicy
 from mcpgov.credentials._jose import sign_credential
 from mcpgov.credentials._keys import SigningKeySet
 from mcpgov.credentials._revocation import RevocationList
@@ -97,6 +98,14 @@ class CredentialIssuer:
     change the audience only along ``downstream`` (which audiences a server may reach on its
     callers' behalf). Both keep the actor chain and are limited to ``max_delegation_depth``.
 
+    Holder binding: a credential in another principal's name (a sub-agent's, a downstream
+    server's) is derived only for a principal the parent credential names in its ``may_act``
+    claim, which is set at mint time from ``policy`` (and what the minting workload asked
+    for, within it). A credential presented by anyone else is refused (``reason="may_not_act"``):
+    a stolen credential cannot be laundered into the thief's name. With ``policy``, a
+    workload obtains only the tools, scopes and audiences a :class:`Grant` gives it
+    (``reason="not_granted"``), also through delegation and exchange.
+
     Args:
         issuer: this issuer's id (the ``iss`` claim), e.g. its URL.
         keys: the signing key set.
@@ -108,6 +117,8 @@ class CredentialIssuer:
         downstream: for an inbound audience, the audiences its server may exchange credentials for.
         audit: an :class:`~mcpgov.Auditor` or callbacks, for ``credential.minted`` and
             ``credential.revoked`` events.
+        policy: the :class:`IssuancePolicy` (``None``: any tool, scope and audience allowed by
+            ``audiences``, and ``may_act`` only as the minting workload asks).
         clock: seconds since the epoch.
 
     Raises:
@@ -126,8 +137,11 @@ class CredentialIssuer:
         audiences: Collection[str] | None = None,
         downstream: Mapping[str, Collection[str]] | None = None,
         audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
+        policy: IssuancePolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if policy is not None and not isinstance(policy, IssuancePolicy):
+            raise ConfigurationError("policy must be an IssuancePolicy")
         if not isinstance(issuer, str) or not issuer:
             raise ConfigurationError("an issuer needs a non-empty id")
         if not isinstance(keys, SigningKeySet):
@@ -158,6 +172,7 @@ class CredentialIssuer:
         if self.revocations.max_ttl < self.max_ttl:
             raise ConfigurationError("the revocation list's max_ttl must be at least the issuer's max_ttl")
         self.auditor = as_auditor(audit)
+        self.policy = policy
         self._clock = clock
         self._own = CredentialVerifier(
             issuer=issuer, audience=None, keys=keys, revocations=self.revocations, max_ttl=self.max_ttl, clock=clock
@@ -201,6 +216,7 @@ class CredentialIssuer:
         args_hash: str | None = None,
         ttl: float | None = None,
         single_use: bool = False,
+        may_act: Collection[Principal | tuple[str, str]] = (),
     ) -> Credential:
         """Mint a credential for ``principal``.
 
@@ -214,10 +230,13 @@ class CredentialIssuer:
             args_hash: bind it to one call's exact arguments (``ctx.args_hash``).
             ttl: the requested lifetime; clamped to ``max_ttl`` and the identity's expiry.
             single_use: good for one request only.
+            may_act: who may obtain credentials in their own name from this one (a sub-agent,
+                a downstream server), added to what the issuance policy names; with a policy,
+                only parties it names.
 
         Raises:
             CredentialError: the request is malformed, the principal has no tenant, the
-                audience is not allowed, or the parent identity has expired.
+                audience is not allowed or not granted, or the parent identity has expired.
         """
         if not isinstance(principal, Principal):
             raise CredentialError("credentials are minted for a verified principal", reason="no_principal")
@@ -231,6 +250,9 @@ class CredentialIssuer:
             isinstance(parent_exp, bool) or not isinstance(parent_exp, (int, float)) or not math.isfinite(parent_exp)
         ):
             raise CredentialError("the identity's expiry is malformed", reason="parent_expired")
+        tool_names = _names(tools, "tool", allow_empty=False)
+        scopes = _names(scope, "scope", allow_empty=True)
+        parties = self._may_act(principal.key, principal.tenant, audience, tool_names, scopes, may_act)
         now = _ms(self._clock())
         claims = CredentialClaims(
             issuer=self.issuer,
@@ -238,8 +260,8 @@ class CredentialIssuer:
             subject_issuer=principal.issuer,
             audience=audience,
             tenant=principal.tenant,
-            tools=_names(tools, "tool", allow_empty=False),
-            scopes=_names(scope, "scope", allow_empty=True),
+            tools=tool_names,
+            scopes=scopes,
             task_id=_name(task_id, "task id") if task_id is not None else None,
             purpose=_name(purpose, "purpose") if purpose is not None else None,
             args_hash=self._args_hash(args_hash),
@@ -249,8 +271,41 @@ class CredentialIssuer:
             expires_at=self._expiry(now, _requested_ttl(ttl), parent_exp),
             act=_act_of(principal),
             single_use=bool(single_use),
+            may_act=parties,
         )
         return await self._sign(claims, principal=principal)
+
+    def _may_act(  # noqa: PLR0917 - private; every argument is one part of the request
+        self,
+        key: tuple[str, str],
+        tenant: str,
+        audience: str,
+        tools: tuple[str, ...],
+        scopes: tuple[str, ...],
+        requested: Collection[Principal | tuple[str, str]],
+    ) -> tuple[tuple[str, str], ...]:
+        """The issuance policy's verdict on a credential for ``key``, and its ``may_act``."""
+        if isinstance(requested, (str, Principal)) or not isinstance(requested, Iterable):
+            raise CredentialError("may_act is a collection of principals", reason="bad_request")
+        asked: list[tuple[str, str]] = []
+        for party in requested:
+            if isinstance(party, Principal):
+                asked.append(party.key)
+            elif isinstance(party, tuple) and len(party) == 2 and all(isinstance(p, str) and p for p in party):
+                asked.append((party[0], party[1]))
+            else:
+                raise CredentialError("may_act names principals or (issuer, subject) pairs", reason="bad_request")
+        if self.policy is None:
+            return tuple(dict.fromkeys(asked))
+        granted_tools = tuple(t for t in tools if t != TASK_BINDING)  # a task binding calls nothing
+        allowed = self.policy.authorize(key, tenant=tenant, audience=audience, tools=granted_tools, scopes=scopes)
+        for party in asked:
+            if party not in allowed:
+                raise CredentialError(
+                    f"the issuance policy does not let {party[0]}#{party[1]} act for {key[0]}#{key[1]}",
+                    reason="not_granted",
+                )
+        return allowed
 
     @staticmethod
     def _args_hash(value: Any) -> str | None:
@@ -334,6 +389,7 @@ class CredentialIssuer:
         ttl: float | None = None,
         args_hash: str | None = None,
         single_use: bool | None = None,
+        may_act: Collection[Principal | tuple[str, str]] = (),
     ) -> Credential:
         """Mint a narrower credential from ``token`` for a sub-agent (or the same holder).
 
@@ -349,6 +405,7 @@ class CredentialIssuer:
             ttl: requested lifetime; asking to outlive the parent is refused.
             args_hash: bind to one call's arguments (must equal the parent's binding, if any).
             single_use: make it single use (a single-use parent cannot be delegated at all).
+            may_act: who may in turn act for the sub-agent (within the issuance policy).
 
         Raises:
             CredentialError: the parent is invalid or revoked (``CredentialRefused``), the
@@ -365,6 +422,7 @@ class CredentialIssuer:
             ttl=ttl,
             args_hash=args_hash,
             single_use=single_use,
+            may_act=may_act,
         )
 
     async def exchange(
@@ -411,6 +469,7 @@ class CredentialIssuer:
         ttl: float | None,
         args_hash: str | None,
         single_use: bool | None,
+        may_act: Collection[Principal | tuple[str, str]] = (),
     ) -> Credential:
         def widening(what: str) -> CredentialError:
             return CredentialError(f"delegation may only narrow: {what}", reason="widening")
@@ -443,11 +502,22 @@ class CredentialIssuer:
                 raise CredentialError("the sub-agent is in another tenant", reason="wrong_tenant")
         act: Mapping[str, Any] | None = parent.act
         sub, idp = parent.subject, parent.subject_issuer
+        requested_may_act = may_act
+        may_act = parent.may_act
         if subject is not None and (subject.subject, subject.issuer) != (sub, idp):
+            # Holder binding: only a party the parent names may obtain a credential in its own name.
+            if subject.key not in parent.may_act:
+                raise CredentialError(
+                    f"{subject.id} may not act for {idp}#{sub} (not in the credential's may_act)",
+                    reason="may_not_act",
+                )
             link: dict[str, Any] = {"sub": sub, "iss": idp}
             if parent.act is not None:
                 link["act"] = _plain(parent.act)
             act, sub, idp = link, subject.subject, subject.issuer
+            may_act = self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, requested_may_act)
+        elif self.policy is not None and not same_audience:
+            self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, ())
         claims = CredentialClaims(
             issuer=self.issuer,
             subject=sub,
@@ -466,6 +536,8 @@ class CredentialIssuer:
             act=act,
             chain=(parent.jti, *parent.chain),
             single_use=once,
+            owner=parent.owner_key,
+            may_act=may_act,
         )
         return await self._sign(claims, principal=subject, parent=parent)
 
@@ -481,20 +553,62 @@ class CredentialIssuer:
             jti, claims, expires = credential.id, credential.claims, credential.expires_at
         else:
             jti, claims, expires = _name(credential, "credential id"), None, None
-        await self.revocations.revoke(jti, expires_at=expires)
-        await self._event_revoked(claims, {"scope": "credential", "credential": jti})
+        await self._recorded(
+            self.revocations.revoke(jti, expires_at=expires), claims, {"scope": "credential", "credential": jti}
+        )
 
-    async def revoke_task(self, tenant: str, task_id: str) -> None:
-        """Revoke every credential of ``task_id`` in ``tenant`` issued so far."""
-        await self.revocations.revoke_task(_name(tenant, "tenant"), _name(task_id, "task id"))
-        await self._event_revoked(None, {"scope": "task", "tenant": tenant, "task": task_id})
+    async def revoke_task(self, owner: Principal, task_id: str) -> None:
+        """Revoke every credential of ``owner``'s task ``task_id`` issued so far, and every
+        credential derived from them (delegated, exchanged), in ``owner``'s tenant.
+
+        Other principals' tasks of the same id are untouched (see :meth:`revoke_tenant_task`).
+
+        Raises:
+            CredentialError: the owner has no tenant, or the store did not record the revocation
+                (``reason="revocation_failed"``: enforced here and retried meanwhile).
+        """
+        if not isinstance(owner, Principal):
+            raise CredentialError("revoke_task takes the task's owner (a Principal)", reason="bad_request")
+        if not owner.tenant:
+            raise CredentialError("the principal has no tenant", reason="no_tenant")
+        task_id = _name(task_id, "task id")
+        await self._recorded(
+            self.revocations.revoke_task(owner.tenant, task_id, owner=owner.key),
+            None,
+            {"scope": "task", "tenant": owner.tenant, "task": task_id, "principal": owner.id},
+        )
+
+    async def revoke_tenant_task(self, tenant: str, task_id: str) -> None:
+        """Administrative: revoke task ``task_id`` of every principal in ``tenant`` (and what was
+        derived from its credentials). Expose it only to administrators of the tenant."""
+        tenant, task_id = _name(tenant, "tenant"), _name(task_id, "task id")
+        await self._recorded(
+            self.revocations.revoke_task(tenant, task_id, owner=None),
+            None,
+            {"scope": "tenant_task", "tenant": tenant, "task": task_id},
+        )
 
     async def revoke_principal(self, principal: Principal) -> None:
-        """Revoke every credential issued so far to ``principal`` (in its tenant)."""
+        """Revoke every credential issued so far to ``principal`` (in its tenant), every
+        credential it delegated or exchanged, and every credential derived from one it owns."""
         if not principal.tenant:
             raise CredentialError("the principal has no tenant", reason="no_tenant")
-        await self.revocations.revoke_principal(principal.tenant, principal.issuer, principal.subject)
-        await self._event_revoked(None, {"scope": "principal", "principal": principal.id, "tenant": principal.tenant})
+        await self._recorded(
+            self.revocations.revoke_principal(principal.tenant, principal.issuer, principal.subject),
+            None,
+            {"scope": "principal", "principal": principal.id, "tenant": principal.tenant},
+        )
+
+    async def _recorded(
+        self, revocation: Awaitable[None], claims: CredentialClaims | None, attributes: dict[str, Any]
+    ) -> None:
+        """Run ``revocation`` and record it; a revocation the store missed is recorded as pending."""
+        try:
+            await revocation
+        except CredentialError:
+            await self._event_revoked(claims, {**attributes, "recorded": False})
+            raise
+        await self._event_revoked(claims, attributes)
 
     async def _event_revoked(self, claims: CredentialClaims | None, attributes: dict[str, Any]) -> None:
         if claims is not None:

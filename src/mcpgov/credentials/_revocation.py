@@ -20,11 +20,16 @@ from mcpgov._state import InMemoryStateStore, StateStore
 from mcpgov.credentials._claims import CredentialClaims
 from mcpgov.credentials._memory import CompactMemoryStore
 
-__all__ = ["RevocationList"]
+__all__ = ["MAX_LEEWAY", "RevocationList"]
 
 logger = logging.getLogger("mcpgov.credentials")
 
 _REVOKED = "1"
+
+MAX_LEEWAY = 60.0
+"""The most clock skew a verifier may allow, in seconds (revocation entries outlive it)."""
+
+_MARGIN = 1.0  # a second more than any verifier could accept: store TTLs are not exact
 
 
 @functools.lru_cache(maxsize=8192)
@@ -35,26 +40,36 @@ def _digest(*parts: str) -> str:
 class RevocationList:
     """Revocations and single-use ids, shared by issuers and verifiers through one store.
 
-    * ``revoke(jti)``: that credential is refused from now on;
-    * ``revoke_task(tenant, task)`` and ``revoke_principal(tenant, issuer, subject)``: every
-      credential of that task (or issued to that principal) issued up to now is refused;
-    * revoking a credential also refuses every credential delegated from it.
+    * ``revoke(jti)``: that credential, and every credential derived from it (delegation,
+      downstream exchange), is refused from now on;
+    * ``revoke_principal(tenant, issuer, subject)``: every credential issued up to now to that
+      principal, delegated or exchanged by it, or derived from a credential it owns;
+    * ``revoke_task(tenant, task, owner=(issuer, subject))``: every credential of that task
+      owned by that principal (the one its first credential was minted for) issued up to now,
+      derived ones included; ``owner=None`` is the tenant-wide (administrative) form.
 
-    Entries expire with the credentials they cover: a credential id's entry when that
-    credential expires, a task's or principal's after ``max_ttl`` (no credential covered can
-    live longer). A store that errors or does not answer within ``timeout`` counts as
-    "revoked": :meth:`check` raises, the request is refused.
+    Entries live at least as long as any verifier could accept a credential they cover: a
+    credential id's entry until that credential expires, a task's or principal's for ``max_ttl``,
+    both plus ``leeway`` (which must be at least every verifier's leeway) and a second.
 
-    Once :meth:`revoke` returns, no check in this process admits the credential again, even
-    one whose store round trip was already under way (a local record of recent revocations
-    is consulted after the store answers); replicas sharing the store refuse it from their
-    next check on.
+    A revocation the store could not record is not forgotten: it is kept in this process (which
+    refuses the credentials it covers) for as long as its entry would have lived, retried on the
+    store (:meth:`flush`, also tried before checks at most every ``retry_interval`` seconds),
+    and reported to the caller (``CredentialError``, ``reason="revocation_failed"``,
+    :attr:`pending` counts what is waiting).
+
+    A store that errors or does not answer within ``timeout`` counts as "revoked": :meth:`check`
+    raises, the request is refused. Once :meth:`revoke` returns (or raises), no check in this
+    process admits the credential again, even one whose store round trip was already under way;
+    replicas sharing the store refuse it from their next check on.
 
     Args:
         store: where the entries live; a :class:`CompactMemoryStore` by default (one process).
         max_ttl: the longest lifetime of a credential covered.
-        leeway: seconds of clock skew allowed by verifiers (entries live that much longer).
+        leeway: seconds of clock skew allowed by verifiers (entries live that much longer); a
+            verifier refuses a revocation list with less leeway than its own.
         timeout: seconds one store operation may take before it counts as a failure.
+        retry_interval: seconds between automatic retries of unrecorded revocations.
         namespace: prefix of every key.
         clock: seconds since the epoch.
     """
@@ -64,12 +79,13 @@ class RevocationList:
         store: StateStore | None = None,
         *,
         max_ttl: float = 3600.0,
-        leeway: float = 30.0,
+        leeway: float = MAX_LEEWAY,
         timeout: float = 0.5,
+        retry_interval: float = 1.0,
         namespace: str = "mcpgov:cred:",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        for name, value in (("max_ttl", max_ttl), ("timeout", timeout)):
+        for name, value in (("max_ttl", max_ttl), ("timeout", timeout), ("retry_interval", retry_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
         if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not 0 <= leeway <= 300:
@@ -78,54 +94,102 @@ class RevocationList:
         self.max_ttl = float(max_ttl)
         self.leeway = float(leeway)
         self.timeout = float(timeout)
+        self.retry_interval = float(retry_interval)
         self._ns = namespace
         self._clock = clock
-        # key -> (revoked at, forget at): what this process revoked in the last moments.
+        # key -> (revoked at, forget at): what this process revoked in the last moments, and
+        # what it could not record (kept until no verifier could accept what it covers).
         self._recent: dict[str, tuple[float, float]] = {}
         self._order: deque[tuple[float, str]] = deque()
+        # key -> (value, expires at): revocations the store did not record yet.
+        self._pending: dict[str, tuple[str, float]] = {}
+        self._next_retry = 0.0
         # The in-process stores answer without ever suspending: no deadline to arm for them.
         self._local = type(self.store) in (CompactMemoryStore, InMemoryStateStore)
 
     def __repr__(self) -> str:
-        return f"RevocationList(store={type(self.store).__name__}, max_ttl={self.max_ttl})"
+        return f"RevocationList(store={type(self.store).__name__}, max_ttl={self.max_ttl}, pending={self.pending})"
+
+    @property
+    def pending(self) -> int:
+        """How many revocations wait to be recorded in the store (refused here meanwhile)."""
+        return len(self._pending)
 
     def jti_key(self, jti: str) -> str:
         """The store key marking credential ``jti`` revoked."""
         return f"{self._ns}rj:{jti}"
 
-    def task_key(self, tenant: str, task_id: str) -> str:
-        """The store key marking task ``task_id`` of ``tenant`` revoked."""
-        return f"{self._ns}rt:{_digest(tenant, task_id)}"
+    def task_key(self, tenant: str, task_id: str, owner: tuple[str, str] | None = None) -> str:
+        """The store key marking task ``task_id`` of ``owner`` (``(issuer, subject)``) in ``tenant``
+        revoked; ``owner=None``: the tenant-wide key."""
+        if owner is None:
+            return f"{self._ns}rt:{_digest(tenant, task_id)}"
+        return f"{self._ns}ro:{_digest(tenant, owner[0], owner[1], task_id)}"
 
     def principal_key(self, tenant: str, issuer: str, subject: str) -> str:
         """The store key marking a principal's credentials revoked."""
         return f"{self._ns}rp:{_digest(tenant, issuer, subject)}"
 
-    def _remember(self, key: str, at: float) -> None:
+    def _remember(self, key: str, at: float, until: float | None = None) -> None:
         now = self._clock()
         order, recent = self._order, self._recent
         while order and order[0][0] <= now:  # forget what no check still under way can need
             forget, old = order.popleft()
-            if old in recent and recent[old][1] == forget:
+            if old in recent and recent[old][1] == forget and old not in self._pending:
                 del recent[old]
-        forget_at = now + self.timeout + 1.0
+        forget_at = now + self.timeout + 1.0 if until is None else until
+        previous = recent.get(key)
+        if previous is not None and previous[1] > forget_at:
+            forget_at = previous[1]
         recent[key] = (at, forget_at)
         order.append((forget_at, key))
 
     def _deadline(self) -> Any:
         return contextlib.nullcontext() if self._local else anyio.fail_after(self.timeout)
 
+    async def _store_put(self, key: str, value: str, ttl: float) -> None:
+        with self._deadline():
+            await self.store.put(key, value, max(ttl, 1.0))
+
     async def _put(self, key: str, value: str, ttl: float) -> None:
+        expires = self._clock() + ttl
         try:
-            with self._deadline():
-                await self.store.put(key, value, max(ttl, 1.0))
-        except Exception as exc:  # noqa: BLE001 - any store failure means the revocation is not recorded
+            await self._store_put(key, value, ttl)
+        except Exception as exc:  # noqa: BLE001 - any store failure means the revocation is not recorded yet
+            self._pending[key] = (value, expires)
+            self._remember(key, math.inf if value == _REVOKED else float(value), expires)
+            logger.warning(
+                "revocation store failed (%s); the revocation is kept in this process and retried",
+                type(exc).__name__,
+            )
             raise CredentialError(
-                f"the revocation store did not record a revocation ({type(exc).__name__})", reason="revocation_failed"
+                f"the revocation store did not record a revocation ({type(exc).__name__}); it is enforced "
+                "in this process and retried until recorded",
+                reason="revocation_failed",
             ) from None
 
+    async def flush(self) -> int:
+        """Retry the revocations the store did not record; returns how many still wait.
+
+        Entries whose credentials can no longer be accepted anywhere are dropped.
+        """
+        now = self._clock()
+        self._next_retry = now + self.retry_interval
+        for key, (value, expires) in list(self._pending.items()):
+            if expires <= now:
+                del self._pending[key]
+                continue
+            try:
+                await self._store_put(key, value, expires - now)
+            except Exception as exc:  # noqa: BLE001 - still down: keep it, try again later
+                logger.info("revocation store still failing (%s); %d pending", type(exc).__name__, self.pending)
+                break
+            if self._pending.get(key) == (value, expires):
+                del self._pending[key]
+        return self.pending
+
     async def revoke(self, jti: str, *, expires_at: float | None = None) -> None:
-        """Refuse credential ``jti`` (and everything delegated from it) from now on.
+        """Refuse credential ``jti`` (and everything derived from it) from now on.
 
         Args:
             jti: the credential id.
@@ -133,32 +197,46 @@ class RevocationList:
                 leeway). Unknown: ``max_ttl`` from now.
 
         Raises:
-            CredentialError: the store did not record it (``reason="revocation_failed"``).
+            CredentialError: the store did not record it (``reason="revocation_failed"``); it is
+                enforced in this process and retried (see :meth:`flush`).
         """
         now = self._clock()
         key = self.jti_key(jti)
-        self._remember(key, math.inf)
         until = expires_at if expires_at is not None else now + self.max_ttl
-        await self._put(key, _REVOKED, until - now + self.leeway)
+        ttl = until - now + self.leeway + _MARGIN
+        self._remember(key, math.inf)
+        await self._put(key, _REVOKED, ttl)
 
     async def _revoke_before(self, key: str) -> None:
         now = self._clock()
         self._remember(key, now)
-        await self._put(key, repr(now), self.max_ttl + self.leeway)
+        await self._put(key, repr(now), self.max_ttl + self.leeway + _MARGIN)
 
-    async def revoke_task(self, tenant: str, task_id: str) -> None:
-        """Refuse every credential of ``task_id`` in ``tenant`` issued up to now."""
-        await self._revoke_before(self.task_key(tenant, task_id))
+    async def revoke_task(self, tenant: str, task_id: str, *, owner: tuple[str, str] | None) -> None:
+        """Refuse every credential of ``task_id`` owned by ``owner`` in ``tenant`` issued up to now.
+
+        ``owner`` is the ``(issuer, subject)`` of the principal the task's credentials were
+        minted for; ``None`` revokes the task of every principal of the tenant (an
+        administrative act: keep it for administrators).
+        """
+        await self._revoke_before(self.task_key(tenant, task_id, owner))
 
     async def revoke_principal(self, tenant: str, issuer: str, subject: str) -> None:
-        """Refuse every credential issued to principal ``(issuer, subject)`` in ``tenant`` up to now."""
+        """Refuse every credential issued to, derived by, or owned by ``(issuer, subject)`` in ``tenant`` up to now."""
         await self._revoke_before(self.principal_key(tenant, issuer, subject))
 
-    def _keys(self, claims: CredentialClaims) -> list[str]:
-        keys = [self.jti_key(claims.jti), self.principal_key(claims.tenant, claims.subject_issuer, claims.subject)]
-        if claims.task_id is not None:
-            keys.append(self.task_key(claims.tenant, claims.task_id))
+    def keys(self, claims: CredentialClaims) -> list[str]:
+        """Every store key whose entry would revoke ``claims`` (one lookup reads them all)."""
+        tenant = claims.tenant
+        keys = [self.jti_key(claims.jti)]
         keys.extend(self.jti_key(parent) for parent in claims.chain)
+        parties = [(claims.subject_issuer, claims.subject), claims.owner_key]
+        parties.extend((iss, sub) for sub, iss in claims.actors if iss is not None)
+        for iss, sub in dict.fromkeys(parties):
+            keys.append(self.principal_key(tenant, iss, sub))
+        if claims.task_id is not None:
+            keys.append(self.task_key(tenant, claims.task_id, claims.owner_key))
+            keys.append(self.task_key(tenant, claims.task_id))
         return keys
 
     @staticmethod
@@ -174,13 +252,18 @@ class RevocationList:
         return not claims.issued_at > at
 
     async def check(self, claims: CredentialClaims) -> list[str]:
-        """Refuse a revoked credential; returns the keys checked (for :meth:`recheck`).
+        """Refuse a revoked credential (one store lookup); returns the keys checked.
+
+        The last thing it does, with no await after the store answered, is to consult this
+        process's own recent and unrecorded revocations.
 
         Raises:
             CredentialError: revoked (``reason="revoked"``), or the store failed or timed out
                 (``reason="revocation_unavailable"``: counts as revoked).
         """
-        keys = self._keys(claims)
+        if self._pending and self._clock() >= self._next_retry:
+            await self.flush()
+        keys = self.keys(claims)
         try:
             with self._deadline():
                 values = await self.store.get_many(keys)
@@ -196,7 +279,7 @@ class RevocationList:
         return keys
 
     def recheck(self, claims: CredentialClaims, keys: list[str]) -> None:
-        """Synchronously consult this process's recent revocations (no await: call it last).
+        """Synchronously consult this process's recent and unrecorded revocations (no await: call it last).
 
         Raises:
             CredentialError: revoked since the store was asked.
@@ -216,7 +299,7 @@ class RevocationList:
             CredentialError: already used (``reason="replayed"``), or the store failed
                 (``reason="revocation_unavailable"``).
         """
-        ttl = claims.expires_at - self._clock() + self.leeway
+        ttl = claims.expires_at - self._clock() + self.leeway + _MARGIN
         try:
             with self._deadline():
                 first = await self.store.add(f"{self._ns}used:{claims.jti}", _REVOKED, max(ttl, 1.0))

@@ -15,14 +15,15 @@ from cachetools import LRUCache, TTLCache
 
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
+from mcpgov._authorize import LIST_METHODS
 from mcpgov._chain import CallNext, StageSpec
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
-from mcpgov.credentials._claims import CredentialClaims
+from mcpgov.credentials._claims import TASK_BINDING, CredentialClaims
 from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential
 from mcpgov.credentials._keys import KeyResolver
-from mcpgov.credentials._revocation import RevocationList
+from mcpgov.credentials._revocation import MAX_LEEWAY, RevocationList
 
 __all__ = [
     "EMPTY_ARGS_HASH",
@@ -35,9 +36,6 @@ __all__ = [
 
 EMPTY_ARGS_HASH = arguments_hash(None)
 """The argument hash of a call without arguments (what an argument-bound credential names then)."""
-
-MAX_LEEWAY = 60.0
-"""The most clock skew a verifier may allow, in seconds."""
 
 
 class CredentialRefused(CredentialError):
@@ -96,7 +94,7 @@ class CredentialVerifier:
         keys: the verification keys (a :class:`SigningKeySet` in the issuer's process, or
             :class:`VerificationKeys` from its JWKS).
         revocations: the revocation list shared with the issuer.
-        max_ttl: the longest credential lifetime accepted.
+        max_ttl: the longest credential lifetime accepted (default: the revocation list's).
         leeway: clock skew allowed, at most :data:`MAX_LEEWAY` seconds.
         max_token_bytes: longer tokens are refused before any decoding.
         single_use: treat every credential as single use (otherwise only those marked so).
@@ -110,7 +108,7 @@ class CredentialVerifier:
         audience: str | None,
         keys: KeyResolver,
         revocations: RevocationList,
-        max_ttl: float = 3600.0,
+        max_ttl: float | None = None,
         leeway: float = 5.0,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         single_use: bool = False,
@@ -129,8 +127,14 @@ class CredentialVerifier:
         self.keys = keys
         self.algorithms = frozenset(keys.algorithms)
         self.revocations = revocations
-        self.max_ttl = _seconds("max_ttl", max_ttl, low=1.0)
+        self.max_ttl = _seconds("max_ttl", revocations.max_ttl if max_ttl is None else max_ttl, low=1.0)
         self.leeway = _seconds("leeway", leeway, low=0.0, high=MAX_LEEWAY)
+        if revocations.leeway < self.leeway or revocations.max_ttl < self.max_ttl:
+            raise ConfigurationError(
+                "the revocation list's entries must outlive what this verifier accepts: its leeway "
+                f"({revocations.leeway}) and max_ttl ({revocations.max_ttl}) must be at least the verifier's "
+                f"({self.leeway}, {self.max_ttl})"
+            )
         self.max_token_bytes = max_token_bytes
         self.single_use = single_use
         self._clock = clock
@@ -183,8 +187,7 @@ class CredentialVerifier:
             )
         now = self._clock()
         leeway = self.leeway
-        if claims.expires_at <= now - leeway:
-            raise CredentialRefused("the credential has expired", reason="expired", credential_id=jti)
+        self.check_lifetime(claims)
         if claims.not_before > now + leeway:
             raise CredentialRefused("the credential is not valid yet", reason="not_yet_valid", credential_id=jti)
         if claims.issued_at > now + leeway:
@@ -195,6 +198,15 @@ class CredentialVerifier:
             raise CredentialRefused(
                 "the credential's lifetime is longer than accepted", reason="lifetime_too_long", credential_id=jti
             )
+
+    def check_lifetime(self, claims: CredentialClaims) -> None:
+        """Refuse a credential that has expired by now (with ``leeway``); cheap, synchronous.
+
+        Raises:
+            CredentialRefused: ``reason="expired"``.
+        """
+        if claims.expires_at <= self._clock() - self.leeway:
+            raise CredentialRefused("the credential has expired", reason="expired", credential_id=claims.jti)
 
     async def verify(
         self,
@@ -246,7 +258,7 @@ class CredentialVerifier:
             raise CredentialRefused(
                 "the credential was issued to another principal", reason="wrong_principal", credential_id=jti
             )
-        if tool is not None and tool not in claims.tools:
+        if tool is not None and (tool == TASK_BINDING or tool not in claims.tools):
             raise CredentialRefused(
                 f"the credential is not bound to tool {tool!r}", reason="wrong_tool", credential_id=jti
             )
@@ -260,8 +272,22 @@ class CredentialVerifier:
                 "this call needs a credential bound to its arguments", reason="args_unbound", credential_id=jti
             )
 
+    async def check_revocation(self, claims: CredentialClaims) -> list[str]:
+        """Expiry and revocation, without recording a single use (one store lookup)."""
+        self.check_lifetime(claims)
+        try:
+            return await self.revocations.check(claims)
+        except CredentialError as exc:
+            raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti) from None
+
     async def check_state(self, claims: CredentialClaims) -> list[str]:
-        """Single use and revocation (fail closed). Returns the revocation keys checked."""
+        """Expiry, single use and revocation (fail closed): one store lookup, and for a single-use
+        credential one store write. Returns the revocation keys checked.
+
+        Nothing is awaited after the store answered: this process's own revocations made
+        meanwhile are consulted synchronously at the end.
+        """
+        self.check_lifetime(claims)
         try:
             if claims.single_use or self.single_use:
                 await self.revocations.consume(claims)
@@ -291,8 +317,23 @@ class CredentialMiddleware:
     The credential travels in the request ``_meta`` under :data:`~mcpgov.META_CREDENTIAL`.
     Place it after identity middleware (so the credential must belong to the verified caller
     and its tenant) and before policy (which then sees ``ctx.credential``, and the signed
-    ``ctx.task_id`` and ``ctx.purpose``). Other methods pass through: listings and resources
-    are governed by identity and policy.
+    ``ctx.task_id`` and ``ctx.purpose``).
+
+    The stateless checks (signature, issuer, audience, tenant, principal, tool, arguments) run
+    here. Expiry, single use and revocation run **at the gate**, as a final check
+    (:attr:`~mcpgov.GovContext.final_checks`) immediately before the tool body starts, with no
+    await between that check and the body: a call that waited (for an approval, a slow
+    authoriser, a rate-limit store) is re-verified before it runs, and once
+    :meth:`~mcpgov.credentials.CredentialIssuer.revoke` returns no tool body starts on that
+    credential in this process (on other replicas: after one store round trip). That is one
+    store lookup per call; ``check_early=True`` adds a second one here, so a revoked
+    credential is refused before the later stages (an approval request) run at all.
+
+    Requests other than tool calls need no credential; when one is presented (inside a
+    client's task, :meth:`~mcpgov.GovernedClient.task`) it is verified the same way and binds
+    the request to the credential's task and purpose (``ctx.task_id``, ``ctx.purpose``,
+    ``ctx.credential``), so listings, resources, prompts and completions of a task are decided
+    and recorded as part of it. A credential that does not verify refuses the request.
 
     A refusal raises :class:`CredentialRefused` (the wire gets a bare credential error; the one
     audit event names the reason and the credential id). ``credential.verified`` is emitted
@@ -301,65 +342,93 @@ class CredentialMiddleware:
     Args:
         verifier: the verifier for this server's audience.
         bind_arguments: calls that need a credential bound to their exact arguments.
+        check_early: also check revocation before the rest of the chain (two lookups per call).
     """
 
     stage: ClassVar[StageSpec] = StageSpec(provides=frozenset({"credential"}), after=frozenset({"principal"}))
 
-    def __init__(self, verifier: CredentialVerifier, *, bind_arguments: BindArguments = False) -> None:
+    def __init__(
+        self, verifier: CredentialVerifier, *, bind_arguments: BindArguments = False, check_early: bool = False
+    ) -> None:
         if not isinstance(verifier, CredentialVerifier):
             raise ConfigurationError("CredentialMiddleware needs a CredentialVerifier")
         if verifier.audience is None:
             raise ConfigurationError("a server's credential verifier must name the server's audience")
+        if not isinstance(check_early, bool):
+            raise ConfigurationError("check_early must be a bool")
         self.verifier = verifier
+        self.check_early = check_early
         self._bind = _binding_rule(bind_arguments)
         self._seen: TTLCache[str, bool] = TTLCache(maxsize=65_536, ttl=verifier.max_ttl)
+        from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - avoids an import cycle
+
+        redact_token_logs()
 
     def __repr__(self) -> str:
         return f"CredentialMiddleware({self.verifier!r})"
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
-        if ctx.method != "tools/call":
-            return await call_next(ctx)
-        verifier = self.verifier
         token = ctx.meta.get(META_CREDENTIAL)
+        is_call = ctx.method == "tools/call"
+        if not is_call and token is None:
+            return await call_next(ctx)
         if not isinstance(token, str):
             raise CredentialRefused("no credential was presented", reason="missing")
+        verifier = self.verifier
         try:
             claims = verifier.check_token(token)
-            verifier.check_request(
-                claims,
-                tool=ctx.target,
-                args_hash=ctx.args_hash,
-                tenant=ctx.tenant,
-                principal=ctx.principal,
-                require_args_binding=self._bind(ctx),
-            )
-            keys = await verifier.check_state(claims)
+            if is_call:
+                verifier.check_request(
+                    claims,
+                    tool=ctx.target,
+                    args_hash=ctx.args_hash,
+                    tenant=ctx.tenant,
+                    principal=ctx.principal,
+                    require_args_binding=self._bind(ctx),
+                )
+            else:
+                verifier.check_request(
+                    claims, tool=None, args_hash=None, tenant=ctx.tenant, principal=ctx.principal,
+                    require_args_binding=False,
+                )  # fmt: skip
+                if claims.args_hash is not None or claims.single_use:
+                    raise CredentialRefused(  # noqa: TRY301 - annotated with the context below like the rest
+                        "a credential for one call cannot bind other requests",
+                        reason="wrong_tool",
+                        credential_id=claims.jti,
+                    )
+            if self.check_early or ctx.method in LIST_METHODS:
+                # A listing has no effect to gate: it is checked here, once.
+                await verifier.check_revocation(claims)
         except CredentialRefused as exc:
             if exc.credential_id is not None:
                 exc.context = ctx.replace(credential=MappingProxyType({"jti": exc.credential_id}))
             raise
+        seen = self._seen
+        listing = ctx.method in LIST_METHODS
+
+        async def final(c: GovContext) -> None:
+            # At the gate, right before the effect: expiry, single use, revocation.
+            await verifier.check_state(claims)
+
         ctx = ctx.replace(
-            credential=claims.as_mapping(), tenant=claims.tenant, task_id=claims.task_id, purpose=claims.purpose
+            credential=claims.as_mapping(),
+            tenant=claims.tenant,
+            task_id=claims.task_id,
+            purpose=claims.purpose,
+            final_checks=ctx.final_checks if listing else (*ctx.final_checks, final),
         )
-        if claims.jti not in self._seen:
-            self._seen[claims.jti] = True
-            if ctx.audit is not None:
-                await ctx.audit.emit(
-                    AuditEvent.from_context(
-                        ctx,
-                        "credential.verified",
-                        attributes={"audience": claims.audience, "tools": list(claims.tools), "exp": claims.expires_at},
-                    )
+        if claims.jti not in seen and ctx.audit is not None:
+            # Signature, issuer, audience and binding verified; lifetime and revocation are
+            # checked again at the gate.
+            seen[claims.jti] = True
+            await ctx.audit.emit(
+                AuditEvent.from_context(
+                    ctx,
+                    "credential.verified",
+                    attributes={"audience": claims.audience, "tools": list(claims.tools), "exp": claims.expires_at},
                 )
-        try:
-            # Last, with no await before the rest of the chain: a revocation made in this
-            # process while the store was being asked is still seen.
-            verifier.revocations.recheck(claims, keys)
-        except CredentialError as exc:
-            refusal = CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti)
-            refusal.context = ctx
-            raise refusal from None
+            )
         reset = _CURRENT.set(VerifiedCredential(claims, token))
         try:
             return await call_next(ctx)

@@ -13,6 +13,8 @@ See ``docs/gateway.md``.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mcpgov._public import publish as _publish
+
 if TYPE_CHECKING:
     from mcpgov.gateway._config import (
         AuditConfig,
@@ -63,6 +65,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'mcpgov.gateway' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    _publish(__name__, {name: value}, (name,))
     globals()[name] = value
     return value
 

@@ -92,8 +92,10 @@ class IdentityMiddleware:
       is set (stdio servers), that variable of the server process's environment.
 
     A request without an identity is refused: there is no anonymous local caller. On legacy
-    sessions the first principal is bound to the session and any other principal later in it is
-    refused; 2026-07-28 requests are verified each on its own (a repeated token is served from
+    sessions the first principal and its tenant are bound to the session, and any other principal,
+    or the same principal with a token for another tenant, is refused later in it
+    (``principal_changed``, ``tenant_changed``), on every transport; 2026-07-28 requests are
+    verified each on its own (a repeated token is served from
     the verifier's cache without a second signature check).
 
     Audit: a refusal is recorded once, as the request's deny ``decision`` (reason such as
@@ -142,8 +144,8 @@ class IdentityMiddleware:
         self.env = env
         self._environ: Mapping[str, str] = environ if environ is not None else os.environ
         self.require_tenant = require_tenant
-        self._bound: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
-        self._bound_ids: LRUCache[str, tuple[str, str]] = LRUCache(maxsize=max_sessions)
+        self._bound: weakref.WeakKeyDictionary[Any, tuple[str, str, str | None]] = weakref.WeakKeyDictionary()
+        self._bound_ids: LRUCache[str, tuple[str, str, str | None]] = LRUCache(maxsize=max_sessions)
 
     def __repr__(self) -> str:
         return f"IdentityMiddleware(verifier={self.verifier!r}, accept={self.accept!r}, env={self.env!r})"
@@ -215,9 +217,9 @@ class IdentityMiddleware:
         return await call_next(ctx)
 
     async def _bind(self, ctx: GovContext, principal: Principal) -> bool:
-        """Bind the session's first principal; refuse another. True when it bound now."""
+        """Bind the session's first principal and tenant; refuse another. True when it bound now."""
         anchor = _sdk.session_anchor(ctx)
-        key = principal.key
+        key = (principal.issuer, principal.subject, principal.tenant)
         if anchor is not None:
             bound = self._bound.get(anchor)
             if bound is None:
@@ -230,8 +232,10 @@ class IdentityMiddleware:
                 self._bound_ids[ctx.session_id] = key
                 return True
         if bound != key:
+            changed = "tenant" if bound[:2] == key[:2] else "principal"
             error = IdentityError(
-                f"session bound to {bound[0]}#{bound[1]} saw another principal", reason="principal_changed"
+                f"session bound to {bound[0]}#{bound[1]} in tenant {bound[2]!r} saw another {changed}",
+                reason=f"{changed}_changed",
             )
             error.context = ctx
             raise error

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK.
 _LAZY: dict[str, str] = {
-    "merge_obligations": "mcpgov._decision",
+    "merge_obligations": "mcpgov",  # its public home: mcpgov names it
     "MAX_CONDITION_STRING": "mcpgov.policy._conditions",
     "MAX_PATH_LENGTH": "mcpgov.policy._conditions",
     "canonical_path": "mcpgov.policy._conditions",

@@ -261,13 +261,13 @@ class PolicyMiddleware(Authorizer):
         self._refresh_declarations()
         engine = self._engine
         discover = ctx.action == "discover"
-        if self._shadow is not None or (not discover and engine.history_needs(ctx)):
-            return None
+        if engine.history_needs(ctx):
+            return None  # task history is read from the store (listings inside a task too)
         decision: object = engine.decide(ctx, history=None, now=self.clock())
         if not isinstance(decision, Decision):
             return None  # decide() words the refusal
-        if decision.effect is Effect.ALLOW and not discover and decision.obligations.get(OBLIGATION_RATE_LIMIT):
-            return None
+        if decision.effect is not Effect.DENY and not discover and decision.obligations.get(OBLIGATION_RATE_LIMIT):
+            return None  # a rate limit to admit (also for an approved call): decide() counts it
         if ctx.audit is not None:
             self._side = ctx.side
         return decision
