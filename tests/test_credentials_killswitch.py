@@ -66,7 +66,8 @@ async def slow_stage(ctx: GovContext, call_next: CallNext) -> Any:
 CHAINS: dict[str, Callable[[CredentialMiddleware, Hooks], list[Any]]] = {
     "credential-then-slow-authoriser": lambda cred, hooks: [cred, hooks],
     "credential-then-slow-stage-then-authoriser": lambda cred, hooks: [cred, slow_stage, hooks],
-    "authoriser-then-credential-then-slow-stage": lambda cred, hooks: [hooks, cred, slow_stage],
+    # (An authoriser before the credential check is refused at construction: see test_boundary.)
+    "credential-then-authoriser-then-slow-stage": lambda cred, hooks: [cred, hooks, slow_stage],
     "credential-checked-early-then-slow-authoriser": lambda cred, hooks: [
         CredentialMiddleware(cred.verifier, check_early=True),
         hooks,

@@ -330,7 +330,8 @@ async def test_the_callers_own_cancellation_still_cancels(mode: str) -> None:
     assert all(e.effect != "allow" for e in sink.for_target("slow"))
 
 
-async def test_a_final_check_refuses_right_before_the_effect(mode: str) -> None:
+@pytest.mark.parametrize("sink_kind", ["sync", "async"])
+async def test_a_final_check_refuses_right_before_the_effect(mode: str, sink_kind: str) -> None:
     server = MCPServer("s")
     ran: list[str] = []
     revoked = False
@@ -356,13 +357,26 @@ async def test_a_final_check_refuses_right_before_the_effect(mode: str) -> None:
         return await call_next(ctx.replace(final_checks=(*ctx.final_checks, last_moment)))
 
     sink = InMemoryAuditSink()
-    govern(server, checker, hooks, audit=sink)
+
+    async def async_sink(event: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        sink(event)
+
+    govern(server, checker, hooks, audit=sink if sink_kind == "sync" else async_sink)
     async with Client(server, mode=mode) as client:
         with pytest.raises(MCPError):
             await client.call_tool("act", {})
     assert ran == []
-    outcome = [e for e in sink.for_target("act") if e.type == "outcome"]
-    assert [(e.outcome, e.reason, e.attributes.get("executed")) for e in outcome] == [("failed", "revoked", False)]
+    events = [(e.type, e.effect, e.outcome, e.reason) for e in sink.for_target("act")]
+    if sink_kind == "sync":
+        # Recording cannot suspend: the last check runs before the decision is recorded, and the
+        # refusal is the one decision.
+        assert events == [("decision", "deny", None, "revoked")]
+    else:
+        # An asynchronous sink may suspend: the check runs after the allow was recorded, and the
+        # outcome says the request did not run.
+        assert events == [("decision", "allow", None, "allowed"), ("outcome", None, "failed", "revoked")]
+        assert sink.for_target("act")[1].attributes.get("executed") is False
 
 
 # -- property: refused before any decision, or the handler gets exactly what was decided ----------------

@@ -379,6 +379,11 @@ class Auditor:
         )
 
     @property
+    def may_suspend(self) -> bool:
+        """Whether emitting an event can yield to the event loop (an asynchronous sink)."""
+        return any(self._async)
+
+    @property
     def wants_events(self) -> bool:
         """Whether any sink receives events (callers may skip building events when not)."""
         return bool(self._sinks)
@@ -419,10 +424,12 @@ class Auditor:
             return
         event = self.prepare(event)
         failed = False
-        for sink, is_async in zip(self._sinks, self._async, strict=True):
+        for index, (sink, is_async) in enumerate(zip(self._sinks, self._async, strict=True)):
             try:
                 result = sink(event)
                 if is_async or (result is not None and inspect.isawaitable(result)):
+                    if not is_async:  # a sink that returns awaitables is asynchronous from now on
+                        self._async[index] = True
                     await result  # type: ignore[misc]
             except BaseException as exc:
                 if not await contained(exc):

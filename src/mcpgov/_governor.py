@@ -229,6 +229,12 @@ class Governor:
             precheck(c)
         auditor.check_available()
         args_hash = c.args_hash
+        # The last checks run right before the effect. When recording the allow cannot suspend
+        # (no asynchronous sink), they run before it, so a refusal is one deny decision with the
+        # caller; otherwise after it (then the outcome records that the request did not run).
+        checks_first = bool(c.final_checks) and not auditor.may_suspend
+        if checks_first:
+            await self._checked_finally(c)
         run.executed = True
         recorded = auditor.arguments(c)
         try:
@@ -254,23 +260,15 @@ class Governor:
                 c, "failed", run.start, args_hash, reason=exc.reason, error_code=exc.code, executed=False
             )
             raise
-        try:
-            await self._final_checks(c)
-        except BaseException as exc:
-            if not await contained(exc):
+        if c.final_checks and not checks_first:
+            try:
+                await self._checked_finally(c)
+            except McpGovError as error:
+                with anyio.CancelScope(shield=True):
+                    error.event_id = await self._outcome(
+                        c, "failed", run.start, args_hash, reason=error.reason, error_code=error.code, executed=False
+                    )
                 raise
-            error = (
-                exc
-                if isinstance(exc, McpGovError)
-                else McpGovError(f"a final check raised {type(exc).__name__}", reason="middleware_error")
-            )
-            with anyio.CancelScope(shield=True):
-                error.event_id = await self._outcome(
-                    c, "failed", run.start, args_hash, reason=error.reason, error_code=error.code, executed=False
-                )
-            if error is exc:
-                raise
-            raise error from None
         # Nothing awaits between the last check and the effect: the terminal starts the request now.
         try:
             result = await terminal(c)
@@ -287,9 +285,17 @@ class Governor:
         return result
 
     @staticmethod
-    async def _final_checks(c: GovContext) -> None:
-        for check in c.final_checks:
-            await check(c)
+    async def _checked_finally(c: GovContext) -> None:
+        """Run ``c.final_checks``; anything they raise short of an exit is an :class:`McpGovError`."""
+        try:
+            for check in c.final_checks:
+                await check(c)
+        except McpGovError:
+            raise
+        except BaseException as exc:
+            if not await contained(exc):
+                raise
+            raise McpGovError(f"a final check raised {type(exc).__name__}", reason="middleware_error") from None
 
     async def refuse(self, ctx: GovContext, exc: McpGovError) -> None:
         """Record ``exc`` as the refusal of ``ctx`` (one deny decision event) and tag it with the event id."""

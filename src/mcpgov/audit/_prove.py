@@ -28,6 +28,7 @@ from typing import Any
 
 from mcpgov.audit._jsonl import ChainReport, verify_chain
 from mcpgov.audit._query import printable
+from mcpgov.credentials._claims import TASK_BINDING
 
 __all__ = ["DEFAULT_MAX_TTL", "Call", "CredentialGrant", "Proof", "ProofScope", "Verdict", "prove"]
 
@@ -447,6 +448,10 @@ def _least_privilege(calls: list[Call], grants: dict[str, CredentialGrant], mint
     for jti, grant in sorted(grants.items()):
         if not grant.minted:
             bad.append(f"credential {jti} was used but its grant is not in the log: its breadth cannot be judged")
+            continue
+        if set(grant.tools) <= {TASK_BINDING}:
+            # A task binding calls no tool: it carries the task to listings, reads and prompts.
+            fine.append(f"credential {jti} binds the task and grants no tool")
             continue
         used = set(grant.uses)
         if not used:

@@ -191,7 +191,10 @@ class ApprovedServer(BaseModel):
                     f"server {self.id!r} is approved as command {self.command!r} with its arguments; "
                     "the client started another"
                 )
-            if dict(env or {}) != dict(self.env or {}):
+            given = dict(env or {})
+            if any(given.get(name) != value for name, value in (self.env or {}).items()):
+                # Every variable the entry names must be given exactly; others (secrets injected
+                # at start, which a registry must not hold) are not judged.
                 return f"server {self.id!r} is approved with another environment than the client gave its command"
         return None
 
