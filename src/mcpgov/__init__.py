@@ -8,10 +8,9 @@ official MCP Python SDK, as composable middleware shared by client and server.
 * tests: :mod:`mcpgov.testing` has an in-memory audit sink.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mcpgov._public import publish as _publish
+from mcpgov._public import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from mcpgov._arguments import ArgumentLimits, arguments_hash
@@ -156,14 +155,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mcpgov' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    _publish(__name__, {name: value}, (name,))
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_names(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -12,11 +12,13 @@ Each of them is still exported by the public package its module belongs to (:fun
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["home_of", "publish"]
+__all__ = ["home_of", "lazy_names", "publish"]
 
 
 # Most specific first: the test identities and the in-memory sink are ``mcpgov.testing``'s.
@@ -60,3 +62,23 @@ def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str] | No
         current = getattr(value, "__module__", None)
         if isinstance(current, str) and current != module and home_of(current) == module:
             value.__module__ = module
+
+
+def lazy_names(package: str, table: Mapping[str, str]) -> Callable[[str], Any]:
+    """The module ``__getattr__`` of a package whose names load on first use (PEP 562).
+
+    ``table`` maps each public name to the module defining it. A name is imported when first
+    read, published (see :func:`publish`) and cached in the package, so importing the package
+    (or its CLI) loads none of the heavy modules behind it.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        publish(package, {name: value}, (name,))
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__

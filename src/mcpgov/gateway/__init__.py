@@ -10,10 +10,9 @@
 See ``docs/gateway.md``.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mcpgov._public import publish as _publish
+from mcpgov._public import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from mcpgov.gateway._config import (
@@ -60,14 +59,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mcpgov.gateway' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    _publish(__name__, {name: value}, (name,))
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_names(__name__, _LAZY)
 
 
 __all__ = [

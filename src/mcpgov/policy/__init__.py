@@ -13,10 +13,9 @@
 See ``docs/policy.md`` for the format reference.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mcpgov._public import publish as _publish
+from mcpgov._public import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from mcpgov._decision import merge_obligations
@@ -75,14 +74,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    _publish(__name__, {name: value}, (name,))
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_names(__name__, _LAZY)
 
 
 __all__ = [
