@@ -233,11 +233,6 @@ async def test_hooks_and_policy_on_a_server_both_redact_in_audit(mode: str) -> N
     assert "public" in dumped
 
 
-@pytest.mark.xfail(
-    reason="ClientCredentials without its own ttl asks for the obligation's max_credential_ttl itself, "
-    "which can exceed the issuer's default lifetime: a maximum lengthens the credential",
-    strict=True,
-)
 async def test_a_ttl_cap_never_lengthens_a_credential_without_a_configured_ttl(mode: str) -> None:
     before = await _observed([{}], mode, ttl=None)
     after = await _observed([{}, {"max_credential_ttl": 120}], mode, ttl=None)

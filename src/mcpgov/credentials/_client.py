@@ -38,6 +38,8 @@ class CredentialRequest:
         args_hash: bind to one call's arguments.
         ttl: requested lifetime (the issuer clamps it).
         single_use: good for one request only.
+        max_ttl: the longest lifetime allowed (a policy's ``max_credential_ttl``): a cap, never
+            a request for a longer credential than the source would otherwise give.
     """
 
     audience: str
@@ -48,6 +50,7 @@ class CredentialRequest:
     args_hash: str | None = None
     ttl: float | None = None
     single_use: bool = False
+    max_ttl: float | None = None
 
 
 @runtime_checkable
@@ -92,7 +95,7 @@ class IssuerTokenSource:
             task_id=request.task_id,
             purpose=request.purpose,
             args_hash=request.args_hash,
-            ttl=request.ttl,
+            ttl=_capped(request.ttl if request.ttl is not None else self.issuer.default_ttl, request.max_ttl),
             single_use=request.single_use,
         )
 
@@ -202,9 +205,17 @@ class ClientCredentials:
         approved = APPROVAL_GRANT in ctx.extensions
         bind = approved or bool(obligations.get("bind_arguments")) or self._bind(ctx)
         ttl = self.ttl
-        cap = obligations.get("max_credential_ttl")
-        if isinstance(cap, (int, float)) and not isinstance(cap, bool) and math.isfinite(cap) and cap > 0:
-            ttl = min(ttl, float(cap)) if ttl is not None else float(cap)
+        cap: float | None = None
+        if "max_credential_ttl" in obligations:
+            raw = obligations["max_credential_ttl"]
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
+                # A cap that cannot be honoured mints nothing (fail closed), never an uncapped credential.
+                raise CredentialError(
+                    "the decision's max_credential_ttl is not a positive number", reason="ttl_invalid"
+                )
+            cap = float(raw)
+            if ttl is not None:
+                ttl = min(ttl, cap)  # without a ttl of its own, the source's default applies, capped
         principal = principal_for_minting(ctx)
         per_call = bind or self.single_use
         key: _CacheKey = (
@@ -228,10 +239,16 @@ class ClientCredentials:
                 args_hash=(ctx.args_hash or EMPTY_ARGS_HASH) if bind else None,
                 ttl=ttl,
                 single_use=self.single_use,
+                max_ttl=cap,
             )
             credential = await self.source.obtain(request, principal)
             if not isinstance(credential, Credential):
                 raise CredentialError("the token source returned no credential", reason="source_invalid")
+            if cap is not None and credential.claims.expires_at - credential.claims.issued_at > cap + _CAP_SLACK:
+                raise CredentialError(
+                    "the token source issued a credential that outlives the decision's max_credential_ttl",
+                    reason="ttl_exceeded",
+                )
             self.minted += 1
             if task is not None:
                 task.record(credential, self.source, principal)
@@ -280,3 +297,13 @@ class ClientCredentials:
             purpose=task.purpose if task.purpose is not None else ctx.purpose,
         )
         return await call_next(ctx)
+
+
+_CAP_SLACK = 1.0  # seconds: claims carry whole-second times
+
+
+def _capped(ttl: float | None, cap: float | None) -> float | None:
+    """``ttl`` no longer than ``cap`` (``None`` stays ``None`` when there is no cap)."""
+    if cap is None:
+        return ttl
+    return cap if ttl is None else min(ttl, cap)
