@@ -131,6 +131,8 @@ def test_every_import_is_declared(module: str, target: str, eager: bool) -> None
     if module in LOADED_BY and target.split(".", maxsplit=1)[0] == LOADED_BY[module][0]:
         return
     dist = distribution_of(target)
+    if dist is None and not eager and sys.version_info < (3, 11):
+        pytest.skip(f"{target} is not installed on this Python (an extra for 3.11 and later)")
     assert dist is not None, f"{module} imports {target}, which no installed distribution provides"
     dist = SHIPPED_BY.get(dist, dist)
     allowed = set(core())

@@ -58,8 +58,8 @@ def kind_of(value: Any) -> str:
     """How a public name is described in the snapshot."""
     if inspect.ismodule(value):
         return "module"
-    if _is_type_alias(value):  # first: on Python 3.10 inspect.isclass(tuple[str, int]) is true
-        return "type alias"
+    if _is_type_alias(value) or value is Any:  # first: on 3.10 inspect.isclass(tuple[str, int]) is
+        return "type alias"  # true, and typing.Any is a class only from 3.11 on
     if inspect.isclass(value):
         if issubclass(value, BaseException):
             return "exception"
