@@ -47,7 +47,9 @@ REGISTRY = "https://registry.example"
 
 
 async def _slow_authorizer_hooks(delay: float) -> Hooks:
-    hooks = Hooks()
+    # The deadline is far beyond any delay here: these tests are about what happens around a slow
+    # authoriser, not about its deadline, which a loaded machine could otherwise reach.
+    hooks = Hooks(deadline=60.0)
 
     @hooks.tool("*")
     async def allow(ctx: GovContext) -> Decision:
