@@ -147,7 +147,9 @@ class Gateway:
             except PinningError as exc:
                 raise ConfigurationError(f"upstream {up.id!r}: {exc.detail}") from exc
         self.router.check_pinned(pinned)
-        relay = Relay(list_changed=self._relay_list_changed, resource_updated=self._relay_resource_updated)
+        relay = Relay(
+            list_changed=self._relay_list_changed, resource_updated=self._relay_resource_updated, status=self._status
+        )
         servers = servers or {}
         self.upstreams: dict[str, Upstream] = {
             up.id: Upstream(
@@ -241,14 +243,17 @@ class Gateway:
         if not eager:
             return
         deadline = max(u.config.start_timeout for u in eager)
+        shown = -1
         with anyio.move_on_after(deadline):
             while True:
-                ready = [u for u in eager if u.state == "ready"]
-                self._status(f"starting upstreams: {len(ready)}/{len(eager)} ready")
-                if len(ready) == len(eager):
+                ready = sum(u.state == "ready" for u in eager)
+                if ready != shown:
+                    self._status(f"starting upstreams: {ready}/{len(eager)} ready")
+                    shown = ready
+                if ready == len(eager):
                     return
-                await anyio.sleep(0.1)
-        waiting = ", ".join(f"{u.id} ({u.state})" for u in eager if u.state != "ready")
+                await anyio.sleep(0.05)
+        waiting = ", ".join(f"{u.id!r} ({u.state})" for u in eager if u.state != "ready")
         self._status(f"not ready yet (serving the others, retrying these): {waiting}")
 
     def _status(self, line: str) -> None:
@@ -269,7 +274,7 @@ class Gateway:
             for upstream in self.upstreams.values():
                 await upstream.close()
         for upstream in self.upstreams.values():
-            upstream.mark_dead()
+            upstream.mark_dead("gateway stopping")
         await self.auditor.aflush()
 
     @property
