@@ -406,11 +406,15 @@ class Upstream:
             self._down_reason = reason
         self._dead.set()
 
+    async def idle(self) -> None:
+        """Return when no request is in flight to this upstream."""
+        while self._in_flight:
+            await self._idle.wait()
+
     async def close(self) -> None:
         """Stop after the requests in flight (the caller bounds how long with a cancel scope)."""
         self._closing = True
-        if self._in_flight:
-            await self._idle.wait()
+        await self.idle()
         self._dead.set()
 
     async def _client_now(self) -> GovernedClient:
