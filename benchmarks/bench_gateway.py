@@ -1,15 +1,18 @@
 """Cost of the governed gateway: one governed hop over loopback against calling the upstream directly.
 
-Three processes, as deployed: an upstream MCP server (Streamable HTTP on loopback), the gateway
+Four processes, as deployed: an upstream MCP server (Streamable HTTP on loopback), the gateway
 (`mcpgov gateway --config ...`: bearer identity, a policy, pinning and registry on the back,
-a JSON Lines audit trail) and this process, the agents. Both paths use the same kind of client
-(``GovernedClient`` with an identity token, legacy mode, so one session per agent).
+a JSON Lines audit trail), a "floor" proxy and this process, the agents. The floor is a plain
+SDK proxy with no governance over the same transports (a lowlevel SDK server over Streamable
+HTTP in front, one SDK client behind), so the report separates what governance adds from what
+the SDK's own two HTTP hops cost. All paths use the same kind of client (``GovernedClient``,
+legacy mode, so one session per agent; an identity token for the gateway).
 
-* latency: sequential ``tools/call`` in paired, interleaved batches (direct, gateway, direct...),
-  p50 and p99 of each path and the difference (what the gateway adds), and the CPU time per
-  call of the gateway and upstream processes (less sensitive to a busy machine than wall time);
-* throughput: N concurrent agents through the gateway for a fixed time, calls/s, with the CPU
-  seconds the gateway and upstream processes used (from /proc).
+* latency: sequential ``tools/call`` in paired, interleaved batches (direct, floor, gateway, then
+  the order rotated), p50 and p99 of each path and the differences, and the CPU time per call
+  of the proxy and upstream processes (less sensitive to a busy machine than wall time);
+* throughput: N concurrent agents through the gateway, then through the floor, for a fixed time,
+  calls/s, with the CPU seconds each proxy and the upstream used (from /proc).
 
 Run:  python benchmarks/bench_gateway.py [--calls 400] [--batches 6] [--agents 50] [--seconds 5]
 """
@@ -51,6 +54,35 @@ uvicorn.run(server.streamable_http_app(), host="127.0.0.1", port=int(sys.argv[1]
 '''
 
 
+FLOOR = """
+import contextlib, sys, uvicorn
+from mcp import Client
+from mcp.server.lowlevel import Server
+
+upstream = sys.argv[2]
+clients = []
+
+async def list_tools(ctx, params):
+    return await clients[0].list_tools()
+
+async def call_tool(ctx, params):
+    return await clients[0].call_tool(params.name, params.arguments)
+
+server = Server("floor-proxy", on_list_tools=list_tools, on_call_tool=call_tool)
+app = server.streamable_http_app(host="127.0.0.1")
+inner = app.router.lifespan_context
+
+@contextlib.asynccontextmanager
+async def lifespan(a):
+    async with Client(upstream, mode="legacy") as client, inner(a):
+        clients.append(client)
+        yield
+
+app.router.lifespan_context = lifespan
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
 def _port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,11 +111,11 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.
     raise SystemExit(f"{url} did not come up")
 
 
-async def _timed_calls(client: GovernedClient, n: int) -> list[float]:
+async def _timed_calls(client: GovernedClient, tool: str, n: int) -> list[float]:
     samples = []
     for i in range(n):
         start = time.perf_counter()
-        await client.call_tool("add" if client.direct else "bench_add", {"a": i, "b": 1})  # type: ignore[attr-defined]
+        await client.call_tool(tool, {"a": i, "b": 1})
         samples.append(time.perf_counter() - start)
     return samples
 
@@ -94,63 +126,78 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 async def latency(
-    direct_url: str, gateway_url: str, token: str, *, calls: int, batches: int, gateway_pid: int, upstream_pid: int
-) -> dict[str, float]:
+    urls: dict[str, str], token: str, *, calls: int, batches: int, pids: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """Sequential calls on each path in interleaved batches; per path: p50, p99 and CPU ms per call."""
+    tools = {"direct": "add", "floor": "add", "gateway": "bench_add"}
     async with (
-        GovernedClient(direct_url, mode="legacy") as direct,
-        GovernedClient(gateway_url, identity=token, mode="legacy") as governed,
+        GovernedClient(urls["direct"], mode="legacy") as direct,
+        GovernedClient(urls["floor"], mode="legacy") as floor,
+        GovernedClient(urls["gateway"], identity=token, mode="legacy") as governed,
     ):
-        direct.direct = True  # type: ignore[attr-defined]
-        governed.direct = False  # type: ignore[attr-defined]
-        await _timed_calls(direct, 50)
-        await _timed_calls(governed, 50)
-        d: list[float] = []
-        g: list[float] = []
-        gateway_cpu = upstream_cpu_direct = upstream_cpu_gateway = 0.0
+        clients = {"direct": direct, "floor": floor, "gateway": governed}
+        for path, client in clients.items():
+            await _timed_calls(client, tools[path], 50)  # warm up
+        samples: dict[str, list[float]] = {path: [] for path in clients}
+        cpu: dict[str, dict[str, float]] = {path: dict.fromkeys(pids, 0.0) for path in clients}
+        order = list(clients)
         for batch in range(batches):
-            order = (direct, governed) if batch % 2 == 0 else (governed, direct)
-            for client in order:
-                cpu_g, cpu_u = _cpu_seconds(gateway_pid), _cpu_seconds(upstream_pid)
-                (d if client is direct else g).extend(await _timed_calls(client, calls))
-                if client is direct:
-                    upstream_cpu_direct += _cpu_seconds(upstream_pid) - cpu_u
-                else:
-                    gateway_cpu += _cpu_seconds(gateway_pid) - cpu_g
-                    upstream_cpu_gateway += _cpu_seconds(upstream_pid) - cpu_u
+            rotated = order[batch % 3 :] + order[: batch % 3]
+            for path in rotated:
+                before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+                samples[path].extend(await _timed_calls(clients[path], tools[path], calls))
+                for name, pid in pids.items():
+                    cpu[path][name] += _cpu_seconds(pid) - before[name]
     n = calls * batches
     return {
-        "gateway_cpu_ms": gateway_cpu / n * 1000.0,
-        "upstream_cpu_direct_ms": upstream_cpu_direct / n * 1000.0,
-        "upstream_cpu_gateway_ms": upstream_cpu_gateway / n * 1000.0,
-        "direct_p50": _pct(d, 0.5),
-        "direct_p99": _pct(d, 0.99),
-        "gateway_p50": _pct(g, 0.5),
-        "gateway_p99": _pct(g, 0.99),
+        path: {
+            "p50": _pct(samples[path], 0.5),
+            "p99": _pct(samples[path], 0.99),
+            **{f"cpu_{name}_ms": cpu[path][name] / n * 1000.0 for name in pids},
+        }
+        for path in clients
     }
 
 
-async def throughput(gateway_url: str, tokens: list[str], seconds: float) -> int:
-    done = 0
-    stop = anyio.Event()
+async def throughput(url: str, tool: str, tokens: list[str | None], seconds: float) -> tuple[int, float]:
+    """Calls completed by ``len(tokens)`` agents in ``seconds``, counted once every session is open.
 
-    async def agent(token: str) -> None:
-        nonlocal done
-        async with GovernedClient(gateway_url, identity=token, mode="legacy") as client:
-            await client.call_tool("bench_add", {"a": 1, "b": 1})
+    Returns:
+        The calls, and the seconds it took to open the sessions (not measured).
+    """
+    done = 0
+    opened = 0
+    measuring = False
+    stop = anyio.Event()
+    ready = anyio.Event()
+    all_open = anyio.Event()
+
+    async def agent(token: str | None) -> None:
+        nonlocal done, opened
+        async with GovernedClient(url, identity=token, mode="legacy") as client:
+            await client.call_tool(tool, {"a": 1, "b": 1})
+            opened += 1
+            if opened == len(tokens):
+                all_open.set()
             await ready.wait()
             while not stop.is_set():
-                await client.call_tool("bench_add", {"a": 1, "b": 1})
-                done += 1
+                await client.call_tool(tool, {"a": 1, "b": 1})
+                if measuring:
+                    done += 1
 
-    ready = anyio.Event()
+    setup = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for token in tokens:
             tg.start_soon(agent, token)
-        await anyio.sleep(2.0)  # sessions open
+        with anyio.fail_after(300):
+            await all_open.wait()
+        setup = time.perf_counter() - setup
         ready.set()
+        measuring = True
         await anyio.sleep(seconds)
+        measuring = False
         stop.set()
-    return done
+    return done, setup
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -158,7 +205,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "upstream.py").write_text(UPSTREAM)
-        up_port, gw_port = _port(), _port()
+        up_port, gw_port, floor_port = _port(), _port(), _port()
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         # Started once, before anything is measured: blocking here costs nothing that is timed.
         upstream = subprocess.Popen([sys.executable, str(work / "upstream.py"), str(up_port)], env=env)  # noqa: S603, ASYNC220
@@ -207,45 +254,57 @@ async def main(args: argparse.Namespace) -> None:
                 stderr=subprocess.DEVNULL,
             )
             processes.append(gateway)
+            (work / "floor.py").write_text(FLOOR)
+            floor = subprocess.Popen(  # noqa: S603, ASYNC220 - the plain SDK proxy, started before timing
+                [sys.executable, str(work / "floor.py"), str(floor_port), upstream_url], env=env
+            )
+            processes.append(floor)
             _wait_http(f"http://127.0.0.1:{gw_port}/readyz", gateway)
+            _wait_http(f"http://127.0.0.1:{floor_port}/mcp", floor)
             gateway_url = f"http://127.0.0.1:{gw_port}/mcp"
+            floor_url = f"http://127.0.0.1:{floor_port}/mcp"
             token = idp.token("agent-0", tenant="acme", ttl=3600)
+            pids = {"upstream": upstream.pid, "floor": floor.pid, "gateway": gateway.pid}
 
             lat = await latency(
-                upstream_url,
-                gateway_url,
+                {"direct": upstream_url, "floor": floor_url, "gateway": gateway_url},
                 token,
                 calls=args.calls,
                 batches=args.batches,
-                gateway_pid=gateway.pid,
-                upstream_pid=upstream.pid,
+                pids=pids,
             )
-            added50 = lat["gateway_p50"] - lat["direct_p50"]
-            added99 = lat["gateway_p99"] - lat["direct_p99"]
+            d, f, g = lat["direct"], lat["floor"], lat["gateway"]
             print(
-                f"latency ({args.batches} interleaved batches of {args.calls} calls each path): "
-                f"direct p50={lat['direct_p50']:.2f} ms p99={lat['direct_p99']:.2f} ms | "
-                f"gateway p50={lat['gateway_p50']:.2f} ms p99={lat['gateway_p99']:.2f} ms | "
-                f"added p50={added50:.2f} ms p99={added99:.2f} ms"
+                f"latency ({args.batches} interleaved batches of {args.calls} calls each path), ms: "
+                f"direct p50={d['p50']:.2f} p99={d['p99']:.2f} | "
+                f"floor p50={f['p50']:.2f} p99={f['p99']:.2f} | "
+                f"gateway p50={g['p50']:.2f} p99={g['p99']:.2f}"
             )
             print(
-                f"CPU per call: gateway process {lat['gateway_cpu_ms']:.2f} ms; upstream "
-                f"{lat['upstream_cpu_direct_ms']:.2f} ms direct, "
-                f"{lat['upstream_cpu_gateway_ms']:.2f} ms via the gateway "
+                f"added p50 / p99, ms: gateway vs direct {g['p50'] - d['p50']:.2f} / {g['p99'] - d['p99']:.2f} "
+                f"(floor vs direct {f['p50'] - d['p50']:.2f} / {f['p99'] - d['p99']:.2f}; "
+                f"governance = gateway vs floor {g['p50'] - f['p50']:.2f} / {g['p99'] - f['p99']:.2f})"
+            )
+            print(
+                f"CPU ms per call: gateway process {g['cpu_gateway_ms']:.2f}, floor process {f['cpu_floor_ms']:.2f}; "
+                f"upstream {d['cpu_upstream_ms']:.2f} direct, {f['cpu_upstream_ms']:.2f} via the floor, "
+                f"{g['cpu_upstream_ms']:.2f} via the gateway "
                 f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
             )
-            tokens = [idp.token(f"agent-{i}", tenant="acme", ttl=3600) for i in range(args.agents)]
-            cpu_gw, cpu_up = _cpu_seconds(gateway.pid), _cpu_seconds(upstream.pid)
-            wall = time.perf_counter()
-            calls = await throughput(gateway_url, tokens, args.seconds)
-            wall = time.perf_counter() - wall - 2.0
-            cpu_gw, cpu_up = _cpu_seconds(gateway.pid) - cpu_gw, _cpu_seconds(upstream.pid) - cpu_up
-            print(
-                f"throughput: {args.agents} concurrent agents, {calls} calls in {args.seconds:.0f} s = "
-                f"{calls / args.seconds:.0f} calls/s through the gateway "
-                f"(CPU over {wall:.1f} s wall: gateway {cpu_gw:.1f} s, upstream {cpu_up:.1f} s; "
-                f"{os.cpu_count()} cores shared with the agents)"
-            )
+            anonymous: list[str | None] = [None] * args.agents
+            tokens: list[str | None] = [idp.token(f"agent-{i}", tenant="acme", ttl=3600) for i in range(args.agents)]
+            for name, url, tool, agents in (
+                ("gateway", gateway_url, "bench_add", tokens),
+                ("floor", floor_url, "add", anonymous),
+            ):
+                cpu_px, cpu_up = _cpu_seconds(pids[name]), _cpu_seconds(upstream.pid)
+                calls, setup = await throughput(url, tool, agents, args.seconds)
+                cpu_px, cpu_up = _cpu_seconds(pids[name]) - cpu_px, _cpu_seconds(upstream.pid) - cpu_up
+                print(
+                    f"throughput {name}: {args.agents} concurrent agents, {calls} calls in {args.seconds:.0f} s = "
+                    f"{calls / args.seconds:.0f} calls/s (CPU incl. {setup:.1f} s of session set-up: "
+                    f"{name} {cpu_px:.1f} s, upstream {cpu_up:.1f} s; {os.cpu_count()} cores shared with the agents)"
+                )
         finally:
             for process in processes:
                 process.terminate()

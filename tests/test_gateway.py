@@ -296,3 +296,37 @@ async def test_a_lazy_upstream_starts_at_its_first_request() -> None:
         assert not result.is_error
         assert world.gateway.status()["files"]["state"] == "ready"
         assert world.gateway.status()["files"]["starts"] == 1
+
+
+async def test_status_lines_name_each_upstream_escaped_and_starts_are_audited() -> None:
+    from mcpgov import Auditor
+    from mcpgov.gateway import Gateway, UpstreamConfig
+    from mcpgov.identity import IdentityMiddleware
+    from mcpgov.pinning import ServerRegistry
+    from mcpgov.policy import Policy, PolicyMiddleware
+    from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
+
+    from .gateway_support import Seen, entry, files_server, pins
+
+    hostile = "files\x1b[2J\r\nmcpgov gateway: all upstreams ready\u202e"
+    files = files_server(Seen())
+    registry = ServerRegistry([{**entry("files", "files", "1.0.0", await pins(files)), "id": hostile}])
+    lines: list[str] = []
+    sink = InMemoryAuditSink()
+    config = UpstreamConfig.model_validate({"id": hostile, "namespace": {"prefix": "files_"}, "start": "eager"})
+    gateway = Gateway(
+        [config],
+        registry,
+        IdentityMiddleware(IdentityIssuer(audience="mcp://gateway").verifier()),
+        PolicyMiddleware(Policy.from_dict({"version": 1, "rules": []})),
+        audit=Auditor([sink]),
+        servers={hostile: files},
+        on_status=lines.append,
+    )
+    async with gateway:
+        assert gateway.ready
+    assert any(line.endswith(": ready") and line.startswith("upstream 'files") for line in lines)
+    for line in lines:
+        assert line.isprintable(), line  # no escape sequence, line break or bidi control gets through
+    (ready,) = sink.of_type("upstream.ready")
+    assert ready.target == hostile and ready.reason == "started"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -172,3 +174,59 @@ async def test_the_cli_serves_one_local_agent_over_stdio(tmp_path: Path) -> None
             with pytest.raises(MCPError):
                 await agent.call_tool("notes_delete_all_notes", {})
     assert [c["tool"] for c in calls(tmp_path / "notes-calls.jsonl")] == ["check_key"]
+
+
+def _children(marker: str) -> list[int]:
+    """Processes whose parent is this one and whose command line names ``marker`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and marker in cmdline and stat[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+async def _state_becomes(gateway: Gateway, state: str, *, within: float) -> bool:
+    for _ in range(int(within / 0.02)):
+        if gateway.upstreams["notes"].state == state:
+            return True
+        await anyio.sleep(0.02)
+    return False
+
+
+async def test_an_upstream_that_dies_while_idle_is_noticed_audited_and_restarted(tmp_path: Path) -> None:
+    secret = "sk-idle-" + "3" * 24
+    gateway, idp, sink, _ = build(tmp_path, secret, restart={"initial": 1.5, "maximum": 3.0}, timeout=10)
+    lines: list[str] = []
+    gateway.on_status = lines.append
+    token = idp.token("agent", tenant="acme")
+    async with gateway, GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
+        await agent.call_tool("notes_add_note", {"text": "one"})
+        (pid,) = _children("notes_server.py")
+        os.kill(pid, signal.SIGKILL)
+        # No request is made: the gateway notices the exit by itself.
+        assert await _state_becomes(gateway, "down", within=5)
+        (down,) = sink.of_type("upstream.down")
+        assert down.reason == "exited" and down.target == "notes"
+        assert 0.75 <= down.attributes["retry_in"] <= 1.5  # the first delay, with jitter
+        # While it is down: a clean error at once.
+        with anyio.fail_after(1):
+            with pytest.raises(MCPError) as refused:
+                await agent.call_tool("notes_list_notes", {})
+        assert refused.value.message == "The upstream server is unavailable"
+        assert await _state_becomes(gateway, "ready", within=20)
+        assert _children("notes_server.py") not in ([], [pid])
+        await agent.list_tools()  # a governed listing re-verifies the pins of the new process
+        result = await agent.call_tool("notes_list_notes", {})
+        assert not result.is_error
+    assert [e.reason for e in sink.of_type("upstream.ready")] == ["started", "started"]
+    assert gateway.upstreams["notes"].stats.starts == 2
+    assert any("'notes': down (exited); restarting in" in line for line in lines)
+    assert secret not in json.dumps([e.model_dump(mode="json") for e in sink.events]) + "".join(lines)
+    assert _children("notes_server.py") == []  # leaving the gateway stopped the process

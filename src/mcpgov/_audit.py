@@ -67,6 +67,8 @@ EventType = Literal[
     "policy.reloaded",
     "policy.reload_failed",
     "policy.shadow_mismatch",
+    "upstream.ready",
+    "upstream.down",
 ]
 """Every event type mcpgov emits (see the audit docs for when each is emitted)."""
 

@@ -263,6 +263,8 @@ class GatewayConfig(_Model):
         state: shared state for replicas.
         http: where to listen for Streamable HTTP.
         upstreams: the servers behind the gateway.
+        drain_timeout: seconds the requests in flight get to finish on shutdown (SIGTERM),
+            while new ones are refused; then the upstreams are stopped.
     """
 
     version: Literal[1] = 1
@@ -275,6 +277,7 @@ class GatewayConfig(_Model):
     state: StateConfig = Field(default_factory=StateConfig)
     http: HttpListenConfig = Field(default_factory=HttpListenConfig)
     upstreams: tuple[UpstreamConfig, ...] = Field(min_length=1)
+    drain_timeout: float = Field(default=10.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> GatewayConfig:

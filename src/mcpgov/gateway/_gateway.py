@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import signal
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -21,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
@@ -99,6 +102,7 @@ class Gateway:
         servers: in-process server objects by upstream id, used instead of the registry's
             ``url``/``command`` (embedding and tests).
         on_status: receives one-line status messages while upstreams start.
+        drain_timeout: seconds the requests in flight get to finish when the gateway is left.
 
     Raises:
         ConfigurationError: an upstream is not in the registry, or namespacing is ambiguous
@@ -117,12 +121,14 @@ class Gateway:
         environ: Mapping[str, str] | None = None,
         servers: Mapping[str, Any] | None = None,
         on_status: Callable[[str], None] | None = None,
+        drain_timeout: float = 10.0,
     ) -> None:
         if not upstreams:
             raise ConfigurationError("a gateway needs at least one upstream")
         self.auditor = as_auditor(audit)
         self.registry = registry
         self.on_status = on_status
+        self.drain_timeout = drain_timeout
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         env = os.environ if environ is None else environ
         namespaces = []
@@ -147,7 +153,9 @@ class Gateway:
             except PinningError as exc:
                 raise ConfigurationError(f"upstream {up.id!r}: {exc.detail}") from exc
         self.router.check_pinned(pinned)
-        relay = Relay(list_changed=self._relay_list_changed, resource_updated=self._relay_resource_updated)
+        relay = Relay(
+            list_changed=self._relay_list_changed, resource_updated=self._relay_resource_updated, status=self._status
+        )
         servers = servers or {}
         self.upstreams: dict[str, Upstream] = {
             up.id: Upstream(
@@ -161,6 +169,8 @@ class Gateway:
         self._task_group: TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
         self.draining = False
+        self._http_requests = 0
+        self._http_idle = anyio.Event()
         self.server: Server[Any] = Server(
             name,
             on_list_tools=self._list_tools,
@@ -213,6 +223,7 @@ class Gateway:
             base_dir=base,
             environ=environ,
             on_status=on_status,
+            drain_timeout=config.drain_timeout,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -241,14 +252,17 @@ class Gateway:
         if not eager:
             return
         deadline = max(u.config.start_timeout for u in eager)
+        shown = -1
         with anyio.move_on_after(deadline):
             while True:
-                ready = [u for u in eager if u.state == "ready"]
-                self._status(f"starting upstreams: {len(ready)}/{len(eager)} ready")
-                if len(ready) == len(eager):
+                ready = sum(u.state == "ready" for u in eager)
+                if ready != shown:
+                    self._status(f"starting upstreams: {ready}/{len(eager)} ready")
+                    shown = ready
+                if ready == len(eager):
                     return
-                await anyio.sleep(0.1)
-        waiting = ", ".join(f"{u.id} ({u.state})" for u in eager if u.state != "ready")
+                await anyio.sleep(0.05)
+        waiting = ", ".join(f"{u.id!r} ({u.state})" for u in eager if u.state != "ready")
         self._status(f"not ready yet (serving the others, retrying these): {waiting}")
 
     def _status(self, line: str) -> None:
@@ -256,20 +270,36 @@ class Gateway:
             self.on_status(line)
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        await self.drain()
+        await self.drain(self.drain_timeout)
         stack, self._exit_stack = self._exit_stack, None
         if stack is not None:
             await stack.__aexit__(*exc_info)
         self._task_group = None
 
+    async def idle(self, grace: float) -> bool:
+        """Wait (up to ``grace`` seconds) until no request is in flight, to any upstream or over HTTP.
+
+        Returns:
+            True when none is in flight, False when the time ran out.
+        """
+        with anyio.move_on_after(grace):
+            for upstream in self.upstreams.values():
+                await upstream.idle()
+            while self._http_requests:  # their responses are written
+                await self._http_idle.wait()
+            return True
+        return False
+
     async def drain(self, grace: float = 10.0) -> None:
         """Stop taking requests, let those in flight finish (up to ``grace`` seconds), then stop upstreams."""
         self.draining = True
+        if any(u.stats.in_flight for u in self.upstreams.values()):
+            self._status(f"draining: waiting up to {grace:g}s for the requests in flight")
         with anyio.move_on_after(grace):
             for upstream in self.upstreams.values():
                 await upstream.close()
         for upstream in self.upstreams.values():
-            upstream.mark_dead()
+            upstream.mark_dead("gateway stopping")
         await self.auditor.aflush()
 
     @property
@@ -329,6 +359,7 @@ class Gateway:
             custom_starlette_routes=routes,
             **dict(auth or {}),
         )
+        app.add_middleware(_CountRequests, gateway=self)
         inner = app.router.lifespan_context
 
         @asynccontextmanager
@@ -366,8 +397,20 @@ class Gateway:
         """Serve the gateway on this process's stdin and stdout until the agent disconnects."""
         from mcp.server.stdio import stdio_server  # noqa: PLC0415 - only the stdio front needs it
 
-        async with self, stdio_server() as (read, write):
+        async with self, stdio_server() as (read, write), anyio.create_task_group() as tg:
+
+            async def on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        self.draining = True  # new requests are refused from now on
+                        await self.idle(self.drain_timeout)
+                        tg.cancel_scope.cancel()
+                        return
+
+            if sys.platform != "win32":  # pragma: no branch - signals as POSIX knows them
+                tg.start_soon(on_signal)
             await self.server.run(read, write, self.server.create_initialization_options())
+            tg.cancel_scope.cancel()
 
     # --- relays to agents -----------------------------------------------------------------------
 
@@ -637,6 +680,28 @@ class Gateway:
             self.upstreams[upstream_id].check_caller(client, decided)
             result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
         return result
+
+
+class _CountRequests:
+    """ASGI middleware: counts the MCP requests (POST) being answered, for a drain to wait on."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        gateway = self.gateway
+        gateway._http_requests += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gateway._http_requests -= 1
+            if not gateway._http_requests:
+                gateway._http_idle.set()
+                gateway._http_idle = anyio.Event()
 
 
 async def _all_pages(fetch: Callable[[str | None], Any], attr: str, max_pages: int = 100) -> list[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import ServerMessageMetadata
 
@@ -27,7 +28,9 @@ from mcpgov._errors import McpGovError, PinningError
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint, tool_wire_form
 
 if TYPE_CHECKING:
+    from mcp.client._transport import TransportStreams
     from mcp.client.session import ClientRequestContext, IncomingMessage
+    from mcp.shared.message import SessionMessage
 
     from mcpgov.gateway._config import UpstreamConfig
 
@@ -127,12 +130,77 @@ class CallerMiddleware:
             raise
 
 
+def _no_status(line: str) -> None:
+    """Status lines go nowhere."""
+
+
 @dataclass
 class Relay:
-    """Where upstream-initiated messages go: set by the gateway."""
+    """Where upstream-initiated messages and status lines go: set by the gateway."""
 
     list_changed: Callable[[str, str], Awaitable[None]]
     resource_updated: Callable[[str, str], Awaitable[None]]
+    status: Callable[[str], None] = _no_status
+
+
+class _WatchedRead:
+    """The read side of a transport that tells when the upstream's output ends (EOF or closed)."""
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    async def receive(self) -> SessionMessage | Exception:
+        try:
+            item: SessionMessage | Exception = await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+        return item
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _WatchedRead:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _WatchedRead:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class WatchedStdio:
+    """The SDK's stdio transport, watched: ``on_end`` runs as soon as the process's output ends.
+
+    The SDK's receive loop reads the process's stdout all the time, so a process that exits
+    while no request is in flight is noticed at once, not at the next request. It carries the
+    parameters' ``command``, ``args`` and ``env``, so the registry still judges what was started.
+    """
+
+    def __init__(self, params: StdioServerParameters, on_end: Callable[[], None]) -> None:
+        self.command = params.command
+        self.args = params.args
+        self.env = params.env
+        self._inner = stdio_client(params)
+        self._on_end = on_end
+
+    def __repr__(self) -> str:
+        return f"WatchedStdio(command={self.command!r})"  # never the environment (it holds secrets)
+
+    async def __aenter__(self) -> TransportStreams:
+        read, write = await self._inner.__aenter__()
+        return _WatchedRead(read, self._on_end), write
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._inner.__aexit__(*exc_info)
 
 
 @dataclass
@@ -192,6 +260,7 @@ class Upstream:
         self._client: GovernedClient | None = None
         self._ready = anyio.Event()
         self._dead = anyio.Event()
+        self._down_reason: str | None = None
         self._closing = False
         self._limiter = anyio.CapacityLimiter(config.concurrency)
         self._in_flight: set[FrontCall] = set()
@@ -225,7 +294,7 @@ class Upstream:
             env={**self.config.env, **secret["env"]} or None,
             cwd=str(self.base_dir / cwd) if cwd is not None else None,
         )
-        return params, None
+        return WatchedStdio(params, lambda: self.mark_dead("exited")), None
 
     def build_client(self) -> tuple[GovernedClient, httpx2.AsyncClient | None]:
         """A fresh governed client for this upstream (not entered)."""
@@ -264,54 +333,88 @@ class Upstream:
             self._start()
 
     async def supervise(self) -> None:
-        """Keep the upstream connected until :meth:`close`: start, wait for death, back off, restart."""
-        delay = self.config.restart.initial
+        """Keep the upstream connected until :meth:`close`: start, wait for death, back off, restart.
+
+        Every start and every loss is audited (``upstream.ready`` / ``upstream.down`` with the
+        reason) and given as a status line. Restarts wait an exponentially growing delay, capped
+        at ``restart.maximum``, with jitter (between half and all of it), so replicas whose
+        upstreams died together do not restart them in lockstep.
+        """
+        failures = 0
         while not self._closing:
             self.state = "starting"
+            self._down_reason = None
+            self.relay.status(f"upstream {self.id!r}: starting")
             http: httpx2.AsyncClient | None = None
             try:
                 client, http = self.build_client()
                 async with client:
                     self._client = client
-                    self._dead = anyio.Event()
                     self.state = "ready"
                     self.stats.starts += 1
                     self.stats.started_at = time.time()
                     self._ready.set()
-                    delay = self.config.restart.initial
-                    logger.info("upstream %s ready (start %d)", self.id, self.stats.starts)
+                    failures = 0
+                    logger.info("upstream %r ready (start %d)", self.id, self.stats.starts)
+                    self.relay.status(f"upstream {self.id!r}: ready")
+                    await self._lifecycle("upstream.ready", "started")
                     await self._dead.wait()
             except Exception as exc:  # noqa: BLE001 - an upstream that fails is restarted, never fatal
                 self.stats.failures += 1
                 self.stats.last_error = type(exc).__name__
-                logger.warning("upstream %s failed (%s); restarting in %.1fs", self.id, type(exc).__name__, delay)
+                self._down_reason = self._down_reason or f"failed ({type(exc).__name__})"
             finally:
                 self._client = None
                 self._ready = anyio.Event()
+                self._dead = anyio.Event()
                 if http is not None:
                     with anyio.CancelScope(shield=True):
                         await http.aclose()
             if self.stopping:
                 break
             self.state = "down"
-            await anyio.sleep(delay)
-            delay = min(delay * 2, self.config.restart.maximum)
+            delay = min(self.config.restart.initial * 2**failures, self.config.restart.maximum)
+            delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+            failures += 1
+            reason = self._down_reason or "exited"
+            self.stats.last_error = self.stats.last_error if reason.startswith("failed") else reason
+            logger.warning("upstream %r down (%s); restarting in %.1fs", self.id, reason, delay)
+            self.relay.status(f"upstream {self.id!r}: down ({reason}); restarting in {delay:.1f}s")
+            with anyio.CancelScope(shield=True):
+                await self._lifecycle("upstream.down", reason, retry_in=round(delay, 3))
+            await self._sleep_unless_closing(delay)
         self.state = "closed"
+
+    async def _sleep_unless_closing(self, delay: float) -> None:
+        with anyio.move_on_after(delay):
+            await self._dead.wait()  # set by close(): stop waiting at once
+
+    async def _lifecycle(self, event: Literal["upstream.ready", "upstream.down"], reason: str, **extra: Any) -> None:
+        """Audit a start or a loss of this upstream (its id, reason and counters; never its settings)."""
+        ctx = GovContext(side="client", method="upstream/lifecycle", target=self.id, audit=self.audit)
+        attributes: dict[str, Any] = {"server_id": self.id, "starts": self.stats.starts, **extra}
+        await self.audit.emit(AuditEvent.from_context(ctx, event, reason=reason, attributes=attributes), required=False)
 
     @property
     def stopping(self) -> bool:
         """True once :meth:`close` was called."""
         return self._closing
 
-    def mark_dead(self) -> None:
-        """The connection is gone: the supervisor restarts it."""
+    def mark_dead(self, reason: str = "connection lost") -> None:
+        """The connection is gone: the supervisor restarts it (the first reason given is kept)."""
+        if self._down_reason is None:
+            self._down_reason = reason
         self._dead.set()
+
+    async def idle(self) -> None:
+        """Return when no request is in flight to this upstream."""
+        while self._in_flight:
+            await self._idle.wait()
 
     async def close(self) -> None:
         """Stop after the requests in flight (the caller bounds how long with a cancel scope)."""
         self._closing = True
-        if self._in_flight:
-            await self._idle.wait()
+        await self.idle()
         self._dead.set()
 
     async def _client_now(self) -> GovernedClient:
@@ -346,11 +449,11 @@ class Upstream:
                         yield client
                     except MCPError as exc:
                         if _connection_lost(exc):
-                            self.mark_dead()
+                            self.mark_dead("connection lost")
                             raise UpstreamUnavailable(f"upstream {self.id!r} closed the connection") from None
                         raise
                     except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-                        self.mark_dead()
+                        self.mark_dead("connection lost")
                         raise UpstreamUnavailable(f"upstream {self.id!r} closed the connection") from None
                 timed_out = scope.cancelled_caught
             finally:
