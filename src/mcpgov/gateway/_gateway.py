@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup
 from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.streamable_http import EventStore
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -31,7 +32,7 @@ from mcpgov._governor import as_auditor
 from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import Namespace, Router
-from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, scrub
+from mcpgov.gateway._upstream import CURRENT, FrontCall, InputRelay, Relay, Upstream, UpstreamUnavailable, scrub
 from mcpgov.pinning import ServerRegistry
 
 __all__ = ["Gateway"]
@@ -158,6 +159,7 @@ class Gateway:
         self._decided = _Decided()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
         self.draining = False
@@ -174,6 +176,9 @@ class Gateway:
             on_get_prompt=self._get_prompt,
             on_completion=self._complete,
         )
+        # Registered directly: the keyword form is deprecated (logging is gone at 2026-07-28), yet
+        # legacy agents still set their level, which the gateway applies to relayed log messages.
+        self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_level)
         self.governance: GovernanceMiddleware = govern(
             self.server, *middleware, self._decided, audit=self.auditor, limits=limits
         )
@@ -301,6 +306,8 @@ class Gateway:
         host: str = "127.0.0.1",
         auth: Mapping[str, Any] | None = None,
         stateless: bool = False,
+        event_store: EventStore | None = None,
+        retry_interval: int | None = None,
     ) -> Starlette:
         """A Starlette app serving the gateway over Streamable HTTP, with ``/healthz`` and ``/readyz``.
 
@@ -312,6 +319,10 @@ class Gateway:
             auth: the SDK auth keywords (``token_verifier``, ``auth``), e.g. from
                 :func:`mcpgov.identity.server_auth`.
             stateless: serve stateless Streamable HTTP.
+            event_store: where SSE events are kept so that an agent whose stream broke resumes
+                it (``Last-Event-ID``); without one, a broken stream is lost.
+            retry_interval: the reconnection delay (milliseconds) announced to agents on SSE
+                streams, when an ``event_store`` is given.
         """
 
         async def healthz(_: Request) -> JSONResponse:
@@ -325,6 +336,8 @@ class Gateway:
         app = self.server.streamable_http_app(
             streamable_http_path=path,
             stateless_http=stateless,
+            event_store=event_store,
+            retry_interval=retry_interval,
             host=host,
             custom_starlette_routes=routes,
             **dict(auth or {}),
@@ -414,7 +427,23 @@ class Gateway:
         if self.draining:
             raise UpstreamUnavailable("the gateway is shutting down", reason="draining")
         self._remember(sctx)
-        return FrontCall(self._decided_context(), sctx.session, sctx.request_id)
+        connection = getattr(sctx.session, "_connection", None)
+        level = self._log_levels.get(connection) if connection is not None else None
+        return FrontCall(self._decided_context(), sctx.session, sctx.request_id, log_level=level)
+
+    async def _set_level(
+        self, sctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        """An agent's ``logging/setLevel``: applied to the log messages relayed to that agent.
+
+        Upstreams are shared by every agent, so the level is not forwarded: each upstream logs
+        at ``debug`` to the gateway, and each agent receives what is at or above its own level.
+        """
+        self._front(sctx)
+        connection = getattr(sctx.session, "_connection", None)
+        if connection is not None:
+            self._log_levels[connection] = params.level
+        return types.EmptyResult()
 
     def _error(self, upstream: Upstream, exc: MCPError) -> MCPError:
         """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data."""
@@ -430,6 +459,8 @@ class Gateway:
             async with upstream.use(front) as client:
                 try:
                     yield client
+                except InputRelay:
+                    raise
                 except MCPError as exc:
                     raise self._error(upstream, exc) from None
         finally:
@@ -437,7 +468,7 @@ class Gateway:
 
     async def _call_tool(
         self, sctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         front = self._front(sctx)
         decided = front.decided
         name = decided.target
@@ -446,10 +477,17 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
         upstream_id, upstream_name = route
         arguments = _thaw(decided.arguments) if decided.arguments is not None else None
-        async with self._forward(upstream_id, front) as client:
-            result: types.CallToolResult = await client.call_tool(
-                upstream_name, arguments, progress_callback=front.progress
-            )
+        try:
+            async with self._forward(upstream_id, front) as client:
+                result: types.CallToolResult = await client.call_tool(
+                    upstream_name,
+                    arguments,
+                    progress_callback=front.progress,
+                    input_responses=params.input_responses,
+                    request_state=params.request_state,
+                )
+        except InputRelay as relay:
+            return relay.result
         return result
 
     async def _listing(self, kind: str, fetch: Callable[[Any], Any]) -> list[tuple[str, Any]]:
@@ -558,13 +596,18 @@ class Gateway:
 
     async def _read_resource(
         self, sctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
         front = self._front(sctx)
         uri = front.decided.target or ""
         upstream_id, upstream_uri = self._route_uri(uri)
         ns = self.router.namespaces[upstream_id]
-        async with self._forward(upstream_id, front) as client:
-            result: types.ReadResourceResult = await client.read_resource(upstream_uri)
+        try:
+            async with self._forward(upstream_id, front) as client:
+                result: types.ReadResourceResult = await client.read_resource(
+                    upstream_uri, input_responses=params.input_responses, request_state=params.request_state
+                )
+        except InputRelay as relay:
+            return relay.result
         contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
         return result.model_copy(update={"contents": contents})
 
@@ -601,7 +644,7 @@ class Gateway:
 
     async def _get_prompt(
         self, sctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult:
         front = self._front(sctx)
         decided = front.decided
         route = self.router.route("prompt", decided.target or "")
@@ -609,8 +652,13 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {decided.target}")
         upstream_id, upstream_name = route
         arguments = _thaw(decided.arguments) if decided.arguments is not None else None
-        async with self._forward(upstream_id, front) as client:
-            result: types.GetPromptResult = await client.get_prompt(upstream_name, arguments)
+        try:
+            async with self._forward(upstream_id, front) as client:
+                result: types.GetPromptResult = await client.get_prompt(
+                    upstream_name, arguments, input_responses=params.input_responses, request_state=params.request_state
+                )
+        except InputRelay as relay:
+            return relay.result
         return result
 
     async def _complete(
