@@ -169,8 +169,14 @@ def back_mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.parametrize(
     ("mode", "back_mode"),
-    [("auto", "auto"), ("legacy", "auto"), ("legacy", "legacy")],
-    ids=["modern-agent-modern-upstream", "legacy-agent-modern-upstream", "legacy-agent-legacy-upstream"],
+    [("auto", "auto"), ("legacy", "auto"), ("legacy", "legacy"), ("auto", "match"), ("legacy", "match")],
+    ids=[
+        "modern-agent-modern-upstream",
+        "legacy-agent-modern-upstream",
+        "legacy-agent-legacy-upstream",
+        "modern-agent-matched-upstream",
+        "legacy-agent-matched-upstream",
+    ],
 )
 async def test_an_upstreams_input_request_reaches_the_agents_callback_and_the_answer_comes_back(
     mode: str, back_mode: str
@@ -208,6 +214,35 @@ async def test_a_server_request_of_a_legacy_upstream_is_a_clean_error_for_a_mode
             await client.call_tool("ask_name", {})
         assert not (await client.call_tool("ping_back", {})).is_error
     assert asked == [] and heard.answers == []
+
+
+async def test_matched_mode_serves_each_agent_on_a_connection_of_its_own_era() -> None:
+    """Legacy agents on the handshake-era connection (server requests work), modern ones on a 2026-07-28 one."""
+    heard = Heard()
+
+    async def model(context: object, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="Rome"), model="m")
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Grace"})
+
+    gateway, idp, _ = await desk_gateway(heard, back_mode="match")
+    async with gateway:
+        legacy_upstream = gateway.upstreams["desk"]
+        assert legacy_upstream.config.mode == "legacy"
+        async with agent(gateway, idp, "legacy", sampling_callback=model) as legacy:
+            sampled = await legacy.call_tool("sample_capital", {})
+        assert gateway.status()["desk"]["state"] == "ready"
+        async with agent(gateway, idp, "auto", elicitation_callback=answer) as modern:
+            asked = await modern.call_tool("ask_name", {})
+        modern_client = gateway._modern_upstreams["desk"]._client
+        assert modern_client is not None and modern_client.protocol_version == "2026-07-28"
+        legacy_client = legacy_upstream._client
+        assert legacy_client is not None and legacy_client.protocol_version != "2026-07-28"
+    assert isinstance(sampled.content[0], types.TextContent) and sampled.content[0].text == "model said Rome"
+    assert isinstance(asked.content[0], types.TextContent) and asked.content[0].text == "Hello, Grace!"
+    assert heard.answers == ["model=Rome", "name=Grace"]
+    assert heard.states == ["upstream-state-1"]
 
 
 async def test_an_upstreams_sampling_request_reaches_the_agents_model_and_comes_back() -> None:

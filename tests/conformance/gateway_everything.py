@@ -51,7 +51,7 @@ def stdio_params(everything_dir: Path) -> StdioServerParameters:
     )
 
 
-async def build(upstream_url: str | None, everything_dir: Path | None) -> Gateway:
+async def build(upstream_url: str | None, everything_dir: Path | None, mode: str) -> Gateway:
     """The gateway over the everything-server, pinned as it is now."""
     target: Any
     connection: dict[str, Any]
@@ -78,6 +78,7 @@ async def build(upstream_url: str | None, everything_dir: Path | None) -> Gatewa
             "id": "everything",
             "namespace": {"prefix": "", "resource_prefix": ""},
             "start": "eager",
+            "mode": mode,
             "env": dict((params.env or {}) if upstream_url is None else {}),
         }
     )
@@ -91,13 +92,16 @@ def main(argv: list[str] | None = None) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--upstream-url", help="the everything-server's Streamable HTTP endpoint")
     where.add_argument("--upstream-stdio", action="store_true", help="start it as a stdio command")
+    parser.add_argument(
+        "--upstream-mode", choices=("auto", "legacy", "match"), default="match", help="the era spoken to the upstream"
+    )
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="-- --port PORT [--log-level LEVEL]")
     args = parser.parse_args(argv)
     served = argparse.ArgumentParser()
     served.add_argument("--port", type=int, required=True)
     served.add_argument("--log-level", default="warning")
     options = served.parse_args([a for a in args.rest if a != "--"])
-    gateway = anyio.run(build, args.upstream_url, None if args.upstream_url else args.everything_dir)
+    gateway = anyio.run(build, args.upstream_url, None if args.upstream_url else args.everything_dir, args.upstream_mode)
     # Resumable SSE streams on the front, with the event store and retry interval the bare
     # everything-server serves with.
     everything = load_everything(args.everything_dir)

@@ -150,11 +150,19 @@ class Gateway:
         self.router.check_pinned(pinned)
         relay = Relay(list_changed=self._relay_list_changed, resource_updated=self._relay_resource_updated)
         servers = servers or {}
-        self.upstreams: dict[str, Upstream] = {
-            up.id: Upstream(
-                up, registry, relay=relay, audit=self.auditor, base_dir=base, environ=env, server=servers.get(up.id)
+
+        def upstream(up: UpstreamConfig, mode: str) -> Upstream:
+            config = up if up.mode == mode else up.model_copy(update={"mode": mode})
+            return Upstream(
+                config, registry, relay=relay, audit=self.auditor, base_dir=base, environ=env, server=servers.get(up.id)
             )
-            for up in upstreams
+
+        self.upstreams: dict[str, Upstream] = {
+            up.id: upstream(up, "legacy" if up.mode == "match" else up.mode) for up in upstreams
+        }
+        # mode "match": 2026-07-28 agents are served by a second connection, opened at first use.
+        self._modern_upstreams: dict[str, Upstream] = {
+            up.id: upstream(up.model_copy(update={"start": "lazy"}), "auto") for up in upstreams if up.mode == "match"
         }
         self._decided = _Decided()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -229,7 +237,7 @@ class Gateway:
             tg = await stack.enter_async_context(anyio.create_task_group())
             self._task_group = tg
             self.draining = False
-            for upstream in self.upstreams.values():
+            for upstream in self._all_upstreams():
                 upstream.bind(_starter(tg, upstream))
             eager = [u for u in self.upstreams.values() if u.config.start == "eager"]
             for upstream in eager:
@@ -271,11 +279,22 @@ class Gateway:
         """Stop taking requests, let those in flight finish (up to ``grace`` seconds), then stop upstreams."""
         self.draining = True
         with anyio.move_on_after(grace):
-            for upstream in self.upstreams.values():
+            for upstream in self._all_upstreams():
                 await upstream.close()
-        for upstream in self.upstreams.values():
+        for upstream in self._all_upstreams():
             upstream.mark_dead()
         await self.auditor.aflush()
+
+    def _all_upstreams(self) -> list[Upstream]:
+        return [*self.upstreams.values(), *self._modern_upstreams.values()]
+
+    def _upstream_for(self, upstream_id: str, front: FrontCall) -> Upstream:
+        """The connection serving this agent: its era's one when the upstream's mode is ``match``."""
+        if front.modern:
+            modern = self._modern_upstreams.get(upstream_id)
+            if modern is not None:
+                return modern
+        return self.upstreams[upstream_id]
 
     @property
     def ready(self) -> bool:
@@ -398,6 +417,11 @@ class Gateway:
         tg.start_soon(self._recheck_then_relay, upstream, method)
 
     async def _recheck_then_relay(self, upstream: str, method: str) -> None:
+        modern = self._modern_upstreams.get(upstream)
+        if modern is not None:
+            # One era's connection heard it; the other's pin verification is reset too.
+            for candidate in (self.upstreams[upstream], modern):
+                candidate.forget_verified(method)
         if method == "notifications/tools/list_changed":
             await self.upstreams[upstream].recheck_pins()
         for connection in list(self._connections):
@@ -453,7 +477,7 @@ class Gateway:
 
     @asynccontextmanager
     async def _forward(self, upstream_id: str, front: FrontCall) -> AsyncIterator[Any]:
-        upstream = self.upstreams[upstream_id]
+        upstream = self._upstream_for(upstream_id, front)
         token = CURRENT.set(front)
         try:
             async with upstream.use(front) as client:
@@ -618,7 +642,7 @@ class Gateway:
         uri = front.decided.target or ""
         upstream_id, upstream_uri = self._route_uri(uri)
         async with self._forward(upstream_id, front) as client:
-            self.upstreams[upstream_id].check_caller(client, front.decided)
+            self._upstream_for(upstream_id, front).check_caller(client, front.decided)
             await client.subscribe_resource(upstream_uri)
         connection = getattr(sctx.session, "_connection", None)
         if connection is not None:
@@ -638,7 +662,7 @@ class Gateway:
         if not subscribers:
             self._subscriptions.pop(uri, None)
             async with self._forward(upstream_id, front) as client:
-                self.upstreams[upstream_id].check_caller(client, front.decided)
+                self._upstream_for(upstream_id, front).check_caller(client, front.decided)
                 await client.unsubscribe_resource(upstream_uri)
         return types.EmptyResult()
 
@@ -682,7 +706,7 @@ class Gateway:
         if params.context is not None and params.context.arguments is not None:
             context_arguments = dict(params.context.arguments)
         async with self._forward(upstream_id, front) as client:
-            self.upstreams[upstream_id].check_caller(client, decided)
+            self._upstream_for(upstream_id, front).check_caller(client, decided)
             result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
         return result
 

@@ -22,7 +22,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpgov._audit import AuditEvent, Auditor
 from mcpgov._chain import CallNext
-from mcpgov._client import GovernedClient
+from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint, tool_wire_form
@@ -38,13 +38,6 @@ logger = logging.getLogger("mcpgov.gateway")
 
 State = Literal["stopped", "starting", "ready", "down", "closed"]
 
-_LIST_CHANGED = frozenset(
-    {
-        "notifications/tools/list_changed",
-        "notifications/prompts/list_changed",
-        "notifications/resources/list_changed",
-    }
-)
 
 # JSON-RPC codes the SDK uses when a connection is gone.
 _CONNECTION_CLOSED = -32000
@@ -480,6 +473,17 @@ class Upstream:
                 required=False,
             )
         return len(differences)
+
+    def forget_verified(self, method: str) -> None:
+        """Make the pinning stage forget what it verified, as a list-changed notification does."""
+        client = self._client
+        kind = _LIST_CHANGED.get(method)
+        if client is None or kind is None:
+            return
+        for mw in client.governor.middleware:
+            notify = getattr(mw, "notify_list_changed", None)
+            if callable(notify):
+                notify(kind)
 
     def check_caller(self, client: GovernedClient, decided: GovContext) -> None:
         """The registry's verdict for requests the client does not govern itself (subscribe, complete).
