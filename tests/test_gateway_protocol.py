@@ -221,7 +221,9 @@ async def test_matched_mode_serves_each_agent_on_a_connection_of_its_own_era() -
     heard = Heard()
 
     async def model(context: object, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="Rome"), model="m")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="Rome"), model="m"
+        )
 
     async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"name": "Grace"})

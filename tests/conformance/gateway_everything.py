@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     served.add_argument("--port", type=int, required=True)
     served.add_argument("--log-level", default="warning")
     options = served.parse_args([a for a in args.rest if a != "--"])
-    gateway = anyio.run(build, args.upstream_url, None if args.upstream_url else args.everything_dir, args.upstream_mode)
+    gateway = anyio.run(
+        build, args.upstream_url, None if args.upstream_url else args.everything_dir, args.upstream_mode
+    )
     # Resumable SSE streams on the front, with the event store and retry interval the bare
     # everything-server serves with.
     everything = load_everything(args.everything_dir)
