@@ -147,7 +147,7 @@ for leg in 2025-11-25 2026-07-28 default; do
   for name in "${SERVERS[@]}"; do
     echo "-- $leg: bare vs governed ($name)"
     differing="$RUN/$leg-$name.differing"
-    if "$PY" tests/conformance/compare.py --leg "$leg" --differing "$differing" "$RUN/$leg/bare" "$RUN/$leg/$name"; then
+    if "$PY" tests/conformance/compare.py --leg "$leg" --server "$name" --differing "$differing" "$RUN/$leg/bare" "$RUN/$leg/$name"; then
       continue
     fi
     # Scenarios with real-time waits can be disturbed by a loaded machine. Run each differing
@@ -160,7 +160,7 @@ for leg in 2025-11-25 2026-07-28 default; do
         harness "$server" "$solo/$server" "$solo-$server.log" --scenario "$scenario" "${spec[@]}"
       done
     done <"$differing"
-    "$PY" tests/conformance/compare.py --leg "$leg" --only "$differing" "$solo/bare" "$solo/$name" || status=1
+    "$PY" tests/conformance/compare.py --leg "$leg" --server "$name" --only "$differing" "$solo/bare" "$solo/$name" || status=1
   done
 done
 if [ "$status" -ne 0 ]; then

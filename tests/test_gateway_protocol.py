@@ -373,3 +373,13 @@ async def test_an_input_request_with_no_agent_to_answer_it_is_a_clean_error() ->
             await client.call_tool("ask_name", {})
         assert not (await client.call_tool("ping_back", {})).is_error
     assert heard.answers == []
+
+
+async def test_a_missing_resource_is_reported_with_the_uri_the_agent_asked_for(mode: str) -> None:
+    heard = Heard()
+    gateway, idp, _ = await desk_gateway(heard)
+    async with gateway, agent(gateway, idp, mode) as client:
+        with pytest.raises(MCPError) as missing:
+            await client.read_resource("desk://nowhere")
+        assert client.server_info is not None and client.server_info.version  # the gateway names its version
+    assert missing.value.data == {"uri": "desk://nowhere"}

@@ -171,8 +171,11 @@ class Gateway:
         self._task_group: TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
         self.draining = False
+        from mcpgov import __version__  # noqa: PLC0415 - the package's own version, read once
+
         self.server: Server[Any] = Server(
             name,
+            version=__version__,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
             on_list_resources=self._list_resources,
@@ -469,14 +472,21 @@ class Gateway:
             self._log_levels[connection] = params.level
         return types.EmptyResult()
 
-    def _error(self, upstream: Upstream, exc: MCPError) -> MCPError:
-        """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data."""
+    def _error(self, upstream: Upstream, exc: MCPError, front_uri: str | None = None) -> MCPError:
+        """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data.
+
+        The one piece of data kept is the resource an error is about (``data.uri``, the MCP
+        spelling of "resource not found"), given as the URI the agent asked for.
+        """
         if isinstance(exc.__cause__, McpGovError):
             return exc  # the back chain's own refusal (pinning, registry): already clean
-        return MCPError(exc.code, scrub(exc.message, upstream.secrets))
+        data = None
+        if front_uri is not None and isinstance(exc.error.data, Mapping) and "uri" in exc.error.data:
+            data = {"uri": front_uri}
+        return MCPError(exc.code, scrub(exc.message, upstream.secrets), data)
 
     @asynccontextmanager
-    async def _forward(self, upstream_id: str, front: FrontCall) -> AsyncIterator[Any]:
+    async def _forward(self, upstream_id: str, front: FrontCall, front_uri: str | None = None) -> AsyncIterator[Any]:
         upstream = self._upstream_for(upstream_id, front)
         token = CURRENT.set(front)
         try:
@@ -486,7 +496,7 @@ class Gateway:
                 except InputRelay:
                     raise
                 except MCPError as exc:
-                    raise self._error(upstream, exc) from None
+                    raise self._error(upstream, exc, front_uri) from None
         finally:
             CURRENT.reset(token)
 
@@ -626,7 +636,7 @@ class Gateway:
         upstream_id, upstream_uri = self._route_uri(uri)
         ns = self.router.namespaces[upstream_id]
         try:
-            async with self._forward(upstream_id, front) as client:
+            async with self._forward(upstream_id, front, front_uri=uri) as client:
                 result: types.ReadResourceResult = await client.read_resource(
                     upstream_uri, input_responses=params.input_responses, request_state=params.request_state
                 )
