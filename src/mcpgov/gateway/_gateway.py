@@ -292,8 +292,12 @@ class Gateway:
         return [*self.upstreams.values(), *self._modern_upstreams.values()]
 
     def _upstream_for(self, upstream_id: str, front: FrontCall) -> Upstream:
-        """The connection serving this agent: its era's one when the upstream's mode is ``match``."""
-        if front.modern:
+        """The connection serving this agent: its era's one when the upstream's mode is ``match``.
+
+        An agent that can receive server-to-client requests (a handshake-era session, whatever
+        version it names) is served by the handshake-era connection, where upstreams send them.
+        """
+        if front.modern and not front.session.can_send_request:
             modern = self._modern_upstreams.get(upstream_id)
             if modern is not None:
                 return modern
