@@ -95,6 +95,12 @@ def test_entries_naming_their_servers_apply_only_to_those(tmp_path: Path) -> Non
     )
     with pytest.raises(ResultsError):
         load_known(path, "default", "gateway")
+    # An unquoted protocol version reads as a YAML date and would never match a leg.
+    path.write_text(
+        "differences: [{legs: [2026-07-28], scenario: s, check: a, bare: X, governed: Y, reason: r}]", encoding="utf-8"
+    )
+    with pytest.raises(ResultsError, match="quote dates"):
+        load_known(path, "2026-07-28")
 
 
 @pytest.mark.parametrize(

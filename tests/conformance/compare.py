@@ -81,6 +81,8 @@ def load_known(path: Path, leg: str, server: str | None = None) -> dict[Check, t
         fields = ("legs", "scenario", "check", "bare", "governed", "reason")
         if not isinstance(entry, Mapping) or any(not entry.get(f) for f in fields):
             raise ResultsError(f"{path}: difference #{index + 1} needs {', '.join(fields)}")
+        if not isinstance(entry["legs"], list) or not all(isinstance(leg_name, str) for leg_name in entry["legs"]):
+            raise ResultsError(f"{path}: difference #{index + 1}: 'legs' must be a list of strings (quote dates)")
         servers = entry.get("servers")
         if servers is not None and not isinstance(servers, list):
             raise ResultsError(f"{path}: difference #{index + 1}: 'servers' must be a list of server names")
