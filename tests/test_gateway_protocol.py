@@ -102,6 +102,12 @@ def upstream_server(heard: Heard) -> MCPServer:
         return "flooded"
 
     @server.tool()
+    async def declared(ctx: Context) -> str:
+        """Which input capabilities the client declared on this request."""
+        caps = ctx.client_capabilities
+        return ",".join(k for k in ("sampling", "elicitation", "roots") if getattr(caps, k, None) is not None)
+
+    @server.tool()
     def ping_back() -> str:
         """Answer at once."""
         return "pong"
@@ -383,3 +389,19 @@ async def test_a_missing_resource_is_reported_with_the_uri_the_agent_asked_for(m
             await client.read_resource("desk://nowhere")
         assert client.server_info is not None and client.server_info.version  # the gateway names its version
     assert missing.value.data == {"uri": "desk://nowhere"}
+
+
+async def test_a_modern_upstream_hears_only_the_input_capabilities_the_agent_declared() -> None:
+    heard = Heard()
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    gateway, idp, _ = await desk_gateway(heard, back_mode="auto")
+    async with gateway:
+        async with agent(gateway, idp, "auto", elicitation_callback=answer) as asks:
+            elicits = await asks.call_tool("declared", {})
+        async with agent(gateway, idp, "auto") as plain:
+            nothing = await plain.call_tool("declared", {})
+    assert isinstance(elicits.content[0], types.TextContent) and elicits.content[0].text == "elicitation"
+    assert isinstance(nothing.content[0], types.TextContent) and nothing.content[0].text == ""

@@ -169,11 +169,47 @@ class BackClient(GovernedClient):
     request to the agent as a server-to-client request.
     """
 
+    async def __aenter__(self) -> BackClient:
+        await super().__aenter__()
+        session: Any = self.session
+        session._stamp = _agent_capabilities(session._stamp)  # the SDK's per-request envelope, narrowed
+        return self
+
     async def _drive_input_required(self, first: Any, retry: Any) -> Any:
         front = CURRENT.get()
         if isinstance(first, types.InputRequiredResult) and front is not None and front.modern:
             raise InputRelay(first)
         return await super()._drive_input_required(first, retry)
+
+
+_RELAYED_CAPABILITIES = ("sampling", "elicitation", "roots")
+
+
+def _agent_capabilities(stamp: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, Any], Any], None]:
+    """The SDK's request stamp, declaring only the relayed capabilities the agent declared itself.
+
+    On 2026-07-28 every request carries its client's capabilities, and an upstream decides from
+    them whether it may ask for input. The gateway can relay sampling, elicitation and roots,
+    but only to an agent that declared them: the upstream hears the agent's declaration.
+    """
+
+    def narrowed(data: dict[str, Any], opts: Any) -> None:
+        stamp(data, opts)
+        front = CURRENT.get()
+        meta = (data.get("params") or {}).get("_meta")
+        if front is None or not isinstance(meta, dict):
+            return
+        declared = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
+        if not isinstance(declared, dict):
+            return
+        agent = getattr(front.session, "client_capabilities", None)
+        meta[types.CLIENT_CAPABILITIES_META_KEY] = {
+            key: value
+            for key, value in declared.items()
+            if key not in _RELAYED_CAPABILITIES or (agent is not None and getattr(agent, key, None) is not None)
+        }
+
+    return narrowed
 
 
 @dataclass
