@@ -108,6 +108,15 @@ def upstream_server(heard: Heard) -> MCPServer:
         return ",".join(k for k in ("sampling", "elicitation", "roots") if getattr(caps, k, None) is not None)
 
     @server.tool()
+    def needs_sampling() -> str:
+        """Refuse as a 2026-07-28 server does when the client lacks a capability."""
+        raise MCPError(
+            types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+            "This tool requires the client 'sampling' capability",
+            {"requiredCapabilities": {"sampling": {}}, "internal": "upstream-only detail"},
+        )
+
+    @server.tool()
     def ping_back() -> str:
         """Answer at once."""
         return "pong"
@@ -405,3 +414,13 @@ async def test_a_modern_upstream_hears_only_the_input_capabilities_the_agent_dec
             nothing = await plain.call_tool("declared", {})
     assert isinstance(elicits.content[0], types.TextContent) and elicits.content[0].text == "elicitation"
     assert isinstance(nothing.content[0], types.TextContent) and nothing.content[0].text == ""
+
+
+async def test_a_missing_capability_error_keeps_only_the_capabilities_it_requires(mode: str) -> None:
+    heard = Heard()
+    gateway, idp, _ = await desk_gateway(heard)
+    async with gateway, agent(gateway, idp, mode) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("needs_sampling", {})
+    assert refused.value.code == types.MISSING_REQUIRED_CLIENT_CAPABILITY
+    assert refused.value.data == {"requiredCapabilities": {"sampling": {}}}

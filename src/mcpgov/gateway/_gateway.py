@@ -479,14 +479,22 @@ class Gateway:
     def _error(self, upstream: Upstream, exc: MCPError, front_uri: str | None = None) -> MCPError:
         """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data.
 
-        The one piece of data kept is the resource an error is about (``data.uri``, the MCP
-        spelling of "resource not found"), given as the URI the agent asked for.
+        The data kept is what the protocol defines for the agent to act on: the resource an error
+        is about (``data.uri`` of "resource not found", as the URI the agent asked for), and the
+        client capabilities a request needs (``data.requiredCapabilities`` of -32021, re-validated).
         """
         if isinstance(exc.__cause__, McpGovError):
             return exc  # the back chain's own refusal (pinning, registry): already clean
-        data = None
+        data: dict[str, Any] | None = None
         if front_uri is not None and isinstance(exc.error.data, Mapping) and "uri" in exc.error.data:
             data = {"uri": front_uri}
+        elif exc.code == types.MISSING_REQUIRED_CLIENT_CAPABILITY and isinstance(exc.error.data, Mapping):
+            try:
+                required = types.MissingRequiredClientCapabilityErrorData.model_validate(exc.error.data)
+            except ValueError:
+                data = None
+            else:
+                data = required.model_dump(by_alias=True, mode="json", exclude_none=True)
         return MCPError(exc.code, scrub(exc.message, upstream.secrets), data)
 
     @asynccontextmanager
