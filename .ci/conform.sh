@@ -2,8 +2,12 @@
 # Protocol conformance gate: the official MCP conformance suite's server legs (2025-11-25,
 # 2026-07-28 and the harness default) against the SDK's everything-server, bare and governed by
 # mcpgov (an allow-all chain, and a chain that allows tools, resources and prompts but no other
-# method). Fails on any difference in results (tests/conformance/compare.py;
+# method), and through `mcpgov gateway` (allow-all) fronting it as a Streamable HTTP upstream
+# and as a stdio upstream. Fails on any difference in results (tests/conformance/compare.py;
 # tests/conformance/known-differences.yml lists the intended ones).
+#
+# MCPGOV_CONFORM_SERVERS picks the servers compared with the bare one (default: all of
+# allow-all targets gateway gateway-stdio).
 #
 # Installs what it needs into .ci/.conform (gitignored): the sdist of the installed `mcp`
 # version (its everything-server, and the conformance package version its own CI pins in
@@ -107,9 +111,22 @@ start() { # name command...
 }
 
 GOVERNED="tests/conformance/governed_everything.py"
+GATEWAY="tests/conformance/gateway_everything.py"
+read -r -a SERVERS <<<"${MCPGOV_CONFORM_SERVERS:-allow-all targets gateway gateway-stdio}"
 start bare env PYTHONPATH="$EVERYTHING${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m mcp_everything_server
-start allow-all "$PY" "$GOVERNED" --everything-dir "$EVERYTHING" --chain allow-all --
-start targets "$PY" "$GOVERNED" --everything-dir "$EVERYTHING" --chain targets --
+for name in "${SERVERS[@]}"; do
+  case "$name" in
+    allow-all | targets) start "$name" "$PY" "$GOVERNED" --everything-dir "$EVERYTHING" --chain "$name" -- ;;
+    gateway)
+      # The gateway's own upstream: a second everything-server, so no state is shared with the bare run.
+      start upstream env PYTHONPATH="$EVERYTHING${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m mcp_everything_server
+      start gateway "$PY" "$GATEWAY" --everything-dir "$EVERYTHING" \
+        --upstream-url "http://127.0.0.1:${PORTS[upstream]}/mcp" --
+      ;;
+    gateway-stdio) start gateway-stdio "$PY" "$GATEWAY" --everything-dir "$EVERYTHING" --upstream-stdio -- ;;
+    *) echo "error: unknown server $name in MCPGOV_CONFORM_SERVERS" >&2; exit 2 ;;
+  esac
+done
 
 harness() { # server output-dir log harness-args...
   local name="$1" out="$2" log="$3"
@@ -124,13 +141,13 @@ status=0
 for leg in 2025-11-25 2026-07-28 default; do
   spec=()
   if [ "$leg" != default ]; then spec=(--spec-version "$leg"); fi
-  for name in bare allow-all targets; do
+  for name in bare "${SERVERS[@]}"; do
     harness "$name" "$RUN/$leg/$name" "$RUN/$leg-$name.log" --suite all "${spec[@]}"
   done
-  for name in allow-all targets; do
+  for name in "${SERVERS[@]}"; do
     echo "-- $leg: bare vs governed ($name)"
     differing="$RUN/$leg-$name.differing"
-    if "$PY" tests/conformance/compare.py --leg "$leg" --differing "$differing" "$RUN/$leg/bare" "$RUN/$leg/$name"; then
+    if "$PY" tests/conformance/compare.py --leg "$leg" --server "$name" --differing "$differing" "$RUN/$leg/bare" "$RUN/$leg/$name"; then
       continue
     fi
     # Scenarios with real-time waits can be disturbed by a loaded machine. Run each differing
@@ -143,7 +160,7 @@ for leg in 2025-11-25 2026-07-28 default; do
         harness "$server" "$solo/$server" "$solo-$server.log" --scenario "$scenario" "${spec[@]}"
       done
     done <"$differing"
-    "$PY" tests/conformance/compare.py --leg "$leg" --only "$differing" "$solo/bare" "$solo/$name" || status=1
+    "$PY" tests/conformance/compare.py --leg "$leg" --server "$name" --only "$differing" "$solo/bare" "$solo/$name" || status=1
   done
 done
 if [ "$status" -ne 0 ]; then

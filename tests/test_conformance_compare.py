@@ -78,6 +78,31 @@ def test_the_shipped_known_differences_file_is_valid() -> None:
     assert all(pair == ("SUCCESS", "FAILURE") for pair in known.values())
 
 
+def test_entries_naming_their_servers_apply_only_to_those(tmp_path: Path) -> None:
+    path = tmp_path / "known.yml"
+    path.write_text(
+        "differences:\n"
+        "  - {legs: [default], scenario: s, check: a, bare: SUCCESS, governed: FAILURE, reason: r}\n"
+        "  - {legs: [default], servers: [gateway], scenario: s, check: b, bare: SUCCESS, governed: INFO, reason: r}\n",
+        encoding="utf-8",
+    )
+    assert set(load_known(path, "default", "gateway")) == {("s", "a"), ("s", "b")}
+    assert set(load_known(path, "default", "allow-all")) == {("s", "a")}
+    assert set(load_known(path, "default")) == {("s", "a")}
+    path.write_text(
+        "differences: [{legs: [default], servers: gateway, scenario: s, check: a, bare: X, governed: Y, reason: r}]",
+        encoding="utf-8",
+    )
+    with pytest.raises(ResultsError):
+        load_known(path, "default", "gateway")
+    # An unquoted protocol version reads as a YAML date and would never match a leg.
+    path.write_text(
+        "differences: [{legs: [2026-07-28], scenario: s, check: a, bare: X, governed: Y, reason: r}]", encoding="utf-8"
+    )
+    with pytest.raises(ResultsError, match="quote dates"):
+        load_known(path, "2026-07-28")
+
+
 @pytest.mark.parametrize(
     "text",
     ["[]", "differences: [{legs: [default], scenario: s}]", "differences: {}", ": not yaml"],

@@ -63,8 +63,12 @@ def load_results(folder: Path) -> dict[Check, str]:
     return results
 
 
-def load_known(path: Path, leg: str) -> dict[Check, tuple[str, str]]:
-    """The differences ``path`` expects on ``leg``: (scenario, check) -> (bare, governed) status."""
+def load_known(path: Path, leg: str, server: str | None = None) -> dict[Check, tuple[str, str]]:
+    """The differences ``path`` expects on ``leg`` for ``server``: (scenario, check) -> (bare, governed) status.
+
+    An entry with ``servers`` applies only to the governed servers it names; one without applies
+    to every governed server.
+    """
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -77,7 +81,12 @@ def load_known(path: Path, leg: str) -> dict[Check, tuple[str, str]]:
         fields = ("legs", "scenario", "check", "bare", "governed", "reason")
         if not isinstance(entry, Mapping) or any(not entry.get(f) for f in fields):
             raise ResultsError(f"{path}: difference #{index + 1} needs {', '.join(fields)}")
-        if leg in entry["legs"]:
+        if not isinstance(entry["legs"], list) or not all(isinstance(leg_name, str) for leg_name in entry["legs"]):
+            raise ResultsError(f"{path}: difference #{index + 1}: 'legs' must be a list of strings (quote dates)")
+        servers = entry.get("servers")
+        if servers is not None and not isinstance(servers, list):
+            raise ResultsError(f"{path}: difference #{index + 1}: 'servers' must be a list of server names")
+        if leg in entry["legs"] and (servers is None or server in servers):
             known[(entry["scenario"], entry["check"])] = (entry["bare"], entry["governed"])
     return known
 
@@ -116,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="compare bare and governed conformance results")
     parser.add_argument("--leg", required=True, help="the leg's protocol version, or 'default'")
     parser.add_argument("--known", type=Path, default=KNOWN_DIFFERENCES)
+    parser.add_argument("--server", help="the governed server's name (for entries that name their servers)")
     parser.add_argument("--differing", type=Path, help="write the scenarios that differ here, one a line")
     parser.add_argument("--only", type=Path, help="compare only the scenarios listed in this file")
     parser.add_argument("bare", type=Path)
@@ -123,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         bare, governed = load_results(args.bare), load_results(args.governed)
-        known = load_known(args.known, args.leg)
+        known = load_known(args.known, args.leg, args.server)
         if args.only is not None:
             scenarios = set(args.only.read_text(encoding="utf-8").split())
             bare, governed, known = _only(bare, scenarios), _only(governed, scenarios), _only(known, scenarios)

@@ -123,7 +123,9 @@ class UpstreamConfig(_Model):
         restart: backoff when it dies.
         mode: the protocol era the gateway speaks to it: ``legacy`` (the default: the
             handshake era, in which an upstream can ask for sampling and elicitation and send
-            notifications outside a request) or ``auto`` (probe for 2026-07-28 first).
+            notifications outside a request), ``auto`` (probe for 2026-07-28 first), or
+            ``match`` (the agent's era: a handshake-era connection serves legacy agents and a
+            second one, opened at the first 2026-07-28 agent's request, serves those).
     """
 
     id: str = Field(min_length=1)
@@ -138,7 +140,7 @@ class UpstreamConfig(_Model):
     start_timeout: float = Field(default=30.0, gt=0, le=3600)
     concurrency: int = Field(default=64, ge=1, le=100_000)
     restart: RestartConfig = Field(default_factory=RestartConfig)
-    mode: Literal["auto", "legacy"] = "legacy"
+    mode: Literal["auto", "legacy", "match"] = "legacy"
 
 
 class IssuerConfig(_Model):

@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup
 from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.streamable_http import EventStore
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,7 +35,7 @@ from mcpgov._governor import as_auditor
 from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import Namespace, Router
-from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, scrub
+from mcpgov.gateway._upstream import CURRENT, FrontCall, InputRelay, Relay, Upstream, UpstreamUnavailable, scrub
 from mcpgov.pinning import ServerRegistry
 
 __all__ = ["Gateway"]
@@ -157,22 +158,34 @@ class Gateway:
             list_changed=self._relay_list_changed, resource_updated=self._relay_resource_updated, status=self._status
         )
         servers = servers or {}
-        self.upstreams: dict[str, Upstream] = {
-            up.id: Upstream(
-                up, registry, relay=relay, audit=self.auditor, base_dir=base, environ=env, server=servers.get(up.id)
+
+        def upstream(up: UpstreamConfig, mode: str) -> Upstream:
+            config = up if up.mode == mode else up.model_copy(update={"mode": mode})
+            return Upstream(
+                config, registry, relay=relay, audit=self.auditor, base_dir=base, environ=env, server=servers.get(up.id)
             )
-            for up in upstreams
+
+        self.upstreams: dict[str, Upstream] = {
+            up.id: upstream(up, "legacy" if up.mode == "match" else up.mode) for up in upstreams
+        }
+        # mode "match": 2026-07-28 agents are served by a second connection, opened at first use.
+        self._modern_upstreams: dict[str, Upstream] = {
+            up.id: upstream(up.model_copy(update={"start": "lazy"}), "auto") for up in upstreams if up.mode == "match"
         }
         self._decided = _Decided()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
         self.draining = False
         self._http_requests = 0
         self._http_idle = anyio.Event()
+        from mcpgov import __version__  # noqa: PLC0415 - the package's own version, read once
+
         self.server: Server[Any] = Server(
             name,
+            version=__version__,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
             on_list_resources=self._list_resources,
@@ -184,6 +197,9 @@ class Gateway:
             on_get_prompt=self._get_prompt,
             on_completion=self._complete,
         )
+        # Registered directly: the keyword form is deprecated (logging is gone at 2026-07-28), yet
+        # legacy agents still set their level, which the gateway applies to relayed log messages.
+        self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_level)
         self.governance: GovernanceMiddleware = govern(
             self.server, *middleware, self._decided, audit=self.auditor, limits=limits
         )
@@ -235,7 +251,7 @@ class Gateway:
             tg = await stack.enter_async_context(anyio.create_task_group())
             self._task_group = tg
             self.draining = False
-            for upstream in self.upstreams.values():
+            for upstream in self._all_upstreams():
                 upstream.bind(_starter(tg, upstream))
             eager = [u for u in self.upstreams.values() if u.config.start == "eager"]
             for upstream in eager:
@@ -283,7 +299,7 @@ class Gateway:
             True when none is in flight, False when the time ran out.
         """
         with anyio.move_on_after(grace):
-            for upstream in self.upstreams.values():
+            for upstream in self._all_upstreams():
                 await upstream.idle()
             while self._http_requests:  # their responses are written
                 await self._http_idle.wait()
@@ -293,14 +309,29 @@ class Gateway:
     async def drain(self, grace: float = 10.0) -> None:
         """Stop taking requests, let those in flight finish (up to ``grace`` seconds), then stop upstreams."""
         self.draining = True
-        if any(u.stats.in_flight for u in self.upstreams.values()):
+        if any(u.stats.in_flight for u in self._all_upstreams()):
             self._status(f"draining: waiting up to {grace:g}s for the requests in flight")
         with anyio.move_on_after(grace):
-            for upstream in self.upstreams.values():
+            for upstream in self._all_upstreams():
                 await upstream.close()
-        for upstream in self.upstreams.values():
+        for upstream in self._all_upstreams():
             upstream.mark_dead("gateway stopping")
         await self.auditor.aflush()
+
+    def _all_upstreams(self) -> list[Upstream]:
+        return [*self.upstreams.values(), *self._modern_upstreams.values()]
+
+    def _upstream_for(self, upstream_id: str, front: FrontCall) -> Upstream:
+        """The connection serving this agent: its era's one when the upstream's mode is ``match``.
+
+        An agent that can receive server-to-client requests (a handshake-era session, whatever
+        version it names) is served by the handshake-era connection, where upstreams send them.
+        """
+        if front.modern and not front.session.can_send_request:
+            modern = self._modern_upstreams.get(upstream_id)
+            if modern is not None:
+                return modern
+        return self.upstreams[upstream_id]
 
     @property
     def ready(self) -> bool:
@@ -331,6 +362,8 @@ class Gateway:
         host: str = "127.0.0.1",
         auth: Mapping[str, Any] | None = None,
         stateless: bool = False,
+        event_store: EventStore | None = None,
+        retry_interval: int | None = None,
     ) -> Starlette:
         """A Starlette app serving the gateway over Streamable HTTP, with ``/healthz`` and ``/readyz``.
 
@@ -342,6 +375,10 @@ class Gateway:
             auth: the SDK auth keywords (``token_verifier``, ``auth``), e.g. from
                 :func:`mcpgov.identity.server_auth`.
             stateless: serve stateless Streamable HTTP.
+            event_store: where SSE events are kept so that an agent whose stream broke resumes
+                it (``Last-Event-ID``); without one, a broken stream is lost.
+            retry_interval: the reconnection delay (milliseconds) announced to agents on SSE
+                streams, when an ``event_store`` is given.
         """
 
         async def healthz(_: Request) -> JSONResponse:
@@ -355,6 +392,8 @@ class Gateway:
         app = self.server.streamable_http_app(
             streamable_http_path=path,
             stateless_http=stateless,
+            event_store=event_store,
+            retry_interval=retry_interval,
             host=host,
             custom_starlette_routes=routes,
             **dict(auth or {}),
@@ -428,6 +467,11 @@ class Gateway:
         tg.start_soon(self._recheck_then_relay, upstream, method)
 
     async def _recheck_then_relay(self, upstream: str, method: str) -> None:
+        modern = self._modern_upstreams.get(upstream)
+        if modern is not None:
+            # One era's connection heard it; the other's pin verification is reset too.
+            for candidate in (self.upstreams[upstream], modern):
+                candidate.forget_verified(method)
         if method == "notifications/tools/list_changed":
             await self.upstreams[upstream].recheck_pins()
         for connection in list(self._connections):
@@ -457,30 +501,63 @@ class Gateway:
         if self.draining:
             raise UpstreamUnavailable("the gateway is shutting down", reason="draining")
         self._remember(sctx)
-        return FrontCall(self._decided_context(), sctx.session, sctx.request_id)
+        connection = getattr(sctx.session, "_connection", None)
+        level = self._log_levels.get(connection) if connection is not None else None
+        return FrontCall(self._decided_context(), sctx.session, sctx.request_id, log_level=level)
 
-    def _error(self, upstream: Upstream, exc: MCPError) -> MCPError:
-        """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data."""
+    async def _set_level(
+        self, sctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        """An agent's ``logging/setLevel``: applied to the log messages relayed to that agent.
+
+        Upstreams are shared by every agent, so the level is not forwarded: each upstream logs
+        at ``debug`` to the gateway, and each agent receives what is at or above its own level.
+        """
+        self._front(sctx)
+        connection = getattr(sctx.session, "_connection", None)
+        if connection is not None:
+            self._log_levels[connection] = params.level
+        return types.EmptyResult()
+
+    def _error(self, upstream: Upstream, exc: MCPError, front_uri: str | None = None) -> MCPError:
+        """An upstream's error as the agent sees it: code and message, secrets scrubbed, no data.
+
+        The data kept is what the protocol defines for the agent to act on: the resource an error
+        is about (``data.uri`` of "resource not found", as the URI the agent asked for), and the
+        client capabilities a request needs (``data.requiredCapabilities`` of -32021, re-validated).
+        """
         if isinstance(exc.__cause__, McpGovError):
             return exc  # the back chain's own refusal (pinning, registry): already clean
-        return MCPError(exc.code, scrub(exc.message, upstream.secrets))
+        data: dict[str, Any] | None = None
+        if front_uri is not None and isinstance(exc.error.data, Mapping) and "uri" in exc.error.data:
+            data = {"uri": front_uri}
+        elif exc.code == types.MISSING_REQUIRED_CLIENT_CAPABILITY and isinstance(exc.error.data, Mapping):
+            try:
+                required = types.MissingRequiredClientCapabilityErrorData.model_validate(exc.error.data)
+            except ValueError:
+                data = None
+            else:
+                data = required.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return MCPError(exc.code, scrub(exc.message, upstream.secrets), data)
 
     @asynccontextmanager
-    async def _forward(self, upstream_id: str, front: FrontCall) -> AsyncIterator[Any]:
-        upstream = self.upstreams[upstream_id]
+    async def _forward(self, upstream_id: str, front: FrontCall, front_uri: str | None = None) -> AsyncIterator[Any]:
+        upstream = self._upstream_for(upstream_id, front)
         token = CURRENT.set(front)
         try:
             async with upstream.use(front) as client:
                 try:
                     yield client
+                except InputRelay:
+                    raise
                 except MCPError as exc:
-                    raise self._error(upstream, exc) from None
+                    raise self._error(upstream, exc, front_uri) from None
         finally:
             CURRENT.reset(token)
 
     async def _call_tool(
         self, sctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         front = self._front(sctx)
         decided = front.decided
         name = decided.target
@@ -489,10 +566,17 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
         upstream_id, upstream_name = route
         arguments = _thaw(decided.arguments) if decided.arguments is not None else None
-        async with self._forward(upstream_id, front) as client:
-            result: types.CallToolResult = await client.call_tool(
-                upstream_name, arguments, progress_callback=front.progress
-            )
+        try:
+            async with self._forward(upstream_id, front) as client:
+                result: types.CallToolResult = await client.call_tool(
+                    upstream_name,
+                    arguments,
+                    progress_callback=front.progress,
+                    input_responses=params.input_responses,
+                    request_state=params.request_state,
+                )
+        except InputRelay as relay:
+            return relay.result
         return result
 
     async def _listing(self, kind: str, fetch: Callable[[Any], Any]) -> list[tuple[str, Any]]:
@@ -601,13 +685,18 @@ class Gateway:
 
     async def _read_resource(
         self, sctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
         front = self._front(sctx)
         uri = front.decided.target or ""
         upstream_id, upstream_uri = self._route_uri(uri)
         ns = self.router.namespaces[upstream_id]
-        async with self._forward(upstream_id, front) as client:
-            result: types.ReadResourceResult = await client.read_resource(upstream_uri)
+        try:
+            async with self._forward(upstream_id, front, front_uri=uri) as client:
+                result: types.ReadResourceResult = await client.read_resource(
+                    upstream_uri, input_responses=params.input_responses, request_state=params.request_state
+                )
+        except InputRelay as relay:
+            return relay.result
         contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
         return result.model_copy(update={"contents": contents})
 
@@ -618,7 +707,7 @@ class Gateway:
         uri = front.decided.target or ""
         upstream_id, upstream_uri = self._route_uri(uri)
         async with self._forward(upstream_id, front) as client:
-            self.upstreams[upstream_id].check_caller(client, front.decided)
+            self._upstream_for(upstream_id, front).check_caller(client, front.decided)
             await client.subscribe_resource(upstream_uri)
         connection = getattr(sctx.session, "_connection", None)
         if connection is not None:
@@ -638,13 +727,13 @@ class Gateway:
         if not subscribers:
             self._subscriptions.pop(uri, None)
             async with self._forward(upstream_id, front) as client:
-                self.upstreams[upstream_id].check_caller(client, front.decided)
+                self._upstream_for(upstream_id, front).check_caller(client, front.decided)
                 await client.unsubscribe_resource(upstream_uri)
         return types.EmptyResult()
 
     async def _get_prompt(
         self, sctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
+    ) -> types.GetPromptResult | types.InputRequiredResult:
         front = self._front(sctx)
         decided = front.decided
         route = self.router.route("prompt", decided.target or "")
@@ -652,8 +741,13 @@ class Gateway:
             raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {decided.target}")
         upstream_id, upstream_name = route
         arguments = _thaw(decided.arguments) if decided.arguments is not None else None
-        async with self._forward(upstream_id, front) as client:
-            result: types.GetPromptResult = await client.get_prompt(upstream_name, arguments)
+        try:
+            async with self._forward(upstream_id, front) as client:
+                result: types.GetPromptResult = await client.get_prompt(
+                    upstream_name, arguments, input_responses=params.input_responses, request_state=params.request_state
+                )
+        except InputRelay as relay:
+            return relay.result
         return result
 
     async def _complete(
@@ -677,7 +771,7 @@ class Gateway:
         if params.context is not None and params.context.arguments is not None:
             context_arguments = dict(params.context.arguments)
         async with self._forward(upstream_id, front) as client:
-            self.upstreams[upstream_id].check_caller(client, decided)
+            self._upstream_for(upstream_id, front).check_caller(client, decided)
             result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
         return result
 

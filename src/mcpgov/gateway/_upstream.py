@@ -19,10 +19,11 @@ from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpgov._audit import AuditEvent, Auditor
 from mcpgov._chain import CallNext
-from mcpgov._client import GovernedClient
+from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint, tool_wire_form
@@ -34,19 +35,12 @@ if TYPE_CHECKING:
 
     from mcpgov.gateway._config import UpstreamConfig
 
-__all__ = ["FrontCall", "Upstream", "UpstreamTimeout", "UpstreamUnavailable"]
+__all__ = ["FrontCall", "InputRelay", "Upstream", "UpstreamTimeout", "UpstreamUnavailable"]
 
 logger = logging.getLogger("mcpgov.gateway")
 
 State = Literal["stopped", "starting", "ready", "down", "closed"]
 
-_LIST_CHANGED = frozenset(
-    {
-        "notifications/tools/list_changed",
-        "notifications/prompts/list_changed",
-        "notifications/resources/list_changed",
-    }
-)
 
 # JSON-RPC codes the SDK uses when a connection is gone.
 _CONNECTION_CLOSED = -32000
@@ -68,6 +62,31 @@ class UpstreamTimeout(McpGovError):
     public_message = "The upstream server did not answer in time"
 
 
+_LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+
+
+class InputRelay(MCPError):
+    """An upstream's ``input_required`` result, to be answered by a 2026-07-28 agent.
+
+    Raised from the back client instead of answering the upstream's input requests itself:
+    the front returns :attr:`result` to the agent, whose retry carries the answers (and the
+    upstream's request state) back to the upstream.
+    """
+
+    def __init__(self, result: types.InputRequiredResult) -> None:
+        super().__init__(types.INTERNAL_ERROR, "input required")
+        self.result = result
+
+
 @dataclass(eq=False)
 class FrontCall:
     """The agent's request a forwarded request belongs to: where relayed messages go back.
@@ -76,11 +95,25 @@ class FrontCall:
         decided: the governed context the chain allowed (its frozen arguments are what is sent).
         session: the SDK's per-request server session of the agent's request.
         request_id: the agent's request id.
+        log_level: the least severe log level the agent asked for with ``logging/setLevel``
+            (legacy sessions); ``None`` relays every level the session lets through.
     """
 
     decided: GovContext
     session: Any
     request_id: Any
+    log_level: types.LoggingLevel | None = None
+
+    @property
+    def modern(self) -> bool:
+        """True when the agent speaks 2026-07-28: input requests travel in results, not requests."""
+        return getattr(self.session, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
+
+    def wants_log(self, level: types.LoggingLevel) -> bool:
+        """Whether a log message at ``level`` is at or above the agent's ``logging/setLevel``."""
+        if self.log_level is None or level not in _LOG_LEVELS or self.log_level not in _LOG_LEVELS:
+            return True
+        return _LOG_LEVELS.index(level) >= _LOG_LEVELS.index(self.log_level)
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         """Relay an upstream progress notification to the agent (a no-op unless it asked for progress)."""
@@ -132,6 +165,58 @@ class CallerMiddleware:
 
 def _no_status(line: str) -> None:
     """Status lines go nowhere."""
+
+
+class BackClient(GovernedClient):
+    """The governed client to one upstream, relaying its ``input_required`` results to modern agents.
+
+    An upstream's ``input_required`` result met while serving a 2026-07-28 agent is raised as
+    :class:`InputRelay` for the front to return; on every other path (legacy agents, no agent)
+    the SDK's own driver answers it through this client's callbacks, which relay each input
+    request to the agent as a server-to-client request.
+    """
+
+    async def __aenter__(self) -> BackClient:
+        await super().__aenter__()
+        session: Any = self.session
+        session._stamp = _agent_capabilities(session._stamp)  # the SDK's per-request envelope, narrowed
+        return self
+
+    async def _drive_input_required(self, first: Any, retry: Any) -> Any:
+        front = CURRENT.get()
+        if isinstance(first, types.InputRequiredResult) and front is not None and front.modern:
+            raise InputRelay(first)
+        return await super()._drive_input_required(first, retry)
+
+
+_RELAYED_CAPABILITIES = ("sampling", "elicitation", "roots")
+
+
+def _agent_capabilities(stamp: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, Any], Any], None]:
+    """The SDK's request stamp, declaring only the relayed capabilities the agent declared itself.
+
+    On 2026-07-28 every request carries its client's capabilities, and an upstream decides from
+    them whether it may ask for input. The gateway can relay sampling, elicitation and roots,
+    but only to an agent that declared them: the upstream hears the agent's declaration.
+    """
+
+    def narrowed(data: dict[str, Any], opts: Any) -> None:
+        stamp(data, opts)
+        front = CURRENT.get()
+        meta = (data.get("params") or {}).get("_meta")
+        if front is None or not isinstance(meta, dict):
+            return
+        declared = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
+        if not isinstance(declared, dict):
+            return
+        agent = getattr(front.session, "client_capabilities", None)
+        meta[types.CLIENT_CAPABILITIES_META_KEY] = {
+            key: value
+            for key, value in declared.items()
+            if key not in _RELAYED_CAPABILITIES or (agent is not None and getattr(agent, key, None) is not None)
+        }
+
+    return narrowed
 
 
 @dataclass
@@ -300,7 +385,7 @@ class Upstream:
         """A fresh governed client for this upstream (not entered)."""
         target, http = self._connection()
         pinning = PinningMiddleware(self.registry, server_id=self.id)
-        client = GovernedClient(
+        client = BackClient(
             target,
             CallerMiddleware(),
             pinning,
@@ -308,6 +393,7 @@ class Upstream:
             mode=self.config.mode,
             sampling_callback=self._sampling,
             elicitation_callback=self._elicitation,
+            list_roots_callback=self._roots,
             logging_callback=self._logging,
             message_handler=self._message,
             read_timeout_seconds=self.config.timeout,
@@ -527,6 +613,17 @@ class Upstream:
             )
         return len(differences)
 
+    def forget_verified(self, method: str) -> None:
+        """Make the pinning stage forget what it verified, as a list-changed notification does."""
+        client = self._client
+        kind = _LIST_CHANGED.get(method)
+        if client is None or kind is None:
+            return
+        for mw in client.governor.middleware:
+            notify = getattr(mw, "notify_list_changed", None)
+            if callable(notify):
+                notify(kind)
+
     def check_caller(self, client: GovernedClient, decided: GovContext) -> None:
         """The registry's verdict for requests the client does not govern itself (subscribe, complete).
 
@@ -547,31 +644,44 @@ class Upstream:
             return next(iter(self._in_flight))
         return None
 
+    async def _ask_agent(
+        self, request: types.ServerRequest, result_type: type[Any], what: str
+    ) -> Any | types.ErrorData:
+        """Send an upstream's request to the agent of the request it belongs to, and return the answer.
+
+        The agent's answer, or a clean error when there is no agent to ask: no request of this
+        upstream in flight, an agent that cannot receive requests, or one that did not declare
+        the capability (the SDK's own refusal, an ``MCPError``, comes back as its error).
+        """
+        front = self._front()
+        if front is None or not front.session.can_send_request:
+            return types.ErrorData(code=types.INVALID_REQUEST, message=f"{what} is not available through the gateway")
+        try:
+            return await front.session.send_request(
+                request, result_type, metadata=ServerMessageMetadata(related_request_id=front.request_id)
+            )
+        except MCPError as exc:
+            return types.ErrorData(code=exc.code, message=exc.message)
+
     async def _sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult | types.ErrorData:
-        front = self._front()
-        if front is None or not front.session.can_send_request:
-            return types.ErrorData(code=types.INVALID_REQUEST, message="Sampling is not available through the gateway")
-        result: types.CreateMessageResult = await front.session.send_request(
-            types.CreateMessageRequest(params=params),
-            types.CreateMessageResult,
-            metadata=ServerMessageMetadata(related_request_id=front.request_id),
+        result: types.CreateMessageResult | types.ErrorData = await self._ask_agent(
+            types.CreateMessageRequest(params=params), types.CreateMessageResult, "Sampling"
         )
         return result
 
     async def _elicitation(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
-        front = self._front()
-        if front is None or not front.session.can_send_request:
-            return types.ErrorData(
-                code=types.INVALID_REQUEST, message="Elicitation is not available through the gateway"
-            )
-        result: types.ElicitResult = await front.session.send_request(
-            types.ElicitRequest(params=params),
-            types.ElicitResult,
-            metadata=ServerMessageMetadata(related_request_id=front.request_id),
+        result: types.ElicitResult | types.ErrorData = await self._ask_agent(
+            types.ElicitRequest(params=params), types.ElicitResult, "Elicitation"
+        )
+        return result
+
+    async def _roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        result: types.ListRootsResult | types.ErrorData = await self._ask_agent(
+            types.ListRootsRequest(), types.ListRootsResult, "Roots"
         )
         return result
 
@@ -579,6 +689,8 @@ class Upstream:
         front = self._front()
         if front is None:
             self.stats.dropped_messages += 1
+            return
+        if not front.wants_log(params.level):
             return
         logger_name = f"{self.id}/{params.logger}" if params.logger else self.id
         data = params.data
