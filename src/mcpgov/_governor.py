@@ -194,6 +194,9 @@ class Governor:
             raise error from None
         if isinstance(result, Listing):
             inner = run.ctx or ctx
+            if not self.auditor.wants_events:  # nobody receives it: not built
+                self.auditor.events_emitted += 1
+                return result
             await self.auditor.emit(
                 AuditEvent.from_context(inner, "list.filtered", hidden=result.hidden, shown=len(result.items)),
                 required=False,
@@ -236,23 +239,8 @@ class Governor:
         if checks_first:
             await self._checked_finally(c)
         run.executed = True
-        recorded = auditor.arguments(c)
         try:
-            await auditor.emit(
-                AuditEvent.from_context(
-                    c,
-                    "decision",
-                    effect="allow",
-                    rule=decision.rule if decision is not None else None,
-                    reason=decision.reason_code if decision is not None else "ungated",
-                    detail=decision.reason if decision is not None else None,
-                    args_hash=args_hash,
-                    engine=decision.engine if decision is not None else None,
-                    policy_version=decision.policy_version if decision is not None else None,
-                    attributes={"arguments": recorded} if recorded is not None else {},
-                    approver=_approver(c, decision),
-                )
-            )
+            await self._record_allow(c, decision)
         except AuditUnavailable as exc:
             # Strict audit: the allow could not be recorded everywhere, so the request does not run.
             auditor.refused += 1
@@ -280,9 +268,35 @@ class Governor:
             code = exc.code if isinstance(exc, McpGovError) else None
             await self._outcome(c, "failed", run.start, args_hash, reason=type(exc).__name__, error_code=code)
             raise
+        if not auditor.wants_events:
+            auditor.events_emitted += 1
+            return result
         outcome = outcome_of(result) if outcome_of is not None else "completed"
         await self._outcome(c, outcome, run.start, args_hash)
         return result
+
+    async def _record_allow(self, c: GovContext, decision: Decision | None) -> None:
+        """Record the allow decision (not built when no sink would receive it: never strict then)."""
+        auditor = self.auditor
+        if not auditor.wants_events:
+            auditor.events_emitted += 1
+            return
+        recorded = auditor.arguments(c)
+        await auditor.emit(
+            AuditEvent.from_context(
+                c,
+                "decision",
+                effect="allow",
+                rule=decision.rule if decision is not None else None,
+                reason=decision.reason_code if decision is not None else "ungated",
+                detail=decision.reason if decision is not None else None,
+                args_hash=c.args_hash,
+                engine=decision.engine if decision is not None else None,
+                policy_version=decision.policy_version if decision is not None else None,
+                attributes={"arguments": recorded} if recorded is not None else {},
+                approver=_approver(c, decision),
+            )
+        )
 
     @staticmethod
     async def _checked_finally(c: GovContext) -> None:
