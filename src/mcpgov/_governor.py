@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -51,6 +53,26 @@ def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
     grant = ctx.extensions.get(APPROVAL_GRANT)
     approver = getattr(grant, "approver", None)
     return approver if isinstance(approver, str) else None
+
+
+class _RequestKeys:
+    """Request keys: a random per-process prefix and a counter (no system call per request).
+    Keys reach audit sinks only, never the peer; a forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = secrets.token_hex(8) + "-"
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_request_keys = _RequestKeys()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_request_keys.renew)
 
 
 def as_auditor(audit: Auditor | Iterable[AuditCallback] | AuditCallback | None) -> Auditor:
@@ -111,7 +133,8 @@ class Governor:
 
     def context(self, method: str, **fields: Any) -> GovContext:
         """A fresh context for this side, with a fresh request key."""
-        fields.setdefault("request_key", secrets.token_hex(12))
+        if "request_key" not in fields:
+            fields["request_key"] = _request_keys.next()
         return GovContext(side=self.side, method=method, audit=self.auditor, **fields)
 
     async def begin(self, method: str, raw_arguments: Any = None, **fields: Any) -> GovContext:
@@ -120,7 +143,8 @@ class Governor:
         Raises:
             InvalidRequest: the arguments break :attr:`limits`; the refusal is audited.
         """
-        fields.setdefault("request_key", secrets.token_hex(12))
+        if "request_key" not in fields:
+            fields["request_key"] = _request_keys.next()
         try:
             arguments, args_hash = freeze_and_hash(raw_arguments, self.limits)
         except McpGovError as exc:
