@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcpgov import ConfigurationError, StateStore, StateStoreError
-from mcpgov.credentials import CompactMemoryStore
+from mcpgov.credentials import CompactMemoryStore, RevocationList
 
 from .test_credentials_support import FrozenClock
 
@@ -74,3 +79,42 @@ async def test_bad_ttls_are_refused(ttl: float) -> None:
 def test_maxsize_is_validated() -> None:
     with pytest.raises(ConfigurationError):
         CompactMemoryStore(maxsize=0)
+
+
+_KEYS = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(entries=st.dictionaries(_KEYS, st.sampled_from(["1", "2", "", "1 ", "revoked"]), max_size=20), probe=_KEYS)
+def test_keys_held_as_digests_still_read_back_exactly(entries: dict[str, str], probe: str) -> None:
+    """Any text key (lone surrogates and non-BMP characters included) reads back its own value,
+    and a key that was not written, however close its spelling, reads as absent."""
+
+    async def check() -> None:
+        store = CompactMemoryStore(clock=FrozenClock())
+        for key, value in entries.items():
+            await store.put(key, value, 10)
+        assert await store.get_many(list(entries)) == list(entries.values())
+        assert await store.get(probe) == entries.get(probe)
+        assert len(store) == len(entries)
+
+    anyio.run(check)
+
+
+@pytest.mark.parametrize("jti", ["abc", "é-ü", "e\u0301", "\U0001f600", "\ud800x", "ABC"])
+async def test_a_revoked_id_is_revoked_in_every_spelling_it_was_given_and_only_that(jti: str) -> None:
+    clock = FrozenClock()
+    store = CompactMemoryStore(clock=clock)
+    revocations = RevocationList(store, max_ttl=300, clock=clock)
+    await revocations.revoke(jti, expires_at=clock() + 60)
+    assert await store.get(revocations.jti_key(jti)) == "1"
+    others = {
+        unicodedata.normalize("NFC", jti),
+        unicodedata.normalize("NFD", jti),
+        jti.lower(),
+        jti.upper(),
+        jti.encode("utf-8", "surrogatepass").decode("latin-1"),
+        jti + " ",
+    } - {jti}
+    for other in others:
+        assert await store.get(revocations.jti_key(other)) is None, other

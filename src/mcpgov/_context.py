@@ -120,8 +120,9 @@ class GovContext:
         task_id: the task this request belongs to.
         session_id: the session (connection) id, when the transport has one.
         request_id: the JSON-RPC request id, when there is one.
-        request_key: a random key unique to this request across sessions and processes (request
-            ids repeat across sessions, and 2026-07-28 has no session id); audit events record it.
+        request_key: a key unique to this request across sessions and processes (a random
+            per-process prefix and a counter; request ids repeat across sessions, and 2026-07-28
+            has no session id); audit events record it, the peer never sees it.
         protocol_version: the negotiated MCP protocol version.
         meta: the request's ``_meta`` (read-only). On the client side, what middleware puts here
             is added to the outgoing request's ``_meta`` (for example an identity token under

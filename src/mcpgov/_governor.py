@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -51,6 +53,26 @@ def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
     grant = ctx.extensions.get(APPROVAL_GRANT)
     approver = getattr(grant, "approver", None)
     return approver if isinstance(approver, str) else None
+
+
+class _RequestKeys:
+    """Request keys: a random per-process prefix and a counter (no system call per request).
+    Keys reach audit sinks only, never the peer; a forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = secrets.token_hex(8) + "-"
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_request_keys = _RequestKeys()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_request_keys.renew)
 
 
 def as_auditor(audit: Auditor | Iterable[AuditCallback] | AuditCallback | None) -> Auditor:
@@ -111,7 +133,8 @@ class Governor:
 
     def context(self, method: str, **fields: Any) -> GovContext:
         """A fresh context for this side, with a fresh request key."""
-        fields.setdefault("request_key", secrets.token_hex(12))
+        if "request_key" not in fields:
+            fields["request_key"] = _request_keys.next()
         return GovContext(side=self.side, method=method, audit=self.auditor, **fields)
 
     async def begin(self, method: str, raw_arguments: Any = None, **fields: Any) -> GovContext:
@@ -120,7 +143,8 @@ class Governor:
         Raises:
             InvalidRequest: the arguments break :attr:`limits`; the refusal is audited.
         """
-        fields.setdefault("request_key", secrets.token_hex(12))
+        if "request_key" not in fields:
+            fields["request_key"] = _request_keys.next()
         try:
             arguments, args_hash = freeze_and_hash(raw_arguments, self.limits)
         except McpGovError as exc:
@@ -194,6 +218,9 @@ class Governor:
             raise error from None
         if isinstance(result, Listing):
             inner = run.ctx or ctx
+            if not self.auditor.wants_events:  # nobody receives it: not built
+                self.auditor.events_emitted += 1
+                return result
             await self.auditor.emit(
                 AuditEvent.from_context(inner, "list.filtered", hidden=result.hidden, shown=len(result.items)),
                 required=False,
@@ -236,23 +263,8 @@ class Governor:
         if checks_first:
             await self._checked_finally(c)
         run.executed = True
-        recorded = auditor.arguments(c)
         try:
-            await auditor.emit(
-                AuditEvent.from_context(
-                    c,
-                    "decision",
-                    effect="allow",
-                    rule=decision.rule if decision is not None else None,
-                    reason=decision.reason_code if decision is not None else "ungated",
-                    detail=decision.reason if decision is not None else None,
-                    args_hash=args_hash,
-                    engine=decision.engine if decision is not None else None,
-                    policy_version=decision.policy_version if decision is not None else None,
-                    attributes={"arguments": recorded} if recorded is not None else {},
-                    approver=_approver(c, decision),
-                )
-            )
+            await self._record_allow(c, decision)
         except AuditUnavailable as exc:
             # Strict audit: the allow could not be recorded everywhere, so the request does not run.
             auditor.refused += 1
@@ -280,9 +292,35 @@ class Governor:
             code = exc.code if isinstance(exc, McpGovError) else None
             await self._outcome(c, "failed", run.start, args_hash, reason=type(exc).__name__, error_code=code)
             raise
+        if not auditor.wants_events:
+            auditor.events_emitted += 1
+            return result
         outcome = outcome_of(result) if outcome_of is not None else "completed"
         await self._outcome(c, outcome, run.start, args_hash)
         return result
+
+    async def _record_allow(self, c: GovContext, decision: Decision | None) -> None:
+        """Record the allow decision (not built when no sink would receive it: never strict then)."""
+        auditor = self.auditor
+        if not auditor.wants_events:
+            auditor.events_emitted += 1
+            return
+        recorded = auditor.arguments(c)
+        await auditor.emit(
+            AuditEvent.from_context(
+                c,
+                "decision",
+                effect="allow",
+                rule=decision.rule if decision is not None else None,
+                reason=decision.reason_code if decision is not None else "ungated",
+                detail=decision.reason if decision is not None else None,
+                args_hash=c.args_hash,
+                engine=decision.engine if decision is not None else None,
+                policy_version=decision.policy_version if decision is not None else None,
+                attributes={"arguments": recorded} if recorded is not None else {},
+                approver=_approver(c, decision),
+            )
+        )
 
     @staticmethod
     async def _checked_finally(c: GovContext) -> None:
