@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._errors import AuditUnavailable, ConfigurationError
+from mcpgov._protocols import closable, flushable, is_healthy, stats_of
+from mcpgov._types import is_async_callable
 
 if TYPE_CHECKING:
     from mcpgov.audit._redact import Redactor
@@ -374,9 +376,7 @@ class Auditor:
         if not callable(sink):
             raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
         self._sinks.append(sink)
-        self._async.append(
-            inspect.iscoroutinefunction(sink) or inspect.iscoroutinefunction(getattr(sink, "__call__", None))  # noqa: B004
-        )
+        self._async.append(is_async_callable(sink))
 
     @property
     def may_suspend(self) -> bool:
@@ -443,7 +443,7 @@ class Auditor:
     def available(self) -> bool:
         """Whether every sink that reports its health (a ``healthy`` attribute, like
         :class:`~mcpgov.audit.QueuedSink`) is healthy. Direct sinks are tested by delivery itself."""
-        return all(getattr(sink, "healthy", True) is not False for sink in self._sinks)
+        return all(map(is_healthy, self._sinks))
 
     def check_available(self) -> None:
         """In strict mode, refuse (raise) when a sink is known to be failing; otherwise do nothing.
@@ -464,16 +464,13 @@ class Auditor:
         per_sink: dict[str, dict[str, int]] = {}
         dropped = failed = pending = 0
         for sink in self._sinks:
-            stats = getattr(sink, "stats", None)
-            if not callable(stats):
-                continue
-            counters = stats()
-            if not isinstance(counters, dict):
+            counters = stats_of(sink)
+            if counters is None:
                 continue
             name = sink_name(sink)
             if name in per_sink:
                 name = f"{name}#{len(per_sink)}"
-            per_sink[name] = counters
+            per_sink[name] = dict(counters)
             dropped += int(counters.get("dropped", 0))
             failed += int(counters.get("failed", 0))
             pending += int(counters.get("pending", 0))
@@ -496,10 +493,10 @@ class Auditor:
         deadline = None if timeout is None else time.monotonic() + timeout
         done = True
         for sink in self._sinks:
-            flush = getattr(sink, "flush", None)
-            if callable(flush):
+            queue = flushable(sink)
+            if queue is not None:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                done = bool(flush(left)) and done
+                done = bool(queue.flush(left)) and done
         return done
 
     def close(self, timeout: float | None = None) -> bool:
@@ -511,15 +508,15 @@ class Auditor:
         deadline = None if timeout is None else time.monotonic() + timeout
         done = True
         for sink in self._sinks:
-            close = getattr(sink, "close", None)
-            if callable(close):
+            holder = closable(sink)
+            if holder is not None:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                result = close(left)
+                result = holder.close(left)
                 done = (result is not False) and done
         return done
 
     def _has_queues(self) -> bool:
-        return any(callable(getattr(sink, "flush", None)) for sink in self._sinks)
+        return any(flushable(sink) is not None for sink in self._sinks)
 
     async def aflush(self, within: float | None = None) -> bool:
         """:meth:`flush` without blocking the event loop, waiting at most ``within`` seconds

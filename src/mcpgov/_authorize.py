@@ -17,12 +17,12 @@ from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
+from mcpgov._methods import LIST_METHODS
 
 __all__ = ["Authorizer"]
 
 logger = logging.getLogger("mcpgov.authorize")
 
-LIST_METHODS = frozenset({"tools/list", "resources/list", "resources/templates/list", "prompts/list"})
 
 APPROVAL_GRANT = "mcpgov.approval.grant"
 """``GovContext.extensions`` key under which an approval middleware passes a granted approval
@@ -229,8 +229,3 @@ def _checked(result: Any, start: float, deadline: float, rule: str) -> Decision:
         detail = f"{rule} returned {type(result).__name__}, not a Decision"
         return Decision.deny(rule, detail, "authoriser_invalid")
     return result
-
-
-def is_async_callable(fn: Any) -> bool:
-    """True for coroutine functions and objects whose ``__call__`` is one."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004

@@ -44,6 +44,7 @@ from mcpgov._context import HTTP_AUTHORIZATION, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
 from mcpgov._principal import Principal
+from mcpgov._protocols import ListChangeListener, listing_gate
 from mcpgov._wire import to_mcp_error
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class GovernedClient(Client):
             check_client_principal(principal, client_identity.provider.current())
         self.governor = Governor("client", middleware, audit=audit, limits=limits)
         # Middleware that verify listings (tool pinning) ask for a governed listing before calls.
-        self._listing_gates = tuple(mw for mw in middleware if getattr(mw, "requires_listing", False) is True)
+        self._listing_gates = tuple(gate for gate in map(listing_gate, middleware) if gate is not None)
         self._extensions: Mapping[str, Any] = _NO_EXTENSIONS
         self._server_target = server
         """What every request's context carries from the connection (the server's self-description)."""
@@ -246,9 +247,8 @@ class GovernedClient(Client):
         kind = _LIST_CHANGED.get(method) if isinstance(method, str) else None
         if kind is not None:
             for mw in self.governor.middleware:
-                notify = getattr(mw, "notify_list_changed", None)
-                if callable(notify):
-                    notify(kind)
+                if isinstance(mw, ListChangeListener):
+                    mw.notify_list_changed(kind)
         if self._user_message_handler is not None:
             await self._user_message_handler(message)
 
@@ -324,7 +324,7 @@ class GovernedClient(Client):
         meta: RequestParamsMeta | None = None,
     ) -> CallToolResult:
         """Call a tool, after the client-side chain allows it (see :meth:`mcp.Client.call_tool`)."""
-        if any(getattr(gate, "needs_listing", False) for gate in self._listing_gates):
+        if any(gate.needs_listing for gate in self._listing_gates):
             # A pinning middleware verifies tools from a governed listing before any is called.
             await self.list_tools()
 

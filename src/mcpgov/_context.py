@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from mcpgov._decision import Decision
+from mcpgov._methods import EXECUTE_METHOD, TargetKind
 from mcpgov._principal import Principal
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ Side = Literal["client", "server"]
 Action = Literal["discover", "execute"]
 """``discover``: may the caller see the target in a listing; ``execute``: may it use it."""
 
-TargetKind = Literal["tool", "resource", "prompt"]
-"""What a request's target is."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -177,7 +176,7 @@ class GovContext:
     def for_discovery(self, kind: TargetKind, target: str) -> GovContext:
         """The context in which to decide whether ``target`` appears in this listing."""
         return self.replace(
-            method=_EXECUTE_METHOD[kind],
+            method=EXECUTE_METHOD[kind],
             kind=kind,
             target=target,
             action="discover",
@@ -191,7 +190,3 @@ _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GovContext))
 _FIELD_SET = frozenset(_FIELDS)
 _new = object.__new__
 _set = object.__setattr__
-
-_EXECUTE_METHOD: Mapping[str, str] = MappingProxyType(
-    {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}
-)

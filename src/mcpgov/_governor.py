@@ -12,12 +12,13 @@ import anyio
 
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
-from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
+from mcpgov._authorize import APPROVAL_GRANT, Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
 from mcpgov._context import GovContext, Side
 from mcpgov._decision import Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
+from mcpgov._methods import LIST_METHODS
 
 __all__ = ["Governor"]
 

@@ -23,6 +23,7 @@ from mcpgov._audit import AuditEvent
 from mcpgov._chain import Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
+from mcpgov._methods import EXECUTE_METHOD, LIST_METHOD
 from mcpgov._principal import Actor, Principal
 from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov._state import StateStore
@@ -54,12 +55,6 @@ CREDENTIAL_ISSUER = "https://credentials.test"
 
 Kind = Literal["tool", "resource", "prompt"]
 
-_METHODS: Mapping[str, str] = MappingProxyType(
-    {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}
-)
-_LIST_METHODS: Mapping[str, str] = MappingProxyType(
-    {"tool": "tools/list", "resource": "resources/list", "prompt": "prompts/list"}
-)
 _RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "act"})
 
 
@@ -591,7 +586,7 @@ class GovernedHarness:
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``; arguments to a resource.
         """
-        if kind not in _METHODS:
+        if kind not in EXECUTE_METHOD:
             raise ConfigurationError(f"kind must be 'tool', 'resource' or 'prompt', got {kind!r}")
         if kind == "resource" and arguments:
             raise ConfigurationError("a resource read takes no arguments")
@@ -602,7 +597,7 @@ class GovernedHarness:
             )
         caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
         await self.check_declared(kind, target)
-        method = _METHODS[kind]
+        method = EXECUTE_METHOD[kind]
         request = _describe(method, target, caller, purpose, task_id)
         token = self.token(caller)
         start = len(self.audit.events)
@@ -639,10 +634,10 @@ class GovernedHarness:
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``.
         """
-        if kind not in _LIST_METHODS:
+        if kind not in LIST_METHOD:
             raise ConfigurationError(f"kind must be 'tool', 'resource' or 'prompt', got {kind!r}")
         caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-        request = f"{_LIST_METHODS[kind]} by {caller.describe()}"
+        request = f"{LIST_METHOD[kind]} by {caller.describe()}"
         start = len(self.audit.events)
         listed: list[str] = []
         error: MCPError | None = None
@@ -693,7 +688,7 @@ class GovernedHarness:
         carried = self.credentials is not None and action == "execute" and kind == "tool"
         ctx = GovContext(
             side="server",
-            method=_METHODS[kind],
+            method=EXECUTE_METHOD[kind],
             kind=kind,
             target=target,
             action=action,

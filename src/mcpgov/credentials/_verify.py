@@ -15,10 +15,10 @@ from cachetools import LRUCache, TTLCache
 
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
-from mcpgov._authorize import LIST_METHODS
 from mcpgov._chain import CallNext, StageSpec
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._methods import LIST_METHODS
 from mcpgov._principal import Principal
 from mcpgov.credentials._claims import TASK_BINDING, CredentialClaims
 from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential

@@ -12,11 +12,12 @@ from typing import Any, Protocol
 import anyio
 
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
-from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
+from mcpgov._authorize import APPROVAL_GRANT, Authorizer
 from mcpgov._chain import CallNext
 from mcpgov._context import GovContext, Side
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError, McpGovError
+from mcpgov._methods import LIST_METHODS
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov.policy._cedar import CedarPolicy
 from mcpgov.policy._decorators import PolicyDecorators
