@@ -32,7 +32,7 @@ from opentelemetry.trace import get_current_span
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcpgov._contain import contained
-from mcpgov._context import GovContext
+from mcpgov._context import ExtensionKey, GovContext
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import closable, flushable, is_healthy, stats_of
 from mcpgov._types import is_async_callable
@@ -46,7 +46,7 @@ logger = logging.getLogger("mcpgov.audit")
 
 SCHEMA_VERSION = "1"
 
-REQUEST_KEY = "mcpgov.audit.request_key"
+REQUEST_KEY: ExtensionKey[str] = ExtensionKey("mcpgov.audit.request_key")
 """``GovContext.extensions`` key: a value unique to one request across sessions and processes,
 recorded as ``request_key`` on its events (see :func:`mcpgov.audit.request_keys`)."""
 
@@ -175,7 +175,7 @@ class AuditEvent(BaseModel):
             "actors": tuple(a.subject for a in principal.actors) if principal is not None else (),
             "session_id": ctx.session_id,
             "request_id": ctx.request_id,
-            "request_key": ctx.request_key or ctx.extensions.get(REQUEST_KEY),
+            "request_key": ctx.request_key or ctx.extension(REQUEST_KEY),
             "task_id": ctx.task_id,
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,

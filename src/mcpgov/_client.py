@@ -40,7 +40,7 @@ from typing_extensions import deprecated
 from mcpgov._arguments import ArgumentLimits, _thaw
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import HTTP_AUTHORIZATION, GovContext, TargetKind
+from mcpgov._context import HTTP_AUTHORIZATION, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
 from mcpgov._principal import Principal
@@ -57,12 +57,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVER_INFO", "GovernedClient", "GovernedHttpAuth"]
 
-SERVER_INFO = "mcpgov.client.server_info"
-"""Client side: ``GovContext.extensions`` key holding the server's self-description,
-``{"name": ..., "version": ...}``, from its initialize or discovery result."""
-
-SERVER_TARGET = "mcpgov.client.server_target"
-"""Client side: ``GovContext.extensions`` key holding what the client connected to (its server argument)."""
 
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 
@@ -273,7 +267,7 @@ class GovernedClient(Client):
         meta: Any = user_meta
         if ctx.meta:
             meta = {**(user_meta or {}), **ctx.meta}
-        header = ctx.extensions.get(HTTP_AUTHORIZATION)
+        header = ctx.extension(HTTP_AUTHORIZATION)
         if header is None:
             return await send(meta)
         token = _OUTGOING_AUTHORIZATION.set(header)

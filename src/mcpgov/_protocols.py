@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from mcpgov._audit import AuditEvent
+    from mcpgov._context import GovContext
+    from mcpgov._decision import Decision
 
 __all__ = [
     "BatchWriter",
     "ClosableSink",
+    "CoversApproval",
     "FlushableSink",
     "HealthReporting",
     "ListChangeListener",
@@ -124,3 +127,16 @@ def flushable(sink: object) -> FlushableSink | None:
 def closable(sink: object) -> ClosableSink | None:
     """``sink`` when it can be closed, else ``None``."""
     return sink if isinstance(sink, ClosableSink) else None
+
+
+class CoversApproval(Protocol):
+    """A granted approval an approval middleware attaches under
+    :data:`~mcpgov._context.APPROVAL_GRANT`: authorisers turn an approval-required decision into an
+    allow only when the grant :meth:`covers` exactly that request."""
+
+    @property
+    def approver(self) -> str:
+        """Who approved."""
+
+    def covers(self, ctx: GovContext, decision: Decision) -> bool:
+        """Whether this grant approves ``decision`` for the request ``ctx``."""

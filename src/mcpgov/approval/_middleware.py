@@ -11,10 +11,9 @@ from typing import Any, ClassVar
 import anyio
 
 from mcpgov._audit import AuditEvent
-from mcpgov._authorize import APPROVAL_GRANT
-from mcpgov._chain import CallNext, StageSpec
+from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._contain import contained
-from mcpgov._context import GovContext
+from mcpgov._context import APPROVAL_GRANT, GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
 from mcpgov.approval._approvers import Approver
@@ -71,7 +70,7 @@ class ApprovalMiddleware:
     def __repr__(self) -> str:
         return f"ApprovalMiddleware(approver={self.approver!r}, deadline={self.deadline})"
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.action != "execute":
             return await call_next(ctx)
         elicit = self.approver if isinstance(self.approver, ElicitationApprover) else None
@@ -117,7 +116,7 @@ class ApprovalMiddleware:
         request: ApprovalRequest,
         answer: ApprovalAnswer | None,
         inner: GovContext | None = None,
-    ) -> Any:
+    ) -> ChainResult:
         where = inner or ctx  # the most the chain knew about the caller when approval was needed
         if answer is None:
             detail = f"no approval within the deadline ({self.deadline:g}s)"

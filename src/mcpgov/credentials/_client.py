@@ -11,9 +11,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
-from mcpgov._authorize import APPROVAL_GRANT
-from mcpgov._chain import CallNext
-from mcpgov._context import META_CREDENTIAL, GovContext
+from mcpgov._chain import CallNext, ChainResult
+from mcpgov._context import APPROVAL_GRANT, META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
 from mcpgov.credentials._claims import TASK_BINDING, Credential
@@ -194,7 +193,7 @@ class ClientCredentials:
         for key in [k for k in self._cache if k[2] == task_id]:
             self._cache.pop(key, None)
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method != "tools/call" or ctx.target is None:
             return await self._task_bound(ctx, call_next)
         task = current_task()
@@ -259,7 +258,7 @@ class ClientCredentials:
         )
         return await call_next(ctx)
 
-    async def _task_bound(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def _task_bound(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         """A request other than a tool call: inside a task it carries the task credential."""
         task = current_task()
         if task is None:

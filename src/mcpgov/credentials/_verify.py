@@ -15,7 +15,7 @@ from cachetools import LRUCache, TTLCache
 
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
-from mcpgov._chain import CallNext, StageSpec
+from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._methods import LIST_METHODS
@@ -367,7 +367,7 @@ class CredentialMiddleware:
     def __repr__(self) -> str:
         return f"CredentialMiddleware({self.verifier!r})"
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         token = ctx.meta.get(META_CREDENTIAL)
         is_call = ctx.method == "tools/call"
         if not is_call and token is None:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from mcpgov._chain import CallNext
+from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 
@@ -550,7 +550,7 @@ class ClientIdentity:
         token = self.provider.current()
         return f"Bearer {token}" if token else None
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         """Attach the current token, then continue the chain."""
         token = await self.provider.token()
         if self.http:

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 import anyio
 
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
-from mcpgov._authorize import APPROVAL_GRANT, Authorizer
-from mcpgov._chain import CallNext
-from mcpgov._context import GovContext, Side
+from mcpgov._authorize import Authorizer
+from mcpgov._chain import CallNext, ChainResult
+from mcpgov._context import APPROVAL_GRANT, GovContext, Side
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov._methods import LIST_METHODS
@@ -364,7 +364,7 @@ class PolicyMiddleware(Authorizer):
         except Exception:  # noqa: BLE001 - auditing the shadow must never affect enforcement
             logger.error("could not emit a shadow mismatch event")
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method in LIST_METHODS or ctx.action == "discover":
             return await super().__call__(ctx, call_next)
         result = await super().__call__(ctx, call_next)
