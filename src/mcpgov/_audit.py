@@ -35,7 +35,7 @@ from mcpgov._contain import contained
 from mcpgov._context import ExtensionKey, GovContext
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import closable, flushable, is_healthy, stats_of
-from mcpgov._types import is_async_callable
+from mcpgov._types import Clock, is_async_callable
 
 if TYPE_CHECKING:
     from mcpgov.audit._redact import Redactor
@@ -262,7 +262,7 @@ class _FailureLog:
 
     __slots__ = ("clock", "interval", "last", "suppressed")
 
-    def __init__(self, clock: Callable[[], float], interval: float) -> None:
+    def __init__(self, clock: Clock, interval: float) -> None:
         self.clock = clock
         self.interval = interval
         self.last: dict[str, float] = {}
@@ -343,7 +343,7 @@ class Auditor:
         redactor: Redactor | None = None,
         flush_timeout: float = 5.0,
         log_interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         from mcpgov.audit._redact import Redactor  # noqa: PLC0415 - mcpgov.audit imports this module
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import anyio
@@ -16,6 +14,8 @@ from mcpgov._contain import contained
 from mcpgov._context import APPROVAL_GRANT, GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.approval._approvers import Approver
 from mcpgov.approval._elicit import ElicitationApprover
 from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest
@@ -26,7 +26,7 @@ logger = logging.getLogger("mcpgov.approval")
 
 
 def _positive(name: str, value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+    if not is_positive_number(value):
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
 
@@ -58,7 +58,7 @@ class ApprovalMiddleware:
         *,
         deadline: float = 300.0,
         grant_ttl: float = 60.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if not callable(approver):
             raise ConfigurationError("ApprovalMiddleware needs an approver")

@@ -18,6 +18,7 @@ from mcpgov._contain import must_propagate
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import BatchWriter, Ticking, closable, flushable, is_healthy, stats_of
 from mcpgov._types import is_async_callable
+from mcpgov._validate import is_positive_count
 from mcpgov.audit._codec import event_to_dict
 
 __all__ = ["FanOut", "LoggingSink", "QueuedSink"]
@@ -81,7 +82,7 @@ class QueuedSink:
             raise ConfigurationError(
                 f"{sink_name(sink)} reads the current request's trace context and must not be queued"
             )
-        if maxsize < 1 or batch < 1:
+        if not (is_positive_count(maxsize) and is_positive_count(batch)):
             raise ConfigurationError("maxsize and batch must be at least 1")
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 < linger <= 1:
             raise ConfigurationError("linger must be a number of seconds in (0, 1]")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -15,6 +14,8 @@ from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import APPROVAL_GRANT, META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential
 from mcpgov.credentials._holder import principal_for_minting
 from mcpgov.credentials._issuer import CredentialIssuer
@@ -158,7 +159,7 @@ class ClientCredentials:
         single_use: bool = False,
         refresh_before: float = 5.0,
         cache_size: int = 1024,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if not isinstance(source, TokenSource):
             raise ConfigurationError("ClientCredentials needs a TokenSource (obtain, revoke, revoke_task)")
@@ -166,7 +167,7 @@ class ClientCredentials:
             raise ConfigurationError("ClientCredentials needs the server's audience")
         if isinstance(scope, str):
             raise ConfigurationError("scope is a collection of scope names, not one string")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+        if ttl is not None and not is_positive_number(ttl):
             raise ConfigurationError("ttl must be a positive number of seconds")
         if isinstance(refresh_before, bool) or not isinstance(refresh_before, (int, float)) or refresh_before < 0:
             raise ConfigurationError("refresh_before must be a non-negative number of seconds")
@@ -207,7 +208,7 @@ class ClientCredentials:
         cap: float | None = None
         if "max_credential_ttl" in obligations:
             raw = obligations["max_credential_ttl"]
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
+            if not is_positive_number(raw):
                 # A cap that cannot be honoured mints nothing (fail closed), never an uncapped credential.
                 raise CredentialError(
                     "the decision's max_credential_ttl is not a positive number", reason="ttl_invalid"

@@ -20,6 +20,7 @@ from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._methods import LIST_METHODS
 from mcpgov._principal import Principal
+from mcpgov._types import Clock
 from mcpgov.credentials._claims import TASK_BINDING, CredentialClaims
 from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential
 from mcpgov.credentials._keys import KeyResolver
@@ -112,7 +113,7 @@ class CredentialVerifier:
         leeway: float = 5.0,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         single_use: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if not isinstance(issuer, str) or not issuer:
             raise ConfigurationError("a credential verifier needs the issuer it trusts")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov._methods import LIST_METHODS
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
+from mcpgov._types import Clock
 from mcpgov.policy._cedar import CedarPolicy
 from mcpgov.policy._decorators import PolicyDecorators
 from mcpgov.policy._engine import OBLIGATION_RATE_LIMIT, Explanation, PolicyEngine, combined_version
@@ -145,7 +146,7 @@ class PolicyMiddleware(Authorizer):
         shadow: PolicySource | None = None,
         declarations: PolicyDecorators | None = None,
         state: StateStore | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         deadline: float = 1.0,
         history_ttl: float = 86_400.0,
         audit: Auditor | AuditCallback | Iterable[AuditCallback] | None = None,
