@@ -703,8 +703,9 @@ class GovernedHarness:
 
     # -- assertions (async forms of mcpgov.testing.assert_*) ----------------------------------
 
-    async def assert_allowed(
+    async def expect(
         self,
+        expected: Literal["allow", "deny", "require_approval"],
         target: str,
         arguments: Mapping[str, Any] | None = None,
         *,
@@ -714,74 +715,50 @@ class GovernedHarness:
         task_id: str | None = None,
         **who: Any,
     ) -> Verdict:
-        """Async :func:`~mcpgov.testing.assert_allowed` (``who``: principal, tenant, workload, issuer,
-        claims, actors)."""
+        """Assert the server decides ``expected`` for the request (``who``: principal, tenant,
+        workload, issuer, claims, actors); the async form of :func:`~mcpgov.testing.assert_allowed`,
+        :func:`~mcpgov.testing.assert_denied` and :func:`~mcpgov.testing.assert_requires_approval`."""
         __tracebackhide__ = True
         from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
 
         return await expect_effect(
-            self, "allow", target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
+            self, expected, target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
         )
 
-    async def assert_denied(
-        self,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        **who: Any,
-    ) -> Verdict:
+    async def assert_allowed(self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any) -> Verdict:
+        """Async :func:`~mcpgov.testing.assert_allowed` (options as for :meth:`expect`)."""
+        __tracebackhide__ = True
+        return await self.expect("allow", target, arguments, **options)
+
+    async def assert_denied(self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_denied`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
-
-        return await expect_effect(
-            self, "deny", target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
-        )
+        return await self.expect("deny", target, arguments, **options)
 
     async def assert_requires_approval(
-        self,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        **who: Any,
+        self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any
     ) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_requires_approval`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
+        return await self.expect("require_approval", target, arguments, **options)
 
-        return await expect_effect(
-            self,
-            "require_approval",
-            target,
-            arguments,
-            rule=rule,
-            kind=kind,
-            purpose=purpose,
-            task_id=task_id,
-            who=who,
-        )
+    async def expect_listed(self, visible: bool, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+        """Assert ``target`` is (``visible``) or is not listed for the caller; the async form of
+        :func:`~mcpgov.testing.assert_visible` and :func:`~mcpgov.testing.assert_hidden`."""
+        __tracebackhide__ = True
+        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
 
-    async def assert_visible(self, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+        return await expect_visibility(self, visible, target, kind=kind, who=who)
+
+    async def assert_visible(self, target: str, **options: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_visible`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
+        return await self.expect_listed(True, target, **options)
 
-        return await expect_visibility(self, True, target, kind=kind, who=who)
-
-    async def assert_hidden(self, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+    async def assert_hidden(self, target: str, **options: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_hidden`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
-
-        return await expect_visibility(self, False, target, kind=kind, who=who)
+        return await self.expect_listed(False, target, **options)
 
 
 def _describe(method: str, target: str, caller: Caller, purpose: str | None, task_id: str | None) -> str:
