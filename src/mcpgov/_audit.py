@@ -301,6 +301,22 @@ def describe_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _all_within(
+    timeout: float | None, steps: list[Callable[[float | None], object]], *, succeeded: Callable[[object], bool]
+) -> bool:
+    """Run every step, each given what is left of ``timeout``; whether every result ``succeeded``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = True
+    for step in steps:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done = succeeded(step(left)) and done
+    return done
+
+
+def _not_false(result: object) -> bool:
+    return result is not False
+
+
 def sink_name(sink: Any) -> str:
     """A readable name for a sink (its ``name`` attribute, qualified name or type)."""
     name = getattr(sink, "name", None)
@@ -490,14 +506,8 @@ class Auditor:
         Returns:
             ``True`` when everything was written in time.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        done = True
-        for sink in self._sinks:
-            queue = flushable(sink)
-            if queue is not None:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                done = bool(queue.flush(left)) and done
-        return done
+        queues = [queue for queue in map(flushable, self._sinks) if queue is not None]
+        return _all_within(timeout, [queue.flush for queue in queues], succeeded=bool)
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush, then stop queued sinks' workers and close sinks that hold files (blocking).
@@ -505,15 +515,8 @@ class Auditor:
         Returns:
             ``True`` when everything was written in time.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        done = True
-        for sink in self._sinks:
-            holder = closable(sink)
-            if holder is not None:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                result = holder.close(left)
-                done = (result is not False) and done
-        return done
+        holders = [holder for holder in map(closable, self._sinks) if holder is not None]
+        return _all_within(timeout, [holder.close for holder in holders], succeeded=_not_false)
 
     def _has_queues(self) -> bool:
         return any(flushable(sink) is not None for sink in self._sinks)

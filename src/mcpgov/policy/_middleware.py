@@ -88,6 +88,11 @@ class _DenyAll:
         return frozenset()
 
 
+def _deny(engine: Engine, rule: str, detail: str, reason: str) -> Decision:
+    """A deny made on behalf of ``engine`` (recorded with its name and policy version)."""
+    return Decision(Effect.DENY, rule, detail, reason, engine=engine.engine_name, policy_version=engine.version)
+
+
 class PolicyMiddleware(Authorizer):
     """Authorisation by policy: gates every request and filters every listing with the same rules.
 
@@ -290,14 +295,8 @@ class PolicyMiddleware(Authorizer):
             return self._state_failure(engine, exc)
         decision: object = engine.decide(ctx, history=history, now=now)
         if not isinstance(decision, Decision):
-            return Decision(
-                Effect.DENY,
-                self.name,
-                f"the {engine.engine_name} engine returned {type(decision).__name__}, not a Decision",
-                "authoriser_invalid",
-                engine=engine.engine_name,
-                policy_version=engine.version,
-            )
+            detail = f"the {engine.engine_name} engine returned {type(decision).__name__}, not a Decision"
+            return _deny(engine, self.name, detail, "authoriser_invalid")
         if self._shadow is not None:
             await compare_shadow(ctx, decision, self._shadow, now, self._history)
         if discover or decision.effect is Effect.DENY:
@@ -311,26 +310,13 @@ class PolicyMiddleware(Authorizer):
             except StateStoreError as exc:
                 return self._state_failure(engine, exc)
             if exceeded is not None:
-                return Decision(
-                    Effect.DENY,
-                    exceeded.rule,
-                    f"rate limit of {exceeded.limit} per {exceeded.per:g}s (by {', '.join(exceeded.by)}) exceeded",
-                    "rate_limited",
-                    engine=engine.engine_name,
-                    policy_version=engine.version,
-                )
+                detail = f"rate limit of {exceeded.limit} per {exceeded.per:g}s (by {', '.join(exceeded.by)}) exceeded"
+                return _deny(engine, exceeded.rule, detail, "rate_limited")
         return decision
 
     def _state_failure(self, engine: Engine, exc: StateStoreError) -> Decision:
         logger.warning("state store failed during a policy decision (%s); denying", exc.reason)
-        return Decision(
-            Effect.DENY,
-            STATE_UNAVAILABLE_RULE,
-            f"the state store failed ({exc.reason})",
-            "state_store_error",
-            engine=engine.engine_name,
-            policy_version=engine.version,
-        )
+        return _deny(engine, STATE_UNAVAILABLE_RULE, f"the state store failed ({exc.reason})", "state_store_error")
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method in LIST_METHODS or ctx.action == "discover":
