@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcpgov._contain import contained
 from mcpgov._context import ExtensionKey, GovContext
 from mcpgov._errors import AuditUnavailable, ConfigurationError
-from mcpgov._protocols import closable, flushable, is_healthy, stats_of
+from mcpgov._protocols import HealthReporting, closable, flushable, health_reporting, stats_of
 from mcpgov._types import Clock, is_async_callable
 
 if TYPE_CHECKING:
@@ -369,6 +369,7 @@ class Auditor:
             raise ConfigurationError("flush_timeout must be positive and log_interval not negative")
         self._sinks: list[AuditCallback] = []
         self._async: list[bool] = []
+        self._reporting: list[HealthReporting] = []  # classified once: the health check runs per request
         self.strict = bool(strict)
         self.redactor: Redactor = redactor if redactor is not None else Redactor()
         self.flush_timeout = flush_timeout
@@ -393,6 +394,9 @@ class Auditor:
             raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
         self._sinks.append(sink)
         self._async.append(is_async_callable(sink))
+        reporting = health_reporting(sink)
+        if reporting is not None:
+            self._reporting.append(reporting)
 
     @property
     def may_suspend(self) -> bool:
@@ -459,7 +463,7 @@ class Auditor:
     def available(self) -> bool:
         """Whether every sink that reports its health (a ``healthy`` attribute, like
         :class:`~mcpgov.audit.QueuedSink`) is healthy. Direct sinks are tested by delivery itself."""
-        return all(map(is_healthy, self._sinks))
+        return all(sink.healthy is not False for sink in self._reporting)
 
     def check_available(self) -> None:
         """In strict mode, refuse (raise) when a sink is known to be failing; otherwise do nothing.

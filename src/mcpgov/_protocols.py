@@ -24,7 +24,11 @@ __all__ = [
     "ListingGate",
     "StatsReporting",
     "Ticking",
+    "closable",
+    "flushable",
+    "health_reporting",
     "listing_gate",
+    "stats_of",
 ]
 
 
@@ -106,9 +110,9 @@ class Ticking(Protocol):
         """Do the periodic work, if it is due."""
 
 
-def is_healthy(sink: object) -> bool:
-    """Whether ``sink`` is healthy: ``True`` unless it reports its health as ``False``."""
-    return not isinstance(sink, HealthReporting) or sink.healthy is not False
+def health_reporting(sink: object) -> HealthReporting | None:
+    """``sink`` when it reports its health, else ``None`` (classify once: the check is not cheap)."""
+    return sink if isinstance(sink, HealthReporting) else None
 
 
 def stats_of(sink: object) -> Mapping[str, int] | None:

@@ -16,7 +16,7 @@ from typing import Any
 from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
 from mcpgov._contain import must_propagate
 from mcpgov._errors import AuditUnavailable, ConfigurationError
-from mcpgov._protocols import BatchWriter, Ticking, closable, flushable, is_healthy, stats_of
+from mcpgov._protocols import BatchWriter, Ticking, closable, flushable, health_reporting, stats_of
 from mcpgov._types import is_async_callable
 from mcpgov._validate import is_positive_count
 from mcpgov.audit._codec import event_to_dict
@@ -357,6 +357,7 @@ class FanOut:
             if not callable(sink):
                 raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
         self.sinks: tuple[AuditCallback, ...] = sinks
+        self._reporting = [r for r in map(health_reporting, sinks) if r is not None]
         self.name = name
         self.call_path_only = any(getattr(s, "call_path_only", False) for s in sinks)
         self.failures: dict[str, int] = {}
@@ -368,7 +369,7 @@ class FanOut:
     @property
     def healthy(self) -> bool:
         """Whether every inner sink that reports health is healthy."""
-        return all(map(is_healthy, self.sinks))
+        return all(sink.healthy is not False for sink in self._reporting)
 
     async def __call__(self, event: AuditEvent) -> None:
         """Deliver ``event`` to every inner sink.
