@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -97,12 +98,12 @@ async def test_chain_runs_outermost_first_and_unwinds_in_reverse() -> None:
 
         return mw
 
-    async def terminal(ctx: GovContext) -> str | None:
+    async def terminal(ctx: GovContext) -> Mapping[str, Any]:
         order.append("terminal")
-        return ctx.purpose
+        return {"purpose": ctx.purpose}
 
     chain = compose([make("a"), make("b"), make("c")], terminal)
-    assert await chain(GovContext(side="client", method="tools/call")) == "abc"
+    assert await chain(GovContext(side="client", method="tools/call")) == {"purpose": "abc"}
     assert order == ["a>", "b>", "c>", "terminal", "<c", "<b", "<a"]
 
 

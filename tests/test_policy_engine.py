@@ -251,6 +251,35 @@ rules:
     assert not e.history_needs(ctx(action="discover"))
 
 
+# Each history field: its condition, a history in which it holds, one in which it does not.
+_HISTORY_CASES = [
+    ("seen_labels: [pii]", TaskHistory(labels=frozenset({"pii"})), TaskHistory()),
+    ("not_seen_labels: [pii]", TaskHistory(), TaskHistory(labels=frozenset({"pii"}))),
+    ("called: [prepare]", TaskHistory(called=frozenset({"tool:prepare"})), TaskHistory()),
+    ('not_called: ["resource:secret://x"]', TaskHistory(), TaskHistory(called=frozenset({"resource:secret://x"}))),
+    ("last_called: [prepare]", TaskHistory(last="tool:prepare"), TaskHistory(last="tool:other")),
+    ("calls_below: 3", TaskHistory(calls=2), TaskHistory(calls=3)),
+    ("calls_at_least: 3", TaskHistory(calls=3), TaskHistory(calls=2)),
+]
+
+
+def test_every_history_field_has_a_case() -> None:
+    from mcpgov.policy._model import HistoryCondition
+
+    assert {case.split(":")[0] for case, _, _ in _HISTORY_CASES} == set(HistoryCondition.model_fields)
+
+
+@pytest.mark.parametrize(("condition", "holds", "fails"), _HISTORY_CASES)
+def test_each_history_condition_decides_on_its_own_field(
+    condition: str, holds: TaskHistory, fails: TaskHistory
+) -> None:
+    e = engine(f"rules:\n  - {{id: h, effect: allow, tools: [t], when: {{history: {{{condition}}}}}}}\n")
+    assert e.decide(ctx(), history=holds).allowed
+    assert not e.decide(ctx(), history=fails).allowed
+    assert e.decide(ctx(), history=None).reason_code == "condition_unevaluable"
+    assert e.history_needs(ctx())
+
+
 def test_allow_obligations_merge_strictest_first() -> None:
     e = engine(
         """

@@ -123,7 +123,7 @@ async def test_reload_survives_unexpected_errors_while_loading(monkeypatch: pyte
     def explode(*_args: object) -> None:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("mcpgov.policy._middleware._load", explode)
+    monkeypatch.setattr("mcpgov.policy._reload.load_policy", explode)
     assert await mw.reload(Path("whatever.yaml")) is False
     assert mw.version == good
     (event,) = sink.of_type("policy.reload_failed")

@@ -16,13 +16,15 @@ if TYPE_CHECKING:
     from mcpgov._arguments import ArgumentLimits, arguments_hash
     from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor, AuditStats
     from mcpgov._authorize import Authorizer
-    from mcpgov._chain import CallNext, Listing, ListItem, Middleware, StageSpec, compose
+    from mcpgov._base_middleware import BaseMiddleware, ListNext
+    from mcpgov._chain import CallNext, ChainResult, Listing, ListItem, Middleware, StageSpec, compose
     from mcpgov._client import SERVER_INFO, GovernedClient
     from mcpgov._context import (
         HTTP_AUTHORIZATION,
         META_CREDENTIAL,
         META_IDENTITY,
         Action,
+        ExtensionKey,
         GovContext,
         SessionAnchor,
         Side,
@@ -83,7 +85,10 @@ _LAZY: dict[str, str] = {
     "Auditor": "mcpgov._audit",
     "AuditStats": "mcpgov._audit",
     "Authorizer": "mcpgov._authorize",
+    "BaseMiddleware": "mcpgov._base_middleware",
+    "ListNext": "mcpgov._base_middleware",
     "CallNext": "mcpgov._chain",
+    "ChainResult": "mcpgov._chain",
     "Listing": "mcpgov._chain",
     "ListItem": "mcpgov._chain",
     "Middleware": "mcpgov._chain",
@@ -96,6 +101,7 @@ _LAZY: dict[str, str] = {
     "META_CREDENTIAL": "mcpgov._context",
     "META_IDENTITY": "mcpgov._context",
     "Action": "mcpgov._context",
+    "ExtensionKey": "mcpgov._context",
     "GovContext": "mcpgov._context",
     "Side": "mcpgov._context",
     "TargetKind": "mcpgov._context",
@@ -182,9 +188,11 @@ __all__ = [
     "AuditUnavailable",
     "Auditor",
     "Authorizer",
+    "BaseMiddleware",
     "CallNext",
     "CallbackApprover",
     "CedarPolicy",
+    "ChainResult",
     "ClientCredentials",
     "ConfigurationError",
     "CredentialError",
@@ -196,6 +204,7 @@ __all__ = [
     "Effect",
     "ElicitationApprover",
     "Explanation",
+    "ExtensionKey",
     "GovContext",
     "GovernanceMiddleware",
     "GovernedClient",
@@ -207,6 +216,7 @@ __all__ = [
     "InMemoryStateStore",
     "InvalidRequest",
     "ListItem",
+    "ListNext",
     "Listing",
     "McpGovError",
     "Middleware",

@@ -13,6 +13,7 @@ from typing import Any
 import rfc8785
 
 from mcpgov._errors import ConfigurationError, InvalidRequest
+from mcpgov._validate import is_positive_count
 
 __all__ = ["ArgumentLimits", "arguments_hash", "canonical_json", "freeze_arguments"]
 
@@ -38,7 +39,7 @@ class ArgumentLimits:
     def __post_init__(self) -> None:
         for name in ("max_depth", "max_nodes", "max_string", "max_total_chars"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_positive_count(value):
                 raise ConfigurationError(f"ArgumentLimits.{name} must be a positive integer, got {value!r}")
 
 

@@ -32,8 +32,10 @@ from opentelemetry.trace import get_current_span
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcpgov._contain import contained
-from mcpgov._context import GovContext
+from mcpgov._context import ExtensionKey, GovContext
 from mcpgov._errors import AuditUnavailable, ConfigurationError
+from mcpgov._protocols import HealthReporting, closable, flushable, health_reporting, stats_of
+from mcpgov._types import Clock, is_async_callable
 
 if TYPE_CHECKING:
     from mcpgov.audit._redact import Redactor
@@ -44,7 +46,7 @@ logger = logging.getLogger("mcpgov.audit")
 
 SCHEMA_VERSION = "1"
 
-REQUEST_KEY = "mcpgov.audit.request_key"
+REQUEST_KEY: ExtensionKey[str] = ExtensionKey("mcpgov.audit.request_key")
 """``GovContext.extensions`` key: a value unique to one request across sessions and processes,
 recorded as ``request_key`` on its events (see :func:`mcpgov.audit.request_keys`)."""
 
@@ -175,7 +177,7 @@ class AuditEvent(BaseModel):
             "actors": tuple(a.subject for a in principal.actors) if principal is not None else (),
             "session_id": ctx.session_id,
             "request_id": ctx.request_id,
-            "request_key": ctx.request_key or ctx.extensions.get(REQUEST_KEY),
+            "request_key": ctx.request_key or ctx.extension(REQUEST_KEY),
             "task_id": ctx.task_id,
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,
@@ -262,7 +264,7 @@ class _FailureLog:
 
     __slots__ = ("clock", "interval", "last", "suppressed")
 
-    def __init__(self, clock: Callable[[], float], interval: float) -> None:
+    def __init__(self, clock: Clock, interval: float) -> None:
         self.clock = clock
         self.interval = interval
         self.last: dict[str, float] = {}
@@ -299,6 +301,22 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, AuditUnavailable):
         return f"{type(exc).__name__} ({exc.reason})"
     return type(exc).__name__
+
+
+def _all_within(
+    timeout: float | None, steps: list[Callable[[float | None], object]], *, succeeded: Callable[[object], bool]
+) -> bool:
+    """Run every step, each given what is left of ``timeout``; whether every result ``succeeded``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = True
+    for step in steps:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done = succeeded(step(left)) and done
+    return done
+
+
+def _not_false(result: object) -> bool:
+    return result is not False
 
 
 def sink_name(sink: Any) -> str:
@@ -343,7 +361,7 @@ class Auditor:
         redactor: Redactor | None = None,
         flush_timeout: float = 5.0,
         log_interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         from mcpgov.audit._redact import Redactor  # noqa: PLC0415 - mcpgov.audit imports this module
 
@@ -353,6 +371,7 @@ class Auditor:
             raise ConfigurationError("flush_timeout must be positive and log_interval not negative")
         self._sinks: list[AuditCallback] = []
         self._async: list[bool] = []
+        self._reporting: list[HealthReporting] = []  # classified once: the health check runs per request
         self.strict = bool(strict)
         self.redactor: Redactor = redactor if redactor is not None else Redactor()
         self.flush_timeout = flush_timeout
@@ -376,9 +395,10 @@ class Auditor:
         if not callable(sink):
             raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
         self._sinks.append(sink)
-        self._async.append(
-            inspect.iscoroutinefunction(sink) or inspect.iscoroutinefunction(getattr(sink, "__call__", None))  # noqa: B004
-        )
+        self._async.append(is_async_callable(sink))
+        reporting = health_reporting(sink)
+        if reporting is not None:
+            self._reporting.append(reporting)
 
     @property
     def may_suspend(self) -> bool:
@@ -445,7 +465,7 @@ class Auditor:
     def available(self) -> bool:
         """Whether every sink that reports its health (a ``healthy`` attribute, like
         :class:`~mcpgov.audit.QueuedSink`) is healthy. Direct sinks are tested by delivery itself."""
-        return all(getattr(sink, "healthy", True) is not False for sink in self._sinks)
+        return all(sink.healthy is not False for sink in self._reporting)
 
     def check_available(self) -> None:
         """In strict mode, refuse (raise) when a sink is known to be failing; otherwise do nothing.
@@ -466,16 +486,13 @@ class Auditor:
         per_sink: dict[str, dict[str, int]] = {}
         dropped = failed = pending = 0
         for sink in self._sinks:
-            stats = getattr(sink, "stats", None)
-            if not callable(stats):
-                continue
-            counters = stats()
-            if not isinstance(counters, dict):
+            counters = stats_of(sink)
+            if counters is None:
                 continue
             name = sink_name(sink)
             if name in per_sink:
                 name = f"{name}#{len(per_sink)}"
-            per_sink[name] = counters
+            per_sink[name] = dict(counters)
             dropped += int(counters.get("dropped", 0))
             failed += int(counters.get("failed", 0))
             pending += int(counters.get("pending", 0))
@@ -495,14 +512,8 @@ class Auditor:
         Returns:
             ``True`` when everything was written in time.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        done = True
-        for sink in self._sinks:
-            flush = getattr(sink, "flush", None)
-            if callable(flush):
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                done = bool(flush(left)) and done
-        return done
+        queues = [queue for queue in map(flushable, self._sinks) if queue is not None]
+        return _all_within(timeout, [queue.flush for queue in queues], succeeded=bool)
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush, then stop queued sinks' workers and close sinks that hold files (blocking).
@@ -510,18 +521,11 @@ class Auditor:
         Returns:
             ``True`` when everything was written in time.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        done = True
-        for sink in self._sinks:
-            close = getattr(sink, "close", None)
-            if callable(close):
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                result = close(left)
-                done = (result is not False) and done
-        return done
+        holders = [holder for holder in map(closable, self._sinks) if holder is not None]
+        return _all_within(timeout, [holder.close for holder in holders], succeeded=_not_false)
 
     def _has_queues(self) -> bool:
-        return any(callable(getattr(sink, "flush", None)) for sink in self._sinks)
+        return any(flushable(sink) is not None for sink in self._sinks)
 
     async def aflush(self, within: float | None = None) -> bool:
         """:meth:`flush` without blocking the event loop, waiting at most ``within`` seconds

@@ -12,21 +12,16 @@ from typing import Any, ClassVar
 import anyio
 import anyio.to_thread
 
-from mcpgov._chain import CallNext, Listing, StageSpec
+from mcpgov._chain import CallNext, ChainResult, Listing, StageSpec
 from mcpgov._contain import contained
-from mcpgov._context import GovContext
+from mcpgov._context import APPROVAL_GRANT, GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
+from mcpgov._methods import LIST_METHODS
 
 __all__ = ["Authorizer"]
 
 logger = logging.getLogger("mcpgov.authorize")
-
-LIST_METHODS = frozenset({"tools/list", "resources/list", "resources/templates/list", "prompts/list"})
-
-APPROVAL_GRANT = "mcpgov.approval.grant"
-"""``GovContext.extensions`` key under which an approval middleware passes a granted approval
-(an object with ``covers(ctx, decision) -> bool`` and ``approver``) to the authorisers."""
 
 
 PROTOCOL_DEFAULT_METHODS = frozenset({"logging/setLevel", "subscriptions/listen"})
@@ -127,7 +122,7 @@ class Authorizer(abc.ABC):
             return await guarded(self.decide, ctx, self.deadline, self.name)
         return _checked(quick, start, self.deadline, self.name)
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method in LIST_METHODS:
             result = await call_next(ctx)
             if isinstance(result, Listing):
@@ -155,7 +150,7 @@ class Authorizer(abc.ABC):
 
 def _approved(ctx: GovContext, decision: Decision) -> Decision:
     """An approval-required decision becomes an allow only with a grant for exactly this action."""
-    grant = ctx.extensions.get(APPROVAL_GRANT)
+    grant = ctx.extension(APPROVAL_GRANT)
     if grant is None:
         return decision
     try:
@@ -229,8 +224,3 @@ def _checked(result: Any, start: float, deadline: float, rule: str) -> Decision:
         detail = f"{rule} returned {type(result).__name__}, not a Decision"
         return Decision.deny(rule, detail, "authoriser_invalid")
     return result
-
-
-def is_async_callable(fn: Any) -> bool:
-    """True for coroutine functions and objects whose ``__call__`` is one."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, Union, runtime_checkable
 
 from mcpgov._context import GovContext, TargetKind
 from mcpgov._errors import ConfigurationError
 
-__all__ = ["CallNext", "Fact", "ListItem", "Listing", "Middleware", "StageSpec", "check_order", "compose"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-CallNext = Callable[[GovContext], Awaitable[Any]]
+__all__ = [
+    "CallNext",
+    "ChainResult",
+    "Fact",
+    "ListItem",
+    "Listing",
+    "Middleware",
+    "StageSpec",
+    "check_order",
+    "compose",
+]
+
+CallNext = Callable[[GovContext], Awaitable["ChainResult"]]
 """Runs the rest of the chain with the given context and returns its result."""
 
 
@@ -26,10 +39,10 @@ class Middleware(Protocol):
     the server (installed by :func:`~mcpgov.govern`).
     """
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any: ...
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult: ...
 
 
-def _apply(middleware: Middleware, call_next: CallNext, ctx: GovContext) -> Awaitable[Any]:
+def _apply(middleware: Middleware, call_next: CallNext, ctx: GovContext) -> Awaitable[ChainResult]:
     return middleware(ctx, call_next)
 
 
@@ -77,6 +90,11 @@ class Listing:
         dropped = tuple(item.name for item in self.items if id(item) not in kept_ids)
         return Listing(self.kind, kept, self.hidden + dropped, self.envelope)
 
+
+ChainResult: TypeAlias = Union[Listing, "BaseModel", Mapping[str, Any], None]
+"""What a chain returns, on either side: a :class:`Listing` for list methods (``tools/list``...);
+otherwise the result of the request as the side's SDK shapes it: a pydantic model on the client
+(``CallToolResult``...), a JSON object or a model on the server, ``None`` for what has no result."""
 
 Fact = Literal["principal", "credential", "approval"]
 """What a stage establishes on the context for the stages after it: the verified ``principal``

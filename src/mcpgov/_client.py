@@ -40,10 +40,11 @@ from typing_extensions import deprecated
 from mcpgov._arguments import ArgumentLimits, _thaw
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import HTTP_AUTHORIZATION, GovContext, TargetKind
+from mcpgov._context import HTTP_AUTHORIZATION, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
 from mcpgov._principal import Principal
+from mcpgov._protocols import ListChangeListener, listing_gate
 from mcpgov._wire import to_mcp_error
 
 if TYPE_CHECKING:
@@ -56,12 +57,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVER_INFO", "GovernedClient", "GovernedHttpAuth"]
 
-SERVER_INFO = "mcpgov.client.server_info"
-"""Client side: ``GovContext.extensions`` key holding the server's self-description,
-``{"name": ..., "version": ...}``, from its initialize or discovery result."""
-
-SERVER_TARGET = "mcpgov.client.server_target"
-"""Client side: ``GovContext.extensions`` key holding what the client connected to (its server argument)."""
 
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 
@@ -172,7 +167,7 @@ class GovernedClient(Client):
             check_client_principal(principal, client_identity.provider.current())
         self.governor = Governor("client", middleware, audit=audit, limits=limits)
         # Middleware that verify listings (tool pinning) ask for a governed listing before calls.
-        self._listing_gates = tuple(mw for mw in middleware if getattr(mw, "requires_listing", False) is True)
+        self._listing_gates = tuple(gate for gate in map(listing_gate, middleware) if gate is not None)
         self._extensions: Mapping[str, Any] = _NO_EXTENSIONS
         self._server_target = server
         """What every request's context carries from the connection (the server's self-description)."""
@@ -246,9 +241,8 @@ class GovernedClient(Client):
         kind = _LIST_CHANGED.get(method) if isinstance(method, str) else None
         if kind is not None:
             for mw in self.governor.middleware:
-                notify = getattr(mw, "notify_list_changed", None)
-                if callable(notify):
-                    notify(kind)
+                if isinstance(mw, ListChangeListener):
+                    mw.notify_list_changed(kind)
         if self._user_message_handler is not None:
             await self._user_message_handler(message)
 
@@ -273,7 +267,7 @@ class GovernedClient(Client):
         meta: Any = user_meta
         if ctx.meta:
             meta = {**(user_meta or {}), **ctx.meta}
-        header = ctx.extensions.get(HTTP_AUTHORIZATION)
+        header = ctx.extension(HTTP_AUTHORIZATION)
         if header is None:
             return await send(meta)
         token = _OUTGOING_AUTHORIZATION.set(header)
@@ -324,7 +318,7 @@ class GovernedClient(Client):
         meta: RequestParamsMeta | None = None,
     ) -> CallToolResult:
         """Call a tool, after the client-side chain allows it (see :meth:`mcp.Client.call_tool`)."""
-        if any(getattr(gate, "needs_listing", False) for gate in self._listing_gates):
+        if any(gate.needs_listing for gate in self._listing_gates):
             # A pinning middleware verifies tools from a governed listing before any is called.
             await self.list_tools()
 

@@ -6,19 +6,24 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from mcpgov._decision import Decision
+from mcpgov._methods import EXECUTE_METHOD, TargetKind
 from mcpgov._principal import Principal
 
 if TYPE_CHECKING:
     from mcpgov._audit import Auditor
+    from mcpgov._protocols import CoversApproval
 
 __all__ = [
     "HTTP_AUTHORIZATION",
     "META_CREDENTIAL",
     "META_IDENTITY",
+    "SERVER_INFO",
+    "SERVER_TARGET",
     "Action",
+    "ExtensionKey",
     "FinalCheck",
     "GovContext",
     "SessionAnchor",
@@ -33,8 +38,6 @@ Side = Literal["client", "server"]
 Action = Literal["discover", "execute"]
 """``discover``: may the caller see the target in a listing; ``execute``: may it use it."""
 
-TargetKind = Literal["tool", "resource", "prompt"]
-"""What a request's target is."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -44,9 +47,42 @@ META_IDENTITY = "io.mcpgov/identity"
 META_CREDENTIAL = "io.mcpgov/credential"
 """``_meta`` key carrying a short-lived credential (stdio and in-process transports)."""
 
-HTTP_AUTHORIZATION = "mcpgov.http.authorization"
+T = TypeVar("T")
+
+
+class ExtensionKey(str, Generic[T]):
+    """A :attr:`GovContext.extensions` key that carries the type of its value.
+
+    It is the namespaced name itself (a ``str``: ``ctx.extensions[key]`` and plain-string keys keep
+    working), and type checkers know what :meth:`GovContext.extension` returns for it and what
+    :meth:`GovContext.with_extension` accepts::
+
+        RISK: ExtensionKey[float] = ExtensionKey("example.risk")
+        ctx = ctx.with_extension(RISK, 0.3)
+        risk = ctx.extension(RISK)  # float | None
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ExtensionKey({str.__repr__(self)})"
+
+
+HTTP_AUTHORIZATION: ExtensionKey[str] = ExtensionKey("mcpgov.http.authorization")
 """Client side: ``GovContext.extensions`` key whose value a :class:`GovernedClient` sends as the
 HTTP ``Authorization`` header of that request (URL servers)."""
+
+SERVER_INFO: ExtensionKey[Mapping[str, str]] = ExtensionKey("mcpgov.client.server_info")
+"""Client side: ``GovContext.extensions`` key holding the server's self-description, a mapping
+``{"name": str, "version": str}`` from its initialize or discovery result."""
+
+SERVER_TARGET: ExtensionKey[object] = ExtensionKey("mcpgov.client.server_target")
+"""Client side: ``GovContext.extensions`` key holding what the client actually connected to (the
+URL, the ``StdioServerParameters``, or the in-process server), checked against the registry."""
+
+APPROVAL_GRANT: ExtensionKey[CoversApproval] = ExtensionKey("mcpgov.approval.grant")
+"""``GovContext.extensions`` key under which an approval middleware passes a granted approval
+(see :class:`~mcpgov._protocols.CoversApproval`) to the authorisers."""
 
 
 class SessionAnchor:
@@ -171,14 +207,26 @@ class GovContext:
             _set(new, name, changes[name] if name in changes else getattr(self, name))
         return new
 
+    @overload
+    def with_extension(self, key: ExtensionKey[T], value: T) -> GovContext: ...
+    @overload
+    def with_extension(self, key: str, value: Any) -> GovContext: ...
     def with_extension(self, key: str, value: Any) -> GovContext:
         """A copy with ``extensions[key] = value``."""
         return self.replace(extensions=MappingProxyType({**self.extensions, key: value}))
 
+    def extension(self, key: ExtensionKey[T]) -> T | None:
+        """The value another stage attached under ``key``, ``None`` when there is none.
+
+        Values come from middleware, so a reader that must fail closed still checks the value's shape.
+        """
+        value: T | None = self.extensions.get(key)
+        return value
+
     def for_discovery(self, kind: TargetKind, target: str) -> GovContext:
         """The context in which to decide whether ``target`` appears in this listing."""
         return self.replace(
-            method=_EXECUTE_METHOD[kind],
+            method=EXECUTE_METHOD[kind],
             kind=kind,
             target=target,
             action="discover",
@@ -192,7 +240,3 @@ _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GovContext))
 _FIELD_SET = frozenset(_FIELDS)
 _new = object.__new__
 _set = object.__setattr__
-
-_EXECUTE_METHOD: Mapping[str, str] = MappingProxyType(
-    {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}
-)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from mcpgov._validate import is_positive_number
 
 __all__ = ["Decision", "Effect", "merge_obligations"]
 
@@ -21,7 +22,7 @@ RATE_LIMIT = "rate_limit"
 
 def _ttl(value: Any) -> float:
     """A credential lifetime cap as a number; anything that is not a positive finite number is 0 (no credential)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not is_positive_number(value):
         return 0.0
     return float(value)
 

@@ -14,12 +14,13 @@ import anyio
 
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
-from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
+from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
-from mcpgov._context import GovContext, Side
+from mcpgov._context import APPROVAL_GRANT, GovContext, Side
 from mcpgov._decision import Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
+from mcpgov._methods import LIST_METHODS
 
 __all__ = ["Governor"]
 
@@ -50,7 +51,7 @@ def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
     """Who approved this request, when an approval is what allowed it."""
     if decision is None or decision.reason_code != "approved":
         return None
-    grant = ctx.extensions.get(APPROVAL_GRANT)
+    grant = ctx.extension(APPROVAL_GRANT)
     approver = getattr(grant, "approver", None)
     return approver if isinstance(approver, str) else None
 

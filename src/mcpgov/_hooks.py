@@ -10,10 +10,11 @@ from typing import Literal, TypeVar
 import anyio
 from cachetools import LRUCache
 
-from mcpgov._authorize import Authorizer, guarded, is_async_callable
+from mcpgov._authorize import Authorizer, guarded
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
+from mcpgov._types import is_async_callable
 
 __all__ = ["HookFn", "Hooks"]
 

@@ -29,6 +29,7 @@ from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._fastmcp import is_fastmcp, sdk_server
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
+from mcpgov._methods import ARGUMENT_METHODS, COMPLETION_REFS, LISTINGS, NAMED_METHODS, TARGETED
 from mcpgov._protocol import check_known_target, served
 from mcpgov._sdk import compat
 from mcpgov._sdk.request import handler_request, tokens_hidden
@@ -47,29 +48,6 @@ PASS_THROUGH = frozenset({"initialize", "server/discover", "ping"})
 SDK client silently fall back to the legacy handshake) and liveness. Methods the server does not
 serve at the negotiated version also pass, to the SDK's "Method not found" (see ``_protocol``)."""
 
-# method -> (kind, params key that names the target)
-_TARGETED: Mapping[str, tuple[TargetKind, str]] = MappingProxyType(
-    {
-        "tools/call": ("tool", "name"),
-        "prompts/get": ("prompt", "name"),
-        "resources/read": ("resource", "uri"),
-        "resources/subscribe": ("resource", "uri"),
-        "resources/unsubscribe": ("resource", "uri"),
-    }
-)
-# list method -> (kind, result key holding the entries, entry key naming each)
-LISTINGS: Mapping[str, tuple[TargetKind, str, str]] = MappingProxyType(
-    {
-        "tools/list": ("tool", "tools", "name"),
-        "prompts/list": ("prompt", "prompts", "name"),
-        "resources/list": ("resource", "resources", "uri"),
-        "resources/templates/list": ("resource", "resourceTemplates", "uriTemplate"),
-    }
-)
-_COMPLETION_REFS: Mapping[str, tuple[TargetKind, str]] = MappingProxyType(
-    {"ref/prompt": ("prompt", "name"), "ref/resource": ("resource", "uri")}
-)
-
 
 def describe_request(method: str, params: Mapping[str, Any] | None) -> tuple[TargetKind | None, str | None, Any]:
     """Find the target kind, target name and raw arguments of a request.
@@ -79,7 +57,7 @@ def describe_request(method: str, params: Mapping[str, Any] | None) -> tuple[Tar
     """
     if params is not None and not isinstance(params, Mapping):
         raise InvalidRequest("request parameters must be an object", reason="params_invalid")
-    targeted = _TARGETED.get(method)
+    targeted = TARGETED.get(method)
     if targeted is not None:
         kind, key = targeted
         target = params.get(key) if params is not None else None
@@ -91,9 +69,9 @@ def describe_request(method: str, params: Mapping[str, Any] | None) -> tuple[Tar
         return kind, target, arguments
     if method == "completion/complete":
         ref = params.get("ref") if params is not None else None
-        if not isinstance(ref, Mapping) or ref.get("type") not in _COMPLETION_REFS:
+        if not isinstance(ref, Mapping) or ref.get("type") not in COMPLETION_REFS:
             raise InvalidRequest("completion/complete needs a prompt or resource ref", reason="params_invalid")
-        kind, key = _COMPLETION_REFS[ref["type"]]
+        kind, key = COMPLETION_REFS[ref["type"]]
         target = ref.get(key)
         if not isinstance(target, str) or not target:
             raise InvalidRequest("completion ref needs a name or uri", reason="params_invalid")
@@ -247,8 +225,8 @@ class GovernanceMiddleware:
         if target is None:
             return ctx
         validator = self._validator
-        if method in _NAMED:
-            self._check_name(_NAMED[method], target)
+        if method in NAMED_METHODS:
+            self._check_name(NAMED_METHODS[method], target)
         if method == "tools/call":
             decided = validator.tool_arguments(target, raw_arguments)
             if decided is None or decided is raw_arguments or same_json(decided, raw_arguments or {}):
@@ -315,7 +293,7 @@ class GovernanceMiddleware:
 
             result = await governor.run(gctx, list_terminal)
             return _from_listing(entries_key, result)
-        arguments_key = "arguments" if method in _ARGUMENT_METHODS else None
+        arguments_key = "arguments" if method in ARGUMENT_METHODS else None
 
         async def terminal(c: GovContext) -> HandlerResult:
             # The handler gets a fresh copy of exactly the arguments decided on, and no token.
@@ -326,10 +304,6 @@ class GovernanceMiddleware:
 
         outcome: HandlerResult = await governor.run(gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool)
         return outcome
-
-
-_ARGUMENT_METHODS = frozenset({"tools/call", "prompts/get"})
-_NAMED: Mapping[str, str] = MappingProxyType({"tools/call": "tool", "prompts/get": "prompt"})
 
 
 def govern(

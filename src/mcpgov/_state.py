@@ -11,14 +11,14 @@ fails counts as revoked); the store itself raises :class:`StateStoreError` and n
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from cachetools import TLRUCache
 
 from mcpgov._errors import ConfigurationError, McpGovError
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_count, is_positive_number
 
 __all__ = ["InMemoryStateStore", "StateStore", "StateStoreError"]
 
@@ -67,7 +67,7 @@ class _Entry:
 
 
 def _check_ttl(ttl: float) -> float:
-    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not math.isfinite(ttl) or ttl <= 0:
+    if not is_positive_number(ttl):
         raise StateStoreError(f"a state entry needs a positive finite ttl, got {ttl!r}", reason="bad_ttl")
     return float(ttl)
 
@@ -84,8 +84,8 @@ class InMemoryStateStore:
         clock: seconds since the epoch; injectable so tests can freeze time.
     """
 
-    def __init__(self, maxsize: int = 1_000_000, *, clock: Callable[[], float] = time.time) -> None:
-        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
+    def __init__(self, maxsize: int = 1_000_000, *, clock: Clock = time.time) -> None:
+        if not is_positive_count(maxsize):
             raise ConfigurationError(f"maxsize must be a positive integer, got {maxsize!r}")
         self._clock = clock
         self._maxsize = maxsize

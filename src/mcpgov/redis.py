@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from mcpgov._errors import ConfigurationError
 from mcpgov._state import StateStoreError
+from mcpgov._validate import is_positive_number
 
 __all__ = ["RedisStateStore"]
 
@@ -44,7 +45,7 @@ return value
 
 
 def _ms(ttl: float) -> int:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
+    if not is_positive_number(ttl):
         raise StateStoreError(f"a state entry needs a positive finite ttl, got {ttl!r}", reason="bad_ttl")
     return max(1, math.ceil(ttl * 1000))
 

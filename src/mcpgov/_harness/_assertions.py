@@ -14,7 +14,7 @@ import asyncio
 import functools
 import textwrap
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
 Effect = Literal["allow", "deny", "require_approval"]
 
 
@@ -175,25 +176,6 @@ def _run(fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
         raise exc.with_traceback(None) from None
 
 
-def _who(
-    *,
-    principal: Principal | None,
-    tenant: str | None,
-    workload: str | None,
-    issuer: str | None,
-    claims: Mapping[str, Any] | None,
-    actors: Sequence[str | Actor],
-) -> dict[str, Any]:
-    return {
-        "principal": principal,
-        "tenant": tenant,
-        "workload": workload,
-        "issuer": issuer,
-        "claims": claims,
-        "actors": actors,
-    }
-
-
 def _harness(value: Any) -> GovernedHarness:
     if not isinstance(value, GovernedHarness):
         raise ConfigurationError(
@@ -203,22 +185,114 @@ def _harness(value: Any) -> GovernedHarness:
     return value
 
 
-def assert_allowed(
-    harness: GovernedHarness,
-    target: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    rule: str | None = None,
-    kind: Kind = "tool",
-    purpose: str | None = None,
-    task_id: str | None = None,
-    principal: Principal | None = None,
-    tenant: str | None = MISSING,
-    workload: str | None = None,
-    issuer: str | None = None,
-    claims: Mapping[str, Any] | None = None,
-    actors: Sequence[str | Actor] = (),
-) -> Verdict:
+def _who(**who: Any) -> dict[str, Any]:
+    return who
+
+
+class _RequestAssertion(Protocol):
+    def __call__(
+        self,
+        harness: GovernedHarness,
+        target: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        rule: str | None = None,
+        kind: Kind = "tool",
+        purpose: str | None = None,
+        task_id: str | None = None,
+        principal: Principal | None = None,
+        tenant: str | None = MISSING,
+        workload: str | None = None,
+        issuer: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        actors: Sequence[str | Actor] = (),
+    ) -> Verdict: ...
+
+
+class _ListingAssertion(Protocol):
+    def __call__(
+        self,
+        harness: GovernedHarness,
+        target: str,
+        *,
+        kind: Kind = "tool",
+        principal: Principal | None = None,
+        tenant: str | None = MISSING,
+        workload: str | None = None,
+        issuer: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        actors: Sequence[str | Actor] = (),
+    ) -> Visibility: ...
+
+
+def _named(fn: _F, name: str, doc: str) -> _F:
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
+
+
+def _request_assertion(expected: Effect, name: str, doc: str) -> _RequestAssertion:
+    """The synchronous assertion that the server decides ``expected``: one body for all three."""
+
+    def assertion(
+        harness: GovernedHarness,
+        target: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        rule: str | None = None,
+        kind: Kind = "tool",
+        purpose: str | None = None,
+        task_id: str | None = None,
+        principal: Principal | None = None,
+        tenant: str | None = MISSING,
+        workload: str | None = None,
+        issuer: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        actors: Sequence[str | Actor] = (),
+    ) -> Verdict:
+        __tracebackhide__ = True
+        who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+        return _run(
+            expect_effect,
+            _harness(harness),
+            expected,
+            target,
+            arguments,
+            rule=rule,
+            kind=kind,
+            purpose=purpose,
+            task_id=task_id,
+            who=who,
+        )
+
+    return _named(assertion, name, doc)
+
+
+def _listing_assertion(visible: bool, name: str, doc: str) -> _ListingAssertion:
+    """The synchronous assertion that a listing shows (or hides) a target."""
+
+    def assertion(
+        harness: GovernedHarness,
+        target: str,
+        *,
+        kind: Kind = "tool",
+        principal: Principal | None = None,
+        tenant: str | None = MISSING,
+        workload: str | None = None,
+        issuer: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        actors: Sequence[str | Actor] = (),
+    ) -> Visibility:
+        __tracebackhide__ = True
+        who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+        return _run(expect_visibility, _harness(harness), visible, target, kind=kind, who=who)
+
+    return _named(assertion, name, doc)
+
+
+assert_allowed = _request_assertion(
+    "allow",
+    "assert_allowed",
     """Assert the governed server allows the request (by ``rule``, when given).
 
     Example::
@@ -246,39 +320,12 @@ def assert_allowed(
     Raises:
         PolicyAssertionError: the server decided otherwise; the message shows the decision, its
             rule and the policy's explanation.
-    """
-    __tracebackhide__ = True
-    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-    return _run(
-        expect_effect,
-        _harness(harness),
-        "allow",
-        target,
-        arguments,
-        rule=rule,
-        kind=kind,
-        purpose=purpose,
-        task_id=task_id,
-        who=who,
-    )
+    """,
+)
 
-
-def assert_denied(
-    harness: GovernedHarness,
-    target: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    rule: str | None = None,
-    kind: Kind = "tool",
-    purpose: str | None = None,
-    task_id: str | None = None,
-    principal: Principal | None = None,
-    tenant: str | None = MISSING,
-    workload: str | None = None,
-    issuer: str | None = None,
-    claims: Mapping[str, Any] | None = None,
-    actors: Sequence[str | Actor] = (),
-) -> Verdict:
+assert_denied = _request_assertion(
+    "deny",
+    "assert_denied",
     """Assert the governed server denies the request (by ``rule``, when given).
 
     A refusal at any stage counts (identity, credential, policy, hooks); ``rule`` names it
@@ -286,39 +333,12 @@ def assert_denied(
 
     Raises:
         PolicyAssertionError: the server decided otherwise.
-    """
-    __tracebackhide__ = True
-    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-    return _run(
-        expect_effect,
-        _harness(harness),
-        "deny",
-        target,
-        arguments,
-        rule=rule,
-        kind=kind,
-        purpose=purpose,
-        task_id=task_id,
-        who=who,
-    )
+    """,
+)
 
-
-def assert_requires_approval(
-    harness: GovernedHarness,
-    target: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    rule: str | None = None,
-    kind: Kind = "tool",
-    purpose: str | None = None,
-    task_id: str | None = None,
-    principal: Principal | None = None,
-    tenant: str | None = MISSING,
-    workload: str | None = None,
-    issuer: str | None = None,
-    claims: Mapping[str, Any] | None = None,
-    actors: Sequence[str | Actor] = (),
-) -> Verdict:
+assert_requires_approval = _request_assertion(
+    "require_approval",
+    "assert_requires_approval",
     """Assert the governed server requires approval for the request.
 
     Holds when the server's decision is ``require_approval`` (the caller got -32004), or when an
@@ -327,35 +347,12 @@ def assert_requires_approval(
 
     Raises:
         PolicyAssertionError: the server decided otherwise.
-    """
-    __tracebackhide__ = True
-    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-    return _run(
-        expect_effect,
-        _harness(harness),
-        "require_approval",
-        target,
-        arguments,
-        rule=rule,
-        kind=kind,
-        purpose=purpose,
-        task_id=task_id,
-        who=who,
-    )
+    """,
+)
 
-
-def assert_visible(
-    harness: GovernedHarness,
-    target: str,
-    *,
-    kind: Kind = "tool",
-    principal: Principal | None = None,
-    tenant: str | None = MISSING,
-    workload: str | None = None,
-    issuer: str | None = None,
-    claims: Mapping[str, Any] | None = None,
-    actors: Sequence[str | Actor] = (),
-) -> Visibility:
+assert_visible = _listing_assertion(
+    True,
+    "assert_visible",
     """Assert ``target`` appears in the caller's listing (``tools/list`` by default).
 
     A listing carries no credential, so it is decided without a purpose or task, as in
@@ -364,29 +361,15 @@ def assert_visible(
     Raises:
         PolicyAssertionError: it is hidden (the message shows what was listed and hidden, and
             the policy's explanation of the discovery).
-    """
-    __tracebackhide__ = True
-    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-    return _run(expect_visibility, _harness(harness), True, target, kind=kind, who=who)
+    """,
+)
 
-
-def assert_hidden(
-    harness: GovernedHarness,
-    target: str,
-    *,
-    kind: Kind = "tool",
-    principal: Principal | None = None,
-    tenant: str | None = MISSING,
-    workload: str | None = None,
-    issuer: str | None = None,
-    claims: Mapping[str, Any] | None = None,
-    actors: Sequence[str | Actor] = (),
-) -> Visibility:
+assert_hidden = _listing_assertion(
+    False,
+    "assert_hidden",
     """Assert ``target`` does not appear in the caller's listing. See :func:`assert_visible`.
 
     Raises:
         PolicyAssertionError: it is listed.
-    """
-    __tracebackhide__ = True
-    who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-    return _run(expect_visibility, _harness(harness), False, target, kind=kind, who=who)
+    """,
+)

@@ -11,7 +11,7 @@ import itertools
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from mcpgov._audit import AuditEvent
 from mcpgov._principal import Principal
+from mcpgov._types import Clock
 from mcpgov.identity import IdentityVerifier, OIDCIssuer, SpiffeTrustDomain, StaticKeys
 from mcpgov.identity._keys import OneAlgorithm
 
@@ -91,7 +92,7 @@ class _Minter:
 
     _use = "sig"
 
-    def __init__(self, *, audience: str, alg: str, ttl: float, clock: Callable[[], float]) -> None:
+    def __init__(self, *, audience: str, alg: str, ttl: float, clock: Clock) -> None:
         if alg not in _GENERATE and alg not in ("HS256", "HS384", "HS512"):
             raise ValueError(f"unsupported test algorithm {alg!r}")
         self.audience = audience
@@ -243,7 +244,7 @@ class IdentityIssuer(_Minter):
         alg: str = "ES256",
         tenant_claim: str = "tenant",
         ttl: float = 300.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         super().__init__(audience=audience, alg=alg, ttl=ttl, clock=clock)
         self._issuer = issuer
@@ -354,7 +355,7 @@ class SpiffeIssuer(_Minter):
         audience: str = "mcp://test-server",
         alg: str = "ES256",
         ttl: float = 300.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         super().__init__(audience=audience, alg=alg, ttl=ttl, clock=clock)
         self.trust_domain = trust_domain

@@ -23,6 +23,7 @@ from mcpgov._audit import AuditEvent
 from mcpgov._chain import Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
+from mcpgov._methods import EXECUTE_METHOD, LIST_METHOD
 from mcpgov._principal import Actor, Principal
 from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov._state import StateStore
@@ -54,12 +55,6 @@ CREDENTIAL_ISSUER = "https://credentials.test"
 
 Kind = Literal["tool", "resource", "prompt"]
 
-_METHODS: Mapping[str, str] = MappingProxyType(
-    {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}
-)
-_LIST_METHODS: Mapping[str, str] = MappingProxyType(
-    {"tool": "tools/list", "resource": "resources/list", "prompt": "prompts/list"}
-)
 _RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "act"})
 
 
@@ -591,7 +586,7 @@ class GovernedHarness:
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``; arguments to a resource.
         """
-        if kind not in _METHODS:
+        if kind not in EXECUTE_METHOD:
             raise ConfigurationError(f"kind must be 'tool', 'resource' or 'prompt', got {kind!r}")
         if kind == "resource" and arguments:
             raise ConfigurationError("a resource read takes no arguments")
@@ -602,7 +597,7 @@ class GovernedHarness:
             )
         caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
         await self.check_declared(kind, target)
-        method = _METHODS[kind]
+        method = EXECUTE_METHOD[kind]
         request = _describe(method, target, caller, purpose, task_id)
         token = self.token(caller)
         start = len(self.audit.events)
@@ -639,10 +634,10 @@ class GovernedHarness:
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``.
         """
-        if kind not in _LIST_METHODS:
+        if kind not in LIST_METHOD:
             raise ConfigurationError(f"kind must be 'tool', 'resource' or 'prompt', got {kind!r}")
         caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-        request = f"{_LIST_METHODS[kind]} by {caller.describe()}"
+        request = f"{LIST_METHOD[kind]} by {caller.describe()}"
         start = len(self.audit.events)
         listed: list[str] = []
         error: MCPError | None = None
@@ -693,7 +688,7 @@ class GovernedHarness:
         carried = self.credentials is not None and action == "execute" and kind == "tool"
         ctx = GovContext(
             side="server",
-            method=_METHODS[kind],
+            method=EXECUTE_METHOD[kind],
             kind=kind,
             target=target,
             action=action,
@@ -708,8 +703,9 @@ class GovernedHarness:
 
     # -- assertions (async forms of mcpgov.testing.assert_*) ----------------------------------
 
-    async def assert_allowed(
+    async def expect(
         self,
+        expected: Literal["allow", "deny", "require_approval"],
         target: str,
         arguments: Mapping[str, Any] | None = None,
         *,
@@ -719,74 +715,50 @@ class GovernedHarness:
         task_id: str | None = None,
         **who: Any,
     ) -> Verdict:
-        """Async :func:`~mcpgov.testing.assert_allowed` (``who``: principal, tenant, workload, issuer,
-        claims, actors)."""
+        """Assert the server decides ``expected`` for the request (``who``: principal, tenant,
+        workload, issuer, claims, actors); the async form of :func:`~mcpgov.testing.assert_allowed`,
+        :func:`~mcpgov.testing.assert_denied` and :func:`~mcpgov.testing.assert_requires_approval`."""
         __tracebackhide__ = True
         from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
 
         return await expect_effect(
-            self, "allow", target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
+            self, expected, target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
         )
 
-    async def assert_denied(
-        self,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        **who: Any,
-    ) -> Verdict:
+    async def assert_allowed(self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any) -> Verdict:
+        """Async :func:`~mcpgov.testing.assert_allowed` (options as for :meth:`expect`)."""
+        __tracebackhide__ = True
+        return await self.expect("allow", target, arguments, **options)
+
+    async def assert_denied(self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_denied`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
-
-        return await expect_effect(
-            self, "deny", target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
-        )
+        return await self.expect("deny", target, arguments, **options)
 
     async def assert_requires_approval(
-        self,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        **who: Any,
+        self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any
     ) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_requires_approval`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
+        return await self.expect("require_approval", target, arguments, **options)
 
-        return await expect_effect(
-            self,
-            "require_approval",
-            target,
-            arguments,
-            rule=rule,
-            kind=kind,
-            purpose=purpose,
-            task_id=task_id,
-            who=who,
-        )
+    async def expect_listed(self, visible: bool, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+        """Assert ``target`` is (``visible``) or is not listed for the caller; the async form of
+        :func:`~mcpgov.testing.assert_visible` and :func:`~mcpgov.testing.assert_hidden`."""
+        __tracebackhide__ = True
+        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
 
-    async def assert_visible(self, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+        return await expect_visibility(self, visible, target, kind=kind, who=who)
+
+    async def assert_visible(self, target: str, **options: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_visible`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
+        return await self.expect_listed(True, target, **options)
 
-        return await expect_visibility(self, True, target, kind=kind, who=who)
-
-    async def assert_hidden(self, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+    async def assert_hidden(self, target: str, **options: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_hidden`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
-
-        return await expect_visibility(self, False, target, kind=kind, who=who)
+        return await self.expect_listed(False, target, **options)
 
 
 def _describe(method: str, target: str, caller: Caller, purpose: str | None, task_id: str | None) -> str:

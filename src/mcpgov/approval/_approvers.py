@@ -13,6 +13,7 @@ import anyio
 
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError
+from mcpgov._types import Clock
 from mcpgov.approval._model import ApprovalAnswer, ApprovalRequest
 
 __all__ = ["ApprovalMismatch", "ApprovalQueue", "Approver", "CallbackApprover"]
@@ -97,7 +98,7 @@ class ApprovalQueue:
         clock: seconds since the epoch (injectable).
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Clock = time.time) -> None:
         self._pending: dict[str, _Pending] = {}
         self._clock = clock
         self._arrival: anyio.Event | None = None

@@ -20,6 +20,7 @@ from mcpgov._context import GovContext
 from mcpgov._decision import Decision
 from mcpgov._errors import ConfigurationError, Denied
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
+from mcpgov._validate import is_positive_number
 from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalRequest
 
 __all__ = ["ElicitationApprover"]
@@ -78,7 +79,7 @@ class ElicitationApprover:
     """
 
     def __init__(self, *, store: StateStore | None = None, ttl: float = 300.0) -> None:
-        if not isinstance(ttl, (int, float)) or ttl <= 0:
+        if not is_positive_number(ttl):
             raise ConfigurationError("ElicitationApprover ttl must be positive")
         self._store: StateStore = store if store is not None else InMemoryStateStore()
         self._ttl = float(ttl)

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import anyio
 
 from mcpgov._audit import AuditEvent
-from mcpgov._authorize import APPROVAL_GRANT
-from mcpgov._chain import CallNext, StageSpec
+from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._contain import contained
-from mcpgov._context import GovContext
+from mcpgov._context import APPROVAL_GRANT, GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.approval._approvers import Approver
 from mcpgov.approval._elicit import ElicitationApprover
 from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest
@@ -27,7 +26,7 @@ logger = logging.getLogger("mcpgov.approval")
 
 
 def _positive(name: str, value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+    if not is_positive_number(value):
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
 
@@ -59,7 +58,7 @@ class ApprovalMiddleware:
         *,
         deadline: float = 300.0,
         grant_ttl: float = 60.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if not callable(approver):
             raise ConfigurationError("ApprovalMiddleware needs an approver")
@@ -71,7 +70,7 @@ class ApprovalMiddleware:
     def __repr__(self) -> str:
         return f"ApprovalMiddleware(approver={self.approver!r}, deadline={self.deadline})"
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.action != "execute":
             return await call_next(ctx)
         elicit = self.approver if isinstance(self.approver, ElicitationApprover) else None
@@ -117,7 +116,7 @@ class ApprovalMiddleware:
         request: ApprovalRequest,
         answer: ApprovalAnswer | None,
         inner: GovContext | None = None,
-    ) -> Any:
+    ) -> ChainResult:
         where = inner or ctx  # the most the chain knew about the caller when approval was needed
         if answer is None:
             detail = f"no approval within the deadline ({self.deadline:g}s)"

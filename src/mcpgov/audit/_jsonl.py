@@ -52,6 +52,8 @@ import rfc8785
 
 from mcpgov._arguments import _PLAIN_ENCODER, _plain, canonical_json
 from mcpgov._errors import ConfigurationError
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_count
 from mcpgov.audit._redact import json_safe
 
 if TYPE_CHECKING:  # the writer's types: `mcpgov audit verify` loads neither pydantic nor the key code
@@ -377,11 +379,11 @@ class JsonlSink:
         checkpoint_key: Any = None,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         if max_bytes is not None and max_bytes < 4096:
             raise ConfigurationError("max_bytes must be at least 4096 (or None to never rotate)")
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        if not is_positive_count(checkpoint_every):
             raise ConfigurationError("checkpoint_every must be a positive number of events")
         if isinstance(checkpoint_interval, bool) or not checkpoint_interval > 0:
             raise ConfigurationError("checkpoint_interval must be a positive number of seconds")

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from mcpgov._methods import EXECUTE_METHODS
 from mcpgov.audit._jsonl import ChainReport, verify_chain
 from mcpgov.audit._query import printable
 from mcpgov.credentials._claims import TASK_BINDING
@@ -35,7 +36,6 @@ __all__ = ["DEFAULT_MAX_TTL", "Call", "CredentialGrant", "Proof", "ProofScope", 
 DEFAULT_MAX_TTL = 3600.0
 """The longest credential lifetime (seconds) ``prove`` accepts unless told otherwise."""
 
-_EXECUTE = frozenset({"tools/call", "resources/read", "prompts/get"})
 _TARGET_TENANT = re.compile(r"(?:^|[/:])tenants?(?::/*|/)(?P<tenant>[A-Za-z0-9_.-]+)")
 _REQUEST_FIELDS = ("side", "session_id", "request_id", "method", "target", "principal")
 
@@ -393,7 +393,7 @@ def _calls(selected: list[tuple[str, dict[str, Any]]], credentials: dict[str, Cr
             if key in open_calls:
                 open_calls[key].approvers = (*open_calls[key].approvers, event["approver"])
             continue
-        if kind == "decision" and _text(event.get("method")) in _EXECUTE:
+        if kind == "decision" and _text(event.get("method")) in EXECUTE_METHODS:
             credential = event.get("credential_id") if isinstance(event.get("credential_id"), str) else None
             principal = _text(event.get("principal"))
             if principal is None and credential in credentials:

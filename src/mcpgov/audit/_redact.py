@@ -22,6 +22,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from mcpgov._context import ExtensionKey
 from mcpgov._errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ __all__ = ["DEFAULT_PATTERNS", "DEFAULT_SECRET_KEYS", "REDACTED", "REDACT_FIELDS
 REDACTED = "[redacted]"
 """What replaces a redacted value."""
 
-REDACT_FIELDS = "mcpgov.audit.redact"
+REDACT_FIELDS: ExtensionKey[Iterable[str]] = ExtensionKey("mcpgov.audit.redact")
 """``GovContext.extensions`` key: a collection of argument field names a tool declares sensitive.
 
 Middleware that knows a tool's declaration (e.g. a decorator's metadata) sets it, and those fields
@@ -425,7 +426,7 @@ class Redactor:
         """The argument names that must not be recorded for ``ctx``: configured, declared by the tool
         (``ctx.extensions[REDACT_FIELDS]``) and named by the decision's ``redact`` obligation."""
         names = set(self.fields)
-        declared = ctx.extensions.get(REDACT_FIELDS)
+        declared = ctx.extension(REDACT_FIELDS)
         if declared:
             names.update(_normal_name(n) for n in ([declared] if isinstance(declared, str) else declared))
         decision = ctx.decision

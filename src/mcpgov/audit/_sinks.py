@@ -16,6 +16,9 @@ from typing import Any
 from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
 from mcpgov._contain import must_propagate
 from mcpgov._errors import AuditUnavailable, ConfigurationError
+from mcpgov._protocols import BatchWriter, Ticking, closable, flushable, health_reporting, stats_of
+from mcpgov._types import is_async_callable
+from mcpgov._validate import is_positive_count
 from mcpgov.audit._codec import event_to_dict
 
 __all__ = ["FanOut", "LoggingSink", "QueuedSink"]
@@ -32,10 +35,6 @@ def _close_live_queues() -> None:  # pragma: no cover - runs at interpreter exit
 
 
 atexit.register(_close_live_queues)
-
-
-def _is_async(sink: Any) -> bool:
-    return inspect.iscoroutinefunction(sink) or inspect.iscoroutinefunction(getattr(sink, "__call__", None))  # noqa: B004
 
 
 class QueuedSink:
@@ -83,7 +82,7 @@ class QueuedSink:
             raise ConfigurationError(
                 f"{sink_name(sink)} reads the current request's trace context and must not be queued"
             )
-        if maxsize < 1 or batch < 1:
+        if not (is_positive_count(maxsize) and is_positive_count(batch)):
             raise ConfigurationError("maxsize and batch must be at least 1")
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 < linger <= 1:
             raise ConfigurationError("linger must be a number of seconds in (0, 1]")
@@ -94,8 +93,10 @@ class QueuedSink:
         self.maxsize = maxsize
         self.batch = batch
         self.name = name or f"queued({sink_name(sink)})"
-        self._write_batch: Callable[[list[AuditEvent]], Any] | None = getattr(sink, "write_batch", None)
-        self._sink_async = _is_async(sink)
+        self._write_batch: Callable[[list[AuditEvent]], Any] | None = (
+            sink.write_batch if isinstance(sink, BatchWriter) else None
+        )
+        self._sink_async = is_async_callable(sink)
         self._queue: deque[AuditEvent] = deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -117,8 +118,7 @@ class QueuedSink:
         self._last_log = 0.0
         self._unlogged = 0
         self._flushing = 0
-        tick = getattr(sink, "tick", None)
-        self._tick: Callable[[], Any] | None = tick if callable(tick) else None
+        self._tick: Callable[[], Any] | None = sink.tick if isinstance(sink, Ticking) else None
 
     def __repr__(self) -> str:
         return f"QueuedSink({sink_name(self.sink)}, maxsize={self.maxsize}, pending={self.pending})"
@@ -325,10 +325,10 @@ class QueuedSink:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         _LIVE_QUEUES.discard(self)
-        close = getattr(self.sink, "close", None)
-        if callable(close):
+        holder = closable(self.sink)
+        if holder is not None:
             try:
-                close()
+                holder.close()
             except Exception as exc:  # noqa: BLE001 - closing must not raise at shutdown
                 logger.error("audit sink %s failed to close: %s", sink_name(self.sink), describe_error(exc))
         return done and not self._queue
@@ -357,6 +357,7 @@ class FanOut:
             if not callable(sink):
                 raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
         self.sinks: tuple[AuditCallback, ...] = sinks
+        self._reporting = [r for r in map(health_reporting, sinks) if r is not None]
         self.name = name
         self.call_path_only = any(getattr(s, "call_path_only", False) for s in sinks)
         self.failures: dict[str, int] = {}
@@ -368,7 +369,7 @@ class FanOut:
     @property
     def healthy(self) -> bool:
         """Whether every inner sink that reports health is healthy."""
-        return all(getattr(s, "healthy", True) is not False for s in self.sinks)
+        return all(sink.healthy is not False for sink in self._reporting)
 
     async def __call__(self, event: AuditEvent) -> None:
         """Deliver ``event`` to every inner sink.
@@ -393,33 +394,31 @@ class FanOut:
         """Failures per inner sink, plus inner sinks' own counters prefixed by their names."""
         out: dict[str, int] = {f"failed[{k}]": v for k, v in self.failures.items()}
         for sink in self.sinks:
-            stats = getattr(sink, "stats", None)
-            if callable(stats):
-                counters = stats()
-                if isinstance(counters, dict):
-                    name = sink_name(sink)
-                    for key, value in counters.items():
-                        out[f"{name}.{key}"] = int(value)
-                        if key in {"dropped", "failed", "pending"}:
-                            out[key] = out.get(key, 0) + int(value)
+            counters = stats_of(sink)
+            if counters is not None:
+                name = sink_name(sink)
+                for key, value in counters.items():
+                    out[f"{name}.{key}"] = int(value)
+                    if key in {"dropped", "failed", "pending"}:
+                        out[key] = out.get(key, 0) + int(value)
         return out
 
     def flush(self, timeout: float | None = None) -> bool:
         """Flush inner sinks that queue."""
         done = True
         for sink in self.sinks:
-            flush = getattr(sink, "flush", None)
-            if callable(flush):
-                done = bool(flush(timeout)) and done
+            queue = flushable(sink)
+            if queue is not None:
+                done = bool(queue.flush(timeout)) and done
         return done
 
     def close(self, timeout: float | None = None) -> bool:
         """Close inner sinks that can be closed."""
         done = True
         for sink in self.sinks:
-            close = getattr(sink, "close", None)
-            if callable(close):
-                result = close(timeout) if _takes_timeout(close) else close()
+            holder = closable(sink)
+            if holder is not None:
+                result = holder.close(timeout) if _takes_timeout(holder.close) else holder.close()
                 done = (result is not False) and done
         return done
 

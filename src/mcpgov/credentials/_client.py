@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
-from mcpgov._authorize import APPROVAL_GRANT
-from mcpgov._chain import CallNext
-from mcpgov._context import META_CREDENTIAL, GovContext
+from mcpgov._chain import CallNext, ChainResult
+from mcpgov._context import APPROVAL_GRANT, META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential
 from mcpgov.credentials._holder import principal_for_minting
 from mcpgov.credentials._issuer import CredentialIssuer
@@ -159,7 +159,7 @@ class ClientCredentials:
         single_use: bool = False,
         refresh_before: float = 5.0,
         cache_size: int = 1024,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if not isinstance(source, TokenSource):
             raise ConfigurationError("ClientCredentials needs a TokenSource (obtain, revoke, revoke_task)")
@@ -167,7 +167,7 @@ class ClientCredentials:
             raise ConfigurationError("ClientCredentials needs the server's audience")
         if isinstance(scope, str):
             raise ConfigurationError("scope is a collection of scope names, not one string")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+        if ttl is not None and not is_positive_number(ttl):
             raise ConfigurationError("ttl must be a positive number of seconds")
         if isinstance(refresh_before, bool) or not isinstance(refresh_before, (int, float)) or refresh_before < 0:
             raise ConfigurationError("refresh_before must be a non-negative number of seconds")
@@ -194,7 +194,7 @@ class ClientCredentials:
         for key in [k for k in self._cache if k[2] == task_id]:
             self._cache.pop(key, None)
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method != "tools/call" or ctx.target is None:
             return await self._task_bound(ctx, call_next)
         task = current_task()
@@ -208,7 +208,7 @@ class ClientCredentials:
         cap: float | None = None
         if "max_credential_ttl" in obligations:
             raw = obligations["max_credential_ttl"]
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
+            if not is_positive_number(raw):
                 # A cap that cannot be honoured mints nothing (fail closed), never an uncapped credential.
                 raise CredentialError(
                     "the decision's max_credential_ttl is not a positive number", reason="ttl_invalid"
@@ -259,7 +259,7 @@ class ClientCredentials:
         )
         return await call_next(ctx)
 
-    async def _task_bound(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def _task_bound(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         """A request other than a tool call: inside a task it carries the task credential."""
         task = current_task()
         if task is None:

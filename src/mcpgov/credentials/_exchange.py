@@ -41,6 +41,7 @@ from starlette.routing import Route
 
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
+from mcpgov._types import is_async_callable
 from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE, Credential, CredentialClaims
 from mcpgov.credentials._client import CredentialRequest
 from mcpgov.credentials._issuer import CredentialIssuer
@@ -146,10 +147,7 @@ def token_exchange_app(
     """
     if not isinstance(issuer, CredentialIssuer):
         raise ConfigurationError("token_exchange_app needs a CredentialIssuer")
-    if not (
-        inspect.iscoroutinefunction(verify_identity)
-        or inspect.iscoroutinefunction(getattr(verify_identity, "__call__", None))  # noqa: B004 - async __call__ too
-    ):
+    if not is_async_callable(verify_identity):
         raise ConfigurationError("verify_identity must be an async callable (token) -> Principal")
 
     async def token(request: Request) -> Response:

@@ -61,7 +61,7 @@ def _current_identity(ctx: GovContext) -> str | None:
     token = ctx.meta.get(META_IDENTITY)
     if isinstance(token, str):
         return token
-    header = ctx.extensions.get(HTTP_AUTHORIZATION)
+    header = ctx.extension(HTTP_AUTHORIZATION)
     if isinstance(header, str) and header.startswith("Bearer "):
         return header[7:]
     return None

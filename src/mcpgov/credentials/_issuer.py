@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -14,6 +14,8 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
 from mcpgov.credentials._issuance import IssuancePolicy
 from mcpgov.credentials._jose import sign_credential
@@ -56,7 +58,7 @@ _SEQUENCES = (list, tuple, set, frozenset)
 def _requested_ttl(ttl: Any) -> float | None:
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
+    if not is_positive_number(ttl):
         raise CredentialError(
             f"a requested ttl must be a positive number of seconds, got {ttl!r}", reason="bad_request"
         )
@@ -138,7 +140,7 @@ class CredentialIssuer:
         downstream: Mapping[str, Collection[str]] | None = None,
         audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
         policy: IssuancePolicy | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if policy is not None and not isinstance(policy, IssuancePolicy):
             raise ConfigurationError("policy must be an IssuancePolicy")
@@ -147,7 +149,7 @@ class CredentialIssuer:
         if not isinstance(keys, SigningKeySet):
             raise ConfigurationError("an issuer needs a SigningKeySet")
         for label, value in (("max_ttl", max_ttl), ("default_ttl", default_ttl)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not is_positive_number(value):
                 raise ConfigurationError(f"{label} must be a positive number of seconds, got {value!r}")
         if default_ttl > max_ttl:
             raise ConfigurationError("default_ttl cannot exceed max_ttl")

@@ -8,9 +8,8 @@ verifier holding an HMAC key can also mint.
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +22,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, import_key
 
 from mcpgov._errors import ConfigurationError
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeyResolver", "SigningKeySet", "VerificationKeys"]
 
@@ -91,7 +92,7 @@ def _generate(algorithm: str) -> Key:
 def _positive(name: str, value: float | None, *, optional: bool = False) -> float | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not is_positive_number(value):
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
 
@@ -134,7 +135,7 @@ class SigningKeySet:
         overlap: float = 3600.0,
         rotation_period: float | None = None,
         allow_hmac: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         self._clock = clock
         self._allow_hmac = allow_hmac

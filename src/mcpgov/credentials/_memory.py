@@ -7,11 +7,12 @@ import heapq
 import math
 import secrets
 import time
-from collections.abc import Callable
 from typing import Union
 
 from mcpgov._errors import ConfigurationError
 from mcpgov._state import StateStoreError
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_count, is_positive_number
 
 __all__ = ["CompactMemoryStore"]
 
@@ -26,7 +27,7 @@ _Entry = Union[int, "tuple[str, int]"]
 
 
 def _ttl(ttl: float) -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
+    if not is_positive_number(ttl):
         raise StateStoreError(f"a state entry needs a positive finite ttl, got {ttl!r}", reason="bad_ttl")
     return float(ttl)
 
@@ -60,8 +61,8 @@ class CompactMemoryStore:
         clock: seconds since the epoch.
     """
 
-    def __init__(self, maxsize: int = 2_000_000, *, clock: Callable[[], float] = time.time) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+    def __init__(self, maxsize: int = 2_000_000, *, clock: Clock = time.time) -> None:
+        if not is_positive_count(maxsize):
             raise ConfigurationError(f"maxsize must be a positive integer, got {maxsize!r}")
         self._maxsize = maxsize
         self._clock = clock

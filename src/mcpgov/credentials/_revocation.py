@@ -10,13 +10,14 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._state import InMemoryStateStore, StateStore
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import CredentialClaims
 from mcpgov.credentials._memory import CompactMemoryStore
 
@@ -83,10 +84,10 @@ class RevocationList:
         timeout: float = 0.5,
         retry_interval: float = 1.0,
         namespace: str = "mcpgov:cred:",
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         for name, value in (("max_ttl", max_ttl), ("timeout", timeout), ("retry_interval", retry_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not is_positive_number(value):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
         if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not 0 <= leeway <= 300:
             raise ConfigurationError(f"leeway must be between 0 and 300 seconds, got {leeway!r}")

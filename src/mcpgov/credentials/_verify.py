@@ -15,11 +15,12 @@ from cachetools import LRUCache, TTLCache
 
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
-from mcpgov._authorize import LIST_METHODS
-from mcpgov._chain import CallNext, StageSpec
+from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._methods import LIST_METHODS
 from mcpgov._principal import Principal
+from mcpgov._types import Clock
 from mcpgov.credentials._claims import TASK_BINDING, CredentialClaims
 from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential
 from mcpgov.credentials._keys import KeyResolver
@@ -112,7 +113,7 @@ class CredentialVerifier:
         leeway: float = 5.0,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         single_use: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if not isinstance(issuer, str) or not issuer:
             raise ConfigurationError("a credential verifier needs the issuer it trusts")
@@ -367,7 +368,7 @@ class CredentialMiddleware:
     def __repr__(self) -> str:
         return f"CredentialMiddleware({self.verifier!r})"
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         token = ctx.meta.get(META_CREDENTIAL)
         is_call = ctx.method == "tools/call"
         if not is_call and token is None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import math
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +28,8 @@ from joserfc.jws import JWSRegistry
 from joserfc.registry import HeaderRegistryDict
 
 from mcpgov._errors import ConfigurationError, IdentityError
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 
 __all__ = ["JWKS_MAX_BYTES", "BoundKey", "KeySource", "RemoteKeys", "StaticKeys"]
 
@@ -371,7 +372,7 @@ class RemoteKeys(KeySource):
         min_refresh_interval: float = 30.0,
         timeout: float = 5.0,
         http_client: httpx2.AsyncClient | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if (jwks_url is None) == (discovery is None):
             raise ConfigurationError("RemoteKeys takes exactly one of jwks_url= or discovery=")
@@ -383,7 +384,7 @@ class RemoteKeys(KeySource):
             ("min_refresh_interval", min_refresh_interval),
             ("timeout", timeout),
         ):
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            if not is_positive_number(value):
                 raise ConfigurationError(f"{name} must be a positive number of seconds")
         if max_staleness < refresh_interval:
             raise ConfigurationError("max_staleness cannot be shorter than refresh_interval")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from cachetools import LRUCache
 
 from mcpgov._audit import AuditEvent
-from mcpgov._chain import CallNext, StageSpec
+from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._context import META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._principal import Principal
@@ -193,7 +193,7 @@ class IdentityMiddleware:
             return self._environ.get(self.env) or None
         return None
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         """Verify the request's identity, set ``ctx.principal`` and ``ctx.tenant``, bind sessions."""
         if ctx.side != "server":
             raise ConfigurationError("IdentityMiddleware runs on servers; clients use GovernedClient(identity=...)")

@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from mcpgov._chain import CallNext
+from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 
 __all__ = [
     "CallableToken",
@@ -94,7 +96,7 @@ class TokenFile:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, check_interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self, path: str | os.PathLike[str], *, check_interval: float = 1.0, clock: Clock = time.monotonic
     ) -> None:
         if not isinstance(check_interval, int | float) or check_interval < 0:
             raise ConfigurationError("check_interval must be a non-negative number of seconds")
@@ -199,8 +201,8 @@ class ProjectedTokenFile(TokenFile):
         path: str | os.PathLike[str] = KUBERNETES_TOKEN_PATH,
         *,
         check_interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
         leeway: float = 30.0,
     ) -> None:
         super().__init__(path, check_interval=check_interval, clock=clock)
@@ -302,7 +304,7 @@ class OAuthClientCredentials:
         refresh_before: float = 60.0,
         default_lifetime: float = 300.0,
         timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         parts = urlsplit(token_url) if isinstance(token_url, str) else None
         if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
@@ -318,7 +320,7 @@ class OAuthClientCredentials:
         for name, value in (("refresh_before", refresh_before), ("default_lifetime", default_lifetime)):
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative number of seconds")
-        if not isinstance(timeout, int | float) or timeout <= 0:
+        if not is_positive_number(timeout):
             raise ConfigurationError("timeout must be a positive number of seconds")
         self.token_url = token_url
         self.client_id = client_id
@@ -550,7 +552,7 @@ class ClientIdentity:
         token = self.provider.current()
         return f"Bearer {token}" if token else None
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         """Attach the current token, then continue the chain."""
         token = await self.provider.token()
         if self.http:

@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -26,6 +26,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._principal import Actor, Principal
+from mcpgov._types import Clock
 from mcpgov.identity._keys import MAX_KID_CHARS, BoundKey, KeySource, StaticKeys, canonical_alg
 from mcpgov.identity._spiffe import JWT_SVID_ALGORITHMS, SpiffeId, SpiffeIdError, SpiffeIdPattern
 
@@ -260,7 +261,7 @@ class _Issuer:
 
     __slots__ = ("algorithms", "auth_method", "claims", "config", "issuer", "keys", "spiffe", "typ")
 
-    def __init__(self, config: OIDCIssuer | SpiffeTrustDomain, clock: Callable[[], float]) -> None:
+    def __init__(self, config: OIDCIssuer | SpiffeTrustDomain, clock: Clock) -> None:
         self.config = config
         self.spiffe = isinstance(config, SpiffeTrustDomain)
         self.issuer = config.issuer
@@ -317,7 +318,7 @@ class IdentityVerifier:
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         cache_size: int = 10_000,
         cache_ttl: float = 300.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if not issuers:
             raise ConfigurationError("an IdentityVerifier needs at least one issuer or trust domain")

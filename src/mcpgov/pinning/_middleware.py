@@ -9,8 +9,8 @@ from types import MappingProxyType
 from typing import Any
 
 from mcpgov._audit import AuditEvent
-from mcpgov._chain import CallNext, Listing, ListItem
-from mcpgov._context import GovContext
+from mcpgov._chain import CallNext, ChainResult, Listing, ListItem
+from mcpgov._context import SERVER_INFO, SERVER_TARGET, GovContext
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._manifest import Manifest
@@ -18,14 +18,6 @@ from mcpgov.pinning._names import NameIndex, find_collision, name_problem
 from mcpgov.pinning._registry import ServerRegistry
 
 __all__ = ["SERVER_INFO", "SERVER_TARGET", "PinningMiddleware"]
-
-SERVER_INFO = "mcpgov.client.server_info"
-"""Client side: ``GovContext.extensions`` key holding the server's self-description, a mapping
-``{"name": str, "version": str}`` from its initialize or discovery result."""
-
-SERVER_TARGET = "mcpgov.client.server_target"
-"""Client side: ``GovContext.extensions`` key holding what the client actually connected to (the
-URL, the ``StdioServerParameters``, or the in-process server), checked against the registry."""
 
 
 class _Blocked:
@@ -125,7 +117,7 @@ class PinningMiddleware:
             self._pages.clear()
             self._listed = False
 
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.side != "client":
             raise PinningError("PinningMiddleware runs in a client's chain", reason="pin.misconfigured")
         if SERVER_TARGET not in ctx.extensions:
@@ -138,7 +130,7 @@ class PinningMiddleware:
             self.server_id,
             tenant=ctx.tenant,
             principal=ctx.principal,
-            server_info=ctx.extensions.get(SERVER_INFO),
+            server_info=ctx.extension(SERVER_INFO),
             target=ctx.extensions[SERVER_TARGET],
         )
         method = ctx.method

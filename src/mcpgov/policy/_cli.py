@@ -21,6 +21,7 @@ import click
 
 from mcpgov._cliutil import EXIT_FAILED, BadInput
 from mcpgov._errors import McpGovError
+from mcpgov._methods import EXECUTE_METHOD
 
 __all__ = ["BadInput", "emit_table", "fail", "policy", "terminal"]
 
@@ -352,7 +353,7 @@ def explain(
         lambda: PolicyMiddleware(loaded, clock=clock) if clock is not None else PolicyMiddleware(loaded)
     )
     frozen, args_hash = _guard(lambda: freeze_and_hash(None if discover else (args or {}), ArgumentLimits()))
-    method = {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}[kind]
+    method = EXECUTE_METHOD[kind]  # type: ignore[index]
     ctx = GovContext(
         side="server",
         method=method,

@@ -642,86 +642,91 @@ def _history(facts: Facts, label: str) -> TaskHistory:
     return history
 
 
+def _labels(values: list[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
+def _targets(values: list[str]) -> frozenset[str]:
+    return frozenset(parse_target(t) for t in values)
+
+
+def _count(value: int) -> int:
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _HistoryRule:
+    """One field of a ``history`` condition: how its value is read, stated, tested and fetched."""
+
+    field: str
+    prepare: Callable[[Any], Any]
+    text: Callable[[Any], str]
+    holds: Callable[[TaskHistory, Any], bool]
+    needs: Callable[[Any], HistoryNeeds]
+
+    def check(self, value: Any) -> Check:
+        param = self.prepare(value)
+        label = f"history.{self.field}"
+        holds = self.holds
+        return Check(label, self.text(param), True, lambda _c, f: holds(_history(f, label), param), self.needs(param))
+
+
+_HISTORY_RULES: tuple[_HistoryRule, ...] = (
+    _HistoryRule(
+        "seen_labels",
+        _labels,
+        lambda seen: f"the task already touched something labelled {sorted(seen)}",
+        lambda h, seen: bool(h.labels & seen),
+        lambda seen: HistoryNeeds(labels=seen),
+    ),
+    _HistoryRule(
+        "not_seen_labels",
+        _labels,
+        lambda unseen: f"the task touched nothing labelled {sorted(unseen)}",
+        lambda h, unseen: not (h.labels & unseen),
+        lambda unseen: HistoryNeeds(labels=unseen),
+    ),
+    _HistoryRule(
+        "called",
+        _targets,
+        lambda called: f"the task already used one of {sorted(called)}",
+        lambda h, called: bool(h.called & called),
+        lambda called: HistoryNeeds(targets=called),
+    ),
+    _HistoryRule(
+        "not_called",
+        _targets,
+        lambda not_called: f"the task used none of {sorted(not_called)}",
+        lambda h, not_called: not (h.called & not_called),
+        lambda not_called: HistoryNeeds(targets=not_called),
+    ),
+    _HistoryRule(
+        "last_called",
+        _targets,
+        lambda last: f"the task's previous request was to one of {sorted(last)}",
+        lambda h, last: h.last in last,
+        lambda _last: HistoryNeeds(last=True),
+    ),
+    _HistoryRule(
+        "calls_below",
+        _count,
+        lambda below: f"the task has run fewer than {below} tool calls",
+        lambda h, below: h.calls < below,
+        lambda _below: HistoryNeeds(count=True),
+    ),
+    _HistoryRule(
+        "calls_at_least",
+        _count,
+        lambda at_least: f"the task has run at least {at_least} tool calls",
+        lambda h, at_least: h.calls >= at_least,
+        lambda _at_least: HistoryNeeds(count=True),
+    ),
+)
+
+
 def _history_checks(h: HistoryCondition) -> list[Check]:
-    checks: list[Check] = []
-    if h.seen_labels is not None:
-        seen = frozenset(h.seen_labels)
-        checks.append(
-            Check(
-                "history.seen_labels",
-                f"the task already touched something labelled {sorted(seen)}",
-                True,
-                lambda _c, f: bool(_history(f, "history.seen_labels").labels & seen),
-                HistoryNeeds(labels=seen),
-            )
-        )
-    if h.not_seen_labels is not None:
-        unseen = frozenset(h.not_seen_labels)
-        checks.append(
-            Check(
-                "history.not_seen_labels",
-                f"the task touched nothing labelled {sorted(unseen)}",
-                True,
-                lambda _c, f: not (_history(f, "history.not_seen_labels").labels & unseen),
-                HistoryNeeds(labels=unseen),
-            )
-        )
-    if h.called is not None:
-        called = frozenset(parse_target(t) for t in h.called)
-        checks.append(
-            Check(
-                "history.called",
-                f"the task already used one of {sorted(called)}",
-                True,
-                lambda _c, f: bool(_history(f, "history.called").called & called),
-                HistoryNeeds(targets=called),
-            )
-        )
-    if h.not_called is not None:
-        not_called = frozenset(parse_target(t) for t in h.not_called)
-        checks.append(
-            Check(
-                "history.not_called",
-                f"the task used none of {sorted(not_called)}",
-                True,
-                lambda _c, f: not (_history(f, "history.not_called").called & not_called),
-                HistoryNeeds(targets=not_called),
-            )
-        )
-    if h.last_called is not None:
-        last = frozenset(parse_target(t) for t in h.last_called)
-        checks.append(
-            Check(
-                "history.last_called",
-                f"the task's previous request was to one of {sorted(last)}",
-                True,
-                lambda _c, f: _history(f, "history.last_called").last in last,
-                HistoryNeeds(last=True),
-            )
-        )
-    if h.calls_below is not None:
-        below = h.calls_below
-        checks.append(
-            Check(
-                "history.calls_below",
-                f"the task has run fewer than {below} tool calls",
-                True,
-                lambda _c, f: _history(f, "history.calls_below").calls < below,
-                HistoryNeeds(count=True),
-            )
-        )
-    if h.calls_at_least is not None:
-        at_least = h.calls_at_least
-        checks.append(
-            Check(
-                "history.calls_at_least",
-                f"the task has run at least {at_least} tool calls",
-                True,
-                lambda _c, f: _history(f, "history.calls_at_least").calls >= at_least,
-                HistoryNeeds(count=True),
-            )
-        )
-    return checks
+    values = ((rule, getattr(h, rule.field)) for rule in _HISTORY_RULES)
+    return [rule.check(value) for rule, value in values if value is not None]
 
 
 def _depth_check(bounds: Bounds) -> Check:

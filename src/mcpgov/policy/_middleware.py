@@ -5,25 +5,27 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import anyio
-
-from mcpgov._audit import AuditCallback, AuditEvent, Auditor
-from mcpgov._authorize import APPROVAL_GRANT, LIST_METHODS, Authorizer
-from mcpgov._chain import CallNext
-from mcpgov._context import GovContext, Side
+from mcpgov._audit import AuditCallback, Auditor
+from mcpgov._authorize import Authorizer
+from mcpgov._chain import CallNext, ChainResult
+from mcpgov._context import APPROVAL_GRANT, GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError, McpGovError
+from mcpgov._methods import LIST_METHODS
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
+from mcpgov._types import Clock
 from mcpgov.policy._cedar import CedarPolicy
 from mcpgov.policy._decorators import PolicyDecorators
 from mcpgov.policy._engine import OBLIGATION_RATE_LIMIT, Explanation, PolicyEngine, combined_version
 from mcpgov.policy._history import HistoryNeeds, TaskHistory, TaskHistoryStore
 from mcpgov.policy._load import Policy, PolicyError
 from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
+from mcpgov.policy._reload import PolicyReloader, load_policy
+from mcpgov.policy._shadow import compare_shadow
 
 __all__ = ["Engine", "PolicyMiddleware", "PolicySource"]
 
@@ -86,15 +88,9 @@ class _DenyAll:
         return frozenset()
 
 
-def _load(source: PolicySource | None) -> Policy | CedarPolicy:
-    if isinstance(source, (Policy, CedarPolicy)):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.suffix.lower() == ".cedar":
-            return CedarPolicy.from_file(path)
-        return Policy.from_file(path)
-    raise ConfigurationError(f"a policy must be a Policy, a CedarPolicy or a file path, got {type(source).__name__}")
+def _deny(engine: Engine, rule: str, detail: str, reason: str) -> Decision:
+    """A deny made on behalf of ``engine`` (recorded with its name and policy version)."""
+    return Decision(Effect.DENY, rule, detail, reason, engine=engine.engine_name, policy_version=engine.version)
 
 
 class PolicyMiddleware(Authorizer):
@@ -144,7 +140,7 @@ class PolicyMiddleware(Authorizer):
         shadow: PolicySource | None = None,
         declarations: PolicyDecorators | None = None,
         state: StateStore | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         deadline: float = 1.0,
         history_ttl: float = 86_400.0,
         audit: Auditor | AuditCallback | Iterable[AuditCallback] | None = None,
@@ -165,31 +161,27 @@ class PolicyMiddleware(Authorizer):
         self.state: StateStore = state if state is not None else InMemoryStateStore()
         self.history = TaskHistoryStore(self.state, ttl=history_ttl)
         self.limiter = RateLimiter(self.state, clock=clock)
-        self._path: Path | None = None
-        self._loaded_text: bytes | None = None
-        self._auditor: Auditor | None = None
+        auditor: Auditor | None = None
         if audit is not None:
             from mcpgov._governor import as_auditor  # noqa: PLC0415 - avoids an import cycle at package import
 
-            self._auditor = as_auditor(audit)
-        self._pending: list[tuple[str, dict[str, Any]]] = []
-        self._side: Side = "server"
+            auditor = as_auditor(audit)
+        path = Path(policy) if isinstance(policy, (str, os.PathLike)) else None
+        self._reloader = PolicyReloader(self, path, auditor)
         self._source: Policy | CedarPolicy | None = None
         self._generation = -1
         self._engine: Engine
-        if isinstance(policy, (str, os.PathLike)):
-            self._path = Path(policy)
         try:
-            self._source = _load(policy)
-            self._loaded_text = self._read_raw()
+            self._source = load_policy(policy)
+            self._reloader.loaded_text = self._reloader.read_raw()
         except PolicyError as exc:
             if on_load_error == "raise":
                 raise
             self._engine = _DenyAll(str(exc))
-            self._queue_reload("failed", str(exc), None)
+            self._reloader.queue("failed", str(exc), None)
         else:
             self._engine = self._compile(self._source)
-        self._shadow_source: Policy | CedarPolicy | None = _load(shadow) if shadow is not None else None
+        self._shadow_source: Policy | CedarPolicy | None = load_policy(shadow) if shadow is not None else None
         self._shadow: Engine | None = self._compile(self._shadow_source) if self._shadow_source is not None else None
 
     def __repr__(self) -> str:
@@ -197,7 +189,22 @@ class PolicyMiddleware(Authorizer):
 
     # -- engines ------------------------------------------------------------------------------
 
+    @property
+    def _enforced(self) -> Engine:
+        """The engine in force, as last compiled."""
+        return self._engine
+
+    def _enforce(self, source: Policy | CedarPolicy, engine: Engine) -> None:
+        """Put ``engine``, compiled from ``source``, in force."""
+        self._source = source
+        self._engine = engine
+
     def _compile(self, source: Policy | CedarPolicy) -> Engine:
+        """Compile ``source`` with this middleware's declarations.
+
+        Raises:
+            ConfigurationError: declarations cannot be combined with a Cedar policy.
+        """
         if isinstance(source, CedarPolicy):
             if self.declarations is not None and self.declarations.declarations:
                 raise ConfigurationError("tool declarations cannot be combined with a Cedar policy")
@@ -241,7 +248,7 @@ class PolicyMiddleware(Authorizer):
         if policy is None:
             self._shadow_source, self._shadow = None, None
             return
-        source = _load(policy)
+        source = load_policy(policy)
         engine = self._compile(source)
         self._shadow_source, self._shadow = source, engine
 
@@ -256,7 +263,7 @@ class PolicyMiddleware(Authorizer):
     def decide_now(self, ctx: GovContext) -> Decision | None:
         """:meth:`decide` without a cancel scope, when the decision needs nothing asynchronous:
         no queued reload events, no shadow policy, no task history, no rate limit to admit."""
-        if self._shadow is not None or (ctx.audit is not None and self._pending):
+        if self._shadow is not None or (ctx.audit is not None and self._reloader.pending):
             return None
         self._refresh_declarations()
         engine = self._engine
@@ -269,15 +276,15 @@ class PolicyMiddleware(Authorizer):
         if decision.effect is not Effect.DENY and not discover and decision.obligations.get(OBLIGATION_RATE_LIMIT):
             return None  # a rate limit to admit (also for an approved call): decide() counts it
         if ctx.audit is not None:
-            self._side = ctx.side
+            self._reloader.side = ctx.side
         return decision
 
     async def decide(self, ctx: GovContext) -> Decision:
         """Decide ``ctx`` with the enforced policy (and compare with the shadow policy)."""
         if ctx.audit is not None:
-            self._side = ctx.side
-            if self._pending:
-                await self._flush(ctx.audit)
+            self._reloader.side = ctx.side
+            if self._reloader.pending:
+                await self._reloader.flush(ctx.audit)
         self._refresh_declarations()
         engine = self._engine
         now = self.clock()
@@ -288,16 +295,10 @@ class PolicyMiddleware(Authorizer):
             return self._state_failure(engine, exc)
         decision: object = engine.decide(ctx, history=history, now=now)
         if not isinstance(decision, Decision):
-            return Decision(
-                Effect.DENY,
-                self.name,
-                f"the {engine.engine_name} engine returned {type(decision).__name__}, not a Decision",
-                "authoriser_invalid",
-                engine=engine.engine_name,
-                policy_version=engine.version,
-            )
+            detail = f"the {engine.engine_name} engine returned {type(decision).__name__}, not a Decision"
+            return _deny(engine, self.name, detail, "authoriser_invalid")
         if self._shadow is not None:
-            await self._compare(ctx, decision, self._shadow, now)
+            await compare_shadow(ctx, decision, self._shadow, now, self._history)
         if discover or decision.effect is Effect.DENY:
             return decision
         if decision.effect is Effect.REQUIRE_APPROVAL and APPROVAL_GRANT not in ctx.extensions:
@@ -309,61 +310,15 @@ class PolicyMiddleware(Authorizer):
             except StateStoreError as exc:
                 return self._state_failure(engine, exc)
             if exceeded is not None:
-                return Decision(
-                    Effect.DENY,
-                    exceeded.rule,
-                    f"rate limit of {exceeded.limit} per {exceeded.per:g}s (by {', '.join(exceeded.by)}) exceeded",
-                    "rate_limited",
-                    engine=engine.engine_name,
-                    policy_version=engine.version,
-                )
+                detail = f"rate limit of {exceeded.limit} per {exceeded.per:g}s (by {', '.join(exceeded.by)}) exceeded"
+                return _deny(engine, exceeded.rule, detail, "rate_limited")
         return decision
 
     def _state_failure(self, engine: Engine, exc: StateStoreError) -> Decision:
         logger.warning("state store failed during a policy decision (%s); denying", exc.reason)
-        return Decision(
-            Effect.DENY,
-            STATE_UNAVAILABLE_RULE,
-            f"the state store failed ({exc.reason})",
-            "state_store_error",
-            engine=engine.engine_name,
-            policy_version=engine.version,
-        )
+        return _deny(engine, STATE_UNAVAILABLE_RULE, f"the state store failed ({exc.reason})", "state_store_error")
 
-    async def _compare(self, ctx: GovContext, enforced: Decision, shadow: Engine, now: float) -> None:
-        """Evaluate the shadow policy; record where it differs. Never changes the decision."""
-        try:
-            history = await self._history(ctx, shadow)
-            candidate = shadow.decide(ctx, history=history, now=now)
-        except Exception as exc:  # noqa: BLE001 - a broken candidate must never affect enforcement
-            candidate = Decision.deny("mcpgov:policy:shadow-error", f"shadow raised {type(exc).__name__}")
-        if candidate.effect is enforced.effect and candidate.rule == enforced.rule:
-            return
-        if ctx.audit is None:
-            return
-        try:
-            await ctx.audit.emit(
-                AuditEvent.from_context(
-                    ctx,
-                    "policy.shadow_mismatch",
-                    effect=enforced.effect.value,
-                    rule=enforced.rule,
-                    engine=enforced.engine,
-                    policy_version=enforced.policy_version,
-                    reason="shadow_mismatch",
-                    attributes={
-                        "action": ctx.action or "execute",
-                        "shadow_effect": candidate.effect.value,
-                        "shadow_rule": candidate.rule,
-                        "shadow_engine": getattr(shadow, "engine_name", None),
-                        "shadow_version": getattr(shadow, "version", None),
-                    },
-                )
-            )
-        except Exception:  # noqa: BLE001 - auditing the shadow must never affect enforcement
-            logger.error("could not emit a shadow mismatch event")
-
-    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method in LIST_METHODS or ctx.action == "discover":
             return await super().__call__(ctx, call_next)
         result = await super().__call__(ctx, call_next)
@@ -399,14 +354,6 @@ class PolicyMiddleware(Authorizer):
 
     # -- reload -------------------------------------------------------------------------------
 
-    def _read_raw(self) -> bytes | None:
-        if self._path is None:
-            return None
-        try:
-            return self._path.read_bytes()
-        except OSError:
-            return None
-
     async def reload(self, policy: PolicySource | None = None) -> bool:
         """Load ``policy`` (default: re-read the policy file) and enforce it.
 
@@ -421,30 +368,7 @@ class PolicyMiddleware(Authorizer):
         Raises:
             ConfigurationError: no ``policy`` was given and the middleware has no policy file.
         """
-        previous = self._engine.version
-        path = self._path
-        if policy is None and path is None:
-            raise ConfigurationError("reload() needs a policy: this middleware was not given a policy file")
-        try:
-            source = await anyio.to_thread.run_sync(_load, policy if policy is not None else path)
-            engine = self._compile(source)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the last good policy
-            detail = str(exc) if isinstance(exc, McpGovError) else f"{type(exc).__name__} while loading the policy"
-            logger.warning("policy reload failed; keeping policy %s", previous)
-            if policy is None:
-                self._loaded_text = self._read_raw()  # the same broken content is not retried
-            await self._emit_reload("failed", detail, previous)
-            return False
-        self._source = source
-        self._engine = engine
-        if policy is None or isinstance(policy, (str, os.PathLike)):
-            if policy is not None:
-                self._path = Path(policy)
-            self._loaded_text = self._read_raw()
-        await self._emit_reload("loaded", "", previous)
-        return True
+        return await self._reloader.reload(policy)
 
     async def check_for_changes(self) -> bool:
         """Reload when the policy file's content changed since it was last loaded.
@@ -452,15 +376,7 @@ class PolicyMiddleware(Authorizer):
         Returns:
             True when a reload was attempted.
         """
-        if self._path is None:
-            return False
-        current = await anyio.to_thread.run_sync(self._read_raw)
-        if current is not None and current == self._loaded_text:
-            return False
-        self._loaded_text = current  # a broken file is not retried until it changes again
-        await self.reload()
-        self._loaded_text = current
-        return True
+        return await self._reloader.check_for_changes()
 
     async def watch(self, interval: float = 2.0) -> None:
         """Poll the policy file every ``interval`` seconds and reload it when it changes (runs forever).
@@ -470,52 +386,4 @@ class PolicyMiddleware(Authorizer):
         cancellation of the watcher itself end it). What failed is logged and, when possible,
         recorded as ``policy.reload_failed``.
         """
-        if not interval > 0:
-            raise ConfigurationError("interval must be positive")
-        cancelled = anyio.get_cancelled_exc_class()
-        while True:
-            await anyio.sleep(interval)
-            try:
-                await self.check_for_changes()
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except cancelled:
-                await anyio.lowlevel.checkpoint()  # our own cancellation raises here; a stray one is absorbed
-                logger.error("policy watcher: a reload raised a stray cancellation; still watching")
-            except BaseException as exc:  # noqa: BLE001 - the watcher must outlive anything a reload meets
-                logger.error("policy watcher: reload raised %s; still watching", type(exc).__name__)
-                self._queue_reload("failed", f"{type(exc).__name__} during reload", None)
-
-    def _queue_reload(self, outcome: str, detail: str, previous: str | None) -> None:
-        self._pending.append((outcome, {"detail": detail, "previous": previous, "version": self._engine.version}))
-
-    async def _emit_reload(self, outcome: str, detail: str, previous: str | None) -> None:
-        self._queue_reload(outcome, detail, previous)
-        if self._auditor is None:
-            return
-        try:
-            await self._flush(self._auditor)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except anyio.get_cancelled_exc_class():
-            await anyio.lowlevel.checkpoint()  # our own cancellation raises here; a stray one is absorbed
-            logger.error("the reload event could not be recorded (a sink raised a cancellation)")
-        except BaseException as exc:  # noqa: BLE001 - recording a reload must never undo or break it
-            logger.error("the reload event could not be recorded (%s)", type(exc).__name__)
-
-    async def _flush(self, auditor: Auditor) -> None:
-        pending, self._pending = self._pending, []
-        for outcome, info in pending:
-            ctx = GovContext(side=self._side, method="policy/reload")
-            await auditor.emit(
-                AuditEvent.from_context(
-                    ctx,
-                    "policy.reloaded" if outcome == "loaded" else "policy.reload_failed",
-                    outcome=outcome,
-                    reason="reloaded" if outcome == "loaded" else "reload_failed",
-                    detail=info["detail"] or None,
-                    engine=self._engine.engine_name,
-                    policy_version=info["version"],
-                    attributes={"previous_version": info["previous"], "source": self._engine.source},
-                )
-            )
+        await self._reloader.watch(interval, self.check_for_changes)

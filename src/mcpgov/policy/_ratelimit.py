@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mcpgov._context import GovContext
 from mcpgov._state import StateStore
+from mcpgov._types import Clock
 
 __all__ = ["RateLimitSpec", "RateLimiter"]
 
@@ -44,7 +45,7 @@ class RateLimiter:
         clock: seconds since the epoch (injectable: tests freeze time).
     """
 
-    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: StateStore, *, clock: Clock = time.time) -> None:
         self.store = store
         self.clock = clock
 
