@@ -15,14 +15,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = ["home_of", "lazy_names", "publish"]
 
 
-# Most specific first: the test identities and the in-memory sink are ``mcpgov.testing``'s.
-_PRIVATE_HOMES = {"mcpgov._harness._issuers": "mcpgov.testing", "mcpgov._harness": "mcpgov.testkit"}
+_PRIVATE_HOMES = {"mcpgov._harness": "mcpgov.testing"}
 
 
 def home_of(module: str) -> str:
@@ -30,8 +30,8 @@ def home_of(module: str) -> str:
 
     ``mcpgov.policy._load`` -> ``mcpgov.policy``; ``mcpgov._errors`` -> ``mcpgov``;
     a public module is its own home. The exception: the test kit's code lives in
-    ``mcpgov._harness`` (so that production code never imports the test kit) and its home is
-    ``mcpgov.testkit``.
+    ``mcpgov._harness`` (the policy case runner uses it without importing the test kit) and its
+    home is ``mcpgov.testing``.
     """
     for private, public in _PRIVATE_HOMES.items():
         if module == private or module.startswith(private + "."):
@@ -64,15 +64,32 @@ def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str] | No
             value.__module__ = module
 
 
-def lazy_names(package: str, table: Mapping[str, str]) -> Callable[[str], Any]:
+def lazy_names(
+    package: str, table: Mapping[str, str], deprecated: Mapping[str, tuple[str, str | None]] | None = None
+) -> Callable[[str], Any]:
     """The module ``__getattr__`` of a package whose names load on first use (PEP 562).
 
     ``table`` maps each public name to the module defining it. A name is imported when first
     read, published (see :func:`publish`) and cached in the package, so importing the package
     (or its CLI) loads none of the heavy modules behind it.
+
+    ``deprecated`` maps each name kept for one more release to ``("module:attribute", use)``:
+    where its value lives, and the public spelling that replaces it (``None`` when it is no
+    longer public). The first read warns (:class:`DeprecationWarning`) and caches the value, so
+    each old name warns once.
     """
+    old_names = deprecated or {}
 
     def __getattr__(name: str) -> Any:
+        if name in old_names:
+            source, use = old_names[name]
+            module_name, _, attribute = source.partition(":")
+            value = getattr(importlib.import_module(module_name), attribute or name)
+            hint = f"use {use}" if use else "it is no longer public"
+            message = f"{package}.{name} is deprecated and will be removed in the next release; {hint}"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            setattr(sys.modules[package], name, value)
+            return value
         module = table.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -63,7 +63,7 @@ class PolicyAssertionError(AssertionError):
         self.explanation = explanation
 
 
-PolicyAssertionError.__module__ = "mcpgov.testkit"  # its public home (also re-exported by mcpgov.testing)
+PolicyAssertionError.__module__ = "mcpgov.testing"  # its public home
 
 
 def _indent(text: str) -> str:
@@ -241,7 +241,7 @@ def assert_allowed(
         actors: who the workload acts for, nearest first.
 
     Returns:
-        The :class:`~mcpgov.testkit.Verdict` (decision, rule, audit events, result).
+        The :class:`~mcpgov.testing.Verdict` (decision, rule, audit events, result).
 
     Raises:
         PolicyAssertionError: the server decided otherwise; the message shows the decision, its
