@@ -190,7 +190,7 @@ def test_lazily_loaded_names_are_published_when_loaded() -> None:
 
     assert mcpgov.govern.__module__ == "mcpgov"
     assert mcpgov.to_mcp_error.__module__ == "mcpgov"
-    assert mcpgov.PolicyError.__module__ == "mcpgov.policy"
+    assert mcpgov.merge_obligations.__module__ == "mcpgov"
 
 
 @given(st.lists(st.sampled_from(["mcpgov", "policy", "_load", "_x", "audit", "_jsonl", "a_b"]), min_size=1))

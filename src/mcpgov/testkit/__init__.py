@@ -19,13 +19,12 @@ _NOT_PUBLIC = (
     "generic_server",
 )
 
-__getattr__ = _lazy_names(
-    __name__,
-    {},
-    {
-        **{name: ("mcpgov.testing", f"mcpgov.testing.{name}") for name in (*_MOVED, *_MOVED_FUNCTIONS, "inventory_of")},
-        **dict.fromkeys(_NOT_PUBLIC, ("mcpgov._harness", None)),
-    },
-)
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    **{name: ("mcpgov.testing", f"mcpgov.testing.{name}") for name in (*_MOVED, *_MOVED_FUNCTIONS, "inventory_of")},
+    **dict.fromkeys(_NOT_PUBLIC, ("mcpgov._harness", None)),
+}
+
+__getattr__ = _lazy_names(__name__, {}, _DEPRECATED)
 
 __all__: list[str] = []  # nothing new is imported from here
