@@ -1,13 +1,13 @@
-"""Public homes: exported functions and errors name the public module they are imported from.
+"""Public homes: every exported class and function names the public module it is imported from.
 
-An error defined in ``mcpgov.policy._load`` and exported by ``mcpgov.policy`` reports
+A class defined in ``mcpgov.policy._middleware`` and exported by ``mcpgov.policy`` reports
 ``__module__ == "mcpgov.policy"``, as httpx does for its own names: tracebacks, reprs, pickles
 and generated docs then show the path users import, never a private module.
 
-Other classes keep the module they are defined in: ``typing.get_type_hints``, dataclasses and
-pydantic resolve a class's annotations in ``sys.modules[cls.__module__]``, so moving a
-dataclass such as ``Principal`` would break a user's pydantic model with a ``Principal`` field.
-Each of them is still exported by the public package its module belongs to (:func:`home_of`).
+``typing.get_type_hints``, dataclasses and pydantic resolve a class's string annotations in
+``sys.modules[cls.__module__]``; a public package loads its names lazily, so before a class
+moves its own annotations are evaluated where they were written (:func:`publish`). A user's
+pydantic model with a ``Principal`` field keeps working.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import typing
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -45,7 +46,7 @@ def home_of(module: str) -> str:
 
 
 def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str] | None = None) -> None:
-    """Point ``__module__`` of the exported functions and exceptions whose home is ``module`` at it.
+    """Point ``__module__`` of the exported classes and functions whose home is ``module`` at it.
 
     Args:
         module: the public module (``__name__`` of the package that exports the names).
@@ -53,15 +54,47 @@ def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str] | No
         names: the names to consider; ``namespace["__all__"]`` when omitted.
 
     Objects defined elsewhere (another package, another library) are left alone, so each
-    object is published once, by the package it belongs to.
+    object is published once, by the package it belongs to. A function's annotations resolve
+    in its ``__globals__``; a class's own string annotations are evaluated first (see
+    :func:`_freeze_annotations`).
     """
     for name in namespace.get("__all__", ()) if names is None else names:
         value = namespace.get(name)
-        if not (inspect.isfunction(value) or (inspect.isclass(value) and issubclass(value, BaseException))):
-            continue  # a function's annotations resolve in its __globals__; an error's are never resolved
+        if not (inspect.isfunction(value) or inspect.isclass(value)):
+            continue
         current = getattr(value, "__module__", None)
         if isinstance(current, str) and current != module and home_of(current) == module:
+            if inspect.isclass(value):
+                _freeze_annotations(value)
             value.__module__ = module
+
+
+def _freeze_annotations(cls: type) -> None:
+    """Evaluate ``cls``'s own string annotations in the module that defines it, in place.
+
+    A dataclass field's ``type`` follows its annotation (pydantic reads it). An annotation that
+    does not evaluate there (a name imported only for type checking) stays as it is: it did not
+    resolve before either.
+    """
+    own = inspect.get_annotations(cls)
+    if not own:
+        return
+    global_names = vars(sys.modules[cls.__module__])
+    local_names = dict(vars(cls))
+    fields = cls.__dict__.get("__dataclass_fields__", {})
+    for key, annotation in list(own.items()):
+        source = annotation.__forward_arg__ if isinstance(annotation, typing.ForwardRef) else annotation
+        if not isinstance(source, str):
+            continue
+        try:
+            value = eval(source, global_names, local_names)  # noqa: S307 - the class's own annotation, as typing does
+        except Exception:  # noqa: BLE001, S112 - unresolvable where written: left for whoever resolves it
+            continue
+        own[key] = value
+        field = fields.get(key)
+        if field is not None and field.type in (annotation, source):
+            field.type = value
+    cls.__annotations__ = own
 
 
 def lazy_names(

@@ -63,7 +63,7 @@ class PolicyAssertionError(AssertionError):
         self.explanation = explanation
 
 
-PolicyAssertionError.__module__ = "mcpgov.testing"  # its public home
+PolicyAssertionError.__module__ = "mcpgov.testing"  # its public home (also when only the case runner loaded it)
 
 
 def _indent(text: str) -> str:
