@@ -46,7 +46,6 @@ from mcp.server.mcpserver import MCPServer
 
 from mcpgov import AuditEvent, Decision, GovContext, GovernedClient, Hooks, InMemoryStateStore, Principal, govern
 from mcpgov.credentials import (
-    CREDENTIAL_TYP,
     ClientCredentials,
     CompactMemoryStore,
     CredentialIssuer,
@@ -55,6 +54,7 @@ from mcpgov.credentials import (
     RevocationList,
     SigningKeySet,
 )
+from mcpgov.credentials._claims import CREDENTIAL_TYP
 
 AUDIENCE = "https://bench.example"
 AGENT = Principal(issuer="https://id.example", subject="bench-agent", tenant="acme")

@@ -23,17 +23,9 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import GovContext, GovernedClient, Principal
-from mcpgov.pinning import (
-    SERVER_INFO,
-    NameIndex,
-    PinningMiddleware,
-    ServerRegistry,
-    find_collision,
-    name_skeleton,
-    snapshot,
-    tool_fingerprint,
-    write_manifest,
-)
+from mcpgov.pinning import PinningMiddleware, ServerRegistry, snapshot, tool_fingerprint, write_manifest
+from mcpgov.pinning._middleware import SERVER_INFO
+from mcpgov.pinning._names import NameIndex, find_collision, name_skeleton
 
 AGENT = Principal(issuer="https://id", subject="agent", tenant="acme", spiffe_id="spiffe://acme/agents/a")
 INFO = {"name": "bench", "version": "1.0.0"}

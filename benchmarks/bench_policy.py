@@ -25,7 +25,8 @@ from types import MappingProxyType
 from typing import Any
 
 from mcpgov import GovContext, Principal
-from mcpgov.policy import MAX_CONDITION_STRING, MAX_PATH_LENGTH, CedarPolicy, Policy, PolicyEngine
+from mcpgov.policy import CedarPolicy, Policy, PolicyEngine
+from mcpgov.policy._conditions import MAX_CONDITION_STRING, MAX_PATH_LENGTH
 
 TARGET_P50_AT_100_US = 5.0
 HOSTILE_PATTERNS = ["(a+)+$", "(a|aa)+b", "(.*a){20}", "(x+x+)+y", "^(\\w+\\s?)*$", "(a|a)*c", "([a-z]+)*[0-9]"]

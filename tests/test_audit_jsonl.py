@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from mcpgov import AuditEvent, Auditor, ConfigurationError, GovContext
-from mcpgov.audit import GENESIS, JsonlSink, QueuedSink, read_events, verify_chain
-from mcpgov.audit._jsonl import line_hash
+from mcpgov.audit import JsonlSink, QueuedSink, read_events, verify_chain
+from mcpgov.audit._jsonl import GENESIS, line_hash
 from tests.conftest import build_demo
 
 pytestmark = pytest.mark.anyio

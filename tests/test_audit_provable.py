@@ -22,9 +22,9 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import AuditEvent, Auditor, Decision, GovContext, Hooks, govern
-from mcpgov.audit import JsonlSink, QueuedSink, encode_event, read_events, verify_chain
+from mcpgov.audit import JsonlSink, QueuedSink, read_events, verify_chain
 from mcpgov.audit._codec import event_to_dict
-from mcpgov.audit._jsonl import line_hash
+from mcpgov.audit._jsonl import encode_event, line_hash
 from mcpgov.cli import main
 
 pytestmark = pytest.mark.anyio

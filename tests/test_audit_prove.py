@@ -20,8 +20,8 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import META_CREDENTIAL, AuditEvent, Auditor, Decision, GovContext, GovernedClient, Hooks, Principal, govern
-from mcpgov.audit import GENESIS, JsonlSink, ProofScope, QueuedSink, prove, request_keys
-from mcpgov.audit._jsonl import line_hash
+from mcpgov.audit import JsonlSink, ProofScope, QueuedSink, prove, request_keys
+from mcpgov.audit._jsonl import GENESIS, line_hash
 from mcpgov.audit._prove import render_html, render_json, render_text
 from mcpgov.cli import main
 from mcpgov.credentials import (

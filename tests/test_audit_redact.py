@@ -26,7 +26,8 @@ from mcpgov import (
     IdentityError,
     govern,
 )
-from mcpgov.audit import REDACT_FIELDS, REDACTED, FanOut, JsonlSink, LoggingSink, OTelSink, QueuedSink, Redactor
+from mcpgov.audit import REDACT_FIELDS, FanOut, JsonlSink, LoggingSink, OTelSink, QueuedSink, Redactor
+from mcpgov.audit._redact import REDACTED
 from mcpgov.testing import InMemoryAuditSink
 from tests.test_audit_otel import spans  # noqa: F401 - fixture
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 import pytest
 
-from mcpgov.cli import COMMANDS, main
+from mcpgov.cli import _COMMANDS as COMMANDS
+from mcpgov.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,6 @@ from mcp import Client, MCPError
 
 from mcpgov import ConfigurationError, CredentialError, GovernedClient, Principal
 from mcpgov.credentials import (
-    CREDENTIAL_TOKEN_TYPE,
-    GRANT_TYPE,
     ClientCredentials,
     CredentialIssuer,
     ExchangeTokenSource,
@@ -20,6 +18,8 @@ from mcpgov.credentials import (
     open_task,
     token_exchange_app,
 )
+from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE
+from mcpgov.credentials._exchange import GRANT_TYPE
 from mcpgov.testing import serve_http
 
 from .test_credentials_support import AUDIENCE, as_principal, build_governed, call, make_issuer, principal

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from joserfc import jws
 
 from mcpgov import Actor, ConfigurationError, CredentialError, Principal, arguments_hash
-from mcpgov.credentials import CREDENTIAL_TYP, CredentialIssuer, CredentialRefused, RevocationList, SigningKeySet
+from mcpgov.credentials import CredentialIssuer, CredentialRefused, RevocationList, SigningKeySet
+from mcpgov.credentials._claims import CREDENTIAL_TYP
 from mcpgov.testing import InMemoryAuditSink
 
 from .test_credentials_support import AUDIENCE, ISSUER, FrozenClock, make_issuer, principal

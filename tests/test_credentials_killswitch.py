@@ -575,7 +575,9 @@ def ids_claims_exp(token: str) -> float:
 async def test_the_exchange_endpoint_refuses_to_launder_a_stolen_credential(attempt: dict[str, str]) -> None:
     import httpx2
 
-    from mcpgov.credentials import CREDENTIAL_TOKEN_TYPE, GRANT_TYPE, token_exchange_app
+    from mcpgov.credentials import token_exchange_app
+    from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE
+    from mcpgov.credentials._exchange import GRANT_TYPE
     from mcpgov.testing import serve_http
 
     from .test_credentials_exchange import JWT_TYPE, verify_identity

@@ -13,13 +13,13 @@ from mcp import Client, MCPError
 
 from mcpgov import META_CREDENTIAL, ConfigurationError, StateStoreError, arguments_hash
 from mcpgov.credentials import (
-    CREDENTIAL_TYP,
     CredentialMiddleware,
     CredentialRefused,
     CredentialVerifier,
     RevocationList,
     SigningKeySet,
 )
+from mcpgov.credentials._claims import CREDENTIAL_TYP
 
 from .test_credentials_support import (
     AUDIENCE,

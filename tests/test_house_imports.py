@@ -180,7 +180,7 @@ def test_type_checking_and_function_imports_are_not_edges() -> None:
     graph = import_graph()
     assert "mcpgov._server" not in graph["mcpgov"]  # lazy: TYPE_CHECKING and __getattr__
     assert "mcpgov._public" in graph["mcpgov"]  # imported at module level (the rest loads on first use)
-    assert "mcpgov.testkit" not in graph["mcpgov.policy._cases"]  # imported inside functions
+    assert "mcpgov._harness" not in graph["mcpgov.policy._cases"]  # imported inside functions
 
 
 @given(

@@ -9,7 +9,8 @@ import pytest
 from mcp import MCPError
 
 from mcpgov import ConfigurationError, GovernedClient, IdentityError
-from mcpgov.identity import CallableToken, StaticToken, TokenFile, as_identity_provider
+from mcpgov.identity import CallableToken, StaticToken, TokenFile
+from mcpgov.identity._providers import as_identity_provider
 from mcpgov.testing import IdentityIssuer
 
 from .test_identity_session import build

@@ -10,13 +10,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, InputRequiredResult
 
 from mcpgov import META_IDENTITY, ConfigurationError, Decision, GovContext, Hooks, govern
-from mcpgov.identity import (
-    IdentityMiddleware,
-    IdentityTokenVerifier,
-    bind_request_state,
-    request_state_security,
-    server_auth,
-)
+from mcpgov.identity import IdentityMiddleware, server_auth
+from mcpgov.identity._sdk import IdentityTokenVerifier, bind_request_state, request_state_security
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
 pytestmark = pytest.mark.anyio

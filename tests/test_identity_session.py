@@ -16,14 +16,8 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import META_IDENTITY, Decision, GovContext, GovernedClient, Hooks, Principal, govern
-from mcpgov.identity import (
-    AcceptPolicy,
-    BoundKey,
-    IdentityMiddleware,
-    IdentityVerifier,
-    KeySource,
-    StaticKeys,
-)
+from mcpgov.identity import AcceptPolicy, IdentityMiddleware, IdentityVerifier, KeySource, StaticKeys
+from mcpgov.identity._keys import BoundKey
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, SpiffeIssuer
 
 pytestmark = pytest.mark.anyio

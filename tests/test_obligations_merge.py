@@ -16,7 +16,8 @@ from mcpgov._decision import merge_obligations
 from mcpgov.audit import Redactor
 from mcpgov.credentials import ClientCredentials, CredentialRequest, IssuerTokenSource
 from mcpgov.credentials._claims import Credential
-from mcpgov.policy import Policy, PolicyEngine, PolicyMiddleware, RateLimitSpec
+from mcpgov.policy import Policy, PolicyEngine, PolicyMiddleware
+from mcpgov.policy._ratelimit import RateLimitSpec
 from mcpgov.testing import InMemoryAuditSink
 
 from .policies.support import LookupIdentity, as_

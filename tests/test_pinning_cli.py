@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 from joserfc.jwk import OKPKey
 
-from mcpgov.pinning import Manifest, pin, read_manifest, write_manifest
+from mcpgov.pinning import Manifest, read_manifest, write_manifest
+from mcpgov.pinning._cli import pin
 from mcpgov.testing import serve_http
 
 from .pinning_server import build_server, edit_tool

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mcp_types import Tool, ToolAnnotations
 
-from mcpgov.pinning import TOOL_FIELDS, changed_fields, tool_fingerprint, tool_wire_form
+from mcpgov.pinning import tool_fingerprint
+from mcpgov.pinning._fingerprint import TOOL_FIELDS, changed_fields, tool_wire_form
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -8,7 +8,8 @@ import pytest
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
 from mcpgov import ConfigurationError, PinningError
-from mcpgov.pinning import PublisherKeys, load_signing_key, sign_payload
+from mcpgov.pinning import PublisherKeys, load_signing_key
+from mcpgov.pinning._keys import sign_payload
 
 
 @pytest.mark.parametrize(

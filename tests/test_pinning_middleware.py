@@ -32,7 +32,6 @@ from mcpgov import (
 )
 from mcpgov._chain import CallNext
 from mcpgov.pinning import (
-    SERVER_INFO,
     Manifest,
     PinningMiddleware,
     ServerRegistry,
@@ -41,6 +40,7 @@ from mcpgov.pinning import (
     snapshot,
     write_manifest,
 )
+from mcpgov.pinning._middleware import SERVER_INFO
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
 from .pinning_server import build_server, edit_tool

@@ -7,15 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcpgov import PinningError
-from mcpgov.pinning import (
-    NameIndex,
-    check_name,
-    check_name_collisions,
-    find_collision,
-    fold_name,
-    name_problem,
-    name_skeleton,
-)
+from mcpgov.pinning import check_name
+from mcpgov.pinning._manifest import check_name_collisions
+from mcpgov.pinning._names import NameIndex, find_collision, fold_name, name_problem, name_skeleton
 
 
 @pytest.mark.parametrize("name", ["read_invoice", "billing.refund", "a-b_c.D9", "x" * 128])

@@ -19,7 +19,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, Denied, GovContext, GovernedClient, Hooks, PinningError, Principal, govern
-from mcpgov.pinning import SERVER_TARGET, PinningMiddleware, ServerRegistry, snapshot, write_manifest
+from mcpgov.pinning import PinningMiddleware, ServerRegistry, snapshot, write_manifest
+from mcpgov.pinning._middleware import SERVER_TARGET
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
 from .pinning_server import build_server

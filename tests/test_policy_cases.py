@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 
 from mcpgov.policy import Policy
 from mcpgov.policy._cases import CaseError, TestRun, junit_xml, load_cases, run_cases
-from mcpgov.testkit import Inventory, inventory_of
+from mcpgov.testing import Inventory, inventory_of
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "ci"
 POLICY = Policy.from_file(EXAMPLES / "policy.yaml")

@@ -9,14 +9,8 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import ConfigurationError, Effect, GovContext, govern
-from mcpgov.policy import (
-    META_POLICY,
-    OBLIGATION_MAX_CREDENTIAL_TTL,
-    OBLIGATION_REDACT,
-    Policy,
-    PolicyDecorators,
-    PolicyMiddleware,
-)
+from mcpgov.policy import OBLIGATION_MAX_CREDENTIAL_TTL, OBLIGATION_REDACT, Policy, PolicyDecorators, PolicyMiddleware
+from mcpgov.policy._decorators import META_POLICY
 from mcpgov.testing import InMemoryAuditSink
 
 from .policies.support import PRINCIPALS, LookupIdentity, as_

@@ -19,10 +19,10 @@ from mcpgov.policy import (
     OBLIGATION_REDACT,
     Policy,
     PolicyEngine,
-    RateLimitSpec,
-    TaskHistory,
     path_within,
 )
+from mcpgov.policy._history import TaskHistory
+from mcpgov.policy._ratelimit import RateLimitSpec
 
 ALICE = Principal("https://idp", "alice", tenant="acme", claims={"scope": "a b", "role": ["admin", "dev"]})
 

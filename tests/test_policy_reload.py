@@ -156,7 +156,7 @@ class _RaisingEngine:
         return "allow"  # not a Decision
 
     def history_needs(self, ctx: GovContext) -> Any:
-        from mcpgov.policy import HistoryNeeds
+        from mcpgov.policy._history import HistoryNeeds
 
         return HistoryNeeds()
 

@@ -23,7 +23,7 @@ from mcpgov import ConfigurationError
 from mcpgov.cli import main
 from mcpgov.policy import CedarPolicy, Policy
 from mcpgov.policy._cases import CaseError, junit_xml, load_cases, run_cases
-from mcpgov.testkit import GovernedHarness, Inventory, PolicyAssertionError
+from mcpgov.testing import GovernedHarness, Inventory, PolicyAssertionError
 
 pytestmark = pytest.mark.anyio
 
@@ -212,8 +212,7 @@ async def test_assertions_on_a_lowlevel_server_refuse_undeclared_tools(mode: str
 
 async def test_a_lowlevel_server_governed_by_its_own_chain_needs_an_inventory(mode: str) -> None:
     from mcpgov.policy import PolicyMiddleware
-    from mcpgov.testing import IdentityIssuer
-    from mcpgov.testkit import FrozenClock
+    from mcpgov.testing import FrozenClock, IdentityIssuer
 
     clock = FrozenClock()
     issuer = IdentityIssuer("https://issuer.test", audience="mcp://test-server", clock=clock)
@@ -231,26 +230,43 @@ async def test_a_lowlevel_server_governed_by_its_own_chain_needs_an_inventory(mo
 # -- production code does not depend on the test kit ----------------------------------------------
 
 _TEST_KIT = ("mcpgov.testkit", "mcpgov.testing", "mcpgov.pytest_plugin", "pytest", "hypothesis")
-# The test issuers' serve() publishes keys over a local HTTP server: only tests of key discovery call it.
-_ALLOWED = {("_harness/_issuers.py", "mcpgov.testing")}
+_KIT_MODULES = ("testkit/", "testing.py", "pytest_plugin.py")
+
+
+def _imported(node: ast.AST) -> list[str]:
+    """What an import statement loads, ``from mcpgov import testing`` included."""
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    return []
+
+
+def _is_kit(name: str) -> bool:
+    return any(name == kit or name.startswith(kit + ".") for kit in _TEST_KIT)
 
 
 def test_production_modules_never_import_the_test_kit() -> None:
+    """Not even inside a function: the policy case runner uses ``mcpgov._harness``, never the kit."""
     root = Path(mcpgov.__file__).parent
     offenders = []
+    checked = 0
     for path in root.rglob("*.py"):
         relative = path.relative_to(root).as_posix()
-        if relative.startswith("testkit/") or relative in ("testing.py", "pytest_plugin.py"):
+        if relative.startswith(_KIT_MODULES):
             continue
+        checked += 1
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            offenders += [
-                f"{relative}: {name}"
-                for name in names
-                if name.startswith(_TEST_KIT) and (relative, name) not in _ALLOWED
-            ]
+            offenders += [f"{relative}: {name}" for name in _imported(node) if _is_kit(name)]
+    assert checked > 50
     assert offenders == []
+
+
+def test_the_import_check_sees_every_spelling() -> None:
+    spellings = ["import mcpgov.testing", "from mcpgov import testing", "from mcpgov.testkit import Verdict"]
+    for source in spellings:
+        (node,) = ast.parse(source).body
+        assert any(_is_kit(name) for name in _imported(node)), source
+    for source in ["from mcpgov import testing_tools_of_mine", "import pytest_asyncio", "from mcpgov import _harness"]:
+        (node,) = ast.parse(source).body
+        assert not any(_is_kit(name) for name in _imported(node)), source

@@ -541,7 +541,7 @@ def _context_policies(draw: st.DrawFn) -> str:
 def test_a_listing_shows_a_tool_exactly_when_a_call_would_not_be_denied(
     policy: str, purpose: str | None, tenant: str, scoped: bool, seen: bool
 ) -> None:
-    from mcpgov.policy import TaskHistory
+    from mcpgov.policy._history import TaskHistory
 
     engine = PolicyEngine(Policy.from_yaml(policy))
     principal = Principal("https://idp", "alice", tenant=tenant, claims={"scope": "files"} if scoped else {})

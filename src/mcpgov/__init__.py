@@ -14,11 +14,11 @@ from mcpgov._public import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from mcpgov._arguments import ArgumentLimits, arguments_hash
-    from mcpgov._audit import SCHEMA_VERSION, AuditCallback, AuditEvent, Auditor, AuditStats
+    from mcpgov._audit import AuditEvent, Auditor, AuditStats
     from mcpgov._authorize import Authorizer
     from mcpgov._base_middleware import BaseMiddleware, ListNext
     from mcpgov._chain import CallNext, ChainResult, Listing, ListItem, Middleware, StageSpec, compose
-    from mcpgov._client import SERVER_INFO, GovernedClient
+    from mcpgov._client import GovernedClient
     from mcpgov._context import (
         HTTP_AUTHORIZATION,
         META_CREDENTIAL,
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
         Action,
         ExtensionKey,
         GovContext,
-        SessionAnchor,
         Side,
         TargetKind,
         Transport,
@@ -49,28 +48,6 @@ if TYPE_CHECKING:
     from mcpgov._server import GovernanceMiddleware, govern
     from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
     from mcpgov._wire import to_mcp_error
-    from mcpgov.approval import ApprovalMiddleware, ApprovalQueue, CallbackApprover, ElicitationApprover
-    from mcpgov.credentials import (
-        ClientCredentials,
-        CredentialIssuer,
-        CredentialMiddleware,
-        CredentialVerifier,
-        RevocationList,
-        SigningKeySet,
-        open_task,
-    )
-    from mcpgov.identity import (
-        AcceptPolicy,
-        IdentityMiddleware,
-        IdentityVerifier,
-        OIDCIssuer,
-        RemoteKeys,
-        SpiffeTrustDomain,
-        StaticKeys,
-        server_auth,
-    )
-    from mcpgov.pinning import ApprovedServer, PinningMiddleware, ServerRegistry, tool_fingerprint
-    from mcpgov.policy import CedarPolicy, Explanation, Policy, PolicyDecorators, PolicyError, PolicyMiddleware
 
 __version__ = "0.1.0"
 
@@ -79,8 +56,6 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "ArgumentLimits": "mcpgov._arguments",
     "arguments_hash": "mcpgov._arguments",
-    "SCHEMA_VERSION": "mcpgov._audit",
-    "AuditCallback": "mcpgov._audit",
     "AuditEvent": "mcpgov._audit",
     "Auditor": "mcpgov._audit",
     "AuditStats": "mcpgov._audit",
@@ -94,7 +69,6 @@ _LAZY: dict[str, str] = {
     "Middleware": "mcpgov._chain",
     "compose": "mcpgov._chain",
     "StageSpec": "mcpgov._chain",
-    "SessionAnchor": "mcpgov._context",
     "Transport": "mcpgov._context",
     "NamePolicy": "mcpgov._hygiene",
     "HTTP_AUTHORIZATION": "mcpgov._context",
@@ -125,43 +99,50 @@ _LAZY: dict[str, str] = {
     "StateStore": "mcpgov._state",
     "StateStoreError": "mcpgov._state",
     "GovernedClient": "mcpgov._client",
-    "SERVER_INFO": "mcpgov._client",
     "GovernanceMiddleware": "mcpgov._server",
     "govern": "mcpgov._server",
     "to_mcp_error": "mcpgov._wire",
-    "AcceptPolicy": "mcpgov.identity",
-    "IdentityMiddleware": "mcpgov.identity",
-    "IdentityVerifier": "mcpgov.identity",
-    "OIDCIssuer": "mcpgov.identity",
-    "RemoteKeys": "mcpgov.identity",
-    "SpiffeTrustDomain": "mcpgov.identity",
-    "StaticKeys": "mcpgov.identity",
-    "server_auth": "mcpgov.identity",
-    "CedarPolicy": "mcpgov.policy",
-    "Explanation": "mcpgov.policy",
-    "Policy": "mcpgov.policy",
-    "PolicyDecorators": "mcpgov.policy",
-    "PolicyError": "mcpgov.policy",
-    "PolicyMiddleware": "mcpgov.policy",
-    "ClientCredentials": "mcpgov.credentials",
-    "CredentialIssuer": "mcpgov.credentials",
-    "CredentialMiddleware": "mcpgov.credentials",
-    "CredentialVerifier": "mcpgov.credentials",
-    "RevocationList": "mcpgov.credentials",
-    "SigningKeySet": "mcpgov.credentials",
-    "open_task": "mcpgov.credentials",
-    "ApprovedServer": "mcpgov.pinning",
-    "PinningMiddleware": "mcpgov.pinning",
-    "ServerRegistry": "mcpgov.pinning",
-    "tool_fingerprint": "mcpgov.pinning",
-    "ApprovalMiddleware": "mcpgov.approval",
-    "ApprovalQueue": "mcpgov.approval",
-    "CallbackApprover": "mcpgov.approval",
-    "ElicitationApprover": "mcpgov.approval",
 }
 
 
-__getattr__ = _lazy_names(__name__, _LAZY)
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "AcceptPolicy": ("mcpgov.identity", "mcpgov.identity.AcceptPolicy"),
+    "ApprovalMiddleware": ("mcpgov.approval", "mcpgov.approval.ApprovalMiddleware"),
+    "ApprovalQueue": ("mcpgov.approval", "mcpgov.approval.ApprovalQueue"),
+    "ApprovedServer": ("mcpgov.pinning", "mcpgov.pinning.ApprovedServer"),
+    "AuditCallback": ("mcpgov._audit", None),
+    "CallbackApprover": ("mcpgov.approval", "mcpgov.approval.CallbackApprover"),
+    "CedarPolicy": ("mcpgov.policy", "mcpgov.policy.CedarPolicy"),
+    "ClientCredentials": ("mcpgov.credentials", "mcpgov.credentials.ClientCredentials"),
+    "CredentialIssuer": ("mcpgov.credentials", "mcpgov.credentials.CredentialIssuer"),
+    "CredentialMiddleware": ("mcpgov.credentials", "mcpgov.credentials.CredentialMiddleware"),
+    "CredentialVerifier": ("mcpgov.credentials", "mcpgov.credentials.CredentialVerifier"),
+    "ElicitationApprover": ("mcpgov.approval", "mcpgov.approval.ElicitationApprover"),
+    "Explanation": ("mcpgov.policy", "mcpgov.policy.Explanation"),
+    "IdentityMiddleware": ("mcpgov.identity", "mcpgov.identity.IdentityMiddleware"),
+    "IdentityVerifier": ("mcpgov.identity", "mcpgov.identity.IdentityVerifier"),
+    "OIDCIssuer": ("mcpgov.identity", "mcpgov.identity.OIDCIssuer"),
+    "PinningMiddleware": ("mcpgov.pinning", "mcpgov.pinning.PinningMiddleware"),
+    "Policy": ("mcpgov.policy", "mcpgov.policy.Policy"),
+    "PolicyDecorators": ("mcpgov.policy", "mcpgov.policy.PolicyDecorators"),
+    "PolicyError": ("mcpgov.policy", "mcpgov.policy.PolicyError"),
+    "PolicyMiddleware": ("mcpgov.policy", "mcpgov.policy.PolicyMiddleware"),
+    "RemoteKeys": ("mcpgov.identity", "mcpgov.identity.RemoteKeys"),
+    "RevocationList": ("mcpgov.credentials", "mcpgov.credentials.RevocationList"),
+    "SCHEMA_VERSION": ("mcpgov._audit", None),
+    "SERVER_INFO": ("mcpgov._client", None),
+    "ServerRegistry": ("mcpgov.pinning", "mcpgov.pinning.ServerRegistry"),
+    "SessionAnchor": ("mcpgov._context", None),
+    "SigningKeySet": ("mcpgov.credentials", "mcpgov.credentials.SigningKeySet"),
+    "SpiffeTrustDomain": ("mcpgov.identity", "mcpgov.identity.SpiffeTrustDomain"),
+    "StaticKeys": ("mcpgov.identity", "mcpgov.identity.StaticKeys"),
+    "open_task": ("mcpgov.credentials", "mcpgov.credentials.open_task"),
+    "server_auth": ("mcpgov.identity", "mcpgov.identity.server_auth"),
+    "tool_fingerprint": ("mcpgov.pinning", "mcpgov.pinning.tool_fingerprint"),
+}
+
+__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
 
 
 def __dir__() -> list[str]:
@@ -172,17 +153,10 @@ __all__ = [
     "HTTP_AUTHORIZATION",
     "META_CREDENTIAL",
     "META_IDENTITY",
-    "SCHEMA_VERSION",
-    "SERVER_INFO",
-    "AcceptPolicy",
     "Action",
     "Actor",
-    "ApprovalMiddleware",
-    "ApprovalQueue",
     "ApprovalRequired",
-    "ApprovedServer",
     "ArgumentLimits",
-    "AuditCallback",
     "AuditEvent",
     "AuditStats",
     "AuditUnavailable",
@@ -190,20 +164,12 @@ __all__ = [
     "Authorizer",
     "BaseMiddleware",
     "CallNext",
-    "CallbackApprover",
-    "CedarPolicy",
     "ChainResult",
-    "ClientCredentials",
     "ConfigurationError",
     "CredentialError",
-    "CredentialIssuer",
-    "CredentialMiddleware",
-    "CredentialVerifier",
     "Decision",
     "Denied",
     "Effect",
-    "ElicitationApprover",
-    "Explanation",
     "ExtensionKey",
     "GovContext",
     "GovernanceMiddleware",
@@ -211,8 +177,6 @@ __all__ = [
     "HookFn",
     "Hooks",
     "IdentityError",
-    "IdentityMiddleware",
-    "IdentityVerifier",
     "InMemoryStateStore",
     "InvalidRequest",
     "ListItem",
@@ -221,25 +185,12 @@ __all__ = [
     "McpGovError",
     "Middleware",
     "NamePolicy",
-    "OIDCIssuer",
     "PinningError",
-    "PinningMiddleware",
-    "Policy",
-    "PolicyDecorators",
-    "PolicyError",
-    "PolicyMiddleware",
     "Principal",
-    "RemoteKeys",
-    "RevocationList",
-    "ServerRegistry",
-    "SessionAnchor",
     "Side",
-    "SigningKeySet",
-    "SpiffeTrustDomain",
     "StageSpec",
     "StateStore",
     "StateStoreError",
-    "StaticKeys",
     "TargetKind",
     "Transport",
     "__version__",
@@ -247,8 +198,5 @@ __all__ = [
     "compose",
     "govern",
     "merge_obligations",
-    "open_task",
-    "server_auth",
     "to_mcp_error",
-    "tool_fingerprint",
 ]

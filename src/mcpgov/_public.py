@@ -1,13 +1,13 @@
-"""Public homes: exported functions and errors name the public module they are imported from.
+"""Public homes: every exported class and function names the public module it is imported from.
 
-An error defined in ``mcpgov.policy._load`` and exported by ``mcpgov.policy`` reports
+A class defined in ``mcpgov.policy._middleware`` and exported by ``mcpgov.policy`` reports
 ``__module__ == "mcpgov.policy"``, as httpx does for its own names: tracebacks, reprs, pickles
 and generated docs then show the path users import, never a private module.
 
-Other classes keep the module they are defined in: ``typing.get_type_hints``, dataclasses and
-pydantic resolve a class's annotations in ``sys.modules[cls.__module__]``, so moving a
-dataclass such as ``Principal`` would break a user's pydantic model with a ``Principal`` field.
-Each of them is still exported by the public package its module belongs to (:func:`home_of`).
+``typing.get_type_hints``, dataclasses and pydantic resolve a class's string annotations in
+``sys.modules[cls.__module__]``; a public package loads its names lazily, so before a class
+moves its own annotations are evaluated where they were written (:func:`publish`). A user's
+pydantic model with a ``Principal`` field keeps working.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import typing
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = ["home_of", "lazy_names", "publish"]
 
 
-# Most specific first: the test identities and the in-memory sink are ``mcpgov.testing``'s.
-_PRIVATE_HOMES = {"mcpgov._harness._issuers": "mcpgov.testing", "mcpgov._harness": "mcpgov.testkit"}
+_PRIVATE_HOMES = {"mcpgov._harness": "mcpgov.testing"}
 
 
 def home_of(module: str) -> str:
@@ -30,8 +31,8 @@ def home_of(module: str) -> str:
 
     ``mcpgov.policy._load`` -> ``mcpgov.policy``; ``mcpgov._errors`` -> ``mcpgov``;
     a public module is its own home. The exception: the test kit's code lives in
-    ``mcpgov._harness`` (so that production code never imports the test kit) and its home is
-    ``mcpgov.testkit``.
+    ``mcpgov._harness`` (the policy case runner uses it without importing the test kit) and its
+    home is ``mcpgov.testing``.
     """
     for private, public in _PRIVATE_HOMES.items():
         if module == private or module.startswith(private + "."):
@@ -45,7 +46,7 @@ def home_of(module: str) -> str:
 
 
 def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str] | None = None) -> None:
-    """Point ``__module__`` of the exported functions and exceptions whose home is ``module`` at it.
+    """Point ``__module__`` of the exported classes and functions whose home is ``module`` at it.
 
     Args:
         module: the public module (``__name__`` of the package that exports the names).
@@ -53,26 +54,75 @@ def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str] | No
         names: the names to consider; ``namespace["__all__"]`` when omitted.
 
     Objects defined elsewhere (another package, another library) are left alone, so each
-    object is published once, by the package it belongs to.
+    object is published once, by the package it belongs to. A function's annotations resolve
+    in its ``__globals__``; a class's own string annotations are evaluated first (see
+    :func:`_freeze_annotations`).
     """
     for name in namespace.get("__all__", ()) if names is None else names:
         value = namespace.get(name)
-        if not (inspect.isfunction(value) or (inspect.isclass(value) and issubclass(value, BaseException))):
-            continue  # a function's annotations resolve in its __globals__; an error's are never resolved
+        if not (inspect.isfunction(value) or inspect.isclass(value)):
+            continue
         current = getattr(value, "__module__", None)
         if isinstance(current, str) and current != module and home_of(current) == module:
+            if inspect.isclass(value):
+                _freeze_annotations(value)
             value.__module__ = module
 
 
-def lazy_names(package: str, table: Mapping[str, str]) -> Callable[[str], Any]:
+def _freeze_annotations(cls: type) -> None:
+    """Evaluate ``cls``'s own string annotations in the module that defines it, in place.
+
+    A dataclass field's ``type`` follows its annotation (pydantic reads it). An annotation that
+    does not evaluate there (a name imported only for type checking) stays as it is: it did not
+    resolve before either.
+    """
+    own = inspect.get_annotations(cls)
+    if not own:
+        return
+    global_names = vars(sys.modules[cls.__module__])
+    local_names = dict(vars(cls))
+    fields = cls.__dict__.get("__dataclass_fields__", {})
+    for key, annotation in list(own.items()):
+        source = annotation.__forward_arg__ if isinstance(annotation, typing.ForwardRef) else annotation
+        if not isinstance(source, str):
+            continue
+        try:
+            value = eval(source, global_names, local_names)  # noqa: S307 - the class's own annotation, as typing does
+        except Exception:  # noqa: BLE001, S112 - unresolvable where written: left for whoever resolves it
+            continue
+        own[key] = value
+        field = fields.get(key)
+        if field is not None and field.type in (annotation, source):
+            field.type = value
+    cls.__annotations__ = own
+
+
+def lazy_names(
+    package: str, table: Mapping[str, str], deprecated: Mapping[str, tuple[str, str | None]] | None = None
+) -> Callable[[str], Any]:
     """The module ``__getattr__`` of a package whose names load on first use (PEP 562).
 
     ``table`` maps each public name to the module defining it. A name is imported when first
     read, published (see :func:`publish`) and cached in the package, so importing the package
     (or its CLI) loads none of the heavy modules behind it.
+
+    ``deprecated`` maps each name kept for one more release to ``("module:attribute", use)``:
+    where its value lives, and the public spelling that replaces it (``None`` when it is no
+    longer public). The first read warns (:class:`DeprecationWarning`) and caches the value, so
+    each old name warns once.
     """
+    old_names = deprecated or {}
 
     def __getattr__(name: str) -> Any:
+        if name in old_names:
+            source, use = old_names[name]
+            module_name, _, attribute = source.partition(":")
+            value = getattr(importlib.import_module(module_name), attribute or name)
+            hint = f"use {use}" if use else "it is no longer public"
+            message = f"{package}.{name} is deprecated and will be removed in the next release; {hint}"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            setattr(sys.modules[package], name, value)
+            return value
         module = table.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -7,11 +7,11 @@ fixture imports what it needs when a test first asks for it.
 Fixtures:
 
 * ``mcpgov_governed``: a factory, ``mcpgov_governed(server, policy, **options)`` returns a
-  :class:`~mcpgov.testkit.GovernedHarness` (your server governed by your policy, with test
+  :class:`~mcpgov.testing.GovernedHarness` (your server governed by your policy, with test
   identities in any tenant, credentials, the frozen clock and the captured audit trail);
   ``mcpgov_governed(server)`` uses a server you governed yourself with a chain that trusts
   ``mcpgov_identities`` (and ``mcpgov_credentials`` if it checks credentials);
-* ``mcpgov_clock``: a :class:`~mcpgov.testkit.FrozenClock` (call it for the time, ``advance(s)``);
+* ``mcpgov_clock``: a :class:`~mcpgov.testing.FrozenClock` (call it for the time, ``advance(s)``);
 * ``mcpgov_audit``: the :class:`~mcpgov.testing.InMemoryAuditSink` the harness records into;
 * ``mcpgov_identities``: the test :class:`~mcpgov.testing.IdentityIssuer` (``https://issuer.test``);
 * ``mcpgov_credentials``: the test :class:`~mcpgov.credentials.CredentialIssuer`;
@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 
     from mcpgov.credentials import CredentialIssuer
     from mcpgov.policy import PolicyMiddleware, PolicySource
-    from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
-    from mcpgov.testkit import FrozenClock, GovernedHarness
+    from mcpgov.testing import FrozenClock, GovernedHarness, IdentityIssuer, InMemoryAuditSink
 
 __all__ = [
     "mcpgov_audit",
@@ -50,7 +49,7 @@ __all__ = [
 @pytest.fixture
 def mcpgov_clock() -> FrozenClock:
     """A frozen clock (2025-06-15T15:06:40Z); everything the harness builds reads it."""
-    from mcpgov.testkit import FrozenClock  # noqa: PLC0415 - the plugin loads nothing until a fixture is used
+    from mcpgov.testing import FrozenClock  # noqa: PLC0415 - the plugin loads nothing until a fixture is used
 
     return FrozenClock()
 
@@ -69,8 +68,8 @@ def mcpgov_identities(mcpgov_clock: FrozenClock) -> IdentityIssuer:
 
     Trust it in your own chain with ``IdentityMiddleware(mcpgov_identities.verifier())``.
     """
+    from mcpgov._harness import DEFAULT_AUDIENCE, DEFAULT_ISSUER  # noqa: PLC0415
     from mcpgov.testing import IdentityIssuer  # noqa: PLC0415 - the plugin loads nothing until a fixture is used
-    from mcpgov.testkit import DEFAULT_AUDIENCE, DEFAULT_ISSUER  # noqa: PLC0415
 
     return IdentityIssuer(DEFAULT_ISSUER, audience=DEFAULT_AUDIENCE, clock=mcpgov_clock)
 
@@ -82,8 +81,8 @@ def mcpgov_credentials(mcpgov_clock: FrozenClock) -> CredentialIssuer:
     Trust it in your own chain with
     ``CredentialMiddleware(mcpgov_credentials.verifier("mcp://test-server"))``.
     """
+    from mcpgov._harness import CREDENTIAL_ISSUER  # noqa: PLC0415
     from mcpgov.credentials import CredentialIssuer, SigningKeySet  # noqa: PLC0415 - loaded on first use
-    from mcpgov.testkit import CREDENTIAL_ISSUER  # noqa: PLC0415
 
     keys = SigningKeySet.generate("Ed25519", clock=mcpgov_clock)
     return CredentialIssuer(CREDENTIAL_ISSUER, keys, clock=mcpgov_clock)
@@ -108,10 +107,10 @@ def mcpgov_governed(
     With a policy, it governs ``server`` (which must not be governed yet) with identity,
     credential and policy middleware; without one, it uses the chain you governed ``server``
     with. The other fixtures supply the clock, the audit sink, the issuers and the mode;
-    ``options`` are :class:`~mcpgov.testkit.GovernedHarness` keyword arguments (``middleware``,
+    ``options`` are :class:`~mcpgov.testing.GovernedHarness` keyword arguments (``middleware``,
     ``declarations``, ``issuers``, ``state``...).
     """
-    from mcpgov.testkit import GovernedHarness  # noqa: PLC0415 - the plugin loads nothing until a fixture is used
+    from mcpgov.testing import GovernedHarness  # noqa: PLC0415 - the plugin loads nothing until a fixture is used
 
     def build(
         server: MCPServer | Server[Any], policy: PolicySource | PolicyMiddleware | None = None, **options: Any

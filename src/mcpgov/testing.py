@@ -1,71 +1,56 @@
-"""Test doubles for users' own tests: an in-memory audit sink, a local HTTP server, test identities."""
+"""The test kit: test governed servers and policies through real SDK sessions.
 
-from __future__ import annotations
+* :class:`GovernedHarness` governs your server with your policy (or uses your own chain) and
+  performs requests as production does: a test identity token, a credential carrying task and
+  purpose, the policy, and the audit trail the decision is read from;
+* ``assert_allowed``, ``assert_denied``, ``assert_requires_approval``, ``assert_visible`` and
+  ``assert_hidden`` check one request or listing and, on failure, show the decision, its rule
+  and the policy's explanation (:class:`PolicyAssertionError`); each returns a :class:`Verdict`;
+* :class:`Inventory` and :func:`inventory_of`: what the server under test declares;
+* :class:`FrozenClock` is the clock to pass wherever mcpgov takes ``clock=``;
+* test doubles: :class:`IdentityIssuer` and :class:`SpiffeIssuer` mint test identities,
+  :class:`InMemoryAuditSink` keeps every audit event, :func:`serve_http` serves an ASGI app on
+  127.0.0.1;
+* the pytest plugin (:mod:`mcpgov.pytest_plugin`) provides them as fixtures.
 
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+See ``docs/testing-policy.md``.
+"""
 
-import anyio
-import uvicorn
-
-from mcpgov._harness import IdentityIssuer, InMemoryAuditSink, SpiffeIssuer
-from mcpgov.testkit import (  # the test kit's public home (it names its functions and errors)
+from mcpgov._harness import (
     FrozenClock,
     GovernedHarness,
+    IdentityIssuer,
+    InMemoryAuditSink,
+    Inventory,
     PolicyAssertionError,
+    SpiffeIssuer,
+    Verdict,
     assert_allowed,
     assert_denied,
     assert_hidden,
     assert_requires_approval,
     assert_visible,
+    inventory_of,
 )
+from mcpgov._harness._http import serve_http
+from mcpgov._public import publish as _publish
 
 __all__ = [
     "FrozenClock",
     "GovernedHarness",
     "IdentityIssuer",
     "InMemoryAuditSink",
+    "Inventory",
     "PolicyAssertionError",
     "SpiffeIssuer",
+    "Verdict",
     "assert_allowed",
     "assert_denied",
     "assert_hidden",
     "assert_requires_approval",
     "assert_visible",
+    "inventory_of",
     "serve_http",
 ]
 
-
-@asynccontextmanager
-async def serve_http(app: Any, *, startup_timeout: float = 10.0) -> AsyncIterator[str]:
-    """Serve an ASGI ``app`` with uvicorn on 127.0.0.1 (a free port) and yield its base URL.
-
-    For tests that need a real HTTP server, e.g. ``server.streamable_http_app()``::
-
-        async with serve_http(server.streamable_http_app()) as base:
-            async with GovernedClient(f"{base}/mcp") as client: ...
-
-    The server stops when the block exits.
-    """
-    # IPPROTO_TCP, not the default protocol 0: asyncio turns Nagle's algorithm off (TCP_NODELAY)
-    # only on sockets that say they are TCP, and accepted connections inherit the listening
-    # socket's protocol. Without it a small response can wait ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(startup_timeout):
-                while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-                    await anyio.sleep(0.01)
-            try:
-                yield f"http://127.0.0.1:{port}"
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
+_publish(__name__, globals())

@@ -1,5 +1,5 @@
 """Governed in-process sessions for checking policy: what the policy case runner (``mcpgov policy
-test``) runs on, and what the test kit (:mod:`mcpgov.testkit`, :mod:`mcpgov.testing`) re-exports.
+test``) runs on, and what the test kit (:mod:`mcpgov.testing`) publishes.
 
 * :class:`GovernedHarness`: a server governed by a policy, driven through real SDK sessions with
   test identities and credentials, each decision read from the audit trail;

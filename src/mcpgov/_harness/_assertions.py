@@ -64,7 +64,7 @@ class PolicyAssertionError(AssertionError):
         self.explanation = explanation
 
 
-PolicyAssertionError.__module__ = "mcpgov.testkit"  # its public home (also re-exported by mcpgov.testing)
+PolicyAssertionError.__module__ = "mcpgov.testing"  # its public home (also when only the case runner loaded it)
 
 
 def _indent(text: str) -> str:
@@ -315,7 +315,7 @@ assert_allowed = _request_assertion(
         actors: who the workload acts for, nearest first.
 
     Returns:
-        The :class:`~mcpgov.testkit.Verdict` (decision, rule, audit events, result).
+        The :class:`~mcpgov.testing.Verdict` (decision, rule, audit events, result).
 
     Raises:
         PolicyAssertionError: the server decided otherwise; the message shows the decision, its

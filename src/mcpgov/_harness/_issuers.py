@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mcpgov._audit import AuditEvent
+from mcpgov._harness._http import serve_http
 from mcpgov._principal import Principal
 from mcpgov._types import Clock
 from mcpgov.identity import IdentityVerifier, OIDCIssuer, SpiffeTrustDomain, StaticKeys
@@ -206,9 +207,6 @@ class _Minter:
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[str]:
         """Serve the public keys over HTTP on 127.0.0.1 (``/jwks.json``) and yield the base URL."""
-        # Serving keys over HTTP is only for tests of key discovery: the local server helper loads then.
-        from mcpgov.testing import serve_http  # noqa: PLC0415
-
         async with serve_http(Starlette(routes=self._routes())) as base:
             self.base_url = base
             try:

@@ -264,11 +264,11 @@ class GovernedHarness:
             trusts, or none when its chain has no credential check).
         audience: the server's audience (identity tokens and credentials are minted for it).
         clock: the time source for everything the harness builds (a
-            :class:`~mcpgov.testkit.FrozenClock` by default).
+            :class:`~mcpgov.testing.FrozenClock` by default).
         mode: ``"auto"`` or ``"legacy"``.
         audit: the sink the server's audit trail is captured in.
         state: the policy middleware's state store (task history, rate counters).
-        inventory: what the server declares (an :class:`~mcpgov.testkit.Inventory`). Every
+        inventory: what the server declares (an :class:`~mcpgov.testing.Inventory`). Every
             request and assertion must name a declared target. Without it: an ``MCPServer``'s
             own declarations; a lowlevel ``Server`` the harness governs is asked for its
             listings (read before the policy filters them); a lowlevel ``Server`` governed by

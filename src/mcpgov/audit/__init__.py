@@ -26,24 +26,21 @@ from typing import TYPE_CHECKING
 from mcpgov._public import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
-    from mcpgov.audit._checkpoint import CHECKPOINT_TYP, CheckpointKeys, CheckpointSigner
+    from mcpgov.audit._checkpoint import CheckpointKeys, CheckpointSigner
     from mcpgov.audit._codec import event_from_dict, event_to_dict
-    from mcpgov.audit._jsonl import GENESIS, ChainProblem, ChainReport, JsonlSink, encode_event, verify_chain
+    from mcpgov.audit._jsonl import ChainProblem, ChainReport, JsonlSink, verify_chain
     from mcpgov.audit._otel import OTelSink
-    from mcpgov.audit._prove import DEFAULT_MAX_TTL, Call, CredentialGrant, Proof, ProofScope, Verdict, prove
-    from mcpgov.audit._query import EventFilter, Request, Trail, format_event, printable, read_events, task_trail
-    from mcpgov.audit._redact import DEFAULT_PATTERNS, DEFAULT_SECRET_KEYS, REDACT_FIELDS, REDACTED, Redactor
-    from mcpgov.audit._request import REQUEST_KEY, request_keys
+    from mcpgov.audit._prove import Call, CredentialGrant, Proof, ProofScope, Verdict, prove
+    from mcpgov.audit._query import EventFilter, Request, Trail, printable, read_events, task_trail
+    from mcpgov.audit._redact import REDACT_FIELDS, Redactor
+    from mcpgov.audit._request import request_keys
     from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
 
 # Names load on first use, so `mcpgov audit verify` reads a chain without importing pydantic or
 # OpenTelemetry.
 _LAZY: dict[str, str] = {
-    "CHECKPOINT_TYP": "mcpgov.audit._checkpoint",
     "CheckpointKeys": "mcpgov.audit._checkpoint",
     "CheckpointSigner": "mcpgov.audit._checkpoint",
-    "encode_event": "mcpgov.audit._jsonl",
-    "DEFAULT_MAX_TTL": "mcpgov.audit._prove",
     "Call": "mcpgov.audit._prove",
     "CredentialGrant": "mcpgov.audit._prove",
     "Proof": "mcpgov.audit._prove",
@@ -51,11 +48,9 @@ _LAZY: dict[str, str] = {
     "Verdict": "mcpgov.audit._prove",
     "prove": "mcpgov.audit._prove",
     "printable": "mcpgov.audit._query",
-    "REQUEST_KEY": "mcpgov.audit._request",
     "request_keys": "mcpgov.audit._request",
     "event_from_dict": "mcpgov.audit._codec",
     "event_to_dict": "mcpgov.audit._codec",
-    "GENESIS": "mcpgov.audit._jsonl",
     "ChainProblem": "mcpgov.audit._jsonl",
     "ChainReport": "mcpgov.audit._jsonl",
     "JsonlSink": "mcpgov.audit._jsonl",
@@ -64,13 +59,9 @@ _LAZY: dict[str, str] = {
     "EventFilter": "mcpgov.audit._query",
     "Request": "mcpgov.audit._query",
     "Trail": "mcpgov.audit._query",
-    "format_event": "mcpgov.audit._query",
     "read_events": "mcpgov.audit._query",
     "task_trail": "mcpgov.audit._query",
-    "DEFAULT_PATTERNS": "mcpgov.audit._redact",
-    "DEFAULT_SECRET_KEYS": "mcpgov.audit._redact",
     "REDACT_FIELDS": "mcpgov.audit._redact",
-    "REDACTED": "mcpgov.audit._redact",
     "Redactor": "mcpgov.audit._redact",
     "FanOut": "mcpgov.audit._sinks",
     "LoggingSink": "mcpgov.audit._sinks",
@@ -78,18 +69,24 @@ _LAZY: dict[str, str] = {
 }
 
 
-__getattr__ = _lazy_names(__name__, _LAZY)
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "CHECKPOINT_TYP": ("mcpgov.audit._checkpoint", None),
+    "DEFAULT_MAX_TTL": ("mcpgov.audit._prove", None),
+    "DEFAULT_PATTERNS": ("mcpgov.audit._redact", None),
+    "DEFAULT_SECRET_KEYS": ("mcpgov.audit._redact", None),
+    "GENESIS": ("mcpgov.audit._jsonl", None),
+    "REDACTED": ("mcpgov.audit._redact", None),
+    "REQUEST_KEY": ("mcpgov.audit._request", None),
+    "encode_event": ("mcpgov.audit._jsonl", None),
+    "format_event": ("mcpgov.audit._query", None),
+}
+
+__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
 
 
 __all__ = [
-    "CHECKPOINT_TYP",
-    "DEFAULT_MAX_TTL",
-    "DEFAULT_PATTERNS",
-    "DEFAULT_SECRET_KEYS",
-    "GENESIS",
-    "REDACTED",
     "REDACT_FIELDS",
-    "REQUEST_KEY",
     "Call",
     "ChainProblem",
     "ChainReport",
@@ -108,10 +105,8 @@ __all__ = [
     "Request",
     "Trail",
     "Verdict",
-    "encode_event",
     "event_from_dict",
     "event_to_dict",
-    "format_event",
     "printable",
     "prove",
     "read_events",

@@ -204,7 +204,7 @@ def _when(value: str | None, option: str) -> datetime | None:
     "--max-ttl",
     type=float,
     default=None,
-    help="Longest credential lifetime in seconds (default: 3600, mcpgov.audit.DEFAULT_MAX_TTL).",
+    help="Longest credential lifetime in seconds (default: 3600).",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
 @click.option("--out", metavar="FILE", help="Write the report to FILE instead of standard output.")

@@ -11,10 +11,9 @@ delegated only by narrowing, revocable at once.
   (:class:`CompactMemoryStore` by default, :class:`mcpgov.redis.RedisStateStore` for replicas).
 """
 
+from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import publish as _publish
 from mcpgov.credentials._claims import (
-    CREDENTIAL_TOKEN_TYPE,
-    CREDENTIAL_TYP,
     TASK_BINDING,
     Credential,
     CredentialClaims,
@@ -22,22 +21,18 @@ from mcpgov.credentials._claims import (
 from mcpgov.credentials._client import ClientCredentials, CredentialRequest, IssuerTokenSource, TokenSource
 from mcpgov.credentials._downstream import Downstream
 from mcpgov.credentials._exchange import (
-    GRANT_TYPE,
-    IDENTITY_TOKEN_TYPES,
     ExchangeTokenSource,
     IdentityVerifier,
     token_exchange_app,
 )
 from mcpgov.credentials._issuance import Grant, IssuancePolicy
 from mcpgov.credentials._issuer import CredentialIssuer
-from mcpgov.credentials._keys import ASYMMETRIC_ALGORITHMS, KeyResolver, SigningKeySet, VerificationKeys
-from mcpgov.credentials._logs import REDACTED, TokenRedactingFilter, redact_token_logs
+from mcpgov.credentials._keys import KeyResolver, SigningKeySet, VerificationKeys
+from mcpgov.credentials._logs import redact_token_logs
 from mcpgov.credentials._memory import CompactMemoryStore
-from mcpgov.credentials._revocation import MAX_LEEWAY, RevocationList
+from mcpgov.credentials._revocation import RevocationList
 from mcpgov.credentials._task import TaskScope, current_task, open_task
 from mcpgov.credentials._verify import (
-    EMPTY_ARGS_HASH,
-    BindArguments,
     CredentialMiddleware,
     CredentialRefused,
     CredentialVerifier,
@@ -46,16 +41,7 @@ from mcpgov.credentials._verify import (
 )
 
 __all__ = [
-    "ASYMMETRIC_ALGORITHMS",
-    "CREDENTIAL_TOKEN_TYPE",
-    "CREDENTIAL_TYP",
-    "EMPTY_ARGS_HASH",
-    "GRANT_TYPE",
-    "IDENTITY_TOKEN_TYPES",
-    "MAX_LEEWAY",
-    "REDACTED",
     "TASK_BINDING",
-    "BindArguments",
     "ClientCredentials",
     "CompactMemoryStore",
     "Credential",
@@ -75,7 +61,6 @@ __all__ = [
     "RevocationList",
     "SigningKeySet",
     "TaskScope",
-    "TokenRedactingFilter",
     "TokenSource",
     "VerificationKeys",
     "VerifiedCredential",
@@ -87,3 +72,19 @@ __all__ = [
 ]
 
 _publish(__name__, globals())
+
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "ASYMMETRIC_ALGORITHMS": ("mcpgov.credentials._keys", None),
+    "BindArguments": ("mcpgov.credentials._verify", None),
+    "CREDENTIAL_TOKEN_TYPE": ("mcpgov.credentials._claims", None),
+    "CREDENTIAL_TYP": ("mcpgov.credentials._claims", None),
+    "EMPTY_ARGS_HASH": ("mcpgov.credentials._verify", None),
+    "GRANT_TYPE": ("mcpgov.credentials._exchange", None),
+    "IDENTITY_TOKEN_TYPES": ("mcpgov.credentials._exchange", None),
+    "MAX_LEEWAY": ("mcpgov.credentials._revocation", None),
+    "REDACTED": ("mcpgov.credentials._logs", None),
+    "TokenRedactingFilter": ("mcpgov.credentials._logs", None),
+}
+
+__getattr__ = _lazy_names(__name__, {}, _DEPRECATED)

@@ -32,13 +32,12 @@ if TYPE_CHECKING:
     )
     from mcpgov.gateway._gateway import Gateway
     from mcpgov.gateway._routing import Namespace, Router
-    from mcpgov.gateway._upstream import FrontCall, Upstream, UpstreamTimeout, UpstreamUnavailable
+    from mcpgov.gateway._upstream import UpstreamTimeout, UpstreamUnavailable
 
 # Loaded on first use, so that ``mcpgov gateway --help`` and the CLI stay fast.
 _LAZY: dict[str, str] = {
     "AuditConfig": "mcpgov.gateway._config",
     "CredentialsConfig": "mcpgov.gateway._config",
-    "FrontCall": "mcpgov.gateway._upstream",
     "Gateway": "mcpgov.gateway._gateway",
     "GatewayConfig": "mcpgov.gateway._config",
     "HttpListenConfig": "mcpgov.gateway._config",
@@ -50,7 +49,6 @@ _LAZY: dict[str, str] = {
     "Router": "mcpgov.gateway._routing",
     "SecretRef": "mcpgov.gateway._config",
     "StateConfig": "mcpgov.gateway._config",
-    "Upstream": "mcpgov.gateway._upstream",
     "UpstreamConfig": "mcpgov.gateway._config",
     "UpstreamTimeout": "mcpgov.gateway._upstream",
     "UpstreamUnavailable": "mcpgov.gateway._upstream",
@@ -59,13 +57,18 @@ _LAZY: dict[str, str] = {
 }
 
 
-__getattr__ = _lazy_names(__name__, _LAZY)
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "FrontCall": ("mcpgov.gateway._upstream", None),
+    "Upstream": ("mcpgov.gateway._upstream", None),
+}
+
+__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
 
 
 __all__ = [
     "AuditConfig",
     "CredentialsConfig",
-    "FrontCall",
     "Gateway",
     "GatewayConfig",
     "HttpListenConfig",
@@ -77,7 +80,6 @@ __all__ = [
     "Router",
     "SecretRef",
     "StateConfig",
-    "Upstream",
     "UpstreamConfig",
     "UpstreamTimeout",
     "UpstreamUnavailable",

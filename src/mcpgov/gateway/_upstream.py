@@ -26,7 +26,8 @@ from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
-from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint, tool_wire_form
+from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
+from mcpgov.pinning._fingerprint import tool_wire_form
 
 if TYPE_CHECKING:
     from mcp.client._transport import TransportStreams

@@ -16,8 +16,9 @@ Server side::
 Client side: ``GovernedClient(url, identity=TokenFile("/var/run/secrets/token"))``.
 """
 
+from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import publish as _publish
-from mcpgov.identity._keys import BoundKey, KeySource, RemoteKeys, StaticKeys
+from mcpgov.identity._keys import KeySource, RemoteKeys, StaticKeys
 from mcpgov.identity._middleware import AcceptPolicy, IdentityMiddleware
 from mcpgov.identity._providers import (
     CallableToken,
@@ -27,20 +28,13 @@ from mcpgov.identity._providers import (
     ProjectedTokenFile,
     StaticToken,
     TokenFile,
-    as_identity_provider,
 )
 from mcpgov.identity._sdk import (
-    IdentityTokenVerifier,
     ServerAuth,
-    bind_request_state,
-    request_state_security,
     server_auth,
 )
-from mcpgov.identity._spiffe import JWT_SVID_ALGORITHMS, SpiffeId, SpiffeIdError, SpiffeIdPattern
+from mcpgov.identity._spiffe import SpiffeId, SpiffeIdError, SpiffeIdPattern
 from mcpgov.identity._verifier import (
-    AUTH_JWT,
-    AUTH_SHARED_SECRET,
-    AUTH_SPIFFE,
     IdentityVerifier,
     OIDCIssuer,
     SpiffeTrustDomain,
@@ -48,17 +42,11 @@ from mcpgov.identity._verifier import (
 )
 
 __all__ = [
-    "AUTH_JWT",
-    "AUTH_SHARED_SECRET",
-    "AUTH_SPIFFE",
-    "JWT_SVID_ALGORITHMS",
     "AcceptPolicy",
-    "BoundKey",
     "CallableToken",
     "ClientIdentity",
     "IdentityMiddleware",
     "IdentityProvider",
-    "IdentityTokenVerifier",
     "IdentityVerifier",
     "KeySource",
     "OAuthClientCredentials",
@@ -74,10 +62,22 @@ __all__ = [
     "StaticToken",
     "TokenFile",
     "VerifiedIdentity",
-    "as_identity_provider",
-    "bind_request_state",
-    "request_state_security",
     "server_auth",
 ]
 
 _publish(__name__, globals())
+
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "AUTH_JWT": ("mcpgov.identity._verifier", None),
+    "AUTH_SHARED_SECRET": ("mcpgov.identity._verifier", None),
+    "AUTH_SPIFFE": ("mcpgov.identity._verifier", None),
+    "BoundKey": ("mcpgov.identity._keys", None),
+    "IdentityTokenVerifier": ("mcpgov.identity._sdk", None),
+    "JWT_SVID_ALGORITHMS": ("mcpgov.identity._spiffe", None),
+    "as_identity_provider": ("mcpgov.identity._providers", None),
+    "bind_request_state": ("mcpgov.identity._sdk", None),
+    "request_state_security": ("mcpgov.identity._sdk", None),
+}
+
+__getattr__ = _lazy_names(__name__, {}, _DEPRECATED)

@@ -374,7 +374,7 @@ def _policy_rules(policy: Policy | CedarPolicy) -> frozenset[str]:
 def check_cases(suite: CaseSuite, policy: Policy | CedarPolicy, inventory: Any | None) -> None:
     """Refuse cases naming targets the server does not declare, or rules nobody could record.
 
-    ``inventory`` is what the server declares (an :class:`~mcpgov.testkit.Inventory`); without
+    ``inventory`` is what the server declares (an :class:`~mcpgov.testing.Inventory`); without
     one, the case file's ``server`` section, and without that (built-in policies only), a target
     is known when a rule of the policy names it, so a misspelt tool is never silently "denied".
     A Cedar policy does not list its targets: it needs the server's inventory. An expected
@@ -559,8 +559,8 @@ async def run_cases(
     Args:
         policy: the policy under test.
         suite: the cases (from :func:`load_cases`).
-        inventory: what the server under test declares (an :class:`~mcpgov.testkit.Inventory`,
-            e.g. from :func:`~mcpgov.testkit.inventory_of`); without one, the file's ``server``
+        inventory: what the server under test declares (an :class:`~mcpgov.testing.Inventory`,
+            e.g. from :func:`~mcpgov.testing.inventory_of`); without one, the file's ``server``
             section or the targets the cases name.
         mode: the protocol mode of the sessions (``"auto"`` or ``"legacy"``).
         policy_label: how to name the policy in the report.

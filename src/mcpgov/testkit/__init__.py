@@ -1,62 +1,30 @@
-"""Testing policy: a governed in-process session, policy assertions, a frozen clock, stand-in servers.
+"""Deprecated alias of :mod:`mcpgov.testing`, the test kit's one public home (removed in the next release).
 
-* :class:`GovernedHarness` governs your server with your policy (or uses your own chain) and
-  performs requests as production does: a test identity token, a credential carrying task and
-  purpose, the policy, and the audit trail the decision is read from;
-* ``assert_allowed``, ``assert_denied``, ``assert_requires_approval``, ``assert_visible`` and
-  ``assert_hidden`` (also importable from :mod:`mcpgov.testing`) check one request or listing
-  and, on failure, show the decision, its rule and the policy's explanation;
-* :class:`FrozenClock` is the clock to pass wherever mcpgov takes ``clock=``;
-* the pytest plugin (:mod:`mcpgov.pytest_plugin`) provides all of them as fixtures.
-
-See ``docs/testing-policy.md``.
+Every name it exported still works and warns once (:class:`DeprecationWarning`) when first read.
 """
 
-from mcpgov._harness import (
-    CREDENTIAL_ISSUER,
-    DEFAULT_AUDIENCE,
-    DEFAULT_FROZEN_TIME,
-    DEFAULT_ISSUER,
-    Caller,
-    FrozenClock,
-    GovernedHarness,
-    Inventory,
-    PolicyAssertionError,
-    Verdict,
-    Visibility,
-    assert_allowed,
-    assert_denied,
-    assert_hidden,
-    assert_requires_approval,
-    assert_visible,
-    expect_effect,
-    expect_visibility,
-    generic_server,
-    inventory_of,
-)
-from mcpgov._public import publish as _publish
+from mcpgov._public import lazy_names as _lazy_names
 
-__all__ = [
+_MOVED = ("FrozenClock", "GovernedHarness", "Inventory", "PolicyAssertionError", "Verdict")
+_MOVED_FUNCTIONS = ("assert_allowed", "assert_denied", "assert_hidden", "assert_requires_approval", "assert_visible")
+_NOT_PUBLIC = (
     "CREDENTIAL_ISSUER",
     "DEFAULT_AUDIENCE",
     "DEFAULT_FROZEN_TIME",
     "DEFAULT_ISSUER",
     "Caller",
-    "FrozenClock",
-    "GovernedHarness",
-    "Inventory",
-    "PolicyAssertionError",
-    "Verdict",
     "Visibility",
-    "assert_allowed",
-    "assert_denied",
-    "assert_hidden",
-    "assert_requires_approval",
-    "assert_visible",
     "expect_effect",
     "expect_visibility",
     "generic_server",
-    "inventory_of",
-]
+)
 
-_publish(__name__, globals())
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    **{name: ("mcpgov.testing", f"mcpgov.testing.{name}") for name in (*_MOVED, *_MOVED_FUNCTIONS, "inventory_of")},
+    **dict.fromkeys(_NOT_PUBLIC, ("mcpgov._harness", None)),
+}
+
+__getattr__ = _lazy_names(__name__, {}, _DEPRECATED)
+
+__all__: list[str] = []  # nothing new is imported from here
