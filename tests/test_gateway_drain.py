@@ -150,7 +150,7 @@ async def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_and_stops_th
             async with anyio.create_task_group() as tg:
 
                 async def in_flight() -> None:
-                    result = await first.call_tool("slow_slow", {"seconds": 2.0})
+                    result = await first.call_tool("slow_slow", {"seconds": 4.0})
                     assert isinstance(result.content[0], TextContent)
                     answers.append(result.content[0].text)
 
@@ -159,12 +159,13 @@ async def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_and_stops_th
                 started = time.monotonic()
                 gateway.send_signal(signal.SIGTERM)
                 await anyio.sleep(0.3)
-                with anyio.fail_after(2):  # refused at once, not queued behind the drain
+                with anyio.fail_after(3):  # refused at once, not queued behind the drain
                     with pytest.raises(MCPError) as refused:
                         await second.call_tool("slow_quick", {})
                 assert refused.value.message == "The upstream server is unavailable"
-            assert answers == ["done"]  # the call in flight finished
-            assert time.monotonic() - started < 5
+                assert answers == []  # ... while the call in flight was still running
+            assert answers == ["done"]  # the call in flight finished and was answered
+            assert time.monotonic() - started < 12  # within the drain bound (drain_timeout 10 s)
         assert not (tmp_path / "quick.calls").exists()  # the refused call never reached the upstream
         await anyio.to_thread.run_sync(lambda: gateway.wait(timeout=30))
         assert await _wait_for(lambda: not _alive(pid), 10), "the upstream process outlived the gateway"
