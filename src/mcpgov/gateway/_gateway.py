@@ -35,7 +35,7 @@ from mcpgov._governor import as_auditor
 from mcpgov._server import GovernanceMiddleware, govern
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import Namespace, Router
-from mcpgov.gateway._upstream import CURRENT, FrontCall, InputRelay, Relay, Upstream, UpstreamUnavailable, scrub
+from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, _InputRelay, scrub
 from mcpgov.pinning import ServerRegistry
 
 __all__ = ["Gateway"]
@@ -548,7 +548,7 @@ class Gateway:
             async with upstream.use(front) as client:
                 try:
                     yield client
-                except InputRelay:
+                except _InputRelay:
                     raise
                 except MCPError as exc:
                     raise self._error(upstream, exc, front_uri) from None
@@ -575,7 +575,7 @@ class Gateway:
                     input_responses=params.input_responses,
                     request_state=params.request_state,
                 )
-        except InputRelay as relay:
+        except _InputRelay as relay:
             return relay.result
         return result
 
@@ -695,7 +695,7 @@ class Gateway:
                 result: types.ReadResourceResult = await client.read_resource(
                     upstream_uri, input_responses=params.input_responses, request_state=params.request_state
                 )
-        except InputRelay as relay:
+        except _InputRelay as relay:
             return relay.result
         contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
         return result.model_copy(update={"contents": contents})
@@ -746,7 +746,7 @@ class Gateway:
                 result: types.GetPromptResult = await client.get_prompt(
                     upstream_name, arguments, input_responses=params.input_responses, request_state=params.request_state
                 )
-        except InputRelay as relay:
+        except _InputRelay as relay:
             return relay.result
         return result
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from mcpgov.gateway._config import UpstreamConfig
 
-__all__ = ["FrontCall", "InputRelay", "Upstream", "UpstreamTimeout", "UpstreamUnavailable"]
+__all__ = ["FrontCall", "Upstream", "UpstreamTimeout", "UpstreamUnavailable"]
 
 logger = logging.getLogger("mcpgov.gateway")
 
@@ -75,11 +75,12 @@ _LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
 )
 
 
-class InputRelay(MCPError):
+class _InputRelay(MCPError):
     """An upstream's ``input_required`` result, to be answered by a 2026-07-28 agent.
 
-    Raised from the back client instead of answering the upstream's input requests itself:
-    the front returns :attr:`result` to the agent, whose retry carries the answers (and the
+    Control flow, not an error, and it never leaves the gateway: raised from the back client
+    instead of answering the upstream's input requests itself, caught by the front handler,
+    which returns :attr:`result` to the agent, whose retry carries the answers (and the
     upstream's request state) back to the upstream.
     """
 
@@ -172,7 +173,7 @@ class BackClient(GovernedClient):
     """The governed client to one upstream, relaying its ``input_required`` results to modern agents.
 
     An upstream's ``input_required`` result met while serving a 2026-07-28 agent is raised as
-    :class:`InputRelay` for the front to return; on every other path (legacy agents, no agent)
+    :class:`_InputRelay` for the front to return; on every other path (legacy agents, no agent)
     the SDK's own driver answers it through this client's callbacks, which relay each input
     request to the agent as a server-to-client request.
     """
@@ -186,7 +187,7 @@ class BackClient(GovernedClient):
     async def _drive_input_required(self, first: Any, retry: Any) -> Any:
         front = CURRENT.get()
         if isinstance(first, types.InputRequiredResult) and front is not None and front.modern:
-            raise InputRelay(first)
+            raise _InputRelay(first)
         return await super()._drive_input_required(first, retry)
 
 
