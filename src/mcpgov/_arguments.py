@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -18,6 +19,14 @@ from mcpgov._validate import is_positive_count
 __all__ = ["ArgumentLimits", "arguments_hash", "canonical_json", "freeze_arguments"]
 
 _MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493): integers beyond this do not survive every JSON peer
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(value: str) -> None:
+    """Refuse text with no Unicode form (a lone surrogate, which JSON's \\uXXXX escapes can
+    smuggle in): it is not valid I-JSON, and it has no canonical form to hash."""
+    if not value.isascii() and _SURROGATE.search(value):
+        raise InvalidRequest("arguments contain text that is not valid Unicode", reason="argument_invalid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,7 @@ class _Budget:
         n = len(value)
         if n > self.limits.max_string:
             raise InvalidRequest(f"a string of {n} characters exceeds the limit", reason="argument_too_large")
+        _check_text(value)
         self.chars += n
         if self.chars > self.limits.max_total_chars:
             raise InvalidRequest("arguments exceed the total size limit", reason="argument_too_large")
@@ -108,22 +118,49 @@ def freeze_arguments(arguments: Any, limits: ArgumentLimits) -> Mapping[str, Any
 
 def freeze_and_hash(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, Any] | None, str | None]:
     """:func:`freeze_arguments` and :func:`arguments_hash` in one walk over the arguments."""
+    frozen, digest = freeze_lazily(arguments, limits)
+    return frozen, digest.value() if digest is not None else None
+
+
+class ArgsDigest:
+    """The ``args_hash`` of validated, frozen arguments, computed when first read (then kept).
+
+    A :class:`~mcpgov.GovContext` holds one until something reads ``ctx.args_hash``: a side
+    where nothing reads it (a client with no audit sink) never hashes the arguments.
+    """
+
+    __slots__ = ("_frozen", "_value")
+
+    def __init__(self, frozen: Mapping[str, Any]) -> None:
+        self._frozen = frozen
+        self._value: str | None = None
+
+    def value(self) -> str:
+        if self._value is None:
+            self._value = _hash(self._frozen)
+        return self._value
+
+
+def freeze_lazily(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, Any] | None, ArgsDigest | None]:
+    """:func:`freeze_arguments`, with the hash left to be computed on first use.
+
+    Every check is made here (limits, types, numbers, text with no Unicode form); only the
+    hashing is deferred, and it cannot fail on what passed.
+    """
     if arguments is None:
         return None, None
     if not isinstance(arguments, Mapping):
         raise InvalidRequest("arguments must be a JSON object", reason="argument_invalid")
-    flat = _freeze_flat(arguments, limits)
-    if flat is not None:
-        return flat
-    budget = _Budget(limits)
-    frozen: Mapping[str, Any] = _freeze(arguments, 0, budget)
-    return frozen, _hash(frozen)
+    frozen = _freeze_flat(arguments, limits)
+    if frozen is None:
+        frozen = _freeze(arguments, 0, _Budget(limits))
+    return frozen, ArgsDigest(frozen)
 
 
 _FLAT_SCALARS = (str, int, bool, type(None))
 
 
-def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, Any], str] | None:
+def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> Mapping[str, Any] | None:
     """The common case in one loop: a plain dict of ASCII keys to strings, safe integers,
     booleans and nulls. Anything else (nesting, floats, other keys) takes the general walk."""
     if type(arguments) is not dict or len(arguments) >= limits.max_nodes:
@@ -139,6 +176,7 @@ def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, A
             n = len(value)
             if n > max_string:
                 return None  # the general walk raises the precise error
+            _check_text(value)
             chars += n
         elif kind is int and not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
             return None
@@ -146,8 +184,7 @@ def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, A
             return None
     if chars > limits.max_total_chars:
         return None
-    frozen = MappingProxyType(dict(arguments))
-    return frozen, _hash(frozen)
+    return MappingProxyType(dict(arguments))
 
 
 def _thaw(value: Any) -> Any:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from mcpgov._arguments import ArgsDigest
 from mcpgov._decision import Decision
 from mcpgov._methods import EXECUTE_METHOD, TargetKind
 from mcpgov._principal import Principal
@@ -202,9 +203,10 @@ class GovContext:
             raise TypeError(f"GovContext has no field(s) {sorted(unknown)}")
         # dataclasses.replace re-runs __init__ through keywords; a slot copy is half the cost,
         # and this runs at least once on every governed request.
+        # The slots are copied as they are: an argument hash not computed yet stays deferred.
         new = _new(GovContext)
-        for name in _FIELDS:
-            _set(new, name, changes[name] if name in changes else getattr(self, name))
+        for name, slot in _SLOTS:
+            slot.__set__(new, changes[name] if name in changes else slot.__get__(self))
         return new
 
     @overload
@@ -238,5 +240,33 @@ class GovContext:
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GovContext))
 _FIELD_SET = frozenset(_FIELDS)
+_SLOTS: tuple[tuple[str, Any], ...] = tuple((name, GovContext.__dict__[name]) for name in _FIELDS)
+_ARGS_HASH_SLOT: Any = GovContext.__dict__["args_hash"]
 _new = object.__new__
-_set = object.__setattr__
+
+
+def _get_args_hash(ctx: GovContext) -> str | None:
+    value = _ARGS_HASH_SLOT.__get__(ctx)
+    if isinstance(value, ArgsDigest):  # computed on first read, then kept in this context
+        value = value.value()
+        _ARGS_HASH_SLOT.__set__(ctx, value)
+    return value  # type: ignore[no-any-return]
+
+
+def _set_args_hash(ctx: GovContext, value: str | ArgsDigest | None) -> None:
+    _ARGS_HASH_SLOT.__set__(ctx, value)  # reached from __init__ only: the dataclass is frozen
+
+
+# ``args_hash`` reads as a string; behind it the slot may hold an ArgsDigest not computed yet.
+setattr(  # noqa: B010 - replaces the slot's descriptor after the dataclass made it
+    GovContext,
+    "args_hash",
+    property(_get_args_hash, _set_args_hash, doc="``sha256:`` of the canonical JSON of the arguments."),
+)
+
+
+def args_hash_source(ctx: GovContext) -> str | ArgsDigest | None:
+    """What ``ctx`` holds for its argument hash, without computing it: a string, a deferred
+    :class:`ArgsDigest`, or ``None``."""
+    value: str | ArgsDigest | None = _ARGS_HASH_SLOT.__get__(ctx)
+    return value

@@ -12,12 +12,12 @@ from typing import Any
 
 import anyio
 
-from mcpgov._arguments import ArgumentLimits, freeze_and_hash
+from mcpgov._arguments import ArgsDigest, ArgumentLimits, freeze_lazily
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
-from mcpgov._context import APPROVAL_GRANT, GovContext, Side
+from mcpgov._context import APPROVAL_GRANT, GovContext, Side, args_hash_source
 from mcpgov._decision import Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
 from mcpgov._methods import LIST_METHODS
@@ -44,7 +44,7 @@ class _Run:
         self.ctx: GovContext | None = None
         self.seen: GovContext | None = None
         self.arguments: Any = None
-        self.args_hash: str | None = None
+        self.args_hash: str | ArgsDigest | None = None
 
 
 def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
@@ -54,6 +54,17 @@ def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
     grant = ctx.extension(APPROVAL_GRANT)
     approver = getattr(grant, "approver", None)
     return approver if isinstance(approver, str) else None
+
+
+def _same_hash(a: str | ArgsDigest | None, b: str | ArgsDigest | None) -> bool:
+    """Whether two argument hashes are equal, computing a deferred one only when they differ in form."""
+    if a is b:
+        return True
+    if isinstance(a, ArgsDigest):
+        a = a.value()
+    if isinstance(b, ArgsDigest):
+        b = b.value()
+    return a == b
 
 
 class _RequestKeys:
@@ -147,12 +158,14 @@ class Governor:
         if "request_key" not in fields:
             fields["request_key"] = _request_keys.next()
         try:
-            arguments, args_hash = freeze_and_hash(raw_arguments, self.limits)
+            arguments, args_hash = freeze_lazily(raw_arguments, self.limits)
         except McpGovError as exc:
             await self.refuse(self.context(method, **fields), exc)
             raise
+        # The hash is deferred: ``ctx.args_hash`` computes it when first read (once per side).
+        deferred: Any = args_hash
         return GovContext(
-            side=self.side, method=method, audit=self.auditor, arguments=arguments, args_hash=args_hash, **fields
+            side=self.side, method=method, audit=self.auditor, arguments=arguments, args_hash=deferred, **fields
         )
 
     async def run(
@@ -179,7 +192,7 @@ class Governor:
         run = _Run(time.perf_counter())
         run.seen = ctx
         run.arguments = ctx.arguments
-        run.args_hash = ctx.args_hash
+        run.args_hash = args_hash_source(ctx)
 
         async def gate(c: GovContext) -> Any:
             return await self._gate(c, terminal, run, outcome_of, precheck)
@@ -247,7 +260,7 @@ class Governor:
                 # The peer's own error (a server refusing the listing): it passes unchanged.
                 run.listing_failed = True
                 raise
-        if c.arguments is not run.arguments or c.args_hash != run.args_hash:
+        if c.arguments is not run.arguments or not _same_hash(args_hash_source(c), run.args_hash):
             # What runs is what was validated and decided on: no stage may swap the arguments.
             raise McpGovError("a stage replaced the request's arguments", reason="arguments_changed")
         decision = c.decision
@@ -256,7 +269,6 @@ class Governor:
         if precheck is not None:
             precheck(c)
         auditor.check_available()
-        args_hash = c.args_hash
         # The last checks run right before the effect. When recording the allow cannot suspend
         # (no asynchronous sink), they run before it, so a refusal is one deny decision with the
         # caller; otherwise after it (then the outcome records that the request did not run).
@@ -270,7 +282,7 @@ class Governor:
             # Strict audit: the allow could not be recorded everywhere, so the request does not run.
             auditor.refused += 1
             exc.event_id = await self._outcome(
-                c, "failed", run.start, args_hash, reason=exc.reason, error_code=exc.code, executed=False
+                c, "failed", run.start, c.args_hash, reason=exc.reason, error_code=exc.code, executed=False
             )
             raise
         if c.final_checks and not checks_first:
@@ -279,7 +291,7 @@ class Governor:
             except McpGovError as error:
                 with anyio.CancelScope(shield=True):
                     error.event_id = await self._outcome(
-                        c, "failed", run.start, args_hash, reason=error.reason, error_code=error.code, executed=False
+                        c, "failed", run.start, c.args_hash, reason=error.reason, error_code=error.code, executed=False
                     )
                 raise
         # Nothing awaits between the last check and the effect: the terminal starts the request now.
@@ -287,17 +299,17 @@ class Governor:
             result = await terminal(c)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._outcome(c, "cancelled", run.start, args_hash, reason="cancelled")
+                await self._outcome(c, "cancelled", run.start, c.args_hash, reason="cancelled")
             raise
         except Exception as exc:
             code = exc.code if isinstance(exc, McpGovError) else None
-            await self._outcome(c, "failed", run.start, args_hash, reason=type(exc).__name__, error_code=code)
+            await self._outcome(c, "failed", run.start, c.args_hash, reason=type(exc).__name__, error_code=code)
             raise
         if not auditor.wants_events:
             auditor.events_emitted += 1
             return result
         outcome = outcome_of(result) if outcome_of is not None else "completed"
-        await self._outcome(c, outcome, run.start, args_hash)
+        await self._outcome(c, outcome, run.start, c.args_hash)
         return result
 
     async def _record_allow(self, c: GovContext, decision: Decision | None) -> None:
