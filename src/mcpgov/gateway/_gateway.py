@@ -28,7 +28,7 @@ from mcpgov._chain import CallNext, Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
-from mcpgov._server import GovernanceMiddleware, govern
+from mcpgov._server import ServerGovernance, govern
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import Namespace, Router
 from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, scrub
@@ -174,7 +174,7 @@ class Gateway:
             on_get_prompt=self._get_prompt,
             on_completion=self._complete,
         )
-        self.governance: GovernanceMiddleware = govern(
+        self.governance: ServerGovernance = govern(
             self.server, *middleware, self._decided, audit=self.auditor, limits=limits
         )
 
