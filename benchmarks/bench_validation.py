@@ -27,7 +27,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, GovContext, Hooks, govern
-from mcpgov._server import GovernanceMiddleware
+from mcpgov._server import ServerGovernance
 
 ARGS = {"order": 7, "note": "ship it", "tags": ["a", "b", "c"], "limit": 2.5}
 
@@ -103,8 +103,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--batches", type=int, default=10)
     args = parser.parse_args()
-    if GovernanceMiddleware._strict is None:  # pragma: no cover - the step the benchmark replaces exists
-        raise SystemExit("GovernanceMiddleware has no strict validation step")
+    if ServerGovernance._strict is None:  # pragma: no cover - the step the benchmark replaces exists
+        raise SystemExit("ServerGovernance has no strict validation step")
     for mode in ("auto", "legacy"):
         result = anyio.run(_run, mode, args.rounds, args.batch, args.batches)
         print(f"== in-process, mode {mode}: {args.rounds} rounds of {args.batches} x {args.batch} calls per variant")

@@ -20,7 +20,7 @@ from mcpgov.identity import (
     AcceptPolicy,
     IdentityMiddleware,
     IdentityVerifier,
-    OIDCIssuer,
+    OIDCTrust,
     RemoteKeys,
     SpiffeTrustDomain,
 )
@@ -37,7 +37,7 @@ def build_server(bundle_url: str, oidc_url: str) -> tuple[MCPServer, InMemoryAud
             bundle=RemoteKeys(f"{bundle_url}/jwks.json"),
             tenant_pattern="spiffe://prod.example.org/tenant/{tenant}/**",
         ),
-        OIDCIssuer(oidc_url, audience=AUDIENCE, keys=RemoteKeys(discovery=oidc_url), tenant_claim="tenant"),
+        OIDCTrust(oidc_url, audience=AUDIENCE, keys=RemoteKeys(discovery=oidc_url), tenant_claim="tenant"),
     )
     identity = IdentityMiddleware(verifier, accept=AcceptPolicy(static_keys=False))
     server = MCPServer("reports")

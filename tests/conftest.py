@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import Decision, GovContext, GovernanceMiddleware, Hooks, govern
+from mcpgov import Decision, GovContext, Hooks, ServerGovernance, govern
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
 __all__ = ["Demo", "build_demo", "raw_request", "serve_http"]
@@ -35,7 +35,7 @@ class Demo:
     server: MCPServer
     hooks: Hooks
     sink: InMemoryAuditSink
-    middleware: GovernanceMiddleware
+    middleware: ServerGovernance
     ran: list[str] = field(default_factory=list)
 
 

@@ -230,7 +230,7 @@ def test_an_unsupported_fastmcp_version_is_one_clear_error(version: str) -> None
     finally:
         fastmcp.__version__ = original
     assert "pip install 'mcpgov[fastmcp]'" in str(caught.value)
-    assert not any(type(mw).__name__ == "GovernanceMiddleware" for mw in sdk_server(server).middleware)
+    assert not any(type(mw).__name__ == "ServerGovernance" for mw in sdk_server(server).middleware)
 
 
 @pytest.mark.parametrize("version", ["4.0.0", "4.2.3", "4.9.1.post1"])

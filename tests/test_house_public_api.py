@@ -172,6 +172,20 @@ def test_exported_dataclasses_still_work_as_pydantic_fields() -> None:
         assert typing.get_type_hints(cls)
 
 
+@pytest.mark.parametrize("module_name", public_modules())
+def test_annotations_of_exported_classes_resolve_after_they_moved(module_name: str) -> None:
+    """Publishing evaluated each class's own annotations where they were written, so type hints
+    resolve with the class in its public home (a name imported there only for type checking
+    resolves among the public names, which this walk has loaded)."""
+    module = _load(module_name)
+    for name in getattr(module, "__all__", ()):
+        value = getattr(module, name)
+        if not (inspect.isclass(value) and value.__module__.startswith("mcpgov")):
+            continue
+        hints = typing.get_type_hints(value)
+        assert set(inspect.get_annotations(value)) <= set(hints)
+
+
 def test_a_published_class_pickles_and_prints_by_its_public_path() -> None:
     from mcpgov import Actor, Effect
     from mcpgov.policy import PolicyMiddleware

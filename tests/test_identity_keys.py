@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mcpgov import ConfigurationError, IdentityError
-from mcpgov.identity import IdentityVerifier, OIDCIssuer, RemoteKeys, SpiffeTrustDomain, StaticKeys
+from mcpgov.identity import IdentityVerifier, OIDCTrust, RemoteKeys, SpiffeTrustDomain, StaticKeys
 from mcpgov.testing import IdentityIssuer, SpiffeIssuer
 
 pytestmark = pytest.mark.anyio
@@ -162,13 +162,13 @@ def test_issuer_configuration_is_validated(kwargs: dict[str, Any], match: str) -
     options: dict[str, Any] = {"audience": "a", "keys": issuer.keys()}
     options.update(kwargs)
     with pytest.raises(ConfigurationError, match=match):
-        OIDCIssuer("https://issuer.test", **options)
+        OIDCTrust("https://issuer.test", **options)
 
 
 def test_hmac_needs_an_explicit_shared_secret_never_a_jwks() -> None:
     issuer = IdentityIssuer()
     with pytest.raises(ConfigurationError, match="shared secret"):
-        OIDCIssuer("https://i.test", audience="a", keys=RemoteKeys("https://i.test/jwks"), algorithms=("HS256",))
+        OIDCTrust("https://i.test", audience="a", keys=RemoteKeys("https://i.test/jwks"), algorithms=("HS256",))
     with pytest.raises(ConfigurationError, match="32 bytes"):
         StaticKeys.shared_secret(b"short")
     with pytest.raises(ConfigurationError, match="HS256"):

@@ -15,7 +15,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, GovContext, GovernedClient, Hooks, govern
-from mcpgov.identity import IdentityMiddleware, IdentityVerifier, OIDCIssuer, StaticKeys
+from mcpgov.identity import IdentityMiddleware, IdentityVerifier, OIDCTrust, StaticKeys
 from mcpgov.testing import IdentityIssuer
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +25,7 @@ ENV_TOKEN = "MCPGOV_IDENTITY_TOKEN"
 
 def serve() -> None:
     verifier = IdentityVerifier(
-        OIDCIssuer(
+        OIDCTrust(
             "https://issuer.test",
             audience="mcp://test-server",
             keys=StaticKeys(json.loads(os.environ["TEST_JWKS"])),

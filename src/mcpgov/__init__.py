@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from mcpgov._hooks import HookFn, Hooks
     from mcpgov._hygiene import NamePolicy
     from mcpgov._principal import Actor, Principal
-    from mcpgov._server import GovernanceMiddleware, govern
+    from mcpgov._server import ServerGovernance, govern
     from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
     from mcpgov._wire import to_mcp_error
 
@@ -99,7 +99,7 @@ _LAZY: dict[str, str] = {
     "StateStore": "mcpgov._state",
     "StateStoreError": "mcpgov._state",
     "GovernedClient": "mcpgov._client",
-    "GovernanceMiddleware": "mcpgov._server",
+    "ServerGovernance": "mcpgov._server",
     "govern": "mcpgov._server",
     "to_mcp_error": "mcpgov._wire",
 }
@@ -118,11 +118,12 @@ _DEPRECATED: dict[str, tuple[str, str | None]] = {
     "CredentialIssuer": ("mcpgov.credentials", "mcpgov.credentials.CredentialIssuer"),
     "CredentialMiddleware": ("mcpgov.credentials", "mcpgov.credentials.CredentialMiddleware"),
     "CredentialVerifier": ("mcpgov.credentials", "mcpgov.credentials.CredentialVerifier"),
+    "GovernanceMiddleware": ("mcpgov:ServerGovernance", "mcpgov.ServerGovernance"),
     "ElicitationApprover": ("mcpgov.approval", "mcpgov.approval.ElicitationApprover"),
     "Explanation": ("mcpgov.policy", "mcpgov.policy.Explanation"),
     "IdentityMiddleware": ("mcpgov.identity", "mcpgov.identity.IdentityMiddleware"),
     "IdentityVerifier": ("mcpgov.identity", "mcpgov.identity.IdentityVerifier"),
-    "OIDCIssuer": ("mcpgov.identity", "mcpgov.identity.OIDCIssuer"),
+    "OIDCIssuer": ("mcpgov.identity:OIDCTrust", "mcpgov.identity.OIDCTrust"),
     "PinningMiddleware": ("mcpgov.pinning", "mcpgov.pinning.PinningMiddleware"),
     "Policy": ("mcpgov.policy", "mcpgov.policy.Policy"),
     "PolicyDecorators": ("mcpgov.policy", "mcpgov.policy.PolicyDecorators"),
@@ -172,7 +173,6 @@ __all__ = [
     "Effect",
     "ExtensionKey",
     "GovContext",
-    "GovernanceMiddleware",
     "GovernedClient",
     "HookFn",
     "Hooks",
@@ -187,6 +187,7 @@ __all__ = [
     "NamePolicy",
     "PinningError",
     "Principal",
+    "ServerGovernance",
     "Side",
     "StageSpec",
     "StateStore",

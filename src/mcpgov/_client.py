@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from mcp.client.session import IncomingMessage, MessageHandlerFnT
 
     from mcpgov.credentials import TaskScope
-    from mcpgov.identity import IdentityProvider
+    from mcpgov.identity import IdentitySource
 
 __all__ = ["SERVER_INFO", "GovernedClient", "GovernedHttpAuth"]
 
@@ -134,7 +134,7 @@ class GovernedClient(Client):
         purpose: the declared purpose of this client's work.
         task_id: the task this client's requests belong to.
         identity: this workload's identity token source (an
-            :class:`~mcpgov.identity.IdentityProvider`, a token string, a ``Path`` to a token
+            :class:`~mcpgov.identity.IdentitySource`, a token string, a ``Path`` to a token
             file re-read when it changes, or a callable). It is attached to every request,
             outermost in the chain: as ``Authorization: Bearer`` for URL servers (also on the
             HTTP requests outside governed calls), in ``_meta`` otherwise.
@@ -150,7 +150,7 @@ class GovernedClient(Client):
         principal: Principal | None = None,
         purpose: str | None = None,
         task_id: str | None = None,
-        identity: IdentityProvider | str | os.PathLike[str] | Callable[[], Any] | None = None,
+        identity: IdentitySource | str | os.PathLike[str] | Callable[[], Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self._user_message_handler: MessageHandlerFnT | None = kwargs.pop("message_handler", None)

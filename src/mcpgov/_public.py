@@ -79,15 +79,15 @@ def _freeze_annotations(cls: type) -> None:
     own = inspect.get_annotations(cls)
     if not own:
         return
-    global_names = vars(sys.modules[cls.__module__])
-    local_names = dict(vars(cls))
+    # As typing.get_type_hints does for a class: the module's names, then the class body's.
+    names = {**vars(cls), **vars(sys.modules[cls.__module__])}
     fields = cls.__dict__.get("__dataclass_fields__", {})
     for key, annotation in list(own.items()):
         source = annotation.__forward_arg__ if isinstance(annotation, typing.ForwardRef) else annotation
         if not isinstance(source, str):
             continue
         try:
-            value = eval(source, global_names, local_names)  # noqa: S307 - the class's own annotation, as typing does
+            value = eval(source, names)  # noqa: S307 - the class's own annotation, as typing does
         except Exception:  # noqa: BLE001, S112 - unresolvable where written: left for whoever resolves it
             continue
         own[key] = value

@@ -39,7 +39,7 @@ from mcpgov._wire import to_mcp_error
 if TYPE_CHECKING:
     from fastmcp import FastMCP
 
-__all__ = ["GovernanceMiddleware", "govern"]
+__all__ = ["ServerGovernance", "govern"]
 
 _NO_META: Mapping[str, Any] = MappingProxyType({})
 
@@ -139,7 +139,7 @@ def _outcome_of(result: Any) -> str:
     return "completed"
 
 
-class GovernanceMiddleware:
+class ServerGovernance:
     """The SDK ``ServerMiddleware`` that runs an mcpgov chain. Built by :func:`govern`.
 
     Attributes:
@@ -312,7 +312,7 @@ def govern(
     audit: Auditor | Iterable[AuditCallback] | AuditCallback | None = None,
     limits: ArgumentLimits | None = None,
     names: NamePolicy | None = None,
-) -> GovernanceMiddleware:
+) -> ServerGovernance:
     """Govern ``server``: every request passes through ``middleware`` (outermost first).
 
     Installs one SDK ``ServerMiddleware`` on an ``MCPServer``, a lowlevel ``Server`` or a
@@ -353,10 +353,10 @@ def govern(
         raise ConfigurationError(
             f"govern() takes an MCPServer, a lowlevel Server or a FastMCP 4 server, got {type(server).__name__}"
         )
-    if any(isinstance(mw, GovernanceMiddleware) for mw in lowlevel.middleware):
+    if any(isinstance(mw, ServerGovernance) for mw in lowlevel.middleware):
         raise ConfigurationError("this server is already governed; compose one chain instead of calling govern() twice")
     governor = Governor("server", middleware, audit=audit, limits=limits, require_authorizer=True)
-    adapter = GovernanceMiddleware(governor, lowlevel, mcp_server, names)
+    adapter = ServerGovernance(governor, lowlevel, mcp_server, names)
     if mcp_server is not None:
         for kind, served in (("tool", compat.tool_names(mcp_server)), ("prompt", compat.prompt_names(mcp_server))):
             refused = adapter.names.refused(kind, served)

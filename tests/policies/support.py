@@ -14,7 +14,7 @@ from typing import Any, cast
 from mcp.server.mcpserver import MCPServer
 from mcp_types import RequestParamsMeta
 
-from mcpgov import Actor, CallNext, GovContext, GovernanceMiddleware, Principal, StateStore, govern
+from mcpgov import Actor, CallNext, GovContext, Principal, ServerGovernance, StateStore, govern
 from mcpgov.policy import PolicyMiddleware, PolicySource
 from mcpgov.testing import InMemoryAuditSink
 
@@ -71,7 +71,7 @@ class FileServer:
     server: MCPServer
     policy: PolicyMiddleware
     sink: InMemoryAuditSink
-    middleware: GovernanceMiddleware
+    middleware: ServerGovernance
     ran: list[str] = field(default_factory=list)
 
 

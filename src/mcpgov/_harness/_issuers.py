@@ -27,7 +27,7 @@ from mcpgov._audit import AuditEvent
 from mcpgov._harness._http import serve_http
 from mcpgov._principal import Principal
 from mcpgov._types import Clock
-from mcpgov.identity import IdentityVerifier, OIDCIssuer, SpiffeTrustDomain, StaticKeys
+from mcpgov.identity import IdentityVerifier, OIDCTrust, SpiffeTrustDomain, StaticKeys
 from mcpgov.identity._keys import OneAlgorithm
 
 __all__ = ["IdentityIssuer", "InMemoryAuditSink", "SpiffeIssuer"]
@@ -300,8 +300,8 @@ class IdentityIssuer(_Minter):
             return StaticKeys.shared_secret(self.secret, alg=self.alg, kid=self.kid)
         return StaticKeys(self.jwks())
 
-    def config(self, **overrides: Any) -> OIDCIssuer:
-        """An ``OIDCIssuer`` accepting this issuer's tokens (inline keys unless ``keys=`` is given)."""
+    def config(self, **overrides: Any) -> OIDCTrust:
+        """An ``OIDCTrust`` accepting this issuer's tokens (inline keys unless ``keys=`` is given)."""
         options: dict[str, Any] = {
             "audience": self.audience,
             "algorithms": (self.alg,),
@@ -310,7 +310,7 @@ class IdentityIssuer(_Minter):
         options.update(overrides)
         if "keys" not in options:
             options["keys"] = self.keys()
-        return OIDCIssuer(self.issuer, **options)
+        return OIDCTrust(self.issuer, **options)
 
     def verifier(self, **overrides: Any) -> IdentityVerifier:
         """An ``IdentityVerifier`` for this issuer alone (``config`` overrides as keywords)."""

@@ -25,7 +25,7 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._methods import EXECUTE_METHOD, LIST_METHOD
 from mcpgov._principal import Actor, Principal
-from mcpgov._server import GovernanceMiddleware, govern
+from mcpgov._server import ServerGovernance, govern
 from mcpgov._state import StateStore
 
 if TYPE_CHECKING:
@@ -204,9 +204,9 @@ def _lowlevel(server: MCPServer | Server[Any]) -> Server[Any]:
     raise ConfigurationError(f"the harness takes an MCPServer or a lowlevel Server, got {type(server).__name__}")
 
 
-def _governance(server: MCPServer | Server[Any]) -> GovernanceMiddleware | None:
+def _governance(server: MCPServer | Server[Any]) -> ServerGovernance | None:
     for mw in _lowlevel(server).middleware:
-        if isinstance(mw, GovernanceMiddleware):
+        if isinstance(mw, ServerGovernance):
             return mw
     return None
 
@@ -358,7 +358,7 @@ class GovernedHarness:
         declarations: PolicyDecorators | None,
         issuers: Iterable[str],
         state: StateStore | None,
-    ) -> GovernanceMiddleware:
+    ) -> ServerGovernance:
         """Govern the server: identity, credential, the caller's middleware, policy; audit into the sink."""
         from mcpgov._harness._issuers import IdentityIssuer  # noqa: PLC0415
         from mcpgov.credentials import CredentialIssuer, CredentialMiddleware, SigningKeySet  # noqa: PLC0415

@@ -22,7 +22,7 @@ from mcpgov.credentials._client import ClientCredentials, CredentialRequest, Iss
 from mcpgov.credentials._downstream import Downstream
 from mcpgov.credentials._exchange import (
     ExchangeTokenSource,
-    IdentityVerifier,
+    SubjectTokenVerifier,
     token_exchange_app,
 )
 from mcpgov.credentials._issuance import Grant, IssuancePolicy
@@ -54,12 +54,12 @@ __all__ = [
     "Downstream",
     "ExchangeTokenSource",
     "Grant",
-    "IdentityVerifier",
     "IssuancePolicy",
     "IssuerTokenSource",
     "KeyResolver",
     "RevocationList",
     "SigningKeySet",
+    "SubjectTokenVerifier",
     "TaskScope",
     "TokenSource",
     "VerificationKeys",
@@ -75,6 +75,7 @@ _publish(__name__, globals())
 
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "IdentityVerifier": ("mcpgov.credentials:SubjectTokenVerifier", "mcpgov.credentials.SubjectTokenVerifier"),
     "ASYMMETRIC_ALGORITHMS": ("mcpgov.credentials._keys", None),
     "BindArguments": ("mcpgov.credentials._verify", None),
     "CREDENTIAL_TOKEN_TYPE": ("mcpgov.credentials._claims", None),

@@ -47,7 +47,7 @@ from mcpgov.credentials._client import CredentialRequest
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._jose import parse_credential
 
-__all__ = ["GRANT_TYPE", "IDENTITY_TOKEN_TYPES", "ExchangeTokenSource", "IdentityVerifier", "token_exchange_app"]
+__all__ = ["GRANT_TYPE", "IDENTITY_TOKEN_TYPES", "ExchangeTokenSource", "SubjectTokenVerifier", "token_exchange_app"]
 
 logger = logging.getLogger("mcpgov.credentials")
 
@@ -63,7 +63,7 @@ IDENTITY_TOKEN_TYPES = frozenset(
 )
 """Subject token types taken as a workload identity token."""
 
-IdentityVerifier = Callable[[str], Awaitable[Principal]]
+SubjectTokenVerifier = Callable[[str], Awaitable[Principal]]
 """Verifies a workload identity token and returns the principal; raises when it is not valid."""
 
 _MAX_BODY = 16_384
@@ -110,7 +110,7 @@ def _one(form: dict[str, list[str]], name: str, *, required: bool = False) -> st
     return values[0]
 
 
-async def _principal(verify: IdentityVerifier, token: str) -> Principal:
+async def _principal(verify: SubjectTokenVerifier, token: str) -> Principal:
     try:
         principal = await verify(token)
     except Exception as exc:  # noqa: BLE001 - any verifier failure refuses the grant (fail closed)
@@ -132,7 +132,7 @@ def _credential_error(exc: CredentialError) -> _OAuthError:
 
 
 def token_exchange_app(
-    issuer: CredentialIssuer, verify_identity: IdentityVerifier, *, path_prefix: str = ""
+    issuer: CredentialIssuer, verify_identity: SubjectTokenVerifier, *, path_prefix: str = ""
 ) -> Starlette:
     """Serve ``issuer`` as an RFC 8693 token-exchange endpoint.
 
@@ -239,7 +239,7 @@ def _may_act(form: dict[str, list[str]]) -> list[tuple[str, str]]:
     return parties
 
 
-async def _exchange(issuer: CredentialIssuer, verify: IdentityVerifier, form: dict[str, list[str]]) -> Credential:
+async def _exchange(issuer: CredentialIssuer, verify: SubjectTokenVerifier, form: dict[str, list[str]]) -> Credential:
     if _one(form, "grant_type", required=True) != GRANT_TYPE:
         raise _OAuthError("unsupported_grant_type", "only token exchange is supported")
     subject_token = _one(form, "subject_token", required=True) or ""

@@ -47,7 +47,7 @@ def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middlewa
     Raises:
         ConfigurationError: a referenced file is missing or invalid (naming the file).
     """
-    from mcpgov.identity import IdentityMiddleware, IdentityVerifier, OIDCIssuer  # noqa: PLC0415
+    from mcpgov.identity import IdentityMiddleware, IdentityVerifier, OIDCTrust  # noqa: PLC0415
     from mcpgov.policy import PolicyMiddleware  # noqa: PLC0415
 
     sinks: list[AuditCallback] = []
@@ -61,7 +61,7 @@ def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middlewa
         sinks.append(LoggingSink())
     auditor = Auditor(sinks)
     issuers = [
-        OIDCIssuer(
+        OIDCTrust(
             issuer.issuer,
             audience=issuer.audience,
             keys=_keys(issuer, base_dir),

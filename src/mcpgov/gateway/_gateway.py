@@ -32,7 +32,7 @@ from mcpgov._chain import CallNext, Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
-from mcpgov._server import GovernanceMiddleware, govern
+from mcpgov._server import ServerGovernance, govern
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import Namespace, Router
 from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, _InputRelay, scrub
@@ -200,7 +200,7 @@ class Gateway:
         # Registered directly: the keyword form is deprecated (logging is gone at 2026-07-28), yet
         # legacy agents still set their level, which the gateway applies to relayed log messages.
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_level)
-        self.governance: GovernanceMiddleware = govern(
+        self.governance: ServerGovernance = govern(
             self.server, *middleware, self._decided, audit=self.auditor, limits=limits
         )
 

@@ -3,7 +3,7 @@
 Server side::
 
     verifier = IdentityVerifier(
-        OIDCIssuer("https://login.example.com", audience="https://mcp.example.com/mcp",
+        OIDCTrust("https://login.example.com", audience="https://mcp.example.com/mcp",
                    keys=RemoteKeys(discovery="https://login.example.com"), tenant_claim="tenant"),
         SpiffeTrustDomain("prod.example.com", audience="https://mcp.example.com/mcp",
                           bundle=RemoteKeys("https://bundle.prod.example.com/jwks"),
@@ -23,7 +23,7 @@ from mcpgov.identity._middleware import AcceptPolicy, IdentityMiddleware
 from mcpgov.identity._providers import (
     CallableToken,
     ClientIdentity,
-    IdentityProvider,
+    IdentitySource,
     OAuthClientCredentials,
     ProjectedTokenFile,
     StaticToken,
@@ -36,7 +36,7 @@ from mcpgov.identity._sdk import (
 from mcpgov.identity._spiffe import SpiffeId, SpiffeIdError, SpiffeIdPattern
 from mcpgov.identity._verifier import (
     IdentityVerifier,
-    OIDCIssuer,
+    OIDCTrust,
     SpiffeTrustDomain,
     VerifiedIdentity,
 )
@@ -46,11 +46,11 @@ __all__ = [
     "CallableToken",
     "ClientIdentity",
     "IdentityMiddleware",
-    "IdentityProvider",
+    "IdentitySource",
     "IdentityVerifier",
     "KeySource",
     "OAuthClientCredentials",
-    "OIDCIssuer",
+    "OIDCTrust",
     "ProjectedTokenFile",
     "RemoteKeys",
     "ServerAuth",
@@ -69,6 +69,8 @@ _publish(__name__, globals())
 
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "IdentityProvider": ("mcpgov.identity:IdentitySource", "mcpgov.identity.IdentitySource"),
+    "OIDCIssuer": ("mcpgov.identity:OIDCTrust", "mcpgov.identity.OIDCTrust"),
     "AUTH_JWT": ("mcpgov.identity._verifier", None),
     "AUTH_SHARED_SECRET": ("mcpgov.identity._verifier", None),
     "AUTH_SPIFFE": ("mcpgov.identity._verifier", None),

@@ -27,7 +27,7 @@ from mcpgov._validate import is_positive_number
 __all__ = [
     "CallableToken",
     "ClientIdentity",
-    "IdentityProvider",
+    "IdentitySource",
     "OAuthClientCredentials",
     "ProjectedTokenFile",
     "StaticToken",
@@ -43,7 +43,7 @@ logger = logging.getLogger("mcpgov.identity")
 
 
 @runtime_checkable
-class IdentityProvider(Protocol):
+class IdentitySource(Protocol):
     """A source of the workload's current identity token."""
 
     async def token(self) -> str:
@@ -515,9 +515,9 @@ class CallableToken:
         return self._last
 
 
-def as_identity_provider(value: IdentityProvider | str | os.PathLike[str] | Callable[[], Any]) -> IdentityProvider:
+def as_identity_provider(value: IdentitySource | str | os.PathLike[str] | Callable[[], Any]) -> IdentitySource:
     """Accept a provider, a token string, a ``Path`` to a token file, or a callable."""
-    if isinstance(value, IdentityProvider):
+    if isinstance(value, IdentitySource):
         return value
     if isinstance(value, str):
         return StaticToken(value)
@@ -540,7 +540,7 @@ class ClientIdentity:
         http: attach as an HTTP header (URL servers) rather than in ``_meta``.
     """
 
-    def __init__(self, provider: IdentityProvider, *, http: bool) -> None:
+    def __init__(self, provider: IdentitySource, *, http: bool) -> None:
         self.provider = provider
         self.http = http
 

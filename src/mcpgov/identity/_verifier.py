@@ -35,7 +35,7 @@ __all__ = [
     "AUTH_SHARED_SECRET",
     "AUTH_SPIFFE",
     "IdentityVerifier",
-    "OIDCIssuer",
+    "OIDCTrust",
     "SpiffeTrustDomain",
     "VerifiedIdentity",
 ]
@@ -89,7 +89,7 @@ def _check_tenant(tenant_claim: str | None, tenant: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class OIDCIssuer:
+class OIDCTrust:
     """An OIDC/JWT issuer whose tokens identify workloads.
 
     Args:
@@ -261,14 +261,14 @@ class _Issuer:
 
     __slots__ = ("algorithms", "auth_method", "claims", "config", "issuer", "keys", "spiffe", "typ")
 
-    def __init__(self, config: OIDCIssuer | SpiffeTrustDomain, clock: Clock) -> None:
+    def __init__(self, config: OIDCTrust | SpiffeTrustDomain, clock: Clock) -> None:
         self.config = config
         self.spiffe = isinstance(config, SpiffeTrustDomain)
         self.issuer = config.issuer
         self.algorithms = frozenset(config.algorithms)
         self.keys: KeySource = config.bundle if isinstance(config, SpiffeTrustDomain) else config.keys
         options: dict[str, Any] = {"sub": {"essential": True}, "exp": {"essential": True}}
-        if isinstance(config, OIDCIssuer):
+        if isinstance(config, OIDCTrust):
             options["iss"] = {"essential": True, "value": config.issuer}
             for name in config.required_claims:
                 options.setdefault(name, {"essential": True})
@@ -289,7 +289,7 @@ class IdentityVerifier:
     Example::
 
         verifier = IdentityVerifier(
-            OIDCIssuer("https://login.example.com", audience="https://mcp.example.com",
+            OIDCTrust("https://login.example.com", audience="https://mcp.example.com",
                        keys=RemoteKeys(discovery="https://login.example.com"), tenant_claim="tenant"),
             SpiffeTrustDomain("prod.example.com", audience="https://mcp.example.com",
                               bundle=RemoteKeys("https://spire.example.com/bundle"),
@@ -314,7 +314,7 @@ class IdentityVerifier:
 
     def __init__(
         self,
-        *issuers: OIDCIssuer | SpiffeTrustDomain,
+        *issuers: OIDCTrust | SpiffeTrustDomain,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         cache_size: int = 10_000,
         cache_ttl: float = 300.0,
@@ -332,7 +332,7 @@ class IdentityVerifier:
         self._oidc: dict[str, _Issuer] = {}
         self._spiffe: dict[str, _Issuer] = {}
         for config in issuers:
-            if not isinstance(config, OIDCIssuer | SpiffeTrustDomain):
+            if not isinstance(config, OIDCTrust | SpiffeTrustDomain):
                 raise ConfigurationError(f"unsupported issuer configuration {type(config).__name__}")
             compiled = _Issuer(config, clock)
             table = self._spiffe if compiled.spiffe else self._oidc
@@ -498,7 +498,7 @@ class IdentityVerifier:
             self._cache[digest] = verified
         return verified
 
-    def _principal(self, claims: dict[str, Any], issuer: _Issuer, config: OIDCIssuer | SpiffeTrustDomain) -> Principal:
+    def _principal(self, claims: dict[str, Any], issuer: _Issuer, config: OIDCTrust | SpiffeTrustDomain) -> Principal:
         sub: str = claims["sub"]
         spiffe_id: SpiffeId | None = None
         if isinstance(config, SpiffeTrustDomain):
@@ -523,7 +523,7 @@ class IdentityVerifier:
 
     @staticmethod
     def _tenant(
-        claims: Mapping[str, Any], config: OIDCIssuer | SpiffeTrustDomain, spiffe_id: SpiffeId | None
+        claims: Mapping[str, Any], config: OIDCTrust | SpiffeTrustDomain, spiffe_id: SpiffeId | None
     ) -> str | None:
         if config.tenant is not None:
             return config.tenant
@@ -591,6 +591,6 @@ def _actors(act: Any) -> tuple[Actor, ...]:
     return tuple(actors)
 
 
-def accepted_algorithms(issuers: Collection[OIDCIssuer | SpiffeTrustDomain]) -> frozenset[str]:
+def accepted_algorithms(issuers: Collection[OIDCTrust | SpiffeTrustDomain]) -> frozenset[str]:
     """Every canonical algorithm the given issuers allow."""
     return frozenset(canonical_alg(a) for i in issuers for a in i.algorithms)
