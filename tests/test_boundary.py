@@ -295,3 +295,29 @@ async def test_the_session_connection_anchor_still_exists() -> None:
         await client.call_tool("x", {})
         await client.call_tool("x", {})
     assert anchors[0] is not None and anchors[0] is anchors[-1]
+
+
+async def test_the_client_request_stamp_and_input_driver_still_exist() -> None:
+    """The gateway narrows a connected session's request stamp and overrides the input driver."""
+    import inspect
+
+    server = MCPServer("s")
+    server.add_tool(lambda: "x", name="x")
+    seen: list[dict[str, Any]] = []
+
+    def wrap(stamp: Any) -> Any:
+        def stamped(data: dict[str, Any], opts: Any) -> None:
+            stamp(data, opts)
+            seen.append(data)
+
+        return stamped
+
+    async with Client(server, mode="auto") as client:
+        compat.wrap_request_stamp(client.session, wrap)
+        await client.call_tool("x", {})
+    assert "tools/call" in [data["method"] for data in seen]
+    with pytest.raises(TypeError, match="_stamp"):
+        compat.wrap_request_stamp(object(), wrap)
+    driver = getattr(Client, compat.INPUT_REQUIRED_DRIVER)
+    assert inspect.iscoroutinefunction(driver)
+    assert list(inspect.signature(driver).parameters) == ["self", "first", "retry"]

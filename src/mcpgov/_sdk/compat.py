@@ -7,12 +7,14 @@ that renames or removes one fails there, loudly, instead of silently weakening g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
 __all__ = [
+    "INPUT_REQUIRED_DRIVER",
     "connection_of",
     "lowlevel_of",
     "prompt_names",
@@ -20,7 +22,13 @@ __all__ = [
     "resource_templates_of",
     "tool_names",
     "tool_of",
+    "wrap_request_stamp",
 ]
+
+INPUT_REQUIRED_DRIVER = "_drive_input_required"
+"""The ``mcp.Client`` method that answers a 2026-07-28 ``input_required`` result and retries
+(``(first, retry)``); the gateway's upstream client overrides it to hand the result to its agent
+instead. ``tests/test_boundary.py`` checks that it still exists with that signature."""
 
 
 def lowlevel_of(server: MCPServer) -> Server[Any]:
@@ -59,3 +67,12 @@ def tool_names(server: MCPServer) -> list[str]:
 def prompt_names(server: MCPServer) -> list[str]:
     """The names of every registered prompt (registration order)."""
     return [prompt.name for prompt in server._prompt_manager.list_prompts()]
+
+
+def wrap_request_stamp(session: Any, wrap: Callable[[Callable[..., None]], Callable[..., None]]) -> None:
+    """Replace a connected ``ClientSession``'s per-request stamp (which writes each request's
+    ``_meta`` envelope, client capabilities included) by ``wrap(stamp)``."""
+    stamp = getattr(session, "_stamp", None)
+    if not callable(stamp):
+        raise TypeError("ClientSession._stamp is not a callable in this SDK release")
+    session._stamp = wrap(stamp)

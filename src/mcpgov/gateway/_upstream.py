@@ -26,6 +26,7 @@ from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
+from mcpgov._sdk import compat
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
 
@@ -180,10 +181,10 @@ class BackClient(GovernedClient):
 
     async def __aenter__(self) -> BackClient:
         await super().__aenter__()
-        session: Any = self.session
-        session._stamp = _agent_capabilities(session._stamp)  # the SDK's per-request envelope, narrowed
+        compat.wrap_request_stamp(self.session, _agent_capabilities)  # the per-request envelope, narrowed
         return self
 
+    # The SDK's input-required driver (compat.INPUT_REQUIRED_DRIVER; tests/test_boundary.py).
     async def _drive_input_required(self, first: Any, retry: Any) -> Any:
         front = CURRENT.get()
         if isinstance(first, types.InputRequiredResult) and front is not None and front.modern:
