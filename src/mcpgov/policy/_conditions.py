@@ -53,6 +53,7 @@ __all__ = [
     "compile_conditions",
     "compile_principal",
     "compile_regex",
+    "granted_scopes",
     "path_within",
     "spellings",
 ]
@@ -336,7 +337,8 @@ def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = Fa
         return None
 
 
-def _scopes_of(principal: Principal) -> frozenset[str]:
+def granted_scopes(principal: Principal) -> frozenset[str]:
+    """The OAuth scopes the principal's claims grant (``scope``/``scp`` strings or lists, ``scopes``)."""
     claims = principal.claims
     out: set[str] = set()
     for key in ("scope", "scp", "scopes"):
@@ -384,7 +386,7 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
                 return False
             if claims is not None and not _claims_match(p, claims):
                 return False
-            return not (scopes is not None and not scopes <= _scopes_of(p))
+            return not (scopes is not None and not scopes <= granted_scopes(p))
 
         return test
 
@@ -671,34 +673,43 @@ class _HistoryRule:
         return Check(label, self.text(param), True, lambda _c, f: holds(_history(f, label), param), self.needs(param))
 
 
+def _rule_and_negation(
+    fields: tuple[str, str],
+    prepare: Callable[[Any], Any],
+    texts: tuple[str, str],
+    holds: Callable[[TaskHistory, Any], bool],
+    needs: Callable[[Any], HistoryNeeds],
+) -> tuple[_HistoryRule, _HistoryRule]:
+    """A history field and its negation: the same value and needs, the opposite test.
+
+    Each of ``texts`` is a template whose ``{}`` is the value (a set as its sorted list).
+    """
+
+    def show(template: str) -> Callable[[Any], str]:
+        return lambda value: template.format(sorted(value) if isinstance(value, frozenset) else value)
+
+    field, negated = fields
+    text, negated_text = texts
+    return (
+        _HistoryRule(field, prepare, show(text), holds, needs),
+        _HistoryRule(negated, prepare, show(negated_text), lambda h, value: not holds(h, value), needs),
+    )
+
+
 _HISTORY_RULES: tuple[_HistoryRule, ...] = (
-    _HistoryRule(
-        "seen_labels",
+    *_rule_and_negation(
+        ("seen_labels", "not_seen_labels"),
         _labels,
-        lambda seen: f"the task already touched something labelled {sorted(seen)}",
+        ("the task already touched something labelled {}", "the task touched nothing labelled {}"),
         lambda h, seen: bool(h.labels & seen),
         lambda seen: HistoryNeeds(labels=seen),
     ),
-    _HistoryRule(
-        "not_seen_labels",
-        _labels,
-        lambda unseen: f"the task touched nothing labelled {sorted(unseen)}",
-        lambda h, unseen: not (h.labels & unseen),
-        lambda unseen: HistoryNeeds(labels=unseen),
-    ),
-    _HistoryRule(
-        "called",
+    *_rule_and_negation(
+        ("called", "not_called"),
         _targets,
-        lambda called: f"the task already used one of {sorted(called)}",
+        ("the task already used one of {}", "the task used none of {}"),
         lambda h, called: bool(h.called & called),
         lambda called: HistoryNeeds(targets=called),
-    ),
-    _HistoryRule(
-        "not_called",
-        _targets,
-        lambda not_called: f"the task used none of {sorted(not_called)}",
-        lambda h, not_called: not (h.called & not_called),
-        lambda not_called: HistoryNeeds(targets=not_called),
     ),
     _HistoryRule(
         "last_called",
@@ -707,19 +718,12 @@ _HISTORY_RULES: tuple[_HistoryRule, ...] = (
         lambda h, last: h.last in last,
         lambda _last: HistoryNeeds(last=True),
     ),
-    _HistoryRule(
-        "calls_below",
+    *_rule_and_negation(
+        ("calls_below", "calls_at_least"),
         _count,
-        lambda below: f"the task has run fewer than {below} tool calls",
+        ("the task has run fewer than {} tool calls", "the task has run at least {} tool calls"),
         lambda h, below: h.calls < below,
         lambda _below: HistoryNeeds(count=True),
-    ),
-    _HistoryRule(
-        "calls_at_least",
-        _count,
-        lambda at_least: f"the task has run at least {at_least} tool calls",
-        lambda h, at_least: h.calls >= at_least,
-        lambda _at_least: HistoryNeeds(count=True),
     ),
 )
 
@@ -765,7 +769,7 @@ def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]
                 f"{prefix}.scopes",
                 f"principal holds scopes {sorted(scopes)}",
                 False,
-                lambda c, _f: c.principal is not None and scopes <= _scopes_of(c.principal),
+                lambda c, _f: c.principal is not None and scopes <= granted_scopes(c.principal),
             )
         )
     if conditions.claims is not None:
