@@ -431,48 +431,38 @@ def _with_nfkc(values: Any) -> tuple[tuple[Any, str | None], ...]:
     return tuple((v, _nfkc(v) if isinstance(v, str) else None) for v in values)
 
 
-def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
-    if "equals" not in cond.model_fields_set:
-        return None
-    expected = cond.equals
-    options = _with_nfkc((expected,))
+def _one_of(label: str, values: Any, text: str, *, negate: bool = False) -> tuple[Op, str]:
+    """The op: a scalar equal to one of ``values`` (with ``negate``: to none); equal only after NFKC is unknown."""
+    options = _with_nfkc(values)
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return _any_equal(label, v, options, memo)
+        found = _any_equal(label, v, options, memo)
+        return not found if negate else found
 
-    return op, f"equals {expected!r}"
+    return op, text
+
+
+def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
+    if "equals" not in cond.model_fields_set:
+        return None
+    return _one_of(label, (cond.equals,), f"equals {cond.equals!r}")
 
 
 def _op_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.in_ is None:
         return None
-    options = _with_nfkc(cond.in_)
-
-    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
-        _require_scalar(label, v)
-        return _any_equal(label, v, options, memo)
-
-    return op, f"in {list(cond.in_)!r}"
+    return _one_of(label, cond.in_, f"in {list(cond.in_)!r}")
 
 
 def _op_not_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.not_in is None:
         return None
-    excluded = _with_nfkc(cond.not_in)
-
-    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
-        _require_scalar(label, v)
-        return not _any_equal(label, v, excluded, memo)
-
-    return op, f"not in {list(cond.not_in)!r}"
+    return _one_of(label, cond.not_in, f"not in {list(cond.not_in)!r}", negate=True)
 
 
-def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
-    if cond.glob is None:
-        return None
-    globs = tuple(cond.glob)
-    matcher = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in globs))
+def _full_match(label: str, matcher: Any, text: str) -> tuple[Op, str]:
+    """The op: a string ``matcher`` matches whole; a match only after NFKC is unknown."""
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
@@ -480,27 +470,24 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
             return True
         normal = _nfkc(s, memo)
         if normal != s and matcher.fullmatch(normal) is not None:
-            raise _ambiguous(label, f"matches {list(globs)!r}")
+            raise _ambiguous(label, text)
         return False
 
-    return op, f"matches {list(globs)!r}"
+    return op, text
+
+
+def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
+    if cond.glob is None:
+        return None
+    globs = tuple(cond.glob)
+    matcher = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in globs))
+    return _full_match(label, matcher, f"matches {list(globs)!r}")
 
 
 def _op_regex(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.regex is None:
         return None
-    pattern = compile_regex(cond.regex)
-
-    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
-        s = _require_str(label, v)
-        if pattern.fullmatch(s) is not None:
-            return True
-        normal = _nfkc(s, memo)
-        if normal != s and pattern.fullmatch(normal) is not None:
-            raise _ambiguous(label, f"matches /{cond.regex}/")
-        return False
-
-    return op, f"matches /{cond.regex}/"
+    return _full_match(label, compile_regex(cond.regex), f"matches /{cond.regex}/")
 
 
 def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
