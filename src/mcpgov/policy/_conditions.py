@@ -397,6 +397,11 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
 Op = Callable[[Any, GovContext, "Memo"], bool]
 
 
+def _within(n: float, lo: float | None, hi: float | None) -> bool:
+    """Whether ``lo <= n <= hi``, an absent bound not limiting."""
+    return (lo is None or n >= lo) and (hi is None or n <= hi)
+
+
 def _bounds_text(lo: float | None, hi: float | None) -> str:
     return f"[{'' if lo is None else lo}, {'' if hi is None else hi}]"
 
@@ -497,7 +502,7 @@ def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         n = _require_number(label, v)
-        return (lo is None or n >= lo) and (hi is None or n <= hi)
+        return _within(n, lo, hi)
 
     return op, f"within {_bounds_text(lo, hi)}"
 
@@ -511,7 +516,7 @@ def _op_length(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         if not isinstance(v, (str, tuple, list)):
             raise ConditionError(label, f"expected a string or an array, got {_type_name(v)}")
         n = len(v)
-        return (lo is None or n >= lo) and (hi is None or n <= hi)
+        return _within(n, lo, hi)
 
     return op, f"length within {_bounds_text(lo, hi)}"
 
@@ -725,9 +730,9 @@ def _depth_check(bounds: Bounds) -> Check:
 
     def check(ctx: GovContext, _f: Facts) -> bool:
         depth = len(ctx.principal.actors) if ctx.principal is not None else 0
-        return (lo is None or depth >= lo) and (hi is None or depth <= hi)
+        return _within(depth, lo, hi)
 
-    text = f"delegation depth within [{'' if lo is None else lo}, {'' if hi is None else hi}]"
+    text = f"delegation depth within {_bounds_text(lo, hi)}"
     return Check("delegation_depth", text, False, check)
 
 
