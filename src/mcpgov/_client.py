@@ -276,6 +276,26 @@ class GovernedClient(Client):
         finally:
             _OUTGOING_AUTHORIZATION.reset(token)
 
+    async def _governed_listing(
+        self,
+        method: str,
+        kind: TargetKind,
+        keys: tuple[str, str],
+        meta: RequestParamsMeta | None,
+        fetch: Callable[[Any], Awaitable[BaseModel]],
+    ) -> Any:
+        """One page of a listing (``fetch`` gets it from the SDK), filtered by the client-side chain.
+
+        ``keys``: the result's field holding the entries, and the entry attribute naming each.
+        """
+        entries, name_attr = keys
+
+        async def terminal(c: GovContext) -> Listing:
+            return _listing(kind, await self._send(c, meta, fetch), entries, name_attr)
+
+        listing: Listing = await self._governed(method, kind, None, terminal)
+        return _unlisting(listing, entries)
+
     async def _governed(
         self,
         method: str,
@@ -409,60 +429,52 @@ class GovernedClient(Client):
         self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
     ) -> ListToolsResult:
         """List tools, showing only those the client-side chain lets this client discover."""
-
-        async def terminal(c: GovContext) -> Listing:
-            page = await self._send(
-                c, meta, lambda m: Client.list_tools(self, cursor=cursor, meta=m, cache_mode=cache_mode)
-            )
-            return _listing("tool", page, "tools", "name")
-
-        listing: Listing = await self._governed("tools/list", "tool", None, terminal)
-        result: ListToolsResult = _unlisting(listing, "tools")
+        result: ListToolsResult = await self._governed_listing(
+            "tools/list",
+            "tool",
+            ("tools", "name"),
+            meta,
+            lambda m: Client.list_tools(self, cursor=cursor, meta=m, cache_mode=cache_mode),
+        )
         return result
 
     async def list_prompts(
         self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
     ) -> ListPromptsResult:
         """List prompts, filtered by the client-side chain."""
-
-        async def terminal(c: GovContext) -> Listing:
-            page = await self._send(
-                c, meta, lambda m: Client.list_prompts(self, cursor=cursor, meta=m, cache_mode=cache_mode)
-            )
-            return _listing("prompt", page, "prompts", "name")
-
-        listing: Listing = await self._governed("prompts/list", "prompt", None, terminal)
-        result: ListPromptsResult = _unlisting(listing, "prompts")
+        result: ListPromptsResult = await self._governed_listing(
+            "prompts/list",
+            "prompt",
+            ("prompts", "name"),
+            meta,
+            lambda m: Client.list_prompts(self, cursor=cursor, meta=m, cache_mode=cache_mode),
+        )
         return result
 
     async def list_resources(
         self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
     ) -> ListResourcesResult:
         """List resources, filtered by the client-side chain."""
-
-        async def terminal(c: GovContext) -> Listing:
-            page = await self._send(
-                c, meta, lambda m: Client.list_resources(self, cursor=cursor, meta=m, cache_mode=cache_mode)
-            )
-            return _listing("resource", page, "resources", "uri")
-
-        listing: Listing = await self._governed("resources/list", "resource", None, terminal)
-        result: ListResourcesResult = _unlisting(listing, "resources")
+        result: ListResourcesResult = await self._governed_listing(
+            "resources/list",
+            "resource",
+            ("resources", "uri"),
+            meta,
+            lambda m: Client.list_resources(self, cursor=cursor, meta=m, cache_mode=cache_mode),
+        )
         return result
 
     async def list_resource_templates(
         self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
     ) -> ListResourceTemplatesResult:
         """List resource templates, filtered by the client-side chain."""
-
-        async def terminal(c: GovContext) -> Listing:
-            page = await self._send(
-                c, meta, lambda m: Client.list_resource_templates(self, cursor=cursor, meta=m, cache_mode=cache_mode)
-            )
-            return _listing("resource", page, "resource_templates", "uri_template")
-
-        listing: Listing = await self._governed("resources/templates/list", "resource", None, terminal)
-        result: ListResourceTemplatesResult = _unlisting(listing, "resource_templates")
+        result: ListResourceTemplatesResult = await self._governed_listing(
+            "resources/templates/list",
+            "resource",
+            ("resource_templates", "uri_template"),
+            meta,
+            lambda m: Client.list_resource_templates(self, cursor=cursor, meta=m, cache_mode=cache_mode),
+        )
         return result
 
     async def complete(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Actor", "Principal"]
+__all__ = ["Actor", "Principal", "act_claim"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -59,3 +59,16 @@ class Principal:
     def delegation_depth(self) -> int:
         """How many actors stand behind this principal."""
         return len(self.actors)
+
+
+def act_claim(actors: Sequence[Actor]) -> dict[str, Any] | None:
+    """The RFC 8693 ``act`` claim of an actor chain (nearest first): nested links, ``None`` when empty."""
+    act: dict[str, Any] | None = None
+    for actor in reversed(actors):
+        link: dict[str, Any] = {"sub": actor.subject}
+        if actor.issuer is not None:
+            link["iss"] = actor.issuer
+        if act is not None:
+            link["act"] = act
+        act = link
+    return act

@@ -24,7 +24,7 @@ from mcpgov._chain import Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._methods import EXECUTE_METHOD, LIST_METHOD
-from mcpgov._principal import Actor, Principal
+from mcpgov._principal import Actor, Principal, act_claim
 from mcpgov._server import ServerGovernance, govern
 from mcpgov._state import StateStore
 
@@ -96,18 +96,6 @@ class Caller:
         tenant = f"tenant {self.tenant!r}" if self.tenant is not None else "no tenant"
         acting = f", acting for {', '.join(a.subject for a in self.actors)}" if self.actors else ""
         return f"{self.id} ({tenant}{acting})"
-
-
-def _act_claim(actors: Sequence[Actor]) -> dict[str, Any] | None:
-    act: dict[str, Any] | None = None
-    for actor in reversed(actors):
-        link: dict[str, Any] = {"sub": actor.subject}
-        if actor.issuer is not None:
-            link["iss"] = actor.issuer
-        if act is not None:
-            link["act"] = act
-        act = link
-    return act
 
 
 @dataclass(frozen=True)
@@ -478,7 +466,7 @@ class GovernedHarness:
     def token(self, caller: Caller) -> str:
         """A fresh identity token for ``caller``, minted by its test issuer."""
         return self.identities[caller.issuer].token(
-            caller.subject, tenant=caller.tenant, act=_act_claim(caller.actors), claims=dict(caller.claims) or None
+            caller.subject, tenant=caller.tenant, act=act_claim(caller.actors), claims=dict(caller.claims) or None
         )
 
     def _client(self, caller: Caller, token: str, purpose: str | None, task_id: str | None) -> Any:

@@ -32,7 +32,7 @@ import re
 import typing
 import unicodedata
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jsonschema
 from mcp.server.lowlevel import Server
@@ -295,29 +295,38 @@ def _schema_validator(key: str, name: str, schema: Mapping[str, Any]) -> _Schema
     return _schema_validator_cached(key, name)
 
 
-_TOOL_MODELS: dict[int, tuple[Any, _ToolModel]] = {}
+_V = TypeVar("_V")
+
+
+class _ByIdentity(Generic[_V]):
+    """A bounded cache keyed by an object's identity (the object is kept beside its value, so
+    its id cannot be reused while cached); emptied when it passes ``limit`` entries."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._entries: dict[int, tuple[Any, _V]] = {}
+
+    def get(self, key: Any, build: Callable[..., _V], *args: Any) -> _V:
+        """The value cached for ``key``, else ``build(*args)`` (then cached)."""
+        cached = self._entries.get(id(key))
+        if cached is not None and cached[0] is key:
+            return cached[1]
+        value = build(*args)
+        if len(self._entries) > self._limit:
+            self._entries.clear()
+        self._entries[id(key)] = (key, value)
+        return value
+
+
+_TOOL_MODELS: _ByIdentity[_ToolModel] = _ByIdentity()
 
 
 def _tool_model(meta: Any, name: str) -> _ToolModel:
-    cached = _TOOL_MODELS.get(id(meta))
-    if cached is not None and cached[0] is meta:
-        return cached[1]
-    model = _ToolModel(name, meta)
-    if len(_TOOL_MODELS) > 4096:
-        _TOOL_MODELS.clear()
-    _TOOL_MODELS[id(meta)] = (meta, model)
-    return model
+    return _TOOL_MODELS.get(meta, _ToolModel, name, meta)
 
 
-_CONVERTING: dict[int, tuple[Any, _Converting]] = {}
+_CONVERTING: _ByIdentity[_Converting] = _ByIdentity()
 
 
 def _converting(what: str, fn: Callable[..., Any]) -> _Converting:
-    cached = _CONVERTING.get(id(fn))
-    if cached is not None and cached[0] is fn:
-        return cached[1]
-    converting = _Converting(what, fn)
-    if len(_CONVERTING) > 4096:
-        _CONVERTING.clear()
-    _CONVERTING[id(fn)] = (fn, converting)
-    return converting
+    return _CONVERTING.get(fn, _Converting, what, fn)

@@ -21,7 +21,7 @@ from mcpgov._decision import Decision
 from mcpgov._errors import ConfigurationError, Denied
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov._validate import is_positive_number
-from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalRequest
+from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalRequest, action_key
 
 __all__ = ["ElicitationApprover"]
 
@@ -45,16 +45,7 @@ def _same_request(record: dict[str, Any], ctx: GovContext) -> bool:
     if not isinstance(action, list) or len(action) != 8:
         return False
     method, kind, target, args_hash, issuer, subject, tenant, task_id = action
-    principal = ctx.principal
-    known = (
-        ctx.method,
-        ctx.kind,
-        ctx.target,
-        ctx.args_hash,
-        principal.issuer if principal is not None else None,
-        principal.subject if principal is not None else None,
-    )
-    if known != (method, kind, target, args_hash, issuer, subject):
+    if action_key(ctx)[:6] != (method, kind, target, args_hash, issuer, subject):
         return False
     if ctx.tenant is not None and ctx.tenant != tenant:
         return False

@@ -13,7 +13,7 @@ from mcpgov._audit import AuditCallback, AuditEvent, Auditor, EventType
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
-from mcpgov._principal import Principal
+from mcpgov._principal import Principal, act_claim
 from mcpgov._types import Clock
 from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
@@ -68,18 +68,6 @@ def _requested_ttl(ttl: Any) -> float | None:
 def _ms(value: float) -> float:
     """Times are carried with millisecond precision."""
     return math.floor(value * 1000.0) / 1000.0
-
-
-def _act_of(principal: Principal) -> dict[str, Any] | None:
-    act: dict[str, Any] | None = None
-    for actor in reversed(principal.actors):
-        link: dict[str, Any] = {"sub": actor.subject}
-        if actor.issuer is not None:
-            link["iss"] = actor.issuer
-        if act is not None:
-            link["act"] = act
-        act = link
-    return act
 
 
 def _plain(value: Any) -> Any:
@@ -271,7 +259,7 @@ class CredentialIssuer:
             issued_at=now,
             not_before=now,
             expires_at=self._expiry(now, _requested_ttl(ttl), parent_exp),
-            act=_act_of(principal),
+            act=act_claim(principal.actors),
             single_use=bool(single_use),
             may_act=parties,
         )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mcpgov._datafile import read_data_file
 from mcpgov._errors import ConfigurationError
 
 __all__ = [
@@ -340,16 +339,4 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
             configuration (the message names the file and the field).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"gateway config {path} cannot be read ({type(exc).__name__})") from exc
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigurationError(
-            f"gateway config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{where}"
-        ) from exc
-    return parse_config(data, source=str(path))
+    return parse_config(read_data_file(path, "gateway config"), source=str(path))

@@ -579,35 +579,34 @@ class Gateway:
             return relay.result
         return result
 
-    async def _listing(self, kind: str, fetch: Callable[[Any], Any]) -> list[tuple[str, Any]]:
-        """Every started (or startable) upstream's entries; an upstream that is down is left out."""
+    async def _listing(
+        self, sctx: ServerRequestContext[Any, Any], kind: str, fetch: Callable[[Any], Any]
+    ) -> list[tuple[str, Any]]:
+        """Every started (or startable) upstream's entries, fetched for the front call ``sctx``; an
+        upstream that is down is left out."""
         out: list[tuple[str, Any]] = []
-        front = CURRENT.get()
-        if front is None:
-            return out
-        for upstream_id in self.upstreams:
-            try:
-                async with self._forward(upstream_id, front) as client:
-                    entries = await fetch(client)
-            except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
-                logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
-                continue
-            out.extend((upstream_id, entry) for entry in entries)
+        front = self._front(sctx)
+        token = CURRENT.set(front)
+        try:
+            for upstream_id in self.upstreams:
+                try:
+                    async with self._forward(upstream_id, front) as client:
+                        entries = await fetch(client)
+                except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
+                    logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
+                    continue
+                out.extend((upstream_id, entry) for entry in entries)
+        finally:
+            CURRENT.reset(token)
         return out
 
     async def _list_tools(
         self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        front = self._front(sctx)
-        token = CURRENT.set(front)
-        try:
+        async def fetch(client: Any) -> list[types.Tool]:
+            return await _all_pages(lambda cursor: client.list_tools(cursor=cursor), "tools")
 
-            async def fetch(client: Any) -> list[types.Tool]:
-                return await _all_pages(lambda cursor: client.list_tools(cursor=cursor), "tools")
-
-            entries = await self._listing("tool", fetch)
-        finally:
-            CURRENT.reset(token)
+        entries = await self._listing(sctx, "tool", fetch)
         tools = [
             tool.model_copy(update={"name": self.router.namespaces[uid].front("tool", tool.name)})
             for uid, tool in entries
@@ -617,18 +616,12 @@ class Gateway:
     async def _list_prompts(
         self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        front = self._front(sctx)
-        token = CURRENT.set(front)
-        try:
+        async def fetch(client: Any) -> list[types.Prompt]:
+            if client.server_capabilities.prompts is None:
+                return []
+            return await _all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts")
 
-            async def fetch(client: Any) -> list[types.Prompt]:
-                if client.server_capabilities.prompts is None:
-                    return []
-                return await _all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts")
-
-            entries = await self._listing("prompt", fetch)
-        finally:
-            CURRENT.reset(token)
+        entries = await self._listing(sctx, "prompt", fetch)
         prompts = [
             p.model_copy(update={"name": self.router.namespaces[uid].front("prompt", p.name)}) for uid, p in entries
         ]
@@ -637,18 +630,12 @@ class Gateway:
     async def _list_resources(
         self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        front = self._front(sctx)
-        token = CURRENT.set(front)
-        try:
+        async def fetch(client: Any) -> list[types.Resource]:
+            if client.server_capabilities.resources is None:
+                return []
+            return await _all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
 
-            async def fetch(client: Any) -> list[types.Resource]:
-                if client.server_capabilities.resources is None:
-                    return []
-                return await _all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
-
-            entries = await self._listing("resource", fetch)
-        finally:
-            CURRENT.reset(token)
+        entries = await self._listing(sctx, "resource", fetch)
         resources = [
             r.model_copy(update={"uri": self.router.namespaces[uid].front_uri(str(r.uri))}) for uid, r in entries
         ]
@@ -657,20 +644,12 @@ class Gateway:
     async def _list_resource_templates(
         self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        front = self._front(sctx)
-        token = CURRENT.set(front)
-        try:
+        async def fetch(client: Any) -> list[types.ResourceTemplate]:
+            if client.server_capabilities.resources is None:
+                return []
+            return await _all_pages(lambda cursor: client.list_resource_templates(cursor=cursor), "resource_templates")
 
-            async def fetch(client: Any) -> list[types.ResourceTemplate]:
-                if client.server_capabilities.resources is None:
-                    return []
-                return await _all_pages(
-                    lambda cursor: client.list_resource_templates(cursor=cursor), "resource_templates"
-                )
-
-            entries = await self._listing("resource", fetch)
-        finally:
-            CURRENT.reset(token)
+        entries = await self._listing(sctx, "resource", fetch)
         templates = [
             t.model_copy(update={"uri_template": self.router.namespaces[uid].front_uri(t.uri_template)})
             for uid, t in entries

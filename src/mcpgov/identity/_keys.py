@@ -31,7 +31,7 @@ from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._types import Clock
 from mcpgov._validate import is_positive_number
 
-__all__ = ["JWKS_MAX_BYTES", "BoundKey", "KeySource", "RemoteKeys", "StaticKeys"]
+__all__ = ["JWKS_MAX_BYTES", "BoundKey", "KeySource", "RemoteKeys", "StaticKeys", "is_loopback"]
 
 logger = logging.getLogger("mcpgov.identity")
 
@@ -323,12 +323,13 @@ def _check_url(url: str, what: str) -> str:
     host = parts.hostname or ""
     if parts.scheme == "https" and host:
         return url
-    if parts.scheme == "http" and _is_loopback(host):
+    if parts.scheme == "http" and is_loopback(host):
         return url
     raise ConfigurationError(f"{what} must be an https URL (or http on a loopback address), got {url!r}")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback IP address."""
     if host == "localhost":
         return True
     try:

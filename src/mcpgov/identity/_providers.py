@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import inspect
-import ipaddress
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._types import Clock
 from mcpgov._validate import is_positive_number
+from mcpgov.identity._keys import is_loopback
 
 __all__ = [
     "CallableToken",
@@ -247,15 +247,6 @@ class ProjectedTokenFile(TokenFile):
             return None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 _JWT_ALGORITHMS = {("OKP", "Ed25519"): "Ed25519", ("EC", "P-256"): "ES256", ("EC", "P-384"): "ES384"}
 
 
@@ -309,7 +300,7 @@ class OAuthClientCredentials:
         parts = urlsplit(token_url) if isinstance(token_url, str) else None
         if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
             raise ConfigurationError(f"token_url must be an https:// URL, got {token_url!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ConfigurationError("token_url must use https:// (plain http:// only on a loopback address)")
         if parts.username or parts.password:
             raise ConfigurationError("token_url must not carry credentials: give client_id and client_secret")

@@ -77,29 +77,9 @@ class _Source:
     require_signature: bool = False
 
 
-def _source(
-    *,
-    target: tuple[str, ...],
-    stdio: bool,
-    env_pairs: tuple[str, ...],
-    pin_path: Path | None,
-    registry_path: Path | None,
-    server_id: str | None,
-    public_key: Path | None,
-    app_dir: str,
-    mode: str = "auto",
-    require_signature: bool = False,
-) -> _Source:
-    source = _locate(
-        target=target,
-        stdio=stdio,
-        env_pairs=env_pairs,
-        pin_path=pin_path,
-        registry_path=registry_path,
-        server_id=server_id,
-        public_key=public_key,
-        app_dir=app_dir,
-    )
+def _source(*, mode: str = "auto", require_signature: bool = False, **where: Any) -> _Source:
+    """The server and pin the options name (``where``: the keywords of :func:`_locate`), checked."""
+    source = _locate(**where)
     source.mode = _check_mode(mode)
     source.require_signature = require_signature
     if require_signature and source.publisher is None:
@@ -264,6 +244,25 @@ _app_dir = click.option(
 )
 
 
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _against_pin(*extra: _Decorator) -> _Decorator:
+    """The options of a command that compares a server with its pin; ``extra`` ones follow ``--pin``."""
+    options: tuple[_Decorator, ...] = (
+        *(_target, _stdio, _env, _pin),
+        *extra,
+        *(_registry, _server, _public_key, _require_signature, _mode, _app_dir),
+    )
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def pin() -> None:
     """Pin server manifests: snapshot, diff, approve, check.
@@ -308,16 +307,7 @@ def _drift(source: _Source) -> tuple[Manifest, Manifest, ManifestDiff]:
 
 
 @pin.command("diff")
-@_target
-@_stdio
-@_env
-@_pin
-@_registry
-@_server
-@_public_key
-@_require_signature
-@_mode
-@_app_dir
+@_against_pin()
 def diff_command(**options: Any) -> None:
     """Show how the server's tools differ from the pin (exit 1 when they do)."""
     source = _guard(lambda: _source(**options), "bad target")
@@ -327,16 +317,7 @@ def diff_command(**options: Any) -> None:
 
 
 @pin.command("check")
-@_target
-@_stdio
-@_env
-@_pin
-@_registry
-@_server
-@_public_key
-@_require_signature
-@_mode
-@_app_dir
+@_against_pin()
 def check_command(**options: Any) -> None:
     """Exit 0 when the server matches its pin; 1 on drift (the diff is printed); 2 on bad input."""
     source = _guard(lambda: _source(**options), "bad target")
@@ -349,22 +330,14 @@ def check_command(**options: Any) -> None:
 
 
 @pin.command("approve")
-@_target
-@_stdio
-@_env
-@_pin
-@click.option("--tool", "tools", multiple=True, help="Approve only this tool's change (repeatable).")
-@click.option(
-    "--sign-key",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The publisher's private JWK: sign the approved manifest with it.",
+@_against_pin(
+    click.option("--tool", "tools", multiple=True, help="Approve only this tool's change (repeatable)."),
+    click.option(
+        "--sign-key",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="The publisher's private JWK: sign the approved manifest with it.",
+    ),
 )
-@_registry
-@_server
-@_public_key
-@_require_signature
-@_mode
-@_app_dir
 def approve_command(*, tools: tuple[str, ...], sign_key: Path | None, **options: Any) -> None:
     """Write the server's current tools (or the --tool ones) into the pin file, atomically."""
     source = _guard(lambda: _source(**options), "bad target")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from mcpgov._datafile import read_data_file
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._principal import Principal
 from mcpgov.pinning._keys import PublisherKeys
@@ -301,14 +300,7 @@ class ServerRegistry:
             ConfigurationError: the file cannot be read or is not a valid registry.
         """
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"registry file {path} cannot be read ({type(exc).__name__})") from exc
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"registry file {path} is not valid {path.suffix or 'YAML'}") from exc
+        data = read_data_file(path, "registry file")
         return cls.from_mapping(data, base_dir=path.resolve().parent, source=f"registry file {path}")
 
     @classmethod

@@ -42,7 +42,6 @@ from mcpgov._errors import ConfigurationError
 from mcpgov._principal import Actor
 from mcpgov.policy._cedar import CedarPolicy
 from mcpgov.policy._load import (
-    MAX_POLICY_BYTES,
     Policy,
     PolicyError,
     _data_shape,
@@ -50,6 +49,7 @@ from mcpgov.policy._load import (
     _json_pairs,
     _UniqueKeyLoader,
     _yaml_shape,
+    read_text,
 )
 from mcpgov.policy._model import PolicyDocument
 
@@ -211,18 +211,9 @@ def _problem(source: str, index: int, name: str | None, field_name: str, message
 def _read(path: Path) -> Any:
     source = str(path)
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise CaseError(
-            f"{source}: cannot read the case file ({exc.strerror or type(exc).__name__})", source=source
-        ) from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise CaseError(f"{source}: the case file is larger than {MAX_POLICY_BYTES} bytes", source=source)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CaseError(f"{source}: the case file is not UTF-8", source=source) from None
+        text = read_text(path, "the case file")
+    except PolicyError as exc:
+        raise CaseError(str(exc), source=source) from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text, object_pairs_hook=_json_pairs)

@@ -30,6 +30,7 @@ from typing import Any
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
+from mcpgov.policy._conditions import granted_scopes
 from mcpgov.policy._engine import Explanation, RuleTrace, describe_request
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import PolicyError, read_text
@@ -79,17 +80,6 @@ def _to_cedar(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_to_cedar(v) for v in value]
     raise _Unrepresentable(type(value).__name__)
-
-
-def _scopes(claims: Mapping[str, Any]) -> list[str]:
-    out: set[str] = set()
-    for key in ("scope", "scp", "scopes"):
-        value = claims.get(key)
-        if isinstance(value, str):
-            out.update(value.split())
-        elif isinstance(value, (list, tuple)):
-            out.update(v for v in value if isinstance(v, str))
-    return sorted(out)
 
 
 class CedarPolicy:
@@ -188,7 +178,7 @@ class CedarEngine:
             if principal.spiffe_id is not None:
                 context["spiffe_id"] = principal.spiffe_id
             context["delegation_depth"] = len(principal.actors)
-            context["scopes"] = _scopes(principal.claims)
+            context["scopes"] = sorted(granted_scopes(principal))
             claims: dict[str, Any] = {}
             for key, value in principal.claims.items():
                 try:

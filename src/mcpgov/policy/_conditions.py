@@ -53,6 +53,7 @@ __all__ = [
     "compile_conditions",
     "compile_principal",
     "compile_regex",
+    "granted_scopes",
     "path_within",
     "spellings",
 ]
@@ -336,7 +337,8 @@ def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = Fa
         return None
 
 
-def _scopes_of(principal: Principal) -> frozenset[str]:
+def granted_scopes(principal: Principal) -> frozenset[str]:
+    """The OAuth scopes the principal's claims grant (``scope``/``scp`` strings or lists, ``scopes``)."""
     claims = principal.claims
     out: set[str] = set()
     for key in ("scope", "scp", "scopes"):
@@ -384,7 +386,7 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
                 return False
             if claims is not None and not _claims_match(p, claims):
                 return False
-            return not (scopes is not None and not scopes <= _scopes_of(p))
+            return not (scopes is not None and not scopes <= granted_scopes(p))
 
         return test
 
@@ -393,6 +395,11 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
 
 
 Op = Callable[[Any, GovContext, "Memo"], bool]
+
+
+def _within(n: float, lo: float | None, hi: float | None) -> bool:
+    """Whether ``lo <= n <= hi``, an absent bound not limiting."""
+    return (lo is None or n >= lo) and (hi is None or n <= hi)
 
 
 def _bounds_text(lo: float | None, hi: float | None) -> str:
@@ -429,48 +436,38 @@ def _with_nfkc(values: Any) -> tuple[tuple[Any, str | None], ...]:
     return tuple((v, _nfkc(v) if isinstance(v, str) else None) for v in values)
 
 
-def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
-    if "equals" not in cond.model_fields_set:
-        return None
-    expected = cond.equals
-    options = _with_nfkc((expected,))
+def _one_of(label: str, values: Any, text: str, *, negate: bool = False) -> tuple[Op, str]:
+    """The op: a scalar equal to one of ``values`` (with ``negate``: to none); equal only after NFKC is unknown."""
+    options = _with_nfkc(values)
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         _require_scalar(label, v)
-        return _any_equal(label, v, options, memo)
+        found = _any_equal(label, v, options, memo)
+        return not found if negate else found
 
-    return op, f"equals {expected!r}"
+    return op, text
+
+
+def _op_equals(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
+    if "equals" not in cond.model_fields_set:
+        return None
+    return _one_of(label, (cond.equals,), f"equals {cond.equals!r}")
 
 
 def _op_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.in_ is None:
         return None
-    options = _with_nfkc(cond.in_)
-
-    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
-        _require_scalar(label, v)
-        return _any_equal(label, v, options, memo)
-
-    return op, f"in {list(cond.in_)!r}"
+    return _one_of(label, cond.in_, f"in {list(cond.in_)!r}")
 
 
 def _op_not_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.not_in is None:
         return None
-    excluded = _with_nfkc(cond.not_in)
-
-    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
-        _require_scalar(label, v)
-        return not _any_equal(label, v, excluded, memo)
-
-    return op, f"not in {list(cond.not_in)!r}"
+    return _one_of(label, cond.not_in, f"not in {list(cond.not_in)!r}", negate=True)
 
 
-def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
-    if cond.glob is None:
-        return None
-    globs = tuple(cond.glob)
-    matcher = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in globs))
+def _full_match(label: str, matcher: Any, text: str) -> tuple[Op, str]:
+    """The op: a string ``matcher`` matches whole; a match only after NFKC is unknown."""
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
@@ -478,27 +475,24 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
             return True
         normal = _nfkc(s, memo)
         if normal != s and matcher.fullmatch(normal) is not None:
-            raise _ambiguous(label, f"matches {list(globs)!r}")
+            raise _ambiguous(label, text)
         return False
 
-    return op, f"matches {list(globs)!r}"
+    return op, text
+
+
+def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
+    if cond.glob is None:
+        return None
+    globs = tuple(cond.glob)
+    matcher = compile_regex("|".join(f"(?:{glob_to_regex(g)})" for g in globs))
+    return _full_match(label, matcher, f"matches {list(globs)!r}")
 
 
 def _op_regex(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.regex is None:
         return None
-    pattern = compile_regex(cond.regex)
-
-    def op(v: Any, _c: GovContext, memo: Memo) -> bool:
-        s = _require_str(label, v)
-        if pattern.fullmatch(s) is not None:
-            return True
-        normal = _nfkc(s, memo)
-        if normal != s and pattern.fullmatch(normal) is not None:
-            raise _ambiguous(label, f"matches /{cond.regex}/")
-        return False
-
-    return op, f"matches /{cond.regex}/"
+    return _full_match(label, compile_regex(cond.regex), f"matches /{cond.regex}/")
 
 
 def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
@@ -508,7 +502,7 @@ def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         n = _require_number(label, v)
-        return (lo is None or n >= lo) and (hi is None or n <= hi)
+        return _within(n, lo, hi)
 
     return op, f"within {_bounds_text(lo, hi)}"
 
@@ -522,7 +516,7 @@ def _op_length(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         if not isinstance(v, (str, tuple, list)):
             raise ConditionError(label, f"expected a string or an array, got {_type_name(v)}")
         n = len(v)
-        return (lo is None or n >= lo) and (hi is None or n <= hi)
+        return _within(n, lo, hi)
 
     return op, f"length within {_bounds_text(lo, hi)}"
 
@@ -671,34 +665,43 @@ class _HistoryRule:
         return Check(label, self.text(param), True, lambda _c, f: holds(_history(f, label), param), self.needs(param))
 
 
+def _rule_and_negation(
+    fields: tuple[str, str],
+    prepare: Callable[[Any], Any],
+    texts: tuple[str, str],
+    holds: Callable[[TaskHistory, Any], bool],
+    needs: Callable[[Any], HistoryNeeds],
+) -> tuple[_HistoryRule, _HistoryRule]:
+    """A history field and its negation: the same value and needs, the opposite test.
+
+    Each of ``texts`` is a template whose ``{}`` is the value (a set as its sorted list).
+    """
+
+    def show(template: str) -> Callable[[Any], str]:
+        return lambda value: template.format(sorted(value) if isinstance(value, frozenset) else value)
+
+    field, negated = fields
+    text, negated_text = texts
+    return (
+        _HistoryRule(field, prepare, show(text), holds, needs),
+        _HistoryRule(negated, prepare, show(negated_text), lambda h, value: not holds(h, value), needs),
+    )
+
+
 _HISTORY_RULES: tuple[_HistoryRule, ...] = (
-    _HistoryRule(
-        "seen_labels",
+    *_rule_and_negation(
+        ("seen_labels", "not_seen_labels"),
         _labels,
-        lambda seen: f"the task already touched something labelled {sorted(seen)}",
+        ("the task already touched something labelled {}", "the task touched nothing labelled {}"),
         lambda h, seen: bool(h.labels & seen),
         lambda seen: HistoryNeeds(labels=seen),
     ),
-    _HistoryRule(
-        "not_seen_labels",
-        _labels,
-        lambda unseen: f"the task touched nothing labelled {sorted(unseen)}",
-        lambda h, unseen: not (h.labels & unseen),
-        lambda unseen: HistoryNeeds(labels=unseen),
-    ),
-    _HistoryRule(
-        "called",
+    *_rule_and_negation(
+        ("called", "not_called"),
         _targets,
-        lambda called: f"the task already used one of {sorted(called)}",
+        ("the task already used one of {}", "the task used none of {}"),
         lambda h, called: bool(h.called & called),
         lambda called: HistoryNeeds(targets=called),
-    ),
-    _HistoryRule(
-        "not_called",
-        _targets,
-        lambda not_called: f"the task used none of {sorted(not_called)}",
-        lambda h, not_called: not (h.called & not_called),
-        lambda not_called: HistoryNeeds(targets=not_called),
     ),
     _HistoryRule(
         "last_called",
@@ -707,19 +710,12 @@ _HISTORY_RULES: tuple[_HistoryRule, ...] = (
         lambda h, last: h.last in last,
         lambda _last: HistoryNeeds(last=True),
     ),
-    _HistoryRule(
-        "calls_below",
+    *_rule_and_negation(
+        ("calls_below", "calls_at_least"),
         _count,
-        lambda below: f"the task has run fewer than {below} tool calls",
+        ("the task has run fewer than {} tool calls", "the task has run at least {} tool calls"),
         lambda h, below: h.calls < below,
         lambda _below: HistoryNeeds(count=True),
-    ),
-    _HistoryRule(
-        "calls_at_least",
-        _count,
-        lambda at_least: f"the task has run at least {at_least} tool calls",
-        lambda h, at_least: h.calls >= at_least,
-        lambda _at_least: HistoryNeeds(count=True),
     ),
 )
 
@@ -734,9 +730,9 @@ def _depth_check(bounds: Bounds) -> Check:
 
     def check(ctx: GovContext, _f: Facts) -> bool:
         depth = len(ctx.principal.actors) if ctx.principal is not None else 0
-        return (lo is None or depth >= lo) and (hi is None or depth <= hi)
+        return _within(depth, lo, hi)
 
-    text = f"delegation depth within [{'' if lo is None else lo}, {'' if hi is None else hi}]"
+    text = f"delegation depth within {_bounds_text(lo, hi)}"
     return Check("delegation_depth", text, False, check)
 
 
@@ -765,7 +761,7 @@ def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]
                 f"{prefix}.scopes",
                 f"principal holds scopes {sorted(scopes)}",
                 False,
-                lambda c, _f: c.principal is not None and scopes <= _scopes_of(c.principal),
+                lambda c, _f: c.principal is not None and scopes <= granted_scopes(c.principal),
             )
         )
     if conditions.claims is not None:

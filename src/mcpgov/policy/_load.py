@@ -272,8 +272,8 @@ def _bounded(text: Any, source: str) -> None:
         raise PolicyError(f"{source}: policy text exceeds {MAX_POLICY_BYTES} characters", source=source)
 
 
-def read_text(path: Path) -> str:
-    """Read a policy file as UTF-8, bounded in size.
+def read_text(path: Path, what: str = "policy file") -> str:
+    """Read a policy file (or another file, named ``what`` in errors) as UTF-8, bounded in size.
 
     Raises:
         PolicyError: unreadable, too large, or not UTF-8.
@@ -284,14 +284,14 @@ def read_text(path: Path) -> str:
             raw = fh.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise PolicyError(
-            f"{source}: cannot read policy file ({exc.strerror or type(exc).__name__})", source=source
+            f"{source}: cannot read {what} ({exc.strerror or type(exc).__name__})", source=source
         ) from None
     if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{source}: policy file exceeds {MAX_POLICY_BYTES} bytes", source=source)
+        raise PolicyError(f"{source}: {what} exceeds {MAX_POLICY_BYTES} bytes", source=source)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise PolicyError(f"{source}: policy file is not UTF-8", source=source) from None
+        raise PolicyError(f"{source}: {what} is not UTF-8", source=source) from None
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
