@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import os
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
@@ -161,31 +163,22 @@ class AuditEvent(BaseModel):
     @classmethod
     def from_context(cls, ctx: GovContext, event_type: EventType, **fields: Any) -> AuditEvent:
         """Build an event about ``ctx`` (caller, tenant, task...) with extra ``fields``."""
-        principal = ctx.principal
-        credential = ctx.credential
-        values: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "id": _next_event_id(),
-            "type": event_type,
-            "time": datetime.now(timezone.utc),
-            "side": ctx.side,
-            "method": ctx.method,
-            "kind": ctx.kind,
-            "target": ctx.target,
-            "principal": principal.id if principal is not None else None,
-            "tenant": ctx.tenant,
-            "actors": tuple(a.subject for a in principal.actors) if principal is not None else (),
-            "session_id": ctx.session_id,
-            "request_id": ctx.request_id,
-            "request_key": ctx.request_key or ctx.extension(REQUEST_KEY),
-            "task_id": ctx.task_id,
-            "purpose": ctx.purpose,
-            "credential_id": credential.get("jti") if credential is not None else None,
-            "args_hash": ctx.args_hash,
-            "auth_method": principal.auth_method if principal is not None else None,
-        }
-        values.update(fields)
-        return cls._trusted(values)
+        return cls.from_values(ContextValues(ctx), event_type, **fields)
+
+    @classmethod
+    def from_values(cls, values: ContextValues, event_type: EventType, **fields: Any) -> AuditEvent:
+        """:meth:`from_context`, from a context's fields read once for several events."""
+        data = dict(values.data)
+        data["id"] = _next_event_id()
+        data["type"] = event_type
+        data["time"] = datetime.now(timezone.utc)
+        fields_set = set(values.fields_set)
+        if fields:
+            data.update(fields)
+            fields_set.update(fields)
+        if "attributes" not in fields:
+            data["attributes"] = {}
+        return cls._built(data, fields_set)
 
     def with_values(self, **changes: Any) -> AuditEvent:
         """A copy of this event with ``changes`` (values mcpgov produced; not re-validated)."""
@@ -210,18 +203,90 @@ class AuditEvent(BaseModel):
         data.update(values)
         if "attributes" not in values:
             data["attributes"] = {}
+        return cls._built(data, set(values))
+
+    @classmethod
+    def _built(cls, data: dict[str, Any], fields_set: set[str]) -> AuditEvent:
         event = cls.__new__(cls)
         object.__setattr__(event, "__dict__", data)
-        object.__setattr__(event, "__pydantic_fields_set__", set(values))
+        object.__setattr__(event, "__pydantic_fields_set__", fields_set)
         object.__setattr__(event, "__pydantic_extra__", None)
         object.__setattr__(event, "__pydantic_private__", None)
         return event
 
 
-def _next_event_id() -> str:
-    """A random event id. Ids reach peers in error data, so they must reveal nothing (no counter)."""
-    return secrets.token_hex(12)
+class _EventIds:
+    """Random event ids, drawn from the operating system's CSPRNG in batches.
 
+    Ids reach peers in error data, so they must reveal nothing (no counter): each is 96 bits of
+    ``secrets`` output. Drawing 128 at a time keeps the system call (which releases the GIL to
+    other threads, such as an audit worker) off nearly every event. A forked child discards the
+    batch it inherited, so no two processes hand out the same id.
+    """
+
+    __slots__ = ("_lock", "_pool")
+    _BATCH = 128
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: list[str] = []
+
+    def next(self) -> str:
+        with self._lock:
+            pool = self._pool
+            if not pool:
+                raw = secrets.token_hex(12 * self._BATCH)
+                pool.extend(raw[i : i + 24] for i in range(0, len(raw), 24))
+            return pool.pop()
+
+
+_event_ids = _EventIds()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_event_ids.renew)
+
+
+def _next_event_id() -> str:
+    """A random event id (see :class:`_EventIds`)."""
+    return _event_ids.next()
+
+
+class ContextValues:
+    """The fields every event about one context carries (all but id, type, time and the
+    event's own fields), read once; see :meth:`AuditEvent.from_values`."""
+
+    __slots__ = ("data", "fields_set")
+
+    def __init__(self, ctx: GovContext) -> None:
+        principal = ctx.principal
+        credential = ctx.credential
+        values: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "side": ctx.side,
+            "method": ctx.method,
+            "kind": ctx.kind,
+            "target": ctx.target,
+            "principal": principal.id if principal is not None else None,
+            "tenant": ctx.tenant,
+            "actors": tuple(a.subject for a in principal.actors) if principal is not None else (),
+            "session_id": ctx.session_id,
+            "request_id": ctx.request_id,
+            "request_key": ctx.request_key or ctx.extension(REQUEST_KEY),
+            "task_id": ctx.task_id,
+            "purpose": ctx.purpose,
+            "credential_id": credential.get("jti") if credential is not None else None,
+            "args_hash": ctx.args_hash,
+            "auth_method": principal.auth_method if principal is not None else None,
+        }
+        self.fields_set = frozenset(values) | _ALWAYS_SET
+        data = dict(_TEMPLATE)
+        data.update(values)
+        self.data = data
+
+
+_ALWAYS_SET = frozenset({"id", "type", "time"})
 
 _TEMPLATE: dict[str, Any] = {
     name: (None if info.is_required() else info.get_default(call_default_factory=True))

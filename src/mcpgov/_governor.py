@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from mcpgov._arguments import ArgsDigest, ArgumentLimits, freeze_lazily
-from mcpgov._audit import AuditCallback, AuditEvent, Auditor
+from mcpgov._audit import AuditCallback, AuditEvent, Auditor, ContextValues
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
@@ -276,13 +276,21 @@ class Governor:
         if checks_first:
             await self._checked_finally(c)
         run.executed = True
+        values = ContextValues(c) if auditor.wants_events else None  # read once for both events
         try:
-            await self._record_allow(c, decision)
+            await self._record_allow(c, decision, values)
         except AuditUnavailable as exc:
             # Strict audit: the allow could not be recorded everywhere, so the request does not run.
             auditor.refused += 1
             exc.event_id = await self._outcome(
-                c, "failed", run.start, c.args_hash, reason=exc.reason, error_code=exc.code, executed=False
+                c,
+                "failed",
+                run.start,
+                c.args_hash,
+                reason=exc.reason,
+                error_code=exc.code,
+                executed=False,
+                values=values,
             )
             raise
         if c.final_checks and not checks_first:
@@ -291,7 +299,14 @@ class Governor:
             except McpGovError as error:
                 with anyio.CancelScope(shield=True):
                     error.event_id = await self._outcome(
-                        c, "failed", run.start, c.args_hash, reason=error.reason, error_code=error.code, executed=False
+                        c,
+                        "failed",
+                        run.start,
+                        c.args_hash,
+                        reason=error.reason,
+                        error_code=error.code,
+                        executed=False,
+                        values=values,
                     )
                 raise
         # Nothing awaits between the last check and the effect: the terminal starts the request now.
@@ -299,29 +314,31 @@ class Governor:
             result = await terminal(c)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._outcome(c, "cancelled", run.start, c.args_hash, reason="cancelled")
+                await self._outcome(c, "cancelled", run.start, c.args_hash, reason="cancelled", values=values)
             raise
         except Exception as exc:
             code = exc.code if isinstance(exc, McpGovError) else None
-            await self._outcome(c, "failed", run.start, c.args_hash, reason=type(exc).__name__, error_code=code)
+            await self._outcome(
+                c, "failed", run.start, c.args_hash, reason=type(exc).__name__, error_code=code, values=values
+            )
             raise
         if not auditor.wants_events:
             auditor.events_emitted += 1
             return result
         outcome = outcome_of(result) if outcome_of is not None else "completed"
-        await self._outcome(c, outcome, run.start, c.args_hash)
+        await self._outcome(c, outcome, run.start, c.args_hash, values=values)
         return result
 
-    async def _record_allow(self, c: GovContext, decision: Decision | None) -> None:
+    async def _record_allow(self, c: GovContext, decision: Decision | None, values: ContextValues | None) -> None:
         """Record the allow decision (not built when no sink would receive it: never strict then)."""
         auditor = self.auditor
-        if not auditor.wants_events:
+        if values is None or not auditor.wants_events:
             auditor.events_emitted += 1
             return
         recorded = auditor.arguments(c)
         await auditor.emit(
-            AuditEvent.from_context(
-                c,
+            AuditEvent.from_values(
+                values,
                 "decision",
                 effect="allow",
                 rule=decision.rule if decision is not None else None,
@@ -377,10 +394,11 @@ class Governor:
         reason: str | None = None,
         error_code: str | None = None,
         executed: bool = True,
+        values: ContextValues | None = None,
     ) -> str:
         """Record the outcome (after the fact: never raises in strict mode) and return its event id."""
-        event = AuditEvent.from_context(
-            ctx,
+        event = AuditEvent.from_values(
+            values if values is not None else ContextValues(ctx),
             "outcome",
             outcome=outcome,
             latency_ms=(time.perf_counter() - start) * 1000.0,

@@ -32,7 +32,7 @@ from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._methods import ARGUMENT_METHODS, COMPLETION_REFS, LISTINGS, NAMED_METHODS, TARGETED
 from mcpgov._protocol import check_known_target, served
 from mcpgov._sdk import compat
-from mcpgov._sdk.request import handler_request, tokens_hidden
+from mcpgov._sdk.request import handler_request, hide_tokens, restore_tokens
 from mcpgov._sdk.validation import RequestValidator, same_json
 from mcpgov._wire import to_mcp_error
 
@@ -111,9 +111,12 @@ def _current_bearer() -> str | None:
     return token.token if token is not None else None
 
 
+_ELICITATION = ClientCapabilities(elicitation=ElicitationCapability())  # read only: built once
+
+
 def _can_elicit(sctx: ServerRequestContext[Any, Any]) -> bool:
     try:
-        return bool(sctx.session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability())))
+        return bool(sctx.session.check_client_capability(_ELICITATION))
     except Exception:  # noqa: BLE001 - no capability information: cannot elicit
         return False
 
@@ -298,8 +301,12 @@ class ServerGovernance:
         async def terminal(c: GovContext) -> HandlerResult:
             # The handler gets a fresh copy of exactly the arguments decided on, and no token.
             handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments)
-            async with tokens_hidden():
+            reset = hide_tokens()
+            try:
                 result: HandlerResult = await call_next(handler_ctx)
+            finally:
+                if reset is not None:
+                    restore_tokens(reset)
             return result
 
         outcome: HandlerResult = await governor.run(gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool)

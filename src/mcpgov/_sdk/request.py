@@ -10,8 +10,8 @@ header and no replayable body, and the SDK's accepted ``AccessToken`` (what
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextvars import Token
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from mcpgov._arguments import _thaw
 from mcpgov._context import META_CREDENTIAL, META_IDENTITY
 
-__all__ = ["SCRUBBED_HEADERS", "handler_request", "tokens_hidden"]
+__all__ = ["SCRUBBED_HEADERS", "handler_request", "hide_tokens", "restore_tokens"]
 
 _TOKEN_KEYS = frozenset({META_IDENTITY, META_CREDENTIAL})
 
@@ -72,15 +72,18 @@ def handler_request(
     return dataclasses.replace(sctx, params=params, meta=clean_meta, request=_scrubbed(sctx.request))
 
 
-@asynccontextmanager
-async def tokens_hidden() -> AsyncIterator[None]:
-    """While the handler runs, the SDK's current ``AccessToken`` carries no token value."""
+def hide_tokens() -> Token[AuthenticatedUser | None] | None:
+    """Blank the token value of the SDK's current ``AccessToken`` until :func:`restore_tokens`.
+
+    Returns what :func:`restore_tokens` needs (``None`` when no token was accepted: nothing to
+    hide or restore). Call :func:`restore_tokens` in a ``finally`` in the same task.
+    """
     user = auth_context_var.get()
     if user is None:
-        yield
-        return
-    reset = auth_context_var.set(AuthenticatedUser(user.access_token.model_copy(update={"token": _REDACTED})))
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
+        return None
+    return auth_context_var.set(AuthenticatedUser(user.access_token.model_copy(update={"token": _REDACTED})))
+
+
+def restore_tokens(reset: Token[AuthenticatedUser | None]) -> None:
+    """Undo :func:`hide_tokens`."""
+    auth_context_var.reset(reset)

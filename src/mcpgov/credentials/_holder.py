@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -21,14 +22,43 @@ __all__ = ["check_client_principal", "identity_claims", "principal_for_minting"]
 def identity_claims(token: Any) -> Mapping[str, Any] | None:
     """The claims of a compact JWS identity token, read without verifying it (the client's own
     token, compared with what the client was configured with; never trusted for anything else).
-    ``None`` for a token that is not a compact JWS."""
+    ``None`` for a token that is not a compact JWS.
+
+    A client presents the same token on every call, so what was read is kept (read-only, keyed
+    by the token's SHA-256, never by the token) for the next call with the same token.
+    """
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 65_536:
         return None
     try:
-        payload = json.loads(extract_compact(token.encode("ascii")).payload)
-    except (JoseError, ValueError, UnicodeError):
+        raw = token.encode("ascii")
+    except UnicodeError:
         return None
-    return payload if isinstance(payload, dict) else None
+    key = hashlib.sha256(raw).digest()
+    try:
+        return _read[key]
+    except KeyError:
+        pass
+    try:
+        payload = json.loads(extract_compact(raw).payload)
+    except (JoseError, ValueError, UnicodeError):
+        payload = None
+    claims = _deep_readonly(payload) if isinstance(payload, dict) else None
+    if len(_read) >= _READ_MAX:
+        _read.clear()  # bounded: a client rarely holds more than a handful of identity tokens
+    _read[key] = claims
+    return claims
+
+
+_READ_MAX = 256
+_read: dict[bytes, Mapping[str, Any] | None] = {}
+
+
+def _deep_readonly(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _deep_readonly(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_deep_readonly(v) for v in value)
+    return value
 
 
 def _mismatch(principal: Principal, claims: Mapping[str, Any]) -> str | None:

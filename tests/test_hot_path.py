@@ -1,0 +1,133 @@
+"""What the call path reuses stays exact: event ids stay random and unique, a client's reading of
+its own identity token is keyed by the token, and a request's events share only its own fields."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from joserfc import jws
+from joserfc.jwk import OctKey
+from mcp.server.mcpserver import MCPServer
+
+from mcpgov import AuditEvent, Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov._audit import ContextValues, _next_event_id
+from mcpgov.credentials import _holder
+
+pytestmark = pytest.mark.anyio
+
+_HEX24 = re.compile(r"[0-9a-f]{24}")
+
+
+def test_event_ids_are_unique_random_hex() -> None:
+    ids = [_next_event_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(_HEX24.fullmatch(i) for i in ids)
+    # No counter shows through: consecutive ids share no long common prefix.
+    assert sum(a[:6] == b[:6] for a, b in itertools.pairwise(ids)) < 5
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_never_hands_out_its_parents_ids() -> None:
+    _next_event_id()  # the parent holds a drawn batch now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, "".join(_next_event_id() for _ in range(100)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    child = {data[i : i + 24].decode() for i in range(0, len(data), 24)}
+    parent = {_next_event_id() for _ in range(100)}
+    assert len(child) == 100
+    assert not child & parent
+
+
+def _token(claims: dict[str, Any]) -> str:
+    return jws.serialize_compact({"alg": "HS256"}, jws_payload(claims), OctKey.generate_key(256))
+
+
+def jws_payload(claims: dict[str, Any]) -> bytes:
+    return json.dumps(claims).encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(subjects=st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=6, unique=True))
+def test_identity_claims_are_read_per_token_never_from_another(subjects: list[str]) -> None:
+    tokens = {s: _token({"sub": s, "iss": "https://id.example", "exp": 2_000_000_000}) for s in subjects}
+    for _ in range(2):  # the second round is served from what was read
+        for subject, token in tokens.items():
+            claims = _holder.identity_claims(token)
+            assert claims is not None and claims["sub"] == subject
+
+
+def test_identity_claims_kept_are_read_only_and_bounded() -> None:
+    token = _token({"sub": "a", "act": {"sub": "b"}, "aud": ["x", "y"]})
+    claims = _holder.identity_claims(token)
+    assert claims is not None
+    with pytest.raises(TypeError):
+        claims["sub"] = "mallory"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        claims["act"]["sub"] = "mallory"
+    assert _holder.identity_claims(token) == {"sub": "a", "act": {"sub": "b"}, "aud": ("x", "y")}
+    for i in range(_holder._READ_MAX + 50):
+        _holder.identity_claims(_token({"sub": f"s{i}"}))
+    assert len(_holder._read) <= _holder._READ_MAX
+    assert all(isinstance(key, bytes) and len(key) == 32 for key in _holder._read)  # digests, not tokens
+    assert _holder.identity_claims("not.a.token") is None
+    assert _holder.identity_claims("not.a.token") is None  # a bad token stays bad when asked again
+
+
+def test_events_of_one_context_share_its_fields_and_nothing_else() -> None:
+    me = Principal("https://id.example", "agent-1", tenant="acme")
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="t", principal=me, tenant="acme")
+    values = ContextValues(ctx)
+    first = AuditEvent.from_values(values, "decision", effect="allow", attributes={"a": 1})
+    second = AuditEvent.from_values(values, "outcome", outcome="completed")
+    assert first.id != second.id
+    assert second.attributes == {} and first.attributes == {"a": 1}
+    assert second.effect is None and first.outcome is None
+    for event in (first, second):
+        rebuilt = AuditEvent.model_validate(event.model_dump())
+        assert rebuilt == event
+        assert event.principal == me.id and event.tenant == "acme" and event.target == "t"
+    expected = AuditEvent.from_context(ctx, "outcome", outcome="completed")
+    assert second.model_dump(exclude={"id", "time"}) == expected.model_dump(exclude={"id", "time"})
+    assert second.model_fields_set == expected.model_fields_set
+
+
+async def test_a_governed_call_records_two_events_with_the_same_caller_and_distinct_ids(mode: str) -> None:
+    server = MCPServer("events")
+
+    @server.tool()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    hooks = Hooks()
+    hooks.register("*", lambda ctx: Decision.allow("ok"), kind="tool")
+    events: list[AuditEvent] = []
+    govern(server, hooks, audit=events.append)
+    async with GovernedClient(server, mode=mode) as client:
+        for i in range(3):
+            result = await client.call_tool("add", {"a": i, "b": 1})
+            assert result.structured_content == {"result": i + 1}
+    server_events = [e for e in events if e.side == "server" and e.method == "tools/call"]
+    assert [e.type for e in server_events] == ["decision", "outcome"] * 3
+    assert len({e.id for e in server_events}) == 6
+    for decision, outcome in zip(server_events[::2], server_events[1::2], strict=True):
+        assert decision.request_key == outcome.request_key
+        assert decision.args_hash == outcome.args_hash
+        assert decision.effect == "allow" and outcome.outcome == "completed"
+    assert len({e.request_key for e in server_events}) == 3
