@@ -131,3 +131,40 @@ async def test_a_governed_call_records_two_events_with_the_same_caller_and_disti
         assert decision.args_hash == outcome.args_hash
         assert decision.effect == "allow" and outcome.outcome == "completed"
     assert len({e.request_key for e in server_events}) == 3
+
+
+_REVOKE_WAYS = ("credential", "task", "tenant task", "principal")
+
+
+@pytest.mark.parametrize("store_kind", ["compact", "memory"])
+@pytest.mark.parametrize("way", _REVOKE_WAYS)
+async def test_a_credential_checked_many_times_is_refused_once_revoked(mode: str, way: str, store_kind: str) -> None:
+    from mcp import Client, MCPError
+
+    from mcpgov import InMemoryStateStore
+    from mcpgov.credentials import CompactMemoryStore, RevocationList
+
+    from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
+
+    clock = FrozenClock()
+    store: Any = CompactMemoryStore(clock=clock) if store_kind == "compact" else InMemoryStateStore(clock=clock)
+    revocations = RevocationList(store, max_ttl=300, clock=clock)
+    issuer = make_issuer(clock, revocations=revocations)
+    governed = build_governed(issuer, revocations=revocations)
+    agent = principal("agent-1", "acme")
+    cred = await issuer.mint(agent, audience=AUDIENCE, tools=["status"], task_id="t1")
+    async with Client(governed.server, mode=mode) as client:
+        for _ in range(5):  # the same credential, checked again and again
+            await call(client, "status", {}, cred.token, agent)
+        if way == "credential":
+            await issuer.revoke(cred)
+        elif way == "task":
+            await issuer.revoke_task(agent, "t1")
+        elif way == "tenant task":
+            await issuer.revoke_tenant_task("acme", "t1")
+        else:
+            await issuer.revoke_principal(agent)
+        for _ in range(3):
+            with pytest.raises(MCPError):
+                await call(client, "status", {}, cred.token, agent)
+    assert governed.ran == ["status"] * 5

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -119,6 +120,13 @@ def principal_for_minting(ctx: GovContext) -> Principal | None:
     current = principal.claims.get("exp")
     if isinstance(current, (int, float)) and not isinstance(current, bool) and current <= exp:
         return principal
-    from dataclasses import replace  # noqa: PLC0415 - only on this path
+    global _bounded  # noqa: PLW0603 - a one-entry memo, replaced whole
+    memo = _bounded
+    if memo[0] is principal and memo[1] == exp and memo[2] is not None:
+        return memo[2]  # the same principal bounded by the same expiry: the same (immutable) result
+    bounded = replace(principal, claims=MappingProxyType({**principal.claims, "exp": float(exp)}))
+    _bounded = (principal, float(exp), bounded)
+    return bounded
 
-    return replace(principal, claims=MappingProxyType({**principal.claims, "exp": float(exp)}))
+
+_bounded: tuple[Principal | None, float, Principal | None] = (None, math.nan, None)

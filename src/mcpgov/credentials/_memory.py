@@ -44,6 +44,9 @@ def _value_of(entry: _Entry) -> str:
     return _COMMON if isinstance(entry, int) else entry[0]
 
 
+_RECENT_KEYS = 4096
+
+
 class CompactMemoryStore:
     """A bounded single-process :class:`~mcpgov.StateStore` that holds many small entries cheaply.
 
@@ -71,6 +74,7 @@ class CompactMemoryStore:
         self._buckets: dict[int, list[int]] = {}
         self._heap: list[int] = []
         self._seconds: dict[int, int] = {}
+        self._recent_keys: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"CompactMemoryStore(entries={len(self._entries)}, maxsize={self._maxsize})"
@@ -80,8 +84,15 @@ class CompactMemoryStore:
         return len(self._entries)
 
     def _key(self, key: str) -> int:
+        known = self._recent_keys.get(key)
+        if known is not None:
+            return known
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES, key=self._salt)
-        return int.from_bytes(digest.digest(), "big")
+        value = int.from_bytes(digest.digest(), "big")
+        if len(self._recent_keys) >= _RECENT_KEYS:
+            self._recent_keys.clear()  # bounded: the keys of the credentials in use recur per call
+        self._recent_keys[key] = value
+        return value
 
     def _purge(self, now: float) -> None:
         heap = self._heap

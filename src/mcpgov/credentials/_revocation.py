@@ -38,6 +38,9 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()[:40]
 
 
+_KEYS_KEPT = 4096
+
+
 class RevocationList:
     """Revocations and single-use ids, shared by issuers and verifiers through one store.
 
@@ -101,6 +104,8 @@ class RevocationList:
         # key -> (revoked at, forget at): what this process revoked in the last moments, and
         # what it could not record (kept until no verifier could accept what it covers).
         self._recent: dict[str, tuple[float, float]] = {}
+        # The keys of recently checked credentials (a reused credential is checked on every call).
+        self._keys_of: dict[str, tuple[CredentialClaims, tuple[str, ...]]] = {}
         self._order: deque[tuple[float, str]] = deque()
         # key -> (value, expires at): revocations the store did not record yet.
         self._pending: dict[str, tuple[str, float]] = {}
@@ -228,6 +233,16 @@ class RevocationList:
 
     def keys(self, claims: CredentialClaims) -> list[str]:
         """Every store key whose entry would revoke ``claims`` (one lookup reads them all)."""
+        known = self._keys_of.get(claims.jti)
+        if known is not None and known[0] is claims:
+            return list(known[1])  # the same verified claims object: the same keys
+        keys = self._keys(claims)
+        if len(self._keys_of) >= _KEYS_KEPT:
+            self._keys_of.clear()
+        self._keys_of[claims.jti] = (claims, tuple(keys))
+        return keys
+
+    def _keys(self, claims: CredentialClaims) -> list[str]:
         tenant = claims.tenant
         keys = [self.jti_key(claims.jti)]
         keys.extend(self.jti_key(parent) for parent in claims.chain)

@@ -10,6 +10,7 @@ used and one flag per label touched. Every entry expires ``ttl`` seconds after i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,12 +89,12 @@ class TaskHistoryStore:
     def _prefix(ctx: GovContext) -> str | None:
         if ctx.task_id is None:
             return None
-        digest = hashlib.sha256(f"{ctx.tenant or ''}\x00{ctx.task_id}".encode()).hexdigest()[:40]
+        digest = _digest40(f"{ctx.tenant or ''}\x00{ctx.task_id}")
         return f"mcpgov:policy:task:{digest}:"
 
     @staticmethod
     def _name(value: str) -> str:
-        return hashlib.sha256(value.encode()).hexdigest()[:40]
+        return _digest40(value)
 
     async def snapshot(self, ctx: GovContext, needs: HistoryNeeds) -> TaskHistory | None:
         """The part of the task's history that ``needs`` names; ``None`` when the request has no task."""
@@ -133,3 +134,10 @@ class TaskHistoryStore:
         await store.put(prefix + "last", target, ttl)
         if ctx.kind == "tool":
             await store.incr(prefix + "count", ttl)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest40(value: str) -> str:
+    """The first 40 hex digits of ``value``'s SHA-256 (store key parts; the same task, label and
+    target names recur on every call, so recent ones are kept)."""
+    return hashlib.sha256(value.encode()).hexdigest()[:40]
