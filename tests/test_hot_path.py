@@ -14,11 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import OctKey
+from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import AuditEvent, Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov import AuditEvent, Decision, GovContext, GovernedClient, Hooks, InMemoryStateStore, Principal, govern
 from mcpgov._audit import ContextValues, _next_event_id
-from mcpgov.credentials import _holder
+from mcpgov.credentials import CompactMemoryStore, RevocationList, _holder
+
+from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
 
 pytestmark = pytest.mark.anyio
 
@@ -139,13 +142,6 @@ _REVOKE_WAYS = ("credential", "task", "tenant task", "principal")
 @pytest.mark.parametrize("store_kind", ["compact", "memory"])
 @pytest.mark.parametrize("way", _REVOKE_WAYS)
 async def test_a_credential_checked_many_times_is_refused_once_revoked(mode: str, way: str, store_kind: str) -> None:
-    from mcp import Client, MCPError
-
-    from mcpgov import InMemoryStateStore
-    from mcpgov.credentials import CompactMemoryStore, RevocationList
-
-    from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
-
     clock = FrozenClock()
     store: Any = CompactMemoryStore(clock=clock) if store_kind == "compact" else InMemoryStateStore(clock=clock)
     revocations = RevocationList(store, max_ttl=300, clock=clock)
