@@ -185,9 +185,18 @@ def _base_exception(ctx: GovContext) -> Decision:
     raise KeyError("missing")
 
 
+class _NotAnException(BaseException):
+    """Raised by a broken engine: not an ``Exception``, and not an exit either."""
+
+
+def _not_an_exception(ctx: GovContext) -> Decision:
+    raise _NotAnException("broken")
+
+
 BROKEN: dict[str, tuple[Callable[[GovContext], Any], str]] = {
     "raises": (_raise, "authoriser_error"),
     "raises-lookup": (_base_exception, "authoriser_error"),
+    "raises-not-an-exception": (_not_an_exception, "authoriser_error"),
     "late": (_late, "authoriser_timeout"),
     "not-a-decision": (_hostile, "authoriser_invalid"),
     "a-dict": (lambda ctx: {"effect": "allow"}, "authoriser_invalid"),

@@ -14,7 +14,7 @@ import anyio.to_thread
 
 from mcpgov._chain import CallNext, ChainResult, Listing, StageSpec
 from mcpgov._contain import contained
-from mcpgov._context import APPROVAL_GRANT, GovContext
+from mcpgov._context import APPROVAL_GRANT, GovContext, discovery_contexts
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
 from mcpgov._methods import LIST_METHODS
@@ -110,17 +110,27 @@ class Authorizer(abc.ABC):
     async def evaluate(self, ctx: GovContext) -> Decision:
         """Decide ``ctx`` fail-closed under the deadline (:meth:`decide_now`, else :meth:`decide`);
         any failure is a deny naming this authoriser."""
-        start = time.perf_counter()
         try:
-            quick = self.decide_now(ctx)
-        except BaseException as exc:
-            if not await contained(exc):
-                raise
-            logger.warning("authoriser %s raised %s; denying", self.name, type(exc).__name__)
-            return Decision.deny(self.name, f"{self.name} raised {type(exc).__name__}", "authoriser_error")
+            quick = self._now(ctx)
+        except BaseException as exc:  # noqa: BLE001 - contained or re-raised by _raised
+            return await self._raised(exc)
         if quick is None:
             return await guarded(self.decide, ctx, self.deadline, self.name)
+        return quick
+
+    def _now(self, ctx: GovContext) -> Decision | None:
+        """:meth:`decide_now`, its answer checked (deadline, type); raises what it raised."""
+        start = time.perf_counter()
+        quick = self.decide_now(ctx)
+        if quick is None:
+            return None
         return _checked(quick, start, self.deadline, self.name)
+
+    async def _raised(self, exc: BaseException) -> Decision:
+        if not await contained(exc):
+            raise exc
+        logger.warning("authoriser %s raised %s; denying", self.name, type(exc).__name__)
+        return Decision.deny(self.name, f"{self.name} raised {type(exc).__name__}", "authoriser_error")
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method in LIST_METHODS:
@@ -140,8 +150,17 @@ class Authorizer(abc.ABC):
     async def filter(self, ctx: GovContext, listing: Listing) -> Listing:
         """Keep the entries of ``listing`` whose discovery this authoriser allows."""
         visible: set[str] = set()
+        entry = discovery_contexts(ctx, listing.kind)
         for item in listing.items:
-            decision = await self.evaluate(ctx.for_discovery(listing.kind, item.name))
+            entry_ctx = entry(item.name)
+            # Each entry is decided as evaluate() would; a decision made without awaiting
+            # anything is taken without building a coroutine for it.
+            try:
+                decision = self._now(entry_ctx)
+            except BaseException as exc:  # noqa: BLE001 - contained or re-raised by _raised
+                decision = await self._raised(exc)
+            if decision is None:
+                decision = await guarded(self.decide, entry_ctx, self.deadline, self.name)
             # An entry that needs approval to use is still shown: the approval happens on use.
             if decision.effect is not Effect.DENY:
                 visible.add(item.name)

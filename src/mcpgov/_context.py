@@ -225,15 +225,7 @@ class GovContext:
 
     def for_discovery(self, kind: TargetKind, target: str) -> GovContext:
         """The context in which to decide whether ``target`` appears in this listing."""
-        return self.replace(
-            method=EXECUTE_METHOD[kind],
-            kind=kind,
-            target=target,
-            action="discover",
-            arguments=None,
-            args_hash=None,
-            decision=None,
-        )
+        return discovery_contexts(self, kind)(target)
 
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GovContext))
@@ -258,6 +250,34 @@ def _slot_copier() -> Callable[[GovContext, dict[str, Any]], GovContext]:
 
 
 _copy_with = _slot_copier()
+_TARGET_SLOT: Any = GovContext.__dict__["target"]
+
+
+def discovery_contexts(ctx: GovContext, kind: TargetKind) -> Callable[[str], GovContext]:
+    """``entry(target)``: :meth:`GovContext.for_discovery` of ``ctx`` for each entry of one
+    listing of ``kind``, sharing the fields that are the same for every entry."""
+    template = _copy_with(
+        ctx,
+        {
+            "method": EXECUTE_METHOD[kind],
+            "kind": kind,
+            "target": None,
+            "action": "discover",
+            "arguments": None,
+            "args_hash": None,
+            "decision": None,
+        },
+    )
+
+    def entry(target: str) -> GovContext:
+        new = _copy_with(template, _NO_CHANGES)
+        _TARGET_SLOT.__set__(new, target)
+        return new
+
+    return entry
+
+
+_NO_CHANGES: dict[str, Any] = {}
 
 
 def _get_args_hash(ctx: GovContext) -> str | None:
