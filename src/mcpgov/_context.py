@@ -138,7 +138,7 @@ after the allow decision was recorded), with no ``await`` between its return and
 It refuses by raising an :class:`~mcpgov.McpGovError`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GovContext:
     """Everything known about one governed request. Immutable: use :meth:`replace`.
 
@@ -201,11 +201,14 @@ class GovContext:
         unknown = changes.keys() - _FIELD_SET
         if unknown:
             raise TypeError(f"GovContext has no field(s) {sorted(unknown)}")
-        # dataclasses.replace re-runs __init__ through keywords; a slot copy (generated below,
-        # one line per field) is a fraction of the cost, and this runs several times on every
-        # governed request. The slots are copied as they are: an argument hash not computed yet
-        # stays deferred.
-        return _copy_with(self, changes)
+        # dataclasses.replace re-runs __init__ through keywords; copying the instance dictionary
+        # is a fraction of the cost, and this runs several times on every governed request.
+        # Fields are copied as they are: an argument hash not computed yet stays deferred.
+        new = _new(GovContext)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return new
 
     @overload
     def with_extension(self, key: ExtensionKey[T], value: T) -> GovContext: ...
@@ -230,70 +233,46 @@ class GovContext:
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GovContext))
 _FIELD_SET = frozenset(_FIELDS)
-_SLOTS: tuple[tuple[str, Any], ...] = tuple((name, GovContext.__dict__[name]) for name in _FIELDS)
-_ARGS_HASH_SLOT: Any = GovContext.__dict__["args_hash"]
 _new = object.__new__
-
-
-def _slot_copier() -> Callable[[GovContext, dict[str, Any]], GovContext]:
-    """``copy(ctx, changes)``: a new context with every slot of ``ctx``, ``changes`` applied."""
-    namespace: dict[str, Any] = {"_new": _new, "_cls": GovContext}
-    lines = ["def copy(self, changes):", "    new = _new(_cls)"]
-    for i, (name, slot) in enumerate(_SLOTS):
-        namespace[f"_g{i}"] = slot.__get__
-        namespace[f"_s{i}"] = slot.__set__
-        lines.append(f"    _s{i}(new, changes[{name!r}] if {name!r} in changes else _g{i}(self))")
-    lines.append("    return new")
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from the dataclass's own field names
-    copier: Callable[[GovContext, dict[str, Any]], GovContext] = namespace["copy"]
-    return copier
-
-
-_copy_with = _slot_copier()
-_TARGET_SLOT: Any = GovContext.__dict__["target"]
 
 
 def discovery_contexts(ctx: GovContext, kind: TargetKind) -> Callable[[str], GovContext]:
     """``entry(target)``: :meth:`GovContext.for_discovery` of ``ctx`` for each entry of one
     listing of ``kind``, sharing the fields that are the same for every entry."""
-    template = _copy_with(
-        ctx,
-        {
-            "method": EXECUTE_METHOD[kind],
-            "kind": kind,
-            "target": None,
-            "action": "discover",
-            "arguments": None,
-            "args_hash": None,
-            "decision": None,
-        },
+    shared = dict(ctx.__dict__)
+    shared.update(
+        method=EXECUTE_METHOD[kind],
+        kind=kind,
+        action="discover",
+        arguments=None,
+        args_hash=None,
+        decision=None,
     )
 
     def entry(target: str) -> GovContext:
-        new = _copy_with(template, _NO_CHANGES)
-        _TARGET_SLOT.__set__(new, target)
+        new = _new(GovContext)
+        fields = new.__dict__
+        fields.update(shared)
+        fields["target"] = target
         return new
 
     return entry
 
 
-_NO_CHANGES: dict[str, Any] = {}
-
-
 def _get_args_hash(ctx: GovContext) -> str | None:
-    value = _ARGS_HASH_SLOT.__get__(ctx)
+    fields = ctx.__dict__
+    value = fields["args_hash"]
     if isinstance(value, ArgsDigest):  # computed on first read, then kept in this context
-        value = value.value()
-        _ARGS_HASH_SLOT.__set__(ctx, value)
+        value = fields["args_hash"] = value.value()
     return value  # type: ignore[no-any-return]
 
 
 def _set_args_hash(ctx: GovContext, value: str | ArgsDigest | None) -> None:
-    _ARGS_HASH_SLOT.__set__(ctx, value)  # reached from __init__ only: the dataclass is frozen
+    ctx.__dict__["args_hash"] = value  # reached from __init__ only: the dataclass is frozen
 
 
-# ``args_hash`` reads as a string; behind it the slot may hold an ArgsDigest not computed yet.
-setattr(  # noqa: B010 - replaces the slot's descriptor after the dataclass made it
+# ``args_hash`` reads as a string; behind it the field may hold an ArgsDigest not computed yet.
+setattr(  # noqa: B010 - replaces the field's class default after the dataclass was made
     GovContext,
     "args_hash",
     property(_get_args_hash, _set_args_hash, doc="``sha256:`` of the canonical JSON of the arguments."),
@@ -303,5 +282,5 @@ setattr(  # noqa: B010 - replaces the slot's descriptor after the dataclass made
 def args_hash_source(ctx: GovContext) -> str | ArgsDigest | None:
     """What ``ctx`` holds for its argument hash, without computing it: a string, a deferred
     :class:`ArgsDigest`, or ``None``."""
-    value: str | ArgsDigest | None = _ARGS_HASH_SLOT.__get__(ctx)
+    value: str | ArgsDigest | None = ctx.__dict__["args_hash"]
     return value
