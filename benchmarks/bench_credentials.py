@@ -9,7 +9,7 @@ of a large revocation list, and a full governed session against the bare SDK.
   signature check is remembered (lifetime, binding and revocation are checked again);
 * revocation check latency on the in-memory store and on Redis (a private ``redis-server`` is
   started on a free port; skipped with a message when it is not installed);
-* memory held by one million revocation entries (target: under 250 MB), for the compact
+* memory held by one million revocation entries (target: at most 100 MB, as in ``bench_session.py``), for the compact
   default store and, for comparison, the cachetools ``InMemoryStateStore``;
 * calls per second of a bare SDK session and of a governed one (client credentials, server
   credential verification, one hook, audit), in-process in both protocol modes, and the ratio;
