@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import textwrap
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar
 
 import anyio
+from typing_extensions import ParamSpec
 
 from mcpgov._errors import ConfigurationError
-from mcpgov._harness._session import MISSING, GovernedHarness, Kind, Verdict, Visibility
-from mcpgov._principal import Actor, Principal
+from mcpgov._harness._session import GovernedHarness, Kind, Verdict, Visibility, Who
 
 if TYPE_CHECKING:
     from mcpgov.policy import Explanation
@@ -37,8 +38,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
 Effect = Literal["allow", "deny", "require_approval"]
+_E = TypeVar("_E", Effect, bool)  # what a check expects: an effect, or that the target is listed
 
 
 class PolicyAssertionError(AssertionError):
@@ -91,7 +93,7 @@ async def expect_effect(
     kind: Kind = "tool",
     purpose: str | None = None,
     task_id: str | None = None,
-    who: Mapping[str, Any],
+    who: Who,
 ) -> Verdict:
     """Perform the request and check the server decided ``expected`` (by ``rule``, when given).
 
@@ -127,7 +129,7 @@ async def expect_visibility(
     target: str,
     *,
     kind: Kind = "tool",
-    who: Mapping[str, Any],
+    who: Who,
 ) -> Visibility:
     """List as the caller and check ``target`` is (or is not) listed.
 
@@ -185,112 +187,28 @@ def _harness(value: Any) -> GovernedHarness:
     return value
 
 
-def _who(**who: Any) -> dict[str, Any]:
-    return who
+def _assertion(
+    check: Callable[Concatenate[GovernedHarness, _E, _P], Awaitable[_T]], expected: _E, name: str, doc: str
+) -> Callable[Concatenate[GovernedHarness, _P], _T]:
+    """The synchronous assertion ``name``: ``check`` (a harness method) expecting ``expected``, run
+    in its own event loop. One body for all five; each takes what ``check`` takes after ``expected``
+    (the request or listing, and who calls: :class:`~mcpgov._harness._session.Who`)."""
 
-
-class _RequestAssertion(Protocol):
-    def __call__(
-        self,
-        harness: GovernedHarness,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Verdict: ...
-
-
-class _ListingAssertion(Protocol):
-    def __call__(
-        self,
-        harness: GovernedHarness,
-        target: str,
-        *,
-        kind: Kind = "tool",
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Visibility: ...
-
-
-def _named(fn: _F, name: str, doc: str) -> _F:
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc
-    return fn
-
-
-def _request_assertion(expected: Effect, name: str, doc: str) -> _RequestAssertion:
-    """The synchronous assertion that the server decides ``expected``: one body for all three."""
-
-    def assertion(
-        harness: GovernedHarness,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Verdict:
+    def assertion(harness: GovernedHarness, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         __tracebackhide__ = True
-        who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-        return _run(
-            expect_effect,
-            _harness(harness),
-            expected,
-            target,
-            arguments,
-            rule=rule,
-            kind=kind,
-            purpose=purpose,
-            task_id=task_id,
-            who=who,
-        )
+        return _run(check, _harness(harness), expected, *args, **kwargs)
 
-    return _named(assertion, name, doc)
+    signature = inspect.signature(check)
+    _self, _expected, *rest = signature.parameters.values()
+    first = inspect.Parameter("harness", inspect.Parameter.POSITIONAL_ONLY, annotation="GovernedHarness")
+    assertion.__signature__ = signature.replace(parameters=[first, *rest])  # type: ignore[attr-defined]
+    assertion.__name__ = assertion.__qualname__ = name
+    assertion.__doc__ = doc
+    return assertion
 
 
-def _listing_assertion(visible: bool, name: str, doc: str) -> _ListingAssertion:
-    """The synchronous assertion that a listing shows (or hides) a target."""
-
-    def assertion(
-        harness: GovernedHarness,
-        target: str,
-        *,
-        kind: Kind = "tool",
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Visibility:
-        __tracebackhide__ = True
-        who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-        return _run(expect_visibility, _harness(harness), visible, target, kind=kind, who=who)
-
-    return _named(assertion, name, doc)
-
-
-assert_allowed = _request_assertion(
+assert_allowed = _assertion(
+    GovernedHarness.expect,
     "allow",
     "assert_allowed",
     """Assert the governed server allows the request (by ``rule``, when given).
@@ -323,7 +241,8 @@ assert_allowed = _request_assertion(
     """,
 )
 
-assert_denied = _request_assertion(
+assert_denied = _assertion(
+    GovernedHarness.expect,
     "deny",
     "assert_denied",
     """Assert the governed server denies the request (by ``rule``, when given).
@@ -336,7 +255,8 @@ assert_denied = _request_assertion(
     """,
 )
 
-assert_requires_approval = _request_assertion(
+assert_requires_approval = _assertion(
+    GovernedHarness.expect,
     "require_approval",
     "assert_requires_approval",
     """Assert the governed server requires approval for the request.
@@ -350,7 +270,8 @@ assert_requires_approval = _request_assertion(
     """,
 )
 
-assert_visible = _listing_assertion(
+assert_visible = _assertion(
+    GovernedHarness.expect_listed,
     True,
     "assert_visible",
     """Assert ``target`` appears in the caller's listing (``tools/list`` by default).
@@ -364,7 +285,8 @@ assert_visible = _listing_assertion(
     """,
 )
 
-assert_hidden = _listing_assertion(
+assert_hidden = _assertion(
+    GovernedHarness.expect_listed,
     False,
     "assert_hidden",
     """Assert ``target`` does not appear in the caller's listing. See :func:`assert_visible`.

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from mcp import MCPError
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from typing_extensions import Unpack
 
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditEvent
@@ -44,6 +45,7 @@ __all__ = [
     "Kind",
     "Verdict",
     "Visibility",
+    "Who",
 ]
 
 DEFAULT_ISSUER = "https://issuer.test"
@@ -66,6 +68,22 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+class Who(TypedDict, total=False):
+    """Who a test request comes from, as every request, listing and assertion takes it (keywords).
+
+    Each key is the argument of the same name of :meth:`GovernedHarness.caller`, which resolves
+    it (and holds the defaults): ``principal``, or the shorthand ``tenant``, ``workload``,
+    ``issuer``, with ``claims`` and ``actors``.
+    """
+
+    principal: Principal | None
+    tenant: str | None
+    workload: str | None
+    issuer: str | None
+    claims: Mapping[str, Any] | None
+    actors: Sequence[str | Actor]
 
 
 @dataclass(frozen=True)
@@ -562,14 +580,11 @@ class GovernedHarness:
         kind: Kind = "tool",
         purpose: str | None = None,
         task_id: str | None = None,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
+        **who: Unpack[Who],
     ) -> Verdict:
         """Perform one request (call a tool, read a resource, get a prompt) and return the verdict.
+
+        ``who`` says who calls (see :class:`Who` and :meth:`caller`).
 
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``; arguments to a resource.
@@ -583,7 +598,7 @@ class GovernedHarness:
                 "only a tool call carries a purpose and task (in its signed credential); a resource or "
                 "prompt request reaches the server without them, as in production"
             )
-        caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+        caller = self.caller(**who)
         await self.check_declared(kind, target)
         method = EXECUTE_METHOD[kind]
         request = _describe(method, target, caller, purpose, task_id)
@@ -609,22 +624,16 @@ class GovernedHarness:
     async def listing(
         self,
         kind: Kind = "tool",
-        *,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
+        **who: Unpack[Who],
     ) -> Visibility:
-        """List tools, resources (and resource templates) or prompts as the caller.
+        """List tools, resources (and resource templates) or prompts as the caller (``who``: see :class:`Who`).
 
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``.
         """
         if kind not in LIST_METHOD:
             raise ConfigurationError(f"kind must be 'tool', 'resource' or 'prompt', got {kind!r}")
-        caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+        caller = self.caller(**who)
         request = f"{LIST_METHOD[kind]} by {caller.describe()}"
         start = len(self.audit.events)
         listed: list[str] = []
@@ -694,6 +703,7 @@ class GovernedHarness:
     async def expect(
         self,
         expected: Literal["allow", "deny", "require_approval"],
+        /,
         target: str,
         arguments: Mapping[str, Any] | None = None,
         *,
@@ -701,7 +711,7 @@ class GovernedHarness:
         kind: Kind = "tool",
         purpose: str | None = None,
         task_id: str | None = None,
-        **who: Any,
+        **who: Unpack[Who],
     ) -> Verdict:
         """Assert the server decides ``expected`` for the request (``who``: principal, tenant,
         workload, issuer, claims, actors); the async form of :func:`~mcpgov.testing.assert_allowed`,
@@ -730,7 +740,9 @@ class GovernedHarness:
         __tracebackhide__ = True
         return await self.expect("require_approval", target, arguments, **options)
 
-    async def expect_listed(self, visible: bool, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+    async def expect_listed(
+        self, visible: bool, /, target: str, *, kind: Kind = "tool", **who: Unpack[Who]
+    ) -> Visibility:
         """Assert ``target`` is (``visible``) or is not listed for the caller; the async form of
         :func:`~mcpgov.testing.assert_visible` and :func:`~mcpgov.testing.assert_hidden`."""
         __tracebackhide__ = True
