@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["home_of", "lazy_names", "publish"]
+__all__ = ["by_module", "home_of", "lazy_names", "moved", "publish", "retired"]
 
 
 _PRIVATE_HOMES = {"mcpgov._harness": "mcpgov.testing"}
@@ -132,3 +132,19 @@ def lazy_names(
         return value
 
     return __getattr__
+
+
+def by_module(groups: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """A lazy table (name -> module, for :func:`lazy_names`) from each module and the names it defines."""
+    return {name: module for module, names in groups.items() for name in names}
+
+
+def retired(groups: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, str | None]]:
+    """Deprecated-table entries (for :func:`lazy_names`) for names that are no longer public,
+    from each module (``"module"`` or ``"module:attribute"``) and the names whose values it holds."""
+    return {name: (module, None) for module, names in groups.items() for name in names}
+
+
+def moved(package: str, names: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """Deprecated-table entries (for :func:`lazy_names`) for names whose public home is now ``package``."""
+    return {name: (package, f"{package}.{name}") for name in names}

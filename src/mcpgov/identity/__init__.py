@@ -18,6 +18,7 @@ Client side: ``GovernedClient(url, identity=TokenFile("/var/run/secrets/token"))
 
 from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import publish as _publish
+from mcpgov._public import retired as _retired
 from mcpgov.identity._keys import KeySource, RemoteKeys, StaticKeys
 from mcpgov.identity._middleware import AcceptPolicy, IdentityMiddleware
 from mcpgov.identity._providers import (
@@ -71,15 +72,15 @@ _publish(__name__, globals())
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
     "IdentityProvider": ("mcpgov.identity:IdentitySource", "mcpgov.identity.IdentitySource"),
     "OIDCIssuer": ("mcpgov.identity:OIDCTrust", "mcpgov.identity.OIDCTrust"),
-    "AUTH_JWT": ("mcpgov.identity._verifier", None),
-    "AUTH_SHARED_SECRET": ("mcpgov.identity._verifier", None),
-    "AUTH_SPIFFE": ("mcpgov.identity._verifier", None),
-    "BoundKey": ("mcpgov.identity._keys", None),
-    "IdentityTokenVerifier": ("mcpgov.identity._sdk", None),
-    "JWT_SVID_ALGORITHMS": ("mcpgov.identity._spiffe", None),
-    "as_identity_provider": ("mcpgov.identity._providers", None),
-    "bind_request_state": ("mcpgov.identity._sdk", None),
-    "request_state_security": ("mcpgov.identity._sdk", None),
+    **_retired(
+        {
+            "mcpgov.identity._verifier": ("AUTH_JWT", "AUTH_SHARED_SECRET", "AUTH_SPIFFE"),
+            "mcpgov.identity._keys": ("BoundKey",),
+            "mcpgov.identity._sdk": ("IdentityTokenVerifier", "bind_request_state", "request_state_security"),
+            "mcpgov.identity._spiffe": ("JWT_SVID_ALGORITHMS",),
+            "mcpgov.identity._providers": ("as_identity_provider",),
+        }
+    ),
 }
 
 __getattr__ = _lazy_names(__name__, {}, _DEPRECATED)
