@@ -1,14 +1,8 @@
 """Identity binding: verified workload identity (OIDC/JWT, SPIFFE JWT-SVID) on every request.
 
-Server side::
+Server side: an :class:`IdentityVerifier` trusts OIDC issuers (:class:`OIDCTrust`) and SPIFFE
+trust domains (:class:`SpiffeTrustDomain`), as its own example shows; the middleware wraps it::
 
-    verifier = IdentityVerifier(
-        OIDCTrust("https://login.example.com", audience="https://mcp.example.com/mcp",
-                   keys=RemoteKeys(discovery="https://login.example.com"), tenant_claim="tenant"),
-        SpiffeTrustDomain("prod.example.com", audience="https://mcp.example.com/mcp",
-                          bundle=RemoteKeys("https://bundle.prod.example.com/jwks"),
-                          tenant_pattern="spiffe://prod.example.com/tenant/{tenant}/**"),
-    )
     identity = IdentityMiddleware(verifier, accept=AcceptPolicy(static_keys=False))
     server = MCPServer("files", **server_auth(identity, resource_server_url="https://mcp.example.com/mcp"))
     govern(server, identity, hooks)

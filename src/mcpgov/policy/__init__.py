@@ -1,4 +1,5 @@
-"""Policy as code: request-time authorisation from a declarative policy (or Cedar).
+"""Policy as code: request-time authorisation from a declarative policy (or Cedar); the format's
+reference is ``docs/policy.md``.
 
 * :class:`Policy` loads and validates a YAML or JSON policy file (errors name the file, the
   rule and the field); :class:`PolicyEngine` decides and explains;
@@ -9,8 +10,6 @@
 * :class:`PolicyDecorators` lets a server author declare what a tool requires
   (``@gov.tool(scopes=..., tenants=..., risk=..., approval=..., constraints=..., redact=...)``);
 * :class:`CedarPolicy` is the optional Cedar engine (``mcpgov[cedar]``).
-
-See ``docs/policy.md`` for the format reference.
 """
 
 from typing import TYPE_CHECKING
