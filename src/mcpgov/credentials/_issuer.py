@@ -14,7 +14,7 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal, act_claim
-from mcpgov._types import Clock
+from mcpgov._types import Clock, thaw
 from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
 from mcpgov.credentials._issuance import IssuancePolicy
@@ -68,12 +68,6 @@ def _requested_ttl(ttl: Any) -> float | None:
 def _ms(value: float) -> float:
     """Times are carried with millisecond precision."""
     return math.floor(value * 1000.0) / 1000.0
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 class CredentialIssuer:
@@ -503,7 +497,7 @@ class CredentialIssuer:
                 )
             link: dict[str, Any] = {"sub": sub, "iss": idp}
             if parent.act is not None:
-                link["act"] = _plain(parent.act)
+                link["act"] = thaw(parent.act)
             act, sub, idp = link, subject.subject, subject.issuer
             may_act = self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, requested_may_act)
         elif self.policy is not None and not same_audience:
