@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from mcpgov._public import by_module as _by_module
 from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import moved as _moved
+from mcpgov._public import renamed as _renamed
 from mcpgov._public import retired as _retired
 
 __all__ = [
@@ -152,8 +153,8 @@ _LAZY: dict[str, str] = _by_module(
 
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "GovernanceMiddleware": ("mcpgov:ServerGovernance", "mcpgov.ServerGovernance"),
-    "OIDCIssuer": ("mcpgov.identity:OIDCTrust", "mcpgov.identity.OIDCTrust"),
+    **_renamed("mcpgov", GovernanceMiddleware="ServerGovernance"),
+    **_renamed("mcpgov.identity", OIDCIssuer="OIDCTrust"),
     **_moved(
         "mcpgov.identity",
         (

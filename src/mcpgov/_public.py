@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["by_module", "home_of", "lazy_names", "moved", "publish", "retired"]
+__all__ = ["by_module", "home_of", "lazy_names", "moved", "publish", "renamed", "retired"]
 
 
 _PRIVATE_HOMES = {"mcpgov._harness": "mcpgov.testing"}
@@ -148,3 +148,9 @@ def retired(groups: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, str | N
 def moved(package: str, names: Iterable[str]) -> dict[str, tuple[str, str | None]]:
     """Deprecated-table entries (for :func:`lazy_names`) for names whose public home is now ``package``."""
     return {name: (package, f"{package}.{name}") for name in names}
+
+
+def renamed(package: str, **new_names: str) -> dict[str, tuple[str, str | None]]:
+    """Deprecated-table entries (for :func:`lazy_names`) for old names (the keywords) of names now
+    public in ``package`` under a new name (their values)."""
+    return {old: (f"{package}:{new}", f"{package}.{new}") for old, new in new_names.items()}

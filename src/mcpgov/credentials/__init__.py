@@ -13,6 +13,7 @@ delegated only by narrowing, revocable at once.
 
 from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import publish as _publish
+from mcpgov._public import renamed as _renamed
 from mcpgov._public import retired as _retired
 from mcpgov.credentials._claims import (
     TASK_BINDING,
@@ -76,7 +77,7 @@ _publish(__name__, globals())
 
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "IdentityVerifier": ("mcpgov.credentials:SubjectTokenVerifier", "mcpgov.credentials.SubjectTokenVerifier"),
+    **_renamed("mcpgov.credentials", IdentityVerifier="SubjectTokenVerifier"),
     **_retired(
         {
             "mcpgov.credentials._keys": ("ASYMMETRIC_ALGORITHMS",),

@@ -12,6 +12,7 @@ Client side: ``GovernedClient(url, identity=TokenFile("/var/run/secrets/token"))
 
 from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import publish as _publish
+from mcpgov._public import renamed as _renamed
 from mcpgov._public import retired as _retired
 from mcpgov.identity._keys import KeySource, RemoteKeys, StaticKeys
 from mcpgov.identity._middleware import AcceptPolicy, IdentityMiddleware
@@ -64,8 +65,7 @@ _publish(__name__, globals())
 
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "IdentityProvider": ("mcpgov.identity:IdentitySource", "mcpgov.identity.IdentitySource"),
-    "OIDCIssuer": ("mcpgov.identity:OIDCTrust", "mcpgov.identity.OIDCTrust"),
+    **_renamed("mcpgov.identity", IdentityProvider="IdentitySource", OIDCIssuer="OIDCTrust"),
     **_retired(
         {
             "mcpgov.identity._verifier": ("AUTH_JWT", "AUTH_SHARED_SECRET", "AUTH_SPIFFE"),
