@@ -21,7 +21,7 @@ import dataclasses
 import fnmatch
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import click
@@ -168,18 +168,31 @@ def _compare_grant(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
     if removed_actions:
         narrower.append(f"removes actions {removed_actions}")
     for section, label in (("when", "condition"), ("obligations", "obligation")):
-        before, after = old.get(section) or {}, new.get(section) or {}
-        for name in sorted(before.keys() | after.keys()):
-            if name not in after:
-                wider.append(f"drops {label} {name}={json.dumps(before[name], sort_keys=True)}")
-            elif name not in before:
-                narrower.append(f"adds {label} {name}={json.dumps(after[name], sort_keys=True)}")
-            elif before[name] != after[name]:
-                wider.append(
-                    f"changes {label} {name} from {json.dumps(before[name], sort_keys=True)} to "
-                    f"{json.dumps(after[name], sort_keys=True)}"
-                )
+        for name, was, now in _changed_entries(old.get(section), new.get(section)):
+            if now is _ABSENT:
+                wider.append(f"drops {label} {name}={_json(was)}")
+            elif was is _ABSENT:
+                narrower.append(f"adds {label} {name}={_json(now)}")
+            else:
+                wider.append(f"changes {label} {name} from {_json(was)} to {_json(now)}")
     return wider, narrower
+
+
+_ABSENT: Any = object()
+
+
+def _changed_entries(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[tuple[str, Any, Any]]:
+    """``(name, old value, new value)`` of each entry of a block that differs, by name; a value
+    is :data:`_ABSENT` on the side that does not have the entry."""
+    before, after = old or {}, new or {}
+    entries = (
+        (name, before.get(name, _ABSENT), after.get(name, _ABSENT)) for name in sorted(before.keys() | after.keys())
+    )
+    return [(name, was, now) for name, was, now in entries if was is _ABSENT or now is _ABSENT or was != now]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def _compare_restriction(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -189,13 +202,12 @@ def _compare_restriction(old: dict[str, Any], new: dict[str, Any]) -> tuple[list
     unsure = [c for c in covers_more if c.startswith("changes ")]
     wider = list(covers_less) + unsure
     narrower = [c for c in covers_more if not c.startswith("changes ")]
-    before, after = old.get("unless") or {}, new.get("unless") or {}
-    for name in sorted(before.keys() | after.keys()):
-        if name not in before:
-            wider.append(f"adds exception unless {name}={json.dumps(after[name], sort_keys=True)}")
-        elif name not in after:
-            narrower.append(f"drops exception unless {name}={json.dumps(before[name], sort_keys=True)}")
-        elif before[name] != after[name]:
+    for name, was, now in _changed_entries(old.get("unless"), new.get("unless")):
+        if was is _ABSENT:
+            wider.append(f"adds exception unless {name}={_json(now)}")
+        elif now is _ABSENT:
+            narrower.append(f"drops exception unless {name}={_json(was)}")
+        else:
             wider.append(f"changes exception unless {name}")
     # For a restriction, "drops condition" means it applies more widely (narrows access) and
     # "adds condition" means it applies less (widens); _compare_grant said the opposite.
