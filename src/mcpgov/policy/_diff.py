@@ -168,27 +168,35 @@ def _compare_grant(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
     if removed_actions:
         narrower.append(f"removes actions {removed_actions}")
     for section, label in (("when", "condition"), ("obligations", "obligation")):
-        for name, was, now in _changed_entries(old.get(section), new.get(section)):
-            if now is _ABSENT:
-                wider.append(f"drops {label} {name}={_json(was)}")
-            elif was is _ABSENT:
-                narrower.append(f"adds {label} {name}={_json(now)}")
-            else:
-                wider.append(f"changes {label} {name} from {_json(was)} to {_json(now)}")
+        more, less = _entry_changes(label, old.get(section), new.get(section), adding_widens=False)
+        wider += more
+        narrower += less
     return wider, narrower
 
 
-_ABSENT: Any = object()
-
-
-def _changed_entries(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[tuple[str, Any, Any]]:
-    """``(name, old value, new value)`` of each entry of a block that differs, by name; a value
-    is :data:`_ABSENT` on the side that does not have the entry."""
+def _entry_changes(
+    label: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    *,
+    adding_widens: bool,
+    values: bool = True,
+) -> tuple[list[str], list[str]]:
+    """(widenings, narrowings) from the entries of one block (conditions, obligations,
+    exceptions), by name: an added entry widens access when ``adding_widens``, a dropped one
+    then narrows it (and the other way round); a changed one may widen it (``values``: say how)."""
+    wider: list[str] = []
+    narrower: list[str] = []
     before, after = old or {}, new or {}
-    entries = (
-        (name, before.get(name, _ABSENT), after.get(name, _ABSENT)) for name in sorted(before.keys() | after.keys())
-    )
-    return [(name, was, now) for name, was, now in entries if was is _ABSENT or now is _ABSENT or was != now]
+    for name in sorted(before.keys() | after.keys()):
+        if name not in after:
+            (narrower if adding_widens else wider).append(f"drops {label} {name}={_json(before[name])}")
+        elif name not in before:
+            (wider if adding_widens else narrower).append(f"adds {label} {name}={_json(after[name])}")
+        elif before[name] != after[name]:
+            how = f" from {_json(before[name])} to {_json(after[name])}" if values else ""
+            wider.append(f"changes {label} {name}{how}")
+    return wider, narrower
 
 
 def _json(value: Any) -> str:
@@ -202,13 +210,11 @@ def _compare_restriction(old: dict[str, Any], new: dict[str, Any]) -> tuple[list
     unsure = [c for c in covers_more if c.startswith("changes ")]
     wider = list(covers_less) + unsure
     narrower = [c for c in covers_more if not c.startswith("changes ")]
-    for name, was, now in _changed_entries(old.get("unless"), new.get("unless")):
-        if was is _ABSENT:
-            wider.append(f"adds exception unless {name}={_json(now)}")
-        elif now is _ABSENT:
-            narrower.append(f"drops exception unless {name}={_json(was)}")
-        else:
-            wider.append(f"changes exception unless {name}")
+    more, less = _entry_changes(
+        "exception unless", old.get("unless"), new.get("unless"), adding_widens=True, values=False
+    )
+    wider += more
+    narrower += less
     # For a restriction, "drops condition" means it applies more widely (narrows access) and
     # "adds condition" means it applies less (widens); _compare_grant said the opposite.
     fixed_wider = [w.replace("adds condition", "now only applies with condition") for w in wider]
