@@ -83,35 +83,10 @@ def _explanation_text(harness: GovernedHarness, explanation: Explanation | None,
     return "explanation: none"
 
 
-async def expect_effect(
-    harness: GovernedHarness,
-    expected: Effect,
-    target: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    rule: str | None = None,
-    kind: Kind = "tool",
-    purpose: str | None = None,
-    task_id: str | None = None,
-    who: Who,
-) -> Verdict:
-    """Perform the request and check the server decided ``expected`` (by ``rule``, when given).
-
-    ``require_approval`` also holds when an approval was requested for the request (an approval
-    middleware in the chain asked an approver, whatever the answer).
-
-    Raises:
-        PolicyAssertionError: the decision differs.
-        ConfigurationError: a bad request description (see :meth:`GovernedHarness.caller`).
-    """
-    if expected not in ("allow", "deny", "require_approval"):
-        raise ConfigurationError(f"expected must be allow, deny or require_approval, got {expected!r}")
-    verdict = await harness.request(target, arguments, kind=kind, purpose=purpose, task_id=task_id, **who)
-    matched = verdict.effect == expected or (expected == "require_approval" and verdict.approval_requested)
-    if matched and (rule is None or verdict.rule == rule):
-        return verdict
-    caller = harness.caller(**who)
-    explanation = await harness.explain(target, arguments, kind=kind, purpose=purpose, task_id=task_id, caller=caller)
+def effect_failure(
+    harness: GovernedHarness, expected: Effect, rule: str | None, verdict: Verdict, explanation: Explanation | None
+) -> PolicyAssertionError:
+    """The failure of :meth:`GovernedHarness.expect`: what was expected, what the server decided, why."""
     wanted = expected.replace("_", " ") + (f" by rule {rule!r}" if rule is not None else "")
     got = verdict.effect.replace("_", " ") + (f" by rule {verdict.rule!r}" if verdict.rule else "")
     lines = [
@@ -120,36 +95,21 @@ async def expect_effect(
         f"decision: {verdict.describe()}",
         _explanation_text(harness, explanation, verdict),
     ]
-    raise PolicyAssertionError("\n".join(lines), verdict=verdict, explanation=explanation)
+    return PolicyAssertionError("\n".join(lines), verdict=verdict, explanation=explanation)
 
 
-async def expect_visibility(
-    harness: GovernedHarness,
-    visible: bool,
-    target: str,
-    *,
-    kind: Kind = "tool",
-    who: Who,
-) -> Visibility:
-    """List as the caller and check ``target`` is (or is not) listed.
-
-    Raises:
-        PolicyAssertionError: it is not as expected, or the listing itself was refused.
-    """
-    await harness.check_declared(kind, target)
-    seen = await harness.listing(kind, **who)
-    listed = target in seen.listed
-    if listed == visible and (seen.error is None or not visible):
-        return seen  # a refused listing shows nothing: hidden holds, visible does not
-    caller = harness.caller(**who)
-    explanation = await harness.explain(target, kind=kind, action="discover", caller=caller)
+def listing_failure(
+    harness: GovernedHarness, visible: bool, target: str, seen: Visibility, explanation: Explanation | None
+) -> PolicyAssertionError:
+    """The failure of :meth:`GovernedHarness.expect_listed`: what the listing showed and hid, and why."""
     state = "visible" if visible else "hidden"
     if seen.error is not None:
         headline = (
             f"expected {target!r} {state}, but the listing was refused ({seen.error.code} {seen.error.message!r})"
         )
     else:
-        headline = f"expected {target!r} {state} in the listing, but it is {'listed' if listed else 'not listed'}"
+        listed = "listed" if target in seen.listed else "not listed"
+        headline = f"expected {target!r} {state} in the listing, but it is {listed}"
     lines = [
         headline,
         f"request:  {seen.request}",
@@ -157,7 +117,23 @@ async def expect_visibility(
         f"hidden:   {', '.join(seen.hidden) or '(nothing)'}",
         _explanation_text(harness, explanation, None),
     ]
-    raise PolicyAssertionError("\n".join(lines), visibility=seen, explanation=explanation)
+    return PolicyAssertionError("\n".join(lines), visibility=seen, explanation=explanation)
+
+
+async def expect_effect(
+    harness: GovernedHarness, expected: Effect, target: str, arguments: Mapping[str, Any] | None = None, **options: Any
+) -> Verdict:
+    """:meth:`GovernedHarness.expect`, the caller given as ``who={...}`` (``options``: ``rule``,
+    ``kind``, ``purpose``, ``task_id``, ``who``)."""
+    who = options.pop("who", {})
+    return await harness.expect(expected, target, arguments, **options, **who)
+
+
+async def expect_visibility(
+    harness: GovernedHarness, visible: bool, target: str, *, kind: Kind = "tool", who: Who
+) -> Visibility:
+    """:meth:`GovernedHarness.expect_listed`, the caller given as ``who={...}``."""
+    return await harness.expect_listed(visible, target, kind=kind, **who)
 
 
 def _run(fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:

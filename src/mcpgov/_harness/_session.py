@@ -715,13 +715,28 @@ class GovernedHarness:
     ) -> Verdict:
         """Assert the server decides ``expected`` for the request (``who``: principal, tenant,
         workload, issuer, claims, actors); the async form of :func:`~mcpgov.testing.assert_allowed`,
-        :func:`~mcpgov.testing.assert_denied` and :func:`~mcpgov.testing.assert_requires_approval`."""
-        __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
+        :func:`~mcpgov.testing.assert_denied` and :func:`~mcpgov.testing.assert_requires_approval`.
 
-        return await expect_effect(
-            self, expected, target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
-        )
+        ``require_approval`` also holds when an approval was requested for the request (an approval
+        middleware in the chain asked an approver, whatever the answer).
+
+        Raises:
+            PolicyAssertionError: the decision differs (the message shows it, its rule and the
+                policy's explanation).
+            ConfigurationError: a bad request description (see :meth:`caller`).
+        """
+        __tracebackhide__ = True
+        from mcpgov._harness._assertions import effect_failure  # noqa: PLC0415 - avoids an import cycle
+
+        if expected not in ("allow", "deny", "require_approval"):
+            raise ConfigurationError(f"expected must be allow, deny or require_approval, got {expected!r}")
+        verdict = await self.request(target, arguments, kind=kind, purpose=purpose, task_id=task_id, **who)
+        matched = verdict.effect == expected or (expected == "require_approval" and verdict.approval_requested)
+        if matched and (rule is None or verdict.rule == rule):
+            return verdict
+        caller = self.caller(**who)
+        explanation = await self.explain(target, arguments, kind=kind, purpose=purpose, task_id=task_id, caller=caller)
+        raise effect_failure(self, expected, rule, verdict, explanation)
 
     async def assert_allowed(self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_allowed` (options as for :meth:`expect`)."""
@@ -746,9 +761,14 @@ class GovernedHarness:
         """Assert ``target`` is (``visible``) or is not listed for the caller; the async form of
         :func:`~mcpgov.testing.assert_visible` and :func:`~mcpgov.testing.assert_hidden`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
+        from mcpgov._harness._assertions import listing_failure  # noqa: PLC0415 - avoids an import cycle
 
-        return await expect_visibility(self, visible, target, kind=kind, who=who)
+        await self.check_declared(kind, target)
+        seen = await self.listing(kind, **who)
+        if (target in seen.listed) == visible and (seen.error is None or not visible):
+            return seen  # a refused listing shows nothing: hidden holds, visible does not
+        explanation = await self.explain(target, kind=kind, action="discover", caller=self.caller(**who))
+        raise listing_failure(self, visible, target, seen, explanation)
 
     async def assert_visible(self, target: str, **options: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_visible`."""
