@@ -1,11 +1,14 @@
-"""The checks configuration values share: positive numbers of seconds, positive counts."""
+"""The checks configuration values share: positive numbers of seconds, positive counts, unique ids."""
 
 from __future__ import annotations
 
 import math
-from typing import TypeGuard
+from collections.abc import Hashable, Iterable
+from typing import TypeGuard, TypeVar
 
-__all__ = ["is_positive_count", "is_positive_number"]
+__all__ = ["first_repeat", "is_positive_count", "is_positive_number"]
+
+_H = TypeVar("_H", bound=Hashable)
 
 
 def is_positive_number(value: object) -> TypeGuard[float]:
@@ -16,3 +19,13 @@ def is_positive_number(value: object) -> TypeGuard[float]:
 def is_positive_count(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an ``int`` of at least one (not a ``bool``)."""
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+
+
+def first_repeat(values: Iterable[_H]) -> _H | None:
+    """The first value that appears a second time in ``values`` (``None`` when all are distinct)."""
+    seen: set[_H] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
+from mcpgov._validate import first_repeat
 from mcpgov.policy._regex import compile_regex
 
 __all__ = [
@@ -428,11 +429,9 @@ class PolicyDocument(_Model):
 
     @model_validator(mode="after")
     def _unique(self) -> PolicyDocument:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"duplicate rule id {rule.id!r}")
-            seen.add(rule.id)
+        repeated = first_repeat(rule.id for rule in self.rules)
+        if repeated is not None:
+            raise ValueError(f"duplicate rule id {repeated!r}")
         blocks = [
             (rule.id, part, block)
             for rule in self.rules
