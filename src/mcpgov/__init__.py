@@ -10,9 +10,22 @@ official MCP Python SDK, as composable middleware shared by client and server.
 
 from typing import TYPE_CHECKING
 
+# The error tree imports nothing (no SDK, no pydantic): it loads with the package.
+from mcpgov._errors import (
+    ApprovalRequired,
+    AuditUnavailable,
+    ConfigurationError,
+    CredentialError,
+    Denied,
+    IdentityError,
+    InvalidRequest,
+    McpGovError,
+    PinningError,
+)
 from mcpgov._public import by_module as _by_module
 from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import moved as _moved
+from mcpgov._public import publish as _publish
 from mcpgov._public import renamed as _renamed
 from mcpgov._public import retired as _retired
 
@@ -88,17 +101,6 @@ if TYPE_CHECKING:
         Transport,
     )
     from mcpgov._decision import Decision, Effect, merge_obligations
-    from mcpgov._errors import (
-        ApprovalRequired,
-        AuditUnavailable,
-        ConfigurationError,
-        CredentialError,
-        Denied,
-        IdentityError,
-        InvalidRequest,
-        McpGovError,
-        PinningError,
-    )
     from mcpgov._hooks import HookFn, Hooks
     from mcpgov._hygiene import NamePolicy
     from mcpgov._principal import Actor, Principal
@@ -130,17 +132,6 @@ _LAZY: dict[str, str] = _by_module(
         ),
         "mcpgov._hygiene": ("NamePolicy",),
         "mcpgov._decision": ("Decision", "Effect", "merge_obligations"),
-        "mcpgov._errors": (
-            "ApprovalRequired",
-            "AuditUnavailable",
-            "ConfigurationError",
-            "CredentialError",
-            "Denied",
-            "IdentityError",
-            "InvalidRequest",
-            "McpGovError",
-            "PinningError",
-        ),
         "mcpgov._hooks": ("HookFn", "Hooks"),
         "mcpgov._principal": ("Actor", "Principal"),
         "mcpgov._state": ("InMemoryStateStore", "StateStore", "StateStoreError"),
@@ -198,3 +189,6 @@ __getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
+
+
+_publish(__name__, globals())  # the names imported above; the others publish when first read
