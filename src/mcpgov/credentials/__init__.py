@@ -73,8 +73,6 @@ __all__ = [
     "token_exchange_app",
 ]
 
-_publish(__name__, globals())
-
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
     **_renamed("mcpgov.credentials", IdentityVerifier="SubjectTokenVerifier"),
@@ -91,3 +89,5 @@ _DEPRECATED: dict[str, tuple[str, str | None]] = {
 }
 
 __getattr__ = _lazy_names(__name__, {}, _DEPRECATED)
+
+_publish(__name__, globals())

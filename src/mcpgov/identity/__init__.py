@@ -61,8 +61,6 @@ __all__ = [
     "server_auth",
 ]
 
-_publish(__name__, globals())
-
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
     **_renamed("mcpgov.identity", IdentityProvider="IdentitySource", OIDCIssuer="OIDCTrust"),
@@ -78,3 +76,5 @@ _DEPRECATED: dict[str, tuple[str, str | None]] = {
 }
 
 __getattr__ = _lazy_names(__name__, {}, _DEPRECATED)
+
+_publish(__name__, globals())
