@@ -134,9 +134,18 @@ def lazy_names(
     return __getattr__
 
 
-def by_module(groups: Mapping[str, Iterable[str]]) -> dict[str, str]:
-    """A lazy table (name -> module, for :func:`lazy_names`) from each module and the names it defines."""
-    return {name: module for module, names in groups.items() for name in names}
+def by_module(
+    groups: Mapping[str, Iterable[str]], *, rest: str | None = None, names: Iterable[str] = ()
+) -> dict[str, str]:
+    """A lazy table (name -> module, for :func:`lazy_names`) from each module and the names it defines.
+
+    ``rest`` is the module that defines every name of ``names`` (the package's ``__all__``) that
+    no group lists: the package's main module, whose names need not be spelt out twice.
+    """
+    table = {name: module for module, listed in groups.items() for name in listed}
+    if rest is not None:
+        table.update({name: rest for name in names if name not in table})
+    return table
 
 
 def retired(groups: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, str | None]]:

@@ -58,28 +58,16 @@ if TYPE_CHECKING:
     from mcpgov.gateway._routing import Namespace, Router
     from mcpgov.gateway._upstream import UpstreamTimeout, UpstreamUnavailable
 
-# Loaded on first use, so that ``mcpgov gateway --help`` and the CLI stay fast.
+# Loaded on first use, so that ``mcpgov gateway --help`` and the CLI stay fast; the configuration
+# module defines every name not listed.
 _LAZY: dict[str, str] = _by_module(
     {
-        "mcpgov.gateway._config": (
-            "AuditConfig",
-            "CredentialsConfig",
-            "GatewayConfig",
-            "HttpListenConfig",
-            "IdentityConfig",
-            "IssuerConfig",
-            "NamespaceConfig",
-            "RestartConfig",
-            "SecretRef",
-            "StateConfig",
-            "UpstreamConfig",
-            "load_config",
-            "parse_config",
-        ),
         "mcpgov.gateway._gateway": ("Gateway",),
         "mcpgov.gateway._routing": ("Namespace", "Router"),
         "mcpgov.gateway._upstream": ("UpstreamTimeout", "UpstreamUnavailable"),
-    }
+    },
+    rest="mcpgov.gateway._config",
+    names=__all__,
 )
 
 

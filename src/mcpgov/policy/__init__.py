@@ -58,26 +58,19 @@ if TYPE_CHECKING:
     from mcpgov.policy._middleware import PolicyMiddleware, PolicySource
     from mcpgov.policy._model import Rule
 
-# Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK.
+# Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK; the engine
+# module defines every name not listed.
 _LAZY: dict[str, str] = _by_module(
     {
         "mcpgov.policy._conditions": ("canonical_path", "path_within"),
         "mcpgov.policy._cedar": ("CedarPolicy",),
         "mcpgov.policy._decorators": ("PolicyDecorators",),
-        "mcpgov.policy._engine": (
-            "DEFAULT_DENY_RULE",
-            "OBLIGATION_BIND_ARGUMENTS",
-            "OBLIGATION_MAX_CREDENTIAL_TTL",
-            "OBLIGATION_RATE_LIMIT",
-            "OBLIGATION_REDACT",
-            "Explanation",
-            "PolicyEngine",
-            "RuleTrace",
-        ),
         "mcpgov.policy._load": ("Policy", "PolicyError", "load_policy"),
         "mcpgov.policy._middleware": ("PolicyMiddleware", "PolicySource"),
         "mcpgov.policy._model": ("Rule",),
-    }
+    },
+    rest="mcpgov.policy._engine",
+    names=__all__,
 )
 
 
