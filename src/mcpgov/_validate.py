@@ -6,7 +6,9 @@ import math
 from collections.abc import Hashable, Iterable
 from typing import TypeGuard, TypeVar
 
-__all__ = ["first_repeat", "is_positive_count", "is_positive_number"]
+from mcpgov._errors import ConfigurationError
+
+__all__ = ["first_repeat", "is_positive_count", "is_positive_number", "positive_seconds"]
 
 _H = TypeVar("_H", bound=Hashable)
 
@@ -14,6 +16,17 @@ _H = TypeVar("_H", bound=Hashable)
 def is_positive_number(value: object) -> TypeGuard[float]:
     """Whether ``value`` is a finite number greater than zero (an ``int`` or ``float``, not a ``bool``)."""
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def positive_seconds(name: str, value: object) -> float:
+    """``value`` as a ``float``, checked to be a positive, finite number of seconds.
+
+    Raises:
+        ConfigurationError: it is not (the message names ``name`` and the value given).
+    """
+    if not is_positive_number(value):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def is_positive_count(value: object) -> TypeGuard[int]:

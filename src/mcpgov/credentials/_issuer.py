@@ -15,7 +15,7 @@ from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal, act_claim
 from mcpgov._types import Clock, thaw
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import is_positive_number, positive_seconds
 from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
 from mcpgov.credentials._issuance import IssuancePolicy
 from mcpgov.credentials._jose import sign_credential
@@ -130,9 +130,8 @@ class CredentialIssuer:
             raise ConfigurationError("an issuer needs a non-empty id")
         if not isinstance(keys, SigningKeySet):
             raise ConfigurationError("an issuer needs a SigningKeySet")
-        for label, value in (("max_ttl", max_ttl), ("default_ttl", default_ttl)):
-            if not is_positive_number(value):
-                raise ConfigurationError(f"{label} must be a positive number of seconds, got {value!r}")
+        positive_seconds("max_ttl", max_ttl)
+        positive_seconds("default_ttl", default_ttl)
         if default_ttl > max_ttl:
             raise ConfigurationError("default_ttl cannot exceed max_ttl")
         if keys.overlap < max_ttl:
