@@ -3,7 +3,8 @@
     python tools/rename_surface.py [ROOT]
 
 Each old name keeps working for one release through its package's ``_DEPRECATED`` table, whose
-lines (and the changelog, and the test that reads old names on purpose) this leaves alone.
+lines (``**_renamed(...)`` entries included), the changelog, and the test that reads old names on
+purpose this leaves alone.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ RENAMES: list[tuple[str, str, str, tuple[str, ...] | None]] = [
 
 AREAS = ("src", "tests", "docs", "examples", "benchmarks", "README.md")
 SKIP = {"tests/test_house_deprecations.py", "tests/vectors/public_api.txt", "tools/rename_surface.py"}
-TABLE_LINE = re.compile(r'^\s*"\w+": \("mcpgov')  # a line of a _DEPRECATED table
+TABLE_LINE = re.compile(r'^\s*("\w+": \("mcpgov|\*\*_renamed\()')  # a line of a _DEPRECATED table
 
 
 def files(root: Path) -> list[Path]:

@@ -10,145 +10,24 @@ official MCP Python SDK, as composable middleware shared by client and server.
 
 from typing import TYPE_CHECKING
 
+# The error tree imports nothing (no SDK, no pydantic): it loads with the package.
+from mcpgov._errors import (
+    ApprovalRequired,
+    AuditUnavailable,
+    ConfigurationError,
+    CredentialError,
+    Denied,
+    IdentityError,
+    InvalidRequest,
+    McpGovError,
+    PinningError,
+)
+from mcpgov._public import by_module as _by_module
 from mcpgov._public import lazy_names as _lazy_names
-
-if TYPE_CHECKING:
-    from mcpgov._arguments import ArgumentLimits, arguments_hash
-    from mcpgov._audit import AuditEvent, Auditor, AuditStats
-    from mcpgov._authorize import Authorizer
-    from mcpgov._base_middleware import BaseMiddleware, ListNext
-    from mcpgov._chain import CallNext, ChainResult, Listing, ListItem, Middleware, StageSpec, compose
-    from mcpgov._client import GovernedClient
-    from mcpgov._context import (
-        HTTP_AUTHORIZATION,
-        META_CREDENTIAL,
-        META_IDENTITY,
-        Action,
-        ExtensionKey,
-        GovContext,
-        Side,
-        TargetKind,
-        Transport,
-    )
-    from mcpgov._decision import Decision, Effect, merge_obligations
-    from mcpgov._errors import (
-        ApprovalRequired,
-        AuditUnavailable,
-        ConfigurationError,
-        CredentialError,
-        Denied,
-        IdentityError,
-        InvalidRequest,
-        McpGovError,
-        PinningError,
-    )
-    from mcpgov._hooks import HookFn, Hooks
-    from mcpgov._hygiene import NamePolicy
-    from mcpgov._principal import Actor, Principal
-    from mcpgov._server import ServerGovernance, govern
-    from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
-    from mcpgov._wire import to_mcp_error
-
-__version__ = "0.1.0"
-
-# Every public name loads on first use: importing mcpgov (or a submodule such as its CLI or its
-# pytest plugin) imports neither the MCP SDK nor pydantic until a name that needs them is used.
-_LAZY: dict[str, str] = {
-    "ArgumentLimits": "mcpgov._arguments",
-    "arguments_hash": "mcpgov._arguments",
-    "AuditEvent": "mcpgov._audit",
-    "Auditor": "mcpgov._audit",
-    "AuditStats": "mcpgov._audit",
-    "Authorizer": "mcpgov._authorize",
-    "BaseMiddleware": "mcpgov._base_middleware",
-    "ListNext": "mcpgov._base_middleware",
-    "CallNext": "mcpgov._chain",
-    "ChainResult": "mcpgov._chain",
-    "Listing": "mcpgov._chain",
-    "ListItem": "mcpgov._chain",
-    "Middleware": "mcpgov._chain",
-    "compose": "mcpgov._chain",
-    "StageSpec": "mcpgov._chain",
-    "Transport": "mcpgov._context",
-    "NamePolicy": "mcpgov._hygiene",
-    "HTTP_AUTHORIZATION": "mcpgov._context",
-    "META_CREDENTIAL": "mcpgov._context",
-    "META_IDENTITY": "mcpgov._context",
-    "Action": "mcpgov._context",
-    "ExtensionKey": "mcpgov._context",
-    "GovContext": "mcpgov._context",
-    "Side": "mcpgov._context",
-    "TargetKind": "mcpgov._context",
-    "Decision": "mcpgov._decision",
-    "Effect": "mcpgov._decision",
-    "merge_obligations": "mcpgov._decision",
-    "ApprovalRequired": "mcpgov._errors",
-    "AuditUnavailable": "mcpgov._errors",
-    "ConfigurationError": "mcpgov._errors",
-    "CredentialError": "mcpgov._errors",
-    "Denied": "mcpgov._errors",
-    "IdentityError": "mcpgov._errors",
-    "InvalidRequest": "mcpgov._errors",
-    "McpGovError": "mcpgov._errors",
-    "PinningError": "mcpgov._errors",
-    "HookFn": "mcpgov._hooks",
-    "Hooks": "mcpgov._hooks",
-    "Actor": "mcpgov._principal",
-    "Principal": "mcpgov._principal",
-    "InMemoryStateStore": "mcpgov._state",
-    "StateStore": "mcpgov._state",
-    "StateStoreError": "mcpgov._state",
-    "GovernedClient": "mcpgov._client",
-    "ServerGovernance": "mcpgov._server",
-    "govern": "mcpgov._server",
-    "to_mcp_error": "mcpgov._wire",
-}
-
-
-# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
-_DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "AcceptPolicy": ("mcpgov.identity", "mcpgov.identity.AcceptPolicy"),
-    "ApprovalMiddleware": ("mcpgov.approval", "mcpgov.approval.ApprovalMiddleware"),
-    "ApprovalQueue": ("mcpgov.approval", "mcpgov.approval.ApprovalQueue"),
-    "ApprovedServer": ("mcpgov.pinning", "mcpgov.pinning.ApprovedServer"),
-    "AuditCallback": ("mcpgov._audit", None),
-    "CallbackApprover": ("mcpgov.approval", "mcpgov.approval.CallbackApprover"),
-    "CedarPolicy": ("mcpgov.policy", "mcpgov.policy.CedarPolicy"),
-    "ClientCredentials": ("mcpgov.credentials", "mcpgov.credentials.ClientCredentials"),
-    "CredentialIssuer": ("mcpgov.credentials", "mcpgov.credentials.CredentialIssuer"),
-    "CredentialMiddleware": ("mcpgov.credentials", "mcpgov.credentials.CredentialMiddleware"),
-    "CredentialVerifier": ("mcpgov.credentials", "mcpgov.credentials.CredentialVerifier"),
-    "GovernanceMiddleware": ("mcpgov:ServerGovernance", "mcpgov.ServerGovernance"),
-    "ElicitationApprover": ("mcpgov.approval", "mcpgov.approval.ElicitationApprover"),
-    "Explanation": ("mcpgov.policy", "mcpgov.policy.Explanation"),
-    "IdentityMiddleware": ("mcpgov.identity", "mcpgov.identity.IdentityMiddleware"),
-    "IdentityVerifier": ("mcpgov.identity", "mcpgov.identity.IdentityVerifier"),
-    "OIDCIssuer": ("mcpgov.identity:OIDCTrust", "mcpgov.identity.OIDCTrust"),
-    "PinningMiddleware": ("mcpgov.pinning", "mcpgov.pinning.PinningMiddleware"),
-    "Policy": ("mcpgov.policy", "mcpgov.policy.Policy"),
-    "PolicyDecorators": ("mcpgov.policy", "mcpgov.policy.PolicyDecorators"),
-    "PolicyError": ("mcpgov.policy", "mcpgov.policy.PolicyError"),
-    "PolicyMiddleware": ("mcpgov.policy", "mcpgov.policy.PolicyMiddleware"),
-    "RemoteKeys": ("mcpgov.identity", "mcpgov.identity.RemoteKeys"),
-    "RevocationList": ("mcpgov.credentials", "mcpgov.credentials.RevocationList"),
-    "SCHEMA_VERSION": ("mcpgov._audit", None),
-    "SERVER_INFO": ("mcpgov._client", None),
-    "ServerRegistry": ("mcpgov.pinning", "mcpgov.pinning.ServerRegistry"),
-    "SessionAnchor": ("mcpgov._context", None),
-    "SigningKeySet": ("mcpgov.credentials", "mcpgov.credentials.SigningKeySet"),
-    "SpiffeTrustDomain": ("mcpgov.identity", "mcpgov.identity.SpiffeTrustDomain"),
-    "StaticKeys": ("mcpgov.identity", "mcpgov.identity.StaticKeys"),
-    "open_task": ("mcpgov.credentials", "mcpgov.credentials.open_task"),
-    "server_auth": ("mcpgov.identity", "mcpgov.identity.server_auth"),
-    "tool_fingerprint": ("mcpgov.pinning", "mcpgov.pinning.tool_fingerprint"),
-}
-
-__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+from mcpgov._public import moved as _moved
+from mcpgov._public import publish as _publish
+from mcpgov._public import renamed as _renamed
+from mcpgov._public import retired as _retired
 
 __all__ = [
     "HTTP_AUTHORIZATION",
@@ -201,3 +80,115 @@ __all__ = [
     "merge_obligations",
     "to_mcp_error",
 ]
+
+
+if TYPE_CHECKING:
+    from mcpgov._arguments import ArgumentLimits, arguments_hash
+    from mcpgov._audit import AuditEvent, Auditor, AuditStats
+    from mcpgov._authorize import Authorizer
+    from mcpgov._base_middleware import BaseMiddleware, ListNext
+    from mcpgov._chain import CallNext, ChainResult, Listing, ListItem, Middleware, StageSpec, compose
+    from mcpgov._client import GovernedClient
+    from mcpgov._context import (
+        HTTP_AUTHORIZATION,
+        META_CREDENTIAL,
+        META_IDENTITY,
+        Action,
+        ExtensionKey,
+        GovContext,
+        Side,
+        TargetKind,
+        Transport,
+    )
+    from mcpgov._decision import Decision, Effect, merge_obligations
+    from mcpgov._hooks import HookFn, Hooks
+    from mcpgov._hygiene import NamePolicy
+    from mcpgov._principal import Actor, Principal
+    from mcpgov._server import ServerGovernance, govern
+    from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
+    from mcpgov._wire import to_mcp_error
+
+__version__ = "0.1.0"
+
+# Every public name loads on first use: importing mcpgov (or a submodule such as its CLI or its
+# pytest plugin) imports neither the MCP SDK nor pydantic until a name that needs them is used.
+_LAZY: dict[str, str] = _by_module(
+    {
+        "mcpgov._arguments": ("ArgumentLimits", "arguments_hash"),
+        "mcpgov._audit": ("AuditEvent", "Auditor", "AuditStats"),
+        "mcpgov._authorize": ("Authorizer",),
+        "mcpgov._base_middleware": ("BaseMiddleware", "ListNext"),
+        "mcpgov._chain": ("CallNext", "ChainResult", "Listing", "ListItem", "Middleware", "compose", "StageSpec"),
+        "mcpgov._context": (
+            "Transport",
+            "HTTP_AUTHORIZATION",
+            "META_CREDENTIAL",
+            "META_IDENTITY",
+            "Action",
+            "ExtensionKey",
+            "GovContext",
+            "Side",
+            "TargetKind",
+        ),
+        "mcpgov._hygiene": ("NamePolicy",),
+        "mcpgov._decision": ("Decision", "Effect", "merge_obligations"),
+        "mcpgov._hooks": ("HookFn", "Hooks"),
+        "mcpgov._principal": ("Actor", "Principal"),
+        "mcpgov._state": ("InMemoryStateStore", "StateStore", "StateStoreError"),
+        "mcpgov._client": ("GovernedClient",),
+        "mcpgov._server": ("ServerGovernance", "govern"),
+        "mcpgov._wire": ("to_mcp_error",),
+    }
+)
+
+
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    **_renamed("mcpgov", GovernanceMiddleware="ServerGovernance"),
+    **_renamed("mcpgov.identity", OIDCIssuer="OIDCTrust"),
+    **_moved(
+        "mcpgov.identity",
+        (
+            "AcceptPolicy",
+            "IdentityMiddleware",
+            "IdentityVerifier",
+            "RemoteKeys",
+            "SpiffeTrustDomain",
+            "StaticKeys",
+            "server_auth",
+        ),
+    ),
+    **_moved("mcpgov.approval", ("ApprovalMiddleware", "ApprovalQueue", "CallbackApprover", "ElicitationApprover")),
+    **_moved("mcpgov.pinning", ("ApprovedServer", "PinningMiddleware", "ServerRegistry", "tool_fingerprint")),
+    **_moved(
+        "mcpgov.policy", ("CedarPolicy", "Explanation", "Policy", "PolicyDecorators", "PolicyError", "PolicyMiddleware")
+    ),
+    **_moved(
+        "mcpgov.credentials",
+        (
+            "ClientCredentials",
+            "CredentialIssuer",
+            "CredentialMiddleware",
+            "CredentialVerifier",
+            "RevocationList",
+            "SigningKeySet",
+            "open_task",
+        ),
+    ),
+    **_retired(
+        {
+            "mcpgov._audit": ("AuditCallback", "SCHEMA_VERSION"),
+            "mcpgov._client": ("SERVER_INFO",),
+            "mcpgov._context": ("SessionAnchor",),
+        }
+    ),
+}
+
+__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+_publish(__name__, globals())  # the names imported above; the others publish when first read

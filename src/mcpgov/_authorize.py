@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import inspect
 import logging
-import math
 import time
 from typing import Any, ClassVar
 
@@ -16,8 +15,9 @@ from mcpgov._chain import CallNext, ChainResult, Listing, StageSpec
 from mcpgov._contain import contained
 from mcpgov._context import APPROVAL_GRANT, GovContext, discovery_contexts
 from mcpgov._decision import Decision, Effect
-from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
+from mcpgov._errors import ApprovalRequired, Denied
 from mcpgov._methods import LIST_METHODS
+from mcpgov._validate import positive_seconds
 
 __all__ = ["Authorizer"]
 
@@ -82,13 +82,7 @@ class Authorizer(abc.ABC):
     stage: ClassVar[StageSpec] = StageSpec(after=frozenset({"principal", "credential", "approval"}))
 
     def __init__(self, *, deadline: float = 1.0, name: str | None = None) -> None:
-        if (
-            not isinstance(deadline, (int, float))
-            or isinstance(deadline, bool)
-            or not (math.isfinite(deadline) and deadline > 0)
-        ):
-            raise ConfigurationError(f"deadline must be a positive number of seconds, got {deadline!r}")
-        self.deadline = float(deadline)
+        self.deadline = positive_seconds("deadline", deadline)
         self.name = name or type(self).__name__
 
     @abc.abstractmethod

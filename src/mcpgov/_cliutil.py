@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from typing import IO, Any
+from collections.abc import Callable, Sequence
+from typing import IO, Any, TypeVar
 
 import click
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "BadInput", "LazyGroup"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "BadInput", "LazyGroup", "choice_option"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,3 +70,14 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def choice_option(*names: str, choices: Sequence[str], help: str | None = None) -> Callable[[_F], _F]:  # noqa: A002 - click's own name
+    """A command option taking one of ``choices``, the first by default (shown in ``--help``).
+
+    ``names`` as for :func:`click.option` (``"--format", "fmt"``).
+    """
+    return click.option(*names, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help)

@@ -23,10 +23,12 @@ machine-readable ``code`` (a short dotted string) and a JSON-RPC ``rpc_code``::
     ├── UpstreamUnavailable          mcpgov.gateway.upstream_unavailable -32603 (mcpgov.gateway)
     └── UpstreamTimeout              mcpgov.gateway.upstream_timeout     -32603 (mcpgov.gateway)
 
-Subclasses without a code of their own share their parent's. Two exceptions stand outside the
-tree on purpose: the command line's ``BadInput`` (a ``click.ClickException``, exit code 2) and
-``mcpgov.testing.PolicyAssertionError`` (an ``AssertionError``, so test runners report a failed
-policy assertion as a failure). ``docs/errors.md`` lists every error; a test keeps both honest.
+A subclass names its own in its class line
+(``class X(McpGovError, code=..., rpc_code=..., public_message=...)``); what it leaves out it
+shares with its parent. Two exceptions stand outside the tree on purpose: the command line's
+``BadInput`` (a ``click.ClickException``, exit code 2) and ``mcpgov.testing.PolicyAssertionError``
+(an ``AssertionError``, so test runners report a failed policy assertion as a failure).
+``docs/errors.md`` lists every error; a test keeps both honest.
 
 The ``detail`` of an error is for the audit trail and local logs only. What crosses
 the wire is built by :func:`mcpgov.to_mcp_error` (the single place that maps
@@ -36,7 +38,7 @@ errors to the protocol) from the code and a fixed public message, never from
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from mcpgov._context import GovContext
@@ -77,75 +79,64 @@ class McpGovError(Exception):
         self.context: GovContext | None = None
         """The request context as the refusing stage saw it (caller, tenant...), when it set one."""
 
+    def __init_subclass__(
+        cls, *, code: str | None = None, rpc_code: int | None = None, public_message: str | None = None, **kwargs: Any
+    ) -> None:
+        """A subclass names its wire identity in its class line; what it leaves out it shares with its parent.
+
+        ``class PinningError(McpGovError, code="mcpgov.pinning", rpc_code=-32005, public_message="...")``
+        """
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if rpc_code is not None:
+            cls.rpc_code = rpc_code
+        if public_message is not None:
+            cls.public_message = public_message
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
 
 
-class ConfigurationError(McpGovError):
+class ConfigurationError(McpGovError, code="mcpgov.configuration"):
     """mcpgov was configured in a way that cannot be governed safely (raised at setup)."""
 
-    code = "mcpgov.configuration"
 
-
-class InvalidRequest(McpGovError):
+class InvalidRequest(
+    McpGovError, code="mcpgov.invalid_request", rpc_code=-32602, public_message="Invalid request parameters"
+):
     """A request's parameters are malformed, oversized or too deeply nested."""
 
-    code = "mcpgov.invalid_request"
-    rpc_code = -32602
-    public_message = "Invalid request parameters"
 
-
-class IdentityError(McpGovError):
+class IdentityError(McpGovError, code="mcpgov.identity", rpc_code=-32001, public_message="Unauthenticated"):
     """The caller's identity is missing, invalid or not acceptable."""
 
-    code = "mcpgov.identity"
-    rpc_code = -32001
-    public_message = "Unauthenticated"
 
-
-class CredentialError(McpGovError):
+class CredentialError(McpGovError, code="mcpgov.credential", rpc_code=-32002, public_message="Invalid credential"):
     """A presented credential is missing, invalid, revoked or not for this request."""
 
-    code = "mcpgov.credential"
-    rpc_code = -32002
-    public_message = "Invalid credential"
 
-
-class Denied(McpGovError):
+class Denied(McpGovError, code="mcpgov.denied", rpc_code=-32003, public_message="Request denied"):
     """The request was refused by an authoriser (hook or policy).
 
     Args:
         decision: the deny decision, naming the rule that made it.
     """
 
-    code = "mcpgov.denied"
-    rpc_code = -32003
-    public_message = "Request denied"
-
     def __init__(self, decision: Decision, detail: str = "") -> None:
         super().__init__(detail or decision.reason or "denied", reason=decision.reason_code)
         self.decision = decision
 
 
-class ApprovalRequired(Denied):
+class ApprovalRequired(Denied, code="mcpgov.approval_required", rpc_code=-32004, public_message="Approval required"):
     """The request needs an approval that was not (or could not be) obtained."""
 
-    code = "mcpgov.approval_required"
-    rpc_code = -32004
-    public_message = "Approval required"
 
-
-class PinningError(McpGovError):
+class PinningError(McpGovError, code="mcpgov.pinning", rpc_code=-32005, public_message="Server or tool not approved"):
     """A server or tool does not match what was approved and pinned."""
 
-    code = "mcpgov.pinning"
-    rpc_code = -32005
-    public_message = "Server or tool not approved"
 
-
-class AuditUnavailable(McpGovError):
+class AuditUnavailable(
+    McpGovError, code="mcpgov.audit_unavailable", rpc_code=-32006, public_message="Audit unavailable"
+):
     """Strict audit mode refused a request because its audit event could not be recorded."""
-
-    code = "mcpgov.audit_unavailable"
-    rpc_code = -32006
-    public_message = "Audit unavailable"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mcpgov._cliutil import BadInput
+from mcpgov._cliutil import BadInput, choice_option
 
 __all__ = ["keys"]
 
@@ -46,13 +46,7 @@ def _write_private(path: Path, text: str, *, force: bool) -> None:
 
 
 @keys.command()
-@click.option(
-    "--alg",
-    type=click.Choice(["Ed25519", "ES256"]),
-    default="Ed25519",
-    show_default=True,
-    help="The signing algorithm.",
-)
+@choice_option("--alg", choices=("Ed25519", "ES256"), help="The signing algorithm.")
 @click.option("--out", "out", required=True, metavar="FILE", help="Where to write the private key (a JWKS, mode 0600).")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def generate(alg: str, out: str, force: bool) -> None:

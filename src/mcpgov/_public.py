@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["home_of", "lazy_names", "publish"]
+__all__ = ["by_module", "home_of", "lazy_names", "moved", "publish", "renamed", "retired"]
 
 
 _PRIVATE_HOMES = {"mcpgov._harness": "mcpgov.testing"}
@@ -132,3 +132,34 @@ def lazy_names(
         return value
 
     return __getattr__
+
+
+def by_module(
+    groups: Mapping[str, Iterable[str]], *, rest: str | None = None, names: Iterable[str] = ()
+) -> dict[str, str]:
+    """A lazy table (name -> module, for :func:`lazy_names`) from each module and the names it defines.
+
+    ``rest`` is the module that defines every name of ``names`` (the package's ``__all__``) that
+    no group lists: the package's main module, whose names need not be spelt out twice.
+    """
+    table = {name: module for module, listed in groups.items() for name in listed}
+    if rest is not None:
+        table.update({name: rest for name in names if name not in table})
+    return table
+
+
+def retired(groups: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, str | None]]:
+    """Deprecated-table entries (for :func:`lazy_names`) for names that are no longer public,
+    from each module (``"module"`` or ``"module:attribute"``) and the names whose values it holds."""
+    return {name: (module, None) for module, names in groups.items() for name in names}
+
+
+def moved(package: str, names: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """Deprecated-table entries (for :func:`lazy_names`) for names whose public home is now ``package``."""
+    return {name: (package, f"{package}.{name}") for name in names}
+
+
+def renamed(package: str, **new_names: str) -> dict[str, tuple[str, str | None]]:
+    """Deprecated-table entries (for :func:`lazy_names`) for old names (the keywords) of names now
+    public in ``package`` under a new name (their values)."""
+    return {old: (f"{package}:{new}", f"{package}.{new}") for old, new in new_names.items()}

@@ -23,10 +23,8 @@ from mcpgov._validate import is_positive_count, is_positive_number
 __all__ = ["InMemoryStateStore", "StateStore", "StateStoreError"]
 
 
-class StateStoreError(McpGovError):
+class StateStoreError(McpGovError, code="mcpgov.state_store"):
     """The state store could not answer or could not record. Callers must fail closed."""
-
-    code = "mcpgov.state_store"
 
 
 @runtime_checkable

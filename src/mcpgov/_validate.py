@@ -1,11 +1,16 @@
-"""The checks configuration values share: positive numbers of seconds, positive counts."""
+"""The checks configuration values share: positive numbers of seconds, positive counts, unique ids."""
 
 from __future__ import annotations
 
 import math
-from typing import TypeGuard
+from collections.abc import Hashable, Iterable
+from typing import TypeGuard, TypeVar
 
-__all__ = ["is_positive_count", "is_positive_number"]
+from mcpgov._errors import ConfigurationError
+
+__all__ = ["first_repeat", "is_positive_count", "is_positive_number", "positive_seconds"]
+
+_H = TypeVar("_H", bound=Hashable)
 
 
 def is_positive_number(value: object) -> TypeGuard[float]:
@@ -13,6 +18,27 @@ def is_positive_number(value: object) -> TypeGuard[float]:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+def positive_seconds(name: str, value: object) -> float:
+    """``value`` as a ``float``, checked to be a positive, finite number of seconds.
+
+    Raises:
+        ConfigurationError: it is not (the message names ``name`` and the value given).
+    """
+    if not is_positive_number(value):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
 def is_positive_count(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an ``int`` of at least one (not a ``bool``)."""
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+
+
+def first_repeat(values: Iterable[_H]) -> _H | None:
+    """The first value that appears a second time in ``values`` (``None`` when all are distinct)."""
+    seen: set[_H] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None

@@ -21,6 +21,7 @@ import click
 from mcpgov import __version__
 from mcpgov._cliutil import LazyGroup as _LazyGroup
 from mcpgov._public import lazy_names as _lazy_names
+from mcpgov._public import retired as _retired
 
 __all__ = ["main"]
 
@@ -62,8 +63,12 @@ def main(ctx: click.Context, color: bool | None) -> None:
 
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "COMMANDS": ("mcpgov.cli:_COMMANDS", None),
-    "LazyGroup": ("mcpgov._cliutil", None),
+    **_retired(
+        {
+            "mcpgov.cli:_COMMANDS": ("COMMANDS",),
+            "mcpgov._cliutil": ("LazyGroup",),
+        }
+    ),
 }
 
 __getattr__ = _lazy_names(__name__, {}, _DEPRECATED)

@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from mcpgov._errors import ConfigurationError
 from mcpgov._state import StateStoreError
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import is_positive_number, positive_seconds
 
 __all__ = ["RedisStateStore"]
 
@@ -70,11 +70,9 @@ class RedisStateStore:
     def __init__(self, client: aioredis.Redis, *, prefix: str = "", timeout: float = 0.5) -> None:
         if not isinstance(client, aioredis.Redis):
             raise ConfigurationError("RedisStateStore needs a redis.asyncio.Redis client")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf):
-            raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self._redis = client
         self._prefix = prefix
-        self.timeout = float(timeout)
+        self.timeout = positive_seconds("timeout", timeout)
         self._incr = client.register_script(_INCR)
 
     def __repr__(self) -> str:

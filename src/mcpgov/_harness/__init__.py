@@ -9,51 +9,12 @@ test``) runs on, and what the test kit (:mod:`mcpgov.testing`) publishes.
 * the policy assertions (``assert_allowed``...).
 """
 
-from mcpgov._harness._assertions import (
-    PolicyAssertionError,
-    assert_allowed,
-    assert_denied,
-    assert_hidden,
-    assert_requires_approval,
-    assert_visible,
-    expect_effect,
-    expect_visibility,
-)
-from mcpgov._harness._clock import DEFAULT_FROZEN_TIME, FrozenClock
-from mcpgov._harness._inventory import Inventory, generic_server, inventory_of
-from mcpgov._harness._issuers import IdentityIssuer, InMemoryAuditSink, SpiffeIssuer
-from mcpgov._harness._session import (
-    CREDENTIAL_ISSUER,
-    DEFAULT_AUDIENCE,
-    DEFAULT_ISSUER,
-    Caller,
-    GovernedHarness,
-    Verdict,
-    Visibility,
-)
+# The package is the union of its modules' exports (each module's ``__all__`` lists them once).
+from mcpgov._harness import _assertions, _clock, _inventory, _issuers, _session
+from mcpgov._harness._assertions import *  # noqa: F403
+from mcpgov._harness._clock import *  # noqa: F403
+from mcpgov._harness._inventory import *  # noqa: F403
+from mcpgov._harness._issuers import *  # noqa: F403
+from mcpgov._harness._session import *  # noqa: F403
 
-__all__ = [
-    "CREDENTIAL_ISSUER",
-    "DEFAULT_AUDIENCE",
-    "DEFAULT_FROZEN_TIME",
-    "DEFAULT_ISSUER",
-    "Caller",
-    "FrozenClock",
-    "GovernedHarness",
-    "IdentityIssuer",
-    "InMemoryAuditSink",
-    "Inventory",
-    "PolicyAssertionError",
-    "SpiffeIssuer",
-    "Verdict",
-    "Visibility",
-    "assert_allowed",
-    "assert_denied",
-    "assert_hidden",
-    "assert_requires_approval",
-    "assert_visible",
-    "expect_effect",
-    "expect_visibility",
-    "generic_server",
-    "inventory_of",
-]
+__all__ = _assertions.__all__ + _clock.__all__ + _inventory.__all__ + _issuers.__all__ + _session.__all__

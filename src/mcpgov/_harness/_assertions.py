@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import textwrap
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar
 
 import anyio
+from typing_extensions import ParamSpec
 
 from mcpgov._errors import ConfigurationError
-from mcpgov._harness._session import MISSING, GovernedHarness, Kind, Verdict, Visibility
-from mcpgov._principal import Actor, Principal
+from mcpgov._harness._session import GovernedHarness, Kind, Verdict, Visibility, Who
 
 if TYPE_CHECKING:
     from mcpgov.policy import Explanation
@@ -37,8 +38,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
 Effect = Literal["allow", "deny", "require_approval"]
+_E = TypeVar("_E", Effect, bool)  # what a check expects: an effect, or that the target is listed
 
 
 class PolicyAssertionError(AssertionError):
@@ -81,35 +83,10 @@ def _explanation_text(harness: GovernedHarness, explanation: Explanation | None,
     return "explanation: none"
 
 
-async def expect_effect(
-    harness: GovernedHarness,
-    expected: Effect,
-    target: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    rule: str | None = None,
-    kind: Kind = "tool",
-    purpose: str | None = None,
-    task_id: str | None = None,
-    who: Mapping[str, Any],
-) -> Verdict:
-    """Perform the request and check the server decided ``expected`` (by ``rule``, when given).
-
-    ``require_approval`` also holds when an approval was requested for the request (an approval
-    middleware in the chain asked an approver, whatever the answer).
-
-    Raises:
-        PolicyAssertionError: the decision differs.
-        ConfigurationError: a bad request description (see :meth:`GovernedHarness.caller`).
-    """
-    if expected not in ("allow", "deny", "require_approval"):
-        raise ConfigurationError(f"expected must be allow, deny or require_approval, got {expected!r}")
-    verdict = await harness.request(target, arguments, kind=kind, purpose=purpose, task_id=task_id, **who)
-    matched = verdict.effect == expected or (expected == "require_approval" and verdict.approval_requested)
-    if matched and (rule is None or verdict.rule == rule):
-        return verdict
-    caller = harness.caller(**who)
-    explanation = await harness.explain(target, arguments, kind=kind, purpose=purpose, task_id=task_id, caller=caller)
+def effect_failure(
+    harness: GovernedHarness, expected: Effect, rule: str | None, verdict: Verdict, explanation: Explanation | None
+) -> PolicyAssertionError:
+    """The failure of :meth:`GovernedHarness.expect`: what was expected, what the server decided, why."""
     wanted = expected.replace("_", " ") + (f" by rule {rule!r}" if rule is not None else "")
     got = verdict.effect.replace("_", " ") + (f" by rule {verdict.rule!r}" if verdict.rule else "")
     lines = [
@@ -118,36 +95,21 @@ async def expect_effect(
         f"decision: {verdict.describe()}",
         _explanation_text(harness, explanation, verdict),
     ]
-    raise PolicyAssertionError("\n".join(lines), verdict=verdict, explanation=explanation)
+    return PolicyAssertionError("\n".join(lines), verdict=verdict, explanation=explanation)
 
 
-async def expect_visibility(
-    harness: GovernedHarness,
-    visible: bool,
-    target: str,
-    *,
-    kind: Kind = "tool",
-    who: Mapping[str, Any],
-) -> Visibility:
-    """List as the caller and check ``target`` is (or is not) listed.
-
-    Raises:
-        PolicyAssertionError: it is not as expected, or the listing itself was refused.
-    """
-    await harness.check_declared(kind, target)
-    seen = await harness.listing(kind, **who)
-    listed = target in seen.listed
-    if listed == visible and (seen.error is None or not visible):
-        return seen  # a refused listing shows nothing: hidden holds, visible does not
-    caller = harness.caller(**who)
-    explanation = await harness.explain(target, kind=kind, action="discover", caller=caller)
+def listing_failure(
+    harness: GovernedHarness, visible: bool, target: str, seen: Visibility, explanation: Explanation | None
+) -> PolicyAssertionError:
+    """The failure of :meth:`GovernedHarness.expect_listed`: what the listing showed and hid, and why."""
     state = "visible" if visible else "hidden"
     if seen.error is not None:
         headline = (
             f"expected {target!r} {state}, but the listing was refused ({seen.error.code} {seen.error.message!r})"
         )
     else:
-        headline = f"expected {target!r} {state} in the listing, but it is {'listed' if listed else 'not listed'}"
+        listed = "listed" if target in seen.listed else "not listed"
+        headline = f"expected {target!r} {state} in the listing, but it is {listed}"
     lines = [
         headline,
         f"request:  {seen.request}",
@@ -155,7 +117,23 @@ async def expect_visibility(
         f"hidden:   {', '.join(seen.hidden) or '(nothing)'}",
         _explanation_text(harness, explanation, None),
     ]
-    raise PolicyAssertionError("\n".join(lines), visibility=seen, explanation=explanation)
+    return PolicyAssertionError("\n".join(lines), visibility=seen, explanation=explanation)
+
+
+async def expect_effect(
+    harness: GovernedHarness, expected: Effect, target: str, arguments: Mapping[str, Any] | None = None, **options: Any
+) -> Verdict:
+    """:meth:`GovernedHarness.expect`, the caller given as ``who={...}`` (``options``: ``rule``,
+    ``kind``, ``purpose``, ``task_id``, ``who``)."""
+    who = options.pop("who", {})
+    return await harness.expect(expected, target, arguments, **options, **who)
+
+
+async def expect_visibility(
+    harness: GovernedHarness, visible: bool, target: str, *, kind: Kind = "tool", who: Who
+) -> Visibility:
+    """:meth:`GovernedHarness.expect_listed`, the caller given as ``who={...}``."""
+    return await harness.expect_listed(visible, target, kind=kind, **who)
 
 
 def _run(fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
@@ -185,112 +163,28 @@ def _harness(value: Any) -> GovernedHarness:
     return value
 
 
-def _who(**who: Any) -> dict[str, Any]:
-    return who
+def _assertion(
+    check: Callable[Concatenate[GovernedHarness, _E, _P], Awaitable[_T]], expected: _E, name: str, doc: str
+) -> Callable[Concatenate[GovernedHarness, _P], _T]:
+    """The synchronous assertion ``name``: ``check`` (a harness method) expecting ``expected``, run
+    in its own event loop. One body for all five; each takes what ``check`` takes after ``expected``
+    (the request or listing, and who calls: :class:`~mcpgov._harness._session.Who`)."""
 
-
-class _RequestAssertion(Protocol):
-    def __call__(
-        self,
-        harness: GovernedHarness,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Verdict: ...
-
-
-class _ListingAssertion(Protocol):
-    def __call__(
-        self,
-        harness: GovernedHarness,
-        target: str,
-        *,
-        kind: Kind = "tool",
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Visibility: ...
-
-
-def _named(fn: _F, name: str, doc: str) -> _F:
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc
-    return fn
-
-
-def _request_assertion(expected: Effect, name: str, doc: str) -> _RequestAssertion:
-    """The synchronous assertion that the server decides ``expected``: one body for all three."""
-
-    def assertion(
-        harness: GovernedHarness,
-        target: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        rule: str | None = None,
-        kind: Kind = "tool",
-        purpose: str | None = None,
-        task_id: str | None = None,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Verdict:
+    def assertion(harness: GovernedHarness, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         __tracebackhide__ = True
-        who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-        return _run(
-            expect_effect,
-            _harness(harness),
-            expected,
-            target,
-            arguments,
-            rule=rule,
-            kind=kind,
-            purpose=purpose,
-            task_id=task_id,
-            who=who,
-        )
+        return _run(check, _harness(harness), expected, *args, **kwargs)
 
-    return _named(assertion, name, doc)
+    signature = inspect.signature(check)
+    _self, _expected, *rest = signature.parameters.values()
+    first = inspect.Parameter("harness", inspect.Parameter.POSITIONAL_ONLY, annotation="GovernedHarness")
+    assertion.__signature__ = signature.replace(parameters=[first, *rest])  # type: ignore[attr-defined]
+    assertion.__name__ = assertion.__qualname__ = name
+    assertion.__doc__ = doc
+    return assertion
 
 
-def _listing_assertion(visible: bool, name: str, doc: str) -> _ListingAssertion:
-    """The synchronous assertion that a listing shows (or hides) a target."""
-
-    def assertion(
-        harness: GovernedHarness,
-        target: str,
-        *,
-        kind: Kind = "tool",
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
-    ) -> Visibility:
-        __tracebackhide__ = True
-        who = _who(principal=principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
-        return _run(expect_visibility, _harness(harness), visible, target, kind=kind, who=who)
-
-    return _named(assertion, name, doc)
-
-
-assert_allowed = _request_assertion(
+assert_allowed = _assertion(
+    GovernedHarness.expect,
     "allow",
     "assert_allowed",
     """Assert the governed server allows the request (by ``rule``, when given).
@@ -323,7 +217,8 @@ assert_allowed = _request_assertion(
     """,
 )
 
-assert_denied = _request_assertion(
+assert_denied = _assertion(
+    GovernedHarness.expect,
     "deny",
     "assert_denied",
     """Assert the governed server denies the request (by ``rule``, when given).
@@ -336,7 +231,8 @@ assert_denied = _request_assertion(
     """,
 )
 
-assert_requires_approval = _request_assertion(
+assert_requires_approval = _assertion(
+    GovernedHarness.expect,
     "require_approval",
     "assert_requires_approval",
     """Assert the governed server requires approval for the request.
@@ -350,7 +246,8 @@ assert_requires_approval = _request_assertion(
     """,
 )
 
-assert_visible = _listing_assertion(
+assert_visible = _assertion(
+    GovernedHarness.expect_listed,
     True,
     "assert_visible",
     """Assert ``target`` appears in the caller's listing (``tools/list`` by default).
@@ -364,7 +261,8 @@ assert_visible = _listing_assertion(
     """,
 )
 
-assert_hidden = _listing_assertion(
+assert_hidden = _assertion(
+    GovernedHarness.expect_listed,
     False,
     "assert_hidden",
     """Assert ``target`` does not appear in the caller's listing. See :func:`assert_visible`.

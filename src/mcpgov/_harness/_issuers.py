@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 from joserfc import jws
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from typing_extensions import Unpack
 
 from mcpgov._audit import AuditEvent
 from mcpgov._harness._http import serve_http
@@ -30,7 +31,7 @@ from mcpgov._types import Clock
 from mcpgov.identity import IdentityVerifier, OIDCTrust, SpiffeTrustDomain, StaticKeys
 from mcpgov.identity._keys import OneAlgorithm
 
-__all__ = ["IdentityIssuer", "InMemoryAuditSink", "SpiffeIssuer"]
+__all__ = ["IdentityIssuer", "InMemoryAuditSink", "MintOptions", "SpiffeIssuer"]
 
 
 class InMemoryAuditSink:
@@ -88,12 +89,24 @@ _GENERATE: dict[str, tuple[str, str | int]] = {
 }
 
 
+class MintOptions(TypedDict, total=False):
+    """What every test issuer takes (keywords; defaults in ``_Minter``): ``audience``, ``alg``,
+    ``ttl``, ``clock``."""
+
+    audience: str
+    alg: str
+    ttl: float
+    clock: Clock
+
+
 class _Minter:
     """Shared by the test issuers: in-memory signing keys, a public JWKS, and a local HTTP server."""
 
     _use = "sig"
 
-    def __init__(self, *, audience: str, alg: str, ttl: float, clock: Clock) -> None:
+    def __init__(
+        self, *, audience: str = "mcp://test-server", alg: str = "ES256", ttl: float = 300.0, clock: Clock = time.time
+    ) -> None:
         if alg not in _GENERATE and alg not in ("HS256", "HS384", "HS512"):
             raise ValueError(f"unsupported test algorithm {alg!r}")
         self.audience = audience
@@ -227,24 +240,21 @@ class IdentityIssuer(_Minter):
 
     Args:
         issuer: the issuer URL; ``None``: the base URL :meth:`serve` yields (for discovery).
-        audience: the audience tokens are minted for by default.
-        alg: the signing algorithm (RS/PS/ES, ``EdDSA``/``Ed25519``, or ``HS256`` for a shared secret).
         tenant_claim: the claim carrying the tenant.
-        ttl: default token lifetime in seconds.
-        clock: the time source.
+        options: ``audience`` (the audience tokens are minted for by default,
+            ``mcp://test-server``), ``alg`` (RS/PS/ES, ``EdDSA``/``Ed25519``, or ``HS256`` for a
+            shared secret; ``ES256``), ``ttl`` (default token lifetime in seconds, 300),
+            ``clock`` (the time source).
     """
 
     def __init__(
         self,
         issuer: str | None = "https://issuer.test",
         *,
-        audience: str = "mcp://test-server",
-        alg: str = "ES256",
         tenant_claim: str = "tenant",
-        ttl: float = 300.0,
-        clock: Clock = time.time,
+        **options: Unpack[MintOptions],
     ) -> None:
-        super().__init__(audience=audience, alg=alg, ttl=ttl, clock=clock)
+        super().__init__(**options)
         self._issuer = issuer
         self.tenant_claim = tenant_claim
 
@@ -338,24 +348,13 @@ class SpiffeIssuer(_Minter):
 
     Args:
         trust_domain: the trust domain name.
-        audience: the audience SVIDs are minted for by default.
-        alg: RS/ES/PS algorithm.
-        ttl: default SVID lifetime in seconds.
-        clock: the time source.
+        options: as for :class:`IdentityIssuer` (``alg``: an RS/ES/PS algorithm).
     """
 
     _use = "jwt-svid"
 
-    def __init__(
-        self,
-        trust_domain: str = "example.org",
-        *,
-        audience: str = "mcp://test-server",
-        alg: str = "ES256",
-        ttl: float = 300.0,
-        clock: Clock = time.time,
-    ) -> None:
-        super().__init__(audience=audience, alg=alg, ttl=ttl, clock=clock)
+    def __init__(self, trust_domain: str = "example.org", **options: Unpack[MintOptions]) -> None:
+        super().__init__(**options)
         self.trust_domain = trust_domain
 
     def __repr__(self) -> str:

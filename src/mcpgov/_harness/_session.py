@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from mcp import MCPError
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from typing_extensions import Unpack
 
 from mcpgov._arguments import ArgumentLimits, freeze_and_hash
 from mcpgov._audit import AuditEvent
@@ -44,6 +45,7 @@ __all__ = [
     "Kind",
     "Verdict",
     "Visibility",
+    "Who",
 ]
 
 DEFAULT_ISSUER = "https://issuer.test"
@@ -66,6 +68,22 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+class Who(TypedDict, total=False):
+    """Who a test request comes from, as every request, listing and assertion takes it (keywords).
+
+    Each key is the argument of the same name of :meth:`GovernedHarness.caller`, which resolves
+    it (and holds the defaults): ``principal``, or the shorthand ``tenant``, ``workload``,
+    ``issuer``, with ``claims`` and ``actors``.
+    """
+
+    principal: Principal | None
+    tenant: str | None
+    workload: str | None
+    issuer: str | None
+    claims: Mapping[str, Any] | None
+    actors: Sequence[str | Actor]
 
 
 @dataclass(frozen=True)
@@ -562,14 +580,11 @@ class GovernedHarness:
         kind: Kind = "tool",
         purpose: str | None = None,
         task_id: str | None = None,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
+        **who: Unpack[Who],
     ) -> Verdict:
         """Perform one request (call a tool, read a resource, get a prompt) and return the verdict.
+
+        ``who`` says who calls (see :class:`Who` and :meth:`caller`).
 
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``; arguments to a resource.
@@ -583,7 +598,7 @@ class GovernedHarness:
                 "only a tool call carries a purpose and task (in its signed credential); a resource or "
                 "prompt request reaches the server without them, as in production"
             )
-        caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+        caller = self.caller(**who)
         await self.check_declared(kind, target)
         method = EXECUTE_METHOD[kind]
         request = _describe(method, target, caller, purpose, task_id)
@@ -609,22 +624,16 @@ class GovernedHarness:
     async def listing(
         self,
         kind: Kind = "tool",
-        *,
-        principal: Principal | None = None,
-        tenant: str | None = MISSING,
-        workload: str | None = None,
-        issuer: str | None = None,
-        claims: Mapping[str, Any] | None = None,
-        actors: Sequence[str | Actor] = (),
+        **who: Unpack[Who],
     ) -> Visibility:
-        """List tools, resources (and resource templates) or prompts as the caller.
+        """List tools, resources (and resource templates) or prompts as the caller (``who``: see :class:`Who`).
 
         Raises:
             ConfigurationError: see :meth:`caller`; an unknown ``kind``.
         """
         if kind not in LIST_METHOD:
             raise ConfigurationError(f"kind must be 'tool', 'resource' or 'prompt', got {kind!r}")
-        caller = self.caller(principal, tenant=tenant, workload=workload, issuer=issuer, claims=claims, actors=actors)
+        caller = self.caller(**who)
         request = f"{LIST_METHOD[kind]} by {caller.describe()}"
         start = len(self.audit.events)
         listed: list[str] = []
@@ -694,6 +703,7 @@ class GovernedHarness:
     async def expect(
         self,
         expected: Literal["allow", "deny", "require_approval"],
+        /,
         target: str,
         arguments: Mapping[str, Any] | None = None,
         *,
@@ -701,17 +711,32 @@ class GovernedHarness:
         kind: Kind = "tool",
         purpose: str | None = None,
         task_id: str | None = None,
-        **who: Any,
+        **who: Unpack[Who],
     ) -> Verdict:
         """Assert the server decides ``expected`` for the request (``who``: principal, tenant,
         workload, issuer, claims, actors); the async form of :func:`~mcpgov.testing.assert_allowed`,
-        :func:`~mcpgov.testing.assert_denied` and :func:`~mcpgov.testing.assert_requires_approval`."""
-        __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_effect  # noqa: PLC0415 - avoids an import cycle
+        :func:`~mcpgov.testing.assert_denied` and :func:`~mcpgov.testing.assert_requires_approval`.
 
-        return await expect_effect(
-            self, expected, target, arguments, rule=rule, kind=kind, purpose=purpose, task_id=task_id, who=who
-        )
+        ``require_approval`` also holds when an approval was requested for the request (an approval
+        middleware in the chain asked an approver, whatever the answer).
+
+        Raises:
+            PolicyAssertionError: the decision differs (the message shows it, its rule and the
+                policy's explanation).
+            ConfigurationError: a bad request description (see :meth:`caller`).
+        """
+        __tracebackhide__ = True
+        from mcpgov._harness._assertions import effect_failure  # noqa: PLC0415 - avoids an import cycle
+
+        if expected not in ("allow", "deny", "require_approval"):
+            raise ConfigurationError(f"expected must be allow, deny or require_approval, got {expected!r}")
+        verdict = await self.request(target, arguments, kind=kind, purpose=purpose, task_id=task_id, **who)
+        matched = verdict.effect == expected or (expected == "require_approval" and verdict.approval_requested)
+        if matched and (rule is None or verdict.rule == rule):
+            return verdict
+        caller = self.caller(**who)
+        explanation = await self.explain(target, arguments, kind=kind, purpose=purpose, task_id=task_id, caller=caller)
+        raise effect_failure(self, expected, rule, verdict, explanation)
 
     async def assert_allowed(self, target: str, arguments: Mapping[str, Any] | None = None, **options: Any) -> Verdict:
         """Async :func:`~mcpgov.testing.assert_allowed` (options as for :meth:`expect`)."""
@@ -730,13 +755,20 @@ class GovernedHarness:
         __tracebackhide__ = True
         return await self.expect("require_approval", target, arguments, **options)
 
-    async def expect_listed(self, visible: bool, target: str, *, kind: Kind = "tool", **who: Any) -> Visibility:
+    async def expect_listed(
+        self, visible: bool, /, target: str, *, kind: Kind = "tool", **who: Unpack[Who]
+    ) -> Visibility:
         """Assert ``target`` is (``visible``) or is not listed for the caller; the async form of
         :func:`~mcpgov.testing.assert_visible` and :func:`~mcpgov.testing.assert_hidden`."""
         __tracebackhide__ = True
-        from mcpgov._harness._assertions import expect_visibility  # noqa: PLC0415 - avoids an import cycle
+        from mcpgov._harness._assertions import listing_failure  # noqa: PLC0415 - avoids an import cycle
 
-        return await expect_visibility(self, visible, target, kind=kind, who=who)
+        await self.check_declared(kind, target)
+        seen = await self.listing(kind, **who)
+        if (target in seen.listed) == visible and (seen.error is None or not visible):
+            return seen  # a refused listing shows nothing: hidden holds, visible does not
+        explanation = await self.explain(target, kind=kind, action="discover", caller=self.caller(**who))
+        raise listing_failure(self, visible, target, seen, explanation)
 
     async def assert_visible(self, target: str, **options: Any) -> Visibility:
         """Async :func:`~mcpgov.testing.assert_visible`."""

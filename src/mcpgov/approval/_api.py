@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mcpgov._errors import ConfigurationError
+from mcpgov._types import thaw
 from mcpgov.approval._approvers import ApprovalMismatch
 
 if TYPE_CHECKING:
@@ -21,14 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["operator_app"]
 
 _MAX_BODY = 16 * 1024
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def operator_app(
@@ -67,7 +60,7 @@ def operator_app(
                     "purpose": r.purpose,
                     "rule": r.rule,
                     "expires_at": r.expires_at,
-                    **({"arguments": _plain(r.arguments)} if show_arguments else {}),
+                    **({"arguments": thaw(r.arguments)} if show_arguments else {}),
                 }
                 for r in queue.pending()
             ]

@@ -21,12 +21,10 @@ __all__ = ["ApprovalMismatch", "ApprovalQueue", "Approver", "CallbackApprover"]
 logger = logging.getLogger("mcpgov.approval")
 
 
-class ApprovalMismatch(McpGovError):
+class ApprovalMismatch(
+    McpGovError, code="mcpgov.approval_mismatch", rpc_code=-32602, public_message="Invalid approval answer"
+):
     """An answer does not fit any pending request (unknown, expired, or for another action)."""
-
-    code = "mcpgov.approval_mismatch"
-    rpc_code = -32602
-    public_message = "Invalid approval answer"
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from mcpgov._context import APPROVAL_GRANT, GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
 from mcpgov._types import Clock
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import positive_seconds
 from mcpgov.approval._approvers import Approver
 from mcpgov.approval._elicit import ElicitationApprover
 from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest
@@ -23,12 +23,6 @@ from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalReques
 __all__ = ["ApprovalMiddleware"]
 
 logger = logging.getLogger("mcpgov.approval")
-
-
-def _positive(name: str, value: Any) -> float:
-    if not is_positive_number(value):
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 class ApprovalMiddleware:
@@ -63,8 +57,8 @@ class ApprovalMiddleware:
         if not callable(approver):
             raise ConfigurationError("ApprovalMiddleware needs an approver")
         self.approver = approver
-        self.deadline = _positive("deadline", deadline)
-        self.grant_ttl = _positive("grant_ttl", grant_ttl)
+        self.deadline = positive_seconds("deadline", deadline)
+        self.grant_ttl = positive_seconds("grant_ttl", grant_ttl)
         self._clock = clock
 
     def __repr__(self) -> str:

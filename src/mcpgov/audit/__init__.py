@@ -23,67 +23,9 @@ Example (production)::
 
 from typing import TYPE_CHECKING
 
+from mcpgov._public import by_module as _by_module
 from mcpgov._public import lazy_names as _lazy_names
-
-if TYPE_CHECKING:
-    from mcpgov.audit._checkpoint import CheckpointKeys, CheckpointSigner
-    from mcpgov.audit._codec import event_from_dict, event_to_dict
-    from mcpgov.audit._jsonl import ChainProblem, ChainReport, JsonlSink, verify_chain
-    from mcpgov.audit._otel import OTelSink
-    from mcpgov.audit._prove import Call, CredentialGrant, Proof, ProofScope, Verdict, prove
-    from mcpgov.audit._query import EventFilter, Request, Trail, printable, read_events, task_trail
-    from mcpgov.audit._redact import REDACT_FIELDS, Redactor
-    from mcpgov.audit._request import request_keys
-    from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
-
-# Names load on first use, so `mcpgov audit verify` reads a chain without importing pydantic or
-# OpenTelemetry.
-_LAZY: dict[str, str] = {
-    "CheckpointKeys": "mcpgov.audit._checkpoint",
-    "CheckpointSigner": "mcpgov.audit._checkpoint",
-    "Call": "mcpgov.audit._prove",
-    "CredentialGrant": "mcpgov.audit._prove",
-    "Proof": "mcpgov.audit._prove",
-    "ProofScope": "mcpgov.audit._prove",
-    "Verdict": "mcpgov.audit._prove",
-    "prove": "mcpgov.audit._prove",
-    "printable": "mcpgov.audit._query",
-    "request_keys": "mcpgov.audit._request",
-    "event_from_dict": "mcpgov.audit._codec",
-    "event_to_dict": "mcpgov.audit._codec",
-    "ChainProblem": "mcpgov.audit._jsonl",
-    "ChainReport": "mcpgov.audit._jsonl",
-    "JsonlSink": "mcpgov.audit._jsonl",
-    "verify_chain": "mcpgov.audit._jsonl",
-    "OTelSink": "mcpgov.audit._otel",
-    "EventFilter": "mcpgov.audit._query",
-    "Request": "mcpgov.audit._query",
-    "Trail": "mcpgov.audit._query",
-    "read_events": "mcpgov.audit._query",
-    "task_trail": "mcpgov.audit._query",
-    "REDACT_FIELDS": "mcpgov.audit._redact",
-    "Redactor": "mcpgov.audit._redact",
-    "FanOut": "mcpgov.audit._sinks",
-    "LoggingSink": "mcpgov.audit._sinks",
-    "QueuedSink": "mcpgov.audit._sinks",
-}
-
-
-# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
-_DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "CHECKPOINT_TYP": ("mcpgov.audit._checkpoint", None),
-    "DEFAULT_MAX_TTL": ("mcpgov.audit._prove", None),
-    "DEFAULT_PATTERNS": ("mcpgov.audit._redact", None),
-    "DEFAULT_SECRET_KEYS": ("mcpgov.audit._redact", None),
-    "GENESIS": ("mcpgov.audit._jsonl", None),
-    "REDACTED": ("mcpgov.audit._redact", None),
-    "REQUEST_KEY": ("mcpgov.audit._request", None),
-    "encode_event": ("mcpgov.audit._jsonl", None),
-    "format_event": ("mcpgov.audit._query", None),
-}
-
-__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
-
+from mcpgov._public import retired as _retired
 
 __all__ = [
     "REDACT_FIELDS",
@@ -114,3 +56,48 @@ __all__ = [
     "task_trail",
     "verify_chain",
 ]
+
+
+if TYPE_CHECKING:
+    from mcpgov.audit._checkpoint import CheckpointKeys, CheckpointSigner
+    from mcpgov.audit._codec import event_from_dict, event_to_dict
+    from mcpgov.audit._jsonl import ChainProblem, ChainReport, JsonlSink, verify_chain
+    from mcpgov.audit._otel import OTelSink
+    from mcpgov.audit._prove import Call, CredentialGrant, Proof, ProofScope, Verdict, prove
+    from mcpgov.audit._query import EventFilter, Request, Trail, printable, read_events, task_trail
+    from mcpgov.audit._redact import REDACT_FIELDS, Redactor
+    from mcpgov.audit._request import request_keys
+    from mcpgov.audit._sinks import FanOut, LoggingSink, QueuedSink
+
+# Names load on first use, so `mcpgov audit verify` reads a chain without importing pydantic or
+# OpenTelemetry.
+_LAZY: dict[str, str] = _by_module(
+    {
+        "mcpgov.audit._checkpoint": ("CheckpointKeys", "CheckpointSigner"),
+        "mcpgov.audit._prove": ("Call", "CredentialGrant", "Proof", "ProofScope", "Verdict", "prove"),
+        "mcpgov.audit._query": ("printable", "EventFilter", "Request", "Trail", "read_events", "task_trail"),
+        "mcpgov.audit._request": ("request_keys",),
+        "mcpgov.audit._codec": ("event_from_dict", "event_to_dict"),
+        "mcpgov.audit._jsonl": ("ChainProblem", "ChainReport", "JsonlSink", "verify_chain"),
+        "mcpgov.audit._otel": ("OTelSink",),
+        "mcpgov.audit._redact": ("REDACT_FIELDS", "Redactor"),
+        "mcpgov.audit._sinks": ("FanOut", "LoggingSink", "QueuedSink"),
+    }
+)
+
+
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    **_retired(
+        {
+            "mcpgov.audit._checkpoint": ("CHECKPOINT_TYP",),
+            "mcpgov.audit._prove": ("DEFAULT_MAX_TTL",),
+            "mcpgov.audit._redact": ("DEFAULT_PATTERNS", "DEFAULT_SECRET_KEYS", "REDACTED"),
+            "mcpgov.audit._jsonl": ("GENESIS", "encode_event"),
+            "mcpgov.audit._request": ("REQUEST_KEY",),
+            "mcpgov.audit._query": ("format_event",),
+        }
+    ),
+}
+
+__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mcpgov._cliutil import BadInput
+from mcpgov._cliutil import BadInput, choice_option
 from mcpgov._errors import ConfigurationError
 from mcpgov.audit._jsonl import _iter_file, verify_chain
 from mcpgov.audit._printable import printable
@@ -206,7 +206,7 @@ def _when(value: str | None, option: str) -> datetime | None:
     default=None,
     help="Longest credential lifetime in seconds (default: 3600).",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
+@choice_option("--format", "fmt", choices=("text", "json", "html"))
 @click.option("--out", metavar="FILE", help="Write the report to FILE instead of standard output.")
 def prove(
     *,

@@ -53,7 +53,7 @@ import rfc8785
 from mcpgov._arguments import _PLAIN_ENCODER, _plain, canonical_json
 from mcpgov._errors import ConfigurationError
 from mcpgov._types import Clock
-from mcpgov._validate import is_positive_count
+from mcpgov._validate import first_repeat, is_positive_count
 from mcpgov.audit._redact import json_safe
 
 if TYPE_CHECKING:  # the writer's types: `mcpgov audit verify` loads neither pydantic nor the key code
@@ -235,11 +235,9 @@ def _duplicate_key(raw: bytes) -> str | None:
     found: list[str] = []
 
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen and not found:
-                found.append(key)
-            seen.add(key)
+        repeated = first_repeat(key for key, _ in pairs)
+        if repeated is not None and not found:
+            found.append(repeated)
         return dict(pairs)
 
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
 from mcpgov._contain import must_propagate
 from mcpgov._errors import AuditUnavailable, ConfigurationError
-from mcpgov._protocols import BatchWriter, Ticking, closable, flushable, health_reporting, stats_of
+from mcpgov._protocols import BatchWriter, ClosableSink, Ticking, closable, flushable, health_reporting, stats_of
 from mcpgov._types import is_async_callable
 from mcpgov._validate import is_positive_count
 from mcpgov.audit._codec import event_to_dict
@@ -404,23 +404,20 @@ class FanOut:
         return out
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Flush inner sinks that queue."""
-        done = True
-        for sink in self.sinks:
-            queue = flushable(sink)
-            if queue is not None:
-                done = bool(queue.flush(timeout)) and done
-        return done
+        """Flush inner sinks that queue: every one of them, whatever the others answer."""
+        answers = [bool(queue.flush(timeout)) for queue in map(flushable, self.sinks) if queue is not None]
+        return all(answers)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Close inner sinks that can be closed."""
-        done = True
-        for sink in self.sinks:
-            holder = closable(sink)
-            if holder is not None:
-                result = holder.close(timeout) if _takes_timeout(holder.close) else holder.close()
-                done = (result is not False) and done
-        return done
+        """Close inner sinks that can be closed: every one of them, whatever the others answer."""
+        answers = [_close(holder, timeout) for holder in map(closable, self.sinks) if holder is not None]
+        return all(answers)
+
+
+def _close(holder: ClosableSink, timeout: float | None) -> bool:
+    """Close ``holder`` (passing ``timeout`` when its ``close`` takes one); ``False`` only when it says so."""
+    result = holder.close(timeout) if _takes_timeout(holder.close) else holder.close()
+    return result is not False
 
 
 def _takes_timeout(fn: Callable[..., Any]) -> bool:

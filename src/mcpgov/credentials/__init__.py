@@ -13,6 +13,8 @@ delegated only by narrowing, revocable at once.
 
 from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import publish as _publish
+from mcpgov._public import renamed as _renamed
+from mcpgov._public import retired as _retired
 from mcpgov.credentials._claims import (
     TASK_BINDING,
     Credential,
@@ -71,21 +73,21 @@ __all__ = [
     "token_exchange_app",
 ]
 
-_publish(__name__, globals())
-
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "IdentityVerifier": ("mcpgov.credentials:SubjectTokenVerifier", "mcpgov.credentials.SubjectTokenVerifier"),
-    "ASYMMETRIC_ALGORITHMS": ("mcpgov.credentials._keys", None),
-    "BindArguments": ("mcpgov.credentials._verify", None),
-    "CREDENTIAL_TOKEN_TYPE": ("mcpgov.credentials._claims", None),
-    "CREDENTIAL_TYP": ("mcpgov.credentials._claims", None),
-    "EMPTY_ARGS_HASH": ("mcpgov.credentials._verify", None),
-    "GRANT_TYPE": ("mcpgov.credentials._exchange", None),
-    "IDENTITY_TOKEN_TYPES": ("mcpgov.credentials._exchange", None),
-    "MAX_LEEWAY": ("mcpgov.credentials._revocation", None),
-    "REDACTED": ("mcpgov.credentials._logs", None),
-    "TokenRedactingFilter": ("mcpgov.credentials._logs", None),
+    **_renamed("mcpgov.credentials", IdentityVerifier="SubjectTokenVerifier"),
+    **_retired(
+        {
+            "mcpgov.credentials._keys": ("ASYMMETRIC_ALGORITHMS",),
+            "mcpgov.credentials._verify": ("BindArguments", "EMPTY_ARGS_HASH"),
+            "mcpgov.credentials._claims": ("CREDENTIAL_TOKEN_TYPE", "CREDENTIAL_TYP"),
+            "mcpgov.credentials._exchange": ("GRANT_TYPE", "IDENTITY_TOKEN_TYPES"),
+            "mcpgov.credentials._revocation": ("MAX_LEEWAY",),
+            "mcpgov.credentials._logs": ("REDACTED", "TokenRedactingFilter"),
+        }
+    ),
 }
 
 __getattr__ = _lazy_names(__name__, {}, _DEPRECATED)
+
+_publish(__name__, globals())

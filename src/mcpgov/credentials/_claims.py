@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mcpgov._errors import CredentialError
+from mcpgov._types import present, thaw
 
 __all__ = [
     "CREDENTIAL_TOKEN_TYPE",
@@ -187,25 +188,18 @@ class CredentialClaims:
             "nbf": self.not_before,
             "exp": self.expires_at,
         }
-        if self.scopes:
-            payload["scope"] = " ".join(self.scopes)
-        if self.task_id is not None:
-            payload["task"] = self.task_id
-        if self.purpose is not None:
-            payload["purpose"] = self.purpose
-        if self.args_hash is not None:
-            payload["args_hash"] = self.args_hash
-        if self.act is not None:
-            payload["act"] = _plain(self.act)
-        if self.chain:
-            payload["chain"] = list(self.chain)
-        if self.single_use:
-            payload["once"] = True
-        if self.owner is not None:
-            payload["own"] = _party_json(self.owner)
-        if self.may_act:
-            parties = [_party_json(p) for p in self.may_act]
-            payload["may_act"] = parties[0] if len(parties) == 1 else parties
+        parties = [_party_json(p) for p in self.may_act]
+        payload |= present(
+            scope=" ".join(self.scopes) if self.scopes else None,
+            task=self.task_id,
+            purpose=self.purpose,
+            args_hash=self.args_hash,
+            act=thaw(self.act) if self.act is not None else None,
+            chain=list(self.chain) if self.chain else None,
+            once=True if self.single_use else None,
+            own=_party_json(self.owner) if self.owner is not None else None,
+            may_act=(parties[0] if len(parties) == 1 else parties) if parties else None,
+        )
         return payload
 
     def as_mapping(self) -> Mapping[str, Any]:
@@ -263,12 +257,6 @@ class CredentialClaims:
             owner=_party(own, "own") if own is not None else None,
             may_act=_parties(may_act, "may_act") if may_act is not None else (),
         )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _freeze(value: Any) -> Any:

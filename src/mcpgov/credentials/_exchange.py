@@ -41,7 +41,7 @@ from starlette.routing import Route
 
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
-from mcpgov._types import is_async_callable
+from mcpgov._types import is_async_callable, present
 from mcpgov.credentials._claims import CREDENTIAL_TOKEN_TYPE, Credential, CredentialClaims
 from mcpgov.credentials._client import CredentialRequest
 from mcpgov.credentials._issuer import CredentialIssuer
@@ -416,18 +416,14 @@ class ExchangeTokenSource:
             "audience": request.audience,
             "tool": list(request.tools),
         }
-        if request.scope:
-            data["scope"] = " ".join(request.scope)
-        if request.task_id is not None:
-            data["task_id"] = request.task_id
-        if request.purpose is not None:
-            data["purpose"] = request.purpose
-        if request.args_hash is not None:
-            data["args_hash"] = request.args_hash
-        if request.ttl is not None:
-            data["ttl"] = repr(request.ttl)
-        if request.single_use:
-            data["single_use"] = "true"
+        data |= present(
+            scope=" ".join(request.scope) if request.scope else None,
+            task_id=request.task_id,
+            purpose=request.purpose,
+            args_hash=request.args_hash,
+            ttl=repr(request.ttl) if request.ttl is not None else None,
+            single_use="true" if request.single_use else None,
+        )
         return await self._credential(data)
 
     async def exchange(

@@ -14,8 +14,8 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal, act_claim
-from mcpgov._types import Clock
-from mcpgov._validate import is_positive_number
+from mcpgov._types import Clock, thaw
+from mcpgov._validate import is_positive_number, positive_seconds
 from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
 from mcpgov.credentials._issuance import IssuancePolicy
 from mcpgov.credentials._jose import sign_credential
@@ -68,12 +68,6 @@ def _requested_ttl(ttl: Any) -> float | None:
 def _ms(value: float) -> float:
     """Times are carried with millisecond precision."""
     return math.floor(value * 1000.0) / 1000.0
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 class CredentialIssuer:
@@ -136,9 +130,8 @@ class CredentialIssuer:
             raise ConfigurationError("an issuer needs a non-empty id")
         if not isinstance(keys, SigningKeySet):
             raise ConfigurationError("an issuer needs a SigningKeySet")
-        for label, value in (("max_ttl", max_ttl), ("default_ttl", default_ttl)):
-            if not is_positive_number(value):
-                raise ConfigurationError(f"{label} must be a positive number of seconds, got {value!r}")
+        positive_seconds("max_ttl", max_ttl)
+        positive_seconds("default_ttl", default_ttl)
         if default_ttl > max_ttl:
             raise ConfigurationError("default_ttl cannot exceed max_ttl")
         if keys.overlap < max_ttl:
@@ -503,7 +496,7 @@ class CredentialIssuer:
                 )
             link: dict[str, Any] = {"sub": sub, "iss": idp}
             if parent.act is not None:
-                link["act"] = _plain(parent.act)
+                link["act"] = thaw(parent.act)
             act, sub, idp = link, subject.subject, subject.issuer
             may_act = self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, requested_may_act)
         elif self.policy is not None and not same_audience:

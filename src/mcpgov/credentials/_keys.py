@@ -23,7 +23,7 @@ from joserfc.jwk import ECKey, Key, OctKey, OKPKey, import_key
 
 from mcpgov._errors import ConfigurationError
 from mcpgov._types import Clock
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import positive_seconds
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeyResolver", "SigningKeySet", "VerificationKeys"]
 
@@ -89,14 +89,6 @@ def _generate(algorithm: str) -> Key:
     return key
 
 
-def _positive(name: str, value: float | None, *, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    if not is_positive_number(value):
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 @dataclass(slots=True)
 class _Entry:
     kid: str
@@ -139,8 +131,10 @@ class SigningKeySet:
     ) -> None:
         self._clock = clock
         self._allow_hmac = allow_hmac
-        self.overlap: float = _positive("overlap", overlap)  # type: ignore[assignment]
-        self.rotation_period = _positive("rotation_period", rotation_period, optional=True)
+        self.overlap = positive_seconds("overlap", overlap)
+        self.rotation_period = (
+            positive_seconds("rotation_period", rotation_period) if rotation_period is not None else None
+        )
         key, alg = self._checked(key, algorithm)
         self.algorithm = alg
         self._entries: dict[str, _Entry] = {key.kid or "": _Entry(key.kid or "", alg, key, clock())}

@@ -17,7 +17,7 @@ import anyio
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._state import InMemoryStateStore, StateStore
 from mcpgov._types import Clock
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import positive_seconds
 from mcpgov.credentials._claims import CredentialClaims
 from mcpgov.credentials._memory import CompactMemoryStore
 
@@ -89,16 +89,13 @@ class RevocationList:
         namespace: str = "mcpgov:cred:",
         clock: Clock = time.time,
     ) -> None:
-        for name, value in (("max_ttl", max_ttl), ("timeout", timeout), ("retry_interval", retry_interval)):
-            if not is_positive_number(value):
-                raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.max_ttl = positive_seconds("max_ttl", max_ttl)
+        self.timeout = positive_seconds("timeout", timeout)
+        self.retry_interval = positive_seconds("retry_interval", retry_interval)
         if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not 0 <= leeway <= 300:
             raise ConfigurationError(f"leeway must be between 0 and 300 seconds, got {leeway!r}")
         self.store: StateStore = store if store is not None else CompactMemoryStore(clock=clock)
-        self.max_ttl = float(max_ttl)
         self.leeway = float(leeway)
-        self.timeout = float(timeout)
-        self.retry_interval = float(retry_interval)
         self._ns = namespace
         self._clock = clock
         # key -> (revoked at, forget at): what this process revoked in the last moments, and

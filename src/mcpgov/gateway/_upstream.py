@@ -48,20 +48,20 @@ State = Literal["stopped", "starting", "ready", "down", "closed"]
 _CONNECTION_CLOSED = -32000
 
 
-class UpstreamUnavailable(McpGovError):
+class UpstreamUnavailable(
+    McpGovError,
+    code="mcpgov.gateway.upstream_unavailable",
+    public_message="The upstream server is unavailable",
+):
     """The upstream server is not running (not started yet, crashed, or restarting)."""
 
-    code = "mcpgov.gateway.upstream_unavailable"
-    rpc_code = -32603
-    public_message = "The upstream server is unavailable"
 
-
-class UpstreamTimeout(McpGovError):
+class UpstreamTimeout(
+    McpGovError,
+    code="mcpgov.gateway.upstream_timeout",
+    public_message="The upstream server did not answer in time",
+):
     """The upstream server did not answer within its timeout."""
-
-    code = "mcpgov.gateway.upstream_timeout"
-    rpc_code = -32603
-    public_message = "The upstream server did not answer in time"
 
 
 _LOG_LEVELS: tuple[types.LoggingLevel, ...] = (

@@ -1,14 +1,8 @@
 """Identity binding: verified workload identity (OIDC/JWT, SPIFFE JWT-SVID) on every request.
 
-Server side::
+Server side: an :class:`IdentityVerifier` trusts OIDC issuers (:class:`OIDCTrust`) and SPIFFE
+trust domains (:class:`SpiffeTrustDomain`), as its own example shows; the middleware wraps it::
 
-    verifier = IdentityVerifier(
-        OIDCTrust("https://login.example.com", audience="https://mcp.example.com/mcp",
-                   keys=RemoteKeys(discovery="https://login.example.com"), tenant_claim="tenant"),
-        SpiffeTrustDomain("prod.example.com", audience="https://mcp.example.com/mcp",
-                          bundle=RemoteKeys("https://bundle.prod.example.com/jwks"),
-                          tenant_pattern="spiffe://prod.example.com/tenant/{tenant}/**"),
-    )
     identity = IdentityMiddleware(verifier, accept=AcceptPolicy(static_keys=False))
     server = MCPServer("files", **server_auth(identity, resource_server_url="https://mcp.example.com/mcp"))
     govern(server, identity, hooks)
@@ -18,6 +12,8 @@ Client side: ``GovernedClient(url, identity=TokenFile("/var/run/secrets/token"))
 
 from mcpgov._public import lazy_names as _lazy_names
 from mcpgov._public import publish as _publish
+from mcpgov._public import renamed as _renamed
+from mcpgov._public import retired as _retired
 from mcpgov.identity._keys import KeySource, RemoteKeys, StaticKeys
 from mcpgov.identity._middleware import AcceptPolicy, IdentityMiddleware
 from mcpgov.identity._providers import (
@@ -65,21 +61,20 @@ __all__ = [
     "server_auth",
 ]
 
-_publish(__name__, globals())
-
 # Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
 _DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "IdentityProvider": ("mcpgov.identity:IdentitySource", "mcpgov.identity.IdentitySource"),
-    "OIDCIssuer": ("mcpgov.identity:OIDCTrust", "mcpgov.identity.OIDCTrust"),
-    "AUTH_JWT": ("mcpgov.identity._verifier", None),
-    "AUTH_SHARED_SECRET": ("mcpgov.identity._verifier", None),
-    "AUTH_SPIFFE": ("mcpgov.identity._verifier", None),
-    "BoundKey": ("mcpgov.identity._keys", None),
-    "IdentityTokenVerifier": ("mcpgov.identity._sdk", None),
-    "JWT_SVID_ALGORITHMS": ("mcpgov.identity._spiffe", None),
-    "as_identity_provider": ("mcpgov.identity._providers", None),
-    "bind_request_state": ("mcpgov.identity._sdk", None),
-    "request_state_security": ("mcpgov.identity._sdk", None),
+    **_renamed("mcpgov.identity", IdentityProvider="IdentitySource", OIDCIssuer="OIDCTrust"),
+    **_retired(
+        {
+            "mcpgov.identity._verifier": ("AUTH_JWT", "AUTH_SHARED_SECRET", "AUTH_SPIFFE"),
+            "mcpgov.identity._keys": ("BoundKey",),
+            "mcpgov.identity._sdk": ("IdentityTokenVerifier", "bind_request_state", "request_state_security"),
+            "mcpgov.identity._spiffe": ("JWT_SVID_ALGORITHMS",),
+            "mcpgov.identity._providers": ("as_identity_provider",),
+        }
+    ),
 }
 
 __getattr__ = _lazy_names(__name__, {}, _DEPRECATED)
+
+_publish(__name__, globals())

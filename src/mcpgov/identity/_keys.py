@@ -29,7 +29,7 @@ from joserfc.registry import HeaderRegistryDict
 
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._types import Clock
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import positive_seconds
 
 __all__ = ["JWKS_MAX_BYTES", "BoundKey", "KeySource", "RemoteKeys", "StaticKeys", "is_loopback"]
 
@@ -379,20 +379,12 @@ class RemoteKeys(KeySource):
             raise ConfigurationError("RemoteKeys takes exactly one of jwks_url= or discovery=")
         self.jwks_url = _check_url(jwks_url, "jwks_url") if jwks_url is not None else None
         self.discovery = _check_url(discovery, "discovery") if discovery is not None else None
-        for name, value in (
-            ("refresh_interval", refresh_interval),
-            ("max_staleness", max_staleness),
-            ("min_refresh_interval", min_refresh_interval),
-            ("timeout", timeout),
-        ):
-            if not is_positive_number(value):
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        self.refresh_interval = positive_seconds("refresh_interval", refresh_interval)
+        self.max_staleness = positive_seconds("max_staleness", max_staleness)
+        self.min_refresh_interval = positive_seconds("min_refresh_interval", min_refresh_interval)
+        self.timeout = positive_seconds("timeout", timeout)
         if max_staleness < refresh_interval:
             raise ConfigurationError("max_staleness cannot be shorter than refresh_interval")
-        self.refresh_interval = float(refresh_interval)
-        self.max_staleness = float(max_staleness)
-        self.min_refresh_interval = float(min_refresh_interval)
-        self.timeout = float(timeout)
         self._http_client = http_client
         self._clock = clock
         self._fresh: TTLCache[str, tuple[BoundKey, ...]] = TTLCache(maxsize=1, ttl=refresh_interval, timer=clock)

@@ -21,7 +21,7 @@ from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._types import Clock
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import positive_seconds
 from mcpgov.identity._keys import is_loopback
 
 __all__ = [
@@ -311,8 +311,7 @@ class OAuthClientCredentials:
         for name, value in (("refresh_before", refresh_before), ("default_lifetime", default_lifetime)):
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative number of seconds")
-        if not is_positive_number(timeout):
-            raise ConfigurationError("timeout must be a positive number of seconds")
+        positive_seconds("timeout", timeout)
         self.token_url = token_url
         self.client_id = client_id
         self.scope = scope

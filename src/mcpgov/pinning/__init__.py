@@ -11,87 +11,9 @@
 
 from typing import TYPE_CHECKING
 
+from mcpgov._public import by_module as _by_module
 from mcpgov._public import lazy_names as _lazy_names
-
-if TYPE_CHECKING:
-    from mcpgov.pinning._diff import ChangeKind, ManifestDiff, ToolChange, approve_changes, diff_manifests
-    from mcpgov.pinning._fingerprint import tool_fingerprint
-    from mcpgov.pinning._keys import PublisherKeys, load_signing_key
-    from mcpgov.pinning._manifest import (
-        FilePinStore,
-        InlinePinStore,
-        Manifest,
-        PinnedTool,
-        PinStore,
-        ServerIdentity,
-        dump_manifest,
-        parse_manifest,
-        read_manifest,
-        write_manifest,
-    )
-    from mcpgov.pinning._middleware import PinningMiddleware
-    from mcpgov.pinning._names import (
-        NameCheck,
-        check_name,
-    )
-    from mcpgov.pinning._registry import ApprovedServer, ExpectedServer, ServerRegistry
-    from mcpgov.pinning._snapshot import snapshot
-
-# Names load on first use: `mcpgov pin --help` and the registry import no MCP SDK until a server is reached.
-_LAZY: dict[str, str] = {
-    "ChangeKind": "mcpgov.pinning._diff",
-    "ManifestDiff": "mcpgov.pinning._diff",
-    "ToolChange": "mcpgov.pinning._diff",
-    "approve_changes": "mcpgov.pinning._diff",
-    "diff_manifests": "mcpgov.pinning._diff",
-    "tool_fingerprint": "mcpgov.pinning._fingerprint",
-    "PublisherKeys": "mcpgov.pinning._keys",
-    "load_signing_key": "mcpgov.pinning._keys",
-    "FilePinStore": "mcpgov.pinning._manifest",
-    "InlinePinStore": "mcpgov.pinning._manifest",
-    "Manifest": "mcpgov.pinning._manifest",
-    "PinnedTool": "mcpgov.pinning._manifest",
-    "PinStore": "mcpgov.pinning._manifest",
-    "ServerIdentity": "mcpgov.pinning._manifest",
-    "dump_manifest": "mcpgov.pinning._manifest",
-    "parse_manifest": "mcpgov.pinning._manifest",
-    "read_manifest": "mcpgov.pinning._manifest",
-    "write_manifest": "mcpgov.pinning._manifest",
-    "PinningMiddleware": "mcpgov.pinning._middleware",
-    "NameCheck": "mcpgov.pinning._names",
-    "check_name": "mcpgov.pinning._names",
-    "ApprovedServer": "mcpgov.pinning._registry",
-    "ExpectedServer": "mcpgov.pinning._registry",
-    "ServerRegistry": "mcpgov.pinning._registry",
-    "snapshot": "mcpgov.pinning._snapshot",
-}
-
-
-# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
-_DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "MANIFEST_FORMAT": ("mcpgov.pinning._manifest", None),
-    "NameIndex": ("mcpgov.pinning._names", None),
-    "SERVER_INFO": ("mcpgov.pinning._middleware", None),
-    "SERVER_TARGET": ("mcpgov.pinning._middleware", None),
-    "SIGNATURE_TYPE": ("mcpgov.pinning._keys", None),
-    "SnapshotTarget": ("mcpgov.pinning._snapshot", None),
-    "TOOL_FIELDS": ("mcpgov.pinning._fingerprint", None),
-    "ToolLike": ("mcpgov.pinning._fingerprint", None),
-    "changed_fields": ("mcpgov.pinning._fingerprint", None),
-    "check_name_collisions": ("mcpgov.pinning._manifest", None),
-    "find_collision": ("mcpgov.pinning._names", None),
-    "fold_name": ("mcpgov.pinning._names", None),
-    "load_server": ("mcpgov.pinning._snapshot", None),
-    "name_problem": ("mcpgov.pinning._names", None),
-    "name_skeleton": ("mcpgov.pinning._names", None),
-    "pin": ("mcpgov.pinning._cli", None),
-    "resolve_target": ("mcpgov.pinning._snapshot", None),
-    "sign_payload": ("mcpgov.pinning._keys", None),
-    "tool_wire_form": ("mcpgov.pinning._fingerprint", None),
-}
-
-__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
-
+from mcpgov._public import retired as _retired
 
 __all__ = [
     "ApprovedServer",
@@ -120,3 +42,71 @@ __all__ = [
     "tool_fingerprint",
     "write_manifest",
 ]
+
+
+if TYPE_CHECKING:
+    from mcpgov.pinning._diff import ChangeKind, ManifestDiff, ToolChange, approve_changes, diff_manifests
+    from mcpgov.pinning._fingerprint import tool_fingerprint
+    from mcpgov.pinning._keys import PublisherKeys, load_signing_key
+    from mcpgov.pinning._manifest import (
+        FilePinStore,
+        InlinePinStore,
+        Manifest,
+        PinnedTool,
+        PinStore,
+        ServerIdentity,
+        dump_manifest,
+        parse_manifest,
+        read_manifest,
+        write_manifest,
+    )
+    from mcpgov.pinning._middleware import PinningMiddleware
+    from mcpgov.pinning._names import (
+        NameCheck,
+        check_name,
+    )
+    from mcpgov.pinning._registry import ApprovedServer, ExpectedServer, ServerRegistry
+    from mcpgov.pinning._snapshot import snapshot
+
+# Names load on first use: `mcpgov pin --help` and the registry import no MCP SDK until a server is reached.
+_LAZY: dict[str, str] = _by_module(
+    {
+        "mcpgov.pinning._diff": ("ChangeKind", "ManifestDiff", "ToolChange", "approve_changes", "diff_manifests"),
+        "mcpgov.pinning._fingerprint": ("tool_fingerprint",),
+        "mcpgov.pinning._keys": ("PublisherKeys", "load_signing_key"),
+        "mcpgov.pinning._manifest": (
+            "FilePinStore",
+            "InlinePinStore",
+            "Manifest",
+            "PinnedTool",
+            "PinStore",
+            "ServerIdentity",
+            "dump_manifest",
+            "parse_manifest",
+            "read_manifest",
+            "write_manifest",
+        ),
+        "mcpgov.pinning._middleware": ("PinningMiddleware",),
+        "mcpgov.pinning._names": ("NameCheck", "check_name"),
+        "mcpgov.pinning._registry": ("ApprovedServer", "ExpectedServer", "ServerRegistry"),
+        "mcpgov.pinning._snapshot": ("snapshot",),
+    }
+)
+
+
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    **_retired(
+        {
+            "mcpgov.pinning._manifest": ("MANIFEST_FORMAT", "check_name_collisions"),
+            "mcpgov.pinning._names": ("NameIndex", "find_collision", "fold_name", "name_problem", "name_skeleton"),
+            "mcpgov.pinning._middleware": ("SERVER_INFO", "SERVER_TARGET"),
+            "mcpgov.pinning._keys": ("SIGNATURE_TYPE", "sign_payload"),
+            "mcpgov.pinning._snapshot": ("SnapshotTarget", "load_server", "resolve_target"),
+            "mcpgov.pinning._fingerprint": ("TOOL_FIELDS", "ToolLike", "changed_fields", "tool_wire_form"),
+            "mcpgov.pinning._cli": ("pin",),
+        }
+    ),
+}
+
+__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)

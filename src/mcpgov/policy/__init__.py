@@ -1,4 +1,5 @@
-"""Policy as code: request-time authorisation from a declarative policy (or Cedar).
+"""Policy as code: request-time authorisation from a declarative policy (or Cedar); the format's
+reference is ``docs/policy.md``.
 
 * :class:`Policy` loads and validates a YAML or JSON policy file (errors name the file, the
   rule and the field); :class:`PolicyEngine` decides and explains;
@@ -9,74 +10,13 @@
 * :class:`PolicyDecorators` lets a server author declare what a tool requires
   (``@gov.tool(scopes=..., tenants=..., risk=..., approval=..., constraints=..., redact=...)``);
 * :class:`CedarPolicy` is the optional Cedar engine (``mcpgov[cedar]``).
-
-See ``docs/policy.md`` for the format reference.
 """
 
 from typing import TYPE_CHECKING
 
+from mcpgov._public import by_module as _by_module
 from mcpgov._public import lazy_names as _lazy_names
-
-if TYPE_CHECKING:
-    from mcpgov.policy._cedar import CedarPolicy
-    from mcpgov.policy._conditions import canonical_path, path_within
-    from mcpgov.policy._decorators import PolicyDecorators
-    from mcpgov.policy._engine import (
-        DEFAULT_DENY_RULE,
-        OBLIGATION_BIND_ARGUMENTS,
-        OBLIGATION_MAX_CREDENTIAL_TTL,
-        OBLIGATION_RATE_LIMIT,
-        OBLIGATION_REDACT,
-        Explanation,
-        PolicyEngine,
-        RuleTrace,
-    )
-    from mcpgov.policy._load import Policy, PolicyError, load_policy
-    from mcpgov.policy._middleware import PolicyMiddleware, PolicySource
-    from mcpgov.policy._model import Rule
-
-# Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK.
-_LAZY: dict[str, str] = {
-    "canonical_path": "mcpgov.policy._conditions",
-    "CedarPolicy": "mcpgov.policy._cedar",
-    "path_within": "mcpgov.policy._conditions",
-    "PolicyDecorators": "mcpgov.policy._decorators",
-    "DEFAULT_DENY_RULE": "mcpgov.policy._engine",
-    "OBLIGATION_BIND_ARGUMENTS": "mcpgov.policy._engine",
-    "OBLIGATION_MAX_CREDENTIAL_TTL": "mcpgov.policy._engine",
-    "OBLIGATION_RATE_LIMIT": "mcpgov.policy._engine",
-    "OBLIGATION_REDACT": "mcpgov.policy._engine",
-    "Explanation": "mcpgov.policy._engine",
-    "PolicyEngine": "mcpgov.policy._engine",
-    "RuleTrace": "mcpgov.policy._engine",
-    "Policy": "mcpgov.policy._load",
-    "PolicyError": "mcpgov.policy._load",
-    "load_policy": "mcpgov.policy._load",
-    "PolicyMiddleware": "mcpgov.policy._middleware",
-    "PolicySource": "mcpgov.policy._middleware",
-    "Rule": "mcpgov.policy._model",
-}
-
-
-# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
-_DEPRECATED: dict[str, tuple[str, str | None]] = {
-    "CedarEngine": ("mcpgov.policy._cedar", None),
-    "Engine": ("mcpgov.policy._middleware", None),
-    "HistoryNeeds": ("mcpgov.policy._history", None),
-    "MAX_CONDITION_STRING": ("mcpgov.policy._conditions", None),
-    "MAX_PATH_LENGTH": ("mcpgov.policy._conditions", None),
-    "META_POLICY": ("mcpgov.policy._decorators", None),
-    "PolicyDocument": ("mcpgov.policy._model", None),
-    "RateLimitSpec": ("mcpgov.policy._ratelimit", None),
-    "RateLimiter": ("mcpgov.policy._ratelimit", None),
-    "TaskHistory": ("mcpgov.policy._history", None),
-    "TaskHistoryStore": ("mcpgov.policy._history", None),
-    "ToolDeclaration": ("mcpgov.policy._decorators", None),
-    "merge_obligations": ("mcpgov", "mcpgov.merge_obligations"),
-}
-
-__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)
-
+from mcpgov._public import retired as _retired
 
 __all__ = [
     "DEFAULT_DENY_RULE",
@@ -98,3 +38,56 @@ __all__ = [
     "load_policy",
     "path_within",
 ]
+
+
+if TYPE_CHECKING:
+    from mcpgov.policy._cedar import CedarPolicy
+    from mcpgov.policy._conditions import canonical_path, path_within
+    from mcpgov.policy._decorators import PolicyDecorators
+    from mcpgov.policy._engine import (
+        DEFAULT_DENY_RULE,
+        OBLIGATION_BIND_ARGUMENTS,
+        OBLIGATION_MAX_CREDENTIAL_TTL,
+        OBLIGATION_RATE_LIMIT,
+        OBLIGATION_REDACT,
+        Explanation,
+        PolicyEngine,
+        RuleTrace,
+    )
+    from mcpgov.policy._load import Policy, PolicyError, load_policy
+    from mcpgov.policy._middleware import PolicyMiddleware, PolicySource
+    from mcpgov.policy._model import Rule
+
+# Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK; the engine
+# module defines every name not listed.
+_LAZY: dict[str, str] = _by_module(
+    {
+        "mcpgov.policy._conditions": ("canonical_path", "path_within"),
+        "mcpgov.policy._cedar": ("CedarPolicy",),
+        "mcpgov.policy._decorators": ("PolicyDecorators",),
+        "mcpgov.policy._load": ("Policy", "PolicyError", "load_policy"),
+        "mcpgov.policy._middleware": ("PolicyMiddleware", "PolicySource"),
+        "mcpgov.policy._model": ("Rule",),
+    },
+    rest="mcpgov.policy._engine",
+    names=__all__,
+)
+
+
+# Kept for one release, each warning once when first read: name -> (where it is now, what replaces it).
+_DEPRECATED: dict[str, tuple[str, str | None]] = {
+    "merge_obligations": ("mcpgov", "mcpgov.merge_obligations"),
+    **_retired(
+        {
+            "mcpgov.policy._cedar": ("CedarEngine",),
+            "mcpgov.policy._middleware": ("Engine",),
+            "mcpgov.policy._history": ("HistoryNeeds", "TaskHistory", "TaskHistoryStore"),
+            "mcpgov.policy._conditions": ("MAX_CONDITION_STRING", "MAX_PATH_LENGTH"),
+            "mcpgov.policy._decorators": ("META_POLICY", "ToolDeclaration"),
+            "mcpgov.policy._model": ("PolicyDocument",),
+            "mcpgov.policy._ratelimit": ("RateLimitSpec", "RateLimiter"),
+        }
+    ),
+}
+
+__getattr__ = _lazy_names(__name__, _LAZY, _DEPRECATED)

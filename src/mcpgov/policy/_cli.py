@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from mcpgov._cliutil import EXIT_FAILED, BadInput
+from mcpgov._cliutil import EXIT_FAILED, BadInput, choice_option
 from mcpgov._errors import McpGovError
 from mcpgov._methods import EXECUTE_METHOD
 
@@ -140,13 +140,7 @@ def policy() -> None:
     help="Fail (exit 1) when rule coverage is below PCT percent.",
 )
 @click.option("--server", "server_spec", metavar="MODULE:ATTR", help="Take the inventory from this MCPServer.")
-@click.option(
-    "--mode",
-    type=click.Choice(["auto", "legacy"]),
-    default="auto",
-    show_default=True,
-    help="Protocol mode of the sessions.",
-)
+@choice_option("--mode", choices=("auto", "legacy"), help="Protocol mode of the sessions.")
 @click.option("--quiet", "-q", is_flag=True, help="Print failures, coverage and the summary only.")
 def test_command(
     *,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any
@@ -736,61 +736,45 @@ def _depth_check(bounds: Bounds) -> Check:
     return Check("delegation_depth", text, False, check)
 
 
+def _member_of(label: str, what: str, values: Iterable[Any], value: Callable[[GovContext, Facts], Any]) -> Check:
+    """The check that ``value`` of the request is one of ``values`` (a missing value is none of them)."""
+    allowed = frozenset(values)
+    return Check(label, f"{what} is one of {sorted(allowed)}", False, lambda c, f: value(c, f) in allowed)
+
+
 def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]:
     """Compile a ``when`` or ``unless`` block into its checks (cheap ones first)."""
     checks: list[Check] = []
     if conditions.tenants is not None:
-        tenants = frozenset(conditions.tenants)
-        checks.append(
-            Check(f"{prefix}.tenants", f"tenant is one of {sorted(tenants)}", False, lambda c, _f: c.tenant in tenants)
-        )
+        checks.append(_member_of("tenants", "tenant", conditions.tenants, lambda c, _f: c.tenant))
     if conditions.purposes is not None:
-        purposes = frozenset(conditions.purposes)
-        checks.append(
-            Check(
-                f"{prefix}.purposes",
-                f"declared purpose is one of {sorted(purposes)}",
-                False,
-                lambda c, _f: c.purpose in purposes,
-            )
-        )
+        checks.append(_member_of("purposes", "declared purpose", conditions.purposes, lambda c, _f: c.purpose))
     if conditions.scopes is not None:
         scopes = frozenset(conditions.scopes)
+        holds = f"principal holds scopes {sorted(scopes)}"
         checks.append(
             Check(
-                f"{prefix}.scopes",
-                f"principal holds scopes {sorted(scopes)}",
-                False,
-                lambda c, _f: c.principal is not None and scopes <= granted_scopes(c.principal),
+                "scopes", holds, False, lambda c, _f: c.principal is not None and scopes <= granted_scopes(c.principal)
             )
         )
     if conditions.claims is not None:
         claims = dict(conditions.claims)
         checks.append(
             Check(
-                f"{prefix}.claims",
-                f"principal claims match {claims!r}",
-                False,
-                lambda c, _f: _claims_match(c.principal, claims),
+                "claims", f"principal claims match {claims!r}", False, lambda c, _f: _claims_match(c.principal, claims)
             )
         )
     if conditions.risk is not None:
-        risks = frozenset(conditions.risk)
-        checks.append(
-            Check(f"{prefix}.risk", f"declared risk is one of {sorted(risks)}", False, lambda _c, f: f.risk in risks)
-        )
+        checks.append(_member_of("risk", "declared risk", conditions.risk, lambda _c, f: f.risk))
     if conditions.delegation_depth is not None:
-        check = _depth_check(conditions.delegation_depth)
-        checks.append(Check(f"{prefix}.{check.label}", check.text, False, check.fn))
+        checks.append(_depth_check(conditions.delegation_depth))
     if conditions.time is not None:
-        check = _time_check(conditions.time)
-        checks.append(Check(f"{prefix}.{check.label}", check.text, False, check.fn))
-    for name, cond in conditions.arguments.items():
-        check = _argument_check(name, cond)
-        checks.append(Check(f"{prefix}.{check.label}", check.text, True, check.fn))
+        checks.append(_time_check(conditions.time))
+    # Arguments and history are deferred: a listing does not know them.
+    deferred = [_argument_check(name, cond) for name, cond in conditions.arguments.items()]
     if conditions.history is not None:
-        checks.extend(
-            Check(f"{prefix}.{check.label}", check.text, True, check.fn, check.needs)
-            for check in _history_checks(conditions.history)
-        )
-    return tuple(checks)
+        deferred.extend(_history_checks(conditions.history))
+    return (
+        *(Check(f"{prefix}.{check.label}", check.text, False, check.fn) for check in checks),
+        *(Check(f"{prefix}.{check.label}", check.text, True, check.fn, check.needs) for check in deferred),
+    )

@@ -21,7 +21,7 @@ import dataclasses
 import fnmatch
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import click
@@ -168,18 +168,39 @@ def _compare_grant(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
     if removed_actions:
         narrower.append(f"removes actions {removed_actions}")
     for section, label in (("when", "condition"), ("obligations", "obligation")):
-        before, after = old.get(section) or {}, new.get(section) or {}
-        for name in sorted(before.keys() | after.keys()):
-            if name not in after:
-                wider.append(f"drops {label} {name}={json.dumps(before[name], sort_keys=True)}")
-            elif name not in before:
-                narrower.append(f"adds {label} {name}={json.dumps(after[name], sort_keys=True)}")
-            elif before[name] != after[name]:
-                wider.append(
-                    f"changes {label} {name} from {json.dumps(before[name], sort_keys=True)} to "
-                    f"{json.dumps(after[name], sort_keys=True)}"
-                )
+        more, less = _entry_changes(label, old.get(section), new.get(section), adding_widens=False)
+        wider += more
+        narrower += less
     return wider, narrower
+
+
+def _entry_changes(
+    label: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    *,
+    adding_widens: bool,
+    values: bool = True,
+) -> tuple[list[str], list[str]]:
+    """(widenings, narrowings) from the entries of one block (conditions, obligations,
+    exceptions), by name: an added entry widens access when ``adding_widens``, a dropped one
+    then narrows it (and the other way round); a changed one may widen it (``values``: say how)."""
+    wider: list[str] = []
+    narrower: list[str] = []
+    before, after = old or {}, new or {}
+    for name in sorted(before.keys() | after.keys()):
+        if name not in after:
+            (narrower if adding_widens else wider).append(f"drops {label} {name}={_json(before[name])}")
+        elif name not in before:
+            (wider if adding_widens else narrower).append(f"adds {label} {name}={_json(after[name])}")
+        elif before[name] != after[name]:
+            how = f" from {_json(before[name])} to {_json(after[name])}" if values else ""
+            wider.append(f"changes {label} {name}{how}")
+    return wider, narrower
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def _compare_restriction(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -189,14 +210,11 @@ def _compare_restriction(old: dict[str, Any], new: dict[str, Any]) -> tuple[list
     unsure = [c for c in covers_more if c.startswith("changes ")]
     wider = list(covers_less) + unsure
     narrower = [c for c in covers_more if not c.startswith("changes ")]
-    before, after = old.get("unless") or {}, new.get("unless") or {}
-    for name in sorted(before.keys() | after.keys()):
-        if name not in before:
-            wider.append(f"adds exception unless {name}={json.dumps(after[name], sort_keys=True)}")
-        elif name not in after:
-            narrower.append(f"drops exception unless {name}={json.dumps(before[name], sort_keys=True)}")
-        elif before[name] != after[name]:
-            wider.append(f"changes exception unless {name}")
+    more, less = _entry_changes(
+        "exception unless", old.get("unless"), new.get("unless"), adding_widens=True, values=False
+    )
+    wider += more
+    narrower += less
     # For a restriction, "drops condition" means it applies more widely (narrows access) and
     # "adds condition" means it applies less (widens); _compare_grant said the opposite.
     fixed_wider = [w.replace("adds condition", "now only applies with condition") for w in wider]

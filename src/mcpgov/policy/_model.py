@@ -32,10 +32,11 @@ from __future__ import annotations
 import posixpath
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
+from mcpgov._validate import first_repeat
 from mcpgov.policy._regex import compile_regex
 
 __all__ = [
@@ -67,10 +68,15 @@ TARGET_KINDS = ("tool", "resource", "prompt")
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    _LISTS: ClassVar[tuple[str, ...]] = ()
+    """The fields that accept a single string where a list of strings is expected."""
 
-def _as_list(value: Any) -> Any:
-    """Accept a single string where a list of strings is expected."""
-    return [value] if isinstance(value, str) else value
+    @model_validator(mode="before")
+    @classmethod
+    def _listify(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls._LISTS:
+            return {k: [v] if k in cls._LISTS and isinstance(v, str) else v for k, v in data.items()}
+        return data
 
 
 def _default_by() -> list[Literal["principal", "tenant", "tool"]]:
@@ -92,12 +98,7 @@ class PathCondition(_Model):
     under: list[StrictStr] = Field(min_length=1)
     allow_relative: StrictBool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _listify(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "under" in data:
-            return {**data, "under": _as_list(data["under"])}
-        return data
+    _LISTS = ("under",)
 
     @model_validator(mode="after")
     def _roots(self) -> PathCondition:
@@ -144,12 +145,7 @@ class ArgumentCondition(_Model):
     same_as: Literal["tenant", "subject", "task_id", "purpose"] | None = None
     optional: StrictBool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _listify(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "glob" in data:
-            return {**data, "glob": _as_list(data["glob"])}
-        return data
+    _LISTS = ("glob",)
 
     @model_validator(mode="after")
     def _check(self) -> ArgumentCondition:
@@ -393,15 +389,7 @@ class Rule(_Model):
     unless: Conditions | None = None
     obligations: Obligations | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _listify(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {
-                k: _as_list(v) if k in ("tools", "resources", "prompts", "methods", "tenants", "actions") else v
-                for k, v in data.items()
-            }
-        return data
+    _LISTS = ("tools", "resources", "prompts", "methods", "tenants", "actions")
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
@@ -441,11 +429,9 @@ class PolicyDocument(_Model):
 
     @model_validator(mode="after")
     def _unique(self) -> PolicyDocument:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"duplicate rule id {rule.id!r}")
-            seen.add(rule.id)
+        repeated = first_repeat(rule.id for rule in self.rules)
+        if repeated is not None:
+            raise ValueError(f"duplicate rule id {repeated!r}")
         blocks = [
             (rule.id, part, block)
             for rule in self.rules
