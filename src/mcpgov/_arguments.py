@@ -14,6 +14,7 @@ from typing import Any
 import rfc8785
 
 from mcpgov._errors import ConfigurationError, InvalidRequest
+from mcpgov._types import thaw
 from mcpgov._validate import is_positive_count
 
 __all__ = ["ArgumentLimits", "arguments_hash", "canonical_json", "freeze_arguments"]
@@ -187,14 +188,6 @@ def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> Mapping[str, Any] | 
     return MappingProxyType(dict(arguments))
 
 
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
 def _hash(frozen: Mapping[str, Any]) -> str:
     digest = hashlib.sha256()
     try:
@@ -292,11 +285,9 @@ def _jcs(value: Any, out: list[str], depth: int) -> None:
 
 def _jcs_array(value: Any, out: list[str], depth: int) -> None:
     out.append("[")
-    first = True
-    for item in value:
-        if not first:
+    for i, item in enumerate(value):
+        if i:
             out.append(",")
-        first = False
         _jcs(item, out, depth + 1)
     out.append("]")
 
@@ -314,13 +305,8 @@ def _jcs_object(value: Mapping[Any, Any], out: list[str], depth: int) -> None:
     else:
         names.sort()
     out.append("{")
-    first = True
-    for name in names:
-        if not first:
-            out.append(",")
-        first = False
-        out.append(_encode_string(name))
-        out.append(":")
+    for i, name in enumerate(names):
+        out.append(f"{',' if i else ''}{_encode_string(name)}:")
         _jcs(value[name], out, depth + 1)
     out.append("}")
 
@@ -346,7 +332,7 @@ def canonical_json(value: Any) -> bytes:
         return "".join(out).encode("utf-8")
     except (_Refer, UnicodeEncodeError, RecursionError):
         pass
-    result: bytes = rfc8785.dumps(_thaw(value))
+    result: bytes = rfc8785.dumps(thaw(value))
     return result
 
 

@@ -37,14 +37,16 @@ from mcp_types import (
 from pydantic import BaseModel
 from typing_extensions import deprecated
 
-from mcpgov._arguments import ArgumentLimits, _thaw
+from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import HTTP_AUTHORIZATION, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
+from mcpgov._methods import LISTINGS
 from mcpgov._principal import Principal
 from mcpgov._protocols import ListChangeListener, listing_gate
+from mcpgov._types import thaw
 from mcpgov._wire import to_mcp_error
 
 if TYPE_CHECKING:
@@ -108,6 +110,10 @@ def _unlisting(listing: Listing, entries: str) -> Any:
     if not listing.hidden:
         return envelope
     return envelope.model_copy(update={entries: [item.raw for item in listing.items]})
+
+
+_SNAKE = {"resourceTemplates": "resource_templates", "uriTemplate": "uri_template"}
+"""Wire keys of listings (``LISTINGS``) whose SDK result attribute is spelt otherwise."""
 
 
 class GovernedClient(Client):
@@ -277,18 +283,12 @@ class GovernedClient(Client):
             _OUTGOING_AUTHORIZATION.reset(token)
 
     async def _governed_listing(
-        self,
-        method: str,
-        kind: TargetKind,
-        keys: tuple[str, str],
-        meta: RequestParamsMeta | None,
-        fetch: Callable[[Any], Awaitable[BaseModel]],
+        self, method: str, meta: RequestParamsMeta | None, fetch: Callable[[Any], Awaitable[BaseModel]]
     ) -> Any:
-        """One page of a listing (``fetch`` gets it from the SDK), filtered by the client-side chain.
-
-        ``keys``: the result's field holding the entries, and the entry attribute naming each.
-        """
-        entries, name_attr = keys
+        """One page of the listing ``method`` (``fetch`` gets it from the SDK), filtered by the
+        client-side chain."""
+        kind, entries_key, name_key = LISTINGS[method]
+        entries, name_attr = _SNAKE.get(entries_key, entries_key), _SNAKE.get(name_key, name_key)
 
         async def terminal(c: GovContext) -> Listing:
             return _listing(kind, await self._send(c, meta, fetch), entries, name_attr)
@@ -350,7 +350,7 @@ class GovernedClient(Client):
                     self,
                     name,
                     # Exactly what the chain decided on: a caller mutating its dict meanwhile changes nothing.
-                    _thaw(c.arguments) if c.arguments is not None else None,
+                    thaw(c.arguments) if c.arguments is not None else None,
                     read_timeout_seconds,
                     progress_callback,
                     input_responses=input_responses,
@@ -387,7 +387,7 @@ class GovernedClient(Client):
                 lambda m: Client.get_prompt(
                     self,
                     name,
-                    _thaw(c.arguments) if c.arguments is not None else None,
+                    thaw(c.arguments) if c.arguments is not None else None,
                     input_responses=input_responses,
                     request_state=request_state,
                     meta=m,
@@ -430,11 +430,7 @@ class GovernedClient(Client):
     ) -> ListToolsResult:
         """List tools, showing only those the client-side chain lets this client discover."""
         result: ListToolsResult = await self._governed_listing(
-            "tools/list",
-            "tool",
-            ("tools", "name"),
-            meta,
-            lambda m: Client.list_tools(self, cursor=cursor, meta=m, cache_mode=cache_mode),
+            "tools/list", meta, lambda m: Client.list_tools(self, cursor=cursor, meta=m, cache_mode=cache_mode)
         )
         return result
 
@@ -443,11 +439,7 @@ class GovernedClient(Client):
     ) -> ListPromptsResult:
         """List prompts, filtered by the client-side chain."""
         result: ListPromptsResult = await self._governed_listing(
-            "prompts/list",
-            "prompt",
-            ("prompts", "name"),
-            meta,
-            lambda m: Client.list_prompts(self, cursor=cursor, meta=m, cache_mode=cache_mode),
+            "prompts/list", meta, lambda m: Client.list_prompts(self, cursor=cursor, meta=m, cache_mode=cache_mode)
         )
         return result
 
@@ -456,11 +448,7 @@ class GovernedClient(Client):
     ) -> ListResourcesResult:
         """List resources, filtered by the client-side chain."""
         result: ListResourcesResult = await self._governed_listing(
-            "resources/list",
-            "resource",
-            ("resources", "uri"),
-            meta,
-            lambda m: Client.list_resources(self, cursor=cursor, meta=m, cache_mode=cache_mode),
+            "resources/list", meta, lambda m: Client.list_resources(self, cursor=cursor, meta=m, cache_mode=cache_mode)
         )
         return result
 
@@ -470,8 +458,6 @@ class GovernedClient(Client):
         """List resource templates, filtered by the client-side chain."""
         result: ListResourceTemplatesResult = await self._governed_listing(
             "resources/templates/list",
-            "resource",
-            ("resource_templates", "uri_template"),
             meta,
             lambda m: Client.list_resource_templates(self, cursor=cursor, meta=m, cache_mode=cache_mode),
         )

@@ -282,32 +282,14 @@ class Governor:
         except AuditUnavailable as exc:
             # Strict audit: the allow could not be recorded everywhere, so the request does not run.
             auditor.refused += 1
-            exc.event_id = await self._outcome(
-                c,
-                "failed",
-                run.start,
-                c.args_hash,
-                reason=exc.reason,
-                error_code=exc.code,
-                executed=False,
-                values=values,
-            )
+            exc.event_id = await self._not_run(c, run, exc, values)
             raise
         if c.final_checks and not checks_first:
             try:
                 await self._checked_finally(c)
             except McpGovError as error:
                 with anyio.CancelScope(shield=True):
-                    error.event_id = await self._outcome(
-                        c,
-                        "failed",
-                        run.start,
-                        c.args_hash,
-                        reason=error.reason,
-                        error_code=error.code,
-                        executed=False,
-                        values=values,
-                    )
+                    error.event_id = await self._not_run(c, run, error, values)
                 raise
         # Nothing awaits between the last check and the effect: the terminal starts the request now.
         try:
@@ -328,6 +310,19 @@ class Governor:
         outcome = outcome_of(result) if outcome_of is not None else "completed"
         await self._outcome(c, outcome, run.start, c.args_hash, values=values)
         return result
+
+    async def _not_run(self, c: GovContext, run: _Run, error: McpGovError, values: ContextValues | None) -> str:
+        """Record that an allowed request did not run because of ``error``; returns the event id."""
+        return await self._outcome(
+            c,
+            "failed",
+            run.start,
+            c.args_hash,
+            reason=error.reason,
+            error_code=error.code,
+            executed=False,
+            values=values,
+        )
 
     async def _record_allow(self, c: GovContext, decision: Decision | None, values: ContextValues | None) -> None:
         """Record the allow decision (not built when no sink would receive it: never strict then)."""

@@ -19,8 +19,8 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import ServerRequestContext
 from starlette.requests import Request
 
-from mcpgov._arguments import _thaw
 from mcpgov._context import META_CREDENTIAL, META_IDENTITY
+from mcpgov._types import thaw
 
 __all__ = ["SCRUBBED_HEADERS", "handler_request", "hide_tokens", "restore_tokens"]
 
@@ -68,7 +68,7 @@ def handler_request(
         if arguments is None:
             params.pop(arguments_key, None)
         else:
-            params[arguments_key] = _thaw(arguments)
+            params[arguments_key] = thaw(arguments)
     return dataclasses.replace(sctx, params=params, meta=clean_meta, request=_scrubbed(sctx.request))
 
 
