@@ -29,6 +29,7 @@ from mcpgov.policy import CedarPolicy, Policy, PolicyEngine
 from mcpgov.policy._conditions import MAX_CONDITION_STRING, MAX_PATH_LENGTH
 
 TARGET_P50_AT_100_US = 5.0
+TARGET_P50_AT_10000_US = 10.0  # the performance issue's figure: p50 at most 10 us at 10,000 rules
 HOSTILE_PATTERNS = ["(a+)+$", "(a|aa)+b", "(.*a){20}", "(x+x+)+y", "^(\\w+\\s?)*$", "(a|a)*c", "([a-z]+)*[0-9]"]
 
 
@@ -186,18 +187,18 @@ def main(samples: int, cedar_samples: int, sizes: list[int]) -> int:
         print(line)
     failures = 0
     if 100 in results:
-        ok = results[100] < TARGET_P50_AT_100_US
+        ok = results[100] <= TARGET_P50_AT_100_US
         failures += not ok
         print(
-            f"target p50 < {TARGET_P50_AT_100_US:.0f}us at 100 rules: {results[100]:.2f}us "
+            f"target p50 <= {TARGET_P50_AT_100_US:.0f}us at 100 rules: {results[100]:.2f}us "
             f"-> {'met' if ok else 'MISSED'}"
         )
     if 100 in results and 10_000 in results:
-        limit = 4 * TARGET_P50_AT_100_US
-        ok = results[10_000] < limit
+        limit = TARGET_P50_AT_10000_US
+        ok = results[10_000] <= limit
         failures += not ok
         print(
-            f"target p50 < {limit:.0f}us at 10,000 rules: {results[10_000]:.2f}us "
+            f"target p50 <= {limit:.0f}us at 10,000 rules: {results[10_000]:.2f}us "
             f"({results[10_000] / results[100]:.2f}x the 100-rule figure) -> {'met' if ok else 'MISSED'}"
         )
     engine = PolicyEngine(worst_case_policy())
