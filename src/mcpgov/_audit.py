@@ -327,6 +327,21 @@ def sink_name(sink: Any) -> str:
     return str(getattr(sink, "__qualname__", None) or type(sink).__name__)
 
 
+_DEFAULT_REDACTOR: list[Redactor] = []
+
+
+def _default_redactor() -> Redactor:
+    """The default :class:`~mcpgov.audit.Redactor`, built once and shared by every auditor built
+    without one (a client's auditor is built per session). Sharing is safe: its configuration
+    never changes after construction, and its one cache (values found clean, bounded) depends on
+    that configuration only."""
+    if not _DEFAULT_REDACTOR:
+        from mcpgov.audit._redact import Redactor  # noqa: PLC0415 - mcpgov.audit imports this module
+
+        _DEFAULT_REDACTOR.append(Redactor())
+    return _DEFAULT_REDACTOR[0]
+
+
 class Auditor:
     """Redacts audit events and delivers them to sinks (sync or async callables).
 
@@ -373,7 +388,7 @@ class Auditor:
         self._async: list[bool] = []
         self._reporting: list[HealthReporting] = []  # classified once: the health check runs per request
         self.strict = bool(strict)
-        self.redactor: Redactor = redactor if redactor is not None else Redactor()
+        self.redactor: Redactor = redactor if redactor is not None else _default_redactor()
         self.flush_timeout = flush_timeout
         self._log = _FailureLog(clock, log_interval)
         self.sink_failures = 0

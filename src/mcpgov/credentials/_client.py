@@ -17,7 +17,7 @@ from mcpgov._principal import Principal
 from mcpgov._types import Clock
 from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential
-from mcpgov.credentials._holder import principal_for_minting
+from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._task import current_task
 from mcpgov.credentials._verify import EMPTY_ARGS_HASH, BindArguments, _binding_rule
@@ -180,6 +180,7 @@ class ClientCredentials:
         self._bind = _binding_rule(bind_arguments)
         self._clock = clock
         self._cache: LRUCache[_CacheKey, Credential] = LRUCache(maxsize=cache_size)
+        self._minting_principal = MintingPrincipal()
         self.minted = 0
         """How many credentials this middleware obtained."""
         from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - keeps the import graph flat
@@ -216,7 +217,7 @@ class ClientCredentials:
             cap = float(raw)
             if ttl is not None:
                 ttl = min(ttl, cap)  # without a ttl of its own, the source's default applies, capped
-        principal = principal_for_minting(ctx)
+        principal = self._minting_principal(ctx)
         per_call = bind or self.single_use
         key: _CacheKey = (
             principal.key if principal is not None else None,
@@ -264,7 +265,7 @@ class ClientCredentials:
         task = current_task()
         if task is None:
             return await call_next(ctx)
-        principal = principal_for_minting(ctx)
+        principal = self._minting_principal(ctx)
         key: _CacheKey = (
             principal.key if principal is not None else None,
             ctx.tenant,

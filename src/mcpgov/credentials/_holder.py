@@ -15,7 +15,7 @@ from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
 
-__all__ = ["check_client_principal", "identity_claims", "principal_for_minting"]
+__all__ = ["MintingPrincipal", "check_client_principal", "identity_claims", "principal_for_minting"]
 
 
 def identity_claims(token: Any) -> Mapping[str, Any] | None:
@@ -92,3 +92,30 @@ def principal_for_minting(ctx: GovContext) -> Principal | None:
     from dataclasses import replace  # noqa: PLC0415 - only on this path
 
     return replace(principal, claims=MappingProxyType({**principal.claims, "exp": float(exp)}))
+
+
+class MintingPrincipal:
+    """:func:`principal_for_minting` with a memory of its last answer.
+
+    A client presents the same principal and identity token on every request, so the token is
+    read once and the credentials of a session share one principal bounded by it, instead of a
+    copy each. The answer depends on nothing else (not on time): a new principal or token is
+    worked out afresh, and a mismatch raises every time (nothing is remembered then).
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[Principal, str | None, Principal | None] | None = None
+
+    def __call__(self, ctx: GovContext) -> Principal | None:
+        principal = ctx.principal
+        if principal is None:
+            return None
+        token = _current_identity(ctx)
+        last = self._last
+        if last is not None and last[0] is principal and last[1] == token:
+            return last[2]
+        found = principal_for_minting(ctx)
+        self._last = (principal, token, found)
+        return found
