@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
-from cachetools import LRUCache
-
 from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import APPROVAL_GRANT, META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._lru import LRU
 from mcpgov._principal import Principal
 from mcpgov._types import Clock
 from mcpgov._validate import is_positive_number
@@ -179,7 +178,7 @@ class ClientCredentials:
         self.refresh_before = float(refresh_before)
         self._bind = _binding_rule(bind_arguments)
         self._clock = clock
-        self._cache: LRUCache[_CacheKey, Credential] = LRUCache(maxsize=cache_size)
+        self._cache: LRU[_CacheKey, Credential] = LRU(cache_size)
         self._minting_principal = MintingPrincipal()
         self.minted = 0
         """How many credentials this middleware obtained."""
@@ -193,7 +192,7 @@ class ClientCredentials:
     def forget_task(self, task_id: str) -> None:
         """Drop cached credentials of ``task_id`` (they are being revoked)."""
         for key in [k for k in self._cache if k[2] == task_id]:
-            self._cache.pop(key, None)
+            self._cache.pop(key)
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method != "tools/call" or ctx.target is None:

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from cachetools import LRUCache
-
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._lru import LRU
 from mcpgov._methods import LIST_METHODS
 from mcpgov._principal import Principal
 from mcpgov._shared import shared_text
@@ -140,7 +139,7 @@ class CredentialVerifier:
         self.max_token_bytes = max_token_bytes
         self.single_use = single_use
         self._clock = clock
-        self._verified: LRUCache[bytes, tuple[str, str, CredentialClaims]] = LRUCache(maxsize=4096)
+        self._verified: LRU[bytes, tuple[str, str, CredentialClaims]] = LRU(4096)
 
     def __repr__(self) -> str:
         return f"CredentialVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
