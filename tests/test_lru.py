@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from mcpgov import ConfigurationError
 from mcpgov._lru import LRU
 from mcpgov._shared import shared_claims, shared_text
+from mcpgov.credentials._verify import _SeenCredentials
 
 
 def test_a_full_lru_drops_the_least_recently_used() -> None:
@@ -62,3 +66,24 @@ def test_claims_share_their_recurring_strings_but_not_the_token_id() -> None:
     assert a["jti"] is not b["jti"]
     long = "x" * 1000
     assert shared_text(long) is long
+
+
+def _claims(jti: str, exp: float) -> Any:
+    return SimpleNamespace(jti=jti, expires_at=exp)
+
+
+def test_audited_credential_ids_are_remembered_until_they_expire_and_stay_bounded() -> None:
+    now = [1000.0]
+    seen = _SeenCredentials(2048, lambda: now[0])
+    assert seen.first(_claims("a", 1100.0))
+    assert not seen.first(_claims("a", 1100.0))
+    for i in range(1500):  # expired by the time the dict is pruned
+        seen.first(_claims(f"old{i}", 1050.0))
+    now[0] = 1060.0
+    for i in range(600):
+        seen.first(_claims(f"new{i}", 1200.0))
+    assert len(seen) < 1000  # the expired ones went at the pruning
+    assert not seen.first(_claims("a", 1100.0))  # still live: still remembered
+    for i in range(10_000):  # all live: never more than the bound
+        seen.first(_claims(f"live{i}", 2000.0))
+        assert len(seen) <= 2048

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Collection
@@ -299,8 +300,8 @@ class CredentialVerifier:
 
 class _SeenCredentials:
     """The ids of the credentials already recorded as verified, each until it expires (at most
-    ``maxsize``; the oldest go first when full). A plain dict of id to expiry: a credential used
-    by an open session costs one dict entry here, not the four structures of a TTL cache."""
+    ``maxsize``; the oldest quarter goes when it is full of live ones). A plain dict of id to
+    expiry: a credential in use costs one dict entry here, not the four structures of a TTL cache."""
 
     __slots__ = ("_clock", "_expiry", "_maxsize", "_prune_at")
 
@@ -324,8 +325,9 @@ class _SeenCredentials:
             now = self._clock()
             for jti in [jti for jti, exp in expiry.items() if exp < now]:
                 del expiry[jti]
-            while len(expiry) >= self._maxsize:
-                del expiry[next(iter(expiry))]
+            if len(expiry) >= self._maxsize:  # still full of live ids: the oldest quarter goes
+                for jti in list(itertools.islice(expiry, len(expiry) - self._maxsize * 3 // 4)):
+                    del expiry[jti]
             self._prune_at = min(max(1024, 2 * len(expiry)), self._maxsize)
         expiry[claims.jti] = claims.expires_at
         return True
