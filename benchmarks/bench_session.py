@@ -694,25 +694,53 @@ async def scope_cost(stack: Stack, args: argparse.Namespace) -> dict[str, float]
 # --- memory -----------------------------------------------------------------------------------
 
 
+async def flush_audit(stack: Stack) -> None:
+    """Wait until every queued audit sink of the stack has written what it holds."""
+    for auditor in stack.auditors:
+        await auditor.aflush()
+
+
+async def open_session(variant: str, server: MCPServer, stack: Stack, exits: AsyncExitStack) -> Client:
+    """One session held open on ``exits``, opened the way an application opens it.
+
+    The full session is what each session of an agent holds: its own identity token and
+    principal, a ``GovernedClient`` with ``ClientCredentials``, and an open task. It is entered
+    directly (not through :meth:`Stack.client`, whose generator frame is the harness's, not a
+    cost of the session)."""
+    if variant == "bare":
+        return await exits.enter_async_context(Client(server, mode="legacy"))
+    me = Principal("https://id.bench", "agent-1", tenant=TENANT, auth_method="jwt")
+    credentials = ClientCredentials(IssuerTokenSource(stack.credentials), audience=AUDIENCE, ttl=600)
+    token = stack.identities.token("agent-1", tenant=TENANT, ttl=3600)
+    client = await exits.enter_async_context(
+        GovernedClient(server, credentials, identity=token, principal=me, mode="legacy")
+    )
+    await exits.enter_async_context(open_task(client, "task-agent-1", purpose="bench"))
+    return client
+
+
 async def memory_per_session(stack: Stack, sessions: int) -> dict[str, float]:
-    """Traced memory held per open session (client and server side together), bare and full."""
+    """Traced memory held per open session (client and server side together), bare and full.
+
+    Each variant first opens and closes one session (imports, compiled schemas, the server's
+    caches of its tools), then ``sessions`` more are opened, each making one call, and all held
+    open while the traced memory is read: what they hold on both sides, over the warm baseline.
+    Queued audit events are delivered before the reading (the sink's queue is bounded and
+    drains in the background: it is not state of the open sessions).
+    """
     out: dict[str, float] = {}
     for variant in ("bare", "full"):
         server = make_server(variant, stack)
-        async with opener(variant, server, "legacy", stack) as first:  # warm every cache and import
-            await add_call(first)
+        async with AsyncExitStack() as warm:  # warm every cache and import
+            await add_call(await open_session(variant, server, stack, warm))
+        await flush_audit(stack)
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         async with AsyncExitStack() as exits:
             for _ in range(sessions):
-                client = await exits.enter_async_context(
-                    stack.client(server, "legacy", agent="agent-1")
-                    if variant == "full"
-                    else Client(server, mode="legacy")
-                )
-                await add_call(client)
-                del client
+                await add_call(await open_session(variant, server, stack, exits))
+            await flush_audit(stack)
             gc.collect()
             used = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()

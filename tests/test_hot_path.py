@@ -17,9 +17,24 @@ from joserfc.jwk import OctKey
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import AuditEvent, Decision, GovContext, GovernedClient, Hooks, InMemoryStateStore, Principal, govern
+from mcpgov import (
+    AuditEvent,
+    CredentialError,
+    Decision,
+    GovContext,
+    GovernedClient,
+    Hooks,
+    InMemoryStateStore,
+    Principal,
+    govern,
+)
 from mcpgov._audit import ContextValues, _next_event_id
-from mcpgov.credentials import CompactMemoryStore, RevocationList, _holder
+from mcpgov._context import META_IDENTITY
+from mcpgov.credentials import (
+    CompactMemoryStore,
+    RevocationList,
+)
+from mcpgov.credentials._holder import MintingPrincipal, principal_for_minting
 
 from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
 
@@ -59,38 +74,33 @@ def test_a_forked_child_never_hands_out_its_parents_ids() -> None:
 
 
 def _token(claims: dict[str, Any]) -> str:
-    return jws.serialize_compact({"alg": "HS256"}, jws_payload(claims), OctKey.generate_key(256))
+    payload = json.dumps(claims).encode()
+    return jws.serialize_compact({"alg": "HS256"}, payload, OctKey.generate_key(256))
 
 
-def jws_payload(claims: dict[str, Any]) -> bytes:
-    return json.dumps(claims).encode()
+def _minting_ctx(principal: Principal, token: str) -> GovContext:
+    return GovContext(side="client", method="tools/call", principal=principal, meta={META_IDENTITY: token})
 
 
-@settings(max_examples=60, deadline=None)
-@given(subjects=st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=6, unique=True))
-def test_identity_claims_are_read_per_token_never_from_another(subjects: list[str]) -> None:
-    tokens = {s: _token({"sub": s, "iss": "https://id.example", "exp": 2_000_000_000}) for s in subjects}
-    for _ in range(2):  # the second round is served from what was read
-        for subject, token in tokens.items():
-            claims = _holder.identity_claims(token)
-            assert claims is not None and claims["sub"] == subject
-
-
-def test_identity_claims_kept_are_read_only_and_bounded() -> None:
-    token = _token({"sub": "a", "act": {"sub": "b"}, "aud": ["x", "y"]})
-    claims = _holder.identity_claims(token)
-    assert claims is not None
-    with pytest.raises(TypeError):
-        claims["sub"] = "mallory"  # type: ignore[index]
-    with pytest.raises(TypeError):
-        claims["act"]["sub"] = "mallory"
-    assert _holder.identity_claims(token) == {"sub": "a", "act": {"sub": "b"}, "aud": ("x", "y")}
-    for i in range(_holder._READ_MAX + 50):
-        _holder.identity_claims(_token({"sub": f"s{i}"}))
-    assert len(_holder._read) <= _holder._READ_MAX
-    assert all(isinstance(key, bytes) and len(key) == 32 for key in _holder._read)  # digests, not tokens
-    assert _holder.identity_claims("not.a.token") is None
-    assert _holder.identity_claims("not.a.token") is None  # a bad token stays bad when asked again
+def test_the_principal_minted_for_is_rechecked_whenever_the_identity_token_changes() -> None:
+    creds = MintingPrincipal()
+    me = Principal("https://id.example", "agent-1", tenant="acme")
+    first = _token({"sub": "agent-1", "iss": "https://id.example", "exp": 2_000_000_000})
+    ctx = _minting_ctx(me, first)
+    bounded = creds(ctx)
+    assert bounded is not None and bounded.claims["exp"] == 2_000_000_000
+    assert creds(_minting_ctx(me, first)) is bounded  # same principal, same token: kept
+    shorter = _token({"sub": "agent-1", "iss": "https://id.example", "exp": 1_900_000_000})
+    again = creds(_minting_ctx(me, shorter))
+    assert again is not None and again.claims["exp"] == 1_900_000_000
+    intruder = _token({"sub": "mallory", "iss": "https://id.example", "exp": 2_000_000_000})
+    with pytest.raises(CredentialError) as caught:
+        creds(_minting_ctx(me, intruder))
+    assert caught.value.reason == "wrong_principal"
+    with pytest.raises(CredentialError):  # and again: a refusal is never kept as an answer
+        creds(_minting_ctx(me, intruder))
+    other = Principal("https://id.example", "agent-1", tenant="acme")  # equal, but another object
+    assert creds(_minting_ctx(other, shorter)) == again
 
 
 def test_events_of_one_context_share_its_fields_and_nothing_else() -> None:
@@ -164,3 +174,29 @@ async def test_a_credential_checked_many_times_is_refused_once_revoked(mode: str
             with pytest.raises(MCPError):
                 await call(client, "status", {}, cred.token, agent)
     assert governed.ran == ["status"] * 5
+
+
+_SUBJECTS = ("agent-1", "agent-2", "mallory")
+_PRINCIPALS = [Principal("https://id.example", s, tenant="acme") for s in _SUBJECTS[:2]]
+_IDENTITY_TOKENS = [
+    _token({"sub": s, "iss": "https://id.example", "exp": exp})
+    for s in _SUBJECTS
+    for exp in (1_900_000_000, 2_000_000_000)
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, len(_IDENTITY_TOKENS) - 1)), min_size=1, max_size=12))
+def test_the_kept_principal_always_equals_a_fresh_check(steps: list[tuple[int, int]]) -> None:
+    creds = MintingPrincipal()
+    for who, which in steps:
+        ctx = _minting_ctx(_PRINCIPALS[who], _IDENTITY_TOKENS[which])
+        try:
+            expected: Any = principal_for_minting(ctx)
+        except CredentialError as exc:
+            expected = exc.reason
+        try:
+            got: Any = creds(ctx)
+        except CredentialError as exc:
+            got = exc.reason
+        assert got == expected

@@ -332,17 +332,24 @@ class _FailureLog:
     def __init__(self, clock: Clock, interval: float) -> None:
         self.clock = clock
         self.interval = interval
-        self.last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = {}
+        # Made at the first failure: most auditors never see one.
+        self.last: dict[str, float] | None = None
+        self.suppressed: dict[str, int] | None = None
 
     def report(self, sink_name: str, event: AuditEvent, exc: BaseException) -> None:
         now = self.clock()
-        last = self.last.get(sink_name)
+        seen = self.last
+        if seen is None:
+            seen = self.last = {}
+        suppressed = self.suppressed
+        if suppressed is None:
+            suppressed = self.suppressed = {}
+        last = seen.get(sink_name)
         if last is not None and now - last < self.interval:
-            self.suppressed[sink_name] = self.suppressed.get(sink_name, 0) + 1
+            suppressed[sink_name] = suppressed.get(sink_name, 0) + 1
             return
-        self.last[sink_name] = now
-        more = self.suppressed.pop(sink_name, 0)
+        seen[sink_name] = now
+        more = suppressed.pop(sink_name, 0)
         logger.error(
             "audit sink %s failed on event %s (%s): %s; the event is counted as not delivered to it%s",
             sink_name,
@@ -392,6 +399,21 @@ def sink_name(sink: Any) -> str:
     return str(getattr(sink, "__qualname__", None) or type(sink).__name__)
 
 
+_DEFAULT_REDACTOR: list[Redactor] = []
+
+
+def _default_redactor() -> Redactor:
+    """The default :class:`~mcpgov.audit.Redactor`, built once and shared by every auditor built
+    without one (a client's auditor is built per session). Sharing is safe: its configuration
+    never changes after construction, and its one cache (values found clean, bounded) depends on
+    that configuration only."""
+    if not _DEFAULT_REDACTOR:
+        from mcpgov.audit._redact import Redactor  # noqa: PLC0415 - mcpgov.audit imports this module
+
+        _DEFAULT_REDACTOR.append(Redactor())
+    return _DEFAULT_REDACTOR[0]
+
+
 class Auditor:
     """Redacts audit events and delivers them to sinks (sync or async callables).
 
@@ -434,11 +456,12 @@ class Auditor:
             raise ConfigurationError(f"redactor must be a Redactor, got {type(redactor).__name__}")
         if flush_timeout <= 0 or log_interval < 0:
             raise ConfigurationError("flush_timeout must be positive and log_interval not negative")
-        self._sinks: list[AuditCallback] = []
-        self._async: list[bool] = []
-        self._reporting: list[HealthReporting] = []  # classified once: the health check runs per request
+        # Tuples: an auditor with no sink (a client's, built per session) holds three shared empty ones.
+        self._sinks: tuple[AuditCallback, ...] = ()
+        self._async: tuple[bool, ...] = ()
+        self._reporting: tuple[HealthReporting, ...] = ()  # classified once: the health check runs per request
         self.strict = bool(strict)
-        self.redactor: Redactor = redactor if redactor is not None else Redactor()
+        self.redactor: Redactor = redactor if redactor is not None else _default_redactor()
         self.flush_timeout = flush_timeout
         self._log = _FailureLog(clock, log_interval)
         self.sink_failures = 0
@@ -459,11 +482,11 @@ class Auditor:
         """Deliver future events to ``sink`` as well."""
         if not callable(sink):
             raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
-        self._sinks.append(sink)
-        self._async.append(is_async_callable(sink))
+        self._sinks = (*self._sinks, sink)
+        self._async = (*self._async, is_async_callable(sink))
         reporting = health_reporting(sink)
         if reporting is not None:
-            self._reporting.append(reporting)
+            self._reporting = (*self._reporting, reporting)
 
     @property
     def may_suspend(self) -> bool:
@@ -478,7 +501,7 @@ class Auditor:
     @property
     def sinks(self) -> tuple[AuditCallback, ...]:
         """The configured sinks."""
-        return tuple(self._sinks)
+        return self._sinks
 
     def prepare(self, event: AuditEvent) -> AuditEvent:
         """``event`` as sinks receive it: trace-stamped and redacted."""
@@ -516,7 +539,8 @@ class Auditor:
                 result = sink(event)
                 if is_async or (result is not None and inspect.isawaitable(result)):
                     if not is_async:  # a sink that returns awaitables is asynchronous from now on
-                        self._async[index] = True
+                        flags = self._async
+                        self._async = (*flags[:index], True, *flags[index + 1 :])
                     await result  # type: ignore[misc]
             except BaseException as exc:
                 if not await contained(exc):

@@ -116,6 +116,26 @@ _SNAKE = {"resourceTemplates": "resource_templates", "uriTemplate": "uri_templat
 """Wire keys of listings (``LISTINGS``) whose SDK result attribute is spelt otherwise."""
 
 
+class _GovernedListTools:
+    """What the SDK session calls as its ``list_tools`` (see
+    :meth:`GovernedClient._govern_internal_listings`); a small object per session, not a closure."""
+
+    __slots__ = ("_client", "_original")
+
+    def __init__(self, client: GovernedClient, original: Callable[..., Awaitable[ListToolsResult]]) -> None:
+        self._client = client
+        self._original = original
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> ListToolsResult:
+        if args or kwargs:  # Client.list_tools always passes params: that is the governed path
+            return await self._original(*args, **kwargs)
+        try:
+            return await self._client.list_tools()
+        except MCPError as exc:
+            logger.info("the governed tools/list for result validation was refused (%s)", exc.code)
+            return ListToolsResult(tools=[])
+
+
 class GovernedClient(Client):
     """An ``mcp.Client`` whose tool, resource and prompt operations run a governance chain.
 
@@ -146,6 +166,21 @@ class GovernedClient(Client):
             HTTP requests outside governed calls), in ``_meta`` otherwise.
         **kwargs: every keyword argument ``mcp.Client`` accepts.
     """
+
+    # Governance attributes live in slots: in the instance dict they would push it past the
+    # size whose keys Python shares between instances, about 1.3 KB more per open session.
+    __slots__ = (
+        "_extensions",
+        "_http_client",
+        "_listing_gates",
+        "_server_target",
+        "_user_message_handler",
+        "governor",
+        "http_auth",
+        "principal",
+        "purpose",
+        "task_id",
+    )
 
     def __init__(
         self,
@@ -221,18 +256,8 @@ class GovernedClient(Client):
         turning a call that already ran into an error.
         """
         session = self.session
-        original = session.list_tools
-
-        async def list_tools(*args: Any, **kwargs: Any) -> ListToolsResult:
-            if args or kwargs:  # Client.list_tools always passes params: that is the governed path
-                return await original(*args, **kwargs)
-            try:
-                return await self.list_tools()
-            except MCPError as exc:
-                logger.info("the governed tools/list for result validation was refused (%s)", exc.code)
-                return ListToolsResult(tools=[])
-
-        setattr(session, "list_tools", list_tools)  # noqa: B010 - shadows the bound method on this instance
+        # Shadows the bound method on this instance.
+        setattr(session, "list_tools", _GovernedListTools(self, session.list_tools))  # noqa: B010
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: Any) -> None:
         try:

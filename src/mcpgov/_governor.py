@@ -87,6 +87,9 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_request_keys.renew)
 
 
+_DEFAULT_LIMITS = ArgumentLimits()
+
+
 def as_auditor(audit: Auditor | Iterable[AuditCallback] | AuditCallback | None) -> Auditor:
     """Accept an :class:`Auditor`, one callback, or several, and return an :class:`Auditor`."""
     if audit is None:
@@ -135,7 +138,7 @@ class Governor:
         self.side: Side = side
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
         self.auditor = as_auditor(audit)
-        self.limits = limits or ArgumentLimits()
+        self.limits = limits or _DEFAULT_LIMITS  # immutable: shared by the governors built per session
         self.gated = any(isinstance(mw, Authorizer) for mw in self.middleware)
         if require_authorizer and not self.gated:
             raise ConfigurationError(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import secrets
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -378,17 +378,35 @@ def govern(
     return adapter
 
 
+class _FlushingLifespan:
+    """A server's lifespan whose end first flushes queued audit sinks. The SDK enters the
+    lifespan once per connection in-process: a small object, not a generator frame, per session."""
+
+    __slots__ = ("_auditor", "_inner")
+
+    def __init__(self, inner: AbstractAsyncContextManager[Any], auditor: Auditor) -> None:
+        self._inner = inner
+        self._auditor = auditor
+
+    async def __aenter__(self) -> Any:
+        return await self._inner.__aenter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._auditor.aflush()
+        except BaseException as failure:
+            if not await self._inner.__aexit__(type(failure), failure, failure.__traceback__):
+                raise
+            return True
+        return await self._inner.__aexit__(exc_type, exc, tb)
+
+
 def _flush_audit_on_shutdown(lowlevel: Server[Any], auditor: Auditor) -> None:
     """Wrap the server's lifespan so queued audit sinks are flushed when it ends."""
     original: Callable[[Server[Any]], AbstractAsyncContextManager[Any]] = lowlevel.lifespan
 
-    @asynccontextmanager
-    async def lifespan(app: Server[Any]) -> AsyncIterator[Any]:
-        async with original(app) as state:
-            try:
-                yield state
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await auditor.aflush()
+    def lifespan(app: Server[Any]) -> AbstractAsyncContextManager[Any]:
+        return _FlushingLifespan(original(app), auditor)
 
     lowlevel.lifespan = lifespan

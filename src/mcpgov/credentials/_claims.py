@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mcpgov._errors import CredentialError
+from mcpgov._shared import shared_text
 from mcpgov._types import present, thaw
 
 __all__ = [
@@ -38,13 +39,15 @@ _MAX_LIST = 256
 _MAX_TEXT = 1024
 
 
-def _text(payload: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+def _text(payload: Mapping[str, Any], name: str, *, required: bool = True, unique: bool = False) -> str | None:
+    """A text claim; one shared copy of it unless ``unique`` (values that recur in every
+    credential of a workload are not kept once per credential: see :mod:`mcpgov._shared`)."""
     value = payload.get(name)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
         raise CredentialError(f"claim {name!r} must be a non-empty string", reason="malformed")
-    return value
+    return value if unique else shared_text(value)
 
 
 def _number(payload: Mapping[str, Any], name: str) -> float:
@@ -224,7 +227,7 @@ class CredentialClaims:
         tools = _names(payload.get("tools"), "tools")
         if not tools:
             raise CredentialError("a credential is bound to at least one tool", reason="malformed")
-        args_hash = _text(payload, "args_hash", required=False)
+        args_hash = _text(payload, "args_hash", required=False, unique=True)
         if args_hash is not None and not _ARGS_HASH.fullmatch(args_hash):
             raise CredentialError("claim 'args_hash' is malformed", reason="malformed")
         act = payload.get("act")
@@ -240,14 +243,14 @@ class CredentialClaims:
             issuer=_text(payload, "iss"),  # type: ignore[arg-type]
             subject=_text(payload, "sub"),  # type: ignore[arg-type]
             subject_issuer=_text(payload, "idp"),  # type: ignore[arg-type]
-            audience=aud,
+            audience=shared_text(aud),
             tenant=_text(payload, "tenant"),  # type: ignore[arg-type]
-            tools=tools,
-            scopes=tuple(scope.split()),
+            tools=tuple(map(shared_text, tools)),
+            scopes=tuple(map(shared_text, scope.split())),
             task_id=_text(payload, "task", required=False),
             purpose=_text(payload, "purpose", required=False),
             args_hash=args_hash,
-            jti=_text(payload, "jti"),  # type: ignore[arg-type]
+            jti=_text(payload, "jti", unique=True),  # type: ignore[arg-type]
             issued_at=_number(payload, "iat"),
             not_before=_number(payload, "nbf"),
             expires_at=_number(payload, "exp"),

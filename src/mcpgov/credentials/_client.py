@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
-from cachetools import LRUCache
-
 from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import APPROVAL_GRANT, META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._lru import LRU
 from mcpgov._principal import Principal
 from mcpgov._types import Clock
 from mcpgov._validate import is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential
-from mcpgov.credentials._holder import principal_for_minting
+from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._task import current_task
 from mcpgov.credentials._verify import EMPTY_ARGS_HASH, BindArguments, _binding_rule
@@ -179,7 +178,8 @@ class ClientCredentials:
         self.refresh_before = float(refresh_before)
         self._bind = _binding_rule(bind_arguments)
         self._clock = clock
-        self._cache: LRUCache[_CacheKey, Credential] = LRUCache(maxsize=cache_size)
+        self._cache: LRU[_CacheKey, Credential] = LRU(cache_size)
+        self._minting_principal = MintingPrincipal()
         self.minted = 0
         """How many credentials this middleware obtained."""
         from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - keeps the import graph flat
@@ -192,7 +192,7 @@ class ClientCredentials:
     def forget_task(self, task_id: str) -> None:
         """Drop cached credentials of ``task_id`` (they are being revoked)."""
         for key in [k for k in self._cache if k[2] == task_id]:
-            self._cache.pop(key, None)
+            self._cache.pop(key)
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method != "tools/call" or ctx.target is None:
@@ -216,7 +216,7 @@ class ClientCredentials:
             cap = float(raw)
             if ttl is not None:
                 ttl = min(ttl, cap)  # without a ttl of its own, the source's default applies, capped
-        principal = principal_for_minting(ctx)
+        principal = self._minting_principal(ctx)
         per_call = bind or self.single_use
         key: _CacheKey = (
             principal.key if principal is not None else None,
@@ -264,7 +264,7 @@ class ClientCredentials:
         task = current_task()
         if task is None:
             return await call_next(ctx)
-        principal = principal_for_minting(ctx)
+        principal = self._minting_principal(ctx)
         key: _CacheKey = (
             principal.key if principal is not None else None,
             ctx.tenant,

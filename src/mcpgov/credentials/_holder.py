@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -17,49 +15,20 @@ from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
 
-__all__ = ["check_client_principal", "identity_claims", "principal_for_minting"]
+__all__ = ["MintingPrincipal", "check_client_principal", "identity_claims", "principal_for_minting"]
 
 
 def identity_claims(token: Any) -> Mapping[str, Any] | None:
     """The claims of a compact JWS identity token, read without verifying it (the client's own
     token, compared with what the client was configured with; never trusted for anything else).
-    ``None`` for a token that is not a compact JWS.
-
-    A client presents the same token on every call, so what was read is kept (read-only, keyed
-    by the token's SHA-256, never by the token) for the next call with the same token.
-    """
+    ``None`` for a token that is not a compact JWS."""
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 65_536:
         return None
     try:
-        raw = token.encode("ascii")
-    except UnicodeError:
-        return None
-    key = hashlib.sha256(raw).digest()
-    try:
-        return _read[key]
-    except KeyError:
-        pass
-    try:
-        payload = json.loads(extract_compact(raw).payload)
+        payload = json.loads(extract_compact(token.encode("ascii")).payload)
     except (JoseError, ValueError, UnicodeError):
-        payload = None
-    claims = _deep_readonly(payload) if isinstance(payload, dict) else None
-    if len(_read) >= _READ_MAX:
-        _read.clear()  # bounded: a client rarely holds more than a handful of identity tokens
-    _read[key] = claims
-    return claims
-
-
-_READ_MAX = 256
-_read: dict[bytes, Mapping[str, Any] | None] = {}
-
-
-def _deep_readonly(value: Any) -> Any:
-    if isinstance(value, dict):
-        return MappingProxyType({k: _deep_readonly(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_deep_readonly(v) for v in value)
-    return value
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def _mismatch(principal: Principal, claims: Mapping[str, Any]) -> str | None:
@@ -120,13 +89,33 @@ def principal_for_minting(ctx: GovContext) -> Principal | None:
     current = principal.claims.get("exp")
     if isinstance(current, (int, float)) and not isinstance(current, bool) and current <= exp:
         return principal
-    global _bounded  # noqa: PLW0603 - a one-entry memo, replaced whole
-    memo = _bounded
-    if memo[0] is principal and memo[1] == exp and memo[2] is not None:
-        return memo[2]  # the same principal bounded by the same expiry: the same (immutable) result
-    bounded = replace(principal, claims=MappingProxyType({**principal.claims, "exp": float(exp)}))
-    _bounded = (principal, float(exp), bounded)
-    return bounded
+    from dataclasses import replace  # noqa: PLC0415 - only on this path
+
+    return replace(principal, claims=MappingProxyType({**principal.claims, "exp": float(exp)}))
 
 
-_bounded: tuple[Principal | None, float, Principal | None] = (None, math.nan, None)
+class MintingPrincipal:
+    """:func:`principal_for_minting` with a memory of its last answer.
+
+    A client presents the same principal and identity token on every request, so the token is
+    read once and the credentials of a session share one principal bounded by it, instead of a
+    copy each. The answer depends on nothing else (not on time): a new principal or token is
+    worked out afresh, and a mismatch raises every time (nothing is remembered then).
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[Principal, str | None, Principal | None] | None = None
+
+    def __call__(self, ctx: GovContext) -> Principal | None:
+        principal = ctx.principal
+        if principal is None:
+            return None
+        token = _current_identity(ctx)
+        last = self._last
+        if last is not None and last[0] is principal and last[1] == token:
+            return last[2]
+        found = principal_for_minting(ctx)
+        self._last = (principal, token, found)
+        return found

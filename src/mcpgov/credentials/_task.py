@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -86,8 +85,7 @@ def _credential_middleware(client: Any) -> list[Any]:
     return [mw for mw in chain if isinstance(mw, ClientCredentials)]
 
 
-@asynccontextmanager
-async def open_task(client: Any, task_id: str, *, purpose: str | None = None) -> AsyncIterator[TaskScope]:
+def open_task(client: Any, task_id: str, *, purpose: str | None = None) -> AbstractAsyncContextManager[TaskScope]:
     """Run a task on a :class:`~mcpgov.GovernedClient`: its calls carry credentials minted
     for this task and purpose, and everything minted is revoked when the block ends, also on
     error or cancellation.
@@ -102,36 +100,53 @@ async def open_task(client: Any, task_id: str, *, purpose: str | None = None) ->
         task_id: the task's id.
         purpose: the task's purpose.
 
-    Yields:
-        The :class:`TaskScope`.
+    Returns:
+        An async context manager that yields the :class:`TaskScope`.
 
     Raises:
-        ConfigurationError: bad task id or purpose, or no ``ClientCredentials`` in the chain.
+        ConfigurationError: bad task id or purpose, or no ``ClientCredentials`` in the chain
+            (when the block is entered).
         CredentialError: the block succeeded but some credentials could not be revoked.
     """
-    if not isinstance(task_id, str) or not task_id or len(task_id) > 256:
-        raise ConfigurationError("a task id must be a non-empty string of at most 256 characters")
-    if purpose is not None and (not isinstance(purpose, str) or not purpose or len(purpose) > 256):
-        raise ConfigurationError("a purpose must be a non-empty string of at most 256 characters")
-    middleware = _credential_middleware(client)
-    if not middleware:
-        raise ConfigurationError("a task scope needs ClientCredentials in the client's chain")
-    principal: Principal | None = getattr(client, "principal", None)
-    scope = TaskScope(task_id, purpose)
-    token = _CURRENT_TASK.set(scope)
-    failed = False
-    try:
-        yield scope
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        _CURRENT_TASK.reset(token)
+    return _TaskBlock(client, task_id, purpose)
+
+
+class _TaskBlock:
+    """The block of :func:`open_task`. A task is often open as long as its session: this holds
+    what the block needs in a few slots, not a suspended generator frame."""
+
+    __slots__ = ("_client", "_middleware", "_principal", "_purpose", "_reset", "_scope", "_task_id")
+
+    def __init__(self, client: Any, task_id: str, purpose: str | None) -> None:
+        self._client = client
+        self._task_id = task_id
+        self._purpose = purpose
+
+    async def __aenter__(self) -> TaskScope:
+        task_id, purpose = self._task_id, self._purpose
+        if not isinstance(task_id, str) or not task_id or len(task_id) > 256:
+            raise ConfigurationError("a task id must be a non-empty string of at most 256 characters")
+        if purpose is not None and (not isinstance(purpose, str) or not purpose or len(purpose) > 256):
+            raise ConfigurationError("a purpose must be a non-empty string of at most 256 characters")
+        middleware = _credential_middleware(self._client)
+        if not middleware:
+            raise ConfigurationError("a task scope needs ClientCredentials in the client's chain")
+        self._middleware = middleware
+        self._principal: Principal | None = getattr(self._client, "principal", None)
+        self._client = None  # what the block needs is read: the client is not held
+        scope = self._scope = TaskScope(task_id, purpose)
+        self._reset = _CURRENT_TASK.set(scope)
+        return scope
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        failed = exc_type is not None
+        scope, task_id, middleware = self._scope, self._task_id, self._middleware
+        _CURRENT_TASK.reset(self._reset)
         for mw in middleware:
             mw.forget_task(task_id)
         sources = list({id(mw.source): mw.source for mw in middleware}.values())
         with anyio.CancelScope(shield=True):
-            errors = await scope._revoke_all(sources, principal)
+            errors = await scope._revoke_all(sources, self._principal)
         if errors:
             logger.error(
                 "task %s: %d revocation(s) failed (%s)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Collection
@@ -11,15 +12,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from cachetools import LRUCache, TTLCache
-
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._context import META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._lru import LRU
 from mcpgov._methods import LIST_METHODS
 from mcpgov._principal import Principal
+from mcpgov._shared import shared_text
 from mcpgov._types import Clock
 from mcpgov.credentials._claims import TASK_BINDING, CredentialClaims
 from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential
@@ -139,7 +140,7 @@ class CredentialVerifier:
         self.max_token_bytes = max_token_bytes
         self.single_use = single_use
         self._clock = clock
-        self._verified: LRUCache[bytes, tuple[str, str, CredentialClaims]] = LRUCache(maxsize=4096)
+        self._verified: LRU[bytes, tuple[str, str, CredentialClaims]] = LRU(4096)
 
     def __repr__(self) -> str:
         return f"CredentialVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
@@ -168,7 +169,7 @@ class CredentialVerifier:
                 raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=jti) from None
             if digest is not None:
                 header = obj.headers()
-                self._verified[digest] = (header["kid"], header["alg"], claims)
+                self._verified[digest] = (shared_text(header["kid"]), shared_text(header["alg"]), claims)
         self._check_claims(claims)
         return claims
 
@@ -297,13 +298,56 @@ class CredentialVerifier:
             raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti) from None
 
 
+class _SeenCredentials:
+    """The ids of the credentials already recorded as verified, each until it expires (at most
+    ``maxsize``; the oldest quarter goes when it is full of live ones). A plain dict of id to
+    expiry: a credential in use costs one dict entry here, not the four structures of a TTL cache."""
+
+    __slots__ = ("_clock", "_expiry", "_maxsize", "_prune_at")
+
+    def __init__(self, maxsize: int, clock: Clock) -> None:
+        self._expiry: dict[str, float] = {}
+        self._maxsize = maxsize
+        self._clock = clock
+        self._prune_at = min(1024, maxsize)
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def first(self, claims: CredentialClaims) -> bool:
+        """Whether ``claims`` are seen for the first time (they are remembered from now on)."""
+        expiry = self._expiry
+        if claims.jti in expiry:
+            return False
+        if len(expiry) >= self._prune_at:
+            # Expired credentials are refused before they get here: forget them. Amortised: the
+            # next pruning waits until the dict has doubled again.
+            now = self._clock()
+            for jti in [jti for jti, exp in expiry.items() if exp < now]:
+                del expiry[jti]
+            if len(expiry) >= self._maxsize:  # still full of live ids: the oldest quarter goes
+                for jti in list(itertools.islice(expiry, len(expiry) - self._maxsize * 3 // 4)):
+                    del expiry[jti]
+            self._prune_at = min(max(1024, 2 * len(expiry)), self._maxsize)
+        expiry[claims.jti] = claims.expires_at
+        return True
+
+
 BindArguments = bool | Collection[str] | Callable[[GovContext], bool]
 """Which calls need argument-bound credentials: all, a set of tool names, or a predicate."""
 
 
+def _always(_ctx: GovContext) -> bool:
+    return True
+
+
+def _never(_ctx: GovContext) -> bool:
+    return False
+
+
 def _binding_rule(bind: BindArguments) -> Callable[[GovContext], bool]:
     if isinstance(bind, bool):
-        return lambda _ctx: bind
+        return _always if bind else _never  # shared: a client builds one rule per session
     if callable(bind):
         return bind
     if isinstance(bind, str) or not isinstance(bind, Collection):
@@ -360,7 +404,7 @@ class CredentialMiddleware:
         self.verifier = verifier
         self.check_early = check_early
         self._bind = _binding_rule(bind_arguments)
-        self._seen: TTLCache[str, bool] = TTLCache(maxsize=65_536, ttl=verifier.max_ttl)
+        self._seen = _SeenCredentials(65_536, verifier._clock)
         from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - avoids an import cycle
 
         redact_token_logs()
@@ -419,10 +463,9 @@ class CredentialMiddleware:
             purpose=claims.purpose,
             final_checks=ctx.final_checks if listing else (*ctx.final_checks, final),
         )
-        if claims.jti not in seen and ctx.audit is not None:
+        if ctx.audit is not None and seen.first(claims):
             # Signature, issuer, audience and binding verified; lifetime and revocation are
             # checked again at the gate.
-            seen[claims.jti] = True
             await ctx.audit.emit(
                 AuditEvent.from_context(
                     ctx,

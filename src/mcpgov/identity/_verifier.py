@@ -26,6 +26,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._principal import Actor, Principal
+from mcpgov._shared import shared_claims, shared_text
 from mcpgov._types import Clock
 from mcpgov.identity._keys import MAX_KID_CHARS, BoundKey, KeySource, StaticKeys, canonical_alg
 from mcpgov.identity._spiffe import JWT_SVID_ALGORITHMS, SpiffeId, SpiffeIdError, SpiffeIdPattern
@@ -499,6 +500,7 @@ class IdentityVerifier:
         return verified
 
     def _principal(self, claims: dict[str, Any], issuer: _Issuer, config: OIDCTrust | SpiffeTrustDomain) -> Principal:
+        claims = shared_claims(claims)  # the principal is cached per token: recurring names and values shared
         sub: str = claims["sub"]
         spiffe_id: SpiffeId | None = None
         if isinstance(config, SpiffeTrustDomain):
@@ -516,7 +518,7 @@ class IdentityVerifier:
             subject=sub,
             tenant=tenant,
             claims=MappingProxyType(claims),
-            spiffe_id=str(spiffe_id) if spiffe_id is not None else None,
+            spiffe_id=shared_text(str(spiffe_id)) if spiffe_id is not None else None,
             actors=_actors(claims.get("act")),
             auth_method=issuer.auth_method,
         )
