@@ -13,6 +13,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp import MCPError
+from mcp.server.context import CallNext, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -28,6 +29,7 @@ from .gateway_support import AUDIENCE, entry, pins
 
 pytestmark = pytest.mark.anyio
 
+RELAYABLE = ("sampling", "elicitation", "roots")
 NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 
 
@@ -43,10 +45,20 @@ class Heard:
 
     answers: list[str] = field(default_factory=list)
     states: list[str | None] = field(default_factory=list)
+    declared: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    """Each 2026-07-28 request's method and the input capabilities its client declared on it."""
 
 
 def upstream_server(heard: Heard) -> MCPServer:
     server = MCPServer("desk", version="1.0.0")
+
+    async def record_declared(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+        caps = (ctx.meta or {}).get(types.CLIENT_CAPABILITIES_META_KEY)
+        if ctx.request_id is not None and isinstance(caps, dict):
+            heard.declared.append((ctx.method, frozenset(k for k in RELAYABLE if caps.get(k) is not None)))
+        return await call_next(ctx)
+
+    server.middleware.append(record_declared)
 
     @server.tool()
     async def ask_name(ctx: Context) -> str | types.InputRequiredResult:
@@ -424,3 +436,44 @@ async def test_a_missing_capability_error_keeps_only_the_capabilities_it_require
             await client.call_tool("needs_sampling", {})
     assert refused.value.code == types.MISSING_REQUIRED_CLIENT_CAPABILITY
     assert refused.value.data == {"requiredCapabilities": {"sampling": {}}}
+
+
+async def test_the_gateways_own_requests_declare_no_capability_it_cannot_relay() -> None:
+    """A request with no agent's request behind it (the pin re-check's listing) declares no sampling,
+    elicitation or roots to a 2026-07-28 upstream, while an agent's request declares the agent's own."""
+    heard = Heard()
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    gateway, idp, _ = await desk_gateway(heard, back_mode="auto")
+    async with gateway:
+        async with agent(gateway, idp, "auto", elicitation_callback=answer) as asks:
+            await asks.call_tool("declared", {})
+        assert ("tools/call", frozenset({"elicitation"})) in heard.declared
+        heard.declared.clear()
+        assert await gateway.upstreams["desk"].recheck_pins() == 0
+    assert heard.declared and {method for method, _ in heard.declared} == {"tools/list"}
+    assert all(declared == frozenset() for _, declared in heard.declared)
+
+
+async def test_the_health_probe_of_a_modern_http_upstream_declares_no_capability_it_cannot_relay() -> None:
+    heard = Heard()
+    server = upstream_server(heard)
+    manifest = await pins(server)
+    async with serve_http(server.streamable_http_app()) as base:
+        desk = {**entry("desk", "desk", "1.0.0", manifest), "url": f"{base}/mcp"}
+        desk.pop("command")
+        upstream = UpstreamConfig.model_validate(
+            {"id": "desk", "mode": "auto", "namespace": {"prefix": ""}, "health": {"interval": 0.05}}
+        )
+        hooks = Hooks()
+        hooks.method("*")(allow)
+        gateway = Gateway([upstream], ServerRegistry([desk]), IdentityMiddleware(IdentityIssuer().verifier()), hooks)
+        async with gateway:
+            with anyio.fail_after(10):
+                while sum(method == "server/discover" for method, _ in heard.declared) < 4:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+    probes = [declared for method, declared in heard.declared if method == "server/discover"][1:]  # after connecting
+    assert probes and all(declared == frozenset() for declared in probes)
+    assert gateway.upstreams["desk"].stats.starts == 1  # answered probes keep the connection

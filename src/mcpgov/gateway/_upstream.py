@@ -199,8 +199,13 @@ class BackClient(GovernedClient):
     # The SDK's input-required driver (compat.INPUT_REQUIRED_DRIVER; tests/test_boundary.py).
     async def _drive_input_required(self, first: Any, retry: Any) -> Any:
         front = CURRENT.get()
-        if isinstance(first, types.InputRequiredResult) and front is not None and front.modern:
-            raise _InputRelay(first)
+        if isinstance(first, types.InputRequiredResult):
+            if front is None:
+                # A request the gateway makes for itself, which declared no input capability:
+                # there is nobody to ask (and no agent's request to guess), so it fails cleanly.
+                raise MCPError(types.INVALID_REQUEST, "input requests are not available through the gateway here")
+            if front.modern:
+                raise _InputRelay(first)
         return await super()._drive_input_required(first, retry)
 
 
@@ -212,19 +217,22 @@ def _agent_capabilities(stamp: Callable[[dict[str, Any], Any], None]) -> Callabl
 
     On 2026-07-28 every request carries its client's capabilities, and an upstream decides from
     them whether it may ask for input. The gateway can relay sampling, elicitation and roots,
-    but only to an agent that declared them: the upstream hears the agent's declaration.
+    but only to an agent that declared them: the upstream hears the agent's declaration, and
+    none of them on a request the gateway makes for itself (no agent's request behind it).
     """
 
     def narrowed(data: dict[str, Any], opts: Any) -> None:
         stamp(data, opts)
-        front = CURRENT.get()
         meta = (data.get("params") or {}).get("_meta")
-        if front is None or not isinstance(meta, dict):
+        if not isinstance(meta, dict):
             return
         declared = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
         if not isinstance(declared, dict):
             return
-        agent = getattr(front.session, "client_capabilities", None)
+        # With no agent's request behind it (the gateway's own listings and probes) there is
+        # nobody to relay to: none of the relayed capabilities is declared.
+        front = CURRENT.get()
+        agent = getattr(front.session, "client_capabilities", None) if front is not None else None
         meta[types.CLIENT_CAPABILITIES_META_KEY] = {
             key: value
             for key, value in declared.items()
@@ -534,7 +542,10 @@ class Upstream:
         try:
             with anyio.fail_after(self.config.health.timeout):
                 if version in MODERN_PROTOCOL_VERSIONS:
-                    await session.send_discover(version)
+                    # Through the request stamp (unlike send_discover): it declares no relayed capability.
+                    await session.send_request(
+                        types.DiscoverRequest(params=types.RequestParams()), types.DiscoverResult
+                    )
                 else:
                     await session.send_ping()
         except TimeoutError:
