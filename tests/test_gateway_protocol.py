@@ -477,3 +477,26 @@ async def test_the_health_probe_of_a_modern_http_upstream_declares_no_capability
     probes = [declared for method, declared in heard.declared if method == "server/discover"][1:]  # after connecting
     assert probes and all(declared == frozenset() for declared in probes)
     assert gateway.upstreams["desk"].stats.starts == 1  # answered probes keep the connection
+
+
+@pytest.mark.parametrize("back_mode", ["auto", "match"])
+async def test_a_relayed_input_round_is_audited_as_input_required_not_failed(back_mode: str) -> None:
+    """The round a 2026-07-28 agent answers for the upstream is recorded as what it is, on both sides,
+    and the retry carrying the answers is a request of its own that completes."""
+    heard = Heard()
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    gateway, idp, sink = await desk_gateway(heard, back_mode=back_mode)
+    async with gateway, agent(gateway, idp, "auto", elicitation_callback=answer) as client:
+        result = await client.call_tool("ask_name", {})
+    assert isinstance(result.content[0], types.TextContent) and result.content[0].text == "Hello, Ada!"
+    outcomes = [(e.side, e.outcome, e.reason) for e in sink.outcomes() if e.target == "ask_name"]
+    assert outcomes == [
+        ("client", "input_required", "input_relayed"),
+        ("server", "input_required", None),
+        ("client", "completed", None),
+        ("server", "completed", None),
+    ]
+    assert not [e for e in sink.events if e.outcome == "failed"]

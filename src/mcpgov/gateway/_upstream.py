@@ -27,6 +27,7 @@ from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
+from mcpgov._governor import InputRound
 from mcpgov._sdk import compat
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
@@ -80,14 +81,17 @@ _LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
 )
 
 
-class _InputRelay(MCPError):
+class _InputRelay(MCPError, InputRound):
     """An upstream's ``input_required`` result, to be answered by a 2026-07-28 agent.
 
     Control flow, not an error, and it never leaves the gateway: raised from the back client
     instead of answering the upstream's input requests itself, caught by the front handler,
     which returns :attr:`result` to the agent, whose retry carries the answers (and the
-    upstream's request state) back to the upstream.
+    upstream's request state) back to the upstream. The back client's audit records the round
+    as outcome ``input_required``, reason ``input_relayed``.
     """
+
+    reason = "input_relayed"
 
     def __init__(self, result: types.InputRequiredResult) -> None:
         super().__init__(types.INTERNAL_ERROR, "input required")
