@@ -6,6 +6,7 @@ upstream that really sends the request or notification, spoken to in both eras o
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -500,3 +501,73 @@ async def test_a_relayed_input_round_is_audited_as_input_required_not_failed(bac
         ("server", "completed", None),
     ]
     assert not [e for e in sink.events if e.outcome == "failed"]
+
+
+def legacy_only(server: MCPServer) -> MCPServer:
+    """``server`` as a handshake-era-only server: it does not know ``server/discover``."""
+
+    async def no_discover(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+        if ctx.method == "server/discover":
+            raise MCPError(types.METHOD_NOT_FOUND, "Method not found")
+        return await call_next(ctx)
+
+    server.middleware.insert(0, no_discover)
+    return server
+
+
+@pytest.mark.parametrize("front", ["in-process", "http"])
+@pytest.mark.parametrize("back_mode", ["legacy", "auto", "match"])
+async def test_a_legacy_only_upstream_asking_a_modern_agent_mid_call_is_a_clean_error_naming_why(
+    back_mode: str, front: str
+) -> None:
+    """Whatever era the gateway asks for, a handshake-era-only upstream asks with a request in the
+    middle of a call: a 2026-07-28 agent gets a clean, fast error saying so, never a hang, and its
+    callbacks are never run with a question nobody can carry back."""
+    heard = Heard()
+    server = legacy_only(upstream_server(heard))
+    desk = entry("desk", "desk", "1.0.0", await pins(server))
+    idp = IdentityIssuer(audience=AUDIENCE)
+    hooks = Hooks()
+    hooks.method("*")(allow)
+    hooks.tool("*")(allow)
+    upstream = UpstreamConfig.model_validate({"id": "desk", "mode": back_mode, "namespace": {"prefix": ""}})
+    asked: list[str] = []
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append("elicitation")
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def model(context: object, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append("sampling")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="Rome"), model="m"
+        )
+
+    token = idp.token("agent", tenant="acme")
+    async with AsyncExitStack() as stack:
+        # Over HTTP, as a remote server that does not speak 2026-07-28 is met (era probe, then fallback).
+        desk["url"] = f"{await stack.enter_async_context(serve_http(server.streamable_http_app()))}/mcp"
+        del desk["command"]
+        gateway = Gateway([upstream], ServerRegistry([desk]), IdentityMiddleware(idp.verifier()), hooks)
+        target: Any = gateway.server
+        if front == "http":  # the app's lifespan enters the gateway
+            app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
+            target = f"{await stack.enter_async_context(serve_http(app))}/mcp"
+        else:
+            await stack.enter_async_context(gateway)
+        client = await stack.enter_async_context(
+            GovernedClient(target, identity=token, mode="auto", elicitation_callback=answer, sampling_callback=model)
+        )
+        assert client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        for tool, what in (("ask_name", "Elicitation"), ("sample_capital", "Sampling")):
+            with anyio.fail_after(5), pytest.raises(MCPError) as refused:
+                await client.call_tool(tool, {})
+            assert refused.value.message == (
+                f"{what} is not available through the gateway: the upstream asked in the middle of a call, "
+                "which cannot reach a 2026-07-28 agent"
+            )
+        assert not (await client.call_tool("ping_back", {})).is_error
+        connected = [u._client for u in (gateway.upstreams["desk"], *gateway._modern_upstreams.values())]
+        versions = {c.protocol_version for c in connected if c is not None}
+        assert versions and not versions & set(MODERN_PROTOCOL_VERSIONS)  # every connection fell back
+    assert asked == [] and heard.answers == []

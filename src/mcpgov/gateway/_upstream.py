@@ -753,7 +753,12 @@ class Upstream:
         """
         front = self._front()
         if front is None or not front.session.can_send_request:
-            return types.ErrorData(code=types.INVALID_REQUEST, message=f"{what} is not available through the gateway")
+            message = f"{what} is not available through the gateway"
+            if front is not None and front.modern:
+                # A handshake-era upstream asks with a request of its own in the middle of a call;
+                # a 2026-07-28 agent can only be asked in a result, which that call cannot return.
+                message += ": the upstream asked in the middle of a call, which cannot reach a 2026-07-28 agent"
+            return types.ErrorData(code=types.INVALID_REQUEST, message=message)
         try:
             return await front.session.send_request(
                 request, result_type, metadata=ServerMessageMetadata(related_request_id=front.request_id)
