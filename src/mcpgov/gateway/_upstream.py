@@ -620,7 +620,12 @@ class Upstream:
         """
         client = await self._client_now()
         timed_out = False
-        async with self._limiter:
+        limiter = self._limiter
+        try:
+            limiter.acquire_nowait()  # a free slot (and nobody queued): no trip through the event loop
+        except anyio.WouldBlock:
+            await limiter.acquire()
+        try:
             if front is not None:
                 self._in_flight.add(front)
             self.stats.in_flight += 1
@@ -647,6 +652,8 @@ class Upstream:
                 if not self._in_flight:
                     self._idle.set()
                     self._idle = anyio.Event()
+        finally:
+            limiter.release()
         if timed_out:
             raise UpstreamTimeout(
                 f"upstream {self.id!r} took longer than {self.config.timeout}s", reason="upstream_timeout"
