@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -181,3 +183,36 @@ async def test_an_http_upstream_restarted_between_probes_is_reconnected(notes_ht
         result = await agent.call_tool("notes_list_notes", {})
         assert not result.is_error
     assert gateway.upstreams["notes"].stats.starts == 2
+
+
+async def test_an_http_upstream_that_hangs_while_idle_is_marked_down_and_reconnected_when_it_answers(
+    notes_http: NotesOverHttp,
+) -> None:
+    """A stopped process still accepts connections but answers nothing: the unanswered probe marks it
+    down (``unresponsive``), calls fail within the start timeout instead of hanging, and serving
+    resumes once the process runs again."""
+    gateway, idp, sink = build(
+        notes_http,
+        timeout=10,
+        start_timeout=1,
+        restart={"initial": 0.2, "maximum": 0.4},
+        health={"interval": 0.2, "timeout": 0.5},
+    )
+    token = idp.token("agent", tenant="acme")
+    assert notes_http.process is not None
+    async with gateway, GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
+        assert not (await agent.call_tool("notes_add_note", {"text": "one"})).is_error
+        os.kill(notes_http.process.pid, signal.SIGSTOP)
+        try:
+            assert await _audited(sink, "upstream.down", within=5)
+            assert sink.of_type("upstream.down")[0].reason == "unresponsive"
+            started = time.monotonic()
+            with anyio.fail_after(5), pytest.raises(MCPError) as refused:
+                await agent.call_tool("notes_list_notes", {})
+            assert refused.value.message == "The upstream server is unavailable"
+            assert time.monotonic() - started < 2.5  # bounded by start_timeout, not the request timeout
+        finally:
+            os.kill(notes_http.process.pid, signal.SIGCONT)
+        assert await _state_becomes(gateway, "ready", within=20)
+        await agent.list_tools()
+        assert not (await agent.call_tool("notes_list_notes", {})).is_error

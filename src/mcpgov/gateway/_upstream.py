@@ -49,6 +49,9 @@ logger = logging.getLogger("mcpgov.gateway")
 State = Literal["stopped", "starting", "ready", "down", "closed"]
 
 
+# Seconds an HTTP upstream's connection gets to close (its session's DELETE) once it is given up.
+_CLOSE_GRACE = 2.0
+
 # JSON-RPC codes the SDK uses when a connection is gone.
 _CONNECTION_CLOSED = -32000
 
@@ -466,10 +469,15 @@ class Upstream:
             connected = False
             try:
                 client, http = self.build_client()
-                async with client:
-                    connected = True
-                    failures = 0
-                    await self._connected(client, probe=http is not None)
+                with anyio.CancelScope() as leaving:
+                    async with client:
+                        connected = True
+                        failures = 0
+                        await self._connected(client, probe=http is not None)
+                        if http is not None:
+                            # Leaving ends the HTTP session with a request of its own: a server that
+                            # hangs must not hold up the restart (nor the loss's audit) for long.
+                            leaving.deadline = anyio.current_time() + _CLOSE_GRACE
             except Exception as exc:  # noqa: BLE001 - an upstream that fails is restarted, never fatal
                 leaf = _leaf(exc)
                 self.stats.failures += 1
