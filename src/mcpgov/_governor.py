@@ -22,7 +22,7 @@ from mcpgov._decision import Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
 from mcpgov._methods import LIST_METHODS
 
-__all__ = ["Governor", "InputRound"]
+__all__ = ["Governor"]
 
 logger = logging.getLogger("mcpgov")
 
@@ -32,7 +32,7 @@ OutcomeOf = Callable[[Any], str]
 DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this request", "default_deny")
 
 
-class InputRound(Exception):
+class _InputRound(Exception):
     """Raised by a terminal whose request was answered with input requests, to be retried with the answers.
 
     Not a failure: the governor records the round's outcome as ``input_required`` with
@@ -45,7 +45,7 @@ class InputRound(Exception):
 
 def _ended_by(exc: Exception) -> tuple[str, str, str | None]:
     """The outcome, reason and error code of a request whose terminal raised ``exc``."""
-    if isinstance(exc, InputRound):
+    if isinstance(exc, _InputRound):
         return "input_required", exc.reason, None
     return "failed", type(exc).__name__, exc.code if isinstance(exc, McpGovError) else None
 

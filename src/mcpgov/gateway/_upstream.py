@@ -27,7 +27,7 @@ from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
-from mcpgov._governor import InputRound
+from mcpgov._governor import _InputRound
 from mcpgov._sdk import compat
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
@@ -84,7 +84,7 @@ _LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
 )
 
 
-class _InputRelay(MCPError, InputRound):
+class _InputRelay(MCPError, _InputRound):
     """An upstream's ``input_required`` result, to be answered by a 2026-07-28 agent.
 
     Control flow, not an error, and it never leaves the gateway: raised from the back client
