@@ -6,6 +6,7 @@ upstream that really sends the request or notification, spoken to in both eras o
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp import MCPError
+from mcp.server.context import CallNext, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -28,6 +30,7 @@ from .gateway_support import AUDIENCE, entry, pins
 
 pytestmark = pytest.mark.anyio
 
+RELAYABLE = ("sampling", "elicitation", "roots")
 NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 
 
@@ -43,10 +46,20 @@ class Heard:
 
     answers: list[str] = field(default_factory=list)
     states: list[str | None] = field(default_factory=list)
+    declared: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    """Each 2026-07-28 request's method and the input capabilities its client declared on it."""
 
 
 def upstream_server(heard: Heard) -> MCPServer:
     server = MCPServer("desk", version="1.0.0")
+
+    async def record_declared(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+        caps = (ctx.meta or {}).get(types.CLIENT_CAPABILITIES_META_KEY)
+        if ctx.request_id is not None and isinstance(caps, dict):
+            heard.declared.append((ctx.method, frozenset(k for k in RELAYABLE if caps.get(k) is not None)))
+        return await call_next(ctx)
+
+    server.middleware.append(record_declared)
 
     @server.tool()
     async def ask_name(ctx: Context) -> str | types.InputRequiredResult:
@@ -424,3 +437,137 @@ async def test_a_missing_capability_error_keeps_only_the_capabilities_it_require
             await client.call_tool("needs_sampling", {})
     assert refused.value.code == types.MISSING_REQUIRED_CLIENT_CAPABILITY
     assert refused.value.data == {"requiredCapabilities": {"sampling": {}}}
+
+
+async def test_the_gateways_own_requests_declare_no_capability_it_cannot_relay() -> None:
+    """A request with no agent's request behind it (the pin re-check's listing) declares no sampling,
+    elicitation or roots to a 2026-07-28 upstream, while an agent's request declares the agent's own."""
+    heard = Heard()
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    gateway, idp, _ = await desk_gateway(heard, back_mode="auto")
+    async with gateway:
+        async with agent(gateway, idp, "auto", elicitation_callback=answer) as asks:
+            await asks.call_tool("declared", {})
+        assert ("tools/call", frozenset({"elicitation"})) in heard.declared
+        heard.declared.clear()
+        assert await gateway.upstreams["desk"].recheck_pins() == 0
+    assert heard.declared and {method for method, _ in heard.declared} == {"tools/list"}
+    assert all(declared == frozenset() for _, declared in heard.declared)
+
+
+async def test_the_health_probe_of_a_modern_http_upstream_declares_no_capability_it_cannot_relay() -> None:
+    heard = Heard()
+    server = upstream_server(heard)
+    manifest = await pins(server)
+    async with serve_http(server.streamable_http_app()) as base:
+        desk = {**entry("desk", "desk", "1.0.0", manifest), "url": f"{base}/mcp"}
+        desk.pop("command")
+        upstream = UpstreamConfig.model_validate(
+            {"id": "desk", "mode": "auto", "namespace": {"prefix": ""}, "health": {"interval": 0.05}}
+        )
+        hooks = Hooks()
+        hooks.method("*")(allow)
+        gateway = Gateway([upstream], ServerRegistry([desk]), IdentityMiddleware(IdentityIssuer().verifier()), hooks)
+        async with gateway:
+            with anyio.fail_after(10):
+                while sum(method == "server/discover" for method, _ in heard.declared) < 4:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+    probes = [declared for method, declared in heard.declared if method == "server/discover"][1:]  # after connecting
+    assert probes and all(declared == frozenset() for declared in probes)
+    assert gateway.upstreams["desk"].stats.starts == 1  # answered probes keep the connection
+
+
+@pytest.mark.parametrize("back_mode", ["auto", "match"])
+async def test_a_relayed_input_round_is_audited_as_input_required_not_failed(back_mode: str) -> None:
+    """The round a 2026-07-28 agent answers for the upstream is recorded as what it is, on both sides,
+    and the retry carrying the answers is a request of its own that completes."""
+    heard = Heard()
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    gateway, idp, sink = await desk_gateway(heard, back_mode=back_mode)
+    async with gateway, agent(gateway, idp, "auto", elicitation_callback=answer) as client:
+        result = await client.call_tool("ask_name", {})
+    assert isinstance(result.content[0], types.TextContent) and result.content[0].text == "Hello, Ada!"
+    outcomes = [(e.side, e.outcome, e.reason) for e in sink.outcomes() if e.target == "ask_name"]
+    assert outcomes == [
+        ("client", "input_required", "input_relayed"),
+        ("server", "input_required", None),
+        ("client", "completed", None),
+        ("server", "completed", None),
+    ]
+    assert not [e for e in sink.events if e.outcome == "failed"]
+
+
+def legacy_only(server: MCPServer) -> MCPServer:
+    """``server`` as a handshake-era-only server: it does not know ``server/discover``."""
+
+    async def no_discover(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+        if ctx.method == "server/discover":
+            raise MCPError(types.METHOD_NOT_FOUND, "Method not found")
+        return await call_next(ctx)
+
+    server.middleware.insert(0, no_discover)
+    return server
+
+
+@pytest.mark.parametrize("front", ["in-process", "http"])
+@pytest.mark.parametrize("back_mode", ["legacy", "auto", "match"])
+async def test_a_legacy_only_upstream_asking_a_modern_agent_mid_call_is_a_clean_error_naming_why(
+    back_mode: str, front: str
+) -> None:
+    """Whatever era the gateway asks for, a handshake-era-only upstream asks with a request in the
+    middle of a call: a 2026-07-28 agent gets a clean, fast error saying so, never a hang, and its
+    callbacks are never run with a question nobody can carry back."""
+    heard = Heard()
+    server = legacy_only(upstream_server(heard))
+    desk = entry("desk", "desk", "1.0.0", await pins(server))
+    idp = IdentityIssuer(audience=AUDIENCE)
+    hooks = Hooks()
+    hooks.method("*")(allow)
+    hooks.tool("*")(allow)
+    upstream = UpstreamConfig.model_validate({"id": "desk", "mode": back_mode, "namespace": {"prefix": ""}})
+    asked: list[str] = []
+
+    async def answer(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append("elicitation")
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def model(context: object, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append("sampling")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="Rome"), model="m"
+        )
+
+    token = idp.token("agent", tenant="acme")
+    async with AsyncExitStack() as stack:
+        # Over HTTP, as a remote server that does not speak 2026-07-28 is met (era probe, then fallback).
+        desk["url"] = f"{await stack.enter_async_context(serve_http(server.streamable_http_app()))}/mcp"
+        del desk["command"]
+        gateway = Gateway([upstream], ServerRegistry([desk]), IdentityMiddleware(idp.verifier()), hooks)
+        target: Any = gateway.server
+        if front == "http":  # the app's lifespan enters the gateway
+            app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
+            target = f"{await stack.enter_async_context(serve_http(app))}/mcp"
+        else:
+            await stack.enter_async_context(gateway)
+        client = await stack.enter_async_context(
+            GovernedClient(target, identity=token, mode="auto", elicitation_callback=answer, sampling_callback=model)
+        )
+        assert client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        for tool, what in (("ask_name", "Elicitation"), ("sample_capital", "Sampling")):
+            with anyio.fail_after(5), pytest.raises(MCPError) as refused:
+                await client.call_tool(tool, {})
+            assert refused.value.message == (
+                f"{what} is not available through the gateway: the upstream asked in the middle of a call, "
+                "which cannot reach a 2026-07-28 agent"
+            )
+        assert not (await client.call_tool("ping_back", {})).is_error
+        connected = [u._client for u in (gateway.upstreams["desk"], *gateway._modern_upstreams.values())]
+        versions = {c.protocol_version for c in connected if c is not None}
+        assert versions and not versions & set(MODERN_PROTOCOL_VERSIONS)  # every connection fell back
+    assert asked == [] and heard.answers == []

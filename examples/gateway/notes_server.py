@@ -4,12 +4,16 @@ It stands for any server you did not write (the gateway only speaks MCP to it). 
 receives is appended to the file named by ``NOTES_LOG`` (when set), so you can check what
 reached it. ``NOTES_API_KEY`` stands for an upstream credential: the server needs it, the
 agent never sees it.
+
+Run with no argument it serves stdio; ``--port N`` serves Streamable HTTP on
+``http://127.0.0.1:N/mcp`` instead (a remote upstream).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 
 from mcp import MCPDeprecationWarning
@@ -98,4 +102,7 @@ def all_notes() -> str:
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    if len(sys.argv) == 3 and sys.argv[1] == "--port":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run("stdio")

@@ -32,6 +32,24 @@ OutcomeOf = Callable[[Any], str]
 DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this request", "default_deny")
 
 
+class _InputRound(Exception):
+    """Raised by a terminal whose request was answered with input requests, to be retried with the answers.
+
+    Not a failure: the governor records the round's outcome as ``input_required`` with
+    :attr:`reason`, and lets the exception through to whoever relays the input requests. The
+    retry carrying the answers is a request of its own, decided and recorded again.
+    """
+
+    reason: str = "input_required"
+
+
+def _ended_by(exc: Exception) -> tuple[str, str, str | None]:
+    """The outcome, reason and error code of a request whose terminal raised ``exc``."""
+    if isinstance(exc, _InputRound):
+        return "input_required", exc.reason, None
+    return "failed", type(exc).__name__, exc.code if isinstance(exc, McpGovError) else None
+
+
 class _Run:
     """Per-request bookkeeping: when it started, the context last seen, and whether it got past the gate."""
 
@@ -185,7 +203,7 @@ class Governor:
             ctx: the request context, from :meth:`begin`.
             terminal: performs the request once it is allowed; for list methods it returns
                 a :class:`Listing`.
-            outcome_of: classifies the terminal's result as completed or failed.
+            outcome_of: classifies the terminal's result as completed, failed or input_required.
             precheck: runs after the allow and before the request (e.g. "is this tool known");
                 raising an :class:`McpGovError` there refuses the request.
 
@@ -302,10 +320,8 @@ class Governor:
                 await self._outcome(c, "cancelled", run.start, c.args_hash, reason="cancelled", values=values)
             raise
         except Exception as exc:
-            code = exc.code if isinstance(exc, McpGovError) else None
-            await self._outcome(
-                c, "failed", run.start, c.args_hash, reason=type(exc).__name__, error_code=code, values=values
-            )
+            outcome, reason, code = _ended_by(exc)
+            await self._outcome(c, outcome, run.start, c.args_hash, reason=reason, error_code=code, values=values)
             raise
         if not auditor.wants_events:
             auditor.events_emitted += 1

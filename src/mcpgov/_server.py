@@ -137,8 +137,11 @@ def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _outcome_of(result: Any) -> str:
-    if isinstance(result, Mapping) and result.get("isError") is True:
-        return "failed"
+    if isinstance(result, Mapping):
+        if result.get("isError") is True:
+            return "failed"
+        if result.get("resultType") == "input_required":
+            return "input_required"  # a 2026-07-28 input round: answered with questions, retried with answers
     return "completed"
 
 

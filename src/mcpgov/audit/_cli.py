@@ -26,6 +26,7 @@ _STYLE = {
     "deny": "red",
     "failed": "red",
     "cancelled": "yellow",
+    "input_required": "yellow",
     "require_approval": "yellow",
 }
 

@@ -386,6 +386,7 @@ class JsonlSink:
         if isinstance(checkpoint_interval, bool) or not checkpoint_interval > 0:
             raise ConfigurationError("checkpoint_interval must be a positive number of seconds")
         self.path = Path(path)
+        self._fspath = os.fspath(self.path)  # stat'ed on every write: converted once
         self.max_bytes = max_bytes
         self.fsync = fsync
         self.name = f"jsonl({self.path.name})"
@@ -490,7 +491,7 @@ class JsonlSink:
             fd = self._fd
             _flock(fd, True)
             try:
-                current = os.stat(self.path)
+                current = os.stat(self._fspath)
             except FileNotFoundError:
                 current = None
             mine = os.fstat(fd)

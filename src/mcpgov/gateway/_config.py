@@ -16,6 +16,7 @@ __all__ = [
     "AuditConfig",
     "CredentialsConfig",
     "GatewayConfig",
+    "HealthConfig",
     "HttpListenConfig",
     "IdentityConfig",
     "IssuerConfig",
@@ -103,6 +104,18 @@ class RestartConfig(_Model):
     maximum: float = Field(default=30.0, gt=0, le=3600)
 
 
+class HealthConfig(_Model):
+    """Watching a URL upstream between requests: a probe every ``interval`` seconds.
+
+    The probe is the cheapest request of the era spoken (``ping``, or ``server/discover`` at
+    2026-07-28). An upstream that cannot be reached, lost its session, or leaves an idle probe
+    unanswered for ``timeout`` seconds is marked down and reconnected with the restart backoff.
+    """
+
+    interval: float = Field(default=2.0, gt=0, le=3600)
+    timeout: float = Field(default=5.0, gt=0, le=3600)
+
+
 class UpstreamConfig(_Model):
     """One upstream: a server of the approved-server registry, as the gateway reaches it.
 
@@ -120,6 +133,8 @@ class UpstreamConfig(_Model):
         start_timeout: seconds to wait for the upstream to come up before a request fails.
         concurrency: requests in flight to this upstream at once (the rest wait their turn).
         restart: backoff when it dies.
+        health: how a URL upstream is watched between requests (a stdio upstream's exit is
+            noticed at once without probing).
         mode: the protocol era the gateway speaks to it: ``legacy`` (the default: the
             handshake era, in which an upstream can ask for sampling and elicitation and send
             notifications outside a request), ``auto`` (probe for 2026-07-28 first), or
@@ -139,6 +154,7 @@ class UpstreamConfig(_Model):
     start_timeout: float = Field(default=30.0, gt=0, le=3600)
     concurrency: int = Field(default=64, ge=1, le=100_000)
     restart: RestartConfig = Field(default_factory=RestartConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     mode: Literal["auto", "legacy", "match"] = "legacy"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -26,9 +27,13 @@ from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
+from mcpgov._governor import _InputRound
 from mcpgov._sdk import compat
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from mcp.client._transport import TransportStreams
@@ -43,6 +48,9 @@ logger = logging.getLogger("mcpgov.gateway")
 
 State = Literal["stopped", "starting", "ready", "down", "closed"]
 
+
+# Seconds an HTTP upstream's connection gets to close (its session's DELETE) once it is given up.
+_CLOSE_GRACE = 2.0
 
 # JSON-RPC codes the SDK uses when a connection is gone.
 _CONNECTION_CLOSED = -32000
@@ -76,14 +84,17 @@ _LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
 )
 
 
-class _InputRelay(MCPError):
+class _InputRelay(MCPError, _InputRound):
     """An upstream's ``input_required`` result, to be answered by a 2026-07-28 agent.
 
     Control flow, not an error, and it never leaves the gateway: raised from the back client
     instead of answering the upstream's input requests itself, caught by the front handler,
     which returns :attr:`result` to the agent, whose retry carries the answers (and the
-    upstream's request state) back to the upstream.
+    upstream's request state) back to the upstream. The back client's audit records the round
+    as outcome ``input_required``, reason ``input_relayed``.
     """
+
+    reason = "input_relayed"
 
     def __init__(self, result: types.InputRequiredResult) -> None:
         super().__init__(types.INTERNAL_ERROR, "input required")
@@ -130,6 +141,14 @@ CURRENT: contextvars.ContextVar[FrontCall | None] = contextvars.ContextVar("mcpg
 def _connection_lost(exc: MCPError) -> bool:
     """The SDK's own "connection closed" (not an upstream's application error using -32000)."""
     return exc.code == _CONNECTION_CLOSED and exc.message == "Connection closed" and exc.__cause__ is None
+
+
+_SESSION_LOST = frozenset({"Session terminated", "Session not found"})
+
+
+def _session_lost(exc: MCPError) -> bool:
+    """An HTTP upstream no longer knows the session (the SDK's 404 answer, either side's wording)."""
+    return exc.code == types.INVALID_REQUEST and exc.message in _SESSION_LOST and exc.__cause__ is None
 
 
 def scrub(text: str, secrets: Sequence[str]) -> str:
@@ -187,8 +206,13 @@ class BackClient(GovernedClient):
     # The SDK's input-required driver (compat.INPUT_REQUIRED_DRIVER; tests/test_boundary.py).
     async def _drive_input_required(self, first: Any, retry: Any) -> Any:
         front = CURRENT.get()
-        if isinstance(first, types.InputRequiredResult) and front is not None and front.modern:
-            raise _InputRelay(first)
+        if isinstance(first, types.InputRequiredResult):
+            if front is None:
+                # A request the gateway makes for itself, which declared no input capability:
+                # there is nobody to ask (and no agent's request to guess), so it fails cleanly.
+                raise MCPError(types.INVALID_REQUEST, "input requests are not available through the gateway here")
+            if front.modern:
+                raise _InputRelay(first)
         return await super()._drive_input_required(first, retry)
 
 
@@ -200,19 +224,22 @@ def _agent_capabilities(stamp: Callable[[dict[str, Any], Any], None]) -> Callabl
 
     On 2026-07-28 every request carries its client's capabilities, and an upstream decides from
     them whether it may ask for input. The gateway can relay sampling, elicitation and roots,
-    but only to an agent that declared them: the upstream hears the agent's declaration.
+    but only to an agent that declared them: the upstream hears the agent's declaration, and
+    none of them on a request the gateway makes for itself (no agent's request behind it).
     """
 
     def narrowed(data: dict[str, Any], opts: Any) -> None:
         stamp(data, opts)
-        front = CURRENT.get()
         meta = (data.get("params") or {}).get("_meta")
-        if front is None or not isinstance(meta, dict):
+        if not isinstance(meta, dict):
             return
         declared = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
         if not isinstance(declared, dict):
             return
-        agent = getattr(front.session, "client_capabilities", None)
+        # With no agent's request behind it (the gateway's own listings and probes) there is
+        # nobody to relay to: none of the relayed capabilities is declared.
+        front = CURRENT.get()
+        agent = getattr(front.session, "client_capabilities", None) if front is not None else None
         meta[types.CLIENT_CAPABILITIES_META_KEY] = {
             key: value
             for key, value in declared.items()
@@ -359,6 +386,10 @@ class Upstream:
     def __repr__(self) -> str:
         return f"Upstream(id={self.id!r}, state={self.state!r})"
 
+    @property
+    def _over_http(self) -> bool:
+        return self._server is None and self.approved.url is not None
+
     # --- connection -------------------------------------------------------------------------
 
     def _secret_values(self) -> dict[str, dict[str, str]]:
@@ -435,25 +466,30 @@ class Upstream:
             self._down_reason = None
             self.relay.status(f"upstream {self.id!r}: starting")
             http: httpx2.AsyncClient | None = None
+            connected = False
             try:
                 client, http = self.build_client()
-                async with client:
-                    self._client = client
-                    self.state = "ready"
-                    self.stats.starts += 1
-                    self.stats.started_at = time.time()
-                    self._ready.set()
-                    failures = 0
-                    logger.info("upstream %r ready (start %d)", self.id, self.stats.starts)
-                    self.relay.status(f"upstream {self.id!r}: ready")
-                    await self._lifecycle("upstream.ready", "started")
-                    await self._dead.wait()
+                with anyio.CancelScope() as leaving:
+                    async with client:
+                        connected = True
+                        failures = 0
+                        await self._connected(client, probe=http is not None)
+                        if http is not None:
+                            # Leaving ends the HTTP session with a request of its own: a server that
+                            # hangs must not hold up the restart (nor the loss's audit) for long.
+                            leaving.deadline = anyio.current_time() + _CLOSE_GRACE
             except Exception as exc:  # noqa: BLE001 - an upstream that fails is restarted, never fatal
+                leaf = _leaf(exc)
                 self.stats.failures += 1
-                self.stats.last_error = type(exc).__name__
-                self._down_reason = self._down_reason or f"failed ({type(exc).__name__})"
+                self.stats.last_error = type(leaf).__name__
+                # A transport that fails once connected (an HTTP upstream gone: the SDK's transport
+                # ends with the connection error) is a lost connection, not a failed start.
+                lost = connected and isinstance(leaf, httpx2.TransportError | MCPError)
+                failed = f"failed ({type(leaf).__name__})"
+                self._down_reason = self._down_reason or ("connection lost" if lost else failed)
             finally:
                 self._client = None
+                self._ready.set()  # requests waiting for this start stop waiting: it is over, either way
                 self._ready = anyio.Event()
                 self._dead = anyio.Event()
                 if http is not None:
@@ -473,6 +509,68 @@ class Upstream:
                 await self._lifecycle("upstream.down", reason, retry_in=round(delay, 3))
             await self._sleep_unless_closing(delay)
         self.state = "closed"
+
+    async def _connected(self, client: GovernedClient, *, probe: bool) -> None:
+        """Serve through ``client`` (announced ready and audited) until the upstream is gone."""
+        self._client = client
+        self.state = "ready"
+        self.stats.starts += 1
+        self.stats.started_at = time.time()
+        self._ready.set()
+        logger.info("upstream %r ready (start %d)", self.id, self.stats.starts)
+        self.relay.status(f"upstream {self.id!r}: ready")
+        await self._lifecycle("upstream.ready", "started")
+        async with anyio.create_task_group() as watch:
+            if probe:  # a URL upstream: no process output to watch, so it is asked
+                watch.start_soon(self._watch, client, name=f"upstream {self.id} health")
+            await self._dead.wait()
+            watch.cancel_scope.cancel()
+
+    async def _watch(self, client: GovernedClient) -> None:
+        """Probe a connected URL upstream every ``health.interval`` seconds until a probe fails.
+
+        A stdio upstream's exit ends its output at once; an HTTP upstream that dies while idle
+        says nothing, so it is asked. A failed probe marks it down: requests then fail at once
+        with a clean error, and the supervisor reconnects with the restart backoff.
+        """
+        while not self._dead.is_set():
+            await anyio.sleep(self.config.health.interval)
+            reason = await self._probe(client)
+            if reason is not None:
+                logger.info("upstream %r failed its health probe (%s)", self.id, reason)
+                self.mark_dead(reason)
+                return
+
+    async def _probe(self, client: GovernedClient) -> str | None:
+        """One health probe: ``None`` when the upstream answered, else why it counts as down.
+
+        The probe is the era's cheapest request (``ping``; ``server/discover`` at 2026-07-28, where
+        ping is gone). An error answer means it is alive, except an invalid-request answer to a
+        ping (its session is gone: a restarted server). An idle upstream that does not answer
+        within ``health.timeout`` is hung; with requests in flight their own timeouts apply.
+        """
+        session = client.session
+        version = client.protocol_version
+        try:
+            with anyio.fail_after(self.config.health.timeout):
+                if version in MODERN_PROTOCOL_VERSIONS:
+                    # Through the request stamp (unlike send_discover): it declares no relayed capability.
+                    await session.send_request(
+                        types.DiscoverRequest(params=types.RequestParams()), types.DiscoverResult
+                    )
+                else:
+                    await session.send_ping()
+        except TimeoutError:
+            return None if self._in_flight else "unresponsive"
+        except MCPError as exc:
+            if _connection_lost(exc):
+                return "connection lost"
+            if _session_lost(exc) or (exc.code == types.INVALID_REQUEST and version not in MODERN_PROTOCOL_VERSIONS):
+                return "session lost"
+            return None
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, httpx2.TransportError):
+            return "connection lost"
+        return None
 
     async def _sleep_unless_closing(self, delay: float) -> None:
         with anyio.move_on_after(delay):
@@ -515,6 +613,8 @@ class Upstream:
                 await self._ready.wait()
         client = self._client
         if client is None:
+            if self.state in ("down", "closed") or self._closing:
+                raise UpstreamUnavailable(f"upstream {self.id!r} is {self.state}", reason="upstream_down")
             raise UpstreamUnavailable(f"upstream {self.id!r} did not start in time", reason="upstream_start_timeout")
         return client
 
@@ -528,7 +628,12 @@ class Upstream:
         """
         client = await self._client_now()
         timed_out = False
-        async with self._limiter:
+        limiter = self._limiter
+        try:
+            limiter.acquire_nowait()  # a free slot (and nobody queued): no trip through the event loop
+        except anyio.WouldBlock:
+            await limiter.acquire()
+        try:
             if front is not None:
                 self._in_flight.add(front)
             self.stats.in_flight += 1
@@ -540,6 +645,9 @@ class Upstream:
                         if _connection_lost(exc):
                             self.mark_dead("connection lost")
                             raise UpstreamUnavailable(f"upstream {self.id!r} closed the connection") from None
+                        if self._over_http and _session_lost(exc):
+                            self.mark_dead("session lost")  # a restarted HTTP upstream: reconnect
+                            raise UpstreamUnavailable(f"upstream {self.id!r} lost the session") from None
                         raise
                     except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
                         self.mark_dead("connection lost")
@@ -552,6 +660,8 @@ class Upstream:
                 if not self._in_flight:
                     self._idle.set()
                     self._idle = anyio.Event()
+        finally:
+            limiter.release()
         if timed_out:
             raise UpstreamTimeout(
                 f"upstream {self.id!r} took longer than {self.config.timeout}s", reason="upstream_timeout"
@@ -658,7 +768,12 @@ class Upstream:
         """
         front = self._front()
         if front is None or not front.session.can_send_request:
-            return types.ErrorData(code=types.INVALID_REQUEST, message=f"{what} is not available through the gateway")
+            message = f"{what} is not available through the gateway"
+            if front is not None and front.modern:
+                # A handshake-era upstream asks with a request of its own in the middle of a call;
+                # a 2026-07-28 agent can only be asked in a result, which that call cannot return.
+                message += ": the upstream asked in the middle of a call, which cannot reach a 2026-07-28 agent"
+            return types.ErrorData(code=types.INVALID_REQUEST, message=message)
         try:
             return await front.session.send_request(
                 request, result_type, metadata=ServerMessageMetadata(related_request_id=front.request_id)
@@ -717,6 +832,13 @@ class Upstream:
             uri = getattr(getattr(message, "params", None), "uri", None)
             if isinstance(uri, str):
                 await self.relay.resource_updated(self.id, uri)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one error inside nested single-error groups (what a failed transport's task group raises)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def ready_within(upstreams: Sequence[Upstream]) -> bool:
