@@ -2,7 +2,8 @@
 
 Four processes, as deployed: an upstream MCP server (Streamable HTTP on loopback), the gateway
 (`mcpgov gateway --config ...`: bearer identity, a policy, pinning and registry on the back,
-a JSON Lines audit trail), a "floor" proxy and this process, the agents. The floor is a plain
+a JSON Lines audit trail, written on the request path; ``--audit queued`` writes it from a
+worker thread), a "floor" proxy and this process, the agents. The floor is a plain
 SDK proxy with no governance over the same transports (a lowlevel SDK server over Streamable
 HTTP in front, one SDK client behind), so the report separates what governance adds from what
 the SDK's own two HTTP hops cost. All paths use the same kind of client (``GovernedClient``,
@@ -240,7 +241,7 @@ async def main(args: argparse.Namespace) -> None:
                         {"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": "jwks.json", "tenant_claim": "tenant"}
                     ]
                 },
-                "audit": {"jsonl": "audit.jsonl"},
+                "audit": {"jsonl": "audit.jsonl", "queued": args.audit == "queued"},
                 "http": {"host": "127.0.0.1", "port": gw_port},
                 "upstreams": [{"id": "bench", "namespace": {"prefix": "bench_"}, "concurrency": 256}],
             }
@@ -321,4 +322,10 @@ if __name__ == "__main__":
     parser.add_argument("--batches", type=int, default=6, help="interleaved batches per path")
     parser.add_argument("--agents", type=int, default=50, help="concurrent agents for throughput")
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput measuring time")
+    parser.add_argument(
+        "--audit",
+        choices=("queued", "direct"),
+        default="direct",
+        help="the gateway's JSON Lines audit: each event written on the request path, or by a worker thread",
+    )
     anyio.run(main, parser.parse_args())

@@ -20,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_types import TextContent
 
 from mcpgov import GovernedClient
+from mcpgov.audit import verify_chain
 from mcpgov.pinning import snapshot, write_manifest
 from mcpgov.testing import IdentityIssuer
 
@@ -78,7 +79,7 @@ async def _wait_for(predicate: object, seconds: float) -> bool:
     return False
 
 
-async def _configure(work: Path, idp: IdentityIssuer, port: int) -> Path:
+async def _configure(work: Path, idp: IdentityIssuer, port: int, *, queued: bool = False) -> Path:
     (work / "upstream.py").write_text(UPSTREAM)
     params = StdioServerParameters(command=sys.executable, args=[str(work / "upstream.py")])
     write_manifest(work / "pin.json", await snapshot(params))
@@ -105,7 +106,7 @@ async def _configure(work: Path, idp: IdentityIssuer, port: int) -> Path:
         "identity": {
             "issuers": [{"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": "jwks.json", "tenant_claim": "tenant"}]
         },
-        "audit": {"jsonl": "audit.jsonl"},
+        "audit": {"jsonl": "audit.jsonl", "queued": queued},
         "http": {"host": "127.0.0.1", "port": port},
         "drain_timeout": 10,
         "upstreams": [{"id": "slow", "namespace": {"prefix": "slow_"}, "env": {"PYTHONWARNINGS": "ignore"}}],
@@ -117,10 +118,13 @@ async def _configure(work: Path, idp: IdentityIssuer, port: int) -> Path:
     return work / "gateway.yaml"
 
 
-async def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_and_stops_the_upstream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("queued", [False, True], ids=["audit-direct", "audit-queued"])
+async def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_and_stops_the_upstream(
+    tmp_path: Path, queued: bool
+) -> None:
     idp = IdentityIssuer(ISSUER, audience=AUDIENCE)
     port = _port()
-    config = await _configure(tmp_path, idp, port)
+    config = await _configure(tmp_path, idp, port, queued=queued)
     log = tmp_path / "gateway.log"
     with log.open("wb") as stderr:
         gateway = subprocess.Popen(  # noqa: S603, ASYNC220 - this interpreter running our own CLI
@@ -172,10 +176,16 @@ async def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_and_stops_th
         status = log.read_text(errors="replace")
         assert "mcpgov gateway: stopped" in status
         assert "Traceback" not in status
+        # Queued or not, every event is in the file once the gateway stopped, in one intact chain.
+        report = verify_chain([tmp_path / "audit.jsonl"])
+        assert not report.problems, report.problems
+        assert report.events >= 4
         events = [json.loads(line)["event"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
         outcomes = [(e["target"], e["outcome"]) for e in events if e["type"] == "outcome"]
         assert ("slow_slow", "completed") in outcomes
         assert ("slow_quick", "failed") in outcomes
+        decisions = [e for e in events if e["type"] == "decision" and e.get("target") == "slow_slow"]
+        assert [e["effect"] for e in decisions] == ["allow"]
     finally:
         if gateway.poll() is None:  # pragma: no cover - a stuck drain must not leak the process
             gateway.kill()

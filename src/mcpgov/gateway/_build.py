@@ -52,9 +52,10 @@ def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middlewa
 
     sinks: list[AuditCallback] = []
     if config.audit.jsonl is not None:
-        from mcpgov.audit import JsonlSink  # noqa: PLC0415
+        from mcpgov.audit import JsonlSink, QueuedSink  # noqa: PLC0415
 
-        sinks.append(JsonlSink(base_dir / config.audit.jsonl))
+        jsonl = JsonlSink(base_dir / config.audit.jsonl)
+        sinks.append(QueuedSink(jsonl) if config.audit.queued else jsonl)
     if config.audit.log:
         from mcpgov.audit import LoggingSink  # noqa: PLC0415
 

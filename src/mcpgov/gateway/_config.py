@@ -222,10 +222,16 @@ class CredentialsConfig(_Model):
 
 
 class AuditConfig(_Model):
-    """Where audit events go: a hash-chained JSON Lines file, and/or standard logging."""
+    """Where audit events go: a hash-chained JSON Lines file, and/or standard logging.
+
+    ``queued: true`` writes the JSON Lines file from a worker thread, in batches, off the request
+    path (:class:`~mcpgov.audit.QueuedSink`); what is queued is written on drain (SIGTERM) and at
+    exit. Off (the default), each event is in the file before the request goes on.
+    """
 
     jsonl: str | None = None
     log: bool = False
+    queued: bool = False
 
 
 class StateConfig(_Model):
