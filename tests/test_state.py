@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcpgov import ConfigurationError, InMemoryStateStore, StateStore, StateStoreError
 
@@ -76,3 +79,65 @@ async def test_ttl_must_be_positive_and_finite(ttl: float) -> None:
 def test_maxsize_is_validated(maxsize: int) -> None:
     with pytest.raises(ConfigurationError):
         InMemoryStateStore(maxsize=maxsize)
+
+
+_KEYS = ["a", "b", "c", "d", "e"]
+_OPS = st.one_of(
+    st.tuples(st.just("put"), st.sampled_from(_KEYS), st.sampled_from([0.5, 1.0, 3.0, 10.0])),
+    st.tuples(st.just("add"), st.sampled_from(_KEYS), st.sampled_from([0.5, 1.0, 3.0, 10.0])),
+    st.tuples(st.just("incr"), st.sampled_from(_KEYS), st.sampled_from([0.5, 1.0, 3.0, 10.0])),
+    st.tuples(st.just("delete"), st.sampled_from(_KEYS), st.just(0.0)),
+    st.tuples(st.just("advance"), st.just(""), st.sampled_from([0.25, 0.5, 1.0, 2.0, 5.0])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(_OPS, max_size=60), maxsize=st.integers(1, 4))
+def test_the_store_behaves_as_a_dictionary_of_entries_with_expiry(
+    ops: list[tuple[str, str, float]], maxsize: int
+) -> None:
+    """Against a plain model: live values read back exactly, expired ones never do, and a full
+    store refuses a new key (never evicting a live entry) while expired ones make room."""
+
+    async def run() -> None:
+        clock = Clock()
+        store = InMemoryStateStore(maxsize=maxsize, clock=clock)
+        model: dict[str, tuple[str, float]] = {}  # key -> (value, expires)
+
+        def live() -> dict[str, str]:
+            return {k: v for k, (v, exp) in model.items() if exp > clock.now}
+
+        for i, (op, key, amount) in enumerate(ops):
+            if op == "advance":
+                clock.now += amount
+                continue
+            if op == "delete":
+                await store.delete(key)
+                model.pop(key, None)
+                continue
+            full = key not in live() and len(live()) >= maxsize
+            if op == "incr" and key in live():
+                value, exp = model[key]
+                model[key] = (str(int(value) + 1), exp)
+                assert await store.incr(key, amount) == int(value) + 1
+                continue
+            if op == "add" and key in live():
+                assert await store.add(key, "x", amount) is False
+                continue
+            if full:
+                with pytest.raises(StateStoreError):
+                    await getattr(store, op)(key, *(("1",) if op != "incr" else ()), amount)
+                continue
+            value = "1" if op == "incr" else str(i)
+            if op == "put":
+                await store.put(key, value, amount)
+            elif op == "add":
+                assert await store.add(key, value, amount) is True
+            else:
+                assert await store.incr(key, amount) == 1
+            model[key] = (value, clock.now + amount)
+            assert await store.get_many(_KEYS) == [live().get(k) for k in _KEYS]
+        assert len(store) == len(live())
+        assert await store.get_many(_KEYS) == [live().get(k) for k in _KEYS]
+
+    anyio.run(run)

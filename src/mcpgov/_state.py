@@ -11,10 +11,9 @@ fails counts as revoked); the store itself raises :class:`StateStoreError` and n
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import Protocol, runtime_checkable
-
-from cachetools import TLRUCache
 
 from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov._types import Clock
@@ -71,11 +70,12 @@ def _check_ttl(ttl: float) -> float:
 
 
 class InMemoryStateStore:
-    """A bounded, single-process :class:`StateStore` (cachetools ``TLRUCache``).
+    """A bounded, single-process :class:`StateStore`.
 
-    Entries expire with their own TTL. When the store is full, expired entries go first; if it
-    is still full, a write raises :class:`StateStoreError` rather than evicting a live entry
-    (evicting a live revocation would silently re-enable a credential).
+    Entries expire with their own TTL (a dictionary of entries and a heap of expiry times,
+    expired entries dropped as writes come in). When the store is full, expired entries go
+    first; if it is still full, a write raises :class:`StateStoreError` rather than evicting a
+    live entry (evicting a live revocation would silently re-enable a credential).
 
     Args:
         maxsize: the most entries held at once.
@@ -87,27 +87,43 @@ class InMemoryStateStore:
             raise ConfigurationError(f"maxsize must be a positive integer, got {maxsize!r}")
         self._clock = clock
         self._maxsize = maxsize
-        self._cache: TLRUCache[str, _Entry] = TLRUCache(
-            maxsize=maxsize, ttu=lambda _key, entry, _now: entry.expires, timer=clock
-        )
+        self._entries: dict[str, _Entry] = {}
+        # (expiry, key) of every write; a pair whose entry was since rewritten or deleted is stale
+        # and skipped when it comes up. Rebuilt from the entries when stale pairs dominate.
+        self._expiries: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
-        self._cache.expire()
-        return len(self._cache)
+        self._expire(self._clock())
+        return len(self._entries)
+
+    def _expire(self, now: float) -> None:
+        heap = self._expiries
+        entries = self._entries
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            entry = entries.get(key)
+            if entry is not None and entry.expires <= now:
+                del entries[key]
 
     def _live(self, key: str) -> _Entry | None:
-        entry = self._cache.get(key)
+        entry = self._entries.get(key)
         if entry is None or entry.expires <= self._clock():
             return None
         return entry
 
     def _store(self, key: str, value: str, ttl: float) -> None:
-        expires = self._clock() + _check_ttl(ttl)
-        if key not in self._cache and len(self._cache) >= self._maxsize:
-            self._cache.expire()
-            if len(self._cache) >= self._maxsize:
-                raise StateStoreError("the in-memory state store is full", reason="store_full")
-        self._cache[key] = _Entry(value, expires)
+        now = self._clock()
+        expires = now + _check_ttl(ttl)
+        self._expire(now)
+        entries = self._entries
+        if key not in entries and len(entries) >= self._maxsize:
+            raise StateStoreError("the in-memory state store is full", reason="store_full")
+        entries[key] = _Entry(value, expires)
+        heap = self._expiries
+        heapq.heappush(heap, (expires, key))
+        if len(heap) > 2 * len(entries) + 1024:
+            self._expiries = [(entry.expires, k) for k, entry in entries.items()]
+            heapq.heapify(self._expiries)
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
         if self._live(key) is not None:
@@ -130,7 +146,7 @@ class InMemoryStateStore:
         return out
 
     async def delete(self, key: str) -> None:
-        self._cache.pop(key, None)
+        self._entries.pop(key, None)
 
     async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         entry = self._live(key)
