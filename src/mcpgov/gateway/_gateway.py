@@ -33,6 +33,7 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
 from mcpgov._server import ServerGovernance, govern
+from mcpgov._types import thaw
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import Namespace, Router
 from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, _InputRelay, scrub
@@ -63,15 +64,6 @@ class _Decided:
             return await call_next(ctx)
         finally:
             self.var.reset(token)
-
-
-def _thaw(value: Any) -> Any:
-    """A plain, mutable deep copy of frozen arguments (read-only mappings and tuples)."""
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_thaw(v) for v in value]
-    return value
 
 
 class Gateway:
@@ -565,7 +557,7 @@ class Gateway:
         if route is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
         upstream_id, upstream_name = route
-        arguments = _thaw(decided.arguments) if decided.arguments is not None else None
+        arguments = thaw(decided.arguments) if decided.arguments is not None else None
         try:
             async with self._forward(upstream_id, front) as client:
                 result: types.CallToolResult = await client.call_tool(
@@ -719,7 +711,7 @@ class Gateway:
         if route is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {decided.target}")
         upstream_id, upstream_name = route
-        arguments = _thaw(decided.arguments) if decided.arguments is not None else None
+        arguments = thaw(decided.arguments) if decided.arguments is not None else None
         try:
             async with self._forward(upstream_id, front) as client:
                 result: types.GetPromptResult = await client.get_prompt(
@@ -745,7 +737,7 @@ class Gateway:
         else:
             upstream_id, name = self._route_uri(target)
             ref = types.ResourceTemplateReference(type="ref/resource", uri=name)
-        argument = _thaw(decided.arguments) if decided.arguments is not None else {}
+        argument = thaw(decided.arguments) if decided.arguments is not None else {}
         context_arguments = None
         if params.context is not None and params.context.arguments is not None:
             context_arguments = dict(params.context.arguments)
