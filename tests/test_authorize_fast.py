@@ -25,8 +25,7 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Authorizer, Decision, Effect, GovContext, Principal, govern
-from mcpgov.policy import Policy, PolicyMiddleware
-from mcpgov.policy._engine import OBLIGATION_RATE_LIMIT
+from mcpgov.policy import OBLIGATION_RATE_LIMIT, Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
 from .test_policy_properties import context, policy_of, requests, rules

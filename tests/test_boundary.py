@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -321,3 +323,84 @@ async def test_the_client_request_stamp_and_input_driver_still_exist() -> None:
     driver = getattr(Client, compat.INPUT_REQUIRED_DRIVER)
     assert inspect.iscoroutinefunction(driver)
     assert list(inspect.signature(driver).parameters) == ["self", "first", "retry"]
+
+
+def _private_names(tree: ast.AST) -> set[str]:
+    """The private (single-underscore) attribute and method names a module's classes define."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def _sources(package: Any) -> dict[Path, ast.AST]:
+    root = Path(package.__file__).parent
+    return {path: ast.parse(path.read_text(encoding="utf-8")) for path in sorted(root.rglob("*.py"))}
+
+
+def test_private_sdk_attributes_are_reached_only_from_the_compat_module() -> None:
+    """Outside ``mcpgov/_sdk/``, no attribute access (``x._name``, ``getattr(x, "_name")``) names a
+    private attribute the SDK defines and mcpgov does not define itself."""
+    import mcp
+
+    import mcpgov
+
+    sdk: set[str] = set()
+    for tree in _sources(mcp).values():
+        sdk |= _private_names(tree)
+    ours = _sources(mcpgov)
+    own: set[str] = set()
+    for path, tree in ours.items():
+        if "_sdk" not in path.parts:
+            own |= _private_names(tree)
+    # Names the SDK keeps private that mcpgov needs: whoever else defines the same name, these
+    # are reached only through the compat module.
+    needed = {
+        "_connect",
+        "_connect_transport",
+        "_connection",
+        "_drive_input_required",
+        "_lowlevel_server",
+        "_mcp_server",
+        "_prompt_manager",
+        "_resource_manager",
+        "_stamp",
+        "_tool_manager",
+    }
+    assert needed - {"_mcp_server"} <= sdk
+    suspect = (sdk - own) | needed
+    found: list[str] = []
+    for path, tree in ours.items():
+        if "_sdk" in path.parts:
+            continue
+        for node in ast.walk(tree):
+            name: str | None = None
+            if isinstance(node, ast.Attribute):
+                name = node.attr
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = node.name  # an override of an SDK private method
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in {"getattr", "setattr", "hasattr", "delattr"}
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+            ):
+                name = node.args[1].value
+            if name in suspect:
+                found.append(f"{path.name}:{getattr(node, 'lineno', 0)} {name}")
+    assert found == [], "\n".join(found)
+
+
+def test_the_input_driver_hook_reaches_the_sdk_driver() -> None:
+    """``InputDrivenClient`` overrides exactly the SDK's private driver, and its hook calls it."""
+    assert compat.INPUT_REQUIRED_DRIVER in vars(compat.InputDrivenClient)
+    assert getattr(Client, compat.INPUT_REQUIRED_DRIVER) is not getattr(
+        compat.InputDrivenClient, compat.INPUT_REQUIRED_DRIVER
+    )

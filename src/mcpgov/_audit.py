@@ -573,7 +573,7 @@ class Auditor:
     def stats(self) -> AuditStats:
         """Delivery counters: emitted, failed, dropped, pending, refused, and per queued sink."""
         per_sink: dict[str, dict[str, int]] = {}
-        dropped = failed = pending = 0
+        totals = dict.fromkeys(("dropped", "failed", "pending"), 0)
         for sink in self._sinks:
             counters = stats_of(sink)
             if counters is None:
@@ -582,17 +582,14 @@ class Auditor:
             if name in per_sink:
                 name = f"{name}#{len(per_sink)}"
             per_sink[name] = dict(counters)
-            dropped += int(counters.get("dropped", 0))
-            failed += int(counters.get("failed", 0))
-            pending += int(counters.get("pending", 0))
+            for key in totals:
+                totals[key] += int(counters.get(key, 0))
         return AuditStats(
             emitted=self.events_emitted,
             sink_failures=self.sink_failures,
-            dropped=dropped,
-            failed=failed,
-            pending=pending,
             refused=self.refused,
             sinks=per_sink,
+            **totals,
         )
 
     def flush(self, timeout: float | None = None) -> bool:

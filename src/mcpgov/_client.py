@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, TypeVar, cast
 
 import httpx2
 from mcp import Client, MCPDeprecationWarning, MCPError
 from mcp.client import Transport
-from mcp.client import client as _sdk_client
 from mcp.client.caching import CacheMode
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -25,9 +25,6 @@ from mcp_types import (
     EmptyResult,
     GetPromptResult,
     InputResponses,
-    ListPromptsResult,
-    ListResourcesResult,
-    ListResourceTemplatesResult,
     ListToolsResult,
     PromptReference,
     ReadResourceResult,
@@ -35,7 +32,7 @@ from mcp_types import (
     ResourceTemplateReference,
 )
 from pydantic import BaseModel
-from typing_extensions import deprecated
+from typing_extensions import ParamSpec, deprecated
 
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
@@ -46,6 +43,7 @@ from mcpgov._governor import Governor
 from mcpgov._methods import LISTINGS
 from mcpgov._principal import Principal
 from mcpgov._protocols import ListChangeListener, listing_gate
+from mcpgov._sdk import compat
 from mcpgov._types import thaw
 from mcpgov._wire import to_mcp_error
 
@@ -136,6 +134,28 @@ class _GovernedListTools:
             return ListToolsResult(tools=[])
 
 
+_Page = TypeVar("_Page", bound=BaseModel)
+_Params = ParamSpec("_Params")
+
+
+def _governed_listing_of(
+    method: str, fetch: Callable[Concatenate[Client, _Params], Coroutine[Any, Any, _Page]]
+) -> Callable[Concatenate[GovernedClient, _Params], Coroutine[Any, Any, _Page]]:
+    """A :class:`GovernedClient` listing method: the SDK's ``fetch`` (same parameters), with the
+    entries the client-side chain does not let this client discover taken out."""
+    sdk_fetch = cast("Callable[..., Awaitable[_Page]]", fetch)
+
+    async def listing(self: GovernedClient, /, *args: _Params.args, **kwargs: _Params.kwargs) -> _Page:
+        params: dict[str, Any] = dict(kwargs)
+        meta = params.pop("meta", None)
+        return await self._governed_listing(method, meta, lambda m: sdk_fetch(self, *args, meta=m, **params))
+
+    functools.update_wrapper(listing, fetch, assigned=("__name__",), updated=())  # the SDK's signature
+    listing.__qualname__ = f"GovernedClient.{fetch.__name__}"
+    listing.__doc__ = f"``{method}``: one page, showing only what the client-side chain lets this client discover."
+    return listing
+
+
 class GovernedClient(Client):
     """An ``mcp.Client`` whose tool, resource and prompt operations run a governance chain.
 
@@ -221,15 +241,15 @@ class GovernedClient(Client):
         if isinstance(server, str):
             # Same transport the SDK would build for a URL, with an auth hook, so a governed call
             # can carry its own credential in the Authorization header.
-            connect_transport = getattr(_sdk_client, "_connect_transport", None)
-            if connect_transport is None:  # pragma: no cover - guards an SDK change within 2.3.x
-                raise ConfigurationError("this mcp SDK version cannot be governed over HTTP")
             self.http_auth = GovernedHttpAuth()
             if client_identity is not None:
                 self.http_auth.base = client_identity.authorization
             # The SDK's own defaults: 30 s to connect and write, 300 s to read a held stream.
             self._http_client = httpx2.AsyncClient(auth=self.http_auth, timeout=httpx2.Timeout(30.0, read=300.0))
-            self._connect = connect_transport(streamable_http_client(server, http_client=self._http_client))
+            try:
+                compat.connect_through(self, streamable_http_client(server, http_client=self._http_client))
+            except TypeError as exc:  # pragma: no cover - guards an SDK change within 2.3.x
+                raise ConfigurationError("this mcp SDK version cannot be governed over HTTP") from exc
 
     async def __aenter__(self) -> GovernedClient:
         try:
@@ -308,8 +328,8 @@ class GovernedClient(Client):
             _OUTGOING_AUTHORIZATION.reset(token)
 
     async def _governed_listing(
-        self, method: str, meta: RequestParamsMeta | None, fetch: Callable[[Any], Awaitable[BaseModel]]
-    ) -> Any:
+        self, method: str, meta: RequestParamsMeta | None, fetch: Callable[[Any], Awaitable[_Page]]
+    ) -> _Page:
         """One page of the listing ``method`` (``fetch`` gets it from the SDK), filtered by the
         client-side chain."""
         kind, entries_key, name_key = LISTINGS[method]
@@ -319,7 +339,8 @@ class GovernedClient(Client):
             return _listing(kind, await self._send(c, meta, fetch), entries, name_attr)
 
         listing: Listing = await self._governed(method, kind, None, terminal)
-        return _unlisting(listing, entries)
+        page: _Page = _unlisting(listing, entries)
+        return page
 
     async def _governed(
         self,
@@ -450,43 +471,11 @@ class GovernedClient(Client):
         result: ReadResourceResult = await self._governed("resources/read", "resource", str(uri), terminal)
         return result
 
-    async def list_tools(
-        self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
-    ) -> ListToolsResult:
-        """List tools, showing only those the client-side chain lets this client discover."""
-        result: ListToolsResult = await self._governed_listing(
-            "tools/list", meta, lambda m: Client.list_tools(self, cursor=cursor, meta=m, cache_mode=cache_mode)
-        )
-        return result
-
-    async def list_prompts(
-        self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
-    ) -> ListPromptsResult:
-        """List prompts, filtered by the client-side chain."""
-        result: ListPromptsResult = await self._governed_listing(
-            "prompts/list", meta, lambda m: Client.list_prompts(self, cursor=cursor, meta=m, cache_mode=cache_mode)
-        )
-        return result
-
-    async def list_resources(
-        self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
-    ) -> ListResourcesResult:
-        """List resources, filtered by the client-side chain."""
-        result: ListResourcesResult = await self._governed_listing(
-            "resources/list", meta, lambda m: Client.list_resources(self, cursor=cursor, meta=m, cache_mode=cache_mode)
-        )
-        return result
-
-    async def list_resource_templates(
-        self, *, cursor: str | None = None, meta: RequestParamsMeta | None = None, cache_mode: CacheMode = "use"
-    ) -> ListResourceTemplatesResult:
-        """List resource templates, filtered by the client-side chain."""
-        result: ListResourceTemplatesResult = await self._governed_listing(
-            "resources/templates/list",
-            meta,
-            lambda m: Client.list_resource_templates(self, cursor=cursor, meta=m, cache_mode=cache_mode),
-        )
-        return result
+    # The four listings take the SDK's own parameters; each returns one page, filtered.
+    list_tools = _governed_listing_of("tools/list", Client.list_tools)
+    list_prompts = _governed_listing_of("prompts/list", Client.list_prompts)
+    list_resources = _governed_listing_of("resources/list", Client.list_resources)
+    list_resource_templates = _governed_listing_of("resources/templates/list", Client.list_resource_templates)
 
     async def complete(
         self,

@@ -24,6 +24,7 @@ from mcp.server.lowlevel import Server
 from packaging.version import InvalidVersion, Version
 
 from mcpgov._errors import ConfigurationError
+from mcpgov._sdk import compat
 
 __all__ = ["SUPPORTED_FASTMCP", "is_fastmcp", "sdk_server"]
 
@@ -55,7 +56,7 @@ def sdk_server(server: Any) -> Server[Any]:
         major = -1
     if major not in SUPPORTED_FASTMCP:
         raise ConfigurationError(f"{_INSTALL_HINT}; this server is FastMCP {raw}")
-    lowlevel = getattr(server, "_mcp_server", None)
+    lowlevel = compat.fastmcp_lowlevel_of(server)
     if not isinstance(lowlevel, Server) or not any(
         type(mw).__name__ == "FastMCPServerMiddleware" for mw in lowlevel.middleware
     ):

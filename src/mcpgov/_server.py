@@ -157,7 +157,7 @@ class ServerGovernance:
     ) -> None:
         self.governor = governor
         self._server = server
-        self._mcp_server = mcp_server
+        self._served_server = mcp_server
         self._anchors: weakref.WeakKeyDictionary[Any, SessionAnchor] = weakref.WeakKeyDictionary()
         self._validator = RequestValidator(server, mcp_server)
         self.names = NameRules(names)
@@ -193,19 +193,19 @@ class ServerGovernance:
         )
 
     def _known_tool(self, ctx: GovContext) -> None:
-        check_known_target(self._mcp_server, ctx)
+        check_known_target(self._served_server, ctx)
 
     def _served(self, kind: str) -> frozenset[str]:
         """The names of ``kind`` this server serves (registered, or as last listed by a lowlevel server)."""
-        if self._mcp_server is not None:
+        if self._served_server is not None:
             if kind == "tool":
-                return frozenset(compat.tool_names(self._mcp_server))
-            return frozenset(compat.prompt_names(self._mcp_server))
+                return frozenset(compat.tool_names(self._served_server))
+            return frozenset(compat.prompt_names(self._served_server))
         return self._listed.get(kind, frozenset())
 
     def _check_name(self, kind: str, name: str) -> None:
         served = self._served(kind)
-        if self._mcp_server is not None and name not in served:
+        if self._served_server is not None and name not in served:
             return  # not served: refused as unknown once the caller may use the name
         why = self.names.refused(kind, served | {name}).get(name)
         if why is not None:
@@ -215,7 +215,7 @@ class ServerGovernance:
         if listing.kind not in ("tool", "prompt"):
             return listing
         names = frozenset(item.name for item in listing.items)
-        if self._mcp_server is None:
+        if self._served_server is None:
             self._listed[listing.kind] = names
         refused = self.names.refused(listing.kind, names)
         if not refused:

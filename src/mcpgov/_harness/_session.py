@@ -26,6 +26,7 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._methods import EXECUTE_METHOD, LIST_METHOD
 from mcpgov._principal import Actor, Principal, act_claim
+from mcpgov._sdk.compat import lowlevel_of
 from mcpgov._server import ServerGovernance, govern
 from mcpgov._state import StateStore
 
@@ -204,7 +205,7 @@ class _InventoryProbe:
 
 def _lowlevel(server: MCPServer | Server[Any]) -> Server[Any]:
     if isinstance(server, MCPServer):
-        return server._lowlevel_server
+        return lowlevel_of(server)
     if isinstance(server, Server):
         return server
     raise ConfigurationError(f"the harness takes an MCPServer or a lowlevel Server, got {type(server).__name__}")

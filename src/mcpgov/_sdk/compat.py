@@ -1,7 +1,7 @@
 """Every private attribute of the MCP SDK that mcpgov reads, in one place.
 
 The SDK (``mcp`` 2.3.x) exposes no public way to reach these; each accessor says why it is
-needed. ``tests/test_sdk_compat.py`` checks each one against the installed SDK, so an SDK release
+needed. ``tests/test_boundary.py`` checks each one against the installed SDK, so an SDK release
 that renames or removes one fails there, loudly, instead of silently weakening governance.
 """
 
@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mcp import Client
+from mcp.client import Transport
+from mcp.client import client as _sdk_client
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
 __all__ = [
     "INPUT_REQUIRED_DRIVER",
+    "InputDrivenClient",
+    "connect_through",
     "connection_of",
+    "fastmcp_lowlevel_of",
     "lowlevel_of",
     "prompt_names",
     "prompt_of",
@@ -76,3 +82,31 @@ def wrap_request_stamp(session: Any, wrap: Callable[[Callable[..., None]], Calla
     if not callable(stamp):
         raise TypeError("ClientSession._stamp is not a callable in this SDK release")
     session._stamp = wrap(stamp)
+
+
+class InputDrivenClient(Client):
+    """An ``mcp.Client`` whose answer to a 2026-07-28 ``input_required`` result a subclass may take
+    over by overriding :meth:`drive_input` (the SDK's driver is private: ``INPUT_REQUIRED_DRIVER``)."""
+
+    __slots__ = ()
+
+    async def _drive_input_required(self, first: Any, retry: Any) -> Any:
+        return await self.drive_input(first, retry)
+
+    async def drive_input(self, first: Any, retry: Any) -> Any:
+        """Answer ``first`` (a result, possibly ``input_required``) as the SDK does, retrying with ``retry``."""
+        return await super()._drive_input_required(first, retry)
+
+
+def fastmcp_lowlevel_of(server: Any) -> Any:
+    """The SDK server a FastMCP server dispatches through (FastMCP keeps it private), or ``None``."""
+    return getattr(server, "_mcp_server", None)
+
+
+def connect_through(client: Client, transport: Transport) -> None:
+    """Make a ``Client`` not yet entered connect through ``transport`` instead of the one the SDK
+    builds from its URL (the SDK keeps both the connector and its builder private)."""
+    connect_transport = getattr(_sdk_client, "_connect_transport", None)
+    if connect_transport is None:
+        raise TypeError("mcp.client.client._connect_transport is gone in this SDK release")
+    client._connect = connect_transport(transport)

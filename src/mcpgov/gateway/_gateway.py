@@ -8,10 +8,11 @@ import os
 import signal
 import sys
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 import mcp_types as types
@@ -20,6 +21,7 @@ from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http import EventStore
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -32,10 +34,11 @@ from mcpgov._chain import CallNext, Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
+from mcpgov._sdk.compat import connection_of
 from mcpgov._server import ServerGovernance, govern
 from mcpgov._types import thaw
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
-from mcpgov.gateway._routing import Namespace, Router
+from mcpgov.gateway._routing import NameKind, Namespace, Router
 from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, _InputRelay, scrub
 from mcpgov.pinning import ServerRegistry
 
@@ -178,15 +181,15 @@ class Gateway:
         self.server: Server[Any] = Server(
             name,
             version=__version__,
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-            on_list_resources=self._list_resources,
-            on_list_resource_templates=self._list_resource_templates,
+            on_list_tools=self._lister(_TOOLS),
+            on_call_tool=self._forwarder("tool", _call_tool),
+            on_list_resources=self._lister(_RESOURCES),
+            on_list_resource_templates=self._lister(_TEMPLATES),
             on_read_resource=self._read_resource,
             on_subscribe_resource=self._subscribe,
             on_unsubscribe_resource=self._unsubscribe,
-            on_list_prompts=self._list_prompts,
-            on_get_prompt=self._get_prompt,
+            on_list_prompts=self._lister(_PROMPTS),
+            on_get_prompt=self._forwarder("prompt", _get_prompt),
             on_completion=self._complete,
         )
         # Registered directly: the keyword form is deprecated (logging is gone at 2026-07-28), yet
@@ -446,7 +449,7 @@ class Gateway:
     # --- relays to agents -----------------------------------------------------------------------
 
     def _remember(self, sctx: ServerRequestContext[Any, Any]) -> None:
-        connection = getattr(sctx.session, "_connection", None)
+        connection = connection_of(sctx.session)
         if connection is not None and getattr(connection, "has_standalone_channel", True):
             self._connections.add(connection)
 
@@ -493,7 +496,7 @@ class Gateway:
         if self.draining:
             raise UpstreamUnavailable("the gateway is shutting down", reason="draining")
         self._remember(sctx)
-        connection = getattr(sctx.session, "_connection", None)
+        connection = connection_of(sctx.session)
         level = self._log_levels.get(connection) if connection is not None else None
         return FrontCall(self._decided_context(), sctx.session, sctx.request_id, log_level=level)
 
@@ -506,7 +509,7 @@ class Gateway:
         at ``debug`` to the gateway, and each agent receives what is at or above its own level.
         """
         self._front(sctx)
-        connection = getattr(sctx.session, "_connection", None)
+        connection = connection_of(sctx.session)
         if connection is not None:
             self._log_levels[connection] = params.level
         return types.EmptyResult()
@@ -547,29 +550,27 @@ class Gateway:
         finally:
             CURRENT.reset(token)
 
-    async def _call_tool(
-        self, sctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult | types.InputRequiredResult:
-        front = self._front(sctx)
-        decided = front.decided
-        name = decided.target
-        route = self.router.route("tool", name) if name is not None else None
-        if route is None:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
-        upstream_id, upstream_name = route
-        arguments = thaw(decided.arguments) if decided.arguments is not None else None
-        try:
-            async with self._forward(upstream_id, front) as client:
-                result: types.CallToolResult = await client.call_tool(
-                    upstream_name,
-                    arguments,
-                    progress_callback=front.progress,
-                    input_responses=params.input_responses,
-                    request_state=params.request_state,
-                )
-        except _InputRelay as relay:
-            return relay.result
-        return result
+    def _forwarder(
+        self, kind: NameKind, send: Callable[[Any, str, dict[str, Any] | None, FrontCall, Any], Awaitable[_R]]
+    ) -> Callable[[ServerRequestContext[Any, Any], Any], Awaitable[_R | types.InputRequiredResult]]:
+        """The front handler of a tool call or prompt get: ``send(client, upstream name, arguments,
+        front, params)`` forwards what the chain decided (never what the agent first sent)."""
+
+        async def handler(sctx: ServerRequestContext[Any, Any], params: Any) -> _R | types.InputRequiredResult:
+            front = self._front(sctx)
+            decided = front.decided
+            route = self.router.route(kind, decided.target) if decided.target is not None else None
+            if route is None:
+                raise MCPError(types.INVALID_PARAMS, f"Unknown {kind}: {decided.target}")
+            upstream_id, upstream_name = route
+            arguments = thaw(decided.arguments) if decided.arguments is not None else None
+            try:
+                async with self._forward(upstream_id, front) as client:
+                    return await send(client, upstream_name, arguments, front, params)
+            except _InputRelay as relay:
+                return relay.result
+
+        return handler
 
     async def _listing(
         self, sctx: ServerRequestContext[Any, Any], kind: str, fetch: Callable[[Any], Any]
@@ -592,61 +593,24 @@ class Gateway:
             CURRENT.reset(token)
         return out
 
-    async def _list_tools(
-        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        async def fetch(client: Any) -> list[types.Tool]:
-            return await _all_pages(lambda cursor: client.list_tools(cursor=cursor), "tools")
+    def _lister(self, spec: _Listing[_R]) -> Callable[[ServerRequestContext[Any, Any], Any], Awaitable[_R]]:
+        """The front handler of one listing: every upstream's entries, renamed into its namespace."""
 
-        entries = await self._listing(sctx, "tool", fetch)
-        tools = [
-            tool.model_copy(update={"name": self.router.namespaces[uid].front("tool", tool.name)})
-            for uid, tool in entries
-        ]
-        return types.ListToolsResult(tools=tools)
-
-    async def _list_prompts(
-        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        async def fetch(client: Any) -> list[types.Prompt]:
-            if client.server_capabilities.prompts is None:
+        async def fetch(client: Any) -> list[Any]:
+            if spec.capability is not None and getattr(client.server_capabilities, spec.capability) is None:
                 return []
-            return await _all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts")
+            method = getattr(client, spec.fetch)
+            return await _all_pages(lambda cursor: method(cursor=cursor), spec.field)
 
-        entries = await self._listing(sctx, "prompt", fetch)
-        prompts = [
-            p.model_copy(update={"name": self.router.namespaces[uid].front("prompt", p.name)}) for uid, p in entries
-        ]
-        return types.ListPromptsResult(prompts=prompts)
+        async def handler(sctx: ServerRequestContext[Any, Any], params: Any) -> _R:
+            entries = await self._listing(sctx, spec.kind, fetch)
+            renamed = [
+                entry.model_copy(update={spec.key: spec.front(self.router.namespaces[uid], entry)})
+                for uid, entry in entries
+            ]
+            return spec.result.model_validate({spec.field: renamed})
 
-    async def _list_resources(
-        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        async def fetch(client: Any) -> list[types.Resource]:
-            if client.server_capabilities.resources is None:
-                return []
-            return await _all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
-
-        entries = await self._listing(sctx, "resource", fetch)
-        resources = [
-            r.model_copy(update={"uri": self.router.namespaces[uid].front_uri(str(r.uri))}) for uid, r in entries
-        ]
-        return types.ListResourcesResult(resources=resources)
-
-    async def _list_resource_templates(
-        self, sctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
-        async def fetch(client: Any) -> list[types.ResourceTemplate]:
-            if client.server_capabilities.resources is None:
-                return []
-            return await _all_pages(lambda cursor: client.list_resource_templates(cursor=cursor), "resource_templates")
-
-        entries = await self._listing(sctx, "resource", fetch)
-        templates = [
-            t.model_copy(update={"uri_template": self.router.namespaces[uid].front_uri(t.uri_template)})
-            for uid, t in entries
-        ]
-        return types.ListResourceTemplatesResult(resource_templates=templates)
+        return handler
 
     def _route_uri(self, uri: str) -> tuple[str, str]:
         route = self.router.route_uri(uri)
@@ -671,16 +635,20 @@ class Gateway:
         contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
         return result.model_copy(update={"contents": contents})
 
-    async def _subscribe(
-        self, sctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
-    ) -> types.EmptyResult:
+    def _subscription(self, sctx: ServerRequestContext[Any, Any]) -> tuple[FrontCall, str, str, str, Any]:
+        """A decided subscribe or unsubscribe: front call, front URI, upstream, upstream URI, agent connection."""
         front = self._front(sctx)
         uri = front.decided.target or ""
         upstream_id, upstream_uri = self._route_uri(uri)
+        return front, uri, upstream_id, upstream_uri, connection_of(sctx.session)
+
+    async def _subscribe(
+        self, sctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         async with self._forward(upstream_id, front) as client:
             self._upstream_for(upstream_id, front).check_caller(client, front.decided)
             await client.subscribe_resource(upstream_uri)
-        connection = getattr(sctx.session, "_connection", None)
         if connection is not None:
             self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
         return types.EmptyResult()
@@ -688,10 +656,7 @@ class Gateway:
     async def _unsubscribe(
         self, sctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        front = self._front(sctx)
-        uri = front.decided.target or ""
-        upstream_id, upstream_uri = self._route_uri(uri)
-        connection = getattr(sctx.session, "_connection", None)
+        front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         subscribers = self._subscriptions.get(uri)
         if subscribers is not None and connection is not None:
             subscribers.discard(connection)
@@ -701,25 +666,6 @@ class Gateway:
                 self._upstream_for(upstream_id, front).check_caller(client, front.decided)
                 await client.unsubscribe_resource(upstream_uri)
         return types.EmptyResult()
-
-    async def _get_prompt(
-        self, sctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult | types.InputRequiredResult:
-        front = self._front(sctx)
-        decided = front.decided
-        route = self.router.route("prompt", decided.target or "")
-        if route is None:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {decided.target}")
-        upstream_id, upstream_name = route
-        arguments = thaw(decided.arguments) if decided.arguments is not None else None
-        try:
-            async with self._forward(upstream_id, front) as client:
-                result: types.GetPromptResult = await client.get_prompt(
-                    upstream_name, arguments, input_responses=params.input_responses, request_state=params.request_state
-                )
-        except _InputRelay as relay:
-            return relay.result
-        return result
 
     async def _complete(
         self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
@@ -767,6 +713,62 @@ class _CountRequests:
             if not gateway._http_requests:
                 gateway._http_idle.set()
                 gateway._http_idle = anyio.Event()
+
+
+_R = TypeVar("_R", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class _Listing(Generic[_R]):
+    """One kind of listing the gateway merges: how to fetch it from an upstream and rename its entries."""
+
+    kind: Literal["tool", "prompt", "resource"]
+    capability: str | None  # the upstream capability it needs (None: asked of every upstream)
+    fetch: str  # the SDK client's method
+    field: str  # the result's list field
+    key: str  # the entry's field that names it at the front
+    result: type[_R]
+
+    def front(self, namespace: Namespace, entry: Any) -> str:
+        """The entry's front name (tools and prompts) or URI (resources and templates)."""
+        if self.kind == "resource":
+            return namespace.front_uri(str(getattr(entry, self.key)))
+        return namespace.front(self.kind, entry.name)
+
+
+_TOOLS = _Listing("tool", None, "list_tools", "tools", "name", types.ListToolsResult)
+_PROMPTS = _Listing("prompt", "prompts", "list_prompts", "prompts", "name", types.ListPromptsResult)
+_RESOURCES = _Listing("resource", "resources", "list_resources", "resources", "uri", types.ListResourcesResult)
+_TEMPLATES = _Listing(
+    "resource",
+    "resources",
+    "list_resource_templates",
+    "resource_templates",
+    "uri_template",
+    types.ListResourceTemplatesResult,
+)
+
+
+async def _call_tool(
+    client: Any, name: str, arguments: dict[str, Any] | None, front: FrontCall, params: types.CallToolRequestParams
+) -> types.CallToolResult:
+    result: types.CallToolResult = await client.call_tool(
+        name,
+        arguments,
+        progress_callback=front.progress,
+        input_responses=params.input_responses,
+        request_state=params.request_state,
+    )
+    return result
+
+
+async def _get_prompt(
+    client: Any, name: str, arguments: dict[str, Any] | None, _: FrontCall, params: types.GetPromptRequestParams
+) -> types.GetPromptResult:
+    result: types.GetPromptResult = await client.get_prompt(
+        name, arguments, input_responses=params.input_responses, request_state=params.request_state
+    )
+    return result
 
 
 async def _all_pages(fetch: Callable[[str | None], Any], attr: str, max_pages: int = 100) -> list[Any]:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import httpx2
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["FrontCall", "Upstream", "UpstreamTimeout", "UpstreamUnavailable"]
 
 logger = logging.getLogger("mcpgov.gateway")
+_T = TypeVar("_T")
 
 State = Literal["stopped", "starting", "ready", "down", "closed"]
 
@@ -189,7 +190,7 @@ def _no_status(line: str) -> None:
     """Status lines go nowhere."""
 
 
-class BackClient(GovernedClient):
+class BackClient(compat.InputDrivenClient, GovernedClient):
     """The governed client to one upstream, relaying its ``input_required`` results to modern agents.
 
     An upstream's ``input_required`` result met while serving a 2026-07-28 agent is raised as
@@ -203,8 +204,7 @@ class BackClient(GovernedClient):
         compat.wrap_request_stamp(self.session, _agent_capabilities)  # the per-request envelope, narrowed
         return self
 
-    # The SDK's input-required driver (compat.INPUT_REQUIRED_DRIVER; tests/test_boundary.py).
-    async def _drive_input_required(self, first: Any, retry: Any) -> Any:
+    async def drive_input(self, first: Any, retry: Any) -> Any:
         front = CURRENT.get()
         if isinstance(first, types.InputRequiredResult):
             if front is None:
@@ -213,7 +213,7 @@ class BackClient(GovernedClient):
                 raise MCPError(types.INVALID_REQUEST, "input requests are not available through the gateway here")
             if front.modern:
                 raise _InputRelay(first)
-        return await super()._drive_input_required(first, retry)
+        return await super().drive_input(first, retry)
 
 
 _RELAYED_CAPABILITIES = ("sampling", "elicitation", "roots")
@@ -398,7 +398,7 @@ class Upstream:
         self.secrets = tuple(sorted({*env.values(), *headers.values()} - {""}, key=len, reverse=True))
         return {"env": env, "headers": headers}
 
-    def _connection(self) -> tuple[Any, httpx2.AsyncClient | None]:
+    def _target(self) -> tuple[Any, httpx2.AsyncClient | None]:
         secret = self._secret_values()
         if self._server is not None:
             return self._server, None
@@ -417,7 +417,7 @@ class Upstream:
 
     def build_client(self) -> tuple[GovernedClient, httpx2.AsyncClient | None]:
         """A fresh governed client for this upstream (not entered)."""
-        target, http = self._connection()
+        target, http = self._target()
         pinning = PinningMiddleware(self.registry, server_id=self.id)
         client = BackClient(
             target,
@@ -425,8 +425,8 @@ class Upstream:
             pinning,
             audit=self.audit,
             mode=self.config.mode,
-            sampling_callback=self._sampling,
-            elicitation_callback=self._elicitation,
+            sampling_callback=self._relay(types.CreateMessageRequest, types.CreateMessageResult, "Sampling"),
+            elicitation_callback=self._relay(types.ElicitRequest, types.ElicitResult, "Elicitation"),
             list_roots_callback=self._roots,
             logging_callback=self._logging,
             message_handler=self._message,
@@ -757,9 +757,7 @@ class Upstream:
             return next(iter(self._in_flight))
         return None
 
-    async def _ask_agent(
-        self, request: types.ServerRequest, result_type: type[Any], what: str
-    ) -> Any | types.ErrorData:
+    async def _ask_agent(self, request: types.ServerRequest, result_type: type[_T], what: str) -> _T | types.ErrorData:
         """Send an upstream's request to the agent of the request it belongs to, and return the answer.
 
         The agent's answer, or a clean error when there is no agent to ask: no request of this
@@ -775,33 +773,25 @@ class Upstream:
                 message += ": the upstream asked in the middle of a call, which cannot reach a 2026-07-28 agent"
             return types.ErrorData(code=types.INVALID_REQUEST, message=message)
         try:
-            return await front.session.send_request(
+            answer: _T = await front.session.send_request(
                 request, result_type, metadata=ServerMessageMetadata(related_request_id=front.request_id)
             )
         except MCPError as exc:
             return types.ErrorData(code=exc.code, message=exc.message)
+        return answer
 
-    async def _sampling(
-        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult | types.ErrorData:
-        result: types.CreateMessageResult | types.ErrorData = await self._ask_agent(
-            types.CreateMessageRequest(params=params), types.CreateMessageResult, "Sampling"
-        )
-        return result
+    def _relay(
+        self, request: Callable[..., types.ServerRequest], result_type: type[_T], what: str
+    ) -> Callable[[ClientRequestContext, Any], Awaitable[_T | types.ErrorData]]:
+        """The client callback that relays an upstream's sampling or elicitation request to the agent."""
 
-    async def _elicitation(
-        self, context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult | types.ErrorData:
-        result: types.ElicitResult | types.ErrorData = await self._ask_agent(
-            types.ElicitRequest(params=params), types.ElicitResult, "Elicitation"
-        )
-        return result
+        async def relay(context: ClientRequestContext, params: Any) -> _T | types.ErrorData:
+            return await self._ask_agent(request(params=params), result_type, what)
+
+        return relay
 
     async def _roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
-        result: types.ListRootsResult | types.ErrorData = await self._ask_agent(
-            types.ListRootsRequest(), types.ListRootsResult, "Roots"
-        )
-        return result
+        return await self._ask_agent(types.ListRootsRequest(), types.ListRootsResult, "Roots")
 
     async def _logging(self, params: types.LoggingMessageNotificationParams) -> None:
         front = self._front()

@@ -104,7 +104,7 @@ class TokenFile:
         self.check_interval = float(check_interval)
         self._clock = clock
         self._token: str | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._file_stamp: tuple[int, int, int] | None = None
         self._checked: float | None = None
         self._lock = threading.Lock()
         self.reads = 0
@@ -126,7 +126,7 @@ class TokenFile:
                 ) from None
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             self._checked = now
-            if self._token is not None and stamp == self._stamp:
+            if self._token is not None and stamp == self._file_stamp:
                 return self._token
             if st.st_size > MAX_TOKEN_FILE_BYTES:
                 raise IdentityError(f"identity token file {self.path} is too large", reason="identity_unavailable")
@@ -139,7 +139,7 @@ class TokenFile:
             if not text:
                 raise IdentityError(f"identity token file {self.path} is empty", reason="identity_unavailable")
             self.reads += 1
-            self._token, self._stamp = text, stamp
+            self._token, self._file_stamp = text, stamp
             return text
 
     async def token(self) -> str:

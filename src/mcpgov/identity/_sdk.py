@@ -17,6 +17,7 @@ from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._context import META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._governor import as_auditor
+from mcpgov._sdk.compat import lowlevel_of
 
 if TYPE_CHECKING:
     from mcpgov.identity._middleware import IdentityMiddleware
@@ -175,7 +176,7 @@ def bind_request_state(
         security = RequestStateSecurity(
             codec=security.codec, ttl=security.ttl, audience=security.audience, bind_principal=identity.bind_principal
         )
-    chain = server._lowlevel_server.middleware
+    chain = lowlevel_of(server).middleware
     for i, mw in enumerate(chain):
         if isinstance(mw, RequestStateBoundary):
             chain[i] = RequestStateBoundary(security, default_audience=server.name)

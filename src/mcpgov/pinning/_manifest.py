@@ -372,7 +372,7 @@ class FilePinStore:
     def __init__(self, path: str | os.PathLike[str], *, publisher: PublisherKeys | None = None) -> None:
         self.path = Path(path)
         self.publisher = publisher
-        self._stamp: tuple[int, int, int] | None = None
+        self._file_stamp: tuple[int, int, int] | None = None
         self._manifest: Manifest | None = None
 
     def __repr__(self) -> str:
@@ -395,9 +395,9 @@ class FilePinStore:
                 f"pin file {self.path} cannot be read ({type(exc).__name__})", reason="pin.unreadable"
             ) from exc
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._manifest is not None and stamp == self._stamp:
+        if self._manifest is not None and stamp == self._file_stamp:
             return self._manifest
         self._manifest = None
         manifest = read_manifest(self.path, publisher=self.publisher, require_signature=True)
-        self._manifest, self._stamp = manifest, stamp
+        self._manifest, self._file_stamp = manifest, stamp
         return manifest

@@ -44,19 +44,16 @@ if TYPE_CHECKING:
     from mcpgov.policy._cedar import CedarPolicy
     from mcpgov.policy._conditions import canonical_path, path_within
     from mcpgov.policy._decorators import PolicyDecorators
-    from mcpgov.policy._engine import (
-        DEFAULT_DENY_RULE,
+    from mcpgov.policy._engine import DEFAULT_DENY_RULE, Explanation, PolicyEngine, RuleTrace
+    from mcpgov.policy._load import Policy, PolicyError, load_policy
+    from mcpgov.policy._middleware import PolicyMiddleware, PolicySource
+    from mcpgov.policy._model import (
         OBLIGATION_BIND_ARGUMENTS,
         OBLIGATION_MAX_CREDENTIAL_TTL,
         OBLIGATION_RATE_LIMIT,
         OBLIGATION_REDACT,
-        Explanation,
-        PolicyEngine,
-        RuleTrace,
+        Rule,
     )
-    from mcpgov.policy._load import Policy, PolicyError, load_policy
-    from mcpgov.policy._middleware import PolicyMiddleware, PolicySource
-    from mcpgov.policy._model import Rule
 
 # Names load on first use, so `mcpgov policy validate|test|explain` import no MCP SDK; the engine
 # module defines every name not listed.
@@ -67,7 +64,13 @@ _LAZY: dict[str, str] = _by_module(
         "mcpgov.policy._decorators": ("PolicyDecorators",),
         "mcpgov.policy._load": ("Policy", "PolicyError", "load_policy"),
         "mcpgov.policy._middleware": ("PolicyMiddleware", "PolicySource"),
-        "mcpgov.policy._model": ("Rule",),
+        "mcpgov.policy._model": (
+            "OBLIGATION_BIND_ARGUMENTS",
+            "OBLIGATION_MAX_CREDENTIAL_TTL",
+            "OBLIGATION_RATE_LIMIT",
+            "OBLIGATION_REDACT",
+            "Rule",
+        ),
     },
     rest="mcpgov.policy._engine",
     names=__all__,

@@ -43,29 +43,26 @@ from mcpgov._principal import Principal
 from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
-from mcpgov.policy._model import Obligations, PolicyDocument, Rule, TargetSet
+from mcpgov.policy._model import (
+    OBLIGATION_BIND_ARGUMENTS,
+    OBLIGATION_MAX_CREDENTIAL_TTL,
+    OBLIGATION_RATE_LIMIT,
+    OBLIGATION_REDACT,
+    Obligations,
+    PolicyDocument,
+    Rule,
+    TargetSet,
+)
 from mcpgov.policy._ratelimit import RateLimitSpec
 
 __all__ = [
     "DEFAULT_DENY_RULE",
-    "OBLIGATION_BIND_ARGUMENTS",
-    "OBLIGATION_MAX_CREDENTIAL_TTL",
-    "OBLIGATION_RATE_LIMIT",
-    "OBLIGATION_REDACT",
     "Explanation",
     "PolicyEngine",
     "RuleTrace",
 ]
 
 DEFAULT_DENY_RULE = "mcpgov:policy:default-deny"
-OBLIGATION_MAX_CREDENTIAL_TTL = "max_credential_ttl"
-"""Obligation: the longest lifetime (seconds, float) of a credential minted for the request."""
-OBLIGATION_BIND_ARGUMENTS = "bind_arguments"
-"""Obligation: ``True`` when the credential must be bound to the request's argument hash."""
-OBLIGATION_REDACT = "redact"
-"""Obligation: a sorted tuple of argument field names to redact in audit."""
-OBLIGATION_RATE_LIMIT = "rate_limit"
-"""Obligation: a tuple of :class:`RateLimitSpec` the request is counted against."""
 
 APPLIES, MISSES, UNKNOWN = 1, 0, 2
 """The three outcomes of evaluating one rule against a request."""

@@ -20,9 +20,10 @@ from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov._types import Clock
 from mcpgov.policy._cedar import CedarPolicy
 from mcpgov.policy._decorators import PolicyDecorators
-from mcpgov.policy._engine import OBLIGATION_RATE_LIMIT, Explanation, PolicyEngine, combined_version
+from mcpgov.policy._engine import Explanation, PolicyEngine, combined_version
 from mcpgov.policy._history import HistoryNeeds, TaskHistory, TaskHistoryStore
 from mcpgov.policy._load import Policy, PolicyError
+from mcpgov.policy._model import OBLIGATION_RATE_LIMIT
 from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
 from mcpgov.policy._reload import PolicyReloader, load_policy
 from mcpgov.policy._shadow import compare_shadow

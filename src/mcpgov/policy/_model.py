@@ -40,6 +40,10 @@ from mcpgov._validate import first_repeat
 from mcpgov.policy._regex import compile_regex
 
 __all__ = [
+    "OBLIGATION_BIND_ARGUMENTS",
+    "OBLIGATION_MAX_CREDENTIAL_TTL",
+    "OBLIGATION_RATE_LIMIT",
+    "OBLIGATION_REDACT",
     "ArgumentCondition",
     "Bounds",
     "Conditions",
@@ -343,6 +347,17 @@ class Obligations(_Model):
     bind_arguments: StrictBool = False
     redact: list[StrictStr] = Field(default_factory=list)
     rate_limit: RateLimit | None = None
+
+
+# The keys of a decision's obligations, each set from the field of the same name above.
+OBLIGATION_MAX_CREDENTIAL_TTL = "max_credential_ttl"
+"""Obligation: the longest lifetime (seconds, float) of a credential minted for the request."""
+OBLIGATION_BIND_ARGUMENTS = "bind_arguments"
+"""Obligation: ``True`` when the credential must be bound to the request's argument hash."""
+OBLIGATION_REDACT = "redact"
+"""Obligation: a sorted tuple of argument field names to redact in audit."""
+OBLIGATION_RATE_LIMIT = "rate_limit"
+"""Obligation: a tuple of ``RateLimitSpec`` the request is counted against."""
 
 
 class TargetSet(_Model):
