@@ -339,3 +339,16 @@ def test_prove_reports_on_hostile_but_well_chained_logs_without_raising(
         assert "\x1b" not in render(proof)
     code, out = _cli("audit", "prove", str(log))
     assert code in (0, 1, 2) and "Traceback" not in out
+
+
+def test_a_scope_describes_each_given_criterion_in_field_order() -> None:
+    from datetime import datetime, timezone
+
+    since = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert ProofScope().describe() == "the whole log"
+    assert ProofScope(task="t-1", session="s-1", since=since).describe() == (
+        "session s-1, task t-1, since 2026-01-02T03:04:05+00:00"
+    )
+    assert ProofScope(until=since, principal="idp#alice").describe() == (
+        "principal idp#alice, until 2026-01-02T03:04:05+00:00"
+    )

@@ -138,6 +138,11 @@ _Page = TypeVar("_Page", bound=BaseModel)
 _Params = ParamSpec("_Params")
 
 
+def _decided_arguments(ctx: GovContext) -> dict[str, Any] | None:
+    """A fresh, mutable copy of the arguments the chain decided on."""
+    return thaw(ctx.arguments) if ctx.arguments is not None else None
+
+
 def _governed_listing_of(
     method: str, fetch: Callable[Concatenate[Client, _Params], Coroutine[Any, Any, _Page]]
 ) -> Callable[Concatenate[GovernedClient, _Params], Coroutine[Any, Any, _Page]]:
@@ -311,6 +316,16 @@ class GovernedClient(Client):
 
         return open_task(self, task_id, purpose=purpose)
 
+    def _terminal(
+        self, user_meta: RequestParamsMeta | None, send: Callable[[GovContext, Any], Awaitable[_T]]
+    ) -> Callable[[GovContext], Awaitable[_T]]:
+        """The chain's last step for a use: ``send(decided context, _meta)`` through :meth:`_send`."""
+
+        async def terminal(c: GovContext) -> _T:
+            return await self._send(c, user_meta, lambda m: send(c, m))
+
+        return terminal
+
     async def _send(
         self, ctx: GovContext, user_meta: RequestParamsMeta | None, send: Callable[[Any], Awaitable[_T]]
     ) -> _T:
@@ -388,23 +403,20 @@ class GovernedClient(Client):
             # A pinning middleware verifies tools from a governed listing before any is called.
             await self.list_tools()
 
-        async def terminal(c: GovContext) -> CallToolResult:
-            return await self._send(
-                c,
-                meta,
-                lambda m: Client.call_tool(
-                    self,
-                    name,
-                    # Exactly what the chain decided on: a caller mutating its dict meanwhile changes nothing.
-                    thaw(c.arguments) if c.arguments is not None else None,
-                    read_timeout_seconds,
-                    progress_callback,
-                    input_responses=input_responses,
-                    request_state=request_state,
-                    meta=m,
-                ),
-            )
-
+        # The SDK is sent exactly what the chain decided on: a caller mutating its dict meanwhile changes nothing.
+        terminal = self._terminal(
+            meta,
+            lambda c, m: Client.call_tool(
+                self,
+                name,
+                _decided_arguments(c),
+                read_timeout_seconds,
+                progress_callback,
+                input_responses=input_responses,
+                request_state=request_state,
+                meta=m,
+            ),
+        )
         result: CallToolResult = await self._governed(
             "tools/call",
             "tool",
@@ -426,20 +438,12 @@ class GovernedClient(Client):
     ) -> GetPromptResult:
         """Get a prompt, after the client-side chain allows it."""
 
-        async def terminal(c: GovContext) -> GetPromptResult:
-            return await self._send(
-                c,
-                meta,
-                lambda m: Client.get_prompt(
-                    self,
-                    name,
-                    thaw(c.arguments) if c.arguments is not None else None,
-                    input_responses=input_responses,
-                    request_state=request_state,
-                    meta=m,
-                ),
-            )
-
+        terminal = self._terminal(
+            meta,
+            lambda c, m: Client.get_prompt(
+                self, name, _decided_arguments(c), input_responses=input_responses, request_state=request_state, meta=m
+            ),
+        )
         result: GetPromptResult = await self._governed("prompts/get", "prompt", name, terminal, raw_arguments=arguments)
         return result
 
@@ -454,20 +458,12 @@ class GovernedClient(Client):
     ) -> ReadResourceResult:
         """Read a resource, after the client-side chain allows it."""
 
-        async def terminal(c: GovContext) -> ReadResourceResult:
-            return await self._send(
-                c,
-                meta,
-                lambda m: Client.read_resource(
-                    self,
-                    uri,
-                    input_responses=input_responses,
-                    request_state=request_state,
-                    meta=m,
-                    cache_mode=cache_mode,
-                ),
-            )
-
+        terminal = self._terminal(
+            meta,
+            lambda _, m: Client.read_resource(
+                self, uri, input_responses=input_responses, request_state=request_state, meta=m, cache_mode=cache_mode
+            ),
+        )
         result: ReadResourceResult = await self._governed("resources/read", "resource", str(uri), terminal)
         return result
 

@@ -8,14 +8,19 @@ from typing import TypeGuard, TypeVar
 
 from mcpgov._errors import ConfigurationError
 
-__all__ = ["first_repeat", "is_positive_count", "is_positive_number", "positive_seconds"]
+__all__ = ["first_repeat", "is_number", "is_positive_count", "is_positive_number", "positive_seconds"]
 
 _H = TypeVar("_H", bound=Hashable)
 
 
+def is_number(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a finite number (an ``int`` or ``float``, not a ``bool``)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def is_positive_number(value: object) -> TypeGuard[float]:
     """Whether ``value`` is a finite number greater than zero (an ``int`` or ``float``, not a ``bool``)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    return is_number(value) and value > 0
 
 
 def positive_seconds(name: str, value: object) -> float:

@@ -60,15 +60,10 @@ class ProofScope:
 
     def describe(self) -> str:
         """The scope in words."""
+        values = ((field.name, getattr(self, field.name)) for field in dataclasses.fields(self))
         parts = [
-            f"{label} {value}"
-            for label, value in (
-                ("session", self.session),
-                ("task", self.task),
-                ("principal", self.principal),
-                ("since", self.since.isoformat() if self.since else None),
-                ("until", self.until.isoformat() if self.until else None),
-            )
+            f"{name} {value.isoformat() if isinstance(value, datetime) else value}"
+            for name, value in values
             if value is not None
         ]
         return ", ".join(parts) or "the whole log"

@@ -18,7 +18,7 @@ from mcpgov._contain import must_propagate
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import BatchWriter, ClosableSink, Ticking, closable, flushable, health_reporting, stats_of
 from mcpgov._types import is_async_callable
-from mcpgov._validate import is_positive_count
+from mcpgov._validate import is_number, is_positive_count
 from mcpgov.audit._codec import event_to_dict
 
 __all__ = ["FanOut", "LoggingSink", "QueuedSink"]
@@ -84,7 +84,7 @@ class QueuedSink:
             )
         if not (is_positive_count(maxsize) and is_positive_count(batch)):
             raise ConfigurationError("maxsize and batch must be at least 1")
-        if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 < linger <= 1:
+        if not is_number(linger) or not 0 < linger <= 1:
             raise ConfigurationError("linger must be a number of seconds in (0, 1]")
         self.linger = float(linger)
         # A full batch wakes the worker, and so does a half-full queue (it must never fill up idle).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 from mcpgov._errors import CredentialError
 from mcpgov._shared import shared_text
 from mcpgov._types import present, thaw
+from mcpgov._validate import is_number
 
 __all__ = [
     "CREDENTIAL_TOKEN_TYPE",
@@ -52,7 +52,7 @@ def _text(payload: Mapping[str, Any], name: str, *, required: bool = True, uniqu
 
 def _number(payload: Mapping[str, Any], name: str) -> float:
     value = payload.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         raise CredentialError(f"claim {name!r} must be a finite number", reason="malformed")
     return float(value)
 

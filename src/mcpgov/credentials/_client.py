@@ -14,7 +14,7 @@ from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._lru import LRU
 from mcpgov._principal import Principal
 from mcpgov._types import Clock
-from mcpgov._validate import is_positive_number
+from mcpgov._validate import is_number, is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential
 from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.credentials._issuer import CredentialIssuer
@@ -168,7 +168,7 @@ class ClientCredentials:
             raise ConfigurationError("scope is a collection of scope names, not one string")
         if ttl is not None and not is_positive_number(ttl):
             raise ConfigurationError("ttl must be a positive number of seconds")
-        if isinstance(refresh_before, bool) or not isinstance(refresh_before, (int, float)) or refresh_before < 0:
+        if not is_number(refresh_before) or refresh_before < 0:
             raise ConfigurationError("refresh_before must be a non-negative number of seconds")
         self.source = source
         self.audience = audience

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -14,6 +13,7 @@ from joserfc.jws import extract_compact
 from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
+from mcpgov._validate import is_number
 
 __all__ = ["MintingPrincipal", "check_client_principal", "identity_claims", "principal_for_minting"]
 
@@ -84,7 +84,7 @@ def principal_for_minting(ctx: GovContext) -> Principal | None:
     if problem is not None:
         raise CredentialError(problem, reason="wrong_principal")
     exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+    if not is_number(exp):
         return principal
     current = principal.claims.get("exp")
     if isinstance(current, (int, float)) and not isinstance(current, bool) and current <= exp:

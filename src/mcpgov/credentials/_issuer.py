@@ -15,7 +15,7 @@ from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal, act_claim
 from mcpgov._types import Clock, thaw
-from mcpgov._validate import is_positive_number, positive_seconds
+from mcpgov._validate import is_number, is_positive_number, positive_seconds
 from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
 from mcpgov.credentials._issuance import IssuancePolicy
 from mcpgov.credentials._jose import sign_credential
@@ -229,9 +229,7 @@ class CredentialIssuer:
         if self.audiences is not None and audience not in self.audiences:
             raise CredentialError(f"no credentials are minted for audience {audience!r}", reason="audience_not_allowed")
         parent_exp = principal.claims.get("exp")
-        if parent_exp is not None and (
-            isinstance(parent_exp, bool) or not isinstance(parent_exp, (int, float)) or not math.isfinite(parent_exp)
-        ):
+        if parent_exp is not None and not is_number(parent_exp):
             raise CredentialError("the identity's expiry is malformed", reason="parent_expired")
         tool_names = _names(tools, "tool", allow_empty=False)
         scopes = _names(scope, "scope", allow_empty=True)

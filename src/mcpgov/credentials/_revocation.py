@@ -17,7 +17,7 @@ import anyio
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._state import InMemoryStateStore, StateStore
 from mcpgov._types import Clock
-from mcpgov._validate import positive_seconds
+from mcpgov._validate import is_number, positive_seconds
 from mcpgov.credentials._claims import CredentialClaims
 from mcpgov.credentials._memory import CompactMemoryStore
 
@@ -92,7 +92,7 @@ class RevocationList:
         self.max_ttl = positive_seconds("max_ttl", max_ttl)
         self.timeout = positive_seconds("timeout", timeout)
         self.retry_interval = positive_seconds("retry_interval", retry_interval)
-        if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not 0 <= leeway <= 300:
+        if not is_number(leeway) or not 0 <= leeway <= 300:
             raise ConfigurationError(f"leeway must be between 0 and 300 seconds, got {leeway!r}")
         self.store: StateStore = store if store is not None else CompactMemoryStore(clock=clock)
         self.leeway = float(leeway)

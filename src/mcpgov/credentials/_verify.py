@@ -22,6 +22,7 @@ from mcpgov._methods import LIST_METHODS
 from mcpgov._principal import Principal
 from mcpgov._shared import shared_text
 from mcpgov._types import Clock
+from mcpgov._validate import is_number
 from mcpgov.credentials._claims import TASK_BINDING, CredentialClaims
 from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential
 from mcpgov.credentials._keys import KeyResolver
@@ -77,7 +78,7 @@ def current_credential() -> VerifiedCredential | None:
 
 
 def _seconds(name: str, value: float, *, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+    if not is_number(value) or not low <= value <= high:
         raise ConfigurationError(f"{name} must be a number of seconds between {low} and {high}, got {value!r}")
     return float(value)
 
