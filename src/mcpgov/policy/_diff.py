@@ -22,7 +22,7 @@ import fnmatch
 import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -283,7 +283,7 @@ class Grant:
     """An access-granting rule of a policy (``allow`` or ``require_approval``)."""
 
     rule_id: str
-    effect: str
+    effect: Literal["allow", "require_approval"]
     who: str
     what: str
 
@@ -305,7 +305,7 @@ def load_grants(path: str | os.PathLike[str]) -> list[Grant]:
     policy = _load(path)
     out = []
     for rule in policy.document.rules:
-        if rule.effect != "deny":
+        if rule.effect in {"allow", "require_approval"}:
             data = _rule_data(rule)
             out.append(Grant(rule.id, rule.effect, _who(data), _what(data)))
     return out
