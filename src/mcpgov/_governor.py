@@ -215,13 +215,15 @@ class Governor:
         run.arguments = ctx.arguments
         run.args_hash = args_hash_source(ctx)
 
-        async def gate(c: GovContext) -> Any:
-            return await self._gate(c, terminal, run, outcome_of, precheck)
+        def gate(c: GovContext) -> Awaitable[Any]:
+            return self._gate(c, terminal, run, outcome_of, precheck)
 
         def stage(mw: Middleware, call_next: CallNext) -> CallNext:
-            async def call(c: GovContext) -> Any:
+            # A plain function handing back the stage's own awaitable: no coroutine of ours per
+            # stage per request. The stage starts as soon as its caller awaits what it returns.
+            def call(c: GovContext) -> Awaitable[Any]:
                 run.seen = c  # a refusal names the caller as known when the refusing stage began
-                return await mw(c, call_next)
+                return mw(c, call_next)
 
             return call
 
