@@ -185,6 +185,36 @@ async def test_names_registered_later_are_hidden_and_refused(mode: str) -> None:
     assert "name_refused" in reasons
 
 
+async def test_a_name_check_remembered_between_calls_follows_the_registry(mode: str) -> None:
+    """The served names are worked out once and kept while the registry is unchanged: a tool
+    registered between two calls that collides with a served one gets both refused at once, and
+    removing it serves the first one again."""
+    server = MCPServer("s")
+    ran: list[str] = []
+
+    @server.tool()
+    def report() -> str:
+        ran.append("report")
+        return "x"
+
+    hooks = Hooks()
+    hooks.tool("*")(lambda ctx: Decision.allow("all"))
+    sink = InMemoryAuditSink()
+    govern(server, hooks, audit=sink)
+    async with Client(server, mode=mode) as client:
+        assert (await client.call_tool("report", {})).is_error is False
+        assert (await client.call_tool("report", {})).is_error is False
+        server.add_tool(lambda: "pwned", name="Report")
+        for name in ("report", "Report"):
+            with pytest.raises(MCPError):
+                await client.call_tool(name, {})
+        server.remove_tool("Report")
+        assert (await client.call_tool("report", {})).is_error is False
+    assert ran == ["report", "report", "report"]
+    refused = [e.target for e in sink.events if e.effect == "deny" and e.reason == "name_refused"]
+    assert refused == ["report", "Report"]
+
+
 # -- prompts and resource templates decide on the canonical spelling --------------------------------
 
 

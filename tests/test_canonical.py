@@ -117,6 +117,49 @@ def test_argument_hash_is_sha256_of_rfc8785(arguments: dict[str, Any]) -> None:
     assert arguments_hash(frozen) == expected
 
 
+ascii_names = st.text(st.sampled_from([chr(c) for c in range(0x80)]), max_size=8)
+flat_values = st.none() | st.booleans() | integers | text | long_text
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(ascii_names, flat_values, max_size=8))
+@example({"b": 2, "a": 1, "A": True, "_": None, "~": '\x00\x1f\x7f"\\/\u2028\U0001f600'})
+@example({"\x00": "", "\x7f": "x" * 4000, '"': "\n" * 100})
+def test_flat_arguments_hash_is_sha256_of_rfc8785(arguments: dict[str, Any]) -> None:
+    """Flat arguments (ASCII names to text, integers, booleans and nulls) are hashed over the
+    standard library's encoder: the digest is still SHA-256 over rfc8785's bytes."""
+    try:
+        expected = "sha256:" + hashlib.sha256(_reference(arguments)).hexdigest()
+    except Exception:
+        with pytest.raises(InvalidRequest):
+            freeze_and_hash(arguments, ArgumentLimits())
+        return
+    if any(type(v) is int and abs(v) > 2**53 - 1 for v in arguments.values()):
+        with pytest.raises(InvalidRequest):
+            freeze_and_hash(arguments, ArgumentLimits())
+        return
+    frozen, digest = freeze_and_hash(arguments, ArgumentLimits())
+    assert digest == expected
+    assert arguments_hash(frozen) == expected  # the general encoder agrees
+
+
+def test_flat_arguments_take_the_standard_encoder_when_small() -> None:
+    """The fast path is taken for small flat arguments only, and its digest is rfc8785's."""
+    from mcpgov._arguments import freeze_lazily
+
+    small: dict[str, Any] = {"a": 1, "b": "two", "c": None, "d": False}
+    frozen, digest = freeze_lazily(small, ArgumentLimits())
+    assert digest is not None and digest._flat == small
+    assert digest.value() == "sha256:" + hashlib.sha256(rfc8785.dumps(small)).hexdigest()
+    small["a"] = 2  # the caller's dict is not what was frozen
+    assert frozen is not None and frozen["a"] == 1
+    assert digest.value() == "sha256:" + hashlib.sha256(rfc8785.dumps({**small, "a": 1})).hexdigest()
+    _, big = freeze_lazily({"blob": "x" * 5000}, ArgumentLimits())
+    assert big is not None and big._flat is None
+    _, nested = freeze_lazily({"a": [1]}, ArgumentLimits())
+    assert nested is not None and nested._flat is None
+
+
 def _leaves(value: Any) -> list[Any]:
     if isinstance(value, (dict, MappingProxyType)):
         return [leaf for v in value.values() for leaf in _leaves(v)]

@@ -74,6 +74,26 @@ def test_context_replace_copies_and_refuses_unknown_fields() -> None:
         ctx.target = "c"  # type: ignore[misc]
 
 
+def test_a_context_built_by_the_governor_equals_the_dataclass_one() -> None:
+    """The governors' cheap constructor gives the same context as ``GovContext(**fields)``,
+    defaults included, and refuses what the dataclass refuses."""
+    from mcpgov._context import new_context
+
+    for fields in (
+        {"side": "server", "method": "tools/call"},
+        {"side": "client", "method": "tools/call", "target": "a", "kind": "tool", "request_id": 7, "purpose": "p"},
+    ):
+        built, reference = new_context(dict(fields)), GovContext(**fields)
+        assert built == reference and built.__dict__ == reference.__dict__
+        assert built.final_checks == () and built.meta == {} and built.extensions == {}
+        with pytest.raises(AttributeError):
+            built.target = "c"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        new_context({"side": "server", "method": "tools/call", "nonsense": 1})
+    with pytest.raises(TypeError):
+        new_context({"side": "server"})
+
+
 def test_discovery_context_drops_arguments_and_decision() -> None:
     ctx = GovContext(
         side="server", method="tools/list", arguments={"x": 1}, args_hash="h", decision=Decision.allow("r")

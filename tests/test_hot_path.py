@@ -200,3 +200,34 @@ def test_the_kept_principal_always_equals_a_fresh_check(steps: list[tuple[int, i
         except CredentialError as exc:
             got = exc.reason
         assert got == expected
+
+
+def test_the_handler_request_copy_equals_dataclasses_replace() -> None:
+    """The handler's request context is copied without re-running the SDK dataclass's __init__:
+    the copy equals what ``dataclasses.replace`` gives, and the original is untouched."""
+    import dataclasses
+
+    from mcp.server.context import ServerRequestContext
+
+    from mcpgov._sdk import request as sdk_request
+
+    assert sdk_request._REPLACE_BY_INIT is False  # the installed SDK's class has the plain shape
+    meta: Any = {META_IDENTITY: "secret-token", "k": 1}
+    original: ServerRequestContext[Any, Any] = ServerRequestContext(
+        session=None,  # type: ignore[arg-type]
+        lifespan_context={},
+        protocol_version="2026-07-28",
+        method="tools/call",
+        params={"name": "add", "arguments": {"a": 1}, "_meta": {META_IDENTITY: "secret-token", "k": 1}},
+        request_id=3,
+        meta=meta,
+    )
+    before = dict(original.__dict__)
+    copy = sdk_request.handler_request(original, arguments_key="arguments", arguments={"a": 2})
+    clean: Any = {"k": 1}
+    expected = dataclasses.replace(
+        original, params={"name": "add", "arguments": {"a": 2}, "_meta": clean}, meta=clean, request=None
+    )
+    assert copy == expected and copy.__dict__ == expected.__dict__
+    assert type(copy) is ServerRequestContext and copy is not original
+    assert original.__dict__ == before

@@ -231,3 +231,27 @@ async def test_verified_token_cache_never_outlives_the_token() -> None:
     assert verifier.signature_checks == 1
     clock.now += 2
     assert await reason_of(verifier, token) == "expired"
+
+
+async def test_a_remembered_token_is_verified_again_after_cache_ttl_and_refused_after_exp() -> None:
+    """The verified-token memory holds a token no longer than ``cache_ttl`` and never past its
+    ``exp``: then the signature is checked again, and an expired token is refused."""
+    clock = Clock()
+    issuer = IdentityIssuer(clock=clock)
+    verifier = IdentityVerifier(issuer.config(leeway=0), clock=clock, cache_ttl=30)
+    token = issuer.token(ttl=100)
+    for _ in range(3):
+        assert (await verifier.verify(token)).subject == "agent"
+    assert verifier.signature_checks == 1
+    clock.now += 29.5
+    await verifier.verify(token)
+    assert verifier.signature_checks == 1
+    clock.now += 1  # past cache_ttl: verified afresh, then remembered again
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert verifier.signature_checks == 2
+    clock.now += 70  # past exp (remembered until then at most)
+    assert await reason_of(verifier, token) == "expired"
+    assert verifier.signature_checks == 3
+    with pytest.raises(IdentityError):
+        verifier.verify_cached(token)

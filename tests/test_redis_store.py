@@ -79,14 +79,19 @@ async def test_it_implements_the_state_store_protocol(store: RedisStateStore) ->
     assert await store.get("k") is None
     assert await store.incr("c", 10) == 1
     assert await store.incr("c", 10, 5) == 6
+    await store.put_many([("m1", "a"), ("m2", "b")], 10)
+    await store.put_many([], 10)
+    assert await store.get_many(["m1", "m2"]) == ["a", "b"]
 
 
 async def test_entries_carry_their_ttl_and_counters_keep_their_window(redis_url: str, store: RedisStateStore) -> None:
     await store.put("k", "v", 2.5)
+    await store.put_many([("m", "v")], 3.5)
     await store.incr("c", 30)
     client = redis_asyncio.Redis.from_url(redis_url)
     try:
         assert 2000 < await client.pttl(store._prefix + "k") <= 2500
+        assert 3000 < await client.pttl(store._prefix + "m") <= 3500
         first = await client.pttl(store._prefix + "c")
         await store.incr("c", 9999)
         assert await client.pttl(store._prefix + "c") <= first
@@ -105,7 +110,13 @@ async def test_an_unreachable_redis_raises_state_store_errors() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, not listening: connections are refused
         async with RedisStateStore.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.5) as down:
-            for operation in (down.get("k"), down.put("k", "v", 1), down.add("k", "v", 1), down.incr("c", 1)):
+            for operation in (
+                down.get("k"),
+                down.put("k", "v", 1),
+                down.add("k", "v", 1),
+                down.incr("c", 1),
+                down.put_many([("k", "v")], 1),
+            ):
                 with pytest.raises(StateStoreError) as caught:
                     await operation
                 assert caught.value.reason in {"unavailable", "timeout"}

@@ -40,6 +40,35 @@ async def test_add_is_first_writer_wins_until_expiry() -> None:
     assert await store.add("used:j1", "1", ttl=5) is True
 
 
+async def test_put_many_writes_every_pair_with_its_ttl() -> None:
+    clock = Clock()
+    store = InMemoryStateStore(clock=clock)
+    await store.put("a", "old", ttl=100)
+    await store.put_many([("a", "1"), ("b", "2")], ttl=10)
+    assert await store.get_many(["a", "b"]) == ["1", "2"]
+    clock.now += 10.5
+    assert await store.get_many(["a", "b"]) == [None, None]
+    with pytest.raises(StateStoreError):
+        await store.put_many([("c", "3")], ttl=0)
+    assert await store.get("c") is None
+
+
+async def test_put_many_goes_through_a_subclass_put() -> None:
+    """A store that changes ``put`` (to fail, to mirror...) sees every pair of ``put_many`` there."""
+    seen: list[str] = []
+
+    class Refusing(InMemoryStateStore):
+        async def put(self, key: str, value: str, ttl: float) -> None:
+            seen.append(key)
+            raise StateStoreError("down", reason="unavailable")
+
+    store = Refusing()
+    with pytest.raises(StateStoreError):
+        await store.put_many([("a", "1"), ("b", "2")], ttl=10)
+    assert seen == ["a"]
+    assert await store.get("a") is None
+
+
 async def test_counters_count_within_their_window() -> None:
     clock = Clock()
     store = InMemoryStateStore(clock=clock)

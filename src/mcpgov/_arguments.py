@@ -130,15 +130,20 @@ class ArgsDigest:
     where nothing reads it (a client with no audit sink) never hashes the arguments.
     """
 
-    __slots__ = ("_frozen", "_value")
+    __slots__ = ("_flat", "_frozen", "_value")
 
-    def __init__(self, frozen: Mapping[str, Any]) -> None:
+    def __init__(self, frozen: Mapping[str, Any], flat: dict[str, Any] | None = None) -> None:
         self._frozen = frozen
+        self._flat = flat  # the frozen mapping's own dict, when the standard encoder's text is canonical
         self._value: str | None = None
 
     def value(self) -> str:
         if self._value is None:
-            self._value = _hash(self._frozen)
+            flat = self._flat
+            if flat is not None:
+                self._value = "sha256:" + hashlib.sha256(_FLAT_ENCODER.encode(flat).encode("utf-8")).hexdigest()
+            else:
+                self._value = _hash(self._frozen)
         return self._value
 
 
@@ -152,18 +157,32 @@ def freeze_lazily(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, 
         return None, None
     if not isinstance(arguments, Mapping):
         raise InvalidRequest("arguments must be a JSON object", reason="argument_invalid")
-    frozen = _freeze_flat(arguments, limits)
-    if frozen is None:
+    flat = _freeze_flat(arguments, limits)
+    if flat is None:
         frozen = _freeze(arguments, 0, _Budget(limits))
-    return frozen, ArgsDigest(frozen)
+        return frozen, ArgsDigest(frozen)
+    copy, chars = flat
+    frozen = MappingProxyType(copy)
+    # Small flat arguments are hashed over the standard library's C encoder (see _FLAT_ENCODER);
+    # long text keeps the canonical encoder's verbatim path, which is faster there.
+    return frozen, ArgsDigest(frozen, copy if chars < _FLAT_CHARS else None)
 
 
 _FLAT_SCALARS = (str, int, bool, type(None))
+_FLAT_CHARS = 4096
+
+# For a flat dict (ASCII keys; values that are strings with a Unicode form, integers in the
+# I-JSON range, booleans or nulls), the standard library's sorted, compact JSON is exactly the
+# RFC 8785 form: code-point order is UTF-16 order for ASCII names, integers are their decimal
+# digits, and strings are escaped as JSON.stringify escapes them (the canonical encoder relies
+# on the same ``encode_basestring``). tests/test_canonical.py checks it against rfc8785.
+_FLAT_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
-def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> Mapping[str, Any] | None:
+def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> tuple[dict[str, Any], int] | None:
     """The common case in one loop: a plain dict of ASCII keys to strings, safe integers,
-    booleans and nulls. Anything else (nesting, floats, other keys) takes the general walk."""
+    booleans and nulls, copied, with its total characters. Anything else (nesting, floats,
+    other keys) takes the general walk."""
     if type(arguments) is not dict or len(arguments) >= limits.max_nodes:
         return None
     chars = 0
@@ -185,7 +204,7 @@ def _freeze_flat(arguments: Any, limits: ArgumentLimits) -> Mapping[str, Any] | 
             return None
     if chars > limits.max_total_chars:
         return None
-    return MappingProxyType(dict(arguments))
+    return dict(arguments), chars
 
 
 def _hash(frozen: Mapping[str, Any]) -> str:

@@ -236,6 +236,39 @@ _FIELD_SET = frozenset(_FIELDS)
 _new = object.__new__
 
 
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    factory: Callable[[], Any] = f.default_factory  # type: ignore[assignment]
+    return factory()
+
+
+_DEFAULTS: dict[str, Any] = {
+    f.name: _default(f)
+    for f in dataclasses.fields(GovContext)
+    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+}
+
+
+def new_context(fields: dict[str, Any]) -> GovContext:
+    """``GovContext(**fields)`` without the frozen dataclass's per-field ``__init__`` (one
+    dictionary update over the defaults; the governors build one or two on every request).
+
+    Raises:
+        TypeError: a name is not a field, or ``side`` or ``method`` is missing.
+    """
+    unknown = fields.keys() - _FIELD_SET
+    if unknown:
+        raise TypeError(f"GovContext has no field(s) {sorted(unknown)}")
+    if "side" not in fields or "method" not in fields:
+        raise TypeError("GovContext needs a side and a method")
+    new = _new(GovContext)
+    values = new.__dict__
+    values.update(_DEFAULTS)
+    values.update(fields)
+    return new
+
+
 def discovery_contexts(ctx: GovContext, kind: TargetKind) -> Callable[[str], GovContext]:
     """``entry(target)``: :meth:`GovContext.for_discovery` of ``ctx`` for each entry of one
     listing of ``kind``, sharing the fields that are the same for every entry."""

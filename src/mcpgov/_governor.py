@@ -17,7 +17,7 @@ from mcpgov._audit import AuditCallback, AuditEvent, Auditor, ContextValues
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
-from mcpgov._context import APPROVAL_GRANT, GovContext, Side, args_hash_source
+from mcpgov._context import APPROVAL_GRANT, GovContext, Side, args_hash_source, new_context
 from mcpgov._decision import Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
 from mcpgov._methods import LIST_METHODS
@@ -168,7 +168,10 @@ class Governor:
         """A fresh context for this side, with a fresh request key."""
         if "request_key" not in fields:
             fields["request_key"] = _request_keys.next()
-        return GovContext(side=self.side, method=method, audit=self.auditor, **fields)
+        fields["side"] = self.side
+        fields["method"] = method
+        fields["audit"] = self.auditor
+        return new_context(fields)
 
     async def begin(self, method: str, raw_arguments: Any = None, **fields: Any) -> GovContext:
         """A fresh context whose arguments are ``raw_arguments``, validated and frozen.
@@ -184,10 +187,12 @@ class Governor:
             await self.refuse(self.context(method, **fields), exc)
             raise
         # The hash is deferred: ``ctx.args_hash`` computes it when first read (once per side).
-        deferred: Any = args_hash
-        return GovContext(
-            side=self.side, method=method, audit=self.auditor, arguments=arguments, args_hash=deferred, **fields
-        )
+        fields["side"] = self.side
+        fields["method"] = method
+        fields["audit"] = self.auditor
+        fields["arguments"] = arguments
+        fields["args_hash"] = args_hash
+        return new_context(fields)
 
     async def run(
         self,
@@ -215,13 +220,15 @@ class Governor:
         run.arguments = ctx.arguments
         run.args_hash = args_hash_source(ctx)
 
-        async def gate(c: GovContext) -> Any:
-            return await self._gate(c, terminal, run, outcome_of, precheck)
+        def gate(c: GovContext) -> Awaitable[Any]:
+            return self._gate(c, terminal, run, outcome_of, precheck)
 
         def stage(mw: Middleware, call_next: CallNext) -> CallNext:
-            async def call(c: GovContext) -> Any:
+            # A plain function handing back the stage's own awaitable: no coroutine of ours per
+            # stage per request. The stage starts as soon as its caller awaits what it returns.
+            def call(c: GovContext) -> Awaitable[Any]:
                 run.seen = c  # a refusal names the caller as known when the refusing stage began
-                return await mw(c, call_next)
+                return mw(c, call_next)
 
             return call
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import anyio
-from cachetools import LRUCache
 
 from mcpgov._authorize import Authorizer, guarded
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
+from mcpgov._lru import LRU
 from mcpgov._types import is_async_callable
 
 __all__ = ["HookFn", "Hooks"]
@@ -78,7 +78,7 @@ class Hooks(Authorizer):
         self._limiter = limiter
         self._exact: dict[tuple[HookKind, str], list[_Hook]] = {}
         self._globs: list[_Hook] = []
-        self._match_cache: LRUCache[tuple[HookKind, str], tuple[_Hook, ...]] = LRUCache(maxsize=4096)
+        self._match_cache: LRU[tuple[HookKind, str], tuple[_Hook, ...]] = LRU(4096)
 
     def register(self, pattern: str, fn: HookFn, *, kind: HookKind = "tool", rule: str | None = None) -> None:
         """Register ``fn`` for targets of ``kind`` matching ``pattern`` (exact or glob).

@@ -162,6 +162,7 @@ class ServerGovernance:
         self._validator = RequestValidator(server, mcp_server)
         self.names = NameRules(names)
         self._listed: dict[str, frozenset[str]] = {}
+        self._names_memo: dict[str, tuple[frozenset[str], Mapping[str, str]]] = {}
 
     def _session(self, sctx: ServerRequestContext[Any, Any]) -> SessionAnchor | None:
         """The anchor of the request's session (one per connection); ``None`` in 2026-07-28."""
@@ -204,12 +205,29 @@ class ServerGovernance:
         return self._listed.get(kind, frozenset())
 
     def _check_name(self, kind: str, name: str) -> None:
-        served = self._served(kind)
-        if self._served_server is not None and name not in served:
-            return  # not served: refused as unknown once the caller may use the name
-        why = self.names.refused(kind, served | {name}).get(name)
+        if self._served_server is not None:
+            served, refused = self._served_names(kind)
+            if name not in served:
+                return  # not served: refused as unknown once the caller may use the name
+            why = refused.get(name)
+        else:
+            why = self.names.refused(kind, self._served(kind) | {name}).get(name)
         if why is not None:
             raise InvalidRequest(f"{why} ({name!r})", reason="name_refused")
+
+    def _served_names(self, kind: str) -> tuple[frozenset[str], Mapping[str, str]]:
+        """The names an ``MCPServer`` serves of ``kind`` and those of them refused, worked out
+        again only when its registry changed (one set comparison per request, not a rebuild)."""
+        assert self._served_server is not None  # noqa: S101 - the caller checked
+        live = compat.registered_names(self._served_server, kind)
+        memo = self._names_memo.get(kind)
+        if memo is not None and live is not None and memo[0] == live:
+            return memo
+        served = self._served(kind)
+        found = (served, self.names.refused(kind, served))
+        if live is not None and served == live:  # the registry's keys are the names: kept until they change
+            self._names_memo[kind] = found
+        return found
 
     def _hygienic(self, listing: Listing) -> Listing:
         if listing.kind not in ("tool", "prompt"):

@@ -134,6 +134,19 @@ class InMemoryStateStore:
     async def put(self, key: str, value: str, ttl: float) -> None:
         self._store(key, value, ttl)
 
+    async def put_many(self, items: list[tuple[str, str]], ttl: float) -> None:
+        """:meth:`put` of every ``(key, value)`` pair, in order, each for ``ttl`` seconds.
+
+        Not part of the :class:`StateStore` protocol: callers use it where a store offers it
+        (one call instead of one per key; one round trip on Redis).
+        """
+        if type(self).put is not InMemoryStateStore.put:  # a subclass's own put is honoured for every key
+            for key, value in items:
+                await self.put(key, value, ttl)
+            return
+        for key, value in items:
+            self._store(key, value, ttl)
+
     async def get(self, key: str) -> str | None:
         entry = self._live(key)
         return entry.value if entry is not None else None

@@ -120,6 +120,15 @@ class RedisStateStore:
     async def put(self, key: str, value: str, ttl: float) -> None:
         await self._run("put", self._redis.set(self._prefix + key, value, px=_ms(ttl)))
 
+    async def put_many(self, items: list[tuple[str, str]], ttl: float) -> None:
+        """:meth:`put` of every ``(key, value)`` pair for ``ttl`` seconds, in one round trip."""
+        if not items:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, value in items:
+            pipe.set(self._prefix + key, value, px=_ms(ttl))
+        await self._run("put_many", pipe.execute())
+
     async def get(self, key: str) -> str | None:
         return _text(await self._run("get", self._redis.get(self._prefix + key)))
 

@@ -7,7 +7,7 @@ that renames or removes one fails there, loudly, instead of silently weakening g
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from mcp import Client
@@ -68,6 +68,15 @@ def connection_of(session: Any) -> Any:
 def tool_names(server: MCPServer) -> list[str]:
     """The names of every registered tool (registration order)."""
     return [tool.name for tool in server._tool_manager.list_tools()]
+
+
+def registered_names(server: MCPServer, kind: str) -> Collection[str] | None:
+    """A live view of the names of every registered tool (``kind="tool"``) or prompt: the keys
+    of the SDK manager's registry, which change as tools and prompts are added or removed.
+    ``None`` when the registry is not where this SDK keeps it."""
+    manager = getattr(server, "_tool_manager" if kind == "tool" else "_prompt_manager", None)
+    registry = getattr(manager, "_tools" if kind == "tool" else "_prompts", None)
+    return registry.keys() if isinstance(registry, dict) else None
 
 
 def prompt_names(server: MCPServer) -> list[str]:

@@ -69,7 +69,30 @@ def handler_request(
             params.pop(arguments_key, None)
         else:
             params[arguments_key] = thaw(arguments)
-    return dataclasses.replace(sctx, params=params, meta=clean_meta, request=_scrubbed(sctx.request))
+    return _replaced(sctx, params=params, meta=clean_meta, request=_scrubbed(sctx.request))
+
+
+def _replaced(sctx: ServerRequestContext[Any, Any], **changes: Any) -> ServerRequestContext[Any, Any]:
+    """``dataclasses.replace(sctx, **changes)``: for the SDK's own class (a plain dataclass: no
+    ``__post_init__``, no ``init=False`` field), a copy of its instance dictionary, a fraction
+    of the cost of re-running ``__init__``; for anything else, ``dataclasses.replace``."""
+    if type(sctx) is not ServerRequestContext or _REPLACE_BY_INIT:
+        return dataclasses.replace(sctx, **changes)
+    new = _new(ServerRequestContext)
+    fields = new.__dict__
+    fields.update(sctx.__dict__)
+    fields.update(changes)
+    return new
+
+
+_new = object.__new__
+# The copy is equivalent to replace() only while the class keeps that plain shape (checked once).
+_REPLACE_BY_INIT = (
+    hasattr(ServerRequestContext, "__post_init__")
+    or "__slots__" in vars(ServerRequestContext)
+    or any(not f.init for f in dataclasses.fields(ServerRequestContext))
+    or ServerRequestContext.__dataclass_params__.frozen  # type: ignore[attr-defined]
+)
 
 
 def hide_tokens() -> Token[AuthenticatedUser | None] | None:

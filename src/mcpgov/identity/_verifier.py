@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from cachetools import TLRUCache
 from joserfc.errors import JoseError
 from joserfc.jws import CompactSignature, extract_compact, validate_compact
 from joserfc.jwt import JWTClaimsRegistry
 
 from mcpgov._errors import ConfigurationError, IdentityError
+from mcpgov._lru import LRU
 from mcpgov._principal import Actor, Principal
 from mcpgov._shared import shared_claims, shared_text
 from mcpgov._types import Clock
@@ -343,9 +343,9 @@ class IdentityVerifier:
             table[name] = compiled
         self.max_token_bytes = max_token_bytes
         self.cache_ttl = float(cache_ttl)
-        self._cache: TLRUCache[bytes, VerifiedIdentity] | None = (
-            TLRUCache(maxsize=cache_size, ttu=self._ttu, timer=clock) if cache_size else None
-        )
+        # token digest -> (remembered until, verified): a plain dict in recency order, each
+        # entry valid while the clock is before its time (the token's exp, at most cache_ttl).
+        self._cache: LRU[bytes, tuple[float, VerifiedIdentity]] | None = LRU(cache_size) if cache_size else None
         self.signature_checks = 0
         """How many signatures were checked (a repeated token adds none)."""
 
@@ -357,8 +357,18 @@ class IdentityVerifier:
         """The principal issuers this verifier accepts (OIDC issuer URLs, ``spiffe://`` trust domains)."""
         return (*self._oidc, *(i.issuer for i in self._spiffe.values()))
 
-    def _ttu(self, _key: bytes, value: VerifiedIdentity, now: float) -> float:
-        return min(value.expires_at, now + self.cache_ttl)
+    def _remembered(self, digest: bytes) -> VerifiedIdentity | None:
+        """The verified identity of the token with ``digest``, while it may still be remembered."""
+        cache = self._cache
+        if cache is None:
+            return None
+        hit = cache.get(digest)
+        if hit is None:
+            return None
+        if self._clock() < hit[0]:
+            return hit[1]
+        cache.pop(digest)
+        return None
 
     def forget(self) -> None:
         """Forget every remembered verified token (e.g. after revoking a key)."""
@@ -377,13 +387,12 @@ class IdentityVerifier:
     async def verify_identity(self, token: str) -> VerifiedIdentity:
         """Like :meth:`verify`, returning the full :class:`VerifiedIdentity`."""
         digest = self._precheck(token)
-        cache = self._cache
-        if cache is not None:
-            hit = cache.get(digest)
-            if hit is not None:
-                if await hit.source.holds(hit.key):
-                    return hit
-                cache.pop(digest, None)
+        hit = self._remembered(digest)
+        if hit is not None:
+            if await hit.source.holds(hit.key):
+                return hit
+            if self._cache is not None:
+                self._cache.pop(digest)
         obj, header, claims, issuer = self._decode(token)
         key = await issuer.keys.key(header.get("kid"), header["alg"])
         return self._finish(digest, obj, claims, issuer, key)
@@ -397,11 +406,9 @@ class IdentityVerifier:
             IdentityError: as :meth:`verify`, or the keys are not fetched yet.
         """
         digest = self._precheck(token)
-        cache = self._cache
-        if cache is not None:
-            hit = cache.get(digest)
-            if hit is not None:
-                return hit
+        hit = self._remembered(digest)
+        if hit is not None:
+            return hit
         obj, header, claims, issuer = self._decode(token)
         key = issuer.keys.key_cached(header.get("kid"), header["alg"])
         return self._finish(digest, obj, claims, issuer, key)
@@ -495,8 +502,9 @@ class IdentityVerifier:
         verified = VerifiedIdentity(
             principal, float(exp), key, issuer.keys, token_id if isinstance(token_id, str) else None
         )
-        if self._cache is not None and exp > self._clock():
-            self._cache[digest] = verified
+        now = self._clock()
+        if self._cache is not None and exp > now:
+            self._cache[digest] = (min(float(exp), now + self.cache_ttl), verified)
         return verified
 
     def _principal(self, claims: dict[str, Any], issuer: _Issuer, config: OIDCTrust | SpiffeTrustDomain) -> Principal:

@@ -128,10 +128,15 @@ class TaskHistoryStore:
             return
         target = target_key(ctx.kind, ctx.target) if ctx.kind is not None else f"method:{ctx.method}"
         store, ttl = self.store, self.ttl
-        for label in labels:
-            await store.put(prefix + "label:" + self._name(label), "1", ttl)
-        await store.put(prefix + "called:" + self._name(target), "1", ttl)
-        await store.put(prefix + "last", target, ttl)
+        items = [(prefix + "label:" + self._name(label), "1") for label in labels]
+        items.append((prefix + "called:" + self._name(target), "1"))
+        items.append((prefix + "last", target))
+        put_many = getattr(store, "put_many", None)
+        if put_many is not None:  # one call (one round trip) where the store offers it
+            await put_many(items, ttl)
+        else:
+            for key, value in items:
+                await store.put(key, value, ttl)
         if ctx.kind == "tool":
             await store.incr(prefix + "count", ttl)
 
