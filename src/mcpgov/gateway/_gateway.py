@@ -21,6 +21,8 @@ from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http import EventStore
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, SubscriptionBus
+from mcp.shared.subscriptions import ResourceUpdated, event_from_wire
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -99,6 +101,8 @@ class Gateway:
             ``url``/``command`` (embedding and tests).
         on_status: receives one-line status messages while upstreams start.
         drain_timeout: seconds the requests in flight get to finish when the gateway is left.
+        subscriptions: the bus 2026-07-28 agents' ``subscriptions/listen`` streams are fed from
+            (default: in-process; pass one over a shared pub/sub backend for several replicas).
 
     Raises:
         ConfigurationError: an upstream is not in the registry, or namespacing is ambiguous
@@ -118,6 +122,7 @@ class Gateway:
         servers: Mapping[str, Any] | None = None,
         on_status: Callable[[str], None] | None = None,
         drain_timeout: float = 10.0,
+        subscriptions: SubscriptionBus | None = None,
     ) -> None:
         if not upstreams:
             raise ConfigurationError("a gateway needs at least one upstream")
@@ -170,6 +175,10 @@ class Gateway:
         self._decided = _Decided()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
+        # streams each agent the events of its (governed) filter.
+        self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
+        self._listen_handler = ListenHandler(self.subscriptions)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
@@ -191,6 +200,7 @@ class Gateway:
             on_list_prompts=self._lister(_PROMPTS),
             on_get_prompt=self._forwarder("prompt", _get_prompt),
             on_completion=self._complete,
+            on_subscriptions_listen=self._listen,
         )
         # Registered directly: the keyword form is deprecated (logging is gone at 2026-07-28), yet
         # legacy agents still set their level, which the gateway applies to relayed log messages.
@@ -474,6 +484,9 @@ class Gateway:
                 await connection.notify(method, None)
             except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
                 logger.debug("could not relay %s to an agent", method)
+        event = event_from_wire(method, None)
+        if event is not None:
+            await self._publish(event)
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
@@ -482,6 +495,14 @@ class Gateway:
                 await connection.notify("notifications/resources/updated", {"uri": front})
             except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
                 logger.debug("could not relay a resource update to an agent")
+        await self._publish(ResourceUpdated(uri=front))
+
+    async def _publish(self, event: Any) -> None:
+        """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
+        try:
+            await self.subscriptions.publish(event)
+        except Exception:  # noqa: BLE001 - a failing bus must not stop the relay to handshake-era agents
+            logger.warning("could not publish a change event to listening agents")
 
     # --- forwarding -----------------------------------------------------------------------------
 
@@ -646,9 +667,13 @@ class Gateway:
         self, sctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
+        subscribers = self._subscriptions.get(uri)
+        if connection is not None and subscribers is not None and connection in subscribers:
+            return types.EmptyResult()  # already subscribed: one want per agent and URI
+        upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
-            self._upstream_for(upstream_id, front).check_caller(client, front.decided)
-            await client.subscribe_resource(upstream_uri)
+            upstream.check_caller(client, front.decided)
+            await upstream.want(client, upstream_uri)
         if connection is not None:
             self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
         return types.EmptyResult()
@@ -658,14 +683,63 @@ class Gateway:
     ) -> types.EmptyResult:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         subscribers = self._subscriptions.get(uri)
-        if subscribers is not None and connection is not None:
-            subscribers.discard(connection)
+        if subscribers is None or connection is None or connection not in subscribers:
+            return types.EmptyResult()
+        subscribers.discard(connection)
         if not subscribers:
             self._subscriptions.pop(uri, None)
-            async with self._forward(upstream_id, front) as client:
-                self._upstream_for(upstream_id, front).check_caller(client, front.decided)
-                await client.unsubscribe_resource(upstream_uri)
+        upstream = self._upstream_for(upstream_id, front)
+        async with self._forward(upstream_id, front) as client:
+            upstream.check_caller(client, front.decided)
+            await upstream.unwant(client, upstream_uri)
         return types.EmptyResult()
+
+    async def _listen(
+        self, sctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """A 2026-07-28 agent's ``subscriptions/listen``, served by the SDK's own listen handler.
+
+        The front chain has decided the request and left in its filter only the resource URIs
+        the agent may subscribe to (each decided as a ``resources/subscribe``). Of those, the
+        ones whose upstream serves this agent (the registry's verdict) are wanted from their
+        upstream for as long as the stream is open; the stream acknowledges and delivers those.
+        """
+        front = self._front(sctx)
+        wanted: list[str] = []
+        held: list[tuple[Upstream, str]] = []
+        try:
+            for uri in params.notifications.resource_subscriptions or ():
+                route = self.router.route_uri(uri)
+                if route is None:
+                    continue  # no upstream serves it: nothing could ever be delivered
+                upstream_id, upstream_uri = route
+                upstream = self._upstream_for(upstream_id, front)
+                try:
+                    async with self._forward(upstream_id, front) as client:
+                        upstream.check_caller(client, front.decided)
+                        await upstream.want(client, upstream_uri)
+                except Exception as exc:  # noqa: BLE001 - refused or unavailable: left out of the stream
+                    logger.info("listen: %s left out (%s)", upstream_id, type(exc).__name__)
+                    continue
+                held.append((upstream, upstream_uri))
+                wanted.append(uri)
+            notifications = params.notifications.model_copy(update={"resource_subscriptions": wanted or None})
+            return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
+        finally:
+            with anyio.CancelScope(shield=True):
+                for upstream, upstream_uri in held:
+                    await self._release(upstream, upstream_uri, front)
+
+    async def _release(self, upstream: Upstream, upstream_uri: str, front: FrontCall) -> None:
+        """Give up one want of ``upstream_uri`` (a listen stream ended); never raises."""
+        try:
+            if upstream.state != "ready":
+                await upstream.unwant(None, upstream_uri)
+                return
+            async with self._forward(upstream.id, front) as client:
+                await upstream.unwant(client, upstream_uri)
+        except Exception as exc:  # noqa: BLE001 - the stream is over either way
+            logger.debug("listen: releasing an upstream subscription failed (%s)", type(exc).__name__)
 
     async def _complete(
         self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
