@@ -314,6 +314,7 @@ class Gateway:
     async def drain(self, grace: float = 10.0) -> None:
         """Stop taking requests, let those in flight finish (up to ``grace`` seconds), then stop upstreams."""
         self.draining = True
+        self._listen_handler.close()  # listening agents' streams end gracefully (they re-listen elsewhere)
         if any(u.stats.in_flight for u in self._all_upstreams()):
             self._status(f"draining: waiting up to {grace:g}s for the requests in flight")
         with anyio.move_on_after(grace):
@@ -447,6 +448,7 @@ class Gateway:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for _ in signals:
                         self.draining = True  # new requests are refused from now on
+                        self._listen_handler.close()
                         await self.idle(self.drain_timeout)
                         tg.cancel_scope.cancel()
                         return
@@ -674,6 +676,7 @@ class Gateway:
         async with self._forward(upstream_id, front) as client:
             upstream.check_caller(client, front.decided)
             await upstream.want(client, upstream_uri)
+        await upstream.until_listened([upstream_uri])
         if connection is not None:
             self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
         return types.EmptyResult()
@@ -707,6 +710,8 @@ class Gateway:
         front = self._front(sctx)
         wanted: list[str] = []
         held: list[tuple[Upstream, str]] = []
+        for upstream_id in self.upstreams:
+            self._upstream_for(upstream_id, front).ensure_started()  # its changes are listened to once up
         try:
             for uri in params.notifications.resource_subscriptions or ():
                 route = self.router.route_uri(uri)
@@ -723,6 +728,8 @@ class Gateway:
                     continue
                 held.append((upstream, upstream_uri))
                 wanted.append(uri)
+            for upstream in {upstream for upstream, _ in held}:
+                await upstream.until_listened([u for up, u in held if up is upstream])
             notifications = params.notifications.model_copy(update={"resource_subscriptions": wanted or None})
             return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
         finally:

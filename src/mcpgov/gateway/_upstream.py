@@ -518,24 +518,30 @@ class Upstream:
         self.state = "closed"
 
     async def _connected(self, client: GovernedClient, *, probe: bool) -> None:
-        """Serve through ``client`` (announced ready and audited) until the upstream is gone."""
-        self._client = client
-        self.state = "ready"
-        self.stats.starts += 1
-        self.stats.started_at = time.time()
-        self._ready.set()
-        logger.info("upstream %r ready (start %d)", self.id, self.stats.starts)
-        self.relay.status(f"upstream {self.id!r}: ready")
-        await self._lifecycle("upstream.ready", "started")
+        """Serve through ``client`` (announced ready and audited) until the upstream is gone.
+
+        A 2026-07-28 connection is announced ready once its listen stream is acknowledged (or
+        could not be opened), so that no change it announces after serving a request is missed.
+        """
         async with anyio.create_task_group() as watch:
+            if _modern(client):  # it announces changes only on a listen stream
+                await watch.start(self._keep_listening, client, name=f"upstream {self.id} listen")
+            self._client = client
+            self.state = "ready"
+            self.stats.starts += 1
+            self.stats.started_at = time.time()
+            self._ready.set()
+            logger.info("upstream %r ready (start %d)", self.id, self.stats.starts)
+            self.relay.status(f"upstream {self.id!r}: ready")
+            await self._lifecycle("upstream.ready", "started")
             if probe:  # a URL upstream: no process output to watch, so it is asked
                 watch.start_soon(self._watch, client, name=f"upstream {self.id} health")
-            if _modern(client):  # it announces changes only on a listen stream
-                watch.start_soon(self._keep_listening, client, name=f"upstream {self.id} listen")
             await self._dead.wait()
             watch.cancel_scope.cancel()
 
-    async def _keep_listening(self, client: GovernedClient) -> None:
+    async def _keep_listening(
+        self, client: GovernedClient, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Keep a ``subscriptions/listen`` stream open to a 2026-07-28 upstream, for as long as it is connected.
 
         Such an upstream sends change notifications only on a listen stream. The gateway listens
@@ -547,11 +553,12 @@ class Upstream:
         A connection that replaces this one (a restart, a reconnect) listens anew.
         """
         try:
-            await self._listen_loop(client)
+            await self._listen_loop(client, task_status)
         finally:
             self._listened = frozenset()  # this connection's streams are gone with it
 
-    async def _listen_loop(self, client: GovernedClient) -> None:
+    async def _listen_loop(self, client: GovernedClient, task_status: TaskStatus[None]) -> None:
+        first = True
         failures = 0
         current: anyio.CancelScope | None = None
         async with anyio.create_task_group() as streams:
@@ -563,6 +570,8 @@ class Upstream:
                 except MCPError as exc:
                     if exc.code == types.METHOD_NOT_FOUND:
                         logger.info("upstream %r does not serve subscriptions/listen: no change events", self.id)
+                        if first:
+                            task_status.started()
                         return
                     reason = f"MCPError {exc.code}"
                 except (SubscriptionLost, TimeoutError, RuntimeError, anyio.BrokenResourceError) as exc:
@@ -574,8 +583,14 @@ class Upstream:
                     self._listened = frozenset(uris)
                     self._listen_acked.set()
                     self._listen_acked = anyio.Event()
+                    if first:
+                        first = False
+                        task_status.started()
                     await wake.wait()
                     continue
+                if first:
+                    first = False
+                    task_status.started()
                 delay = min(0.5 * 2**failures, 30.0)
                 failures = min(failures + 1, 6)
                 logger.info("upstream %r: listen failed (%s); again in %.1fs", self.id, reason, delay)
@@ -623,18 +638,23 @@ class Upstream:
 
         Through a handshake-era connection the first agent's want subscribes (``client`` is the
         agent's forwarded connection, governed by the back chain); through a 2026-07-28 one the
-        upstream listen is replaced by one naming ``uri`` too, and this returns once it is
-        acknowledged (or after ``timeout`` seconds).
+        upstream listen is replaced by one naming ``uri`` too (:meth:`until_listened` waits for it).
         """
         held = self._wanted.get(uri, 0)
         if held == 0 and not _modern(client):
             await client.subscribe_resource(uri)
         self._wanted[uri] = held + 1
-        if held == 0 and _modern(client):
+        if held == 0:
             self._relisten.set()
-            with anyio.move_on_after(self.config.timeout):
-                while uri not in self._listened and self._client is client:
-                    await self._listen_acked.wait()
+
+    async def until_listened(self, uris: Sequence[str]) -> None:
+        """Wait (up to ``timeout`` seconds) until a 2026-07-28 connection's listen names every one of ``uris``."""
+        client = self._client
+        if client is None or not _modern(client):
+            return
+        with anyio.move_on_after(self.config.timeout):
+            while not self._listened.issuperset(uris) and self._client is client:
+                await self._listen_acked.wait()
 
     async def unwant(self, client: GovernedClient | None, uri: str) -> None:
         """An agent no longer wants updates of ``uri``: the last one unsubscribes (or narrows the listen).
