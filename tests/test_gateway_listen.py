@@ -14,7 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client, MCPError
-from mcp.client.subscriptions import ResourceUpdated, ServerEvent, Subscription, ToolsListChanged
+from mcp.client.subscriptions import (
+    ListenNotSupportedError,
+    ResourceUpdated,
+    ServerEvent,
+    Subscription,
+    ToolsListChanged,
+)
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
@@ -319,3 +325,13 @@ async def test_a_denied_uri_is_never_delivered_whatever_the_filter(uris: list[st
         events = await collect(sub, ToolsListChanged())
     delivered = {e.uri for e in events if isinstance(e, ResourceUpdated)}
     assert delivered == allowed & set(uris)
+
+
+async def test_a_governed_listen_on_a_handshake_era_session_is_the_sdks_refusal() -> None:
+    w = await world()
+    token = w.idp.token("agent", tenant="acme")
+    async with w.gateway, GovernedClient(w.gateway.server, identity=token, mode="legacy") as agent:
+        with pytest.raises(ListenNotSupportedError):
+            async with agent.listen(tools_list_changed=True):
+                pytest.fail("a listen was opened on a handshake-era session")
+    assert not [e for e in w.sink.events if e.method == "subscriptions/listen"]

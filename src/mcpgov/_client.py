@@ -16,6 +16,7 @@ from mcp.client import Transport
 from mcp.client.caching import CacheMode
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.dispatcher import ProgressFnT
@@ -31,6 +32,7 @@ from mcp_types import (
     RequestParamsMeta,
     ResourceTemplateReference,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 from typing_extensions import ParamSpec, deprecated
 
@@ -546,6 +548,8 @@ class GovernedClient(Client):
 
     @asynccontextmanager
     async def _governed_listen(self, **wanted: Any) -> AsyncIterator[Subscription]:
+        if self.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            raise ListenNotSupportedError(self.protocol_version)  # as the SDK's listen, before deciding
         async with AsyncExitStack() as stream:
 
             async def opened(meta: Any) -> Subscription:
