@@ -526,6 +526,8 @@ class Upstream:
         async with anyio.create_task_group() as watch:
             if _modern(client):  # it announces changes only on a listen stream
                 await watch.start(self._keep_listening, client, name=f"upstream {self.id} listen")
+            else:
+                await self._resubscribe(client)
             self._client = client
             self.state = "ready"
             self.stats.starts += 1
@@ -538,6 +540,20 @@ class Upstream:
                 watch.start_soon(self._watch, client, name=f"upstream {self.id} health")
             await self._dead.wait()
             watch.cancel_scope.cancel()
+
+    async def _resubscribe(self, client: GovernedClient) -> None:
+        """Subscribe a new handshake-era connection (a restart, a reconnect) to what agents still want.
+
+        Each URI was admitted for an agent when it was first wanted (front chain and registry); this
+        restores the upstream's side of it, as the gateway's own request. One that fails is logged.
+        """
+        for uri in list(self._wanted):
+            try:
+                with anyio.fail_after(self.config.timeout):
+                    await Client.subscribe_resource(client, uri)
+            except Exception as exc:  # noqa: BLE001 - the others are restored all the same
+                reason = type(exc).__name__
+                logger.warning("upstream %r: a resource subscription was not restored (%s)", self.id, reason)
 
     async def _keep_listening(
         self, client: GovernedClient, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
