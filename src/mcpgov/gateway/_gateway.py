@@ -691,10 +691,7 @@ class Gateway:
         subscribers.discard(connection)
         if not subscribers:
             self._subscriptions.pop(uri, None)
-        upstream = self._upstream_for(upstream_id, front)
-        async with self._forward(upstream_id, front) as client:
-            upstream.check_caller(client, front.decided)
-            await upstream.unwant(client, upstream_uri)
+        await self._release(self._upstream_for(upstream_id, front), upstream_uri, front)
         return types.EmptyResult()
 
     async def _listen(
@@ -738,15 +735,21 @@ class Gateway:
                     await self._release(upstream, upstream_uri, front)
 
     async def _release(self, upstream: Upstream, upstream_uri: str, front: FrontCall) -> None:
-        """Give up one want of ``upstream_uri`` (a listen stream ended); never raises."""
+        """Give up one agent's want of ``upstream_uri`` (an unsubscribe, a listen stream that ended).
+
+        Never raises: the want is given up even when the upstream cannot be told (it is down, or
+        answers with an error); a handshake-era upstream then keeps a subscription nobody receives.
+        """
+        released = False
         try:
-            if upstream.state != "ready":
-                await upstream.unwant(None, upstream_uri)
-                return
-            async with self._forward(upstream.id, front) as client:
-                await upstream.unwant(client, upstream_uri)
-        except Exception as exc:  # noqa: BLE001 - the stream is over either way
-            logger.debug("listen: releasing an upstream subscription failed (%s)", type(exc).__name__)
+            if upstream.state == "ready" and not upstream.stopping:
+                async with self._forward(upstream.id, front) as client:
+                    released = True
+                    await upstream.unwant(client, upstream_uri)
+        except Exception as exc:  # noqa: BLE001 - the agent's side is over either way
+            logger.debug("releasing an upstream subscription failed (%s)", type(exc).__name__)
+        if not released:
+            await upstream.unwant(None, upstream_uri)
 
     async def _complete(
         self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
