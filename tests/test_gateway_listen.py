@@ -48,6 +48,7 @@ class Feed:
 
     bus: InMemorySubscriptionBus = field(default_factory=InMemorySubscriptionBus)
     subscribed: dict[str, list[Any]] = field(default_factory=dict)
+    grown: bool = False  # ``grow`` adds a tool that is not in the pin
 
     def server(self) -> Server[Any]:
         async def list_resources(ctx: ServerRequestContext[Any], params: Any) -> types.ListResourcesResult:
@@ -71,6 +72,8 @@ class Feed:
                 types.Tool(name="publish", description="Announce an update.", input_schema=schema),
                 types.Tool(name="grow", description="Announce a tool list change.", input_schema={"type": "object"}),
             ]
+            if self.grown:
+                tools.append(types.Tool(name="extra", description="Not pinned.", input_schema={"type": "object"}))
             return types.ListToolsResult(tools=tools)
 
         async def call_tool(ctx: ServerRequestContext[Any], params: Any) -> types.CallToolResult:
@@ -82,9 +85,13 @@ class Feed:
                 for session in self.subscribed.get(uri, ()):
                     with contextlib.suppress(Exception):  # a connection that is gone (a restart)
                         await session.send_resource_updated(uri)
+            elif params.name == "extra":
+                pass
             elif modern:
+                self.grown = True
                 await self.bus.publish(ToolsListChanged())
             else:
+                self.grown = True
                 await ctx.session.send_tool_list_changed()
             return types.CallToolResult(content=[types.TextContent(type="text", text="done")])
 
@@ -189,6 +196,32 @@ async def test_a_listening_agent_hears_list_changes_and_only_the_resources_it_ma
     assert [(e.method, e.target) for e in refused] == [("resources/subscribe", SECRET)]
     if upstream_mode == "legacy":
         assert set(w.feed.subscribed) == set()  # the stream ended: the gateway unsubscribed upstream
+
+
+@pytest.mark.parametrize("upstream_mode", ["auto", "legacy"])
+async def test_a_tool_list_change_reaches_listeners_after_the_pin_recheck_and_leads_to_no_unpinned_tool(
+    upstream_mode: str,
+) -> None:
+    w = await world(upstream_mode)
+    token = w.idp.token("agent", tenant="acme")
+    async with (
+        w.gateway,
+        GovernedClient(w.gateway.server, identity=token, mode="auto") as agent,
+        listening(agent, []) as sub,
+    ):
+        await agent.call_tool("feed_grow", {})
+        assert await collect(sub, ToolsListChanged()) == [ToolsListChanged()]
+        # The gateway's re-check of the pins was audited before the agent heard of the change.
+        rechecked = [
+            (e.target, e.reason)
+            for e in w.sink.events
+            if e.type == "pin.mismatch" and "announced a tool list change" in (e.detail or "")
+        ]
+        assert rechecked == [("extra", "tool.new")]
+        listed = {tool.name for tool in (await agent.list_tools()).tools}
+        assert listed == {"feed_publish", "feed_grow"}
+        with pytest.raises(MCPError):
+            await agent.call_tool("feed_extra", {})
 
 
 async def test_another_agents_denied_uri_is_never_delivered() -> None:
