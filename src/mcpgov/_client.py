@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Concatenate, TypeVar, cast
 
@@ -16,6 +16,7 @@ from mcp.client import Transport
 from mcp.client.caching import CacheMode
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.dispatcher import ProgressFnT
@@ -31,6 +32,7 @@ from mcp_types import (
     RequestParamsMeta,
     ResourceTemplateReference,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 from typing_extensions import ParamSpec, deprecated
 
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     import os
 
     from mcp.client.session import IncomingMessage, MessageHandlerFnT
+    from mcp.client.subscriptions import Subscription
 
     from mcpgov.credentials import TaskScope
     from mcpgov.identity import IdentitySource
@@ -73,6 +76,32 @@ logger = logging.getLogger("mcpgov.client")
 _OUTGOING_AUTHORIZATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mcpgov_outgoing_authorization", default=None
 )
+
+_LISTEN_META: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "mcpgov_listen_meta", default=None
+)
+
+
+def _listen_stamp(stamp: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, Any], Any], None]:
+    """The SDK's request stamp, adding what the chain attached to a governed ``subscriptions/listen``.
+
+    The SDK's listen driver takes no ``_meta`` of its own: what the chain attached (identity,
+    credential) is added to the listen request's ``_meta`` while :meth:`GovernedClient.listen`
+    sends it, and to no other request.
+    """
+
+    def stamped(data: dict[str, Any], opts: Any) -> None:
+        stamp(data, opts)
+        extra = _LISTEN_META.get()
+        if not extra or data.get("method") != "subscriptions/listen":
+            return
+        params = data.get("params")
+        if not isinstance(params, dict):
+            params = data["params"] = {}
+        meta = params.get("_meta")
+        params["_meta"] = {**(meta if isinstance(meta, dict) else {}), **extra}
+
+    return stamped
 
 
 class GovernedHttpAuth(httpx2.Auth):
@@ -269,6 +298,7 @@ class GovernedClient(Client):
             # What the client actually connected to, for the registry's check (tool pinning).
             self._extensions = MappingProxyType({SERVER_INFO: described, SERVER_TARGET: self._server_target})
         self._govern_internal_listings()
+        compat.wrap_request_stamp(self.session, _listen_stamp)
         return self
 
     def _govern_internal_listings(self) -> None:
@@ -360,7 +390,7 @@ class GovernedClient(Client):
     async def _governed(
         self,
         method: str,
-        kind: TargetKind,
+        kind: TargetKind | None,
         target: str | None,
         terminal: Any,
         *,
@@ -494,6 +524,46 @@ class GovernedClient(Client):
             "completion/complete", kind, target, terminal, raw_arguments=argument
         )
         return result
+
+    def listen(
+        self,
+        *,
+        tools_list_changed: bool = False,
+        prompts_list_changed: bool = False,
+        resources_list_changed: bool = False,
+        resource_subscriptions: Sequence[str] = (),
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Open a ``subscriptions/listen`` stream (2026-07-28), after the client-side chain allows it.
+
+        As :meth:`mcp.Client.listen`, and the request carries what the chain attached (identity,
+        credential) like every governed request. A governed server acknowledges, and delivers,
+        only the resource URIs the caller may subscribe to: compare ``sub.honored``.
+        """
+        return self._governed_listen(
+            tools_list_changed=tools_list_changed,
+            prompts_list_changed=prompts_list_changed,
+            resources_list_changed=resources_list_changed,
+            resource_subscriptions=tuple(resource_subscriptions),
+        )
+
+    @asynccontextmanager
+    async def _governed_listen(self, **wanted: Any) -> AsyncIterator[Subscription]:
+        if self.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            raise ListenNotSupportedError(self.protocol_version)  # as the SDK's listen, before deciding
+        async with AsyncExitStack() as stream:
+
+            async def opened(meta: Any) -> Subscription:
+                token = _LISTEN_META.set(meta)
+                try:
+                    return await stream.enter_async_context(Client.listen(self, **wanted))
+                finally:
+                    _LISTEN_META.reset(token)
+
+            async def terminal(c: GovContext) -> Subscription:
+                return await self._send(c, None, opened)
+
+            sub: Subscription = await self._governed("subscriptions/listen", None, None, terminal)
+            yield sub
 
     @deprecated(
         "resources/subscribe is removed as of 2026-07-28; use Client.listen() instead.", category=MCPDeprecationWarning

@@ -16,9 +16,12 @@ __all__ = [
     "COMPLETION_REFS",
     "EXECUTE_METHOD",
     "EXECUTE_METHODS",
+    "LISTEN_METHOD",
+    "LISTEN_SUBSCRIBE_METHOD",
     "LISTINGS",
     "LIST_METHOD",
     "LIST_METHODS",
+    "MAX_LISTEN_URIS",
     "NAMED_METHODS",
     "TARGETED",
     "TargetKind",
@@ -74,3 +77,16 @@ NAMED_METHODS: Mapping[str, TargetKind] = MappingProxyType({"tools/call": "tool"
 
 ARGUMENT_METHODS = frozenset(NAMED_METHODS)
 """Methods whose params carry ``arguments`` the handler receives."""
+
+LISTEN_METHOD = "subscriptions/listen"
+"""The 2026-07-28 change-notification stream (SEP-2575). The request itself names no target (it is
+decided as a protocol method); the resource URIs of its filter
+(``params.notifications.resourceSubscriptions``) are each decided as
+:data:`LISTEN_SUBSCRIBE_METHOD` of that URI, and only the allowed ones are listened to."""
+
+LISTEN_SUBSCRIBE_METHOD = "resources/subscribe"
+"""The method each resource URI of a ``subscriptions/listen`` filter is decided as: the same
+decision a handshake-era ``resources/subscribe`` of that URI gets."""
+
+MAX_LISTEN_URIS = 256
+"""The most resource URIs one ``subscriptions/listen`` filter may name (each is a decision)."""

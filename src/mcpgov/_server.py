@@ -29,7 +29,16 @@ from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._fastmcp import is_fastmcp, sdk_server
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
-from mcpgov._methods import ARGUMENT_METHODS, COMPLETION_REFS, LISTINGS, NAMED_METHODS, TARGETED
+from mcpgov._methods import (
+    ARGUMENT_METHODS,
+    COMPLETION_REFS,
+    LISTEN_METHOD,
+    LISTEN_SUBSCRIBE_METHOD,
+    LISTINGS,
+    MAX_LISTEN_URIS,
+    NAMED_METHODS,
+    TARGETED,
+)
 from mcpgov._protocol import check_known_target, served
 from mcpgov._sdk import compat
 from mcpgov._sdk.request import handler_request, hide_tokens, restore_tokens
@@ -80,6 +89,46 @@ def describe_request(method: str, params: Mapping[str, Any] | None) -> tuple[Tar
     if listing is not None:
         return listing[0], None, None
     return None, None, None
+
+
+def listen_uris(params: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The resource URIs a ``subscriptions/listen`` filter names (each once, in order).
+
+    Raises:
+        InvalidRequest: the filter does not have the shape the method requires, or names more
+            than :data:`~mcpgov._methods.MAX_LISTEN_URIS` URIs.
+    """
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidRequest("request parameters must be an object", reason="params_invalid")
+    notifications = params.get("notifications") if params is not None else None
+    if not isinstance(notifications, Mapping):
+        raise InvalidRequest(f"{LISTEN_METHOD} needs a notifications filter object", reason="params_invalid")
+    uris = notifications.get("resourceSubscriptions")
+    if uris is None:
+        return ()
+    if not isinstance(uris, list) or not all(isinstance(uri, str) and uri for uri in uris):
+        raise InvalidRequest("resourceSubscriptions must be a list of non-empty strings", reason="params_invalid")
+    unique = tuple(dict.fromkeys(uris))
+    if len(unique) > MAX_LISTEN_URIS:
+        raise InvalidRequest(f"a listen filter names at most {MAX_LISTEN_URIS} resources", reason="params_invalid")
+    return unique
+
+
+def _listen_params(params: Mapping[str, Any] | None, allowed: list[str]) -> dict[str, Any]:
+    """``params`` of a ``subscriptions/listen`` whose filter names only the ``allowed`` URIs (a copy)."""
+    out = dict(params or {})
+    notifications = dict(out.get("notifications") or {})
+    if allowed:
+        notifications["resourceSubscriptions"] = list(allowed)
+    else:
+        notifications.pop("resourceSubscriptions", None)
+    out["notifications"] = notifications
+    return out
+
+
+async def _allowed(_: GovContext) -> bool:
+    """The terminal of a decision that has no effect of its own (a listen filter's URI)."""
+    return True
 
 
 def _to_listing(kind: TargetKind, entries_key: str, name_key: str, result: Any) -> Listing:
@@ -290,6 +339,7 @@ class ServerGovernance:
         }
         try:
             kind, target, raw_arguments = describe_request(method, sctx.params)
+            uris = listen_uris(sctx.params) if method == LISTEN_METHOD else ()
         except InvalidRequest as exc:
             await governor.refuse(governor.context(method, **base), exc)
             raise
@@ -321,7 +371,10 @@ class ServerGovernance:
 
         async def terminal(c: GovContext) -> HandlerResult:
             # The handler gets a fresh copy of exactly the arguments decided on, and no token.
-            handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments)
+            params = None
+            if method == LISTEN_METHOD:
+                params = _listen_params(sctx.params, await self._listened(uris, base))
+            handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)
             reset = hide_tokens()
             try:
                 result: HandlerResult = await call_next(handler_ctx)
@@ -332,6 +385,37 @@ class ServerGovernance:
 
         outcome: HandlerResult = await governor.run(gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool)
         return outcome
+
+    async def _listened(self, uris: tuple[str, ...], base: Mapping[str, Any]) -> list[str]:
+        """The URIs of an allowed ``subscriptions/listen`` filter that the caller may subscribe to.
+
+        Each is decided by the whole chain as a ``resources/subscribe`` of that URI (identity,
+        credentials, policy: the decision a handshake-era subscribe gets), and audited as one.
+        A URI whose decision denies, asks for approval or fails is left out; the stream then
+        acknowledges, and delivers, only the others.
+        """
+        governor = self.governor
+        allowed: list[str] = []
+        for uri in uris:
+            ctx = await governor.begin(
+                LISTEN_SUBSCRIBE_METHOD, None, kind="resource", target=uri, action="execute", **base
+            )
+            try:
+                ctx = self._strict(ctx, None)
+            except InvalidRequest as exc:
+                await governor.refuse(ctx, exc)
+                continue
+            if await self._decided_allow(ctx):
+                allowed.append(uri)
+        return allowed
+
+    async def _decided_allow(self, ctx: GovContext) -> bool:
+        """Whether the chain allows ``ctx`` (a decision with no effect of its own; refusals audited)."""
+        try:
+            await self.governor.run(ctx, _allowed)
+        except Exception:  # noqa: BLE001 - refused (audited by the run) or failed: fail closed
+            return False
+        return True
 
 
 def govern(

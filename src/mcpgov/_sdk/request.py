@@ -48,7 +48,11 @@ def _scrubbed(request: Any) -> Any:
 
 
 def handler_request(
-    sctx: ServerRequestContext[Any, Any], *, arguments_key: str | None, arguments: Mapping[str, Any] | None
+    sctx: ServerRequestContext[Any, Any],
+    *,
+    arguments_key: str | None,
+    arguments: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None = None,
 ) -> ServerRequestContext[Any, Any]:
     """A copy of ``sctx`` for the handler.
 
@@ -57,19 +61,20 @@ def handler_request(
         arguments_key: the params key holding the arguments (``"arguments"`` for tools and
             prompts), or ``None`` to leave them as they are.
         arguments: the decided (frozen) arguments; the handler gets a fresh mutable copy.
+        params: the decided params, when they differ from the request's (a narrowed listen filter).
     """
-    params: dict[str, Any] = dict(sctx.params or {})
+    decided: dict[str, Any] = dict((sctx.params if params is None else params) or {})
     meta = sctx.meta
     clean_meta: Any = meta
     if meta and not _TOKEN_KEYS.isdisjoint(meta):
         clean_meta = {k: v for k, v in meta.items() if k not in _TOKEN_KEYS}
-        params["_meta"] = clean_meta
+        decided["_meta"] = clean_meta
     if arguments_key is not None:
         if arguments is None:
-            params.pop(arguments_key, None)
+            decided.pop(arguments_key, None)
         else:
-            params[arguments_key] = thaw(arguments)
-    return _replaced(sctx, params=params, meta=clean_meta, request=_scrubbed(sctx.request))
+            decided[arguments_key] = thaw(arguments)
+    return _replaced(sctx, params=decided, meta=clean_meta, request=_scrubbed(sctx.request))
 
 
 def _replaced(sctx: ServerRequestContext[Any, Any], **changes: Any) -> ServerRequestContext[Any, Any]:

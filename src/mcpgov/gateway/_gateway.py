@@ -21,6 +21,8 @@ from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http import EventStore
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, SubscriptionBus
+from mcp.shared.subscriptions import ResourceUpdated, event_from_wire
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -99,6 +101,8 @@ class Gateway:
             ``url``/``command`` (embedding and tests).
         on_status: receives one-line status messages while upstreams start.
         drain_timeout: seconds the requests in flight get to finish when the gateway is left.
+        subscriptions: the bus 2026-07-28 agents' ``subscriptions/listen`` streams are fed from
+            (default: in-process; pass one over a shared pub/sub backend for several replicas).
 
     Raises:
         ConfigurationError: an upstream is not in the registry, or namespacing is ambiguous
@@ -118,6 +122,7 @@ class Gateway:
         servers: Mapping[str, Any] | None = None,
         on_status: Callable[[str], None] | None = None,
         drain_timeout: float = 10.0,
+        subscriptions: SubscriptionBus | None = None,
     ) -> None:
         if not upstreams:
             raise ConfigurationError("a gateway needs at least one upstream")
@@ -170,6 +175,10 @@ class Gateway:
         self._decided = _Decided()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
+        # streams each agent the events of its (governed) filter.
+        self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
+        self._listen_handler = ListenHandler(self.subscriptions)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
@@ -191,6 +200,7 @@ class Gateway:
             on_list_prompts=self._lister(_PROMPTS),
             on_get_prompt=self._forwarder("prompt", _get_prompt),
             on_completion=self._complete,
+            on_subscriptions_listen=self._listen,
         )
         # Registered directly: the keyword form is deprecated (logging is gone at 2026-07-28), yet
         # legacy agents still set their level, which the gateway applies to relayed log messages.
@@ -304,6 +314,7 @@ class Gateway:
     async def drain(self, grace: float = 10.0) -> None:
         """Stop taking requests, let those in flight finish (up to ``grace`` seconds), then stop upstreams."""
         self.draining = True
+        self._listen_handler.close()  # listening agents' streams end gracefully (they re-listen elsewhere)
         if any(u.stats.in_flight for u in self._all_upstreams()):
             self._status(f"draining: waiting up to {grace:g}s for the requests in flight")
         with anyio.move_on_after(grace):
@@ -437,6 +448,7 @@ class Gateway:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for _ in signals:
                         self.draining = True  # new requests are refused from now on
+                        self._listen_handler.close()
                         await self.idle(self.drain_timeout)
                         tg.cancel_scope.cancel()
                         return
@@ -474,6 +486,9 @@ class Gateway:
                 await connection.notify(method, None)
             except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
                 logger.debug("could not relay %s to an agent", method)
+        event = event_from_wire(method, None)
+        if event is not None:
+            await self._publish(event)
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
@@ -482,6 +497,14 @@ class Gateway:
                 await connection.notify("notifications/resources/updated", {"uri": front})
             except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
                 logger.debug("could not relay a resource update to an agent")
+        await self._publish(ResourceUpdated(uri=front))
+
+    async def _publish(self, event: Any) -> None:
+        """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
+        try:
+            await self.subscriptions.publish(event)
+        except Exception:  # noqa: BLE001 - a failing bus must not stop the relay to handshake-era agents
+            logger.warning("could not publish a change event to listening agents")
 
     # --- forwarding -----------------------------------------------------------------------------
 
@@ -646,9 +669,14 @@ class Gateway:
         self, sctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
+        subscribers = self._subscriptions.get(uri)
+        if connection is not None and subscribers is not None and connection in subscribers:
+            return types.EmptyResult()  # already subscribed: one want per agent and URI
+        upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
-            self._upstream_for(upstream_id, front).check_caller(client, front.decided)
-            await client.subscribe_resource(upstream_uri)
+            upstream.check_caller(client, front.decided)
+            await upstream.want(client, upstream_uri)
+        await upstream.until_listened([upstream_uri])
         if connection is not None:
             self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
         return types.EmptyResult()
@@ -658,14 +686,70 @@ class Gateway:
     ) -> types.EmptyResult:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         subscribers = self._subscriptions.get(uri)
-        if subscribers is not None and connection is not None:
-            subscribers.discard(connection)
+        if subscribers is None or connection is None or connection not in subscribers:
+            return types.EmptyResult()
+        subscribers.discard(connection)
         if not subscribers:
             self._subscriptions.pop(uri, None)
-            async with self._forward(upstream_id, front) as client:
-                self._upstream_for(upstream_id, front).check_caller(client, front.decided)
-                await client.unsubscribe_resource(upstream_uri)
+        await self._release(self._upstream_for(upstream_id, front), upstream_uri, front)
         return types.EmptyResult()
+
+    async def _listen(
+        self, sctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """A 2026-07-28 agent's ``subscriptions/listen``, served by the SDK's own listen handler.
+
+        The front chain has decided the request and left in its filter only the resource URIs
+        the agent may subscribe to (each decided as a ``resources/subscribe``). Of those, the
+        ones whose upstream serves this agent (the registry's verdict) are wanted from their
+        upstream for as long as the stream is open; the stream acknowledges and delivers those.
+        """
+        front = self._front(sctx)
+        wanted: list[str] = []
+        held: list[tuple[Upstream, str]] = []
+        for upstream_id in self.upstreams:
+            self._upstream_for(upstream_id, front).ensure_started()  # its changes are listened to once up
+        try:
+            for uri in params.notifications.resource_subscriptions or ():
+                route = self.router.route_uri(uri)
+                if route is None:
+                    continue  # no upstream serves it: nothing could ever be delivered
+                upstream_id, upstream_uri = route
+                upstream = self._upstream_for(upstream_id, front)
+                try:
+                    async with self._forward(upstream_id, front) as client:
+                        upstream.check_caller(client, front.decided)
+                        await upstream.want(client, upstream_uri)
+                except Exception as exc:  # noqa: BLE001 - refused or unavailable: left out of the stream
+                    logger.info("listen: %s left out (%s)", upstream_id, type(exc).__name__)
+                    continue
+                held.append((upstream, upstream_uri))
+                wanted.append(uri)
+            for upstream in {upstream for upstream, _ in held}:
+                await upstream.until_listened([u for up, u in held if up is upstream])
+            notifications = params.notifications.model_copy(update={"resource_subscriptions": wanted or None})
+            return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
+        finally:
+            with anyio.CancelScope(shield=True):
+                for upstream, upstream_uri in held:
+                    await self._release(upstream, upstream_uri, front)
+
+    async def _release(self, upstream: Upstream, upstream_uri: str, front: FrontCall) -> None:
+        """Give up one agent's want of ``upstream_uri`` (an unsubscribe, a listen stream that ended).
+
+        Never raises: the want is given up even when the upstream cannot be told (it is down, or
+        answers with an error); a handshake-era upstream then keeps a subscription nobody receives.
+        """
+        released = False
+        try:
+            if upstream.state == "ready" and not upstream.stopping:
+                async with self._forward(upstream.id, front) as client:
+                    released = True
+                    await upstream.unwant(client, upstream_uri)
+        except Exception as exc:  # noqa: BLE001 - the agent's side is over either way
+            logger.debug("releasing an upstream subscription failed (%s)", type(exc).__name__)
+        if not released:
+            await upstream.unwant(None, upstream_uri)
 
     async def _complete(
         self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 import httpx2
 import mcp_types as types
+from anyio.abc import TaskStatus
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import SubscriptionLost
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -382,6 +384,11 @@ class Upstream:
         self._idle = anyio.Event()
         self._start: Callable[[], None] | None = None
         self.secrets: tuple[str, ...] = ()
+        # Resource updates agents want from this upstream: its URI -> how many agents' subscriptions.
+        self._wanted: dict[str, int] = {}
+        self._relisten = anyio.Event()  # set when the wanted URIs change (2026-07-28 connections)
+        self._listened: frozenset[str] = frozenset()  # the URIs of the upstream listen now acknowledged
+        self._listen_acked = anyio.Event()
 
     def __repr__(self) -> str:
         return f"Upstream(id={self.id!r}, state={self.state!r})"
@@ -511,20 +518,177 @@ class Upstream:
         self.state = "closed"
 
     async def _connected(self, client: GovernedClient, *, probe: bool) -> None:
-        """Serve through ``client`` (announced ready and audited) until the upstream is gone."""
-        self._client = client
-        self.state = "ready"
-        self.stats.starts += 1
-        self.stats.started_at = time.time()
-        self._ready.set()
-        logger.info("upstream %r ready (start %d)", self.id, self.stats.starts)
-        self.relay.status(f"upstream {self.id!r}: ready")
-        await self._lifecycle("upstream.ready", "started")
+        """Serve through ``client`` (announced ready and audited) until the upstream is gone.
+
+        A 2026-07-28 connection is announced ready once its listen stream is acknowledged (or
+        could not be opened), so that no change it announces after serving a request is missed.
+        """
         async with anyio.create_task_group() as watch:
+            if _modern(client):  # it announces changes only on a listen stream
+                await watch.start(self._keep_listening, client, name=f"upstream {self.id} listen")
+            else:
+                await self._resubscribe(client)
+            self._client = client
+            self.state = "ready"
+            self.stats.starts += 1
+            self.stats.started_at = time.time()
+            self._ready.set()
+            logger.info("upstream %r ready (start %d)", self.id, self.stats.starts)
+            self.relay.status(f"upstream {self.id!r}: ready")
+            await self._lifecycle("upstream.ready", "started")
             if probe:  # a URL upstream: no process output to watch, so it is asked
                 watch.start_soon(self._watch, client, name=f"upstream {self.id} health")
             await self._dead.wait()
             watch.cancel_scope.cancel()
+
+    async def _resubscribe(self, client: GovernedClient) -> None:
+        """Subscribe a new handshake-era connection (a restart, a reconnect) to what agents still want.
+
+        Each URI was admitted for an agent when it was first wanted (front chain and registry); this
+        restores the upstream's side of it, as the gateway's own request. One that fails is logged.
+        """
+        for uri in list(self._wanted):
+            try:
+                with anyio.fail_after(self.config.timeout):
+                    await Client.subscribe_resource(client, uri)
+            except Exception as exc:  # noqa: BLE001 - the others are restored all the same
+                reason = type(exc).__name__
+                logger.warning("upstream %r: a resource subscription was not restored (%s)", self.id, reason)
+
+    async def _keep_listening(
+        self, client: GovernedClient, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep a ``subscriptions/listen`` stream open to a 2026-07-28 upstream, for as long as it is connected.
+
+        Such an upstream sends change notifications only on a listen stream. The gateway listens
+        for every list change and for the resource URIs its agents want (:meth:`want`); each
+        event reaches the agents through the same relay as a handshake-era notification (the
+        SDK client hands listen events to the message handler too). When the wanted URIs change
+        the stream is replaced, the new one acknowledged before the old one is closed, so no event
+        falls between them; a stream that ends is opened again (with backoff if it keeps failing).
+        A connection that replaces this one (a restart, a reconnect) listens anew.
+        """
+        try:
+            await self._listen_loop(client, task_status)
+        finally:
+            self._listened = frozenset()  # this connection's streams are gone with it
+
+    async def _listen_loop(self, client: GovernedClient, task_status: TaskStatus[None]) -> None:
+        first = True
+        failures = 0
+        current: anyio.CancelScope | None = None
+        async with anyio.create_task_group() as streams:
+            while True:
+                wake = self._relisten = anyio.Event()
+                uris = tuple(sorted(self._wanted))
+                try:
+                    scope: anyio.CancelScope = await streams.start(self._listen_once, client, uris, wake)
+                except MCPError as exc:
+                    if exc.code == types.METHOD_NOT_FOUND:
+                        logger.info("upstream %r does not serve subscriptions/listen: no change events", self.id)
+                        if first:
+                            task_status.started()
+                        return
+                    reason = f"MCPError {exc.code}"
+                except (SubscriptionLost, TimeoutError, RuntimeError, anyio.BrokenResourceError) as exc:
+                    reason = type(exc).__name__
+                else:
+                    if current is not None:
+                        current.cancel()
+                    current, failures = scope, 0
+                    self._listened = frozenset(uris)
+                    self._listen_acked.set()
+                    self._listen_acked = anyio.Event()
+                    if first:
+                        first = False
+                        task_status.started()
+                    await wake.wait()
+                    continue
+                if first:
+                    first = False
+                    task_status.started()
+                delay = min(0.5 * 2**failures, 30.0)
+                failures = min(failures + 1, 6)
+                logger.info("upstream %r: listen failed (%s); again in %.1fs", self.id, reason, delay)
+                wake = self._relisten = anyio.Event()  # the failed stream set the previous one
+                with anyio.move_on_after(delay):
+                    await wake.wait()
+
+    async def _listen_once(
+        self,
+        client: GovernedClient,
+        uris: tuple[str, ...],
+        ended: anyio.Event,
+        *,
+        task_status: TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One listen stream: started once acknowledged; ``ended`` is set when it ends, however."""
+        try:
+            with anyio.CancelScope() as scope:
+                # The gateway's own stream (no agent behind it): the SDK's listen, not the governed
+                # one, whose registry check needs an agent. Agents' filters are governed in front.
+                sub = Client.listen(
+                    client,
+                    tools_list_changed=True,
+                    prompts_list_changed=True,
+                    resources_list_changed=True,
+                    resource_subscriptions=uris,
+                )
+                async with sub as events:
+                    task_status.started(scope)
+                    try:
+                        async for _ in events:  # relayed by the message handler, which sees every event
+                            pass
+                    except SubscriptionLost:
+                        logger.info("upstream %r: listen stream lost; listening again", self.id)
+        finally:
+            ended.set()
+
+    @property
+    def listened(self) -> frozenset[str]:
+        """The resource URIs the upstream listen stream acknowledged last (2026-07-28 connections)."""
+        return self._listened
+
+    async def want(self, client: GovernedClient, uri: str) -> None:
+        """An agent wants updates of the upstream resource ``uri`` (call :meth:`unwant` when it no longer does).
+
+        Through a handshake-era connection the first agent's want subscribes (``client`` is the
+        agent's forwarded connection, governed by the back chain); through a 2026-07-28 one the
+        upstream listen is replaced by one naming ``uri`` too (:meth:`until_listened` waits for it).
+        """
+        held = self._wanted.get(uri, 0)
+        if held == 0 and not _modern(client):
+            await client.subscribe_resource(uri)
+        self._wanted[uri] = held + 1
+        if held == 0:
+            self._relisten.set()
+
+    async def until_listened(self, uris: Sequence[str]) -> None:
+        """Wait (up to ``timeout`` seconds) until a 2026-07-28 connection's listen names every one of ``uris``."""
+        client = self._client
+        if client is None or not _modern(client):
+            return
+        with anyio.move_on_after(self.config.timeout):
+            while not self._listened.issuperset(uris) and self._client is client:
+                await self._listen_acked.wait()
+
+    async def unwant(self, client: GovernedClient | None, uri: str) -> None:
+        """An agent no longer wants updates of ``uri``: the last one unsubscribes (or narrows the listen).
+
+        ``client`` is the agent's forwarded connection when one is at hand; without one (the
+        agent is gone) a handshake-era upstream keeps its subscription, whose updates nobody
+        receives.
+        """
+        held = self._wanted.get(uri, 0)
+        if held > 1:
+            self._wanted[uri] = held - 1
+            return
+        if held == 0:
+            return
+        del self._wanted[uri]
+        if client is not None and not _modern(client):
+            await client.unsubscribe_resource(uri)
+        self._relisten.set()
 
     async def _watch(self, client: GovernedClient) -> None:
         """Probe a connected URL upstream every ``health.interval`` seconds until a probe fails.
@@ -822,6 +986,11 @@ class Upstream:
             uri = getattr(getattr(message, "params", None), "uri", None)
             if isinstance(uri, str):
                 await self.relay.resource_updated(self.id, uri)
+
+
+def _modern(client: Client) -> bool:
+    """Whether ``client`` speaks 2026-07-28 (changes arrive only on listen streams there)."""
+    return client.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
 def _leaf(exc: BaseException) -> BaseException:
