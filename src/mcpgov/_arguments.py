@@ -155,7 +155,7 @@ def freeze_lazily(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, 
     """
     if arguments is None:
         return None, None
-    if not isinstance(arguments, Mapping):
+    if type(arguments) is not dict and not isinstance(arguments, Mapping):
         raise InvalidRequest("arguments must be a JSON object", reason="argument_invalid")
     flat = _freeze_flat(arguments, limits)
     if flat is None:

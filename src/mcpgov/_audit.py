@@ -280,13 +280,16 @@ class ContextValues:
             "args_hash": ctx.args_hash,
             "auth_method": principal.auth_method if principal is not None else None,
         }
-        self.fields_set = frozenset(values) | _ALWAYS_SET
+        if not _CONTEXT_FIELDS:  # the names written above: the same for every context, made once
+            _CONTEXT_FIELDS.append(frozenset(values) | _ALWAYS_SET)
+        self.fields_set = _CONTEXT_FIELDS[0]
         data = dict(_TEMPLATE)
         data.update(values)
         self.data = data
 
 
 _ALWAYS_SET = frozenset({"id", "type", "time"})
+_CONTEXT_FIELDS: list[frozenset[str]] = []
 
 _TEMPLATE: dict[str, Any] = {
     name: (None if info.is_required() else info.get_default(call_default_factory=True))

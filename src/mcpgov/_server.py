@@ -64,7 +64,7 @@ def describe_request(method: str, params: Mapping[str, Any] | None) -> tuple[Tar
     Raises:
         InvalidRequest: the parameters do not have the shape the method requires.
     """
-    if params is not None and not isinstance(params, Mapping):
+    if params is not None and type(params) is not dict and not isinstance(params, Mapping):
         raise InvalidRequest("request parameters must be an object", reason="params_invalid")
     targeted = TARGETED.get(method)
     if targeted is not None:
@@ -73,7 +73,7 @@ def describe_request(method: str, params: Mapping[str, Any] | None) -> tuple[Tar
         if not isinstance(target, str) or not target:
             raise InvalidRequest(f"{method} needs a non-empty string {key!r}", reason="params_invalid")
         arguments = params.get("arguments") if params is not None and kind != "resource" else None
-        if arguments is not None and not isinstance(arguments, Mapping):
+        if arguments is not None and type(arguments) is not dict and not isinstance(arguments, Mapping):
             raise InvalidRequest("arguments must be an object", reason="params_invalid")
         return kind, target, arguments
     if method == "completion/complete":
@@ -186,7 +186,7 @@ def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _outcome_of(result: Any) -> str:
-    if isinstance(result, Mapping):
+    if type(result) is dict or isinstance(result, Mapping):
         if result.get("isError") is True:
             return "failed"
         if result.get("resultType") == "input_required":
@@ -239,7 +239,9 @@ class ServerGovernance:
             client_can_elicit=can_elicit,
             elicit=_elicitor(sctx) if can_elicit and session is not None else None,
             request_state=state if isinstance(state, str) else None,
-            input_responses=_frozen_mapping(responses) if isinstance(responses, Mapping) else None,
+            input_responses=_frozen_mapping(responses)
+            if responses is not None and isinstance(responses, Mapping)
+            else None,
         )
 
     def _known_tool(self, ctx: GovContext) -> None:

@@ -115,6 +115,9 @@ class InMemoryStateStore:
         now = self._clock()
         expires = now + _check_ttl(ttl)
         self._expire(now)
+        self._set(key, value, expires)
+
+    def _set(self, key: str, value: str, expires: float) -> None:
         entries = self._entries
         if key not in entries and len(entries) >= self._maxsize:
             raise StateStoreError("the in-memory state store is full", reason="store_full")
@@ -144,8 +147,11 @@ class InMemoryStateStore:
             for key, value in items:
                 await self.put(key, value, ttl)
             return
+        now = self._clock()
+        expires = now + _check_ttl(ttl)
+        self._expire(now)
         for key, value in items:
-            self._store(key, value, ttl)
+            self._set(key, value, expires)
 
     async def get(self, key: str) -> str | None:
         entry = self._live(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["Clock", "is_async_callable", "present", "thaw"]
@@ -22,7 +23,10 @@ def is_async_callable(fn: Any) -> bool:
 def thaw(value: Any) -> Any:
     """``value`` with every mapping (a frozen ``MappingProxyType`` too) made a ``dict`` and every
     tuple a ``list``, all the way down: plain JSON-ready data from frozen claims or arguments."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value  # the common leaves, without an abstract-class check each
+    if kind is MappingProxyType or kind is dict or isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):
         return [thaw(v) for v in value]

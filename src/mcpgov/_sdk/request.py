@@ -37,7 +37,7 @@ async def _no_body() -> dict[str, Any]:
 
 
 def _scrubbed(request: Any) -> Any:
-    if not isinstance(request, Request):
+    if request is None or not isinstance(request, Request):
         return None
     scope = dict(request.scope)
     scope["headers"] = [(k, v) for k, v in request.scope.get("headers", ()) if k.lower() not in SCRUBBED_HEADERS]
