@@ -255,3 +255,17 @@ async def test_a_remembered_token_is_verified_again_after_cache_ttl_and_refused_
     assert verifier.signature_checks == 3
     with pytest.raises(IdentityError):
         verifier.verify_cached(token)
+
+
+@pytest.mark.parametrize("after", [0.0, 0.001, 0.5, 0.999, 1.0])
+async def test_a_token_is_refused_from_the_instant_of_its_exp_not_the_next_whole_second(after: float) -> None:
+    """Accepted only before ``exp`` (RFC 7519), judged by the verifier's own clock reading, not
+    by whole seconds: the claims library in some releases still accepts the second of ``exp``."""
+    clock = Clock()
+    issuer = IdentityIssuer(clock=clock)
+    verifier = IdentityVerifier(issuer.config(leeway=0), clock=clock, cache_size=0)
+    token = issuer.token(ttl=100)
+    clock.now += 100 - 0.001
+    assert (await verifier.verify(token)).subject == "agent"
+    clock.now += 0.001 + after
+    assert await reason_of(verifier, token) == "expired"

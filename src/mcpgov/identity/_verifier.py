@@ -495,14 +495,18 @@ class IdentityVerifier:
                 f"identity token claims refused ({exc.error})", reason=_claims_reason(exc, claims)
             ) from None
         config = issuer.config
+        exp = claims["exp"]
+        now = self._clock()
+        if float(exp) + config.leeway <= now:
+            # RFC 7519: accepted only before exp. The claims registry compares whole seconds (and
+            # some releases accept the second of exp itself): the clock's own reading decides.
+            raise IdentityError("identity token claims refused (expired_token)", reason="expired")
         _check_aud(claims.get("aud"), config.audience, config.allow_multiple_audiences)
         principal = self._principal(claims, issuer, config)
-        exp = claims["exp"]
         token_id = claims.get("jti")
         verified = VerifiedIdentity(
             principal, float(exp), key, issuer.keys, token_id if isinstance(token_id, str) else None
         )
-        now = self._clock()
         if self._cache is not None and exp > now:
             self._cache[digest] = (min(float(exp), now + self.cache_ttl), verified)
         return verified
