@@ -28,6 +28,7 @@ from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
 from mcpgov._governor import _InputRound
+from mcpgov._keepalive import DrainingTransport, upstream_limits
 from mcpgov._sdk import compat
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
@@ -404,7 +405,13 @@ class Upstream:
             return self._server, None
         if self.approved.url is not None:
             headers = {**self.config.headers, **secret["headers"]}
-            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+            # Connections kept alive across requests (see DrainingTransport), as many as may be in flight.
+            limits = upstream_limits(self.config.concurrency)
+            http = httpx2.AsyncClient(
+                headers=headers,
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                transport=DrainingTransport(httpx2.AsyncHTTPTransport(limits=limits)),
+            )
             return streamable_http_client(self.approved.url, http_client=http), http
         cwd = self.config.cwd
         params = StdioServerParameters(
