@@ -147,9 +147,9 @@ def _streaming_app(opened: list[float]) -> Starlette:
     )
 
 
-async def _first_event(http: httpx2.AsyncClient, url: str) -> None:
+async def _first_event(http: httpx2.AsyncClient, url: str, headers: dict[str, str] | None = None) -> None:
     """Read a POST's first event and close the response there, as the SDK's client does."""
-    async with http.stream("POST", url, json={}) as response:
+    async with http.stream("POST", url, json={}, headers=headers) as response:
         async for line in response.aiter_lines():
             if line.startswith("data:"):
                 await response.aclose()
@@ -185,3 +185,18 @@ async def test_a_stream_left_open_is_given_up_after_a_bounded_wait() -> None:
     hangs, after_hang, floods, after_flood = seen.posts
     assert after_hang != hangs  # the connection of a stream that did not end is not reused
     assert after_flood != floods  # nor one that kept sending past the bound
+
+
+async def test_a_listen_stream_is_closed_without_waiting_for_its_end() -> None:
+    opened: list[float] = []
+    transport = DrainingTransport(httpx2.AsyncHTTPTransport())
+    async with serve_http(_streaming_app(opened)) as base, httpx2.AsyncClient(transport=transport) as http:
+        start = time.monotonic()
+        await _first_event(http, f"{base}/hangs")
+        request_stream = time.monotonic() - start
+        start = time.monotonic()
+        await _first_event(http, f"{base}/hangs", headers={"mcp-method": "subscriptions/listen"})
+        listen_stream = time.monotonic() - start
+    assert len(opened) == 2
+    assert request_stream >= DRAIN_SECONDS  # a request's stream: its end was waited for (bounded)
+    assert listen_stream < request_stream  # a standing stream is not expected to end: no wait

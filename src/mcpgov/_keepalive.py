@@ -27,6 +27,10 @@ DRAIN_BYTES = 64 * 1024
 """How many bytes of a closed POST response are read for its end before its connection is given up."""
 
 
+_STANDING = frozenset({"subscriptions/listen"})
+"""Requests whose event stream is meant to stay open: closing one is not waiting for its end."""
+
+
 class _DrainOnClose(httpx2.AsyncByteStream):
     """A response body that, once closed early, reads on to its end (bounded) so its connection can be reused."""
 
@@ -80,7 +84,11 @@ class DrainingTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
-        if request.method != "POST" or not isinstance(response.stream, httpx2.AsyncByteStream):
+        if (
+            request.method != "POST"
+            or request.headers.get("mcp-method") in _STANDING
+            or not isinstance(response.stream, httpx2.AsyncByteStream)
+        ):
             return response
         response.stream = _DrainOnClose(response.stream)
         return response
