@@ -10,8 +10,9 @@ the SDK's own two HTTP hops cost. All paths use the same kind of client (``Gover
 legacy mode, so one session per agent; an identity token for the gateway).
 
 * latency: sequential ``tools/call`` in paired, interleaved batches (direct, floor, gateway, then
-  the order rotated), p50 and p99 of each path and the differences, and the CPU time per call
-  of the proxy and upstream processes (less sensitive to a busy machine than wall time);
+  the order rotated), p50 and p99 of each path and the differences, the CPU time per call
+  of the proxy and upstream processes (less sensitive to a busy machine than wall time), and
+  the TCP connections each hop opened per call (from the sockets left in TIME_WAIT);
 * throughput: N concurrent agents through the gateway, then through the floor, for a fixed time,
   calls/s, with the CPU seconds each proxy and the upstream used (from /proc).
 
@@ -102,7 +103,8 @@ def _closed_connections(port: int) -> int | None:
     """Client sockets to ``port`` on loopback now in TIME_WAIT (Linux /proc; ``None`` elsewhere).
 
     A client that closes its connection leaves its socket in TIME_WAIT for a minute, so the
-    growth of this count over a short batch is the number of connections opened and closed.
+    growth of this count over a short batch is the number of connections opened and closed:
+    a lower bound, since the kernel may reuse such a socket for a new loopback connection.
     """
     total = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
