@@ -4,11 +4,11 @@ The SDK's Streamable HTTP client closes a POST's response as soon as it has read
 answer from its event stream, a moment before the server's end of the stream (the last chunk)
 arrives. A response closed before its end cannot leave its connection in a reusable state, so
 httpx closes the connection: every request answered over SSE paid a new TCP connection (and
-left one more socket in TIME_WAIT). :class:`DrainingTransport` (used by
-:class:`~mcpgov.GovernedClient` for a URL and by the gateway's upstream clients) reads what is left of a POST's
-response when it is closed, for a short, bounded time and size, so that a server which ends
-the stream promptly gets its connection reused. Nothing read there is used: the SDK had
-stopped reading that stream, as before.
+left one more socket in TIME_WAIT). :class:`DrainingTransport`, used by
+:class:`~mcpgov.GovernedClient` for a URL and by the gateway's upstream clients, reads what is
+left of a POST's response when it is closed, for a short, bounded time and size, so that a
+server which ends the stream promptly gets its connection reused. Nothing read there is used:
+the SDK had stopped reading that stream, as before.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx2
 
-__all__ = ["DRAIN_BYTES", "DRAIN_SECONDS", "DrainingTransport", "upstream_limits"]
+__all__ = ["DRAIN_BYTES", "DRAIN_SECONDS", "DrainingTransport"]
 
 DRAIN_SECONDS = 0.25
 """How long a closed POST response is read for its end before its connection is given up."""
@@ -76,7 +76,7 @@ class DrainingTransport(httpx2.AsyncBaseTransport):
     """An httpx transport whose POST responses, closed before their end, are read to it first (bounded).
 
     Args:
-        inner: the transport that does the requests (by default httpx's own, with ``limits``).
+        inner: the transport that does the requests, e.g. ``httpx2.AsyncHTTPTransport(limits=...)``.
     """
 
     def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
@@ -95,13 +95,3 @@ class DrainingTransport(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def upstream_limits(concurrency: int) -> httpx2.Limits:
-    """Connection pool limits for an upstream allowed ``concurrency`` requests in flight.
-
-    Every request in flight may hold a connection (one more for the SDK's standing GET stream
-    and one for a health probe), and all of them stay open for reuse: httpx's default keeps 20,
-    so a busier upstream would close and reopen connections all the time.
-    """
-    return httpx2.Limits(max_connections=None, max_keepalive_connections=concurrency + 2)
