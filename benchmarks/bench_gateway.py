@@ -10,8 +10,9 @@ the SDK's own two HTTP hops cost. All paths use the same kind of client (``Gover
 legacy mode, so one session per agent; an identity token for the gateway).
 
 * latency: sequential ``tools/call`` in paired, interleaved batches (direct, floor, gateway, then
-  the order rotated), p50 and p99 of each path and the differences, and the CPU time per call
-  of the proxy and upstream processes (less sensitive to a busy machine than wall time);
+  the order rotated), p50 and p99 of each path and the differences, the CPU time per call
+  of the proxy and upstream processes (less sensitive to a busy machine than wall time), and
+  the TCP connections each hop opened per call (from the sockets left in TIME_WAIT);
 * throughput: N concurrent agents through the gateway, then through the floor, for a fixed time,
   calls/s, with the CPU seconds each proxy and the upstream used (from /proc).
 
@@ -98,6 +99,26 @@ def _cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _closed_connections(port: int) -> int | None:
+    """Client sockets to ``port`` on loopback now in TIME_WAIT (Linux /proc; ``None`` elsewhere).
+
+    A client that closes its connection leaves its socket in TIME_WAIT for a minute, so the
+    growth of this count over a short batch is the number of connections opened and closed:
+    a lower bound, since the kernel may reuse such a socket for a new loopback connection.
+    """
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "06" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                total += 1
+    return total
+
+
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,9 +148,13 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 async def latency(
-    urls: dict[str, str], token: str, *, calls: int, batches: int, pids: dict[str, int]
+    urls: dict[str, str], token: str, *, calls: int, batches: int, pids: dict[str, int], ports: dict[str, int]
 ) -> dict[str, dict[str, float]]:
-    """Sequential calls on each path in interleaved batches; per path: p50, p99 and CPU ms per call."""
+    """Sequential calls on each path in interleaved batches.
+
+    Per path: p50, p99, CPU ms per call of each process, and the TCP connections opened (and
+    closed) per call to each server (``conn_<name>``; NaN where /proc cannot tell).
+    """
     tools = {"direct": "add", "floor": "add", "gateway": "bench_add"}
     async with (
         GovernedClient(urls["direct"], mode="legacy") as direct,
@@ -141,20 +166,26 @@ async def latency(
             await _timed_calls(client, tools[path], 50)  # warm up
         samples: dict[str, list[float]] = {path: [] for path in clients}
         cpu: dict[str, dict[str, float]] = {path: dict.fromkeys(pids, 0.0) for path in clients}
+        conns: dict[str, dict[str, float]] = {path: dict.fromkeys(ports, 0.0) for path in clients}
         order = list(clients)
         for batch in range(batches):
             rotated = order[batch % 3 :] + order[: batch % 3]
             for path in rotated:
                 before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+                closed = {name: _closed_connections(port) for name, port in ports.items()}
                 samples[path].extend(await _timed_calls(clients[path], tools[path], calls))
                 for name, pid in pids.items():
                     cpu[path][name] += _cpu_seconds(pid) - before[name]
+                for name, port in ports.items():
+                    was, now = closed[name], _closed_connections(port)
+                    conns[path][name] += float("nan") if was is None or now is None else now - was
     n = calls * batches
     return {
         path: {
             "p50": _pct(samples[path], 0.5),
             "p99": _pct(samples[path], 0.99),
             **{f"cpu_{name}_ms": cpu[path][name] / n * 1000.0 for name in pids},
+            **{f"conn_{name}": conns[path][name] / n for name in ports},
         }
         for path in clients
     }
@@ -273,6 +304,7 @@ async def main(args: argparse.Namespace) -> None:
                 calls=args.calls,
                 batches=args.batches,
                 pids=pids,
+                ports={"upstream": up_port, "floor": floor_port, "gateway": gw_port},
             )
             d, f, g = lat["direct"], lat["floor"], lat["gateway"]
             print(
@@ -291,6 +323,11 @@ async def main(args: argparse.Namespace) -> None:
                 f"upstream {d['cpu_upstream_ms']:.2f} direct, {f['cpu_upstream_ms']:.2f} via the floor, "
                 f"{g['cpu_upstream_ms']:.2f} via the gateway "
                 f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+            )
+            print(
+                f"TCP connections opened per call: direct {d['conn_upstream']:.2f}; "
+                f"floor: agent to floor {f['conn_floor']:.2f}, floor to upstream {f['conn_upstream']:.2f}; "
+                f"gateway: agent to gateway {g['conn_gateway']:.2f}, gateway to upstream {g['conn_upstream']:.2f}"
             )
             anonymous: list[str | None] = [None] * args.agents
             tokens: list[str | None] = [idp.token(f"agent-{i}", tenant="acme", ttl=3600) for i in range(args.agents)]

@@ -42,6 +42,7 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import HTTP_AUTHORIZATION, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
+from mcpgov._keepalive import DrainingTransport
 from mcpgov._methods import LISTINGS
 from mcpgov._principal import Principal
 from mcpgov._protocols import ListChangeListener, listing_gate
@@ -279,7 +280,12 @@ class GovernedClient(Client):
             if client_identity is not None:
                 self.http_auth.base = client_identity.authorization
             # The SDK's own defaults: 30 s to connect and write, 300 s to read a held stream.
-            self._http_client = httpx2.AsyncClient(auth=self.http_auth, timeout=httpx2.Timeout(30.0, read=300.0))
+            # Kept-alive connections: an answer read from an event stream no longer costs a new one.
+            self._http_client = httpx2.AsyncClient(
+                auth=self.http_auth,
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                transport=DrainingTransport(httpx2.AsyncHTTPTransport()),
+            )
             try:
                 compat.connect_through(self, streamable_http_client(server, http_client=self._http_client))
             except TypeError as exc:  # pragma: no cover - guards an SDK change within 2.3.x

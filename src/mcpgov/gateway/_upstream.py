@@ -30,6 +30,7 @@ from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
 from mcpgov._governor import _InputRound
+from mcpgov._keepalive import DrainingTransport
 from mcpgov._sdk import compat
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
@@ -152,6 +153,16 @@ _SESSION_LOST = frozenset({"Session terminated", "Session not found"})
 def _session_lost(exc: MCPError) -> bool:
     """An HTTP upstream no longer knows the session (the SDK's 404 answer, either side's wording)."""
     return exc.code == types.INVALID_REQUEST and exc.message in _SESSION_LOST and exc.__cause__ is None
+
+
+def _pool_limits(concurrency: int) -> httpx2.Limits:
+    """Connection pool limits for an HTTP upstream allowed ``concurrency`` requests in flight.
+
+    Every request in flight may hold a connection (one more for the SDK's standing GET stream
+    and one for a health probe), and all of them stay open for reuse: httpx's default keeps 20,
+    so a busier upstream would close and reopen connections all the time.
+    """
+    return httpx2.Limits(max_connections=None, max_keepalive_connections=concurrency + 2)
 
 
 def scrub(text: str, secrets: Sequence[str]) -> str:
@@ -411,7 +422,13 @@ class Upstream:
             return self._server, None
         if self.approved.url is not None:
             headers = {**self.config.headers, **secret["headers"]}
-            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+            # Connections kept alive across requests (see DrainingTransport), as many as may be in flight.
+            limits = _pool_limits(self.config.concurrency)
+            http = httpx2.AsyncClient(
+                headers=headers,
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                transport=DrainingTransport(httpx2.AsyncHTTPTransport(limits=limits)),
+            )
             return streamable_http_client(self.approved.url, http_client=http), http
         cwd = self.config.cwd
         params = StdioServerParameters(

@@ -1,0 +1,202 @@
+"""Kept-alive HTTP connections: an answer read from an event stream no longer costs a new connection.
+
+The SDK's Streamable HTTP client closes a POST's response as soon as it has read the answer,
+before the server's end of the stream arrives, so httpx used to close the connection. These
+tests count the TCP connections a real server (uvicorn on loopback) sees.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcpgov import Auditor, GovernedClient
+from mcpgov._keepalive import DRAIN_BYTES, DRAIN_SECONDS, DrainingTransport
+from mcpgov.gateway import Gateway, UpstreamConfig
+from mcpgov.identity import IdentityMiddleware
+from mcpgov.pinning import ServerRegistry, snapshot
+from mcpgov.policy import Policy, PolicyMiddleware
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
+
+pytestmark = pytest.mark.anyio
+
+
+class ConnectionsSeen:
+    """ASGI middleware: the client address (host, port: one per TCP connection) of every POST."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.posts: list[Any] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            self.posts.append(scope["client"])
+        await self.app(scope, receive, send)
+
+
+def adder() -> MCPServer:
+    server = MCPServer("adder", version="1.0.0")
+
+    @server.tool()
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    return server
+
+
+async def test_governed_client_keeps_one_connection_for_its_calls(mode: str) -> None:
+    seen = ConnectionsSeen(adder().streamable_http_app())
+    async with serve_http(seen) as base, GovernedClient(f"{base}/mcp", mode=mode) as client:
+        for i in range(12):
+            result = await client.call_tool("add", {"a": i, "b": 1})
+            assert result.structured_content == {"result": i + 1}
+    assert len(seen.posts) >= 12
+    # Sequential calls: every POST on the same connection (a second one is allowed for a request
+    # sent while the first was still being read, e.g. the handshake's notification).
+    assert len(set(seen.posts)) <= 2, seen.posts
+
+
+async def test_the_gateway_keeps_its_connection_to_an_http_upstream() -> None:
+    upstream = ConnectionsSeen(adder().streamable_http_app())
+    idp = IdentityIssuer(audience="mcp://gateway")
+    async with serve_http(upstream) as upstream_base:
+        url = f"{upstream_base}/mcp"
+        registry = ServerRegistry(
+            [
+                {
+                    "id": "calc",
+                    "owner": "o",
+                    "tenants": ["acme"],
+                    "workloads": ["*"],
+                    "url": url,
+                    "server": {"name": "adder", "version": ">=1"},
+                    "pin": (await snapshot(url)).model_dump(mode="json", by_alias=True),
+                }
+            ]
+        )
+        before = len(upstream.posts)
+        policy = Policy.from_dict({"version": 1, "rules": [{"id": "all", "effect": "allow", "tools": ["calc_*"]}]})
+        sink = InMemoryAuditSink()
+        gateway = Gateway(
+            [UpstreamConfig.model_validate({"id": "calc", "namespace": {"prefix": "calc_"}})],
+            registry,
+            IdentityMiddleware(idp.verifier()),
+            PolicyMiddleware(policy),
+            audit=Auditor([sink]),
+        )
+        token = idp.token("agent", tenant="acme")
+        app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
+        async with serve_http(app) as base, GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as agent:
+            for i in range(12):
+                result = await agent.call_tool("calc_add", {"a": i, "b": 2})
+                assert result.structured_content == {"result": i + 2}
+    through_gateway = upstream.posts[before:]
+    assert len(through_gateway) >= 12
+    assert len(set(through_gateway)) <= 3, through_gateway  # handshake, standing requests, the calls
+    decided = [e for e in sink.events if e.type == "decision" and e.side == "server" and e.target == "calc_add"]
+    assert len(decided) == 12 and all(e.effect == "allow" for e in decided)
+
+
+# --- the transport on its own, against servers that end their streams, or do not ---------------
+
+_EVENT = b"event: message\r\ndata: answer\r\n\r\n"
+
+
+def _streaming_app(opened: list[float]) -> Starlette:
+    async def ends(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield _EVENT
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    async def hangs(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield _EVENT
+            opened.append(time.monotonic())
+            await anyio.sleep(30)
+            yield b"never"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    async def floods(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield _EVENT
+            for _ in range(DRAIN_BYTES // 1024 + 8):
+                yield b": " + b"x" * 1024 + b"\r\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    return Starlette(
+        routes=[
+            Route("/ends", ends, methods=["POST"]),
+            Route("/hangs", hangs, methods=["POST"]),
+            Route("/floods", floods, methods=["POST"]),
+        ]
+    )
+
+
+async def _first_event(http: httpx2.AsyncClient, url: str, headers: dict[str, str] | None = None) -> None:
+    """Read a POST's first event and close the response there, as the SDK's client does."""
+    async with http.stream("POST", url, json={}, headers=headers) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                await response.aclose()
+                return
+
+
+async def test_a_stream_that_ends_promptly_leaves_its_connection_reusable() -> None:
+    seen = ConnectionsSeen(_streaming_app([]))
+    async with serve_http(seen) as base:
+        async with httpx2.AsyncClient(transport=DrainingTransport(httpx2.AsyncHTTPTransport())) as http:
+            for _ in range(5):
+                await _first_event(http, f"{base}/ends")
+        async with httpx2.AsyncClient() as plain:
+            for _ in range(3):
+                await _first_event(plain, f"{base}/ends")
+    assert len(set(seen.posts[:5])) == 1
+    assert len(set(seen.posts[5:])) == 3  # httpx alone: a new connection each time
+
+
+async def test_a_stream_left_open_is_given_up_after_a_bounded_wait() -> None:
+    opened: list[float] = []
+    seen = ConnectionsSeen(_streaming_app(opened))
+    transport = DrainingTransport(httpx2.AsyncHTTPTransport())
+    async with serve_http(seen) as base, httpx2.AsyncClient(transport=transport) as http:
+        start = time.monotonic()
+        await _first_event(http, f"{base}/hangs")
+        waited = time.monotonic() - start
+        await _first_event(http, f"{base}/ends")
+        await _first_event(http, f"{base}/floods")
+        await _first_event(http, f"{base}/ends")
+    assert opened, "the server kept the stream open"
+    assert waited < DRAIN_SECONDS + 2.0
+    hangs, after_hang, floods, after_flood = seen.posts
+    assert after_hang != hangs  # the connection of a stream that did not end is not reused
+    assert after_flood != floods  # nor one that kept sending past the bound
+
+
+async def test_a_listen_stream_is_closed_without_waiting_for_its_end() -> None:
+    opened: list[float] = []
+    transport = DrainingTransport(httpx2.AsyncHTTPTransport())
+    async with serve_http(_streaming_app(opened)) as base, httpx2.AsyncClient(transport=transport) as http:
+        start = time.monotonic()
+        await _first_event(http, f"{base}/hangs")
+        request_stream = time.monotonic() - start
+        start = time.monotonic()
+        await _first_event(http, f"{base}/hangs", headers={"mcp-method": "subscriptions/listen"})
+        listen_stream = time.monotonic() - start
+    assert len(opened) == 2
+    assert request_stream >= DRAIN_SECONDS  # a request's stream: its end was waited for (bounded)
+    assert listen_stream < request_stream  # a standing stream is not expected to end: no wait
