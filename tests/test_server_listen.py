@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 from typing import Any
 
 import anyio
@@ -10,8 +13,9 @@ from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated, ServerEvent, ToolsListChanged
 from mcp.server.mcpserver import Context, MCPServer
 
-from mcpgov import Decision, GovContext, Hooks, govern
-from mcpgov.testing import InMemoryAuditSink
+from mcpgov import Decision, GovContext, GovernedClient, Hooks, govern
+from mcpgov.identity import IdentityMiddleware
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +85,63 @@ async def test_a_listen_with_no_uri_allowed_is_acknowledged_without_resources() 
         assert sub.honored.resource_subscriptions is None
         await client.call_tool("announce", {"uris": ["secret://b"]})
         assert await events_until_tools_changed(sub) == [ToolsListChanged()]
+
+
+async def test_a_listen_stream_ends_gracefully_when_the_identity_that_opened_it_expires() -> None:
+    """A stream outlives its request, never the token that allowed it: at the token's ``exp`` the
+    stream ends with its final result (the agent re-listens, and is decided again)."""
+    issuer = IdentityIssuer(audience="mcp://notes")
+    server = MCPServer("notes")
+
+    @server.tool()
+    async def announce(uris: list[str], ctx: Context) -> str:
+        await ctx.notify_tools_changed()
+        return "ok"
+
+    hooks = Hooks()
+    hooks.tool("announce")(lambda ctx: Decision.allow("announce"))
+    govern(server, IdentityMiddleware(issuer.verifier()), hooks)
+    token = issuer.token("agent", ttl=3)
+    started = time.time()
+    events: list[ServerEvent] = []
+    async with (
+        GovernedClient(server, identity=token, mode="auto") as client,
+        client.listen(tools_list_changed=True) as sub,
+    ):
+        await client.call_tool("announce", {"uris": []})
+        with anyio.fail_after(10):
+            events.extend([event async for event in sub])  # ends when the stream does
+    ended = time.time()
+    assert events == [ToolsListChanged()]
+    expires = jwt_exp(token)
+    assert expires - 0.5 <= ended <= expires + 3, (started, expires, ended)
+
+
+def jwt_exp(token: str) -> float:
+    payload = token.split(".")[1]
+    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+
+
+async def test_a_listen_stream_with_no_expiring_authority_is_not_cut() -> None:
+    """Without identity or credential there is no expiry to bound the stream by: it stays open."""
+    server, _ = build()
+    async with Client(server, mode="auto") as client, client.listen(tools_list_changed=True) as sub:
+        with anyio.move_on_after(1.5) as scope:
+            async for _ in sub:
+                break
+        assert scope.cancelled_caught  # still open, nothing delivered
+
+
+def test_the_authority_expiry_is_the_earlier_of_the_identity_and_the_credential() -> None:
+    from mcpgov import Principal
+    from mcpgov._server import authority_expiry
+
+    who = Principal("https://idp", "agent", claims={"exp": 2_000_000_100})
+    base = GovContext(side="server", method="subscriptions/listen")
+    assert authority_expiry(base) is None
+    assert authority_expiry(base.replace(principal=who)) == 2_000_000_100.0
+    assert authority_expiry(base.replace(principal=who, credential={"exp": 2_000_000_050.5})) == 2_000_000_050.5
+    assert authority_expiry(base.replace(credential={"exp": 2_000_000_200})) == 2_000_000_200.0
+    # A claim that is not a finite number bounds nothing (the verifiers already refused such tokens).
+    for odd in (True, "2000000000", float("nan"), None):
+        assert authority_expiry(base.replace(credential={"exp": odd})) is None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import logging
 import secrets
+import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,8 @@ from mcp.server.context import CallNext as SdkCallNext
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ClientCapabilities, ElicitationCapability
+from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
+from mcp_types import ClientCapabilities, ElicitationCapability, SubscriptionsListenResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
@@ -43,12 +46,15 @@ from mcpgov._protocol import check_known_target, served
 from mcpgov._sdk import compat
 from mcpgov._sdk.request import handler_request, hide_tokens, restore_tokens
 from mcpgov._sdk.validation import RequestValidator, same_json
+from mcpgov._validate import is_number
 from mcpgov._wire import to_mcp_error
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
 
 __all__ = ["ServerGovernance", "govern"]
+
+logger = logging.getLogger("mcpgov.server")
 
 _NO_META: Mapping[str, Any] = MappingProxyType({})
 
@@ -183,6 +189,39 @@ def _elicitor(sctx: ServerRequestContext[Any, Any]) -> Elicit:
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(copy.deepcopy(dict(value)))
+
+
+def authority_expiry(ctx: GovContext) -> float | None:
+    """When what authorised ``ctx`` expires: the earlier ``exp`` of its identity token and of its
+    credential (seconds since the epoch), or ``None`` when neither carries one."""
+    times = []
+    if ctx.principal is not None:
+        times.append(ctx.principal.claims.get("exp"))
+    if ctx.credential is not None:
+        times.append(ctx.credential.get("exp"))
+    known = [float(t) for t in times if is_number(t)]
+    return min(known) if known else None
+
+
+async def _until_authority_expires(
+    ctx: GovContext, sctx: ServerRequestContext[Any, Any], stream: Awaitable[HandlerResult]
+) -> HandlerResult:
+    """Serve a standing stream (``subscriptions/listen``) no longer than what authorised it lasts.
+
+    A stream outlives the request that opened it; the identity token or credential that allowed
+    it does not. At the earlier of their expiries the stream is ended the graceful way (its final
+    ``SubscriptionsListenResult``, stamped with the subscription id), so the agent re-listens with
+    a fresh token and is decided again.
+    """
+    expires = authority_expiry(ctx)
+    if expires is None:
+        return await stream
+    with anyio.move_on_after(expires - time.time()) as scope:
+        result = await stream
+    if scope.cancelled_caught:
+        logger.info("a listen stream ended at the expiry of the identity or credential that opened it")
+        return SubscriptionsListenResult(_meta={SUBSCRIPTION_ID_META_KEY: sctx.request_id})
+    return result
 
 
 def _outcome_of(result: Any) -> str:
@@ -379,7 +418,10 @@ class ServerGovernance:
             handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)
             reset = hide_tokens()
             try:
-                result: HandlerResult = await call_next(handler_ctx)
+                if method == LISTEN_METHOD:
+                    result: HandlerResult = await _until_authority_expires(c, sctx, call_next(handler_ctx))
+                else:
+                    result = await call_next(handler_ctx)
             finally:
                 if reset is not None:
                     restore_tokens(reset)
