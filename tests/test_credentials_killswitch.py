@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import CallNext, CredentialError, Decision, GovContext, GovernedClient, Hooks, govern
+from mcpgov import META_CREDENTIAL, CallNext, CredentialError, Decision, GovContext, GovernedClient, Hooks, govern
 from mcpgov.credentials import (
     TASK_BINDING,
     ClientCredentials,
@@ -31,7 +32,16 @@ from mcpgov.credentials import (
 )
 from mcpgov.testing import InMemoryAuditSink
 
-from .test_credentials_support import AUDIENCE, FrozenClock, call, make_issuer, principal, refusals
+from .test_credentials_support import (
+    AUDIENCE,
+    FrozenClock,
+    as_principal,
+    build_governed,
+    call,
+    make_issuer,
+    principal,
+    refusals,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -689,3 +699,41 @@ def test_revocation_reaches_exactly_what_descends_from_what_was_revoked(
         assert reasons <= {"revoked"}
 
     anyio.run(scenario)
+
+
+# -- a standing stream ends when its credential is revoked -------------------------------------------
+
+
+@pytest.mark.parametrize("revoke", ["credential", "task", "principal"])
+async def test_a_listen_stream_opened_with_a_credential_ends_once_it_is_revoked(revoke: str) -> None:
+    """A ``subscriptions/listen`` stream outlives its request: the credential that opened it is
+    re-checked while it lasts (lifetime and revocation), and the kill switch ends it gracefully,
+    audited with the caller, within about one check interval."""
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    credential = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="t-1", ttl=300)
+
+    async def present(ctx: GovContext, call_next: CallNext) -> Any:
+        meta = {**ctx.meta, **as_principal(AGENT), META_CREDENTIAL: credential.token}
+        return await call_next(ctx.replace(meta=MappingProxyType(meta)))
+
+    async with (
+        GovernedClient(governed.server, present, mode="auto") as client,
+        client.listen(tools_list_changed=True) as sub,
+    ):
+        with anyio.move_on_after(1.5) as still_open:
+            async for _ in sub:
+                break
+        assert still_open.cancelled_caught  # not revoked: the stream stays open
+        if revoke == "credential":
+            await issuer.revoke(credential)
+        elif revoke == "task":
+            await issuer.revoke_task(AGENT, "t-1")
+        else:
+            await issuer.revoke_principal(AGENT)
+        with anyio.fail_after(5):
+            events = [event async for event in sub]  # ends when the stream does
+    assert events == []
+    refused = [e for e in governed.sink.events if e.type == "credential.refused"]
+    assert [(e.reason, e.principal, e.tenant) for e in refused] == [("revoked", AGENT.id, "acme")]
+    assert credential.token not in repr(governed.sink.events)

@@ -23,12 +23,14 @@ __all__ = [
     "META_IDENTITY",
     "SERVER_INFO",
     "SERVER_TARGET",
+    "STANDING_CHECKS",
     "Action",
     "ExtensionKey",
     "FinalCheck",
     "GovContext",
     "SessionAnchor",
     "Side",
+    "StandingCheck",
     "TargetKind",
     "Transport",
 ]
@@ -84,6 +86,17 @@ URL, the ``StdioServerParameters``, or the in-process server), checked against t
 APPROVAL_GRANT: ExtensionKey[CoversApproval] = ExtensionKey("mcpgov.approval.grant")
 """``GovContext.extensions`` key under which an approval middleware passes a granted approval
 (see :class:`~mcpgov._protocols.CoversApproval`) to the authorisers."""
+
+
+StandingCheck = Callable[[], Awaitable[None]]
+"""A check a standing effect re-runs while it lasts; it refuses by raising an
+:class:`~mcpgov.McpGovError` (and records why itself)."""
+
+STANDING_CHECKS: ExtensionKey[tuple[StandingCheck, ...]] = ExtensionKey("mcpgov.standing_checks")
+"""Server side: ``GovContext.extensions`` key of the checks a standing effect (a
+``subscriptions/listen`` stream, which outlives its request) re-runs every
+``STANDING_CHECK_INTERVAL`` seconds while it lasts: the first that raises ends it. A credential
+stage adds its revocation and lifetime check here."""
 
 
 class SessionAnchor:

@@ -27,7 +27,7 @@ from mcpgov._arguments import ArgumentLimits, freeze_arguments
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._contain import contained
-from mcpgov._context import Elicit, GovContext, SessionAnchor, TargetKind, Transport
+from mcpgov._context import STANDING_CHECKS, Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._fastmcp import is_fastmcp, sdk_server
 from mcpgov._governor import Governor
@@ -203,23 +203,54 @@ def authority_expiry(ctx: GovContext) -> float | None:
     return min(known) if known else None
 
 
+STANDING_CHECK_INTERVAL = 1.0
+"""Seconds between two runs of a standing stream's checks (``STANDING_CHECKS``: revocation...)."""
+
+
 async def _until_authority_expires(
     ctx: GovContext, sctx: ServerRequestContext[Any, Any], stream: Awaitable[HandlerResult]
 ) -> HandlerResult:
     """Serve a standing stream (``subscriptions/listen``) no longer than what authorised it lasts.
 
     A stream outlives the request that opened it; the identity token or credential that allowed
-    it does not. At the earlier of their expiries the stream is ended the graceful way (its final
-    ``SubscriptionsListenResult``, stamped with the subscription id), so the agent re-listens with
-    a fresh token and is decided again.
+    it does not. The stream is ended the graceful way (its final ``SubscriptionsListenResult``,
+    stamped with the subscription id), so the agent re-listens and is decided again: at the
+    earlier of their expiries, or as soon as one of the context's standing checks (a credential's
+    revocation, re-checked every ``STANDING_CHECK_INTERVAL`` seconds) refuses or fails.
     """
     expires = authority_expiry(ctx)
-    if expires is None:
+    checks = ctx.extension(STANDING_CHECKS) or ()
+    if expires is None and not checks:
         return await stream
-    with anyio.move_on_after(expires - time.time()) as scope:
-        result = await stream
+    scope = anyio.CancelScope()
+    if expires is not None:
+        scope.deadline = anyio.current_time() + (expires - time.time())
+
+    async def watch() -> None:
+        while True:
+            await anyio.sleep(STANDING_CHECK_INTERVAL)
+            for check in checks:
+                try:
+                    await check()
+                except Exception:  # noqa: BLE001 - refused (the check recorded why) or failed: fail closed
+                    scope.cancel()
+                    return
+
+    result: HandlerResult = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        if checks:
+            tg.start_soon(watch)
+        with scope:
+            try:
+                result = await stream
+            except Exception as exc:  # noqa: BLE001 - re-raised as it is, outside the task group
+                failure = exc
+        tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     if scope.cancelled_caught:
-        logger.info("a listen stream ended at the expiry of the identity or credential that opened it")
+        logger.info("a listen stream ended: what authorised it expired or was refused")
         return SubscriptionsListenResult(_meta={SUBSCRIPTION_ID_META_KEY: sctx.request_id})
     return result
 

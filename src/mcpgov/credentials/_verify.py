@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, StageSpec
-from mcpgov._context import META_CREDENTIAL, GovContext
+from mcpgov._context import META_CREDENTIAL, STANDING_CHECKS, GovContext, StandingCheck
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._lru import LRU
-from mcpgov._methods import LIST_METHODS
+from mcpgov._methods import LIST_METHODS, LISTEN_METHOD
 from mcpgov._principal import Principal
 from mcpgov._shared import shared_text
 from mcpgov._types import Clock
@@ -464,6 +464,10 @@ class CredentialMiddleware:
             purpose=claims.purpose,
             final_checks=ctx.final_checks if listing else (*ctx.final_checks, final),
         )
+        if ctx.method == LISTEN_METHOD:
+            ctx = ctx.with_extension(
+                STANDING_CHECKS, (*(ctx.extension(STANDING_CHECKS) or ()), _standing(ctx, claims, verifier))
+            )
         if ctx.audit is not None and seen.first(claims):
             # Signature, issuer, audience and binding verified; lifetime and revocation are
             # checked again at the gate.
@@ -479,3 +483,24 @@ class CredentialMiddleware:
             return await call_next(ctx)
         finally:
             _CURRENT.reset(reset)
+
+
+def _standing(ctx: GovContext, claims: CredentialClaims, verifier: CredentialVerifier) -> StandingCheck:
+    """The check a listen stream opened with this credential re-runs while it lasts: lifetime and
+    revocation (never a single-use consumption: the stream is one use). A refusal is audited as
+    ``credential.refused`` with the caller, then raised, which ends the stream."""
+
+    async def still_valid() -> None:
+        try:
+            verifier.check_lifetime(claims)
+            await verifier.revocations.check(claims)
+        except CredentialError as exc:
+            if ctx.audit is not None:
+                await ctx.audit.emit(
+                    AuditEvent.from_context(
+                        ctx, "credential.refused", reason=exc.reason, detail="the listen stream it opened was ended"
+                    )
+                )
+            raise
+
+    return still_valid
