@@ -704,12 +704,15 @@ def test_revocation_reaches_exactly_what_descends_from_what_was_revoked(
 # -- a standing stream ends when its credential is revoked -------------------------------------------
 
 
-@pytest.mark.parametrize("revoke", ["credential", "task", "principal"])
+@pytest.mark.parametrize("revoke", ["credential", "task", "principal", "store-down"])
 async def test_a_listen_stream_opened_with_a_credential_ends_once_it_is_revoked(revoke: str) -> None:
     """A ``subscriptions/listen`` stream outlives its request: the credential that opened it is
     re-checked while it lasts (lifetime and revocation), and the kill switch ends it gracefully,
-    audited with the caller, within about one check interval."""
-    issuer = make_issuer()
+    audited with the caller, within about one check interval. A revocation store that stops
+    answering ends it too (fail closed)."""
+    clock = FrozenClock()
+    store = FlakyStore(clock=clock)
+    issuer = make_issuer(clock, revocations=RevocationList(store, max_ttl=300, clock=clock))
     governed = build_governed(issuer)
     credential = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="t-1", ttl=300)
 
@@ -729,11 +732,14 @@ async def test_a_listen_stream_opened_with_a_credential_ends_once_it_is_revoked(
             await issuer.revoke(credential)
         elif revoke == "task":
             await issuer.revoke_task(AGENT, "t-1")
-        else:
+        elif revoke == "principal":
             await issuer.revoke_principal(AGENT)
+        else:
+            store.down = True
         with anyio.fail_after(5):
             events = [event async for event in sub]  # ends when the stream does
     assert events == []
     refused = [e for e in governed.sink.events if e.type == "credential.refused"]
-    assert [(e.reason, e.principal, e.tenant) for e in refused] == [("revoked", AGENT.id, "acme")]
+    reason = "revocation_unavailable" if revoke == "store-down" else "revoked"
+    assert [(e.reason, e.principal, e.tenant) for e in refused] == [(reason, AGENT.id, "acme")]
     assert credential.token not in repr(governed.sink.events)
