@@ -100,7 +100,8 @@ async def test_a_listen_stream_ends_gracefully_when_the_identity_that_opened_it_
 
     hooks = Hooks()
     hooks.tool("announce")(lambda ctx: Decision.allow("announce"))
-    govern(server, IdentityMiddleware(issuer.verifier()), hooks)
+    sink = InMemoryAuditSink()
+    govern(server, IdentityMiddleware(issuer.verifier()), hooks, audit=sink)
     token = issuer.token("agent", ttl=3)
     started = time.time()
     events: list[ServerEvent] = []
@@ -115,6 +116,9 @@ async def test_a_listen_stream_ends_gracefully_when_the_identity_that_opened_it_
     assert events == [ToolsListChanged()]
     expires = jwt_exp(token)
     assert expires - 0.5 <= ended <= expires + 3, (started, expires, ended)
+    ended_at_expiry = [(e.type, e.reason, e.principal) for e in sink.events if e.reason == "expired"]
+    assert ended_at_expiry == [("identity.refused", "expired", "https://issuer.test#agent")]
+    assert token not in repr(sink.events)
 
 
 def jwt_exp(token: str) -> float:
@@ -145,3 +149,40 @@ def test_the_authority_expiry_is_the_earlier_of_the_identity_and_the_credential(
     # A claim that is not a finite number bounds nothing (the verifiers already refused such tokens).
     for odd in (True, "2000000000", float("nan"), None):
         assert authority_expiry(base.replace(credential={"exp": odd})) is None
+
+
+HOSTILE_SPELLINGS = [
+    "secret://%62",  # percent-encoded "b"
+    "SECRET://b",  # another case of the scheme
+    "docs://a/../../secret://b",  # dot segments out of an allowed prefix
+    "docs://%2e%2e/secret://b",
+    "docs://a\u2024\u2024/secret",  # one-dot leaders that NFKC folds into ".."
+    "docs://a\x00secret://b",
+    "docs://\uff41",  # a fullwidth letter (NFKC: "docs://a")
+    "docs://a ",
+]
+
+
+async def test_a_listen_filter_in_another_spelling_never_delivers_what_its_canonical_form_would_not() -> None:
+    """The filter's URIs are decided as spelt, and events match them exactly as spelt: a spelling
+    that only resolves to a denied resource, or only folds into an allowed one, is refused or
+    hears nothing, and nothing of the denied resource is ever delivered."""
+    server, sink = build()
+    async with (
+        Client(server, mode="auto") as client,
+        client.listen(tools_list_changed=True, resource_subscriptions=HOSTILE_SPELLINGS) as sub,
+    ):
+        honored = sub.honored.resource_subscriptions or []
+        assert all(uri.startswith("docs://") for uri in honored), honored  # only what the hooks allow
+        # Spellings that are not canonical are refused before any decision.
+        for refused_spelling in ("secret://%62", "docs://%2e%2e/secret://b", "docs://\uff41", "docs://a\x00secret://b"):
+            assert refused_spelling not in honored
+        await client.call_tool("announce", {"uris": ["secret://b", "docs://a", *HOSTILE_SPELLINGS]})
+        events = await events_until_tools_changed(sub)
+    delivered = [e.uri for e in events if isinstance(e, ResourceUpdated)]
+    assert all(uri in honored for uri in delivered), (delivered, honored)
+    assert "secret://b" not in delivered  # the denied resource itself, whatever was asked for
+    assert "docs://a" not in delivered  # not asked for in its canonical spelling
+    # Every spelling left out was refused and audited (a deny decision, or an invalid request).
+    refused = {e.target for e in sink.events if e.method == "resources/subscribe" and e.effect == "deny"}
+    assert set(HOSTILE_SPELLINGS) - set(honored) <= refused, (set(HOSTILE_SPELLINGS) - set(honored)) - refused

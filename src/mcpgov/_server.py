@@ -24,7 +24,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 from mcpgov._arguments import ArgumentLimits, freeze_arguments
-from mcpgov._audit import AuditCallback, Auditor
+from mcpgov._audit import AuditCallback, AuditEvent, Auditor, EventType
 from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._contain import contained
 from mcpgov._context import STANDING_CHECKS, Elicit, GovContext, SessionAnchor, TargetKind, Transport
@@ -226,13 +226,17 @@ async def _until_authority_expires(
     if expires is not None:
         scope.deadline = anyio.current_time() + (expires - time.time())
 
+    refused = False
+
     async def watch() -> None:
+        nonlocal refused
         while True:
             await anyio.sleep(STANDING_CHECK_INTERVAL)
             for check in checks:
                 try:
                     await check()
                 except Exception:  # noqa: BLE001 - refused (the check recorded why) or failed: fail closed
+                    refused = True
                     scope.cancel()
                     return
 
@@ -251,6 +255,11 @@ async def _until_authority_expires(
         raise failure
     if scope.cancelled_caught:
         logger.info("a listen stream ended: what authorised it expired or was refused")
+        if not refused and ctx.audit is not None:
+            credential_exp = ctx.credential.get("exp") if ctx.credential is not None else None
+            expired: EventType = "credential.refused" if credential_exp == expires else "identity.refused"
+            detail = "the listen stream it opened was ended at its expiry"
+            await ctx.audit.emit(AuditEvent.from_context(ctx, expired, reason="expired", detail=detail))
         return SubscriptionsListenResult(_meta={SUBSCRIPTION_ID_META_KEY: sctx.request_id})
     return result
 

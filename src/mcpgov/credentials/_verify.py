@@ -494,11 +494,13 @@ def _standing(ctx: GovContext, claims: CredentialClaims, verifier: CredentialVer
         try:
             verifier.check_lifetime(claims)
             await verifier.revocations.check(claims)
-        except CredentialError as exc:
+        except Exception as exc:
+            # Refused, or the check itself failed: either way the stream ends (fail closed).
+            reason = exc.reason if isinstance(exc, CredentialError) else "revocation_unavailable"
             if ctx.audit is not None:
                 await ctx.audit.emit(
                     AuditEvent.from_context(
-                        ctx, "credential.refused", reason=exc.reason, detail="the listen stream it opened was ended"
+                        ctx, "credential.refused", reason=reason, detail="the listen stream it opened was ended"
                     )
                 )
             raise
