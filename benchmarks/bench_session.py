@@ -254,6 +254,7 @@ class Sample:
     wall: float
     cpu: float
     latencies_ns: list[int]
+    switches: int = 0  # the process's context switches during the batch (threads handing the GIL over)
 
     @property
     def rate(self) -> float:
@@ -263,6 +264,7 @@ class Sample:
 async def run_batch(client: Client, call: Call, calls: int, concurrency: int) -> Sample:
     latencies: list[int] = []
     clock = time.perf_counter_ns
+    switches0 = context_switches()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if concurrency <= 1:
         for _ in range(calls):
@@ -282,7 +284,22 @@ async def run_batch(client: Client, call: Call, calls: int, concurrency: int) ->
         async with anyio.create_task_group() as tg:
             for _ in range(concurrency):
                 tg.start_soon(worker)
-    return Sample(calls, time.perf_counter() - wall0, time.process_time() - cpu0, latencies)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return Sample(calls, wall, cpu, latencies, context_switches() - switches0)
+
+
+def context_switches() -> int:
+    """The process's voluntary and involuntary context switches so far (0 where not counted).
+
+    A count, not a time: it does not depend on how busy the machine is. Each time a thread
+    (such as an audit queue's worker) takes the interpreter lock from the event loop's thread,
+    both pay a switch."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:  # pragma: no cover - Windows
+        return 0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return int(usage.ru_nvcsw + usage.ru_nivcsw)
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -323,6 +340,7 @@ class Result:
                 "p99_us": pct(latencies, 0.99),
                 "calls_per_s": calls / sum(s.wall for s in samples),
                 "cpu_us_per_call": 1e6 * sum(s.cpu for s in samples) / calls,
+                "switches_per_call": sum(s.switches for s in samples) / calls,
             }
             if variant != "bare":
                 r = self.ratios(variant)
@@ -376,7 +394,7 @@ def verdict(label: str, value: float, target: float, *, at_least: bool, spread: 
 def print_result(result: Result, targets: dict[str, float]) -> dict[str, Any]:
     summary = result.summary()
     print(f"\n{result.name}")
-    header = f"{'variant':<15} {'p50 us':>9} {'p99 us':>9} {'calls/s':>9} {'CPU us/call':>12}"
+    header = f"{'variant':<15} {'p50 us':>9} {'p99 us':>9} {'calls/s':>9} {'CPU us/call':>12} {'sw/call':>7}"
     print(f"  {header}   ratio to bare p10 .. p50 .. p90")
     for variant, s in summary.items():
         ratio, cpu = s.get("ratio"), s.get("cpu_ratio")
@@ -387,7 +405,7 @@ def print_result(result: Result, targets: dict[str, float]) -> dict[str, Any]:
         )
         print(
             f"  {variant:<15} {s['p50_us']:9.1f} {s['p99_us']:9.1f} {s['calls_per_s']:9.0f} "
-            f"{s['cpu_us_per_call']:12.1f}{spread}"
+            f"{s['cpu_us_per_call']:12.1f} {s.get('switches_per_call', 0.0):7.2f}{spread}"
         )
     for variant, target in targets.items():
         r = summary[variant]["ratio"]

@@ -448,6 +448,20 @@ def test_the_queue_worker_is_woken_per_batch_not_per_event() -> None:
     queue.close(5)
 
 
+def test_by_default_a_trickle_of_events_wakes_the_worker_about_ten_times_a_second_not_per_event() -> None:
+    # Each wake-up takes the interpreter lock from the thread serving calls: under a steady
+    # trickle the worker must hand events over in a few partial batches, not one by one.
+    batches = _Batches()
+    queue = QueuedSink(batches, batch=512)
+    for event in events(60):  # one every 5 ms, for about 0.3 s
+        queue(event)
+        time.sleep(0.005)
+    assert queue.flush(5)
+    assert sum(batches.sizes) == 60
+    assert len(batches.sizes) <= 8, batches.sizes
+    queue.close(5)
+
+
 def test_an_auditor_without_sinks_builds_nothing_for_them() -> None:
     assert Auditor([]).wants_events is False
     assert Auditor([lambda event: None]).wants_events is True

@@ -59,7 +59,14 @@ class QueuedSink:
         sink: the sink to feed (sync or async callable).
         maxsize: the queue bound.
         batch: how many events the worker hands over at a time, at most (a full batch wakes it).
-        linger: how long a partial batch waits for more events, in seconds.
+        linger: how long a partial batch waits for more events, in seconds (default 0.1). Each
+            time the worker wakes it takes the interpreter lock from the thread serving calls,
+            which costs both threads context switches, most of all to a server doing network
+            I/O; waking at most ten times a second under a steady trickle of events keeps that
+            cost small. An event reaches the sink within about ``linger`` of being queued while
+            events keep coming (up to a quarter second more after an idle spell); a full batch,
+            :meth:`flush` and :meth:`close` deliver at once. Lower it if the sink must see events
+            sooner, at that cost.
         name: a name for logs and stats (default: the sink's).
 
     Raises:
@@ -73,7 +80,7 @@ class QueuedSink:
         *,
         maxsize: int = 10_000,
         batch: int = 512,
-        linger: float = 0.005,
+        linger: float = 0.1,
         name: str | None = None,
     ) -> None:
         if not callable(sink):
