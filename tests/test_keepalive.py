@@ -138,8 +138,18 @@ def _streaming_app(opened: list[float]) -> Starlette:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
+    async def json_hangs(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b'{"jsonrpc": "2.0", '
+            opened.append(time.monotonic())
+            await anyio.sleep(30)
+            yield b"}"
+
+        return StreamingResponse(body(), media_type="application/json")
+
     return Starlette(
         routes=[
+            Route("/json-hangs", json_hangs, methods=["POST"]),
             Route("/ends", ends, methods=["POST"]),
             Route("/hangs", hangs, methods=["POST"]),
             Route("/floods", floods, methods=["POST"]),
@@ -200,3 +210,51 @@ async def test_a_listen_stream_is_closed_without_waiting_for_its_end() -> None:
     assert len(opened) == 2
     assert request_stream >= DRAIN_SECONDS  # a request's stream: its end was waited for (bounded)
     assert listen_stream < request_stream  # a standing stream is not expected to end: no wait
+
+
+async def test_only_event_streams_are_drained_a_json_answer_closed_early_is_closed_at_once() -> None:
+    opened: list[float] = []
+    transport = DrainingTransport(httpx2.AsyncHTTPTransport())
+    async with serve_http(_streaming_app(opened)) as base, httpx2.AsyncClient(transport=transport) as http:
+        start = time.monotonic()
+        async with http.stream("POST", f"{base}/json-hangs", json={}) as response:
+            async for _ in response.aiter_raw():
+                await response.aclose()
+                break
+        closed_json = time.monotonic() - start
+        start = time.monotonic()
+        await _first_event(http, f"{base}/hangs")
+        closed_stream = time.monotonic() - start
+    assert len(opened) == 2
+    assert closed_stream >= DRAIN_SECONDS  # an event stream: its end was waited for (bounded)
+    assert closed_json < DRAIN_SECONDS  # a JSON body is not an event stream: no wait
+
+
+@pytest.mark.parametrize(
+    ("content_type", "drained"),
+    [
+        ("text/event-stream", True),
+        ("Text/Event-Stream; charset=utf-8", True),
+        ("application/json", False),
+        ("application/json; charset=utf-8", False),
+        ("", False),
+    ],
+)
+async def test_a_post_answer_is_wrapped_for_draining_only_when_it_is_an_event_stream(
+    content_type: str, drained: bool
+) -> None:
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": content_type}, stream=_Body())
+
+    transport = DrainingTransport(httpx2.MockTransport(answer))
+    post = await transport.handle_async_request(httpx2.Request("POST", "http://upstream.test/mcp", json={}))
+    assert (type(post.stream) is not _Body) is drained
+    get = await transport.handle_async_request(httpx2.Request("GET", "http://upstream.test/mcp"))
+    assert type(get.stream) is _Body  # only POST answers are ever wrapped
+    await post.aclose()
+    await get.aclose()
+
+
+class _Body(httpx2.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{}"

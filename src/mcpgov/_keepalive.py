@@ -73,7 +73,10 @@ class _DrainOnClose(httpx2.AsyncByteStream):
 
 
 class DrainingTransport(httpx2.AsyncBaseTransport):
-    """An httpx transport whose POST responses, closed before their end, are read to it first (bounded).
+    """An httpx transport whose POST event streams, closed before their end, are read to it first (bounded).
+
+    Only ``text/event-stream`` answers are wrapped: a JSON answer is read whole by the SDK, and
+    a listen stream (``Mcp-Method: subscriptions/listen``) is meant to stay open.
 
     Args:
         inner: the transport that does the requests, e.g. ``httpx2.AsyncHTTPTransport(limits=...)``.
@@ -88,8 +91,9 @@ class DrainingTransport(httpx2.AsyncBaseTransport):
             request.method != "POST"
             or request.headers.get("mcp-method") in _STANDING
             or not isinstance(response.stream, httpx2.AsyncByteStream)
+            or not response.headers.get("content-type", "").lower().startswith("text/event-stream")
         ):
-            return response
+            return response  # a JSON answer is read to its end by the SDK: nothing to drain
         response.stream = _DrainOnClose(response.stream)
         return response
 
