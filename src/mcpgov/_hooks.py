@@ -15,6 +15,7 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._lru import LRU
 from mcpgov._types import is_async_callable
+from mcpgov._uris import suspicious_uri
 
 __all__ = ["HookFn", "Hooks"]
 
@@ -145,7 +146,10 @@ class Hooks(Authorizer):
         found = self._match_cache.get(key)
         if found is None:
             hooks = list(self._exact.get(key, ()))
-            hooks.extend(h for h in self._globs if h.kind == kind and fnmatch.fnmatchcase(target, h.pattern))
+            # A resource URI that may resolve elsewhere than it reads (dot segments, encoded
+            # separators) is matched by no glob: only a hook registered for it exactly decides.
+            if kind != "resource" or not suspicious_uri(target):
+                hooks.extend(h for h in self._globs if h.kind == kind and fnmatch.fnmatchcase(target, h.pattern))
             found = tuple(hooks)
             self._match_cache[key] = found
         return found

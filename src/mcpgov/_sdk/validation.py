@@ -18,7 +18,9 @@ declares, and the form the handler will receive is computed:
 * prompts and resource templates: every value that the SDK would convert to a non-string type
   must already be in that type's canonical text form (``"0"``, not ``"00"`` or ``" 0"``).
 * resource URIs: canonical (no percent-encoded unreserved or structural characters, no
-  compatibility characters), so a policy judging the URI judges what the template receives.
+  compatibility characters, no ``.`` or ``..`` segments and no backslashes: RFC 3986's normal
+  form), so a policy judging the URI judges what the template, or a handler resolving a path,
+  receives.
 
 Every refusal is an :class:`~mcpgov.InvalidRequest` (-32602) naming the field, never the value.
 """
@@ -41,6 +43,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from mcpgov._errors import InvalidRequest
 from mcpgov._sdk import compat
+from mcpgov._uris import suspicious_uri
 
 __all__ = ["RequestValidator", "same_json"]
 
@@ -211,6 +214,8 @@ def check_uri(uri: str) -> None:
         raise _invalid("the resource URI percent-encodes characters that need no encoding", "uri_invalid")
     if _STRUCTURAL.search(uri):
         raise _invalid("the resource URI percent-encodes a separator, '%' or a control character", "uri_invalid")
+    if suspicious_uri(uri):
+        raise _invalid("the resource URI has a dot segment or a backslash (send its normal form)", "uri_invalid")
 
 
 class RequestValidator:

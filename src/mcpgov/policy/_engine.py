@@ -40,6 +40,7 @@ import rfc8785
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
+from mcpgov._uris import suspicious_uri
 from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
@@ -73,17 +74,6 @@ _CACHE_LIMIT = 8192
 
 def _is_glob(pattern: str) -> bool:
     return any(ch in _GLOB_CHARS for ch in pattern)
-
-
-def _suspicious_uri(uri: str) -> bool:
-    """A resource URI with dot segments or encoded separators: glob patterns never match it."""
-    rest = uri.split("://", 1)[-1]
-    if "\\" in rest or "\x00" in rest:
-        return True
-    lowered = rest.lower()
-    if "%2e" in lowered or "%2f" in lowered or "%5c" in lowered:
-        return True
-    return any(seg in (".", "..") for seg in rest.split("/"))
 
 
 def _uri_spellings(uri: str) -> tuple[tuple[str, ...], bool]:
@@ -421,7 +411,7 @@ class PolicyEngine:
             # matches when any spelling does, an allow only when every spelling does and the URI
             # has no dot segments or encoded separators.
             spellings, certain = _uri_spellings(name)
-            clean = certain and not _suspicious_uri(name)
+            clean = certain and not suspicious_uri(name)
             for pattern, r in self._globs.get(kind, ()):
                 hits = [fnmatch.fnmatchcase(form, pattern) for form in spellings]
                 if (any(hits) and r.effect is not Effect.ALLOW) or (clean and all(hits)):

@@ -1,0 +1,132 @@
+"""A resource URI that reads one way and resolves another is never allowed by a prefix.
+
+``file:///public/../secret`` matches the glob ``file:///public/*`` as text, and names the secret
+once a server resolves the path. A governed server refuses such URIs (dot segments, backslashes,
+encoded dots or separators) before any decision; a glob hook or rule never matches them, on
+either side; the handler never receives them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp import Client, MCPError
+from mcp.server import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp_types import ReadResourceResult, TextResourceContents
+
+from mcpgov import Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov.policy import Policy, PolicyEngine
+from mcpgov.testing import InMemoryAuditSink
+
+pytestmark = pytest.mark.anyio
+
+HOSTILE = [
+    "file:///public/../secret.txt",
+    "file:///public/a/../../secret.txt",
+    "file:///public/..",
+    "file:///public/./../secret.txt",
+    "file:///public/..\\secret.txt",
+    "file:///public\\..\\secret.txt",
+    "file:///public/%2e%2e/secret.txt",
+    "file:///public/%2E%2E%2Fsecret.txt",
+    "file:///public/.%2e/secret.txt",
+    "file:///public/..%5csecret.txt",
+    "notes://public/../secret",
+]
+
+
+def files(read: list[str]) -> Server[Any]:
+    """A server that resolves whatever path a URI names, as file servers do."""
+
+    async def read_resource(ctx: ServerRequestContext[Any], params: Any) -> ReadResourceResult:
+        read.append(str(params.uri))
+        return ReadResourceResult(contents=[TextResourceContents(uri=params.uri, text="contents")])
+
+    return Server("files", version="1.0.0", on_read_resource=read_resource)
+
+
+def public_only() -> Hooks:
+    hooks = Hooks()
+
+    @hooks.resource("file:///public/*")
+    @hooks.resource("notes://public/*")
+    def public(ctx: GovContext) -> Decision:
+        return Decision.allow("public-files")
+
+    return hooks
+
+
+@pytest.mark.parametrize("uri", HOSTILE)
+async def test_a_governed_server_refuses_a_uri_that_resolves_elsewhere_before_any_decision(uri: str, mode: str) -> None:
+    read: list[str] = []
+    sink = InMemoryAuditSink()
+    server = files(read)
+    govern(server, public_only(), audit=sink)
+    async with Client(server, mode=mode) as client:
+        assert (await client.read_resource("file:///public/readme.txt")).contents
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    assert refused.value.code == -32602
+    assert read == ["file:///public/readme.txt"]  # the handler never saw the hostile spelling
+    (event,) = [e for e in sink.events if e.target == uri]
+    assert event.reason == "uri_invalid"
+    assert "secret" not in refused.value.message
+
+
+@pytest.mark.parametrize("uri", HOSTILE)
+async def test_a_client_side_glob_hook_never_allows_such_a_uri_to_an_ungoverned_server(uri: str, mode: str) -> None:
+    read: list[str] = []
+    client_sink = InMemoryAuditSink()
+    async with GovernedClient(files(read), public_only(), audit=client_sink, mode=mode) as client:
+        assert (await client.read_resource("file:///public/readme.txt")).contents
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    assert refused.value.code == -32003  # denied on the agent's side: nothing was sent
+    assert read == ["file:///public/readme.txt"]
+    (decision,) = [e for e in client_sink.decisions() if e.target == uri]
+    assert decision.effect == "deny" and decision.rule == "mcpgov:default-deny"
+
+
+def test_a_hook_registered_for_the_exact_uri_still_decides_it() -> None:
+    """Only globs stop matching: a hook named for that very spelling is an explicit choice."""
+    hooks = public_only()
+    hooks.register("file:///public/../secret.txt", lambda ctx: Decision.deny("named"), kind="resource", rule="named")
+    names = [h.rule for h in hooks._matching("resource", "file:///public/../secret.txt")]
+    assert names == ["named"]
+
+
+AGENT = Principal("https://id.example", "agent", tenant="acme")
+POLICY = Policy.from_yaml(
+    """
+    version: 1
+    rules:
+      - {id: public, effect: allow, resources: ["file:///public/*"]}
+    """
+)
+_segment = st.text(alphabet="ab.%2eEfF5cC\\/", min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_segment, min_size=1, max_size=5))
+def test_no_glob_allows_a_uri_with_a_dot_segment_in_hooks_or_policy(segments: list[str]) -> None:
+    """Property: whatever the path, if it has a dot segment (in any spelling the checks know),
+    neither a glob hook nor a glob policy rule matches it, so the default deny stands."""
+    uri = "file:///public/" + "/".join(segments)
+    hooks = public_only()
+    engine = PolicyEngine(POLICY)
+    has_dot_segment = any(part in (".", "..") for part in uri.split("://", 1)[1].split("/"))
+    hook_rules = [h.rule for h in hooks._matching("resource", uri)]
+    ctx = GovContext(
+        side="server", method="resources/read", kind="resource", target=uri, action="execute", principal=AGENT
+    )
+    decision = engine.decide(ctx)
+    if has_dot_segment or "\\" in uri or "%2e" in uri.lower() or "%2f" in uri.lower() or "%5c" in uri.lower():
+        assert hook_rules == []
+        assert decision.effect.value != "allow", decision
+    elif all(ch in "ab/" for ch in "/".join(segments)):  # plainly under the prefix: both allow
+        assert hook_rules == ["hook:public_only.<locals>.public"]
+        assert decision.effect.value == "allow", decision
