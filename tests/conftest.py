@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, GovContext, Hooks, ServerGovernance, govern
 from mcpgov.testing import InMemoryAuditSink, serve_http
+
+# Properties are about what is decided, never about how fast: no per-example deadline, so a
+# busy machine cannot fail one (speed is measured in benchmarks/, paired and interleaved).
+settings.register_profile("mcpgov", deadline=None)
+settings.load_profile("mcpgov")
 
 __all__ = ["Demo", "build_demo", "raw_request", "serve_http"]
 

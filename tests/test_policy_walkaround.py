@@ -391,7 +391,7 @@ def _ctx(arguments: dict[str, Any]) -> GovContext:
 
 
 @given(_policies(), st.fixed_dictionaries({c: st.sampled_from([0, 1, _UNKNOWN]) for c in _CONDITIONS}))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_uncertainty_never_turns_a_deny_into_an_allow(policy: str, arguments: dict[str, Any]) -> None:
     """With unknown conditions, the decision is at least as strict as under every way of resolving them."""
     engine = PolicyEngine(Policy.from_yaml(policy))

@@ -36,6 +36,8 @@ HOSTILE = [
     "file:///public/.%2e/secret.txt",
     "file:///public/..%5csecret.txt",
     "notes://public/../secret",
+    "FILE:///public/readme.txt",
+    "File:///public/readme.txt",
 ]
 
 
@@ -130,3 +132,58 @@ def test_no_glob_allows_a_uri_with_a_dot_segment_in_hooks_or_policy(segments: li
     elif all(ch in "ab/" for ch in "/".join(segments)):  # plainly under the prefix: both allow
         assert hook_rules == ["hook:public_only.<locals>.public"]
         assert decision.effect.value == "allow", decision
+
+
+DENY_LIST_SPELLINGS = [
+    "FILE:///secret.txt",
+    "File:///secret.txt",
+    "file:///public/../secret.txt",
+    "file:///public/..\\secret.txt",
+    "file:///public/%2e%2e/secret.txt",
+]
+
+
+def deny_list() -> Hooks:
+    """Everything but the secret: a deny-list, the shape that other spellings attack."""
+    hooks = Hooks()
+
+    @hooks.resource("*")
+    def everything(ctx: GovContext) -> Decision:
+        return Decision.allow("everything")
+
+    @hooks.resource("file:///secret*")
+    def not_the_secret(ctx: GovContext) -> Decision:
+        return Decision.deny("no-secret", "the secret is not for agents")
+
+    return hooks
+
+
+@pytest.mark.parametrize("uri", DENY_LIST_SPELLINGS)
+async def test_a_deny_list_of_hooks_is_not_walked_around_by_another_spelling(uri: str, mode: str) -> None:
+    read: list[str] = []
+    async with GovernedClient(files(read), deny_list(), mode=mode) as client:
+        assert (await client.read_resource("file:///public/readme.txt")).contents
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    assert refused.value.code == -32003
+    assert read == ["file:///public/readme.txt"]
+
+
+@pytest.mark.parametrize("uri", DENY_LIST_SPELLINGS)
+def test_a_deny_list_policy_is_not_walked_around_by_another_spelling(uri: str) -> None:
+    engine = PolicyEngine(
+        Policy.from_yaml(
+            """
+            version: 1
+            rules:
+              - {id: everything, effect: allow, resources: ["*"]}
+              - {id: no-secret, effect: deny, resources: ["file:///secret*"]}
+            """
+        )
+    )
+    ctx = GovContext(
+        side="client", method="resources/read", kind="resource", target=uri, action="execute", principal=AGENT
+    )
+    assert engine.decide(ctx).effect.value == "deny"
+    plain = ctx.replace(target="file:///public/readme.txt")
+    assert engine.decide(plain).effect.value == "allow"

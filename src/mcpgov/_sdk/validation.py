@@ -215,7 +215,10 @@ def check_uri(uri: str) -> None:
     if _STRUCTURAL.search(uri):
         raise _invalid("the resource URI percent-encodes a separator, '%' or a control character", "uri_invalid")
     if suspicious_uri(uri):
-        raise _invalid("the resource URI has a dot segment or a backslash (send its normal form)", "uri_invalid")
+        raise _invalid(
+            "the resource URI has a dot segment, a backslash or an upper-case scheme (send its normal form)",
+            "uri_invalid",
+        )
 
 
 class RequestValidator:
