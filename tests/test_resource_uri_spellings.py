@@ -38,6 +38,8 @@ HOSTILE = [
     "notes://public/../secret",
     "FILE:///public/readme.txt",
     "File:///public/readme.txt",
+    "file:///public/%72eadme.txt",
+    "file:///public/\uff52eadme.txt",
 ]
 
 
@@ -76,7 +78,7 @@ async def test_a_governed_server_refuses_a_uri_that_resolves_elsewhere_before_an
     assert read == ["file:///public/readme.txt"]  # the handler never saw the hostile spelling
     (event,) = [e for e in sink.events if e.target == uri]
     assert event.reason == "uri_invalid"
-    assert "secret" not in refused.value.message
+    assert "secret" not in refused.value.message and "readme" not in refused.value.message
 
 
 @pytest.mark.parametrize("uri", HOSTILE)
@@ -135,6 +137,10 @@ def test_no_glob_allows_a_uri_with_a_dot_segment_in_hooks_or_policy(segments: li
 
 
 DENY_LIST_SPELLINGS = [
+    "file:///sec%72et.txt",  # an unreserved letter percent-encoded: a server decodes it
+    "file:///%73ecret.txt",
+    "file:///\uff53ecret.txt",  # a fullwidth letter: NFKC folds it
+    "file:///secret.txt\x00",
     "FILE:///secret.txt",
     "File:///secret.txt",
     "file:///public/../secret.txt",

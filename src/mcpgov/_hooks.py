@@ -15,7 +15,7 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._lru import LRU
 from mcpgov._types import is_async_callable
-from mcpgov._uris import suspicious_uri
+from mcpgov._uris import uri_problem
 
 __all__ = ["HookFn", "Hooks"]
 
@@ -146,9 +146,9 @@ class Hooks(Authorizer):
         found = self._match_cache.get(key)
         if found is None:
             hooks = list(self._exact.get(key, ()))
-            # A resource URI that may resolve elsewhere than it reads (dot segments, encoded
-            # separators) is matched by no glob: only a hook registered for it exactly decides.
-            if kind != "resource" or not suspicious_uri(target):
+            # A resource URI not in its normal form may resolve elsewhere than it reads: no glob
+            # matches it, only a hook registered for that exact spelling decides (mcpgov._uris).
+            if kind != "resource" or uri_problem(target) is None:
                 hooks.extend(h for h in self._globs if h.kind == kind and fnmatch.fnmatchcase(target, h.pattern))
             found = tuple(hooks)
             self._match_cache[key] = found

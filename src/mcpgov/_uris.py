@@ -1,32 +1,46 @@
-"""Resource URI spellings every decider treats alike.
+"""The one normal form of resource URIs every decider judges.
 
-A URI with a dot segment (``.`` or ``..``), a backslash, a NUL, a percent-encoded dot or
-separator, or a scheme not in lower case names one thing as spelt and possibly another once a
-server resolves it (``file:///public/../secret``; ``FILE:///secret``, which ``urllib.parse`` reads
-as ``file``). A glob pattern (a policy rule's or a hook's) never matches such a URI, so
-no allow reaches it by a prefix; a governed server refuses it before any decision.
+A resource URI names one thing as spelt and may name another once a server resolves it: a dot
+segment (``file:///public/../secret``), a backslash, a scheme not in lower case (``FILE:///secret``,
+which ``urllib.parse`` reads as ``file``), percent-encoding of a character that needs none
+(``file:///sec%72et``, which a server decodes), an encoded separator, ``%`` or control
+character, a control character, or a Unicode compatibility character (a fullwidth letter, which NFKC folds).
+
+:func:`uri_problem` names the first such problem. A governed server refuses a URI that has one
+before any decision (``-32602``, ``uri_invalid``); a glob pattern (a policy rule's or a hook's)
+never matches one, on either side, so no allow reaches it by a pattern and the default deny
+stands unless a rule or hook names that exact spelling.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["suspicious_uri"]
-
+__all__ = ["uri_problem"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_UNRESERVED = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee])")
+_STRUCTURAL = re.compile(r"%(?:2[Ff]|5[Cc]|25|00|0[1-9A-Fa-f]|1[0-9A-Fa-f]|7[Ff])")
 
 
-def suspicious_uri(uri: str) -> bool:
-    """Whether ``uri`` has dot segments, backslashes, NULs, encoded dots or separators, or a
-    scheme that is not in lower case (RFC 3986's normal form)."""
+def uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is not in its normal form (a sentence naming no part of it), or ``None``."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        return "the resource URI contains control characters"
+    if not uri.isascii() and unicodedata.normalize("NFKC", uri) != uri:
+        return "the resource URI is not in Unicode normal form (NFKC)"
+    if "%" in uri:
+        if _UNRESERVED.search(uri):
+            return "the resource URI percent-encodes characters that need no encoding"
+        if _STRUCTURAL.search(uri):
+            return "the resource URI percent-encodes a separator, '%' or a control character"
     scheme = _SCHEME.match(uri)
     if scheme is not None and not scheme.group().islower():
-        return True
+        return "the resource URI's scheme is not in lower case (send its normal form)"
     rest = uri.split("://", 1)[-1]
-    if "\\" in rest or "\x00" in rest:
-        return True
-    lowered = rest.lower()
-    if "%2e" in lowered or "%2f" in lowered or "%5c" in lowered:
-        return True
-    return any(seg in (".", "..") for seg in rest.split("/"))
+    if "\\" in rest:
+        return "the resource URI has a backslash (send its normal form)"
+    if any(segment in (".", "..") for segment in rest.split("/")):
+        return "the resource URI has a '.' or '..' segment (send its normal form)"
+    return None

@@ -30,9 +30,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import re
 import typing
-import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -43,7 +41,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from mcpgov._errors import InvalidRequest
 from mcpgov._sdk import compat
-from mcpgov._uris import suspicious_uri
+from mcpgov._uris import uri_problem
 
 __all__ = ["RequestValidator", "same_json"]
 
@@ -200,25 +198,11 @@ class _Converting:
                 )
 
 
-_UNRESERVED = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee])")
-_STRUCTURAL = re.compile(r"%(?:2[Ff]|5[Cc]|25|00|0[1-9A-Fa-f]|1[0-9A-Fa-f]|7[Ff])")
-
-
 def check_uri(uri: str) -> None:
     """Refuse a resource URI that is not in canonical form (see the module docstring)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
-        raise _invalid("the resource URI contains control characters", "uri_invalid")
-    if unicodedata.normalize("NFKC", uri) != uri:
-        raise _invalid("the resource URI is not in Unicode normal form (NFKC)", "uri_invalid")
-    if _UNRESERVED.search(uri):
-        raise _invalid("the resource URI percent-encodes characters that need no encoding", "uri_invalid")
-    if _STRUCTURAL.search(uri):
-        raise _invalid("the resource URI percent-encodes a separator, '%' or a control character", "uri_invalid")
-    if suspicious_uri(uri):
-        raise _invalid(
-            "the resource URI has a dot segment, a backslash or an upper-case scheme (send its normal form)",
-            "uri_invalid",
-        )
+    problem = uri_problem(uri)
+    if problem is not None:
+        raise _invalid(problem, "uri_invalid")
 
 
 class RequestValidator:

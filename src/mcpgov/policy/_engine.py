@@ -40,7 +40,7 @@ import rfc8785
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
-from mcpgov._uris import suspicious_uri
+from mcpgov._uris import uri_problem
 from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
@@ -409,9 +409,9 @@ class PolicyEngine:
         if kind == "resource":
             # A glob is judged on every spelling of the URI (decoded, NFKC): a deny or approval
             # matches when any spelling does, an allow only when every spelling does and the URI
-            # has no dot segments or encoded separators.
+            # is in its normal form (mcpgov._uris: no dot segments, encoded separators...).
             spellings, certain = _uri_spellings(name)
-            clean = certain and not suspicious_uri(name)
+            clean = certain and uri_problem(name) is None
             for pattern, r in self._globs.get(kind, ()):
                 hits = [fnmatch.fnmatchcase(form, pattern) for form in spellings]
                 if (any(hits) and r.effect is not Effect.ALLOW) or (clean and all(hits)):
