@@ -22,7 +22,6 @@ import inspect
 import logging
 import os
 import secrets
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
@@ -168,17 +167,7 @@ class AuditEvent(BaseModel):
     @classmethod
     def from_values(cls, values: ContextValues, event_type: EventType, **fields: Any) -> AuditEvent:
         """:meth:`from_context`, from a context's fields read once for several events."""
-        data = dict(values.data)
-        data["id"] = _next_event_id()
-        data["type"] = event_type
-        data["time"] = datetime.now(timezone.utc)
-        fields_set = set(values.fields_set)
-        if fields:
-            data.update(fields)
-            fields_set.update(fields)
-        if "attributes" not in fields:
-            data["attributes"] = {}
-        return cls._built(data, fields_set)
+        return values.event(event_type, fields, cls)
 
     def with_values(self, **changes: Any) -> AuditEvent:
         """A copy of this event with ``changes`` (values mcpgov produced; not re-validated)."""
@@ -222,25 +211,33 @@ class _EventIds:
     ``secrets`` output. Drawing 128 at a time keeps the system call (which releases the GIL to
     other threads, such as an audit worker) off nearly every event. A forked child discards the
     batch it inherited, so no two processes hand out the same id.
+
+    No lock: ``list.pop`` and ``list.extend`` are atomic, so each drawn id is handed out once
+    even when threads race; two threads that find the pool empty at once both refill it, with
+    distinct random ids.
     """
 
-    __slots__ = ("_lock", "_pool")
+    __slots__ = ("_pool",)
     _BATCH = 128
 
     def __init__(self) -> None:
         self.renew()
 
     def renew(self) -> None:
-        self._lock = threading.Lock()
         self._pool: list[str] = []
 
     def next(self) -> str:
-        with self._lock:
-            pool = self._pool
-            if not pool:
-                raw = secrets.token_hex(12 * self._BATCH)
-                pool.extend(raw[i : i + 24] for i in range(0, len(raw), 24))
-            return pool.pop()
+        try:
+            return self._pool.pop()
+        except IndexError:
+            return self._refill()
+
+    def _refill(self) -> str:
+        raw = secrets.token_hex(12 * self._BATCH)
+        fresh = [raw[i : i + 24] for i in range(0, len(raw), 24)]
+        own = fresh.pop()
+        self._pool.extend(fresh)
+        return own
 
 
 _event_ids = _EventIds()
@@ -286,6 +283,21 @@ class ContextValues:
         data = dict(_TEMPLATE)
         data.update(values)
         self.data = data
+
+    def event(self, event_type: EventType, fields: dict[str, Any], cls: type[AuditEvent] | None = None) -> AuditEvent:
+        """An event of ``event_type`` about this context with its own ``fields`` (a dictionary the
+        caller hands over: it is not kept). One copy of the shared values per event, nothing else."""
+        data = self.data.copy()
+        data["id"] = _event_ids.next()
+        data["type"] = event_type
+        data["time"] = datetime.now(timezone.utc)
+        fields_set = set(self.fields_set)
+        if fields:
+            data.update(fields)
+            fields_set.update(fields)
+        if "attributes" not in fields:
+            data["attributes"] = {}
+        return (AuditEvent if cls is None else cls)._built(data, fields_set)
 
 
 _ALWAYS_SET = frozenset({"id", "type", "time"})

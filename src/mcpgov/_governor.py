@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -106,6 +106,19 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 
 _DEFAULT_LIMITS = ArgumentLimits()
+
+
+class _Done:
+    """An awaitable that is already complete (awaiting it never suspends)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator that ends at once
+
+
+_DONE = _Done()
 
 
 def as_auditor(audit: Auditor | Iterable[AuditCallback] | AuditCallback | None) -> Auditor:
@@ -334,7 +347,11 @@ class Governor:
             auditor.events_emitted += 1
             return result
         outcome = outcome_of(result) if outcome_of is not None else "completed"
-        await self._outcome(c, outcome, run.start, c.args_hash, values=values)
+        await auditor.emit(
+            # ``values`` is None when a sink was added while the request ran: read the context now.
+            self._outcome_event(c, outcome, run.start, c.args_hash, values or ContextValues(c)),
+            required=False,
+        )
         return result
 
     async def _not_run(self, c: GovContext, run: _Run, error: McpGovError, values: ContextValues | None) -> str:
@@ -350,27 +367,47 @@ class Governor:
             values=values,
         )
 
-    async def _record_allow(self, c: GovContext, decision: Decision | None, values: ContextValues | None) -> None:
-        """Record the allow decision (not built when no sink would receive it: never strict then)."""
+    def _record_allow(self, c: GovContext, decision: Decision | None, values: ContextValues | None) -> Awaitable[None]:
+        """Record the allow decision (not built when no sink would receive it: never strict then).
+        A plain function handing back the auditor's own awaitable: no coroutine of its own."""
         auditor = self.auditor
         if values is None or not auditor.wants_events:
             auditor.events_emitted += 1
-            return
-        recorded = auditor.arguments(c)
-        await auditor.emit(
-            AuditEvent.from_values(
-                values,
+            return _DONE
+        return auditor.emit(self._allow_event(c, decision, values))
+
+    def _allow_event(self, c: GovContext, decision: Decision | None, values: ContextValues) -> AuditEvent:
+        """The allow decision event."""
+        recorded = self.auditor.arguments(c)
+        attributes = {"arguments": recorded} if recorded is not None else {}
+        if decision is None:  # an ungated chain
+            return values.event(
                 "decision",
-                effect="allow",
-                rule=decision.rule if decision is not None else None,
-                reason=decision.reason_code if decision is not None else "ungated",
-                detail=decision.reason if decision is not None else None,
-                args_hash=c.args_hash,
-                engine=decision.engine if decision is not None else None,
-                policy_version=decision.policy_version if decision is not None else None,
-                attributes={"arguments": recorded} if recorded is not None else {},
-                approver=_approver(c, decision),
+                {
+                    "effect": "allow",
+                    "rule": None,
+                    "reason": "ungated",
+                    "detail": None,
+                    "args_hash": c.args_hash,
+                    "engine": None,
+                    "policy_version": None,
+                    "attributes": attributes,
+                    "approver": None,
+                },
             )
+        return values.event(
+            "decision",
+            {
+                "effect": "allow",
+                "rule": decision.rule,
+                "reason": decision.reason_code,
+                "detail": decision.reason,
+                "args_hash": c.args_hash,
+                "engine": decision.engine,
+                "policy_version": decision.policy_version,
+                "attributes": attributes,
+                "approver": _approver(c, decision),
+            },
         )
 
     @staticmethod
@@ -418,15 +455,40 @@ class Governor:
         values: ContextValues | None = None,
     ) -> str:
         """Record the outcome (after the fact: never raises in strict mode) and return its event id."""
-        event = AuditEvent.from_values(
+        event = self._outcome_event(
+            ctx,
+            outcome,
+            start,
+            args_hash,
             values if values is not None else ContextValues(ctx),
-            "outcome",
-            outcome=outcome,
-            latency_ms=(time.perf_counter() - start) * 1000.0,
-            args_hash=args_hash,
             reason=reason,
             error_code=error_code,
-            attributes={} if executed else {"executed": False},
+            executed=executed,
         )
         await self.auditor.emit(event, required=False)
         return event.id
+
+    @staticmethod
+    def _outcome_event(
+        ctx: GovContext,
+        outcome: str,
+        start: float,
+        args_hash: str | None,
+        values: ContextValues,
+        *,
+        reason: str | None = None,
+        error_code: str | None = None,
+        executed: bool = True,
+    ) -> AuditEvent:
+        """The outcome event of ``ctx``, its latency measured from ``start`` until now."""
+        return values.event(
+            "outcome",
+            {
+                "outcome": outcome,
+                "latency_ms": (time.perf_counter() - start) * 1000.0,
+                "args_hash": args_hash,
+                "reason": reason,
+                "error_code": error_code,
+                "attributes": {} if executed else {"executed": False},
+            },
+        )

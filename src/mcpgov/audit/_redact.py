@@ -16,6 +16,7 @@ some of their (non-redacted) fields as well.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Collection, Iterable, Mapping
 from datetime import date, datetime
@@ -156,6 +157,7 @@ _TEXT_FIELDS: tuple[str, ...] = (
     "auth_method",
 )
 _TUPLE_FIELDS: tuple[str, ...] = ("actors", "hidden")
+_text_values = operator.itemgetter(*_TEXT_FIELDS)
 
 _REMEMBER_MAX = 4096
 _REMEMBER_MAX_LEN = 256
@@ -274,8 +276,9 @@ class Redactor:
         self._custom: re.Pattern[str] | None = re.compile("|".join(f"(?:{p})" for p in custom)) if custom else None
         self._rules: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((ks, re.compile(p)) for p, ks in rules)
         self._keywords = re.compile("|".join(re.escape(k) for _, ks in rules for k in ks))
-        # Values already found clean (principals, tenants, tool names, rules recur in every event).
-        self._known_clean: set[str] = set()
+        # Values already found clean (principals, tenants, tool names, rules recur in every event),
+        # and ``None`` (an absent field), so one subset test clears an event's usual text fields.
+        self._known_clean: set[str | None] = {None}
         if isinstance(fields, str):
             raise ConfigurationError("fields must be a collection of names, not one string")
         self.fields: frozenset[str] = frozenset(_normal_name(f) for f in fields)
@@ -338,6 +341,7 @@ class Redactor:
             known = self._known_clean
             if len(known) >= _REMEMBER_MAX:
                 known.clear()
+                known.add(None)
             known.add(value)
         return True
 
@@ -404,10 +408,11 @@ class Redactor:
         data = event.__dict__
         known = self._known_clean
         changes: dict[str, Any] = {}
-        for name in _TEXT_FIELDS:
-            value = data[name]
-            if value is not None and value not in known and not self._is_clean(value):
-                changes[name] = self.text(value)
+        if not known.issuperset(_text_values(data)):  # some text not seen clean before: each is checked
+            for name in _TEXT_FIELDS:
+                value = data[name]
+                if value not in known and not self._is_clean(value):
+                    changes[name] = self.text(value)
         rid = data["request_id"]
         if isinstance(rid, str) and rid not in known and not self._is_clean(rid):
             changes["request_id"] = self.text(rid)
