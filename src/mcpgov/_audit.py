@@ -290,7 +290,7 @@ class ContextValues:
         data = self.data.copy()
         data["id"] = _event_ids.next()
         data["type"] = event_type
-        data["time"] = datetime.now(timezone.utc)
+        data["time"] = _now(_UTC)
         fields_set = set(self.fields_set)
         if fields:
             data.update(fields)
@@ -300,6 +300,8 @@ class ContextValues:
         return (AuditEvent if cls is None else cls)._built(data, fields_set)
 
 
+_now = datetime.now
+_UTC = timezone.utc
 _ALWAYS_SET = frozenset({"id", "type", "time"})
 _CONTEXT_FIELDS: list[frozenset[str]] = []
 

@@ -211,9 +211,8 @@ class GovContext:
 
     def replace(self, **changes: Any) -> GovContext:
         """A copy of this context with ``changes`` applied (unknown names raise ``TypeError``)."""
-        unknown = changes.keys() - _FIELD_SET
-        if unknown:
-            raise TypeError(f"GovContext has no field(s) {sorted(unknown)}")
+        if not _FIELD_SET.issuperset(changes):
+            raise TypeError(f"GovContext has no field(s) {sorted(changes.keys() - _FIELD_SET)}")
         # dataclasses.replace re-runs __init__ through keywords; copying the instance dictionary
         # is a fraction of the cost, and this runs several times on every governed request.
         # Fields are copied as they are: an argument hash not computed yet stays deferred.
@@ -270,9 +269,8 @@ def new_context(fields: dict[str, Any]) -> GovContext:
     Raises:
         TypeError: a name is not a field, or ``side`` or ``method`` is missing.
     """
-    unknown = fields.keys() - _FIELD_SET
-    if unknown:
-        raise TypeError(f"GovContext has no field(s) {sorted(unknown)}")
+    if not _FIELD_SET.issuperset(fields):
+        raise TypeError(f"GovContext has no field(s) {sorted(fields.keys() - _FIELD_SET)}")
     if "side" not in fields or "method" not in fields:
         raise TypeError("GovContext needs a side and a method")
     new = _new(GovContext)

@@ -304,6 +304,7 @@ class Redactor:
             self._record_fields = frozenset(record_arguments)
         else:
             raise ConfigurationError("record_arguments must be a bool, field names, or a mapping of target to names")
+        self._records = self._record_all or self._record_fields is not None or bool(self._record_per_target)
 
     def __repr__(self) -> str:
         return f"Redactor(patterns={self._pattern.pattern.count('(?:')}, fields={sorted(self.fields)})"
@@ -448,6 +449,8 @@ class Redactor:
         declaration or the decision's ``redact`` obligation, and fields whose names look secret,
         become ``[redacted]``; tokens and secrets inside the kept values are redacted too.
         """
+        if not self._records:  # the default: no argument is recorded
+            return None
         arguments = ctx.arguments
         if not arguments:
             return None
