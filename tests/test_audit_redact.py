@@ -243,3 +243,50 @@ def test_any_value_becomes_json_safe_without_raising(value: Any) -> None:
 
     cleaned = Redactor().value(value)
     rfc8785.dumps(cleaned)  # canonical JSON accepts whatever redaction returns
+
+
+_TEXT_FIELDS = (
+    "side",
+    "effect",
+    "outcome",
+    "error_code",
+    "method",
+    "kind",
+    "target",
+    "principal",
+    "tenant",
+    "session_id",
+    "task_id",
+    "purpose",
+    "rule",
+    "reason",
+    "detail",
+    "credential_id",
+    "engine",
+    "policy_version",
+    "approver",
+    "auth_method",
+    "request_id",
+)
+
+
+def _plain_event(**fields: Any) -> AuditEvent:
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="read_file", tenant="acme")
+    given: dict[str, Any] = {"effect": "allow", "rule": "r", "reason": "allowed", **fields}
+    return AuditEvent.from_context(ctx, "decision", **given)
+
+
+@pytest.mark.parametrize("field", _TEXT_FIELDS)
+def test_a_redactor_that_remembers_clean_values_still_redacts_every_text_field(field: str) -> None:
+    """Values found clean are remembered so usual events are cleared at once; a new value in any text
+    field is still checked, also after the remembered values were dropped at their bound."""
+    redactor = Redactor()
+    assert redactor.event_changes(_plain_event()) is None  # remembered
+    token = "Bearer " + "Zk" * 12
+    changes = redactor.event_changes(_plain_event(**{field: f"see {token}"}))
+    assert changes == {field: "see [redacted]"}
+    for i in range(5_000):  # past the bound: the remembered values are dropped and refilled
+        assert redactor.event_changes(_plain_event(detail=f"clean note {i}")) is None
+    assert redactor.event_changes(_plain_event()) is None
+    changes = redactor.event_changes(_plain_event(**{field: f"again {token}"}))
+    assert changes == {field: "again [redacted]"}

@@ -7,6 +7,8 @@ import itertools
 import json
 import os
 import re
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -231,3 +233,96 @@ def test_the_handler_request_copy_equals_dataclasses_replace() -> None:
     assert copy == expected and copy.__dict__ == expected.__dict__
     assert type(copy) is ServerRequestContext and copy is not original
     assert original.__dict__ == before
+
+
+def test_event_ids_stay_unique_when_threads_draw_at_once() -> None:
+    """No lock guards the id pool: each drawn id is still handed out exactly once, refills included."""
+    drawn: list[list[str]] = [[] for _ in range(6)]
+    start = threading.Barrier(len(drawn))
+
+    def draw(into: list[str]) -> None:
+        start.wait()
+        into.extend(_next_event_id() for _ in range(3_000))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads swap as often as possible, also inside refills
+    try:
+        threads = [threading.Thread(target=draw, args=(ids,)) for ids in drawn]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    every = [i for ids in drawn for i in ids]
+    assert len(every) == 18_000
+    assert len(set(every)) == len(every)
+    assert all(_HEX24.fullmatch(i) for i in every)
+
+
+_CONTEXT_FIELDS = {
+    "schema_version",
+    "id",
+    "type",
+    "time",
+    "side",
+    "method",
+    "kind",
+    "target",
+    "principal",
+    "tenant",
+    "actors",
+    "session_id",
+    "request_id",
+    "request_key",
+    "task_id",
+    "purpose",
+    "credential_id",
+    "args_hash",
+    "auth_method",
+}
+
+
+async def test_the_events_of_a_governed_call_are_exactly_what_validation_would_build(mode: str) -> None:
+    """The decision and outcome events built on the call path equal fully validated events, with
+    the same fields marked as set, and share no mutable value."""
+    server = MCPServer("events")
+
+    @server.tool()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    hooks = Hooks()
+    hooks.register("*", lambda ctx: Decision.allow("ok", "fine"), kind="tool")
+    events: list[AuditEvent] = []
+    govern(server, hooks, audit=events.append)
+    async with Client(server, mode=mode) as client:
+        await client.call_tool("add", {"a": 1, "b": 2})
+    decision, outcome = (e for e in events if e.method == "tools/call")
+    for event in (decision, outcome):
+        assert AuditEvent.model_validate(event.model_dump()) == event
+    assert decision.model_fields_set == _CONTEXT_FIELDS | {
+        "effect",
+        "rule",
+        "reason",
+        "detail",
+        "args_hash",
+        "engine",
+        "policy_version",
+        "attributes",
+        "approver",
+    }
+    assert outcome.model_fields_set == _CONTEXT_FIELDS | {
+        "outcome",
+        "latency_ms",
+        "args_hash",
+        "reason",
+        "error_code",
+        "attributes",
+    }
+    assert (decision.effect, decision.rule, decision.reason, decision.detail) == ("allow", "ok", "allowed", "fine")
+    assert (outcome.outcome, outcome.reason, outcome.effect) == ("completed", None, None)
+    assert decision.attributes == {} and outcome.attributes == {}
+    assert decision.attributes is not outcome.attributes
+    assert decision.model_fields_set is not outcome.model_fields_set
+    assert decision.__dict__ is not outcome.__dict__
