@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import rfc8785
 
@@ -229,15 +229,27 @@ def _hash(frozen: Mapping[str, Any]) -> str:
         except (_Refer, RecursionError):
             digest.update(canonical_json(frozen))
         else:
-            # The canonical text, fed in pieces: a long string's UTF-8 goes straight into the
-            # hash instead of being copied into one joined text first.
-            for chunk in _utf8_chunks(out):
-                digest.update(chunk)
+            text = _joined(out)
+            if text is not None:
+                digest.update(text.encode("utf-8"))
+            else:
+                # Fed in pieces: a long string's UTF-8 goes straight into the hash instead of
+                # being copied into one joined text first.
+                for chunk in _utf8_chunks(out):
+                    digest.update(chunk)
     except (ValueError, TypeError) as exc:
         # Validated values are JSON data, so what is left is text with no Unicode form (a lone
         # surrogate, which JSON's \uXXXX escapes can smuggle in): not valid I-JSON.
         raise InvalidRequest("arguments contain text that is not valid Unicode", reason="argument_invalid") from exc
     return "sha256:" + digest.hexdigest()
+
+
+def _joined(out: list[str | bytes]) -> str | None:
+    """The encoder's pieces as one text, or ``None`` when long text was written as UTF-8."""
+    try:
+        return "".join(cast("list[str]", out))  # TypeError at the first UTF-8 piece
+    except TypeError:
+        return None
 
 
 def _utf8_chunks(out: list[str | bytes]) -> Iterator[bytes]:
@@ -408,7 +420,8 @@ def canonical_json(value: Any) -> bytes:
     out: list[str | bytes] = []
     try:
         _jcs(value, out, 0)
-        return b"".join(_utf8_chunks(out))
+        text = _joined(out)
+        return text.encode("utf-8") if text is not None else b"".join(_utf8_chunks(out))
     except (_Refer, UnicodeEncodeError, RecursionError):
         pass
     result: bytes = rfc8785.dumps(thaw(value))
