@@ -278,3 +278,16 @@ def test_a_lone_surrogate_anywhere_in_long_text_is_refused(at: int, code: int) -
     paired = "\ud83d\ude00" * 3  # a surrogate pair is two lone surrogates in a Python string
     with pytest.raises(InvalidRequest):
         freeze_and_hash({"blob": "x" * 70_000 + paired}, ArgumentLimits())
+
+
+@pytest.mark.parametrize("filler", ["x", "日", "é\U0001f600"])
+def test_escapes_found_in_any_block_of_very_long_text(filler: str) -> None:
+    """Text beyond 256 KiB is searched block by block: each escaped character, alone in the
+    text at a block's first or last byte or at its end, is still escaped as rfc8785 does."""
+    base = filler * (600_000 // len(filler.encode("utf-8")))
+    size = len(base.encode("utf-8"))
+    for code in (0x00, 0x0A, 0x0B, 0x1F, 0x22, 0x5C):
+        for at_byte in (0, 262_143, 262_144, 524_288, size):
+            at = len(base.encode("utf-8")[:at_byte].decode("utf-8", "ignore"))
+            blob = base[:at] + chr(code) + base[at:]
+            assert canonical_json({"blob": blob}) == rfc8785.dumps({"blob": blob}), (code, at_byte)
