@@ -210,3 +210,84 @@ async def test_a_lone_surrogate_argument_is_a_clean_audited_refusal(mode: str, a
     assert ran == ["fine"]
     refusals = [e for e in sink.decisions() if e.effect == "deny"]
     assert [(e.target, e.reason) for e in refusals] == [("echo", "argument_invalid")]
+
+
+# Long strings (4,096 characters and more) are escaped over their UTF-8, with a bound on the
+# replacements tried before the standard library's escaper takes over: generated here at every
+# density, from one escaped character in a long text to escapes everywhere.
+def _repeated(parts: list[tuple[str, int]], pad: int, at: int) -> str:
+    joined = "".join(piece * times for piece, times in parts)
+    return joined[:at] + "x" * pad + joined[at:]
+
+
+very_long_text = st.builds(
+    _repeated,
+    st.lists(st.tuples(text, st.integers(1, 1500)), min_size=1, max_size=4),
+    st.sampled_from([0, 4096, 5000]),
+    st.integers(0, 20_000),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(very_long_text, min_size=1, max_size=3), st.booleans())
+def test_long_text_is_rfc8785_at_every_density_of_escapes(strings: list[str], as_object: bool) -> None:
+    value: Any = {f"k{i}": s for i, s in enumerate(strings)} if as_object else strings
+    try:
+        expected = _reference(value)
+    except Exception as refusal:  # a lone surrogate from st.characters()
+        with pytest.raises((type(refusal), ValueError, TypeError)):
+            canonical_json(value)
+        with pytest.raises(InvalidRequest):
+            freeze_and_hash({"v": value}, ArgumentLimits())
+        return
+    assert canonical_json(value) == expected
+    assert freeze_and_hash({"v": value}, ArgumentLimits())[1] == (
+        "sha256:" + hashlib.sha256(_reference({"v": value})).hexdigest()
+    )
+
+
+@pytest.mark.parametrize("escapes", [1, 2047, 2048, 2049, 2050, 8000])
+@pytest.mark.parametrize("spread", ["\n", '\n"', "\\\x00", "é\t", "\U0001f600\x1f"])
+def test_long_text_at_the_bound_of_replaced_escapes(escapes: int, spread: str) -> None:
+    """Around one escape per 4 bytes (8,192 bytes: 2,048 replacements), whichever way the text
+    is escaped, its bytes are rfc8785's."""
+    chars = list("y" * 8192)
+    for i in range(escapes):
+        chars[(i * 61) % 8192] = spread[i % len(spread)]
+    blob = "".join(chars)
+    assert canonical_json({"blob": blob}) == rfc8785.dumps({"blob": blob})
+    assert canonical_json([blob, blob[:5000]]) == rfc8785.dumps([blob, blob[:5000]])
+
+
+@pytest.mark.parametrize("at", [0, 4095, 65_535, 65_536, 65_537, 199_999])
+@pytest.mark.parametrize("code", [0xD800, 0xDBFF, 0xDC00, 0xDFFF])
+def test_a_lone_surrogate_anywhere_in_long_text_is_refused(at: int, code: int) -> None:
+    """Wherever it sits in a long string (also beyond the first 65,536 characters looked at at
+    once), a lone surrogate is refused when the arguments are frozen, and by the encoder."""
+    for filler in ("x", "é", "日", "\U0001f600"):
+        blob = (filler * 200_000)[:at] + chr(code) + filler * 10
+        with pytest.raises(InvalidRequest) as refused:
+            freeze_and_hash({"blob": blob}, ArgumentLimits())
+        assert refused.value.reason == "argument_invalid"
+        with pytest.raises(InvalidRequest):
+            freeze_and_hash({"blob": [blob]}, ArgumentLimits())
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonical_json({"blob": blob})
+        with pytest.raises(InvalidRequest):
+            arguments_hash({"blob": blob})
+    paired = "\ud83d\ude00" * 3  # a surrogate pair is two lone surrogates in a Python string
+    with pytest.raises(InvalidRequest):
+        freeze_and_hash({"blob": "x" * 70_000 + paired}, ArgumentLimits())
+
+
+@pytest.mark.parametrize("filler", ["x", "日", "é\U0001f600"])
+def test_escapes_found_in_any_block_of_very_long_text(filler: str) -> None:
+    """Text beyond 256 KiB is searched block by block: each escaped character, alone in the
+    text at a block's first or last byte or at its end, is still escaped as rfc8785 does."""
+    base = filler * (600_000 // len(filler.encode("utf-8")))
+    size = len(base.encode("utf-8"))
+    for code in (0x00, 0x0A, 0x0B, 0x1F, 0x22, 0x5C):
+        for at_byte in (0, 262_143, 262_144, 524_288, size):
+            at = len(base.encode("utf-8")[:at_byte].decode("utf-8", "ignore"))
+            blob = base[:at] + chr(code) + base[at:]
+            assert canonical_json({"blob": blob}) == rfc8785.dumps({"blob": blob}), (code, at_byte)
