@@ -19,6 +19,7 @@ from mcp.client.session import ClientSession
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Auditor, GovernedClient, Principal, govern
+from mcpgov._client import _GovernedListTools, _ListenStamp
 from mcpgov._context import SessionAnchor
 from mcpgov._server import ServerGovernance
 from mcpgov.audit import JsonlSink, QueuedSink
@@ -31,13 +32,22 @@ from mcpgov.credentials import (
     TaskScope,
     open_task,
 )
+from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer
 
 AUDIENCE = "https://memory.test/mcp"
 TENANT = "acme"
-PER_SESSION = (GovernedClient, ClientSession, TaskScope, SessionAnchor)
+PER_SESSION = (
+    GovernedClient,
+    ClientSession,
+    TaskScope,
+    SessionAnchor,
+    _GovernedListTools,
+    _ListenStamp,
+    MintingPrincipal,
+)
 
 
 class _Stack:
@@ -127,4 +137,5 @@ def test_open_sessions_hold_their_state_until_they_close(tmp_path: Path) -> None
     assert during["GovernedClient"] == 1
     assert during["TaskScope"] == 1
     assert during["SessionAnchor"] == 1
+    assert during["_ListenStamp"] == during["_GovernedListTools"] == during["MintingPrincipal"] == 1
     assert anchors["anchors"] == 1
