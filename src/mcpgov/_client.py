@@ -105,13 +105,13 @@ class _ListenStamp:
     session.
     """
 
-    __slots__ = ("_stamp",)
+    __slots__ = ("_inner",)
 
     def __init__(self, stamp: Callable[[dict[str, Any], Any], None]) -> None:
-        self._stamp = stamp
+        self._inner = stamp
 
     def __call__(self, data: dict[str, Any], opts: Any) -> None:
-        self._stamp(data, opts)
+        self._inner(data, opts)
         extra = _LISTEN_META.get()
         if not extra or data.get("method") != "subscriptions/listen":
             return
