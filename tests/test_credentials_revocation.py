@@ -138,3 +138,22 @@ def test_revocation_list_configuration_is_validated() -> None:
     for kwargs in cases:
         with pytest.raises(ConfigurationError):
             RevocationList(**kwargs)
+
+
+async def test_credentials_of_one_task_share_their_principal_and_task_keys() -> None:
+    """The revocation keys a verifier reads per call are worked out once per credential and kept:
+    those of the principal and the task are one string for every credential of the task, not a
+    copy per credential; the credential's own key is its own."""
+    issuer = make_issuer()
+    revocations = issuer.revocations
+    me = principal()
+    first = await issuer.mint(me, audience=AUDIENCE, tools=("add",), task_id="task-1")
+    second = await issuer.mint(me, audience=AUDIENCE, tools=("*task*",), task_id="task-1")
+    one, two = revocations.keys(first.claims), revocations.keys(second.claims)
+    assert len(one) == len(two) == 4
+    assert one[0] != two[0]  # each credential's own id
+    for mine, theirs in zip(one[1:], two[1:], strict=True):
+        assert mine == theirs
+        assert mine is theirs
+    other = await issuer.mint(me, audience=AUDIENCE, tools=("add",), task_id="task-2")
+    assert revocations.keys(other.claims)[2:] != one[2:]  # another task: its own keys

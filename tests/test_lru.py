@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -87,3 +88,19 @@ def test_audited_credential_ids_are_remembered_until_they_expire_and_stay_bounde
     for i in range(10_000):  # all live: never more than the bound
         seen.first(_claims(f"live{i}", 2000.0))
         assert len(seen) <= 2048
+
+
+def test_audited_credential_ids_keep_the_table_their_bound_needs() -> None:
+    """Ids that keep coming and expiring (a server seen by ever new agents) churn the dict: its
+    table stays the size that ``maxsize`` live ids need, instead of doubling once the holes left
+    by the expired ones are refilled."""
+    maxsize = 4096
+    bound = sys.getsizeof({f"jti-{i:022d}": 0.0 for i in range(maxsize)})
+    now = [0.0]
+    seen = _SeenCredentials(maxsize, lambda: now[0])
+    for i in range(40_000):
+        now[0] = i / 10  # ten a second, each live for 300 s: 3,000 live at a time
+        assert seen.first(_claims(f"jti-{i:022d}", now[0] + 300))
+        assert sys.getsizeof(seen._expiry) <= bound
+    assert 2_000 < len(seen) <= maxsize
+    assert not seen.first(_claims("jti-0000000000000000039999", 9e9))  # the latest are remembered

@@ -19,6 +19,7 @@ from mcp.client.session import ClientSession
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Auditor, GovernedClient, Principal, govern
+from mcpgov._client import _GovernedListTools, _ListenStamp
 from mcpgov._context import SessionAnchor
 from mcpgov._server import ServerGovernance
 from mcpgov.audit import JsonlSink, QueuedSink
@@ -31,13 +32,22 @@ from mcpgov.credentials import (
     TaskScope,
     open_task,
 )
+from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer
 
 AUDIENCE = "https://memory.test/mcp"
 TENANT = "acme"
-PER_SESSION = (GovernedClient, ClientSession, TaskScope, SessionAnchor)
+PER_SESSION = (
+    GovernedClient,
+    ClientSession,
+    TaskScope,
+    SessionAnchor,
+    _GovernedListTools,
+    _ListenStamp,
+    MintingPrincipal,
+)
 
 
 class _Stack:
@@ -103,7 +113,7 @@ def test_closed_sessions_leave_nothing_behind(mode: str, tmp_path: Path) -> None
     assert seen[0] == seen[1] == seen[2] == Counter()
     # The server's per-session state is keyed weakly on the session and is gone with it.
     assert len(stack.governance._anchors) == 0
-    assert len(stack.identity._bound) == 0
+    assert len(stack.identity._bound) == 0  # the server adapter's anchors hold their binding themselves
 
 
 def test_open_sessions_hold_their_state_until_they_close(tmp_path: Path) -> None:
@@ -118,6 +128,8 @@ def test_open_sessions_hold_their_state_until_they_close(tmp_path: Path) -> None
             await client.call_tool("add", {"a": 1, "b": 2})
             during = _alive()
             anchors = len(stack.governance._anchors)
+            (anchor,) = stack.governance._anchors.values()
+            assert anchor.bound == ("https://id.test", "agent-1", TENANT)
         return during, Counter({"anchors": anchors})
 
     try:
@@ -127,4 +139,5 @@ def test_open_sessions_hold_their_state_until_they_close(tmp_path: Path) -> None
     assert during["GovernedClient"] == 1
     assert during["TaskScope"] == 1
     assert during["SessionAnchor"] == 1
+    assert during["_ListenStamp"] == during["_GovernedListTools"] == during["MintingPrincipal"] == 1
     assert anchors["anchors"] == 1

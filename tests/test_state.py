@@ -31,6 +31,21 @@ async def test_entries_expire_with_their_ttl() -> None:
     assert await store.get_many(["revoked:a", "x"]) == [None, None]
 
 
+async def test_rewriting_a_key_keeps_few_stale_expiry_pairs() -> None:
+    """A key written on every request (a task's history) leaves a stale (expiry, key) pair per
+    write: they are dropped once they pass twice the live entries plus a small slack, so a busy
+    task holds tens of them, not a thousand (each with its own copy of the key)."""
+    clock = Clock()
+    store = InMemoryStateStore(clock=clock)
+    for i in range(2_000):
+        clock.now += 0.001
+        await store.put("task:called", "1", ttl=600)
+        await store.put_many([(f"task:{i % 3}", "1"), ("task:last", "add")], ttl=600)
+        assert len(store._expiries) <= 2 * 5 + 64 + 1
+    assert len(store) == 5
+    assert await store.get_many(["task:called", "task:0", "task:last"]) == ["1", "1", "add"]
+
+
 async def test_add_is_first_writer_wins_until_expiry() -> None:
     clock = Clock()
     store = InMemoryStateStore(clock=clock)

@@ -457,6 +457,20 @@ class Auditor:
         ConfigurationError: a sink is not callable, or strict mode has no sink.
     """
 
+    # Slots: a GovernedClient builds an auditor per session.
+    __slots__ = (
+        "_async",
+        "_log",
+        "_reporting",
+        "_sinks",
+        "events_emitted",
+        "flush_timeout",
+        "redactor",
+        "refused",
+        "sink_failures",
+        "strict",
+    )
+
     def __init__(
         self,
         sinks: Iterable[AuditCallback] = (),

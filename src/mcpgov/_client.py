@@ -43,6 +43,7 @@ from mcpgov._context import HTTP_AUTHORIZATION, SERVER_INFO, SERVER_TARGET, GovC
 from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
 from mcpgov._keepalive import DrainingTransport
+from mcpgov._lru import LRU
 from mcpgov._methods import LISTINGS
 from mcpgov._principal import Principal
 from mcpgov._protocols import ListChangeListener, listing_gate
@@ -64,6 +65,18 @@ __all__ = ["SERVER_INFO", "GovernedClient", "GovernedHttpAuth"]
 
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 
+_DESCRIBED: LRU[tuple[str, str], Mapping[str, str]] = LRU(64)
+"""Servers' self-descriptions (name, version), one read-only copy shared by the sessions to each."""
+
+
+def _described(name: str, version: str) -> Mapping[str, str]:
+    key = (name, version)
+    described = _DESCRIBED.get(key)
+    if described is None:
+        described = _DESCRIBED[key] = MappingProxyType({"name": name, "version": version})
+    return described
+
+
 _LIST_CHANGED: dict[str, str] = {
     "notifications/tools/list_changed": "tool",
     "notifications/prompts/list_changed": "prompt",
@@ -83,16 +96,22 @@ _LISTEN_META: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.Con
 )
 
 
-def _listen_stamp(stamp: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, Any], Any], None]:
+class _ListenStamp:
     """The SDK's request stamp, adding what the chain attached to a governed ``subscriptions/listen``.
 
     The SDK's listen driver takes no ``_meta`` of its own: what the chain attached (identity,
     credential) is added to the listen request's ``_meta`` while :meth:`GovernedClient.listen`
-    sends it, and to no other request.
+    sends it, and to no other request. A slotted callable, not a closure: one is held per open
+    session.
     """
 
-    def stamped(data: dict[str, Any], opts: Any) -> None:
-        stamp(data, opts)
+    __slots__ = ("_inner",)
+
+    def __init__(self, stamp: Callable[[dict[str, Any], Any], None]) -> None:
+        self._inner = stamp
+
+    def __call__(self, data: dict[str, Any], opts: Any) -> None:
+        self._inner(data, opts)
         extra = _LISTEN_META.get()
         if not extra or data.get("method") != "subscriptions/listen":
             return
@@ -101,8 +120,6 @@ def _listen_stamp(stamp: Callable[[dict[str, Any], Any], None]) -> Callable[[dic
             params = data["params"] = {}
         meta = params.get("_meta")
         params["_meta"] = {**(meta if isinstance(meta, dict) else {}), **extra}
-
-    return stamped
 
 
 class GovernedHttpAuth(httpx2.Auth):
@@ -300,11 +317,11 @@ class GovernedClient(Client):
             raise
         info = self.server_info
         if info is not None:
-            described = MappingProxyType({"name": info.name, "version": info.version})
+            described = _described(info.name, info.version)
             # What the client actually connected to, for the registry's check (tool pinning).
             self._extensions = MappingProxyType({SERVER_INFO: described, SERVER_TARGET: self._server_target})
         self._govern_internal_listings()
-        compat.wrap_request_stamp(self.session, _listen_stamp)
+        compat.wrap_request_stamp(self.session, _ListenStamp)
         return self
 
     def _govern_internal_listings(self) -> None:

@@ -106,10 +106,14 @@ class SessionAnchor:
     ``weakref.WeakKeyDictionary`` on it. It carries nothing of the SDK.
     """
 
-    __slots__ = ("__weakref__", "id")
+    __slots__ = ("__weakref__", "bound", "id")
 
     def __init__(self, id: str) -> None:  # noqa: A002 - the session's id
         self.id = id
+        self.bound: tuple[str, str, str | None] | None = None
+        """The identity the session is bound to, ``(issuer, subject, tenant)``, once it is (set by
+        :class:`~mcpgov.identity.IdentityMiddleware` on the first request; the anchor holds it
+        instead of a weak-keyed table entry per session)."""
 
     def __repr__(self) -> str:
         return f"SessionAnchor({self.id!r})"

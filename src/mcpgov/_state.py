@@ -63,6 +63,10 @@ class _Entry:
         self.expires = expires
 
 
+_STALE_SLACK = 64
+"""Stale expiry pairs tolerated beyond twice the live entries before the heap is rebuilt."""
+
+
 def _check_ttl(ttl: float) -> float:
     if not is_positive_number(ttl):
         raise StateStoreError(f"a state entry needs a positive finite ttl, got {ttl!r}", reason="bad_ttl")
@@ -124,7 +128,9 @@ class InMemoryStateStore:
         entries[key] = _Entry(value, expires)
         heap = self._expiries
         heapq.heappush(heap, (expires, key))
-        if len(heap) > 2 * len(entries) + 1024:
+        # Rebuilt once stale pairs outnumber the entries (plus a little): amortised O(1) per write,
+        # and a key rewritten on every request (a task's history) holds few stale pairs and copies.
+        if len(heap) > 2 * len(entries) + _STALE_SLACK:
             self._expiries = [(entry.expires, k) for k, entry in entries.items()]
             heapq.heapify(self._expiries)
 

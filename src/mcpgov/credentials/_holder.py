@@ -12,6 +12,7 @@ from joserfc.jws import extract_compact
 
 from mcpgov._context import HTTP_AUTHORIZATION, META_IDENTITY, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._lru import LRU
 from mcpgov._principal import Principal
 from mcpgov._validate import is_number
 
@@ -91,7 +92,21 @@ def principal_for_minting(ctx: GovContext) -> Principal | None:
         return principal
     from dataclasses import replace  # noqa: PLC0415 - only on this path
 
-    return replace(principal, claims=MappingProxyType({**principal.claims, "exp": float(exp)}))
+    if principal.claims:
+        return replace(principal, claims=MappingProxyType({**principal.claims, "exp": float(exp)}))
+    return replace(principal, claims=_expiring(float(exp)))
+
+
+_EXPIRES: LRU[float, Mapping[str, Any]] = LRU(256)
+"""Read-only ``{"exp": exp}`` claims, one per expiry time: the sessions of a workload whose
+identity token expires at the same second share one instead of a copy each."""
+
+
+def _expiring(exp: float) -> Mapping[str, Any]:
+    claims = _EXPIRES.get(exp)
+    if claims is None:
+        claims = _EXPIRES[exp] = MappingProxyType({"exp": exp})
+    return claims
 
 
 class MintingPrincipal:

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 
 from mcpgov._errors import ConfigurationError, CredentialError
+from mcpgov._shared import shared_text
 from mcpgov._state import InMemoryStateStore, StateStore
 from mcpgov._types import Clock
 from mcpgov._validate import is_number, positive_seconds
@@ -240,16 +241,18 @@ class RevocationList:
         return keys
 
     def _keys(self, claims: CredentialClaims) -> list[str]:
+        # The principal's and the task's keys are the same for every credential of a task (and the
+        # memo above keeps them per credential): one shared copy of each instead of one per credential.
         tenant = claims.tenant
         keys = [self.jti_key(claims.jti)]
         keys.extend(self.jti_key(parent) for parent in claims.chain)
         parties = [(claims.subject_issuer, claims.subject), claims.owner_key]
         parties.extend((iss, sub) for sub, iss in claims.actors if iss is not None)
         for iss, sub in dict.fromkeys(parties):
-            keys.append(self.principal_key(tenant, iss, sub))
+            keys.append(shared_text(self.principal_key(tenant, iss, sub)))
         if claims.task_id is not None:
-            keys.append(self.task_key(tenant, claims.task_id, claims.owner_key))
-            keys.append(self.task_key(tenant, claims.task_id))
+            keys.append(shared_text(self.task_key(tenant, claims.task_id, claims.owner_key)))
+            keys.append(shared_text(self.task_key(tenant, claims.task_id)))
         return keys
 
     @staticmethod

@@ -32,6 +32,9 @@ class TaskScope:
         revoked: True once the scope has ended and revoked what it minted.
     """
 
+    # Slots: a task is often open as long as its session.
+    __slots__ = ("__weakref__", "_minted", "purpose", "revoked", "task_id")
+
     def __init__(self, task_id: str, purpose: str | None) -> None:
         self.task_id = task_id
         self.purpose = purpose

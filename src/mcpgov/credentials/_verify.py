@@ -322,13 +322,14 @@ class _SeenCredentials:
             return False
         if len(expiry) >= self._prune_at:
             # Expired credentials are refused before they get here: forget them. Amortised: the
-            # next pruning waits until the dict has doubled again.
+            # next pruning waits until the dict has doubled again. The survivors go to a fresh
+            # dict: deleting in place leaves the table its holes, and refilling it then doubles
+            # the table (to the size of three times the live ids) instead of reusing them.
             now = self._clock()
-            for jti in [jti for jti, exp in expiry.items() if exp < now]:
-                del expiry[jti]
-            if len(expiry) >= self._maxsize:  # still full of live ids: the oldest quarter goes
-                for jti in list(itertools.islice(expiry, len(expiry) - self._maxsize * 3 // 4)):
-                    del expiry[jti]
+            live = {jti: exp for jti, exp in expiry.items() if exp >= now}
+            if len(live) >= self._maxsize:  # still full of live ids: the oldest quarter goes
+                live = dict(itertools.islice(live.items(), len(live) - self._maxsize * 3 // 4, None))
+            self._expiry = expiry = live
             self._prune_at = min(max(1024, 2 * len(expiry)), self._maxsize)
         expiry[claims.jti] = claims.expires_at
         return True

@@ -14,7 +14,7 @@ from cachetools import LRUCache
 
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, StageSpec
-from mcpgov._context import META_IDENTITY, GovContext
+from mcpgov._context import META_IDENTITY, GovContext, SessionAnchor
 from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._principal import Principal
 from mcpgov.identity import _sdk
@@ -220,7 +220,12 @@ class IdentityMiddleware:
         """Bind the session's first principal and tenant; refuse another. True when it bound now."""
         anchor = _sdk.session_anchor(ctx)
         key = (principal.issuer, principal.subject, principal.tenant)
-        if anchor is not None:
+        if type(anchor) is SessionAnchor:  # the server adapter's: the binding lives on it
+            bound = anchor.bound
+            if bound is None:
+                anchor.bound = key
+                return True
+        elif anchor is not None:
             bound = self._bound.get(anchor)
             if bound is None:
                 self._bound[anchor] = key
