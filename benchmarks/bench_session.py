@@ -508,7 +508,9 @@ async def components(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """A 1,000-tool listing and a 1 MB argument, full stack against bare, in-process (2026-07-28)."""
+    """A 1,000-tool listing and a 1 MB argument, full stack against bare, in-process (2026-07-28).
+
+    ``--tools 0`` leaves the listing out and ``--mb-batch 0`` the 1 MB argument; each runs without the other."""
     report: dict[str, Any] = {}
     n = args.tools
     servers = {v: make_server(v, stack, tools=n) for v in ("bare", "full")}
@@ -526,42 +528,48 @@ async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, 
             assert result.structured_content == {"result": len(blob)}, "the 1 MB call did not run"
             return result
 
-        lst = await paired(f"listing {n + 2} tools", clients, list_call, batches=args.batches, batch=args.list_batch)
-        added = [
-            (f.wall / f.calls - b.wall / b.calls) * 1e6 / (n + 2)
-            for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
-        ]
-        added_cpu = [
-            (f.cpu / f.calls - b.cpu / b.calls) * 1e6 / (n + 2)
-            for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
-        ]
-        summary = print_result(lst, {})
-        med = statistics.median(added)
-        spread = (
-            f" (p10 {pct(added, 0.1):.3g} .. p90 {pct(added, 0.9):.3g}; by CPU time "
-            f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
-        )
-        label = f"listing {n + 2} tools: full stack added us per entry"
-        verdict(label, med, TARGET_LIST_US_PER_ENTRY, at_least=False, spread=spread)
-        report["listing"] = {"summary": summary, "added_us_per_entry": med}
+        if n > 0:
+            lst = await paired(
+                f"listing {n + 2} tools", clients, list_call, batches=args.batches, batch=args.list_batch
+            )
+            added = [
+                (f.wall / f.calls - b.wall / b.calls) * 1e6 / (n + 2)
+                for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
+            ]
+            added_cpu = [
+                (f.cpu / f.calls - b.cpu / b.calls) * 1e6 / (n + 2)
+                for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
+            ]
+            summary = print_result(lst, {})
+            med = statistics.median(added)
+            spread = (
+                f" (p10 {pct(added, 0.1):.3g} .. p90 {pct(added, 0.9):.3g}; by CPU time "
+                f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
+            )
+            label = f"listing {n + 2} tools: full stack added us per entry"
+            verdict(label, med, TARGET_LIST_US_PER_ENTRY, at_least=False, spread=spread)
+            report["listing"] = {"summary": summary, "added_us_per_entry": med}
 
-        big = await paired("a 1 MB argument", clients, big_call, batches=args.batches, batch=args.mb_batch)
-        added_ms = [
-            (f.wall / f.calls - b.wall / b.calls) * 1e3
-            for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
-        ]
-        added_cpu = [
-            (f.cpu / f.calls - b.cpu / b.calls) * 1e3
-            for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
-        ]
-        summary = print_result(big, {})
-        med = statistics.median(added_ms)
-        spread = (
-            f" (p10 {pct(added_ms, 0.1):.3g} .. p90 {pct(added_ms, 0.9):.3g}; by CPU time "
-            f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
-        )
-        verdict("a 1 MB argument: full stack added ms per call", med, TARGET_MB_ARG_MS, at_least=False, spread=spread)
-        report["one_mb"] = {"summary": summary, "added_ms": med}
+        if args.mb_batch > 0:
+            big = await paired("a 1 MB argument", clients, big_call, batches=args.batches, batch=args.mb_batch)
+            added_ms = [
+                (f.wall / f.calls - b.wall / b.calls) * 1e3
+                for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
+            ]
+            added_cpu = [
+                (f.cpu / f.calls - b.cpu / b.calls) * 1e3
+                for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
+            ]
+            summary = print_result(big, {})
+            med = statistics.median(added_ms)
+            spread = (
+                f" (p10 {pct(added_ms, 0.1):.3g} .. p90 {pct(added_ms, 0.9):.3g}; by CPU time "
+                f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
+            )
+            verdict(
+                "a 1 MB argument: full stack added ms per call", med, TARGET_MB_ARG_MS, at_least=False, spread=spread
+            )
+            report["one_mb"] = {"summary": summary, "added_ms": med}
     return report
 
 
@@ -641,6 +649,8 @@ async def what_if(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         return await client.call_tool("size", {"blob": blob})
 
     for label, call, batch in (("add(a, b)", add_call, args.batch), ("a 1 MB argument", big_call, args.mb_batch)):
+        if batch <= 0:
+            continue  # left out (--mb-batch 0)
         variants = ("full", *WHAT_IF)
         servers = {v: make_server("full", stack) for v in variants}
         async with AsyncExitStack() as exits:
@@ -927,7 +937,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 report["what_if"] = await what_if(stack, args)
             if args.scope_cost:
                 report["scope_cost"] = await scope_cost(stack, args)
-            if args.tools > 0:
+            if args.tools > 0 or args.mb_batch > 0:
                 report["listing_and_size"] = await listing_and_size(stack, args)
             if args.sessions > 0:
                 report["memory_per_session_kb"] = await memory_per_session(stack, args.sessions)
@@ -973,7 +983,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.tools, args.list_batch, args.mb_batch = 50, 1, 1
         args.sessions, args.agents, args.revocations = 5, 50, 2000
     if args.only_inprocess:
-        args.http_batch = args.tools = args.sessions = args.agents = args.revocations = 0
+        args.http_batch = args.tools = args.mb_batch = args.sessions = args.agents = args.revocations = 0
         args.components = args.what_if = args.scope_cost = False
     return args
 
