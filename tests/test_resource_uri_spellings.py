@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
 from mcp_types import ReadResourceResult, TextResourceContents
 
 from mcpgov import Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov._uris import uri_problem
 from mcpgov.policy import Policy, PolicyEngine
 from mcpgov.testing import InMemoryAuditSink
 
@@ -36,8 +38,6 @@ HOSTILE = [
     "file:///public/.%2e/secret.txt",
     "file:///public/..%5csecret.txt",
     "notes://public/../secret",
-    "FILE:///public/readme.txt",
-    "File:///public/readme.txt",
     "file:///public/%72eadme.txt",
     "file:///public/\uff52eadme.txt",
 ]
@@ -193,3 +193,34 @@ def test_a_deny_list_policy_is_not_walked_around_by_another_spelling(uri: str) -
     assert engine.decide(ctx).effect.value == "deny"
     plain = ctx.replace(target="file:///public/readme.txt")
     assert engine.decide(plain).effect.value == "allow"
+
+
+async def test_a_resource_registered_under_an_upper_case_scheme_is_still_served(mode: str) -> None:
+    """A scheme is case-insensitive, not malformed: a server's own ``Config://`` resources (or a
+    gateway upstream whose id is ``Docs``, served as ``Docs+...``) stay readable when allowed."""
+    server = MCPServer("settings")
+
+    @server.resource("Config://settings")
+    def settings_text() -> str:
+        return "answer=42"
+
+    hooks = Hooks()
+    hooks.register("Config://*", lambda ctx: Decision.allow("config"), kind="resource", rule="config")
+    sink = InMemoryAuditSink()
+    govern(server, hooks, audit=sink)
+    async with Client(server, mode=mode) as client:
+        result = await client.read_resource("Config://settings")
+    assert isinstance(result.contents[0], TextResourceContents)
+    assert result.contents[0].text == "answer=42"
+    assert [e.rule for e in sink.decisions()] == ["config"]
+    assert uri_problem("Docs+file:///readme") is None
+
+
+@pytest.mark.parametrize("uri", ["FILE:///public/readme.txt", "File:///public/readme.txt"])
+def test_an_upper_case_scheme_is_the_same_uri_for_an_allow_and_for_a_deny(uri: str) -> None:
+    hooks = public_only()
+    assert [h.rule for h in hooks._matching("resource", uri)] == ["hook:public_only.<locals>.public"]
+    ctx = GovContext(
+        side="client", method="resources/read", kind="resource", target=uri, action="execute", principal=AGENT
+    )
+    assert PolicyEngine(POLICY).decide(ctx).effect.value == "allow"

@@ -15,7 +15,7 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._lru import LRU
 from mcpgov._types import is_async_callable
-from mcpgov._uris import uri_problem
+from mcpgov._uris import scheme_folded, uri_problem
 
 __all__ = ["HookFn", "Hooks"]
 
@@ -148,8 +148,16 @@ class Hooks(Authorizer):
             hooks = list(self._exact.get(key, ()))
             # A resource URI not in its normal form may resolve elsewhere than it reads: no glob
             # matches it, only a hook registered for that exact spelling decides (mcpgov._uris).
-            if kind != "resource" or uri_problem(target) is None:
+            if kind != "resource":
                 hooks.extend(h for h in self._globs if h.kind == kind and fnmatch.fnmatchcase(target, h.pattern))
+            elif uri_problem(target) is None:
+                # A scheme is case-insensitive: a glob matching either spelling matches (one URI).
+                forms = {target, scheme_folded(target)}
+                hooks.extend(
+                    h
+                    for h in self._globs
+                    if h.kind == kind and any(fnmatch.fnmatchcase(form, h.pattern) for form in forms)
+                )
             found = tuple(hooks)
             self._match_cache[key] = found
         return found

@@ -1,15 +1,20 @@
 """The one normal form of resource URIs every decider judges.
 
 A resource URI names one thing as spelt and may name another once a server resolves it: a dot
-segment (``file:///public/../secret``), a backslash, a scheme not in lower case (``FILE:///secret``,
-which ``urllib.parse`` reads as ``file``), percent-encoding of a character that needs none
-(``file:///sec%72et``, which a server decodes), an encoded separator, ``%`` or control
-character, a control character, or a Unicode compatibility character (a fullwidth letter, which NFKC folds).
+segment (``file:///public/../secret``), a backslash, percent-encoding of a character that needs
+none (``file:///sec%72et``, which a server decodes), an encoded separator, ``%`` or control
+character, a control character, or a Unicode compatibility character (a fullwidth letter, which
+NFKC folds).
 
 :func:`uri_problem` names the first such problem. A governed server refuses a URI that has one
 before any decision (``-32602``, ``uri_invalid``); a glob pattern (a policy rule's or a hook's)
 never matches one, on either side, so no allow reaches it by a pattern and the default deny
 stands unless a rule or hook names that exact spelling.
+
+A scheme is case-insensitive (RFC 3986): ``FILE:///secret`` and ``file:///secret`` are one URI,
+and ``urllib.parse`` reads both as ``file``. It is not refused (a server may register a resource
+under an upper-case scheme); instead a glob is matched against :func:`scheme_folded` as well, so
+a deny of ``file:///secret*`` also stops ``FILE:///secret``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["uri_problem"]
+__all__ = ["scheme_folded", "uri_problem"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _UNRESERVED = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee])")
@@ -35,12 +40,17 @@ def uri_problem(uri: str) -> str | None:
             return "the resource URI percent-encodes characters that need no encoding"
         if _STRUCTURAL.search(uri):
             return "the resource URI percent-encodes a separator, '%' or a control character"
-    scheme = _SCHEME.match(uri)
-    if scheme is not None and not scheme.group().islower():
-        return "the resource URI's scheme is not in lower case (send its normal form)"
     rest = uri.split("://", 1)[-1]
     if "\\" in rest:
         return "the resource URI has a backslash (send its normal form)"
     if any(segment in (".", "..") for segment in rest.split("/")):
         return "the resource URI has a '.' or '..' segment (send its normal form)"
     return None
+
+
+def scheme_folded(uri: str) -> str:
+    """``uri`` with its scheme in lower case (the same URI: schemes are case-insensitive)."""
+    scheme = _SCHEME.match(uri)
+    if scheme is None or scheme.group().islower():
+        return uri
+    return scheme.group().lower() + uri[scheme.end() :]

@@ -40,7 +40,7 @@ import rfc8785
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
-from mcpgov._uris import uri_problem
+from mcpgov._uris import scheme_folded, uri_problem
 from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
@@ -82,6 +82,17 @@ def _uri_spellings(uri: str) -> tuple[tuple[str, ...], bool]:
         return tuple(sorted(spellings(uri))), True
     except ValueError:
         return (uri,), False
+
+
+def _uri_readings(uri: str) -> tuple[tuple[tuple[str, ...], ...], bool]:
+    """The spellings of ``uri`` as received and, when its scheme is not in lower case, of the
+    same URI with it folded (schemes are case-insensitive), and whether they are all known."""
+    raw, certain = _uri_spellings(uri)
+    folded = scheme_folded(uri)
+    if folded == uri:
+        return (raw,), certain
+    other, known = _uri_spellings(folded)
+    return (raw, other), certain and known
 
 
 def _obligations_dict(rule_id: str, ob: Obligations | None) -> dict[str, Any]:
@@ -410,11 +421,16 @@ class PolicyEngine:
             # A glob is judged on every spelling of the URI (decoded, NFKC): a deny or approval
             # matches when any spelling does, an allow only when every spelling does and the URI
             # is in its normal form (mcpgov._uris: no dot segments, encoded separators...).
-            spellings, certain = _uri_spellings(name)
+            # A scheme is case-insensitive: the URI with its scheme folded is read the same way,
+            # and an allow may match either reading as a whole (both name one resource).
+            readings, certain = _uri_readings(name)
             clean = certain and uri_problem(name) is None
             for pattern, r in self._globs.get(kind, ()):
-                hits = [fnmatch.fnmatchcase(form, pattern) for form in spellings]
-                if (any(hits) and r.effect is not Effect.ALLOW) or (clean and all(hits)):
+                hits = [[fnmatch.fnmatchcase(form, pattern) for form in forms] for forms in readings]
+                if r.effect is not Effect.ALLOW:
+                    if any(any(h) for h in hits):
+                        rules.append(r)
+                elif clean and any(all(h) for h in hits):
                     rules.append(r)
         else:
             rules.extend(r for pattern, r in self._globs.get(kind, ()) if fnmatch.fnmatchcase(name, pattern))
@@ -444,7 +460,9 @@ class PolicyEngine:
         found = self._label_cache.get(key)
         if found is None:
             # A label attaches when any spelling of the target matches (labels only ever restrict).
-            spellings = _uri_spellings(target)[0] if kind == "resource" else (target,)
+            spellings = (
+                tuple(form for forms in _uri_readings(target)[0] for form in forms) if kind == "resource" else (target,)
+            )
             found = frozenset(
                 name
                 for name, k, pattern in self._labels
