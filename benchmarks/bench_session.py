@@ -507,6 +507,22 @@ async def components(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return {"summary": summary, "shares": shares}
 
 
+def added_verdict(result: Result, scale: float, label: str, target: float) -> float:
+    """Print ``result`` and the verdict on what the full stack adds over bare per call, times
+    ``scale`` (per batch: wall time, with CPU time beside it); returns the median."""
+    pairs = list(zip(result.samples["full"], result.samples["bare"], strict=True))
+    wall = [(f.wall / f.calls - b.wall / b.calls) * scale for f, b in pairs]
+    cpu = [(f.cpu / f.calls - b.cpu / b.calls) * scale for f, b in pairs]
+    print_result(result, {})
+    med = statistics.median(wall)
+    spread = (
+        f" (p10 {pct(wall, 0.1):.3g} .. p90 {pct(wall, 0.9):.3g}; by CPU time "
+        f"{statistics.median(cpu):.3g}, {pct(cpu, 0.1):.3g} .. {pct(cpu, 0.9):.3g})"
+    )
+    verdict(label, med, target, at_least=False, spread=spread)
+    return med
+
+
 async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """A 1,000-tool listing and a 1 MB argument, full stack against bare, in-process (2026-07-28).
 
@@ -532,44 +548,14 @@ async def listing_and_size(stack: Stack, args: argparse.Namespace) -> dict[str, 
             lst = await paired(
                 f"listing {n + 2} tools", clients, list_call, batches=args.batches, batch=args.list_batch
             )
-            added = [
-                (f.wall / f.calls - b.wall / b.calls) * 1e6 / (n + 2)
-                for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
-            ]
-            added_cpu = [
-                (f.cpu / f.calls - b.cpu / b.calls) * 1e6 / (n + 2)
-                for f, b in zip(lst.samples["full"], lst.samples["bare"], strict=True)
-            ]
-            summary = print_result(lst, {})
-            med = statistics.median(added)
-            spread = (
-                f" (p10 {pct(added, 0.1):.3g} .. p90 {pct(added, 0.9):.3g}; by CPU time "
-                f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
-            )
             label = f"listing {n + 2} tools: full stack added us per entry"
-            verdict(label, med, TARGET_LIST_US_PER_ENTRY, at_least=False, spread=spread)
-            report["listing"] = {"summary": summary, "added_us_per_entry": med}
+            med = added_verdict(lst, 1e6 / (n + 2), label, TARGET_LIST_US_PER_ENTRY)
+            report["listing"] = {"summary": lst.summary(), "added_us_per_entry": med}
 
         if args.mb_batch > 0:
             big = await paired("a 1 MB argument", clients, big_call, batches=args.batches, batch=args.mb_batch)
-            added_ms = [
-                (f.wall / f.calls - b.wall / b.calls) * 1e3
-                for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
-            ]
-            added_cpu = [
-                (f.cpu / f.calls - b.cpu / b.calls) * 1e3
-                for f, b in zip(big.samples["full"], big.samples["bare"], strict=True)
-            ]
-            summary = print_result(big, {})
-            med = statistics.median(added_ms)
-            spread = (
-                f" (p10 {pct(added_ms, 0.1):.3g} .. p90 {pct(added_ms, 0.9):.3g}; by CPU time "
-                f"{statistics.median(added_cpu):.3g}, {pct(added_cpu, 0.1):.3g} .. {pct(added_cpu, 0.9):.3g})"
-            )
-            verdict(
-                "a 1 MB argument: full stack added ms per call", med, TARGET_MB_ARG_MS, at_least=False, spread=spread
-            )
-            report["one_mb"] = {"summary": summary, "added_ms": med}
+            med = added_verdict(big, 1e3, "a 1 MB argument: full stack added ms per call", TARGET_MB_ARG_MS)
+            report["one_mb"] = {"summary": big.summary(), "added_ms": med}
     return report
 
 
