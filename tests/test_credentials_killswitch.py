@@ -4,6 +4,7 @@ never reach log records."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Callable
@@ -301,19 +302,24 @@ async def test_the_issuance_policy_refuses_what_no_grant_gives() -> None:
 # -- durable revocation -------------------------------------------------------------------------
 
 
+class StoreBroke(BaseException):
+    """A failure that is not an ``Exception`` (as a driver or an interrupt may raise)."""
+
+
 class FlakyStore(CompactMemoryStore):
-    """A shared in-memory store that can be taken down and brought back."""
+    """A shared in-memory store that can be taken down (raising ``failure``) and brought back."""
 
     down = False
+    failure: Callable[[], BaseException] = staticmethod(lambda: ConnectionError("store down"))
 
     async def put(self, key: str, value: str, ttl: float) -> None:
         if self.down:
-            raise ConnectionError("store down")
+            raise self.failure()
         await super().put(key, value, ttl)
 
     async def get_many(self, keys: list[str]) -> list[str | None]:
         if self.down:
-            raise ConnectionError("store down")
+            raise self.failure()
         return await super().get_many(keys)
 
 
@@ -704,14 +710,21 @@ def test_revocation_reaches_exactly_what_descends_from_what_was_revoked(
 # -- a standing stream ends when its credential is revoked -------------------------------------------
 
 
-@pytest.mark.parametrize("revoke", ["credential", "task", "principal", "store-down"])
+@pytest.mark.parametrize(
+    "revoke", ["credential", "task", "principal", "store-down", "store-base-exception", "store-stray-cancel"]
+)
 async def test_a_listen_stream_opened_with_a_credential_ends_once_it_is_revoked(revoke: str) -> None:
     """A ``subscriptions/listen`` stream outlives its request: the credential that opened it is
     re-checked while it lasts (lifetime and revocation), and the kill switch ends it gracefully,
     audited with the caller, within about one check interval. A revocation store that stops
-    answering ends it too (fail closed)."""
+    answering ends it too (fail closed), whatever it raises: an ``Exception``, a ``BaseException``
+    subclass, or a ``CancelledError`` while nothing cancelled the stream."""
     clock = FrozenClock()
     store = FlakyStore(clock=clock)
+    if revoke == "store-base-exception":
+        store.failure = lambda: StoreBroke("driver gave up")
+    elif revoke == "store-stray-cancel":
+        store.failure = asyncio.CancelledError
     issuer = make_issuer(clock, revocations=RevocationList(store, max_ttl=300, clock=clock))
     governed = build_governed(issuer)
     credential = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="t-1", ttl=300)
@@ -740,6 +753,6 @@ async def test_a_listen_stream_opened_with_a_credential_ends_once_it_is_revoked(
             events = [event async for event in sub]  # ends when the stream does
     assert events == []
     refused = [e for e in governed.sink.events if e.type == "credential.refused"]
-    reason = "revocation_unavailable" if revoke == "store-down" else "revoked"
+    reason = "revoked" if revoke in ("credential", "task", "principal") else "revocation_unavailable"
     assert [(e.reason, e.principal, e.tenant) for e in refused] == [(reason, AGENT.id, "acme")]
     assert credential.token not in repr(governed.sink.events)

@@ -129,7 +129,10 @@ def test_open_sessions_hold_their_state_until_they_close(tmp_path: Path) -> None
             during = _alive()
             anchors = len(stack.governance._anchors)
             (anchor,) = stack.governance._anchors.values()
-            assert anchor.bound == ("https://id.test", "agent-1", TENANT)
+            bound = ("https://id.test", "agent-1", TENANT)
+            # Bound once: another identity neither replaces nor clears the binding.
+            assert anchor.bind(("https://id.test", "intruder", TENANT)) == bound
+            assert anchor.bind(("https://id.test", "intruder", "other")) == bound
         return during, Counter({"anchors": anchors})
 
     try:

@@ -106,14 +106,24 @@ class SessionAnchor:
     ``weakref.WeakKeyDictionary`` on it. It carries nothing of the SDK.
     """
 
-    __slots__ = ("__weakref__", "bound", "id")
+    __slots__ = ("__weakref__", "_bound", "id")
 
     def __init__(self, id: str) -> None:  # noqa: A002 - the session's id
         self.id = id
-        self.bound: tuple[str, str, str | None] | None = None
-        """The identity the session is bound to, ``(issuer, subject, tenant)``, once it is (set by
-        :class:`~mcpgov.identity.IdentityMiddleware` on the first request; the anchor holds it
-        instead of a weak-keyed table entry per session)."""
+        self._bound: tuple[str, str, str | None] | None = None
+
+    def bind(self, identity: tuple[str, str, str | None]) -> tuple[str, str, str | None] | None:
+        """Bind the session, once, to ``identity`` (``(issuer, subject, tenant)``).
+
+        Returns ``None`` when this call bound it, else the identity it was bound to before
+        (which stays: nothing unbinds a session or binds it again). Used by
+        :class:`~mcpgov.identity.IdentityMiddleware` on the first request; the anchor holds the
+        binding instead of a weak-keyed table entry per session.
+        """
+        bound = self._bound
+        if bound is None:
+            self._bound = identity
+        return bound
 
     def __repr__(self) -> str:
         return f"SessionAnchor({self.id!r})"

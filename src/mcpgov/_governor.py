@@ -380,31 +380,17 @@ class Governor:
         """The allow decision event."""
         recorded = self.auditor.arguments(c)
         attributes = {"arguments": recorded} if recorded is not None else {}
-        if decision is None:  # an ungated chain
-            return values.event(
-                "decision",
-                {
-                    "effect": "allow",
-                    "rule": None,
-                    "reason": "ungated",
-                    "detail": None,
-                    "args_hash": c.args_hash,
-                    "engine": None,
-                    "policy_version": None,
-                    "attributes": attributes,
-                    "approver": None,
-                },
-            )
+        # ``decision`` is None for a chain with no gate: nothing decided, the allow is "ungated".
         return values.event(
             "decision",
             {
                 "effect": "allow",
-                "rule": decision.rule,
-                "reason": decision.reason_code,
-                "detail": decision.reason,
+                "rule": None if decision is None else decision.rule,
+                "reason": "ungated" if decision is None else decision.reason_code,
+                "detail": None if decision is None else decision.reason,
                 "args_hash": c.args_hash,
-                "engine": decision.engine,
-                "policy_version": decision.policy_version,
+                "engine": None if decision is None else decision.engine,
+                "policy_version": None if decision is None else decision.policy_version,
                 "attributes": attributes,
                 "approver": _approver(c, decision),
             },

@@ -235,7 +235,10 @@ async def _until_authority_expires(
             for check in checks:
                 try:
                     await check()
-                except Exception:  # noqa: BLE001 - refused (the check recorded why) or failed: fail closed
+                except BaseException as exc:
+                    # Refused (the check recorded why) or failed, whatever it raised: fail closed.
+                    if not await contained(exc):
+                        raise
                     refused = True
                     scope.cancel()
                     return

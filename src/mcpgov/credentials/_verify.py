@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from mcpgov._arguments import arguments_hash
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, StageSpec
+from mcpgov._contain import contained
 from mcpgov._context import META_CREDENTIAL, STANDING_CHECKS, GovContext, StandingCheck
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._lru import LRU
@@ -495,8 +496,10 @@ def _standing(ctx: GovContext, claims: CredentialClaims, verifier: CredentialVer
         try:
             verifier.check_lifetime(claims)
             await verifier.revocations.check(claims)
-        except Exception as exc:
-            # Refused, or the check itself failed: either way the stream ends (fail closed).
+        except BaseException as exc:
+            if not await contained(exc):
+                raise  # an interpreter exit, or the stream's own cancellation
+            # Refused, or the check itself failed (whatever it raised): the stream ends (fail closed).
             reason = exc.reason if isinstance(exc, CredentialError) else "revocation_unavailable"
             if ctx.audit is not None:
                 await ctx.audit.emit(
@@ -504,6 +507,10 @@ def _standing(ctx: GovContext, claims: CredentialClaims, verifier: CredentialVer
                         ctx, "credential.refused", reason=reason, detail="the listen stream it opened was ended"
                     )
                 )
-            raise
+            if isinstance(exc, CredentialError):
+                raise
+            raise CredentialRefused(
+                f"the revocation check raised {type(exc).__name__}", reason=reason, credential_id=claims.jti
+            ) from None
 
     return still_valid

@@ -220,10 +220,9 @@ class IdentityMiddleware:
         """Bind the session's first principal and tenant; refuse another. True when it bound now."""
         anchor = _sdk.session_anchor(ctx)
         key = (principal.issuer, principal.subject, principal.tenant)
-        if type(anchor) is SessionAnchor:  # the server adapter's: the binding lives on it
-            bound = anchor.bound
+        if type(anchor) is SessionAnchor:  # the server adapter's: the binding lives on it, set once
+            bound = anchor.bind(key)
             if bound is None:
-                anchor.bound = key
                 return True
         elif anchor is not None:
             bound = self._bound.get(anchor)
