@@ -456,3 +456,61 @@ async def test_closed_queue_refuses_events_and_counts_them() -> None:
     await auditor.emit(event)
     assert (len(sink.events), queue.dropped, auditor.sink_failures) == (1, 1, 1)
     assert "pending=0" in repr(queue)
+
+
+async def test_a_busy_event_loop_does_not_starve_the_queued_file_sink(tmp_path: Path, mode: str) -> None:
+    """Calls of an async tool back to back in one process keep the event loop's thread on the
+    interpreter lock:
+    each turn of the loop lets the lock go (polling for I/O) and takes it back before the worker
+    thread is even scheduled, and the worker, seeing the lock change hands, never asks for it.
+    The queue then filled up and refused events its file could easily take (all 6,000 but the
+    first 1,024 here). The thread queuing events now waits for the worker to catch up: nothing
+    is dropped, and the log holds every event."""
+    path = tmp_path / "audit.jsonl"
+    queue = QueuedSink(JsonlSink(path, max_bytes=None), maxsize=1024, batch=128, linger=1.0)
+    auditor = Auditor([queue])
+    server = MCPServer("busy")
+
+    @server.tool()
+    async def look(x: int) -> int:
+        return x
+
+    hooks = Hooks()
+    hooks.register("look", lambda ctx: Decision.allow("look"))
+    govern(server, hooks, audit=auditor)
+    calls = 3000
+    async with Client(server, mode=mode) as client:
+        for _ in range(calls):
+            await client.call_tool("look", {"x": 1})
+    assert queue.dropped == 0, queue.stats()
+    assert auditor.flush(10.0)
+    stats = queue.stats()
+    assert stats["delivered"] == stats["enqueued"] == auditor.events_emitted
+    report = verify_chain([path])
+    assert report.ok, report
+    assert sum(1 for e in read_events([path]) if e.target == "look") == 2 * calls
+    auditor.close()
+
+
+async def test_a_stuck_sink_is_waited_for_at_most_once_per_batch_of_growth(mode: str) -> None:
+    gate = threading.Event()
+    got: list[AuditEvent] = []
+
+    def stuck(event: AuditEvent) -> None:
+        gate.wait(10)
+        got.append(event)
+
+    queue = QueuedSink(stuck, maxsize=64, batch=8, linger=0.05)
+    auditor = Auditor([queue])
+    server, ran = build_server(auditor)
+    async with Client(server, mode=mode) as client:
+        for _ in range(40):
+            await client.call_tool("ok", {})
+        assert ran == ["ok"] * 40  # every call ran; the queue filled up and then refused
+        # Waits start at two batches queued, then once per further batch, up to the bound.
+        assert 1 <= queue.waits <= (64 - 16) // 8 + 1, queue.stats()
+        assert queue.dropped > 0
+        gate.set()
+    assert auditor.flush(5.0)
+    assert len(got) + queue.dropped == queue.enqueued + queue.dropped == auditor.events_emitted
+    auditor.close()

@@ -66,7 +66,15 @@ class QueuedSink:
             cost small. An event reaches the sink within about ``linger`` of being queued while
             events keep coming (up to a quarter second more after an idle spell); a full batch,
             :meth:`flush` and :meth:`close` deliver at once. Lower it if the sink must see events
-            sooner, at that cost.
+            sooner, at that cost. It also bounds each catch-up wait (below).
+
+    Catching up: a busy thread can keep the worker from the interpreter lock for seconds (an
+    event loop serving calls back to back takes the lock back each time it lets it go, before the
+    worker thread is even scheduled), and the queue would then fill and refuse events a sink
+    could easily write. So when two batches' worth are waiting, the thread queuing the next event
+    waits (releasing the lock for real) until the worker is down to less than a batch, for at
+    most ``linger`` seconds, and not again until another batch has queued up. A sink that is
+    merely slow still fills the queue, and what does not fit is refused and counted.
         name: a name for logs and stats (default: the sink's).
 
     Raises:
@@ -96,6 +104,11 @@ class QueuedSink:
         self.linger = float(linger)
         # A full batch wakes the worker, and so does a half-full queue (it must never fill up idle).
         self._wake_at = max(1, min(batch, maxsize // 2))
+        # Two batches waiting: the worker is behind, and a thread queuing an event waits for it.
+        self._catch_up_at = min(2 * self._wake_at, maxsize)
+        self._next_wait = self._catch_up_at
+        self.waits = 0
+        """How many times a thread queuing an event waited for the worker to catch up."""
         self.sink = sink
         self.maxsize = maxsize
         self.batch = batch
@@ -141,13 +154,14 @@ class QueuedSink:
         return not self._closed and self._last_ok and len(self._queue) < self.maxsize
 
     def stats(self) -> dict[str, int]:
-        """The counters: enqueued, delivered, dropped, failed, pending."""
+        """The counters: enqueued, delivered, dropped, failed, pending, and catch-up waits."""
         return {
             "enqueued": self.enqueued,
             "delivered": self.delivered,
             "dropped": self.dropped,
             "failed": self.failed,
             "pending": self.pending,
+            "waits": self.waits,
         }
 
     def __call__(self, event: AuditEvent) -> None:
@@ -168,6 +182,25 @@ class QueuedSink:
                 self._start_locked()
             elif self._idle and len(self._queue) >= self._wake_at:
                 self._not_empty.notify()
+            if len(self._queue) >= self._next_wait:
+                self._catch_up_locked()
+
+    def _catch_up_locked(self) -> None:
+        """Wait (the lock released) until the worker is down to less than a batch, at most
+        ``linger`` seconds; the next wait comes only once another batch has queued up."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread() or not thread.is_alive() or not self._last_ok:
+            return  # nothing to wait for: a failing sink is not waited on, it fills the queue
+        self.waits += 1
+        if self._idle:
+            self._not_empty.notify()
+        deadline = time.monotonic() + self.linger
+        while len(self._queue) >= self._wake_at and not self._closed and self._last_ok:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._drained.wait(left)
+        self._next_wait = max(self._catch_up_at, len(self._queue) + self._wake_at)
 
     def _log_drop_locked(self, reason: str) -> None:
         now = time.monotonic()
@@ -233,6 +266,8 @@ class QueuedSink:
                 ok = self._deliver(batch)
                 with self._lock:
                     self._inflight = 0
+                    if len(self._queue) < self._wake_at:
+                        self._next_wait = self._catch_up_at  # caught up
                     self._drained.notify_all()
                     self._last_ok = ok
         finally:
