@@ -19,7 +19,7 @@ from mcpgov._errors import ApprovalRequired, Denied
 from mcpgov._methods import LIST_METHODS
 from mcpgov._validate import positive_seconds
 
-__all__ = ["Authorizer"]
+__all__ = ["Authorizer", "Unsettled", "decided_inline", "guarded"]
 
 logger = logging.getLogger("mcpgov.authorize")
 
@@ -202,37 +202,86 @@ async def guarded(
     and the request is denied at the deadline while the event loop keeps serving (the thread is
     abandoned and its late answer discarded).
     """
+    if not is_async and not offload:
+        answer = decided_inline(decide, ctx, deadline, rule)
+        return await answer.settle() if isinstance(answer, Unsettled) else answer
     start = time.perf_counter()
     try:
-        if offload and not is_async:
-            with anyio.fail_after(deadline):
+        with anyio.fail_after(deadline):
+            if offload:
                 result = await anyio.to_thread.run_sync(decide, ctx, abandon_on_cancel=True, limiter=limiter)
-        elif is_async:
-            with anyio.fail_after(deadline):
+            else:
                 result = decide(ctx)
                 if inspect.isawaitable(result):
                     result = await result
-        else:
-            result = decide(ctx)
-            if type(result) is not Decision and inspect.isawaitable(
-                result
-            ):  # a sync callable that returned an awaitable after all
-                with anyio.fail_after(max(deadline - (time.perf_counter() - start), 0.0)):
-                    result = await result
     except TimeoutError:
-        return Decision.deny(rule, f"{rule} did not decide within {deadline}s", "authoriser_timeout")
-    except BaseException as exc:
-        if not await contained(exc):
-            raise
-        logger.warning("authoriser %s raised %s; denying", rule, type(exc).__name__)
-        return Decision.deny(rule, f"{rule} raised {type(exc).__name__}", "authoriser_error")
+        return _timed_out(rule, deadline)
+    except BaseException as exc:  # noqa: BLE001 - contained or re-raised by _failed
+        return await _failed(exc, rule)
     return _checked(result, start, deadline, rule)
+
+
+class Unsettled:
+    """A synchronous decider's call that did not end in an answer: it raised, or it returned an
+    awaitable after all. :meth:`settle` finishes it as :func:`guarded` would."""
+
+    __slots__ = ("deadline", "error", "pending", "rule", "start")
+
+    def __init__(
+        self, start: float, deadline: float, rule: str, *, error: BaseException | None = None, pending: Any = None
+    ) -> None:
+        self.start = start
+        self.deadline = deadline
+        self.rule = rule
+        self.error = error
+        self.pending = pending
+
+    async def settle(self) -> Decision:
+        """The decision: a deny for what the decider raised; else the awaited answer, checked."""
+        if self.error is not None:
+            if isinstance(self.error, TimeoutError):  # as guarded() reads a decider's own timeout
+                return _timed_out(self.rule, self.deadline)
+            return await _failed(self.error, self.rule)
+        try:
+            with anyio.fail_after(max(self.deadline - (time.perf_counter() - self.start), 0.0)):
+                result = await self.pending
+        except TimeoutError:
+            return _timed_out(self.rule, self.deadline)
+        except BaseException as exc:  # noqa: BLE001 - contained or re-raised by _failed
+            return await _failed(exc, self.rule)
+        return _checked(result, self.start, self.deadline, self.rule)
+
+
+def decided_inline(decide: Any, ctx: GovContext, deadline: float, rule: str) -> Decision | Unsettled:
+    """Call a synchronous decider inline: its checked answer (see :func:`guarded`), or, when it
+    raised or returned an awaitable, what is left to :meth:`Unsettled.settle`. Nothing awaited:
+    an answer given at once costs no coroutine and no cancel scope."""
+    start = time.perf_counter()
+    try:
+        result = decide(ctx)
+    except BaseException as exc:  # noqa: BLE001 - contained or re-raised by settle()
+        return Unsettled(start, deadline, rule, error=exc)
+    if type(result) is not Decision and inspect.isawaitable(result):
+        return Unsettled(start, deadline, rule, pending=result)  # a sync callable that returned an awaitable
+    return _checked(result, start, deadline, rule)
+
+
+def _timed_out(rule: str, deadline: float) -> Decision:
+    return Decision.deny(rule, f"{rule} did not decide within {deadline}s", "authoriser_timeout")
+
+
+async def _failed(exc: BaseException, rule: str) -> Decision:
+    """A deny for a decider that raised ``exc`` (re-raised when it must propagate)."""
+    if not await contained(exc):
+        raise exc
+    logger.warning("authoriser %s raised %s; denying", rule, type(exc).__name__)
+    return Decision.deny(rule, f"{rule} raised {type(exc).__name__}", "authoriser_error")
 
 
 def _checked(result: Any, start: float, deadline: float, rule: str) -> Decision:
     """``result`` if it is a decision that came within ``deadline`` seconds of ``start``, else a deny."""
     if time.perf_counter() - start > deadline:
-        return Decision.deny(rule, f"{rule} did not decide within {deadline}s", "authoriser_timeout")
+        return _timed_out(rule, deadline)
     if not isinstance(result, Decision) or not isinstance(result.effect, Effect):
         detail = f"{rule} returned {type(result).__name__}, not a Decision"
         return Decision.deny(rule, detail, "authoriser_invalid")

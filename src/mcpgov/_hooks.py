@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import anyio
 
-from mcpgov._authorize import Authorizer, guarded
-from mcpgov._context import GovContext
+from mcpgov._authorize import Authorizer, Unsettled, decided_inline, guarded
+from mcpgov._chain import Listing
+from mcpgov._context import GovContext, discovery_contexts
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._lru import LRU
@@ -162,32 +164,89 @@ class Hooks(Authorizer):
             self._match_cache[key] = found
         return found
 
+    def _targets(self, ctx: GovContext) -> tuple[_Hook, ...]:
+        if ctx.kind is not None and ctx.target is not None:
+            return self._matching(ctx.kind, ctx.target)
+        return self._matching("method", ctx.method)
+
     async def decide(self, ctx: GovContext) -> Decision:
         """Ask every matching hook; no matching hook means deny."""
-        if ctx.kind is not None and ctx.target is not None:
-            hooks = self._matching(ctx.kind, ctx.target)
-        else:
-            hooks = self._matching("method", ctx.method)
+        answer = self._at_once(ctx)
+        return await self._rest(ctx, answer) if isinstance(answer, _Resume) else answer
+
+    async def evaluate(self, ctx: GovContext) -> Decision:
+        """Each hook is guarded (deadline, errors, non-decisions) on its own, as in :meth:`decide`."""
+        answer = self._at_once(ctx)
+        return await self._rest(ctx, answer) if isinstance(answer, _Resume) else answer
+
+    async def filter(self, ctx: GovContext, listing: Listing) -> Listing:
+        """Keep the entries whose discovery the hooks allow; synchronous hooks are asked inline,
+        an entry needing asynchronous work is decided under the deadline as a whole."""
+        visible: set[str] = set()
+        entry = discovery_contexts(ctx, listing.kind)
+        for item in listing.items:
+            entry_ctx = entry(item.name)
+            answer = self._at_once(entry_ctx)
+            if isinstance(answer, _Resume):
+                rest = functools.partial(self._rest, resume=answer)
+                answer = await guarded(rest, entry_ctx, self.deadline, self.name)
+            # An entry that needs approval to use is still shown: the approval happens on use.
+            if answer.effect is not Effect.DENY:
+                visible.add(item.name)
+        return listing.keep(lambda item: item.name in visible)
+
+    def _at_once(self, ctx: GovContext) -> Decision | _Resume:
+        """The decision, when every matching hook answers synchronously; otherwise where to resume."""
+        hooks = self._targets(ctx)
         if not hooks:
             return Decision.deny(DEFAULT_DENY_RULE, "no hook matches this request", "default_deny")
         decision: Decision | None = None
-        for hook in hooks:
-            answer = await guarded(
-                hook.fn,
-                ctx,
-                self.deadline,
-                hook.rule,
-                is_async=hook.is_async,
-                offload=self.offload,
-                limiter=self._limiter,
-            )
+        for index, hook in enumerate(hooks):
+            if hook.is_async or self.offload:
+                return _Resume(hooks, index, decision, None)
+            answer = decided_inline(hook.fn, ctx, self.deadline, hook.rule)
+            if isinstance(answer, Unsettled):
+                return _Resume(hooks, index, decision, answer)
             if answer.effect is Effect.DENY:
                 return answer
             decision = answer.combine(decision)
-        if decision is None:  # unreachable: hooks is non-empty; kept so no path can fail open
-            return Decision.deny(DEFAULT_DENY_RULE, "no hook decided", "default_deny")
-        return decision
+        return _decided(decision)
 
-    async def evaluate(self, ctx: GovContext) -> Decision:
-        """Each hook is already guarded (deadline, errors, non-decisions) inside :meth:`decide`."""
-        return await self.decide(ctx)
+    async def _rest(self, ctx: GovContext, resume: _Resume) -> Decision:
+        """Ask the hooks from where :meth:`_at_once` stopped (settling what it left unsettled)."""
+        decision = resume.decision
+        for index in range(resume.index, len(resume.hooks)):
+            hook = resume.hooks[index]
+            if index == resume.index and resume.unsettled is not None:
+                answer = await resume.unsettled.settle()
+            else:
+                answer = await guarded(
+                    hook.fn,
+                    ctx,
+                    self.deadline,
+                    hook.rule,
+                    is_async=hook.is_async,
+                    offload=self.offload,
+                    limiter=self._limiter,
+                )
+            if answer.effect is Effect.DENY:
+                return answer
+            decision = answer.combine(decision)
+        return _decided(decision)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    """Where asking the hooks goes on asynchronously: the hooks, the first not yet answered, the
+    decision so far, and that hook's unsettled inline call (if it was called)."""
+
+    hooks: tuple[_Hook, ...]
+    index: int
+    decision: Decision | None
+    unsettled: Unsettled | None
+
+
+def _decided(decision: Decision | None) -> Decision:
+    if decision is None:  # unreachable: the hooks are never empty here; kept so no path can fail open
+        return Decision.deny(DEFAULT_DENY_RULE, "no hook decided", "default_deny")
+    return decision

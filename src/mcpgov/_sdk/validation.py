@@ -75,10 +75,69 @@ def _invalid(message: str, reason: str = "arguments_invalid") -> InvalidRequest:
     return InvalidRequest(message, reason=reason)
 
 
+# What a field of a plain argument model may set beyond its type: nothing that validates,
+# converts, renames or leaves out a value (constraints live in ``metadata``, checked empty).
+_PLAIN_FIELD_ATTRIBUTES = frozenset({"annotation", "default", "description", "title", "examples"})
+_PLAIN_TYPES = (int, str, bool)
+
+
+def _plain_fields(model: Any) -> dict[str, type] | None:
+    """Each field's exact type, when ``model`` is the SDK's plain argument model of a function
+    whose parameters are all ``int``, ``str`` or ``bool`` with no constraint, alias, validator
+    or serializer; otherwise ``None``.
+
+    For such a model strict validation depends on each value's type alone (a strict ``int``
+    takes any integer and no ``bool``, a strict ``str`` any text, a strict ``bool`` only a
+    ``bool``), its JSON dump is the values as given, and the SDK's pre-parsing leaves them
+    alone (it only parses text given for a non-text field). So arguments naming every field,
+    each of exactly its field's type, are decided as they are, without building a model.
+    """
+    from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase  # noqa: PLC0415 - SDK internals
+
+    decorators = getattr(model, "__pydantic_decorators__", None)
+    if (
+        model.__bases__ != (ArgModelBase,)
+        or decorators is None
+        or any(
+            getattr(decorators, kind, None)
+            for kind in (
+                "validators",
+                "field_validators",
+                "root_validators",
+                "field_serializers",
+                "model_serializers",
+                "model_validators",
+                "computed_fields",
+            )
+        )
+        or getattr(model, "__pydantic_post_init__", None) is not None
+        or set(model.model_config) - {"arbitrary_types_allowed"}
+        or not model.model_fields
+    ):
+        return None
+    fields: dict[str, type] = {}
+    for name, info in model.model_fields.items():
+        attributes = getattr(info, "_attributes_set", None)
+        if (
+            info.annotation not in _PLAIN_TYPES
+            or info.metadata
+            or info.alias is not None
+            or info.validation_alias is not None
+            or info.serialization_alias is not None
+            or info.exclude
+            or info.discriminator is not None
+            or not isinstance(attributes, dict)
+            or set(attributes) - _PLAIN_FIELD_ATTRIBUTES
+        ):
+            return None
+        fields[name] = info.annotation
+    return fields
+
+
 class _ToolModel:
     """The strict form of one ``MCPServer`` tool's arguments."""
 
-    __slots__ = ("allowed", "meta", "name")
+    __slots__ = ("allowed", "meta", "name", "plain")
 
     def __init__(self, name: str, meta: Any) -> None:
         self.name = name
@@ -87,8 +146,17 @@ class _ToolModel:
         for field_name, info in meta.arg_model.model_fields.items():
             allowed.add(info.alias or field_name)
         self.allowed = frozenset(allowed)
+        self.plain = _plain_fields(meta.arg_model)
 
     def __call__(self, wire: Mapping[str, Any]) -> Mapping[str, Any]:
+        plain = self.plain
+        if plain is not None and len(wire) == len(plain):
+            # Every field given, each of exactly its type: decided as given (see _plain_fields).
+            for key, value in wire.items():
+                if plain.get(key) is not type(value):
+                    break
+            else:
+                return wire
         extra = wire.keys() - self.allowed
         if extra:
             names = ", ".join(repr(k) for k in sorted(extra)[:5])
