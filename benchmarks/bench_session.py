@@ -227,12 +227,15 @@ def make_server(variant: str, stack: Stack, *, tools: int = 0, http: bool = Fals
         hooks = Hooks()
 
         hooks.register("*", _allow, kind="tool")
-        events: list[AuditEvent] = []
+        # The callback counts the events by type and keeps the latest, as a metrics callback
+        # would: holding thousands of events alive would add the garbage collector's full
+        # collections of them to whichever batch happens to trigger one.
+        counts: dict[str, int] = {}
+        latest: list[AuditEvent] = []
 
         def keep(event: AuditEvent) -> None:
-            events.append(event)
-            if len(events) > 10_000:
-                events.clear()
+            counts[event.type] = counts.get(event.type, 0) + 1
+            latest[:] = [event]
 
         govern(server, hooks, audit=keep)
     elif finish is not None:
