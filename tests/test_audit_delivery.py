@@ -3,19 +3,25 @@ slow and full sinks, strict mode, flush at shutdown, values that cannot be seria
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import AuditEvent, Auditor, AuditUnavailable, ConfigurationError, Decision, GovContext, Hooks, govern
 from mcpgov.audit import FanOut, JsonlSink, LoggingSink, QueuedSink, read_events, verify_chain
+from mcpgov.audit._jsonl import encode_event
 from mcpgov.testing import InMemoryAuditSink, serve_http
 from tests.conftest import build_demo
 
@@ -514,3 +520,70 @@ async def test_a_stuck_sink_is_waited_for_at_most_once_per_batch_of_growth(mode:
     assert auditor.flush(5.0)
     assert len(got) + queue.dropped == queue.enqueued + queue.dropped == auditor.events_emitted
     auditor.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(st.characters(exclude_categories=()), max_size=20),
+    number=st.one_of(st.none(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False)),
+    attributes=st.dictionaries(
+        st.text(max_size=5),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+            max_leaves=6,
+        ),
+        max_size=3,
+    ),
+    actors=st.lists(st.text(max_size=5), max_size=2),
+)
+def test_property_a_queued_event_reaches_the_sink_equal_to_what_was_queued(
+    text: str, number: float | None, attributes: dict[str, Any], actors: list[str]
+) -> None:
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target=text, purpose=text, request_id=text)
+    event = AuditEvent.from_context(
+        ctx, "outcome", latency_ms=number, attributes=attributes, actors=tuple(actors), outcome="completed"
+    )
+    got: list[AuditEvent] = []
+    batches: list[list[AuditEvent]] = []
+
+    class Batched:
+        def write_batch(self, events: Sequence[AuditEvent]) -> None:
+            batches.append(list(events))
+
+        def __call__(self, event: AuditEvent) -> None:
+            raise AssertionError("a batch writer gets batches")
+
+    for queue in (QueuedSink(got.append, linger=0.001), QueuedSink(Batched(), linger=0.001)):
+        queue(event)
+        assert queue.flush(5)
+        queue.close()
+    for arrived in (got[0], batches[0][0]):
+        assert arrived == event
+        assert arrived.model_fields_set == event.model_fields_set
+        assert arrived.attributes == event.attributes and type(arrived.attributes) is dict
+        assert encode_event(arrived) == encode_event(event)
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="the collector's tracking is CPython's")
+def test_a_queued_event_of_plain_values_leaves_the_collectors_watch() -> None:
+    """Events wait in the queue long enough to outlive the collector's young generations; held
+    as objects, each was promoted to the oldest one and a busy server paid a full collection of
+    its whole heap every few thousand calls. The queue holds plain tuples the collector drops
+    from its watch."""
+    got: list[AuditEvent] = []
+    queue = QueuedSink(got.append, linger=1.0)  # a partial batch waits: the events stay queued
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="t", request_id=7)
+    for attributes in ({}, {"executed": False}):
+        queue(AuditEvent.from_context(ctx, "outcome", outcome="failed", latency_ms=1.5, attributes=attributes))
+    queue(AuditEvent.from_context(ctx, "decision", effect="allow", rule="r", actors=("a", "b")))
+    gc.collect()
+    held = list(queue._queue)
+    assert len(held) == 3
+    assert not gc.is_tracked(held[0])  # plain values only: at the collector's first pass
+    for _ in range(2):  # nested attributes and actors: one more pass per level
+        gc.collect()
+    assert not any(gc.is_tracked(item) for item in held)
+    assert queue.flush(5)
+    assert [e.type for e in got] == ["outcome", "outcome", "decision"]
+    queue.close()

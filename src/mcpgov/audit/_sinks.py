@@ -10,8 +10,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
 from mcpgov._contain import must_propagate
@@ -26,6 +26,67 @@ __all__ = ["FanOut", "LoggingSink", "QueuedSink"]
 logger = logging.getLogger("mcpgov.audit")
 
 _IDLE_WAIT = 0.25
+
+_FIELDS: tuple[str, ...] = tuple(AuditEvent.model_fields)
+_ATTRIBUTES = _FIELDS.index("attributes")
+_Queued = AuditEvent | tuple[Any, ...]
+
+
+def _queued(event: AuditEvent) -> _Queued:
+    """What the queue holds for ``event``: for a plain event, one flat tuple of its values in
+    field order (its attributes as a tuple of items), then the names of the fields set, joined.
+
+    An event waits in the queue long enough to outlive the garbage collector's young
+    generations; held as an object (or as anything holding a dict or a set), each would be
+    promoted to the oldest generation, and a busy server would pay a full collection of its
+    whole heap every few thousand calls. A tuple of plain values leaves the collector's watch
+    at its first pass (one holding other tuples, one pass per level)."""
+    data = event.__dict__
+    if type(event) is not AuditEvent or len(data) != len(_FIELDS):
+        return event
+    values = [data[name] for name in _FIELDS]
+    values[_ATTRIBUTES] = tuple(values[_ATTRIBUTES].items())
+    values.append("\0".join(event.__pydantic_fields_set__))
+    return tuple(values)
+
+
+def _event(item: _Queued) -> AuditEvent:
+    """The event :func:`_queued` holds (the same fields, an equal event)."""
+    if isinstance(item, AuditEvent):
+        return item
+    data = dict(zip(_FIELDS, item[:-1], strict=True))  # the last item is the fields set
+    data["attributes"] = dict(item[_ATTRIBUTES])
+    fields_set = item[-1]
+    return AuditEvent._built(data, set(fields_set.split("\0")) if fields_set else set())
+
+
+class _Batch(Sequence[AuditEvent]):
+    """A batch handed to a sink: each event is made when it is read, so a sink reading the batch
+    once holds one event object at a time, not the whole batch while it writes."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[_Queued]) -> None:
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> AuditEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[AuditEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> AuditEvent | list[AuditEvent]:
+        if isinstance(index, slice):
+            return [_event(item) for item in self._items[index]]
+        return _event(self._items[index])
+
+    def __iter__(self) -> Iterator[AuditEvent]:
+        return map(_event, self._items)
+
+
 _LIVE_QUEUES: weakref.WeakSet[QueuedSink] = weakref.WeakSet()
 
 
@@ -113,11 +174,11 @@ class QueuedSink:
         self.maxsize = maxsize
         self.batch = batch
         self.name = name or f"queued({sink_name(sink)})"
-        self._write_batch: Callable[[list[AuditEvent]], Any] | None = (
+        self._write_batch: Callable[[Sequence[AuditEvent]], Any] | None = (
             sink.write_batch if isinstance(sink, BatchWriter) else None
         )
         self._sink_async = is_async_callable(sink)
-        self._queue: deque[AuditEvent] = deque()
+        self._queue: deque[_Queued] = deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
@@ -176,7 +237,7 @@ class QueuedSink:
                 reason = "sink_closed" if self._closed else "queue_full"
                 self._log_drop_locked(reason)
                 raise AuditUnavailable(f"audit queue {self.name} refused an event ({reason})", reason=reason)
-            self._queue.append(event)
+            self._queue.append(_queued(event))
             self.enqueued += 1
             if self._thread is None:
                 self._start_locked()
@@ -258,7 +319,7 @@ class QueuedSink:
                         if not self._queue:
                             return  # closed and drained
                         n = min(self.batch, len(self._queue))
-                        batch = [self._queue.popleft() for _ in range(n)]
+                        batch = _Batch([self._queue.popleft() for _ in range(n)])
                         self._inflight = n
                 if tick_due:
                     self._run_tick()
@@ -291,7 +352,7 @@ class QueuedSink:
             self._loop = asyncio.new_event_loop()
         self._loop.run_until_complete(result)
 
-    def _deliver(self, batch: list[AuditEvent]) -> bool:
+    def _deliver(self, batch: _Batch) -> bool:
         if self._write_batch is not None:
             try:
                 result = self._write_batch(batch)
