@@ -14,8 +14,10 @@ one session; Streamable HTTP on loopback, sequential and concurrent) keeps one s
 variant open and alternates the variants every batch (~100 calls), rotating which goes first.
 Ratios are taken within a batch, so a noisy neighbour slows all three alike; the p10..p90 spread
 of the per-batch ratios is printed with the median, next to p50/p99 latency, calls/s and the
-process CPU time per call (all threads: the audit worker included). Each target is printed as
-MET or MISSED (the median ratio against the target).
+process CPU time per call (all threads: the audit worker included), the context switches per
+call and the garbage collector's time per call with its full collections (of the whole heap)
+during the variant's batches. Each target is printed as MET or MISSED (the median ratio against
+the target).
 
 Further sections: a listing of 1,000 tools (the full stack's added microseconds per entry), a
 1 MB argument (added milliseconds), and memory (per open session; the plateau of a server seen
@@ -259,6 +261,8 @@ class Sample:
     cpu: float
     latencies_ns: list[int]
     switches: int = 0  # the process's context switches during the batch (threads handing the GIL over)
+    collecting: float = 0.0  # seconds the garbage collector ran during the batch (any thread)
+    full_collections: int = 0  # collections of the oldest generation (the whole heap) during the batch
 
     @property
     def rate(self) -> float:
@@ -269,6 +273,7 @@ async def run_batch(client: Client, call: Call, calls: int, concurrency: int) ->
     latencies: list[int] = []
     clock = time.perf_counter_ns
     switches0 = context_switches()
+    collector = _CollectorClock.start()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if concurrency <= 1:
         for _ in range(calls):
@@ -289,7 +294,35 @@ async def run_batch(client: Client, call: Call, calls: int, concurrency: int) ->
             for _ in range(concurrency):
                 tg.start_soon(worker)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return Sample(calls, wall, cpu, latencies, context_switches() - switches0)
+    collecting, full = collector.stop()
+    return Sample(calls, wall, cpu, latencies, context_switches() - switches0, collecting, full)
+
+
+class _CollectorClock:
+    """Time the garbage collector spends during a batch (``gc.callbacks``), and its full collections."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.full = 0
+        self._began = 0.0
+
+    @classmethod
+    def start(cls) -> _CollectorClock:
+        clock = cls()
+        gc.callbacks.append(clock._observe)
+        return clock
+
+    def _observe(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        self.total += time.perf_counter() - self._began
+        if info.get("generation") == 2:
+            self.full += 1
+
+    def stop(self) -> tuple[float, int]:
+        gc.callbacks.remove(self._observe)
+        return self.total, self.full
 
 
 def context_switches() -> int:
@@ -345,6 +378,8 @@ class Result:
                 "calls_per_s": calls / sum(s.wall for s in samples),
                 "cpu_us_per_call": 1e6 * sum(s.cpu for s in samples) / calls,
                 "switches_per_call": sum(s.switches for s in samples) / calls,
+                "gc_us_per_call": 1e6 * sum(s.collecting for s in samples) / calls,
+                "full_collections": sum(s.full_collections for s in samples),
             }
             if variant != "bare":
                 r = self.ratios(variant)
@@ -398,7 +433,10 @@ def verdict(label: str, value: float, target: float, *, at_least: bool, spread: 
 def print_result(result: Result, targets: dict[str, float]) -> dict[str, Any]:
     summary = result.summary()
     print(f"\n{result.name}")
-    header = f"{'variant':<15} {'p50 us':>9} {'p99 us':>9} {'calls/s':>9} {'CPU us/call':>12} {'sw/call':>7}"
+    header = (
+        f"{'variant':<15} {'p50 us':>9} {'p99 us':>9} {'calls/s':>9} {'CPU us/call':>12} {'sw/call':>7}"
+        f" {'GC us/call':>10} {'full GCs':>8}"
+    )
     print(f"  {header}   ratio to bare p10 .. p50 .. p90")
     for variant, s in summary.items():
         ratio, cpu = s.get("ratio"), s.get("cpu_ratio")
@@ -409,7 +447,8 @@ def print_result(result: Result, targets: dict[str, float]) -> dict[str, Any]:
         )
         print(
             f"  {variant:<15} {s['p50_us']:9.1f} {s['p99_us']:9.1f} {s['calls_per_s']:9.0f} "
-            f"{s['cpu_us_per_call']:12.1f} {s.get('switches_per_call', 0.0):7.2f}{spread}"
+            f"{s['cpu_us_per_call']:12.1f} {s.get('switches_per_call', 0.0):7.2f}"
+            f" {s.get('gc_us_per_call', 0.0):10.1f} {s.get('full_collections', 0):8d}{spread}"
         )
     for variant, target in targets.items():
         r = summary[variant]["ratio"]

@@ -202,10 +202,8 @@ BROKEN: dict[str, tuple[Callable[[GovContext], Any], str]] = {
 }
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("case", sorted(BROKEN))
-async def test_a_broken_synchronous_answer_is_an_audited_deny(case: str, mode: str) -> None:
-    answer, reason = BROKEN[case]
+def work_and_other() -> tuple[MCPServer, list[str]]:
+    """A server with ``work`` (whose decision breaks) and ``other`` (allowed), and what ran."""
     server = MCPServer("broken")
     ran: list[str] = []
 
@@ -219,14 +217,14 @@ async def test_a_broken_synchronous_answer_is_an_audited_deny(case: str, mode: s
         ran.append("other")
         return "done"
 
-    def selective(ctx: GovContext) -> Any:
-        if ctx.target == "other":
-            return Decision.allow("fine")
-        return answer(ctx)
+    return server, ran
 
-    quick = Quick(selective, deadline=0.03)
-    sink = InMemoryAuditSink()
-    govern(server, quick, audit=sink)
+
+async def check_work_is_denied(
+    server: MCPServer, ran: list[str], sink: InMemoryAuditSink, mode: str, *, reason: str, rule: str
+) -> None:
+    """``work`` is hidden from the listing and refused, audited with ``reason`` and ``rule``;
+    ``other`` is listed and runs."""
     async with Client(server, mode=mode) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert names == {"other"}  # the failing entry is hidden
@@ -235,9 +233,26 @@ async def test_a_broken_synchronous_answer_is_an_audited_deny(case: str, mode: s
         assert caught.value.code == -32003
         assert (await client.call_tool("other", {})).is_error is False
     assert ran == ["other"]
-    assert quick.slow_path == 0
     denied = [(e.target, e.reason, e.rule) for e in sink.decisions() if e.effect == "deny"]
-    assert denied == [("work", reason, "Quick")]
+    assert denied == [("work", reason, rule)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", sorted(BROKEN))
+async def test_a_broken_synchronous_answer_is_an_audited_deny(case: str, mode: str) -> None:
+    answer, reason = BROKEN[case]
+    server, ran = work_and_other()
+
+    def selective(ctx: GovContext) -> Any:
+        if ctx.target == "other":
+            return Decision.allow("fine")
+        return answer(ctx)
+
+    quick = Quick(selective, deadline=0.03)
+    sink = InMemoryAuditSink()
+    govern(server, quick, audit=sink)
+    await check_work_is_denied(server, ran, sink, mode, reason=reason, rule="Quick")
+    assert quick.slow_path == 0
 
 
 @pytest.mark.anyio

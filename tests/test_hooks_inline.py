@@ -19,14 +19,14 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mcp import Client, MCPError
+from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, Effect, GovContext, Hooks, govern
 from mcpgov._chain import Listing, ListItem
 from mcpgov.testing import InMemoryAuditSink
 
-from .test_authorize_fast import _numbered, counting_scopes
+from .test_authorize_fast import _numbered, check_work_is_denied, counting_scopes, work_and_other
 
 DEADLINE = 0.05
 
@@ -98,35 +98,14 @@ BROKEN: dict[str, tuple[Callable[[GovContext], Any], str]] = {
 @pytest.mark.parametrize("case", sorted(BROKEN))
 async def test_a_broken_synchronous_hook_is_an_audited_deny_naming_it(case: str, mode: str) -> None:
     answer, reason = BROKEN[case]
-    server = MCPServer("broken")
-    ran: list[str] = []
-
-    @server.tool()
-    def work() -> str:
-        ran.append("work")
-        return "done"
-
-    @server.tool()
-    def other() -> str:
-        ran.append("other")
-        return "done"
-
+    server, ran = work_and_other()
     hooks = Hooks(deadline=DEADLINE)
     hooks.register("*", lambda ctx: Decision.allow("everyone"), rule="hook:everyone")
     hooks.register("work", answer, rule="hook:broken")
     hooks.register("other", lambda ctx: Decision.allow("fine"), rule="hook:fine")
     sink = InMemoryAuditSink()
     govern(server, hooks, audit=sink)
-    async with Client(server, mode=mode) as client:
-        names = {t.name for t in (await client.list_tools()).tools}
-        assert names == {"other"}  # the failing entry is hidden
-        with pytest.raises(MCPError) as caught:
-            await client.call_tool("work", {})
-        assert caught.value.code == -32003
-        assert (await client.call_tool("other", {})).is_error is False
-    assert ran == ["other"]
-    denied = [(e.target, e.reason, e.rule) for e in sink.decisions() if e.effect == "deny"]
-    assert denied == [("work", reason, "hook:broken")]
+    await check_work_is_denied(server, ran, sink, mode, reason=reason, rule="hook:broken")
 
 
 @pytest.mark.anyio

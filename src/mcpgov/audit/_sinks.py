@@ -42,9 +42,9 @@ def _queued(event: AuditEvent) -> _Queued:
     whole heap every few thousand calls. A tuple of plain values leaves the collector's watch
     at its first pass (one holding other tuples, one pass per level)."""
     data = event.__dict__
-    if type(event) is not AuditEvent or len(data) != len(_FIELDS):
+    if type(event) is not AuditEvent or tuple(data) != _FIELDS:
         return event
-    values = [data[name] for name in _FIELDS]
+    values = list(data.values())
     values[_ATTRIBUTES] = tuple(values[_ATTRIBUTES].items())
     values.append("\0".join(event.__pydantic_fields_set__))
     return tuple(values)
