@@ -488,7 +488,7 @@ async def test_a_busy_event_loop_does_not_starve_the_queued_file_sink(tmp_path: 
     async with Client(server, mode=mode) as client:
         for _ in range(calls):
             await client.call_tool("look", {"x": 1})
-    assert queue.dropped == 0, queue.stats()
+    assert queue.dropped == 0, (queue.stats(), queue.waits)
     assert auditor.flush(10.0)
     stats = queue.stats()
     assert stats["delivered"] == stats["enqueued"] == auditor.events_emitted
@@ -514,7 +514,7 @@ async def test_a_stuck_sink_is_waited_for_at_most_once_per_batch_of_growth(mode:
             await client.call_tool("ok", {})
         assert ran == ["ok"] * 40  # every call ran; the queue filled up and then refused
         # Waits start at two batches queued, then once per further batch, up to the bound.
-        assert 1 <= queue.waits <= (64 - 16) // 8 + 1, queue.stats()
+        assert 1 <= queue.waits <= (64 - 16) // 8 + 1, (queue.stats(), queue.waits)
         assert queue.dropped > 0
         gate.set()
     assert auditor.flush(5.0)

@@ -19,7 +19,7 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, Effect, GovContext, Hooks, govern
@@ -227,3 +227,28 @@ def test_property_calls_listings_and_decide_agree(drawn: list[tuple[str, bool]])
         assert bool(shown.items) == (effect is not Effect.DENY)
 
     anyio.run(main)
+
+
+@pytest.mark.anyio
+async def test_a_subclass_deciding_its_own_way_is_still_asked_for_calls_and_listings(mode: str) -> None:
+    asked: list[tuple[str | None, str | None]] = []
+
+    class Audited(Hooks):
+        async def decide(self, ctx: GovContext) -> Decision:
+            asked.append((ctx.action, ctx.target))
+            if ctx.target == "secret":
+                return Decision.deny("no-secret", "never")
+            return await super().decide(ctx)
+
+    server = MCPServer("sub")
+    server.add_tool(_numbered(0), name="open")
+    server.add_tool(_numbered(0), name="secret")
+    hooks = Audited()
+    hooks.register("*", lambda ctx: Decision.allow("all"))
+    govern(server, hooks)
+    async with Client(server, mode=mode) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == {"open"}
+        assert (await client.call_tool("open", {"x": 2})).structured_content == {"result": 2}
+        with pytest.raises(MCPError):
+            await client.call_tool("secret", {"x": 2})
+    assert ("discover", "secret") in asked and ("execute", "open") in asked and ("execute", "secret") in asked

@@ -176,12 +176,16 @@ class Hooks(Authorizer):
 
     async def evaluate(self, ctx: GovContext) -> Decision:
         """Each hook is guarded (deadline, errors, non-decisions) on its own, as in :meth:`decide`."""
+        if type(self).decide is not Hooks.decide:  # a subclass decides its own way
+            return await self.decide(ctx)
         answer = self._at_once(ctx)
         return await self._rest(ctx, answer) if isinstance(answer, _Resume) else answer
 
     async def filter(self, ctx: GovContext, listing: Listing) -> Listing:
         """Keep the entries whose discovery the hooks allow; synchronous hooks are asked inline,
         an entry needing asynchronous work is decided under the deadline as a whole."""
+        if type(self).decide is not Hooks.decide:  # a subclass decides its own way
+            return await super().filter(ctx, listing)
         visible: set[str] = set()
         entry = discovery_contexts(ctx, listing.kind)
         for item in listing.items:

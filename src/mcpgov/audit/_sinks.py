@@ -215,14 +215,13 @@ class QueuedSink:
         return not self._closed and self._last_ok and len(self._queue) < self.maxsize
 
     def stats(self) -> dict[str, int]:
-        """The counters: enqueued, delivered, dropped, failed, pending, and catch-up waits."""
+        """The counters: enqueued, delivered, dropped, failed, pending (catch-up waits: :attr:`waits`)."""
         return {
             "enqueued": self.enqueued,
             "delivered": self.delivered,
             "dropped": self.dropped,
             "failed": self.failed,
             "pending": self.pending,
-            "waits": self.waits,
         }
 
     def __call__(self, event: AuditEvent) -> None:
