@@ -92,11 +92,13 @@ def _plain_fields(model: Any) -> dict[str, type] | None:
     alone (it only parses text given for a non-text field). So arguments naming every field,
     each of exactly its field's type, are decided as they are, without building a model.
     """
-    from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase  # noqa: PLC0415 - SDK internals
-
+    try:
+        from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase  # noqa: PLC0415 - SDK internals
+    except ImportError:  # pragma: no cover - guards an SDK change within 2.3.x: the full validation
+        return None
     decorators = getattr(model, "__pydantic_decorators__", None)
     if (
-        model.__bases__ != (ArgModelBase,)
+        getattr(model, "__bases__", None) != (ArgModelBase,)
         or decorators is None
         or any(
             getattr(decorators, kind, None)
