@@ -134,8 +134,9 @@ class QueuedSink:
     worker thread is even scheduled), and the queue would then fill and refuse events a sink
     could easily write. So when two batches' worth are waiting, the thread queuing the next event
     waits (releasing the lock for real) until the worker is down to less than a batch, for at
-    most ``linger`` seconds, and not again until another batch has queued up. A sink that is
-    merely slow still fills the queue, and what does not fit is refused and counted.
+    most ``linger`` seconds, and not again until another batch has queued up, nor while the
+    worker has written nothing since a wait ran out (a stuck sink). A sink that is merely slow
+    still fills the queue, and what does not fit is refused and counted.
         name: a name for logs and stats (default: the sink's).
 
     Raises:
@@ -168,6 +169,8 @@ class QueuedSink:
         # Two batches waiting: the worker is behind, and a thread queuing an event waits for it.
         self._catch_up_at = min(2 * self._wake_at, maxsize)
         self._next_wait = self._catch_up_at
+        self._batches_moved = 0  # batches the worker took, and batches it finished
+        self._stalled = False
         self.waits = 0
         """How many times a thread queuing an event waited for the worker to catch up."""
         self.sink = sink
@@ -247,17 +250,27 @@ class QueuedSink:
 
     def _catch_up_locked(self) -> None:
         """Wait (the lock released) until the worker is down to less than a batch, at most
-        ``linger`` seconds; the next wait comes only once another batch has queued up."""
+        ``linger`` seconds; the next wait comes only once another batch has queued up, and none
+        while the worker has written nothing since a wait that ran out (a stuck sink)."""
         thread = self._thread
-        if thread is None or thread is threading.current_thread() or not thread.is_alive() or not self._last_ok:
-            return  # nothing to wait for: a failing sink is not waited on, it fills the queue
+        if (
+            thread is None
+            or thread is threading.current_thread()
+            or not thread.is_alive()
+            or not self._last_ok
+            or self._stalled
+        ):
+            return  # nothing to wait for: a failing or stuck sink is not waited on, it fills the queue
         self.waits += 1
         if self._idle:
             self._not_empty.notify()
+        progress = self._batches_moved
         deadline = time.monotonic() + self.linger
         while len(self._queue) >= self._wake_at and not self._closed and self._last_ok:
             left = deadline - time.monotonic()
             if left <= 0:
+                # The worker neither took nor finished a batch all along: its sink is stuck.
+                self._stalled = self._batches_moved == progress
                 break
             self._drained.wait(left)
         self._next_wait = max(self._catch_up_at, len(self._queue) + self._wake_at)
@@ -320,20 +333,27 @@ class QueuedSink:
                         n = min(self.batch, len(self._queue))
                         batch = _Batch([self._queue.popleft() for _ in range(n)])
                         self._inflight = n
+                        self._batches_moved += 1
                 if tick_due:
                     self._run_tick()
                     continue
                 ok = self._deliver(batch)
                 with self._lock:
-                    self._inflight = 0
-                    if len(self._queue) < self._wake_at:
-                        self._next_wait = self._catch_up_at  # caught up
-                    self._drained.notify_all()
-                    self._last_ok = ok
+                    self._written_locked(ok)
         finally:
             if self._loop is not None:
                 self._loop.close()
                 self._loop = None
+
+    def _written_locked(self, ok: bool) -> None:
+        """Bookkeeping after the worker handed a batch over (``ok``: without a failure)."""
+        self._inflight = 0
+        self._batches_moved += 1
+        self._stalled = False
+        if len(self._queue) < self._wake_at:
+            self._next_wait = self._catch_up_at  # caught up
+        self._drained.notify_all()
+        self._last_ok = ok
 
     def _run_tick(self) -> None:
         tick = self._tick
