@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.abc
+import httpcore2
 import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
@@ -22,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpgov import Auditor, GovernedClient
-from mcpgov._keepalive import DRAIN_BYTES, DRAIN_SECONDS, DrainingTransport
+from mcpgov._keepalive import DRAIN_BYTES, DRAIN_SECONDS, DrainingTransport, _Backend, pooled_transport
 from mcpgov.gateway import Gateway, UpstreamConfig
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import ServerRegistry, snapshot
@@ -258,3 +260,40 @@ async def test_a_post_answer_is_wrapped_for_draining_only_when_it_is_an_event_st
 class _Body(httpx2.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield b"{}"
+
+
+async def test_the_pool_reads_a_connections_state_as_httpcore_does_with_its_socket_found_once() -> None:
+    """The pool asks each idle connection whether the server closed it, on every request; our
+    streams find their socket once for that. Same answers as httpcore's own stream: an idle open
+    connection is not readable, one the server closed is (and one we closed counts as gone)."""
+    closing = anyio.Event()
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        await closing.wait()
+        await stream.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        plain = httpcore2.AnyIOBackend()
+        ours = await _Backend(plain).connect_tcp("127.0.0.1", port)
+        theirs = await plain.connect_tcp("127.0.0.1", port)
+        assert ours.get_extra_info("is_readable") is theirs.get_extra_info("is_readable") is False
+        assert ours.get_extra_info("socket") is not None  # other questions still go through
+        closing.set()
+        with anyio.fail_after(5):
+            while not (ours.get_extra_info("is_readable") and theirs.get_extra_info("is_readable")):  # noqa: ASYNC110
+                await anyio.sleep(0.01)  # the server's close reaches our side: nothing to wait on but the socket
+        await ours.aclose()
+        await theirs.aclose()
+        assert ours.get_extra_info("is_readable") is True
+        tg.cancel_scope.cancel()
+    await listener.aclose()
+
+
+def test_governed_clients_and_gateways_pool_connections_through_the_cheap_check() -> None:
+    transport = pooled_transport(httpx2.Limits(max_keepalive_connections=8))
+    inner = transport._inner
+    assert isinstance(inner, httpx2.AsyncHTTPTransport)
+    assert isinstance(inner._pool._network_backend, _Backend)

@@ -42,7 +42,7 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._context import HTTP_AUTHORIZATION, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
 from mcpgov._errors import ConfigurationError
 from mcpgov._governor import Governor
-from mcpgov._keepalive import DrainingTransport
+from mcpgov._keepalive import pooled_transport
 from mcpgov._lru import LRU
 from mcpgov._methods import LISTINGS
 from mcpgov._principal import Principal
@@ -301,7 +301,7 @@ class GovernedClient(Client):
             self._http_client = httpx2.AsyncClient(
                 auth=self.http_auth,
                 timeout=httpx2.Timeout(30.0, read=300.0),
-                transport=DrainingTransport(httpx2.AsyncHTTPTransport()),
+                transport=pooled_transport(),
             )
             try:
                 compat.connect_through(self, streamable_http_client(server, http_client=self._http_client))

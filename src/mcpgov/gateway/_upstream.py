@@ -30,7 +30,7 @@ from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
 from mcpgov._governor import _InputRound
-from mcpgov._keepalive import DrainingTransport
+from mcpgov._keepalive import pooled_transport
 from mcpgov._sdk import compat
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
@@ -427,7 +427,7 @@ class Upstream:
             http = httpx2.AsyncClient(
                 headers=headers,
                 timeout=httpx2.Timeout(30.0, read=300.0),
-                transport=DrainingTransport(httpx2.AsyncHTTPTransport(limits=limits)),
+                transport=pooled_transport(limits),
             )
             return streamable_http_client(self.approved.url, http_client=http), http
         cwd = self.config.cwd
