@@ -591,3 +591,36 @@ def test_a_queued_event_of_plain_values_leaves_the_collectors_watch() -> None:
     assert queue.flush(5)
     assert [e.type for e in got] == ["outcome", "outcome", "decision"]
     queue.close()
+
+
+def test_a_queue_delivers_other_events_and_objects_as_given() -> None:
+    """Only plain events change form while queued; a subclass or any other object is delivered
+    as it was given (the same object)."""
+
+    class Tagged(AuditEvent):
+        pass
+
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="t")
+    plain = AuditEvent.from_context(ctx, "outcome", outcome="completed")
+    tagged = Tagged.model_validate(plain.model_dump())
+    other = {"not": "an event"}
+    got: list[Any] = []
+    for batched in (False, True):
+        got.clear()
+        if batched:
+
+            class Writer:
+                def write_batch(self, events: Sequence[Any]) -> None:
+                    got.extend(events)
+
+                def __call__(self, event: Any) -> None:
+                    raise AssertionError("a batch writer gets batches")
+
+            queue = QueuedSink(Writer(), linger=0.001)
+        else:
+            queue = QueuedSink(got.append, linger=0.001)
+        for item in (plain, tagged, other):
+            queue(item)  # type: ignore[arg-type]
+        assert queue.flush(5)
+        queue.close()
+        assert got[0] == plain and got[1] is tagged and got[2] is other

@@ -11,7 +11,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
 from mcpgov._contain import must_propagate
@@ -30,34 +30,37 @@ _IDLE_WAIT = 0.25
 _FIELDS: tuple[str, ...] = tuple(AuditEvent.model_fields)
 _ATTRIBUTES = _FIELDS.index("attributes")
 _Queued = AuditEvent | tuple[Any, ...]
+_QUEUED = object()  # marks the queued form of an event (a plain object: the tuple stays untrackable)
 
 
 def _queued(event: AuditEvent) -> _Queued:
-    """What the queue holds for ``event``: for a plain event, one flat tuple of its values in
-    field order (its attributes as a tuple of items), then the names of the fields set, joined.
+    """What the queue holds for ``event``: for a plain event, one flat tuple (a mark, its values in
+    field order with its attributes as a tuple of items, then the names of the fields set, joined).
 
     An event waits in the queue long enough to outlive the garbage collector's young
     generations; held as an object (or as anything holding a dict or a set), each would be
     promoted to the oldest generation, and a busy server would pay a full collection of its
     whole heap every few thousand calls. A tuple of plain values leaves the collector's watch
     at its first pass (one holding other tuples, one pass per level)."""
+    if type(event) is not AuditEvent:
+        return event  # anything else (a subclass, another object) is held and delivered as given
     data = event.__dict__
-    if type(event) is not AuditEvent or tuple(data) != _FIELDS:
+    if tuple(data) != _FIELDS:
         return event
-    values = list(data.values())
-    values[_ATTRIBUTES] = tuple(values[_ATTRIBUTES].items())
+    values = [_QUEUED, *data.values()]
+    values[_ATTRIBUTES + 1] = tuple(values[_ATTRIBUTES + 1].items())
     values.append("\0".join(event.__pydantic_fields_set__))
     return tuple(values)
 
 
 def _event(item: _Queued) -> AuditEvent:
     """The event :func:`_queued` holds (the same fields, an equal event)."""
-    if isinstance(item, AuditEvent):
-        return item
-    data = dict(zip(_FIELDS, item[:-1], strict=True))  # the last item is the fields set
-    data["attributes"] = dict(item[_ATTRIBUTES])
-    fields_set = item[-1]
-    return AuditEvent._built(data, set(fields_set.split("\0")) if fields_set else set())
+    if isinstance(item, tuple) and item and item[0] is _QUEUED:
+        data = dict(zip(_FIELDS, item[1:-1], strict=True))  # after the mark; the last item is the fields set
+        data["attributes"] = dict(item[_ATTRIBUTES + 1])
+        fields_set = item[-1]
+        return AuditEvent._built(data, set(fields_set.split("\0")) if fields_set else set())
+    return cast("AuditEvent", item)  # held as it was given
 
 
 class _Batch(Sequence[AuditEvent]):
