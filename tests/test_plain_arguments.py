@@ -187,3 +187,25 @@ def test_a_plain_tool_through_a_real_session(mode: str, arguments: dict[str, Any
                 assert all(type(v) is int for v in decided[0].values())
 
     anyio.run(main)
+
+
+def test_an_argument_model_replaced_after_use_is_the_one_checked() -> None:
+    """The SDK reads a tool's argument model live: one swapped in after calls were decided (here,
+    with a validator refusing every value) must be the one the arguments are checked against,
+    not the plain model the quick answer was derived from."""
+    server = _server([("a", "int", False), ("b", "str", False)], validated=False)
+    meta = compat.tool_of(server, "t").fn_metadata
+    model = _ToolModel("t", meta)
+    assert model.plain is not None
+    assert model({"a": 1, "b": "x"}) == {"a": 1, "b": "x"}
+
+    class Refusing(meta.arg_model):  # type: ignore[misc, name-defined]
+        @field_validator("*")
+        @classmethod
+        def never(cls, value: Any) -> Any:
+            raise ValueError("refused")
+
+    meta.arg_model = Refusing
+    with pytest.raises(InvalidRequest):
+        model({"a": 1, "b": "x"})
+    assert model.plain is None

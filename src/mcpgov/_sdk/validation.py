@@ -139,18 +139,24 @@ def _plain_fields(model: Any) -> dict[str, type] | None:
 class _ToolModel:
     """The strict form of one ``MCPServer`` tool's arguments."""
 
-    __slots__ = ("allowed", "meta", "name", "plain")
+    __slots__ = ("allowed", "meta", "model", "name", "plain")
 
     def __init__(self, name: str, meta: Any) -> None:
         self.name = name
         self.meta = meta
-        allowed: set[str] = set()
-        for field_name, info in meta.arg_model.model_fields.items():
-            allowed.add(info.alias or field_name)
-        self.allowed = frozenset(allowed)
-        self.plain = _plain_fields(meta.arg_model)
+        self._derive(meta.arg_model)
+
+    def _derive(self, model: Any) -> None:
+        """What is read from the argument model; again whenever the SDK's metadata gets another
+        one (its fields are read live), so no check is made against a model that no longer runs."""
+        self.model = model
+        self.allowed = frozenset(info.alias or field_name for field_name, info in model.model_fields.items())
+        self.plain = _plain_fields(model)
 
     def __call__(self, wire: Mapping[str, Any]) -> Mapping[str, Any]:
+        model = self.meta.arg_model
+        if model is not self.model:
+            self._derive(model)
         plain = self.plain
         if plain is not None and len(wire) == len(plain):
             # Every field given, each of exactly its type: decided as given (see _plain_fields).
@@ -163,7 +169,6 @@ class _ToolModel:
         if extra:
             names = ", ".join(repr(k) for k in sorted(extra)[:5])
             raise _invalid(f"tool {self.name!r} has no argument(s) {names}", "arguments_unknown")
-        model = self.meta.arg_model
         try:
             # Python-mode strict first (the common case, no encoding); JSON-mode strict admits what
             # only has a text form in JSON (dates, UUIDs...) and nothing else.
