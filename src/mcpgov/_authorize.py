@@ -167,7 +167,12 @@ def _approved(ctx: GovContext, decision: Decision) -> Decision:
     if grant is None:
         return decision
     try:
-        covered = grant.covers(ctx, decision) is True
+        covering = getattr(grant, "covering", None)
+        if callable(covering):  # the grant of a chain that was asked about this decision's rule
+            grant = covering(ctx, decision)
+            covered = grant is not None
+        else:
+            covered = grant.covers(ctx, decision) is True
     except Exception:  # noqa: BLE001 - a broken grant object grants nothing (BaseExceptions: the governor contains)
         logger.warning("approval grant check raised; the approval does not apply")
         covered = False

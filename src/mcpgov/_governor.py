@@ -335,13 +335,12 @@ class Governor:
         # Nothing awaits between the last check and the effect: the terminal starts the request now.
         try:
             result = await terminal(c)
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._outcome(c, "cancelled", run.start, c.args_hash, reason="cancelled", values=values)
-            raise
         except Exception as exc:
             outcome, reason, code = _ended_by(exc)
             await self._outcome(c, outcome, run.start, c.args_hash, reason=reason, error_code=code, values=values)
+            raise
+        except BaseException as exc:
+            await self._raised(c, run, exc, values)
             raise
         if not auditor.wants_events:
             auditor.events_emitted += 1
@@ -353,6 +352,19 @@ class Governor:
             required=False,
         )
         return result
+
+    async def _raised(self, c: GovContext, run: _Run, exc: BaseException, values: ContextValues | None) -> None:
+        """Record the outcome of a request that raised something other than an ``Exception``: the
+        caller's cancellation, or a failure all the same (a stray ``CancelledError`` the request
+        raised on its own, a ``BaseException`` subclass). Interpreter exits are not recorded."""
+        if must_propagate(exc):
+            return
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class()) and await really_cancelled()
+        with anyio.CancelScope(shield=True):
+            if cancelled:
+                await self._outcome(c, "cancelled", run.start, c.args_hash, reason="cancelled", values=values)
+            else:
+                await self._outcome(c, "failed", run.start, c.args_hash, reason=type(exc).__name__, values=values)
 
     async def _not_run(self, c: GovContext, run: _Run, error: McpGovError, values: ContextValues | None) -> str:
         """Record that an allowed request did not run because of ``error``; returns the event id."""

@@ -18,7 +18,7 @@ from mcpgov._types import Clock
 from mcpgov._validate import positive_seconds
 from mcpgov.approval._approvers import Approver
 from mcpgov.approval._elicit import ElicitationApprover
-from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest
+from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest, action_key
 
 __all__ = ["ApprovalMiddleware"]
 
@@ -110,6 +110,8 @@ class ApprovalMiddleware:
         request: ApprovalRequest,
         answer: ApprovalAnswer | None,
         inner: GovContext | None = None,
+        *,
+        previous: ApprovalGrant | None = None,
     ) -> ChainResult:
         where = inner or ctx  # the most the chain knew about the caller when approval was needed
         if answer is None:
@@ -132,12 +134,26 @@ class ApprovalMiddleware:
             refusal = Denied(Decision.deny(request.rule, f"refused by {answer.approver}", "approval_refused"))
             refusal.context = where
             raise refusal
-        grant = ApprovalGrant(request, answer.approver, self._clock() + self.grant_ttl, self._clock)
+        grant = ApprovalGrant(request, answer.approver, self._clock() + self.grant_ttl, self._clock, previous=previous)
         try:
             return await call_next(ctx.with_extension(APPROVAL_GRANT, grant))
         except ApprovalRequired as again:
-            # The grant did not cover what the authorisers saw (other arguments, caller or task).
             used = again.context or where
+            needed = again.decision
+            if (
+                needed.effect is Effect.REQUIRE_APPROVAL
+                and needed.reason_code == "approval_required"
+                and not grant.asked_about(needed.rule)
+                and action_key(used) == request.action
+                and not (isinstance(self.approver, ElicitationApprover) and self.approver.is_modern(used))
+            ):
+                # Another authoriser requires approval of the same action under a rule of its own:
+                # each rule's approval is asked for (a grant covers only the rule it was asked about).
+                following = ApprovalRequest.for_context(used, needed, ttl=self.deadline, now=self._clock())
+                await self._emit(used, following, "approval.requested", approver=None, reason="approval_required")
+                answer_next = await self._ask(following, used)
+                return await self._decided(ctx, call_next, following, answer_next, used, previous=grant)
+            # The grant did not cover what the authorisers saw (other arguments, caller or task).
             await self._emit(
                 used,
                 request,

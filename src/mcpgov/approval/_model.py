@@ -125,10 +125,32 @@ class ApprovalGrant:
     clock: Any = field(default=time.time, repr=False, compare=False)
     used_by: list[GovContext] = field(default_factory=list, repr=False, compare=False)
     """The contexts the grant was found to cover (the grant is recorded only once it covered one)."""
+    previous: ApprovalGrant | None = field(default=None, repr=False, compare=False)
+    """The grants given earlier for the same action under other rules (each asked separately)."""
 
     def covers(self, ctx: GovContext, decision: Decision) -> bool:
-        """True when ``ctx`` is exactly the approved action and the grant has not expired."""
-        covered = action_key(ctx) == self.request.action and self.clock() < self.expires_at
-        if covered:
-            self.used_by.append(ctx)
-        return covered
+        """True when ``ctx`` is exactly the approved action, ``decision`` names the rule the
+        approver was asked about (or one an earlier grant of the same action was asked about),
+        and that grant has not expired."""
+        return self.covering(ctx, decision) is not None
+
+    def covering(self, ctx: GovContext, decision: Decision) -> ApprovalGrant | None:
+        """The grant of this chain that approves ``decision`` for ``ctx``, or ``None``."""
+        grant: ApprovalGrant | None = self
+        while grant is not None:
+            if decision.rule == grant.request.rule:
+                if action_key(ctx) == grant.request.action and grant.clock() < grant.expires_at:
+                    grant.used_by.append(ctx)
+                    return grant
+                return None
+            grant = grant.previous
+        return None
+
+    def asked_about(self, rule: str) -> bool:
+        """Whether an approver of this chain was asked about ``rule``."""
+        grant: ApprovalGrant | None = self
+        while grant is not None:
+            if grant.request.rule == rule:
+                return True
+            grant = grant.previous
+        return False

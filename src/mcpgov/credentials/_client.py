@@ -19,7 +19,7 @@ from mcpgov.credentials._claims import TASK_BINDING, Credential
 from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.credentials._issuer import CredentialIssuer
 from mcpgov.credentials._task import current_task
-from mcpgov.credentials._verify import EMPTY_ARGS_HASH, BindArguments, _binding_rule
+from mcpgov.credentials._verify import CAP_SLACK, EMPTY_ARGS_HASH, BindArguments, _binding_rule
 
 __all__ = ["ClientCredentials", "CredentialRequest", "IssuerTokenSource", "TokenSource"]
 
@@ -244,7 +244,7 @@ class ClientCredentials:
             credential = await self.source.obtain(request, principal)
             if not isinstance(credential, Credential):
                 raise CredentialError("the token source returned no credential", reason="source_invalid")
-            if cap is not None and credential.claims.expires_at - credential.claims.issued_at > cap + _CAP_SLACK:
+            if cap is not None and credential.claims.expires_at - credential.claims.issued_at > cap + CAP_SLACK:
                 raise CredentialError(
                     "the token source issued a credential that outlives the decision's max_credential_ttl",
                     reason="ttl_exceeded",
@@ -297,9 +297,6 @@ class ClientCredentials:
             purpose=task.purpose if task.purpose is not None else ctx.purpose,
         )
         return await call_next(ctx)
-
-
-_CAP_SLACK = 1.0  # seconds: claims carry whole-second times
 
 
 def _capped(ttl: float | None, cap: float | None) -> float | None:

@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -23,7 +23,7 @@ from mcpgov._methods import LIST_METHODS, LISTEN_METHOD
 from mcpgov._principal import Principal
 from mcpgov._shared import shared_text
 from mcpgov._types import Clock
-from mcpgov._validate import is_number
+from mcpgov._validate import is_number, is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, CredentialClaims
 from mcpgov.credentials._jose import DEFAULT_MAX_TOKEN_BYTES, check_signature, claimed_id, parse_credential
 from mcpgov.credentials._keys import KeyResolver
@@ -456,7 +456,11 @@ class CredentialMiddleware:
         listing = ctx.method in LIST_METHODS
 
         async def final(c: GovContext) -> None:
-            # At the gate, right before the effect: expiry, single use, revocation.
+            # At the gate, right before the effect: what the decision obliges the credential to be
+            # (known only now, after every authoriser), then expiry, single use, revocation.
+            decision = c.decision
+            if is_call and decision is not None and decision.obligations:
+                check_obligations(claims, decision.obligations, c.args_hash)
             await verifier.check_state(claims)
 
         ctx = ctx.replace(
@@ -485,6 +489,39 @@ class CredentialMiddleware:
             return await call_next(ctx)
         finally:
             _CURRENT.reset(reset)
+
+
+CAP_SLACK = 1.0
+"""Seconds a credential may outlive a ``max_credential_ttl`` cap: its claims carry whole seconds."""
+
+
+def check_obligations(claims: CredentialClaims, obligations: Mapping[str, Any], args_hash: str | None) -> None:
+    """Refuse a credential that does not honour a decision's credential obligations.
+
+    ``bind_arguments``: the credential must be bound to exactly these arguments;
+    ``max_credential_ttl``: it may not last longer than that (a cap that is not a positive number
+    is honoured by no credential).
+
+    Raises:
+        CredentialRefused: ``reason`` ``args_unbound``, ``ttl_exceeded`` or ``ttl_invalid``.
+    """
+    jti = claims.jti
+    if obligations.get("bind_arguments") and (claims.args_hash is None or claims.args_hash != args_hash):
+        raise CredentialRefused(
+            "the decision requires a credential bound to the call's arguments", reason="args_unbound", credential_id=jti
+        )
+    if "max_credential_ttl" in obligations:
+        cap = obligations["max_credential_ttl"]
+        if not is_positive_number(cap):
+            raise CredentialRefused(
+                "the decision's max_credential_ttl is not a positive number", reason="ttl_invalid", credential_id=jti
+            )
+        if claims.expires_at - claims.issued_at > float(cap) + CAP_SLACK:
+            raise CredentialRefused(
+                f"the decision allows credentials of at most {float(cap):g} s for this call",
+                reason="ttl_exceeded",
+                credential_id=jti,
+            )
 
 
 def _standing(ctx: GovContext, claims: CredentialClaims, verifier: CredentialVerifier) -> StandingCheck:

@@ -16,6 +16,7 @@ from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, StageSpec
 from mcpgov._context import META_IDENTITY, GovContext, SessionAnchor
 from mcpgov._errors import ConfigurationError, IdentityError
+from mcpgov._methods import LIST_METHODS
 from mcpgov._principal import Principal
 from mcpgov.identity import _sdk
 from mcpgov.identity._verifier import AUTH_JWT, AUTH_SHARED_SECRET, AUTH_SPIFFE, IdentityVerifier, VerifiedIdentity
@@ -202,7 +203,16 @@ class IdentityMiddleware:
             raise IdentityError("no identity presented", reason="identity_missing")
         verified = await self._verify(token)
         principal = verified.principal
-        ctx = ctx.replace(principal=principal, tenant=principal.tenant)
+        if ctx.method in LIST_METHODS:
+            ctx = ctx.replace(principal=principal, tenant=principal.tenant)
+        else:
+            # The token must still be valid right before the effect, not only on arrival: a call
+            # may wait (for an approval, a slow stage) past its expiry.
+            ctx = ctx.replace(
+                principal=principal,
+                tenant=principal.tenant,
+                final_checks=(*ctx.final_checks, _StillValid(verified, self.verifier)),
+            )
         try:
             self._check(verified)
         except IdentityError as exc:
@@ -276,3 +286,17 @@ async def _emit(ctx: GovContext, event_type: Any, verified: VerifiedIdentity) ->
     if principal.spiffe_id is not None:
         attributes["spiffe_id"] = principal.spiffe_id
     await ctx.audit.emit(AuditEvent.from_context(ctx, event_type, reason="verified", attributes=attributes))
+
+
+class _StillValid:
+    """The identity's last check, at the gate: its token has not expired since it was verified."""
+
+    __slots__ = ("_verified", "_verifier")
+
+    def __init__(self, verified: VerifiedIdentity, verifier: IdentityVerifier) -> None:
+        self._verified = verified
+        self._verifier = verifier
+
+    async def __call__(self, ctx: GovContext) -> None:
+        if self._verified.expired(self._verifier.now()):
+            raise IdentityError("the identity token expired before the request ran", reason="expired")

@@ -242,6 +242,7 @@ class VerifiedIdentity:
         source: where that key came from.
         token_id: the token's ``jti``, when it has one (recorded in audit instead of the token).
         announced: whether the identity middleware has already recorded this token.
+        leeway: the clock skew its issuer tolerates on ``exp`` (seconds).
     """
 
     principal: Principal
@@ -250,6 +251,11 @@ class VerifiedIdentity:
     source: KeySource = field(repr=False)
     token_id: str | None = None
     announced: bool = False
+    leeway: float = field(default=0.0, repr=False)
+
+    def expired(self, now: float) -> bool:
+        """Whether the token is no longer accepted at ``now`` (its ``exp`` plus the leeway has passed)."""
+        return self.expires_at + self.leeway <= now
 
     @property
     def static_key(self) -> bool:
@@ -369,6 +375,10 @@ class IdentityVerifier:
             return hit[1]
         cache.pop(digest)
         return None
+
+    def now(self) -> float:
+        """The verifier's clock: seconds since the epoch."""
+        return self._clock()
 
     def forget(self) -> None:
         """Forget every remembered verified token (e.g. after revoking a key)."""
@@ -497,7 +507,7 @@ class IdentityVerifier:
         config = issuer.config
         exp = claims["exp"]
         now = self._clock()
-        if float(exp) + config.leeway <= now:
+        if float(exp) + config.leeway <= now:  # VerifiedIdentity.expired: the same comparison
             # RFC 7519: accepted only before exp. The claims registry compares whole seconds (and
             # some releases accept the second of exp itself): the clock's own reading decides.
             raise IdentityError("identity token claims refused (expired_token)", reason="expired")
@@ -505,7 +515,12 @@ class IdentityVerifier:
         principal = self._principal(claims, issuer, config)
         token_id = claims.get("jti")
         verified = VerifiedIdentity(
-            principal, float(exp), key, issuer.keys, token_id if isinstance(token_id, str) else None
+            principal,
+            float(exp),
+            key,
+            issuer.keys,
+            token_id if isinstance(token_id, str) else None,
+            leeway=float(config.leeway),
         )
         if self._cache is not None and exp > now:
             self._cache[digest] = (min(float(exp), now + self.cache_ttl), verified)
