@@ -36,12 +36,22 @@ from mcpgov._chain import CallNext, Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
+from mcpgov._principal import Principal
 from mcpgov._sdk.compat import connection_of
 from mcpgov._server import ServerGovernance, govern
 from mcpgov._types import thaw
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import NameKind, Namespace, Router
-from mcpgov.gateway._upstream import CURRENT, FrontCall, Relay, Upstream, UpstreamUnavailable, _InputRelay, scrub
+from mcpgov.gateway._upstream import (
+    CURRENT,
+    FrontCall,
+    Relay,
+    Upstream,
+    UpstreamUnavailable,
+    _InputRelay,
+    scrub,
+    scrubbed,
+)
 from mcpgov.pinning import ServerRegistry
 
 __all__ = ["Gateway"]
@@ -173,7 +183,11 @@ class Gateway:
             up.id: upstream(up.model_copy(update={"start": "lazy"}), "auto") for up in upstreams if up.mode == "match"
         }
         self._decided = _Decided()
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        # The agents' sessions able to hear notifications, with the tenant and principal their
+        # requests were decided for (a handshake-era session is bound to one).
+        self._connections: weakref.WeakKeyDictionary[Any, tuple[str | None, Principal | None]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
@@ -460,10 +474,10 @@ class Gateway:
 
     # --- relays to agents -----------------------------------------------------------------------
 
-    def _remember(self, sctx: ServerRequestContext[Any, Any]) -> None:
+    def _remember(self, sctx: ServerRequestContext[Any, Any], decided: GovContext) -> None:
         connection = connection_of(sctx.session)
         if connection is not None and getattr(connection, "has_standalone_channel", True):
-            self._connections.add(connection)
+            self._connections[connection] = (decided.tenant, decided.principal)
 
     async def _relay_list_changed(self, upstream: str, method: str) -> None:
         # Called from the upstream connection's receive path: listing from here would wait on
@@ -481,7 +495,10 @@ class Gateway:
                 candidate.forget_verified(method)
         if method == "notifications/tools/list_changed":
             await self.upstreams[upstream].recheck_pins()
-        for connection in list(self._connections):
+        approved = self.registry.get(upstream)
+        for connection, (tenant, principal) in list(self._connections.items()):
+            if approved is None or approved.refusal(tenant, principal) is not None:
+                continue  # an agent this upstream does not serve hears nothing of its changes
             try:
                 await connection.notify(method, None)
             except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
@@ -518,10 +535,11 @@ class Gateway:
     def _front(self, sctx: ServerRequestContext[Any, Any]) -> FrontCall:
         if self.draining:
             raise UpstreamUnavailable("the gateway is shutting down", reason="draining")
-        self._remember(sctx)
+        decided = self._decided_context()
+        self._remember(sctx, decided)
         connection = connection_of(sctx.session)
         level = self._log_levels.get(connection) if connection is not None else None
-        return FrontCall(self._decided_context(), sctx.session, sctx.request_id, log_level=level)
+        return FrontCall(decided, sctx.session, sctx.request_id, log_level=level)
 
     async def _set_level(
         self, sctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
@@ -564,6 +582,7 @@ class Gateway:
         token = CURRENT.set(front)
         try:
             async with upstream.use(front) as client:
+                front.secrets = upstream.secrets  # read once it started: what its relays are scrubbed of
                 try:
                     yield client
                 except _InputRelay:
@@ -589,9 +608,9 @@ class Gateway:
             arguments = thaw(decided.arguments) if decided.arguments is not None else None
             try:
                 async with self._forward(upstream_id, front) as client:
-                    return await send(client, upstream_name, arguments, front, params)
+                    return scrubbed(await send(client, upstream_name, arguments, front, params), front.secrets)
             except _InputRelay as relay:
-                return relay.result
+                return scrubbed(relay.result, front.secrets)
 
         return handler
 
@@ -611,7 +630,7 @@ class Gateway:
                 except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
                     logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
                     continue
-                out.extend((upstream_id, entry) for entry in entries)
+                out.extend((upstream_id, scrubbed(entry, front.secrets)) for entry in entries)
         finally:
             CURRENT.reset(token)
         return out
@@ -654,7 +673,8 @@ class Gateway:
                     upstream_uri, input_responses=params.input_responses, request_state=params.request_state
                 )
         except _InputRelay as relay:
-            return relay.result
+            return scrubbed(relay.result, front.secrets)
+        result = scrubbed(result, front.secrets)
         contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
         return result.model_copy(update={"contents": contents})
 
@@ -774,7 +794,7 @@ class Gateway:
         async with self._forward(upstream_id, front) as client:
             self._upstream_for(upstream_id, front).check_caller(client, decided)
             result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
-        return result
+        return scrubbed(result, front.secrets)
 
 
 class _CountRequests:

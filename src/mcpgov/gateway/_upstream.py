@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import json
 import logging
 import random
 import sys
@@ -12,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import quote
 
 import anyio
 import httpx2
@@ -23,10 +26,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import SubscriptionLost
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 
 from mcpgov._audit import AuditEvent, Auditor
 from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
+from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError, PinningError
 from mcpgov._governor import _InputRound
@@ -121,6 +126,8 @@ class FrontCall:
     session: Any
     request_id: Any
     log_level: types.LoggingLevel | None = None
+    secrets: Sequence[str] = ()
+    """The secrets of the upstream the request is forwarded to, scrubbed from what it relays."""
 
     @property
     def modern(self) -> bool:
@@ -135,6 +142,8 @@ class FrontCall:
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         """Relay an upstream progress notification to the agent (a no-op unless it asked for progress)."""
+        if message is not None and self.secrets:
+            message = scrub(message, self.secrets)
         await self.session.report_progress(progress, total, message)
 
 
@@ -171,6 +180,60 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
         if secret and secret in text:
             text = text.replace(secret, "[redacted]")
     return text
+
+
+def scrub_data(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` (JSON data: strings, lists, objects) with every secret in every string, keys
+    included, replaced by ``[redacted]``; the same object when nothing changed."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        cleaned = {scrub_data(k, secrets): scrub_data(v, secrets) for k, v in value.items()}
+        return value if cleaned == value else cleaned
+    if isinstance(value, list | tuple):
+        items = [scrub_data(v, secrets) for v in value]
+        return value if items == list(value) else items
+    return value
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def scrubbed(model: _M, secrets: Sequence[str]) -> _M:
+    """``model`` (a result or request the gateway relays to an agent) with every secret in any of
+    its strings replaced by ``[redacted]``; the same object when it holds none."""
+    if not secrets:
+        return model
+    dumped = model.model_dump(by_alias=True, mode="json", exclude_unset=True)
+    cleaned = scrub_data(dumped, secrets)
+    if cleaned is dumped:
+        return model
+    return type(model).model_validate(cleaned)
+
+
+def secret_forms(values: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """Every form in which an upstream's secrets could come back: for each ``(prefix, value)``
+    the value with and without its prefix, JSON-escaped, percent-encoded and in base64 (standard
+    and URL-safe, with and without padding); longest first, so a longer form is scrubbed whole."""
+    forms: set[str] = set()
+    for prefix, value in values:
+        for text in {value, prefix + value} - {""}:
+            raw = text.encode("utf-8")
+            forms.update(
+                (
+                    text,
+                    json.dumps(text)[1:-1],
+                    json.dumps(text, ensure_ascii=False)[1:-1],
+                    quote(text, safe=""),
+                    base64.b64encode(raw).decode("ascii"),
+                    base64.b64encode(raw).decode("ascii").rstrip("="),
+                    base64.urlsafe_b64encode(raw).decode("ascii"),
+                    base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+                )
+            )
+    return tuple(sorted(forms - {""}, key=len, reverse=True))
 
 
 class CallerMiddleware:
@@ -392,6 +455,9 @@ class Upstream:
         self._closing = False
         self._limiter = anyio.CapacityLimiter(config.concurrency)
         self._in_flight: set[FrontCall] = set()
+        # The tenants whose requests this upstream has carried: a message the upstream sends with
+        # nothing tying it to a request reaches an agent only while that is a single tenant.
+        self._tenants: set[str | None] = set()
         self._idle = anyio.Event()
         self._start: Callable[[], None] | None = None
         self.secrets: tuple[str, ...] = ()
@@ -413,7 +479,10 @@ class Upstream:
     def _secret_values(self) -> dict[str, dict[str, str]]:
         env = {k: ref.resolve(self.base_dir, self.environ) for k, ref in self.config.secret_env.items()}
         headers = {k: ref.resolve(self.base_dir, self.environ) for k, ref in self.config.secret_headers.items()}
-        self.secrets = tuple(sorted({*env.values(), *headers.values()} - {""}, key=len, reverse=True))
+        # Each value with its prefix apart: an upstream may echo the bare token without it.
+        pairs = [(ref.prefix, env[k][len(ref.prefix) :]) for k, ref in self.config.secret_env.items()]
+        pairs += [(ref.prefix, headers[k][len(ref.prefix) :]) for k, ref in self.config.secret_headers.items()]
+        self.secrets = secret_forms(pairs)
         return {"env": env, "headers": headers}
 
     def _target(self) -> tuple[Any, httpx2.AsyncClient | None]:
@@ -502,8 +571,13 @@ class Upstream:
                             # Leaving ends the HTTP session with a request of its own: a server that
                             # hangs must not hold up the restart (nor the loss's audit) for long.
                             leaving.deadline = anyio.current_time() + _CLOSE_GRACE
-            except Exception as exc:  # noqa: BLE001 - an upstream that fails is restarted, never fatal
+            except BaseException as exc:
+                # An upstream that fails is restarted, never fatal, whatever it raised (an in-process
+                # server's BaseException subclass, a stray CancelledError); interpreter exits and the
+                # gateway's own cancellation still propagate.
                 leaf = _leaf(exc)
+                if not await contained(leaf):
+                    raise
                 self.stats.failures += 1
                 self.stats.last_error = type(leaf).__name__
                 # A transport that fails once connected (an HTTP upstream gone: the SDK's transport
@@ -817,6 +891,7 @@ class Upstream:
         try:
             if front is not None:
                 self._in_flight.add(front)
+                self._tenants.add(front.decided.tenant)
             self.stats.in_flight += 1
             try:
                 with anyio.move_on_after(self.config.timeout) as scope:
@@ -931,11 +1006,21 @@ class Upstream:
     # --- relays from the upstream -------------------------------------------------------------
 
     def _front(self) -> FrontCall | None:
+        """The agent's request an upstream's message belongs to, or ``None`` when it cannot be told.
+
+        Over stdio and HTTP an upstream's log message or input request carries nothing that ties
+        it to a request, and the connection is shared by every agent the upstream serves. Such a
+        message is attributed to the only request in flight only while every request this
+        connection ever carried was of that request's tenant: the message may be about earlier
+        work (a background job) of another agent, and never crosses to another tenant.
+        """
         front = CURRENT.get()
         if front is not None:
             return front
         if len(self._in_flight) == 1:
-            return next(iter(self._in_flight))
+            only = next(iter(self._in_flight))
+            if len(self._tenants) == 1 and only.decided.tenant in self._tenants:
+                return only
         return None
 
     async def _ask_agent(self, request: types.ServerRequest, result_type: type[_T], what: str) -> _T | types.ErrorData:
@@ -955,7 +1040,9 @@ class Upstream:
             return types.ErrorData(code=types.INVALID_REQUEST, message=message)
         try:
             answer: _T = await front.session.send_request(
-                request, result_type, metadata=ServerMessageMetadata(related_request_id=front.request_id)
+                scrubbed(request, self.secrets),
+                result_type,
+                metadata=ServerMessageMetadata(related_request_id=front.request_id),
             )
         except MCPError as exc:
             return types.ErrorData(code=exc.code, message=exc.message)
@@ -982,9 +1069,7 @@ class Upstream:
         if not front.wants_log(params.level):
             return
         logger_name = f"{self.id}/{params.logger}" if params.logger else self.id
-        data = params.data
-        if isinstance(data, str) and self.secrets:
-            data = scrub(data, self.secrets)
+        data = scrub_data(params.data, self.secrets)
         await front.session.send_log_message(params.level, data, logger_name, related_request_id=front.request_id)
 
     async def _message(self, message: IncomingMessage) -> None:
