@@ -490,3 +490,32 @@ def test_two_sinks_in_one_process_on_one_file_share_one_chain(tmp_path: Path) ->
     report = verify_chain(files)
     assert report.ok, report.problems[:3]
     assert report.events == sum(1 + i % 4 for i in range(30)) and len(files) > 1
+
+
+def test_a_reopened_log_cut_back_to_an_earlier_runs_close_is_caught_only_by_an_anchor(tmp_path: Path) -> None:
+    """Each run of a reopened log ends with a signed ``close``: cut back to the first run's, the
+    log verifies as sealed on its own (what it was when that run ended: the documented limit),
+    and ``--head`` with the head recorded after the last run refuses it."""
+    assert CliRunner().invoke(main, ["keys", "generate", "--out", str(tmp_path / "signer.jwks")]).exit_code == 0
+    key = tmp_path / "signer.jwks"
+    path = tmp_path / "audit.jsonl"
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", tenant="acme")
+    first = JsonlSink(path, checkpoint_key=key)
+    first.write_batch([AuditEvent.from_context(ctx, "decision", effect="allow", rule=f"r{i}") for i in range(5)])
+    first.close()
+    cut_at = path.stat().st_size
+    second = JsonlSink(path, checkpoint_key=key)  # a restart: the chain continues in the same file
+    second.write_batch([AuditEvent.from_context(ctx, "decision", effect="deny", rule=f"s{i}") for i in range(7)])
+    second.close()
+    anchored = second.head  # kept where the log's writer cannot rewrite it
+
+    def verify(*extra: str) -> int:
+        args = ["--no-color", "audit", "verify", "--public-key", str(key), *extra, str(path)]
+        return CliRunner().invoke(main, args).exit_code
+
+    assert verify() == 0
+    assert verify("--head", anchored) == 0
+    with path.open("r+b") as f:
+        f.truncate(cut_at)  # the second run's lines removed
+    assert verify() == 0  # sealed by the first run's close: nothing inside the log tells otherwise
+    assert verify("--head", anchored) != 0
