@@ -17,7 +17,7 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._lru import LRU
 from mcpgov._types import is_async_callable
-from mcpgov._uris import scheme_folded, uri_problem
+from mcpgov._uris import authority_folded, scheme_folded, uri_problem
 
 __all__ = ["HookFn", "Hooks"]
 
@@ -160,9 +160,30 @@ class Hooks(Authorizer):
                     for h in self._globs
                     if h.kind == kind and any(fnmatch.fnmatchcase(form, h.pattern) for form in forms)
                 )
+                if hooks:
+                    hooks.extend(self._host_matches(kind, forms, hooks))
             found = tuple(hooks)
             self._match_cache[key] = found
         return found
+
+    def _host_matches(self, kind: HookKind, forms: set[str], matched: list[_Hook]) -> list[_Hook]:
+        """The other hooks that match the URI as a server reading only its host sees it (host in
+        lower case, no user-info or port; the pattern folded the same way): ``vault://PROD/x``
+        meets a hook on ``vault://prod/*``. They are asked only beside a hook that matches the
+        URI as sent, so what they add is a deny or an approval, never an allow on their own."""
+        hosts = {authority_folded(form) for form in forms}
+        candidates = [h for h in self._globs if h.kind == kind]
+        candidates += [h for (k, _), exact in self._exact.items() if k == kind for h in exact]
+        return [
+            h
+            for h in candidates
+            if h not in matched
+            and any(
+                fnmatch.fnmatchcase(host, pattern)
+                for host in hosts
+                for pattern in {h.pattern, authority_folded(h.pattern)}
+            )
+        ]
 
     def _targets(self, ctx: GovContext) -> tuple[_Hook, ...]:
         if ctx.kind is not None and ctx.target is not None:

@@ -15,6 +15,16 @@ A scheme is case-insensitive (RFC 3986): ``FILE:///secret`` and ``file:///secret
 and ``urllib.parse`` reads both as ``file``. It is not refused (a server may register a resource
 under an upper-case scheme); instead a glob is matched against :func:`scheme_folded` as well, so
 a deny of ``file:///secret*`` also stops ``FILE:///secret``.
+
+A host is case-insensitive too, and a server commonly reads only the host of an authority
+(``urlsplit(uri).hostname``: lower case, without user-info or port), so ``vault://PROD/key``,
+``vault://user@prod/key`` and ``vault://prod:443/key`` may all name ``vault://prod/key``. They
+are not refused (an MCP template such as ``greeting://{name}`` puts a case-sensitive name, or
+an address with an ``@``, where the host goes, and a port is ordinary); instead whatever only
+restricts (a deny, an approval, a label) is also matched against :func:`authority_folded`, and
+with its own pattern folded the same way, while an allow is matched only against the URI as
+received (or with its scheme folded): a deny must hold for every reading a server could take,
+an allow only for the one it names.
 """
 
 from __future__ import annotations
@@ -22,9 +32,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["scheme_folded", "uri_problem"]
+__all__ = ["authority_folded", "scheme_folded", "uri_problem"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_AUTHORITY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:)//([^/?#]*)")
 _UNRESERVED = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee])")
 _STRUCTURAL = re.compile(r"%(?:2[Ff]|5[Cc]|25|00|0[1-9A-Fa-f]|1[0-9A-Fa-f]|7[Ff])")
 
@@ -54,3 +65,23 @@ def scheme_folded(uri: str) -> str:
     if scheme is None or scheme.group().islower():
         return uri
     return scheme.group().lower() + uri[scheme.end() :]
+
+
+def authority_folded(uri: str) -> str:
+    """``uri`` as a server that reads only its host sees it: the scheme in lower case and the
+    authority reduced to its host, in lower case, without user-info, port or a trailing dot
+    (``vault://User@PROD.:443/key`` reads as ``vault://prod/key``). A URI without an authority
+    (``file:///x`` has an empty one) only has its scheme folded. Also used on glob patterns."""
+    found = _AUTHORITY.match(uri)
+    if found is None:
+        return scheme_folded(uri)
+    host = found.group(2).rpartition("@")[2]  # the last '@' ends the user-info, as urllib reads it
+    if host.startswith("["):
+        closing = host.find("]")
+        host = host if closing < 0 else host[: closing + 1]
+    else:
+        host = host.partition(":")[0]
+    host = host.lower()
+    if host.endswith(".") and host.strip("."):
+        host = host.rstrip(".")  # an absolute DNS name: "prod." names "prod"
+    return found.group(1).lower() + "//" + host + uri[found.end() :]

@@ -40,7 +40,7 @@ import rfc8785
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
-from mcpgov._uris import scheme_folded, uri_problem
+from mcpgov._uris import authority_folded, scheme_folded, uri_problem
 from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
@@ -93,6 +93,23 @@ def _uri_readings(uri: str) -> tuple[tuple[tuple[str, ...], ...], bool]:
         return (raw,), certain
     other, known = _uri_spellings(folded)
     return (raw, other), certain and known
+
+
+def _host_readings(readings: tuple[tuple[str, ...], ...]) -> frozenset[str]:
+    """Every spelling of the readings as a server that reads only the host sees it (lower case,
+    no user-info or port: mcpgov._uris.authority_folded). Only what restricts is matched on these."""
+    return frozenset(authority_folded(form) for forms in readings for form in forms)
+
+
+def _restricts(pattern: str, forms: frozenset[str], hosts: frozenset[str]) -> bool:
+    """Whether a deny, approval or label ``pattern`` reaches a URI with these spellings and host
+    readings (the pattern folded like the URI, so ``vault://PROD/*`` stops ``vault://prod/x``)."""
+    if _is_glob(pattern):
+        if any(fnmatch.fnmatchcase(form, pattern) for form in forms):
+            return True
+        folded = authority_folded(pattern)
+        return any(fnmatch.fnmatchcase(form, p) for form in hosts for p in {pattern, folded})
+    return pattern in forms or pattern in hosts or authority_folded(pattern) in hosts
 
 
 def _obligations_dict(rule_id: str, ob: Obligations | None) -> dict[str, Any]:
@@ -423,14 +440,25 @@ class PolicyEngine:
             # is in its normal form (mcpgov._uris: no dot segments, encoded separators...).
             # A scheme is case-insensitive: the URI with its scheme folded is read the same way,
             # and an allow may match either reading as a whole (both name one resource).
+            # A host is case-insensitive and a server may read only the host of the authority: a
+            # deny or approval (exact or glob) also matches the URI read that way, an allow never
+            # through that reading (mcpgov._uris.authority_folded).
             readings, certain = _uri_readings(name)
             clean = certain and uri_problem(name) is None
+            forms = frozenset(form for spelt in readings for form in spelt)
+            hosts = _host_readings(readings)
+            rules.extend(
+                r
+                for (k, pattern), exact in self._exact.items()
+                if k == kind and pattern != name and _restricts(pattern, forms, hosts)
+                for r in exact
+                if r.effect is not Effect.ALLOW
+            )
             for pattern, r in self._globs.get(kind, ()):
-                hits = [[fnmatch.fnmatchcase(form, pattern) for form in forms] for forms in readings]
                 if r.effect is not Effect.ALLOW:
-                    if any(any(h) for h in hits):
+                    if _restricts(pattern, forms, hosts):
                         rules.append(r)
-                elif clean and any(all(h) for h in hits):
+                elif clean and any(all(fnmatch.fnmatchcase(form, pattern) for form in spelt) for spelt in readings):
                     rules.append(r)
         else:
             rules.extend(r for pattern, r in self._globs.get(kind, ()) if fnmatch.fnmatchcase(name, pattern))
@@ -459,19 +487,23 @@ class PolicyEngine:
         key = (kind, target)
         found = self._label_cache.get(key)
         if found is None:
-            # A label attaches when any spelling of the target matches (labels only ever restrict).
-            spellings = (
-                tuple(form for forms in _uri_readings(target)[0] for form in forms) if kind == "resource" else (target,)
-            )
-            found = frozenset(
-                name
-                for name, k, pattern in self._labels
-                if k == kind
-                and (
-                    pattern == target
-                    or (_is_glob(pattern) and any(fnmatch.fnmatchcase(form, pattern) for form in spellings))
+            # A label attaches when any spelling or host reading of the target matches (labels
+            # only ever restrict).
+            if kind == "resource":
+                readings = _uri_readings(target)[0]
+                forms = frozenset(form for spelt in readings for form in spelt)
+                hosts = _host_readings(readings)
+                found = frozenset(
+                    name
+                    for name, k, pattern in self._labels
+                    if k == kind and (pattern == target or _restricts(pattern, forms, hosts))
                 )
-            )
+            else:
+                found = frozenset(
+                    name
+                    for name, k, pattern in self._labels
+                    if k == kind and (pattern == target or (_is_glob(pattern) and fnmatch.fnmatchcase(target, pattern)))
+                )
             if len(self._label_cache) >= _CACHE_LIMIT:
                 self._label_cache.clear()
             self._label_cache[key] = found
