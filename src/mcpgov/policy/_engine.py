@@ -389,6 +389,13 @@ class PolicyEngine:
                         self._globs.setdefault(kind, []).append((pattern, compiled))
                     else:
                         self._exact.setdefault((kind, pattern), []).append(compiled)
+        # Exact resource rules that restrict, by every spelling they stop (as written, and read
+        # as a server reading only the host sees it): one lookup per spelling of a URI, not a scan.
+        self._restricting: dict[str, list[CompiledRule]] = {}
+        for (kind, pattern), exact in self._exact.items():
+            if kind == "resource":
+                for spelling in {pattern, authority_folded(pattern)}:
+                    self._restricting.setdefault(spelling, []).extend(r for r in exact if r.effect is not Effect.ALLOW)
         labels: dict[str, list[TargetSet]] = {}
         for name, targets in document.labels.items():
             labels.setdefault(name, []).append(targets)
@@ -447,12 +454,11 @@ class PolicyEngine:
             clean = certain and uri_problem(name) is None
             forms = frozenset(form for spelt in readings for form in spelt)
             hosts = _host_readings(readings)
+            direct = self._exact.get(key, ())
             rules.extend(
-                r
-                for (k, pattern), exact in self._exact.items()
-                if k == kind and pattern != name and _restricts(pattern, forms, hosts)
-                for r in exact
-                if r.effect is not Effect.ALLOW
+                dict.fromkeys(
+                    r for spelling in forms | hosts for r in self._restricting.get(spelling, ()) if r not in direct
+                )
             )
             for pattern, r in self._globs.get(kind, ()):
                 if r.effect is not Effect.ALLOW:
