@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from mcpgov._contain import contained
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._shared import shared_text
 from mcpgov._state import InMemoryStateStore, StateStore
@@ -57,11 +58,12 @@ class RevocationList:
     credential id's entry until that credential expires, a task's or principal's for ``max_ttl``,
     both plus ``leeway`` (which must be at least every verifier's leeway) and a second.
 
-    A revocation the store could not record is not forgotten: it is kept in this process (which
-    refuses the credentials it covers) for as long as its entry would have lived, retried on the
-    store (:meth:`flush`, also tried before checks at most every ``retry_interval`` seconds),
-    and reported to the caller (``CredentialError``, ``reason="revocation_failed"``,
-    :attr:`pending` counts what is waiting).
+    A revocation the store could not record, whatever the store raised, is not forgotten: it is
+    kept in this process (which refuses the credentials it covers) for as long as its entry would
+    have lived, retried on the store (:meth:`flush`, also tried before checks at most every
+    ``retry_interval`` seconds), and reported to the caller (``CredentialError``,
+    ``reason="revocation_failed"``; an interpreter exit or the caller's own cancellation is
+    re-raised as itself), :attr:`pending` counts what is waiting.
 
     A store that errors or does not answer within ``timeout`` counts as "revoked": :meth:`check`
     raises, the request is refused. Once :meth:`revoke` returns (or raises), no check in this
@@ -159,13 +161,15 @@ class RevocationList:
         expires = self._clock() + ttl
         try:
             await self._store_put(key, value, ttl)
-        except Exception as exc:  # noqa: BLE001 - any store failure means the revocation is not recorded yet
+        except BaseException as exc:  # any store failure means the revocation is not recorded yet
             self._pending[key] = (value, expires)
             self._remember(key, math.inf if value == _REVOKED else float(value), expires)
             logger.warning(
                 "revocation store failed (%s); the revocation is kept in this process and retried",
                 type(exc).__name__,
             )
+            if not await contained(exc):  # an interpreter exit, the caller's own cancellation
+                raise
             raise CredentialError(
                 f"the revocation store did not record a revocation ({type(exc).__name__}); it is enforced "
                 "in this process and retried until recorded",
@@ -185,8 +189,10 @@ class RevocationList:
                 continue
             try:
                 await self._store_put(key, value, expires - now)
-            except Exception as exc:  # noqa: BLE001 - still down: keep it, try again later
+            except BaseException as exc:  # still down: keep it, try again later
                 logger.info("revocation store still failing (%s); %d pending", type(exc).__name__, self.pending)
+                if not await contained(exc):
+                    raise
                 break
             if self._pending.get(key) == (value, expires):
                 del self._pending[key]

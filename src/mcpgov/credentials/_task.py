@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from mcpgov._contain import contained
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._principal import Principal
 
@@ -60,18 +62,29 @@ class TaskScope:
         self._minted.append((credential, source, principal))
 
     async def _revoke_all(self, sources: list[TokenSource], principal: Principal | None) -> list[BaseException]:
+        """Revoke the task on every source and every credential minted for it; returns the failures.
+
+        A failure never stops the rest from being revoked, whatever it is. One that must not be
+        contained (an interpreter exit, the caller's own cancellation) is raised once every
+        revocation was tried.
+        """
         self.revoked = True
         errors: list[BaseException] = []
-        for source in sources:
+        escaping: BaseException | None = None
+        revocations = [functools.partial(source.revoke_task, self.task_id, principal) for source in sources]
+        revocations.extend(
+            functools.partial(source.revoke, credential, owner) for credential, source, owner in self._minted
+        )
+        for revocation in revocations:
             try:
-                await source.revoke_task(self.task_id, principal)
-            except Exception as exc:  # noqa: BLE001 - keep revoking the rest; reported after
+                await revocation()
+            except BaseException as exc:  # noqa: BLE001 - keep revoking the rest; reported (or raised) after
                 errors.append(exc)
-        for credential, source, owner in self._minted:
-            try:
-                await source.revoke(credential, owner)
-            except Exception as exc:  # noqa: BLE001 - keep revoking the rest; reported after
-                errors.append(exc)
+                if escaping is None and not await contained(exc):
+                    escaping = exc
+        if escaping is not None:
+            logger.error("task %s: %d revocation(s) failed (%s)", self.task_id, len(errors), type(escaping).__name__)
+            raise escaping
         return errors
 
 
