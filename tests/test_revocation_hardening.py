@@ -1,16 +1,23 @@
-"""The kill switch holds when the store fails in unusual ways: driven through real sessions and
-real stores."""
+"""The kill switch holds when the store fails in unusual ways, when revocations are retried out of
+order and when replicas race: driven through real sessions and real stores (in memory, and a real
+redis-server on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 
-from mcpgov import CredentialError, GovernedClient
+from mcpgov import CredentialError, GovernedClient, InMemoryStateStore, StateStore
 from mcpgov.credentials import CompactMemoryStore, IssuerTokenSource, RevocationList, TaskScope, open_task
 from mcpgov.credentials._client import ClientCredentials
 
@@ -41,6 +48,151 @@ class FlakyStore(CompactMemoryStore):
         if self.down:
             raise self.failure()
         return await super().get_many(keys)
+
+
+class PlainFlakyStore:
+    """A third-party store with only the protocol's operations (no ``put_max``), that can fail."""
+
+    def __init__(self, clock: FrozenClock) -> None:
+        self._inner = InMemoryStateStore(clock=clock)
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("store down")
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        self._check()
+        return await self._inner.add(key, value, ttl)
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        self._check()
+        await self._inner.put(key, value, ttl)
+
+    async def get(self, key: str) -> str | None:
+        self._check()
+        return await self._inner.get(key)
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        self._check()
+        return await self._inner.get_many(keys)
+
+    async def delete(self, key: str) -> None:
+        self._check()
+        await self._inner.delete(key)
+
+    async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        self._check()
+        return await self._inner.incr(key, ttl, amount)
+
+
+# -- a retried older revocation never undoes a newer one ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["with-put-max", "without-put-max"])
+async def test_a_retried_older_task_revocation_never_undoes_a_newer_one_on_other_replicas(mode: str, kind: str) -> None:
+    """A task revocation the store missed, retried after a newer revocation of the same task was
+    recorded, leaves the newer one in place: credentials issued between the two stay refused on
+    every replica (also on a store that has no ``put_max``)."""
+    clock = FrozenClock()
+    store: FlakyStore | PlainFlakyStore = FlakyStore(clock=clock) if kind == "with-put-max" else PlainFlakyStore(clock)
+    assert isinstance(store, StateStore)
+    issuer = make_issuer(clock, revocations=RevocationList(store, max_ttl=300, clock=clock))
+    replica = build_governed(issuer, revocations=RevocationList(store, max_ttl=300, clock=clock))
+
+    store.down = True  # the kill switch is pulled during an outage: kept here, retried later
+    with pytest.raises(CredentialError):
+        await issuer.revoke_task(AGENT, "release-42")
+    store.down = False
+    clock.advance(issuer.revocations.leeway + 1)
+    stolen = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-42", ttl=300)
+    clock.advance(0.2)
+    await issuer.revoke_task(AGENT, "release-42")  # recorded this time
+    assert issuer.revocations.pending == 0  # the newer revocation supersedes the one waiting
+    async with Client(replica.server, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await call(client, "status", {}, stolen.token, AGENT)
+
+    clock.advance(2)
+    assert await issuer.revocations.flush() == 0
+    async with Client(replica.server, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await call(client, "status", {}, stolen.token, AGENT)
+    assert replica.ran == []
+
+
+async def test_a_pending_task_revocation_keeps_its_latest_time_when_the_clock_steps_back() -> None:
+    """Two task revocations the store missed, the second after the clock stepped back: what
+    waits, and what the retry writes, is the later of the two times, never the earlier."""
+    clock = FrozenClock()
+    store = PlainFlakyStore(clock)
+    revocations = RevocationList(store, max_ttl=300, clock=clock)
+    owner = ("https://idp.example", "agent-1")
+    key = revocations.task_key("acme", "release-42", owner)
+    store.down = True
+    with pytest.raises(CredentialError):
+        await revocations.revoke_task("acme", "release-42", owner=owner)
+    latest = clock.now
+    clock.advance(-5)  # the wall clock is stepped back (NTP)
+    with pytest.raises(CredentialError):
+        await revocations.revoke_task("acme", "release-42", owner=owner)
+    assert revocations.pending == 1
+    store.down = False
+    assert await revocations.flush() == 0
+    assert await store.get(key) == repr(latest)
+
+
+# -- the store's own maximum: racing replicas never lower a revocation's time ------------------------
+
+
+async def _assert_put_max_keeps_the_maximum(store: Any) -> None:
+    assert await store.put_max("k", 10.0, 60) is True
+    assert await store.put_max("k", 5.0, 60) is False
+    assert await store.get("k") == "10.0"
+    assert await store.put_max("k", 12.5, 60) is True
+    assert await store.get("k") == "12.5"
+    await store.put("odd", "not a number", 60)
+    assert await store.put_max("odd", 1.0, 60) is True  # what cannot be read as a time is replaced
+    assert await store.get("odd") == "1.0"
+
+
+@pytest.mark.parametrize("kind", ["in-memory", "compact"])
+async def test_put_max_never_lowers_a_stored_time_in_memory(kind: str) -> None:
+    """``put_max`` sets a time only where none is stored or the stored one is lower."""
+    clock = FrozenClock()
+    store = InMemoryStateStore(clock=clock) if kind == "in-memory" else CompactMemoryStore(clock=clock)
+    await _assert_put_max_keeps_the_maximum(store)
+    clock.advance(61)
+    assert await store.get("k") is None  # it keeps its ttl
+
+
+@pytest.mark.parametrize("scope", ["task", "principal"])
+async def test_two_replicas_revoking_at_once_leave_the_later_time_in_the_store(scope: str) -> None:
+    """Two issuer replicas revoking the same task (or principal) at once: whichever write lands
+    last, the store keeps the later time, and what either revocation covers stays refused."""
+    real = FrozenClock()
+    behind = FrozenClock(real.now - 3)
+    store = CompactMemoryStore(clock=real)
+    late = make_issuer(real, revocations=RevocationList(store, max_ttl=300, clock=real))
+    early = make_issuer(behind, keys=late.keys, revocations=RevocationList(store, max_ttl=300, clock=behind))
+    server = build_governed(late, revocations=RevocationList(store, max_ttl=300, clock=real))
+    for issuer in (late, early):  # the later time lands first, the earlier one last
+        if scope == "task":
+            await issuer.revoke_task(AGENT, "release-42")
+        else:
+            await issuer.revoke_principal(AGENT)
+    key = (
+        late.revocations.task_key("acme", "release-42", AGENT.key)
+        if scope == "task"
+        else late.revocations.principal_key("acme", AGENT.issuer, AGENT.subject)
+    )
+    assert await store.get(key) == repr(real.now)
+    real.advance(-1)  # minted between the two revocations
+    cred = await late.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-42")
+    async with Client(server.server, mode="auto") as client:
+        with pytest.raises(MCPError):
+            await call(client, "status", {}, cred.token, AGENT)
+    assert server.ran == []
 
 
 # -- a store failing with something other than an Exception ----------------------------------------
@@ -146,3 +298,105 @@ async def test_a_task_scope_revokes_every_credential_whatever_one_revocation_rai
     assert len(task.credential_ids) >= 2
     for jti in task.credential_ids:
         assert await issuer.revocations.store.get(issuer.revocations.jti_key(jti)) is not None
+
+
+# -- Redis: a stalled server, and the store's own maximum ----------------------------------------------
+
+
+@pytest.fixture
+def stallable_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    pytest.importorskip("redis.asyncio", reason="the 'redis' extra is not installed")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(  # noqa: S603 - a fixed local binary with fixed arguments
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_a_retried_older_task_revocation_never_undoes_a_newer_one_on_redis(
+    mode: str, stallable_redis: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    """Two replicas on one Redis: a task revocation missed while Redis stalled, retried after a
+    newer revocation of the task was recorded, leaves the newer one in place."""
+    from mcpgov.redis import RedisStateStore
+
+    url, process = stallable_redis
+    clock = FrozenClock()
+    async with (
+        RedisStateStore.from_url(url, timeout=0.3) as issuer_store,
+        RedisStateStore.from_url(url, timeout=0.3) as replica_store,
+    ):
+        issuer = make_issuer(clock, revocations=RevocationList(issuer_store, max_ttl=300, timeout=0.3, clock=clock))
+        replica = build_governed(
+            issuer, revocations=RevocationList(replica_store, max_ttl=300, timeout=0.3, clock=clock)
+        )
+        process.send_signal(signal.SIGSTOP)  # Redis stalls: the kill switch cannot be recorded
+        try:
+            with pytest.raises(CredentialError):
+                await issuer.revoke_task(AGENT, "release-42")
+        finally:
+            process.send_signal(signal.SIGCONT)
+        await anyio.sleep(0.2)
+        clock.advance(issuer.revocations.leeway + 1)
+        stolen = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-42", ttl=300)
+        clock.advance(0.2)
+        await issuer.revoke_task(AGENT, "release-42")  # recorded
+        async with Client(replica.server, mode=mode) as client:
+            with pytest.raises(MCPError):
+                await call(client, "status", {}, stolen.token, AGENT)
+        clock.advance(2)
+        assert await issuer.revocations.flush() == 0
+        async with Client(replica.server, mode=mode) as client:
+            with pytest.raises(MCPError):
+                await call(client, "status", {}, stolen.token, AGENT)
+        assert replica.ran == []
+
+
+async def test_put_max_never_lowers_a_stored_time_on_redis(
+    stallable_redis: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """Redis's ``put_max`` sets a time only where none is stored or the stored one is lower (one
+    script), with the ttl asked; a stalled Redis makes it fail like any operation."""
+    from mcpgov import StateStoreError
+    from mcpgov.redis import RedisStateStore
+
+    url, process = stallable_redis
+    async with RedisStateStore.from_url(url, timeout=0.3) as store:
+        await _assert_put_max_keeps_the_maximum(store)
+        ttl = await store._redis.pttl("k")
+        assert 0 < ttl <= 60_000
+        # Many replicas racing: the store ends with the largest time, whatever the order.
+        values = [float(v) for v in range(100, 200)]
+        async with anyio.create_task_group() as tg:
+            for value in reversed(values):
+                tg.start_soon(store.put_max, "race", value, 60)
+        assert await store.get("race") == "199.0"
+        process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StateStoreError):
+                await store.put_max("k", 99.0, 60)
+        finally:
+            process.send_signal(signal.SIGCONT)

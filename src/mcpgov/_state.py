@@ -28,7 +28,20 @@ class StateStoreError(McpGovError, code="mcpgov.state_store"):
 
 @runtime_checkable
 class StateStore(Protocol):
-    """Key/value state with per-entry expiry. Keys are namespaced by the caller (``revoked:jti:...``)."""
+    """Key/value state with per-entry expiry. Keys are namespaced by the caller (``revoked:jti:...``).
+
+    Optional operations, used where a store has them (not part of the protocol, so a store
+    without them still is one):
+
+    * ``async put_many(items: list[tuple[str, str]], ttl: float) -> None``: :meth:`put` of every
+      ``(key, value)`` pair (one round trip);
+    * ``async put_max(key: str, value: float, ttl: float) -> bool``: set ``key`` to ``value``
+      (as text, ``repr(value)``) for ``ttl`` seconds unless it holds a number at least as large,
+      atomically; True when this call set it. A
+      :class:`~mcpgov.credentials.RevocationList` writes the time of a task's or principal's
+      revocation with it, so that two replicas revoking at once, or a retried older revocation,
+      never lower it. Without it, :meth:`put` is used (the last writer wins).
+    """
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
         """Set ``key`` only if absent; True when this call set it (single use, first writer wins)."""
@@ -53,6 +66,16 @@ class StateStore(Protocol):
     async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         """Add ``amount`` to the counter ``key`` and return the new value; a new counter lives ``ttl`` seconds."""
         ...
+
+
+def _at_least(current: str | None, value: float) -> bool:
+    """Whether a stored ``current`` is a number at least ``value`` (what ``put_max`` keeps)."""
+    if current is None:
+        return False
+    try:
+        return float(current) >= value
+    except ValueError:
+        return False
 
 
 class _Entry:
@@ -158,6 +181,19 @@ class InMemoryStateStore:
         self._expire(now)
         for key, value in items:
             self._set(key, value, expires)
+
+    async def put_max(self, key: str, value: float, ttl: float) -> bool:
+        """Set ``key`` to ``value`` (``repr(value)``) for ``ttl`` seconds unless it holds a number
+        at least as large; True when this call set it.
+
+        Not part of the :class:`StateStore` protocol: a :class:`~mcpgov.credentials.RevocationList`
+        uses it where a store offers it, so that the time of a revocation never goes down.
+        """
+        current = await self.get(key)  # a subclass's own get and put are honoured
+        if _at_least(current, value):
+            return False
+        await self.put(key, repr(float(value)), ttl)
+        return True
 
     async def get(self, key: str) -> str | None:
         entry = self._live(key)

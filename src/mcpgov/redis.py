@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from mcpgov._errors import ConfigurationError
 from mcpgov._state import StateStoreError
-from mcpgov._validate import is_positive_number, positive_seconds
+from mcpgov._validate import is_number, is_positive_number, positive_seconds
 
 __all__ = ["RedisStateStore"]
 
@@ -41,6 +41,18 @@ if redis.call('PTTL', KEYS[1]) < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return value
+"""
+
+
+# SET with the PX ttl unless the key holds a number at least as large (a revocation's time
+# never goes down, whoever writes last).
+_PUT_MAX = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current ~= nil and current >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 
 
@@ -74,6 +86,7 @@ class RedisStateStore:
         self._prefix = prefix
         self.timeout = positive_seconds("timeout", timeout)
         self._incr = client.register_script(_INCR)
+        self._put_max = client.register_script(_PUT_MAX)
 
     def __repr__(self) -> str:
         return f"RedisStateStore(prefix={self._prefix!r}, timeout={self.timeout})"
@@ -128,6 +141,15 @@ class RedisStateStore:
         for key, value in items:
             pipe.set(self._prefix + key, value, px=_ms(ttl))
         await self._run("put_many", pipe.execute())
+
+    async def put_max(self, key: str, value: float, ttl: float) -> bool:
+        """Set ``key`` to ``value`` (``repr(value)``) for ``ttl`` seconds unless it holds a number
+        at least as large, atomically (one script); True when this call set it (the optional
+        operation of :class:`~mcpgov.StateStore`: a revocation's time never goes down)."""
+        if not is_number(value) or not math.isfinite(value):
+            raise StateStoreError("put_max needs a finite number", reason="bad_value")
+        done = await self._run("put_max", self._put_max(keys=[self._prefix + key], args=[repr(float(value)), _ms(ttl)]))
+        return bool(done)
 
     async def get(self, key: str) -> str | None:
         return _text(await self._run("get", self._redis.get(self._prefix + key)))

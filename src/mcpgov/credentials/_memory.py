@@ -10,7 +10,7 @@ import time
 from typing import Union
 
 from mcpgov._errors import ConfigurationError
-from mcpgov._state import StateStoreError
+from mcpgov._state import StateStoreError, _at_least
 from mcpgov._types import Clock
 from mcpgov._validate import is_positive_count, is_positive_number
 
@@ -138,6 +138,16 @@ class CompactMemoryStore:
         now = self._clock()
         self._purge(now)
         self._store(self._key(key), value, ttl, now)
+
+    async def put_max(self, key: str, value: float, ttl: float) -> bool:
+        """Set ``key`` to ``value`` (``repr(value)``) for ``ttl`` seconds unless it holds a number
+        at least as large; True when this call set it (the optional operation of
+        :class:`~mcpgov.StateStore`: a revocation's time never goes down)."""
+        current = await self.get(key)  # a subclass's own get and put are honoured
+        if _at_least(current, value):
+            return False
+        await self.put(key, repr(float(value)), ttl)
+        return True
 
     async def get(self, key: str) -> str | None:
         self._purge(self._clock())

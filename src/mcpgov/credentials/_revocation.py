@@ -43,6 +43,19 @@ def _digest(*parts: str) -> str:
 _KEYS_KEPT = 4096
 
 
+def _supersedes(new: str, old: str) -> bool:
+    """Whether an entry holding ``new`` refuses everything an entry holding ``old`` refuses.
+
+    A credential id's entry holds ``_REVOKED``; a task's or principal's holds a time, and covers
+    the credentials issued up to it: a later time covers more.
+    """
+    if new == _REVOKED:
+        return True
+    if old == _REVOKED:
+        return False
+    return float(old) <= float(new)
+
+
 class RevocationList:
     """Revocations and single-use ids, shared by issuers and verifiers through one store.
 
@@ -56,14 +69,16 @@ class RevocationList:
 
     Entries live at least as long as any verifier could accept a credential they cover: a
     credential id's entry until that credential expires, a task's or principal's for ``max_ttl``,
-    both plus ``leeway`` (which must be at least every verifier's leeway) and a second.
+    both plus ``leeway`` (which must be at least every
+    verifier's leeway) and a second. A task's or principal's entry is written with the store's
+    ``put_max`` where it has one, so that its time never goes down (two replicas revoking at
+    once, a retried older revocation).
 
-    A revocation the store could not record, whatever the store raised, is not forgotten: it is
-    kept in this process (which refuses the credentials it covers) for as long as its entry would
-    have lived, retried on the store (:meth:`flush`, also tried before checks at most every
-    ``retry_interval`` seconds), and reported to the caller (``CredentialError``,
-    ``reason="revocation_failed"``; an interpreter exit or the caller's own cancellation is
-    re-raised as itself), :attr:`pending` counts what is waiting.
+    A revocation the store could not record is not forgotten: it is kept in this process (which
+    refuses the credentials it covers) for as long as its entry would have lived, retried on the
+    store (:meth:`flush`, also tried before checks at most every ``retry_interval`` seconds),
+    and reported to the caller (``CredentialError``, ``reason="revocation_failed"``,
+    :attr:`pending` counts what is waiting).
 
     A store that errors or does not answer within ``timeout`` counts as "revoked": :meth:`check`
     raises, the request is refused. Once :meth:`revoke` returns (or raises), no check in this
@@ -112,6 +127,8 @@ class RevocationList:
         self._next_retry = 0.0
         # The in-process stores answer without ever suspending: no deadline to arm for them.
         self._local = type(self.store) in (CompactMemoryStore, InMemoryStateStore)
+        # The optional operation keeping the larger of two times (see StateStore); absent: put.
+        self._put_max: Any = getattr(self.store, "put_max", None)
 
     def __repr__(self) -> str:
         return f"RevocationList(store={type(self.store).__name__}, max_ttl={self.max_ttl}, pending={self.pending})"
@@ -145,8 +162,9 @@ class RevocationList:
                 del recent[old]
         forget_at = now + self.timeout + 1.0 if until is None else until
         previous = recent.get(key)
-        if previous is not None and previous[1] > forget_at:
-            forget_at = previous[1]
+        if previous is not None:  # what a key covers only grows while it is remembered
+            at = max(at, previous[0])
+            forget_at = max(forget_at, previous[1])
         recent[key] = (at, forget_at)
         order.append((forget_at, key))
 
@@ -154,16 +172,36 @@ class RevocationList:
         return contextlib.nullcontext() if self._local else anyio.fail_after(self.timeout)
 
     async def _store_put(self, key: str, value: str, ttl: float) -> None:
+        ttl = max(ttl, 1.0)
         with self._deadline():
-            await self.store.put(key, value, max(ttl, 1.0))
+            if value != _REVOKED and self._put_max is not None:
+                # A time only ever rises in the store: a slower or older write cannot lower it.
+                await self._put_max(key, float(value), ttl)
+            else:
+                await self.store.put(key, value, ttl)
+
+    def _keep(self, key: str, value: str, expires: float) -> None:
+        """Keep an unrecorded revocation pending (merged with one already waiting for ``key``)."""
+        waiting = self._pending.get(key)
+        if waiting is not None:
+            if _supersedes(waiting[0], value):
+                value = waiting[0]
+            expires = max(expires, waiting[1])
+        self._pending[key] = (value, expires)
+        self._remember(key, math.inf if value == _REVOKED else float(value), expires)
+
+    def _recorded(self, key: str, value: str, expires: float) -> None:
+        """``value`` is in the store until ``expires``: a pending entry it supersedes is done."""
+        waiting = self._pending.get(key)
+        if waiting is not None and _supersedes(value, waiting[0]) and expires >= waiting[1]:
+            del self._pending[key]
 
     async def _put(self, key: str, value: str, ttl: float) -> None:
         expires = self._clock() + ttl
         try:
             await self._store_put(key, value, ttl)
         except BaseException as exc:  # any store failure means the revocation is not recorded yet
-            self._pending[key] = (value, expires)
-            self._remember(key, math.inf if value == _REVOKED else float(value), expires)
+            self._keep(key, value, expires)
             logger.warning(
                 "revocation store failed (%s); the revocation is kept in this process and retried",
                 type(exc).__name__,
@@ -175,18 +213,40 @@ class RevocationList:
                 "in this process and retried until recorded",
                 reason="revocation_failed",
             ) from None
+        self._recorded(key, value, expires)
+
+    def _newest(self, key: str, value: str, expires: float) -> tuple[str, float]:
+        """The pending ``value`` of a time-valued ``key``, or a later time this process revoked it at."""
+        if value == _REVOKED:
+            return value, expires
+        recent = self._recent.get(key)
+        if recent is not None and math.isfinite(recent[0]) and recent[0] > float(value):
+            return repr(recent[0]), max(expires, self._until(recent[0]))
+        return value, expires
+
+    def _until(self, at: float) -> float:
+        """When the entry of a task or principal revoked up to ``at`` may go: no verifier can
+        accept a credential issued up to ``at`` any more."""
+        return at + self.max_ttl + self.leeway + _MARGIN
 
     async def flush(self) -> int:
         """Retry the revocations the store did not record; returns how many still wait.
 
-        Entries whose credentials can no longer be accepted anywhere are dropped.
+        Entries whose credentials can no longer be accepted anywhere are dropped. A retry never
+        writes a task's or principal's time older than one this process has since recorded or
+        remembers for it (and, on a store with ``put_max``, never lowers the stored time).
         """
         now = self._clock()
         self._next_retry = now + self.retry_interval
-        for key, (value, expires) in list(self._pending.items()):
+        for key in list(self._pending):
+            waiting = self._pending.get(key)
+            if waiting is None:
+                continue  # recorded meanwhile
+            value, expires = waiting
             if expires <= now:
                 del self._pending[key]
                 continue
+            value, expires = self._newest(key, value, expires)
             try:
                 await self._store_put(key, value, expires - now)
             except BaseException as exc:  # still down: keep it, try again later
@@ -194,8 +254,7 @@ class RevocationList:
                 if not await contained(exc):
                     raise
                 break
-            if self._pending.get(key) == (value, expires):
-                del self._pending[key]
+            self._recorded(key, value, expires)
         return self.pending
 
     async def revoke(self, jti: str, *, expires_at: float | None = None) -> None:
@@ -219,8 +278,9 @@ class RevocationList:
 
     async def _revoke_before(self, key: str) -> None:
         now = self._clock()
-        self._remember(key, now)
-        await self._put(key, repr(now), self.max_ttl + self.leeway + _MARGIN)
+        at = now
+        self._remember(key, at)
+        await self._put(key, repr(at), self._until(at) - now)
 
     async def revoke_task(self, tenant: str, task_id: str, *, owner: tuple[str, str] | None) -> None:
         """Refuse every credential of ``task_id`` owned by ``owner`` in ``tenant`` issued up to now.
@@ -228,11 +288,20 @@ class RevocationList:
         ``owner`` is the ``(issuer, subject)`` of the principal the task's credentials were
         minted for; ``None`` revokes the task of every principal of the tenant (an
         administrative act: keep it for administrators).
+
+        Raises:
+            CredentialError: the store did not record it (``reason="revocation_failed"``); it is
+                enforced in this process and retried (see :meth:`flush`).
         """
         await self._revoke_before(self.task_key(tenant, task_id, owner))
 
     async def revoke_principal(self, tenant: str, issuer: str, subject: str) -> None:
-        """Refuse every credential issued to, derived by, or owned by ``(issuer, subject)`` in ``tenant`` up to now."""
+        """Refuse every credential issued to, derived by, or owned by ``(issuer, subject)`` in ``tenant`` up to now.
+
+        Raises:
+            CredentialError: the store did not record it (``reason="revocation_failed"``); it is
+                enforced in this process and retried (see :meth:`flush`).
+        """
         await self._revoke_before(self.principal_key(tenant, issuer, subject))
 
     def keys(self, claims: CredentialClaims) -> list[str]:
