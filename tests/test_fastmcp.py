@@ -302,3 +302,54 @@ async def test_methods_a_fastmcp_server_does_not_serve_answer_as_without_governa
     assert governed_answers == await answers(bare)
     assert {code for _, code, _ in governed_answers} == {-32601}
     assert g.sink.decisions() == []
+
+
+async def test_a_governed_fastmcp_server_mounted_into_another_keeps_its_governance() -> None:
+    """`govern(sub, ...)` then `main.mount(sub)`: FastMCP calls the mounted server's tools in
+    process, past the SDK server govern() installed the chain on. They run only as the handler of
+    a request `sub`'s own chain allowed: through the mount (governed or not) and in process they
+    are refused (-32003), while `sub` served directly keeps working."""
+    from fastmcp import Client as FastClient
+
+    ran: list[str] = []
+    sub = FastMCP("notes")
+    hooks = Hooks()
+
+    @hooks.tool("read_*")
+    def readers(ctx: GovContext) -> Decision:
+        return Decision.allow("readers")
+
+    @sub.tool
+    def delete_note(name: str) -> str:
+        ran.append(f"delete {name}")
+        return "deleted"
+
+    @sub.tool
+    def read_note(name: str) -> str:
+        ran.append(f"read {name}")
+        return "a note"
+
+    govern(sub, hooks)
+    async with FastClient(sub) as client:
+        with pytest.raises(Exception, match="denied"):
+            await client.call_tool("delete_note", {"name": "direct"})
+        assert (await client.call_tool("read_note", {"name": "direct"})).is_error is False
+    assert ran == ["read direct"]
+
+    main = FastMCP("gateway")
+    main.mount(sub, namespace="notes")
+    async with FastClient(main) as client:
+        for tool in ("notes_delete_note", "notes_read_note"):
+            with pytest.raises(Exception, match="governed"):
+                await client.call_tool(tool, {"name": "via-mount"})
+    governed_main = FastMCP("governed-gateway")
+    governed_main.mount(sub, namespace="notes")
+    everyone = Hooks()
+    everyone.register("*", lambda ctx: Decision.allow("everyone"))
+    govern(governed_main, everyone)
+    async with FastClient(governed_main) as client:
+        with pytest.raises(Exception, match="governed"):
+            await client.call_tool("notes_delete_note", {"name": "via-governed-mount"})
+    with pytest.raises(MCPError, match="governed"):
+        await sub.call_tool("delete_note", {"name": "in-process"})
+    assert ran == ["read direct"]

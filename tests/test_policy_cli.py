@@ -354,3 +354,26 @@ def test_a_cedar_policy_is_tested_but_its_coverage_is_not_measured(tmp_path: Pat
     refused = CliRunner().invoke(main, ["policy", "test", str(policy), path, "--fail-under", "50"])
     assert refused.exit_code == 2
     assert "measured for mcpgov (YAML/JSON) policies only" in refused.stderr
+
+
+def test_policy_test_shows_case_names_with_terminal_escapes_escaped(tmp_path: Path) -> None:
+    """A case name with ESC, CR and LF is shown escaped, even on a terminal: it can neither erase
+    its own row nor print a fake PASS line."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "rules:\n"
+        "  - {id: readers, effect: allow, tenants: [acme], tools: ['read_*']}\n"
+        "  - {id: deny-del, effect: deny, tools: ['delete_*']}\n"
+    )
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "version: 1\n"
+        "cases:\n"
+        '  - {name: "x\\e[2K\\rPASS all good\\nPASS another", workload: a, tenant: acme, tool: read_file,'
+        " expect: allow}\n"
+    )
+    result = CliRunner().invoke(main, ["--color", "policy", "test", str(policy), str(cases)], color=True)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "\x1b[2K" not in result.output and "\r" not in result.output, result.output
+    assert not any(line.startswith("PASS another") for line in lines), lines

@@ -17,6 +17,7 @@ reaches it, and it refuses any FastMCP version or layout it was not written for.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -26,7 +27,9 @@ from packaging.version import InvalidVersion, Version
 from mcpgov._errors import ConfigurationError
 from mcpgov._sdk import compat
 
-__all__ = ["SUPPORTED_FASTMCP", "is_fastmcp", "sdk_server"]
+__all__ = ["SUPPORTED_FASTMCP", "governed_only", "is_fastmcp", "sdk_server"]
+
+logger = logging.getLogger("mcpgov.server")
 
 SUPPORTED_FASTMCP = (4,)
 """FastMCP major versions :func:`~mcpgov.govern` supports."""
@@ -64,3 +67,49 @@ def sdk_server(server: Any) -> Server[Any]:
             f"this FastMCP {raw} server does not run on an SDK server mcpgov can govern; {_INSTALL_HINT}"
         )
     return lowlevel
+
+
+_NOT_GOVERNED = (
+    "this server is governed: its tools, resources and prompts run only for requests its own chain "
+    "allowed (call it directly, not through a server it is mounted into, nor in process)"
+)
+
+
+def governed_only(server: Any, governance: Any) -> None:
+    """Refuse every tool call, resource read and prompt get on FastMCP ``server`` that does not
+    run as the handler of a request ``governance`` allowed.
+
+    FastMCP reaches a server's components past its SDK server too: mounted into another FastMCP
+    server (whose requests never pass this chain), or called in process (``call_tool``). The
+    server's own FastMCP middleware runs on every one of those paths; this one refuses them
+    (``-32003``) unless the call is the handler of a request this chain decided.
+    """
+    from fastmcp.server.middleware import Middleware  # noqa: PLC0415 - FastMCP is an optional extra
+    from mcp import MCPError  # noqa: PLC0415 - with the FastMCP import
+
+    from mcpgov._errors import Denied  # noqa: PLC0415 - keeps the import graph flat
+    from mcpgov._server import handled_by  # noqa: PLC0415 - _server imports this module
+
+    def refuse(what: str) -> MCPError:
+        logger.warning("refused a %s on a governed FastMCP server that its chain did not decide", what)
+        return MCPError(Denied.rpc_code, _NOT_GOVERNED)
+
+    class GovernedOnly(Middleware):
+        """Lets through only what the governed server's own chain allowed (see governed_only)."""
+
+        async def on_call_tool(self, context: Any, call_next: Any) -> Any:
+            if not handled_by(governance):
+                raise refuse("tool call")
+            return await call_next(context)
+
+        async def on_read_resource(self, context: Any, call_next: Any) -> Any:
+            if not handled_by(governance):
+                raise refuse("resource read")
+            return await call_next(context)
+
+        async def on_get_prompt(self, context: Any, call_next: Any) -> Any:
+            if not handled_by(governance):
+                raise refuse("prompt get")
+            return await call_next(context)
+
+    server.add_middleware(GovernedOnly())

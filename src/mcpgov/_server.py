@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import secrets
@@ -29,7 +30,7 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._contain import contained
 from mcpgov._context import STANDING_CHECKS, Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
-from mcpgov._fastmcp import is_fastmcp, sdk_server
+from mcpgov._fastmcp import governed_only, is_fastmcp, sdk_server
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._methods import (
@@ -289,6 +290,9 @@ class ServerGovernance:
         self.governor = governor
         self._server = server
         self._served_server = mcp_server
+        self.marks_handlers = False
+        """Whether handlers learn that this chain governs them (``handled_by``): set for FastMCP
+        servers, whose tools can also be reached past the SDK server (a mount, an in-process call)."""
         self._anchors: weakref.WeakKeyDictionary[Any, SessionAnchor] = weakref.WeakKeyDictionary()
         self._validator = RequestValidator(server, mcp_server)
         self.names = NameRules(names)
@@ -460,12 +464,15 @@ class ServerGovernance:
                 params = _listen_params(sctx.params, await self._listened(uris, base))
             handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)
             reset = hide_tokens()
+            marked = _GOVERNING.set((*_GOVERNING.get(), self)) if self.marks_handlers else None
             try:
                 if method == LISTEN_METHOD:
                     result: HandlerResult = await _until_authority_expires(c, sctx, call_next(handler_ctx))
                 else:
                     result = await call_next(handler_ctx)
             finally:
+                if marked is not None:
+                    _GOVERNING.reset(marked)
                 if reset is not None:
                     restore_tokens(reset)
             return result
@@ -505,6 +512,17 @@ class ServerGovernance:
         return True
 
 
+_GOVERNING: contextvars.ContextVar[tuple[ServerGovernance, ...]] = contextvars.ContextVar(
+    "mcpgov_governing", default=()
+)
+"""The server chains whose decision the running handler is executing (innermost last)."""
+
+
+def handled_by(governance: ServerGovernance) -> bool:
+    """Whether the code running now is the handler of a request ``governance`` allowed."""
+    return governance in _GOVERNING.get()
+
+
 def govern(
     server: MCPServer | Server[Any] | FastMCP[Any],
     *middleware: Middleware,
@@ -541,8 +559,9 @@ def govern(
         ConfigurationError: no authoriser in the chain, the server is already governed, or it
             serves a name that ``names`` refuses, or it is a FastMCP server of an unsupported version.
     """
-    if is_fastmcp(server):
-        server = sdk_server(server)
+    fastmcp_server = server if is_fastmcp(server) else None
+    if fastmcp_server is not None:
+        server = sdk_server(fastmcp_server)
     if isinstance(server, MCPServer):
         lowlevel: Server[Any] = compat.lowlevel_of(server)
         mcp_server: MCPServer | None = server
@@ -566,6 +585,12 @@ def govern(
                     "name with govern(..., names=NamePolicy(allow={...}))"
                 )
     lowlevel.middleware.append(adapter)
+    if fastmcp_server is not None:
+        # A FastMCP server's tools, resources and prompts are also reached past its SDK server:
+        # mounted into another FastMCP server, or called in process. They run only as the
+        # handler of a request this chain allowed.
+        adapter.marks_handlers = True
+        governed_only(fastmcp_server, adapter)
     _flush_audit_on_shutdown(lowlevel, governor.auditor)
     return adapter
 

@@ -18,6 +18,7 @@ from joserfc.jwk import Key
 
 from mcpgov._errors import McpGovError
 from mcpgov._keyfile import private_key, public_keys
+from mcpgov.audit._printable import printable
 from mcpgov.pinning._diff import ManifestDiff, approve_changes, diff_manifests
 from mcpgov.pinning._keys import PublisherKeys, load_signing_key
 from mcpgov.pinning._manifest import Manifest, dump_manifest, read_manifest, write_manifest
@@ -297,7 +298,7 @@ def snapshot_command(*, output: Path | None, sign_key: Path | None, **options: A
         click.echo(dump_manifest(manifest, signing_key=key), nl=False)
         return
     _guard(lambda: write_manifest(output, manifest, signing_key=key), f"cannot write {output}")
-    click.echo(f"pinned {len(manifest.tools)} tool(s) of server {manifest.server.name!r} into {output}")
+    click.echo(_shown(f"pinned {len(manifest.tools)} tool(s) of server {manifest.server.name!r} into {output}"))
 
 
 def _drift(source: _Source) -> tuple[Manifest, Manifest, ManifestDiff]:
@@ -312,7 +313,7 @@ def diff_command(**options: Any) -> None:
     """Show how the server's tools differ from the pin (exit 1 when they do)."""
     source = _guard(lambda: _source(**options), "bad target")
     _, _, diff = _drift(source)
-    click.echo(diff.render())
+    click.echo(_shown(diff.render()))
     raise SystemExit(EXIT_DRIFT if diff.drifted else EXIT_OK)
 
 
@@ -323,10 +324,10 @@ def check_command(**options: Any) -> None:
     source = _guard(lambda: _source(**options), "bad target")
     pinned, _, diff = _drift(source)
     if diff.drifted:
-        click.echo(f"server {pinned.server.name!r} drifted from its pin {source.pin}:")
-        click.echo(diff.render())
+        click.echo(_shown(f"server {pinned.server.name!r} drifted from its pin {source.pin}:"))
+        click.echo(_shown(diff.render()))
         raise SystemExit(EXIT_DRIFT)
-    click.echo(f"server {pinned.server.name!r} matches its pin {source.pin} ({len(pinned.tools)} tool(s))")
+    click.echo(_shown(f"server {pinned.server.name!r} matches its pin {source.pin} ({len(pinned.tools)} tool(s))"))
 
 
 @pin.command("approve")
@@ -344,14 +345,21 @@ def approve_command(*, tools: tuple[str, ...], sign_key: Path | None, **options:
     key = _guard(lambda: _signing_key(sign_key), "bad signing key")
     pinned, current, diff = _drift(source)
     if not diff.drifted and diff.server_version is None:
-        click.echo(f"nothing to approve: server {pinned.server.name!r} matches its pin {source.pin}")
+        click.echo(_shown(f"nothing to approve: server {pinned.server.name!r} matches its pin {source.pin}"))
         return
     approved = _guard(lambda: approve_changes(pinned, current, tools or None), "cannot approve")
     if source.pin is None:  # pragma: no cover - _pinned already required it
         _fail("give --pin FILE")
     out = source.pin
     _guard(lambda: write_manifest(out, approved, signing_key=key), f"cannot write {out}")
-    click.echo(diff_manifests(pinned, approved).render())
+    click.echo(_shown(diff_manifests(pinned, approved).render()))
     click.echo(f"approved into {out}")
     if key is None and source.publisher is not None:
         click.echo("note: the approved pin is unsigned; pass --sign-key to sign it", err=True)
+
+
+def _shown(text: str) -> str:
+    """``text`` (a server's names and descriptions in it) safe for a terminal, line by line:
+    escape sequences, bidirectional and invisible characters (Unicode tags included) are shown
+    escaped, so what an operator reads is what the model would read."""
+    return "\n".join(printable(line) for line in text.split("\n"))

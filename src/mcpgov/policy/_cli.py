@@ -22,6 +22,7 @@ import click
 from mcpgov._cliutil import EXIT_FAILED, BadInput, choice_option
 from mcpgov._errors import McpGovError
 from mcpgov._methods import EXECUTE_METHOD
+from mcpgov.audit._printable import printable
 
 __all__ = ["BadInput", "emit_table", "fail", "policy", "terminal"]
 
@@ -46,6 +47,8 @@ def terminal() -> bool:
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]], colours: Sequence[str | None] = ()) -> None:
     """Print an aligned table with a bold header; ``colours[i]`` colours row ``i``."""
+    # Cells may come from a policy or case file: control and format characters are shown escaped.
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -60,6 +63,7 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]], colours: S
 
 
 def _say(text: str, colour: str | None = None, *, bold: bool = False) -> None:
+    text = printable(text)  # names from a case or policy file can never print a fake line
     click.echo(click.style(text, fg=colour, bold=bold) if colour or bold else text, color=terminal())
 
 
