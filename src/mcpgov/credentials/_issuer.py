@@ -435,6 +435,13 @@ class CredentialIssuer:
                 f"audience {parent.audience!r} may not exchange credentials for {audience!r}",
                 reason="audience_not_allowed",
             )
+        if audience != parent.audience and (actor.subject, actor.issuer) == (parent.subject, parent.subject_issuer):
+            # The downstream route is the server's: the credential's own holder taking it would
+            # reach an audience (and tools) it could not be issued a credential for itself.
+            raise CredentialError(
+                "a downstream exchange is made by the server the credential was presented to, not by its holder",
+                reason="may_not_act",
+            )
         return await self._derive(
             parent, audience=audience, subject=actor, tools=tools, scope=scope, ttl=ttl, args_hash=None, single_use=None
         )
@@ -479,8 +486,13 @@ class CredentialIssuer:
         if subject is not None:
             if not isinstance(subject, Principal):
                 raise CredentialError("a delegation subject must be a verified principal", reason="bad_request")
-            if subject.tenant is not None and subject.tenant != parent.tenant:
+            if subject.tenant is None:
+                raise CredentialError("the new holder's identity names no tenant", reason="no_tenant")
+            if subject.tenant != parent.tenant:
                 raise CredentialError("the sub-agent is in another tenant", reason="wrong_tenant")
+            holder_exp = subject.claims.get("exp")
+            if holder_exp is not None and not is_number(holder_exp):
+                raise CredentialError("the new holder's identity expiry is malformed", reason="parent_expired")
         act: Mapping[str, Any] | None = parent.act
         sub, idp = parent.subject, parent.subject_issuer
         requested_may_act = may_act
@@ -513,7 +525,7 @@ class CredentialIssuer:
             jti=secrets.token_urlsafe(16),
             issued_at=now,
             not_before=now,
-            expires_at=self._expiry(now, requested, parent.expires_at),
+            expires_at=self._expiry(now, requested, _holder_ceiling(parent.expires_at, subject)),
             act=act,
             chain=(parent.jti, *parent.chain),
             single_use=once,
@@ -606,3 +618,12 @@ class CredentialIssuer:
             credential=MappingProxyType({"jti": jti}) if jti is not None else None,
         )
         await self.auditor.emit(AuditEvent.from_context(ctx, "credential.revoked", attributes=attributes))
+
+
+def _holder_ceiling(parent_expires_at: float, subject: Principal | None) -> float:
+    """When a derived credential must end at the latest: with its parent, and (like a minted one)
+    no later than the verified identity of the party it is issued to."""
+    if subject is None:
+        return parent_expires_at
+    holder_exp = subject.claims.get("exp")
+    return min(parent_expires_at, float(holder_exp)) if is_number(holder_exp) else parent_expires_at

@@ -271,7 +271,8 @@ class IdentityMiddleware:
         verified = self.verifier.verify_cached(token)
         self._check(verified)
         principal = verified.principal
-        return json.dumps([principal.issuer, principal.subject], separators=(",", ":"))
+        # The tenant is part of who resumes: the same subject in another tenant is another caller.
+        return json.dumps([principal.issuer, principal.subject, principal.tenant], separators=(",", ":"))
 
 
 async def _emit(ctx: GovContext, event_type: Any, verified: VerifiedIdentity) -> None:

@@ -145,6 +145,12 @@ class OIDCTrust:
             raise ConfigurationError("algorithm 'none' is never accepted")
         if _HMAC.intersection(algorithms) and not isinstance(self.keys, StaticKeys):
             raise ConfigurationError("HMAC algorithms need a shared secret (StaticKeys.shared_secret), never a JWKS")
+        if _HMAC.intersection(algorithms) and not _HMAC.issuperset(algorithms):
+            # A token's auth_method (what an AcceptPolicy judges) is the issuer's: one issuer
+            # verifying both shared-secret and signed tokens could not tell them apart.
+            raise ConfigurationError(
+                "an issuer takes either HMAC (shared secret) or public-key algorithms, not both: configure two issuers"
+            )
         object.__setattr__(self, "algorithms", algorithms)
         object.__setattr__(self, "typ", tuple(self.typ))
         object.__setattr__(self, "required_claims", tuple(self.required_claims))
