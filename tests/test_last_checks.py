@@ -169,11 +169,9 @@ class _Clock:
         return self.now
 
 
-async def test_an_identity_that_expired_while_the_call_awaited_approval_does_not_run_it(mode: str) -> None:
-    """Identity is verified when the request arrives; the call then waits for an approval (up to
-    minutes). By the time the body would start, the identity token has expired: nothing should run
-    on an authority that no longer exists (the credential path re-checks expiry at the gate; the
-    identity path does not)."""
+async def _wire_after_approval(mode: str, answered_after: float) -> tuple[list[str], InMemoryAuditSink, Any]:
+    """A 60 s identity token, a call that waits ``answered_after`` seconds for a person's approval.
+    Returns what ran, the audit trail, and the error the client got (or ``None``)."""
     from mcpgov import META_IDENTITY
     from mcpgov.approval import ApprovalMiddleware, CallbackApprover
     from mcpgov.identity import IdentityMiddleware
@@ -193,62 +191,43 @@ async def test_an_identity_that_expired_while_the_call_awaited_approval_does_not
     hooks = Hooks()
     hooks.register("wire_money", lambda ctx: Decision.require_approval("big-wire", "wires need a person"))
 
-    def slow_person(request: Any) -> bool:
-        clock.now += 3600  # the person answers an hour later: the token expired long ago
+    def person(request: Any) -> bool:
+        clock.now += answered_after
         return True
 
     sink = InMemoryAuditSink()
     govern(
         server,
         IdentityMiddleware(issuer.verifier(clock=clock)),
-        ApprovalMiddleware(CallbackApprover(slow_person, name="ops")),
+        ApprovalMiddleware(CallbackApprover(person, name="ops")),
         hooks,
         audit=sink,
     )
+    failed: MCPError | None = None
     async with Client(server, mode=mode) as client:
-        with contextlib.suppress(MCPError):
+        try:
             await client.call_tool("wire_money", {"amount": 10_000}, meta=cast(Any, {META_IDENTITY: token}))
+        except MCPError as exc:
+            failed = exc
+    return ran, sink, failed
+
+
+async def test_an_identity_that_expired_while_the_call_awaited_approval_does_not_run_it(mode: str) -> None:
+    """Identity is verified when the request arrives; the call then waits for an approval. When
+    the person answers an hour later, the token expired long before the body would start: it
+    does not run, and the refusal is audited with the caller."""
+    ran, sink, _ = await _wire_after_approval(mode, answered_after=3600)
     assert ran == []
     refused = [e for e in sink.for_target("wire_money") if e.reason == "expired"]
-    assert refused and refused[0].principal is not None  # audited with the caller
+    assert refused and refused[0].principal is not None
 
 
 async def test_an_identity_still_valid_after_the_approval_runs_the_call(mode: str) -> None:
-    """The same wait, answered within the token's lifetime: the call runs."""
-    from mcpgov import META_IDENTITY
-    from mcpgov.approval import ApprovalMiddleware, CallbackApprover
-    from mcpgov.identity import IdentityMiddleware
-    from mcpgov.testing import IdentityIssuer
-
-    clock = _Clock()
-    issuer = IdentityIssuer(alg="ES256", clock=clock, ttl=60)
-    token = issuer.token("agent-1", tenant="acme")
-    server = MCPServer("bank")
-    ran: list[str] = []
-
-    @server.tool()
-    async def wire_money(amount: int) -> str:
-        ran.append(f"wire {amount}")
-        return "sent"
-
-    hooks = Hooks()
-    hooks.register("wire_money", lambda ctx: Decision.require_approval("big-wire", "wires need a person"))
-
-    def quick_person(request: Any) -> bool:
-        clock.now += 10
-        return True
-
-    govern(
-        server,
-        IdentityMiddleware(issuer.verifier(clock=clock)),
-        ApprovalMiddleware(CallbackApprover(quick_person, name="ops")),
-        hooks,
-    )
-    async with Client(server, mode=mode) as client:
-        # The SDK's client then lists the tools (no identity) to check the result: refused.
-        with pytest.raises(MCPError, match="Unauthenticated"):
-            await client.call_tool("wire_money", {"amount": 10}, meta=cast(Any, {META_IDENTITY: token}))
-    assert ran == ["wire 10"]
+    """The same wait, answered within the token's lifetime: the call runs (the SDK's client then
+    lists the tools without an identity to check the result, which is refused)."""
+    ran, _sink, failed = await _wire_after_approval(mode, answered_after=10)
+    assert ran == ["wire 10000"]
+    assert failed is not None and "Unauthenticated" in failed.message
 
 
 # -- guarantees that hold already, kept as regression checks ------------------------------------------

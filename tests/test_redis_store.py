@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,6 +12,7 @@ from mcp import Client, MCPError
 from mcpgov import ConfigurationError, StateStore, StateStoreError
 from mcpgov.credentials import RevocationList
 
+from .redis_support import redis_server
 from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal, refusals
 
 pytestmark = pytest.mark.anyio
@@ -24,41 +23,11 @@ from mcpgov.redis import RedisStateStore  # noqa: E402 - after the importorskip 
 AGENT = principal("agent-1", "acme")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A private redis-server on 127.0.0.1 for this module's tests."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 - a fixed local binary with fixed arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
-                    probe.sendall(b"PING\r\n")
-                    if probe.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with redis_server() as (url, _process):
+        yield url
 
 
 @pytest.fixture

@@ -5,11 +5,8 @@ redis-server on 127.0.0.1)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +18,7 @@ from mcpgov import CredentialError, GovernedClient, InMemoryStateStore, StateSto
 from mcpgov.credentials import CompactMemoryStore, IssuerTokenSource, RevocationList, TaskScope, open_task
 from mcpgov.credentials._client import ClientCredentials
 
+from .redis_support import redis_server
 from .test_credentials_client import identify
 from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
 
@@ -306,34 +304,8 @@ async def test_a_task_scope_revokes_every_credential_whatever_one_revocation_rai
 @pytest.fixture
 def stallable_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     pytest.importorskip("redis.asyncio", reason="the 'redis' extra is not installed")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(  # noqa: S603 - a fixed local binary with fixed arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", process
-    finally:
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+    with redis_server() as running:
+        yield running
 
 
 async def test_a_retried_older_task_revocation_never_undoes_a_newer_one_on_redis(
