@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Concatenate, TypeVar, cast
 
+import anyio
 import httpx2
 from mcp import Client, MCPDeprecationWarning, MCPError
 from mcp.client import Transport
@@ -31,6 +32,7 @@ from mcp_types import (
     ReadResourceResult,
     RequestParamsMeta,
     ResourceTemplateReference,
+    Tool,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
@@ -39,14 +41,14 @@ from typing_extensions import ParamSpec, deprecated
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import HTTP_AUTHORIZATION, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
-from mcpgov._errors import ConfigurationError
+from mcpgov._context import HTTP_AUTHORIZATION, LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
+from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._governor import Governor
 from mcpgov._keepalive import pooled_transport
 from mcpgov._lru import LRU
 from mcpgov._methods import LISTINGS
 from mcpgov._principal import Principal
-from mcpgov._protocols import ListChangeListener, listing_gate
+from mcpgov._protocols import ListChangeListener, SendGate, listing_gate
 from mcpgov._sdk import compat
 from mcpgov._types import thaw
 from mcpgov._wire import to_mcp_error
@@ -175,10 +177,57 @@ class _GovernedListTools:
         if args or kwargs:  # Client.list_tools always passes params: that is the governed path
             return await self._original(*args, **kwargs)
         try:
-            return await self._client.list_tools()
+            # Every page, as the SDK wants every tool's output schema (it absorbs each page).
+            return ListToolsResult(tools=await self._client._walk_tools(needed=False) or [])
         except MCPError as exc:
             logger.info("the governed tools/list for result validation was refused (%s)", exc.code)
             return ListToolsResult(tools=[])
+
+
+_LISTING_PAGE_CAP = 1000
+"""Page cap for the listing walk that verifies tools before a call: a server that pages forever
+cannot hang a call (the call is then refused: nothing was verified)."""
+
+_LISTING_WALKS = 3
+"""How many times a walk that a list change interrupted is started again before a call."""
+
+
+class _ToolSend:
+    """One governed ``tools/call`` while the SDK sends it: every send must still be what was decided."""
+
+    __slots__ = ("client", "gates", "name", "pins")
+
+    def __init__(self, client: GovernedClient, name: str, gates: tuple[SendGate, ...]) -> None:
+        self.client = client
+        self.name = name
+        self.gates = gates
+        self.pins = tuple(gate.check_send(name) for gate in gates)
+
+    def check(self, name: str) -> None:
+        if name != self.name:
+            raise PinningError(f"the call to {self.name!r} tried to send {name!r}", reason="tool.unverified")
+        if tuple(gate.check_send(name) for gate in self.gates) != self.pins:
+            raise PinningError(f"tool {name!r} is no longer what the call was decided on", reason="tool.unverified")
+
+
+_TOOL_SEND: contextvars.ContextVar[_ToolSend | None] = contextvars.ContextVar("mcpgov_tool_send", default=None)
+
+
+class _CheckedCallTool:
+    """What the SDK client calls as its session's ``call_tool``: each send of a governed call is
+    checked again (see :class:`~mcpgov._protocols.SendGate`)."""
+
+    __slots__ = ("_client", "_original")
+
+    def __init__(self, client: GovernedClient, original: Callable[..., Awaitable[Any]]) -> None:
+        self._client = client
+        self._original = original
+
+    async def __call__(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        sending = _TOOL_SEND.get()
+        if sending is not None and sending.client is self._client:
+            sending.check(name)
+        return await self._original(name, *args, **kwargs)
 
 
 _Page = TypeVar("_Page", bound=BaseModel)
@@ -200,7 +249,10 @@ def _governed_listing_of(
     async def listing(self: GovernedClient, /, *args: _Params.args, **kwargs: _Params.kwargs) -> _Page:
         params: dict[str, Any] = dict(kwargs)
         meta = params.pop("meta", None)
-        return await self._governed_listing(method, meta, lambda m: sdk_fetch(self, *args, meta=m, **params))
+        cursor = params.get("cursor")
+        return await self._governed_listing(
+            method, meta, lambda m: sdk_fetch(self, *args, meta=m, **params), cursor=cursor
+        )
 
     functools.update_wrapper(listing, fetch, assigned=("__name__",), updated=())  # the SDK's signature
     listing.__qualname__ = f"GovernedClient.{fetch.__name__}"
@@ -245,6 +297,8 @@ class GovernedClient(Client):
         "_extensions",
         "_http_client",
         "_listing_gates",
+        "_listing_lock",
+        "_send_gates",
         "_server_target",
         "_user_message_handler",
         "governor",
@@ -281,6 +335,8 @@ class GovernedClient(Client):
         self.governor = Governor("client", middleware, audit=audit, limits=limits)
         # Middleware that verify listings (tool pinning) ask for a governed listing before calls.
         self._listing_gates = tuple(gate for gate in map(listing_gate, middleware) if gate is not None)
+        self._listing_lock: anyio.Lock | None = None
+        self._send_gates = tuple(mw for mw in middleware if isinstance(mw, SendGate))
         self._extensions: Mapping[str, Any] = _NO_EXTENSIONS
         self._server_target = server
         """What every request's context carries from the connection (the server's self-description)."""
@@ -336,6 +392,8 @@ class GovernedClient(Client):
         session = self.session
         # Shadows the bound method on this instance.
         setattr(session, "list_tools", _GovernedListTools(self, session.list_tools))  # noqa: B010
+        if self._send_gates:
+            setattr(session, "call_tool", _CheckedCallTool(self, session.call_tool))  # noqa: B010
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: Any) -> None:
         try:
@@ -396,17 +454,23 @@ class GovernedClient(Client):
             _OUTGOING_AUTHORIZATION.reset(token)
 
     async def _governed_listing(
-        self, method: str, meta: RequestParamsMeta | None, fetch: Callable[[Any], Awaitable[_Page]]
+        self,
+        method: str,
+        meta: RequestParamsMeta | None,
+        fetch: Callable[[Any], Awaitable[_Page]],
+        *,
+        cursor: str | None = None,
     ) -> _Page:
         """One page of the listing ``method`` (``fetch`` gets it from the SDK), filtered by the
-        client-side chain."""
+        client-side chain; a page after the first carries its cursor in ``LISTING_CURSOR``."""
         kind, entries_key, name_key = LISTINGS[method]
         entries, name_attr = _SNAKE.get(entries_key, entries_key), _SNAKE.get(name_key, name_key)
 
         async def terminal(c: GovContext) -> Listing:
             return _listing(kind, await self._send(c, meta, fetch), entries, name_attr)
 
-        listing: Listing = await self._governed(method, kind, None, terminal)
+        extensions = self._extensions if cursor is None else {**self._extensions, LISTING_CURSOR: cursor}
+        listing: Listing = await self._governed(method, kind, None, terminal, extensions=extensions)
         page: _Page = _unlisting(listing, entries)
         return page
 
@@ -419,6 +483,7 @@ class GovernedClient(Client):
         *,
         raw_arguments: Any = None,
         outcome_of: Any = None,
+        extensions: Mapping[str, Any] | None = None,
     ) -> Any:
         principal = self.principal
         try:
@@ -432,7 +497,7 @@ class GovernedClient(Client):
                 tenant=principal.tenant if principal is not None else None,
                 purpose=self.purpose,
                 task_id=self.task_id,
-                extensions=self._extensions,
+                extensions=self._extensions if extensions is None else extensions,
             )
             return await self.governor.run(ctx, terminal, outcome_of=outcome_of)
         except MCPError:
@@ -454,22 +519,29 @@ class GovernedClient(Client):
         """Call a tool, after the client-side chain allows it (see :meth:`mcp.Client.call_tool`)."""
         if any(gate.needs_listing for gate in self._listing_gates):
             # A pinning middleware verifies tools from a governed listing before any is called.
-            await self.list_tools()
+            await self._walk_tools(needed=True)
 
-        # The SDK is sent exactly what the chain decided on: a caller mutating its dict meanwhile changes nothing.
-        terminal = self._terminal(
-            meta,
-            lambda c, m: Client.call_tool(
-                self,
-                name,
-                _decided_arguments(c),
-                read_timeout_seconds,
-                progress_callback,
-                input_responses=input_responses,
-                request_state=request_state,
-                meta=m,
-            ),
-        )
+        async def send(c: GovContext, m: Any) -> CallToolResult:
+            # The SDK is sent exactly what the chain decided on: a caller mutating its dict meanwhile
+            # changes nothing. It may send more than once (again after re-listing, once per input
+            # round): each send is held to what the chain decided.
+            sending = _TOOL_SEND.set(_ToolSend(self, name, self._send_gates)) if self._send_gates else None
+            try:
+                return await Client.call_tool(
+                    self,
+                    name,
+                    _decided_arguments(c),
+                    read_timeout_seconds,
+                    progress_callback,
+                    input_responses=input_responses,
+                    request_state=request_state,
+                    meta=m,
+                )
+            finally:
+                if sending is not None:
+                    _TOOL_SEND.reset(sending)
+
+        terminal = self._terminal(meta, send)
         result: CallToolResult = await self._governed(
             "tools/call",
             "tool",
@@ -479,6 +551,32 @@ class GovernedClient(Client):
             outcome_of=lambda r: "failed" if getattr(r, "is_error", False) else "completed",
         )
         return result
+
+    async def _walk_tools(self, *, needed: bool) -> list[Tool] | None:
+        """Walk the governed tool listing, every page, and return its tools.
+
+        With ``needed``, only while a listing gate needs a listing (``None`` when none does).
+        A walk a list change interrupted is walked again (a few times at most). One walk at a
+        time per client: concurrent calls wait for it rather than interleave their pages.
+        """
+        if self._listing_lock is None:
+            self._listing_lock = anyio.Lock()
+        tools: list[Tool] | None = None
+        async with self._listing_lock:
+            for _ in range(_LISTING_WALKS):
+                if needed and not any(gate.needs_listing for gate in self._listing_gates):
+                    break
+                tools = []
+                cursor: str | None = None
+                for _ in range(_LISTING_PAGE_CAP):
+                    page = await self.list_tools(cursor=cursor, cache_mode="refresh")
+                    tools.extend(page.tools)
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        break
+                if not any(gate.needs_listing for gate in self._listing_gates):
+                    break
+        return tools
 
     async def get_prompt(
         self,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HTTP_AUTHORIZATION",
+    "LISTING_CURSOR",
     "META_CREDENTIAL",
     "META_IDENTITY",
     "SERVER_INFO",
@@ -82,6 +83,10 @@ SERVER_INFO: ExtensionKey[Mapping[str, str]] = ExtensionKey("mcpgov.client.serve
 SERVER_TARGET: ExtensionKey[object] = ExtensionKey("mcpgov.client.server_target")
 """Client side: ``GovContext.extensions`` key holding what the client actually connected to (the
 URL, the ``StdioServerParameters``, or the in-process server), checked against the registry."""
+
+LISTING_CURSOR: ExtensionKey[str] = ExtensionKey("mcpgov.client.listing_cursor")
+"""Client side: ``GovContext.extensions`` key holding the cursor a listing request continues
+from; absent on the first page of a listing."""
 
 APPROVAL_GRANT: ExtensionKey[CoversApproval] = ExtensionKey("mcpgov.approval.grant")
 """``GovContext.extensions`` key under which an approval middleware passes a granted approval

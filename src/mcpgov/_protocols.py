@@ -22,6 +22,7 @@ __all__ = [
     "HealthReporting",
     "ListChangeListener",
     "ListingGate",
+    "SendGate",
     "StatsReporting",
     "Ticking",
     "closable",
@@ -51,6 +52,19 @@ def listing_gate(middleware: object) -> ListingGate | None:
     if isinstance(middleware, ListingGate) and middleware.requires_listing is True:
         return middleware
     return None
+
+
+@runtime_checkable
+class SendGate(Protocol):
+    """Client-side middleware that holds every request a ``tools/call`` sends to what it decided.
+
+    The SDK's client may send one call more than once (again after re-listing on a
+    ``HEADER_MISMATCH``, once per ``input_required`` round); the client asks before each send.
+    """
+
+    def check_send(self, name: str) -> str:
+        """What tool ``name`` may be sent under now (its verified fingerprint); raises
+        :class:`~mcpgov.McpGovError` when it may not be sent."""
 
 
 @runtime_checkable

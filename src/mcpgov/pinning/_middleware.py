@@ -10,7 +10,7 @@ from typing import Any
 
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, Listing, ListItem
-from mcpgov._context import SERVER_INFO, SERVER_TARGET, GovContext
+from mcpgov._context import LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._manifest import Manifest
@@ -18,6 +18,17 @@ from mcpgov.pinning._names import NameIndex, find_collision, name_problem
 from mcpgov.pinning._registry import ServerRegistry
 
 __all__ = ["SERVER_INFO", "SERVER_TARGET", "PinningMiddleware"]
+
+
+class _Round:
+    """One listing walk, from its first page (no cursor) to its last (no next cursor)."""
+
+    __slots__ = ("generation", "seen", "verified")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.seen: set[str] = set()
+        self.verified: dict[str, str] = {}
 
 
 class _Blocked:
@@ -61,8 +72,16 @@ class PinningMiddleware:
     that is not pinned, and every tool whose name breaks the MCP naming rule or can be mistaken
     for an approved name; each one is recorded in a ``pin.mismatch`` audit event with the pinned
     and the offered fingerprints (removed tools too). A ``tools/call`` is allowed through only
-    for a tool the latest listing verified, whose pin is still the fingerprint that was verified.
-    Annotations (``readOnlyHint``...) are covered by the fingerprint and never allow anything.
+    for a tool the latest complete listing verified, whose pin is still the fingerprint that was
+    verified, and :meth:`check_send` holds every send of the call to the same fingerprint (the
+    SDK's own resend after a re-listing, each ``input_required`` round). Annotations
+    (``readOnlyHint``...) are covered by the fingerprint and never allow anything.
+
+    A listing is complete when every page of one walk was checked, from a request without a
+    cursor to a page without a next cursor, and no list change was announced meanwhile: a walk a
+    list change interrupted, or one that was abandoned, verifies nothing; a new walk starts over
+    (nothing is callable until it completes); a name listed twice, on one page or on two, is
+    refused (``name.duplicate``).
 
     A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
     request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
@@ -88,7 +107,8 @@ class PinningMiddleware:
         self.registry = registry
         self.server_id = server_id
         self._verified: dict[str, str] = {}
-        self._pages: set[str] = set()
+        self._round: _Round | None = None
+        self._generation = 0
         self._listed = False
         self._index: tuple[str, NameIndex] | None = None
         self._fingerprints: dict[str, str] = {}
@@ -113,9 +133,32 @@ class PinningMiddleware:
             kind: ``"tool"`` (``notifications/tools/list_changed``); other kinds are ignored.
         """
         if kind == "tool":
+            # A listing in flight now may have been answered before the change: it verifies nothing.
+            self._generation += 1
             self._verified.clear()
-            self._pages.clear()
+            self._round = None
             self._listed = False
+
+    def check_send(self, name: str) -> str:
+        """The fingerprint tool ``name`` may be sent under now.
+
+        Checked by the chain before a ``tools/call`` is decided, and by the client before every
+        request the call sends (see the class docs).
+
+        Raises:
+            PinningError: the latest complete listing did not verify the tool, or its pin changed
+                since (reason ``tool.unverified``).
+        """
+        verified = self._verified.get(name) if self._listed else None
+        if verified is None:
+            raise PinningError(
+                f"tool {name!r} was not verified against its pin by the latest listing", reason="tool.unverified"
+            )
+        if self.registry.manifest(self.server_id).fingerprint_of(name) != verified:
+            raise PinningError(
+                f"the pin of tool {name!r} changed since the latest listing verified it", reason="tool.unverified"
+            )
+        return verified
 
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.side != "client":
@@ -136,22 +179,17 @@ class PinningMiddleware:
         method = ctx.method
         if method == "tools/list":
             manifest = self.registry.manifest(self.server_id)
+            generation = self._generation
+            first = LISTING_CURSOR not in ctx.extensions
             result = await call_next(ctx)
             if not isinstance(result, Listing):
                 raise PinningError("tools/list did not produce a listing", reason="pin.misconfigured")
-            return await self._check_listing(ctx, manifest, result)
+            return await self._check_listing(ctx, manifest, result, generation=generation, first=first)
         if method == "tools/call":
-            manifest = self.registry.manifest(self.server_id)
             name = ctx.target
-            verified = self._verified.get(name) if isinstance(name, str) else None
-            if verified is None or name is None:
-                raise PinningError(
-                    f"tool {name!r} was not verified against its pin by the latest listing", reason="tool.unverified"
-                )
-            if manifest.fingerprint_of(name) != verified:
-                raise PinningError(
-                    f"the pin of tool {name!r} changed since the latest listing verified it", reason="tool.unverified"
-                )
+            if not isinstance(name, str):
+                raise PinningError(f"tool {name!r} cannot be verified", reason="tool.unverified")
+            self.check_send(name)
         return await call_next(ctx)
 
     def _collision(self, name: str, manifest: Manifest) -> str | None:
@@ -204,41 +242,54 @@ class PinningMiddleware:
             return None, _Blocked(name, "tool.changed", detail, old=old, new=new, fields=fields)
         return new, None
 
-    async def _check_listing(self, ctx: GovContext, manifest: Manifest, listing: Listing) -> Listing:
+    async def _check_listing(
+        self, ctx: GovContext, manifest: Manifest, listing: Listing, *, generation: int, first: bool
+    ) -> Listing:
         # Pins judge the server: what it offered, before any other stage hid a tool from this
         # caller. A tool hidden by policy is still verified (a later call is then refused by the
         # policy's own rule) and is never reported as removed.
+        if first:
+            # A new walk: whatever was verified before holds no more until this one completes.
+            self._round = _Round(generation)
+            self._listed = False
+        walk = self._round
+        if walk is not None and (walk.generation != generation or self._generation != generation):
+            # The server announced a change while this walk (or this page) was under way: the page
+            # may predate it. It is still checked and filtered, but it verifies nothing.
+            walk = self._round = None
         offered = _offered(listing)
         counts = Counter(item.name for item in offered)
+        earlier = walk.seen if walk is not None else set()
         verified_raw: set[int] = set()
-        page_verified: dict[str, str] = {}
         blocked: list[_Blocked] = []
         for item in offered:
-            fingerprint, refusal = self._verify(item, manifest, counts[item.name] > 1)
+            fingerprint, refusal = self._verify(item, manifest, counts[item.name] > 1 or item.name in earlier)
             if refusal is not None:
                 blocked.append(refusal)
             elif fingerprint is not None:
                 verified_raw.add(id(item.raw))
-                page_verified[item.name] = fingerprint
-        seen = set(counts)
-        if offered is listing.items:
-            # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
-            seen.update(listing.hidden)
-        for name in seen:
-            self._verified.pop(name, None)
-        self._verified.update(page_verified)
-        self._pages.update(seen)
-        if getattr(listing.envelope, "next_cursor", None) is None:
-            # The last page: whatever is pinned and was not on any page since the listing began is gone.
-            for name, pin in manifest.tools.items():
-                if name not in self._pages:
-                    blocked.append(
-                        _Blocked(name, "tool.removed", f"pinned tool {name!r} is no longer listed", old=pin.fingerprint)
-                    )
-            for name in [n for n in self._verified if n not in self._pages]:
-                del self._verified[name]
-            self._pages = set()
-            self._listed = True
+                if walk is not None:
+                    walk.verified[item.name] = fingerprint
+        if walk is not None:
+            for name in earlier.intersection(counts):
+                # Listed on an earlier page of this walk too: neither listing of it is trusted.
+                walk.verified.pop(name, None)
+            walk.seen.update(counts)
+            if offered is listing.items:
+                # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
+                walk.seen.update(listing.hidden)
+            if getattr(listing.envelope, "next_cursor", None) is None:
+                # The last page: whatever is pinned and was not on any page of this walk is gone.
+                for name, pin in manifest.tools.items():
+                    if name not in walk.seen:
+                        blocked.append(
+                            _Blocked(
+                                name, "tool.removed", f"pinned tool {name!r} is no longer listed", old=pin.fingerprint
+                            )
+                        )
+                self._verified = walk.verified
+                self._round = None
+                self._listed = True
         await self._record(ctx, manifest, blocked)
         return listing.keep(lambda item: id(item.raw) in verified_raw)
 
