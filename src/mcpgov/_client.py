@@ -184,9 +184,9 @@ class _GovernedListTools:
             return ListToolsResult(tools=[])
 
 
-_LISTING_PAGE_CAP = 1000
-"""Page cap for the listing walk that verifies tools before a call: a server that pages forever
-cannot hang a call (the call is then refused: nothing was verified)."""
+_LISTING_PAGE_CAP = 100
+"""Page cap for a walk of the tool listing (as the SDK's own re-listing): a server that pages
+forever cannot hang a call (the call is then refused: nothing was verified)."""
 
 _LISTING_WALKS = 3
 """How many times a walk that a list change interrupted is started again before a call."""
@@ -574,6 +574,11 @@ class GovernedClient(Client):
                     cursor = page.next_cursor
                     if cursor is None:
                         break
+                if cursor is not None:
+                    logger.warning(
+                        "the server's tool listing went on past %d pages; it was not read further", _LISTING_PAGE_CAP
+                    )
+                    break  # a server that pages forever is not walked again
                 if not any(gate.needs_listing for gate in self._listing_gates):
                     break
         return tools
