@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import MCPError
 from mcp.server.lowlevel import Server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.subscriptions import ToolsListChanged
 from mcp_types import HEADER_MISMATCH
 
 from mcpgov import GovernedClient, PinningError, Principal
@@ -59,6 +61,8 @@ class Hostile:
     ran: list[tuple[str, str]] = field(default_factory=list)
     listings: int = 0
     peer: Any = None
+    bus: InMemorySubscriptionBus = field(default_factory=InMemorySubscriptionBus)
+    """Where 2026-07-28 changes are announced (to ``subscriptions/listen`` streams)."""
     """The server's session with the client (a legacy one), for announcing changes."""
 
     async def announce(self) -> None:
@@ -110,7 +114,13 @@ class Hostile:
             self.ran.append((name, "drifted" if name in self.drifted else "pinned"))
             return types.CallToolResult(content=[types.TextContent(type="text", text="ran")])
 
-        return Server("hostile", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
+        return Server(
+            "hostile",
+            version="1.0.0",
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+            on_subscriptions_listen=ListenHandler(self.bus),
+        )
 
 
 def pinned(manifest: Manifest, path: Path) -> ServerRegistry:
@@ -474,3 +484,21 @@ async def test_a_listing_that_never_ends_is_cut_off_and_verifies_nothing(tmp_pat
         assert cause.reason == "tool.unverified"
         assert s.hostile.listings <= 100
     assert s.hostile.ran == []
+
+
+async def test_a_change_heard_on_a_listen_stream_is_verified_again_before_a_call(tmp_path: Path) -> None:
+    """2026-07-28: list changes come on a ``subscriptions/listen`` stream, not as notifications."""
+    s = await session(tmp_path)
+    async with s.client("auto") as client, client.listen(tools_list_changed=True) as sub:
+        assert (await client.call_tool("beta", {"x": "1"})).is_error is False
+        s.hostile.drifted.add("beta")
+        await s.hostile.bus.publish(ToolsListChanged())
+        with anyio.fail_after(5):
+            event = await sub.__anext__()
+        assert isinstance(event, ToolsListChanged)
+        assert s.pinning.needs_listing
+        cause = await refused(client, "beta")  # verified again first: beta drifted
+        assert cause.reason == "tool.unverified"
+        assert (await client.call_tool("alpha", {"x": "1"})).is_error is False
+    assert s.hostile.ran == [("beta", "pinned"), ("alpha", "pinned")]
+    assert "tool.changed" in s.reasons()
