@@ -502,3 +502,23 @@ async def test_a_change_heard_on_a_listen_stream_is_verified_again_before_a_call
         assert (await client.call_tool("alpha", {"x": "1"})).is_error is False
     assert s.hostile.ran == [("beta", "pinned"), ("alpha", "pinned")]
     assert "tool.changed" in s.reasons()
+
+
+async def test_walks_started_by_other_listings_do_not_refuse_calls(tmp_path: Path, mode: str) -> None:
+    """One task keeps starting walks and abandoning them; calls on the same session still pass."""
+    s = await session(tmp_path, page_size=1)
+    async with s.client(mode) as client:
+        done = anyio.Event()
+
+        async def lister() -> None:
+            while not done.is_set():
+                await names(client)  # the first page only: a walk begun and left
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(lister)
+            for i in range(30):
+                assert (await client.call_tool(NAMES[i % len(NAMES)], {"x": str(i)})).is_error is False
+            done.set()
+    assert len(s.hostile.ran) == 30
+    assert all(state == "pinned" for _, state in s.hostile.ran)
+    assert s.reasons() == []

@@ -20,6 +20,10 @@ from mcpgov.pinning._registry import ServerRegistry
 __all__ = ["SERVER_INFO", "SERVER_TARGET", "PinningMiddleware"]
 
 
+_MAX_WALKS = 16
+"""Walks kept under way at once (an abandoned walk's place is taken by a newer one)."""
+
+
 class _Round:
     """One listing walk, from its first page (no cursor) to its last (no next cursor)."""
 
@@ -79,9 +83,9 @@ class PinningMiddleware:
 
     A listing is complete when every page of one walk was checked, from a request without a
     cursor to a page without a next cursor, and no list change was announced meanwhile: a walk a
-    list change interrupted, or one that was abandoned, verifies nothing; a new walk starts over
-    (nothing is callable until it completes); a name listed twice, on one page or on two, is
-    refused (``name.duplicate``).
+    list change interrupted, or one that was abandoned, verifies nothing, and a new walk makes
+    :attr:`needs_listing` true until it completes (a tool its pages refuse is refused at once);
+    a name listed twice, on one page or on two, is refused (``name.duplicate``).
 
     A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
     request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
@@ -107,7 +111,8 @@ class PinningMiddleware:
         self.registry = registry
         self.server_id = server_id
         self._verified: dict[str, str] = {}
-        self._round: _Round | None = None
+        self._walks: dict[str, _Round] = {}
+        """Walks under way, by the cursor of the page that continues each."""
         self._generation = 0
         self._listed = False
         self._index: tuple[str, NameIndex] | None = None
@@ -136,7 +141,7 @@ class PinningMiddleware:
             # A listing in flight now may have been answered before the change: it verifies nothing.
             self._generation += 1
             self._verified.clear()
-            self._round = None
+            self._walks.clear()
             self._listed = False
 
     def check_send(self, name: str) -> str:
@@ -149,7 +154,10 @@ class PinningMiddleware:
             PinningError: the latest complete listing did not verify the tool, or its pin changed
                 since (reason ``tool.unverified``).
         """
-        verified = self._verified.get(name) if self._listed else None
+        # Only a complete walk fills what is verified; a list change empties it, and a page that
+        # refuses a tool takes it out. While another walk is under way the latest complete one's
+        # word holds: a client calls only once it walked to the end itself (needs_listing).
+        verified = self._verified.get(name)
         if verified is None:
             raise PinningError(
                 f"tool {name!r} was not verified against its pin by the latest listing", reason="tool.unverified"
@@ -180,11 +188,11 @@ class PinningMiddleware:
         if method == "tools/list":
             manifest = self.registry.manifest(self.server_id)
             generation = self._generation
-            first = LISTING_CURSOR not in ctx.extensions
+            cursor = ctx.extension(LISTING_CURSOR)
             result = await call_next(ctx)
             if not isinstance(result, Listing):
                 raise PinningError("tools/list did not produce a listing", reason="pin.misconfigured")
-            return await self._check_listing(ctx, manifest, result, generation=generation, first=first)
+            return await self._check_listing(ctx, manifest, result, generation=generation, cursor=cursor)
         if method == "tools/call":
             name = ctx.target
             if not isinstance(name, str):
@@ -243,20 +251,24 @@ class PinningMiddleware:
         return new, None
 
     async def _check_listing(
-        self, ctx: GovContext, manifest: Manifest, listing: Listing, *, generation: int, first: bool
+        self, ctx: GovContext, manifest: Manifest, listing: Listing, *, generation: int, cursor: str | None
     ) -> Listing:
         # Pins judge the server: what it offered, before any other stage hid a tool from this
         # caller. A tool hidden by policy is still verified (a later call is then refused by the
         # policy's own rule) and is never reported as removed.
-        if first:
-            # A new walk: whatever was verified before holds no more until this one completes.
-            self._round = _Round(generation)
+        walk: _Round | None
+        if cursor is None:
+            # A new walk: a listing is due again until one completes.
+            walk = _Round(generation)
             self._listed = False
-        walk = self._round
+        else:
+            # Each walk continues from the cursor its previous page gave (walks of concurrent
+            # listings stay apart); an unknown cursor continues no walk.
+            walk = self._walks.pop(cursor, None)
         if walk is not None and (walk.generation != generation or self._generation != generation):
             # The server announced a change while this walk (or this page) was under way: the page
             # may predate it. It is still checked and filtered, but it verifies nothing.
-            walk = self._round = None
+            walk = None
         offered = _offered(listing)
         counts = Counter(item.name for item in offered)
         earlier = walk.seen if walk is not None else set()
@@ -266,6 +278,7 @@ class PinningMiddleware:
             fingerprint, refusal = self._verify(item, manifest, counts[item.name] > 1 or item.name in earlier)
             if refusal is not None:
                 blocked.append(refusal)
+                self._verified.pop(item.name, None)  # refused now: no earlier listing vouches for it
             elif fingerprint is not None:
                 verified_raw.add(id(item.raw))
                 if walk is not None:
@@ -274,11 +287,17 @@ class PinningMiddleware:
             for name in earlier.intersection(counts):
                 # Listed on an earlier page of this walk too: neither listing of it is trusted.
                 walk.verified.pop(name, None)
+                self._verified.pop(name, None)
             walk.seen.update(counts)
             if offered is listing.items:
                 # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
                 walk.seen.update(listing.hidden)
-            if getattr(listing.envelope, "next_cursor", None) is None:
+            following = getattr(listing.envelope, "next_cursor", None)
+            if following is not None:
+                if len(self._walks) >= _MAX_WALKS:
+                    del self._walks[next(iter(self._walks))]  # the oldest: most likely abandoned
+                self._walks[str(following)] = walk
+            else:
                 # The last page: whatever is pinned and was not on any page of this walk is gone.
                 for name, pin in manifest.tools.items():
                     if name not in walk.seen:
@@ -288,7 +307,6 @@ class PinningMiddleware:
                             )
                         )
                 self._verified = walk.verified
-                self._round = None
                 self._listed = True
         await self._record(ctx, manifest, blocked)
         return listing.keep(lambda item: id(item.raw) in verified_raw)
