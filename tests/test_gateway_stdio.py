@@ -99,7 +99,7 @@ async def test_upstream_secret_is_used_but_never_shown_and_agent_token_never_for
 
 
 async def test_a_crashed_upstream_gives_clean_errors_then_is_restarted(tmp_path: Path) -> None:
-    gateway, idp, sink, _ = build(tmp_path, "k", restart={"initial": 1.0, "maximum": 2.0}, timeout=10)
+    gateway, idp, sink, _ = build(tmp_path, "k-unused-key", restart={"initial": 1.0, "maximum": 2.0}, timeout=10)
     token = idp.token("agent", tenant="acme")
     async with gateway, GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
         await agent.call_tool("notes_add_note", {"text": "one"})
@@ -127,7 +127,7 @@ async def test_a_crashed_upstream_gives_clean_errors_then_is_restarted(tmp_path:
 
 
 async def test_an_upstream_that_will_not_start_is_a_clean_error(tmp_path: Path) -> None:
-    gateway, idp, sink, _ = build(tmp_path, "k", start_timeout=2, cwd="does-not-exist")
+    gateway, idp, sink, _ = build(tmp_path, "k-unused-key", start_timeout=2, cwd="does-not-exist")
     token = idp.token("agent", tenant="acme")
     async with gateway, GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
         assert not gateway.ready
@@ -158,7 +158,7 @@ async def test_the_cli_serves_one_local_agent_over_stdio(tmp_path: Path) -> None
         args=["-m", "mcpgov.cli", "gateway", "--config", str(tmp_path / "gateway.yaml"), "--stdio"],
         env={
             "MCPGOV_IDENTITY": token,
-            "NOTES_API_KEY": "k-123",
+            "NOTES_API_KEY": "k-123-notes-key",
             "PYTHONWARNINGS": "ignore",
             "PYTHONPATH": str(EXAMPLE.parents[1] / "src"),  # this checkout's mcpgov
         },

@@ -33,6 +33,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+MIN_SECRET_LENGTH = 8
+"""The shortest upstream secret a gateway accepts."""
+
+
 class SecretRef(_Model):
     """Where an upstream secret comes from: an environment variable of the gateway, or a file.
 
@@ -60,12 +64,18 @@ class SecretRef(_Model):
             value = environ.get(self.env)
             if not value:
                 raise ConfigurationError(f"environment variable {self.env} (an upstream secret) is not set")
-            return self.prefix + value
-        path = base_dir / (self.file or "")
-        try:
-            return self.prefix + path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"secret file {path} cannot be read ({type(exc).__name__})") from exc
+            where = f"environment variable {self.env}"
+        else:
+            path = base_dir / (self.file or "")
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigurationError(f"secret file {path} cannot be read ({type(exc).__name__})") from exc
+            where = f"secret file {path}"
+        if len(value) < MIN_SECRET_LENGTH:
+            # Too short to keep out of relayed data: every occurrence of it would be scrubbed.
+            raise ConfigurationError(f"the upstream secret in {where} is shorter than {MIN_SECRET_LENGTH} characters")
+        return self.prefix + value
 
 
 class NamespaceConfig(_Model):

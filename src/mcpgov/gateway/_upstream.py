@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import html
 import json
 import logging
 import random
+import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import anyio
 import httpx2
@@ -33,7 +35,7 @@ from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._contain import contained
 from mcpgov._context import GovContext
-from mcpgov._errors import McpGovError, PinningError
+from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import _InputRound
 from mcpgov._keepalive import pooled_transport
 from mcpgov._sdk import compat
@@ -174,11 +176,47 @@ def _pool_limits(concurrency: int) -> httpx2.Limits:
     return httpx2.Limits(max_connections=None, max_keepalive_connections=concurrency + 2)
 
 
+_REDACTED = "[redacted]"
+_JSON_ESCAPE = re.compile(r"""\\(u[0-9a-fA-F]{4}|["\\/bfnrt])""")
+_JSON_SHORT = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_ENCODED = re.compile(r"[%+\\&\s]")
+
+
+def _json_unescaped(text: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        escape = match.group(1)
+        return chr(int(escape[1:], 16)) if escape[0] == "u" else _JSON_SHORT[escape]
+
+    decoded = _JSON_ESCAPE.sub(one, text)
+    # Escaped surrogate pairs come out as two halves: join them (a lone half stays replaced).
+    return decoded.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _decoded_forms(text: str) -> Iterator[str]:
+    """``text`` read through each encoding an upstream could wrap a secret in, piece by piece
+    (percent escapes in either case, ``+`` for space, JSON ``\\u`` escapes of any character,
+    HTML character references, base64 broken over lines)."""
+    yield unquote(text)
+    yield unquote_plus(text)
+    yield _json_unescaped(text)
+    yield html.unescape(text)
+    yield "".join(text.split())
+
+
 def scrub(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every secret replaced by ``[redacted]``."""
+    """``text`` with every secret replaced by ``[redacted]``.
+
+    Each known form of a secret (:func:`secret_forms`) is replaced where it occurs. A text that
+    still yields a secret once decoded (escapes spelt another way than the known forms) is
+    replaced whole.
+    """
     for secret in secrets:
         if secret and secret in text:
-            text = text.replace(secret, "[redacted]")
+            text = text.replace(secret, _REDACTED)
+    if secrets and _ENCODED.search(text):
+        for decoded in _decoded_forms(text):
+            if decoded != text and any(secret in decoded for secret in secrets):
+                return _REDACTED
     return text
 
 
@@ -213,26 +251,42 @@ def scrubbed(model: _M, secrets: Sequence[str]) -> _M:
     return type(model).model_validate(cleaned)
 
 
+_MIN_CORE = 8
+"""The shortest base64 run of part of a secret that is scrubbed on its own (shorter ones would
+match unrelated text)."""
+
+
 def secret_forms(values: Sequence[tuple[str, str]]) -> tuple[str, ...]:
     """Every form in which an upstream's secrets could come back: for each ``(prefix, value)``
-    the value with and without its prefix, JSON-escaped, percent-encoded and in base64 (standard
-    and URL-safe, with and without padding); longest first, so a longer form is scrubbed whole."""
+    the value with and without its prefix, JSON-escaped, percent-encoded (``safe`` ``""`` and
+    ``"/"``, and with ``+`` for space), in hexadecimal (either case) and in base64 (standard and
+    URL-safe, with and without padding). A secret inside longer base64 data is encoded there
+    from one of three byte offsets: for each, the run its whole 3-byte groups always encode to
+    is a form too. Longest first, so a longer form is scrubbed whole."""
     forms: set[str] = set()
     for prefix, value in values:
         for text in {value, prefix + value} - {""}:
             raw = text.encode("utf-8")
+            encoded = (base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii"))
             forms.update(
                 (
                     text,
                     json.dumps(text)[1:-1],
                     json.dumps(text, ensure_ascii=False)[1:-1],
                     quote(text, safe=""),
-                    base64.b64encode(raw).decode("ascii"),
-                    base64.b64encode(raw).decode("ascii").rstrip("="),
-                    base64.urlsafe_b64encode(raw).decode("ascii"),
-                    base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+                    quote(text),
+                    quote_plus(text),
+                    raw.hex(),
+                    raw.hex().upper(),
+                    *encoded,
+                    *(form.rstrip("=") for form in encoded),
                 )
             )
+            for shift in range(3):
+                whole = raw[shift : shift + 3 * ((len(raw) - shift) // 3)]
+                core = base64.b64encode(whole).decode("ascii")
+                if len(core) >= _MIN_CORE:
+                    forms.update((core, base64.urlsafe_b64encode(whole).decode("ascii")))
     return tuple(sorted(forms - {""}, key=len, reverse=True))
 
 
@@ -583,7 +637,11 @@ class Upstream:
                 # A transport that fails once connected (an HTTP upstream gone: the SDK's transport
                 # ends with the connection error) is a lost connection, not a failed start.
                 lost = connected and isinstance(leaf, httpx2.TransportError | MCPError)
-                failed = f"failed ({type(leaf).__name__})"
+                # A configuration error says what to fix (its text names a variable or a file,
+                # never a secret's value); anything else is named by its type only.
+                failed = (
+                    f"failed ({leaf})" if isinstance(leaf, ConfigurationError) else f"failed ({type(leaf).__name__})"
+                )
                 self._down_reason = self._down_reason or ("connection lost" if lost else failed)
             finally:
                 self._client = None

@@ -1,0 +1,173 @@
+"""Upstream secrets stay behind the gateway in whatever shape an upstream echoes them.
+
+A property plants generated secrets inside generated text, encodes the whole the ways client
+libraries and servers do (base64 at any byte offset, broken over lines or not; percent escapes
+in either case; JSON ``\\u`` escapes; HTML character references; hexadecimal), and checks that no
+decoder recovers the secret from what the gateway would relay. The decoders here are written
+independently of the scrubber's own list of forms. One test drives the same shapes through a
+real gateway session.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mcp.server.mcpserver import MCPServer
+
+from mcpgov import ConfigurationError
+from mcpgov.gateway._config import SecretRef
+from mcpgov.gateway._upstream import scrub, secret_forms
+
+from .test_gateway_isolation import build
+
+pytestmark = pytest.mark.anyio
+
+
+def _b64_runs(text: str) -> list[bytes]:
+    """Every byte string a base64 run in ``text`` decodes to, from each of its four offsets."""
+    out: list[bytes] = []
+    for run in re.findall(r"[A-Za-z0-9+/_-]{4,}=*", "".join(text.split())):
+        body = run.rstrip("=").replace("-", "+").replace("_", "/")
+        for offset in range(4):
+            piece = body[offset:]
+            if len(piece) % 4 == 1:
+                piece = piece[:-1]  # a lone last character encodes no whole byte
+            piece += "=" * (-len(piece) % 4)
+            try:
+                out.append(base64.b64decode(piece, validate=True))
+            except (binascii.Error, ValueError):
+                continue
+    return out
+
+
+def _hex_runs(text: str) -> list[bytes]:
+    out: list[bytes] = []
+    for run in re.findall(r"[0-9A-Fa-f]{4,}", text):
+        for offset in (0, 1):
+            piece = run[offset:]
+            out.append(bytes.fromhex(piece[: len(piece) - len(piece) % 2]))
+    return out
+
+
+def _json_unescape(text: str) -> str:
+    try:
+        value = json.loads(f'"{text}"')
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def recoverable(text: str, secret: str) -> bool:
+    """Whether any decoder gets ``secret`` back from ``text``."""
+    raw = secret.encode("utf-8")
+    texts = {text, unquote(text), unquote_plus(text), html.unescape(text), _json_unescape(text)}
+    if any(secret in t for t in texts):
+        return True
+    return any(raw in data for data in (*_b64_runs(text), *_hex_runs(text)))
+
+
+def _mixed_case_percent(text: str) -> str:
+    encoded = quote(text, safe="")
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0)[:2] + m.group(0)[2].lower(), encoded)
+
+
+def _all_unicode_escapes(text: str) -> str:
+    return "".join(f"\\u{unit:04x}" for unit in _utf16_units(text))
+
+
+def _utf16_units(text: str) -> list[int]:
+    data = text.encode("utf-16-be")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+ENCODINGS: dict[str, Callable[[str], str]] = {
+    "plain": lambda t: t,
+    "json": lambda t: json.dumps(t)[1:-1],
+    "json-unicode": _all_unicode_escapes,
+    "percent": lambda t: quote(t, safe=""),
+    "percent-lower": _mixed_case_percent,
+    "form": quote_plus,
+    "html": lambda t: "".join(f"&#{ord(c)};" for c in t),
+    "html-hex": lambda t: "".join(f"&#x{ord(c):x};" for c in t),
+    "base64": lambda t: base64.b64encode(t.encode()).decode(),
+    "base64-unpadded": lambda t: base64.b64encode(t.encode()).decode().rstrip("="),
+    "base64url": lambda t: base64.urlsafe_b64encode(t.encode()).decode().rstrip("="),
+    "base64-mime": lambda t: base64.encodebytes(t.encode()).decode(),
+    "hex": lambda t: t.encode().hex(),
+    "HEX": lambda t: t.encode().hex().upper(),
+}
+
+_SECRET_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc", "Zs"))
+_PLAIN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ", max_size=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    secret=st.text(alphabet=_SECRET_CHARS, min_size=8, max_size=40),
+    prefix=st.sampled_from(["", "Bearer ", "token="]),
+    pre=_PLAIN,
+    post=_PLAIN,
+    before=_PLAIN,
+    after=_PLAIN,
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+)
+def test_no_decoder_recovers_a_planted_secret(  # noqa: PLR0917 - one argument per generated part
+    secret: str, prefix: str, pre: str, post: str, before: str, after: str, encoding: str
+) -> None:
+    forms = secret_forms([(prefix, secret)])
+    relayed = before + ENCODINGS[encoding](pre + prefix + secret + post) + after
+    assert recoverable(relayed, secret)  # the planted secret is there to find
+    assert not recoverable(scrub(relayed, forms), secret)
+
+
+def test_text_without_a_secret_is_left_as_it_is() -> None:
+    forms = secret_forms([("", "sk-upstream-5555555555")])
+    for text in ("plain text", "a%20b+c", "line\nbreak", "&amp; \\u0041 \\n", "dGhpcyBpcyBiYXNlNjQ="):
+        assert scrub(text, forms) == text
+
+
+@pytest.mark.parametrize("short", ["", "1234567", " abc "])
+def test_a_secret_too_short_to_scrub_is_refused(tmp_path: Path, short: str) -> None:
+    (tmp_path / "key").write_text(short)
+    for ref, environ in ((SecretRef(env="KEY"), {"KEY": short}), (SecretRef(file="key"), {})):
+        with pytest.raises(ConfigurationError) as refused:
+            ref.resolve(tmp_path, environ)
+        assert ("KEY" in str(refused.value)) or ("key" in str(refused.value))
+
+
+SECRET = "sk-upstream-" + "5" * 24
+
+
+def shapes_server() -> MCPServer:
+    server = MCPServer("shapes", version="1.0.0")
+
+    @server.tool()
+    def echo(shape: str) -> str:
+        """Echo the key, wrapped in some text, encoded one way."""
+        return "auth header: " + ENCODINGS[shape](f"user:{SECRET}\n")
+
+    return server
+
+
+async def test_every_shape_is_scrubbed_through_a_gateway_session(mode: str) -> None:
+    rig = await build(
+        {"shapes": shapes_server()},
+        [{"id": "all", "effect": "allow", "tenants": ["acme"], "tools": ["shapes_*"]}],
+        configs={"shapes": {"secret_env": {"KEY": {"env": "GW_SHAPES_KEY"}}}},
+        environ={"GW_SHAPES_KEY": SECRET},
+    )
+    async with rig.gateway, rig.agent(mode) as agent:
+        for shape in sorted(ENCODINGS):
+            result = await agent.call_tool("shapes_echo", {"shape": shape})
+            text = result.model_dump_json()
+            assert not recoverable(json.loads(text)["content"][0]["text"], SECRET), shape
