@@ -318,12 +318,12 @@ async def test_a_retried_older_task_revocation_never_undoes_a_newer_one_on_redis
     url, process = stallable_redis
     clock = FrozenClock()
     async with (
-        RedisStateStore.from_url(url, timeout=0.3) as issuer_store,
-        RedisStateStore.from_url(url, timeout=0.3) as replica_store,
+        RedisStateStore.from_url(url, timeout=1.0) as issuer_store,
+        RedisStateStore.from_url(url, timeout=1.0) as replica_store,
     ):
-        issuer = make_issuer(clock, revocations=RevocationList(issuer_store, max_ttl=300, timeout=0.3, clock=clock))
+        issuer = make_issuer(clock, revocations=RevocationList(issuer_store, max_ttl=300, timeout=1.0, clock=clock))
         replica = build_governed(
-            issuer, revocations=RevocationList(replica_store, max_ttl=300, timeout=0.3, clock=clock)
+            issuer, revocations=RevocationList(replica_store, max_ttl=300, timeout=1.0, clock=clock)
         )
         process.send_signal(signal.SIGSTOP)  # Redis stalls: the kill switch cannot be recorded
         try:
@@ -356,7 +356,7 @@ async def test_put_max_never_lowers_a_stored_time_on_redis(
     from mcpgov.redis import RedisStateStore
 
     url, process = stallable_redis
-    async with RedisStateStore.from_url(url, timeout=0.3) as store:
+    async with RedisStateStore.from_url(url, timeout=2.0) as store:
         await _assert_put_max_keeps_the_maximum(store)
         ttl = await store._redis.pttl("k")
         assert 0 < ttl <= 60_000

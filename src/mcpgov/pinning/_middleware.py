@@ -128,7 +128,8 @@ class PinningMiddleware:
 
     @property
     def needs_listing(self) -> bool:
-        """True until a complete listing has been checked, and again after a list change."""
+        """True until a complete listing has been checked, again after a list change, and while a
+        new listing walk is under way."""
         return not self._listed
 
     def notify_list_changed(self, kind: str) -> None:
