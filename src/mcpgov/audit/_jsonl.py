@@ -318,6 +318,16 @@ def _last_record(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether a non-empty file's last line has no line end (a write torn by a crash)."""
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 def _first_record(path: Path) -> dict[str, Any] | None:
     with path.open("rb") as f:
         for raw in f:
@@ -330,7 +340,8 @@ class JsonlSink:
     """Appends events to a hash-chained JSON Lines file, rotating it by size, with signed checkpoints.
 
     Opening an existing log continues its chain (after the last valid line; a line torn by a
-    crash is left for :func:`verify_chain` to report). When the file would grow past
+    crash is ended, so it stays a line of its own for :func:`verify_chain` to report, and the
+    next line is written whole after it). When the file would grow past
     ``max_bytes`` it is renamed ``<stem>.<first seq, 12 digits><suffix>`` and a new file
     continues the chain, so ``verify`` over all files checks across rotations.
 
@@ -418,6 +429,7 @@ class JsonlSink:
         self._last_checkpoint = clock()
         self._ino: int | None = None
         self._sealed_at: int | None = None
+        self._torn = False
         try:
             self._resume()
             self._fd: int | None = self._open()
@@ -461,6 +473,7 @@ class JsonlSink:
             if rotated:
                 source = rotated[-1][1]
         self._first_seq = self.seq + 1 if self.seq else 1
+        self._torn = False
         if source is None:
             return
         last = _last_record(source)
@@ -470,6 +483,9 @@ class JsonlSink:
             )
         self.head, self.seq = last["hash"], last["seq"]
         if source == self.path:
+            # A line torn by a crash (this process's or another writer's) must stay a line of its
+            # own: the next write starts with a line end, or its first line would be glued to it.
+            self._torn = _ends_torn(self.path)
             first = _first_record(self.path)
             self._first_seq = first["seq"] if first is not None else self.seq + 1
         else:
@@ -623,8 +639,11 @@ class JsonlSink:
             checkpoints += 1
         if not parts:
             return
+        if self._torn:
+            parts.insert(0, b"\n")
         data = b"".join(parts)
         self._append(fd, data)
+        self._torn = False
         if self._size == len(data):
             self._first_seq = self.seq + 1
         self.head, self.seq = prev, seq
