@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast, overload
 
 from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
-from mcpgov._contain import must_propagate
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import BatchWriter, ClosableSink, Ticking, closable, flushable, health_reporting, stats_of
 from mcpgov._types import is_async_callable
@@ -218,7 +217,13 @@ class QueuedSink:
     @property
     def healthy(self) -> bool:
         """Whether the queue has room, is open, and the sink's last write succeeded."""
-        return not self._closed and self._last_ok and len(self._queue) < self.maxsize
+        thread = self._thread
+        return (
+            not self._closed
+            and self._last_ok
+            and len(self._queue) < self.maxsize
+            and (thread is None or thread.is_alive())
+        )
 
     def stats(self) -> dict[str, int]:
         """The counters: enqueued, delivered, dropped, failed, pending (catch-up waits: :attr:`waits`)."""
@@ -364,10 +369,16 @@ class QueuedSink:
             return
         try:
             tick()
-        except Exception as exc:  # noqa: BLE001 - timed work of the sink must not stop the worker
+        except BaseException as exc:  # noqa: BLE001 - see _contain_in_worker
             with self._lock:
                 self._last_ok = False
             self._log_failure(0, exc)
+
+    # The worker contains every exception its sink raises, ``SystemExit``, ``KeyboardInterrupt``,
+    # ``GeneratorExit`` and other ``BaseException`` subclasses included: in a worker thread there
+    # is nobody to propagate them to, and a worker that ended would take its batch with it
+    # uncounted, leave the queue looking healthy to strict audit and never write another event.
+    # Each is counted as a failed delivery and makes the queue unhealthy until a write succeeds.
 
     def _await(self, result: Any) -> None:
         if self._loop is None:
@@ -380,9 +391,7 @@ class QueuedSink:
                 result = self._write_batch(batch)
                 if result is not None and inspect.isawaitable(result):
                     self._await(result)
-            except BaseException as exc:
-                if must_propagate(exc):
-                    raise
+            except BaseException as exc:  # noqa: BLE001 - see _contain_in_worker
                 self.failed += len(batch)
                 self._log_failure(len(batch), exc)
                 return False
@@ -394,9 +403,7 @@ class QueuedSink:
                 result = self.sink(event)
                 if self._sink_async or (result is not None and inspect.isawaitable(result)):
                     self._await(result)
-            except BaseException as exc:
-                if must_propagate(exc):
-                    raise
+            except BaseException as exc:  # noqa: BLE001 - see _contain_in_worker
                 self.failed += 1
                 self._log_failure(1, exc)
                 ok = False
