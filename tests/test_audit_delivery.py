@@ -274,7 +274,9 @@ async def test_full_queue_drops_are_counted_and_logged_and_strict_mode_refuses(
     assert 1 <= len(ran) <= 3  # the calls before the queue filled up ran; the refused one did not
     stats = auditor.stats()
     assert stats.dropped >= 1
-    assert stats.dropped + len(written) == stats.emitted  # every event written or counted as dropped
+    gaps = [e for e in written if e.type == "audit.gap"]
+    assert stats.dropped + len(written) - len(gaps) == stats.emitted  # every event written or counted as dropped
+    assert sum(e.attributes["lost"] for e in gaps) == stats.dropped  # and the sink was told what it missed
     assert "dropped an event (queue_full)" in caplog.text
     auditor.close()
 
@@ -332,8 +334,11 @@ async def test_log_file_that_becomes_unwritable_is_counted_and_the_chain_survive
         await client.call_tool("ok", {})
     assert auditor.sink_failures == 2  # the second call's decision and outcome
     report = verify_chain([path])
-    assert report.ok, report.problems
-    assert report.lines == len(good.events) - 2
+    # The chain is intact and records the loss: one audit.gap line, reported by verify.
+    assert [p.kind for p in report.problems] == ["lost"], report.problems
+    assert "2 event(s)" in report.problems[0].message
+    assert report.lines == len(good.events) - 2 + 1
+    assert sink.lost == 2
 
 
 def test_unopenable_log_file_is_a_configuration_error(tmp_path: Path) -> None:
@@ -522,7 +527,9 @@ async def test_a_stuck_sink_is_waited_for_once_until_it_writes_again(mode: str) 
         for _ in range(20):  # writing again: it is waited on again when it falls behind
             await client.call_tool("ok", {})
     assert auditor.flush(5.0)
-    assert len(got) == queue.enqueued and queue.enqueued + queue.dropped == auditor.events_emitted
+    gaps = [e for e in got if e.type == "audit.gap"]
+    assert len(got) - len(gaps) == queue.enqueued and queue.enqueued + queue.dropped == auditor.events_emitted
+    assert sum(e.attributes["lost"] for e in gaps) == queue.dropped
     auditor.close()
 
 

@@ -3,13 +3,18 @@ lost writes, and what an attacker with write access to the log can and cannot ge
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
-from mcpgov import AuditEvent, Auditor, GovContext
-from mcpgov.audit import JsonlSink, QueuedSink, read_events, verify_chain
+from mcpgov import AuditEvent, Auditor, AuditUnavailable, GovContext
+from mcpgov.audit import JsonlSink, ProofScope, QueuedSink, prove, read_events, verify_chain
+from tests.conftest import build_demo
 
 pytestmark = pytest.mark.anyio
 
@@ -131,3 +136,100 @@ def test_a_queued_sink_whose_tick_raises_any_base_exception_keeps_its_worker() -
     assert queue.flush(5.0)
     assert [e.rule for e in received] == ["rule-0", "rule-1"]
     assert queue.close(5.0)
+
+
+# --- a disk or queue that loses events: the log records the gap --------------------------------------
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    from click.testing import CliRunner
+
+    from mcpgov.cli import main
+
+    path = tmp_path / "audit-key.jwks"
+    assert CliRunner().invoke(main, ["keys", "generate", "--out", str(path)]).exit_code == 0
+    return path
+
+
+async def test_events_a_failing_disk_lost_are_recorded_in_the_chain_and_fail_verify_and_prove(
+    tmp_path: Path, key_file: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file)
+    demo = build_demo(audit=Auditor([sink]))  # not strict: calls go on while the disk is full
+    real_write = os.write
+    disk_full = False
+
+    def write(fd: int, data: bytes) -> int:
+        if disk_full and fd == sink._fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    async with Client(demo.server, mode=mode) as client:
+        await client.call_tool("read_file", {"path": "a"})
+        disk_full = True
+        await client.call_tool("read_file", {"path": "b"})  # its decision and outcome are lost
+        disk_full = False
+        await client.call_tool("read_file", {"path": "c"})
+    sink.close()
+    assert demo.ran == ["read_file"] * 3
+    assert sink.lost == 2
+    report = verify_chain([path], public_key=key_file)
+    assert [p.kind for p in report.problems] == ["lost"], report.problems
+    assert "2 event(s)" in report.problems[0].message
+    assert report.sealed  # the record of the loss is itself chained and signed: it cannot be cut out
+    gap = [e for e in read_events([path]) if e.type == "audit.gap"]
+    assert len(gap) == 1 and gap[0].attributes["lost"] == 2 and gap[0].reason == "write_failed"
+    assert not prove([path], ProofScope(), public_key=key_file).proven
+    runner_code, output = _cli("verify", "--public-key", str(key_file), str(path))
+    assert runner_code == 1 and "lost" in output and "FAILED" in output
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from mcpgov.cli import main
+
+    result = CliRunner().invoke(main, ["audit", *args])
+    return result.exit_code, result.output
+
+
+def test_events_a_full_queue_dropped_are_recorded_in_the_file_it_feeds(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    gate = threading.Event()
+
+    class Slow(JsonlSink):
+        def write_batch(self, events: Sequence[AuditEvent]) -> None:
+            gate.wait(10)
+            super().write_batch(events)
+
+    queue = QueuedSink(Slow(path), maxsize=4, batch=2, linger=0.01)
+    dropped = 0
+    for event in make_events(20):
+        try:
+            queue(event)
+        except AuditUnavailable:
+            dropped += 1
+    assert dropped == queue.dropped > 0
+    gate.set()
+    assert queue.flush(5.0)
+    queue(make_events(1, start=99)[0])
+    assert queue.close(5.0)
+    report = verify_chain([path])
+    assert [p.kind for p in report.problems] == ["lost"], report.problems
+    gaps = [e for e in read_events([path]) if e.type == "audit.gap"]
+    assert sum(e.attributes["lost"] for e in gaps) == dropped
+    assert {e.reason for e in gaps} == {"queue_full"}
+    assert report.events == 20 - dropped + 1 + len(gaps)
+
+
+def test_a_sink_that_never_lost_an_event_writes_no_gap(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    queue = QueuedSink(JsonlSink(path), maxsize=100)
+    for event in make_events(20):
+        queue(event)
+    assert queue.close(5.0)
+    report = verify_chain([path])
+    assert report.ok and report.events == 20

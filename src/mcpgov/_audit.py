@@ -72,6 +72,7 @@ EventType = Literal[
     "policy.shadow_mismatch",
     "upstream.ready",
     "upstream.down",
+    "audit.gap",
 ]
 """Every event type mcpgov emits (see the audit docs for when each is emitted)."""
 
@@ -302,6 +303,25 @@ class ContextValues:
 
 _now = datetime.now
 _UTC = timezone.utc
+
+
+def gap_event(lost: int, reason: str, since: datetime, sink: str) -> AuditEvent:
+    """The ``audit.gap`` event a sink writes when it can write again: ``lost`` events, from
+    ``since`` on, never reached it (``reason``: ``write_failed``, ``queue_full``...)."""
+    return AuditEvent._trusted(
+        {
+            "id": _event_ids.next(),
+            "type": "audit.gap",
+            "time": _now(_UTC),
+            "side": "audit",
+            "method": "audit/gap",
+            "reason": reason,
+            "detail": f"{lost} audit event(s) could not be recorded since {since.isoformat()}",
+            "attributes": {"lost": lost, "since": since.isoformat(), "sink": sink},
+        }
+    )
+
+
 _ALWAYS_SET = frozenset({"id", "type", "time"})
 _CONTEXT_FIELDS: list[frozenset[str]] = []
 

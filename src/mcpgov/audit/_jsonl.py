@@ -430,6 +430,10 @@ class JsonlSink:
         self._ino: int | None = None
         self._sealed_at: int | None = None
         self._torn = False
+        self.lost = 0
+        """Events this sink could not write (each write that failed and was truncated away)."""
+        self._unrecorded = 0  # lost events the log does not record yet (an ``audit.gap`` line will)
+        self._lost_since: datetime | None = None
         try:
             self._resume()
             self._fd: int | None = self._open()
@@ -448,7 +452,13 @@ class JsonlSink:
 
     def stats(self) -> dict[str, int]:
         """Counters: lines written, checkpoints, rotations, last sequence number."""
-        return {"written": self.written, "checkpoints": self.checkpoints, "rotations": self.rotations, "seq": self.seq}
+        return {
+            "written": self.written,
+            "lost": self.lost,
+            "checkpoints": self.checkpoints,
+            "rotations": self.rotations,
+            "seq": self.seq,
+        }
 
     def _rotated_name(self, first_seq: int) -> Path:
         return self.path.with_name(f"{self.path.stem}.{first_seq:012d}{self.path.suffix}")
@@ -583,11 +593,24 @@ class JsonlSink:
         """
         bodies = [encode_event(event) for event in events]
         with self._lock:
-            fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies))
             try:
-                self._write_locked(fd, bodies, None)
-            finally:
-                self._unlock_current()
+                fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies) + 1024)
+                try:
+                    self._write_locked(fd, bodies, None)
+                finally:
+                    self._unlock_current()
+            except OSError:
+                self._lose(len(bodies))
+                raise
+
+    def _lose(self, count: int) -> None:
+        """Count ``count`` events as lost; the next write records the gap in the chain."""
+        if not count:
+            return
+        self.lost += count
+        self._unrecorded += count
+        if self._lost_since is None:
+            self._lost_since = datetime.now(timezone.utc)
 
     def _ready(self, incoming: int) -> int:
         """Lock the active file, catching up with other writers, and rotate it first if needed."""
@@ -610,6 +633,14 @@ class JsonlSink:
             self._unlock(self._fd)
 
     def _write_locked(self, fd: int, bodies: list[bytes], reason: str | None) -> None:
+        gap = self._unrecorded
+        if gap:
+            # Events were lost (a write failed): the chain records it before anything else, so a
+            # verifier sees the loss instead of a seamless chain.
+            from mcpgov._audit import gap_event  # noqa: PLC0415 - see the TYPE_CHECKING block
+
+            assert self._lost_since is not None  # noqa: S101 - set with _unrecorded; narrows the type
+            bodies = [encode_event(gap_event(gap, "write_failed", self._lost_since, self.name)), *bodies]
         prev, seq = self.head, self.seq
         since = self._since_checkpoint
         signer = self._signer
@@ -647,7 +678,9 @@ class JsonlSink:
         if self._size == len(data):
             self._first_seq = self.seq + 1
         self.head, self.seq = prev, seq
-        self.written += len(bodies)
+        self.written += len(bodies) - (1 if gap else 0)
+        if gap:
+            self._unrecorded, self._lost_since = 0, None
         self.checkpoints += checkpoints
         self._since_checkpoint = since
         if checkpoints:
@@ -736,7 +769,8 @@ class ChainProblem:
             begin at its first line), ``empty``, ``truncated`` (it does not end where it should:
             at the expected head, or at a signed closing checkpoint), ``missing_file`` (the chain
             continues in a file that is not given), ``checkpoint`` (a checkpoint whose signature
-            or content does not verify) or ``unsealed`` (no signed checkpoint at all).
+            or content does not verify), ``unsealed`` (no signed checkpoint at all) or ``lost``
+            (the writer recorded events it could not write: an ``audit.gap`` line).
         message: what was found.
     """
 
@@ -966,6 +1000,8 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
             if "event" in record:
                 events += 1
                 since_checkpoint += 1
+                if record["event"].get("type") == "audit.gap":
+                    problems.append(_gap(name, number, record["event"]))
                 if visit is not None:
                     visit(name, number, seq, record["event"])
             else:
@@ -1064,6 +1100,19 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
         sealed=sealed,
         unsealed=since_checkpoint if keys is not None else 0,
         last_checkpoint=dict(last_checkpoint) if last_checkpoint is not None else None,
+    )
+
+
+def _gap(name: str, number: int, event: dict[str, Any]) -> ChainProblem:
+    """The problem an ``audit.gap`` line records: events the writer could not write."""
+    attributes = event.get("attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    lost, since, reason = attributes.get("lost"), attributes.get("since"), event.get("reason")
+    count = str(lost) if type(lost) is int else "some"
+    when = f" since {since[:40]}" if isinstance(since, str) else ""
+    why = f" ({reason[:40]})" if isinstance(reason, str) else ""
+    return ChainProblem(
+        name, number, "lost", f"the writer recorded that {count} event(s){when} could not be written{why}"
     )
 
 

@@ -11,9 +11,10 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any, cast, overload
 
-from mcpgov._audit import AuditCallback, AuditEvent, describe_error, sink_name
+from mcpgov._audit import AuditCallback, AuditEvent, describe_error, gap_event, sink_name
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import BatchWriter, ClosableSink, Ticking, closable, flushable, health_reporting, stats_of
 from mcpgov._types import is_async_callable
@@ -201,6 +202,8 @@ class QueuedSink:
         """Events refused because the queue was full or closed."""
         self.failed = 0
         """Events the sink raised on."""
+        self._gap_recorded = 0  # dropped events the sink was told about (an ``audit.gap`` event)
+        self._dropped_since: datetime | None = None
         self._last_log = 0.0
         self._unlogged = 0
         self._flushing = 0
@@ -244,6 +247,8 @@ class QueuedSink:
         with self._lock:
             if self._closed or len(self._queue) >= self.maxsize:
                 self.dropped += 1
+                if self._dropped_since is None:
+                    self._dropped_since = datetime.now(timezone.utc)
                 reason = "sink_closed" if self._closed else "queue_full"
                 self._log_drop_locked(reason)
                 raise AuditUnavailable(f"audit queue {self.name} refused an event ({reason})", reason=reason)
@@ -345,6 +350,7 @@ class QueuedSink:
                 if tick_due:
                     self._run_tick()
                     continue
+                self._report_drops()
                 ok = self._deliver(batch)
                 with self._lock:
                     self._written_locked(ok)
@@ -374,11 +380,35 @@ class QueuedSink:
                 self._last_ok = False
             self._log_failure(0, exc)
 
-    # The worker contains every exception its sink raises, ``SystemExit``, ``KeyboardInterrupt``,
+    # _contain_in_worker: the worker contains every exception its sink raises, ``SystemExit``, ``KeyboardInterrupt``,
     # ``GeneratorExit`` and other ``BaseException`` subclasses included: in a worker thread there
     # is nobody to propagate them to, and a worker that ended would take its batch with it
     # uncounted, leave the queue looking healthy to strict audit and never write another event.
     # Each is counted as a failed delivery and makes the queue unhealthy until a write succeeds.
+
+    def _report_drops(self) -> None:
+        """Tell the sink how many events were dropped since it was last told (an ``audit.gap``
+        event, ahead of the next batch), so a log records its own loss."""
+        with self._lock:
+            count, since = self.dropped - self._gap_recorded, self._dropped_since
+        if not count or since is None or not self._record_gap(count, since):
+            return
+        with self._lock:
+            self._gap_recorded += count
+            if self._gap_recorded == self.dropped:
+                self._dropped_since = None
+
+    def _record_gap(self, count: int, since: datetime) -> bool:
+        """Hand the sink an ``audit.gap`` event for ``count`` dropped events; whether it took it."""
+        event = gap_event(count, "queue_full", since, self.name)
+        try:
+            result = self._write_batch([event]) if self._write_batch is not None else self.sink(event)
+            if self._sink_async or (result is not None and inspect.isawaitable(result)):
+                self._await(result)
+        except BaseException as exc:  # noqa: BLE001 - see _contain_in_worker
+            self._log_failure(0, exc)
+            return False
+        return True
 
     def _await(self, result: Any) -> None:
         if self._loop is None:
