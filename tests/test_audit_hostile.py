@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from mcpgov import AuditEvent, Auditor, AuditUnavailable, GovContext
-from mcpgov.audit import JsonlSink, ProofScope, QueuedSink, prove, read_events, verify_chain
+from mcpgov.audit import JsonlSink, ProofScope, QueuedSink, Redactor, prove, read_events, verify_chain
 from tests.conftest import build_demo
 
 pytestmark = pytest.mark.anyio
@@ -233,3 +233,24 @@ def test_a_sink_that_never_lost_an_event_writes_no_gap(tmp_path: Path) -> None:
     assert queue.close(5.0)
     report = verify_chain([path])
     assert report.ok and report.events == 20
+
+
+# --- secrets in URL-encoded text --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "https://a/cb?next=https%3A%2F%2Fx%2Fy%3Faccess_token%3DZq8xK2mPv9%26q%3D1",
+            "https://a/cb?next=https://x/y?access_token=[redacted]&q=1",
+        ),
+        ("x%3Dy%26token%253DZq8xK2mPv9", "x=y&token=[redacted]"),  # encoded twice
+        ("u=postgres%3A%2F%2Fadmin%3AZq8xK2mPv9%40db", "u=postgres://[redacted]@db"),
+        # Ordinary URL-encoded text is left as it is.
+        ("file:///srv/annual%20report.txt", "file:///srv/annual%20report.txt"),
+        ("100% sure, a%3Db", "100% sure, a%3Db"),
+    ],
+)
+def test_url_encoded_secrets_are_redacted_and_other_encoded_text_kept(text: str, expected: str) -> None:
+    assert Redactor().text(text) == expected

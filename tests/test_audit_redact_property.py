@@ -1,5 +1,5 @@
 """Redaction holds for generated secrets in many shapes (key=value with any key spelling, JSON,
-URI user-info, HTTP headers, base64), planted in every recorded field: none reaches any sink
+URI user-info, HTTP headers, base64, URL-encoding), planted in every recorded field: none reaches any sink
 (memory, a callback, logging, the JSON Lines file)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 from hypothesis import HealthCheck, given, settings
@@ -58,7 +59,22 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
     secret = draw(SECRET)
     key = draw(key_names())
     shape = draw(
-        st.sampled_from(["kv", "kv-space", "json", "json-nested", "escaped-json", "uri", "header", "b64", "basic"])
+        st.sampled_from(
+            [
+                "kv",
+                "kv-space",
+                "json",
+                "json-nested",
+                "escaped-json",
+                "uri",
+                "header",
+                "b64",
+                "basic",
+                "percent",
+                "percent-nested",
+                "percent-json",
+            ]
+        )
     )
     if shape == "kv":
         text = f"{key}={secret}"
@@ -80,10 +96,21 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
         encoded = base64.b64encode(f"{key}={secret}".encode()).decode()
         text = f"blob {encoded} end"
         return text, encoded
-    else:
+    elif shape == "basic":
         encoded = base64.b64encode(f"admin:{secret}".encode()).decode()
         text = f"Basic {encoded}"
         return text, encoded
+    elif shape == "percent":  # a form body or query string, URL-encoded once more (a redirect target)
+        encoded = quote(f"{key}={secret}", safe="")
+        text = f"https://app.example/cb?state=1&next={encoded}"
+        return text, encoded[encoded.index("%3D") + 3 :]
+    elif shape == "percent-nested":  # encoded twice: a redirect inside a redirect
+        inner = quote(f"https://id.example/cb?{key}={secret}&x=1", safe="")
+        encoded = quote(f"https://app.example/login?next={inner}", safe="")
+        return f"file:///srv/x?r={encoded}", quote(quote(secret, safe=""), safe="")
+    else:
+        encoded = quote(json.dumps({key: secret}), safe="")
+        return f"data={encoded}", quote(secret, safe="")
     return text, secret
 
 

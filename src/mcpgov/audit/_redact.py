@@ -101,6 +101,10 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Runs that may be base64 (standard or URL-safe): decoded and scanned for the rules above.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]+")
+# Runs of URL-encoded text (a query string or form body, encoded once more as a redirect target):
+# decoded and scanned for the rules above.
+_PERCENT_RUN = re.compile(r"[A-Za-z0-9._~!$'()*+,;=:@/?&%-]*%[0-9A-Fa-f]{2}[A-Za-z0-9._~!$'()*+,;=:@/?&%-]*")
+_PERCENT_DEPTH = 4  # how many layers of URL-encoding are taken off
 
 DEFAULT_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _DEFAULT_RULES)
 """Secret formats redacted by default, on top of tokens (pass ``default_patterns=False`` to drop them).
@@ -213,6 +217,18 @@ def _b64_text(run: str) -> str | None:
     return text if text.isprintable() or "\n" in text else None
 
 
+def _unpercent(run: str) -> str:
+    """``run`` with up to :data:`_PERCENT_DEPTH` layers of URL-encoding taken off."""
+    from urllib.parse import unquote  # noqa: PLC0415 - only needed for URL-encoded runs
+
+    for _ in range(_PERCENT_DEPTH):
+        decoded = unquote(run, errors="replace")
+        if decoded == run:
+            break
+        run = decoded
+    return run
+
+
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -317,7 +333,23 @@ class Redactor:
         if not self.detect(value):
             return value
         cleaned = self._pattern.sub(self._replacement, value)
-        return _BASE64_RUN.sub(self._base64_replacement, cleaned) if _BASE64_RUN.search(cleaned) else cleaned
+        if _BASE64_RUN.search(cleaned):
+            cleaned = _BASE64_RUN.sub(self._base64_replacement, cleaned)
+        if "%" in cleaned:
+            cleaned = _PERCENT_RUN.sub(self._percent_replacement, cleaned)
+        return cleaned
+
+    def _percent_replacement(self, match: re.Match[str]) -> str:
+        """A URL-encoded run whose decoded text holds a secret: the decoded text redacted, encoded
+        again (or ``[redacted]`` whole if redacting it left anything this redactor finds)."""
+        from urllib.parse import quote  # noqa: PLC0415 - only needed for URL-encoded runs
+
+        run = match.group(0)
+        decoded = _unpercent(run)
+        if decoded == run or not self.detect(decoded):
+            return run
+        cleaned = self.text(decoded)
+        return REDACTED if self.detect(cleaned.replace(REDACTED, "")) else quote(cleaned, safe="/:?&=@[]")
 
     def _replacement(self, match: re.Match[str]) -> str:
         groups = match.groupdict()
@@ -350,6 +382,8 @@ class Redactor:
         """Whether ``value`` holds a token or secret this redactor removes (also base64-encoded)."""
         if self._detect_plain(value):
             return True
+        if "%" in value and any(self._percent_secret(m.group(0)) for m in _PERCENT_RUN.finditer(value)):
+            return True
         if len(value) < 16:
             return False
         return any(
@@ -357,6 +391,11 @@ class Redactor:
             for run in (m.group(0) for m in _BASE64_RUN.finditer(value))
             if not _HEX_RUN.fullmatch(run)  # hashes and ids: hex, not base64-encoded text
         )
+
+    def _percent_secret(self, run: str) -> bool:
+        """Whether a URL-encoded run decodes to text holding a token or secret."""
+        decoded = _unpercent(run)
+        return decoded != run and self.detect(decoded)
 
     def _detect_plain(self, value: str) -> bool:
         custom = self._custom
