@@ -4,6 +4,7 @@ lost writes, and what an attacker with write access to the log can and cannot ge
 from __future__ import annotations
 
 import errno
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -254,3 +255,64 @@ def test_a_sink_that_never_lost_an_event_writes_no_gap(tmp_path: Path) -> None:
 )
 def test_url_encoded_secrets_are_redacted_and_other_encoded_text_kept(text: str, expected: str) -> None:
     assert Redactor().text(text) == expected
+
+
+# --- a log rewritten by someone with write access but not the key ----------------------------------
+
+
+def _rebuilt_without(path: Path, drop: str) -> None:
+    """Rewrite a log as its writer's attacker could: drop lines, recompute every hash, drop checkpoints."""
+    import rfc8785
+
+    from mcpgov.audit._jsonl import GENESIS, line_hash
+
+    prev, out = GENESIS, list[bytes]()
+    for raw in path.read_bytes().splitlines():
+        record = json.loads(raw)
+        if "event" not in record or drop in raw.decode():
+            continue
+        seq = len(out) + 1
+        body = rfc8785.dumps(record["event"])
+        digest = line_hash(prev, seq, body)
+        out.append(rfc8785.dumps({"event": record["event"], "hash": digest, "prev": prev, "seq": seq}) + b"\n")
+        prev = digest
+    path.write_bytes(b"".join(out))
+
+
+def test_a_proof_needs_an_authenticated_log(tmp_path: Path, key_file: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file)
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme")
+    other = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="globex")
+    sink.write_batch(
+        [
+            AuditEvent.from_context(ctx, "decision", effect="deny", rule="r"),
+            AuditEvent.from_context(other, "decision", effect="allow", rule="cross-tenant"),
+        ]
+    )
+    sink.close()
+    head = sink.head
+    assert not prove([path], ProofScope(task="t"), public_key=key_file).proven  # the cross-tenant call
+    _rebuilt_without(path, "cross-tenant")
+    assert verify_chain([path]).ok  # an intact chain: the hashes alone cannot tell
+    unauthenticated = prove([path], ProofScope(task="t"))
+    assert unauthenticated.chain.ok and all(v.holds for v in unauthenticated.verdicts)
+    assert not unauthenticated.proven and not unauthenticated.authenticated
+    assert not prove([path], ProofScope(task="t"), public_key=key_file).proven  # unsealed
+    assert not prove([path], ProofScope(task="t"), head=head).proven  # another head
+    code, output = _cli("prove", "--task", "t", str(path))
+    assert code == 1 and "NOT AUTHENTICATED" in output and output.rstrip().endswith("NOT PROVEN")
+    assert json.loads(_cli("prove", "--task", "t", "--format", "json", str(path))[1])["proven"] is False
+    assert "NOT AUTHENTICATED" in _cli("prove", "--task", "t", "--format", "html", str(path))[1]
+
+
+def test_a_log_anchored_by_its_head_can_prove_without_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path)
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme")
+    sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="deny", rule="r")])
+    sink.close()
+    proof = prove([path], ProofScope(task="t"), head=sink.head)
+    assert proof.authenticated and proof.proven
+    code, output = _cli("prove", "--task", "t", "--head", sink.head, str(path))
+    assert code == 0 and output.rstrip().endswith("PROVEN") and "NOT AUTHENTICATED" not in output

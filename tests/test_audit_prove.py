@@ -242,7 +242,19 @@ async def test_html_report_is_one_self_contained_page_with_escaped_values(tmp_pa
     await call_with(server, credential.token, "run_tests", {"ref": "<script>alert(1)</script>\x1b[2J"}, "legacy")
     await stack.close()
     out = tmp_path / "proof.html"
-    code, text = _cli("audit", "prove", "--task", "t-html", "--format", "html", "--out", str(out), str(stack.log))
+    code, text = _cli(
+        "audit",
+        "prove",
+        "--task",
+        "t-html",
+        "--public-key",
+        str(key_file),
+        "--format",
+        "html",
+        "--out",
+        str(out),
+        str(stack.log),
+    )
     assert code == 0 and "PROVEN" in text
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "\x1b" not in page

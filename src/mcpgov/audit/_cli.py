@@ -199,6 +199,9 @@ def _when(value: str | None, option: str) -> datetime | None:
 @click.option("--since", metavar="TIME", help="Window start (ISO 8601).")
 @click.option("--until", metavar="TIME", help="Window end (ISO 8601).")
 @click.option("--public-key", "public_key", metavar="KEYFILE", help="Check signed checkpoints with this key.")
+@click.option(
+    "--head", metavar="HASH", help="Expected hash of the last line (kept where the log's writer cannot rewrite it)."
+)
 @click.option("--partial", is_flag=True, help="Accept a log whose older files were archived.")
 @click.option("--live", is_flag=True, help="Accept a log still being written.")
 @click.option(
@@ -218,6 +221,7 @@ def prove(
     since: str | None,
     until: str | None,
     public_key: str | None,
+    head: str | None,
     partial: bool,
     live: bool,
     max_ttl: float | None,
@@ -226,7 +230,8 @@ def prove(
 ) -> None:
     """Prove a session, task, principal or time window least-privilege, tenant-bound and time-limited.
 
-    Verifies the chain (and checkpoints, with --public-key), then reports every call in scope:
+    Verifies the chain and authenticates it (its signed checkpoints with --public-key, or its
+    last line with --head: without either nothing is proven), then reports every call in scope:
     who, what, the deciding rule, the credential and its delegation chain, who approved; and the
     three verdicts with their evidence. Exit status: 0 proven, 1 a verdict or the chain fails,
     2 bad input (unreadable or foreign files, a bad key, nothing in scope).
@@ -253,7 +258,7 @@ def prove(
         until=_when(until, "--until"),
     )
     try:
-        proof = prove_log(files, scope, public_key=public_key, partial=partial, live=live, max_ttl=max_ttl)
+        proof = prove_log(files, scope, public_key=public_key, head=head, partial=partial, live=live, max_ttl=max_ttl)
     except OSError as exc:
         raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
     except ConfigurationError as exc:
@@ -271,7 +276,7 @@ def prove(
     elif fmt == "text":
         for line in rendered.splitlines():
             color = "green" if line.endswith("PROVEN") and "NOT" not in line else None
-            if line.endswith(("FAILED", "NOT PROVEN")) or line.startswith("chain: BROKEN"):
+            if line.endswith(("FAILED", "NOT PROVEN")) or line.startswith(("chain: BROKEN", "chain: NOT")):
                 color = "red"
             click.echo(click.style(line, fg=color) if color else line)
     else:

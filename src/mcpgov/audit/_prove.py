@@ -148,6 +148,10 @@ class Proof:
         credentials: the credentials the calls used or the scope minted, by id.
         verdicts: least-privilege, tenant-bound and time-limited.
         max_ttl: the longest credential lifetime accepted.
+        authenticated: whether the log was checked against something its writer alone holds (its
+            signed checkpoints, with a public key, or a head hash kept elsewhere). Without that,
+            anyone with write access could have rewritten the log into another intact chain, and
+            nothing is proven.
     """
 
     scope: ProofScope
@@ -156,11 +160,12 @@ class Proof:
     credentials: dict[str, CredentialGrant]
     verdicts: tuple[Verdict, ...]
     max_ttl: float
+    authenticated: bool = False
 
     @property
     def proven(self) -> bool:
-        """The chain is intact and every verdict holds."""
-        return self.chain.ok and all(v.holds for v in self.verdicts)
+        """The chain is intact and authenticated, and every verdict holds."""
+        return self.chain.ok and self.authenticated and all(v.holds for v in self.verdicts)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON data (what ``--format json`` prints)."""
@@ -169,6 +174,7 @@ class Proof:
             "proven": self.proven,
             "chain": {
                 "ok": self.chain.ok,
+                "authenticated": self.authenticated,
                 "files": list(self.chain.files),
                 "lines": self.chain.lines,
                 "events": self.chain.events,
@@ -260,6 +266,7 @@ def prove(
     scope: ProofScope | None = None,
     *,
     public_key: Any = None,
+    head: str | None = None,
     partial: bool = False,
     live: bool = False,
     max_ttl: float = DEFAULT_MAX_TTL,
@@ -271,6 +278,8 @@ def prove(
         paths: the log's files (any order).
         scope: the session, task, principal or time window (default: the whole log).
         public_key: the checkpoint key (see :func:`~mcpgov.audit.verify_chain`).
+        head: the expected hash of the log's last line, kept where its writer cannot rewrite it.
+            Without ``public_key`` or ``head`` the log is not authenticated and nothing is proven.
         partial: accept a log whose older files were archived.
         live: accept a log still being written.
         max_ttl: the longest credential lifetime, in seconds, the policy allows.
@@ -284,7 +293,7 @@ def prove(
     """
     scope = scope or ProofScope()
     collector = _Collector(scope)
-    chain = verify_chain(paths, partial=partial, public_key=public_key, live=live, visit=collector)
+    chain = verify_chain(paths, partial=partial, head=head, public_key=public_key, live=live, visit=collector)
     credentials = _credentials(collector.credential_events)
     calls = _calls(collector.selected, credentials)
     used = {c.credential for c in calls if c.credential}
@@ -302,7 +311,8 @@ def prove(
         _tenant_bound(calls, relevant, approvals),
         _time_limited(calls, relevant, max_ttl),
     )
-    return Proof(scope, chain, tuple(calls), relevant, verdicts, max_ttl)
+    authenticated = public_key is not None or head is not None
+    return Proof(scope, chain, tuple(calls), relevant, verdicts, max_ttl, authenticated)
 
 
 def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:
@@ -531,6 +541,12 @@ def _time_limited(calls: list[Call], grants: dict[str, CredentialGrant], max_ttl
 # --- rendering -------------------------------------------------------------------------------------
 
 
+_UNAUTHENTICATED = (
+    "no public key (--public-key) or head (--head) given: anyone with write access to the log could have "
+    "rewritten it into another intact chain"
+)
+
+
 def render_text(proof: Proof) -> str:
     """The proof as text for a terminal (every recorded value escaped)."""
     p = printable
@@ -542,6 +558,8 @@ def render_text(proof: Proof) -> str:
         f"chain: {status}: {chain.lines} line(s), {chain.events} event(s), {chain.checkpoints} checkpoint(s){sealed}"
     )
     lines.extend(f"  {p(str(problem))}" for problem in chain.problems[:20])
+    if not proof.authenticated:
+        lines.append(f"chain: NOT AUTHENTICATED: {_UNAUTHENTICATED}")
     lines.append(f"calls: {len(proof.calls)}")
     for call in proof.calls:
         lines.append(
@@ -607,6 +625,8 @@ def render_html(proof: Proof) -> str:
         f"<p>{proof.chain.lines} line(s), {proof.chain.events} event(s), {proof.chain.checkpoints} checkpoint(s) "
         f"in {len(proof.chain.files)} file(s); head <code>{e(proof.chain.head)}</code></p>",
     ]
+    if not proof.authenticated:
+        out.append(f"<p>{mark(False, no='NOT AUTHENTICATED')}: {e(_UNAUTHENTICATED)}</p>")
     if proof.chain.problems:
         out.append("<ul>" + "".join(f"<li>{e(str(p))}</li>" for p in proof.chain.problems[:50]) + "</ul>")
     out.append("<h2>Verdicts</h2><table><tr><th>verdict</th><th>result</th><th>evidence</th></tr>")
