@@ -316,3 +316,17 @@ def test_a_log_anchored_by_its_head_can_prove_without_a_key(tmp_path: Path) -> N
     assert proof.authenticated and proof.proven
     code, output = _cli("prove", "--task", "t", "--head", sink.head, str(path))
     assert code == 0 and output.rstrip().endswith("PROVEN") and "NOT AUTHENTICATED" not in output
+
+
+def test_verify_without_a_key_or_head_says_it_checked_the_hash_chain_only(tmp_path: Path, key_file: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file)
+    sink.write_batch(make_events(3))
+    sink.close()
+    code, output = _cli("verify", str(path))
+    assert code == 0 and output.startswith("OK: ")
+    assert "1 checkpoint(s) not checked" in output and "not authenticated" in output
+    code, output = _cli("verify", "--public-key", str(key_file), str(path))
+    assert code == 0 and "not authenticated" not in output and "closed" in output
+    code, output = _cli("verify", "--head", sink.head, str(path))
+    assert code == 0 and "not authenticated" not in output

@@ -107,6 +107,10 @@ def verify(
                 sealed = f", {report.checkpoints} signed checkpoint(s), " + (
                     "closed" if report.sealed else f"live ({report.unsealed} line(s) after the last checkpoint)"
                 )
+            if report.sealed is None and head is None:
+                sealed = (
+                    f", {report.checkpoints} checkpoint(s) not checked" if report.checkpoints else ""
+                ) + "; hash chain only: not authenticated (--public-key or --head also detects a rewritten log)"
             click.echo(f"OK: {report.lines} line(s) in {len(report.files)} file(s), {span}, head {report.head}{sealed}")
         return
     if not quiet:
