@@ -330,3 +330,72 @@ def test_verify_without_a_key_or_head_says_it_checked_the_hash_chain_only(tmp_pa
     assert code == 0 and "not authenticated" not in output and "closed" in output
     code, output = _cli("verify", "--head", sink.head, str(path))
     assert code == 0 and "not authenticated" not in output
+
+
+# --- a live log cut back behind its writer's back -----------------------------------------------------
+
+
+def _cut_to(path: Path, lines: int) -> None:
+    keep = b"".join(path.read_bytes().splitlines(keepends=True)[:lines])
+    with path.open("r+b") as f:  # in place: the writer's open file is the one cut
+        f.truncate(len(keep))
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_a_live_log_cut_back_is_recorded_by_its_writer_and_never_sealed_as_intact(
+    tmp_path: Path, key_file: Path, queued: bool
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=2)
+    sink.write_batch(make_events(5))  # 5 events and 2 checkpoints: 7 lines
+    _cut_to(path, 3)  # the last 4 lines (2 events, a checkpoint, 1 event) removed
+    if queued:
+        queue = QueuedSink(sink)
+        for event in make_events(2, start=5):
+            queue(event)
+        assert queue.close(5.0)
+    else:
+        sink.write_batch(make_events(2, start=5))
+        sink.close()
+    report = verify_chain([path], public_key=key_file)
+    assert [(p.line, p.kind) for p in report.problems] == [(4, "lost")], report.problems
+    assert "up to seq 7 cut back to seq 3" in report.problems[0].message
+    assert report.sealed  # the record of the cut is itself signed by the next checkpoints
+    assert rules(path)[-2:] == ["rule-5", "rule-6"]
+
+
+@pytest.mark.parametrize("longer", [False, True])
+def test_an_unsealed_last_line_rewritten_with_its_hash_recomputed_is_never_sealed_as_intact(
+    tmp_path: Path, key_file: Path, longer: bool
+) -> None:
+    import rfc8785
+
+    from mcpgov.audit._jsonl import line_hash
+
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=100)
+    sink.write_batch(make_events(2))  # no checkpoint yet: both lines unsealed
+    lines = path.read_bytes().splitlines(keepends=True)
+    record = json.loads(lines[1])
+    record["event"]["rule"] = "rule-XX" if longer else "rule-X"  # same length, or not
+    body = rfc8785.dumps(record["event"])
+    record["hash"] = line_hash(record["prev"], record["seq"], body)
+    path.write_bytes(lines[0] + rfc8785.dumps(record) + b"\n")
+    sink.write_batch(make_events(1, start=2))
+    sink.close()
+    report = verify_chain([path], public_key=key_file)
+    assert not report.ok
+    assert [p.kind for p in report.problems] == (["lost"] if longer else ["inserted"]), report.problems
+
+
+def test_other_writers_appending_and_rotating_are_never_taken_for_a_cut(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    first, second = JsonlSink(path, max_bytes=4096), JsonlSink(path, max_bytes=4096)
+    for i in range(40):
+        (first if i % 3 else second).write_batch(make_events(1 + i % 4, start=i))
+    first.close()
+    second.close()
+    files = sorted(tmp_path.glob("audit*.jsonl"))
+    assert len(files) > 2
+    report = verify_chain(files)
+    assert report.ok, report.problems

@@ -322,6 +322,31 @@ def gap_event(lost: int, reason: str, since: datetime, sink: str) -> AuditEvent:
     )
 
 
+def cut_event(seq: int, head: str, found_seq: int, found_head: str, sink: str) -> AuditEvent:
+    """The ``audit.gap`` event a log writer writes when the log it wrote up to ``seq`` (``head``)
+    now ends earlier or elsewhere (``found_seq``, ``found_head``): lines were cut or replaced."""
+    return AuditEvent._trusted(
+        {
+            "id": _event_ids.next(),
+            "type": "audit.gap",
+            "time": _now(_UTC),
+            "side": "audit",
+            "method": "audit/gap",
+            "reason": "log_cut",
+            "detail": f"the log was written up to seq {seq} but now ends at seq {found_seq}: lines were removed "
+            "or replaced",
+            "attributes": {
+                "lost": max(seq - found_seq, 1),
+                "seq": seq,
+                "head": head,
+                "found_seq": found_seq,
+                "found_head": found_head,
+                "sink": sink,
+            },
+        }
+    )
+
+
 _ALWAYS_SET = frozenset({"id", "type", "time"})
 _CONTEXT_FIELDS: list[frozenset[str]] = []
 

@@ -434,6 +434,7 @@ class JsonlSink:
         """Events this sink could not write (each write that failed and was truncated away)."""
         self._unrecorded = 0  # lost events the log does not record yet (an ``audit.gap`` line will)
         self._lost_since: datetime | None = None
+        self._cuts: list[tuple[int, str, int, str]] = []  # the log found cut back: (seq, head, found seq, head)
         try:
             self._resume()
             self._fd: int | None = self._open()
@@ -525,12 +526,18 @@ class JsonlSink:
                 if self._stale or mine.st_size != self._size:
                     # Another writer appended (or rotated and we reopened): continue its chain.
                     self._size = mine.st_size
+                    seq, head = self.seq, self.head
                     try:
                         self._resume()
                     except ConfigurationError as exc:
                         _flock(fd, False)
                         raise OSError(str(exc)) from None
                     self._stale = False
+                    if seq and (self.seq < seq or (self.seq == seq and self.head != head)):
+                        # Writers only ever append: a chain that now ends before (or beside) the
+                        # line this sink wrote last was cut or replaced. Continuing it silently
+                        # would seal the cut; the next line records it instead.
+                        self._cuts.append((seq, head, self.seq, self.head))
                 return fd
             # Another writer rotated the file away: reopen the active path.
             _flock(fd, False)
@@ -632,15 +639,23 @@ class JsonlSink:
         if self._fd is not None:
             self._unlock(self._fd)
 
-    def _write_locked(self, fd: int, bodies: list[bytes], reason: str | None) -> None:
-        gap = self._unrecorded
-        if gap:
-            # Events were lost (a write failed): the chain records it before anything else, so a
-            # verifier sees the loss instead of a seamless chain.
-            from mcpgov._audit import gap_event  # noqa: PLC0415 - see the TYPE_CHECKING block
+    def _notes(self) -> list[bytes]:
+        """The ``audit.gap`` lines the chain owes before anything else: events lost to failed
+        writes, and cuts found in the log, so a verifier sees them instead of a seamless chain."""
+        if not self._unrecorded and not self._cuts:
+            return []
+        from mcpgov._audit import cut_event, gap_event  # noqa: PLC0415 - see the TYPE_CHECKING block
 
+        notes = [encode_event(cut_event(*cut, self.name)) for cut in self._cuts]
+        if self._unrecorded:
             assert self._lost_since is not None  # noqa: S101 - set with _unrecorded; narrows the type
-            bodies = [encode_event(gap_event(gap, "write_failed", self._lost_since, self.name)), *bodies]
+            notes.append(encode_event(gap_event(self._unrecorded, "write_failed", self._lost_since, self.name)))
+        return notes
+
+    def _write_locked(self, fd: int, bodies: list[bytes], reason: str | None) -> None:
+        notes = self._notes()
+        if notes:
+            bodies = [*notes, *bodies]
         prev, seq = self.head, self.seq
         since = self._since_checkpoint
         signer = self._signer
@@ -678,9 +693,10 @@ class JsonlSink:
         if self._size == len(data):
             self._first_seq = self.seq + 1
         self.head, self.seq = prev, seq
-        self.written += len(bodies) - (1 if gap else 0)
-        if gap:
+        self.written += len(bodies) - len(notes)
+        if notes:
             self._unrecorded, self._lost_since = 0, None
+            self._cuts.clear()
         self.checkpoints += checkpoints
         self._since_checkpoint = since
         if checkpoints:
@@ -1109,6 +1125,15 @@ def _gap(name: str, number: int, event: dict[str, Any]) -> ChainProblem:
     attributes = attributes if isinstance(attributes, dict) else {}
     lost, since, reason = attributes.get("lost"), attributes.get("since"), event.get("reason")
     count = str(lost) if type(lost) is int else "some"
+    if reason == "log_cut":
+        seq, found = attributes.get("seq"), attributes.get("found_seq")
+        return ChainProblem(
+            name,
+            number,
+            "lost",
+            f"the writer found the log it had written up to seq {seq if type(seq) is int else '?'} cut back to "
+            f"seq {found if type(found) is int else '?'}: lines were removed or replaced",
+        )
     when = f" since {since[:40]}" if isinstance(since, str) else ""
     why = f" ({reason[:40]})" if isinstance(reason, str) else ""
     return ChainProblem(
