@@ -399,3 +399,19 @@ def test_other_writers_appending_and_rotating_are_never_taken_for_a_cut(tmp_path
     assert len(files) > 2
     report = verify_chain(files)
     assert report.ok, report.problems
+
+
+def test_a_live_proof_does_not_vouch_for_lines_no_checkpoint_covers(tmp_path: Path, key_file: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=2)
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme")
+    sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="deny", rule="r")] * 2)  # then a checkpoint
+    sealed = prove([path], ProofScope(task="t"), public_key=key_file, live=True)
+    assert sealed.authenticated and sealed.proven
+    sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="deny", rule="r")])  # not covered yet
+    tail = prove([path], ProofScope(task="t"), public_key=key_file, live=True)
+    assert tail.chain.ok and not tail.authenticated and not tail.proven
+    code, output = _cli("prove", "--task", "t", "--live", "--public-key", str(key_file), str(path))
+    assert code == 1 and "1 line(s) after the last signed checkpoint" in output
+    sink.close()
+    assert prove([path], ProofScope(task="t"), public_key=key_file).proven

@@ -148,10 +148,10 @@ class Proof:
         credentials: the credentials the calls used or the scope minted, by id.
         verdicts: least-privilege, tenant-bound and time-limited.
         max_ttl: the longest credential lifetime accepted.
-        authenticated: whether the log was checked against something its writer alone holds (its
-            signed checkpoints, with a public key, or a head hash kept elsewhere). Without that,
-            anyone with write access could have rewritten the log into another intact chain, and
-            nothing is proven.
+        authenticated: whether every line was checked against something its writer alone holds
+            (signed checkpoints covering it, with a public key, or a head hash kept elsewhere).
+            Without that, anyone with write access could have rewritten the log (or, with
+            ``live``, its unsealed tail) into another intact chain, and nothing is proven.
     """
 
     scope: ProofScope
@@ -311,7 +311,9 @@ def prove(
         _tenant_bound(calls, relevant, approvals),
         _time_limited(calls, relevant, max_ttl),
     )
-    authenticated = public_key is not None or head is not None
+    # With a key, every line must be under a verified checkpoint: lines after the last one (a log
+    # still being written, --live) could have been appended or rewritten by anyone.
+    authenticated = head is not None or (public_key is not None and chain.unsealed == 0)
     return Proof(scope, chain, tuple(calls), relevant, verdicts, max_ttl, authenticated)
 
 
@@ -547,6 +549,15 @@ _UNAUTHENTICATED = (
 )
 
 
+def _unauthenticated(proof: Proof) -> str:
+    if proof.chain.sealed is not None and proof.chain.unsealed:
+        return (
+            f"{proof.chain.unsealed} line(s) after the last signed checkpoint (a log still being written) could "
+            "have been appended or rewritten by anyone: prove once a checkpoint covers them, or give --head"
+        )
+    return _UNAUTHENTICATED
+
+
 def render_text(proof: Proof) -> str:
     """The proof as text for a terminal (every recorded value escaped)."""
     p = printable
@@ -559,7 +570,7 @@ def render_text(proof: Proof) -> str:
     )
     lines.extend(f"  {p(str(problem))}" for problem in chain.problems[:20])
     if not proof.authenticated:
-        lines.append(f"chain: NOT AUTHENTICATED: {_UNAUTHENTICATED}")
+        lines.append(f"chain: NOT AUTHENTICATED: {_unauthenticated(proof)}")
     lines.append(f"calls: {len(proof.calls)}")
     for call in proof.calls:
         lines.append(
@@ -626,7 +637,7 @@ def render_html(proof: Proof) -> str:
         f"in {len(proof.chain.files)} file(s); head <code>{e(proof.chain.head)}</code></p>",
     ]
     if not proof.authenticated:
-        out.append(f"<p>{mark(False, no='NOT AUTHENTICATED')}: {e(_UNAUTHENTICATED)}</p>")
+        out.append(f"<p>{mark(False, no='NOT AUTHENTICATED')}: {e(_unauthenticated(proof))}</p>")
     if proof.chain.problems:
         out.append("<ul>" + "".join(f"<li>{e(str(p))}</li>" for p in proof.chain.problems[:50]) + "</ul>")
     out.append("<h2>Verdicts</h2><table><tr><th>verdict</th><th>result</th><th>evidence</th></tr>")
