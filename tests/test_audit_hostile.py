@@ -6,11 +6,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from mcp import Client
 
 from mcpgov import AuditEvent, Auditor, AuditUnavailable, GovContext
@@ -415,3 +418,66 @@ def test_a_live_proof_does_not_vouch_for_lines_no_checkpoint_covers(tmp_path: Pa
     assert code == 1 and "1 line(s) after the last signed checkpoint" in output
     sink.close()
     assert prove([path], ProofScope(task="t"), public_key=key_file).proven
+
+
+# --- properties: no change to a sealed, signed log goes unnoticed --------------------------------------
+
+_SIGNED: dict[str, tuple[Path, Path, bytes]] = {}
+
+
+def _signed_log() -> tuple[Path, Path, bytes]:
+    """A sealed log written once (folder, key, bytes): events with escapes, numbers and non-ASCII."""
+    if not _SIGNED:
+        from click.testing import CliRunner
+
+        from mcpgov.cli import main
+
+        folder = Path(tempfile.mkdtemp())
+        key = folder / "key.jwks"
+        CliRunner().invoke(main, ["keys", "generate", "--out", str(key)])
+        ctx = GovContext(side="server", method="tools/call", kind="tool", target="dé\u202eploy\n", tenant="acme")
+        events = [
+            AuditEvent.from_context(
+                ctx, "decision", effect="allow", rule=f"r{i}", attributes={"x": 1.5, "n": i, "s": 'a"b\\c\u0001'}
+            )
+            for i in range(4)
+        ]
+        sink = JsonlSink(folder / "audit.jsonl", checkpoint_key=key, checkpoint_every=2)
+        sink.write_batch(events)
+        sink.close()
+        _SIGNED["log"] = (folder, key, (folder / "audit.jsonl").read_bytes())
+    return _SIGNED["log"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_property_any_byte_or_line_change_to_a_signed_log_is_found(data: st.DataObject) -> None:
+    folder, key, original = _signed_log()
+    lines = original.splitlines(keepends=True)
+    op = data.draw(st.sampled_from(["set", "delete", "insert", "cut", "drop", "dup", "swap", "crlf"]))
+    at = data.draw(st.integers(0, len(original) - 1))
+    line = data.draw(st.integers(0, len(lines) - 1))
+    other = data.draw(st.integers(0, len(lines) - 1))
+    if op == "set":
+        changed = original[:at] + bytes([data.draw(st.integers(0, 255))]) + original[at + 1 :]
+    elif op == "delete":
+        changed = original[:at] + original[at + 1 :]
+    elif op == "insert":
+        changed = original[:at] + bytes([data.draw(st.integers(0, 255))]) + original[at:]
+    elif op == "cut":
+        changed = original[:at]
+    elif op == "drop":
+        changed = b"".join(lines[:line] + lines[line + 1 :])
+    elif op == "dup":
+        changed = b"".join(lines[: line + 1] + lines[line:])
+    elif op == "swap":
+        swapped = list(lines)
+        swapped[line], swapped[other] = swapped[other], swapped[line]
+        changed = b"".join(swapped)
+    else:
+        changed = original.replace(b"\n", b"\r\n", data.draw(st.integers(1, len(lines))))
+    assume(changed != original)
+    path = folder / "changed.jsonl"
+    path.write_bytes(changed)
+    report = verify_chain([path], public_key=key)
+    assert not report.ok
