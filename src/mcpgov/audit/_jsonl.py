@@ -601,7 +601,7 @@ class JsonlSink:
         bodies = [encode_event(event) for event in events]
         with self._lock:
             try:
-                fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies) + 1024)
+                fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies))
                 try:
                     self._write_locked(fd, bodies, None)
                 finally:
