@@ -388,7 +388,10 @@ def test_an_unsealed_last_line_rewritten_with_its_hash_recomputed_is_never_seale
     sink.close()
     report = verify_chain([path], public_key=key_file)
     assert not report.ok
-    assert [p.kind for p in report.problems] == (["lost"] if longer else ["inserted"]), report.problems
+    # Rewritten with another length, the writer notices and claims neither line; otherwise the
+    # next line no longer chains to it.
+    expected = ["lost", "unclaimed", "unclaimed"] if longer else ["inserted"]
+    assert [p.kind for p in report.problems] == expected, report.problems
 
 
 def test_other_writers_appending_and_rotating_are_never_taken_for_a_cut(tmp_path: Path) -> None:
@@ -481,3 +484,79 @@ def test_property_any_byte_or_line_change_to_a_signed_log_is_found(data: st.Data
     path.write_bytes(changed)
     report = verify_chain([path], public_key=key)
     assert not report.ok
+
+
+# --- lines appended to a live log by someone without the key -------------------------------------------
+
+
+def _append_forged(path: Path, event: dict[str, str]) -> None:
+    """Append a line that continues the chain exactly as a writer would, without the key."""
+    import rfc8785
+
+    from mcpgov.audit._jsonl import line_hash
+
+    last = json.loads(path.read_bytes().splitlines()[-1])
+    seq = last["seq"] + 1
+    body = rfc8785.dumps(event)
+    digest = line_hash(last["hash"], seq, body)
+    with path.open("ab") as f:
+        f.write(rfc8785.dumps({"event": event, "hash": digest, "prev": last["hash"], "seq": seq}) + b"\n")
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_lines_forged_into_a_live_log_are_never_vouched_for_by_its_writer(
+    tmp_path: Path, key_file: Path, queued: bool
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=3)
+    sink.write_batch(make_events(2))
+    forged = {
+        "id": "f1",
+        "type": "approval.granted",
+        "time": "2026-01-01T00:00:00+00:00",
+        "side": "server",
+        "method": "tools/call",
+        "target": "deploy",
+        "approver": "mallory",
+        "schema_version": "1",
+    }
+    _append_forged(path, forged)  # the writer catches up and continues the chain after it
+    if queued:
+        queue = QueuedSink(sink)
+        for event in make_events(4, start=2):
+            queue(event)
+        assert queue.close(5.0)
+    else:
+        sink.write_batch(make_events(4, start=2))
+        sink.close()
+    assert "mallory" in [e.approver for e in read_events([path])]
+    report = verify_chain([path], public_key=key_file)
+    assert [(p.line, p.kind) for p in report.problems] == [(3, "unclaimed")], report.problems
+    assert not prove([path], ProofScope(), public_key=key_file).proven
+    assert verify_chain([path]).ok  # the hash chain alone cannot tell
+
+
+def test_several_writers_claim_each_others_lines_between_them(tmp_path: Path, key_file: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    first = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=4, max_bytes=4096)
+    second = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=5, max_bytes=4096)
+    for i in range(60):
+        (first if i % 3 else second).write_batch(make_events(1 + i % 4, start=i))
+        if i == 30:
+            live = verify_chain(sorted(tmp_path.glob("audit*.jsonl")), public_key=key_file, live=True)
+            assert live.ok and live.unclaimed > 0  # each writer's newest lines await its next checkpoint
+    first.close()
+    second.close()
+    report = verify_chain(sorted(tmp_path.glob("audit*.jsonl")), public_key=key_file)
+    assert report.ok and report.sealed and report.unclaimed == 0, report.problems
+
+
+def test_a_writer_that_died_between_checkpoints_leaves_its_lines_unclaimed(tmp_path: Path, key_file: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    crashed = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=100)
+    crashed.write_batch(make_events(2))  # then the process dies: no checkpoint claims these
+    resumed = JsonlSink(path, checkpoint_key=key_file)
+    resumed.write_batch(make_events(1, start=2))
+    resumed.close()
+    report = verify_chain([path], public_key=key_file)
+    assert [(p.line, p.kind) for p in report.problems] == [(1, "unclaimed"), (2, "unclaimed")]

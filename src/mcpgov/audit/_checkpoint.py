@@ -3,11 +3,16 @@
 A checkpoint is a line of the chain whose content is a compact JWS (``typ``
 :data:`CHECKPOINT_TYP`) over the RFC 8785 canonical JSON of::
 
-    {"events": 1000, "prev": "sha256:...", "reason": "count", "seq": 1001,
+    {"events": 1000, "lines": [[1, 1000]], "prev": "sha256:...", "reason": "count", "seq": 1001,
      "time": "2026-...Z", "writer": "4f3c..."}
 
 ``prev`` and ``seq`` are those of the checkpoint line itself, so the signature commits to every
-line before it. ``reason`` is ``count`` (every N events), ``interval`` (every T seconds),
+line before it. ``lines`` are the ranges of sequence numbers the writer wrote itself since its
+previous checkpoint: a verifier accepts an event line only when a checkpoint claims it, so lines
+appended by anyone else (without the key) are found even when a writer continued the chain after
+them. (Checkpoints written before ``lines`` existed claim every line before them.)
+
+``reason`` is ``count`` (every N events), ``interval`` (every T seconds),
 ``rotate`` (the last line of a file that another file continues) or ``close`` (the writer
 closed the log). Keys are the files ``mcpgov keys generate`` writes (a private JWKS); verifiers
 take the public half (``mcpgov keys jwks``), or the same file.
@@ -42,8 +47,9 @@ CHECKPOINT_REASONS = frozenset({"count", "interval", "rotate", "close"})
 
 _ALGORITHMS = frozenset({"Ed25519", "ES256"})
 _MAX_KEY_FILE = 1 << 20
-_MAX_JWS = 4096
+_MAX_JWS = 16384
 _PAYLOAD_KEYS = frozenset({"events", "prev", "reason", "seq", "time", "writer"})
+_CLAIMING_KEYS = _PAYLOAD_KEYS | {"lines"}  # the lines the writer claims as its own (earlier writers did not)
 
 
 def _algorithm(key: Key) -> str:
@@ -203,8 +209,20 @@ class CheckpointKeys:
             payload = json.loads(obj.payload or b"")
         except (ValueError, RecursionError):
             raise ValueError("the signed payload is not JSON") from None
-        if not isinstance(payload, dict) or set(payload) != _PAYLOAD_KEYS:
+        if not isinstance(payload, dict) or set(payload) not in (_PAYLOAD_KEYS, _CLAIMING_KEYS):
             raise ValueError("the signed payload is not a checkpoint")
         if payload["reason"] not in CHECKPOINT_REASONS:
             raise ValueError("the signed payload names an unknown reason")
+        seq = payload["seq"]
+        if type(seq) is not int or not isinstance(payload["prev"], str):
+            raise ValueError("the signed payload names no position")
+        lines = payload.get("lines")
+        if lines is not None and not (
+            isinstance(lines, list)
+            and all(
+                isinstance(r, list) and len(r) == 2 and all(type(n) is int for n in r) and 1 <= r[0] <= r[1] < seq
+                for r in lines
+            )
+        ):
+            raise ValueError("the signed payload claims lines in an unknown form")
         return payload

@@ -92,6 +92,7 @@ _HASH_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _TAIL_CHUNK = 65536
 _MAX_LINE = 16 * 1024 * 1024
 _MAX_SAFE_INT = 2**53 - 1
+_MAX_CLAIMED_RANGES = 64  # a checkpoint claims at most this many ranges of lines (its signature stays small)
 
 
 @functools.cache
@@ -173,6 +174,14 @@ def line_hash(prev: str, seq: int, canonical: bytes) -> str:
     digest = hashlib.sha256(f"{prev}\n{seq}\n".encode("ascii"))
     digest.update(canonical)
     return "sha256:" + digest.hexdigest()
+
+
+def _claim(ranges: list[list[int]], seq: int) -> None:
+    """Add ``seq`` to ``ranges`` (ascending ranges of sequence numbers, merged when adjacent)."""
+    if ranges and ranges[-1][1] == seq - 1:
+        ranges[-1][1] = seq
+    else:
+        ranges.append([seq, seq])
 
 
 def _checkpoint_body(token: str) -> bytes:
@@ -434,6 +443,7 @@ class JsonlSink:
         """Events this sink could not write (each write that failed and was truncated away)."""
         self._unrecorded = 0  # lost events the log does not record yet (an ``audit.gap`` line will)
         self._lost_since: datetime | None = None
+        self._mine: list[list[int]] = []  # ranges of seq this sink wrote since its last checkpoint
         self._cuts: list[tuple[int, str, int, str]] = []  # the log found cut back: (seq, head, found seq, head)
         try:
             self._resume()
@@ -538,6 +548,9 @@ class JsonlSink:
                         # line this sink wrote last was cut or replaced. Continuing it silently
                         # would seal the cut; the next line records it instead.
                         self._cuts.append((seq, head, self.seq, self.head))
+                        # What now stands where this sink's unclaimed lines were may have been
+                        # rewritten (hashes recomputed): this sink's signature claims none of it.
+                        self._mine = []
                 return fd
             # Another writer rotated the file away: reopen the active path.
             _flock(fd, False)
@@ -547,11 +560,13 @@ class JsonlSink:
     def _unlock(self, fd: int) -> None:
         _flock(fd, False)
 
-    def _checkpoint(self, reason: str, prev: str, seq: int, events: int) -> tuple[bytes, str]:
-        """A signed checkpoint line at ``seq`` after ``prev``, and its hash."""
+    def _checkpoint(self, reason: str, prev: str, seq: int, events: int, lines: list[list[int]]) -> tuple[bytes, str]:
+        """A signed checkpoint line at ``seq`` after ``prev`` claiming ``lines`` (the ranges of
+        sequence numbers this sink wrote since its last checkpoint), and its hash."""
         assert self._signer is not None  # noqa: S101 - callers check; narrows the type
         payload = {
             "events": events,
+            "lines": lines,
             "prev": prev,
             "reason": reason,
             "seq": seq,
@@ -662,26 +677,31 @@ class JsonlSink:
         every = self.checkpoint_every
         parts: list[bytes] = []
         checkpoints = 0
+        # The lines this sink wrote since its last checkpoint, as ranges of seq: each checkpoint
+        # claims them, so lines others appended (another writer, or someone without the key)
+        # are never vouched for by this sink's signature.
+        mine = [list(r) for r in self._mine]
         for body in bodies:
             seq += 1
             digest = line_hash(prev, seq, body)
             parts.append(_event_line(body, digest, prev, seq))
             prev = digest
             since += 1
-            if signer is not None and since >= every:
+            _claim(mine, seq)
+            if signer is not None and (since >= every or len(mine) >= _MAX_CLAIMED_RANGES):
                 seq += 1
-                line, prev = self._checkpoint("count", prev, seq, since)
+                line, prev = self._checkpoint("count", prev, seq, since, mine)
                 parts.append(line)
-                since = 0
+                since, mine = 0, []
                 checkpoints += 1
         now = self._clock()
         if signer is not None and reason is None and since and now - self._last_checkpoint >= self.checkpoint_interval:
             reason = "interval"
         if signer is not None and reason is not None:
             seq += 1
-            line, prev = self._checkpoint(reason, prev, seq, since)
+            line, prev = self._checkpoint(reason, prev, seq, since, mine)
             parts.append(line)
-            since = 0
+            since, mine = 0, []
             checkpoints += 1
         if not parts:
             return
@@ -699,6 +719,7 @@ class JsonlSink:
             self._cuts.clear()
         self.checkpoints += checkpoints
         self._since_checkpoint = since
+        self._mine = mine
         if checkpoints:
             self._last_checkpoint = now
         self._healthy = True
@@ -785,7 +806,8 @@ class ChainProblem:
             begin at its first line), ``empty``, ``truncated`` (it does not end where it should:
             at the expected head, or at a signed closing checkpoint), ``missing_file`` (the chain
             continues in a file that is not given), ``checkpoint`` (a checkpoint whose signature
-            or content does not verify), ``unsealed`` (no signed checkpoint at all) or ``lost``
+            or content does not verify), ``unclaimed`` (an event line no signed checkpoint claims
+            as its writer's own), ``unsealed`` (no signed checkpoint at all) or ``lost``
             (the writer recorded events it could not write: an ``audit.gap`` line).
         message: what was found.
     """
@@ -816,6 +838,8 @@ class ChainReport:
             without a key).
         unsealed: lines after the last verified checkpoint (with a key).
         last_checkpoint: the payload of the last verified checkpoint (with a key).
+        unclaimed: event lines no verified checkpoint claims as its writer's own (with a key;
+            reported as problems unless ``live``).
     """
 
     files: tuple[str, ...]
@@ -829,6 +853,7 @@ class ChainReport:
     sealed: bool | None = None
     unsealed: int = 0
     last_checkpoint: dict[str, Any] | None = None
+    unclaimed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -954,6 +979,7 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
     total = events = checkpoints = 0
     since_checkpoint = 0
     last_checkpoint: dict[str, Any] | None = None
+    unclaimed: dict[int, tuple[str, int]] = {}  # with a key: event lines no checkpoint claimed yet
     anchored = partial
     for _, _, name in order:
         number = 0
@@ -1016,6 +1042,8 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
             if "event" in record:
                 events += 1
                 since_checkpoint += 1
+                if keys is not None:
+                    unclaimed.setdefault(seq, (name, number))
                 if record["event"].get("type") == "audit.gap":
                     problems.append(_gap(name, number, record["event"]))
                 if visit is not None:
@@ -1042,6 +1070,7 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
                     )
                     since_checkpoint += 1
                     continue
+                _claim_lines(unclaimed, payload)
                 last_checkpoint = dict(payload, file=name, line=number)
                 since_checkpoint = 0
         if number:
@@ -1104,6 +1133,8 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
                     "(--live accepts a log still being written)",
                 )
             )
+    if unclaimed and last_checkpoint is not None and not live:
+        _unclaimed_problems(unclaimed, last_checkpoint["seq"], problems)
     return ChainReport(
         files=tuple(name for _, _, name in order),
         lines=total,
@@ -1115,8 +1146,50 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
         checkpoints=checkpoints,
         sealed=sealed,
         unsealed=since_checkpoint if keys is not None else 0,
+        unclaimed=len(unclaimed),
         last_checkpoint=dict(last_checkpoint) if last_checkpoint is not None else None,
     )
+
+
+def _claim_lines(unclaimed: dict[int, tuple[str, int]], payload: dict[str, Any]) -> None:
+    """Take the event lines a verified checkpoint claims off ``unclaimed`` (a checkpoint without
+    ``lines``, from before writers named their own lines, claims every line before it)."""
+    ranges = payload.get("lines")
+    if ranges is None:
+        ranges = [[1, payload["seq"] - 1]]
+    for first, last in ranges:
+        if last - first + 1 > len(unclaimed):
+            for seq in [s for s in unclaimed if first <= s <= last]:
+                del unclaimed[seq]
+        else:
+            for seq in range(first, last + 1):
+                unclaimed.pop(seq, None)
+
+
+_MAX_UNCLAIMED_REPORTED = 20
+
+
+def _unclaimed_problems(unclaimed: dict[int, tuple[str, int]], sealed_to: int, problems: list[ChainProblem]) -> None:
+    """One problem per event line before the last checkpoint that no checkpoint claims (lines after
+    it are reported as truncated), the first few by name and the rest counted."""
+    found = sorted((seq, where) for seq, where in unclaimed.items() if seq < sealed_to)
+    for seq, (name, number) in found[:_MAX_UNCLAIMED_REPORTED]:
+        problems.append(
+            ChainProblem(
+                name,
+                number,
+                "unclaimed",
+                f"no signed checkpoint claims seq {seq}: it was appended by someone without the key (a writer "
+                "continued the chain after it), or its writer stopped before its next checkpoint",
+            )
+        )
+    if len(found) > _MAX_UNCLAIMED_REPORTED:
+        name, number = found[_MAX_UNCLAIMED_REPORTED][1]
+        problems.append(
+            ChainProblem(
+                name, number, "unclaimed", f"{len(found) - _MAX_UNCLAIMED_REPORTED} more line(s) no checkpoint claims"
+            )
+        )
 
 
 def _gap(name: str, number: int, event: dict[str, Any]) -> ChainProblem:

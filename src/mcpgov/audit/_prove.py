@@ -313,7 +313,7 @@ def prove(
     )
     # With a key, every line must be under a verified checkpoint: lines after the last one (a log
     # still being written, --live) could have been appended or rewritten by anyone.
-    authenticated = head is not None or (public_key is not None and chain.unsealed == 0)
+    authenticated = head is not None or (public_key is not None and chain.unsealed == 0 and chain.unclaimed == 0)
     return Proof(scope, chain, tuple(calls), relevant, verdicts, max_ttl, authenticated)
 
 
@@ -550,6 +550,11 @@ _UNAUTHENTICATED = (
 
 
 def _unauthenticated(proof: Proof) -> str:
+    if proof.chain.sealed is not None and proof.chain.unclaimed and not proof.chain.unsealed:
+        return (
+            f"{proof.chain.unclaimed} line(s) no signed checkpoint claims yet (a log still being written by "
+            "several writers) could have been appended by anyone: prove once their writers' checkpoints cover them"
+        )
     if proof.chain.sealed is not None and proof.chain.unsealed:
         return (
             f"{proof.chain.unsealed} line(s) after the last signed checkpoint (a log still being written) could "
