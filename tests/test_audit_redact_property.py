@@ -73,6 +73,7 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
                 "percent",
                 "percent-nested",
                 "percent-json",
+                "arrow",
             ]
         )
     )
@@ -100,6 +101,9 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
         encoded = base64.b64encode(f"admin:{secret}".encode()).decode()
         text = f"Basic {encoded}"
         return text, encoded
+    elif shape == "arrow":  # Ruby/PHP hashes, C pointers, Pascal assignment
+        arrow = draw(st.sampled_from([" => ", "=>", " -> ", "->", " := "]))
+        text = f"{{{key}{arrow}{secret}}}"
     elif shape == "percent":  # a form body or query string, URL-encoded once more (a redirect target)
         encoded = quote(f"{key}={secret}", safe="")
         text = f"https://app.example/cb?state=1&next={encoded}"

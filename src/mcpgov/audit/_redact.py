@@ -90,11 +90,11 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),  # Slack tokens
     (r"\bAKIA[0-9A-Z]{16}\b", ("akia",)),  # AWS access key ids
     (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]*(?:-----END [A-Z ]*PRIVATE KEY-----)?", ("-----begin",)),
-    # key=value, key: value, "key": "value" (JSON, escaped JSON), key='value', with any prefix or
+    # key=value, key: value, "key": "value" (JSON, escaped JSON), key='value', key => value, with any prefix or
     # suffix on a key naming a secret (access_token=, DB_PASSWORD=, aws_secret_access_key=, x-api-key:).
     (
         r"(?P<_keep_key>(?i:[A-Za-z0-9_.-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.-]*)"
-        r"(?:\\?[\"'])?\s*(?:=|:(?!//))\s*)" + _SENSITIVE_VALUE,
+        r"(?:\\?[\"'])?\s*(?:=>|->|:=|=|:(?!//))\s*)" + _SENSITIVE_VALUE,
         _SENSITIVE_LITERALS,
     ),
 )
