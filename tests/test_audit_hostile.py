@@ -560,3 +560,30 @@ def test_a_writer_that_died_between_checkpoints_leaves_its_lines_unclaimed(tmp_p
     resumed.close()
     report = verify_chain([path], public_key=key_file)
     assert [(p.line, p.kind) for p in report.problems] == [(1, "unclaimed"), (2, "unclaimed")]
+
+
+def test_a_writers_unclaimed_lines_rewritten_and_extended_are_not_claimed(tmp_path: Path, key_file: Path) -> None:
+    import rfc8785
+
+    from mcpgov.audit._jsonl import line_hash
+
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=100)
+    sink.write_batch(make_events(3))  # no checkpoint yet: none of them claimed
+    lines = path.read_bytes().splitlines(keepends=True)
+    first = json.loads(lines[0])
+    prev, out = first["hash"], [lines[0]]
+    for raw in lines[1:]:  # rewrite lines 2 and 3 with their hashes recomputed, and add a line
+        record = json.loads(raw)
+        record["event"]["rule"] = "forged"
+        record["prev"] = prev
+        record["hash"] = prev = line_hash(prev, record["seq"], rfc8785.dumps(record["event"]))
+        out.append(rfc8785.dumps(record) + b"\n")
+    path.write_bytes(b"".join(out))
+    _append_forged(path, {"id": "f", "type": "decision", "rule": "forged", "side": "server", "method": "x"})
+    sink.write_batch(make_events(1, start=3))
+    sink.close()
+    report = verify_chain([path], public_key=key_file)
+    kinds = [(p.line, p.kind) for p in report.problems]
+    assert (5, "lost") in kinds  # the writer saw its own last line replaced
+    assert {(2, "unclaimed"), (3, "unclaimed"), (4, "unclaimed")} <= set(kinds), kinds  # and vouches for none

@@ -337,6 +337,25 @@ def _ends_torn(path: Path) -> bool:
         return f.read(1) != b"\n"
 
 
+def _hash_of_line_ending_at(path: Path, end: int) -> str | None:
+    """The hash of the chain line whose line end is the byte before ``end`` (``None`` if none is)."""
+    with path.open("rb") as f:
+        carry = b""
+        pos = end
+        while pos > 0 and len(carry) <= _MAX_LINE:
+            step = min(_TAIL_CHUNK, pos)
+            pos -= step
+            f.seek(pos)
+            carry = f.read(step) + carry
+            if not carry.endswith(b"\n"):
+                return None
+            start = carry.rfind(b"\n", 0, len(carry) - 1)
+            if start >= 0 or pos == 0:
+                record = _parse(carry[start + 1 :])
+                return record["hash"] if record is not None else None
+    return None
+
+
 def _first_record(path: Path) -> dict[str, Any] | None:
     with path.open("rb") as f:
         for raw in f:
@@ -535,6 +554,7 @@ class JsonlSink:
             if current is not None and current.st_ino == mine.st_ino:
                 if self._stale or mine.st_size != self._size:
                     # Another writer appended (or rotated and we reopened): continue its chain.
+                    known = self._size if not (self._stale or self._torn) and mine.st_size > self._size else 0
                     self._size = mine.st_size
                     seq, head = self.seq, self.head
                     try:
@@ -543,7 +563,11 @@ class JsonlSink:
                         _flock(fd, False)
                         raise OSError(str(exc)) from None
                     self._stale = False
-                    if seq and (self.seq < seq or (self.seq == seq and self.head != head)):
+                    if seq and (
+                        self.seq < seq
+                        or (self.seq == seq and self.head != head)
+                        or (known and _hash_of_line_ending_at(self.path, known) != head)
+                    ):
                         # Writers only ever append: a chain that now ends before (or beside) the
                         # line this sink wrote last was cut or replaced. Continuing it silently
                         # would seal the cut; the next line records it instead.
