@@ -545,6 +545,9 @@ def test_several_writers_claim_each_others_lines_between_them(tmp_path: Path, ke
         if i == 30:
             live = verify_chain(sorted(tmp_path.glob("audit*.jsonl")), public_key=key_file, live=True)
             assert live.ok and live.unclaimed > 0  # each writer's newest lines await its next checkpoint
+            names = [str(p) for p in sorted(tmp_path.glob("audit*.jsonl"))]
+            code, output = _cli("verify", "--live", "--public-key", str(key_file), *names)
+            assert code == 0 and f"{live.unclaimed} event line(s) no checkpoint claims yet" in output
     first.close()
     second.close()
     report = verify_chain(sorted(tmp_path.glob("audit*.jsonl")), public_key=key_file)

@@ -107,6 +107,8 @@ def verify(
                 sealed = f", {report.checkpoints} signed checkpoint(s), " + (
                     "closed" if report.sealed else f"live ({report.unsealed} line(s) after the last checkpoint)"
                 )
+                if report.unclaimed:
+                    sealed += f", {report.unclaimed} event line(s) no checkpoint claims yet"
             if report.sealed is None and head is None:
                 sealed = (
                     f", {report.checkpoints} checkpoint(s) not checked" if report.checkpoints else ""
