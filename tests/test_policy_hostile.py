@@ -7,12 +7,14 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 
 import anyio
 import pytest
 from mcp import Client, MCPError
 
-from mcpgov.policy import Policy, PolicyError, PolicyMiddleware
+from mcpgov import Effect, GovContext, Principal
+from mcpgov.policy import Policy, PolicyEngine, PolicyError, PolicyMiddleware
 from mcpgov.policy._load import MAX_POLICY_BYTES, MAX_POLICY_DEPTH
 from mcpgov.testing import InMemoryAuditSink
 
@@ -201,3 +203,95 @@ async def test_the_watcher_still_stops_when_cancelled(tmp_path: Path) -> None:
     with anyio.move_on_after(0.1) as scope:
         await mw.watch(0.01)
     assert scope.cancelled_caught
+
+
+# -- names spelled differently: purposes and tenants ----------------------------------------------
+
+NAME_SPELLINGS = (
+    "Marketing",
+    "MARKETING",
+    "\uff4d\uff41\uff52\uff4b\uff45\uff54\uff49\uff4e\uff47",  # fullwidth
+    "marketing ",
+    " marketing",
+    "marketing\u200b",  # zero-width space
+    "mar\u00adketing",  # soft hyphen
+    "m\u0430rketing",  # Cyrillic a
+    "\uff4darketing",  # one fullwidth letter
+    "marketin\u0261",  # Latin small script g
+)
+
+PURPOSE_POLICY = """
+rules:
+  - {id: mail, effect: allow, tools: [send_email]}
+  - {id: no-marketing-mail, effect: deny, tools: [send_email], when: {purposes: [marketing]}}
+"""
+
+
+@pytest.mark.parametrize("purpose", NAME_SPELLINGS)
+async def test_a_deny_on_a_purpose_applies_to_every_spelling_of_it(purpose: str, mode: str) -> None:
+    fs = build_file_server(Policy.from_yaml(PURPOSE_POLICY, source="p.yaml"))
+    email = {"to": "a@acme.example", "body": "b"}
+    async with Client(fs.server, mode=mode) as client:
+        assert (await client.call_tool("send_email", email, meta=as_("alice", purpose="support"))).is_error is False
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("send_email", email, meta=as_("alice", purpose=purpose))
+        assert caught.value.code == -32003
+    assert fs.ran == ["send_email:a@acme.example"]
+    denied = fs.sink.decisions()[-1]
+    assert denied.rule == "no-marketing-mail"
+    assert denied.reason == "condition_unevaluable"
+
+
+def _tenant_ctx(tenant: str, purpose: str | None = None) -> GovContext:
+    return GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="t",
+        action="execute",
+        arguments=MappingProxyType({}),
+        principal=Principal("https://idp", "alice", tenant=tenant),
+        tenant=tenant,
+        purpose=purpose,
+    )
+
+
+@pytest.mark.parametrize("spelling", [s.replace("marketing", "evil") for s in NAME_SPELLINGS if "marketing" in s])
+@pytest.mark.parametrize(
+    "deny",
+    [
+        "{id: d, effect: deny, tools: [t], tenants: [evil]}",
+        "{id: d, effect: deny, tools: [t], when: {tenants: [evil]}}",
+        "{id: d, effect: deny, tools: [t], unless: {tenants: [good]}}",
+    ],
+)
+def test_a_deny_scoped_to_a_tenant_applies_to_every_spelling_of_it(spelling: str, deny: str) -> None:
+    engine = PolicyEngine(Policy.from_yaml(f"rules:\n  - {{id: a, effect: allow, tools: [t]}}\n  - {deny}\n"))
+    decision = engine.decide(_tenant_ctx(spelling))
+    assert decision.effect is Effect.DENY
+    assert decision.rule == "d"
+    assert "tenant" in str(engine.explain(_tenant_ctx(spelling)))
+
+
+@pytest.mark.parametrize("spelling", ["ACME", "\uff41\uff43\uff4d\uff45", "acme ", "acme\u200b"])
+def test_an_allow_for_a_tenant_admits_only_its_exact_spelling(spelling: str) -> None:
+    engine = PolicyEngine(
+        Policy.from_yaml(
+            "rules:\n  - {id: a, effect: allow, tools: [t], tenants: [acme]}\n"
+            "  - {id: b, effect: allow, tools: [t], when: {tenants: [acme], purposes: [support]}}\n"
+        )
+    )
+    assert engine.decide(_tenant_ctx("acme")).effect is Effect.ALLOW
+    assert engine.decide(_tenant_ctx(spelling, "support")).effect is Effect.DENY
+    assert engine.decide(_tenant_ctx("acme", "Support")).rule == "a"
+
+
+def test_other_names_are_not_affected() -> None:
+    engine = PolicyEngine(
+        Policy.from_yaml(
+            "rules:\n  - {id: a, effect: allow, tools: [t]}\n"
+            "  - {id: d, effect: deny, tools: [t], tenants: [evil], when: {purposes: [marketing]}}\n"
+        )
+    )
+    for tenant, purpose in (("evilcorp", "marketing"), ("evil", "marketing-research"), ("devil", "Marketingx")):
+        assert engine.decide(_tenant_ctx(tenant, purpose)).rule == "a"

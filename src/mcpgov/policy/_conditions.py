@@ -49,6 +49,7 @@ __all__ = [
     "Check",
     "ConditionError",
     "Facts",
+    "NameSet",
     "canonical_path",
     "compile_conditions",
     "compile_principal",
@@ -742,13 +743,86 @@ def _member_of(label: str, what: str, values: Iterable[Any], value: Callable[[Go
     return Check(label, f"{what} is one of {sorted(allowed)}", False, lambda c, f: value(c, f) in allowed)
 
 
+_LOOKALIKE_LIMIT = 128
+"""The longest name (in characters) compared for look-alike letters (``confusables``)."""
+
+
+def name_key(value: str) -> str:
+    """How a reader reads a name (a tenant, a purpose): NFKC, case-folded, without format
+    characters (zero-width spaces, soft hyphens...), whitespace runs as one space, trimmed."""
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    if not text.isascii():
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.split())
+
+
+class NameSet:
+    """Names a request's tenant or purpose is compared with, exactly.
+
+    A value equal to a name is in the set. A value that is not, but that a reader takes for one
+    of the names (another case, a Unicode compatibility form such as fullwidth letters, invisible
+    format characters, surrounding whitespace, look-alike letters from another script) is
+    *unknown*: :meth:`holds` raises :class:`ConditionError`, so a deny naming the name applies
+    to every spelling of it and an allow admits only the name itself.
+    """
+
+    __slots__ = ("_keys", "label", "names", "what")
+
+    def __init__(self, label: str, what: str, names: Iterable[str]) -> None:
+        self.label = label
+        self.what = what
+        self.names = frozenset(names)
+        self._keys = {name_key(name): name for name in sorted(self.names)}
+
+    def holds(self, value: Any) -> bool:
+        """True when ``value`` is one of the names, False when it is none of them (or missing).
+
+        Raises:
+            ConditionError: ``value`` is another spelling of a name, or too long to judge.
+        """
+        if value in self.names:
+            return True
+        if not isinstance(value, str):
+            return False
+        if len(value) > MAX_CONDITION_STRING:
+            raise ConditionError(
+                self.label, f"a {self.what} longer than {MAX_CONDITION_STRING} characters is not judged"
+            )
+        key = name_key(value)
+        near = self._keys.get(key)
+        if near is None and not key.isascii() and len(key) <= _LOOKALIKE_LIMIT:
+            import confusables  # noqa: PLC0415 - loaded when a non-ASCII name is first compared
+
+            near = next(
+                (
+                    name
+                    for k, name in self._keys.items()
+                    if len(k) <= _LOOKALIKE_LIMIT and confusables.is_confusable(key, k)
+                ),
+                None,
+            )
+        if near is not None:
+            raise ConditionError(
+                self.label,
+                f"the {self.what} {value!r} is another spelling of {near!r} (case, Unicode form, "
+                "invisible characters, whitespace or look-alike letters)",
+            )
+        return False
+
+
+def _name_member_of(label: str, what: str, values: Iterable[str], value: Callable[[GovContext, Facts], Any]) -> Check:
+    """The check that ``value`` of the request is one of the names ``values`` (see :class:`NameSet`)."""
+    names = NameSet(label, what, values)
+    return Check(label, f"{what} is one of {sorted(names.names)}", False, lambda c, f: names.holds(value(c, f)))
+
+
 def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]:
     """Compile a ``when`` or ``unless`` block into its checks (cheap ones first)."""
     checks: list[Check] = []
     if conditions.tenants is not None:
-        checks.append(_member_of("tenants", "tenant", conditions.tenants, lambda c, _f: c.tenant))
+        checks.append(_name_member_of("tenants", "tenant", conditions.tenants, lambda c, _f: c.tenant))
     if conditions.purposes is not None:
-        checks.append(_member_of("purposes", "declared purpose", conditions.purposes, lambda c, _f: c.purpose))
+        checks.append(_name_member_of("purposes", "declared purpose", conditions.purposes, lambda c, _f: c.purpose))
     if conditions.scopes is not None:
         scopes = frozenset(conditions.scopes)
         holds = f"principal holds scopes {sorted(scopes)}"

@@ -41,7 +41,15 @@ from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
 from mcpgov._uris import authority_folded, scheme_folded, uri_problem
-from mcpgov.policy._conditions import Check, ConditionError, Facts, compile_conditions, compile_principal, spellings
+from mcpgov.policy._conditions import (
+    Check,
+    ConditionError,
+    Facts,
+    NameSet,
+    compile_conditions,
+    compile_principal,
+    spellings,
+)
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import Policy, PolicyError
 from mcpgov.policy._model import (
@@ -159,7 +167,7 @@ class CompiledRule:
         self.principal_test: Callable[[Principal], bool] | None = (
             compile_principal(rule.principals) if rule.principals else None
         )
-        self.tenants = frozenset(rule.tenants) if rule.tenants is not None else None
+        self.tenants = NameSet("tenants", "tenant", rule.tenants) if rule.tenants is not None else None
         self.when: tuple[Check, ...] = compile_conditions(rule.when, "when") if rule.when else ()
         self.unless: tuple[Check, ...] = compile_conditions(rule.unless, "unless") if rule.unless else ()
         needs = HistoryNeeds()
@@ -194,9 +202,13 @@ class CompiledRule:
                 return MISSES, "principals", None
         elif self.principal_test is not None and not self.principal_test(principal):
             return MISSES, "principals", None
-        if self.tenants is not None and ctx.tenant not in self.tenants:
-            return MISSES, "tenants", None
         unknown: tuple[str, str] | None = None
+        if self.tenants is not None:
+            try:
+                if not self.tenants.holds(ctx.tenant):
+                    return MISSES, "tenants", None
+            except ConditionError as exc:
+                unknown = (exc.label, exc.detail)  # another spelling of a listed tenant
         for check in self.when:
             if discover and check.unknown_in_listing(facts):
                 if self.is_deny:
