@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
 from mcp_types import RequestParamsMeta
 
-from mcpgov import ConfigurationError, Effect, GovContext, Principal
+from mcpgov import ConfigurationError, Effect, GovContext, Principal, govern
 from mcpgov.policy import DEFAULT_DENY_RULE, CedarPolicy, Policy, PolicyError, PolicyMiddleware
+from mcpgov.testing import InMemoryAuditSink
 
-from .policies.support import ACME, as_, build_file_server
+from .policies.support import ACME, LookupIdentity, as_, build_file_server
 
 pytest.importorskip("cedarpy", reason="the Cedar engine needs the cedar extra (cedarpy)")
 
@@ -207,3 +209,43 @@ def test_without_cedarpy_the_engine_is_a_clear_configuration_error(monkeypatch: 
     monkeypatch.setitem(sys.modules, "cedarpy", None)
     with pytest.raises(ConfigurationError, match=r"mcpgov\[cedar\]"):
         CedarPolicy("permit(principal, action, resource);")
+
+
+# -- arguments Cedar would read as something other than data ---------------------------------------
+
+ESCAPES_CEDAR = """
+@id("small-payments") permit(principal, action, resource == Tool::"pay")
+when { action == Action::"discover" ||
+       (context.args.order has amount && context.args.order.amount.lessThan(decimal("100.0"))) };
+@id("own-records") permit(principal, action, resource == Tool::"pay")
+when { context has args && context.args.order has owner && context.args.order.owner == principal };
+"""
+
+ESCAPED_ORDERS: list[dict[str, Any]] = [
+    {"amount": {"__extn": {"fn": "decimal", "arg": "1.0"}}},
+    {"amount": {"__extn": {"fn": "decimal", "arg": "1.0"}}, "note": "x"},
+    {"owner": {"__entity": {"type": "Principal", "id": f"{ACME}#alice"}}},
+    {"owner": {"__expr": f'Principal::"{ACME}#alice"'}},
+    {"items": [{"__extn": {"fn": "ip", "arg": "10.0.0.1"}}], "amount": 1.5},
+]
+
+
+@pytest.mark.parametrize("order", ESCAPED_ORDERS)
+async def test_an_argument_object_cedar_would_read_as_an_escape_is_refused(order: dict[str, Any], mode: str) -> None:
+    server = MCPServer("payments")
+    ran: list[Any] = []
+
+    @server.tool()
+    def pay(order: dict[str, Any]) -> str:
+        ran.append(order)
+        return "paid"
+
+    sink = InMemoryAuditSink()
+    govern(server, LookupIdentity(), PolicyMiddleware(CedarPolicy(ESCAPES_CEDAR, source="pay.cedar")), audit=sink)
+    async with Client(server, mode=mode) as client:
+        assert (await client.call_tool("pay", {"order": {"amount": 1.5}}, meta=as_("alice"))).is_error is False
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("pay", {"order": order}, meta=as_("alice"))
+        assert caught.value.code == -32003
+    assert ran == [{"amount": 1.5}]
+    assert sink.decisions()[-1].reason == "cedar_error"

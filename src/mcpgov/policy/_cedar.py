@@ -12,7 +12,8 @@ The request maps to Cedar as:
 Policies are named by their ``@id("...")`` annotation (else Cedar's ``policyN``); a permit
 annotated ``@approval`` requires approval instead of allowing. A Cedar evaluation that reports
 any error denies, even if some policy permits. Arguments that Cedar cannot represent
-(fractions with more than four decimals, huge numbers) deny.
+(fractions with more than four decimals, huge numbers, objects with a key ``__entity``,
+``__extn`` or ``__expr``, which Cedar would read as an entity or extension value) deny.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ CEDAR_ERROR = "cedar:evaluation-error"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _RESOURCE_TYPES = {"tool": "Tool", "resource": "Resource", "prompt": "Prompt"}
 _CEDAR_LONG = 2**63 - 1
+_CEDAR_ESCAPES = frozenset({"__entity", "__extn", "__expr"})
+"""Keys that make Cedar read a JSON object as an entity, extension or expression, not as a record."""
 
 
 def _cedarpy() -> Any:
@@ -76,6 +79,11 @@ def _to_cedar(value: Any) -> Any:
             raise _Unrepresentable("a number Cedar's decimal cannot hold")
         return {"__extn": {"fn": "decimal", "arg": format(d, "f")}}
     if isinstance(value, Mapping):
+        escapes = _CEDAR_ESCAPES.intersection(value)
+        if escapes:
+            # Cedar's JSON reads such an object as an entity or extension value, not as the
+            # record a tool receives.
+            raise _Unrepresentable(f"an object with the key {sorted(escapes)[0]!r}, which Cedar reads as an escape")
         return {str(k): _to_cedar(v) for k, v in value.items() if v is not None}
     if isinstance(value, (tuple, list)):
         return [_to_cedar(v) for v in value]
