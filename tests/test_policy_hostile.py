@@ -295,3 +295,75 @@ def test_other_names_are_not_affected() -> None:
     )
     for tenant, purpose in (("evilcorp", "marketing"), ("evil", "marketing-research"), ("devil", "Marketingx")):
         assert engine.decide(_tenant_ctx(tenant, purpose)).rule == "a"
+
+
+# -- YAML 1.1 readings of unquoted values ----------------------------------------------------------
+
+AMBIGUOUS_SCALARS = [
+    ("no", "false"),  # YAML 1.1 reads it as false: a deny on the country code "no" would never apply
+    ("NO", "false"),
+    ("off", "false"),
+    ("On", "true"),
+    ("yes", "true"),
+    ("010", "8"),  # octal
+    ("0b11", "3"),
+    ("0x1F", "31"),
+    ("1_000", "1000"),
+    ("1:30", "90"),  # base 60
+    ("1_000.5", "1000.5"),
+    ("1:30.0", "90.0"),
+    ("1e3", "1e3"),  # a string to YAML 1.1, the number 1000 to YAML 1.2 and JSON
+]
+
+
+@pytest.mark.parametrize(("text", "reading"), AMBIGUOUS_SCALARS)
+def test_an_unquoted_value_yaml_versions_read_differently_is_refused(text: str, reading: str) -> None:
+    rule = f"{{id: r, effect: deny, tools: [t], when: {{arguments: {{country: {{in: [se, {text}]}}}}}}}}"
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_yaml(f"rules:\n  - {rule}\n", source="p.yaml")
+    message = str(caught.value)
+    assert message.startswith("p.yaml: ")
+    assert f"{text!r}" in message
+    assert "line 2" in message
+    assert "quote" in message
+    assert f"read as {reading}" in message or f'read as "{reading}"' in message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("'no'", "no"),
+        ("true", True),
+        ("False", False),
+        ("~", None),
+        ("null", None),
+        ("10", 10),
+        ("-3", -3),
+        ("0", 0),
+        ("1.5", 1.5),
+        ("-2.0e+3", -2000.0),
+        ("'010'", "010"),
+        ('"1e3"', "1e3"),
+        ("se", "se"),
+    ],
+)
+def test_unambiguous_values_load_as_written(text: str, value: object) -> None:
+    rule = f"{{id: r, effect: deny, tools: [t], when: {{arguments: {{a: {{in: [{text}]}}}}}}}}"
+    policy = Policy.from_yaml(f"rules:\n  - {rule}\n", source="p.yaml")
+    loaded = policy.document.rules[0].when
+    assert loaded is not None
+    assert loaded.arguments["a"].in_ == [value]
+
+
+async def test_a_deny_on_the_country_code_no_refuses_it(mode: str) -> None:
+    policy = Policy.from_yaml(
+        "rules:\n  - {id: all, effect: allow, tools: [search]}\n"
+        "  - {id: no-nordics, effect: deny, tools: [search], when: {arguments: {query: {in: ['no', 'se']}}}}\n",
+        source="p.yaml",
+    )
+    fs = build_file_server(policy)
+    async with Client(fs.server, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("search", {"query": "no"}, meta=as_("alice"))
+        assert caught.value.code == -32003
+    assert fs.ran == []

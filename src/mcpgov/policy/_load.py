@@ -65,6 +65,52 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _json_reading(text: str) -> Any:
+    """What JSON (and YAML 1.2's core schema, for these forms) reads an unquoted ``text`` as."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return json.loads(text.removeprefix("+"))
+    except ValueError:
+        return text
+
+
+def _plain(constructor: Any) -> Any:
+    """A constructor that refuses an unquoted scalar YAML 1.1 reads differently from YAML 1.2
+    and JSON: ``no``/``yes``/``on``/``off`` (booleans to YAML 1.1), ``010`` (octal), ``0x1F``,
+    ``0b11``, ``1_000``, ``1:30`` (base 60), and ``1e3`` (a string to YAML 1.1, a number to JSON).
+    What a rule compares with must be what its author wrote, whichever reading they assumed."""
+
+    def construct(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        value = constructor(loader, node)
+        if node.style is None and isinstance(node.value, str):
+            other = _json_reading(node.value)
+            if isinstance(value, float) and isinstance(other, (int, float)) and not isinstance(other, bool):
+                same = float(other) == value
+            else:
+                same = type(other) is type(value) and other == value
+            if not same:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the unquoted value {node.value!r} is read as {json.dumps(value)} by YAML 1.1 but not by "
+                    f"YAML 1.2 or JSON: quote it ('{node.value}') or write the value in JSON form",
+                    node.start_mark,
+                )
+        return value
+
+    return construct
+
+
+for _tag, _constructor in (
+    ("tag:yaml.org,2002:bool", yaml.SafeLoader.construct_yaml_bool),
+    ("tag:yaml.org,2002:int", yaml.SafeLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", yaml.SafeLoader.construct_yaml_float),
+    ("tag:yaml.org,2002:str", yaml.SafeLoader.construct_yaml_str),
+):
+    _UniqueKeyLoader.add_constructor(_tag, _plain(_constructor))
+
+
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: linear-time scanning
 
 
