@@ -4,10 +4,12 @@ policy and records ``policy.reload_failed``; the watcher outlives anything a rel
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import anyio
 import pytest
@@ -117,19 +119,24 @@ async def test_reload_of_a_hostile_file_keeps_the_last_good_policy(tmp_path: Pat
     assert fs.sink.of_type("policy.reloaded") == []
 
 
-async def test_reload_survives_unexpected_errors_while_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_reload_survives_unexpected_errors_while_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sink = InMemoryAuditSink()
     mw = PolicyMiddleware(Policy.from_yaml(GOOD), audit=sink)
     good = mw.version
+    policy_file = tmp_path / "other.yaml"
+    policy_file.write_text(OTHER)
 
     def explode(*_args: object) -> None:
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr("mcpgov.policy._reload.load_policy", explode)
-    assert await mw.reload(Path("whatever.yaml")) is False
+    monkeypatch.setattr("mcpgov.policy._reload.load_file_content", explode)
+    assert await mw.reload(Policy.from_yaml(OTHER)) is False
+    assert await mw.reload(policy_file) is False
     assert mw.version == good
-    (event,) = sink.of_type("policy.reload_failed")
-    assert event.detail == "RecursionError while loading the policy"
+    assert [event.detail for event in sink.of_type("policy.reload_failed")] == [
+        "RecursionError while loading the policy"
+    ] * 2
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -367,3 +374,66 @@ async def test_a_deny_on_the_country_code_no_refuses_it(mode: str) -> None:
             await client.call_tool("search", {"query": "no"}, meta=as_("alice"))
         assert caught.value.code == -32003
     assert fs.ran == []
+
+
+# -- a reload enforces exactly the content it compared ---------------------------------------------
+
+FULL = (
+    "rules:\n"
+    "  - {id: reads, effect: allow, tools: [read_file]}\n"
+    "  - {id: searches, effect: allow, tools: [search]}\n"
+    "  - {id: no-drop, effect: deny, tools: [search], when: {arguments: {query: {equals: drop}}}}\n"
+)
+PREFIX = FULL[: FULL.index("  - {id: no-drop")]  # a valid policy: what a reader sees mid-write
+
+
+async def test_a_file_rewritten_while_it_is_read_never_leaves_its_prefix_in_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    fs = build_file_server(path)
+    path.write_text(FULL)
+    # A writer rewriting the same content in place: one read during the check sees it half-written.
+    opens = 0
+    real_open = Path.open
+
+    def open_mid_write(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        nonlocal opens
+        if self == path:
+            opens += 1
+            if opens == 2:
+                return io.BytesIO(PREFIX.encode())
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_mid_write)
+    for _ in range(3):
+        await fs.policy.check_for_changes()
+    monkeypatch.setattr(Path, "open", real_open)
+    assert fs.policy.version == Policy.from_yaml(FULL, source=str(path)).version
+    async with Client(fs.server, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool("search", {"query": "drop"}, meta=as_("alice"))
+    assert fs.ran == []
+
+
+async def test_a_file_still_being_written_is_reloaded_once_it_is_complete(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    fs = build_file_server(path)
+    good = fs.policy.version
+    with path.open("w") as fh:
+        fh.write(PREFIX)
+        fh.flush()
+
+        async def finish() -> None:
+            await anyio.sleep(0.01)
+            fh.write(FULL[len(PREFIX) :])
+            fh.flush()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(finish)
+            assert await fs.policy.check_for_changes() is False  # still changing: not reloaded
+    assert fs.policy.version == good
+    assert await fs.policy.check_for_changes() is True
+    assert fs.policy.version == Policy.from_yaml(FULL, source=str(path)).version

@@ -307,7 +307,21 @@ class Policy:
         suffix = p.suffix.lower()
         if suffix not in (".yaml", ".yml", ".json"):
             raise PolicyError(f"{source}: a policy file must end in .yaml, .yml or .json", source=source)
-        text = read_text(p)
+        return cls.from_file_content(p, read_bytes(p))
+
+    @classmethod
+    def from_file_content(cls, path: str | os.PathLike[str], raw: bytes) -> Policy:
+        """Parse ``raw``, the content read from the policy file ``path`` (its suffix says YAML or JSON).
+
+        Raises:
+            PolicyError: too large, not UTF-8, an unknown suffix, or invalid.
+        """
+        p = Path(path)
+        source = str(p)
+        suffix = p.suffix.lower()
+        if suffix not in (".yaml", ".yml", ".json"):
+            raise PolicyError(f"{source}: a policy file must end in .yaml, .yml or .json", source=source)
+        text = decode(raw, source)
         return cls.from_json(text, source=source) if suffix == ".json" else cls.from_yaml(text, source=source)
 
 
@@ -324,14 +338,30 @@ def read_text(path: Path, what: str = "policy file") -> str:
     Raises:
         PolicyError: unreadable, too large, or not UTF-8.
     """
-    source = str(path)
+    return decode(read_bytes(path, what), str(path), what)
+
+
+def read_bytes(path: Path, what: str = "policy file") -> bytes:
+    """Read a policy file's content once, bounded in size (at most ``MAX_POLICY_BYTES + 1`` bytes).
+
+    Raises:
+        PolicyError: unreadable.
+    """
     try:
         with path.open("rb") as fh:
-            raw = fh.read(MAX_POLICY_BYTES + 1)
+            return bytes(fh.read(MAX_POLICY_BYTES + 1))
     except OSError as exc:
         raise PolicyError(
-            f"{source}: cannot read {what} ({exc.strerror or type(exc).__name__})", source=source
+            f"{path}: cannot read {what} ({exc.strerror or type(exc).__name__})", source=str(path)
         ) from None
+
+
+def decode(raw: bytes, source: str, what: str = "policy file") -> str:
+    """A policy file's content as text.
+
+    Raises:
+        PolicyError: too large or not UTF-8.
+    """
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyError(f"{source}: {what} exceeds {MAX_POLICY_BYTES} bytes", source=source)
     try:

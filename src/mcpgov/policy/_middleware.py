@@ -22,10 +22,10 @@ from mcpgov.policy._cedar import CedarPolicy
 from mcpgov.policy._decorators import PolicyDecorators
 from mcpgov.policy._engine import Explanation, PolicyEngine, combined_version
 from mcpgov.policy._history import HistoryNeeds, TaskHistory, TaskHistoryStore
-from mcpgov.policy._load import Policy, PolicyError
+from mcpgov.policy._load import Policy, PolicyError, read_bytes
 from mcpgov.policy._model import OBLIGATION_RATE_LIMIT
 from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
-from mcpgov.policy._reload import PolicyReloader, load_policy
+from mcpgov.policy._reload import PolicyReloader, load_file_content, load_policy
 from mcpgov.policy._shadow import compare_shadow
 
 __all__ = ["Engine", "PolicyMiddleware", "PolicySource"]
@@ -173,8 +173,13 @@ class PolicyMiddleware(Authorizer):
         self._generation = -1
         self._engine: Engine
         try:
-            self._source = load_policy(policy)
-            self._reloader.loaded_text = self._reloader.read_raw()
+            if path is not None:
+                # One read: what is enforced is what is remembered as loaded.
+                raw = read_bytes(path)
+                self._source = load_file_content(path, raw)
+                self._reloader.loaded_text = raw
+            else:
+                self._source = load_policy(policy)
         except PolicyError as exc:
             if on_load_error == "raise":
                 raise

@@ -15,7 +15,7 @@ from mcpgov._audit import AuditEvent, Auditor
 from mcpgov._context import GovContext, Side
 from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov.policy._cedar import CedarPolicy
-from mcpgov.policy._load import Policy
+from mcpgov.policy._load import Policy, PolicyError, decode, read_bytes
 
 if TYPE_CHECKING:
     from mcpgov.policy._middleware import Engine, PolicySource
@@ -40,6 +40,21 @@ def load_policy(source: PolicySource | None) -> Policy | CedarPolicy:
             return CedarPolicy.from_file(path)
         return Policy.from_file(path)
     raise ConfigurationError(f"a policy must be a Policy, a CedarPolicy or a file path, got {type(source).__name__}")
+
+
+def load_file_content(path: Path, raw: bytes) -> Policy | CedarPolicy:
+    """The policy in ``raw``, the content read from ``path`` (``.cedar`` for Cedar).
+
+    Raises:
+        PolicyError: the content cannot be loaded.
+    """
+    if path.suffix.lower() == ".cedar":
+        return CedarPolicy(decode(raw, str(path)), source=str(path))
+    return Policy.from_file_content(path, raw)
+
+
+_SETTLE = 0.05
+"""Seconds between the two reads that must agree before a changed file is reloaded."""
 
 
 class Enforcing(Protocol):
@@ -76,18 +91,27 @@ class PolicyReloader:
         if self.path is None:
             return None
         try:
-            return self.path.read_bytes()
-        except OSError:
+            return read_bytes(self.path)
+        except PolicyError:
             return None
 
-    async def reload(self, policy: PolicySource | None = None) -> bool:
-        """See :meth:`PolicyMiddleware.reload`."""
+    async def reload(self, policy: PolicySource | None = None, *, content: bytes | None = None) -> bool:
+        """See :meth:`PolicyMiddleware.reload`. A policy file is read once, and what is enforced
+        (and remembered as loaded) is exactly what was read: ``content`` when given (the bytes a
+        change check compared), else one read of the file."""
         previous = self.target._enforced.version
-        path = self.path
+        path = self.path if policy is None else Path(policy) if isinstance(policy, (str, os.PathLike)) else None
         if policy is None and path is None:
             raise ConfigurationError("reload() needs a policy: this middleware was not given a policy file")
+        raw: bytes | None = content
         try:
-            source = await anyio.to_thread.run_sync(load_policy, policy if policy is not None else path)
+            if path is None:
+                source = await anyio.to_thread.run_sync(load_policy, policy)
+            elif raw is not None:
+                source = await anyio.to_thread.run_sync(load_file_content, path, raw)
+            else:
+                raw = await anyio.to_thread.run_sync(read_bytes, path)
+                source = await anyio.to_thread.run_sync(load_file_content, path, raw)
             engine = self.target._compile(source)
         except anyio.get_cancelled_exc_class():
             raise
@@ -95,27 +119,30 @@ class PolicyReloader:
             detail = str(exc) if isinstance(exc, McpGovError) else f"{type(exc).__name__} while loading the policy"
             logger.warning("policy reload failed; keeping policy %s", previous)
             if policy is None:
-                self.loaded_text = self.read_raw()  # the same broken content is not retried
+                self.loaded_text = raw  # the same broken content is not retried
             await self.emit("failed", detail, previous)
             return False
         self.target._enforce(source, engine)
-        if policy is None or isinstance(policy, (str, os.PathLike)):
-            if policy is not None:
-                self.path = Path(policy)
-            self.loaded_text = self.read_raw()
+        if path is not None:
+            self.path = path
+            self.loaded_text = raw
         await self.emit("loaded", "", previous)
         return True
 
     async def check_for_changes(self) -> bool:
-        """See :meth:`PolicyMiddleware.check_for_changes`."""
+        """See :meth:`PolicyMiddleware.check_for_changes`. A changed file is reloaded only when two
+        reads ``_SETTLE`` seconds apart agree (a file still being written is judged at the next
+        check), and what is enforced is exactly the content those reads saw."""
         if self.path is None:
             return False
         current = await anyio.to_thread.run_sync(self.read_raw)
         if current is not None and current == self.loaded_text:
             return False
+        await anyio.sleep(_SETTLE)
+        if await anyio.to_thread.run_sync(self.read_raw) != current:
+            return False  # still changing
+        await self.reload(content=current)
         self.loaded_text = current  # a broken file is not retried until it changes again
-        await self.reload()
-        self.loaded_text = current
         return True
 
     async def watch(self, interval: float, check: Callable[[], Awaitable[bool]]) -> None:
