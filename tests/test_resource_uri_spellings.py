@@ -224,3 +224,78 @@ def test_an_upper_case_scheme_is_the_same_uri_for_an_allow_and_for_a_deny(uri: s
         side="client", method="resources/read", kind="resource", target=uri, action="execute", principal=AGENT
     )
     assert PolicyEngine(POLICY).decide(ctx).effect.value == "allow"
+
+
+# -- spellings a server reading only the path resolves to the same path ---------------------------
+
+PATH_SPELLINGS = [
+    "vault://prod//key",  # an empty segment
+    "vault://prod/key/",  # a trailing slash
+    "vault://prod/key//",
+    "vault://prod/key?",  # an empty query or fragment
+    "vault://prod/key#",
+    "vault://prod/key?version=2",  # a query the server does not read
+    "vault://prod/key#section",
+    "vault://PROD//key/",  # with the host in another case
+    "file:////secret.txt",  # an extra slash before the path: no glob on file:///secret* met it
+    "file://///secret.txt",
+    "file:///secret.txt/",
+]
+
+
+def exact_deny_list() -> Hooks:
+    hooks = Hooks()
+
+    @hooks.resource("*")
+    def everything(ctx: GovContext) -> Decision:
+        return Decision.allow("everything")
+
+    @hooks.resource("vault://prod/key")
+    def not_the_key(ctx: GovContext) -> Decision:
+        return Decision.deny("no-key", "the production key is not for agents")
+
+    @hooks.resource("file:///secret*")
+    def not_the_secret(ctx: GovContext) -> Decision:
+        return Decision.deny("no-secret", "the secret is not for agents")
+
+    return hooks
+
+
+@pytest.mark.parametrize("uri", PATH_SPELLINGS)
+async def test_a_deny_hook_holds_for_every_spelling_of_the_path(uri: str, mode: str) -> None:
+    read: list[str] = []
+    async with GovernedClient(files(read), exact_deny_list(), mode=mode) as client:
+        assert (await client.read_resource("vault://prod/other")).contents
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    assert refused.value.code == -32003
+    assert read == ["vault://prod/other"]
+
+
+@pytest.mark.parametrize("uri", PATH_SPELLINGS)
+def test_a_deny_rule_holds_for_every_spelling_of_the_path(uri: str) -> None:
+    engine = PolicyEngine(
+        Policy.from_yaml(
+            """
+            rules:
+              - {id: everything, effect: allow, resources: ["*"]}
+              - {id: no-key, effect: deny, resources: ["vault://prod/key/"]}
+              - {id: no-secret, effect: deny, resources: ["file:///secret*"]}
+            """
+        )
+    )
+    ctx = GovContext(
+        side="client", method="resources/read", kind="resource", target=uri, action="execute", principal=AGENT
+    )
+    assert engine.decide(ctx).effect.value == "deny"
+    for other in ("vault://prod/other", "vault://prod/keys", "vault://prod/key2", "file:///public/secret.txt"):
+        assert engine.decide(ctx.replace(target=other)).effect.value == "allow"
+
+
+def test_an_allow_is_never_matched_through_the_path_reading() -> None:
+    engine = PolicyEngine(Policy.from_yaml("rules:\n  - {id: key, effect: allow, resources: ['vault://prod/key']}\n"))
+    for uri in ("vault://prod//key", "vault://prod/key/", "vault://prod/key?x=1"):
+        ctx = GovContext(
+            side="client", method="resources/read", kind="resource", target=uri, action="execute", principal=AGENT
+        )
+        assert engine.decide(ctx).effect.value == "deny"

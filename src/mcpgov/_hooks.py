@@ -17,7 +17,7 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._lru import LRU
 from mcpgov._types import is_async_callable
-from mcpgov._uris import authority_folded, scheme_folded, uri_problem
+from mcpgov._uris import authority_folded, restricting_readings, scheme_folded, uri_problem
 
 __all__ = ["HookFn", "Hooks"]
 
@@ -38,6 +38,14 @@ class _Hook:
     fn: HookFn
     rule: str
     is_async: bool
+
+
+def _pattern_readings(pattern: str) -> set[str]:
+    """A hook's pattern and its restricting readings (a glob's path is kept as written: its
+    ``?`` is a wildcard, not a query)."""
+    if any(ch in pattern for ch in "*?["):
+        return {pattern, authority_folded(pattern)}
+    return {pattern, *restricting_readings(pattern)}
 
 
 class Hooks(Authorizer):
@@ -171,18 +179,14 @@ class Hooks(Authorizer):
         lower case, no user-info or port; the pattern folded the same way): ``vault://PROD/x``
         meets a hook on ``vault://prod/*``. They are asked only beside a hook that matches the
         URI as sent, so what they add is a deny or an approval, never an allow on their own."""
-        hosts = {authority_folded(form) for form in forms}
+        hosts = {reading for form in forms for reading in restricting_readings(form)}
         candidates = [h for h in self._globs if h.kind == kind]
         candidates += [h for (k, _), exact in self._exact.items() if k == kind for h in exact]
         return [
             h
             for h in candidates
             if h not in matched
-            and any(
-                fnmatch.fnmatchcase(host, pattern)
-                for host in hosts
-                for pattern in {h.pattern, authority_folded(h.pattern)}
-            )
+            and any(fnmatch.fnmatchcase(host, pattern) for host in hosts for pattern in _pattern_readings(h.pattern))
         ]
 
     def _targets(self, ctx: GovContext) -> tuple[_Hook, ...]:

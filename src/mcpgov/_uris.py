@@ -25,14 +25,21 @@ restricts (a deny, an approval, a label) is also matched against :func:`authorit
 with its own pattern folded the same way, while an allow is matched only against the URI as
 received (or with its scheme folded): a deny must hold for every reading a server could take,
 an allow only for the one it names.
+
+A server that resolves the path of a URI as a file path (``urlsplit(uri).path``, then the file
+system) reads ``vault://prod//key``, ``vault://prod/key/``, ``vault://prod/key?v=2`` and
+``file:////secret`` as ``vault://prod/key`` and ``file:///secret``. So what only restricts is
+also matched against :func:`path_folded` (query and fragment dropped, runs of ``/`` as one, no
+trailing ``/``); an allow never is.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import urlsplit
 
-__all__ = ["authority_folded", "scheme_folded", "uri_problem"]
+__all__ = ["authority_folded", "path_folded", "restricting_readings", "scheme_folded", "uri_problem"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _AUTHORITY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:)//([^/?#]*)")
@@ -85,3 +92,30 @@ def authority_folded(uri: str) -> str:
     if host.endswith(".") and host.strip("."):
         host = host.rstrip(".")  # an absolute DNS name: "prod." names "prod"
     return found.group(1).lower() + "//" + host + uri[found.end() :]
+
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def path_folded(uri: str) -> str:
+    """``uri`` as a server that reads only its path and resolves it as a file path sees it:
+    without query or fragment, each run of ``/`` in the path as one ``/``, and no trailing ``/``
+    (``file:////secret//x/?v=1`` reads as ``file:///secret/x``). For URIs, never glob patterns
+    (where ``?`` is a wildcard)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if not parts.scheme:
+        return uri
+    path = _SLASHES.sub("/", parts.path).rstrip("/")
+    has_authority = uri[len(parts.scheme) + 1 :].startswith("//")
+    return uri[: len(parts.scheme)] + ":" + ("//" + parts.netloc if has_authority else "") + path
+
+
+def restricting_readings(uri: str) -> set[str]:
+    """Every reading of ``uri`` a deny, an approval or a label is also matched against: as a
+    server reading only its host sees it (:func:`authority_folded`), and as one reading only its
+    path (:func:`path_folded`), both ways together."""
+    host = authority_folded(uri)
+    return {host, path_folded(host), path_folded(uri)}

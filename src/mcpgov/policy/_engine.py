@@ -40,7 +40,7 @@ import rfc8785
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
-from mcpgov._uris import authority_folded, scheme_folded, uri_problem
+from mcpgov._uris import authority_folded, restricting_readings, scheme_folded, uri_problem
 from mcpgov.policy._conditions import (
     Check,
     ConditionError,
@@ -106,7 +106,7 @@ def _uri_readings(uri: str) -> tuple[tuple[tuple[str, ...], ...], bool]:
 def _host_readings(readings: tuple[tuple[str, ...], ...]) -> frozenset[str]:
     """Every spelling of the readings as a server that reads only the host sees it (lower case,
     no user-info or port: mcpgov._uris.authority_folded). Only what restricts is matched on these."""
-    return frozenset(authority_folded(form) for forms in readings for form in forms)
+    return frozenset(reading for forms in readings for form in forms for reading in restricting_readings(form))
 
 
 def _restricts(pattern: str, forms: frozenset[str], hosts: frozenset[str]) -> bool:
@@ -117,7 +117,7 @@ def _restricts(pattern: str, forms: frozenset[str], hosts: frozenset[str]) -> bo
             return True
         folded = authority_folded(pattern)
         return any(fnmatch.fnmatchcase(form, p) for form in hosts for p in {pattern, folded})
-    return pattern in forms or pattern in hosts or authority_folded(pattern) in hosts
+    return pattern in forms or not hosts.isdisjoint(restricting_readings(pattern) | {pattern})
 
 
 def _obligations_dict(rule_id: str, ob: Obligations | None) -> dict[str, Any]:
@@ -406,7 +406,7 @@ class PolicyEngine:
         self._restricting: dict[str, list[CompiledRule]] = {}
         for (kind, pattern), exact in self._exact.items():
             if kind == "resource":
-                for spelling in {pattern, authority_folded(pattern)}:
+                for spelling in {pattern, *restricting_readings(pattern)}:
                     self._restricting.setdefault(spelling, []).extend(r for r in exact if r.effect is not Effect.ALLOW)
         labels: dict[str, list[TargetSet]] = {}
         for name, targets in document.labels.items():
