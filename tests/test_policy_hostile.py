@@ -437,3 +437,63 @@ async def test_a_file_still_being_written_is_reloaded_once_it_is_complete(tmp_pa
     assert fs.policy.version == good
     assert await fs.policy.check_for_changes() is True
     assert fs.policy.version == Policy.from_yaml(FULL, source=str(path)).version
+
+
+# -- claims a deny cannot judge --------------------------------------------------------------------
+
+
+def _claims_ctx(claims: dict[str, Any]) -> GovContext:
+    principal = Principal("https://idp", "alice", tenant="acme", claims=claims)
+    return GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="t",
+        action="execute",
+        arguments=MappingProxyType({}),
+        principal=principal,
+        tenant="acme",
+    )
+
+
+CLAIM_SPELLINGS: list[dict[str, Any]] = [
+    {"role": "Contractor"},
+    {"role": "CONTRACTOR "},
+    {"role": ["dev", "contractor\u200b"]},
+    {"role": {"name": "contractor"}},  # an object where a scalar is expected
+    {"role": ["dev", {"name": "contractor"}]},
+    {"level": "3"},  # a number sent as text
+    {"level": [3.0]},
+]
+
+
+@pytest.mark.parametrize("claims", CLAIM_SPELLINGS)
+@pytest.mark.parametrize(
+    "deny",
+    [
+        "{id: d, effect: deny, tools: [t], principals: [{claims: {role: contractor}}, {claims: {level: 3}}]}",
+        "{id: d, effect: deny, tools: [t], when: {claims: {role: contractor}}}\n"
+        "  - {id: d2, effect: deny, tools: [t], when: {claims: {level: 3}}}",
+    ],
+)
+def test_a_deny_on_a_claim_applies_to_values_it_cannot_tell_apart(claims: dict[str, Any], deny: str) -> None:
+    engine = PolicyEngine(Policy.from_yaml(f"rules:\n  - {{id: a, effect: allow, tools: [t]}}\n  - {deny}\n"))
+    decision = engine.decide(_claims_ctx(claims))
+    assert decision.effect is Effect.DENY
+    assert decision.rule in ("d", "d2")
+
+
+def test_claims_that_match_or_clearly_differ_decide_as_before() -> None:
+    engine = PolicyEngine(
+        Policy.from_yaml(
+            "rules:\n  - {id: a, effect: allow, tools: [t], principals: [{claims: {role: admin}}]}\n"
+            "  - {id: d, effect: deny, tools: [t], when: {claims: {role: contractor}}}\n"
+        )
+    )
+    assert engine.decide(_claims_ctx({"role": "admin"})).rule == "a"
+    assert engine.decide(_claims_ctx({"role": ["admin", "dev"]})).rule == "a"
+    assert engine.decide(_claims_ctx({"role": ["admin", "contractor"]})).rule == "d"
+    assert engine.decide(_claims_ctx({"role": "Admin"})).effect is Effect.DENY  # an allow admits the exact value only
+    # The allow's value is there, but the deny cannot tell whether the object is a contractor role.
+    unjudged = engine.decide(_claims_ctx({"role": ["admin", {"x": 1}]}))
+    assert (unjudged.rule, unjudged.reason_code) == ("d", "condition_unevaluable")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import json
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -351,27 +352,67 @@ def granted_scopes(principal: Principal) -> frozenset[str]:
     return frozenset(out)
 
 
-def _claim_matches(actual: Any, expected: ClaimValue) -> bool:
+def _claim_text(value: Any) -> str:
+    """A claim scalar as text (a number or boolean as its JSON form), to compare spellings."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _claim_matches(label: str, name: str, actual: Any, expected: ClaimValue) -> bool:
+    """Whether the claim ``actual`` has (or, for a list claim, contains) one of the expected values.
+
+    Raises:
+        ConditionError: no value matches, but one is of an unexpected type (an object or a nested
+            list) or reads as an expected value (``"3"`` for ``3``, ``Admin`` for ``admin``).
+    """
     options = expected if isinstance(expected, list) else [expected]
-    if isinstance(actual, (list, tuple)):
-        return any(_scalar_eq(item, option) for item in actual for option in options if not isinstance(item, Mapping))
-    if isinstance(actual, Mapping):
-        return False
-    return any(_scalar_eq(actual, option) for option in options)
+    items = actual if isinstance(actual, (list, tuple)) else (actual,)
+    unknown: str | None = None
+    keys: dict[str, str] | None = None
+    for item in items:
+        if isinstance(item, (Mapping, list, tuple)):
+            unknown = f"claim {name!r} holds {_type_name(item)} where a value is expected"
+            continue
+        for option in options:
+            if _scalar_eq(item, option):
+                return True
+        if unknown is None:
+            if keys is None:
+                keys = {name_key(_claim_text(option)): _claim_text(option) for option in options}
+            text = _claim_text(item)
+            if len(text) <= MAX_CONDITION_STRING:
+                near = _spelling_of(text, keys)
+                if near is not None:
+                    unknown = f"claim {name!r} value {item!r} is another spelling of {near}"
+    if unknown is not None:
+        raise ConditionError(label, unknown)
+    return False
 
 
-def _claims_match(principal: Principal | None, claims: Mapping[str, ClaimValue]) -> bool:
+def _claims_match(principal: Principal | None, claims: Mapping[str, ClaimValue], label: str = "claims") -> bool:
+    """Whether every claim has an expected value (three-valued: see :func:`_claim_matches`)."""
     if principal is None:
         return False
     actual = principal.claims
+    unknown: ConditionError | None = None
     for name, expected in claims.items():
-        if name not in actual or not _claim_matches(actual[name], expected):
+        if name not in actual:
             return False
+        try:
+            if not _claim_matches(label, name, actual[name], expected):
+                return False
+        except ConditionError as exc:
+            unknown = unknown or exc
+    if unknown is not None:
+        raise unknown
     return True
 
 
 def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal], bool]:
-    """A test for "the principal matches one of ``matchers``"."""
+    """A test for "the principal matches one of ``matchers``".
+
+    Three-valued: it raises :class:`ConditionError` when no matcher matches but one might (its
+    claims cannot be judged, see :func:`_claim_matches`) and every other part of it holds.
+    """
 
     def one(m: PrincipalMatcher) -> Callable[[Principal], bool]:
         issuer, subject, spiffe = m.issuer, m.subject, m.spiffe
@@ -385,14 +426,27 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
                 return False
             if spiffe is not None and (p.spiffe_id is None or not fnmatch.fnmatchcase(p.spiffe_id, spiffe)):
                 return False
-            if claims is not None and not _claims_match(p, claims):
+            if scopes is not None and not scopes <= granted_scopes(p):
                 return False
-            return not (scopes is not None and not scopes <= granted_scopes(p))
+            return claims is None or _claims_match(p, claims, "principals.claims")
 
         return test
 
     tests = tuple(one(m) for m in matchers)
-    return lambda p: any(t(p) for t in tests)
+
+    def any_matches(p: Principal) -> bool:
+        unknown: ConditionError | None = None
+        for test in tests:
+            try:
+                if test(p):
+                    return True
+            except ConditionError as exc:
+                unknown = unknown or exc
+        if unknown is not None:
+            raise unknown
+        return False
+
+    return any_matches
 
 
 Op = Callable[[Any, GovContext, "Memo"], bool]
@@ -756,6 +810,20 @@ def name_key(value: str) -> str:
     return " ".join(text.split())
 
 
+def _spelling_of(value: str, keys: Mapping[str, str]) -> str | None:
+    """The name (of ``keys``: :func:`name_key` -> name) that ``value`` reads as, or None."""
+    key = name_key(value)
+    near = keys.get(key)
+    if near is None and not key.isascii() and len(key) <= _LOOKALIKE_LIMIT:
+        import confusables  # noqa: PLC0415 - loaded when a non-ASCII name is first compared
+
+        near = next(
+            (name for k, name in keys.items() if len(k) <= _LOOKALIKE_LIMIT and confusables.is_confusable(key, k)),
+            None,
+        )
+    return near
+
+
 class NameSet:
     """Names a request's tenant or purpose is compared with, exactly.
 
@@ -788,19 +856,7 @@ class NameSet:
             raise ConditionError(
                 self.label, f"a {self.what} longer than {MAX_CONDITION_STRING} characters is not judged"
             )
-        key = name_key(value)
-        near = self._keys.get(key)
-        if near is None and not key.isascii() and len(key) <= _LOOKALIKE_LIMIT:
-            import confusables  # noqa: PLC0415 - loaded when a non-ASCII name is first compared
-
-            near = next(
-                (
-                    name
-                    for k, name in self._keys.items()
-                    if len(k) <= _LOOKALIKE_LIMIT and confusables.is_confusable(key, k)
-                ),
-                None,
-            )
+        near = _spelling_of(value, self._keys)
         if near is not None:
             raise ConditionError(
                 self.label,

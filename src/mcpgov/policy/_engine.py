@@ -197,18 +197,21 @@ class CompiledRule:
         if not discover and not self.executes:
             return MISSES, "actions", None
         principal = ctx.principal
-        if principal is None:
-            if not self.anonymous:
-                return MISSES, "principals", None
-        elif self.principal_test is not None and not self.principal_test(principal):
+        if principal is None and not self.anonymous:
             return MISSES, "principals", None
         unknown: tuple[str, str] | None = None
+        if principal is not None and self.principal_test is not None:
+            try:
+                if not self.principal_test(principal):
+                    return MISSES, "principals", None
+            except ConditionError as exc:
+                unknown = (exc.label, exc.detail)  # a claim the matcher cannot judge
         if self.tenants is not None:
             try:
                 if not self.tenants.holds(ctx.tenant):
                     return MISSES, "tenants", None
             except ConditionError as exc:
-                unknown = (exc.label, exc.detail)  # another spelling of a listed tenant
+                unknown = unknown or (exc.label, exc.detail)  # another spelling of a listed tenant
         for check in self.when:
             if discover and check.unknown_in_listing(facts):
                 if self.is_deny:
