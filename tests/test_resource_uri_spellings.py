@@ -21,7 +21,7 @@ from mcp_types import ReadResourceResult, TextResourceContents
 
 from mcpgov import Decision, GovContext, GovernedClient, Hooks, Principal, govern
 from mcpgov._uris import uri_problem
-from mcpgov.policy import Policy, PolicyEngine
+from mcpgov.policy import Policy, PolicyEngine, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
 pytestmark = pytest.mark.anyio
@@ -299,3 +299,26 @@ def test_an_allow_is_never_matched_through_the_path_reading() -> None:
             side="client", method="resources/read", kind="resource", target=uri, action="execute", principal=AGENT
         )
         assert engine.decide(ctx).effect.value == "deny"
+
+
+@pytest.mark.parametrize("by", [["tool"], ["principal", "tool"]])
+async def test_a_rate_limit_counts_every_spelling_of_a_uri_as_one_resource(by: list[str], mode: str) -> None:
+    read: list[str] = []
+    policy = Policy.from_yaml(
+        f"""
+        rules:
+          - id: vault
+            effect: allow
+            resources: ["vault://*"]
+            obligations: {{rate_limit: {{limit: 2, per: 3600, by: {by}}}}}
+        """
+    )
+    async with GovernedClient(files(read), PolicyMiddleware(policy), principal=AGENT, mode=mode) as client:
+        for uri in ("vault://prod/key", "vault://prod/key"):
+            assert (await client.read_resource(uri)).contents
+        for uri in ("vault://prod/key?v=1", "vault://prod//key", "vault://prod/key/", "vault://PROD/key#x"):
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource(uri)
+            assert refused.value.code == -32003
+        assert (await client.read_resource("vault://prod/other")).contents  # another resource: its own count
+    assert read == ["vault://prod/key", "vault://prod/key", "vault://prod/other"]

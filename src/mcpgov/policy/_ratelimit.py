@@ -3,7 +3,9 @@
 A limit is an obligation of the allow rule that carries it. It counts admitted requests
 (execute decisions that were allowed), never listings. A quota is the same thing with a long
 window (``per: 86400``). Counters live in the :class:`~mcpgov.StateStore`, so several replicas
-sharing a Redis store share the limit; a store error denies.
+sharing a Redis store share the limit; a store error denies. A resource is counted as a server
+reading only its host and path reads its URI (host in lower case, no user-info or port, no empty
+path segments, trailing slash, query or fragment), so other spellings of one URI share its count.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from mcpgov._context import GovContext
 from mcpgov._state import StateStore
 from mcpgov._types import Clock
+from mcpgov._uris import authority_folded, path_folded
 
 __all__ = ["RateLimitSpec", "RateLimiter"]
 
@@ -57,6 +60,9 @@ class RateLimiter:
                 parts.append(ctx.principal.id if ctx.principal is not None else "")
             elif dimension == "tenant":
                 parts.append(ctx.tenant or "")
+            elif ctx.kind == "resource" and ctx.target is not None:
+                # Every spelling a server may resolve to the same resource counts as that resource.
+                parts.append(f"resource:{path_folded(authority_folded(ctx.target))}")
             else:
                 parts.append(f"{ctx.kind}:{ctx.target}" if ctx.kind is not None else f"method:{ctx.method}")
         digest = hashlib.sha256("\x00".join([spec.rule, *spec.by, *parts]).encode()).hexdigest()[:40]
