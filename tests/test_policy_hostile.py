@@ -497,3 +497,30 @@ def test_claims_that_match_or_clearly_differ_decide_as_before() -> None:
     # The allow's value is there, but the deny cannot tell whether the object is a contractor role.
     unjudged = engine.decide(_claims_ctx({"role": ["admin", {"x": 1}]}))
     assert (unjudged.rule, unjudged.reason_code) == ("d", "condition_unevaluable")
+
+
+async def test_a_deny_on_a_purpose_applies_when_no_purpose_is_declared(mode: str) -> None:
+    fs = build_file_server(Policy.from_yaml(PURPOSE_POLICY, source="p.yaml"))
+    email = {"to": "a@acme.example", "body": "b"}
+    async with Client(fs.server, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("send_email", email, meta=as_("alice"))
+        assert caught.value.code == -32003
+        assert (await client.call_tool("send_email", email, meta=as_("alice", purpose="support"))).is_error is False
+    assert fs.ran == ["send_email:a@acme.example"]
+    denied = fs.sink.decisions()[0]
+    assert (denied.rule, denied.reason) == ("no-marketing-mail", "condition_unevaluable")
+
+
+def test_a_deny_scoped_to_tenants_applies_to_a_request_without_one() -> None:
+    engine = PolicyEngine(
+        Policy.from_yaml(
+            "rules:\n  - {id: a, effect: allow, tools: [t], anonymous: true}\n"
+            "  - {id: d, effect: deny, tools: [t], anonymous: true, tenants: [evil]}\n"
+            "  - {id: acme-only, effect: allow, tools: [u], tenants: [acme]}\n"
+        )
+    )
+    no_tenant = _tenant_ctx("acme").replace(tenant=None, principal=None)
+    assert engine.decide(no_tenant).rule == "d"
+    assert engine.decide(no_tenant.replace(target="u")).effect is Effect.DENY
+    assert engine.decide(_tenant_ctx("good")).rule == "a"

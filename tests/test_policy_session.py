@@ -138,7 +138,13 @@ async def test_missing_tenant_is_denied(mode: str) -> None:
     assert error.code == -32003
     assert fs.ran == []
     (event,) = fs.sink.decisions()
-    assert (event.effect, event.rule, event.engine) == ("deny", DEFAULT_DENY_RULE, "policy")
+    # The tenant-scoped allows cannot apply to a request without a tenant: the first names the deny.
+    assert (event.effect, event.rule, event.reason, event.engine) == (
+        "deny",
+        "acme-files",
+        "condition_unevaluable",
+        "policy",
+    )
 
 
 # -- arguments -----------------------------------------------------------------------------------

@@ -827,11 +827,12 @@ def _spelling_of(value: str, keys: Mapping[str, str]) -> str | None:
 class NameSet:
     """Names a request's tenant or purpose is compared with, exactly.
 
-    A value equal to a name is in the set. A value that is not, but that a reader takes for one
-    of the names (another case, a Unicode compatibility form such as fullwidth letters, invisible
-    format characters, surrounding whitespace, look-alike letters from another script) is
-    *unknown*: :meth:`holds` raises :class:`ConditionError`, so a deny naming the name applies
-    to every spelling of it and an allow admits only the name itself.
+    A value equal to a name is in the set. A missing value (no tenant, no declared purpose), and
+    a value that is not a name but that a reader takes for one (another case, a Unicode
+    compatibility form such as fullwidth letters, invisible format characters, surrounding
+    whitespace, look-alike letters from another script), is *unknown*: :meth:`holds` raises
+    :class:`ConditionError`, so a deny naming the name applies to every spelling of it and to a
+    request without one, and an allow admits only the name itself.
     """
 
     __slots__ = ("_keys", "label", "names", "what")
@@ -843,13 +844,16 @@ class NameSet:
         self._keys = {name_key(name): name for name in sorted(self.names)}
 
     def holds(self, value: Any) -> bool:
-        """True when ``value`` is one of the names, False when it is none of them (or missing).
+        """True when ``value`` is one of the names, False when it is none of them.
 
         Raises:
-            ConditionError: ``value`` is another spelling of a name, or too long to judge.
+            ConditionError: ``value`` is missing, another spelling of a name, or too long to judge.
         """
         if value in self.names:
             return True
+        if value is None:
+            # Undeclared: it could be any of the names.
+            raise ConditionError(self.label, f"the request has no {self.what}")
         if not isinstance(value, str):
             return False
         if len(value) > MAX_CONDITION_STRING:
