@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client, MCPError
 
 from mcpgov import Effect, GovContext, Principal
@@ -524,3 +526,55 @@ def test_a_deny_scoped_to_tenants_applies_to_a_request_without_one() -> None:
     assert engine.decide(no_tenant).rule == "d"
     assert engine.decide(no_tenant.replace(target="u")).effect is Effect.DENY
     assert engine.decide(_tenant_ctx("good")).rule == "a"
+
+
+_INVISIBLE = ("\u200b", "\u00ad", "\u200d", "\ufeff", "\u2060")
+
+
+@st.composite
+def _respelled(draw: st.DrawFn) -> tuple[str, str]:
+    """A name and another spelling of it a reader takes for the same name."""
+    name = draw(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=20))
+    chars = []
+    for ch in name:
+        how = draw(st.sampled_from(["same", "upper", "fullwidth", "invisible-after"]))
+        if how == "upper":
+            chars.append(ch.upper())
+        elif how == "fullwidth":
+            chars.append(chr(ord(ch) + 0xFEE0))
+        elif how == "invisible-after":
+            chars.append(ch + draw(st.sampled_from(_INVISIBLE)))
+        else:
+            chars.append(ch)
+    spelling = draw(st.sampled_from(["", " ", "\u3000"])) + "".join(chars) + draw(st.sampled_from(["", " ", "\t"]))
+    return name, spelling
+
+
+@given(_respelled(), st.sampled_from(["rule-tenants", "tenants", "purposes", "claims", "matcher"]))
+@settings(max_examples=200, deadline=None)
+def test_property_a_deny_on_a_name_applies_to_every_spelling_of_it(pair: tuple[str, str], where: str) -> None:
+    name, spelling = pair
+    deny = {
+        "rule-tenants": f"tenants: ['{name}']",
+        "tenants": f"when: {{tenants: ['{name}']}}",
+        "purposes": f"when: {{purposes: ['{name}']}}",
+        "claims": f"when: {{claims: {{group: '{name}'}}}}",
+        "matcher": f"principals: [{{claims: {{group: '{name}'}}}}]",
+    }[where]
+    engine = PolicyEngine(
+        Policy.from_yaml(
+            f"rules:\n  - {{id: a, effect: allow, tools: [t]}}\n  - {{id: d, effect: deny, tools: [t], {deny}}}\n"
+        )
+    )
+    ctx = GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="t",
+        action="execute",
+        arguments=MappingProxyType({}),
+        principal=Principal("https://idp", "alice", tenant=spelling, claims={"group": spelling}),
+        tenant=spelling,
+        purpose=spelling,
+    )
+    assert engine.decide(ctx).rule == "d"
