@@ -17,7 +17,7 @@ from mcp import Client, MCPError
 from mcp.server import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ReadResourceResult, TextResourceContents
+from mcp_types import CallToolResult, ReadResourceResult, TextResourceContents
 
 from mcpgov import Decision, GovContext, GovernedClient, Hooks, Principal, govern
 from mcpgov._uris import uri_problem
@@ -322,3 +322,41 @@ async def test_a_rate_limit_counts_every_spelling_of_a_uri_as_one_resource(by: l
             assert refused.value.code == -32003
         assert (await client.read_resource("vault://prod/other")).contents  # another resource: its own count
     assert read == ["vault://prod/key", "vault://prod/key", "vault://prod/other"]
+
+
+@pytest.mark.parametrize(
+    "spelling", ["vault://prod//key", "vault://prod/key/", "vault://prod/key?v=1", "vault://PROD/key"]
+)
+async def test_a_history_condition_on_a_resource_holds_for_every_spelling_the_task_read(
+    spelling: str, mode: str
+) -> None:
+    read: list[str] = []
+    policy = Policy.from_yaml(
+        """
+        rules:
+          - {id: vault, effect: allow, resources: ["vault://*"]}
+          - {id: send, effect: allow, tools: [send]}
+          - {id: no-send-after-key, effect: deny, tools: [send], when: {history: {called: ["resource:vault://prod/key"]}}}
+          - {id: no-send-right-after-key, effect: deny, tools: [send],
+             when: {history: {last_called: ["resource:vault://prod/key"]}}}
+          - {id: send-only-before-key, effect: allow, tools: [send2],
+             when: {history: {not_called: ["resource:vault://prod/key"]}}}
+        """
+    )
+
+    async def read_resource(ctx: ServerRequestContext[Any], params: Any) -> ReadResourceResult:
+        read.append(str(params.uri))
+        return ReadResourceResult(contents=[TextResourceContents(uri=params.uri, text="contents")])
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: Any) -> CallToolResult:
+        read.append(params.name)
+        return CallToolResult(content=[])
+
+    server = Server("files", version="1.0.0", on_read_resource=read_resource, on_call_tool=call_tool)
+    async with GovernedClient(server, PolicyMiddleware(policy), principal=AGENT, task_id="t-1", mode=mode) as client:
+        assert (await client.read_resource(spelling)).contents
+        for tool in ("send", "send2"):
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool(tool, {})
+            assert refused.value.code == -32003
+    assert read == [spelling]

@@ -31,7 +31,7 @@ from urllib.parse import unquote
 from mcpgov._context import GovContext
 from mcpgov._errors import McpGovError
 from mcpgov._principal import Principal
-from mcpgov.policy._history import HistoryNeeds, TaskHistory, parse_target
+from mcpgov.policy._history import HistoryNeeds, TaskHistory, folded_target, parse_target
 from mcpgov.policy._model import (
     ArgumentCondition,
     Bounds,
@@ -703,6 +703,27 @@ def _count(value: int) -> int:
     return value
 
 
+def _called(h: TaskHistory, targets: frozenset[str]) -> bool:
+    """Whether the task used one of ``targets``; unknown when it used only another spelling of
+    a resource URI among them (one a server may resolve to the same resource)."""
+    if h.called & targets:
+        return True
+    if h.called_folded & {folded_target(t) for t in targets}:
+        raise ConditionError("history.called", "the task read another spelling of one of these resource URIs")
+    return False
+
+
+def _last_called(h: TaskHistory, targets: frozenset[str]) -> bool:
+    """Whether the task's previous request was to one of ``targets`` (unknown as for :func:`_called`)."""
+    if h.last is None:
+        return False
+    if h.last in targets:
+        return True
+    if folded_target(h.last) in {folded_target(t) for t in targets}:
+        raise ConditionError("history.last_called", "the previous request read another spelling of one of these URIs")
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class _HistoryRule:
     """One field of a ``history`` condition: how its value is read, stated, tested and fetched."""
@@ -755,14 +776,14 @@ _HISTORY_RULES: tuple[_HistoryRule, ...] = (
         ("called", "not_called"),
         _targets,
         ("the task already used one of {}", "the task used none of {}"),
-        lambda h, called: bool(h.called & called),
+        _called,
         lambda called: HistoryNeeds(targets=called),
     ),
     _HistoryRule(
         "last_called",
         _targets,
         lambda last: f"the task's previous request was to one of {sorted(last)}",
-        lambda h, last: h.last in last,
+        _last_called,
         lambda _last: HistoryNeeds(last=True),
     ),
     *_rule_and_negation(

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError
 from mcpgov._state import StateStore
+from mcpgov._uris import authority_folded, path_folded
 
-__all__ = ["HistoryNeeds", "TaskHistory", "TaskHistoryStore", "target_key"]
+__all__ = ["HistoryNeeds", "TaskHistory", "TaskHistoryStore", "folded_target", "target_key"]
 
 TARGET_PREFIXES = ("tool:", "resource:", "prompt:")
 
@@ -27,6 +28,14 @@ TARGET_PREFIXES = ("tool:", "resource:", "prompt:")
 def target_key(kind: str | None, target: str | None) -> str:
     """The name of a target in task history: ``tool:name``, ``resource:uri``, ``prompt:name``."""
     return f"{kind}:{target}"
+
+
+def folded_target(target: str) -> str:
+    """A history target as a server reading only the host and path of a resource URI reads it
+    (``resource:vault://PROD//key/?v=1`` as ``resource:vault://prod/key``); other targets as they are."""
+    if target.startswith("resource:"):
+        return "resource:" + path_folded(authority_folded(target.removeprefix("resource:")))
+    return target
 
 
 def parse_target(spec: str) -> str:
@@ -61,12 +70,15 @@ class TaskHistory:
         labels: labels of targets the task touched (of those asked for).
         called: targets the task used (of those asked for).
         last: the previous target of the task, when asked for.
+        called_folded: of the asked-for targets' :func:`folded_target` readings, those a target
+            the task used reads as (a resource URI spelt another way).
     """
 
     calls: int = 0
     labels: frozenset[str] = frozenset()
     called: frozenset[str] = frozenset()
     last: str | None = None
+    called_folded: frozenset[str] = frozenset()
 
 
 class TaskHistoryStore:
@@ -103,9 +115,11 @@ class TaskHistoryStore:
             return None
         labels = sorted(needs.labels)
         targets = sorted(needs.targets)
+        folded = sorted({folded_target(t) for t in targets if t.startswith("resource:")})
         keys = [prefix + "count", prefix + "last"]
         keys += [prefix + "label:" + self._name(label) for label in labels]
         keys += [prefix + "called:" + self._name(t) for t in targets]
+        keys += [prefix + "folded:" + self._name(t) for t in folded]
         values = await self.store.get_many(keys)
         count_raw, last = values[0], values[1]
         try:
@@ -113,12 +127,14 @@ class TaskHistoryStore:
         except ValueError:
             calls = 2**62  # a corrupt counter counts as "very many": limits deny
         label_values = values[2 : 2 + len(labels)]
-        target_values = values[2 + len(labels) :]
+        target_values = values[2 + len(labels) : 2 + len(labels) + len(targets)]
+        folded_values = values[2 + len(labels) + len(targets) :]
         return TaskHistory(
             calls=calls,
             labels=frozenset(label for label, v in zip(labels, label_values, strict=True) if v is not None),
             called=frozenset(t for t, v in zip(targets, target_values, strict=True) if v is not None),
             last=last,
+            called_folded=frozenset(t for t, v in zip(folded, folded_values, strict=True) if v is not None),
         )
 
     async def record(self, ctx: GovContext, labels: Iterable[str]) -> None:
@@ -130,6 +146,8 @@ class TaskHistoryStore:
         store, ttl = self.store, self.ttl
         items = [(prefix + "label:" + self._name(label), "1") for label in labels]
         items.append((prefix + "called:" + self._name(target), "1"))
+        if ctx.kind == "resource":
+            items.append((prefix + "folded:" + self._name(folded_target(target)), "1"))
         items.append((prefix + "last", target))
         put_many = getattr(store, "put_many", None)
         if put_many is not None:  # one call (one round trip) where the store offers it
