@@ -14,15 +14,18 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from mcp import MCPError
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import CallNext as SdkCallNext
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.inbound import MCP_PARAM_HEADER_PREFIX, validate_mcp_param_headers
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp_types import ClientCapabilities, ElicitationCapability, SubscriptionsListenResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
+from starlette.requests import Request
 
 from mcpgov._arguments import ArgumentLimits, freeze_arguments
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor, EventType
@@ -298,6 +301,9 @@ class ServerGovernance:
         self.names = NameRules(names)
         self._listed: dict[str, frozenset[str]] = {}
         self._names_memo: dict[str, tuple[frozenset[str], Mapping[str, str]]] = {}
+        self.tool_input_schema: Callable[[str], Mapping[str, Any] | None] | None = None
+        """The server's own ``get_tool_input_schema``, consulted only for a call the chain allowed
+        (:func:`govern` hides it from the SDK's check that runs before any middleware)."""
 
     def _session(self, sctx: ServerRequestContext[Any, Any]) -> SessionAnchor | None:
         """The anchor of the request's session (one per connection); ``None`` in 2026-07-28."""
@@ -399,6 +405,35 @@ class ServerGovernance:
             validator.resource_uri(target)
         return ctx
 
+    def _check_param_headers(self, sctx: ServerRequestContext[Any, Any]) -> None:
+        """The SDK's check of a 2026-07-28 ``tools/call``'s ``Mcp-Param-*`` headers against the
+        tool's input schema, run for a call the chain allowed (the SDK's own runs before any
+        middleware, where its answer would tell any caller that a tool exists).
+
+        Raises:
+            MCPError: a header disagrees with the body (``HEADER_MISMATCH``, HTTP 400), as the SDK answers.
+            McpGovError: the tool's input schema could not be read.
+        """
+        lookup = self.tool_input_schema
+        request = sctx.request
+        if lookup is None or not isinstance(request, Request) or sctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return
+        params = sctx.params or {}
+        arguments = params.get("arguments") or {}
+        headers = request.headers
+        if not arguments and not any(key.startswith(_PARAM_HEADER_PREFIX) for key in headers):
+            return  # no argument and no header: nothing can disagree
+        try:
+            schema = lookup(params["name"])
+        except Exception as exc:  # noqa: BLE001 - the check cannot be made: the call does not run
+            logger.error("get_tool_input_schema raised %s; refusing the call", type(exc).__name__)
+            raise McpGovError("the tool's input schema could not be read", reason="schema_unavailable") from None
+        if schema is None:
+            return
+        rejection = validate_mcp_param_headers(schema, arguments, headers)
+        if rejection is not None:
+            raise MCPError(rejection.code, rejection.message, rejection.data)
+
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: SdkCallNext) -> HandlerResult:
         sctx = ctx
         method = sctx.method
@@ -462,6 +497,8 @@ class ServerGovernance:
             params = None
             if method == LISTEN_METHOD:
                 params = _listen_params(sctx.params, await self._listened(uris, base))
+            if method == "tools/call":
+                self._check_param_headers(sctx)
             handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)
             reset = hide_tokens()
             marked = _GOVERNING.set((*_GOVERNING.get(), self)) if self.marks_handlers else None
@@ -585,6 +622,7 @@ def govern(
                     "name with govern(..., names=NamePolicy(allow={...}))"
                 )
     lowlevel.middleware.append(adapter)
+    _check_param_headers_after_the_decision(lowlevel, adapter)
     if fastmcp_server is not None:
         # A FastMCP server's tools, resources and prompts are also reached past its SDK server:
         # mounted into another FastMCP server, or called in process. They run only as the
@@ -593,6 +631,31 @@ def govern(
         governed_only(fastmcp_server, adapter)
     _flush_audit_on_shutdown(lowlevel, governor.auditor)
     return adapter
+
+
+_PARAM_HEADER_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
+
+
+def _no_input_schema(name: str) -> Mapping[str, Any] | None:
+    """What the SDK's pre-dispatch ``Mcp-Param-*`` check reads on a governed server: no schema."""
+    return None
+
+
+def _check_param_headers_after_the_decision(lowlevel: Server[Any], adapter: ServerGovernance) -> None:
+    """Move the SDK's ``Mcp-Param-*`` header check behind the decision.
+
+    On 2026-07-28 HTTP the SDK checks a ``tools/call``'s ``Mcp-Param-*`` headers against the tool's
+    input schema (``get_tool_input_schema``) before any middleware: its 400 told every caller
+    that a tool exists and which arguments it mirrors into headers. The SDK now reads no schema
+    there, and the adapter makes the same check once the chain allowed the call. A server without
+    the lookup is left alone: the SDK then reads the schema from its ``tools/list``, which the chain
+    filters to what the caller may discover.
+    """
+    lookup = lowlevel.get_tool_input_schema
+    if lookup is None:
+        return
+    adapter.tool_input_schema = lookup
+    lowlevel.get_tool_input_schema = _no_input_schema
 
 
 class _FlushingLifespan:

@@ -1,0 +1,126 @@
+"""A hostile client against a governed server: nothing reaches a tool, a resource or a prompt,
+or tells that it exists, before the chain allowed exactly that request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import httpx2
+import pytest
+from mcp.server.mcpserver import MCPServer
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, HEADER_MISMATCH, PROTOCOL_VERSION_META_KEY
+from pydantic import Field
+
+from mcpgov import Decision, Hooks, govern
+from mcpgov.testing import InMemoryAuditSink, serve_http
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+Region = Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]
+
+
+def _header_server(kind: str) -> tuple[Any, InMemoryAuditSink, list[str]]:
+    """An ASGI app serving ``deploy`` and ``route``, which both mirror their ``region`` argument
+    into an ``Mcp-Param-Region`` header; only ``route`` is allowed."""
+    ran: list[str] = []
+
+    def deploy(region: Region) -> str:
+        ran.append(f"deploy {region}")
+        return "deployed"
+
+    def route(region: Region) -> str:
+        ran.append(f"route {region}")
+        return "routed"
+
+    hooks = Hooks()
+    hooks.tool("route")(lambda ctx: Decision.allow("routers"))
+    sink = InMemoryAuditSink()
+    if kind == "mcpserver":
+        server = MCPServer("regions")
+        server.add_tool(deploy)
+        server.add_tool(route)
+        govern(server, hooks, audit=sink)
+        return server.streamable_http_app(), sink, ran
+    from fastmcp import FastMCP
+
+    fast = FastMCP("regions")
+    fast.tool(deploy)
+    fast.tool(route)
+    govern(fast, hooks, audit=sink)
+    return fast.http_app(), sink, ran
+
+
+SERVER_KINDS = ["mcpserver", "fastmcp"]
+
+
+async def _post_call(
+    http: httpx2.AsyncClient, url: str, name: str, arguments: Mapping[str, Any], headers: Mapping[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """A 2026-07-28 ``tools/call`` POSTed as given: (HTTP status, JSON-RPC error or result)."""
+    meta = {PROTOCOL_VERSION_META_KEY: MODERN, CLIENT_CAPABILITIES_META_KEY: {}}
+    response = await http.post(
+        url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": dict(arguments), "_meta": meta},
+        },
+        headers={
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": MODERN,
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": name,
+            **headers,
+        },
+    )
+    body = response.json()
+    return response.status_code, body.get("error") or body["result"]
+
+
+HEADER_SPELLINGS: list[dict[str, str]] = [
+    {},  # the argument is in the body, its header is missing
+    {"Mcp-Param-Region": "eu"},  # the header disagrees with the body
+    {"Mcp-Param-Region": "us"},  # the header agrees with the body
+    {"Mcp-Param-Region": "=?base64?!!!?="},  # a malformed sentinel
+]
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+@pytest.mark.parametrize("headers", HEADER_SPELLINGS)
+async def test_param_headers_tell_nothing_about_a_tool_the_caller_may_not_use(
+    kind: str, headers: dict[str, str]
+) -> None:
+    """The SDK checks ``Mcp-Param-*`` headers against the called tool's input schema before any
+    middleware runs: its answer told a caller with no right to the tool that it exists and which
+    of its arguments are mirrored into headers. A refused tool now answers exactly like a tool
+    that does not exist, and the refusal is audited."""
+    app, sink, ran = _header_server(kind)
+    async with serve_http(app) as base, httpx2.AsyncClient() as http:
+        url = f"{base}/mcp"
+        hidden = await _post_call(http, url, "deploy", {"region": "us"}, headers)
+        missing = await _post_call(http, url, "no_such_tool", {"region": "us"}, headers)
+    assert hidden[0] == missing[0] == 200
+    assert hidden[1]["code"] == missing[1]["code"] == -32003
+    assert hidden[1]["message"] == missing[1]["message"] == "Request denied"
+    assert "region" not in str(hidden[1]).lower()
+    assert ran == []
+    assert [(e.target, e.effect) for e in sink.decisions()] == [("deploy", "deny"), ("no_such_tool", "deny")]
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+async def test_param_headers_are_still_checked_for_an_allowed_tool(kind: str) -> None:
+    """Where the caller may use the tool, the SDK's header check applies as without governance:
+    a header that disagrees with the body is a 400 ``HEADER_MISMATCH`` and the tool does not run."""
+    app, _, ran = _header_server(kind)
+    async with serve_http(app) as base, httpx2.AsyncClient() as http:
+        url = f"{base}/mcp"
+        answers = [await _post_call(http, url, "route", {"region": "us"}, headers) for headers in HEADER_SPELLINGS]
+    for status, error in (answers[0], answers[1], answers[3]):
+        assert status == 400
+        assert error["code"] == HEADER_MISMATCH
+    assert answers[2][0] == 200
+    assert answers[2][1]["content"][0]["text"] == "routed"
+    assert ran == ["route us"]
