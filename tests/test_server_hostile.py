@@ -124,3 +124,92 @@ async def test_param_headers_are_still_checked_for_an_allowed_tool(kind: str) ->
     assert answers[2][0] == 200
     assert answers[2][1]["content"][0]["text"] == "routed"
     assert ran == ["route us"]
+
+
+def _governed_notes() -> tuple[Any, list[str]]:
+    """A governed FastMCP server whose chain allows only the ``read_*`` tools, ``notes://`` and
+    the ``summary`` prompt."""
+    from fastmcp import FastMCP
+
+    ran: list[str] = []
+    sub = FastMCP("notes")
+
+    @sub.tool
+    def delete_note(name: str) -> str:
+        ran.append("delete_note")
+        return "deleted"
+
+    @sub.tool
+    def read_note(name: str) -> str:
+        ran.append("read_note")
+        return "a note"
+
+    @sub.resource("notes://index")
+    def index() -> str:
+        return "index"
+
+    @sub.resource("secret://keys")
+    def keys() -> str:
+        return "keys"
+
+    @sub.resource("secret://vault/{item}")
+    def vault(item: str) -> str:
+        return item
+
+    @sub.prompt
+    def summary(text: str) -> str:
+        return text
+
+    @sub.prompt
+    def exfiltrate(text: str) -> str:
+        return text
+
+    hooks = Hooks()
+    hooks.tool("read_*")(lambda ctx: Decision.allow("readers"))
+    hooks.resource("notes://*")(lambda ctx: Decision.allow("notes"))
+    hooks.prompt("summary")(lambda ctx: Decision.allow("summaries"))
+    govern(sub, hooks)
+    return sub, ran
+
+
+async def _listed(client: Any) -> dict[str, set[str]]:
+    return {
+        "tools": {t.name for t in await client.list_tools()},
+        "resources": {str(r.uri) for r in await client.list_resources()},
+        "templates": {t.uriTemplate for t in await client.list_resource_templates()},
+        "prompts": {p.name for p in await client.list_prompts()},
+    }
+
+
+async def test_a_mounted_governed_fastmcp_server_lists_nothing_past_its_chain() -> None:
+    """Mounted into another FastMCP server, a governed server's tools could not be called past its
+    chain, but the other server listed every one of them (and its resources, templates and
+    prompts) to anyone: what the chain hides from a caller was told to every caller of the mount.
+    Past its own chain (a mount, in process) a governed server now lists nothing."""
+    from fastmcp import Client as FastClient
+    from fastmcp import FastMCP
+
+    sub, ran = _governed_notes()
+    async with FastClient(sub) as client:
+        direct = await _listed(client)
+    expected = {"tools": {"read_note"}, "resources": {"notes://index"}, "templates": set(), "prompts": {"summary"}}
+    assert direct == expected
+
+    main = FastMCP("gateway")
+    main.mount(sub, namespace="n")
+
+    @main.tool
+    def own() -> str:
+        return "own"
+
+    async with FastClient(main) as client:
+        assert await _listed(client) == {"tools": {"own"}, "resources": set(), "templates": set(), "prompts": set()}
+        with pytest.raises(Exception, match="governed"):
+            await client.call_tool("n_read_note", {"name": "x"})
+    assert list(await sub.list_tools()) == []
+    assert list(await sub.list_resources()) == []
+    assert list(await sub.list_resource_templates()) == []
+    assert list(await sub.list_prompts()) == []
+    assert ran == []
+    async with FastClient(sub) as client:  # served directly, it lists as its chain decides, as before
+        assert await _listed(client) == direct

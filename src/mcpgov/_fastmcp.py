@@ -77,7 +77,7 @@ _NOT_GOVERNED = (
 
 def governed_only(server: Any, governance: Any) -> None:
     """Refuse every tool call, resource read and prompt get on FastMCP ``server`` that does not
-    run as the handler of a request ``governance`` allowed.
+    run as the handler of a request ``governance`` allowed, and list nothing outside one.
 
     FastMCP reaches a server's components past its SDK server too: mounted into another FastMCP
     server (whose requests never pass this chain), or called in process (``call_tool``). The
@@ -111,5 +111,25 @@ def governed_only(server: Any, governance: Any) -> None:
             if not handled_by(governance):
                 raise refuse("prompt get")
             return await call_next(context)
+
+        # A listing past the chain (through a mount, in process) lists nothing: what the chain
+        # hides from a caller is not told to every caller of the server it is mounted into.
+        async def on_list_tools(self, context: Any, call_next: Any) -> Any:
+            return await listed(context, call_next, "tools")
+
+        async def on_list_resources(self, context: Any, call_next: Any) -> Any:
+            return await listed(context, call_next, "resources")
+
+        async def on_list_resource_templates(self, context: Any, call_next: Any) -> Any:
+            return await listed(context, call_next, "resource templates")
+
+        async def on_list_prompts(self, context: Any, call_next: Any) -> Any:
+            return await listed(context, call_next, "prompts")
+
+    async def listed(context: Any, call_next: Any, what: str) -> Any:
+        if not handled_by(governance):
+            logger.warning("listed no %s of a governed FastMCP server past its chain", what)
+            return []
+        return await call_next(context)
 
     server.add_middleware(GovernedOnly())

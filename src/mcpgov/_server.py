@@ -485,7 +485,12 @@ class ServerGovernance:
 
             async def list_terminal(c: GovContext) -> Listing:
                 handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
-                listed = _to_listing(kind_l, entries_key, name_key, await call_next(handler_ctx))
+                marked = _GOVERNING.set((*_GOVERNING.get(), self)) if self.marks_handlers else None
+                try:
+                    listed = _to_listing(kind_l, entries_key, name_key, await call_next(handler_ctx))
+                finally:
+                    if marked is not None:
+                        _GOVERNING.reset(marked)
                 return self._hygienic(listed)
 
             result = await governor.run(gctx, list_terminal)
