@@ -213,3 +213,47 @@ async def test_a_mounted_governed_fastmcp_server_lists_nothing_past_its_chain() 
     assert ran == []
     async with FastClient(sub) as client:  # served directly, it lists as its chain decides, as before
         assert await _listed(client) == direct
+
+
+async def test_a_fastmcp_tool_is_not_reached_by_its_identity_hash(mode: str) -> None:
+    """FastMCP resolves a tool name ``__<hash>_<name>`` to the app-visible tool whose identity
+    hash it names (the hash is derived from public names). The chain decided on that spelling,
+    not on the tool that ran: ``allow *`` beside ``deny delete_note`` ran ``delete_note``. Such a
+    name is now refused before any decision, and hidden from listings."""
+    from fastmcp import FastMCP
+    from mcp import Client, MCPError
+
+    ran: list[str] = []
+    server = FastMCP("notes")
+    app_visible = {"ui": {"visibility": ["model", "app"]}, "fastmcp": {"tool_hash": "0123456789ab"}}
+
+    @server.tool(meta=app_visible)
+    def delete_note(name: str) -> str:
+        ran.append("delete_note")
+        return "deleted"
+
+    @server.tool(name="__0123456789ab_read_note")
+    def read_note(name: str) -> str:
+        ran.append("read_note")
+        return "a note"
+
+    hooks = Hooks()
+    hooks.tool("delete_note")(lambda ctx: Decision.deny("no-deletes", "deleting needs a person", "no_deletes"))
+    hooks.tool("*")(lambda ctx: Decision.allow("everyone"))
+    sink = InMemoryAuditSink()
+    from mcpgov._fastmcp import sdk_server
+
+    govern(server, hooks, audit=sink)
+    async with Client(sdk_server(server), mode=mode) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == []
+        for name in ("__0123456789ab_delete_note", "__0123456789ab_read_note", "__ffffffffffff_delete_note"):
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool(name, {"name": "x"})
+            assert caught.value.code == -32602
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("delete_note", {"name": "x"})
+        assert caught.value.code == -32003
+    assert ran == []
+    refused = [(e.target, e.reason) for e in sink.decisions() if e.effect == "deny"]
+    assert ("__0123456789ab_delete_note", "name_refused") in refused
+    assert ("delete_note", "no_deletes") in refused

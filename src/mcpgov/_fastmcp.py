@@ -18,6 +18,7 @@ reaches it, and it refuses any FastMCP version or layout it was not written for.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -27,7 +28,7 @@ from packaging.version import InvalidVersion, Version
 from mcpgov._errors import ConfigurationError
 from mcpgov._sdk import compat
 
-__all__ = ["SUPPORTED_FASTMCP", "governed_only", "is_fastmcp", "sdk_server"]
+__all__ = ["SUPPORTED_FASTMCP", "addressed_by_identity", "governed_only", "is_fastmcp", "sdk_server"]
 
 logger = logging.getLogger("mcpgov.server")
 
@@ -67,6 +68,24 @@ def sdk_server(server: Any) -> Server[Any]:
             f"this FastMCP {raw} server does not run on an SDK server mcpgov can govern; {_INSTALL_HINT}"
         )
     return lowlevel
+
+
+_HASHED_NAME = re.compile(r"__[0-9a-f]+_.", re.DOTALL)
+"""A superset of FastMCP's ``__<hash>_<name>`` spelling, for a FastMCP without its parser."""
+
+
+def addressed_by_identity(name: str) -> bool:
+    """Whether FastMCP may resolve tool name ``name`` by a tool's identity hash (``__<hash>_<local
+    name>``, its route to app-visible tools) rather than as the name a tool is listed under.
+
+    Such a name can run a tool whose own name the chain never judged (``allow *`` beside ``deny
+    delete_note`` would run ``delete_note``), so a governed FastMCP server does not serve it.
+    """
+    try:
+        from fastmcp.server.providers.addressing import parse_hashed_backend_name  # noqa: PLC0415 - optional extra
+    except ImportError:  # pragma: no cover - a FastMCP 4 release that moved it: the broader spelling
+        return _HASHED_NAME.match(name) is not None
+    return parse_hashed_backend_name(name) is not None
 
 
 _NOT_GOVERNED = (

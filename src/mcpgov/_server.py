@@ -33,7 +33,7 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._contain import contained
 from mcpgov._context import STANDING_CHECKS, Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
-from mcpgov._fastmcp import governed_only, is_fastmcp, sdk_server
+from mcpgov._fastmcp import addressed_by_identity, governed_only, is_fastmcp, sdk_server
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._methods import (
@@ -301,6 +301,9 @@ class ServerGovernance:
         self.names = NameRules(names)
         self._listed: dict[str, frozenset[str]] = {}
         self._names_memo: dict[str, tuple[frozenset[str], Mapping[str, str]]] = {}
+        self.reserved_tool_name: Callable[[str], bool] | None = None
+        """Tool names the server resolves to a tool listed under another name (FastMCP's identity
+        hashes): refused before any decision and hidden from listings, unless ``names`` allows them."""
         self.tool_input_schema: Callable[[str], Mapping[str, Any] | None] | None = None
         """The server's own ``get_tool_input_schema``, consulted only for a call the chain allowed
         (:func:`govern` hides it from the SDK's check that runs before any middleware)."""
@@ -348,6 +351,12 @@ class ServerGovernance:
         return self._listed.get(kind, frozenset())
 
     def _check_name(self, kind: str, name: str) -> None:
+        if kind == "tool" and self._reserved(name):
+            raise InvalidRequest(
+                f"tool name {name!r} addresses a tool by its identity hash, not by a name it is listed "
+                "under; call the tool by its listed name",
+                reason="name_refused",
+            )
         if self._served_server is not None:
             served, refused = self._served_names(kind)
             if name not in served:
@@ -357,6 +366,10 @@ class ServerGovernance:
             why = self.names.refused(kind, self._served(kind) | {name}).get(name)
         if why is not None:
             raise InvalidRequest(f"{why} ({name!r})", reason="name_refused")
+
+    def _reserved(self, name: str) -> bool:
+        reserved = self.reserved_tool_name
+        return reserved is not None and name not in self.names.policy.allow and reserved(name)
 
     def _served_names(self, kind: str) -> tuple[frozenset[str], Mapping[str, str]]:
         """The names an ``MCPServer`` serves of ``kind`` and those of them refused, worked out
@@ -379,6 +392,8 @@ class ServerGovernance:
         if self._served_server is None:
             self._listed[listing.kind] = names
         refused = self.names.refused(listing.kind, names)
+        if listing.kind == "tool" and self.reserved_tool_name is not None:
+            refused = {**refused, **{name: "reserved" for name in names if self._reserved(name)}}
         if not refused:
             return listing
         return listing.keep(lambda item: item.name not in refused)
@@ -633,6 +648,7 @@ def govern(
         # mounted into another FastMCP server, or called in process. They run only as the
         # handler of a request this chain allowed.
         adapter.marks_handlers = True
+        adapter.reserved_tool_name = addressed_by_identity
         governed_only(fastmcp_server, adapter)
     _flush_audit_on_shutdown(lowlevel, governor.auditor)
     return adapter
