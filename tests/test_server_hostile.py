@@ -257,3 +257,62 @@ async def test_a_fastmcp_tool_is_not_reached_by_its_identity_hash(mode: str) -> 
     refused = [(e.target, e.reason) for e in sink.decisions() if e.effect == "deny"]
     assert ("__0123456789ab_delete_note", "name_refused") in refused
     assert ("delete_note", "no_deletes") in refused
+
+
+@pytest.mark.parametrize("kind", ["lowlevel", "fastmcp"])
+async def test_arguments_are_validated_against_the_declared_schema_of_any_server(kind: str, mode: str) -> None:
+    """A server that declares its tools' input schemas (``get_tool_input_schema``: a lowlevel
+    ``Server`` given one, every FastMCP server) gets its calls validated strictly before the
+    decision: a ``count`` of ``"5"`` or an unknown argument never reaches the tool."""
+    from mcp import Client, MCPError
+
+    ran: list[Any] = []
+    schema = {
+        "type": "object",
+        "properties": {"count": {"type": "integer"}},
+        "required": ["count"],
+        "additionalProperties": False,
+    }
+    hooks = Hooks()
+    hooks.tool("*")(lambda ctx: Decision.allow("everyone"))
+    target: Any
+    if kind == "lowlevel":
+        import mcp_types as types
+        from mcp.server import ServerRequestContext
+        from mcp.server.lowlevel import Server
+
+        async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> Any:
+            return types.ListToolsResult(tools=[types.Tool(name="repeat", input_schema=schema)])
+
+        async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
+            ran.append(params.arguments)
+            return types.CallToolResult(content=[types.TextContent(type="text", text="ran")])
+
+        target = Server(
+            "low",
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+            get_tool_input_schema=lambda name: schema if name == "repeat" else None,
+        )
+        govern(target, hooks)
+    else:
+        from fastmcp import FastMCP
+
+        from mcpgov._fastmcp import sdk_server
+
+        fast = FastMCP("fast")
+
+        @fast.tool
+        def repeat(count: int) -> str:
+            ran.append({"count": count})
+            return "ran"
+
+        govern(fast, hooks)
+        target = sdk_server(fast)
+    async with Client(target, mode=mode) as client:
+        for arguments in ({"count": "5"}, {"count": 5, "extra": 1}, {"count": 5.5}, {}):
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("repeat", arguments)
+            assert caught.value.code == -32602, arguments
+        assert (await client.call_tool("repeat", {"count": 5})).is_error is False
+    assert ran == [{"count": 5}]

@@ -676,6 +676,7 @@ def _check_param_headers_after_the_decision(lowlevel: Server[Any], adapter: Serv
     if lookup is None:
         return
     adapter.tool_input_schema = lookup
+    adapter._validator.input_schema = lookup  # arguments are still validated against it, before the decision
     lowlevel.get_tool_input_schema = _no_input_schema
 
 

@@ -291,6 +291,9 @@ class RequestValidator:
     def __init__(self, server: Server[Any], mcp_server: MCPServer | None) -> None:
         self._server = server
         self._mcp = mcp_server
+        self.input_schema: Callable[[str], Mapping[str, Any] | None] | None = None
+        """The server's ``get_tool_input_schema`` when governance took it from the server (see
+        ``mcpgov._server``); otherwise the server's attribute is read at each call."""
 
     def tool_arguments(self, name: str, arguments: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """The arguments the tool's handler will receive, validated; ``None`` when ``name`` is unknown.
@@ -304,7 +307,7 @@ class RequestValidator:
             if tool is None:
                 return None
             return _tool_model(tool.fn_metadata, name)(wire)
-        lookup = getattr(self._server, "get_tool_input_schema", None)
+        lookup = self.input_schema or getattr(self._server, "get_tool_input_schema", None)
         if lookup is None:
             return wire
         schema = lookup(name)
