@@ -316,3 +316,60 @@ async def test_arguments_are_validated_against_the_declared_schema_of_any_server
             assert caught.value.code == -32602, arguments
         assert (await client.call_tool("repeat", {"count": 5})).is_error is False
     assert ran == [{"count": 5}]
+
+
+async def test_an_allowed_fastmcp_component_does_not_reach_another_in_process(mode: str) -> None:
+    """A tool the chain allowed ran as "the handler of an allowed request", and everything it
+    reached in process counted as allowed too: FastMCP's search transform (its ``call_tool``
+    proxy), ``ResourcesAsTools`` and any tool calling ``ctx.fastmcp.call_tool`` ran a denied tool,
+    read a denied resource and listed hidden tools. Only exactly what the chain decided runs, once."""
+    from fastmcp import FastMCP
+    from fastmcp.server.dependencies import get_context
+    from fastmcp.server.transforms.resources_as_tools import ResourcesAsTools
+    from fastmcp.server.transforms.search import RegexSearchTransform
+    from mcp import Client
+
+    from mcpgov._fastmcp import sdk_server
+
+    ran: list[str] = []
+    server = FastMCP("notes")
+
+    @server.tool
+    def delete_note(name: str) -> str:
+        ran.append("delete_note")
+        return "deleted"
+
+    @server.tool
+    async def relay(name: str) -> str:
+        ran.append("relay")
+        result = await get_context().fastmcp.call_tool(name, {"name": "x"})
+        return str(result.content)
+
+    @server.resource("secret://keys")
+    def keys() -> str:
+        ran.append("keys")
+        return "KEYS"
+
+    server.add_transform(RegexSearchTransform(always_visible=["relay"]))
+    server.add_transform(ResourcesAsTools(server))
+    hooks = Hooks()
+    hooks.tool("delete_note")(lambda ctx: Decision.deny("no-deletes", "deleting needs a person", "no_deletes"))
+    for proxy in ("call_tool", "search_tools", "read_resource", "relay"):
+        hooks.tool(proxy)(lambda ctx: Decision.allow("proxies"))
+    govern(server, hooks)
+    async with Client(sdk_server(server), mode=mode) as client:
+        found = await client.call_tool("search_tools", {"pattern": ".*"})
+        assert "delete_note" not in str(found.content)
+        for name, arguments in (
+            ("call_tool", {"name": "delete_note", "arguments": {"name": "x"}}),
+            ("relay", {"name": "delete_note"}),
+            ("relay", {"name": "relay"}),
+            ("read_resource", {"uri": "secret://keys"}),
+        ):
+            result = await client.call_tool(name, arguments)  # FastMCP reports a failed tool as a result
+            assert result.is_error is True, (name, arguments)
+            text = str(result.content)
+            assert "this server is governed" in text or "Unknown tool: 'delete_note'" in text, text
+            assert "KEYS" not in text
+    assert "delete_note" not in ran
+    assert "keys" not in ran

@@ -89,25 +89,27 @@ def addressed_by_identity(name: str) -> bool:
 
 
 _NOT_GOVERNED = (
-    "this server is governed: its tools, resources and prompts run only for requests its own chain "
-    "allowed (call it directly, not through a server it is mounted into, nor in process)"
+    "this server is governed: a tool, resource or prompt runs only as the one its own chain decided on "
+    "for the request (not through a server it is mounted into, in process, nor from within another one)"
 )
 
 
 def governed_only(server: Any, governance: Any) -> None:
-    """Refuse every tool call, resource read and prompt get on FastMCP ``server`` that does not
-    run as the handler of a request ``governance`` allowed, and list nothing outside one.
+    """Refuse every tool call, resource read and prompt get on FastMCP ``server`` that is not
+    exactly the one a request ``governance`` allowed, and list nothing outside an allowed listing.
 
     FastMCP reaches a server's components past its SDK server too: mounted into another FastMCP
-    server (whose requests never pass this chain), or called in process (``call_tool``). The
-    server's own FastMCP middleware runs on every one of those paths; this one refuses them
-    (``-32003``) unless the call is the handler of a request this chain decided.
+    server (whose requests never pass this chain), called in process (``call_tool``), or from
+    within a component the chain allowed (FastMCP's search transform ``call_tool`` proxy,
+    ``ResourcesAsTools``, a tool calling ``ctx.fastmcp``). The server's own FastMCP middleware
+    runs on every one of those paths; this one refuses them (``-32003``): one decision runs the
+    one component it decided on, once.
     """
     from fastmcp.server.middleware import Middleware  # noqa: PLC0415 - FastMCP is an optional extra
     from mcp import MCPError  # noqa: PLC0415 - with the FastMCP import
 
     from mcpgov._errors import Denied  # noqa: PLC0415 - keeps the import graph flat
-    from mcpgov._server import handled_by  # noqa: PLC0415 - _server imports this module
+    from mcpgov._server import admitted, listing_admitted  # noqa: PLC0415 - _server imports this module
 
     def refuse(what: str) -> MCPError:
         logger.warning("refused a %s on a governed FastMCP server that its chain did not decide", what)
@@ -117,36 +119,36 @@ def governed_only(server: Any, governance: Any) -> None:
         """Lets through only what the governed server's own chain allowed (see governed_only)."""
 
         async def on_call_tool(self, context: Any, call_next: Any) -> Any:
-            if not handled_by(governance):
+            if not admitted(governance, "tool", str(context.message.name)):
                 raise refuse("tool call")
             return await call_next(context)
 
         async def on_read_resource(self, context: Any, call_next: Any) -> Any:
-            if not handled_by(governance):
+            if not admitted(governance, "resource", str(context.message.uri)):
                 raise refuse("resource read")
             return await call_next(context)
 
         async def on_get_prompt(self, context: Any, call_next: Any) -> Any:
-            if not handled_by(governance):
+            if not admitted(governance, "prompt", str(context.message.name)):
                 raise refuse("prompt get")
             return await call_next(context)
 
-        # A listing past the chain (through a mount, in process) lists nothing: what the chain
-        # hides from a caller is not told to every caller of the server it is mounted into.
+        # A listing other than one the chain filters (through a mount, in process, from within a
+        # component) lists nothing: what the chain hides from a caller is not told to anyone.
         async def on_list_tools(self, context: Any, call_next: Any) -> Any:
-            return await listed(context, call_next, "tools")
+            return await listed(context, call_next, "tool", "tools")
 
         async def on_list_resources(self, context: Any, call_next: Any) -> Any:
-            return await listed(context, call_next, "resources")
+            return await listed(context, call_next, "resource", "resources")
 
         async def on_list_resource_templates(self, context: Any, call_next: Any) -> Any:
-            return await listed(context, call_next, "resource templates")
+            return await listed(context, call_next, "resource", "resource templates")
 
         async def on_list_prompts(self, context: Any, call_next: Any) -> Any:
-            return await listed(context, call_next, "prompts")
+            return await listed(context, call_next, "prompt", "prompts")
 
-    async def listed(context: Any, call_next: Any, what: str) -> Any:
-        if not handled_by(governance):
+    async def listed(context: Any, call_next: Any, kind: str, what: str) -> Any:
+        if not listing_admitted(governance, kind):
             logger.warning("listed no %s of a governed FastMCP server past its chain", what)
             return []
         return await call_next(context)

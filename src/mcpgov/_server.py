@@ -39,6 +39,7 @@ from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._methods import (
     ARGUMENT_METHODS,
     COMPLETION_REFS,
+    EXECUTE_METHODS,
     LISTEN_METHOD,
     LISTEN_SUBSCRIBE_METHOD,
     LISTINGS,
@@ -294,7 +295,7 @@ class ServerGovernance:
         self._server = server
         self._served_server = mcp_server
         self.marks_handlers = False
-        """Whether handlers learn that this chain governs them (``handled_by``): set for FastMCP
+        """Whether handlers learn what this chain allowed them (``admitted``): set for FastMCP
         servers, whose tools can also be reached past the SDK server (a mount, an in-process call)."""
         self._anchors: weakref.WeakKeyDictionary[Any, SessionAnchor] = weakref.WeakKeyDictionary()
         self._validator = RequestValidator(server, mcp_server)
@@ -500,7 +501,7 @@ class ServerGovernance:
 
             async def list_terminal(c: GovContext) -> Listing:
                 handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
-                marked = _GOVERNING.set((*_GOVERNING.get(), self)) if self.marks_handlers else None
+                marked = self._mark("list", kind_l)
                 try:
                     listed = _to_listing(kind_l, entries_key, name_key, await call_next(handler_ctx))
                 finally:
@@ -521,7 +522,7 @@ class ServerGovernance:
                 self._check_param_headers(sctx)
             handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)
             reset = hide_tokens()
-            marked = _GOVERNING.set((*_GOVERNING.get(), self)) if self.marks_handlers else None
+            marked = self._mark(c.kind, c.target) if method in EXECUTE_METHODS else None
             try:
                 if method == LISTEN_METHOD:
                     result: HandlerResult = await _until_authority_expires(c, sctx, call_next(handler_ctx))
@@ -536,6 +537,13 @@ class ServerGovernance:
 
         outcome: HandlerResult = await governor.run(gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool)
         return outcome
+
+    def _mark(self, kind: str | None, target: str | None) -> contextvars.Token[tuple[_Handling, ...]] | None:
+        """Let the handler run exactly ``kind`` ``target`` (see :func:`admitted`), on servers whose
+        components check it; reset the returned token when the handler returns."""
+        if not self.marks_handlers or kind is None or target is None:
+            return None
+        return _GOVERNING.set((*_GOVERNING.get(), _Handling(self, kind, target)))
 
     async def _listened(self, uris: tuple[str, ...], base: Mapping[str, Any]) -> list[str]:
         """The URIs of an allowed ``subscriptions/listen`` filter that the caller may subscribe to.
@@ -569,15 +577,47 @@ class ServerGovernance:
         return True
 
 
-_GOVERNING: contextvars.ContextVar[tuple[ServerGovernance, ...]] = contextvars.ContextVar(
-    "mcpgov_governing", default=()
-)
-"""The server chains whose decision the running handler is executing (innermost last)."""
+class _Handling:
+    """What the handler of a request a chain allowed may run on a FastMCP server: exactly the
+    target decided on, once (``kind`` ``"list"``: listings of the ``target`` kind)."""
+
+    __slots__ = ("governance", "kind", "target", "used")
+
+    def __init__(self, governance: ServerGovernance, kind: str, target: str) -> None:
+        self.governance = governance
+        self.kind = kind
+        self.target = target
+        self.used = False
 
 
-def handled_by(governance: ServerGovernance) -> bool:
-    """Whether the code running now is the handler of a request ``governance`` allowed."""
-    return governance in _GOVERNING.get()
+_GOVERNING: contextvars.ContextVar[tuple[_Handling, ...]] = contextvars.ContextVar("mcpgov_governing", default=())
+"""What the running handlers were allowed to run, by chain (innermost last)."""
+
+
+def _handling(governance: ServerGovernance) -> _Handling | None:
+    for handling in reversed(_GOVERNING.get()):
+        if handling.governance is governance:
+            return handling
+    return None
+
+
+def admitted(governance: ServerGovernance, kind: str, target: str) -> bool:
+    """Whether running the ``kind`` (``"tool"``, ``"resource"``, ``"prompt"``) ``target`` now is
+    the effect of the request ``governance`` allowed on exactly that target. Consumes the
+    allowance: one decision runs one component, so a component the chain allowed does not reach
+    another in process (a proxy tool, a tool calling the server) on its strength."""
+    handling = _handling(governance)
+    if handling is None or handling.used or handling.kind != kind or handling.target != target:
+        return False
+    handling.used = True
+    return True
+
+
+def listing_admitted(governance: ServerGovernance, kind: str) -> bool:
+    """Whether listing ``kind`` now is the effect of a listing request ``governance`` allowed
+    (whose entries the chain then filters), and not a listing made from within a component."""
+    handling = _handling(governance)
+    return handling is not None and handling.kind == "list" and handling.target == kind
 
 
 def govern(
