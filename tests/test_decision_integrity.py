@@ -68,6 +68,8 @@ class _Order:
         @hooks.tool("cancel")
         @hooks.tool("refund")
         def no_order_zero(ctx: GovContext) -> Decision:
+            if ctx.action == "discover":
+                return Decision.allow("orders are listed")
             assert ctx.arguments is not None
             self.decided.append(_thaw(ctx.arguments))
             if ctx.arguments.get("order") == 0:
@@ -76,6 +78,8 @@ class _Order:
 
         @hooks.tool("run")
         def no_rm(ctx: GovContext) -> Decision:
+            if ctx.action == "discover":
+                return Decision.allow("commands are listed")
             assert ctx.arguments is not None
             commands = ctx.arguments.get("commands")
             if isinstance(commands, (list, tuple)) and "rm" in commands:
@@ -438,7 +442,8 @@ def test_property_handler_receives_exactly_what_was_decided(case: tuple[list[Any
 
     @hooks.tool("t")
     def record(ctx: GovContext) -> Decision:
-        decided.append(_thaw(ctx.arguments))
+        if ctx.action == "execute":
+            decided.append(_thaw(ctx.arguments))
         return Decision.allow("record")
 
     govern(server, hooks)
@@ -453,7 +458,7 @@ def test_property_handler_receives_exactly_what_was_decided(case: tuple[list[Any
                 code = 0
             if code:
                 assert code == -32602
-                assert decided == []  # refused before any decision
+                assert decided == []  # refused before any decision to run it
                 return
             assert decided, "an allowed call was decided on"
             if result.is_error:

@@ -221,9 +221,13 @@ async def test_purpose_condition_allows_only_the_declared_purpose(mode: str) -> 
         assert (await client.call_tool("send_email", email, meta=support)).is_error is False
         error = await _refusal(client, "send_email", email, as_("alice", task="t1", purpose="marketing"))
         assert error.code == -32003
-        # The purpose comes from the verified context, never from arguments.
+        # The purpose comes from the verified context, never from arguments: a caller who may not
+        # see send_email is refused and learns nothing about its arguments.
         error = await _refusal(client, "send_email", {**email, "purpose": "support"}, as_("alice", task="t1"))
-        assert error.code == -32602  # not an argument of the tool: refused before any decision
+        assert error.code == -32003
+        # Where the caller may see it, it is told that this is not an argument of the tool.
+        error = await _refusal(client, "send_email", {**email, "purpose": "support"}, support)
+        assert error.code == -32602
     assert fs.ran == ["send_email:help@acme.example"]
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import httpx2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, HEADER_MISMATCH, PROTOCOL_VERSION_META_KEY
 from pydantic import Field
@@ -373,3 +375,114 @@ async def test_an_allowed_fastmcp_component_does_not_reach_another_in_process(mo
             assert "KEYS" not in text
     assert "delete_note" not in ran
     assert "keys" not in ran
+
+
+def _typed_server() -> tuple[MCPServer, InMemoryAuditSink, list[str]]:
+    """Typed tools, prompts and resource templates; those named ``secret``/``deploy``/``leak``
+    are not allowed."""
+    server = MCPServer("typed")
+    ran: list[str] = []
+
+    @server.tool()
+    def deploy(version: int, force: bool = False) -> str:
+        ran.append("deploy")
+        return "deployed"
+
+    @server.tool()
+    def build(version: int, force: bool = False) -> str:
+        ran.append("build")
+        return "built"
+
+    @server.prompt()
+    def leak(n: int) -> str:
+        ran.append("leak")
+        return "leaked"
+
+    @server.prompt()
+    def count(n: int) -> str:
+        ran.append("count")
+        return "counted"
+
+    @server.resource("secret://items/{n}")
+    def secret_item(n: int) -> str:
+        ran.append("secret_item")
+        return "secret"
+
+    @server.resource("docs://items/{n}")
+    def doc_item(n: int) -> str:
+        ran.append("doc_item")
+        return "doc"
+
+    hooks = Hooks()
+    hooks.tool("build")(lambda ctx: Decision.allow("builders"))
+    hooks.prompt("count")(lambda ctx: Decision.allow("counters"))
+    hooks.resource("docs://*")(lambda ctx: Decision.allow("docs"))
+    sink = InMemoryAuditSink()
+    govern(server, hooks, audit=sink)
+    return server, sink, ran
+
+
+async def _answer(client: Any, method: str, params: dict[str, Any]) -> tuple[int, str] | str:
+    from mcp import MCPError
+
+    from .conftest import raw_request
+
+    try:
+        await raw_request(client, method, params)
+    except MCPError as exc:
+        return exc.code, exc.error.message
+    return "ran"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.sampled_from(["1", "01", " 1", "x", ""]),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(["a", "version"]), inner, max_size=2),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    arguments=st.dictionaries(st.sampled_from(["version", "force", "n", "extra"]), json_values, max_size=3),
+    text=st.sampled_from(["1", "01", "+1", " 1", "1_0", "x", "1.0"]),
+)
+async def test_invalid_requests_tell_nothing_about_a_target_the_caller_may_not_use(
+    mode: str, arguments: dict[str, Any], text: str
+) -> None:
+    """Arguments were validated against the target before the decision and a failure was
+    answered at once: a caller with no right to a tool, prompt or resource template told
+    existing ones (``-32602``, with which arguments they take) from absent ones (``-32003``).
+    A denied target now answers exactly like an absent one, whatever is sent, and only a caller
+    the chain allows learns that its request is invalid."""
+    from mcp import Client, MCPError
+
+    server, sink, ran = _typed_server()
+    async with Client(server, mode=mode) as client:
+        for method, hidden, absent in (
+            ("tools/call", {"name": "deploy", "arguments": arguments}, {"name": "nothing", "arguments": arguments}),
+            ("prompts/get", {"name": "leak", "arguments": {"n": text}}, {"name": "nothing", "arguments": {"n": text}}),
+            ("resources/read", {"uri": f"secret://items/{text}"}, {"uri": f"secret://none/{text}"}),
+        ):
+            assert (
+                await _answer(client, method, hidden)
+                == await _answer(client, method, absent)
+                == (
+                    -32003,
+                    "Request denied",
+                )
+            )
+        allowed = await _answer(client, "tools/call", {"name": "build", "arguments": arguments})
+        valid = set(arguments) <= {"version", "force"} and type(arguments.get("version")) is int
+        valid = valid and type(arguments.get("force", False)) is bool
+        assert allowed == ("ran" if valid else (-32602, "Invalid request parameters"))
+        if text == "1":
+            assert (await client.get_prompt("count", {"n": text})).messages
+        else:
+            with pytest.raises(MCPError) as caught:
+                await client.get_prompt("count", {"n": text})
+            assert caught.value.code == -32602
+    assert not {"deploy", "leak", "secret_item"} & set(ran)
+    refused = {(e.target, e.reason) for e in sink.decisions() if e.effect == "deny"}
+    assert ("deploy", "default_deny") in refused
+    assert ("leak", "default_deny") in refused
+    assert not {reason for target, reason in refused if target in ("deploy", "leak")} - {"default_deny"}

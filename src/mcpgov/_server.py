@@ -50,7 +50,7 @@ from mcpgov._methods import (
 from mcpgov._protocol import check_known_target, served
 from mcpgov._sdk import compat
 from mcpgov._sdk.request import handler_request, hide_tokens, restore_tokens
-from mcpgov._sdk.validation import RequestValidator, same_json
+from mcpgov._sdk.validation import RequestValidator, check_uri, same_json
 from mcpgov._validate import is_number
 from mcpgov._wire import to_mcp_error
 
@@ -272,6 +272,16 @@ async def _until_authority_expires(
     return result
 
 
+def _refusing(exc: InvalidRequest) -> Callable[[GovContext], None]:
+    """A precheck that refuses with ``exc``: an invalid request, answered once the chain decided
+    that its caller may discover the target."""
+
+    def refuse(ctx: GovContext) -> None:
+        raise exc
+
+    return refuse
+
+
 def _outcome_of(result: Any) -> str:
     if type(result) is dict or isinstance(result, Mapping):
         if result.get("isError") is True:
@@ -490,11 +500,7 @@ class ServerGovernance:
             action="execute" if target is not None else None,
             **base,
         )
-        try:
-            gctx = self._strict(gctx, raw_arguments)
-        except InvalidRequest as exc:
-            await governor.refuse(gctx, exc)
-            raise
+        gctx, precheck = await self._validated(gctx, raw_arguments)
         listing = LISTINGS.get(method)
         if listing is not None:
             kind_l, entries_key, name_key = listing
@@ -535,7 +541,7 @@ class ServerGovernance:
                     restore_tokens(reset)
             return result
 
-        outcome: HandlerResult = await governor.run(gctx, terminal, outcome_of=_outcome_of, precheck=self._known_tool)
+        outcome: HandlerResult = await governor.run(gctx, terminal, outcome_of=_outcome_of, precheck=precheck)
         return outcome
 
     def _mark(self, kind: str | None, target: str | None) -> contextvars.Token[tuple[_Handling, ...]] | None:
@@ -544,6 +550,29 @@ class ServerGovernance:
         if not self.marks_handlers or kind is None or target is None:
             return None
         return _GOVERNING.set((*_GOVERNING.get(), _Handling(self, kind, target)))
+
+    async def _validated(self, ctx: GovContext, raw_arguments: Any) -> tuple[GovContext, Callable[[GovContext], None]]:
+        """``ctx`` validated strictly (:meth:`_strict`), and the check to make once it is allowed.
+
+        Why a request is invalid tells that its target exists and what it takes: only a caller
+        the chain lets discover the target (see it listed) is told. For an invalid request the
+        chain decides a discovery of the target, which runs nothing, and its refusal, or this
+        one, is the answer. A URI that is not canonical is refused at once: that is the same for
+        every URI, served or not.
+
+        Raises:
+            InvalidRequest: the resource URI is not canonical (audited).
+        """
+        if ctx.kind == "resource" and ctx.target is not None and ctx.method != "completion/complete":
+            try:
+                check_uri(ctx.target)
+            except InvalidRequest as exc:
+                await self.governor.refuse(ctx, exc)
+                raise
+        try:
+            return self._strict(ctx, raw_arguments), self._known_tool
+        except InvalidRequest as exc:
+            return ctx.replace(action="discover", arguments=None, args_hash=None), _refusing(exc)
 
     async def _listened(self, uris: tuple[str, ...], base: Mapping[str, Any]) -> list[str]:
         """The URIs of an allowed ``subscriptions/listen`` filter that the caller may subscribe to.

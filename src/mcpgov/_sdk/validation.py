@@ -43,7 +43,7 @@ from mcpgov._errors import InvalidRequest
 from mcpgov._sdk import compat
 from mcpgov._uris import uri_problem
 
-__all__ = ["RequestValidator", "same_json"]
+__all__ = ["RequestValidator", "check_uri", "same_json"]
 
 _Validate = Callable[[Mapping[str, Any]], "Mapping[str, Any]"]
 
