@@ -486,3 +486,59 @@ async def test_invalid_requests_tell_nothing_about_a_target_the_caller_may_not_u
     assert ("deploy", "default_deny") in refused
     assert ("leak", "default_deny") in refused
     assert not {reason for target, reason in refused if target in ("deploy", "leak")} - {"default_deny"}
+
+
+@pytest.mark.parametrize("spelling", ["01", "+1", "1_0", " 1", "1 ", "\uff11", "0x1", "1.0"])
+async def test_fastmcp_prompt_and_template_arguments_are_decided_as_they_are_converted(
+    mode: str, spelling: str
+) -> None:
+    """FastMCP converts the text of a resource template's parameters and of a prompt's
+    arguments to the function's types after the decision: ``deny notes://1`` was walked around
+    with ``notes://01`` or ``notes://+1`` (both read note 1), a prompt denied for ``n == "1"`` ran
+    with ``"01"``. Such text must now be the canonical form of its value, as on an SDK server."""
+    from fastmcp import FastMCP
+    from mcp import Client, MCPError
+
+    from mcpgov._fastmcp import sdk_server
+
+    ran: list[Any] = []
+    server = FastMCP("notes")
+
+    @server.resource("notes://{note}")
+    def note(note: int) -> str:
+        ran.append(("note", note))
+        return f"note {note}"
+
+    @server.prompt
+    def recall(n: int, tags: list[int]) -> str:
+        ran.append(("recall", n, tags))
+        return "recalled"
+
+    hooks = Hooks()
+    hooks.resource("notes://1")(lambda ctx: Decision.deny("secret-note", "note 1 is secret", "secret"))
+    hooks.resource("notes://*")(lambda ctx: Decision.allow("notes"))
+
+    @hooks.prompt("recall")
+    def no_note_one(ctx: Any) -> Decision:
+        if ctx.arguments is not None and ctx.arguments.get("n") == "1":
+            return Decision.deny("secret-note", "note 1 is secret", "secret")
+        return Decision.allow("recall")
+
+    govern(server, hooks)
+    async with Client(sdk_server(server), mode=mode) as client:
+        with pytest.raises(MCPError) as read:
+            await client.read_resource(f"notes://{spelling}")
+        with pytest.raises(MCPError) as got:
+            await client.get_prompt("recall", {"n": spelling, "tags": "[1]"})
+        for honest in ("notes://1",):
+            with pytest.raises(MCPError) as denied:
+                await client.read_resource(honest)
+            assert denied.value.code == -32003
+        assert (await client.read_resource("notes://7")).contents
+        assert (await client.get_prompt("recall", {"n": "7", "tags": "[1,2]"})).messages
+        with pytest.raises(MCPError) as spaced:
+            await client.get_prompt("recall", {"n": "7", "tags": "[1, 2]"})
+    assert read.value.code in (-32602, -32003)
+    assert got.value.code == -32602
+    assert spaced.value.code == -32602
+    assert ran == [("note", 7), ("recall", 7, [1, 2])]

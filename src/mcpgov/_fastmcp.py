@@ -25,10 +25,17 @@ from typing import Any
 from mcp.server.lowlevel import Server
 from packaging.version import InvalidVersion, Version
 
-from mcpgov._errors import ConfigurationError
+from mcpgov._errors import ConfigurationError, InvalidRequest
 from mcpgov._sdk import compat
 
-__all__ = ["SUPPORTED_FASTMCP", "addressed_by_identity", "governed_only", "is_fastmcp", "sdk_server"]
+__all__ = [
+    "SUPPORTED_FASTMCP",
+    "addressed_by_identity",
+    "check_converted_text",
+    "governed_only",
+    "is_fastmcp",
+    "sdk_server",
+]
 
 logger = logging.getLogger("mcpgov.server")
 
@@ -86,6 +93,42 @@ def addressed_by_identity(name: str) -> bool:
     except ImportError:  # pragma: no cover - a FastMCP 4 release that moved it: the broader spelling
         return _HASHED_NAME.match(name) is not None
     return parse_hashed_backend_name(name) is not None
+
+
+async def check_converted_text(server: Any, method: str, target: str, arguments: Any) -> None:
+    """Refuse a ``prompts/get`` or ``resources/read`` whose text FastMCP would convert to a value
+    spelled otherwise: each prompt argument, and each parameter of the resource template that
+    would serve the URI, must be the canonical text of the value its function receives (FastMCP
+    converts them after the decision: ``notes://01`` and ``notes://+1`` both read note 1).
+
+    Raises:
+        InvalidRequest: a value is not canonical, or the component could not be looked up.
+    """
+    from fastmcp.exceptions import NotFoundError  # noqa: PLC0415 - optional extra
+    from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+
+    from mcpgov._sdk.validation import check_canonical_arguments  # noqa: PLC0415 - keeps the import graph flat
+
+    try:
+        async with Context(fastmcp=server):
+            if method == "prompts/get":
+                component = await server.get_prompt(target)
+                what, values = f"prompt {target!r}", arguments
+            elif await server.get_resource(target) is not None:
+                return  # a concrete resource: nothing is converted
+            else:
+                component = await server.get_resource_template(target)
+                values = component.matches(target) if component is not None else None
+                what = f"resource template {getattr(component, 'uri_template', '')!r}"
+    except NotFoundError:
+        return  # FastMCP answers that itself, once the caller may know
+    except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+        logger.warning("could not look up a FastMCP component to check its arguments (%s)", type(exc).__name__)
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
+    fn = getattr(component, "fn", None)
+    if fn is None or not isinstance(values, dict) or not values:
+        return
+    check_canonical_arguments(what, fn, values)
 
 
 _NOT_GOVERNED = (

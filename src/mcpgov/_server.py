@@ -33,7 +33,7 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._contain import contained
 from mcpgov._context import STANDING_CHECKS, Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
-from mcpgov._fastmcp import addressed_by_identity, governed_only, is_fastmcp, sdk_server
+from mcpgov._fastmcp import addressed_by_identity, check_converted_text, governed_only, is_fastmcp, sdk_server
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._methods import (
@@ -272,6 +272,9 @@ async def _until_authority_expires(
     return result
 
 
+_CONVERTED_BY_FASTMCP = frozenset({"prompts/get", "resources/read"})
+
+
 def _refusing(exc: InvalidRequest) -> Callable[[GovContext], None]:
     """A precheck that refuses with ``exc``: an invalid request, answered once the chain decided
     that its caller may discover the target."""
@@ -312,6 +315,9 @@ class ServerGovernance:
         self.names = NameRules(names)
         self._listed: dict[str, frozenset[str]] = {}
         self._names_memo: dict[str, tuple[frozenset[str], Mapping[str, str]]] = {}
+        self.fastmcp: Any = None
+        """The FastMCP server when this governs one: its prompt arguments and template parameters
+        are checked as FastMCP converts them."""
         self.reserved_tool_name: Callable[[str], bool] | None = None
         """Tool names the server resolves to a tool listed under another name (FastMCP's identity
         hashes): refused before any decision and hidden from listings, unless ``names`` allows them."""
@@ -552,7 +558,8 @@ class ServerGovernance:
         return _GOVERNING.set((*_GOVERNING.get(), _Handling(self, kind, target)))
 
     async def _validated(self, ctx: GovContext, raw_arguments: Any) -> tuple[GovContext, Callable[[GovContext], None]]:
-        """``ctx`` validated strictly (:meth:`_strict`), and the check to make once it is allowed.
+        """``ctx`` validated strictly (:meth:`_strict`; on a FastMCP server, prompt arguments and
+        template parameters also as FastMCP converts them), and the check to make once it is allowed.
 
         Why a request is invalid tells that its target exists and what it takes: only a caller
         the chain lets discover the target (see it listed) is told. For an invalid request the
@@ -570,9 +577,12 @@ class ServerGovernance:
                 await self.governor.refuse(ctx, exc)
                 raise
         try:
-            return self._strict(ctx, raw_arguments), self._known_tool
+            ctx = self._strict(ctx, raw_arguments)
+            if self.fastmcp is not None and ctx.target is not None and ctx.method in _CONVERTED_BY_FASTMCP:
+                await check_converted_text(self.fastmcp, ctx.method, ctx.target, raw_arguments)
         except InvalidRequest as exc:
             return ctx.replace(action="discover", arguments=None, args_hash=None), _refusing(exc)
+        return ctx, self._known_tool
 
     async def _listened(self, uris: tuple[str, ...], base: Mapping[str, Any]) -> list[str]:
         """The URIs of an allowed ``subscriptions/listen`` filter that the caller may subscribe to.
@@ -718,6 +728,7 @@ def govern(
         # handler of a request this chain allowed.
         adapter.marks_handlers = True
         adapter.reserved_tool_name = addressed_by_identity
+        adapter.fastmcp = fastmcp_server
         governed_only(fastmcp_server, adapter)
     _flush_audit_on_shutdown(lowlevel, governor.auditor)
     return adapter

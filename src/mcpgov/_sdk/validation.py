@@ -43,7 +43,7 @@ from mcpgov._errors import InvalidRequest
 from mcpgov._sdk import compat
 from mcpgov._uris import uri_problem
 
-__all__ = ["RequestValidator", "check_uri", "same_json"]
+__all__ = ["RequestValidator", "check_canonical_arguments", "check_uri", "same_json"]
 
 _Validate = Callable[[Mapping[str, Any]], "Mapping[str, Any]"]
 
@@ -228,10 +228,16 @@ class _Schema:
         return wire
 
 
-def _canonical_text(adapter: TypeAdapter[Any], text: str) -> bool:
-    """Whether ``text`` is the canonical spelling of the value the SDK converts it to."""
+def _canonical_text(adapter: TypeAdapter[Any], text: str, *, json_text: bool = False) -> bool:
+    """Whether ``text`` is the canonical spelling of the value the server converts it to
+    (``json_text``: text the value cannot be read from is read as JSON, as FastMCP does)."""
     try:
-        value = adapter.validate_python(text)
+        try:
+            value = adapter.validate_python(text)
+        except (ValidationError, ValueError, TypeError):
+            if not json_text:
+                raise
+            value = adapter.validate_json(text)
         dumped = adapter.dump_json(value).decode()
     except (ValidationError, ValueError, TypeError):
         return False
@@ -243,10 +249,11 @@ def _canonical_text(adapter: TypeAdapter[Any], text: str) -> bool:
 class _Converting:
     """String arguments (prompts, template parameters) that the SDK converts to typed parameters."""
 
-    __slots__ = ("adapters", "what")
+    __slots__ = ("adapters", "json_text", "what")
 
-    def __init__(self, what: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, what: str, fn: Callable[..., Any], json_text: bool = False) -> None:
         self.what = what
+        self.json_text = json_text
         self.adapters: dict[str, TypeAdapter[Any]] = {}
         target = inspect.unwrap(fn)
         try:
@@ -267,10 +274,21 @@ class _Converting:
             adapter = self.adapters.get(name)
             if adapter is None or not isinstance(value, str):
                 continue
-            if not _canonical_text(adapter, value):
+            if not _canonical_text(adapter, value, json_text=self.json_text):
                 raise _invalid(
                     f"{self.what}: argument {name!r} is not in the canonical form of its type", "arguments_converted"
                 )
+
+
+def check_canonical_arguments(what: str, fn: Callable[..., Any], values: Mapping[str, Any]) -> None:
+    """Refuse a string value of ``values`` that is not the canonical text of what ``fn``'s
+    parameter of that name converts it to (a JSON text where its type reads one, as FastMCP
+    converts prompt arguments and resource template parameters).
+
+    Raises:
+        InvalidRequest: a value is not in the canonical form of its parameter's type.
+    """
+    _CONVERTING_JSON.get(fn, _Converting, what, fn, True).check(values)
 
 
 def check_uri(uri: str) -> None:
@@ -396,6 +414,7 @@ def _tool_model(meta: Any, name: str) -> _ToolModel:
 
 
 _CONVERTING: _ByIdentity[_Converting] = _ByIdentity()
+_CONVERTING_JSON: _ByIdentity[_Converting] = _ByIdentity()
 
 
 def _converting(what: str, fn: Callable[..., Any]) -> _Converting:
