@@ -4,14 +4,14 @@ or tells that it exists, before the chain allowed exactly that request."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp.server.mcpserver import MCPServer
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, HEADER_MISMATCH, PROTOCOL_VERSION_META_KEY
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, HEADER_MISMATCH, PROTOCOL_VERSION_META_KEY, RequestParamsMeta
 from pydantic import Field
 
 from mcpgov import Decision, Hooks, govern
@@ -542,3 +542,42 @@ async def test_fastmcp_prompt_and_template_arguments_are_decided_as_they_are_con
     assert got.value.code == -32602
     assert spaced.value.code == -32602
     assert ran == [("note", 7), ("recall", 7, [1, 2])]
+
+
+@pytest.mark.parametrize("version", ["1", "2", 1, None, {"eq": "1"}])
+async def test_a_fastmcp_component_version_is_not_chosen_by_the_caller(mode: str, version: Any) -> None:
+    """FastMCP runs the version of a tool that ``_meta.fastmcp.version`` names: the chain
+    decided on ``deploy`` (its arguments checked against the newest version's schema) and the
+    caller ran ``deploy`` version 1, which ignores ``dry_run``. A request that selects a version
+    is now refused, at once (the same for every name); without one, the version listed runs."""
+    from fastmcp import FastMCP
+    from mcp import Client, MCPError
+
+    from mcpgov._fastmcp import sdk_server
+
+    ran: list[Any] = []
+    server = FastMCP("versions")
+
+    @server.tool(name="deploy", version="1")
+    def deploy_v1(env: str) -> str:
+        ran.append(("v1", env))
+        return "deployed"
+
+    @server.tool(name="deploy", version="2")
+    def deploy_v2(env: str, dry_run: bool = True) -> str:
+        ran.append(("v2", env, dry_run))
+        return "planned"
+
+    hooks = Hooks()
+    hooks.tool("deploy")(lambda ctx: Decision.allow("deployers"))
+    sink = InMemoryAuditSink()
+    govern(server, hooks, audit=sink)
+    async with Client(sdk_server(server), mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool(
+                "deploy", {"env": "prod"}, meta=cast("RequestParamsMeta", {"fastmcp": {"version": version}})
+            )
+        assert (await client.call_tool("deploy", {"env": "prod"})).is_error is False
+    assert caught.value.code == -32602
+    assert ran == [("v2", "prod", True)]
+    assert ("deploy", "version_selected") in {(e.target, e.reason) for e in sink.decisions() if e.effect == "deny"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.lowlevel import Server
@@ -32,6 +33,7 @@ __all__ = [
     "SUPPORTED_FASTMCP",
     "addressed_by_identity",
     "check_converted_text",
+    "check_no_version_chosen",
     "governed_only",
     "is_fastmcp",
     "sdk_server",
@@ -93,6 +95,23 @@ def addressed_by_identity(name: str) -> bool:
     except ImportError:  # pragma: no cover - a FastMCP 4 release that moved it: the broader spelling
         return _HASHED_NAME.match(name) is not None
     return parse_hashed_backend_name(name) is not None
+
+
+def check_no_version_chosen(meta: Mapping[str, Any]) -> None:
+    """Refuse a request whose ``_meta`` names the version of the component to run
+    (``{"fastmcp": {"version": ...}}``, which FastMCP honours): the chain decides on a name, and
+    the version the server lists under it is the one that runs.
+
+    Raises:
+        InvalidRequest: a version is chosen (reason ``version_selected``).
+    """
+    fastmcp_meta = meta.get("fastmcp")
+    if isinstance(fastmcp_meta, Mapping) and "version" in fastmcp_meta:
+        raise InvalidRequest(
+            "a governed server runs the version of a component it lists; the request names another "
+            "in _meta.fastmcp.version",
+            reason="version_selected",
+        )
 
 
 async def check_converted_text(server: Any, method: str, target: str, arguments: Any) -> None:

@@ -33,7 +33,14 @@ from mcpgov._chain import Listing, ListItem, Middleware
 from mcpgov._contain import contained
 from mcpgov._context import STANDING_CHECKS, Elicit, GovContext, SessionAnchor, TargetKind, Transport
 from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
-from mcpgov._fastmcp import addressed_by_identity, check_converted_text, governed_only, is_fastmcp, sdk_server
+from mcpgov._fastmcp import (
+    addressed_by_identity,
+    check_converted_text,
+    check_no_version_chosen,
+    governed_only,
+    is_fastmcp,
+    sdk_server,
+)
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._methods import (
@@ -564,18 +571,20 @@ class ServerGovernance:
         Why a request is invalid tells that its target exists and what it takes: only a caller
         the chain lets discover the target (see it listed) is told. For an invalid request the
         chain decides a discovery of the target, which runs nothing, and its refusal, or this
-        one, is the answer. A URI that is not canonical is refused at once: that is the same for
-        every URI, served or not.
+        one, is the answer. A URI that is not canonical, or a request choosing the version of a
+        FastMCP component, is refused at once: that is the same whatever the server serves.
 
         Raises:
-            InvalidRequest: the resource URI is not canonical (audited).
+            InvalidRequest: the resource URI is not canonical, or a component version is chosen (audited).
         """
-        if ctx.kind == "resource" and ctx.target is not None and ctx.method != "completion/complete":
-            try:
+        try:
+            if ctx.kind == "resource" and ctx.target is not None and ctx.method != "completion/complete":
                 check_uri(ctx.target)
-            except InvalidRequest as exc:
-                await self.governor.refuse(ctx, exc)
-                raise
+            if self.fastmcp is not None and ctx.target is not None:
+                check_no_version_chosen(ctx.meta)
+        except InvalidRequest as exc:
+            await self.governor.refuse(ctx, exc)
+            raise
         try:
             ctx = self._strict(ctx, raw_arguments)
             if self.fastmcp is not None and ctx.target is not None and ctx.method in _CONVERTED_BY_FASTMCP:
