@@ -221,7 +221,7 @@ async def test_a_fastmcp_tool_is_not_reached_by_its_identity_hash(mode: str) -> 
     """FastMCP resolves a tool name ``__<hash>_<name>`` to the app-visible tool whose identity
     hash it names (the hash is derived from public names). The chain decided on that spelling,
     not on the tool that ran: ``allow *`` beside ``deny delete_note`` ran ``delete_note``. Such a
-    name is now refused before any decision, and hidden from listings."""
+    name is now refused whatever the chain decides, and hidden from listings."""
     from fastmcp import FastMCP
     from mcp import Client, MCPError
 
@@ -377,6 +377,15 @@ async def test_an_allowed_fastmcp_component_does_not_reach_another_in_process(mo
     assert "keys" not in ran
 
 
+class _Caller:
+    """Identity stand-in: every request comes from alice, in tenant t1."""
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        from mcpgov import Principal
+
+        return await call_next(ctx.replace(principal=Principal("https://idp.test", "alice", tenant="t1"), tenant="t1"))
+
+
 def _typed_server() -> tuple[MCPServer, InMemoryAuditSink, list[str]]:
     """Typed tools, prompts and resource templates; those named ``secret``/``deploy``/``leak``
     are not allowed."""
@@ -418,7 +427,7 @@ def _typed_server() -> tuple[MCPServer, InMemoryAuditSink, list[str]]:
     hooks.prompt("count")(lambda ctx: Decision.allow("counters"))
     hooks.resource("docs://*")(lambda ctx: Decision.allow("docs"))
     sink = InMemoryAuditSink()
-    govern(server, hooks, audit=sink)
+    govern(server, _Caller(), hooks, audit=sink)
     return server, sink, ran
 
 
@@ -581,3 +590,25 @@ async def test_a_fastmcp_component_version_is_not_chosen_by_the_caller(mode: str
     assert caught.value.code == -32602
     assert ran == [("v2", "prod", True)]
     assert ("deploy", "version_selected") in {(e.target, e.reason) for e in sink.decisions() if e.effect == "deny"}
+
+
+async def test_an_invalid_request_is_audited_with_its_caller_and_arguments(mode: str) -> None:
+    """Told only after a discovery decision, an invalid request is still recorded as sent: the
+    refusal names the caller the chain established, the arguments' hash and the request's action."""
+    from mcp import Client
+
+    server, sink, ran = _typed_server()
+    async with Client(server, mode=mode) as client:
+        assert await _answer(client, "tools/call", {"name": "build", "arguments": {"version": "7"}}) == (
+            -32602,
+            "Invalid request parameters",
+        )
+    (refusal,) = [e for e in sink.decisions() if e.target == "build"]
+    assert (refusal.effect, refusal.reason, refusal.principal) == (
+        "deny",
+        "arguments_invalid",
+        "https://idp.test#alice",
+    )
+    assert refusal.tenant == "t1"
+    assert refusal.args_hash is not None
+    assert ran == []

@@ -282,11 +282,13 @@ async def _until_authority_expires(
 _CONVERTED_BY_FASTMCP = frozenset({"prompts/get", "resources/read"})
 
 
-def _refusing(exc: InvalidRequest) -> Callable[[GovContext], None]:
+def _refusing(exc: InvalidRequest, request: GovContext) -> Callable[[GovContext], None]:
     """A precheck that refuses with ``exc``: an invalid request, answered once the chain decided
-    that its caller may discover the target."""
+    that its caller may discover the target. The refusal records the caller the chain
+    established and the request as sent (its arguments and their hash)."""
 
     def refuse(ctx: GovContext) -> None:
+        exc.context = ctx.replace(action=request.action, arguments=request.arguments, args_hash=request.args_hash)
         raise exc
 
     return refuse
@@ -327,7 +329,7 @@ class ServerGovernance:
         are checked as FastMCP converts them."""
         self.reserved_tool_name: Callable[[str], bool] | None = None
         """Tool names the server resolves to a tool listed under another name (FastMCP's identity
-        hashes): refused before any decision and hidden from listings, unless ``names`` allows them."""
+        hashes): refused whatever the chain decides and hidden from listings, unless ``names`` allows them."""
         self.tool_input_schema: Callable[[str], Mapping[str, Any] | None] | None = None
         """The server's own ``get_tool_input_schema``, consulted only for a call the chain allowed
         (:func:`govern` hides it from the SDK's check that runs before any middleware)."""
@@ -590,7 +592,7 @@ class ServerGovernance:
             if self.fastmcp is not None and ctx.target is not None and ctx.method in _CONVERTED_BY_FASTMCP:
                 await check_converted_text(self.fastmcp, ctx.method, ctx.target, raw_arguments)
         except InvalidRequest as exc:
-            return ctx.replace(action="discover", arguments=None, args_hash=None), _refusing(exc)
+            return ctx.replace(action="discover", arguments=None, args_hash=None), _refusing(exc, ctx)
         return ctx, self._known_tool
 
     async def _listened(self, uris: tuple[str, ...], base: Mapping[str, Any]) -> list[str]:
