@@ -39,6 +39,23 @@ def _header_server(kind: str) -> tuple[Any, InMemoryAuditSink, list[str]]:
     hooks = Hooks()
     hooks.tool("route")(lambda ctx: Decision.allow("routers"))
     sink = InMemoryAuditSink()
+    if kind == "lowlevel":  # no get_tool_input_schema: the SDK reads the schema from the governed listing
+        import mcp_types as types
+        from mcp.server import ServerRequestContext
+        from mcp.server.lowlevel import Server
+
+        schema = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
+
+        async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> Any:
+            return types.ListToolsResult(tools=[types.Tool(name=n, input_schema=schema) for n in ("deploy", "route")])
+
+        async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
+            ran.append(f"{params.name} {(params.arguments or {}).get('region')}")
+            return types.CallToolResult(content=[types.TextContent(type="text", text=f"{params.name}d")])
+
+        low = Server("regions", on_list_tools=list_tools, on_call_tool=call_tool)
+        govern(low, hooks, audit=sink)
+        return low.streamable_http_app(), sink, ran
     if kind == "mcpserver":
         server = MCPServer("regions")
         server.add_tool(deploy)
@@ -54,7 +71,7 @@ def _header_server(kind: str) -> tuple[Any, InMemoryAuditSink, list[str]]:
     return fast.http_app(), sink, ran
 
 
-SERVER_KINDS = ["mcpserver", "fastmcp"]
+SERVER_KINDS = ["mcpserver", "fastmcp", "lowlevel"]
 
 
 async def _post_call(
