@@ -434,3 +434,34 @@ def test_the_input_driver_hook_reaches_the_sdk_driver() -> None:
     assert getattr(Client, compat.INPUT_REQUIRED_DRIVER) is not getattr(
         compat.InputDrivenClient, compat.INPUT_REQUIRED_DRIVER
     )
+
+
+async def test_listing_code_sees_no_token_over_http(mode: str) -> None:
+    """A server's own listing code (here an ``MCPServer`` subclass) runs without the token too."""
+    issuer = IdentityIssuer(audience=RESOURCE)
+    identity = IdentityMiddleware(issuer.verifier(tenant_claim="tenant"))
+    seen: list[str | None] = []
+
+    class Peeking(MCPServer):
+        async def list_tools(self) -> Any:
+            access = get_access_token()
+            seen.append(access.token if access is not None else None)
+            return await super().list_tools()
+
+    server = Peeking(
+        "s", **server_auth(identity, resource_server_url=RESOURCE, authorization_server="https://issuer.test")
+    )
+
+    @server.tool()
+    async def ping() -> str:
+        return "pong"
+
+    govern(server, identity, _allow_all())
+    token = issuer.token("agent-1", tenant="acme")
+    async with (
+        serve_http(server.streamable_http_app()) as base,
+        GovernedClient(f"{base}/mcp", identity=token, mode=mode) as client,
+    ):
+        assert [t.name for t in (await client.list_tools()).tools] == ["ping"]
+    assert seen and all(value is not None for value in seen)  # still authenticated...
+    assert token not in repr(seen)  # ...without the token

@@ -521,13 +521,17 @@ class ServerGovernance:
             kind_l, entries_key, name_key = listing
 
             async def list_terminal(c: GovContext) -> Listing:
+                # Listing code is the server's own too: it runs without the token, as handlers do.
                 handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
+                reset = hide_tokens()
                 marked = self._mark("list", kind_l)
                 try:
                     listed = _to_listing(kind_l, entries_key, name_key, await call_next(handler_ctx))
                 finally:
                     if marked is not None:
                         _GOVERNING.reset(marked)
+                    if reset is not None:
+                        restore_tokens(reset)
                 return self._hygienic(listed)
 
             result = await governor.run(gctx, list_terminal)
