@@ -290,3 +290,24 @@ def test_a_redactor_that_remembers_clean_values_still_redacts_every_text_field(f
     assert redactor.event_changes(_plain_event()) is None
     changes = redactor.event_changes(_plain_event(**{field: f"again {token}"}))
     assert changes == {field: "again [redacted]"}
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "github_pat_" + "A1b2" * 10,
+        "glpat-" + "x9Y8-" * 5,
+        "npm_" + "a1B2c3" * 6,
+        "AIza" + "Sy-_9" * 7,
+        "sk_live_" + "51Hq" * 6,
+        "rk_test_" + "Zz09" * 5,
+        "sk-proj-" + "aB3_" * 8,
+        "sk-ant-api03-" + "Q7w-" * 8,
+    ],
+)
+def test_vendor_key_formats_are_redacted_by_default(secret: str) -> None:
+    redactor = Redactor()
+    for text in (secret, f"deploy with {secret} now", f'{{"value": "{secret}"}}'):
+        redacted = redactor.text(text)
+        assert secret not in redacted
+        assert REDACTED in redacted

@@ -166,7 +166,7 @@ def show(
     try:
         events = read_events(files, skipped=skipped)
     except OSError as exc:
-        raise BadInput(f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
     chosen = EventFilter(
         task=task, principal=principal, tenant=tenant, tool=tool, credential=credential, types=types
     ).select(events)

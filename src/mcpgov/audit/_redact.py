@@ -89,6 +89,12 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub tokens
     (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),  # Slack tokens
     (r"\bAKIA[0-9A-Z]{16}\b", ("akia",)),  # AWS access key ids
+    (r"\bgithub_pat_[A-Za-z0-9_]{22,}", ("github_pat_",)),  # GitHub fine-grained tokens
+    (r"\bglpat-[A-Za-z0-9_-]{20,}", ("glpat-",)),  # GitLab personal access tokens
+    (r"\bnpm_[A-Za-z0-9]{36}\b", ("npm_",)),  # npm tokens
+    (r"\bAIza[0-9A-Za-z_-]{35}", ("aiza",)),  # Google API keys
+    (r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}", ("k_live_", "k_test_")),  # Stripe secret and restricted keys
+    (r"\bsk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_-]{20,}", ("sk-proj-", "sk-ant-", "sk-svcacct-", "sk-admin-")),
     (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]*(?:-----END [A-Z ]*PRIVATE KEY-----)?", ("-----begin",)),
     # key=value, key: value, "key": "value" (JSON, escaped JSON), key='value', key => value, with any prefix or
     # suffix on a key naming a secret (access_token=, DB_PASSWORD=, aws_secret_access_key=, x-api-key:).
