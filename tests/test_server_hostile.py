@@ -62,6 +62,7 @@ def _header_server(kind: str) -> tuple[Any, InMemoryAuditSink, list[str]]:
         server.add_tool(route)
         govern(server, hooks, audit=sink)
         return server.streamable_http_app(), sink, ran
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from fastmcp import FastMCP
 
     fast = FastMCP("regions")
@@ -148,6 +149,7 @@ async def test_param_headers_are_still_checked_for_an_allowed_tool(kind: str) ->
 def _governed_notes() -> tuple[Any, list[str]]:
     """A governed FastMCP server whose chain allows only the ``read_*`` tools, ``notes://`` and
     the ``summary`` prompt."""
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from fastmcp import FastMCP
 
     ran: list[str] = []
@@ -205,6 +207,7 @@ async def test_a_mounted_governed_fastmcp_server_lists_nothing_past_its_chain() 
     chain, but the other server listed every one of them (and its resources, templates and
     prompts) to anyone: what the chain hides from a caller was told to every caller of the mount.
     Past its own chain (a mount, in process) a governed server now lists nothing."""
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from fastmcp import Client as FastClient
     from fastmcp import FastMCP
 
@@ -239,6 +242,7 @@ async def test_a_fastmcp_tool_is_not_reached_by_its_identity_hash(mode: str) -> 
     hash it names (the hash is derived from public names). The chain decided on that spelling,
     not on the tool that ran: ``allow *`` beside ``deny delete_note`` ran ``delete_note``. Such a
     name is now refused whatever the chain decides, and hidden from listings."""
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from fastmcp import FastMCP
     from mcp import Client, MCPError
 
@@ -260,6 +264,7 @@ async def test_a_fastmcp_tool_is_not_reached_by_its_identity_hash(mode: str) -> 
     hooks.tool("delete_note")(lambda ctx: Decision.deny("no-deletes", "deleting needs a person", "no_deletes"))
     hooks.tool("*")(lambda ctx: Decision.allow("everyone"))
     sink = InMemoryAuditSink()
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from mcpgov._fastmcp import sdk_server
 
     govern(server, hooks, audit=sink)
@@ -315,6 +320,7 @@ async def test_arguments_are_validated_against_the_declared_schema_of_any_server
         )
         govern(target, hooks)
     else:
+        pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
         from fastmcp import FastMCP
 
         from mcpgov._fastmcp import sdk_server
@@ -342,6 +348,7 @@ async def test_an_allowed_fastmcp_component_does_not_reach_another_in_process(mo
     reached in process counted as allowed too: FastMCP's search transform (its ``call_tool``
     proxy), ``ResourcesAsTools`` and any tool calling ``ctx.fastmcp.call_tool`` ran a denied tool,
     read a denied resource and listed hidden tools. Only exactly what the chain decided runs, once."""
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from fastmcp import FastMCP
     from fastmcp.server.dependencies import get_context
     from fastmcp.server.transforms.resources_as_tools import ResourcesAsTools
@@ -522,6 +529,7 @@ async def test_fastmcp_prompt_and_template_arguments_are_decided_as_they_are_con
     arguments to the function's types after the decision: ``deny notes://1`` was walked around
     with ``notes://01`` or ``notes://+1`` (both read note 1), a prompt denied for ``n == "1"`` ran
     with ``"01"``. Such text must now be the canonical form of its value, as on an SDK server."""
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from fastmcp import FastMCP
     from mcp import Client, MCPError
 
@@ -576,6 +584,7 @@ async def test_a_fastmcp_component_version_is_not_chosen_by_the_caller(mode: str
     decided on ``deploy`` (its arguments checked against the newest version's schema) and the
     caller ran ``deploy`` version 1, which ignores ``dry_run``. A request that selects a version
     is now refused, at once (the same for every name); without one, the version listed runs."""
+    pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
     from fastmcp import FastMCP
     from mcp import Client, MCPError
 
