@@ -13,6 +13,7 @@ from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 
 from mcpgov._errors import CredentialError
+from mcpgov._tokenjson import TokenJSONError, decode_object, decode_segment
 from mcpgov.credentials._claims import CREDENTIAL_TYP
 from mcpgov.credentials._keys import KeyResolver
 
@@ -49,6 +50,9 @@ def claimed_id(payload: Any) -> str | None:
 def parse_credential(token: Any, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> tuple[Any, dict[str, Any]]:
     """Check a credential's size and shape and decode it, without trusting anything yet.
 
+    Header and payload are strict JSON objects: a member named twice, ``NaN``/``Infinity`` or
+    nesting too deep to decode is refused, never resolved one way or another.
+
     Returns:
         The joserfc compact object (for :func:`check_signature`) and the unverified claims.
 
@@ -63,11 +67,16 @@ def parse_credential(token: Any, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) ->
         raise CredentialError("a credential must be a compact JWS", reason="malformed")
     try:
         obj = jws.extract_compact(token.encode("ascii"))
-        payload = json.loads(obj.payload or b"")
-    except (JoseError, ValueError, TypeError):
+    except (JoseError, ValueError, TypeError, RecursionError):
         raise CredentialError("the credential cannot be decoded", reason="malformed") from None
-    if not isinstance(payload, dict):
-        raise CredentialError("the credential's payload is not an object", reason="malformed")
+    try:
+        decode_segment(obj.segments["header"])
+    except TokenJSONError as exc:
+        raise CredentialError(f"the credential's header is refused: {exc}", reason="malformed") from None
+    try:
+        payload = decode_object(obj.payload or b"")
+    except TokenJSONError as exc:
+        raise CredentialError(f"the credential's payload is refused: {exc}", reason="malformed") from None
     return obj, payload
 
 

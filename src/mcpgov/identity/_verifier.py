@@ -10,7 +10,6 @@ no second signature check.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import time
@@ -27,6 +26,7 @@ from mcpgov._errors import ConfigurationError, IdentityError
 from mcpgov._lru import LRU
 from mcpgov._principal import Actor, Principal
 from mcpgov._shared import shared_claims, shared_text
+from mcpgov._tokenjson import TokenJSONError, decode_object, decode_segment
 from mcpgov._types import Clock
 from mcpgov.identity._keys import MAX_KID_CHARS, BoundKey, KeySource, StaticKeys, canonical_alg
 from mcpgov.identity._spiffe import JWT_SVID_ALGORITHMS, SpiffeId, SpiffeIdError, SpiffeIdPattern
@@ -60,14 +60,6 @@ _DEFAULT_TYP = ("JWT",)
 def _normalise_typ(value: str) -> str:
     value = value.lower()
     return value[len("application/") :] if value.startswith("application/") else value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-"""Strict JSON for token payloads: ``NaN`` and ``Infinity`` are refused (built once: cheaper per token)."""
 
 
 def _check_leeway(leeway: float) -> float:
@@ -443,8 +435,12 @@ class IdentityVerifier:
             obj = extract_compact(token.encode("ascii"))
         except JoseError:
             raise IdentityError("identity token cannot be decoded", reason="malformed") from None
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise IdentityError("identity token cannot be decoded", reason="malformed") from None
+        try:
+            decode_segment(obj.segments["header"])
+        except TokenJSONError as exc:
+            raise IdentityError(f"identity token header is refused: {exc}", reason="malformed") from None
         header = obj.protected
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.strip().lower() == "none":
@@ -460,11 +456,9 @@ class IdentityVerifier:
         if not obj.segments["signature"]:
             raise IdentityError("identity token has an empty signature", reason="alg_none")
         try:
-            claims = _DECODER.decode(obj.payload.decode("utf-8"))
-        except (ValueError, TypeError, RecursionError, UnicodeDecodeError):
-            raise IdentityError("identity token payload is not JSON", reason="malformed") from None
-        if not isinstance(claims, dict):
-            raise IdentityError("identity token payload is not an object", reason="malformed")
+            claims = decode_object(obj.payload)
+        except TokenJSONError as exc:
+            raise IdentityError(f"identity token payload is refused: {exc}", reason="malformed") from None
         issuer = self._route(claims)
         if alg not in issuer.algorithms:
             raise IdentityError(f"algorithm {alg} is not allowed for {issuer.issuer}", reason="alg_not_allowed")

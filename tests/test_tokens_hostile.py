@@ -1,0 +1,139 @@
+"""Hostile identity tokens and credentials through real SDK sessions: every refusal is clean,
+audited with its reason, leaks no token, and fails closed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import pytest
+from joserfc.jws import JWSRegistry
+from mcp import Client, MCPError
+
+from mcpgov import GovernedClient
+from mcpgov.credentials._claims import CREDENTIAL_TYP
+from mcpgov.identity import IdentityVerifier
+from mcpgov.testing import IdentityIssuer
+
+from .test_credentials_support import AUDIENCE, build_governed, call, make_issuer, principal, refusals
+from .test_identity_session import build, refused
+
+pytestmark = pytest.mark.anyio
+
+AGENT = principal("agent-1", "acme")
+ISSUER = IdentityIssuer(alg="ES256")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _sign_raw(header: bytes, payload: bytes, alg: str, key: Any) -> str:
+    """A compact JWS over exactly these header and payload bytes (duplicate members and all)."""
+    signing_input = f"{_b64(header)}.{_b64(payload)}"
+    signature = JWSRegistry(algorithms=[alg]).get_alg(alg).sign(signing_input.encode(), key)
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def _identity_claims(**extra: Any) -> dict[str, Any]:
+    now = int(ISSUER.clock())
+    claims: dict[str, Any] = {
+        "iss": ISSUER.issuer,
+        "sub": "agent",
+        "aud": ISSUER.audience,
+        "iat": now,
+        "exp": now + 300,
+        "tenant": "acme",
+    }
+    claims.update(extra)
+    return claims
+
+
+def _identity_header() -> bytes:
+    return json.dumps({"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid}).encode()
+
+
+def _signed_identity(header: bytes, payload: bytes) -> str:
+    return _sign_raw(header, payload, "ES256", ISSUER._keys[-1][1])
+
+
+def _with_member(document: bytes, member: str) -> bytes:
+    """``document`` (a JSON object) with one more member written at its end."""
+    return document[:-1] + b"," + member.encode() + b"}"
+
+
+# --- strict JSON: one reading of every token ---------------------------------------------------
+
+IDENTITY_JSON: dict[str, Any] = {
+    "payload-duplicate-tenant": lambda: _signed_identity(
+        _identity_header(), _with_member(json.dumps(_identity_claims()).encode(), '"tenant":"beta"')
+    ),
+    "payload-duplicate-sub": lambda: _signed_identity(
+        _identity_header(), _with_member(json.dumps(_identity_claims()).encode(), '"sub":"admin"')
+    ),
+    "payload-duplicate-nested": lambda: _signed_identity(
+        _identity_header(), json.dumps(_identity_claims(act=None)).encode()[:-1] + b',"act":{"sub":"a","sub":"b"}}'
+    ),
+    "header-duplicate-typ": lambda: _signed_identity(
+        _with_member(_identity_header(), '"typ":"at+jwt"'), json.dumps(_identity_claims()).encode()
+    ),
+    "header-duplicate-kid": lambda: _signed_identity(
+        _with_member(_identity_header(), f'"kid":"{ISSUER.kid}"'), json.dumps(_identity_claims()).encode()
+    ),
+    "payload-deeply-nested": lambda: f"{_b64(_identity_header())}.{_b64(b'[' * 2500 + b']' * 2500)}.c2ln",
+    "payload-infinity": lambda: _signed_identity(
+        _identity_header(), json.dumps(_identity_claims()).encode()[:-1] + b',"x":Infinity}'
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IDENTITY_JSON))
+async def test_identity_token_json_with_two_readings_is_refused(case: str, mode: str) -> None:
+    token = IDENTITY_JSON[case]()
+    setup = build(IdentityVerifier(ISSUER.config()))
+    await refused(setup, token, mode)
+    assert setup.sink.events[0].reason == "malformed"
+
+
+async def test_identity_strict_json_still_accepts_a_plain_token(mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config()))
+    token = _signed_identity(_identity_header(), json.dumps(_identity_claims()).encode())
+    async with GovernedClient(setup.server, identity=token, mode=mode) as client:
+        result = await client.call_tool("work", {})
+    assert result.is_error is False
+    assert setup.ran == ["work"]
+
+
+async def _credential_refused(governed: Any, mode: str, token: str, caplog: Any) -> Any:
+    with caplog.at_level(logging.DEBUG):
+        async with Client(governed.server, mode=mode) as client:
+            with pytest.raises(MCPError) as caught:
+                await call(client, "status", {}, token, AGENT)
+    assert (caught.value.code, caught.value.message) == (-32002, "Invalid credential")
+    assert governed.ran == []
+    (event,) = refusals(governed.sink)
+    assert token not in caplog.text
+    assert token not in event.model_dump_json()
+    return event
+
+
+@pytest.mark.parametrize("case", ["deep-payload", "duplicate-tenant", "duplicate-header-typ", "nan"])
+async def test_credential_json_with_two_readings_is_refused(case: str, mode: str, caplog: Any) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    kid, alg, key = issuer.keys.current
+    header = json.dumps({"alg": alg, "typ": CREDENTIAL_TYP, "kid": kid}).encode()
+    payload = json.dumps(cred.claims.to_payload()).encode()
+    if case == "deep-payload":  # no signature needed: refused before any cryptography
+        token = f"{cred.token.split('.')[0]}.{_b64(b'[' * 2500 + b']' * 2500)}.{cred.token.split('.')[2]}"
+    elif case == "duplicate-tenant":
+        token = _sign_raw(header, _with_member(payload, '"tenant":"beta"'), alg, key)
+    elif case == "duplicate-header-typ":
+        token = _sign_raw(_with_member(header, f'"typ":"{CREDENTIAL_TYP}"'), payload, alg, key)
+    else:
+        token = _sign_raw(header, payload[:-1] + b',"x":NaN}', alg, key)
+    event = await _credential_refused(governed, mode, token, caplog)
+    assert event.reason == "malformed"
