@@ -9,10 +9,12 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from joserfc.jws import JWSRegistry
 from mcp import Client, MCPError
 
-from mcpgov import GovernedClient
+from mcpgov import GovernedClient, IdentityError
 from mcpgov.credentials._claims import CREDENTIAL_TYP
 from mcpgov.identity import IdentityVerifier
 from mcpgov.testing import IdentityIssuer
@@ -135,5 +137,53 @@ async def test_credential_json_with_two_readings_is_refused(case: str, mode: str
         token = _sign_raw(_with_member(header, f'"typ":"{CREDENTIAL_TYP}"'), payload, alg, key)
     else:
         token = _sign_raw(header, payload[:-1] + b',"x":NaN}', alg, key)
+    event = await _credential_refused(governed, mode, token, caplog)
+    assert event.reason == "malformed"
+
+
+# --- numeric dates that are not numbers a clock can be compared with ---------------------------
+
+HUGE = 10**400  # a JSON integer no float can hold
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [HUGE, -HUGE])
+async def test_identity_numeric_date_out_of_float_range_is_refused(claim: str, value: int, mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config()))
+    await refused(setup, ISSUER.token(claims={claim: value}), mode)
+    assert (setup.sink.events[0].reason, setup.sink.events[0].detail) == (
+        "invalid_claim",
+        f"identity token claim {claim!r} is not a finite number",
+    )
+
+
+@given(
+    claim=st.sampled_from(["exp", "nbf", "iat"]),
+    value=st.one_of(
+        st.booleans(),
+        st.text(max_size=12),
+        st.integers(min_value=10**309, max_value=10**600),
+        st.integers(max_value=-(10**309), min_value=-(10**600)),
+        st.lists(st.integers(), max_size=2),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=1),
+    ),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_identity_numeric_dates_that_are_not_finite_numbers_never_verify(claim: str, value: Any) -> None:
+    verifier = IdentityVerifier(ISSUER.config(), cache_size=0)
+    token = ISSUER.token(claims={claim: value})
+    with pytest.raises(IdentityError) as caught:
+        verifier.verify_cached(token)
+    assert caught.value.reason in {"invalid_claim", "token_too_large"}
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+async def test_credential_numeric_date_out_of_float_range_is_refused(claim: str, mode: str, caplog: Any) -> None:
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    kid, alg, key = issuer.keys.current
+    header = json.dumps({"alg": alg, "typ": CREDENTIAL_TYP, "kid": kid}).encode()
+    token = _sign_raw(header, json.dumps(dict(cred.claims.to_payload(), **{claim: HUGE})).encode(), alg, key)
     event = await _credential_refused(governed, mode, token, caplog)
     assert event.reason == "malformed"

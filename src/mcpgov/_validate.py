@@ -14,8 +14,15 @@ _H = TypeVar("_H", bound=Hashable)
 
 
 def is_number(value: object) -> TypeGuard[float]:
-    """Whether ``value`` is a finite number (an ``int`` or ``float``, not a ``bool``)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    """Whether ``value`` is a finite number (an ``int`` or ``float``, not a ``bool``) that a
+    ``float`` can hold (an ``int`` beyond the float range is not: it could not be compared with a
+    clock or a limit without an ``OverflowError``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def is_positive_number(value: object) -> TypeGuard[float]:

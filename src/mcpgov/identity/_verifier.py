@@ -28,6 +28,7 @@ from mcpgov._principal import Actor, Principal
 from mcpgov._shared import shared_claims, shared_text
 from mcpgov._tokenjson import TokenJSONError, decode_object, decode_segment
 from mcpgov._types import Clock
+from mcpgov._validate import is_number
 from mcpgov.identity._keys import MAX_KID_CHARS, BoundKey, KeySource, StaticKeys, canonical_alg
 from mcpgov.identity._spiffe import JWT_SVID_ALGORITHMS, SpiffeId, SpiffeIdError, SpiffeIdPattern
 
@@ -55,6 +56,7 @@ _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "b64")
 _HMAC = frozenset({"HS256", "HS384", "HS512"})
 _DEFAULT_TYP = ("JWT",)
+_NUMERIC_DATES = ("exp", "nbf", "iat")
 
 
 def _normalise_typ(value: str) -> str:
@@ -498,6 +500,11 @@ class IdentityVerifier:
             valid = False
         if not valid:
             raise IdentityError("identity token signature does not verify", reason="bad_signature")
+        for name in _NUMERIC_DATES:
+            if name in claims and not is_number(claims[name]):
+                # A JSON integer beyond the float range passes joserfc's int check, then cannot
+                # be compared with the clock: refused here, whatever its sign.
+                raise IdentityError(f"identity token claim {name!r} is not a finite number", reason="invalid_claim")
         try:
             issuer.claims.validate(claims)
         except JoseError as exc:
