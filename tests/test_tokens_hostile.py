@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from joserfc.jws import JWSRegistry
 from mcp import Client, MCPError
 
-from mcpgov import GovernedClient, IdentityError
+from mcpgov import ConfigurationError, GovernedClient, IdentityError
 from mcpgov.credentials._claims import CREDENTIAL_TYP
-from mcpgov.identity import IdentityVerifier
+from mcpgov.identity import IdentityVerifier, StaticKeys
 from mcpgov.testing import IdentityIssuer
 
 from .test_credentials_support import AUDIENCE, build_governed, call, make_issuer, principal, refusals
@@ -187,3 +187,38 @@ async def test_credential_numeric_date_out_of_float_range_is_refused(claim: str,
     token = _sign_raw(header, json.dumps(dict(cred.claims.to_payload(), **{claim: HUGE})).encode(), alg, key)
     event = await _credential_refused(governed, mode, token, caplog)
     assert event.reason == "malformed"
+
+
+# --- keys that are not for verifying signatures ------------------------------------------------
+
+
+def _jwks_with(**members: Any) -> dict[str, Any]:
+    jwks = ISSUER.jwks()
+    for jwk in jwks["keys"]:
+        jwk.update(members)
+    return jwks
+
+
+@pytest.mark.parametrize("key_ops", [["encrypt"], ["sign"], ["wrapKey", "unwrapKey"], []])
+async def test_identity_key_whose_operations_exclude_verify_verifies_nothing(key_ops: list[str], mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config(keys=StaticKeys(_jwks_with(key_ops=key_ops)))))
+    await refused(setup, ISSUER.token(), mode)
+    assert setup.sink.events[0].reason == "unknown_kid"
+
+
+async def test_identity_key_for_encryption_verifies_nothing(mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config(keys=StaticKeys(_jwks_with(use="enc")))))
+    await refused(setup, ISSUER.token(), mode)
+    assert setup.sink.events[0].reason == "unknown_kid"
+
+
+async def test_identity_key_with_verify_among_its_operations_verifies(mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config(keys=StaticKeys(_jwks_with(key_ops=["verify"])))))
+    async with GovernedClient(setup.server, identity=ISSUER.token(), mode=mode) as client:
+        assert (await client.call_tool("work", {})).is_error is False
+
+
+@pytest.mark.parametrize("key_ops", ["verify", [1], {"verify": True}])
+def test_identity_key_ops_that_is_not_a_list_of_names_is_refused(key_ops: Any) -> None:
+    with pytest.raises(ConfigurationError, match="key_ops is a list of strings"):
+        ISSUER.config(keys=StaticKeys(_jwks_with(key_ops=key_ops)))

@@ -115,8 +115,8 @@ def bind_jwk(
 ) -> BoundKey | None:
     """Turn one public JWK into a :class:`BoundKey`.
 
-    Returns ``None`` for a key that is not for signature verification (``use`` not in ``uses``)
-    or whose algorithm cannot be determined.
+    Returns ``None`` for a key that is not for signature verification (``use`` not in ``uses``,
+    or ``key_ops`` without ``verify``) or whose algorithm cannot be determined.
 
     Raises:
         KeySetError: the JWK holds private or secret key material, or is not a usable key.
@@ -129,6 +129,12 @@ def bind_jwk(
     use = jwk.get("use")
     if use is not None and use not in uses:
         return None
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None:
+        if not isinstance(key_ops, list) or not all(isinstance(op, str) for op in key_ops):
+            raise KeySetError("a key's key_ops is a list of strings")
+        if "verify" not in key_ops:
+            return None  # RFC 7517 4.3: a key whose operations exclude "verify" verifies nothing
     kty = jwk.get("kty")
     if kty not in ("RSA", "EC", "OKP"):
         raise KeySetError(f"unsupported key type {kty!r}")
