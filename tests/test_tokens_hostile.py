@@ -222,3 +222,35 @@ async def test_identity_key_with_verify_among_its_operations_verifies(mode: str)
 def test_identity_key_ops_that_is_not_a_list_of_names_is_refused(key_ops: Any) -> None:
     with pytest.raises(ConfigurationError, match="key_ops is a list of strings"):
         ISSUER.config(keys=StaticKeys(_jwks_with(key_ops=key_ops)))
+
+
+# --- header parameters an identity token never carries -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"cty": "JWT"},  # a nested token: its payload would be another JWT, not claims
+        {"cty": "json"},
+        {"zip": "DEF"},
+        {"enc": "A256GCM"},
+        {"nonce": "abc"},
+        {"x5t#S256\u0000": "a"},
+    ],
+)
+async def test_identity_header_parameters_outside_the_accepted_set_are_refused_by_name(
+    header: dict[str, Any], mode: str
+) -> None:
+    verifier = IdentityVerifier(ISSUER.config())
+    setup = build(verifier)
+    await refused(setup, ISSUER.token(header=header), mode)
+    event = setup.sink.events[0]
+    assert event.reason == "forbidden_header"
+    assert verifier.signature_checks == 0
+
+
+@pytest.mark.parametrize("header", [{"x5t": "dGh1bWI"}, {"x5t#S256": "dGh1bWI"}, {"typ": None}])
+async def test_identity_header_hints_that_point_nowhere_are_accepted(header: dict[str, Any], mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config(typ=(None, "JWT"))))
+    async with GovernedClient(setup.server, identity=ISSUER.token(header=header), mode=mode) as client:
+        assert (await client.call_tool("work", {})).is_error is False

@@ -54,6 +54,7 @@ MAX_ACTOR_DEPTH = 8
 DEFAULT_MAX_TOKEN_BYTES = 8192
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "b64")
+_ACCEPTED_HEADERS = frozenset({"alg", "kid", "typ", "x5t", "x5t#S256"})
 _HMAC = frozenset({"HS256", "HS384", "HS512"})
 _DEFAULT_TYP = ("JWT",)
 _NUMERIC_DATES = ("exp", "nbf", "iat")
@@ -452,6 +453,14 @@ class IdentityVerifier:
                 raise IdentityError(f"identity token carries a {name!r} header", reason="forbidden_header")
         if "crit" in header:
             raise IdentityError("identity token has critical header extensions", reason="crit_unsupported")
+        if not _ACCEPTED_HEADERS.issuperset(header):
+            # "cty" announces a nested token (its payload is another JWT, not claims), "zip" a
+            # compressed one; neither is an identity token, and nothing else is known to be safe.
+            raise IdentityError(
+                "identity token carries a header parameter that is not accepted "
+                f"(accepted: {', '.join(sorted(_ACCEPTED_HEADERS))})",
+                reason="forbidden_header",
+            )
         kid = header.get("kid")
         if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > MAX_KID_CHARS):
             raise IdentityError("identity token has an invalid key id", reason="kid_invalid")
