@@ -254,3 +254,44 @@ async def test_identity_header_hints_that_point_nowhere_are_accepted(header: dic
     setup = build(IdentityVerifier(ISSUER.config(typ=(None, "JWT"))))
     async with GovernedClient(setup.server, identity=ISSUER.token(header=header), mode=mode) as client:
         assert (await client.call_tool("work", {})).is_error is False
+
+
+# --- subjects that print as someone else -------------------------------------------------------
+
+BAD_NAMES = [
+    " agent",
+    "agent ",
+    "agent\u0000",
+    "age\nnt",
+    "agent\t",
+    "agent\u200b",  # zero-width space
+    "\u202eagent",  # right-to-left override
+    "agent\u00a0one",  # no-break space
+    "agent\u2028",  # line separator
+    "agent\ufeff",
+    "   ",
+]
+
+
+@pytest.mark.parametrize("subject", BAD_NAMES)
+async def test_identity_subject_that_prints_as_another_is_refused(subject: str, mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config()))
+    await refused(setup, ISSUER.token(subject), mode)
+    assert setup.sink.events[0].reason == "invalid_claim"
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.parametrize("member", ["sub", "iss"])
+async def test_identity_actor_that_prints_as_another_is_refused(name: str, member: str, mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config()))
+    act = {"sub": "orchestrator", "iss": "https://issuer.test", member: name}
+    await refused(setup, ISSUER.token(act=act), mode)
+    assert setup.sink.events[0].reason == "actor_invalid"
+
+
+@pytest.mark.parametrize("subject", ["agent one", "агент-7", "user@example.com", "repo:org/app:ref:refs/heads/main"])
+async def test_identity_subjects_in_any_script_with_inner_spaces_are_accepted(subject: str, mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config()))
+    async with GovernedClient(setup.server, identity=ISSUER.token(subject, act={"sub": subject}), mode=mode) as client:
+        assert (await client.call_tool("work", {})).is_error is False
+    assert [p.subject for p, _ in setup.seen if p is not None] == [subject]

@@ -13,6 +13,7 @@ import hashlib
 import math
 import re
 import time
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -545,6 +546,11 @@ class IdentityVerifier:
     def _principal(self, claims: dict[str, Any], issuer: _Issuer, config: OIDCTrust | SpiffeTrustDomain) -> Principal:
         claims = shared_claims(claims)  # the principal is cached per token: recurring names and values shared
         sub: str = claims["sub"]
+        if not _clean_name(sub):
+            raise IdentityError(
+                "identity token subject is empty, padded with spaces, or holds control, format or separator characters",
+                reason="invalid_claim",
+            )
         spiffe_id: SpiffeId | None = None
         if isinstance(config, SpiffeTrustDomain):
             try:
@@ -590,6 +596,22 @@ class IdentityVerifier:
         return value
 
 
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp", "Zs"})
+"""Control, format (zero-width, bidirectional), surrogate, private-use and separator characters."""
+
+
+def _clean_name(value: str) -> bool:
+    """Whether ``value`` can name a principal or actor: not empty, no leading or trailing space,
+    and no character that is invisible, reorders text, or breaks a line (the only separator
+    allowed is the ASCII space between words). Such a name would print as another one, or
+    escape a glob that was meant to match it exactly."""
+    if not value or value != value.strip():
+        return False
+    if value.isascii():
+        return value.isprintable()
+    return not any(c != " " and unicodedata.category(c) in _UNSAFE_CATEGORIES for c in value)
+
+
 def _check_aud(aud: Any, audience: str, allow_multiple: bool) -> None:
     if isinstance(aud, str):
         if aud == audience:
@@ -626,10 +648,10 @@ def _actors(act: Any) -> tuple[Actor, ...]:
     while act is not None:
         if len(actors) >= MAX_ACTOR_DEPTH:
             raise IdentityError(f"actor chain deeper than {MAX_ACTOR_DEPTH}", reason="actor_chain_too_deep")
-        if not isinstance(act, Mapping) or not isinstance(act.get("sub"), str) or not act["sub"]:
+        if not isinstance(act, Mapping) or not isinstance(act.get("sub"), str) or not _clean_name(act["sub"]):
             raise IdentityError("malformed act claim", reason="actor_invalid")
         iss = act.get("iss")
-        if iss is not None and not isinstance(iss, str):
+        if iss is not None and (not isinstance(iss, str) or not _clean_name(iss)):
             raise IdentityError("malformed act claim", reason="actor_invalid")
         actors.append(Actor(act["sub"], iss))
         act = act.get("act")
