@@ -4,10 +4,12 @@ audited with its reason, leaks no token, and fails closed."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,11 +17,13 @@ from joserfc.jws import JWSRegistry
 from mcp import Client, MCPError
 
 from mcpgov import ConfigurationError, GovernedClient, IdentityError
+from mcpgov.credentials import CredentialRefused, CredentialVerifier
 from mcpgov.credentials._claims import CREDENTIAL_TYP
 from mcpgov.identity import IdentityVerifier, StaticKeys
 from mcpgov.testing import IdentityIssuer
 
-from .test_credentials_support import AUDIENCE, build_governed, call, make_issuer, principal, refusals
+from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal, refusals
+from .test_credentials_support import ISSUER as ISSUER_URL
 from .test_identity_session import build, refused
 
 pytestmark = pytest.mark.anyio
@@ -295,3 +299,74 @@ async def test_identity_subjects_in_any_script_with_inner_spaces_are_accepted(su
     async with GovernedClient(setup.server, identity=ISSUER.token(subject, act={"sub": subject}), mode=mode) as client:
         assert (await client.call_tool("work", {})).is_error is False
     assert [p.subject for p, _ in setup.seen if p is not None] == [subject]
+
+
+# --- properties: no mutation of a valid token verifies, and nothing but a refusal is raised -----
+
+_MUTATION_ISSUER = IdentityIssuer(alg="ES256")
+_MUTATION_VERIFIER = IdentityVerifier(_MUTATION_ISSUER.config(), cache_size=0)
+_MUTATION_TOKEN = _MUTATION_ISSUER.token(ttl=10**6)
+_TOKEN_ALPHABET = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ é\u0000")
+
+
+def _mutate(token: str, edits: list[tuple[str, int, str]]) -> str:
+    for kind, offset, text in edits:
+        at = offset % (len(token) + 1)
+        if kind == "insert":
+            token = token[:at] + text + token[at:]
+        elif kind == "delete":
+            token = token[:at] + token[at + len(text) :]
+        else:
+            token = token[:at] + text + token[at + len(text) :]
+    return token
+
+
+_EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "delete", "replace"]),
+        st.integers(min_value=0, max_value=4096),
+        st.text(_TOKEN_ALPHABET, min_size=1, max_size=3),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@given(edits=_EDITS)
+@settings(max_examples=300, deadline=None)
+def test_no_mutation_of_a_valid_identity_token_verifies(edits: list[tuple[str, int, str]]) -> None:
+    mutated = _mutate(_MUTATION_TOKEN, edits)
+    if mutated == _MUTATION_TOKEN:
+        return
+    with pytest.raises(IdentityError):
+        _MUTATION_VERIFIER.verify_cached(mutated)
+
+
+def test_the_unmutated_identity_token_verifies() -> None:
+    assert _MUTATION_VERIFIER.verify_cached(_MUTATION_TOKEN).principal.subject == "agent"
+
+
+_CREDENTIAL_CLOCK = FrozenClock()
+_CREDENTIAL_ISSUER = make_issuer(_CREDENTIAL_CLOCK)
+_CREDENTIAL = anyio.run(functools.partial(_CREDENTIAL_ISSUER.mint, AGENT, audience=AUDIENCE, tools=["status"]))
+_CREDENTIAL_VERIFIER = CredentialVerifier(
+    issuer=ISSUER_URL,
+    audience=AUDIENCE,
+    keys=_CREDENTIAL_ISSUER.keys,
+    revocations=_CREDENTIAL_ISSUER.revocations,
+    clock=_CREDENTIAL_CLOCK,
+)
+
+
+@given(edits=_EDITS)
+@settings(max_examples=300, deadline=None)
+def test_no_mutation_of_a_valid_credential_verifies(edits: list[tuple[str, int, str]]) -> None:
+    mutated = _mutate(_CREDENTIAL.token, edits)
+    if mutated == _CREDENTIAL.token:
+        return
+    with pytest.raises(CredentialRefused):
+        _CREDENTIAL_VERIFIER.check_token(mutated)
+
+
+def test_the_unmutated_credential_verifies() -> None:
+    assert _CREDENTIAL_VERIFIER.check_token(_CREDENTIAL.token).jti == _CREDENTIAL.id
