@@ -370,3 +370,54 @@ def test_no_mutation_of_a_valid_credential_verifies(edits: list[tuple[str, int, 
 
 def test_the_unmutated_credential_verifies() -> None:
     assert _CREDENTIAL_VERIFIER.check_token(_CREDENTIAL.token).jti == _CREDENTIAL.id
+
+
+# --- clock skew boundaries, on the verifier's own clock reading --------------------------------
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("claim", "offset", "accepted", "reason"),
+    [
+        ("nbf", 0.5, True, None),  # exactly now + leeway: valid
+        ("nbf", 0.75, False, "not_yet_valid"),  # past the leeway by a quarter second
+        ("nbf", 1.0, False, "not_yet_valid"),
+        ("iat", 0.5, True, None),
+        ("iat", 0.75, False, "issued_in_future"),
+        ("iat", 1.0, False, "issued_in_future"),
+    ],
+)
+def test_identity_nbf_and_iat_honour_a_fractional_leeway_exactly(
+    claim: str, offset: float, accepted: bool, reason: str | None
+) -> None:
+    clock = _Clock(2_000_000_000.0)
+    issuer = IdentityIssuer(alg="ES256", clock=clock)
+    verifier = IdentityVerifier(issuer.config(leeway=0.5), clock=clock)
+    token = issuer.token(claims={claim: clock.now + offset})
+    if accepted:
+        assert verifier.verify_cached(token).principal.subject == "agent"
+    else:
+        with pytest.raises(IdentityError) as caught:
+            verifier.verify_cached(token)
+        assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(("offset", "accepted"), [(-0.5, False), (-0.49, True), (-0.51, False)])
+def test_identity_exp_boundary_is_exp_plus_leeway(offset: float, accepted: bool) -> None:
+    clock = _Clock(2_000_000_000.0)
+    issuer = IdentityIssuer(alg="ES256", clock=clock)
+    verifier = IdentityVerifier(issuer.config(leeway=0.5), clock=clock)
+    token = issuer.token(claims={"exp": clock.now + offset})
+    if accepted:
+        assert verifier.verify_cached(token).principal.subject == "agent"
+    else:
+        with pytest.raises(IdentityError) as caught:
+            verifier.verify_cached(token)
+        assert caught.value.reason == "expired"

@@ -528,6 +528,12 @@ class IdentityVerifier:
             # RFC 7519: accepted only before exp. The claims registry compares whole seconds (and
             # some releases accept the second of exp itself): the clock's own reading decides.
             raise IdentityError("identity token claims refused (expired_token)", reason="expired")
+        # The registry also rounds the leeway up to whole seconds for nbf and iat: the exact
+        # comparisons, on the same clock reading.
+        if "nbf" in claims and float(claims["nbf"]) > now + config.leeway:
+            raise IdentityError("identity token is not valid yet", reason="not_yet_valid")
+        if "iat" in claims and float(claims["iat"]) > now + config.leeway:
+            raise IdentityError("identity token was issued in the future", reason="issued_in_future")
         _check_aud(claims.get("aud"), config.audience, config.allow_multiple_audiences)
         principal = self._principal(claims, issuer, config)
         token_id = claims.get("jti")
