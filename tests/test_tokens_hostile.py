@@ -24,6 +24,7 @@ from mcpgov.testing import IdentityIssuer
 
 from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal, refusals
 from .test_credentials_support import ISSUER as ISSUER_URL
+from .test_identity_http import RESOURCE, _post, served
 from .test_identity_session import build, refused
 
 pytestmark = pytest.mark.anyio
@@ -421,3 +422,47 @@ def test_identity_exp_boundary_is_exp_plus_leeway(offset: float, accepted: bool)
         with pytest.raises(IdentityError) as caught:
             verifier.verify_cached(token)
         assert caught.value.reason == "expired"
+
+
+# --- over Streamable HTTP: a 401, one audit event, no token in any log at any level -----------
+
+HTTP_HOSTILE: dict[str, tuple[Any, str]] = {
+    "duplicate-tenant": (
+        lambda i: _sign_raw(
+            json.dumps({"alg": "ES256", "typ": "JWT", "kid": i.kid}).encode(),
+            _with_member(_b64decode(i.token().split(".")[1]), '"tenant":"beta"'),
+            "ES256",
+            i._keys[-1][1],
+        ),
+        "malformed",
+    ),
+    "exp-beyond-float": (lambda i: i.token(claims={"exp": HUGE}), "invalid_claim"),
+    "subject-zero-width": (lambda i: i.token("agent\u200b"), "invalid_claim"),
+    "nested-token": (lambda i: i.token(header={"cty": "JWT"}), "forbidden_header"),
+    "deep-payload": (lambda i: f"{i.token().split('.')[0]}.{_b64(b'[' * 2000 + b']' * 2000)}.c2ln", "malformed"),
+}
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@pytest.mark.parametrize("case", sorted(HTTP_HOSTILE))
+async def test_hostile_bearer_over_http_is_a_clean_401_and_never_logged(case: str, caplog: Any) -> None:
+    issuer = IdentityIssuer(issuer=None, audience=RESOURCE)
+    make, reason = HTTP_HOSTILE[case]
+    with caplog.at_level(logging.DEBUG):
+        async with served(issuer) as s:
+            token = make(issuer)
+            response = await _post(s.url, {"Authorization": f"Bearer {token}"})
+            valid = issuer.token()
+            async with GovernedClient(s.url, identity=valid, mode="auto") as client:
+                assert (await client.call_tool("work", {})).is_error is False
+    assert response.status_code == 401
+    assert token not in response.text and "Traceback" not in response.text
+    assert s.ran == ["work"]
+    (event,) = [e for e in s.sink.events if e.type == "identity.refused"]
+    assert event.reason == reason
+    assert token not in event.model_dump_json()
+    for secret in (token, valid, token.split(".")[2], valid.split(".")[2]):
+        assert secret not in caplog.text
