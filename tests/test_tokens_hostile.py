@@ -17,7 +17,7 @@ from joserfc.jws import JWSRegistry
 from mcp import Client, MCPError
 
 from mcpgov import ConfigurationError, GovernedClient, IdentityError
-from mcpgov.credentials import CredentialRefused, CredentialVerifier
+from mcpgov.credentials import CredentialRefused, CredentialVerifier, VerificationKeys
 from mcpgov.credentials._claims import CREDENTIAL_TYP
 from mcpgov.identity import IdentityVerifier, StaticKeys
 from mcpgov.testing import IdentityIssuer
@@ -466,3 +466,46 @@ async def test_hostile_bearer_over_http_is_a_clean_401_and_never_logged(case: st
     assert token not in event.model_dump_json()
     for secret in (token, valid, token.split(".")[2], valid.split(".")[2]):
         assert secret not in caplog.text
+
+
+# --- credential verification keys ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("members", "match"),
+    [
+        ({"use": "enc"}, "for signatures"),
+        ({"key_ops": ["encrypt"]}, "for signatures"),
+        ({"key_ops": ["sign"]}, "for signatures"),
+        ({"key_ops": "verify"}, "for signatures"),
+    ],
+)
+def test_credential_verification_key_not_for_signatures_is_refused(members: dict[str, Any], match: str) -> None:
+    jwks = make_issuer().keys.jwks()
+    jwks["keys"][0].update(members)
+    with pytest.raises(ConfigurationError, match=match):
+        VerificationKeys(jwks)
+
+
+def test_credential_verification_key_id_appearing_twice_is_refused() -> None:
+    jwks = make_issuer().keys.jwks()
+    other = make_issuer().keys.jwks()["keys"][0]
+    other["kid"] = jwks["keys"][0]["kid"]
+    jwks["keys"].append(other)
+    with pytest.raises(ConfigurationError, match="appears twice"):
+        VerificationKeys(jwks)
+
+
+async def test_credential_verification_keys_with_verify_among_key_ops_verify() -> None:
+    issuer = make_issuer(_CREDENTIAL_CLOCK)
+    cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    jwks = issuer.keys.jwks()
+    jwks["keys"][0]["key_ops"] = ["verify"]
+    verifier = CredentialVerifier(
+        issuer=ISSUER_URL,
+        audience=AUDIENCE,
+        keys=VerificationKeys(jwks),
+        revocations=issuer.revocations,
+        clock=_CREDENTIAL_CLOCK,
+    )
+    assert verifier.check_token(cred.token).jti == cred.id

@@ -283,8 +283,9 @@ class VerificationKeys:
         jwks: a JWKS mapping (``{"keys": [...]}``), e.g. from :meth:`SigningKeySet.jwks`.
 
     Raises:
-        ConfigurationError: the set is empty, holds private or symmetric key material, or a
-            key of an unsupported type.
+        ConfigurationError: the set is empty, holds private or symmetric key material, a key
+            of an unsupported type, a key not for signatures (``use``/``key_ops``), or one key
+            id twice.
     """
 
     def __init__(self, jwks: Mapping[str, Any]) -> None:
@@ -295,12 +296,22 @@ class VerificationKeys:
         for data in entries:
             if not isinstance(data, Mapping) or data.get("kty") == "oct" or "d" in data or "k" in data:
                 raise ConfigurationError("a verification key set must not contain private or symmetric keys")
+            use, key_ops = data.get("use"), data.get("key_ops")
+            if (use is not None and use != "sig") or (
+                key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops)
+            ):
+                raise ConfigurationError(
+                    "a verification key must be for signatures (use 'sig', key_ops including 'verify')"
+                )
             try:
                 key = import_key(dict(data))
             except _LOAD_ERRORS as exc:
                 raise ConfigurationError(f"cannot import a verification key: {type(exc).__name__}") from None
             key, alg = _bind(key, None, allow_hmac=False)
-            self._keys[key.kid or ""] = (alg, key)
+            kid = key.kid or ""
+            if kid in self._keys:
+                raise ConfigurationError(f"key id {kid!r} appears twice in the verification key set")
+            self._keys[kid] = (alg, key)
 
     def __repr__(self) -> str:
         return f"VerificationKeys(kids={sorted(self._keys)!r})"
