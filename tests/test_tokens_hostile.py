@@ -7,6 +7,9 @@ import base64
 import functools
 import json
 import logging
+import os
+import subprocess
+import sys
 from typing import Any
 
 import anyio
@@ -509,3 +512,41 @@ async def test_credential_verification_keys_with_verify_among_key_ops_verify() -
         clock=_CREDENTIAL_CLOCK,
     )
     assert verifier.check_token(cred.token).jti == cred.id
+
+
+# --- identity tokens never reach the SDK's logs, in a process that handles no credential -------
+
+_LOG_PROBE = """
+import io, logging, sys
+stream = io.StringIO()
+logging.basicConfig(level=logging.DEBUG, stream=stream, force=True)
+from mcpgov.testing import IdentityIssuer
+issuer = IdentityIssuer()
+token = issuer.token()
+{setup}
+# What the SDK's SSE transport and frame reader log at DEBUG: whole JSON-RPC messages.
+body = '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"_meta":{{"io.mcpgov/identity":"%s"}}}}}}' % token
+logging.getLogger("mcp.server.sse").debug("Received JSON: %s", body)
+logging.getLogger("mcp.server.runner").debug("dropped a frame received before the first request: %r", body)
+print("LEAK" if token in stream.getvalue() or token.split(".")[2] in stream.getvalue() else "CLEAN")
+"""
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        "from mcpgov.identity import IdentityMiddleware, IdentityVerifier\n"
+        "IdentityMiddleware(IdentityVerifier(issuer.config()))",
+        "from mcpgov import GovernedClient\nfrom mcp.server.mcpserver import MCPServer\n"
+        "GovernedClient(MCPServer('s'), identity=token)",
+    ],
+    ids=["server", "client"],
+)
+def test_identity_tokens_are_redacted_from_sdk_logs_without_any_credential(setup: str) -> None:
+    script = _LOG_PROBE.format(setup=setup)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "CLEAN"

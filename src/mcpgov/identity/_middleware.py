@@ -102,7 +102,8 @@ class IdentityMiddleware:
     Audit: a refusal is recorded once, as the request's deny ``decision`` (reason such as
     ``expired``, ``bad_signature``, ``identity_missing``); a success adds ``session.bound`` when
     a legacy session binds its principal, and ``identity.verified`` the first time a token is
-    seen on a request without a session. Tokens never reach audit or logs.
+    seen on a request without a session. Tokens never reach audit or logs (constructing one
+    installs :func:`~mcpgov.credentials.redact_token_logs`).
 
     Args:
         verifier: the :class:`IdentityVerifier`.
@@ -147,6 +148,9 @@ class IdentityMiddleware:
         self.require_tenant = require_tenant
         self._bound: weakref.WeakKeyDictionary[Any, tuple[str, str, str | None]] = weakref.WeakKeyDictionary()
         self._bound_ids: LRUCache[str, tuple[str, str, str | None]] = LRUCache(maxsize=max_sessions)
+        from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - avoids an import cycle
+
+        redact_token_logs()  # the SDK logs whole messages (``_meta`` and its token) at DEBUG
 
     def __repr__(self) -> str:
         return f"IdentityMiddleware(verifier={self.verifier!r}, accept={self.accept!r}, env={self.env!r})"

@@ -533,6 +533,9 @@ class ClientIdentity:
     def __init__(self, provider: IdentitySource, *, http: bool) -> None:
         self.provider = provider
         self.http = http
+        from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - avoids an import cycle
+
+        redact_token_logs()  # the SDK logs whole messages (``_meta`` and its token) at DEBUG
 
     def __repr__(self) -> str:
         return f"ClientIdentity({self.provider!r}, http={self.http})"
