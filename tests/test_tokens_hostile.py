@@ -22,7 +22,7 @@ from mcp import Client, MCPError
 from mcpgov import ConfigurationError, GovernedClient, IdentityError
 from mcpgov.credentials import CredentialRefused, CredentialVerifier, VerificationKeys
 from mcpgov.credentials._claims import CREDENTIAL_TYP
-from mcpgov.identity import IdentityVerifier, StaticKeys
+from mcpgov.identity import IdentityVerifier, RemoteKeys, StaticKeys
 from mcpgov.testing import IdentityIssuer
 
 from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal, refusals
@@ -550,3 +550,39 @@ def test_identity_tokens_are_redacted_from_sdk_logs_without_any_credential(setup
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "CLEAN"
+
+
+# --- the synchronous path (requestState binding) honours key rotation and staleness too ---------
+
+
+async def test_remembered_token_of_a_rotated_out_key_is_refused_on_the_synchronous_path() -> None:
+    clock = _Clock(1_900_000_000.0)
+    issuer = IdentityIssuer(clock=clock, ttl=10_000)
+    async with issuer.serve() as base:
+        keys = RemoteKeys(f"{base}/jwks.json", clock=clock, refresh_interval=60, min_refresh_interval=1)
+        verifier = IdentityVerifier(issuer.config(keys=keys), clock=clock)
+        old_token = issuer.token()
+        await verifier.verify(old_token)  # remembered
+        assert verifier.verify_cached(old_token).principal.subject == "agent"
+        issuer.rotate()
+        issuer.drop_old_keys()  # the old key is revoked at the issuer
+        clock.now += 61
+        await verifier.verify(issuer.token("fresh"))  # a refresh: the old kid is gone
+        with pytest.raises(IdentityError) as caught:
+            verifier.verify_cached(old_token)
+        assert caught.value.reason == "unknown_kid"
+
+
+async def test_remembered_token_is_refused_on_the_synchronous_path_once_keys_are_too_stale() -> None:
+    clock = _Clock(1_900_000_000.0)
+    issuer = IdentityIssuer(clock=clock, ttl=10_000)
+    async with issuer.serve() as base:
+        keys = RemoteKeys(f"{base}/jwks.json", clock=clock, refresh_interval=60, max_staleness=600)
+        verifier = IdentityVerifier(issuer.config(keys=keys), clock=clock, cache_ttl=5000)
+        token = issuer.token()
+        await verifier.verify(token)
+        issuer.available = False
+        clock.now += 700  # past max staleness, the token still remembered
+        with pytest.raises(IdentityError) as caught:
+            verifier.verify_cached(token)
+        assert caught.value.reason == "keys_stale"

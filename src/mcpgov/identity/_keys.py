@@ -238,6 +238,13 @@ class KeySource:
         """Whether ``key`` is still one of this source's current, usable keys."""
         raise NotImplementedError
 
+    def holds_cached(self, key: BoundKey) -> bool:
+        """Like :meth:`holds` with the keys already fetched (no network; for synchronous callers).
+
+        A source that cannot tell answers ``False``: the token is then verified again.
+        """
+        return False
+
     def describe(self) -> str:
         """A short description for audit details and reprs (no secret)."""
         raise NotImplementedError
@@ -312,6 +319,9 @@ class StaticKeys(KeySource):
             raise IdentityError("the token names an unknown key id", reason="unknown_kid") from None
 
     async def holds(self, key: BoundKey) -> bool:
+        return True
+
+    def holds_cached(self, key: BoundKey) -> bool:
         return True
 
     def describe(self) -> str:
@@ -511,6 +521,9 @@ class RemoteKeys(KeySource):
 
     async def holds(self, key: BoundKey) -> bool:
         await self._ensure()
+        return self.holds_cached(key)
+
+    def holds_cached(self, key: BoundKey) -> bool:
         if not self._usable(self._clock()):
             return False
         if key.kid is not None:

@@ -420,7 +420,10 @@ class IdentityVerifier:
         digest = self._precheck(token)
         hit = self._remembered(digest)
         if hit is not None:
-            return hit
+            if hit.source.holds_cached(hit.key):
+                return hit
+            if self._cache is not None:
+                self._cache.pop(digest)  # its key was rotated out or has gone stale: verified again
         obj, header, claims, issuer = self._decode(token)
         key = issuer.keys.key_cached(header.get("kid"), header["alg"])
         return self._finish(digest, obj, claims, issuer, key)
