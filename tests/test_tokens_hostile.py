@@ -22,6 +22,7 @@ from mcp import Client, MCPError
 from mcpgov import ConfigurationError, GovernedClient, IdentityError
 from mcpgov.credentials import CredentialRefused, CredentialVerifier, VerificationKeys
 from mcpgov.credentials._claims import CREDENTIAL_TYP
+from mcpgov.credentials._logs import REDACTED, redact
 from mcpgov.identity import IdentityVerifier, RemoteKeys, StaticKeys
 from mcpgov.testing import IdentityIssuer
 
@@ -586,3 +587,51 @@ async def test_remembered_token_is_refused_on_the_synchronous_path_once_keys_are
         with pytest.raises(IdentityError) as caught:
             verifier.verify_cached(token)
         assert caught.value.reason == "keys_stale"
+
+
+# --- redaction is judged by planting generated tokens, in every header spelling -----------------
+
+_JSON_SPACE = st.text(" \t\r\n", max_size=3)
+
+
+@given(
+    before=_JSON_SPACE,
+    inner=_JSON_SPACE,
+    alg=st.sampled_from(["ES256", "RS256", "EdDSA", "HS256", "PS512"]),
+    extra=st.dictionaries(st.sampled_from(["kid", "typ", "x5t"]), st.text(min_size=1, max_size=12), max_size=3),
+    payload=st.binary(min_size=1, max_size=64),
+    signature=st.binary(min_size=32, max_size=96),
+    prefix=st.sampled_from(["", "Bearer ", '{"io.mcpgov/identity": "', "token=", "'"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_every_compact_jws_planted_in_a_log_record_is_redacted(
+    *, before: str, inner: str, alg: str, extra: dict[str, str], payload: bytes, signature: bytes, prefix: str
+) -> None:
+    header = (before + "{" + inner + json.dumps({"alg": alg, **extra})[1:]).encode()
+    token = f"{_b64(header)}.{_b64(payload)}.{_b64(signature)}"
+    record = logging.LogRecord(
+        "mcp.server.sse", logging.DEBUG, __file__, 1, "Received JSON: %s", (prefix + token,), None
+    )
+    redact(record)
+    message = record.getMessage()
+    assert token not in message and _b64(signature) not in message
+    assert message.startswith("Received JSON: ") and REDACTED in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["example.co.uk", "GET /mcp HTTP/1.1", "mcp.server.sse v1.2.3", "a.b.c", "session 3f2a.91bc.77de", "eyJ.x.y"],
+)
+def test_log_text_without_a_token_is_left_alone(text: str) -> None:
+    record = logging.LogRecord("mcp.server", logging.DEBUG, __file__, 1, "%s", (text,), None)
+    redact(record)
+    assert record.getMessage() == text
+
+
+@pytest.mark.parametrize("glue", ["%22", "token%3D", "22", "x", "Bearer%20"])
+def test_a_token_glued_to_text_before_it_is_redacted(glue: str) -> None:
+    token = ISSUER.token()
+    record = logging.LogRecord("httpx", logging.DEBUG, __file__, 1, "GET /cb?q=%s", (glue + token,), None)
+    redact(record)
+    assert token.split(".")[2] not in record.getMessage()
+    assert REDACTED in record.getMessage()

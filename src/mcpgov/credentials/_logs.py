@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -13,9 +14,39 @@ __all__ = ["REDACTED", "TokenRedactingFilter", "redact_token_logs"]
 REDACTED = "[secure]"
 """What replaces a token in a log record."""
 
-# A compact JWS/JWT: three base64url parts; the header of every JOSE token starts with '{"',
-# which base64url-encodes as 'eyJ'. Identity tokens and credentials both have this shape.
-_JWS = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# A compact JWS/JWT: three base64url parts, the first a JSON object (the protected header). The
+# header's JSON may start with whitespace or put any member first, so its encoding has no fixed
+# prefix: a candidate is redacted when its first part decodes to '{"' (JSON whitespace allowed).
+_CANDIDATE = re.compile(r"([A-Za-z0-9_-]{4,})(\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)")
+_JSON_SPACE = b" \t\r\n"
+_MAX_LEAD = 64
+"""How far into a run of base64url characters a header may start (text glued before it, such as
+``%22`` or ``token%3D``)."""
+
+
+def _is_header(segment: str) -> bool:
+    """Whether ``segment`` is base64url of a JSON object's start, ``{`` then a member name's
+    ``"`` (only its first bytes are decoded)."""
+    head = segment[:32]
+    head = head[: len(head) - len(head) % 4]
+    try:
+        data = base64.urlsafe_b64decode(head).lstrip(_JSON_SPACE)
+    except ValueError:
+        return False
+    return data.startswith(b"{") and data[1:].lstrip(_JSON_SPACE).startswith(b'"')
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    first = match.group(1)
+    for start in range(min(len(first) - 3, _MAX_LEAD)):
+        if _is_header(first[start:]):
+            return first[:start] + REDACTED
+    return match.group(0)
+
+
+def _redact_tokens(text: str) -> str:
+    return _CANDIDATE.sub(_redact_match, text)
+
 
 _LOGGER_PREFIXES = ("mcp", "httpx", "httpx2", "httpcore", "httpcore2", "starlette", "uvicorn", "sse_starlette")
 """Records of these loggers (and their children) are redacted: the libraries a session runs on."""
@@ -43,13 +74,16 @@ def redact(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - a record that cannot be formatted is left to logging's own handling
         return
-    if "eyJ" in message:
-        record.msg = _JWS.sub(REDACTED, message)
-        record.args = None
+    if "." in message:
+        redacted = _redact_tokens(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
     if record.exc_info and record.exc_text is None:
         text = logging.Formatter().formatException(record.exc_info)
-        if "eyJ" in text:
-            record.exc_text = _JWS.sub(REDACTED, text)
+        redacted = _redact_tokens(text)
+        if redacted != text:
+            record.exc_text = redacted
             record.exc_info = None
 
 
