@@ -91,7 +91,7 @@ class ApprovalMiddleware:
 
     async def _ask(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
         answer: ApprovalAnswer | None = None
-        with anyio.move_on_after(self.deadline):
+        with anyio.move_on_after(self.deadline) as scope:
             try:
                 answer = await self.approver(request, ctx)
             except BaseException as exc:
@@ -99,6 +99,12 @@ class ApprovalMiddleware:
                     raise
                 logger.warning("approver raised %s; treating as no answer", type(exc).__name__)
                 answer = None
+        if scope.cancel_called or anyio.current_time() >= scope.deadline:
+            # An answer returned after the deadline (an approver that swallowed the cancellation)
+            # is no answer: the request it answers has expired.
+            if answer is not None:
+                logger.warning("approver answered after the deadline; treating as no answer")
+            return None
         if answer is not None and (not isinstance(answer, ApprovalAnswer) or answer.request_id != request.id):
             return None
         return answer
