@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client, MCPError
+from mcp.client.context import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 
 from mcpgov import Decision, GovContext, Hooks, govern
-from mcpgov.approval import ApprovalMiddleware, ApprovalRequest, CallbackApprover
+from mcpgov.approval import ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
 from mcpgov.testing import InMemoryAuditSink
 
 pytestmark = pytest.mark.anyio
@@ -55,3 +61,85 @@ async def test_an_answer_given_after_the_deadline_does_not_approve(mode: str) ->
     assert d.ran == []
     assert d.sink.decisions()[0].reason == "approval_timeout"
     assert d.sink.of_type("approval.granted") == []
+
+
+# Characters a terminal or a form may act on or hide rather than show: controls, format
+# characters (bidirectional overrides, zero-width), separators other than the plain space,
+# private use, unassigned and surrogates.
+_HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def _hides_something(text: str) -> bool:
+    return any(unicodedata.category(ch) in _HIDDEN or (ch.isspace() and ch != " ") for ch in text)
+
+
+_hostile_text = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ["\x1b[2K", "\x1b]8;;http://x\x07", "\u202e", "\u2066", "\u200b", "\ufeff", "\n", "\r", "\\", '"']
+        ),
+        st.characters(codec="utf-8", exclude_categories=["Cs"]),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    principal=_hostile_text,
+    tenant=_hostile_text,
+    task=_hostile_text,
+    purpose=_hostile_text,
+    target=_hostile_text,
+    value=_hostile_text,
+)
+def test_the_prompt_escapes_everything_the_caller_chose(
+    *, principal: str, tenant: str, task: str, purpose: str, target: str, value: str
+) -> None:
+    """What a person is shown has no character that hides or restyles text, and names each
+    client-chosen value (arguments included) in a form that reads back to exactly that value."""
+    request = ApprovalRequest(
+        id="r1",
+        action=("tools/call", "tool", target, "sha256:x", "iss", principal, tenant, task),
+        method="tools/call",
+        kind="tool",
+        target=target,
+        args_hash="sha256:x",
+        principal=principal,
+        tenant=tenant,
+        task_id=task,
+        purpose=purpose,
+        rule="r",
+        reason="why",
+        requested_at=0.0,
+        expires_at=1.0,
+        arguments={"value": value},
+    )
+    shown = request.describe()
+    assert not _hides_something(shown)
+    for text in (principal, tenant, task, purpose, target):
+        if text:
+            assert json.loads(ApprovalRequest.quoted(text)) == text
+            assert ApprovalRequest.quoted(text) in shown
+    arguments = request.shown_arguments()
+    assert f" with arguments {arguments}. " in shown
+    assert json.loads(arguments) == {"value": value}
+
+
+async def test_the_elicitation_prompt_shows_the_arguments_that_run(mode: str) -> None:
+    """The client's user sees the arguments themselves, escaped, not only their hash."""
+    asked: list[str] = []
+
+    async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"approve": True})
+
+    d = Deploys(ElicitationApprover(), deadline=5)
+    hostile = "2.0\x1b[1A\x1b[2K\u202eok\u200b"
+    async with Client(d.server, mode=mode, elicitation_callback=answer) as client:
+        result = await client.call_tool("deploy", {"version": hostile, "note": "rm -rf /"})
+    assert result.is_error is False
+    assert d.ran == [(hostile, "rm -rf /")]
+    (prompt,) = asked
+    assert not _hides_something(prompt)
+    assert '{"note":"rm -rf /","version":"2.0\\u001b[1A\\u001b[2K\\u202eok\\u200b"}' in prompt

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcpgov._arguments import canonical_json
 from mcpgov._context import GovContext
 from mcpgov._decision import Decision
+from mcpgov._types import thaw
 
 __all__ = ["ActionKey", "ApprovalAnswer", "ApprovalGrant", "ApprovalRequest", "action_key"]
+
+_SHOWN_ARGUMENTS = 4096
+"""The most characters of the arguments shown in a prompt (the arguments hash covers them all)."""
+
+
+def _visible(json_text: str) -> str:
+    """JSON text with every character that is not printable (controls, format characters such as
+    bidirectional overrides and zero-width spaces, separators other than the space, unassigned)
+    written as a JSON ``\\u`` escape: the same JSON value, shown without hidden characters."""
+    if json_text.isprintable():
+        return json_text
+    out: list[str] = []
+    for ch in json_text:
+        if ch.isprintable():
+            out.append(ch)
+            continue
+        code = ord(ch)
+        if code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out)
+
 
 ActionKey = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
 """(method, kind, target, args_hash, principal issuer, principal subject, tenant, task id)."""
@@ -86,15 +113,44 @@ class ApprovalRequest:
             arguments=ctx.arguments,
         )
 
-    def describe(self) -> str:
-        """A one-paragraph account for a person deciding."""
-        who = self.principal or "an unidentified caller"
-        where = f" in tenant {self.tenant}" if self.tenant else ""
-        task = f" for task {self.task_id}" if self.task_id else ""
-        why = f" ({self.purpose})" if self.purpose else ""
+    @staticmethod
+    def quoted(text: str) -> str:
+        """``text`` as shown to a person: a JSON string whose every control, format (bidirectional,
+        zero-width) or other unprintable character is written as a ``\\uXXXX`` escape, so it reads
+        back to exactly ``text`` and cannot hide or restyle the rest of the prompt."""
+        return _visible(json.dumps(text, ensure_ascii=False))
+
+    def shown_arguments(self) -> str:
+        """The arguments as shown to a person: their canonical JSON (what the arguments hash is
+        computed over) with unprintable characters escaped, which parses back to exactly the
+        arguments; beyond 4096 characters cut, and said to be."""
+        if self.arguments is None:
+            return "none"
+        try:
+            text = _visible(canonical_json(thaw(self.arguments)).decode("utf-8"))
+        except Exception:  # noqa: BLE001 - arguments without a JSON form are still shown, escaped
+            return self.quoted(repr(self.arguments))
+        if len(text) <= _SHOWN_ARGUMENTS:
+            return text
         return (
-            f"{who}{where} asks to run {self.kind or self.method} {self.target!r}{task}{why}. "
-            f"Rule {self.rule!r} requires approval. Arguments hash: {self.args_hash}."
+            f"{self.quoted(text[:_SHOWN_ARGUMENTS])} (cut: the first {_SHOWN_ARGUMENTS} of {len(text)} "
+            "characters; the arguments hash covers them all)"
+        )
+
+    def describe(self) -> str:
+        """A one-paragraph account for a person deciding. Every value the caller or its
+        credentials chose (caller, tenant, task, purpose, target, arguments) is shown quoted and
+        escaped (see :meth:`quoted`)."""
+        q = self.quoted
+        who = q(self.principal) if self.principal else "an unidentified caller"
+        where = f" in tenant {q(self.tenant)}" if self.tenant else ""
+        task = f" for task {q(self.task_id)}" if self.task_id else ""
+        why = f" (purpose {q(self.purpose)})" if self.purpose else ""
+        what = q(self.kind or self.method)
+        target = q(self.target) if self.target is not None else "(no target)"
+        return (
+            f"{who}{where} asks to run {what} {target}{task}{why} with arguments {self.shown_arguments()}. "
+            f"Rule {q(self.rule)} requires approval. Arguments hash: {q(self.args_hash or 'none')}."
         )
 
 
