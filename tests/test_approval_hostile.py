@@ -7,6 +7,7 @@ import unicodedata
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -143,3 +144,46 @@ async def test_the_elicitation_prompt_shows_the_arguments_that_run(mode: str) ->
     (prompt,) = asked
     assert not _hides_something(prompt)
     assert '{"note":"rm -rf /","version":"2.0\\u001b[1A\\u001b[2K\\u202eok\\u200b"}' in prompt
+
+
+class _Clock:
+    """A clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_grant_that_expires_before_the_effect_runs_nothing(mode: str) -> None:
+    """A stage after the authorisers that waits past the grant's lifetime: the grant is checked
+    again right before the tool runs, and an expired one runs nothing."""
+    clock = _Clock()
+    server = MCPServer("deployer")
+    ran: list[str] = []
+    sink = InMemoryAuditSink()
+    hooks = Hooks()
+
+    @hooks.tool("deploy")
+    def needs_approval(ctx: GovContext) -> Decision:
+        return Decision.require_approval("deploys-need-approval", "production change")
+
+    async def slow_stage(ctx: GovContext, call_next: Any) -> Any:
+        await anyio.lowlevel.checkpoint()
+        clock.now += 61  # past grant_ttl, after the authorisers accepted the grant
+        return await call_next(ctx)
+
+    @server.tool()
+    def deploy(version: str) -> str:
+        ran.append(version)
+        return version
+
+    approver = CallbackApprover(lambda r: True, name="alice")
+    govern(server, ApprovalMiddleware(approver, grant_ttl=60, clock=clock), hooks, slow_stage, audit=sink)
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("deploy", {"version": "1"})
+    assert caught.value.code == -32003
+    assert ran == []
+    assert [d.reason for d in sink.decisions()][-1] == "approval_expired"

@@ -25,6 +25,31 @@ __all__ = ["ApprovalMiddleware"]
 logger = logging.getLogger("mcpgov.approval")
 
 
+class _GrantStillValid:
+    """A final check: every grant the authorisers relied on still covers the request at the gate
+    (not expired, the same action, caller, tenant and task), with no await before the effect."""
+
+    __slots__ = ("grant",)
+
+    def __init__(self, grant: ApprovalGrant) -> None:
+        self.grant = grant
+
+    async def __call__(self, ctx: GovContext) -> None:
+        grant: ApprovalGrant | None = self.grant
+        while grant is not None:
+            if grant.used_by:
+                problem = None
+                if not grant.clock() < grant.expires_at:
+                    problem = ("the approval expired before the request ran", "approval_expired")
+                elif action_key(ctx) != grant.request.action:
+                    problem = ("the approval does not cover this request", "approval_mismatch")
+                if problem is not None:
+                    refusal = Denied(Decision.deny(grant.request.rule, *problem))
+                    refusal.context = ctx
+                    raise refusal
+            grant = grant.previous
+
+
 class ApprovalMiddleware:
     """Suspends a call that requires approval until an approver answers.
 
@@ -141,8 +166,11 @@ class ApprovalMiddleware:
             refusal.context = where
             raise refusal
         grant = ApprovalGrant(request, answer.approver, self._clock() + self.grant_ttl, self._clock, previous=previous)
+        granted = ctx.with_extension(APPROVAL_GRANT, grant)
+        # Checked again at the gate, right before the effect: stages after the authorisers may wait.
+        granted = granted.replace(final_checks=(*granted.final_checks, _GrantStillValid(grant)))
         try:
-            return await call_next(ctx.with_extension(APPROVAL_GRANT, grant))
+            return await call_next(granted)
         except ApprovalRequired as again:
             used = again.context or where
             needed = again.decision
