@@ -16,7 +16,8 @@ from mcp.client.context import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 
-from mcpgov import Decision, GovContext, Hooks, govern
+from mcpgov import Decision, GovContext, Hooks, InMemoryStateStore, govern
+from mcpgov._state import StateStoreError
 from mcpgov.approval import ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
 from mcpgov.testing import InMemoryAuditSink
 
@@ -187,3 +188,69 @@ async def test_a_grant_that_expires_before_the_effect_runs_nothing(mode: str) ->
     assert caught.value.code == -32003
     assert ran == []
     assert [d.reason for d in sink.decisions()][-1] == "approval_expired"
+
+
+_APPROVE = {"mcpgov.approval": ElicitResult(action="accept", content={"approve": True})}
+
+
+async def _accept(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
+    return ElicitResult(action="accept", content={"approve": True})
+
+
+class _FailingDelete(InMemoryStateStore):
+    """A store whose delete fails (a store that goes down between the single-use mark and the cleanup)."""
+
+    async def delete(self, key: str) -> None:
+        raise StateStoreError("store down", reason="unavailable")
+
+
+class _Garbled(InMemoryStateStore):
+    """A store that gives back a garbled pending approval."""
+
+    def __init__(self, garbage: str) -> None:
+        super().__init__()
+        self.garbage = garbage
+
+    async def get(self, key: str) -> str | None:
+        return self.garbage if await super().get(key) is not None else None
+
+
+async def _retry(client: Client, arguments: dict[str, Any], state: str) -> Any:
+    return await client.session.call_tool(
+        "deploy",
+        arguments,
+        input_responses=_APPROVE,  # type: ignore[arg-type]
+        request_state=state,
+        allow_input_required=True,
+    )
+
+
+async def test_a_store_failing_after_the_single_use_mark_neither_loses_nor_repeats_the_approval() -> None:
+    d = Deploys(ElicitationApprover(store=_FailingDelete()), deadline=5)
+    async with Client(d.server, mode="auto", elicitation_callback=_accept) as client:
+        first = await client.session.call_tool("deploy", {"version": "7"}, allow_input_required=True)
+        state = getattr(first, "request_state", None)
+        assert isinstance(state, str)
+        ok = await _retry(client, {"version": "7"}, state)
+        assert getattr(ok, "is_error", None) is False
+        with pytest.raises(MCPError) as caught:
+            await _retry(client, {"version": "7"}, state)
+        assert caught.value.code == -32003
+    assert d.ran == [("7", "")]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["not json", "[]", "{}", '{"action": [1,2,3,4,5,6,7,8]}', '{"action": null}', '"x"', "1e999"],
+)
+async def test_a_garbled_pending_approval_refuses_cleanly(garbage: str) -> None:
+    d = Deploys(ElicitationApprover(store=_Garbled(garbage)), deadline=5)
+    async with Client(d.server, mode="auto", elicitation_callback=_accept) as client:
+        first = await client.session.call_tool("deploy", {"version": "7"}, allow_input_required=True)
+        state = getattr(first, "request_state", None)
+        assert isinstance(state, str)
+        with pytest.raises(MCPError) as caught:
+            await _retry(client, {"version": "7"}, state)
+        assert caught.value.code == -32003
+    assert d.ran == []
+    assert d.sink.decisions()[-1].effect == "deny"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,38 @@ def _same_request(record: dict[str, Any], ctx: GovContext) -> bool:
     if ctx.tenant is not None and ctx.tenant != tenant:
         return False
     return ctx.task_id is None or ctx.task_id == task_id
+
+
+def _optional_text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _pending_record(raw: str) -> dict[str, Any] | None:
+    """The pending approval stored as ``raw``, or ``None`` when it is not one (garbled, another
+    shape, wrong types): what cannot be read approves nothing."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    action = record.get("action")
+    expires_at = record.get("expires_at")
+    if (
+        not isinstance(action, list)
+        or len(action) != 8
+        or not isinstance(action[0], str)
+        or not all(_optional_text(part) for part in action)
+        or not isinstance(record.get("rule"), str)
+        or not isinstance(record.get("reason"), str)
+        or not all(_optional_text(record.get(name)) for name in ("principal", "tenant", "task_id", "args_hash"))
+        or (record.get("args_hash"), record.get("tenant"), record.get("task_id")) != (action[3], action[6], action[7])
+        or isinstance(expires_at, bool)
+        or not isinstance(expires_at, (int, float))
+        or not math.isfinite(expires_at)
+    ):
+        return None
+    return record
 
 
 def _approved(content: Any, action: Any) -> bool:
@@ -146,7 +179,11 @@ class ElicitationApprover:
             denied = Denied(refused)
             denied.context = ctx
             raise denied
-        record = json.loads(raw)
+        record = _pending_record(raw)
+        if record is None:
+            denied = Denied(refused, "the pending approval in the store is not readable")
+            denied.context = ctx
+            raise denied
         if not _same_request(record, ctx):
             # Checked before the approval is consumed: another caller's replay cannot use it up.
             other = Denied(
@@ -166,7 +203,12 @@ class ElicitationApprover:
             denied = Denied(refused)
             denied.context = ctx
             raise denied
-        await self._store.delete(STATE_PREFIX + request_id)
+        try:
+            await self._store.delete(STATE_PREFIX + request_id)
+        except StateStoreError:
+            # The single-use mark is recorded: the approval cannot be used again, so the cleanup
+            # failing neither loses this use nor allows another (the entry expires on its own).
+            logger.warning("the approval store could not delete a used approval; it expires on its own")
         action: ActionKey = tuple(record["action"])
         request = ApprovalRequest(
             id=request_id,
