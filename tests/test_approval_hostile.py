@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import unicodedata
 from typing import Any
 
@@ -20,6 +21,11 @@ from mcpgov import Decision, GovContext, Hooks, InMemoryStateStore, govern
 from mcpgov._state import StateStoreError
 from mcpgov.approval import ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
 from mcpgov.testing import InMemoryAuditSink
+
+from .redis_support import redis_server
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -254,3 +260,107 @@ async def test_a_garbled_pending_approval_refuses_cleanly(garbage: str) -> None:
         assert caught.value.code == -32003
     assert d.ran == []
     assert d.sink.decisions()[-1].effect == "deny"
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"version": 7},  # the same value as another type
+        {"version": "7", "note": ""},  # an extra key holding the default
+        {"version": "7 "},
+        {"version": "\uff17"},  # a fullwidth seven (NFKC: "7")
+        {"version": "7", "note": "x"},
+    ],
+)
+async def test_an_elicitation_approval_is_for_exactly_its_arguments(other: dict[str, Any]) -> None:
+    """A retry with other arguments than the approved ones is refused and does not use the
+    approval up: the approved arguments still run, once."""
+    d = Deploys(ElicitationApprover(store=InMemoryStateStore()), deadline=5)
+    async with Client(d.server, mode="auto", elicitation_callback=_accept) as client:
+        first = await client.session.call_tool("deploy", {"version": "7"}, allow_input_required=True)
+        state = getattr(first, "request_state", None)
+        assert isinstance(state, str)
+        with pytest.raises(MCPError):
+            await _retry(client, other, state)
+        ok = await _retry(client, {"version": "7"}, state)
+        assert getattr(ok, "is_error", None) is False
+    assert d.ran == [("7", "")]
+
+
+async def test_concurrent_retries_of_one_approval_on_a_shared_redis_run_once() -> None:
+    pytest.importorskip("redis.asyncio", reason="the 'redis' extra is not installed")
+    from mcpgov.redis import RedisStateStore
+
+    with redis_server() as (url, _process):
+        async with RedisStateStore.from_url(url, prefix="approvals:") as store:
+            d = Deploys(ElicitationApprover(store=store), deadline=5)
+            outcomes: list[str] = []
+            async with Client(d.server, mode="auto", elicitation_callback=_accept) as client:
+                first = await client.session.call_tool("deploy", {"version": "9"}, allow_input_required=True)
+                state = getattr(first, "request_state", None)
+                assert isinstance(state, str)
+
+                async def attempt() -> None:
+                    try:
+                        result = await _retry(client, {"version": "9"}, state)
+                    except MCPError:
+                        outcomes.append("refused")
+                    else:
+                        outcomes.append("ran" if getattr(result, "is_error", None) is False else "error")
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(6):
+                        tg.start_soon(attempt)
+    assert sorted(outcomes) == ["ran"] + ["refused"] * 5
+    assert d.ran == [("9", "")]
+
+
+@pytest.mark.parametrize(
+    ("action", "content"),
+    [
+        ("accept", None),
+        ("accept", {}),
+        ("accept", {"approve": "true"}),
+        ("accept", {"approve": 1}),
+        ("accept", {"approve": "yes"}),
+        ("accept", {"Approve": True}),
+        ("decline", {"approve": True}),
+        ("cancel", {"approve": True}),
+    ],
+)
+async def test_an_answer_that_only_looks_like_yes_approves_nothing(mode: str, action: str, content: Any) -> None:
+    async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
+        return ElicitResult.model_construct(action=action, content=content)
+
+    d = Deploys(ElicitationApprover(), deadline=5)
+    async with Client(d.server, mode=mode, elicitation_callback=answer) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool("deploy", {"version": "8"})
+    assert d.ran == []
+    assert d.sink.of_type("approval.granted") == []
+    assert d.sink.decisions()[-1].effect == "deny"
+
+
+class _Boom(BaseException):
+    """A BaseException subclass that is not an exit."""
+
+
+@pytest.mark.parametrize("raised", ["base", "cancelled", "group"])
+async def test_an_approver_raising_a_base_exception_refuses_and_the_session_keeps_serving(
+    mode: str, raised: str
+) -> None:
+    async def approver(request: ApprovalRequest) -> bool:
+        if raised == "base":
+            raise _Boom
+        if raised == "cancelled":
+            raise anyio.get_cancelled_exc_class()
+        raise BaseExceptionGroup("several", [_Boom(), ValueError()])
+
+    d = Deploys(CallbackApprover(approver, name="x"), deadline=5)
+    async with Client(d.server, mode=mode) as client:
+        for _ in range(2):  # the session survives and refuses again
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("deploy", {"version": "1"})
+            assert caught.value.code == -32004
+    assert d.ran == []
+    assert [e.reason for e in d.sink.decisions()] == ["approval_timeout", "approval_timeout"]
