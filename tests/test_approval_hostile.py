@@ -20,6 +20,7 @@ from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 from mcpgov import Decision, GovContext, Hooks, InMemoryStateStore, govern
 from mcpgov._state import StateStoreError
 from mcpgov.approval import ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
+from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
 from .redis_support import redis_server
@@ -364,3 +365,49 @@ async def test_an_approver_raising_a_base_exception_refuses_and_the_session_keep
             assert caught.value.code == -32004
     assert d.ran == []
     assert [e.reason for e in d.sink.decisions()] == ["approval_timeout", "approval_timeout"]
+
+
+def _two_approval_policy() -> Policy:
+    return Policy.from_dict(
+        {
+            "version": 1,
+            "rules": [
+                {"id": "deploy-ok", "effect": "allow", "tools": ["deploy"], "anonymous": True},
+                {"id": "release-manager", "effect": "require_approval", "tools": ["deploy"], "anonymous": True},
+                {"id": "big-change", "effect": "require_approval", "tools": ["deploy"], "anonymous": True},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("refused", [None, "release-manager", "big-change"])
+async def test_every_approval_rule_of_a_policy_is_asked_about(mode: str, refused: str | None) -> None:
+    """Two require_approval rules of one policy apply: the approver is asked about each, and a
+    refusal of either runs nothing (an approval asked under one rule does not stand for another)."""
+    asked: list[str] = []
+
+    def approve(request: ApprovalRequest) -> bool:
+        asked.append(request.rule)
+        return request.rule != refused
+
+    server = MCPServer("deployer")
+    ran: list[str] = []
+    sink = InMemoryAuditSink()
+
+    @server.tool()
+    def deploy(version: str) -> str:
+        ran.append(version)
+        return version
+
+    approver = CallbackApprover(approve, name="alice")
+    govern(server, ApprovalMiddleware(approver), PolicyMiddleware(_two_approval_policy()), audit=sink)
+    async with Client(server, mode=mode) as client:
+        if refused is None:
+            result = await client.call_tool("deploy", {"version": "1"})
+            assert result.is_error is False
+        else:
+            with pytest.raises(MCPError):
+                await client.call_tool("deploy", {"version": "1"})
+    assert ran == ([] if refused else ["1"])
+    expected = ["release-manager"] if refused == "release-manager" else ["release-manager", "big-change"]
+    assert asked == expected

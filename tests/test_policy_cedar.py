@@ -13,6 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import RequestParamsMeta
 
 from mcpgov import ConfigurationError, Effect, GovContext, Principal, govern
+from mcpgov._context import APPROVAL_GRANT
 from mcpgov.policy import DEFAULT_DENY_RULE, CedarPolicy, Policy, PolicyError, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
@@ -249,3 +250,35 @@ async def test_an_argument_object_cedar_would_read_as_an_escape_is_refused(order
         assert caught.value.code == -32003
     assert ran == [{"amount": 1.5}]
     assert sink.decisions()[-1].reason == "cedar_error"
+
+
+class _AskedAbout:
+    """A grant chain that was asked about ``rules`` (what an approval middleware passes on)."""
+
+    approver = "alice"
+
+    def __init__(self, *rules: str) -> None:
+        self.rules = set(rules)
+
+    def asked_about(self, rule: str) -> bool:
+        return rule in self.rules
+
+    def covers(self, ctx: GovContext, decision: Any) -> bool:
+        return decision.rule in self.rules
+
+
+@pytest.mark.parametrize(
+    ("asked", "named"), [((), "first"), (("first",), "second"), (("first", "second"), "first"), (("second",), "first")]
+)
+def test_each_cedar_approval_policy_is_asked_about_in_turn(asked: tuple[str, ...], named: str) -> None:
+    engine = CedarPolicy(
+        """
+@id("first") @approval permit(principal, action, resource);
+@id("second") @approval permit(principal, action, resource);
+"""
+    ).compile()
+    ctx = _ctx({"n": 1})
+    if asked:
+        ctx = ctx.with_extension(APPROVAL_GRANT, _AskedAbout(*asked))
+    decision = engine.decide(ctx)
+    assert (decision.effect, decision.rule) == (Effect.REQUIRE_APPROVAL, named)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
@@ -91,6 +91,24 @@ from; absent on the first page of a listing."""
 APPROVAL_GRANT: ExtensionKey[CoversApproval] = ExtensionKey("mcpgov.approval.grant")
 """``GovContext.extensions`` key under which an approval middleware passes a granted approval
 (see :class:`~mcpgov._protocols.CoversApproval`) to the authorisers."""
+
+
+def approval_rule_to_ask(ctx: GovContext, rules: Sequence[str]) -> int:
+    """The index in ``rules`` (the ids of the approval rules that apply, in order) of the rule
+    an engine's require-approval decision names: the first one the approval granted so far for
+    this request was not asked about, so each rule's approval is asked for in turn; once every
+    one was, the first (whose grant the authorisers then check). With no grant: the first."""
+    asked = getattr(ctx.extension(APPROVAL_GRANT), "asked_about", None)
+    if not callable(asked):
+        return 0
+    for index, rule in enumerate(rules):
+        try:
+            known = asked(rule) is True
+        except Exception:  # noqa: BLE001 - a broken grant was asked about nothing
+            known = False
+        if not known:
+            return index
+    return 0
 
 
 StandingCheck = Callable[[], Awaitable[None]]

@@ -26,8 +26,9 @@ logger = logging.getLogger("mcpgov.approval")
 
 
 class _GrantStillValid:
-    """A final check: every grant the authorisers relied on still covers the request at the gate
-    (not expired, the same action, caller, tenant and task), with no await before the effect."""
+    """A final check: every grant given for the request (one per approval rule asked about)
+    still covers it at the gate (not expired, the same action, caller, tenant and task), with no
+    await before the effect."""
 
     __slots__ = ("grant",)
 
@@ -37,16 +38,15 @@ class _GrantStillValid:
     async def __call__(self, ctx: GovContext) -> None:
         grant: ApprovalGrant | None = self.grant
         while grant is not None:
-            if grant.used_by:
-                problem = None
-                if not grant.clock() < grant.expires_at:
-                    problem = ("the approval expired before the request ran", "approval_expired")
-                elif action_key(ctx) != grant.request.action:
-                    problem = ("the approval does not cover this request", "approval_mismatch")
-                if problem is not None:
-                    refusal = Denied(Decision.deny(grant.request.rule, *problem))
-                    refusal.context = ctx
-                    raise refusal
+            problem = None
+            if not grant.clock() < grant.expires_at:
+                problem = ("the approval expired before the request ran", "approval_expired")
+            elif action_key(ctx) != grant.request.action:
+                problem = ("the approval does not cover this request", "approval_mismatch")
+            if problem is not None:
+                refusal = Denied(Decision.deny(grant.request.rule, *problem))
+                refusal.context = ctx
+                raise refusal
             grant = grant.previous
 
 

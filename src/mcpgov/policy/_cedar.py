@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from mcpgov._context import GovContext
+from mcpgov._context import GovContext, approval_rule_to_ask
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov.policy._conditions import granted_scopes
@@ -236,7 +236,9 @@ class CedarEngine:
         ordered = sorted(reasons, key=_policy_order)
         approvals = [r for r in ordered if "approval" in self.policy.annotations.get(r, {})]
         if approvals:
-            rule = self.policy.rule_id(approvals[0])
+            # Each approval policy that applies is asked about in turn (not only the first).
+            ids = [self.policy.rule_id(r) for r in approvals]
+            rule = ids[approval_rule_to_ask(ctx, ids)]
             return (
                 self._decision(Effect.REQUIRE_APPROVAL, rule, f"{rule} needs approval", "approval_required"),
                 reasons,

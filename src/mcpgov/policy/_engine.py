@@ -37,7 +37,7 @@ from typing import Any
 
 import rfc8785
 
-from mcpgov._context import GovContext
+from mcpgov._context import GovContext, approval_rule_to_ask
 from mcpgov._decision import Decision, Effect, merge_obligations
 from mcpgov._principal import Principal
 from mcpgov._uris import authority_folded, restricting_readings, scheme_folded, uri_problem
@@ -585,7 +585,8 @@ class PolicyEngine:
         if cands.extra is not None:
             obligations = merge_obligations(obligations, cands.extra)
         if approvals:
-            base = approvals[0].decision
+            # Each approval rule that applies is asked about in turn (not only the first).
+            base = approvals[approval_rule_to_ask(ctx, [r.id for r in approvals])].decision
         elif maybe_approval is not None:
             rule, label, detail = maybe_approval
             base = Decision(
