@@ -411,3 +411,48 @@ async def test_every_approval_rule_of_a_policy_is_asked_about(mode: str, refused
     assert ran == ([] if refused else ["1"])
     expected = ["release-manager"] if refused == "release-manager" else ["release-manager", "big-change"]
     assert asked == expected
+
+
+@pytest.mark.parametrize("refused", [None, "maybe-marketing"])
+async def test_an_approval_rule_that_may_apply_is_asked_about_too(mode: str, refused: str | None) -> None:
+    """Beside an approval rule that applies, one whose condition is unknown (no purpose declared)
+    is asked about as well: uncertainty never lets a call skip an approval."""
+    policy = Policy.from_dict(
+        {
+            "version": 1,
+            "rules": [
+                {"id": "deploy-ok", "effect": "allow", "tools": ["deploy"], "anonymous": True},
+                {"id": "release-manager", "effect": "require_approval", "tools": ["deploy"], "anonymous": True},
+                {
+                    "id": "maybe-marketing",
+                    "effect": "require_approval",
+                    "tools": ["deploy"],
+                    "anonymous": True,
+                    "when": {"purposes": ["marketing"]},
+                },
+            ],
+        }
+    )
+    asked: list[str] = []
+
+    def approve(request: ApprovalRequest) -> bool:
+        asked.append(request.rule)
+        return request.rule != refused
+
+    server = MCPServer("deployer")
+    ran: list[str] = []
+
+    @server.tool()
+    def deploy(version: str) -> str:
+        ran.append(version)
+        return version
+
+    govern(server, ApprovalMiddleware(CallbackApprover(approve, name="alice")), PolicyMiddleware(policy))
+    async with Client(server, mode=mode) as client:
+        if refused is None:
+            assert (await client.call_tool("deploy", {"version": "1"})).is_error is False
+        else:
+            with pytest.raises(MCPError):
+                await client.call_tool("deploy", {"version": "1"})
+    assert asked == ["release-manager", "maybe-marketing"]
+    assert ran == ([] if refused else ["1"])

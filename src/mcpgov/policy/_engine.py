@@ -549,7 +549,7 @@ class PolicyEngine:
         facts = Facts(time.time() if now is None else now, history, cands.risk, ctx.action == "discover")
         allows: list[CompiledRule] = []
         approvals: list[CompiledRule] = []
-        maybe_approval: tuple[CompiledRule, str, str] | None = None
+        maybe_approvals: list[tuple[CompiledRule, str, str]] = []
         maybe_allow: tuple[CompiledRule, str, str] | None = None
         for rule in cands.rules:
             state, label, detail = rule.evaluate(ctx, facts)
@@ -562,8 +562,7 @@ class PolicyEngine:
                 return self._unknown(rule, label, detail, Effect.DENY)
             if state == UNKNOWN:
                 if effect is Effect.REQUIRE_APPROVAL:
-                    if maybe_approval is None:
-                        maybe_approval = (rule, label or "", detail or "")
+                    maybe_approvals.append((rule, label or "", detail or ""))
                 elif maybe_allow is None:
                     maybe_allow = (rule, label or "", detail or "")
             elif effect is Effect.REQUIRE_APPROVAL:
@@ -574,30 +573,32 @@ class PolicyEngine:
             if maybe_allow is not None:
                 return self._unknown(maybe_allow[0], maybe_allow[1], maybe_allow[2], Effect.DENY)
             return self._default_deny
-        if not approvals and maybe_approval is None and len(allows) == 1 and cands.extra is None:
+        if not approvals and not maybe_approvals and len(allows) == 1 and cands.extra is None:
             return allows[0].decision
         applying = [*approvals, *allows]
-        if maybe_approval is not None:
-            applying.append(maybe_approval[0])
+        applying.extend(maybe[0] for maybe in maybe_approvals)
         obligations: dict[str, Any] = {}
         for rule in applying:
             obligations = merge_obligations(obligations, rule.obligations)
         if cands.extra is not None:
             obligations = merge_obligations(obligations, cands.extra)
-        if approvals:
-            # Each approval rule that applies is asked about in turn (not only the first).
-            base = approvals[approval_rule_to_ask(ctx, [r.id for r in approvals])].decision
-        elif maybe_approval is not None:
-            rule, label, detail = maybe_approval
-            base = Decision(
-                Effect.REQUIRE_APPROVAL,
-                rule.id,
-                f"rule {rule.id} may apply ({label} is unknown: {detail}), so approval is required",
-                "approval_required",
-                MappingProxyType({}),
-                self.engine_name,
-                self.version,
-            )
+        if approvals or maybe_approvals:
+            # Each approval rule that applies, then each that may apply (a condition unknown), is
+            # asked about in turn: not only the first, and uncertainty never skips an approval.
+            asking = approval_rule_to_ask(ctx, [r.id for r in approvals] + [m[0].id for m in maybe_approvals])
+            if asking < len(approvals):
+                base = approvals[asking].decision
+            else:
+                rule, label, detail = maybe_approvals[asking - len(approvals)]
+                base = Decision(
+                    Effect.REQUIRE_APPROVAL,
+                    rule.id,
+                    f"rule {rule.id} may apply ({label} is unknown: {detail}), so approval is required",
+                    "approval_required",
+                    MappingProxyType({}),
+                    self.engine_name,
+                    self.version,
+                )
         else:
             base = allows[0].decision
         return Decision(
