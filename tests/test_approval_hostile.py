@@ -456,3 +456,34 @@ async def test_an_approval_rule_that_may_apply_is_asked_about_too(mode: str, ref
                 await client.call_tool("deploy", {"version": "1"})
     assert asked == ["release-manager", "maybe-marketing"]
     assert ran == ([] if refused else ["1"])
+
+
+@pytest.mark.parametrize("refused", [None, "finance-limit", "security-review"])
+async def test_every_approval_hook_of_one_hooks_object_is_asked_about(mode: str, refused: str | None) -> None:
+    """Two hooks of one Hooks object require approval under their own rules: each is asked about."""
+    asked: list[str] = []
+
+    def approve(request: ApprovalRequest) -> bool:
+        asked.append(request.rule)
+        return request.rule != refused
+
+    server = MCPServer("bank")
+    ran: list[int] = []
+    hooks = Hooks()
+    hooks.register("wire", lambda ctx: Decision.require_approval("finance-limit", "over the limit"))
+    hooks.register("wire", lambda ctx: Decision.require_approval("security-review", "new payee"))
+
+    @server.tool()
+    def wire(amount: int) -> int:
+        ran.append(amount)
+        return amount
+
+    govern(server, ApprovalMiddleware(CallbackApprover(approve, name="alice")), hooks)
+    async with Client(server, mode=mode) as client:
+        if refused is None:
+            assert (await client.call_tool("wire", {"amount": 5})).is_error is False
+        else:
+            with pytest.raises(MCPError):
+                await client.call_tool("wire", {"amount": 5})
+    assert ran == ([] if refused else [5])
+    assert refused in asked if refused else sorted(asked) == ["finance-limit", "security-review"], (asked, ran)

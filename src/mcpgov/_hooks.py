@@ -12,7 +12,7 @@ import anyio
 
 from mcpgov._authorize import Authorizer, Unsettled, decided_inline, guarded
 from mcpgov._chain import Listing
-from mcpgov._context import GovContext, discovery_contexts
+from mcpgov._context import GovContext, approval_rule_to_ask, discovery_contexts
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._lru import LRU
@@ -238,7 +238,7 @@ class Hooks(Authorizer):
                 return _Resume(hooks, index, decision, answer)
             if answer.effect is Effect.DENY:
                 return answer
-            decision = answer.combine(decision)
+            decision = _combined(ctx, answer, decision)
         return _decided(decision)
 
     async def _rest(self, ctx: GovContext, resume: _Resume) -> Decision:
@@ -260,8 +260,24 @@ class Hooks(Authorizer):
                 )
             if answer.effect is Effect.DENY:
                 return answer
-            decision = answer.combine(decision)
+            decision = _combined(ctx, answer, decision)
         return _decided(decision)
+
+
+def _combined(ctx: GovContext, answer: Decision, decision: Decision | None) -> Decision:
+    """``answer`` combined with the hooks' decision so far (see :meth:`Decision.combine`: of equal
+    effects, the later hook names the rule). Of two approvals under different rules, one the
+    approval given so far for this request was asked about gives way to one it was not: each
+    hook's approval is asked for in turn."""
+    if (
+        decision is not None
+        and answer.effect is Effect.REQUIRE_APPROVAL
+        and decision.effect is Effect.REQUIRE_APPROVAL
+        and answer.rule != decision.rule
+        and approval_rule_to_ask(ctx, [answer.rule, decision.rule]) == 1
+    ):
+        return decision.combine(answer)
+    return answer.combine(decision)
 
 
 @dataclass(frozen=True, slots=True)
