@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import unicodedata
@@ -18,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 
 from mcpgov import Decision, GovContext, Hooks, InMemoryStateStore, govern
+from mcpgov._arguments import canonical_json
 from mcpgov._state import StateStoreError
 from mcpgov.approval import ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
 from mcpgov.policy import Policy, PolicyMiddleware
@@ -487,3 +489,94 @@ async def test_every_approval_hook_of_one_hooks_object_is_asked_about(mode: str,
                 await client.call_tool("wire", {"amount": 5})
     assert ran == ([] if refused else [5])
     assert refused in asked if refused else sorted(asked) == ["finance-limit", "security-review"], (asked, ran)
+
+
+async def test_an_approver_cannot_change_the_arguments_it_approves(mode: str) -> None:
+    """The approver is handed the arguments read-only: it cannot make another call run than the
+    one it was asked about (nested values included)."""
+    tried: list[str] = []
+
+    def meddle(request: ApprovalRequest) -> bool:
+        arguments: Any = request.arguments
+        for attempt in (
+            lambda: arguments.__setitem__("version", "evil"),
+            lambda: arguments["note"].__setitem__(0, "evil"),
+            lambda: arguments["note"].append("evil"),
+            lambda: arguments["meta"].__setitem__("k", "evil"),
+        ):
+            try:
+                attempt()
+            except Exception as exc:
+                tried.append(type(exc).__name__)
+            else:
+                tried.append("changed")
+        return True
+
+    server = MCPServer("deployer")
+    ran: list[Any] = []
+    hooks = Hooks()
+    hooks.register("deploy", lambda ctx: Decision.require_approval("needs-approval", "production change"))
+
+    @server.tool()
+    def deploy(version: str, note: list[str], meta: dict[str, str]) -> str:
+        ran.append((version, note, meta))
+        return version
+
+    govern(server, ApprovalMiddleware(CallbackApprover(meddle, name="alice")), hooks)
+    async with Client(server, mode=mode) as client:
+        await client.call_tool("deploy", {"version": "1", "note": ["a"], "meta": {"k": "v"}})
+    assert "changed" not in tried
+    assert ran == [("1", ["a"], {"k": "v"})]
+
+
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+    st.text(max_size=8),
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(payload=_json_value, approve=st.booleans())
+def test_property_what_runs_is_what_was_approved(payload: Any, approve: bool) -> None:
+    """For any arguments: a call runs only when approved, and then with exactly the arguments the
+    approver was shown (their canonical JSON) and their hash."""
+    approved: list[ApprovalRequest] = []
+
+    def approver(request: ApprovalRequest) -> bool:
+        approved.append(request)
+        return approve
+
+    server = MCPServer("store")
+    ran: list[Any] = []
+    hooks = Hooks()
+    hooks.register("put", lambda ctx: Decision.require_approval("writes", "a write"))
+
+    @server.tool()
+    def put(payload: Any = None) -> str:
+        ran.append(payload)
+        return "ok"
+
+    govern(server, ApprovalMiddleware(CallbackApprover(approver, name="alice")), hooks)
+
+    async def main() -> None:
+        async with Client(server, mode="legacy") as client:
+            try:
+                await client.call_tool("put", {"payload": payload})
+            except MCPError:
+                assert not approve
+
+    anyio.run(main)
+    (request,) = approved
+    assert json.loads(request.shown_arguments()) == {"payload": payload}
+    if approve:
+        assert ran == [payload]
+        assert request.args_hash == "sha256:" + hashlib.sha256(canonical_json({"payload": payload})).hexdigest()
+    else:
+        assert ran == []
