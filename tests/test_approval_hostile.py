@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -498,12 +499,13 @@ async def test_an_approver_cannot_change_the_arguments_it_approves(mode: str) ->
 
     def meddle(request: ApprovalRequest) -> bool:
         arguments: Any = request.arguments
-        for attempt in (
+        attempts: tuple[Callable[[], object], ...] = (
             lambda: arguments.__setitem__("version", "evil"),
             lambda: arguments["note"].__setitem__(0, "evil"),
             lambda: arguments["note"].append("evil"),
             lambda: arguments["meta"].__setitem__("k", "evil"),
-        ):
+        )
+        for attempt in attempts:
             try:
                 attempt()
             except Exception as exc:
