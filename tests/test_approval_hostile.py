@@ -582,3 +582,46 @@ def test_property_what_runs_is_what_was_approved(payload: Any, approve: bool) ->
         assert request.args_hash == "sha256:" + hashlib.sha256(canonical_json({"payload": payload})).hexdigest()
     else:
         assert ran == []
+
+
+async def test_an_approval_given_under_one_policy_version_does_not_stand_under_another(mode: str) -> None:
+    """The policy is reloaded while the approver decides (the rule keeps its id, its terms
+    change): the grant was given under the old policy and does not let the call run under the new."""
+    old = _two_approval_policy()
+    new = Policy.from_dict(
+        {
+            "version": 1,
+            "rules": [
+                {"id": "deploy-ok", "effect": "allow", "tools": ["deploy"], "anonymous": True},
+                {
+                    "id": "release-manager",
+                    "effect": "require_approval",
+                    "tools": ["deploy"],
+                    "anonymous": True,
+                    "description": "now: two release managers",
+                },
+            ],
+        }
+    )
+    policy = PolicyMiddleware(old)
+    asked: list[tuple[str, str]] = []
+
+    async def approve(request: ApprovalRequest) -> bool:
+        asked.append((request.rule, request.reason))
+        if len(asked) == 1:
+            assert await policy.reload(new)
+        return True
+
+    server = MCPServer("deployer")
+    ran: list[str] = []
+
+    @server.tool()
+    def deploy(version: str) -> str:
+        ran.append(version)
+        return version
+
+    govern(server, ApprovalMiddleware(CallbackApprover(approve, name="alice")), policy)
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool("deploy", {"version": "1"})
+    assert ran == []

@@ -75,7 +75,10 @@ def _pending_record(raw: str) -> dict[str, Any] | None:
         or not all(_optional_text(part) for part in action)
         or not isinstance(record.get("rule"), str)
         or not isinstance(record.get("reason"), str)
-        or not all(_optional_text(record.get(name)) for name in ("principal", "tenant", "task_id", "args_hash"))
+        or not all(
+            _optional_text(record.get(name))
+            for name in ("principal", "tenant", "task_id", "args_hash", "policy_version")
+        )
         or (record.get("args_hash"), record.get("tenant"), record.get("task_id")) != (action[3], action[6], action[7])
         or isinstance(expires_at, bool)
         or not isinstance(expires_at, (int, float))
@@ -142,6 +145,7 @@ class ElicitationApprover:
             "task_id": request.task_id,
             "args_hash": request.args_hash,
             "expires_at": request.expires_at,
+            "policy_version": request.policy_version,
         }
         await self._store.put(STATE_PREFIX + request.id, json.dumps(record), self._ttl)
         return {
@@ -225,6 +229,7 @@ class ElicitationApprover:
             reason=record["reason"],
             requested_at=0.0,
             expires_at=float(record["expires_at"]),
+            policy_version=record.get("policy_version"),
         )
         responses = transport.input_responses if transport is not None else None
         response = responses.get(INPUT_KEY) if responses is not None else None

@@ -71,6 +71,8 @@ class ApprovalRequest:
         rule: the rule that required approval; reason: its explanation.
         arguments: the request's arguments (read-only), for the approver to inspect.
         requested_at, expires_at: seconds since the epoch.
+        policy_version: the version of the policy whose rule required approval (a grant stands
+            only under that version).
     """
 
     id: str
@@ -88,6 +90,7 @@ class ApprovalRequest:
     requested_at: float
     expires_at: float
     arguments: Any = field(default=None, repr=False, compare=False)
+    policy_version: str | None = None
 
     @classmethod
     def for_context(
@@ -111,6 +114,7 @@ class ApprovalRequest:
             requested_at=at,
             expires_at=at + ttl,
             arguments=ctx.arguments,
+            policy_version=decision.policy_version,
         )
 
     @staticmethod
@@ -186,8 +190,8 @@ class ApprovalGrant:
 
     def covers(self, ctx: GovContext, decision: Decision) -> bool:
         """True when ``ctx`` is exactly the approved action, ``decision`` names the rule the
-        approver was asked about (or one an earlier grant of the same action was asked about),
-        and that grant has not expired."""
+        approver was asked about (or one an earlier grant of the same action was asked about)
+        under the same policy version, and that grant has not expired."""
         return self.covering(ctx, decision) is not None
 
     def covering(self, ctx: GovContext, decision: Decision) -> ApprovalGrant | None:
@@ -195,7 +199,11 @@ class ApprovalGrant:
         grant: ApprovalGrant | None = self
         while grant is not None:
             if decision.rule == grant.request.rule:
-                if action_key(ctx) == grant.request.action and grant.clock() < grant.expires_at:
+                if (
+                    action_key(ctx) == grant.request.action
+                    and decision.policy_version == grant.request.policy_version
+                    and grant.clock() < grant.expires_at
+                ):
                     grant.used_by.append(ctx)
                     return grant
                 return None
