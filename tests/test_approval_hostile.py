@@ -22,7 +22,7 @@ from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 from mcpgov import Decision, GovContext, Hooks, InMemoryStateStore, govern
 from mcpgov._arguments import canonical_json
 from mcpgov._state import StateStoreError
-from mcpgov.approval import ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
+from mcpgov.approval import ApprovalAnswer, ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
@@ -625,3 +625,35 @@ async def test_an_approval_given_under_one_policy_version_does_not_stand_under_a
         with pytest.raises(MCPError):
             await client.call_tool("deploy", {"version": "1"})
     assert ran == []
+
+
+@pytest.mark.parametrize(("approved", "approver"), [("no", "bob"), ("false", "bob"), (1, "bob"), (True, ""), (True, 7)])
+async def test_an_answer_of_the_wrong_types_approves_nothing(mode: str, approved: Any, approver: Any) -> None:
+    """An answer whose ``approved`` is not a bool, or with no approver's name, is no answer."""
+
+    def answer(request: ApprovalRequest) -> ApprovalAnswer:
+        return ApprovalAnswer(request.id, approved, approver)
+
+    d = Deploys(CallbackApprover(answer, name="x"), deadline=5)
+    async with Client(d.server, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("deploy", {"version": "1"})
+    assert caught.value.code == -32004
+    assert d.ran == []
+    assert d.sink.decisions()[-1].reason == "approval_timeout"
+
+
+async def test_an_answer_changed_after_it_was_made_approves_nothing(mode: str) -> None:
+    """An approver that forges a well-formed answer's fields afterwards gives no answer."""
+
+    class Forging:
+        async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer:
+            answer = ApprovalAnswer(request.id, False, "bob")
+            object.__setattr__(answer, "approved", "yes")
+            return answer
+
+    d = Deploys(Forging(), deadline=5)
+    async with Client(d.server, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool("deploy", {"version": "1"})
+    assert d.ran == []

@@ -18,7 +18,7 @@ from mcpgov._types import Clock
 from mcpgov._validate import positive_seconds
 from mcpgov.approval._approvers import Approver
 from mcpgov.approval._elicit import ElicitationApprover
-from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest, action_key
+from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest, _well_formed, action_key
 
 __all__ = ["ApprovalMiddleware"]
 
@@ -130,7 +130,9 @@ class ApprovalMiddleware:
             if answer is not None:
                 logger.warning("approver answered after the deadline; treating as no answer")
             return None
-        if answer is not None and (not isinstance(answer, ApprovalAnswer) or answer.request_id != request.id):
+        if answer is not None and (
+            not isinstance(answer, ApprovalAnswer) or not _well_formed(answer) or answer.request_id != request.id
+        ):
             return None
         return answer
 

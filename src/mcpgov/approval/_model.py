@@ -174,6 +174,25 @@ class ApprovalAnswer:
     approver: str
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        if not _well_formed(self):
+            raise TypeError(
+                "ApprovalAnswer needs a request_id (str), approved (a bool: True or False), "
+                "a non-empty approver name (str) and a reason (str)"
+            )
+
+
+def _well_formed(answer: ApprovalAnswer) -> bool:
+    """Whether ``answer`` is an answer at all: ``approved`` exactly a bool (never a truthy
+    ``"no"`` or ``1``), the approver's name a non-empty string."""
+    return (
+        isinstance(answer.request_id, str)
+        and type(answer.approved) is bool
+        and isinstance(answer.approver, str)
+        and bool(answer.approver)
+        and isinstance(answer.reason, str)
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class ApprovalGrant:
