@@ -19,10 +19,17 @@ from mcp.client.context import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 
-from mcpgov import Decision, GovContext, Hooks, InMemoryStateStore, govern
+from mcpgov import ConfigurationError, Decision, GovContext, Hooks, InMemoryStateStore, govern
 from mcpgov._arguments import canonical_json
 from mcpgov._state import StateStoreError
-from mcpgov.approval import ApprovalAnswer, ApprovalMiddleware, ApprovalRequest, CallbackApprover, ElicitationApprover
+from mcpgov.approval import (
+    ApprovalAnswer,
+    ApprovalMiddleware,
+    ApprovalQueue,
+    ApprovalRequest,
+    CallbackApprover,
+    ElicitationApprover,
+)
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
@@ -657,3 +664,25 @@ async def test_an_answer_changed_after_it_was_made_approves_nothing(mode: str) -
         with pytest.raises(MCPError):
             await client.call_tool("deploy", {"version": "1"})
     assert d.ran == []
+
+
+@pytest.mark.parametrize("approved", ["no", "false", 1, 0, None])
+async def test_the_queue_refuses_an_answer_that_is_not_a_bool(mode: str, approved: Any) -> None:
+    """``queue.answer(approved="no")`` is refused with a clear error, never read as a truthy yes."""
+    queue = ApprovalQueue()
+    d = Deploys(queue, deadline=0.5)
+    errors: list[str] = []
+
+    async def operator() -> None:
+        request = await queue.next_request()
+        try:
+            queue.answer(request.id, approved=approved, approver="carol")
+        except ConfigurationError as exc:
+            errors.append(str(exc))
+
+    async with Client(d.server, mode=mode) as client, anyio.create_task_group() as tg:
+        tg.start_soon(operator)
+        with pytest.raises(MCPError):
+            await client.call_tool("deploy", {"version": "1"})
+    assert d.ran == []
+    assert errors and "approved" in errors[0]

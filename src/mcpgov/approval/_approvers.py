@@ -151,10 +151,16 @@ class ApprovalQueue:
 
         Raises:
             ApprovalMismatch: unknown or expired request, or an answer for another action.
-            ConfigurationError: no approver identity.
+            ConfigurationError: no approver identity, or ``approved`` not a bool.
         """
         if not isinstance(approver, str) or not approver:
             raise ConfigurationError("an approval answer needs the approver's identity")
+        if type(approved) is not bool:
+            raise ConfigurationError(
+                f"an approval answer's approved must be True or False, not {type(approved).__name__}"
+            )
+        if not isinstance(reason, str):
+            raise ConfigurationError("an approval answer's reason must be a string")
         pending = self._pending.get(request_id)
         if pending is None or pending.event.is_set():
             raise ApprovalMismatch("no pending approval request with that id", reason="unknown_request")
@@ -162,7 +168,7 @@ class ApprovalQueue:
             raise ApprovalMismatch("the approval request has expired", reason="expired_request")
         if args_hash is not None and args_hash != pending.request.args_hash:
             raise ApprovalMismatch("the answer is for other arguments than the request", reason="other_action")
-        pending.answer = ApprovalAnswer(request_id, bool(approved), approver, reason)
+        pending.answer = ApprovalAnswer(request_id, approved, approver, reason)
         pending.event.set()
         return pending.request
 
