@@ -38,6 +38,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, model_validator
 
+from mcpgov._datafile import UniqueKeyLoader as _UniqueKeyLoader
+from mcpgov._datafile import unique_json_pairs as _json_pairs
 from mcpgov._errors import ConfigurationError
 from mcpgov._principal import Actor
 from mcpgov.policy._cedar import CedarPolicy
@@ -46,8 +48,6 @@ from mcpgov.policy._load import (
     PolicyError,
     _data_shape,
     _format_loc,
-    _json_pairs,
-    _UniqueKeyLoader,
     _yaml_shape,
     read_text,
 )

@@ -13,6 +13,8 @@ import rfc8785
 import yaml
 from pydantic import ValidationError
 
+from mcpgov._datafile import UniqueKeyLoader as _UniqueKeyLoader
+from mcpgov._datafile import unique_json_pairs as _json_pairs
 from mcpgov._errors import ConfigurationError
 from mcpgov.policy._model import PolicyDocument
 
@@ -42,73 +44,6 @@ class PolicyError(ConfigurationError):
         self.source = source
         self.rule = rule
         self.field = field
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys (a silently overridden key hides a mistake)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, str):
-            raise yaml.constructor.ConstructorError(
-                None, None, f"mapping keys must be strings, got {key!r}", key_node.start_mark
-            )
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        mapping[key] = loader.construct_object(value_node, deep=deep)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _json_reading(text: str) -> Any:
-    """What JSON (and YAML 1.2's core schema, for these forms) reads an unquoted ``text`` as."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return json.loads(text.removeprefix("+"))
-    except ValueError:
-        return text
-
-
-def _plain(constructor: Any) -> Any:
-    """A constructor that refuses an unquoted scalar YAML 1.1 reads differently from YAML 1.2
-    and JSON: ``no``/``yes``/``on``/``off`` (booleans to YAML 1.1), ``010`` (octal), ``0x1F``,
-    ``0b11``, ``1_000``, ``1:30`` (base 60), and ``1e3`` (a string to YAML 1.1, a number to JSON).
-    What a rule compares with must be what its author wrote, whichever reading they assumed."""
-
-    def construct(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-        value = constructor(loader, node)
-        if node.style is None and isinstance(node.value, str):
-            other = _json_reading(node.value)
-            if isinstance(value, float) and isinstance(other, (int, float)) and not isinstance(other, bool):
-                same = float(other) == value
-            else:
-                same = type(other) is type(value) and other == value
-            if not same:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"the unquoted value {node.value!r} is read as {json.dumps(value)} by YAML 1.1 but not by "
-                    f"YAML 1.2 or JSON: quote it ('{node.value}') or write the value in JSON form",
-                    node.start_mark,
-                )
-        return value
-
-    return construct
-
-
-for _tag, _constructor in (
-    ("tag:yaml.org,2002:bool", yaml.SafeLoader.construct_yaml_bool),
-    ("tag:yaml.org,2002:int", yaml.SafeLoader.construct_yaml_int),
-    ("tag:yaml.org,2002:float", yaml.SafeLoader.construct_yaml_float),
-    ("tag:yaml.org,2002:str", yaml.SafeLoader.construct_yaml_str),
-):
-    _UniqueKeyLoader.add_constructor(_tag, _plain(_constructor))
 
 
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: linear-time scanning
@@ -178,15 +113,6 @@ def _data_shape(data: Any, source: str) -> None:
         if depth + 1 > MAX_POLICY_DEPTH:
             raise PolicyError(f"{source}: nesting deeper than {MAX_POLICY_DEPTH} levels", source=source)
         stack.extend((child, depth + 1) for child in children)
-
-
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
 
 
 def _jsonable(value: Any) -> Any:
