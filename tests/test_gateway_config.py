@@ -41,7 +41,7 @@ def write_config(tmp_path: Path, change: Any) -> Path:
 
 def test_the_example_configuration_loads_and_checks(tmp_path: Path) -> None:
     path = example_dir(tmp_path) / "gateway.yaml"
-    result = CliRunner().invoke(main, ["gateway", "--config", str(path), "--check"])
+    result = CliRunner().invoke(main, ["gateway", "--config", str(path), "--check"], env={"NOTES_API_KEY": "k" * 20})
     assert result.exit_code == 0, result.output
     assert "configuration OK: 1 upstream(s): notes" in result.output
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from mcpgov import ConfigurationError
@@ -60,7 +63,72 @@ def test_a_yaml_1_1_only_number_is_refused(tmp_path: Path, line: str, value: str
     assert value in _check(path)
 
 
-def test_the_example_configuration_still_checks(tmp_path: Path) -> None:
-    path = example_dir(tmp_path) / "gateway.yaml"
-    result = CliRunner().invoke(main, ["gateway", "--config", str(path), "--check"], env={"NOTES_API_KEY": "k" * 20})
-    assert result.exit_code == 0, result.output
+def _edit(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    base = example_dir(tmp_path)
+    path = base / "gateway.yaml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _upstream(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    return lambda data: change(data["upstreams"][0])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "http://user:hunter2-secret@redis:6379/0",
+        "postgres://user:hunter2-secret@db/0",
+        "",
+        "redis://user:hunter2-secret@redis:notaport/0",
+    ],
+)
+def test_a_state_url_redis_cannot_use_is_a_config_error_that_does_not_echo_it(tmp_path: Path, url: str) -> None:
+    path = _edit(tmp_path, lambda d: d.update(state={"redis": url}))
+    output = _check(path)
+    assert "state.redis" in output
+    assert "hunter2" not in output
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (_upstream(lambda u: u.update(env={"": "x"})), "env"),
+        (_upstream(lambda u: u.update(env={"A=B": "x"})), "env"),
+        (_upstream(lambda u: u.update(env={"A": "x\x00y"})), "env"),
+        (_upstream(lambda u: u.update(secret_env={"A\x00": {"env": "NOTES_API_KEY"}})), "secret_env"),
+        (_upstream(lambda u: u.update(headers={"X-A": "a\r\nInjected: yes"})), "headers"),
+        (_upstream(lambda u: u.update(headers={"X A:": "a"})), "headers"),
+        (_upstream(lambda u: u.update(headers={"": "a"})), "headers"),
+        (_upstream(lambda u: u.update(secret_headers={"X\nY": {"env": "NOTES_API_KEY"}})), "secret_headers"),
+        (
+            _upstream(lambda u: u.update(secret_headers={"Authorization": {"env": "K", "prefix": "Bearer\r\nX: "}})),
+            "prefix",
+        ),
+    ],
+)
+def test_environment_and_header_entries_a_process_or_http_cannot_carry_are_refused(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], field: str
+) -> None:
+    path = _edit(tmp_path, change)
+    output = _check(path)
+    assert str(path) in output and field in output
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (_upstream(lambda u: u.update(secret_env={"K": {"file": "missing-secret.txt"}})), "missing-secret.txt"),
+        (_upstream(lambda u: u.update(secret_env={"K": {"env": "MCPGOV_TEST_UNSET_VAR"}})), "MCPGOV_TEST_UNSET_VAR"),
+        (_upstream(lambda u: u.update(cwd="no/such/dir")), "no/such/dir"),
+    ],
+)
+def test_check_resolves_secret_references_and_the_working_directory(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    path = _edit(tmp_path, change)
+    output = _check(path)
+    assert words in output and "'notes'" in output

@@ -38,7 +38,11 @@ def build_state(config: GatewayConfig) -> StateStore | None:
         return None
     from mcpgov.redis import RedisStateStore  # noqa: PLC0415 - the redis extra is optional
 
-    return RedisStateStore.from_url(config.state.redis, prefix=config.state.prefix)
+    try:
+        return RedisStateStore.from_url(config.state.redis, prefix=config.state.prefix)
+    except ValueError:
+        # The URL may hold a password: the message never repeats it.
+        raise ConfigurationError("state.redis is not a URL a Redis client can use") from None
 
 
 def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middleware], Auditor]:

@@ -27,7 +27,11 @@ __all__ = ["gateway"]
 @click.option("--stdio", "stdio", is_flag=True, help="Serve one agent on stdin/stdout instead of HTTP.")
 @click.option("--host", default=None, help="Listen address (default: the config's http.host).")
 @click.option("--port", type=int, default=None, help="Listen port (default: the config's http.port).")
-@click.option("--check", is_flag=True, help="Validate the configuration (files, registry, pins, names) and exit.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Validate the configuration (files, registry, pins, names, upstream secrets and cwd) and exit.",
+)
 def gateway(config_path: Path, stdio: bool, host: str | None, port: int | None, check: bool) -> None:
     """Run a governed MCP gateway in front of the upstream servers of a configuration file.
 
@@ -48,6 +52,8 @@ def gateway(config_path: Path, stdio: bool, host: str | None, port: int | None, 
     try:
         config = load_config(config_path)
         gw = Gateway.from_config(config, base_dir=config_path.resolve().parent, on_status=status)
+        if check:
+            gw.check()
     except ConfigurationError as exc:
         raise BadInput(exc.detail) from None
     if check:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,27 @@ class _Model(BaseModel):
 MIN_SECRET_LENGTH = 8
 """The shortest upstream secret a gateway accepts."""
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP field name (RFC 9110 token)."""
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters an HTTP field value cannot carry (CR and LF would start another header)."""
+
+
+def _env_entries(mapping: Mapping[str, Any], values: bool) -> None:
+    for name, value in mapping.items():
+        if not name or "=" in name or "\x00" in name:
+            raise ValueError(f"environment variable name {name!r} is not allowed (empty, or holds '=' or NUL)")
+        if values and "\x00" in value:
+            raise ValueError(f"the value of environment variable {name!r} holds a NUL character")
+
+
+def _header_entries(mapping: Mapping[str, Any], values: bool) -> None:
+    for name, value in mapping.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not an HTTP field name")
+        if values and _HEADER_VALUE_FORBIDDEN.search(value):
+            raise ValueError(f"the value of header {name!r} holds a control character (CR, LF, NUL...)")
+
 
 class SecretRef(_Model):
     """Where an upstream secret comes from: an environment variable of the gateway, or a file.
@@ -52,6 +74,8 @@ class SecretRef(_Model):
     def _one_source(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' or 'file'")
+        if _HEADER_VALUE_FORBIDDEN.search(self.prefix):
+            raise ValueError("the prefix holds a control character (CR, LF, NUL...)")
         return self
 
     def resolve(self, base_dir: Path, environ: Mapping[str, str]) -> str:
@@ -167,6 +191,18 @@ class UpstreamConfig(_Model):
     health: HealthConfig = Field(default_factory=HealthConfig)
     mode: Literal["auto", "legacy", "match"] = "legacy"
 
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _environment(cls, mapping: dict[str, Any]) -> dict[str, Any]:
+        _env_entries(mapping, values=all(isinstance(v, str) for v in mapping.values()))
+        return mapping
+
+    @field_validator("headers", "secret_headers")
+    @classmethod
+    def _headers(cls, mapping: dict[str, Any]) -> dict[str, Any]:
+        _header_entries(mapping, values=all(isinstance(v, str) for v in mapping.values()))
+        return mapping
+
 
 class IssuerConfig(_Model):
     """One identity issuer whose tokens the gateway accepts from agents.
@@ -249,6 +285,16 @@ class StateConfig(_Model):
 
     redis: str | None = None
     prefix: str = "mcpgov:"
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        # The URL may hold a password: the message never repeats it.
+        if value is not None:
+            scheme = value.partition("://")[0].lower() if "://" in value else ""
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
 
 class HttpListenConfig(_Model):

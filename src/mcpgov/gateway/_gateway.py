@@ -261,6 +261,15 @@ class Gateway:
             drain_timeout=config.drain_timeout,
         )
 
+    def check(self) -> None:
+        """Check what upstreams read only when they start: secret references resolve, ``cwd`` exists.
+
+        Raises:
+            ConfigurationError: naming the upstream and what is missing (never a secret's value).
+        """
+        for upstream in self.upstreams.values():
+            upstream.check_settings()
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Gateway:

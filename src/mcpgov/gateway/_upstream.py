@@ -539,6 +539,31 @@ class Upstream:
         self.secrets = secret_forms(pairs)
         return {"env": env, "headers": headers}
 
+    def _cwd(self) -> str | None:
+        """The working directory of a stdio upstream (checked to be a directory)."""
+        if self.config.cwd is None:
+            return None
+        path = self.base_dir / self.config.cwd
+        if not path.is_dir():
+            raise ConfigurationError(f"upstream {self.id!r}: cwd {path} is not a directory")
+        return str(path)
+
+    def check_settings(self) -> None:
+        """Check what is read only when the upstream starts: its secrets resolve, its ``cwd`` exists.
+
+        Raises:
+            ConfigurationError: naming the upstream and the variable, file or directory (never a
+                secret's value).
+        """
+        refs = {**self.config.secret_env, **self.config.secret_headers}
+        for ref in refs.values():
+            try:
+                ref.resolve(self.base_dir, self.environ)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"upstream {self.id!r}: {exc.detail}") from None
+        if self._server is None and self.approved.url is None:
+            self._cwd()
+
     def _target(self) -> tuple[Any, httpx2.AsyncClient | None]:
         secret = self._secret_values()
         if self._server is not None:
@@ -553,12 +578,11 @@ class Upstream:
                 transport=pooled_transport(limits),
             )
             return streamable_http_client(self.approved.url, http_client=http), http
-        cwd = self.config.cwd
         params = StdioServerParameters(
             command=self.approved.command or "",
             args=list(self.approved.args),
             env={**self.config.env, **secret["env"]} or None,
-            cwd=str(self.base_dir / cwd) if cwd is not None else None,
+            cwd=self._cwd(),
         )
         return WatchedStdio(params, lambda: self.mark_dead("exited")), None
 
