@@ -6,14 +6,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import mcp_types as types
 import pytest
 import yaml
 from click.testing import CliRunner
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
 
-from mcpgov import ConfigurationError
+from mcpgov import ConfigurationError, GovernedClient
 from mcpgov.cli import main
-from mcpgov.gateway import load_config
-from mcpgov.pinning import ServerRegistry
+from mcpgov.gateway import Gateway, UpstreamConfig, load_config
+from mcpgov.identity import IdentityMiddleware
+from mcpgov.pinning import ServerRegistry, snapshot
+from mcpgov.policy import Policy, PolicyMiddleware
+from mcpgov.testing import IdentityIssuer
+from tests.gateway_support import AUDIENCE, Seen, entry, files_server
 from tests.test_gateway_config import example_dir
 
 
@@ -132,3 +140,80 @@ def test_check_resolves_secret_references_and_the_working_directory(
     path = _edit(tmp_path, change)
     output = _check(path)
     assert words in output and "'notes'" in output
+
+
+# --- upstreams whose listings never end, repeat themselves or grow without bound -----------------------
+
+LOOP_POLICY: dict[str, Any] = {
+    "version": 1,
+    "rules": [{"id": "all", "effect": "allow", "tenants": ["acme"], "tools": ["*"], "prompts": ["*"]}],
+}
+
+
+def _paging_server(pages: Callable[[str | None], types.ListPromptsResult]) -> Server:
+    async def list_prompts(ctx: ServerRequestContext[Any], params: Any) -> types.ListPromptsResult:
+        return pages(params.cursor if params is not None else None)
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[types.Tool(name="t", input_schema={"type": "object"})])
+
+    return Server("pager", version="1.0.0", on_list_prompts=list_prompts, on_list_tools=list_tools)
+
+
+async def _listed_prompts(mode: str, pages: Callable[[str | None], types.ListPromptsResult]) -> list[str]:
+    good_seen = Seen()
+    good = files_server(good_seen)
+    pager = _paging_server(pages)
+    registry = ServerRegistry(
+        [
+            entry("files", "files", "1.0.0", await snapshot(good)),
+            entry("pager", "pager", "1.0.0", await snapshot(pager)),
+        ]
+    )
+    idp = IdentityIssuer(audience=AUDIENCE)
+    upstreams = [
+        UpstreamConfig.model_validate({"id": "files", "namespace": {"prefix": "files_"}}),
+        UpstreamConfig.model_validate({"id": "pager", "namespace": {"prefix": "pager_"}}),
+    ]
+    gateway = Gateway(
+        upstreams,
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(LOOP_POLICY)),
+        servers={"files": good, "pager": pager},
+    )
+    async with gateway, GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode=mode) as agent:
+        with anyio.fail_after(30):
+            result = await agent.list_prompts()
+    return [prompt.name for prompt in result.prompts]
+
+
+def _page(names: list[str], cursor: str | None) -> types.ListPromptsResult:
+    return types.ListPromptsResult(prompts=[types.Prompt(name=n) for n in names], next_cursor=cursor)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "pages",
+    [
+        pytest.param(lambda cursor: _page(["a", "b"], "again"), id="cursor-repeats"),
+        pytest.param(lambda cursor: _page(["a"], str(int(cursor or 0) + 1)), id="never-ends"),
+        pytest.param(lambda cursor: _page([f"p{i}" for i in range(10_001)], None), id="huge"),
+    ],
+)
+async def test_a_listing_that_loops_never_ends_or_is_huge_leaves_that_upstream_out(
+    mode: str, pages: Callable[[str | None], types.ListPromptsResult]
+) -> None:
+    names = await _listed_prompts(mode, pages)
+    assert "files_greet" in names  # the other upstream still serves
+    assert not [n for n in names if n.startswith("pager_")]
+
+
+@pytest.mark.anyio
+async def test_a_name_listed_twice_by_one_upstream_is_left_out(mode: str) -> None:
+    def pages(cursor: str | None) -> types.ListPromptsResult:
+        return _page(["twice", "once"], "2") if cursor is None else _page(["twice"], None)
+
+    names = await _listed_prompts(mode, pages)
+    assert "pager_once" in names and "pager_twice" not in names
+    assert len(names) == len(set(names))

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import weakref
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -636,6 +637,9 @@ class Gateway:
                 try:
                     async with self._forward(upstream_id, front) as client:
                         entries = await fetch(client)
+                except ListingRefused as exc:
+                    logger.warning("upstream %s left out of a %s listing: %s", upstream_id, kind, exc.detail)
+                    continue
                 except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
                     logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
                     continue
@@ -651,7 +655,7 @@ class Gateway:
             if spec.capability is not None and getattr(client.server_capabilities, spec.capability) is None:
                 return []
             method = getattr(client, spec.fetch)
-            return await _all_pages(lambda cursor: method(cursor=cursor), spec.field)
+            return await _all_pages(lambda cursor: method(cursor=cursor), spec.field, spec.key)
 
         async def handler(sctx: ServerRequestContext[Any, Any], params: Any) -> _R:
             entries = await self._listing(sctx, spec.kind, fetch)
@@ -884,17 +888,46 @@ async def _get_prompt(
     return result
 
 
-async def _all_pages(fetch: Callable[[str | None], Any], attr: str, max_pages: int = 100) -> list[Any]:
-    """Every entry of a paginated listing (bounded: a server that pages forever is cut off)."""
+MAX_LISTING_PAGES = 100
+"""The most pages of one upstream listing the gateway walks."""
+MAX_LISTING_ENTRIES = 10_000
+"""The most entries one upstream listing may hold."""
+
+
+class ListingRefused(McpGovError):
+    """An upstream's listing cannot be used: its pages repeat a cursor, never end, or hold too many entries."""
+
+
+async def _all_pages(
+    fetch: Callable[[str | None], Any],
+    attr: str,
+    key: str,
+    max_pages: int = MAX_LISTING_PAGES,
+    max_entries: int = MAX_LISTING_ENTRIES,
+) -> list[Any]:
+    """Every entry of a paginated listing, each name (or URI) at most once.
+
+    Raises:
+        ListingRefused: a cursor came back, the pages did not end within ``max_pages``, or they
+            held more than ``max_entries`` entries (the upstream is left out of the listing).
+    """
     entries: list[Any] = []
+    cursors: set[str] = set()
     cursor: str | None = None
     for _ in range(max_pages):
         page = await fetch(cursor)
         entries.extend(getattr(page, attr))
+        if len(entries) > max_entries:
+            raise ListingRefused(f"the listing holds more than {max_entries} entries", reason="listing.too_large")
         cursor = page.next_cursor
         if not cursor:
-            break
-    return entries
+            # An entry listed twice (on one page or two) is ambiguous: neither is relayed.
+            counts = Counter(str(getattr(e, key)) for e in entries)
+            return [e for e in entries if counts[str(getattr(e, key))] == 1]
+        if cursor in cursors:
+            raise ListingRefused("the listing's pages repeat a cursor", reason="listing.loop")
+        cursors.add(cursor)
+    raise ListingRefused(f"the listing did not end within {max_pages} pages", reason="listing.unending")
 
 
 def _starter(tg: TaskGroup, upstream: Upstream) -> Callable[[], None]:
