@@ -217,3 +217,78 @@ async def test_a_name_listed_twice_by_one_upstream_is_left_out(mode: str) -> Non
     names = await _listed_prompts(mode, pages)
     assert "pager_once" in names and "pager_twice" not in names
     assert len(names) == len(set(names))
+
+
+@pytest.mark.anyio
+async def test_upstreams_whose_listings_hang_are_waited_for_together_not_one_after_another(mode: str) -> None:
+    def hanging(name: str) -> Server:
+        async def list_prompts(ctx: ServerRequestContext[Any], params: Any) -> types.ListPromptsResult:
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def list_tools(ctx: ServerRequestContext[Any], params: Any) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=[])
+
+        return Server(name, version="1.0.0", on_list_prompts=list_prompts, on_list_tools=list_tools)
+
+    good = files_server(Seen())
+    servers: dict[str, Any] = {"files": good, **{f"hang{i}": hanging(f"hang{i}") for i in range(3)}}
+    registry = ServerRegistry([entry(uid, uid, "1.0.0", await snapshot(srv)) for uid, srv in servers.items()])
+    idp = IdentityIssuer(audience=AUDIENCE)
+    upstreams = [
+        UpstreamConfig.model_validate({"id": uid, "namespace": {"prefix": f"{uid}_"}, "timeout": 2}) for uid in servers
+    ]
+    gateway = Gateway(
+        upstreams,
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(LOOP_POLICY)),
+        servers=servers,
+    )
+    async with gateway, GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode=mode) as agent:
+        started = anyio.current_time()
+        with anyio.fail_after(30):
+            result = await agent.list_prompts()
+        elapsed = anyio.current_time() - started
+    assert [p.name for p in result.prompts] == ["files_greet"]
+    assert elapsed < 5, elapsed  # one after another: at least 3 x 2 seconds
+
+
+@pytest.mark.anyio
+async def test_entries_listed_together_are_each_scrubbed_of_their_own_upstreams_secrets(mode: str) -> None:
+    secrets = {"alpha": "alpha-secret-value-1", "beta": "beta-secret-value-22"}
+
+    def echoing(name: str) -> Server:
+        async def list_prompts(ctx: ServerRequestContext[Any], params: Any) -> types.ListPromptsResult:
+            # Answers at different times, so that the fetches of the two upstreams interleave.
+            await anyio.sleep(0.05 if name == "alpha" else 0.0)
+            return types.ListPromptsResult(prompts=[types.Prompt(name="leak", description=f"key {secrets[name]}")])
+
+        async def list_tools(ctx: ServerRequestContext[Any], params: Any) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=[])
+
+        return Server(name, version="1.0.0", on_list_prompts=list_prompts, on_list_tools=list_tools)
+
+    servers: dict[str, Any] = {uid: echoing(uid) for uid in secrets}
+    registry = ServerRegistry([entry(uid, uid, "1.0.0", await snapshot(srv)) for uid, srv in servers.items()])
+    idp = IdentityIssuer(audience=AUDIENCE)
+    upstreams = [
+        UpstreamConfig.model_validate(
+            {"id": uid, "namespace": {"prefix": f"{uid}_"}, "secret_env": {"KEY": {"env": f"{uid.upper()}_KEY"}}}
+        )
+        for uid in servers
+    ]
+    gateway = Gateway(
+        upstreams,
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(LOOP_POLICY)),
+        servers=servers,
+        environ={f"{uid.upper()}_KEY": value for uid, value in secrets.items()},
+    )
+    async with gateway, GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode=mode) as agent:
+        for _ in range(5):
+            result = await agent.list_prompts()
+            assert sorted(p.name for p in result.prompts) == ["alpha_leak", "beta_leak"]
+            text = " ".join(p.description or "" for p in result.prompts)
+            assert not any(value in text for value in secrets.values()), text

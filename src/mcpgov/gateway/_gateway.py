@@ -628,25 +628,34 @@ class Gateway:
         self, sctx: ServerRequestContext[Any, Any], kind: str, fetch: Callable[[Any], Any]
     ) -> list[tuple[str, Any]]:
         """Every started (or startable) upstream's entries, fetched for the front call ``sctx``; an
-        upstream that is down is left out."""
-        out: list[tuple[str, Any]] = []
+        upstream that is down is left out. The upstreams are asked together: one that hangs (until
+        its ``timeout``) delays the listing once, not once per upstream."""
         front = self._front(sctx)
+        fetched: dict[str, list[Any]] = {}
+
+        async def one(upstream_id: str) -> None:
+            try:
+                async with self._forward(upstream_id, front) as client:
+                    # Read before any await: the other upstreams' fetches set their own on ``front``.
+                    secrets = front.secrets
+                    entries = await fetch(client)
+            except ListingRefused as exc:
+                logger.warning("upstream %s left out of a %s listing: %s", upstream_id, kind, exc.detail)
+                return
+            except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
+                logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
+                return
+            fetched[upstream_id] = [scrubbed(entry, secrets) for entry in entries]
+
         token = CURRENT.set(front)
         try:
-            for upstream_id in self.upstreams:
-                try:
-                    async with self._forward(upstream_id, front) as client:
-                        entries = await fetch(client)
-                except ListingRefused as exc:
-                    logger.warning("upstream %s left out of a %s listing: %s", upstream_id, kind, exc.detail)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
-                    logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
-                    continue
-                out.extend((upstream_id, scrubbed(entry, front.secrets)) for entry in entries)
+            async with anyio.create_task_group() as tg:
+                for upstream_id in self.upstreams:
+                    tg.start_soon(one, upstream_id)
         finally:
             CURRENT.reset(token)
-        return out
+        # In the upstreams' configured order, whichever answered first.
+        return [(uid, entry) for uid in self.upstreams for entry in fetched.get(uid, ())]
 
     def _lister(self, spec: _Listing[_R]) -> Callable[[ServerRequestContext[Any, Any], Any], Awaitable[_R]]:
         """The front handler of one listing: every upstream's entries, renamed into its namespace."""
