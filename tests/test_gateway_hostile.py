@@ -21,7 +21,7 @@ from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer
-from tests.gateway_support import AUDIENCE, Seen, entry, files_server
+from tests.gateway_support import AUDIENCE, Seen, build_world, entry, files_server
 from tests.test_gateway_config import example_dir
 
 
@@ -292,3 +292,27 @@ async def test_entries_listed_together_are_each_scrubbed_of_their_own_upstreams_
             assert sorted(p.name for p in result.prompts) == ["alpha_leak", "beta_leak"]
             text = " ".join(p.description or "" for p in result.prompts)
             assert not any(value in text for value in secrets.values()), text
+
+
+@pytest.mark.anyio
+async def test_a_drain_waits_for_calls_queued_behind_the_concurrency_limit(mode: str) -> None:
+    world, _ = await build_world(files_config={"concurrency": 1})
+    results: list[str] = []
+    async with world.gateway:
+
+        async def call() -> None:
+            async with world.agent(mode) as agent:
+                result = await agent.call_tool("files_slow", {"seconds": 0.5})
+                results.append("error" if result.is_error else "ok")
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(call)
+                for _ in range(1000):
+                    if world.gateway.upstreams["files"].stats.in_flight:
+                        break
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.1)  # the other two wait for the one slot
+                await world.gateway.drain(10)
+    assert results == ["ok", "ok", "ok"]

@@ -509,6 +509,7 @@ class Upstream:
         self._closing = False
         self._limiter = anyio.CapacityLimiter(config.concurrency)
         self._in_flight: set[FrontCall] = set()
+        self._queued = 0  # requests waiting for a concurrency slot: a drain waits for them too
         # The tenants whose requests this upstream has carried: a message the upstream sends with
         # nothing tying it to a request reaches an agent only while that is a single tenant.
         self._tenants: set[str | None] = set()
@@ -932,7 +933,7 @@ class Upstream:
 
     async def idle(self) -> None:
         """Return when no request is in flight to this upstream."""
-        while self._in_flight:
+        while self._in_flight or self._queued:
             await self._idle.wait()
 
     async def close(self) -> None:
@@ -955,6 +956,17 @@ class Upstream:
             raise UpstreamUnavailable(f"upstream {self.id!r} did not start in time", reason="upstream_start_timeout")
         return client
 
+    async def _wait_for_slot(self, limiter: anyio.CapacityLimiter) -> None:
+        """Wait for a concurrency slot, counted as queued (a drain waits for queued requests too)."""
+        self._queued += 1
+        try:
+            await limiter.acquire()
+        finally:
+            self._queued -= 1
+            if not self._queued and not self._in_flight:
+                self._idle.set()  # a waiter that gave up: a drain may be waiting for it
+                self._idle = anyio.Event()
+
     @asynccontextmanager
     async def use(self, front: FrontCall | None) -> AsyncIterator[GovernedClient]:
         """A running client, within this upstream's concurrency limit and timeout.
@@ -969,7 +981,7 @@ class Upstream:
         try:
             limiter.acquire_nowait()  # a free slot (and nobody queued): no trip through the event loop
         except anyio.WouldBlock:
-            await limiter.acquire()
+            await self._wait_for_slot(limiter)
         try:
             if front is not None:
                 self._in_flight.add(front)
@@ -995,7 +1007,7 @@ class Upstream:
                 self.stats.in_flight -= 1
                 if front is not None:
                     self._in_flight.discard(front)
-                if not self._in_flight:
+                if not self._in_flight and not self._queued:
                     self._idle.set()
                     self._idle = anyio.Event()
         finally:
