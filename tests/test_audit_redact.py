@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,19 @@ def test_vendor_key_formats_are_redacted_by_default(secret: str) -> None:
         redacted = redactor.text(text)
         assert secret not in redacted
         assert REDACTED in redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PASSeyJ00000000.00000000.00000000=0",
+        "x-api-token-eyJhbGciOi.eyJzdWIi.c2lnbmF0=abc",
+        "db_passwordeyJ0eXAi.eyJpc3Mi.AAAA: value",
+    ],
+)
+def test_a_token_inside_the_name_of_a_redacted_pair_is_redacted_too(text: str) -> None:
+    redacted = Redactor().text(text)
+    token = re.search(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_=-]+", text)
+    assert token is not None
+    assert token.group(0) not in redacted
+    assert REDACTED in redacted

@@ -457,9 +457,14 @@ def _typed_server() -> tuple[MCPServer, InMemoryAuditSink, list[str]]:
 
 async def _answer(client: Any, method: str, params: dict[str, Any]) -> tuple[int, str] | str:
     from mcp import MCPError
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
     from .conftest import raw_request
 
+    if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        # A 2026-07-28 request carries its version and the client's capabilities, as the SDK sends it.
+        stamp = {PROTOCOL_VERSION_META_KEY: client.protocol_version, CLIENT_CAPABILITIES_META_KEY: {}}
+        params = {**params, "_meta": {**params.get("_meta", {}), **stamp}}
     try:
         await raw_request(client, method, params)
     except MCPError as exc:

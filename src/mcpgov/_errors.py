@@ -20,6 +20,8 @@ machine-readable ``code`` (a short dotted string) and a JSON-RPC ``rpc_code``::
     ├── StateStoreError              mcpgov.state_store       -32603
     ├── ApprovalMismatch             mcpgov.approval_mismatch -32602 (mcpgov.approval)
     ├── ConditionError               mcpgov.error             -32603 (mcpgov.policy._conditions)
+    ├── TokenJSONError               mcpgov.error             -32603 (mcpgov._tokenjson; also a ValueError)
+    ├── ListingRefused               mcpgov.error             -32603 (mcpgov.gateway._gateway)
     ├── UpstreamUnavailable          mcpgov.gateway.upstream_unavailable -32603 (mcpgov.gateway)
     └── UpstreamTimeout              mcpgov.gateway.upstream_timeout     -32603 (mcpgov.gateway)
 

@@ -13,11 +13,17 @@ from typing import Any
 
 from joserfc.util import urlsafe_b64decode
 
+from mcpgov._errors import McpGovError
+
 __all__ = ["TokenJSONError", "decode_object", "decode_segment"]
 
 
-class TokenJSONError(ValueError):
-    """A token's header or payload is not one unambiguous JSON object; the message says why."""
+class TokenJSONError(McpGovError, ValueError):
+    """A token's header or payload is not one unambiguous JSON object; the message says why.
+
+    Never leaves the token readers: identity and credential verification turn it into their own
+    ``malformed`` refusal. Also a ``ValueError``.
+    """
 
 
 def _reject_constant(name: str) -> Any:

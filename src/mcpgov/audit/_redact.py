@@ -85,6 +85,8 @@ _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # User information in a URI (``scheme://user:password@host``, ``https://token@host``).
     (r"(?<=://)[^/\s@?#\"'<>]+(?=@)", ("://",)),
 )
+_TOKEN_IN_NAME = re.compile(_TOKEN_RULES[0][0])
+"""A JWS/JWE inside the name part of a redacted ``name=value`` pair."""
 _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub tokens
     (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),  # Slack tokens
@@ -359,7 +361,11 @@ class Redactor:
 
     def _replacement(self, match: re.Match[str]) -> str:
         groups = match.groupdict()
-        return (groups.get("_keep_header") or groups.get("_keep_key") or "") + REDACTED
+        kept = groups.get("_keep_header") or groups.get("_keep_key") or ""
+        if "eyJ" in kept:
+            # The name kept before a redacted value can itself hold a token ("PASSeyJ...=x").
+            kept = _TOKEN_IN_NAME.sub(REDACTED, kept)
+        return kept + REDACTED
 
     def _base64_replacement(self, match: re.Match[str]) -> str:
         run = match.group(0)
