@@ -151,6 +151,9 @@ async def test_sigterm_lets_in_flight_calls_finish_refuses_new_ones_and_stops_th
             GovernedClient(url, identity=token, mode="legacy") as second,
         ):
             await second.list_tools()
+            # Listed first, so the SDK has the tool's output schema and sends no listing of its own
+            # after the call returns, when the gateway may already have stopped listening.
+            await first.list_tools()
             async with anyio.create_task_group() as tg:
 
                 async def in_flight() -> None:
