@@ -323,18 +323,22 @@ async def test_hostile_kid_is_refused(mode: str) -> None:
         assert event.reason in {"unknown_key", "malformed"}  # a huge header is refused before decoding
 
 
-async def test_argument_bound_credential_only_runs_with_its_arguments(mode: str) -> None:
+@pytest.mark.parametrize("size", [0, 60_000], ids=["short", "long"])
+async def test_argument_bound_credential_only_runs_with_its_arguments(mode: str, size: int) -> None:
+    # Long arguments are hashed off the call path for audit, never for a credential bound to them.
+    version, other = "1.4.2" + "0" * size, "1.4.2" + "0" * (size - 1) + "1" if size else "6.6.6"
     issuer = make_issuer()
     governed = build_governed(issuer, bind_arguments={"deploy"})
     bound = await issuer.mint(
-        AGENT, audience=AUDIENCE, tools=["deploy"], args_hash=arguments_hash({"version": "1.4.2"})
+        AGENT, audience=AUDIENCE, tools=["deploy"], args_hash=arguments_hash({"version": version})
     )
     async with Client(governed.server, mode=mode) as client:
-        await call(client, "deploy", {"version": "1.4.2"}, bound.token, AGENT)
-    assert governed.ran == ["deploy 1.4.2"]
+        await call(client, "deploy", {"version": version}, bound.token, AGENT)
+    assert governed.ran == [f"deploy {version}"]
     governed.ran.clear()
-    event = await _refused(governed, mode, "deploy", {"version": "6.6.6"}, bound.token)
+    event = await _refused(governed, mode, "deploy", {"version": other}, bound.token)
     assert (event.reason, event.credential_id) == ("args_mismatch", bound.id)
+    assert governed.ran == []
 
 
 async def test_server_demanding_argument_binding_refuses_an_unbound_credential(mode: str) -> None:

@@ -141,14 +141,26 @@ class ArgsDigest:
 
     A :class:`~mcpgov.GovContext` holds one until something reads ``ctx.args_hash``: a side
     where nothing reads it (a client with no audit sink) never hashes the arguments.
+
+    ``deferrable`` arguments (long text) may be hashed off the call path: audit events about
+    them can carry the digest itself to a queued sink, whose worker thread computes it (the
+    arguments are frozen, so what it hashes is what was decided on).
     """
 
-    __slots__ = ("_flat", "_frozen", "_value")
+    __slots__ = ("_flat", "_frozen", "_value", "deferrable")
 
-    def __init__(self, frozen: Mapping[str, Any], flat: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, frozen: Mapping[str, Any], flat: dict[str, Any] | None = None, *, deferrable: bool = False
+    ) -> None:
         self._frozen = frozen
         self._flat = flat  # the frozen mapping's own dict, when the standard encoder's text is canonical
         self._value: str | None = None
+        self.deferrable = deferrable
+
+    @property
+    def computed(self) -> bool:
+        """Whether the value was computed already."""
+        return self._value is not None
 
     def value(self) -> str:
         if self._value is None:
@@ -172,17 +184,22 @@ def freeze_lazily(arguments: Any, limits: ArgumentLimits) -> tuple[Mapping[str, 
         raise InvalidRequest("arguments must be a JSON object", reason="argument_invalid")
     flat = _freeze_flat(arguments, limits)
     if flat is None:
-        frozen = _freeze(arguments, 0, _Budget(limits))
-        return frozen, ArgsDigest(frozen)
+        budget = _Budget(limits)
+        frozen = _freeze(arguments, 0, budget)
+        return frozen, ArgsDigest(frozen, deferrable=budget.chars >= _DEFER_CHARS)
     copy, chars = flat
     frozen = MappingProxyType(copy)
     # Small flat arguments are hashed over the standard library's C encoder (see _FLAT_ENCODER);
     # long text keeps the canonical encoder's verbatim path, which is faster there.
-    return frozen, ArgsDigest(frozen, copy if chars < _FLAT_CHARS else None)
+    return frozen, ArgsDigest(frozen, copy if chars < _FLAT_CHARS else None, deferrable=chars >= _DEFER_CHARS)
 
 
 _FLAT_SCALARS = (str, int, bool, type(None))
 _FLAT_CHARS = 4096
+# Arguments of this many characters or more are hashed by a queued audit sink's worker when
+# nothing on the call path needs their hash: SHA-256 lets other threads run while it hashes
+# long input, so the call path no longer waits for it.
+_DEFER_CHARS = 32_768
 
 # For a flat dict (ASCII keys; values that are strings with a Unicode form, integers in the
 # I-JSON range, booleans or nulls), the standard library's sorted, compact JSON is exactly the

@@ -32,8 +32,9 @@ import anyio.to_thread
 from opentelemetry.trace import get_current_span
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcpgov._arguments import ArgsDigest
 from mcpgov._contain import contained
-from mcpgov._context import ExtensionKey, GovContext
+from mcpgov._context import ExtensionKey, GovContext, recorded_args_hash
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import HealthReporting, closable, flushable, health_reporting, stats_of
 from mcpgov._types import Clock, is_async_callable
@@ -257,7 +258,10 @@ class ContextValues:
 
     __slots__ = ("data", "fields_set")
 
-    def __init__(self, ctx: GovContext) -> None:
+    def __init__(self, ctx: GovContext, *, defer_hash: bool = False) -> None:
+        """Read ``ctx``; with ``defer_hash``, long arguments not hashed yet leave their digest to
+        be computed by whoever delivers the events (:meth:`Auditor.emit` or a queued sink's
+        worker): such events must go through :meth:`Auditor.emit`."""
         principal = ctx.principal
         credential = ctx.credential
         values: dict[str, Any] = {
@@ -275,7 +279,7 @@ class ContextValues:
             "task_id": ctx.task_id,
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,
-            "args_hash": ctx.args_hash,
+            "args_hash": recorded_args_hash(ctx) if defer_hash else ctx.args_hash,
             "auth_method": principal.auth_method if principal is not None else None,
         }
         if not _CONTEXT_FIELDS:  # the names written above: the same for every context, made once
@@ -303,6 +307,15 @@ class ContextValues:
 
 _now = datetime.now
 _UTC = timezone.utc
+
+
+def resolved(event: AuditEvent) -> AuditEvent:
+    """``event`` with its argument hash computed, if it carries a deferred one (see
+    :class:`ContextValues`); sinks only ever see the hash itself."""
+    digest = event.__dict__["args_hash"]
+    if type(digest) is ArgsDigest:
+        return event.with_values(args_hash=digest.value())
+    return event
 
 
 def gap_event(lost: int, reason: str, since: datetime, sink: str) -> AuditEvent:
@@ -505,6 +518,7 @@ class Auditor:
     # Slots: a GovernedClient builds an auditor per session.
     __slots__ = (
         "_async",
+        "_hash_off_path",
         "_log",
         "_reporting",
         "_sinks",
@@ -536,6 +550,8 @@ class Auditor:
         self._sinks: tuple[AuditCallback, ...] = ()
         self._async: tuple[bool, ...] = ()
         self._reporting: tuple[HealthReporting, ...] = ()  # classified once: the health check runs per request
+        # Whether every sink computes a deferred argument hash itself (queued sinks, on their worker).
+        self._hash_off_path = False
         self.strict = bool(strict)
         self.redactor: Redactor = redactor if redactor is not None else _default_redactor()
         self.flush_timeout = flush_timeout
@@ -560,6 +576,7 @@ class Auditor:
             raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
         self._sinks = (*self._sinks, sink)
         self._async = (*self._async, is_async_callable(sink))
+        self._hash_off_path = all(getattr(s, "computes_digests", False) is True for s in self._sinks)
         reporting = health_reporting(sink)
         if reporting is not None:
             self._reporting = (*self._reporting, reporting)
@@ -609,6 +626,8 @@ class Auditor:
         if not self._sinks:  # nobody receives it: no redaction, no trace stamp
             return
         event = self.prepare(event)
+        if not self._hash_off_path:
+            event = resolved(event)
         failed = False
         for index, (sink, is_async) in enumerate(zip(self._sinks, self._async, strict=True)):
             try:

@@ -360,6 +360,16 @@ setattr(  # noqa: B010 - replaces the field's class default after the dataclass 
 )
 
 
+def recorded_args_hash(ctx: GovContext) -> str | ArgsDigest | None:
+    """The argument hash for ``ctx``'s audit events: its value, or (for long arguments not
+    hashed yet) the deferred :class:`ArgsDigest` itself, for a sink that computes it off the
+    call path (see :attr:`ArgsDigest.deferrable`)."""
+    value: str | ArgsDigest | None = ctx.__dict__["args_hash"]
+    if isinstance(value, ArgsDigest) and (value.computed or not value.deferrable):
+        return _get_args_hash(ctx)
+    return value
+
+
 def args_hash_source(ctx: GovContext) -> str | ArgsDigest | None:
     """What ``ctx`` holds for its argument hash, without computing it: a string, a deferred
     :class:`ArgsDigest`, or ``None``."""

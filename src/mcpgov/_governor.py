@@ -50,6 +50,12 @@ def _ended_by(exc: Exception) -> tuple[str, str, str | None]:
     return "failed", type(exc).__name__, exc.code if isinstance(exc, McpGovError) else None
 
 
+def _hash_of(c: GovContext, values: ContextValues | None) -> str | ArgsDigest | None:
+    """The argument hash ``c``'s events record: as read into ``values`` (maybe deferred, see
+    :class:`ContextValues`), else computed now."""
+    return values.data["args_hash"] if values is not None else c.args_hash
+
+
 class _Run:
     """Per-request bookkeeping: when it started, the context last seen, and whether it got past the gate."""
 
@@ -317,7 +323,8 @@ class Governor:
         if checks_first:
             await self._checked_finally(c)
         run.executed = True
-        values = ContextValues(c) if auditor.wants_events else None  # read once for both events
+        # Read once for both events; long arguments may be hashed by the sink, off the call path.
+        values = ContextValues(c, defer_hash=True) if auditor.wants_events else None
         try:
             await self._record_allow(c, decision, values)
         except AuditUnavailable as exc:
@@ -337,7 +344,9 @@ class Governor:
             result = await terminal(c)
         except Exception as exc:
             outcome, reason, code = _ended_by(exc)
-            await self._outcome(c, outcome, run.start, c.args_hash, reason=reason, error_code=code, values=values)
+            await self._outcome(
+                c, outcome, run.start, _hash_of(c, values), reason=reason, error_code=code, values=values
+            )
             raise
         except BaseException as exc:
             await self._raised(c, run, exc, values)
@@ -348,7 +357,7 @@ class Governor:
         outcome = outcome_of(result) if outcome_of is not None else "completed"
         await auditor.emit(
             # ``values`` is None when a sink was added while the request ran: read the context now.
-            self._outcome_event(c, outcome, run.start, c.args_hash, values or ContextValues(c)),
+            self._outcome_event(c, outcome, run.start, _hash_of(c, values), values or ContextValues(c)),
             required=False,
         )
         return result
@@ -362,9 +371,11 @@ class Governor:
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class()) and await really_cancelled()
         with anyio.CancelScope(shield=True):
             if cancelled:
-                await self._outcome(c, "cancelled", run.start, c.args_hash, reason="cancelled", values=values)
+                await self._outcome(c, "cancelled", run.start, _hash_of(c, values), reason="cancelled", values=values)
             else:
-                await self._outcome(c, "failed", run.start, c.args_hash, reason=type(exc).__name__, values=values)
+                await self._outcome(
+                    c, "failed", run.start, _hash_of(c, values), reason=type(exc).__name__, values=values
+                )
 
     async def _not_run(self, c: GovContext, run: _Run, error: McpGovError, values: ContextValues | None) -> str:
         """Record that an allowed request did not run because of ``error``; returns the event id."""
@@ -372,7 +383,7 @@ class Governor:
             c,
             "failed",
             run.start,
-            c.args_hash,
+            _hash_of(c, values),
             reason=error.reason,
             error_code=error.code,
             executed=False,
@@ -400,7 +411,7 @@ class Governor:
                 "rule": None if decision is None else decision.rule,
                 "reason": "ungated" if decision is None else decision.reason_code,
                 "detail": None if decision is None else decision.reason,
-                "args_hash": c.args_hash,
+                "args_hash": values.data["args_hash"],
                 "engine": None if decision is None else decision.engine,
                 "policy_version": None if decision is None else decision.policy_version,
                 "attributes": attributes,
@@ -445,7 +456,7 @@ class Governor:
         ctx: GovContext,
         outcome: str,
         start: float,
-        args_hash: str | None,
+        args_hash: str | ArgsDigest | None,
         *,
         reason: str | None = None,
         error_code: str | None = None,
@@ -471,7 +482,7 @@ class Governor:
         ctx: GovContext,
         outcome: str,
         start: float,
-        args_hash: str | None,
+        args_hash: str | ArgsDigest | None,
         values: ContextValues,
         *,
         reason: str | None = None,

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, cast, overload
 
-from mcpgov._audit import AuditCallback, AuditEvent, describe_error, gap_event, sink_name
+from mcpgov._arguments import ArgsDigest
+from mcpgov._audit import AuditCallback, AuditEvent, describe_error, gap_event, resolved, sink_name
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import BatchWriter, ClosableSink, Ticking, closable, flushable, health_reporting, stats_of
 from mcpgov._types import is_async_callable
@@ -43,10 +44,10 @@ def _queued(event: AuditEvent) -> _Queued:
     whole heap every few thousand calls. A tuple of plain values leaves the collector's watch
     at its first pass (one holding other tuples, one pass per level)."""
     if type(event) is not AuditEvent:
-        return event  # anything else (a subclass, another object) is held and delivered as given
+        return resolved(event) if isinstance(event, AuditEvent) else event  # held and delivered as given
     data = event.__dict__
     if tuple(data) != _FIELDS:
-        return event
+        return resolved(event)
     values = [_QUEUED, *data.values()]
     values[_ATTRIBUTES + 1] = tuple(values[_ATTRIBUTES + 1].items())
     values.append("\0".join(event.__pydantic_fields_set__))
@@ -58,6 +59,9 @@ def _event(item: _Queued) -> AuditEvent:
     if isinstance(item, tuple) and item and item[0] is _QUEUED:
         data = dict(zip(_FIELDS, item[1:-1], strict=True))  # after the mark; the last item is the fields set
         data["attributes"] = dict(item[_ATTRIBUTES + 1])
+        digest = data["args_hash"]
+        if type(digest) is ArgsDigest:  # long arguments, hashed here: on the worker, off the call path
+            data["args_hash"] = digest.value()
         fields_set = item[-1]
         return AuditEvent._built(data, set(fields_set.split("\0")) if fields_set else set())
     return cast("AuditEvent", item)  # held as it was given
@@ -208,6 +212,9 @@ class QueuedSink:
         self._unlogged = 0
         self._flushing = 0
         self._tick: Callable[[], Any] | None = sink.tick if isinstance(sink, Ticking) else None
+
+    computes_digests = True
+    """Events may reach it with their argument hash still to compute: its worker computes it."""
 
     def __repr__(self) -> str:
         return f"QueuedSink({sink_name(self.sink)}, maxsize={self.maxsize}, pending={self.pending})"

@@ -429,7 +429,8 @@ class CredentialMiddleware:
                 verifier.check_request(
                     claims,
                     tool=ctx.target,
-                    args_hash=ctx.args_hash,
+                    # Read (computed) only for a credential bound to arguments: nothing else needs it here.
+                    args_hash=ctx.args_hash if claims.args_hash is not None else None,
                     tenant=ctx.tenant,
                     principal=ctx.principal,
                     require_args_binding=self._bind(ctx),
