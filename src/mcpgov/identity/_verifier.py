@@ -171,8 +171,9 @@ class SpiffeTrustDomain:
     """A SPIFFE trust domain whose JWT-SVIDs identify workloads.
 
     The JWT-SVID rules apply: RS/ES/PS algorithms only, ``aud`` and ``exp`` required, ``sub`` a
-    SPIFFE ID in this trust domain, ``typ`` absent, ``JWT`` or ``JOSE``. Bundle keys with
-    ``use`` other than ``jwt-svid`` are ignored.
+    SPIFFE ID in this trust domain, ``typ`` absent, ``JWT`` or ``JOSE``. Only bundle keys with
+    ``use: jwt-svid`` verify SVIDs: an ``x509-svid`` key, or one without ``use`` (which the
+    SPIFFE bundle format requires), verifies nothing.
 
     Args:
         trust_domain: the trust domain name (``example.org``).
@@ -242,7 +243,8 @@ class SpiffeTrustDomain:
             raise ConfigurationError("tenant_pattern needs a {tenant} segment")
         object.__setattr__(self, "tenant_pattern", tenant_pattern)
         object.__setattr__(self, "_patterns", patterns)
-        self.bundle.configure(uses=("jwt-svid",), default_rsa_alg="RS256")
+        # SPIFFE bundle keys must say what they are for: only "jwt-svid" keys verify JWT-SVIDs.
+        self.bundle.configure(uses=("jwt-svid",), default_rsa_alg="RS256", require_use=True)
 
     @property
     def issuer(self) -> str:
