@@ -495,12 +495,13 @@ class IdentityVerifier:
             raise IdentityError(f"identity token payload is refused: {exc}", reason="malformed") from None
         issuer = self._route(claims)
         if alg not in issuer.algorithms:
-            raise IdentityError(f"algorithm {alg} is not allowed for {issuer.issuer}", reason="alg_not_allowed")
+            # The token's own values are not echoed: nothing in an unverified token reaches audit.
+            raise IdentityError(f"the token's algorithm is not allowed for {issuer.issuer}", reason="alg_not_allowed")
         typ = header.get("typ")
         if typ is not None and not isinstance(typ, str):
             raise IdentityError("identity token has an invalid typ", reason="wrong_typ")
         if (_normalise_typ(typ) if typ is not None else None) not in issuer.typ:
-            raise IdentityError(f"identity token typ {typ!r} is not accepted", reason="wrong_typ")
+            raise IdentityError("identity token typ is not accepted", reason="wrong_typ")
         return obj, header, claims, issuer
 
     def _route(self, claims: Mapping[str, Any]) -> _Issuer:
