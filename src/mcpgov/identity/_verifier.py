@@ -60,6 +60,8 @@ _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "b64")
 _ACCEPTED_HEADERS = frozenset({"alg", "kid", "typ", "x5t", "x5t#S256"})
 _HMAC = frozenset({"HS256", "HS384", "HS512"})
 _DEFAULT_TYP = ("JWT",)
+_CREDENTIAL_TYP = "mcpgov-credential+jwt"
+"""The ``typ`` of mcpgov's per-task credentials: a token of this type is never an identity."""
 _NUMERIC_DATES = ("exp", "nbf", "iat")
 
 
@@ -161,7 +163,12 @@ class OIDCTrust:
                 "an issuer takes either HMAC (shared secret) or public-key algorithms, not both: configure two issuers"
             )
         object.__setattr__(self, "algorithms", algorithms)
-        object.__setattr__(self, "typ", tuple(self.typ))
+        typ = tuple(self.typ)
+        if any(t is not None and (not isinstance(t, str) or _normalise_typ(t) == _CREDENTIAL_TYP) for t in typ):
+            raise ConfigurationError(
+                f"typ lists strings and None only, never {_CREDENTIAL_TYP!r}: a credential is not an identity"
+            )
+        object.__setattr__(self, "typ", typ)
         object.__setattr__(self, "required_claims", tuple(self.required_claims))
         self.keys.configure(uses=("sig",), default_rsa_alg=self.default_rsa_alg)
 
@@ -500,7 +507,10 @@ class IdentityVerifier:
         typ = header.get("typ")
         if typ is not None and not isinstance(typ, str):
             raise IdentityError("identity token has an invalid typ", reason="wrong_typ")
-        if (_normalise_typ(typ) if typ is not None else None) not in issuer.typ:
+        typ = _normalise_typ(typ) if typ is not None else None
+        if typ == _CREDENTIAL_TYP:
+            raise IdentityError("a credential was presented as an identity token", reason="wrong_typ")
+        if typ not in issuer.typ:
             raise IdentityError("identity token typ is not accepted", reason="wrong_typ")
         return obj, header, claims, issuer
 
