@@ -11,10 +11,13 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import OKPKey
 from mcp import Client, MCPError
 
+from mcpgov import IdentityError
 from mcpgov.credentials import SigningKeySet
 from mcpgov.credentials._claims import CREDENTIAL_TYP
 from mcpgov.credentials._jose import _registry, sign_credential
@@ -243,3 +246,38 @@ async def test_verified_credential_refused_later_keeps_its_credential_id(reason:
     assert event.reason == reason
     assert event.credential_id == cred.claims.jti
     assert "unverified" not in event.attributes
+
+
+_PLANT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=12).map(lambda s: f"zq{s}")
+_HEADER_SPOTS = ("typ", "alg", "kid")
+_CLAIM_SPOTS = ("sub", "tenant", "jti", "iss", "aud")
+
+
+@given(
+    plant=_PLANT,
+    header_spots=st.sets(st.sampled_from(_HEADER_SPOTS)),
+    claim_spots=st.sets(st.sampled_from(_CLAIM_SPOTS)),
+    signer=st.sampled_from(["forger", "none", "tampered"]),
+)
+@settings(max_examples=150, deadline=None)
+def test_no_refusal_of_an_identity_token_repeats_what_it_claims(
+    plant: str, header_spots: set[str], claim_spots: set[str], signer: str
+) -> None:
+    header: dict[str, Any] = {"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid}
+    header.update(dict.fromkeys(header_spots, plant))
+    claims = _claims(**dict.fromkeys(claim_spots, plant))
+    if signer == "none" or "alg" in header_spots:
+        token = unsigned(header, claims, "c2ln")
+    elif signer == "forger":
+        token = FORGER.sign(header, claims)
+    else:  # a genuine signature over other claims, with the planted ones swapped in
+        genuine = ISSUER.sign(header, _claims()).split(".")
+        token = f"{genuine[0]}.{_b64(json.dumps({**claims, 'note': plant}).encode())}.{genuine[2]}"
+    with pytest.raises(IdentityError) as caught:
+        _VERIFIER.verify_cached(token)
+    assert plant not in caught.value.detail
+    assert caught.value.context is None
+    assert caught.value.unverified is None
+
+
+_VERIFIER = IdentityVerifier(ISSUER.config(), cache_size=0)
