@@ -215,8 +215,9 @@ async def test_identity_key_whose_operations_exclude_verify_verifies_nothing(key
     assert setup.sink.events[0].reason == "unknown_kid"
 
 
-async def test_identity_key_for_encryption_verifies_nothing(mode: str) -> None:
-    setup = build(IdentityVerifier(ISSUER.config(keys=StaticKeys(_jwks_with(use="enc")))))
+@pytest.mark.parametrize("use", ["enc", None, "SIG", ["sig"], ""])
+async def test_identity_key_for_encryption_verifies_nothing(use: Any, mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config(keys=StaticKeys(_jwks_with(use=use)))))
     await refused(setup, ISSUER.token(), mode)
     assert setup.sink.events[0].reason == "unknown_kid"
 
@@ -479,6 +480,8 @@ async def test_hostile_bearer_over_http_is_a_clean_401_and_never_logged(case: st
     ("members", "match"),
     [
         ({"use": "enc"}, "for signatures"),
+        ({"use": None}, "for signatures"),
+        ({"use": "SIG"}, "for signatures"),
         ({"key_ops": ["encrypt"]}, "for signatures"),
         ({"key_ops": ["sign"]}, "for signatures"),
         ({"key_ops": "verify"}, "for signatures"),

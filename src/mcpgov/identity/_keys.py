@@ -128,8 +128,12 @@ def bind_jwk(
     private = _PRIVATE_MEMBERS.intersection(jwk)
     if private:
         raise KeySetError("the key set holds private or secret key material")
-    use = jwk.get("use")
-    if (use is None and require_use) or (use is not None and use not in uses):
+    # A "use" member that is present but not one of our names (null, a list...) is not for us.
+    if "use" in jwk:
+        use = jwk["use"]
+        if not isinstance(use, str) or use not in uses:
+            return None
+    elif require_use:
         return None
     key_ops = jwk.get("key_ops")
     if key_ops is not None:
