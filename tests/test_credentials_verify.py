@@ -203,7 +203,9 @@ async def test_tampered_credential_is_refused_and_audited_without_the_token(mode
     cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
     forged = _tamper(cred.token, tools=["status", "deploy"])
     event = await _refused(governed, mode, "deploy", {"version": "1"}, forged)
-    assert (event.reason, event.credential_id) == ("bad_signature", cred.id)
+    # The id it claims is not verified: a lead in the unverified attribute, never the credential id.
+    assert (event.reason, event.credential_id) == ("bad_signature", None)
+    assert event.attributes["unverified"] == {"jti": cred.id}
     dumped = json.dumps([e.model_dump(mode="json") for e in governed.sink.events])
     for secret in (cred.token, forged, cred.token.split(".")[2]):
         assert secret not in dumped

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from mcpgov import ConfigurationError
 from mcpgov.cli import main
 from mcpgov.gateway import Gateway, Namespace, Router, UpstreamConfig, load_config
+from mcpgov.gateway._build import build_chain
+from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import ServerRegistry, read_manifest
 from mcpgov.testing import IdentityIssuer
 
@@ -54,6 +56,8 @@ def test_the_example_configuration_loads_and_checks(tmp_path: Path) -> None:
         (lambda d: d["upstreams"][0].update(concurency=3), "upstreams[0] ('notes').concurency"),
         (lambda d: d["upstreams"][0]["secret_env"].update(K={"env": "A", "file": "b"}), "secret_env.K"),
         (lambda d: d["identity"]["issuers"][0].pop("jwks_file"), "identity.issuers[0]"),
+        (lambda d: d["identity"]["issuers"][0].update(max_ttl=0), "identity.issuers[0].max_ttl"),
+        (lambda d: d["identity"]["issuers"][0].update(max_ttl="forever"), "identity.issuers[0].max_ttl"),
         (lambda d: d.pop("policy"), "policy"),
         (lambda d: d.update(upstreams=[]), "upstreams"),
         (lambda d: d["http"].update(path="mcp"), "http.path"),
@@ -69,6 +73,20 @@ def test_a_bad_field_is_one_clear_error_naming_file_and_field(tmp_path: Path, ch
     result = CliRunner().invoke(main, ["gateway", "--config", str(path), "--check"])
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and str(path) in result.output
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, 86400.0), (600, 600.0)])
+def test_an_issuer_max_ttl_reaches_the_identity_verifier(tmp_path: Path, given: int | None, expected: float) -> None:
+    def change(data: dict[str, Any]) -> None:
+        if given is not None:
+            data["identity"]["issuers"][0]["max_ttl"] = given
+
+    path = write_config(tmp_path, change)
+    chain, _auditor = build_chain(load_config(path), base_dir=path.parent)
+    identity = chain[0]
+    assert isinstance(identity, IdentityMiddleware)
+    (issuer,) = identity.verifier._oidc.values()
+    assert issuer.config.max_ttl == expected
 
 
 def test_unreadable_or_malformed_files_exit_2(tmp_path: Path) -> None:

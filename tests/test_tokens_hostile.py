@@ -215,8 +215,9 @@ async def test_identity_key_whose_operations_exclude_verify_verifies_nothing(key
     assert setup.sink.events[0].reason == "unknown_kid"
 
 
-async def test_identity_key_for_encryption_verifies_nothing(mode: str) -> None:
-    setup = build(IdentityVerifier(ISSUER.config(keys=StaticKeys(_jwks_with(use="enc")))))
+@pytest.mark.parametrize("use", ["enc", None, "SIG", ["sig"], ""])
+async def test_identity_key_for_encryption_verifies_nothing(use: Any, mode: str) -> None:
+    setup = build(IdentityVerifier(ISSUER.config(keys=StaticKeys(_jwks_with(use=use)))))
     await refused(setup, ISSUER.token(), mode)
     assert setup.sink.events[0].reason == "unknown_kid"
 
@@ -310,7 +311,7 @@ async def test_identity_subjects_in_any_script_with_inner_spaces_are_accepted(su
 
 _MUTATION_ISSUER = IdentityIssuer(alg="ES256")
 _MUTATION_VERIFIER = IdentityVerifier(_MUTATION_ISSUER.config(), cache_size=0)
-_MUTATION_TOKEN = _MUTATION_ISSUER.token(ttl=10**6)
+_MUTATION_TOKEN = _MUTATION_ISSUER.token(ttl=86_400)  # the longest lifetime accepted
 _TOKEN_ALPHABET = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ é\u0000")
 
 
@@ -419,7 +420,7 @@ def test_identity_exp_boundary_is_exp_plus_leeway(offset: float, accepted: bool)
     clock = _Clock(2_000_000_000.0)
     issuer = IdentityIssuer(alg="ES256", clock=clock)
     verifier = IdentityVerifier(issuer.config(leeway=0.5), clock=clock)
-    token = issuer.token(claims={"exp": clock.now + offset})
+    token = issuer.token(claims={"iat": clock.now - 60, "exp": clock.now + offset})
     if accepted:
         assert verifier.verify_cached(token).principal.subject == "agent"
     else:
@@ -479,6 +480,8 @@ async def test_hostile_bearer_over_http_is_a_clean_401_and_never_logged(case: st
     ("members", "match"),
     [
         ({"use": "enc"}, "for signatures"),
+        ({"use": None}, "for signatures"),
+        ({"use": "SIG"}, "for signatures"),
         ({"key_ops": ["encrypt"]}, "for signatures"),
         ({"key_ops": ["sign"]}, "for signatures"),
         ({"key_ops": "verify"}, "for signatures"),

@@ -80,6 +80,9 @@ class McpGovError(Exception):
         """The id of the audit event that recorded this error, once one did."""
         self.context: GovContext | None = None
         """The request context as the refusing stage saw it (caller, tenant...), when it set one."""
+        self.unverified: dict[str, str] | None = None
+        """What a refused token claimed that nothing verified (its ``jti``...): recorded only as the
+        refusal event's ``unverified`` attribute, never as its principal, tenant or credential id."""
 
     def __init_subclass__(
         cls, *, code: str | None = None, rpc_code: int | None = None, public_message: str | None = None, **kwargs: Any

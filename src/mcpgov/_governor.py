@@ -436,6 +436,9 @@ class Governor:
         """Record ``exc`` as the refusal of ``ctx`` (one deny decision event) and tag it with the event id."""
         decision = getattr(exc, "decision", None)
         recorded = self.auditor.arguments(ctx)
+        attributes: dict[str, Any] = {"arguments": recorded} if recorded is not None else {}
+        if exc.unverified:
+            attributes["unverified"] = dict(exc.unverified)
         event = AuditEvent.from_context(
             ctx,
             "decision",
@@ -446,7 +449,7 @@ class Governor:
             error_code=exc.code,
             engine=decision.engine if decision is not None else None,
             policy_version=decision.policy_version if decision is not None else None,
-            attributes={"arguments": recorded} if recorded is not None else {},
+            attributes=attributes,
         )
         exc.event_id = event.id
         await self.auditor.emit(event, required=False)

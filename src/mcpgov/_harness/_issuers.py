@@ -193,11 +193,13 @@ class _Minter:
         self, subject: str, audience: str | list[str] | None, ttl: float | None, claims: dict[str, Any] | None
     ) -> dict[str, Any]:
         now = int(self.clock())
+        exp = now + int(self.ttl if ttl is None else ttl)
         body: dict[str, Any] = {
             "sub": subject,
             "aud": self.audience if audience is None else audience,
-            "iat": now,
-            "exp": now + int(self.ttl if ttl is None else ttl),
+            # an already expired token was issued a minute before it expired, never after
+            "iat": now if exp > now else exp - 60,
+            "exp": exp,
             "jti": secrets.token_hex(8),
         }
         body.update(claims or {})

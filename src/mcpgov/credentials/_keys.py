@@ -296,8 +296,8 @@ class VerificationKeys:
         for data in entries:
             if not isinstance(data, Mapping) or data.get("kty") == "oct" or "d" in data or "k" in data:
                 raise ConfigurationError("a verification key set must not contain private or symmetric keys")
-            use, key_ops = data.get("use"), data.get("key_ops")
-            if (use is not None and use != "sig") or (
+            key_ops = data.get("key_ops")
+            if ("use" in data and data["use"] != "sig") or (
                 key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops)
             ):
                 raise ConfigurationError(

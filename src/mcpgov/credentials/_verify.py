@@ -43,17 +43,25 @@ EMPTY_ARGS_HASH = arguments_hash(None)
 
 
 class CredentialRefused(CredentialError):
-    """A presented credential was refused. ``credential_id`` is its ``jti`` when it could be read.
+    """A presented credential was refused. ``credential_id`` is its ``jti`` once its signature
+    verified; before that, the id it claims is only ``claimed_id`` (the refusal event's
+    ``unverified`` attribute), never recorded as the credential id.
 
     Args:
         detail: what went wrong (audit only).
         reason: machine-readable reason (``expired``, ``revoked``, ``wrong_tool``...).
-        credential_id: the credential's id, for audit (never the token).
+        credential_id: the verified credential's id, for audit (never the token).
+        claimed_id: the id an unverified credential claims (a short ``[A-Za-z0-9_-]`` string).
     """
 
-    def __init__(self, detail: str, *, reason: str, credential_id: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, reason: str, credential_id: str | None = None, claimed_id: str | None = None
+    ) -> None:
         super().__init__(detail, reason=reason)
         self.credential_id = credential_id
+        self.claimed_id = claimed_id
+        if claimed_id is not None:
+            self.unverified = {"jti": claimed_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +174,13 @@ class CredentialVerifier:
             jti = claimed_id(payload)
             try:
                 check_signature(obj, self.keys, self.algorithms)
+            except CredentialError as exc:
+                # Nothing vouches for what an unverified credential says: its id is a claim only.
+                raise CredentialRefused(exc.detail, reason=exc.reason, claimed_id=jti) from None
+            try:
                 claims = CredentialClaims.from_payload(payload)
             except CredentialError as exc:
+                # Signed by a key of this issuer: its id is the issuer's, whatever else is wrong.
                 raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=jti) from None
             if digest is not None:
                 header = obj.headers()

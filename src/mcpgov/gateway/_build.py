@@ -72,6 +72,7 @@ def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middlewa
             keys=_keys(issuer, base_dir),
             tenant_claim=issuer.tenant_claim,
             tenant=issuer.tenant,
+            max_ttl=issuer.max_ttl,
         )
         for issuer in config.identity.issuers
     ]

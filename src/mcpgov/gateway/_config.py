@@ -215,6 +215,7 @@ class IssuerConfig(_Model):
         discovery: the issuer's OIDC discovery base URL.
         tenant_claim: the claim naming the caller's tenant.
         tenant: a fixed tenant for this issuer's callers.
+        max_ttl: the longest lifetime of an accepted token, in seconds (24 hours).
     """
 
     issuer: str = Field(min_length=1)
@@ -224,6 +225,7 @@ class IssuerConfig(_Model):
     discovery: str | None = None
     tenant_claim: str | None = None
     tenant: str | None = None
+    max_ttl: float = Field(default=86400.0, ge=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> IssuerConfig:

@@ -112,11 +112,13 @@ def bind_jwk(
     default_rsa_alg: str | None,
     uses: Collection[str],
     static: bool,
+    require_use: bool = False,
 ) -> BoundKey | None:
     """Turn one public JWK into a :class:`BoundKey`.
 
     Returns ``None`` for a key that is not for signature verification (``use`` not in ``uses``,
-    or ``key_ops`` without ``verify``) or whose algorithm cannot be determined.
+    no ``use`` at all when ``require_use``, or ``key_ops`` without ``verify``) or whose
+    algorithm cannot be determined.
 
     Raises:
         KeySetError: the JWK holds private or secret key material, or is not a usable key.
@@ -126,8 +128,12 @@ def bind_jwk(
     private = _PRIVATE_MEMBERS.intersection(jwk)
     if private:
         raise KeySetError("the key set holds private or secret key material")
-    use = jwk.get("use")
-    if use is not None and use not in uses:
+    # A "use" member that is present but not one of our names (null, a list...) is not for us.
+    if "use" in jwk:
+        use = jwk["use"]
+        if not isinstance(use, str) or use not in uses:
+            return None
+    elif require_use:
         return None
     key_ops = jwk.get("key_ops")
     if key_ops is not None:
@@ -173,7 +179,9 @@ def bind_jwk(
     return BoundKey(kid, alg, key, static=static)
 
 
-def bind_jwks(jwks: Any, *, default_rsa_alg: str | None, uses: Collection[str], static: bool) -> tuple[BoundKey, ...]:
+def bind_jwks(
+    jwks: Any, *, default_rsa_alg: str | None, uses: Collection[str], static: bool, require_use: bool = False
+) -> tuple[BoundKey, ...]:
     """Bind every usable key of a JWKS document (``{"keys": [...]}``).
 
     Raises:
@@ -184,7 +192,7 @@ def bind_jwks(jwks: Any, *, default_rsa_alg: str | None, uses: Collection[str], 
     bound: list[BoundKey] = []
     seen: set[str] = set()
     for jwk in jwks["keys"]:
-        key = bind_jwk(jwk, default_rsa_alg=default_rsa_alg, uses=uses, static=static)
+        key = bind_jwk(jwk, default_rsa_alg=default_rsa_alg, uses=uses, static=static, require_use=require_use)
         if key is None:
             continue
         if key.kid is not None:
@@ -214,12 +222,27 @@ class KeySource:
 
     static: bool = False
     uses: frozenset[str] = frozenset({"sig"})
+    require_use: bool = False
     default_rsa_alg: str | None = "RS256"
+    _configured: tuple[frozenset[str], bool, str | None] | None = None
 
-    def configure(self, *, uses: Collection[str], default_rsa_alg: str | None) -> None:
-        """Called by the issuer configuration that owns this source (key ``use`` values, RSA default)."""
-        self.uses = frozenset(uses)
-        self.default_rsa_alg = default_rsa_alg
+    def configure(self, *, uses: Collection[str], default_rsa_alg: str | None, require_use: bool = False) -> None:
+        """Called by the issuer configuration that owns this source: the key ``use`` values it
+        takes, whether a key without ``use`` is skipped, and the RSA default.
+
+        Raises:
+            ConfigurationError: the source already serves a configuration with other key rules
+                (an OIDC issuer and a SPIFFE trust domain): each needs its own source, or one
+                would verify with keys only the other accepts.
+        """
+        settings = (frozenset(uses), bool(require_use), default_rsa_alg)
+        if self._configured is not None and self._configured != settings:
+            raise ConfigurationError(
+                "this key source already serves an issuer with other key rules: "
+                "give each issuer or trust domain its own"
+            )
+        self._configured = settings
+        self.uses, self.require_use, self.default_rsa_alg = settings
 
     async def key(self, kid: str | None, alg: str) -> BoundKey:
         """The key for a token's ``kid`` and ``alg``, fetching (rate-limited) if needed.
@@ -272,7 +295,13 @@ class StaticKeys(KeySource):
         if self._jwks is None:
             return
         try:
-            keys = bind_jwks(self._jwks, default_rsa_alg=self.default_rsa_alg, uses=self.uses, static=True)
+            keys = bind_jwks(
+                self._jwks,
+                default_rsa_alg=self.default_rsa_alg,
+                uses=self.uses,
+                static=True,
+                require_use=self.require_use,
+            )
         except KeySetError as exc:
             raise ConfigurationError(f"inline key set refused: {exc}") from None
         self._set(keys)
@@ -281,8 +310,8 @@ class StaticKeys(KeySource):
         self._keys = {k.kid: k for k in keys if k.kid is not None}
         self._unkeyed = tuple(k for k in keys if k.kid is None)
 
-    def configure(self, *, uses: Collection[str], default_rsa_alg: str | None) -> None:
-        super().configure(uses=uses, default_rsa_alg=default_rsa_alg)
+    def configure(self, *, uses: Collection[str], default_rsa_alg: str | None, require_use: bool = False) -> None:
+        super().configure(uses=uses, default_rsa_alg=default_rsa_alg, require_use=require_use)
         self._bind()
 
     @classmethod
@@ -491,7 +520,13 @@ class RemoteKeys(KeySource):
                 raise _FetchFailed(exc.detail) from None
         document = await self._get_json(client, url)
         try:
-            return bind_jwks(document, default_rsa_alg=self.default_rsa_alg, uses=self.uses, static=False)
+            return bind_jwks(
+                document,
+                default_rsa_alg=self.default_rsa_alg,
+                uses=self.uses,
+                static=False,
+                require_use=self.require_use,
+            )
         except KeySetError as exc:
             raise _FetchFailed(f"key set refused: {exc}") from None
 

@@ -117,6 +117,7 @@ class IdentityTokenVerifier:
             reason=exc.reason,
             detail=exc.detail,
             error_code=exc.code,
+            attributes={"unverified": dict(exc.unverified)} if exc.unverified else {},
         )
         exc.event_id = event.id
         await self.auditor.emit(event)

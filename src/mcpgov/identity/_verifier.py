@@ -29,7 +29,7 @@ from mcpgov._principal import Actor, Principal
 from mcpgov._shared import shared_claims, shared_text
 from mcpgov._tokenjson import TokenJSONError, decode_object, decode_segment
 from mcpgov._types import Clock
-from mcpgov._validate import is_number
+from mcpgov._validate import is_number, is_positive_number
 from mcpgov.identity._keys import MAX_KID_CHARS, BoundKey, KeySource, StaticKeys, canonical_alg
 from mcpgov.identity._spiffe import JWT_SVID_ALGORITHMS, SpiffeId, SpiffeIdError, SpiffeIdPattern
 
@@ -51,6 +51,8 @@ AUTH_SHARED_SECRET = "shared-secret"  # noqa: S105 - the name of a method, not a
 """Authentication method of a JWT signed with an HMAC shared secret."""
 
 MAX_LEEWAY = 300.0
+DEFAULT_MAX_TTL = 86400.0
+"""The longest identity token lifetime an issuer accepts unless configured otherwise (24 hours)."""
 MAX_ACTOR_DEPTH = 8
 DEFAULT_MAX_TOKEN_BYTES = 8192
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -58,6 +60,8 @@ _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "b64")
 _ACCEPTED_HEADERS = frozenset({"alg", "kid", "typ", "x5t", "x5t#S256"})
 _HMAC = frozenset({"HS256", "HS384", "HS512"})
 _DEFAULT_TYP = ("JWT",)
+_CREDENTIAL_TYP = "mcpgov-credential+jwt"
+"""The ``typ`` of mcpgov's per-task credentials: a token of this type is never an identity."""
 _NUMERIC_DATES = ("exp", "nbf", "iat")
 
 
@@ -70,6 +74,12 @@ def _check_leeway(leeway: float) -> float:
     if not isinstance(leeway, int | float) or not 0 <= leeway <= MAX_LEEWAY:
         raise ConfigurationError(f"leeway must be between 0 and {MAX_LEEWAY:.0f} seconds")
     return float(leeway)
+
+
+def _check_max_ttl(max_ttl: float) -> float:
+    if not is_positive_number(max_ttl) or max_ttl < 1:
+        raise ConfigurationError(f"max_ttl must be a finite number of seconds of at least 1, got {max_ttl!r}")
+    return float(max_ttl)
 
 
 def _check_audience(audience: str) -> str:
@@ -106,6 +116,9 @@ class OIDCTrust:
         allow_multiple_audiences: accept tokens whose ``aud`` lists other audiences too.
         default_rsa_alg: the algorithm an RSA key without ``alg`` is bound to (``None``: skip
             such keys).
+        max_ttl: the longest lifetime a token may have, in seconds (24 hours): ``exp - iat``,
+            or, for a token without ``iat``, what is left of it (``exp - now``) beyond the
+            leeway. A leaked token stays usable no longer than this.
 
     Raises:
         ConfigurationError: invalid settings (``none`` or HMAC with asymmetric keys, no
@@ -123,6 +136,7 @@ class OIDCTrust:
     tenant: str | None = None
     allow_multiple_audiences: bool = False
     default_rsa_alg: str | None = "RS256"
+    max_ttl: float = DEFAULT_MAX_TTL
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -131,6 +145,7 @@ class OIDCTrust:
             raise ConfigurationError("a SPIFFE trust domain is configured with SpiffeTrustDomain")
         _check_audience(self.audience)
         _check_leeway(self.leeway)
+        object.__setattr__(self, "max_ttl", _check_max_ttl(self.max_ttl))
         _check_tenant(self.tenant_claim, self.tenant)
         if not isinstance(self.keys, KeySource):
             raise ConfigurationError("keys must be a StaticKeys or RemoteKeys")
@@ -148,7 +163,12 @@ class OIDCTrust:
                 "an issuer takes either HMAC (shared secret) or public-key algorithms, not both: configure two issuers"
             )
         object.__setattr__(self, "algorithms", algorithms)
-        object.__setattr__(self, "typ", tuple(self.typ))
+        typ = tuple(self.typ)
+        if any(t is not None and (not isinstance(t, str) or _normalise_typ(t) == _CREDENTIAL_TYP) for t in typ):
+            raise ConfigurationError(
+                f"typ lists strings and None only, never {_CREDENTIAL_TYP!r}: a credential is not an identity"
+            )
+        object.__setattr__(self, "typ", typ)
         object.__setattr__(self, "required_claims", tuple(self.required_claims))
         self.keys.configure(uses=("sig",), default_rsa_alg=self.default_rsa_alg)
 
@@ -158,8 +178,9 @@ class SpiffeTrustDomain:
     """A SPIFFE trust domain whose JWT-SVIDs identify workloads.
 
     The JWT-SVID rules apply: RS/ES/PS algorithms only, ``aud`` and ``exp`` required, ``sub`` a
-    SPIFFE ID in this trust domain, ``typ`` absent, ``JWT`` or ``JOSE``. Bundle keys with
-    ``use`` other than ``jwt-svid`` are ignored.
+    SPIFFE ID in this trust domain, ``typ`` absent, ``JWT`` or ``JOSE``. Only bundle keys with
+    ``use: jwt-svid`` verify SVIDs: an ``x509-svid`` key, or one without ``use`` (which the
+    SPIFFE bundle format requires), verifies nothing.
 
     Args:
         trust_domain: the trust domain name (``example.org``).
@@ -176,6 +197,8 @@ class SpiffeTrustDomain:
         tenant_claim: a claim naming the tenant (instead of the path).
         tenant: a fixed tenant for every workload of this trust domain.
         allow_multiple_audiences: accept ``aud`` listing other audiences too.
+        max_ttl: the longest lifetime an SVID may have, in seconds (24 hours): ``exp - iat``,
+            or, for an SVID without ``iat``, what is left of it (``exp - now``) beyond the leeway.
 
     Raises:
         ConfigurationError: invalid settings.
@@ -191,6 +214,7 @@ class SpiffeTrustDomain:
     tenant_claim: str | None = None
     tenant: str | None = None
     allow_multiple_audiences: bool = False
+    max_ttl: float = DEFAULT_MAX_TTL
     _patterns: tuple[SpiffeIdPattern, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -202,6 +226,7 @@ class SpiffeTrustDomain:
             raise ConfigurationError("a trust domain has no path")
         _check_audience(self.audience)
         _check_leeway(self.leeway)
+        object.__setattr__(self, "max_ttl", _check_max_ttl(self.max_ttl))
         if not isinstance(self.bundle, KeySource):
             raise ConfigurationError("bundle must be a StaticKeys or RemoteKeys")
         algorithms = tuple(self.algorithms)
@@ -225,7 +250,8 @@ class SpiffeTrustDomain:
             raise ConfigurationError("tenant_pattern needs a {tenant} segment")
         object.__setattr__(self, "tenant_pattern", tenant_pattern)
         object.__setattr__(self, "_patterns", patterns)
-        self.bundle.configure(uses=("jwt-svid",), default_rsa_alg="RS256")
+        # SPIFFE bundle keys must say what they are for: only "jwt-svid" keys verify JWT-SVIDs.
+        self.bundle.configure(uses=("jwt-svid",), default_rsa_alg="RS256", require_use=True)
 
     @property
     def issuer(self) -> str:
@@ -476,12 +502,16 @@ class IdentityVerifier:
             raise IdentityError(f"identity token payload is refused: {exc}", reason="malformed") from None
         issuer = self._route(claims)
         if alg not in issuer.algorithms:
-            raise IdentityError(f"algorithm {alg} is not allowed for {issuer.issuer}", reason="alg_not_allowed")
+            # The token's own values are not echoed: nothing in an unverified token reaches audit.
+            raise IdentityError(f"the token's algorithm is not allowed for {issuer.issuer}", reason="alg_not_allowed")
         typ = header.get("typ")
         if typ is not None and not isinstance(typ, str):
             raise IdentityError("identity token has an invalid typ", reason="wrong_typ")
-        if (_normalise_typ(typ) if typ is not None else None) not in issuer.typ:
-            raise IdentityError(f"identity token typ {typ!r} is not accepted", reason="wrong_typ")
+        typ = _normalise_typ(typ) if typ is not None else None
+        if typ == _CREDENTIAL_TYP:
+            raise IdentityError("a credential was presented as an identity token", reason="wrong_typ")
+        if typ not in issuer.typ:
+            raise IdentityError("identity token typ is not accepted", reason="wrong_typ")
         return obj, header, claims, issuer
 
     def _route(self, claims: Mapping[str, Any]) -> _Issuer:
@@ -537,6 +567,7 @@ class IdentityVerifier:
             raise IdentityError("identity token is not valid yet", reason="not_yet_valid")
         if "iat" in claims and float(claims["iat"]) > now + config.leeway:
             raise IdentityError("identity token was issued in the future", reason="issued_in_future")
+        _check_lifetime(claims, now, config.leeway, config.max_ttl)
         _check_aud(claims.get("aud"), config.audience, config.allow_multiple_audiences)
         principal = self._principal(claims, issuer, config)
         token_id = claims.get("jti")
@@ -619,6 +650,22 @@ def _clean_name(value: str) -> bool:
     if value.isascii():
         return value.isprintable()
     return not any(c != " " and unicodedata.category(c) in _UNSAFE_CATEGORIES for c in value)
+
+
+def _check_lifetime(claims: Mapping[str, Any], now: float, leeway: float, max_ttl: float) -> None:
+    """Refuse a token that would be accepted for longer than ``max_ttl``, or whose dates contradict
+    each other. Without ``iat`` its lifetime is unknown: what is left of it counts."""
+    exp = float(claims["exp"])
+    if "iat" in claims:
+        iat = float(claims["iat"])
+        if exp <= iat:
+            raise IdentityError("identity token expires before it was issued", reason="invalid_claim")
+        if exp - iat > max_ttl:
+            raise IdentityError(f"identity token lifetime is longer than {max_ttl:g} s", reason="lifetime_too_long")
+    if exp - now > max_ttl + leeway:
+        raise IdentityError(f"identity token lifetime is longer than {max_ttl:g} s", reason="lifetime_too_long")
+    if "nbf" in claims and float(claims["nbf"]) >= exp:
+        raise IdentityError("identity token is valid only after it expires", reason="invalid_claim")
 
 
 def _check_aud(aud: Any, audience: str, allow_multiple: bool) -> None:
