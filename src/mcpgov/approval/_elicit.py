@@ -4,7 +4,8 @@ Legacy sessions ask with a server-to-client ``elicitation/create`` request while
 waits. 2026-07-28 requests cannot wait for the client: the call is answered with an
 ``input_required`` result carrying the elicitation, the SDK client asks its user and retries,
 and the retry carries the answer. The pending request is kept in a :class:`StateStore` and
-used once; the SDK seals ``requestState`` and binds it to the method and arguments.
+used once: spent at the gate, once every binding of the grant was checked. The SDK seals
+``requestState`` and binds it to the method and arguments.
 """
 
 from __future__ import annotations
@@ -162,8 +163,14 @@ class ElicitationApprover:
     async def resume(self, ctx: GovContext) -> tuple[ApprovalRequest, ApprovalAnswer] | None:
         """2026-07-28: the pending request and the user's answer, when ``ctx`` is the retry.
 
+        Nothing is spent here: the grant made of the answer is spent at the gate (:meth:`spend`),
+        once the authorisers and the final checks found it covering the caller, so a
+        presentation refused for any binding (caller, tenant, task, arguments, policy version,
+        expiry) leaves the approval to its rightful caller.
+
         Raises:
-            Denied: the retry names an approval that is unknown, expired or already used.
+            Denied: the retry names an approval that is unknown, expired or already used, or
+                one given for another caller or request.
         """
         transport = ctx.transport
         state = transport.request_state if transport is not None else None
@@ -189,7 +196,7 @@ class ElicitationApprover:
             denied.context = ctx
             raise denied
         if not _same_request(record, ctx):
-            # Checked before the approval is consumed: another caller's replay cannot use it up.
+            # Nothing is spent here: another caller's replay cannot use the approval up.
             other = Denied(
                 Decision.deny(
                     "mcpgov:approval", "the approval was given for another caller or request", "approval_mismatch"
@@ -198,21 +205,15 @@ class ElicitationApprover:
             other.context = ctx
             raise other
         try:
-            first_use = await self._store.add(f"{STATE_PREFIX}used:{request_id}", "1", self._ttl)
+            used = await self._store.get(f"{STATE_PREFIX}used:{request_id}")
         except StateStoreError as exc:
             denied = Denied(refused, "the approval store failed")
             denied.context = ctx
             raise denied from exc
-        if not first_use:
+        if used is not None:
             denied = Denied(refused)
             denied.context = ctx
             raise denied
-        try:
-            await self._store.delete(STATE_PREFIX + request_id)
-        except StateStoreError:
-            # The single-use mark is recorded: the approval cannot be used again, so the cleanup
-            # failing neither loses this use nor allows another (the entry expires on its own).
-            logger.warning("the approval store could not delete a used approval; it expires on its own")
         action: ActionKey = tuple(record["action"])
         request = ApprovalRequest(
             id=request_id,
@@ -235,3 +236,31 @@ class ElicitationApprover:
         response = responses.get(INPUT_KEY) if responses is not None else None
         approved = isinstance(response, Mapping) and _approved(response.get("content"), response.get("action"))
         return request, ApprovalAnswer(request_id, approved, self.approver_for(request))
+
+    async def spend(self, request_id: str, ctx: GovContext) -> None:
+        """Record the single use of the pending approval ``request_id`` by ``ctx``: called at the
+        gate, once every binding of the grant was checked against the caller, right before the
+        effect.
+
+        Raises:
+            Denied: the approval was used already, or the store failed (nothing runs).
+        """
+        refused = Decision.deny(
+            "mcpgov:approval", "the approval request is unknown, expired or used", "approval_replayed"
+        )
+        try:
+            first_use = await self._store.add(f"{STATE_PREFIX}used:{request_id}", "1", self._ttl)
+        except StateStoreError as exc:
+            denied = Denied(refused, "the approval store failed")
+            denied.context = ctx
+            raise denied from exc
+        if not first_use:
+            denied = Denied(refused)
+            denied.context = ctx
+            raise denied
+        try:
+            await self._store.delete(STATE_PREFIX + request_id)
+        except StateStoreError:
+            # The single-use mark is recorded: the approval cannot be used again, so the cleanup
+            # failing neither loses this use nor allows another (the entry expires on its own).
+            logger.warning("the approval store could not delete a used approval; it expires on its own")

@@ -48,6 +48,14 @@ class _GrantStillValid:
                 refusal.context = ctx
                 raise refusal
             grant = grant.previous
+        # Every binding holds: only now is a single-use approval spent (a refused presentation
+        # leaves it to its rightful caller).
+        grant = self.grant
+        while grant is not None:
+            if grant.spend is not None:
+                await grant.spend(ctx)
+                grant.spent.append(ctx)
+            grant = grant.previous
 
 
 class ApprovalMiddleware:
@@ -98,7 +106,11 @@ class ApprovalMiddleware:
             if resumed is not None:
                 request, given = resumed
                 fresh = request.expires_at > self._clock()
-                return await self._decided(ctx, call_next, request, given if fresh else None)
+
+                async def spend(used: GovContext, request_id: str = request.id) -> None:
+                    await elicit.spend(request_id, used)
+
+                return await self._decided(ctx, call_next, request, given if fresh else None, spend=spend)
         try:
             return await call_next(ctx)
         except ApprovalRequired as exc:
@@ -145,6 +157,7 @@ class ApprovalMiddleware:
         inner: GovContext | None = None,
         *,
         previous: ApprovalGrant | None = None,
+        spend: Any = None,
     ) -> ChainResult:
         where = inner or ctx  # the most the chain knew about the caller when approval was needed
         if answer is None:
@@ -167,7 +180,9 @@ class ApprovalMiddleware:
             refusal = Denied(Decision.deny(request.rule, f"refused by {answer.approver}", "approval_refused"))
             refusal.context = where
             raise refusal
-        grant = ApprovalGrant(request, answer.approver, self._clock() + self.grant_ttl, self._clock, previous=previous)
+        grant = ApprovalGrant(
+            request, answer.approver, self._clock() + self.grant_ttl, self._clock, previous=previous, spend=spend
+        )
         granted = ctx.with_extension(APPROVAL_GRANT, grant)
         # Checked again at the gate, right before the effect: stages after the authorisers may wait.
         granted = granted.replace(final_checks=(*granted.final_checks, _GrantStillValid(grant)))
@@ -206,8 +221,10 @@ class ApprovalMiddleware:
             refusal.context = again.context or where
             raise refusal from None
         finally:
-            # Recorded only once the authorisers found the grant covering the caller that used it.
-            for used_ctx in grant.used_by[:1]:
+            # Recorded only once the authorisers found the grant covering the caller that used it
+            # (and, for a single-use approval, once that caller spent it at the gate).
+            users = grant.used_by if grant.spend is None else grant.spent
+            for used_ctx in users[:1]:
                 await self._emit(
                     used_ctx, request, "approval.granted", approver=answer.approver, reason="approved", from_caller=True
                 )

@@ -206,6 +206,11 @@ class ApprovalGrant:
     """The contexts the grant was found to cover (the grant is recorded only once it covered one)."""
     previous: ApprovalGrant | None = field(default=None, repr=False, compare=False)
     """The grants given earlier for the same action under other rules (each asked separately)."""
+    spend: Any = field(default=None, repr=False, compare=False)
+    """For a grant that may be used once (a 2026-07-28 elicited approval): an async callable
+    recording the use by a context, called at the gate once every binding was checked."""
+    spent: list[GovContext] = field(default_factory=list, repr=False, compare=False)
+    """The contexts that spent the grant (at most one)."""
 
     def covers(self, ctx: GovContext, decision: Decision) -> bool:
         """True when ``ctx`` is exactly the approved action, ``decision`` names the rule the
