@@ -16,7 +16,7 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
 from mcpgov._types import Clock
 from mcpgov._validate import positive_seconds
-from mcpgov.approval._approvers import Approver
+from mcpgov.approval._approvers import Approver, OffLoop, is_async_callable
 from mcpgov.approval._elicit import ElicitationApprover
 from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest, _well_formed, action_key
 
@@ -69,7 +69,9 @@ class ApprovalMiddleware:
 
     Args:
         approver: a :class:`CallbackApprover`, an :class:`ApprovalQueue`, an
-            :class:`ElicitationApprover` (server side), or any :class:`Approver`.
+            :class:`ElicitationApprover` (server side), or any :class:`Approver`. A
+            synchronous approver runs in a worker thread; at the deadline it is abandoned and
+            its late answer discarded.
         deadline: seconds to wait for an answer.
         grant_ttl: seconds a grant stays valid once given.
         clock: seconds since the epoch (injectable).
@@ -90,6 +92,7 @@ class ApprovalMiddleware:
         if not callable(approver):
             raise ConfigurationError("ApprovalMiddleware needs an approver")
         self.approver = approver
+        self._threads = None if is_async_callable(approver) else OffLoop()
         self.deadline = positive_seconds("deadline", deadline)
         self.grant_ttl = positive_seconds("grant_ttl", grant_ttl)
         self._clock = clock
@@ -130,7 +133,10 @@ class ApprovalMiddleware:
         answer: ApprovalAnswer | None = None
         with anyio.move_on_after(self.deadline) as scope:
             try:
-                answer = await self.approver(request, ctx)
+                if self._threads is None:
+                    answer = await self.approver(request, ctx)
+                else:  # a synchronous approver waits for its person in a thread, not on the loop
+                    answer = await self._threads(self.approver, request, ctx)
             except BaseException as exc:
                 if not await contained(exc):
                     raise
