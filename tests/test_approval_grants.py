@@ -5,6 +5,7 @@ and is recorded with the caller who presented it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -17,6 +18,7 @@ from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 
 from mcpgov import Decision, Effect, GovContext, Hooks, InMemoryStateStore, Principal, StateStore, govern
 from mcpgov.approval import ApprovalMiddleware, ElicitationApprover
+from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
 from .redis_support import redis_server
@@ -141,3 +143,120 @@ async def test_an_expired_presentation_is_refused_and_uses_nothing() -> None:
             await stack.retry(client, state)
     assert stack.ran == []
     assert stack.sink.decisions()[-1].effect == "deny"
+
+
+def _two_rules() -> Policy:
+    return Policy.from_dict(
+        {
+            "version": 1,
+            "rules": [
+                {"id": "deploy-ok", "effect": "allow", "tools": ["deploy"], "anonymous": True},
+                {"id": "release-manager", "effect": "require_approval", "tools": ["deploy"], "anonymous": True},
+                {"id": "big-change", "effect": "require_approval", "tools": ["deploy"], "anonymous": True},
+            ],
+        }
+    )
+
+
+RULES = ("release-manager", "big-change")
+
+
+@pytest.mark.parametrize("refused", [None, *RULES])
+async def test_every_approval_rule_is_asked_through_elicitation(mode: str, refused: str | None) -> None:
+    """Two approval rules apply to one call: the client's user is asked about each (one prompt
+    per rule, naming it), the call runs once both are approved, and a "no" to either runs nothing."""
+    server = MCPServer("deployer")
+    ran: list[str] = []
+    sink = InMemoryAuditSink()
+
+    @server.tool()
+    def deploy(version: str) -> str:
+        ran.append(version)
+        return version
+
+    asked: list[str] = []
+
+    async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
+        message = str(getattr(params, "message", ""))
+        (rule,) = [r for r in RULES if f'Rule "{r}"' in message]
+        asked.append(rule)
+        return ElicitResult(action="accept", content={"approve": rule != refused})
+
+    approval = ApprovalMiddleware(ElicitationApprover(store=InMemoryStateStore()), deadline=30)
+    govern(server, approval, PolicyMiddleware(_two_rules()), audit=sink)
+    async with Client(server, mode=mode, elicitation_callback=answer) as client:
+        if refused is None:
+            assert (await client.call_tool("deploy", {"version": "1"})).is_error is False
+        else:
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("deploy", {"version": "1"})
+            assert caught.value.code == -32003
+    assert asked == (["release-manager"] if refused == "release-manager" else list(RULES))
+    assert ran == ([] if refused else ["1"])
+    granted = sorted(e.rule or "" for e in sink.of_type("approval.granted"))
+    assert granted == ([] if refused else sorted(RULES))
+    assert sink.decisions()[-1].effect == ("deny" if refused else "allow")
+
+
+async def test_one_answer_never_stands_for_two_approval_rules() -> None:
+    """Replaying the retry that approved the first rule asks about the second again: an answer
+    given under one rule's prompt approves nothing else."""
+    server = MCPServer("deployer")
+    ran: list[str] = []
+
+    @server.tool()
+    def deploy(version: str) -> str:
+        ran.append(version)
+        return version
+
+    govern(server, ApprovalMiddleware(ElicitationApprover(store=InMemoryStateStore()), deadline=30),
+           PolicyMiddleware(_two_rules()))  # fmt: skip
+    async with Client(server, mode="auto", elicitation_callback=_accept) as client:
+        first = await client.session.call_tool("deploy", {"version": "1"}, allow_input_required=True)
+        state = getattr(first, "request_state", None)
+        assert isinstance(state, str)
+        for _ in range(2):
+            again = await client.session.call_tool(
+                "deploy",
+                {"version": "1"},
+                input_responses=APPROVE,  # type: ignore[arg-type]
+                request_state=state,
+                allow_input_required=True,
+            )
+            assert getattr(again, "result_type", None) == "input_required"
+            assert getattr(again, "request_state", None) not in (None, state)
+    assert ran == []
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [
+        None,
+        {},
+        [1],
+        [{"id": "x"}],
+        [{"id": "", "rule": "r", "reason": "", "approver": "a", "expires_at": 1.0, "request_expires_at": 1.0}],
+        [{"id": "x", "rule": "r", "reason": "", "approver": "", "expires_at": 1.0, "request_expires_at": 1.0}],
+        [{"id": "x", "rule": "r", "reason": "", "approver": "a", "expires_at": True, "request_expires_at": 1.0}],
+        [{"id": "x", "rule": "r", "reason": "", "approver": "a", "expires_at": 1e999, "request_expires_at": 1.0}],
+        [{"id": "x", "rule": 1, "reason": "", "approver": "a", "expires_at": 1.0, "request_expires_at": 1.0}],
+    ],
+)
+def test_a_pending_approval_with_garbled_earlier_approvals_is_unreadable(granted: Any) -> None:
+    """What cannot be read approves nothing: a pending approval whose approvals of earlier
+    rounds are not well formed is refused as a whole."""
+    from mcpgov.approval._elicit import _pending_record
+
+    record = {
+        "action": ["tools/call", "tool", "deploy", "sha256:x", None, None, None, None],
+        "rule": "r",
+        "reason": "",
+        "principal": None,
+        "tenant": None,
+        "task_id": None,
+        "args_hash": "sha256:x",
+        "expires_at": 1.0,
+        "policy_version": None,
+    }
+    assert _pending_record(json.dumps(record)) is not None
+    assert _pending_record(json.dumps({**record, "granted": granted})) is None

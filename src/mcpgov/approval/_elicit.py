@@ -14,6 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -23,7 +24,7 @@ from mcpgov._decision import Decision
 from mcpgov._errors import ConfigurationError, Denied
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov._validate import is_positive_number
-from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalRequest, action_key
+from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalGrant, ApprovalRequest, action_key
 
 __all__ = ["ElicitationApprover"]
 
@@ -84,9 +85,36 @@ def _pending_record(raw: str) -> dict[str, Any] | None:
         or isinstance(expires_at, bool)
         or not isinstance(expires_at, (int, float))
         or not math.isfinite(expires_at)
+        or not _earlier_grants(record.get("granted", []))
     ):
         return None
     return record
+
+
+_MOST_RULES = 64
+"""The most approvals of earlier rounds one pending approval carries."""
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _earlier_grants(granted: Any) -> bool:
+    """Whether ``granted`` is a list of approvals given in earlier rounds, each well formed."""
+    return (
+        isinstance(granted, list)
+        and len(granted) <= _MOST_RULES
+        and all(
+            isinstance(entry, dict)
+            and all(isinstance(entry.get(name), str) for name in ("id", "rule", "reason", "approver"))
+            and bool(entry["id"])
+            and bool(entry["approver"])
+            and _optional_text(entry.get("policy_version"))
+            and _finite(entry.get("expires_at"))
+            and _finite(entry.get("request_expires_at"))
+            for entry in granted
+        )
+    )
 
 
 def _approved(content: Any, action: Any) -> bool:
@@ -133,10 +161,33 @@ class ElicitationApprover:
         action, content = await transport.elicit(request.describe(), _SCHEMA)
         return ApprovalAnswer(request.id, _approved(content, action), self.approver_for(request))
 
-    async def input_required(self, request: ApprovalRequest, ctx: GovContext) -> dict[str, Any] | None:
-        """2026-07-28: keep ``request`` pending and return the ``input_required`` result asking for it."""
+    async def input_required(
+        self, request: ApprovalRequest, ctx: GovContext, *, granted: ApprovalGrant | None = None
+    ) -> dict[str, Any] | None:
+        """2026-07-28: keep ``request`` pending and return the ``input_required`` result asking for it.
+
+        ``granted``: the approvals already given for the same action under other rules (in
+        earlier rounds of the same call). They are kept with the pending request, and stand only
+        together with its answer: each rule is asked about in a prompt of its own, and one
+        answer never approves two rules.
+        """
         if ctx.transport is None or not ctx.transport.client_can_elicit:
             return None
+        earlier: list[dict[str, Any]] = []
+        while granted is not None:
+            earlier.insert(
+                0,
+                {
+                    "id": granted.request.id,
+                    "rule": granted.request.rule,
+                    "reason": granted.request.reason,
+                    "policy_version": granted.request.policy_version,
+                    "approver": granted.approver,
+                    "expires_at": granted.expires_at,
+                    "request_expires_at": granted.request.expires_at,
+                },
+            )
+            granted = granted.previous
         record = {
             "action": list(request.action),
             "rule": request.rule,
@@ -147,6 +198,7 @@ class ElicitationApprover:
             "args_hash": request.args_hash,
             "expires_at": request.expires_at,
             "policy_version": request.policy_version,
+            "granted": earlier,
         }
         await self._store.put(STATE_PREFIX + request.id, json.dumps(record), self._ttl)
         return {
@@ -161,7 +213,17 @@ class ElicitationApprover:
         }
 
     async def resume(self, ctx: GovContext) -> tuple[ApprovalRequest, ApprovalAnswer] | None:
-        """2026-07-28: the pending request and the user's answer, when ``ctx`` is the retry.
+        """2026-07-28: the pending request and the user's answer, when ``ctx`` is the retry
+        (see :meth:`resumed`, which also gives the approvals of earlier rounds)."""
+        resumed = await self.resumed(ctx)
+        return None if resumed is None else resumed[:2]
+
+    async def resumed(
+        self, ctx: GovContext
+    ) -> tuple[ApprovalRequest, ApprovalAnswer, list[tuple[ApprovalRequest, str, float]]] | None:
+        """2026-07-28: the pending request, the user's answer and the approvals given for the
+        same action under other rules in earlier rounds (request, approver, grant expiry; oldest
+        first), when ``ctx`` is the retry.
 
         Nothing is spent here: the grant made of the answer is spent at the gate (:meth:`spend`),
         once the authorisers and the final checks found it covering the caller, so a
@@ -232,10 +294,25 @@ class ElicitationApprover:
             expires_at=float(record["expires_at"]),
             policy_version=record.get("policy_version"),
         )
+        earlier = [
+            (
+                replace(
+                    request,
+                    id=entry["id"],
+                    rule=entry["rule"],
+                    reason=entry["reason"],
+                    policy_version=entry.get("policy_version"),
+                    expires_at=float(entry["request_expires_at"]),
+                ),
+                str(entry["approver"]),
+                float(entry["expires_at"]),
+            )
+            for entry in record.get("granted", [])
+        ]
         responses = transport.input_responses if transport is not None else None
         response = responses.get(INPUT_KEY) if responses is not None else None
         approved = isinstance(response, Mapping) and _approved(response.get("content"), response.get("action"))
-        return request, ApprovalAnswer(request_id, approved, self.approver_for(request))
+        return request, ApprovalAnswer(request_id, approved, self.approver_for(request)), earlier
 
     async def spend(self, request_id: str, ctx: GovContext) -> None:
         """Record the single use of the pending approval ``request_id`` by ``ctx``: called at the

@@ -54,7 +54,10 @@ class _GrantStillValid:
         while grant is not None:
             if grant.spend is not None:
                 await grant.spend(ctx)
-                grant.spent.append(ctx)
+            grant = grant.previous
+        grant = self.grant
+        while grant is not None:
+            grant.confirmed.append(ctx)
             grant = grant.previous
 
 
@@ -105,15 +108,29 @@ class ApprovalMiddleware:
             return await call_next(ctx)
         elicit = self.approver if isinstance(self.approver, ElicitationApprover) else None
         if elicit is not None and elicit.is_modern(ctx):
-            resumed = await elicit.resume(ctx)
+            resumed = await elicit.resumed(ctx)
             if resumed is not None:
-                request, given = resumed
+                request, given, earlier = resumed
                 fresh = request.expires_at > self._clock()
-
-                async def spend(used: GovContext, request_id: str = request.id) -> None:
-                    await elicit.spend(request_id, used)
-
-                return await self._decided(ctx, call_next, request, given if fresh else None, spend=spend)
+                previous: ApprovalGrant | None = None
+                for before, approver, expires_at in earlier:
+                    # The approvals given for the same action under other rules, in earlier rounds.
+                    previous = ApprovalGrant(
+                        before,
+                        approver,
+                        expires_at,
+                        self._clock,
+                        previous=previous,
+                        spend=self._spender(elicit, before),
+                    )
+                return await self._decided(
+                    ctx,
+                    call_next,
+                    request,
+                    given if fresh else None,
+                    previous=previous,
+                    spend=self._spender(elicit, request),
+                )
         try:
             return await call_next(ctx)
         except ApprovalRequired as exc:
@@ -128,6 +145,15 @@ class ApprovalMiddleware:
                     return asked
                 return await self._decided(ctx, call_next, request, None, inner)
             return await self._decided(ctx, call_next, request, await self._ask(request, inner), inner)
+
+    @staticmethod
+    def _spender(elicit: ElicitationApprover, request: ApprovalRequest) -> Any:
+        """What spends the single use of the elicited approval ``request`` at the gate."""
+
+        async def spend(used: GovContext) -> None:
+            await elicit.spend(request.id, used)
+
+        return spend
 
     async def _ask(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
         answer: ApprovalAnswer | None = None
@@ -202,13 +228,21 @@ class ApprovalMiddleware:
                 and needed.reason_code == "approval_required"
                 and not grant.asked_about(needed.rule)
                 and action_key(used) == request.action
-                and not (isinstance(self.approver, ElicitationApprover) and self.approver.is_modern(used))
             ):
                 # Another authoriser requires approval of the same action under a rule of its own:
                 # each rule's approval is asked for (a grant covers only the rule it was asked about).
                 following = ApprovalRequest.for_context(used, needed, ttl=self.deadline, now=self._clock())
                 await self._emit(used, following, "approval.requested", approver=None, reason="approval_required")
-                answer_next = await self._ask(following, used)
+                elicit = self.approver if isinstance(self.approver, ElicitationApprover) else None
+                if elicit is not None and elicit.is_modern(used):
+                    # 2026-07-28: a prompt of its own, in another round; the approvals given so far
+                    # are kept with it and stand only together with its answer.
+                    asked = await elicit.input_required(following, used, granted=grant)
+                    if asked is not None:
+                        return asked
+                    answer_next = None
+                else:
+                    answer_next = await self._ask(following, used)
                 return await self._decided(ctx, call_next, following, answer_next, used, previous=grant)
             # The grant did not cover what the authorisers saw (other arguments, caller or task).
             await self._emit(
@@ -227,13 +261,22 @@ class ApprovalMiddleware:
             refusal.context = again.context or where
             raise refusal from None
         finally:
-            # Recorded only once the authorisers found the grant covering the caller that used it
-            # (and, for a single-use approval, once that caller spent it at the gate).
-            users = grant.used_by if grant.spend is None else grant.spent
-            for used_ctx in users[:1]:
-                await self._emit(
-                    used_ctx, request, "approval.granted", approver=answer.approver, reason="approved", from_caller=True
-                )
+            # Recorded only once the gate confirmed the grant for the caller that used it, right
+            # before the effect (and, for a single-use approval, spent it).
+            # Each grant of the chain is recorded by the round that made it; the approvals of
+            # earlier 2026-07-28 rounds (single use, spent at the gate) by this one.
+            recorded: ApprovalGrant | None = grant
+            while recorded is not None and (recorded is grant or recorded.spend is not None):
+                for used_ctx in recorded.confirmed[:1]:
+                    await self._emit(
+                        used_ctx,
+                        recorded.request,
+                        "approval.granted",
+                        approver=recorded.approver,
+                        reason="approved",
+                        from_caller=True,
+                    )
+                recorded = recorded.previous
 
     async def _emit(
         self,

@@ -209,8 +209,8 @@ class ApprovalGrant:
     spend: Any = field(default=None, repr=False, compare=False)
     """For a grant that may be used once (a 2026-07-28 elicited approval): an async callable
     recording the use by a context, called at the gate once every binding was checked."""
-    spent: list[GovContext] = field(default_factory=list, repr=False, compare=False)
-    """The contexts that spent the grant (at most one)."""
+    confirmed: list[GovContext] = field(default_factory=list, repr=False, compare=False)
+    """The contexts the gate confirmed the grant for, right before the effect (and spent it for)."""
 
     def covers(self, ctx: GovContext, decision: Decision) -> bool:
         """True when ``ctx`` is exactly the approved action, ``decision`` names the rule the
