@@ -16,7 +16,7 @@ import anyio.to_thread
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov._types import Clock
-from mcpgov.approval._model import ApprovalAnswer, ApprovalRequest
+from mcpgov.approval._model import ApprovalAnswer, ApprovalRequest, approves_itself
 
 __all__ = ["ApprovalMismatch", "ApprovalQueue", "Approver", "CallbackApprover"]
 
@@ -189,7 +189,8 @@ class ApprovalQueue:
             The request that was answered.
 
         Raises:
-            ApprovalMismatch: unknown or expired request, or an answer for another action.
+            ApprovalMismatch: unknown or expired request, an answer for another action, or an
+                approval by the requesting principal itself.
             ConfigurationError: no approver identity, or ``approved`` not a bool.
         """
         if not isinstance(approver, str) or not approver:
@@ -207,6 +208,8 @@ class ApprovalQueue:
             raise ApprovalMismatch("the approval request has expired", reason="expired_request")
         if args_hash is not None and args_hash != pending.request.args_hash:
             raise ApprovalMismatch("the answer is for other arguments than the request", reason="other_action")
+        if approved and approves_itself(approver, pending.request):
+            raise ApprovalMismatch("nobody approves their own request", reason="self_approval")
         pending.answer = ApprovalAnswer(request_id, approved, approver, reason)
         pending.event.set()
         return pending.request

@@ -18,7 +18,14 @@ from mcpgov._types import Clock
 from mcpgov._validate import positive_seconds
 from mcpgov.approval._approvers import Approver, OffLoop, is_async_callable
 from mcpgov.approval._elicit import ElicitationApprover
-from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest, _well_formed, action_key
+from mcpgov.approval._model import (
+    ApprovalAnswer,
+    ApprovalGrant,
+    ApprovalRequest,
+    _well_formed,
+    action_key,
+    approves_itself,
+)
 
 __all__ = ["ApprovalMiddleware"]
 
@@ -210,6 +217,15 @@ class ApprovalMiddleware:
                 detail=f"refused by {answer.approver}",
             )
             refusal = Denied(Decision.deny(request.rule, f"refused by {answer.approver}", "approval_refused"))
+            refusal.context = where
+            raise refusal
+        if approves_itself(answer.approver, request):
+            # Nobody approves their own request, whichever approver carried the answer.
+            detail = f"approved by {answer.approver}, the requesting principal itself"
+            await self._emit(
+                where, request, "approval.refused", approver=answer.approver, reason="approval_self", detail=detail
+            )
+            refusal = Denied(Decision.deny(request.rule, detail, "approval_self"))
             refusal.context = where
             raise refusal
         grant = ApprovalGrant(

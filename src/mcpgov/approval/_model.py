@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,22 @@ def action_key(ctx: GovContext) -> ActionKey:
         ctx.tenant,
         ctx.task_id,
     )
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+def approves_itself(approver: str, request: ApprovalRequest) -> bool:
+    """Whether ``approver`` names the principal that asks (its subject, or ``issuer#subject``),
+    in any case, padding or compatibility spelling: nobody approves their own request."""
+    issuer, subject = request.action[4], request.action[5]
+    if subject is None or not isinstance(approver, str):
+        return False
+    requester = {_folded(subject), _folded(f"{issuer}#{subject}")}
+    if request.principal is not None:
+        requester.add(_folded(request.principal))
+    return _folded(approver) in requester
 
 
 @dataclass(frozen=True, slots=True)
