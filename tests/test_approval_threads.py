@@ -1,6 +1,6 @@
-"""A synchronous approver (one that waits for a person on a lock, a socket, a console) runs off
-the event loop: other sessions are served while it waits, the approval deadline still denies,
-and an answer it gives after the deadline is never applied."""
+"""A synchronous approver (one that waits for a person on a lock, a socket, a console) or
+operator authenticator runs off the event loop: other sessions are served while it waits, the
+approval deadline still denies, and an answer it gives after the deadline is never applied."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import Decision, GovContext, Hooks, govern
-from mcpgov.approval import ApprovalAnswer, ApprovalMiddleware, ApprovalRequest, CallbackApprover
-from mcpgov.testing import InMemoryAuditSink
+from mcpgov.approval import ApprovalAnswer, ApprovalMiddleware, ApprovalQueue, ApprovalRequest, CallbackApprover
+from mcpgov.testing import InMemoryAuditSink, serve_http
 
 pytestmark = pytest.mark.anyio
 
@@ -113,3 +114,37 @@ async def test_a_sync_approver_answering_after_the_deadline_approves_nothing(mod
     assert ran == []
     assert [d.reason for d in sink.decisions()] == ["approval_timeout"]
     assert sink.of_type("approval.granted") == []
+
+
+async def test_a_waiting_sync_operator_authenticator_does_not_stop_other_sessions(mode: str) -> None:
+    """The operator API shares the event loop with the sessions: a synchronous authenticator
+    (a directory lookup) waits in a worker thread while the other sessions are served."""
+    queue = ApprovalQueue()
+    server, ran, _sink = _server(queue, deadline=60)
+    entered = threading.Event()
+    release = threading.Event()
+    released: list[bool] = []
+
+    def authenticate(request: Any) -> str | None:
+        entered.set()
+        released.append(release.wait(WAIT))
+        return "carol@example.com"
+
+    async def operator(http: httpx.AsyncClient, request_id: str) -> None:
+        await http.post(f"/approvals/{request_id}", json={"approve": True})
+
+    async with (
+        serve_http(queue.asgi_app(authenticate)) as api,
+        httpx.AsyncClient(base_url=api, timeout=WAIT * 2) as http,
+        Client(server, mode=mode) as waiting,
+        Client(server, mode=mode) as other,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(waiting.call_tool, "deploy", {"version": "1"})
+        request = await queue.next_request()
+        tg.start_soon(operator, http, request.id)
+        assert await anyio.to_thread.run_sync(entered.wait, WAIT)
+        assert (await other.call_tool("status", {})).is_error is False  # served meanwhile
+        release.set()
+    assert released == [True]
+    assert ran == ["status", "1"]
