@@ -260,3 +260,27 @@ def test_a_pending_approval_with_garbled_earlier_approvals_is_unreadable(granted
     }
     assert _pending_record(json.dumps(record)) is not None
     assert _pending_record(json.dumps({**record, "granted": granted})) is None
+
+
+@pytest.mark.parametrize(
+    "no", [ElicitResult(action="accept", content={"approve": False}), ElicitResult(action="decline")]
+)
+async def test_a_no_is_final(no: ElicitResult) -> None:
+    """A "no" to a 2026-07-28 prompt denies, and the same request state answered "yes" later
+    approves nothing."""
+    stack = Later(InMemoryStateStore())
+    async with Client(stack.server, mode="auto", elicitation_callback=_accept) as client:
+        state = await stack.ask(client)
+        with pytest.raises(MCPError) as caught:
+            await client.session.call_tool(
+                "deploy",
+                {"version": "7"},
+                input_responses={"mcpgov.approval": no},
+                request_state=state,
+                allow_input_required=True,
+            )
+        assert caught.value.code == -32003
+        with pytest.raises(MCPError):
+            await stack.retry(client, state)
+    assert stack.ran == []
+    assert [d.reason for d in stack.sink.decisions()] == ["approval_refused", "approval_replayed"]

@@ -119,6 +119,10 @@ class ApprovalMiddleware:
             if resumed is not None:
                 request, given, earlier = resumed
                 fresh = request.expires_at > self._clock()
+                if fresh and not given.approved:
+                    # A "no" from the caller it was asked of is final: the approval is spent, so
+                    # a later "yes" on the same request state approves nothing.
+                    await elicit.spend(request.id, ctx)
                 previous: ApprovalGrant | None = None
                 for before, approver, expires_at in earlier:
                     # The approvals given for the same action under other rules, in earlier rounds.
