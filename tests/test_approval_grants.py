@@ -37,7 +37,7 @@ class Later:
     """Deploy needs approval. The caller is known before the approval stage; its tenant, task
     and the policy version are settled by stages after it (from ``_meta``, a test stand-in)."""
 
-    def __init__(self, store: StateStore, *, clock: Any = None) -> None:
+    def __init__(self, store: StateStore, *, clock: Any = None, early: bool = False) -> None:
         self.server = MCPServer("deployer")
         self.sink = InMemoryAuditSink()
         self.ran: list[str] = []
@@ -55,13 +55,15 @@ class Later:
             return version
 
         async def identity(ctx: GovContext, call_next: Any) -> Any:
-            return await call_next(ctx.replace(principal=ALICE))
+            ctx = ctx.replace(principal=ALICE)
+            return await call_next(await settled(ctx) if early else ctx)
+
+        async def settled(ctx: GovContext) -> GovContext:
+            meta = ctx.meta
+            return ctx.replace(tenant=str(meta.get("tenant", "acme")), task_id=str(meta.get("task", "task-1")))
 
         async def settle(ctx: GovContext, call_next: Any) -> Any:
-            meta = ctx.meta
-            return await call_next(
-                ctx.replace(tenant=str(meta.get("tenant", "acme")), task_id=str(meta.get("task", "task-1")))
-            )
+            return await call_next(await settled(ctx))
 
         options: dict[str, Any] = {"deadline": 30}
         if clock is not None:
@@ -266,21 +268,41 @@ def test_a_pending_approval_with_garbled_earlier_approvals_is_unreadable(granted
     "no", [ElicitResult(action="accept", content={"approve": False}), ElicitResult(action="decline")]
 )
 async def test_a_no_is_final(no: ElicitResult) -> None:
-    """A "no" to a 2026-07-28 prompt denies, and the same request state answered "yes" later
-    approves nothing."""
-    stack = Later(InMemoryStateStore())
+    """A "no" to a 2026-07-28 prompt, from the caller it was asked of, denies, and the same
+    request state answered "yes" later approves nothing."""
+    stack = Later(InMemoryStateStore(), early=True)
     async with Client(stack.server, mode="auto", elicitation_callback=_accept) as client:
         state = await stack.ask(client)
         with pytest.raises(MCPError) as caught:
-            await client.session.call_tool(
-                "deploy",
-                {"version": "7"},
-                input_responses={"mcpgov.approval": no},
-                request_state=state,
-                allow_input_required=True,
-            )
+            await _answer(client, state, no)
         assert caught.value.code == -32003
         with pytest.raises(MCPError):
             await stack.retry(client, state)
     assert stack.ran == []
     assert [d.reason for d in stack.sink.decisions()] == ["approval_refused", "approval_replayed"]
+
+
+@pytest.mark.parametrize("early", [True, False])
+@pytest.mark.parametrize("other", OTHER_PRESENTATIONS[:2])
+async def test_another_tenants_no_spends_nothing(early: bool, other: dict[str, str]) -> None:
+    """A "no" presented by a caller in another tenant or task (known before the approval stage
+    or only after it) is denied and leaves the approval to its rightful caller."""
+    stack = Later(InMemoryStateStore(), early=early)
+    async with Client(stack.server, mode="auto", elicitation_callback=_accept) as client:
+        state = await stack.ask(client)
+        with pytest.raises(MCPError):
+            await _answer(client, state, ElicitResult(action="decline"), other)
+        ok = await stack.retry(client, state)
+        assert getattr(ok, "is_error", None) is False
+    assert stack.ran == ["7"]
+
+
+async def _answer(client: Client, state: str, answer: ElicitResult, meta: dict[str, str] | None = None) -> Any:
+    return await client.session.call_tool(
+        "deploy",
+        {"version": "7"},
+        input_responses={"mcpgov.approval": answer},
+        request_state=state,
+        meta=cast(Any, meta),
+        allow_input_required=True,
+    )

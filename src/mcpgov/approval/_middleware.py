@@ -119,9 +119,11 @@ class ApprovalMiddleware:
             if resumed is not None:
                 request, given, earlier = resumed
                 fresh = request.expires_at > self._clock()
-                if fresh and not given.approved:
+                if fresh and not given.approved and action_key(ctx) == request.action:
                     # A "no" from the caller it was asked of is final: the approval is spent, so
-                    # a later "yes" on the same request state approves nothing.
+                    # a later "yes" on the same request state approves nothing. Only when every
+                    # binding is known to hold already: a "no" from a caller whose tenant or task
+                    # is settled by later stages (maybe another's) is denied and spends nothing.
                     await elicit.spend(request.id, ctx)
                 previous: ApprovalGrant | None = None
                 for before, approver, expires_at in earlier:
