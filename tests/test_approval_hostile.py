@@ -205,6 +205,7 @@ async def test_a_grant_that_expires_before_the_effect_runs_nothing(mode: str) ->
     assert caught.value.code == -32003
     assert ran == []
     assert [d.reason for d in sink.decisions()][-1] == "approval_expired"
+    assert sink.of_type("approval.granted") == []  # refused at the gate: never recorded as granted
 
 
 _APPROVE = {"mcpgov.approval": ElicitResult(action="accept", content={"approve": True})}

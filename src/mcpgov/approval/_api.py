@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from mcpgov._errors import ConfigurationError
 from mcpgov._types import thaw
-from mcpgov.approval._approvers import ApprovalMismatch
+from mcpgov.approval._approvers import ApprovalMismatch, OffLoop, is_async_callable
 
 if TYPE_CHECKING:
     from mcpgov.approval._approvers import ApprovalQueue
@@ -34,11 +34,18 @@ def operator_app(
     if not callable(authenticate):
         raise ConfigurationError("the operator API needs an authenticate callable")
 
+    # A synchronous authenticator (a directory lookup, a token introspection) runs in a worker
+    # thread: the operator API shares the event loop with the sessions waiting for answers.
+    threads = None if is_async_callable(authenticate) else OffLoop()
+
     async def operator(request: Request) -> str | None:
         try:
-            who: Any = authenticate(request)
-            if inspect.isawaitable(who):
-                who = await who
+            if threads is not None:
+                who: Any = await threads(authenticate, request)
+            else:
+                who = authenticate(request)
+                if inspect.isawaitable(who):
+                    who = await who
         except Exception:  # noqa: BLE001 - an authenticator that breaks authenticates nobody
             return None
         return who if isinstance(who, str) and who else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Union, runtime_checkable
 
 import anyio
+import anyio.to_thread
 
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov._types import Clock
-from mcpgov.approval._model import ApprovalAnswer, ApprovalRequest
+from mcpgov.approval._model import ApprovalAnswer, ApprovalRequest, approves_itself
 
 __all__ = ["ApprovalMismatch", "ApprovalQueue", "Approver", "CallbackApprover"]
 
@@ -34,6 +36,38 @@ class Approver(Protocol):
     async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None: ...
 
 
+_APPROVER_THREADS = 64
+"""The most worker threads the synchronous approver calls of one approver hold at once (each may
+wait for a person); beyond it, a call waits for a thread within the approval deadline."""
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` gives a coroutine without running anything (an ``async def``
+    function, or an object whose ``__call__`` is one, under any ``functools.partial``)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+class OffLoop:
+    """Runs synchronous approver calls in worker threads of their own, so one that waits for a
+    person never stops the event loop: the cancellation of the caller (the approval deadline)
+    abandons the thread, and whatever it returns later is discarded."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self) -> None:
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(_APPROVER_THREADS)
+        result = await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=self._limiter)
+        if inspect.isawaitable(result):  # a sync callable that handed back an awaitable
+            result = await result
+        return result
+
+
 CallbackResult = Union[bool, ApprovalAnswer, None]  # noqa: UP007 - a runtime alias; `|` with None fails on 3.10
 
 
@@ -42,7 +76,9 @@ class CallbackApprover:
 
     The callable receives the :class:`ApprovalRequest` and returns ``True``/``False`` (answered
     by ``name``) or an :class:`ApprovalAnswer` naming its own approver. Anything else, or an
-    exception, is no answer.
+    exception, is no answer. A synchronous callable runs in a worker thread (it may wait for a
+    person without stopping other sessions); at the approval deadline it is abandoned and its
+    late answer discarded.
 
     Args:
         fn: the callable.
@@ -57,6 +93,8 @@ class CallbackApprover:
         if not isinstance(name, str) or not name:
             raise ConfigurationError("CallbackApprover needs the approver's name")
         self._fn = fn
+        self._async = is_async_callable(fn)
+        self._threads = OffLoop()
         self.name = name
 
     def __repr__(self) -> str:
@@ -64,9 +102,10 @@ class CallbackApprover:
 
     async def __call__(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
         try:
-            result: Any = self._fn(request)
-            if inspect.isawaitable(result):
-                result = await result
+            if self._async:
+                result: Any = await self._fn(request)  # type: ignore[misc]
+            else:
+                result = await self._threads(self._fn, request)
         except Exception as exc:  # noqa: BLE001 - an approver that breaks gives no answer (deny)
             logger.warning("approver %s raised %s; treating as no answer", self.name, type(exc).__name__)
             return None
@@ -150,7 +189,8 @@ class ApprovalQueue:
             The request that was answered.
 
         Raises:
-            ApprovalMismatch: unknown or expired request, or an answer for another action.
+            ApprovalMismatch: unknown or expired request, an answer for another action, or an
+                approval by the requesting principal itself.
             ConfigurationError: no approver identity, or ``approved`` not a bool.
         """
         if not isinstance(approver, str) or not approver:
@@ -168,6 +208,8 @@ class ApprovalQueue:
             raise ApprovalMismatch("the approval request has expired", reason="expired_request")
         if args_hash is not None and args_hash != pending.request.args_hash:
             raise ApprovalMismatch("the answer is for other arguments than the request", reason="other_action")
+        if approved and approves_itself(approver, pending.request):
+            raise ApprovalMismatch("nobody approves their own request", reason="self_approval")
         pending.answer = ApprovalAnswer(request_id, approved, approver, reason)
         pending.event.set()
         return pending.request

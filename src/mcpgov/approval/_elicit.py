@@ -4,7 +4,8 @@ Legacy sessions ask with a server-to-client ``elicitation/create`` request while
 waits. 2026-07-28 requests cannot wait for the client: the call is answered with an
 ``input_required`` result carrying the elicitation, the SDK client asks its user and retries,
 and the retry carries the answer. The pending request is kept in a :class:`StateStore` and
-used once; the SDK seals ``requestState`` and binds it to the method and arguments.
+used once: spent at the gate, once every binding of the grant was checked. The SDK seals
+``requestState`` and binds it to the method and arguments.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -22,7 +24,7 @@ from mcpgov._decision import Decision
 from mcpgov._errors import ConfigurationError, Denied
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov._validate import is_positive_number
-from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalRequest, action_key
+from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalGrant, ApprovalRequest, action_key
 
 __all__ = ["ElicitationApprover"]
 
@@ -83,9 +85,36 @@ def _pending_record(raw: str) -> dict[str, Any] | None:
         or isinstance(expires_at, bool)
         or not isinstance(expires_at, (int, float))
         or not math.isfinite(expires_at)
+        or not _earlier_grants(record.get("granted", []))
     ):
         return None
     return record
+
+
+_MOST_RULES = 64
+"""The most approvals of earlier rounds one pending approval carries."""
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _earlier_grants(granted: Any) -> bool:
+    """Whether ``granted`` is a list of approvals given in earlier rounds, each well formed."""
+    return (
+        isinstance(granted, list)
+        and len(granted) <= _MOST_RULES
+        and all(
+            isinstance(entry, dict)
+            and all(isinstance(entry.get(name), str) for name in ("id", "rule", "reason", "approver"))
+            and bool(entry["id"])
+            and bool(entry["approver"])
+            and _optional_text(entry.get("policy_version"))
+            and _finite(entry.get("expires_at"))
+            and _finite(entry.get("request_expires_at"))
+            for entry in granted
+        )
+    )
 
 
 def _approved(content: Any, action: Any) -> bool:
@@ -132,10 +161,33 @@ class ElicitationApprover:
         action, content = await transport.elicit(request.describe(), _SCHEMA)
         return ApprovalAnswer(request.id, _approved(content, action), self.approver_for(request))
 
-    async def input_required(self, request: ApprovalRequest, ctx: GovContext) -> dict[str, Any] | None:
-        """2026-07-28: keep ``request`` pending and return the ``input_required`` result asking for it."""
+    async def input_required(
+        self, request: ApprovalRequest, ctx: GovContext, *, granted: ApprovalGrant | None = None
+    ) -> dict[str, Any] | None:
+        """2026-07-28: keep ``request`` pending and return the ``input_required`` result asking for it.
+
+        ``granted``: the approvals already given for the same action under other rules (in
+        earlier rounds of the same call). They are kept with the pending request, and stand only
+        together with its answer: each rule is asked about in a prompt of its own, and one
+        answer never approves two rules.
+        """
         if ctx.transport is None or not ctx.transport.client_can_elicit:
             return None
+        earlier: list[dict[str, Any]] = []
+        while granted is not None:
+            earlier.insert(
+                0,
+                {
+                    "id": granted.request.id,
+                    "rule": granted.request.rule,
+                    "reason": granted.request.reason,
+                    "policy_version": granted.request.policy_version,
+                    "approver": granted.approver,
+                    "expires_at": granted.expires_at,
+                    "request_expires_at": granted.request.expires_at,
+                },
+            )
+            granted = granted.previous
         record = {
             "action": list(request.action),
             "rule": request.rule,
@@ -146,6 +198,7 @@ class ElicitationApprover:
             "args_hash": request.args_hash,
             "expires_at": request.expires_at,
             "policy_version": request.policy_version,
+            "granted": earlier,
         }
         await self._store.put(STATE_PREFIX + request.id, json.dumps(record), self._ttl)
         return {
@@ -160,10 +213,26 @@ class ElicitationApprover:
         }
 
     async def resume(self, ctx: GovContext) -> tuple[ApprovalRequest, ApprovalAnswer] | None:
-        """2026-07-28: the pending request and the user's answer, when ``ctx`` is the retry.
+        """2026-07-28: the pending request and the user's answer, when ``ctx`` is the retry
+        (see :meth:`resumed`, which also gives the approvals of earlier rounds)."""
+        resumed = await self.resumed(ctx)
+        return None if resumed is None else resumed[:2]
+
+    async def resumed(
+        self, ctx: GovContext
+    ) -> tuple[ApprovalRequest, ApprovalAnswer, list[tuple[ApprovalRequest, str, float]]] | None:
+        """2026-07-28: the pending request, the user's answer and the approvals given for the
+        same action under other rules in earlier rounds (request, approver, grant expiry; oldest
+        first), when ``ctx`` is the retry.
+
+        Nothing is spent here: the grant made of the answer is spent at the gate (:meth:`spend`),
+        once the authorisers and the final checks found it covering the caller, so a
+        presentation refused for any binding (caller, tenant, task, arguments, policy version,
+        expiry) leaves the approval to its rightful caller.
 
         Raises:
-            Denied: the retry names an approval that is unknown, expired or already used.
+            Denied: the retry names an approval that is unknown, expired or already used, or
+                one given for another caller or request.
         """
         transport = ctx.transport
         state = transport.request_state if transport is not None else None
@@ -189,7 +258,7 @@ class ElicitationApprover:
             denied.context = ctx
             raise denied
         if not _same_request(record, ctx):
-            # Checked before the approval is consumed: another caller's replay cannot use it up.
+            # Nothing is spent here: another caller's replay cannot use the approval up.
             other = Denied(
                 Decision.deny(
                     "mcpgov:approval", "the approval was given for another caller or request", "approval_mismatch"
@@ -198,21 +267,15 @@ class ElicitationApprover:
             other.context = ctx
             raise other
         try:
-            first_use = await self._store.add(f"{STATE_PREFIX}used:{request_id}", "1", self._ttl)
+            used = await self._store.get(f"{STATE_PREFIX}used:{request_id}")
         except StateStoreError as exc:
             denied = Denied(refused, "the approval store failed")
             denied.context = ctx
             raise denied from exc
-        if not first_use:
+        if used is not None:
             denied = Denied(refused)
             denied.context = ctx
             raise denied
-        try:
-            await self._store.delete(STATE_PREFIX + request_id)
-        except StateStoreError:
-            # The single-use mark is recorded: the approval cannot be used again, so the cleanup
-            # failing neither loses this use nor allows another (the entry expires on its own).
-            logger.warning("the approval store could not delete a used approval; it expires on its own")
         action: ActionKey = tuple(record["action"])
         request = ApprovalRequest(
             id=request_id,
@@ -231,7 +294,50 @@ class ElicitationApprover:
             expires_at=float(record["expires_at"]),
             policy_version=record.get("policy_version"),
         )
+        earlier = [
+            (
+                replace(
+                    request,
+                    id=entry["id"],
+                    rule=entry["rule"],
+                    reason=entry["reason"],
+                    policy_version=entry.get("policy_version"),
+                    expires_at=float(entry["request_expires_at"]),
+                ),
+                str(entry["approver"]),
+                float(entry["expires_at"]),
+            )
+            for entry in record.get("granted", [])
+        ]
         responses = transport.input_responses if transport is not None else None
         response = responses.get(INPUT_KEY) if responses is not None else None
         approved = isinstance(response, Mapping) and _approved(response.get("content"), response.get("action"))
-        return request, ApprovalAnswer(request_id, approved, self.approver_for(request))
+        return request, ApprovalAnswer(request_id, approved, self.approver_for(request)), earlier
+
+    async def spend(self, request_id: str, ctx: GovContext) -> None:
+        """Record the single use of the pending approval ``request_id`` by ``ctx``: called at the
+        gate, once every binding of the grant was checked against the caller, right before the
+        effect.
+
+        Raises:
+            Denied: the approval was used already, or the store failed (nothing runs).
+        """
+        refused = Decision.deny(
+            "mcpgov:approval", "the approval request is unknown, expired or used", "approval_replayed"
+        )
+        try:
+            first_use = await self._store.add(f"{STATE_PREFIX}used:{request_id}", "1", self._ttl)
+        except StateStoreError as exc:
+            denied = Denied(refused, "the approval store failed")
+            denied.context = ctx
+            raise denied from exc
+        if not first_use:
+            denied = Denied(refused)
+            denied.context = ctx
+            raise denied
+        try:
+            await self._store.delete(STATE_PREFIX + request_id)
+        except StateStoreError:
+            # The single-use mark is recorded: the approval cannot be used again, so the cleanup
+            # failing neither loses this use nor allows another (the entry expires on its own).
+            logger.warning("the approval store could not delete a used approval; it expires on its own")

@@ -16,9 +16,16 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
 from mcpgov._types import Clock
 from mcpgov._validate import positive_seconds
-from mcpgov.approval._approvers import Approver
+from mcpgov.approval._approvers import Approver, OffLoop, is_async_callable
 from mcpgov.approval._elicit import ElicitationApprover
-from mcpgov.approval._model import ApprovalAnswer, ApprovalGrant, ApprovalRequest, _well_formed, action_key
+from mcpgov.approval._model import (
+    ApprovalAnswer,
+    ApprovalGrant,
+    ApprovalRequest,
+    _well_formed,
+    action_key,
+    approves_itself,
+)
 
 __all__ = ["ApprovalMiddleware"]
 
@@ -48,6 +55,17 @@ class _GrantStillValid:
                 refusal.context = ctx
                 raise refusal
             grant = grant.previous
+        # Every binding holds: only now is a single-use approval spent (a refused presentation
+        # leaves it to its rightful caller).
+        grant = self.grant
+        while grant is not None:
+            if grant.spend is not None:
+                await grant.spend(ctx)
+            grant = grant.previous
+        grant = self.grant
+        while grant is not None:
+            grant.confirmed.append(ctx)
+            grant = grant.previous
 
 
 class ApprovalMiddleware:
@@ -61,7 +79,9 @@ class ApprovalMiddleware:
 
     Args:
         approver: a :class:`CallbackApprover`, an :class:`ApprovalQueue`, an
-            :class:`ElicitationApprover` (server side), or any :class:`Approver`.
+            :class:`ElicitationApprover` (server side), or any :class:`Approver`. A
+            synchronous approver runs in a worker thread; at the deadline it is abandoned and
+            its late answer discarded.
         deadline: seconds to wait for an answer.
         grant_ttl: seconds a grant stays valid once given.
         clock: seconds since the epoch (injectable).
@@ -82,6 +102,7 @@ class ApprovalMiddleware:
         if not callable(approver):
             raise ConfigurationError("ApprovalMiddleware needs an approver")
         self.approver = approver
+        self._threads = None if is_async_callable(approver) else OffLoop()
         self.deadline = positive_seconds("deadline", deadline)
         self.grant_ttl = positive_seconds("grant_ttl", grant_ttl)
         self._clock = clock
@@ -94,11 +115,35 @@ class ApprovalMiddleware:
             return await call_next(ctx)
         elicit = self.approver if isinstance(self.approver, ElicitationApprover) else None
         if elicit is not None and elicit.is_modern(ctx):
-            resumed = await elicit.resume(ctx)
+            resumed = await elicit.resumed(ctx)
             if resumed is not None:
-                request, given = resumed
+                request, given, earlier = resumed
                 fresh = request.expires_at > self._clock()
-                return await self._decided(ctx, call_next, request, given if fresh else None)
+                if fresh and not given.approved and action_key(ctx) == request.action:
+                    # A "no" from the caller it was asked of is final: the approval is spent, so
+                    # a later "yes" on the same request state approves nothing. Only when every
+                    # binding is known to hold already: a "no" from a caller whose tenant or task
+                    # is settled by later stages (maybe another's) is denied and spends nothing.
+                    await elicit.spend(request.id, ctx)
+                previous: ApprovalGrant | None = None
+                for before, approver, expires_at in earlier:
+                    # The approvals given for the same action under other rules, in earlier rounds.
+                    previous = ApprovalGrant(
+                        before,
+                        approver,
+                        expires_at,
+                        self._clock,
+                        previous=previous,
+                        spend=self._spender(elicit, before),
+                    )
+                return await self._decided(
+                    ctx,
+                    call_next,
+                    request,
+                    given if fresh else None,
+                    previous=previous,
+                    spend=self._spender(elicit, request),
+                )
         try:
             return await call_next(ctx)
         except ApprovalRequired as exc:
@@ -114,11 +159,23 @@ class ApprovalMiddleware:
                 return await self._decided(ctx, call_next, request, None, inner)
             return await self._decided(ctx, call_next, request, await self._ask(request, inner), inner)
 
+    @staticmethod
+    def _spender(elicit: ElicitationApprover, request: ApprovalRequest) -> Any:
+        """What spends the single use of the elicited approval ``request`` at the gate."""
+
+        async def spend(used: GovContext) -> None:
+            await elicit.spend(request.id, used)
+
+        return spend
+
     async def _ask(self, request: ApprovalRequest, ctx: GovContext) -> ApprovalAnswer | None:
         answer: ApprovalAnswer | None = None
         with anyio.move_on_after(self.deadline) as scope:
             try:
-                answer = await self.approver(request, ctx)
+                if self._threads is None:
+                    answer = await self.approver(request, ctx)
+                else:  # a synchronous approver waits for its person in a thread, not on the loop
+                    answer = await self._threads(self.approver, request, ctx)
             except BaseException as exc:
                 if not await contained(exc):
                     raise
@@ -145,6 +202,7 @@ class ApprovalMiddleware:
         inner: GovContext | None = None,
         *,
         previous: ApprovalGrant | None = None,
+        spend: Any = None,
     ) -> ChainResult:
         where = inner or ctx  # the most the chain knew about the caller when approval was needed
         if answer is None:
@@ -167,7 +225,18 @@ class ApprovalMiddleware:
             refusal = Denied(Decision.deny(request.rule, f"refused by {answer.approver}", "approval_refused"))
             refusal.context = where
             raise refusal
-        grant = ApprovalGrant(request, answer.approver, self._clock() + self.grant_ttl, self._clock, previous=previous)
+        if approves_itself(answer.approver, request):
+            # Nobody approves their own request, whichever approver carried the answer.
+            detail = f"approved by {answer.approver}, the requesting principal itself"
+            await self._emit(
+                where, request, "approval.refused", approver=answer.approver, reason="approval_self", detail=detail
+            )
+            refusal = Denied(Decision.deny(request.rule, detail, "approval_self"))
+            refusal.context = where
+            raise refusal
+        grant = ApprovalGrant(
+            request, answer.approver, self._clock() + self.grant_ttl, self._clock, previous=previous, spend=spend
+        )
         granted = ctx.with_extension(APPROVAL_GRANT, grant)
         # Checked again at the gate, right before the effect: stages after the authorisers may wait.
         granted = granted.replace(final_checks=(*granted.final_checks, _GrantStillValid(grant)))
@@ -181,13 +250,21 @@ class ApprovalMiddleware:
                 and needed.reason_code == "approval_required"
                 and not grant.asked_about(needed.rule)
                 and action_key(used) == request.action
-                and not (isinstance(self.approver, ElicitationApprover) and self.approver.is_modern(used))
             ):
                 # Another authoriser requires approval of the same action under a rule of its own:
                 # each rule's approval is asked for (a grant covers only the rule it was asked about).
                 following = ApprovalRequest.for_context(used, needed, ttl=self.deadline, now=self._clock())
                 await self._emit(used, following, "approval.requested", approver=None, reason="approval_required")
-                answer_next = await self._ask(following, used)
+                elicit = self.approver if isinstance(self.approver, ElicitationApprover) else None
+                if elicit is not None and elicit.is_modern(used):
+                    # 2026-07-28: a prompt of its own, in another round; the approvals given so far
+                    # are kept with it and stand only together with its answer.
+                    asked = await elicit.input_required(following, used, granted=grant)
+                    if asked is not None:
+                        return asked
+                    answer_next = None
+                else:
+                    answer_next = await self._ask(following, used)
                 return await self._decided(ctx, call_next, following, answer_next, used, previous=grant)
             # The grant did not cover what the authorisers saw (other arguments, caller or task).
             await self._emit(
@@ -206,11 +283,22 @@ class ApprovalMiddleware:
             refusal.context = again.context or where
             raise refusal from None
         finally:
-            # Recorded only once the authorisers found the grant covering the caller that used it.
-            for used_ctx in grant.used_by[:1]:
-                await self._emit(
-                    used_ctx, request, "approval.granted", approver=answer.approver, reason="approved", from_caller=True
-                )
+            # Recorded only once the gate confirmed the grant for the caller that used it, right
+            # before the effect (and, for a single-use approval, spent it).
+            # Each grant of the chain is recorded by the round that made it; the approvals of
+            # earlier 2026-07-28 rounds (single use, spent at the gate) by this one.
+            recorded: ApprovalGrant | None = grant
+            while recorded is not None and (recorded is grant or recorded.spend is not None):
+                for used_ctx in recorded.confirmed[:1]:
+                    await self._emit(
+                        used_ctx,
+                        recorded.request,
+                        "approval.granted",
+                        approver=recorded.approver,
+                        reason="approved",
+                        from_caller=True,
+                    )
+                recorded = recorded.previous
 
     async def _emit(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,22 @@ def action_key(ctx: GovContext) -> ActionKey:
         ctx.tenant,
         ctx.task_id,
     )
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+def approves_itself(approver: str, request: ApprovalRequest) -> bool:
+    """Whether ``approver`` names the principal that asks (its subject, or ``issuer#subject``),
+    in any case, padding or compatibility spelling: nobody approves their own request."""
+    issuer, subject = request.action[4], request.action[5]
+    if subject is None or not isinstance(approver, str):
+        return False
+    requester = {_folded(subject), _folded(f"{issuer}#{subject}")}
+    if request.principal is not None:
+        requester.add(_folded(request.principal))
+    return _folded(approver) in requester
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +223,11 @@ class ApprovalGrant:
     """The contexts the grant was found to cover (the grant is recorded only once it covered one)."""
     previous: ApprovalGrant | None = field(default=None, repr=False, compare=False)
     """The grants given earlier for the same action under other rules (each asked separately)."""
+    spend: Any = field(default=None, repr=False, compare=False)
+    """For a grant that may be used once (a 2026-07-28 elicited approval): an async callable
+    recording the use by a context, called at the gate once every binding was checked."""
+    confirmed: list[GovContext] = field(default_factory=list, repr=False, compare=False)
+    """The contexts the gate confirmed the grant for, right before the effect (and spent it for)."""
 
     def covers(self, ctx: GovContext, decision: Decision) -> bool:
         """True when ``ctx`` is exactly the approved action, ``decision`` names the rule the
