@@ -40,7 +40,12 @@ def _check_files(files: Sequence[str]) -> None:
     found = False
     for name in files:
         if not os.path.isfile(name):
-            reason = "is a directory" if os.path.isdir(name) else "no such file"
+            if os.path.isdir(name):
+                reason = "is a directory"
+            elif os.path.exists(name):
+                reason = "is not a regular file (a FIFO, socket or device)"
+            else:
+                reason = "no such file"
             raise BadInput(f"cannot read {printable(name)}: {reason}")
         try:
             first_problem: str | None = None
