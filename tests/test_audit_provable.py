@@ -290,6 +290,67 @@ def test_a_rebuilt_chain_is_detected(tmp_path: Path, key_dir: Path, keep_checkpo
     assert kinds == ({"checkpoint", "unsealed"} if keep_checkpoints else {"unsealed"})
 
 
+def _relink(lines: list[bytes]) -> list[bytes]:
+    """``lines`` with every hash and ``seq`` recomputed after the first line (checkpoints kept as they are)."""
+    out = [lines[0]]
+    first = json.loads(lines[0])
+    prev, seq = first["hash"], first["seq"]
+    for raw in lines[1:]:
+        record = json.loads(raw)
+        key = "event" if "event" in record else "checkpoint"
+        seq += 1
+        digest = line_hash(
+            prev, seq, rfc8785.dumps({"checkpoint": record[key]} if key == "checkpoint" else record[key])
+        )
+        out.append(rfc8785.dumps({key: record[key], "hash": digest, "prev": prev, "seq": seq}) + b"\n")
+        prev = digest
+    return out
+
+
+@pytest.mark.parametrize("splice", ["same-seq", "relinked", "empty-log-first", "rotated-file"])
+def test_a_checkpoint_never_vouches_for_another_log_signed_with_the_same_key(
+    tmp_path: Path, key_dir: Path, splice: str
+) -> None:
+    """A signed checkpoint commits to the hash of the line before it, so to every line back to
+    the log's first: moved into another log written with the same key (at the same seq, with the
+    chain after it relinked, as another log's first line, or as a whole rotated file), it is
+    refused, and the other log's own lines are not vouched for by it."""
+    key = key_dir / "signer.jwks"
+    a, b = tmp_path / "a" / "audit.jsonl", tmp_path / "b" / "audit.jsonl"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    for path in (a, b):
+        sink = JsonlSink(
+            path, checkpoint_key=key, checkpoint_every=3, max_bytes=4096 if splice == "rotated-file" else None
+        )
+        for event in events(24 if splice == "rotated-file" else 7):
+            sink(event)
+        sink.close()
+    files_b = sorted(b.parent.iterdir())
+    assert verify_chain(files_b, public_key=key_dir / "signer.pub.jwks").ok
+    a_lines, b_lines = a.read_bytes().splitlines(keepends=True), b.read_bytes().splitlines(keepends=True)
+    if splice == "same-seq":  # A's checkpoint at seq 4 stands in for B's
+        assert b'"checkpoint"' in a_lines[3] and b'"checkpoint"' in b_lines[3]
+        b.write_bytes(b"".join([*b_lines[:3], a_lines[3], *b_lines[4:]]))
+    elif splice == "relinked":  # and the lines after it relinked to it
+        b.write_bytes(b"".join(_relink([*b_lines[:3], a_lines[3], *b_lines[4:]])))
+    elif splice == "empty-log-first":  # a log closed without events starts B
+        JsonlSink(tmp_path / "empty.jsonl", checkpoint_key=key).close()
+        empty = (tmp_path / "empty.jsonl").read_bytes().splitlines(keepends=True)
+        assert len(empty) == 1
+        b.write_bytes(b"".join(_relink([empty[0], *b_lines[1:]])))
+    else:  # A's first file in place of B's
+        first_a = sorted(p for p in a.parent.iterdir() if p != a)[0]
+        first_b = sorted(p for p in b.parent.iterdir() if p != b)[0]
+        assert first_a.name == first_b.name
+        first_b.write_bytes(first_a.read_bytes())
+    report = verify_chain(sorted(b.parent.iterdir()), public_key=key_dir / "signer.pub.jwks")
+    assert not report.ok
+    assert {p.kind for p in report.problems} & {"checkpoint", "inserted", "deleted", "unclaimed", "edited"}, (
+        report.problems
+    )
+
+
 def test_checkpoints_signed_by_another_key_are_forged(tmp_path: Path, key_dir: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write(path, 5, checkpoint_key=key_dir / "stranger.jwks", checkpoint_every=2)
