@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -147,6 +148,60 @@ def test_foreign_and_hostile_files_are_bad_input_with_file_and_line(tmp_path: Pa
         code, out = cli("audit", command, str(path))
         assert code == 2, out
         assert str(path) in out and "line 1" in out and "Traceback" not in out
+
+
+_ZEROS = b'"sha256:' + b"0" * 64 + b'"'
+_TAIL = b',"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n'
+HOSTILE_LINES = {
+    "nul": b'{"event":{"a":"\x00"},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "invalid-utf8": b'{"event":{"target":"\xff\xfe"},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "raw-escapes": b'\x1b[2J\x1b]0;owned\x07{"event":{}}\n',
+    "overlong": b'{"event":{"a":"' + b"A" * (16 * 1024 * 1024 + 1) + b'"}}\n',
+    "overlong-unended": b"A" * (17 * 1024 * 1024),
+    "deep-event": b'{"event":'
+    + b'{"a":' * 900
+    + b"1"
+    + b"}" * 900
+    + b',"hash":'
+    + _ZEROS
+    + b',"prev":'
+    + _ZEROS
+    + b',"seq":3}\n',
+    "deep-attributes": b'{"event":{"attributes":{"a":'
+    + b"[" * 900
+    + b"]" * 900
+    + b'},"id":"x","time":"2026-01-01T00:00:00+00:00",'
+    b'"type":"decision"},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "huge-integer": b'{"event":{"a":' + b"9" * 5000 + b'},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "escaped-controls": b'{"event":{"target":"\\ud800\\u001b[31m\\u202e","task_id":"t-1","type":"decision"},"hash":'
+    + _ZEROS
+    + b',"prev":'
+    + _ZEROS
+    + b',"seq":3}\n',
+}
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_LINES))
+def test_a_hostile_line_inside_a_log_is_reported_and_printed_safely(tmp_path: Path, hostile: str) -> None:
+    """verify, show and prove, on a real log with one hostile line among its lines: a clear
+    result, never a traceback, and output (styles aside) without any control or format character."""
+    path = tmp_path / "audit.jsonl"
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="dep\x1b[31mloy", task_id="t-1")
+    sink = JsonlSink(path)
+    sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="allow", rule=f"r{i}\u202e") for i in range(2)])
+    sink.close()
+    with path.open("ab") as f:
+        f.write(HOSTILE_LINES[hostile])
+    for command, codes in (
+        (["verify"], {1}),
+        (["show"], {0}),
+        (["show", "--task", "t-1"], {0}),
+        (["prove", "--task", "t-1"], {1}),
+    ):
+        result = CliRunner().invoke(main, ["audit", *command, str(path)], color=True)
+        assert result.exit_code in codes and not isinstance(result.exception, Exception), (command, result.output)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", result.output)  # the styles click adds
+        assert all(ch.isprintable() or ch == "\n" for ch in text), (command, text)
 
 
 def test_the_fast_encoder_writes_the_rfc8785_bytes_of_events() -> None:
