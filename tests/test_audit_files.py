@@ -20,7 +20,7 @@ from mcpgov.cli import main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file semantics")
 
-VICTIM = b"victim's own content\n"
+VICTIM = b""  # an empty file: nothing in it tells the sink it is not a fresh log
 
 
 def events(n: int, *, start: int = 0) -> list[AuditEvent]:
@@ -56,6 +56,8 @@ def plant(path: Path, kind: str, victim: Path) -> None:
         os.mkfifo(path)
     elif kind == "directory":
         path.mkdir()
+    elif kind == "hard-link":
+        os.link(victim, path)
     elif kind == "group-writable":
         path.write_bytes(b"")
         path.chmod(0o620)
@@ -66,7 +68,16 @@ def plant(path: Path, kind: str, victim: Path) -> None:
         raise AssertionError(kind)
 
 
-KINDS = ["symlink", "dangling-symlink", "relative-symlink", "fifo", "directory", "group-writable", "world-writable"]
+KINDS = [
+    "symlink",
+    "dangling-symlink",
+    "relative-symlink",
+    "hard-link",
+    "fifo",
+    "directory",
+    "group-writable",
+    "world-writable",
+]
 
 
 @pytest.fixture
@@ -120,7 +131,7 @@ def test_a_log_path_swapped_while_the_sink_runs_is_never_written_through(
     assert [e.rule for e in read_events([tmp_path / "moved.jsonl"])] == ["rule-0", "rule-1"]
 
 
-@pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "fifo"])
+@pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "hard-link", "fifo"])
 def test_the_file_a_rotation_creates_is_never_written_through_a_planted_path(
     tmp_path: Path, victim: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

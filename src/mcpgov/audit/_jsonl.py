@@ -337,6 +337,8 @@ def _unsafe_log(st: os.stat_result) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         what = _what(st.st_mode)
         return "is not a regular file" if what == "not a regular file" else f"is not a regular file ({what})"
+    if st.st_nlink > 1:  # the sink's files are renamed, never linked: another name writes the same file
+        return f"has {st.st_nlink} hard links (another name reaches the same file)"
     if sys.platform != "win32":
         if st.st_uid != os.geteuid():
             return f"is owned by another user (uid {st.st_uid})"
@@ -351,7 +353,8 @@ def _refusal(path: str | os.PathLike[str], why: str) -> ConfigurationError:
 
 def _open_log(path: Path) -> int:
     """The active log file opened for appending (created 0600 if missing): never through a symbolic
-    link, and only a regular file of this user's that group and others cannot write.
+    link, and only a regular file of this user's, with no other hard link, that group and others
+    cannot write.
 
     Raises:
         ConfigurationError: the path is a symbolic link, not a regular file, or not this user's own.
@@ -506,8 +509,9 @@ class JsonlSink:
 
     Args:
         path: the active log file (created with mode 0600 if missing; its directory must exist).
-            It must be a regular file of this process's user that group and others cannot
-            write, and is never opened through a symbolic link (also after a rotation).
+            It must be a regular file of this process's user, with no other hard link, that
+            group and others cannot write, and is never opened through a symbolic link (also
+            after a rotation).
         max_bytes: rotate before the file would exceed this size (``None``: never rotate).
         fsync: ``fsync`` after every write (durable against power loss, much slower).
         checkpoint_key: the signing key for checkpoints: a key file as ``mcpgov keys generate``
