@@ -201,3 +201,28 @@ def test_readers_refuse_what_is_not_a_regular_file(tmp_path: Path, victim: Path,
 def test_readers_refuse_a_device_rather_than_read_it_forever(tmp_path: Path) -> None:
     error = finishes(lambda: verify_chain([Path("/dev/zero")]))
     assert isinstance(error, OSError) and "regular file" in str(error), error
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_checkpoint_key_that_is_not_a_small_regular_file_is_bad_input_not_a_hang(tmp_path: Path, kind: str) -> None:
+    log = tmp_path / "audit.jsonl"
+    JsonlSink(log).close()
+    key = tmp_path / "key.jwks"
+    if kind == "fifo":
+        os.mkfifo(key)
+    elif kind == "device":
+        key = Path("/dev/zero")
+    else:
+        with key.open("wb") as f:  # sparse: a large file that costs no disk
+            f.truncate(1 << 34)
+    error = finishes(lambda: JsonlSink(tmp_path / "other.jsonl", checkpoint_key=key))
+    assert isinstance(error, ConfigurationError) and str(key) in str(error), error
+    outcome: list[tuple[int, str]] = []
+
+    def run() -> None:
+        result = CliRunner().invoke(main, ["--no-color", "audit", "verify", "--public-key", str(key), str(log)])
+        outcome.append((result.exit_code, result.output))
+
+    assert finishes(run) is None
+    code, out = outcome[0]
+    assert code == 2 and str(key) in out and "Traceback" not in out, out
