@@ -226,3 +226,22 @@ def test_a_checkpoint_key_that_is_not_a_small_regular_file_is_bad_input_not_a_ha
     assert finishes(run) is None
     code, out = outcome[0]
     assert code == 2 and str(key) in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("target", ["given-file", "symlink-to-it", "rotated-sibling"])
+def test_prove_never_writes_its_report_over_an_audit_log(tmp_path: Path, target: str) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, max_bytes=4096)
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t-1")
+    while not sink.rotations:
+        sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="allow", rule="r")] * 5)
+    sink.close()
+    (rotated,) = tmp_path.glob("audit.0*.jsonl")
+    out = {"given-file": path, "symlink-to-it": tmp_path / "report.txt", "rotated-sibling": rotated}[target]
+    if target == "symlink-to-it":
+        out.symlink_to(path)
+    before = {p.name: p.read_bytes() for p in (path, rotated)}
+    args = ["--no-color", "audit", "prove", "--task", "t-1", "--head", sink.head, "--out", str(out), str(path)]
+    result = CliRunner().invoke(main, [*args[:-1], str(rotated), str(path)])
+    assert result.exit_code == 2 and str(out) in result.output and "Traceback" not in result.output, result.output
+    assert {p.name: p.read_bytes() for p in (path, rotated)} == before
