@@ -8,6 +8,7 @@ import os
 import stat
 import sys
 import threading
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from mcpgov import AuditEvent, ConfigurationError, GovContext
-from mcpgov.audit import JsonlSink, read_events, verify_chain
+from mcpgov.audit import ChainReport, JsonlSink, read_events, verify_chain
 from mcpgov.cli import main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file semantics")
@@ -245,3 +246,52 @@ def test_prove_never_writes_its_report_over_an_audit_log(tmp_path: Path, target:
     result = CliRunner().invoke(main, [*args[:-1], str(rotated), str(path)])
     assert result.exit_code == 2 and str(out) in result.output and "Traceback" not in result.output, result.output
     assert {p.name: p.read_bytes() for p in (path, rotated)} == before
+
+
+JUNK = 128 * 1024 * 1024  # one line of NUL bytes, far past the longest line a log holds (16 MiB)
+
+
+def peak_memory(action: Callable[[], object]) -> int:
+    """The most memory ``action`` held at once (bytes, as traced by tracemalloc)."""
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def log_with_gap(path: Path) -> None:
+    sink = JsonlSink(path, max_bytes=None)
+    sink.write_batch(events(5))
+    sink.close()
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + lines[3:]))  # a deleted line: verify names it
+
+
+@pytest.mark.parametrize("where", ["end", "start", "middle"])
+def test_a_huge_junk_line_is_never_held_whole_by_verify_or_the_sink(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "audit.jsonl"
+    log_with_gap(path)
+    data = path.read_bytes()
+    with path.open("wb") as f:  # the junk is a sparse hole: it costs no disk
+        if where == "end":
+            f.write(data)
+            f.truncate(len(data) + JUNK)
+        elif where == "start":
+            f.seek(JUNK)
+            f.write(b"\n" + data)
+        else:
+            first, rest = data.split(b"\n", 1)
+            f.write(first + b"\n")
+            f.seek(len(first) + 1 + JUNK)
+            f.write(b"\n" + rest)
+    report: list[object] = []
+    assert peak_memory(lambda: report.append(verify_chain([path]))) < JUNK // 2
+    assert isinstance(report[0], ChainReport) and not report[0].ok
+    assert "line longer than" in str(report[0].problems)
+    sinks: list[JsonlSink] = []
+    assert peak_memory(lambda: sinks.append(JsonlSink(path, max_bytes=None))) < JUNK // 2
+    sinks[0].write_batch(events(1, start=9))
+    sinks[0].close()
+    assert [e.rule for e in read_events([path])][-1] == "rule-9"

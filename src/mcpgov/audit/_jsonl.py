@@ -425,17 +425,42 @@ def _read_file(path: str | os.PathLike[str], *, follow: bool = True) -> io.Buffe
         raise
 
 
+def _bounded_lines(f: io.BufferedReader) -> Iterator[bytes | None]:
+    """Each line of ``f`` (with its line end), or ``None`` for a line longer than ``_MAX_LINE``
+    bytes, which is skipped without ever being held whole."""
+    while True:
+        raw = f.readline(_MAX_LINE + 1)
+        if not raw:
+            return
+        if len(raw) > _MAX_LINE:
+            del raw
+            while (rest := f.readline(_TAIL_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield raw
+
+
 def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last valid chain record of a file (a torn last line from a crash is skipped)."""
+    """The last valid chain record of a file (a torn last line from a crash is skipped, and a
+    line longer than any chain line is skipped without being held whole)."""
     with _read_file(path, follow=False) as f:
         f.seek(0, os.SEEK_END)
         pos = f.tell()
         carry = b""
+        skipping = False  # inside a line too long to be a chain line: read back to its start
         while pos > 0:
             step = min(_TAIL_CHUNK, pos)
             pos -= step
             f.seek(pos)
-            buf = f.read(step) + carry
+            buf = f.read(step)
+            if skipping:
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    continue
+                buf, skipping = buf[: cut + 1], False
+            else:
+                buf += carry
             lines = buf.split(b"\n")
             carry = lines[0] if pos > 0 else b""
             for raw in reversed(lines[1:] if pos > 0 else lines):
@@ -443,6 +468,8 @@ def _last_record(path: Path) -> dict[str, Any] | None:
                     record = _parse(raw)
                     if record is not None:
                         return record
+            if len(carry) > _MAX_LINE:
+                carry, skipping = b"", True
     return None
 
 
@@ -477,7 +504,9 @@ def _hash_of_line_ending_at(path: Path, end: int) -> str | None:
 
 def _first_record(path: Path) -> dict[str, Any] | None:
     with _read_file(path, follow=False) as f:
-        for raw in f:
+        for raw in _bounded_lines(f):
+            if raw is None:
+                return None
             if raw.strip():
                 return _parse(raw)
     return None
@@ -1050,16 +1079,8 @@ def read_chain(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any] |
 def _iter_file(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes, dict[str, Any] | None, str]]:
     """``(line number, raw bytes, record or None, why not)`` for each line of a file."""
     with _read_file(path) as f:
-        number = 0
-        while True:
-            raw = f.readline(_MAX_LINE + 1)
-            if not raw:
-                return
-            number += 1
-            if len(raw) > _MAX_LINE:
-                # Skip the rest of an overlong line without holding it.
-                while raw and not raw.endswith(b"\n"):
-                    raw = f.readline(_MAX_LINE)
+        for number, raw in enumerate(_bounded_lines(f), 1):
+            if raw is None:
                 yield number, b"", None, f"line longer than {_MAX_LINE} bytes"
                 continue
             if not raw.strip():
@@ -1422,7 +1443,9 @@ def _classify(
     duplicates: dict[int, tuple[str, int]] = {}
     for _, _, name in order:
         with _read_file(name) as f:
-            for number, raw in enumerate(f, 1):
+            for number, raw in enumerate(_bounded_lines(f), 1):
+                if raw is None:
+                    continue
                 m = _SEQ_TAIL.search(raw[-40:])
                 if m is None:
                     continue
