@@ -314,29 +314,27 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for its
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def _what(mode: int) -> str:
+def _irregular(mode: int) -> str:
+    """Why a file of ``mode`` is not a regular file, naming what it is."""
     if stat.S_ISDIR(mode):
-        return "a directory"
+        return "is not a regular file (a directory)"
     if stat.S_ISFIFO(mode):
-        return "a FIFO"
+        return "is not a regular file (a FIFO)"
     if stat.S_ISSOCK(mode):
-        return "a socket"
+        return "is not a regular file (a socket)"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
+        return "is not a regular file (a device)"
+    return "is not a regular file"
 
 
 def _not_a_file(path: str | os.PathLike[str], mode: int) -> OSError:
-    what = _what(mode)
-    why = "is not a regular file" if what == "not a regular file" else f"is not a regular file ({what})"
-    return OSError(errno.EINVAL, why, os.fspath(path))
+    return OSError(errno.EINVAL, _irregular(mode), os.fspath(path))
 
 
 def _unsafe_log(st: os.stat_result) -> str | None:
     """Why a file the sink would write is not its own to write (``None`` when it is)."""
     if not stat.S_ISREG(st.st_mode):
-        what = _what(st.st_mode)
-        return "is not a regular file" if what == "not a regular file" else f"is not a regular file ({what})"
+        return _irregular(st.st_mode)
     if st.st_nlink > 1:  # the sink's files are renamed, never linked: another name writes the same file
         return f"has {st.st_nlink} hard links (another name reaches the same file)"
     if sys.platform != "win32":
@@ -665,7 +663,7 @@ class JsonlSink:
         if st is not None and stat.S_ISLNK(st.st_mode):
             raise _refusal(self.path, "is a symbolic link")
         if st is not None and not stat.S_ISREG(st.st_mode):
-            raise _refusal(self.path, f"is not a regular file ({_what(st.st_mode)})")
+            raise _refusal(self.path, _irregular(st.st_mode))
         if st is not None and st.st_size > 0:
             source = self.path
         else:
