@@ -48,6 +48,7 @@ CHECKPOINT_REASONS = frozenset({"count", "interval", "rotate", "close"})
 
 _ALGORITHMS = frozenset({"Ed25519", "ES256"})
 _MAX_KEY_FILE = 1 << 20
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for its other end
 _MAX_JWS = 16384
 _PAYLOAD_KEYS = frozenset({"events", "prev", "reason", "seq", "time", "writer"})
 _CLAIMING_KEYS = _PAYLOAD_KEYS | {"lines"}  # the lines the writer claims as its own (earlier writers did not)
@@ -65,7 +66,7 @@ def _read_key_file(where: Path) -> bytes:
     """The bytes of a key file: a regular file of at most ``_MAX_KEY_FILE`` bytes (a FIFO or device
     is refused, never waited on or read without end, and a large file is not read whole)."""
     try:
-        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(where, os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ConfigurationError(f"cannot read key file {where}: {exc.strerror or type(exc).__name__}") from None
     try:
@@ -73,7 +74,8 @@ def _read_key_file(where: Path) -> bytes:
         if not stat.S_ISREG(mode):
             what = "is a directory" if stat.S_ISDIR(mode) else "is not a regular file"
             raise ConfigurationError(f"cannot read key file {where}: {what}")
-        os.set_blocking(fd, True)
+        if _NONBLOCK:  # POSIX (Windows has neither FIFOs to wait on nor, before 3.12, set_blocking)
+            os.set_blocking(fd, True)
         chunks: list[bytes] = []
         size = 0
         while size <= _MAX_KEY_FILE:
