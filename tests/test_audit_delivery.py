@@ -3,8 +3,10 @@ slow and full sinks, strict mode, flush at shutdown, values that cannot be seria
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
+import os
 import sys
 import threading
 from collections import Counter
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
+import mcpgov.audit._jsonl
 from mcpgov import AuditEvent, Auditor, AuditUnavailable, ConfigurationError, Decision, GovContext, Hooks, govern
 from mcpgov.audit import FanOut, JsonlSink, LoggingSink, QueuedSink, read_events, verify_chain
 from mcpgov.audit._jsonl import encode_event
@@ -26,8 +29,6 @@ from mcpgov.testing import InMemoryAuditSink, serve_http
 from tests.conftest import build_demo
 
 pytestmark = pytest.mark.anyio
-
-DEV_FULL = Path("/dev/full")
 
 
 def build_server(auditor: Auditor | InMemoryAuditSink, *, deadline: float = 0.5) -> tuple[MCPServer, list[str]]:
@@ -302,10 +303,23 @@ async def test_slow_sink_behind_a_queue_does_not_hold_up_calls(mode: str) -> Non
     auditor.close()
 
 
-@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs the Linux /dev/full device")
-async def test_full_disk_never_breaks_the_call_and_is_counted(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+class FullDisk:
+    """The ``os`` module as the log sink sees it on a full disk: every write fails with ENOSPC."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+async def test_full_disk_never_breaks_the_call_and_is_counted(
+    tmp_path: Path, mode: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     good = InMemoryAuditSink()
-    disk = JsonlSink("/dev/full", max_bytes=None)
+    disk = JsonlSink(tmp_path / "audit.jsonl", max_bytes=None)
+    monkeypatch.setattr(mcpgov.audit._jsonl, "os", FullDisk())
     auditor = Auditor([good, disk])
     server, ran = build_server(auditor)
     with caplog.at_level(logging.ERROR, logger="mcpgov.audit"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,6 +150,60 @@ def test_foreign_and_hostile_files_are_bad_input_with_file_and_line(tmp_path: Pa
         assert str(path) in out and "line 1" in out and "Traceback" not in out
 
 
+_ZEROS = b'"sha256:' + b"0" * 64 + b'"'
+_TAIL = b',"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n'
+HOSTILE_LINES = {
+    "nul": b'{"event":{"a":"\x00"},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "invalid-utf8": b'{"event":{"target":"\xff\xfe"},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "raw-escapes": b'\x1b[2J\x1b]0;owned\x07{"event":{}}\n',
+    "overlong": b'{"event":{"a":"' + b"A" * (16 * 1024 * 1024 + 1) + b'"}}\n',
+    "overlong-unended": b"A" * (17 * 1024 * 1024),
+    "deep-event": b'{"event":'
+    + b'{"a":' * 900
+    + b"1"
+    + b"}" * 900
+    + b',"hash":'
+    + _ZEROS
+    + b',"prev":'
+    + _ZEROS
+    + b',"seq":3}\n',
+    "deep-attributes": b'{"event":{"attributes":{"a":'
+    + b"[" * 900
+    + b"]" * 900
+    + b'},"id":"x","time":"2026-01-01T00:00:00+00:00",'
+    b'"type":"decision"},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "huge-integer": b'{"event":{"a":' + b"9" * 5000 + b'},"hash":' + _ZEROS + b',"prev":' + _ZEROS + b',"seq":3}\n',
+    "escaped-controls": b'{"event":{"target":"\\ud800\\u001b[31m\\u202e","task_id":"t-1","type":"decision"},"hash":'
+    + _ZEROS
+    + b',"prev":'
+    + _ZEROS
+    + b',"seq":3}\n',
+}
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_LINES))
+def test_a_hostile_line_inside_a_log_is_reported_and_printed_safely(tmp_path: Path, hostile: str) -> None:
+    """verify, show and prove, on a real log with one hostile line among its lines: a clear
+    result, never a traceback, and output (styles aside) without any control or format character."""
+    path = tmp_path / "audit.jsonl"
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="dep\x1b[31mloy", task_id="t-1")
+    sink = JsonlSink(path)
+    sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="allow", rule=f"r{i}\u202e") for i in range(2)])
+    sink.close()
+    with path.open("ab") as f:
+        f.write(HOSTILE_LINES[hostile])
+    for command, codes in (
+        (["verify"], {1}),
+        (["show"], {0}),
+        (["show", "--task", "t-1"], {0}),
+        (["prove", "--task", "t-1"], {1}),
+    ):
+        result = CliRunner().invoke(main, ["audit", *command, str(path)], color=True)
+        assert result.exit_code in codes and not isinstance(result.exception, Exception), (command, result.output)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", result.output)  # the styles click adds
+        assert all(ch.isprintable() or ch == "\n" for ch in text), (command, text)
+
+
 def test_the_fast_encoder_writes_the_rfc8785_bytes_of_events() -> None:
     """The C-encoder path is taken for usual events; its bytes are the rfc8785 library's."""
     ctx = GovContext(side="client", method="tools/call", kind="tool", target="x\u2028\U0001f600\x07")
@@ -288,6 +343,67 @@ def test_a_rebuilt_chain_is_detected(tmp_path: Path, key_dir: Path, keep_checkpo
     assert problems  # ...but the signatures are not
     kinds = {p.kind for p in problems}
     assert kinds == ({"checkpoint", "unsealed"} if keep_checkpoints else {"unsealed"})
+
+
+def _relink(lines: list[bytes]) -> list[bytes]:
+    """``lines`` with every hash and ``seq`` recomputed after the first line (checkpoints kept as they are)."""
+    out = [lines[0]]
+    first = json.loads(lines[0])
+    prev, seq = first["hash"], first["seq"]
+    for raw in lines[1:]:
+        record = json.loads(raw)
+        key = "event" if "event" in record else "checkpoint"
+        seq += 1
+        digest = line_hash(
+            prev, seq, rfc8785.dumps({"checkpoint": record[key]} if key == "checkpoint" else record[key])
+        )
+        out.append(rfc8785.dumps({key: record[key], "hash": digest, "prev": prev, "seq": seq}) + b"\n")
+        prev = digest
+    return out
+
+
+@pytest.mark.parametrize("splice", ["same-seq", "relinked", "empty-log-first", "rotated-file"])
+def test_a_checkpoint_never_vouches_for_another_log_signed_with_the_same_key(
+    tmp_path: Path, key_dir: Path, splice: str
+) -> None:
+    """A signed checkpoint commits to the hash of the line before it, so to every line back to
+    the log's first: moved into another log written with the same key (at the same seq, with the
+    chain after it relinked, as another log's first line, or as a whole rotated file), it is
+    refused, and the other log's own lines are not vouched for by it."""
+    key = key_dir / "signer.jwks"
+    a, b = tmp_path / "a" / "audit.jsonl", tmp_path / "b" / "audit.jsonl"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    for path in (a, b):
+        sink = JsonlSink(
+            path, checkpoint_key=key, checkpoint_every=3, max_bytes=4096 if splice == "rotated-file" else None
+        )
+        for event in events(24 if splice == "rotated-file" else 7):
+            sink(event)
+        sink.close()
+    files_b = sorted(b.parent.iterdir())
+    assert verify_chain(files_b, public_key=key_dir / "signer.pub.jwks").ok
+    a_lines, b_lines = a.read_bytes().splitlines(keepends=True), b.read_bytes().splitlines(keepends=True)
+    if splice == "same-seq":  # A's checkpoint at seq 4 stands in for B's
+        assert b'"checkpoint"' in a_lines[3] and b'"checkpoint"' in b_lines[3]
+        b.write_bytes(b"".join([*b_lines[:3], a_lines[3], *b_lines[4:]]))
+    elif splice == "relinked":  # and the lines after it relinked to it
+        b.write_bytes(b"".join(_relink([*b_lines[:3], a_lines[3], *b_lines[4:]])))
+    elif splice == "empty-log-first":  # a log closed without events starts B
+        JsonlSink(tmp_path / "empty.jsonl", checkpoint_key=key).close()
+        empty = (tmp_path / "empty.jsonl").read_bytes().splitlines(keepends=True)
+        assert len(empty) == 1
+        b.write_bytes(b"".join(_relink([empty[0], *b_lines[1:]])))
+    else:  # A's first file in place of B's
+        first_a = sorted(p for p in a.parent.iterdir() if p != a)[0]
+        first_b = sorted(p for p in b.parent.iterdir() if p != b)[0]
+        assert first_a.name == first_b.name
+        first_b.write_bytes(first_a.read_bytes())
+    report = verify_chain(sorted(b.parent.iterdir()), public_key=key_dir / "signer.pub.jwks")
+    assert not report.ok
+    assert {p.kind for p in report.problems} & {"checkpoint", "inserted", "deleted", "unclaimed", "edited"}, (
+        report.problems
+    )
 
 
 def test_checkpoints_signed_by_another_key_are_forged(tmp_path: Path, key_dir: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ CHECKPOINT_REASONS = frozenset({"count", "interval", "rotate", "close"})
 
 _ALGORITHMS = frozenset({"Ed25519", "ES256"})
 _MAX_KEY_FILE = 1 << 20
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for its other end
 _MAX_JWS = 16384
 _PAYLOAD_KEYS = frozenset({"events", "prev", "reason", "seq", "time", "writer"})
 _CLAIMING_KEYS = _PAYLOAD_KEYS | {"lines"}  # the lines the writer claims as its own (earlier writers did not)
@@ -60,22 +62,44 @@ def _algorithm(key: Key) -> str:
     raise ConfigurationError(f"checkpoint keys must be Ed25519 (or P-256), not {key.key_type}")
 
 
-def _read_keys(path: str | os.PathLike[str]) -> list[Key]:
-    """Every key in a JWK, JWKS or PEM file (private or public)."""
-    where = Path(path)
+def _read_key_file(where: Path) -> bytes:
+    """The bytes of a key file: a regular file of at most ``_MAX_KEY_FILE`` bytes (a FIFO or device
+    is refused, never waited on or read without end, and a large file is not read whole)."""
     try:
-        if where.is_dir():
-            raise ConfigurationError(f"cannot read key file {where}: is a directory")
-        data = where.read_bytes()[: _MAX_KEY_FILE + 1]
+        fd = os.open(where, os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ConfigurationError(f"cannot read key file {where}: {exc.strerror or type(exc).__name__}") from None
-    if len(data) > _MAX_KEY_FILE:
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "is a directory" if stat.S_ISDIR(mode) else "is not a regular file"
+            raise ConfigurationError(f"cannot read key file {where}: {what}")
+        if _NONBLOCK:  # POSIX (Windows has neither FIFOs to wait on nor, before 3.12, set_blocking)
+            os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= _MAX_KEY_FILE:
+            chunk = os.read(fd, _MAX_KEY_FILE + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read key file {where}: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        os.close(fd)
+    if size > _MAX_KEY_FILE:
         raise ConfigurationError(f"key file {where} is too large to be a key")
+    return b"".join(chunks)
+
+
+def _read_keys(where: Path, data: bytes) -> list[Key]:
+    """Every key in a JWK or JWKS file's bytes (private or public)."""
     try:
         parsed = json.loads(data)
         entries = parsed["keys"] if isinstance(parsed, dict) and "keys" in parsed else [parsed]
         keys = [import_key(entry) for entry in entries] if isinstance(entries, list) else []
-    except (ValueError, TypeError, KeyError, JoseError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, KeyError, JoseError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigurationError(f"key file {where} holds no usable key ({type(exc).__name__})") from None
     if not keys:
         raise ConfigurationError(f"key file {where} holds no keys")
@@ -93,17 +117,15 @@ def _pem_key(data: bytes) -> Key:
 
 
 def _load(path: str | os.PathLike[str]) -> list[Key]:
+    """Every key in a JWK, JWKS or PEM file (private or public)."""
     where = Path(path)
-    try:
-        head = where.read_bytes()[:64].lstrip() if where.is_file() else b""
-    except OSError:
-        head = b""
-    if head.startswith(b"-----BEGIN"):
+    data = _read_key_file(where)
+    if data.lstrip().startswith(b"-----BEGIN"):
         try:
-            return [_pem_key(where.read_bytes())]
+            return [_pem_key(data)]
         except (ValueError, TypeError, JoseError) as exc:
             raise ConfigurationError(f"key file {where} holds no usable PEM key ({type(exc).__name__})") from None
-    return _read_keys(where)
+    return _read_keys(where, data)
 
 
 class CheckpointSigner:

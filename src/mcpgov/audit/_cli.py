@@ -40,7 +40,12 @@ def _check_files(files: Sequence[str]) -> None:
     found = False
     for name in files:
         if not os.path.isfile(name):
-            reason = "is a directory" if os.path.isdir(name) else "no such file"
+            if os.path.isdir(name):
+                reason = "is a directory"
+            elif os.path.exists(name):
+                reason = "is not a regular file (a FIFO, socket or device)"
+            else:
+                reason = "no such file"
             raise BadInput(f"cannot read {printable(name)}: {reason}")
         try:
             first_problem: str | None = None
@@ -57,6 +62,32 @@ def _check_files(files: Sequence[str]) -> None:
             foreign.append(f"{printable(name)} is not an mcpgov audit log ({first_problem})")
     if foreign and not found:
         raise BadInput(foreign[0])
+
+
+def _refuse_overwriting_a_log(out: str, files: Sequence[str]) -> None:
+    """Bad input when ``out`` names one of ``files`` or any file holding audit log lines (a report
+    written there would destroy the evidence it reports on)."""
+    if not os.path.exists(out):
+        return
+    reason = ""
+    try:
+        if any(os.path.samefile(out, name) for name in files):
+            reason = "is one of the log files"
+        elif os.path.isfile(out) and any(record is not None for _, _, record, _ in _first_lines(out)):
+            reason = "holds an audit log"
+    except OSError as exc:
+        raise BadInput(f"cannot write {printable(out)}: {exc.strerror or type(exc).__name__}") from None
+    if reason:
+        raise BadInput(f"--out {printable(out)} {reason}: refusing to overwrite it")
+
+
+def _first_lines(name: str, count: int = 8) -> list[tuple[int, bytes, dict[str, object] | None, str]]:
+    lines = []
+    for item in _iter_file(name):
+        lines.append(item)
+        if len(lines) >= count:
+            break
+    return lines
 
 
 def _styled(event: AuditEvent, line: str) -> str:
@@ -217,7 +248,9 @@ def _when(value: str | None, option: str) -> datetime | None:
     help="Longest credential lifetime in seconds (default: 3600).",
 )
 @choice_option("--format", "fmt", choices=("text", "json", "html"))
-@click.option("--out", metavar="FILE", help="Write the report to FILE instead of standard output.")
+@click.option(
+    "--out", metavar="FILE", help="Write the report to FILE instead of standard output (never over an audit log)."
+)
 def prove(
     *,
     files: tuple[str, ...],
@@ -252,6 +285,8 @@ def prove(
     from mcpgov.audit._prove import prove as prove_log  # noqa: PLC0415
 
     _check_files(files)
+    if out is not None:
+        _refuse_overwriting_a_log(out, files)
     if max_ttl is None:
         max_ttl = DEFAULT_MAX_TTL
     if max_ttl <= 0:

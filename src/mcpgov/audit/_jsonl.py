@@ -32,14 +32,17 @@ and continues the chain from the file's real last line, so the chain stays one c
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
+import io
 import json
 import json.encoder
 import logging
 import os
 import re
 import secrets
+import stat
 import sys
 import threading
 import time
@@ -306,17 +309,156 @@ def _expected_line(record: dict[str, Any], content: bytes) -> bytes:
     return _checkpoint_line(record["checkpoint"], record["hash"], record["prev"], record["seq"])
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for its other end
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _irregular(mode: int) -> str:
+    """Why a file of ``mode`` is not a regular file, naming what it is."""
+    if stat.S_ISDIR(mode):
+        return "is not a regular file (a directory)"
+    if stat.S_ISFIFO(mode):
+        return "is not a regular file (a FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "is not a regular file (a socket)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is not a regular file (a device)"
+    return "is not a regular file"
+
+
+def _not_a_file(path: str | os.PathLike[str], mode: int) -> OSError:
+    return OSError(errno.EINVAL, _irregular(mode), os.fspath(path))
+
+
+def _unsafe_log(st: os.stat_result) -> str | None:
+    """Why a file the sink would write is not its own to write (``None`` when it is)."""
+    if not stat.S_ISREG(st.st_mode):
+        return _irregular(st.st_mode)
+    if st.st_nlink > 1:  # the sink's files are renamed, never linked: another name writes the same file
+        return f"has {st.st_nlink} hard links (another name reaches the same file)"
+    if sys.platform != "win32":
+        if st.st_uid != os.geteuid():
+            return f"is owned by another user (uid {st.st_uid})"
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _refusal(path: str | os.PathLike[str], why: str) -> ConfigurationError:
+    return ConfigurationError(f"audit log {os.fspath(path)} {why}; refusing to write to it")
+
+
+def _open_log(path: Path) -> int:
+    """The active log file opened for appending (created 0600 if missing): never through a symbolic
+    link, and only a regular file of this user's, with no other hard link, that group and others
+    cannot write.
+
+    Raises:
+        ConfigurationError: the path is a symbolic link, not a regular file, or not this user's own.
+        OSError: it cannot be opened.
+    """
+    try:
+        st: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise _refusal(path, "is a symbolic link")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _NONBLOCK | _CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if os.path.islink(path):  # planted after the look above (ELOOP, EMLINK)
+            raise _refusal(path, "is a symbolic link") from None
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise _refusal(path, "is not a regular file (a FIFO)") from None
+        if exc.errno == errno.EISDIR:
+            raise _refusal(path, "is not a regular file (a directory)") from None
+        raise
+    try:
+        _own_file(path, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _own_file(path: Path, fd: int) -> None:
+    why = _unsafe_log(os.fstat(fd))
+    if why is not None:
+        raise _refusal(path, why)
+    if _NONBLOCK:
+        os.set_blocking(fd, True)
+
+
+def _regular_file(path: str | os.PathLike[str], fd: int) -> None:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        raise _not_a_file(path, mode)
+    if _NONBLOCK:
+        os.set_blocking(fd, True)
+
+
+def _read_file(path: str | os.PathLike[str], *, follow: bool = True) -> io.BufferedReader:
+    """``path`` opened for reading if it is a regular file (a FIFO or device is refused, never
+    waited on or read forever); with ``follow=False`` never through a symbolic link.
+
+    Raises:
+        OSError: it cannot be opened or is not a regular file.
+    """
+    flags = os.O_RDONLY | _NONBLOCK | _CLOEXEC | (0 if follow else _NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if not follow and os.path.islink(path):
+            raise OSError(errno.ELOOP, "is a symbolic link", os.fspath(path)) from None
+        if exc.errno == errno.EISDIR:
+            raise OSError(errno.EISDIR, "is not a regular file (a directory)", os.fspath(path)) from None
+        raise
+    try:
+        _regular_file(path, fd)
+        return open(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _bounded_lines(f: io.BufferedReader) -> Iterator[bytes | None]:
+    """Each line of ``f`` (with its line end), or ``None`` for a line longer than ``_MAX_LINE``
+    bytes, which is skipped without ever being held whole."""
+    while True:
+        raw = f.readline(_MAX_LINE + 1)
+        if not raw:
+            return
+        if len(raw) > _MAX_LINE:
+            del raw
+            while (rest := f.readline(_TAIL_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield raw
+
+
 def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last valid chain record of a file (a torn last line from a crash is skipped)."""
-    with path.open("rb") as f:
+    """The last valid chain record of a file (a torn last line from a crash is skipped, and a
+    line longer than any chain line is skipped without being held whole)."""
+    with _read_file(path, follow=False) as f:
         f.seek(0, os.SEEK_END)
         pos = f.tell()
         carry = b""
+        skipping = False  # inside a line too long to be a chain line: read back to its start
         while pos > 0:
             step = min(_TAIL_CHUNK, pos)
             pos -= step
             f.seek(pos)
-            buf = f.read(step) + carry
+            buf = f.read(step)
+            if skipping:
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    continue
+                buf, skipping = buf[: cut + 1], False
+            else:
+                buf += carry
             lines = buf.split(b"\n")
             carry = lines[0] if pos > 0 else b""
             for raw in reversed(lines[1:] if pos > 0 else lines):
@@ -324,12 +466,14 @@ def _last_record(path: Path) -> dict[str, Any] | None:
                     record = _parse(raw)
                     if record is not None:
                         return record
+            if len(carry) > _MAX_LINE:
+                carry, skipping = b"", True
     return None
 
 
 def _ends_torn(path: Path) -> bool:
     """Whether a non-empty file's last line has no line end (a write torn by a crash)."""
-    with path.open("rb") as f:
+    with _read_file(path, follow=False) as f:
         f.seek(0, os.SEEK_END)
         if f.tell() == 0:
             return False
@@ -339,7 +483,7 @@ def _ends_torn(path: Path) -> bool:
 
 def _hash_of_line_ending_at(path: Path, end: int) -> str | None:
     """The hash of the chain line whose line end is the byte before ``end`` (``None`` if none is)."""
-    with path.open("rb") as f:
+    with _read_file(path, follow=False) as f:
         carry = b""
         pos = end
         while pos > 0 and len(carry) <= _MAX_LINE:
@@ -357,8 +501,10 @@ def _hash_of_line_ending_at(path: Path, end: int) -> str | None:
 
 
 def _first_record(path: Path) -> dict[str, Any] | None:
-    with path.open("rb") as f:
-        for raw in f:
+    with _read_file(path, follow=False) as f:
+        for raw in _bounded_lines(f):
+            if raw is None:
+                return None
             if raw.strip():
                 return _parse(raw)
     return None
@@ -390,6 +536,9 @@ class JsonlSink:
 
     Args:
         path: the active log file (created with mode 0600 if missing; its directory must exist).
+            It must be a regular file of this process's user, with no other hard link, that
+            group and others cannot write, and is never opened through a symbolic link (also
+            after a rotation).
         max_bytes: rotate before the file would exceed this size (``None``: never rotate).
         fsync: ``fsync`` after every write (durable against power loss, much slower).
         checkpoint_key: the signing key for checkpoints: a key file as ``mcpgov keys generate``
@@ -402,7 +551,8 @@ class JsonlSink:
         clock: monotonic clock for the checkpoint interval (injectable for tests).
 
     Raises:
-        ConfigurationError: the file cannot be opened for appending, ``max_bytes`` is too small,
+        ConfigurationError: the file cannot be opened for appending, is a symbolic link, not a
+            regular file or not this user's own (see ``path``), ``max_bytes`` is too small,
             the file is not empty yet holds no valid chain line (refusing to append to it), or
             the checkpoint key or intervals are not usable.
     """
@@ -506,7 +656,15 @@ class JsonlSink:
     def _resume(self) -> None:
         """Take head, seq and the active file's first seq from what is on disk."""
         source: Path | None = None
-        if self.path.is_file() and self.path.stat().st_size > 0:
+        try:
+            st: os.stat_result | None = os.lstat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise _refusal(self.path, "is a symbolic link")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise _refusal(self.path, _irregular(st.st_mode))
+        if st is not None and st.st_size > 0:
             source = self.path
         else:
             rotated = self._rotated_files()
@@ -516,7 +674,15 @@ class JsonlSink:
         self._torn = False
         if source is None:
             return
-        last = _last_record(source)
+        try:
+            last = _last_record(source)
+        except OSError as exc:
+            if source == self.path:
+                raise
+            raise ConfigurationError(
+                f"audit log {source} {exc.strerror or type(exc).__name__}: cannot continue its chain; refusing to "
+                "write the log"
+            ) from None
         if last is None:
             raise ConfigurationError(
                 f"audit log {source} is not empty but holds no valid chain line; refusing to append to it"
@@ -532,7 +698,7 @@ class JsonlSink:
             self._first_seq = self.seq + 1
 
     def _open(self) -> int:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = _open_log(self.path)
         st = os.fstat(fd)
         self._size = st.st_size
         self._ino = st.st_ino
@@ -543,43 +709,55 @@ class JsonlSink:
         """The open descriptor of the active file, exclusively locked, caught up with other writers."""
         while True:
             if self._fd is None:
-                self._fd = self._open()
+                try:
+                    self._fd = self._open()
+                except ConfigurationError as exc:
+                    raise OSError(errno.EPERM, exc.detail, self._fspath) from None
             fd = self._fd
             _flock(fd, True)
             try:
-                current = os.stat(self._fspath)
-            except FileNotFoundError:
-                current = None
-            mine = os.fstat(fd)
-            if current is not None and current.st_ino == mine.st_ino:
-                if self._stale or mine.st_size != self._size:
-                    # Another writer appended (or rotated and we reopened): continue its chain.
-                    known = self._size if not (self._stale or self._torn) and mine.st_size > self._size else 0
-                    self._size = mine.st_size
-                    seq, head = self.seq, self.head
-                    try:
-                        self._resume()
-                    except ConfigurationError as exc:
-                        _flock(fd, False)
-                        raise OSError(str(exc)) from None
-                    self._stale = False
-                    if seq and (
-                        self.seq < seq
-                        or (self.seq == seq and self.head != head)
-                        or (known and _hash_of_line_ending_at(self.path, known) != head)
-                    ):
-                        # Writers only ever append: a chain that now ends before (or beside) the
-                        # line this sink wrote last was cut or replaced. Continuing it silently
-                        # would seal the cut; the next line records it instead.
-                        self._cuts.append((seq, head, self.seq, self.head))
-                        # What now stands where this sink's unclaimed lines were may have been
-                        # rewritten (hashes recomputed): this sink's signature claims none of it.
-                        self._mine = []
-                return fd
-            # Another writer rotated the file away: reopen the active path.
+                if self._caught_up(fd):
+                    return fd
+            except BaseException as exc:
+                _flock(fd, False)
+                if isinstance(exc, ConfigurationError):
+                    raise OSError(errno.EPERM, exc.detail, self._fspath) from None
+                raise
+            # Another writer rotated the file away (or the path now names something else): reopen it.
             _flock(fd, False)
             os.close(fd)
             self._fd = None
+
+    def _caught_up(self, fd: int) -> bool:
+        """With ``fd`` locked: whether it is still the active file, after catching up with what
+        other writers appended to it (``False``: the path names another file now)."""
+        try:
+            current = os.lstat(self._fspath)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is not None and current.st_ino == mine.st_ino and current.st_dev == mine.st_dev:
+            if self._stale or mine.st_size != self._size:
+                # Another writer appended (or rotated and we reopened): continue its chain.
+                known = self._size if not (self._stale or self._torn) and mine.st_size > self._size else 0
+                self._size = mine.st_size
+                seq, head = self.seq, self.head
+                self._resume()
+                self._stale = False
+                if seq and (
+                    self.seq < seq
+                    or (self.seq == seq and self.head != head)
+                    or (known and _hash_of_line_ending_at(self.path, known) != head)
+                ):
+                    # Writers only ever append: a chain that now ends before (or beside) the
+                    # line this sink wrote last was cut or replaced. Continuing it silently
+                    # would seal the cut; the next line records it instead.
+                    self._cuts.append((seq, head, self.seq, self.head))
+                    # What now stands where this sink's unclaimed lines were may have been
+                    # rewritten (hashes recomputed): this sink's signature claims none of it.
+                    self._mine = []
+            return True
+        return False
 
     def _unlock(self, fd: int) -> None:
         _flock(fd, False)
@@ -753,7 +931,7 @@ class JsonlSink:
         if self._signer is not None:
             self._write_locked(fd, [], "rotate")
         target = self._rotated_name(self._first_seq)
-        if target.exists():  # never overwrite a rotated file (the lock makes this check safe among writers)
+        if os.path.lexists(target):  # never overwrite a rotated file (the lock makes this check safe among writers)
             logger.error("audit log %s: %s already exists; appending past max_bytes", self.path, target.name)
             return fd
         try:
@@ -898,17 +1076,9 @@ def read_chain(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any] |
 
 def _iter_file(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes, dict[str, Any] | None, str]]:
     """``(line number, raw bytes, record or None, why not)`` for each line of a file."""
-    with Path(path).open("rb") as f:
-        number = 0
-        while True:
-            raw = f.readline(_MAX_LINE + 1)
-            if not raw:
-                return
-            number += 1
-            if len(raw) > _MAX_LINE:
-                # Skip the rest of an overlong line without holding it.
-                while raw and not raw.endswith(b"\n"):
-                    raw = f.readline(_MAX_LINE)
+    with _read_file(path) as f:
+        for number, raw in enumerate(_bounded_lines(f), 1):
+            if raw is None:
                 yield number, b"", None, f"line longer than {_MAX_LINE} bytes"
                 continue
             if not raw.strip():
@@ -1270,8 +1440,10 @@ def _classify(
     positions: dict[int, tuple[str, int]] = {}
     duplicates: dict[int, tuple[str, int]] = {}
     for _, _, name in order:
-        with Path(name).open("rb") as f:
-            for number, raw in enumerate(f, 1):
+        with _read_file(name) as f:
+            for number, raw in enumerate(_bounded_lines(f), 1):
+                if raw is None:
+                    continue
                 m = _SEQ_TAIL.search(raw[-40:])
                 if m is None:
                     continue
