@@ -340,15 +340,26 @@ def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = Fa
 
 
 def granted_scopes(principal: Principal) -> frozenset[str]:
-    """The OAuth scopes the principal's claims grant (``scope``/``scp`` strings or lists, ``scopes``)."""
+    """The OAuth scopes the principal's claims grant (``scope``/``scp`` strings or lists, ``scopes``).
+
+    A principal without any of these claims holds no scopes.
+
+    Raises:
+        ConditionError: one of these claims is neither a string nor a list of strings (a number,
+            an object, a list holding something else), so which scopes it grants is unknown.
+    """
     claims = principal.claims
     out: set[str] = set()
     for key in ("scope", "scp", "scopes"):
-        value = claims.get(key)
+        value = claims.get(key, _MISSING)
+        if value is _MISSING:
+            continue
         if isinstance(value, str):
             out.update(value.split())
-        elif isinstance(value, (list, tuple)):
-            out.update(v for v in value if isinstance(v, str))
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            out.update(value)
+        else:
+            raise ConditionError("scopes", f"the claim {key!r} holds {_type_name(value)} that is not a list of scopes")
     return frozenset(out)
 
 
@@ -388,15 +399,29 @@ def _claim_matches(label: str, name: str, actual: Any, expected: ClaimValue) -> 
     return False
 
 
-def _claims_match(principal: Principal | None, claims: Mapping[str, ClaimValue], label: str = "claims") -> bool:
-    """Whether every claim has an expected value (three-valued: see :func:`_claim_matches`)."""
+def _claims_match(
+    principal: Principal | None,
+    claims: Mapping[str, ClaimValue],
+    label: str = "claims",
+    *,
+    absent_unknown: bool = False,
+) -> bool:
+    """Whether every claim has an expected value (three-valued: see :func:`_claim_matches`).
+
+    A claim the principal does not carry fails the match, or, with ``absent_unknown`` (where a
+    match restricts: a deny's or approval's ``when`` and principals), is unknown: the token did
+    not say, so it could have any value.
+    """
     if principal is None:
         return False
     actual = principal.claims
     unknown: ConditionError | None = None
     for name, expected in claims.items():
         if name not in actual:
-            return False
+            if not absent_unknown:
+                return False
+            unknown = unknown or ConditionError(label, f"the principal carries no claim {name!r}")
+            continue
         try:
             if not _claim_matches(label, name, actual[name], expected):
                 return False
@@ -407,11 +432,13 @@ def _claims_match(principal: Principal | None, claims: Mapping[str, ClaimValue],
     return True
 
 
-def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal], bool]:
+def compile_principal(matchers: list[PrincipalMatcher], *, absent_unknown: bool = False) -> Callable[[Principal], bool]:
     """A test for "the principal matches one of ``matchers``".
 
     Three-valued: it raises :class:`ConditionError` when no matcher matches but one might (its
-    claims cannot be judged, see :func:`_claim_matches`) and every other part of it holds.
+    claims or scopes cannot be judged, see :func:`_claim_matches` and :func:`granted_scopes`,
+    or, with ``absent_unknown``, it names a claim the principal does not carry) and every
+    other part of it holds.
     """
 
     def one(m: PrincipalMatcher) -> Callable[[Principal], bool]:
@@ -428,7 +455,7 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
                 return False
             if scopes is not None and not scopes <= granted_scopes(p):
                 return False
-            return claims is None or _claims_match(p, claims, "principals.claims")
+            return claims is None or _claims_match(p, claims, "principals.claims", absent_unknown=absent_unknown)
 
         return test
 
@@ -613,7 +640,7 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 _OPERATORS = (_op_equals, _op_in, _op_not_in, _op_glob, _op_regex, _op_bounds, _op_length, _op_path, _op_same_as)
 
 
-def _argument_check(name: str, cond: ArgumentCondition) -> Check:
+def _argument_check(name: str, cond: ArgumentCondition, absent_unknown: bool) -> Check:
     label = f"arguments.{name}"
     built = [b for b in (make(label, cond) for make in _OPERATORS) if b is not None]
     operators = tuple(op for op, _ in built)
@@ -623,7 +650,9 @@ def _argument_check(name: str, cond: ArgumentCondition) -> Check:
         args = ctx.arguments
         value = args.get(name, _MISSING) if args is not None else _MISSING
         if value is _MISSING:
-            return optional
+            if optional or not absent_unknown:
+                return optional
+            raise ConditionError(label, "the argument is absent (what the tool uses in its place is unknown)")
         memo = _f.memo
         return all(op(value, ctx, memo) for op in operators)
 
@@ -812,10 +841,17 @@ def _depth_check(bounds: Bounds) -> Check:
     return Check("delegation_depth", text, False, check)
 
 
-def _member_of(label: str, what: str, values: Iterable[Any], value: Callable[[GovContext, Facts], Any]) -> Check:
-    """The check that ``value`` of the request is one of ``values`` (a missing value is none of them)."""
+def _risk_check(values: Iterable[str]) -> Check:
+    """The check that the target's declared risk is one of ``values``; an undeclared risk is unknown
+    (a target nobody declared could be of any risk)."""
     allowed = frozenset(values)
-    return Check(label, f"{what} is one of {sorted(allowed)}", False, lambda c, f: value(c, f) in allowed)
+
+    def check(_c: GovContext, facts: Facts) -> bool:
+        if facts.risk is None:
+            raise ConditionError("risk", "the target declares no risk level")
+        return facts.risk in allowed
+
+    return Check("risk", f"declared risk is one of {sorted(allowed)}", False, check)
 
 
 _LOOKALIKE_LIMIT = 128
@@ -897,8 +933,14 @@ def _name_member_of(label: str, what: str, values: Iterable[str], value: Callabl
     return Check(label, f"{what} is one of {sorted(names.names)}", False, lambda c, f: names.holds(value(c, f)))
 
 
-def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]:
-    """Compile a ``when`` or ``unless`` block into its checks (cheap ones first)."""
+def compile_conditions(conditions: Conditions, prefix: str, *, restricting: bool = False) -> tuple[Check, ...]:
+    """Compile a ``when`` or ``unless`` block into its checks (cheap ones first).
+
+    ``restricting`` says that the block holding makes the rule stricter (the ``when`` of a deny or
+    an approval): there an argument that is absent (and not ``optional``) and a claim the
+    principal does not carry are unknown, not false. Where the block is a requirement (the
+    ``when`` of an allow, the ``unless`` of a deny) their absence fails it, which is as strict.
+    """
     checks: list[Check] = []
     if conditions.tenants is not None:
         checks.append(_name_member_of("tenants", "tenant", conditions.tenants, lambda c, _f: c.tenant))
@@ -916,17 +958,20 @@ def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]
         claims = dict(conditions.claims)
         checks.append(
             Check(
-                "claims", f"principal claims match {claims!r}", False, lambda c, _f: _claims_match(c.principal, claims)
+                "claims",
+                f"principal claims match {claims!r}",
+                False,
+                lambda c, _f: _claims_match(c.principal, claims, absent_unknown=restricting),
             )
         )
     if conditions.risk is not None:
-        checks.append(_member_of("risk", "declared risk", conditions.risk, lambda _c, f: f.risk))
+        checks.append(_risk_check(conditions.risk))
     if conditions.delegation_depth is not None:
         checks.append(_depth_check(conditions.delegation_depth))
     if conditions.time is not None:
         checks.append(_time_check(conditions.time))
     # Arguments and history are deferred: a listing does not know them.
-    deferred = [_argument_check(name, cond) for name, cond in conditions.arguments.items()]
+    deferred = [_argument_check(name, cond, restricting) for name, cond in conditions.arguments.items()]
     if conditions.history is not None:
         deferred.extend(_history_checks(conditions.history))
     return (
