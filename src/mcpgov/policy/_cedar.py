@@ -11,9 +11,21 @@ The request maps to Cedar as:
 
 Policies are named by their ``@id("...")`` annotation (else Cedar's ``policyN``); a permit
 annotated ``@approval`` requires approval instead of allowing. A Cedar evaluation that reports
-any error denies, even if some policy permits. Arguments that Cedar cannot represent
-(fractions with more than four decimals, huge numbers, objects with a key ``__entity``,
-``__extn`` or ``__expr``, which Cedar would read as an entity or extension value) deny.
+any error denies, even if some policy permits.
+
+Tenants and purposes are judged as by the built-in engine (see
+:class:`~mcpgov.policy._conditions.NameSet`): the names the policies compare ``context.tenant``
+and ``context.purpose`` with (``==``, ``!=``, ``contains``, ``containsAny``, ``in``; ``like``
+patterns with their wildcards read as nothing) are the values that matter. A tenant or purpose
+that is not one of them but reads as one (another case, Unicode form, invisible characters,
+whitespace, look-alike letters), and a request without one, are unknown: the request is
+evaluated again with each name it could stand for (the name it reads as; every name when it
+has none), and the strictest decision holds. When that is stricter than the decision on the
+request as received, the request is refused as unknown (``condition_unevaluable``).
+
+Arguments that Cedar cannot represent (fractions with more than four decimals, huge numbers,
+objects with a key ``__entity``, ``__extn`` or ``__expr``, which Cedar would read as an entity or
+extension value) deny.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from typing import Any
 from mcpgov._context import GovContext, approval_rule_to_ask
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
-from mcpgov.policy._conditions import granted_scopes
+from mcpgov.policy._conditions import MAX_CONDITION_STRING, granted_scopes, name_key, spelling_of
 from mcpgov.policy._engine import Explanation, RuleTrace, describe_request
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import PolicyError, read_text
@@ -40,6 +52,11 @@ __all__ = ["CedarEngine", "CedarPolicy"]
 
 CEDAR_DEFAULT_DENY = "cedar:default-deny"
 CEDAR_ERROR = "cedar:evaluation-error"
+_NAMED = ("tenant", "purpose")
+"""Request values compared with names, whose other spellings (and absence) are unknown."""
+_MAX_READINGS = 64
+"""The most re-evaluations of one request with the names its tenant and purpose could stand for."""
+_STRICTNESS = {Effect.ALLOW: 0, Effect.REQUIRE_APPROVAL: 1, Effect.DENY: 2}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _RESOURCE_TYPES = {"tool": "Tool", "resource": "Resource", "prompt": "Prompt"}
 _CEDAR_LONG = 2**63 - 1
@@ -116,6 +133,7 @@ class CedarPolicy:
         self.annotations: dict[str, dict[str, Any]] = {
             pid: dict(body.get("annotations") or {}) for pid, body in (raw.get("staticPolicies") or {}).items()
         }
+        self.names: dict[str, frozenset[str]] = {attr: frozenset(_compared_names(raw, attr)) for attr in _NAMED}
         self.version = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def __repr__(self) -> str:
@@ -153,6 +171,11 @@ class CedarEngine:
         self._cedarpy = _cedarpy()
         self._entities = self._cedarpy.Entities.from_json_str("[]")
         self._default_deny = self._decision(Effect.DENY, CEDAR_DEFAULT_DENY, "no Cedar policy permits", "default_deny")
+        self._names = {
+            attr: (names, {name_key(name): name for name in sorted(names)})
+            for attr, names in policy.names.items()
+            if names
+        }
 
     def __repr__(self) -> str:
         return f"CedarEngine(source={self.source!r}, version={self.version!r})"
@@ -213,7 +236,65 @@ class CedarEngine:
             "context": context,
         }
 
-    def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str]]:
+    def _readings(self, ctx: GovContext) -> tuple[list[GovContext], str | None]:
+        """The request with its tenant and purpose read as each name they could stand for, and
+        why they are unknown (None when both are exactly what the policies compare with)."""
+        options: list[tuple[str, list[str]]] = []
+        why: list[str] = []
+        for attr, (names, keys) in self._names.items():
+            value = getattr(ctx, attr)
+            if value is None:
+                options.append((attr, sorted(names)))
+                why.append(f"the request has no {attr}")
+            elif not isinstance(value, str) or value in names:
+                continue
+            elif len(value) > MAX_CONDITION_STRING:
+                options.append((attr, sorted(names)))
+                why.append(f"a {attr} longer than {MAX_CONDITION_STRING} characters is not judged")
+            else:
+                near = spelling_of(value, keys)
+                if near is not None:
+                    options.append((attr, [near]))
+                    why.append(f"the {attr} {value!r} is another spelling of {near!r}")
+        if not options:
+            return [], None
+        readings = [ctx]
+        for attr, candidates in options:
+            readings = [r.replace(**{attr: name}) for r in readings for name in candidates]
+            if len(readings) > _MAX_READINGS:
+                break
+        return readings, "; ".join(why)
+
+    def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str], str | None]:
+        """The decision, Cedar's determining policies and errors, and what made it stricter than
+        Cedar's decision on the request as received (an unknown tenant or purpose), if anything."""
+        decision, reasons, errors = self._evaluate_one(ctx, now)
+        if decision.effect is Effect.DENY and decision.reason_code != "default_deny":
+            return decision, reasons, errors, None  # nothing is stricter
+        readings, why = self._readings(ctx)
+        if why is None:
+            return decision, reasons, errors, None
+        if len(readings) > _MAX_READINGS:
+            detail = f"{why}, and it could stand for too many names to judge"
+            return self._unknown(CEDAR_ERROR, detail), reasons, errors, detail
+        strictest = decision
+        for reading in readings:
+            other = self._evaluate_one(reading, now)[0]
+            if _STRICTNESS[other.effect] > _STRICTNESS[strictest.effect]:
+                strictest = other
+        if strictest is decision:
+            return decision, reasons, errors, None
+        detail = f"{why}, which {strictest.rule} decides as {strictest.effect.value}"
+        if strictest.effect is Effect.REQUIRE_APPROVAL:
+            reason = f"{strictest.rule} may apply ({detail}), so approval is required"
+            approval = self._decision(Effect.REQUIRE_APPROVAL, strictest.rule, reason, "approval_required")
+            return approval, reasons, errors, detail
+        return self._unknown(strictest.rule, detail), reasons, errors, detail
+
+    def _unknown(self, rule: str, detail: str) -> Decision:
+        return self._decision(Effect.DENY, rule, f"{rule}: unknown ({detail}), which denies", "condition_unevaluable")
+
+    def _evaluate_one(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str]]:
         try:
             request = self.request(ctx, now)
             result = self._cedarpy.is_authorized(request, self.policy._policies, self._entities)
@@ -253,13 +334,16 @@ class CedarEngine:
 
     def explain(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Explanation:
         """Which Cedar policies determined the decision, and any evaluation errors."""
-        decision, reasons, errors = self._evaluate(ctx, time.time() if now is None else now)
+        decision, reasons, errors, unknown = self._evaluate(ctx, time.time() if now is None else now)
         traces = [
             RuleTrace(self.policy.rule_id(r), "cedar", True, "determining policy")
             for r in sorted(reasons, key=_policy_order)
         ]
         traces += [RuleTrace(CEDAR_ERROR, "cedar", True, e, True) for e in errors]
-        if errors:
+        if unknown is not None:
+            traces.append(RuleTrace(decision.rule, "cedar", True, f"unknown: {unknown}", True))
+            summary = f"a tenant or purpose is unknown on this request ({unknown}); uncertainty only ever denies"
+        elif errors:
             summary = "Cedar reported an evaluation error, which denies even if a policy permits"
         elif decision.rule == CEDAR_DEFAULT_DENY:
             summary = "no Cedar policy permits (nothing matching means deny)"
@@ -278,6 +362,48 @@ class CedarEngine:
             self.engine_name,
             self.version,
         )
+
+
+def _is_context_attr(node: Any, attr: str) -> bool:
+    """Whether ``node`` is Cedar's JSON for ``context.<attr>`` (or ``context["<attr>"]``)."""
+    if not isinstance(node, Mapping):
+        return False
+    access = node.get(".")
+    return isinstance(access, Mapping) and access.get("attr") == attr and access.get("left") == {"Var": "context"}
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string literal in an expression (``{"Value": "..."}``, inside sets too)."""
+    if isinstance(node, Mapping):
+        value = node.get("Value")
+        if isinstance(value, str) and len(node) == 1:
+            return [value]
+        return [s for child in node.values() for s in _strings(child)]
+    if isinstance(node, list):
+        return [s for child in node for s in _strings(child)]
+    return []
+
+
+def _compared_names(node: Any, attr: str) -> set[str]:
+    """The names the policies compare ``context.<attr>`` with (a ``like`` pattern as its literal
+    characters, its wildcards read as nothing)."""
+    found: set[str] = set()
+    if isinstance(node, Mapping):
+        for op, body in node.items():
+            if isinstance(body, Mapping) and "left" in body:
+                sides = (body.get("left"), body.get("right"))
+                if op == "like" and _is_context_attr(body.get("left"), attr):
+                    parts = body.get("pattern") or []
+                    found.add("".join(p["Literal"] for p in parts if isinstance(p, Mapping) and "Literal" in p))
+                elif any(_is_context_attr(side, attr) for side in sides):
+                    for side in sides:
+                        if not _is_context_attr(side, attr):
+                            found.update(_strings(side))
+            found |= _compared_names(body, attr)
+    elif isinstance(node, list):
+        for child in node:
+            found |= _compared_names(child, attr)
+    return found
 
 
 def _policy_order(policy_id: str) -> tuple[int, str]:

@@ -56,7 +56,9 @@ __all__ = [
     "compile_principal",
     "compile_regex",
     "granted_scopes",
+    "name_key",
     "path_within",
+    "spelling_of",
     "spellings",
 ]
 
@@ -391,7 +393,7 @@ def _claim_matches(label: str, name: str, actual: Any, expected: ClaimValue) -> 
                 keys = {name_key(_claim_text(option)): _claim_text(option) for option in options}
             text = _claim_text(item)
             if len(text) <= MAX_CONDITION_STRING:
-                near = _spelling_of(text, keys)
+                near = spelling_of(text, keys)
                 if near is not None:
                     unknown = f"claim {name!r} value {item!r} is another spelling of {near}"
     if unknown is not None:
@@ -867,7 +869,7 @@ def name_key(value: str) -> str:
     return " ".join(text.split())
 
 
-def _spelling_of(value: str, keys: Mapping[str, str]) -> str | None:
+def spelling_of(value: str, keys: Mapping[str, str]) -> str | None:
     """The name (of ``keys``: :func:`name_key` -> name) that ``value`` reads as, or None."""
     key = name_key(value)
     near = keys.get(key)
@@ -917,7 +919,7 @@ class NameSet:
             raise ConditionError(
                 self.label, f"a {self.what} longer than {MAX_CONDITION_STRING} characters is not judged"
             )
-        near = _spelling_of(value, self._keys)
+        near = spelling_of(value, self._keys)
         if near is not None:
             raise ConditionError(
                 self.label,
