@@ -227,3 +227,20 @@ def test_an_unknown_input_never_turns_a_deny_into_an_allow(
     unknown, values = {"risk": RISKS, "arg": ARGS, "role": ROLES, "scope": SCOPES}[which]
     strictest = max(RANK[_decide(policy, **{**known, which: value})] for value in values)
     assert RANK[_decide(policy, **{**known, which: unknown})] >= strictest
+
+
+def test_a_value_the_request_does_not_carry_is_unknown_to_same_as_and_to_anonymous_claims() -> None:
+    rule = "{id: x, effect: deny, tools: [t], when: {arguments: {owner: {same_as: purpose}}}}"
+    same = _engine(f"rules:\n{ALLOW_ALL}  - {rule}\n")
+    assert same.decide(_ctx({"owner": "ops"}).replace(purpose="billing")).allowed
+    assert same.decide(_ctx({"owner": "ops"}).replace(purpose="ops")).rule == "x"
+    decision = same.decide(_ctx({"owner": "ops"}))  # no purpose declared: the owner could be it
+    assert (decision.rule, decision.reason_code) == ("x", "condition_unevaluable")
+    anonymous = _engine(
+        """rules:
+  - {id: all, effect: allow, tools: [t], anonymous: true}
+  - {id: x, effect: deny, tools: [t], anonymous: true, when: {claims: {role: contractor}}}
+"""
+    )
+    decision = anonymous.decide(_ctx().replace(principal=None, tenant=None))
+    assert (decision.rule, decision.reason_code) == ("x", "condition_unevaluable")

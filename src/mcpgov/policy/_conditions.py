@@ -415,6 +415,8 @@ def _claims_match(
     not say, so it could have any value.
     """
     if principal is None:
+        if absent_unknown:
+            raise ConditionError(label, "the request has no principal, so its claims are unknown")
         return False
     actual = principal.claims
     unknown: ConditionError | None = None
@@ -633,7 +635,8 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         principal = c.principal
         ref = (principal.subject if principal is not None else None) if which == "subject" else getattr(c, which)
         if not isinstance(ref, str):
-            return False
+            # The request has no such value: what the argument should have equalled is unknown.
+            raise ConditionError(label, f"the request has no {which} to compare with")
         return _text_equal(label, s, ref, _nfkc(ref), memo)
 
     return op, f"equals the request's {which}"
