@@ -361,3 +361,23 @@ async def test_a_cedar_forbid_on_a_purpose_holds_for_its_other_spellings_in_a_se
                 await client.call_tool("search", {"query": "q"}, meta=as_("alice", purpose=purpose))
             assert caught.value.code == -32003
     assert [d.rule for d in fs.sink.decisions() if d.effect == "deny"] == ["no-marketing"] * 3
+
+
+@pytest.mark.parametrize(
+    "value", [None, ["contractor", None], {"__entity": {"type": "X", "id": "y"}}, 0.1234567, 2**70]
+)
+def test_a_claim_the_policies_read_but_cedar_cannot_hold_denies(value: Any) -> None:
+    engine = CedarPolicy(
+        """
+@id("everyone") permit(principal, action, resource);
+@id("no-contractors") forbid(principal, action, resource)
+when { context.claims has role && context.claims.role.contains("contractor") };
+"""
+    ).compile()
+    ctx = _ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims={"role": value, "other": None}))
+    decision = engine.decide(ctx)
+    assert (decision.effect, decision.reason_code) == (Effect.DENY, "cedar_error")
+    unread = ctx.replace(principal=Principal(ACME, "alice", tenant="acme", claims={"role": ["dev"], "other": value}))
+    assert engine.decide(unread).allowed  # a claim no policy reads is left out
+    whole = CedarPolicy('@id("p") permit(principal, action, resource) unless { context.claims == {} };').compile()
+    assert whole.decide(unread).reason_code == "cedar_error"

@@ -25,7 +25,9 @@ request as received, the request is refused as unknown (``condition_unevaluable`
 
 Arguments that Cedar cannot represent (fractions with more than four decimals, huge numbers,
 objects with a key ``__entity``, ``__extn`` or ``__expr``, which Cedar would read as an entity or
-extension value) deny.
+extension value) deny, and so do claims of those shapes (or holding ``null``) that the policies
+read (``context.claims.<name>``, ``context.claims has <name>``, or the whole record); claims
+they never read are left out.
 """
 
 from __future__ import annotations
@@ -134,6 +136,9 @@ class CedarPolicy:
             pid: dict(body.get("annotations") or {}) for pid, body in (raw.get("staticPolicies") or {}).items()
         }
         self.names: dict[str, frozenset[str]] = {attr: frozenset(_compared_names(raw, attr)) for attr in _NAMED}
+        self.claims_read: frozenset[str] | None = _claims_read(raw)
+        """The claims the policies read (``context.claims.<name>``, ``context.claims has <name>``);
+        None when they use the whole record."""
         self.version = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def __repr__(self) -> str:
@@ -211,11 +216,16 @@ class CedarEngine:
             context["delegation_depth"] = len(principal.actors)
             context["scopes"] = sorted(granted_scopes(principal))
             claims: dict[str, Any] = {}
+            read = self.policy.claims_read
             for key, value in principal.claims.items():
                 try:
                     claims[str(key)] = _to_cedar(value)
-                except _Unrepresentable:
-                    continue  # a claim Cedar cannot hold is simply absent; policies see `has` false
+                except _Unrepresentable as exc:
+                    if read is None or str(key) in read:
+                        # A claim the policies read but Cedar cannot hold: absent, a forbid on it
+                        # would not apply. Unknown, which denies.
+                        raise ValueError(f"claim {str(key)!r} not representable in Cedar: {exc}") from None
+                    # One the policies never read is left out.
             context["claims"] = claims
         action = ctx.action or "execute"
         if action == "execute":
@@ -404,6 +414,31 @@ def _compared_names(node: Any, attr: str) -> set[str]:
         for child in node:
             found |= _compared_names(child, attr)
     return found
+
+
+_CLAIMS = {".": {"left": {"Var": "context"}, "attr": "claims"}}
+
+
+def _claims_read(node: Any) -> frozenset[str] | None:
+    """The claim names the policies read, or None when they use ``context.claims`` as a whole."""
+    names: set[str] = set()
+
+    def walk(n: Any) -> bool:
+        """False once the whole claims record is used."""
+        if isinstance(n, Mapping):
+            if n == _CLAIMS:
+                return False
+            for op in (".", "has"):
+                body = n.get(op)
+                if isinstance(body, Mapping) and body.get("left") == _CLAIMS and isinstance(body.get("attr"), str):
+                    names.add(body["attr"])
+                    return True
+            return all(walk(child) for child in n.values())
+        if isinstance(n, list):
+            return all(walk(child) for child in n)
+        return True
+
+    return frozenset(names) if walk(node) else None
 
 
 def _policy_order(policy_id: str) -> tuple[int, str]:
