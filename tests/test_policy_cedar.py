@@ -308,6 +308,9 @@ def _named(tenant: str | None, purpose: str | None = "support") -> GovContext:
         ("\u0430cme", "support", "no-acme"),  # a Cyrillic a
         (None, "support", "no-acme"),
         ("TEST-", "support", "no-test"),
+        ("TEST-lab", "support", "no-test"),
+        ("\uff54est-lab", "support", "no-test"),
+        ("test\u200b-lab", "support", "no-test"),
         ("globex", "Marketing", "no-marketing"),
         ("globex", "ads\u00ad", "no-marketing"),
         ("globex", "\uff21\uff24\uff33", "no-marketing"),
@@ -328,6 +331,8 @@ def test_cedar_judges_exact_names_exactly() -> None:
     engine = CedarPolicy(FORBID_NAMES).compile()
     assert engine.decide(_named("globex")).allowed
     assert engine.decide(_named("acme-corp")).allowed  # not a spelling of a name
+    assert engine.decide(_named("test-lab")).reason_code == "policy_deny"
+    assert engine.decide(_named("contest-lab")).allowed
     assert engine.decide(_named("acme")).reason_code == "policy_deny"
     assert engine.decide(_named("globex", "marketing")).reason_code == "policy_deny"
     # A permit for a mixed-case name admits that name only; its other spellings are not permitted.

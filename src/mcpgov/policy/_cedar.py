@@ -18,9 +18,10 @@ Tenants and purposes are judged as by the built-in engine (see
 and ``context.purpose`` with (``==``, ``!=``, ``contains``, ``containsAny``, ``in``; ``like``
 patterns with their wildcards read as nothing) are the values that matter. A tenant or purpose
 that is not one of them but reads as one (another case, Unicode form, invisible characters,
-whitespace, look-alike letters), and a request without one, are unknown: the request is
-evaluated again with each name it could stand for (the name it reads as; every name when it
-has none), and the strictest decision holds. When that is stricter than the decision on the
+whitespace, look-alike letters), or that matches a ``like`` pattern only in another spelling,
+and a request without one, are unknown: the request is evaluated again with each name it could
+stand for (the name or pattern it reads as; every name when it has none), and the strictest
+decision holds. When that is stricter than the decision on the
 request as received, the request is refused as unknown (``condition_unevaluable``).
 
 Arguments that Cedar cannot represent (fractions with more than four decimals, huge numbers,
@@ -35,8 +36,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -136,6 +139,7 @@ class CedarPolicy:
             pid: dict(body.get("annotations") or {}) for pid, body in (raw.get("staticPolicies") or {}).items()
         }
         self.names: dict[str, frozenset[str]] = {attr: frozenset(_compared_names(raw, attr)) for attr in _NAMED}
+        self.patterns: dict[str, list[list[Any]]] = {attr: _like_patterns(raw, attr) for attr in _NAMED}
         self.claims_read: frozenset[str] | None = _claims_read(raw)
         """The claims the policies read (``context.claims.<name>``, ``context.claims has <name>``);
         None when they use the whole record."""
@@ -180,6 +184,10 @@ class CedarEngine:
             attr: (names, {name_key(name): name for name in sorted(names)})
             for attr, names in policy.names.items()
             if names
+        }
+        self._patterns = {
+            attr: [(_like_regex(parts, str), _like_regex(parts, _fold), _like_name(parts)) for parts in patterns]
+            for attr, patterns in policy.patterns.items()
         }
 
     def __repr__(self) -> str:
@@ -263,6 +271,17 @@ class CedarEngine:
                 why.append(f"a {attr} longer than {MAX_CONDITION_STRING} characters is not judged")
             else:
                 near = spelling_of(value, keys)
+                if near is None:
+                    # A ``like`` pattern it matches only in another spelling: read as the pattern's own.
+                    key = name_key(value)
+                    near = next(
+                        (
+                            name
+                            for raw, folded, name in self._patterns.get(attr, ())
+                            if not raw.fullmatch(value) and folded.fullmatch(key)
+                        ),
+                        None,
+                    )
                 if near is not None:
                     options.append((attr, [near]))
                     why.append(f"the {attr} {value!r} is another spelling of {near!r}")
@@ -392,6 +411,46 @@ def _strings(node: Any) -> list[str]:
     if isinstance(node, list):
         return [s for child in node for s in _strings(child)]
     return []
+
+
+def _like_patterns(node: Any, attr: str) -> list[list[Any]]:
+    """The ``like`` patterns ``context.<attr>`` is matched with (Cedar's JSON parts)."""
+    found: list[list[Any]] = []
+    if isinstance(node, Mapping):
+        like = node.get("like")
+        if isinstance(like, Mapping) and _is_context_attr(like.get("left"), attr):
+            found.append(list(like.get("pattern") or []))
+        for child in node.values():
+            found.extend(_like_patterns(child, attr))
+    elif isinstance(node, list):
+        for child in node:
+            found.extend(_like_patterns(child, attr))
+    return found
+
+
+def _fold(text: str) -> str:
+    """:func:`name_key` of a part of a name (without trimming its whitespace)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+
+
+def _like_regex(parts: list[Any], fold: Callable[[str], str]) -> re.Pattern[str]:
+    """A ``like`` pattern as a regular expression over ``fold`` of its literal runs."""
+    out: list[str] = []
+    run: list[str] = []
+    for part in parts:
+        if isinstance(part, Mapping) and isinstance(part.get("Literal"), str):
+            run.append(part["Literal"])
+        else:
+            out.append(re.escape(fold("".join(run))) + ".*")
+            run = []
+    out.append(re.escape(fold("".join(run))))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _like_name(parts: list[Any]) -> str:
+    """A name that a ``like`` pattern matches: its literal characters, wildcards as nothing."""
+    return "".join(p["Literal"] for p in parts if isinstance(p, Mapping) and isinstance(p.get("Literal"), str))
 
 
 def _compared_names(node: Any, attr: str) -> set[str]:
