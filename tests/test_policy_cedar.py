@@ -386,3 +386,16 @@ when { context.claims has role && context.claims.role.contains("contractor") };
     assert engine.decide(unread).allowed  # a claim no policy reads is left out
     whole = CedarPolicy('@id("p") permit(principal, action, resource) unless { context.claims == {} };').compile()
     assert whole.decide(unread).reason_code == "cedar_error"
+
+
+@pytest.mark.parametrize("claims", [{"scope": 7}, {"scp": ["admin", 1]}, {"scopes": {"admin": True}}])
+def test_a_scope_claim_of_the_wrong_shape_denies_when_the_policies_read_the_scopes(claims: dict[str, Any]) -> None:
+    ctx = _ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims=claims))
+    reads = CedarPolicy(
+        """
+@id("everyone") permit(principal, action, resource);
+@id("no-admins") forbid(principal, action, resource) when { context.scopes.contains("admin") };
+"""
+    ).compile()
+    assert (reads.decide(ctx).effect, reads.decide(ctx).reason_code) == (Effect.DENY, "cedar_error")
+    assert CedarPolicy('@id("everyone") permit(principal, action, resource);').compile().decide(ctx).allowed

@@ -26,9 +26,10 @@ request as received, the request is refused as unknown (``condition_unevaluable`
 
 Arguments that Cedar cannot represent (fractions with more than four decimals, huge numbers,
 objects with a key ``__entity``, ``__extn`` or ``__expr``, which Cedar would read as an entity or
-extension value) deny, and so do claims of those shapes (or holding ``null``) that the policies
-read (``context.claims.<name>``, ``context.claims has <name>``, or the whole record); claims
-they never read are left out.
+extension value) deny, and so does a ``scope``/``scp``/``scopes`` claim that is not a string or
+a list of strings when the policies read ``context.scopes``, and claims of those shapes (or
+holding ``null``) that the policies read (``context.claims.<name>``, ``context.claims has
+<name>``, or the whole record); claims they never read are left out.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from typing import Any
 from mcpgov._context import GovContext, approval_rule_to_ask
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
-from mcpgov.policy._conditions import MAX_CONDITION_STRING, granted_scopes, name_key, spelling_of
+from mcpgov.policy._conditions import MAX_CONDITION_STRING, ConditionError, granted_scopes, name_key, spelling_of
 from mcpgov.policy._engine import Explanation, RuleTrace, describe_request
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import PolicyError, read_text
@@ -140,6 +141,8 @@ class CedarPolicy:
         }
         self.names: dict[str, frozenset[str]] = {attr: frozenset(_compared_names(raw, attr)) for attr in _NAMED}
         self.patterns: dict[str, list[list[Any]]] = {attr: _like_patterns(raw, attr) for attr in _NAMED}
+        self.scopes_read = _reads(raw, {".": {"left": {"Var": "context"}, "attr": "scopes"}})
+        """Whether the policies read ``context.scopes``."""
         self.claims_read: frozenset[str] | None = _claims_read(raw)
         """The claims the policies read (``context.claims.<name>``, ``context.claims has <name>``);
         None when they use the whole record."""
@@ -222,7 +225,12 @@ class CedarEngine:
             if principal.spiffe_id is not None:
                 context["spiffe_id"] = principal.spiffe_id
             context["delegation_depth"] = len(principal.actors)
-            context["scopes"] = sorted(granted_scopes(principal))
+            try:
+                context["scopes"] = sorted(granted_scopes(principal))
+            except ConditionError as exc:
+                if self.policy.scopes_read:
+                    raise ValueError(exc.detail) from None  # which scopes it holds is unknown: deny
+                # No policy reads the scopes: the empty set stands.
             claims: dict[str, Any] = {}
             read = self.policy.claims_read
             for key, value in principal.claims.items():
@@ -476,6 +484,15 @@ def _compared_names(node: Any, attr: str) -> set[str]:
 
 
 _CLAIMS = {".": {"left": {"Var": "context"}, "attr": "claims"}}
+
+
+def _reads(node: Any, target: Mapping[str, Any]) -> bool:
+    """Whether the expression ``target`` occurs in ``node``."""
+    if isinstance(node, Mapping):
+        return node == target or any(_reads(child, target) for child in node.values())
+    if isinstance(node, list):
+        return any(_reads(child, target) for child in node)
+    return False
 
 
 def _claims_read(node: Any) -> frozenset[str] | None:
