@@ -358,3 +358,39 @@ async def test_a_call_that_finds_every_concurrency_slot_taken_fails_at_the_upstr
     assert all(e.principal is not None for e in refused)
     left_out = world.sink.of_type("upstream.left_out")
     assert [(e.target, e.reason, e.method) for e in left_out] == [("files", "upstream_busy", "tools/list")]
+
+
+class _StuckAgent:
+    """An agent connection that never takes a notification (a full pipe, a stalled stream)."""
+
+    def __init__(self) -> None:
+        self.waiting = anyio.Event()
+
+    async def notify(self, method: str, params: Any) -> None:
+        self.waiting.set()
+        await anyio.Event().wait()
+
+
+@pytest.mark.anyio
+async def test_an_agent_that_never_takes_a_notification_holds_up_no_other_agent() -> None:
+    # Handshake-era agents are told of changes one connection at a time (2026-07-28 ones listen).
+    world, _ = await build_world(clock_config={"timeout": 2})
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
+    stuck = _StuckAgent()
+    async with world.gateway, world.agent("legacy", message_handler=on_message) as agent:
+        await agent.call_tool("clock_now", {"timezone": "UTC"})
+        connections = world.gateway._connections
+        known = list(connections.items())
+        assert known
+        connections.clear()
+        connections[stuck] = known[0][1]  # the same caller, heard of first: the first to be told
+        connections.update(known)
+        await agent.call_tool("clock_announce", {})
+        with anyio.fail_after(20):
+            await stuck.waiting.wait()
+            await changed.wait()  # told although the first agent never takes it

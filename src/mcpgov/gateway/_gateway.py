@@ -506,25 +506,38 @@ class Gateway:
         if method == "notifications/tools/list_changed":
             await self.upstreams[upstream].recheck_pins()
         approved = self.registry.get(upstream)
-        for connection, (tenant, principal) in list(self._connections.items()):
-            if approved is None or approved.refusal(tenant, principal) is not None:
-                continue  # an agent this upstream does not serve hears nothing of its changes
-            try:
-                await connection.notify(method, None)
-            except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
-                logger.debug("could not relay %s to an agent", method)
+        connections = [
+            connection
+            for connection, (tenant, principal) in list(self._connections.items())
+            # An agent this upstream does not serve hears nothing of its changes.
+            if approved is not None and approved.refusal(tenant, principal) is None
+        ]
+        await self._notify(upstream, connections, method, None)
         event = event_from_wire(method, None)
         if event is not None:
             await self._publish(event)
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
-        for connection in list(self._subscriptions.get(front, ())):
-            try:
-                await connection.notify("notifications/resources/updated", {"uri": front})
-            except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
-                logger.debug("could not relay a resource update to an agent")
+        connections = list(self._subscriptions.get(front, ()))
+        await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
+
+    async def _notify(self, upstream: str, connections: list[Any], method: str, params: dict[str, Any] | None) -> None:
+        """Send ``method`` to every agent of ``connections`` together, each within the upstream's
+        ``timeout``: an agent that is gone or does not read holds up no other."""
+        bound = self.upstreams[upstream].config.timeout
+
+        async def one(connection: Any) -> None:
+            with anyio.move_on_after(bound):
+                try:
+                    await connection.notify(method, params)
+                except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
+                    logger.debug("could not relay %s to an agent", method)
+
+        async with anyio.create_task_group() as tg:
+            for connection in connections:
+                tg.start_soon(one, connection)
 
     async def _publish(self, event: Any) -> None:
         """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
