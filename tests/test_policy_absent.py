@@ -3,6 +3,7 @@ a scope claim of the wrong shape never turn a deny into an allow (uncertainty on
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
@@ -244,3 +245,19 @@ def test_a_value_the_request_does_not_carry_is_unknown_to_same_as_and_to_anonymo
     )
     decision = anonymous.decide(_ctx().replace(principal=None, tenant=None))
     assert (decision.rule, decision.reason_code) == ("x", "condition_unevaluable")
+
+
+@pytest.mark.parametrize("now", [float("nan"), float("inf"), float("-inf"), 1e300])
+def test_a_time_the_clock_cannot_give_is_unknown_to_time_windows(now: float) -> None:
+    text = f"""rules:
+{ALLOW_ALL}  - {{id: x, effect: deny, tools: [t], when: {{time: {{before: "2030-01-01T00:00:00Z"}}}}}}
+  - {{id: y, effect: deny, tools: [t], when: {{time: {{start: "09:00", end: "17:00"}}}}}}
+  - {{id: campaign, effect: allow, tools: [c], when: {{time: {{after: "2025-01-01T00:00:00Z"}}}}}}
+"""
+    e = _engine(text)
+    decision = e.decide(_ctx(), now=now)
+    assert (decision.effect, decision.reason_code) == (Effect.DENY, "condition_unevaluable")
+    if now != 1e300:  # a time past every calendar is still after 2025
+        assert not e.decide(_ctx().replace(target="c"), now=now).allowed
+    night = datetime(2030, 6, 1, 3, 0, tzinfo=timezone.utc).timestamp()  # after 2030, outside 09-17
+    assert e.decide(_ctx(), now=night).allowed

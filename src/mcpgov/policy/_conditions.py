@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
+import math
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -685,13 +686,18 @@ def _time_check(window: TimeWindow) -> Check:
 
     def check(_c: GovContext, facts: Facts) -> bool:
         now = facts.now
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise ConditionError("time", f"the time of the decision is unknown (the clock gave {now!r:.40})")
         if after is not None and now < after:
             return False
         if before is not None and now >= before:
             return False
         if days is None and start is None:
             return True
-        local = datetime.fromtimestamp(now, zone)
+        try:
+            local = datetime.fromtimestamp(now, zone)
+        except (OverflowError, OSError, ValueError):
+            raise ConditionError("time", "the time of the decision is out of the calendar's range") from None
         if days is not None and day_names[local.weekday()] not in days:
             return False
         if start is not None and end is not None:
