@@ -399,3 +399,45 @@ def test_a_scope_claim_of_the_wrong_shape_denies_when_the_policies_read_the_scop
     ).compile()
     assert (reads.decide(ctx).effect, reads.decide(ctx).reason_code) == (Effect.DENY, "cedar_error")
     assert CedarPolicy('@id("everyone") permit(principal, action, resource);').compile().decide(ctx).allowed
+
+
+CLAIM_POLICY = """
+@id("everyone") permit(principal, action, resource);
+@id("no-contractors") forbid(principal, action, resource)
+when { context.claims has role && context.claims.role == "contractor" };
+@id("no-contractor-groups") forbid(principal, action, resource)
+when { context.claims has groups && context.claims.groups.contains("contractors") };
+"""
+
+
+@pytest.mark.parametrize(
+    ("claims", "rule"),
+    [
+        ({"role": "Contractor", "groups": []}, "no-contractors"),
+        ({"role": "contractor\u200b", "groups": []}, "no-contractors"),
+        ({"role": "\uff43ontractor", "groups": []}, "no-contractors"),
+        ({"groups": []}, "no-contractors"),
+        ({"role": "dev", "groups": ["dev", "CONTRACTORS"]}, "no-contractor-groups"),
+        ({"role": "dev"}, "no-contractor-groups"),
+    ],
+)
+def test_cedar_judges_another_spelling_of_a_compared_claim_or_its_absence_as_unknown(
+    claims: dict[str, Any], rule: str
+) -> None:
+    engine = CedarPolicy(CLAIM_POLICY).compile()
+    decision = engine.decide(_ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims=claims)))
+    assert (decision.effect, decision.rule, decision.reason_code) == (Effect.DENY, rule, "condition_unevaluable")
+
+
+@pytest.mark.parametrize(
+    ("claims", "allowed"),
+    [
+        ({"role": "dev", "groups": ["dev", "ops"]}, True),
+        ({"role": "contractor", "groups": []}, False),
+        ({"role": "dev", "groups": ["contractors"]}, False),
+    ],
+)
+def test_cedar_judges_compared_claims_exactly(claims: dict[str, Any], allowed: bool) -> None:
+    engine = CedarPolicy(CLAIM_POLICY).compile()
+    ctx = _ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims=claims))
+    assert engine.decide(ctx).allowed is allowed

@@ -21,8 +21,11 @@ that is not one of them but reads as one (another case, Unicode form, invisible 
 whitespace, look-alike letters), or that matches a ``like`` pattern only in another spelling,
 and a request without one, are unknown: the request is evaluated again with each name it could
 stand for (the name or pattern it reads as; every name when it has none), and the strictest
-decision holds. When that is stricter than the decision on the
-request as received, the request is refused as unknown (``condition_unevaluable``).
+decision holds. Claims the policies compare with strings (``context.claims.<name> == "..."``,
+``.contains("...")``) are judged the same way: a value (or list element) that is another
+spelling of one of those strings, or an absent claim (read as each string, alone and in a list).
+When that is stricter than the decision on the request as received, the request is refused as
+unknown (``condition_unevaluable``).
 
 Arguments that Cedar cannot represent (fractions with more than four decimals, huge numbers,
 objects with a key ``__entity``, ``__extn`` or ``__expr``, which Cedar would read as an entity or
@@ -34,6 +37,8 @@ holding ``null``) that the policies read (``context.claims.<name>``, ``context.c
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -49,6 +54,7 @@ from typing import Any
 from mcpgov._context import GovContext, approval_rule_to_ask
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
+from mcpgov._principal import Principal
 from mcpgov.policy._conditions import MAX_CONDITION_STRING, ConditionError, granted_scopes, name_key, spelling_of
 from mcpgov.policy._engine import Explanation, RuleTrace, describe_request
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
@@ -60,7 +66,7 @@ CEDAR_DEFAULT_DENY = "cedar:default-deny"
 CEDAR_ERROR = "cedar:evaluation-error"
 _NAMED = ("tenant", "purpose")
 """Request values compared with names, whose other spellings (and absence) are unknown."""
-_MAX_READINGS = 64
+_MAX_READINGS = 256
 """The most re-evaluations of one request with the names its tenant and purpose could stand for."""
 _STRICTNESS = {Effect.ALLOW: 0, Effect.REQUIRE_APPROVAL: 1, Effect.DENY: 2}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -146,6 +152,10 @@ class CedarPolicy:
         self.claims_read: frozenset[str] | None = _claims_read(raw)
         """The claims the policies read (``context.claims.<name>``, ``context.claims has <name>``);
         None when they use the whole record."""
+        self.claim_names: dict[str, frozenset[str]] = {
+            claim: frozenset(_compared_with(raw, functools.partial(_is_claim, name=claim)))
+            for claim in sorted(self.claims_read or ())
+        }
         self.version = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def __repr__(self) -> str:
@@ -186,6 +196,11 @@ class CedarEngine:
         self._names = {
             attr: (names, {name_key(name): name for name in sorted(names)})
             for attr, names in policy.names.items()
+            if names
+        }
+        self._claim_names = {
+            claim: (names, {name_key(name): name for name in sorted(names)})
+            for claim, names in policy.claim_names.items()
             if names
         }
         self._patterns = {
@@ -293,14 +308,51 @@ class CedarEngine:
                 if near is not None:
                     options.append((attr, [near]))
                     why.append(f"the {attr} {value!r} is another spelling of {near!r}")
-        if not options:
+        claim_options, claim_why = self._claim_readings(ctx.principal)
+        why.extend(claim_why)
+        if not options and not claim_options:
             return [], None
         readings = [ctx]
         for attr, candidates in options:
             readings = [r.replace(**{attr: name}) for r in readings for name in candidates]
             if len(readings) > _MAX_READINGS:
+                return readings, "; ".join(why)
+        for claim, values in claim_options:
+            readings = [
+                r.replace(principal=dataclasses.replace(p, claims={**p.claims, claim: v}))
+                for r in readings
+                if (p := r.principal) is not None
+                for v in values
+            ]
+            if len(readings) > _MAX_READINGS:
                 break
         return readings, "; ".join(why)
+
+    def _claim_readings(self, principal: Principal | None) -> tuple[list[tuple[str, list[Any]]], list[str]]:
+        """For each claim the policies compare with strings: the values it could stand for when it
+        is absent (each string) or holds another spelling of one (as a string or list element)."""
+        options: list[tuple[str, list[Any]]] = []
+        why: list[str] = []
+        if principal is None:
+            return options, why
+        for claim, (names, keys) in self._claim_names.items():
+            value = principal.claims.get(claim, _ABSENT)
+            if value is _ABSENT:
+                # Any value: each name, as a string and as a list holding it.
+                options.append((claim, [*([name] for name in sorted(names)), *sorted(names)]))
+                why.append(f"the principal carries no claim {claim!r}")
+                continue
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for i, item in enumerate(items):
+                if not isinstance(item, str) or item in names or len(item) > MAX_CONDITION_STRING:
+                    continue
+                near = spelling_of(item, keys)
+                if near is not None:
+                    read = near if not isinstance(value, (list, tuple)) else [*items[:i], near, *items[i + 1 :]]
+                    options.append((claim, [read]))
+                    why.append(f"claim {claim!r} value {item!r} is another spelling of {near!r}")
+                    break
+        return options, why
 
     def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str], str | None]:
         """The decision, Cedar's determining policies and errors, and what made it stricter than
@@ -317,7 +369,14 @@ class CedarEngine:
         strictest = decision
         for reading in readings:
             other = self._evaluate_one(reading, now)[0]
-            if _STRICTNESS[other.effect] > _STRICTNESS[strictest.effect]:
+            stricter = _STRICTNESS[other.effect] - _STRICTNESS[strictest.effect]
+            if stricter > 0 or (
+                # As strict: a policy that decides names the reason better than a reading Cedar cannot evaluate.
+                stricter == 0
+                and strictest is not decision
+                and strictest.reason_code == "cedar_error"
+                and other.reason_code != "cedar_error"
+            ):
                 strictest = other
         if strictest is decision:
             return decision, reasons, errors, None
@@ -464,26 +523,36 @@ def _like_name(parts: list[Any]) -> str:
 def _compared_names(node: Any, attr: str) -> set[str]:
     """The names the policies compare ``context.<attr>`` with (a ``like`` pattern as its literal
     characters, its wildcards read as nothing)."""
+    return _compared_with(node, lambda n: _is_context_attr(n, attr))
+
+
+def _is_claim(node: Any, name: str) -> bool:
+    """Whether ``node`` is Cedar's JSON for ``context.claims.<name>``."""
+    return bool(node == {".": {"left": _CLAIMS, "attr": name}})
+
+
+def _compared_with(node: Any, is_target: Callable[[Any], bool]) -> set[str]:
+    """The strings the policies compare the expression ``is_target`` accepts with."""
     found: set[str] = set()
     if isinstance(node, Mapping):
         for op, body in node.items():
             if isinstance(body, Mapping) and "left" in body:
                 sides = (body.get("left"), body.get("right"))
-                if op == "like" and _is_context_attr(body.get("left"), attr):
-                    parts = body.get("pattern") or []
-                    found.add("".join(p["Literal"] for p in parts if isinstance(p, Mapping) and "Literal" in p))
-                elif any(_is_context_attr(side, attr) for side in sides):
+                if op == "like" and is_target(body.get("left")):
+                    found.add(_like_name(list(body.get("pattern") or [])))
+                elif any(is_target(side) for side in sides):
                     for side in sides:
-                        if not _is_context_attr(side, attr):
+                        if not is_target(side):
                             found.update(_strings(side))
-            found |= _compared_names(body, attr)
+            found |= _compared_with(body, is_target)
     elif isinstance(node, list):
         for child in node:
-            found |= _compared_names(child, attr)
+            found |= _compared_with(child, is_target)
     return found
 
 
 _CLAIMS = {".": {"left": {"Var": "context"}, "attr": "claims"}}
+_ABSENT = object()
 
 
 def _reads(node: Any, target: Mapping[str, Any]) -> bool:
