@@ -278,7 +278,7 @@ class CedarEngine:
         }
 
     def _readings(self, ctx: GovContext) -> tuple[list[GovContext], str | None]:
-        """The request with its tenant and purpose read as each name they could stand for, and
+        """The request with its tenant, purpose and compared claims read as each value they could stand for, and
         why they are unknown (None when both are exactly what the policies compare with)."""
         options: list[tuple[str, list[str]]] = []
         why: list[str] = []
@@ -356,7 +356,7 @@ class CedarEngine:
 
     def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str], str | None]:
         """The decision, Cedar's determining policies and errors, and what made it stricter than
-        Cedar's decision on the request as received (an unknown tenant or purpose), if anything."""
+        Cedar's decision on the request as received (an unknown tenant, purpose or claim), if anything."""
         decision, reasons, errors = self._evaluate_one(ctx, now)
         if decision.effect is Effect.DENY and decision.reason_code != "default_deny":
             return decision, reasons, errors, None  # nothing is stricter
