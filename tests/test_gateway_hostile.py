@@ -11,6 +11,7 @@ import mcp_types as types
 import pytest
 import yaml
 from click.testing import CliRunner
+from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
@@ -20,7 +21,7 @@ from mcpgov.gateway import Gateway, UpstreamConfig, load_config
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
-from mcpgov.testing import IdentityIssuer
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 from tests.gateway_support import AUDIENCE, Seen, build_world, entry, files_server
 from tests.test_gateway_config import example_dir
 
@@ -160,7 +161,9 @@ def _paging_server(pages: Callable[[str | None], types.ListPromptsResult]) -> Se
     return Server("pager", version="1.0.0", on_list_prompts=list_prompts, on_list_tools=list_tools)
 
 
-async def _listed_prompts(mode: str, pages: Callable[[str | None], types.ListPromptsResult]) -> list[str]:
+async def _listed_prompts(
+    mode: str, pages: Callable[[str | None], types.ListPromptsResult], sink: InMemoryAuditSink | None = None
+) -> list[str]:
     good_seen = Seen()
     good = files_server(good_seen)
     pager = _paging_server(pages)
@@ -180,6 +183,7 @@ async def _listed_prompts(mode: str, pages: Callable[[str | None], types.ListPro
         registry,
         IdentityMiddleware(idp.verifier()),
         PolicyMiddleware(Policy.from_dict(LOOP_POLICY)),
+        audit=sink or InMemoryAuditSink(),
         servers={"files": good, "pager": pager},
     )
     async with gateway, GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode=mode) as agent:
@@ -194,19 +198,25 @@ def _page(names: list[str], cursor: str | None) -> types.ListPromptsResult:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "pages",
+    ("pages", "reason"),
     [
-        pytest.param(lambda cursor: _page(["a", "b"], "again"), id="cursor-repeats"),
-        pytest.param(lambda cursor: _page(["a"], str(int(cursor or 0) + 1)), id="never-ends"),
-        pytest.param(lambda cursor: _page([f"p{i}" for i in range(10_001)], None), id="huge"),
+        pytest.param(lambda cursor: _page(["a", "b"], "again"), "listing.loop", id="cursor-repeats"),
+        pytest.param(lambda cursor: _page(["a"], str(int(cursor or 0) + 1)), "listing.unending", id="never-ends"),
+        pytest.param(lambda cursor: _page([f"p{i}" for i in range(10_001)], None), "listing.too_large", id="huge"),
     ],
 )
 async def test_a_listing_that_loops_never_ends_or_is_huge_leaves_that_upstream_out(
-    mode: str, pages: Callable[[str | None], types.ListPromptsResult]
+    mode: str, pages: Callable[[str | None], types.ListPromptsResult], reason: str
 ) -> None:
-    names = await _listed_prompts(mode, pages)
+    sink = InMemoryAuditSink()
+    names = await _listed_prompts(mode, pages, sink)
     assert "files_greet" in names  # the other upstream still serves
     assert not [n for n in names if n.startswith("pager_")]
+    (left_out,) = sink.of_type("upstream.left_out")  # an auditor sees why the entries are missing
+    assert (left_out.target, left_out.reason, left_out.method) == ("pager", reason, "prompts/list")
+    assert left_out.principal is not None and left_out.principal.endswith("#a") and left_out.tenant == "acme"
+    assert left_out.attributes == {"server_id": "pager", "listing": "prompt"}
+    assert left_out.detail is not None and "pager" in left_out.detail
 
 
 @pytest.mark.anyio
@@ -214,9 +224,11 @@ async def test_a_name_listed_twice_by_one_upstream_is_left_out(mode: str) -> Non
     def pages(cursor: str | None) -> types.ListPromptsResult:
         return _page(["twice", "once"], "2") if cursor is None else _page(["twice"], None)
 
-    names = await _listed_prompts(mode, pages)
+    sink = InMemoryAuditSink()
+    names = await _listed_prompts(mode, pages, sink)
     assert "pager_once" in names and "pager_twice" not in names
     assert len(names) == len(set(names))
+    assert sink.of_type("upstream.left_out") == []
 
 
 @pytest.mark.anyio
@@ -316,3 +328,69 @@ async def test_a_drain_waits_for_calls_queued_behind_the_concurrency_limit(mode:
                 await anyio.sleep(0.1)  # the other two wait for the one slot
                 await world.gateway.drain(10)
     assert results == ["ok", "ok", "ok"]
+
+
+@pytest.mark.anyio
+async def test_a_call_that_finds_every_concurrency_slot_taken_fails_at_the_upstreams_timeout(mode: str) -> None:
+    world, _ = await build_world(files_config={"concurrency": 1, "timeout": 0.5})
+    upstream = world.gateway.upstreams["files"]
+    holder = object()  # stands for a call that hangs holding the only slot
+    async with world.gateway, world.agent(mode) as agent:
+        assert not (await agent.call_tool("files_read_file", {"path": "/data/a"})).is_error
+        await upstream._limiter.acquire_on_behalf_of(holder)
+        try:
+            with anyio.fail_after(30):
+                for _ in range(2):
+                    with pytest.raises(MCPError) as busy:
+                        await agent.call_tool("files_slow", {"seconds": 0})
+                    assert "did not answer in time" in busy.value.message
+                    assert "files" not in busy.value.message  # the detail stays in the audit trail
+                listed = {t.name for t in (await agent.list_tools()).tools}
+        finally:
+            upstream._limiter.release_on_behalf_of(holder)
+        assert "clock_now" in listed and not [n for n in listed if n.startswith("files_")]
+        assert upstream._queued == 0 and upstream.stats.in_flight == 0
+        assert not (await agent.call_tool("files_slow", {"seconds": 0})).is_error  # the slot is free again
+    assert [c for c in world.files.calls if c[0] == "slow"] == [("slow", {"seconds": 0})]
+    refused = [e for e in world.sink.events if e.target == "files_slow" and e.error_code is not None]
+    assert len(refused) == 2
+    assert all(e.error_code == "mcpgov.gateway.upstream_timeout" and e.reason == "upstream_busy" for e in refused)
+    assert all(e.principal is not None for e in refused)
+    left_out = world.sink.of_type("upstream.left_out")
+    assert [(e.target, e.reason, e.method) for e in left_out] == [("files", "upstream_busy", "tools/list")]
+
+
+class _StuckAgent:
+    """An agent connection that never takes a notification (a full pipe, a stalled stream)."""
+
+    def __init__(self) -> None:
+        self.waiting = anyio.Event()
+
+    async def notify(self, method: str, params: Any) -> None:
+        self.waiting.set()
+        await anyio.Event().wait()
+
+
+@pytest.mark.anyio
+async def test_an_agent_that_never_takes_a_notification_holds_up_no_other_agent() -> None:
+    # Handshake-era agents are told of changes one connection at a time (2026-07-28 ones listen).
+    world, _ = await build_world(clock_config={"timeout": 2})
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
+    stuck = _StuckAgent()
+    async with world.gateway, world.agent("legacy", message_handler=on_message) as agent:
+        await agent.call_tool("clock_now", {"timezone": "UTC"})
+        connections = world.gateway._connections
+        known = list(connections.items())
+        assert known
+        connections.clear()
+        connections[stuck] = known[0][1]  # the same caller, heard of first: the first to be told
+        connections.update(known)
+        await agent.call_tool("clock_announce", {})
+        with anyio.fail_after(20):
+            await stuck.waiting.wait()
+            await changed.wait()  # told although the first agent never takes it

@@ -282,3 +282,162 @@ def test_each_cedar_approval_policy_is_asked_about_in_turn(asked: tuple[str, ...
         ctx = ctx.with_extension(APPROVAL_GRANT, _AskedAbout(*asked))
     decision = engine.decide(ctx)
     assert (decision.effect, decision.rule) == (Effect.REQUIRE_APPROVAL, named)
+
+
+FORBID_NAMES = """
+@id("everyone") permit(principal, action, resource);
+@id("no-acme") forbid(principal, action, resource) when { context has tenant && context.tenant == "acme" };
+@id("no-marketing") forbid(principal, action, resource)
+when { context has purpose && ["marketing", "ads"].contains(context.purpose) };
+@id("no-test") forbid(principal, action, resource) when { context has tenant && context.tenant like "test-*" };
+"""
+
+
+def _named(tenant: str | None, purpose: str | None = "support") -> GovContext:
+    return _ctx().replace(tenant=tenant, purpose=purpose)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "purpose", "rule"),
+    [
+        ("ACME", "support", "no-acme"),
+        ("Acme", "support", "no-acme"),
+        ("acme\u200b", "support", "no-acme"),
+        (" acme ", "support", "no-acme"),
+        ("\uff41\uff43\uff4d\uff45", "support", "no-acme"),  # fullwidth
+        ("\u0430cme", "support", "no-acme"),  # a Cyrillic a
+        (None, "support", "no-acme"),
+        ("TEST-", "support", "no-test"),
+        ("TEST-lab", "support", "no-test"),
+        ("\uff54est-lab", "support", "no-test"),
+        ("test\u200b-lab", "support", "no-test"),
+        ("globex", "Marketing", "no-marketing"),
+        ("globex", "ads\u00ad", "no-marketing"),
+        ("globex", "\uff21\uff24\uff33", "no-marketing"),
+        ("globex", None, "no-marketing"),
+        ("globex", "x" * 20_000, "no-marketing"),
+    ],
+)
+def test_cedar_judges_another_spelling_of_a_tenant_or_purpose_as_unknown(
+    tenant: str | None, purpose: str | None, rule: str
+) -> None:
+    engine = CedarPolicy(FORBID_NAMES).compile()
+    decision = engine.decide(_named(tenant, purpose))
+    assert (decision.effect, decision.rule, decision.reason_code) == (Effect.DENY, rule, "condition_unevaluable")
+    assert "unknown" in str(engine.explain(_named(tenant, purpose)))
+
+
+def test_cedar_judges_exact_names_exactly() -> None:
+    engine = CedarPolicy(FORBID_NAMES).compile()
+    assert engine.decide(_named("globex")).allowed
+    assert engine.decide(_named("acme-corp")).allowed  # not a spelling of a name
+    assert engine.decide(_named("test-lab")).reason_code == "policy_deny"
+    assert engine.decide(_named("contest-lab")).allowed
+    assert engine.decide(_named("acme")).reason_code == "policy_deny"
+    assert engine.decide(_named("globex", "marketing")).reason_code == "policy_deny"
+    # A permit for a mixed-case name admits that name only; its other spellings are not permitted.
+    mixed = CedarPolicy('@id("p") permit(principal, action, resource) when { context.tenant == "Acme" };').compile()
+    assert mixed.decide(_named("Acme")).allowed
+    for other in ("acme", "ACME", None):
+        assert not mixed.decide(_named(other)).allowed
+
+
+def test_cedar_asks_for_approval_when_a_purpose_could_be_the_one_that_needs_it() -> None:
+    engine = CedarPolicy(
+        """
+@id("everyone") permit(principal, action, resource);
+@id("payments") @approval permit(principal, action, resource)
+when { context has purpose && context.purpose == "payments" };
+"""
+    ).compile()
+    assert engine.decide(_named("acme", "support")).allowed
+    for purpose in ("PAYMENTS", "payments\u200b", None):
+        decision = engine.decide(_named("acme", purpose))
+        assert (decision.effect, decision.rule) == (Effect.REQUIRE_APPROVAL, "payments")
+
+
+async def test_a_cedar_forbid_on_a_purpose_holds_for_its_other_spellings_in_a_session(mode: str) -> None:
+    fs = build_file_server(CedarPolicy(FORBID_NAMES.replace('context.tenant == "acme"', 'context.tenant == "x"')))
+    async with Client(fs.server, mode=mode) as client:
+        ok = await client.call_tool("search", {"query": "q"}, meta=as_("alice", purpose="support"))
+        assert ok.is_error is False
+        for purpose in ("Marketing", "marketing\u200b", "\uff4d\uff41\uff52\uff4b\uff45\uff54\uff49\uff4e\uff47"):
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("search", {"query": "q"}, meta=as_("alice", purpose=purpose))
+            assert caught.value.code == -32003
+    assert [d.rule for d in fs.sink.decisions() if d.effect == "deny"] == ["no-marketing"] * 3
+
+
+@pytest.mark.parametrize(
+    "value", [None, ["contractor", None], {"__entity": {"type": "X", "id": "y"}}, 0.1234567, 2**70]
+)
+def test_a_claim_the_policies_read_but_cedar_cannot_hold_denies(value: Any) -> None:
+    engine = CedarPolicy(
+        """
+@id("everyone") permit(principal, action, resource);
+@id("no-contractors") forbid(principal, action, resource)
+when { context.claims has role && context.claims.role.contains("contractor") };
+"""
+    ).compile()
+    ctx = _ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims={"role": value, "other": None}))
+    decision = engine.decide(ctx)
+    assert (decision.effect, decision.reason_code) == (Effect.DENY, "cedar_error")
+    unread = ctx.replace(principal=Principal(ACME, "alice", tenant="acme", claims={"role": ["dev"], "other": value}))
+    assert engine.decide(unread).allowed  # a claim no policy reads is left out
+    whole = CedarPolicy('@id("p") permit(principal, action, resource) unless { context.claims == {} };').compile()
+    assert whole.decide(unread).reason_code == "cedar_error"
+
+
+@pytest.mark.parametrize("claims", [{"scope": 7}, {"scp": ["admin", 1]}, {"scopes": {"admin": True}}])
+def test_a_scope_claim_of_the_wrong_shape_denies_when_the_policies_read_the_scopes(claims: dict[str, Any]) -> None:
+    ctx = _ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims=claims))
+    reads = CedarPolicy(
+        """
+@id("everyone") permit(principal, action, resource);
+@id("no-admins") forbid(principal, action, resource) when { context.scopes.contains("admin") };
+"""
+    ).compile()
+    assert (reads.decide(ctx).effect, reads.decide(ctx).reason_code) == (Effect.DENY, "cedar_error")
+    assert CedarPolicy('@id("everyone") permit(principal, action, resource);').compile().decide(ctx).allowed
+
+
+CLAIM_POLICY = """
+@id("everyone") permit(principal, action, resource);
+@id("no-contractors") forbid(principal, action, resource)
+when { context.claims has role && context.claims.role == "contractor" };
+@id("no-contractor-groups") forbid(principal, action, resource)
+when { context.claims has groups && context.claims.groups.contains("contractors") };
+"""
+
+
+@pytest.mark.parametrize(
+    ("claims", "rule"),
+    [
+        ({"role": "Contractor", "groups": []}, "no-contractors"),
+        ({"role": "contractor\u200b", "groups": []}, "no-contractors"),
+        ({"role": "\uff43ontractor", "groups": []}, "no-contractors"),
+        ({"groups": []}, "no-contractors"),
+        ({"role": "dev", "groups": ["dev", "CONTRACTORS"]}, "no-contractor-groups"),
+        ({"role": "dev"}, "no-contractor-groups"),
+    ],
+)
+def test_cedar_judges_another_spelling_of_a_compared_claim_or_its_absence_as_unknown(
+    claims: dict[str, Any], rule: str
+) -> None:
+    engine = CedarPolicy(CLAIM_POLICY).compile()
+    decision = engine.decide(_ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims=claims)))
+    assert (decision.effect, decision.rule, decision.reason_code) == (Effect.DENY, rule, "condition_unevaluable")
+
+
+@pytest.mark.parametrize(
+    ("claims", "allowed"),
+    [
+        ({"role": "dev", "groups": ["dev", "ops"]}, True),
+        ({"role": "contractor", "groups": []}, False),
+        ({"role": "dev", "groups": ["contractors"]}, False),
+    ],
+)
+def test_cedar_judges_compared_claims_exactly(claims: dict[str, Any], allowed: bool) -> None:
+    engine = CedarPolicy(CLAIM_POLICY).compile()
+    ctx = _ctx().replace(principal=Principal(ACME, "alice", tenant="acme", claims=claims))
+    assert engine.decide(ctx).allowed is allowed

@@ -191,7 +191,8 @@ rules:
 """
     )
     assert e.decide(ctx(args={"amount": 5})).allowed
-    assert e.decide(ctx(args={})).allowed  # absent: the deny's condition does not hold
+    absent = e.decide(ctx(args={}))  # absent: the tool's default could be anything
+    assert (absent.effect, absent.rule, absent.reason_code) == (Effect.DENY, "big", "condition_unevaluable")
     decision = e.decide(ctx(args={"amount": {"value": 5000}}))
     assert (decision.effect, decision.rule, decision.reason_code) == (Effect.DENY, "big", "condition_unevaluable")
 

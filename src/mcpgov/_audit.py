@@ -73,6 +73,7 @@ EventType = Literal[
     "policy.shadow_mismatch",
     "upstream.ready",
     "upstream.down",
+    "upstream.left_out",
     "audit.gap",
 ]
 """Every event type mcpgov emits (see the audit docs for when each is emitted)."""

@@ -44,10 +44,13 @@ class _InputRound(Exception):
 
 
 def _ended_by(exc: Exception) -> tuple[str, str, str | None]:
-    """The outcome, reason and error code of a request whose terminal raised ``exc``."""
+    """The outcome, reason and error code of a request whose terminal raised ``exc`` (an mcpgov
+    error's own machine-readable reason, such as ``upstream_busy``; else the exception's type)."""
     if isinstance(exc, _InputRound):
         return "input_required", exc.reason, None
-    return "failed", type(exc).__name__, exc.code if isinstance(exc, McpGovError) else None
+    if isinstance(exc, McpGovError):
+        return "failed", exc.reason, exc.code
+    return "failed", type(exc).__name__, None
 
 
 def _hash_of(c: GovContext, values: ContextValues | None) -> str | ArgsDigest | None:

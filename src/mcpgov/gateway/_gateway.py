@@ -32,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpgov._arguments import ArgumentLimits
-from mcpgov._audit import AuditCallback, Auditor
+from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._chain import CallNext, Middleware
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
@@ -506,25 +506,38 @@ class Gateway:
         if method == "notifications/tools/list_changed":
             await self.upstreams[upstream].recheck_pins()
         approved = self.registry.get(upstream)
-        for connection, (tenant, principal) in list(self._connections.items()):
-            if approved is None or approved.refusal(tenant, principal) is not None:
-                continue  # an agent this upstream does not serve hears nothing of its changes
-            try:
-                await connection.notify(method, None)
-            except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
-                logger.debug("could not relay %s to an agent", method)
+        connections = [
+            connection
+            for connection, (tenant, principal) in list(self._connections.items())
+            # An agent this upstream does not serve hears nothing of its changes.
+            if approved is not None and approved.refusal(tenant, principal) is None
+        ]
+        await self._notify(upstream, connections, method, None)
         event = event_from_wire(method, None)
         if event is not None:
             await self._publish(event)
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
-        for connection in list(self._subscriptions.get(front, ())):
-            try:
-                await connection.notify("notifications/resources/updated", {"uri": front})
-            except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
-                logger.debug("could not relay a resource update to an agent")
+        connections = list(self._subscriptions.get(front, ()))
+        await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
+
+    async def _notify(self, upstream: str, connections: list[Any], method: str, params: dict[str, Any] | None) -> None:
+        """Send ``method`` to every agent of ``connections`` together, each within the upstream's
+        ``timeout``: an agent that is gone or does not read holds up no other."""
+        bound = self.upstreams[upstream].config.timeout
+
+        async def one(connection: Any) -> None:
+            with anyio.move_on_after(bound):
+                try:
+                    await connection.notify(method, params)
+                except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
+                    logger.debug("could not relay %s to an agent", method)
+
+        async with anyio.create_task_group() as tg:
+            for connection in connections:
+                tg.start_soon(one, connection)
 
     async def _publish(self, event: Any) -> None:
         """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
@@ -641,9 +654,11 @@ class Gateway:
                     entries = await fetch(client)
             except ListingRefused as exc:
                 logger.warning("upstream %s left out of a %s listing: %s", upstream_id, kind, exc.detail)
+                await self._left_out(front, upstream_id, kind, exc)
                 return
             except Exception as exc:  # noqa: BLE001 - one broken upstream must not hide the others' entries
                 logger.info("upstream %s left out of a %s listing (%s)", upstream_id, kind, type(exc).__name__)
+                await self._left_out(front, upstream_id, kind, exc)
                 return
             fetched[upstream_id] = [scrubbed(entry, secrets) for entry in entries]
 
@@ -656,6 +671,27 @@ class Gateway:
             CURRENT.reset(token)
         # In the upstreams' configured order, whichever answered first.
         return [(uid, entry) for uid in self.upstreams for entry in fetched.get(uid, ())]
+
+    async def _left_out(self, front: FrontCall, upstream_id: str, kind: str, exc: BaseException) -> None:
+        """Audit, with the caller, that an upstream's entries are missing from a listing and why
+        (an mcpgov refusal's reason and detail; of anything else only its type, which holds no secret)."""
+        if isinstance(exc, McpGovError):
+            reason, detail, code = exc.reason, exc.detail, exc.code
+        else:
+            reason, detail, code = "upstream_error", f"the upstream's listing failed ({type(exc).__name__})", None
+        event = AuditEvent.from_context(
+            front.decided,
+            "upstream.left_out",
+            target=upstream_id,
+            reason=reason,
+            detail=f"upstream {upstream_id!r} left out of a {kind} listing: {detail}",
+            error_code=code,
+            attributes={"server_id": upstream_id, "listing": kind},
+        )
+        try:
+            await self.auditor.emit(event, required=False)
+        except Exception:  # noqa: BLE001 - the listing of the other upstreams goes on
+            logger.warning("could not audit that upstream %s was left out of a %s listing", upstream_id, kind)
 
     def _lister(self, spec: _Listing[_R]) -> Callable[[ServerRequestContext[Any, Any], Any], Awaitable[_R]]:
         """The front handler of one listing: every upstream's entries, renamed into its namespace."""

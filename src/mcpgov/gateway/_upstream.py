@@ -957,10 +957,21 @@ class Upstream:
         return client
 
     async def _wait_for_slot(self, limiter: anyio.CapacityLimiter) -> None:
-        """Wait for a concurrency slot, counted as queued (a drain waits for queued requests too)."""
+        """Wait (up to ``timeout`` seconds) for a concurrency slot, counted as queued (a drain
+        waits for queued requests too).
+
+        Raises:
+            UpstreamTimeout: no slot freed within ``timeout`` (reason ``upstream_busy``).
+        """
         self._queued += 1
         try:
-            await limiter.acquire()
+            with anyio.move_on_after(self.config.timeout) as scope:
+                await limiter.acquire()
+            if scope.cancelled_caught:
+                raise UpstreamTimeout(
+                    f"upstream {self.id!r} is busy: no concurrency slot freed within {self.config.timeout}s",
+                    reason="upstream_busy",
+                )
         finally:
             self._queued -= 1
             if not self._queued and not self._in_flight:
@@ -973,7 +984,8 @@ class Upstream:
 
         Raises:
             UpstreamUnavailable: the upstream is down or did not start in time.
-            UpstreamTimeout: the request took longer than ``timeout``.
+            UpstreamTimeout: the request took longer than ``timeout``, or waited longer than
+                ``timeout`` for a concurrency slot (reason ``upstream_busy``).
         """
         client = await self._client_now()
         timed_out = False

@@ -11,18 +11,41 @@ The request maps to Cedar as:
 
 Policies are named by their ``@id("...")`` annotation (else Cedar's ``policyN``); a permit
 annotated ``@approval`` requires approval instead of allowing. A Cedar evaluation that reports
-any error denies, even if some policy permits. Arguments that Cedar cannot represent
-(fractions with more than four decimals, huge numbers, objects with a key ``__entity``,
-``__extn`` or ``__expr``, which Cedar would read as an entity or extension value) deny.
+any error denies, even if some policy permits.
+
+Tenants and purposes are judged as by the built-in engine (see
+:class:`~mcpgov.policy._conditions.NameSet`): the names the policies compare ``context.tenant``
+and ``context.purpose`` with (``==``, ``!=``, ``contains``, ``containsAny``, ``in``; ``like``
+patterns with their wildcards read as nothing) are the values that matter. A tenant or purpose
+that is not one of them but reads as one (another case, Unicode form, invisible characters,
+whitespace, look-alike letters), or that matches a ``like`` pattern only in another spelling,
+and a request without one, are unknown: the request is evaluated again with each name it could
+stand for (the name or pattern it reads as; every name when it has none), and the strictest
+decision holds. Claims the policies compare with strings (``context.claims.<name> == "..."``,
+``.contains("...")``) are judged the same way: a value (or list element) that is another
+spelling of one of those strings, or an absent claim (read as each string, alone and in a list).
+When that is stricter than the decision on the request as received, the request is refused as
+unknown (``condition_unevaluable``).
+
+Arguments that Cedar cannot represent (fractions with more than four decimals, huge numbers,
+objects with a key ``__entity``, ``__extn`` or ``__expr``, which Cedar would read as an entity or
+extension value) deny, and so does a ``scope``/``scp``/``scopes`` claim that is not a string or
+a list of strings when the policies read ``context.scopes``, and claims of those shapes (or
+holding ``null``) that the policies read (``context.claims.<name>``, ``context.claims has
+<name>``, or the whole record); claims they never read are left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
+import re
 import time
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -31,7 +54,8 @@ from typing import Any
 from mcpgov._context import GovContext, approval_rule_to_ask
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
-from mcpgov.policy._conditions import granted_scopes
+from mcpgov._principal import Principal
+from mcpgov.policy._conditions import MAX_CONDITION_STRING, ConditionError, granted_scopes, name_key, spelling_of
 from mcpgov.policy._engine import Explanation, RuleTrace, describe_request
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import PolicyError, read_text
@@ -40,6 +64,11 @@ __all__ = ["CedarEngine", "CedarPolicy"]
 
 CEDAR_DEFAULT_DENY = "cedar:default-deny"
 CEDAR_ERROR = "cedar:evaluation-error"
+_NAMED = ("tenant", "purpose")
+"""Request values compared with names, whose other spellings (and absence) are unknown."""
+_MAX_READINGS = 256
+"""The most re-evaluations of one request with the names its tenant and purpose could stand for."""
+_STRICTNESS = {Effect.ALLOW: 0, Effect.REQUIRE_APPROVAL: 1, Effect.DENY: 2}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _RESOURCE_TYPES = {"tool": "Tool", "resource": "Resource", "prompt": "Prompt"}
 _CEDAR_LONG = 2**63 - 1
@@ -116,6 +145,17 @@ class CedarPolicy:
         self.annotations: dict[str, dict[str, Any]] = {
             pid: dict(body.get("annotations") or {}) for pid, body in (raw.get("staticPolicies") or {}).items()
         }
+        self.names: dict[str, frozenset[str]] = {attr: frozenset(_compared_names(raw, attr)) for attr in _NAMED}
+        self.patterns: dict[str, list[list[Any]]] = {attr: _like_patterns(raw, attr) for attr in _NAMED}
+        self.scopes_read = _reads(raw, {".": {"left": {"Var": "context"}, "attr": "scopes"}})
+        """Whether the policies read ``context.scopes``."""
+        self.claims_read: frozenset[str] | None = _claims_read(raw)
+        """The claims the policies read (``context.claims.<name>``, ``context.claims has <name>``);
+        None when they use the whole record."""
+        self.claim_names: dict[str, frozenset[str]] = {
+            claim: frozenset(_compared_with(raw, functools.partial(_is_claim, name=claim)))
+            for claim in sorted(self.claims_read or ())
+        }
         self.version = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def __repr__(self) -> str:
@@ -153,6 +193,20 @@ class CedarEngine:
         self._cedarpy = _cedarpy()
         self._entities = self._cedarpy.Entities.from_json_str("[]")
         self._default_deny = self._decision(Effect.DENY, CEDAR_DEFAULT_DENY, "no Cedar policy permits", "default_deny")
+        self._names = {
+            attr: (names, {name_key(name): name for name in sorted(names)})
+            for attr, names in policy.names.items()
+            if names
+        }
+        self._claim_names = {
+            claim: (names, {name_key(name): name for name in sorted(names)})
+            for claim, names in policy.claim_names.items()
+            if names
+        }
+        self._patterns = {
+            attr: [(_like_regex(parts, str), _like_regex(parts, _fold), _like_name(parts)) for parts in patterns]
+            for attr, patterns in policy.patterns.items()
+        }
 
     def __repr__(self) -> str:
         return f"CedarEngine(source={self.source!r}, version={self.version!r})"
@@ -186,13 +240,23 @@ class CedarEngine:
             if principal.spiffe_id is not None:
                 context["spiffe_id"] = principal.spiffe_id
             context["delegation_depth"] = len(principal.actors)
-            context["scopes"] = sorted(granted_scopes(principal))
+            try:
+                context["scopes"] = sorted(granted_scopes(principal))
+            except ConditionError as exc:
+                if self.policy.scopes_read:
+                    raise ValueError(exc.detail) from None  # which scopes it holds is unknown: deny
+                # No policy reads the scopes: the empty set stands.
             claims: dict[str, Any] = {}
+            read = self.policy.claims_read
             for key, value in principal.claims.items():
                 try:
                     claims[str(key)] = _to_cedar(value)
-                except _Unrepresentable:
-                    continue  # a claim Cedar cannot hold is simply absent; policies see `has` false
+                except _Unrepresentable as exc:
+                    if read is None or str(key) in read:
+                        # A claim the policies read but Cedar cannot hold: absent, a forbid on it
+                        # would not apply. Unknown, which denies.
+                        raise ValueError(f"claim {str(key)!r} not representable in Cedar: {exc}") from None
+                    # One the policies never read is left out.
             context["claims"] = claims
         action = ctx.action or "execute"
         if action == "execute":
@@ -213,7 +277,120 @@ class CedarEngine:
             "context": context,
         }
 
-    def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str]]:
+    def _readings(self, ctx: GovContext) -> tuple[list[GovContext], str | None]:
+        """The request with its tenant, purpose and compared claims read as each value they could stand for, and
+        why they are unknown (None when both are exactly what the policies compare with)."""
+        options: list[tuple[str, list[str]]] = []
+        why: list[str] = []
+        for attr, (names, keys) in self._names.items():
+            value = getattr(ctx, attr)
+            if value is None:
+                options.append((attr, sorted(names)))
+                why.append(f"the request has no {attr}")
+            elif not isinstance(value, str) or value in names:
+                continue
+            elif len(value) > MAX_CONDITION_STRING:
+                options.append((attr, sorted(names)))
+                why.append(f"a {attr} longer than {MAX_CONDITION_STRING} characters is not judged")
+            else:
+                near = spelling_of(value, keys)
+                if near is None:
+                    # A ``like`` pattern it matches only in another spelling: read as the pattern's own.
+                    key = name_key(value)
+                    near = next(
+                        (
+                            name
+                            for raw, folded, name in self._patterns.get(attr, ())
+                            if not raw.fullmatch(value) and folded.fullmatch(key)
+                        ),
+                        None,
+                    )
+                if near is not None:
+                    options.append((attr, [near]))
+                    why.append(f"the {attr} {value!r} is another spelling of {near!r}")
+        claim_options, claim_why = self._claim_readings(ctx.principal)
+        why.extend(claim_why)
+        if not options and not claim_options:
+            return [], None
+        readings = [ctx]
+        for attr, candidates in options:
+            readings = [r.replace(**{attr: name}) for r in readings for name in candidates]
+            if len(readings) > _MAX_READINGS:
+                return readings, "; ".join(why)
+        for claim, values in claim_options:
+            readings = [
+                r.replace(principal=dataclasses.replace(p, claims={**p.claims, claim: v}))
+                for r in readings
+                if (p := r.principal) is not None
+                for v in values
+            ]
+            if len(readings) > _MAX_READINGS:
+                break
+        return readings, "; ".join(why)
+
+    def _claim_readings(self, principal: Principal | None) -> tuple[list[tuple[str, list[Any]]], list[str]]:
+        """For each claim the policies compare with strings: the values it could stand for when it
+        is absent (each string) or holds another spelling of one (as a string or list element)."""
+        options: list[tuple[str, list[Any]]] = []
+        why: list[str] = []
+        if principal is None:
+            return options, why
+        for claim, (names, keys) in self._claim_names.items():
+            value = principal.claims.get(claim, _ABSENT)
+            if value is _ABSENT:
+                # Any value: each name, as a string and as a list holding it.
+                options.append((claim, [*([name] for name in sorted(names)), *sorted(names)]))
+                why.append(f"the principal carries no claim {claim!r}")
+                continue
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for i, item in enumerate(items):
+                if not isinstance(item, str) or item in names or len(item) > MAX_CONDITION_STRING:
+                    continue
+                near = spelling_of(item, keys)
+                if near is not None:
+                    read = near if not isinstance(value, (list, tuple)) else [*items[:i], near, *items[i + 1 :]]
+                    options.append((claim, [read]))
+                    why.append(f"claim {claim!r} value {item!r} is another spelling of {near!r}")
+                    break
+        return options, why
+
+    def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str], str | None]:
+        """The decision, Cedar's determining policies and errors, and what made it stricter than
+        Cedar's decision on the request as received (an unknown tenant, purpose or claim), if anything."""
+        decision, reasons, errors = self._evaluate_one(ctx, now)
+        if decision.effect is Effect.DENY and decision.reason_code != "default_deny":
+            return decision, reasons, errors, None  # nothing is stricter
+        readings, why = self._readings(ctx)
+        if why is None:
+            return decision, reasons, errors, None
+        if len(readings) > _MAX_READINGS:
+            detail = f"{why}, and it could stand for too many names to judge"
+            return self._unknown(CEDAR_ERROR, detail), reasons, errors, detail
+        strictest = decision
+        for reading in readings:
+            other = self._evaluate_one(reading, now)[0]
+            stricter = _STRICTNESS[other.effect] - _STRICTNESS[strictest.effect]
+            if stricter > 0 or (
+                # As strict: a policy that decides names the reason better than a reading Cedar cannot evaluate.
+                stricter == 0
+                and strictest is not decision
+                and strictest.reason_code == "cedar_error"
+                and other.reason_code != "cedar_error"
+            ):
+                strictest = other
+        if strictest is decision:
+            return decision, reasons, errors, None
+        detail = f"{why}, which {strictest.rule} decides as {strictest.effect.value}"
+        if strictest.effect is Effect.REQUIRE_APPROVAL:
+            reason = f"{strictest.rule} may apply ({detail}), so approval is required"
+            approval = self._decision(Effect.REQUIRE_APPROVAL, strictest.rule, reason, "approval_required")
+            return approval, reasons, errors, detail
+        return self._unknown(strictest.rule, detail), reasons, errors, detail
+
+    def _unknown(self, rule: str, detail: str) -> Decision:
+        return self._decision(Effect.DENY, rule, f"{rule}: unknown ({detail}), which denies", "condition_unevaluable")
+
+    def _evaluate_one(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str]]:
         try:
             request = self.request(ctx, now)
             result = self._cedarpy.is_authorized(request, self.policy._policies, self._entities)
@@ -253,13 +430,16 @@ class CedarEngine:
 
     def explain(self, ctx: GovContext, *, history: TaskHistory | None = None, now: float | None = None) -> Explanation:
         """Which Cedar policies determined the decision, and any evaluation errors."""
-        decision, reasons, errors = self._evaluate(ctx, time.time() if now is None else now)
+        decision, reasons, errors, unknown = self._evaluate(ctx, time.time() if now is None else now)
         traces = [
             RuleTrace(self.policy.rule_id(r), "cedar", True, "determining policy")
             for r in sorted(reasons, key=_policy_order)
         ]
         traces += [RuleTrace(CEDAR_ERROR, "cedar", True, e, True) for e in errors]
-        if errors:
+        if unknown is not None:
+            traces.append(RuleTrace(decision.rule, "cedar", True, f"unknown: {unknown}", True))
+            summary = f"a tenant or purpose is unknown on this request ({unknown}); uncertainty only ever denies"
+        elif errors:
             summary = "Cedar reported an evaluation error, which denies even if a policy permits"
         elif decision.rule == CEDAR_DEFAULT_DENY:
             summary = "no Cedar policy permits (nothing matching means deny)"
@@ -278,6 +458,132 @@ class CedarEngine:
             self.engine_name,
             self.version,
         )
+
+
+def _is_context_attr(node: Any, attr: str) -> bool:
+    """Whether ``node`` is Cedar's JSON for ``context.<attr>`` (or ``context["<attr>"]``)."""
+    if not isinstance(node, Mapping):
+        return False
+    access = node.get(".")
+    return isinstance(access, Mapping) and access.get("attr") == attr and access.get("left") == {"Var": "context"}
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string literal in an expression (``{"Value": "..."}``, inside sets too)."""
+    if isinstance(node, Mapping):
+        value = node.get("Value")
+        if isinstance(value, str) and len(node) == 1:
+            return [value]
+        return [s for child in node.values() for s in _strings(child)]
+    if isinstance(node, list):
+        return [s for child in node for s in _strings(child)]
+    return []
+
+
+def _like_patterns(node: Any, attr: str) -> list[list[Any]]:
+    """The ``like`` patterns ``context.<attr>`` is matched with (Cedar's JSON parts)."""
+    found: list[list[Any]] = []
+    if isinstance(node, Mapping):
+        like = node.get("like")
+        if isinstance(like, Mapping) and _is_context_attr(like.get("left"), attr):
+            found.append(list(like.get("pattern") or []))
+        for child in node.values():
+            found.extend(_like_patterns(child, attr))
+    elif isinstance(node, list):
+        for child in node:
+            found.extend(_like_patterns(child, attr))
+    return found
+
+
+def _fold(text: str) -> str:
+    """:func:`name_key` of a part of a name (without trimming its whitespace)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+
+
+def _like_regex(parts: list[Any], fold: Callable[[str], str]) -> re.Pattern[str]:
+    """A ``like`` pattern as a regular expression over ``fold`` of its literal runs."""
+    out: list[str] = []
+    run: list[str] = []
+    for part in parts:
+        if isinstance(part, Mapping) and isinstance(part.get("Literal"), str):
+            run.append(part["Literal"])
+        else:
+            out.append(re.escape(fold("".join(run))) + ".*")
+            run = []
+    out.append(re.escape(fold("".join(run))))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _like_name(parts: list[Any]) -> str:
+    """A name that a ``like`` pattern matches: its literal characters, wildcards as nothing."""
+    return "".join(p["Literal"] for p in parts if isinstance(p, Mapping) and isinstance(p.get("Literal"), str))
+
+
+def _compared_names(node: Any, attr: str) -> set[str]:
+    """The names the policies compare ``context.<attr>`` with (a ``like`` pattern as its literal
+    characters, its wildcards read as nothing)."""
+    return _compared_with(node, lambda n: _is_context_attr(n, attr))
+
+
+def _is_claim(node: Any, name: str) -> bool:
+    """Whether ``node`` is Cedar's JSON for ``context.claims.<name>``."""
+    return bool(node == {".": {"left": _CLAIMS, "attr": name}})
+
+
+def _compared_with(node: Any, is_target: Callable[[Any], bool]) -> set[str]:
+    """The strings the policies compare the expression ``is_target`` accepts with."""
+    found: set[str] = set()
+    if isinstance(node, Mapping):
+        for op, body in node.items():
+            if isinstance(body, Mapping) and "left" in body:
+                sides = (body.get("left"), body.get("right"))
+                if op == "like" and is_target(body.get("left")):
+                    found.add(_like_name(list(body.get("pattern") or [])))
+                elif any(is_target(side) for side in sides):
+                    for side in sides:
+                        if not is_target(side):
+                            found.update(_strings(side))
+            found |= _compared_with(body, is_target)
+    elif isinstance(node, list):
+        for child in node:
+            found |= _compared_with(child, is_target)
+    return found
+
+
+_CLAIMS = {".": {"left": {"Var": "context"}, "attr": "claims"}}
+_ABSENT = object()
+
+
+def _reads(node: Any, target: Mapping[str, Any]) -> bool:
+    """Whether the expression ``target`` occurs in ``node``."""
+    if isinstance(node, Mapping):
+        return node == target or any(_reads(child, target) for child in node.values())
+    if isinstance(node, list):
+        return any(_reads(child, target) for child in node)
+    return False
+
+
+def _claims_read(node: Any) -> frozenset[str] | None:
+    """The claim names the policies read, or None when they use ``context.claims`` as a whole."""
+    names: set[str] = set()
+
+    def walk(n: Any) -> bool:
+        """False once the whole claims record is used."""
+        if isinstance(n, Mapping):
+            if n == _CLAIMS:
+                return False
+            for op in (".", "has"):
+                body = n.get(op)
+                if isinstance(body, Mapping) and body.get("left") == _CLAIMS and isinstance(body.get("attr"), str):
+                    names.add(body["attr"])
+                    return True
+            return all(walk(child) for child in n.values())
+        if isinstance(n, list):
+            return all(walk(child) for child in n)
+        return True
+
+    return frozenset(names) if walk(node) else None
 
 
 def _policy_order(policy_id: str) -> tuple[int, str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
+import math
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,7 +57,9 @@ __all__ = [
     "compile_principal",
     "compile_regex",
     "granted_scopes",
+    "name_key",
     "path_within",
+    "spelling_of",
     "spellings",
 ]
 
@@ -340,15 +343,26 @@ def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = Fa
 
 
 def granted_scopes(principal: Principal) -> frozenset[str]:
-    """The OAuth scopes the principal's claims grant (``scope``/``scp`` strings or lists, ``scopes``)."""
+    """The OAuth scopes the principal's claims grant (``scope``/``scp`` strings or lists, ``scopes``).
+
+    A principal without any of these claims holds no scopes.
+
+    Raises:
+        ConditionError: one of these claims is neither a string nor a list of strings (a number,
+            an object, a list holding something else), so which scopes it grants is unknown.
+    """
     claims = principal.claims
     out: set[str] = set()
     for key in ("scope", "scp", "scopes"):
-        value = claims.get(key)
+        value = claims.get(key, _MISSING)
+        if value is _MISSING:
+            continue
         if isinstance(value, str):
             out.update(value.split())
-        elif isinstance(value, (list, tuple)):
-            out.update(v for v in value if isinstance(v, str))
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            out.update(value)
+        else:
+            raise ConditionError("scopes", f"the claim {key!r} holds {_type_name(value)} that is not a list of scopes")
     return frozenset(out)
 
 
@@ -380,7 +394,7 @@ def _claim_matches(label: str, name: str, actual: Any, expected: ClaimValue) -> 
                 keys = {name_key(_claim_text(option)): _claim_text(option) for option in options}
             text = _claim_text(item)
             if len(text) <= MAX_CONDITION_STRING:
-                near = _spelling_of(text, keys)
+                near = spelling_of(text, keys)
                 if near is not None:
                     unknown = f"claim {name!r} value {item!r} is another spelling of {near}"
     if unknown is not None:
@@ -388,15 +402,31 @@ def _claim_matches(label: str, name: str, actual: Any, expected: ClaimValue) -> 
     return False
 
 
-def _claims_match(principal: Principal | None, claims: Mapping[str, ClaimValue], label: str = "claims") -> bool:
-    """Whether every claim has an expected value (three-valued: see :func:`_claim_matches`)."""
+def _claims_match(
+    principal: Principal | None,
+    claims: Mapping[str, ClaimValue],
+    label: str = "claims",
+    *,
+    absent_unknown: bool = False,
+) -> bool:
+    """Whether every claim has an expected value (three-valued: see :func:`_claim_matches`).
+
+    A claim the principal does not carry fails the match, or, with ``absent_unknown`` (where a
+    match restricts: a deny's or approval's ``when`` and principals), is unknown: the token did
+    not say, so it could have any value.
+    """
     if principal is None:
+        if absent_unknown:
+            raise ConditionError(label, "the request has no principal, so its claims are unknown")
         return False
     actual = principal.claims
     unknown: ConditionError | None = None
     for name, expected in claims.items():
         if name not in actual:
-            return False
+            if not absent_unknown:
+                return False
+            unknown = unknown or ConditionError(label, f"the principal carries no claim {name!r}")
+            continue
         try:
             if not _claim_matches(label, name, actual[name], expected):
                 return False
@@ -407,11 +437,13 @@ def _claims_match(principal: Principal | None, claims: Mapping[str, ClaimValue],
     return True
 
 
-def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal], bool]:
+def compile_principal(matchers: list[PrincipalMatcher], *, absent_unknown: bool = False) -> Callable[[Principal], bool]:
     """A test for "the principal matches one of ``matchers``".
 
     Three-valued: it raises :class:`ConditionError` when no matcher matches but one might (its
-    claims cannot be judged, see :func:`_claim_matches`) and every other part of it holds.
+    claims or scopes cannot be judged, see :func:`_claim_matches` and :func:`granted_scopes`,
+    or, with ``absent_unknown``, it names a claim the principal does not carry) and every
+    other part of it holds.
     """
 
     def one(m: PrincipalMatcher) -> Callable[[Principal], bool]:
@@ -428,7 +460,7 @@ def compile_principal(matchers: list[PrincipalMatcher]) -> Callable[[Principal],
                 return False
             if scopes is not None and not scopes <= granted_scopes(p):
                 return False
-            return claims is None or _claims_match(p, claims, "principals.claims")
+            return claims is None or _claims_match(p, claims, "principals.claims", absent_unknown=absent_unknown)
 
         return test
 
@@ -604,7 +636,8 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         principal = c.principal
         ref = (principal.subject if principal is not None else None) if which == "subject" else getattr(c, which)
         if not isinstance(ref, str):
-            return False
+            # The request has no such value: what the argument should have equalled is unknown.
+            raise ConditionError(label, f"the request has no {which} to compare with")
         return _text_equal(label, s, ref, _nfkc(ref), memo)
 
     return op, f"equals the request's {which}"
@@ -613,7 +646,7 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 _OPERATORS = (_op_equals, _op_in, _op_not_in, _op_glob, _op_regex, _op_bounds, _op_length, _op_path, _op_same_as)
 
 
-def _argument_check(name: str, cond: ArgumentCondition) -> Check:
+def _argument_check(name: str, cond: ArgumentCondition, absent_unknown: bool) -> Check:
     label = f"arguments.{name}"
     built = [b for b in (make(label, cond) for make in _OPERATORS) if b is not None]
     operators = tuple(op for op, _ in built)
@@ -623,7 +656,9 @@ def _argument_check(name: str, cond: ArgumentCondition) -> Check:
         args = ctx.arguments
         value = args.get(name, _MISSING) if args is not None else _MISSING
         if value is _MISSING:
-            return optional
+            if optional or not absent_unknown:
+                return optional
+            raise ConditionError(label, "the argument is absent (what the tool uses in its place is unknown)")
         memo = _f.memo
         return all(op(value, ctx, memo) for op in operators)
 
@@ -651,13 +686,18 @@ def _time_check(window: TimeWindow) -> Check:
 
     def check(_c: GovContext, facts: Facts) -> bool:
         now = facts.now
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise ConditionError("time", f"the time of the decision is unknown (the clock gave {now!r:.40})")
         if after is not None and now < after:
             return False
         if before is not None and now >= before:
             return False
         if days is None and start is None:
             return True
-        local = datetime.fromtimestamp(now, zone)
+        try:
+            local = datetime.fromtimestamp(now, zone)
+        except (OverflowError, OSError, ValueError):
+            raise ConditionError("time", "the time of the decision is out of the calendar's range") from None
         if days is not None and day_names[local.weekday()] not in days:
             return False
         if start is not None and end is not None:
@@ -812,10 +852,17 @@ def _depth_check(bounds: Bounds) -> Check:
     return Check("delegation_depth", text, False, check)
 
 
-def _member_of(label: str, what: str, values: Iterable[Any], value: Callable[[GovContext, Facts], Any]) -> Check:
-    """The check that ``value`` of the request is one of ``values`` (a missing value is none of them)."""
+def _risk_check(values: Iterable[str]) -> Check:
+    """The check that the target's declared risk is one of ``values``; an undeclared risk is unknown
+    (a target nobody declared could be of any risk)."""
     allowed = frozenset(values)
-    return Check(label, f"{what} is one of {sorted(allowed)}", False, lambda c, f: value(c, f) in allowed)
+
+    def check(_c: GovContext, facts: Facts) -> bool:
+        if facts.risk is None:
+            raise ConditionError("risk", "the target declares no risk level")
+        return facts.risk in allowed
+
+    return Check("risk", f"declared risk is one of {sorted(allowed)}", False, check)
 
 
 _LOOKALIKE_LIMIT = 128
@@ -831,7 +878,7 @@ def name_key(value: str) -> str:
     return " ".join(text.split())
 
 
-def _spelling_of(value: str, keys: Mapping[str, str]) -> str | None:
+def spelling_of(value: str, keys: Mapping[str, str]) -> str | None:
     """The name (of ``keys``: :func:`name_key` -> name) that ``value`` reads as, or None."""
     key = name_key(value)
     near = keys.get(key)
@@ -881,7 +928,7 @@ class NameSet:
             raise ConditionError(
                 self.label, f"a {self.what} longer than {MAX_CONDITION_STRING} characters is not judged"
             )
-        near = _spelling_of(value, self._keys)
+        near = spelling_of(value, self._keys)
         if near is not None:
             raise ConditionError(
                 self.label,
@@ -897,8 +944,14 @@ def _name_member_of(label: str, what: str, values: Iterable[str], value: Callabl
     return Check(label, f"{what} is one of {sorted(names.names)}", False, lambda c, f: names.holds(value(c, f)))
 
 
-def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]:
-    """Compile a ``when`` or ``unless`` block into its checks (cheap ones first)."""
+def compile_conditions(conditions: Conditions, prefix: str, *, restricting: bool = False) -> tuple[Check, ...]:
+    """Compile a ``when`` or ``unless`` block into its checks (cheap ones first).
+
+    ``restricting`` says that the block holding makes the rule stricter (the ``when`` of a deny or
+    an approval): there an argument that is absent (and not ``optional``) and a claim the
+    principal does not carry are unknown, not false. Where the block is a requirement (the
+    ``when`` of an allow, the ``unless`` of a deny) their absence fails it, which is as strict.
+    """
     checks: list[Check] = []
     if conditions.tenants is not None:
         checks.append(_name_member_of("tenants", "tenant", conditions.tenants, lambda c, _f: c.tenant))
@@ -916,17 +969,20 @@ def compile_conditions(conditions: Conditions, prefix: str) -> tuple[Check, ...]
         claims = dict(conditions.claims)
         checks.append(
             Check(
-                "claims", f"principal claims match {claims!r}", False, lambda c, _f: _claims_match(c.principal, claims)
+                "claims",
+                f"principal claims match {claims!r}",
+                False,
+                lambda c, _f: _claims_match(c.principal, claims, absent_unknown=restricting),
             )
         )
     if conditions.risk is not None:
-        checks.append(_member_of("risk", "declared risk", conditions.risk, lambda _c, f: f.risk))
+        checks.append(_risk_check(conditions.risk))
     if conditions.delegation_depth is not None:
         checks.append(_depth_check(conditions.delegation_depth))
     if conditions.time is not None:
         checks.append(_time_check(conditions.time))
     # Arguments and history are deferred: a listing does not know them.
-    deferred = [_argument_check(name, cond) for name, cond in conditions.arguments.items()]
+    deferred = [_argument_check(name, cond, restricting) for name, cond in conditions.arguments.items()]
     if conditions.history is not None:
         deferred.extend(_history_checks(conditions.history))
     return (

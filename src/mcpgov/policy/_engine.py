@@ -162,13 +162,19 @@ class CompiledRule:
         self.description = rule.description
         self.effect = Effect(rule.effect)
         self.is_deny = self.effect is Effect.DENY
+        allows = self.effect is Effect.ALLOW
         self.executes = "execute" in rule.actions
         self.anonymous = rule.anonymous
         self.principal_test: Callable[[Principal], bool] | None = (
-            compile_principal(rule.principals) if rule.principals else None
+            compile_principal(rule.principals, absent_unknown=not allows) if rule.principals else None
         )
         self.tenants = NameSet("tenants", "tenant", rule.tenants) if rule.tenants is not None else None
-        self.when: tuple[Check, ...] = compile_conditions(rule.when, "when") if rule.when else ()
+        # Where a condition restricts (a deny's or approval's ``when``), an absent argument or
+        # claim is unknown; where it is a requirement (an allow's ``when``, a deny's ``unless``),
+        # absence fails it.
+        self.when: tuple[Check, ...] = (
+            compile_conditions(rule.when, "when", restricting=not allows) if rule.when else ()
+        )
         self.unless: tuple[Check, ...] = compile_conditions(rule.unless, "unless") if rule.unless else ()
         needs = HistoryNeeds()
         for check in (*self.when, *self.unless):
