@@ -8,7 +8,7 @@ the action that needs approval (tool, arguments hash, principal, tenant, task): 
 """
 
 from mcpgov._public import publish as _publish
-from mcpgov.approval._approvers import ApprovalMismatch, ApprovalQueue, Approver, CallbackApprover
+from mcpgov.approval._approvers import ApprovalMismatch, ApprovalQueue, Approver, CallbackApprover, Operator
 from mcpgov.approval._elicit import ElicitationApprover
 from mcpgov.approval._middleware import ApprovalMiddleware
 from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalGrant, ApprovalRequest, action_key
@@ -24,6 +24,7 @@ __all__ = [
     "Approver",
     "CallbackApprover",
     "ElicitationApprover",
+    "Operator",
     "action_key",
 ]
 

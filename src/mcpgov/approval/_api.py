@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from mcpgov._errors import ConfigurationError
 from mcpgov._types import thaw
-from mcpgov.approval._approvers import ApprovalMismatch, OffLoop, is_async_callable
+from mcpgov.approval._approvers import ApprovalMismatch, OffLoop, Operator, is_async_callable
 
 if TYPE_CHECKING:
     from mcpgov.approval._approvers import ApprovalQueue
@@ -26,7 +26,7 @@ _MAX_BODY = 16 * 1024
 
 def operator_app(
     queue: ApprovalQueue,
-    authenticate: Callable[[Any], str | Awaitable[str | None] | None],
+    authenticate: Callable[[Any], str | Operator | Awaitable[str | Operator | None] | None],
     *,
     show_arguments: bool = True,
 ) -> Starlette:
@@ -38,7 +38,7 @@ def operator_app(
     # thread: the operator API shares the event loop with the sessions waiting for answers.
     threads = None if is_async_callable(authenticate) else OffLoop()
 
-    async def operator(request: Request) -> str | None:
+    async def operator(request: Request) -> Operator | None:
         try:
             if threads is not None:
                 who: Any = await threads(authenticate, request)
@@ -48,10 +48,13 @@ def operator_app(
                     who = await who
         except Exception:  # noqa: BLE001 - an authenticator that breaks authenticates nobody
             return None
-        return who if isinstance(who, str) and who else None
+        if isinstance(who, Operator):
+            return who
+        return Operator(who) if isinstance(who, str) and who else None
 
     async def list_pending(request: Request) -> JSONResponse:
-        if await operator(request) is None:
+        who = await operator(request)
+        if who is None:
             return JSONResponse({"error": "unauthenticated"}, status_code=401)
         return JSONResponse(
             [
@@ -69,7 +72,7 @@ def operator_app(
                     "expires_at": r.expires_at,
                     **({"arguments": thaw(r.arguments)} if show_arguments else {}),
                 }
-                for r in queue.pending()
+                for r in queue.pending(who)
             ]
         )
 
@@ -100,7 +103,7 @@ def operator_app(
             )
         except ApprovalMismatch as exc:
             return JSONResponse({"error": exc.reason}, status_code=409)
-        return JSONResponse({"answered": request.path_params["request_id"], "approver": who})
+        return JSONResponse({"answered": request.path_params["request_id"], "approver": who.name})
 
     return Starlette(
         routes=[

@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, Union, runtime_checkable
 
@@ -18,7 +18,7 @@ from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov._types import Clock
 from mcpgov.approval._model import ApprovalAnswer, ApprovalRequest, approves_itself
 
-__all__ = ["ApprovalMismatch", "ApprovalQueue", "Approver", "CallbackApprover"]
+__all__ = ["ApprovalMismatch", "ApprovalQueue", "Approver", "CallbackApprover", "Operator"]
 
 logger = logging.getLogger("mcpgov.approval")
 
@@ -27,6 +27,48 @@ class ApprovalMismatch(
     McpGovError, code="mcpgov.approval_mismatch", rpc_code=-32602, public_message="Invalid approval answer"
 ):
     """An answer does not fit any pending request (unknown, expired, or for another action)."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Operator:
+    """Who answers approval requests, and for which tenants.
+
+    An operator limited to some tenants sees and answers only the requests made on behalf of one
+    of them (compared exactly as written); a request made without a tenant is theirs only when
+    they are not limited. Returned by the ``authenticate`` callable of
+    :meth:`ApprovalQueue.asgi_app` (a plain string there is an operator of every tenant), or
+    passed to :meth:`ApprovalQueue.pending` and :meth:`ApprovalQueue.answer`.
+
+    Args:
+        name: the operator's identity, recorded as the approver.
+        tenants: the tenants whose requests they answer; ``None`` (the default) for every tenant.
+            An empty collection answers nothing.
+
+    Raises:
+        ConfigurationError: an empty name, or tenants that are not a collection of non-empty
+            strings (a single string is refused, not read as its characters).
+    """
+
+    name: str
+    tenants: frozenset[str] | None
+
+    def __init__(self, name: str, tenants: Iterable[str] | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("an operator needs a non-empty name")
+        if tenants is not None:
+            if isinstance(tenants, (str, bytes)) or not isinstance(tenants, Iterable):
+                raise ConfigurationError("an operator's tenants must be a collection of tenant names, not one string")
+            tenants = frozenset(tenants)
+            if not all(isinstance(t, str) and t for t in tenants):
+                raise ConfigurationError("an operator's tenants must be non-empty strings")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "tenants", tenants)
+
+    def answers_for(self, request: ApprovalRequest) -> bool:
+        """Whether this operator may see and answer ``request`` (its tenant is one of theirs)."""
+        if self.tenants is None:
+            return True
+        return isinstance(request.tenant, str) and request.tenant in self.tenants
 
 
 @runtime_checkable
@@ -154,11 +196,21 @@ class ApprovalQueue:
         finally:
             self._pending.pop(request.id, None)
 
-    def pending(self) -> list[ApprovalRequest]:
-        """The requests waiting for an answer, oldest first (expired ones are dropped)."""
+    def pending(self, operator: Operator | None = None) -> list[ApprovalRequest]:
+        """The requests waiting for an answer, oldest first (expired ones are dropped).
+
+        Args:
+            operator: when given, only the requests this operator answers (their tenants').
+        """
         now = self._clock()
         return sorted(
-            (p.request for p in self._pending.values() if p.request.expires_at > now and not p.event.is_set()),
+            (
+                p.request
+                for p in self._pending.values()
+                if p.request.expires_at > now
+                and not p.event.is_set()
+                and (operator is None or operator.answers_for(p.request))
+            ),
             key=lambda r: r.requested_at,
         )
 
@@ -173,14 +225,22 @@ class ApprovalQueue:
             await self._arrival.wait()
 
     def answer(
-        self, request_id: str, *, approved: bool, approver: str, reason: str = "", args_hash: str | None = None
+        self,
+        request_id: str,
+        *,
+        approved: bool,
+        approver: str | Operator,
+        reason: str = "",
+        args_hash: str | None = None,
     ) -> ApprovalRequest:
         """Answer a pending request.
 
         Args:
             request_id: the request to answer.
             approved: approve (True) or refuse (False).
-            approver: who answers; recorded in audit.
+            approver: who answers (recorded in audit): a name, or an :class:`Operator`, who
+                answers only requests of their tenants (another tenant's request is refused
+                exactly as an unknown one, so its existence is not revealed).
             reason: optional explanation.
             args_hash: when given, must equal the request's arguments hash (the operator
                 approves what they saw).
@@ -193,6 +253,9 @@ class ApprovalQueue:
                 approval by the requesting principal itself.
             ConfigurationError: no approver identity, or ``approved`` not a bool.
         """
+        operator = approver if isinstance(approver, Operator) else None
+        if operator is not None:
+            approver = operator.name
         if not isinstance(approver, str) or not approver:
             raise ConfigurationError("an approval answer needs the approver's identity")
         if type(approved) is not bool:
@@ -202,7 +265,11 @@ class ApprovalQueue:
         if not isinstance(reason, str):
             raise ConfigurationError("an approval answer's reason must be a string")
         pending = self._pending.get(request_id)
-        if pending is None or pending.event.is_set():
+        if (
+            pending is None
+            or pending.event.is_set()
+            or (operator is not None and not operator.answers_for(pending.request))
+        ):
             raise ApprovalMismatch("no pending approval request with that id", reason="unknown_request")
         if pending.request.expires_at <= self._clock():
             raise ApprovalMismatch("the approval request has expired", reason="expired_request")
@@ -214,13 +281,14 @@ class ApprovalQueue:
         pending.event.set()
         return pending.request
 
-    def asgi_app(self, authenticate: Callable[[Any], str | Awaitable[str | None] | None]) -> Any:
+    def asgi_app(self, authenticate: Callable[[Any], str | Operator | Awaitable[str | Operator | None] | None]) -> Any:
         """A Starlette app for operators: ``GET /approvals`` and ``POST /approvals/{id}``.
 
         Args:
-            authenticate: maps the Starlette request to the operator's identity, or ``None``
-                (answered 401). The approver recorded is always this identity, never a value
-                from the request body.
+            authenticate: maps the Starlette request to the operator, or ``None`` (answered
+                401): an :class:`Operator` (who sees and answers only their tenants' requests)
+                or a name (an operator of every tenant). The approver recorded is always this
+                identity, never a value from the request body.
         """
         from mcpgov.approval._api import operator_app  # noqa: PLC0415 - _api imports this module
 
