@@ -275,6 +275,14 @@ class CredentialVerifier:
             raise CredentialRefused(
                 "the credential was issued to another principal", reason="wrong_principal", credential_id=jti
             )
+        if principal is not None and not claims.chain and claims.actors != _actor_chain(principal):
+            # A minted credential carries the actor chain of the identity it was minted for: it acts
+            # for exactly those parties (and their revocation reaches it), never for others.
+            raise CredentialRefused(
+                "the credential was issued to the principal acting for other parties",
+                reason="wrong_principal",
+                credential_id=jti,
+            )
         if tool is not None and (tool == TASK_BINDING or tool not in claims.tools):
             raise CredentialRefused(
                 f"the credential is not bound to tool {tool!r}", reason="wrong_tool", credential_id=jti
@@ -311,6 +319,11 @@ class CredentialVerifier:
             return await self.revocations.check(claims)
         except CredentialError as exc:
             raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti) from None
+
+
+def _actor_chain(principal: Principal) -> tuple[tuple[str, str | None], ...]:
+    """A principal's actor chain as a credential's ``act`` claim names it: ``(subject, issuer)``, nearest first."""
+    return tuple((actor.subject, actor.issuer) for actor in principal.actors)
 
 
 class _SeenCredentials:

@@ -1,0 +1,124 @@
+"""A credential minted for a workload acting for one party serves only calls made for that party."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
+
+from mcpgov import META_CREDENTIAL, Actor, CallNext, Decision, GovContext, Hooks, Principal, govern
+from mcpgov.credentials import CredentialMiddleware
+from mcpgov.testing import InMemoryAuditSink
+
+from .test_credentials_support import AUDIENCE, make_issuer, refusals
+
+pytestmark = pytest.mark.anyio
+
+SSO = "https://sso.example"
+META_ACTORS = "io.example/test-actors"
+
+
+def agent(*acting_for: str, tenant: str = "acme") -> Principal:
+    """The agent workload, acting for the users named (nearest first)."""
+    return Principal(
+        issuer="https://id.example",
+        subject="agent-1",
+        tenant=tenant,
+        claims=MappingProxyType({}),
+        actors=tuple(Actor(user, SSO) for user in acting_for),
+        auth_method="jwt",
+    )
+
+
+def user(name: str) -> Principal:
+    return Principal(issuer=SSO, subject=name, tenant="acme")
+
+
+def build() -> tuple[MCPServer, Any, InMemoryAuditSink, list[str]]:
+    issuer = make_issuer()
+    server = MCPServer("deployer")
+    sink = InMemoryAuditSink()
+    ran: list[str] = []
+
+    @server.tool()
+    async def deploy(version: str) -> str:
+        ran.append(version)
+        return "deployed"
+
+    async def identity(ctx: GovContext, call_next: CallNext) -> Any:
+        # Stands in for identity binding: the agent, acting for the users named in _meta.
+        p = agent(*ctx.meta.get(META_ACTORS, ()))
+        return await call_next(ctx.replace(principal=p, tenant=p.tenant))
+
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow-all")
+
+    govern(server, identity, CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks, audit=sink)
+    return server, issuer, sink, ran
+
+
+def _meta(token: str, acting_for: list[str]) -> Any:
+    return {META_CREDENTIAL: token, META_ACTORS: acting_for}
+
+
+async def _call(server: MCPServer, token: str, acting_for: list[str], mode: str = "auto") -> Any:
+    async with Client(server, mode=mode) as client:
+        return await client.call_tool("deploy", {"version": "1"}, meta=_meta(token, acting_for))
+
+
+async def _refused(server: MCPServer, token: str, acting_for: list[str], mode: str = "auto") -> MCPError:
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("deploy", {"version": "1"}, meta=_meta(token, acting_for))
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("minted_for", "presented_for"),
+    [
+        (["bob"], ["alice"]),
+        ([], ["alice"]),
+        (["bob"], []),
+        (["bob", "alice"], ["alice"]),
+        (["alice"], ["alice", "bob"]),
+        (["bob", "carol"], ["carol", "bob"]),
+    ],
+)
+async def test_a_credential_serves_no_other_actor_chain_than_it_was_minted_for(
+    minted_for: list[str], presented_for: list[str], mode: str
+) -> None:
+    server, issuer, sink, ran = build()
+    credential = await issuer.mint(agent(*minted_for), audience=AUDIENCE, tools=["deploy"])
+    error = await _refused(server, credential.token, presented_for, mode)
+    assert (error.code, error.message) == (-32002, "Invalid credential")
+    assert ran == []
+    (refusal,) = refusals(sink)
+    assert (refusal.reason, refusal.credential_id) == ("wrong_principal", credential.id)
+
+
+async def test_a_credential_serves_the_actor_chain_it_was_minted_for() -> None:
+    server, issuer, _sink, ran = build()
+    for acting_for in ([], ["alice"], ["alice", "bob"]):
+        credential = await issuer.mint(agent(*acting_for), audience=AUDIENCE, tools=["deploy"])
+        result = await _call(server, credential.token, acting_for)
+        assert result.is_error is False
+    assert ran == ["1", "1", "1"]
+
+
+async def test_revoking_a_user_stops_the_agent_acting_for_them_whatever_credential_it_presents() -> None:
+    server, issuer, sink, ran = build()
+    for_bob = await issuer.mint(agent("bob"), audience=AUDIENCE, tools=["deploy"])
+    await issuer.revoke_principal(user("alice"))
+    error = await _refused(server, for_bob.token, ["alice"])
+    assert error.code == -32002
+    assert ran == []
+    assert [e.reason for e in refusals(sink)] == ["wrong_principal"]
+    result = await _call(server, for_bob.token, ["bob"])
+    assert result.is_error is False
+    assert ran == ["1"]
