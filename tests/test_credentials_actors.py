@@ -122,3 +122,21 @@ async def test_revoking_a_user_stops_the_agent_acting_for_them_whatever_credenti
     result = await _call(server, for_bob.token, ["bob"])
     assert result.is_error is False
     assert ran == ["1"]
+
+
+@pytest.mark.parametrize("narrowings", [1, 2])
+async def test_a_credential_narrowed_by_its_holder_keeps_the_actor_chain_it_was_minted_for(
+    narrowings: int, mode: str
+) -> None:
+    server, issuer, sink, ran = build()
+    credential = await issuer.mint(agent("bob"), audience=AUDIENCE, tools=["deploy"], task_id="t")
+    for _ in range(narrowings):
+        credential = await issuer.delegate(credential.token, subject=agent("bob"), tools=["deploy"])
+    assert credential.claims.chain
+    error = await _refused(server, credential.token, ["alice"], mode)
+    assert error.code == -32002
+    assert ran == []
+    assert [e.reason for e in refusals(sink)] == ["wrong_principal"]
+    result = await _call(server, credential.token, ["bob"], mode)
+    assert result.is_error is False
+    assert ran == ["1"]

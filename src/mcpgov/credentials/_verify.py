@@ -275,9 +275,14 @@ class CredentialVerifier:
             raise CredentialRefused(
                 "the credential was issued to another principal", reason="wrong_principal", credential_id=jti
             )
-        if principal is not None and not claims.chain and claims.actors != _actor_chain(principal):
-            # A minted credential carries the actor chain of the identity it was minted for: it acts
-            # for exactly those parties (and their revocation reaches it), never for others.
+        if (
+            principal is not None
+            and claims.owner_key == (claims.subject_issuer, claims.subject)
+            and claims.actors != _actor_chain(principal)
+        ):
+            # A credential still held by the principal it was minted for (as minted, or narrowed
+            # by it) carries the actor chain of the identity it was minted for: it acts for exactly
+            # those parties (and their revocation reaches it), never for others.
             raise CredentialRefused(
                 "the credential was issued to the principal acting for other parties",
                 reason="wrong_principal",
