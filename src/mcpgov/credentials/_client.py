@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+import anyio
+
 from mcpgov._chain import CallNext, ChainResult
+from mcpgov._contain import contained
 from mcpgov._context import APPROVAL_GRANT, META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._lru import LRU
@@ -18,10 +22,12 @@ from mcpgov._validate import is_number, is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential
 from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.credentials._issuer import CredentialIssuer
-from mcpgov.credentials._task import current_task
+from mcpgov.credentials._task import TaskScope, current_task
 from mcpgov.credentials._verify import CAP_SLACK, EMPTY_ARGS_HASH, BindArguments, _binding_rule
 
 __all__ = ["ClientCredentials", "CredentialRequest", "IssuerTokenSource", "TokenSource"]
+
+logger = logging.getLogger("mcpgov.credentials")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +236,8 @@ class ClientCredentials:
         if credential is not None and credential.expires_at - self._clock() <= self.refresh_before:
             credential = None
         if credential is None:
+            if task is not None:
+                _open(task)
             request = CredentialRequest(
                 audience=self.audience,
                 tools=(ctx.target,),
@@ -251,7 +259,7 @@ class ClientCredentials:
                 )
             self.minted += 1
             if task is not None:
-                task.record(credential, self.source, principal)
+                await _record(task, credential, self.source, principal)
             if not per_call:
                 self._cache[key] = credential
         ctx = ctx.replace(
@@ -277,6 +285,7 @@ class ClientCredentials:
         if credential is not None and credential.expires_at - self._clock() <= self.refresh_before:
             credential = None
         if credential is None:
+            _open(task)
             request = CredentialRequest(
                 audience=self.audience,
                 tools=(TASK_BINDING,),
@@ -289,7 +298,7 @@ class ClientCredentials:
             if not isinstance(credential, Credential):
                 raise CredentialError("the token source returned no credential", reason="source_invalid")
             self.minted += 1
-            task.record(credential, self.source, principal)
+            await _record(task, credential, self.source, principal)
             self._cache[key] = credential
         ctx = ctx.replace(
             meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}),
@@ -297,6 +306,32 @@ class ClientCredentials:
             purpose=task.purpose if task.purpose is not None else ctx.purpose,
         )
         return await call_next(ctx)
+
+
+def _open(task: TaskScope) -> None:
+    """Refuse to obtain a credential for a task that has ended."""
+    if task.revoked:
+        raise CredentialError("the task has ended; its credentials are revoked", reason="task_ended")
+
+
+async def _record(task: TaskScope, credential: Credential, source: TokenSource, principal: Principal | None) -> None:
+    """Record ``credential`` in ``task``; when the task ended while it was being obtained (its
+    revocations are made or under way and may not cover it), revoke it by id, then refuse.
+
+    Raises:
+        CredentialError: ``reason="task_ended"``.
+    """
+    try:
+        task.record(credential, source, principal)
+    except CredentialError:
+        with anyio.CancelScope(shield=True):
+            try:
+                await source.revoke(credential, principal)
+            except BaseException as exc:  # reported; the call is refused either way
+                logger.error("a credential obtained after its task ended could not be revoked (%s)", type(exc).__name__)
+                if not await contained(exc):
+                    raise
+        raise
 
 
 def _capped(ttl: float | None, cap: float | None) -> float | None:
