@@ -494,6 +494,7 @@ class CredentialIssuer:
             if holder_exp is not None and not is_number(holder_exp):
                 raise CredentialError("the new holder's identity expiry is malformed", reason="parent_expired")
         act: Mapping[str, Any] | None = parent.act
+        holder_actors = parent.holder_actors
         sub, idp = parent.subject, parent.subject_issuer
         requested_may_act = may_act
         may_act = parent.may_act
@@ -508,6 +509,8 @@ class CredentialIssuer:
             if parent.act is not None:
                 link["act"] = thaw(parent.act)
             act, sub, idp = link, subject.subject, subject.issuer
+            # Who the new holder acts for: the credential serves it acting for exactly them.
+            holder_actors = tuple((a.subject, a.issuer) for a in subject.actors)
             may_act = self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, requested_may_act)
         elif self.policy is not None and not same_audience:
             self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, ())
@@ -531,6 +534,7 @@ class CredentialIssuer:
             single_use=once,
             owner=parent.owner_key,
             may_act=may_act,
+            holder_actors=holder_actors,
         )
         return await self._sign(claims, principal=subject, parent=parent)
 

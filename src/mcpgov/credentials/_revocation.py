@@ -323,6 +323,7 @@ class RevocationList:
         keys.extend(self.jti_key(parent) for parent in claims.chain)
         parties = [(claims.subject_issuer, claims.subject), claims.owner_key]
         parties.extend((iss, sub) for sub, iss in claims.actors if iss is not None)
+        parties.extend((iss, sub) for sub, iss in claims.holder_actors or () if iss is not None)
         for iss, sub in dict.fromkeys(parties):
             keys.append(shared_text(self.principal_key(tenant, iss, sub)))
         if claims.task_id is not None:

@@ -275,14 +275,7 @@ class CredentialVerifier:
             raise CredentialRefused(
                 "the credential was issued to another principal", reason="wrong_principal", credential_id=jti
             )
-        if (
-            principal is not None
-            and claims.owner_key == (claims.subject_issuer, claims.subject)
-            and claims.actors != _actor_chain(principal)
-        ):
-            # A credential still held by the principal it was minted for (as minted, or narrowed
-            # by it) carries the actor chain of the identity it was minted for: it acts for exactly
-            # those parties (and their revocation reaches it), never for others.
+        if principal is not None and not _acts_for(claims, principal):
             raise CredentialRefused(
                 "the credential was issued to the principal acting for other parties",
                 reason="wrong_principal",
@@ -326,9 +319,19 @@ class CredentialVerifier:
             raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti) from None
 
 
-def _actor_chain(principal: Principal) -> tuple[tuple[str, str | None], ...]:
-    """A principal's actor chain as a credential's ``act`` claim names it: ``(subject, issuer)``, nearest first."""
-    return tuple((actor.subject, actor.issuer) for actor in principal.actors)
+def _acts_for(claims: CredentialClaims, principal: Principal) -> bool:
+    """Whether ``principal`` (the credential's holder) acts for exactly the parties the credential
+    was issued to it acting for: a credential still held by the principal it was minted for (as
+    minted, or narrowed by it) names them in ``act``; one derived into another principal's name
+    in ``holder_act``. Their revocation reaches it, and it serves its holder acting for no one else."""
+    chain = tuple((actor.subject, actor.issuer) for actor in principal.actors)
+    if claims.holder_actors is not None:
+        return claims.holder_actors == chain
+    if claims.owner_key == (claims.subject_issuer, claims.subject):
+        return claims.actors == chain
+    # Derived into another name by an issuer that did not record who its holder acts for: it
+    # serves the holder acting for nobody, never a chain nothing vouches for.
+    return not chain
 
 
 class _SeenCredentials:
