@@ -11,8 +11,8 @@ import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import META_CREDENTIAL, Actor, CallNext, Decision, GovContext, Hooks, Principal, govern
-from mcpgov.credentials import CredentialMiddleware
+from mcpgov import META_CREDENTIAL, Actor, CallNext, Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov.credentials import ClientCredentials, CredentialMiddleware, IssuerTokenSource
 from mcpgov.credentials._jose import sign_credential
 from mcpgov.testing import InMemoryAuditSink
 
@@ -237,3 +237,22 @@ async def test_a_malformed_holder_act_claim_is_refused(holder_act: Any, mode: st
     await _refused(server, token, [], mode)
     assert ran == []
     assert [e.reason for e in refusals(sink)] == ["malformed"]
+
+
+async def test_a_client_acting_for_one_user_never_reuses_a_credential_it_obtained_for_another(mode: str) -> None:
+    server, issuer, sink, ran = build()
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE)
+
+    async def name_actors(ctx: GovContext, call_next: CallNext) -> Any:
+        # Stands in for the identity token: the server learns whom the caller acts for.
+        actors = [a.subject for a in ctx.principal.actors] if ctx.principal is not None else []
+        return await call_next(ctx.replace(meta={**ctx.meta, META_ACTORS: actors}))
+
+    for acting_for in (["bob"], ["alice"], [], ["alice", "bob"], ["bob"]):
+        who = agent(*acting_for)
+        async with GovernedClient(server, name_actors, creds, principal=who, mode=mode) as client:
+            result = await client.call_tool("deploy", {"version": "1"})
+        assert result.is_error is False
+    assert ran == ["1"] * 5
+    assert refusals(sink) == []
+    assert creds.minted == 4

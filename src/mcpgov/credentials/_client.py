@@ -119,8 +119,8 @@ _CacheKey = tuple[Any, ...]
 class ClientCredentials:
     """Client middleware: attaches a credential to every ``tools/call``.
 
-    A credential is obtained per (principal, tenant, task, purpose, tool) and reused while
-    more than ``refresh_before`` seconds of it remain. A call that needs argument binding
+    A credential is obtained per (principal and whom it acts for, tenant, task, purpose, tool)
+    and reused while more than ``refresh_before`` seconds of it remain. A call that needs argument binding
     (``bind_arguments``, or a client-side decision with the obligation ``bind_arguments``)
     gets its own credential bound to the exact arguments, never cached. The obligation
     ``max_credential_ttl`` shortens the requested lifetime. Inside a task scope
@@ -225,7 +225,7 @@ class ClientCredentials:
         principal = self._minting_principal(ctx)
         per_call = bind or self.single_use
         key: _CacheKey = (
-            principal.key if principal is not None else None,
+            _holder(principal),
             ctx.tenant,
             task_id,
             purpose,
@@ -274,7 +274,7 @@ class ClientCredentials:
             return await call_next(ctx)
         principal = self._minting_principal(ctx)
         key: _CacheKey = (
-            principal.key if principal is not None else None,
+            _holder(principal),
             ctx.tenant,
             task.task_id,
             task.purpose,
@@ -306,6 +306,14 @@ class ClientCredentials:
             purpose=task.purpose if task.purpose is not None else ctx.purpose,
         )
         return await call_next(ctx)
+
+
+def _holder(principal: Principal | None) -> tuple[Any, ...] | None:
+    """Who a cached credential was obtained for: the principal and whom it acts for (a credential
+    minted while it acted for one party never serves it acting for another)."""
+    if principal is None:
+        return None
+    return (principal.issuer, principal.subject, principal.actors)
 
 
 def _open(task: TaskScope) -> None:
