@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 from joserfc import jws, jwt
+from joserfc.jwk import OKPKey
 from mcp import Client, MCPError
 
 from mcpgov import META_CREDENTIAL, ConfigurationError, StateStoreError, arguments_hash
@@ -496,3 +497,33 @@ def test_verifier_requires_a_revocation_list() -> None:
     keys = SigningKeySet.generate()
     with pytest.raises(ConfigurationError):
         CredentialVerifier(issuer=ISSUER, audience=AUDIENCE, keys=keys, revocations=None)  # type: ignore[arg-type]
+
+
+class _SwappableKeys:
+    """A key resolver (the KeyResolver protocol) whose key for one id can be replaced."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    @property
+    def algorithms(self) -> frozenset[str]:
+        return frozenset({"Ed25519"})
+
+    def find(self, kid: str, alg: str) -> Any:
+        return self.key if (kid, alg) == ("k1", "Ed25519") else None
+
+
+async def test_a_remembered_credential_is_verified_again_once_its_key_id_names_another_key() -> None:
+    clock = FrozenClock()
+    old, new = (OKPKey.generate_key("Ed25519", parameters={"kid": "k1"}) for _ in range(2))
+    issuer = make_issuer(clock, keys=SigningKeySet(old, clock=clock))
+    resolver = _SwappableKeys(OKPKey.import_key(old.as_dict(private=False)))
+    verifier = CredentialVerifier(
+        issuer=ISSUER, audience=AUDIENCE, keys=resolver, revocations=issuer.revocations, clock=clock
+    )
+    credential = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    assert (await verifier.verify(credential.token, tool="status")).jti == credential.id  # remembered
+    resolver.key = OKPKey.import_key(new.as_dict(private=False))  # the id now names another key
+    with pytest.raises(CredentialRefused) as caught:
+        await verifier.verify(credential.token, tool="status")
+    assert caught.value.reason == "bad_signature"

@@ -150,7 +150,7 @@ class CredentialVerifier:
         self.max_token_bytes = max_token_bytes
         self.single_use = single_use
         self._clock = clock
-        self._verified: LRU[bytes, tuple[str, str, CredentialClaims]] = LRU(4096)
+        self._verified: LRU[bytes, tuple[str, str, Any, CredentialClaims]] = LRU(4096)
 
     def __repr__(self) -> str:
         return f"CredentialVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
@@ -161,19 +161,20 @@ class CredentialVerifier:
         Raises:
             CredentialRefused: with the reason and, when readable, the credential id.
         """
-        # A token whose signature was verified before (same bytes, key still valid) is not
-        # verified again; everything that depends on time or on the request still is.
+        # A token whose signature was verified before (same bytes, and its key id still names the
+        # key that verified it) is not verified again; everything that depends on time or on the
+        # request still is.
         digest = None
         if isinstance(token, str) and len(token) <= self.max_token_bytes:  # size first: nothing big is hashed
             digest = hashlib.sha256(token.encode("utf-8")).digest()
         cached = self._verified.get(digest) if digest is not None else None
-        if cached is not None and self.keys.find(cached[0], cached[1]) is not None:
-            claims = cached[2]
+        if cached is not None and self.keys.find(cached[0], cached[1]) is cached[2]:
+            claims = cached[3]  # the very key that verified it still verifies under that id
         else:
             obj, payload = self._parse(token)
             jti = claimed_id(payload)
             try:
-                check_signature(obj, self.keys, self.algorithms)
+                key = check_signature(obj, self.keys, self.algorithms)
             except CredentialError as exc:
                 # Nothing vouches for what an unverified credential says: its id is a claim only.
                 raise CredentialRefused(exc.detail, reason=exc.reason, claimed_id=jti) from None
@@ -184,7 +185,7 @@ class CredentialVerifier:
                 raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=jti) from None
             if digest is not None:
                 header = obj.headers()
-                self._verified[digest] = (shared_text(header["kid"]), shared_text(header["alg"]), claims)
+                self._verified[digest] = (shared_text(header["kid"]), shared_text(header["alg"]), key, claims)
         self._check_claims(claims)
         return claims
 
