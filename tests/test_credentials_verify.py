@@ -11,8 +11,18 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import OKPKey
 from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
 
-from mcpgov import META_CREDENTIAL, ConfigurationError, StateStoreError, arguments_hash
+from mcpgov import (
+    META_CREDENTIAL,
+    ConfigurationError,
+    Decision,
+    GovContext,
+    Hooks,
+    StateStoreError,
+    arguments_hash,
+    govern,
+)
 from mcpgov.credentials import (
     CredentialMiddleware,
     CredentialRefused,
@@ -21,6 +31,8 @@ from mcpgov.credentials import (
     SigningKeySet,
 )
 from mcpgov.credentials._claims import CREDENTIAL_TYP
+from mcpgov.credentials._verify import EMPTY_ARGS_HASH
+from mcpgov.testing import InMemoryAuditSink
 
 from .test_credentials_support import (
     AUDIENCE,
@@ -28,6 +40,7 @@ from .test_credentials_support import (
     FrozenClock,
     build_governed,
     call,
+    identity_from_meta,
     make_issuer,
     principal,
     refusals,
@@ -527,3 +540,42 @@ async def test_a_remembered_credential_is_verified_again_once_its_key_id_names_a
     with pytest.raises(CredentialRefused) as caught:
         await verifier.verify(credential.token, tool="status")
     assert caught.value.reason == "bad_signature"
+
+
+def _binding_server(issuer: Any) -> tuple[Any, InMemoryAuditSink, list[str]]:
+    """A server whose policy obliges every call to carry a credential bound to its arguments."""
+    server = MCPServer("binding")
+    sink = InMemoryAuditSink()
+    ran: list[str] = []
+
+    @server.tool()
+    async def status() -> str:
+        ran.append("status")
+        return "green"
+
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def oblige(ctx: GovContext) -> Decision:
+        return Decision.allow("bound-only", bind_arguments=True)
+
+    govern(server, identity_from_meta, CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks, audit=sink)
+    return server, sink, ran
+
+
+@pytest.mark.parametrize("arguments", [None, {}])
+async def test_a_call_without_arguments_runs_on_a_credential_bound_to_no_arguments(
+    mode: str, arguments: dict[str, Any] | None
+) -> None:
+    issuer = make_issuer()
+    server, sink, ran = _binding_server(issuer)
+    bound = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], args_hash=EMPTY_ARGS_HASH)
+    other = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], args_hash=arguments_hash({"x": 1}))
+    async with Client(server, mode=mode) as client:
+        result = await call(client, "status", arguments, bound.token, AGENT)
+        assert result.is_error is False
+        with pytest.raises(MCPError) as caught:
+            await call(client, "status", arguments, other.token, AGENT)
+    assert caught.value.code == -32002
+    assert ran == ["status"]
+    assert [e.reason for e in refusals(sink)] == ["args_mismatch"]

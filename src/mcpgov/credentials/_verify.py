@@ -534,7 +534,8 @@ CAP_SLACK = 1.0
 def check_obligations(claims: CredentialClaims, obligations: Mapping[str, Any], args_hash: str | None) -> None:
     """Refuse a credential that does not honour a decision's credential obligations.
 
-    ``bind_arguments``: the credential must be bound to exactly these arguments;
+    ``bind_arguments``: the credential must be bound to exactly these arguments (a call without
+    arguments: to :data:`EMPTY_ARGS_HASH`, as for :meth:`CredentialVerifier.check_request`);
     ``max_credential_ttl``: it may not last longer than that (a cap that is not a positive number
     is honoured by no credential).
 
@@ -542,7 +543,9 @@ def check_obligations(claims: CredentialClaims, obligations: Mapping[str, Any], 
         CredentialRefused: ``reason`` ``args_unbound``, ``ttl_exceeded`` or ``ttl_invalid``.
     """
     jti = claims.jti
-    if obligations.get("bind_arguments") and (claims.args_hash is None or claims.args_hash != args_hash):
+    if obligations.get("bind_arguments") and (
+        claims.args_hash is None or claims.args_hash != (args_hash or EMPTY_ARGS_HASH)
+    ):
         raise CredentialRefused(
             "the decision requires a credential bound to the call's arguments", reason="args_unbound", credential_id=jti
         )
