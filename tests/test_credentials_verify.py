@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,6 +20,7 @@ from mcpgov import (
     Decision,
     GovContext,
     Hooks,
+    InMemoryStateStore,
     StateStoreError,
     arguments_hash,
     govern,
@@ -579,3 +581,68 @@ async def test_a_call_without_arguments_runs_on_a_credential_bound_to_no_argumen
     assert caught.value.code == -32002
     assert ran == ["status"]
     assert [e.reason for e in refusals(sink)] == ["args_mismatch"]
+
+
+class _StoreRaising(InMemoryStateStore):
+    """A store whose lookups (``get_many``) or single-use records (``add``) raise ``exc``."""
+
+    def __init__(self, exc: BaseException, operation: str) -> None:
+        super().__init__()
+        self.exc = exc
+        self.operation = operation
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        if self.operation == "get_many":
+            raise self.exc
+        return await super().get_many(keys)
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        if self.operation == "add":
+            raise self.exc
+        return await super().add(key, value, ttl)
+
+
+class _StoreFailure(BaseException):
+    """Not an ``Exception``: what a store (or a library under it) may raise all the same."""
+
+
+@pytest.mark.parametrize("operation", ["get_many", "add"])
+@pytest.mark.parametrize("exc", [_StoreFailure("down"), asyncio.CancelledError()], ids=["base", "stray-cancel"])
+@pytest.mark.parametrize("check_early", [False, True])
+async def test_a_store_raising_what_is_not_an_exception_refuses_as_unavailable_and_the_session_serves_on(
+    mode: str, operation: str, exc: BaseException, check_early: bool
+) -> None:
+    issuer = make_issuer()
+    revocations = RevocationList(_StoreRaising(exc, operation), max_ttl=300, clock=issuer._clock)
+    verifier = CredentialVerifier(
+        issuer=ISSUER, audience=AUDIENCE, keys=issuer.keys, revocations=revocations, clock=issuer._clock
+    )
+    server, sink, ran = MCPServer("s"), InMemoryAuditSink(), []
+
+    @server.tool()
+    async def status() -> str:
+        ran.append("status")
+        return "green"
+
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow-all")
+
+    middleware = CredentialMiddleware(verifier, check_early=check_early)
+    govern(server, identity_from_meta, middleware, hooks, audit=sink)
+    once = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], single_use=True)
+    async with Client(server, mode=mode) as client:
+        for _ in range(2):
+            with pytest.raises(MCPError) as caught:
+                await call(client, "status", {}, once.token, AGENT)
+            assert (caught.value.code, caught.value.message) == (-32002, "Invalid credential")
+    assert ran == []
+    # A lookup that failed after the use was recorded at the gate leaves the credential used (fail
+    # closed); an early lookup fails before anything is recorded.
+    second = "replayed" if operation == "get_many" and not check_early else "revocation_unavailable"
+    assert [(e.reason, e.credential_id) for e in refusals(sink)] == [
+        ("revocation_unavailable", once.id),
+        (second, once.id),
+    ]
