@@ -43,8 +43,10 @@ def _names(values: Any, what: str, *, allow_empty: bool) -> tuple[str, ...]:
         values = list(values)
     out: list[str] = []
     for value in values:
-        if type(value) is not str or not value or len(value) > _MAX_NAME or " " in value or value != value.strip():
-            raise CredentialError(f"each {what} must be a name without spaces", reason="bad_request")
+        # No whitespace of any kind: scopes travel space-delimited and are split on every
+        # whitespace character when read back, so one granted name must never read as several.
+        if type(value) is not str or not value or len(value) > _MAX_NAME or _has_space(value):
+            raise CredentialError(f"each {what} must be a name without whitespace", reason="bad_request")
         if value not in out:
             out.append(value)
     if not out and not allow_empty:
@@ -53,6 +55,11 @@ def _names(values: Any, what: str, *, allow_empty: bool) -> tuple[str, ...]:
 
 
 _SEQUENCES = (list, tuple, set, frozenset)
+
+
+def _has_space(value: str) -> bool:
+    """Whether ``value`` holds a character ``str.split()`` separates on."""
+    return value.split(maxsplit=1) != [value]
 
 
 def _requested_ttl(ttl: Any) -> float | None:
