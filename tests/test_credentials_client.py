@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 
 from mcpgov import CallNext, Decision, GovContext, GovernedClient, Hooks, Principal
-from mcpgov.credentials import ClientCredentials, IssuerTokenSource, TaskScope, current_task, open_task
+from mcpgov.credentials import (
+    ClientCredentials,
+    Credential,
+    CredentialRefused,
+    CredentialRequest,
+    IssuerTokenSource,
+    TaskScope,
+    current_task,
+    open_task,
+)
 from mcpgov.testing import serve_http
 
 from .test_credentials_support import AUDIENCE, FrozenClock, as_principal, build_governed, call, make_issuer, principal
@@ -238,3 +248,57 @@ async def test_the_credential_cache_is_never_shared_across_tenants(mode: str) ->
     assert creds.minted == 2
     assert [s[1] for s in governed.seen] == ["acme", "globex", "acme"]
     assert len({s[4] for s in governed.seen}) == 2  # two credential ids, the acme one reused
+
+
+class _HeldSource(IssuerTokenSource):
+    """Mints only once released: a credential requested while its task was open arrives after it ended."""
+
+    def __init__(self, issuer: Any) -> None:
+        super().__init__(issuer)
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+        self.minted: list[Credential] = []
+
+    async def obtain(self, request: CredentialRequest, principal: Principal | None) -> Credential:
+        if request.tools == ("status",):
+            self.entered.set()
+            await self.release.wait()
+        credential = await super().obtain(request, principal)
+        self.minted.append(credential)
+        return credential
+
+
+async def test_a_credential_that_arrives_after_its_task_ended_is_revoked_and_never_sent(mode: str) -> None:
+    clock = FrozenClock()
+    issuer = make_issuer(clock)
+    governed = build_governed(issuer)
+    source = _HeldSource(issuer)
+    creds = ClientCredentials(source, audience=AUDIENCE, clock=clock)
+    failures: list[BaseException] = []
+
+    async def late_call(client: GovernedClient) -> None:
+        for _ in range(2):  # the second starts once the task has ended: nothing is even minted
+            try:
+                await client.call_tool("status", {})
+            except Exception as exc:  # what the call raised is asserted below
+                failures.append(exc)
+
+    async with (
+        GovernedClient(governed.server, identify(AGENT), creds, principal=AGENT, mode=mode) as client,
+        anyio.create_task_group() as tg,
+    ):
+        async with open_task(client, "release-44", purpose="deploy") as scope:
+            tg.start_soon(late_call, client)  # runs in the task's context
+            await source.entered.wait()
+        assert scope.revoked
+        clock.advance(1)  # minted after the task's revocation: its time does not cover it
+        source.release.set()
+    assert len(failures) == 2
+    assert all(isinstance(f, MCPError) and f.code == -32002 for f in failures)
+    assert governed.ran == []
+    late = [c for c in source.minted if c.claims.tools == ("status",)]
+    assert len(late) == 1
+    for credential in source.minted:
+        with pytest.raises(CredentialRefused) as caught:
+            await issuer.verify_own(credential.token)
+        assert caught.value.reason == "revoked"

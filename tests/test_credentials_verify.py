@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -9,9 +10,21 @@ from typing import Any, cast
 
 import pytest
 from joserfc import jws, jwt
+from joserfc.jwk import OKPKey
 from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
 
-from mcpgov import META_CREDENTIAL, ConfigurationError, StateStoreError, arguments_hash
+from mcpgov import (
+    META_CREDENTIAL,
+    ConfigurationError,
+    Decision,
+    GovContext,
+    Hooks,
+    InMemoryStateStore,
+    StateStoreError,
+    arguments_hash,
+    govern,
+)
 from mcpgov.credentials import (
     CredentialMiddleware,
     CredentialRefused,
@@ -20,6 +33,8 @@ from mcpgov.credentials import (
     SigningKeySet,
 )
 from mcpgov.credentials._claims import CREDENTIAL_TYP
+from mcpgov.credentials._verify import EMPTY_ARGS_HASH
+from mcpgov.testing import InMemoryAuditSink
 
 from .test_credentials_support import (
     AUDIENCE,
@@ -27,6 +42,7 @@ from .test_credentials_support import (
     FrozenClock,
     build_governed,
     call,
+    identity_from_meta,
     make_issuer,
     principal,
     refusals,
@@ -496,3 +512,137 @@ def test_verifier_requires_a_revocation_list() -> None:
     keys = SigningKeySet.generate()
     with pytest.raises(ConfigurationError):
         CredentialVerifier(issuer=ISSUER, audience=AUDIENCE, keys=keys, revocations=None)  # type: ignore[arg-type]
+
+
+class _SwappableKeys:
+    """A key resolver (the KeyResolver protocol) whose key for one id can be replaced."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    @property
+    def algorithms(self) -> frozenset[str]:
+        return frozenset({"Ed25519"})
+
+    def find(self, kid: str, alg: str) -> Any:
+        return self.key if (kid, alg) == ("k1", "Ed25519") else None
+
+
+async def test_a_remembered_credential_is_verified_again_once_its_key_id_names_another_key() -> None:
+    clock = FrozenClock()
+    old, new = (OKPKey.generate_key("Ed25519", parameters={"kid": "k1"}) for _ in range(2))
+    issuer = make_issuer(clock, keys=SigningKeySet(old, clock=clock))
+    resolver = _SwappableKeys(OKPKey.import_key(old.as_dict(private=False)))
+    verifier = CredentialVerifier(
+        issuer=ISSUER, audience=AUDIENCE, keys=resolver, revocations=issuer.revocations, clock=clock
+    )
+    credential = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"])
+    assert (await verifier.verify(credential.token, tool="status")).jti == credential.id  # remembered
+    resolver.key = OKPKey.import_key(new.as_dict(private=False))  # the id now names another key
+    with pytest.raises(CredentialRefused) as caught:
+        await verifier.verify(credential.token, tool="status")
+    assert caught.value.reason == "bad_signature"
+
+
+def _binding_server(issuer: Any) -> tuple[Any, InMemoryAuditSink, list[str]]:
+    """A server whose policy obliges every call to carry a credential bound to its arguments."""
+    server = MCPServer("binding")
+    sink = InMemoryAuditSink()
+    ran: list[str] = []
+
+    @server.tool()
+    async def status() -> str:
+        ran.append("status")
+        return "green"
+
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def oblige(ctx: GovContext) -> Decision:
+        return Decision.allow("bound-only", bind_arguments=True)
+
+    govern(server, identity_from_meta, CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks, audit=sink)
+    return server, sink, ran
+
+
+@pytest.mark.parametrize("arguments", [None, {}])
+async def test_a_call_without_arguments_runs_on_a_credential_bound_to_no_arguments(
+    mode: str, arguments: dict[str, Any] | None
+) -> None:
+    issuer = make_issuer()
+    server, sink, ran = _binding_server(issuer)
+    bound = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], args_hash=EMPTY_ARGS_HASH)
+    other = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], args_hash=arguments_hash({"x": 1}))
+    async with Client(server, mode=mode) as client:
+        result = await call(client, "status", arguments, bound.token, AGENT)
+        assert result.is_error is False
+        with pytest.raises(MCPError) as caught:
+            await call(client, "status", arguments, other.token, AGENT)
+    assert caught.value.code == -32002
+    assert ran == ["status"]
+    assert [e.reason for e in refusals(sink)] == ["args_mismatch"]
+
+
+class _StoreRaising(InMemoryStateStore):
+    """A store whose lookups (``get_many``) or single-use records (``add``) raise ``exc``."""
+
+    def __init__(self, exc: BaseException, operation: str) -> None:
+        super().__init__()
+        self.exc = exc
+        self.operation = operation
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        if self.operation == "get_many":
+            raise self.exc
+        return await super().get_many(keys)
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        if self.operation == "add":
+            raise self.exc
+        return await super().add(key, value, ttl)
+
+
+class _StoreFailure(BaseException):
+    """Not an ``Exception``: what a store (or a library under it) may raise all the same."""
+
+
+@pytest.mark.parametrize("operation", ["get_many", "add"])
+@pytest.mark.parametrize("exc", [_StoreFailure("down"), asyncio.CancelledError()], ids=["base", "stray-cancel"])
+@pytest.mark.parametrize("check_early", [False, True])
+async def test_a_store_raising_what_is_not_an_exception_refuses_as_unavailable_and_the_session_serves_on(
+    mode: str, operation: str, exc: BaseException, check_early: bool
+) -> None:
+    issuer = make_issuer()
+    revocations = RevocationList(_StoreRaising(exc, operation), max_ttl=300, clock=issuer._clock)
+    verifier = CredentialVerifier(
+        issuer=ISSUER, audience=AUDIENCE, keys=issuer.keys, revocations=revocations, clock=issuer._clock
+    )
+    server, sink, ran = MCPServer("s"), InMemoryAuditSink(), []
+
+    @server.tool()
+    async def status() -> str:
+        ran.append("status")
+        return "green"
+
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow-all")
+
+    middleware = CredentialMiddleware(verifier, check_early=check_early)
+    govern(server, identity_from_meta, middleware, hooks, audit=sink)
+    once = await issuer.mint(AGENT, audience=AUDIENCE, tools=["status"], single_use=True)
+    async with Client(server, mode=mode) as client:
+        for _ in range(2):
+            with pytest.raises(MCPError) as caught:
+                await call(client, "status", {}, once.token, AGENT)
+            assert (caught.value.code, caught.value.message) == (-32002, "Invalid credential")
+    assert ran == []
+    # A lookup that failed after the use was recorded at the gate leaves the credential used (fail
+    # closed); an early lookup fails before anything is recorded.
+    second = "replayed" if operation == "get_many" and not check_early else "revocation_unavailable"
+    assert [(e.reason, e.credential_id) for e in refusals(sink)] == [
+        ("revocation_unavailable", once.id),
+        (second, once.id),
+    ]

@@ -98,6 +98,24 @@ def _parties(value: Any, name: str) -> tuple[tuple[str, str], ...]:
     return tuple(dict.fromkeys(_party(item, name) for item in items))
 
 
+def _actor_list(value: Any) -> tuple[tuple[str, str | None], ...]:
+    """The ``holder_act`` claim: a list of ``{"sub", "iss"?}`` objects, nearest first."""
+    if not isinstance(value, list) or len(value) > _MAX_ACT_DEPTH:
+        raise CredentialError("claim 'holder_act' must be a short list of actors", reason="malformed")
+    out: list[tuple[str, str | None]] = []
+    for item in value:
+        sub = item.get("sub") if isinstance(item, Mapping) else None
+        iss = item.get("iss") if isinstance(item, Mapping) else None
+        if not isinstance(sub, str) or not 0 < len(sub) <= _MAX_TEXT or (iss is not None and not isinstance(iss, str)):
+            raise CredentialError("every 'holder_act' entry needs a 'sub' string", reason="malformed")
+        out.append((sub, iss))
+    return tuple(out)
+
+
+def _actors_json(actors: tuple[tuple[str, str | None], ...]) -> list[dict[str, str]]:
+    return [{"sub": sub} if iss is None else {"sub": sub, "iss": iss} for sub, iss in actors]
+
+
 def _party_json(party: tuple[str, str]) -> dict[str, str]:
     return {"iss": party[0], "sub": party[1]}
 
@@ -140,6 +158,10 @@ class CredentialClaims:
         may_act: ``may_act`` (RFC 8693 section 4.4, a list when several): the principals
             ``(issuer, subject)`` allowed to obtain a credential in their own name from this
             one (delegation, downstream exchange), set at mint time by the issuance policy.
+        holder_actors: ``holder_act``, on a credential derived into another principal's name:
+            the actor chain ``(subject, issuer)`` of that principal's identity when it obtained
+            it, nearest first (who it acts for; ``act`` names who it was delegated by); ``None``
+            on a credential still held by the principal it was minted for (``act`` is its chain).
     """
 
     issuer: str
@@ -161,6 +183,7 @@ class CredentialClaims:
     single_use: bool = False
     owner: tuple[str, str] | None = None
     may_act: tuple[tuple[str, str], ...] = ()
+    holder_actors: tuple[tuple[str, str | None], ...] | None = None
 
     @property
     def owner_key(self) -> tuple[str, str]:
@@ -202,6 +225,7 @@ class CredentialClaims:
             once=True if self.single_use else None,
             own=_party_json(self.owner) if self.owner is not None else None,
             may_act=(parties[0] if len(parties) == 1 else parties) if parties else None,
+            holder_act=_actors_json(self.holder_actors) if self.holder_actors is not None else None,
         )
         return payload
 
@@ -239,6 +263,7 @@ class CredentialClaims:
         chain = _names(payload.get("chain", []), "chain")
         own = payload.get("own")
         may_act = payload.get("may_act")
+        holder_act = payload.get("holder_act")
         return cls(
             issuer=_text(payload, "iss"),  # type: ignore[arg-type]
             subject=_text(payload, "sub"),  # type: ignore[arg-type]
@@ -259,6 +284,7 @@ class CredentialClaims:
             single_use=once,
             owner=_party(own, "own") if own is not None else None,
             may_act=_parties(may_act, "may_act") if may_act is not None else (),
+            holder_actors=_actor_list(holder_act) if holder_act is not None else None,
         )
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+import anyio
+
 from mcpgov._chain import CallNext, ChainResult
+from mcpgov._contain import contained
 from mcpgov._context import APPROVAL_GRANT, META_CREDENTIAL, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._lru import LRU
@@ -18,10 +22,12 @@ from mcpgov._validate import is_number, is_positive_number
 from mcpgov.credentials._claims import TASK_BINDING, Credential
 from mcpgov.credentials._holder import MintingPrincipal
 from mcpgov.credentials._issuer import CredentialIssuer
-from mcpgov.credentials._task import current_task
+from mcpgov.credentials._task import TaskScope, current_task
 from mcpgov.credentials._verify import CAP_SLACK, EMPTY_ARGS_HASH, BindArguments, _binding_rule
 
 __all__ = ["ClientCredentials", "CredentialRequest", "IssuerTokenSource", "TokenSource"]
+
+logger = logging.getLogger("mcpgov.credentials")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +119,8 @@ _CacheKey = tuple[Any, ...]
 class ClientCredentials:
     """Client middleware: attaches a credential to every ``tools/call``.
 
-    A credential is obtained per (principal, tenant, task, purpose, tool) and reused while
-    more than ``refresh_before`` seconds of it remain. A call that needs argument binding
+    A credential is obtained per (principal and whom it acts for, tenant, task, purpose, tool)
+    and reused while more than ``refresh_before`` seconds of it remain. A call that needs argument binding
     (``bind_arguments``, or a client-side decision with the obligation ``bind_arguments``)
     gets its own credential bound to the exact arguments, never cached. The obligation
     ``max_credential_ttl`` shortens the requested lifetime. Inside a task scope
@@ -219,7 +225,7 @@ class ClientCredentials:
         principal = self._minting_principal(ctx)
         per_call = bind or self.single_use
         key: _CacheKey = (
-            principal.key if principal is not None else None,
+            _holder(principal),
             ctx.tenant,
             task_id,
             purpose,
@@ -230,6 +236,8 @@ class ClientCredentials:
         if credential is not None and credential.expires_at - self._clock() <= self.refresh_before:
             credential = None
         if credential is None:
+            if task is not None:
+                _open(task)
             request = CredentialRequest(
                 audience=self.audience,
                 tools=(ctx.target,),
@@ -251,7 +259,7 @@ class ClientCredentials:
                 )
             self.minted += 1
             if task is not None:
-                task.record(credential, self.source, principal)
+                await _record(task, credential, self.source, principal)
             if not per_call:
                 self._cache[key] = credential
         ctx = ctx.replace(
@@ -266,7 +274,7 @@ class ClientCredentials:
             return await call_next(ctx)
         principal = self._minting_principal(ctx)
         key: _CacheKey = (
-            principal.key if principal is not None else None,
+            _holder(principal),
             ctx.tenant,
             task.task_id,
             task.purpose,
@@ -277,6 +285,7 @@ class ClientCredentials:
         if credential is not None and credential.expires_at - self._clock() <= self.refresh_before:
             credential = None
         if credential is None:
+            _open(task)
             request = CredentialRequest(
                 audience=self.audience,
                 tools=(TASK_BINDING,),
@@ -289,7 +298,7 @@ class ClientCredentials:
             if not isinstance(credential, Credential):
                 raise CredentialError("the token source returned no credential", reason="source_invalid")
             self.minted += 1
-            task.record(credential, self.source, principal)
+            await _record(task, credential, self.source, principal)
             self._cache[key] = credential
         ctx = ctx.replace(
             meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}),
@@ -297,6 +306,40 @@ class ClientCredentials:
             purpose=task.purpose if task.purpose is not None else ctx.purpose,
         )
         return await call_next(ctx)
+
+
+def _holder(principal: Principal | None) -> tuple[Any, ...] | None:
+    """Who a cached credential was obtained for: the principal and whom it acts for (a credential
+    minted while it acted for one party never serves it acting for another)."""
+    if principal is None:
+        return None
+    return (principal.issuer, principal.subject, principal.actors)
+
+
+def _open(task: TaskScope) -> None:
+    """Refuse to obtain a credential for a task that has ended."""
+    if task.revoked:
+        raise CredentialError("the task has ended; its credentials are revoked", reason="task_ended")
+
+
+async def _record(task: TaskScope, credential: Credential, source: TokenSource, principal: Principal | None) -> None:
+    """Record ``credential`` in ``task``; when the task ended while it was being obtained (its
+    revocations are made or under way and may not cover it), revoke it by id, then refuse.
+
+    Raises:
+        CredentialError: ``reason="task_ended"``.
+    """
+    try:
+        task.record(credential, source, principal)
+    except CredentialError:
+        with anyio.CancelScope(shield=True):
+            try:
+                await source.revoke(credential, principal)
+            except BaseException as exc:  # reported; the call is refused either way
+                logger.error("a credential obtained after its task ended could not be revoked (%s)", type(exc).__name__)
+                if not await contained(exc):
+                    raise
+        raise
 
 
 def _capped(ttl: float | None, cap: float | None) -> float | None:

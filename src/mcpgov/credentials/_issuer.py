@@ -43,8 +43,10 @@ def _names(values: Any, what: str, *, allow_empty: bool) -> tuple[str, ...]:
         values = list(values)
     out: list[str] = []
     for value in values:
-        if type(value) is not str or not value or len(value) > _MAX_NAME or " " in value or value != value.strip():
-            raise CredentialError(f"each {what} must be a name without spaces", reason="bad_request")
+        # No whitespace of any kind: scopes travel space-delimited and are split on every
+        # whitespace character when read back, so one granted name must never read as several.
+        if type(value) is not str or not value or len(value) > _MAX_NAME or _has_space(value):
+            raise CredentialError(f"each {what} must be a name without whitespace", reason="bad_request")
         if value not in out:
             out.append(value)
     if not out and not allow_empty:
@@ -53,6 +55,11 @@ def _names(values: Any, what: str, *, allow_empty: bool) -> tuple[str, ...]:
 
 
 _SEQUENCES = (list, tuple, set, frozenset)
+
+
+def _has_space(value: str) -> bool:
+    """Whether ``value`` holds a character ``str.split()`` separates on."""
+    return value.split(maxsplit=1) != [value]
 
 
 def _requested_ttl(ttl: Any) -> float | None:
@@ -494,6 +501,7 @@ class CredentialIssuer:
             if holder_exp is not None and not is_number(holder_exp):
                 raise CredentialError("the new holder's identity expiry is malformed", reason="parent_expired")
         act: Mapping[str, Any] | None = parent.act
+        holder_actors = parent.holder_actors
         sub, idp = parent.subject, parent.subject_issuer
         requested_may_act = may_act
         may_act = parent.may_act
@@ -508,6 +516,8 @@ class CredentialIssuer:
             if parent.act is not None:
                 link["act"] = thaw(parent.act)
             act, sub, idp = link, subject.subject, subject.issuer
+            # Who the new holder acts for: the credential serves it acting for exactly them.
+            holder_actors = tuple((a.subject, a.issuer) for a in subject.actors)
             may_act = self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, requested_may_act)
         elif self.policy is not None and not same_audience:
             self._may_act((idp, sub), parent.tenant, audience, new_tools, new_scopes, ())
@@ -531,6 +541,7 @@ class CredentialIssuer:
             single_use=once,
             owner=parent.owner_key,
             may_act=may_act,
+            holder_actors=holder_actors,
         )
         return await self._sign(claims, principal=subject, parent=parent)
 

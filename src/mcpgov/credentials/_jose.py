@@ -80,8 +80,8 @@ def parse_credential(token: Any, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) ->
     return obj, payload
 
 
-def check_signature(obj: Any, keys: KeyResolver, algorithms: Collection[str]) -> None:
-    """Check the header rules and the signature of a parsed credential.
+def check_signature(obj: Any, keys: KeyResolver, algorithms: Collection[str]) -> Key:
+    """Check the header rules and the signature of a parsed credential; returns the key that verified it.
 
     Only ``alg``, ``typ`` and ``kid`` are accepted in the header (no ``jwk``, ``jku``, ``x5u``,
     ``x5c``, ``crit`` or ``b64``: nothing is fetched or followed), ``typ`` must be
@@ -111,3 +111,4 @@ def check_signature(obj: Any, keys: KeyResolver, algorithms: Collection[str]) ->
         valid = False
     if not valid:
         raise CredentialError("the credential's signature does not verify", reason="bad_signature")
+    return key

@@ -323,6 +323,7 @@ class RevocationList:
         keys.extend(self.jti_key(parent) for parent in claims.chain)
         parties = [(claims.subject_issuer, claims.subject), claims.owner_key]
         parties.extend((iss, sub) for sub, iss in claims.actors if iss is not None)
+        parties.extend((iss, sub) for sub, iss in claims.holder_actors or () if iss is not None)
         for iss, sub in dict.fromkeys(parties):
             keys.append(shared_text(self.principal_key(tenant, iss, sub)))
         if claims.task_id is not None:
@@ -358,7 +359,9 @@ class RevocationList:
         try:
             with self._deadline():
                 values = await self.store.get_many(keys)
-        except Exception as exc:  # noqa: BLE001 - fail closed: a store that cannot answer counts as revoked
+        except BaseException as exc:  # fail closed: a store that cannot answer counts as revoked
+            if not await contained(exc):  # an interpreter exit, the caller's own cancellation
+                raise
             logger.warning("revocation store unavailable (%s); refusing the credential", type(exc).__name__)
             raise CredentialError(
                 f"the revocation store failed ({type(exc).__name__}); counted as revoked",
@@ -394,7 +397,9 @@ class RevocationList:
         try:
             with self._deadline():
                 first = await self.store.add(f"{self._ns}used:{claims.jti}", _REVOKED, max(ttl, 1.0))
-        except Exception as exc:  # noqa: BLE001 - fail closed: an unrecorded use is refused
+        except BaseException as exc:  # fail closed: an unrecorded use is refused
+            if not await contained(exc):  # an interpreter exit, the caller's own cancellation
+                raise
             raise CredentialError(
                 f"the single-use store failed ({type(exc).__name__})", reason="revocation_unavailable"
             ) from None

@@ -150,7 +150,7 @@ class CredentialVerifier:
         self.max_token_bytes = max_token_bytes
         self.single_use = single_use
         self._clock = clock
-        self._verified: LRU[bytes, tuple[str, str, CredentialClaims]] = LRU(4096)
+        self._verified: LRU[bytes, tuple[str, str, Any, CredentialClaims]] = LRU(4096)
 
     def __repr__(self) -> str:
         return f"CredentialVerifier(issuer={self.issuer!r}, audience={self.audience!r})"
@@ -161,19 +161,20 @@ class CredentialVerifier:
         Raises:
             CredentialRefused: with the reason and, when readable, the credential id.
         """
-        # A token whose signature was verified before (same bytes, key still valid) is not
-        # verified again; everything that depends on time or on the request still is.
+        # A token whose signature was verified before (same bytes, and its key id still names the
+        # key that verified it) is not verified again; everything that depends on time or on the
+        # request still is.
         digest = None
         if isinstance(token, str) and len(token) <= self.max_token_bytes:  # size first: nothing big is hashed
             digest = hashlib.sha256(token.encode("utf-8")).digest()
         cached = self._verified.get(digest) if digest is not None else None
-        if cached is not None and self.keys.find(cached[0], cached[1]) is not None:
-            claims = cached[2]
+        if cached is not None and self.keys.find(cached[0], cached[1]) is cached[2]:
+            claims = cached[3]  # the very key that verified it still verifies under that id
         else:
             obj, payload = self._parse(token)
             jti = claimed_id(payload)
             try:
-                check_signature(obj, self.keys, self.algorithms)
+                key = check_signature(obj, self.keys, self.algorithms)
             except CredentialError as exc:
                 # Nothing vouches for what an unverified credential says: its id is a claim only.
                 raise CredentialRefused(exc.detail, reason=exc.reason, claimed_id=jti) from None
@@ -184,7 +185,7 @@ class CredentialVerifier:
                 raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=jti) from None
             if digest is not None:
                 header = obj.headers()
-                self._verified[digest] = (shared_text(header["kid"]), shared_text(header["alg"]), claims)
+                self._verified[digest] = (shared_text(header["kid"]), shared_text(header["alg"]), key, claims)
         self._check_claims(claims)
         return claims
 
@@ -275,6 +276,12 @@ class CredentialVerifier:
             raise CredentialRefused(
                 "the credential was issued to another principal", reason="wrong_principal", credential_id=jti
             )
+        if principal is not None and not _acts_for(claims, principal):
+            raise CredentialRefused(
+                "the credential was issued to the principal acting for other parties",
+                reason="wrong_principal",
+                credential_id=jti,
+            )
         if tool is not None and (tool == TASK_BINDING or tool not in claims.tools):
             raise CredentialRefused(
                 f"the credential is not bound to tool {tool!r}", reason="wrong_tool", credential_id=jti
@@ -311,6 +318,21 @@ class CredentialVerifier:
             return await self.revocations.check(claims)
         except CredentialError as exc:
             raise CredentialRefused(exc.detail, reason=exc.reason, credential_id=claims.jti) from None
+
+
+def _acts_for(claims: CredentialClaims, principal: Principal) -> bool:
+    """Whether ``principal`` (the credential's holder) acts for exactly the parties the credential
+    was issued to it acting for: a credential still held by the principal it was minted for (as
+    minted, or narrowed by it) names them in ``act``; one derived into another principal's name
+    in ``holder_act``. Their revocation reaches it, and it serves its holder acting for no one else."""
+    chain = tuple((actor.subject, actor.issuer) for actor in principal.actors)
+    if claims.holder_actors is not None:
+        return claims.holder_actors == chain
+    if claims.owner_key == (claims.subject_issuer, claims.subject):
+        return claims.actors == chain
+    # Derived into another name by an issuer that did not record who its holder acts for: it
+    # serves the holder acting for nobody, never a chain nothing vouches for.
+    return not chain
 
 
 class _SeenCredentials:
@@ -512,7 +534,8 @@ CAP_SLACK = 1.0
 def check_obligations(claims: CredentialClaims, obligations: Mapping[str, Any], args_hash: str | None) -> None:
     """Refuse a credential that does not honour a decision's credential obligations.
 
-    ``bind_arguments``: the credential must be bound to exactly these arguments;
+    ``bind_arguments``: the credential must be bound to exactly these arguments (a call without
+    arguments: to :data:`EMPTY_ARGS_HASH`, as for :meth:`CredentialVerifier.check_request`);
     ``max_credential_ttl``: it may not last longer than that (a cap that is not a positive number
     is honoured by no credential).
 
@@ -520,7 +543,9 @@ def check_obligations(claims: CredentialClaims, obligations: Mapping[str, Any], 
         CredentialRefused: ``reason`` ``args_unbound``, ``ttl_exceeded`` or ``ttl_invalid``.
     """
     jti = claims.jti
-    if obligations.get("bind_arguments") and (claims.args_hash is None or claims.args_hash != args_hash):
+    if obligations.get("bind_arguments") and (
+        claims.args_hash is None or claims.args_hash != (args_hash or EMPTY_ARGS_HASH)
+    ):
         raise CredentialRefused(
             "the decision requires a credential bound to the call's arguments", reason="args_unbound", credential_id=jti
         )
