@@ -89,6 +89,29 @@ def test_an_issuer_max_ttl_reaches_the_identity_verifier(tmp_path: Path, given: 
     assert issuer.config.max_ttl == expected
 
 
+@pytest.mark.parametrize("max_ttl", [None, 60, 7200, 86400])
+def test_a_credentials_max_ttl_reaches_the_verifier_and_its_revocations(tmp_path: Path, max_ttl: int | None) -> None:
+    from mcpgov.credentials import CredentialMiddleware, SigningKeySet
+
+    def change(data: dict[str, Any]) -> None:
+        data["credentials"] = {
+            "issuer": "https://credentials.acme.example",
+            "audience": "https://gateway.acme.example",
+            "jwks_file": "credentials-jwks.json",
+            **({"max_ttl": max_ttl} if max_ttl is not None else {}),
+        }
+
+    path = write_config(tmp_path, change)
+    jwks = SigningKeySet.generate().jwks()
+    (path.parent / "credentials-jwks.json").write_text(json.dumps(jwks))
+    chain, _auditor = build_chain(load_config(path), base_dir=path.parent)
+    (middleware,) = [m for m in chain if isinstance(m, CredentialMiddleware)]
+    expected = 3600.0 if max_ttl is None else float(max_ttl)
+    assert middleware.verifier.max_ttl == expected
+    # a revocation is kept as long as any credential it covers could still be accepted
+    assert middleware.verifier.revocations.max_ttl == expected
+
+
 def test_unreadable_or_malformed_files_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     assert CliRunner().invoke(main, ["gateway", "--config", str(missing)]).exit_code == 2

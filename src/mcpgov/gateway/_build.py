@@ -107,7 +107,8 @@ def _credentials(config: GatewayConfig, base_dir: Path, state: StateStore | None
         issuer=creds.issuer,
         audience=creds.audience,
         keys=keys,
-        revocations=RevocationList(state),
+        # Revocation entries live as long as the longest credential this gateway accepts.
+        revocations=RevocationList(state, max_ttl=creds.max_ttl),
         single_use=creds.single_use,
         max_ttl=creds.max_ttl,
     )
