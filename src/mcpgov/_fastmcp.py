@@ -34,6 +34,7 @@ __all__ = [
     "addressed_by_identity",
     "check_converted_text",
     "check_no_version_chosen",
+    "decided_tool_arguments",
     "governed_only",
     "is_fastmcp",
     "sdk_server",
@@ -148,6 +149,39 @@ async def check_converted_text(server: Any, method: str, target: str, arguments:
     if fn is None or not isinstance(values, dict) or not values:
         return
     check_canonical_arguments(what, fn, values)
+
+
+async def decided_tool_arguments(
+    server: Any, name: str, arguments: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The arguments FastMCP function tool ``name`` receives for ``arguments``, in their JSON
+    form (FastMCP converts them with pydantic after the decision: ``"DELETE"`` for a parameter
+    constrained to lower case runs the tool with ``"delete"``), so the chain decides on them and
+    they are what the tool is handed; ``None`` when the tool is unknown or is not a function tool.
+
+    Raises:
+        InvalidRequest: an argument is invalid or cannot be decided on in the form the tool
+            receives it, or the tool could not be looked up.
+    """
+    from fastmcp.exceptions import NotFoundError  # noqa: PLC0415 - optional extra
+    from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+    from fastmcp.tools.function_tool import FunctionTool  # noqa: PLC0415 - optional extra
+
+    from mcpgov._sdk.validation import converted_tool_arguments  # noqa: PLC0415 - keeps the import graph flat
+
+    if not arguments:
+        return None
+    try:
+        async with Context(fastmcp=server):
+            tool = await server.get_tool(name)
+    except NotFoundError:
+        return None  # FastMCP answers that itself, once the caller may know
+    except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+        logger.warning("could not look up a FastMCP tool to check its arguments (%s)", type(exc).__name__)
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
+    if not isinstance(tool, FunctionTool):
+        return None
+    return converted_tool_arguments(f"tool {name!r}", tool.fn, arguments)
 
 
 _NOT_GOVERNED = (

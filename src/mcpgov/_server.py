@@ -37,6 +37,7 @@ from mcpgov._fastmcp import (
     addressed_by_identity,
     check_converted_text,
     check_no_version_chosen,
+    decided_tool_arguments,
     governed_only,
     is_fastmcp,
     sdk_server,
@@ -595,6 +596,11 @@ class ServerGovernance:
             ctx = self._strict(ctx, raw_arguments)
             if self.fastmcp is not None and ctx.target is not None and ctx.method in _CONVERTED_BY_FASTMCP:
                 await check_converted_text(self.fastmcp, ctx.method, ctx.target, raw_arguments)
+            elif self.fastmcp is not None and ctx.target is not None and ctx.method == "tools/call":
+                # Decided on, and handed to the tool, as FastMCP converts them (see decided_tool_arguments).
+                decided = await decided_tool_arguments(self.fastmcp, ctx.target, raw_arguments)
+                if decided is not None and decided is not raw_arguments:
+                    ctx = ctx.replace(arguments=freeze_arguments(decided, self.governor.limits))
         except InvalidRequest as exc:
             return ctx.replace(action="discover", arguments=None, args_hash=None), _refusing(exc, ctx)
         return ctx, self._known_tool

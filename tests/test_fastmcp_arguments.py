@@ -1,0 +1,171 @@
+"""A governed FastMCP server decides on exactly the arguments its tools and prompts receive.
+
+FastMCP converts tool arguments with pydantic (lax) and prompt arguments from text: a
+constraint that lower-cases or strips a string, an ``AfterValidator``, a model field, a UUID
+in capitals. The chain must judge the value the function gets, never a spelling that turns
+into it after the decision.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import pytest
+
+fastmcp = pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
+
+from fastmcp import FastMCP  # noqa: E402
+from mcp import Client, MCPError  # noqa: E402
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints  # noqa: E402
+
+from mcpgov import Decision, GovContext, Hooks, govern  # noqa: E402
+from mcpgov._fastmcp import sdk_server  # noqa: E402
+from mcpgov._types import thaw  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+FORBIDDEN_ID = uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e")
+
+Lowered = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)]
+
+
+class Options(BaseModel):
+    mode: Lowered = "read"
+    depth: int = 1
+
+
+def _forbidden(arguments: dict[str, Any]) -> bool:
+    values = [arguments.get("mode"), arguments.get("target"), (arguments.get("options") or {}).get("mode")]
+    return "delete" in values or str(FORBIDDEN_ID) in values
+
+
+class Server:
+    def __init__(self) -> None:
+        self.server: FastMCP[Any] = FastMCP("fast")
+        self.decided: list[tuple[str, dict[str, Any]]] = []
+        self.ran: list[tuple[str, Any]] = []
+        hooks = Hooks()
+
+        @hooks.tool("*")
+        @hooks.prompt("*")
+        def no_deletes(ctx: GovContext) -> Decision:
+            arguments = thaw(ctx.arguments) if ctx.arguments is not None else {}
+            if ctx.action == "execute":
+                self.decided.append((str(ctx.target), arguments))
+            if _forbidden(arguments):
+                return Decision.deny("no-deletes", "nothing is deleted")
+            return Decision.allow("anything else")
+
+        @self.server.tool
+        def lowered(mode: Lowered) -> str:
+            self.ran.append(("lowered", mode))
+            return mode
+
+        @self.server.tool
+        def validated(mode: Annotated[str, AfterValidator(str.lower)]) -> str:
+            self.ran.append(("validated", mode))
+            return mode
+
+        @self.server.tool
+        def described(mode: str = Field(description="the mode", pattern="^[a-zA-Z ]+$")) -> str:
+            self.ran.append(("described", mode))
+            return mode
+
+        @self.server.tool
+        def configured(options: Options) -> str:
+            self.ran.append(("configured", options.model_dump()))
+            return options.mode
+
+        @self.server.tool
+        def by_id(target: uuid.UUID) -> str:
+            self.ran.append(("by_id", str(target)))
+            return str(target)
+
+        @self.server.prompt
+        def lowered_prompt(mode: Lowered) -> str:
+            self.ran.append(("lowered_prompt", mode))
+            return mode
+
+        govern(self.server, hooks)
+
+
+CONVERTED_CALLS = [
+    ("lowered", {"mode": "DELETE"}),
+    ("lowered", {"mode": " delete"}),
+    ("lowered", {"mode": "Delete\t"}),
+    ("validated", {"mode": "DeLeTe"}),
+    ("configured", {"options": {"mode": "DELETE"}}),
+    ("configured", {"options": {"mode": " delete ", "depth": 2}}),
+    ("by_id", {"target": str(FORBIDDEN_ID).upper()}),
+    ("by_id", {"target": FORBIDDEN_ID.hex}),
+    ("by_id", {"target": "{" + str(FORBIDDEN_ID) + "}"}),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), CONVERTED_CALLS)
+async def test_a_converted_argument_is_decided_as_the_tool_receives_it(
+    mode: str, tool: str, arguments: dict[str, Any]
+) -> None:
+    s = Server()
+    async with Client(sdk_server(s.server), mode=mode) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(tool, arguments)
+    assert refused.value.code in (-32003, -32602)
+    assert s.ran == []
+
+
+@pytest.mark.parametrize("spelling", ["DELETE", " delete", "Delete"])
+async def test_a_converted_prompt_argument_is_refused(mode: str, spelling: str) -> None:
+    s = Server()
+    async with Client(sdk_server(s.server), mode=mode) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("lowered_prompt", {"mode": spelling})
+    assert refused.value.code in (-32003, -32602)
+    assert s.ran == []
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "received"),
+    [
+        ("lowered", {"mode": "READ"}, "read"),
+        ("lowered", {"mode": "read"}, "read"),
+        ("validated", {"mode": "Read"}, "read"),
+        ("described", {"mode": "Read Only"}, "Read Only"),
+        ("configured", {"options": {}}, {"mode": "read", "depth": 1}),
+        ("configured", {"options": {"mode": "LIST", "depth": 3}}, {"mode": "list", "depth": 3}),
+        ("by_id", {"target": str(uuid.UUID(int=7)).upper()}, str(uuid.UUID(int=7))),
+    ],
+)
+async def test_an_allowed_call_runs_with_exactly_the_arguments_decided(
+    mode: str, tool: str, arguments: dict[str, Any], received: Any
+) -> None:
+    s = Server()
+    async with Client(sdk_server(s.server), mode=mode) as client:
+        result = await client.call_tool(tool, arguments)
+    assert not result.is_error
+    assert s.ran == [(tool, received)]
+    assert s.decided == [(tool, {next(iter(arguments)): received})]
+
+
+async def test_an_argument_whose_converted_value_has_no_json_form_is_refused(mode: str) -> None:
+    """A ``SecretStr`` dumps masked: the value the tool would get cannot be decided on in JSON."""
+    server: FastMCP[Any] = FastMCP("fast")
+    hooks = Hooks()
+    ran: list[str] = []
+
+    @hooks.tool("*")
+    def anything(ctx: GovContext) -> Decision:
+        return Decision.allow("anything")
+
+    @server.tool
+    def login(password: SecretStr) -> str:
+        ran.append(password.get_secret_value())
+        return "ok"
+
+    govern(server, hooks)
+    async with Client(sdk_server(server), mode=mode) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("login", {"password": "hunter2"})
+    assert refused.value.code == -32602
+    assert ran == []
