@@ -637,14 +637,19 @@ class GovernedClient(Client):
     ) -> CompleteResult:
         """Complete an argument of a prompt or resource template, after the chain allows it.
 
-        Decided like the server decides it: on the prompt or resource the reference names.
+        Decided like the server decides it: on the prompt or resource the reference names. What
+        is sent is what was decided: a copy of ``ref`` taken before the decision, and the decided
+        copy of ``argument`` (a caller changing its objects meanwhile changes nothing).
         """
+        ref = ref.model_copy(deep=True)
+        context = dict(context_arguments) if context_arguments is not None else None
         kind: TargetKind = "prompt" if isinstance(ref, PromptReference) else "resource"
         target = ref.name if isinstance(ref, PromptReference) else ref.uri
 
         async def terminal(c: GovContext) -> CompleteResult:
+            decided = _decided_arguments(c) or {}
             # The SDK's complete() takes no _meta; only the HTTP header can be attached here.
-            return await self._send(c, None, lambda _m: Client.complete(self, ref, argument, context_arguments))
+            return await self._send(c, None, lambda _m: Client.complete(self, ref, decided, context))
 
         result: CompleteResult = await self._governed(
             "completion/complete", kind, target, terminal, raw_arguments=argument
