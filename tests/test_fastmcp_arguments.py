@@ -16,6 +16,8 @@ import pytest
 fastmcp = pytest.importorskip("fastmcp", reason="FastMCP support needs the extra: pip install 'mcpgov[fastmcp]'")
 
 from fastmcp import FastMCP  # noqa: E402
+from fastmcp.tools import FunctionTool, Tool  # noqa: E402
+from fastmcp.tools.tool_transform import ArgTransform  # noqa: E402
 from mcp import Client, MCPError  # noqa: E402
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints  # noqa: E402
 
@@ -36,7 +38,12 @@ class Options(BaseModel):
 
 
 def _forbidden(arguments: dict[str, Any]) -> bool:
-    values = [arguments.get("mode"), arguments.get("target"), (arguments.get("options") or {}).get("mode")]
+    values = [
+        arguments.get("mode"),
+        arguments.get("renamed_mode"),
+        arguments.get("target"),
+        (arguments.get("options") or {}).get("mode"),
+    ]
     return "delete" in values or str(FORBIDDEN_ID) in values
 
 
@@ -87,6 +94,23 @@ class Server:
             self.ran.append(("lowered_prompt", mode))
             return mode
 
+        # The same tools reached through a mount and through a transformation of a tool.
+        child: FastMCP[Any] = FastMCP("child")
+
+        @child.tool
+        def lowered_below(mode: Lowered) -> str:
+            self.ran.append(("mounted_lowered_below", mode))
+            return mode
+
+        self.server.mount(child, namespace="mounted")
+        self.server.add_tool(
+            Tool.from_tool(
+                FunctionTool.from_function(lowered, name="lowered_parent"),
+                name="renamed",
+                transform_args={"mode": ArgTransform(name="renamed_mode")},
+            )
+        )
+        self.server.add_tool(Tool.from_tool(FunctionTool.from_function(lowered, name="lowered_kept"), name="kept"))
         govern(self.server, hooks)
 
 
@@ -100,6 +124,9 @@ CONVERTED_CALLS = [
     ("by_id", {"target": str(FORBIDDEN_ID).upper()}),
     ("by_id", {"target": FORBIDDEN_ID.hex}),
     ("by_id", {"target": "{" + str(FORBIDDEN_ID) + "}"}),
+    ("mounted_lowered_below", {"mode": "DELETE"}),
+    ("renamed", {"renamed_mode": "DELETE"}),
+    ("kept", {"mode": " Delete"}),
 ]
 
 
@@ -135,6 +162,9 @@ async def test_a_converted_prompt_argument_is_refused(mode: str, spelling: str) 
         ("configured", {"options": {}}, {"mode": "read", "depth": 1}),
         ("configured", {"options": {"mode": "LIST", "depth": 3}}, {"mode": "list", "depth": 3}),
         ("by_id", {"target": str(uuid.UUID(int=7)).upper()}, str(uuid.UUID(int=7))),
+        ("mounted_lowered_below", {"mode": "READ"}, "read"),
+        ("renamed", {"renamed_mode": "READ"}, "read"),
+        ("kept", {"mode": "Read"}, "read"),
     ],
 )
 async def test_an_allowed_call_runs_with_exactly_the_arguments_decided(
@@ -144,7 +174,7 @@ async def test_an_allowed_call_runs_with_exactly_the_arguments_decided(
     async with Client(sdk_server(s.server), mode=mode) as client:
         result = await client.call_tool(tool, arguments)
     assert not result.is_error
-    assert s.ran == [(tool, received)]
+    assert [value for _, value in s.ran] == [received]
     assert s.decided == [(tool, {next(iter(arguments)): received})]
 
 

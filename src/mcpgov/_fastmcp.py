@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from mcp.server.lowlevel import Server
 from packaging.version import InvalidVersion, Version
@@ -154,34 +154,88 @@ async def check_converted_text(server: Any, method: str, target: str, arguments:
 async def decided_tool_arguments(
     server: Any, name: str, arguments: Mapping[str, Any] | None
 ) -> Mapping[str, Any] | None:
-    """The arguments FastMCP function tool ``name`` receives for ``arguments``, in their JSON
-    form (FastMCP converts them with pydantic after the decision: ``"DELETE"`` for a parameter
+    """The arguments FastMCP tool ``name`` receives for ``arguments``, in their JSON form
+    (FastMCP converts them with pydantic after the decision: ``"DELETE"`` for a parameter
     constrained to lower case runs the tool with ``"delete"``), so the chain decides on them and
-    they are what the tool is handed; ``None`` when the tool is unknown or is not a function tool.
+    they are what the tool is handed; ``None`` when nothing converts them (an unknown tool, a
+    proxy, a transformed tool's own function, which receives them as sent).
+
+    The function tool that runs is followed through a mount (a mounted server's tool) and a
+    transformed tool that forwards to its parent (under the parent's argument names).
 
     Raises:
         InvalidRequest: an argument is invalid or cannot be decided on in the form the tool
             receives it, or the tool could not be looked up.
     """
-    from fastmcp.exceptions import NotFoundError  # noqa: PLC0415 - optional extra
-    from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
-    from fastmcp.tools.function_tool import FunctionTool  # noqa: PLC0415 - optional extra
-
-    from mcpgov._sdk.validation import converted_tool_arguments  # noqa: PLC0415 - keeps the import graph flat
-
     if not arguments:
         return None
     try:
+        tool = await _tool_of(server, name, None)
+    except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+        _unchecked(exc)
+    return await _decided_by(tool, f"tool {name!r}", arguments, 0)
+
+
+_MAX_DELEGATIONS = 16
+"""How many mounts and transformations are followed to the tool that runs."""
+
+
+def _unchecked(exc: BaseException) -> NoReturn:
+    logger.warning("could not look up a FastMCP tool to check its arguments (%s)", type(exc).__name__)
+    raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
+
+
+async def _tool_of(server: Any, name: str, version: Any) -> Any:
+    from fastmcp.exceptions import NotFoundError  # noqa: PLC0415 - optional extra
+    from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+
+    try:
         async with Context(fastmcp=server):
-            tool = await server.get_tool(name)
+            return await server.get_tool(name, version=version)
     except NotFoundError:
         return None  # FastMCP answers that itself, once the caller may know
-    except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
-        logger.warning("could not look up a FastMCP tool to check its arguments (%s)", type(exc).__name__)
-        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
-    if not isinstance(tool, FunctionTool):
-        return None
-    return converted_tool_arguments(f"tool {name!r}", tool.fn, arguments)
+
+
+async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth: int) -> Mapping[str, Any] | None:
+    from fastmcp.server.providers.fastmcp_provider import FastMCPProviderTool  # noqa: PLC0415 - optional extra
+    from fastmcp.tools.function_tool import FunctionTool  # noqa: PLC0415 - optional extra
+    from fastmcp.tools.tool_transform import TransformedTool  # noqa: PLC0415 - optional extra
+    from fastmcp.utilities.versions import VersionSpec  # noqa: PLC0415 - optional extra
+
+    from mcpgov._sdk.validation import converted_tool_arguments  # noqa: PLC0415 - keeps the import graph flat
+
+    if depth > _MAX_DELEGATIONS:
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+    if isinstance(tool, FunctionTool):
+        return converted_tool_arguments(what, tool.fn, arguments)
+    if isinstance(tool, FastMCPProviderTool):
+        # A mounted server's tool: its own server runs the tool it names, as that version.
+        child_server, child_name = tool._server, tool._original_name  # no public accessor
+        if child_server is None or not isinstance(child_name, str):
+            raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+        version = VersionSpec(eq=tool.version) if tool.version else None
+        try:
+            child = await _tool_of(child_server, child_name, version)
+        except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+            _unchecked(exc)
+        return await _decided_by(child, what, arguments, depth + 1)
+    if isinstance(tool, TransformedTool):
+        if tool.fn is not tool.forwarding_fn:
+            return None  # its own function receives the arguments as sent, and forwards what it chooses
+        to_parent: dict[str, str] = {}
+        for old in tool.parent_tool.parameters.get("properties", {}):
+            transform = tool.transform_args.get(old)
+            if transform is not None and transform.hide:
+                continue
+            new = transform.name if transform is not None and isinstance(transform.name, str) else old
+            to_parent[new] = old
+        forwarded = {to_parent.get(key, key): value for key, value in arguments.items()}
+        decided = await _decided_by(tool.parent_tool, what, forwarded, depth + 1)
+        if decided is None or decided is forwarded:
+            return None
+        from_parent = {old: new for new, old in to_parent.items()}
+        return {from_parent.get(key, key): value for key, value in decided.items()}
+    return None
 
 
 _NOT_GOVERNED = (
