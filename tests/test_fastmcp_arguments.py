@@ -199,3 +199,59 @@ async def test_an_argument_whose_converted_value_has_no_json_form_is_refused(mod
             await client.call_tool("login", {"password": "hunter2"})
     assert refused.value.code == -32602
     assert ran == []
+
+
+def _mounted() -> tuple[FastMCP[Any], list[Any]]:
+    ran: list[Any] = []
+    child: FastMCP[Any] = FastMCP("child")
+
+    @child.prompt
+    def lowered(mode: Lowered) -> str:
+        ran.append(mode)
+        return mode
+
+    @child.resource("notes://{number}")
+    def note(number: int) -> str:
+        ran.append(number)
+        return str(number)
+
+    parent: FastMCP[Any] = FastMCP("parent")
+    parent.mount(child, namespace="mounted")
+    hooks = Hooks()
+
+    @hooks.prompt("*")
+    @hooks.resource("*")
+    def not_note_one(ctx: GovContext) -> Decision:
+        if ctx.target == "notes://mounted/1" or (ctx.arguments or {}).get("mode") == "delete":
+            return Decision.deny("not-that", "not that one")
+        return Decision.allow("anything else")
+
+    govern(parent, hooks)
+    return parent, ran
+
+
+@pytest.mark.parametrize(
+    "uri", ["notes://mounted/01", "notes://mounted/+1", "notes://mounted/1_0", "notes://mounted/001"]
+)
+async def test_a_mounted_templates_parameter_is_decided_as_its_function_receives_it(mode: str, uri: str) -> None:
+    parent, ran = _mounted()
+    async with Client(sdk_server(parent), mode=mode) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+        assert refused.value.code in (-32003, -32602)
+        with pytest.raises(MCPError) as denied:
+            await client.read_resource("notes://mounted/1")
+        assert denied.value.code == -32003
+        await client.read_resource("notes://mounted/2")
+    assert ran == [2]
+
+
+@pytest.mark.parametrize("spelling", ["DELETE", " delete", "Delete"])
+async def test_a_mounted_prompts_argument_is_decided_as_its_function_receives_it(mode: str, spelling: str) -> None:
+    parent, ran = _mounted()
+    async with Client(sdk_server(parent), mode=mode) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("mounted_lowered", {"mode": spelling})
+        assert refused.value.code in (-32003, -32602)
+        await client.get_prompt("mounted_lowered", {"mode": "read"})
+    assert ran == ["read"]

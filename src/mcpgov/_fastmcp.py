@@ -115,20 +115,30 @@ def check_no_version_chosen(meta: Mapping[str, Any]) -> None:
         )
 
 
-async def check_converted_text(server: Any, method: str, target: str, arguments: Any) -> None:
+async def check_converted_text(server: Any, method: str, target: str, arguments: Any, _depth: int = 0) -> None:
     """Refuse a ``prompts/get`` or ``resources/read`` whose text FastMCP would convert to a value
     spelled otherwise: each prompt argument, and each parameter of the resource template that
     would serve the URI, must be the canonical text of the value its function receives (FastMCP
     converts them after the decision: ``notes://01`` and ``notes://+1`` both read note 1).
 
+    A prompt or template of a mounted server is checked as the mounted server serves it (under
+    its own name or URI there), down to the function that runs.
+
     Raises:
         InvalidRequest: a value is not canonical, or the component could not be looked up.
     """
     from fastmcp.exceptions import NotFoundError  # noqa: PLC0415 - optional extra
+    from fastmcp.resources.template import forward_uri  # noqa: PLC0415 - optional extra
     from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+    from fastmcp.server.providers.fastmcp_provider import (  # noqa: PLC0415 - optional extra
+        FastMCPProviderPrompt,
+        FastMCPProviderResourceTemplate,
+    )
 
     from mcpgov._sdk.validation import check_canonical_arguments  # noqa: PLC0415 - keeps the import graph flat
 
+    if _depth > _MAX_DELEGATIONS:
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
     try:
         async with Context(fastmcp=server):
             if method == "prompts/get":
@@ -140,11 +150,25 @@ async def check_converted_text(server: Any, method: str, target: str, arguments:
                 component = await server.get_resource_template(target)
                 values = component.matches(target) if component is not None else None
                 what = f"resource template {getattr(component, 'uri_template', '')!r}"
+        # A mounted server's component: checked as that server serves it.
+        if isinstance(component, FastMCPProviderPrompt):
+            child, name = component._server, component._original_name
+            inner = name if isinstance(name, str) else None
+        elif isinstance(component, FastMCPProviderResourceTemplate) and isinstance(values, dict):
+            child, template = component._server, component._original_uri_template
+            inner = forward_uri(template, values, target) if isinstance(template, str) else None
+        else:
+            child = inner = None
     except NotFoundError:
         return  # FastMCP answers that itself, once the caller may know
     except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
         logger.warning("could not look up a FastMCP component to check its arguments (%s)", type(exc).__name__)
         raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
+    if child is not None or inner is not None:
+        if child is None or inner is None:
+            raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+        await check_converted_text(child, method, inner, arguments, _depth + 1)
+        return
     fn = getattr(component, "fn", None)
     if fn is None or not isinstance(values, dict) or not values:
         return
