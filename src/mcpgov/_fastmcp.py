@@ -38,6 +38,7 @@ __all__ = [
     "governed_only",
     "is_fastmcp",
     "sdk_server",
+    "served_names",
 ]
 
 logger = logging.getLogger("mcpgov.server")
@@ -260,6 +261,25 @@ async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth:
         from_parent = {old: new for new, old in to_parent.items()}
         return {from_parent.get(key, key): value for key, value in decided.items()}
     return None
+
+
+async def served_names(server: Any, kind: str) -> frozenset[str]:
+    """The names FastMCP ``server`` serves its ``kind`` (``"tool"`` or ``"prompt"``) under now,
+    read in process (as its listing would show them to a caller allowed everything).
+
+    Raises:
+        InvalidRequest: the names could not be read (``target_unchecked``).
+    """
+    from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+
+    try:
+        async with Context(fastmcp=server):
+            listing = server.list_tools if kind == "tool" else server.list_prompts
+            components = await listing(run_middleware=False)
+        return frozenset(str(component.name) for component in components)
+    except Exception as exc:  # noqa: BLE001 - what the server serves cannot be known: refused
+        logger.warning("could not read the names a FastMCP server serves (%s)", type(exc).__name__)
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
 
 
 _NOT_GOVERNED = (
