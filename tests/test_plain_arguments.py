@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
 
 from mcpgov import Decision, GovContext, Hooks, InvalidRequest, govern
 from mcpgov._sdk import compat
@@ -242,3 +242,29 @@ def test_a_prompt_argument_its_annotation_converts_is_refused(mode: str, spellin
 
     anyio.run(main)
     assert rendered == ["read"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_a_tool_is_never_handed_the_masked_form_of_a_secret_argument(mode: str) -> None:
+    """A ``SecretStr`` dumps as ``**********``: the decided form of the arguments would hand the
+    tool the mask instead of what was sent, so such a call is refused before anything runs."""
+    server = MCPServer("secrets")
+    hooks = Hooks()
+    received: list[str] = []
+    hooks.tool("*")(lambda ctx: Decision.allow("anything"))
+
+    @server.tool()
+    def login(user: str, password: SecretStr) -> str:
+        received.append(password.get_secret_value())
+        return user
+
+    govern(server, hooks)
+
+    async def main() -> None:
+        async with Client(server, mode=mode) as client:
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("login", {"user": "ada", "password": "hunter2"})
+            assert refused.value.code == -32602
+
+    anyio.run(main)
+    assert received == []

@@ -191,10 +191,17 @@ class _ToolModel:
         if same_json(decided, wire_dict):
             return decided
         # Defaults filled in, numbers as declared, text forms normalised: the SDK must read the
-        # decided form exactly as decided.
-        if not same_json(self._as_sdk(decided), decided):
+        # decided form exactly as decided, and as the very values validated (a secret's JSON form
+        # is masked: the tool would be handed the mask, not what was sent).
+        if not same_json(self._as_sdk(decided), decided) or not self._reads_back(decided, strict):
             raise _invalid(f"tool {self.name!r}: arguments would be converted by the server", "arguments_converted")
         return decided
+
+    def _reads_back(self, decided: dict[str, Any], strict: Any) -> bool:
+        try:
+            return bool(self.meta.arg_model.model_validate(self.meta.pre_parse_json(decided)) == strict)
+        except Exception:  # noqa: BLE001 - what the tool would be handed cannot be compared: not decided on
+            return False
 
     def _as_sdk(self, arguments: dict[str, Any]) -> Any:
         try:
