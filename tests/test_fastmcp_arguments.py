@@ -17,7 +17,7 @@ fastmcp = pytest.importorskip("fastmcp", reason="FastMCP support needs the extra
 
 from fastmcp import FastMCP  # noqa: E402
 from fastmcp.tools import FunctionTool, Tool  # noqa: E402
-from fastmcp.tools.tool_transform import ArgTransform  # noqa: E402
+from fastmcp.tools.tool_transform import ArgTransform, forward  # noqa: E402
 from mcp import Client, MCPError  # noqa: E402
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, StringConstraints  # noqa: E402
 
@@ -111,6 +111,13 @@ class Server:
             )
         )
         self.server.add_tool(Tool.from_tool(FunctionTool.from_function(lowered, name="lowered_kept"), name="kept"))
+
+        async def passes_on(mode: str) -> Any:
+            return await forward(mode=mode)
+
+        self.server.add_tool(
+            Tool.from_tool(FunctionTool.from_function(lowered, name="lowered_own"), name="own", transform_fn=passes_on)
+        )
         govern(self.server, hooks)
 
 
@@ -127,6 +134,8 @@ CONVERTED_CALLS = [
     ("mounted_lowered_below", {"mode": "DELETE"}),
     ("renamed", {"renamed_mode": "DELETE"}),
     ("kept", {"mode": " Delete"}),
+    ("own", {"mode": "DELETE"}),
+    ("own", {"mode": "Delete "}),
 ]
 
 
@@ -165,6 +174,7 @@ async def test_a_converted_prompt_argument_is_refused(mode: str, spelling: str) 
         ("mounted_lowered_below", {"mode": "READ"}, "read"),
         ("renamed", {"renamed_mode": "READ"}, "read"),
         ("kept", {"mode": "Read"}, "read"),
+        ("own", {"mode": "read"}, "read"),
     ],
 )
 async def test_an_allowed_call_runs_with_exactly_the_arguments_decided(

@@ -183,10 +183,12 @@ async def decided_tool_arguments(
     (FastMCP converts them with pydantic after the decision: ``"DELETE"`` for a parameter
     constrained to lower case runs the tool with ``"delete"``), so the chain decides on them and
     they are what the tool is handed; ``None`` when nothing converts them (an unknown tool, a
-    proxy, a transformed tool's own function, which receives them as sent).
+    proxy).
 
     The function tool that runs is followed through a mount (a mounted server's tool) and a
-    transformed tool that forwards to its parent (under the parent's argument names).
+    transformed tool that forwards to its parent (under the parent's argument names). A
+    transformed tool with its own function receives the arguments as sent and may forward them:
+    an argument its parent would convert is refused rather than decided on as sent.
 
     Raises:
         InvalidRequest: an argument is invalid or cannot be decided on in the form the tool
@@ -245,8 +247,6 @@ async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth:
             _unchecked(exc)
         return await _decided_by(child, what, arguments, depth + 1)
     if isinstance(tool, TransformedTool):
-        if tool.fn is not tool.forwarding_fn:
-            return None  # its own function receives the arguments as sent, and forwards what it chooses
         to_parent: dict[str, str] = {}
         for old in tool.parent_tool.parameters.get("properties", {}):
             transform = tool.transform_args.get(old)
@@ -258,6 +258,12 @@ async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth:
         decided = await _decided_by(tool.parent_tool, what, forwarded, depth + 1)
         if decided is None or decided is forwarded:
             return None
+        if tool.fn is not tool.forwarding_fn:
+            # Its own function receives the arguments as sent and may forward them to the parent,
+            # which would convert them: only the form the parent would keep is decided on.
+            raise InvalidRequest(
+                f"{what}: an argument would be converted by the tool it forwards to", reason="arguments_converted"
+            )
         from_parent = {old: new for new, old in to_parent.items()}
         return {from_parent.get(key, key): value for key, value in decided.items()}
     return None
