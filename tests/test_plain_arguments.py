@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
 
 from mcpgov import Decision, GovContext, Hooks, InvalidRequest, govern
 from mcpgov._sdk import compat
@@ -209,3 +209,62 @@ def test_an_argument_model_replaced_after_use_is_the_one_checked() -> None:
     with pytest.raises(InvalidRequest):
         model({"a": 1, "b": "x"})
     assert model.plain is None
+
+
+@pytest.mark.parametrize("spelling", ["DELETE", "Delete", " delete"])
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_a_prompt_argument_its_annotation_converts_is_refused(mode: str, spelling: str) -> None:
+    """An ``Annotated`` constraint converts prompt text too (``"DELETE"`` to ``"delete"``): only
+    the form the prompt receives is decided on, anything else is refused before it renders."""
+    server = MCPServer("prompts")
+    hooks = Hooks()
+    rendered: list[str] = []
+
+    @hooks.prompt("*")
+    def no_deletes(ctx: GovContext) -> Decision:
+        if (ctx.arguments or {}).get("mode") == "delete":
+            return Decision.deny("no-deletes", "nothing is deleted")
+        return Decision.allow("anything else")
+
+    @server.prompt()
+    def lowered(mode: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)]) -> str:
+        rendered.append(mode)
+        return mode
+
+    govern(server, hooks)
+
+    async def main() -> None:
+        async with Client(server, mode=mode) as client:
+            with pytest.raises(MCPError) as refused:
+                await client.get_prompt("lowered", {"mode": spelling})
+            assert refused.value.code in (-32003, -32602)
+            await client.get_prompt("lowered", {"mode": "read"})
+
+    anyio.run(main)
+    assert rendered == ["read"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_a_tool_is_never_handed_the_masked_form_of_a_secret_argument(mode: str) -> None:
+    """A ``SecretStr`` dumps as ``**********``: the decided form of the arguments would hand the
+    tool the mask instead of what was sent, so such a call is refused before anything runs."""
+    server = MCPServer("secrets")
+    hooks = Hooks()
+    received: list[str] = []
+    hooks.tool("*")(lambda ctx: Decision.allow("anything"))
+
+    @server.tool()
+    def login(user: str, password: SecretStr) -> str:
+        received.append(password.get_secret_value())
+        return user
+
+    govern(server, hooks)
+
+    async def main() -> None:
+        async with Client(server, mode=mode) as client:
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("login", {"user": "ada", "password": "hunter2"})
+            assert refused.value.code == -32602
+
+    anyio.run(main)
+    assert received == []

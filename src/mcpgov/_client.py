@@ -46,7 +46,7 @@ from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._governor import Governor
 from mcpgov._keepalive import pooled_transport
 from mcpgov._lru import LRU
-from mcpgov._methods import LISTINGS
+from mcpgov._methods import LISTEN_SUBSCRIBE_METHOD, LISTINGS
 from mcpgov._principal import Principal
 from mcpgov._protocols import ListChangeListener, SendGate, listing_gate
 from mcpgov._sdk import compat
@@ -232,6 +232,10 @@ class _CheckedCallTool:
 
 _Page = TypeVar("_Page", bound=BaseModel)
 _Params = ParamSpec("_Params")
+
+
+async def _decided(_: GovContext) -> None:
+    """The last step of a decision with no effect of its own."""
 
 
 def _decided_arguments(ctx: GovContext) -> dict[str, Any] | None:
@@ -637,14 +641,19 @@ class GovernedClient(Client):
     ) -> CompleteResult:
         """Complete an argument of a prompt or resource template, after the chain allows it.
 
-        Decided like the server decides it: on the prompt or resource the reference names.
+        Decided like the server decides it: on the prompt or resource the reference names. What
+        is sent is what was decided: a copy of ``ref`` taken before the decision, and the decided
+        copy of ``argument`` (a caller changing its objects meanwhile changes nothing).
         """
+        ref = ref.model_copy(deep=True)
+        context = dict(context_arguments) if context_arguments is not None else None
         kind: TargetKind = "prompt" if isinstance(ref, PromptReference) else "resource"
         target = ref.name if isinstance(ref, PromptReference) else ref.uri
 
         async def terminal(c: GovContext) -> CompleteResult:
+            decided = _decided_arguments(c) or {}
             # The SDK's complete() takes no _meta; only the HTTP header can be attached here.
-            return await self._send(c, None, lambda _m: Client.complete(self, ref, argument, context_arguments))
+            return await self._send(c, None, lambda _m: Client.complete(self, ref, decided, context))
 
         result: CompleteResult = await self._governed(
             "completion/complete", kind, target, terminal, raw_arguments=argument
@@ -678,18 +687,35 @@ class GovernedClient(Client):
             raise ListenNotSupportedError(self.protocol_version)  # as the SDK's listen, before deciding
         async with AsyncExitStack() as stream:
 
-            async def opened(meta: Any) -> Subscription:
-                token = _LISTEN_META.set(meta)
-                try:
-                    return await stream.enter_async_context(Client.listen(self, **wanted))
-                finally:
-                    _LISTEN_META.reset(token)
-
             async def terminal(c: GovContext) -> Subscription:
+                # Each resource URI of the filter is decided as a subscribe of it: only the
+                # allowed ones are sent (the stream then acknowledges only those: sub.honored).
+                allowed = await self._subscribable(wanted["resource_subscriptions"])
+
+                async def opened(meta: Any) -> Subscription:
+                    token = _LISTEN_META.set(meta)
+                    try:
+                        listen = Client.listen(self, **{**wanted, "resource_subscriptions": allowed})
+                        return await stream.enter_async_context(listen)
+                    finally:
+                        _LISTEN_META.reset(token)
+
                 return await self._send(c, None, opened)
 
             sub: Subscription = await self._governed("subscriptions/listen", None, None, terminal)
             yield sub
+
+    async def _subscribable(self, uris: Sequence[str]) -> tuple[str, ...]:
+        """The URIs of ``uris`` the chain allows this client to subscribe to, each decided (and
+        audited) as a ``resources/subscribe`` of it; a URI refused, or whose decision failed, is left out."""
+        allowed: list[str] = []
+        for uri in dict.fromkeys(uris):
+            try:
+                await self._governed(LISTEN_SUBSCRIBE_METHOD, "resource", str(uri), _decided)
+            except MCPError:
+                continue
+            allowed.append(uri)
+        return tuple(allowed)
 
     @deprecated(
         "resources/subscribe is removed as of 2026-07-28; use Client.listen() instead.", category=MCPDeprecationWarning

@@ -8,6 +8,8 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from mcpgov.audit._printable import printable
+
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "BadInput", "LazyGroup", "choice_option"]
 
 EXIT_OK = 0
@@ -21,7 +23,8 @@ class BadInput(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+        # The message may quote what a server, a client or a file said: shown escaped, on one line.
+        super().__init__(printable(" ".join(message.split())))
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Print ``error: <message>`` on one line."""

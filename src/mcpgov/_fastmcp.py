@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from mcp.server.lowlevel import Server
 from packaging.version import InvalidVersion, Version
@@ -34,9 +34,11 @@ __all__ = [
     "addressed_by_identity",
     "check_converted_text",
     "check_no_version_chosen",
+    "decided_tool_arguments",
     "governed_only",
     "is_fastmcp",
     "sdk_server",
+    "served_names",
 ]
 
 logger = logging.getLogger("mcpgov.server")
@@ -114,20 +116,30 @@ def check_no_version_chosen(meta: Mapping[str, Any]) -> None:
         )
 
 
-async def check_converted_text(server: Any, method: str, target: str, arguments: Any) -> None:
+async def check_converted_text(server: Any, method: str, target: str, arguments: Any, _depth: int = 0) -> None:
     """Refuse a ``prompts/get`` or ``resources/read`` whose text FastMCP would convert to a value
     spelled otherwise: each prompt argument, and each parameter of the resource template that
     would serve the URI, must be the canonical text of the value its function receives (FastMCP
     converts them after the decision: ``notes://01`` and ``notes://+1`` both read note 1).
 
+    A prompt or template of a mounted server is checked as the mounted server serves it (under
+    its own name or URI there), down to the function that runs.
+
     Raises:
         InvalidRequest: a value is not canonical, or the component could not be looked up.
     """
     from fastmcp.exceptions import NotFoundError  # noqa: PLC0415 - optional extra
+    from fastmcp.resources.template import forward_uri  # noqa: PLC0415 - optional extra
     from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+    from fastmcp.server.providers.fastmcp_provider import (  # noqa: PLC0415 - optional extra
+        FastMCPProviderPrompt,
+        FastMCPProviderResourceTemplate,
+    )
 
     from mcpgov._sdk.validation import check_canonical_arguments  # noqa: PLC0415 - keeps the import graph flat
 
+    if _depth > _MAX_DELEGATIONS:
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
     try:
         async with Context(fastmcp=server):
             if method == "prompts/get":
@@ -139,15 +151,141 @@ async def check_converted_text(server: Any, method: str, target: str, arguments:
                 component = await server.get_resource_template(target)
                 values = component.matches(target) if component is not None else None
                 what = f"resource template {getattr(component, 'uri_template', '')!r}"
+        # A mounted server's component: checked as that server serves it.
+        if isinstance(component, FastMCPProviderPrompt):
+            child, name = component._server, component._original_name
+            inner = name if isinstance(name, str) else None
+        elif isinstance(component, FastMCPProviderResourceTemplate) and isinstance(values, dict):
+            child, template = component._server, component._original_uri_template
+            inner = forward_uri(template, values, target) if isinstance(template, str) else None
+        else:
+            child = inner = None
     except NotFoundError:
         return  # FastMCP answers that itself, once the caller may know
     except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
         logger.warning("could not look up a FastMCP component to check its arguments (%s)", type(exc).__name__)
         raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
+    if child is not None or inner is not None:
+        if child is None or inner is None:
+            raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+        await check_converted_text(child, method, inner, arguments, _depth + 1)
+        return
     fn = getattr(component, "fn", None)
     if fn is None or not isinstance(values, dict) or not values:
         return
     check_canonical_arguments(what, fn, values)
+
+
+async def decided_tool_arguments(
+    server: Any, name: str, arguments: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The arguments FastMCP tool ``name`` receives for ``arguments``, in their JSON form
+    (FastMCP converts them with pydantic after the decision: ``"DELETE"`` for a parameter
+    constrained to lower case runs the tool with ``"delete"``), so the chain decides on them and
+    they are what the tool is handed; ``None`` when nothing converts them (an unknown tool, a
+    proxy).
+
+    The function tool that runs is followed through a mount (a mounted server's tool) and a
+    transformed tool that forwards to its parent (under the parent's argument names). A
+    transformed tool with its own function receives the arguments as sent and may forward them:
+    an argument its parent would convert is refused rather than decided on as sent.
+
+    Raises:
+        InvalidRequest: an argument is invalid or cannot be decided on in the form the tool
+            receives it, or the tool could not be looked up.
+    """
+    if not arguments:
+        return None
+    try:
+        tool = await _tool_of(server, name, None)
+    except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+        _unchecked(exc)
+    return await _decided_by(tool, f"tool {name!r}", arguments, 0)
+
+
+_MAX_DELEGATIONS = 16
+"""How many mounts and transformations are followed to the tool that runs."""
+
+
+def _unchecked(exc: BaseException) -> NoReturn:
+    logger.warning("could not look up a FastMCP tool to check its arguments (%s)", type(exc).__name__)
+    raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
+
+
+async def _tool_of(server: Any, name: str, version: Any) -> Any:
+    from fastmcp.exceptions import NotFoundError  # noqa: PLC0415 - optional extra
+    from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+
+    try:
+        async with Context(fastmcp=server):
+            return await server.get_tool(name, version=version)
+    except NotFoundError:
+        return None  # FastMCP answers that itself, once the caller may know
+
+
+async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth: int) -> Mapping[str, Any] | None:
+    from fastmcp.server.providers.fastmcp_provider import FastMCPProviderTool  # noqa: PLC0415 - optional extra
+    from fastmcp.tools.function_tool import FunctionTool  # noqa: PLC0415 - optional extra
+    from fastmcp.tools.tool_transform import TransformedTool  # noqa: PLC0415 - optional extra
+    from fastmcp.utilities.versions import VersionSpec  # noqa: PLC0415 - optional extra
+
+    from mcpgov._sdk.validation import converted_tool_arguments  # noqa: PLC0415 - keeps the import graph flat
+
+    if depth > _MAX_DELEGATIONS:
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+    if isinstance(tool, FunctionTool):
+        return converted_tool_arguments(what, tool.fn, arguments)
+    if isinstance(tool, FastMCPProviderTool):
+        # A mounted server's tool: its own server runs the tool it names, as that version.
+        child_server, child_name = tool._server, tool._original_name  # no public accessor
+        if child_server is None or not isinstance(child_name, str):
+            raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+        version = VersionSpec(eq=tool.version) if tool.version else None
+        try:
+            child = await _tool_of(child_server, child_name, version)
+        except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+            _unchecked(exc)
+        return await _decided_by(child, what, arguments, depth + 1)
+    if isinstance(tool, TransformedTool):
+        to_parent: dict[str, str] = {}
+        for old in tool.parent_tool.parameters.get("properties", {}):
+            transform = tool.transform_args.get(old)
+            if transform is not None and transform.hide:
+                continue
+            new = transform.name if transform is not None and isinstance(transform.name, str) else old
+            to_parent[new] = old
+        forwarded = {to_parent.get(key, key): value for key, value in arguments.items()}
+        decided = await _decided_by(tool.parent_tool, what, forwarded, depth + 1)
+        if decided is None or decided is forwarded:
+            return None
+        if tool.fn is not tool.forwarding_fn:
+            # Its own function receives the arguments as sent and may forward them to the parent,
+            # which would convert them: only the form the parent would keep is decided on.
+            raise InvalidRequest(
+                f"{what}: an argument would be converted by the tool it forwards to", reason="arguments_converted"
+            )
+        from_parent = {old: new for new, old in to_parent.items()}
+        return {from_parent.get(key, key): value for key, value in decided.items()}
+    return None
+
+
+async def served_names(server: Any, kind: str) -> frozenset[str]:
+    """The names FastMCP ``server`` serves its ``kind`` (``"tool"`` or ``"prompt"``) under now,
+    read in process (as its listing would show them to a caller allowed everything).
+
+    Raises:
+        InvalidRequest: the names could not be read (``target_unchecked``).
+    """
+    from fastmcp.server.context import Context  # noqa: PLC0415 - optional extra
+
+    try:
+        async with Context(fastmcp=server):
+            listing = server.list_tools if kind == "tool" else server.list_prompts
+            components = await listing(run_middleware=False)
+        return frozenset(str(component.name) for component in components)
+    except Exception as exc:  # noqa: BLE001 - what the server serves cannot be known: refused
+        logger.warning("could not read the names a FastMCP server serves (%s)", type(exc).__name__)
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked") from None
 
 
 _NOT_GOVERNED = (

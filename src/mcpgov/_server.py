@@ -37,9 +37,11 @@ from mcpgov._fastmcp import (
     addressed_by_identity,
     check_converted_text,
     check_no_version_chosen,
+    decided_tool_arguments,
     governed_only,
     is_fastmcp,
     sdk_server,
+    served_names,
 )
 from mcpgov._governor import Governor
 from mcpgov._hygiene import NamePolicy, NameRules
@@ -592,12 +594,29 @@ class ServerGovernance:
             await self.governor.refuse(ctx, exc)
             raise
         try:
+            if self.fastmcp is not None and ctx.method in NAMED_METHODS and ctx.target is not None:
+                await self._fastmcp_names(NAMED_METHODS[ctx.method], ctx.target)
             ctx = self._strict(ctx, raw_arguments)
             if self.fastmcp is not None and ctx.target is not None and ctx.method in _CONVERTED_BY_FASTMCP:
                 await check_converted_text(self.fastmcp, ctx.method, ctx.target, raw_arguments)
+            elif self.fastmcp is not None and ctx.target is not None and ctx.method == "tools/call":
+                # Decided on, and handed to the tool, as FastMCP converts them (see decided_tool_arguments).
+                decided = await decided_tool_arguments(self.fastmcp, ctx.target, raw_arguments)
+                if decided is not None and decided is not raw_arguments:
+                    ctx = ctx.replace(arguments=freeze_arguments(decided, self.governor.limits))
         except InvalidRequest as exc:
             return ctx.replace(action="discover", arguments=None, args_hash=None), _refusing(exc, ctx)
         return ctx, self._known_tool
+
+    async def _fastmcp_names(self, kind: str, name: str) -> None:
+        """Make the names a FastMCP server's requests are judged against (see :meth:`_check_name`)
+        include ``name`` when the server serves it: a name no listing showed yet (a caller that
+        never listed, a component added since) is judged beside every name the server serves now,
+        read in process, so a name that can be mistaken for another is refused on use as it is
+        hidden from listings."""
+        if name in self._listed.get(kind, frozenset()):
+            return
+        self._listed[kind] = await served_names(self.fastmcp, kind)
 
     async def _listened(self, uris: tuple[str, ...], base: Mapping[str, Any]) -> list[str]:
         """The URIs of an allowed ``subscriptions/listen`` filter that the caller may subscribe to.

@@ -32,18 +32,19 @@ import inspect
 import json
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import jsonschema
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from mcpgov._errors import InvalidRequest
 from mcpgov._sdk import compat
 from mcpgov._uris import uri_problem
 
-__all__ = ["RequestValidator", "check_canonical_arguments", "check_uri", "same_json"]
+__all__ = ["RequestValidator", "check_canonical_arguments", "check_uri", "converted_tool_arguments", "same_json"]
 
 _Validate = Callable[[Mapping[str, Any]], "Mapping[str, Any]"]
 
@@ -190,10 +191,17 @@ class _ToolModel:
         if same_json(decided, wire_dict):
             return decided
         # Defaults filled in, numbers as declared, text forms normalised: the SDK must read the
-        # decided form exactly as decided.
-        if not same_json(self._as_sdk(decided), decided):
+        # decided form exactly as decided, and as the very values validated (a secret's JSON form
+        # is masked: the tool would be handed the mask, not what was sent).
+        if not same_json(self._as_sdk(decided), decided) or not self._reads_back(decided, strict):
             raise _invalid(f"tool {self.name!r}: arguments would be converted by the server", "arguments_converted")
         return decided
+
+    def _reads_back(self, decided: dict[str, Any], strict: Any) -> bool:
+        try:
+            return bool(self.meta.arg_model.model_validate(self.meta.pre_parse_json(decided)) == strict)
+        except Exception:  # noqa: BLE001 - what the tool would be handed cannot be compared: not decided on
+            return False
 
     def _as_sdk(self, arguments: dict[str, Any]) -> Any:
         try:
@@ -246,6 +254,29 @@ def _canonical_text(adapter: TypeAdapter[Any], text: str, *, json_text: bool = F
     return dumped == text
 
 
+def _parameter_adapters(fn: Callable[..., Any]) -> dict[str, TypeAdapter[Any]]:
+    """A pydantic adapter for each parameter of ``fn`` that converts what it is given: its
+    annotation with its metadata (``Annotated`` constraints and validators, a ``Field(...)``
+    default), as the server's own validation reads it. Plain ``str`` and untyped ones convert nothing."""
+    adapters: dict[str, TypeAdapter[Any]] = {}
+    target = inspect.unwrap(fn)
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: each parameter as written
+        hints = {}
+    for name, param in inspect.signature(target).parameters.items():
+        annotation = hints.get(name, param.annotation)
+        if isinstance(param.default, FieldInfo):
+            annotation = Annotated[annotation, param.default]
+        if annotation is str or annotation is inspect.Parameter.empty or annotation is Any:
+            continue
+        try:
+            adapters[name] = TypeAdapter(annotation)
+        except Exception:  # noqa: BLE001,S112 - a type pydantic cannot adapt is not converted here
+            continue
+    return adapters
+
+
 class _Converting:
     """String arguments (prompts, template parameters) that the SDK converts to typed parameters."""
 
@@ -254,20 +285,7 @@ class _Converting:
     def __init__(self, what: str, fn: Callable[..., Any], json_text: bool = False) -> None:
         self.what = what
         self.json_text = json_text
-        self.adapters: dict[str, TypeAdapter[Any]] = {}
-        target = inspect.unwrap(fn)
-        try:
-            hints = typing.get_type_hints(target)
-        except Exception:  # noqa: BLE001 - unresolvable annotations: treat every parameter as converting
-            hints = {}
-        for name, param in inspect.signature(target).parameters.items():
-            annotation = hints.get(name, param.annotation)
-            if annotation is str or annotation is inspect.Parameter.empty or annotation is Any:
-                continue
-            try:
-                self.adapters[name] = TypeAdapter(annotation)
-            except Exception:  # noqa: BLE001,S112 - a type pydantic cannot adapt is not converted from text here
-                continue
+        self.adapters = _parameter_adapters(fn)
 
     def check(self, values: Mapping[str, Any]) -> None:
         for name, value in values.items():
@@ -419,3 +437,66 @@ _CONVERTING_JSON: _ByIdentity[_Converting] = _ByIdentity()
 
 def _converting(what: str, fn: Callable[..., Any]) -> _Converting:
     return _CONVERTING.get(fn, _Converting, what, fn)
+
+
+def _read_back(adapter: TypeAdapter[Any], received: Any, value: Any) -> Any:
+    """``received`` in its JSON form (``value`` itself when that is its form), or ``_UNREADABLE``
+    when that form does not read back as ``received`` (a secret dumps masked, a lossy serializer
+    drops what the tool would get)."""
+    try:
+        dumped = adapter.dump_python(received, mode="json", by_alias=True)
+        if same_json(dumped, value):
+            return value
+        return dumped if bool(adapter.validate_python(dumped) == received) else _UNREADABLE
+    except Exception:  # noqa: BLE001 - no JSON form that reads back: cannot be decided on
+        return _UNREADABLE
+
+
+class _ToolConversion:
+    """The arguments a FastMCP function tool receives: each as pydantic (lax, as FastMCP runs
+    it) converts it, given back in its JSON form."""
+
+    __slots__ = ("adapters", "what")
+
+    def __init__(self, what: str, fn: Callable[..., Any]) -> None:
+        self.what = what
+        self.adapters = _parameter_adapters(fn)
+
+    def decided(self, wire: Mapping[str, Any]) -> Mapping[str, Any]:
+        decided: dict[str, Any] | None = None
+        for name, value in wire.items():
+            adapter = self.adapters.get(name)
+            if adapter is None:
+                continue
+            try:
+                received = adapter.validate_python(value)
+            except ValidationError:
+                raise _invalid(f"{self.what}: invalid argument {name!r}") from None
+            except Exception:  # noqa: BLE001 - what the tool would receive cannot be known
+                dumped = _UNREADABLE
+            else:
+                dumped = _read_back(adapter, received, value)
+            if dumped is _UNREADABLE:
+                raise _invalid(
+                    f"{self.what}: argument {name!r} would be converted by the server", "arguments_converted"
+                )
+            if dumped is not value:
+                if decided is None:
+                    decided = dict(wire)
+                decided[name] = dumped
+        return wire if decided is None else decided
+
+
+_TOOL_CONVERSIONS: _ByIdentity[_ToolConversion] = _ByIdentity()
+
+
+def converted_tool_arguments(what: str, fn: Callable[..., Any], wire: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The arguments function tool ``fn`` receives for ``wire``, in their JSON form: each value
+    as the server converts it (constraints that strip or lower-case text, validators, a model's
+    defaults filled in, a UUID's canonical spelling); ``wire`` itself when nothing is converted.
+
+    Raises:
+        InvalidRequest: an argument is invalid, or converts to a value with no JSON form that
+            reads back as it.
+    """
+    return _TOOL_CONVERSIONS.get(fn, _ToolConversion, what, fn).decided(wire)

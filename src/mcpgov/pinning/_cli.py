@@ -53,7 +53,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    # The message may quote what a server or a file said: it is shown escaped, on one line.
+    click.echo(f"error: {printable(message)}", err=True)
     raise SystemExit(EXIT_BAD_INPUT)
 
 

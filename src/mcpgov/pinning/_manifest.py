@@ -284,7 +284,16 @@ def dump_manifest(manifest: Manifest, *, signing_key: Key | Mapping[str, Any] | 
     data = manifest.body()
     if signing_key is not None:
         data["signature"] = sign_payload(manifest.canonical(), signing_key)
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return _escaped_json(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
+
+
+def _escaped_json(text: str) -> str:
+    """JSON ``text`` with every character that is not printable (bidirectional overrides, C1
+    controls, zero-width and tag characters, all inside strings) written as a JSON ``\\u`` escape:
+    the same JSON data, and what a reviewer reads on a terminal or in a diff is what it holds."""
+    if all(ch.isprintable() or ch == "\n" for ch in text):
+        return text
+    return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
 
 
 def write_manifest(
