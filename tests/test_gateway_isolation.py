@@ -229,7 +229,9 @@ SHARED_RULES = [
 ]
 
 
-async def build_stdio_shared(rules: list[dict[str, Any]] = SHARED_RULES, mode_up: str = "legacy") -> Rig:
+async def build_stdio_shared(
+    rules: list[dict[str, Any]] = SHARED_RULES, mode_up: str = "legacy", start: str = "eager"
+) -> Rig:
     import sys
     from pathlib import Path
 
@@ -242,7 +244,9 @@ async def build_stdio_shared(rules: list[dict[str, Any]] = SHARED_RULES, mode_up
     registry = ServerRegistry([e])
     idp = IdentityIssuer(audience=AUDIENCE)
     sink = InMemoryAuditSink()
-    up = UpstreamConfig.model_validate({"id": "shared", "namespace": {"prefix": "shared_"}, "mode": mode_up})
+    up = UpstreamConfig.model_validate(
+        {"id": "shared", "namespace": {"prefix": "shared_"}, "mode": mode_up, "start": start}
+    )
     gateway = Gateway(
         [up],
         registry,
@@ -308,6 +312,58 @@ async def test_stdio_upstream_elicitation_for_tenant_b_is_not_put_to_tenant_a() 
     ):
         await bob.call_tool("shared_confirm_later", {"account": "globex-treasury"})
         await alice.call_tool("shared_wait", {"seconds": 1.5})
+    assert asked_a == [], f"tenant acme was asked: {asked_a}"
+
+
+@pytest.mark.slow
+async def test_a_lazy_upstream_started_by_tenant_a_does_not_relay_tenant_bs_log_to_it(mode: str) -> None:
+    """A lazy upstream starts at acme's first call: its connection must not take that call for
+    the one every later unattributed message belongs to (globex's job log reaches nobody)."""
+    rig = await build_stdio_shared(start="lazy")
+    a_logs: list[Any] = []
+
+    async def a_log(params: Any) -> None:
+        a_logs.append(params.data)
+
+    upstream = rig.gateway.upstreams["shared"]
+    async with (
+        rig.gateway,
+        rig.agent(mode, tenant="acme", subject="alice", logging_callback=a_log, log_level="debug") as alice,
+        rig.agent(mode, tenant="globex", subject="bob") as bob,
+    ):
+        await alice.call_tool("shared_wait", {"seconds": 0})  # starts the upstream
+        await bob.call_tool("shared_job", {"account": "globex-payroll-4711"})
+        with anyio.fail_after(30):
+            while not upstream.stats.dropped_messages and not a_logs:  # noqa: ASYNC110 - dropped, or (wrongly) relayed
+                await anyio.sleep(0.02)
+        await alice.call_tool("shared_wait", {"seconds": 0})  # anything relayed to alice has reached her
+    assert not any("globex-payroll-4711" in str(d) for d in a_logs), a_logs
+    assert upstream.stats.dropped_messages == 1
+
+
+@pytest.mark.slow
+async def test_a_lazy_upstream_started_by_tenant_a_does_not_put_tenant_bs_elicitation_to_it() -> None:
+    """acme's call in flight started the upstream; globex's job asks for a confirmation meanwhile:
+    it must not be put to acme's agent (the call that started the connection is not its owner)."""
+    rig = await build_stdio_shared(start="lazy")
+    asked_a: list[str] = []
+
+    async def a_answers(context: object, params: ElicitRequestParams) -> ElicitResult:
+        asked_a.append(params.message)
+        return ElicitResult(action="accept", content={"ok": True})
+
+    upstream = rig.gateway.upstreams["shared"]
+    async with (
+        rig.gateway,
+        rig.agent("legacy", tenant="acme", subject="alice", elicitation_callback=a_answers) as alice,
+        rig.agent("legacy", tenant="globex", subject="bob") as bob,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(alice.call_tool, "shared_wait", {"seconds": 2.5})  # starts the upstream
+        with anyio.fail_after(30):
+            while upstream.state != "ready":  # noqa: ASYNC110 - the upstream's state, no event to wait on
+                await anyio.sleep(0.02)
+        await bob.call_tool("shared_confirm_later", {"account": "globex-treasury"})
     assert asked_a == [], f"tenant acme was asked: {asked_a}"
 
 

@@ -196,6 +196,9 @@ class Gateway:
         self._listen_handler = ListenHandler(self.subscriptions)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
+        # What the gateway's own tasks (upstream connections, relays) run in: the context it was
+        # entered in, never that of the agent's request that happened to start or wake them.
+        self._context = contextvars.Context()
         self._exit_stack: AsyncExitStack | None = None
         self.draining = False
         self._http_requests = 0
@@ -279,9 +282,10 @@ class Gateway:
         try:
             tg = await stack.enter_async_context(anyio.create_task_group())
             self._task_group = tg
+            self._context = _own_context(CURRENT, self._decided.var)
             self.draining = False
             for upstream in self._all_upstreams():
-                upstream.bind(_starter(tg, upstream))
+                upstream.bind(_starter(tg, upstream, self._context))
             eager = [u for u in self.upstreams.values() if u.config.start == "eager"]
             for upstream in eager:
                 upstream.ensure_started()
@@ -495,7 +499,7 @@ class Gateway:
         tg = self._task_group
         if tg is None:
             return
-        tg.start_soon(self._recheck_then_relay, upstream, method)
+        self._context.copy().run(tg.start_soon, self._recheck_then_relay, upstream, method)
 
     async def _recheck_then_relay(self, upstream: str, method: str) -> None:
         modern = self._modern_upstreams.get(upstream)
@@ -975,8 +979,26 @@ async def _all_pages(
     raise ListingRefused(f"the listing did not end within {max_pages} pages", reason="listing.unending")
 
 
-def _starter(tg: TaskGroup, upstream: Upstream) -> Callable[[], None]:
-    def start() -> None:
+def _own_context(*cleared: contextvars.ContextVar[Any]) -> contextvars.Context:
+    """A copy of the current context with ``cleared`` (the gateway's per-request variables) unset."""
+    context = contextvars.copy_context()
+    for var in cleared:
+        context.run(var.set, None)
+    return context
+
+
+def _starter(tg: TaskGroup, upstream: Upstream, context: contextvars.Context) -> Callable[[], None]:
+    """Start ``upstream``'s supervisor in (a copy of) ``context``.
+
+    An upstream is started at the first request that needs it, and a task inherits the context
+    it is started from: without this, its connection would carry that agent's request as the
+    one every unattributed message of the upstream (a log, an input request) belongs to.
+    """
+
+    def spawn() -> None:
         tg.start_soon(upstream.supervise, name=f"upstream {upstream.id}")
+
+    def start() -> None:
+        context.copy().run(spawn)
 
     return start
