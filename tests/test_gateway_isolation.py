@@ -777,6 +777,53 @@ async def test_an_upstreams_list_change_is_not_announced_to_a_tenant_it_does_not
     assert "notifications/tools/list_changed" not in heard
 
 
+async def test_an_upstreams_list_change_is_not_streamed_to_a_listening_tenant_it_does_not_serve() -> None:
+    """The same signal on a 2026-07-28 listen stream: globex listens for tool list changes, acme
+    drifts 'shifty' (approved for acme only); acme hears it, globex must not."""
+    from mcp.shared.subscriptions import ToolsListChanged
+
+    from mcpgov.pinning import snapshot
+
+    shifty = Shifty()
+    server = shifty.server()
+    e = entry("shifty", "shifty", "1.0.0", await snapshot(server))
+    registry = ServerRegistry([e])  # tenants: acme only
+    idp = IdentityIssuer(audience=AUDIENCE)
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "shifty", "namespace": {"prefix": "s_"}})],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(
+            Policy.from_dict(
+                {"version": 1, "rules": [{"id": "a", "effect": "allow", "tenants": ["acme"], "tools": ["s_*"]}]}
+            )
+        ),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"shifty": server},
+        environ={},
+    )
+    acme = GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode="auto")
+    globex = GovernedClient(gateway.server, identity=idp.token("b", tenant="globex"), mode="auto")
+    heard: list[Any] = []
+    async with (
+        gateway,
+        acme,
+        globex,
+        acme.listen(tools_list_changed=True) as acme_sub,
+        globex.listen(tools_list_changed=True) as globex_sub,
+    ):
+        await acme.list_tools()
+        await acme.call_tool("s_drift", {})
+        with anyio.fail_after(10):
+            async for event in acme_sub:
+                if event == ToolsListChanged():
+                    break
+        with anyio.move_on_after(0.5):  # handed to every stream at once: globex's has it by now, or never
+            async for event in globex_sub:
+                heard.append(event)  # noqa: PERF401 - kept one by one: the wait ends by cancellation
+    assert heard == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Cancellation: agent A cannot cancel agent B's in-flight call by guessing its request id
 # ---------------------------------------------------------------------------------------------

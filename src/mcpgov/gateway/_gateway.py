@@ -112,8 +112,10 @@ class Gateway:
             ``url``/``command`` (embedding and tests).
         on_status: receives one-line status messages while upstreams start.
         drain_timeout: seconds the requests in flight get to finish when the gateway is left.
-        subscriptions: the bus 2026-07-28 agents' ``subscriptions/listen`` streams are fed from
-            (default: in-process; pass one over a shared pub/sub backend for several replicas).
+        subscriptions: the bus 2026-07-28 agents' ``subscriptions/listen`` streams take resource
+            updates from (default: in-process; pass one over a shared pub/sub backend for several
+            replicas). List changes name no upstream: each gateway hands its own upstreams' ones
+            only to the streams of agents the upstream serves, never through this bus.
 
     Raises:
         ConfigurationError: an upstream is not in the registry, or namespacing is ambiguous
@@ -193,7 +195,8 @@ class Gateway:
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
-        self._listen_handler = ListenHandler(self.subscriptions)
+        self._listen_bus = _ListenBus(self.subscriptions)
+        self._listen_handler = ListenHandler(self._listen_bus)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
         # What the gateway's own tasks (upstream connections, relays) run in: the context it was
@@ -519,7 +522,11 @@ class Gateway:
         await self._notify(upstream, connections, method, None)
         event = event_from_wire(method, None)
         if event is not None:
-            await self._publish(event)
+            # Only to the listen streams of agents this upstream serves (never on the shared bus,
+            # where an event names no upstream: every replica relays its own connections' changes).
+            self._listen_bus.list_changed(
+                event, lambda tenant, principal: approved is not None and approved.refusal(tenant, principal) is None
+            )
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
@@ -791,6 +798,7 @@ class Gateway:
         held: list[tuple[Upstream, str]] = []
         for upstream_id in self.upstreams:
             self._upstream_for(upstream_id, front).ensure_started()  # its changes are listened to once up
+        listener = _LISTENER.set((front.decided.tenant, front.decided.principal))
         try:
             for uri in params.notifications.resource_subscriptions or ():
                 route = self.router.route_uri(uri)
@@ -812,6 +820,7 @@ class Gateway:
             notifications = params.notifications.model_copy(update={"resource_subscriptions": wanted or None})
             return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
         finally:
+            _LISTENER.reset(listener)
             with anyio.CancelScope(shield=True):
                 for upstream, upstream_uri in held:
                     await self._release(upstream, upstream_uri, front)
@@ -857,6 +866,58 @@ class Gateway:
             self._upstream_for(upstream_id, front).check_caller(client, decided)
             result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
         return scrubbed(result, front.secrets)
+
+
+_LISTENER: contextvars.ContextVar[tuple[str | None, Principal | None] | None] = contextvars.ContextVar(
+    "mcpgov_gateway_listener", default=None
+)
+"""The tenant and principal of the agent whose listen stream is subscribing to the bus."""
+
+_Serves = Callable[[str | None, Principal | None], bool]
+
+
+class _ListenBus:
+    """What the front's listen streams subscribe to.
+
+    Resource updates come from the shared bus (each stream's filter holds only the URIs decided
+    for its agent). A list change names no upstream, so it is never taken from the shared bus:
+    the gateway hands each one of its own upstreams' changes to the streams of the agents that
+    upstream serves (:meth:`list_changed`), as it does for handshake-era agents.
+    """
+
+    def __init__(self, shared: SubscriptionBus) -> None:
+        self.shared = shared
+        self._local: dict[int, tuple[Callable[[Any], None], tuple[str | None, Principal | None]]] = {}
+
+    async def publish(self, event: Any) -> None:
+        await self.shared.publish(event)
+
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
+        agent = _LISTENER.get()
+
+        def updates(event: Any) -> None:
+            if isinstance(event, ResourceUpdated):
+                listener(event)
+
+        unsubscribe_shared = self.shared.subscribe(updates)
+        key = id(updates)
+        if agent is not None:  # a stream opened for no decided agent hears no list change
+            self._local[key] = (listener, agent)
+
+        def unsubscribe() -> None:
+            self._local.pop(key, None)
+            unsubscribe_shared()
+
+        return unsubscribe
+
+    def list_changed(self, event: Any, serves: _Serves) -> None:
+        """Hand ``event`` to every local stream whose agent (tenant, principal) ``serves`` accepts."""
+        for listener, (tenant, principal) in list(self._local.values()):
+            try:
+                if serves(tenant, principal):
+                    listener(event)
+            except Exception:  # noqa: BLE001 - one stream must not stop the others' events
+                logger.warning("could not hand a list change to a listen stream")
 
 
 class _CountRequests:
