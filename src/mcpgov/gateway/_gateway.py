@@ -47,6 +47,7 @@ from mcpgov.gateway._upstream import (
     CURRENT,
     FrontCall,
     Relay,
+    SecretRedactor,
     Upstream,
     UpstreamUnavailable,
     _InputRelay,
@@ -185,6 +186,10 @@ class Gateway:
         self._modern_upstreams: dict[str, Upstream] = {
             up.id: upstream(up.model_copy(update={"start": "lazy"}), "auto") for up in upstreams if up.mode == "match"
         }
+        # What upstreams name (tools they list, errors) reaches audit events: scrubbed of their secrets.
+        self._secret_key: tuple[tuple[str, ...], ...] = ()
+        self._secret_forms: tuple[str, ...] = ()
+        self.auditor.redactor = SecretRedactor(self.auditor.redactor, self._upstream_secrets)
         self._decided = _Decided()
         # The agents' sessions able to hear notifications, with the tenant and principal their
         # requests were decided for (a handshake-era session is bound to one).
@@ -354,6 +359,14 @@ class Gateway:
         for upstream in self._all_upstreams():
             upstream.mark_dead("gateway stopping")
         await self.auditor.aflush()
+
+    def _upstream_secrets(self) -> tuple[str, ...]:
+        """Every form of every started upstream's secrets, longest first."""
+        key = tuple(u.secrets for u in self._all_upstreams())
+        if key != self._secret_key:
+            self._secret_forms = tuple(sorted({form for forms in key for form in forms}, key=len, reverse=True))
+            self._secret_key = key
+        return self._secret_forms
 
     def _all_upstreams(self) -> list[Upstream]:
         return [*self.upstreams.values(), *self._modern_upstreams.values()]
