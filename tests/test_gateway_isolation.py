@@ -881,6 +881,98 @@ async def test_an_upstreams_list_change_is_not_streamed_to_a_listening_tenant_it
     assert heard == []
 
 
+class StateRecorder:
+    """An upstream that records the request state and input responses each call brings it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, Any]] = []
+
+    def server(self) -> Any:
+        import mcp_types as types
+        from mcp.server.lowlevel import Server
+
+        async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+            schema: dict[str, Any] = {"type": "object"}
+            return types.ListToolsResult(tools=[types.Tool(name="deploy", description="Deploy.", input_schema=schema)])
+
+        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+            self.seen.append((params.request_state, params.input_responses))
+            return types.CallToolResult(content=[types.TextContent(type="text", text="deployed")])
+
+        return Server("up", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+async def _state_gateway(recorder: StateRecorder, *front: Any) -> tuple[Gateway, IdentityIssuer]:
+    from mcpgov.pinning import snapshot
+
+    server = recorder.server()
+    registry = ServerRegistry([entry("up", "up", "1.0.0", await snapshot(server))])
+    idp = IdentityIssuer(audience=AUDIENCE)
+    rules = [{"id": "a", "effect": "allow", "tenants": ["acme"], "tools": ["up_*"]}]
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "up", "namespace": {"prefix": "up_"}})],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        *front,
+        PolicyMiddleware(Policy.from_dict({"version": 1, "rules": rules})),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"up": server},
+        environ={},
+    )
+    return gateway, idp
+
+
+async def test_the_front_approval_round_never_reaches_the_upstream(mode: str) -> None:
+    """A front approval asks a 2026-07-28 agent in an input_required result: its requestState and
+    the approval answer are the gateway's; the approved call reaches the upstream without them."""
+    from mcp.client.context import ClientRequestContext
+
+    from mcpgov import Decision, GovContext, Hooks
+    from mcpgov.approval import ApprovalMiddleware, ElicitationApprover
+
+    hooks = Hooks()
+
+    @hooks.tool("up_deploy")
+    def needs_approval(ctx: GovContext) -> Decision:
+        return Decision.require_approval("deploys", "production change")
+
+    asked: list[str] = []
+
+    async def approve(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"approve": True})
+
+    recorder = StateRecorder()
+    gateway, idp = await _state_gateway(recorder, ApprovalMiddleware(ElicitationApprover(), deadline=5), hooks)
+    token = idp.token("a", tenant="acme")
+    async with gateway, GovernedClient(gateway.server, identity=token, mode=mode, elicitation_callback=approve) as a:
+        result = await a.call_tool("up_deploy", {})
+    assert not result.is_error and len(asked) == 1
+    assert recorder.seen == [(None, None)]
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "mcpgov-approval:HzkRI3MwS2FyxIWsh3BPdQ",
+        "upstream-state-1",
+        "mcpgov-gateway:" + base64.urlsafe_b64encode(b'{"u":"other","k":["name"],"s":"x"}').decode(),
+        "mcpgov-gateway:" + base64.urlsafe_b64encode(b'{"u":"up","k":"name","s":"x"}').decode(),
+        "mcpgov-gateway:%%%",
+    ],
+)
+async def test_a_request_state_the_upstream_did_not_relay_never_reaches_it(state: str) -> None:
+    """Only the state an upstream's own input_required result carried (as the gateway relayed it)
+    goes back to that upstream, with the answers to the requests it made; any other state, and
+    answers to anything else, stay at the gateway."""
+    recorder = StateRecorder()
+    gateway, idp = await _state_gateway(recorder)
+    answers = {"name": ElicitResult(action="accept", content={"n": "x"})}
+    async with gateway, GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode="auto") as a:
+        await a.call_tool("up_deploy", {}, input_responses=answers, request_state=state)  # type: ignore[arg-type]
+    assert recorder.seen == [(None, None)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Cancellation: agent A cannot cancel agent B's in-flight call by guessing its request id
 # ---------------------------------------------------------------------------------------------

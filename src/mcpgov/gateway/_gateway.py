@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
+import json
 import logging
 import os
 import signal
@@ -653,11 +656,13 @@ class Gateway:
                 raise MCPError(types.INVALID_PARAMS, f"Unknown {kind}: {decided.target}")
             upstream_id, upstream_name = route
             arguments = thaw(decided.arguments) if decided.arguments is not None else None
+            responses, state = _round_of(upstream_id, params)
+            params = params.model_copy(update={"input_responses": responses, "request_state": state})
             try:
                 async with self._forward(upstream_id, front) as client:
                     return scrubbed(await send(client, upstream_name, arguments, front, params), front.secrets)
             except _InputRelay as relay:
-                return scrubbed(relay.result, front.secrets)
+                return _relayed(upstream_id, scrubbed(relay.result, front.secrets))
 
         return handler
 
@@ -749,13 +754,14 @@ class Gateway:
         uri = front.decided.target or ""
         upstream_id, upstream_uri = self._route_uri(uri)
         ns = self.router.namespaces[upstream_id]
+        responses, state = _round_of(upstream_id, params)
         try:
             async with self._forward(upstream_id, front, front_uri=uri) as client:
                 result: types.ReadResourceResult = await client.read_resource(
-                    upstream_uri, input_responses=params.input_responses, request_state=params.request_state
+                    upstream_uri, input_responses=responses, request_state=state
                 )
         except _InputRelay as relay:
-            return scrubbed(relay.result, front.secrets)
+            return _relayed(upstream_id, scrubbed(relay.result, front.secrets))
         result = scrubbed(result, front.secrets)
         contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
         return result.model_copy(update={"contents": contents})
@@ -1009,6 +1015,43 @@ async def _get_prompt(
         name, arguments, input_responses=params.input_responses, request_state=params.request_state
     )
     return result
+
+
+_RELAYED_STATE = "mcpgov-gateway:"
+"""What starts the request state of an upstream's ``input_required`` result as the agent gets it."""
+
+
+def _relayed(upstream_id: str, result: types.InputRequiredResult) -> types.InputRequiredResult:
+    """An upstream's ``input_required`` result as the agent gets it: its request state wrapped,
+    naming the upstream and the input requests it made (what the agent's retry may answer it)."""
+    body = {"u": upstream_id, "k": sorted(result.input_requests or {}), "s": result.request_state}
+    wrapped = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode("ascii")
+    return result.model_copy(update={"request_state": _RELAYED_STATE + wrapped})
+
+
+def _round_of(upstream_id: str, params: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The input responses and request state of an agent's request that belong to ``upstream_id``'s
+    own input round: the state it relayed (unwrapped) and the answers to the requests it made.
+
+    Anything else the agent's request carries (a front stage's round, such as an approval's
+    ``requestState`` and answer, or another upstream's state) is the gateway's or nobody's: the
+    upstream gets neither state nor answers.
+    """
+    state = params.request_state
+    if not isinstance(state, str) or not state.startswith(_RELAYED_STATE):
+        return None, None
+    try:
+        body = json.loads(base64.urlsafe_b64decode(state[len(_RELAYED_STATE) :].encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        return None, None
+    if not isinstance(body, dict) or body.get("u") != upstream_id:
+        return None, None
+    keys, inner = body.get("k"), body.get("s")
+    if not isinstance(keys, list) or not (inner is None or isinstance(inner, str)):
+        return None, None
+    responses = params.input_responses
+    kept = {key: value for key, value in responses.items() if key in keys} if responses else {}
+    return kept or None, inner
 
 
 MAX_LISTING_PAGES = 100
