@@ -128,6 +128,21 @@ def leaky_server() -> MCPServer:
         await ctx.report_progress(1, 2, f"connecting with {SECRET}")
         return "ok"
 
+    @server.tool()
+    async def named_log(ctx: Context) -> str:
+        """Log under a logger named after the connection (credential and all)."""
+        session = ctx.request_context.session
+        await session.send_log_message("error", "refused", f"http.{SECRET}", related_request_id=ctx.request_id)
+        encoded = base64.b64encode(SECRET.encode()).decode()
+        await session.send_log_message("error", "refused", f"key={encoded}", related_request_id=ctx.request_id)
+        return "ok"
+
+    @server.tool()
+    def needs_capabilities() -> str:
+        """Refuse for want of a client capability, echoing the credential in its data."""
+        required = {"experimental": {"backend": {"key": SECRET}}, "roots": {"listChanged": True}}
+        raise MCPError(-32021, "a client capability is missing", {"requiredCapabilities": required})
+
     return server
 
 
@@ -217,6 +232,45 @@ async def test_upstream_secret_in_a_progress_message_is_scrubbed(mode: str) -> N
         await agent.call_tool("leaky_progress", {}, progress_callback=on_progress)
     assert messages, "progress was relayed"
     assert all(SECRET not in (m or "") for m in messages)
+
+
+async def test_upstream_secret_in_a_log_messages_logger_name_is_scrubbed(mode: str) -> None:
+    rig = await build(
+        {"leaky": leaky_server()},
+        [{"id": "all", "effect": "allow", "tenants": ["acme"], "tools": ["leaky_*"]}],
+        configs={"leaky": {"mode": "legacy", "secret_env": {"LEAKY_KEY": {"env": "GW_LEAKY_KEY"}}}},
+        environ={"GW_LEAKY_KEY": SECRET},
+    )
+    logs: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        logs.append(params)
+
+    async with rig.gateway, rig.agent(mode, logging_callback=on_log, log_level="debug") as agent:
+        await agent.call_tool("leaky_named_log", {})
+    assert len(logs) == 2, "the log messages were relayed"
+    dumped = json.dumps([log.model_dump(mode="json") for log in logs])
+    assert SECRET not in dumped
+    assert base64.b64encode(SECRET.encode()).decode() not in dumped
+    assert all(log.logger.startswith("leaky/") for log in logs)
+
+
+async def test_upstream_secret_in_the_data_of_a_capability_error_is_scrubbed(mode: str) -> None:
+    """The one error data the gateway relays from an upstream (the client capabilities a request
+    needs) is scrubbed like the message."""
+    rig = await build(
+        {"leaky": leaky_server()},
+        [{"id": "all", "effect": "allow", "tenants": ["acme"], "tools": ["leaky_*"]}],
+        configs={"leaky": {"secret_env": {"LEAKY_KEY": {"env": "GW_LEAKY_KEY"}}}},
+        environ={"GW_LEAKY_KEY": SECRET},
+    )
+    async with rig.gateway, rig.agent(mode) as agent:
+        with pytest.raises(MCPError) as refused:
+            await agent.call_tool("leaky_needs_capabilities", {})
+    assert refused.value.code == -32021
+    data = refused.value.error.data
+    assert isinstance(data, dict) and data["requiredCapabilities"]["roots"] == {"listChanged": True}
+    assert SECRET not in json.dumps(data)
 
 
 def _secret_spellings() -> list[str]:

@@ -55,6 +55,7 @@ from mcpgov.gateway._upstream import (
     UpstreamUnavailable,
     _InputRelay,
     scrub,
+    scrub_data,
     scrubbed,
 )
 from mcpgov.pinning import ServerRegistry
@@ -623,7 +624,8 @@ class Gateway:
             except ValueError:
                 data = None
             else:
-                data = required.model_dump(by_alias=True, mode="json", exclude_none=True)
+                # Scrubbed like the message: the upstream chose every string in it.
+                data = scrub_data(required.model_dump(by_alias=True, mode="json", exclude_none=True), upstream.secrets)
         return MCPError(exc.code, scrub(exc.message, upstream.secrets), data)
 
     @asynccontextmanager

@@ -1229,7 +1229,8 @@ class Upstream:
             return
         if not front.wants_log(params.level):
             return
-        logger_name = f"{self.id}/{params.logger}" if params.logger else self.id
+        # Everything the upstream chose is scrubbed: the logger's name as much as the data.
+        logger_name = f"{self.id}/{scrub(params.logger, self.secrets)}" if params.logger else self.id
         data = scrub_data(params.data, self.secrets)
         await front.session.send_log_message(params.level, data, logger_name, related_request_id=front.request_id)
 
