@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
@@ -26,7 +27,7 @@ from mcp.server.mcpserver import MCPServer
 
 from mcpgov import ConfigurationError
 from mcpgov.gateway._config import SecretRef
-from mcpgov.gateway._upstream import scrub, secret_forms
+from mcpgov.gateway._upstream import SecretRedactor, scrub, secret_forms
 
 from .test_gateway_isolation import build
 
@@ -128,6 +129,57 @@ def test_no_decoder_recovers_a_planted_secret(  # noqa: PLR0917 - one argument p
     relayed = before + ENCODINGS[encoding](pre + prefix + secret + post) + after
     assert recoverable(relayed, secret)  # the planted secret is there to find
     assert not recoverable(scrub(relayed, forms), secret)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=st.text(alphabet=_SECRET_CHARS, min_size=8, max_size=40),
+    prefix=st.sampled_from(["", "Bearer ", "token="]),
+    pre=_PLAIN,
+    post=_PLAIN,
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    where=st.sampled_from(["target", "detail", "reason", "hidden", "attribute", "attribute-key", "nested"]),
+)
+def test_no_decoder_recovers_a_secret_planted_in_an_audit_event(  # noqa: PLR0917 - one argument per generated part
+    secret: str, prefix: str, pre: str, post: str, encoding: str, where: str
+) -> None:
+    """What an upstream names reaches audit events in any field: the gateway's redactor leaves
+    none of its secrets recoverable from any of them."""
+    from mcpgov import AuditEvent, Auditor
+    from mcpgov.audit import Redactor
+
+    forms = secret_forms([(prefix, secret)])
+    planted = ENCODINGS[encoding](pre + prefix + secret + post)
+    fields: dict[str, Any] = {
+        "target": planted if where == "target" else "tool",
+        "detail": f"tool {planted!r} is not pinned" if where == "detail" else None,
+        "reason": planted if where == "reason" else "tool.new",
+        "hidden": ("a", planted) if where == "hidden" else (),
+        "attributes": {
+            "attribute": {"server_id": planted},
+            "attribute-key": {planted: 1},
+            "nested": {"listing": [{"names": ["x", planted]}]},
+        }.get(where, {}),
+    }
+    event = AuditEvent.model_validate(
+        {"id": "e1", "type": "pin.mismatch", "time": "2026-01-01T00:00:00Z", "side": "client", "method": "m", **fields}
+    )
+    assert recoverable(planted, secret)  # the planted secret is there to find
+    prepared = Auditor([print], redactor=SecretRedactor(Redactor(), lambda: forms)).prepare(event)
+    for value in prepared.model_dump(mode="json").values():  # the event's values, not its field names
+        for text in _strings(value):
+            assert not recoverable(text, secret), (where, text)
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in JSON data, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [t for v in value for t in _strings(v)]
+    return []
 
 
 def test_text_without_a_secret_is_left_as_it_is() -> None:

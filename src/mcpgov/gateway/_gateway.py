@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
+import json
 import logging
 import os
 import signal
@@ -47,10 +50,12 @@ from mcpgov.gateway._upstream import (
     CURRENT,
     FrontCall,
     Relay,
+    SecretRedactor,
     Upstream,
     UpstreamUnavailable,
     _InputRelay,
     scrub,
+    scrub_data,
     scrubbed,
 )
 from mcpgov.pinning import ServerRegistry
@@ -112,8 +117,10 @@ class Gateway:
             ``url``/``command`` (embedding and tests).
         on_status: receives one-line status messages while upstreams start.
         drain_timeout: seconds the requests in flight get to finish when the gateway is left.
-        subscriptions: the bus 2026-07-28 agents' ``subscriptions/listen`` streams are fed from
-            (default: in-process; pass one over a shared pub/sub backend for several replicas).
+        subscriptions: the bus 2026-07-28 agents' ``subscriptions/listen`` streams take resource
+            updates from (default: in-process; pass one over a shared pub/sub backend for several
+            replicas). List changes name no upstream: each gateway hands its own upstreams' ones
+            only to the streams of agents the upstream serves, never through this bus.
 
     Raises:
         ConfigurationError: an upstream is not in the registry, or namespacing is ambiguous
@@ -183,6 +190,10 @@ class Gateway:
         self._modern_upstreams: dict[str, Upstream] = {
             up.id: upstream(up.model_copy(update={"start": "lazy"}), "auto") for up in upstreams if up.mode == "match"
         }
+        # What upstreams name (tools they list, errors) reaches audit events: scrubbed of their secrets.
+        self._secret_key: tuple[tuple[str, ...], ...] = ()
+        self._secret_forms: tuple[str, ...] = ()
+        self.auditor.redactor = SecretRedactor(self.auditor.redactor, self._upstream_secrets)
         self._decided = _Decided()
         # The agents' sessions able to hear notifications, with the tenant and principal their
         # requests were decided for (a handshake-era session is bound to one).
@@ -193,9 +204,13 @@ class Gateway:
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
-        self._listen_handler = ListenHandler(self.subscriptions)
+        self._listen_bus = _ListenBus(self.subscriptions)
+        self._listen_handler = ListenHandler(self._listen_bus)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
+        # What the gateway's own tasks (upstream connections, relays) run in: the context it was
+        # entered in, never that of the agent's request that happened to start or wake them.
+        self._context = contextvars.Context()
         self._exit_stack: AsyncExitStack | None = None
         self.draining = False
         self._http_requests = 0
@@ -279,9 +294,10 @@ class Gateway:
         try:
             tg = await stack.enter_async_context(anyio.create_task_group())
             self._task_group = tg
+            self._context = _own_context(CURRENT, self._decided.var)
             self.draining = False
             for upstream in self._all_upstreams():
-                upstream.bind(_starter(tg, upstream))
+                upstream.bind(_starter(tg, upstream, self._context))
             eager = [u for u in self.upstreams.values() if u.config.start == "eager"]
             for upstream in eager:
                 upstream.ensure_started()
@@ -347,6 +363,14 @@ class Gateway:
         for upstream in self._all_upstreams():
             upstream.mark_dead("gateway stopping")
         await self.auditor.aflush()
+
+    def _upstream_secrets(self) -> tuple[str, ...]:
+        """Every form of every started upstream's secrets, longest first."""
+        key = tuple(u.secrets for u in self._all_upstreams())
+        if key != self._secret_key:
+            self._secret_forms = tuple(sorted({form for forms in key for form in forms}, key=len, reverse=True))
+            self._secret_key = key
+        return self._secret_forms
 
     def _all_upstreams(self) -> list[Upstream]:
         return [*self.upstreams.values(), *self._modern_upstreams.values()]
@@ -495,7 +519,7 @@ class Gateway:
         tg = self._task_group
         if tg is None:
             return
-        tg.start_soon(self._recheck_then_relay, upstream, method)
+        self._context.copy().run(tg.start_soon, self._recheck_then_relay, upstream, method)
 
     async def _recheck_then_relay(self, upstream: str, method: str) -> None:
         modern = self._modern_upstreams.get(upstream)
@@ -515,7 +539,11 @@ class Gateway:
         await self._notify(upstream, connections, method, None)
         event = event_from_wire(method, None)
         if event is not None:
-            await self._publish(event)
+            # Only to the listen streams of agents this upstream serves (never on the shared bus,
+            # where an event names no upstream: every replica relays its own connections' changes).
+            self._listen_bus.list_changed(
+                event, lambda tenant, principal: approved is not None and approved.refusal(tenant, principal) is None
+            )
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
@@ -596,7 +624,8 @@ class Gateway:
             except ValueError:
                 data = None
             else:
-                data = required.model_dump(by_alias=True, mode="json", exclude_none=True)
+                # Scrubbed like the message: the upstream chose every string in it.
+                data = scrub_data(required.model_dump(by_alias=True, mode="json", exclude_none=True), upstream.secrets)
         return MCPError(exc.code, scrub(exc.message, upstream.secrets), data)
 
     @asynccontextmanager
@@ -629,11 +658,13 @@ class Gateway:
                 raise MCPError(types.INVALID_PARAMS, f"Unknown {kind}: {decided.target}")
             upstream_id, upstream_name = route
             arguments = thaw(decided.arguments) if decided.arguments is not None else None
+            responses, state = _round_of(upstream_id, params)
+            params = params.model_copy(update={"input_responses": responses, "request_state": state})
             try:
                 async with self._forward(upstream_id, front) as client:
                     return scrubbed(await send(client, upstream_name, arguments, front, params), front.secrets)
             except _InputRelay as relay:
-                return scrubbed(relay.result, front.secrets)
+                return _relayed(upstream_id, scrubbed(relay.result, front.secrets))
 
         return handler
 
@@ -725,13 +756,14 @@ class Gateway:
         uri = front.decided.target or ""
         upstream_id, upstream_uri = self._route_uri(uri)
         ns = self.router.namespaces[upstream_id]
+        responses, state = _round_of(upstream_id, params)
         try:
             async with self._forward(upstream_id, front, front_uri=uri) as client:
                 result: types.ReadResourceResult = await client.read_resource(
-                    upstream_uri, input_responses=params.input_responses, request_state=params.request_state
+                    upstream_uri, input_responses=responses, request_state=state
                 )
         except _InputRelay as relay:
-            return scrubbed(relay.result, front.secrets)
+            return _relayed(upstream_id, scrubbed(relay.result, front.secrets))
         result = scrubbed(result, front.secrets)
         contents = [c.model_copy(update={"uri": ns.front_uri(str(c.uri))}) for c in result.contents]
         return result.model_copy(update={"contents": contents})
@@ -787,6 +819,7 @@ class Gateway:
         held: list[tuple[Upstream, str]] = []
         for upstream_id in self.upstreams:
             self._upstream_for(upstream_id, front).ensure_started()  # its changes are listened to once up
+        listener = _LISTENER.set((front.decided.tenant, front.decided.principal))
         try:
             for uri in params.notifications.resource_subscriptions or ():
                 route = self.router.route_uri(uri)
@@ -808,6 +841,7 @@ class Gateway:
             notifications = params.notifications.model_copy(update={"resource_subscriptions": wanted or None})
             return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
         finally:
+            _LISTENER.reset(listener)
             with anyio.CancelScope(shield=True):
                 for upstream, upstream_uri in held:
                     await self._release(upstream, upstream_uri, front)
@@ -853,6 +887,58 @@ class Gateway:
             self._upstream_for(upstream_id, front).check_caller(client, decided)
             result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
         return scrubbed(result, front.secrets)
+
+
+_LISTENER: contextvars.ContextVar[tuple[str | None, Principal | None] | None] = contextvars.ContextVar(
+    "mcpgov_gateway_listener", default=None
+)
+"""The tenant and principal of the agent whose listen stream is subscribing to the bus."""
+
+_Serves = Callable[[str | None, Principal | None], bool]
+
+
+class _ListenBus:
+    """What the front's listen streams subscribe to.
+
+    Resource updates come from the shared bus (each stream's filter holds only the URIs decided
+    for its agent). A list change names no upstream, so it is never taken from the shared bus:
+    the gateway hands each one of its own upstreams' changes to the streams of the agents that
+    upstream serves (:meth:`list_changed`), as it does for handshake-era agents.
+    """
+
+    def __init__(self, shared: SubscriptionBus) -> None:
+        self.shared = shared
+        self._local: dict[int, tuple[Callable[[Any], None], tuple[str | None, Principal | None]]] = {}
+
+    async def publish(self, event: Any) -> None:
+        await self.shared.publish(event)
+
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
+        agent = _LISTENER.get()
+
+        def updates(event: Any) -> None:
+            if isinstance(event, ResourceUpdated):
+                listener(event)
+
+        unsubscribe_shared = self.shared.subscribe(updates)
+        key = id(updates)
+        if agent is not None:  # a stream opened for no decided agent hears no list change
+            self._local[key] = (listener, agent)
+
+        def unsubscribe() -> None:
+            self._local.pop(key, None)
+            unsubscribe_shared()
+
+        return unsubscribe
+
+    def list_changed(self, event: Any, serves: _Serves) -> None:
+        """Hand ``event`` to every local stream whose agent (tenant, principal) ``serves`` accepts."""
+        for listener, (tenant, principal) in list(self._local.values()):
+            try:
+                if serves(tenant, principal):
+                    listener(event)
+            except Exception:  # noqa: BLE001 - one stream must not stop the others' events
+                logger.warning("could not hand a list change to a listen stream")
 
 
 class _CountRequests:
@@ -933,6 +1019,43 @@ async def _get_prompt(
     return result
 
 
+_RELAYED_STATE = "mcpgov-gateway:"
+"""What starts the request state of an upstream's ``input_required`` result as the agent gets it."""
+
+
+def _relayed(upstream_id: str, result: types.InputRequiredResult) -> types.InputRequiredResult:
+    """An upstream's ``input_required`` result as the agent gets it: its request state wrapped,
+    naming the upstream and the input requests it made (what the agent's retry may answer it)."""
+    body = {"u": upstream_id, "k": sorted(result.input_requests or {}), "s": result.request_state}
+    wrapped = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode("ascii")
+    return result.model_copy(update={"request_state": _RELAYED_STATE + wrapped})
+
+
+def _round_of(upstream_id: str, params: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The input responses and request state of an agent's request that belong to ``upstream_id``'s
+    own input round: the state it relayed (unwrapped) and the answers to the requests it made.
+
+    Anything else the agent's request carries (a front stage's round, such as an approval's
+    ``requestState`` and answer, or another upstream's state) is the gateway's or nobody's: the
+    upstream gets neither state nor answers.
+    """
+    state = params.request_state
+    if not isinstance(state, str) or not state.startswith(_RELAYED_STATE):
+        return None, None
+    try:
+        body = json.loads(base64.urlsafe_b64decode(state[len(_RELAYED_STATE) :].encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        return None, None
+    if not isinstance(body, dict) or body.get("u") != upstream_id:
+        return None, None
+    keys, inner = body.get("k"), body.get("s")
+    if not isinstance(keys, list) or not (inner is None or isinstance(inner, str)):
+        return None, None
+    responses = params.input_responses
+    kept = {key: value for key, value in responses.items() if key in keys} if responses else {}
+    return kept or None, inner
+
+
 MAX_LISTING_PAGES = 100
 """The most pages of one upstream listing the gateway walks."""
 MAX_LISTING_ENTRIES = 10_000
@@ -975,8 +1098,26 @@ async def _all_pages(
     raise ListingRefused(f"the listing did not end within {max_pages} pages", reason="listing.unending")
 
 
-def _starter(tg: TaskGroup, upstream: Upstream) -> Callable[[], None]:
-    def start() -> None:
+def _own_context(*cleared: contextvars.ContextVar[Any]) -> contextvars.Context:
+    """A copy of the current context with ``cleared`` (the gateway's per-request variables) unset."""
+    context = contextvars.copy_context()
+    for var in cleared:
+        context.run(var.set, None)
+    return context
+
+
+def _starter(tg: TaskGroup, upstream: Upstream, context: contextvars.Context) -> Callable[[], None]:
+    """Start ``upstream``'s supervisor in (a copy of) ``context``.
+
+    An upstream is started at the first request that needs it, and a task inherits the context
+    it is started from: without this, its connection would carry that agent's request as the
+    one every unattributed message of the upstream (a log, an input request) belongs to.
+    """
+
+    def spawn() -> None:
         tg.start_soon(upstream.supervise, name=f"upstream {upstream.id}")
+
+    def start() -> None:
+        context.copy().run(spawn)
 
     return start

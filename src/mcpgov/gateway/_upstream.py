@@ -39,6 +39,7 @@ from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import _InputRound
 from mcpgov._keepalive import pooled_transport
 from mcpgov._sdk import compat
+from mcpgov.audit._redact import Redactor
 from mcpgov.pinning import PinningMiddleware, ServerRegistry, tool_fingerprint
 from mcpgov.pinning._fingerprint import tool_wire_form
 
@@ -234,6 +235,60 @@ def scrub_data(value: Any, secrets: Sequence[str]) -> Any:
         items = [scrub_data(v, secrets) for v in value]
         return value if items == list(value) else items
     return value
+
+
+_CLEAN_TEXTS = 4096
+"""The most texts a :class:`SecretRedactor` remembers as clean."""
+
+
+class SecretRedactor(Redactor):
+    """An auditor's redactor, then the upstreams' secrets scrubbed from every text of an event.
+
+    What an upstream names (tools it lists, errors it gives) reaches audit events through its
+    connection's governed client and the gateway's own checks; this makes the trail hold them as
+    every relay to an agent does, with the upstreams' secrets ``[redacted]`` in every known form
+    (``secrets()`` gives them, read when each event is recorded: an upstream's are known once it
+    started).
+    """
+
+    def __init__(self, inner: Redactor, secrets: Callable[[], Sequence[str]]) -> None:
+        # Not Redactor.__init__: every configured rule is the inner redactor's, which runs first.
+        self.inner = inner
+        self._secrets = secrets
+        # Texts found clean of the current secrets (principals, methods, names recur in every event).
+        self._clean: set[str] = set()
+        self._clean_of: Sequence[str] = ()
+
+    def arguments(self, ctx: GovContext) -> dict[str, Any] | None:
+        return self.inner.arguments(ctx)
+
+    def event_changes(self, event: AuditEvent) -> dict[str, Any] | None:
+        changes = self.inner.event_changes(event)
+        secrets = self._secrets()
+        if not secrets:
+            return changes
+        if secrets is not self._clean_of:
+            self._clean, self._clean_of = set(), secrets
+        clean = self._clean
+        values = {**event.__dict__, **changes} if changes else event.__dict__
+        scrubbed_values: dict[str, Any] = {}
+        for name, value in values.items():
+            if isinstance(value, str):
+                if value in clean:
+                    continue
+                cleaned: Any = scrub(value, secrets)
+                if cleaned == value:
+                    if len(clean) < _CLEAN_TEXTS:
+                        clean.add(value)
+                    continue
+                scrubbed_values[name] = cleaned
+            elif isinstance(value, tuple | list | dict) and value:
+                cleaned = scrub_data(value, secrets)
+                if cleaned is not value:
+                    scrubbed_values[name] = tuple(cleaned) if isinstance(value, tuple) else cleaned
+        if not scrubbed_values:
+            return changes
+        return {**changes, **scrubbed_values} if changes else scrubbed_values
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -1174,7 +1229,8 @@ class Upstream:
             return
         if not front.wants_log(params.level):
             return
-        logger_name = f"{self.id}/{params.logger}" if params.logger else self.id
+        # Everything the upstream chose is scrubbed: the logger's name as much as the data.
+        logger_name = f"{self.id}/{scrub(params.logger, self.secrets)}" if params.logger else self.id
         data = scrub_data(params.data, self.secrets)
         await front.session.send_log_message(params.level, data, logger_name, related_request_id=front.request_id)
 
