@@ -19,7 +19,18 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import META_CREDENTIAL, AuditEvent, Auditor, Decision, GovContext, GovernedClient, Hooks, Principal, govern
+from mcpgov import (
+    META_CREDENTIAL,
+    AuditEvent,
+    Auditor,
+    CredentialError,
+    Decision,
+    GovContext,
+    GovernedClient,
+    Hooks,
+    Principal,
+    govern,
+)
 from mcpgov.audit import JsonlSink, ProofScope, QueuedSink, prove, request_keys
 from mcpgov.audit._jsonl import GENESIS, line_hash
 from mcpgov.audit._prove import render_html, render_json, render_text
@@ -181,6 +192,90 @@ async def test_a_call_after_revocation_admitted_by_a_misconfigured_verifier_fail
     assert not holds and "after it was revoked" in evidence and credential.id in evidence
     assert evidence.count("after it was revoked") == 1  # the call before the revocation is fine
     assert found["least-privilege"][0] and found["tenant-bound"][0]
+
+
+SUB_AGENT = Principal(issuer="https://id.example", subject="sub-bot", tenant="acme", auth_method="jwt")
+OTHER = Principal(issuer="https://id.example", subject="other-bot", tenant="acme", auth_method="jwt")
+
+
+def blind_verifier(stack: Stack) -> None:
+    """A verifier with its own, empty revocation list: it never hears of revocations."""
+    stack.verifier = CredentialVerifier(
+        issuer="https://issuer.example", audience=AUDIENCE, keys=stack.issuer.keys, revocations=RevocationList()
+    )
+
+
+@pytest.mark.parametrize(
+    "revocation",
+    ["parent", "grandparent", "tenant_task", "owner_task", "owner_principal", "delegator_principal"],
+)
+async def test_a_derived_or_task_wide_revocation_a_blind_verifier_ignored_fails_time_limited(
+    tmp_path: Path, key_file: Path, revocation: str
+) -> None:
+    """Every revocation the issuer enforces (a credential and everything derived from it, a task
+    of one owner or of the whole tenant, a principal and what it owns or delegated) covers the
+    credentials it covers in the proof too: a use after it is never proven."""
+    stack = Stack(tmp_path, key_file)
+    blind_verifier(stack)
+    server = stack.server()
+    root = await stack.issuer.mint(
+        AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-derived", ttl=60, may_act=[SUB_AGENT]
+    )
+    child = await stack.issuer.delegate(root.token, subject=SUB_AGENT, may_act=[OTHER])
+    grandchild = await stack.issuer.delegate(child.token, subject=OTHER)
+    await call_with(server, grandchild.token, "deploy", {"version": "1"}, "legacy")
+    if revocation == "parent":
+        await stack.issuer.revoke(child)
+    elif revocation == "grandparent":
+        await stack.issuer.revoke(root.id)
+    elif revocation == "tenant_task":
+        await stack.issuer.revoke_tenant_task("acme", "t-derived")
+    elif revocation == "owner_task":
+        await stack.issuer.revoke_task(AGENT, "t-derived")
+    elif revocation == "owner_principal":
+        await stack.issuer.revoke_principal(AGENT)
+    else:
+        await stack.issuer.revoke_principal(SUB_AGENT)
+    await call_with(server, grandchild.token, "deploy", {"version": "2"}, "legacy")
+    await stack.close()
+    with pytest.raises(CredentialError):  # the issuer itself refuses it
+        await stack.issuer.verify_own(grandchild.token)
+    holds, evidence = verdicts(stack.log, key_file, task="t-derived")["time-limited"]
+    assert not holds and "after it was revoked" in evidence and grandchild.id in evidence
+    assert evidence.count("after it was revoked") == 1  # the call before the revocation is fine
+
+
+async def test_a_revocation_of_another_owners_task_or_another_principal_leaves_the_credential_live(
+    tmp_path: Path, key_file: Path
+) -> None:
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    credential = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-mine", ttl=60)
+    await stack.issuer.revoke_task(OTHER, "t-mine")  # another principal's task of the same id
+    await stack.issuer.revoke_principal(OTHER)
+    await call_with(server, credential.token, "deploy", {"version": "1"}, "legacy")
+    await stack.close()
+    holds, evidence = verdicts(stack.log, key_file, task="t-mine")["time-limited"]
+    assert holds, evidence
+
+
+async def test_a_revocation_of_a_scope_the_proof_does_not_know_fails_time_limited(
+    tmp_path: Path, key_file: Path
+) -> None:
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    credential = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-unknown", ttl=60)
+    await stack.auditor.emit(
+        AuditEvent.from_context(
+            GovContext(side="server", method="credentials/revoked", tenant="acme", task_id="t-unknown"),
+            "credential.revoked",
+            attributes={"scope": "everything", "tenant": "acme"},
+        )
+    )
+    await call_with(server, credential.token, "deploy", {"version": "1"}, "legacy")
+    await stack.close()
+    holds, evidence = verdicts(stack.log, key_file, task="t-unknown")["time-limited"]
+    assert not holds and "after it was revoked" in evidence
 
 
 async def test_an_expired_credential_fails_time_limited(tmp_path: Path, key_file: Path, mode: str) -> None:

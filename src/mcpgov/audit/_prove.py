@@ -319,6 +319,7 @@ def prove(
 
 def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:
     grants: dict[str, CredentialGrant] = {}
+    holders: dict[str, tuple[str, ...]] = {}  # the actors each credential's holder acted for
     revocations: list[dict[str, Any]] = []
     for event in events:
         jti = event.get("credential_id")
@@ -341,32 +342,69 @@ def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:
         grant.task = _text(event.get("task_id"))
         grant.parent = attributes.get("parent") if isinstance(attributes.get("parent"), str) else None
         grant.minted_at = _text(event.get("time"))
+        holders[jti] = _texts(event.get("actors"))
     for event in revocations:
-        attributes = _attributes(event)
-        when = _text(event.get("time"))
-        kind = attributes.get("scope")
+        when = _text(event.get("time")) or "an unknown time"
         for grant in grants.values():
-            covered = (
-                (
-                    kind in ("credential", None)
-                    and grant.id in (event.get("credential_id"), attributes.get("credential"))
-                )
-                or (
-                    kind == "task"
-                    and attributes.get("task") == grant.task
-                    and attributes.get("tenant") == grant.tenant
-                    and _before(grant.minted_at, when)
-                )
-                or (
-                    kind == "principal"
-                    and attributes.get("principal") == grant.principal
-                    and attributes.get("tenant") == grant.tenant
-                    and _before(grant.minted_at, when)
-                )
-            )
-            if covered and (grant.revoked_at is None or _before(when, grant.revoked_at)):
+            if _revokes(event, grant, grants, holders) and (
+                grant.revoked_at is None or _epoch(when) is None or _strictly_before(when, grant.revoked_at)
+            ):
                 grant.revoked_at = when
     return grants
+
+
+def _lineage(grant: CredentialGrant, grants: dict[str, CredentialGrant]) -> tuple[list[CredentialGrant], bool]:
+    """The credential and those it was derived from, nearest first, and whether the log holds
+    them all (back to one minted from no other)."""
+    line = [grant]
+    while line[-1].parent is not None:
+        parent = grants.get(line[-1].parent)
+        if parent is None or parent in line or len(line) >= 32:
+            return line, False
+        line.append(parent)
+    return line, True
+
+
+def _revokes(
+    event: dict[str, Any],
+    grant: CredentialGrant,
+    grants: dict[str, CredentialGrant],
+    holders: dict[str, tuple[str, ...]],
+) -> bool:
+    """Whether a ``credential.revoked`` event covers ``grant``, as the revocation list decides it:
+    a credential's id revokes it and everything derived from it; a task (of its owner, or of the
+    whole tenant) and a principal (whoever holds, owns, delegated or acted in it) revoke what was
+    issued up to then. What the log cannot tell (an ancestor or holder it does not hold, a scope
+    or time it cannot read) counts as covered: unknown is never "not revoked"."""
+    attributes = _attributes(event)
+    kind = attributes.get("scope")
+    line, complete = _lineage(grant, grants)
+    if kind in ("credential", None):
+        named = {event.get("credential_id"), attributes.get("credential")}
+        return not complete or any(g.id in named for g in line)
+    # Task and principal revocations revoke what was issued up to the revocation (not after).
+    if _strictly_before(event.get("time"), grant.minted_at):
+        return False
+    if kind in ("task", "tenant_task", "principal") and attributes.get("tenant") != grant.tenant:
+        return False
+    if kind == "tenant_task":
+        return attributes.get("task") == grant.task
+    if kind == "task":
+        owner = line[-1].principal
+        return attributes.get("task") == grant.task and (
+            not complete or owner is None or attributes.get("principal") == owner
+        )
+    if kind == "principal":
+        wanted = attributes.get("principal")
+        parties = {g.principal for g in line}
+        subjects = {actor for g in line for actor in holders.get(g.id, ())}
+        return (
+            not complete
+            or None in parties
+            or wanted in parties
+            or (isinstance(wanted, str) and wanted.rsplit("#", 1)[-1] in subjects)
+        )
+    return True  # a revocation of a scope this proof does not know
 
 
 def _attributes(event: dict[str, Any]) -> dict[str, Any]:
@@ -374,9 +412,10 @@ def _attributes(event: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _before(first: Any, second: Any) -> bool:
+def _strictly_before(first: Any, second: Any) -> bool:
+    """``first`` is known to be earlier than ``second`` (both times readable)."""
     a, b = _epoch(first), _epoch(second)
-    return a is not None and b is not None and a <= b
+    return a is not None and b is not None and a < b
 
 
 def _request_key(event: dict[str, Any]) -> tuple[Any, ...]:
@@ -531,7 +570,7 @@ def _time_limited(calls: list[Call], grants: dict[str, CredentialGrant], max_ttl
         if moment > grant.expires_at:
             expired = datetime.fromtimestamp(grant.expires_at, timezone.utc).isoformat()
             bad.append(f"{where} used credential {grant.id} after it expired at {expired}")
-        if grant.revoked_at is not None and _before(grant.revoked_at, call.time):
+        if grant.revoked_at is not None and not _strictly_before(call.time, grant.revoked_at):
             bad.append(f"{where} used credential {grant.id} after it was revoked at {grant.revoked_at}")
     for jti, grant in sorted(grants.items()):
         if grant.minted and (grant.ttl is None or grant.ttl > max_ttl):
