@@ -459,3 +459,30 @@ def test_a_scope_describes_each_given_criterion_in_field_order() -> None:
     assert ProofScope(until=since, principal="idp#alice").describe() == (
         "principal idp#alice, until 2026-01-02T03:04:05+00:00"
     )
+
+
+async def test_a_principal_scope_holds_the_calls_made_with_its_credentials_alone(
+    tmp_path: Path, key_file: Path
+) -> None:
+    """A call carrying only a credential records no principal: it is still its holder's call, so
+    a principal's proof judges it (here a use after revocation a blind verifier admitted)."""
+    stack = Stack(tmp_path, key_file)
+    blind_verifier(stack)
+    server = stack.server()
+    credential = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-who", ttl=60)
+    await call_with(server, credential.token, "deploy", {"version": "1"}, "legacy")
+    await stack.issuer.revoke(credential)
+    await call_with(server, credential.token, "deploy", {"version": "2"}, "legacy")
+    stranger = await stack.issuer.mint(OTHER, audience=AUDIENCE, tools=["deploy"], task_id="t-who", ttl=60)
+    await call_with(server, stranger.token, "deploy", {"version": "3"}, "legacy")
+    await stack.close()
+    for wanted in (AGENT.subject, AGENT.id):
+        proof = prove([stack.log], ProofScope(principal=wanted), public_key=key_file)
+        assert [(c.target, c.credential) for c in proof.calls if c.side == "server"] == [
+            ("deploy", credential.id),
+            ("deploy", credential.id),
+        ]
+        assert all(c.principal == AGENT.id for c in proof.calls)
+        (limited,) = [v for v in proof.verdicts if v.name == "time-limited"]
+        assert not limited.holds and any("after it was revoked" in e for e in limited.evidence)
+        assert not proof.proven

@@ -232,6 +232,7 @@ class _Collector:
         self.scope = scope
         self.selected: list[tuple[str, dict[str, Any]]] = []
         self.credential_events: list[dict[str, Any]] = []
+        self._holders: dict[str, str] = {}  # credential id -> the principal it was minted for
         self._since = scope.since.timestamp() if scope.since else None
         self._until = scope.until.timestamp() if scope.until else None
 
@@ -239,6 +240,9 @@ class _Collector:
         kind = event.get("type")
         if isinstance(kind, str) and kind.startswith("credential."):
             self.credential_events.append(event)
+            jti, holder = event.get("credential_id"), event.get("principal")
+            if kind == "credential.minted" and isinstance(jti, str) and isinstance(holder, str):
+                self._holders.setdefault(jti, holder)
         if self._matches(event):
             self.selected.append((f"{file}:{line}", event))
 
@@ -248,8 +252,15 @@ class _Collector:
             return False
         if scope.task is not None and event.get("task_id") != scope.task:
             return False
-        if scope.principal is not None and not _principal_matches(event.get("principal"), scope.principal):
-            return False
+        if scope.principal is not None:
+            # A call made with a credential alone records no principal: its caller is the holder
+            # the credential was minted for (minted before it was used, so known by now).
+            caller = event.get("principal")
+            credential = event.get("credential_id")
+            if caller is None and isinstance(credential, str):
+                caller = self._holders.get(credential)
+            if not _principal_matches(caller, scope.principal):
+                return False
         if self._since is not None or self._until is not None:
             moment = _epoch(event.get("time"))
             if moment is None:
