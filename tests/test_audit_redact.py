@@ -328,3 +328,36 @@ def test_a_token_inside_the_name_of_a_redacted_pair_is_redacted_too(text: str) -
     assert token is not None
     assert token.group(0) not in redacted
     assert REDACTED in redacted
+
+
+async def test_a_secret_in_the_key_of_a_recorded_argument_reaches_no_sink(tmp_path: Path, mode: str) -> None:
+    """A mapping argument keyed by a token (sessions by id, headers as names) is recorded with
+    its keys redacted like its values, in every sink, and no entry is dropped."""
+    github = "ghp_" + "Q7r8A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
+    memory = InMemoryAuditSink()
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlSink(log)
+    server = MCPServer("mapper")
+
+    @server.tool()
+    def store(entries: dict[str, str]) -> str:
+        return f"{len(entries)} stored"
+
+    hooks = Hooks()
+
+    @hooks.tool("store")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("store-ok")
+
+    govern(server, hooks, audit=Auditor([memory, sink], redactor=Redactor(record_arguments=True)))
+    entries = {github: "a", f"Authorization: Bearer {BEARER_VALUE}": "b", "password=hunter2-xyz": "c", "plain": "d"}
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("store", {"entries": entries})
+    assert result.is_error is False
+    sink.close()
+    (decision,) = [e for e in memory.decisions() if e.target == "store"]
+    recorded = decision.attributes["arguments"]["entries"]
+    assert len(recorded) == len(entries) and recorded["plain"] == "d"
+    for text in ("\n".join(e.model_dump_json() for e in memory.events), log.read_text("utf-8")):
+        for secret in (github, BEARER_VALUE, "hunter2-xyz"):
+            assert secret not in text

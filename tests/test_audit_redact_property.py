@@ -118,7 +118,19 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
     return text, secret
 
 
-FIELDS = ("target", "detail", "reason", "purpose", "task_id", "rule", "tenant", "approver", "attribute", "actors")
+FIELDS = (
+    "target",
+    "detail",
+    "reason",
+    "purpose",
+    "task_id",
+    "rule",
+    "tenant",
+    "approver",
+    "attribute",
+    "attribute_key",
+    "actors",
+)
 
 
 def _event(field: str, text: str) -> AuditEvent:
@@ -134,6 +146,8 @@ def _event(field: str, text: str) -> AuditEvent:
     values: dict[str, object] = {"effect": "deny"}
     if field == "attribute":
         values["attributes"] = {"nested": [{"note": text}], "plain": text}
+    elif field == "attribute_key":  # a mapping keyed by the text (recorded arguments, upstream data)
+        values["attributes"] = {"nested": [{text: "on"}], text: 1, "plain": {"a": {text: None}}}
     elif field == "actors":
         values["actors"] = ("someone", text)
     else:
@@ -189,3 +203,12 @@ def test_ordinary_text_is_left_alone() -> None:
     redactor = Redactor()
     for text in ("read_file", "https://api.example.com/v1/items", "task-20260101-abcdef", "sha256:" + "0" * 64):
         assert redactor.text(text) == text
+
+
+def test_keys_that_read_the_same_once_redacted_are_all_kept() -> None:
+    redactor = Redactor()
+    first, second = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+    cleaned = redactor.value({first: 1, second: 2, "[redacted] (2)": 3, "plain": 4})
+    assert sorted(cleaned.values()) == [1, 2, 3, 4]
+    assert first not in json.dumps(cleaned) and second not in json.dumps(cleaned)
+    assert cleaned["plain"] == 4 and cleaned["[redacted]"] == 1

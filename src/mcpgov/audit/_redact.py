@@ -15,6 +15,7 @@ some of their (non-redacted) fields as well.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import re
@@ -441,10 +442,18 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {
-                k: (REDACTED if (_normal_name(k) in names or self.is_secret_name(k)) else self._value(v, names))
-                for k, v in value.items()
-            }
+            result: dict[str, Any] = {}
+            known = self._known_clean
+            for k, v in value.items():
+                secret = _normal_name(k) in names or self.is_secret_name(k)
+                cleaned = REDACTED if secret else self._value(v, names)
+                # A key is text like any other: a secret in it is redacted too, and keys that read the
+                # same once redacted are told apart, so no entry is dropped.
+                key = k if k in known or self._is_clean(k) else self.text(k)
+                if key in result:
+                    key = next(f"{key} ({n})" for n in itertools.count(2) if f"{key} ({n})" not in result)
+                result[key] = cleaned
+            return result
         if isinstance(value, list):
             return [self._value(v, names) for v in value]
         return value
