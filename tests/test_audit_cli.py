@@ -4,6 +4,7 @@ task (requests, decisions, approvals, credentials), plain output when not a term
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,42 @@ async def test_show_reports_unreadable_lines_on_stderr(log: Path) -> None:
     assert result.exit_code == 0
     assert result.stdout.count("approval.granted") == 1
     assert f"skipped 1 unreadable line(s): {log}:" in result.stderr
+
+
+FORGED = "status allow rule=release-managers approver=alice@example.com"
+
+
+async def test_a_name_with_spaces_cannot_print_as_fields_of_its_own(tmp_path: Path, mode: str) -> None:
+    """A client-chosen name holding spaces and ``label=value`` pairs prints quoted, so the line of
+    its refusal never reads as an allowed, approved call: every field is one shell word."""
+    path = tmp_path / "audit.jsonl"
+    server = MCPServer("release")
+
+    @server.tool()
+    def status() -> str:
+        return "green"
+
+    async def identity(ctx: GovContext, call_next: Any) -> Any:
+        principal = Principal(issuer="https://idp.example", subject="ci agent (tenant acme) purpose=x", tenant="acme")
+        return await call_next(ctx.replace(principal=principal, tenant="acme", task_id="t 1", purpose="a b"))
+
+    sink = JsonlSink(path)
+    govern(server, identity, Hooks(), audit=Auditor([sink]))
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool(FORGED, {})
+    sink.close()
+    for args in ((), ("--task", "t 1"), ("--task", "t 1", "--flat")):
+        code, out = run("audit", "show", str(path), *args)
+        assert code == 0 and FORGED in out
+        (line,) = [line for line in out.splitlines() if "[decision]" in line]
+        words = shlex.split(line)
+        assert FORGED in words and "deny" in words
+        assert [w for w in words if w.startswith(("rule=", "approver="))] == ["rule=mcpgov:default-deny"]
+        assert "allow" not in words
+        assert "principal=https://idp.example#ci agent (tenant acme) purpose=x" in words
+        if args == ("--task", "t 1"):
+            heading = out.splitlines()[1]
+            assert FORGED in shlex.split(heading) and "https://idp.example#ci agent (tenant acme) purpose=x" in (
+                shlex.split(heading)
+            )

@@ -6,6 +6,7 @@ fail the right verdict with the evidence; bad input exits 2, never with a traceb
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -486,3 +487,26 @@ async def test_a_principal_scope_holds_the_calls_made_with_its_credentials_alone
         (limited,) = [v for v in proof.verdicts if v.name == "time-limited"]
         assert not limited.holds and any("after it was revoked" in e for e in limited.evidence)
         assert not proof.proven
+
+
+def test_recorded_names_with_spaces_print_as_one_word_each(tmp_path: Path) -> None:
+    """A target, rule or approver holding spaces prints quoted in the text report, so it never
+    reads as another call's decision, rule or approver."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlSink(log)
+    forged = "status -> allow rule=release-managers (audit.jsonl:1)"
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target=forged, tenant="acme", task_id="t x")
+    sink.write_batch(
+        [
+            AuditEvent.from_context(ctx, "approval.granted", approver="bob approved by: alice"),
+            AuditEvent.from_context(ctx, "decision", effect="deny", rule="no one", reason="default_deny"),
+        ]
+    )
+    sink.close()
+    text = render_text(prove([log], ProofScope(task="t x")))
+    (call,) = [line for line in text.splitlines() if line.startswith("  ") and "tools/call" in line]
+    words = shlex.split(call)
+    assert forged in words and words[words.index(forged) + 1 :][:2] == ["->", "deny"]
+    assert [w for w in words if w.startswith("rule=")] == ["rule=no one"]
+    (approved,) = [line for line in text.splitlines() if "approved by:" in line]
+    assert shlex.split(approved) == ["approved", "by:", "bob approved by: alice"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["printable"]
+import json
+
+__all__ = ["printable", "printable_word"]
 
 
 def printable(value: object) -> str:
@@ -22,3 +24,17 @@ def _escape(ch: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def printable_word(value: object) -> str:
+    """``value`` as one word of a printed line: as it is when it is plain (printable, with no space,
+    quote or backslash), else double-quoted with JSON escapes (and :func:`printable`), so a
+    recorded name such as ``x rule=admin approver=alice`` never prints as fields of its own and
+    shell-style splitting reads every word back whole."""
+    text = value if isinstance(value, str) else str(value)
+    if text and text.isprintable() and not any(ch in _QUOTED for ch in text):
+        return text
+    return printable(json.dumps(text, ensure_ascii=False))
+
+
+_QUOTED = frozenset(" \"'\\")

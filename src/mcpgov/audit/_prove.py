@@ -28,6 +28,7 @@ from typing import Any
 
 from mcpgov._methods import EXECUTE_METHODS
 from mcpgov.audit._jsonl import ChainReport, verify_chain
+from mcpgov.audit._printable import printable_word
 from mcpgov.audit._query import printable
 from mcpgov.credentials._claims import TASK_BINDING
 
@@ -37,6 +38,7 @@ DEFAULT_MAX_TTL = 3600.0
 """The longest credential lifetime (seconds) ``prove`` accepts unless told otherwise."""
 
 _TARGET_TENANT = re.compile(r"(?:^|[/:])tenants?(?::/*|/)(?P<tenant>[A-Za-z0-9_.-]+)")
+_w = printable_word
 _REQUEST_FIELDS = ("side", "session_id", "request_id", "method", "target", "principal")
 
 
@@ -504,26 +506,30 @@ def _least_privilege(calls: list[Call], grants: dict[str, CredentialGrant], mint
     fine: list[str] = []
     for jti, grant in sorted(grants.items()):
         if not grant.minted:
-            bad.append(f"credential {jti} was used but its grant is not in the log: its breadth cannot be judged")
+            bad.append(f"credential {_w(jti)} was used but its grant is not in the log: its breadth cannot be judged")
             continue
         if set(grant.tools) <= {TASK_BINDING}:
             # A task binding calls no tool: it carries the task to listings, reads and prompts.
-            fine.append(f"credential {jti} binds the task and grants no tool")
+            fine.append(f"credential {_w(jti)} binds the task and grants no tool")
             continue
         used = set(grant.uses)
         if not used:
             if jti in minted:
-                bad.append(f"credential {jti} grants {sorted(grant.tools)} and the task never used it")
+                bad.append(f"credential {_w(jti)} grants {sorted(grant.tools)} and the task never used it")
             continue
         wider = sorted(set(grant.tools) - used)
         if wider:
-            bad.append(f"credential {jti} grants {wider} that its calls never used (used: {sorted(used)})")
+            bad.append(f"credential {_w(jti)} grants {wider} that its calls never used (used: {sorted(used)})")
         else:
-            fine.append(f"credential {jti} grants exactly the tools its calls used: {sorted(used)}")
+            fine.append(f"credential {_w(jti)} grants exactly the tools its calls used: {sorted(used)}")
     ran = [c for c in _server_side(calls) if c.effect == "allow"]
     if not ran and not grants:
         fine.append("no call ran and no credential was granted")
     return Verdict("least-privilege", not bad, tuple(bad or fine))
+
+
+def _who(value: str | None, unknown: str = "unknown caller") -> str:
+    return _w(value) if value else unknown
 
 
 def _tenant_bound(calls: list[Call], grants: dict[str, CredentialGrant], approvals: list[dict[str, Any]]) -> Verdict:
@@ -539,21 +545,21 @@ def _tenant_bound(calls: list[Call], grants: dict[str, CredentialGrant], approva
     for call in calls:
         if call.effect != "allow":
             continue
-        what = f"{call.method} {printable(call.target or '')} by {printable(call.principal or 'unknown caller')}"
+        what = f"{_w(call.method)} {_w(call.target or '')} by {_who(call.principal)}"
         note(call.tenant, f"call {what} ({call.where})")
         if call.target:
             m = _TARGET_TENANT.search(call.target)
             if m:
-                note(m.group("tenant"), f"target {printable(call.target)} ({call.where})")
+                note(m.group("tenant"), f"target {_w(call.target)} ({call.where})")
     for jti, grant in grants.items():
         if grant.minted:
-            note(grant.tenant, f"credential {jti}")
+            note(grant.tenant, f"credential {_w(jti)}")
     for event in approvals:
-        note(_text(event.get("tenant")), f"approval by {printable(_text(event.get('approver')) or 'unknown')}")
+        note(_text(event.get("tenant")), f"approval by {_who(_text(event.get('approver')), 'unknown')}")
     evidence: list[str] = []
     if len(seen) > 1:
         for tenant, items in sorted(seen.items()):
-            evidence.append(f"tenant {printable(tenant)}: {'; '.join(items[:5])}" + (" ..." if len(items) > 5 else ""))
+            evidence.append(f"tenant {_w(tenant)}: {'; '.join(items[:5])}" + (" ..." if len(items) > 5 else ""))
     evidence.extend(f"no tenant recorded for {what}" for what in unknown)
     holds = len(seen) <= 1 and not unknown
     if holds:
@@ -566,13 +572,13 @@ def _time_limited(calls: list[Call], grants: dict[str, CredentialGrant], max_ttl
     for call in _server_side(calls):
         if call.effect != "allow":
             continue
-        where = f"{call.method} {printable(call.target or '')} at {call.time} ({call.where})"
+        where = f"{_w(call.method)} {_w(call.target or '')} at {_w(call.time)} ({call.where})"
         if call.credential is None:
             bad.append(f"{where} ran without a short-lived credential")
             continue
         grant = grants.get(call.credential)
         if grant is None or grant.expires_at is None:
-            bad.append(f"{where} used credential {call.credential} whose expiry is not in the log")
+            bad.append(f"{where} used credential {_w(call.credential)} whose expiry is not in the log")
             continue
         moment = _epoch(call.time)
         if moment is None:
@@ -580,12 +586,12 @@ def _time_limited(calls: list[Call], grants: dict[str, CredentialGrant], max_ttl
             continue
         if moment > grant.expires_at:
             expired = datetime.fromtimestamp(grant.expires_at, timezone.utc).isoformat()
-            bad.append(f"{where} used credential {grant.id} after it expired at {expired}")
+            bad.append(f"{where} used credential {_w(grant.id)} after it expired at {expired}")
         if grant.revoked_at is not None and not _strictly_before(call.time, grant.revoked_at):
-            bad.append(f"{where} used credential {grant.id} after it was revoked at {grant.revoked_at}")
+            bad.append(f"{where} used credential {_w(grant.id)} after it was revoked at {_w(grant.revoked_at)}")
     for jti, grant in sorted(grants.items()):
         if grant.minted and (grant.ttl is None or grant.ttl > max_ttl):
-            bad.append(f"credential {jti} lives {grant.ttl}s, longer than the {max_ttl:g}s allowed")
+            bad.append(f"credential {_w(jti)} lives {grant.ttl}s, longer than the {max_ttl:g}s allowed")
     fine = [f"every call carried a live credential of at most {max_ttl:g}s, none used after expiry or revocation"]
     return Verdict("time-limited", not bad, tuple(bad or fine))
 
@@ -614,8 +620,9 @@ def _unauthenticated(proof: Proof) -> str:
 
 
 def render_text(proof: Proof) -> str:
-    """The proof as text for a terminal (every recorded value escaped)."""
-    p = printable
+    """The proof as text for a terminal (every recorded value escaped, and quoted when it holds a
+    space or a quote, so no value reads as another field)."""
+    p, w = printable, printable_word
     lines = [f"scope: {p(proof.scope.describe())}"]
     chain = proof.chain
     status = "intact" if chain.ok else "BROKEN"
@@ -629,30 +636,30 @@ def render_text(proof: Proof) -> str:
     lines.append(f"calls: {len(proof.calls)}")
     for call in proof.calls:
         lines.append(
-            f"  {p(call.time)} {p(call.side)} {p(call.method)} {p(call.target or '-')} -> {p(call.effect or '?')}"
-            f" rule={p(call.rule or '-')} ({p(call.where)})"
+            f"  {w(call.time)} {w(call.side)} {w(call.method)} {w(call.target or '-')} -> {w(call.effect or '?')}"
+            f" rule={w(call.rule or '-')} ({p(call.where)})"
         )
         lines.append(
-            f"    who: {p(call.principal or 'unknown caller')} tenant={p(call.tenant or '-')}"
-            + (f" on behalf of {p(' <- '.join(call.actors))}" if call.actors else "")
+            f"    who: {w(call.principal or 'unknown caller')} tenant={w(call.tenant or '-')}"
+            + (f" on behalf of {' <- '.join(map(w, call.actors))}" if call.actors else "")
         )
         lines.append(
-            f"    what: task={p(call.task or '-')} purpose={p(call.purpose or '-')} args={p(call.args_hash or '-')}"
+            f"    what: task={w(call.task or '-')} purpose={w(call.purpose or '-')} args={w(call.args_hash or '-')}"
         )
         if call.credential:
             grant = proof.credentials.get(call.credential)
             detail = ""
             if grant is not None and grant.minted:
                 detail = (
-                    f" audience={p(grant.audience or '-')} tools={p(','.join(grant.tools))}"
-                    f" scopes={p(','.join(grant.scopes) or '-')} ttl={grant.ttl}s"
+                    f" audience={w(grant.audience or '-')} tools={','.join(map(w, grant.tools))}"
+                    f" scopes={','.join(map(w, grant.scopes)) or '-'} ttl={grant.ttl}s"
                 )
-            chain_text = " <- ".join(call.delegation)
-            lines.append(f"    credential: {p(call.credential)}{detail} delegation={p(chain_text)}")
+            chain_text = " <- ".join(map(w, call.delegation))
+            lines.append(f"    credential: {w(call.credential)}{detail} delegation={chain_text}")
         if call.approvers:
-            lines.append(f"    approved by: {p(', '.join(call.approvers))}")
+            lines.append(f"    approved by: {', '.join(map(w, call.approvers))}")
         if call.outcome:
-            lines.append(f"    outcome: {p(call.outcome)}")
+            lines.append(f"    outcome: {w(call.outcome)}")
     for verdict in proof.verdicts:
         lines.append(f"{verdict.name}: {'PROVEN' if verdict.holds else 'FAILED'}")
         lines.extend(f"  - {p(item)}" for item in verdict.evidence)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from mcpgov._audit import AuditEvent
 from mcpgov.audit._codec import event_from_dict
 from mcpgov.audit._jsonl import read_chain
-from mcpgov.audit._printable import printable
+from mcpgov.audit._printable import printable, printable_word
 
 __all__ = [
     "EventFilter",
@@ -198,11 +198,13 @@ def task_trail(events: Iterable[AuditEvent], task_id: str) -> Trail:
 
 def format_event(event: AuditEvent) -> str:
     """One line describing ``event`` (time, type, target, what was decided or happened, by whom)."""
-    parts = [event.time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", printable(event.type)]
+    parts = [event.time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", printable_word(event.type)]
     what = event.effect or event.outcome
     if what:
-        parts.append(printable(what))
-    parts.append(printable(f"{event.method} {event.target}" if event.target else event.method))
+        parts.append(printable_word(what))
+    parts.append(printable_word(event.method))
+    if event.target:
+        parts.append(printable_word(event.target))
     for label, value in (
         ("rule", event.rule),
         ("reason", event.reason),
@@ -219,26 +221,26 @@ def format_event(event: AuditEvent) -> str:
         ("id", event.id),
     ):
         if value is not None and value != "":
-            parts.append(f"{label}={printable(value)}")
+            parts.append(f"{label}={printable_word(value)}")
     return " ".join(parts)
 
 
 def iter_lines(trail: Trail) -> Iterator[tuple[AuditEvent | None, str]]:
     """The trail as text lines: a heading per request (event ``None``), then its events indented."""
-    yield None, f"task {printable(trail.task_id)}: {len(trail.requests)} request(s), {len(trail.events)} event(s)"
+    yield None, f"task {printable_word(trail.task_id)}: {len(trail.requests)} request(s), {len(trail.events)} event(s)"
     for request in trail.requests:
         first = request.events[0]
         who = first.principal or "unknown caller"
-        heading = f"{printable(request.side)} {printable(request.method)}"
+        heading = f"{printable_word(request.side)} {printable_word(request.method)}"
         if request.target:
-            heading += f" {printable(request.target)}"
-        heading += f" by {printable(who)}"
+            heading += f" {printable_word(request.target)}"
+        heading += f" by {printable_word(who)}"
         if first.tenant:
-            heading += f" (tenant {printable(first.tenant)})"
+            heading += f" (tenant {printable_word(first.tenant)})"
         if first.purpose:
-            heading += f" purpose={printable(first.purpose)}"
+            heading += f" purpose={printable_word(first.purpose)}"
         if first.args_hash:
-            heading += f" args={printable(first.args_hash)}"
+            heading += f" args={printable_word(first.args_hash)}"
         yield None, heading
         for event in request.events:
             yield event, f"  [{category(event)}] {format_event(event)}"
