@@ -510,3 +510,20 @@ def test_recorded_names_with_spaces_print_as_one_word_each(tmp_path: Path) -> No
     assert [w for w in words if w.startswith("rule=")] == ["rule=no one"]
     (approved,) = [line for line in text.splitlines() if "approved by:" in line]
     assert shlex.split(approved) == ["approved", "by:", "bob approved by: alice"]
+
+
+async def test_show_by_principal_lists_the_calls_made_with_its_credentials_alone(
+    tmp_path: Path, key_file: Path
+) -> None:
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    mine = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-show", ttl=60)
+    theirs = await stack.issuer.mint(OTHER, audience=AUDIENCE, tools=["deploy"], task_id="t-show", ttl=60)
+    await call_with(server, mine.token, "deploy", {"version": "1"}, "legacy")
+    await call_with(server, theirs.token, "deploy", {"version": "2"}, "legacy")
+    await stack.close()
+    for wanted in (AGENT.subject, AGENT.id):
+        code, out = _cli("audit", "show", str(stack.log), "--principal", wanted, "--type", "decision")
+        assert code == 0, out
+        lines = out.splitlines()
+        assert len(lines) == 1 and f"credential={mine.id}" in lines[0] and "principal=" not in lines[0]

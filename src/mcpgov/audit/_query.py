@@ -79,11 +79,19 @@ class EventFilter:
     types: tuple[str, ...] = ()
 
     def __call__(self, event: AuditEvent) -> bool:
-        """Whether ``event`` matches."""
+        """Whether ``event`` matches (an event naming no principal matches ``principal`` only in
+        :meth:`select`, which knows whom each credential was minted for)."""
+        return self._matches(event, {})
+
+    def _matches(self, event: AuditEvent, holders: dict[str, str]) -> bool:
         if self.task is not None and event.task_id != self.task:
             return False
-        if self.principal is not None and not _principal_matches(event.principal, self.principal):
-            return False
+        if self.principal is not None:
+            caller = event.principal
+            if caller is None and event.credential_id is not None:
+                caller = holders.get(event.credential_id)
+            if not _principal_matches(caller, self.principal):
+                return False
         if self.tenant is not None and event.tenant != self.tenant:
             return False
         if self.tool is not None and event.target != self.tool:
@@ -95,8 +103,16 @@ class EventFilter:
         )
 
     def select(self, events: Iterable[AuditEvent]) -> list[AuditEvent]:
-        """The matching events, in order."""
-        return [e for e in events if self(e)]
+        """The matching events, in order. An event of a call made with a credential alone (it
+        names no principal) is the call of the principal that credential was minted for."""
+        holders: dict[str, str] = {}
+        chosen: list[AuditEvent] = []
+        for event in events:
+            if event.type == "credential.minted" and event.credential_id is not None and event.principal is not None:
+                holders.setdefault(event.credential_id, event.principal)
+            if self._matches(event, holders):
+                chosen.append(event)
+        return chosen
 
 
 def _principal_matches(value: str | None, wanted: str) -> bool:
