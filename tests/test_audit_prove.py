@@ -527,3 +527,34 @@ async def test_show_by_principal_lists_the_calls_made_with_its_credentials_alone
         assert code == 0, out
         lines = out.splitlines()
         assert len(lines) == 1 and f"credential={mine.id}" in lines[0] and "principal=" not in lines[0]
+
+
+async def test_a_call_only_the_client_recorded_is_judged_beside_the_servers_calls(
+    tmp_path: Path, key_file: Path, mode: str
+) -> None:
+    """An agent's task that also called a server whose decisions are not in the log (ungoverned,
+    or logging elsewhere): what that server checked cannot be told, so its calls are judged as
+    the client recorded them, and a call without a credential fails time-limited."""
+    stack = Stack(tmp_path, key_file)
+    governed_server = stack.server()
+    elsewhere = MCPServer("elsewhere")
+
+    @elsewhere.tool()
+    def wipe(target: str) -> str:
+        return f"wiped {target}"
+
+    credentials = ClientCredentials(IssuerTokenSource(stack.issuer), audience=AUDIENCE, ttl=120)
+    async with (
+        GovernedClient(governed_server, credentials, principal=AGENT, audit=stack.auditor, mode=mode) as first,
+        GovernedClient(
+            elsewhere, principal=AGENT, audit=stack.auditor, mode=mode, task_id="t-two", purpose="deploy"
+        ) as second,
+        open_task(first, "t-two", purpose="deploy"),
+    ):
+        await first.call_tool("deploy", {"version": "1.0"})
+        await second.call_tool("wipe", {"target": "prod"})
+        await first.call_tool("deploy", {"version": "1.0"})  # the same call twice: both have the server's decision
+    await stack.close()
+    holds, evidence = verdicts(stack.log, key_file, task="t-two")["time-limited"]
+    assert not holds and "wipe" in evidence and "ran without a short-lived credential" in evidence
+    assert "deploy" not in evidence

@@ -495,10 +495,26 @@ def _delegation(jti: str | None, credentials: dict[str, CredentialGrant]) -> tup
     return tuple(chain)
 
 
-def _server_side(calls: list[Call]) -> list[Call]:
-    """The calls as the server decided them (the client's view when the log has no server side)."""
+def _judged(calls: list[Call]) -> list[Call]:
+    """The calls as the servers decided them, and the calls no server decision in the log accounts
+    for as the client recorded them (a server that is not governed, or that logs elsewhere: what
+    it checked cannot be told). A client's call is accounted for by a server's decision, whatever
+    its effect, of the same method, target, arguments and task, each decision for one call."""
     server = [c for c in calls if c.side == "server"]
-    return server or calls
+    decided: dict[tuple[Any, ...], int] = {}
+    for call in server:
+        key = (call.method, call.target, call.args_hash, call.task)
+        decided[key] = decided.get(key, 0) + 1
+    judged = list(server)
+    for call in calls:
+        if call.side == "server":
+            continue
+        key = (call.method, call.target, call.args_hash, call.task)
+        if decided.get(key, 0) > 0:
+            decided[key] -= 1
+        else:
+            judged.append(call)
+    return judged
 
 
 def _least_privilege(calls: list[Call], grants: dict[str, CredentialGrant], minted: set[Any]) -> Verdict:
@@ -522,7 +538,7 @@ def _least_privilege(calls: list[Call], grants: dict[str, CredentialGrant], mint
             bad.append(f"credential {_w(jti)} grants {wider} that its calls never used (used: {sorted(used)})")
         else:
             fine.append(f"credential {_w(jti)} grants exactly the tools its calls used: {sorted(used)}")
-    ran = [c for c in _server_side(calls) if c.effect == "allow"]
+    ran = [c for c in _judged(calls) if c.effect == "allow"]
     if not ran and not grants:
         fine.append("no call ran and no credential was granted")
     return Verdict("least-privilege", not bad, tuple(bad or fine))
@@ -569,7 +585,7 @@ def _tenant_bound(calls: list[Call], grants: dict[str, CredentialGrant], approva
 
 def _time_limited(calls: list[Call], grants: dict[str, CredentialGrant], max_ttl: float) -> Verdict:
     bad: list[str] = []
-    for call in _server_side(calls):
+    for call in _judged(calls):
         if call.effect != "allow":
             continue
         where = f"{_w(call.method)} {_w(call.target or '')} at {_w(call.time)} ({call.where})"
