@@ -1,5 +1,5 @@
 """Redaction holds for generated secrets in many shapes (key=value with any key spelling, JSON,
-URI user-info, HTTP headers, base64, URL-encoding), planted in every recorded field: none reaches any sink
+URI user-info, HTTP headers, base64, hex, URL-encoding), planted in every recorded field: none reaches any sink
 (memory, a callback, logging, the JSON Lines file)."""
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
                 "percent-nested",
                 "percent-json",
                 "arrow",
+                "hex",
+                "hex-0x",
             ]
         )
     )
@@ -101,6 +103,11 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
         encoded = base64.b64encode(f"admin:{secret}".encode()).decode()
         text = f"Basic {encoded}"
         return text, encoded
+    elif shape in ("hex", "hex-0x"):  # a hex dump of a config line or a header
+        encoded = f"{key}={secret}".encode().hex()
+        encoded = encoded.upper() if draw(st.booleans()) else encoded
+        prefix = "0x" if shape == "hex-0x" else ""
+        return f"payload {prefix}{encoded} end", encoded
     elif shape == "arrow":  # Ruby/PHP hashes, C pointers, Pascal assignment
         arrow = draw(st.sampled_from([" => ", "=>", " -> ", "->", " := "]))
         text = f"{{{key}{arrow}{secret}}}"

@@ -109,7 +109,7 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 # Runs that may be base64 (standard or URL-safe): decoded and scanned for the rules above.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
-_HEX_RUN = re.compile(r"[0-9a-fA-F]+")
+_HEX_RUN = re.compile(r"(?:0[xX])?(?P<hex>[0-9a-fA-F]+)")
 # Runs of URL-encoded text (a query string or form body, encoded once more as a redirect target):
 # decoded and scanned for the rules above.
 _PERCENT_RUN = re.compile(r"[A-Za-z0-9._~!$'()*+,;=:@/?&%-]*%[0-9A-Fa-f]{2}[A-Za-z0-9._~!$'()*+,;=:@/?&%-]*")
@@ -222,6 +222,17 @@ def _b64_text(run: str) -> str | None:
         raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
         text = raw.decode("utf-8")
     except (binascii.Error, ValueError):
+        return None
+    return text if text.isprintable() or "\n" in text else None
+
+
+def _hex_text(run: str) -> str | None:
+    """The text a hex run decodes to, if it is text."""
+    if len(run) % 2:
+        return None
+    try:
+        text = bytes.fromhex(run).decode("utf-8")
+    except ValueError:
         return None
     return text if text.isprintable() or "\n" in text else None
 
@@ -373,8 +384,9 @@ class Redactor:
         return REDACTED if self._decoded_secret(run) else run
 
     def _decoded_secret(self, run: str) -> bool:
-        """Whether a base64 run decodes to text holding a token or secret."""
-        decoded = _b64_text(run)
+        """Whether a base64 or hex run (``0x`` prefix optional) decodes to text holding a token or secret."""
+        hexadecimal = _HEX_RUN.fullmatch(run)
+        decoded = _hex_text(hexadecimal.group("hex")) if hexadecimal else _b64_text(run)
         return decoded is not None and self._detect_plain(decoded)
 
     def _is_clean(self, value: Any) -> bool:
@@ -399,11 +411,8 @@ class Redactor:
             return True
         if len(value) < 16:
             return False
-        return any(
-            self._decoded_secret(run)
-            for run in (m.group(0) for m in _BASE64_RUN.finditer(value))
-            if not _HEX_RUN.fullmatch(run)  # hashes and ids: hex, not base64-encoded text
-        )
+        # Hex runs (hashes, ids, hex dumps) are decoded as hex: hashes and ids decode to no text.
+        return any(self._decoded_secret(m.group(0)) for m in _BASE64_RUN.finditer(value))
 
     def _percent_secret(self, run: str) -> bool:
         """Whether a URL-encoded run decodes to text holding a token or secret."""
