@@ -361,3 +361,34 @@ async def test_a_secret_in_the_key_of_a_recorded_argument_reaches_no_sink(tmp_pa
     for text in ("\n".join(e.model_dump_json() for e in memory.events), log.read_text("utf-8")):
         for secret in (github, BEARER_VALUE, "hunter2-xyz"):
             assert secret not in text
+
+
+async def test_a_secret_beside_its_name_in_a_recorded_argument_reaches_no_sink(mode: str) -> None:
+    """Environment variables as name/value objects, headers as [name, value] pairs: the value of
+    an entry named like a secret is redacted, the other entries stay readable."""
+    memory = InMemoryAuditSink()
+    server = MCPServer("deployer")
+
+    @server.tool()
+    def deploy(env: list[dict[str, str]], headers: list[list[str]]) -> str:
+        return f"{len(env)} variables, {len(headers)} headers"
+
+    hooks = Hooks()
+
+    @hooks.tool("deploy")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("deploy-ok")
+
+    govern(server, hooks, audit=Auditor([memory], redactor=Redactor(record_arguments=True)))
+    env = [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "ADMINPASS", "value": "pa55-word-9"}]
+    headers = [["Accept", "text/plain"], ["X-Service-Token", "svc-0123456789"]]
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("deploy", {"env": env, "headers": headers})
+    assert result.is_error is False
+    (decision,) = [e for e in memory.decisions() if e.target == "deploy"]
+    assert decision.attributes["arguments"] == {
+        "env": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "ADMINPASS", "value": REDACTED}],
+        "headers": [["Accept", "text/plain"], ["X-Service-Token", REDACTED]],
+    }
+    recorded = "\n".join(e.model_dump_json() for e in memory.events)
+    assert "pa55-word-9" not in recorded and "svc-0123456789" not in recorded

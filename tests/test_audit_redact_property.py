@@ -219,3 +219,47 @@ def test_keys_that_read_the_same_once_redacted_are_all_kept() -> None:
     assert sorted(cleaned.values()) == [1, 2, 3, 4]
     assert first not in json.dumps(cleaned) and second not in json.dumps(cleaned)
     assert cleaned["plain"] == 4 and cleaned["[redacted]"] == 1
+
+
+NAMING_FIELDS = ("name", "key", "Name", "Key", "header", "variable", "field")
+
+
+@st.composite
+def named_pairs(draw: st.DrawFn) -> tuple[object, str]:
+    """A secret beside its name in a structure: a name/value object (Kubernetes env, HAR headers,
+    tags), a [name, value] pair (headers as a list) or a mapping entry."""
+    secret, key = draw(SECRET), draw(key_names())
+    shape = draw(st.sampled_from(["object", "pair", "pair-nested", "mapping"]))
+    if shape == "mapping":  # the name as a mapping's key, as in text ``name=value``
+        return {"config": {"region": "eu", key: secret}}, secret
+    if shape == "object":
+        naming = draw(st.sampled_from(NAMING_FIELDS))
+        value_field = draw(st.sampled_from(["value", "Value", "val", "content", "default"]))
+        return [{naming: key, value_field: secret}], secret
+    if shape == "pair":
+        return [[key, secret]], secret
+    return {"request": {"headers": [["Accept", "text/plain"], [key, secret]]}}, secret
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plant=named_pairs())
+def test_no_secret_beside_its_name_reaches_any_sink(tmp_path: Path, plant: tuple[object, str]) -> None:
+    structure, secret = plant
+    memory = InMemoryAuditSink()
+    path = tmp_path / "audit.jsonl"
+    path.unlink(missing_ok=True)
+    sink = JsonlSink(path)
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", tenant="acme")
+    try:
+        auditor = Auditor([memory, sink], redactor=Redactor())
+        anyio.run(auditor.emit, AuditEvent.from_context(ctx, "decision", attributes={"arguments": structure}))
+    finally:
+        sink.close()
+    for output in (json.dumps([event_to_dict(e) for e in memory.events]), path.read_text("utf-8")):
+        assert secret not in output, structure
+
+
+def test_names_and_values_that_are_not_secret_stay() -> None:
+    redactor = Redactor()
+    value = {"env": [{"name": "LOG_LEVEL", "value": "debug"}], "headers": [["Accept", "text/plain"]], "pair": [1, 2]}
+    assert redactor.value(value) == value

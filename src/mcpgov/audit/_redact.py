@@ -86,6 +86,9 @@ _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # User information in a URI (``scheme://user:password@host``, ``https://token@host``).
     (r"(?<=://)[^/\s@?#\"'<>]+(?=@)", ("://",)),
 )
+_SECRET_NAME = re.compile(r"(?i:[A-Za-z0-9_.\s-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.\s-]*)")
+"""A name the built-in ``key=value`` rule treats as naming a secret (so a mapping entry or a
+name/value pair under it is redacted like the text ``name=value``)."""
 _TOKEN_IN_NAME = re.compile(_TOKEN_RULES[0][0])
 """A JWS/JWE inside the name part of a redacted ``name=value`` pair."""
 _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -172,6 +175,8 @@ _TEXT_FIELDS: tuple[str, ...] = (
 _TUPLE_FIELDS: tuple[str, ...] = ("actors", "hidden")
 _text_values = operator.itemgetter(*_TEXT_FIELDS)
 
+# The fields that name the entry of a name/value object ({"name": "DB_PASSWORD", "value": ...}).
+_NAMING_FIELDS = frozenset({"name", "key", "header", "field", "variable", "param", "parameter", "label"})
 _REMEMBER_MAX = 4096
 _REMEMBER_MAX_LEN = 256
 _JSON_INT_MAX = 2**53 - 1
@@ -292,8 +297,10 @@ class Redactor:
         record_arguments: bool | Collection[str] | Mapping[str, Collection[str]] = False,
     ) -> None:
         rules = list(_TOKEN_RULES)
+        self._secret_name: re.Pattern[str] | None = None
         if default_patterns:
             rules.extend(_DEFAULT_RULES)
+            self._secret_name = _SECRET_NAME
         sources: list[str] = [p for p, _ in rules]
         custom: list[str] = []
         for given in patterns:
@@ -441,11 +448,19 @@ class Redactor:
             return True
         if normal.endswith(_KEPT_SUFFIXES):
             return False
-        return any(fragment in normal for fragment in self.secret_keys) or bool(_SHORT_SECRET_NAME.search(normal))
+        if any(fragment in normal for fragment in self.secret_keys) or _SHORT_SECRET_NAME.search(normal):
+            return True
+        # As in text: ``githubpwd=...`` is redacted, so is a ``githubpwd`` entry.
+        rule = self._secret_name
+        return rule is not None and rule.fullmatch(name) is not None
 
     def value(self, value: Any, names: Collection[str] = frozenset()) -> Any:
         """``value`` made JSON-safe, with secrets and the fields called ``names`` redacted, at any depth."""
         return self._value(json_safe(value), frozenset(_normal_name(n) for n in names))
+
+    def _names_secret(self, value: Any, names: frozenset[str]) -> bool:
+        """Whether ``value`` is text naming a secret (a field name in a name/value structure)."""
+        return isinstance(value, str) and (_normal_name(value) in names or self.is_secret_name(value))
 
     def _value(self, value: Any, names: frozenset[str]) -> Any:
         if isinstance(value, str):
@@ -453,8 +468,14 @@ class Redactor:
         if isinstance(value, dict):
             result: dict[str, Any] = {}
             known = self._known_clean
+            # A name/value object ({"name": "DB_PASSWORD", "value": ...}: environment variables,
+            # headers, tags) naming a secret: every entry but its name is the secret's.
+            naming = next(
+                (k for k, v in value.items() if _normal_name(k) in _NAMING_FIELDS and self._names_secret(v, names)),
+                None,
+            )
             for k, v in value.items():
-                secret = _normal_name(k) in names or self.is_secret_name(k)
+                secret = (naming is not None and k != naming) or _normal_name(k) in names or self.is_secret_name(k)
                 cleaned = REDACTED if secret else self._value(v, names)
                 # A key is text like any other: a secret in it is redacted too, and keys that read the
                 # same once redacted are told apart, so no entry is dropped.
@@ -464,6 +485,8 @@ class Redactor:
                 result[key] = cleaned
             return result
         if isinstance(value, list):
+            if len(value) == 2 and self._names_secret(value[0], names):  # a [name, value] pair
+                return [value[0], REDACTED]
             return [self._value(v, names) for v in value]
         return value
 
