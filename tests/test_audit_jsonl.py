@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp import Client
@@ -17,9 +18,17 @@ from mcp import Client
 from mcpgov import AuditEvent, Auditor, ConfigurationError, GovContext
 from mcpgov.audit import JsonlSink, QueuedSink, read_events, verify_chain
 from mcpgov.audit._jsonl import GENESIS, line_hash
+from mcpgov.cli import main
 from tests.conftest import build_demo
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("jsonl-keys") / "audit.jwks"
+    assert CliRunner().invoke(main, ["keys", "generate", "--out", str(path)]).exit_code == 0
+    return path
 
 
 def make_events(n: int, *, target: str = "read_file") -> list[AuditEvent]:
@@ -254,3 +263,47 @@ def test_any_single_tampering_is_detected(mutation: str, index: int, data: st.Da
         rewrite(path, lines)
         # The operator kept the head as an anchor: removing the last line is caught by it.
         assert not verify_chain([path], head=head).ok
+
+
+async def test_an_event_whose_keys_are_not_utf8_is_written_and_verifies(tmp_path: Path) -> None:
+    """An attribute key holding a lone surrogate (text no UTF-8 file can hold) is written with the
+    surrogate escaped, like such a value: the event is not lost."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path)
+    auditor = Auditor([sink])
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="store", tenant="acme")
+    odd = AuditEvent.from_context(ctx, "outcome", outcome="completed", attributes={"\ud800key": {"x\udc00": 1}})
+    for event in (*make_events(1), odd, *make_events(1)):
+        await auditor.emit(event)
+    sink.close()
+    assert auditor.sink_failures == 0 and sink.lost == 0
+    assert verify_chain([path]).ok
+    assert [e.type for e in read_events([path])] == ["decision", "outcome", "decision"]
+
+
+@pytest.mark.parametrize("failure", [ValueError("the signing key is unavailable"), KeyboardInterrupt()])
+def test_a_write_failing_with_anything_is_recorded_as_lost_in_the_log(
+    tmp_path: Path, key_file: Path, failure: BaseException
+) -> None:
+    """Not only a full disk: a batch that fails for any reason (its checkpoint cannot be signed, an
+    interrupt) leaves nothing of it in the file and is recorded as lost before the next line."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=3)
+    sink.write_batch(make_events(1))
+    signer = sink._signer
+    assert signer is not None
+    sign = signer.sign
+
+    def broken(payload: object) -> str:
+        raise failure
+
+    signer.sign = broken  # type: ignore[method-assign]
+    with pytest.raises(type(failure)):
+        sink.write_batch(make_events(4))  # a checkpoint falls due within the batch
+    signer.sign = sign  # type: ignore[method-assign]
+    sink.write_batch(make_events(1))
+    sink.close()
+    assert sink.lost == 4
+    report = verify_chain([path], public_key=key_file)
+    assert [p.kind for p in report.problems] == ["lost"] and "4 event(s)" in report.problems[0].message
+    assert [e.type for e in read_events([path])] == ["decision", "audit.gap", "decision"]

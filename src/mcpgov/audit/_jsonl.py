@@ -800,7 +800,7 @@ class JsonlSink:
                 view = view[n:]
             if self.fsync:
                 os.fsync(fd)
-        except OSError:
+        except BaseException:  # also an interrupt between two partial writes: no half batch stays
             self._healthy = False
             try:
                 os.ftruncate(fd, self._size)
@@ -813,9 +813,18 @@ class JsonlSink:
         """Append ``events`` (one write, with any checkpoint that falls due).
 
         Raises:
-            OSError: the write failed; nothing of it remains in the file.
+            OSError: the write failed; nothing of it remains in the file. Anything else that
+                makes it fail (an event that cannot be encoded, a checkpoint that cannot be
+                signed, an interrupt) propagates as it was raised, with the same effect: the
+                events are counted in :attr:`lost` and the next write records them in the log
+                (an ``audit.gap`` line).
         """
-        bodies = [encode_event(event) for event in events]
+        try:
+            bodies = [encode_event(event) for event in events]
+        except BaseException:
+            with self._lock:
+                self._lose(len(events))
+            raise
         with self._lock:
             try:
                 fd = self._ready(sum(map(len, bodies)) + 220 * len(bodies))
@@ -823,7 +832,8 @@ class JsonlSink:
                     self._write_locked(fd, bodies, None)
                 finally:
                     self._unlock_current()
-            except OSError:
+            except BaseException:  # a full disk, a key that cannot sign, an interrupt: all recorded
+                self._healthy = False
                 self._lose(len(bodies))
                 raise
 

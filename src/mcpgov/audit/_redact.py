@@ -206,7 +206,7 @@ def json_safe(value: Any, *, depth: int = 0) -> Any:
     if depth >= _MAX_DEPTH:
         return "<unserialisable: too deep>"
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v, depth=depth + 1) for k, v in value.items()}
+        return {json_safe(str(k)): json_safe(v, depth=depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [json_safe(v, depth=depth + 1) for v in value]
     if isinstance(value, (datetime, date)):
