@@ -558,3 +558,21 @@ async def test_a_call_only_the_client_recorded_is_judged_beside_the_servers_call
     holds, evidence = verdicts(stack.log, key_file, task="t-two")["time-limited"]
     assert not holds and "wipe" in evidence and "ran without a short-lived credential" in evidence
     assert "deploy" not in evidence
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [ProofScope(task="no-such-task"), ProofScope(principal="nobody"), ProofScope(session="s-0")],
+    ids=["task", "principal", "session"],
+)
+async def test_a_scope_with_nothing_in_it_is_never_proven(tmp_path: Path, key_file: Path, scope: ProofScope) -> None:
+    """A task id with a typo, or a log that holds none of the scope's events, proves nothing: the
+    API says so as the command does (which exits 2)."""
+    stack = Stack(tmp_path, key_file)
+    await clean_task(stack, stack.server(), "legacy")
+    await stack.close()
+    proof = prove([stack.log], scope, public_key=key_file)
+    assert proof.chain.ok and proof.authenticated and not proof.calls and not proof.credentials
+    assert not proof.proven
+    assert "NOT PROVEN" in render_text(proof) and json.loads(render_json(proof))["proven"] is False
+    assert any("nothing in scope" in e for v in proof.verdicts for e in v.evidence)

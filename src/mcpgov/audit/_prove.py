@@ -319,11 +319,15 @@ def prove(
     for jti in used - credentials.keys():
         relevant[jti] = CredentialGrant(id=jti)
     approvals = [e for _, e in collector.selected if str(e.get("type", "")).startswith("approval.")]
-    verdicts = (
+    verdicts: tuple[Verdict, ...] = (
         _least_privilege(calls, relevant, in_scope_minted),
         _tenant_bound(calls, relevant, approvals),
         _time_limited(calls, relevant, max_ttl),
     )
+    if not calls and not relevant:
+        # A scope the log holds nothing of (a mistyped id, events written elsewhere) proves nothing.
+        nothing = (f"nothing in scope: no call or credential in the log matches {scope.describe()}",)
+        verdicts = tuple(Verdict(v.name, False, nothing) for v in verdicts)
     # With a key, every line must be under a verified checkpoint: lines after the last one (a log
     # still being written, --live) could have been appended or rewritten by anyone.
     authenticated = head is not None or (public_key is not None and chain.unsealed == 0 and chain.unclaimed == 0)
