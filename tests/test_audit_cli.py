@@ -4,6 +4,7 @@ task (requests, decisions, approvals, credentials), plain output when not a term
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from mcpgov import AuditEvent, Auditor, Decision, GovContext, Hooks, Principal, govern
-from mcpgov.audit import EventFilter, JsonlSink, read_events, task_trail
+from mcpgov.audit import EventFilter, JsonlSink, LoggingSink, read_events, task_trail
 from mcpgov.cli import main
 
 pytestmark = pytest.mark.anyio
@@ -215,3 +216,33 @@ async def test_a_name_with_spaces_cannot_print_as_fields_of_its_own(tmp_path: Pa
             assert FORGED in shlex.split(heading) and "https://idp.example#ci agent (tenant acme) purpose=x" in (
                 shlex.split(heading)
             )
+
+
+async def test_the_logging_sink_message_prints_a_hostile_name_as_one_escaped_word(mode: str) -> None:
+    """A plain-text log (a file, a terminal) gets one line per event: a client-chosen name with a
+    newline, terminal escapes or spaced ``label=value`` pairs cannot forge a line or a field."""
+    forged = "x\n2026-01-01 audit decision allow tools/call deploy rule=admins\x1b[2K id=1 rule=admins"
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("tests.audit.logging_sink")
+    logger.propagate = False
+    handler = Keep()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    server = MCPServer("release")
+    try:
+        govern(server, Hooks(), audit=Auditor([LoggingSink(logger)]))
+        async with Client(server, mode=mode) as client:
+            with pytest.raises(MCPError):
+                await client.call_tool(forged, {})
+    finally:
+        logger.removeHandler(handler)
+    (message,) = [r.getMessage() for r in records if r.getMessage().startswith("audit decision")]
+    assert "\n" not in message and "\x1b" not in message and message.isprintable()
+    words = shlex.split(message)
+    assert words[:4] == ["audit", "decision", "deny", "tools/call"] and words[4].startswith("x\\n2026-01-01 audit")
+    assert [w for w in words if w.startswith("rule=")] == ["rule=mcpgov:default-deny"]

@@ -21,6 +21,7 @@ from mcpgov._protocols import BatchWriter, ClosableSink, Ticking, closable, flus
 from mcpgov._types import is_async_callable
 from mcpgov._validate import is_number, is_positive_count
 from mcpgov.audit._codec import event_to_dict
+from mcpgov.audit._printable import printable_word
 
 __all__ = ["FanOut", "LoggingSink", "QueuedSink"]
 
@@ -635,15 +636,16 @@ class LoggingSink:
         """Log ``event``."""
         if not self.logger.isEnabledFor(self.level):
             return
-        what = event.effect or event.outcome or ""
+        what = event.effect or event.outcome
+        # Each value one escaped word: a client-chosen name never forges a line or a field of a text log.
         self.logger.log(
             self.level,
-            "audit %s %s %s %s rule=%s id=%s",
-            event.type,
-            what,
-            event.method,
-            event.target or "-",
-            event.rule or "-",
+            "audit %s%s %s %s rule=%s id=%s",
+            printable_word(event.type),
+            f" {printable_word(what)}" if what else "",
+            printable_word(event.method),
+            printable_word(event.target or "-"),
+            printable_word(event.rule or "-"),
             event.id,
             extra={self.extra_key: event_to_dict(event)},
         )
