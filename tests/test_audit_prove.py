@@ -576,3 +576,44 @@ async def test_a_scope_with_nothing_in_it_is_never_proven(tmp_path: Path, key_fi
     assert not proof.proven
     assert "NOT PROVEN" in render_text(proof) and json.loads(render_json(proof))["proven"] is False
     assert any("nothing in scope" in e for v in proof.verdicts for e in v.evidence)
+
+
+@pytest.mark.parametrize(
+    "tools", [None, "deploy", ["deploy", 7], {"deploy": True}], ids=["missing", "text", "mixed", "map"]
+)
+def test_a_grant_whose_tools_cannot_be_read_fails_least_privilege(
+    tmp_path: Path, key_file: Path, tools: object
+) -> None:
+    """A signed log whose credential.minted event records no readable tool list (another writer, an
+    older format) cannot show the credential was narrow: least-privilege fails, never "grants no tool"."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlSink(log, checkpoint_key=key_file)
+    ctx = GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="deploy",
+        tenant="acme",
+        task_id="t-odd",
+        credential={"jti": "cred-odd"},
+    )
+    attributes: dict[str, Any] = {"audience": AUDIENCE, "scopes": [], "exp": time.time() + 60, "ttl": 60.0}
+    if tools is not None:
+        attributes["tools"] = tools
+    minted = AuditEvent.from_context(
+        GovContext(
+            side="server",
+            method="credentials/minted",
+            tenant="acme",
+            task_id="t-odd",
+            principal=AGENT,
+            credential={"jti": "cred-odd"},
+        ),
+        "credential.minted",
+        attributes=attributes,
+    )
+    sink.write_batch([minted, AuditEvent.from_context(ctx, "decision", effect="allow", rule="r")])
+    sink.close()
+    found = verdicts(log, key_file, task="t-odd")
+    holds, evidence = found["least-privilege"]
+    assert not holds and "cannot be judged" in evidence and "cred-odd" in evidence

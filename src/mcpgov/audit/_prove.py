@@ -90,6 +90,8 @@ class CredentialGrant:
     revoked_at: str | None = None
     uses: list[str] = dataclasses.field(default_factory=list)
     """The targets of the allowed calls that used it."""
+    unreadable: tuple[str, ...] = ()
+    """The parts of its grant the log does not record in a form that can be judged (``tools``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON data."""
@@ -350,7 +352,10 @@ def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:
         grant = grants.setdefault(jti, CredentialGrant(id=jti))
         grant.minted = True
         grant.audience = attributes.get("audience") if isinstance(attributes.get("audience"), str) else None
-        grant.tools = _texts(attributes.get("tools"))
+        tools = attributes.get("tools")
+        grant.tools = _texts(tools)
+        # A grant whose tools are missing or not all names cannot be judged (never "grants none").
+        grant.unreadable = () if isinstance(tools, list) and len(grant.tools) == len(tools) else ("tools",)
         grant.scopes = _texts(attributes.get("scopes"))
         grant.ttl = _number(attributes.get("ttl"))
         grant.expires_at = _number(attributes.get("exp"))
@@ -527,6 +532,9 @@ def _least_privilege(calls: list[Call], grants: dict[str, CredentialGrant], mint
     for jti, grant in sorted(grants.items()):
         if not grant.minted:
             bad.append(f"credential {_w(jti)} was used but its grant is not in the log: its breadth cannot be judged")
+            continue
+        if grant.unreadable:
+            bad.append(f"credential {_w(jti)}'s grant does not record its tools as names: its breadth cannot be judged")
             continue
         if set(grant.tools) <= {TASK_BINDING}:
             # A task binding calls no tool: it carries the task to listings, reads and prompts.
