@@ -1,6 +1,6 @@
 """Redaction holds for generated secrets in many shapes (key=value with any key spelling, JSON,
-URI user-info, HTTP headers, base64, hex, URL-encoding), planted in every recorded field: none reaches any sink
-(memory, a callback, logging, the JSON Lines file)."""
+URI user-info, HTTP headers, XML elements, command-line options, base64, hex, URL-encoding), planted
+in every recorded field: none reaches any sink (memory, a callback, logging, the JSON Lines file)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
                 "arrow",
                 "hex",
                 "hex-0x",
+                "xml",
+                "cli",
             ]
         )
     )
@@ -103,6 +105,11 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
         encoded = base64.b64encode(f"admin:{secret}".encode()).decode()
         text = f"Basic {encoded}"
         return text, encoded
+    elif shape == "xml":  # an XML or HTML element (SOAP bodies, settings files)
+        attributes = draw(st.sampled_from(["", ' type="string"']))
+        text = f"<config><{key}{attributes}>{secret}</{key}></config>"
+    elif shape == "cli":  # a long command-line option and its value
+        text = f"deploy --region eu --{key} {secret} --verbose"
     elif shape in ("hex", "hex-0x"):  # a hex dump of a config line or a header
         encoded = f"{key}={secret}".encode().hex()
         encoded = encoded.upper() if draw(st.booleans()) else encoded

@@ -109,6 +109,17 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"(?:\\?[\"'])?\s*(?:=>|->|:=|=|:(?!//))\s*)" + _SENSITIVE_VALUE,
         _SENSITIVE_LITERALS,
     ),
+    # <password>value</password>, <ns:api-key type="string">value</ns:api-key>: an XML or HTML element naming a
+    # secret (the element's text, up to the next tag).
+    (
+        r"(?P<_keep_tag><(?i:[A-Za-z0-9_.:-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.:-]*)(?:\s[^<>]*)?>)[^<]+",
+        _SENSITIVE_LITERALS,
+    ),
+    # --password value, --api-key "value": a long command-line option naming a secret, and its value.
+    (
+        r"(?P<_keep_flag>--(?i:[A-Za-z0-9_.-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.-]*)[ \t]+)(?!-)" + _SENSITIVE_VALUE,
+        _SENSITIVE_LITERALS,
+    ),
 )
 # Runs that may be base64 (standard or URL-safe): decoded and scanned for the rules above.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -380,7 +391,9 @@ class Redactor:
 
     def _replacement(self, match: re.Match[str]) -> str:
         groups = match.groupdict()
-        kept = groups.get("_keep_header") or groups.get("_keep_key") or ""
+        kept = (
+            groups.get("_keep_header") or groups.get("_keep_key") or groups.get("_keep_tag") or groups.get("_keep_flag")
+        ) or ""
         if "eyJ" in kept:
             # The name kept before a redacted value can itself hold a token ("PASSeyJ...=x").
             kept = _TOKEN_IN_NAME.sub(REDACTED, kept)
