@@ -191,6 +191,38 @@ async def test_events_a_failing_disk_lost_are_recorded_in_the_chain_and_fail_ver
     assert runner_code == 1 and "lost" in output and "FAILED" in output
 
 
+@pytest.mark.parametrize("keyed", [True, False], ids=["key", "no-key"])
+async def test_events_lost_by_the_last_write_are_recorded_when_the_sink_closes(
+    tmp_path: Path, key_file: Path, mode: str, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
+    """The disk fails for the last call before shutdown: closing the sink records the loss, so a
+    head anchored after close (or the closing checkpoint) never vouches for a log missing them."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoint_key=key_file) if keyed else JsonlSink(path)
+    demo = build_demo(audit=Auditor([sink]))
+    real_write = os.write
+    disk_full = False
+
+    def write(fd: int, data: bytes) -> int:
+        if disk_full and fd == sink._fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    async with Client(demo.server, mode=mode) as client:
+        await client.call_tool("read_file", {"path": "a"})
+        disk_full = True
+        await client.call_tool("read_file", {"path": "b"})  # its decision and outcome are lost
+    disk_full = False
+    sink.close()
+    assert sink.lost == 2
+    key = key_file if keyed else None
+    report = verify_chain([path], head=sink.head, public_key=key)
+    assert [p.kind for p in report.problems] == ["lost"], report.problems
+    assert "2 event(s)" in report.problems[0].message
+    assert not prove([path], ProofScope(), head=sink.head, public_key=key).proven
+
+
 def _cli(*args: str) -> tuple[int, str]:
     from click.testing import CliRunner
 

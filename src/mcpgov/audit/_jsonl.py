@@ -984,19 +984,23 @@ class JsonlSink:
         self.write_batch((event,))
 
     def close(self, timeout: float | None = None) -> None:
-        """Write the closing checkpoint (with a key) and close the file (later writes reopen it)."""
+        """Record what the log still owes (events lost to a failed write, a cut found in it), write
+        the closing checkpoint (with a key), and close the file (later writes reopen it)."""
         with self._lock:
-            if self._signer is not None:
+            owed = bool(self._unrecorded or self._cuts)
+            if self._signer is not None or owed:
                 try:
                     fd = self._ready(1024)
                     try:
-                        if self._sealed_at != self._size:  # not already sealed by this sink
+                        if self._signer is None:
+                            self._write_locked(fd, [], None)  # the audit.gap lines alone
+                        elif self._sealed_at != self._size or owed:  # not already sealed by this sink
                             self._write_locked(fd, [], "close")
                             self._sealed_at = self._size
                     finally:
                         self._unlock_current()
                 except OSError as exc:
-                    logger.error("audit log %s: the closing checkpoint could not be written: %s", self.path, exc)
+                    logger.error("audit log %s: the closing lines could not be written: %s", self.path, exc)
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
