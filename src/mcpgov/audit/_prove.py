@@ -365,10 +365,11 @@ def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:
         grant.parent = attributes.get("parent") if isinstance(attributes.get("parent"), str) else None
         grant.minted_at = _text(event.get("time"))
         holders[jti] = _texts(event.get("actors"))
+    lineages = {jti: _lineage(grant, grants) for jti, grant in grants.items()} if revocations else {}
     for event in revocations:
         when = _text(event.get("time")) or "an unknown time"
         for grant in grants.values():
-            if _revokes(event, grant, grants, holders) and (
+            if _revokes(event, grant, lineages[grant.id], holders) and (
                 grant.revoked_at is None or _epoch(when) is None or _strictly_before(when, grant.revoked_at)
             ):
                 grant.revoked_at = when
@@ -390,7 +391,7 @@ def _lineage(grant: CredentialGrant, grants: dict[str, CredentialGrant]) -> tupl
 def _revokes(
     event: dict[str, Any],
     grant: CredentialGrant,
-    grants: dict[str, CredentialGrant],
+    lineage: tuple[list[CredentialGrant], bool],
     holders: dict[str, tuple[str, ...]],
 ) -> bool:
     """Whether a ``credential.revoked`` event covers ``grant``, as the revocation list decides it:
@@ -400,7 +401,7 @@ def _revokes(
     or time it cannot read) counts as covered: unknown is never "not revoked"."""
     attributes = _attributes(event)
     kind = attributes.get("scope")
-    line, complete = _lineage(grant, grants)
+    line, complete = lineage
     if kind in ("credential", None):
         named = {event.get("credential_id"), attributes.get("credential")}
         return not complete or any(g.id in named for g in line)
