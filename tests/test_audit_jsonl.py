@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from mcpgov import AuditEvent, Auditor, ConfigurationError, GovContext
-from mcpgov.audit import JsonlSink, QueuedSink, read_events, verify_chain
+from mcpgov.audit import JsonlSink, QueuedSink, prove, read_events, verify_chain
 from mcpgov.audit._jsonl import GENESIS, line_hash
 from mcpgov.cli import main
 from tests.conftest import build_demo
@@ -307,3 +307,26 @@ def test_a_write_failing_with_anything_is_recorded_as_lost_in_the_log(
     report = verify_chain([path], public_key=key_file)
     assert [p.kind for p in report.problems] == ["lost"] and "4 event(s)" in report.problems[0].message
     assert [e.type for e in read_events([path])] == ["decision", "audit.gap", "decision"]
+
+
+@pytest.mark.parametrize("cut", [1, 3])
+def test_lines_cut_from_the_start_of_the_first_file_given_are_found_with_partial(
+    tmp_path: Path, key_file: Path, cut: int
+) -> None:
+    """--partial accepts older files archived, not lines cut from a file: a rotated file is named
+    for its first line, so its first lines removed are found, signed log or not."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, max_bytes=4096, checkpoint_key=key_file, checkpoint_every=5)
+    for event in make_events(60):
+        sink(event)
+    sink.close()
+    rotated = sorted(p for p in tmp_path.iterdir() if p != path)
+    assert len(rotated) >= 3
+    kept = [*rotated[1:], path]  # the oldest file was archived
+    assert verify_chain(kept, partial=True, public_key=key_file).ok
+    lines = rotated[1].read_bytes().splitlines(keepends=True)
+    rewrite(rotated[1], lines[cut:])
+    for key in (key_file, None):
+        found = kinds(kept, partial=True, public_key=key)
+        assert (rotated[1].name, 1, "deleted") in found, found
+    assert not prove(kept, partial=True, public_key=key_file).proven

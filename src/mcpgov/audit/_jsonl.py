@@ -1102,6 +1102,7 @@ def _iter_file(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes, dict[
             yield number, raw, record, why
 
 
+_ROTATED_NAME = re.compile(r"\.(\d{12})(?:\.[^.]*)?$")  # audit.000000001001.jsonl: a rotated file and its first seq
 _SEQ_TAIL = re.compile(rb'"seq":(\d{1,19})\}\s*$')
 
 
@@ -1177,6 +1178,21 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
     order.sort()
 
     problems: list[ChainProblem] = []
+    if partial and order and order[0][0] != float("inf"):
+        # Archived files leave the chain starting at a file's first line, and a rotated file is
+        # named for its first seq: a first file starting later than its name lost its first lines.
+        named = _ROTATED_NAME.search(Path(order[0][2]).name)
+        if named is not None and int(named.group(1)) != int(order[0][0]):
+            begins = int(named.group(1))
+            problems.append(
+                ChainProblem(
+                    order[0][2],
+                    1,
+                    "deleted" if int(order[0][0]) > begins else "inserted",
+                    f"the file is named for seq {begins} but begins at seq {int(order[0][0])}: lines were cut "
+                    "from (or put before) its start",
+                )
+            )
     gaps: list[tuple[ChainProblem, int, int]] = []  # (placeholder, expected, found) to classify at the end
     late: list[tuple[int, str, int]] = []  # (problem index, file, seq) of a seq lower than expected
     expected_prev: str | None = None if partial else GENESIS
