@@ -44,6 +44,7 @@ from mcpgov._principal import Principal
 from mcpgov._sdk.compat import connection_of
 from mcpgov._server import ServerGovernance, govern
 from mcpgov._types import thaw
+from mcpgov.approval._elicit import STATE_PREFIX as APPROVAL_STATE_PREFIX
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import NameKind, Namespace, Router
 from mcpgov.gateway._upstream import (
@@ -1032,26 +1033,40 @@ def _relayed(upstream_id: str, result: types.InputRequiredResult) -> types.Input
 
 
 def _round_of(upstream_id: str, params: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """The input responses and request state of an agent's request that belong to ``upstream_id``'s
-    own input round: the state it relayed (unwrapped) and the answers to the requests it made.
+    """The input responses and request state of an agent's request that go to ``upstream_id``.
 
-    Anything else the agent's request carries (a front stage's round, such as an approval's
-    ``requestState`` and answer, or another upstream's state) is the gateway's or nobody's: the
-    upstream gets neither state nor answers.
+    * No request state: the agent's answers go on as it sent them (an upstream may ask without
+      state, and ignores answers it does not recognise).
+    * The state of a front stage's own round (an approval's ``mcpgov-approval:`` state): that
+      round is the gateway's; the upstream gets neither the state nor the answers.
+    * The state the gateway relayed from ``upstream_id``'s ``input_required`` result: that
+      upstream's own state, unwrapped, with the answers to the requests it made.
+
+    Raises:
+        MCPError: any other state (tampered with, made up, or another upstream's): refused, as
+            the upstream itself refuses a state that fails its integrity check; nothing is sent.
     """
     state = params.request_state
-    if not isinstance(state, str) or not state.startswith(_RELAYED_STATE):
-        return None, None
-    try:
-        body = json.loads(base64.urlsafe_b64decode(state[len(_RELAYED_STATE) :].encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
-        return None, None
-    if not isinstance(body, dict) or body.get("u") != upstream_id:
-        return None, None
-    keys, inner = body.get("k"), body.get("s")
-    if not isinstance(keys, list) or not (inner is None or isinstance(inner, str)):
-        return None, None
     responses = params.input_responses
+    if state is None:
+        return (dict(responses) if responses else None), None
+    if isinstance(state, str) and state.startswith(APPROVAL_STATE_PREFIX):
+        return None, None
+    body: Any = None
+    if isinstance(state, str) and state.startswith(_RELAYED_STATE):
+        try:
+            body = json.loads(base64.urlsafe_b64decode(state[len(_RELAYED_STATE) :].encode("ascii")))
+        except (ValueError, binascii.Error, UnicodeError, RecursionError):
+            body = None
+    keys = body.get("k") if isinstance(body, dict) else None
+    inner = body.get("s") if isinstance(body, dict) else None
+    if (
+        not isinstance(body, dict)
+        or body.get("u") != upstream_id
+        or not isinstance(keys, list)
+        or not (inner is None or isinstance(inner, str))
+    ):
+        raise MCPError(types.INVALID_PARAMS, "Invalid request state")
     kept = {key: value for key, value in responses.items() if key in keys} if responses else {}
     return kept or None, inner
 
