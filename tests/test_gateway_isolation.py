@@ -935,6 +935,18 @@ async def test_an_upstreams_list_change_is_not_streamed_to_a_listening_tenant_it
     assert heard == []
 
 
+def _relayed_state(inner: str) -> str:
+    """The request state the gateway gives an agent for upstream ``up``'s round with ``inner``."""
+    import mcp_types as types
+
+    from mcpgov.gateway._gateway import _relayed
+
+    asked = types.InputRequiredResult(input_requests={}, request_state=inner)
+    state = _relayed("up", asked).request_state
+    assert state is not None
+    return state
+
+
 class StateRecorder:
     """An upstream that records the request state and input responses each call brings it."""
 
@@ -1013,6 +1025,12 @@ async def test_the_front_approval_round_never_reaches_the_upstream(mode: str) ->
         "mcpgov-gateway:" + base64.urlsafe_b64encode(b'{"u":"other","k":["name"],"s":"x"}').decode(),
         "mcpgov-gateway:" + base64.urlsafe_b64encode(b'{"u":"up","k":"name","s":"x"}').decode(),
         "mcpgov-gateway:%%%",
+        # the upstream's own relayed state with something after it, or inside it
+        _relayed_state("upstream-state-1") + "-TAMPERED",
+        _relayed_state("upstream-state-1") + "==",
+        _relayed_state("upstream-state-1").replace("mcpgov-gateway:", "mcpgov-gateway:\n"),
+        _relayed_state("upstream-state-1") + "\u00a0",
+        _relayed_state("upstream-state-1").rstrip("=") + "~",
     ],
 )
 async def test_a_request_state_the_upstream_did_not_relay_never_reaches_it(state: str) -> None:

@@ -1054,8 +1054,13 @@ def _round_of(upstream_id: str, params: Any) -> tuple[dict[str, Any] | None, str
         return None, None
     body: Any = None
     if isinstance(state, str) and state.startswith(_RELAYED_STATE):
+        wrapped = state[len(_RELAYED_STATE) :]
         try:
-            body = json.loads(base64.urlsafe_b64decode(state[len(_RELAYED_STATE) :].encode("ascii")))
+            raw = base64.urlsafe_b64decode(wrapped.encode("ascii"))
+            # Only the exact spelling the gateway wrote: a decoder that skips what follows the
+            # padding, or characters outside the alphabet, would read a tampered state as intact.
+            if base64.urlsafe_b64encode(raw).decode("ascii") == wrapped:
+                body = json.loads(raw)
         except (ValueError, binascii.Error, UnicodeError, RecursionError):
             body = None
     keys = body.get("k") if isinstance(body, dict) else None
