@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -35,14 +36,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpgov._arguments import ArgumentLimits
-from mcpgov._audit import AuditCallback, AuditEvent, Auditor
+from mcpgov._audit import AuditCallback, AuditEvent, Auditor, EventType
 from mcpgov._chain import CallNext, Middleware
-from mcpgov._context import GovContext
+from mcpgov._contain import contained
+from mcpgov._context import STANDING_CHECKS, GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
 from mcpgov._sdk.compat import connection_of
-from mcpgov._server import ServerGovernance, govern
+from mcpgov._server import ServerGovernance, authority_expiry, govern
 from mcpgov._types import thaw
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import NameKind, Namespace, Router
@@ -195,12 +197,13 @@ class Gateway:
         self._secret_forms: tuple[str, ...] = ()
         self.auditor.redactor = SecretRedactor(self.auditor.redactor, self._upstream_secrets)
         self._decided = _Decided()
-        # The agents' sessions able to hear notifications, with the tenant and principal their
-        # requests were decided for (a handshake-era session is bound to one).
-        self._connections: weakref.WeakKeyDictionary[Any, tuple[str | None, Principal | None]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        # The agents' sessions able to hear notifications, with the latest of their requests'
+        # decided contexts (a handshake-era session is bound to one tenant and principal): a
+        # session hears list changes while what authorised that request lasts.
+        self._connections: weakref.WeakKeyDictionary[Any, GovContext] = weakref.WeakKeyDictionary()
+        # Handshake-era subscriptions: per front URI, each subscribed session with its subscribe's
+        # decided context (updates reach it while what authorised the subscribe lasts).
+        self._subscriptions: dict[str, weakref.WeakKeyDictionary[Any, GovContext]] = {}
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
@@ -511,7 +514,7 @@ class Gateway:
     def _remember(self, sctx: ServerRequestContext[Any, Any], decided: GovContext) -> None:
         connection = connection_of(sctx.session)
         if connection is not None and getattr(connection, "has_standalone_channel", True):
-            self._connections[connection] = (decided.tenant, decided.principal)
+            self._connections[connection] = decided
 
     async def _relay_list_changed(self, upstream: str, method: str) -> None:
         # Called from the upstream connection's receive path: listing from here would wait on
@@ -531,10 +534,10 @@ class Gateway:
             await self.upstreams[upstream].recheck_pins()
         approved = self.registry.get(upstream)
         connections = [
-            connection
-            for connection, (tenant, principal) in list(self._connections.items())
+            (connection, decided)
+            for connection, decided in list(self._connections.items())
             # An agent this upstream does not serve hears nothing of its changes.
-            if approved is not None and approved.refusal(tenant, principal) is None
+            if approved is not None and approved.refusal(decided.tenant, decided.principal) is None
         ]
         await self._notify(upstream, connections, method, None)
         event = event_from_wire(method, None)
@@ -547,25 +550,77 @@ class Gateway:
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
-        connections = list(self._subscriptions.get(front, ()))
+        connections = list(self._subscriptions.get(front, {}).items())
         await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
 
-    async def _notify(self, upstream: str, connections: list[Any], method: str, params: dict[str, Any] | None) -> None:
+    async def _notify(
+        self, upstream: str, connections: list[tuple[Any, GovContext]], method: str, params: dict[str, Any] | None
+    ) -> None:
         """Send ``method`` to every agent of ``connections`` together, each within the upstream's
-        ``timeout``: an agent that is gone or does not read holds up no other."""
+        ``timeout``: an agent that is gone or does not read holds up no other. An agent is told
+        only while what authorised it lasts (see :meth:`_still_authorised`)."""
         bound = self.upstreams[upstream].config.timeout
 
-        async def one(connection: Any) -> None:
+        async def one(connection: Any, decided: GovContext) -> None:
             with anyio.move_on_after(bound):
                 try:
+                    if not await self._still_authorised(connection, decided):
+                        return
                     await connection.notify(method, params)
                 except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
                     logger.debug("could not relay %s to an agent", method)
 
         async with anyio.create_task_group() as tg:
-            for connection in connections:
-                tg.start_soon(one, connection)
+            for connection, decided in connections:
+                tg.start_soon(one, connection, decided)
+
+    async def _still_authorised(self, connection: Any, decided: GovContext) -> bool:
+        """Whether ``connection`` may still hear what ``decided`` let it hear: neither its identity
+        token nor its credential has expired (the earlier ``exp``), and every standing check of
+        the decision (a credential's lifetime and revocation) still passes.
+
+        Otherwise (refused, or the check failed: fail closed) the connection is forgotten, so it
+        hears nothing more of any subscription or list change until a new request of it is
+        decided again; an expiry is audited once, with the caller (a refused check audits itself).
+        """
+        expires = authority_expiry(decided)
+        if expires is not None and time.time() >= expires:
+            if await self._forget(connection, decided) and decided.audit is not None:
+                credential_exp = decided.credential.get("exp") if decided.credential is not None else None
+                expired: EventType = "credential.refused" if credential_exp == expires else "identity.refused"
+                detail = "the notifications it let the session hear were ended at its expiry"
+                await decided.audit.emit(AuditEvent.from_context(decided, expired, reason="expired", detail=detail))
+            return False
+        for check in decided.extension(STANDING_CHECKS) or ():
+            try:
+                await check()
+            except BaseException as exc:
+                if not await contained(exc):
+                    raise
+                await self._forget(connection, decided)
+                return False
+        return True
+
+    async def _forget(self, connection: Any, decided: GovContext) -> bool:
+        """Forget every want of ``connection`` made under ``decided`` (True when there was one):
+        its list changes, its subscriptions (each upstream want given up)."""
+        forgotten = False
+        if self._connections.get(connection) is decided:
+            del self._connections[connection]
+            forgotten = True
+        for uri, subscribers in list(self._subscriptions.items()):
+            if subscribers.get(connection) is not decided:
+                continue
+            del subscribers[connection]
+            forgotten = True
+            if not subscribers:
+                self._subscriptions.pop(uri, None)
+            route = self.router.route_uri(uri)
+            if route is not None and route[0] in self.upstreams:
+                # No forwarded connection: the agent's authority is over, it cannot unsubscribe.
+                await self.upstreams[route[0]].unwant(None, route[1])
+        return forgotten
 
     async def _publish(self, event: Any) -> None:
         """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
@@ -781,14 +836,16 @@ class Gateway:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         subscribers = self._subscriptions.get(uri)
         if connection is not None and subscribers is not None and connection in subscribers:
-            return types.EmptyResult()  # already subscribed: one want per agent and URI
+            # Already subscribed: one want per agent and URI, lasting as this subscribe's authority.
+            subscribers[connection] = front.decided
+            return types.EmptyResult()
         upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
             upstream.check_caller(client, front.decided)
             await upstream.want(client, upstream_uri)
         await upstream.until_listened([upstream_uri])
         if connection is not None:
-            self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
+            self._subscriptions.setdefault(uri, weakref.WeakKeyDictionary())[connection] = front.decided
         return types.EmptyResult()
 
     async def _unsubscribe(
@@ -798,7 +855,7 @@ class Gateway:
         subscribers = self._subscriptions.get(uri)
         if subscribers is None or connection is None or connection not in subscribers:
             return types.EmptyResult()
-        subscribers.discard(connection)
+        del subscribers[connection]
         if not subscribers:
             self._subscriptions.pop(uri, None)
         await self._release(self._upstream_for(upstream_id, front), upstream_uri, front)
