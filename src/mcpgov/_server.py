@@ -22,7 +22,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.inbound import MCP_PARAM_HEADER_PREFIX, validate_mcp_param_headers
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
-from mcp_types import ClientCapabilities, ElicitationCapability, SubscriptionsListenResult
+from mcp_types import INVALID_REQUEST, ClientCapabilities, ElicitationCapability, SubscriptionsListenResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -217,6 +217,95 @@ def authority_expiry(ctx: GovContext) -> float | None:
     return min(known) if known else None
 
 
+async def authority_lapsed(ctx: GovContext) -> str | None:
+    """Why what authorised ``ctx`` no longer does: ``"expired"`` (the earlier ``exp`` of its
+    identity token and credential has passed) or ``"refused"`` (one of its ``STANDING_CHECKS``,
+    a credential's lifetime and revocation, refused or failed: fail closed; the check audited
+    why); ``None`` while it still does."""
+    expires = authority_expiry(ctx)
+    if expires is not None and time.time() >= expires:
+        return "expired"
+    for check in ctx.extension(STANDING_CHECKS) or ():
+        try:
+            await check()
+        except BaseException as exc:
+            if not await contained(exc):
+                raise
+            return "refused"
+    return None
+
+
+async def audit_expiry(ctx: GovContext, detail: str) -> None:
+    """Audit, with the caller, that what ``ctx``'s authority allowed was ended at its expiry:
+    ``credential.refused`` when the credential expired first, else ``identity.refused``."""
+    if ctx.audit is None:
+        return
+    credential_exp = ctx.credential.get("exp") if ctx.credential is not None else None
+    expired: EventType = "credential.refused" if credential_exp == authority_expiry(ctx) else "identity.refused"
+    await ctx.audit.emit(AuditEvent.from_context(ctx, expired, reason="expired", detail=detail))
+
+
+class StandingChannel:
+    """The standalone channel of a governed handshake-era connection (what the server sends the
+    client outside any request: resource updates, list changes, log messages, requests of its
+    own), open only while what authorised the connection's latest allowed request lasts.
+
+    Once that identity token or credential expired (audited once), or the credential, its task
+    or its principal is revoked or the revocation check fails, notifications are dropped and
+    requests refused, until another request of the connection is allowed.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.decided: GovContext | None = None
+        self._lapsed: GovContext | None = None
+
+    async def _open(self) -> bool:
+        decided = self.decided
+        if decided is None:
+            return True  # nothing was decided on this connection: nothing ungoverned to end
+        if decided is self._lapsed:
+            return False
+        lapsed = await authority_lapsed(decided)
+        if lapsed is None:
+            return True
+        if self._lapsed is not decided:
+            self._lapsed = decided
+            if lapsed == "expired":
+                await audit_expiry(decided, "what the server sends the session was ended at its expiry")
+        return False
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> None:
+        if not await self._open():
+            logger.debug("dropped %s: what authorised the session expired or was revoked", method)
+            return
+        await self.inner.notify(method, params, opts)
+
+    async def send_raw_request(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> dict[str, Any]:
+        if not await self._open():
+            raise MCPError(code=INVALID_REQUEST, message="what authorised the session expired or was revoked")
+        result: dict[str, Any] = await self.inner.send_raw_request(method, params, opts)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _stand(sctx: ServerRequestContext[Any, Any], decided: GovContext) -> None:
+    """Bind the standalone channel of ``sctx``'s handshake-era connection to ``decided``, the
+    connection's latest allowed request (see :class:`StandingChannel`)."""
+    if sctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return  # 2026-07-28: changes reach a client only on its listen streams, ended on their own
+    connection = compat.connection_of(sctx.session)
+    if connection is None or not getattr(connection, "has_standalone_channel", False):
+        return
+    channel = connection.outbound
+    if not isinstance(channel, StandingChannel):
+        channel = StandingChannel(channel)
+        connection.outbound = channel
+    channel.decided = decided
+
+
 STANDING_CHECK_INTERVAL = 1.0
 """Seconds between two runs of a standing stream's checks (``STANDING_CHECKS``: revocation...)."""
 
@@ -272,11 +361,8 @@ async def _until_authority_expires(
         raise failure
     if scope.cancelled_caught:
         logger.info("a listen stream ended: what authorised it expired or was refused")
-        if not refused and ctx.audit is not None:
-            credential_exp = ctx.credential.get("exp") if ctx.credential is not None else None
-            expired: EventType = "credential.refused" if credential_exp == expires else "identity.refused"
-            detail = "the listen stream it opened was ended at its expiry"
-            await ctx.audit.emit(AuditEvent.from_context(ctx, expired, reason="expired", detail=detail))
+        if not refused:
+            await audit_expiry(ctx, "the listen stream it opened was ended at its expiry")
         return SubscriptionsListenResult(_meta={SUBSCRIPTION_ID_META_KEY: sctx.request_id})
     return result
 
@@ -523,6 +609,7 @@ class ServerGovernance:
             kind_l, entries_key, name_key = listing
 
             async def list_terminal(c: GovContext) -> Listing:
+                _stand(sctx, c)
                 # Listing code is the server's own too: it runs without the token, as handlers do.
                 handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
                 reset = hide_tokens()
@@ -541,10 +628,10 @@ class ServerGovernance:
         arguments_key = "arguments" if method in ARGUMENT_METHODS else None
 
         async def terminal(c: GovContext) -> HandlerResult:
+            _stand(sctx, c)
             # The handler gets a fresh copy of exactly the arguments decided on, and no token.
-            params = None
-            if method == LISTEN_METHOD:
-                params = _listen_params(sctx.params, await self._listened(uris, base))
+            listened = await self._listened(uris, base) if method == LISTEN_METHOD else None
+            params = _listen_params(sctx.params, listened) if listened is not None else None
             if method == "tools/call":
                 self._check_param_headers(sctx)
             handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)

@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import sys
-import time
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -36,15 +35,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpgov._arguments import ArgumentLimits
-from mcpgov._audit import AuditCallback, AuditEvent, Auditor, EventType
+from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._chain import CallNext, Middleware
-from mcpgov._contain import contained
-from mcpgov._context import STANDING_CHECKS, GovContext
+from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
 from mcpgov._sdk.compat import connection_of
-from mcpgov._server import ServerGovernance, authority_expiry, govern
+from mcpgov._server import ServerGovernance, audit_expiry, authority_lapsed, govern
 from mcpgov._types import thaw
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import NameKind, Namespace, Router
@@ -584,23 +582,12 @@ class Gateway:
         hears nothing more of any subscription or list change until a new request of it is
         decided again; an expiry is audited once, with the caller (a refused check audits itself).
         """
-        expires = authority_expiry(decided)
-        if expires is not None and time.time() >= expires:
-            if await self._forget(connection, decided) and decided.audit is not None:
-                credential_exp = decided.credential.get("exp") if decided.credential is not None else None
-                expired: EventType = "credential.refused" if credential_exp == expires else "identity.refused"
-                detail = "the notifications it let the session hear were ended at its expiry"
-                await decided.audit.emit(AuditEvent.from_context(decided, expired, reason="expired", detail=detail))
-            return False
-        for check in decided.extension(STANDING_CHECKS) or ():
-            try:
-                await check()
-            except BaseException as exc:
-                if not await contained(exc):
-                    raise
-                await self._forget(connection, decided)
-                return False
-        return True
+        lapsed = await authority_lapsed(decided)
+        if lapsed is None:
+            return True
+        if await self._forget(connection, decided) and lapsed == "expired":
+            await audit_expiry(decided, "the notifications it let the session hear were ended at its expiry")
+        return False
 
     async def _forget(self, connection: Any, decided: GovContext) -> bool:
         """Forget every want of ``connection`` made under ``decided`` (True when there was one):
