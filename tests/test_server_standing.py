@@ -13,13 +13,17 @@ import mcp_types as types
 import pytest
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel
 
 from mcpgov import META_CREDENTIAL, CallNext, Decision, GovContext, GovernedClient, Hooks, Principal, govern
 from mcpgov.credentials import CredentialIssuer, CredentialMiddleware, RevocationList, SigningKeySet
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
-from .test_credentials_killswitch import FlakyStore
+from .test_credentials_killswitch import AGENT, FlakyStore
+from .test_credentials_support import AUDIENCE as SUPPORT_AUDIENCE
+from .test_credentials_support import FrozenClock, as_principal, identity_from_meta, make_issuer
 from .test_server_listen import jwt_exp
 
 pytestmark = pytest.mark.anyio
@@ -202,3 +206,96 @@ async def test_a_session_whose_credential_is_revoked_hears_nothing_more_of_the_s
     assert refused
     assert {(e.reason, e.principal) for e in refused} == {(reason, agent.id)}
     assert credential.token not in repr(sink.events)
+
+
+class Worker:
+    """A long-running tool: it reports progress and logs, asks the client a question, and reports
+    again once told to go on (after the test revoked its credential)."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.go = anyio.Event()
+        self.asked: list[str] = []
+
+
+def working_server(worker: Worker) -> MCPServer:
+    server = MCPServer("worker")
+
+    @server.tool()
+    async def work(ctx: Context) -> str:
+        await ctx.report_progress(1, 3, "before")
+        await ctx.log("info", "before")
+        worker.started.set()
+        with anyio.fail_after(10):
+            await worker.go.wait()
+        await ctx.report_progress(2, 3, "after")
+        await ctx.log("info", "after")
+        try:
+            await ctx.elicit("after?", schema=Answer)
+        except Exception as exc:
+            worker.asked.append(type(exc).__name__)
+        else:
+            worker.asked.append("answered")
+        return "done"
+
+    return server
+
+
+class Answer(BaseModel):
+    ok: bool
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("revoke", ["credential", "store-down"])
+async def test_a_running_tool_sends_its_caller_nothing_once_the_credential_is_revoked(revoke: str, mode: str) -> None:
+    """The tool body started before the revocation and runs on; what it sends its caller from then
+    on (progress, log messages, an elicitation) does not reach it."""
+    worker = Worker()
+    server = working_server(worker)
+    clock = FrozenClock()
+    store = FlakyStore(clock=clock)
+    issuer = make_issuer(clock, revocations=RevocationList(store, max_ttl=300, clock=clock))
+    verifier = issuer.verifier(SUPPORT_AUDIENCE)
+    hooks = Hooks()
+    hooks.tool("*")(lambda ctx: Decision.allow("work"))
+    sink = InMemoryAuditSink()
+    govern(server, identity_from_meta, CredentialMiddleware(verifier), hooks, audit=sink)
+    credential = await issuer.mint(AGENT, audience=SUPPORT_AUDIENCE, tools=["work"], task_id="t-1", ttl=300)
+    progress: list[str | None] = []
+    logs: list[Any] = []
+    elicited: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    async def on_log(params: Any) -> None:
+        logs.append(params.data)
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        elicited.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    results: list[Any] = []
+    async with (
+        GovernedClient(server, mode=mode, logging_callback=on_log, elicitation_callback=on_elicit) as a,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def run() -> None:
+            meta = {**as_principal(AGENT), META_CREDENTIAL: credential.token}
+            results.append(await a.call_tool("work", {}, progress_callback=on_progress, meta=meta))  # type: ignore[arg-type]
+
+        tg.start_soon(run)
+        with anyio.fail_after(10):
+            await worker.started.wait()
+        if revoke == "credential":
+            await issuer.revoke(credential)
+        else:
+            store.down = True
+        worker.go.set()
+    # The call's result comes after everything sent on its request.
+    assert [r.content[0].text for r in results] == ["done"]
+    assert progress == ["before"]
+    assert logs == (["before"] if mode == "legacy" else [])  # 2026-07-28: logs only when asked for
+    assert elicited == []
+    assert worker.asked and worker.asked != ["answered"]

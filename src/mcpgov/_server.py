@@ -246,18 +246,22 @@ async def audit_expiry(ctx: GovContext, detail: str) -> None:
 
 
 class StandingChannel:
-    """The standalone channel of a governed handshake-era connection (what the server sends the
-    client outside any request: resource updates, list changes, log messages, requests of its
-    own), open only while what authorised the connection's latest allowed request lasts.
+    """A channel to the client open only while what authorised ``decided`` lasts: the standalone
+    channel of a governed handshake-era connection (what the server sends outside any request:
+    resource updates, list changes, log messages, requests of its own), bound to the
+    connection's latest allowed request; or the back-channel of an allowed request (its
+    progress, log messages, elicitation and sampling), bound to that request.
 
     Once that identity token or credential expired (audited once), or the credential, its task
     or its principal is revoked or the revocation check fails, notifications are dropped and
-    requests refused, until another request of the connection is allowed.
+    requests refused (on the standalone channel, until another request of the connection is
+    allowed). A tool body that started before keeps running; its caller hears nothing more of it
+    but its result.
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, decided: GovContext | None = None) -> None:
         self.inner = inner
-        self.decided: GovContext | None = None
+        self.decided = decided
         self._lapsed: GovContext | None = None
 
     async def _open(self) -> bool:
@@ -287,23 +291,42 @@ class StandingChannel:
         result: dict[str, Any] = await self.inner.send_raw_request(method, params, opts)
         return result
 
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        if not await self._open():
+            logger.debug("dropped a progress notification: what authorised the request expired or was revoked")
+            return
+        await self.inner.progress(progress, total, message)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-def _stand(sctx: ServerRequestContext[Any, Any], decided: GovContext) -> None:
-    """Bind the standalone channel of ``sctx``'s handshake-era connection to ``decided``, the
-    connection's latest allowed request (see :class:`StandingChannel`)."""
-    if sctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-        return  # 2026-07-28: changes reach a client only on its listen streams, ended on their own
+def _for_handler(
+    sctx: ServerRequestContext[Any, Any],
+    decided: GovContext,
+    *,
+    arguments_key: str | None,
+    arguments: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None = None,
+) -> ServerRequestContext[Any, Any]:
+    """The handler's copy of ``sctx`` (see :func:`handler_request`) for the allowed ``decided``:
+    its session's back-channel is open only while what authorised ``decided`` lasts, and so is
+    the standalone channel of its handshake-era connection (bound to ``decided`` as the
+    connection's latest allowed request; see :class:`StandingChannel`)."""
     connection = compat.connection_of(sctx.session)
-    if connection is None or not getattr(connection, "has_standalone_channel", False):
-        return
-    channel = connection.outbound
-    if not isinstance(channel, StandingChannel):
-        channel = StandingChannel(channel)
-        connection.outbound = channel
-    channel.decided = decided
+    # 2026-07-28: changes reach a client only on its listen streams, which end on their own.
+    if (
+        sctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        and connection is not None
+        and getattr(connection, "has_standalone_channel", False)
+    ):
+        channel = connection.outbound
+        if not isinstance(channel, StandingChannel):
+            channel = StandingChannel(channel)
+            connection.outbound = channel
+        channel.decided = decided
+    session = compat.with_request_channel(sctx.session, lambda inner: StandingChannel(inner, decided))
+    return handler_request(sctx, arguments_key=arguments_key, arguments=arguments, params=params, session=session)
 
 
 STANDING_CHECK_INTERVAL = 1.0
@@ -609,9 +632,8 @@ class ServerGovernance:
             kind_l, entries_key, name_key = listing
 
             async def list_terminal(c: GovContext) -> Listing:
-                _stand(sctx, c)
                 # Listing code is the server's own too: it runs without the token, as handlers do.
-                handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
+                handler_ctx = _for_handler(sctx, c, arguments_key=None, arguments=None)
                 reset = hide_tokens()
                 marked = self._mark("list", kind_l)
                 try:
@@ -628,13 +650,12 @@ class ServerGovernance:
         arguments_key = "arguments" if method in ARGUMENT_METHODS else None
 
         async def terminal(c: GovContext) -> HandlerResult:
-            _stand(sctx, c)
             # The handler gets a fresh copy of exactly the arguments decided on, and no token.
             listened = await self._listened(uris, base) if method == LISTEN_METHOD else None
             params = _listen_params(sctx.params, listened) if listened is not None else None
             if method == "tools/call":
                 self._check_param_headers(sctx)
-            handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)
+            handler_ctx = _for_handler(sctx, c, arguments_key=arguments_key, arguments=c.arguments, params=params)
             reset = hide_tokens()
             marked = self._mark(c.kind, c.target) if method in EXECUTE_METHODS else None
             try:
