@@ -19,7 +19,7 @@ from mcpgov.gateway import Gateway, UpstreamConfig
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
-from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
 from .test_credentials_killswitch import FlakyStore
 from .test_server_listen import jwt_exp
@@ -300,3 +300,31 @@ async def test_a_legacy_agent_whose_credential_is_revoked_hears_no_more_updates_
     reason = "revoked" if revoke != "store-down" else "revocation_unavailable"
     assert {(e.reason, e.principal) for e in refused} == {(reason, agent.id)}
     assert credential.token not in repr(sink.events)
+
+
+async def test_a_subscribe_over_stateless_http_keeps_nothing_it_could_never_deliver() -> None:
+    """Stateless Streamable HTTP has no channel to send an update on: a subscribe there is
+    acknowledged but wants nothing from the upstream, so any number of agents subscribing to any
+    number of URIs leaves no upstream subscription and nothing held in the gateway."""
+    subscribed: list[str] = []
+    feed = feed_server(subscribed, [])
+    manifest = await snapshot(feed)
+    idp = IdentityIssuer(audience="mcp://gateway")
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}})],
+        _feed_registry(manifest),
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": feed},
+    )
+    app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"), stateless=True)
+    async with serve_http(app) as base:
+        for n in range(3):
+            token = idp.token(f"agent-{n}", tenant="acme")
+            async with GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as agent:
+                for uri in ("feed+feed://news", f"feed+feed://item/{n}"):
+                    await agent.subscribe_resource(uri)
+        assert subscribed == []
+        assert gateway.upstreams["feed"]._wanted == {}
+        assert gateway._subscriptions == {}

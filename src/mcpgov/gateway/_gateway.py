@@ -829,10 +829,12 @@ class Gateway:
         upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
             upstream.check_caller(client, front.decided)
+            if connection is None or not getattr(connection, "has_standalone_channel", False):
+                # No channel an update could ever be sent on (stateless HTTP): nothing is wanted or kept.
+                return types.EmptyResult()
             await upstream.want(client, upstream_uri)
         await upstream.until_listened([upstream_uri])
-        if connection is not None:
-            self._subscriptions.setdefault(uri, weakref.WeakKeyDictionary())[connection] = front.decided
+        self._subscriptions.setdefault(uri, weakref.WeakKeyDictionary())[connection] = front.decided
         return types.EmptyResult()
 
     async def _unsubscribe(
