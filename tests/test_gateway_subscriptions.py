@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from types import MappingProxyType
 from typing import Any
 
@@ -328,3 +330,37 @@ async def test_a_subscribe_over_stateless_http_keeps_nothing_it_could_never_deli
         assert subscribed == []
         assert gateway.upstreams["feed"]._wanted == {}
         assert gateway._subscriptions == {}
+
+
+async def test_the_gateway_keeps_no_agent_connection_alive_once_it_is_gone() -> None:
+    """What authorised an agent's subscriptions is kept with its connection, never in the
+    gateway's own tables: an agent that could be asked questions (whose decided request reaches
+    its connection) is forgotten once it is gone, like any other."""
+    subscribed: list[str] = []
+    feed = feed_server(subscribed, [])
+    manifest = await snapshot(feed)
+    idp = IdentityIssuer(audience="mcp://gateway")
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}})],
+        _feed_registry(manifest),
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": feed},
+    )
+
+    async def answer(context: Any, params: Any) -> Any:
+        return types.ElicitResult(action="decline")
+
+    gone: list[weakref.ref[Any]] = []
+    async with gateway:
+        for n in range(5):
+            token = idp.token(f"agent-{n}", tenant="acme")
+            async with GovernedClient(gateway.server, identity=token, mode="legacy", elicitation_callback=answer) as a:
+                await a.subscribe_resource("feed+feed://news")
+                gone += [weakref.ref(c) for c in gateway._connections if all(r() is not c for r in gone)]
+        gc.collect()
+        # The agents' connections are gone: all but the first (whose request started the upstream
+        # connection) and the latest (which what served it last may still reference).
+        assert len(gone) == 5
+        assert [r() is None for r in gone[1:-1]] == [True] * 3

@@ -195,13 +195,14 @@ class Gateway:
         self._secret_forms: tuple[str, ...] = ()
         self.auditor.redactor = SecretRedactor(self.auditor.redactor, self._upstream_secrets)
         self._decided = _Decided()
-        # The agents' sessions able to hear notifications, with the latest of their requests'
-        # decided contexts (a handshake-era session is bound to one tenant and principal): a
-        # session hears list changes while what authorised that request lasts.
-        self._connections: weakref.WeakKeyDictionary[Any, GovContext] = weakref.WeakKeyDictionary()
-        # Handshake-era subscriptions: per front URI, each subscribed session with its subscribe's
-        # decided context (updates reach it while what authorised the subscribe lasts).
-        self._subscriptions: dict[str, weakref.WeakKeyDictionary[Any, GovContext]] = {}
+        # The agents' sessions able to hear notifications, with the tenant and principal their
+        # requests were decided for (a handshake-era session is bound to one). What authorised
+        # each session's latest request and each of its subscribes is kept on the session itself
+        # (see _hearing): held here, it would keep every session it names alive.
+        self._connections: weakref.WeakKeyDictionary[Any, tuple[str | None, Principal | None]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
@@ -512,7 +513,8 @@ class Gateway:
     def _remember(self, sctx: ServerRequestContext[Any, Any], decided: GovContext) -> None:
         connection = connection_of(sctx.session)
         if connection is not None and getattr(connection, "has_standalone_channel", True):
-            self._connections[connection] = decided
+            self._connections[connection] = (decided.tenant, decided.principal)
+            self._hearing(connection).latest = decided
 
     async def _relay_list_changed(self, upstream: str, method: str) -> None:
         # Called from the upstream connection's receive path: listing from here would wait on
@@ -532,10 +534,10 @@ class Gateway:
             await self.upstreams[upstream].recheck_pins()
         approved = self.registry.get(upstream)
         connections = [
-            (connection, decided)
-            for connection, decided in list(self._connections.items())
+            (connection, self._hearing(connection).latest)
+            for connection, (tenant, principal) in list(self._connections.items())
             # An agent this upstream does not serve hears nothing of its changes.
-            if approved is not None and approved.refusal(decided.tenant, decided.principal) is None
+            if approved is not None and approved.refusal(tenant, principal) is None
         ]
         await self._notify(upstream, connections, method, None)
         event = event_from_wire(method, None)
@@ -548,23 +550,30 @@ class Gateway:
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
-        connections = list(self._subscriptions.get(front, {}).items())
+        connections = [
+            (connection, self._hearing(connection).subscribed.get(front))
+            for connection in list(self._subscriptions.get(front, ()))
+        ]
         await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
 
     async def _notify(
-        self, upstream: str, connections: list[tuple[Any, GovContext]], method: str, params: dict[str, Any] | None
+        self,
+        upstream: str,
+        connections: list[tuple[Any, GovContext | None]],
+        method: str,
+        params: dict[str, Any] | None,
     ) -> None:
         """Send ``method`` to every agent of ``connections`` together, each within the upstream's
         ``timeout``: an agent that is gone or does not read holds up no other. An agent is told
         only while what authorised it lasts (see :meth:`_still_authorised`)."""
         bound = self.upstreams[upstream].config.timeout
 
-        async def one(connection: Any, decided: GovContext) -> None:
+        async def one(connection: Any, decided: GovContext | None) -> None:
             with anyio.move_on_after(bound):
                 try:
-                    if not await self._still_authorised(connection, decided):
-                        return
+                    if decided is None or not await self._still_authorised(connection, decided):
+                        return  # nothing known to authorise it (fail closed), or no longer
                     await connection.notify(method, params)
                 except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
                     logger.debug("could not relay %s to an agent", method)
@@ -589,20 +598,36 @@ class Gateway:
             await audit_expiry(decided, "the notifications it let the session hear were ended at its expiry")
         return False
 
+    def _hearing(self, connection: Any) -> _Hearing:
+        """What authorised ``connection`` to hear what this gateway relays, kept on the connection."""
+        held: dict[Gateway, _Hearing] | None = getattr(connection, _HEARING, None)
+        if held is None:
+            held = {}
+            setattr(connection, _HEARING, held)
+        hearing = held.get(self)
+        if hearing is None:
+            hearing = held[self] = _Hearing()
+        return hearing
+
     async def _forget(self, connection: Any, decided: GovContext) -> bool:
         """Forget every want of ``connection`` made under ``decided`` (True when there was one):
         its list changes, its subscriptions (each upstream want given up)."""
+        hearing = self._hearing(connection)
         forgotten = False
-        if self._connections.get(connection) is decided:
-            del self._connections[connection]
+        if hearing.latest is decided:
+            hearing.latest = None
+            self._connections.pop(connection, None)
             forgotten = True
-        for uri, subscribers in list(self._subscriptions.items()):
-            if subscribers.get(connection) is not decided:
+        for uri, made in list(hearing.subscribed.items()):
+            if made is not decided:
                 continue
-            del subscribers[connection]
+            del hearing.subscribed[uri]
             forgotten = True
-            if not subscribers:
-                self._subscriptions.pop(uri, None)
+            subscribers = self._subscriptions.get(uri)
+            if subscribers is not None:
+                subscribers.discard(connection)
+                if not subscribers:
+                    self._subscriptions.pop(uri, None)
             route = self.router.route_uri(uri)
             if route is not None and route[0] in self.upstreams:
                 # No forwarded connection: the agent's authority is over, it cannot unsubscribe.
@@ -824,7 +849,7 @@ class Gateway:
         subscribers = self._subscriptions.get(uri)
         if connection is not None and subscribers is not None and connection in subscribers:
             # Already subscribed: one want per agent and URI, lasting as this subscribe's authority.
-            subscribers[connection] = front.decided
+            self._hearing(connection).subscribed[uri] = front.decided
             return types.EmptyResult()
         upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
@@ -834,7 +859,8 @@ class Gateway:
                 return types.EmptyResult()
             await upstream.want(client, upstream_uri)
         await upstream.until_listened([upstream_uri])
-        self._subscriptions.setdefault(uri, weakref.WeakKeyDictionary())[connection] = front.decided
+        self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
+        self._hearing(connection).subscribed[uri] = front.decided
         return types.EmptyResult()
 
     async def _unsubscribe(
@@ -844,7 +870,8 @@ class Gateway:
         subscribers = self._subscriptions.get(uri)
         if subscribers is None or connection is None or connection not in subscribers:
             return types.EmptyResult()
-        del subscribers[connection]
+        subscribers.discard(connection)
+        self._hearing(connection).subscribed.pop(uri, None)
         if not subscribers:
             self._subscriptions.pop(uri, None)
         await self._release(self._upstream_for(upstream_id, front), upstream_uri, front)
@@ -985,6 +1012,21 @@ class _ListenBus:
                     listener(event)
             except Exception:  # noqa: BLE001 - one stream must not stop the others' events
                 logger.warning("could not hand a list change to a listen stream")
+
+
+_HEARING = "_mcpgov_gateway_hearing"
+"""The attribute of an agent's connection holding, per gateway, its :class:`_Hearing`."""
+
+
+class _Hearing:
+    """What authorised a handshake-era agent's connection to hear what a gateway relays: its
+    latest decided request (list changes) and, per front URI, its subscribe (updates)."""
+
+    __slots__ = ("latest", "subscribed")
+
+    def __init__(self) -> None:
+        self.latest: GovContext | None = None
+        self.subscribed: dict[str, GovContext] = {}
 
 
 class _CountRequests:
