@@ -156,3 +156,55 @@ async def test_two_replicas_sharing_a_store_hold_a_tasks_limit_together(shared: 
             replica.release.set()
     assert sum(len(r.ran) for r in replicas) == LIMIT
     assert sorted(outcomes) == ["ran"] * LIMIT + ["refused -32003"] * (8 - LIMIT)
+
+
+async def test_a_task_call_whose_decision_reads_no_count_is_decided_inline_and_counted_once_it_ran() -> None:
+    """Counting ahead costs a store round trip before the decision: only a call whose rules read
+    the task's count pays it. Any other tool call of a task is decided inline and counted once it
+    ran, so a limit added later still sees it."""
+    from types import MappingProxyType
+
+    from mcpgov import InMemoryStateStore, Principal
+
+    class Logged(InMemoryStateStore):
+        """Records each counter change."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.changes: list[str] = []
+
+        async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+            self.changes.append(key)
+            return await super().incr(key, ttl, amount)
+
+    state = Logged()
+    everything = {"version": 1, "rules": [{"id": "a", "effect": "allow", "tools": ["work"]}]}
+    plain = PolicyMiddleware(Policy.from_dict(everything), state=state)
+    limited = PolicyMiddleware(Policy.from_dict(POLICY), state=state)
+    ctx = GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="work",
+        arguments=MappingProxyType({}),
+        task_id="t-1",
+        principal=Principal("https://idp.example", "agent-1", tenant="acme"),
+        tenant="acme",
+    )
+    assert plain.decide_now(ctx) is not None  # no store round trip before the decision
+    assert limited.decide_now(ctx) is None  # the count is read from the store
+
+    async def run(c: GovContext) -> Any:
+        return "ran"
+
+    async def run_uncounted(c: GovContext) -> Any:
+        assert state.changes == counted  # nothing was counted before this call ran
+        return "ran"
+
+    counted: list[str] = []
+    for _ in range(LIMIT):
+        assert await plain(ctx, run_uncounted) == "ran"
+        counted = list(state.changes)
+    assert len(counted) == LIMIT
+    with pytest.raises(McpGovError):  # the calls that ran under the plain policy count
+        await limited(ctx, run)

@@ -158,8 +158,12 @@ class TaskHistoryStore:
             called_folded=frozenset(t for t, v in zip(folded, folded_values, strict=True) if v is not None),
         )
 
-    async def record(self, ctx: GovContext, labels: Iterable[str]) -> None:
-        """Record that ``ctx``'s request ran (nothing when the request has no task)."""
+    async def record(self, ctx: GovContext, labels: Iterable[str], *, counted: bool = False) -> None:
+        """Record that ``ctx``'s request ran (nothing when the request has no task).
+
+        ``counted``: the tool call was already counted in the task's calls (:meth:`reserve_call`);
+        otherwise a tool call is counted now.
+        """
         prefix = self._prefix(ctx)
         if prefix is None:
             return
@@ -176,7 +180,8 @@ class TaskHistoryStore:
         else:
             for key, value in items:
                 await store.put(key, value, ttl)
-        # A tool call was counted before it was decided (reserve_call).
+        if ctx.kind == "tool" and not counted:
+            await store.incr(prefix + "count", ttl)
 
 
 @functools.lru_cache(maxsize=4096)

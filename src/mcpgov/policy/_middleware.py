@@ -292,7 +292,7 @@ class PolicyMiddleware(Authorizer):
         self._refresh_declarations()
         engine = self._engine
         discover = ctx.action == "discover"
-        if _CALL_SLOT in ctx.extensions or engine.history_needs(ctx):
+        if engine.history_needs(ctx):
             return None  # task history is read from the store (listings inside a task too)
         decision: object = engine.decide(ctx, history=None, now=self.clock())
         if not isinstance(decision, Decision):
@@ -346,9 +346,10 @@ class PolicyMiddleware(Authorizer):
         if ctx.method in LIST_METHODS or ctx.action == "discover":
             return await super().__call__(ctx, call_next)
         slot: _CallSlot | None = None
-        if ctx.task_id is not None and ctx.kind == "tool":
-            # A tool call of a task is counted before it is decided (see TaskHistoryStore.reserve_call),
-            # so calls decided at once, here or on another replica, each see the others.
+        if ctx.task_id is not None and ctx.kind == "tool" and self._engine.history_needs(ctx).count:
+            # A tool call whose decision reads the task's count of calls is counted before it is
+            # decided (see TaskHistoryStore.reserve_call), so calls decided at once, here or on
+            # another replica, each see the others. Any other tool call is counted once it ran.
             slot = _CallSlot()
             ctx = ctx.with_extension(_CALL_SLOT, slot)
         try:
@@ -358,7 +359,7 @@ class PolicyMiddleware(Authorizer):
                 await self._release(ctx)
             raise
         # Reached only when this policy allowed the request and the request returned: record it.
-        await self._record(ctx)
+        await self._record(ctx, counted=slot is not None and slot.calls is not None)
         return result
 
     async def _release(self, ctx: GovContext) -> None:
@@ -369,14 +370,14 @@ class PolicyMiddleware(Authorizer):
             except Exception as exc:  # noqa: BLE001 - the call stays counted: stricter, never looser
                 logger.warning("a refused call could not be taken back from its task's count (%s)", type(exc).__name__)
 
-    async def _record(self, ctx: GovContext) -> None:
+    async def _record(self, ctx: GovContext, *, counted: bool = False) -> None:
         if ctx.task_id is None:
             return
         labels = set(self._engine.labels_for(ctx.kind, ctx.target))
         if self._shadow is not None:
             labels |= self._shadow.labels_for(ctx.kind, ctx.target)
         try:
-            await self.history.record(ctx, sorted(labels))
+            await self.history.record(ctx, sorted(labels), counted=counted)
         except StateStoreError as exc:
             # The request ran but its history could not be kept: withhold the result rather than
             # let a later request be decided on an incomplete history.
