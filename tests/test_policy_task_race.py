@@ -194,17 +194,21 @@ async def test_a_task_call_whose_decision_reads_no_count_is_decided_inline_and_c
     assert plain.decide_now(ctx) is not None  # no store round trip before the decision
     assert limited.decide_now(ctx) is None  # the count is read from the store
 
+    ran: list[int] = []
+
     async def run(c: GovContext) -> Any:
-        return "ran"
+        ran.append(len(state.changes))
+        return None
 
     async def run_uncounted(c: GovContext) -> Any:
         assert state.changes == counted  # nothing was counted before this call ran
-        return "ran"
+        return await run(c)
 
     counted: list[str] = []
     for _ in range(LIMIT):
-        assert await plain(ctx, run_uncounted) == "ran"
+        await plain(ctx, run_uncounted)
         counted = list(state.changes)
+    assert ran == [0, 1]
     assert len(counted) == LIMIT
     with pytest.raises(McpGovError):  # the calls that ran under the plain policy count
         await limited(ctx, run)
