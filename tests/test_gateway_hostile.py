@@ -389,6 +389,8 @@ async def test_an_agent_that_never_takes_a_notification_holds_up_no_other_agent(
         assert known
         connections.clear()
         connections[stuck] = known[0][1]  # the same caller, heard of first: the first to be told
+        # ... on the strength of the same decided request.
+        stuck._mcpgov_gateway_hearing = known[0][0]._mcpgov_gateway_hearing  # type: ignore[attr-defined]
         connections.update(known)
         await agent.call_tool("clock_announce", {})
         with anyio.fail_after(20):

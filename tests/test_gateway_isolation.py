@@ -935,6 +935,18 @@ async def test_an_upstreams_list_change_is_not_streamed_to_a_listening_tenant_it
     assert heard == []
 
 
+def _relayed_state(inner: str) -> str:
+    """The request state the gateway gives an agent for upstream ``up``'s round with ``inner``."""
+    import mcp_types as types
+
+    from mcpgov.gateway._gateway import _relayed
+
+    asked = types.InputRequiredResult(input_requests={}, request_state=inner)
+    state = _relayed("up", asked).request_state
+    assert state is not None
+    return state
+
+
 class StateRecorder:
     """An upstream that records the request state and input responses each call brings it."""
 
@@ -1013,18 +1025,66 @@ async def test_the_front_approval_round_never_reaches_the_upstream(mode: str) ->
         "mcpgov-gateway:" + base64.urlsafe_b64encode(b'{"u":"other","k":["name"],"s":"x"}').decode(),
         "mcpgov-gateway:" + base64.urlsafe_b64encode(b'{"u":"up","k":"name","s":"x"}').decode(),
         "mcpgov-gateway:%%%",
+        # the upstream's own relayed state with something after it, or inside it
+        _relayed_state("upstream-state-1") + "-TAMPERED",
+        _relayed_state("upstream-state-1") + "==",
+        _relayed_state("upstream-state-1").replace("mcpgov-gateway:", "mcpgov-gateway:\n"),
+        _relayed_state("upstream-state-1") + "\u00a0",
+        _relayed_state("upstream-state-1").rstrip("=") + "~",
     ],
 )
 async def test_a_request_state_the_upstream_did_not_relay_never_reaches_it(state: str) -> None:
     """Only the state an upstream's own input_required result carried (as the gateway relayed it)
-    goes back to that upstream, with the answers to the requests it made; any other state, and
-    answers to anything else, stay at the gateway."""
+    goes back to that upstream, with the answers to the requests it made. The state of a front
+    stage's round stays at the gateway; any other state (made up, tampered with, another
+    upstream's) is refused, as the upstream would refuse it, and nothing reaches the upstream."""
     recorder = StateRecorder()
     gateway, idp = await _state_gateway(recorder)
     answers = {"name": ElicitResult(action="accept", content={"n": "x"})}
     async with gateway, GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode="auto") as a:
-        await a.call_tool("up_deploy", {}, input_responses=answers, request_state=state)  # type: ignore[arg-type]
-    assert recorder.seen == [(None, None)]
+        if state.startswith("mcpgov-approval:"):
+            await a.call_tool("up_deploy", {}, input_responses=answers, request_state=state)  # type: ignore[arg-type]
+            assert recorder.seen == [(None, None)]
+            return
+        with pytest.raises(MCPError) as refused:
+            await a.call_tool("up_deploy", {}, input_responses=answers, request_state=state)  # type: ignore[arg-type]
+    assert refused.value.code == -32602
+    assert recorder.seen == []
+
+
+async def test_an_upstreams_own_round_goes_back_to_it_and_answers_without_state_go_on_as_sent() -> None:
+    """An upstream's relayed state comes back to it unwrapped with the answers to what it asked
+    (an answer to anything else stays at the gateway); answers sent without any state go on as
+    the agent sent them (an upstream may ask without state, and ignores what it does not know)."""
+    import mcp_types as types
+
+    from mcpgov.gateway._gateway import _relayed
+
+    recorder = StateRecorder()
+    gateway, idp = await _state_gateway(recorder)
+    asked = types.InputRequiredResult(
+        input_requests={
+            "name": types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message="Name?", requested_schema={"type": "object", "properties": {}}
+                )
+            )
+        },
+        request_state="upstream-state-1",
+    )
+    relayed = _relayed("up", asked).request_state
+    answer = ElicitResult(action="accept", content={"n": "x"})
+    async with gateway, GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode="auto") as a:
+        await a.call_tool(
+            "up_deploy",
+            {},
+            input_responses={"name": answer, "extra": answer},
+            request_state=relayed,
+        )
+        await a.call_tool("up_deploy", {}, input_responses={"name": answer, "extra": answer})
+    (with_state, responses), (without_state, sent) = recorder.seen
+    assert (with_state, sorted(responses)) == ("upstream-state-1", ["name"])
+    assert (without_state, sorted(sent)) == (None, ["extra", "name"])
 
 
 # ---------------------------------------------------------------------------------------------

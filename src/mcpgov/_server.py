@@ -22,7 +22,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.inbound import MCP_PARAM_HEADER_PREFIX, validate_mcp_param_headers
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
-from mcp_types import ClientCapabilities, ElicitationCapability, SubscriptionsListenResult
+from mcp_types import INVALID_REQUEST, ClientCapabilities, ElicitationCapability, SubscriptionsListenResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -217,6 +217,118 @@ def authority_expiry(ctx: GovContext) -> float | None:
     return min(known) if known else None
 
 
+async def authority_lapsed(ctx: GovContext) -> str | None:
+    """Why what authorised ``ctx`` no longer does: ``"expired"`` (the earlier ``exp`` of its
+    identity token and credential has passed) or ``"refused"`` (one of its ``STANDING_CHECKS``,
+    a credential's lifetime and revocation, refused or failed: fail closed; the check audited
+    why); ``None`` while it still does."""
+    expires = authority_expiry(ctx)
+    if expires is not None and time.time() >= expires:
+        return "expired"
+    for check in ctx.extension(STANDING_CHECKS) or ():
+        try:
+            await check()
+        except BaseException as exc:
+            if not await contained(exc):
+                raise
+            return "refused"
+    return None
+
+
+async def audit_expiry(ctx: GovContext, detail: str) -> None:
+    """Audit, with the caller, that what ``ctx``'s authority allowed was ended at its expiry:
+    ``credential.refused`` when the credential expired first, else ``identity.refused``."""
+    if ctx.audit is None:
+        return
+    credential_exp = ctx.credential.get("exp") if ctx.credential is not None else None
+    expired: EventType = "credential.refused" if credential_exp == authority_expiry(ctx) else "identity.refused"
+    await ctx.audit.emit(AuditEvent.from_context(ctx, expired, reason="expired", detail=detail))
+
+
+class StandingChannel:
+    """A channel to the client open only while what authorised ``decided`` lasts: the standalone
+    channel of a governed handshake-era connection (what the server sends outside any request:
+    resource updates, list changes, log messages, requests of its own), bound to the
+    connection's latest allowed request; or the back-channel of an allowed request (its
+    progress, log messages, elicitation and sampling), bound to that request.
+
+    Once that identity token or credential expired (audited once), or the credential, its task
+    or its principal is revoked or the revocation check fails, notifications are dropped and
+    requests refused (on the standalone channel, until another request of the connection is
+    allowed). A tool body that started before keeps running; its caller hears nothing more of it
+    but its result.
+    """
+
+    def __init__(self, inner: Any, decided: GovContext | None = None) -> None:
+        self.inner = inner
+        self.decided = decided
+        self._lapsed: GovContext | None = None
+
+    async def _open(self) -> bool:
+        decided = self.decided
+        if decided is None:
+            return True  # nothing was decided on this connection: nothing ungoverned to end
+        if decided is self._lapsed:
+            return False
+        lapsed = await authority_lapsed(decided)
+        if lapsed is None:
+            return True
+        if self._lapsed is not decided:
+            self._lapsed = decided
+            if lapsed == "expired":
+                await audit_expiry(decided, "what the server sends the session was ended at its expiry")
+        return False
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> None:
+        if not await self._open():
+            logger.debug("dropped %s: what authorised the session expired or was revoked", method)
+            return
+        await self.inner.notify(method, params, opts)
+
+    async def send_raw_request(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> dict[str, Any]:
+        if not await self._open():
+            raise MCPError(code=INVALID_REQUEST, message="what authorised the session expired or was revoked")
+        result: dict[str, Any] = await self.inner.send_raw_request(method, params, opts)
+        return result
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        if not await self._open():
+            logger.debug("dropped a progress notification: what authorised the request expired or was revoked")
+            return
+        await self.inner.progress(progress, total, message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _for_handler(
+    sctx: ServerRequestContext[Any, Any],
+    decided: GovContext,
+    *,
+    arguments_key: str | None,
+    arguments: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None = None,
+) -> ServerRequestContext[Any, Any]:
+    """The handler's copy of ``sctx`` (see :func:`handler_request`) for the allowed ``decided``:
+    its session's back-channel is open only while what authorised ``decided`` lasts, and so is
+    the standalone channel of its handshake-era connection (bound to ``decided`` as the
+    connection's latest allowed request; see :class:`StandingChannel`)."""
+    connection = compat.connection_of(sctx.session)
+    # 2026-07-28: changes reach a client only on its listen streams, which end on their own.
+    if (
+        sctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        and connection is not None
+        and getattr(connection, "has_standalone_channel", False)
+    ):
+        channel = connection.outbound
+        if not isinstance(channel, StandingChannel):
+            channel = StandingChannel(channel)
+            connection.outbound = channel
+        channel.decided = decided
+    session = compat.with_request_channel(sctx.session, lambda inner: StandingChannel(inner, decided))
+    return handler_request(sctx, arguments_key=arguments_key, arguments=arguments, params=params, session=session)
+
+
 STANDING_CHECK_INTERVAL = 1.0
 """Seconds between two runs of a standing stream's checks (``STANDING_CHECKS``: revocation...)."""
 
@@ -272,11 +384,8 @@ async def _until_authority_expires(
         raise failure
     if scope.cancelled_caught:
         logger.info("a listen stream ended: what authorised it expired or was refused")
-        if not refused and ctx.audit is not None:
-            credential_exp = ctx.credential.get("exp") if ctx.credential is not None else None
-            expired: EventType = "credential.refused" if credential_exp == expires else "identity.refused"
-            detail = "the listen stream it opened was ended at its expiry"
-            await ctx.audit.emit(AuditEvent.from_context(ctx, expired, reason="expired", detail=detail))
+        if not refused:
+            await audit_expiry(ctx, "the listen stream it opened was ended at its expiry")
         return SubscriptionsListenResult(_meta={SUBSCRIPTION_ID_META_KEY: sctx.request_id})
     return result
 
@@ -524,7 +633,7 @@ class ServerGovernance:
 
             async def list_terminal(c: GovContext) -> Listing:
                 # Listing code is the server's own too: it runs without the token, as handlers do.
-                handler_ctx = handler_request(sctx, arguments_key=None, arguments=None)
+                handler_ctx = _for_handler(sctx, c, arguments_key=None, arguments=None)
                 reset = hide_tokens()
                 marked = self._mark("list", kind_l)
                 try:
@@ -542,12 +651,11 @@ class ServerGovernance:
 
         async def terminal(c: GovContext) -> HandlerResult:
             # The handler gets a fresh copy of exactly the arguments decided on, and no token.
-            params = None
-            if method == LISTEN_METHOD:
-                params = _listen_params(sctx.params, await self._listened(uris, base))
+            listened = await self._listened(uris, base) if method == LISTEN_METHOD else None
+            params = _listen_params(sctx.params, listened) if listened is not None else None
             if method == "tools/call":
                 self._check_param_headers(sctx)
-            handler_ctx = handler_request(sctx, arguments_key=arguments_key, arguments=c.arguments, params=params)
+            handler_ctx = _for_handler(sctx, c, arguments_key=arguments_key, arguments=c.arguments, params=params)
             reset = hide_tokens()
             marked = self._mark(c.kind, c.target) if method in EXECUTE_METHODS else None
             try:

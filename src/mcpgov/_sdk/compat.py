@@ -7,6 +7,7 @@ that renames or removes one fails there, loudly, instead of silently weakening g
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -63,6 +64,14 @@ def resource_templates_of(server: MCPServer) -> list[Any]:
 def connection_of(session: Any) -> Any:
     """The per-client connection object of an SDK ``ServerSession`` (it lives as long as the session)."""
     return getattr(session, "_connection", None)
+
+
+def with_request_channel(session: Any, wrap: Callable[[Any], Any]) -> Any:
+    """A copy of an SDK ``ServerSession`` whose request-scoped channel (progress, log messages and
+    requests sent on the request being handled) is ``wrap`` of its own; the connection is shared."""
+    copied = copy.copy(session)
+    copied._request_outbound = wrap(session._request_outbound)
+    return copied
 
 
 def tool_names(server: MCPServer) -> list[str]:

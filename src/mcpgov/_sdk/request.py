@@ -53,6 +53,7 @@ def handler_request(
     arguments_key: str | None,
     arguments: Mapping[str, Any] | None,
     params: Mapping[str, Any] | None = None,
+    session: Any = None,
 ) -> ServerRequestContext[Any, Any]:
     """A copy of ``sctx`` for the handler.
 
@@ -62,6 +63,7 @@ def handler_request(
             prompts), or ``None`` to leave them as they are.
         arguments: the decided (frozen) arguments; the handler gets a fresh mutable copy.
         params: the decided params, when they differ from the request's (a narrowed listen filter).
+        session: the session the handler gets, when not the request's own.
     """
     decided: dict[str, Any] = dict((sctx.params if params is None else params) or {})
     meta = sctx.meta
@@ -74,6 +76,8 @@ def handler_request(
             decided.pop(arguments_key, None)
         else:
             decided[arguments_key] = thaw(arguments)
+    if session is not None:
+        return _replaced(sctx, params=decided, meta=clean_meta, request=_scrubbed(sctx.request), session=session)
     return _replaced(sctx, params=decided, meta=clean_meta, request=_scrubbed(sctx.request))
 
 

@@ -506,10 +506,11 @@ class CredentialMiddleware:
             purpose=claims.purpose,
             final_checks=ctx.final_checks if listing else (*ctx.final_checks, final),
         )
-        if ctx.method == LISTEN_METHOD:
-            ctx = ctx.with_extension(
-                STANDING_CHECKS, (*(ctx.extension(STANDING_CHECKS) or ()), _standing(ctx, claims, verifier))
-            )
+        # What outlives the request (a listen stream, a handshake-era subscription or the list
+        # changes a session hears) is re-checked while it lasts.
+        ctx = ctx.with_extension(
+            STANDING_CHECKS, (*(ctx.extension(STANDING_CHECKS) or ()), _standing(ctx, claims, verifier))
+        )
         if ctx.audit is not None and seen.first(claims):
             # Signature, issuer, audience and binding verified; lifetime and revocation are
             # checked again at the gate.
@@ -564,9 +565,15 @@ def check_obligations(claims: CredentialClaims, obligations: Mapping[str, Any], 
 
 
 def _standing(ctx: GovContext, claims: CredentialClaims, verifier: CredentialVerifier) -> StandingCheck:
-    """The check a listen stream opened with this credential re-runs while it lasts: lifetime and
-    revocation (never a single-use consumption: the stream is one use). A refusal is audited as
-    ``credential.refused`` with the caller, then raised, which ends the stream."""
+    """The check what this credential authorised beyond its request (a listen stream, a
+    handshake-era subscription, the notifications a session hears) re-runs while it lasts:
+    lifetime and revocation (never a single-use consumption: the stream is one use). A refusal is
+    audited as ``credential.refused`` with the caller, then raised, which ends what it authorised."""
+    detail = (
+        "the listen stream it opened was ended"
+        if ctx.method == LISTEN_METHOD
+        else "the notifications it let the session hear were ended"
+    )
 
     async def still_valid() -> None:
         try:
@@ -578,11 +585,7 @@ def _standing(ctx: GovContext, claims: CredentialClaims, verifier: CredentialVer
             # Refused, or the check itself failed (whatever it raised): the stream ends (fail closed).
             reason = exc.reason if isinstance(exc, CredentialError) else "revocation_unavailable"
             if ctx.audit is not None:
-                await ctx.audit.emit(
-                    AuditEvent.from_context(
-                        ctx, "credential.refused", reason=reason, detail="the listen stream it opened was ended"
-                    )
-                )
+                await ctx.audit.emit(AuditEvent.from_context(ctx, "credential.refused", reason=reason, detail=detail))
             if isinstance(exc, CredentialError):
                 raise
             raise CredentialRefused(

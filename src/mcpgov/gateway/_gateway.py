@@ -42,8 +42,9 @@ from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
 from mcpgov._sdk.compat import connection_of
-from mcpgov._server import ServerGovernance, govern
+from mcpgov._server import ServerGovernance, audit_expiry, authority_lapsed, govern
 from mcpgov._types import thaw
+from mcpgov.approval._elicit import STATE_PREFIX as APPROVAL_STATE_PREFIX
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import NameKind, Namespace, Router
 from mcpgov.gateway._upstream import (
@@ -196,7 +197,9 @@ class Gateway:
         self.auditor.redactor = SecretRedactor(self.auditor.redactor, self._upstream_secrets)
         self._decided = _Decided()
         # The agents' sessions able to hear notifications, with the tenant and principal their
-        # requests were decided for (a handshake-era session is bound to one).
+        # requests were decided for (a handshake-era session is bound to one). What authorised
+        # each session's latest request and each of its subscribes is kept on the session itself
+        # (see _hearing): held here, it would keep every session it names alive.
         self._connections: weakref.WeakKeyDictionary[Any, tuple[str | None, Principal | None]] = (
             weakref.WeakKeyDictionary()
         )
@@ -512,6 +515,7 @@ class Gateway:
         connection = connection_of(sctx.session)
         if connection is not None and getattr(connection, "has_standalone_channel", True):
             self._connections[connection] = (decided.tenant, decided.principal)
+            self._hearing(connection).latest = decided
 
     async def _relay_list_changed(self, upstream: str, method: str) -> None:
         # Called from the upstream connection's receive path: listing from here would wait on
@@ -531,7 +535,7 @@ class Gateway:
             await self.upstreams[upstream].recheck_pins()
         approved = self.registry.get(upstream)
         connections = [
-            connection
+            (connection, self._hearing(connection).latest)
             for connection, (tenant, principal) in list(self._connections.items())
             # An agent this upstream does not serve hears nothing of its changes.
             if approved is not None and approved.refusal(tenant, principal) is None
@@ -547,25 +551,89 @@ class Gateway:
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
-        connections = list(self._subscriptions.get(front, ()))
+        connections = [
+            (connection, self._hearing(connection).subscribed.get(front))
+            for connection in list(self._subscriptions.get(front, ()))
+        ]
         await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
 
-    async def _notify(self, upstream: str, connections: list[Any], method: str, params: dict[str, Any] | None) -> None:
+    async def _notify(
+        self,
+        upstream: str,
+        connections: list[tuple[Any, GovContext | None]],
+        method: str,
+        params: dict[str, Any] | None,
+    ) -> None:
         """Send ``method`` to every agent of ``connections`` together, each within the upstream's
-        ``timeout``: an agent that is gone or does not read holds up no other."""
+        ``timeout``: an agent that is gone or does not read holds up no other. An agent is told
+        only while what authorised it lasts (see :meth:`_still_authorised`)."""
         bound = self.upstreams[upstream].config.timeout
 
-        async def one(connection: Any) -> None:
+        async def one(connection: Any, decided: GovContext | None) -> None:
             with anyio.move_on_after(bound):
                 try:
+                    if decided is None or not await self._still_authorised(connection, decided):
+                        return  # nothing known to authorise it (fail closed), or no longer
                     await connection.notify(method, params)
                 except Exception:  # noqa: BLE001 - a gone agent must not stop the others' notifications
                     logger.debug("could not relay %s to an agent", method)
 
         async with anyio.create_task_group() as tg:
-            for connection in connections:
-                tg.start_soon(one, connection)
+            for connection, decided in connections:
+                tg.start_soon(one, connection, decided)
+
+    async def _still_authorised(self, connection: Any, decided: GovContext) -> bool:
+        """Whether ``connection`` may still hear what ``decided`` let it hear: neither its identity
+        token nor its credential has expired (the earlier ``exp``), and every standing check of
+        the decision (a credential's lifetime and revocation) still passes.
+
+        Otherwise (refused, or the check failed: fail closed) the connection is forgotten, so it
+        hears nothing more of any subscription or list change until a new request of it is
+        decided again; an expiry is audited once, with the caller (a refused check audits itself).
+        """
+        lapsed = await authority_lapsed(decided)
+        if lapsed is None:
+            return True
+        if await self._forget(connection, decided) and lapsed == "expired":
+            await audit_expiry(decided, "the notifications it let the session hear were ended at its expiry")
+        return False
+
+    def _hearing(self, connection: Any) -> _Hearing:
+        """What authorised ``connection`` to hear what this gateway relays, kept on the connection."""
+        held: dict[Gateway, _Hearing] | None = getattr(connection, _HEARING, None)
+        if held is None:
+            held = {}
+            setattr(connection, _HEARING, held)
+        hearing = held.get(self)
+        if hearing is None:
+            hearing = held[self] = _Hearing()
+        return hearing
+
+    async def _forget(self, connection: Any, decided: GovContext) -> bool:
+        """Forget every want of ``connection`` made under ``decided`` (True when there was one):
+        its list changes, its subscriptions (each upstream want given up)."""
+        hearing = self._hearing(connection)
+        forgotten = False
+        if hearing.latest is decided:
+            hearing.latest = None
+            self._connections.pop(connection, None)
+            forgotten = True
+        for uri, made in list(hearing.subscribed.items()):
+            if made is not decided:
+                continue
+            del hearing.subscribed[uri]
+            forgotten = True
+            subscribers = self._subscriptions.get(uri)
+            if subscribers is not None:
+                subscribers.discard(connection)
+                if not subscribers:
+                    self._subscriptions.pop(uri, None)
+            route = self.router.route_uri(uri)
+            if route is not None and route[0] in self.upstreams:
+                # No forwarded connection: the agent's authority is over, it cannot unsubscribe.
+                await self.upstreams[route[0]].unwant(None, route[1])
+        return forgotten
 
     async def _publish(self, event: Any) -> None:
         """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
@@ -781,14 +849,19 @@ class Gateway:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         subscribers = self._subscriptions.get(uri)
         if connection is not None and subscribers is not None and connection in subscribers:
-            return types.EmptyResult()  # already subscribed: one want per agent and URI
+            # Already subscribed: one want per agent and URI, lasting as this subscribe's authority.
+            self._hearing(connection).subscribed[uri] = front.decided
+            return types.EmptyResult()
         upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
             upstream.check_caller(client, front.decided)
+            if connection is None or not getattr(connection, "has_standalone_channel", False):
+                # No channel an update could ever be sent on (stateless HTTP): nothing is wanted or kept.
+                return types.EmptyResult()
             await upstream.want(client, upstream_uri)
         await upstream.until_listened([upstream_uri])
-        if connection is not None:
-            self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
+        self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
+        self._hearing(connection).subscribed[uri] = front.decided
         return types.EmptyResult()
 
     async def _unsubscribe(
@@ -799,6 +872,7 @@ class Gateway:
         if subscribers is None or connection is None or connection not in subscribers:
             return types.EmptyResult()
         subscribers.discard(connection)
+        self._hearing(connection).subscribed.pop(uri, None)
         if not subscribers:
             self._subscriptions.pop(uri, None)
         await self._release(self._upstream_for(upstream_id, front), upstream_uri, front)
@@ -941,6 +1015,21 @@ class _ListenBus:
                 logger.warning("could not hand a list change to a listen stream")
 
 
+_HEARING = "_mcpgov_gateway_hearing"
+"""The attribute of an agent's connection holding, per gateway, its :class:`_Hearing`."""
+
+
+class _Hearing:
+    """What authorised a handshake-era agent's connection to hear what a gateway relays: its
+    latest decided request (list changes) and, per front URI, its subscribe (updates)."""
+
+    __slots__ = ("latest", "subscribed")
+
+    def __init__(self) -> None:
+        self.latest: GovContext | None = None
+        self.subscribed: dict[str, GovContext] = {}
+
+
 class _CountRequests:
     """ASGI middleware: counts the MCP requests (POST) being answered, for a drain to wait on."""
 
@@ -1032,26 +1121,45 @@ def _relayed(upstream_id: str, result: types.InputRequiredResult) -> types.Input
 
 
 def _round_of(upstream_id: str, params: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """The input responses and request state of an agent's request that belong to ``upstream_id``'s
-    own input round: the state it relayed (unwrapped) and the answers to the requests it made.
+    """The input responses and request state of an agent's request that go to ``upstream_id``.
 
-    Anything else the agent's request carries (a front stage's round, such as an approval's
-    ``requestState`` and answer, or another upstream's state) is the gateway's or nobody's: the
-    upstream gets neither state nor answers.
+    * No request state: the agent's answers go on as it sent them (an upstream may ask without
+      state, and ignores answers it does not recognise).
+    * The state of a front stage's own round (an approval's ``mcpgov-approval:`` state): that
+      round is the gateway's; the upstream gets neither the state nor the answers.
+    * The state the gateway relayed from ``upstream_id``'s ``input_required`` result: that
+      upstream's own state, unwrapped, with the answers to the requests it made.
+
+    Raises:
+        MCPError: any other state (tampered with, made up, or another upstream's): refused, as
+            the upstream itself refuses a state that fails its integrity check; nothing is sent.
     """
     state = params.request_state
-    if not isinstance(state, str) or not state.startswith(_RELAYED_STATE):
-        return None, None
-    try:
-        body = json.loads(base64.urlsafe_b64decode(state[len(_RELAYED_STATE) :].encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
-        return None, None
-    if not isinstance(body, dict) or body.get("u") != upstream_id:
-        return None, None
-    keys, inner = body.get("k"), body.get("s")
-    if not isinstance(keys, list) or not (inner is None or isinstance(inner, str)):
-        return None, None
     responses = params.input_responses
+    if state is None:
+        return (dict(responses) if responses else None), None
+    if isinstance(state, str) and state.startswith(APPROVAL_STATE_PREFIX):
+        return None, None
+    body: Any = None
+    if isinstance(state, str) and state.startswith(_RELAYED_STATE):
+        wrapped = state[len(_RELAYED_STATE) :]
+        try:
+            raw = base64.urlsafe_b64decode(wrapped.encode("ascii"))
+            # Only the exact spelling the gateway wrote: a decoder that skips what follows the
+            # padding, or characters outside the alphabet, would read a tampered state as intact.
+            if base64.urlsafe_b64encode(raw).decode("ascii") == wrapped:
+                body = json.loads(raw)
+        except (ValueError, binascii.Error, UnicodeError, RecursionError):
+            body = None
+    keys = body.get("k") if isinstance(body, dict) else None
+    inner = body.get("s") if isinstance(body, dict) else None
+    if (
+        not isinstance(body, dict)
+        or body.get("u") != upstream_id
+        or not isinstance(keys, list)
+        or not (inner is None or isinstance(inner, str))
+    ):
+        raise MCPError(types.INVALID_PARAMS, "Invalid request state")
     kept = {key: value for key, value in responses.items() if key in keys} if responses else {}
     return kept or None, inner
 

@@ -108,8 +108,28 @@ class TaskHistoryStore:
     def _name(value: str) -> str:
         return _digest40(value)
 
-    async def snapshot(self, ctx: GovContext, needs: HistoryNeeds) -> TaskHistory | None:
-        """The part of the task's history that ``needs`` names; ``None`` when the request has no task."""
+    async def reserve_call(self, ctx: GovContext) -> int:
+        """Count ``ctx``'s tool call in its task's calls before it is decided (atomically: two
+        requests of a task, on one replica or two sharing the store, never both see the same
+        count) and return how many calls of the task were counted before it. Call
+        :meth:`release_call` if it does not run after all."""
+        prefix = self._prefix(ctx)
+        if prefix is None:
+            return 0
+        return max(0, await self.store.incr(prefix + "count", self.ttl) - 1)
+
+    async def release_call(self, ctx: GovContext) -> None:
+        """Take back a call :meth:`reserve_call` counted that did not run (refused, or failed)."""
+        prefix = self._prefix(ctx)
+        if prefix is not None:
+            await self.store.incr(prefix + "count", self.ttl, -1)
+
+    async def snapshot(self, ctx: GovContext, needs: HistoryNeeds, *, calls: int | None = None) -> TaskHistory | None:
+        """The part of the task's history that ``needs`` names; ``None`` when the request has no task.
+
+        ``calls``: the task's calls as :meth:`reserve_call` counted them for this request (by
+        default, the tool calls counted so far: those that ran and those running).
+        """
         prefix = self._prefix(ctx)
         if prefix is None:
             return None
@@ -122,10 +142,11 @@ class TaskHistoryStore:
         keys += [prefix + "folded:" + self._name(t) for t in folded]
         values = await self.store.get_many(keys)
         count_raw, last = values[0], values[1]
-        try:
-            calls = int(count_raw) if count_raw is not None else 0
-        except ValueError:
-            calls = 2**62  # a corrupt counter counts as "very many": limits deny
+        if calls is None:
+            try:
+                calls = max(0, int(count_raw)) if count_raw is not None else 0
+            except ValueError:
+                calls = 2**62  # a corrupt counter counts as "very many": limits deny
         label_values = values[2 : 2 + len(labels)]
         target_values = values[2 + len(labels) : 2 + len(labels) + len(targets)]
         folded_values = values[2 + len(labels) + len(targets) :]
@@ -137,8 +158,12 @@ class TaskHistoryStore:
             called_folded=frozenset(t for t, v in zip(folded, folded_values, strict=True) if v is not None),
         )
 
-    async def record(self, ctx: GovContext, labels: Iterable[str]) -> None:
-        """Record that ``ctx``'s request ran (nothing when the request has no task)."""
+    async def record(self, ctx: GovContext, labels: Iterable[str], *, counted: bool = False) -> None:
+        """Record that ``ctx``'s request ran (nothing when the request has no task).
+
+        ``counted``: the tool call was already counted in the task's calls (:meth:`reserve_call`);
+        otherwise a tool call is counted now.
+        """
         prefix = self._prefix(ctx)
         if prefix is None:
             return
@@ -155,7 +180,7 @@ class TaskHistoryStore:
         else:
             for key, value in items:
                 await store.put(key, value, ttl)
-        if ctx.kind == "tool":
+        if ctx.kind == "tool" and not counted:
             await store.incr(prefix + "count", ttl)
 
 

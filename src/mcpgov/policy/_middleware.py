@@ -9,10 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+import anyio
+
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, ChainResult
-from mcpgov._context import APPROVAL_GRANT, GovContext
+from mcpgov._context import APPROVAL_GRANT, ExtensionKey, GovContext
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError, McpGovError
 from mcpgov._methods import LIST_METHODS
@@ -29,6 +31,19 @@ from mcpgov.policy._reload import PolicyReloader, load_file_content, load_policy
 from mcpgov.policy._shadow import compare_shadow
 
 __all__ = ["Engine", "PolicyMiddleware", "PolicySource"]
+
+
+class _CallSlot:
+    """A tool call of a task, counted in the task's calls before it is decided: ``calls`` is how
+    many were counted before it (``None`` until counted)."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls: int | None = None
+
+
+_CALL_SLOT: ExtensionKey[_CallSlot] = ExtensionKey("mcpgov.policy.call_slot")
 
 logger = logging.getLogger("mcpgov.policy")
 
@@ -261,10 +276,13 @@ class PolicyMiddleware(Authorizer):
     # -- deciding -----------------------------------------------------------------------------
 
     async def _history(self, ctx: GovContext, engine: Engine) -> TaskHistory | None:
+        slot = ctx.extension(_CALL_SLOT)
+        if slot is not None and slot.calls is None:
+            slot.calls = await self.history.reserve_call(ctx)
         needs = engine.history_needs(ctx)
         if not needs:
             return None
-        return await self.history.snapshot(ctx, needs)
+        return await self.history.snapshot(ctx, needs, calls=slot.calls if slot is not None else None)
 
     def decide_now(self, ctx: GovContext) -> Decision | None:
         """:meth:`decide` without a cancel scope, when the decision needs nothing asynchronous:
@@ -327,19 +345,39 @@ class PolicyMiddleware(Authorizer):
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.method in LIST_METHODS or ctx.action == "discover":
             return await super().__call__(ctx, call_next)
-        result = await super().__call__(ctx, call_next)
+        slot: _CallSlot | None = None
+        if ctx.task_id is not None and ctx.kind == "tool" and self._engine.history_needs(ctx).count:
+            # A tool call whose decision reads the task's count of calls is counted before it is
+            # decided (see TaskHistoryStore.reserve_call), so calls decided at once, here or on
+            # another replica, each see the others. Any other tool call is counted once it ran.
+            slot = _CallSlot()
+            ctx = ctx.with_extension(_CALL_SLOT, slot)
+        try:
+            result = await super().__call__(ctx, call_next)
+        except BaseException:
+            if slot is not None and slot.calls is not None:
+                await self._release(ctx)
+            raise
         # Reached only when this policy allowed the request and the request returned: record it.
-        await self._record(ctx)
+        await self._record(ctx, counted=slot is not None and slot.calls is not None)
         return result
 
-    async def _record(self, ctx: GovContext) -> None:
+    async def _release(self, ctx: GovContext) -> None:
+        """Take back the count of a tool call that did not run (refused, failed or cancelled)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.history.release_call(ctx)
+            except Exception as exc:  # noqa: BLE001 - the call stays counted: stricter, never looser
+                logger.warning("a refused call could not be taken back from its task's count (%s)", type(exc).__name__)
+
+    async def _record(self, ctx: GovContext, *, counted: bool = False) -> None:
         if ctx.task_id is None:
             return
         labels = set(self._engine.labels_for(ctx.kind, ctx.target))
         if self._shadow is not None:
             labels |= self._shadow.labels_for(ctx.kind, ctx.target)
         try:
-            await self.history.record(ctx, sorted(labels))
+            await self.history.record(ctx, sorted(labels), counted=counted)
         except StateStoreError as exc:
             # The request ran but its history could not be kept: withhold the result rather than
             # let a later request be decided on an incomplete history.
