@@ -332,7 +332,7 @@ async def test_a_drain_waits_for_calls_queued_behind_the_concurrency_limit(mode:
 
 @pytest.mark.anyio
 async def test_a_call_that_finds_every_concurrency_slot_taken_fails_at_the_upstreams_timeout(mode: str) -> None:
-    world, _ = await build_world(files_config={"concurrency": 1, "timeout": 0.5})
+    world, _ = await build_world(files_config={"concurrency": 1, "timeout": 2.0})
     upstream = world.gateway.upstreams["files"]
     holder = object()  # stands for a call that hangs holding the only slot
     async with world.gateway, world.agent(mode) as agent:
@@ -356,8 +356,11 @@ async def test_a_call_that_finds_every_concurrency_slot_taken_fails_at_the_upstr
     assert len(refused) == 2
     assert all(e.error_code == "mcpgov.gateway.upstream_timeout" and e.reason == "upstream_busy" for e in refused)
     assert all(e.principal is not None for e in refused)
-    left_out = world.sink.of_type("upstream.left_out")
-    assert [(e.target, e.reason, e.method) for e in left_out] == [("files", "upstream_busy", "tools/list")]
+    left_out = [(e.target, e.reason, e.method) for e in world.sink.of_type("upstream.left_out")]
+    # The listing made while the slot was held is left out as busy. On a loaded machine a listing
+    # made before it may also have run out of time: left out and audited as well.
+    assert ("files", "upstream_busy", "tools/list") in left_out
+    assert set(left_out) <= {("files", "upstream_busy", "tools/list"), ("files", "upstream_timeout", "tools/list")}
 
 
 class _StuckAgent:
