@@ -125,6 +125,11 @@ async def test_expired_parent_identity_gets_no_credential() -> None:
         (AGENT, {"tools": ["bad name"]}, "bad_request"),
         (AGENT, {"audience": ""}, "bad_request"),
         (AGENT, {"args_hash": "md5:abc"}, "bad_request"),
+        # the length of a hash but not its spelling: every verifier would refuse the credential
+        (AGENT, {"args_hash": "sha256:" + "AB" * 32}, "bad_request"),
+        (AGENT, {"args_hash": "sha256:" + "g" * 64}, "bad_request"),
+        (AGENT, {"args_hash": "sha256:" + "\uff41" * 64}, "bad_request"),
+        (AGENT, {"args_hash": "sha256:" + "a" * 63 + "\n"}, "bad_request"),
     ],
 )
 async def test_bad_mint_requests_are_refused(who: Principal, kwargs: dict[str, Any], reason: str) -> None:

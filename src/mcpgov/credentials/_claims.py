@@ -14,6 +14,7 @@ from mcpgov._types import present, thaw
 from mcpgov._validate import is_number
 
 __all__ = [
+    "ARGS_HASH",
     "CREDENTIAL_TOKEN_TYPE",
     "CREDENTIAL_TYP",
     "TASK_BINDING",
@@ -33,7 +34,8 @@ TASK_BINDING = "mcpgov:task"
 (listings, resources, prompts, completions) to the task's id and purpose, and calls nothing
 (``:`` is never part of a valid tool name)."""
 
-_ARGS_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+ARGS_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+"""The spelling of an argument hash (``arguments_hash``): ``sha256:`` and 64 lowercase hex digits."""
 _MAX_ACT_DEPTH = 16
 _MAX_LIST = 256
 _MAX_TEXT = 1024
@@ -252,7 +254,7 @@ class CredentialClaims:
         if not tools:
             raise CredentialError("a credential is bound to at least one tool", reason="malformed")
         args_hash = _text(payload, "args_hash", required=False, unique=True)
-        if args_hash is not None and not _ARGS_HASH.fullmatch(args_hash):
+        if args_hash is not None and not ARGS_HASH.fullmatch(args_hash):
             raise CredentialError("claim 'args_hash' is malformed", reason="malformed")
         act = payload.get("act")
         if act is not None:

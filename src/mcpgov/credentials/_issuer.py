@@ -16,7 +16,7 @@ from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal, act_claim
 from mcpgov._types import Clock, thaw
 from mcpgov._validate import is_number, is_positive_number, positive_seconds
-from mcpgov.credentials._claims import TASK_BINDING, Credential, CredentialClaims
+from mcpgov.credentials._claims import ARGS_HASH, TASK_BINDING, Credential, CredentialClaims
 from mcpgov.credentials._issuance import IssuancePolicy
 from mcpgov.credentials._jose import sign_credential
 from mcpgov.credentials._keys import SigningKeySet
@@ -299,8 +299,11 @@ class CredentialIssuer:
     def _args_hash(value: Any) -> str | None:
         if value is None:
             return None
-        if not isinstance(value, str) or not value.startswith("sha256:") or len(value) != 71:
-            raise CredentialError("args_hash must be a sha256: argument hash", reason="bad_request")
+        if not isinstance(value, str) or not ARGS_HASH.fullmatch(value):
+            # What every verifier accepts, and nothing else: a credential it would refuse is never minted.
+            raise CredentialError(
+                "args_hash must be a sha256: argument hash (64 lowercase hex digits)", reason="bad_request"
+            )
         return value
 
     async def _sign(
