@@ -19,11 +19,23 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import META_CREDENTIAL, CallNext, CredentialError, Decision, GovContext, GovernedClient, Hooks, govern
+from mcpgov import (
+    META_CREDENTIAL,
+    CallNext,
+    CredentialError,
+    Decision,
+    GovContext,
+    GovernedClient,
+    Hooks,
+    Principal,
+    govern,
+)
 from mcpgov.credentials import (
     TASK_BINDING,
     ClientCredentials,
     CompactMemoryStore,
+    Credential,
+    CredentialIssuer,
     CredentialMiddleware,
     CredentialRefused,
     Grant,
@@ -321,6 +333,24 @@ class FlakyStore(CompactMemoryStore):
         if self.down:
             raise self.failure()
         return await super().get_many(keys)
+
+
+async def cut_off(
+    how: str, issuer: CredentialIssuer, credential: Credential, agent: Principal, store: FlakyStore
+) -> str:
+    """End ``credential``'s authority the way ``how`` names: revoke the credential, its task
+    (``t-1``) or its principal, or (anything else) take the revocation store down. Returns the
+    reason the refusal must give."""
+    if how == "credential":
+        await issuer.revoke(credential)
+    elif how == "task":
+        await issuer.revoke_task(agent, "t-1")
+    elif how == "principal":
+        await issuer.revoke_principal(agent)
+    else:
+        store.down = True
+        return "revocation_unavailable"
+    return "revoked"
 
 
 async def test_a_revocation_the_store_missed_is_kept_retried_and_reported() -> None:
@@ -741,18 +771,10 @@ async def test_a_listen_stream_opened_with_a_credential_ends_once_it_is_revoked(
             async for _ in sub:
                 break
         assert still_open.cancelled_caught  # not revoked: the stream stays open
-        if revoke == "credential":
-            await issuer.revoke(credential)
-        elif revoke == "task":
-            await issuer.revoke_task(AGENT, "t-1")
-        elif revoke == "principal":
-            await issuer.revoke_principal(AGENT)
-        else:
-            store.down = True
+        reason = await cut_off(revoke, issuer, credential, AGENT, store)
         with anyio.fail_after(5):
             events = [event async for event in sub]  # ends when the stream does
     assert events == []
     refused = [e for e in governed.sink.events if e.type == "credential.refused"]
-    reason = "revoked" if revoke in ("credential", "task", "principal") else "revocation_unavailable"
     assert [(e.reason, e.principal, e.tenant) for e in refused] == [(reason, AGENT.id, "acme")]
     assert credential.token not in repr(governed.sink.events)
