@@ -88,7 +88,18 @@ async def slow_stage(ctx: GovContext, call_next: CallNext) -> Any:
     return await call_next(ctx)
 
 
+def _inline_allow() -> Hooks:
+    hooks = Hooks()
+
+    @hooks.tool("*")
+    def allow(ctx: GovContext) -> Decision:
+        return Decision.allow("allow")
+
+    return hooks
+
+
 CHAINS: dict[str, Callable[[CredentialMiddleware, Hooks], list[Any]]] = {
+    "credential-then-inline-authoriser": lambda cred, hooks: [cred, _inline_allow()],
     "credential-then-slow-authoriser": lambda cred, hooks: [cred, hooks],
     "credential-then-slow-stage-then-authoriser": lambda cred, hooks: [cred, slow_stage, hooks],
     # (An authoriser before the credential check is refused at construction: see test_boundary.)
@@ -113,28 +124,29 @@ async def test_no_tool_body_starts_after_revoke_returns_whatever_awaits_after_th
         starts.append(next(ticks))
         if len(starts) >= 100:
             hundred_started.set()
+        await anyio.lowlevel.checkpoint()
         return "ok"
 
     hooks = await _slow_authorizer_hooks(0.001)
     govern(server, *CHAINS[order](CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks))
     cred = await issuer.mint(AGENT, audience=AUDIENCE, tools=["work"])
     codes: set[int] = set()
-    refused = 0
+    outcomes: dict[str, int] = {"ok": 0, "refused": 0}
     revoked_at: list[int] = []
 
     async with Client(server, mode=mode) as client:
-        await call(client, "work", {}, cred.token)
+        await call(client, "work", {}, cred.token)  # warm-up: the client's own first tools/list
         starts.clear()
 
         async def use(delay: int) -> None:
-            nonlocal refused
-            for _ in range(delay):
+            for _ in range(delay):  # spread the uses over many scheduling rounds
                 await anyio.lowlevel.checkpoint()
             try:
                 await call(client, "work", {}, cred.token)
+                outcomes["ok"] += 1
             except MCPError as exc:
                 codes.add(exc.code)
-                refused += 1
+                outcomes["refused"] += 1
 
         async def revoke() -> None:
             await hundred_started.wait()
@@ -148,9 +160,10 @@ async def test_no_tool_body_starts_after_revoke_returns_whatever_awaits_after_th
 
     (mark,) = revoked_at
     assert codes == {-32002}
-    assert starts
+    assert starts, "some uses ran before the revocation"
     assert max(starts) < mark, "a tool body started after revoke() returned"
-    assert refused == 1000 - len(starts) > 0
+    assert outcomes["ok"] == len(starts)
+    assert outcomes["refused"] == 1000 - len(starts) > 0
 
 
 REVOCATIONS: dict[str, Callable[[Any, Any, FrozenClock], Any]] = {
