@@ -38,6 +38,7 @@ from mcpgov._context import ExtensionKey, GovContext, recorded_args_hash
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import HealthReporting, closable, flushable, health_reporting, stats_of
 from mcpgov._types import Clock, is_async_callable
+from mcpgov._validate import positive_seconds
 
 if TYPE_CHECKING:
     from mcpgov.audit._redact import Redactor
@@ -400,6 +401,18 @@ class AuditStats:
         return self.sink_failures + self.failed
 
 
+async def _within(seconds: float, delivery: Awaitable[object]) -> None:
+    """Await an asynchronous sink's ``delivery``, cancelling it after ``seconds``.
+
+    Raises:
+        AuditUnavailable: it had not returned by then (reason ``sink_timeout``).
+    """
+    with anyio.move_on_after(seconds) as waited:
+        await delivery
+    if waited.cancelled_caught:
+        raise AuditUnavailable(f"no answer within {seconds:g}s", reason="sink_timeout")
+
+
 class _FailureLog:
     """Logs sink failures without event content, at most once per ``interval`` seconds per sink."""
 
@@ -502,13 +515,22 @@ class Auditor:
     logged (without the event's content, rate-limited) and counted in :attr:`sink_failures`.
     In strict mode, a request whose decision cannot be delivered to every sink is refused with
     :class:`~mcpgov.AuditUnavailable`, and so is any request while a queued sink is known to be
-    failing (its queue is full, or its worker's last write failed).
+    failing (its queue is full, its worker's last write failed, or a write has hung for longer
+    than its ``max_lag``).
+
+    An asynchronous sink gets ``sink_timeout`` seconds per event: one that has not returned by
+    then is cancelled and counts as a failed delivery, so a sink that hangs (a collector that
+    never answers) cannot hold a request, or the session, forever. A synchronous sink runs to
+    completion on the caller's thread: put one that may block behind a
+    :class:`~mcpgov.audit.QueuedSink`.
 
     Args:
         sinks: the callables that receive every event.
         strict: refuse requests that cannot be audited.
         redactor: the redaction configuration (default: :class:`mcpgov.audit.Redactor()`).
         flush_timeout: how long :meth:`aflush` waits for queued sinks at shutdown.
+        sink_timeout: how long an asynchronous sink may take over one event, in seconds
+            (default 10).
         log_interval: at most one failure log line per sink per this many seconds.
         clock: monotonic clock for rate-limiting logs (injectable for tests).
 
@@ -528,6 +550,7 @@ class Auditor:
         "redactor",
         "refused",
         "sink_failures",
+        "sink_timeout",
         "strict",
     )
 
@@ -538,6 +561,7 @@ class Auditor:
         strict: bool = False,
         redactor: Redactor | None = None,
         flush_timeout: float = 5.0,
+        sink_timeout: float = 10.0,
         log_interval: float = 1.0,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -547,6 +571,7 @@ class Auditor:
             raise ConfigurationError(f"redactor must be a Redactor, got {type(redactor).__name__}")
         if flush_timeout <= 0 or log_interval < 0:
             raise ConfigurationError("flush_timeout must be positive and log_interval not negative")
+        self.sink_timeout = positive_seconds("sink_timeout", sink_timeout)
         # Tuples: an auditor with no sink (a client's, built per session) holds three shared empty ones.
         self._sinks: tuple[AuditCallback, ...] = ()
         self._async: tuple[bool, ...] = ()
@@ -637,7 +662,7 @@ class Auditor:
                     if not is_async:  # a sink that returns awaitables is asynchronous from now on
                         flags = self._async
                         self._async = (*flags[:index], True, *flags[index + 1 :])
-                    await result  # type: ignore[misc]
+                    await _within(self.sink_timeout, result)  # type: ignore[arg-type]
             except BaseException as exc:
                 if not await contained(exc):
                     raise
