@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import META_CREDENTIAL, GovContext, InMemoryStateStore, Principal, StateStore, govern
+from mcpgov import META_CREDENTIAL, Decision, Effect, GovContext, InMemoryStateStore, Principal, StateStore, govern
 from mcpgov._context import TASK_OWNER, task_owner
+from mcpgov.approval import ApprovalRequest
 from mcpgov.credentials import CredentialIssuer, CredentialMiddleware
 from mcpgov.gateway._upstream import CURRENT, CallerMiddleware, FrontCall
 from mcpgov.policy import DEFAULT_DENY_RULE, Policy, PolicyMiddleware
@@ -313,3 +314,17 @@ async def test_a_gateways_upstream_request_keeps_the_owner_of_the_agents_task() 
     finally:
         CURRENT.reset(reset)
     assert task_owner(seen[-1]) == MALLORY.key
+
+
+def test_an_approval_request_names_the_owner_of_a_task_the_caller_acts_in() -> None:
+    derived = {"task": "t-1", "idp": HELPER.issuer, "sub": HELPER.subject, "own": {"iss": ALICE.issuer, "sub": "alice"}}
+    ctx = GovContext(
+        side="server", method="tools/call", kind="tool", target="deploy", principal=HELPER, tenant="acme", task_id="t-1"
+    )
+    decision = Decision(Effect.REQUIRE_APPROVAL, "needs-a-person", "", "approval_required")
+    helpers = ApprovalRequest.for_context(ctx.replace(credential=derived), decision, ttl=60)
+    own = ApprovalRequest.for_context(ctx, decision, ttl=60)
+    assert helpers.action[:8] == own.action[:8] and helpers.action != own.action
+    assert (helpers.task_owner, own.task_owner) == (ALICE.id, None)
+    assert f'for task "t-1" of "{ALICE.id}" with arguments' in helpers.describe()
+    assert 'for task "t-1" with arguments' in own.describe()
