@@ -654,6 +654,12 @@ async def test_a_task_id_two_principals_chose_is_proven_for_one_owner_only(
     assert code == 2 and "Traceback" not in out
     with pytest.raises(ConfigurationError):
         prove([stack.log], ProofScope(task_owner=AGENT.id))
+    # The task's trail says it holds two owners' tasks, and shows one owner's alone when asked.
+    code, out = _cli("audit", "show", "--task", "release-1", str(stack.log))
+    assert code == 0 and "the tasks of 2 owners" in out and "other-bot" in out, out
+    code, out = _cli("audit", "show", "--task", "release-1", "--task-owner", "other-bot", str(stack.log))
+    assert code == 0 and "the tasks of" not in out and "release-bot" not in out, out
+    assert "deploy" in out and "other-bot" in out
 
 
 async def test_a_delegates_calls_are_proven_as_part_of_the_owners_task(tmp_path: Path, key_file: Path) -> None:

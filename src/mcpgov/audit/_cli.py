@@ -158,6 +158,7 @@ def verify(
 @audit.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--task", help="Only this task; prints the task's trail (requests, decisions, approvals, credentials).")
+@click.option("--task-owner", "task_owner", help="Only tasks of this owner (issuer#subject, or the subject alone).")
 @click.option("--principal", help="Only this caller (issuer#subject, or the subject alone).")
 @click.option("--tenant", help="Only this tenant.")
 @click.option("--tool", help="Only this tool, prompt or resource.")
@@ -169,6 +170,7 @@ def show(
     *,
     files: tuple[str, ...],
     task: str | None,
+    task_owner: str | None,
     principal: str | None,
     tenant: str | None,
     tool: str | None,
@@ -199,7 +201,13 @@ def show(
     except OSError as exc:
         raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
     chosen = EventFilter(
-        task=task, principal=principal, tenant=tenant, tool=tool, credential=credential, types=types
+        task=task,
+        task_owner=task_owner,
+        principal=principal,
+        tenant=tenant,
+        tool=tool,
+        credential=credential,
+        types=types,
     ).select(events)
     if as_json:
         for event in chosen:
