@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcpgov._arguments import ArgsDigest
 from mcpgov._contain import contained
-from mcpgov._context import ExtensionKey, GovContext, recorded_args_hash
+from mcpgov._context import ExtensionKey, GovContext, recorded_args_hash, task_owner
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import HealthReporting, closable, flushable, health_reporting, stats_of
 from mcpgov._types import Clock, is_async_callable
@@ -104,6 +104,9 @@ class AuditEvent(BaseModel):
             repeat: several sessions, and the 2026-07-28 mode has no session id), when the
             context carries one (``ctx.extensions[REQUEST_KEY]``).
         task_id: task id.
+        task_owner: the owner of the task (``issuer#subject``): the principal its first
+            credential was minted for (a delegate acting in the task records the owner, not
+            itself); two principals' tasks of one id have two owners.
         purpose: declared purpose.
         effect: for decisions, ``allow``, ``deny`` or ``require_approval``.
         rule: the rule, hook or stage that decided.
@@ -143,6 +146,7 @@ class AuditEvent(BaseModel):
     request_id: str | int | None = None
     request_key: str | None = None
     task_id: str | None = None
+    task_owner: str | None = None
     purpose: str | None = None
     effect: str | None = None
     rule: str | None = None
@@ -279,6 +283,7 @@ class ContextValues:
             "request_id": ctx.request_id,
             "request_key": ctx.request_key or ctx.extension(REQUEST_KEY),
             "task_id": ctx.task_id,
+            "task_owner": f"{owner[0]}#{owner[1]}" if (owner := task_owner(ctx)) is not None else None,
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,
             "args_hash": recorded_args_hash(ctx) if defer_hash else ctx.args_hash,
