@@ -437,7 +437,9 @@ async def test_ending_one_principals_task_leaves_another_principals_task_of_the_
 # -- task context on every request of a task ----------------------------------------------------
 
 
-def _task_server(issuer: Any, sink: InMemoryAuditSink, seen: list[tuple[Any, ...]]) -> MCPServer:
+def _task_server(
+    issuer: Any, sink: InMemoryAuditSink, seen: list[tuple[Any, ...]], **verifier_options: Any
+) -> MCPServer:
     server = MCPServer("tasks")
 
     @server.tool()
@@ -470,7 +472,7 @@ def _task_server(issuer: Any, sink: InMemoryAuditSink, seen: list[tuple[Any, ...
     hooks.tool("*")(decide)
     hooks.resource("*")(decide)
     hooks.prompt("*")(decide)
-    govern(server, identity, CredentialMiddleware(issuer.verifier(AUDIENCE)), hooks, audit=sink)
+    govern(server, identity, CredentialMiddleware(issuer.verifier(AUDIENCE, **verifier_options)), hooks, audit=sink)
     return server
 
 
@@ -499,6 +501,31 @@ async def test_every_request_of_a_task_carries_its_credential_and_listings_show_
     read = [e for e in sink.events if e.type == "decision" and e.target == "payroll://2026"]
     assert read
     assert all(e.task_id == "audit-7" and e.credential_id is not None for e in read)
+
+
+async def test_a_single_use_client_presents_a_fresh_credential_on_every_request_of_a_task(mode: str) -> None:
+    """A server that treats every credential as single use refuses any second use: a client
+    asking for single-use credentials obtains one per request, reads and listings of its task
+    included (a cached task credential would be refused from its second use on)."""
+    issuer = make_issuer()
+    sink = InMemoryAuditSink()
+    seen: list[tuple[Any, ...]] = []
+    server = _task_server(issuer, sink, seen, single_use=True)
+    creds = ClientCredentials(IssuerTokenSource(issuer), audience=AUDIENCE, single_use=True)
+    async with (
+        GovernedClient(server, creds, principal=AGENT, mode=mode) as client,
+        client.task("audit-8", purpose="audit") as task,
+    ):
+        for _ in range(2):
+            await client.read_resource("payroll://2026")
+            await client.get_prompt("summary", {"topic": "q3"})
+            await client.list_tools()
+            await client.call_tool("audit_log", {})
+    used = [e.credential_id for e in sink.events if e.type == "credential.verified"]
+    assert len(used) >= 8
+    assert len(set(used)) == len(used)  # never one credential twice
+    assert set(used) <= set(task.credential_ids)
+    assert [e for e in sink.events if e.type == "credential.refused"] == []
 
 
 async def test_a_task_credential_calls_nothing_and_a_revoked_one_binds_nothing(mode: str) -> None:

@@ -147,7 +147,8 @@ class ClientCredentials:
         scope: scopes to ask for.
         ttl: lifetime to ask for (None: the issuer's default).
         bind_arguments: calls that need argument-bound credentials.
-        single_use: ask for single-use credentials (one per call, never cached).
+        single_use: ask for single-use credentials (one per request, never cached: tool calls,
+            and inside a task its listings, reads and prompts too).
         refresh_before: obtain a fresh credential when less than this many seconds remain.
         cache_size: the most credentials cached.
         clock: seconds since the epoch.
@@ -284,7 +285,10 @@ class ClientCredentials:
             TASK_BINDING,
             self.ttl,
         )
-        credential = self._cache.get(key)
+        # Single use: a fresh task credential per request too, used once (a verifier that treats
+        # every credential as single use refuses a second use; one marked single use binds no
+        # request but the call it was minted for, so it is not asked for here).
+        credential = None if self.single_use else self._cache.get(key)
         if credential is not None and credential.expires_at - self._clock() <= self.refresh_before:
             credential = None
         if credential is None:
@@ -302,7 +306,8 @@ class ClientCredentials:
                 raise CredentialError("the token source returned no credential", reason="source_invalid")
             self.minted += 1
             await _record(task, credential, self.source, principal)
-            self._cache[key] = credential
+            if not self.single_use:
+                self._cache[key] = credential
         ctx = ctx.replace(
             meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}),
             credential=_presented(credential),
