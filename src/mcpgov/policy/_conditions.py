@@ -493,10 +493,73 @@ def _bounds_text(lo: float | None, hi: float | None) -> str:
     return f"[{'' if lo is None else lo}, {'' if hi is None else hi}]"
 
 
+_TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})
+_MAX_NUMBER_TEXT = 4_300
+"""The longest text read as a number (Python's limit for converting decimal text to an integer)."""
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else "other"
+
+
+def _readings(value: Any) -> frozenset[tuple[str, Any]]:
+    """What a lenient validator (pydantic in lax mode, as the SDK validates tool arguments) may
+    read a JSON scalar as: a number (``"1"``, ``" 1 "``, ``"1.0"``, ``"1_000"``, ``true``), a
+    boolean (``"yes"``, ``"on"``, ``"t"``, ``1``, ``1.0``)."""
+    out: set[tuple[str, Any]] = set()
+    if isinstance(value, bool):
+        out.update((("boolean", value), ("number", int(value))))
+    elif isinstance(value, (int, float)):
+        if not (isinstance(value, float) and not math.isfinite(value)):
+            out.add(("number", value))
+            if value in (0, 1):
+                out.add(("boolean", value == 1))
+    elif isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
+        text = value.strip().lower()
+        if text in _TRUE_WORDS:
+            out.add(("boolean", True))
+        elif text in _FALSE_WORDS:
+            out.add(("boolean", False))
+        try:
+            out.add(("number", int(text)))
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(number):
+                    out.add(("number", number))
+    return frozenset(out)
+
+
+def _reads_as(value: Any, expected: Any) -> bool:
+    """Whether ``value``, of another JSON type than ``expected``, may be read as it by a tool
+    validating its arguments leniently (``"0"``, ``"0.0"`` or ``false`` for ``0``; ``"yes"`` or
+    ``1`` for ``true``; ``1`` for ``"1"``)."""
+    if _json_kind(value) == _json_kind(expected):
+        return False
+    return not _readings(value).isdisjoint(_readings(expected))
+
+
 def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None, memo: Memo | None = None) -> bool:
-    """Scalar equality; a string equal only after NFKC normalisation is unknown."""
+    """Scalar equality; a string equal only after NFKC normalisation, and a value of another JSON
+    type that a lenient validator reads as the expected one, are unknown."""
     if _scalar_eq(value, expected):
         return True
+    if _reads_as(value, expected):
+        raise ConditionError(
+            label,
+            f"the {_json_kind(value)} value reads as {expected!r} ({_json_kind(expected)}) to a tool "
+            "that converts its arguments",
+        )
     if expected_nfkc is not None and isinstance(value, str) and not (value.isascii() and expected.isascii()):
         if len(value) > MAX_CONDITION_STRING:
             raise ConditionError(label, f"a string longer than {MAX_CONDITION_STRING} characters is not judged")
