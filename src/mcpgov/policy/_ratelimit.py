@@ -11,9 +11,12 @@ path segments, trailing slash, query or fragment), so other spellings of one URI
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import anyio
 
 from mcpgov._context import GovContext
 from mcpgov._state import StateStore
@@ -21,6 +24,8 @@ from mcpgov._types import Clock
 from mcpgov._uris import authority_folded, path_folded
 
 __all__ = ["RateLimitSpec", "RateLimiter"]
+
+logger = logging.getLogger("mcpgov.policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +76,40 @@ class RateLimiter:
     async def admit(self, ctx: GovContext, specs: Iterable[RateLimitSpec]) -> RateLimitSpec | None:
         """Count this request against every spec; return the first exceeded spec, or None.
 
+        A request that is refused spends none of its limits: when a spec is exceeded, or counting
+        fails half-way (a store error, or anything else raised), what was counted for it is taken
+        back, so a caller over one limit never spends a limit it shares with others.
+
         Raises:
             StateStoreError: the store failed (the caller denies).
         """
         now = self.clock()
-        exceeded: RateLimitSpec | None = None
-        for spec in specs:
-            window = int(now // spec.per)
-            # The counter expires at the end of its window.
-            ttl = max((window + 1) * spec.per - now, 0.001)
-            count = await self.store.incr(self._key(spec, ctx, window), ttl)
-            if count > spec.limit and exceeded is None:
-                exceeded = spec
-        return exceeded
+        counted: list[tuple[str, float]] = []
+        try:
+            for spec in specs:
+                window = int(now // spec.per)
+                # The counter expires at the end of its window.
+                ttl = max((window + 1) * spec.per - now, 0.001)
+                key = self._key(spec, ctx, window)
+                count = await self.store.incr(key, ttl)
+                counted.append((key, ttl))
+                if count > spec.limit:
+                    await self._take_back(counted)
+                    return spec
+        except BaseException:
+            await self._take_back(counted)
+            raise
+        return None
+
+    async def _take_back(self, counted: list[tuple[str, float]]) -> None:
+        """Undo the counts of a refused request (shielded: a cancelled request is taken back too).
+        A count that cannot be taken back stays: stricter, never looser."""
+        with anyio.CancelScope(shield=True):
+            for key, ttl in counted:
+                try:
+                    await self.store.incr(key, ttl, -1)
+                except Exception as exc:  # noqa: BLE001 - the count stays: stricter, never looser
+                    logger.warning(
+                        "a refused request could not be taken back from a rate limit (%s)", type(exc).__name__
+                    )
+        counted.clear()
