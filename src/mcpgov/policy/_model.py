@@ -34,7 +34,17 @@ import re
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from mcpgov._validate import first_repeat
 from mcpgov.policy._regex import compile_regex
@@ -67,6 +77,20 @@ RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,199}$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TARGET_KINDS = ("tool", "resource", "prompt")
+
+
+def _not_empty(value: Any, what: str) -> Any:
+    """Refuse an empty list or map where it would read as "anyone" or as a requirement that holds."""
+    if value is not None and len(value) == 0:
+        raise ValueError(f"{what} is empty: it would {_EMPTY_READS[what]}; omit it, or name at least one")
+    return value
+
+
+_EMPTY_READS = {
+    "principals": "match every principal",
+    "scopes": "require no scope (it always holds)",
+    "claims": "require no claim (it always holds)",
+}
 
 
 class _Model(BaseModel):
@@ -291,6 +315,12 @@ class Conditions(_Model):
     tenants: list[StrictStr] | None = None
     scopes: list[StrictStr] | None = None
     claims: dict[StrictStr, ClaimValue] | None = None
+
+    @field_validator("scopes", "claims")
+    @classmethod
+    def _requires_something(cls, value: Any, info: Any) -> Any:
+        return _not_empty(value, info.field_name)
+
     time: TimeWindow | None = None
     history: HistoryCondition | None = None
     delegation_depth: Bounds | None = None
@@ -313,6 +343,11 @@ class PrincipalMatcher(_Model):
     spiffe: StrictStr | None = None
     claims: dict[StrictStr, ClaimValue] | None = None
     scopes: list[StrictStr] | None = None
+
+    @field_validator("scopes", "claims")
+    @classmethod
+    def _requires_something(cls, value: Any, info: Any) -> Any:
+        return _not_empty(value, info.field_name)
 
     @model_validator(mode="after")
     def _check(self) -> PrincipalMatcher:
@@ -406,6 +441,11 @@ class Rule(_Model):
 
     _LISTS = ("tools", "resources", "prompts", "methods", "tenants", "actions")
 
+    @field_validator("principals")
+    @classmethod
+    def _someone(cls, value: Any) -> Any:
+        return _not_empty(value, "principals")
+
     @model_validator(mode="after")
     def _check(self) -> Rule:
         if not RULE_ID.match(self.id):
@@ -439,6 +479,14 @@ class PolicyDocument(_Model):
 
     version: Literal[1] = 1
     name: StrictStr = ""
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _exactly_one(cls, value: Any) -> Any:
+        if type(value) is not int:
+            raise ValueError("version must be the integer 1")
+        return value
+
     labels: dict[StrictStr, TargetSet] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
 
