@@ -18,7 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import TypeAdapter, ValidationError
 
 from mcpgov import Effect, GovContext, GovernedClient, Principal
-from mcpgov.policy import Policy, PolicyEngine, PolicyMiddleware
+from mcpgov.policy import CedarPolicy, Policy, PolicyEngine, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
 
 IDP = "https://idp.example"
@@ -179,3 +179,110 @@ def test_property_equality_is_unknown_whenever_the_tool_could_receive_the_value(
         assert _decide([allow_all, deny], value) is Effect.DENY
     if _decide([allow], value) is Effect.ALLOW:
         assert _same(value, expected)
+
+
+CEDAR_DENY = """
+@id("everything")
+permit(principal, action, resource);
+
+@id("no-account-zero")
+forbid(principal, action == Action::"execute", resource == Tool::"transfer")
+when { [0, 7].contains(context.args.account) };
+
+@id("no-forced")
+forbid(principal, action == Action::"execute", resource == Tool::"transfer")
+when { context.args.force == true };
+"""
+
+CEDAR_ALLOW = """
+@id("small-transfers")
+permit(principal, action == Action::"execute", resource == Tool::"transfer")
+when { context.args.account != 0 && context.args.force == false && context.args.amount <= 100 };
+
+@id("listings")
+permit(principal, action == Action::"discover", resource);
+"""
+
+
+def _cedar_client(server: MCPServer, text: str, sink: InMemoryAuditSink, mode: str) -> GovernedClient:
+    pytest.importorskip("cedarpy", reason="the Cedar engine needs the cedar extra (cedarpy)")
+    return GovernedClient(
+        server,
+        PolicyMiddleware(CedarPolicy(text, source="p.cedar")),
+        audit=sink,
+        principal=Principal(IDP, "alice", tenant="acme"),
+        mode=mode,
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("args", "rule"),
+    [
+        *(({"account": v, "force": False, "amount": 1}, "no-account-zero") for v in ("0", "7", False, " 0 ", "0.0")),
+        *(({"account": 5, "force": v, "amount": 1}, "no-forced") for v in (1, "true", "yes", "on", "1")),
+    ],
+)
+async def test_a_cedar_forbid_on_a_value_applies_to_every_spelling_the_tool_receives_as_it(
+    args: dict[str, Any], rule: str, mode: str
+) -> None:
+    server, ran = _server()
+    sink = InMemoryAuditSink()
+    async with _cedar_client(server, CEDAR_DENY, sink, mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("transfer", args)
+        assert caught.value.code == -32003
+        ok = await client.call_tool("transfer", {"account": 5, "force": False, "amount": 1})
+        assert ok.is_error is False
+    assert ran == [(5, False, 1.0)]
+    denied = [(e.rule, e.reason) for e in sink.decisions() if e.effect == "deny"]
+    assert denied == [(rule, "condition_unevaluable")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"account": "0", "force": False, "amount": 1},
+        {"account": False, "force": False, "amount": 1},
+        {"account": 5, "force": 0, "amount": 1},
+        {"account": 5, "force": "false", "amount": 1},
+    ],
+)
+async def test_a_cedar_permit_admits_no_spelling_it_cannot_judge(args: dict[str, Any], mode: str) -> None:
+    server, ran = _server()
+    async with _cedar_client(server, CEDAR_ALLOW, InMemoryAuditSink(), mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("transfer", args)
+        assert caught.value.code == -32003
+        ok = await client.call_tool("transfer", {"account": 5, "force": False, "amount": 1})
+        assert ok.is_error is False
+    assert ran == [(5, False, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("value", "effect"), [("rm", Effect.DENY), ("\uff52\uff4d", Effect.DENY), ("ls", Effect.ALLOW)]
+)
+def test_a_cedar_forbid_on_a_string_applies_to_its_compatibility_spellings(value: str, effect: Effect) -> None:
+    pytest.importorskip("cedarpy", reason="the Cedar engine needs the cedar extra (cedarpy)")
+    from mcpgov.policy import CedarPolicy
+
+    engine = CedarPolicy(
+        '@id("all") permit(principal, action, resource);\n'
+        '@id("no-rm") forbid(principal, action, resource) when { context.args.x == "rm" };\n',
+        source="p.cedar",
+    ).compile()
+    ctx = GovContext(
+        side="server",
+        method="tools/call",
+        kind="tool",
+        target="t",
+        action="execute",
+        arguments=MappingProxyType({"x": value}),
+        principal=Principal(IDP, "alice", tenant="acme"),
+        tenant="acme",
+    )
+    decision = engine.decide(ctx)
+    assert decision.effect is effect
+    if effect is Effect.DENY:
+        assert decision.rule == "no-rm"

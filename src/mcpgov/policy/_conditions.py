@@ -59,6 +59,7 @@ __all__ = [
     "granted_scopes",
     "name_key",
     "path_within",
+    "reads_as",
     "spelling_of",
     "spellings",
 ]
@@ -540,7 +541,7 @@ def _readings(value: Any) -> frozenset[tuple[str, Any]]:
     return frozenset(out)
 
 
-def _reads_as(value: Any, expected: Any) -> bool:
+def reads_as(value: Any, expected: Any) -> bool:
     """Whether ``value``, of another JSON type than ``expected``, may be read as it by a tool
     validating its arguments leniently (``"0"``, ``"0.0"`` or ``false`` for ``0``; ``"yes"`` or
     ``1`` for ``true``; ``1`` for ``"1"``)."""
@@ -554,7 +555,7 @@ def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None
     type that a lenient validator reads as the expected one, are unknown."""
     if _scalar_eq(value, expected):
         return True
-    if _reads_as(value, expected):
+    if reads_as(value, expected):
         raise ConditionError(
             label,
             f"the {_json_kind(value)} value reads as {expected!r} ({_json_kind(expected)}) to a tool "
