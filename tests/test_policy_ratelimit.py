@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
+from mcp_types import RequestParamsMeta
 
-from mcpgov import StateStore, govern
+from mcpgov import CallNext, GovContext, Principal, StateStore, govern
 from mcpgov._state import InMemoryStateStore, StateStoreError
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
@@ -186,3 +187,73 @@ async def test_two_replicas_racing_on_one_redis_admit_within_every_limit_and_spe
         assert await _call(second, "sub-agent", "s1")
         assert not await _call(first, "sub-agent", "s2")
     assert sum(len(ran) for _server_, _sink, ran in replicas) == 3
+
+
+SPELLINGS = ["alice", "Alice", "ALICE", "alice ", " alice", "\uff41lice", "al\u200bice", "ali\u00adce"]
+
+
+class _SpelledIdentity:
+    """Identity whose subject (and tenant) is spelled as the request's ``_meta`` says."""
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        subject = ctx.meta.get("test/subject")
+        tenant = ctx.meta.get("test/tenant")
+        if not isinstance(subject, str) or not isinstance(tenant, str):
+            return await call_next(ctx)
+        principal = Principal("https://idp.example", subject, tenant=tenant)
+        return await call_next(ctx.replace(principal=principal, tenant=tenant))
+
+
+def _as(subject: str, tenant: str) -> RequestParamsMeta:
+    return cast("RequestParamsMeta", {"test/subject": subject, "test/tenant": tenant})
+
+
+def _spelled_server(by: str) -> tuple[MCPServer, list[str]]:
+    server = MCPServer("search")
+    ran: list[str] = []
+
+    @server.tool()
+    def search(query: str) -> str:
+        ran.append(query)
+        return query
+
+    policy = Policy.from_dict(
+        {
+            "rules": [
+                {
+                    "id": "limited",
+                    "effect": "allow",
+                    "tools": ["search"],
+                    "obligations": {"rate_limit": {"limit": 1, "per": 60, "by": [by]}},
+                }
+            ]
+        }
+    )
+    govern(server, _SpelledIdentity(), PolicyMiddleware(policy, clock=lambda: 1_000.0))
+    return server, ran
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("spelling", SPELLINGS[1:])
+async def test_one_principal_in_another_spelling_shares_its_counter(spelling: str, mode: str) -> None:
+    server, ran = _spelled_server("principal")
+    async with Client(server, mode=mode) as client:
+        meta = _as("alice", "acme")
+        assert (await client.call_tool("search", {"query": "first"}, meta=meta)).is_error is False
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("search", {"query": "again"}, meta=_as(spelling, "acme"))
+        assert caught.value.code == -32003
+    assert ran == ["first"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("spelling", ["Acme", "ACME", "acme ", "\uff41cme"])
+async def test_one_tenant_in_another_spelling_shares_its_counter(spelling: str, mode: str) -> None:
+    server, ran = _spelled_server("tenant")
+    async with Client(server, mode=mode) as client:
+        meta = _as("alice", "acme")
+        assert (await client.call_tool("search", {"query": "first"}, meta=meta)).is_error is False
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("search", {"query": "again"}, meta=_as("bob", spelling))
+        assert caught.value.code == -32003
+    assert ran == ["first"]

@@ -5,7 +5,9 @@ A limit is an obligation of the allow rule that carries it. It counts admitted r
 window (``per: 86400``). Counters live in the :class:`~mcpgov.StateStore`, so several replicas
 sharing a Redis store share the limit; a store error denies. A resource is counted as a server
 reading only its host and path reads its URI (host in lower case, no user-info or port, no empty
-path segments, trailing slash, query or fragment), so other spellings of one URI share its count.
+path segments, trailing slash, query or fragment), so other spellings of one URI share its count,
+and a principal or tenant as a reader reads its name (case, Unicode compatibility forms, invisible
+characters and whitespace folded), so other spellings of one caller share its count.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcpgov._context import GovContext
 from mcpgov._state import StateStore
 from mcpgov._types import Clock
 from mcpgov._uris import authority_folded, path_folded
+from mcpgov.policy._conditions import name_key
 
 __all__ = ["RateLimitSpec", "RateLimiter"]
 
@@ -61,10 +64,16 @@ class RateLimiter:
     def _key(spec: RateLimitSpec, ctx: GovContext, window: int) -> str:
         parts: list[str] = []
         for dimension in spec.by:
+            # A principal or tenant is counted as a reader reads its name (case, Unicode
+            # compatibility forms, invisible characters and whitespace folded): every spelling
+            # of one caller shares its counter.
             if dimension == "principal":
-                parts.append(ctx.principal.id if ctx.principal is not None else "")
+                principal = ctx.principal
+                parts.append(
+                    f"{name_key(principal.issuer)}#{name_key(principal.subject)}" if principal is not None else ""
+                )
             elif dimension == "tenant":
-                parts.append(ctx.tenant or "")
+                parts.append(name_key(ctx.tenant) if isinstance(ctx.tenant, str) else "")
             elif ctx.kind == "resource" and ctx.target is not None:
                 # Every spelling a server may resolve to the same resource counts as that resource.
                 parts.append(f"resource:{path_folded(authority_folded(ctx.target))}")
