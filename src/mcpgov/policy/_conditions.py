@@ -617,13 +617,19 @@ def _op_not_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     return _one_of(label, cond.not_in, f"not in {list(cond.not_in)!r}", negate=True)
 
 
-def _full_match(label: str, matcher: Any, text: str) -> tuple[Op, str]:
-    """The op: a string ``matcher`` matches whole; a match only after NFKC is unknown."""
+def _full_match(label: str, matcher: Any, text: str, dotall: Any = None) -> tuple[Op, str]:
+    """The op: a string ``matcher`` matches whole; a match only after NFKC is unknown, and so is
+    a match only when ``.`` also matches a line break (``dotall``: the same pattern with ``(?s)``).
+    """
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
         if matcher.fullmatch(s) is not None:
-            return True
+            return True  # then it matches with '.' matching line breaks too
+        if dotall is not None and "\n" in s and dotall.fullmatch(s) is not None:
+            raise ConditionError(
+                label, f"the value, which holds a line break, {text} only when '.' also matches a line break"
+            )
         normal = _nfkc(s, memo)
         if normal != s and matcher.fullmatch(normal) is not None:
             raise _ambiguous(label, text)
@@ -643,7 +649,10 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 def _op_regex(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.regex is None:
         return None
-    return _full_match(label, compile_regex(cond.regex), f"matches /{cond.regex}/")
+    # A pattern written on one line reads '.' as "any character": a line break must not take a
+    # value out of (or into) its match, so a value is also judged with '.' matching line breaks.
+    dotall = compile_regex(f"(?s){cond.regex}") if "." in cond.regex else None
+    return _full_match(label, compile_regex(cond.regex), f"matches /{cond.regex}/", dotall)
 
 
 def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
