@@ -22,6 +22,7 @@ import fnmatch
 import functools
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -245,10 +246,16 @@ def spellings(value: str) -> set[str]:
     return forms
 
 
+_DRIVE = re.compile(r"[A-Za-z]:")
+_SHORT_NAME = re.compile(r"~[0-9]")
+
+
 def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
     """(absolute, segments without '.' and empty ones), or raise ValueError."""
     if "\x00" in form:
         raise ValueError("a NUL byte")
+    if form.startswith("//"):
+        raise ValueError("two leading separators (a network share on Windows)")
     absolute = form.startswith("/")
     segments = [part for part in form.split("/") if part not in ("", ".")]
     if ".." in segments:
@@ -258,21 +265,57 @@ def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
             raise ValueError("a relative path (what it is relative to is unknown)")
         if not segments or segments[0].startswith("~"):
             raise ValueError("an empty or home-relative path")
+        if _DRIVE.match(segments[0]):
+            raise ValueError("a drive letter (an absolute path on Windows)")
     return absolute, segments
 
 
-def _forms(value: str, allow_relative: bool) -> tuple[str, ...]:
-    """The canonical form of every spelling (``""`` for a relative one resolved under a root).
+def _folded(canonical: str) -> str:
+    """A canonical path as a case-insensitive file system (Windows, macOS) reads it: each segment
+    case-folded, without a stream name (``name:stream``) or trailing dots and spaces.
+
+    Raises:
+        ValueError: a segment that is nothing once folded, or may be a Windows short (8.3) name.
+    """
+    out: list[str] = []
+    for segment in canonical.split("/")[1:] if canonical != "/" else ():
+        folded = segment.casefold().split(":", 1)[0].rstrip(". ")
+        if not folded:
+            raise ValueError(f"a segment that is empty once its stream name or trailing dots are dropped ({segment!r})")
+        if _SHORT_NAME.search(folded):
+            raise ValueError(f"a segment that may be a Windows short name ({segment!r})")
+        out.append(folded)
+    return "/" + "/".join(out)
+
+
+def _forms(value: str, allow_relative: bool) -> tuple[tuple[str, str], ...]:
+    """The canonical form of every spelling (``""`` for a relative one resolved under a root),
+    each with its reading on a case-insensitive file system (:func:`_folded`).
 
     Raises:
         ValueError: the value cannot be canonicalised (the message says why).
     """
-    out: set[str] = set()
+    out: set[tuple[str, str]] = set()
     for spelling in spellings(value):
         forms = (spelling, spelling.replace("\\", "/")) if "\\" in spelling else (spelling,)
         for form in forms:
             absolute, segments = _segments(form, allow_relative)
-            out.add("/" + "/".join(segments) if absolute else "")
+            canonical = "/" + "/".join(segments) if absolute else ""
+            out.add((canonical, _folded(canonical) if absolute else ""))
+    return tuple(out)
+
+
+def _inside(canonical: str, roots: tuple[str, ...]) -> bool:
+    return canonical == "" or any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots)
+
+
+def _folded_roots(roots: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    for root in roots:
+        try:
+            out.append(_folded(root))
+        except ValueError:
+            out.append(root.casefold())
     return tuple(out)
 
 
@@ -291,12 +334,14 @@ def _judge(value: str, roots: tuple[str, ...], allow_relative: bool, memo: Memo 
             memo[key] = found
     if isinstance(found, str):
         raise ValueError(found)  # noqa: TRY004 - the cached reason of an unknown path
-    inside = {
-        canonical == "" or any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots)
-        for canonical in found
-    }
+    folded_roots = _folded_roots(roots)
+    inside = {_inside(canonical, roots) for canonical, _ in found}
+    inside |= {_inside(folded, folded_roots) for _, folded in found}
     if len(inside) > 1:
-        raise ValueError("its spellings disagree (one is inside the roots, another is not)")
+        raise ValueError(
+            "its spellings disagree (one is inside the roots, another is not, also as a case-insensitive "
+            "file system reads it)"
+        )
     return inside.pop()
 
 
@@ -328,9 +373,10 @@ def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = Fa
     Returns:
         True when every spelling is inside a root (the root itself or below ``root + "/"``, so
         ``/data-evil`` is not inside ``/data``), False when none is, and None (unknown) when
-        they disagree or the value cannot be canonicalised: a NUL byte, a ``..`` segment,
-        percent-encoding that is not UTF-8, too many encoding levels, a relative path (unless
-        ``allow_relative``), more than :data:`MAX_PATH_LENGTH` characters.
+        they disagree (also as a case-insensitive file system reads them) or the value cannot be
+        canonicalised: a NUL byte, a ``..`` segment, percent-encoding that is not UTF-8, too many
+        encoding levels, a relative path (unless ``allow_relative``), a drive letter, two leading
+        separators (a Windows network share), more than :data:`MAX_PATH_LENGTH` characters.
 
     Args:
         value: the path as received.
