@@ -757,7 +757,12 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         if not isinstance(ref, str):
             # The request has no such value: what the argument should have equalled is unknown.
             raise ConditionError(label, f"the request has no {which} to compare with")
-        return _text_equal(label, s, ref, _nfkc(ref), memo)
+        if _text_equal(label, s, ref, _nfkc(ref), memo):
+            return True
+        # A name read as names are read everywhere else: another spelling of it is unknown.
+        if spelling_of(s, {name_key(ref): ref}) is not None:
+            raise ConditionError(label, f"the value is another spelling of the request's {which}")
+        return False
 
     return op, f"equals the request's {which}"
 
