@@ -82,3 +82,39 @@ async def test_a_reload_to_an_empty_requirement_keeps_the_policy_in_force(
             await client.call_tool("echo", {"text": "r"}, meta=as_("reader"))
         assert caught.value.code == -32003
     assert ran == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("window", "problem"),
+    [
+        ({"before": 20_000_000_000}, "before must be an ISO 8601 instant"),  # read as milliseconds: 1970
+        ({"after": 1_700_000_000}, "after must be an ISO 8601 instant"),
+        ({"after": 1.7e9}, "after must be an ISO 8601 instant"),
+        ({"after": "1700000000"}, "after must be an ISO 8601 instant"),
+        ({"before": "2030-01-01"}, "before must be an ISO 8601 instant"),
+        ({"after": True}, "after must be an ISO 8601 instant"),
+        ({"start": "09:00", "end": "09:00"}, "start equals end"),
+    ],
+)
+def test_a_time_window_read_otherwise_than_written_is_refused(window: dict[str, object], problem: str) -> None:
+    rules = [
+        {"id": "all", "effect": "allow", "tools": ["t"]},
+        {"id": "r", "effect": "deny", "tools": ["t"], "when": {"time": window}},
+    ]
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_dict({"rules": rules}, source="p.json")
+    message = str(caught.value)
+    assert message.startswith("p.json: rule 'r' (rules[1]), field 'when.time'"), message
+    assert problem in message, message
+
+
+def test_a_time_window_written_as_iso_8601_with_an_offset_loads() -> None:
+    policy = Policy.from_yaml(
+        "rules:\n  - {id: r, effect: deny, tools: [t], when: {time: "
+        "{after: 2026-01-01T00:00:00Z, before: '2027-01-01T00:00:00+02:00', start: '22:00', end: '06:00'}}}\n"
+    )
+    (rule,) = policy.document.rules
+    assert rule.when is not None
+    assert rule.when.time is not None
+    assert rule.when.time.after is not None
+    assert rule.when.time.after.year == 2026

@@ -193,6 +193,18 @@ class ArgumentCondition(_Model):
         return self
 
 
+def _is_iso_instant(value: Any) -> bool:
+    """Whether ``value`` is text in ISO 8601 date-time form (not a number of seconds)."""
+    if not isinstance(value, str):
+        return False
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return "T" in text.upper() or " " in text
+
+
 class TimeWindow(_Model):
     """When a rule applies.
 
@@ -221,6 +233,11 @@ class TimeWindow(_Model):
                     raise ValueError(  # noqa: TRY004 - pydantic reports ValueError from validators, not TypeError
                         f"{name} must be a quoted 'HH:MM' string (YAML reads an unquoted 17:00 as a number)"
                     )
+            for name in ("after", "before"):
+                value = data.get(name)
+                if value is not None and not isinstance(value, datetime) and not _is_iso_instant(value):
+                    # Not a number of seconds: pydantic would read one above 2e10 as milliseconds.
+                    raise ValueError(f"{name} must be an ISO 8601 instant with offset (e.g. 2025-01-01T00:00:00Z)")
         return data
 
     @model_validator(mode="after")
@@ -231,6 +248,8 @@ class TimeWindow(_Model):
             value = getattr(self, name)
             if value is not None and not _HHMM.match(value):
                 raise ValueError(f"{name} must be a quoted HH:MM time, got {value!r}")
+        if self.start is not None and self.start == self.end:
+            raise ValueError("start equals end: the window would hold no minute of the day")
         for name in ("after", "before"):
             value = getattr(self, name)
             if value is not None and value.utcoffset() is None:
