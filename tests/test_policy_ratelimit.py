@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from types import MappingProxyType
 from typing import Any, cast
 
 import anyio
@@ -16,7 +17,8 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp_types import RequestParamsMeta
 
-from mcpgov import CallNext, GovContext, Principal, StateStore, govern
+from mcpgov import CallNext, Decision, Effect, GovContext, Principal, StateStore, govern
+from mcpgov._context import APPROVAL_GRANT
 from mcpgov._state import InMemoryStateStore, StateStoreError
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
@@ -257,3 +259,55 @@ async def test_one_tenant_in_another_spelling_shares_its_counter(spelling: str, 
             await client.call_tool("search", {"query": "again"}, meta=_as("bob", spelling))
         assert caught.value.code == -32003
     assert ran == ["first"]
+
+
+class _Grant:
+    """An approval grant for one argument value only (what ``covers`` checks, in short)."""
+
+    approver = "carol"
+
+    def __init__(self, query: str) -> None:
+        self.query = query
+
+    def covers(self, ctx: GovContext, decision: Decision) -> bool:
+        return (ctx.arguments or {}).get("query") == self.query
+
+
+@pytest.mark.anyio
+async def test_a_grant_that_does_not_cover_the_request_spends_none_of_its_limits() -> None:
+    """An approval-required request is counted only when its grant approves exactly it: a grant
+    replayed on other requests, each refused, never spends the limit the approved one needs."""
+    policy = Policy.from_dict(
+        {
+            "rules": [
+                {
+                    "id": "big-search",
+                    "effect": "require_approval",
+                    "tools": ["search"],
+                    "obligations": {"rate_limit": {"limit": 1, "per": 60, "by": ["tenant"]}},
+                }
+            ]
+        }
+    )
+    middleware = PolicyMiddleware(policy, clock=lambda: 1_000.0)
+    principal = Principal("https://idp.example", "alice", tenant="acme")
+
+    def ctx(query: str, grant: _Grant) -> GovContext:
+        return GovContext(
+            side="server",
+            method="tools/call",
+            kind="tool",
+            target="search",
+            arguments=MappingProxyType({"query": query}),
+            principal=principal,
+            tenant="acme",
+        ).with_extension(APPROVAL_GRANT, grant)
+
+    grant = _Grant("approved")
+    for i in range(3):
+        replayed = await middleware.decide(ctx(f"other-{i}", grant))
+        assert (replayed.effect, replayed.rule) == (Effect.REQUIRE_APPROVAL, "big-search")
+    admitted = await middleware.decide(ctx("approved", grant))
+    assert admitted.effect is Effect.REQUIRE_APPROVAL  # the authoriser turns it into an allow
+    again = await middleware.decide(ctx("approved", grant))
+    assert (again.effect, again.reason_code) == (Effect.DENY, "rate_limited")

@@ -12,7 +12,7 @@ from typing import Protocol
 import anyio
 
 from mcpgov._audit import AuditCallback, Auditor
-from mcpgov._authorize import Authorizer
+from mcpgov._authorize import Authorizer, approved_decision
 from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import APPROVAL_GRANT, ExtensionKey, GovContext
 from mcpgov._decision import Decision, Effect
@@ -339,8 +339,12 @@ class PolicyMiddleware(Authorizer):
             await compare_shadow(ctx, decision, self._shadow, now, self._history)
         if discover or decision.effect is Effect.DENY:
             return decision
-        if decision.effect is Effect.REQUIRE_APPROVAL and APPROVAL_GRANT not in ctx.extensions:
-            return decision  # refused until approved: counted when the approved request comes back
+        if decision.effect is Effect.REQUIRE_APPROVAL and (
+            APPROVAL_GRANT not in ctx.extensions or approved_decision(ctx, decision).effect is not Effect.ALLOW
+        ):
+            # Refused until approved: counted when the request comes back with a grant that
+            # approves exactly it (a grant replayed on other requests spends nothing).
+            return decision
         limits = decision.obligations.get(OBLIGATION_RATE_LIMIT)
         if limits:
             try:
