@@ -311,3 +311,39 @@ async def test_a_grant_that_does_not_cover_the_request_spends_none_of_its_limits
     assert admitted.effect is Effect.REQUIRE_APPROVAL  # the authoriser turns it into an allow
     again = await middleware.decide(ctx("approved", grant))
     assert (again.effect, again.reason_code) == (Effect.DENY, "rate_limited")
+
+
+class _FailingTakeBack(InMemoryStateStore):
+    """Counts like the in-memory store, tracks each counter, and fails the next take-back after
+    the first one of a request with an exception that is not an ``Exception``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.totals: dict[str, int] = {}
+        self.fail_second_take_back = False
+        self._take_backs = 0
+
+    async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        if amount < 0 and self.fail_second_take_back:
+            self._take_backs += 1
+            if self._take_backs == 2:
+                raise _Interrupted
+        self.totals[key] = self.totals.get(key, 0) + amount
+        return await super().incr(key, ttl, amount)
+
+
+@pytest.mark.anyio
+async def test_a_take_back_interrupted_half_way_takes_nothing_back_twice(mode: str) -> None:
+    store = _FailingTakeBack()
+    server, _sink, ran = _server(store)
+    async with Client(server, mode=mode) as client:
+        assert await _call(client, "alice", "a1")
+        assert await _call(client, "reader", "r1")
+        store.fail_second_take_back = True
+        # The tenant's limit is spent: both of this request's counts are taken back, the second
+        # one interrupted.
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("search", {"query": "s1"}, meta=as_("sub-agent"))
+        assert caught.value.code == -32003
+    assert ran == ["a1", "r1"]
+    assert all(total >= 0 for total in store.totals.values()), store.totals

@@ -30,6 +30,10 @@ __all__ = ["RateLimitSpec", "RateLimiter"]
 
 logger = logging.getLogger("mcpgov.policy")
 
+_TAKE_BACK_SECONDS = 5.0
+"""The longest a refused request waits for its counts to be taken back (a store that hangs
+leaves them counted: stricter, never looser)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSpec:
@@ -111,10 +115,12 @@ class RateLimiter:
         return None
 
     async def _take_back(self, counted: list[tuple[str, float]]) -> None:
-        """Undo the counts of a refused request (shielded: a cancelled request is taken back too).
-        A count that cannot be taken back stays: stricter, never looser."""
-        with anyio.CancelScope(shield=True):
-            for key, ttl in counted:
+        """Undo the counts of a refused request (shielded, for at most a few seconds: a cancelled
+        request is taken back too). Each count is taken back at most once; one that cannot be taken
+        back stays: stricter, never looser."""
+        with anyio.move_on_after(_TAKE_BACK_SECONDS, shield=True):
+            while counted:
+                key, ttl = counted.pop()
                 try:
                     await self.store.incr(key, ttl, -1)
                 except Exception as exc:  # noqa: BLE001 - the count stays: stricter, never looser
