@@ -420,3 +420,10 @@ def test_a_path_inside_the_root_never_normalises_outside_it(value: str) -> None:
             norm = posixpath.normpath("/" + form.lstrip("/"))
             assert norm == "/data" or norm.startswith("/data/")
             assert ".." not in form.split("/")
+
+
+def test_only_a_segment_shaped_as_a_windows_short_name_is_unknown_as_one() -> None:
+    for value in ("/DATA~1/a", "/PROGRA~1/a", "/SECRE~12.TXT"):
+        assert path_within(value, ("/data",)) is None
+    for value in ("/data/notes.txt~1", "/data/a~b", "/data/backup~"):
+        assert path_within(value, ("/data",)) is True

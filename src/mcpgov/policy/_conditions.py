@@ -247,7 +247,8 @@ def spellings(value: str) -> set[str]:
 
 
 _DRIVE = re.compile(r"[A-Za-z]:")
-_SHORT_NAME = re.compile(r"~[0-9]")
+_SHORT_NAME = re.compile(r"[^.]{1,6}~[0-9]{1,6}(\.[^.]{0,3})?")
+"""A Windows short (8.3) name: up to six characters, ~, a number, an extension of up to three."""
 
 
 def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
@@ -282,7 +283,7 @@ def _folded(canonical: str) -> str:
         folded = segment.casefold().split(":", 1)[0].rstrip(". ")
         if not folded:
             raise ValueError(f"a segment that is empty once its stream name or trailing dots are dropped ({segment!r})")
-        if _SHORT_NAME.search(folded):
+        if _SHORT_NAME.fullmatch(folded):
             raise ValueError(f"a segment that may be a Windows short name ({segment!r})")
         out.append(folded)
     return "/" + "/".join(out)
