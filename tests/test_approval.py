@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -12,7 +13,7 @@ from mcp.client.context import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 
-from mcpgov import ConfigurationError, Decision, GovContext, Hooks, InMemoryStateStore, govern
+from mcpgov import ConfigurationError, Decision, GovContext, Hooks, InMemoryStateStore, Principal, govern
 from mcpgov.approval import (
     ApprovalAnswer,
     ApprovalMiddleware,
@@ -27,10 +28,21 @@ from mcpgov.testing import InMemoryAuditSink, serve_http
 pytestmark = pytest.mark.anyio
 
 
-class Deploys:
-    """A server whose deploy tool requires approval, with what ran and the audit trail."""
+def acting_as(principal: Principal) -> Any:
+    """A stand-in for identity middleware: every request comes from ``principal`` (and its tenant)."""
 
-    def __init__(self, approver: Any, **middleware_options: Any) -> None:
+    async def identity(ctx: GovContext, call_next: Any) -> Any:
+        return await call_next(ctx.replace(principal=principal, tenant=principal.tenant))
+
+    return identity
+
+
+class Deploys:
+    """A server whose deploy tool requires approval, with what ran and the audit trail.
+
+    ``before``: stages ahead of the approval stage (an identity stand-in, say)."""
+
+    def __init__(self, approver: Any, *, before: Sequence[Any] = (), **middleware_options: Any) -> None:
         self.server = MCPServer("deployer")
         self.ran: list[str] = []
         self.sink = InMemoryAuditSink()
@@ -45,7 +57,7 @@ class Deploys:
             self.ran.append(version)
             return f"deployed {version}"
 
-        govern(self.server, ApprovalMiddleware(approver, **middleware_options), hooks, audit=self.sink)
+        govern(self.server, *before, ApprovalMiddleware(approver, **middleware_options), hooks, audit=self.sink)
 
     def types(self) -> list[str]:
         return [e.type for e in self.sink.events if e.type.startswith("approval.") or e.type == "decision"]

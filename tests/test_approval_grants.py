@@ -17,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import ElicitRequestParams, ElicitResult, ErrorData
 
 from mcpgov import Decision, Effect, GovContext, Hooks, InMemoryStateStore, Principal, StateStore, govern
+from mcpgov._context import TASK_OWNER
 from mcpgov.approval import ApprovalMiddleware, ElicitationApprover
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import InMemoryAuditSink
@@ -60,7 +61,10 @@ class Later:
 
         async def settled(ctx: GovContext) -> GovContext:
             meta = ctx.meta
-            return ctx.replace(tenant=str(meta.get("tenant", "acme")), task_id=str(meta.get("task", "task-1")))
+            ctx = ctx.replace(tenant=str(meta.get("tenant", "acme")), task_id=str(meta.get("task", "task-1")))
+            if "owner" in meta:  # the caller acts in another principal's task of the same id
+                ctx = ctx.with_extension(TASK_OWNER, (ALICE.issuer, str(meta["owner"])))
+            return ctx
 
         async def settle(ctx: GovContext, call_next: Any) -> Any:
             return await call_next(await settled(ctx))
@@ -106,6 +110,7 @@ async def _store(kind: str) -> AsyncIterator[StateStore]:
 OTHER_PRESENTATIONS = [
     {"tenant": "globex"},  # another tenant
     {"task": "task-2"},  # another task
+    {"owner": "bob-agent"},  # the same task id, of another owner (the caller acts in bob's task)
     {"policy": "2"},  # another policy version
     {"tenant": "globex", "task": "task-2", "policy": "2"},
 ]
@@ -250,7 +255,7 @@ def test_a_pending_approval_with_garbled_earlier_approvals_is_unreadable(granted
     from mcpgov.approval._elicit import _pending_record
 
     record = {
-        "action": ["tools/call", "tool", "deploy", "sha256:x", None, None, None, None],
+        "action": ["tools/call", "tool", "deploy", "sha256:x", None, None, None, None, None],
         "rule": "r",
         "reason": "",
         "principal": None,

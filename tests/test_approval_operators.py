@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mcp import Client, MCPError
-from mcp.server.mcpserver import MCPServer
 
-from mcpgov import ConfigurationError, Decision, GovContext, Hooks, Principal, govern
-from mcpgov.approval import ApprovalMiddleware, ApprovalMismatch, ApprovalQueue, ApprovalRequest, Operator
-from mcpgov.testing import InMemoryAuditSink, serve_http
+from mcpgov import ConfigurationError, Principal
+from mcpgov.approval import ApprovalMismatch, ApprovalQueue, ApprovalRequest, Operator
+from mcpgov.testing import serve_http
+
+from .test_approval import Deploys, acting_as
 
 pytestmark = pytest.mark.anyio
 
@@ -32,29 +33,12 @@ def authenticate(request: Any) -> Operator | str | None:
     return OPERATORS.get(request.headers.get("authorization", ""))
 
 
-class Stack:
+class Stack(Deploys):
     """A server whose deploy tool needs approval, called by an agent of ``tenant``."""
 
     def __init__(self, queue: ApprovalQueue, tenant: str | None) -> None:
-        self.server = MCPServer("deployer")
-        self.sink = InMemoryAuditSink()
-        self.ran: list[str] = []
-        hooks = Hooks()
         agent = Principal(issuer="https://idp.example", subject="agent-1", tenant=tenant)
-
-        @hooks.tool("deploy")
-        def needs_approval(ctx: GovContext) -> Decision:
-            return Decision.require_approval("deploys-need-approval", "production change")
-
-        @self.server.tool()
-        def deploy(version: str) -> str:
-            self.ran.append(version)
-            return version
-
-        async def identity(ctx: GovContext, call_next: Any) -> Any:
-            return await call_next(ctx.replace(principal=agent, tenant=tenant))
-
-        govern(self.server, identity, ApprovalMiddleware(queue, deadline=3), hooks, audit=self.sink)
+        super().__init__(queue, before=[acting_as(agent)], deadline=3)
 
 
 async def _pending_call(tenant: str | None, mode: str, operator_work: Any) -> Stack:
@@ -168,7 +152,7 @@ def test_an_operator_answers_exactly_the_requests_of_its_tenants(
 ) -> None:
     request = ApprovalRequest(
         id="r",
-        action=("tools/call", "tool", "deploy", None, "https://idp.example", "agent-1", request_tenant, None),
+        action=("tools/call", "tool", "deploy", None, "https://idp.example", "agent-1", request_tenant, None, None),
         method="tools/call",
         kind="tool",
         target="deploy",

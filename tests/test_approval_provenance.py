@@ -9,15 +9,13 @@ from typing import Any, cast
 
 import pytest
 from mcp import Client, MCPError
-from mcp.server.mcpserver import MCPServer
 from mcp_types import ElicitResult
 
-from mcpgov import Decision, GovContext, Hooks, Principal, govern
+from mcpgov import GovContext, Principal
 from mcpgov._state import InMemoryStateStore
-from mcpgov.approval import ApprovalMiddleware, ApprovalQueue, CallbackApprover, ElicitationApprover
+from mcpgov.approval import ApprovalQueue, CallbackApprover, ElicitationApprover
 from mcpgov.audit import request_keys, task_trail
-from mcpgov.testing import InMemoryAuditSink
-from tests.test_approval import _elicitation
+from tests.test_approval import Deploys, _elicitation
 
 pytestmark = pytest.mark.anyio
 
@@ -27,28 +25,15 @@ PEOPLE = {
 }
 
 
-class Stack:
+async def caller_in_meta(ctx: GovContext, call_next: Any) -> Any:
+    """A stand-in for identity middleware: the caller named in ``_meta``."""
+    who = PEOPLE[str(ctx.meta.get("who", "alice"))]
+    return await call_next(ctx.replace(principal=who, tenant=who.tenant, task_id=f"task-{who.subject}"))
+
+
+class Stack(Deploys):
     def __init__(self, approver: Any, **options: Any) -> None:
-        self.server = MCPServer("deployer")
-        self.sink = InMemoryAuditSink()
-        self.ran: list[str] = []
-        hooks = Hooks()
-
-        @hooks.tool("deploy")
-        def needs_approval(ctx: GovContext) -> Decision:
-            return Decision.require_approval("deploys-need-approval", "production change")
-
-        @self.server.tool()
-        def deploy(version: str) -> str:
-            self.ran.append(version)
-            return version
-
-        async def identity(ctx: GovContext, call_next: Any) -> Any:
-            # Test stand-in for identity middleware: the caller named in _meta.
-            who = PEOPLE[str(ctx.meta.get("who", "alice"))]
-            return await call_next(ctx.replace(principal=who, tenant=who.tenant, task_id=f"task-{who.subject}"))
-
-        govern(self.server, request_keys, identity, ApprovalMiddleware(approver, **options), hooks, audit=self.sink)
+        super().__init__(approver, before=[request_keys, caller_in_meta], **options)
 
 
 async def test_a_timeout_is_a_deny_naming_the_caller_and_the_timeout(mode: str) -> None:

@@ -9,18 +9,16 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, MCPError
-from mcp.server.mcpserver import MCPServer
 
-from mcpgov import ConfigurationError, Decision, GovContext, Hooks, Principal, govern
+from mcpgov import ConfigurationError, Principal
 from mcpgov.approval import (
     ApprovalAnswer,
-    ApprovalMiddleware,
     ApprovalMismatch,
     ApprovalQueue,
     ApprovalRequest,
     CallbackApprover,
 )
-from mcpgov.testing import InMemoryAuditSink
+from tests.test_approval import Deploys, acting_as
 
 pytestmark = pytest.mark.anyio
 
@@ -35,26 +33,9 @@ SELF = [
 ]
 
 
-class Stack:
+class Stack(Deploys):
     def __init__(self, approver: Any) -> None:
-        self.server = MCPServer("deployer")
-        self.sink = InMemoryAuditSink()
-        self.ran: list[str] = []
-        hooks = Hooks()
-
-        @hooks.tool("deploy")
-        def needs_approval(ctx: GovContext) -> Decision:
-            return Decision.require_approval("deploys-need-approval", "production change")
-
-        @self.server.tool()
-        def deploy(version: str) -> str:
-            self.ran.append(version)
-            return version
-
-        async def identity(ctx: GovContext, call_next: Any) -> Any:
-            return await call_next(ctx.replace(principal=ALICE, tenant=ALICE.tenant))
-
-        govern(self.server, identity, ApprovalMiddleware(approver, deadline=30), hooks, audit=self.sink)
+        super().__init__(approver, before=[acting_as(ALICE)], deadline=30)
 
     def assert_refused_as_self(self, approver: str) -> None:
         assert self.ran == []

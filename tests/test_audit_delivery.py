@@ -243,6 +243,110 @@ async def test_strict_mode_refuses_calls_while_a_queued_sink_is_failing(mode: st
     auditor.close()
 
 
+async def _until_unhealthy(queue: QueuedSink) -> None:
+    with anyio.fail_after(10):
+        while queue.healthy:  # noqa: ASYNC110 - health is a property: polled, as an operator would
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize("stuck_in", ["write", "write_batch", "async-write", "tick"])
+async def test_strict_mode_refuses_once_a_queued_write_hangs_past_max_lag(mode: str, stuck_in: str) -> None:
+    """A sink that hangs writes nothing while its queue still has room: past ``max_lag`` the queue
+    is unhealthy and strict audit refuses, instead of running calls whose events may never be
+    written; healthy again once the write returns."""
+    release = threading.Event()
+    entered = threading.Event()
+    holding = {"on": False}
+
+    def hold() -> None:
+        if holding["on"]:
+            entered.set()
+            release.wait(30)
+
+    class Sink:
+        def __call__(self, event: AuditEvent) -> None:
+            hold()
+
+    class BatchSink:
+        def __call__(self, event: AuditEvent) -> None:
+            hold()
+
+        def write_batch(self, events: Sequence[AuditEvent]) -> None:
+            hold()
+
+    class AsyncSink:
+        async def __call__(self, event: AuditEvent) -> None:
+            await anyio.to_thread.run_sync(hold)
+
+    class TickingSink(Sink):
+        def tick(self) -> None:
+            hold()
+
+    kinds: dict[str, Any] = {"write": Sink, "write_batch": BatchSink, "async-write": AsyncSink, "tick": TickingSink}
+    sink = kinds[stuck_in]()
+    queue = QueuedSink(sink, max_lag=0.3, linger=0.01)
+    auditor = Auditor([queue], strict=True)
+    server, ran = build_server(auditor)
+    try:
+        async with Client(server, mode=mode) as client:
+            await client.list_tools()
+            assert auditor.flush(5.0)
+            holding["on"] = True
+            if stuck_in != "tick":
+                assert (await client.call_tool("ok", {})).is_error is False  # queued: the worker then hangs on it
+            with anyio.fail_after(10):
+                await anyio.to_thread.run_sync(entered.wait, 10)
+            await _until_unhealthy(queue)
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("ok", {})
+            assert caught.value.error.code == -32006
+            holding["on"] = False
+            release.set()
+            assert await anyio.to_thread.run_sync(auditor.flush, 10.0)
+            assert queue.healthy
+            assert (await client.call_tool("ok", {})).is_error is False
+    finally:
+        release.set()
+        auditor.close(5.0)
+    assert ran == ["ok", "ok"] if stuck_in != "tick" else ["ok"]
+    assert auditor.refused == 1
+
+
+@pytest.mark.parametrize("strict", [True, False])
+async def test_an_async_sink_that_never_answers_holds_no_call(
+    mode: str, strict: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A direct asynchronous sink that never returns is cancelled after ``sink_timeout``: under
+    strict audit the call is refused and does not run; otherwise it runs and the failure is counted."""
+    good = InMemoryAuditSink()
+
+    async def silent(event: AuditEvent) -> None:
+        await anyio.sleep_forever()
+
+    auditor = Auditor([good, silent], strict=strict, sink_timeout=0.2)
+    server, ran = build_server(auditor)
+    with caplog.at_level(logging.ERROR, logger="mcpgov"), anyio.fail_after(20):
+        async with Client(server, mode=mode) as client:
+            if strict:
+                with pytest.raises(MCPError) as caught:
+                    await client.call_tool("ok", {})
+                assert caught.value.error.code == -32006
+            else:
+                assert (await client.call_tool("ok", {})).is_error is False
+    assert ran == ([] if strict else ["ok"])
+    assert auditor.sink_failures >= 1
+    assert good.decisions()  # the other sink got the decision
+    assert "AuditUnavailable (sink_timeout)" in caplog.text
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.0, float("nan"), float("inf"), True, "5", None])
+def test_delivery_bounds_must_be_positive_finite_seconds(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_lag"):
+        QueuedSink(InMemoryAuditSink(), max_lag=bad)
+    with pytest.raises(ConfigurationError, match="sink_timeout"):
+        Auditor([InMemoryAuditSink()], sink_timeout=bad)
+
+
 async def test_full_queue_drops_are_counted_and_logged_and_strict_mode_refuses(
     mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:

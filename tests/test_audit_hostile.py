@@ -16,11 +16,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
-from mcpgov import AuditEvent, Auditor, AuditUnavailable, GovContext
+from mcpgov import AuditEvent, Auditor, AuditUnavailable, GovContext, Principal
 from mcpgov.audit import JsonlSink, ProofScope, QueuedSink, Redactor, prove, read_events, verify_chain
 from tests.conftest import build_demo
 
 pytestmark = pytest.mark.anyio
+
+OWNER = Principal("https://id.example", "deploy-bot", tenant="acme")
+"""The caller of the task events written by hand (a task belongs to its owner)."""
 
 
 def make_events(n: int, *, start: int = 0) -> list[AuditEvent]:
@@ -317,8 +320,12 @@ def _rebuilt_without(path: Path, drop: str) -> None:
 def test_a_proof_needs_an_authenticated_log(tmp_path: Path, key_file: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = JsonlSink(path, checkpoint_key=key_file)
-    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme")
-    other = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="globex")
+    ctx = GovContext(
+        side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme", principal=OWNER
+    )
+    other = GovContext(
+        side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="globex", principal=OWNER
+    )
     sink.write_batch(
         [
             AuditEvent.from_context(ctx, "decision", effect="deny", rule="r"),
@@ -344,7 +351,9 @@ def test_a_proof_needs_an_authenticated_log(tmp_path: Path, key_file: Path) -> N
 def test_a_log_anchored_by_its_head_can_prove_without_a_key(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = JsonlSink(path)
-    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme")
+    ctx = GovContext(
+        side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme", principal=OWNER
+    )
     sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="deny", rule="r")])
     sink.close()
     proof = prove([path], ProofScope(task="t"), head=sink.head)
@@ -442,7 +451,9 @@ def test_other_writers_appending_and_rotating_are_never_taken_for_a_cut(tmp_path
 def test_a_live_proof_does_not_vouch_for_lines_no_checkpoint_covers(tmp_path: Path, key_file: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=2)
-    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme")
+    ctx = GovContext(
+        side="server", method="tools/call", kind="tool", target="deploy", task_id="t", tenant="acme", principal=OWNER
+    )
     sink.write_batch([AuditEvent.from_context(ctx, "decision", effect="deny", rule="r")] * 2)  # then a checkpoint
     sealed = prove([path], ProofScope(task="t"), public_key=key_file, live=True)
     assert sealed.authenticated and sealed.proven

@@ -24,6 +24,7 @@ from mcpgov import (
     META_CREDENTIAL,
     AuditEvent,
     Auditor,
+    ConfigurationError,
     CredentialError,
     Decision,
     GovContext,
@@ -617,3 +618,80 @@ def test_a_grant_whose_tools_cannot_be_read_fails_least_privilege(
     found = verdicts(log, key_file, task="t-odd")
     holds, evidence = found["least-privilege"]
     assert not holds and "cannot be judged" in evidence and "cred-odd" in evidence
+
+
+# -- a task id names one owner's task ----------------------------------------------------------
+
+
+async def test_a_task_id_two_principals_chose_is_proven_for_one_owner_only(
+    tmp_path: Path, key_file: Path, mode: str
+) -> None:
+    """Another principal of the tenant naming the same task id has a task of its own: a proof of
+    the id alone proves nothing (it would mix two tasks), and a proof of one owner's task holds
+    only that owner's calls, whatever the other did in its own."""
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    await clean_task(stack, server, mode)
+    wide = await stack.issuer.mint(OTHER, audience=AUDIENCE, tools=["deploy", "drop_database"], task_id="release-1")
+    await call_with(server, wide.token, "deploy", {"version": "6.6.6"}, mode)
+    await stack.close()
+    mixed = verdicts(stack.log, key_file, task="release-1")
+    assert all(not holds and "names the tasks of 2 owners" in why for holds, why in mixed.values()), mixed
+    mine = prove([stack.log], ProofScope(task="release-1", task_owner=AGENT.id), public_key=key_file)
+    assert mine.proven, [v.evidence for v in mine.verdicts]
+    assert {c.principal for c in mine.calls} == {AGENT.id} and len(mine.calls) == 6  # client and server side
+    assert {g.principal for g in mine.credentials.values()} == {AGENT.id}
+    theirs = verdicts(stack.log, key_file, task="release-1", task_owner="other-bot")
+    assert not theirs["least-privilege"][0] and "drop_database" in theirs["least-privilege"][1]
+    assert theirs["tenant-bound"][0] and theirs["time-limited"][0]
+    code, out = _cli(
+        "audit", "prove", "--task", "release-1", "--task-owner", AGENT.id, "--public-key", str(key_file), str(stack.log)
+    )
+    assert code == 0 and "release-bot" in out and "other-bot" not in out, out
+    code, out = _cli("audit", "prove", "--task", "release-1", "--public-key", str(key_file), str(stack.log))
+    assert code == 1 and "--task-owner" in out, out
+    code, out = _cli("audit", "prove", "--task-owner", AGENT.id, str(stack.log))
+    assert code == 2 and "Traceback" not in out
+    with pytest.raises(ConfigurationError):
+        prove([stack.log], ProofScope(task_owner=AGENT.id))
+    # The task's trail says it holds two owners' tasks, and shows one owner's alone when asked.
+    code, out = _cli("audit", "show", "--task", "release-1", str(stack.log))
+    assert code == 0 and "the tasks of 2 owners" in out and "other-bot" in out, out
+    code, out = _cli("audit", "show", "--task", "release-1", "--task-owner", "other-bot", str(stack.log))
+    assert code == 0 and "the tasks of" not in out and "release-bot" not in out, out
+    assert "deploy" in out and "other-bot" in out
+
+
+async def test_a_delegates_calls_are_proven_as_part_of_the_owners_task(tmp_path: Path, key_file: Path) -> None:
+    stack = Stack(tmp_path, key_file)
+    server = stack.server()
+    root = await stack.issuer.mint(AGENT, audience=AUDIENCE, tools=["deploy"], task_id="t-team", may_act=[SUB_AGENT])
+    child = await stack.issuer.delegate(root.token, subject=SUB_AGENT)
+    await call_with(server, root.token, "deploy", {"version": "1"}, "legacy")
+    await call_with(server, child.token, "deploy", {"version": "2"}, "legacy")
+    await stack.close()
+    proof = prove([stack.log], ProofScope(task="t-team"), public_key=key_file)
+    assert proof.proven, [v.evidence for v in proof.verdicts]
+    assert [c.principal for c in proof.calls] == [AGENT.id, SUB_AGENT.id]
+    events = [json.loads(line).get("event", {}) for line in stack.log.read_text().splitlines()]
+    recorded = [(e["type"], e.get("task_owner")) for e in events if e.get("task_id") == "t-team"]
+    assert {owner for _, owner in recorded} == {AGENT.id}
+    assert [kind for kind, _ in recorded].count("credential.minted") == 2  # the delegation too
+
+
+def test_events_of_a_task_that_record_no_owner_fail_the_proof(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlSink(log)
+    ctx = GovContext(side="server", method="tools/call", kind="tool", target="deploy", tenant="a", task_id="t")
+    owned = ctx.replace(principal=AGENT)
+    sink.write_batch(
+        [
+            AuditEvent.from_context(owned, "decision", effect="deny", rule="r"),
+            AuditEvent.from_context(ctx, "decision", effect="deny", rule="r"),
+        ]
+    )
+    sink.close()
+    for scope in (ProofScope(task="t"), ProofScope(task="t", task_owner=AGENT.id)):
+        proof = prove([log], scope)
+        assert len(proof.calls) == 2  # shown, never left out
+        assert all(not v.holds and "record no task owner" in " ".join(v.evidence) for v in proof.verdicts)

@@ -302,3 +302,43 @@ async def test_a_credential_that_arrives_after_its_task_ended_is_revoked_and_nev
         with pytest.raises(CredentialRefused) as caught:
             await issuer.verify_own(credential.token)
         assert caught.value.reason == "revoked"
+
+
+async def test_the_clients_audit_names_the_credential_each_request_carried(mode: str) -> None:
+    """The agent's own trail records, per request, the id of the credential it presented (the
+    one the server verified), so the two trails join on it; never the token."""
+    from mcpgov.testing import InMemoryAuditSink
+
+    issuer = make_issuer()
+    governed = build_governed(issuer)
+    tokens: list[str] = []
+
+    class Recording(IssuerTokenSource):
+        async def obtain(self, request: Any, principal: Any) -> Any:
+            credential = await super().obtain(request, principal)
+            tokens.append(credential.token)
+            return credential
+
+    creds = ClientCredentials(Recording(issuer), audience=AUDIENCE)
+    sink = InMemoryAuditSink()
+    async with GovernedClient(
+        governed.server, _client_policy(), identify(AGENT), creds, principal=AGENT, mode=mode, audit=sink
+    ) as client:
+        await client.call_tool("status", {})
+        async with open_task(client, "release-45", purpose="deploy"):
+            await client.call_tool("deploy", {"version": "3"})
+    mine = [(e.type, e.target, e.credential_id) for e in sink.events if e.type in ("decision", "outcome")]
+    theirs = {(e.type, e.target, e.credential_id) for e in governed.sink.events if e.type in ("decision", "outcome")}
+    assert [(kind, target) for kind, target, _ in mine] == [
+        ("decision", "status"),
+        ("outcome", "status"),
+        ("decision", "deploy"),
+        ("outcome", "deploy"),
+    ]
+    assert all(jti for _, _, jti in mine)
+    assert mine[0][2] != mine[2][2]  # one credential per tool (and per task)
+    assert set(mine) <= theirs
+    assert all(jti in {s[4] for s in governed.seen} for _, _, jti in mine)
+    assert len(tokens) >= 2
+    written = repr([e.model_dump() for e in sink.events])
+    assert not any(token in written or token.split(".")[2] in written for token in tokens)

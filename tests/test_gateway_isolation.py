@@ -846,13 +846,13 @@ async def test_a_tool_that_drifted_and_announced_it_is_not_called_before_a_relis
     assert any(e.reason == "tool.changed" for e in sink.of_type("pin.mismatch"))
 
 
-async def test_an_upstreams_list_change_is_not_announced_to_a_tenant_it_does_not_serve() -> None:
-    """Tenant globex is not approved for 'shifty' (registry) and may use none of its tools, yet hears
-    every list change tenant acme's activity causes on it (a cross-tenant activity signal)."""
-    shifty = Shifty()
-    server = shifty.server()
+async def acme_only_shifty() -> tuple[Gateway, IdentityIssuer]:
+    """A gateway in front of 'shifty' (prefix ``s_``), approved for tenant acme only and whose
+    tools only acme may call."""
     from mcpgov.pinning import snapshot
 
+    shifty = Shifty()
+    server = shifty.server()
     e = entry("shifty", "shifty", "1.0.0", await snapshot(server))
     registry = ServerRegistry([e])  # tenants: acme only
     idp = IdentityIssuer(audience=AUDIENCE)
@@ -869,6 +869,13 @@ async def test_an_upstreams_list_change_is_not_announced_to_a_tenant_it_does_not
         servers={"shifty": server},
         environ={},
     )
+    return gateway, idp
+
+
+async def test_an_upstreams_list_change_is_not_announced_to_a_tenant_it_does_not_serve() -> None:
+    """Tenant globex is not approved for 'shifty' (registry) and may use none of its tools, yet hears
+    every list change tenant acme's activity causes on it (a cross-tenant activity signal)."""
+    gateway, idp = await acme_only_shifty()
     heard: list[str] = []
 
     async def on_message(message: Any) -> None:
@@ -893,26 +900,7 @@ async def test_an_upstreams_list_change_is_not_streamed_to_a_listening_tenant_it
     drifts 'shifty' (approved for acme only); acme hears it, globex must not."""
     from mcp.shared.subscriptions import ToolsListChanged
 
-    from mcpgov.pinning import snapshot
-
-    shifty = Shifty()
-    server = shifty.server()
-    e = entry("shifty", "shifty", "1.0.0", await snapshot(server))
-    registry = ServerRegistry([e])  # tenants: acme only
-    idp = IdentityIssuer(audience=AUDIENCE)
-    gateway = Gateway(
-        [UpstreamConfig.model_validate({"id": "shifty", "namespace": {"prefix": "s_"}})],
-        registry,
-        IdentityMiddleware(idp.verifier()),
-        PolicyMiddleware(
-            Policy.from_dict(
-                {"version": 1, "rules": [{"id": "a", "effect": "allow", "tenants": ["acme"], "tools": ["s_*"]}]}
-            )
-        ),
-        audit=Auditor([InMemoryAuditSink()]),
-        servers={"shifty": server},
-        environ={},
-    )
+    gateway, idp = await acme_only_shifty()
     acme = GovernedClient(gateway.server, identity=idp.token("a", tenant="acme"), mode="auto")
     globex = GovernedClient(gateway.server, identity=idp.token("b", tenant="globex"), mode="auto")
     heard: list[Any] = []

@@ -23,7 +23,7 @@ from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
-from .test_credentials_killswitch import FlakyStore
+from .test_credentials_killswitch import FlakyStore, cut_off
 from .test_server_listen import jwt_exp
 
 pytestmark = pytest.mark.anyio
@@ -278,14 +278,7 @@ async def test_a_legacy_agent_whose_credential_is_revoked_hears_no_more_updates_
         await publish(sessions)
         await heard_a.next_update()
         await heard_b.next_update()
-        if revoke == "credential":
-            await issuer.revoke(credential)
-        elif revoke == "task":
-            await issuer.revoke_task(agent, "t-1")
-        elif revoke == "principal":
-            await issuer.revoke_principal(agent)
-        else:
-            store.down = True
+        reason = await cut_off(revoke, issuer, credential, agent, store)
         heard_a.methods.clear()
         for _ in range(2):
             await publish(sessions)
@@ -299,7 +292,6 @@ async def test_a_legacy_agent_whose_credential_is_revoked_hears_no_more_updates_
         assert heard_a.methods == []
     refused = [e for e in sink.events if e.type == "credential.refused"]
     assert refused
-    reason = "revoked" if revoke != "store-down" else "revocation_unavailable"
     assert {(e.reason, e.principal) for e in refused} == {(reason, agent.id)}
     assert credential.token not in repr(sink.events)
 

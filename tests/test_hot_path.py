@@ -276,6 +276,7 @@ _CONTEXT_FIELDS = {
     "request_id",
     "request_key",
     "task_id",
+    "task_owner",
     "purpose",
     "credential_id",
     "args_hash",

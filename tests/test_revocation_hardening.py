@@ -20,32 +20,12 @@ from mcpgov.credentials._client import ClientCredentials
 
 from .redis_support import redis_server
 from .test_credentials_client import identify
+from .test_credentials_killswitch import FlakyStore, StoreBroke
 from .test_credentials_support import AUDIENCE, FrozenClock, build_governed, call, make_issuer, principal
 
 pytestmark = pytest.mark.anyio
 
 AGENT = principal("agent-1", "acme")
-
-
-class StoreBroke(BaseException):
-    """A failure that is not an ``Exception`` (as a driver or an interrupt may raise)."""
-
-
-class FlakyStore(CompactMemoryStore):
-    """A shared store (standing for Redis) that can be taken down and brought back."""
-
-    down = False
-    failure: Callable[[], BaseException] = staticmethod(lambda: ConnectionError("store down"))
-
-    async def put(self, key: str, value: str, ttl: float) -> None:
-        if self.down:
-            raise self.failure()
-        await super().put(key, value, ttl)
-
-    async def get_many(self, keys: list[str]) -> list[str | None]:
-        if self.down:
-            raise self.failure()
-        return await super().get_many(keys)
 
 
 class PlainFlakyStore:

@@ -21,7 +21,7 @@ from mcpgov.credentials import CredentialIssuer, CredentialMiddleware, Revocatio
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
-from .test_credentials_killswitch import AGENT, FlakyStore
+from .test_credentials_killswitch import AGENT, FlakyStore, cut_off
 from .test_credentials_support import AUDIENCE as SUPPORT_AUDIENCE
 from .test_credentials_support import FrozenClock, as_principal, identity_from_meta, make_issuer
 from .test_server_listen import jwt_exp
@@ -187,14 +187,7 @@ async def test_a_session_whose_credential_is_revoked_hears_nothing_more_of_the_s
         await announce(sessions)
         await heard_a.next_change()
         await heard_b.next_change()
-        if revoke == "credential":
-            await issuer.revoke(credential)
-        elif revoke == "task":
-            await issuer.revoke_task(agent, "t-1")
-        elif revoke == "principal":
-            await issuer.revoke_principal(agent)
-        else:
-            store.down = True
+        reason = await cut_off(revoke, issuer, credential, agent, store)
         heard_a.methods.clear()
         for _ in range(2):
             await announce(sessions)
@@ -202,7 +195,6 @@ async def test_a_session_whose_credential_is_revoked_hears_nothing_more_of_the_s
         await a.send_ping()
         assert heard_a.methods == []
     refused = [e for e in sink.events if e.type == "credential.refused"]
-    reason = "revoked" if revoke != "store-down" else "revocation_unavailable"
     assert refused
     assert {(e.reason, e.principal) for e in refused} == {(reason, agent.id)}
     assert credential.token not in repr(sink.events)

@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcpgov._arguments import ArgsDigest
 from mcpgov._contain import contained
-from mcpgov._context import ExtensionKey, GovContext, recorded_args_hash
+from mcpgov._context import ExtensionKey, GovContext, recorded_args_hash, task_owner
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import HealthReporting, closable, flushable, health_reporting, stats_of
 from mcpgov._types import Clock, is_async_callable
+from mcpgov._validate import positive_seconds
 
 if TYPE_CHECKING:
     from mcpgov.audit._redact import Redactor
@@ -103,6 +104,9 @@ class AuditEvent(BaseModel):
             repeat: several sessions, and the 2026-07-28 mode has no session id), when the
             context carries one (``ctx.extensions[REQUEST_KEY]``).
         task_id: task id.
+        task_owner: the owner of the task (``issuer#subject``): the principal its first
+            credential was minted for (a delegate acting in the task records the owner, not
+            itself); two principals' tasks of one id have two owners.
         purpose: declared purpose.
         effect: for decisions, ``allow``, ``deny`` or ``require_approval``.
         rule: the rule, hook or stage that decided.
@@ -142,6 +146,7 @@ class AuditEvent(BaseModel):
     request_id: str | int | None = None
     request_key: str | None = None
     task_id: str | None = None
+    task_owner: str | None = None
     purpose: str | None = None
     effect: str | None = None
     rule: str | None = None
@@ -278,6 +283,7 @@ class ContextValues:
             "request_id": ctx.request_id,
             "request_key": ctx.request_key or ctx.extension(REQUEST_KEY),
             "task_id": ctx.task_id,
+            "task_owner": f"{owner[0]}#{owner[1]}" if (owner := task_owner(ctx)) is not None else None,
             "purpose": ctx.purpose,
             "credential_id": credential.get("jti") if credential is not None else None,
             "args_hash": recorded_args_hash(ctx) if defer_hash else ctx.args_hash,
@@ -400,6 +406,18 @@ class AuditStats:
         return self.sink_failures + self.failed
 
 
+async def _within(seconds: float, delivery: Awaitable[object]) -> None:
+    """Await an asynchronous sink's ``delivery``, cancelling it after ``seconds``.
+
+    Raises:
+        AuditUnavailable: it had not returned by then (reason ``sink_timeout``).
+    """
+    with anyio.move_on_after(seconds) as waited:
+        await delivery
+    if waited.cancelled_caught:
+        raise AuditUnavailable(f"no answer within {seconds:g}s", reason="sink_timeout")
+
+
 class _FailureLog:
     """Logs sink failures without event content, at most once per ``interval`` seconds per sink."""
 
@@ -502,13 +520,22 @@ class Auditor:
     logged (without the event's content, rate-limited) and counted in :attr:`sink_failures`.
     In strict mode, a request whose decision cannot be delivered to every sink is refused with
     :class:`~mcpgov.AuditUnavailable`, and so is any request while a queued sink is known to be
-    failing (its queue is full, or its worker's last write failed).
+    failing (its queue is full, its worker's last write failed, or a write has hung for longer
+    than its ``max_lag``).
+
+    An asynchronous sink gets ``sink_timeout`` seconds per event: one that has not returned by
+    then is cancelled and counts as a failed delivery, so a sink that hangs (a collector that
+    never answers) cannot hold a request, or the session, forever. A synchronous sink runs to
+    completion on the caller's thread: put one that may block behind a
+    :class:`~mcpgov.audit.QueuedSink`.
 
     Args:
         sinks: the callables that receive every event.
         strict: refuse requests that cannot be audited.
         redactor: the redaction configuration (default: :class:`mcpgov.audit.Redactor()`).
         flush_timeout: how long :meth:`aflush` waits for queued sinks at shutdown.
+        sink_timeout: how long an asynchronous sink may take over one event, in seconds
+            (default 10).
         log_interval: at most one failure log line per sink per this many seconds.
         clock: monotonic clock for rate-limiting logs (injectable for tests).
 
@@ -528,6 +555,7 @@ class Auditor:
         "redactor",
         "refused",
         "sink_failures",
+        "sink_timeout",
         "strict",
     )
 
@@ -538,6 +566,7 @@ class Auditor:
         strict: bool = False,
         redactor: Redactor | None = None,
         flush_timeout: float = 5.0,
+        sink_timeout: float = 10.0,
         log_interval: float = 1.0,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -547,6 +576,7 @@ class Auditor:
             raise ConfigurationError(f"redactor must be a Redactor, got {type(redactor).__name__}")
         if flush_timeout <= 0 or log_interval < 0:
             raise ConfigurationError("flush_timeout must be positive and log_interval not negative")
+        self.sink_timeout = positive_seconds("sink_timeout", sink_timeout)
         # Tuples: an auditor with no sink (a client's, built per session) holds three shared empty ones.
         self._sinks: tuple[AuditCallback, ...] = ()
         self._async: tuple[bool, ...] = ()
@@ -637,7 +667,7 @@ class Auditor:
                     if not is_async:  # a sink that returns awaitables is asynchronous from now on
                         flags = self._async
                         self._async = (*flags[:index], True, *flags[index + 1 :])
-                    await result  # type: ignore[misc]
+                    await _within(self.sink_timeout, result)  # type: ignore[arg-type]
             except BaseException as exc:
                 if not await contained(exc):
                     raise

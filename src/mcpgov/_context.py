@@ -25,6 +25,7 @@ __all__ = [
     "SERVER_INFO",
     "SERVER_TARGET",
     "STANDING_CHECKS",
+    "TASK_OWNER",
     "Action",
     "ExtensionKey",
     "FinalCheck",
@@ -34,6 +35,7 @@ __all__ = [
     "StandingCheck",
     "TargetKind",
     "Transport",
+    "task_owner",
 ]
 
 Side = Literal["client", "server"]
@@ -91,6 +93,42 @@ from; absent on the first page of a listing."""
 APPROVAL_GRANT: ExtensionKey[CoversApproval] = ExtensionKey("mcpgov.approval.grant")
 """``GovContext.extensions`` key under which an approval middleware passes a granted approval
 (see :class:`~mcpgov._protocols.CoversApproval`) to the authorisers."""
+
+
+TASK_OWNER: ExtensionKey[tuple[str, str]] = ExtensionKey("mcpgov.task_owner")
+"""``GovContext.extensions`` key naming the owner ``(issuer, subject)`` of the request's task
+where no verified credential names it: a gateway's upstream requests carry the owner of the
+agent's task this way (see :func:`task_owner`)."""
+
+
+def task_owner(ctx: GovContext) -> tuple[str, str] | None:
+    """Who owns the task of ``ctx`` (``(issuer, subject)``), ``None`` when it has no task or
+    nobody can be named.
+
+    A task belongs to the principal its first credential was minted for, as
+    :meth:`~mcpgov.credentials.CredentialIssuer.revoke_task` names it: the verified
+    credential's ``own`` claim (a delegated or exchanged credential keeps its parent's
+    owner), else its subject. Without a credential of the task (a client-side chain, a chain
+    whose task comes from elsewhere) the owner is :data:`TASK_OWNER` when a stage set it, else
+    the caller. A task id alone never names an owner: two principals choosing the same id have
+    two tasks.
+    """
+    task = ctx.task_id
+    if task is None:
+        return None
+    credential = ctx.credential
+    if credential is not None and credential.get("task") == task:
+        own = credential.get("own")
+        if own is not None:
+            iss, sub = (own.get("iss"), own.get("sub")) if isinstance(own, Mapping) else (None, None)
+        else:
+            iss, sub = credential.get("idp"), credential.get("sub")
+        return (iss, sub) if isinstance(iss, str) and isinstance(sub, str) else None
+    owner = ctx.extensions.get(TASK_OWNER)
+    if isinstance(owner, tuple) and len(owner) == 2 and all(isinstance(part, str) for part in owner):
+        return (owner[0], owner[1])
+    principal = ctx.principal
+    return principal.key if principal is not None else None
 
 
 def approval_rule_to_ask(ctx: GovContext, rules: Sequence[str]) -> int:

@@ -269,6 +269,56 @@ async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth:
     return None
 
 
+async def check_guards(server: Any, name: str) -> None:
+    """Refuse FastMCP tool ``name`` when a function it runs (its own, through a mount or a
+    transformation) was guarded (:meth:`mcpgov.Hooks.guard`) under other names only, so that
+    guard would not be asked.
+
+    Raises:
+        InvalidRequest: it was (``guard_not_applied``), or the tool could not be looked up
+            (``target_unchecked``).
+    """
+    from mcpgov._hooks import any_guards  # noqa: PLC0415 - keeps the import graph flat
+
+    if not any_guards():
+        return
+    try:
+        tool = await _tool_of(server, name, None)
+    except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+        _unchecked(exc)
+    problem = await _guard_problem_in(tool, name, 0)
+    if problem is not None:
+        raise InvalidRequest(problem, reason="guard_not_applied")
+
+
+async def _guard_problem_in(tool: Any, served_as: str, depth: int) -> str | None:
+    from fastmcp.server.providers.fastmcp_provider import FastMCPProviderTool  # noqa: PLC0415 - optional extra
+    from fastmcp.tools.function_tool import FunctionTool  # noqa: PLC0415 - optional extra
+    from fastmcp.tools.tool_transform import TransformedTool  # noqa: PLC0415 - optional extra
+    from fastmcp.utilities.versions import VersionSpec  # noqa: PLC0415 - optional extra
+
+    from mcpgov._hooks import guard_problem  # noqa: PLC0415 - keeps the import graph flat
+
+    if depth > _MAX_DELEGATIONS:
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+    if isinstance(tool, FunctionTool):
+        return guard_problem(tool.fn, served_as)
+    if isinstance(tool, FastMCPProviderTool):
+        child_server, child_name = tool._server, tool._original_name  # no public accessor
+        if child_server is None or not isinstance(child_name, str):
+            raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+        version = VersionSpec(eq=tool.version) if tool.version else None
+        try:
+            child = await _tool_of(child_server, child_name, version)
+        except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+            _unchecked(exc)
+        return await _guard_problem_in(child, served_as, depth + 1)
+    if isinstance(tool, TransformedTool):
+        own = guard_problem(tool.fn, served_as) if tool.fn is not tool.forwarding_fn else None
+        return own or await _guard_problem_in(tool.parent_tool, served_as, depth + 1)
+    return None
+
+
 async def served_names(server: Any, kind: str) -> frozenset[str]:
     """The names FastMCP ``server`` serves its ``kind`` (``"tool"`` or ``"prompt"``) under now,
     read in process (as its listing would show them to a caller allowed everything).

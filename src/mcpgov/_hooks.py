@@ -14,12 +14,12 @@ from mcpgov._authorize import Authorizer, Unsettled, decided_inline, guarded
 from mcpgov._chain import Listing
 from mcpgov._context import GovContext, approval_rule_to_ask, discovery_contexts
 from mcpgov._decision import Decision, Effect
-from mcpgov._errors import ConfigurationError
+from mcpgov._errors import ConfigurationError, InvalidRequest
 from mcpgov._lru import LRU
 from mcpgov._types import is_async_callable
 from mcpgov._uris import authority_folded, restricting_readings, scheme_folded, uri_problem
 
-__all__ = ["HookFn", "Hooks"]
+__all__ = ["HookFn", "Hooks", "any_guards", "guard_problem", "refuse_unguarded"]
 
 HookFn = Callable[[GovContext], Decision | Awaitable[Decision]]
 """A hook: a plain sync or async callable from the request context to a :class:`Decision`."""
@@ -29,6 +29,71 @@ _F = TypeVar("_F", bound=Callable[..., object])
 _H = TypeVar("_H", bound=HookFn)
 
 DEFAULT_DENY_RULE = "mcpgov:default-deny"
+
+_GUARDED_AS = "__mcpgov_guarded_as__"
+"""The attribute :meth:`Hooks.guard` sets on a function: the tool names its hooks guard."""
+
+
+class _Guards:
+    """Whether any function was guarded in this process (the per-call check is skipped otherwise)."""
+
+    made = False
+
+
+def _markable(fn: object) -> object:
+    """Where a guard's names are kept for ``fn``: the function of a bound method (a method object
+    takes no attributes), the object itself otherwise."""
+    inner = getattr(fn, "__func__", None)
+    return inner if inner is not None else fn
+
+
+def _guarded_names(fn: object) -> frozenset[str] | None:
+    """The tool names ``fn`` was guarded under, following ``__wrapped__`` (a decorator made with
+    ``functools.wraps``) and bound methods; ``None`` when no guard names it."""
+    names: frozenset[str] | None = None
+    for _ in range(32):  # a wrapper chain longer than this is not followed further
+        if fn is None:
+            break
+        try:
+            found = getattr(_markable(fn), _GUARDED_AS, None)
+            after = getattr(fn, "__wrapped__", None)
+        except Exception:  # noqa: BLE001 - an object whose attributes raise: nothing found on it
+            break
+        if isinstance(found, frozenset):
+            names = found if names is None else names | found
+        fn = after
+    return names
+
+
+def any_guards() -> bool:
+    """Whether :meth:`Hooks.guard` marked any function in this process."""
+    return _Guards.made
+
+
+def guard_problem(fn: object, served_as: str) -> str | None:
+    """Why tool ``served_as`` must not run ``fn``: the function was guarded (:meth:`Hooks.guard`)
+    under other names only, so its guard would not be asked. ``None`` when it may."""
+    if not _Guards.made:
+        return None
+    names = _guarded_names(fn)
+    if names is None or served_as in names:
+        return None
+    guarded = ", ".join(repr(name) for name in sorted(names))
+    return (
+        f"tool {served_as!r} runs a function guarded as {guarded}, so its guard would not be asked; "
+        f"guard it under the name it is served as: @hooks.guard(hook, name={served_as!r})"
+    )
+
+
+def refuse_unguarded(fn: object, served_as: str) -> None:
+    """Refuse a call of tool ``served_as`` running ``fn`` when :func:`guard_problem` finds one.
+
+    Raises:
+        InvalidRequest: it does (``guard_not_applied``).
+    """
+    problem = guard_problem(fn, served_as)
+    if problem is not None:
+        raise InvalidRequest(problem, reason="guard_not_applied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +207,30 @@ class Hooks(Authorizer):
         """Decorator for a tool function: guard that tool with ``hook``.
 
         Put it next to ``@server.tool()``; the tool name is ``name`` or the function's name.
-        The function itself is returned unchanged.
+        The function itself is returned unchanged, marked with the names it is guarded under: a
+        governed server refuses to run it as a tool of any other name (``govern()`` refuses such
+        a server at once; a tool added later is refused on use), since the hook would not be
+        asked there (``@server.tool(name="deploy_prod")`` on a function ``deploy`` needs
+        ``name="deploy_prod"`` here).
+
+        Raises:
+            ConfigurationError: the function cannot be marked (pass a plain function or method).
         """
 
         def attach(fn: _F) -> _F:
-            self.register(name or fn.__name__, hook, kind="tool", rule=rule)
+            tool = name or getattr(fn, "__name__", None)
+            if not isinstance(tool, str) or not tool:
+                raise ConfigurationError(f"@hooks.guard on a {type(fn).__name__} needs the tool's name: name=...")
+            target = _markable(fn)
+            try:
+                own: frozenset[str] = getattr(target, _GUARDED_AS, frozenset())
+                setattr(target, _GUARDED_AS, frozenset(own) | {tool})
+            except (AttributeError, TypeError) as exc:
+                raise ConfigurationError(
+                    f"@hooks.guard cannot mark {type(fn).__name__} {tool!r}: guard a plain function or method"
+                ) from exc
+            _Guards.made = True
+            self.register(tool, hook, kind="tool", rule=rule)
             return fn
 
         return attach

@@ -36,6 +36,7 @@ from mcpgov._errors import ConfigurationError, InvalidRequest, McpGovError
 from mcpgov._fastmcp import (
     addressed_by_identity,
     check_converted_text,
+    check_guards,
     check_no_version_chosen,
     decided_tool_arguments,
     governed_only,
@@ -44,6 +45,7 @@ from mcpgov._fastmcp import (
     served_names,
 )
 from mcpgov._governor import Governor
+from mcpgov._hooks import any_guards, guard_problem, refuse_unguarded
 from mcpgov._hygiene import NamePolicy, NameRules
 from mcpgov._methods import (
     ARGUMENT_METHODS,
@@ -547,6 +549,8 @@ class ServerGovernance:
         if method in NAMED_METHODS:
             self._check_name(NAMED_METHODS[method], target)
         if method == "tools/call":
+            if self._served_server is not None and any_guards():
+                refuse_unguarded(getattr(compat.tool_of(self._served_server, target), "fn", None), target)
             decided = validator.tool_arguments(target, raw_arguments)
             if decided is None or decided is raw_arguments or same_json(decided, raw_arguments or {}):
                 return ctx
@@ -708,6 +712,7 @@ class ServerGovernance:
             if self.fastmcp is not None and ctx.target is not None and ctx.method in _CONVERTED_BY_FASTMCP:
                 await check_converted_text(self.fastmcp, ctx.method, ctx.target, raw_arguments)
             elif self.fastmcp is not None and ctx.target is not None and ctx.method == "tools/call":
+                await check_guards(self.fastmcp, ctx.target)
                 # Decided on, and handed to the tool, as FastMCP converts them (see decided_tool_arguments).
                 decided = await decided_tool_arguments(self.fastmcp, ctx.target, raw_arguments)
                 if decided is not None and decided is not raw_arguments:
@@ -835,7 +840,9 @@ def govern(
 
     Raises:
         ConfigurationError: no authoriser in the chain, the server is already governed, or it
-            serves a name that ``names`` refuses, or it is a FastMCP server of an unsupported version.
+            serves a name that ``names`` refuses, or a tool runs a function guarded
+            (:meth:`Hooks.guard`) under other names only, or it is a FastMCP server of an
+            unsupported version.
     """
     fastmcp_server = server if is_fastmcp(server) else None
     if fastmcp_server is not None:
@@ -854,6 +861,15 @@ def govern(
     governor = Governor("server", middleware, audit=audit, limits=limits, require_authorizer=True)
     adapter = ServerGovernance(governor, lowlevel, mcp_server, names)
     if mcp_server is not None:
+        unguarded = [
+            problem
+            for name in compat.tool_names(mcp_server)
+            if (problem := guard_problem(getattr(compat.tool_of(mcp_server, name), "fn", None), name)) is not None
+        ]
+        if unguarded:
+            raise ConfigurationError(
+                "refusing to govern a server whose guards would not be asked: " + "; ".join(unguarded)
+            )
         for kind, served in (("tool", compat.tool_names(mcp_server)), ("prompt", compat.prompt_names(mcp_server))):
             refused = adapter.names.refused(kind, served)
             if refused:

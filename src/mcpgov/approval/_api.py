@@ -67,6 +67,7 @@ def operator_app(
                     "principal": r.principal,
                     "tenant": r.tenant,
                     "task_id": r.task_id,
+                    "task_owner": r.task_owner,
                     "purpose": r.purpose,
                     "rule": r.rule,
                     "expires_at": r.expires_at,

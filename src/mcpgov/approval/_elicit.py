@@ -24,7 +24,14 @@ from mcpgov._decision import Decision
 from mcpgov._errors import ConfigurationError, Denied
 from mcpgov._state import InMemoryStateStore, StateStore, StateStoreError
 from mcpgov._validate import is_positive_number
-from mcpgov.approval._model import ActionKey, ApprovalAnswer, ApprovalGrant, ApprovalRequest, action_key
+from mcpgov.approval._model import (
+    ActionKey,
+    ApprovalAnswer,
+    ApprovalGrant,
+    ApprovalRequest,
+    _other_owner,
+    action_key,
+)
 
 __all__ = ["ElicitationApprover"]
 
@@ -39,20 +46,26 @@ _SCHEMA: dict[str, Any] = {
 }
 
 
+_ACTION_PARTS = ("method", "kind", "target", "args_hash", "issuer", "subject", "tenant", "task_id", "task_owner")
+"""The parts of a stored :data:`~mcpgov.approval.ActionKey`, in order (a pending approval stored in
+another shape, by an earlier version, approves nothing)."""
+
+
 def _same_request(record: dict[str, Any], ctx: GovContext) -> bool:
     """Whether the retry ``ctx`` is the request (and caller) the pending approval was asked for.
 
     What the chain does not know yet at this point (tenant or task set by later stages) is left
     to the authorisers' exact check of the grant."""
     action = record.get("action")
-    if not isinstance(action, list) or len(action) != 8:
+    if not isinstance(action, list) or len(action) != len(_ACTION_PARTS):
         return False
-    method, kind, target, args_hash, issuer, subject, tenant, task_id = action
-    if action_key(ctx)[:6] != (method, kind, target, args_hash, issuer, subject):
+    method, kind, target, args_hash, issuer, subject, tenant, task_id, owner = action
+    key = action_key(ctx)
+    if key[:6] != (method, kind, target, args_hash, issuer, subject):
         return False
     if ctx.tenant is not None and ctx.tenant != tenant:
         return False
-    return ctx.task_id is None or ctx.task_id == task_id
+    return ctx.task_id is None or key[7:] == (task_id, owner)
 
 
 def _optional_text(value: Any) -> bool:
@@ -72,7 +85,7 @@ def _pending_record(raw: str) -> dict[str, Any] | None:
     expires_at = record.get("expires_at")
     if (
         not isinstance(action, list)
-        or len(action) != 8
+        or len(action) != len(_ACTION_PARTS)
         or not isinstance(action[0], str)
         or not all(_optional_text(part) for part in action)
         or not isinstance(record.get("rule"), str)
@@ -293,6 +306,7 @@ class ElicitationApprover:
             requested_at=0.0,
             expires_at=float(record["expires_at"]),
             policy_version=record.get("policy_version"),
+            task_owner=_other_owner(action),
         )
         earlier = [
             (

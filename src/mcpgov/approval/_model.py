@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcpgov._arguments import canonical_json
-from mcpgov._context import GovContext
+from mcpgov._context import GovContext, task_owner
 from mcpgov._decision import Decision
 from mcpgov._types import thaw
 
@@ -40,13 +40,16 @@ def _visible(json_text: str) -> str:
     return "".join(out)
 
 
-ActionKey = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
-"""(method, kind, target, args_hash, principal issuer, principal subject, tenant, task id)."""
+ActionKey = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
+"""(method, kind, target, args_hash, principal issuer, principal subject, tenant, task id, task
+owner ``issuer#subject``)."""
 
 
 def action_key(ctx: GovContext) -> ActionKey:
-    """What an approval is bound to: the exact request, caller and task."""
+    """What an approval is bound to: the exact request, caller and task (the task's id and its
+    owner: one id may name the tasks of several owners, see :func:`~mcpgov._context.task_owner`)."""
     principal = ctx.principal
+    owner = task_owner(ctx)
     return (
         ctx.method,
         ctx.kind,
@@ -56,7 +59,15 @@ def action_key(ctx: GovContext) -> ActionKey:
         principal.subject if principal is not None else None,
         ctx.tenant,
         ctx.task_id,
+        f"{owner[0]}#{owner[1]}" if owner is not None else None,
     )
+
+
+def _other_owner(action: ActionKey) -> str | None:
+    """The owner of the action's task when it is not the caller (``None`` for the caller's own)."""
+    owner = action[8]
+    caller = f"{action[4]}#{action[5]}" if action[5] is not None else None
+    return owner if owner is not None and owner != caller else None
 
 
 def _folded(text: str) -> str:
@@ -90,6 +101,8 @@ class ApprovalRequest:
         requested_at, expires_at: seconds since the epoch.
         policy_version: the version of the policy whose rule required approval (a grant stands
             only under that version).
+        task_owner: whose task it is (``issuer#subject``), when it is not the caller's own (a
+            delegate acting in another principal's task).
     """
 
     id: str
@@ -108,6 +121,7 @@ class ApprovalRequest:
     expires_at: float
     arguments: Any = field(default=None, repr=False, compare=False)
     policy_version: str | None = None
+    task_owner: str | None = None
 
     @classmethod
     def for_context(
@@ -115,9 +129,10 @@ class ApprovalRequest:
     ) -> ApprovalRequest:
         """The approval request for the action in ``ctx`` that ``decision`` says needs approval."""
         at = time.time() if now is None else now
+        action = action_key(ctx)
         return cls(
             id=secrets.token_urlsafe(16),
-            action=action_key(ctx),
+            action=action,
             method=ctx.method,
             kind=ctx.kind,
             target=ctx.target,
@@ -132,6 +147,7 @@ class ApprovalRequest:
             expires_at=at + ttl,
             arguments=ctx.arguments,
             policy_version=decision.policy_version,
+            task_owner=_other_owner(action),
         )
 
     @staticmethod
@@ -166,6 +182,8 @@ class ApprovalRequest:
         who = q(self.principal) if self.principal else "an unidentified caller"
         where = f" in tenant {q(self.tenant)}" if self.tenant else ""
         task = f" for task {q(self.task_id)}" if self.task_id else ""
+        if self.task_id and self.task_owner:
+            task += f" of {q(self.task_owner)}"
         why = f" (purpose {q(self.purpose)})" if self.purpose else ""
         what = q(self.kind or self.method)
         target = q(self.target) if self.target is not None else "(no target)"

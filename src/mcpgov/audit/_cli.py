@@ -158,6 +158,7 @@ def verify(
 @audit.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--task", help="Only this task; prints the task's trail (requests, decisions, approvals, credentials).")
+@click.option("--task-owner", "task_owner", help="Only tasks of this owner (issuer#subject, or the subject alone).")
 @click.option("--principal", help="Only this caller (issuer#subject, or the subject alone).")
 @click.option("--tenant", help="Only this tenant.")
 @click.option("--tool", help="Only this tool, prompt or resource.")
@@ -169,6 +170,7 @@ def show(
     *,
     files: tuple[str, ...],
     task: str | None,
+    task_owner: str | None,
     principal: str | None,
     tenant: str | None,
     tool: str | None,
@@ -199,7 +201,13 @@ def show(
     except OSError as exc:
         raise BadInput(f"cannot read {printable(exc.filename)}: {exc.strerror}") from None
     chosen = EventFilter(
-        task=task, principal=principal, tenant=tenant, tool=tool, credential=credential, types=types
+        task=task,
+        task_owner=task_owner,
+        principal=principal,
+        tenant=tenant,
+        tool=tool,
+        credential=credential,
+        types=types,
     ).select(events)
     if as_json:
         for event in chosen:
@@ -232,6 +240,11 @@ def _when(value: str | None, option: str) -> datetime | None:
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--session", help="Prove this session.")
 @click.option("--task", help="Prove this task.")
+@click.option(
+    "--task-owner",
+    "task_owner",
+    help="With --task: the task's owner (issuer#subject, or the subject alone) when its id names several tasks.",
+)
 @click.option("--principal", help="Prove this caller's calls (issuer#subject, or the subject alone).")
 @click.option("--since", metavar="TIME", help="Window start (ISO 8601).")
 @click.option("--until", metavar="TIME", help="Window end (ISO 8601).")
@@ -256,6 +269,7 @@ def prove(
     files: tuple[str, ...],
     session: str | None,
     task: str | None,
+    task_owner: str | None,
     principal: str | None,
     since: str | None,
     until: str | None,
@@ -291,9 +305,12 @@ def prove(
         max_ttl = DEFAULT_MAX_TTL
     if max_ttl <= 0:
         raise BadInput("--max-ttl must be positive")
+    if task_owner is not None and task is None:
+        raise BadInput("--task-owner names the owner of the task given with --task")
     scope = ProofScope(
         session=session,
         task=task,
+        task_owner=task_owner,
         principal=principal,
         since=_when(since, "--since"),
         until=_when(until, "--until"),

@@ -7,7 +7,7 @@ per request (``"tools/call NAME"`` with ``mcp.method.name``, ``gen_ai.tool.name`
 current span* instead of opening another:
 
 * span attributes say who and what: ``mcpgov.principal``, ``mcpgov.tenant``, ``mcpgov.task_id``,
-  ``mcpgov.purpose``, ``mcpgov.args_hash``, ``mcpgov.credential.id``..., and the decision
+  ``mcpgov.task_owner``, ``mcpgov.purpose``, ``mcpgov.args_hash``, ``mcpgov.credential.id``..., and the decision
   (``mcpgov.decision.effect``, ``mcpgov.decision.rule``, policy engine and version);
 * one span event per audit event (``mcpgov.decision``, ``mcpgov.outcome``, ``mcpgov.approval.granted``...)
   carries the rest: the event id, reason, detail, outcome, latency, approver;
@@ -40,6 +40,7 @@ _SPAN_FIELDS: Mapping[str, str] = {
     "actors": "mcpgov.actors",
     "auth_method": "mcpgov.auth_method",
     "task_id": "mcpgov.task_id",
+    "task_owner": "mcpgov.task_owner",
     "purpose": "mcpgov.purpose",
     "session_id": "mcpgov.session_id",
     "args_hash": "mcpgov.args_hash",

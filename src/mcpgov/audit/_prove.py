@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from mcpgov._errors import ConfigurationError
 from mcpgov._methods import EXECUTE_METHODS
 from mcpgov.audit._jsonl import ChainReport, verify_chain
 from mcpgov.audit._printable import printable_word
@@ -48,7 +49,10 @@ class ProofScope:
 
     Attributes:
         session: the session id.
-        task: the task id.
+        task: the task id. Principals choose their task ids, so one id may name the tasks of
+            several owners: such a scope proves nothing until ``task_owner`` names one.
+        task_owner: with ``task``, the owner of the task (``issuer#subject``, or the subject
+            alone): the principal its first credential was minted for.
         principal: the caller (``issuer#subject``, or the subject alone).
         since: the first instant of the window (inclusive).
         until: the last instant of the window (inclusive).
@@ -57,6 +61,7 @@ class ProofScope:
     session: str | None = None
     task: str | None = None
     principal: str | None = None
+    task_owner: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -239,6 +244,8 @@ class _Collector:
         self._holders: dict[str, str] = {}  # credential id -> the principal it was minted for
         self._since = scope.since.timestamp() if scope.since else None
         self._until = scope.until.timestamp() if scope.until else None
+        self.task_owners: set[str] = set()  # the owners of the scope's task id the log records
+        self.unowned = 0  # events of the scope's task id that record no owner
 
     def __call__(self, file: str, line: int, seq: int, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -254,8 +261,19 @@ class _Collector:
         scope = self.scope
         if scope.session is not None and event.get("session_id") != scope.session:
             return False
-        if scope.task is not None and event.get("task_id") != scope.task:
-            return False
+        owner: Any = None
+        if scope.task is not None:
+            if event.get("task_id") != scope.task:
+                return False
+            owner = event.get("task_owner")
+            if event.get("type") == "credential.revoked":
+                owner = None  # a revocation names its scope's owner itself (in its attributes)
+            elif (
+                isinstance(owner, str)
+                and scope.task_owner is not None
+                and not _principal_matches(owner, scope.task_owner)
+            ):
+                return False
         if scope.principal is not None:
             # A call made with a credential alone records no principal: its caller is the holder
             # the credential was minted for (minted before it was used, so known by now).
@@ -273,6 +291,11 @@ class _Collector:
                 return False
             if self._until is not None and moment > self._until:
                 return False
+        if scope.task is not None and event.get("type") != "credential.revoked":
+            if isinstance(owner, str):
+                self.task_owners.add(owner)
+            else:  # whose task it was cannot be told: it is shown, never left out, and fails the proof
+                self.unowned += 1
         return True
 
 
@@ -304,9 +327,11 @@ def prove(
 
     Raises:
         OSError: a file cannot be read.
-        ConfigurationError: the key cannot be loaded.
+        ConfigurationError: the key cannot be loaded, or ``scope`` names a task owner without a task.
     """
     scope = scope or ProofScope()
+    if scope.task_owner is not None and scope.task is None:
+        raise ConfigurationError("a proof scope's task_owner names the owner of its task: give the task too")
     collector = _Collector(scope)
     chain = verify_chain(paths, partial=partial, head=head, public_key=public_key, live=live, visit=collector)
     credentials = _credentials(collector.credential_events)
@@ -330,10 +355,32 @@ def prove(
         # A scope the log holds nothing of (a mistyped id, events written elsewhere) proves nothing.
         nothing = (f"nothing in scope: no call or credential in the log matches {scope.describe()}",)
         verdicts = tuple(Verdict(v.name, False, nothing) for v in verdicts)
+    mixed = _mixed_tasks(scope, collector)
+    if mixed:
+        verdicts = tuple(Verdict(v.name, False, (*mixed, *v.evidence)) for v in verdicts)
     # With a key, every line must be under a verified checkpoint: lines after the last one (a log
     # still being written, --live) could have been appended or rewritten by anyone.
     authenticated = head is not None or (public_key is not None and chain.unsealed == 0 and chain.unclaimed == 0)
     return Proof(scope, chain, tuple(calls), relevant, verdicts, max_ttl, authenticated)
+
+
+def _mixed_tasks(scope: ProofScope, collector: _Collector) -> tuple[str, ...]:
+    """Why a task scope cannot be proven as one task: its id names the tasks of several owners
+    (and no owner was given), or events of the id record no owner."""
+    if scope.task is None:
+        return ()
+    found: list[str] = []
+    if len(collector.task_owners) > 1:
+        owners = ", ".join(_w(o) for o in sorted(collector.task_owners))
+        found.append(
+            f"task {_w(scope.task)} names the tasks of {len(collector.task_owners)} owners ({owners}): "
+            "name the one to prove by its issuer and subject (--task-owner)"
+        )
+    if collector.unowned:
+        found.append(
+            f"{collector.unowned} event(s) of task {_w(scope.task)} record no task owner: whose they are is unknown"
+        )
+    return tuple(found)
 
 
 def _credentials(events: list[dict[str, Any]]) -> dict[str, CredentialGrant]:

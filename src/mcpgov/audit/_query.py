@@ -63,6 +63,8 @@ class EventFilter:
 
     Attributes:
         task: the task id.
+        task_owner: the task's owner (``issuer#subject``), or just its subject: one task id may
+            name the tasks of several owners.
         principal: the caller (``issuer#subject``), or just its subject.
         tenant: the tenant.
         tool: the target (tool or prompt name, resource URI).
@@ -77,6 +79,7 @@ class EventFilter:
     tool: str | None = None
     credential: str | None = None
     types: tuple[str, ...] = ()
+    task_owner: str | None = None
 
     def __call__(self, event: AuditEvent) -> bool:
         """Whether ``event`` matches (an event naming no principal matches ``principal`` only in
@@ -85,6 +88,8 @@ class EventFilter:
 
     def _matches(self, event: AuditEvent, holders: dict[str, str]) -> bool:
         if self.task is not None and event.task_id != self.task:
+            return False
+        if self.task_owner is not None and not _principal_matches(event.task_owner, self.task_owner):
             return False
         if self.principal is not None:
             caller = event.principal
@@ -232,6 +237,7 @@ def format_event(event: AuditEvent) -> str:
         ("latency_ms", f"{event.latency_ms:.1f}" if event.latency_ms is not None else None),
         ("args", event.args_hash),
         ("task", event.task_id),
+        ("task_owner", event.task_owner if event.task_owner != event.principal else None),
         ("session", event.session_id),
         ("request", event.request_id),
         ("id", event.id),
@@ -244,6 +250,10 @@ def format_event(event: AuditEvent) -> str:
 def iter_lines(trail: Trail) -> Iterator[tuple[AuditEvent | None, str]]:
     """The trail as text lines: a heading per request (event ``None``), then its events indented."""
     yield None, f"task {printable_word(trail.task_id)}: {len(trail.requests)} request(s), {len(trail.events)} event(s)"
+    owners = sorted({e.task_owner or "(no owner recorded)" for e in trail.events if e.type != "credential.revoked"})
+    if len(owners) > 1:
+        # A task id is chosen by whoever asks for a credential: these are several tasks.
+        yield None, f"  the tasks of {len(owners)} owners: {', '.join(printable_word(o) for o in owners)}"
     for request in trail.requests:
         first = request.events[0]
         who = first.principal or "unknown caller"

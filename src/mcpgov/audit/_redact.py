@@ -173,6 +173,7 @@ _TEXT_FIELDS: tuple[str, ...] = (
     "tenant",
     "session_id",
     "task_id",
+    "task_owner",
     "purpose",
     "rule",
     "reason",

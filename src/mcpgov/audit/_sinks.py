@@ -19,7 +19,7 @@ from mcpgov._audit import AuditCallback, AuditEvent, describe_error, gap_event, 
 from mcpgov._errors import AuditUnavailable, ConfigurationError
 from mcpgov._protocols import BatchWriter, ClosableSink, Ticking, closable, flushable, health_reporting, stats_of
 from mcpgov._types import is_async_callable
-from mcpgov._validate import is_number, is_positive_count
+from mcpgov._validate import is_number, is_positive_count, positive_seconds
 from mcpgov.audit._codec import event_to_dict
 from mcpgov.audit._printable import printable_word
 
@@ -146,10 +146,16 @@ class QueuedSink:
     worker has written nothing since a wait ran out (a stuck sink). A sink that is merely slow
     still fills the queue, and what does not fit is refused and counted.
         name: a name for logs and stats (default: the sink's).
+        max_lag: how long, in seconds, the worker may spend handing one batch (or one ``tick()``)
+            to the sink before the queue reports itself unhealthy (default 5). A sink that hangs
+            (a network write that never returns, a lock never released) writes nothing while
+            the queue still has room; past ``max_lag`` strict audit refuses requests rather than
+            queue events that may never be written. Healthy again once the write returns.
 
     Raises:
         ConfigurationError: ``sink`` is not callable, must run on the call path (such as
-            :class:`~mcpgov.audit.OTelSink`), or a bound is not positive.
+            :class:`~mcpgov.audit.OTelSink`), a bound is not positive, or ``max_lag`` is not a
+            positive number of seconds.
     """
 
     def __init__(
@@ -160,6 +166,7 @@ class QueuedSink:
         batch: int = 512,
         linger: float = 0.1,
         name: str | None = None,
+        max_lag: float = 5.0,
     ) -> None:
         if not callable(sink):
             raise ConfigurationError(f"an audit sink must be callable, got {type(sink).__name__}")
@@ -172,6 +179,8 @@ class QueuedSink:
         if not is_number(linger) or not 0 < linger <= 1:
             raise ConfigurationError("linger must be a number of seconds in (0, 1]")
         self.linger = float(linger)
+        self.max_lag = positive_seconds("max_lag", max_lag)
+        self._busy_since: float | None = None  # when the worker began its current write or tick
         # A full batch wakes the worker, and so does a half-full queue (it must never fill up idle).
         self._wake_at = max(1, min(batch, maxsize // 2))
         # Two batches waiting: the worker is behind, and a thread queuing an event waits for it.
@@ -227,13 +236,16 @@ class QueuedSink:
 
     @property
     def healthy(self) -> bool:
-        """Whether the queue has room, is open, and the sink's last write succeeded."""
+        """Whether the queue has room, is open, the sink's last write succeeded, and the write (or
+        ``tick()``) under way, if any, began less than ``max_lag`` seconds ago."""
         thread = self._thread
+        busy_since = self._busy_since
         return (
             not self._closed
             and self._last_ok
             and len(self._queue) < self.maxsize
             and (thread is None or thread.is_alive())
+            and (busy_since is None or time.monotonic() - busy_since < self.max_lag)
         )
 
     def stats(self) -> dict[str, int]:
@@ -355,6 +367,7 @@ class QueuedSink:
                         batch = _Batch([self._queue.popleft() for _ in range(n)])
                         self._inflight = n
                         self._batches_moved += 1
+                    self._busy_since = time.monotonic()
                 if tick_due:
                     self._run_tick()
                     continue
@@ -370,6 +383,7 @@ class QueuedSink:
     def _written_locked(self, ok: bool) -> None:
         """Bookkeeping after the worker handed a batch over (``ok``: without a failure)."""
         self._inflight = 0
+        self._busy_since = None
         self._batches_moved += 1
         self._stalled = False
         if len(self._queue) < self._wake_at:
@@ -387,6 +401,8 @@ class QueuedSink:
             with self._lock:
                 self._last_ok = False
             self._log_failure(0, exc)
+        finally:
+            self._busy_since = None
 
     # _contain_in_worker: the worker contains every exception its sink raises, ``SystemExit``, ``KeyboardInterrupt``,
     # ``GeneratorExit`` and other ``BaseException`` subclasses included: in a worker thread there

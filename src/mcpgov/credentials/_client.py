@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -263,7 +263,10 @@ class ClientCredentials:
             if not per_call:
                 self._cache[key] = credential
         ctx = ctx.replace(
-            meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}), task_id=task_id, purpose=purpose
+            meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}),
+            credential=_presented(credential),
+            task_id=task_id,
+            purpose=purpose,
         )
         return await call_next(ctx)
 
@@ -302,10 +305,17 @@ class ClientCredentials:
             self._cache[key] = credential
         ctx = ctx.replace(
             meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token}),
+            credential=_presented(credential),
             task_id=task.task_id,
             purpose=task.purpose if task.purpose is not None else ctx.purpose,
         )
         return await call_next(ctx)
+
+
+def _presented(credential: Credential) -> Mapping[str, Any]:
+    """The claims of the credential a request carries, as the client's audit records them (its
+    ``jti`` as the events' ``credential_id``; never the token)."""
+    return MappingProxyType(credential.claims.to_payload())
 
 
 def _holder(principal: Principal | None) -> tuple[Any, ...] | None:

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor, EventType
-from mcpgov._context import GovContext
+from mcpgov._context import TASK_OWNER, GovContext
 from mcpgov._errors import ConfigurationError, CredentialError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal, act_claim
@@ -347,6 +347,8 @@ class CredentialIssuer:
             purpose=claims.purpose if claims is not None else None,
             credential=MappingProxyType({"jti": claims.jti}) if claims is not None else None,
         )
+        if claims is not None and claims.task_id is not None:
+            ctx = ctx.with_extension(TASK_OWNER, claims.owner_key)  # a derived credential's task is its owner's
         await self.auditor.emit(AuditEvent.from_context(ctx, event_type, attributes=attributes))
 
     # -- delegation and exchange -------------------------------------------------------------

@@ -34,7 +34,7 @@ from mcpgov._audit import AuditEvent, Auditor
 from mcpgov._chain import CallNext
 from mcpgov._client import _LIST_CHANGED, GovernedClient
 from mcpgov._contain import contained
-from mcpgov._context import GovContext
+from mcpgov._context import TASK_OWNER, GovContext, task_owner
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import _InputRound
 from mcpgov._keepalive import pooled_transport
@@ -363,6 +363,9 @@ class CallerMiddleware:
                 purpose=decided.purpose,
                 task_id=decided.task_id,
             )
+            owner = task_owner(decided)
+            if owner is not None:  # the agent's task is its owner's, also upstream
+                ctx = ctx.with_extension(TASK_OWNER, owner)
         try:
             return await call_next(ctx)
         except McpGovError as exc:

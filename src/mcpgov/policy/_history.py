@@ -1,8 +1,11 @@
 """Task history: what a task already did, kept in a :class:`~mcpgov.StateStore`.
 
 Only requests that were allowed and ran are recorded (on the way back from the SDK call),
-never discovery evaluations or refused requests. Keys are namespaced by tenant and task:
-one tenant's task can never read or write another tenant's history.
+never discovery evaluations or refused requests. Keys are namespaced by tenant, the task's
+owner and task (see :func:`~mcpgov._context.task_owner`): one tenant's task can never read or
+write another tenant's history, and a principal that names another principal's task id has a
+task of its own; only a delegate acting in the owner's task (its credential was derived from the
+owner's) shares the owner's history.
 
 Per task, the store holds: a tool-call counter, the previous target, one flag per target
 used and one flag per label touched. Every entry expires ``ttl`` seconds after its last write.
@@ -12,10 +15,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mcpgov._context import GovContext
+from mcpgov._context import GovContext, task_owner
 from mcpgov._errors import ConfigurationError
 from mcpgov._state import StateStore
 from mcpgov._uris import authority_folded, path_folded
@@ -101,7 +105,11 @@ class TaskHistoryStore:
     def _prefix(ctx: GovContext) -> str | None:
         if ctx.task_id is None:
             return None
-        digest = _digest40(f"{ctx.tenant or ''}\x00{ctx.task_id}")
+        # The task's owner is part of the key: a principal naming another's task id (in a
+        # credential it obtained for itself) has a task of its own, while a delegate acting in
+        # the owner's task (its credential names the owner) shares the owner's history.
+        issuer, subject = task_owner(ctx) or ("", "")
+        digest = _digest40(json.dumps([ctx.tenant or "", issuer, subject, ctx.task_id]))
         return f"mcpgov:policy:task:{digest}:"
 
     @staticmethod
