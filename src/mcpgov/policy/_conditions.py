@@ -588,13 +588,23 @@ def _readings(value: Any) -> frozenset[tuple[str, Any]]:
     return frozenset(out)
 
 
-def reads_as(value: Any, expected: Any) -> bool:
+def reads_as(value: Any, expected: Any, memo: Memo | None = None) -> bool:
     """Whether ``value``, of another JSON type than ``expected``, may be read as it by a tool
     validating its arguments leniently (``"0"``, ``"0.0"`` or ``false`` for ``0``; ``"yes"`` or
-    ``1`` for ``true``; ``1`` for ``"1"``)."""
+    ``1`` for ``true``; ``1`` for ``"1"``). ``memo`` keeps each value's readings for the decision."""
     if _json_kind(value) == _json_kind(expected):
         return False
-    return not _readings(value).isdisjoint(_readings(expected))
+    return not _memo_readings(value, memo).isdisjoint(_memo_readings(expected, memo))
+
+
+def _memo_readings(value: Any, memo: Memo | None) -> frozenset[tuple[str, Any]]:
+    if memo is None:
+        return _readings(value)
+    key = ("readings", type(value), value)  # the type too: True, 1 and 1.0 are equal keys
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _readings(value)
+    return frozenset(found)
 
 
 def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None, memo: Memo | None = None) -> bool:
@@ -602,7 +612,7 @@ def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None
     type that a lenient validator reads as the expected one, are unknown."""
     if _scalar_eq(value, expected):
         return True
-    if reads_as(value, expected):
+    if reads_as(value, expected, memo):
         raise ConditionError(
             label,
             f"the {_json_kind(value)} value reads as {expected!r} ({_json_kind(expected)}) to a tool "
