@@ -219,3 +219,33 @@ def test_invalid_declarations_fail_at_decoration_naming_tool_and_field() -> None
         gov.tool(name="once")(once)
     with pytest.raises(ConfigurationError, match="MCPServer"):
         PolicyDecorators(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("calls", [1, 3])
+async def test_a_declaration_that_cannot_be_compiled_with_the_policy_denies_until_it_can(calls: int, mode: str) -> None:
+    """A tool declared after the middleware was built whose declaration cannot be compiled with the
+    file (a file rule already has its rule id) never runs under the engine compiled before it: every
+    request is denied, not only the first, until the declarations compile again."""
+    server = MCPServer("late")
+    gov = PolicyDecorators(server)
+    policy = Policy.from_yaml(
+        "rules:\n  - {id: everything, effect: allow, tools: ['*']}\n"
+        "  - {id: 'decl:late', effect: allow, tools: [other]}\n",
+        source="file.yaml",
+    )
+    sink = InMemoryAuditSink()
+    govern(server, LookupIdentity(), PolicyMiddleware(policy, declarations=gov), audit=sink)
+    ran: list[str] = []
+
+    @gov.tool(scopes=["admin"])
+    def late() -> str:
+        ran.append("late")
+        return "ran"
+
+    async with Client(server, mode=mode) as client:
+        for _ in range(calls):
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("late", {}, meta=as_("alice"))
+            assert caught.value.code == -32003
+    assert ran == []
+    assert [e.effect for e in sink.decisions() if e.target == "late"] == ["deny"] * calls

@@ -369,7 +369,17 @@ rules:
         ("/data", True),
         ("/data/a/b", True),
         ("/data/./a", True),
-        ("///data//a", True),
+        ("/data//a", True),
+        ("///data//a", None),  # two leading separators: a network share on Windows
+        ("//data/a", None),
+        ("\\\\data\\a", None),
+        ("/DATA/a", None),  # the same directory on a case-insensitive file system
+        ("/Data/a", None),
+        ("/data./a", None),  # Windows drops trailing dots and spaces
+        ("/data /a", None),
+        ("/data::$DATA/a", None),  # a stream of /data on NTFS
+        ("/DATA~1/a", None),  # may be a Windows short name
+        ("/DATA-evil/a", False),
         ("/data/a%20b", True),
         ("/data/..", None),
         ("/data/a/../../etc", None),
@@ -393,6 +403,9 @@ def test_path_within_compares_canonical_paths(value: str, inside: bool | None) -
 
 def test_relative_paths_resolve_against_the_root_only_when_allowed() -> None:
     assert path_within("a/b", ("/data",)) is None
+    # A drive letter or a network share is absolute on Windows, never relative to the root.
+    for value in ("C:\\secret", "c:/secret", "\\\\host\\share"):
+        assert path_within(value, ("/data",), allow_relative=True) is None
     assert path_within("a/b", ("/data",), allow_relative=True) is True
     assert path_within("../etc", ("/data",), allow_relative=True) is None
 
@@ -407,3 +420,10 @@ def test_a_path_inside_the_root_never_normalises_outside_it(value: str) -> None:
             norm = posixpath.normpath("/" + form.lstrip("/"))
             assert norm == "/data" or norm.startswith("/data/")
             assert ".." not in form.split("/")
+
+
+def test_only_a_segment_shaped_as_a_windows_short_name_is_unknown_as_one() -> None:
+    for value in ("/DATA~1/a", "/PROGRA~1/a", "/SECRE~12.TXT"):
+        assert path_within(value, ("/data",)) is None
+    for value in ("/data/notes.txt~1", "/data/a~b", "/data/backup~"):
+        assert path_within(value, ("/data",)) is True

@@ -193,3 +193,38 @@ async def test_a_decision_past_the_deadline_denies(mode: str) -> None:
 
 def test_policy_error_is_a_configuration_error() -> None:
     assert issubclass(PolicyError, ConfigurationError)
+
+
+async def test_reloads_that_overlap_enforce_the_one_asked_for_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload still loading when a later one is asked for never lands after it: the policy in
+    force at the end is the one asked for last, never an older one that finished loading later."""
+    from mcpgov.policy import _reload
+
+    middleware = PolicyMiddleware(Policy.from_yaml(ALLOW_READS, source="v1.yaml"))
+    older = Policy.from_yaml("rules:\n  - {id: older, effect: allow, tools: ['*']}\n", source="older.yaml")
+    newer = Policy.from_yaml(ALLOW_SEARCH, source="newer.yaml")
+    loading = anyio.Event()
+    release = anyio.Event()
+    real = _reload.load_policy
+
+    def load(policy: Any) -> Any:
+        if policy is older:
+            anyio.from_thread.run_sync(loading.set)
+            anyio.from_thread.run(release.wait)
+        return real(policy)
+
+    monkeypatch.setattr(_reload, "load_policy", load)
+    results: list[bool] = []
+
+    async def reload(policy: Policy) -> None:
+        results.append(await middleware.reload(policy))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reload, older)
+        with anyio.fail_after(30):
+            await loading.wait()
+        tg.start_soon(reload, newer)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert results == [True, True]
+    assert middleware.version == newer.version

@@ -176,7 +176,7 @@ async def test_path_escapes_are_refused_and_never_run(path: str, mode: str) -> N
     assert fs.ran == []
 
 
-@pytest.mark.parametrize("path", ["/data/acme", "/data/acme/x", "/data/acme/./x", "//data/acme//x", "/data/acme/a%20b"])
+@pytest.mark.parametrize("path", ["/data/acme", "/data/acme/x", "/data/acme/./x", "/data/acme//x", "/data/acme/a%20b"])
 async def test_canonical_paths_inside_the_root_are_allowed(path: str, mode: str) -> None:
     fs = build_file_server()
     async with Client(fs.server, mode=mode) as client:

@@ -109,6 +109,14 @@ INTO_SECRET = [
     "/secret\x00.txt",
     "secret/payroll",
     "../secret/payroll",
+    "/SECRET/payroll",
+    "/Secret/payroll",
+    "/secret./payroll",
+    "/secret /payroll",
+    "/secret::$DATA/payroll",
+    "/SECRET~1/payroll",
+    "//data//x",
+    "\\\\secret\\payroll",
     "~/../../secret",
     "",
 ]
@@ -116,7 +124,7 @@ INTO_SECRET = [
 OUTSIDE_SECRET = [
     "/data/x",
     "/data/a%20b",
-    "//data//x",
+    "/data//x",
     "/data/./x",
     "/secretary/x",
     "/data/secret",

@@ -19,7 +19,7 @@ from mcpgov._errors import ApprovalRequired, Denied
 from mcpgov._methods import LIST_METHODS
 from mcpgov._validate import positive_seconds
 
-__all__ = ["Authorizer", "Unsettled", "decided_inline", "guarded"]
+__all__ = ["Authorizer", "Unsettled", "approved_decision", "decided_inline", "guarded"]
 
 logger = logging.getLogger("mcpgov.authorize")
 
@@ -134,7 +134,7 @@ class Authorizer(abc.ABC):
             return result
         decision = protocol_default(ctx, await self.evaluate(ctx))
         if decision.effect is Effect.REQUIRE_APPROVAL:
-            decision = _approved(ctx, decision)
+            decision = approved_decision(ctx, decision)
         if decision.effect is Effect.ALLOW:
             return await call_next(ctx.replace(decision=decision.combine(ctx.decision)))
         refusal = ApprovalRequired(decision) if decision.effect is Effect.REQUIRE_APPROVAL else Denied(decision)
@@ -161,7 +161,7 @@ class Authorizer(abc.ABC):
         return listing.keep(lambda item: item.name in visible)
 
 
-def _approved(ctx: GovContext, decision: Decision) -> Decision:
+def approved_decision(ctx: GovContext, decision: Decision) -> Decision:
     """An approval-required decision becomes an allow only with a grant for exactly this action."""
     grant = ctx.extension(APPROVAL_GRANT)
     if grant is None:

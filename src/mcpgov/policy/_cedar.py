@@ -55,7 +55,14 @@ from mcpgov._context import GovContext, approval_rule_to_ask
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._principal import Principal
-from mcpgov.policy._conditions import MAX_CONDITION_STRING, ConditionError, granted_scopes, name_key, spelling_of
+from mcpgov.policy._conditions import (
+    MAX_CONDITION_STRING,
+    ConditionError,
+    granted_scopes,
+    name_key,
+    reads_as,
+    spelling_of,
+)
 from mcpgov.policy._engine import Explanation, RuleTrace, describe_request
 from mcpgov.policy._history import HistoryNeeds, TaskHistory
 from mcpgov.policy._load import PolicyError, read_text
@@ -156,6 +163,10 @@ class CedarPolicy:
             claim: frozenset(_compared_with(raw, functools.partial(_is_claim, name=claim)))
             for claim in sorted(self.claims_read or ())
         }
+        self.arg_values: dict[str, tuple[Any, ...]] = {
+            name: _compared_literals(raw, functools.partial(_is_arg, name=name)) for name in sorted(_args_read(raw))
+        }
+        """For each argument the policies read (``context.args.<name>``): the literals they compare it with."""
         self.version = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def __repr__(self) -> str:
@@ -310,7 +321,9 @@ class CedarEngine:
                     why.append(f"the {attr} {value!r} is another spelling of {near!r}")
         claim_options, claim_why = self._claim_readings(ctx.principal)
         why.extend(claim_why)
-        if not options and not claim_options:
+        arg_options, arg_why = self._argument_readings(ctx)
+        why.extend(arg_why)
+        if not options and not claim_options and not arg_options:
             return [], None
         readings = [ctx]
         for attr, candidates in options:
@@ -326,7 +339,39 @@ class CedarEngine:
             ]
             if len(readings) > _MAX_READINGS:
                 break
+        for name, candidates in arg_options:
+            if len(readings) > _MAX_READINGS:
+                break
+            readings = [
+                r.replace(arguments=MappingProxyType({**(r.arguments or {}), name: value}))
+                for r in readings
+                for value in candidates
+            ]
         return readings, "; ".join(why)
+
+    def _argument_readings(self, ctx: GovContext) -> tuple[list[tuple[str, list[Any]]], list[str]]:
+        """For each argument the policies compare with literals: the literals its value could be
+        read as by a tool, when it is not one of them as sent (another JSON type that a tool
+        converting its arguments reads as one, ``"0"`` for ``0``; a string equal to one only after
+        NFKC normalisation, fullwidth ``rm`` for ``rm``)."""
+        options: list[tuple[str, list[Any]]] = []
+        why: list[str] = []
+        arguments = ctx.arguments
+        if not arguments or (ctx.action or "execute") != "execute":
+            return options, why
+        for name, literals in self.policy.arg_values.items():
+            value = arguments.get(name, _ABSENT)
+            if value is _ABSENT or isinstance(value, (Mapping, list, tuple)):
+                continue
+            if isinstance(value, str) and len(value) > MAX_CONDITION_STRING:
+                continue  # Cedar judges it as sent; a literal that long is not compared here
+            if any(_same_literal(value, literal) for literal in literals):
+                continue
+            candidates = [literal for literal in literals if _stands_for(value, literal)]
+            if candidates:
+                options.append((name, candidates))
+                why.append(f"argument {name!r} could be read as {candidates[0]!r}")
+        return options, why
 
     def _claim_readings(self, principal: Principal | None) -> tuple[list[tuple[str, list[Any]]], list[str]]:
         """For each claim the policies compare with strings: the values it could stand for when it
@@ -549,6 +594,88 @@ def _compared_with(node: Any, is_target: Callable[[Any], bool]) -> set[str]:
         for child in node:
             found |= _compared_with(child, is_target)
     return found
+
+
+_ARGS = {".": {"left": {"Var": "context"}, "attr": "args"}}
+
+
+def _is_arg(node: Any, name: str) -> bool:
+    """Whether ``node`` is Cedar's JSON for ``context.args.<name>``."""
+    return bool(node == {".": {"left": _ARGS, "attr": name}})
+
+
+def _args_read(node: Any) -> set[str]:
+    """The names of the arguments the policies read (``context.args.<name>``)."""
+    found: set[str] = set()
+    if isinstance(node, Mapping):
+        access = node.get(".")
+        if isinstance(access, Mapping) and access.get("left") == _ARGS and isinstance(access.get("attr"), str):
+            found.add(access["attr"])
+        for child in node.values():
+            found |= _args_read(child)
+    elif isinstance(node, list):
+        for child in node:
+            found |= _args_read(child)
+    return found
+
+
+def _literals(node: Any) -> list[Any]:
+    """Every string, integer or boolean literal in an expression (inside sets too)."""
+    if isinstance(node, Mapping):
+        value = node.get("Value", _ABSENT)
+        if len(node) == 1 and isinstance(value, (str, int)):
+            return [value]
+        return [v for child in node.values() for v in _literals(child)]
+    if isinstance(node, list):
+        return [v for child in node for v in _literals(child)]
+    return []
+
+
+def _compared_literals(node: Any, is_target: Callable[[Any], bool]) -> tuple[Any, ...]:
+    """The literals the policies compare the expression ``is_target`` accepts with (``true`` and
+    ``1`` kept apart)."""
+    found: dict[tuple[type, Any], Any] = {}
+
+    def walk(n: Any) -> None:
+        if isinstance(n, Mapping):
+            for body in n.values():
+                if isinstance(body, Mapping) and "left" in body:
+                    sides = (body.get("left"), body.get("right"))
+                    if any(is_target(side) for side in sides):
+                        for side in sides:
+                            if not is_target(side):
+                                for literal in _literals(side):
+                                    found.setdefault((type(literal), literal), literal)
+                walk(body)
+        elif isinstance(n, list):
+            for child in n:
+                walk(child)
+
+    walk(node)
+    return tuple(found.values())
+
+
+def _same_literal(value: Any, literal: Any) -> bool:
+    """Cedar's equality of an argument and a literal: the same type and value (a whole float is
+    sent as an integer)."""
+    if isinstance(value, bool) or isinstance(literal, bool):
+        return type(value) is type(literal) and value == literal
+    if isinstance(value, str) or isinstance(literal, str):
+        return isinstance(value, str) and isinstance(literal, str) and value == literal
+    return bool(value == literal)
+
+
+def _stands_for(value: Any, literal: Any) -> bool:
+    """Whether a tool may receive ``value`` as ``literal``: another JSON type that reads as it,
+    or a string equal to it only after NFKC normalisation."""
+    if reads_as(value, literal):
+        return True
+    return (
+        isinstance(value, str)
+        and isinstance(literal, str)
+        and not value.isascii()
+        and unicodedata.normalize("NFKC", value) == unicodedata.normalize("NFKC", literal)
+    )
 
 
 _CLAIMS = {".": {"left": {"Var": "context"}, "attr": "claims"}}

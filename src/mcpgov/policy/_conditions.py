@@ -22,6 +22,7 @@ import fnmatch
 import functools
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ __all__ = [
     "granted_scopes",
     "name_key",
     "path_within",
+    "reads_as",
     "spelling_of",
     "spellings",
 ]
@@ -244,10 +246,17 @@ def spellings(value: str) -> set[str]:
     return forms
 
 
+_DRIVE = re.compile(r"[A-Za-z]:")
+_SHORT_NAME = re.compile(r"[^.]{1,6}~[0-9]{1,6}(\.[^.]{0,3})?")
+"""A Windows short (8.3) name: up to six characters, ~, a number, an extension of up to three."""
+
+
 def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
     """(absolute, segments without '.' and empty ones), or raise ValueError."""
     if "\x00" in form:
         raise ValueError("a NUL byte")
+    if form.startswith("//"):
+        raise ValueError("two leading separators (a network share on Windows)")
     absolute = form.startswith("/")
     segments = [part for part in form.split("/") if part not in ("", ".")]
     if ".." in segments:
@@ -257,21 +266,57 @@ def _segments(form: str, allow_relative: bool) -> tuple[bool, list[str]]:
             raise ValueError("a relative path (what it is relative to is unknown)")
         if not segments or segments[0].startswith("~"):
             raise ValueError("an empty or home-relative path")
+        if _DRIVE.match(segments[0]):
+            raise ValueError("a drive letter (an absolute path on Windows)")
     return absolute, segments
 
 
-def _forms(value: str, allow_relative: bool) -> tuple[str, ...]:
-    """The canonical form of every spelling (``""`` for a relative one resolved under a root).
+def _folded(canonical: str) -> str:
+    """A canonical path as a case-insensitive file system (Windows, macOS) reads it: each segment
+    case-folded, without a stream name (``name:stream``) or trailing dots and spaces.
+
+    Raises:
+        ValueError: a segment that is nothing once folded, or may be a Windows short (8.3) name.
+    """
+    out: list[str] = []
+    for segment in canonical.split("/")[1:] if canonical != "/" else ():
+        folded = segment.casefold().split(":", 1)[0].rstrip(". ")
+        if not folded:
+            raise ValueError(f"a segment that is empty once its stream name or trailing dots are dropped ({segment!r})")
+        if _SHORT_NAME.fullmatch(folded):
+            raise ValueError(f"a segment that may be a Windows short name ({segment!r})")
+        out.append(folded)
+    return "/" + "/".join(out)
+
+
+def _forms(value: str, allow_relative: bool) -> tuple[tuple[str, str], ...]:
+    """The canonical form of every spelling (``""`` for a relative one resolved under a root),
+    each with its reading on a case-insensitive file system (:func:`_folded`).
 
     Raises:
         ValueError: the value cannot be canonicalised (the message says why).
     """
-    out: set[str] = set()
+    out: set[tuple[str, str]] = set()
     for spelling in spellings(value):
         forms = (spelling, spelling.replace("\\", "/")) if "\\" in spelling else (spelling,)
         for form in forms:
             absolute, segments = _segments(form, allow_relative)
-            out.add("/" + "/".join(segments) if absolute else "")
+            canonical = "/" + "/".join(segments) if absolute else ""
+            out.add((canonical, _folded(canonical) if absolute else ""))
+    return tuple(out)
+
+
+def _inside(canonical: str, roots: tuple[str, ...]) -> bool:
+    return canonical == "" or any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots)
+
+
+def _folded_roots(roots: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    for root in roots:
+        try:
+            out.append(_folded(root))
+        except ValueError:
+            out.append(root.casefold())
     return tuple(out)
 
 
@@ -290,12 +335,14 @@ def _judge(value: str, roots: tuple[str, ...], allow_relative: bool, memo: Memo 
             memo[key] = found
     if isinstance(found, str):
         raise ValueError(found)  # noqa: TRY004 - the cached reason of an unknown path
-    inside = {
-        canonical == "" or any(root in (canonical, "/") or canonical.startswith(root + "/") for root in roots)
-        for canonical in found
-    }
+    folded_roots = _folded_roots(roots)
+    inside = {_inside(canonical, roots) for canonical, _ in found}
+    inside |= {_inside(folded, folded_roots) for _, folded in found}
     if len(inside) > 1:
-        raise ValueError("its spellings disagree (one is inside the roots, another is not)")
+        raise ValueError(
+            "its spellings disagree (one is inside the roots, another is not, also as a case-insensitive "
+            "file system reads it)"
+        )
     return inside.pop()
 
 
@@ -327,9 +374,10 @@ def path_within(value: str, roots: tuple[str, ...], *, allow_relative: bool = Fa
     Returns:
         True when every spelling is inside a root (the root itself or below ``root + "/"``, so
         ``/data-evil`` is not inside ``/data``), False when none is, and None (unknown) when
-        they disagree or the value cannot be canonicalised: a NUL byte, a ``..`` segment,
-        percent-encoding that is not UTF-8, too many encoding levels, a relative path (unless
-        ``allow_relative``), more than :data:`MAX_PATH_LENGTH` characters.
+        they disagree (also as a case-insensitive file system reads them) or the value cannot be
+        canonicalised: a NUL byte, a ``..`` segment, percent-encoding that is not UTF-8, too many
+        encoding levels, a relative path (unless ``allow_relative``), a drive letter, two leading
+        separators (a Windows network share), more than :data:`MAX_PATH_LENGTH` characters.
 
     Args:
         value: the path as received.
@@ -493,10 +541,83 @@ def _bounds_text(lo: float | None, hi: float | None) -> str:
     return f"[{'' if lo is None else lo}, {'' if hi is None else hi}]"
 
 
+_TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})
+_MAX_NUMBER_TEXT = 4_300
+"""The longest text read as a number (Python's limit for converting decimal text to an integer)."""
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else "other"
+
+
+def _readings(value: Any) -> frozenset[tuple[str, Any]]:
+    """What a lenient validator (pydantic in lax mode, as the SDK validates tool arguments) may
+    read a JSON scalar as: a number (``"1"``, ``" 1 "``, ``"1.0"``, ``"1_000"``, ``true``), a
+    boolean (``"yes"``, ``"on"``, ``"t"``, ``1``, ``1.0``)."""
+    out: set[tuple[str, Any]] = set()
+    if isinstance(value, bool):
+        out.update((("boolean", value), ("number", int(value))))
+    elif isinstance(value, (int, float)):
+        if not (isinstance(value, float) and not math.isfinite(value)):
+            out.add(("number", value))
+            if value in (0, 1):
+                out.add(("boolean", value == 1))
+    elif isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
+        text = value.strip().lower()
+        if text in _TRUE_WORDS:
+            out.add(("boolean", True))
+        elif text in _FALSE_WORDS:
+            out.add(("boolean", False))
+        try:
+            out.add(("number", int(text)))
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(number):
+                    out.add(("number", number))
+    return frozenset(out)
+
+
+def reads_as(value: Any, expected: Any, memo: Memo | None = None) -> bool:
+    """Whether ``value``, of another JSON type than ``expected``, may be read as it by a tool
+    validating its arguments leniently (``"0"``, ``"0.0"`` or ``false`` for ``0``; ``"yes"`` or
+    ``1`` for ``true``; ``1`` for ``"1"``). ``memo`` keeps each value's readings for the decision."""
+    if _json_kind(value) == _json_kind(expected):
+        return False
+    return not _memo_readings(value, memo).isdisjoint(_memo_readings(expected, memo))
+
+
+def _memo_readings(value: Any, memo: Memo | None) -> frozenset[tuple[str, Any]]:
+    if memo is None:
+        return _readings(value)
+    key = ("readings", type(value), value)  # the type too: True, 1 and 1.0 are equal keys
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _readings(value)
+    return frozenset(found)
+
+
 def _text_equal(label: str, value: Any, expected: Any, expected_nfkc: str | None, memo: Memo | None = None) -> bool:
-    """Scalar equality; a string equal only after NFKC normalisation is unknown."""
+    """Scalar equality; a string equal only after NFKC normalisation, and a value of another JSON
+    type that a lenient validator reads as the expected one, are unknown."""
     if _scalar_eq(value, expected):
         return True
+    if reads_as(value, expected, memo):
+        raise ConditionError(
+            label,
+            f"the {_json_kind(value)} value reads as {expected!r} ({_json_kind(expected)}) to a tool "
+            "that converts its arguments",
+        )
     if expected_nfkc is not None and isinstance(value, str) and not (value.isascii() and expected.isascii()):
         if len(value) > MAX_CONDITION_STRING:
             raise ConditionError(label, f"a string longer than {MAX_CONDITION_STRING} characters is not judged")
@@ -553,13 +674,19 @@ def _op_not_in(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     return _one_of(label, cond.not_in, f"not in {list(cond.not_in)!r}", negate=True)
 
 
-def _full_match(label: str, matcher: Any, text: str) -> tuple[Op, str]:
-    """The op: a string ``matcher`` matches whole; a match only after NFKC is unknown."""
+def _full_match(label: str, matcher: Any, text: str, dotall: Any = None) -> tuple[Op, str]:
+    """The op: a string ``matcher`` matches whole; a match only after NFKC is unknown, and so is
+    a match only when ``.`` also matches a line break (``dotall``: the same pattern with ``(?s)``).
+    """
 
     def op(v: Any, _c: GovContext, memo: Memo) -> bool:
         s = _require_str(label, v)
         if matcher.fullmatch(s) is not None:
-            return True
+            return True  # then it matches with '.' matching line breaks too
+        if dotall is not None and "\n" in s and dotall.fullmatch(s) is not None:
+            raise ConditionError(
+                label, f"the value, which holds a line break, {text} only when '.' also matches a line break"
+            )
         normal = _nfkc(s, memo)
         if normal != s and matcher.fullmatch(normal) is not None:
             raise _ambiguous(label, text)
@@ -579,7 +706,10 @@ def _op_glob(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 def _op_regex(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
     if cond.regex is None:
         return None
-    return _full_match(label, compile_regex(cond.regex), f"matches /{cond.regex}/")
+    # A pattern written on one line reads '.' as "any character": a line break must not take a
+    # value out of (or into) its match, so a value is also judged with '.' matching line breaks.
+    dotall = compile_regex(f"(?s){cond.regex}") if "." in cond.regex else None
+    return _full_match(label, compile_regex(cond.regex), f"matches /{cond.regex}/", dotall)
 
 
 def _op_bounds(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
@@ -638,7 +768,12 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
         if not isinstance(ref, str):
             # The request has no such value: what the argument should have equalled is unknown.
             raise ConditionError(label, f"the request has no {which} to compare with")
-        return _text_equal(label, s, ref, _nfkc(ref), memo)
+        if _text_equal(label, s, ref, _nfkc(ref), memo):
+            return True
+        # A name read as names are read everywhere else: another spelling of it is unknown.
+        if spelling_of(s, {name_key(ref): ref}) is not None:
+            raise ConditionError(label, f"the value is another spelling of the request's {which}")
+        return False
 
     return op, f"equals the request's {which}"
 

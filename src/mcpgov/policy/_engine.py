@@ -557,6 +557,7 @@ class PolicyEngine:
         approvals: list[CompiledRule] = []
         maybe_approvals: list[tuple[CompiledRule, str, str]] = []
         maybe_allow: tuple[CompiledRule, str, str] | None = None
+        maybe_allows: list[CompiledRule] = []
         for rule in cands.rules:
             state, label, detail = rule.evaluate(ctx, facts)
             if state == MISSES:
@@ -569,8 +570,10 @@ class PolicyEngine:
             if state == UNKNOWN:
                 if effect is Effect.REQUIRE_APPROVAL:
                     maybe_approvals.append((rule, label or "", detail or ""))
-                elif maybe_allow is None:
-                    maybe_allow = (rule, label or "", detail or "")
+                else:
+                    maybe_allows.append(rule)
+                    if maybe_allow is None:
+                        maybe_allow = (rule, label or "", detail or "")
             elif effect is Effect.REQUIRE_APPROVAL:
                 approvals.append(rule)
             else:
@@ -579,10 +582,13 @@ class PolicyEngine:
             if maybe_allow is not None:
                 return self._unknown(maybe_allow[0], maybe_allow[1], maybe_allow[2], Effect.DENY)
             return self._default_deny
-        if not approvals and not maybe_approvals and len(allows) == 1 and cands.extra is None:
+        if not approvals and not maybe_approvals and not maybe_allows and len(allows) == 1 and cands.extra is None:
             return allows[0].decision
         applying = [*approvals, *allows]
         applying.extend(maybe[0] for maybe in maybe_approvals)
+        # An allow that may apply (a condition unknown) grants nothing, but what it would oblige
+        # is owed: the admitted request runs under it too, so uncertainty never loosens one.
+        applying.extend(maybe_allows)
         obligations: dict[str, Any] = {}
         for rule in applying:
             obligations = merge_obligations(obligations, rule.obligations)
@@ -639,7 +645,11 @@ class PolicyEngine:
             effect = rule.effect.value
             state, missed, detail = rule.evaluate(ctx, facts)
             if state == UNKNOWN:
-                counts = "counts as not matching for an allow" if rule.effect is Effect.ALLOW else "counts as matching"
+                counts = (
+                    "counts as not matching for an allow; its obligations still bind an admitted request"
+                    if rule.effect is Effect.ALLOW
+                    else "counts as matching"
+                )
                 traces.append(
                     RuleTrace(
                         rule.id,

@@ -12,7 +12,7 @@ from typing import Protocol
 import anyio
 
 from mcpgov._audit import AuditCallback, Auditor
-from mcpgov._authorize import Authorizer
+from mcpgov._authorize import Authorizer, approved_decision
 from mcpgov._chain import CallNext, ChainResult
 from mcpgov._context import APPROVAL_GRANT, ExtensionKey, GovContext
 from mcpgov._decision import Decision, Effect
@@ -202,6 +202,7 @@ class PolicyMiddleware(Authorizer):
             self._reloader.queue("failed", str(exc), None)
         else:
             self._engine = self._compile(self._source)
+            self._generation = self._declared_generation()
         self._shadow_source: Policy | CedarPolicy | None = load_policy(shadow) if shadow is not None else None
         self._shadow: Engine | None = self._compile(self._shadow_source) if self._shadow_source is not None else None
 
@@ -216,9 +217,14 @@ class PolicyMiddleware(Authorizer):
         return self._engine
 
     def _enforce(self, source: Policy | CedarPolicy, engine: Engine) -> None:
-        """Put ``engine``, compiled from ``source``, in force."""
+        """Put ``engine``, compiled from ``source`` with the declarations as they are now, in force."""
         self._source = source
         self._engine = engine
+        self._generation = self._declared_generation()
+
+    def _declared_generation(self) -> int:
+        """Which version of the declarations a compile made now includes."""
+        return self.declarations.generation if self.declarations is not None else -1
 
     def _compile(self, source: Policy | CedarPolicy) -> Engine:
         """Compile ``source`` with this middleware's declarations.
@@ -232,7 +238,6 @@ class PolicyMiddleware(Authorizer):
             return source.compile()
         if self.declarations is None:
             return PolicyEngine(source)
-        self._generation = self.declarations.generation
         rules, labels, targets, as_json = self.declarations.compile_parts()
         return PolicyEngine(
             source,
@@ -243,11 +248,20 @@ class PolicyMiddleware(Authorizer):
         )
 
     def _refresh_declarations(self) -> None:
+        """Recompile when declarations changed since the engine in force was compiled.
+
+        The engine in force counts as current only once the new declarations compiled: while they
+        cannot be (a declared rule id the policy already uses...), this raises on every request,
+        which denies it, rather than leave in force an engine that knows nothing of them.
+        """
         decl = self.declarations
         if decl is not None and decl.generation != self._generation and self._source is not None:
-            self._engine = self._compile(self._source)
-            if self._shadow_source is not None:
-                self._shadow = self._compile(self._shadow_source)
+            generation = decl.generation
+            engine = self._compile(self._source)
+            shadow = self._compile(self._shadow_source) if self._shadow_source is not None else None
+            self._engine, self._generation = engine, generation
+            if shadow is not None:
+                self._shadow = shadow
 
     @property
     def engine(self) -> Engine:
@@ -325,8 +339,12 @@ class PolicyMiddleware(Authorizer):
             await compare_shadow(ctx, decision, self._shadow, now, self._history)
         if discover or decision.effect is Effect.DENY:
             return decision
-        if decision.effect is Effect.REQUIRE_APPROVAL and APPROVAL_GRANT not in ctx.extensions:
-            return decision  # refused until approved: counted when the approved request comes back
+        if decision.effect is Effect.REQUIRE_APPROVAL and (
+            APPROVAL_GRANT not in ctx.extensions or approved_decision(ctx, decision).effect is not Effect.ALLOW
+        ):
+            # Refused until approved: counted when the request comes back with a grant that
+            # approves exactly it (a grant replayed on other requests spends nothing).
+            return decision
         limits = decision.obligations.get(OBLIGATION_RATE_LIMIT)
         if limits:
             try:

@@ -34,7 +34,17 @@ import re
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from mcpgov._validate import first_repeat
 from mcpgov.policy._regex import compile_regex
@@ -67,6 +77,20 @@ RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,199}$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TARGET_KINDS = ("tool", "resource", "prompt")
+
+
+def _not_empty(value: Any, what: str) -> Any:
+    """Refuse an empty list or map where it would read as "anyone" or as a requirement that holds."""
+    if value is not None and len(value) == 0:
+        raise ValueError(f"{what} is empty: it would {_EMPTY_READS[what]}; omit it, or name at least one")
+    return value
+
+
+_EMPTY_READS = {
+    "principals": "match every principal",
+    "scopes": "require no scope (it always holds)",
+    "claims": "require no claim (it always holds)",
+}
 
 
 class _Model(BaseModel):
@@ -169,6 +193,18 @@ class ArgumentCondition(_Model):
         return self
 
 
+def _is_iso_instant(value: Any) -> bool:
+    """Whether ``value`` is text in ISO 8601 date-time form (not a number of seconds)."""
+    if not isinstance(value, str):
+        return False
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return "T" in text.upper() or " " in text
+
+
 class TimeWindow(_Model):
     """When a rule applies.
 
@@ -197,6 +233,11 @@ class TimeWindow(_Model):
                     raise ValueError(  # noqa: TRY004 - pydantic reports ValueError from validators, not TypeError
                         f"{name} must be a quoted 'HH:MM' string (YAML reads an unquoted 17:00 as a number)"
                     )
+            for name in ("after", "before"):
+                value = data.get(name)
+                if value is not None and not isinstance(value, datetime) and not _is_iso_instant(value):
+                    # Not a number of seconds: pydantic would read one above 2e10 as milliseconds.
+                    raise ValueError(f"{name} must be an ISO 8601 instant with offset (e.g. 2025-01-01T00:00:00Z)")
         return data
 
     @model_validator(mode="after")
@@ -207,6 +248,8 @@ class TimeWindow(_Model):
             value = getattr(self, name)
             if value is not None and not _HHMM.match(value):
                 raise ValueError(f"{name} must be a quoted HH:MM time, got {value!r}")
+        if self.start is not None and self.start == self.end:
+            raise ValueError("start equals end: the window would hold no minute of the day")
         for name in ("after", "before"):
             value = getattr(self, name)
             if value is not None and value.utcoffset() is None:
@@ -291,6 +334,12 @@ class Conditions(_Model):
     tenants: list[StrictStr] | None = None
     scopes: list[StrictStr] | None = None
     claims: dict[StrictStr, ClaimValue] | None = None
+
+    @field_validator("scopes", "claims")
+    @classmethod
+    def _requires_something(cls, value: Any, info: Any) -> Any:
+        return _not_empty(value, info.field_name)
+
     time: TimeWindow | None = None
     history: HistoryCondition | None = None
     delegation_depth: Bounds | None = None
@@ -313,6 +362,11 @@ class PrincipalMatcher(_Model):
     spiffe: StrictStr | None = None
     claims: dict[StrictStr, ClaimValue] | None = None
     scopes: list[StrictStr] | None = None
+
+    @field_validator("scopes", "claims")
+    @classmethod
+    def _requires_something(cls, value: Any, info: Any) -> Any:
+        return _not_empty(value, info.field_name)
 
     @model_validator(mode="after")
     def _check(self) -> PrincipalMatcher:
@@ -406,6 +460,11 @@ class Rule(_Model):
 
     _LISTS = ("tools", "resources", "prompts", "methods", "tenants", "actions")
 
+    @field_validator("principals")
+    @classmethod
+    def _someone(cls, value: Any) -> Any:
+        return _not_empty(value, "principals")
+
     @model_validator(mode="after")
     def _check(self) -> Rule:
         if not RULE_ID.match(self.id):
@@ -439,6 +498,14 @@ class PolicyDocument(_Model):
 
     version: Literal[1] = 1
     name: StrictStr = ""
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _exactly_one(cls, value: Any) -> Any:
+        if type(value) is not int:
+            raise ValueError("version must be the integer 1")
+        return value
+
     labels: dict[StrictStr, TargetSet] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
 

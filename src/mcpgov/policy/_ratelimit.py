@@ -5,22 +5,34 @@ A limit is an obligation of the allow rule that carries it. It counts admitted r
 window (``per: 86400``). Counters live in the :class:`~mcpgov.StateStore`, so several replicas
 sharing a Redis store share the limit; a store error denies. A resource is counted as a server
 reading only its host and path reads its URI (host in lower case, no user-info or port, no empty
-path segments, trailing slash, query or fragment), so other spellings of one URI share its count.
+path segments, trailing slash, query or fragment), so other spellings of one URI share its count,
+and a principal or tenant as a reader reads its name (case, Unicode compatibility forms, invisible
+characters and whitespace folded), so other spellings of one caller share its count.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import anyio
 
 from mcpgov._context import GovContext
 from mcpgov._state import StateStore
 from mcpgov._types import Clock
 from mcpgov._uris import authority_folded, path_folded
+from mcpgov.policy._conditions import name_key
 
 __all__ = ["RateLimitSpec", "RateLimiter"]
+
+logger = logging.getLogger("mcpgov.policy")
+
+_TAKE_BACK_SECONDS = 5.0
+"""The longest a refused request waits for its counts to be taken back (a store that hangs
+leaves them counted: stricter, never looser)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +68,16 @@ class RateLimiter:
     def _key(spec: RateLimitSpec, ctx: GovContext, window: int) -> str:
         parts: list[str] = []
         for dimension in spec.by:
+            # A principal or tenant is counted as a reader reads its name (case, Unicode
+            # compatibility forms, invisible characters and whitespace folded): every spelling
+            # of one caller shares its counter.
             if dimension == "principal":
-                parts.append(ctx.principal.id if ctx.principal is not None else "")
+                principal = ctx.principal
+                parts.append(
+                    f"{name_key(principal.issuer)}#{name_key(principal.subject)}" if principal is not None else ""
+                )
             elif dimension == "tenant":
-                parts.append(ctx.tenant or "")
+                parts.append(name_key(ctx.tenant) if isinstance(ctx.tenant, str) else "")
             elif ctx.kind == "resource" and ctx.target is not None:
                 # Every spelling a server may resolve to the same resource counts as that resource.
                 parts.append(f"resource:{path_folded(authority_folded(ctx.target))}")
@@ -71,16 +89,42 @@ class RateLimiter:
     async def admit(self, ctx: GovContext, specs: Iterable[RateLimitSpec]) -> RateLimitSpec | None:
         """Count this request against every spec; return the first exceeded spec, or None.
 
+        A request that is refused spends none of its limits: when a spec is exceeded, or counting
+        fails half-way (a store error, or anything else raised), what was counted for it is taken
+        back, so a caller over one limit never spends a limit it shares with others.
+
         Raises:
             StateStoreError: the store failed (the caller denies).
         """
         now = self.clock()
-        exceeded: RateLimitSpec | None = None
-        for spec in specs:
-            window = int(now // spec.per)
-            # The counter expires at the end of its window.
-            ttl = max((window + 1) * spec.per - now, 0.001)
-            count = await self.store.incr(self._key(spec, ctx, window), ttl)
-            if count > spec.limit and exceeded is None:
-                exceeded = spec
-        return exceeded
+        counted: list[tuple[str, float]] = []
+        try:
+            for spec in specs:
+                window = int(now // spec.per)
+                # The counter expires at the end of its window.
+                ttl = max((window + 1) * spec.per - now, 0.001)
+                key = self._key(spec, ctx, window)
+                count = await self.store.incr(key, ttl)
+                counted.append((key, ttl))
+                if count > spec.limit:
+                    await self._take_back(counted)
+                    return spec
+        except BaseException:
+            await self._take_back(counted)
+            raise
+        return None
+
+    async def _take_back(self, counted: list[tuple[str, float]]) -> None:
+        """Undo the counts of a refused request (shielded, for at most a few seconds: a cancelled
+        request is taken back too). Each count is taken back at most once; one that cannot be taken
+        back stays: stricter, never looser."""
+        with anyio.move_on_after(_TAKE_BACK_SECONDS, shield=True):
+            while counted:
+                key, ttl = counted.pop()
+                try:
+                    await self.store.incr(key, ttl, -1)
+                except Exception as exc:  # noqa: BLE001 - the count stays: stricter, never looser
+                    logger.warning(
+                        "a refused request could not be taken back from a rate limit (%s)", type(exc).__name__
+                    )
+        counted.clear()

@@ -86,6 +86,9 @@ class PolicyReloader:
         self.pending: list[tuple[str, dict[str, Any]]] = []
         self.side: Side = "server"
         """The side recorded on reload events (that of the latest audited request)."""
+        self._serial = anyio.Lock()
+        """Reloads run one at a time, in the order they were asked for: one still loading never
+        lands after a later one."""
 
     def read_raw(self) -> bytes | None:
         if self.path is None:
@@ -98,7 +101,12 @@ class PolicyReloader:
     async def reload(self, policy: PolicySource | None = None, *, content: bytes | None = None) -> bool:
         """See :meth:`PolicyMiddleware.reload`. A policy file is read once, and what is enforced
         (and remembered as loaded) is exactly what was read: ``content`` when given (the bytes a
-        change check compared), else one read of the file."""
+        change check compared), else one read of the file. Reloads run one at a time, in the
+        order they were asked for."""
+        async with self._serial:
+            return await self._reload(policy, content=content)
+
+    async def _reload(self, policy: PolicySource | None, *, content: bytes | None) -> bool:
         previous = self.target._enforced.version
         path = self.path if policy is None else Path(policy) if isinstance(policy, (str, os.PathLike)) else None
         if policy is None and path is None:
