@@ -552,8 +552,9 @@ class Gateway:
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
         connections = [
-            (connection, self._hearing(connection).subscribed.get(front))
+            (connection, want.decided if want is not None else None)
             for connection in list(self._subscriptions.get(front, ()))
+            for want in (self._hearing(connection).subscribed.get(front),)
         ]
         await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
@@ -619,21 +620,51 @@ class Gateway:
             hearing.latest = None
             self._connections.pop(connection, None)
             forgotten = True
-        for uri, made in list(hearing.subscribed.items()):
-            if made is not decided:
-                continue
-            del hearing.subscribed[uri]
-            forgotten = True
-            subscribers = self._subscriptions.get(uri)
-            if subscribers is not None:
-                subscribers.discard(connection)
-                if not subscribers:
-                    self._subscriptions.pop(uri, None)
-            route = self.router.route_uri(uri)
-            if route is not None and route[0] in self.upstreams:
-                # No forwarded connection: the agent's authority is over, it cannot unsubscribe.
-                await self.upstreams[route[0]].unwant(None, route[1])
+        for uri, want in list(hearing.subscribed.items()):
+            if want.decided is decided:
+                forgotten = True
+                await self._drop(connection, uri)
         return forgotten
+
+    async def _drop(self, connection: Any, uri: str) -> None:
+        """Forget ``connection``'s subscription to ``uri`` and give up its upstream want, once:
+        whoever takes it out of the session's hearing (an unsubscribe, a lapsed authority, the
+        session's end) is the one that releases it. Never raises."""
+        want = self._hearing(connection).subscribed.pop(uri, None)
+        subscribers = self._subscriptions.get(uri)
+        if subscribers is not None:
+            subscribers.discard(connection)
+            if not subscribers:
+                self._subscriptions.pop(uri, None)
+        if want is not None:
+            with anyio.CancelScope(shield=True):
+                await want.upstream.unwant(want.uri)
+
+    async def _session_ended(self, connection: Any) -> None:
+        """An agent's session ended (closed, dropped, cancelled, failed): everything it holds in
+        this gateway is given up, each upstream want once. Never raises."""
+        hearing = self._hearing(connection)
+        hearing.ended = True
+        hearing.latest = None
+        self._connections.pop(connection, None)
+        self._log_levels.pop(connection, None)
+        for uri in list(hearing.subscribed):
+            await self._drop(connection, uri)
+
+    def _hook_end(self, connection: Any, hearing: _Hearing) -> bool:
+        """Make the end of ``connection``'s session release what it holds (once per session).
+
+        Returns:
+            False when the session's end cannot be told (nothing may then be kept for it).
+        """
+        if hearing.hooked:
+            return True
+        exit_stack = getattr(connection, "exit_stack", None)
+        if not isinstance(exit_stack, AsyncExitStack):
+            return False
+        exit_stack.push_async_callback(self._session_ended, connection)
+        hearing.hooked = True
+        return True
 
     async def _publish(self, event: Any) -> None:
         """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
@@ -849,33 +880,41 @@ class Gateway:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         subscribers = self._subscriptions.get(uri)
         if connection is not None and subscribers is not None and connection in subscribers:
-            # Already subscribed: one want per agent and URI, lasting as this subscribe's authority.
-            self._hearing(connection).subscribed[uri] = front.decided
-            return types.EmptyResult()
+            want = self._hearing(connection).subscribed.get(uri)
+            if want is not None:
+                # Already subscribed: one want per agent and URI, lasting as this subscribe's authority.
+                self._hearing(connection).subscribed[uri] = _Want(front.decided, want.upstream, want.uri)
+                return types.EmptyResult()
         upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
             upstream.check_caller(client, front.decided)
             if connection is None or not getattr(connection, "has_standalone_channel", False):
                 # No channel an update could ever be sent on (stateless HTTP): nothing is wanted or kept.
                 return types.EmptyResult()
+            hearing = self._hearing(connection)
+            if hearing.ended or not self._hook_end(connection, hearing):
+                # A session whose end could not release it: nothing is wanted for it.
+                raise MCPError(types.INTERNAL_ERROR, "Subscriptions are not available for this session")
             await upstream.want(client, upstream_uri)
-        await upstream.until_listened([upstream_uri])
+        # Recorded with no await since the want: the session's end (or an unsubscribe) releases it.
+        if hearing.ended or uri in hearing.subscribed:
+            # The session ended meanwhile, or a concurrent subscribe of it recorded its own want.
+            with anyio.CancelScope(shield=True):
+                await upstream.unwant(upstream_uri)
+            if uri in hearing.subscribed:
+                hearing.subscribed[uri] = _Want(front.decided, hearing.subscribed[uri].upstream, upstream_uri)
+            return types.EmptyResult()
         self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
-        self._hearing(connection).subscribed[uri] = front.decided
+        hearing.subscribed[uri] = _Want(front.decided, upstream, upstream_uri)
+        await upstream.until_listened([upstream_uri])
         return types.EmptyResult()
 
     async def _unsubscribe(
         self, sctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
-        subscribers = self._subscriptions.get(uri)
-        if subscribers is None or connection is None or connection not in subscribers:
-            return types.EmptyResult()
-        subscribers.discard(connection)
-        self._hearing(connection).subscribed.pop(uri, None)
-        if not subscribers:
-            self._subscriptions.pop(uri, None)
-        await self._release(self._upstream_for(upstream_id, front), upstream_uri, front)
+        _, uri, _, _, connection = self._subscription(sctx)
+        if connection is not None:
+            await self._drop(connection, uri)
         return types.EmptyResult()
 
     async def _listen(
@@ -916,26 +955,11 @@ class Gateway:
             return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
         finally:
             _LISTENER.reset(listener)
+            # Every want first (no await between them), then the upstreams are told.
+            last = [(upstream, upstream_uri) for upstream, upstream_uri in held if upstream.release(upstream_uri)]
             with anyio.CancelScope(shield=True):
-                for upstream, upstream_uri in held:
-                    await self._release(upstream, upstream_uri, front)
-
-    async def _release(self, upstream: Upstream, upstream_uri: str, front: FrontCall) -> None:
-        """Give up one agent's want of ``upstream_uri`` (an unsubscribe, a listen stream that ended).
-
-        Never raises: the want is given up even when the upstream cannot be told (it is down, or
-        answers with an error); a handshake-era upstream then keeps a subscription nobody receives.
-        """
-        released = False
-        try:
-            if upstream.state == "ready" and not upstream.stopping:
-                async with self._forward(upstream.id, front) as client:
-                    released = True
-                    await upstream.unwant(client, upstream_uri)
-        except Exception as exc:  # noqa: BLE001 - the agent's side is over either way
-            logger.debug("releasing an upstream subscription failed (%s)", type(exc).__name__)
-        if not released:
-            await upstream.unwant(None, upstream_uri)
+                for upstream, upstream_uri in last:
+                    await upstream._unsubscribe(upstream_uri)
 
     async def _complete(
         self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
@@ -1023,11 +1047,23 @@ class _Hearing:
     """What authorised a handshake-era agent's connection to hear what a gateway relays: its
     latest decided request (list changes) and, per front URI, its subscribe (updates)."""
 
-    __slots__ = ("latest", "subscribed")
+    __slots__ = ("ended", "hooked", "latest", "subscribed")
 
     def __init__(self) -> None:
         self.latest: GovContext | None = None
-        self.subscribed: dict[str, GovContext] = {}
+        # Per front URI: the subscribe that authorised it, and the upstream want it holds.
+        self.subscribed: dict[str, _Want] = {}
+        self.hooked = False  # the session's end releases what it holds (see Gateway._session_ended)
+        self.ended = False
+
+
+@dataclass(frozen=True, eq=False)
+class _Want:
+    """One agent session's subscription: what authorised it and the upstream want it holds."""
+
+    decided: GovContext
+    upstream: Upstream
+    uri: str
 
 
 class _CountRequests:

@@ -884,12 +884,20 @@ class Upstream:
         Through a handshake-era connection the first agent's want subscribes (``client`` is the
         agent's forwarded connection, governed by the back chain); through a 2026-07-28 one the
         upstream listen is replaced by one naming ``uri`` too (:meth:`until_listened` waits for it).
+        The want is counted before the subscribe is sent (a concurrent want of the same URI
+        counts on top of it) and taken back if the subscribe fails or is cancelled.
         """
         held = self._wanted.get(uri, 0)
-        if held == 0 and not _modern(client):
-            await client.subscribe_resource(uri)
         self._wanted[uri] = held + 1
         if held == 0:
+            try:
+                if not _modern(client):
+                    await client.subscribe_resource(uri)
+            except BaseException:
+                if self.release(uri):
+                    with anyio.CancelScope(shield=True):
+                        await self._unsubscribe(uri)  # the subscribe may have reached it
+                raise
             self._relisten.set()
 
     async def until_listened(self, uris: Sequence[str]) -> None:
@@ -901,23 +909,43 @@ class Upstream:
             while not self._listened.issuperset(uris) and self._client is client:
                 await self._listen_acked.wait()
 
-    async def unwant(self, client: GovernedClient | None, uri: str) -> None:
-        """An agent no longer wants updates of ``uri``: the last one unsubscribes (or narrows the listen).
-
-        ``client`` is the agent's forwarded connection when one is at hand; without one (the
-        agent is gone) a handshake-era upstream keeps its subscription, whose updates nobody
-        receives.
-        """
+    def release(self, uri: str) -> bool:
+        """Give up one want of ``uri`` at once; True when it was the last (the upstream is to be
+        told: :meth:`unwant` does both)."""
         held = self._wanted.get(uri, 0)
         if held > 1:
             self._wanted[uri] = held - 1
-            return
+            return False
         if held == 0:
-            return
+            return False
         del self._wanted[uri]
-        if client is not None and not _modern(client):
-            await client.unsubscribe_resource(uri)
         self._relisten.set()
+        return True
+
+    async def unwant(self, uri: str) -> None:
+        """An agent no longer wants updates of ``uri``: the last one unsubscribes (or narrows the listen).
+
+        The subscription is the gateway's, shared by every agent that wants ``uri``: the last
+        want given up (an unsubscribe, a session or a listen stream that ended, an authority that
+        lapsed) unsubscribes as the gateway's own request. Never raises.
+        """
+        if self.release(uri):
+            await self._unsubscribe(uri)
+
+    async def _unsubscribe(self, uri: str) -> None:
+        """Unsubscribe a handshake-era connection from ``uri`` (best effort: a failure is logged).
+
+        A connection that is down has no subscription left; the next one subscribes only to what
+        is still wanted (:meth:`_resubscribe`).
+        """
+        client = self._client
+        if client is None or _modern(client) or uri in self._wanted:
+            return
+        try:
+            with anyio.fail_after(self.config.timeout):
+                await Client.unsubscribe_resource(client, uri)
+        except Exception as exc:  # noqa: BLE001 - nobody receives its updates either way
+            logger.info("upstream %r: a resource subscription was not given up (%s)", self.id, type(exc).__name__)
 
     async def _watch(self, client: GovernedClient) -> None:
         """Probe a connected URL upstream every ``health.interval`` seconds until a probe fails.
