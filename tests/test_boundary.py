@@ -311,6 +311,7 @@ def test_every_private_sdk_access_still_works() -> None:
     assert template.matches("r://1") == {"x": "1"}
     assert callable(template.fn)
     assert hasattr(compat.lowlevel_of(server), "get_tool_input_schema")
+    assert hasattr(compat.in_memory_transport(server), "__aenter__")
 
 
 async def test_the_session_connection_anchor_still_exists() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
+import gc
 import sys
+import types as types_module
+import weakref
 from typing import Any
 
 import anyio
@@ -106,3 +110,74 @@ async def test_a_legacy_agent_that_leaves_gives_up_its_upstream_subscription(how
         assert subscribed == []
         assert gateway.upstreams["feed"]._wanted == {}
         assert gateway._subscriptions == {}
+
+
+def _reaches(roots: list[Any], needle: str, limit: int = 200_000) -> bool:
+    """Whether any object reachable from ``roots`` is a string holding ``needle``."""
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo and len(seen) < limit:
+        item = todo.pop()
+        if id(item) in seen or isinstance(item, type | types_module.ModuleType):
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            if needle in item:
+                return True
+            continue
+        if isinstance(item, bytes):
+            if needle.encode() in item:
+                return True
+            continue
+        todo.extend(gc.get_referents(item))
+    return False
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_an_in_process_upstream_runs_with_nothing_of_the_agents_request(mode: str) -> None:
+    """An in-process upstream's handlers run in the gateway's own context, never in that of the
+    agent's request they serve: nothing of that request (its identity token, its session, what
+    the chain decided) is reachable from them, and nothing of a first agent, whose request started
+    a lazy upstream, stays referenced once it is gone."""
+    from mcp.server.mcpserver import MCPServer
+
+    reached: list[list[Any]] = []
+    modes = {"mode": mode}
+    upstream = MCPServer("feed", version="1.0.0")
+
+    @upstream.tool()
+    def publish() -> str:
+        """Publish news."""
+        context = contextvars.copy_context()
+        reached.append([value for _, value in context.items()])
+        return "published"
+
+    idp = IdentityIssuer(audience="mcp://gateway")
+    registry = _feed_registry(await snapshot(upstream))
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}, "start": "lazy", **modes})],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": upstream},
+    )
+    sessions: list[weakref.ref[Any]] = []
+    original = gateway._front
+
+    def front(sctx: Any) -> Any:
+        sessions.append(weakref.ref(sctx.session))
+        return original(sctx)
+
+    gateway._front = front  # type: ignore[method-assign]
+    async with gateway:
+        for n in range(2):
+            token = idp.token(f"agent-{n}", tenant="acme")
+            async with GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
+                await agent.call_tool("feed_publish", {})
+            assert len(reached) == n + 1
+            assert not _reaches(reached[-1], token)
+            assert not _reaches(reached[-1], f"agent-{n}")
+        reached.clear()
+        gc.collect()
+        assert sessions and all(ref() is None for ref in sessions)

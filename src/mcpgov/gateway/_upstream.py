@@ -26,6 +26,8 @@ from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import SubscriptionLost
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
@@ -443,6 +445,53 @@ class Relay:
     status: Callable[[str], None] = _no_status
 
 
+class _OwnContextWrite:
+    """The write side of an in-process upstream's connection, handing each message on from the
+    connection's own task.
+
+    An in-process upstream runs each request in the context its message was sent from (the SDK's
+    memory streams carry it along) and keeps the last one: without this, it would run in, and
+    hold on to, the context of the agent's request being forwarded (that request's identity
+    token, its session, what the front chain decided).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._send, self._receive = anyio.create_memory_object_stream[Any](0)
+
+    async def send(self, item: Any) -> None:
+        await self._send.send(item)
+
+    def close(self) -> None:
+        self._send.close()
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
+
+    async def pump(self) -> None:
+        async with self._receive:
+            async for item in self._receive:
+                await self._inner.send(item)
+
+    async def __aenter__(self) -> _OwnContextWrite:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@asynccontextmanager
+async def _in_process(server: Server[Any] | MCPServer) -> AsyncIterator[TransportStreams]:
+    """The SDK's in-memory transport to ``server``, its messages sent from the connection's own task."""
+    async with compat.in_memory_transport(server) as (read, write), anyio.create_task_group() as tg:
+        own = _OwnContextWrite(write)
+        tg.start_soon(own.pump, name="in-process upstream writer")
+        try:
+            yield read, own
+        finally:
+            own.close()
+
+
 class _WatchedRead:
     """The read side of a transport that tells when the upstream's output ends (EOF or closed)."""
 
@@ -623,6 +672,8 @@ class Upstream:
     def _target(self) -> tuple[Any, httpx2.AsyncClient | None]:
         secret = self._secret_values()
         if self._server is not None:
+            if isinstance(self._server, Server | MCPServer):
+                return _in_process(self._server), None
             return self._server, None
         if self.approved.url is not None:
             headers = {**self.config.headers, **secret["headers"]}
