@@ -978,12 +978,12 @@ class Gateway:
             upstream_id, name = self._route_uri(target)
             ref = types.ResourceTemplateReference(type="ref/resource", uri=name)
         argument = thaw(decided.arguments) if decided.arguments is not None else {}
-        context_arguments = None
-        if params.context is not None and params.context.arguments is not None:
-            context_arguments = dict(params.context.arguments)
+        # The chain decides the reference and the argument being completed, not the arguments
+        # already filled in (``context.arguments``): they are not forwarded, so no value the
+        # chain did not judge (one it would deny on a ``prompts/get``) reaches the upstream.
         async with self._forward(upstream_id, front) as client:
             self._upstream_for(upstream_id, front).check_caller(client, decided)
-            result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
+            result: types.CompleteResult = await client.complete(ref, argument, None)
         return scrubbed(result, front.secrets)
 
 
