@@ -11,8 +11,9 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp import MCPError
 
-from mcpgov import Auditor, GovernedClient
+from mcpgov import Auditor, GovernedClient, McpGovError
 from mcpgov.gateway import Gateway, UpstreamConfig
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import snapshot
@@ -181,3 +182,38 @@ async def test_an_in_process_upstream_runs_with_nothing_of_the_agents_request(mo
         reached.clear()
         gc.collect()
         assert sessions and all(ref() is None for ref in sessions)
+
+
+@pytest.mark.parametrize(
+    ("failure", "unsubscribed"),
+    [
+        (McpGovError("refused by the back chain", reason="upstream_refused"), False),
+        (MCPError(-32603, "the upstream's own error"), False),
+        (MCPError(-32001, "timed out"), True),
+        (anyio.BrokenResourceError(), True),
+    ],
+)
+async def test_a_subscribe_that_failed_is_taken_back_and_undone_only_if_it_may_have_reached_the_upstream(
+    failure: BaseException, unsubscribed: bool
+) -> None:
+    """A subscribe the back chain refused (never sent) or the upstream refused leaves nothing to
+    undo: the upstream hears nothing more of it. One that may have reached the upstream (timed
+    out, connection lost) is undone with an unsubscribe. The want is taken back either way."""
+    gateway, _, _, _ = await _feed_gateway()
+    upstream = gateway.upstreams["feed"]
+    undone: list[str] = []
+
+    async def unsubscribe(uri: str) -> None:
+        undone.append(uri)
+
+    class Failing:
+        protocol_version = "2025-11-25"
+
+        async def subscribe_resource(self, uri: str) -> None:
+            raise failure
+
+    upstream._unsubscribe = unsubscribe  # type: ignore[method-assign]
+    with pytest.raises(type(failure)):
+        await upstream.want(Failing(), "feed://news")  # type: ignore[arg-type]
+    assert upstream._wanted == {}
+    assert undone == (["feed://news"] if unsubscribed else [])

@@ -944,8 +944,8 @@ class Upstream:
             try:
                 if not _modern(client):
                     await client.subscribe_resource(uri)
-            except BaseException:
-                if self.release(uri):
+            except BaseException as exc:
+                if self.release(uri) and not _never_subscribed(exc):
                     with anyio.CancelScope(shield=True):
                         await self._unsubscribe(uri)  # the subscribe may have reached it
                 raise
@@ -1329,6 +1329,14 @@ class Upstream:
             uri = getattr(getattr(message, "params", None), "uri", None)
             if isinstance(uri, str):
                 await self.relay.resource_updated(self.id, uri)
+
+
+def _never_subscribed(exc: BaseException) -> bool:
+    """Whether a failed subscribe left the upstream unsubscribed for certain: the back chain
+    refused it (nothing was sent), or the upstream answered it with an error of its own."""
+    if isinstance(exc, McpGovError) or isinstance(exc.__cause__, McpGovError):
+        return True
+    return isinstance(exc, MCPError) and exc.code not in (types.REQUEST_TIMEOUT, _CONNECTION_CLOSED)
 
 
 def _modern(client: Client) -> bool:
