@@ -18,7 +18,7 @@ from mcpgov.gateway import Gateway, UpstreamConfig
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
-from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
 from .test_gateway_subscriptions import FEED_POLICY, _feed_registry, _Heard, feed_server, publish
 
@@ -217,3 +217,39 @@ async def test_a_subscribe_that_failed_is_taken_back_and_undone_only_if_it_may_h
         await upstream.want(Failing(), "feed://news")  # type: ignore[arg-type]
     assert upstream._wanted == {}
     assert undone == (["feed://news"] if unsubscribed else [])
+
+
+async def test_an_agent_leaving_a_stateful_http_session_gives_up_its_upstream_subscription() -> None:
+    """Over stateful Streamable HTTP, a session ends when the agent closes it (or the gateway
+    reaps it once idle): its subscriptions are released as for any other session."""
+    gateway, idp, subscribed, _ = await _feed_gateway()
+    ended = [anyio.Event()]
+    session_ended = gateway._session_ended
+
+    async def seen_ending(connection: Any) -> None:
+        await session_ended(connection)
+        ended[0].set()
+
+    gateway._session_ended = seen_ending  # type: ignore[method-assign]
+
+    async def next_end() -> None:
+        with anyio.fail_after(10):  # the session ends once the gateway saw it closed
+            await ended[0].wait()
+        ended[0] = anyio.Event()
+
+    app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
+    async with serve_http(app) as base:
+        staying = GovernedClient(f"{base}/mcp", identity=idp.token("staying", tenant="acme"), mode="legacy")
+        async with staying:
+            await staying.subscribe_resource(NEWS)
+            for n in range(2):
+                token = idp.token(f"leaving-{n}", tenant="acme")
+                async with GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as leaving:
+                    await leaving.subscribe_resource(NEWS)
+                await next_end()
+                assert gateway.upstreams["feed"]._wanted == {"feed://news": 1}
+            assert subscribed == ["feed://news"]
+        await next_end()
+        assert subscribed == []
+        assert gateway.upstreams["feed"]._wanted == {}
+        assert gateway._subscriptions == {}
