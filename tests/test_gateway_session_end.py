@@ -253,3 +253,19 @@ async def test_an_agent_leaving_a_stateful_http_session_gives_up_its_upstream_su
         assert subscribed == []
         assert gateway.upstreams["feed"]._wanted == {}
         assert gateway._subscriptions == {}
+
+
+async def test_concurrent_subscribes_of_one_session_hold_one_want() -> None:
+    """Subscribes of one session to one resource, sent together, hold one want between them:
+    one unsubscribe gives it up, and the upstream is unsubscribed."""
+    gateway, idp, subscribed, _ = await _feed_gateway()
+    async with gateway:
+        agent = GovernedClient(gateway.server, identity=idp.token("agent", tenant="acme"), mode="legacy")
+        async with agent:
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(agent.subscribe_resource, NEWS)
+            assert gateway.upstreams["feed"]._wanted == {"feed://news": 1}
+            await agent.unsubscribe_resource(NEWS)
+            assert subscribed == []
+            assert gateway.upstreams["feed"]._wanted == {}
