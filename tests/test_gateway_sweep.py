@@ -8,8 +8,10 @@ protocol eras.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import MappingProxyType
@@ -339,3 +341,28 @@ async def test_no_meta_spelling_carries_the_agents_token_upstream(tmp_path: Path
     assert '"carried"' in wire
     assert token not in wire and credential.token not in wire
     assert token.split(".")[1] not in wire and credential.token.split(".")[-1] not in wire
+
+
+async def test_a_lazy_stdio_upstream_keeps_nothing_of_the_agent_that_started_it(tmp_path: Path) -> None:
+    """The agent whose request starts a lazy upstream is forgotten once it is gone, like any other."""
+    rig = Rig(tmp_path)
+    gateway = await rig.gateway(credentials=False)
+    lazy = gateway.upstreams["sweep"]
+    lazy.config = lazy.config.model_copy(update={"start": "lazy"})
+    sessions: list[weakref.ref[Any]] = []
+    front = gateway._front
+
+    def remembered(sctx: Any) -> Any:
+        sessions.append(weakref.ref(sctx.session))
+        return front(sctx)
+
+    gateway._front = remembered  # type: ignore[method-assign]
+    async with gateway:
+        assert lazy.state == "stopped"
+        for n in range(2):
+            async with GovernedClient(gateway.server, identity=rig.idp.token(f"a-{n}", tenant="acme")) as agent:
+                await agent.call_tool("sweep_echo", {"text": f"from {n}"})
+                await agent.read_resource(README)
+        assert gateway.status()["sweep"]["state"] == "ready"
+        gc.collect()
+        assert sessions and [ref() for ref in sessions] == [None] * len(sessions)
