@@ -207,7 +207,7 @@ class Gateway:
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
-        self._listen_bus = _ListenBus(self.subscriptions)
+        self._listen_bus = _ListenBus(self.subscriptions, self._serves_uri)
         self._listen_handler = ListenHandler(self._listen_bus)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
@@ -549,12 +549,23 @@ class Gateway:
                 event, lambda tenant, principal: approved is not None and approved.refusal(tenant, principal) is None
             )
 
+    def _serves_uri(self, uri: str, tenant: str | None, principal: Principal | None) -> bool:
+        """Whether the upstream serving the front ``uri`` is approved, now, for this agent."""
+        route = self.router.route_uri(uri)
+        approved = self.registry.get(route[0]) if route is not None else None
+        return approved is not None and approved.refusal(tenant, principal) is None
+
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
-        connections = [
-            (connection, want.decided if want is not None else None)
+        approved = self.registry.get(upstream)
+        connections: list[tuple[Any, GovContext | None]] = [
+            (connection, want.decided)
             for connection in list(self._subscriptions.get(front, ()))
             for want in (self._hearing(connection).subscribed.get(front),)
+            # Only while the registry lets the upstream serve the agent (as for list changes).
+            if want is not None
+            and approved is not None
+            and approved.refusal(want.decided.tenant, want.decided.principal) is None
         ]
         await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
@@ -993,19 +1004,24 @@ _LISTENER: contextvars.ContextVar[tuple[str | None, Principal | None] | None] = 
 """The tenant and principal of the agent whose listen stream is subscribing to the bus."""
 
 _Serves = Callable[[str | None, Principal | None], bool]
+_ServesUri = Callable[[str, str | None, Principal | None], bool]
 
 
 class _ListenBus:
     """What the front's listen streams subscribe to.
 
     Resource updates come from the shared bus (each stream's filter holds only the URIs decided
-    for its agent). A list change names no upstream, so it is never taken from the shared bus:
-    the gateway hands each one of its own upstreams' changes to the streams of the agents that
-    upstream serves (:meth:`list_changed`), as it does for handshake-era agents.
+    for its agent), delivered while the registry lets the URI's upstream serve that agent. A list
+    change names no upstream, so it is never taken from the shared bus: the gateway hands each
+    one of its own upstreams' changes to the streams of the agents that upstream serves
+    (:meth:`list_changed`), as it does for handshake-era agents.
     """
 
-    def __init__(self, shared: SubscriptionBus) -> None:
+    def __init__(
+        self, shared: SubscriptionBus, serves_uri: Callable[[str, str | None, Principal | None], bool]
+    ) -> None:
         self.shared = shared
+        self._serves_uri = serves_uri
         self._local: dict[int, tuple[Callable[[Any], None], tuple[str | None, Principal | None]]] = {}
 
     async def publish(self, event: Any) -> None:
@@ -1015,7 +1031,14 @@ class _ListenBus:
         agent = _LISTENER.get()
 
         def updates(event: Any) -> None:
-            if isinstance(event, ResourceUpdated):
+            # Only while the registry lets the URI's upstream serve the stream's agent, now.
+            if not isinstance(event, ResourceUpdated) or agent is None:
+                return
+            try:
+                serves = self._serves_uri(event.uri, *agent)
+            except Exception:  # noqa: BLE001 - a verdict that cannot be had delivers nothing
+                serves = False
+            if serves:
                 listener(event)
 
         unsubscribe_shared = self.shared.subscribe(updates)
