@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, PromptReference, ResourceTemplateReference
 
@@ -90,3 +91,47 @@ async def test_a_completion_carries_no_filled_argument_the_chain_did_not_decide(
             await agent.complete(ref, {"name": completed, "value": "h"}, filled)
     target = "greet" if kind == "prompt" else "notes://{name}/{part}"
     assert seen == [(target, "h", None)] * 3
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_completion_the_chain_refuses_reaches_no_upstream(mode: str) -> None:
+    """A completion for a prompt or template the policy does not allow (or in another spelling, or
+    under another upstream's prefix) is refused with the agent identified, and the upstream sees
+    nothing of it; one allowed goes through."""
+    seen: list[tuple[str, str, Any]] = []
+    upstream = _upstream(seen)
+
+    @upstream.prompt()
+    def hidden(name: str) -> str:
+        """A prompt no rule allows."""
+        return name
+
+    idp = IdentityIssuer(audience="mcp://gateway")
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}})],
+        _feed_registry(await snapshot(upstream)),
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": upstream},
+    )
+    refs: list[PromptReference | ResourceTemplateReference] = [
+        PromptReference(type="ref/prompt", name=name)
+        for name in ("feed_hidden", "hidden", "FEED_greet", "feed_gre\u200bet", "other_greet", "feed__greet")
+    ]
+    refs += [
+        ResourceTemplateReference(type="ref/resource", uri=uri)
+        for uri in ("notes://{name}/{part}", "FEED+notes://{name}/{part}", "other+notes://{name}/{part}", "feed+")
+    ]
+    app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
+    token = idp.token("agent", tenant="acme")
+    async with serve_http(app) as base, GovernedClient(f"{base}/mcp", identity=token, mode=mode) as agent:
+        for ref in refs:
+            try:
+                await agent.complete(ref, {"name": "name", "value": "a"})
+            except MCPError:
+                continue
+            raise AssertionError(f"allowed: {ref!r}; upstream saw {seen}")
+        assert seen == []
+        await agent.complete(PromptReference(type="ref/prompt", name="feed_greet"), {"name": "name", "value": "a"})
+    assert seen == [("greet", "a", None)]
