@@ -212,7 +212,7 @@ async def test_a_subscribe_that_failed_is_taken_back_and_undone_only_if_it_may_h
         async def subscribe_resource(self, uri: str) -> None:
             raise failure
 
-    upstream._unsubscribe = unsubscribe  # type: ignore[method-assign]
+    upstream.unsubscribe = unsubscribe  # type: ignore[method-assign]
     with pytest.raises(type(failure)):
         await upstream.want(Failing(), "feed://news")  # type: ignore[arg-type]
     assert upstream._wanted == {}

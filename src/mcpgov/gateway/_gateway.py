@@ -970,7 +970,7 @@ class Gateway:
             last = [(upstream, upstream_uri) for upstream, upstream_uri in held if upstream.release(upstream_uri)]
             with anyio.CancelScope(shield=True):
                 for upstream, upstream_uri in last:
-                    await upstream._unsubscribe(upstream_uri)
+                    await upstream.unsubscribe(upstream_uri)
 
     async def _complete(
         self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
@@ -1017,9 +1017,7 @@ class _ListenBus:
     (:meth:`list_changed`), as it does for handshake-era agents.
     """
 
-    def __init__(
-        self, shared: SubscriptionBus, serves_uri: Callable[[str, str | None, Principal | None], bool]
-    ) -> None:
+    def __init__(self, shared: SubscriptionBus, serves_uri: _ServesUri) -> None:
         self.shared = shared
         self._serves_uri = serves_uri
         self._local: dict[int, tuple[Callable[[Any], None], tuple[str | None, Principal | None]]] = {}

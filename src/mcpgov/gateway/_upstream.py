@@ -947,7 +947,7 @@ class Upstream:
             except BaseException as exc:
                 if self.release(uri) and not _never_subscribed(exc):
                     with anyio.CancelScope(shield=True):
-                        await self._unsubscribe(uri)  # the subscribe may have reached it
+                        await self.unsubscribe(uri)  # the subscribe may have reached it
                 raise
             self._relisten.set()
 
@@ -981,10 +981,11 @@ class Upstream:
         lapsed) unsubscribes as the gateway's own request. Never raises.
         """
         if self.release(uri):
-            await self._unsubscribe(uri)
+            await self.unsubscribe(uri)
 
-    async def _unsubscribe(self, uri: str) -> None:
-        """Unsubscribe a handshake-era connection from ``uri`` (best effort: a failure is logged).
+    async def unsubscribe(self, uri: str) -> None:
+        """Unsubscribe a handshake-era connection from ``uri`` unless an agent wants it (again):
+        the gateway's own request, best effort (a failure is logged).
 
         A connection that is down has no subscription left; the next one subscribes only to what
         is still wanted (:meth:`_resubscribe`).
