@@ -311,6 +311,7 @@ def test_every_private_sdk_access_still_works() -> None:
     assert template.matches("r://1") == {"x": "1"}
     assert callable(template.fn)
     assert hasattr(compat.lowlevel_of(server), "get_tool_input_schema")
+    assert hasattr(compat.in_memory_transport(server), "__aenter__")
 
 
 async def test_the_session_connection_anchor_still_exists() -> None:
@@ -327,6 +328,30 @@ async def test_the_session_connection_anchor_still_exists() -> None:
         await client.call_tool("x", {})
         await client.call_tool("x", {})
     assert anchors[0] is not None and anchors[0] is anchors[-1]
+
+
+async def test_a_session_connection_still_runs_its_exit_stack_when_the_session_ends() -> None:
+    """The gateway releases what a session holds from its connection's exit stack."""
+    from contextlib import AsyncExitStack
+
+    server = MCPServer("s")
+    ended: list[str] = []
+
+    @server.tool()
+    def x(ctx: Context) -> str:
+        connection = compat.connection_of(ctx.request_context.session)
+        assert isinstance(connection.exit_stack, AsyncExitStack)
+        connection.exit_stack.push_async_callback(_append, ended, "ended")
+        return "x"
+
+    async with Client(server, mode="legacy") as client:
+        await client.call_tool("x", {})
+        assert ended == []
+    assert ended == ["ended"]
+
+
+async def _append(items: list[str], item: str) -> None:
+    items.append(item)
 
 
 async def test_the_client_request_stamp_and_input_driver_still_exist() -> None:

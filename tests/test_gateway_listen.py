@@ -392,3 +392,35 @@ async def test_a_governed_listen_on_a_handshake_era_session_is_the_sdks_refusal(
             async with agent.listen(tools_list_changed=True):
                 pytest.fail("a listen was opened on a handshake-era session")
     assert not [e for e in w.sink.events if e.method == "subscriptions/listen"]
+
+
+def _approve(w: World, *tenants: str) -> None:
+    """What an operator does: the upstream's approval now names ``tenants`` only."""
+    entry = w.gateway.registry.get("feed")
+    assert entry is not None
+    w.gateway.registry.remove("feed")
+    w.gateway.registry.add({**entry.model_dump(mode="json", by_alias=True), "tenants": list(tenants)})
+
+
+@pytest.mark.parametrize("upstream_mode", ["auto", "legacy"])
+async def test_a_listener_whose_upstream_approval_is_withdrawn_hears_nothing_more_of_it(upstream_mode: str) -> None:
+    """Resource updates, like list changes, reach a listening agent only while the registry lets
+    the upstream serve it: withdrawn, nothing more of it is delivered (another agent still hears)."""
+    w = await world(upstream_mode)
+    async with (
+        w.gateway,
+        GovernedClient(w.gateway.server, identity=w.idp.token("a", tenant="acme"), mode="auto") as a,
+        GovernedClient(w.gateway.server, identity=w.idp.token("g", tenant="globex"), mode="auto") as g,
+        listening(a, [OTHER]) as sub_a,
+        listening(g, [SECRET, OTHER]) as sub_g,
+    ):
+        await a.call_tool("feed_publish", {"uri": "feed://other"})
+        for sub in (sub_a, sub_g):
+            assert await collect(sub, ResourceUpdated(OTHER)) == [ResourceUpdated(OTHER)]
+        _approve(w, "acme")
+        await a.call_tool("feed_publish", {"uri": "feed://other"})
+        assert await collect(sub_a, ResourceUpdated(OTHER)) == [ResourceUpdated(OTHER)]
+        _approve(w, "acme", "globex")
+        await a.call_tool("feed_publish", {"uri": "feed://secret"})
+        # Whatever reached the agent of globex while its approval was withdrawn comes before this.
+        assert await collect(sub_g, ResourceUpdated(SECRET)) == [ResourceUpdated(SECRET)]

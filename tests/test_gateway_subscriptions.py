@@ -352,7 +352,56 @@ async def test_the_gateway_keeps_no_agent_connection_alive_once_it_is_gone() -> 
                 await a.subscribe_resource("feed+feed://news")
                 gone += [weakref.ref(c) for c in gateway._connections if all(r() is not c for r in gone)]
         gc.collect()
-        # The agents' connections are gone: all but the first (whose request started the upstream
-        # connection) and the latest (which what served it last may still reference).
+        # Every agent's connection is gone: the first (whose request started the upstream
+        # connection and subscribed it) and the latest too.
         assert len(gone) == 5
-        assert [r() is None for r in gone[1:-1]] == [True] * 3
+        assert [r() is None for r in gone] == [True] * 5
+
+
+async def test_a_legacy_subscriber_whose_upstream_approval_is_withdrawn_hears_no_more_updates() -> None:
+    """Resource updates, like list changes, reach a handshake-era subscriber only while the
+    registry lets the upstream serve it: withdrawn, nothing more is delivered to it, while another
+    agent of a tenant still approved hears every update."""
+    subscribed: list[str] = []
+    sessions: list[Any] = []
+    feed = feed_server(subscribed, sessions)
+    manifest = await snapshot(feed)
+    registry = _feed_registry(manifest)
+    entry = registry.get("feed")
+    assert entry is not None
+    data = entry.model_dump(mode="json", by_alias=True)
+    registry.remove("feed")
+    registry.add({**data, "tenants": ["acme", "globex"]})
+    idp = IdentityIssuer(audience="mcp://gateway")
+    rules: list[dict[str, Any]] = FEED_POLICY["rules"]  # type: ignore[assignment]
+    policy = {**FEED_POLICY, "rules": [{**rule, "tenants": ["acme", "globex"]} for rule in rules]}
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}})],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(policy)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": feed},
+    )
+    heard_a, heard_g = _Heard(), _Heard()
+    async with (
+        gateway,
+        GovernedClient(
+            gateway.server, identity=idp.token("a", tenant="acme"), mode="legacy", message_handler=heard_a
+        ) as a,
+        GovernedClient(
+            gateway.server, identity=idp.token("g", tenant="globex"), mode="legacy", message_handler=heard_g
+        ) as g,
+    ):
+        await a.subscribe_resource("feed+feed://news")
+        await g.subscribe_resource("feed+feed://news")
+        await publish(sessions)
+        await heard_a.next_update()
+        await heard_g.next_update()
+        registry.remove("feed")
+        registry.add({**data, "tenants": ["acme"]})
+        for _ in range(2):
+            await publish(sessions)
+            await heard_a.next_update()
+        await g.send_ping()  # whatever the gateway sent ``g`` before this answer has arrived
+        assert heard_g.updates == 1

@@ -14,6 +14,7 @@ from typing import Any
 from mcp import Client
 from mcp.client import Transport
 from mcp.client import client as _sdk_client
+from mcp.client._memory import InMemoryTransport
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
@@ -23,6 +24,7 @@ __all__ = [
     "connect_through",
     "connection_of",
     "fastmcp_lowlevel_of",
+    "in_memory_transport",
     "lowlevel_of",
     "prompt_names",
     "prompt_of",
@@ -64,6 +66,13 @@ def resource_templates_of(server: MCPServer) -> list[Any]:
 def connection_of(session: Any) -> Any:
     """The per-client connection object of an SDK ``ServerSession`` (it lives as long as the session)."""
     return getattr(session, "_connection", None)
+
+
+def in_memory_transport(server: Server[Any] | MCPServer) -> Transport:
+    """The SDK's in-memory transport to an in-process ``server`` (the one ``Client(server)`` uses
+    in handshake mode, kept in a private module): the server is run over memory streams."""
+    transport: Transport = InMemoryTransport(server)
+    return transport
 
 
 def with_request_channel(session: Any, wrap: Callable[[Any], Any]) -> Any:

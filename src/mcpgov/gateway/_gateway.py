@@ -207,7 +207,7 @@ class Gateway:
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
-        self._listen_bus = _ListenBus(self.subscriptions)
+        self._listen_bus = _ListenBus(self.subscriptions, self._serves_uri)
         self._listen_handler = ListenHandler(self._listen_bus)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
@@ -549,11 +549,23 @@ class Gateway:
                 event, lambda tenant, principal: approved is not None and approved.refusal(tenant, principal) is None
             )
 
+    def _serves_uri(self, uri: str, tenant: str | None, principal: Principal | None) -> bool:
+        """Whether the upstream serving the front ``uri`` is approved, now, for this agent."""
+        route = self.router.route_uri(uri)
+        approved = self.registry.get(route[0]) if route is not None else None
+        return approved is not None and approved.refusal(tenant, principal) is None
+
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
-        connections = [
-            (connection, self._hearing(connection).subscribed.get(front))
+        approved = self.registry.get(upstream)
+        connections: list[tuple[Any, GovContext | None]] = [
+            (connection, want.decided)
             for connection in list(self._subscriptions.get(front, ()))
+            for want in (self._hearing(connection).subscribed.get(front),)
+            # Only while the registry lets the upstream serve the agent (as for list changes).
+            if want is not None
+            and approved is not None
+            and approved.refusal(want.decided.tenant, want.decided.principal) is None
         ]
         await self._notify(upstream, connections, "notifications/resources/updated", {"uri": front})
         await self._publish(ResourceUpdated(uri=front))
@@ -619,21 +631,51 @@ class Gateway:
             hearing.latest = None
             self._connections.pop(connection, None)
             forgotten = True
-        for uri, made in list(hearing.subscribed.items()):
-            if made is not decided:
-                continue
-            del hearing.subscribed[uri]
-            forgotten = True
-            subscribers = self._subscriptions.get(uri)
-            if subscribers is not None:
-                subscribers.discard(connection)
-                if not subscribers:
-                    self._subscriptions.pop(uri, None)
-            route = self.router.route_uri(uri)
-            if route is not None and route[0] in self.upstreams:
-                # No forwarded connection: the agent's authority is over, it cannot unsubscribe.
-                await self.upstreams[route[0]].unwant(None, route[1])
+        for uri, want in list(hearing.subscribed.items()):
+            if want.decided is decided:
+                forgotten = True
+                await self._drop(connection, uri)
         return forgotten
+
+    async def _drop(self, connection: Any, uri: str) -> None:
+        """Forget ``connection``'s subscription to ``uri`` and give up its upstream want, once:
+        whoever takes it out of the session's hearing (an unsubscribe, a lapsed authority, the
+        session's end) is the one that releases it. Never raises."""
+        want = self._hearing(connection).subscribed.pop(uri, None)
+        subscribers = self._subscriptions.get(uri)
+        if subscribers is not None:
+            subscribers.discard(connection)
+            if not subscribers:
+                self._subscriptions.pop(uri, None)
+        if want is not None:
+            with anyio.CancelScope(shield=True):
+                await want.upstream.unwant(want.uri)
+
+    async def _session_ended(self, connection: Any) -> None:
+        """An agent's session ended (closed, dropped, cancelled, failed): everything it holds in
+        this gateway is given up, each upstream want once. Never raises."""
+        hearing = self._hearing(connection)
+        hearing.ended = True
+        hearing.latest = None
+        self._connections.pop(connection, None)
+        self._log_levels.pop(connection, None)
+        for uri in list(hearing.subscribed):
+            await self._drop(connection, uri)
+
+    def _hook_end(self, connection: Any, hearing: _Hearing) -> bool:
+        """Make the end of ``connection``'s session release what it holds (once per session).
+
+        Returns:
+            False when the session's end cannot be told (nothing may then be kept for it).
+        """
+        if hearing.hooked:
+            return True
+        exit_stack = getattr(connection, "exit_stack", None)
+        if not isinstance(exit_stack, AsyncExitStack):
+            return False
+        exit_stack.push_async_callback(self._session_ended, connection)
+        hearing.hooked = True
+        return True
 
     async def _publish(self, event: Any) -> None:
         """Hand ``event`` to the listen streams of 2026-07-28 agents (each delivers it only within its filter)."""
@@ -849,33 +891,41 @@ class Gateway:
         front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
         subscribers = self._subscriptions.get(uri)
         if connection is not None and subscribers is not None and connection in subscribers:
-            # Already subscribed: one want per agent and URI, lasting as this subscribe's authority.
-            self._hearing(connection).subscribed[uri] = front.decided
-            return types.EmptyResult()
+            want = self._hearing(connection).subscribed.get(uri)
+            if want is not None:
+                # Already subscribed: one want per agent and URI, lasting as this subscribe's authority.
+                self._hearing(connection).subscribed[uri] = _Want(front.decided, want.upstream, want.uri)
+                return types.EmptyResult()
         upstream = self._upstream_for(upstream_id, front)
         async with self._forward(upstream_id, front) as client:
             upstream.check_caller(client, front.decided)
             if connection is None or not getattr(connection, "has_standalone_channel", False):
                 # No channel an update could ever be sent on (stateless HTTP): nothing is wanted or kept.
                 return types.EmptyResult()
+            hearing = self._hearing(connection)
+            if hearing.ended or not self._hook_end(connection, hearing):
+                # A session whose end could not release it: nothing is wanted for it.
+                raise MCPError(types.INTERNAL_ERROR, "Subscriptions are not available for this session")
             await upstream.want(client, upstream_uri)
-        await upstream.until_listened([upstream_uri])
+        # Recorded with no await since the want: the session's end (or an unsubscribe) releases it.
+        if hearing.ended or uri in hearing.subscribed:
+            # The session ended meanwhile, or a concurrent subscribe of it recorded its own want.
+            with anyio.CancelScope(shield=True):
+                await upstream.unwant(upstream_uri)
+            if uri in hearing.subscribed:
+                hearing.subscribed[uri] = _Want(front.decided, hearing.subscribed[uri].upstream, upstream_uri)
+            return types.EmptyResult()
         self._subscriptions.setdefault(uri, weakref.WeakSet()).add(connection)
-        self._hearing(connection).subscribed[uri] = front.decided
+        hearing.subscribed[uri] = _Want(front.decided, upstream, upstream_uri)
+        await upstream.until_listened([upstream_uri])
         return types.EmptyResult()
 
     async def _unsubscribe(
         self, sctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        front, uri, upstream_id, upstream_uri, connection = self._subscription(sctx)
-        subscribers = self._subscriptions.get(uri)
-        if subscribers is None or connection is None or connection not in subscribers:
-            return types.EmptyResult()
-        subscribers.discard(connection)
-        self._hearing(connection).subscribed.pop(uri, None)
-        if not subscribers:
-            self._subscriptions.pop(uri, None)
-        await self._release(self._upstream_for(upstream_id, front), upstream_uri, front)
+        _, uri, _, _, connection = self._subscription(sctx)
+        if connection is not None:
+            await self._drop(connection, uri)
         return types.EmptyResult()
 
     async def _listen(
@@ -916,26 +966,11 @@ class Gateway:
             return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
         finally:
             _LISTENER.reset(listener)
+            # Every want first (no await between them), then the upstreams are told.
+            last = [(upstream, upstream_uri) for upstream, upstream_uri in held if upstream.release(upstream_uri)]
             with anyio.CancelScope(shield=True):
-                for upstream, upstream_uri in held:
-                    await self._release(upstream, upstream_uri, front)
-
-    async def _release(self, upstream: Upstream, upstream_uri: str, front: FrontCall) -> None:
-        """Give up one agent's want of ``upstream_uri`` (an unsubscribe, a listen stream that ended).
-
-        Never raises: the want is given up even when the upstream cannot be told (it is down, or
-        answers with an error); a handshake-era upstream then keeps a subscription nobody receives.
-        """
-        released = False
-        try:
-            if upstream.state == "ready" and not upstream.stopping:
-                async with self._forward(upstream.id, front) as client:
-                    released = True
-                    await upstream.unwant(client, upstream_uri)
-        except Exception as exc:  # noqa: BLE001 - the agent's side is over either way
-            logger.debug("releasing an upstream subscription failed (%s)", type(exc).__name__)
-        if not released:
-            await upstream.unwant(None, upstream_uri)
+                for upstream, upstream_uri in last:
+                    await upstream.unsubscribe(upstream_uri)
 
     async def _complete(
         self, sctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
@@ -954,12 +989,12 @@ class Gateway:
             upstream_id, name = self._route_uri(target)
             ref = types.ResourceTemplateReference(type="ref/resource", uri=name)
         argument = thaw(decided.arguments) if decided.arguments is not None else {}
-        context_arguments = None
-        if params.context is not None and params.context.arguments is not None:
-            context_arguments = dict(params.context.arguments)
+        # The chain decides the reference and the argument being completed, not the arguments
+        # already filled in (``context.arguments``): they are not forwarded, so no value the
+        # chain did not judge (one it would deny on a ``prompts/get``) reaches the upstream.
         async with self._forward(upstream_id, front) as client:
             self._upstream_for(upstream_id, front).check_caller(client, decided)
-            result: types.CompleteResult = await client.complete(ref, argument, context_arguments)
+            result: types.CompleteResult = await client.complete(ref, argument, None)
         return scrubbed(result, front.secrets)
 
 
@@ -969,19 +1004,22 @@ _LISTENER: contextvars.ContextVar[tuple[str | None, Principal | None] | None] = 
 """The tenant and principal of the agent whose listen stream is subscribing to the bus."""
 
 _Serves = Callable[[str | None, Principal | None], bool]
+_ServesUri = Callable[[str, str | None, Principal | None], bool]
 
 
 class _ListenBus:
     """What the front's listen streams subscribe to.
 
     Resource updates come from the shared bus (each stream's filter holds only the URIs decided
-    for its agent). A list change names no upstream, so it is never taken from the shared bus:
-    the gateway hands each one of its own upstreams' changes to the streams of the agents that
-    upstream serves (:meth:`list_changed`), as it does for handshake-era agents.
+    for its agent), delivered while the registry lets the URI's upstream serve that agent. A list
+    change names no upstream, so it is never taken from the shared bus: the gateway hands each
+    one of its own upstreams' changes to the streams of the agents that upstream serves
+    (:meth:`list_changed`), as it does for handshake-era agents.
     """
 
-    def __init__(self, shared: SubscriptionBus) -> None:
+    def __init__(self, shared: SubscriptionBus, serves_uri: _ServesUri) -> None:
         self.shared = shared
+        self._serves_uri = serves_uri
         self._local: dict[int, tuple[Callable[[Any], None], tuple[str | None, Principal | None]]] = {}
 
     async def publish(self, event: Any) -> None:
@@ -991,7 +1029,14 @@ class _ListenBus:
         agent = _LISTENER.get()
 
         def updates(event: Any) -> None:
-            if isinstance(event, ResourceUpdated):
+            # Only while the registry lets the URI's upstream serve the stream's agent, now.
+            if not isinstance(event, ResourceUpdated) or agent is None:
+                return
+            try:
+                serves = self._serves_uri(event.uri, *agent)
+            except Exception:  # noqa: BLE001 - a verdict that cannot be had delivers nothing
+                serves = False
+            if serves:
                 listener(event)
 
         unsubscribe_shared = self.shared.subscribe(updates)
@@ -1023,11 +1068,23 @@ class _Hearing:
     """What authorised a handshake-era agent's connection to hear what a gateway relays: its
     latest decided request (list changes) and, per front URI, its subscribe (updates)."""
 
-    __slots__ = ("latest", "subscribed")
+    __slots__ = ("ended", "hooked", "latest", "subscribed")
 
     def __init__(self) -> None:
         self.latest: GovContext | None = None
-        self.subscribed: dict[str, GovContext] = {}
+        # Per front URI: the subscribe that authorised it, and the upstream want it holds.
+        self.subscribed: dict[str, _Want] = {}
+        self.hooked = False  # the session's end releases what it holds (see Gateway._session_ended)
+        self.ended = False
+
+
+@dataclass(frozen=True, eq=False)
+class _Want:
+    """One agent session's subscription: what authorised it and the upstream want it holds."""
+
+    decided: GovContext
+    upstream: Upstream
+    uri: str
 
 
 class _CountRequests:

@@ -26,6 +26,8 @@ from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import SubscriptionLost
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
@@ -446,6 +448,53 @@ class Relay:
     status: Callable[[str], None] = _no_status
 
 
+class _OwnContextWrite:
+    """The write side of an in-process upstream's connection, handing each message on from the
+    connection's own task.
+
+    An in-process upstream runs each request in the context its message was sent from (the SDK's
+    memory streams carry it along) and keeps the last one: without this, it would run in, and
+    hold on to, the context of the agent's request being forwarded (that request's identity
+    token, its session, what the front chain decided).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._send, self._receive = anyio.create_memory_object_stream[Any](0)
+
+    async def send(self, item: Any) -> None:
+        await self._send.send(item)
+
+    def close(self) -> None:
+        self._send.close()
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
+
+    async def pump(self) -> None:
+        async with self._receive:
+            async for item in self._receive:
+                await self._inner.send(item)
+
+    async def __aenter__(self) -> _OwnContextWrite:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@asynccontextmanager
+async def _in_process(server: Server[Any] | MCPServer) -> AsyncIterator[TransportStreams]:
+    """The SDK's in-memory transport to ``server``, its messages sent from the connection's own task."""
+    async with compat.in_memory_transport(server) as (read, write), anyio.create_task_group() as tg:
+        own = _OwnContextWrite(write)
+        tg.start_soon(own.pump, name="in-process upstream writer")
+        try:
+            yield read, own
+        finally:
+            own.close()
+
+
 class _WatchedRead:
     """The read side of a transport that tells when the upstream's output ends (EOF or closed)."""
 
@@ -626,6 +675,8 @@ class Upstream:
     def _target(self) -> tuple[Any, httpx2.AsyncClient | None]:
         secret = self._secret_values()
         if self._server is not None:
+            if isinstance(self._server, Server | MCPServer):
+                return _in_process(self._server), None
             return self._server, None
         if self.approved.url is not None:
             headers = {**self.config.headers, **secret["headers"]}
@@ -887,12 +938,20 @@ class Upstream:
         Through a handshake-era connection the first agent's want subscribes (``client`` is the
         agent's forwarded connection, governed by the back chain); through a 2026-07-28 one the
         upstream listen is replaced by one naming ``uri`` too (:meth:`until_listened` waits for it).
+        The want is counted before the subscribe is sent (a concurrent want of the same URI
+        counts on top of it) and taken back if the subscribe fails or is cancelled.
         """
         held = self._wanted.get(uri, 0)
-        if held == 0 and not _modern(client):
-            await client.subscribe_resource(uri)
         self._wanted[uri] = held + 1
         if held == 0:
+            try:
+                if not _modern(client):
+                    await client.subscribe_resource(uri)
+            except BaseException as exc:
+                if self.release(uri) and not _never_subscribed(exc):
+                    with anyio.CancelScope(shield=True):
+                        await self.unsubscribe(uri)  # the subscribe may have reached it
+                raise
             self._relisten.set()
 
     async def until_listened(self, uris: Sequence[str]) -> None:
@@ -904,23 +963,44 @@ class Upstream:
             while not self._listened.issuperset(uris) and self._client is client:
                 await self._listen_acked.wait()
 
-    async def unwant(self, client: GovernedClient | None, uri: str) -> None:
-        """An agent no longer wants updates of ``uri``: the last one unsubscribes (or narrows the listen).
-
-        ``client`` is the agent's forwarded connection when one is at hand; without one (the
-        agent is gone) a handshake-era upstream keeps its subscription, whose updates nobody
-        receives.
-        """
+    def release(self, uri: str) -> bool:
+        """Give up one want of ``uri`` at once; True when it was the last (the upstream is to be
+        told: :meth:`unwant` does both)."""
         held = self._wanted.get(uri, 0)
         if held > 1:
             self._wanted[uri] = held - 1
-            return
+            return False
         if held == 0:
-            return
+            return False
         del self._wanted[uri]
-        if client is not None and not _modern(client):
-            await client.unsubscribe_resource(uri)
         self._relisten.set()
+        return True
+
+    async def unwant(self, uri: str) -> None:
+        """An agent no longer wants updates of ``uri``: the last one unsubscribes (or narrows the listen).
+
+        The subscription is the gateway's, shared by every agent that wants ``uri``: the last
+        want given up (an unsubscribe, a session or a listen stream that ended, an authority that
+        lapsed) unsubscribes as the gateway's own request. Never raises.
+        """
+        if self.release(uri):
+            await self.unsubscribe(uri)
+
+    async def unsubscribe(self, uri: str) -> None:
+        """Unsubscribe a handshake-era connection from ``uri`` unless an agent wants it (again):
+        the gateway's own request, best effort (a failure is logged).
+
+        A connection that is down has no subscription left; the next one subscribes only to what
+        is still wanted (:meth:`_resubscribe`).
+        """
+        client = self._client
+        if client is None or _modern(client) or uri in self._wanted:
+            return
+        try:
+            with anyio.fail_after(self.config.timeout):
+                await Client.unsubscribe_resource(client, uri)
+        except Exception as exc:  # noqa: BLE001 - nobody receives its updates either way
+            logger.info("upstream %r: a resource subscription was not given up (%s)", self.id, type(exc).__name__)
 
     async def _watch(self, client: GovernedClient) -> None:
         """Probe a connected URL upstream every ``health.interval`` seconds until a probe fails.
@@ -1253,6 +1333,14 @@ class Upstream:
             uri = getattr(getattr(message, "params", None), "uri", None)
             if isinstance(uri, str):
                 await self.relay.resource_updated(self.id, uri)
+
+
+def _never_subscribed(exc: BaseException) -> bool:
+    """Whether a failed subscribe left the upstream unsubscribed for certain: the back chain
+    refused it (nothing was sent), or the upstream answered it with an error of its own."""
+    if isinstance(exc, McpGovError) or isinstance(exc.__cause__, McpGovError):
+        return True
+    return isinstance(exc, MCPError) and exc.code not in (types.REQUEST_TIMEOUT, _CONNECTION_CLOSED)
 
 
 def _modern(client: Client) -> bool:

@@ -1,0 +1,271 @@
+"""What a gateway keeps for an agent's session ends with the session, however it ends."""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import sys
+import types as types_module
+import weakref
+from typing import Any
+
+import anyio
+import pytest
+from mcp import MCPError
+
+from mcpgov import Auditor, GovernedClient, McpGovError
+from mcpgov.gateway import Gateway, UpstreamConfig
+from mcpgov.identity import IdentityMiddleware
+from mcpgov.pinning import snapshot
+from mcpgov.policy import Policy, PolicyMiddleware
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
+
+from .test_gateway_subscriptions import FEED_POLICY, _feed_registry, _Heard, feed_server, publish
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+pytestmark = pytest.mark.anyio
+
+NEWS = "feed+feed://news"
+
+
+class Gone(BaseException):
+    """An error that is not an ``Exception``, ending an agent's session."""
+
+
+async def _feed_gateway() -> tuple[Gateway, IdentityIssuer, list[str], list[Any]]:
+    subscribed: list[str] = []
+    sessions: list[Any] = []
+    feed = feed_server(subscribed, sessions)
+    idp = IdentityIssuer(audience="mcp://gateway")
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}})],
+        _feed_registry(await snapshot(feed)),
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": feed},
+    )
+    return gateway, idp, subscribed, sessions
+
+
+async def _subscribe_then_end(gateway: Gateway, idp: IdentityIssuer, subject: str, how: str) -> None:
+    """A handshake-era agent subscribes, then its session ends ``how``."""
+    agent = GovernedClient(gateway.server, identity=idp.token(subject, tenant="acme"), mode="legacy")
+    subscribed = anyio.Event()
+
+    async def run() -> None:
+        async with agent:
+            await agent.subscribe_resource(NEWS)
+            await agent.subscribe_resource(NEWS)  # twice: still one want
+            subscribed.set()
+            if how == "error":
+                raise Gone
+            if how == "cancelled":
+                await anyio.sleep_forever()
+
+    if how == "cancelled":
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with anyio.fail_after(10):
+                await subscribed.wait()
+            tg.cancel_scope.cancel()
+    elif how == "error":
+        with pytest.raises((Gone, BaseExceptionGroup)) as raised:  # the SDK's task groups may wrap it
+            await run()
+        leaf: BaseException = raised.value
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        assert isinstance(leaf, Gone), leaf
+    else:
+        await run()
+    assert subscribed.is_set()
+
+
+@pytest.mark.parametrize("how", ["closed", "cancelled", "error"])
+async def test_a_legacy_agent_that_leaves_gives_up_its_upstream_subscription(how: str) -> None:
+    """However a handshake-era agent's session ends (closed, cancelled, an error that is not an
+    ``Exception``), its subscription is released upstream exactly once: another agent's want of
+    the same URI stays until that agent leaves too, and nothing is left in the gateway."""
+    gateway, idp, subscribed, sessions = await _feed_gateway()
+    heard = _Heard()
+    async with gateway:
+        staying = GovernedClient(
+            gateway.server, identity=idp.token("staying", tenant="acme"), mode="legacy", message_handler=heard
+        )
+        async with staying:
+            await staying.subscribe_resource(NEWS)
+            for n in range(3):
+                await _subscribe_then_end(gateway, idp, f"leaving-{n}", how)
+            # The other agent's want holds: the upstream keeps it, and updates still reach that agent.
+            assert subscribed == ["feed://news"]
+            assert gateway.upstreams["feed"]._wanted == {"feed://news": 1}
+            await publish(sessions)
+            await heard.next_update()
+            await staying.unsubscribe_resource(NEWS)
+            assert subscribed == []
+        assert gateway.upstreams["feed"]._wanted == {}
+        # The last agent leaving without unsubscribing releases the upstream's subscription too.
+        await _subscribe_then_end(gateway, idp, "last", how)
+        assert subscribed == []
+        assert gateway.upstreams["feed"]._wanted == {}
+        assert gateway._subscriptions == {}
+
+
+def _reaches(roots: list[Any], needle: str, limit: int = 200_000) -> bool:
+    """Whether any object reachable from ``roots`` is a string holding ``needle``."""
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo and len(seen) < limit:
+        item = todo.pop()
+        if id(item) in seen or isinstance(item, type | types_module.ModuleType):
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            if needle in item:
+                return True
+            continue
+        if isinstance(item, bytes):
+            if needle.encode() in item:
+                return True
+            continue
+        todo.extend(gc.get_referents(item))
+    return False
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_an_in_process_upstream_runs_with_nothing_of_the_agents_request(mode: str) -> None:
+    """An in-process upstream's handlers run in the gateway's own context, never in that of the
+    agent's request they serve: nothing of that request (its identity token, its session, what
+    the chain decided) is reachable from them, and nothing of a first agent, whose request started
+    a lazy upstream, stays referenced once it is gone."""
+    from mcp.server.mcpserver import MCPServer
+
+    reached: list[list[Any]] = []
+    modes = {"mode": mode}
+    upstream = MCPServer("feed", version="1.0.0")
+
+    @upstream.tool()
+    def publish() -> str:
+        """Publish news."""
+        context = contextvars.copy_context()
+        reached.append([value for _, value in context.items()])
+        return "published"
+
+    idp = IdentityIssuer(audience="mcp://gateway")
+    registry = _feed_registry(await snapshot(upstream))
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}, "start": "lazy", **modes})],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": upstream},
+    )
+    sessions: list[weakref.ref[Any]] = []
+    original = gateway._front
+
+    def front(sctx: Any) -> Any:
+        sessions.append(weakref.ref(sctx.session))
+        return original(sctx)
+
+    gateway._front = front  # type: ignore[method-assign]
+    async with gateway:
+        for n in range(2):
+            token = idp.token(f"agent-{n}", tenant="acme")
+            async with GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
+                await agent.call_tool("feed_publish", {})
+            assert len(reached) == n + 1
+            assert not _reaches(reached[-1], token)
+            assert not _reaches(reached[-1], f"agent-{n}")
+        reached.clear()
+        gc.collect()
+        assert sessions and all(ref() is None for ref in sessions)
+
+
+@pytest.mark.parametrize(
+    ("failure", "unsubscribed"),
+    [
+        (McpGovError("refused by the back chain", reason="upstream_refused"), False),
+        (MCPError(-32603, "the upstream's own error"), False),
+        (MCPError(-32001, "timed out"), True),
+        (anyio.BrokenResourceError(), True),
+    ],
+)
+async def test_a_subscribe_that_failed_is_taken_back_and_undone_only_if_it_may_have_reached_the_upstream(
+    failure: BaseException, unsubscribed: bool
+) -> None:
+    """A subscribe the back chain refused (never sent) or the upstream refused leaves nothing to
+    undo: the upstream hears nothing more of it. One that may have reached the upstream (timed
+    out, connection lost) is undone with an unsubscribe. The want is taken back either way."""
+    gateway, _, _, _ = await _feed_gateway()
+    upstream = gateway.upstreams["feed"]
+    undone: list[str] = []
+
+    async def unsubscribe(uri: str) -> None:
+        undone.append(uri)
+
+    class Failing:
+        protocol_version = "2025-11-25"
+
+        async def subscribe_resource(self, uri: str) -> None:
+            raise failure
+
+    upstream.unsubscribe = unsubscribe  # type: ignore[method-assign]
+    with pytest.raises(type(failure)):
+        await upstream.want(Failing(), "feed://news")  # type: ignore[arg-type]
+    assert upstream._wanted == {}
+    assert undone == (["feed://news"] if unsubscribed else [])
+
+
+async def test_an_agent_leaving_a_stateful_http_session_gives_up_its_upstream_subscription() -> None:
+    """Over stateful Streamable HTTP, a session ends when the agent closes it (or the gateway
+    reaps it once idle): its subscriptions are released as for any other session."""
+    gateway, idp, subscribed, _ = await _feed_gateway()
+    ended = [anyio.Event()]
+    session_ended = gateway._session_ended
+
+    async def seen_ending(connection: Any) -> None:
+        await session_ended(connection)
+        ended[0].set()
+
+    gateway._session_ended = seen_ending  # type: ignore[method-assign]
+
+    async def next_end() -> None:
+        with anyio.fail_after(10):  # the session ends once the gateway saw it closed
+            await ended[0].wait()
+        ended[0] = anyio.Event()
+
+    app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
+    async with serve_http(app) as base:
+        staying = GovernedClient(f"{base}/mcp", identity=idp.token("staying", tenant="acme"), mode="legacy")
+        async with staying:
+            await staying.subscribe_resource(NEWS)
+            for n in range(2):
+                token = idp.token(f"leaving-{n}", tenant="acme")
+                async with GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as leaving:
+                    await leaving.subscribe_resource(NEWS)
+                await next_end()
+                assert gateway.upstreams["feed"]._wanted == {"feed://news": 1}
+            assert subscribed == ["feed://news"]
+        await next_end()
+        assert subscribed == []
+        assert gateway.upstreams["feed"]._wanted == {}
+        assert gateway._subscriptions == {}
+
+
+async def test_concurrent_subscribes_of_one_session_hold_one_want() -> None:
+    """Subscribes of one session to one resource, sent together, hold one want between them:
+    one unsubscribe gives it up, and the upstream is unsubscribed."""
+    gateway, idp, subscribed, _ = await _feed_gateway()
+    async with gateway:
+        agent = GovernedClient(gateway.server, identity=idp.token("agent", tenant="acme"), mode="legacy")
+        async with agent:
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(agent.subscribe_resource, NEWS)
+            assert gateway.upstreams["feed"]._wanted == {"feed://news": 1}
+            await agent.unsubscribe_resource(NEWS)
+            assert subscribed == []
+            assert gateway.upstreams["feed"]._wanted == {}
