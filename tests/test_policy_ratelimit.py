@@ -5,7 +5,7 @@ caller never spends a limit it shares with others (a tenant's, a tool's)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -115,12 +115,20 @@ async def test_a_caller_over_its_own_limit_spends_nothing_of_its_tenants(mode: s
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("failure", [StateStoreError("down", reason="unavailable"), _Interrupted()])
-async def test_a_request_whose_counting_fails_half_way_spends_nothing(failure: BaseException, mode: str) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    # Made per test: a raised instance kept in the parameters would keep its traceback, and the
+    # sessions its frames reference, alive for the rest of the run.
+    [lambda: StateStoreError("down", reason="unavailable"), _Interrupted],
+    ids=["store-error", "base-exception"],
+)
+async def test_a_request_whose_counting_fails_half_way_spends_nothing(
+    failure: Callable[[], BaseException], mode: str
+) -> None:
     store = _FlakyStore()
     server, sink, ran = _server(store)
     async with Client(server, mode=mode) as client:
-        store.failures = [failure]
+        store.failures = [failure()]
         with pytest.raises(MCPError) as caught:
             await client.call_tool("search", {"query": "lost"}, meta=as_("alice"))
         assert caught.value.code == -32003
