@@ -108,7 +108,7 @@ def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path, monke
         ("renamed key", lambda d: d["tools"].__setitem__("refunds", d["tools"].pop("refund")), "another name"),
         ("unknown format", lambda d: d.__setitem__("format", "mcpgov.pins/9"), "format"),
         ("extra field", lambda d: d.__setitem__("approved_by", "me"), "approved_by"),
-        ("uncovered tool field", lambda d: d["tools"]["refund"]["tool"].__setitem__("_meta", {}), "does not cover"),
+        ("uncovered tool field", lambda d: d["tools"]["refund"]["tool"].__setitem__("x-scopes", []), "does not cover"),
         ("no input schema", lambda d: d["tools"]["refund"]["tool"].pop("inputSchema"), "inputSchema"),
         ("tools not an object", lambda d: d.__setitem__("tools", []), "tools"),
         ("bad name", lambda d: d["tools"].__setitem__("bad name", d["tools"]["refund"]), "not allowed"),
