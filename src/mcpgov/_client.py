@@ -368,6 +368,12 @@ class GovernedClient(Client):
             except TypeError as exc:  # pragma: no cover - guards an SDK change within 2.3.x
                 raise ConfigurationError("this mcp SDK version cannot be governed over HTTP") from exc
 
+    @property
+    def server_target(self) -> object:
+        """What this client connected to, as it was given: a URL, stdio parameters, a transport or
+        an in-process server (what the approved-server registry judges)."""
+        return self._server_target
+
     async def __aenter__(self) -> GovernedClient:
         try:
             await super().__aenter__()
