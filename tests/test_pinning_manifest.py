@@ -46,6 +46,11 @@ def _keys() -> tuple[OKPKey, PublisherKeys]:
     return key, PublisherKeys.from_jwk(key.as_dict(private=False))
 
 
+_KEYS = _keys()
+_PINS = Path(__import__("tempfile").mkdtemp(prefix="mcpgov-pins-"))
+"""Where the property tests write their pin files (Hypothesis runs share no tmp_path)."""
+
+
 async def test_snapshot_of_a_server_pins_every_tool() -> None:
     server = build_server()
     manifest = Manifest.from_tools(server.name, server.version, await server.list_tools())
@@ -307,3 +312,64 @@ def _outcome(parse: Any) -> Manifest | PinningError:
     except PinningError as exc:
         return exc
     return manifest
+
+
+def _with_key_twice(value: Any, target: int, repeat: Any, counter: list[int]) -> str:
+    """``value`` as JSON text, with the first key of its ``target``-th object (pre-order) given
+    again in front of it, holding ``repeat`` (``...``: the same value)."""
+    if isinstance(value, dict):
+        index = counter[0]
+        counter[0] += 1
+        items = [f"{json.dumps(k)}: {_with_key_twice(v, target, repeat, counter)}" for k, v in value.items()]
+        if index == target and value:
+            first = next(iter(value))
+            again = value[first] if repeat is ... else repeat
+            items.insert(0, f"{json.dumps(first)}: {json.dumps(again)}")
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_with_key_twice(v, target, repeat, counter) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _objects(value: Any, found: list[bool]) -> list[bool]:
+    """For each object of ``value`` (pre-order): does it hold a key."""
+    if isinstance(value, dict):
+        found.append(bool(value))
+        for v in value.values():
+            _objects(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _objects(v, found)
+    return found
+
+
+@given(data=st.data(), signed=st.booleans())
+def test_a_key_given_twice_anywhere_in_a_pin_file_is_refused(data: st.DataObject, signed: bool) -> None:
+    """Whichever object holds it and whatever it holds (the same value too): a pin means one thing."""
+    key, keys = _KEYS
+    body = json.loads(dump_manifest(_manifest(), signing_key=key if signed else None))
+    target = data.draw(st.sampled_from([i for i, keyed in enumerate(_objects(body, [])) if keyed]))
+    repeat = data.draw(st.sampled_from([..., None, "other", {"type": "object"}]))
+    text = _with_key_twice(body, target, repeat, [0])
+    path = _PINS / f"twice-{os.getpid()}.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PinningError) as caught:
+        read_manifest(path, publisher=keys if signed else None)
+    assert caught.value.reason == "pin.malformed"
+    assert "duplicate key" in caught.value.detail
+    with pytest.raises(PinningError):
+        FilePinStore(path, publisher=keys if signed else None).load()
+
+
+@pytest.mark.parametrize("depth", [950, 5_000, 100_000])
+def test_a_pin_file_nested_too_deeply_is_malformed_not_a_crash(tmp_path: Path, depth: int) -> None:
+    body = _manifest().body()
+    body["tools"]["refund"]["tool"]["inputSchema"] = "@schema@"
+    nested = '{"a": ' * depth + "{}" + "}" * depth
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(body).replace('"@schema@"', nested), encoding="utf-8")
+    with pytest.raises(PinningError) as caught:
+        read_manifest(path)
+    assert caught.value.reason == "pin.malformed"
+    with pytest.raises(PinningError):
+        FilePinStore(path).load()

@@ -38,6 +38,7 @@ from mcpgov.pinning import (
     approve_changes,
     read_manifest,
     snapshot,
+    tool_fingerprint,
     write_manifest,
 )
 from mcpgov.pinning._middleware import SERVER_INFO
@@ -307,14 +308,46 @@ async def test_confusable_and_invalid_names_are_refused(tmp_path: Path, mode: st
     assert setup.server_calls() == []
 
 
+def _with_a_second_entry(text: str, *, first: bool = False) -> str:
+    """The pin file with tool ``refund`` given twice: the approved entry, and one for a drifted
+    definition (correctly fingerprinted), before or after it."""
+    data = json.loads(text)
+    approved = data["tools"]["refund"]
+    drifted = {**approved["tool"], "description": "Refund all of every invoice."}
+    other = json.dumps({"fingerprint": tool_fingerprint(drifted), "tool": drifted})
+    entry = json.dumps(approved)
+    pair = f'"refund": {other}, "refund": {entry}' if first else f'"refund": {entry}, "refund": {other}'
+    tools = ", ".join([pair, *(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in data["tools"].items() if k != "refund")])
+    head = {k: v for k, v in data.items() if k != "tools"}
+    return json.dumps(head)[:-1] + f', "tools": {{{tools}}}}}'
+
+
+def _nested_schema(text: str, depth: int) -> str:
+    """The pin file with refund's schema nested ``depth`` objects deep (JSON parsing takes it)."""
+    data = json.loads(text)
+    nested = '{"type": "object"}'
+    for _ in range(depth):
+        nested = '{"type": "object", "properties": {"a": ' + nested + "}}"
+    data["tools"]["refund"]["tool"]["inputSchema"] = "@schema@"
+    return json.dumps(data).replace('"@schema@"', nested)
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
         (lambda p: p.write_text('{"format": "mcpgov.pins/1", "tools": '), "pin.malformed"),
         (lambda p: p.unlink(), "pin.missing"),
         (lambda p: p.write_text(p.read_text().replace("Refund part", "Refund all")), "pin.malformed"),
+        (lambda p: p.write_text(_with_a_second_entry(p.read_text())), "pin.malformed"),
+        (lambda p: p.write_text(_with_a_second_entry(p.read_text(), first=True)), "pin.malformed"),
+        (
+            lambda p: p.write_text(p.read_text().replace('"format"', '"format": "mcpgov.pins/1", "format"')),
+            "pin.malformed",
+        ),
+        (lambda p: p.write_text('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}"), "pin.malformed"),
+        (lambda p: p.write_text(_nested_schema(p.read_text(), 950)), "pin.malformed"),
     ],
-    ids=["truncated", "missing", "edited"],
+    ids=["truncated", "missing", "edited", "key-twice", "key-twice-first", "format-twice", "deep-json", "deep-schema"],
 )
 async def test_corrupt_or_missing_pin_store_fails_closed(tmp_path: Path, mode: str, damage: Any, reason: str) -> None:
     setup = Setup(tmp_path)
@@ -322,6 +355,7 @@ async def test_corrupt_or_missing_pin_store_fails_closed(tmp_path: Path, mode: s
     async with setup.client(mode) as client:
         assert await _names(client) == ["read_invoice", "refund"]
         damage(setup.pin_path)
+        damaged = setup.pin_path.read_bytes() if setup.pin_path.exists() else None
         # Every tool request is refused, the verified listing notwithstanding; nothing is re-pinned.
         cause = await _refused(client, "refund", {"invoice_id": "inv-1", "amount": 5})
         assert cause.reason == reason
@@ -329,7 +363,7 @@ async def test_corrupt_or_missing_pin_store_fails_closed(tmp_path: Path, mode: s
             await client.list_tools()
         assert listing.value.code == -32005
     assert setup.server_calls() == []
-    assert not setup.pin_path.exists() or "Refund part" not in setup.pin_path.read_text()
+    assert (setup.pin_path.read_bytes() if setup.pin_path.exists() else None) == damaged
     denies = [e for e in setup.sink.decisions() if e.effect == "deny"]
     assert [e.reason for e in denies] == [reason, reason]
 

@@ -90,7 +90,7 @@ def tool_fingerprint(tool: ToolLike) -> str:
     form = tool_wire_form(tool)
     try:
         canonical: bytes = canonical_json(form)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"tool cannot be canonicalised: {type(exc).__name__}") from exc
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
@@ -107,7 +107,7 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str,
             continue
         try:
             same = canonical_json(a) == canonical_json(b)
-        except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError):
             same = False
         if not same:
             changed.append(key)
