@@ -20,7 +20,7 @@ from mcp import MCPError
 from mcp.server.lowlevel import Server
 
 from mcpgov import GovernedClient, PinningError, Principal
-from mcpgov.pinning import PinningMiddleware, ServerRegistry, snapshot, tool_fingerprint, write_manifest
+from mcpgov.pinning import Manifest, PinningMiddleware, ServerRegistry, snapshot, tool_fingerprint, write_manifest
 from mcpgov.pinning._fingerprint import TOOL_FIELDS, changed_fields, tool_wire_form
 from mcpgov.testing import InMemoryAuditSink
 
@@ -173,6 +173,14 @@ def test_a_field_no_pin_covers_cannot_be_fingerprinted(extra: dict[str, Any]) ->
         tool_wire_form(wire)
     with pytest.raises(ValueError, match="does not cover"):
         tool_fingerprint(wire)
+
+
+def test_a_tool_with_a_field_no_pin_covers_is_not_pinned() -> None:
+    tools = [{"name": "pay", "inputSchema": SCHEMA, "x-permissions": ["admin"]}]
+    with pytest.raises(PinningError) as caught:
+        Manifest.from_tools("payments", "1.0.0", tools)
+    assert caught.value.reason == "pin.malformed"
+    assert '"x-permissions"' in caught.value.detail
 
 
 _json = st.recursive(

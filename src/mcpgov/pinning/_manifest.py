@@ -134,7 +134,10 @@ class Manifest(BaseModel):
         """
         pinned: dict[str, dict[str, Any]] = {}
         for tool in tools:
-            form = tool_wire_form(tool)
+            try:
+                form = tool_wire_form(tool)
+            except ValueError as exc:
+                raise PinningError(f"a tool cannot be pinned: {exc}", reason="pin.malformed") from exc
             name = form.get("name")
             if not isinstance(name, str):
                 raise PinningError("a tool has no name", reason="pin.malformed")
