@@ -8,21 +8,28 @@ client session in both protocol modes and through the gateway.
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from mcp import MCPError
+from mcp.client.stdio import StdioServerParameters
 from mcp.server.lowlevel import Server
 
-from mcpgov import GovernedClient, PinningError, Principal
+from mcpgov import Auditor, GovernedClient, PinningError, Principal
+from mcpgov.gateway import Gateway, UpstreamConfig
+from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import Manifest, PinningMiddleware, ServerRegistry, snapshot, tool_fingerprint, write_manifest
 from mcpgov.pinning._fingerprint import TOOL_FIELDS, changed_fields, tool_wire_form
-from mcpgov.testing import InMemoryAuditSink
+from mcpgov.policy import Policy, PolicyMiddleware
+from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
 from .gateway_support import build_world
 from .pinning_server import edit_tool
@@ -197,3 +204,75 @@ def test_any_value_of_any_covered_field_changes_the_fingerprint(key: str, value:
     changed = {**base, key: value}
     assert tool_fingerprint(changed) != tool_fingerprint(base)
     assert changed_fields(base, changed) == (key,)
+
+
+@pytest.mark.slow
+async def test_a_stdio_upstream_restarted_as_a_new_build_is_checked_again(tmp_path: Path) -> None:
+    """The gateway's upstream process ends and comes back with another ``_meta`` on a pinned tool:
+    nothing verified before the restart lets a call reach the new build."""
+    build, log = tmp_path / "build.json", tmp_path / "calls.jsonl"
+    build.write_text("{}", encoding="utf-8")
+    script = str(Path(__file__).with_name("pinning_server.py"))
+    env = {"PINNING_SERVER_BUILD": str(build), "PINNING_SERVER_LOG": str(log)}
+    manifest = await snapshot(StdioServerParameters(command=sys.executable, args=[script], env=env), mode="legacy")
+    registry = ServerRegistry(
+        [
+            {
+                "id": "billing",
+                "owner": "payments-team",
+                "tenants": ["acme"],
+                "workloads": ["*"],
+                "command": sys.executable,
+                "args": [script],
+                "server": {"name": "billing", "version": "==1.4.2"},
+                "pin": manifest.model_dump(mode="json"),
+            }
+        ]
+    )
+    idp = IdentityIssuer(audience="mcp://gateway")
+    sink = InMemoryAuditSink()
+    ready: list[str] = []
+    restarted = anyio.Event()
+
+    def on_status(line: str) -> None:
+        if line.endswith(": ready"):
+            ready.append(line)
+            if len(ready) == 2:
+                restarted.set()
+
+    rules = [{"id": "acme", "effect": "allow", "tenants": ["acme"], "tools": ["billing_refund", "billing_restart"]}]
+    gateway = Gateway(
+        [
+            UpstreamConfig.model_validate(
+                {
+                    "id": "billing",
+                    "namespace": {"prefix": "billing_"},
+                    "env": env,
+                    "mode": "legacy",
+                    "restart": {"initial": 0.2, "maximum": 0.5},
+                    "timeout": 20,
+                }
+            )
+        ],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        PolicyMiddleware(Policy.from_dict({"version": 1, "rules": rules})),
+        audit=Auditor([sink]),
+        on_status=on_status,
+    )
+    token = idp.token("agent", tenant="acme")
+    async with gateway, GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
+        await agent.call_tool("billing_refund", {"invoice_id": "inv-1", "amount": 1})
+        build.write_text(json.dumps({"meta": CHANGES["app UI resource"][1]["_meta"]}), encoding="utf-8")
+        with pytest.raises(MCPError):
+            await agent.call_tool("billing_restart", {})
+        with anyio.fail_after(30):
+            await restarted.wait()
+        with pytest.raises(MCPError) as refused:
+            await agent.call_tool("billing_refund", {"invoice_id": "inv-2", "amount": 2})
+        assert refused.value.code == -32005
+        assert "billing_refund" not in {t.name for t in (await agent.list_tools()).tools}
+    ran = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert ran == [{"tool": "refund", "meta": None}]
+    changed = [e for e in sink.of_type("pin.mismatch") if e.target == "refund"]
+    assert changed and all(e.reason == "tool.changed" and e.attributes["fields"] == ["_meta"] for e in changed)
