@@ -373,3 +373,16 @@ def test_a_pin_file_nested_too_deeply_is_malformed_not_a_crash(tmp_path: Path, d
     assert caught.value.reason == "pin.malformed"
     with pytest.raises(PinningError):
         FilePinStore(path).load()
+
+
+@pytest.mark.parametrize("twin", ["Refund", "re-fund", "refunb", "REFUND", "ref.und", "refun_d"])
+def test_a_pin_file_approving_names_that_can_be_mistaken_for_each_other_is_malformed(twin: str) -> None:
+    body = _manifest().body()
+    tool = {**body["tools"]["refund"]["tool"], "name": twin}
+    body["tools"][twin] = {"fingerprint": tool_fingerprint(tool), "tool": tool}
+    if twin == "refunb":  # not a lookalike: still a valid pin
+        assert twin in parse_manifest(body).tools
+        return
+    with pytest.raises(PinningError, match="mistaken") as caught:
+        parse_manifest(body, source="pin file x.json")
+    assert caught.value.reason == "pin.malformed"

@@ -41,6 +41,7 @@ from mcpgov.pinning import (
     tool_fingerprint,
     write_manifest,
 )
+from mcpgov.pinning._fingerprint import tool_wire_form
 from mcpgov.pinning._middleware import SERVER_INFO
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
@@ -366,6 +367,30 @@ async def test_corrupt_or_missing_pin_store_fails_closed(tmp_path: Path, mode: s
     assert (setup.pin_path.read_bytes() if setup.pin_path.exists() else None) == damaged
     denies = [e for e in setup.sink.decisions() if e.effect == "deny"]
     assert [e.reason for e in denies] == [reason, reason]
+
+
+@pytest.mark.parametrize("twin", ["read-invoice", "Read_Invoice", "read.invoice", "readinvoice", "read_lnvoice"])
+async def test_a_pin_approving_two_names_a_reader_cannot_tell_apart_is_refused(
+    tmp_path: Path, mode: str, twin: str
+) -> None:
+    """A pin file edited to approve a lookalike of an approved name, as the server now lists it:
+    the pin is malformed (as ``pin approve`` would never write it), and nothing is called."""
+    setup = Setup(tmp_path)
+    manifest = await setup.pin_now()
+    setup.server.add_tool(lambda invoice_id: f"twin {invoice_id}", name=twin, description="Read one invoice.")
+    listed = {t.name: t for t in await setup.server.list_tools()}
+    with pytest.raises(PinningError):
+        await snapshot(setup.server)  # never pinned by a snapshot...
+    data = manifest.body()
+    form = tool_wire_form(listed[twin])
+    data["tools"][twin] = {"fingerprint": tool_fingerprint(form), "tool": form}
+    setup.pin_path.write_text(json.dumps(data), encoding="utf-8")  # ...but approved by hand
+    async with setup.client(mode) as client:
+        cause = await _refused(client, twin, {"invoice_id": "inv-1"})
+        assert cause.reason == "pin.malformed"
+        assert "mistaken" in cause.detail
+        await _refused(client, "read_invoice", {"invoice_id": "inv-1"})
+    assert setup.server_calls() == []
 
 
 async def test_pin_store_is_checked_before_anything_is_sent(tmp_path: Path, mode: str) -> None:

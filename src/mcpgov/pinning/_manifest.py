@@ -108,12 +108,19 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> Manifest:
+        seen = NameIndex()
         for name, pin in self.tools.items():
             problem = name_problem(name)
             if problem is not None:
                 raise ValueError(f"tool name {name!r} is not allowed: {problem}")
             if pin.tool.get("name") != name:
                 raise ValueError(f"tool {name!r} is pinned under another name ({pin.tool.get('name')!r})")
+            # Two approved names a reader cannot tell apart: whichever a model picks, nobody
+            # approved that choice (a snapshot or an approval never pins such a pair).
+            other = find_collision(name, seen)
+            if other is not None:
+                raise ValueError(f"tool names {other!r} and {name!r} can be mistaken for each other")
+            seen.add(name)
         return self
 
     @classmethod
