@@ -522,3 +522,31 @@ async def test_walks_started_by_other_listings_do_not_refuse_calls(tmp_path: Pat
     assert len(s.hostile.ran) == 30
     assert all(state == "pinned" for _, state in s.hostile.ran)
     assert s.reasons() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("pages", [1, 3])
+async def test_a_listing_that_turns_endless_after_a_complete_one_verifies_nothing_any_more(
+    tmp_path: Path, mode: str, pages: int
+) -> None:
+    """A server verified once, then listing more pages than a walk reads, with a drifted tool
+    beyond them: the earlier listing no longer vouches for anything."""
+    s = await session(tmp_path)
+    async with s.client(mode) as client:
+        assert (await client.call_tool("delta", {"x": "1"})).is_error is False
+        s.hostile.removed = set(NAMES)
+        s.hostile.extra_pages = [[] for _ in range(150)] + [["delta"]]
+        s.hostile.drifted.add("delta")
+        # An agent lists (a page or a few): a new walk is under way, so one is due before a call.
+        cursor: str | None = None
+        for _ in range(pages):
+            page = await client.list_tools(cursor=cursor)
+            assert page.tools == []
+            cursor = page.next_cursor
+        with anyio.fail_after(30):
+            cause = await refused(client, "delta")
+        assert cause.reason == "tool.unverified"
+        await refused(client, "alpha")
+    assert s.hostile.ran == [("delta", "pinned")]
+    endless = [e for e in s.sink.of_type("pin.mismatch") if e.reason == "listing.unending"]
+    assert endless and all(e.principal == AGENT_ID for e in endless)

@@ -48,7 +48,7 @@ from mcpgov._keepalive import pooled_transport
 from mcpgov._lru import LRU
 from mcpgov._methods import LISTEN_SUBSCRIBE_METHOD, LISTINGS
 from mcpgov._principal import Principal
-from mcpgov._protocols import ListChangeListener, SendGate, listing_gate
+from mcpgov._protocols import LISTING_PAGE_CAP, ListChangeListener, SendGate, listing_gate
 from mcpgov._sdk import compat
 from mcpgov._types import thaw
 from mcpgov._wire import to_mcp_error
@@ -184,9 +184,10 @@ class _GovernedListTools:
             return ListToolsResult(tools=[])
 
 
-_LISTING_PAGE_CAP = 100
+_LISTING_PAGE_CAP = LISTING_PAGE_CAP
 """Page cap for a walk of the tool listing (as the SDK's own re-listing): a server that pages
-forever cannot hang a call (the call is then refused: nothing was verified)."""
+forever cannot hang a call (the call is then refused: a listing gate verifies nothing of a
+walk that reaches the cap)."""
 
 _LISTING_WALKS = 3
 """How many times a walk that a list change interrupted is started again before a call."""

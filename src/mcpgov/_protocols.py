@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mcpgov._decision import Decision
 
 __all__ = [
+    "LISTING_PAGE_CAP",
     "BatchWriter",
     "ClosableSink",
     "CoversApproval",
@@ -31,6 +32,11 @@ __all__ = [
     "listing_gate",
     "stats_of",
 ]
+
+
+LISTING_PAGE_CAP = 100
+"""The most pages one walk of a listing reads: a client stops there, and a listing gate (tool
+pinning) holds a walk that goes on past it as a listing that cannot be verified."""
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, Listing, ListItem
 from mcpgov._context import LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
 from mcpgov._errors import ConfigurationError, PinningError
+from mcpgov._protocols import LISTING_PAGE_CAP
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._manifest import Manifest
 from mcpgov.pinning._names import NameIndex, find_collision, name_problem
@@ -27,10 +28,11 @@ _MAX_WALKS = 16
 class _Round:
     """One listing walk, from its first page (no cursor) to its last (no next cursor)."""
 
-    __slots__ = ("generation", "seen", "verified")
+    __slots__ = ("generation", "pages", "seen", "verified")
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
+        self.pages = 0
         self.seen: set[str] = set()
         self.verified: dict[str, str] = {}
 
@@ -38,7 +40,7 @@ class _Round:
 class _Blocked:
     __slots__ = ("attributes", "detail", "name", "reason")
 
-    def __init__(self, name: str, reason: str, detail: str, **attributes: Any) -> None:
+    def __init__(self, name: str | None, reason: str, detail: str, **attributes: Any) -> None:
         self.name = name
         self.reason = reason
         self.detail = detail
@@ -293,8 +295,16 @@ class PinningMiddleware:
             if offered is listing.items:
                 # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
                 walk.seen.update(listing.hidden)
+            walk.pages += 1
             following = getattr(listing.envelope, "next_cursor", None)
-            if following is not None:
+            if following is not None and walk.pages >= LISTING_PAGE_CAP:
+                # More pages than any walk reads: what the server lists now cannot be verified to
+                # its end, so no earlier listing vouches for anything either.
+                detail = f"the server's tool listing did not end within {LISTING_PAGE_CAP} pages"
+                blocked.append(_Blocked(None, "listing.unending", detail))
+                self._verified.clear()
+                self._listed = False
+            elif following is not None:
                 if len(self._walks) >= _MAX_WALKS:
                     del self._walks[next(iter(self._walks))]  # the oldest: most likely abandoned
                 self._walks[str(following)] = walk
