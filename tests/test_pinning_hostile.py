@@ -550,3 +550,45 @@ async def test_a_listing_that_turns_endless_after_a_complete_one_verifies_nothin
     assert s.hostile.ran == [("delta", "pinned")]
     endless = [e for e in s.sink.of_type("pin.mismatch") if e.reason == "listing.unending"]
     assert endless and all(e.principal == AGENT_ID for e in endless)
+
+
+def _withdrawn(entry: Any, change: str) -> dict[str, Any]:
+    data: dict[str, Any] = entry.model_dump(mode="json")
+    if change == "tenant":
+        data["tenants"] = ["globex"]
+    elif change == "workload":
+        data["workloads"] = ["spiffe://acme.example/payroll/*"]
+    elif change == "server name":
+        data["server"] = {"name": "hostile-v2", "version": "==1.0.0"}
+    else:
+        data["server"] = {"name": "hostile", "version": ">=2"}
+    return data
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("change", ["tenant", "workload", "server name", "server version", "removed"])
+async def test_an_approval_withdrawn_between_the_decision_and_the_send_stops_the_send(
+    tmp_path: Path, mode: str, change: str
+) -> None:
+    """A stage after pinning suspends (an approval wait), and meanwhile the operator withdraws
+    the server's approval for this caller: the send is checked again, and nothing is sent."""
+    s = await session(tmp_path)
+
+    class Withdraw:
+        async def __call__(self, ctx: Any, call_next: Any) -> Any:
+            if ctx.method == "tools/call":
+                entry = s.registry.get("hostile")
+                s.registry.remove("hostile")
+                if change != "removed":
+                    s.registry.add(_withdrawn(entry, change))
+                await anyio.lowlevel.checkpoint()
+            return await call_next(ctx)
+
+    client = GovernedClient(s.server, s.pinning, Withdraw(), audit=s.sink, principal=AGENT, mode=mode)
+    async with client:
+        cause = await refused(client, "alpha")
+    assert cause.reason == "server.refused"
+    assert s.hostile.ran == []
+    (outcome,) = [e for e in s.sink.events if e.type == "outcome"]
+    assert outcome.outcome == "failed"
+    assert outcome.principal == AGENT_ID

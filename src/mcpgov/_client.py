@@ -196,18 +196,19 @@ _LISTING_WALKS = 3
 class _ToolSend:
     """One governed ``tools/call`` while the SDK sends it: every send must still be what was decided."""
 
-    __slots__ = ("client", "gates", "name", "pins")
+    __slots__ = ("client", "ctx", "gates", "name", "pins")
 
-    def __init__(self, client: GovernedClient, name: str, gates: tuple[SendGate, ...]) -> None:
+    def __init__(self, client: GovernedClient, ctx: GovContext, name: str, gates: tuple[SendGate, ...]) -> None:
         self.client = client
+        self.ctx = ctx
         self.name = name
         self.gates = gates
-        self.pins = tuple(gate.check_send(name) for gate in gates)
+        self.pins = tuple(gate.check_send(name, ctx) for gate in gates)
 
     def check(self, name: str) -> None:
         if name != self.name:
             raise PinningError(f"the call to {self.name!r} tried to send {name!r}", reason="tool.unverified")
-        if tuple(gate.check_send(name) for gate in self.gates) != self.pins:
+        if tuple(gate.check_send(name, self.ctx) for gate in self.gates) != self.pins:
             raise PinningError(f"tool {name!r} is no longer what the call was decided on", reason="tool.unverified")
 
 
@@ -536,7 +537,7 @@ class GovernedClient(Client):
             # The SDK is sent exactly what the chain decided on: a caller mutating its dict meanwhile
             # changes nothing. It may send more than once (again after re-listing, once per input
             # round): each send is held to what the chain decided.
-            sending = _TOOL_SEND.set(_ToolSend(self, name, self._send_gates)) if self._send_gates else None
+            sending = _TOOL_SEND.set(_ToolSend(self, c, name, self._send_gates)) if self._send_gates else None
             try:
                 return await Client.call_tool(
                     self,

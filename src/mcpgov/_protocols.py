@@ -68,9 +68,10 @@ class SendGate(Protocol):
     ``HEADER_MISMATCH``, once per ``input_required`` round); the client asks before each send.
     """
 
-    def check_send(self, name: str) -> str:
+    def check_send(self, name: str, ctx: GovContext | None = None) -> str:
         """What tool ``name`` may be sent under now (its verified fingerprint); raises
-        :class:`~mcpgov.McpGovError` when it may not be sent."""
+        :class:`~mcpgov.McpGovError` when it may not be sent. ``ctx`` is the decided request,
+        when the client sends it: what the gate judges of its caller is judged again too."""
 
 
 @runtime_checkable

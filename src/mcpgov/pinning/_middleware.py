@@ -147,16 +147,21 @@ class PinningMiddleware:
             self._walks.clear()
             self._listed = False
 
-    def check_send(self, name: str) -> str:
+    def check_send(self, name: str, ctx: GovContext | None = None) -> str:
         """The fingerprint tool ``name`` may be sent under now.
 
         Checked by the chain before a ``tools/call`` is decided, and by the client before every
-        request the call sends (see the class docs).
+        request the call sends (see the class docs). With ``ctx``, the decided request, the
+        server's approval for its caller is checked again too: an approval withdrawn while the
+        call waited (for a human, a slow stage) stops the send.
 
         Raises:
-            PinningError: the latest complete listing did not verify the tool, or its pin changed
-                since (reason ``tool.unverified``).
+            PinningError: the server is no longer approved for the caller, or describes itself
+                otherwise (reason ``server.refused``); the latest complete listing did not
+                verify the tool, or its pin changed since (reason ``tool.unverified``).
         """
+        if ctx is not None:
+            self._check_server(ctx)
         # Only a complete walk fills what is verified; a list change empties it, and a page that
         # refuses a tool takes it out. While another walk is under way the latest complete one's
         # word holds: a client calls only once it walked to the end itself (needs_listing).
@@ -174,19 +179,7 @@ class PinningMiddleware:
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.side != "client":
             raise PinningError("PinningMiddleware runs in a client's chain", reason="pin.misconfigured")
-        if SERVER_TARGET not in ctx.extensions:
-            # Where the client connected cannot be judged: refuse rather than assume.
-            raise PinningError(
-                f"the client did not say what it connected to, so server {self.server_id!r} cannot be checked",
-                reason="server.refused",
-            )
-        self.registry.check(
-            self.server_id,
-            tenant=ctx.tenant,
-            principal=ctx.principal,
-            server_info=ctx.extension(SERVER_INFO),
-            target=ctx.extensions[SERVER_TARGET],
-        )
+        self._check_server(ctx)
         method = ctx.method
         if method == "tools/list":
             manifest = self.registry.manifest(self.server_id)
@@ -202,6 +195,22 @@ class PinningMiddleware:
                 raise PinningError(f"tool {name!r} cannot be verified", reason="tool.unverified")
             self.check_send(name)
         return await call_next(ctx)
+
+    def _check_server(self, ctx: GovContext) -> None:
+        """The registry's verdict on the server for ``ctx``'s caller (raises when refused)."""
+        if SERVER_TARGET not in ctx.extensions:
+            # Where the client connected cannot be judged: refuse rather than assume.
+            raise PinningError(
+                f"the client did not say what it connected to, so server {self.server_id!r} cannot be checked",
+                reason="server.refused",
+            )
+        self.registry.check(
+            self.server_id,
+            tenant=ctx.tenant,
+            principal=ctx.principal,
+            server_info=ctx.extension(SERVER_INFO),
+            target=ctx.extensions[SERVER_TARGET],
+        )
 
     def _collision(self, name: str, manifest: Manifest) -> str | None:
         """The pinned name ``name`` could be mistaken for (skeletons precomputed per manifest)."""
