@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -386,3 +387,38 @@ def test_a_pin_file_approving_names_that_can_be_mistaken_for_each_other_is_malfo
     with pytest.raises(PinningError, match="mistaken") as caught:
         parse_manifest(body, source="pin file x.json")
     assert caught.value.reason == "pin.malformed"
+
+
+def _attached(signature: str, payload: bytes) -> str:
+    """A detached signature with ``payload`` put back in (a compact JWS carrying its payload)."""
+    header, _, sig = signature.split(".")
+    return f"{header}.{base64.urlsafe_b64encode(payload).decode('ascii').rstrip('=')}.{sig}"
+
+
+@pytest.mark.parametrize(
+    "signed_body",
+    ["older manifest", "other server", "the same manifest"],
+)
+def test_a_signature_carrying_its_own_payload_never_vouches_for_a_manifest(signed_body: str) -> None:
+    """The publisher's genuine signature of some other JSON (an older pin, another server's pin),
+    with that JSON attached, must not pass for the manifest beside it."""
+    key, publisher = _KEYS
+    current = _manifest("read_invoice", "refund", "refund_all")
+    other = {
+        "older manifest": _manifest("read_invoice"),
+        "other server": Manifest.from_tools("payroll", "2.0.0", [_tool("pay")]),
+        "the same manifest": current,
+    }[signed_body]
+    genuine = json.loads(dump_manifest(other, signing_key=key))["signature"]
+    body = current.body()
+    body["signature"] = _attached(genuine, other.canonical())
+    with pytest.raises(PinningError) as caught:
+        parse_manifest(body, publisher=publisher)
+    assert caught.value.reason == "pin.bad_signature"
+    # The signature as written (detached) verifies only the manifest it was made for.
+    body["signature"] = genuine
+    if other is current:
+        assert parse_manifest(body, publisher=publisher) == current
+    else:
+        with pytest.raises(PinningError):
+            parse_manifest(body, publisher=publisher)

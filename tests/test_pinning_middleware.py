@@ -7,6 +7,7 @@ tools (governed) before a call while the pinning middleware needs a listing, and
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -532,6 +533,24 @@ async def test_signed_pin_is_accepted_and_a_bad_signature_refused(tmp_path: Path
         write_manifest(setup.pin_path, read_manifest(setup.pin_path), signing_key=stranger)
         cause = await _refused(client, "read_invoice", {"invoice_id": "inv-1"})
         assert cause.reason == "pin.unknown_key"
+    assert setup.server_calls() == []
+
+
+async def test_a_publisher_signature_of_an_older_pin_does_not_vouch_for_a_newer_body(tmp_path: Path, mode: str) -> None:
+    """The pin file's body approves one more tool; its signature is the publisher's genuine one
+    of the older pin, carried with that pin's bytes: refused, and the new tool never runs."""
+    key = OKPKey.generate_key("Ed25519", {"kid": "billing-publisher"})
+    setup = Setup(tmp_path, publisher_key=key.as_dict(private=False))
+    older = await setup.pin_now(signing_key=key)
+    setup.server.add_tool(lambda invoice_id: f"wiped {invoice_id}", name="wipe", description="Wipe an invoice.")
+    newer = await snapshot(setup.server)
+    genuine = json.loads(setup.pin_path.read_text())["signature"]
+    header, _, signature = genuine.split(".")
+    payload = base64.urlsafe_b64encode(older.canonical()).decode("ascii").rstrip("=")
+    setup.pin_path.write_text(json.dumps({**newer.body(), "signature": f"{header}.{payload}.{signature}"}))
+    async with setup.client(mode) as client:
+        cause = await _refused(client, "wipe", {"invoice_id": "inv-1"})
+        assert cause.reason == "pin.bad_signature"
     assert setup.server_calls() == []
 
 
