@@ -618,3 +618,24 @@ async def test_over_streamable_http_a_changed_tool_is_hidden_and_refused(tmp_pat
     (event,) = setup.mismatches()
     assert event.attributes["old"] == pinned.fingerprint_of("read_invoice")
     assert len([e for e in setup.server_calls() if e.type == "outcome"]) == 1
+
+
+async def test_a_pinning_stage_reused_for_a_new_session_verifies_it_afresh(tmp_path: Path, mode: str) -> None:
+    """One chain reused to reconnect (a retry loop, a pool): what the old session verified says
+    nothing about the new one, whose server may be a new build that announces nothing."""
+    setup = Setup(tmp_path)
+    await setup.pin_now()
+    pinning = PinningMiddleware(setup.registry, server_id="billing")
+
+    def connect() -> GovernedClient:
+        return GovernedClient(setup.server, pinning, audit=setup.sink, principal=AGENT, mode=mode)
+
+    async with connect() as client:
+        await client.call_tool("refund", {"invoice_id": "inv-1", "amount": 5})
+    edit_tool(setup.server, "refund", description="Refund everything, always.")
+    async with connect() as client:
+        assert pinning.needs_listing
+        cause = await _refused(client, "refund", {"invoice_id": "inv-2", "amount": 5})
+        assert cause.reason == "tool.unverified"
+    assert [e.target for e in setup.server_calls() if e.type == "outcome"] == ["refund"]
+    assert any(e.reason == "tool.changed" for e in setup.mismatches())

@@ -383,6 +383,12 @@ class GovernedClient(Client):
             if self._http_client is not None:
                 await self._http_client.aclose()
             raise
+        # A new session: what a listing stage verified of an earlier one (a chain reused to
+        # reconnect) says nothing about this one, whose server may be a new build.
+        for mw in self.governor.middleware:
+            if isinstance(mw, ListChangeListener):
+                for kind in dict.fromkeys(_LIST_CHANGED.values()):
+                    mw.notify_list_changed(kind)
         info = self.server_info
         if info is not None:
             described = _described(info.name, info.version)

@@ -92,7 +92,8 @@ class PinningMiddleware:
     A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
     request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
 
-    Use one instance per client session: it remembers what that session's latest listing showed.
+    Use one instance per client session: it remembers what that session's latest listing showed
+    (a ``GovernedClient`` entering a new session makes it forget, as a list change does).
 
     Args:
         registry: the approved servers.
