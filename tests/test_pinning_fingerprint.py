@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mcp_types import Tool, ToolAnnotations
+from mcp_types import Icon, Tool, ToolAnnotations, ToolExecution
 
 from mcpgov.pinning import tool_fingerprint
 from mcpgov.pinning._fingerprint import TOOL_FIELDS, changed_fields, tool_wire_form
@@ -95,9 +95,12 @@ def test_description_title_output_schema_and_annotations_are_covered() -> None:
     assert tool_fingerprint(_tool(annotations=None)) != base
 
 
-def test_meta_and_icons_are_not_covered() -> None:
-    assert tool_fingerprint(_tool(_meta={"io.example/trace": "x"})) == tool_fingerprint(_tool())
-    assert "_meta" not in TOOL_FIELDS
+def test_meta_icons_and_execution_are_covered() -> None:
+    base = tool_fingerprint(_tool())
+    assert tool_fingerprint(_tool(_meta={"io.example/trace": "x"})) != base
+    assert tool_fingerprint(_tool(icons=[Icon(src="https://example.com/i.png")])) != base
+    assert tool_fingerprint(_tool(execution=ToolExecution(task_support="optional"))) != base
+    assert {"_meta", "icons", "execution"} <= set(TOOL_FIELDS)
 
 
 def test_uncanonicalisable_tool_raises_value_error() -> None:

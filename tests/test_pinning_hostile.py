@@ -522,3 +522,73 @@ async def test_walks_started_by_other_listings_do_not_refuse_calls(tmp_path: Pat
     assert len(s.hostile.ran) == 30
     assert all(state == "pinned" for _, state in s.hostile.ran)
     assert s.reasons() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("pages", [1, 3])
+async def test_a_listing_that_turns_endless_after_a_complete_one_verifies_nothing_any_more(
+    tmp_path: Path, mode: str, pages: int
+) -> None:
+    """A server verified once, then listing more pages than a walk reads, with a drifted tool
+    beyond them: the earlier listing no longer vouches for anything."""
+    s = await session(tmp_path)
+    async with s.client(mode) as client:
+        assert (await client.call_tool("delta", {"x": "1"})).is_error is False
+        s.hostile.removed = set(NAMES)
+        s.hostile.extra_pages = [[] for _ in range(150)] + [["delta"]]
+        s.hostile.drifted.add("delta")
+        # An agent lists (a page or a few): a new walk is under way, so one is due before a call.
+        cursor: str | None = None
+        for _ in range(pages):
+            page = await client.list_tools(cursor=cursor)
+            assert page.tools == []
+            cursor = page.next_cursor
+        with anyio.fail_after(30):
+            cause = await refused(client, "delta")
+        assert cause.reason == "tool.unverified"
+        await refused(client, "alpha")
+    assert s.hostile.ran == [("delta", "pinned")]
+    endless = [e for e in s.sink.of_type("pin.mismatch") if e.reason == "listing.unending"]
+    assert endless and all(e.principal == AGENT_ID for e in endless)
+
+
+def _withdrawn(entry: Any, change: str) -> dict[str, Any]:
+    data: dict[str, Any] = entry.model_dump(mode="json")
+    if change == "tenant":
+        data["tenants"] = ["globex"]
+    elif change == "workload":
+        data["workloads"] = ["spiffe://acme.example/payroll/*"]
+    elif change == "server name":
+        data["server"] = {"name": "hostile-v2", "version": "==1.0.0"}
+    else:
+        data["server"] = {"name": "hostile", "version": ">=2"}
+    return data
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("change", ["tenant", "workload", "server name", "server version", "removed"])
+async def test_an_approval_withdrawn_between_the_decision_and_the_send_stops_the_send(
+    tmp_path: Path, mode: str, change: str
+) -> None:
+    """A stage after pinning suspends (an approval wait), and meanwhile the operator withdraws
+    the server's approval for this caller: the send is checked again, and nothing is sent."""
+    s = await session(tmp_path)
+
+    class Withdraw:
+        async def __call__(self, ctx: Any, call_next: Any) -> Any:
+            if ctx.method == "tools/call":
+                entry = s.registry.get("hostile")
+                s.registry.remove("hostile")
+                if change != "removed":
+                    s.registry.add(_withdrawn(entry, change))
+                await anyio.lowlevel.checkpoint()
+            return await call_next(ctx)
+
+    client = GovernedClient(s.server, s.pinning, Withdraw(), audit=s.sink, principal=AGENT, mode=mode)
+    async with client:
+        cause = await refused(client, "alpha")
+    assert cause.reason == "server.refused"
+    assert s.hostile.ran == []
+    (outcome,) = [e for e in s.sink.events if e.type == "outcome"]
+    assert outcome.outcome == "failed"
+    assert outcome.principal == AGENT_ID

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -44,6 +45,11 @@ def _manifest(*names: str) -> Manifest:
 def _keys() -> tuple[OKPKey, PublisherKeys]:
     key = OKPKey.generate_key("Ed25519", {"kid": "publisher-1"})
     return key, PublisherKeys.from_jwk(key.as_dict(private=False))
+
+
+_KEYS = _keys()
+_PINS = Path(__import__("tempfile").mkdtemp(prefix="mcpgov-pins-"))
+"""Where the property tests write their pin files (Hypothesis runs share no tmp_path)."""
 
 
 async def test_snapshot_of_a_server_pins_every_tool() -> None:
@@ -108,7 +114,7 @@ def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path, monke
         ("renamed key", lambda d: d["tools"].__setitem__("refunds", d["tools"].pop("refund")), "another name"),
         ("unknown format", lambda d: d.__setitem__("format", "mcpgov.pins/9"), "format"),
         ("extra field", lambda d: d.__setitem__("approved_by", "me"), "approved_by"),
-        ("uncovered tool field", lambda d: d["tools"]["refund"]["tool"].__setitem__("_meta", {}), "does not cover"),
+        ("uncovered tool field", lambda d: d["tools"]["refund"]["tool"].__setitem__("x-scopes", []), "does not cover"),
         ("no input schema", lambda d: d["tools"]["refund"]["tool"].pop("inputSchema"), "inputSchema"),
         ("tools not an object", lambda d: d.__setitem__("tools", []), "tools"),
         ("bad name", lambda d: d["tools"].__setitem__("bad name", d["tools"]["refund"]), "not allowed"),
@@ -307,3 +313,112 @@ def _outcome(parse: Any) -> Manifest | PinningError:
     except PinningError as exc:
         return exc
     return manifest
+
+
+def _with_key_twice(value: Any, target: int, repeat: Any, counter: list[int]) -> str:
+    """``value`` as JSON text, with the first key of its ``target``-th object (pre-order) given
+    again in front of it, holding ``repeat`` (``...``: the same value)."""
+    if isinstance(value, dict):
+        index = counter[0]
+        counter[0] += 1
+        items = [f"{json.dumps(k)}: {_with_key_twice(v, target, repeat, counter)}" for k, v in value.items()]
+        if index == target and value:
+            first = next(iter(value))
+            again = value[first] if repeat is ... else repeat
+            items.insert(0, f"{json.dumps(first)}: {json.dumps(again)}")
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_with_key_twice(v, target, repeat, counter) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _objects(value: Any, found: list[bool]) -> list[bool]:
+    """For each object of ``value`` (pre-order): does it hold a key."""
+    if isinstance(value, dict):
+        found.append(bool(value))
+        for v in value.values():
+            _objects(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _objects(v, found)
+    return found
+
+
+@given(data=st.data(), signed=st.booleans())
+def test_a_key_given_twice_anywhere_in_a_pin_file_is_refused(data: st.DataObject, signed: bool) -> None:
+    """Whichever object holds it and whatever it holds (the same value too): a pin means one thing."""
+    key, keys = _KEYS
+    body = json.loads(dump_manifest(_manifest(), signing_key=key if signed else None))
+    target = data.draw(st.sampled_from([i for i, keyed in enumerate(_objects(body, [])) if keyed]))
+    repeat = data.draw(st.sampled_from([..., None, "other", {"type": "object"}]))
+    text = _with_key_twice(body, target, repeat, [0])
+    path = _PINS / f"twice-{os.getpid()}.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PinningError) as caught:
+        read_manifest(path, publisher=keys if signed else None)
+    assert caught.value.reason == "pin.malformed"
+    assert "duplicate key" in caught.value.detail
+    with pytest.raises(PinningError):
+        FilePinStore(path, publisher=keys if signed else None).load()
+
+
+@pytest.mark.parametrize("depth", [950, 5_000, 100_000])
+def test_a_pin_file_nested_too_deeply_is_malformed_not_a_crash(tmp_path: Path, depth: int) -> None:
+    body = _manifest().body()
+    body["tools"]["refund"]["tool"]["inputSchema"] = "@schema@"
+    nested = '{"a": ' * depth + "{}" + "}" * depth
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(body).replace('"@schema@"', nested), encoding="utf-8")
+    with pytest.raises(PinningError) as caught:
+        read_manifest(path)
+    assert caught.value.reason == "pin.malformed"
+    with pytest.raises(PinningError):
+        FilePinStore(path).load()
+
+
+@pytest.mark.parametrize("twin", ["Refund", "re-fund", "refunb", "REFUND", "ref.und", "refun_d"])
+def test_a_pin_file_approving_names_that_can_be_mistaken_for_each_other_is_malformed(twin: str) -> None:
+    body = _manifest().body()
+    tool = {**body["tools"]["refund"]["tool"], "name": twin}
+    body["tools"][twin] = {"fingerprint": tool_fingerprint(tool), "tool": tool}
+    if twin == "refunb":  # not a lookalike: still a valid pin
+        assert twin in parse_manifest(body).tools
+        return
+    with pytest.raises(PinningError, match="mistaken") as caught:
+        parse_manifest(body, source="pin file x.json")
+    assert caught.value.reason == "pin.malformed"
+
+
+def _attached(signature: str, payload: bytes) -> str:
+    """A detached signature with ``payload`` put back in (a compact JWS carrying its payload)."""
+    header, _, sig = signature.split(".")
+    return f"{header}.{base64.urlsafe_b64encode(payload).decode('ascii').rstrip('=')}.{sig}"
+
+
+@pytest.mark.parametrize(
+    "signed_body",
+    ["older manifest", "other server", "the same manifest"],
+)
+def test_a_signature_carrying_its_own_payload_never_vouches_for_a_manifest(signed_body: str) -> None:
+    """The publisher's genuine signature of some other JSON (an older pin, another server's pin),
+    with that JSON attached, must not pass for the manifest beside it."""
+    key, publisher = _KEYS
+    current = _manifest("read_invoice", "refund", "refund_all")
+    other = {
+        "older manifest": _manifest("read_invoice"),
+        "other server": Manifest.from_tools("payroll", "2.0.0", [_tool("pay")]),
+        "the same manifest": current,
+    }[signed_body]
+    genuine = json.loads(dump_manifest(other, signing_key=key))["signature"]
+    body = current.body()
+    body["signature"] = _attached(genuine, other.canonical())
+    with pytest.raises(PinningError) as caught:
+        parse_manifest(body, publisher=publisher)
+    assert caught.value.reason == "pin.bad_signature"
+    # The signature as written (detached) verifies only the manifest it was made for.
+    body["signature"] = genuine
+    if other is current:
+        assert parse_manifest(body, publisher=publisher) == current
+    else:
+        with pytest.raises(PinningError):
+            parse_manifest(body, publisher=publisher)

@@ -7,6 +7,7 @@ tools (governed) before a call while the pinning middleware needs a listing, and
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -38,8 +39,10 @@ from mcpgov.pinning import (
     approve_changes,
     read_manifest,
     snapshot,
+    tool_fingerprint,
     write_manifest,
 )
+from mcpgov.pinning._fingerprint import tool_wire_form
 from mcpgov.pinning._middleware import SERVER_INFO
 from mcpgov.testing import InMemoryAuditSink, serve_http
 
@@ -307,14 +310,46 @@ async def test_confusable_and_invalid_names_are_refused(tmp_path: Path, mode: st
     assert setup.server_calls() == []
 
 
+def _with_a_second_entry(text: str, *, first: bool = False) -> str:
+    """The pin file with tool ``refund`` given twice: the approved entry, and one for a drifted
+    definition (correctly fingerprinted), before or after it."""
+    data = json.loads(text)
+    approved = data["tools"]["refund"]
+    drifted = {**approved["tool"], "description": "Refund all of every invoice."}
+    other = json.dumps({"fingerprint": tool_fingerprint(drifted), "tool": drifted})
+    entry = json.dumps(approved)
+    pair = f'"refund": {other}, "refund": {entry}' if first else f'"refund": {entry}, "refund": {other}'
+    tools = ", ".join([pair, *(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in data["tools"].items() if k != "refund")])
+    head = {k: v for k, v in data.items() if k != "tools"}
+    return json.dumps(head)[:-1] + f', "tools": {{{tools}}}}}'
+
+
+def _nested_schema(text: str, depth: int) -> str:
+    """The pin file with refund's schema nested ``depth`` objects deep (JSON parsing takes it)."""
+    data = json.loads(text)
+    nested = '{"type": "object"}'
+    for _ in range(depth):
+        nested = '{"type": "object", "properties": {"a": ' + nested + "}}"
+    data["tools"]["refund"]["tool"]["inputSchema"] = "@schema@"
+    return json.dumps(data).replace('"@schema@"', nested)
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
         (lambda p: p.write_text('{"format": "mcpgov.pins/1", "tools": '), "pin.malformed"),
         (lambda p: p.unlink(), "pin.missing"),
         (lambda p: p.write_text(p.read_text().replace("Refund part", "Refund all")), "pin.malformed"),
+        (lambda p: p.write_text(_with_a_second_entry(p.read_text())), "pin.malformed"),
+        (lambda p: p.write_text(_with_a_second_entry(p.read_text(), first=True)), "pin.malformed"),
+        (
+            lambda p: p.write_text(p.read_text().replace('"format"', '"format": "mcpgov.pins/1", "format"')),
+            "pin.malformed",
+        ),
+        (lambda p: p.write_text('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}"), "pin.malformed"),
+        (lambda p: p.write_text(_nested_schema(p.read_text(), 950)), "pin.malformed"),
     ],
-    ids=["truncated", "missing", "edited"],
+    ids=["truncated", "missing", "edited", "key-twice", "key-twice-first", "format-twice", "deep-json", "deep-schema"],
 )
 async def test_corrupt_or_missing_pin_store_fails_closed(tmp_path: Path, mode: str, damage: Any, reason: str) -> None:
     setup = Setup(tmp_path)
@@ -322,6 +357,7 @@ async def test_corrupt_or_missing_pin_store_fails_closed(tmp_path: Path, mode: s
     async with setup.client(mode) as client:
         assert await _names(client) == ["read_invoice", "refund"]
         damage(setup.pin_path)
+        damaged = setup.pin_path.read_bytes() if setup.pin_path.exists() else None
         # Every tool request is refused, the verified listing notwithstanding; nothing is re-pinned.
         cause = await _refused(client, "refund", {"invoice_id": "inv-1", "amount": 5})
         assert cause.reason == reason
@@ -329,9 +365,33 @@ async def test_corrupt_or_missing_pin_store_fails_closed(tmp_path: Path, mode: s
             await client.list_tools()
         assert listing.value.code == -32005
     assert setup.server_calls() == []
-    assert not setup.pin_path.exists() or "Refund part" not in setup.pin_path.read_text()
+    assert (setup.pin_path.read_bytes() if setup.pin_path.exists() else None) == damaged
     denies = [e for e in setup.sink.decisions() if e.effect == "deny"]
     assert [e.reason for e in denies] == [reason, reason]
+
+
+@pytest.mark.parametrize("twin", ["read-invoice", "Read_Invoice", "read.invoice", "readinvoice", "read_lnvoice"])
+async def test_a_pin_approving_two_names_a_reader_cannot_tell_apart_is_refused(
+    tmp_path: Path, mode: str, twin: str
+) -> None:
+    """A pin file edited to approve a lookalike of an approved name, as the server now lists it:
+    the pin is malformed (as ``pin approve`` would never write it), and nothing is called."""
+    setup = Setup(tmp_path)
+    manifest = await setup.pin_now()
+    setup.server.add_tool(lambda invoice_id: f"twin {invoice_id}", name=twin, description="Read one invoice.")
+    listed = {t.name: t for t in await setup.server.list_tools()}
+    with pytest.raises(PinningError):
+        await snapshot(setup.server)  # never pinned by a snapshot...
+    data = manifest.body()
+    form = tool_wire_form(listed[twin])
+    data["tools"][twin] = {"fingerprint": tool_fingerprint(form), "tool": form}
+    setup.pin_path.write_text(json.dumps(data), encoding="utf-8")  # ...but approved by hand
+    async with setup.client(mode) as client:
+        cause = await _refused(client, twin, {"invoice_id": "inv-1"})
+        assert cause.reason == "pin.malformed"
+        assert "mistaken" in cause.detail
+        await _refused(client, "read_invoice", {"invoice_id": "inv-1"})
+    assert setup.server_calls() == []
 
 
 async def test_pin_store_is_checked_before_anything_is_sent(tmp_path: Path, mode: str) -> None:
@@ -476,6 +536,24 @@ async def test_signed_pin_is_accepted_and_a_bad_signature_refused(tmp_path: Path
     assert setup.server_calls() == []
 
 
+async def test_a_publisher_signature_of_an_older_pin_does_not_vouch_for_a_newer_body(tmp_path: Path, mode: str) -> None:
+    """The pin file's body approves one more tool; its signature is the publisher's genuine one
+    of the older pin, carried with that pin's bytes: refused, and the new tool never runs."""
+    key = OKPKey.generate_key("Ed25519", {"kid": "billing-publisher"})
+    setup = Setup(tmp_path, publisher_key=key.as_dict(private=False))
+    older = await setup.pin_now(signing_key=key)
+    setup.server.add_tool(lambda invoice_id: f"wiped {invoice_id}", name="wipe", description="Wipe an invoice.")
+    newer = await snapshot(setup.server)
+    genuine = json.loads(setup.pin_path.read_text())["signature"]
+    header, _, signature = genuine.split(".")
+    payload = base64.urlsafe_b64encode(older.canonical()).decode("ascii").rstrip("=")
+    setup.pin_path.write_text(json.dumps({**newer.body(), "signature": f"{header}.{payload}.{signature}"}))
+    async with setup.client(mode) as client:
+        cause = await _refused(client, "wipe", {"invoice_id": "inv-1"})
+        assert cause.reason == "pin.bad_signature"
+    assert setup.server_calls() == []
+
+
 async def test_resources_and_prompts_of_an_approved_server_pass(tmp_path: Path, mode: str) -> None:
     setup = Setup(tmp_path)
     await setup.pin_now()
@@ -540,3 +618,24 @@ async def test_over_streamable_http_a_changed_tool_is_hidden_and_refused(tmp_pat
     (event,) = setup.mismatches()
     assert event.attributes["old"] == pinned.fingerprint_of("read_invoice")
     assert len([e for e in setup.server_calls() if e.type == "outcome"]) == 1
+
+
+async def test_a_pinning_stage_reused_for_a_new_session_verifies_it_afresh(tmp_path: Path, mode: str) -> None:
+    """One chain reused to reconnect (a retry loop, a pool): what the old session verified says
+    nothing about the new one, whose server may be a new build that announces nothing."""
+    setup = Setup(tmp_path)
+    await setup.pin_now()
+    pinning = PinningMiddleware(setup.registry, server_id="billing")
+
+    def connect() -> GovernedClient:
+        return GovernedClient(setup.server, pinning, audit=setup.sink, principal=AGENT, mode=mode)
+
+    async with connect() as client:
+        await client.call_tool("refund", {"invoice_id": "inv-1", "amount": 5})
+    edit_tool(setup.server, "refund", description="Refund everything, always.")
+    async with connect() as client:
+        assert pinning.needs_listing
+        cause = await _refused(client, "refund", {"invoice_id": "inv-2", "amount": 5})
+        assert cause.reason == "tool.unverified"
+    assert [e.target for e in setup.server_calls() if e.type == "outcome"] == ["refund"]
+    assert any(e.reason == "tool.changed" for e in setup.mismatches())

@@ -22,6 +22,8 @@ AGENT = Principal(
     spiffe_id="spiffe://acme.example/agents/billing-agent",
 )
 INFO = {"name": "billing", "version": "1.4.2"}
+TARGET = StdioServerParameters(command="python", args=["-m", "billing"])
+"""Where the clients of these tests connected: the entry's own command."""
 
 
 def _entry(**changes: Any) -> dict[str, Any]:
@@ -133,7 +135,7 @@ def test_unreadable_registry_files_are_refused(tmp_path: Path) -> None:
 
 def test_approved_caller_and_matching_server_pass() -> None:
     registry = ServerRegistry([_entry()])
-    assert registry.check("billing", tenant="acme", principal=AGENT, server_info=INFO).id == "billing"
+    assert registry.check("billing", tenant="acme", principal=AGENT, server_info=INFO, target=TARGET).id == "billing"
 
 
 @pytest.mark.parametrize(
@@ -158,7 +160,7 @@ def test_approved_caller_and_matching_server_pass() -> None:
 def test_refusals_name_the_reason(tenant: str | None, principal: Principal | None, info: Any, why: str) -> None:
     registry = ServerRegistry([_entry()])
     with pytest.raises(PinningError, match=why) as caught:
-        registry.check("billing", tenant=tenant, principal=principal, server_info=info)
+        registry.check("billing", tenant=tenant, principal=principal, server_info=info, target=TARGET)
     assert caught.value.reason == "server.refused"
     assert caught.value.code == "mcpgov.pinning" and caught.value.rpc_code == -32005
 
@@ -166,16 +168,16 @@ def test_refusals_name_the_reason(tenant: str | None, principal: Principal | Non
 def test_workload_patterns_match_the_subject_when_there_is_no_spiffe_id() -> None:
     registry = ServerRegistry([_entry(workloads=["agent-*"])])
     agent = Principal(issuer="https://id.acme.example", subject="agent-7", tenant="acme")
-    assert registry.check("billing", tenant="acme", principal=agent, server_info=INFO).id == "billing"
+    assert registry.check("billing", tenant="acme", principal=agent, server_info=INFO, target=TARGET).id == "billing"
 
 
 def test_unknown_and_withdrawn_servers_are_refused() -> None:
     registry = ServerRegistry([_entry()])
     with pytest.raises(PinningError, match="not in the registry"):
-        registry.check("payroll", tenant="acme", principal=AGENT, server_info=INFO)
+        registry.check("payroll", tenant="acme", principal=AGENT, server_info=INFO, target=TARGET)
     registry.remove("billing")
     with pytest.raises(PinningError) as caught:
-        registry.check("billing", tenant="acme", principal=AGENT, server_info=INFO)
+        registry.check("billing", tenant="acme", principal=AGENT, server_info=INFO, target=TARGET)
     assert caught.value.reason == "server.refused"
     with pytest.raises(PinningError):
         registry.manifest("billing")

@@ -48,7 +48,7 @@ from mcpgov._keepalive import pooled_transport
 from mcpgov._lru import LRU
 from mcpgov._methods import LISTEN_SUBSCRIBE_METHOD, LISTINGS
 from mcpgov._principal import Principal
-from mcpgov._protocols import ListChangeListener, SendGate, listing_gate
+from mcpgov._protocols import LISTING_PAGE_CAP, ListChangeListener, SendGate, listing_gate
 from mcpgov._sdk import compat
 from mcpgov._types import thaw
 from mcpgov._wire import to_mcp_error
@@ -184,9 +184,10 @@ class _GovernedListTools:
             return ListToolsResult(tools=[])
 
 
-_LISTING_PAGE_CAP = 100
+_LISTING_PAGE_CAP = LISTING_PAGE_CAP
 """Page cap for a walk of the tool listing (as the SDK's own re-listing): a server that pages
-forever cannot hang a call (the call is then refused: nothing was verified)."""
+forever cannot hang a call (the call is then refused: a listing gate verifies nothing of a
+walk that reaches the cap)."""
 
 _LISTING_WALKS = 3
 """How many times a walk that a list change interrupted is started again before a call."""
@@ -195,18 +196,19 @@ _LISTING_WALKS = 3
 class _ToolSend:
     """One governed ``tools/call`` while the SDK sends it: every send must still be what was decided."""
 
-    __slots__ = ("client", "gates", "name", "pins")
+    __slots__ = ("client", "ctx", "gates", "name", "pins")
 
-    def __init__(self, client: GovernedClient, name: str, gates: tuple[SendGate, ...]) -> None:
+    def __init__(self, client: GovernedClient, ctx: GovContext, name: str, gates: tuple[SendGate, ...]) -> None:
         self.client = client
+        self.ctx = ctx
         self.name = name
         self.gates = gates
-        self.pins = tuple(gate.check_send(name) for gate in gates)
+        self.pins = tuple(gate.check_send(name, ctx) for gate in gates)
 
     def check(self, name: str) -> None:
         if name != self.name:
             raise PinningError(f"the call to {self.name!r} tried to send {name!r}", reason="tool.unverified")
-        if tuple(gate.check_send(name) for gate in self.gates) != self.pins:
+        if tuple(gate.check_send(name, self.ctx) for gate in self.gates) != self.pins:
             raise PinningError(f"tool {name!r} is no longer what the call was decided on", reason="tool.unverified")
 
 
@@ -368,6 +370,12 @@ class GovernedClient(Client):
             except TypeError as exc:  # pragma: no cover - guards an SDK change within 2.3.x
                 raise ConfigurationError("this mcp SDK version cannot be governed over HTTP") from exc
 
+    @property
+    def server_target(self) -> object:
+        """What this client connected to, as it was given: a URL, stdio parameters, a transport or
+        an in-process server (what the approved-server registry judges)."""
+        return self._server_target
+
     async def __aenter__(self) -> GovernedClient:
         try:
             await super().__aenter__()
@@ -375,6 +383,12 @@ class GovernedClient(Client):
             if self._http_client is not None:
                 await self._http_client.aclose()
             raise
+        # A new session: what a listing stage verified of an earlier one (a chain reused to
+        # reconnect) says nothing about this one, whose server may be a new build.
+        for mw in self.governor.middleware:
+            if isinstance(mw, ListChangeListener):
+                for kind in dict.fromkeys(_LIST_CHANGED.values()):
+                    mw.notify_list_changed(kind)
         info = self.server_info
         if info is not None:
             described = _described(info.name, info.version)
@@ -529,7 +543,7 @@ class GovernedClient(Client):
             # The SDK is sent exactly what the chain decided on: a caller mutating its dict meanwhile
             # changes nothing. It may send more than once (again after re-listing, once per input
             # round): each send is held to what the chain decided.
-            sending = _TOOL_SEND.set(_ToolSend(self, name, self._send_gates)) if self._send_gates else None
+            sending = _TOOL_SEND.set(_ToolSend(self, c, name, self._send_gates)) if self._send_gates else None
             try:
                 return await Client.call_tool(
                     self,

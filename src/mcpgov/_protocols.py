@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mcpgov._decision import Decision
 
 __all__ = [
+    "LISTING_PAGE_CAP",
     "BatchWriter",
     "ClosableSink",
     "CoversApproval",
@@ -31,6 +32,11 @@ __all__ = [
     "listing_gate",
     "stats_of",
 ]
+
+
+LISTING_PAGE_CAP = 100
+"""The most pages one walk of a listing reads: a client stops there, and a listing gate (tool
+pinning) holds a walk that goes on past it as a listing that cannot be verified."""
 
 
 @runtime_checkable
@@ -62,9 +68,10 @@ class SendGate(Protocol):
     ``HEADER_MISMATCH``, once per ``input_required`` round); the client asks before each send.
     """
 
-    def check_send(self, name: str) -> str:
+    def check_send(self, name: str, ctx: GovContext | None = None) -> str:
         """What tool ``name`` may be sent under now (its verified fingerprint); raises
-        :class:`~mcpgov.McpGovError` when it may not be sent."""
+        :class:`~mcpgov.McpGovError` when it may not be sent. ``ctx`` is the decided request,
+        when the client sends it: what the gate judges of its caller is judged again too."""
 
 
 @runtime_checkable

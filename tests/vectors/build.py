@@ -102,14 +102,20 @@ TOOLS: list[dict[str, Any]] = [
         },
         "outputSchema": {"type": "object", "properties": {"id": {"type": "string"}}},
     },
+    {"name": "ping", "inputSchema": {"type": "object"}},
+]
+
+FINGERPRINTED_TOOLS: list[dict[str, Any]] = [
+    # Every field of a definition is covered: _meta, icons and execution hints too.
     {
-        # Transport and display details (_meta, icons, execution) are not covered by a fingerprint.
-        "name": "ping",
+        "name": "show_invoice",
         "inputSchema": {"type": "object"},
-        "_meta": {"vendor.example/x": 1},
-        "icons": [{"src": "https://example.com/i.png"}],
+        "_meta": {"vendor.example/x": 1, "ui": {"resourceUri": "ui://invoices/view.html"}},
+        "icons": [{"src": "https://example.com/i.png", "mimeType": "image/png"}],
+        "execution": {"taskSupport": "optional"},
     },
 ]
+"""Tools with a fingerprint vector that are not in the pinned manifest vectors."""
 
 PINNED_SERVER = ("files-server", "1.4.2")
 
@@ -296,7 +302,7 @@ def argument_vectors() -> bytes:
 
 def fingerprint_vectors() -> bytes:
     cases = []
-    for tool in TOOLS:
+    for tool in [*TOOLS, *FINGERPRINTED_TOOLS]:
         form = tool_wire_form(tool)
         cases.append(
             {

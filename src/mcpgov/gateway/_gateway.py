@@ -41,6 +41,7 @@ from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
+from mcpgov._protocols import LISTING_PAGE_CAP
 from mcpgov._sdk.compat import connection_of
 from mcpgov._server import ServerGovernance, audit_expiry, authority_lapsed, govern
 from mcpgov._types import thaw
@@ -1221,7 +1222,7 @@ def _round_of(upstream_id: str, params: Any) -> tuple[dict[str, Any] | None, str
     return kept or None, inner
 
 
-MAX_LISTING_PAGES = 100
+MAX_LISTING_PAGES = LISTING_PAGE_CAP
 """The most pages of one upstream listing the gateway walks."""
 MAX_LISTING_ENTRIES = 10_000
 """The most entries one upstream listing may hold."""

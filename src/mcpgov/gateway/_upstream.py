@@ -555,6 +555,24 @@ class WatchedStdio:
         return await self._inner.__aexit__(*exc_info)
 
 
+class HttpTarget:
+    """The SDK's Streamable HTTP transport to ``url``, carrying the URL, so the registry judges
+    where the connection goes (a transport that does not say is refused)."""
+
+    def __init__(self, url: str, http: httpx2.AsyncClient) -> None:
+        self.url = url
+        self._inner = streamable_http_client(url, http_client=http)
+
+    def __repr__(self) -> str:
+        return "HttpTarget(url=...)"  # a URL may hold credentials
+
+    async def __aenter__(self) -> TransportStreams:
+        return await self._inner.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._inner.__aexit__(*exc_info)
+
+
 @dataclass
 class UpstreamStats:
     """Counters an operator reads on ``/readyz`` and in logs."""
@@ -687,7 +705,7 @@ class Upstream:
                 timeout=httpx2.Timeout(30.0, read=300.0),
                 transport=pooled_transport(limits),
             )
-            return streamable_http_client(self.approved.url, http_client=http), http
+            return HttpTarget(self.approved.url, http), http
         params = StdioServerParameters(
             command=self.approved.command or "",
             args=list(self.approved.args),
@@ -1245,7 +1263,13 @@ class Upstream:
         """
         info = client.server_info
         described = {"name": info.name, "version": info.version} if info is not None else None
-        self.registry.check(self.id, tenant=decided.tenant, principal=decided.principal, server_info=described)
+        self.registry.check(
+            self.id,
+            tenant=decided.tenant,
+            principal=decided.principal,
+            server_info=described,
+            target=client.server_target,
+        )
 
     # --- relays from the upstream -------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +13,23 @@ from mcpgov._arguments import canonical_json
 
 __all__ = ["TOOL_FIELDS", "ToolLike", "changed_fields", "tool_fingerprint", "tool_wire_form"]
 
-TOOL_FIELDS: tuple[str, ...] = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
-"""The wire fields (camelCase, as sent) a fingerprint covers. ``_meta``, icons and execution hints
-are transport and display details; everything that tells a model what a tool does or accepts is here."""
+TOOL_FIELDS: tuple[str, ...] = (
+    "name",
+    "title",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+    "icons",
+    "execution",
+    "_meta",
+)
+"""The wire fields (camelCase, as sent) a fingerprint covers: every field of a tool definition.
+
+A client or a model is shown all of them (``_meta`` names an app's UI resource and whether the
+model sees the tool, icons are shown to people, ``execution`` says how the tool is called), so
+none of them may change after approval. A field outside this list cannot be fingerprinted."""
+_COVERED = frozenset(TOOL_FIELDS)
 
 if TYPE_CHECKING:
     from mcp_types import Tool
@@ -36,6 +51,8 @@ def tool_wire_form(tool: ToolLike) -> dict[str, Any]:
 
     Raises:
         TypeError: ``tool`` is neither a ``Tool`` nor a mapping.
+        ValueError: ``tool`` has a field (not ``None``) that is not one of :data:`TOOL_FIELDS`:
+            what no pin covers is never passed over.
     """
     from mcp_types import Tool  # noqa: PLC0415 - loaded on first use
 
@@ -45,6 +62,10 @@ def tool_wire_form(tool: ToolLike) -> dict[str, Any]:
         data = tool
     else:
         raise TypeError(f"expected an mcp_types.Tool or a mapping, got {type(tool).__name__}")
+    uncovered = [key for key, value in data.items() if key not in _COVERED and value is not None]
+    if uncovered:
+        names = ", ".join(sorted(json.dumps(str(key)) for key in uncovered))
+        raise ValueError(f"tool has fields a pin does not cover: {names}")
     return {key: data[key] for key in TOOL_FIELDS if data.get(key) is not None}
 
 
@@ -52,7 +73,8 @@ def tool_fingerprint(tool: ToolLike) -> str:
     """``sha256:<hex>`` of the RFC 8785 canonical JSON of the tool's :func:`tool_wire_form`.
 
     Key order does not matter (a reordered schema hashes the same); any other change, such as a
-    new enum value, a dropped ``required`` entry or a new property, gives a different hash.
+    new enum value, a dropped ``required`` entry, a new property, a new icon or a changed
+    ``_meta`` entry, gives a different hash.
 
     Args:
         tool: an ``mcp_types.Tool`` or a wire mapping.
@@ -62,13 +84,13 @@ def tool_fingerprint(tool: ToolLike) -> str:
 
     Raises:
         ValueError: the tool cannot be canonicalised (for example an integer beyond the
-            I-JSON range, or a non-finite number).
+            I-JSON range, or a non-finite number), or it has a field no pin covers.
         TypeError: ``tool`` is neither a ``Tool`` nor a mapping.
     """
     form = tool_wire_form(tool)
     try:
         canonical: bytes = canonical_json(form)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"tool cannot be canonicalised: {type(exc).__name__}") from exc
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
@@ -85,7 +107,7 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str,
             continue
         try:
             same = canonical_json(a) == canonical_json(b)
-        except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError):
             same = False
         if not same:
             changed.append(key)

@@ -116,6 +116,14 @@ class PublisherKeys:
         """
         if not isinstance(signature, str):
             raise PinningError("the manifest signature is not a string", reason="pin.bad_signature")
+        parts = signature.split(".")
+        if len(parts) != 3 or parts[1] != "" or not parts[0] or not parts[2]:
+            # Only a detached JWS (header..signature) is a manifest signature: one that carries a
+            # payload of its own would verify that payload, not the manifest beside it.
+            raise PinningError(
+                "the manifest signature is not a detached compact JWS (header..signature)",
+                reason="pin.bad_signature",
+            )
         try:
             header = jws.extract_compact(signature.encode("ascii"), payload).headers()
         except (JoseError, ValueError, UnicodeError) as exc:
@@ -132,11 +140,16 @@ class PublisherKeys:
         if key is None or not isinstance(kid, str):
             raise PinningError(f"the manifest is signed by an unknown publisher key {kid!r}", reason="pin.unknown_key")
         try:
-            jws.deserialize_compact(signature, key, algorithms=[_algorithm(key)], payload=payload)
+            verified = jws.deserialize_compact(signature, key, algorithms=[_algorithm(key)], payload=payload)
         except (JoseError, ValueError) as exc:
             raise PinningError(
                 f"the manifest signature does not verify with publisher key {kid!r}", reason="pin.bad_signature"
             ) from exc
+        if verified.payload != payload:
+            raise PinningError(
+                f"the manifest signature with publisher key {kid!r} signs other bytes than the manifest",
+                reason="pin.bad_signature",
+            )
         return kid
 
 

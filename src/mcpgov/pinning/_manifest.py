@@ -17,6 +17,7 @@ import rfc8785
 from joserfc.jwk import Key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mcpgov._datafile import unique_json_pairs
 from mcpgov._errors import PinningError
 from mcpgov.pinning._fingerprint import TOOL_FIELDS, ToolLike, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._keys import PublisherKeys, sign_payload
@@ -107,12 +108,19 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> Manifest:
+        seen = NameIndex()
         for name, pin in self.tools.items():
             problem = name_problem(name)
             if problem is not None:
                 raise ValueError(f"tool name {name!r} is not allowed: {problem}")
             if pin.tool.get("name") != name:
                 raise ValueError(f"tool {name!r} is pinned under another name ({pin.tool.get('name')!r})")
+            # Two approved names a reader cannot tell apart: whichever a model picks, nobody
+            # approved that choice (a snapshot or an approval never pins such a pair).
+            other = find_collision(name, seen)
+            if other is not None:
+                raise ValueError(f"tool names {other!r} and {name!r} can be mistaken for each other")
+            seen.add(name)
         return self
 
     @classmethod
@@ -133,7 +141,10 @@ class Manifest(BaseModel):
         """
         pinned: dict[str, dict[str, Any]] = {}
         for tool in tools:
-            form = tool_wire_form(tool)
+            try:
+                form = tool_wire_form(tool)
+            except ValueError as exc:
+                raise PinningError(f"a tool cannot be pinned: {exc}", reason="pin.malformed") from exc
             name = form.get("name")
             if not isinstance(name, str):
                 raise PinningError("a tool has no name", reason="pin.malformed")
@@ -226,13 +237,16 @@ def parse_manifest(
         raise PinningError(f"{source} is not a JSON object", reason="pin.malformed")
     body = {key: value for key, value in data.items() if key != "signature"}
     signature = data.get("signature")
-    manifest = _validated(body, source)
+    try:
+        manifest = _validated(body, source)
+    except RecursionError as exc:
+        raise PinningError(f"{source} is nested too deeply", reason="pin.malformed") from exc
     if publisher is not None:
         if signature is None:
             raise PinningError(f"{source} is not signed, but its server has a publisher key", reason="pin.unsigned")
         try:
             payload: bytes = rfc8785.dumps(body)
-        except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
             raise PinningError(f"{source} cannot be canonicalised", reason="pin.malformed") from exc
         publisher.verify(signature, payload)
     elif signature is not None and require_signature:
@@ -252,7 +266,8 @@ def read_manifest(
 
     Raises:
         PinningError: reason ``pin.missing`` (no such file), ``pin.unreadable`` (cannot be read,
-            too large, not UTF-8 JSON), or any reason of :func:`parse_manifest`.
+            too large), ``pin.malformed`` (not UTF-8 JSON, a key given twice in one object, nested
+            too deeply), or any reason of :func:`parse_manifest`.
     """
     path = Path(path)
     try:
@@ -265,9 +280,15 @@ def read_manifest(
     if len(raw) > MAX_MANIFEST_BYTES:
         raise PinningError(f"pin file {path} is larger than {MAX_MANIFEST_BYTES} bytes", reason="pin.unreadable")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        # A key given twice is refused: one reader would take the first, another the last, and
+        # a reviewer sees both; a pin means one thing.
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_json_pairs)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PinningError(f"pin file {path} is not valid JSON ({type(exc).__name__})", reason="pin.malformed") from exc
+    except ValueError as exc:  # a duplicate key
+        raise PinningError(f"pin file {path} is not valid JSON: {exc}", reason="pin.malformed") from exc
+    except RecursionError as exc:
+        raise PinningError(f"pin file {path} is nested too deeply", reason="pin.malformed") from exc
     return parse_manifest(data, publisher=publisher, require_signature=require_signature, source=f"pin file {path}")
 
 

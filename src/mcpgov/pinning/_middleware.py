@@ -12,6 +12,7 @@ from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, Listing, ListItem
 from mcpgov._context import LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
 from mcpgov._errors import ConfigurationError, PinningError
+from mcpgov._protocols import LISTING_PAGE_CAP
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._manifest import Manifest
 from mcpgov.pinning._names import NameIndex, find_collision, name_problem
@@ -27,10 +28,11 @@ _MAX_WALKS = 16
 class _Round:
     """One listing walk, from its first page (no cursor) to its last (no next cursor)."""
 
-    __slots__ = ("generation", "seen", "verified")
+    __slots__ = ("generation", "pages", "seen", "verified")
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
+        self.pages = 0
         self.seen: set[str] = set()
         self.verified: dict[str, str] = {}
 
@@ -38,7 +40,7 @@ class _Round:
 class _Blocked:
     __slots__ = ("attributes", "detail", "name", "reason")
 
-    def __init__(self, name: str, reason: str, detail: str, **attributes: Any) -> None:
+    def __init__(self, name: str | None, reason: str, detail: str, **attributes: Any) -> None:
         self.name = name
         self.reason = reason
         self.detail = detail
@@ -90,7 +92,8 @@ class PinningMiddleware:
     A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
     request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
 
-    Use one instance per client session: it remembers what that session's latest listing showed.
+    Use one instance per client session: it remembers what that session's latest listing showed
+    (a ``GovernedClient`` entering a new session makes it forget, as a list change does).
 
     Args:
         registry: the approved servers.
@@ -145,16 +148,21 @@ class PinningMiddleware:
             self._walks.clear()
             self._listed = False
 
-    def check_send(self, name: str) -> str:
+    def check_send(self, name: str, ctx: GovContext | None = None) -> str:
         """The fingerprint tool ``name`` may be sent under now.
 
         Checked by the chain before a ``tools/call`` is decided, and by the client before every
-        request the call sends (see the class docs).
+        request the call sends (see the class docs). With ``ctx``, the decided request, the
+        server's approval for its caller is checked again too: an approval withdrawn while the
+        call waited (for a human, a slow stage) stops the send.
 
         Raises:
-            PinningError: the latest complete listing did not verify the tool, or its pin changed
-                since (reason ``tool.unverified``).
+            PinningError: the server is no longer approved for the caller, or describes itself
+                otherwise (reason ``server.refused``); the latest complete listing did not
+                verify the tool, or its pin changed since (reason ``tool.unverified``).
         """
+        if ctx is not None:
+            self._check_server(ctx)
         # Only a complete walk fills what is verified; a list change empties it, and a page that
         # refuses a tool takes it out. While another walk is under way the latest complete one's
         # word holds: a client calls only once it walked to the end itself (needs_listing).
@@ -172,19 +180,7 @@ class PinningMiddleware:
     async def __call__(self, ctx: GovContext, call_next: CallNext) -> ChainResult:
         if ctx.side != "client":
             raise PinningError("PinningMiddleware runs in a client's chain", reason="pin.misconfigured")
-        if SERVER_TARGET not in ctx.extensions:
-            # Where the client connected cannot be judged: refuse rather than assume.
-            raise PinningError(
-                f"the client did not say what it connected to, so server {self.server_id!r} cannot be checked",
-                reason="server.refused",
-            )
-        self.registry.check(
-            self.server_id,
-            tenant=ctx.tenant,
-            principal=ctx.principal,
-            server_info=ctx.extension(SERVER_INFO),
-            target=ctx.extensions[SERVER_TARGET],
-        )
+        self._check_server(ctx)
         method = ctx.method
         if method == "tools/list":
             manifest = self.registry.manifest(self.server_id)
@@ -200,6 +196,22 @@ class PinningMiddleware:
                 raise PinningError(f"tool {name!r} cannot be verified", reason="tool.unverified")
             self.check_send(name)
         return await call_next(ctx)
+
+    def _check_server(self, ctx: GovContext) -> None:
+        """The registry's verdict on the server for ``ctx``'s caller (raises when refused)."""
+        if SERVER_TARGET not in ctx.extensions:
+            # Where the client connected cannot be judged: refuse rather than assume.
+            raise PinningError(
+                f"the client did not say what it connected to, so server {self.server_id!r} cannot be checked",
+                reason="server.refused",
+            )
+        self.registry.check(
+            self.server_id,
+            tenant=ctx.tenant,
+            principal=ctx.principal,
+            server_info=ctx.extension(SERVER_INFO),
+            target=ctx.extensions[SERVER_TARGET],
+        )
 
     def _collision(self, name: str, manifest: Manifest) -> str | None:
         """The pinned name ``name`` could be mistaken for (skeletons precomputed per manifest)."""
@@ -293,8 +305,16 @@ class PinningMiddleware:
             if offered is listing.items:
                 # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
                 walk.seen.update(listing.hidden)
+            walk.pages += 1
             following = getattr(listing.envelope, "next_cursor", None)
-            if following is not None:
+            if following is not None and walk.pages >= LISTING_PAGE_CAP:
+                # More pages than any walk reads: what the server lists now cannot be verified to
+                # its end, so no earlier listing vouches for anything either.
+                detail = f"the server's tool listing did not end within {LISTING_PAGE_CAP} pages"
+                blocked.append(_Blocked(None, "listing.unending", detail))
+                self._verified.clear()
+                self._listed = False
+            elif following is not None:
                 if len(self._walks) >= _MAX_WALKS:
                     del self._walks[next(iter(self._walks))]  # the oldest: most likely abandoned
                 self._walks[str(following)] = walk

@@ -167,18 +167,18 @@ class ApprovedServer(BaseModel):
 
         Args:
             target: what the client connected to: a URL, stdio parameters (anything with
-                ``command``, ``args`` and ``env``), or an in-process server (not judged: it is the
-                application's own object, with no address to compare).
+                ``command``, ``args`` and ``env``), a transport that says where it goes (a ``url``
+                attribute), or an in-process ``MCPServer`` or lowlevel ``Server`` (not judged: it
+                is the application's own object, with no address to compare). Anything else
+                cannot be compared with the entry, and is refused.
 
         Returns:
             The reason, which names no credentials of the URL, or ``None``.
         """
         if isinstance(target, str):
-            if self.url is None:
-                return f"server {self.id!r} is approved over stdio, but the client connected to a URL"
-            if _url_key(target) != _url_key(self.url):
-                return f"server {self.id!r} is approved at {_url_label(self.url)}, not {_url_label(target)}"
-            return None
+            return self._url_mismatch(target)
+        if target is None:
+            return f"server {self.id!r}: the client did not say what it connected to"
         command = getattr(target, "command", None)
         if isinstance(command, str):
             if self.command is None:
@@ -195,6 +195,24 @@ class ApprovedServer(BaseModel):
                 # Every variable the entry names must be given exactly; others (secrets injected
                 # at start, which a registry must not hold) are not judged.
                 return f"server {self.id!r} is approved with another environment than the client gave its command"
+            return None
+        url = getattr(target, "url", None)
+        if isinstance(url, str) and command is None:
+            return self._url_mismatch(url)
+        if command is None and url is None and _in_process(target):
+            return None
+        # A transport that does not say where it goes (or says it in a form that cannot be
+        # compared): the client may be connected anywhere.
+        return (
+            f"server {self.id!r}: the client connected through a {type(target).__name__}, whose destination "
+            "cannot be compared with the approved one"
+        )
+
+    def _url_mismatch(self, url: str) -> str | None:
+        if self.url is None:
+            return f"server {self.id!r} is approved over stdio, but the client connected to a URL"
+        if _url_key(url) != _url_key(self.url):
+            return f"server {self.id!r} is approved at {_url_label(self.url)}, not {_url_label(url)}"
         return None
 
     def refusal(self, tenant: str | None, principal: Principal | None) -> str | None:
@@ -226,6 +244,14 @@ class ApprovedServer(BaseModel):
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _in_process(target: object) -> bool:
+    """``target`` is an in-process SDK server (the application's own object)."""
+    from mcp.server.lowlevel import Server  # noqa: PLC0415 - the SDK loads on first use
+    from mcp.server.mcpserver import MCPServer  # noqa: PLC0415
+
+    return isinstance(target, MCPServer | Server)
 
 
 def _url_key(url: str) -> tuple[str, str, int | None, str, str]:
@@ -407,7 +433,7 @@ class ServerRegistry:
         tenant: str | None,
         principal: Principal | None,
         server_info: Any,
-        target: object = None,
+        target: object,
     ) -> ApprovedServer:
         """Check that ``server_id`` is approved for this caller and describes itself as expected.
 
@@ -416,7 +442,8 @@ class ServerRegistry:
             tenant: the caller's tenant.
             principal: the caller.
             server_info: the server's self-description, a mapping with ``name`` and ``version``.
-            target: what the client connected to (see :meth:`ApprovedServer.target_mismatch`).
+            target: what the client connected to (see :meth:`ApprovedServer.target_mismatch`);
+                always given: a target that cannot be judged, ``None`` included, is refused.
 
         Returns:
             The entry.
