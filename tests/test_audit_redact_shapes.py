@@ -154,6 +154,14 @@ def test_no_secret_in_any_shape_reaches_a_sink(tmp_path: Path, plant: tuple[str,
         assert secret not in output, text
 
 
+@settings(max_examples=300, deadline=None)
+@given(plant=planted())
+def test_redacting_twice_changes_nothing(plant: tuple[str, str]) -> None:
+    text, _ = plant
+    once = Redactor().text(text)
+    assert Redactor().text(once) == once
+
+
 @st.composite
 def argv(draw: st.DrawFn) -> tuple[list[str], str]:
     """A command line as an argument vector: the option naming a secret and its value are two items."""

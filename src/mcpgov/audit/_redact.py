@@ -68,9 +68,17 @@ _SENSITIVE_LITERALS = (
 # HTTP authentication scheme.
 _QUOTED_VALUE = r"(?:\\\"(?:[^\"\\]|\\[^\"])*(?:\\\"|$)|\"(?:[^\"\\]|\\[\s\S])*(?:\"|$)|'(?:[^'\\]|\\[\s\S])*(?:'|$))"
 _PLAIN_VALUE = r"(?:[^\s&,;\"'\\}\])]|\\(?![\"']))+"
+# A value already redacted (so redacting text twice changes nothing).
+_MARKER = r"[=:>]*\[redacted\](?:[\s&,;\"'\\}\])]|$)"
 _SENSITIVE_VALUE = (
     r"(?:[|>][+-]?[0-9]?[+-]?[ \t]*(?:\r?\n[ \t]*(?=\r?\n))*(?:\r?\n[ \t]+[^\r\n]*)+"
-    r"|(?:(?i:bearer|basic|digest|dpop|token|negotiate)\s+)?(?:" + _QUOTED_VALUE + "|" + _PLAIN_VALUE + "))"
+    r"|(?:(?i:bearer|basic|digest|dpop|token|negotiate)\s+)?(?!"
+    + _MARKER
+    + r")(?:"
+    + _QUOTED_VALUE
+    + "|"
+    + _PLAIN_VALUE
+    + "))"
 )
 # A name naming a secret, taken whole: it starts a run of name characters (so no match starts inside one, and
 # every run is read once), one of the words occurs in the run, and the run is matched atomically.
@@ -97,7 +105,7 @@ _NOT_A_VALUE = (
     r"|reset|changed|updated|rotated|verified|valid|accepted|given|provided|set|unset|too|field|value|mismatch"
     r"|error|exchange|endpoint|request|response|audience|issuer|type|format|length|policy|manager|store|file"
     r"|header|hash|id|signature|scope|scopes|binding|bound|claims?|lifetime|ttl|used|reused|replayed|only"
-    r"|found|needed|present|absent|here|there|please|again|now|yet)\b)"
+    r"|found|needed|present|absent|here|there|please|again|now|yet|reads|equals|becomes)\b)"
 )
 _LINKING = r"(?:[ \t]+(?i:is|was|are|were|reads|equals|set[ \t]+to|becomes))?[ \t]*[:=]?"
 _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -160,7 +168,7 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
         + r"|(?<![A-Za-z0-9_.\\-])(?i:api|access|private|secret|signing|session|client)[ \t]+(?i:key|secret|token)s?"
         + r"(?![A-Za-z0-9_.\\-]))"
         + _LINKING
-        + r"[ \t]+)(?!"
+        + r"[ \t]+)(?![=:>-])(?!"
         + _NOT_A_VALUE
         + ")"
         + _SENSITIVE_VALUE,
