@@ -10,6 +10,7 @@ event through in the clear.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from pathlib import Path
@@ -75,6 +76,11 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
                 "env-file",
                 "session-cookie",
                 "query",
+                "json-encoded-deeply",
+                "base64-twice",
+                "json-pair-in-text",
+                "xml-attributes",
+                "user-option",
             ]
         )
     )
@@ -118,6 +124,30 @@ def planted(draw: st.DrawFn) -> tuple[str, str]:
     if shape == "session-cookie":
         name = draw(st.sampled_from(["session", "sid", "SESSION", "connect.sid"]))
         return f"sent {name}={secret}; path=/", secret
+    if shape == "json-encoded-deeply":  # JSON in a string in a string...
+        text = json.dumps({key: secret})
+        for _ in range(draw(st.integers(2, 4))):
+            text = json.dumps(text)
+        return text, secret
+    if shape == "base64-twice":
+        once = base64.b64encode(f"{key}={secret}".encode())
+        encoded = base64.b64encode(once).decode() if draw(st.booleans()) else base64.urlsafe_b64encode(once).decode()
+        return f"blob {encoded} end", encoded
+    if shape == "json-pair-in-text":  # a name/value structure serialised into a text field
+        naming = draw(st.sampled_from(["name", "key", "Name"]))
+        data = draw(
+            st.sampled_from(
+                [[key, secret], [{naming: key, "value": secret}], {"env": [{naming: key, "value": secret}]}]
+            )
+        )
+        text = json.dumps(data, indent=draw(st.sampled_from([None, 2])))
+        return draw(st.sampled_from([text, f"could not connect with {text}", f"args={json.dumps(text)}"])), secret
+    if shape == "xml-attributes":  # .NET app.config, Java properties XML
+        naming = draw(st.sampled_from(["key", "name"]))
+        return f'<appSettings><add {naming}="{key}" value="{secret}" /></appSettings>', secret
+    if shape == "user-option":
+        option = draw(st.sampled_from(["-u ", "-u", "--user ", "--user="]))
+        return f"curl {option}admin:{secret} https://api.example/v1", secret
     param = draw(st.sampled_from(["access_token", "api_key", "apiKey", "sig", "pw", "otp", "pin"]))
     return f"https://api.example/v1/items?x=1&{param}={secret}&y=2", secret
 
@@ -204,7 +234,7 @@ ORDINARY = st.sampled_from(
         "count=3",
         "mode:fast",
         "--verbose",
-        "-u",
+        "-v",
         "root",
         "task-20260101-abcdef",
         "a1b2c3d4e5f6",

@@ -66,7 +66,7 @@ _SENSITIVE_LITERALS = (
 # A value after ``=`` or ``:``: a YAML block scalar (``|`` or ``>`` and its indented lines), a quoted string
 # (JSON, escaped JSON, shell; an unclosed one runs to the end), or the run up to a delimiter, after an optional
 # HTTP authentication scheme.
-_QUOTED_VALUE = r"(?:\\\"(?:[^\"\\]|\\[^\"])*(?:\\\"|$)|\"(?:[^\"\\]|\\[\s\S])*(?:\"|$)|'(?:[^'\\]|\\[\s\S])*(?:'|$))"
+_QUOTED_VALUE = r"(?:\\+\"[^\"]*(?:\"|$)|\"(?:[^\"\\]|\\[\s\S])*(?:\"|$)|'(?:[^'\\]|\\[\s\S])*(?:'|$))"
 _PLAIN_VALUE = r"(?:[^\s&,;\"'\\}\])]|\\(?![\"']))+"
 # A value already redacted (so redacting text twice changes nothing).
 _MARKER = r"[=:>]*\[redacted\](?:[\s&,;\"'\\}\])]|$)"
@@ -87,6 +87,11 @@ _NAME_CHARS = r"[A-Za-z0-9_.\\-]"
 
 def _secret_run(chars: str, words: str, group: str) -> str:
     return rf"(?<!{chars})(?=(?i:{chars}*?{words}))(?=(?P<{group}>{chars}+))(?P={group})"
+
+
+def _quoted_name(group: str) -> str:
+    """A quoted name naming a secret (the quote before it is matched by the caller), taken whole."""
+    return rf"(?=(?i:[A-Za-z0-9_.:\s-]*?{_SENSITIVE_WORD}))(?=(?P<{group}>[A-Za-z0-9_.:\s-]+))(?P={group})"
 
 
 # Names that are secret on their own, even as a whole name or between separators (``pw=``, ``&sig=``).
@@ -174,6 +179,39 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
         + _SENSITIVE_VALUE,
         ("pass", "pwd", "secret", "token", "api", "access", "private", "credential", "session", "client"),
     ),
+    # <add key="ApiKey" value="..."/>, <entry name="password" value="..."/>: a name/value pair of XML attributes.
+    (
+        r"(?P<_keep_attr>(?<![\w-])(?i:key|name)\s*=\s*[\"']"
+        + _quoted_name("_an")
+        + r"[\"']\s+(?i:value)\s*=\s*)"
+        + _QUOTED_VALUE,
+        _SENSITIVE_LITERALS,
+    ),
+    # ["X-Api-Key", "..."] and {"name": "DB_PASSWORD", "value": "..."} inside text (JSON, escaped JSON, Python
+    # reprs): a name/value pair naming a secret, as in an attribute.
+    (
+        r"(?P<_keep_pair>\[(?:\s|\\[nrt])*\\*[\"']"
+        + _quoted_name("_pn")
+        + r"\\*[\"'](?:\s|\\[nrt])*,(?:\s|\\[nrt])*)"
+        + _QUOTED_VALUE,
+        _SENSITIVE_LITERALS,
+    ),
+    (
+        r"(?P<_keep_named>\\*[\"'](?i:name|key|header|field|variable|param|parameter|label)\\*[\"']"
+        r"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*\\*[\"']"
+        + _quoted_name("_nn")
+        + r"\\*[\"'](?:\s|\\[nrt])*,(?:\s|\\[nrt])*\\*[\"'](?i:value|val|content|default)\\*[\"']"
+        r"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*)" + _SENSITIVE_VALUE,
+        _SENSITIVE_LITERALS,
+    ),
+    # curl -u user:password, --user user:password: the password after the user name.
+    (
+        r"(?P<_keep_user>(?<![\w-])(?:-u[ \t]*|--user[ \t=]+)[\"']?[^\s:\"']+:(?!//))(?!"
+        + _MARKER
+        + ")"
+        + _PLAIN_VALUE,
+        ("-u", "--user"),
+    ),
     # <password>value</password>, <ns:api-key type="string">value</ns:api-key>: an XML or HTML element naming a
     # secret (the element's text, up to the next tag).
     (
@@ -202,6 +240,7 @@ _HEX_RUN = re.compile(r"(?:0[xX])?(?P<hex>[0-9a-fA-F]+)")
 _PERCENT_CHARS = r"[A-Za-z0-9._~!$'()*+,;=:@/?&%-]"
 _PERCENT_RUN = re.compile(rf"(?<!{_PERCENT_CHARS}){_PERCENT_CHARS}*%[0-9A-Fa-f]{{2}}{_PERCENT_CHARS}*")
 _PERCENT_DEPTH = 4  # how many layers of URL-encoding are taken off
+_DECODE_DEPTH = 3  # how many layers of base64 or hex encoding are taken off
 
 DEFAULT_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _DEFAULT_RULES)
 """Secret formats redacted by default, on top of tokens (pass ``default_patterns=False`` to drop them).
@@ -230,7 +269,19 @@ in ``_id``, ``_hash`` or ``_count`` are identifiers, not secrets, and are kept).
 
 # An argument after ``-p`` that is not its password: another option, a path, a number or port mapping.
 _NOT_A_SECRET_ARGUMENT = re.compile(r"[/~.$-][\s\S]*|[\d:./~-]*")
-_KEPT_GROUPS = ("_keep_header", "_keep_key", "_keep_short", "_keep_spaced", "_keep_tag", "_keep_flag", "_keep_opt")
+_KEPT_GROUPS = (
+    "_keep_header",
+    "_keep_key",
+    "_keep_short",
+    "_keep_spaced",
+    "_keep_attr",
+    "_keep_pair",
+    "_keep_named",
+    "_keep_user",
+    "_keep_tag",
+    "_keep_flag",
+    "_keep_opt",
+)
 _KEPT_SUFFIXES = ("_id", "_ids", "_hash", "_count", "_type", "_method")
 # Short secret names that are words only on their own or between separators (``pass``, ``db_pwd``).
 _SHORT_SECRET_NAME = re.compile(r"(?:^|[_.])(?:pass|pwd|pw|pin|otp|auth|sig|key|apikey|session|sid)(?:$|[_.])")
@@ -464,7 +515,11 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """``value`` with every token and secret match replaced by ``[redacted]`` (also inside
-        base64 runs: a run whose decoded text holds a secret is replaced whole)."""
+        base64 runs: a run whose decoded text holds a secret is replaced whole; text that is a JSON
+        object or array is redacted as the data it holds)."""
+        structured = self._json_text(value)
+        if structured is not None:
+            value = structured
         if not self.detect(value):
             return value
         cleaned = self._pattern.sub(self._replacement, value)
@@ -498,11 +553,34 @@ class Redactor:
         run = match.group(0)
         return REDACTED if self._decoded_secret(run) else run
 
-    def _decoded_secret(self, run: str) -> bool:
-        """Whether a base64 or hex run (``0x`` prefix optional) decodes to text holding a token or secret."""
+    def _decoded_secret(self, run: str, depth: int = 0) -> bool:
+        """Whether a base64 or hex run (``0x`` prefix optional) decodes to text holding a token or secret
+        (also encoded again, up to :data:`_DECODE_DEPTH` layers)."""
         hexadecimal = _HEX_RUN.fullmatch(run)
         decoded = _hex_text(hexadecimal.group("hex")) if hexadecimal else _b64_text(run)
-        return decoded is not None and self._detect_plain(decoded)
+        if decoded is None:
+            return False
+        if self._detect_plain(decoded):
+            return True
+        return depth + 1 < _DECODE_DEPTH and any(
+            self._decoded_secret(m.group(0), depth + 1) for m in _BASE64_RUN.finditer(decoded)
+        )
+
+    def _json_text(self, value: str) -> str | None:
+        """``value``, a JSON object or array, with the data it holds redacted (``None`` when it is
+        not one, or holds nothing to redact): a name/value pair naming a secret is found in it as in
+        an attribute (``["password", "..."]``, ``{"name": "API_KEY", "value": "..."}``)."""
+        start = value[:1] if value[:1] in "[{" else value.lstrip()[:1]
+        if start not in ("[", "{") or value.rstrip()[-1:] not in ("]", "}"):
+            return None
+        import json  # noqa: PLC0415 - only needed for text that is JSON
+
+        try:
+            data = json_safe(json.loads(value))
+        except (ValueError, RecursionError):
+            return None
+        cleaned = self._value(data, frozenset())
+        return None if cleaned == data else json.dumps(cleaned, ensure_ascii=False)
 
     def _is_clean(self, value: Any) -> bool:
         """Whether a text field needs no redaction; short clean values are remembered (bounded)."""
@@ -521,6 +599,8 @@ class Redactor:
     def detect(self, value: str) -> bool:
         """Whether ``value`` holds a token or secret this redactor removes (also base64-encoded)."""
         if self._detect_plain(value):
+            return True
+        if value[:1] in "[{ \t\r\n" and self._json_text(value) is not None:
             return True
         if "%" in value and any(self._percent_secret(m.group(0)) for m in _PERCENT_RUN.finditer(value)):
             return True
