@@ -21,8 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcpgov import AuditEvent, Auditor, GovContext
+import mcpgov
+from mcpgov import AuditEvent, Auditor, ConfigurationError, GovContext
 from mcpgov.audit import JsonlSink, Redactor, event_to_dict
+from mcpgov.identity._keys import _check_url
 from mcpgov.testing import InMemoryAuditSink
 
 SECRET = st.from_regex(r"[G-Zg-z][A-Za-z0-9_~+.-]{7,23}", fullmatch=True)
@@ -345,3 +347,19 @@ def test_an_event_the_redactor_fails_on_is_written_without_its_text(tmp_path: Pa
         assert secret not in output
         assert "[redacted]" in output
     assert '"decision"' in outputs[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(plant=planted(), error=st.sampled_from(["ConfigurationError", "IdentityError", "CredentialError"]))
+def test_no_secret_an_error_message_carries_reaches_its_text(plant: tuple[str, str], error: str) -> None:
+    text, secret = plant
+    raised = getattr(mcpgov, error)(f"could not use {text}")
+    for shown in (str(raised), repr(raised), repr(raised.args), raised.detail):
+        assert secret not in shown, text
+
+
+def test_a_configured_url_is_not_echoed_with_its_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        _check_url("http://admin:Zq9xLeak77@idp.example/token?client_secret=Yk3Leak88", "token_url")
+    assert "Zq9xLeak77" not in str(caught.value) and "Yk3Leak88" not in str(caught.value)
+    assert "idp.example" in str(caught.value)

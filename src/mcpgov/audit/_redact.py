@@ -110,7 +110,9 @@ _NOT_A_VALUE = (
     r"|reset|changed|updated|rotated|verified|valid|accepted|given|provided|set|unset|too|field|value|mismatch"
     r"|error|exchange|endpoint|request|response|audience|issuer|type|format|length|policy|manager|store|file"
     r"|header|hash|id|signature|scope|scopes|binding|bound|claims?|lifetime|ttl|used|reused|replayed|only"
-    r"|found|needed|present|absent|here|there|please|again|now|yet|reads|equals|becomes)\b)"
+    r"|found|needed|present|absent|here|there|please|again|now|yet|reads|equals|becomes|unreachable|unavailable|malformed|stale|wrong|incorrect|weak|ok|blank"
+    r"|unsupported|unsigned|untrusted|unverified|disabled|enabled|configured|pending|ready|active|inactive|available"
+    r"|ignored|truncated|out|over|under|still|already|also|then|than|exceeded|exceeds|outside|before|after|unless)\b)"
 )
 _LINKING = r"(?:[ \t]+(?i:is|was|are|were|reads|equals|set[ \t]+to|becomes))?[ \t]*[:=]?"
 _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
