@@ -371,3 +371,32 @@ def test_a_configured_url_is_not_echoed_with_its_password() -> None:
         _check_url("http://admin:Zq9xLeak77@idp.example/token?client_secret=Yk3Leak88", "token_url")
     assert "Zq9xLeak77" not in str(caught.value) and "Yk3Leak88" not in str(caught.value)
     assert "idp.example" in str(caught.value)
+
+
+@st.composite
+def encoded_tokens(draw: st.DrawFn) -> tuple[str, str]:
+    """A compact JWS (a credential or identity token), encoded whole or inside other data."""
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "ES256", "kid": draw(SECRET)}).encode()).rstrip(b"=")
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": draw(SECRET)}).encode()).rstrip(b"=")
+    signature = base64.urlsafe_b64encode(draw(st.binary(min_size=32, max_size=64))).rstrip(b"=")
+    token = b".".join((header, payload, signature)).decode()
+    around = draw(st.sampled_from(["{}", '{{"auth": "{}"}}', "Bearer {}", "x {} y"]))
+    data = around.format(token).encode()
+    encoding = draw(st.sampled_from(["b64", "b64url", "hex", "HEX", "b64-b64"]))
+    if encoding == "b64":
+        encoded = base64.b64encode(data).decode()
+    elif encoding == "b64url":
+        encoded = base64.urlsafe_b64encode(data).decode().rstrip("=")
+    elif encoding == "b64-b64":
+        encoded = base64.b64encode(base64.b64encode(data)).decode()
+    else:
+        encoded = data.hex() if encoding == "hex" else data.hex().upper()
+    return f"blob={encoded};", encoded
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plant=encoded_tokens(), field=st.sampled_from(["detail", "attribute"]))
+def test_no_encoded_token_reaches_a_sink(tmp_path: Path, plant: tuple[str, str], field: str) -> None:
+    text, encoded = plant
+    for output in _written(tmp_path, _event(field, text)):
+        assert encoded not in output, text
