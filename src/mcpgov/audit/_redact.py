@@ -284,6 +284,34 @@ _KEPT_GROUPS = (
     "_keep_flag",
     "_keep_opt",
 )
+_NAME_HINTS = (
+    "pass",
+    "pwd",
+    "pw",
+    "pin",
+    "otp",
+    "auth",
+    "sig",
+    "key",
+    "session",
+    "sid",
+    "secret",
+    "token",
+    "credential",
+    "cookie",
+    "api",
+    "access",
+    "private",
+)
+
+
+def _name_hints(*names: Iterable[str]) -> re.Pattern[str]:
+    """A pattern finding, in lowercase text, a fragment one of the names (or a built-in secret name) holds."""
+    hints = {*_NAME_HINTS, *itertools.chain.from_iterable(names)}
+    hints |= {h.replace("_", "-") for h in hints} | {h.replace("_", "") for h in hints}
+    return re.compile("|".join(re.escape(h) for h in sorted(hints, key=len, reverse=True) if h))
+
+
 _KEPT_SUFFIXES = ("_id", "_ids", "_hash", "_count", "_type", "_method")
 # Short secret names that are words only on their own or between separators (``pass``, ``db_pwd``).
 _SHORT_SECRET_NAME = re.compile(r"(?:^|[_.])(?:pass|pwd|pw|pin|otp|auth|sig|key|apikey|session|sid)(?:$|[_.])")
@@ -490,6 +518,9 @@ class Redactor:
         if isinstance(secret_keys, str):
             raise ConfigurationError("secret_keys must be a collection of name fragments, not one string")
         self.secret_keys: tuple[str, ...] = tuple(_normal_name(k) for k in keys)
+        # A fragment one of which any name this redactor treats as secret holds (so text that is JSON is
+        # only parsed when it may name a secret).
+        self._name_hint = _name_hints(self.secret_keys, self.fields)
         self._record_all = False
         self._record_fields: frozenset[str] | None = None
         self._record_per_target: dict[str, frozenset[str]] = {}
@@ -574,6 +605,8 @@ class Redactor:
         an attribute (``["password", "..."]``, ``{"name": "API_KEY", "value": "..."}``)."""
         start = value[:1] if value[:1] in "[{" else value.lstrip()[:1]
         if start not in ("[", "{") or value.rstrip()[-1:] not in ("]", "}"):
+            return None
+        if not self._name_hint.search(value.lower()):
             return None
         import json  # noqa: PLC0415 - only needed for text that is JSON
 
