@@ -637,7 +637,12 @@ class Auditor:
                     "trace_id": format(span_context.trace_id, "032x"),
                     "span_id": format(span_context.span_id, "016x"),
                 }
-        redacted = self.redactor.event_changes(event)
+        try:
+            redacted = self.redactor.event_changes(event)
+        except Exception:  # noqa: BLE001 - whatever went wrong, the event is not written in the clear
+            from mcpgov.audit._redact import unredactable_changes  # noqa: PLC0415 - mcpgov.audit imports this module
+
+            redacted = unredactable_changes(event)
         if redacted:
             changes = {**changes, **redacted} if changes else redacted
         return event.with_values(**changes) if changes else event

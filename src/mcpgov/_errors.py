@@ -59,6 +59,20 @@ __all__ = [
 ]
 
 
+def _redacted(detail: str) -> str:
+    """``detail`` with every token and secret the default audit redaction finds removed: an error's
+    text reaches logs, tracebacks and command output (a configured URL's password, an argument a
+    tool was refused for)."""
+    if not detail or not isinstance(detail, str):
+        return detail
+    try:
+        from mcpgov._audit import _default_redactor  # noqa: PLC0415 - mcpgov._audit imports this module
+
+        return _default_redactor().text(detail)
+    except Exception:  # noqa: BLE001 - text that could not be redacted is not kept
+        return "[redacted]"
+
+
 class McpGovError(Exception):
     """Root of every mcpgov error.
 
@@ -73,6 +87,7 @@ class McpGovError(Exception):
     public_message: ClassVar[str] = "Internal error"
 
     def __init__(self, detail: str = "", *, reason: str | None = None) -> None:
+        detail = _redacted(detail)
         super().__init__(detail or self.public_message)
         self.detail = detail or self.public_message
         self.reason = reason or self.code.rsplit(".", 1)[-1]

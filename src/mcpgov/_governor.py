@@ -178,6 +178,9 @@ class Governor:
         self.side: Side = side
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
         self.auditor = as_auditor(audit)
+        from mcpgov.credentials._logs import redact_token_logs  # noqa: PLC0415 - avoids an import cycle
+
+        redact_token_logs()  # the SDK logs whole messages, and the exceptions tools raise, with their secrets
         self.limits = limits or _DEFAULT_LIMITS  # immutable: shared by the governors built per session
         self.gated = any(isinstance(mw, Authorizer) for mw in self.middleware)
         if require_authorizer and not self.gated:

@@ -63,19 +63,71 @@ _SENSITIVE_LITERALS = (
     "session",
     "signature",
 )
-# A value after ``=`` or ``:``: a quoted string (JSON, escaped JSON, shell), or the run up to a delimiter,
-# after an optional HTTP authentication scheme.
+# A value after ``=`` or ``:``: a YAML block scalar (``|`` or ``>`` and its indented lines), a quoted string
+# (JSON, escaped JSON, shell; an unclosed one runs to the end), or the run up to a delimiter, after an optional
+# HTTP authentication scheme.
+_QUOTED_VALUE = r"(?:\\+\"[^\"]*(?:\"|$)|\"(?:[^\"\\]|\\[\s\S])*(?:\"|$)|'(?:[^'\\]|\\[\s\S])*(?:'|$))"
+_PLAIN_VALUE = r"(?:[^\s&,;\"'\\}\])]|\\(?![\"']))+"
+# A value already redacted (so redacting text twice changes nothing).
+_MARKER = r"[=:>]*\[redacted\](?:[\s&,;\"'\\}\])]|$)"
 _SENSITIVE_VALUE = (
-    r"(?:(?i:bearer|basic|digest|dpop|token|negotiate)\s+)?"
-    r"(?:\\\"(?:[^\"\\]|\\[^\"])*\\\"|\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s&,;\"'\\}\])]+)"
+    r"(?:[|>][+-]?[0-9]?[+-]?[ \t]*(?:\r?\n[ \t]*(?=\r?\n))*(?:\r?\n[ \t]+[^\r\n]*)+"
+    r"|(?:(?i:bearer|basic|digest|dpop|token|negotiate)\s+)?(?!"
+    + _MARKER
+    + r")(?:"
+    + _QUOTED_VALUE
+    + "|"
+    + _PLAIN_VALUE
+    + "))"
 )
+# A name naming a secret, taken whole: it starts a run of name characters (so no match starts inside one, and
+# every run is read once), one of the words occurs in the run, and the run is matched atomically.
+_NAME_CHARS = r"[A-Za-z0-9_.\\-]"
+
+
+def _secret_run(chars: str, words: str, group: str) -> str:
+    return rf"(?<!{chars})(?=(?i:{chars}*?{words}))(?=(?P<{group}>{chars}+))(?P={group})"
+
+
+def _quoted_name(group: str) -> str:
+    """A quoted name naming a secret (the quote before it is matched by the caller), taken whole."""
+    return rf"(?=(?i:[A-Za-z0-9_.:\s-]*?{_SENSITIVE_WORD}))(?=(?P<{group}>[A-Za-z0-9_.:\s-]+))(?P={group})"
+
+
+# Names that are secret on their own, even as a whole name or between separators (``pw=``, ``&sig=``).
+_SHORT_WORD = r"(?:pw|pin|otp|sig|session|sid)"
+# Names written before their value without a separator (``password hunter2``, ``the api key is X``): fewer
+# words than ``key=value`` names, since ``auth``, ``cookie`` and ``signature`` start ordinary prose.
+_SPACED_WORD = (
+    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_.-]?key|access[_.-]?key|private[_.-]?key|credentials?"
+    r"|session[_.-]?key)"
+)
+# Words after such a name that are not its value (status and function words: ``the token expired``).
+_NOT_A_VALUE = (
+    r"(?i:(?:a|an|the|is|was|are|were|be|been|being|has|have|had|not|no|none|null|and|or|of|for|to|in|on|at|by"
+    r"|with|without|from|as|if|it|its|that|this|which|when|while|must|may|can|cannot|could|should|will|would|does"
+    r"|did|do|expired|expires|expiry|invalid|missing|required|rejected|revoked|refused|denied|failed|unknown|empty"
+    r"|reset|changed|updated|rotated|verified|valid|accepted|given|provided|set|unset|too|field|value|mismatch"
+    r"|error|exchange|endpoint|request|response|audience|issuer|type|format|length|policy|manager|store|file"
+    r"|header|hash|id|signature|scope|scopes|binding|bound|claims?|lifetime|ttl|used|reused|replayed|only"
+    r"|found|needed|present|absent|here|there|please|again|now|yet|reads|equals|becomes|unreachable|unavailable|malformed|stale|wrong|incorrect|weak|ok|blank"
+    r"|unsupported|unsigned|untrusted|unverified|disabled|enabled|configured|pending|ready|active|inactive|available"
+    r"|ignored|truncated|out|over|under|still|already|also|then|than|exceeded|exceeds|outside|before|after|unless)\b)"
+)
+_LINKING = r"(?:[ \t]+(?i:is|was|are|were|reads|equals|set[ \t]+to|becomes))?[ \t]*[:=]?"
 _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # JWS (3 parts) and JWE (5 parts) compact serialisations: base64url JSON header "eyJ...".
-    (r"eyJ[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_=-]*){1,4}", ("eyj",)),
+    # The run holding it is matched whole and once (a token glued to other text is removed with it).
+    (
+        r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*?eyJ[A-Za-z0-9_-]{2})(?=(?P<_jwt>[A-Za-z0-9_-]+))(?P=_jwt)"
+        r"(?:\.[A-Za-z0-9_=-]*){1,4}",
+        ("eyj",),
+    ),
     # Credential-bearing HTTP headers, to the end of the line (cookies hold several values).
     (
         r"(?P<_keep_header>(?i:\b(?:proxy-)?authorization|\bset-cookie|\bcookie"
-        r"|\bx-[a-z0-9-]*(?:key|token|secret|auth)[a-z0-9-]*)\s*:[ \t]*)[^\r\n]+",
+        r"|(?<![a-z0-9-])x-(?=[a-z0-9-]*?(?:key|token|secret|auth))(?=(?P<_xh>[a-z0-9-]+))(?P=_xh))\s*:[ \t]*)"
+        r"[^\r\n]+",
         ("authorization", "cookie", "x-"),
     ),
     # HTTP credentials in header form, however short the value.
@@ -86,11 +138,10 @@ _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # User information in a URI (``scheme://user:password@host``, ``https://token@host``).
     (r"(?<=://)[^/\s@?#\"'<>]+(?=@)", ("://",)),
 )
-_SECRET_NAME = re.compile(r"(?i:[A-Za-z0-9_.\s-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.\s-]*)")
+_SECRET_NAME_CHARS = re.compile(r"[A-Za-z0-9_.\s-]*")
+_SECRET_NAME_WORD = re.compile("(?i:" + _SENSITIVE_WORD + ")")
 """A name the built-in ``key=value`` rule treats as naming a secret (so a mapping entry or a
 name/value pair under it is redacted like the text ``name=value``)."""
-_TOKEN_IN_NAME = re.compile(_TOKEN_RULES[0][0])
-"""A JWS/JWE inside the name part of a redacted ``name=value`` pair."""
 _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub tokens
     (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),  # Slack tokens
@@ -103,22 +154,84 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"\bsk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_-]{20,}", ("sk-proj-", "sk-ant-", "sk-svcacct-", "sk-admin-")),
     (r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]*(?:-----END [A-Z ]*PRIVATE KEY-----)?", ("-----begin",)),
     # key=value, key: value, "key": "value" (JSON, escaped JSON), key='value', key => value, with any prefix or
-    # suffix on a key naming a secret (access_token=, DB_PASSWORD=, aws_secret_access_key=, x-api-key:).
+    # suffix on a key naming a secret (access_token=, DB_PASSWORD=, aws_secret_access_key=, x-api-key:), and
+    # escaped separators inside the key (pass\=word=).
     (
-        r"(?P<_keep_key>(?i:[A-Za-z0-9_.-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.-]*)"
-        r"(?:\\?[\"'])?\s*(?:=>|->|:=|=|:(?!//))\s*)" + _SENSITIVE_VALUE,
+        r"(?P<_keep_key>" + _secret_run(_NAME_CHARS, _SENSITIVE_WORD, "_kn") + r"(?:\\?[\"'])?\s*\\?"
+        r"(?:=>|->|(?<=-)>|:=|=|:(?!//))\s*)" + _SENSITIVE_VALUE,
         _SENSITIVE_LITERALS,
+    ),
+    # pw=, &sig=, session=, SID=: short names, as a whole name or after a separator.
+    (
+        r"(?P<_keep_short>(?<![A-Za-z0-9_.\\-])(?:[A-Za-z0-9]+[_.-])?(?i:" + _SHORT_WORD + r")(?![A-Za-z0-9_.\\-])"
+        r"(?:\\?[\"'])?[ \t]*(?:=|:(?!//))[ \t]*)" + _SENSITIVE_VALUE,
+        ("pw", "pin", "otp", "sig", "session", "sid"),
+    ),
+    # password hunter2, "the api key is: X", client_secret\tX: a name naming a secret and a value after blanks
+    # (a configuration file, prose), unless the next word is a status or function word.
+    (
+        r"(?P<_keep_spaced>(?:"
+        + _secret_run(_NAME_CHARS, _SPACED_WORD, "_sn")
+        + r"|(?<![A-Za-z0-9_.\\-])(?i:api|access|private|secret|signing|session|client)[ \t]+(?i:key|secret|token)s?"
+        + r"(?![A-Za-z0-9_.\\-]))"
+        + _LINKING
+        + r"[ \t]+)(?![=:>-])(?!"
+        + _NOT_A_VALUE
+        + ")"
+        + _SENSITIVE_VALUE,
+        ("pass", "pwd", "secret", "token", "api", "access", "private", "credential", "session", "client"),
+    ),
+    # <add key="ApiKey" value="..."/>, <entry name="password" value="..."/>: a name/value pair of XML attributes.
+    (
+        r"(?P<_keep_attr>(?<![\w-])(?i:key|name)\s*=\s*[\"']"
+        + _quoted_name("_an")
+        + r"[\"']\s+(?i:value)\s*=\s*)"
+        + _QUOTED_VALUE,
+        _SENSITIVE_LITERALS,
+    ),
+    # ["X-Api-Key", "..."] and {"name": "DB_PASSWORD", "value": "..."} inside text (JSON, escaped JSON, Python
+    # reprs): a name/value pair naming a secret, as in an attribute.
+    (
+        r"(?P<_keep_pair>\[(?:\s|\\[nrt])*\\*[\"']"
+        + _quoted_name("_pn")
+        + r"\\*[\"'](?:\s|\\[nrt])*,(?:\s|\\[nrt])*)"
+        + _QUOTED_VALUE,
+        _SENSITIVE_LITERALS,
+    ),
+    (
+        r"(?P<_keep_named>\\*[\"'](?i:name|key|header|field|variable|param|parameter|label)\\*[\"']"
+        r"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*\\*[\"']"
+        + _quoted_name("_nn")
+        + r"\\*[\"'](?:\s|\\[nrt])*,(?:\s|\\[nrt])*\\*[\"'](?i:value|val|content|default)\\*[\"']"
+        r"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*)" + _SENSITIVE_VALUE,
+        _SENSITIVE_LITERALS,
+    ),
+    # curl -u user:password, --user user:password: the password after the user name.
+    (
+        r"(?P<_keep_user>(?<![\w-])(?:-u[ \t]*|--user[ \t=]+)[\"']?[^\s:\"']+:(?!//))(?!"
+        + _MARKER
+        + ")"
+        + _PLAIN_VALUE,
+        ("-u", "--user"),
     ),
     # <password>value</password>, <ns:api-key type="string">value</ns:api-key>: an XML or HTML element naming a
     # secret (the element's text, up to the next tag).
     (
-        r"(?P<_keep_tag><(?i:[A-Za-z0-9_.:-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.:-]*)(?:\s[^<>]*)?>)[^<]+",
+        r"(?P<_keep_tag><" + _secret_run(r"[A-Za-z0-9_.:-]", _SENSITIVE_WORD, "_tn") + r"(?:\s[^<>]*)?>)[^<]+",
         _SENSITIVE_LITERALS,
     ),
-    # --password value, --api-key "value": a long command-line option naming a secret, and its value.
+    # --password value, --api-key "value", --token=value: a long command-line option naming a secret, and its
+    # value.
     (
-        r"(?P<_keep_flag>--(?i:[A-Za-z0-9_.-]*" + _SENSITIVE_WORD + r"[A-Za-z0-9_.-]*)[ \t]+)(?!-)" + _SENSITIVE_VALUE,
+        r"(?P<_keep_flag>(?<![A-Za-z0-9_.-])--(?=[A-Za-z0-9])(?=(?i:[A-Za-z0-9_.-]*?" + _SENSITIVE_WORD + r"))"
+        r"(?=(?P<_fn>[A-Za-z0-9_.-]+))(?P=_fn)(?:[ \t]+|=))(?!-)" + _SENSITIVE_VALUE,
         _SENSITIVE_LITERALS,
+    ),
+    # -p value, -pvalue, -p 'value': the short option mysql, sshpass, zip and others take a password with
+    # (not a number or port mapping, a path or another option: mkdir -p /srv, docker -p 8080:80).
+    (
+        r"(?P<_keep_opt>(?<![\w-])-[pP](?:[ \t]+)?)(?![\d:./~-]*(?:\s|$))(?![/~.$-])" + _SENSITIVE_VALUE,
+        ("-p",),
     ),
 )
 # Runs that may be base64 (standard or URL-safe): decoded and scanned for the rules above.
@@ -126,8 +239,10 @@ _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"(?:0[xX])?(?P<hex>[0-9a-fA-F]+)")
 # Runs of URL-encoded text (a query string or form body, encoded once more as a redirect target):
 # decoded and scanned for the rules above.
-_PERCENT_RUN = re.compile(r"[A-Za-z0-9._~!$'()*+,;=:@/?&%-]*%[0-9A-Fa-f]{2}[A-Za-z0-9._~!$'()*+,;=:@/?&%-]*")
+_PERCENT_CHARS = r"[A-Za-z0-9._~!$'()*+,;=:@/?&%-]"
+_PERCENT_RUN = re.compile(rf"(?<!{_PERCENT_CHARS}){_PERCENT_CHARS}*%[0-9A-Fa-f]{{2}}{_PERCENT_CHARS}*")
 _PERCENT_DEPTH = 4  # how many layers of URL-encoding are taken off
+_DECODE_DEPTH = 3  # how many layers of base64 or hex encoding are taken off
 
 DEFAULT_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _DEFAULT_RULES)
 """Secret formats redacted by default, on top of tokens (pass ``default_patterns=False`` to drop them).
@@ -154,9 +269,52 @@ DEFAULT_SECRET_KEYS: tuple[str, ...] = (
 """Name fragments: an attribute or argument whose name contains one of them is redacted (names ending
 in ``_id``, ``_hash`` or ``_count`` are identifiers, not secrets, and are kept)."""
 
+# An argument after ``-p`` that is not its password: another option, a path, a number or port mapping.
+_NOT_A_SECRET_ARGUMENT = re.compile(r"[/~.$-][\s\S]*|[\d:./~-]*")
+_KEPT_GROUPS = (
+    "_keep_header",
+    "_keep_key",
+    "_keep_short",
+    "_keep_spaced",
+    "_keep_attr",
+    "_keep_pair",
+    "_keep_named",
+    "_keep_user",
+    "_keep_tag",
+    "_keep_flag",
+    "_keep_opt",
+)
+_NAME_HINTS = (
+    "pass",
+    "pwd",
+    "pw",
+    "pin",
+    "otp",
+    "auth",
+    "sig",
+    "key",
+    "session",
+    "sid",
+    "secret",
+    "token",
+    "credential",
+    "cookie",
+    "api",
+    "access",
+    "private",
+)
+
+
+def _name_hints(*names: Iterable[str]) -> re.Pattern[str]:
+    """A pattern finding, in lowercase text, a fragment one of the names (or a built-in secret name) holds."""
+    hints = {*_NAME_HINTS, *itertools.chain.from_iterable(names)}
+    hints |= {h.replace("_", "-") for h in hints} | {h.replace("_", "") for h in hints}
+    return re.compile("|".join(re.escape(h) for h in sorted(hints, key=len, reverse=True) if h))
+
+
 _KEPT_SUFFIXES = ("_id", "_ids", "_hash", "_count", "_type", "_method")
 # Short secret names that are words only on their own or between separators (``pass``, ``db_pwd``).
-_SHORT_SECRET_NAME = re.compile(r"(?:^|[_.])(?:pass|pwd|pw|pin|otp|auth|sig|key|apikey)(?:$|[_.])")
+_SHORT_SECRET_NAME = re.compile(r"(?:^|[_.])(?:pass|pwd|pw|pin|otp|auth|sig|key|apikey|session|sid)(?:$|[_.])")
 
 # Event fields that hold free text or caller-supplied values, and so are scanned for tokens and
 # secrets. The others (id, type, time, hashes, trace ids, enums) are produced by mcpgov itself.
@@ -274,6 +432,26 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+_KEPT_ON_FAILURE = frozenset({"schema_version", "side", "effect", "outcome", "error_code"})
+
+
+def unredactable_changes(event: AuditEvent) -> dict[str, Any]:
+    """The field values that replace an event's when redacting it failed: every text field and
+    attribute a caller could have chosen becomes ``[redacted]`` (the event's kind, effect, ids,
+    time and hashes stay, so the trail still records that it happened)."""
+    data = event.__dict__
+    changes: dict[str, Any] = {
+        name: REDACTED for name in _TEXT_FIELDS if name not in _KEPT_ON_FAILURE and data[name] is not None
+    }
+    if isinstance(data["request_id"], str):
+        changes["request_id"] = REDACTED
+    for name in _TUPLE_FIELDS:
+        if data[name]:
+            changes[name] = tuple(REDACTED for _ in data[name])
+    changes["attributes"] = {"redaction": "failed"}
+    return changes
+
+
 class Redactor:
     """Removes tokens, secrets and named fields from audit events (the auditor runs it before any sink).
 
@@ -309,10 +487,10 @@ class Redactor:
         record_arguments: bool | Collection[str] | Mapping[str, Collection[str]] = False,
     ) -> None:
         rules = list(_TOKEN_RULES)
-        self._secret_name: re.Pattern[str] | None = None
+        self._secret_name = False
         if default_patterns:
             rules.extend(_DEFAULT_RULES)
-            self._secret_name = _SECRET_NAME
+            self._secret_name = True
         sources: list[str] = [p for p, _ in rules]
         custom: list[str] = []
         for given in patterns:
@@ -341,6 +519,9 @@ class Redactor:
         if isinstance(secret_keys, str):
             raise ConfigurationError("secret_keys must be a collection of name fragments, not one string")
         self.secret_keys: tuple[str, ...] = tuple(_normal_name(k) for k in keys)
+        # A fragment one of which any name this redactor treats as secret holds (so text that is JSON is
+        # only parsed when it may name a secret).
+        self._name_hint = _name_hints(self.secret_keys, self.fields)
         self._record_all = False
         self._record_fields: frozenset[str] | None = None
         self._record_per_target: dict[str, frozenset[str]] = {}
@@ -368,7 +549,11 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """``value`` with every token and secret match replaced by ``[redacted]`` (also inside
-        base64 runs: a run whose decoded text holds a secret is replaced whole)."""
+        base64 runs: a run whose decoded text holds a secret is replaced whole; text that is a JSON
+        object or array is redacted as the data it holds)."""
+        structured = self._json_text(value)
+        if structured is not None:
+            value = structured
         if not self.detect(value):
             return value
         cleaned = self._pattern.sub(self._replacement, value)
@@ -392,23 +577,46 @@ class Redactor:
 
     def _replacement(self, match: re.Match[str]) -> str:
         groups = match.groupdict()
-        kept = (
-            groups.get("_keep_header") or groups.get("_keep_key") or groups.get("_keep_tag") or groups.get("_keep_flag")
-        ) or ""
+        kept = next((groups[name] for name in _KEPT_GROUPS if groups.get(name)), "")
         if "eyJ" in kept:
             # The name kept before a redacted value can itself hold a token ("PASSeyJ...=x").
-            kept = _TOKEN_IN_NAME.sub(REDACTED, kept)
+            return REDACTED
         return kept + REDACTED
 
     def _base64_replacement(self, match: re.Match[str]) -> str:
         run = match.group(0)
         return REDACTED if self._decoded_secret(run) else run
 
-    def _decoded_secret(self, run: str) -> bool:
-        """Whether a base64 or hex run (``0x`` prefix optional) decodes to text holding a token or secret."""
+    def _decoded_secret(self, run: str, depth: int = 0) -> bool:
+        """Whether a base64 or hex run (``0x`` prefix optional) decodes to text holding a token or secret
+        (also encoded again, up to :data:`_DECODE_DEPTH` layers)."""
         hexadecimal = _HEX_RUN.fullmatch(run)
         decoded = _hex_text(hexadecimal.group("hex")) if hexadecimal else _b64_text(run)
-        return decoded is not None and self._detect_plain(decoded)
+        if decoded is None:
+            return False
+        if self._detect_plain(decoded):
+            return True
+        return depth + 1 < _DECODE_DEPTH and any(
+            self._decoded_secret(m.group(0), depth + 1) for m in _BASE64_RUN.finditer(decoded)
+        )
+
+    def _json_text(self, value: str) -> str | None:
+        """``value``, a JSON object or array, with the data it holds redacted (``None`` when it is
+        not one, or holds nothing to redact): a name/value pair naming a secret is found in it as in
+        an attribute (``["password", "..."]``, ``{"name": "API_KEY", "value": "..."}``)."""
+        start = value[:1] if value[:1] in "[{" else value.lstrip()[:1]
+        if start not in ("[", "{") or value.rstrip()[-1:] not in ("]", "}"):
+            return None
+        if not self._name_hint.search(value.lower()):
+            return None
+        import json  # noqa: PLC0415 - only needed for text that is JSON
+
+        try:
+            data = json_safe(json.loads(value))
+        except (ValueError, RecursionError):
+            return None
+        cleaned = self._value(data, frozenset())
+        return None if cleaned == data else json.dumps(cleaned, ensure_ascii=False)
 
     def _is_clean(self, value: Any) -> bool:
         """Whether a text field needs no redaction; short clean values are remembered (bounded)."""
@@ -427,6 +635,8 @@ class Redactor:
     def detect(self, value: str) -> bool:
         """Whether ``value`` holds a token or secret this redactor removes (also base64-encoded)."""
         if self._detect_plain(value):
+            return True
+        if value[:1] in "[{ \t\r\n" and self._json_text(value) is not None:
             return True
         if "%" in value and any(self._percent_secret(m.group(0)) for m in _PERCENT_RUN.finditer(value)):
             return True
@@ -465,8 +675,11 @@ class Redactor:
         if any(fragment in normal for fragment in self.secret_keys) or _SHORT_SECRET_NAME.search(normal):
             return True
         # As in text: ``githubpwd=...`` is redacted, so is a ``githubpwd`` entry.
-        rule = self._secret_name
-        return rule is not None and rule.fullmatch(name) is not None
+        return (
+            self._secret_name
+            and _SECRET_NAME_CHARS.fullmatch(name) is not None
+            and _SECRET_NAME_WORD.search(name) is not None
+        )
 
     def value(self, value: Any, names: Collection[str] = frozenset()) -> Any:
         """``value`` made JSON-safe, with secrets and the fields called ``names`` redacted, at any depth."""
@@ -501,8 +714,22 @@ class Redactor:
         if isinstance(value, list):
             if len(value) == 2 and self._names_secret(value[0], names):  # a [name, value] pair
                 return [value[0], REDACTED]
-            return [self._value(v, names) for v in value]
+            items = [self._value(v, names) for v in value]
+            # An argument vector: the item after an option naming a secret (--password, -p) is its value.
+            for index, item in enumerate(value[:-1]):
+                if isinstance(item, str) and item.startswith("-") and self._option_takes_secret(item, names):
+                    following = value[index + 1]
+                    if not isinstance(following, str) or not _NOT_A_SECRET_ARGUMENT.fullmatch(following):
+                        items[index + 1] = REDACTED
+            return items
         return value
+
+    def _option_takes_secret(self, option: str, names: frozenset[str]) -> bool:
+        """Whether a command-line option (``--password``, ``-p``) is followed by a secret."""
+        if option in ("-p", "-P"):
+            return True
+        name = option.lstrip("-")
+        return option.startswith("--") and bool(name) and "=" not in name and self._names_secret(name, names)
 
     # --- events and arguments -----------------------------------------------------------------
 

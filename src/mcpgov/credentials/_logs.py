@@ -1,5 +1,6 @@
-"""Keeping bearer tokens out of log records: the MCP SDK and HTTP libraries log whole messages
-(``_meta`` included) at DEBUG level, and a credential or identity token travels there."""
+"""Keeping bearer tokens and secrets out of log records: the MCP SDK and HTTP libraries log whole
+messages (``_meta`` included) at DEBUG level, and a credential or identity token travels there; the SDK
+logs the exception a tool raised, whose message can hold the secret the tool was called with."""
 
 from __future__ import annotations
 
@@ -45,10 +46,28 @@ def _redact_match(match: re.Match[str]) -> str:
 
 
 def _redact_tokens(text: str) -> str:
-    return _CANDIDATE.sub(_redact_match, text)
+    from mcpgov._audit import _default_redactor  # noqa: PLC0415 - mcpgov._audit imports mcpgov.credentials
+    from mcpgov.audit._redact import REDACTED as AUDIT_REDACTED  # noqa: PLC0415
+
+    redacted = _default_redactor().text(text)
+    if redacted != text:  # one marker in logs: what the audit redactor removed reads as a token does
+        text = redacted.replace(AUDIT_REDACTED, REDACTED)
+    if "." in text:
+        text = _CANDIDATE.sub(_redact_match, text)
+    return text
 
 
-_LOGGER_PREFIXES = ("mcp", "httpx", "httpx2", "httpcore", "httpcore2", "starlette", "uvicorn", "sse_starlette")
+_LOGGER_PREFIXES = (
+    "mcp",
+    "mcpgov",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "starlette",
+    "uvicorn",
+    "sse_starlette",
+)
 """Records of these loggers (and their children) are redacted: the libraries a session runs on."""
 
 
@@ -57,10 +76,11 @@ def _covered(name: str) -> bool:
 
 
 class TokenRedactingFilter(logging.Filter):
-    """A ``logging.Filter`` replacing every compact JWS in a record's message with ``[secure]``.
+    """A ``logging.Filter`` replacing every compact JWS in a record's message, and every token
+    and secret the default audit :class:`~mcpgov.audit.Redactor` finds, with ``[secure]``.
 
     The message is formatted once (``msg % args``) and replaced by its redacted text; records
-    without a token pass unchanged. Exception text is redacted the same way.
+    without a token or secret pass unchanged. Exception text is redacted the same way.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -74,17 +94,19 @@ def redact(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - a record that cannot be formatted is left to logging's own handling
         return
-    if "." in message:
+    try:
         redacted = _redact_tokens(message)
         if redacted != message:
             record.msg = redacted
             record.args = None
-    if record.exc_info and record.exc_text is None:
-        text = logging.Formatter().formatException(record.exc_info)
-        redacted = _redact_tokens(text)
-        if redacted != text:
-            record.exc_text = redacted
-            record.exc_info = None
+        if record.exc_info and record.exc_text is None:
+            text = logging.Formatter().formatException(record.exc_info)
+            redacted = _redact_tokens(text)
+            if redacted != text:
+                record.exc_text = redacted
+                record.exc_info = None
+    except Exception:  # noqa: BLE001 - a record that could not be redacted is not logged as it was
+        record.msg, record.args, record.exc_info, record.exc_text = "[redacted]", None, None, None
 
 
 _lock = threading.Lock()
@@ -92,9 +114,10 @@ _installed: list[Any] = []
 
 
 def redact_token_logs() -> None:
-    """Redact tokens from every record of the MCP SDK's and the HTTP stack's loggers, present
-    and future (idempotent; :class:`~mcpgov.credentials.ClientCredentials` and
-    :class:`~mcpgov.credentials.CredentialMiddleware` call it).
+    """Redact tokens and secrets from every record of mcpgov's, the MCP SDK's and the HTTP
+    stack's loggers, present and future (idempotent; every governed server and client calls it,
+    as do :class:`~mcpgov.credentials.ClientCredentials` and
+    :class:`~mcpgov.credentials.CredentialMiddleware`).
 
     Installed as a log record factory that wraps the current one, so it also covers loggers
     created later; only records of those libraries are touched, and only when a level that
