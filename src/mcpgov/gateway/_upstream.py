@@ -733,6 +733,10 @@ class Upstream:
             log_level="debug",  # modern upstreams log only on request; the agent's own level applies in front
             cache=None,
         )
+        if isinstance(self._server, Server | MCPServer):
+            # Reached through an in-memory transport of the gateway's own (see _in_process): the
+            # registry judges the in-process server it is, not that transport.
+            client._server_target = self._server
         return client, http
 
     def bind(self, start: Callable[[], None]) -> None:
