@@ -223,11 +223,29 @@ async def _tool_of(server: Any, name: str, version: Any) -> Any:
         return None  # FastMCP answers that itself, once the caller may know
 
 
+async def _mounted(tool: Any) -> Any:
+    """The tool a mounted server's tool stands for: its own server runs the tool it names, as
+    that version.
+
+    Raises:
+        InvalidRequest: it cannot be looked up (``target_unchecked``).
+    """
+    from fastmcp.utilities.versions import VersionSpec  # noqa: PLC0415 - optional extra
+
+    child_server, child_name = tool._server, tool._original_name  # no public accessor
+    if child_server is None or not isinstance(child_name, str):
+        raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
+    version = VersionSpec(eq=tool.version) if tool.version else None
+    try:
+        return await _tool_of(child_server, child_name, version)
+    except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
+        _unchecked(exc)
+
+
 async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth: int) -> Mapping[str, Any] | None:
     from fastmcp.server.providers.fastmcp_provider import FastMCPProviderTool  # noqa: PLC0415 - optional extra
     from fastmcp.tools.function_tool import FunctionTool  # noqa: PLC0415 - optional extra
     from fastmcp.tools.tool_transform import TransformedTool  # noqa: PLC0415 - optional extra
-    from fastmcp.utilities.versions import VersionSpec  # noqa: PLC0415 - optional extra
 
     from mcpgov._sdk.validation import converted_tool_arguments  # noqa: PLC0415 - keeps the import graph flat
 
@@ -236,16 +254,7 @@ async def _decided_by(tool: Any, what: str, arguments: Mapping[str, Any], depth:
     if isinstance(tool, FunctionTool):
         return converted_tool_arguments(what, tool.fn, arguments)
     if isinstance(tool, FastMCPProviderTool):
-        # A mounted server's tool: its own server runs the tool it names, as that version.
-        child_server, child_name = tool._server, tool._original_name  # no public accessor
-        if child_server is None or not isinstance(child_name, str):
-            raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
-        version = VersionSpec(eq=tool.version) if tool.version else None
-        try:
-            child = await _tool_of(child_server, child_name, version)
-        except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
-            _unchecked(exc)
-        return await _decided_by(child, what, arguments, depth + 1)
+        return await _decided_by(await _mounted(tool), what, arguments, depth + 1)
     if isinstance(tool, TransformedTool):
         to_parent: dict[str, str] = {}
         for old in tool.parent_tool.parameters.get("properties", {}):
@@ -295,7 +304,6 @@ async def _guard_problem_in(tool: Any, served_as: str, depth: int) -> str | None
     from fastmcp.server.providers.fastmcp_provider import FastMCPProviderTool  # noqa: PLC0415 - optional extra
     from fastmcp.tools.function_tool import FunctionTool  # noqa: PLC0415 - optional extra
     from fastmcp.tools.tool_transform import TransformedTool  # noqa: PLC0415 - optional extra
-    from fastmcp.utilities.versions import VersionSpec  # noqa: PLC0415 - optional extra
 
     from mcpgov._hooks import guard_problem  # noqa: PLC0415 - keeps the import graph flat
 
@@ -304,15 +312,7 @@ async def _guard_problem_in(tool: Any, served_as: str, depth: int) -> str | None
     if isinstance(tool, FunctionTool):
         return guard_problem(tool.fn, served_as)
     if isinstance(tool, FastMCPProviderTool):
-        child_server, child_name = tool._server, tool._original_name  # no public accessor
-        if child_server is None or not isinstance(child_name, str):
-            raise InvalidRequest("the request's target could not be checked", reason="target_unchecked")
-        version = VersionSpec(eq=tool.version) if tool.version else None
-        try:
-            child = await _tool_of(child_server, child_name, version)
-        except Exception as exc:  # noqa: BLE001 - what would run cannot be known: refused
-            _unchecked(exc)
-        return await _guard_problem_in(child, served_as, depth + 1)
+        return await _guard_problem_in(await _mounted(tool), served_as, depth + 1)
     if isinstance(tool, TransformedTool):
         own = guard_problem(tool.fn, served_as) if tool.fn is not tool.forwarding_fn else None
         return own or await _guard_problem_in(tool.parent_tool, served_as, depth + 1)
