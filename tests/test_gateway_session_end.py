@@ -121,6 +121,10 @@ def _reaches(roots: list[Any], needle: str, limit: int = 200_000) -> bool:
         item = todo.pop()
         if id(item) in seen or isinstance(item, type | types_module.ModuleType):
             continue
+        if type(item).__module__.startswith("opentelemetry"):
+            # Tracing is process-wide (a provider, its processors and exporters hold every span
+            # ended so far): it is no part of the agent's request, and leads to the whole heap.
+            continue
         seen.add(id(item))
         if isinstance(item, str):
             if needle in item:
