@@ -706,20 +706,29 @@ async def test_the_agents_token_and_meta_never_reach_the_upstream(mode: str) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_no_secret_or_agent_token_in_any_python_log_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("leaks", [False, True])
+async def test_no_secret_or_agent_token_in_any_python_log_at_debug(
+    caplog: pytest.LogCaptureFixture, leaks: bool
+) -> None:
+    """Neither the agent's token nor an upstream's secret reaches a log record, even when the
+    upstream hands its secret back in a result, an error and its own log lines (the SDK logs
+    whole messages at DEBUG; the upstream runs in this process)."""
     import logging
 
     from mcpgov.pinning import snapshot
     from mcpgov.testing import serve_http
 
     upstream = MCPServer("remote", version="3.0.0")
+    secret = "remote-key-" + "8" * 20
 
     @upstream.tool()
     def whoami() -> str:
         """Nothing secret."""
+        if leaks:
+            logging.getLogger("mcp.server.remote").debug("serving with key %s", secret)
+            raise ValueError(f"the upstream key {secret} was refused")
         return "ok"
 
-    secret = "remote-key-" + "8" * 20
     idp = IdentityIssuer(audience=AUDIENCE)
     caplog.set_level(logging.DEBUG)
     async with serve_http(upstream.streamable_http_app()) as upstream_base:
@@ -757,7 +766,8 @@ async def test_no_secret_or_agent_token_in_any_python_log_at_debug(caplog: pytes
         app = gateway.http_app(auth=gateway.bearer_auth("http://127.0.0.1/mcp"))
         async with serve_http(app) as base, GovernedClient(f"{base}/mcp", identity=token, mode="legacy") as agent:
             await agent.list_tools()
-            await agent.call_tool("remote_whoami", {})
+            result = await agent.call_tool("remote_whoami", {})
+            assert secret not in str(result)
     leaking = [
         (r.name, r.getMessage()[:200]) for r in caplog.records if secret in r.getMessage() or token in r.getMessage()
     ]

@@ -8,9 +8,11 @@ import base64
 import logging
 import re
 import threading
+import weakref
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["REDACTED", "TokenRedactingFilter", "redact_token_logs"]
+__all__ = ["REDACTED", "TokenRedactingFilter", "redact_known_secrets", "redact_token_logs"]
 
 REDACTED = "[secure]"
 """What replaces a token in a log record."""
@@ -45,11 +47,35 @@ def _redact_match(match: re.Match[str]) -> str:
     return match.group(0)
 
 
+_known: list[weakref.WeakMethod[Callable[[str], str]]] = []
+"""The scrubbers of secrets a running component knows by value (a gateway's upstream
+credentials), held weakly: a component that is gone scrubs nothing more."""
+
+
+def redact_known_secrets(scrub: Callable[[str], str]) -> None:
+    """Also remove, from every record :func:`redact_token_logs` covers, the secrets ``scrub``
+    knows by value: ``scrub(text)`` returns ``text`` with each of them replaced by the audit
+    redaction marker (a component's bound method, held weakly; e.g. a gateway's scrubber of its
+    upstreams' credentials, in every form they may come back in)."""
+    with _lock:
+        _known[:] = [ref for ref in _known if ref() is not None]
+        _known.append(weakref.WeakMethod(scrub))
+    redact_token_logs()
+
+
+def _scrub_known(text: str) -> str:
+    for ref in tuple(_known):
+        scrub = ref()
+        if scrub is not None:
+            text = scrub(text)
+    return text
+
+
 def _redact_tokens(text: str) -> str:
     from mcpgov._audit import _default_redactor  # noqa: PLC0415 - mcpgov._audit imports mcpgov.credentials
     from mcpgov.audit._redact import REDACTED as AUDIT_REDACTED  # noqa: PLC0415
 
-    redacted = _default_redactor().text(text)
+    redacted = _scrub_known(_default_redactor().text(text)) if _known else _default_redactor().text(text)
     if redacted != text:  # one marker in logs: what the audit redactor removed reads as a token does
         text = redacted.replace(AUDIT_REDACTED, REDACTED)
     if "." in text:

@@ -46,6 +46,7 @@ from mcpgov._sdk.compat import connection_of
 from mcpgov._server import ServerGovernance, audit_expiry, authority_lapsed, govern
 from mcpgov._types import thaw
 from mcpgov.approval._elicit import STATE_PREFIX as APPROVAL_STATE_PREFIX
+from mcpgov.credentials._logs import redact_known_secrets
 from mcpgov.gateway._config import GatewayConfig, UpstreamConfig
 from mcpgov.gateway._routing import NameKind, Namespace, Router
 from mcpgov.gateway._upstream import (
@@ -196,6 +197,9 @@ class Gateway:
         self._secret_key: tuple[tuple[str, ...], ...] = ()
         self._secret_forms: tuple[str, ...] = ()
         self.auditor.redactor = SecretRedactor(self.auditor.redactor, self._upstream_secrets)
+        # ...and from every log record of this process that carries them (the SDK logs whole
+        # messages at DEBUG; an upstream may hand its secret back in a result or an error).
+        redact_known_secrets(self._scrub_secrets)
         self._decided = _Decided()
         # The agents' sessions able to hear notifications, with the tenant and principal their
         # requests were decided for (a handshake-era session is bound to one). What authorised
@@ -367,6 +371,11 @@ class Gateway:
         for upstream in self._all_upstreams():
             upstream.mark_dead("gateway stopping")
         await self.auditor.aflush()
+
+    def _scrub_secrets(self, text: str) -> str:
+        """``text`` with every form of every started upstream's secrets replaced."""
+        secrets = self._upstream_secrets()
+        return scrub(text, secrets) if secrets else text
 
     def _upstream_secrets(self) -> tuple[str, ...]:
         """Every form of every started upstream's secrets, longest first."""
