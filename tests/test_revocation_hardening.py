@@ -352,3 +352,98 @@ async def test_put_max_never_lowers_a_stored_time_on_redis(
                 await store.put_max("k", 99.0, 60)
         finally:
             process.send_signal(signal.SIGCONT)
+
+
+# -- issuers whose clocks run ahead of the revoker's ---------------------------------------------
+
+
+@pytest.mark.parametrize("scope", ["task", "principal"])
+@pytest.mark.parametrize("ahead", [0.5, 7.0, 59.0])
+async def test_a_revocation_covers_credentials_an_issuer_ahead_of_it_minted_before_it(
+    mode: str, scope: str, ahead: float
+) -> None:
+    """An issuer replica whose clock runs ``ahead`` of the revoking process stamps a credential it
+    mints before the revocation with a later time than the revocation's own: with
+    ``issuer_skew`` at least that far, the revocation still covers it, on every replica."""
+    real = FrozenClock()
+    fast = FrozenClock(real.now + ahead)
+    store = CompactMemoryStore(clock=real)
+    revoker = make_issuer(real, revocations=RevocationList(store, max_ttl=300, issuer_skew=60, clock=real))
+    minting = make_issuer(fast, keys=revoker.keys, revocations=RevocationList(store, max_ttl=300, clock=fast))
+    replica = build_governed(revoker, revocations=RevocationList(store, max_ttl=300, clock=real))
+    minted = await minting.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-42", ttl=300)
+    real.advance(0.25)  # the revocation comes after the mint, by every clock but the issuer's
+    if scope == "task":
+        await revoker.revoke_task(AGENT, "release-42")
+    else:
+        await revoker.revoke_principal(AGENT)
+    assert minted.claims.issued_at > real.now  # stamped later than the revocation's own time
+    async with Client(replica.server, mode=mode) as client:
+        with pytest.raises(MCPError):
+            await call(client, "status", {}, minted.token, AGENT)
+    assert replica.ran == []
+    # Past the window, the task or principal can be given credentials again.
+    real.advance(61)
+    fast.advance(61)
+    fresh = await revoker.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-42", ttl=300)
+    async with Client(replica.server, mode=mode) as client:
+        await call(client, "status", {}, fresh.token, AGENT)
+    assert replica.ran == ["status"]
+
+
+async def test_without_issuer_skew_the_clocks_are_trusted_to_agree() -> None:
+    """The default (``issuer_skew=0``) covers what was stamped up to the revoker's own time only:
+    the window the option closes, shown so that its effect above is not vacuous."""
+    real = FrozenClock()
+    fast = FrozenClock(real.now + 5)
+    store = CompactMemoryStore(clock=real)
+    revoker = RevocationList(store, max_ttl=300, clock=real)
+    minting = make_issuer(fast, revocations=RevocationList(store, max_ttl=300, clock=fast))
+    minted = await minting.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-42", ttl=300)
+    await revoker.revoke_task("acme", "release-42", owner=AGENT.key)
+    assert await revoker.check(minted.claims)  # admitted: stamped after the revocation's time
+    skewed = RevocationList(store, max_ttl=300, issuer_skew=5, clock=real)
+    await skewed.revoke_task("acme", "release-42", owner=AGENT.key)
+    with pytest.raises(CredentialError) as caught:
+        await revoker.check(minted.claims)
+    assert caught.value.reason == "revoked"
+
+
+@pytest.mark.parametrize("bad", [-1, 301, float("nan"), float("inf"), "5", True, None])
+def test_issuer_skew_must_be_a_number_of_seconds(bad: Any) -> None:
+    from mcpgov import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="issuer_skew"):
+        RevocationList(issuer_skew=bad)
+
+
+async def test_an_issuer_ahead_of_the_revoker_on_redis(
+    mode: str, stallable_redis: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    """Two replicas on one real Redis, the minting one's clock 20 s ahead of the revoking one's:
+    the revocation covers the credential minted before it, and the other replica refuses it."""
+    from mcpgov.redis import RedisStateStore
+
+    url, _process = stallable_redis
+    real = FrozenClock()
+    fast = FrozenClock(real.now + 20)
+    async with (
+        RedisStateStore.from_url(url, timeout=2.0) as revoker_store,
+        RedisStateStore.from_url(url, timeout=2.0) as replica_store,
+    ):
+        revoker = make_issuer(
+            real, revocations=RevocationList(revoker_store, max_ttl=300, issuer_skew=30, timeout=2.0, clock=real)
+        )
+        minting = make_issuer(
+            fast, keys=revoker.keys, revocations=RevocationList(replica_store, max_ttl=300, timeout=2.0, clock=fast)
+        )
+        replica = build_governed(
+            minting, revocations=RevocationList(replica_store, max_ttl=300, timeout=2.0, clock=real)
+        )
+        minted = await minting.mint(AGENT, audience=AUDIENCE, tools=["status"], task_id="release-9", ttl=300)
+        real.advance(1)
+        await revoker.revoke_task(AGENT, "release-9")
+        async with Client(replica.server, mode=mode) as client:
+            with pytest.raises(MCPError):
+                await call(client, "status", {}, minted.token, AGENT)
+        assert replica.ran == []

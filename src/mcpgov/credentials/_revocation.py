@@ -90,6 +90,12 @@ class RevocationList:
         max_ttl: the longest lifetime of a credential covered.
         leeway: seconds of clock skew allowed by verifiers (entries live that much longer); a
             verifier refuses a revocation list with less leeway than its own.
+        issuer_skew: how many seconds the clock of any issuer of the covered credentials may run
+            ahead of the clock of the process that revokes. A task's or principal's revocation
+            covers the credentials issued up to that much after its own time, so a credential
+            minted before the revocation by an issuer whose clock runs ahead is refused too; a
+            credential of that task or principal minted within that window after the revocation
+            is refused as well. ``0`` (the default) trusts the clocks to agree.
         timeout: seconds one store operation may take before it counts as a failure.
         retry_interval: seconds between automatic retries of unrecorded revocations.
         namespace: prefix of every key.
@@ -102,6 +108,7 @@ class RevocationList:
         *,
         max_ttl: float = 3600.0,
         leeway: float = MAX_LEEWAY,
+        issuer_skew: float = 0.0,
         timeout: float = 0.5,
         retry_interval: float = 1.0,
         namespace: str = "mcpgov:cred:",
@@ -114,6 +121,9 @@ class RevocationList:
             raise ConfigurationError(f"leeway must be between 0 and 300 seconds, got {leeway!r}")
         self.store: StateStore = store if store is not None else CompactMemoryStore(clock=clock)
         self.leeway = float(leeway)
+        if not is_number(issuer_skew) or not 0 <= issuer_skew <= 300:
+            raise ConfigurationError(f"issuer_skew must be between 0 and 300 seconds, got {issuer_skew!r}")
+        self.issuer_skew = float(issuer_skew)
         self._ns = namespace
         self._clock = clock
         # key -> (revoked at, forget at): what this process revoked in the last moments, and
@@ -278,7 +288,7 @@ class RevocationList:
 
     async def _revoke_before(self, key: str) -> None:
         now = self._clock()
-        at = now
+        at = now + self.issuer_skew  # what an issuer whose clock runs ahead stamped before now
         self._remember(key, at)
         await self._put(key, repr(at), self._until(at) - now)
 
