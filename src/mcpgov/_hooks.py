@@ -47,22 +47,30 @@ def _markable(fn: object) -> object:
     return inner if inner is not None else fn
 
 
+_UNREADABLE = frozenset({"\x00unreadable"})
+"""What :func:`_guarded_names` answers when a wrapper could not be followed to its end."""
+
+_MAX_WRAPPERS = 32
+
+
 def _guarded_names(fn: object) -> frozenset[str] | None:
     """The tool names ``fn`` was guarded under, following ``__wrapped__`` (a decorator made with
-    ``functools.wraps``) and bound methods; ``None`` when no guard names it."""
+    ``functools.wraps``), ``functools.partial`` and bound methods; ``None`` when no guard names
+    it; :data:`_UNREADABLE` when the chain could not be read to its end (an attribute that
+    raises, a chain longer than any decorator stack): a guard may be hidden there."""
     names: frozenset[str] | None = None
-    for _ in range(32):  # a wrapper chain longer than this is not followed further
+    for _ in range(_MAX_WRAPPERS):
         if fn is None:
-            break
+            return names
         try:
             found = getattr(_markable(fn), _GUARDED_AS, None)
-            after = getattr(fn, "__wrapped__", None)
-        except Exception:  # noqa: BLE001 - an object whose attributes raise: nothing found on it
-            break
+            after = fn.func if isinstance(fn, functools.partial) else getattr(fn, "__wrapped__", None)
+        except Exception:  # noqa: BLE001 - an object whose attributes raise: what it hides is unknown
+            return _UNREADABLE
         if isinstance(found, frozenset):
             names = found if names is None else names | found
         fn = after
-    return names
+    return names if fn is None else _UNREADABLE
 
 
 def any_guards() -> bool:
@@ -76,6 +84,11 @@ def guard_problem(fn: object, served_as: str) -> str | None:
     if not _Guards.made:
         return None
     names = _guarded_names(fn)
+    if names is _UNREADABLE:
+        return (
+            f"the function tool {served_as!r} runs could not be read to its end (an attribute raised, "
+            "or its wrappers go deeper than any decorator stack), so a guard on it may not be asked"
+        )
     if names is None or served_as in names:
         return None
     guarded = ", ".join(repr(name) for name in sorted(names))
