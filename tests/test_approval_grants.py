@@ -255,7 +255,7 @@ def test_a_pending_approval_with_garbled_earlier_approvals_is_unreadable(granted
     from mcpgov.approval._elicit import _pending_record
 
     record = {
-        "action": ["tools/call", "tool", "deploy", "sha256:x", None, None, None, None, None],
+        "action": ["tools/call", "tool", "deploy", "sha256:x", None, None, None, None, None, None],
         "rule": "r",
         "reason": "",
         "principal": None,

@@ -68,6 +68,7 @@ def operator_app(
                     "tenant": r.tenant,
                     "task_id": r.task_id,
                     "task_owner": r.task_owner,
+                    "acting_for": list(r.acting_for),
                     "purpose": r.purpose,
                     "rule": r.rule,
                     "expires_at": r.expires_at,

@@ -30,6 +30,7 @@ from mcpgov.approval._model import (
     ApprovalGrant,
     ApprovalRequest,
     _other_owner,
+    acting_for_ids,
     action_key,
 )
 
@@ -46,7 +47,18 @@ _SCHEMA: dict[str, Any] = {
 }
 
 
-_ACTION_PARTS = ("method", "kind", "target", "args_hash", "issuer", "subject", "tenant", "task_id", "task_owner")
+_ACTION_PARTS = (
+    "method",
+    "kind",
+    "target",
+    "args_hash",
+    "issuer",
+    "subject",
+    "tenant",
+    "task_id",
+    "task_owner",
+    "acting_for",
+)
 """The parts of a stored :data:`~mcpgov.approval.ActionKey`, in order (a pending approval stored in
 another shape, by an earlier version, approves nothing)."""
 
@@ -59,13 +71,13 @@ def _same_request(record: dict[str, Any], ctx: GovContext) -> bool:
     action = record.get("action")
     if not isinstance(action, list) or len(action) != len(_ACTION_PARTS):
         return False
-    method, kind, target, args_hash, issuer, subject, tenant, task_id, owner = action
+    method, kind, target, args_hash, issuer, subject, tenant, task_id, owner, acting_for = action
     key = action_key(ctx)
-    if key[:6] != (method, kind, target, args_hash, issuer, subject):
+    if key[:6] != (method, kind, target, args_hash, issuer, subject) or key[9] != acting_for:
         return False
     if ctx.tenant is not None and ctx.tenant != tenant:
         return False
-    return ctx.task_id is None or key[7:] == (task_id, owner)
+    return ctx.task_id is None or key[7:9] == (task_id, owner)
 
 
 def _optional_text(value: Any) -> bool:
@@ -100,6 +112,10 @@ def _pending_record(raw: str) -> dict[str, Any] | None:
         or not math.isfinite(expires_at)
         or not _earlier_grants(record.get("granted", []))
     ):
+        return None
+    try:
+        acting_for_ids(action[9])
+    except ValueError:
         return None
     return record
 
@@ -307,6 +323,7 @@ class ElicitationApprover:
             expires_at=float(record["expires_at"]),
             policy_version=record.get("policy_version"),
             task_owner=_other_owner(action),
+            acting_for=acting_for_ids(action[9]),
         )
         earlier = [
             (

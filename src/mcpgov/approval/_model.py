@@ -12,6 +12,7 @@ from typing import Any
 from mcpgov._arguments import canonical_json
 from mcpgov._context import GovContext, task_owner
 from mcpgov._decision import Decision
+from mcpgov._principal import Principal
 from mcpgov._types import thaw
 
 __all__ = ["ActionKey", "ApprovalAnswer", "ApprovalGrant", "ApprovalRequest", "action_key"]
@@ -40,14 +41,46 @@ def _visible(json_text: str) -> str:
     return "".join(out)
 
 
-ActionKey = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, str | None, str | None]
+ActionKey = tuple[
+    str, str | None, str | None, str | None, str | None, str | None, str | None, str | None, str | None, str | None
+]
 """(method, kind, target, args_hash, principal issuer, principal subject, tenant, task id, task
-owner ``issuer#subject``)."""
+owner ``issuer#subject``, actor chain): the actor chain is whom the caller acts for, nearest
+first, as the JSON text ``[[subject, issuer], ...]`` (``None`` when it acts for nobody)."""
+
+
+def acting_for_key(principal: Principal | None) -> str | None:
+    """The actor chain of ``principal`` as an :data:`ActionKey` part: one exact text per chain."""
+    if principal is None or not principal.actors:
+        return None
+    return json.dumps([[a.subject, a.issuer] for a in principal.actors], ensure_ascii=False, separators=(",", ":"))
+
+
+def acting_for_ids(key: str | None) -> tuple[str, ...]:
+    """The parties of an :data:`ActionKey`'s actor chain, nearest first, as ``issuer#subject``
+    (the subject alone where no issuer was named).
+
+    Raises:
+        ValueError: ``key`` is not such a text (a stored approval in another shape).
+    """
+    if key is None:
+        return ()
+    links = json.loads(key)
+    if not isinstance(links, list) or not all(
+        isinstance(link, list)
+        and len(link) == 2
+        and isinstance(link[0], str)
+        and (link[1] is None or isinstance(link[1], str))
+        for link in links
+    ):
+        raise ValueError("not an actor chain")
+    return tuple(f"{iss}#{sub}" if iss is not None else sub for sub, iss in links)
 
 
 def action_key(ctx: GovContext) -> ActionKey:
     """What an approval is bound to: the exact request, caller and task (the task's id and its
-    owner: one id may name the tasks of several owners, see :func:`~mcpgov._context.task_owner`)."""
+    owner: one id may name the tasks of several owners, see :func:`~mcpgov._context.task_owner`),
+    and whom the caller acts for (its actor chain: a grant for one party is not one for another)."""
     principal = ctx.principal
     owner = task_owner(ctx)
     return (
@@ -60,6 +93,7 @@ def action_key(ctx: GovContext) -> ActionKey:
         ctx.tenant,
         ctx.task_id,
         f"{owner[0]}#{owner[1]}" if owner is not None else None,
+        acting_for_key(principal),
     )
 
 
@@ -103,6 +137,8 @@ class ApprovalRequest:
             only under that version).
         task_owner: whose task it is (``issuer#subject``), when it is not the caller's own (a
             delegate acting in another principal's task).
+        acting_for: whom the caller acts for (its actor chain, nearest first, each
+            ``issuer#subject``); empty when it acts for nobody.
     """
 
     id: str
@@ -122,6 +158,7 @@ class ApprovalRequest:
     arguments: Any = field(default=None, repr=False, compare=False)
     policy_version: str | None = None
     task_owner: str | None = None
+    acting_for: tuple[str, ...] = ()
 
     @classmethod
     def for_context(
@@ -148,6 +185,7 @@ class ApprovalRequest:
             arguments=ctx.arguments,
             policy_version=decision.policy_version,
             task_owner=_other_owner(action),
+            acting_for=acting_for_ids(action[9]),
         )
 
     @staticmethod
@@ -180,6 +218,8 @@ class ApprovalRequest:
         escaped (see :meth:`quoted`)."""
         q = self.quoted
         who = q(self.principal) if self.principal else "an unidentified caller"
+        if self.acting_for:
+            who += ", acting for " + ", who acts for ".join(q(party) for party in self.acting_for) + ","
         where = f" in tenant {q(self.tenant)}" if self.tenant else ""
         task = f" for task {q(self.task_id)}" if self.task_id else ""
         if self.task_id and self.task_owner:
