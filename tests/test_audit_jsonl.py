@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rfc8785
@@ -309,6 +310,66 @@ def test_a_write_failing_with_anything_is_recorded_as_lost_in_the_log(
     assert [e.type for e in read_events([path])] == ["decision", "audit.gap", "decision"]
 
 
+@pytest.mark.parametrize("writers", [1, 2])
+@pytest.mark.parametrize("cut", [1, 4, 9, 17])
+def test_lines_cut_from_the_start_of_the_active_file_are_found_with_partial_and_a_key(
+    tmp_path: Path, key_file: Path, cut: int, writers: int
+) -> None:
+    """The active file's name says nothing of its first line, but every checkpoint in it signs
+    the seq its file begins at: its first lines cut (its first checkpoints with them, or not)
+    are found with --partial and the key, by every writer's checkpoints, and nothing is proven."""
+    path = tmp_path / "audit.jsonl"
+    sinks = [JsonlSink(path, max_bytes=32768, checkpoint_key=key_file, checkpoint_every=5) for _ in range(writers)]
+    written = 0
+    # Until a rotation happened and the active file holds enough lines to cut from.
+    while not (any(p != path for p in tmp_path.iterdir()) and len(path.read_bytes().splitlines()) >= 24):
+        sinks[written % writers](make_events(1)[0])
+        written += 1
+        assert written < 1000
+    for sink in sinks:
+        sink.close()
+    assert any(p != path for p in tmp_path.iterdir())  # rotated: the active file begins mid-chain
+    assert verify_chain([path], partial=True, public_key=key_file).ok
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) > cut + 2
+    rewrite(path, lines[cut:])
+    assert ("audit.jsonl", 1, "deleted") in kinds([path], partial=True, public_key=key_file)
+    assert not prove([path], partial=True, public_key=key_file).proven
+    result = CliRunner().invoke(main, ["audit", "verify", "--partial", "--public-key", str(key_file), str(path)])
+    assert result.exit_code == 1 and "lines were cut from its start" in result.output
+
+
+def _payload(token: str) -> dict[str, object]:
+    import base64
+
+    body = token.split(".")[1]
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return decoded
+
+
+def test_a_checkpoint_naming_no_file_start_still_verifies(tmp_path: Path, key_file: Path) -> None:
+    """Checkpoints signed before they named their file's start verify as they did."""
+    from mcpgov.audit._checkpoint import CheckpointSigner
+
+    path = tmp_path / "audit.jsonl"
+    sign = CheckpointSigner.sign
+
+    def without_start(self: CheckpointSigner, payload: Mapping[str, Any]) -> str:
+        return sign(self, {k: v for k, v in payload.items() if k != "file_first"})
+
+    CheckpointSigner.sign = without_start  # type: ignore[method-assign]
+    try:
+        sink = JsonlSink(path, checkpoint_key=key_file, checkpoint_every=3)
+        sink.write_batch(make_events(7))
+        sink.close()
+    finally:
+        CheckpointSigner.sign = sign  # type: ignore[method-assign]
+    signed = [json.loads(line)["checkpoint"] for line in path.read_text().splitlines() if '"checkpoint"' in line]
+    assert signed and all("file_first" not in _payload(token) for token in signed)
+    report = verify_chain([path], partial=True, public_key=key_file)
+    assert report.ok and report.sealed
+
+
 @pytest.mark.parametrize("cut", [1, 3])
 def test_lines_cut_from_the_start_of_the_first_file_given_are_found_with_partial(
     tmp_path: Path, key_file: Path, cut: int
@@ -330,3 +391,17 @@ def test_lines_cut_from_the_start_of_the_first_file_given_are_found_with_partial
         found = kinds(kept, partial=True, public_key=key)
         assert (rotated[1].name, 1, "deleted") in found, found
     assert not prove(kept, partial=True, public_key=key_file).proven
+
+
+@pytest.mark.parametrize("first", [0, -1, "1", 1.5, True, None, 99])
+def test_a_checkpoint_naming_its_file_start_in_another_form_is_refused(key_file: Path, first: object) -> None:
+    """A signed ``file_first`` that is not a seq at or before the checkpoint's own refuses the
+    checkpoint (what cannot be read proves nothing)."""
+    from mcpgov.audit._checkpoint import CheckpointSigner
+
+    signer = CheckpointSigner(key_file)
+    payload = {"events": 1, "file_first": first, "lines": [[1, 1]], "prev": "sha256:x", "reason": "count"}
+    payload.update(seq=2, time="2026-01-01T00:00:00+00:00", writer="w")
+    with pytest.raises(ValueError, match="file's start"):
+        signer.public_keys().check(signer.sign(payload))
+    assert signer.public_keys().check(signer.sign({**payload, "file_first": 2}))["file_first"] == 2

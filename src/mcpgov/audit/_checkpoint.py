@@ -52,6 +52,9 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for its
 _MAX_JWS = 16384
 _PAYLOAD_KEYS = frozenset({"events", "prev", "reason", "seq", "time", "writer"})
 _CLAIMING_KEYS = _PAYLOAD_KEYS | {"lines"}  # the lines the writer claims as its own (earlier writers did not)
+# ... and the seq its file begins at (earlier writers did not name it): a cut at the start of
+# the first file given to a partial verification is found by it.
+_FILE_KEYS = _CLAIMING_KEYS | {"file_first"}
 
 
 def _algorithm(key: Key) -> str:
@@ -231,7 +234,7 @@ class CheckpointKeys:
             payload = json.loads(obj.payload or b"")
         except (ValueError, RecursionError):
             raise ValueError("the signed payload is not JSON") from None
-        if not isinstance(payload, dict) or set(payload) not in (_PAYLOAD_KEYS, _CLAIMING_KEYS):
+        if not isinstance(payload, dict) or set(payload) not in (_PAYLOAD_KEYS, _CLAIMING_KEYS, _FILE_KEYS):
             raise ValueError("the signed payload is not a checkpoint")
         if payload["reason"] not in CHECKPOINT_REASONS:
             raise ValueError("the signed payload names an unknown reason")
@@ -247,4 +250,7 @@ class CheckpointKeys:
             )
         ):
             raise ValueError("the signed payload claims lines in an unknown form")
+        first = payload.get("file_first", 1)
+        if type(first) is not int or not 1 <= first <= seq:
+            raise ValueError("the signed payload names its file's start in an unknown form")
         return payload

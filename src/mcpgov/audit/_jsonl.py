@@ -768,6 +768,7 @@ class JsonlSink:
         assert self._signer is not None  # noqa: S101 - callers check; narrows the type
         payload = {
             "events": events,
+            "file_first": self._first_seq,
             "lines": lines,
             "prev": prev,
             "reason": reason,
@@ -1205,6 +1206,8 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
     last_checkpoint: dict[str, Any] | None = None
     unclaimed: dict[int, tuple[str, int]] = {}  # with a key: event lines no checkpoint claimed yet
     anchored = partial
+    start_checked = False  # partial: the first file's start, against the first checkpoint naming it
+    file_first: int | None = None
     for _, _, name in order:
         number = 0
         for number, raw, record, why in _iter_file(name):
@@ -1216,7 +1219,7 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
                 continue
             seq, prev = record["seq"], record["prev"]
             if first_seq is None:
-                first_seq = seq
+                first_seq = file_first = seq
             content = _content(record)
             if content is None:
                 problems.append(ChainProblem(name, number, "noncanonical", "the content has no canonical JSON form"))
@@ -1295,6 +1298,11 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
                     since_checkpoint += 1
                     continue
                 _claim_lines(unclaimed, payload)
+                if partial and name == order[0][2] and not start_checked:
+                    problem = _cut_start(name, payload.get("file_first"), file_first)
+                    if problem is not None:
+                        start_checked = True  # one problem for the file, however many checkpoints name it
+                        problems.append(problem)
                 last_checkpoint = dict(payload, file=name, line=number)
                 since_checkpoint = 0
         if number:
@@ -1372,6 +1380,21 @@ def verify_chain(  # noqa: PLR0915 - one pass over the lines, its state kept in 
         unsealed=since_checkpoint if keys is not None else 0,
         unclaimed=len(unclaimed),
         last_checkpoint=dict(last_checkpoint) if last_checkpoint is not None else None,
+    )
+
+
+def _cut_start(name: str, signed: int | None, found: int | None) -> ChainProblem | None:
+    """The problem of a first file whose signed start (``file_first`` of a checkpoint in it) is
+    not the seq it begins at: lines cut from its start, or put before it."""
+    if signed is None or found is None or signed == found:
+        return None
+    cut = found > signed
+    return ChainProblem(
+        name,
+        1,
+        "deleted" if cut else "inserted",
+        f"a signed checkpoint says the file begins at seq {signed}, but it begins at seq {found}: lines were "
+        + ("cut from its start" if cut else "put before its start"),
     )
 
 
