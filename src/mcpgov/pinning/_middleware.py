@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -10,7 +11,7 @@ from typing import Any
 
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, Listing, ListItem
-from mcpgov._context import LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
+from mcpgov._context import CLIENT_SESSION, LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._protocols import LISTING_PAGE_CAP
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
@@ -35,6 +36,26 @@ class _Round:
         self.pages = 0
         self.seen: set[str] = set()
         self.verified: dict[str, str] = {}
+
+
+class _SessionState:
+    """What one client session's listings verified (a stage serves each session on its own)."""
+
+    __slots__ = ("generation", "listed", "verified", "walks")
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.listed = False
+        self.verified: dict[str, str] = {}
+        self.walks: dict[str, _Round] = {}
+        """Walks under way, by the cursor of the page that continues each."""
+
+    def forget(self) -> None:
+        # A listing in flight now may have been answered before the change: it verifies nothing.
+        self.generation += 1
+        self.verified.clear()
+        self.walks.clear()
+        self.listed = False
 
 
 class _Blocked:
@@ -92,8 +113,10 @@ class PinningMiddleware:
     A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
     request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
 
-    Use one instance per client session: it remembers what that session's latest listing showed
-    (a ``GovernedClient`` entering a new session makes it forget, as a list change does).
+    What a listing verified is kept per client session (``ctx.extensions[CLIENT_SESSION]``, the
+    SDK session, held weakly): one instance shared by sessions open at once lets each call only
+    what its own latest listing verified. A ``GovernedClient`` entering a new session makes it
+    forget, as a list change does.
 
     Args:
         registry: the approved servers.
@@ -113,27 +136,54 @@ class PinningMiddleware:
             raise ConfigurationError(f"server {server_id!r} is not in the registry")
         self.registry = registry
         self.server_id = server_id
-        self._verified: dict[str, str] = {}
-        self._walks: dict[str, _Round] = {}
-        """Walks under way, by the cursor of the page that continues each."""
-        self._generation = 0
-        self._listed = False
+        self._sessions: weakref.WeakKeyDictionary[object, _SessionState] = weakref.WeakKeyDictionary()
+        """Each client session's own state, by its SDK session (held weakly: a closed session's goes)."""
+        self._unbound = _SessionState()
+        """The state of requests that name no session (a chain driven without a ``GovernedClient``)."""
+        self._latest: dict[str, str] = {}
         self._index: tuple[str, NameIndex] | None = None
         self._fingerprints: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"PinningMiddleware(server_id={self.server_id!r}, verified={len(self._verified)})"
+        return f"PinningMiddleware(server_id={self.server_id!r}, verified={len(self._latest)})"
+
+    def _state(self, ctx: GovContext | None) -> _SessionState:
+        """The state of the session ``ctx`` is sent on (see :data:`~mcpgov._context.CLIENT_SESSION`)."""
+        session = ctx.extensions.get(CLIENT_SESSION) if ctx is not None else None
+        if session is None:
+            return self._unbound
+        try:
+            state = self._sessions.get(session)
+            if state is None:
+                state = self._sessions[session] = _SessionState()
+        except TypeError as exc:  # not weakly referable or not hashable: no state can be kept for it
+            raise PinningError(
+                "the client session cannot be told apart from others, so no listing can vouch for it",
+                reason="pin.misconfigured",
+            ) from exc
+        return state
+
+    def _states(self) -> list[_SessionState]:
+        return list(self._sessions.values()) or [self._unbound]
 
     @property
     def verified(self) -> Mapping[str, str]:
-        """The tools the latest listing verified, with their fingerprints."""
-        return MappingProxyType(dict(self._verified))
+        """The tools the latest complete listing (of any session) verified, with their fingerprints."""
+        return MappingProxyType(dict(self._latest))
 
     @property
     def needs_listing(self) -> bool:
         """True until a complete listing has been checked, again after a list change, and while a
-        new listing walk is under way."""
-        return not self._listed
+        new listing walk is under way: for any session this stage serves."""
+        return not all(state.listed for state in self._states())
+
+    def needs_listing_for(self, session: object) -> bool:
+        """:attr:`needs_listing` for one client session (its SDK session object)."""
+        try:
+            state = self._sessions.get(session) if session is not None else self._unbound
+        except TypeError:  # no state can be kept for it: it never listed
+            return True
+        return state is None or not state.listed
 
     def notify_list_changed(self, kind: str) -> None:
         """The server said its list of ``kind`` changed: forget what was verified, until the next listing.
@@ -142,11 +192,10 @@ class PinningMiddleware:
             kind: ``"tool"`` (``notifications/tools/list_changed``); other kinds are ignored.
         """
         if kind == "tool":
-            # A listing in flight now may have been answered before the change: it verifies nothing.
-            self._generation += 1
-            self._verified.clear()
-            self._walks.clear()
-            self._listed = False
+            # Every session's: the caller does not say which connection heard it.
+            for state in [self._unbound, *self._sessions.values()]:
+                state.forget()
+            self._latest = {}
 
     def check_send(self, name: str, ctx: GovContext | None = None) -> str:
         """The fingerprint tool ``name`` may be sent under now.
@@ -163,10 +212,13 @@ class PinningMiddleware:
         """
         if ctx is not None:
             self._check_server(ctx)
+        return self._check_send(self._state(ctx), name)
+
+    def _check_send(self, state: _SessionState, name: str) -> str:
         # Only a complete walk fills what is verified; a list change empties it, and a page that
         # refuses a tool takes it out. While another walk is under way the latest complete one's
         # word holds: a client calls only once it walked to the end itself (needs_listing).
-        verified = self._verified.get(name)
+        verified = state.verified.get(name)
         if verified is None:
             raise PinningError(
                 f"tool {name!r} was not verified against its pin by the latest listing", reason="tool.unverified"
@@ -184,17 +236,18 @@ class PinningMiddleware:
         method = ctx.method
         if method == "tools/list":
             manifest = self.registry.manifest(self.server_id)
-            generation = self._generation
+            state = self._state(ctx)
+            generation = state.generation
             cursor = ctx.extension(LISTING_CURSOR)
             result = await call_next(ctx)
             if not isinstance(result, Listing):
                 raise PinningError("tools/list did not produce a listing", reason="pin.misconfigured")
-            return await self._check_listing(ctx, manifest, result, generation=generation, cursor=cursor)
+            return await self._check_listing(ctx, state, manifest, result, generation=generation, cursor=cursor)
         if method == "tools/call":
             name = ctx.target
             if not isinstance(name, str):
                 raise PinningError(f"tool {name!r} cannot be verified", reason="tool.unverified")
-            self.check_send(name)
+            self._check_send(self._state(ctx), name)
         return await call_next(ctx)
 
     def _check_server(self, ctx: GovContext) -> None:
@@ -264,7 +317,14 @@ class PinningMiddleware:
         return new, None
 
     async def _check_listing(
-        self, ctx: GovContext, manifest: Manifest, listing: Listing, *, generation: int, cursor: str | None
+        self,
+        ctx: GovContext,
+        state: _SessionState,
+        manifest: Manifest,
+        listing: Listing,
+        *,
+        generation: int,
+        cursor: str | None,
     ) -> Listing:
         # Pins judge the server: what it offered, before any other stage hid a tool from this
         # caller. A tool hidden by policy is still verified (a later call is then refused by the
@@ -273,12 +333,12 @@ class PinningMiddleware:
         if cursor is None:
             # A new walk: a listing is due again until one completes.
             walk = _Round(generation)
-            self._listed = False
+            state.listed = False
         else:
             # Each walk continues from the cursor its previous page gave (walks of concurrent
             # listings stay apart); an unknown cursor continues no walk.
-            walk = self._walks.pop(cursor, None)
-        if walk is not None and (walk.generation != generation or self._generation != generation):
+            walk = state.walks.pop(cursor, None)
+        if walk is not None and (walk.generation != generation or state.generation != generation):
             # The server announced a change while this walk (or this page) was under way: the page
             # may predate it. It is still checked and filtered, but it verifies nothing.
             walk = None
@@ -291,7 +351,7 @@ class PinningMiddleware:
             fingerprint, refusal = self._verify(item, manifest, counts[item.name] > 1 or item.name in earlier)
             if refusal is not None:
                 blocked.append(refusal)
-                self._verified.pop(item.name, None)  # refused now: no earlier listing vouches for it
+                state.verified.pop(item.name, None)  # refused now: no earlier listing vouches for it
             elif fingerprint is not None:
                 verified_raw.add(id(item.raw))
                 if walk is not None:
@@ -300,7 +360,7 @@ class PinningMiddleware:
             for name in earlier.intersection(counts):
                 # Listed on an earlier page of this walk too: neither listing of it is trusted.
                 walk.verified.pop(name, None)
-                self._verified.pop(name, None)
+                state.verified.pop(name, None)
             walk.seen.update(counts)
             if offered is listing.items:
                 # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
@@ -312,12 +372,12 @@ class PinningMiddleware:
                 # its end, so no earlier listing vouches for anything either.
                 detail = f"the server's tool listing did not end within {LISTING_PAGE_CAP} pages"
                 blocked.append(_Blocked(None, "listing.unending", detail))
-                self._verified.clear()
-                self._listed = False
+                state.verified.clear()
+                state.listed = False
             elif following is not None:
-                if len(self._walks) >= _MAX_WALKS:
-                    del self._walks[next(iter(self._walks))]  # the oldest: most likely abandoned
-                self._walks[str(following)] = walk
+                if len(state.walks) >= _MAX_WALKS:
+                    del state.walks[next(iter(state.walks))]  # the oldest: most likely abandoned
+                state.walks[str(following)] = walk
             else:
                 # The last page: whatever is pinned and was not on any page of this walk is gone.
                 for name, pin in manifest.tools.items():
@@ -327,8 +387,9 @@ class PinningMiddleware:
                                 name, "tool.removed", f"pinned tool {name!r} is no longer listed", old=pin.fingerprint
                             )
                         )
-                self._verified = walk.verified
-                self._listed = True
+                state.verified = walk.verified
+                self._latest = dict(walk.verified)
+                state.listed = True
         await self._record(ctx, manifest, blocked)
         return listing.keep(lambda item: id(item.raw) in verified_raw)
 
