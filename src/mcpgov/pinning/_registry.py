@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,9 +104,12 @@ class ApprovedServer(BaseModel):
         workloads: glob patterns (``fnmatch``; ``*`` also matches ``/``) matched against the
             caller's SPIFFE ID or subject.
         url: where it is reached over Streamable HTTP, or
-        command, args, env: how it is started over stdio (``env``: the variables it gets over
-            the SDK's safe default environment). A client must connect exactly there: a
-            connection to another URL or command is refused.
+        command, args, env, cwd: how it is started over stdio (``env``: the variables it gets
+            over the SDK's safe default environment; ``cwd``: an absolute working directory).
+            A client must connect exactly there: a connection to another URL or command is
+            refused, and so is one whose command resolves (in the ``PATH`` of the environment
+            the process gets, from the directory it starts in) to another executable than the
+            entry's, or to none; with ``cwd``, one started in another directory.
         server: the expected self-description.
         publisher_key: the publisher's public JWK (or JWK set); when set, its pinned manifest
             must be signed with it.
@@ -122,6 +127,7 @@ class ApprovedServer(BaseModel):
     command: str | None = None
     args: tuple[str, ...] = ()
     env: dict[str, str] | None = Field(default=None, repr=False)
+    cwd: str | None = Field(default=None, min_length=1)
     server: ExpectedServer
     publisher_key: dict[str, Any] | None = Field(default=None, repr=False)
     pin: str | dict[str, Any] = Field(repr=False)
@@ -145,6 +151,8 @@ class ApprovedServer(BaseModel):
             raise ValueError("'args' needs 'command'")
         if self.env is not None and self.command is None:
             raise ValueError("'env' applies to a server started over stdio: it needs 'command'")
+        if self.cwd is not None and (self.command is None or not os.path.isabs(self.cwd)):
+            raise ValueError("'cwd' is the absolute working directory of a server started over stdio")
         if self.publisher_key is not None:
             self._publisher = PublisherKeys.from_jwk(self.publisher_key)
         return self
@@ -160,7 +168,7 @@ class ApprovedServer(BaseModel):
             return self.url
         from mcp.client.stdio import StdioServerParameters  # noqa: PLC0415 - the SDK loads on first use
 
-        return StdioServerParameters(command=self.command or "", args=list(self.args), env=self.env)
+        return StdioServerParameters(command=self.command or "", args=list(self.args), env=self.env, cwd=self.cwd)
 
     def target_mismatch(self, target: object) -> str | None:
         """Why a client connected to ``target`` is not connected to this server, or ``None``.
@@ -195,7 +203,7 @@ class ApprovedServer(BaseModel):
                 # Every variable the entry names must be given exactly; others (secrets injected
                 # at start, which a registry must not hold) are not judged.
                 return f"server {self.id!r} is approved with another environment than the client gave its command"
-            return None
+            return self._executable_mismatch(command, given, getattr(target, "cwd", None))
         url = getattr(target, "url", None)
         if isinstance(url, str) and command is None:
             return self._url_mismatch(url)
@@ -207,6 +215,35 @@ class ApprovedServer(BaseModel):
             f"server {self.id!r}: the client connected through a {type(target).__name__}, whose destination "
             "cannot be compared with the approved one"
         )
+
+    def _executable_mismatch(self, command: str, env: Mapping[str, str], cwd: object) -> str | None:
+        """Why ``command``, started with ``env`` in ``cwd``, is not the entry's executable, or ``None``.
+
+        The same name can start another program: a ``PATH`` the entry does not name, or a relative
+        name or ``PATH`` entry read from another directory. What is compared is the executable
+        each resolves to, as the SDK's stdio client starts it; one that resolves to nothing is
+        refused.
+        """
+        if cwd is not None and not isinstance(cwd, str | os.PathLike):
+            return f"server {self.id!r}: the working directory the client gave its command cannot be judged"
+        try:
+            moved = self.cwd is not None and _directory(cwd) != _directory(self.cwd)
+        except (OSError, ValueError, TypeError):
+            return f"server {self.id!r}: the working directory the client gave its command cannot be judged"
+        if moved:
+            return f"server {self.id!r} is approved to start in another working directory than the client gave it"
+        approved = _executable(self.command or "", self.env or {}, self.cwd)
+        if approved is None:
+            return f"server {self.id!r}: the approved command {self.command!r} resolves to no executable here"
+        actual = _executable(command, env, cwd)
+        if actual is None:
+            return f"server {self.id!r}: the command the client started resolves to no executable"
+        if actual != approved:
+            return (
+                f"server {self.id!r} is approved as command {self.command!r}, which resolves to another "
+                "executable than the client started"
+            )
+        return None
 
     def _url_mismatch(self, url: str) -> str | None:
         if self.url is None:
@@ -244,6 +281,41 @@ class ApprovedServer(BaseModel):
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _directory(cwd: object) -> str:
+    """The real path of the directory a process started with ``cwd`` runs in (``None``: this one's)."""
+    path = os.getcwd() if cwd is None else os.fspath(cwd)  # type: ignore[call-overload]
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _executable(command: str, env: Mapping[str, str], cwd: object) -> str | None:
+    """The real path of the executable the SDK's stdio client starts for ``command``, or ``None``.
+
+    The process gets the SDK's default environment with ``env`` over it; a name without a
+    directory is looked up in that environment's ``PATH`` (the system default when it has none),
+    as ``execvpe`` does, and a relative name or ``PATH`` entry is read from ``cwd``.
+    """
+    if not command or "\x00" in command:
+        return None
+    from mcp.client.stdio import get_default_environment  # noqa: PLC0415 - the SDK loads on first use
+
+    full = {**get_default_environment(), **env}
+    try:
+        base = _directory(cwd)
+        if sys.platform == "win32":  # pragma: no cover - judged by the platform's own lookup
+            found = shutil.which(command, path=full.get("PATH"))
+            return os.path.realpath(os.path.join(base, found)) if found else None
+        if os.sep in command or (os.altsep is not None and os.altsep in command):
+            candidates = [os.path.join(base, command)]
+        else:
+            candidates = [os.path.join(base, entry or ".", command) for entry in os.get_exec_path(full)]
+        for candidate in candidates:
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return os.path.realpath(candidate)
+    except (OSError, ValueError, TypeError):
+        return None
+    return None
 
 
 def _in_process(target: object) -> bool:
