@@ -235,7 +235,7 @@ class PinningMiddleware:
         self._check_server(ctx)
         method = ctx.method
         if method == "tools/list":
-            manifest = self.registry.manifest(self.server_id)
+            manifest = await self.registry.current_manifest(self.server_id)
             state = self._state(ctx)
             generation = state.generation
             cursor = ctx.extension(LISTING_CURSOR)
@@ -247,6 +247,7 @@ class PinningMiddleware:
             name = ctx.target
             if not isinstance(name, str):
                 raise PinningError(f"tool {name!r} cannot be verified", reason="tool.unverified")
+            await self.registry.current_manifest(self.server_id)  # refuses a pin older than one accepted
             self._check_send(self._state(ctx), name)
         return await call_next(ctx)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from mcpgov._datafile import read_data_file
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._principal import Principal
+from mcpgov._state import StateStore, StateStoreError
+from mcpgov._types import Clock
 from mcpgov.pinning._keys import PublisherKeys
 from mcpgov.pinning._manifest import FilePinStore, InlinePinStore, Manifest, PinStore
 
@@ -25,6 +29,10 @@ if TYPE_CHECKING:
     from mcp.client.stdio import StdioServerParameters
 
 __all__ = ["ApprovedServer", "ExpectedServer", "ServerRegistry"]
+
+_FLOOR_TTL = 100 * 365 * 24 * 3600.0
+"""How long a state store keeps the highest manifest sequence accepted for a server: an older
+manifest without ``not_after`` would be accepted for ever, so its refusal lives as long."""
 
 _CACHE_SIZE = 1024
 """Answers remembered per entry (callers, self-descriptions); the entry is immutable, so they stay true."""
@@ -283,6 +291,19 @@ class ApprovedServer(BaseModel):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def _floor(stored: str | None) -> int:
+    """A stored highest sequence (absent: 0); anything else is a store fault."""
+    if stored is None:
+        return 0
+    try:
+        value = float(stored)
+    except ValueError:
+        raise StateStoreError("a stored pin sequence is not a number", reason="bad_value") from None
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        raise StateStoreError("a stored pin sequence is not a whole number", reason="bad_value")
+    return int(value)
+
+
 def _directory(cwd: object) -> str:
     """The real path of the directory a process started with ``cwd`` runs in (``None``: this one's)."""
     path = os.getcwd() if cwd is None else os.fspath(cwd)  # type: ignore[call-overload]
@@ -370,9 +391,18 @@ class ServerRegistry:
             publisher_key: {kty: OKP, crv: Ed25519, x: "..."}   # optional
             pin: pins/billing.json                     # or the manifest inline
 
+    Pin freshness: a manifest with a ``sequence`` (``mcpgov.pins/2``) lower than the highest one
+    accepted for its server, or without one once a sequenced one was accepted, is refused
+    (reason ``pin.rollback``), and one past its ``not_after`` too (reason ``pin.expired``). The
+    highest sequence is remembered in this process and, with ``state``, in the state store, so
+    replicas and restarts agree (:meth:`current_manifest` consults it; a store that fails
+    refuses).
+
     Args:
         servers: the approved servers (models or mappings).
         base_dir: what relative pin paths are relative to (default: the working directory).
+        state: where the highest accepted sequence of each server is shared (memory, Redis).
+        clock: the time ``not_after`` is compared with.
 
     Raises:
         ConfigurationError: an entry is invalid, or two entries share an id.
@@ -383,27 +413,44 @@ class ServerRegistry:
         servers: Iterable[ApprovedServer | Mapping[str, Any]] = (),
         *,
         base_dir: str | os.PathLike[str] | None = None,
+        state: StateStore | None = None,
+        clock: Clock = time.time,
     ) -> None:
+        if state is not None and not isinstance(state, StateStore):
+            raise ConfigurationError(f"state must be a StateStore, got {type(state).__name__}")
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.state = state
+        self._clock = clock
+        self._floors: dict[str, int] = {}
+        """The highest manifest sequence accepted per server id, in this process."""
         self._servers: dict[str, ApprovedServer] = {}
         self._stores: dict[str, PinStore] = {}
         for server in servers:
             self.add(server)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> ServerRegistry:
+    def from_file(cls, path: str | os.PathLike[str], *, state: StateStore | None = None) -> ServerRegistry:
         """Read a registry file (``.yaml``/``.yml`` or ``.json``); relative pin paths are relative to it.
+
+        Args:
+            path: the file.
+            state: where the highest accepted pin sequence of each server is shared.
 
         Raises:
             ConfigurationError: the file cannot be read or is not a valid registry.
         """
         path = Path(path)
         data = read_data_file(path, "registry file")
-        return cls.from_mapping(data, base_dir=path.resolve().parent, source=f"registry file {path}")
+        return cls.from_mapping(data, base_dir=path.resolve().parent, source=f"registry file {path}", state=state)
 
     @classmethod
     def from_mapping(
-        cls, data: Any, *, base_dir: str | os.PathLike[str] | None = None, source: str = "registry"
+        cls,
+        data: Any,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        source: str = "registry",
+        state: StateStore | None = None,
     ) -> ServerRegistry:
         """Build from parsed data ``{"servers": [...]}``.
 
@@ -412,7 +459,7 @@ class ServerRegistry:
         """
         if not isinstance(data, Mapping) or set(data) != {"servers"} or not isinstance(data["servers"], list):
             raise ConfigurationError(f"{source} must be a mapping with one key, 'servers', holding a list")
-        registry = cls(base_dir=base_dir)
+        registry = cls(base_dir=base_dir, state=state)
         for index, entry in enumerate(data["servers"]):
             try:
                 registry.add(entry)
@@ -496,7 +543,56 @@ class ServerRegistry:
                 f"the pin of server {server_id!r} is for server {manifest.server.name!r}, not {server.server.name!r}",
                 reason="pin.wrong_server",
             )
+        self._check_fresh(server_id, manifest, self._floors.get(server_id, 0))
+        if manifest.sequence is not None and manifest.sequence > self._floors.get(server_id, 0):
+            self._floors[server_id] = manifest.sequence
         return manifest
+
+    async def current_manifest(self, server_id: str) -> Manifest:
+        """:meth:`manifest`, also held to the highest sequence the state store has for the server.
+
+        Raises:
+            PinningError: see :meth:`manifest`; reason ``pin.rollback`` when the store has a higher
+                sequence, ``pin.unverifiable`` when the store cannot answer or record.
+        """
+        manifest = self.manifest(server_id)
+        if self.state is None:
+            return manifest
+        key = f"pin:sequence:{server_id}"
+        try:
+            stored = await self.state.get(key)
+            floor = _floor(stored)
+            self._check_fresh(server_id, manifest, floor)
+            if manifest.sequence is not None and manifest.sequence > floor:
+                put_max = getattr(self.state, "put_max", None)
+                if callable(put_max):
+                    await put_max(key, float(manifest.sequence), _FLOOR_TTL)
+                else:
+                    await self.state.put(key, repr(float(manifest.sequence)), _FLOOR_TTL)
+        except StateStoreError as exc:
+            raise PinningError(
+                f"the newest pin of server {server_id!r} cannot be checked: the state store failed ({exc.reason})",
+                reason="pin.unverifiable",
+            ) from exc
+        if floor > self._floors.get(server_id, 0):
+            self._floors[server_id] = floor
+        return manifest
+
+    def _check_fresh(self, server_id: str, manifest: Manifest, floor: int) -> None:
+        if manifest.sequence is None and floor > 0:
+            raise PinningError(
+                f"the pin of server {server_id!r} has no sequence, but one numbered {floor} was accepted",
+                reason="pin.rollback",
+            )
+        if manifest.sequence is not None and manifest.sequence < floor:
+            raise PinningError(
+                f"the pin of server {server_id!r} is number {manifest.sequence}, older than number {floor} "
+                "which was accepted",
+                reason="pin.rollback",
+            )
+        expires = manifest.expires_at
+        if expires is not None and self._clock() >= expires:
+            raise PinningError(f"the pin of server {server_id!r} expired at {manifest.not_after}", reason="pin.expired")
 
     def check(
         self,
