@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 import weakref
 from collections import Counter
 from collections.abc import Mapping
@@ -14,6 +16,8 @@ from mcpgov._chain import CallNext, ChainResult, Listing, ListItem
 from mcpgov._context import CLIENT_SESSION, LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._protocols import LISTING_PAGE_CAP
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._manifest import Manifest
 from mcpgov.pinning._names import NameIndex, find_collision, name_problem
@@ -22,6 +26,9 @@ from mcpgov.pinning._registry import ServerRegistry
 __all__ = ["SERVER_INFO", "SERVER_TARGET", "PinningMiddleware"]
 
 
+DEFAULT_MAX_LISTING_AGE = 300.0
+"""Seconds a complete listing vouches for a session's calls before the next call lists again."""
+
 _MAX_WALKS = 16
 """Walks kept under way at once (an abandoned walk's place is taken by a newer one)."""
 
@@ -29,10 +36,11 @@ _MAX_WALKS = 16
 class _Round:
     """One listing walk, from its first page (no cursor) to its last (no next cursor)."""
 
-    __slots__ = ("generation", "pages", "seen", "verified")
+    __slots__ = ("generation", "pages", "seen", "started", "verified")
 
-    def __init__(self, generation: int) -> None:
+    def __init__(self, generation: int, started: float) -> None:
         self.generation = generation
+        self.started = started
         self.pages = 0
         self.seen: set[str] = set()
         self.verified: dict[str, str] = {}
@@ -41,11 +49,13 @@ class _Round:
 class _SessionState:
     """What one client session's listings verified (a stage serves each session on its own)."""
 
-    __slots__ = ("generation", "listed", "verified", "walks")
+    __slots__ = ("generation", "listed", "listed_at", "verified", "walks")
 
     def __init__(self) -> None:
         self.generation = 0
         self.listed = False
+        self.listed_at = -math.inf
+        """When the walk of the latest complete listing started (the server's word is that old)."""
         self.verified: dict[str, str] = {}
         self.walks: dict[str, _Round] = {}
         """Walks under way, by the cursor of the page that continues each."""
@@ -53,6 +63,7 @@ class _SessionState:
     def forget(self) -> None:
         # A listing in flight now may have been answered before the change: it verifies nothing.
         self.generation += 1
+        self.listed_at = -math.inf
         self.verified.clear()
         self.walks.clear()
         self.listed = False
@@ -110,6 +121,14 @@ class PinningMiddleware:
     :attr:`needs_listing` true until it completes (a tool its pages refuse is refused at once);
     a name listed twice, on one page or on two, is refused (``name.duplicate``).
 
+    A server can change a tool without announcing a list change: a complete listing vouches for a
+    session's calls for ``max_listing_age`` seconds from when its walk started, then the session
+    lists again before its next call (``GovernedClient`` does, as :attr:`needs_listing` says; a
+    listing that fails or refuses the tool refuses the call), and a send after that age without
+    a new listing is refused (``tool.unverified``). Any listing that arrives, asked for by the
+    client or by the SDK (to validate a result), is checked the same way. A change made within
+    the age and undone before the next listing is not seen by a client: the residual.
+
     A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
     request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
 
@@ -121,6 +140,9 @@ class PinningMiddleware:
     Args:
         registry: the approved servers.
         server_id: the registry id of the server this client is connected to.
+        max_listing_age: seconds a complete listing vouches for calls (default 300); ``None``:
+            until a list change or a new session.
+        clock: monotonic seconds (tests).
 
     Raises:
         ConfigurationError: ``server_id`` is not in ``registry``.
@@ -129,7 +151,20 @@ class PinningMiddleware:
     requires_listing = True
     """Tools can only be called after a governed ``tools/list`` verified them."""
 
-    def __init__(self, registry: ServerRegistry, *, server_id: str) -> None:
+    def __init__(
+        self,
+        registry: ServerRegistry,
+        *,
+        server_id: str,
+        max_listing_age: float | None = DEFAULT_MAX_LISTING_AGE,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if max_listing_age is not None and not is_positive_number(max_listing_age):
+            raise ConfigurationError(
+                f"max_listing_age must be a positive number of seconds or None, got {max_listing_age!r}"
+            )
+        self.max_listing_age = max_listing_age
+        self._clock = clock
         if not isinstance(registry, ServerRegistry):
             raise ConfigurationError(f"registry must be a ServerRegistry, got {type(registry).__name__}")
         if server_id not in registry:
@@ -175,7 +210,7 @@ class PinningMiddleware:
     def needs_listing(self) -> bool:
         """True until a complete listing has been checked, again after a list change, and while a
         new listing walk is under way: for any session this stage serves."""
-        return not all(state.listed for state in self._states())
+        return not all(self._fresh(state) for state in self._states())
 
     def needs_listing_for(self, session: object) -> bool:
         """:attr:`needs_listing` for one client session (its SDK session object)."""
@@ -183,7 +218,14 @@ class PinningMiddleware:
             state = self._sessions.get(session) if session is not None else self._unbound
         except TypeError:  # no state can be kept for it: it never listed
             return True
-        return state is None or not state.listed
+        return state is None or not self._fresh(state)
+
+    def _aged(self, state: _SessionState) -> bool:
+        """The latest complete listing is older than :attr:`max_listing_age`."""
+        return self.max_listing_age is not None and self._clock() - state.listed_at >= self.max_listing_age
+
+    def _fresh(self, state: _SessionState) -> bool:
+        return state.listed and not self._aged(state)
 
     def notify_list_changed(self, kind: str) -> None:
         """The server said its list of ``kind`` changed: forget what was verified, until the next listing.
@@ -222,6 +264,13 @@ class PinningMiddleware:
         if verified is None:
             raise PinningError(
                 f"tool {name!r} was not verified against its pin by the latest listing", reason="tool.unverified"
+            )
+        if self._aged(state):
+            # A server can change a tool without announcing it: what it listed long ago no longer
+            # vouches for it (GovernedClient lists again before a call when this is due).
+            raise PinningError(
+                f"the latest listing that verified tool {name!r} is older than {self.max_listing_age} s",
+                reason="tool.unverified",
             )
         if self.registry.manifest(self.server_id).fingerprint_of(name) != verified:
             raise PinningError(
@@ -333,7 +382,7 @@ class PinningMiddleware:
         walk: _Round | None
         if cursor is None:
             # A new walk: a listing is due again until one completes.
-            walk = _Round(generation)
+            walk = _Round(generation, self._clock())
             state.listed = False
         else:
             # Each walk continues from the cursor its previous page gave (walks of concurrent
@@ -389,6 +438,7 @@ class PinningMiddleware:
                             )
                         )
                 state.verified = walk.verified
+                state.listed_at = walk.started
                 self._latest = dict(walk.verified)
                 state.listed = True
         await self._record(ctx, manifest, blocked)
