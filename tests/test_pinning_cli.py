@@ -384,3 +384,24 @@ def test_a_pin_shows_a_servers_invisible_characters_escaped(tmp_path: Path, desc
         # The same data: the description reads back exactly, and the pin still verifies.
         assert json.loads(text)["tools"]["read_file"]["tool"]["description"] == description
     assert read_manifest(out).tools["read_file"].tool["description"] == description
+
+
+def test_snapshot_and_approve_number_each_pin_after_the_one_they_replace(tmp_path: Path) -> None:
+    path = tmp_path / "billing.json"
+    for expected in (1, 2):
+        result = _run("snapshot", SERVER, "-o", str(path), "--app-dir", str(ROOT))
+        assert result.exit_code == 0, result.output
+        manifest = read_manifest(path)
+        assert (manifest.format, manifest.sequence) == ("mcpgov.pins/2", expected)
+    data = json.loads(path.read_text())
+    data["tools"]["refund"]["tool"]["description"] = "Refund a whole invoice."
+    old = Manifest.from_tools("billing", "1.4.2", [t["tool"] for t in data["tools"].values()])
+    write_manifest(path, old.succeeding(read_manifest(path)))  # number 3, approving an older refund
+    result = _run("approve", SERVER, "--app-dir", str(ROOT), "--pin", str(path))
+    assert result.exit_code == 0, result.output
+    assert read_manifest(path).sequence == 4
+    printed = json.loads(_run("snapshot", SERVER, "--app-dir", str(ROOT)).output)
+    assert (printed["format"], printed["sequence"]) == ("mcpgov.pins/2", 1)
+    path.write_text("{")
+    broken = _run("snapshot", SERVER, "-o", str(path), "--app-dir", str(ROOT))
+    assert broken.exit_code == 2 and path.read_text() == "{"  # its number cannot be read: not guessed

@@ -77,7 +77,9 @@ def test_a_renamed_server_is_drift() -> None:
 
 def test_approving_everything_yields_the_current_manifest() -> None:
     approved = approve_changes(_pinned(), _current())
-    assert approved == _current()
+    assert approved == _current().succeeding(_pinned())
+    assert (approved.format, approved.sequence) == ("mcpgov.pins/2", 1)
+    assert approve_changes(approved, _current().succeeding()).sequence == 2  # numbered on from the pin
     assert not diff_manifests(approved, _current()).drifted
 
 

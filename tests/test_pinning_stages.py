@@ -181,7 +181,14 @@ async def test_a_client_connected_to_another_url_is_refused(tmp_path: Path) -> N
         ("https://billing.acme.example/mcp", "over stdio"),
     ],
 )
-def test_a_stdio_entry_checks_command_arguments_and_environment(tmp_path: Path, target: Any, why: str | None) -> None:
+def test_a_stdio_entry_checks_command_arguments_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: Any, why: str | None
+) -> None:
+    program = tmp_path / "bin" / "billing-server"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n", encoding="utf-8")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", str(program.parent))  # where the approved command is found
     registry = ServerRegistry(
         [_entry(tmp_path / "pin.json", args=["--port", "1"], env={"MODE": "prod"}, server={"name": "billing"})]
     )

@@ -41,7 +41,15 @@ from typing_extensions import ParamSpec, deprecated
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Listing, ListItem, Middleware
-from mcpgov._context import HTTP_AUTHORIZATION, LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext, TargetKind
+from mcpgov._context import (
+    CLIENT_SESSION,
+    HTTP_AUTHORIZATION,
+    LISTING_CURSOR,
+    SERVER_INFO,
+    SERVER_TARGET,
+    GovContext,
+    TargetKind,
+)
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._governor import Governor
 from mcpgov._keepalive import pooled_transport
@@ -393,7 +401,9 @@ class GovernedClient(Client):
         if info is not None:
             described = _described(info.name, info.version)
             # What the client actually connected to, for the registry's check (tool pinning).
-            self._extensions = MappingProxyType({SERVER_INFO: described, SERVER_TARGET: self._server_target})
+            self._extensions = MappingProxyType(
+                {SERVER_INFO: described, SERVER_TARGET: self._server_target, CLIENT_SESSION: self.session}
+            )
         self._govern_internal_listings()
         compat.wrap_request_stamp(self.session, _ListenStamp)
         return self
@@ -535,7 +545,7 @@ class GovernedClient(Client):
         meta: RequestParamsMeta | None = None,
     ) -> CallToolResult:
         """Call a tool, after the client-side chain allows it (see :meth:`mcp.Client.call_tool`)."""
-        if any(gate.needs_listing for gate in self._listing_gates):
+        if self._needs_listing():
             # A pinning middleware verifies tools from a governed listing before any is called.
             await self._walk_tools(needed=True)
 
@@ -582,7 +592,7 @@ class GovernedClient(Client):
         tools: list[Tool] | None = None
         async with self._listing_lock:
             for _ in range(_LISTING_WALKS):
-                if needed and not any(gate.needs_listing for gate in self._listing_gates):
+                if needed and not self._needs_listing():
                     break
                 tools = []
                 cursor: str | None = None
@@ -597,9 +607,21 @@ class GovernedClient(Client):
                         "the server's tool listing went on past %d pages; it was not read further", _LISTING_PAGE_CAP
                     )
                     break  # a server that pages forever is not walked again
-                if not any(gate.needs_listing for gate in self._listing_gates):
+                if not self._needs_listing():
                     break
         return tools
+
+    def _needs_listing(self) -> bool:
+        """A listing gate needs a listing of this client's session before a call."""
+        session = self._extensions.get(CLIENT_SESSION)
+        for gate in self._listing_gates:
+            per_session = getattr(gate, "needs_listing_for", None)
+            if per_session is not None and session is not None:
+                if per_session(session):
+                    return True
+            elif gate.needs_listing:
+                return True
+        return False
 
     async def get_prompt(
         self,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mcpgov._protocols import CoversApproval
 
 __all__ = [
+    "CLIENT_SESSION",
     "HTTP_AUTHORIZATION",
     "LISTING_CURSOR",
     "META_CREDENTIAL",
@@ -85,6 +86,10 @@ SERVER_INFO: ExtensionKey[Mapping[str, str]] = ExtensionKey("mcpgov.client.serve
 SERVER_TARGET: ExtensionKey[object] = ExtensionKey("mcpgov.client.server_target")
 """Client side: ``GovContext.extensions`` key holding what the client actually connected to (the
 URL, the ``StdioServerParameters``, or the in-process server), checked against the registry."""
+
+CLIENT_SESSION: ExtensionKey[object] = ExtensionKey("mcpgov.client.session")
+"""Client side: ``GovContext.extensions`` key holding the SDK session the request is sent on (what
+a stage that remembers a session's listing, such as tool pinning, keeps its state under)."""
 
 LISTING_CURSOR: ExtensionKey[str] = ExtensionKey("mcpgov.client.listing_cursor")
 """Client side: ``GovContext.extensions`` key holding the cursor a listing request continues

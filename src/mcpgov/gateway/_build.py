@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mcpgov._audit import AuditCallback, Auditor
 from mcpgov._chain import Middleware
@@ -45,8 +45,13 @@ def build_state(config: GatewayConfig) -> StateStore | None:
         raise ConfigurationError("state.redis is not a URL a Redis client can use") from None
 
 
-def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middleware], Auditor]:
+def build_chain(
+    config: GatewayConfig, *, base_dir: Path, state: StateStore | Literal["config"] | None = "config"
+) -> tuple[list[Middleware], Auditor]:
     """The front chain (identity, then policy) and the auditor the configuration describes.
+
+    ``state``: the shared state store, when the caller built it (:func:`build_state`) to share it
+    with more than the chain.
 
     Raises:
         ConfigurationError: a referenced file is missing or invalid (naming the file).
@@ -77,7 +82,8 @@ def build_chain(config: GatewayConfig, *, base_dir: Path) -> tuple[list[Middlewa
         for issuer in config.identity.issuers
     ]
     identity = IdentityMiddleware(IdentityVerifier(*issuers), env=config.identity.env)
-    state = build_state(config)
+    if isinstance(state, str):
+        state = build_state(config)
     chain: list[Middleware] = [identity]
     if config.credentials is not None:
         chain.append(_credentials(config, base_dir, state))

@@ -264,15 +264,17 @@ class Gateway:
         Raises:
             ConfigurationError: a referenced file is missing or invalid, or namespacing is ambiguous.
         """
-        from mcpgov.gateway._build import build_chain  # noqa: PLC0415 - keeps the optional parts lazy
+        from mcpgov.gateway._build import build_chain, build_state  # noqa: PLC0415 - keeps the optional parts lazy
 
         base = Path(base_dir)
+        # One shared store: replicas agree on revocations, limits and the newest pin of each upstream.
+        state = build_state(config)
         registry = (
-            ServerRegistry.from_file(base / config.registry)
+            ServerRegistry.from_file(base / config.registry, state=state)
             if isinstance(config.registry, str)
-            else ServerRegistry.from_mapping(config.registry, base_dir=base, source="registry (inline)")
+            else ServerRegistry.from_mapping(config.registry, base_dir=base, source="registry (inline)", state=state)
         )
-        chain, auditor = build_chain(config, base_dir=base)
+        chain, auditor = build_chain(config, base_dir=base, state=state)
         return cls(
             config.upstreams,
             registry,

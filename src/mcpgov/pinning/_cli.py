@@ -16,7 +16,7 @@ import anyio
 import click
 from joserfc.jwk import Key
 
-from mcpgov._errors import McpGovError
+from mcpgov._errors import McpGovError, PinningError
 from mcpgov._keyfile import private_key, public_keys
 from mcpgov.audit._printable import printable
 from mcpgov.pinning._diff import ManifestDiff, approve_changes, diff_manifests
@@ -296,10 +296,23 @@ def snapshot_command(*, output: Path | None, sign_key: Path | None, **options: A
     key = _guard(lambda: _signing_key(sign_key), "bad signing key")
     manifest = _take(source)
     if output is None:
-        click.echo(dump_manifest(manifest, signing_key=key), nl=False)
+        click.echo(dump_manifest(manifest.succeeding(), signing_key=key), nl=False)
         return
+    # A pin written over another continues its numbering, so a registry that accepts it refuses the one it replaces.
+    previous = _guard(lambda: _previous(output), f"cannot read {output}")
+    manifest = manifest.succeeding(previous)
     _guard(lambda: write_manifest(output, manifest, signing_key=key), f"cannot write {output}")
     click.echo(_shown(f"pinned {len(manifest.tools)} tool(s) of server {manifest.server.name!r} into {output}"))
+
+
+def _previous(path: Path) -> Manifest | None:
+    """The manifest in ``path`` when there is one (its signature is not checked: only its number is read)."""
+    try:
+        return read_manifest(path)
+    except PinningError as exc:
+        if exc.reason == "pin.missing":
+            return None
+        raise
 
 
 def _drift(source: _Source) -> tuple[Manifest, Manifest, ManifestDiff]:

@@ -147,7 +147,8 @@ def approve_changes(pinned: Manifest, current: Manifest, tools: Iterable[str] | 
             approves every change. The server's name and version are always taken from ``current``.
 
     Returns:
-        The new manifest to pin.
+        The new manifest to pin: ``mcpgov.pins/2``, its ``sequence`` one more than ``pinned``'s
+        (1 after a manifest without one), so a registry that accepted it refuses ``pinned`` again.
 
     Raises:
         PinningError: reason ``pin.no_change`` (a named tool has no change to approve) or
@@ -180,4 +181,4 @@ def approve_changes(pinned: Manifest, current: Manifest, tools: Iterable[str] | 
     return Manifest(
         server=ServerIdentity(name=current.server.name, version=current.server.version),
         tools=dict(sorted(result.items())),
-    )
+    ).succeeding(pinned)

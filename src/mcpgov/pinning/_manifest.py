@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -25,6 +26,7 @@ from mcpgov.pinning._names import NameIndex, find_collision, name_problem
 
 __all__ = [
     "MANIFEST_FORMAT",
+    "SEQUENCED_FORMAT",
     "FilePinStore",
     "InlinePinStore",
     "Manifest",
@@ -39,7 +41,10 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT: Literal["mcpgov.pins/1"] = "mcpgov.pins/1"
-"""The ``format`` of a pinned manifest; changes when fields change meaning."""
+"""The ``format`` of a pinned manifest without a sequence number (still read)."""
+
+SEQUENCED_FORMAT: Literal["mcpgov.pins/2"] = "mcpgov.pins/2"
+"""The ``format`` of a pinned manifest with a ``sequence`` number (and an optional ``not_after``)."""
 
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -94,17 +99,68 @@ class Manifest(BaseModel):
     changed; loading checks each fingerprint against its tool, so an edited or damaged file is
     refused rather than trusted.
 
+    ``mcpgov.pins/2`` adds a ``sequence`` number, one more for every manifest its publisher
+    approves, and an optional ``not_after`` (an ISO 8601 date and time with its offset), both
+    covered by the signature: a registry refuses a manifest older than one it accepted for the
+    server (an approved pin put back after it was replaced), and one past its ``not_after``.
+
     Attributes:
-        format: always :data:`MANIFEST_FORMAT`.
+        format: :data:`MANIFEST_FORMAT` (no sequence) or :data:`SEQUENCED_FORMAT`.
         server: the server's name and version when the manifest was taken.
         tools: approved tools by name.
+        sequence: ``mcpgov.pins/2``: the manifest's number (1 and up).
+        not_after: ``mcpgov.pins/2``: when the manifest stops being accepted, if ever.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format: Literal["mcpgov.pins/1"] = MANIFEST_FORMAT
+    format: Literal["mcpgov.pins/1", "mcpgov.pins/2"] = MANIFEST_FORMAT
     server: ServerIdentity
     tools: dict[str, PinnedTool] = Field(default_factory=dict)
+    sequence: int | None = Field(default=None, ge=1, le=2**53)
+    not_after: str | None = None
+
+    @field_validator("sequence", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("must be a whole number")
+        return value
+
+    @field_validator("not_after")
+    @classmethod
+    def _instant(cls, value: str | None) -> str | None:
+        if value is not None:
+            _instant_of(value)
+        return value
+
+    @model_validator(mode="after")
+    def _versioned(self) -> Manifest:
+        if self.format == SEQUENCED_FORMAT and self.sequence is None:
+            raise ValueError(f"a {SEQUENCED_FORMAT} manifest needs a 'sequence'")
+        if self.format == MANIFEST_FORMAT and (self.sequence is not None or self.not_after is not None):
+            raise ValueError(f"'sequence' and 'not_after' need format {SEQUENCED_FORMAT!r}")
+        return self
+
+    @property
+    def expires_at(self) -> float | None:
+        """``not_after`` as a POSIX time, or ``None``."""
+        return _instant_of(self.not_after) if self.not_after is not None else None
+
+    def succeeding(self, previous: Manifest | None = None, *, not_after: str | None = None) -> Manifest:
+        """This manifest as the next one after ``previous``: ``mcpgov.pins/2``, its sequence one
+        more than ``previous``'s (1 when ``previous`` is ``None`` or has none).
+
+        Raises:
+            PinningError: reason ``pin.malformed``: ``not_after`` is not an ISO 8601 date and
+                time with an offset.
+        """
+        body = self.body()
+        body.update(format=SEQUENCED_FORMAT, sequence=(previous.sequence or 0) + 1 if previous else 1)
+        body.pop("not_after", None)
+        if not_after is not None:
+            body["not_after"] = not_after
+        return _validated(body, "manifest")
 
     @model_validator(mode="after")
     def _names(self) -> Manifest:
@@ -164,7 +220,11 @@ class Manifest(BaseModel):
 
     def body(self) -> dict[str, Any]:
         """The manifest as plain JSON data (what a signature covers)."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        for field in ("sequence", "not_after"):
+            if data.get(field) is None:
+                del data[field]  # absent, as in the file: an mcpgov.pins/1 manifest reads as it was signed
+        return data
 
     def canonical(self) -> bytes:
         """The RFC 8785 canonical JSON of :meth:`body`."""
@@ -175,6 +235,17 @@ class Manifest(BaseModel):
     def digest(self) -> str:
         """``sha256:`` of :meth:`canonical`: names this exact manifest in audit events."""
         return "sha256:" + hashlib.sha256(self.canonical()).hexdigest()
+
+
+def _instant_of(value: str) -> float:
+    """An ISO 8601 date and time with its offset, as a POSIX time."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError as exc:
+        raise ValueError("must be an ISO 8601 date and time") from exc
+    if len(value) < 16 or parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError("must be an ISO 8601 date and time with its offset (Z or +hh:mm)")
+    return parsed.timestamp()
 
 
 def check_name_collisions(names: Iterable[str]) -> None:

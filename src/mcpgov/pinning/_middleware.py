@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import time
+import weakref
 from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -10,9 +13,11 @@ from typing import Any
 
 from mcpgov._audit import AuditEvent
 from mcpgov._chain import CallNext, ChainResult, Listing, ListItem
-from mcpgov._context import LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
+from mcpgov._context import CLIENT_SESSION, LISTING_CURSOR, SERVER_INFO, SERVER_TARGET, GovContext
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._protocols import LISTING_PAGE_CAP
+from mcpgov._types import Clock
+from mcpgov._validate import is_positive_number
 from mcpgov.pinning._fingerprint import changed_fields, tool_fingerprint, tool_wire_form
 from mcpgov.pinning._manifest import Manifest
 from mcpgov.pinning._names import NameIndex, find_collision, name_problem
@@ -21,6 +26,9 @@ from mcpgov.pinning._registry import ServerRegistry
 __all__ = ["SERVER_INFO", "SERVER_TARGET", "PinningMiddleware"]
 
 
+DEFAULT_MAX_LISTING_AGE = 300.0
+"""Seconds a complete listing vouches for a session's calls before the next call lists again."""
+
 _MAX_WALKS = 16
 """Walks kept under way at once (an abandoned walk's place is taken by a newer one)."""
 
@@ -28,13 +36,37 @@ _MAX_WALKS = 16
 class _Round:
     """One listing walk, from its first page (no cursor) to its last (no next cursor)."""
 
-    __slots__ = ("generation", "pages", "seen", "verified")
+    __slots__ = ("generation", "pages", "seen", "started", "verified")
 
-    def __init__(self, generation: int) -> None:
+    def __init__(self, generation: int, started: float) -> None:
         self.generation = generation
+        self.started = started
         self.pages = 0
         self.seen: set[str] = set()
         self.verified: dict[str, str] = {}
+
+
+class _SessionState:
+    """What one client session's listings verified (a stage serves each session on its own)."""
+
+    __slots__ = ("generation", "listed", "listed_at", "verified", "walks")
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.listed = False
+        self.listed_at = -math.inf
+        """When the walk of the latest complete listing started (the server's word is that old)."""
+        self.verified: dict[str, str] = {}
+        self.walks: dict[str, _Round] = {}
+        """Walks under way, by the cursor of the page that continues each."""
+
+    def forget(self) -> None:
+        # A listing in flight now may have been answered before the change: it verifies nothing.
+        self.generation += 1
+        self.listed_at = -math.inf
+        self.verified.clear()
+        self.walks.clear()
+        self.listed = False
 
 
 class _Blocked:
@@ -89,15 +121,28 @@ class PinningMiddleware:
     :attr:`needs_listing` true until it completes (a tool its pages refuse is refused at once);
     a name listed twice, on one page or on two, is refused (``name.duplicate``).
 
+    A server can change a tool without announcing a list change: a complete listing vouches for a
+    session's calls for ``max_listing_age`` seconds from when its walk started, then the session
+    lists again before its next call (``GovernedClient`` does, as :attr:`needs_listing` says; a
+    listing that fails or refuses the tool refuses the call), and a send after that age without
+    a new listing is refused (``tool.unverified``). Any listing that arrives, asked for by the
+    client or by the SDK (to validate a result), is checked the same way. A change made within
+    the age and undone before the next listing is not seen by a client: the residual.
+
     A pin store that is missing, unreadable, malformed or wrongly signed refuses every tool
     request to the server (reason ``pin.missing``, ``pin.malformed``, ``pin.bad_signature``...).
 
-    Use one instance per client session: it remembers what that session's latest listing showed
-    (a ``GovernedClient`` entering a new session makes it forget, as a list change does).
+    What a listing verified is kept per client session (``ctx.extensions[CLIENT_SESSION]``, the
+    SDK session, held weakly): one instance shared by sessions open at once lets each call only
+    what its own latest listing verified. A ``GovernedClient`` entering a new session makes it
+    forget, as a list change does.
 
     Args:
         registry: the approved servers.
         server_id: the registry id of the server this client is connected to.
+        max_listing_age: seconds a complete listing vouches for calls (default 300); ``None``:
+            until a list change or a new session.
+        clock: monotonic seconds (tests).
 
     Raises:
         ConfigurationError: ``server_id`` is not in ``registry``.
@@ -106,34 +151,81 @@ class PinningMiddleware:
     requires_listing = True
     """Tools can only be called after a governed ``tools/list`` verified them."""
 
-    def __init__(self, registry: ServerRegistry, *, server_id: str) -> None:
+    def __init__(
+        self,
+        registry: ServerRegistry,
+        *,
+        server_id: str,
+        max_listing_age: float | None = DEFAULT_MAX_LISTING_AGE,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if max_listing_age is not None and not is_positive_number(max_listing_age):
+            raise ConfigurationError(
+                f"max_listing_age must be a positive number of seconds or None, got {max_listing_age!r}"
+            )
+        self.max_listing_age = max_listing_age
+        self._clock = clock
         if not isinstance(registry, ServerRegistry):
             raise ConfigurationError(f"registry must be a ServerRegistry, got {type(registry).__name__}")
         if server_id not in registry:
             raise ConfigurationError(f"server {server_id!r} is not in the registry")
         self.registry = registry
         self.server_id = server_id
-        self._verified: dict[str, str] = {}
-        self._walks: dict[str, _Round] = {}
-        """Walks under way, by the cursor of the page that continues each."""
-        self._generation = 0
-        self._listed = False
+        self._sessions: weakref.WeakKeyDictionary[object, _SessionState] = weakref.WeakKeyDictionary()
+        """Each client session's own state, by its SDK session (held weakly: a closed session's goes)."""
+        self._unbound = _SessionState()
+        """The state of requests that name no session (a chain driven without a ``GovernedClient``)."""
+        self._latest: dict[str, str] = {}
         self._index: tuple[str, NameIndex] | None = None
         self._fingerprints: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"PinningMiddleware(server_id={self.server_id!r}, verified={len(self._verified)})"
+        return f"PinningMiddleware(server_id={self.server_id!r}, verified={len(self._latest)})"
+
+    def _state(self, ctx: GovContext | None) -> _SessionState:
+        """The state of the session ``ctx`` is sent on (see :data:`~mcpgov._context.CLIENT_SESSION`)."""
+        session = ctx.extensions.get(CLIENT_SESSION) if ctx is not None else None
+        if session is None:
+            return self._unbound
+        try:
+            state = self._sessions.get(session)
+            if state is None:
+                state = self._sessions[session] = _SessionState()
+        except TypeError as exc:  # not weakly referable or not hashable: no state can be kept for it
+            raise PinningError(
+                "the client session cannot be told apart from others, so no listing can vouch for it",
+                reason="pin.misconfigured",
+            ) from exc
+        return state
+
+    def _states(self) -> list[_SessionState]:
+        return list(self._sessions.values()) or [self._unbound]
 
     @property
     def verified(self) -> Mapping[str, str]:
-        """The tools the latest listing verified, with their fingerprints."""
-        return MappingProxyType(dict(self._verified))
+        """The tools the latest complete listing (of any session) verified, with their fingerprints."""
+        return MappingProxyType(dict(self._latest))
 
     @property
     def needs_listing(self) -> bool:
         """True until a complete listing has been checked, again after a list change, and while a
-        new listing walk is under way."""
-        return not self._listed
+        new listing walk is under way: for any session this stage serves."""
+        return not all(self._fresh(state) for state in self._states())
+
+    def needs_listing_for(self, session: object) -> bool:
+        """:attr:`needs_listing` for one client session (its SDK session object)."""
+        try:
+            state = self._sessions.get(session) if session is not None else self._unbound
+        except TypeError:  # no state can be kept for it: it never listed
+            return True
+        return state is None or not self._fresh(state)
+
+    def _aged(self, state: _SessionState) -> bool:
+        """The latest complete listing is older than :attr:`max_listing_age`."""
+        return self.max_listing_age is not None and self._clock() - state.listed_at >= self.max_listing_age
+
+    def _fresh(self, state: _SessionState) -> bool:
+        return state.listed and not self._aged(state)
 
     def notify_list_changed(self, kind: str) -> None:
         """The server said its list of ``kind`` changed: forget what was verified, until the next listing.
@@ -142,11 +234,10 @@ class PinningMiddleware:
             kind: ``"tool"`` (``notifications/tools/list_changed``); other kinds are ignored.
         """
         if kind == "tool":
-            # A listing in flight now may have been answered before the change: it verifies nothing.
-            self._generation += 1
-            self._verified.clear()
-            self._walks.clear()
-            self._listed = False
+            # Every session's: the caller does not say which connection heard it.
+            for state in [self._unbound, *self._sessions.values()]:
+                state.forget()
+            self._latest = {}
 
     def check_send(self, name: str, ctx: GovContext | None = None) -> str:
         """The fingerprint tool ``name`` may be sent under now.
@@ -163,13 +254,23 @@ class PinningMiddleware:
         """
         if ctx is not None:
             self._check_server(ctx)
+        return self._check_send(self._state(ctx), name)
+
+    def _check_send(self, state: _SessionState, name: str) -> str:
         # Only a complete walk fills what is verified; a list change empties it, and a page that
         # refuses a tool takes it out. While another walk is under way the latest complete one's
         # word holds: a client calls only once it walked to the end itself (needs_listing).
-        verified = self._verified.get(name)
+        verified = state.verified.get(name)
         if verified is None:
             raise PinningError(
                 f"tool {name!r} was not verified against its pin by the latest listing", reason="tool.unverified"
+            )
+        if self._aged(state):
+            # A server can change a tool without announcing it: what it listed long ago no longer
+            # vouches for it (GovernedClient lists again before a call when this is due).
+            raise PinningError(
+                f"the latest listing that verified tool {name!r} is older than {self.max_listing_age} s",
+                reason="tool.unverified",
             )
         if self.registry.manifest(self.server_id).fingerprint_of(name) != verified:
             raise PinningError(
@@ -183,18 +284,20 @@ class PinningMiddleware:
         self._check_server(ctx)
         method = ctx.method
         if method == "tools/list":
-            manifest = self.registry.manifest(self.server_id)
-            generation = self._generation
+            manifest = await self.registry.current_manifest(self.server_id)
+            state = self._state(ctx)
+            generation = state.generation
             cursor = ctx.extension(LISTING_CURSOR)
             result = await call_next(ctx)
             if not isinstance(result, Listing):
                 raise PinningError("tools/list did not produce a listing", reason="pin.misconfigured")
-            return await self._check_listing(ctx, manifest, result, generation=generation, cursor=cursor)
+            return await self._check_listing(ctx, state, manifest, result, generation=generation, cursor=cursor)
         if method == "tools/call":
             name = ctx.target
             if not isinstance(name, str):
                 raise PinningError(f"tool {name!r} cannot be verified", reason="tool.unverified")
-            self.check_send(name)
+            await self.registry.current_manifest(self.server_id)  # refuses a pin older than one accepted
+            self._check_send(self._state(ctx), name)
         return await call_next(ctx)
 
     def _check_server(self, ctx: GovContext) -> None:
@@ -264,7 +367,14 @@ class PinningMiddleware:
         return new, None
 
     async def _check_listing(
-        self, ctx: GovContext, manifest: Manifest, listing: Listing, *, generation: int, cursor: str | None
+        self,
+        ctx: GovContext,
+        state: _SessionState,
+        manifest: Manifest,
+        listing: Listing,
+        *,
+        generation: int,
+        cursor: str | None,
     ) -> Listing:
         # Pins judge the server: what it offered, before any other stage hid a tool from this
         # caller. A tool hidden by policy is still verified (a later call is then refused by the
@@ -272,13 +382,13 @@ class PinningMiddleware:
         walk: _Round | None
         if cursor is None:
             # A new walk: a listing is due again until one completes.
-            walk = _Round(generation)
-            self._listed = False
+            walk = _Round(generation, self._clock())
+            state.listed = False
         else:
             # Each walk continues from the cursor its previous page gave (walks of concurrent
             # listings stay apart); an unknown cursor continues no walk.
-            walk = self._walks.pop(cursor, None)
-        if walk is not None and (walk.generation != generation or self._generation != generation):
+            walk = state.walks.pop(cursor, None)
+        if walk is not None and (walk.generation != generation or state.generation != generation):
             # The server announced a change while this walk (or this page) was under way: the page
             # may predate it. It is still checked and filtered, but it verifies nothing.
             walk = None
@@ -291,7 +401,7 @@ class PinningMiddleware:
             fingerprint, refusal = self._verify(item, manifest, counts[item.name] > 1 or item.name in earlier)
             if refusal is not None:
                 blocked.append(refusal)
-                self._verified.pop(item.name, None)  # refused now: no earlier listing vouches for it
+                state.verified.pop(item.name, None)  # refused now: no earlier listing vouches for it
             elif fingerprint is not None:
                 verified_raw.add(id(item.raw))
                 if walk is not None:
@@ -300,7 +410,7 @@ class PinningMiddleware:
             for name in earlier.intersection(counts):
                 # Listed on an earlier page of this walk too: neither listing of it is trusted.
                 walk.verified.pop(name, None)
-                self._verified.pop(name, None)
+                state.verified.pop(name, None)
             walk.seen.update(counts)
             if offered is listing.items:
                 # No unfiltered envelope: names other stages hid were listed, but cannot be verified here.
@@ -312,12 +422,12 @@ class PinningMiddleware:
                 # its end, so no earlier listing vouches for anything either.
                 detail = f"the server's tool listing did not end within {LISTING_PAGE_CAP} pages"
                 blocked.append(_Blocked(None, "listing.unending", detail))
-                self._verified.clear()
-                self._listed = False
+                state.verified.clear()
+                state.listed = False
             elif following is not None:
-                if len(self._walks) >= _MAX_WALKS:
-                    del self._walks[next(iter(self._walks))]  # the oldest: most likely abandoned
-                self._walks[str(following)] = walk
+                if len(state.walks) >= _MAX_WALKS:
+                    del state.walks[next(iter(state.walks))]  # the oldest: most likely abandoned
+                state.walks[str(following)] = walk
             else:
                 # The last page: whatever is pinned and was not on any page of this walk is gone.
                 for name, pin in manifest.tools.items():
@@ -327,8 +437,10 @@ class PinningMiddleware:
                                 name, "tool.removed", f"pinned tool {name!r} is no longer listed", old=pin.fingerprint
                             )
                         )
-                self._verified = walk.verified
-                self._listed = True
+                state.verified = walk.verified
+                state.listed_at = walk.started
+                self._latest = dict(walk.verified)
+                state.listed = True
         await self._record(ctx, manifest, blocked)
         return listing.keep(lambda item: id(item.raw) in verified_raw)
 

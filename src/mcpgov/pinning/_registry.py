@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
+import shutil
+import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from mcpgov._datafile import read_data_file
 from mcpgov._errors import ConfigurationError, PinningError
 from mcpgov._principal import Principal
+from mcpgov._state import StateStore, StateStoreError
+from mcpgov._types import Clock
 from mcpgov.pinning._keys import PublisherKeys
 from mcpgov.pinning._manifest import FilePinStore, InlinePinStore, Manifest, PinStore
 
@@ -23,6 +29,10 @@ if TYPE_CHECKING:
     from mcp.client.stdio import StdioServerParameters
 
 __all__ = ["ApprovedServer", "ExpectedServer", "ServerRegistry"]
+
+_FLOOR_TTL = 100 * 365 * 24 * 3600.0
+"""How long a state store keeps the highest manifest sequence accepted for a server: an older
+manifest without ``not_after`` would be accepted for ever, so its refusal lives as long."""
 
 _CACHE_SIZE = 1024
 """Answers remembered per entry (callers, self-descriptions); the entry is immutable, so they stay true."""
@@ -102,9 +112,12 @@ class ApprovedServer(BaseModel):
         workloads: glob patterns (``fnmatch``; ``*`` also matches ``/``) matched against the
             caller's SPIFFE ID or subject.
         url: where it is reached over Streamable HTTP, or
-        command, args, env: how it is started over stdio (``env``: the variables it gets over
-            the SDK's safe default environment). A client must connect exactly there: a
-            connection to another URL or command is refused.
+        command, args, env, cwd: how it is started over stdio (``env``: the variables it gets
+            over the SDK's safe default environment; ``cwd``: an absolute working directory).
+            A client must connect exactly there: a connection to another URL or command is
+            refused, and so is one whose command resolves (in the ``PATH`` of the environment
+            the process gets, from the directory it starts in) to another executable than the
+            entry's, or to none; with ``cwd``, one started in another directory.
         server: the expected self-description.
         publisher_key: the publisher's public JWK (or JWK set); when set, its pinned manifest
             must be signed with it.
@@ -122,6 +135,7 @@ class ApprovedServer(BaseModel):
     command: str | None = None
     args: tuple[str, ...] = ()
     env: dict[str, str] | None = Field(default=None, repr=False)
+    cwd: str | None = Field(default=None, min_length=1)
     server: ExpectedServer
     publisher_key: dict[str, Any] | None = Field(default=None, repr=False)
     pin: str | dict[str, Any] = Field(repr=False)
@@ -145,6 +159,8 @@ class ApprovedServer(BaseModel):
             raise ValueError("'args' needs 'command'")
         if self.env is not None and self.command is None:
             raise ValueError("'env' applies to a server started over stdio: it needs 'command'")
+        if self.cwd is not None and (self.command is None or not os.path.isabs(self.cwd)):
+            raise ValueError("'cwd' is the absolute working directory of a server started over stdio")
         if self.publisher_key is not None:
             self._publisher = PublisherKeys.from_jwk(self.publisher_key)
         return self
@@ -160,7 +176,7 @@ class ApprovedServer(BaseModel):
             return self.url
         from mcp.client.stdio import StdioServerParameters  # noqa: PLC0415 - the SDK loads on first use
 
-        return StdioServerParameters(command=self.command or "", args=list(self.args), env=self.env)
+        return StdioServerParameters(command=self.command or "", args=list(self.args), env=self.env, cwd=self.cwd)
 
     def target_mismatch(self, target: object) -> str | None:
         """Why a client connected to ``target`` is not connected to this server, or ``None``.
@@ -195,7 +211,7 @@ class ApprovedServer(BaseModel):
                 # Every variable the entry names must be given exactly; others (secrets injected
                 # at start, which a registry must not hold) are not judged.
                 return f"server {self.id!r} is approved with another environment than the client gave its command"
-            return None
+            return self._executable_mismatch(command, given, getattr(target, "cwd", None))
         url = getattr(target, "url", None)
         if isinstance(url, str) and command is None:
             return self._url_mismatch(url)
@@ -207,6 +223,35 @@ class ApprovedServer(BaseModel):
             f"server {self.id!r}: the client connected through a {type(target).__name__}, whose destination "
             "cannot be compared with the approved one"
         )
+
+    def _executable_mismatch(self, command: str, env: Mapping[str, str], cwd: object) -> str | None:
+        """Why ``command``, started with ``env`` in ``cwd``, is not the entry's executable, or ``None``.
+
+        The same name can start another program: a ``PATH`` the entry does not name, or a relative
+        name or ``PATH`` entry read from another directory. What is compared is the executable
+        each resolves to, as the SDK's stdio client starts it; one that resolves to nothing is
+        refused.
+        """
+        if cwd is not None and not isinstance(cwd, str | os.PathLike):
+            return f"server {self.id!r}: the working directory the client gave its command cannot be judged"
+        try:
+            moved = self.cwd is not None and _directory(cwd) != _directory(self.cwd)
+        except (OSError, ValueError, TypeError):
+            return f"server {self.id!r}: the working directory the client gave its command cannot be judged"
+        if moved:
+            return f"server {self.id!r} is approved to start in another working directory than the client gave it"
+        approved = _executable(self.command or "", self.env or {}, self.cwd)
+        if approved is None:
+            return f"server {self.id!r}: the approved command {self.command!r} resolves to no executable here"
+        actual = _executable(command, env, cwd)
+        if actual is None:
+            return f"server {self.id!r}: the command the client started resolves to no executable"
+        if actual != approved:
+            return (
+                f"server {self.id!r} is approved as command {self.command!r}, which resolves to another "
+                "executable than the client started"
+            )
+        return None
 
     def _url_mismatch(self, url: str) -> str | None:
         if self.url is None:
@@ -244,6 +289,54 @@ class ApprovedServer(BaseModel):
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _floor(stored: str | None) -> int:
+    """A stored highest sequence (absent: 0); anything else is a store fault."""
+    if stored is None:
+        return 0
+    try:
+        value = float(stored)
+    except ValueError:
+        raise StateStoreError("a stored pin sequence is not a number", reason="bad_value") from None
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        raise StateStoreError("a stored pin sequence is not a whole number", reason="bad_value")
+    return int(value)
+
+
+def _directory(cwd: object) -> str:
+    """The real path of the directory a process started with ``cwd`` runs in (``None``: this one's)."""
+    path = os.getcwd() if cwd is None else os.fspath(cwd)  # type: ignore[call-overload]
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _executable(command: str, env: Mapping[str, str], cwd: object) -> str | None:
+    """The real path of the executable the SDK's stdio client starts for ``command``, or ``None``.
+
+    The process gets the SDK's default environment with ``env`` over it; a name without a
+    directory is looked up in that environment's ``PATH`` (the system default when it has none),
+    as ``execvpe`` does, and a relative name or ``PATH`` entry is read from ``cwd``.
+    """
+    if not command or "\x00" in command:
+        return None
+    from mcp.client.stdio import get_default_environment  # noqa: PLC0415 - the SDK loads on first use
+
+    full = {**get_default_environment(), **env}
+    try:
+        base = _directory(cwd)
+        if sys.platform == "win32":  # pragma: no cover - judged by the platform's own lookup
+            found = shutil.which(command, path=full.get("PATH"))
+            return os.path.realpath(os.path.join(base, found)) if found else None
+        if os.sep in command or (os.altsep is not None and os.altsep in command):
+            candidates = [os.path.join(base, command)]
+        else:
+            candidates = [os.path.join(base, entry or ".", command) for entry in os.get_exec_path(full)]
+        for candidate in candidates:
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return os.path.realpath(candidate)
+    except (OSError, ValueError, TypeError):
+        return None
+    return None
 
 
 def _in_process(target: object) -> bool:
@@ -298,9 +391,18 @@ class ServerRegistry:
             publisher_key: {kty: OKP, crv: Ed25519, x: "..."}   # optional
             pin: pins/billing.json                     # or the manifest inline
 
+    Pin freshness: a manifest with a ``sequence`` (``mcpgov.pins/2``) lower than the highest one
+    accepted for its server, or without one once a sequenced one was accepted, is refused
+    (reason ``pin.rollback``), and one past its ``not_after`` too (reason ``pin.expired``). The
+    highest sequence is remembered in this process and, with ``state``, in the state store, so
+    replicas and restarts agree (:meth:`current_manifest` consults it; a store that fails
+    refuses).
+
     Args:
         servers: the approved servers (models or mappings).
         base_dir: what relative pin paths are relative to (default: the working directory).
+        state: where the highest accepted sequence of each server is shared (memory, Redis).
+        clock: the time ``not_after`` is compared with.
 
     Raises:
         ConfigurationError: an entry is invalid, or two entries share an id.
@@ -311,27 +413,44 @@ class ServerRegistry:
         servers: Iterable[ApprovedServer | Mapping[str, Any]] = (),
         *,
         base_dir: str | os.PathLike[str] | None = None,
+        state: StateStore | None = None,
+        clock: Clock = time.time,
     ) -> None:
+        if state is not None and not isinstance(state, StateStore):
+            raise ConfigurationError(f"state must be a StateStore, got {type(state).__name__}")
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.state = state
+        self._clock = clock
+        self._floors: dict[str, int] = {}
+        """The highest manifest sequence accepted per server id, in this process."""
         self._servers: dict[str, ApprovedServer] = {}
         self._stores: dict[str, PinStore] = {}
         for server in servers:
             self.add(server)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> ServerRegistry:
+    def from_file(cls, path: str | os.PathLike[str], *, state: StateStore | None = None) -> ServerRegistry:
         """Read a registry file (``.yaml``/``.yml`` or ``.json``); relative pin paths are relative to it.
+
+        Args:
+            path: the file.
+            state: where the highest accepted pin sequence of each server is shared.
 
         Raises:
             ConfigurationError: the file cannot be read or is not a valid registry.
         """
         path = Path(path)
         data = read_data_file(path, "registry file")
-        return cls.from_mapping(data, base_dir=path.resolve().parent, source=f"registry file {path}")
+        return cls.from_mapping(data, base_dir=path.resolve().parent, source=f"registry file {path}", state=state)
 
     @classmethod
     def from_mapping(
-        cls, data: Any, *, base_dir: str | os.PathLike[str] | None = None, source: str = "registry"
+        cls,
+        data: Any,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        source: str = "registry",
+        state: StateStore | None = None,
     ) -> ServerRegistry:
         """Build from parsed data ``{"servers": [...]}``.
 
@@ -340,7 +459,7 @@ class ServerRegistry:
         """
         if not isinstance(data, Mapping) or set(data) != {"servers"} or not isinstance(data["servers"], list):
             raise ConfigurationError(f"{source} must be a mapping with one key, 'servers', holding a list")
-        registry = cls(base_dir=base_dir)
+        registry = cls(base_dir=base_dir, state=state)
         for index, entry in enumerate(data["servers"]):
             try:
                 registry.add(entry)
@@ -424,7 +543,56 @@ class ServerRegistry:
                 f"the pin of server {server_id!r} is for server {manifest.server.name!r}, not {server.server.name!r}",
                 reason="pin.wrong_server",
             )
+        self._check_fresh(server_id, manifest, self._floors.get(server_id, 0))
+        if manifest.sequence is not None and manifest.sequence > self._floors.get(server_id, 0):
+            self._floors[server_id] = manifest.sequence
         return manifest
+
+    async def current_manifest(self, server_id: str) -> Manifest:
+        """:meth:`manifest`, also held to the highest sequence the state store has for the server.
+
+        Raises:
+            PinningError: see :meth:`manifest`; reason ``pin.rollback`` when the store has a higher
+                sequence, ``pin.unverifiable`` when the store cannot answer or record.
+        """
+        manifest = self.manifest(server_id)
+        if self.state is None:
+            return manifest
+        key = f"pin:sequence:{server_id}"
+        try:
+            stored = await self.state.get(key)
+            floor = _floor(stored)
+            self._check_fresh(server_id, manifest, floor)
+            if manifest.sequence is not None and manifest.sequence > floor:
+                put_max = getattr(self.state, "put_max", None)
+                if callable(put_max):
+                    await put_max(key, float(manifest.sequence), _FLOOR_TTL)
+                else:
+                    await self.state.put(key, repr(float(manifest.sequence)), _FLOOR_TTL)
+        except StateStoreError as exc:
+            raise PinningError(
+                f"the newest pin of server {server_id!r} cannot be checked: the state store failed ({exc.reason})",
+                reason="pin.unverifiable",
+            ) from exc
+        if floor > self._floors.get(server_id, 0):
+            self._floors[server_id] = floor
+        return manifest
+
+    def _check_fresh(self, server_id: str, manifest: Manifest, floor: int) -> None:
+        if manifest.sequence is None and floor > 0:
+            raise PinningError(
+                f"the pin of server {server_id!r} has no sequence, but one numbered {floor} was accepted",
+                reason="pin.rollback",
+            )
+        if manifest.sequence is not None and manifest.sequence < floor:
+            raise PinningError(
+                f"the pin of server {server_id!r} is number {manifest.sequence}, older than number {floor} "
+                "which was accepted",
+                reason="pin.rollback",
+            )
+        expires = manifest.expires_at
+        if expires is not None and self._clock() >= expires:
+            raise PinningError(f"the pin of server {server_id!r} expired at {manifest.not_after}", reason="pin.expired")
 
     def check(
         self,
