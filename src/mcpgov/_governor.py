@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 
+from mcpgov._admission import Admission, enter_admission, leave_admission
 from mcpgov._arguments import ArgsDigest, ArgumentLimits, freeze_lazily
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor, ContextValues
 from mcpgov._authorize import Authorizer
@@ -62,10 +63,11 @@ def _hash_of(c: GovContext, values: ContextValues | None) -> str | ArgsDigest | 
 class _Run:
     """Per-request bookkeeping: when it started, the context last seen, and whether it got past the gate."""
 
-    __slots__ = ("args_hash", "arguments", "ctx", "executed", "listing_failed", "seen", "start")
+    __slots__ = ("admission", "args_hash", "arguments", "ctx", "executed", "listing_failed", "seen", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start
+        self.admission = Admission()
         self.executed = False
         self.listing_failed = False
         self.ctx: GovContext | None = None
@@ -260,15 +262,20 @@ class Governor:
         chain: CallNext = gate
         for mw in reversed(self.middleware):
             chain = stage(mw, chain)
+        entered = enter_admission(run.admission)
         try:
             result = await chain(ctx)
         except McpGovError as exc:
+            # A request that never reached its effect spends none of the limits it was counted
+            # against, whichever stage refused it after they counted it.
+            await run.admission.take_back()
             if not run.executed:
                 await self.refuse(exc.context or run.ctx or run.seen, exc)
             raise
         except BaseException as exc:
             if must_propagate(exc):
                 raise
+            await run.admission.take_back()
             if isinstance(exc, anyio.get_cancelled_exc_class()) and await really_cancelled():
                 if not run.executed:
                     with anyio.CancelScope(shield=True):
@@ -283,6 +290,8 @@ class Governor:
             with anyio.CancelScope(shield=True):
                 await self.refuse(run.ctx or run.seen, error)
             raise error from None
+        finally:
+            leave_admission(entered)
         if isinstance(result, Listing):
             inner = run.ctx or ctx
             if not self.auditor.wants_events:  # nobody receives it: not built
@@ -346,6 +355,7 @@ class Governor:
                     error.event_id = await self._not_run(c, run, error, values)
                 raise
         # Nothing awaits between the last check and the effect: the terminal starts the request now.
+        run.admission.started = True
         try:
             result = await terminal(c)
         except Exception as exc:

@@ -12,6 +12,7 @@ characters and whitespace folded), so other spellings of one caller share its co
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from mcpgov._admission import current_admission
 from mcpgov._context import GovContext
 from mcpgov._state import StateStore
 from mcpgov._types import Clock
@@ -91,7 +93,9 @@ class RateLimiter:
 
         A request that is refused spends none of its limits: when a spec is exceeded, or counting
         fails half-way (a store error, or anything else raised), what was counted for it is taken
-        back, so a caller over one limit never spends a limit it shares with others.
+        back, so a caller over one limit never spends a limit it shares with others. Once
+        admitted under a governed request, the counts are taken back too when that request is
+        refused, fails or is cancelled before it runs (see :mod:`mcpgov._admission`).
 
         Raises:
             StateStoreError: the store failed (the caller denies).
@@ -112,6 +116,10 @@ class RateLimiter:
         except BaseException:
             await self._take_back(counted)
             raise
+        admission = current_admission()
+        if admission is not None and counted:
+            # Taken back when a later stage refuses the request before it runs.
+            admission.spent(functools.partial(self._take_back, counted))
         return None
 
     async def _take_back(self, counted: list[tuple[str, float]]) -> None:
