@@ -56,9 +56,11 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._principal import Principal
 from mcpgov.policy._conditions import (
+    COMPLETION_METHOD,
     MAX_CONDITION_STRING,
     ConditionError,
     granted_scopes,
+    judged_arguments,
     name_key,
     reads_as,
     spelling_of,
@@ -402,6 +404,9 @@ class CedarEngine:
     def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str], str | None]:
         """The decision, Cedar's determining policies and errors, and what made it stricter than
         Cedar's decision on the request as received (an unknown tenant, purpose or claim), if anything."""
+        if ctx.method == COMPLETION_METHOD and ctx.arguments is not None:
+            # A completion is judged as the prompt it completes (see judged_arguments).
+            ctx = ctx.replace(arguments=judged_arguments(ctx))
         decision, reasons, errors = self._evaluate_one(ctx, now)
         if decision.effect is Effect.DENY and decision.reason_code != "default_deny":
             return decision, reasons, errors, None  # nothing is stricter
