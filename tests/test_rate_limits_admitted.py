@@ -11,7 +11,18 @@ import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
-from mcpgov import Authorizer, CallNext, Decision, GovContext, Hooks, McpGovError, StateStore, govern
+from mcpgov import (
+    AuditEvent,
+    Auditor,
+    Authorizer,
+    CallNext,
+    Decision,
+    GovContext,
+    Hooks,
+    McpGovError,
+    StateStore,
+    govern,
+)
 from mcpgov._state import InMemoryStateStore
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.policy._ratelimit import RateLimitSpec
@@ -248,3 +259,30 @@ async def test_a_count_that_cannot_be_taken_back_stays(mode: str) -> None:
     # Stricter, never looser: the refused request's count stayed.
     assert outcomes == [True] * (LIMIT - 1) + [False]
     assert ran == ["a0"]
+
+
+class _FailingSink:
+    """An audit sink that cannot record allow decisions while ``failing``."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def __call__(self, event: AuditEvent) -> None:
+        if self.failing and event.type == "decision" and event.effect == "allow":
+            raise RuntimeError("the audit store is down")
+
+
+@pytest.mark.anyio
+async def test_a_request_strict_audit_refuses_spends_nothing(mode: str) -> None:
+    server, ran = _server()
+    sink = _FailingSink()
+    policy = PolicyMiddleware(_policy(), clock=lambda: 1_000.0)
+    govern(server, LookupIdentity(), policy, audit=Auditor([sink], strict=True))
+    async with Client(server, mode=mode) as client:
+        sink.failing = True
+        for i in range(3):
+            assert not await _admitted(client, "alice", f"x{i}")
+        sink.failing = False
+        outcomes = [await _admitted(client, "alice", f"a{i}") for i in range(LIMIT + 1)]
+    assert outcomes == [True] * LIMIT + [False]
+    assert ran == [f"a{i}" for i in range(LIMIT)]
