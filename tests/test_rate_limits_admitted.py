@@ -286,3 +286,57 @@ async def test_a_request_strict_audit_refuses_spends_nothing(mode: str) -> None:
         outcomes = [await _admitted(client, "alice", f"a{i}") for i in range(LIMIT + 1)]
     assert outcomes == [True] * LIMIT + [False]
     assert ran == [f"a{i}" for i in range(LIMIT)]
+
+
+class _AddsALimit:
+    """A stage of one's own after the authorisers that adds a rate limit to the decision."""
+
+    def __init__(self, limit: Any) -> None:
+        self.limit = limit
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        decision = Decision.allow("added", rate_limit=self.limit).combine(ctx.decision)
+        return await call_next(ctx.replace(decision=decision))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("limit", list(LIMIT_SPELLINGS), ids=str)
+async def test_a_limit_no_stage_counted_refuses_the_request(limit: str, mode: str) -> None:
+    server, ran = _server()
+    sink = InMemoryAuditSink()
+    hooks = Hooks()
+    hooks.register("search", lambda ctx: Decision.allow("allow-search"))
+    govern(server, LookupIdentity(), hooks, _AddsALimit(LIMIT_SPELLINGS[limit]()), audit=sink)
+    async with Client(server, mode=mode) as client:
+        assert not await _admitted(client, "alice", "a0")
+    assert ran == []
+    assert [(e.rule, e.reason) for e in sink.decisions()] == [("mcpgov:rate-limit-uncounted", "rate_limit_uncounted")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("spelling", sorted(LIMIT_SPELLINGS))
+async def test_a_hooks_limit_and_a_policys_limit_both_hold(spelling: str, mode: str) -> None:
+    server, ran = _server()
+    hooks = Hooks(clock=lambda: 1_000.0)
+    hook_limit = LIMIT_SPELLINGS[spelling]()  # two per principal
+    hooks.register("search", lambda ctx: Decision.allow("hook-limit", rate_limit=hook_limit))
+    tight = Policy.from_dict(
+        {
+            "rules": [
+                {
+                    "id": "per-tool",
+                    "effect": "allow",
+                    "tools": ["search"],
+                    "obligations": {"rate_limit": {"limit": 3, "per": 60, "by": ["tool"]}},
+                }
+            ]
+        }
+    )
+    govern(server, LookupIdentity(), hooks, PolicyMiddleware(tight, clock=lambda: 1_000.0))
+    async with Client(server, mode=mode) as client:
+        alice = [await _admitted(client, "alice", f"a{i}") for i in range(3)]
+        reader = [await _admitted(client, "reader", f"r{i}") for i in range(2)]
+    # Alice is held by the hook's two per principal; the tool's three then hold the reader to one.
+    assert alice == [True, True, False]
+    assert reader == [True, False]
+    assert ran == ["a0", "a1", "r0"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 
@@ -27,15 +27,27 @@ counted: stricter, never looser)."""
 class Admission:
     """The counts one request spent on its way in, and whether its effect started."""
 
-    __slots__ = ("_undo", "started")
+    __slots__ = ("_undo", "counted", "started")
 
     def __init__(self) -> None:
         self.started = False
+        self.counted: set[object] = set()
+        """The rate limits this request was counted against."""
         self._undo: list[Callable[[], Awaitable[None]]] = []
 
-    def spent(self, undo: Callable[[], Awaitable[None]]) -> None:
-        """Record a count this request spent, and how to take it back."""
+    def spent(self, undo: Callable[[], Awaitable[None]], limits: Iterable[object] = ()) -> None:
+        """Record a count this request spent against ``limits``, and how to take it back."""
         self._undo.append(undo)
+        self.counted.update(limits)
+
+    def covers(self, limits: object) -> bool:
+        """Whether this request was counted against every one of ``limits`` (one limit, or a
+        tuple or list of them): what a decision's ``rate_limit`` obligation holds."""
+        items = limits if isinstance(limits, (tuple, list)) else (limits,)
+        try:
+            return all(item in self.counted for item in items)
+        except TypeError:  # an unhashable limit: never counted
+            return False
 
     async def take_back(self) -> None:
         """Take back every count, once, when the effect did not start (shielded, for at most a

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import logging
 import math
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -213,7 +215,8 @@ class Authorizer(abc.ABC):
         if exceeded is not None:
             detail = f"rate limit of {exceeded.limit} per {exceeded.per:g}s (by {', '.join(exceeded.by)}) exceeded"
             return Decision.deny(exceeded.rule, detail, "rate_limited")
-        return decision
+        # The decision carries the limits as counted, which the gate checks were counted.
+        return dataclasses.replace(decision, obligations=MappingProxyType({**decision.obligations, RATE_LIMIT: specs}))
 
     async def filter(self, ctx: GovContext, listing: Listing) -> Listing:
         """Keep the entries of ``listing`` whose discovery this authoriser allows."""

@@ -19,7 +19,7 @@ from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
 from mcpgov._context import APPROVAL_GRANT, GovContext, Side, args_hash_source, new_context
-from mcpgov._decision import Decision
+from mcpgov._decision import RATE_LIMIT, Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
 from mcpgov._methods import LIST_METHODS
 
@@ -31,6 +31,10 @@ OutcomeOf = Callable[[Any], str]
 """Maps a terminal result to ``"completed"`` or ``"failed"`` (a tool result with ``isError``)."""
 
 DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this request", "default_deny")
+
+UNCOUNTED_LIMIT = Decision.deny(
+    "mcpgov:rate-limit-uncounted", "the decision carries a rate limit no stage counted", "rate_limit_uncounted"
+)
 
 
 class _InputRound(Exception):
@@ -74,6 +78,28 @@ class _Run:
         self.seen: GovContext | None = None
         self.arguments: Any = None
         self.args_hash: str | ArgsDigest | None = None
+
+
+def _prechecked(
+    c: GovContext,
+    decision: Decision | None,
+    precheck: Callable[[GovContext], None] | None,
+    admission: Admission,
+) -> None:
+    """Run ``precheck``, then refuse ``c`` when its decision carries a rate limit no stage
+    counted it against (one a stage of its own added to the decision): nothing would enforce it.
+
+    Raises:
+        McpGovError: what ``precheck`` raised.
+        Denied: an uncounted limit (``rate_limit_uncounted``).
+    """
+    if precheck is not None:
+        precheck(c)
+    if decision is None or c.action == "discover":
+        return
+    limits = decision.obligations.get(RATE_LIMIT)
+    if limits is not None and not admission.covers(limits):
+        raise Denied(UNCOUNTED_LIMIT)
 
 
 def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
@@ -328,8 +354,7 @@ class Governor:
         decision = c.decision
         if self.gated and (decision is None or not decision.allowed):
             raise Denied(DEFAULT_DENY)
-        if precheck is not None:
-            precheck(c)
+        _prechecked(c, decision, precheck, run.admission)
         auditor.check_available()
         # The last checks run right before the effect. When recording the allow cannot suspend
         # (no asynchronous sink), they run before it, so a refusal is one deny decision with the

@@ -113,8 +113,10 @@ class RateLimiter:
         """
         now = self.clock()
         counted: list[tuple[str, float]] = []
+        limits: list[RateLimitSpec] = []
         try:
             for spec in specs:
+                limits.append(spec)
                 window = int(now // spec.per)
                 # The counter expires at the end of its window.
                 ttl = max((window + 1) * spec.per - now, 0.001)
@@ -130,7 +132,7 @@ class RateLimiter:
         admission = current_admission()
         if admission is not None and counted:
             # Taken back when a later stage refuses the request before it runs.
-            admission.spent(functools.partial(self._take_back, counted))
+            admission.spent(functools.partial(self._take_back, counted), limits)
         return None
 
     async def _take_back(self, counted: list[tuple[str, float]]) -> None:
