@@ -23,6 +23,7 @@ from mcpgov import (
     StateStore,
     govern,
 )
+from mcpgov._context import APPROVAL_GRANT
 from mcpgov._state import InMemoryStateStore
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.policy._ratelimit import RateLimitSpec
@@ -340,3 +341,42 @@ async def test_a_hooks_limit_and_a_policys_limit_both_hold(spelling: str, mode: 
     assert alice == [True, True, False]
     assert reader == [True, False]
     assert ran == ["a0", "a1", "r0"]
+
+
+class _Granting:
+    """A stage before the authorisers standing for an approver: every request comes with a grant."""
+
+    class Grant:
+        approver = "carol"
+
+        def covers(self, ctx: GovContext, decision: Decision) -> bool:
+            return True
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        return await call_next(ctx.with_extension(APPROVAL_GRANT, self.Grant()))
+
+
+@pytest.mark.anyio
+async def test_an_approved_request_refused_after_admission_spends_nothing(mode: str) -> None:
+    server, ran = _server()
+    approve = Policy.from_dict(
+        {
+            "rules": [
+                {
+                    "id": "approve-search",
+                    "effect": "require_approval",
+                    "tools": ["search"],
+                    "obligations": {"rate_limit": {"limit": LIMIT, "per": 60, "by": ["tenant"]}},
+                }
+            ]
+        }
+    )
+    later = _RefuseAfter()
+    later.refuse = {"x0", "x1", "x2"}
+    govern(server, LookupIdentity(), _Granting(), PolicyMiddleware(approve, clock=lambda: 1_000.0), later)
+    async with Client(server, mode=mode) as client:
+        for query in ("x0", "x1", "x2"):
+            assert not await _admitted(client, "alice", query)
+        outcomes = [await _admitted(client, who, f"{who}{i}") for i, who in enumerate(["alice", "reader", "alice"])]
+    assert outcomes == [True, True, False]
+    assert ran == ["alice0", "reader1"]
