@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
@@ -380,3 +381,53 @@ async def test_an_approved_request_refused_after_admission_spends_nothing(mode: 
         outcomes = [await _admitted(client, who, f"{who}{i}") for i, who in enumerate(["alice", "reader", "alice"])]
     assert outcomes == [True, True, False]
     assert ran == ["alice0", "reader1"]
+
+
+class _SignallingStore(InMemoryStateStore):
+    """Counts like the in-memory store and signals each take-back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken_back = anyio.Event()
+
+    async def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        count = await super().incr(key, ttl, amount)
+        if amount < 0:
+            self.taken_back.set()
+        return count
+
+
+class _Waits:
+    """A stage after the authorisers that holds the requests whose query is ``hold`` until cancelled."""
+
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+
+    async def __call__(self, ctx: GovContext, call_next: CallNext) -> Any:
+        if (ctx.arguments or {}).get("query") == "hold":
+            self.entered.set()
+            await anyio.sleep_forever()
+        return await call_next(ctx)
+
+
+@pytest.mark.anyio
+async def test_a_request_cancelled_before_it_runs_spends_nothing(mode: str) -> None:
+    server, ran = _server()
+    store = _SignallingStore()
+    waits = _Waits()
+    govern(server, LookupIdentity(), PolicyMiddleware(_policy(), state=store, clock=lambda: 1_000.0), waits)
+    async with Client(server, mode=mode) as client:
+        async with anyio.create_task_group() as tg:
+
+            async def held() -> None:
+                await _admitted(client, "alice", "hold")
+
+            tg.start_soon(held)
+            with anyio.fail_after(30):
+                await waits.entered.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(30):
+            await store.taken_back.wait()
+        outcomes = [await _admitted(client, "alice", f"a{i}") for i in range(LIMIT + 1)]
+    assert outcomes == [True] * LIMIT + [False]
+    assert ran == [f"a{i}" for i in range(LIMIT)]
