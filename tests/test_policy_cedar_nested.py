@@ -22,6 +22,9 @@ permit(principal, action, resource == Tool::"run");
 @id("no-rm")
 forbid(principal, action == Action::"execute", resource == Tool::"run")
   when { context.args.opts.mode == "rm" || ["dd", "mkfs"].contains(context.args.opts.mode) };
+@id("no-rm-in-a-list")
+forbid(principal, action == Action::"execute", resource == Tool::"run")
+  when { context.args.opts has cmds && context.args.opts.cmds.contains("rm") };
 @id("no-level-zero")
 forbid(principal, action == Action::"execute", resource == Tool::"run")
   when { context.args.opts has level && context.args.opts.level == 0 };
@@ -61,6 +64,8 @@ async def _admitted(client: Client, opts: Any) -> bool:
         {"mode": "ls", "level": "0"},
         {"mode": "ls", "level": False},
         {"mode": "ls", "level": 0.0},
+        {"mode": "ls", "cmds": ["ls", "rm"]},
+        {"mode": "ls", "cmds": ["ls", "\uff52\uff4d"]},
         {"level": 1},  # no mode: the forbid cannot be evaluated
         {},
     ],

@@ -363,13 +363,21 @@ class CedarEngine:
         for path, literals in self.policy.arg_values.items():
             name = ".".join(path)
             value = _at_path(arguments, path)
-            if value is _ABSENT or isinstance(value, (Mapping, list, tuple)):
+            if value is _ABSENT or isinstance(value, Mapping):
                 continue
-            if isinstance(value, str) and len(value) > MAX_CONDITION_STRING:
-                continue  # Cedar judges it as sent; a literal that long is not compared here
-            if any(_same_literal(value, literal) for literal in literals):
+            if isinstance(value, (list, tuple)):
+                # A set (``.contains``): each element is read as the literals it stands for, one
+                # element at a time.
+                readings = [
+                    [*value[:i], literal, *value[i + 1 :]]
+                    for i, item in enumerate(value)
+                    for literal in _read_as_literals(item, literals)
+                ]
+                if readings:
+                    options.append((path, readings))
+                    why.append(f"an element of argument {name!r} could be read as {readings[0]!r}")
                 continue
-            candidates = [literal for literal in literals if _stands_for(value, literal)]
+            candidates = _read_as_literals(value, literals)
             if candidates:
                 options.append((path, candidates))
                 why.append(f"argument {name!r} could be read as {candidates[0]!r}")
@@ -697,6 +705,17 @@ def _compared_literals(node: Any, is_target: Callable[[Any], bool]) -> tuple[Any
 
     walk(node)
     return tuple(found.values())
+
+
+def _read_as_literals(value: Any, literals: tuple[Any, ...]) -> list[Any]:
+    """The literals a scalar ``value`` that is none of them as sent could be read as by a tool."""
+    if isinstance(value, (Mapping, list, tuple)):
+        return []
+    if isinstance(value, str) and len(value) > MAX_CONDITION_STRING:
+        return []  # Cedar judges it as sent; a literal that long is not compared here
+    if any(_same_literal(value, literal) for literal in literals):
+        return []
+    return [literal for literal in literals if _stands_for(value, literal)]
 
 
 def _same_literal(value: Any, literal: Any) -> bool:
