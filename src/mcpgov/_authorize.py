@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import logging
+import math
 import time
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import anyio.to_thread
@@ -14,12 +18,17 @@ import anyio.to_thread
 from mcpgov._chain import CallNext, ChainResult, Listing, StageSpec
 from mcpgov._contain import contained
 from mcpgov._context import APPROVAL_GRANT, GovContext, discovery_contexts
-from mcpgov._decision import Decision, Effect
-from mcpgov._errors import ApprovalRequired, Denied
+from mcpgov._decision import RATE_LIMIT, Decision, Effect
+from mcpgov._errors import ApprovalRequired, ConfigurationError, Denied
 from mcpgov._methods import LIST_METHODS
+from mcpgov._state import StateStore
+from mcpgov._types import Clock
 from mcpgov._validate import positive_seconds
 
-__all__ = ["Authorizer", "Unsettled", "approved_decision", "decided_inline", "guarded"]
+if TYPE_CHECKING:
+    from mcpgov.policy._ratelimit import RateLimiter, RateLimitSpec
+
+__all__ = ["Authorizer", "Unsettled", "approved_decision", "decided_inline", "guarded", "rate_limit_specs"]
 
 logger = logging.getLogger("mcpgov.authorize")
 
@@ -73,17 +82,42 @@ class Authorizer(abc.ABC):
       running past ``deadline`` seconds is a deny. A late answer is discarded.
     * a default deny (no rule applied) of ``logging/setLevel`` or ``subscriptions/listen``
       becomes an allow (rule ``mcpgov:protocol-default``): a rule about them decides as usual.
+    * a ``rate_limit`` obligation its allow (or approved request) carries is counted in
+      ``state`` (default: in memory) before the request goes on: over the limit is a deny
+      (``rate_limited``), a limit that cannot be read or counted is a deny. The counts are taken
+      back when the request is refused or fails before it runs.
 
     Args:
         deadline: seconds one decision may take.
         name: the id recorded as the deciding rule when this authoriser itself fails.
+        state: where the rate limits its decisions carry are counted (default: in memory, this
+            process only; share a store between replicas to share the limits).
+        clock: seconds since the epoch, for the rate-limit windows (injectable).
     """
 
     stage: ClassVar[StageSpec] = StageSpec(after=frozenset({"principal", "credential", "approval"}))
 
-    def __init__(self, *, deadline: float = 1.0, name: str | None = None) -> None:
+    counts_own_limits: ClassVar[bool] = False
+    """Whether :meth:`decide` itself counts the rate limits of its allows (``PolicyMiddleware``);
+    otherwise the base class counts them."""
+
+    def __init__(
+        self,
+        *,
+        deadline: float = 1.0,
+        name: str | None = None,
+        state: StateStore | None = None,
+        clock: Clock = time.time,
+    ) -> None:
         self.deadline = positive_seconds("deadline", deadline)
         self.name = name or type(self).__name__
+        if state is not None and not isinstance(state, StateStore):
+            raise ConfigurationError(f"state must implement StateStore, got {type(state).__name__}")
+        if not callable(clock):
+            raise ConfigurationError("clock must be callable")
+        self._limit_state = state
+        self._limit_clock = clock
+        self._own_limiter: RateLimiter | None = None
 
     @abc.abstractmethod
     async def decide(self, ctx: GovContext) -> Decision:
@@ -135,11 +169,54 @@ class Authorizer(abc.ABC):
         decision = protocol_default(ctx, await self.evaluate(ctx))
         if decision.effect is Effect.REQUIRE_APPROVAL:
             decision = approved_decision(ctx, decision)
+        if (
+            decision.effect is Effect.ALLOW
+            and not self.counts_own_limits
+            and ctx.action != "discover"
+            and RATE_LIMIT in decision.obligations
+        ):
+            decision = await self._counted(ctx, decision)
         if decision.effect is Effect.ALLOW:
             return await call_next(ctx.replace(decision=decision.combine(ctx.decision)))
         refusal = ApprovalRequired(decision) if decision.effect is Effect.REQUIRE_APPROVAL else Denied(decision)
         refusal.context = ctx
         raise refusal
+
+    def _rate_limiter(self) -> RateLimiter:
+        """The rate limiter of this authoriser's own decisions (made on first use)."""
+        limiter = self._own_limiter
+        if limiter is None:
+            from mcpgov._state import InMemoryStateStore  # noqa: PLC0415
+            from mcpgov.policy._ratelimit import RateLimiter  # noqa: PLC0415 - avoids an import cycle
+
+            state = getattr(self, "_limit_state", None)
+            clock = getattr(self, "_limit_clock", time.time)
+            limiter = RateLimiter(state if state is not None else InMemoryStateStore(), clock=clock)
+            self._own_limiter = limiter
+        return limiter
+
+    async def _counted(self, ctx: GovContext, decision: Decision) -> Decision:
+        """``decision`` once its rate limits counted this request; a deny when one is exceeded,
+        cannot be read, or cannot be counted (fail closed)."""
+        specs = rate_limit_specs(decision.obligations.get(RATE_LIMIT), decision.rule)
+        if isinstance(specs, str):
+            logger.warning("authoriser %s: rule %s carries an unreadable rate limit; denying", self.name, decision.rule)
+            return Decision.deny(
+                decision.rule, f"{decision.rule} carries a rate limit that {specs}", "rate_limit_invalid"
+            )
+        exceeded: RateLimitSpec | None = None
+        try:
+            with anyio.fail_after(self.deadline):
+                exceeded = await self._rate_limiter().admit(ctx, specs)
+        except TimeoutError:
+            return _timed_out(self.name, self.deadline)
+        except BaseException as exc:  # noqa: BLE001 - contained or re-raised by _failed
+            return await _failed(exc, self.name)
+        if exceeded is not None:
+            detail = f"rate limit of {exceeded.limit} per {exceeded.per:g}s (by {', '.join(exceeded.by)}) exceeded"
+            return Decision.deny(exceeded.rule, detail, "rate_limited")
+        # The decision carries the limits as counted, which the gate checks were counted.
+        return dataclasses.replace(decision, obligations=MappingProxyType({**decision.obligations, RATE_LIMIT: specs}))
 
     async def filter(self, ctx: GovContext, listing: Listing) -> Listing:
         """Keep the entries of ``listing`` whose discovery this authoriser allows."""
@@ -291,3 +368,47 @@ def _checked(result: Any, start: float, deadline: float, rule: str) -> Decision:
         detail = f"{rule} returned {type(result).__name__}, not a Decision"
         return Decision.deny(rule, detail, "authoriser_invalid")
     return result
+
+
+_LIMIT_DIMENSIONS = frozenset({"principal", "tenant", "tool"})
+
+
+def rate_limit_specs(value: Any, rule: str) -> tuple[RateLimitSpec, ...] | str:
+    """The rate limits a decision's ``rate_limit`` obligation names (one, or a list or tuple of
+    them: a mapping ``{limit, per, by}`` counted
+    under ``rule``, ``by`` defaulting to principal and tool, or a ``RateLimitSpec`` as a policy
+    makes them), or why it cannot be read."""
+    from mcpgov.policy._ratelimit import RateLimitSpec  # noqa: PLC0415 - avoids an import cycle
+
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    specs: list[RateLimitSpec] = []
+    for item in items:
+        spec_rule: object
+        limit: object
+        per: object
+        by: object
+        if isinstance(item, RateLimitSpec):
+            spec_rule, limit, per, by = item.rule, item.limit, item.per, item.by
+        elif isinstance(item, Mapping) and set(item) <= {"limit", "per", "by"}:
+            spec_rule, limit, per = rule, item.get("limit"), item.get("per")
+            by = item.get("by", ("principal", "tool"))
+        else:
+            return f"is not a RateLimitSpec or {{limit, per, by}} ({type(item).__name__})"
+        if not isinstance(spec_rule, str) or not spec_rule:
+            return "names no rule"
+        if type(limit) is not int or limit < 1:
+            return "has no whole positive limit"
+        if isinstance(per, bool) or not isinstance(per, (int, float)) or not math.isfinite(per) or per <= 0:
+            return "has no positive window"
+        if isinstance(by, str):
+            by = (by,)
+        if (
+            not isinstance(by, (tuple, list))
+            or not by
+            or not all(isinstance(d, str) and d in _LIMIT_DIMENSIONS for d in by)
+        ):
+            return "counts by something other than principal, tenant and tool"
+        specs.append(RateLimitSpec(spec_rule, limit, float(per), tuple(by)))
+    if not specs:
+        return "names no limit"
+    return tuple(specs)

@@ -12,13 +12,14 @@ from typing import Any
 
 import anyio
 
+from mcpgov._admission import Admission, enter_admission, leave_admission
 from mcpgov._arguments import ArgsDigest, ArgumentLimits, freeze_lazily
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor, ContextValues
 from mcpgov._authorize import Authorizer
 from mcpgov._chain import CallNext, Listing, Middleware, check_order
 from mcpgov._contain import contained, must_propagate, really_cancelled
 from mcpgov._context import APPROVAL_GRANT, GovContext, Side, args_hash_source, new_context
-from mcpgov._decision import Decision
+from mcpgov._decision import RATE_LIMIT, Decision
 from mcpgov._errors import AuditUnavailable, ConfigurationError, Denied, McpGovError
 from mcpgov._methods import LIST_METHODS
 
@@ -30,6 +31,10 @@ OutcomeOf = Callable[[Any], str]
 """Maps a terminal result to ``"completed"`` or ``"failed"`` (a tool result with ``isError``)."""
 
 DEFAULT_DENY = Decision.deny("mcpgov:default-deny", "no authoriser allowed this request", "default_deny")
+
+UNCOUNTED_LIMIT = Decision.deny(
+    "mcpgov:rate-limit-uncounted", "the decision carries a rate limit no stage counted", "rate_limit_uncounted"
+)
 
 
 class _InputRound(Exception):
@@ -62,16 +67,39 @@ def _hash_of(c: GovContext, values: ContextValues | None) -> str | ArgsDigest | 
 class _Run:
     """Per-request bookkeeping: when it started, the context last seen, and whether it got past the gate."""
 
-    __slots__ = ("args_hash", "arguments", "ctx", "executed", "listing_failed", "seen", "start")
+    __slots__ = ("admission", "args_hash", "arguments", "ctx", "executed", "listing_failed", "seen", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start
+        self.admission = Admission()
         self.executed = False
         self.listing_failed = False
         self.ctx: GovContext | None = None
         self.seen: GovContext | None = None
         self.arguments: Any = None
         self.args_hash: str | ArgsDigest | None = None
+
+
+def _prechecked(
+    c: GovContext,
+    decision: Decision | None,
+    precheck: Callable[[GovContext], None] | None,
+    admission: Admission,
+) -> None:
+    """Run ``precheck``, then refuse ``c`` when its decision carries a rate limit no stage
+    counted it against (one a stage of its own added to the decision): nothing would enforce it.
+
+    Raises:
+        McpGovError: what ``precheck`` raised.
+        Denied: an uncounted limit (``rate_limit_uncounted``).
+    """
+    if precheck is not None:
+        precheck(c)
+    if decision is None or c.action == "discover":
+        return
+    limits = decision.obligations.get(RATE_LIMIT)
+    if limits is not None and not admission.covers(limits):
+        raise Denied(UNCOUNTED_LIMIT)
 
 
 def _approver(ctx: GovContext, decision: Decision | None) -> str | None:
@@ -260,15 +288,20 @@ class Governor:
         chain: CallNext = gate
         for mw in reversed(self.middleware):
             chain = stage(mw, chain)
+        entered = enter_admission(run.admission)
         try:
             result = await chain(ctx)
         except McpGovError as exc:
+            # A request that never reached its effect spends none of the limits it was counted
+            # against, whichever stage refused it after they counted it.
+            await run.admission.take_back()
             if not run.executed:
                 await self.refuse(exc.context or run.ctx or run.seen, exc)
             raise
         except BaseException as exc:
             if must_propagate(exc):
                 raise
+            await run.admission.take_back()
             if isinstance(exc, anyio.get_cancelled_exc_class()) and await really_cancelled():
                 if not run.executed:
                     with anyio.CancelScope(shield=True):
@@ -283,6 +316,8 @@ class Governor:
             with anyio.CancelScope(shield=True):
                 await self.refuse(run.ctx or run.seen, error)
             raise error from None
+        finally:
+            leave_admission(entered)
         if isinstance(result, Listing):
             inner = run.ctx or ctx
             if not self.auditor.wants_events:  # nobody receives it: not built
@@ -319,8 +354,7 @@ class Governor:
         decision = c.decision
         if self.gated and (decision is None or not decision.allowed):
             raise Denied(DEFAULT_DENY)
-        if precheck is not None:
-            precheck(c)
+        _prechecked(c, decision, precheck, run.admission)
         auditor.check_available()
         # The last checks run right before the effect. When recording the allow cannot suspend
         # (no asynchronous sink), they run before it, so a refusal is one deny decision with the
@@ -346,6 +380,7 @@ class Governor:
                     error.event_id = await self._not_run(c, run, error, values)
                 raise
         # Nothing awaits between the last check and the effect: the terminal starts the request now.
+        run.admission.started = True
         try:
             result = await terminal(c)
         except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -16,7 +17,8 @@ from mcpgov._context import GovContext, approval_rule_to_ask, discovery_contexts
 from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError, InvalidRequest
 from mcpgov._lru import LRU
-from mcpgov._types import is_async_callable
+from mcpgov._state import StateStore
+from mcpgov._types import Clock, is_async_callable
 from mcpgov._uris import authority_folded, restricting_readings, scheme_folded, uri_problem
 
 __all__ = ["HookFn", "Hooks", "any_guards", "guard_problem", "refuse_unguarded"]
@@ -153,16 +155,29 @@ class Hooks(Authorizer):
     thread, the event loop keeps serving everyone else, and a hook still running at its deadline
     is abandoned (the request is denied at the deadline; the thread finishes on its own).
 
+    A hook's allow may carry a ``rate_limit`` obligation (``Decision.allow("search",
+    rate_limit={"limit": 10, "per": 60, "by": ["principal"]})``, or a list of them): each admitted
+    request is counted in ``state`` as a policy's limits are, and a request over it is denied
+    (``rate_limited``, naming the hook's rule).
+
     Args:
         deadline: seconds each hook may take; a slower hook denies.
         offload: run synchronous hooks in worker threads (see above).
         limiter: how many offloaded hooks may run at once (default: anyio's thread limiter).
+        state: where the hooks' rate limits are counted (default: in memory, this process only).
+        clock: seconds since the epoch, for the rate-limit windows (injectable).
     """
 
     def __init__(
-        self, *, deadline: float = 1.0, offload: bool = False, limiter: anyio.CapacityLimiter | None = None
+        self,
+        *,
+        deadline: float = 1.0,
+        offload: bool = False,
+        limiter: anyio.CapacityLimiter | None = None,
+        state: StateStore | None = None,
+        clock: Clock = time.time,
     ) -> None:
-        super().__init__(deadline=deadline, name="hooks")
+        super().__init__(deadline=deadline, name="hooks", state=state, clock=clock)
         self.offload = bool(offload)
         self._limiter = limiter
         self._exact: dict[tuple[HookKind, str], list[_Hook]] = {}

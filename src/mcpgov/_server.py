@@ -392,6 +392,23 @@ async def _until_authority_expires(
     return result
 
 
+COMPLETION_METHOD = "completion/complete"
+
+_ARGUMENTS_KEYS = {**dict.fromkeys(ARGUMENT_METHODS, "arguments"), COMPLETION_METHOD: "argument"}
+"""Method -> the params key holding what the handler gets as decided: a completion is decided on
+its reference and the argument being completed (see :func:`_decided_params`)."""
+
+
+def _decided_params(method: str, sctx: ServerRequestContext[Any, Any]) -> Mapping[str, Any] | None:
+    """The params of a completion without what a client claims as already filled in
+    (``context``), which the chain does not decide on: its handler gets exactly the decided
+    argument, as a gateway forwards it. ``None`` (the request's own) for any other request."""
+    params = sctx.params
+    if method != COMPLETION_METHOD or params is None or "context" not in params:
+        return None
+    return {key: value for key, value in params.items() if key != "context"}
+
+
 _CONVERTED_BY_FASTMCP = frozenset({"prompts/get", "resources/read"})
 
 
@@ -651,12 +668,12 @@ class ServerGovernance:
 
             result = await governor.run(gctx, list_terminal)
             return _from_listing(entries_key, result)
-        arguments_key = "arguments" if method in ARGUMENT_METHODS else None
+        arguments_key = _ARGUMENTS_KEYS.get(method)
 
         async def terminal(c: GovContext) -> HandlerResult:
             # The handler gets a fresh copy of exactly the arguments decided on, and no token.
             listened = await self._listened(uris, base) if method == LISTEN_METHOD else None
-            params = _listen_params(sctx.params, listened) if listened is not None else None
+            params = _listen_params(sctx.params, listened) if listened is not None else _decided_params(method, sctx)
             if method == "tools/call":
                 self._check_param_headers(sctx)
             handler_ctx = _for_handler(sctx, c, arguments_key=arguments_key, arguments=c.arguments, params=params)

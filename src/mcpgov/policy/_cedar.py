@@ -56,9 +56,11 @@ from mcpgov._decision import Decision, Effect
 from mcpgov._errors import ConfigurationError
 from mcpgov._principal import Principal
 from mcpgov.policy._conditions import (
+    COMPLETION_METHOD,
     MAX_CONDITION_STRING,
     ConditionError,
     granted_scopes,
+    judged_arguments,
     name_key,
     reads_as,
     spelling_of,
@@ -163,10 +165,11 @@ class CedarPolicy:
             claim: frozenset(_compared_with(raw, functools.partial(_is_claim, name=claim)))
             for claim in sorted(self.claims_read or ())
         }
-        self.arg_values: dict[str, tuple[Any, ...]] = {
-            name: _compared_literals(raw, functools.partial(_is_arg, name=name)) for name in sorted(_args_read(raw))
+        self.arg_values: dict[tuple[str, ...], tuple[Any, ...]] = {
+            path: _compared_literals(raw, functools.partial(_is_arg, path=path)) for path in sorted(_args_read(raw))
         }
-        """For each argument the policies read (``context.args.<name>``): the literals they compare it with."""
+        """For each argument path the policies read (``context.args.<name>``, nested
+        ``context.args.<name>.<key>`` too): the literals they compare it with."""
         self.version = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def __repr__(self) -> str:
@@ -339,37 +342,44 @@ class CedarEngine:
             ]
             if len(readings) > _MAX_READINGS:
                 break
-        for name, candidates in arg_options:
+        for path, candidates in arg_options:
             if len(readings) > _MAX_READINGS:
                 break
             readings = [
-                r.replace(arguments=MappingProxyType({**(r.arguments or {}), name: value}))
-                for r in readings
-                for value in candidates
+                r.replace(arguments=_with_path(r.arguments, path, value)) for r in readings for value in candidates
             ]
         return readings, "; ".join(why)
 
-    def _argument_readings(self, ctx: GovContext) -> tuple[list[tuple[str, list[Any]]], list[str]]:
-        """For each argument the policies compare with literals: the literals its value could be
-        read as by a tool, when it is not one of them as sent (another JSON type that a tool
-        converting its arguments reads as one, ``"0"`` for ``0``; a string equal to one only after
-        NFKC normalisation, fullwidth ``rm`` for ``rm``)."""
-        options: list[tuple[str, list[Any]]] = []
+    def _argument_readings(self, ctx: GovContext) -> tuple[list[tuple[tuple[str, ...], list[Any]]], list[str]]:
+        """For each argument (or nested argument) the policies compare with literals: the literals
+        its value could be read as by a tool, when it is not one of them as sent (another JSON type
+        that a tool converting its arguments reads as one, ``"0"`` for ``0``; a string equal to one
+        only after NFKC normalisation, fullwidth ``rm`` for ``rm``)."""
+        options: list[tuple[tuple[str, ...], list[Any]]] = []
         why: list[str] = []
         arguments = ctx.arguments
         if not arguments or (ctx.action or "execute") != "execute":
             return options, why
-        for name, literals in self.policy.arg_values.items():
-            value = arguments.get(name, _ABSENT)
-            if value is _ABSENT or isinstance(value, (Mapping, list, tuple)):
+        for path, literals in self.policy.arg_values.items():
+            name = ".".join(path)
+            value = _at_path(arguments, path)
+            if value is _ABSENT or isinstance(value, Mapping):
                 continue
-            if isinstance(value, str) and len(value) > MAX_CONDITION_STRING:
-                continue  # Cedar judges it as sent; a literal that long is not compared here
-            if any(_same_literal(value, literal) for literal in literals):
+            if isinstance(value, (list, tuple)):
+                # A set (``.contains``): each element is read as the literals it stands for, one
+                # element at a time.
+                readings = [
+                    [*value[:i], literal, *value[i + 1 :]]
+                    for i, item in enumerate(value)
+                    for literal in _read_as_literals(item, literals)
+                ]
+                if readings:
+                    options.append((path, readings))
+                    why.append(f"an element of argument {name!r} could be read as {readings[0]!r}")
                 continue
-            candidates = [literal for literal in literals if _stands_for(value, literal)]
+            candidates = _read_as_literals(value, literals)
             if candidates:
-                options.append((name, candidates))
+                options.append((path, candidates))
                 why.append(f"argument {name!r} could be read as {candidates[0]!r}")
         return options, why
 
@@ -402,6 +412,9 @@ class CedarEngine:
     def _evaluate(self, ctx: GovContext, now: float) -> tuple[Decision, list[str], list[str], str | None]:
         """The decision, Cedar's determining policies and errors, and what made it stricter than
         Cedar's decision on the request as received (an unknown tenant, purpose or claim), if anything."""
+        if ctx.method == COMPLETION_METHOD and ctx.arguments is not None:
+            # A completion is judged as the prompt it completes (see judged_arguments).
+            ctx = ctx.replace(arguments=judged_arguments(ctx))
         decision, reasons, errors = self._evaluate_one(ctx, now)
         if decision.effect is Effect.DENY and decision.reason_code != "default_deny":
             return decision, reasons, errors, None  # nothing is stricter
@@ -599,24 +612,63 @@ def _compared_with(node: Any, is_target: Callable[[Any], bool]) -> set[str]:
 _ARGS = {".": {"left": {"Var": "context"}, "attr": "args"}}
 
 
-def _is_arg(node: Any, name: str) -> bool:
-    """Whether ``node`` is Cedar's JSON for ``context.args.<name>``."""
-    return bool(node == {".": {"left": _ARGS, "attr": name}})
+_MAX_ARG_DEPTH = 32
+"""The deepest argument path (``context.args.a.b...``) read; a deeper one is not looked into."""
 
 
-def _args_read(node: Any) -> set[str]:
-    """The names of the arguments the policies read (``context.args.<name>``)."""
-    found: set[str] = set()
+def _arg_path(node: Any) -> tuple[str, ...] | None:
+    """The argument path ``node`` reads (``context.args.opts.mode``: ``("opts", "mode")``;
+    ``context.args`` itself: ``()``), or None when it reads no argument."""
+    attrs: list[str] = []
+    for _ in range(_MAX_ARG_DEPTH + 1):
+        if node == _ARGS:
+            return tuple(reversed(attrs))
+        access = node.get(".") if isinstance(node, Mapping) else None
+        if not isinstance(access, Mapping) or not isinstance(access.get("attr"), str):
+            return None
+        attrs.append(access["attr"])
+        node = access.get("left")
+    return None
+
+
+def _is_arg(node: Any, path: tuple[str, ...]) -> bool:
+    """Whether ``node`` is Cedar's JSON for ``context.args.<path>``."""
+    return _arg_path(node) == path
+
+
+def _args_read(node: Any) -> set[tuple[str, ...]]:
+    """The argument paths the policies read (``context.args.<name>``, ``context.args.<name>.<key>``...)."""
+    found: set[tuple[str, ...]] = set()
     if isinstance(node, Mapping):
-        access = node.get(".")
-        if isinstance(access, Mapping) and access.get("left") == _ARGS and isinstance(access.get("attr"), str):
-            found.add(access["attr"])
+        if "." in node:
+            path = _arg_path(node)
+            if path:
+                found.add(path)
         for child in node.values():
             found |= _args_read(child)
     elif isinstance(node, list):
         for child in node:
             found |= _args_read(child)
     return found
+
+
+def _at_path(arguments: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in ``arguments`` (through nested objects), or ``_ABSENT``."""
+    value: Any = arguments
+    for key in path:
+        if not isinstance(value, Mapping):
+            return _ABSENT
+        value = value.get(key, _ABSENT)
+        if value is _ABSENT:
+            return _ABSENT
+    return value
+
+
+def _with_path(arguments: Mapping[str, Any] | None, path: tuple[str, ...], value: Any) -> Mapping[str, Any]:
+    """A copy of ``arguments`` holding ``value`` at ``path`` (the objects along it copied)."""
+    inner = (arguments or {}).get(path[0]) if len(path) > 1 else None
+    placed = _with_path(inner if isinstance(inner, Mapping) else None, path[1:], value) if len(path) > 1 else value
+    return MappingProxyType({**(arguments or {}), path[0]: placed})
 
 
 def _literals(node: Any) -> list[Any]:
@@ -653,6 +705,17 @@ def _compared_literals(node: Any, is_target: Callable[[Any], bool]) -> tuple[Any
 
     walk(node)
     return tuple(found.values())
+
+
+def _read_as_literals(value: Any, literals: tuple[Any, ...]) -> list[Any]:
+    """The literals a scalar ``value`` that is none of them as sent could be read as by a tool."""
+    if isinstance(value, (Mapping, list, tuple)):
+        return []
+    if isinstance(value, str) and len(value) > MAX_CONDITION_STRING:
+        return []  # Cedar judges it as sent; a literal that long is not compared here
+    if any(_same_literal(value, literal) for literal in literals):
+        return []
+    return [literal for literal in literals if _stands_for(value, literal)]
 
 
 def _same_literal(value: Any, literal: Any) -> bool:

@@ -27,6 +27,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote
 
@@ -781,6 +782,27 @@ def _op_same_as(label: str, cond: ArgumentCondition) -> tuple[Op, str] | None:
 _OPERATORS = (_op_equals, _op_in, _op_not_in, _op_glob, _op_regex, _op_bounds, _op_length, _op_path, _op_same_as)
 
 
+COMPLETION_METHOD = "completion/complete"
+
+
+def judged_arguments(ctx: GovContext) -> Mapping[str, Any] | None:
+    """The arguments a policy reads for ``ctx``: its arguments, except for a completion, which
+    is judged as the prompt (or resource template) it completes: completing argument ``a`` with
+    value ``v`` reads ``{a: v}``. The other arguments (what a client claims as its completion
+    context is not decided on) are absent: a completion of ``a`` carries nothing of them, so a
+    condition on one of them fails (unless ``optional``), in a deny as in an allow."""
+    args = ctx.arguments
+    if ctx.method != COMPLETION_METHOD or args is None:
+        return args
+    name = args.get("name")
+    if not isinstance(name, str) or "value" not in args:
+        return _NO_ARGUMENTS
+    return MappingProxyType({name: args["value"]})
+
+
+_NO_ARGUMENTS: Mapping[str, Any] = MappingProxyType({})
+
+
 def _argument_check(name: str, cond: ArgumentCondition, absent_unknown: bool) -> Check:
     label = f"arguments.{name}"
     built = [b for b in (make(label, cond) for make in _OPERATORS) if b is not None]
@@ -788,10 +810,10 @@ def _argument_check(name: str, cond: ArgumentCondition, absent_unknown: bool) ->
     optional = cond.optional
 
     def check(ctx: GovContext, _f: Facts) -> bool:
-        args = ctx.arguments
+        args = judged_arguments(ctx)
         value = args.get(name, _MISSING) if args is not None else _MISSING
         if value is _MISSING:
-            if optional or not absent_unknown:
+            if optional or not absent_unknown or ctx.method == COMPLETION_METHOD:
                 return optional
             raise ConditionError(label, "the argument is absent (what the tool uses in its place is unknown)")
         memo = _f.memo

@@ -149,6 +149,8 @@ class PolicyMiddleware(Authorizer):
         ConfigurationError: invalid arguments.
     """
 
+    counts_own_limits = True  # decide() counts the limits of an allow, or of an approved request
+
     def __init__(
         self,
         policy: PolicySource,
