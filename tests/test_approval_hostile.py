@@ -119,7 +119,7 @@ def test_the_prompt_escapes_everything_the_caller_chose(
     client-chosen value (arguments included) in a form that reads back to exactly that value."""
     request = ApprovalRequest(
         id="r1",
-        action=("tools/call", "tool", target, "sha256:x", "iss", principal, tenant, task, f"iss#{principal}"),
+        action=("tools/call", "tool", target, "sha256:x", "iss", principal, tenant, task, f"iss#{principal}", None),
         method="tools/call",
         kind="tool",
         target=target,

@@ -152,7 +152,18 @@ def test_an_operator_answers_exactly_the_requests_of_its_tenants(
 ) -> None:
     request = ApprovalRequest(
         id="r",
-        action=("tools/call", "tool", "deploy", None, "https://idp.example", "agent-1", request_tenant, None, None),
+        action=(
+            "tools/call",
+            "tool",
+            "deploy",
+            None,
+            "https://idp.example",
+            "agent-1",
+            request_tenant,
+            None,
+            None,
+            None,
+        ),
         method="tools/call",
         kind="tool",
         target="deploy",
