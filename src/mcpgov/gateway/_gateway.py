@@ -952,7 +952,9 @@ class Gateway:
         wanted: list[str] = []
         held: list[tuple[Upstream, str]] = []
         for upstream_id in self.upstreams:
-            self._upstream_for(upstream_id, front).ensure_started()  # its changes are listened to once up
+            upstream = self._upstream_for(upstream_id, front)
+            if upstream.serves(front.decided):  # an upstream that serves no stream of it is left alone
+                upstream.ensure_started()  # its changes are listened to once up
         listener = _LISTENER.set((front.decided.tenant, front.decided.principal))
         try:
             for uri in params.notifications.resource_subscriptions or ():

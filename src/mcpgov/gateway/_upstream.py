@@ -1142,11 +1142,17 @@ class Upstream:
     async def use(self, front: FrontCall | None) -> AsyncIterator[GovernedClient]:
         """A running client, within this upstream's concurrency limit and timeout.
 
+        The registry's verdict on the agent comes first: a request for an agent this upstream is
+        not approved for (now) neither starts the upstream nor waits for it (:meth:`admit`).
+
         Raises:
+            PinningError: the upstream is not approved for the agent of ``front`` (audited).
             UpstreamUnavailable: the upstream is down or did not start in time.
             UpstreamTimeout: the request took longer than ``timeout``, or waited longer than
                 ``timeout`` for a concurrency slot (reason ``upstream_busy``).
         """
+        if front is not None:
+            await self.admit(front.decided)
         client = await self._client_now()
         timed_out = False
         limiter = self._limiter
@@ -1258,6 +1264,56 @@ class Upstream:
             notify = getattr(mw, "notify_list_changed", None)
             if callable(notify):
                 notify(kind)
+
+    def serves(self, decided: GovContext) -> bool:
+        """Whether the registry approves this upstream, now, for the agent ``decided`` was decided for."""
+        approved = self.registry.get(self.id)
+        return approved is not None and approved.refusal(decided.tenant, decided.principal) is None
+
+    async def admit(self, decided: GovContext) -> None:
+        """Refuse, before anything reaches (or starts) the upstream, an agent it does not serve.
+
+        The registry's verdict on the caller (tenant and workload) needs nothing of the upstream;
+        what does (its self-description, where the connection went) is judged by the back chain
+        once it is connected. A refusal is audited as the back chain audits its own: a deny
+        decision with the caller.
+
+        Raises:
+            PinningError: reason ``server.refused``.
+        """
+        approved = self.registry.get(self.id)
+        why = (
+            f"server {self.id!r} is not in the registry"
+            if approved is None
+            else approved.refusal(decided.tenant, decided.principal)
+        )
+        if why is None:
+            return
+        refusal = PinningError(why, reason="server.refused")
+        ctx = GovContext(
+            side="client",
+            method=decided.method,
+            kind=decided.kind,
+            principal=decided.principal,
+            tenant=decided.tenant,
+            purpose=decided.purpose,
+            task_id=decided.task_id,
+            audit=self.audit,
+        )
+        refusal.context = ctx
+        event = AuditEvent.from_context(
+            ctx,
+            "decision",
+            effect="deny",
+            rule=f"mcpgov:{PinningError.code.rsplit('.', 1)[-1]}",
+            reason=refusal.reason,
+            detail=refusal.detail,
+            error_code=PinningError.code,
+            attributes={"server_id": self.id},
+        )
+        refusal.event_id = event.id
+        await self.audit.emit(event, required=False)
+        raise refusal
 
     def check_caller(self, client: GovernedClient, decided: GovContext) -> None:
         """The registry's verdict for requests the client does not govern itself (subscribe, complete).
