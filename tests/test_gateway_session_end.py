@@ -7,19 +7,22 @@ import gc
 import sys
 import types as types_module
 import weakref
+from types import MappingProxyType
 from typing import Any
 
 import anyio
 import pytest
 from mcp import MCPError
 
-from mcpgov import Auditor, GovernedClient, McpGovError
+from mcpgov import META_CREDENTIAL, Auditor, CallNext, GovContext, GovernedClient, McpGovError, Principal
+from mcpgov.credentials import CredentialIssuer, CredentialMiddleware, RevocationList, SigningKeySet
 from mcpgov.gateway import Gateway, UpstreamConfig
 from mcpgov.identity import IdentityMiddleware
 from mcpgov.pinning import snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
+from .test_credentials_killswitch import FlakyStore
 from .test_gateway_subscriptions import FEED_POLICY, _feed_registry, _Heard, feed_server, publish
 
 if sys.version_info < (3, 11):
@@ -273,3 +276,69 @@ async def test_concurrent_subscribes_of_one_session_hold_one_want() -> None:
             await agent.unsubscribe_resource(NEWS)
             assert subscribed == []
             assert gateway.upstreams["feed"]._wanted == {}
+
+
+@pytest.mark.parametrize("lapse", ["workload-withdrawn", "credential-revoked"])
+async def test_a_legacy_agent_whose_authority_lapsed_gives_up_its_upstream_subscription(lapse: str) -> None:
+    """Once what let a handshake-era agent's subscription stand lapses (the registry no longer
+    approves the upstream for it, its credential is revoked), the gateway releases its upstream
+    want, exactly once, while another agent's want of the same URI stays."""
+    subscribed: list[str] = []
+    sessions: list[Any] = []
+    feed = feed_server(subscribed, sessions)
+    registry = _feed_registry(await snapshot(feed))
+    idp = IdentityIssuer(audience="mcp://gateway")
+    issuer = CredentialIssuer(
+        "https://credentials.acme.example",
+        SigningKeySet.generate("Ed25519"),
+        max_ttl=300,
+        revocations=RevocationList(FlakyStore(), max_ttl=300),
+    )
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}})],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        CredentialMiddleware(issuer.verifier("mcp://gateway")),
+        PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": feed},
+    )
+    holder = Principal(
+        issuer="https://issuer.test", subject="leaving", tenant="acme", claims=MappingProxyType({}), auth_method="jwt"
+    )
+    credential = await issuer.mint(holder, audience="mcp://gateway", tools=["feed_publish"], task_id="t-1", ttl=300)
+
+    async def present(ctx: GovContext, call_next: CallNext) -> Any:
+        return await call_next(ctx.replace(meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token})))
+
+    heard = _Heard()
+    upstream = gateway.upstreams["feed"]
+    async with (
+        gateway,
+        GovernedClient(gateway.server, present, identity=idp.token("leaving", tenant="acme"), mode="legacy") as leaving,
+        GovernedClient(
+            gateway.server, identity=idp.token("staying", tenant="acme"), mode="legacy", message_handler=heard
+        ) as staying,
+    ):
+        await leaving.subscribe_resource(NEWS)
+        await staying.subscribe_resource(NEWS)
+        assert upstream._wanted == {"feed://news": 2}
+        if lapse == "credential-revoked":
+            await issuer.revoke(credential)
+        else:
+            entry = registry.get("feed")
+            assert entry is not None
+            registry.remove("feed")
+            registry.add({**entry.model_dump(mode="json", by_alias=True), "workloads": ["staying"]})
+        await publish(sessions)  # the first update relayed after the lapse finds it
+        await heard.next_update()
+        for _ in range(2):  # relayed one after the other: the first one's release is done, once
+            await publish(sessions)
+            await heard.next_update()
+            assert upstream._wanted == {"feed://news": 1}
+            assert subscribed == ["feed://news"]
+            assert len(gateway._subscriptions[NEWS]) == 1
+        await staying.unsubscribe_resource(NEWS)
+        assert upstream._wanted == {}
+        assert subscribed == []
+        assert gateway._subscriptions == {}

@@ -209,6 +209,8 @@ class Gateway:
             weakref.WeakKeyDictionary()
         )
         self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        # The listen streams open now: what authorised each, and the upstream wants it holds.
+        self._listens: dict[int, tuple[GovContext, list[tuple[Upstream, str]]]] = {}
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
@@ -543,6 +545,7 @@ class Gateway:
                 candidate.forget_verified(method)
         if method == "notifications/tools/list_changed":
             await self.upstreams[upstream].recheck_pins()
+        await self._release_withdrawn(upstream)
         approved = self.registry.get(upstream)
         connections = [
             (connection, self._hearing(connection).latest)
@@ -567,6 +570,7 @@ class Gateway:
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
+        await self._release_withdrawn(upstream)
         approved = self.registry.get(upstream)
         connections: list[tuple[Any, GovContext | None]] = [
             (connection, want.decided)
@@ -660,6 +664,35 @@ class Gateway:
         if want is not None:
             with anyio.CancelScope(shield=True):
                 await want.upstream.unwant(want.uri)
+
+    def _serves(self, upstream_id: str, decided: GovContext) -> bool:
+        """Whether the registry lets ``upstream_id`` serve the agent ``decided`` was decided for, now."""
+        try:
+            return self.upstreams[upstream_id].serves(decided)
+        except Exception:  # noqa: BLE001 - a verdict that cannot be had serves nothing
+            return False
+
+    async def _release_withdrawn(self, upstream_id: str) -> None:
+        """Give up every want of ``upstream_id`` held for an agent the registry no longer lets it
+        serve (an approval withdrawn for its tenant or workload, the entry removed): handshake-era
+        sessions' subscriptions and listen streams' URIs, each want released once (whoever takes
+        it out of what holds it releases it). Other agents' wants of the same URIs stay. Never raises."""
+        for uri, subscribers in list(self._subscriptions.items()):
+            route = self.router.route_uri(uri)
+            if route is None or route[0] != upstream_id:
+                continue
+            for connection in list(subscribers):
+                want = self._hearing(connection).subscribed.get(uri)
+                if want is not None and not self._serves(upstream_id, want.decided):
+                    await self._drop(connection, uri)
+        for decided, held in list(self._listens.values()):
+            if self._serves(upstream_id, decided):
+                continue
+            for item in [item for item in held if item[0].id == upstream_id]:
+                if item in held:  # taken out and released with no await between: once
+                    held.remove(item)
+                    with anyio.CancelScope(shield=True):
+                        await item[0].unwant(item[1])
 
     async def _session_ended(self, connection: Any) -> None:
         """An agent's session ended (closed, dropped, cancelled, failed): everything it holds in
@@ -956,6 +989,7 @@ class Gateway:
             if upstream.serves(front.decided):  # an upstream that serves no stream of it is left alone
                 upstream.ensure_started()  # its changes are listened to once up
         listener = _LISTENER.set((front.decided.tenant, front.decided.principal))
+        self._listens[id(held)] = (front.decided, held)
         try:
             for uri in params.notifications.resource_subscriptions or ():
                 route = self.router.route_uri(uri)
@@ -978,6 +1012,7 @@ class Gateway:
             return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
         finally:
             _LISTENER.reset(listener)
+            self._listens.pop(id(held), None)
             # Every want first (no await between them), then the upstreams are told.
             last = [(upstream, upstream_uri) for upstream, upstream_uri in held if upstream.release(upstream_uri)]
             with anyio.CancelScope(shield=True):

@@ -645,6 +645,10 @@ class Upstream:
         self._wanted: dict[str, int] = {}
         self._relisten = anyio.Event()  # set when the wanted URIs change (2026-07-28 connections)
         self._listened: frozenset[str] = frozenset()  # the URIs of the upstream listen now acknowledged
+        # How many times the wanted URIs changed, and as of which change the acknowledged listen was
+        # opened: a stream opened before a want does not name it, even if an older one did.
+        self._wants_changed = 0
+        self._listened_as_of = 0
         self._listen_acked = anyio.Event()
 
     def __repr__(self) -> str:
@@ -885,6 +889,7 @@ class Upstream:
         async with anyio.create_task_group() as streams:
             while True:
                 wake = self._relisten = anyio.Event()
+                as_of = self._wants_changed
                 uris = tuple(sorted(self._wanted))
                 try:
                     scope: anyio.CancelScope = await streams.start(self._listen_once, client, uris, wake)
@@ -902,6 +907,7 @@ class Upstream:
                         current.cancel()
                     current, failures = scope, 0
                     self._listened = frozenset(uris)
+                    self._listened_as_of = as_of
                     self._listen_acked.set()
                     self._listen_acked = anyio.Event()
                     if first:
@@ -974,6 +980,7 @@ class Upstream:
                     with anyio.CancelScope(shield=True):
                         await self.unsubscribe(uri)  # the subscribe may have reached it
                 raise
+            self._wants_changed += 1
             self._relisten.set()
 
     async def until_listened(self, uris: Sequence[str]) -> None:
@@ -982,7 +989,10 @@ class Upstream:
         if client is None or not _modern(client):
             return
         with anyio.move_on_after(self.config.timeout):
-            while not self._listened.issuperset(uris) and self._client is client:
+            wanted_as_of = self._wants_changed
+            while self._client is client and (
+                self._listened_as_of < wanted_as_of or not self._listened.issuperset(uris)
+            ):
                 await self._listen_acked.wait()
 
     def release(self, uri: str) -> bool:
@@ -995,6 +1005,7 @@ class Upstream:
         if held == 0:
             return False
         del self._wanted[uri]
+        self._wants_changed += 1
         self._relisten.set()
         return True
 
