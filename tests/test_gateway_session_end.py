@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from mcp import MCPError
 
@@ -18,7 +19,7 @@ from mcpgov import META_CREDENTIAL, Auditor, CallNext, GovContext, GovernedClien
 from mcpgov.credentials import CredentialIssuer, CredentialMiddleware, RevocationList, SigningKeySet
 from mcpgov.gateway import Gateway, UpstreamConfig
 from mcpgov.identity import IdentityMiddleware
-from mcpgov.pinning import snapshot
+from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
@@ -342,3 +343,67 @@ async def test_a_legacy_agent_whose_authority_lapsed_gives_up_its_upstream_subsc
         assert upstream._wanted == {}
         assert subscribed == []
         assert gateway._subscriptions == {}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_an_http_upstream_keeps_nothing_of_the_agents_request(mode: str) -> None:
+    """An HTTP upstream's connection is the gateway's: once an agent's request through it ended
+    (the first one, whose request started the lazy upstream, and the latest), nothing of that
+    request (its session, and with it its identity and what was decided for it) stays referenced."""
+    from mcp.server.mcpserver import MCPServer
+
+    upstream = MCPServer("feed", version="1.0.0")
+
+    @upstream.tool()
+    def publish() -> str:
+        """Publish news."""
+        return "published"
+
+    idp = IdentityIssuer(audience="mcp://gateway")
+    async with serve_http(upstream.streamable_http_app()) as base:
+        url = f"{base}/mcp"
+        entry = _feed_registry(await snapshot(url)).get("feed")
+        assert entry is not None
+        registry = ServerRegistry([{**entry.model_dump(mode="json", by_alias=True), "command": None, "url": url}])
+        gateway = Gateway(
+            [
+                UpstreamConfig.model_validate(
+                    {"id": "feed", "namespace": {"prefix": "feed_"}, "start": "lazy", "mode": mode}
+                )
+            ],
+            registry,
+            IdentityMiddleware(idp.verifier()),
+            PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+            audit=Auditor([InMemoryAuditSink()]),
+        )
+        sessions: list[weakref.ref[Any]] = []
+        original = gateway._front
+
+        def front(sctx: Any) -> Any:
+            sessions.append(weakref.ref(sctx.session))
+            return original(sctx)
+
+        gateway._front = front  # type: ignore[method-assign]
+        async with gateway:
+            for n in range(2):
+                token = idp.token(f"agent-{n}", tenant="acme")
+                async with GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
+                    await agent.call_tool("feed_publish", {})
+            await _drop_cancelled_timers()
+            gc.collect()
+            assert gateway.upstreams["feed"].state == "ready"
+            assert sessions and [ref() for ref in sessions] == [None] * len(sessions)
+
+
+async def _drop_cancelled_timers() -> None:
+    """Make asyncio drop the cancelled timers it still holds (each with the context it was set in,
+    the SDK's per-request deadlines included) rather than wait for their deadlines: it rebuilds
+    its timer queue once most of the timers in it are cancelled."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    handles = [loop.call_later(3600, lambda: None) for _ in range(1000)]
+    for handle in handles:
+        handle.cancel()
+    await anyio.lowlevel.checkpoint()  # the loop's next turn drops them
+    await anyio.lowlevel.checkpoint()

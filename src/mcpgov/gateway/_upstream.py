@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -449,13 +449,13 @@ class Relay:
 
 
 class _OwnContextWrite:
-    """The write side of an in-process upstream's connection, handing each message on from the
-    connection's own task.
+    """The write side of an upstream's connection (in-process or HTTP), handing each message on
+    from the connection's own task.
 
-    An in-process upstream runs each request in the context its message was sent from (the SDK's
-    memory streams carry it along) and keeps the last one: without this, it would run in, and
-    hold on to, the context of the agent's request being forwarded (that request's identity
-    token, its session, what the front chain decided).
+    The SDK's streams carry each message's sending context along: an in-process upstream runs
+    each request in it, and both it and the HTTP transport's post writer keep the last one.
+    Without this, they would run in, and hold on to, the context of the agent's request being
+    forwarded (that request's identity token, its session, what the front chain decided).
     """
 
     def __init__(self, inner: Any) -> None:
@@ -484,15 +484,24 @@ class _OwnContextWrite:
 
 
 @asynccontextmanager
-async def _in_process(server: Server[Any] | MCPServer) -> AsyncIterator[TransportStreams]:
-    """The SDK's in-memory transport to ``server``, its messages sent from the connection's own task."""
-    async with compat.in_memory_transport(server) as (read, write), anyio.create_task_group() as tg:
+async def _own_context(transport: Any, name: str) -> AsyncIterator[TransportStreams]:
+    """``transport`` (an SDK transport's context manager), its messages sent from the connection's own task.
+
+    The SDK's transports hand each message on in the context it was sent from, and their writer
+    tasks keep the last one: sent from the connection's own task, what they keep is the gateway's.
+    """
+    async with transport as (read, write), anyio.create_task_group() as tg:
         own = _OwnContextWrite(write)
-        tg.start_soon(own.pump, name="in-process upstream writer")
+        tg.start_soon(own.pump, name=name)
         try:
             yield read, own
         finally:
             own.close()
+
+
+def _in_process(server: Server[Any] | MCPServer) -> AbstractAsyncContextManager[TransportStreams]:
+    """The SDK's in-memory transport to ``server``, its messages sent from the connection's own task."""
+    return _own_context(compat.in_memory_transport(server), "in-process upstream writer")
 
 
 class _WatchedRead:
@@ -557,11 +566,16 @@ class WatchedStdio:
 
 class HttpTarget:
     """The SDK's Streamable HTTP transport to ``url``, carrying the URL, so the registry judges
-    where the connection goes (a transport that does not say is refused)."""
+    where the connection goes (a transport that does not say is refused).
+
+    Its messages are sent from the connection's own task (see :class:`_OwnContextWrite`): the
+    SDK's post writer would otherwise keep the context of the last agent's request it carried
+    (that request's session, its identity, what the front chain decided) until the next one.
+    """
 
     def __init__(self, url: str, http: httpx2.AsyncClient) -> None:
         self.url = url
-        self._inner = streamable_http_client(url, http_client=http)
+        self._inner = _own_context(streamable_http_client(url, http_client=http), "HTTP upstream writer")
 
     def __repr__(self) -> str:
         return "HttpTarget(url=...)"  # a URL may hold credentials
