@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextvars
 import gc
 import sys
+import time
 import types as types_module
 import weakref
 from types import MappingProxyType
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import pytest
 from mcp import MCPError
 
@@ -23,8 +23,10 @@ from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
+from .gateway_support import drop_cancelled_timers
 from .test_credentials_killswitch import FlakyStore
 from .test_gateway_subscriptions import FEED_POLICY, _feed_registry, _Heard, feed_server, publish
+from .test_server_listen import jwt_exp
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -188,6 +190,7 @@ async def test_an_in_process_upstream_runs_with_nothing_of_the_agents_request(mo
             assert not _reaches(reached[-1], token)
             assert not _reaches(reached[-1], f"agent-{n}")
         reached.clear()
+        await drop_cancelled_timers()
         gc.collect()
         assert sessions and all(ref() is None for ref in sessions)
 
@@ -279,11 +282,16 @@ async def test_concurrent_subscribes_of_one_session_hold_one_want() -> None:
             assert gateway.upstreams["feed"]._wanted == {}
 
 
-@pytest.mark.parametrize("lapse", ["workload-withdrawn", "credential-revoked"])
-async def test_a_legacy_agent_whose_authority_lapsed_gives_up_its_upstream_subscription(lapse: str) -> None:
+@pytest.mark.parametrize("found_by", ["update", "standing-check"])
+@pytest.mark.parametrize("lapse", ["workload-withdrawn", "credential-revoked", "identity-expired"])
+async def test_a_legacy_agent_whose_authority_lapsed_gives_up_its_upstream_subscription(
+    lapse: str, found_by: str
+) -> None:
     """Once what let a handshake-era agent's subscription stand lapses (the registry no longer
-    approves the upstream for it, its credential is revoked), the gateway releases its upstream
-    want, exactly once, while another agent's want of the same URI stays."""
+    approves the upstream for it, its credential is revoked, its identity expired), the gateway
+    releases its upstream want, exactly once, while another agent's want of the same URI stays:
+    found by the next update relayed from the upstream, or by the gateway's standing check when
+    the upstream says nothing."""
     subscribed: list[str] = []
     sessions: list[Any] = []
     feed = feed_server(subscribed, sessions)
@@ -314,9 +322,19 @@ async def test_a_legacy_agent_whose_authority_lapsed_gives_up_its_upstream_subsc
 
     heard = _Heard()
     upstream = gateway.upstreams["feed"]
+    released = anyio.Event()
+    release = upstream.release
+
+    def releasing(uri: str) -> bool:
+        last = release(uri)
+        released.set()
+        return last
+
+    upstream.release = releasing  # type: ignore[method-assign]
+    identity = idp.token("leaving", tenant="acme", ttl=2 if lapse == "identity-expired" else 300)
     async with (
         gateway,
-        GovernedClient(gateway.server, present, identity=idp.token("leaving", tenant="acme"), mode="legacy") as leaving,
+        GovernedClient(gateway.server, present, identity=identity, mode="legacy") as leaving,
         GovernedClient(
             gateway.server, identity=idp.token("staying", tenant="acme"), mode="legacy", message_handler=heard
         ) as staying,
@@ -326,13 +344,19 @@ async def test_a_legacy_agent_whose_authority_lapsed_gives_up_its_upstream_subsc
         assert upstream._wanted == {"feed://news": 2}
         if lapse == "credential-revoked":
             await issuer.revoke(credential)
+        elif lapse == "identity-expired":
+            await anyio.sleep(max(0.0, jwt_exp(identity) - time.time()) + 0.05)  # until it expired
         else:
             entry = registry.get("feed")
             assert entry is not None
             registry.remove("feed")
             registry.add({**entry.model_dump(mode="json", by_alias=True), "workloads": ["staying"]})
-        await publish(sessions)  # the first update relayed after the lapse finds it
-        await heard.next_update()
+        if found_by == "update":
+            await publish(sessions)  # the first update relayed after the lapse finds it
+            await heard.next_update()
+        else:
+            with anyio.fail_after(30):
+                await released.wait()
         for _ in range(2):  # relayed one after the other: the first one's release is done, once
             await publish(sessions)
             await heard.next_update()
@@ -389,21 +413,7 @@ async def test_an_http_upstream_keeps_nothing_of_the_agents_request(mode: str) -
                 token = idp.token(f"agent-{n}", tenant="acme")
                 async with GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
                     await agent.call_tool("feed_publish", {})
-            await _drop_cancelled_timers()
+            await drop_cancelled_timers()
             gc.collect()
             assert gateway.upstreams["feed"].state == "ready"
             assert sessions and [ref() for ref in sessions] == [None] * len(sessions)
-
-
-async def _drop_cancelled_timers() -> None:
-    """Make asyncio drop the cancelled timers it still holds (each with the context it was set in,
-    the SDK's per-request deadlines included) rather than wait for their deadlines: it rebuilds
-    its timer queue once most of the timers in it are cancelled."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    handles = [loop.call_later(3600, lambda: None) for _ in range(1000)]
-    for handle in handles:
-        handle.cancel()
-    await anyio.lowlevel.checkpoint()  # the loop's next turn drops them
-    await anyio.lowlevel.checkpoint()

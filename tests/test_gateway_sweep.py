@@ -31,6 +31,7 @@ from mcpgov.pinning import Manifest, ServerRegistry, snapshot, tool_fingerprint
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
+from .gateway_support import drop_cancelled_timers
 from .test_credentials_killswitch import FlakyStore
 
 pytestmark = pytest.mark.anyio
@@ -375,6 +376,7 @@ async def test_a_lazy_stdio_upstream_keeps_nothing_of_the_agent_that_started_it(
                 await agent.call_tool("sweep_echo", {"text": f"from {n}"})
                 await agent.read_resource(README)
         assert gateway.status()["sweep"]["state"] == "ready"
+        await drop_cancelled_timers()
         gc.collect()
         assert sessions and [ref() for ref in sessions] == [None] * len(sessions)
 

@@ -43,7 +43,7 @@ from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
 from mcpgov._protocols import LISTING_PAGE_CAP
 from mcpgov._sdk.compat import connection_of
-from mcpgov._server import ServerGovernance, audit_expiry, authority_lapsed, govern
+from mcpgov._server import STANDING_CHECK_INTERVAL, ServerGovernance, audit_expiry, authority_lapsed, govern
 from mcpgov._types import thaw
 from mcpgov.approval._elicit import STATE_PREFIX as APPROVAL_STATE_PREFIX
 from mcpgov.credentials._logs import redact_known_secrets
@@ -218,6 +218,7 @@ class Gateway:
         self._listen_handler = ListenHandler(self._listen_bus)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
+        self._standing: anyio.CancelScope | None = None
         # What the gateway's own tasks (upstream connections, relays) run in: the context it was
         # entered in, never that of the agent's request that happened to start or wake them.
         self._context = contextvars.Context()
@@ -308,11 +309,15 @@ class Gateway:
             self.draining = False
             for upstream in self._all_upstreams():
                 upstream.bind(_starter(tg, upstream, self._context))
+            self._standing = anyio.CancelScope()
+            self._context.copy().run(tg.start_soon, self._standing_checks, self._standing)
             eager = [u for u in self.upstreams.values() if u.config.start == "eager"]
             for upstream in eager:
                 upstream.ensure_started()
             await self._await_eager(eager)
         except BaseException:
+            if self._standing is not None:
+                self._standing.cancel()
             await stack.__aexit__(None, None, None)
             raise
         self._exit_stack = stack
@@ -342,6 +347,8 @@ class Gateway:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.drain(self.drain_timeout)
+        if self._standing is not None:
+            self._standing.cancel()
         stack, self._exit_stack = self._exit_stack, None
         if stack is not None:
             await stack.__aexit__(*exc_info)
@@ -693,6 +700,34 @@ class Gateway:
                     held.remove(item)
                     with anyio.CancelScope(shield=True):
                         await item[0].unwant(item[1])
+
+    async def _standing_checks(self, scope: anyio.CancelScope) -> None:
+        """While the gateway runs: every ``STANDING_CHECK_INTERVAL`` seconds, the upstream wants
+        held for agents whose authority lapsed are given up (:meth:`_release_lapsed`)."""
+        with scope:
+            while True:
+                await anyio.sleep(STANDING_CHECK_INTERVAL)
+                try:
+                    await self._release_lapsed()
+                except Exception:  # noqa: BLE001 - the next round checks again
+                    logger.warning("could not check what the agents' subscriptions still stand on")
+
+    async def _release_lapsed(self) -> None:
+        """Give up every upstream want held for an agent whose authority lapsed, without waiting
+        for a change of the upstream to find it: the registry no longer lets the upstream serve
+        the agent (handshake-era subscriptions and listen streams), or the identity token or
+        credential of a handshake-era subscribe expired or was revoked (a listen stream ends
+        then, releasing its own). Each want is released once; others' wants of the URI stay."""
+        for upstream_id in self.upstreams:
+            await self._release_withdrawn(upstream_id)
+        checked: set[int] = set()
+        for uri, subscribers in list(self._subscriptions.items()):
+            for connection in list(subscribers):
+                want = self._hearing(connection).subscribed.get(uri)
+                if want is None or id(want.decided) in checked:
+                    continue
+                checked.add(id(want.decided))
+                await self._still_authorised(connection, want.decided)
 
     async def _session_ended(self, connection: Any) -> None:
         """An agent's session ended (closed, dropped, cancelled, failed): everything it holds in
