@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 from mcp.server.mcpserver import Context, MCPServer
 
 from mcpgov import Auditor, GovernedClient
@@ -199,3 +201,17 @@ async def build_world(
     )
     world = World(gateway, idp, sink, files_seen, clock_seen, registry)
     return world, {"files": files, "clock": clock}
+
+
+async def drop_cancelled_timers() -> None:
+    """Make asyncio drop the cancelled timers it still holds (each with the context it was set in,
+    the SDK's per-request deadlines included) rather than wait for their deadlines: it rebuilds
+    its timer queue once most of the timers in it are cancelled."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    handles = [loop.call_later(3600, lambda: None) for _ in range(1000)]
+    for handle in handles:
+        handle.cancel()
+    await anyio.lowlevel.checkpoint()  # the loop's next turn drops them
+    await anyio.lowlevel.checkpoint()

@@ -405,7 +405,8 @@ def _approve(w: World, *tenants: str) -> None:
 @pytest.mark.parametrize("upstream_mode", ["auto", "legacy"])
 async def test_a_listener_whose_upstream_approval_is_withdrawn_hears_nothing_more_of_it(upstream_mode: str) -> None:
     """Resource updates, like list changes, reach a listening agent only while the registry lets
-    the upstream serve it: withdrawn, nothing more of it is delivered (another agent still hears)."""
+    the upstream serve it: withdrawn, nothing more of it is delivered (another agent still hears),
+    and the stream's upstream wants are given up."""
     w = await world(upstream_mode)
     async with (
         w.gateway,
@@ -418,9 +419,15 @@ async def test_a_listener_whose_upstream_approval_is_withdrawn_hears_nothing_mor
         for sub in (sub_a, sub_g):
             assert await collect(sub, ResourceUpdated(OTHER)) == [ResourceUpdated(OTHER)]
         _approve(w, "acme")
-        await a.call_tool("feed_publish", {"uri": "feed://other"})
-        assert await collect(sub_a, ResourceUpdated(OTHER)) == [ResourceUpdated(OTHER)]
+        for _ in range(2):
+            await a.call_tool("feed_publish", {"uri": "feed://other"})
+            assert await collect(sub_a, ResourceUpdated(OTHER)) == [ResourceUpdated(OTHER)]
+            # The first update relayed since gave up what globex's stream held of the upstream, once.
+            assert w.gateway.upstreams["feed"]._wanted == {"feed://other": 1}
         _approve(w, "acme", "globex")
-        await a.call_tool("feed_publish", {"uri": "feed://secret"})
-        # Whatever reached the agent of globex while its approval was withdrawn comes before this.
-        assert await collect(sub_g, ResourceUpdated(SECRET)) == [ResourceUpdated(SECRET)]
+        # Approved again, globex's agent listens anew (the withdrawn stream wants nothing upstream).
+        async with listening(g, [SECRET]) as again:
+            await a.call_tool("feed_publish", {"uri": "feed://secret"})
+            assert await collect(again, ResourceUpdated(SECRET)) == [ResourceUpdated(SECRET)]
+            # Whatever reached the agent of globex while its approval was withdrawn comes before this.
+            assert await collect(sub_g, ResourceUpdated(SECRET)) == [ResourceUpdated(SECRET)]

@@ -5,22 +5,28 @@ from __future__ import annotations
 import contextvars
 import gc
 import sys
+import time
 import types as types_module
 import weakref
+from types import MappingProxyType
 from typing import Any
 
 import anyio
 import pytest
 from mcp import MCPError
 
-from mcpgov import Auditor, GovernedClient, McpGovError
+from mcpgov import META_CREDENTIAL, Auditor, CallNext, GovContext, GovernedClient, McpGovError, Principal
+from mcpgov.credentials import CredentialIssuer, CredentialMiddleware, RevocationList, SigningKeySet
 from mcpgov.gateway import Gateway, UpstreamConfig
 from mcpgov.identity import IdentityMiddleware
-from mcpgov.pinning import snapshot
+from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
+from .gateway_support import drop_cancelled_timers
+from .test_credentials_killswitch import FlakyStore
 from .test_gateway_subscriptions import FEED_POLICY, _feed_registry, _Heard, feed_server, publish
+from .test_server_listen import jwt_exp
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -184,6 +190,7 @@ async def test_an_in_process_upstream_runs_with_nothing_of_the_agents_request(mo
             assert not _reaches(reached[-1], token)
             assert not _reaches(reached[-1], f"agent-{n}")
         reached.clear()
+        await drop_cancelled_timers()
         gc.collect()
         assert sessions and all(ref() is None for ref in sessions)
 
@@ -273,3 +280,140 @@ async def test_concurrent_subscribes_of_one_session_hold_one_want() -> None:
             await agent.unsubscribe_resource(NEWS)
             assert subscribed == []
             assert gateway.upstreams["feed"]._wanted == {}
+
+
+@pytest.mark.parametrize("found_by", ["update", "standing-check"])
+@pytest.mark.parametrize("lapse", ["workload-withdrawn", "credential-revoked", "identity-expired"])
+async def test_a_legacy_agent_whose_authority_lapsed_gives_up_its_upstream_subscription(
+    lapse: str, found_by: str
+) -> None:
+    """Once what let a handshake-era agent's subscription stand lapses (the registry no longer
+    approves the upstream for it, its credential is revoked, its identity expired), the gateway
+    releases its upstream want, exactly once, while another agent's want of the same URI stays:
+    found by the next update relayed from the upstream, or by the gateway's standing check when
+    the upstream says nothing."""
+    subscribed: list[str] = []
+    sessions: list[Any] = []
+    feed = feed_server(subscribed, sessions)
+    registry = _feed_registry(await snapshot(feed))
+    idp = IdentityIssuer(audience="mcp://gateway")
+    issuer = CredentialIssuer(
+        "https://credentials.acme.example",
+        SigningKeySet.generate("Ed25519"),
+        max_ttl=300,
+        revocations=RevocationList(FlakyStore(), max_ttl=300),
+    )
+    gateway = Gateway(
+        [UpstreamConfig.model_validate({"id": "feed", "namespace": {"prefix": "feed_"}})],
+        registry,
+        IdentityMiddleware(idp.verifier()),
+        CredentialMiddleware(issuer.verifier("mcp://gateway")),
+        PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+        audit=Auditor([InMemoryAuditSink()]),
+        servers={"feed": feed},
+    )
+    holder = Principal(
+        issuer="https://issuer.test", subject="leaving", tenant="acme", claims=MappingProxyType({}), auth_method="jwt"
+    )
+    credential = await issuer.mint(holder, audience="mcp://gateway", tools=["feed_publish"], task_id="t-1", ttl=300)
+
+    async def present(ctx: GovContext, call_next: CallNext) -> Any:
+        return await call_next(ctx.replace(meta=MappingProxyType({**ctx.meta, META_CREDENTIAL: credential.token})))
+
+    heard = _Heard()
+    upstream = gateway.upstreams["feed"]
+    released = anyio.Event()
+    release = upstream.release
+
+    def releasing(uri: str) -> bool:
+        last = release(uri)
+        released.set()
+        return last
+
+    upstream.release = releasing  # type: ignore[method-assign]
+    identity = idp.token("leaving", tenant="acme", ttl=2 if lapse == "identity-expired" else 300)
+    async with (
+        gateway,
+        GovernedClient(gateway.server, present, identity=identity, mode="legacy") as leaving,
+        GovernedClient(
+            gateway.server, identity=idp.token("staying", tenant="acme"), mode="legacy", message_handler=heard
+        ) as staying,
+    ):
+        await leaving.subscribe_resource(NEWS)
+        await staying.subscribe_resource(NEWS)
+        assert upstream._wanted == {"feed://news": 2}
+        if lapse == "credential-revoked":
+            await issuer.revoke(credential)
+        elif lapse == "identity-expired":
+            await anyio.sleep(max(0.0, jwt_exp(identity) - time.time()) + 0.05)  # until it expired
+        else:
+            entry = registry.get("feed")
+            assert entry is not None
+            registry.remove("feed")
+            registry.add({**entry.model_dump(mode="json", by_alias=True), "workloads": ["staying"]})
+        if found_by == "update":
+            await publish(sessions)  # the first update relayed after the lapse finds it
+            await heard.next_update()
+        else:
+            with anyio.fail_after(30):
+                await released.wait()
+        for _ in range(2):  # relayed one after the other: the first one's release is done, once
+            await publish(sessions)
+            await heard.next_update()
+            assert upstream._wanted == {"feed://news": 1}
+            assert subscribed == ["feed://news"]
+            assert len(gateway._subscriptions[NEWS]) == 1
+        await staying.unsubscribe_resource(NEWS)
+        assert upstream._wanted == {}
+        assert subscribed == []
+        assert gateway._subscriptions == {}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_an_http_upstream_keeps_nothing_of_the_agents_request(mode: str) -> None:
+    """An HTTP upstream's connection is the gateway's: once an agent's request through it ended
+    (the first one, whose request started the lazy upstream, and the latest), nothing of that
+    request (its session, and with it its identity and what was decided for it) stays referenced."""
+    from mcp.server.mcpserver import MCPServer
+
+    upstream = MCPServer("feed", version="1.0.0")
+
+    @upstream.tool()
+    def publish() -> str:
+        """Publish news."""
+        return "published"
+
+    idp = IdentityIssuer(audience="mcp://gateway")
+    async with serve_http(upstream.streamable_http_app()) as base:
+        url = f"{base}/mcp"
+        entry = _feed_registry(await snapshot(url)).get("feed")
+        assert entry is not None
+        registry = ServerRegistry([{**entry.model_dump(mode="json", by_alias=True), "command": None, "url": url}])
+        gateway = Gateway(
+            [
+                UpstreamConfig.model_validate(
+                    {"id": "feed", "namespace": {"prefix": "feed_"}, "start": "lazy", "mode": mode}
+                )
+            ],
+            registry,
+            IdentityMiddleware(idp.verifier()),
+            PolicyMiddleware(Policy.from_dict(FEED_POLICY)),
+            audit=Auditor([InMemoryAuditSink()]),
+        )
+        sessions: list[weakref.ref[Any]] = []
+        original = gateway._front
+
+        def front(sctx: Any) -> Any:
+            sessions.append(weakref.ref(sctx.session))
+            return original(sctx)
+
+        gateway._front = front  # type: ignore[method-assign]
+        async with gateway:
+            for n in range(2):
+                token = idp.token(f"agent-{n}", tenant="acme")
+                async with GovernedClient(gateway.server, identity=token, mode="legacy") as agent:
+                    await agent.call_tool("feed_publish", {})
+            await drop_cancelled_timers()
+            gc.collect()
+            assert gateway.upstreams["feed"].state == "ready"
+            assert sessions and [ref() for ref in sessions] == [None] * len(sessions)

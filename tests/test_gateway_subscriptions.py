@@ -23,6 +23,7 @@ from mcpgov.pinning import ServerRegistry, snapshot
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink, serve_http
 
+from .gateway_support import drop_cancelled_timers
 from .test_credentials_killswitch import FlakyStore, cut_off
 from .test_server_listen import jwt_exp
 
@@ -351,6 +352,7 @@ async def test_the_gateway_keeps_no_agent_connection_alive_once_it_is_gone() -> 
             async with GovernedClient(gateway.server, identity=token, mode="legacy", elicitation_callback=answer) as a:
                 await a.subscribe_resource("feed+feed://news")
                 gone += [weakref.ref(c) for c in gateway._connections if all(r() is not c for r in gone)]
+        await drop_cancelled_timers()
         gc.collect()
         # Every agent's connection is gone: the first (whose request started the upstream
         # connection and subscribed it) and the latest too.

@@ -31,6 +31,7 @@ from mcpgov.pinning import Manifest, ServerRegistry, snapshot, tool_fingerprint
 from mcpgov.policy import Policy, PolicyMiddleware
 from mcpgov.testing import IdentityIssuer, InMemoryAuditSink
 
+from .gateway_support import drop_cancelled_timers
 from .test_credentials_killswitch import FlakyStore
 
 pytestmark = pytest.mark.anyio
@@ -71,10 +72,20 @@ async def _pins() -> Manifest:
 class Rig:
     """A gateway over the sweep server, the identity issuer, credential issuer and wire log."""
 
-    def __init__(self, tmp_path: Path, *, drift: bool = False, tenants: tuple[str, ...] = ("acme",)) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        drift: bool = False,
+        tenants: tuple[str, ...] = ("acme",),
+        upstream: dict[str, Any] | None = None,
+        policy_extra: tuple[dict[str, Any], ...] = (),
+    ) -> None:
         self.wire = tmp_path / "sweep.wire"
         self.drift = drift
         self.tenants = tenants
+        self.upstream = upstream or {}
+        self.policy = {**POLICY, "rules": [*policy_extra, *POLICY["rules"]]}
         self.idp = IdentityIssuer(audience=AUDIENCE)
         self.store = FlakyStore()
         self.issuer = CredentialIssuer(
@@ -104,9 +115,10 @@ class Rig:
         chain: list[Any] = [IdentityMiddleware(self.idp.verifier())]
         if credentials:
             chain.append(CredentialMiddleware(self.issuer.verifier(AUDIENCE)))
-        chain.append(PolicyMiddleware(Policy.from_dict(POLICY)))
+        chain.append(PolicyMiddleware(Policy.from_dict(self.policy)))
+        settings = {"id": "sweep", "namespace": {"prefix": "sweep_"}, "start_timeout": 60, **self.upstream}
         return Gateway(
-            [UpstreamConfig.model_validate({"id": "sweep", "namespace": {"prefix": "sweep_"}, "start_timeout": 60})],
+            [UpstreamConfig.model_validate(settings)],
             ServerRegistry([entry]),
             *chain,
             audit=Auditor([self.sink]),
@@ -364,5 +376,79 @@ async def test_a_lazy_stdio_upstream_keeps_nothing_of_the_agent_that_started_it(
                 await agent.call_tool("sweep_echo", {"text": f"from {n}"})
                 await agent.read_resource(README)
         assert gateway.status()["sweep"]["state"] == "ready"
+        await drop_cancelled_timers()
         gc.collect()
         assert sessions and [ref() for ref in sessions] == [None] * len(sessions)
+
+
+DENIED: dict[str, Any] = {
+    "id": "nothing-for-denied",
+    "effect": "deny",
+    "principals": [{"issuer": "https://issuer.test", "subject": "denied"}],
+    "tools": ["*"],
+    "prompts": ["*"],
+    "resources": ["*"],
+    "methods": ["*"],
+}
+
+
+def _every_request(mode: str) -> list[Attempt]:
+    """Every kind of request an agent can make, in spellings a chain would allow an admitted agent."""
+    attempts: list[Attempt] = [
+        ("tools/list", lambda a: a.list_tools()),
+        ("prompts/list", lambda a: a.list_prompts()),
+        ("resources/list", lambda a: a.list_resources()),
+        ("resources/templates/list", lambda a: a.list_resource_templates()),
+        ("tools/call", lambda a: a.call_tool("sweep_echo", {"text": "hello"})),
+        ("resources/read", lambda a: a.read_resource(README)),
+        ("prompts/get", lambda a: a.get_prompt("sweep_greet", {"name": "ok"})),
+        ("completion/complete", lambda a: a.complete(PROMPT_REF, {"name": "name", "value": "f"})),
+        ("completion/complete", lambda a: a.complete(TEMPLATE_REF, {"name": "name", "value": "x"})),
+        ("ping", lambda a: a.send_ping()),
+    ]
+    if mode == "legacy":
+        attempts += [
+            ("resources/subscribe", lambda a: a.subscribe_resource(README)),
+            ("resources/unsubscribe", lambda a: a.unsubscribe_resource(README)),
+            ("logging/setLevel", lambda a: a.set_logging_level("debug")),
+        ]
+    else:
+        attempts.append(("subscriptions/listen", _listening(README)))
+    return attempts
+
+
+@pytest.mark.parametrize("upstream_mode", ["legacy", "match"])
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("who", ["no-identity", "expired", "not-approved", "policy-denies"])
+async def test_a_lazy_upstream_is_not_started_for_an_agent_the_chain_does_not_admit(
+    tmp_path: Path, mode: str, upstream_mode: str, who: str
+) -> None:
+    """Starting a third-party process is an effect: a request the chain or the registry does not
+    admit (of any kind) starts no upstream; the first admitted request that needs it does."""
+    upstream = {"start": "lazy", "mode": upstream_mode}
+    rig = Rig(tmp_path, tenants=("acme",), upstream=upstream, policy_extra=(DENIED,))
+    gateway = await rig.gateway(credentials=False)
+    if who == "no-identity":
+        agent = GovernedClient(gateway.server, mode=mode)
+    elif who == "expired":
+        agent = GovernedClient(gateway.server, identity=rig.idp.token("late", tenant="acme", ttl=-60), mode=mode)
+    elif who == "not-approved":  # the policy lets globex read the readme; the registry serves only acme
+        agent = GovernedClient(gateway.server, identity=rig.idp.token("globex", tenant="globex"), mode=mode)
+    else:
+        agent = GovernedClient(gateway.server, identity=rig.idp.token("denied", tenant="acme"), mode=mode)
+    connections = gateway._all_upstreams()
+    async with gateway, agent:
+        attempts = _every_request(mode)
+        if who == "policy-denies":  # listings are admitted (their entries filtered), the rest refused
+            attempts = [a for a in attempts if not a[0].endswith("/list")]
+        for _, attempt in attempts:
+            await _refused(attempt, agent)
+        assert [(u.state, u.stats.starts) for u in connections] == [("stopped", 0)] * len(connections)
+        assert not rig.wire.exists()
+        if who == "not-approved":  # audited with the caller, as the back chain audits its own refusals
+            refused = [e for e in rig.sink.events if e.type == "decision" and e.reason == "server.refused"]
+            assert refused and all(e.side == "client" and e.tenant == "globex" for e in refused)
+        # The first admitted request that needs it starts it (the marker above can be seen).
+        async with GovernedClient(gateway.server, identity=rig.idp.token("good", tenant="acme"), mode=mode) as good:
+            await good.read_resource(README)
+        assert rig.wire.exists()

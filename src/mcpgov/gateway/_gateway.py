@@ -43,7 +43,7 @@ from mcpgov._governor import as_auditor
 from mcpgov._principal import Principal
 from mcpgov._protocols import LISTING_PAGE_CAP
 from mcpgov._sdk.compat import connection_of
-from mcpgov._server import ServerGovernance, audit_expiry, authority_lapsed, govern
+from mcpgov._server import STANDING_CHECK_INTERVAL, ServerGovernance, audit_expiry, authority_lapsed, govern
 from mcpgov._types import thaw
 from mcpgov.approval._elicit import STATE_PREFIX as APPROVAL_STATE_PREFIX
 from mcpgov.credentials._logs import redact_known_secrets
@@ -209,6 +209,8 @@ class Gateway:
             weakref.WeakKeyDictionary()
         )
         self._subscriptions: dict[str, weakref.WeakSet[Any]] = {}
+        # The listen streams open now: what authorised each, and the upstream wants it holds.
+        self._listens: dict[int, tuple[GovContext, list[tuple[Upstream, str]]]] = {}
         # 2026-07-28 agents: what the gateway relays is published here; the SDK's listen handler
         # streams each agent the events of its (governed) filter.
         self.subscriptions: SubscriptionBus = InMemorySubscriptionBus() if subscriptions is None else subscriptions
@@ -216,6 +218,7 @@ class Gateway:
         self._listen_handler = ListenHandler(self._listen_bus)
         self._log_levels: weakref.WeakKeyDictionary[Any, types.LoggingLevel] = weakref.WeakKeyDictionary()
         self._task_group: TaskGroup | None = None
+        self._standing: anyio.CancelScope | None = None
         # What the gateway's own tasks (upstream connections, relays) run in: the context it was
         # entered in, never that of the agent's request that happened to start or wake them.
         self._context = contextvars.Context()
@@ -308,11 +311,15 @@ class Gateway:
             self.draining = False
             for upstream in self._all_upstreams():
                 upstream.bind(_starter(tg, upstream, self._context))
+            self._standing = anyio.CancelScope()
+            self._context.copy().run(tg.start_soon, self._standing_checks, self._standing)
             eager = [u for u in self.upstreams.values() if u.config.start == "eager"]
             for upstream in eager:
                 upstream.ensure_started()
             await self._await_eager(eager)
         except BaseException:
+            if self._standing is not None:
+                self._standing.cancel()
             await stack.__aexit__(None, None, None)
             raise
         self._exit_stack = stack
@@ -342,6 +349,8 @@ class Gateway:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.drain(self.drain_timeout)
+        if self._standing is not None:
+            self._standing.cancel()
         stack, self._exit_stack = self._exit_stack, None
         if stack is not None:
             await stack.__aexit__(*exc_info)
@@ -545,6 +554,7 @@ class Gateway:
                 candidate.forget_verified(method)
         if method == "notifications/tools/list_changed":
             await self.upstreams[upstream].recheck_pins()
+        await self._release_withdrawn(upstream)
         approved = self.registry.get(upstream)
         connections = [
             (connection, self._hearing(connection).latest)
@@ -569,6 +579,7 @@ class Gateway:
 
     async def _relay_resource_updated(self, upstream: str, uri: str) -> None:
         front = self.router.namespaces[upstream].front_uri(uri)
+        await self._release_withdrawn(upstream)
         approved = self.registry.get(upstream)
         connections: list[tuple[Any, GovContext | None]] = [
             (connection, want.decided)
@@ -662,6 +673,63 @@ class Gateway:
         if want is not None:
             with anyio.CancelScope(shield=True):
                 await want.upstream.unwant(want.uri)
+
+    def _serves(self, upstream_id: str, decided: GovContext) -> bool:
+        """Whether the registry lets ``upstream_id`` serve the agent ``decided`` was decided for, now."""
+        try:
+            return self.upstreams[upstream_id].serves(decided)
+        except Exception:  # noqa: BLE001 - a verdict that cannot be had serves nothing
+            return False
+
+    async def _release_withdrawn(self, upstream_id: str) -> None:
+        """Give up every want of ``upstream_id`` held for an agent the registry no longer lets it
+        serve (an approval withdrawn for its tenant or workload, the entry removed): handshake-era
+        sessions' subscriptions and listen streams' URIs, each want released once (whoever takes
+        it out of what holds it releases it). Other agents' wants of the same URIs stay. Never raises."""
+        for uri, subscribers in list(self._subscriptions.items()):
+            route = self.router.route_uri(uri)
+            if route is None or route[0] != upstream_id:
+                continue
+            for connection in list(subscribers):
+                want = self._hearing(connection).subscribed.get(uri)
+                if want is not None and not self._serves(upstream_id, want.decided):
+                    await self._drop(connection, uri)
+        for decided, held in list(self._listens.values()):
+            if self._serves(upstream_id, decided):
+                continue
+            for item in [item for item in held if item[0].id == upstream_id]:
+                if item in held:  # taken out and released with no await between: once
+                    held.remove(item)
+                    with anyio.CancelScope(shield=True):
+                        await item[0].unwant(item[1])
+
+    async def _standing_checks(self, scope: anyio.CancelScope) -> None:
+        """While the gateway runs: every ``STANDING_CHECK_INTERVAL`` seconds, the upstream wants
+        held for agents whose authority lapsed are given up (:meth:`_release_lapsed`)."""
+        with scope:
+            while True:
+                await anyio.sleep(STANDING_CHECK_INTERVAL)
+                try:
+                    await self._release_lapsed()
+                except Exception:  # noqa: BLE001 - the next round checks again
+                    logger.warning("could not check what the agents' subscriptions still stand on")
+
+    async def _release_lapsed(self) -> None:
+        """Give up every upstream want held for an agent whose authority lapsed, without waiting
+        for a change of the upstream to find it: the registry no longer lets the upstream serve
+        the agent (handshake-era subscriptions and listen streams), or the identity token or
+        credential of a handshake-era subscribe expired or was revoked (a listen stream ends
+        then, releasing its own). Each want is released once; others' wants of the URI stay."""
+        for upstream_id in self.upstreams:
+            await self._release_withdrawn(upstream_id)
+        checked: set[int] = set()
+        for uri, subscribers in list(self._subscriptions.items()):
+            for connection in list(subscribers):
+                want = self._hearing(connection).subscribed.get(uri)
+                if want is None or id(want.decided) in checked:
+                    continue
+                checked.add(id(want.decided))
+                await self._still_authorised(connection, want.decided)
 
     async def _session_ended(self, connection: Any) -> None:
         """An agent's session ended (closed, dropped, cancelled, failed): everything it holds in
@@ -954,8 +1022,11 @@ class Gateway:
         wanted: list[str] = []
         held: list[tuple[Upstream, str]] = []
         for upstream_id in self.upstreams:
-            self._upstream_for(upstream_id, front).ensure_started()  # its changes are listened to once up
+            upstream = self._upstream_for(upstream_id, front)
+            if upstream.serves(front.decided):  # an upstream that serves no stream of it is left alone
+                upstream.ensure_started()  # its changes are listened to once up
         listener = _LISTENER.set((front.decided.tenant, front.decided.principal))
+        self._listens[id(held)] = (front.decided, held)
         try:
             for uri in params.notifications.resource_subscriptions or ():
                 route = self.router.route_uri(uri)
@@ -978,6 +1049,7 @@ class Gateway:
             return await self._listen_handler(sctx, params.model_copy(update={"notifications": notifications}))
         finally:
             _LISTENER.reset(listener)
+            self._listens.pop(id(held), None)
             # Every want first (no await between them), then the upstreams are told.
             last = [(upstream, upstream_uri) for upstream, upstream_uri in held if upstream.release(upstream_uri)]
             with anyio.CancelScope(shield=True):

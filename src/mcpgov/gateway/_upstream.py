@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -449,13 +449,13 @@ class Relay:
 
 
 class _OwnContextWrite:
-    """The write side of an in-process upstream's connection, handing each message on from the
-    connection's own task.
+    """The write side of an upstream's connection (in-process or HTTP), handing each message on
+    from the connection's own task.
 
-    An in-process upstream runs each request in the context its message was sent from (the SDK's
-    memory streams carry it along) and keeps the last one: without this, it would run in, and
-    hold on to, the context of the agent's request being forwarded (that request's identity
-    token, its session, what the front chain decided).
+    The SDK's streams carry each message's sending context along: an in-process upstream runs
+    each request in it, and both it and the HTTP transport's post writer keep the last one.
+    Without this, they would run in, and hold on to, the context of the agent's request being
+    forwarded (that request's identity token, its session, what the front chain decided).
     """
 
     def __init__(self, inner: Any) -> None:
@@ -484,15 +484,24 @@ class _OwnContextWrite:
 
 
 @asynccontextmanager
-async def _in_process(server: Server[Any] | MCPServer) -> AsyncIterator[TransportStreams]:
-    """The SDK's in-memory transport to ``server``, its messages sent from the connection's own task."""
-    async with compat.in_memory_transport(server) as (read, write), anyio.create_task_group() as tg:
+async def _own_context(transport: Any, name: str) -> AsyncIterator[TransportStreams]:
+    """``transport`` (an SDK transport's context manager), its messages sent from the connection's own task.
+
+    The SDK's transports hand each message on in the context it was sent from, and their writer
+    tasks keep the last one: sent from the connection's own task, what they keep is the gateway's.
+    """
+    async with transport as (read, write), anyio.create_task_group() as tg:
         own = _OwnContextWrite(write)
-        tg.start_soon(own.pump, name="in-process upstream writer")
+        tg.start_soon(own.pump, name=name)
         try:
             yield read, own
         finally:
             own.close()
+
+
+def _in_process(server: Server[Any] | MCPServer) -> AbstractAsyncContextManager[TransportStreams]:
+    """The SDK's in-memory transport to ``server``, its messages sent from the connection's own task."""
+    return _own_context(compat.in_memory_transport(server), "in-process upstream writer")
 
 
 class _WatchedRead:
@@ -557,11 +566,16 @@ class WatchedStdio:
 
 class HttpTarget:
     """The SDK's Streamable HTTP transport to ``url``, carrying the URL, so the registry judges
-    where the connection goes (a transport that does not say is refused)."""
+    where the connection goes (a transport that does not say is refused).
+
+    Its messages are sent from the connection's own task (see :class:`_OwnContextWrite`): the
+    SDK's post writer would otherwise keep the context of the last agent's request it carried
+    (that request's session, its identity, what the front chain decided) until the next one.
+    """
 
     def __init__(self, url: str, http: httpx2.AsyncClient) -> None:
         self.url = url
-        self._inner = streamable_http_client(url, http_client=http)
+        self._inner = _own_context(streamable_http_client(url, http_client=http), "HTTP upstream writer")
 
     def __repr__(self) -> str:
         return "HttpTarget(url=...)"  # a URL may hold credentials
@@ -645,6 +659,10 @@ class Upstream:
         self._wanted: dict[str, int] = {}
         self._relisten = anyio.Event()  # set when the wanted URIs change (2026-07-28 connections)
         self._listened: frozenset[str] = frozenset()  # the URIs of the upstream listen now acknowledged
+        # How many times the wanted URIs changed, and as of which change the acknowledged listen was
+        # opened: a stream opened before a want does not name it, even if an older one did.
+        self._wants_changed = 0
+        self._listened_as_of = 0
         self._listen_acked = anyio.Event()
 
     def __repr__(self) -> str:
@@ -885,6 +903,7 @@ class Upstream:
         async with anyio.create_task_group() as streams:
             while True:
                 wake = self._relisten = anyio.Event()
+                as_of = self._wants_changed
                 uris = tuple(sorted(self._wanted))
                 try:
                     scope: anyio.CancelScope = await streams.start(self._listen_once, client, uris, wake)
@@ -902,6 +921,7 @@ class Upstream:
                         current.cancel()
                     current, failures = scope, 0
                     self._listened = frozenset(uris)
+                    self._listened_as_of = as_of
                     self._listen_acked.set()
                     self._listen_acked = anyio.Event()
                     if first:
@@ -974,6 +994,7 @@ class Upstream:
                     with anyio.CancelScope(shield=True):
                         await self.unsubscribe(uri)  # the subscribe may have reached it
                 raise
+            self._wants_changed += 1
             self._relisten.set()
 
     async def until_listened(self, uris: Sequence[str]) -> None:
@@ -982,7 +1003,10 @@ class Upstream:
         if client is None or not _modern(client):
             return
         with anyio.move_on_after(self.config.timeout):
-            while not self._listened.issuperset(uris) and self._client is client:
+            wanted_as_of = self._wants_changed
+            while self._client is client and (
+                self._listened_as_of < wanted_as_of or not self._listened.issuperset(uris)
+            ):
                 await self._listen_acked.wait()
 
     def release(self, uri: str) -> bool:
@@ -995,6 +1019,7 @@ class Upstream:
         if held == 0:
             return False
         del self._wanted[uri]
+        self._wants_changed += 1
         self._relisten.set()
         return True
 
@@ -1142,11 +1167,17 @@ class Upstream:
     async def use(self, front: FrontCall | None) -> AsyncIterator[GovernedClient]:
         """A running client, within this upstream's concurrency limit and timeout.
 
+        The registry's verdict on the agent comes first: a request for an agent this upstream is
+        not approved for (now) neither starts the upstream nor waits for it (:meth:`admit`).
+
         Raises:
+            PinningError: the upstream is not approved for the agent of ``front`` (audited).
             UpstreamUnavailable: the upstream is down or did not start in time.
             UpstreamTimeout: the request took longer than ``timeout``, or waited longer than
                 ``timeout`` for a concurrency slot (reason ``upstream_busy``).
         """
+        if front is not None:
+            await self.admit(front.decided)
         client = await self._client_now()
         timed_out = False
         limiter = self._limiter
@@ -1258,6 +1289,56 @@ class Upstream:
             notify = getattr(mw, "notify_list_changed", None)
             if callable(notify):
                 notify(kind)
+
+    def serves(self, decided: GovContext) -> bool:
+        """Whether the registry approves this upstream, now, for the agent ``decided`` was decided for."""
+        approved = self.registry.get(self.id)
+        return approved is not None and approved.refusal(decided.tenant, decided.principal) is None
+
+    async def admit(self, decided: GovContext) -> None:
+        """Refuse, before anything reaches (or starts) the upstream, an agent it does not serve.
+
+        The registry's verdict on the caller (tenant and workload) needs nothing of the upstream;
+        what does (its self-description, where the connection went) is judged by the back chain
+        once it is connected. A refusal is audited as the back chain audits its own: a deny
+        decision with the caller.
+
+        Raises:
+            PinningError: reason ``server.refused``.
+        """
+        approved = self.registry.get(self.id)
+        why = (
+            f"server {self.id!r} is not in the registry"
+            if approved is None
+            else approved.refusal(decided.tenant, decided.principal)
+        )
+        if why is None:
+            return
+        refusal = PinningError(why, reason="server.refused")
+        ctx = GovContext(
+            side="client",
+            method=decided.method,
+            kind=decided.kind,
+            principal=decided.principal,
+            tenant=decided.tenant,
+            purpose=decided.purpose,
+            task_id=decided.task_id,
+            audit=self.audit,
+        )
+        refusal.context = ctx
+        event = AuditEvent.from_context(
+            ctx,
+            "decision",
+            effect="deny",
+            rule=f"mcpgov:{PinningError.code.rsplit('.', 1)[-1]}",
+            reason=refusal.reason,
+            detail=refusal.detail,
+            error_code=PinningError.code,
+            attributes={"server_id": self.id},
+        )
+        refusal.event_id = event.id
+        await self.audit.emit(event, required=False)
+        raise refusal
 
     def check_caller(self, client: GovernedClient, decided: GovContext) -> None:
         """The registry's verdict for requests the client does not govern itself (subscribe, complete).
