@@ -13,12 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import mcpgov
@@ -306,6 +307,35 @@ ADVERSARIAL_UNITS = (
     '["password", "',
     "<add key='pass",
 )
+# The loose shapes: a value on the next line, YAML tags and anchors, encoded separators, names split,
+# in leetspeak, with invisible or fullwidth characters (each one is run).
+LOOSE_ADVERSARIAL_UNITS = (
+    "password\n",
+    "--password\n",
+    "password: !a ",
+    "password: &a !!str ",
+    "password&#61;",
+    "\\u003d",
+    "pas\\=sword",
+    "pa55w0rd=",
+    "pass\u200b",
+    "\uff50\uff41\uff53\uff53",
+    "to-ken ",
+)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _each_example(units: tuple[str, ...], tail: str) -> Callable[[_F], _F]:
+    """Hypothesis ``example`` decorators running each of ``units`` with ``tail``."""
+
+    def decorate(test: _F) -> _F:
+        for unit in units:
+            test = example(unit=unit, tail=tail)(test)
+        return test
+
+    return decorate
 
 
 def _finishes(function: Any, *args: Any) -> Any:
@@ -319,7 +349,10 @@ def _finishes(function: Any, *args: Any) -> Any:
 
 
 @settings(max_examples=40, deadline=None)
-@given(unit=st.sampled_from(ADVERSARIAL_UNITS), tail=st.sampled_from(["", "=", ":", "@", "."]))
+@given(
+    unit=st.sampled_from(ADVERSARIAL_UNITS + LOOSE_ADVERSARIAL_UNITS), tail=st.sampled_from(["", "=", ":", "@", "."])
+)
+@_each_example(LOOSE_ADVERSARIAL_UNITS, "=")
 def test_a_megabyte_of_adversarial_text_is_redacted_in_bounded_time(unit: str, tail: str) -> None:
     text = unit * (1_000_000 // len(unit)) + tail
     redactor = Redactor()

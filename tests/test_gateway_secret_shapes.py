@@ -24,6 +24,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 
 from mcpgov import ConfigurationError
 from mcpgov.gateway._config import SecretRef
@@ -223,3 +225,70 @@ async def test_every_shape_is_scrubbed_through_a_gateway_session(mode: str) -> N
             result = await agent.call_tool("shapes_echo", {"shape": shape})
             text = result.model_dump_json()
             assert not recoverable(json.loads(text)["content"][0]["text"], SECRET), shape
+
+
+def failing_server() -> MCPServer:
+    server = MCPServer("failing", version="1.0.0")
+
+    @server.tool()
+    def protocol_error(shape: str) -> str:
+        """Refuse with a protocol error whose message and data carry the key."""
+        encoded = ENCODINGS[shape](f"user:{SECRET}\n")
+        raise MCPError(-32050, f"login failed for {encoded}", {"detail": encoded, "nested": [{encoded: encoded}]})
+
+    @server.tool()
+    def crash(shape: str) -> str:
+        """Fail with an exception whose message carries the key."""
+        raise RuntimeError("could not connect: " + ENCODINGS[shape](f"user:{SECRET}\n"))
+
+    @server.tool()
+    def tool_error(shape: str) -> str:
+        """Fail with a tool error whose message carries the key."""
+        raise ToolError("denied by " + ENCODINGS[shape](f"user:{SECRET}\n"))
+
+    return server
+
+
+async def test_no_upstream_error_carries_a_secret_to_the_agent_in_any_encoding(mode: str) -> None:
+    """An upstream's error (a protocol error's message and data, a tool's exception or tool
+    error) reaches the agent with none of the upstream's secrets recoverable, in any encoding."""
+    rig = await build(
+        {"failing": failing_server()},
+        [{"id": "all", "effect": "allow", "tenants": ["acme"], "tools": ["failing_*"]}],
+        configs={"failing": {"secret_env": {"KEY": {"env": "GW_FAILING_KEY"}}}},
+        environ={"GW_FAILING_KEY": SECRET},
+    )
+    seen = 0
+    async with rig.gateway, rig.agent(mode) as agent:
+        for shape in sorted(ENCODINGS):
+            for tool in ("failing_protocol_error", "failing_crash", "failing_tool_error"):
+                try:
+                    result = await agent.call_tool(tool, {"shape": shape})
+                except MCPError as exc:
+                    relayed = [exc.error.message, *_strings(exc.error.data)]
+                    seen += 1
+                else:
+                    relayed = _strings(result.model_dump(mode="json"))
+                for text in relayed:
+                    assert not recoverable(text, SECRET), (shape, tool, text)
+    assert seen == len(ENCODINGS)  # the protocol errors came back as errors
+
+
+async def test_no_error_text_in_a_gateway_process_carries_an_upstream_secret(mode: str) -> None:
+    """mcpgov's own errors raised while a gateway runs (what ``str(error)``, tracebacks, command
+    output and any logger show) hold none of its upstreams' secrets, in any encoding."""
+    import mcpgov
+
+    rig = await build(
+        {"shapes": shapes_server()},
+        [{"id": "all", "effect": "allow", "tenants": ["acme"], "tools": ["shapes_*"]}],
+        configs={"shapes": {"secret_env": {"KEY": {"env": "GW_SHAPES_KEY"}}}},
+        environ={"GW_SHAPES_KEY": SECRET},
+    )
+    async with rig.gateway, rig.agent(mode) as agent:
+        await agent.call_tool("shapes_echo", {"shape": "plain"})  # the upstream has started
+        for shape in sorted(ENCODINGS):
+            for error in ("McpGovError", "IdentityError", "CredentialError", "ConfigurationError", "PinningError"):
+                raised = getattr(mcpgov, error)("upstream said: " + ENCODINGS[shape](f"user:{SECRET}\n"))
+                for shown in (str(raised), raised.detail, repr(raised.args)):
+                    assert not recoverable(shown, SECRET), (shape, error, shown)

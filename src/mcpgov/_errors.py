@@ -60,15 +60,17 @@ __all__ = [
 
 
 def _redacted(detail: str) -> str:
-    """``detail`` with every token and secret the default audit redaction finds removed: an error's
-    text reaches logs, tracebacks and command output (a configured URL's password, an argument a
-    tool was refused for)."""
+    """``detail`` with every token and secret the default audit redaction finds removed, and every
+    secret a running component knows by value (a gateway's upstream credentials, in every form):
+    an error's text reaches logs, tracebacks and command output (a configured URL's password, an
+    argument a tool was refused for, what an upstream said)."""
     if not detail or not isinstance(detail, str):
         return detail
     try:
         from mcpgov._audit import _default_redactor  # noqa: PLC0415 - mcpgov._audit imports this module
+        from mcpgov.credentials._logs import scrub_known  # noqa: PLC0415 - mcpgov.credentials imports this module
 
-        return _default_redactor().text(detail)
+        return scrub_known(_default_redactor().text(detail))
     except Exception:  # noqa: BLE001 - text that could not be redacted is not kept
         return "[redacted]"
 

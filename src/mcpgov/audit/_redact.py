@@ -70,8 +70,10 @@ _QUOTED_VALUE = r"(?:\\+\"[^\"]*(?:\"|$)|\"(?:[^\"\\]|\\[\s\S])*(?:\"|$)|'(?:[^'
 _PLAIN_VALUE = r"(?:[^\s&,;\"'\\}\])]|\\(?![\"']))+"
 # A value already redacted (so redacting text twice changes nothing).
 _MARKER = r"[=:>]*\[redacted\](?:[\s&,;\"'\\}\])]|$)"
+# YAML tags and anchors before a value (``password: !!str …``, ``token: &a !secret …``): not the value.
+_YAML_PROPERTIES = r"(?:(?:!(?:<[^<>\s]*>|[!\w./:%-]*)|&[\w.-]+)[ \t]+)*"
 _SENSITIVE_VALUE = (
-    r"(?:[|>][+-]?[0-9]?[+-]?[ \t]*(?:\r?\n[ \t]*(?=\r?\n))*(?:\r?\n[ \t]+[^\r\n]*)+"
+    _YAML_PROPERTIES + r"(?:[|>][+-]?[0-9]?[+-]?[ \t]*(?:\r?\n[ \t]*(?=\r?\n))*(?:\r?\n[ \t]+[^\r\n]*)+"
     r"|(?:(?i:bearer|basic|digest|dpop|token|negotiate)\s+)?(?!"
     + _MARKER
     + r")(?:"
@@ -114,6 +116,9 @@ _NOT_A_VALUE = (
     r"|unsupported|unsigned|untrusted|unverified|disabled|enabled|configured|pending|ready|active|inactive|available"
     r"|ignored|truncated|out|over|under|still|already|also|then|than|exceeded|exceeds|outside|before|after|unless)\b)"
 )
+# A line after a name that is not its value: a name with its own value (``port: 5432``, ``HOST=db``), a YAML
+# mapping's key (``db:``) or a section header (``[db]``).
+_NOT_A_NEXT_LINE_VALUE = r"[A-Za-z_][\w.-]*[ \t]*(?:[:=][ \t]*[^\s=]|:[ \t]*(?:\r?\n|$))|\["
 _LINKING = r"(?:[ \t]+(?i:is|was|are|were|reads|equals|set[ \t]+to|becomes))?[ \t]*[:=]?"
 _TOKEN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # JWS (3 parts) and JWE (5 parts) compact serialisations: base64url JSON header "eyJ...".
@@ -167,15 +172,18 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"(?:\\?[\"'])?[ \t]*(?:=|:(?!//))[ \t]*)" + _SENSITIVE_VALUE,
         ("pw", "pin", "otp", "sig", "session", "sid"),
     ),
-    # password hunter2, "the api key is: X", client_secret\tX: a name naming a secret and a value after blanks
-    # (a configuration file, prose), unless the next word is a status or function word.
+    # password hunter2, "the api key is: X", client_secret\tX, password\nX: a name naming a secret and a value after
+    # blanks or on the next line (a configuration file, prose), unless the next word is a status or function word
+    # (or, on the next line, a name with its own value or a section header).
     (
         r"(?P<_keep_spaced>(?:"
         + _secret_run(_NAME_CHARS, _SPACED_WORD, "_sn")
         + r"|(?<![A-Za-z0-9_.\\-])(?i:api|access|private|secret|signing|session|client)[ \t]+(?i:key|secret|token)s?"
         + r"(?![A-Za-z0-9_.\\-]))"
         + _LINKING
-        + r"[ \t]+)(?![=:>-])(?!"
+        + r"(?:[ \t]+|[ \t]*(?:\r?\n[ \t]*)+(?!"
+        + _NOT_A_NEXT_LINE_VALUE
+        + r")))(?![=:>-])(?!"
         + _NOT_A_VALUE
         + ")"
         + _SENSITIVE_VALUE,
@@ -221,10 +229,10 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
         _SENSITIVE_LITERALS,
     ),
     # --password value, --api-key "value", --token=value: a long command-line option naming a secret, and its
-    # value.
+    # value (also on the next line: an argument vector dumped one item per line).
     (
         r"(?P<_keep_flag>(?<![A-Za-z0-9_.-])--(?=[A-Za-z0-9])(?=(?i:[A-Za-z0-9_.-]*?" + _SENSITIVE_WORD + r"))"
-        r"(?=(?P<_fn>[A-Za-z0-9_.-]+))(?P=_fn)(?:[ \t]+|=))(?!-)" + _SENSITIVE_VALUE,
+        r"(?=(?P<_fn>[A-Za-z0-9_.-]+))(?P=_fn)(?:\s+|=))(?!-)" + _SENSITIVE_VALUE,
         _SENSITIVE_LITERALS,
     ),
     # -p value, -pvalue, -p 'value': the short option mysql, sshpass, zip and others take a password with
@@ -354,7 +362,25 @@ _MAX_DEPTH = 32
 
 
 def _normal_name(name: str) -> str:
-    return name.lower().replace("-", "_")
+    return _read_name(name).lower().replace("-", "_")
+
+
+_INNER_SEPARATOR = re.compile(r"(?<=[a-z])[_.](?=[a-z])")
+_PLAIN_NAME = re.compile(r"[A-Za-z2689_. -]*")
+
+
+def _read_name(name: str) -> str:
+    """``name`` as a reader reads it: encoded characters decoded, compatibility forms in ASCII,
+    invisible characters dropped, an escaped character inside a word dropped, digits and symbols
+    inside a word read as the letters they stand for (fullwidth letters, ``p@ssword``, ``api_k3y``)."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    return _VIEW_UNIT.sub(_name_unit, name)
+
+
+def _name_unit(match: re.Match[str]) -> str:
+    unit = match.group(0)
+    return unit if match.lastgroup == "split" and unit in "_.-" else _view_unit(match)
 
 
 def json_safe(value: Any, *, depth: int = 0) -> Any:
@@ -422,6 +448,105 @@ def _unpercent(run: str) -> str:
             break
         run = decoded
     return run
+
+
+# A loose view of text: what a reader reads in it, for the rules above to run on (a match is redacted in the
+# text itself; URL-encoded text is decoded whole, see ``_PERCENT_RUN``). Separators written as HTML character
+# references or backslash escapes are decoded (``password&#61;``, ``password\\u003d``); other scripts'
+# compatibility forms read as ASCII and invisible characters are dropped (fullwidth ``password=``,
+# ``pass\u200bword``); inside a word, a separator or an escaped character is dropped (``pas\\=sword``,
+# ``to-ken``) and digits and symbols read as the letters they stand for (``passw0rd``, ``p@$$word``, ``s3cr3t``).
+_LEET = str.maketrans("013457@$", "oieastas")
+_VIEW_UNIT = re.compile(
+    r"(?P<ref>&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});?|&[A-Za-z][A-Za-z0-9]{1,31};)"
+    r"|(?P<esc>(?<!\\)\\+(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}))"
+    r"|(?<=[A-Za-z])(?P<split>[_.-]|\\[^\sA-Za-z0-9])(?=[A-Za-z])"
+    r"|(?P<leet>(?<=[A-Za-z])[013457@$]+|(?<![013457@$])[013457@$]+(?=[A-Za-z]))"
+    r"|(?P<wide>[^\x00-\x7f]+)"
+)
+# A name a reader reads as naming a secret, written loosely (the view is only built for text holding one,
+# or an encoded or non-ASCII character).
+_LOOSE_LETTERS = {"a": "[a4@]", "e": "[e3]", "i": "[i1]", "o": "[o0]", "s": "[s5$]", "t": "[t7]"}
+_LOOSE_NAME = re.compile(
+    "(?=[pPsStTaAcC4@5$7])(?i:"
+    + "|".join(
+        r"(?:[_.-]|\\[^\sA-Za-z0-9])?".join(_LOOSE_LETTERS.get(c, c) for c in word)
+        for word in ("pass", "pwd", "secret", "token", "apikey", "auth", "credential", "cookie", "session", "private")
+    )
+    + ")"
+)
+_LOOSE_HINT = re.compile(r"[^\x00-\x7f]|&#|&[A-Za-z]+;|\\[ux][0-9a-fA-F]")
+
+
+def _view_unit(match: re.Match[str]) -> str:
+    kind, unit = match.lastgroup, match.group(0)
+    if kind == "ref":
+        import html  # noqa: PLC0415 - only needed for text holding character references
+
+        decoded = html.unescape(unit)
+        return unit if decoded == unit else _wide(decoded)
+    if kind == "esc":
+        return _wide(chr(int(unit.lstrip("\\")[1:], 16)))
+    if kind == "split":
+        return ""
+    if kind == "leet":
+        return unit.translate(_LEET)
+    return _wide(unit)
+
+
+def _wide(text: str) -> str:
+    """``text`` in its compatibility form, without invisible (format) characters."""
+    if text.isascii():
+        return text
+    import unicodedata  # noqa: PLC0415 - only needed for non-ASCII text
+
+    normal = unicodedata.normalize("NFKC", text)
+    return "".join(c for c in normal if unicodedata.category(c) != "Cf")
+
+
+def _loose_view(text: str) -> tuple[str, list[tuple[int, int, int, int]]] | None:
+    """The loose view of ``text`` and the pieces that differ from it (view start, view end, text start,
+    text end), or ``None`` when a reader reads nothing more in it than the rules already do."""
+    if not _LOOSE_HINT.search(text) and not any(not m.group(0).isalpha() for m in _LOOSE_NAME.finditer(text)):
+        return None
+    pieces: list[str] = []
+    changed: list[tuple[int, int, int, int]] = []
+    at = length = 0
+    for match in _VIEW_UNIT.finditer(text):
+        start, end = match.span()
+        read = _view_unit(match)
+        if read == match.group(0):
+            continue
+        pieces.append(text[at:start])
+        length += start - at
+        pieces.append(read)
+        changed.append((length, length + len(read), start, end))
+        length += len(read)
+        at = end
+    if not changed:
+        return None
+    pieces.append(text[at:])
+    return "".join(pieces), changed
+
+
+def _text_span(changed: list[tuple[int, int, int, int]], start: int, end: int) -> tuple[int, int]:
+    """Where the view's characters ``start`` to ``end`` are in the text (a piece read otherwise is
+    taken whole)."""
+    return _char_span(changed, start)[0], _char_span(changed, end - 1)[1]
+
+
+def _char_span(changed: list[tuple[int, int, int, int]], position: int) -> tuple[int, int]:
+    """The text the view's character at ``position`` was read from."""
+    import bisect  # noqa: PLC0415 - only needed for text read loosely
+
+    index = bisect.bisect_right(changed, (position, math.inf, 0, 0)) - 1
+    if index < 0:
+        return position, position + 1
+    _, view_end, text_start, text_end = changed[index]
+    if position < view_end:
+        return text_start, text_end
+    at = text_end + position - view_end
+    return at, at + 1
 
 
 def _is_utf8(text: str) -> bool:
@@ -557,6 +682,9 @@ class Redactor:
         if not self.detect(value):
             return value
         cleaned = self._pattern.sub(self._replacement, value)
+        loose = _loose_view(cleaned)
+        if loose is not None:
+            cleaned = self._loose_replacement(cleaned, *loose)
         if _BASE64_RUN.search(cleaned):
             cleaned = _BASE64_RUN.sub(self._base64_replacement, cleaned)
         if "%" in cleaned:
@@ -574,6 +702,31 @@ class Redactor:
             return run
         cleaned = self.text(decoded)
         return REDACTED if self.detect(cleaned.replace(REDACTED, "")) else quote(cleaned, safe="/:?&=@[]")
+
+    def _loose_replacement(self, text: str, view: str, changed: list[tuple[int, int, int, int]]) -> str:
+        """``text`` with what the rules find in its loose ``view`` redacted (the name kept, as read in
+        the text; a piece of text read otherwise is redacted whole)."""
+        spans: list[tuple[int, int]] = []
+        for match in self._pattern.finditer(view):
+            groups = match.groupdict()
+            kept = next((name for name in _KEPT_GROUPS if groups.get(name)), None)
+            start = match.end(kept) if kept is not None else match.start()
+            if start >= match.end():
+                continue
+            begin, end = _text_span(changed, start, match.end())
+            if spans and begin < spans[-1][1]:
+                begin = spans[-1][0]
+                spans.pop()
+            spans.append((begin, end))
+        if not spans:
+            return text
+        pieces: list[str] = []
+        at = 0
+        for begin, end in spans:
+            pieces += (text[at:begin], REDACTED)
+            at = end
+        pieces.append(text[at:])
+        return "".join(pieces)
 
     def _replacement(self, match: re.Match[str]) -> str:
         groups = match.groupdict()
@@ -651,6 +804,12 @@ class Redactor:
         return decoded != run and self.detect(decoded)
 
     def _detect_plain(self, value: str) -> bool:
+        if self._detect_rules(value):
+            return True
+        loose = _loose_view(value)
+        return loose is not None and self._detect_rules(loose[0])
+
+    def _detect_rules(self, value: str) -> bool:
         custom = self._custom
         if custom is not None and custom.search(value):
             return True
@@ -674,11 +833,16 @@ class Redactor:
             return False
         if any(fragment in normal for fragment in self.secret_keys) or _SHORT_SECRET_NAME.search(normal):
             return True
+        # A separator inside a word (``p_assword``, ``to.ken``) does not make it another word.
+        joined = _INNER_SEPARATOR.sub("", normal)
+        if joined != normal and any(fragment in joined for fragment in self.secret_keys if len(fragment) > 4):
+            return True
         # As in text: ``githubpwd=...`` is redacted, so is a ``githubpwd`` entry.
+        read = _read_name(name)
         return (
             self._secret_name
-            and _SECRET_NAME_CHARS.fullmatch(name) is not None
-            and _SECRET_NAME_WORD.search(name) is not None
+            and _SECRET_NAME_CHARS.fullmatch(read) is not None
+            and _SECRET_NAME_WORD.search(read) is not None
         )
 
     def value(self, value: Any, names: Collection[str] = frozenset()) -> Any:

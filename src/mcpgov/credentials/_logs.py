@@ -63,7 +63,8 @@ def redact_known_secrets(scrub: Callable[[str], str]) -> None:
     redact_token_logs()
 
 
-def _scrub_known(text: str) -> str:
+def scrub_known(text: str) -> str:
+    """``text`` with every secret a running component registered (:func:`redact_known_secrets`) removed."""
     for ref in tuple(_known):
         scrub = ref()
         if scrub is not None:
@@ -75,7 +76,7 @@ def _redact_tokens(text: str) -> str:
     from mcpgov._audit import _default_redactor  # noqa: PLC0415 - mcpgov._audit imports mcpgov.credentials
     from mcpgov.audit._redact import REDACTED as AUDIT_REDACTED  # noqa: PLC0415
 
-    redacted = _scrub_known(_default_redactor().text(text)) if _known else _default_redactor().text(text)
+    redacted = scrub_known(_default_redactor().text(text)) if _known else _default_redactor().text(text)
     if redacted != text:  # one marker in logs: what the audit redactor removed reads as a token does
         text = redacted.replace(AUDIT_REDACTED, REDACTED)
     if "." in text:
