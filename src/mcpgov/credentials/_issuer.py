@@ -253,7 +253,7 @@ class CredentialIssuer:
             task_id=_name(task_id, "task id") if task_id is not None else None,
             purpose=_name(purpose, "purpose") if purpose is not None else None,
             args_hash=self._args_hash(args_hash),
-            jti=secrets.token_urlsafe(16),
+            jti=secrets.token_hex(16),  # hex: an id no redaction rule reads as a secret or an option
             issued_at=now,
             not_before=now,
             expires_at=self._expiry(now, _requested_ttl(ttl), parent_exp),
@@ -537,7 +537,7 @@ class CredentialIssuer:
             task_id=parent.task_id,
             purpose=parent.purpose,
             args_hash=bound,
-            jti=secrets.token_urlsafe(16),
+            jti=secrets.token_hex(16),  # hex: an id no redaction rule reads as a secret or an option
             issued_at=now,
             not_before=now,
             expires_at=self._expiry(now, requested, _holder_ceiling(parent.expires_at, subject)),
