@@ -348,13 +348,15 @@ def _finishes(function: Any, *args: Any) -> Any:
     return result[0]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     unit=st.sampled_from(ADVERSARIAL_UNITS + LOOSE_ADVERSARIAL_UNITS), tail=st.sampled_from(["", "=", ":", "@", "."])
 )
 @_each_example(LOOSE_ADVERSARIAL_UNITS, "=")
-def test_a_megabyte_of_adversarial_text_is_redacted_in_bounded_time(unit: str, tail: str) -> None:
-    text = unit * (1_000_000 // len(unit)) + tail
+def test_a_long_adversarial_text_is_redacted_in_bounded_time(unit: str, tail: str) -> None:
+    """A quarter of a million characters of each shape: redaction that backtracks or rescans
+    (quadratic or worse) would take hours on it, linear redaction a second or so."""
+    text = unit * (250_000 // len(unit)) + tail
     redactor = Redactor()
     cleaned = _finishes(redactor.text, text)
     assert isinstance(cleaned, str)
