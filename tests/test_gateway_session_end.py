@@ -417,3 +417,40 @@ async def test_an_http_upstream_keeps_nothing_of_the_agents_request(mode: str) -
             gc.collect()
             assert gateway.upstreams["feed"].state == "ready"
             assert sessions and [ref() for ref in sessions] == [None] * len(sessions)
+
+
+@pytest.mark.parametrize("failure", ["base-exception", "stray-cancel", "error"])
+async def test_a_standing_check_that_breaks_neither_ends_the_checks_nor_the_gateway(
+    mode: str, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round of the gateway's standing checks that raises (an ``Exception``, a ``BaseException``
+    subclass, a ``CancelledError`` nothing asked for) is contained: the next rounds run, and the
+    gateway keeps serving its agents."""
+    import asyncio
+
+    from .gateway_support import build_world
+    from .test_credentials_killswitch import StoreBroke
+
+    monkeypatch.setattr("mcpgov.gateway._gateway.STANDING_CHECK_INTERVAL", 0.01)
+    world, _ = await build_world()
+    rounds: list[int] = []
+    more = anyio.Event()
+
+    async def breaking() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            if failure == "base-exception":
+                raise StoreBroke("a store gave up")
+            if failure == "stray-cancel":
+                raise asyncio.CancelledError
+            raise RuntimeError("a check failed")
+        if len(rounds) >= 3:
+            more.set()
+
+    monkeypatch.setattr(world.gateway, "_release_lapsed", breaking)
+    async with world.gateway, world.agent(mode) as agent:
+        with anyio.fail_after(10):
+            await more.wait()
+        listed = await agent.list_tools()
+        assert listed.tools
+    assert len(rounds) >= 3

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcpgov._arguments import ArgumentLimits
 from mcpgov._audit import AuditCallback, AuditEvent, Auditor
 from mcpgov._chain import CallNext, Middleware
+from mcpgov._contain import contained
 from mcpgov._context import GovContext
 from mcpgov._errors import ConfigurationError, McpGovError, PinningError
 from mcpgov._governor import as_auditor
@@ -711,7 +712,11 @@ class Gateway:
                 await anyio.sleep(STANDING_CHECK_INTERVAL)
                 try:
                     await self._release_lapsed()
-                except Exception:  # noqa: BLE001 - the next round checks again
+                except BaseException as exc:
+                    if not await contained(exc):
+                        raise
+                    # Any other failure, a BaseException subclass or a stray CancelledError too,
+                    # must not end these checks or the gateway's task group: the next round checks again.
                     logger.warning("could not check what the agents' subscriptions still stand on")
 
     async def _release_lapsed(self) -> None:
