@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mcpgov.audit import Redactor
@@ -139,6 +139,9 @@ def test_no_loosely_written_secret_reaches_the_trail_or_any_log_record(
 
 @settings(max_examples=300, deadline=None)
 @given(plant=loosely_planted())
+# A secret that begins with a function word joined to more ("to" in TO.00000) is a value, not prose.
+@example(plant=("[db]\npassword\nTO.00000\n", "TO.00000"))
+@example(plant=("password none-7f3a", "none-7f3a"))
 def test_a_loosely_written_secret_is_redacted_once_for_all(plant: tuple[str, str]) -> None:
     text, secret = plant
     once = Redactor().text(text)

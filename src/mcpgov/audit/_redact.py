@@ -114,7 +114,9 @@ _NOT_A_VALUE = (
     r"|header|hash|id|signature|scope|scopes|binding|bound|claims?|lifetime|ttl|used|reused|replayed|only"
     r"|found|needed|present|absent|here|there|please|again|now|yet|reads|equals|becomes|unreachable|unavailable|malformed|stale|wrong|incorrect|weak|ok|blank"
     r"|unsupported|unsigned|untrusted|unverified|disabled|enabled|configured|pending|ready|active|inactive|available"
-    r"|ignored|truncated|out|over|under|still|already|also|then|than|exceeded|exceeds|outside|before|after|unless)\b)"
+    r"|ignored|truncated|out|over|under|still|already|also|then|than|exceeded|exceeds|outside|before|after|unless)\b"
+    # ... as a word of its own: one a dot, dash or slash joins to more (``TO.00000``, ``none-7f``) is a value.
+    r"(?![.\-/]\w))"
 )
 # A line after a name that is not its value: a name with its own value (``port: 5432``, ``HOST=db``), a YAML
 # mapping's key (``db:``) or a section header (``[db]``).
