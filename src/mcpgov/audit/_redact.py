@@ -369,6 +369,7 @@ def _normal_name(name: str) -> str:
 
 _INNER_SEPARATOR = re.compile(r"(?<=[a-z])[_.](?=[a-z])")
 _PLAIN_NAME = re.compile(r"[A-Za-z2689_. -]*")
+_ESCAPED_SIGN = re.compile(r"\\+[^\w\s]")
 
 
 def _read_name(name: str) -> str:
@@ -377,6 +378,8 @@ def _read_name(name: str) -> str:
     inside a word read as the letters they stand for (fullwidth letters, ``p@ssword``, ``api_k3y``)."""
     if _PLAIN_NAME.fullmatch(name):
         return name
+    if "\\" in name:  # an escaped sign anywhere in a name separates nothing (``api_\\=key``)
+        name = _ESCAPED_SIGN.sub("", name)
     return _VIEW_UNIT.sub(_name_unit, name)
 
 
